@@ -1,0 +1,216 @@
+import { ChartlogError } from '../../src/core/errors.js';
+import { UNCHANGED, type Unchanged } from '../../src/core/table-schema.js';
+import type { Lsn } from './lsn.js';
+
+/**
+ * Decodes pgoutput (protocol version 1) messages from the bytes of one XLogData payload — a
+ * pure function of its input. Column values stay as the server's text, untouched: chartlog's
+ * own parsers (type-parsers.ts) turn them into values later, never pg's global type parsers,
+ * which round numeric arrays to floats, cut microseconds and lose big JSON integers.
+ *
+ * https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
+ */
+
+/** One column of a tuple: the server's text, SQL NULL, or an unchanged TOAST value. */
+export type RawValue = string | null | Unchanged;
+export type RawTuple = readonly RawValue[];
+
+export interface RelationColumn {
+  readonly name: string;
+  /** Bit 0: the column is part of the replica identity key. */
+  readonly flags: number;
+  readonly typeOid: number;
+  readonly typeMod: number;
+}
+
+export type PgMessage =
+  | { tag: 'begin'; finalLsn: Lsn; commitTimeUs: bigint; xid: number }
+  | { tag: 'commit'; commitLsn: Lsn; endLsn: Lsn; commitTimeUs: bigint }
+  | {
+      tag: 'relation';
+      relationOid: number;
+      schema: string;
+      table: string;
+      replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
+      columns: readonly RelationColumn[];
+    }
+  | { tag: 'type'; typeOid: number; schema: string; name: string }
+  | { tag: 'insert'; relationOid: number; newTuple: RawTuple }
+  | { tag: 'update'; relationOid: number; key: RawTuple | null; old: RawTuple | null; newTuple: RawTuple }
+  | { tag: 'delete'; relationOid: number; key: RawTuple | null; old: RawTuple | null }
+  | { tag: 'truncate'; relationOids: readonly number[]; cascade: boolean; restartIdentity: boolean }
+  | { tag: 'message'; transactional: boolean; lsn: Lsn; prefix: string; content: Uint8Array }
+  | { tag: 'origin'; originLsn: Lsn; name: string };
+
+/** Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01). */
+const PG_EPOCH_US = 946_684_800_000_000n;
+const utf8 = new TextDecoder('utf-8');
+
+class Reader {
+  private p = 0;
+  constructor(private readonly b: Uint8Array) {}
+
+  private need(n: number): void {
+    if (this.p + n > this.b.length) throw decodeError('message ends early');
+  }
+  u8(): number {
+    this.need(1);
+    return this.b[this.p++]!;
+  }
+  i16(): number {
+    this.need(2);
+    const v = (this.b[this.p]! << 8) | this.b[this.p + 1]!;
+    this.p += 2;
+    return v;
+  }
+  i32(): number {
+    this.need(4);
+    const v = (this.b[this.p]! << 24) | (this.b[this.p + 1]! << 16) | (this.b[this.p + 2]! << 8) | this.b[this.p + 3]!;
+    this.p += 4;
+    return v;
+  }
+  u32(): number {
+    return this.i32() >>> 0;
+  }
+  u64(): bigint {
+    const hi = BigInt(this.u32());
+    return (hi << 32n) | BigInt(this.u32());
+  }
+  i64(): bigint {
+    return BigInt.asIntN(64, this.u64());
+  }
+  bytes(n: number): Uint8Array {
+    this.need(n);
+    const out = this.b.slice(this.p, this.p + n);
+    this.p += n;
+    return out;
+  }
+  text(n: number): string {
+    this.need(n);
+    const s = utf8.decode(this.b.subarray(this.p, this.p + n));
+    this.p += n;
+    return s;
+  }
+  cstring(): string {
+    const end = this.b.indexOf(0, this.p);
+    if (end < 0) throw decodeError('unterminated string');
+    const s = utf8.decode(this.b.subarray(this.p, end));
+    this.p = end + 1;
+    return s;
+  }
+  timeUs(): bigint {
+    return this.i64() + PG_EPOCH_US;
+  }
+}
+
+function decodeError(what: string): ChartlogError {
+  return new ChartlogError('decode', `malformed pgoutput message: ${what}`);
+}
+
+function tuple(r: Reader): RawTuple {
+  const n = r.i16();
+  const out: RawValue[] = new Array<RawValue>(n);
+  for (let i = 0; i < n; i++) {
+    const kind = r.u8();
+    switch (kind) {
+      case 0x6e: // n: NULL
+        out[i] = null;
+        break;
+      case 0x75: // u: unchanged TOAST value, not sent
+        out[i] = UNCHANGED;
+        break;
+      case 0x74: // t: text
+        out[i] = r.text(r.i32());
+        break;
+      default:
+        // 'b' (binary) only comes when the binary option is requested, which chartlog never does.
+        throw decodeError(`unexpected tuple column kind 0x${kind.toString(16)}`);
+    }
+  }
+  return out;
+}
+
+const IDENTITY: Record<number, 'default' | 'nothing' | 'full' | 'index'> = {
+  0x64: 'default',
+  0x6e: 'nothing',
+  0x66: 'full',
+  0x69: 'index',
+};
+
+export function decodePgoutput(buf: Uint8Array): PgMessage {
+  const r = new Reader(buf);
+  const tag = r.u8();
+  switch (tag) {
+    case 0x42: // B
+      return { tag: 'begin', finalLsn: r.u64(), commitTimeUs: r.timeUs(), xid: r.u32() };
+    case 0x43: {
+      // C
+      r.u8(); // flags, unused
+      return { tag: 'commit', commitLsn: r.u64(), endLsn: r.u64(), commitTimeUs: r.timeUs() };
+    }
+    case 0x52: {
+      // R
+      const relationOid = r.u32();
+      const schema = r.cstring();
+      const table = r.cstring();
+      const ident = IDENTITY[r.u8()];
+      if (!ident) throw decodeError('unknown replica identity');
+      const n = r.i16();
+      const columns: RelationColumn[] = [];
+      for (let i = 0; i < n; i++) {
+        const flags = r.u8();
+        const name = r.cstring();
+        columns.push({ flags, name, typeOid: r.u32(), typeMod: r.i32() });
+      }
+      return { tag: 'relation', relationOid, schema, table, replicaIdentity: ident, columns };
+    }
+    case 0x59: // Y
+      return { tag: 'type', typeOid: r.u32(), schema: r.cstring(), name: r.cstring() };
+    case 0x49: {
+      // I
+      const relationOid = r.u32();
+      if (r.u8() !== 0x4e) throw decodeError('insert without new tuple');
+      return { tag: 'insert', relationOid, newTuple: tuple(r) };
+    }
+    case 0x55: {
+      // U
+      const relationOid = r.u32();
+      let key: RawTuple | null = null;
+      let old: RawTuple | null = null;
+      let sub = r.u8();
+      if (sub === 0x4b) key = tuple(r);
+      else if (sub === 0x4f) old = tuple(r);
+      if (sub !== 0x4e) sub = r.u8();
+      if (sub !== 0x4e) throw decodeError('update without new tuple');
+      return { tag: 'update', relationOid, key, old, newTuple: tuple(r) };
+    }
+    case 0x44: {
+      // D
+      const relationOid = r.u32();
+      const sub = r.u8();
+      if (sub === 0x4b) return { tag: 'delete', relationOid, key: tuple(r), old: null };
+      if (sub === 0x4f) return { tag: 'delete', relationOid, key: null, old: tuple(r) };
+      throw decodeError('delete without key or old tuple');
+    }
+    case 0x54: {
+      // T
+      const n = r.u32();
+      const flags = r.u8();
+      const relationOids: number[] = [];
+      for (let i = 0; i < n; i++) relationOids.push(r.u32());
+      return { tag: 'truncate', relationOids, cascade: (flags & 1) !== 0, restartIdentity: (flags & 2) !== 0 };
+    }
+    case 0x4d: {
+      // M
+      const flags = r.u8();
+      const lsn = r.u64();
+      const prefix = r.cstring();
+      const content = r.bytes(r.u32());
+      return { tag: 'message', transactional: (flags & 1) !== 0, lsn, prefix, content };
+    }
+    case 0x4f: // O
+      return { tag: 'origin', originLsn: r.u64(), name: r.cstring() };
+    default:
+      throw decodeError(`unknown message tag 0x${tag.toString(16)}`);
+  }
+}

@@ -1,0 +1,468 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { SourceConfig } from '../../src/config/schema.js';
+import type { ChangeBatch, ChangeEvent } from '../../src/core/change-event.js';
+import { ChartlogError } from '../../src/core/errors.js';
+import { logger as rootLogger, type Logger } from '../../src/core/logger.js';
+import { COMMIT_SEQ, Position } from '../../src/core/position.js';
+import type {
+  ConnectorCapabilities,
+  SnapshotOptions,
+  SourceConnector,
+  StreamOptions,
+} from '../../src/core/source-connector.js';
+import type { TableSchema } from '../../src/core/table-schema.js';
+import { skipThrough, statusLsn, type AckProgress } from './ack-policy.js';
+import { clientConfig } from './connection-settings.js';
+import { lsnHex, lsnOfPosition, maxLsn, parseLsn, type Lsn } from './lsn.js';
+import {
+  applyRelation,
+  convertChange,
+  initialConverterState,
+  type ChangeMessage,
+  type ConverterState,
+} from './pgoutput-converter.js';
+import { decodePgoutput, type PgMessage } from './pgoutput-decoder.js';
+import { connectionError, ReplicationSession } from './replication-session.js';
+import { checkSetup, ensurePublication, publishedTables, type SetupNames } from './setup-check.js';
+import { takeSnapshot } from './snapshot.js';
+import { TransactionBuffer } from './transaction-buffer.js';
+import { TypeCatalog, type DescribedTable, type Queryable } from './type-catalog.js';
+import { isBuiltinType } from './type-parsers.js';
+
+/**
+ * PostgreSQL as a SourceConnector: a consistent snapshot from an exported slot snapshot, then
+ * the slot's pgoutput stream, one ChangeBatch per transaction.
+ *
+ * Positions. A transaction's position has, as its commit part, the transaction's commit END
+ * LSN (pgoutput's commit.end_lsn) as 16 hex digits — not the commit record's start LSN —
+ * because that is the LSN to confirm to the slot once the transaction is durable: it needs no
+ * map from positions to LSNs, survives restarts, and orders transactions exactly as their
+ * commits do. Events carry (commit end, index in transaction). Snapshot batches carry the slot's
+ * consistent point; every streamed transaction ends after it.
+ *
+ * Acknowledgement (DESIGN.md §1). Only `acknowledge()` moves what the server is told beyond the
+ * slot's own confirmed position. Keepalives are answered with the last acknowledged LSN; only
+ * when everything received has been acknowledged and no transaction is open may the reply carry
+ * the server's position (so an idle slot advances and a fast shutdown can finish). The last
+ * delivered position is remembered and transactions at or below it are skipped after a
+ * reconnect, since PostgreSQL 15 can move a slot's confirmed_flush_lsn back after a restart.
+ *
+ * Large transactions arrive whole at commit (pgoutput v1). Their messages are held by a
+ * TransactionBuffer, spilled to disk past `spillThresholdBytes`, and delivered in batches of at
+ * most `maxBatchEvents` events: every batch but the last is `partial`, with the position of its
+ * last event; the last has the transaction's position. Acknowledging a partial batch confirms
+ * nothing to the server (a transaction is confirmed whole), but `stream({ from })` with such a
+ * position resumes inside that transaction, after the given event.
+ */
+export interface PostgresConnectorDeps {
+  readonly logger?: Logger;
+  /** Directory for spilled transactions. Default: <tmpdir>/chartlog-spill. */
+  readonly spillDir?: string;
+  /** Events per delivered batch before a transaction is split into partial batches. Default 10000. */
+  readonly maxBatchEvents?: number;
+  /** Reconnect backoff: initial and maximum delay, and attempts before giving up (default: never). */
+  readonly reconnect?: { readonly initialDelayMs?: number; readonly maxDelayMs?: number; readonly maxAttempts?: number };
+  /** How often the replication connection reports status and asks for a reply. Default 10 s. */
+  readonly statusIntervalMs?: number;
+  /** Reconnect when the server has said nothing for this long while chartlog waited. Default 60 s. */
+  readonly idleTimeoutMs?: number;
+}
+
+type Progress = { -readonly [K in keyof AckProgress]: AckProgress[K] };
+
+type Begin = Extract<PgMessage, { tag: 'begin' }>;
+type Commit = Extract<PgMessage, { tag: 'commit' }>;
+
+const CHANGE_TAGS = new Set(['insert', 'update', 'delete', 'truncate']);
+/** pgoutput message type bytes: B, C, R, M, O. */
+const TAG_BEGIN = 0x42;
+const TAG_COMMIT = 0x43;
+const TAG_RELATION = 0x52;
+const TAG_MESSAGE = 0x4d;
+const TAG_ORIGIN = 0x4f;
+
+export class PostgresConnector implements SourceConnector {
+  readonly name: string;
+  readonly capabilities: ConnectorCapabilities = {
+    beforeImage: 'key',
+    truncate: true,
+    snapshot: true,
+    unchangedValues: true,
+  };
+
+  private readonly names: SetupNames;
+  private readonly log: Logger;
+  private readonly catalog: TypeCatalog;
+  private readonly maxBatchEvents: number;
+  private readonly spillDir: string;
+  private readonly progress: Progress = { ackTarget: 0n, confirmed: 0n, inTx: false, highestDataCommit: 0n };
+  private session: ReplicationSession | null = null;
+  private closed = false;
+  /** Aborted by close(), so a stream waiting out a reconnect delay stops at once. */
+  private readonly closing = new AbortController();
+
+  constructor(
+    private readonly config: SourceConfig,
+    private readonly deps: PostgresConnectorDeps = {},
+  ) {
+    this.name = config.name;
+    const defaultName = `chartlog_${config.name.replace(/-/g, '_')}`;
+    this.names = Object.freeze({
+      slot: config.postgres.slotName ?? defaultName,
+      publication: config.postgres.publicationName ?? defaultName,
+      tables: config.tables,
+    });
+    this.log = (deps.logger ?? rootLogger()).child({ source: config.name, connector: 'postgres' });
+    this.catalog = new TypeCatalog(this.log);
+    this.maxBatchEvents = deps.maxBatchEvents ?? 10_000;
+    this.spillDir = deps.spillDir ?? join(tmpdir(), 'chartlog-spill');
+  }
+
+  /** Slot and publication names this connector uses. */
+  get slotName(): string {
+    return this.names.slot;
+  }
+  get publicationName(): string {
+    return this.names.publication;
+  }
+
+  async check(): Promise<void> {
+    const db = await this.connect(false);
+    try {
+      await checkSetup(asQueryable(db), this.names);
+    } finally {
+      await db.end().catch(() => undefined);
+    }
+  }
+
+  async *snapshot(options: SnapshotOptions = {}): AsyncGenerator<ChangeBatch> {
+    const db = await this.connect(false);
+    let tables: readonly string[];
+    try {
+      const q = asQueryable(db);
+      const state = await checkSetup(q, this.names);
+      await ensurePublication(q, this.names, state);
+      if (state.slotExists) {
+        // A new snapshot needs a new slot (see snapshot.ts); the old one would only hold WAL.
+        try {
+          await q.query('SELECT pg_drop_replication_slot($1)', [this.names.slot]);
+        } catch (err) {
+          throw new ChartlogError('source_setup', `cannot drop replication slot ${this.names.slot} to start a new snapshot`, {
+            cause: err,
+            retriable: true,
+            hint: 'stop the other chartlog process that streams from this slot, then run the snapshot again',
+          });
+        }
+        this.log.info({ slot: this.names.slot }, 'dropped the old slot: a snapshot starts a new one');
+      }
+      tables = options.tables ?? this.names.tables ?? (await publishedTables(q, this.names.publication));
+    } finally {
+      await db.end().catch(() => undefined);
+    }
+    yield* takeSnapshot({
+      source: this.name,
+      slot: this.names.slot,
+      tables,
+      chunkRows: options.chunkRows ?? this.config.snapshot.chunkRows,
+      ...(options.signal ? { signal: options.signal } : {}),
+      catalog: this.catalog,
+      connect: (replication) => this.connect(replication),
+      log: this.log,
+    });
+  }
+
+  async *stream(options: StreamOptions): AsyncGenerator<ChangeBatch> {
+    const signal = options.signal;
+    if (options.from) lsnOfPosition(options.from); // a position of another source fails here, clearly
+    let resumeAfter: Position | null = options.from;
+    let attempt = 0;
+    while (!signal?.aborted && !this.closed) {
+      let session: ReplicationSession | null = null;
+      let db: pg.Client | null = null;
+      let heartbeat: NodeJS.Timeout | null = null;
+      const buffer = new TransactionBuffer({
+        spillThresholdBytes: this.config.postgres.spillThresholdBytes,
+        spillDir: this.spillDir,
+      });
+      try {
+        db = await this.connect(false);
+        const q = asQueryable(db);
+        const setup = await checkSetup(q, this.names);
+        await ensurePublication(q, this.names, setup);
+        let slotConfirmed = setup.slotConfirmedFlush;
+        if (!setup.slotExists) {
+          if (resumeAfter !== null) {
+            throw new ChartlogError('source_setup', `replication slot ${this.names.slot} is gone`, {
+              hint: 'the changes since the last backup position cannot be read any more; take a new snapshot (chartlog snapshot)',
+            });
+          }
+          const created = await q.query(`SELECT lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')`, [this.names.slot]);
+          slotConfirmed = parseLsn(created.rows[0]!.lsn!);
+          this.log.info({ slot: this.names.slot }, 'created replication slot (no snapshot: streaming from now)');
+        }
+        this.progress.confirmed = maxLsn(this.progress.confirmed, slotConfirmed ?? 0n);
+        this.progress.highestDataCommit = 0n;
+        this.progress.inTx = false;
+
+        session = new ReplicationSession({
+          clientConfig: this.clientConfig(),
+          slot: this.names.slot,
+          publication: this.names.publication,
+          statusLsn: (server, caughtUp) => this.statusLsn(server, caughtUp),
+          statusIntervalMs: this.deps.statusIntervalMs ?? 10_000,
+          idleTimeoutMs: this.deps.idleTimeoutMs ?? 60_000,
+          queueCapacity: 1024,
+          log: this.log,
+        });
+        this.session = session;
+        await session.start();
+        session.report(false); // acknowledgements made while disconnected
+        heartbeat = this.startHeartbeat(q);
+        this.log.info({ slot: this.names.slot, from: resumeAfter ? Position.format(resumeAfter) : null }, 'streaming');
+        attempt = 0;
+
+        const conv = { state: initialConverterState as ConverterState };
+        let begin: Begin | null = null;
+        for (;;) {
+          const item = await nextItem(session, signal);
+          if (item === null) return; // aborted
+          if (item.kind === 'end') {
+            if (item.error) throw item.error;
+            return; // closed
+          }
+          // Only begin, commit and stray relation messages are decoded on arrival; a
+          // transaction's own messages are decoded once, when it is replayed at commit.
+          const tag = item.bytes[0];
+          if (tag === TAG_BEGIN) {
+            begin = decodePgoutput(item.bytes) as Begin;
+            this.progress.inTx = true;
+          } else if (tag === TAG_COMMIT) {
+            const commit = decodePgoutput(item.bytes) as Commit;
+            if (!begin) throw new ChartlogError('decode', 'commit without begin', { retriable: true });
+            if (buffer.size > 0) this.progress.highestDataCommit = maxLsn(this.progress.highestDataCommit, commit.endLsn);
+            for await (const batch of this.replay(begin, commit, buffer, conv, q, resumeAfter)) {
+              resumeAfter = batch.position;
+              yield batch;
+            }
+            begin = null;
+            this.progress.inTx = false;
+          } else if (begin) {
+            if (tag !== TAG_MESSAGE && tag !== TAG_ORIGIN) await buffer.add(item.bytes);
+          } else if (tag === TAG_RELATION) {
+            const msg = decodePgoutput(item.bytes) as Extract<PgMessage, { tag: 'relation' }>;
+            conv.state = applyRelation(conv.state, msg, await this.describe(q, msg)).state;
+          }
+          session.markConsumed();
+        }
+      } catch (err) {
+        const e = classify(err);
+        attempt++;
+        const max = this.deps.reconnect?.maxAttempts ?? Infinity;
+        if (!e.retriable || signal?.aborted || this.closed || attempt > max) {
+          this.log.error({ err: e }, 'PostgreSQL stream stopped');
+          throw e;
+        }
+        const delay = backoff(attempt, this.deps.reconnect?.initialDelayMs ?? 250, this.deps.reconnect?.maxDelayMs ?? 30_000);
+        this.log.warn({ err: e, attempt, delayMs: delay }, 'PostgreSQL stream interrupted; reconnecting');
+        await sleep(delay, signal, this.closing.signal);
+      } finally {
+        if (heartbeat) clearInterval(heartbeat);
+        if (this.session === session) this.session = null;
+        this.progress.inTx = false;
+        await session?.stop();
+        await db?.end().catch(() => undefined);
+        await buffer.discard();
+      }
+    }
+  }
+
+  async acknowledge(position: Position): Promise<void> {
+    // A partial batch: the server can only be told about whole transactions.
+    if (position.seq !== COMMIT_SEQ) return;
+    const lsn = lsnOfPosition(position);
+    if (lsn <= this.progress.ackTarget) return;
+    this.progress.ackTarget = lsn;
+    this.session?.report(false);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.closing.abort();
+    await this.session?.stop();
+  }
+
+  /** The LSN a status update may carry now (see the class comment). */
+  private statusLsn(serverLsn: Lsn, caughtUp: boolean): Lsn {
+    this.progress.confirmed = statusLsn(this.progress, serverLsn, caughtUp);
+    return this.progress.confirmed;
+  }
+
+  /**
+   * One committed transaction → batches. Relation messages are applied even in skipped
+   * transactions: the server sends each relation once per connection.
+   */
+  private async *replay(
+    begin: Begin,
+    commit: Commit,
+    buffer: TransactionBuffer,
+    conv: { state: ConverterState },
+    q: Queryable,
+    resumeAfter: Position | null,
+  ): AsyncGenerator<ChangeBatch> {
+    const commitHex = lsnHex(commit.endLsn);
+    // Events with seq <= skip were delivered before (or are older than `from`).
+    const skip = skipThrough(commitHex, resumeAfter);
+    const skipAll = skip === COMMIT_SEQ;
+    const base = { source: this.name, txId: String(begin.xid), commitTsUs: begin.commitTimeUs, snapshot: false };
+    let events: ChangeEvent[] = [];
+    let schemaChanges: TableSchema[] = [];
+    let seq = 0;
+    let spilled = false;
+    for await (const bytes of buffer.drain()) {
+      spilled ||= buffer.spilled;
+      const msg = decodePgoutput(bytes);
+      if (msg.tag === 'relation') {
+        const r = applyRelation(conv.state, msg, await this.describe(q, msg));
+        conv.state = r.state;
+        if (r.schemaChange && !skipAll) schemaChanges.push(r.schemaChange);
+      } else if (!skipAll && CHANGE_TAGS.has(msg.tag)) {
+        const produced = convertChange(conv.state, msg as ChangeMessage, commitHex, seq);
+        seq += produced.length;
+        for (const e of produced) {
+          if (e.position.seq <= skip) continue;
+          // A full batch goes out only when another event follows, so the transaction's last
+          // batch is never empty.
+          if (events.length >= this.maxBatchEvents) {
+            const last = events[events.length - 1]!.position;
+            const batch: ChangeBatch = { ...base, position: last, events, partial: true, ...(schemaChanges.length ? { schemaChanges } : {}) };
+            events = [];
+            schemaChanges = [];
+            yield batch;
+          }
+          events.push(e);
+        }
+      }
+    }
+    if (skipAll) {
+      this.log.debug({ position: commitHex }, 'transaction already delivered; skipped');
+      return;
+    }
+    if (events.length === 0 && schemaChanges.length === 0 && seq === 0) return; // nothing in it for us
+    if (seq > this.maxBatchEvents) {
+      this.log.info({ position: commitHex, events: seq, spilled }, 'large transaction delivered in partial batches');
+    }
+    yield { ...base, position: Position.of(commitHex), events, ...(schemaChanges.length ? { schemaChanges } : {}) };
+  }
+
+  private async describe(q: Queryable, msg: Extract<PgMessage, { tag: 'relation' }>): Promise<DescribedTable> {
+    // Types may have changed with the relation (ALTER TYPE … ADD VALUE): read them again.
+    this.catalog.forget(msg.columns.map((c) => c.typeOid).filter((o) => !isBuiltinType(o)));
+    return this.catalog.describe(q, msg.relationOid, msg.schema, msg.table, msg.columns);
+  }
+
+  /**
+   * Idle databases: a non-transactional logical message writes WAL in this database, so the
+   * walsender moves past it and the next keepalive lets the slot advance. Also reports how much
+   * WAL the slot retains.
+   */
+  private startHeartbeat(q: Queryable): NodeJS.Timeout {
+    let messageRefused = false;
+    const beat = async (): Promise<void> => {
+      if (!messageRefused) {
+        try {
+          await q.query(`SELECT pg_logical_emit_message(false, 'chartlog_heartbeat', '')`);
+        } catch (err) {
+          messageRefused = true;
+          this.log.warn({ err }, 'heartbeat message refused; an idle database may hold WAL in the slot until it changes');
+        }
+      }
+      try {
+        const { rows } = await q.query(
+          `SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::int8 AS lag FROM pg_replication_slots WHERE slot_name = $1`,
+          [this.names.slot],
+        );
+        const lagBytes = Number(rows[0]?.lag ?? 0);
+        const warnAt = this.config.postgres.slotLagWarnBytes;
+        if (lagBytes > warnAt) {
+          this.log.warn({ slot: this.names.slot, lagBytes, warnAt }, 'replication slot retains much WAL: the backup is behind or acknowledgements stopped');
+        } else {
+          this.log.info({ slot: this.names.slot, lagBytes }, 'slot lag');
+        }
+      } catch (err) {
+        this.log.debug({ err }, 'slot lag query failed');
+      }
+    };
+    const timer = setInterval(() => void beat(), this.config.postgres.heartbeatIntervalMs);
+    timer.unref();
+    return timer;
+  }
+
+  private clientConfig(): pg.ClientConfig {
+    return clientConfig(this.config.url, this.config.tls, `chartlog:${this.name}`);
+  }
+
+  /** A connected client; failures to connect are retriable unless authentication was refused. */
+  private async connect(replication: boolean): Promise<pg.Client> {
+    const client = new pg.Client({ ...this.clientConfig(), ...(replication ? { replication: 'database' } : {}) });
+    // Errors surface through the failing query; an idle client's error must not crash the process.
+    client.on('error', (err) => this.log.debug({ err }, 'PostgreSQL connection error'));
+    try {
+      await client.connect();
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw classify(err);
+    }
+    return client;
+  }
+}
+
+/** Retriable: connection-class failures (lost connection, restart, shutdown); fatal otherwise. */
+function classify(err: unknown): ChartlogError {
+  if (err instanceof ChartlogError) return err;
+  const code = (err as { code?: string }).code;
+  if (code === '28000' || code === '28P01') {
+    return new ChartlogError('auth', 'PostgreSQL refused the login', { cause: err, hint: 'check the source URL user and password' });
+  }
+  if (code === undefined || /^(08|57|53|58|55006)/.test(code) || /^E[A-Z]+$/.test(code)) {
+    return connectionError(err);
+  }
+  return new ChartlogError('internal', `PostgreSQL error ${code}: ${(err as Error).message ?? String(err)}`, { cause: err });
+}
+
+function asQueryable(client: pg.Client): Queryable {
+  return client as unknown as Queryable;
+}
+
+async function nextItem(session: ReplicationSession, signal: AbortSignal | undefined) {
+  if (!signal) return session.next();
+  if (signal.aborted) return null;
+  let onAbort: (() => void) | null = null;
+  const aborted = new Promise<null>((resolve) => {
+    onAbort = () => resolve(null);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([session.next(), aborted]);
+  } finally {
+    if (onAbort) signal.removeEventListener('abort', onAbort);
+  }
+}
+
+function backoff(attempt: number, initialMs: number, maxMs: number): number {
+  const base = Math.min(maxMs, initialMs * 2 ** Math.min(attempt - 1, 20));
+  return Math.round(base * (0.8 + Math.random() * 0.4));
+}
+
+function sleep(ms: number, ...signals: (AbortSignal | undefined)[]): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    for (const signal of signals) {
+      signal?.addEventListener('abort', () => {
+        clearTimeout(t);
+        resolve();
+      }, { once: true });
+    }
+  });
+}

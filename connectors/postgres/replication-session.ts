@@ -1,0 +1,210 @@
+import { LogicalReplicationService } from 'pg-logical-replication';
+import type { ClientConfig, Client } from 'pg';
+import { ChartlogError } from '../../src/core/errors.js';
+import type { Logger } from '../../src/core/logger.js';
+import { formatLsn, parseLsn, type Lsn } from './lsn.js';
+import { quoteIdent } from './setup-check.js';
+
+/**
+ * One replication connection (one START_REPLICATION), as a pull queue of raw pgoutput
+ * messages. Built on pg-logical-replication with every trap of FIELD-NOTES closed:
+ *
+ * - `acknowledge: {auto: false, timeoutSeconds: 0}`: the library confirms nothing by itself
+ *   (auto-ack confirms on receipt; its timer confirms the last *received* LSN).
+ * - Keepalives are answered here with the LSN the connector's policy allows — the last
+ *   acknowledged commit, or the server's position only when everything received is
+ *   acknowledged — never with received-but-unacknowledged data.
+ * - The library's `acknowledge(lsn)` reports lsn + 1; `sendStatus` compensates so the server
+ *   gets exactly the commit end LSN (lsn + 1 would skip a transaction whose commit record
+ *   starts right at that end).
+ * - Bounded memory: the library's `flowControl` awaits every message through several promise
+ *   hops (measured: it made receiving the slowest step), so it stays off and this session
+ *   pauses the replication socket itself while its queue is full, resuming at half.
+ *   (The library's own flow control pauses the same socket.)
+ * - A session is used once: the library resumes a reused service from the last *received*
+ *   LSN, so every reconnect builds a new session (and service) that resumes from the slot.
+ * - The library has no reconnect and does not notice a dead connection reliably: the end of
+ *   START_REPLICATION, a connection error or a silent server (watchdog) ends the session with
+ *   a retriable error, and the connector reconnects.
+ * - The library hands values to pg's lossy global type parsers; the plugin here returns the
+ *   message bytes untouched and pgoutput-decoder.ts decodes them.
+ */
+export type SessionItem =
+  | { readonly kind: 'data'; readonly bytes: Uint8Array }
+  | { readonly kind: 'end'; readonly error: ChartlogError | null };
+
+export interface SessionOptions {
+  readonly clientConfig: ClientConfig;
+  readonly slot: string;
+  readonly publication: string;
+  /** The LSN a status update may report now, given the server's latest position. */
+  readonly statusLsn: (serverLsn: Lsn, caughtUp: boolean) => Lsn;
+  readonly statusIntervalMs: number;
+  readonly idleTimeoutMs: number;
+  readonly queueCapacity: number;
+  readonly log: Logger;
+}
+
+type Plugin = Parameters<LogicalReplicationService['subscribe']>[0];
+interface PausableStream {
+  pause(): void;
+  resume(): void;
+}
+
+export class ReplicationSession {
+  private readonly service: LogicalReplicationService;
+  private readonly queue: SessionItem[] = [];
+  private wakeConsumer: (() => void) | null = null;
+  private socket: PausableStream | null = null;
+  private paused = false;
+  private ended = false;
+  private received = 0;
+  private consumed = 0;
+  private serverLsn: Lsn = 0n;
+  private lastHeardAt = Date.now();
+  private waitingSince: number | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly options: SessionOptions) {
+    this.service = new LogicalReplicationService(options.clientConfig, {
+      acknowledge: { auto: false, timeoutSeconds: 0 },
+      flowControl: { enabled: false },
+    });
+  }
+
+  /** Connects and starts streaming; resolves once the server accepted START_REPLICATION. */
+  async start(): Promise<void> {
+    const { slot, publication } = this.options;
+    const plugin = {
+      name: 'pgoutput',
+      options: {},
+      parse: (buffer: Buffer): Uint8Array => {
+        this.received++;
+        this.lastHeardAt = Date.now();
+        return Uint8Array.prototype.slice.call(buffer); // a copy: pg may reuse its read buffer
+      },
+      start: (client: Client): Promise<unknown> => {
+        this.socket = (client as unknown as { connection: { stream: PausableStream } }).connection.stream;
+        // 0/0: start where the slot's confirmed_flush_lsn is.
+        return client.query(
+          `START_REPLICATION SLOT ${quoteIdent(slot)} LOGICAL 0/0 (proto_version '1', publication_names '${quoteIdent(publication)}')`,
+        );
+      },
+    } as unknown as Plugin;
+
+    this.service.on('data', (_lsn: string, bytes: Uint8Array) => {
+      if (this.ended) return;
+      this.queue.push({ kind: 'data', bytes });
+      if (this.queue.length >= this.options.queueCapacity && !this.paused) {
+        this.paused = true;
+        this.socket?.pause();
+      }
+      this.wakeConsumer?.();
+    });
+    this.service.on('heartbeat', (lsn: string, _ts: number, _shouldRespond: boolean) => {
+      this.lastHeardAt = Date.now();
+      const server = parseLsn(lsn);
+      if (server > this.serverLsn) this.serverLsn = server;
+      // Answer every keepalive (not only those asking): the server uses the reports to
+      // advance the slot and to finish a fast shutdown.
+      this.report(false);
+    });
+    this.service.on('error', (err: Error) => {
+      this.finish(connectionError(err));
+    });
+    const started = new Promise<void>((resolve) => this.service.once('start', () => resolve()));
+    const streaming = this.service.subscribe(plugin, slot);
+    streaming.then(
+      () => this.finish(new ChartlogError('connection', 'replication stream ended', { retriable: true })),
+      (err: unknown) => this.finish(connectionError(err)),
+    );
+    await Promise.race([started, streaming.then(() => undefined, () => undefined)]);
+    if (this.ended) {
+      const last = this.queue.find((i) => i.kind === 'end');
+      throw (last?.kind === 'end' && last.error) || new ChartlogError('connection', 'replication did not start', { retriable: true });
+    }
+    this.timer = setInterval(() => this.tick(), Math.min(this.options.statusIntervalMs, 1000));
+    this.timer.unref();
+  }
+
+  /** The next message, or the end of the session. */
+  async next(): Promise<SessionItem> {
+    for (;;) {
+      const item = this.queue.shift();
+      if (item) {
+        this.waitingSince = null;
+        if (this.paused && this.queue.length <= this.options.queueCapacity / 2) {
+          this.paused = false;
+          this.socket?.resume();
+        }
+        return item;
+      }
+      this.waitingSince ??= Date.now();
+      await new Promise<void>((resolve) => (this.wakeConsumer = resolve));
+      this.wakeConsumer = null;
+    }
+  }
+
+  /** The consumer finished with one data item (it counts toward "caught up"). */
+  markConsumed(): void {
+    this.consumed++;
+  }
+
+  /** Reports `lsn` as written, flushed and applied: exactly `lsn`, see the class comment. */
+  sendStatus(lsn: Lsn, ping = false): void {
+    if (lsn <= 0n || this.ended) return;
+    void this.service.acknowledge(formatLsn(lsn - 1n), ping).catch(() => undefined);
+  }
+
+  /** Sends what the policy allows now. */
+  report(ping: boolean): void {
+    this.sendStatus(this.options.statusLsn(this.serverLsn, this.received === this.consumed), ping);
+  }
+
+  async stop(): Promise<void> {
+    this.finish(null);
+    await this.service.destroy().catch(() => undefined);
+  }
+
+  private lastStatusAt = 0;
+  private tick(): void {
+    const now = Date.now();
+    if (this.waitingSince !== null && now - Math.max(this.waitingSince, this.lastHeardAt) > this.options.idleTimeoutMs) {
+      this.options.log.warn({ slot: this.options.slot, silentMs: now - this.lastHeardAt }, 'replication connection silent; reconnecting');
+      this.finish(new ChartlogError('connection', 'replication connection went silent', { retriable: true }));
+      void this.service.destroy().catch(() => undefined);
+      return;
+    }
+    if (now - this.lastStatusAt >= this.options.statusIntervalMs) {
+      this.lastStatusAt = now;
+      this.report(true);
+    }
+  }
+
+  private finish(error: ChartlogError | null): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.timer) clearInterval(this.timer);
+    this.queue.push({ kind: 'end', error });
+    this.wakeConsumer?.();
+  }
+}
+
+/** Lost connections, restarts and a slot still held by an old walsender are all worth a retry. */
+export function connectionError(err: unknown): ChartlogError {
+  if (err instanceof ChartlogError) return err;
+  const e = err as { message?: string; code?: string };
+  const message = e?.message ?? String(err);
+  const code = e?.code;
+  const fatal = code === '42704' /* slot missing */ || code === '28000' || code === '28P01' || code === '42501';
+  if (code === '42704') {
+    return new ChartlogError('source_setup', `replication slot is gone: ${message}`, {
+      cause: err,
+      hint: 'changes since the last backup position may be lost; take a new snapshot (chartlog snapshot)',
+    });
+  }
+  return new ChartlogError(fatal ? 'auth' : 'connection', `replication connection failed: ${message}`, {
+    retriable: !fatal,
+    cause: err,
+  });
+}

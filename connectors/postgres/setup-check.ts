@@ -1,0 +1,192 @@
+import { ChartlogError } from '../../src/core/errors.js';
+import { parseLsn, type Lsn } from './lsn.js';
+import type { Queryable } from './type-catalog.js';
+
+/**
+ * Is this PostgreSQL database ready for chartlog? Every problem found is reported at once, each
+ * with the statement that fixes it; nothing is created while any problem remains.
+ */
+export interface SetupNames {
+  readonly slot: string;
+  readonly publication: string;
+  /** Configured "schema.table" names; undefined means every table (FOR ALL TABLES). */
+  readonly tables: readonly string[] | undefined;
+}
+
+export interface SetupState {
+  readonly slotExists: boolean;
+  /** The slot's confirmed_flush_lsn, when it exists. */
+  readonly slotConfirmedFlush: Lsn | null;
+  readonly publicationExists: boolean;
+  readonly user: string;
+}
+
+interface Problem {
+  readonly what: string;
+  readonly fix: string;
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** "schema.table" → "schema"."table". */
+export function quoteTable(qualified: string): string {
+  const dot = qualified.indexOf('.');
+  return `${quoteIdent(qualified.slice(0, dot))}.${quoteIdent(qualified.slice(dot + 1))}`;
+}
+
+export async function checkSetup(db: Queryable, names: SetupNames): Promise<SetupState> {
+  const problems: Problem[] = [];
+  const settings = await db.query(
+    `SELECT current_setting('wal_level') AS wal_level, current_setting('server_encoding') AS encoding,
+            current_setting('max_replication_slots') AS max_slots,
+            (SELECT count(*) FROM pg_replication_slots) AS used_slots,
+            current_user AS usr, current_database() AS db, r.rolreplication, r.rolsuper,
+            has_database_privilege(current_database(), 'CREATE') AS can_create
+       FROM pg_roles r WHERE r.rolname = current_user`,
+  );
+  const s = settings.rows[0]!;
+  const user = s.usr ?? '?';
+  const superuser = s.rolsuper === 't';
+  if (s.wal_level !== 'logical') {
+    problems.push({
+      what: `wal_level is ${s.wal_level}, logical decoding needs logical`,
+      fix: 'ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL',
+    });
+  }
+  if (s.encoding !== 'UTF8') {
+    problems.push({ what: `the database encoding is ${s.encoding}`, fix: 'chartlog reads UTF8 databases only; capture a UTF8 copy' });
+  }
+  if (s.rolreplication !== 't' && !superuser) {
+    problems.push({ what: `role ${user} may not use replication`, fix: `ALTER ROLE ${quoteIdent(user)} REPLICATION;` });
+  }
+
+  const slot = await db.query(
+    `SELECT plugin, database, slot_type, confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1`,
+    [names.slot],
+  );
+  const slotRow = slot.rows[0];
+  if (slotRow) {
+    if (slotRow.slot_type !== 'logical' || slotRow.plugin !== 'pgoutput' || slotRow.database !== s.db) {
+      problems.push({
+        what: `replication slot ${names.slot} exists but is not a pgoutput slot of database ${s.db}`,
+        fix: `choose another source.postgres.slotName, or SELECT pg_drop_replication_slot('${names.slot}') if it is unused`,
+      });
+    }
+  } else if (Number(s.used_slots) >= Number(s.max_slots)) {
+    problems.push({
+      what: `all ${s.max_slots} replication slots are in use`,
+      fix: 'drop an unused slot (pg_drop_replication_slot) or raise max_replication_slots and restart',
+    });
+  }
+
+  const tables = await tableFacts(db, names.tables);
+  for (const name of names.tables ?? []) {
+    if (!tables.some((t) => t.name === name)) {
+      problems.push({ what: `table ${name} does not exist`, fix: `create it, or remove it from the source's tables` });
+    }
+  }
+  for (const t of tables) {
+    if (!t.readable) problems.push({ what: `role ${user} cannot read ${t.name}`, fix: `GRANT SELECT ON ${quoteTable(t.name)} TO ${quoteIdent(user)};` });
+    if (t.identity === 'n' || (t.identity === 'd' && !t.hasPk)) {
+      problems.push({
+        what: `table ${t.name} has no primary key and replica identity ${t.identity === 'n' ? 'NOTHING' : 'DEFAULT'}: its updates and deletes cannot be captured (and fail on the source once it is published)`,
+        fix: `ALTER TABLE ${quoteTable(t.name)} REPLICA IDENTITY FULL;  (or add a primary key)`,
+      });
+    }
+  }
+
+  const pub = await db.query(`SELECT puballtables FROM pg_publication WHERE pubname = $1`, [names.publication]);
+  const pubRow = pub.rows[0];
+  if (pubRow) {
+    if (pubRow.puballtables !== 't' && names.tables) {
+      const members = await db.query(
+        `SELECT schemaname || '.' || tablename AS name FROM pg_publication_tables WHERE pubname = $1`,
+        [names.publication],
+      );
+      const have = new Set(members.rows.map((r) => r.name));
+      const lacking = names.tables.filter((t) => !have.has(t));
+      if (lacking.length > 0) {
+        problems.push({
+          what: `publication ${names.publication} lacks ${lacking.join(', ')}`,
+          fix: `ALTER PUBLICATION ${quoteIdent(names.publication)} ADD TABLE ${lacking.map(quoteTable).join(', ')}; then take a new snapshot`,
+        });
+      }
+    }
+  } else if (names.tables === undefined && !superuser) {
+    problems.push({
+      what: `publication ${names.publication} does not exist and only a superuser may create one FOR ALL TABLES`,
+      fix: `as a superuser: CREATE PUBLICATION ${quoteIdent(names.publication)} FOR ALL TABLES;  (or configure the source's tables)`,
+    });
+  } else if (names.tables !== undefined && !superuser) {
+    const notOwned = tables.filter((t) => !t.owned).map((t) => t.name);
+    if (notOwned.length > 0 || s.can_create === 'f') {
+      problems.push({
+        what: `publication ${names.publication} does not exist and role ${user} may not create it (it must own ${notOwned.join(', ') || 'the tables'})`,
+        fix: `as the tables' owner: CREATE PUBLICATION ${quoteIdent(names.publication)} FOR TABLE ${names.tables.map(quoteTable).join(', ')};`,
+      });
+    }
+  }
+
+  if (problems.length > 0) {
+    throw new ChartlogError(
+      'source_setup',
+      `PostgreSQL source is not ready for change capture:\n${problems.map((p) => `  - ${p.what}`).join('\n')}`,
+      { hint: problems.map((p) => p.fix).join('\n       ') },
+    );
+  }
+  return {
+    slotExists: slotRow !== undefined,
+    slotConfirmedFlush: slotRow?.confirmed_flush_lsn ? parseLsn(slotRow.confirmed_flush_lsn) : null,
+    publicationExists: pubRow !== undefined,
+    user,
+  };
+}
+
+interface TableFact {
+  readonly name: string;
+  readonly identity: string;
+  readonly hasPk: boolean;
+  readonly readable: boolean;
+  readonly owned: boolean;
+}
+
+async function tableFacts(db: Queryable, tables: readonly string[] | undefined): Promise<TableFact[]> {
+  const filter = tables
+    ? `n.nspname || '.' || c.relname = ANY($1::text[])`
+    : `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'`;
+  const { rows } = await db.query(
+    `SELECT n.nspname || '.' || c.relname AS name, c.relreplident,
+            EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
+            has_table_privilege(c.oid, 'SELECT') AS readable,
+            pg_has_role(c.relowner, 'USAGE') AS owned
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r', 'p') AND ${filter}`,
+    tables ? [tables] : [],
+  );
+  return rows.map((r) => ({
+    name: r.name ?? '',
+    identity: r.relreplident ?? 'd',
+    hasPk: r.has_pk === 't',
+    readable: r.readable === 't',
+    owned: r.owned === 't',
+  }));
+}
+
+/** Creates the publication when missing. Call only after checkSetup passed. */
+export async function ensurePublication(db: Queryable, names: SetupNames, state: SetupState): Promise<void> {
+  if (state.publicationExists) return;
+  const target = names.tables ? `FOR TABLE ${names.tables.map(quoteTable).join(', ')}` : 'FOR ALL TABLES';
+  // Changes of partitions are published under the partitioned table, as the snapshot reads it.
+  await db.query(`CREATE PUBLICATION ${quoteIdent(names.publication)} ${target} WITH (publish_via_partition_root = true)`);
+}
+
+/** "schema.table" names the publication sends, in a stable order. */
+export async function publishedTables(db: Queryable, publication: string): Promise<string[]> {
+  const { rows } = await db.query(
+    `SELECT schemaname || '.' || tablename AS name FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1`,
+    [publication],
+  );
+  return rows.map((r) => r.name ?? '');
+}

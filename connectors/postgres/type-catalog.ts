@@ -1,0 +1,156 @@
+import type { Logger } from '../../src/core/logger.js';
+import { freezeTableSchema, type ColumnSchema, type TableSchema } from '../../src/core/table-schema.js';
+import { columnCodec, isBuiltinType, type ColumnCodec, type PgTypeInfo, type TypeLookup } from './type-parsers.js';
+
+/**
+ * The slice of a pg client chartlog uses for catalog queries. Connections are made with raw
+ * text parsers (connection-settings.ts), so every value arrives as the server's text.
+ */
+export interface Queryable {
+  query(text: string, values?: unknown[]): Promise<{ rows: Record<string, string | null>[] }>;
+}
+
+/** A column as a relation message (or pg_attribute) describes it. */
+export interface ColumnDef {
+  readonly name: string;
+  readonly typeOid: number;
+  readonly typeMod: number;
+}
+
+/** One table version with the parser of each of its columns, in column order. */
+export interface DescribedTable {
+  readonly schema: TableSchema;
+  readonly codecs: readonly ColumnCodec[];
+}
+
+/**
+ * Type and table facts from the catalog, cached per type OID. Relation messages give a
+ * relation's columns as they were at that point of the WAL; the catalog adds what they lack
+ * (exact type names via format_type, NOT NULL, primary key, enum labels). Those come from the
+ * current catalog: a column dropped since is described as nullable and outside the key.
+ */
+export class TypeCatalog implements TypeLookup {
+  private readonly types = new Map<number, PgTypeInfo>();
+  private readonly warned = new Set<string>();
+
+  constructor(private readonly log: Logger) {}
+
+  get(oid: number): PgTypeInfo | undefined {
+    return this.types.get(oid);
+  }
+
+  /** Drops cached types so the next `ensure` reads them again. */
+  forget(oids: readonly number[]): void {
+    for (const o of oids) this.types.delete(o);
+  }
+
+  /** Loads the types (and their base and element types) not yet known. */
+  async ensure(db: Queryable, oids: readonly number[]): Promise<void> {
+    let missing = [...new Set(oids)].filter((o) => !isBuiltinType(o) && !this.types.has(o));
+    while (missing.length > 0) {
+      const { rows } = await db.query(
+        `SELECT t.oid, n.nspname, t.typname, t.typtype, t.typcategory, t.typelem, t.typbasetype,
+                t.typtypmod, t.typdelim,
+                CASE WHEN t.typtype = 'e' THEN
+                  (SELECT array_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid)
+                END AS labels
+           FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+          WHERE t.oid = ANY($1::oid[])`,
+        [missing],
+      );
+      const next: number[] = [];
+      for (const r of rows) {
+        const info: PgTypeInfo = {
+          oid: Number(r.oid),
+          schema: r.nspname ?? '',
+          name: r.typname ?? '',
+          typtype: r.typtype ?? 'b',
+          category: r.typcategory ?? '',
+          elementOid: Number(r.typelem ?? 0),
+          baseOid: Number(r.typbasetype ?? 0),
+          baseTypmod: Number(r.typtypmod ?? -1),
+          delimiter: r.typdelim ?? ',',
+          ...(r.labels !== null && r.labels !== undefined ? { enumLabels: parseTextArray(r.labels) } : {}),
+        };
+        this.types.set(info.oid, info);
+        for (const o of [info.elementOid, info.baseOid]) {
+          if (o !== 0 && !isBuiltinType(o) && !this.types.has(o)) next.push(o);
+        }
+      }
+      for (const o of missing) {
+        // A type that vanished between the relation message and this query: keep a
+        // placeholder so the column travels as text instead of looping.
+        if (!this.types.has(o)) this.types.set(o, { oid: o, schema: '?', name: `oid ${o}`, typtype: 'b', category: 'X', elementOid: 0, baseOid: 0, baseTypmod: -1, delimiter: ',' });
+      }
+      missing = [...new Set(next)];
+    }
+  }
+
+  /** Builds one table version: TableSchema plus codecs, in the given column order. */
+  async describe(db: Queryable, relationOid: number, schemaName: string, table: string, columns: readonly ColumnDef[]): Promise<DescribedTable> {
+    await this.ensure(db, columns.map((c) => c.typeOid));
+    const meta = await db.query(
+      `SELECT a.attname, a.attnotnull,
+              (SELECT array_position(i.indkey::int2[], a.attnum) FROM pg_index i
+                WHERE i.indrelid = a.attrelid AND i.indisprimary) AS pkpos
+         FROM pg_attribute a
+        WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped`,
+      [relationOid],
+    );
+    const byName = new Map(meta.rows.map((r) => [r.attname ?? '', r]));
+    const formatted = await db.query(
+      `SELECT format_type(u.o, u.m) AS t
+         FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS u(o, m, n) ORDER BY u.n`,
+      [columns.map((c) => c.typeOid), columns.map((c) => c.typeMod)],
+    );
+    const codecs: ColumnCodec[] = [];
+    const cols: ColumnSchema[] = [];
+    const keyed: { name: string; pos: number }[] = [];
+    columns.forEach((c, i) => {
+      const codec = columnCodec(c.typeOid, c.typeMod, this);
+      if (codec.unknownType) this.warnUnknown(codec.unknownType, `${schemaName}.${table}`, c.name);
+      codecs.push(codec);
+      const m = byName.get(c.name);
+      cols.push({
+        name: c.name,
+        sourceType: formatted.rows[i]?.t ?? `oid ${c.typeOid}`,
+        type: codec.type,
+        nullable: m?.attnotnull !== 't',
+      });
+      if (m?.pkpos) keyed.push({ name: c.name, pos: Number(m.pkpos) });
+    });
+    keyed.sort((a, b) => a.pos - b.pos);
+    const schema = freezeTableSchema({ schema: schemaName, table, columns: cols, primaryKey: keyed.map((k) => k.name) });
+    return { schema, codecs };
+  }
+
+  private warnUnknown(type: string, table: string, column: string): void {
+    if (this.warned.has(type)) return;
+    this.warned.add(type);
+    this.log.warn({ type, table, column }, `PostgreSQL type ${type} is not one chartlog knows; its values travel as their text form`);
+  }
+}
+
+/** A one-dimensional text[] literal from the catalog (enum labels). */
+export function parseTextArray(literal: string): string[] {
+  const out: string[] = [];
+  let i = 1;
+  if (literal === '{}') return out;
+  while (i < literal.length) {
+    let s = '';
+    if (literal[i] === '"') {
+      i++;
+      while (i < literal.length && literal[i] !== '"') {
+        if (literal[i] === '\\') i++;
+        s += literal[i] ?? '';
+        i++;
+      }
+      i++;
+    } else {
+      while (i < literal.length && literal[i] !== ',' && literal[i] !== '}') s += literal[i++];
+    }
+    out.push(s);
+    i++; // the ',' or the closing '}'
+  }
+  return out;
+}

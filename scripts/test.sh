@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# `npm test`: lint, type check, unit tests, then integration tests against the real servers of
+# scripts/services.sh. Brings the servers up (and down again at exit) unless they already run,
+# in which case it uses them and leaves them running.
+#
+# Every phase runs even when an earlier one failed, so one CI run reports everything; the exit
+# code is non-zero when any phase failed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=lib/common.sh
+. scripts/lib/common.sh
+
+failed=()
+summary=()
+
+phase() {
+  local name=$1 t0 rc=0
+  shift
+  say ""
+  say "=== $name"
+  t0=$(now_ms)
+  "$@" || rc=$?
+  summary+=("$(printf '%-18s %8s s  %s' "$name" "$(elapsed "$t0")" "$( ((rc == 0)) && echo ok || echo "FAILED ($rc)")")")
+  ((rc == 0)) || failed+=("$name")
+  return 0
+}
+
+report() {
+  say ""
+  say "=== summary"
+  local line
+  for line in "${summary[@]}"; do say "$line"; done
+}
+
+services_up() {
+  if bash scripts/services.sh status >/dev/null 2>&1; then
+    say "services already running; using them and leaving them up"
+    return 0
+  fi
+  trap 'bash scripts/services.sh down || true' EXIT
+  bash scripts/services.sh up
+}
+
+integration() {
+  local env
+  env=$(bash scripts/services.sh env) || return 1
+  eval "$env"
+  npm run --silent test:integration
+}
+
+started=$(now_ms)
+phase lint npx eslint .
+phase typecheck npx tsc --noEmit -p tsconfig.json
+phase unit npm run --silent test:unit
+phase services services_up
+if [[ " ${failed[*]} " == *" services "* ]]; then
+  summary+=("integration        skipped: the services did not start")
+  failed+=(integration)
+else
+  phase integration integration
+fi
+report
+say "total: $(elapsed "$started") s"
+if ((${#failed[@]})); then
+  say "FAILED: ${failed[*]}"
+  exit 1
+fi
+say "all passed"

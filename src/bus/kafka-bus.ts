@@ -1,0 +1,322 @@
+import { randomUUID } from 'node:crypto';
+import { CompressionTypes, Partitioners, type Kafka, type Message, type Producer, type TopicMessages } from 'kafkajs';
+import { ChartlogError } from '../core/errors.js';
+import { logger } from '../core/logger.js';
+import { Position } from '../core/position.js';
+import type { SchemaSource } from '../compactor/part-writer.js';
+import { transactionRecordOf } from '../compactor/transaction-log.js';
+import type { BusBatch } from './bus-batch.js';
+import {
+  createKafka,
+  decodeTransactionMessage,
+  encodeHeaders,
+  encodeTransactionMessage,
+  HEADER,
+  schemasTopic,
+  tableTopic,
+  TopicCreator,
+  transactionsTopic,
+  TRANSACTIONS_PARTITION,
+  type KafkaSettings,
+} from './kafka-topics.js';
+
+export interface KafkaBusOptions {
+  settings: KafkaSettings;
+  source: string;
+  /** Where the schema JSON of a fingerprint is found, to publish it on first sight. */
+  schemas?: SchemaSource;
+  /** Batches queued before `publish` waits (backpressure to the connector). Default 4096. */
+  maxQueuedBatches?: number;
+  /** Table messages per `sendBatch` request, at most (whole transactions). Default 2000. */
+  maxMessagesPerSend?: number;
+  /**
+   * Called in position order after the broker acknowledged (acks = all) every message up to and
+   * including `position`: the connector may acknowledge it to the source.
+   */
+  onDurable?: (position: Position) => Promise<void> | void;
+  /** An existing client (tests); otherwise one is made from `settings`. */
+  kafka?: Kafka;
+}
+
+/**
+ * The producer side of the Kafka bus. `publish` queues a whole transaction and returns (waiting
+ * only while the queue is full); one sender sends queued transactions, several per request, in
+ * order: BEGIN and the table messages, then — in the next request, once those were
+ * acknowledged (acks = all) — END. When the END of a transaction is acknowledged, `onDurable`
+ * reports it: everything up to it is durable in Kafka.
+ *
+ * Not idempotent and no Kafka transactions: a retried request can duplicate messages, which
+ * the compactor drops by position. After a failed send the bus refuses publishes until
+ * `reset()`; the caller restarts its stream from `durablePosition`.
+ */
+export class KafkaBus {
+  private readonly kafka: Kafka;
+  private readonly producer: Producer;
+  private readonly topics: TopicCreator;
+  private readonly queue: BusBatch[] = [];
+  private readonly roomWaiters: (() => void)[] = [];
+  private readonly idleWaiters: (() => void)[] = [];
+  private readonly schemasSent = new Set<string>();
+  private readonly maxQueued: number;
+  private readonly maxPerSend: number;
+  private sending = false;
+  private failure: ChartlogError | null = null;
+  private durable: Position | null = null;
+  private connected = false;
+  /** END records of the last group sent: they go with the next request (see sendGroup). */
+  private ends: { messages: Message[]; last: Position } | null = null;
+  /** Messages and requests sent (metrics, benchmarks). */
+  readonly stats = { batches: 0, messages: 0, requests: 0 };
+
+  constructor(private readonly options: KafkaBusOptions) {
+    this.kafka = options.kafka ?? createKafka(options.settings, '-producer');
+    // Ordering inside a partition rests on one request in flight; idempotence is refused by
+    // some brokers (and the mock), and correctness does not need it.
+    // The default (murmur2 of the key, Java-compatible) partitioner, named so kafkajs does not warn.
+    this.producer = this.kafka.producer({ idempotent: false, maxInFlightRequests: 1, allowAutoTopicCreation: true, createPartitioner: Partitioners.DefaultPartitioner });
+    this.topics = new TopicCreator(this.kafka);
+    this.maxQueued = options.maxQueuedBatches ?? 4096;
+    this.maxPerSend = options.maxMessagesPerSend ?? 2000;
+  }
+
+  async connect(): Promise<void> {
+    try {
+      await this.producer.connect();
+    } catch (err) {
+      throw kafkaError(err, 'cannot connect to the Kafka brokers');
+    }
+    this.connected = true;
+    const { topicPrefix: prefix } = this.options.settings;
+    await this.topics.ensure([{ topic: transactionsTopic(prefix, this.options.source) }, { topic: schemasTopic(prefix, this.options.source), compact: true }]);
+  }
+
+  /** The last position the broker acknowledged, or null. */
+  get durablePosition(): Position | null {
+    return this.durable;
+  }
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Queues a whole transaction; waits while the queue is full; throws after a failed send. */
+  async publish(batch: BusBatch): Promise<void> {
+    if (batch.source !== this.options.source) throw new ChartlogError('internal', `batch of source ${batch.source} on the bus of ${this.options.source}`);
+    while (this.queue.length >= this.maxQueued && !this.failure) {
+      await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+    }
+    if (this.failure) throw this.failure;
+    this.queue.push(batch);
+    if (!this.sending) void this.drain();
+  }
+
+  /** Waits until every queued batch is durable; throws the send failure if there was one. */
+  async flush(): Promise<void> {
+    while ((this.sending || this.queue.length > 0) && !this.failure) {
+      await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    }
+    if (this.failure) throw this.failure;
+  }
+
+  /** Clears a send failure so publishing can start again (from `durablePosition`). */
+  reset(): void {
+    this.failure = null;
+  }
+
+  /** Publishes one writer schema to the compacted schema-history topic (key = fingerprint). */
+  async publishSchema(fingerprint: string, schemaJson: string): Promise<void> {
+    await this.send([{ topic: schemasTopic(this.options.settings.topicPrefix, this.options.source), messages: [{ key: fingerprint, value: schemaJson }] }]);
+    this.schemasSent.add(fingerprint);
+  }
+
+  /**
+   * The newest transaction in the transactions topic: what Kafka already holds, and so what the
+   * source may already have been acknowledged up to. A restarted stream continues after it (not
+   * after the object store's checkpoint, which lags), so its first transaction names its true
+   * predecessor. Null when the topic is empty.
+   */
+  async lastPublished(): Promise<{ position: Position; commitTsUs: bigint } | null> {
+    const topic = transactionsTopic(this.options.settings.topicPrefix, this.options.source);
+    const admin = this.kafka.admin();
+    let high: bigint;
+    let low: bigint;
+    try {
+      await admin.connect();
+      if (!(await admin.listTopics()).includes(topic)) return null;
+      const p = (await admin.fetchTopicOffsets(topic)).find((o) => o.partition === TRANSACTIONS_PARTITION);
+      if (!p) return null;
+      high = BigInt(p.high);
+      low = BigInt(p.low);
+    } catch (err) {
+      throw kafkaError(err, 'cannot read the end of the transactions topic');
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+    if (high <= low) return null;
+    // The newest END is at most one group of BEGINs (and a retried request's copies) from the end.
+    const window = BigInt(2 * this.maxPerSend + 16);
+    const from = high - window > low ? high - window : low;
+    const consumer = this.kafka.consumer({ groupId: `${this.options.settings.groupId}.tail.${randomUUID()}`, maxWaitTimeInMs: 200 });
+    let best: { position: Position; commitTsUs: bigint } | null = null;
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topics: [topic] });
+      let done!: () => void;
+      const finished = new Promise<void>((resolve) => (done = resolve));
+      consumer.on(consumer.events.GROUP_JOIN, () => consumer.seek({ topic, partition: TRANSACTIONS_PARTITION, offset: from.toString() }));
+      await consumer.run({
+        autoCommit: false,
+        eachMessage: async ({ partition, message }) => {
+          if (partition !== TRANSACTIONS_PARTITION || BigInt(message.offset) < from) return;
+          const { status, record } = decodeTransactionMessage(message.value, `${topic}/${partition}@${message.offset}`);
+          const position = Position.parse(record.pos);
+          if (status === 'END' && (!best || Position.compare(position, best.position) > 0)) best = { position, commitTsUs: BigInt(record.commitTsUs) };
+          if (BigInt(message.offset) + 1n >= high) done();
+        },
+      });
+      await finished;
+    } catch (err) {
+      throw kafkaError(err, 'cannot read the end of the transactions topic');
+    } finally {
+      await consumer.disconnect().catch(() => undefined);
+    }
+    return best;
+  }
+
+  /** Sends what is queued, then disconnects. */
+  async close(): Promise<void> {
+    try {
+      await this.flush();
+    } finally {
+      if (this.connected) await this.producer.disconnect().catch(() => undefined);
+      this.connected = false;
+    }
+  }
+
+  private async drain(): Promise<void> {
+    this.sending = true;
+    try {
+      // Carried END records are sent even when nothing else is queued: they make it durable.
+      while ((this.queue.length > 0 || this.ends) && !this.failure) {
+        const group = this.queue.length > 0 ? this.takeGroup() : [];
+        try {
+          await this.sendGroup(group);
+        } catch (err) {
+          this.failure = kafkaError(err, 'publishing to Kafka failed');
+          // Nothing queued after a failure can be sent in order: the caller restarts its
+          // stream from durablePosition, which brings these transactions again.
+          this.queue.length = 0;
+          this.ends = null;
+          logger().warn({ err: this.failure, source: this.options.source, durable: this.durable ? Position.format(this.durable) : null }, 'kafka send failed; publishing stops until the stream restarts');
+          break;
+        }
+      }
+    } finally {
+      this.sending = false;
+      for (const w of this.roomWaiters.splice(0)) w();
+      for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  private takeGroup(): BusBatch[] {
+    const group: BusBatch[] = [];
+    let messages = 0;
+    while (this.queue.length > 0) {
+      const next = this.queue[0]!;
+      if (group.length > 0 && messages + next.messages.length > this.maxPerSend) break;
+      group.push(this.queue.shift()!);
+      messages += next.messages.length;
+    }
+    // Room was made.
+    for (let i = 0; i < group.length && this.roomWaiters.length > 0; i++) this.roomWaiters.shift()!();
+    return group;
+  }
+
+  /**
+   * Sends BEGIN and the table messages of `group`, with the END records of the group before it:
+   * an END reaches Kafka only after every message it counts was acknowledged, so an END in Kafka
+   * always means a whole transaction there — the newest END is a safe place to resume from
+   * (`lastPublished`), and the compactor never waits for events that were lost with a crash.
+   */
+  private async sendGroup(group: BusBatch[]): Promise<void> {
+    const { topicPrefix: prefix } = this.options.settings;
+    const source = this.options.source;
+    const txTopic = transactionsTopic(prefix, source);
+    const carried = this.ends;
+    const byTopic = new Map<string, Message[]>([[txTopic, [...(carried?.messages ?? [])]]]);
+    const push = (topic: string, m: Message) => {
+      let list = byTopic.get(topic);
+      if (!list) byTopic.set(topic, (list = []));
+      list.push(m);
+    };
+    const ends: Message[] = [];
+    const newTopics = new Set<string>();
+    const newSchemas = new Set<string>();
+    let count = 0;
+    for (const batch of group) {
+      const record = transactionRecordOf(batch);
+      const txHeaders = { [HEADER.position]: record.pos, [HEADER.commitTsUs]: batch.commitTsUs.toString(), ...(batch.txId !== null ? { [HEADER.txId]: batch.txId } : {}) };
+      push(txTopic, { partition: TRANSACTIONS_PARTITION, value: encodeTransactionMessage('BEGIN', record), headers: { ...txHeaders, [HEADER.status]: 'BEGIN' } });
+      for (const m of batch.messages) {
+        const topic = tableTopic(prefix, source, m.table);
+        newTopics.add(topic);
+        if (!this.schemasSent.has(m.fingerprint)) newSchemas.add(m.fingerprint);
+        push(topic, {
+          key: m.key ? Buffer.from(m.key) : null,
+          value: Buffer.from(m.value.buffer, m.value.byteOffset, m.value.byteLength),
+          headers: encodeHeaders({ table: m.table, fingerprint: m.fingerprint, position: m.position, txId: batch.txId, commitTsUs: batch.commitTsUs }),
+        });
+        count++;
+      }
+      ends.push({ partition: TRANSACTIONS_PARTITION, value: encodeTransactionMessage('END', record), headers: { ...txHeaders, [HEADER.status]: 'END' } });
+    }
+    await this.topics.ensure([...newTopics].map((topic) => ({ topic })));
+    if (this.options.schemas && newSchemas.size > 0) {
+      const schemaMessages: Message[] = [];
+      for (const fp of newSchemas) schemaMessages.push({ key: fp, value: await this.options.schemas.schemaJson(source, fp) });
+      // First, so a consumer of the schema topic never sees a message before its schema.
+      await this.send([{ topic: schemasTopic(prefix, source), messages: schemaMessages }]);
+      for (const fp of newSchemas) this.schemasSent.add(fp);
+    }
+    // Within one request the broker appends per partition in order, so the transactions
+    // partition reads: END of the previous group, then BEGIN of this one.
+    const topicMessages = [...byTopic].filter(([, messages]) => messages.length > 0).map(([topic, messages]) => ({ topic, messages }));
+    if (topicMessages.length > 0) await this.send(topicMessages);
+    this.stats.batches += group.length;
+    this.stats.messages += count;
+    this.stats.requests++;
+    const last = group[group.length - 1];
+    this.ends = last ? { messages: ends, last: last.position } : null;
+    if (carried) {
+      this.durable = carried.last;
+      await this.options.onDurable?.(carried.last);
+    }
+  }
+
+  private async send(topicMessages: TopicMessages[]): Promise<void> {
+    await this.producer.sendBatch({
+      topicMessages,
+      acks: -1,
+      compression: this.options.settings.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
+    });
+  }
+}
+
+/**
+ * kafkajs errors as ChartlogErrors. kafkajs has already retried by the time one reaches us, but
+ * an outage of the brokers still passes: every failure is retriable (the stream restarts from
+ * the last acknowledged position) except refused credentials, which only the operator can fix.
+ */
+export function kafkaError(err: unknown, message: string): ChartlogError {
+  if (err instanceof ChartlogError) return err;
+  const name = err instanceof Error ? err.name : '';
+  const detail = err instanceof Error ? err.message : String(err);
+  if (/SASL|Authentication|Authorization/i.test(name) || /authoriz|authenticat/i.test(detail)) {
+    return new ChartlogError('auth', `${message}: ${detail}`, { cause: err, hint: 'check bus.kafka.sasl and the ACLs of the user on the chartlog topics' });
+  }
+  return new ChartlogError('connection', `${message}: ${detail}`, {
+    retriable: true,
+    cause: err,
+    hint: 'check bus.kafka.brokers and that the brokers are up; chartlog retries and resumes from the last position Kafka acknowledged',
+  });
+}

@@ -1,0 +1,275 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Kafka, logLevel, type IHeaders, type KafkaConfig, type LogEntry } from 'kafkajs';
+import type { Config } from '../config/schema.js';
+import { ChartlogError } from '../core/errors.js';
+import { logger } from '../core/logger.js';
+import { Position } from '../core/position.js';
+import type { TransactionRecord } from '../compactor/transaction-log.js';
+
+/**
+ * Kafka names and message framing shared by the producer (kafka-bus.ts) and the compactor's
+ * consumer (kafka-compactor.ts). Everything here but `createKafka` and `TopicCreator` is a pure
+ * function, tested on constructed values.
+ *
+ * Topics of a source:
+ *   <prefix>.<source>.<schema>.<table>   one per table; key = encoded primary key
+ *   <prefix>.<source>.__transactions     BEGIN/END per transaction, all in partition 0 (one order)
+ *   <prefix>.<source>.__schemas          key = fingerprint, value = Avro schema JSON (compacted)
+ */
+export type KafkaSettings = NonNullable<Config['bus']['kafka']>;
+
+/** Kafka allows [A-Za-z0-9._-] and at most 249 characters in a topic name. */
+const MAX_TOPIC_LENGTH = 249;
+
+/**
+ * A schema or table name as a topic name part: letters, digits, '_' and '-' pass; every other
+ * byte (the '.' too, so the parts stay apart) becomes `__xx` (hex of the UTF-8 byte). The topic
+ * is only a route: the exact table name travels in the `table` header.
+ */
+export function topicPart(name: string): string {
+  let out = '';
+  for (const ch of name) {
+    if (/^[A-Za-z0-9_-]$/.test(ch)) out += ch;
+    else for (const b of Buffer.from(ch, 'utf8')) out += `__${b.toString(16).padStart(2, '0')}`;
+  }
+  return out;
+}
+
+function bounded(topic: string): string {
+  if (topic.length <= MAX_TOPIC_LENGTH) return topic;
+  // Still deterministic and distinct: cut, then add a hash of the whole name.
+  const hash = createHash('sha256').update(topic).digest('hex').slice(0, 16);
+  return `${topic.slice(0, MAX_TOPIC_LENGTH - 17)}-${hash}`;
+}
+
+/** `<prefix>.<source>.` — every topic of a source starts with it. */
+export function sourceTopicPrefix(prefix: string, source: string): string {
+  return `${prefix}.${source}.`;
+}
+
+/** The topic of a table, given as "schema.table" (the first '.' splits). */
+export function tableTopic(prefix: string, source: string, table: string): string {
+  const dot = table.indexOf('.');
+  if (dot <= 0) throw new ChartlogError('internal', `table name "${table}" is not "schema.table"`);
+  return bounded(`${sourceTopicPrefix(prefix, source)}${topicPart(table.slice(0, dot))}.${topicPart(table.slice(dot + 1))}`);
+}
+
+export function transactionsTopic(prefix: string, source: string): string {
+  return `${sourceTopicPrefix(prefix, source)}__transactions`;
+}
+
+export function schemasTopic(prefix: string, source: string): string {
+  return `${sourceTopicPrefix(prefix, source)}__schemas`;
+}
+
+/** True for the table topics of a source (not its transactions or schema topics). */
+export function isTableTopic(prefix: string, source: string, topic: string): boolean {
+  const p = sourceTopicPrefix(prefix, source);
+  // topicPart escapes '.', so a table topic has exactly one '.' after the prefix; the two
+  // metadata topics have none.
+  return topic.startsWith(p) && topic !== transactionsTopic(prefix, source) && topic !== schemasTopic(prefix, source) && topic.slice(p.length).includes('.');
+}
+
+/** The partition every BEGIN/END record goes to: one partition, one order. */
+export const TRANSACTIONS_PARTITION = 0;
+
+// ---------------------------------------------------------------------------------------------
+// Headers of table messages
+
+/** What a table message carries beside its key and value. No row values, ever. */
+export interface MessageHeaders {
+  /** "schema.table", exact (the topic name may be escaped). */
+  table: string;
+  fingerprint: string;
+  position: Position;
+  txId: string | null;
+  commitTsUs: bigint;
+}
+
+export const HEADER = {
+  table: 'table',
+  fingerprint: 'fingerprint',
+  position: 'position',
+  txId: 'txId',
+  commitTsUs: 'commitTsUs',
+  /** On __transactions records: BEGIN or END. */
+  status: 'status',
+} as const;
+
+export function encodeHeaders(h: MessageHeaders): Record<string, string> {
+  const out: Record<string, string> = {
+    [HEADER.table]: h.table,
+    [HEADER.fingerprint]: h.fingerprint,
+    [HEADER.position]: Position.format(h.position),
+    [HEADER.commitTsUs]: h.commitTsUs.toString(),
+  };
+  if (h.txId !== null) out[HEADER.txId] = h.txId;
+  return out;
+}
+
+function headerText(headers: IHeaders | undefined, name: string): string | undefined {
+  const v = headers?.[name];
+  const one = Array.isArray(v) ? v[0] : v;
+  if (one === undefined) return undefined;
+  return typeof one === 'string' ? one : one.toString('utf8');
+}
+
+function requiredHeader(headers: IHeaders | undefined, name: string, where: string): string {
+  const v = headerText(headers, name);
+  if (v === undefined) {
+    throw new ChartlogError('decode', `${where}: the "${name}" header is missing`, {
+      hint: 'only chartlog should publish to chartlog topics; check topicPrefix is not shared with another producer',
+    });
+  }
+  return v;
+}
+
+/** Inverse of `encodeHeaders`; `where` names the topic/partition/offset in errors. */
+export function decodeHeaders(headers: IHeaders | undefined, where: string): MessageHeaders {
+  const fingerprint = requiredHeader(headers, HEADER.fingerprint, where);
+  if (!/^[0-9a-f]{16}$/.test(fingerprint)) throw new ChartlogError('decode', `${where}: the fingerprint header is not 16 hex digits`);
+  const ts = requiredHeader(headers, HEADER.commitTsUs, where);
+  if (!/^\d+$/.test(ts)) throw new ChartlogError('decode', `${where}: the commitTsUs header is not a decimal integer`);
+  return {
+    table: requiredHeader(headers, HEADER.table, where),
+    fingerprint,
+    position: Position.parse(requiredHeader(headers, HEADER.position, where)),
+    txId: headerText(headers, HEADER.txId) ?? null,
+    commitTsUs: BigInt(ts),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transaction metadata records (Debezium's field names where they exist)
+
+export type TransactionStatus = 'BEGIN' | 'END';
+
+interface TransactionMessageJson {
+  status: TransactionStatus;
+  id: string | null;
+  pos: string;
+  previous: string | null;
+  commitTsUs: string;
+  event_count?: number;
+  data_collections?: { data_collection: string; event_count: number }[];
+}
+
+/** The JSON value of a BEGIN or END record; END carries per-table event counts. */
+export function encodeTransactionMessage(status: TransactionStatus, r: TransactionRecord): Buffer {
+  const json: TransactionMessageJson = { status, id: r.txId, pos: r.pos, previous: r.previous, commitTsUs: String(r.commitTsUs) };
+  if (status === 'END') {
+    const tables = Object.entries(r.tables).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    json.event_count = tables.reduce((n, [, c]) => n + c, 0);
+    json.data_collections = tables.map(([data_collection, event_count]) => ({ data_collection, event_count }));
+  }
+  return Buffer.from(JSON.stringify(json), 'utf8');
+}
+
+export function decodeTransactionMessage(value: Buffer | null, where: string): { status: TransactionStatus; record: TransactionRecord } {
+  let j: TransactionMessageJson;
+  try {
+    j = JSON.parse((value ?? Buffer.alloc(0)).toString('utf8')) as TransactionMessageJson;
+  } catch (err) {
+    throw new ChartlogError('decode', `${where}: not a transaction record`, { cause: err });
+  }
+  if ((j.status !== 'BEGIN' && j.status !== 'END') || typeof j.pos !== 'string' || !/^\d+$/.test(j.commitTsUs ?? '')) {
+    throw new ChartlogError('decode', `${where}: not a transaction record`);
+  }
+  Position.parse(j.pos);
+  const tables: Record<string, number> = {};
+  for (const d of j.data_collections ?? []) tables[d.data_collection] = d.event_count;
+  return { status: j.status, record: { pos: j.pos, previous: j.previous ?? null, txId: j.id ?? null, commitTsUs: Number(j.commitTsUs), tables } };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client and topic creation
+
+/** kafkajs logs go to our logger as warnings, message and error text only (no payloads). */
+function logCreator() {
+  return ({ namespace, level, log }: LogEntry) => {
+    if (level > logLevel.WARN) return;
+    const error = typeof log.error === 'string' ? log.error : undefined;
+    logger().warn({ kafka: namespace, error }, `kafka: ${log.message}`);
+  };
+}
+
+/** A kafkajs client from the configuration (TLS files read now; SASL password from config/env). */
+export function createKafka(settings: KafkaSettings, clientSuffix = ''): Kafka {
+  const cfg: KafkaConfig = {
+    clientId: `${settings.clientId}${clientSuffix}`,
+    brokers: settings.brokers,
+    logLevel: logLevel.WARN,
+    logCreator,
+  };
+  const tls = settings.tls;
+  if (tls.mode !== 'disable') {
+    cfg.ssl = {
+      rejectUnauthorized: tls.mode === 'verify-full',
+      ...(tls.ca ? { ca: [readFileSync(tls.ca, 'utf8')] } : {}),
+      ...(tls.cert ? { cert: readFileSync(tls.cert, 'utf8') } : {}),
+      ...(tls.key ? { key: readFileSync(tls.key, 'utf8') } : {}),
+    };
+  }
+  if (settings.sasl) {
+    const { mechanism, username, password } = settings.sasl;
+    if (password === undefined) {
+      throw new ChartlogError('config', 'bus.kafka.sasl.password is not set', { hint: 'set CHARTLOG_KAFKA_SASL_PASSWORD' });
+    }
+    cfg.sasl = { mechanism, username, password } as KafkaConfig['sasl'];
+  }
+  return new Kafka(cfg);
+}
+
+export interface TopicSpec {
+  topic: string;
+  /** Keep only the newest record per key (schema history). */
+  compact?: boolean;
+}
+
+/**
+ * Creates topics with the admin API where the broker allows it; when it refuses (no
+ * CreateTopics, no ACL, the librdkafka mock), falls back to the broker's auto-creation on first
+ * produce and stops asking. Compaction of the schema topic then depends on the broker's
+ * defaults, which is said once in the log.
+ */
+export class TopicCreator {
+  private readonly known = new Set<string>();
+  private refused = false;
+
+  constructor(private readonly kafka: Kafka) {}
+
+  get adminRefused(): boolean {
+    return this.refused;
+  }
+
+  async ensure(specs: readonly TopicSpec[]): Promise<void> {
+    const todo = specs.filter((s) => !this.known.has(s.topic));
+    if (todo.length === 0) return;
+    if (this.refused) {
+      for (const s of todo) this.known.add(s.topic);
+      return;
+    }
+    const admin = this.kafka.admin({ retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 500 } });
+    try {
+      await admin.connect();
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: todo.map((s) => ({
+          topic: s.topic,
+          ...(s.compact ? { configEntries: [{ name: 'cleanup.policy', value: 'compact' }] } : {}),
+        })),
+      });
+    } catch (err) {
+      // kafkajs reports "already exists" as success (false); anything thrown is a refusal.
+      this.refused = true;
+      logger().info(
+        { topics: todo.map((s) => s.topic), reason: err instanceof Error ? err.message : String(err) },
+        'kafka: the broker refused CreateTopics; relying on topic auto-creation (the schema topic gets the broker default cleanup policy)',
+      );
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+    for (const s of todo) this.known.add(s.topic);
+  }
+}

@@ -1,0 +1,118 @@
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import { usageError } from '../core/errors.js';
+import { renderRestoreSummary, restoreArchive, type RestoreProgress } from '../restore/restore.js';
+import { parseRestorePoint } from '../restore/restore-point.js';
+import { FILE_FORMATS, FileTarget, type FileFormat } from '../restore/targets/file-target.js';
+import { MysqlTarget } from '../restore/targets/mysql-target.js';
+import { PostgresTarget } from '../restore/targets/postgres-target.js';
+import type { RestoreTarget } from '../restore/targets/restore-target.js';
+import { openContext, withConfigOptions } from './command-context.js';
+
+interface RestoreCliOptions {
+  config: string;
+  source?: string;
+  to: string;
+  tables?: string;
+  target?: string;
+  out?: string;
+  format?: string;
+  keepSealed?: boolean;
+  parallel?: string;
+  json?: boolean;
+}
+
+/**
+ * `chartlog restore`: a source's tables at a moment into an empty database or a directory.
+ * Every check that can refuse the request runs before anything is written (exit 2).
+ */
+export function registerRestoreCommand(program: Command): void {
+  withConfigOptions(program.command('restore').description('restore tables to a moment into an empty database or files'), false)
+    .option('-s, --source <name>', 'the source to restore (needed when the configuration has several)')
+    .requiredOption('--to <moment>', 'ISO-8601 time with zone (microseconds allowed), `latest`, or a position from `chartlog timeline`')
+    .option('--tables <list>', 'only these tables, comma-separated schema.table names (default: all)')
+    .option('--target <url>', 'an empty database: postgres://… or mysql://…/database')
+    .option('--out <dir>', 'write files into this directory (empty or absent)')
+    .option('--format <format>', `file format with --out: ${FILE_FORMATS.join(' | ')}`)
+    .option('--keep-sealed', 'leave PHI columns as sealed bytes: no keyring needed, no audit record')
+    .option('--parallel <n>', 'tables written at the same time', '4')
+    .option('--json', 'print the summary as JSON')
+    .action(async (opts: RestoreCliOptions) => {
+      const ctx = openContext(opts);
+      try {
+        if (opts.source === undefined && ctx.sources.length > 1) {
+          throw usageError('--source is required: the configuration has several sources', `use one of: ${ctx.sources.map((s) => s.name).join(', ')}`);
+        }
+        const source = ctx.sources[0]!;
+        const to = parseRestorePoint(opts.to);
+        const tables = opts.tables === undefined ? undefined : parseTables(opts.tables);
+        const parallel = Number(opts.parallel ?? '4');
+        if (!Number.isInteger(parallel) || parallel < 1 || parallel > 64) throw usageError(`--parallel ${opts.parallel}: expected a whole number from 1 to 64`);
+        const target = targetOf(opts);
+        try {
+          const summary = await restoreArchive({
+            config: ctx.config,
+            source,
+            store: ctx.store,
+            to,
+            requested: opts.to,
+            tables,
+            target,
+            keepSealed: opts.keepSealed === true,
+            parallel,
+            progress: process.stderr.isTTY ? progressBar() : undefined,
+          });
+          process.stdout.write(opts.json ? `${JSON.stringify(summary, null, 2)}\n` : renderRestoreSummary(summary));
+        } finally {
+          await target.close();
+        }
+      } finally {
+        await ctx.store.close();
+      }
+    });
+}
+
+function parseTables(text: string): string[] {
+  const names = text.split(',').map((t) => t.trim()).filter((t) => t !== '');
+  const bad = names.filter((t) => !/^[^.\s]+\.[^\s]+$/.test(t));
+  if (names.length === 0 || bad.length > 0) throw usageError(`--tables "${text}": expected comma-separated schema.table names`, 'e.g. --tables public.patients,public.visits');
+  return names;
+}
+
+function targetOf(opts: RestoreCliOptions): RestoreTarget {
+  if ((opts.target === undefined) === (opts.out === undefined)) {
+    throw usageError(opts.target === undefined ? 'say where to restore: --target <database URL> or --out <dir> --format <format>' : '--target and --out exclude each other', 'give exactly one of them');
+  }
+  if (opts.out !== undefined) {
+    if (opts.format === undefined || !FILE_FORMATS.includes(opts.format as FileFormat)) {
+      throw usageError(`--format ${opts.format ?? '(missing)'}: with --out, give one of ${FILE_FORMATS.join(', ')}`);
+    }
+    return new FileTarget(opts.out, opts.format as FileFormat);
+  }
+  if (opts.format !== undefined) throw usageError('--format goes with --out only', 'a database target takes no format');
+  const url = opts.target!;
+  if (/^postgres(ql)?:\/\//.test(url)) return new PostgresTarget(url);
+  if (/^(mysql|mariadb):\/\//.test(url)) return new MysqlTarget(url);
+  throw usageError('--target: expected a postgres://… or mysql://… URL');
+}
+
+/** A bar on stderr, only ever used when stderr is a terminal. */
+function progressBar(): RestoreProgress {
+  const bar = new cliProgress.SingleBar(
+    { format: 'restoring |{bar}| {percentage}% {value}/{total} rows, {tables} tables', hideCursor: true, stream: process.stderr, clearOnComplete: true },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  return {
+    start(total, tables) {
+      bar.start(total, 0, { tables });
+      started = true;
+    },
+    advance(rows) {
+      bar.increment(rows);
+    },
+    stop() {
+      if (started) bar.stop();
+    },
+  };
+}

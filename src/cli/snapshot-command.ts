@@ -1,0 +1,138 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Command } from 'commander';
+import type { Config, SourceConfig } from '../config/schema.js';
+import { ChartlogError, toChartlogError, usageError } from '../core/errors.js';
+import { logger } from '../core/logger.js';
+import { takeSourceSnapshot } from '../core/pipeline.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import type { SnapshotManifest } from '../compactor/snapshot-builder.js';
+import { databaseOfUrl } from '../compactor/snapshot-schedule.js';
+import { synthesiseSnapshot, type SynthesisResult } from '../compactor/snapshot-synthesiser.js';
+import { formatUs } from '../restore/timeline.js';
+import { openContext, withConfigOptions } from './command-context.js';
+import { buildSourceRuntime } from './source-runtime.js';
+
+interface SnapshotReport {
+  source: string;
+  status: SynthesisResult['status'] | 'read';
+  snapshot: { id: string; position: string; commitTime: string; origin: string; tables: number; rows: number } | null;
+  base: string | null;
+  changes: number;
+  ms: number;
+}
+
+/**
+ * `chartlog snapshot`: a new base snapshot now, so restores replay fewer changes.
+ *
+ * By default (`--synthesise`) it is built from the archive: the newest snapshot plus every
+ * durable change, replayed. That reads only the object store — no load on the source, no
+ * keyring (PHI stays sealed) — and is safe while `chartlog run` streams.
+ *
+ * `--from-source` reads a consistent snapshot from the source database instead and moves the
+ * checkpoint to it, so the next `chartlog run` streams from there. Only while no `chartlog run`
+ * streams that source: on PostgreSQL the snapshot needs a new replication slot, and a slot in
+ * use is refused (exit 2, nothing written). MySQL/MariaDB has no slot to tell: a `chartlog run`
+ * streaming meanwhile is not detected; that is safe for the data (binlog readers are
+ * independent, every change is still read and dropped by position when repeated) but the run
+ * may move the checkpoint back behind the snapshot, so its next restart re-reads a little more.
+ */
+export function registerSnapshotCommand(program: Command): void {
+  withConfigOptions(program.command('snapshot').description('write a base snapshot now: synthesised from the archive (default) or read from the source'))
+    .option('--synthesise', 'build it from the newest snapshot and the stored changes (the default: no load on the source, no keyring, safe while `chartlog run` runs)')
+    .option('--from-source', 'read a consistent snapshot from the source database (only while no `chartlog run` streams the source; needs the keyring)')
+    .option('--json', 'print JSON for machines')
+    .action(async (opts: { config: string; source?: string; synthesise?: boolean; fromSource?: boolean; json?: boolean }) => {
+      if (opts.synthesise && opts.fromSource) throw usageError('--synthesise and --from-source exclude each other', 'choose one (without either, the snapshot is synthesised)');
+      const ctx = openContext(opts);
+      const stop = new AbortController();
+      const onSignal = () => stop.abort();
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      try {
+        const reports: SnapshotReport[] = [];
+        for (const s of ctx.sources) {
+          const report = opts.fromSource ? await fromSource(ctx.config, s, ctx.store, stop.signal) : await synthesised(s, ctx.store, stop.signal);
+          reports.push(report);
+          if (!opts.json) process.stdout.write(`${render(report)}\n`);
+        }
+        if (opts.json) process.stdout.write(`${JSON.stringify(reports, null, 2)}\n`);
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        await ctx.store.close();
+      }
+    });
+}
+
+const ATTEMPTS = 4;
+
+async function synthesised(s: Readonly<SourceConfig>, store: ObjectStore, signal: AbortSignal): Promise<SnapshotReport> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const r = await synthesiseSnapshot({ store, source: s.name, connector: s.type, db: databaseOfUrl(s.url), upTo: 'durable', signal });
+      if (r.status === 'no-base') {
+        throw new ChartlogError('not_found', `source ${s.name} has no base snapshot to synthesise from`, {
+          hint: 'let `chartlog run` take the first one, or run `chartlog snapshot --from-source`',
+        });
+      }
+      return { source: s.name, status: r.status, snapshot: summary(r.snapshot), base: r.base?.id ?? null, changes: r.changes, ms: r.ms };
+    } catch (err) {
+      const e = toChartlogError(err);
+      // A running `chartlog run` may seal an hour (parts become segments) while we read it:
+      // the next attempt reads the archive's index again.
+      if (signal.aborted || attempt >= ATTEMPTS || !(e.retriable || e.code === 'integrity')) throw e;
+      logger().warn({ source: s.name, err: e, attempt }, 'synthesis read a changing archive; reading it again');
+      await sleep(500 * attempt);
+    }
+  }
+}
+
+async function fromSource(config: Readonly<Config>, s: Readonly<SourceConfig>, store: ObjectStore, signal: AbortSignal): Promise<SnapshotReport> {
+  const started = Date.now();
+  const runtime = buildSourceRuntime(config, s, store);
+  try {
+    if (!runtime.connector.capabilities.snapshot) {
+      throw usageError(`--from-source: the ${s.type} connector of source ${s.name} cannot take a consistent snapshot`, 'run `chartlog snapshot` without --from-source');
+    }
+    await runtime.connector.check();
+    let snap: SnapshotManifest;
+    try {
+      snap = await takeSourceSnapshot(runtime, signal);
+    } catch (err) {
+      const e = toChartlogError(err);
+      // The connector refuses before reading anything when its replication slot is in use.
+      if (e.code === 'source_setup' && e.retriable) {
+        throw usageError(
+          `--from-source: source ${s.name} is being streamed by a running \`chartlog run\` (${e.message}); nothing was written`,
+          'stop that `chartlog run` first, or run `chartlog snapshot` without --from-source: it synthesises a snapshot from the archive while run keeps going',
+        );
+      }
+      throw e;
+    }
+    return { source: s.name, status: 'read', snapshot: summary(snap), base: null, changes: 0, ms: Date.now() - started };
+  } finally {
+    await runtime.connector.close();
+  }
+}
+
+function summary(m: SnapshotManifest | null): SnapshotReport['snapshot'] {
+  if (!m) return null;
+  const rows = Object.values(m.tables).reduce((n, t) => n + t.rows, 0);
+  return { id: m.id, position: m.position, commitTime: formatUs(m.commitTsUs), origin: m.origin, tables: Object.keys(m.tables).length, rows };
+}
+
+function render(r: SnapshotReport): string {
+  const s = r.snapshot;
+  const secs = (r.ms / 1000).toFixed(1);
+  if (!s) return `source ${r.source}: no snapshot`;
+  switch (r.status) {
+    case 'written':
+      return `source ${r.source}: synthesised snapshot ${s.id} at ${s.commitTime} from ${r.base} (${s.tables} tables, ${s.rows} rows, ${r.changes} changes replayed) in ${secs} s`;
+    case 'read':
+      return `source ${r.source}: snapshot ${s.id} read from the source at ${s.commitTime} (${s.tables} tables, ${s.rows} rows) in ${secs} s; the stream continues after it`;
+    case 'exists':
+      return `source ${r.source}: snapshot ${s.id} at ${s.commitTime} already exists`;
+    default:
+      return `source ${r.source}: up to date — no change stored after snapshot ${s.id} (${s.commitTime})`;
+  }
+}

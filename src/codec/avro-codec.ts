@@ -1,0 +1,526 @@
+import avro from 'avsc';
+import type { BusMessage } from '../bus/bus-batch.js';
+import type { ChangeBatch, ChangeEvent, Op } from '../core/change-event.js';
+import { ChartlogError } from '../core/errors.js';
+import { Position } from '../core/position.js';
+import { qualifiedName, UNCHANGED, type CellValue, type Row, type TableSchema } from '../core/table-schema.js';
+import type { ColumnPolicy } from '../phi/column-policy.js';
+import type { KeyManager } from '../phi/key-manager.js';
+import { serializeCell } from '../phi/cell-serialization.js';
+import { keyAad, openValueWithAad, placeAad, sealedKeyId, sealValueWithAad, type DataKey, type KeyPart } from '../phi/sealer.js';
+import { MARKER_NAME, toAvroSchema } from './avro-schema.js';
+import { bigintTypeHook } from './bigint-long.js';
+import { fingerprintBytesLE } from './rabin-fingerprint.js';
+import type { RegisteredSchema, SchemaStore } from './schema-store.js';
+import { mappingFor, SEALED, ValueTypeError, type ValueMapping } from './value-mapping.js';
+
+/**
+ * Change events ↔ Avro single-object messages (`C3 01`, CRC-64-AVRO fingerprint of the writer
+ * schema little-endian, record body), PHI columns sealed on the way in (DESIGN.md §2–§3).
+ *
+ * Encoding stores each table version's schema (SchemaStore) before returning a message that
+ * uses it. Decoding returns exactly the event that went in; sealed values stay sealed bytes
+ * unless `open` is asked for, which needs the keyring (a KeyManager). Errors name tables and
+ * columns, never values.
+ */
+
+export const SINGLE_OBJECT_MAGIC = Uint8Array.of(0xc3, 0x01);
+const HEADER_BYTES = 10;
+
+export interface AvroCodecOptions {
+  /** Source name from configuration. */
+  source: string;
+  /** 'postgres' | 'mysql': the envelope's source.connector. */
+  connector: string;
+  /** The source database name (PostgreSQL database; '' when the schema names it, as on MySQL). */
+  db?: string;
+  schemas: SchemaStore;
+  /** Which columns to seal; absent: none (archive readers). */
+  policy?: ColumnPolicy;
+  /** Data keys: needed to seal PHI columns and to open them. */
+  keys?: KeyManager;
+  /** The envelope's tsUs (processing time), microseconds since the epoch. */
+  clock?: () => bigint;
+  /**
+   * Called once for every message whose PHI is opened (DESIGN.md §5: every opening is
+   * audited). Gets names, positions and key ids only, never values.
+   */
+  onOpen?: (entry: OpenAuditEntry) => void;
+}
+
+/** What an audit log records about one opening. */
+export interface OpenAuditEntry {
+  readonly source: string;
+  readonly table: string;
+  readonly position: Position;
+  readonly columns: readonly string[];
+  readonly keyIds: readonly string[];
+}
+
+/** One decoded message. */
+export interface DecodedChange {
+  readonly event: ChangeEvent;
+  readonly source: string;
+  readonly connector: string;
+  readonly db: string;
+  readonly txId: string | null;
+  readonly commitTsUs: bigint;
+  readonly snapshot: boolean;
+  readonly tsUs: bigint;
+  readonly fingerprint: string;
+  /** Columns whose values in before/after are still sealed bytes (empty once opened). */
+  readonly sealedColumns: readonly string[];
+}
+
+interface CompiledColumn {
+  readonly name: string;
+  readonly field: string;
+  readonly mapping: ValueMapping;
+  readonly sealed: boolean;
+  /** A sealed primary-key column: its AAD binds the plain key columns only. */
+  readonly sealedKey: boolean;
+  /** The AAD's place half (source, schema, table, column), for sealed columns. */
+  readonly place: Uint8Array;
+}
+
+/** A table version ready to encode and decode. */
+interface CompiledTable {
+  readonly registered: RegisteredSchema;
+  readonly type: avro.Type;
+  readonly valueBranch: string;
+  readonly table: TableSchema;
+  readonly columns: readonly CompiledColumn[];
+  readonly byName: ReadonlyMap<string, CompiledColumn>;
+  readonly sealedColumns: readonly string[];
+  /** Key columns in key order, and whether each is sealed. */
+  readonly key: readonly { name: string; sealed: boolean }[];
+  readonly header: Uint8Array;
+}
+
+const OPS: ReadonlySet<string> = new Set(['c', 'u', 'd', 'r', 't']);
+
+export class AvroCodec {
+  private readonly source: string;
+  private readonly connector: string;
+  private readonly db: string;
+  private readonly schemas: SchemaStore;
+  private readonly policy: ColumnPolicy | undefined;
+  private readonly keys: KeyManager | undefined;
+  private readonly clock: () => bigint;
+  private readonly onOpen: AvroCodecOptions['onOpen'];
+  private readonly byTable = new WeakMap<TableSchema, Promise<CompiledTable>>();
+  private readonly byFingerprint = new Map<bigint, CompiledTable>();
+  /** Table versions already compiled, looked up without a promise per event. */
+  private readonly compiled = new WeakMap<TableSchema, CompiledTable>();
+  /** Data keys already unwrapped for opening, looked up without a promise per value. */
+  private readonly openKeys = new Map<string, DataKey>();
+
+  constructor(options: AvroCodecOptions) {
+    this.source = options.source;
+    this.connector = options.connector;
+    this.db = options.db ?? '';
+    this.schemas = options.schemas;
+    this.policy = options.policy;
+    this.keys = options.keys;
+    this.clock = options.clock ?? (() => BigInt(Date.now()) * 1000n);
+    this.onOpen = options.onOpen;
+  }
+
+  /**
+   * Checks a table version against the PHI policy (strict tables fail closed with
+   * 'phi_policy') and stores its schema. Returns the fingerprint, 16 hex digits.
+   */
+  async fingerprintOf(table: TableSchema): Promise<string> {
+    return (await this.compile(table)).registered.fingerprintHex;
+  }
+
+  /** Every event of a transaction as messages, PHI sealed, schemas durable first. */
+  async encodeBatch(batch: ChangeBatch): Promise<BusMessage[]> {
+    if (batch.source !== this.source) {
+      throw new ChartlogError('internal', `batch of source ${batch.source} given to the codec of ${this.source}`);
+    }
+    for (const t of batch.schemaChanges ?? []) await this.compile(t);
+    const out: BusMessage[] = [];
+    const tsUs = this.clock();
+    for (const event of batch.events) {
+      const compiled = this.compiled.get(event.schema) ?? (await this.compile(event.schema));
+      let dek: DataKey | null = null;
+      if (compiled.sealedColumns.length > 0) dek = await this.dataKey(compiled, event);
+      out.push({
+        table: qualifiedName(event.schema),
+        fingerprint: compiled.registered.fingerprintHex,
+        key: this.partitionKey(compiled, event),
+        value: this.encodeEvent(compiled, event, batch, tsUs, dek),
+        position: event.position,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * A snapshot read ('r') of a row read back from the archive WITHOUT opening it, encoded with
+   * the table version `fingerprint` names: for base snapshots synthesised from the archive
+   * (compactor/snapshot-synthesiser.ts). Sealed columns must already hold sealed values (checked
+   * by shape) and are passed through byte for byte, never re-sealed: their AAD binds source,
+   * schema.table, column and the row's primary key, none of which changes, so no keyring is
+   * needed and they open exactly as before. Plain columns encode as in `encodeBatch`. `tsUs` is
+   * given, not read from the clock, so the same rows always encode to the same bytes.
+   */
+  async encodeSnapshotRead(fingerprint: string, row: Row, o: { position: Position; commitTsUs: bigint; tsUs: bigint }): Promise<BusMessage> {
+    const compiled = await this.compiledFor(BigInt(`0x${fingerprint}`));
+    const event: ChangeEvent = { op: 'r', schema: compiled.table, before: null, after: row, position: o.position };
+    const batch: ChangeBatch = { source: this.source, txId: null, position: Position.commitOf(o.position), commitTsUs: o.commitTsUs, snapshot: true, events: [event] };
+    return {
+      table: qualifiedName(compiled.table),
+      fingerprint: compiled.registered.fingerprintHex,
+      key: this.partitionKey(compiled, event),
+      value: this.encodeEvent(compiled, event, batch, o.tsUs, null, true),
+      position: o.position,
+    };
+  }
+
+  /** Reads a message's writer-schema fingerprint without decoding it. */
+  static fingerprintOfMessage(message: Uint8Array): bigint {
+    if (message.length < HEADER_BYTES || message[0] !== 0xc3 || message[1] !== 0x01) {
+      throw new ChartlogError('integrity', 'not an Avro single-object message (no C3 01 marker)', {
+        hint: 'the object is damaged or not a chartlog change record',
+      });
+    }
+    return new DataView(message.buffer, message.byteOffset + 2, 8).getBigUint64(0, true);
+  }
+
+  /**
+   * The event a message holds. Sealed PHI stays sealed bytes unless `open` is true, which
+   * needs a KeyManager; opening fails with 'integrity' on any tampering, never wrong plaintext.
+   */
+  async decode(message: Uint8Array, options: { open?: boolean } = {}): Promise<DecodedChange> {
+    const fingerprint = AvroCodec.fingerprintOfMessage(message);
+    const compiled = this.byFingerprint.get(fingerprint) ?? (await this.compiledFor(fingerprint));
+    const decoded = this.decodeWith(compiled, message);
+    if (!options.open || compiled.sealedColumns.length === 0) return decoded;
+    return this.open(compiled, decoded);
+  }
+
+  /** The table version a stored schema describes, as it was written (its own sealed columns). */
+  private async compiledFor(fingerprint: bigint): Promise<CompiledTable> {
+    let compiled = this.byFingerprint.get(fingerprint);
+    if (!compiled) {
+      compiled = this.build(await this.schemas.resolve(fingerprint));
+      this.byFingerprint.set(fingerprint, compiled);
+    }
+    return compiled;
+  }
+
+  private async compile(table: TableSchema): Promise<CompiledTable> {
+    const ready = this.compiled.get(table);
+    if (ready) return ready;
+    let p = this.byTable.get(table);
+    if (!p) {
+      p = (async () => {
+        const sealed = this.policy ? this.policy.sealedColumns(table) : new Set<string>();
+        const registered = await this.schemas.register(toAvroSchema(this.source, table, sealed));
+        const known = this.byFingerprint.get(registered.fingerprint);
+        if (known) {
+          this.compiled.set(table, known);
+          return known;
+        }
+        const compiled = this.build(registered, table);
+        this.byFingerprint.set(registered.fingerprint, compiled);
+        this.compiled.set(table, compiled);
+        return compiled;
+      })();
+      this.byTable.set(table, p);
+      p.catch(() => this.byTable.delete(table));
+    }
+    return p;
+  }
+
+  private build(registered: RegisteredSchema, original?: TableSchema): CompiledTable {
+    const { version } = registered;
+    const table = original ?? version.table;
+    const columns = version.attribute.columns.map((c) => ({
+      name: c.name,
+      field: c.field,
+      mapping: c.sealed ? SEALED : mappingFor(c.type, c.sourceType, c.field),
+      sealed: c.sealed,
+      sealedKey: c.sealed && table.primaryKey.includes(c.name),
+      place: c.sealed ? placeAad(this.source, table.schema, table.table, c.name) : new Uint8Array(0),
+    }));
+    const byName = new Map(columns.map((c) => [c.name, c]));
+    const type = avro.Type.forSchema(registered.schema as avro.Schema, { wrapUnions: true, typeHook: bigintTypeHook as never });
+    return {
+      registered,
+      type,
+      valueBranch: `${String(registered.schema.namespace)}.Value`,
+      table,
+      columns,
+      byName,
+      sealedColumns: columns.filter((c) => c.sealed).map((c) => c.name),
+      key: table.primaryKey.map((name) => ({ name, sealed: byName.get(name)?.sealed ?? false })),
+      header: concat(SINGLE_OBJECT_MAGIC, fingerprintBytesLE(registered.fingerprint)),
+    };
+  }
+
+  private async dataKey(compiled: CompiledTable, event: ChangeEvent): Promise<DataKey> {
+    if (!this.keys) {
+      throw new ChartlogError('config', `${qualifiedName(event.schema)} has PHI columns but no keyring is open to seal them`, {
+        hint: 'set phi.keyring and create it with `chartlog keys init --config FILE`',
+      });
+    }
+    const cells = compiled.sealedColumns.length * ((event.before ? 1 : 0) + (event.after ? 1 : 0));
+    const dek = this.keys.sealWith(cells);
+    if (dek) return dek;
+    await this.keys.current();
+    return this.keys.sealWith(cells) ?? (await this.keys.current());
+  }
+
+  /**
+   * Rows of one key land in one partition: the key columns' serialised values. A key with a
+   * sealed column is not exposed (null); unsealed key values are in the message body anyway.
+   */
+  private partitionKey(compiled: CompiledTable, event: ChangeEvent): Uint8Array | null {
+    if (compiled.key.length === 0 || compiled.key.some((k) => k.sealed)) return null;
+    const row = event.after ?? event.before;
+    if (!row) return null;
+    if (compiled.key.length === 1) {
+      const v = row[compiled.key[0]!.name];
+      return v === undefined || v === UNCHANGED ? null : serializeCell(v);
+    }
+    const parts = compiled.key.map((k) => row[k.name]);
+    return parts.some((v) => v === undefined || v === UNCHANGED) ? null : serializeCell(parts as CellValue[]);
+  }
+
+  private encodeEvent(compiled: CompiledTable, event: ChangeEvent, batch: ChangeBatch, tsUs: bigint, dek: DataKey | null, presealed = false): Uint8Array {
+    const table = qualifiedName(event.schema);
+    if (!OPS.has(event.op)) throw new ChartlogError('internal', `${table}: unknown op "${String(event.op)}"`);
+    const envelope = {
+      before: event.before ? { [compiled.valueBranch]: this.rowToAvro(compiled, event.before, dek, table, presealed) } : null,
+      after: event.after ? { [compiled.valueBranch]: this.rowToAvro(compiled, event.after, dek, table, presealed) } : null,
+      op: event.op,
+      source: {
+        connector: this.connector,
+        name: this.source,
+        db: this.db,
+        schema: event.schema.schema,
+        table: event.schema.table,
+        pos: event.position.commit,
+        txId: batch.txId === null ? null : { string: batch.txId },
+        seq: BigInt(event.position.seq),
+        commitTsUs: batch.commitTsUs,
+        snapshot: batch.snapshot,
+      },
+      tsUs,
+    };
+    let body: Buffer;
+    try {
+      body = compiled.type.toBuffer(envelope);
+    } catch {
+      // avsc's message quotes the value; ours names the field paths only.
+      const paths: string[] = [];
+      compiled.type.isValid(envelope, { errorHook: (path: string[]) => paths.push(path.join('.')) });
+      throw new ChartlogError('internal', `${table}: the event does not fit its Avro schema at ${paths.join(', ') || '(unknown)'}`);
+    }
+    return concat(compiled.header, body);
+  }
+
+  /** With `presealed`, sealed columns must hold sealed values already and are passed through. */
+  private rowToAvro(compiled: CompiledTable, row: Row, dek: DataKey | null, table: string, presealed = false): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    let present = 0;
+    // Sealed key columns first: other sealed columns bind to their sealed bytes.
+    const sealedKey = new Map<string, Uint8Array>();
+    const keyFor = rowKeyAad(compiled, (name) => keyPartOf(row, name, sealedKey));
+    const seal = (c: CompiledColumn, v: CellValue): Uint8Array => {
+      if (presealed) {
+        if (v instanceof Uint8Array && sealedKeyId(v) !== null) return v;
+        throw new ChartlogError('internal', `${table}.${c.name}: a presealed row holds a value that is not sealed`, {
+          hint: 'rows passed through sealed must be read from the archive without opening them',
+        });
+      }
+      if (!dek) throw new ChartlogError('internal', `no data key to seal ${table}.${c.name}`);
+      return sealValueWithAad(dek, v, c.place, keyFor(c));
+    };
+    for (const k of compiled.key) {
+      if (k.sealed && Object.hasOwn(row, k.name)) {
+        const v = row[k.name]!;
+        if (v !== null && v !== UNCHANGED) sealedKey.set(k.name, seal(compiled.byName.get(k.name)!, v));
+      }
+    }
+    for (const c of compiled.columns) {
+      if (!Object.hasOwn(row, c.name)) {
+        out[c.field] = { [MARKER_NAME]: 'ABSENT' };
+        continue;
+      }
+      present++;
+      const v = row[c.name]!;
+      if (v === null) out[c.field] = null;
+      else if (v === UNCHANGED) out[c.field] = { [MARKER_NAME]: 'UNCHANGED' };
+      else if (c.sealed) {
+        const sealed = sealedKey.get(c.name) ?? seal(c, v);
+        out[c.field] = { bytes: Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength) };
+      } else {
+        try {
+          out[c.field] = c.mapping.toAvro(v);
+        } catch (err) {
+          if (err instanceof ValueTypeError) throw new ChartlogError('internal', `${table}.${c.name}: ${err.message} (kind ${compiled.table.columns.find((x) => x.name === c.name)?.type.kind})`);
+          throw err;
+        }
+      }
+    }
+    if (present !== Object.keys(row).length) {
+      const extra = Object.keys(row).filter((k) => !compiled.byName.has(k));
+      throw new ChartlogError('internal', `${table}: row has columns not in its table version: ${extra.join(', ')}`);
+    }
+    return out;
+  }
+
+  private decodeWith(compiled: CompiledTable, message: Uint8Array): DecodedChange {
+    let env: Record<string, unknown>;
+    try {
+      env = compiled.type.fromBuffer(Buffer.from(message.buffer, message.byteOffset + HEADER_BYTES, message.byteLength - HEADER_BYTES)) as Record<string, unknown>;
+    } catch {
+      throw new ChartlogError('integrity', `message of ${qualifiedName(compiled.table)} (schema ${compiled.registered.fingerprintHex}) does not decode`, {
+        hint: 'the object is damaged; run `chartlog verify`',
+      });
+    }
+    const source = env.source as Record<string, unknown>;
+    const txId = source.txId as { string: string } | null;
+    const rowOf = (wrapped: unknown): Row | null => {
+      if (wrapped === null) return null;
+      const rec = (wrapped as Record<string, Record<string, unknown>>)[compiled.valueBranch]!;
+      const row: Record<string, CellValue> = {};
+      for (const c of compiled.columns) {
+        const v = rec[c.field] as Record<string, unknown> | null;
+        if (v === null) {
+          setCell(row, c.name, null);
+          continue;
+        }
+        const branch = Object.keys(v)[0]!;
+        if (branch === MARKER_NAME) {
+          if (v[branch] === 'UNCHANGED') setCell(row, c.name, UNCHANGED);
+          continue;
+        }
+        setCell(row, c.name, c.mapping.fromAvro(branch, v[branch]));
+      }
+      return row;
+    };
+    let position: Position;
+    try {
+      if (!OPS.has(env.op as string)) throw new Error('op');
+      position = Position.of(source.pos as string, Number(source.seq as bigint));
+    } catch {
+      throw new ChartlogError('integrity', `message of ${qualifiedName(compiled.table)} (schema ${compiled.registered.fingerprintHex}) has an invalid op or position`, {
+        hint: 'the object is damaged; run `chartlog verify`',
+      });
+    }
+    const event: ChangeEvent = {
+      op: env.op as Op,
+      schema: compiled.table,
+      before: rowOf(env.before),
+      after: rowOf(env.after),
+      position,
+    };
+    return {
+      event,
+      source: source.name as string,
+      connector: source.connector as string,
+      db: source.db as string,
+      txId: txId === null ? null : txId.string,
+      commitTsUs: source.commitTsUs as bigint,
+      snapshot: source.snapshot as boolean,
+      tsUs: env.tsUs as bigint,
+      fingerprint: compiled.registered.fingerprintHex,
+      sealedColumns: compiled.sealedColumns,
+    };
+  }
+
+  private async loadOpenKey(keys: KeyManager, id: string): Promise<DataKey> {
+    const key = await keys.get(id);
+    this.openKeys.set(id, key);
+    return key;
+  }
+
+  private async open(compiled: CompiledTable, decoded: DecodedChange): Promise<DecodedChange> {
+    const keys = this.keys;
+    if (!keys) {
+      throw new ChartlogError('auth', `opening PHI of ${qualifiedName(compiled.table)} needs the keyring`, {
+        hint: 'set phi.keyring to the keyring that sealed this archive',
+      });
+    }
+    const dataKeys = new Map<string, DataKey>();
+    for (const row of [decoded.event.before, decoded.event.after]) {
+      for (const name of compiled.sealedColumns) {
+        const v = row?.[name];
+        if (v instanceof Uint8Array) {
+          const id = sealedKeyId(v);
+          if (id === null) {
+            throw new ChartlogError('integrity', `${qualifiedName(compiled.table)}.${name}: not a sealed value`, { hint: 'the object is damaged; run `chartlog verify`' });
+          }
+          if (!dataKeys.has(id)) dataKeys.set(id, this.openKeys.get(id) ?? (await this.loadOpenKey(keys, id)));
+        }
+      }
+    }
+    const table = qualifiedName(compiled.table);
+    const opened = new Set<string>();
+    const openRow = (row: Row | null): Row | null => {
+      if (!row) return null;
+      const out: Record<string, CellValue> = { ...row };
+      const keyFor = rowKeyAad(compiled, (k) => {
+        if (!Object.hasOwn(row, k)) return undefined;
+        const kv = row[k]!;
+        if (kv === UNCHANGED) return undefined;
+        return compiled.byName.get(k)?.sealed && kv instanceof Uint8Array ? { sealed: kv } : { value: kv };
+      });
+      for (const name of compiled.sealedColumns) {
+        const v = row[name];
+        if (!(v instanceof Uint8Array)) continue;
+        const c = compiled.byName.get(name)!;
+        setCell(out, name, openValueWithAad(dataKeys.get(sealedKeyId(v)!)!, v, c.place, keyFor(c), `${this.source} ${table}.${name}`));
+        opened.add(name);
+      }
+      return out;
+    };
+    const event: ChangeEvent = { ...decoded.event, before: openRow(decoded.event.before), after: openRow(decoded.event.after) };
+    if (this.onOpen && opened.size > 0) {
+      const columns = compiled.sealedColumns.filter((c) => opened.has(c));
+      this.onOpen({ source: this.source, table, position: event.position, columns, keyIds: [...dataKeys.keys()] });
+    }
+    return { ...decoded, event, sealedColumns: [] };
+  }
+}
+
+/**
+ * The key half of the AAD for each sealed column of one row, built at most twice per row: a
+ * sealed key column binds the plain key columns only (its own sealed bytes are made from it);
+ * every other sealed column binds the whole key, sealed key columns as their sealed bytes.
+ */
+function rowKeyAad(compiled: CompiledTable, part: (name: string) => KeyPart): (c: CompiledColumn) => Uint8Array {
+  let plain: Uint8Array | undefined;
+  let full: Uint8Array | undefined;
+  return (c) =>
+    c.sealedKey
+      ? (plain ??= keyAad(compiled.key.filter((k) => !k.sealed).map((k) => part(k.name))))
+      : (full ??= keyAad(compiled.key.map((k) => part(k.name))));
+}
+
+function keyPartOf(row: Row, name: string, sealedKey: ReadonlyMap<string, Uint8Array>): KeyPart {
+  if (!Object.hasOwn(row, name)) return undefined;
+  const sealed = sealedKey.get(name);
+  if (sealed) return { sealed };
+  const v = row[name]!;
+  return v === UNCHANGED ? undefined : { value: v };
+}
+
+/** Sets an own property even for a column named "__proto__", which plain assignment would not. */
+function setCell(row: Record<string, CellValue>, name: string, value: CellValue): void {
+  if (name === '__proto__') Object.defineProperty(row, name, { value, enumerable: true, writable: true, configurable: true });
+  else row[name] = value;
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+

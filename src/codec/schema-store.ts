@@ -1,0 +1,150 @@
+import { ChartlogError } from '../core/errors.js';
+import { logger as rootLogger, type Logger } from '../core/logger.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { fromAvroSchema, type AvroSchemaJson, type StoredTableVersion } from './avro-schema.js';
+import { parsingCanonicalForm } from './parsing-canonical-form.js';
+import { fingerprintHex, rabinFingerprint64 } from './rabin-fingerprint.js';
+
+/** One stored writer schema and what it says about its table version. */
+export interface RegisteredSchema {
+  /** CRC-64-AVRO of the schema's Parsing Canonical Form. */
+  readonly fingerprint: bigint;
+  /** The same, 16 hex digits: the object name and the form used in messages. */
+  readonly fingerprintHex: string;
+  readonly schema: AvroSchemaJson;
+  /** The exact JSON text stored (and, with Kafka, published to the schema-history topic). */
+  readonly text: string;
+  readonly version: StoredTableVersion;
+}
+
+export interface SchemaStoreOptions {
+  source: string;
+  store: ObjectStore;
+  log?: Logger;
+  /**
+   * Called once per schema this process registers, after it is durable in the object store
+   * (the Kafka schema-history topic hooks in here).
+   */
+  onRegistered?: (schema: RegisteredSchema) => Promise<void>;
+}
+
+/**
+ * Writer schemas of one source, by fingerprint, kept at `<source>/schemas/<fingerprint>.json`
+ * (putIfAbsent: a schema is immutable and named after its content) and cached in memory.
+ * Readers of old data resolve old fingerprints here; a schema loaded from the store is checked
+ * against the fingerprint it was asked for.
+ */
+export class SchemaStore {
+  readonly source: string;
+  private readonly store: ObjectStore;
+  private readonly log: Logger;
+  private readonly onRegistered: SchemaStoreOptions['onRegistered'];
+  private readonly byFingerprint = new Map<bigint, Promise<RegisteredSchema>>();
+
+  constructor(options: SchemaStoreOptions) {
+    this.source = options.source;
+    this.store = options.store;
+    this.onRegistered = options.onRegistered;
+    this.log = (options.log ?? rootLogger()).child({ component: 'schema-store', source: options.source });
+  }
+
+  /** Object-store key of a schema. */
+  schemaPath(fingerprint: bigint): string {
+    return `${this.source}/schemas/${fingerprintHex(fingerprint)}.json`;
+  }
+
+  /** Makes a schema durable (once) and returns it with its fingerprint. */
+  async register(schema: AvroSchemaJson): Promise<RegisteredSchema> {
+    const registered = SchemaStore.describe(schema);
+    const known = this.byFingerprint.get(registered.fingerprint);
+    if (known) return known;
+    const p = (async () => {
+      const created = await this.store.putIfAbsent(this.schemaPath(registered.fingerprint), Buffer.from(registered.text), {
+        contentType: 'application/json',
+      });
+      if (created) {
+        this.log.info(
+          { fingerprint: registered.fingerprintHex, table: `${registered.version.table.schema}.${registered.version.table.table}` },
+          'stored new table schema version',
+        );
+      }
+      if (this.onRegistered) await this.onRegistered(registered);
+      return registered;
+    })();
+    this.byFingerprint.set(registered.fingerprint, p);
+    p.catch(() => this.byFingerprint.delete(registered.fingerprint));
+    return p;
+  }
+
+  /** Adds a schema known from elsewhere (a schema-history topic) to the cache, checking it. */
+  add(text: string): RegisteredSchema {
+    const registered = SchemaStore.parse(text);
+    if (!this.byFingerprint.has(registered.fingerprint)) this.byFingerprint.set(registered.fingerprint, Promise.resolve(registered));
+    return registered;
+  }
+
+  /** The schema with this fingerprint, from the cache or the object store. */
+  async resolve(fingerprint: bigint): Promise<RegisteredSchema> {
+    let p = this.byFingerprint.get(fingerprint);
+    if (!p) {
+      p = this.load(fingerprint);
+      this.byFingerprint.set(fingerprint, p);
+      p.catch(() => this.byFingerprint.delete(fingerprint));
+    }
+    return p;
+  }
+
+  /** Fingerprints of every stored schema of this source. */
+  async listFingerprints(): Promise<bigint[]> {
+    const out: bigint[] = [];
+    for await (const o of this.store.listAll(`${this.source}/schemas/`)) {
+      const m = /\/([0-9a-f]{16})\.json$/.exec(o.key);
+      if (m) out.push(BigInt(`0x${m[1]}`));
+    }
+    return out;
+  }
+
+  private async load(fingerprint: bigint): Promise<RegisteredSchema> {
+    const path = this.schemaPath(fingerprint);
+    let bytes: Uint8Array;
+    try {
+      bytes = await this.store.get(path);
+    } catch (err) {
+      if (err instanceof ChartlogError && err.code === 'not_found') {
+        throw new ChartlogError('not_found', `schema ${fingerprintHex(fingerprint)} of source ${this.source} is not in ${this.store.description}`, {
+          hint: `the object ${path} is missing; restore schemas/ from a copy of the archive`,
+        });
+      }
+      throw err;
+    }
+    const registered = SchemaStore.parse(Buffer.from(bytes).toString('utf8'));
+    if (registered.fingerprint !== fingerprint) {
+      throw new ChartlogError('integrity', `schema object ${path} has fingerprint ${registered.fingerprintHex}`, {
+        hint: 'the schema object was altered; restore it from a copy of the archive',
+      });
+    }
+    return registered;
+  }
+
+  /** Fingerprint and table version of a schema (no I/O). */
+  static describe(schema: AvroSchemaJson): RegisteredSchema {
+    const fingerprint = rabinFingerprint64(parsingCanonicalForm(schema));
+    return Object.freeze({
+      fingerprint,
+      fingerprintHex: fingerprintHex(fingerprint),
+      schema,
+      text: JSON.stringify(schema),
+      version: fromAvroSchema(schema),
+    });
+  }
+
+  static parse(text: string): RegisteredSchema {
+    let schema: AvroSchemaJson;
+    try {
+      schema = JSON.parse(text) as AvroSchemaJson;
+    } catch {
+      throw new ChartlogError('integrity', 'a stored schema is not valid JSON', { hint: 'restore schemas/ from a copy of the archive' });
+    }
+    return { ...SchemaStore.describe(schema), text };
+  }
+}

@@ -1,0 +1,174 @@
+import { randomBytes } from 'node:crypto';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { ChartlogError } from '../core/errors.js';
+
+/**
+ * Avro object container files (the Avro spec's "Object Container Files"), written from record
+ * bodies that are already Avro-encoded — the body of a single-object message is exactly a
+ * record's binary encoding — so the compactor never decodes and re-encodes to write a part.
+ * Any Avro reader (avsc, Java, Python, avro-tools) reads the result.
+ *
+ * Layout: 'Obj' 0x01, metadata map<bytes> (avro.schema, avro.codec, chartlog.*), 16-byte sync
+ * marker, then blocks: record count (long), byte size (long), data, sync marker.
+ */
+
+const MAGIC = Buffer.from([0x4f, 0x62, 0x6a, 0x01]);
+const SYNC_SIZE = 16;
+
+export type ContainerCodec = 'null' | 'deflate';
+
+export interface ContainerHeader {
+  schema: string;
+  codec: ContainerCodec;
+  /** Other metadata entries (chartlog.* keys), as UTF-8 text. */
+  metadata: Record<string, string>;
+  sync: Buffer;
+}
+
+export interface ContainerBlock {
+  count: number;
+  /** Decompressed concatenation of `count` record bodies. */
+  data: Buffer;
+}
+
+/** Writes one container file in memory: header, then one block per `addBlock`. */
+export class AvroContainerWriter {
+  private readonly chunks: Buffer[] = [];
+  private readonly sync: Buffer;
+  private readonly codec: ContainerCodec;
+  private records = 0;
+
+  constructor(schema: string, options: { codec?: ContainerCodec; metadata?: Record<string, string>; sync?: Buffer } = {}) {
+    this.codec = options.codec ?? 'deflate';
+    this.sync = options.sync ?? randomBytes(SYNC_SIZE);
+    const entries: [string, Buffer][] = [
+      ['avro.schema', Buffer.from(schema, 'utf8')],
+      ['avro.codec', Buffer.from(this.codec, 'utf8')],
+      ...Object.entries(options.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v, 'utf8')] as [string, Buffer]),
+    ];
+    const parts: Buffer[] = [MAGIC, encodeLong(entries.length)];
+    for (const [k, v] of entries) parts.push(encodeBytes(Buffer.from(k, 'utf8')), encodeBytes(v));
+    parts.push(encodeLong(0), this.sync);
+    this.chunks.push(Buffer.concat(parts));
+  }
+
+  /** Appends a block holding these record bodies, in order. Empty lists write nothing. */
+  addBlock(bodies: readonly Uint8Array[]): void {
+    if (bodies.length === 0) return;
+    const raw = Buffer.concat(bodies.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
+    this.addRawBlock(bodies.length, raw);
+  }
+
+  /** Appends a block from an already concatenated (uncompressed) body, e.g. copied from a part. */
+  addRawBlock(count: number, data: Buffer): void {
+    if (count === 0) return;
+    const payload = this.codec === 'deflate' ? deflateRawSync(data) : data;
+    this.chunks.push(encodeLong(count), encodeLong(payload.length), payload, this.sync);
+    this.records += count;
+  }
+
+  get recordCount(): number {
+    return this.records;
+  }
+
+  toBuffer(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+/** Reads a container file's header and blocks. Throws ChartlogError('integrity') on damage. */
+export function readAvroContainer(file: Uint8Array, name = 'container'): { header: ContainerHeader; blocks: ContainerBlock[] } {
+  const buf = Buffer.from(file.buffer, file.byteOffset, file.byteLength);
+  const r = new Reader(buf, name);
+  if (buf.length < MAGIC.length + SYNC_SIZE || !buf.subarray(0, 4).equals(MAGIC)) {
+    throw new ChartlogError('integrity', `${name} is not an Avro container file (bad magic)`);
+  }
+  r.pos = 4;
+  const meta: Record<string, Buffer> = {};
+  for (let n = r.long(); n !== 0; n = r.long()) {
+    if (n < 0) {
+      n = -n;
+      r.long(); // block byte size, unused
+    }
+    for (let i = 0; i < n; i++) meta[r.bytes().toString('utf8')] = r.bytes();
+  }
+  const sync = Buffer.from(r.take(SYNC_SIZE));
+  const schema = meta['avro.schema']?.toString('utf8');
+  const codec = (meta['avro.codec']?.toString('utf8') ?? 'null') as ContainerCodec;
+  if (!schema) throw new ChartlogError('integrity', `${name} has no avro.schema`);
+  if (codec !== 'null' && codec !== 'deflate') throw new ChartlogError('integrity', `${name} uses unsupported codec ${String(codec)}`);
+  const metadata: Record<string, string> = {};
+  for (const [k, v] of Object.entries(meta)) if (!k.startsWith('avro.')) metadata[k] = v.toString('utf8');
+
+  const blocks: ContainerBlock[] = [];
+  while (r.pos < buf.length) {
+    const count = r.long();
+    const size = r.long();
+    if (count < 0 || size < 0) throw new ChartlogError('integrity', `${name}: negative block count or size at byte ${r.pos}`);
+    const payload = r.take(size);
+    if (!r.take(SYNC_SIZE).equals(sync)) throw new ChartlogError('integrity', `${name}: sync marker mismatch at byte ${r.pos - SYNC_SIZE}`);
+    let data: Buffer;
+    try {
+      data = codec === 'deflate' ? inflateRawSync(payload) : Buffer.from(payload);
+    } catch (err) {
+      throw new ChartlogError('integrity', `${name}: a block does not decompress`, { cause: err });
+    }
+    blocks.push({ count, data });
+  }
+  return { header: { schema, codec, metadata, sync }, blocks };
+}
+
+class Reader {
+  pos = 0;
+  constructor(
+    private readonly buf: Buffer,
+    private readonly name: string,
+  ) {}
+
+  long(): number {
+    let result = 0n;
+    let shift = 0n;
+    for (;;) {
+      if (this.pos >= this.buf.length) throw new ChartlogError('integrity', `${this.name} is truncated`);
+      const b = this.buf[this.pos++]!;
+      result |= BigInt(b & 0x7f) << shift;
+      if ((b & 0x80) === 0) break;
+      shift += 7n;
+      if (shift > 63n) throw new ChartlogError('integrity', `${this.name}: malformed varint`);
+    }
+    const n = (result >> 1n) ^ -(result & 1n);
+    if (n > BigInt(Number.MAX_SAFE_INTEGER) || n < BigInt(Number.MIN_SAFE_INTEGER)) {
+      throw new ChartlogError('integrity', `${this.name}: length out of range`);
+    }
+    return Number(n);
+  }
+
+  bytes(): Buffer {
+    const len = this.long();
+    if (len < 0) throw new ChartlogError('integrity', `${this.name}: negative length`);
+    return this.take(len);
+  }
+
+  take(n: number): Buffer {
+    if (this.pos + n > this.buf.length) throw new ChartlogError('integrity', `${this.name} is truncated`);
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+}
+
+/** Avro long: zig-zag, then base-128 varint. */
+export function encodeLong(n: number): Buffer {
+  let z = (BigInt(n) << 1n) ^ (BigInt(n) >> 63n);
+  const out: number[] = [];
+  while (z >= 0x80n) {
+    out.push(Number(z & 0x7fn) | 0x80);
+    z >>= 7n;
+  }
+  out.push(Number(z));
+  return Buffer.from(out);
+}
+
+function encodeBytes(b: Buffer): Buffer {
+  return Buffer.concat([encodeLong(b.length), b]);
+}

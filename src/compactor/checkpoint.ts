@@ -1,0 +1,63 @@
+import { ChartlogError } from '../core/errors.js';
+import { Position } from '../core/position.js';
+import { withRetry } from '../core/retry.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { checkpointKey } from './layout.js';
+
+/**
+ * The last source position known durable in the object store, kept in the store itself so
+ * `chartlog run` on a new machine resumes where the last one stopped. It only ever lags what is
+ * stored (written after the objects it covers), so resuming from it may repeat changes, which
+ * are dropped by position, and never skips one.
+ */
+export interface Checkpoint {
+  version: 1;
+  source: string;
+  position: Position;
+  commitTsUs: bigint;
+  /** The base snapshot this stream continues, when it began with one. */
+  snapshotId: string | null;
+  updatedAt: string;
+}
+
+interface StoredCheckpoint {
+  version: 1;
+  source: string;
+  position: string;
+  commitTsUs: string;
+  snapshotId: string | null;
+  updatedAt: string;
+}
+
+export async function readCheckpoint(store: ObjectStore, source: string): Promise<Checkpoint | null> {
+  const key = checkpointKey(source);
+  let bytes: Uint8Array;
+  try {
+    bytes = await withRetry(() => store.get(key), { maxAttempts: 8 });
+  } catch (err) {
+    if (err instanceof ChartlogError && err.code === 'not_found') return null;
+    throw err;
+  }
+  try {
+    const s = JSON.parse(Buffer.from(bytes).toString('utf8')) as StoredCheckpoint;
+    return { ...s, position: Position.parse(s.position), commitTsUs: BigInt(s.commitTsUs) };
+  } catch (err) {
+    throw new ChartlogError('integrity', `${key} is not a readable checkpoint`, {
+      cause: err,
+      hint: 'inspect it; deleting it makes chartlog resume from the source (PostgreSQL: the slot) and may repeat changes, never lose them',
+    });
+  }
+}
+
+export async function writeCheckpoint(store: ObjectStore, c: Omit<Checkpoint, 'version' | 'updatedAt'>, signal?: AbortSignal): Promise<void> {
+  const stored: StoredCheckpoint = {
+    version: 1,
+    source: c.source,
+    position: Position.format(c.position),
+    commitTsUs: c.commitTsUs.toString(),
+    snapshotId: c.snapshotId,
+    updatedAt: new Date().toISOString(),
+  };
+  const body = Buffer.from(`${JSON.stringify(stored, null, 2)}\n`, 'utf8');
+  await withRetry(() => store.put(checkpointKey(c.source), body, { contentType: 'application/json' }), { signal });
+}

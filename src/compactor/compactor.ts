@@ -1,0 +1,106 @@
+import { logger } from '../core/logger.js';
+import { Position } from '../core/position.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import type { BusBatch } from '../bus/bus-batch.js';
+import type { EmbeddedBus } from '../bus/embedded-bus.js';
+import { writeCheckpoint } from './checkpoint.js';
+import { HourSealer, type EnvelopeReader } from './hour-sealer.js';
+import { hourOf, nextHour, type HourKey } from './layout.js';
+import { PartWriter, type FlushResult } from './part-writer.js';
+import { hoursToSeal } from './seal-decision.js';
+
+export interface CompactorOptions {
+  flushIntervalMs: number;
+  maxPartBytes: number;
+  /**
+   * An hour is sealed once the stream has moved past it, or once the clock is this far past
+   * its end while the source is quiet. Late transactions after that go into the next open hour
+   * (readers use each record's commit time, never the folder).
+   */
+  sealGraceMs: number;
+  snapshotId: string | null;
+  /** Milliseconds since the epoch; tests move time by hand. */
+  now?: () => number;
+}
+
+/**
+ * One source's compactor on the embedded bus: takes batches, flushes parts every
+ * flushIntervalMs (or at maxPartBytes), then records the checkpoint and acknowledges the
+ * durable position — in that order, so nothing is acknowledged before it is stored — and seals
+ * hours as they close.
+ */
+export class Compactor {
+  private readonly writer: PartWriter;
+  private readonly sealer: HourSealer;
+  private readonly now: () => number;
+  private readonly openHours = new Set<HourKey>();
+  private floor: HourKey | null = null;
+  private maxDurableCommitUs = 0n;
+  private lastBatchAt = 0;
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly source: string,
+    envelopes: EnvelopeReader,
+    private readonly options: CompactorOptions,
+    private readonly onDurable: (result: FlushResult) => Promise<void>,
+    private readonly signal?: AbortSignal,
+  ) {
+    this.writer = new PartWriter(store, source, envelopes, signal);
+    this.sealer = new HourSealer(store, source, envelopes, signal);
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Finds hours a previous run left unsealed and the first hour still open. */
+  async start(): Promise<void> {
+    const last = await this.sealer.lastSealed();
+    this.floor = last ? nextHour(last.hour) : null;
+    for (const h of await this.sealer.hoursWithParts()) this.openHours.add(h);
+  }
+
+  /** Runs until the bus is closed and drained; ends with a final flush. */
+  async run(bus: EmbeddedBus): Promise<void> {
+    let nextFlush = this.now() + this.options.flushIntervalMs;
+    while (!bus.drained) {
+      const batches = await bus.take(1024, Math.max(0, nextFlush - this.now()));
+      for (const b of batches) this.add(b);
+      if (this.writer.pendingBytes >= this.options.maxPartBytes || this.now() >= nextFlush || bus.drained) {
+        await this.flush();
+        await this.sealClosedHours();
+        nextFlush = this.now() + this.options.flushIntervalMs;
+      }
+    }
+    await this.flush();
+  }
+
+  add(batch: BusBatch): void {
+    let hour = hourOf(batch.commitTsUs);
+    if (this.floor && hour < this.floor) hour = this.floor;
+    this.openHours.add(hour);
+    this.writer.add(batch, hour);
+    this.lastBatchAt = this.now();
+  }
+
+  /** Writes pending parts, then the checkpoint, then acknowledges. */
+  async flush(): Promise<FlushResult | null> {
+    const result = await this.writer.flush();
+    if (!result) return null;
+    await writeCheckpoint(this.store, { source: this.source, position: result.upTo, commitTsUs: result.commitTsUs, snapshotId: this.options.snapshotId }, this.signal);
+    if (result.commitTsUs > this.maxDurableCommitUs) this.maxDurableCommitUs = result.commitTsUs;
+    await this.onDurable(result);
+    logger().debug({ source: this.source, upTo: Position.format(result.upTo), batches: result.batches, events: result.events, objects: result.objects.length }, 'parts durable');
+    return result;
+  }
+
+  /** Seals, oldest first, every open hour the stream or the clock has left behind. */
+  async sealClosedHours(force = false): Promise<void> {
+    if (this.writer.pendingBatches > 0) return; // only durable data is sealed
+    const quiet = this.now() - this.lastBatchAt >= this.options.flushIntervalMs;
+    const state = { durableCommitUs: this.maxDurableCommitUs, nowMs: this.now(), quiet, sealGraceMs: this.options.sealGraceMs, force };
+    for (const hour of hoursToSeal(this.openHours, state)) {
+      await this.sealer.seal(hour);
+      this.openHours.delete(hour);
+      this.floor = nextHour(hour);
+    }
+  }
+}

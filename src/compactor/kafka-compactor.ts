@@ -1,0 +1,469 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import { ChartlogError, isRetriable, toChartlogError } from '../core/errors.js';
+import { logger } from '../core/logger.js';
+import { Position } from '../core/position.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { kafkaError } from '../bus/kafka-bus.js';
+import {
+  createKafka,
+  decodeHeaders,
+  decodeTransactionMessage,
+  isTableTopic,
+  tableTopic,
+  transactionsTopic,
+  TRANSACTIONS_PARTITION,
+  type KafkaSettings,
+} from '../bus/kafka-topics.js';
+import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { HourSealer, type EnvelopeReader } from './hour-sealer.js';
+import { hourOf, nextHour, type HourKey } from './layout.js';
+import { PartWriter } from './part-writer.js';
+import { hoursToSeal } from './seal-decision.js';
+import type { TransactionRecord } from './transaction-log.js';
+
+export interface KafkaCompactorOptions {
+  settings: KafkaSettings;
+  flushIntervalMs: number;
+  maxPartBytes: number;
+  /** As CompactorOptions.sealGraceMs. */
+  sealGraceMs: number;
+  snapshotId: string | null;
+  /** Milliseconds since the epoch; tests move time by hand. */
+  now?: () => number;
+  /** Longest a fetch waits for data (default: half the flush interval, at most 500 ms). */
+  fetchMaxWaitMs?: number;
+  /** Consumer group session timeout (default: settings.sessionTimeoutMs). */
+  sessionTimeoutMs?: number;
+  /** An existing client (tests); otherwise one is made from `settings`. */
+  kafka?: Kafka;
+}
+
+/** Where a message sits in a partition, and the transaction it belongs to. */
+interface Entry {
+  offset: bigint;
+  tx: Position;
+}
+
+interface PartitionProgress {
+  topic: string;
+  partition: number;
+  /** Processed messages not yet settled (their transaction is not complete and durable). */
+  entries: Entry[];
+  /** One past the highest offset processed. */
+  next: bigint;
+}
+
+/** What arrived since the last flush; it counts only once the flush made it durable. */
+interface Pending {
+  events: { tx: string; table: string; seq: number }[];
+  ends: TransactionRecord[];
+  progress: Map<string, PartitionProgress>;
+}
+
+interface OpenTransaction {
+  end: TransactionRecord | null;
+  /** Distinct event seqs seen durable, per table: duplicates count once. */
+  seen: Map<string, Set<number>>;
+}
+
+const emptyPending = (): Pending => ({ events: [], ends: [], progress: new Map() });
+const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+
+/**
+ * The compactor of one source on the Kafka bus: a member of the consumer group `groupId`,
+ * reading the source's table topics and its transactions topic. Messages are buffered into
+ * parts of their commit hour and flushed every flushIntervalMs (or at maxPartBytes).
+ *
+ * What it commits is decided by transactions, not by messages: a transaction is *settled* once
+ * its END record and every event its END counts are in durable parts, and its predecessor (the
+ * END's `previous`) is settled. The settled position P only moves forward, in position order.
+ * After each flush it writes P as the checkpoint, then
+ * commits, per partition, the offset of the first processed message whose transaction is not
+ * settled (or one past the last processed message). So every offset below a committed one is
+ * durable, and after any crash everything after P comes again whole — re-counted, and dropped
+ * by position where it was already stored. Messages at or below P that come again are skipped
+ * at once, so no duplicate lands in a later hour. Hours close when P passes them (hoursToSeal).
+ *
+ * Topics are listed at subscription; an END that counts events of a table whose topic appeared
+ * since makes it subscribe again (a new consumer, same group).
+ *
+ * One compactor per source: sealing assumes it sees every partition.
+ */
+export class KafkaCompactor {
+  private readonly kafka: Kafka;
+  private readonly writer: PartWriter;
+  private readonly sealer: HourSealer;
+  private readonly now: () => number;
+  private readonly txTopic: string;
+  private readonly openHours = new Set<HourKey>();
+  private floor: HourKey | null = null;
+  private settled: Position | null = null;
+  private settledCommitUs = 0n;
+  private readonly open = new Map<string, OpenTransaction>();
+  private pending = emptyPending();
+  private readonly progress = new Map<string, PartitionProgress>();
+  private readonly committed = new Map<string, bigint>();
+  private subscribed = new Set<string>();
+  private consumer: Consumer | null = null;
+  private resubscribe = false;
+  private stopping = false;
+  private abandoned = false;
+  private failure: ChartlogError | null = null;
+  private lastMessageAt = 0;
+  private nextFlushAt = 0;
+  private lock: Promise<void> = Promise.resolve();
+  /** Cuts the wait between flushes short (stop, failure, new consumer needed). */
+  private wake = new AbortController();
+  /** Counters for tests and metrics. */
+  readonly stats = { messages: 0, skipped: 0, flushes: 0, commits: 0, generations: 0 };
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly source: string,
+    envelopes: EnvelopeReader,
+    private readonly options: KafkaCompactorOptions,
+    private readonly signal?: AbortSignal,
+  ) {
+    this.kafka = options.kafka ?? createKafka(options.settings, '-compactor');
+    this.writer = new PartWriter(store, source, envelopes, signal);
+    this.sealer = new HourSealer(store, source, envelopes, signal);
+    this.now = options.now ?? Date.now;
+    this.txTopic = transactionsTopic(options.settings.topicPrefix, source);
+  }
+
+  /** The newest transaction known complete and durable (what the checkpoint says). */
+  get settledPosition(): Position | null {
+    return this.settled;
+  }
+
+  /** Reads where the last run stopped: the checkpoint, the sealed hours, hours left open. */
+  async start(): Promise<void> {
+    const last = await this.sealer.lastSealed();
+    this.floor = last ? nextHour(last.hour) : null;
+    for (const h of await this.sealer.hoursWithParts()) this.openHours.add(h);
+    const cp = await readCheckpoint(this.store, this.source);
+    if (cp) {
+      this.settled = cp.position;
+      this.settledCommitUs = cp.commitTsUs;
+    }
+    this.lastMessageAt = this.now();
+  }
+
+  /**
+   * Consumes until `signal` aborts, then flushes, commits and leaves the group. Throws a fatal
+   * error (an undecodable message, a store refusing writes for good).
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    const onAbort = () => this.wake.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      for (let attempt = 0; !signal.aborted && !this.abandoned && !this.failure; ) {
+        let consumer: Consumer;
+        try {
+          consumer = await this.startConsumer();
+          attempt = 0;
+        } catch (err) {
+          // Brokers down at start or after a crash of the consumer: wait and try again.
+          if (!isRetriable(err)) throw err;
+          const delayMs = Math.min(30_000, 500 * 2 ** Math.min(++attempt, 6));
+          logger().warn({ err, source: this.source, attempt, delayMs }, 'kafka compactor cannot start its consumer; retrying');
+          await sleep(delayMs, undefined, { signal: this.wake.signal }).catch(() => undefined);
+          continue;
+        }
+        this.nextFlushAt = this.now() + this.options.flushIntervalMs;
+        while (!signal.aborted && !this.abandoned && !this.failure && !this.resubscribe) {
+          await sleep(Math.max(1, Math.min(this.nextFlushAt - this.now(), this.options.flushIntervalMs)), undefined, { signal: this.wake.signal }).catch(() => undefined);
+          if (this.now() >= this.nextFlushAt) await this.exclusive(() => this.flushAndSeal()).catch((err: unknown) => this.fail(err));
+        }
+        // Stop taking messages, make what was taken durable and commit it, then leave.
+        this.stopping = true;
+        if (!this.abandoned && !this.failure) await this.exclusive(() => this.flushAndSeal()).catch((err: unknown) => this.fail(err));
+        await consumer.disconnect().catch((err: unknown) => logger().warn({ err, source: this.source }, 'kafka consumer did not disconnect cleanly'));
+        this.consumer = null;
+        this.resubscribe = false;
+        this.stopping = false;
+        if (!signal.aborted && !this.abandoned && !this.failure) this.wake = new AbortController();
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+    if (this.failure) throw this.failure;
+  }
+
+  /**
+   * Stops like a killed process would: no flush, no checkpoint, no commit. What was buffered is
+   * lost here and comes again from Kafka to the next compactor of the group. For tests.
+   */
+  async abandon(): Promise<void> {
+    this.abandoned = true;
+    this.wake.abort();
+  }
+
+  /** Seals every open hour the settled stream (or the clock, when quiet) has left behind. */
+  async sealClosedHours(force = false): Promise<void> {
+    await this.exclusive(() => this.sealLocked(force));
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private async startConsumer(): Promise<Consumer> {
+    const { settings } = this.options;
+    const admin = this.kafka.admin();
+    let topics: string[];
+    try {
+      await admin.connect();
+      topics = (await admin.listTopics()).filter((t) => isTableTopic(settings.topicPrefix, this.source, t));
+    } catch (err) {
+      throw kafkaError(err, 'cannot list the Kafka topics');
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+    topics.push(this.txTopic);
+    this.subscribed = new Set(topics);
+    const consumer = this.kafka.consumer({
+      groupId: settings.groupId,
+      sessionTimeout: this.options.sessionTimeoutMs ?? settings.sessionTimeoutMs ?? 30_000,
+      // Some brokers (the librdkafka mock) answer a fetch only at its deadline, not when data
+      // arrives; the deadline then adds to the commit → durable latency, so keep it short.
+      maxWaitTimeInMs: this.options.fetchMaxWaitMs ?? Math.max(50, Math.min(500, Math.floor(this.options.flushIntervalMs / 2))),
+      allowAutoTopicCreation: true,
+    });
+    consumer.on(consumer.events.GROUP_JOIN, (e) => this.onAssignment(e.payload.memberAssignment));
+    consumer.on(consumer.events.CRASH, (e) => {
+      // kafkajs restarts itself when it can; when it gives up, start a new consumer.
+      if (!e.payload.restart) {
+        logger().warn({ err: kafkaError(e.payload.error, 'kafka consumer crashed'), source: this.source }, 'kafka consumer crashed; starting a new one');
+        this.resubscribe = true;
+        this.wake.abort();
+      }
+    });
+    try {
+      await consumer.connect();
+      // A new group starts at the beginning: nothing in Kafka may be skipped.
+      await consumer.subscribe({ topics, fromBeginning: true });
+      await consumer.run({ autoCommit: false, eachBatch: (p) => this.eachBatch(p) });
+    } catch (err) {
+      await consumer.disconnect().catch(() => undefined);
+      throw kafkaError(err, 'cannot start the Kafka consumer');
+    }
+    this.consumer = consumer;
+    this.stats.generations++;
+    logger().info({ source: this.source, groupId: settings.groupId, topics: topics.length }, 'kafka compactor consuming');
+    return consumer;
+  }
+
+  /** After a rebalance, partitions given away are forgotten: their uncommitted rest is redelivered to their new owner. */
+  private onAssignment(assignment: Record<string, number[]>): void {
+    const mine = new Set<string>();
+    for (const [topic, partitions] of Object.entries(assignment)) for (const p of partitions) mine.add(tpKey(topic, p));
+    if (!mine.has(tpKey(this.txTopic, TRANSACTIONS_PARTITION))) {
+      logger().error(
+        { source: this.source, groupId: this.options.settings.groupId },
+        'kafka compactor: another member of the group holds the transactions partition; run exactly one compactor per source (one chartlog run per configuration)',
+      );
+    }
+    for (const map of [this.progress, this.pending.progress, this.committed]) {
+      for (const key of [...map.keys()]) if (!mine.has(key)) map.delete(key);
+    }
+  }
+
+  private async eachBatch({ batch, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    await this.exclusive(async () => {
+      if (this.stopping || this.abandoned || this.failure) return;
+      try {
+        for (const m of batch.messages) {
+          if (!isRunning() || isStale()) break;
+          this.take(batch.topic, batch.partition, m);
+        }
+        if (this.writer.pendingBytes >= this.options.maxPartBytes) await this.flushAndSeal();
+      } catch (err) {
+        this.fail(err);
+      }
+    });
+  }
+
+  private take(topic: string, partition: number, m: KafkaMessage): void {
+    const where = `${topic}/${partition}@${m.offset}`;
+    const offset = BigInt(m.offset);
+    let tx: Position;
+    if (topic === this.txTopic) {
+      const { status, record } = decodeTransactionMessage(m.value, where);
+      tx = Position.parse(record.pos);
+      if (!this.isSettled(tx) && status === 'END') {
+        this.writer.addTransaction(this.hourFor(BigInt(record.commitTsUs)), record);
+        this.pending.ends.push(record);
+        for (const table of Object.keys(record.tables)) {
+          // A table whose topic appeared after we subscribed: subscribe again, or the
+          // transaction would never complete.
+          if (!this.subscribed.has(tableTopic(this.options.settings.topicPrefix, this.source, table))) this.resubscribe = true;
+        }
+      }
+    } else {
+      const h = decodeHeaders(m.headers, where);
+      tx = Position.commitOf(h.position);
+      if (!this.isSettled(tx)) {
+        if (!m.value) throw new ChartlogError('decode', `${where}: a table message without a value`);
+        this.writer.addMessage(this.hourFor(h.commitTsUs), { table: h.table, fingerprint: h.fingerprint, key: m.key, value: m.value, position: h.position });
+        this.pending.events.push({ tx: Position.format(tx), table: h.table, seq: h.position.seq });
+      }
+    }
+    if (this.isSettled(tx)) this.stats.skipped++;
+    this.stats.messages++;
+    const key = tpKey(topic, partition);
+    let p = this.pending.progress.get(key);
+    if (!p) this.pending.progress.set(key, (p = { topic, partition, entries: [], next: 0n }));
+    if (!this.isSettled(tx)) p.entries.push({ offset, tx });
+    if (offset + 1n > p.next) p.next = offset + 1n;
+    this.lastMessageAt = this.now();
+  }
+
+  private isSettled(tx: Position): boolean {
+    return this.settled !== null && Position.compare(tx, this.settled) <= 0;
+  }
+
+  /** The commit hour, or the first open one when that hour is already sealed. */
+  private hourFor(commitTsUs: bigint): HourKey {
+    let hour = hourOf(commitTsUs);
+    if (this.floor && hour < this.floor) hour = this.floor;
+    this.openHours.add(hour);
+    return hour;
+  }
+
+  /** Flush, settle, checkpoint, commit, seal — in that order. Runs under the lock. */
+  private async flushAndSeal(): Promise<void> {
+    if (this.abandoned) return;
+    this.nextFlushAt = this.now() + this.options.flushIntervalMs;
+    const taken = this.pending;
+    this.pending = emptyPending();
+    const written = await this.writer.flushRuns();
+    if (this.abandoned) return;
+    if (written.objects.length > 0) this.stats.flushes++;
+    this.absorb(taken);
+    const before = this.settled;
+    this.settle();
+    if (this.settled && (!before || !Position.equals(before, this.settled))) {
+      await writeCheckpoint(this.store, { source: this.source, position: this.settled, commitTsUs: this.settledCommitUs, snapshotId: this.options.snapshotId }, this.signal);
+      logger().debug({ source: this.source, settled: Position.format(this.settled), objects: written.objects.length }, 'kafka compactor: parts durable, checkpoint written');
+    }
+    if (this.abandoned) return;
+    await this.commit();
+    await this.sealLocked(false);
+  }
+
+  /** Counts what the flush just made durable. */
+  private absorb(taken: Pending): void {
+    const openOf = (tx: string) => {
+      let o = this.open.get(tx);
+      if (!o) this.open.set(tx, (o = { end: null, seen: new Map() }));
+      return o;
+    };
+    for (const e of taken.events) {
+      const o = openOf(e.tx);
+      let seqs = o.seen.get(e.table);
+      if (!seqs) o.seen.set(e.table, (seqs = new Set()));
+      seqs.add(e.seq);
+    }
+    for (const r of taken.ends) openOf(r.pos).end = r;
+    for (const [key, t] of taken.progress) {
+      const p = this.progress.get(key);
+      if (!p) this.progress.set(key, t);
+      else {
+        p.entries.push(...t.entries);
+        if (t.next > p.next) p.next = t.next;
+      }
+    }
+  }
+
+  /** Moves the settled position over every complete transaction, in position order. */
+  private settle(): void {
+    const ended = [...this.open]
+      .filter(([, o]) => o.end !== null)
+      .map(([pos, o]) => ({ pos, tx: Position.parse(pos), o }))
+      .sort((a, b) => Position.compare(a.tx, b.tx));
+    for (const { pos, tx, o } of ended) {
+      if (this.isSettled(tx)) {
+        this.open.delete(pos);
+        continue;
+      }
+      const complete = Object.entries(o.end!.tables).every(([table, n]) => (o.seen.get(table)?.size ?? 0) >= n);
+      if (!complete) break;
+      // The chain of `previous` positions: a transaction whose predecessor has not settled waits
+      // for it, so an END that overtook an earlier one (a retried request) cannot skip it.
+      const previous = o.end!.previous === null ? null : Position.parse(o.end!.previous);
+      if (this.settled !== null && previous !== null && !this.isSettled(previous)) {
+        this.warnChainGap(tx, previous);
+        break;
+      }
+      this.settled = tx;
+      if (BigInt(o.end!.commitTsUs) > this.settledCommitUs) this.settledCommitUs = BigInt(o.end!.commitTsUs);
+      this.open.delete(pos);
+    }
+    // Events of transactions now settled (duplicates from a resend) need no counting.
+    for (const pos of [...this.open.keys()]) if (this.isSettled(Position.parse(pos))) this.open.delete(pos);
+    for (const p of this.progress.values()) p.entries = p.entries.filter((e) => !this.isSettled(e.tx));
+  }
+
+  private chainGapWarnedAt = 0;
+
+  private warnChainGap(tx: Position, previous: Position): void {
+    if (this.now() - this.chainGapWarnedAt < 60_000) return;
+    this.chainGapWarnedAt = this.now();
+    logger().warn(
+      { source: this.source, waiting: Position.format(tx), for: Position.format(previous), settled: this.settled ? Position.format(this.settled) : null },
+      'kafka compactor: a transaction waits for its predecessor, which has not arrived; if Kafka lost it (retention), restart the source from the checkpoint',
+    );
+  }
+
+  /** Commits, per partition, the first offset not known durable and settled. */
+  private async commit(): Promise<void> {
+    const consumer = this.consumer;
+    if (!consumer) return;
+    const offsets: { topic: string; partition: number; offset: string }[] = [];
+    for (const [key, p] of this.progress) {
+      let at = p.next;
+      for (const e of p.entries) if (e.offset < at) at = e.offset;
+      if (this.committed.get(key) === at) continue;
+      offsets.push({ topic: p.topic, partition: p.partition, offset: at.toString() });
+    }
+    if (offsets.length === 0) return;
+    try {
+      await consumer.commitOffsets(offsets);
+      for (const o of offsets) this.committed.set(tpKey(o.topic, o.partition), BigInt(o.offset));
+      this.stats.commits++;
+    } catch (err) {
+      // Not committing is always safe: the messages come again and are dropped by position.
+      logger().warn({ err: kafkaError(err, 'commit failed'), source: this.source }, 'kafka offset commit failed; the messages will be redelivered');
+    }
+  }
+
+  private async sealLocked(force: boolean): Promise<void> {
+    if (this.writer.pendingBatches > 0 || this.writer.pendingBytes > 0) return; // only durable data is sealed
+    const quiet = this.open.size === 0 && this.now() - this.lastMessageAt >= this.options.flushIntervalMs;
+    const state = { durableCommitUs: this.settledCommitUs, nowMs: this.now(), quiet, sealGraceMs: this.options.sealGraceMs, force };
+    for (const hour of hoursToSeal(this.openHours, state)) {
+      // Later messages of this hour go to the next one from now on (readers go by commit time).
+      this.floor = nextHour(hour);
+      await this.sealer.seal(hour);
+      this.openHours.delete(hour);
+    }
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(fn);
+    this.lock = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private fail(err: unknown): void {
+    // A killed compactor's interrupted writes are not failures: the next one redoes them.
+    if (!this.failure && !this.abandoned) {
+      this.failure = toChartlogError(err);
+      logger().error({ err: this.failure, source: this.source }, 'kafka compactor stopped');
+    }
+    this.wake.abort();
+  }
+}

@@ -1,0 +1,239 @@
+import { createHash } from 'node:crypto';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { ChartlogError } from '../core/errors.js';
+import type { ChangeBatch } from '../core/change-event.js';
+import { logger } from '../core/logger.js';
+import { Position } from '../core/position.js';
+import { withRetry } from '../core/retry.js';
+import { qualifiedName } from '../core/table-schema.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { recordBody } from '../bus/bus-batch.js';
+import { AvroContainerWriter } from './avro-container.js';
+import { sha256Hex } from './manifest.js';
+import type { BatchEncoder } from './batch-encoder.js';
+import type { SchemaSource } from './part-writer.js';
+
+export interface SnapshotPart {
+  key: string;
+  fingerprint: string;
+  sha256: string;
+  bytes: number;
+  rows: number;
+}
+
+export interface SnapshotTable {
+  /** Schema version of the table at the snapshot (also for tables with no rows). */
+  fingerprint: string;
+  rows: number;
+  parts: SnapshotPart[];
+}
+
+/** snapshots/<id>/manifest.json: written last, so a snapshot exists only once complete. */
+export interface SnapshotManifest {
+  version: 1;
+  source: string;
+  id: string;
+  /** The consistent position: the stream continues with what committed after it. */
+  position: string;
+  commitTsUs: string;
+  takenAt: string;
+  /** 'source' for a connector's consistent snapshot, 'synthesised' for one built from the archive. */
+  origin: 'source' | 'synthesised';
+  tables: Record<string, SnapshotTable>;
+}
+
+export function snapshotsPrefix(source: string): string {
+  return `${source}/snapshots/`;
+}
+
+export function snapshotManifestKey(source: string, id: string): string {
+  return `${snapshotsPrefix(source)}${id}/manifest.json`;
+}
+
+interface OpenPart {
+  table: string;
+  fingerprint: string;
+  bodies: Uint8Array[];
+  bytes: number;
+}
+
+const PART_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Writes one snapshot's rows, already encoded (Avro single-object messages), as Avro containers
+ * per table under snapshots/<id>/ — rolled at PART_BYTES or when the table version changes, so
+ * memory stays bounded — and then its manifest. Shared by connector snapshots (`writeSnapshot`)
+ * and snapshots synthesised from the archive (snapshot-synthesiser.ts). Part names and bytes
+ * are a function of the id and the rows, so two writers of the same snapshot write the same
+ * objects; the manifest is created only if absent, and last.
+ */
+export class SnapshotPartsWriter {
+  readonly tables: Record<string, SnapshotTable> = {};
+  private readonly open = new Map<string, OpenPart>();
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly source: string,
+    readonly id: string,
+    private readonly schemas: SchemaSource,
+    private readonly signal?: AbortSignal,
+  ) {}
+
+  /** Records a table's current version, also for tables without rows. */
+  noteTable(name: string, fingerprint: string): void {
+    this.tables[name] ??= { fingerprint, rows: 0, parts: [] };
+    this.tables[name].fingerprint = fingerprint;
+  }
+
+  /** Adds one encoded row; writes a part when it is full. */
+  async add(m: { table: string; fingerprint: string; value: Uint8Array }): Promise<void> {
+    this.tables[m.table] ??= { fingerprint: m.fingerprint, rows: 0, parts: [] };
+    let p = this.open.get(m.table);
+    if (p && p.fingerprint !== m.fingerprint) {
+      await this.writePart(p);
+      p = undefined;
+    }
+    if (!p) {
+      p = { table: m.table, fingerprint: m.fingerprint, bodies: [], bytes: 0 };
+      this.open.set(m.table, p);
+    }
+    const body = recordBody(m.value);
+    p.bodies.push(body);
+    p.bytes += body.byteLength;
+    this.tables[m.table]!.rows++;
+    if (p.bytes >= PART_BYTES) await this.writePart(p);
+  }
+
+  /** Writes a table's last open part now, when no more of its rows will come. */
+  async closeTable(name: string): Promise<void> {
+    const p = this.open.get(name);
+    if (p) await this.writePart(p);
+    this.open.delete(name);
+  }
+
+  /**
+   * Writes the last parts, checks every part is in the store (another process's clean-up of
+   * "interrupted" snapshots must not leave a manifest naming missing parts), then creates the
+   * manifest. When it already exists (the same snapshot written before), that one is returned.
+   */
+  async finish(m: { position: Position; commitTsUs: bigint; origin: SnapshotManifest['origin'] }): Promise<SnapshotManifest> {
+    for (const p of this.open.values()) await this.writePart(p);
+    for (const t of Object.values(this.tables)) {
+      for (const part of t.parts) {
+        if (!(await this.store.head(part.key))) {
+          throw new ChartlogError('storage', `${part.key} disappeared before its snapshot manifest was written`, {
+            retriable: true,
+            hint: 'another process removed it as an interrupted snapshot; write the snapshot again',
+          });
+        }
+      }
+    }
+    const manifest: SnapshotManifest = {
+      version: 1,
+      source: this.source,
+      id: this.id,
+      position: Position.format(m.position),
+      commitTsUs: m.commitTsUs.toString(),
+      takenAt: new Date().toISOString(),
+      origin: m.origin,
+      tables: this.tables,
+    };
+    const key = snapshotManifestKey(this.source, this.id);
+    const created = await withRetry(() => this.store.putIfAbsent(key, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)), { signal: this.signal });
+    if (!created) return JSON.parse(Buffer.from(await this.store.get(key)).toString('utf8')) as SnapshotManifest;
+    return manifest;
+  }
+
+  private async writePart(p: OpenPart): Promise<void> {
+    if (p.bodies.length === 0) return;
+    const t = this.tables[p.table]!;
+    const key = `${snapshotsPrefix(this.source)}${this.id}/${p.table}/part-${String(t.parts.length).padStart(5, '0')}.avro`;
+    const w = new AvroContainerWriter(await this.schemas.schemaJson(this.source, p.fingerprint), {
+      sync: createHash('sha256').update(key).digest().subarray(0, 16),
+      metadata: { 'chartlog.table': p.table, 'chartlog.fingerprint': p.fingerprint, 'chartlog.snapshot': this.id },
+    });
+    for (let i = 0; i < p.bodies.length; i += 4096) {
+      w.addBlock(p.bodies.slice(i, i + 4096));
+      // Each block is compressed synchronously: let a stream beside this writer run between them.
+      await yieldToLoop();
+    }
+    const body = w.toBuffer();
+    await withRetry(() => this.store.put(key, body), { signal: this.signal });
+    t.parts.push({ key, fingerprint: p.fingerprint, sha256: sha256Hex(body), bytes: body.length, rows: p.bodies.length });
+    p.bodies = [];
+    p.bytes = 0;
+  }
+}
+
+/**
+ * Writes a connector's consistent snapshot to the store (SnapshotPartsWriter), then the
+ * manifest with every part's sha256 and row count. Parts of earlier attempts that never got a
+ * manifest are removed — only once the connector has yielded its first batch, so a connector
+ * that refuses to start (e.g. its slot is in use) leaves the store untouched.
+ */
+export async function writeSnapshot(options: {
+  store: ObjectStore;
+  source: string;
+  batches: AsyncIterable<ChangeBatch>;
+  encoder: BatchEncoder;
+  schemas: SchemaSource;
+  signal?: AbortSignal;
+}): Promise<SnapshotManifest> {
+  const { store, source, encoder, schemas, signal } = options;
+  let position: Position | null = null;
+  let commitTsUs = 0n;
+  let writer: SnapshotPartsWriter | null = null;
+
+  for await (const batch of options.batches) {
+    if (!batch.snapshot) throw new ChartlogError('internal', 'a snapshot yielded a non-snapshot batch');
+    if (!writer || !position) {
+      await removeIncompleteSnapshots(store, source);
+      position = batch.position;
+      commitTsUs = batch.commitTsUs;
+      writer = new SnapshotPartsWriter(store, source, Position.format(batch.position), schemas, signal);
+    } else if (!Position.equals(position, batch.position)) {
+      throw new ChartlogError('internal', 'snapshot batches must share one consistent position');
+    }
+    for (const s of batch.schemaChanges ?? []) writer.noteTable(qualifiedName(s), await encoder.fingerprintOf(source, s));
+    for (const m of await encoder.encode(batch)) await writer.add(m);
+  }
+  if (!writer || !position) throw new ChartlogError('internal', 'the snapshot produced no consistent position');
+  const manifest = await writer.finish({ position, commitTsUs, origin: 'source' });
+  const rows = Object.values(manifest.tables).reduce((n, t) => n + t.rows, 0);
+  logger().info({ source, snapshot: manifest.id, tables: Object.keys(manifest.tables).length, rows }, 'snapshot written');
+  return manifest;
+}
+
+/** Snapshots are listed by their manifests; anything else under snapshots/ is an interrupted attempt. */
+export async function listSnapshots(store: ObjectStore, source: string): Promise<SnapshotManifest[]> {
+  const out: SnapshotManifest[] = [];
+  for await (const o of store.listAll(snapshotsPrefix(source))) {
+    if (!o.key.endsWith('/manifest.json')) continue;
+    const m = JSON.parse(Buffer.from(await store.get(o.key)).toString('utf8')) as SnapshotManifest;
+    out.push(m);
+  }
+  return out.sort((a, b) => Position.compare(Position.parse(a.position), Position.parse(b.position)));
+}
+
+/**
+ * An attempt touched this recently may still be being written by another process (a synthesis
+ * inside `chartlog run` beside a `chartlog snapshot`): it is left for a later clean-up.
+ */
+const INCOMPLETE_GRACE_MS = 15 * 60_000;
+
+/** Removes snapshot attempts that never got a manifest and have not been written to lately. */
+export async function removeIncompleteSnapshots(store: ObjectStore, source: string, nowMs = Date.now()): Promise<void> {
+  const byId = new Map<string, { keys: string[]; newest: number }>();
+  for await (const o of store.listAll(snapshotsPrefix(source))) {
+    const id = o.key.slice(snapshotsPrefix(source).length).split('/')[0]!;
+    const e = byId.get(id) ?? { keys: [], newest: 0 };
+    e.keys.push(o.key);
+    e.newest = Math.max(e.newest, o.lastModified.getTime());
+    byId.set(id, e);
+  }
+  for (const [id, { keys, newest }] of byId) {
+    if (keys.some((k) => k.endsWith('/manifest.json')) || nowMs - newest < INCOMPLETE_GRACE_MS) continue;
+    logger().warn({ source, snapshot: id, objects: keys.length }, 'removing an interrupted snapshot');
+    for (const k of keys) await store.delete(k);
+  }
+}

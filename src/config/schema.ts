@@ -1,0 +1,263 @@
+import { z } from 'zod';
+
+/**
+ * The one configuration schema (DESIGN.md §6). Every field is typed, defaulted where a default
+ * is safe, and described; objects are strict so a misspelt key is an error, not a silently
+ * ignored setting. `load.ts` parses a file against it once and freezes the result.
+ */
+
+const tableName = z
+  .string()
+  .regex(/^[^.\s]+\.[^.\s]+$/, 'expected "schema.table"')
+  .describe('A table as "schema.table" (PostgreSQL schema or MySQL database, then table).');
+
+const tls = z
+  .strictObject({
+    mode: z
+      .enum(['disable', 'require', 'verify-full'])
+      .default('disable')
+      .describe('disable: plaintext; require: TLS without certificate checks; verify-full: TLS, certificate and host name checked.'),
+    ca: z.string().optional().describe('Path to a PEM file with the CA certificate(s) to trust.'),
+    cert: z.string().optional().describe('Path to a PEM client certificate, for mutual TLS.'),
+    key: z.string().optional().describe('Path to the PEM private key of the client certificate.'),
+  })
+  .describe('TLS for this connection.');
+
+const postgresOptions = z
+  .strictObject({
+    slotName: z
+      .string()
+      .regex(/^[a-z0-9_]{1,63}$/, 'expected lowercase letters, digits and _ (at most 63)')
+      .optional()
+      .describe('Replication slot name. Default: chartlog_<source name>.'),
+    publicationName: z
+      .string()
+      .regex(/^[a-z0-9_]{1,63}$/, 'expected lowercase letters, digits and _ (at most 63)')
+      .optional()
+      .describe('Publication name. Default: chartlog_<source name>.'),
+    heartbeatIntervalMs: z
+      .number()
+      .int()
+      .min(1000)
+      .default(30000)
+      .describe('How often an idle source gets a heartbeat message so its slot keeps advancing.'),
+    slotLagWarnBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(1024 * 1024 * 1024)
+      .describe('Warn when the slot retains more WAL than this many bytes.'),
+    spillThresholdBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(64 * 1024 * 1024)
+      .describe('A transaction larger than this is spilled to disk until its commit.'),
+  })
+  .describe('PostgreSQL-only settings.');
+
+const mysqlOptions = z
+  .strictObject({
+    serverId: z
+      .number()
+      .int()
+      .min(1)
+      .max(4294967295)
+      .optional()
+      .describe('Replica server id chartlog uses to read the binlog; must differ from every server and other reader. Default: derived from the source name.'),
+    watchdogMs: z
+      .number()
+      .int()
+      .min(1000)
+      .default(30000)
+      .describe('Reconnect when the binlog connection has been silent this long after a heartbeat probe.'),
+  })
+  .describe('MySQL/MariaDB-only settings.');
+
+const source = z
+  .strictObject({
+    name: z
+      .string()
+      .regex(/^[a-z0-9_-]+$/, 'expected lowercase letters, digits, "_" and "-"')
+      .describe('Names the source and its object-store prefix.'),
+    type: z.enum(['postgres', 'mysql']).describe('Which kind of database this is.'),
+    url: z
+      .string()
+      .regex(/^(postgres|postgresql|mysql|mariadb):\/\//, 'expected a postgres:// or mysql:// URL')
+      .describe('Connection URL of the CDC user. Its password may come from CHARTLOG_SOURCE_<NAME>_PASSWORD instead.'),
+    tables: z
+      .array(tableName)
+      .min(1)
+      .optional()
+      .describe('Tables to capture. Default: every table the user can read.'),
+    tls: tls.default({ mode: 'disable' }),
+    postgres: postgresOptions.default({
+      heartbeatIntervalMs: 30000,
+      slotLagWarnBytes: 1024 * 1024 * 1024,
+      spillThresholdBytes: 64 * 1024 * 1024,
+    }),
+    mysql: mysqlOptions.default({ watchdogMs: 30000 }),
+    snapshot: z
+      .strictObject({
+        initial: z
+          .boolean()
+          .default(true)
+          .describe('Take a consistent snapshot when the source has none yet.'),
+        chunkRows: z.number().int().min(1).default(10000).describe('Rows per primary-key chunk.'),
+        everyHours: z
+          .number()
+          .positive()
+          .optional()
+          .describe('Synthesise a new base snapshot this often from the archive (no load on the source).'),
+      })
+      .default({ initial: true, chunkRows: 10000 })
+      .describe('Base snapshots.'),
+  })
+  .describe('A database to capture.');
+
+const kafka = z
+  .strictObject({
+    brokers: z.array(z.string().regex(/^[^:\s]+:\d+$/, 'expected "host:port"')).min(1).describe('Bootstrap brokers.'),
+    topicPrefix: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]+$/, 'expected letters, digits, ".", "_" and "-"')
+      .default('chartlog')
+      .describe('Topics are <prefix>.<source>.<schema>.<table>.'),
+    clientId: z.string().default('chartlog').describe('Kafka client id.'),
+    groupId: z.string().default('chartlog-compactor').describe('Consumer group of the compactor.'),
+    sessionTimeoutMs: z
+      .number()
+      .int()
+      .min(1000)
+      .default(30_000)
+      .describe('Consumer group session timeout: how long a crashed compactor holds its partitions before another takes them.'),
+    compression: z.enum(['none', 'gzip']).default('gzip').describe('Producer compression.'),
+    tls: tls.default({ mode: 'disable' }),
+    sasl: z
+      .strictObject({
+        mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+        username: z.string(),
+        password: z.string().optional().describe('Prefer CHARTLOG_KAFKA_SASL_PASSWORD.'),
+      })
+      .optional()
+      .describe('SASL authentication.'),
+  })
+  .describe('Kafka settings, used when bus.type is kafka.');
+
+const bus = z
+  .strictObject({
+    type: z.enum(['embedded', 'kafka']).default('embedded').describe('embedded: in-process, one machine; kafka: a Kafka cluster.'),
+    maxBufferedBatches: z
+      .number()
+      .int()
+      .min(1)
+      .default(1024)
+      .describe('Embedded bus: batches held before the connector is paused (backpressure).'),
+    kafka: kafka.optional(),
+  })
+  .describe('Where change records travel between the connectors and the compactor.');
+
+const storage = z
+  .strictObject({
+    url: z
+      .string()
+      .regex(/^(file:\/\/\/|s3:\/\/[^/\s]+)/, 'expected file:///absolute/path or s3://bucket[/prefix]')
+      .describe('Backup root: file:///abs/path or s3://bucket/prefix.'),
+    s3: z
+      .strictObject({
+        endpoint: z.string().url().optional().describe('S3-compatible endpoint (radosgw, MinIO); AWS when absent.'),
+        region: z.string().default('us-east-1'),
+        forcePathStyle: z.boolean().default(false).describe('Path-style addressing (needed by most non-AWS stores).'),
+        accessKeyId: z.string().optional().describe('Prefer CHARTLOG_S3_ACCESS_KEY_ID.'),
+        secretAccessKey: z.string().optional().describe('Prefer CHARTLOG_S3_SECRET_ACCESS_KEY.'),
+        ca: z.string().optional().describe('Path to a PEM CA bundle for a private endpoint.'),
+      })
+      .optional(),
+  })
+  .describe('The object store.');
+
+const phi = z
+  .strictObject({
+    keyring: z
+      .string()
+      .regex(/^(file:\/\/\/|awskms:\/\/)/, 'expected file:///abs/path/keyring.json or awskms://<key-arn>')
+      .describe('Key-encryption key: a local keyring file (mode 0600, outside the backup root) or an AWS KMS key.'),
+    columns: z
+      .record(tableName, z.array(z.string().min(1)))
+      .default({})
+      .describe('PHI columns per table; their values are sealed before leaving the connector.'),
+    strict: z
+      .array(tableName)
+      .default([])
+      .describe('Tables that fail closed: a new column that is not classified stops the table until it is.'),
+    publicColumns: z
+      .record(tableName, z.array(z.string().min(1)))
+      .default({})
+      .describe('On strict tables, the columns reviewed and classified as not PHI.'),
+    dekRotation: z
+      .strictObject({
+        maxAgeHours: z.number().positive().default(24).describe('Start a new data key after this long.'),
+        maxValues: z.number().int().positive().default(100_000_000).describe('Start a new data key after sealing this many values.'),
+      })
+      .default({ maxAgeHours: 24, maxValues: 100_000_000 }),
+  })
+  .describe('Which columns are PHI and how they are sealed.');
+
+export const configSchema = z
+  .strictObject({
+    sources: z.array(source).min(1).describe('Databases to capture.'),
+    bus: bus.default({ type: 'embedded', maxBufferedBatches: 1024 }),
+    storage,
+    segments: z
+      .strictObject({
+        flushIntervalMs: z.number().int().min(50).default(1000).describe('Open-hour parts are flushed this often.'),
+        maxPartBytes: z.number().int().min(1024).default(16 * 1024 * 1024).describe('A part is flushed early at this size.'),
+      })
+      .default({ flushIntervalMs: 1000, maxPartBytes: 16 * 1024 * 1024 }),
+    phi,
+    log: z
+      .strictObject({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+        format: z.enum(['auto', 'json', 'pretty']).default('auto').describe('auto: pretty on a terminal, JSON otherwise.'),
+      })
+      .default({ level: 'info', format: 'auto' }),
+  })
+  .superRefine((cfg, ctx) => {
+    const seen = new Set<string>();
+    cfg.sources.forEach((s, i) => {
+      if (seen.has(s.name)) {
+        ctx.addIssue({ code: 'custom', path: ['sources', i, 'name'], message: `duplicate source name "${s.name}"; each source needs its own name` });
+      }
+      seen.add(s.name);
+    });
+    if (cfg.bus.type === 'kafka' && !cfg.bus.kafka) {
+      ctx.addIssue({ code: 'custom', path: ['bus', 'kafka'], message: 'bus.type is kafka but bus.kafka is missing; add bus.kafka.brokers' });
+    }
+    for (const t of cfg.phi.strict) {
+      if (!(t in cfg.phi.columns)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['phi', 'strict'],
+          message: `strict table ${t} has no entry in phi.columns; add "phi.columns.${t}: [...]" (an empty list if it holds no PHI)`,
+        });
+      }
+    }
+    const store = cfg.storage.url;
+    const keyring = cfg.phi.keyring;
+    if (store.startsWith('file:///') && keyring.startsWith('file:///')) {
+      const root = store.slice('file://'.length).replace(/\/+$/, '');
+      const key = keyring.slice('file://'.length);
+      if (key === root || key.startsWith(root + '/')) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['phi', 'keyring'],
+          message: 'the keyring is inside the backup root; keep it elsewhere so a copy of the backups never carries its key',
+        });
+      }
+    }
+  });
+
+/** The configuration as parsed and defaulted; frozen by load.ts. */
+export type Config = z.output<typeof configSchema>;
+export type SourceConfig = Config['sources'][number];
+export type TlsConfig = SourceConfig['tls'];

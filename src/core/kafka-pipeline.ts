@@ -1,0 +1,123 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { KafkaBus } from '../bus/kafka-bus.js';
+import { KafkaCompactor } from '../compactor/kafka-compactor.js';
+import { ChartlogError, isRetriable, toChartlogError } from './errors.js';
+import { logger } from './logger.js';
+import { prepareSource, type SourcePipelineDeps } from './pipeline.js';
+import { Position } from './position.js';
+
+export interface KafkaPipelineOptions {
+  /** Run this source's compactor in this process too (default true; `false` for producer-only hosts). */
+  compactor?: boolean;
+}
+
+/**
+ * One source, end to end on the Kafka bus (DESIGN.md §1):
+ *
+ *   connector ─► encoder (seal + Avro) ─► KafkaBus ══ Kafka ══► KafkaCompactor ─► object store
+ *        ▲                                   │                          │
+ *        └── acknowledge once acks=all ◄─────┘      commit offsets once durable
+ *
+ * The source position is acknowledged when Kafka has every message up to it (acks = all); the
+ * compactor commits offsets only after the parts holding them are durable. A failed send
+ * restarts the stream from the last position Kafka acknowledged. Aborting `signal` stops
+ * reading, sends what is queued, acknowledges it, then stops the compactor (flush, checkpoint,
+ * commit).
+ */
+export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: AbortSignal, options: KafkaPipelineOptions = {}): Promise<void> {
+  const { config, source, connector, encoder, envelopes, store } = deps;
+  const settings = config.bus.kafka;
+  if (!settings) throw new ChartlogError('config', 'bus.type is kafka but bus.kafka is missing', { hint: 'add bus.kafka.brokers' });
+  const log = logger().child({ source: source.name, bus: 'kafka' });
+  const { checkpoint, snapshotId } = await prepareSource(deps, signal);
+
+  // The reader stops on the caller's signal, or when the compactor fails: a backup that only
+  // fills Kafka and never the store must not look healthy.
+  const reading = new AbortController();
+  const stopReading = () => reading.abort();
+  signal.addEventListener('abort', stopReading, { once: true });
+  if (signal.aborted) reading.abort();
+
+  const compactorStop = new AbortController();
+  let compacting: Promise<ChartlogError | null> = Promise.resolve(null);
+  if (options.compactor ?? true) {
+    const compactor = new KafkaCompactor(store, source.name, envelopes, {
+      settings,
+      flushIntervalMs: config.segments.flushIntervalMs,
+      maxPartBytes: config.segments.maxPartBytes,
+      sealGraceMs: 120_000,
+      snapshotId,
+    });
+    await compactor.start();
+    compacting = compactor.run(compactorStop.signal).then(
+      () => null,
+      (err: unknown) => {
+        reading.abort();
+        return toChartlogError(err);
+      },
+    );
+  }
+
+  const bus = new KafkaBus({
+    settings,
+    source: source.name,
+    schemas: envelopes,
+    maxQueuedBatches: config.bus.maxBufferedBatches,
+    onDurable: (p) => connector.acknowledge(p),
+  });
+
+  let start = checkpoint?.position ?? null;
+  let last = start;
+  let connected = false;
+  let failure: ChartlogError | null = null;
+  for (let attempt = 0; !reading.signal.aborted; ) {
+    try {
+      if (!connected) {
+        await bus.connect();
+        // Kafka may hold (and the source may have acknowledged) more than the store's checkpoint.
+        const tail = await bus.lastPublished();
+        if (tail && (!start || Position.compare(tail.position, start) > 0)) {
+          log.info({ checkpoint: start ? Position.format(start) : null, kafka: Position.format(tail.position) }, 'resuming after the newest transaction in Kafka');
+          start = last = tail.position;
+        }
+        connected = true;
+        log.info({ from: last ? Position.format(last) : null }, 'pipeline streaming');
+      }
+      for await (const batch of connector.stream({ from: last, signal: reading.signal })) {
+        if (last && Position.compare(batch.position, last) <= 0) continue;
+        const messages = await encoder.encode(batch);
+        await bus.publish({ source: source.name, position: batch.position, previous: last, txId: batch.txId, commitTsUs: batch.commitTsUs, messages });
+        last = batch.position;
+        attempt = 0;
+      }
+      break;
+    } catch (err) {
+      const e = toChartlogError(err);
+      if (reading.signal.aborted) break;
+      if (!isRetriable(e)) {
+        failure = e;
+        break;
+      }
+      // What was queued is either sent now or dropped by the failed bus: restart right after
+      // what Kafka acknowledged (or the checkpoint when nothing was, this run).
+      await bus.flush().catch(() => undefined);
+      last = bus.durablePosition ?? start;
+      bus.reset();
+      attempt++;
+      const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
+      log.warn({ err: e, attempt, delayMs: delay, from: last ? Position.format(last) : null }, 'stream or Kafka failed; restarting from the last position Kafka acknowledged');
+      await sleep(delay, undefined, { signal: reading.signal }).catch(() => undefined);
+    }
+  }
+
+  signal.removeEventListener('abort', stopReading);
+  let closeError: ChartlogError | null = null;
+  await bus.close().catch((err: unknown) => (closeError = toChartlogError(err)));
+  compactorStop.abort();
+  const compactorError = await compacting;
+  await connector.close();
+  const err = failure ?? compactorError ?? closeError;
+  if (err) throw err;
+  const durable = bus.durablePosition;
+  log.info({ upTo: durable ? Position.format(durable) : null }, 'stopped; everything Kafka acknowledged is acknowledged to the source');
+}

@@ -1,0 +1,74 @@
+import type { ChangeBatch } from './change-event.js';
+import type { Position } from './position.js';
+
+/**
+ * What a connector can deliver. The rest of chartlog asks these instead of branching on the
+ * database's name.
+ */
+export interface ConnectorCapabilities {
+  /** 'full': updates/deletes carry whole old rows; 'key': only key columns; 'none'. */
+  readonly beforeImage: 'full' | 'key' | 'none';
+  /** TRUNCATE arrives as an event. */
+  readonly truncate: boolean;
+  /** A consistent initial snapshot can be taken without a global lock. */
+  readonly snapshot: boolean;
+  /** Columns may arrive as UNCHANGED (PostgreSQL TOAST). */
+  readonly unchangedValues: boolean;
+}
+
+export interface SnapshotOptions {
+  /** "schema.table" names; all configured tables when absent. */
+  readonly tables?: readonly string[];
+  /** Rows per primary-key chunk (keyset pagination), bounding memory. */
+  readonly chunkRows?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface StreamOptions {
+  /**
+   * Last position known durable downstream. The stream starts after it: transactions at or
+   * before it are skipped even if the source sends them again.
+   */
+  readonly from: Position | null;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * A source database as a stream of whole transactions.
+ *
+ * Contract (DESIGN.md §1, the acknowledgement rule):
+ * - `acknowledge(p)` is the ONLY way a position reaches the source (slot confirm, checkpoint).
+ *   Callers acknowledge a batch's `position` only after every event up to it is durable one
+ *   stage down. Nothing else — keepalives, timers, reconnects — may confirm unacknowledged data.
+ * - Delivery is at-least-once: after a crash or reconnect, batches after the last acknowledged
+ *   position may come again; their positions are equal, so consumers drop duplicates by position.
+ * - Batches come in strictly increasing position order within one `stream()` call.
+ * - Errors are ChartlogErrors: retriable ones (lost connection) may be retried by calling
+ *   `stream()` again from the last durable position; fatal ones carry a hint for the operator.
+ */
+export interface SourceConnector {
+  readonly name: string;
+  readonly capabilities: ConnectorCapabilities;
+
+  /**
+   * Verifies the source is set up for CDC (log format, privileges, identities). Creates
+   * nothing. Throws a fatal ChartlogError('source_setup') whose hint says what to run.
+   */
+  check(): Promise<void>;
+
+  /**
+   * A consistent snapshot: batches with `snapshot: true` and op 'r' events, all at one
+   * consistent position P (each batch's `position` is P). `stream({ from: P })` afterwards
+   * yields exactly the changes committed after the snapshot: snapshot + stream = every row once.
+   */
+  snapshot(options?: SnapshotOptions): AsyncIterable<ChangeBatch>;
+
+  /** Committed transactions after `options.from`, until the signal aborts or an error. */
+  stream(options: StreamOptions): AsyncIterable<ChangeBatch>;
+
+  /** Confirms to the source that everything up to and including `position` is durable. */
+  acknowledge(position: Position): Promise<void>;
+
+  /** Releases connections. Does not drop slots or other server-side state. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,176 @@
+import { ChartlogError } from '../core/errors.js';
+import { UNCHANGED, type CellValue } from '../core/table-schema.js';
+
+/**
+ * Exact, self-describing bytes for one cell value, sealed as the plaintext of a PHI value and
+ * used for primary-key values in the AAD. Every JS form of the value model has its own tag, so
+ * a bigint never comes back as a number nor a string as bytes:
+ *
+ *   0 null | 1 false | 2 true | 3 number (float64 LE, NaN/±Infinity/-0 kept)
+ *   4 bigint (decimal text) | 5 string (UTF-8) | 6 bytes | 7 array (count, then elements)
+ *   variable parts are prefixed by their length as uint32 LE.
+ */
+
+const TAG_NULL = 0;
+const TAG_FALSE = 1;
+const TAG_TRUE = 2;
+const TAG_NUMBER = 3;
+const TAG_BIGINT = 4;
+const TAG_STRING = 5;
+const TAG_BYTES = 6;
+const TAG_ARRAY = 7;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+class Writer {
+  private buf = new Uint8Array(64);
+  private view = new DataView(this.buf.buffer);
+  length = 0;
+
+  private reserve(n: number): void {
+    if (this.length + n <= this.buf.length) return;
+    const next = new Uint8Array(Math.max(this.buf.length * 2, this.length + n));
+    next.set(this.buf.subarray(0, this.length));
+    this.buf = next;
+    this.view = new DataView(next.buffer);
+  }
+
+  byte(b: number): void {
+    this.reserve(1);
+    this.buf[this.length++] = b;
+  }
+
+  uint32(n: number): void {
+    this.reserve(4);
+    this.view.setUint32(this.length, n, true);
+    this.length += 4;
+  }
+
+  float64(n: number): void {
+    this.reserve(8);
+    this.view.setFloat64(this.length, n, true);
+    this.length += 8;
+  }
+
+  bytes(b: Uint8Array): void {
+    this.uint32(b.length);
+    this.reserve(b.length);
+    this.buf.set(b, this.length);
+    this.length += b.length;
+  }
+
+  result(): Uint8Array {
+    return this.buf.slice(0, this.length);
+  }
+}
+
+function write(w: Writer, v: CellValue): void {
+  if (v === null) w.byte(TAG_NULL);
+  else if (v === true) w.byte(TAG_TRUE);
+  else if (v === false) w.byte(TAG_FALSE);
+  else if (typeof v === 'number') {
+    w.byte(TAG_NUMBER);
+    w.float64(v);
+  } else if (typeof v === 'bigint') {
+    w.byte(TAG_BIGINT);
+    w.bytes(encoder.encode(v.toString()));
+  } else if (typeof v === 'string') {
+    if (!(v as unknown as { isWellFormed(): boolean }).isWellFormed()) throw new ChartlogError('internal', 'a string value is not well-formed Unicode (lone surrogate)');
+    w.byte(TAG_STRING);
+    w.bytes(encoder.encode(v));
+  } else if (v instanceof Uint8Array) {
+    w.byte(TAG_BYTES);
+    w.bytes(v);
+  } else if (Array.isArray(v)) {
+    w.byte(TAG_ARRAY);
+    w.uint32(v.length);
+    for (const x of v) write(w, x);
+  } else if (v === UNCHANGED) {
+    throw new ChartlogError('internal', 'the UNCHANGED marker is not a value and cannot be serialised');
+  } else {
+    throw new ChartlogError('internal', `cannot serialise a value of JS type ${typeof v}`);
+  }
+}
+
+/** Tag, uint32 length, bytes: the one-allocation form of a top-level string or bigint. */
+function tagged(tag: number, bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(5 + bytes.length);
+  out[0] = tag;
+  new DataView(out.buffer).setUint32(1, bytes.length, true);
+  out.set(bytes, 5);
+  return out;
+}
+
+export function serializeCell(v: CellValue): Uint8Array {
+  // Fast paths for the common top-level forms; the Writer handles everything (same bytes).
+  if (typeof v === 'string' && (v as unknown as { isWellFormed(): boolean }).isWellFormed()) return tagged(TAG_STRING, encoder.encode(v));
+  if (typeof v === 'bigint') return tagged(TAG_BIGINT, encoder.encode(v.toString()));
+  const w = new Writer();
+  write(w, v);
+  return w.result();
+}
+
+/** Inverse of serializeCell. Throws ChartlogError('integrity') on malformed input. */
+export function deserializeCell(bytes: Uint8Array): CellValue {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let pos = 0;
+  const need = (n: number): void => {
+    if (pos + n > bytes.length) throw malformed();
+  };
+  const uint32 = (): number => {
+    need(4);
+    const n = view.getUint32(pos, true);
+    pos += 4;
+    return n;
+  };
+  const chunk = (): Uint8Array => {
+    const n = uint32();
+    need(n);
+    const out = bytes.slice(pos, pos + n);
+    pos += n;
+    return out;
+  };
+  const read = (depth: number): CellValue => {
+    if (depth > 64) throw malformed();
+    need(1);
+    const tag = bytes[pos++];
+    switch (tag) {
+      case TAG_NULL:
+        return null;
+      case TAG_FALSE:
+        return false;
+      case TAG_TRUE:
+        return true;
+      case TAG_NUMBER: {
+        need(8);
+        const n = view.getFloat64(pos, true);
+        pos += 8;
+        return n;
+      }
+      case TAG_BIGINT:
+        return BigInt(decoder.decode(chunk()));
+      case TAG_STRING:
+        return decoder.decode(chunk());
+      case TAG_BYTES:
+        return chunk();
+      case TAG_ARRAY: {
+        const n = uint32();
+        const out: CellValue[] = [];
+        for (let i = 0; i < n; i++) out.push(read(depth + 1));
+        return out;
+      }
+      default:
+        throw malformed();
+    }
+  };
+  const value = read(0);
+  if (pos !== bytes.length) throw malformed();
+  return value;
+}
+
+function malformed(): ChartlogError {
+  return new ChartlogError('integrity', 'an opened PHI value is malformed', {
+    hint: 'the archive was written by an incompatible chartlog version or is damaged; run `chartlog verify`',
+  });
+}

@@ -1,0 +1,193 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { ChartlogError, usageError } from '../../core/errors.js';
+import type { Row } from '../../core/table-schema.js';
+import { copyEscape, enumOf, pgColumnType, pgText, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLiteral } from './postgres-text.js';
+import { maskUrl, scrubMessage, type RestoreTarget, type TablePlan } from './restore-target.js';
+
+/** Session settings under which the text forms of postgres-text.ts mean what they say. */
+const SESSION = '-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c client_encoding=UTF8';
+const CHUNK_CHARS = 256 * 1024;
+
+/**
+ * A PostgreSQL database as restore target. Tables are created from the recorded schemas
+ * (exact source types for PostgreSQL archives; enum types created; a type the target lacks,
+ * such as a domain, falls back to the built-in type of its values) and filled with COPY FROM
+ * STDIN in text format, one transaction per table (CREATE TABLE, COPY, primary key), so a
+ * failed table leaves nothing behind; `abort` drops the tables already committed.
+ */
+export class PostgresTarget implements RestoreTarget {
+  readonly description: string;
+  private admin: pg.Client | null = null;
+  private readonly created = { tables: [] as string[], types: [] as string[], schemas: [] as string[] };
+  /** Resolved column types per table, decided in `prepare`. */
+  private readonly types = new Map<string, string[]>();
+
+  constructor(private readonly url: string) {
+    this.description = maskUrl(url);
+  }
+
+  private async connect(): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: this.url, options: SESSION, connectionTimeoutMillis: 15_000, application_name: 'chartlog-restore' });
+    try {
+      await client.connect();
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw new ChartlogError('usage', `cannot connect to the target ${this.description}: ${(err as Error).message}`, {
+        hint: 'check --target; the database must exist, be reachable and empty (CREATE DATABASE …)',
+      });
+    }
+    client.on('error', () => undefined); // a dropped idle connection surfaces on the next query
+    return client;
+  }
+
+  async check(tables: readonly { schema: string; table: string }[]): Promise<void> {
+    this.admin ??= await this.connect();
+    const names = tables.map((t) => qualifiedIdent(t.schema, t.table));
+    const { rows } = await this.admin.query<{ name: string }>(`SELECT n AS name FROM unnest($1::text[]) AS n WHERE to_regclass(n) IS NOT NULL`, [names]);
+    if (rows.length > 0) {
+      throw usageError(
+        `the target ${this.description} is not empty: ${rows.map((r) => r.name).join(', ')} already exist${rows.length === 1 ? 's' : ''}`,
+        'restore into an empty database (CREATE DATABASE …), or drop those tables first',
+      );
+    }
+  }
+
+  async prepare(plans: readonly TablePlan[]): Promise<void> {
+    const admin = (this.admin ??= await this.connect());
+    // Decide everything first, create afterwards: a refusal must leave nothing behind.
+    const enums = new Map<string, readonly string[]>();
+    for (const plan of plans) {
+      if (plan.sourceEngine !== 'postgres') continue;
+      for (const c of plan.table.columns) {
+        const e = plan.sealed.has(c.name) ? null : enumOf(c);
+        if (e) enums.set(e.name, e.labels);
+      }
+    }
+    const newEnums: [string, readonly string[]][] = [];
+    for (const [name, labels] of enums) {
+      const { rows } = await admin.query<{ labels: string[] | null; found: string | null }>(
+        `SELECT to_regtype($1)::text AS found, (SELECT array_agg(enumlabel::text ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = to_regtype($1)) AS labels`,
+        [name],
+      );
+      const found = rows[0];
+      if (!found?.found) newEnums.push([name, labels]);
+      else if (JSON.stringify(found.labels ?? []) !== JSON.stringify(labels)) {
+        throw usageError(`the target ${this.description} already has a type ${name} that is not the archive's enum`, 'restore into an empty database');
+      }
+    }
+    const known = new Set(newEnums.map(([n]) => n));
+    for (const plan of plans) {
+      const out: string[] = [];
+      for (const c of plan.table.columns) {
+        const sealed = plan.sealed.has(c.name);
+        const wanted = pgColumnType(c, sealed, plan.sourceEngine);
+        if (sealed || plan.sourceEngine !== 'postgres' || known.has(wanted.replace(/(\[\])+$/, ''))) {
+          out.push(wanted);
+          continue;
+        }
+        const { rows } = await admin.query<{ t: string | null }>('SELECT to_regtype($1)::text AS t', [wanted]).catch(() => ({ rows: [{ t: null }] }));
+        out.push(rows[0]?.t ? wanted : pgTypeOfKind(c.type));
+      }
+      this.types.set(plan.name, out);
+    }
+    const schemas = [...new Set(plans.map((p) => p.table.schema))];
+    for (const s of schemas) {
+      const { rows } = await admin.query<{ n: string | null }>('SELECT to_regnamespace($1)::text AS n', [quoteIdent(s)]);
+      if (!rows[0]?.n) {
+        await admin.query(`CREATE SCHEMA ${quoteIdent(s)}`);
+        this.created.schemas.push(quoteIdent(s));
+      }
+    }
+    for (const [name, labels] of newEnums) {
+      await admin.query(`CREATE TYPE ${name} AS ENUM (${labels.map((l) => sqlLiteral(l)).join(', ')})`);
+      this.created.types.push(name);
+    }
+  }
+
+  async writeTable(plan: TablePlan, rows: Iterable<Row>, progress: (rows: number) => void): Promise<number> {
+    const types = this.types.get(plan.name);
+    if (!types) throw new ChartlogError('internal', `${plan.name} was not prepared`);
+    const client = await this.connect();
+    const ident = qualifiedIdent(plan.table.schema, plan.table.table);
+    const cols = plan.table.columns;
+    let count = 0;
+    try {
+      await client.query('BEGIN');
+      await client.query(createTableSql(plan, types));
+      const sealed = cols.map((c) => plan.sealed.has(c.name));
+      function* chunks(): Generator<string> {
+        let buf = '';
+        let pending = 0;
+        for (const row of rows) {
+          let line = '';
+          for (let i = 0; i < cols.length; i++) {
+            const c = cols[i]!;
+            const t = pgText(row[c.name], c, sealed[i]!, plan.sourceEngine);
+            line += (i === 0 ? '' : '\t') + (t === null ? '\\N' : copyEscape(t));
+          }
+          buf += `${line}\n`;
+          pending++;
+          count++;
+          if (buf.length >= CHUNK_CHARS) {
+            yield buf;
+            progress(pending);
+            buf = '';
+            pending = 0;
+          }
+        }
+        if (buf) yield buf;
+        if (pending) progress(pending);
+      }
+      const columnList = cols.map((c) => quoteIdent(c.name)).join(', ');
+      await pipeline(Readable.from(chunks(), { objectMode: false }), client.query(copyFrom(`COPY ${ident} (${columnList}) FROM STDIN`)));
+      if (plan.table.primaryKey.length > 0) {
+        await client.query(`ALTER TABLE ${ident} ADD PRIMARY KEY (${plan.table.primaryKey.map(quoteIdent).join(', ')})`);
+      }
+      await client.query('COMMIT');
+      this.created.tables.push(ident);
+      return count;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw describeDriverError(err, plan.name);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  async finish(): Promise<void> {}
+
+  async abort(): Promise<void> {
+    const admin = this.admin;
+    if (!admin) return;
+    for (const t of this.created.tables.splice(0)) await admin.query(`DROP TABLE IF EXISTS ${t}`).catch(() => undefined);
+    for (const t of this.created.types.splice(0)) await admin.query(`DROP TYPE IF EXISTS ${t}`).catch(() => undefined);
+    for (const s of this.created.schemas.splice(0)) await admin.query(`DROP SCHEMA IF EXISTS ${s}`).catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    await this.admin?.end().catch(() => undefined);
+    this.admin = null;
+  }
+}
+
+/** CREATE TABLE with the chosen types; the primary key is added after the rows (faster). */
+export function createTableSql(plan: TablePlan, types: readonly string[]): string {
+  const cols = plan.table.columns.map((c, i) => `${quoteIdent(c.name)} ${types[i]}${c.nullable ? '' : ' NOT NULL'}`);
+  return `CREATE TABLE ${qualifiedIdent(plan.table.schema, plan.table.table)} (${cols.join(', ')})`;
+}
+
+/**
+ * A driver error as a ChartlogError without the row data drivers attach (`detail` of a
+ * constraint violation quotes values): message, SQL state and the table only.
+ */
+function describeDriverError(err: unknown, table: string): ChartlogError {
+  if (err instanceof ChartlogError) return err;
+  const e = err as { message?: string; code?: string; column?: string };
+  const where = e.column ? ` (column ${e.column})` : '';
+  return new ChartlogError('storage', `writing ${table} into the target failed: ${e.code ? `[${e.code}] ` : ''}${scrubMessage(e.message ?? String(err))}${where}`, {
+    hint: 'nothing of this restore is left in the target; fix the cause and run it again',
+  });
+}

@@ -1,0 +1,62 @@
+import type { ColumnSchema, Row, TableSchema } from '../../core/table-schema.js';
+
+/** The engine that produced the archive: same-engine restores are exact, others best effort. */
+export type SourceEngine = 'postgres' | 'mysql';
+
+/** One table to write: its shape at the moment restored to, and which columns stay sealed. */
+export interface TablePlan {
+  /** "schema.table" as in the archive. */
+  readonly name: string;
+  readonly table: TableSchema;
+  /** Columns whose values are sealed PHI bytes (`--keep-sealed`); empty when PHI was opened. */
+  readonly sealed: ReadonlySet<string>;
+  readonly sourceEngine: SourceEngine;
+}
+
+/**
+ * Where restored tables go: a database or a directory of files.
+ *
+ * Contract, in call order:
+ * - `check` connects (or looks at the directory) and refuses, with a usage error and nothing
+ *   written, a target that cannot take the tables: unreachable, or any of them already there.
+ * - `prepare` makes what the tables need beside themselves (PostgreSQL schemas and enum types).
+ * - `writeTable` creates one table and fills it, all or nothing; calls for different tables may
+ *   run at the same time. `progress` is told how many rows were just written.
+ * - `finish` makes the whole restore visible (files: the directory appears at once);
+ *   `abort` removes whatever this restore created, after a failure.
+ */
+export interface RestoreTarget {
+  /** Where, for messages and the audit log: never a password. */
+  readonly description: string;
+  check(tables: readonly { schema: string; table: string }[]): Promise<void>;
+  prepare(plans: readonly TablePlan[]): Promise<void>;
+  writeTable(plan: TablePlan, rows: Iterable<Row>, progress: (rows: number) => void): Promise<number>;
+  /** `meta` describes the restore (files keep it as restore.json); no row values. */
+  finish(meta: Record<string, unknown>): Promise<void>;
+  abort(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The columns to write for a plan, in table order. */
+export function columnsOf(plan: TablePlan): readonly ColumnSchema[] {
+  return plan.table.columns;
+}
+
+/** A connection URL without its password, for messages. */
+export function maskUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+  }
+}
+
+/**
+ * A database error message with every quoted part blanked: servers quote the offending value
+ * ("invalid input syntax for type integer: "…"", "Incorrect … value: '…'"), which may be PHI.
+ */
+export function scrubMessage(message: string): string {
+  return message.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.|'')*'/g, (q) => `${q[0]}…${q[0]}`);
+}

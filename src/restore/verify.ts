@@ -1,0 +1,150 @@
+import { ChartlogError } from '../core/errors.js';
+import { Position } from '../core/position.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { readAvroContainer } from '../compactor/avro-container.js';
+import type { EnvelopeReader } from '../compactor/hour-sealer.js';
+import { schemaKey, TRANSACTIONS_TABLE } from '../compactor/layout.js';
+import { sha256Hex } from '../compactor/manifest.js';
+import { ArchiveReader } from './archive-reader.js';
+import { tablesOf, type ArchiveIndex } from './archive-index.js';
+
+export interface VerifyProblem {
+  /** The object at fault, when there is one. */
+  object?: string;
+  kind: 'missing' | 'checksum' | 'unreadable' | 'chain' | 'gap' | 'count' | 'schema';
+  message: string;
+}
+
+export interface VerifyReport {
+  source: string;
+  ok: boolean;
+  checked: { objects: number; manifests: number; snapshots: number; transactions: number; events: number; schemas: number };
+  problems: VerifyProblem[];
+}
+
+/**
+ * Checks a source's archive from the store alone: every object against the sha256 its
+ * manifest recorded, the manifest hash chain, the transaction chain (each transaction names
+ * the one before it, so a missing one is a gap), every transaction's event counts against the
+ * records stored, and every referenced schema. Reads only; never repairs.
+ */
+export async function verifyArchive(store: ObjectStore, index: ArchiveIndex, envelopes: EnvelopeReader): Promise<VerifyReport> {
+  const problems: VerifyProblem[] = [];
+  const checked = { objects: 0, manifests: index.hours.length, snapshots: index.snapshots.length, transactions: 0, events: 0, schemas: 0 };
+  const fingerprints = new Set<string>();
+
+  for (const u of index.unreadable) problems.push({ object: u.key, kind: 'unreadable', message: u.reason });
+
+  /** `sha256` is a manifest's whole hash, or the prefix a part's name carries. */
+  const checkObject = async (key: string, sha256: string) => {
+    checked.objects++;
+    let bytes: Uint8Array;
+    try {
+      bytes = await store.get(key);
+    } catch (err) {
+      if (err instanceof ChartlogError && err.code === 'not_found') {
+        problems.push({ object: key, kind: 'missing', message: 'listed in a manifest, absent from the store' });
+        return;
+      }
+      throw err;
+    }
+    if (!sha256Hex(bytes).startsWith(sha256)) problems.push({ object: key, kind: 'checksum', message: 'sha256 differs from the one recorded for it' });
+  };
+
+  index.hours.forEach((h, i) => {
+    const before = i > 0 ? index.hours[i - 1]! : null;
+    const prev = h.manifest.previous;
+    if (before && (prev?.hour !== before.hour || prev.sha256 !== before.sha256)) {
+      problems.push({
+        object: h.key,
+        kind: 'chain',
+        message: prev?.hour === before.hour ? `previous manifest ${before.hour} was altered (hash differs)` : `names ${prev?.hour ?? 'no'} previous manifest, but ${before.hour} precedes it`,
+      });
+    }
+    if (!before && prev) problems.push({ object: h.key, kind: 'chain', message: `names previous manifest ${prev.hour}, which is missing` });
+  });
+  for (const h of index.hours) {
+    for (const o of h.manifest.objects) {
+      await checkObject(o.key, o.sha256);
+      if (o.table !== TRANSACTIONS_TABLE) fingerprints.add(o.fingerprint);
+    }
+  }
+  for (const s of index.snapshots) {
+    for (const t of Object.values(s.tables)) {
+      fingerprints.add(t.fingerprint);
+      for (const p of t.parts) {
+        await checkObject(p.key, p.sha256);
+        fingerprints.add(p.fingerprint);
+      }
+    }
+  }
+  for (const p of index.openParts) {
+    if (p.sha256) await checkObject(p.key, p.sha256);
+    if (p.table === TRANSACTIONS_TABLE) continue;
+    try {
+      const fp = readAvroContainer(await store.get(p.key), p.key).header.metadata['chartlog.fingerprint'];
+      if (fp) fingerprints.add(fp);
+    } catch (err) {
+      problems.push({ object: p.key, kind: 'unreadable', message: err instanceof Error ? err.message : String(err) });
+    }
+  }
+  for (const fp of fingerprints) {
+    checked.schemas++;
+    if (!(await store.head(schemaKey(index.source, fp)))) {
+      problems.push({ object: schemaKey(index.source, fp), kind: 'schema', message: 'schema referenced by stored records is missing' });
+    }
+  }
+
+  // Transactions and their event counts need readable objects; skip them when some are damaged.
+  if (problems.some((p) => p.kind === 'missing' || p.kind === 'checksum' || p.kind === 'unreadable' || p.kind === 'schema')) {
+    return { source: index.source, ok: false, checked, problems };
+  }
+  const reader = new ArchiveReader(store, index, envelopes);
+  const txs = await reader.transactions(null);
+  checked.transactions = txs.length;
+  const expected = new Map<string, Map<string, number>>();
+  // A connector snapshot taken while no stream ran restarts the stream at its position: the
+  // next transaction names the snapshot, which holds everything up to it. That break is whole.
+  const sourceSnapshots = new Set(index.snapshots.filter((s) => s.origin === 'source').map((s) => s.position));
+  const restartsAtSnapshot = (previous: string | null, prev: string) =>
+    previous !== null && sourceSnapshots.has(previous) && Position.compare(Position.parse(previous), Position.parse(prev)) >= 0;
+  txs.forEach((tx, i) => {
+    const prev = i > 0 ? txs[i - 1]!.pos : null;
+    if (i > 0 && tx.previous !== prev && !restartsAtSnapshot(tx.previous, prev!)) {
+      problems.push({ kind: 'gap', message: `transaction ${tx.pos} follows ${tx.previous ?? 'nothing'}, but the archive's previous transaction is ${prev}` });
+    }
+    const commit = Position.parse(tx.pos).commit;
+    const counts = expected.get(commit) ?? new Map<string, number>();
+    for (const [table, n] of Object.entries(tx.tables)) counts.set(table, (counts.get(table) ?? 0) + Number(n));
+    expected.set(commit, counts);
+  });
+  const first = txs[0] ? Position.parse(txs[0].pos) : null;
+  for (const table of tablesOf(index)) {
+    const actual = new Map<string, number>();
+    for (const r of await reader.tableRecords(table, null)) {
+      checked.events++;
+      actual.set(r.position.commit, (actual.get(r.position.commit) ?? 0) + 1);
+    }
+    for (const [commit, counts] of expected) {
+      const want = counts.get(table) ?? 0;
+      const got = actual.get(commit) ?? 0;
+      if (want !== got) problems.push({ kind: 'count', message: `transaction ${commit}: ${want} events of ${table} logged, ${got} stored` });
+    }
+    for (const [commit, got] of actual) {
+      if (!expected.has(commit) && (!first || commit >= first.commit)) {
+        problems.push({ kind: 'count', message: `${got} events of ${table} at ${commit} belong to no logged transaction` });
+      }
+    }
+  }
+  return { source: index.source, ok: problems.length === 0, checked, problems };
+}
+
+export function renderVerifyReport(r: VerifyReport): string {
+  const c = r.checked;
+  const lines = [
+    `source ${r.source}: ${r.ok ? 'OK' : `${r.problems.length} problem(s)`}`,
+    `  checked ${c.objects} objects, ${c.manifests} manifests, ${c.snapshots} snapshots, ${c.transactions} transactions, ${c.events} events, ${c.schemas} schemas`,
+  ];
+  for (const p of r.problems) lines.push(`  ${p.kind.padEnd(10)} ${p.object ? `${p.object}: ` : ''}${p.message}`);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,368 @@
+import { randomBytes } from 'node:crypto';
+import { link, lstat, mkdir, open, readdir, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
+import { ChartlogError, type ErrorCode } from '../core/errors.js';
+import { compareKeys, decodeCursor, encodeCursor, keyProblem, TEMP_MARKER, validateKey, validatePrefix, validateRange } from './object-key.js';
+import { listEveryPage, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from './object-store.js';
+
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
+const MAX_PAGE = 1000;
+/** A delete that prunes an emptied folder can race a put into it; the put then starts over. */
+const WRITE_ATTEMPTS = 5;
+
+/**
+ * The `file://` backend: one file per object under `root`, the key's '/' segments as folders.
+ *
+ * A write goes to a temporary file (TEMP_MARKER + random, in the object's own folder, never
+ * listed), is fsynced, and then becomes the object in one atomic step, after which the folder
+ * is fsynced so the name survives a crash:
+ * - `put` renames the temporary file over the object (readers see the old or the new object);
+ * - `putIfAbsent` hard-links it to the object's name. link(2) fails with EEXIST when the name
+ *   exists, so of N racing creators exactly one wins, and the winner's object is complete
+ *   before its name appears (O_EXCL on the final name would expose a half-written file).
+ *
+ * Unlike S3, a file system cannot hold an object 'a' and an object 'a/b' at once; such a write
+ * fails with a 'storage' error that says so. Files and folders are created owner-only.
+ */
+export class FsObjectStore implements ObjectStore {
+  readonly description: string;
+  private readonly root: string;
+
+  constructor(root: string) {
+    if (!root.startsWith('/')) {
+      throw new ChartlogError('config', `file object store root must be an absolute path, got ${JSON.stringify(root)}`, {
+        hint: 'set storage.url to file:///absolute/path',
+      });
+    }
+    this.root = resolve(root);
+    this.description = pathToFileURL(this.root).href;
+  }
+
+  async put(key: string, body: Uint8Array | Readable, _options?: PutOptions): Promise<void> {
+    validateKey(key);
+    await this.write(key, body, 'replace');
+  }
+
+  async putIfAbsent(key: string, body: Uint8Array | Readable, _options?: PutOptions): Promise<boolean> {
+    validateKey(key);
+    return this.write(key, body, 'create');
+  }
+
+  async get(key: string): Promise<Uint8Array> {
+    const fh = await this.openObject(key);
+    try {
+      const data = await fh.readFile();
+      return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    } catch (err) {
+      throw mapFsError(err, 'read', key);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async getRange(key: string, start: number, end: number): Promise<Uint8Array> {
+    validateRange(start, end);
+    const fh = await this.openObject(key);
+    try {
+      const size = (await fh.stat()).size;
+      const to = Math.min(end, size);
+      if (start >= to) return new Uint8Array(0);
+      const out = Buffer.alloc(to - start);
+      let filled = 0;
+      while (filled < out.length) {
+        const { bytesRead } = await fh.read(out, filled, out.length - filled, start + filled);
+        if (bytesRead === 0) break; // Cannot shrink under us (objects are replaced, not truncated); defensive.
+        filled += bytesRead;
+      }
+      return new Uint8Array(out.buffer, out.byteOffset, filled);
+    } catch (err) {
+      throw mapFsError(err, 'read', key);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async getStream(key: string): Promise<Readable> {
+    const fh = await this.openObject(key);
+    // The stream owns the handle from here and closes it at end, error or destroy.
+    return fh.createReadStream();
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    validateKey(key);
+    try {
+      const st = await stat(this.pathOf(key));
+      return st.isFile() ? { key, size: st.size, lastModified: st.mtime } : null;
+    } catch (err) {
+      if (isMissing(err)) return null;
+      throw mapFsError(err, 'stat', key);
+    }
+  }
+
+  async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
+    validatePrefix(prefix);
+    const limit = pageLimit(options.limit);
+    const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
+    const objects: ObjectInfo[] = [];
+    // One more than the page, to know whether another page follows.
+    for await (const info of this.walk('', prefix, after)) {
+      if (objects.length === limit) return { objects, cursor: encodeCursor(objects[objects.length - 1]!.key) };
+      objects.push(info);
+    }
+    return { objects };
+  }
+
+  listAll(prefix: string): AsyncIterable<ObjectInfo> {
+    return listEveryPage(this, prefix);
+  }
+
+  async delete(key: string): Promise<void> {
+    validateKey(key);
+    const path = this.pathOf(key);
+    try {
+      await unlink(path);
+    } catch (err) {
+      // EISDIR/EPERM: the name is a folder of other objects, so there is no object to delete.
+      const code = errnoCode(err);
+      if (isMissing(err) || code === 'EISDIR' || code === 'EPERM') return;
+      throw mapFsError(err, 'delete', key);
+    }
+    await fsyncDir(dirname(path)).catch(() => undefined);
+    await this.pruneEmptyFolders(dirname(path));
+  }
+
+  async close(): Promise<void> {}
+
+  private pathOf(key: string): string {
+    return join(this.root, ...key.split('/'));
+  }
+
+  /** Opens an object for reading; folders and missing names are 'not_found'. */
+  private async openObject(key: string): Promise<FileHandle> {
+    validateKey(key);
+    let fh: FileHandle;
+    try {
+      fh = await open(this.pathOf(key), 'r');
+    } catch (err) {
+      if (isMissing(err)) throw notFound(this.description, key);
+      throw mapFsError(err, 'open', key);
+    }
+    try {
+      if (!(await fh.stat()).isFile()) throw notFound(this.description, key);
+      return fh;
+    } catch (err) {
+      await fh.close();
+      throw err instanceof ChartlogError ? err : mapFsError(err, 'stat', key);
+    }
+  }
+
+  private async write(key: string, body: Uint8Array | Readable, mode: 'replace' | 'create'): Promise<boolean> {
+    const path = this.pathOf(key);
+    const dir = dirname(path);
+    const tmp = join(dir, TEMP_MARKER + randomBytes(12).toString('hex'));
+    let fh: FileHandle | undefined;
+    try {
+      for (let attempt = 1; fh === undefined; attempt++) {
+        try {
+          await this.makeFolders(dir, key);
+          fh = await open(tmp, 'wx', FILE_MODE);
+        } catch (err) {
+          // A concurrent delete pruned the emptied folder between mkdir and open: start over.
+          // Nothing of the body has been read yet, so a stream is still whole.
+          if (errnoCode(err) !== 'ENOENT' || attempt >= WRITE_ATTEMPTS) throw err;
+        }
+      }
+      // From here the temporary file keeps the folder from being pruned.
+      try {
+        await fill(fh, body);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      const created = await publish(tmp, path, mode);
+      // ENOENT: a concurrent delete removed the new object and pruned its folder; the write
+      // happened, and the delete after it.
+      await fsyncDir(dir).catch((err: unknown) => {
+        if (errnoCode(err) !== 'ENOENT') throw err;
+      });
+      return created;
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      if (err instanceof ChartlogError) throw err;
+      throw mapFsError(err, 'write', key);
+    }
+  }
+
+  /** mkdir -p, fsyncing the parent of each folder it created so the new names are durable. */
+  private async makeFolders(dir: string, key: string): Promise<void> {
+    let first: string | undefined;
+    try {
+      first = await mkdir(dir, { recursive: true, mode: DIR_MODE });
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code === 'ENOTDIR' || code === 'EEXIST') {
+        throw new ChartlogError('storage', `cannot write ${this.description}/${key}: a parent of it is an object, not a folder`, {
+          hint: "the file backend cannot hold an object 'a' and an object 'a/b' at once; choose keys that do not nest under other keys",
+          cause: err,
+        });
+      }
+      throw err;
+    }
+    if (first === undefined) return;
+    for (let d = dir; ; d = dirname(d)) {
+      await fsyncDir(dirname(d));
+      if (d === first || d === this.root || dirname(d) === d) break;
+    }
+  }
+
+  private async pruneEmptyFolders(dir: string): Promise<void> {
+    for (let d = dir; d !== this.root && d.startsWith(this.root + sep); d = dirname(d)) {
+      try {
+        await rmdir(d);
+      } catch {
+        return; // Not empty (or already gone): stop climbing.
+      }
+    }
+  }
+
+  /**
+   * Objects under folder `dirKey` ('' or 'a/b/') in UTF-8 byte order of their keys, limited to
+   * `prefix` and to keys after `after`. A folder sorts as its name plus '/', which makes a
+   * depth-first walk yield keys in exactly the order S3 lists them ('a-c' before 'a/b').
+   */
+  private async *walk(dirKey: string, prefix: string, after: string | undefined): AsyncGenerator<ObjectInfo> {
+    let entries;
+    try {
+      entries = await readdir(join(this.root, ...dirKey.split('/').filter(Boolean)), { withFileTypes: true });
+    } catch (err) {
+      if (isMissing(err)) return; // No root yet, or the folder was pruned while we walked.
+      throw mapFsError(err, 'list', dirKey === '' ? prefix : dirKey);
+    }
+    const items: { key: string; folder: boolean }[] = [];
+    for (const e of entries) {
+      if (e.name.startsWith(TEMP_MARKER)) continue;
+      if (e.isDirectory()) items.push({ key: `${dirKey}${e.name}/`, folder: true });
+      else if (e.isFile()) items.push({ key: `${dirKey}${e.name}`, folder: false });
+    }
+    items.sort((a, b) => compareKeys(a.key, b.key));
+    for (const item of items) {
+      if (item.folder) {
+        if (!item.key.startsWith(prefix) && !prefix.startsWith(item.key)) continue;
+        // Every key in the folder starts with item.key; all of them are at or before the cursor
+        // when the cursor sorts after item.key without starting with it.
+        if (after !== undefined && !after.startsWith(item.key) && compareKeys(after, item.key) > 0) continue;
+        yield* this.walk(item.key, prefix, after);
+      } else {
+        if (!item.key.startsWith(prefix)) continue;
+        if (after !== undefined && compareKeys(item.key, after) <= 0) continue;
+        if (keyProblem(item.key) !== undefined) continue; // A stray file chartlog could not have written.
+        try {
+          const st = await lstat(join(this.root, ...item.key.split('/')));
+          if (st.isFile()) yield { key: item.key, size: st.size, lastModified: st.mtime };
+        } catch (err) {
+          if (!isMissing(err)) throw mapFsError(err, 'list', item.key);
+        }
+      }
+    }
+  }
+}
+
+async function fill(fh: FileHandle, body: Uint8Array | Readable): Promise<void> {
+  if (isBuffer(body)) return writeAll(fh, body);
+  for await (const chunk of body as AsyncIterable<unknown>) {
+    if (typeof chunk === 'string') await writeAll(fh, Buffer.from(chunk, 'utf8'));
+    else if (chunk instanceof Uint8Array) await writeAll(fh, chunk);
+    else throw new ChartlogError('usage', 'object body stream yielded something other than bytes or strings');
+  }
+}
+
+/** Makes the fsynced temporary file the object; returns false when 'create' found it present. */
+async function publish(tmp: string, path: string, mode: 'replace' | 'create'): Promise<boolean> {
+  if (mode === 'replace') {
+    await rename(tmp, path);
+    return true;
+  }
+  try {
+    await link(tmp, path);
+    return true;
+  } catch (err) {
+    if (errnoCode(err) === 'EEXIST') return false;
+    throw err;
+  } finally {
+    await unlink(tmp).catch(() => undefined);
+  }
+}
+
+async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < data.byteLength) {
+    const { bytesWritten } = await fh.write(data, offset, data.byteLength - offset);
+    offset += bytesWritten;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+function isBuffer(body: Uint8Array | Readable): body is Uint8Array {
+  return body instanceof Uint8Array;
+}
+
+function pageLimit(limit: number | undefined): number {
+  if (limit === undefined) return MAX_PAGE;
+  if (!Number.isSafeInteger(limit) || limit < 1) {
+    throw new ChartlogError('usage', `invalid listing limit ${limit}: expected a positive integer`);
+  }
+  return Math.min(limit, MAX_PAGE);
+}
+
+function errnoCode(err: unknown): string | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function isMissing(err: unknown): boolean {
+  const code = errnoCode(err);
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+function notFound(where: string, key: string): ChartlogError {
+  return new ChartlogError('not_found', `object ${key} does not exist in ${where}`);
+}
+
+/** File-system errors by whether waiting or the operator can fix them. */
+export function mapFsError(err: unknown, op: string, key: string): ChartlogError {
+  if (err instanceof ChartlogError) return err;
+  const code = errnoCode(err);
+  // errno messages repeat the path; the code says it all. Anything else (a failing body
+  // stream) keeps its own message.
+  const message = `cannot ${op} object ${key}: ${code ?? (err instanceof Error ? err.message : String(err))}`;
+  const make = (c: ErrorCode, retriable: boolean, hint?: string) => new ChartlogError(c, message, { retriable, hint, cause: err });
+  switch (code ?? '') {
+    case 'EACCES':
+    case 'EPERM':
+      return make('auth', false, 'give the chartlog user read and write access to the storage.url folder');
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return make('storage', true, 'free space on the backup volume or raise its quota');
+    case 'EMFILE':
+    case 'ENFILE':
+    case 'EAGAIN':
+    case 'EBUSY':
+    case 'EINTR':
+      return make('storage', true);
+    case 'EROFS':
+      return make('storage', false, 'the backup volume is mounted read-only; remount it read-write');
+    default:
+      return make('storage', false);
+  }
+}

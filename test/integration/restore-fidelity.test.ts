@@ -1,0 +1,458 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArrayLiteral } from '../../connectors/postgres/type-parsers.js';
+import { readCheckpoint } from '../../src/compactor/checkpoint.js';
+import type { CellValue, ColumnType, Row, TableSchema } from '../../src/core/table-schema.js';
+import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
+import { FsObjectStore } from '../../src/storage/fs-object-store.js';
+import { formatUs } from '../../src/restore/timeline.js';
+import { MysqlTarget } from '../../src/restore/targets/mysql-target.js';
+import { PostgresTarget } from '../../src/restore/targets/postgres-target.js';
+import type { RestoreTarget, TablePlan } from '../../src/restore/targets/restore-target.js';
+import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
+import { createMariadbDatabase, createPgDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
+
+/**
+ * Randomised fidelity (issue 7): `chartlog run` captures a workload of inserts, updates,
+ * deletes, DDL and TRUNCATE over a table with every type of the connectors' type matrices
+ * (values taken from test/integration/postgres-types.test.ts and mysql-types.test.ts), the
+ * source's contents are captured at 6 moments, and `chartlog restore` to each moment must give
+ * back exactly the capture — into a fresh database of the same engine, and as sql, csv and
+ * jsonl files (loaded back and compared the same way). Values are compared as the server's
+ * own text output, value by value.
+ */
+
+const MOMENTS = 6;
+const TX_PER_MOMENT = 7;
+const CANARY = 'CANARY-SSN-';
+
+interface Matrix {
+  ddl: string[];
+  /** Columns of the matrix other than id. */
+  columns: string[];
+  /** Edge values: one SQL tuple per case, columns in `columns` order. */
+  cases: string[][];
+  /** The DDL step of the workload. */
+  addColumn: string;
+  /** Session setup for the workload connection. */
+  session: string[];
+}
+
+// The PostgreSQL type matrix of postgres-types.test.ts. Two changes: lb is '{7,8}' instead of
+// '[0:1]={7,8}' — the value model keeps no array lower bounds (see table-schema.ts) — and a
+// fifth case of multi-dimensional arrays (2-D numeric[], text[] and mood[], 3-D int4[]).
+const PG: Matrix = {
+  ddl: [
+    `CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy, very', 'quo"te')`,
+    `CREATE DOMAIN posint AS int4 CHECK (VALUE > 0)`,
+    `CREATE DOMAIN short_code AS varchar(20)`,
+  ],
+  columns: ['i2', 'i4', 'i8', 'num', 'num_ps', 'f4', 'f8', 'b', 't', 'vc', 'ch', 'by', 'd', 'tm', 'ttz', 'ts', 'tstz', 'iv', 'u', 'js', 'jb', 'na', 'ta', 'md', 'lb', 'ea', 'e', 'ip', 'cn', 'mac', 'dom', 'dom_t', 'bits', 'rng', 'pt'],
+  cases: [
+    [
+      '32767', '2147483647', '9223372036854775807',
+      `'12345678901234567890.123456789012345678901234567890'`, `'9999999999.99'`,
+      `'3.4028235e+38'`, `'1.7976931348623157e+308'`, 'true',
+      `'CANARY-SSN-123-45-6789 quote''s "dq" \\ back ✓ 日本 😀'`, `'abcdefghij'`, `'ab'`, `'\\x00ff10'`,
+      `'2024-02-29'`, `'23:59:59.999999'`, `'12:34:56.789012+05:30'`, `'2024-01-01 00:00:00.000001'`,
+      `'2024-06-01 12:00:00.123456+02'`, `'1 year 2 mons 3 days 04:05:06.789012'`,
+      `'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'`,
+      `'{"big": 123456789012345678901234567890, "f": 1.0000000000000001}'`,
+      `'{"big": -123456789012345678901234567890}'`,
+      `'{1.10,NULL,-Infinity,NaN,123456789012345678901234567890.5}'`,
+      `ARRAY['a,b', 'quo"ted', 'back\\slash', NULL, 'NULL', '', ' sp ', '{brace}']`,
+      `'{{1,2},{3,4}}'`, `'{7,8}'`, `'{sad,"happy, very","quo\\"te"}'`,
+      `'happy, very'`, `'192.168.0.1/24'`, `'10.0.0.0/8'`, `'08:00:2b:01:02:03'`, '5', `'X-1'`,
+      `B'1010'`, `'[1,10)'`, `'(1.5,2)'`,
+    ],
+    [
+      '-32768', '-2147483648', '-9223372036854775808', `'NaN'`, `'-12.3'`,
+      `'-0'`, `'-0'`, 'false', `''`, `''`, `''`, `'\\x'`,
+      `'0044-03-15 BC'`, `'24:00:00'`, `'00:00:00-14'`, `'0044-03-15 12:00:00 BC'`,
+      `'0044-03-15 12:00:00+00 BC'`, `'-00:00:00.000001'`,
+      `'00000000-0000-0000-0000-000000000000'`, `'[]'`, `'{}'`,
+      `'{}'`, `'{}'`, `'{{NULL,NULL}}'`, `'{}'`, `'{}'`,
+      `'sad'`, `'::1'`, `'::/0'`, `'ff:ff:ff:ff:ff:ff'`, '2147483647', `''`,
+      `B'0000'`, `'empty'`, `'(0,0)'`,
+    ],
+    [
+      '0', '0', '0', `'Infinity'`, '0', `'NaN'`, `'NaN'`, 'NULL', `'NULL'`, 'NULL', 'NULL', 'NULL',
+      `'infinity'`, `'00:00:00'`, 'NULL', `'infinity'`, `'infinity'`, `'0'`,
+      'NULL', `'null'`, `'null'`, 'NULL', 'NULL', 'NULL', 'NULL', 'NULL',
+      'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL',
+    ],
+    [
+      '1', '1', '1', `'-Infinity'`, '0.005', `'Infinity'`, `'-Infinity'`, 'NULL', 'NULL', 'NULL', 'NULL', 'NULL',
+      `'-infinity'`, 'NULL', 'NULL', `'-infinity'`, `'-infinity'`, 'NULL',
+      'NULL', 'NULL', 'NULL', `'{NULL}'`, `'{NULL}'`, 'NULL', 'NULL', 'NULL',
+      'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL',
+    ],
+    [
+      '2', '2', '2', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL',
+      'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL',
+      'NULL', 'NULL', 'NULL',
+      `'{{1.10,NaN},{NULL,-Infinity}}'`,
+      `'{{"a,b","quo\\"ted"},{NULL,"NULL"},{"","{brace}"}}'`,
+      `'{{{1},{NULL}},{{-2147483648},{2147483647}}}'`, `'{1,2,3,4}'`,
+      `'{{sad,"happy, very"},{NULL,"quo\\"te"}}'`,
+      'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL',
+    ],
+  ],
+  addColumn: 'ALTER TABLE matrix ADD COLUMN extra text',
+  session: [],
+};
+const PG_TABLE = `CREATE TABLE %s (
+  id int4 PRIMARY KEY,
+  i2 int2, i4 int4, i8 int8,
+  num numeric, num_ps numeric(12,2),
+  f4 float4, f8 float8, b bool,
+  t text, vc varchar(10), ch char(5), by bytea,
+  d date, tm time, ttz timetz, ts timestamp, tstz timestamptz(6), iv interval,
+  u uuid, js json, jb jsonb,
+  na numeric[], ta text[], md int4[], lb int4[], ea mood[],
+  e mood, ip inet, cn cidr, mac macaddr, dom posint, dom_t short_code,
+  bits bit(4), rng int4range, pt point
+)`;
+
+// The MariaDB type matrix of mysql-types.test.ts, one tuple per case.
+const MY_COLUMNS = 'ti,tiu,si,siu,mi,miu,i,iu,bi,biu,d,d2,f,db,dt,dtm,dtm0,ts,tm,tm0,tm3,y,v,ch,tx,bn,vb,bl,bt,b1,b64,e,s,j,u,ip4,ip6'.split(',');
+const MY: Matrix = {
+  ddl: [],
+  columns: MY_COLUMNS,
+  cases: [
+    [`127`, `255`, `32767`, `65535`, `8388607`, `16777215`, `2147483647`, `4294967295`, `9223372036854775807`, `18446744073709551615`,
+      `'99999999999999999999999999999999999.999999999999999999999999999999'`, `'12345678.91'`, `3.4028234e38`, `1.7976931348623157e308`,
+      `'9999-12-31'`, `'9999-12-31 23:59:59.999999'`, `'9999-12-31 23:59:59'`, `'2038-01-19 03:14:07.999999'`, `'838:59:59.000000'`, `'838:59:59'`, `'-838:59:58.999'`, `2155`,
+      `'héllo 😀 “quotes” \\\\ '''`, `'abc'`, `'tëxt 🎉\\n\\ttab'`, `x'00010000'`, `x'00ff00'`, `x'deadbeef00'`, `b'1010101010'`, `b'1'`, `x'ffffffffffffffff'`,
+      `'a,b'`, `'p,q''r,s'`, `'{"big": 12345678901234567890123, "f": 1.10, "s": "😀"}'`, `'123e4567-e89b-12d3-a456-426614174000'`, `'255.255.255.255'`, `'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'`],
+    [`-128`, `0`, `-32768`, `0`, `-8388608`, `0`, `-2147483648`, `0`, `-9223372036854775808`, `0`,
+      `'-99999999999999999999999999999999999.999999999999999999999999999999'`, `'-0.01'`, `1.1754944e-38`, `-2.2250738585072014e-308`,
+      `'1000-01-01'`, `'1000-01-01 00:00:00.000001'`, `'1000-01-01 00:00:00'`, `'1970-01-01 00:00:01.000001'`, `'-838:59:59.000000'`, `'-838:59:59'`, `'-00:00:00.001'`, `1901`,
+      `''`, `''`, `''`, `x''`, `x''`, `x''`, `b'0'`, `b'0'`, `0`,
+      `'it''s'`, `''`, `'[]'`, `'00000000-0000-0000-0000-000000000000'`, `'0.0.0.0'`, `'::'`],
+    [`0`, `0`, `0`, `0`, `0`, `0`, `0`, `0`, `9007199254740993`, `9007199254740993`,
+      `'0.000000000000000000000000000001'`, `'0.00'`, `0.1`, `0.1`,
+      `'0000-00-00'`, `'0000-00-00 00:00:00.000000'`, `'0000-00-00 00:00:00'`, `'0000-00-00 00:00:00.000000'`, `'-00:00:00.500000'`, `'00:00:00'`, `'-12:34:56.789'`, `0`,
+      `'x'`, `'a b'`, `'x'`, `x'ff'`, `x'00'`, `x'00'`, `b'0000000001'`, `b'1'`, `x'8000000000000001'`,
+      `'back\\\\slash'`, `'s'`, `'{"a": [1, 2.5e300, null, true]}'`, `'ffffffff-ffff-ffff-ffff-ffffffffffff'`, `'10.0.0.1'`, `'::ffff:192.0.2.1'`],
+    MY_COLUMNS.map(() => 'NULL'),
+    [`-1`, `1`, `-1`, `1`, `-1`, `1`, `-1`, `1`, `-9007199254740993`, `9223372036854775808`,
+      `'-0.000000000000000000000000000001'`, `'99999999.99'`, `-16777217`, `1e-300`,
+      `'2024-00-15'`, `'2024-02-29 12:00:00.100000'`, `'2024-02-29 00:00:00'`, `'2024-02-29 23:59:59.000000'`, `'24:00:00.000001'`, `'-00:00:01'`, `'100:00:00.000'`, `1999`,
+      `'ÿ'`, `'ab   '`, `''`, `x'00000001'`, `x'0000'`, `x'00'`, `b'1000000000'`, `b'0'`, `x'0000000000000001'`,
+      `''`, `'p,s'`, `'"string"'`, `'01234567-89ab-4def-8123-456789abcdef'`, `'192.0.2.10'`, `'2001:db8::1'`],
+  ],
+  addColumn: 'ALTER TABLE matrix ADD COLUMN extra VARCHAR(20)',
+  session: ["SET SESSION sql_mode = '', time_zone = '+00:00'"],
+};
+const MY_TABLE = `CREATE TABLE %s (
+  id INT PRIMARY KEY,
+  ti TINYINT, tiu TINYINT UNSIGNED, si SMALLINT, siu SMALLINT UNSIGNED, mi MEDIUMINT, miu MEDIUMINT UNSIGNED,
+  i INT, iu INT UNSIGNED, bi BIGINT, biu BIGINT UNSIGNED,
+  d DECIMAL(65,30), d2 DECIMAL(10,2), f FLOAT, db DOUBLE,
+  dt DATE, dtm DATETIME(6), dtm0 DATETIME, ts TIMESTAMP(6) NULL DEFAULT NULL, tm TIME(6), tm0 TIME, tm3 TIME(3), y YEAR,
+  v VARCHAR(50), ch CHAR(5), tx TEXT, bn BINARY(4), vb VARBINARY(10), bl BLOB, bt BIT(10), b1 BIT(1), b64 BIT(64),
+  e ENUM('a,b','it''s','x','back\\\\slash'), s SET('p','q''r','s'), j JSON, u UUID, ip4 INET4, ip6 INET6
+) CHARACTER SET utf8mb4`;
+
+/** A small deterministic PRNG so a failing run can be repeated (seed printed). */
+function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// ---- reading csv / jsonl back into the value model (independently of the writer) ----------
+
+function parseCsv(text: string): (string | null)[][] {
+  const rows: (string | null)[][] = [];
+  let row: (string | null)[] = [];
+  let i = 0;
+  while (i < text.length) {
+    let field: string | null;
+    if (text[i] === '"') {
+      let s = '';
+      i++;
+      for (;;) {
+        const q = text.indexOf('"', i);
+        s += text.slice(i, q);
+        i = q + 1;
+        if (text[i] === '"') {
+          s += '"';
+          i++;
+        } else break;
+      }
+      field = s;
+    } else {
+      let j = i;
+      while (j < text.length && text[j] !== ',' && text[j] !== '\n') j++;
+      field = j === i ? null : text.slice(i, j);
+      i = j;
+    }
+    row.push(field);
+    if (text[i] === ',') i++;
+    else {
+      rows.push(row);
+      row = [];
+      i++;
+    }
+  }
+  return rows;
+}
+
+function fromCsv(text: string | null, t: Readonly<ColumnType>, sealed: boolean): CellValue {
+  if (text === null) return null;
+  if (sealed || t.kind === 'bytes') return new Uint8Array(Buffer.from(text, 'base64'));
+  switch (t.kind) {
+    case 'boolean': return text === 'true';
+    case 'int': return t.bits === 64 ? BigInt(text) : Number(text);
+    case 'float': case 'year': return Number(text);
+    case 'set': return text === '' ? [] : text.split(',');
+    case 'array': return parseArrayLiteral(text, ',', (e) => fromCsv(e, t.element ?? { kind: 'text' }, false));
+    default: return text;
+  }
+}
+
+function fromJson(v: unknown, t: Readonly<ColumnType>, sealed: boolean): CellValue {
+  if (v === null) return null;
+  if (sealed || t.kind === 'bytes') return new Uint8Array(Buffer.from(v as string, 'base64'));
+  switch (t.kind) {
+    case 'int': return t.bits === 64 ? BigInt(v as string) : (v as number);
+    case 'float': return typeof v === 'number' ? v : Number(v as string);
+    // A nested list is one more level of the same array (PostgreSQL: any number of dimensions).
+    case 'array': return (v as unknown[]).map((e) => (Array.isArray(e) ? fromJson(e, t, false) : fromJson(e, t.element ?? { kind: 'text' }, false)));
+    default: return v as CellValue;
+  }
+}
+
+interface SchemaFile {
+  table: string;
+  sourceEngine: 'postgres' | 'mysql';
+  primaryKey: string[];
+  columns: { name: string; sourceType: string; type: ColumnType; nullable: boolean; sealed: boolean }[];
+}
+
+/** The tables of a csv/jsonl restore directory, as plans and value-model rows. */
+function readFileRestore(dir: string, format: 'csv' | 'jsonl'): { plan: TablePlan; rows: Row[] }[] {
+  const out: { plan: TablePlan; rows: Row[] }[] = [];
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.schema.json'))) {
+    const s = JSON.parse(readFileSync(join(dir, f), 'utf8')) as SchemaFile;
+    const dot = s.table.indexOf('.');
+    const table: TableSchema = { schema: s.table.slice(0, dot), table: s.table.slice(dot + 1), primaryKey: s.primaryKey, columns: s.columns.map((c) => ({ name: c.name, sourceType: c.sourceType, type: c.type, nullable: c.nullable })) };
+    const plan: TablePlan = { name: s.table, table, sealed: new Set(s.columns.filter((c) => c.sealed).map((c) => c.name)), sourceEngine: s.sourceEngine };
+    const text = readFileSync(join(dir, f.replace(/\.schema\.json$/, `.${format}`)), 'utf8');
+    let rows: Row[];
+    if (format === 'csv') {
+      const [header, ...lines] = parseCsv(text);
+      assert.deepEqual(header, s.columns.map((c) => c.name), `${f}: csv header`);
+      rows = lines.map((l) => Object.fromEntries(s.columns.map((c, i) => [c.name, fromCsv(l[i] ?? null, c.type, c.sealed)])));
+    } else {
+      rows = text.split('\n').filter((l) => l !== '').map((l) => {
+        const o = JSON.parse(l) as Record<string, unknown>;
+        return Object.fromEntries(s.columns.map((c) => [c.name, fromJson(o[c.name], c.type, c.sealed)]));
+      });
+    }
+    out.push({ plan, rows });
+  }
+  return out;
+}
+
+async function loadInto(target: RestoreTarget, tables: { plan: TablePlan; rows: Row[] }[]): Promise<void> {
+  try {
+    await target.check(tables.map((t) => t.plan.table));
+    await target.prepare(tables.map((t) => t.plan));
+    for (const t of tables) await target.writeTable(t.plan, t.rows, () => undefined);
+  } finally {
+    await target.close();
+  }
+}
+
+// ---- the test ------------------------------------------------------------------------------
+
+for (const engine of ['postgres', 'mysql'] as const) {
+  test(`${engine}: restore to each of ${MOMENTS} moments equals the source, into a database and as sql, csv and jsonl`, { timeout: 600_000 }, async () => {
+    const matrix = engine === 'postgres' ? PG : MY;
+    const created: TestDatabase[] = [];
+    const newDb = async (prefix: string): Promise<TestDatabase> => {
+      const db = engine === 'postgres' ? await createPgDatabase(prefix) : await createMariadbDatabase(prefix);
+      created.push(db);
+      return db;
+    };
+    const work = mkdtempSync(join(tmpdir(), 'chartlog-restore-'));
+    const source = await newDb('rsrc');
+    let run: ChartlogRun | null = null;
+    after(async () => {
+      await run?.close();
+      for (const db of created) await db.drop();
+      if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
+    });
+    const seed = Number(process.env.SEED ?? Date.now() % 100000);
+    console.log(`# ${engine} seed ${seed}`);
+    const rand = prng(seed);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+
+    for (const s of matrix.session) await source.exec(s);
+    for (const d of matrix.ddl) await source.exec(d);
+    const tableDdl = engine === 'postgres' ? PG_TABLE : MY_TABLE;
+    await source.exec(tableDdl.replace('%s', 'matrix'));
+    await source.exec(tableDdl.replace('%s', 'cases'));
+    for (const [i, c] of matrix.cases.entries()) await source.exec(`INSERT INTO cases (id, ${matrix.columns.join(', ')}) VALUES (${i + 1}, ${c.join(', ')})`);
+    await source.exec(`CREATE TABLE patients (id INT PRIMARY KEY, full_name VARCHAR(200), ssn VARCHAR(40), note VARCHAR(200))`);
+
+    // Each column takes the value of a random case, read from the `cases` table by the server.
+    const caseValue = (col: string): string => `(SELECT ${col} FROM cases WHERE id = ${1 + Math.floor(rand() * matrix.cases.length)})`;
+    let nextId = 1;
+    let nextPatient = 1;
+    const live = new Set<number>();
+    const patients = new Set<number>();
+    let extra = false;
+    const insertMatrix = (): string => {
+      const id = nextId++;
+      live.add(id);
+      return `INSERT INTO matrix (id, ${matrix.columns.join(', ')}) SELECT ${id}, ${matrix.columns.map(caseValue).join(', ')}`;
+    };
+    for (let i = 0; i < 6; i++) await source.exec(insertMatrix());
+    for (let i = 0; i < 3; i++) {
+      const id = nextPatient++;
+      patients.add(id);
+      await source.exec(`INSERT INTO patients VALUES (${id}, 'CANARY-NAME-${id}', '${CANARY}${id}', 'seed')`);
+    }
+
+    const keyring = join(work, 'keys', 'keyring.json');
+    mkdirSync(join(work, 'keys'), { mode: 0o700 });
+    FileKeyring.create(keyring);
+    const q = (t: string) => `${engine === 'postgres' ? 'public' : source.name}.${t}`;
+    const configFile = join(work, 'chartlog.yaml');
+    writeFileSync(configFile, [
+      'sources:',
+      `  - { name: clinic, type: ${engine}, url: "${source.url}", tables: [${q('matrix')}, ${q('patients')}], mysql: { serverId: ${50000 + Math.floor(Math.random() * 10000)} } }`,
+      `storage: { url: "file://${work}/backup" }`,
+      'segments: { flushIntervalMs: 200 }',
+      'phi:',
+      `  keyring: "file://${keyring}"`,
+      `  columns: { ${q('patients')}: [full_name, ssn] }`,
+      'log: { level: info, format: json }',
+    ].join('\n'));
+    run = new ChartlogRun(configFile, join(work, 'run.log'));
+    await run.start();
+
+    const statement = (): string => {
+      const r = rand();
+      if (r < 0.3 || live.size < 2) return insertMatrix();
+      if (r < 0.6) {
+        const cols = [...new Set([pick(matrix.columns), pick(matrix.columns), pick(matrix.columns)])];
+        const sets = cols.map((c) => `${c} = ${caseValue(c)}`);
+        if (extra && rand() < 0.5) sets.push(`extra = 'x${Math.floor(rand() * 1000)}'`);
+        return `UPDATE matrix SET ${sets.join(', ')} WHERE id = ${pick([...live])}`;
+      }
+      if (r < 0.75) {
+        const id = pick([...live]);
+        live.delete(id);
+        return `DELETE FROM matrix WHERE id = ${id}`;
+      }
+      if (r < 0.9 || patients.size < 2) {
+        const id = nextPatient++;
+        patients.add(id);
+        return `INSERT INTO patients VALUES (${id}, 'CANARY-NAME-${id}', '${CANARY}${id}', ${rand() < 0.3 ? "''" : 'NULL'})`;
+      }
+      return `UPDATE patients SET note = 'n${Math.floor(rand() * 1000)}', ssn = '${CANARY}u${Math.floor(rand() * 1000)}' WHERE id = ${pick([...patients])}`;
+    };
+    const transaction = async (): Promise<void> => {
+      const n = 1 + Math.floor(rand() * 3);
+      await source.exec('BEGIN');
+      for (let i = 0; i < n; i++) await source.exec(statement());
+      await source.exec('COMMIT');
+    };
+
+    // Commit times on MariaDB binlogs have whole seconds: moments sit more than a second away
+    // from every commit, so "at or before T" is unambiguous on both engines.
+    const gap = engine === 'mysql' ? 1100 : 30;
+    const moments: { us: bigint; iso: string; matrix: Captured; patients: Captured }[] = [];
+    for (let m = 0; m < MOMENTS; m++) {
+      for (let i = 0; i < TX_PER_MOMENT; i++) await transaction();
+      if (m === 1) {
+        await source.exec(matrix.addColumn);
+        extra = true;
+        await source.exec(insertMatrix()); // the new table version travels with the next row
+      }
+      if (m === 3) {
+        await source.exec('TRUNCATE TABLE matrix');
+        live.clear();
+        await source.exec(insertMatrix());
+      }
+      await sleep(gap);
+      const us = BigInt(Date.now()) * 1000n;
+      moments.push({ us, iso: formatUs(us), matrix: await source.capture('matrix'), patients: await source.capture('patients') });
+      await sleep(gap);
+    }
+    await transaction();
+    const store = new FsObjectStore(`${work}/backup`);
+    const last = moments[moments.length - 1]!.us;
+    for (let i = 0; ; i++) {
+      const cp = await readCheckpoint(store, 'clinic');
+      if (cp && cp.commitTsUs > last) break;
+      assert.ok(i < 200, 'the checkpoint did not pass the last moment');
+      await sleep(100);
+    }
+    await run.stop();
+
+    const args = ['restore', '--config', configFile, '--source', 'clinic'];
+    const where = (t: string, db: TestDatabase) => (db.type === 'postgres' ? `public.${t}` : t);
+    for (const [i, m] of moments.entries()) {
+      const label = `${engine} moment ${i} (${m.iso})`;
+      const check = async (db: TestDatabase, how: string) => {
+        for (const t of ['matrix', 'patients'] as const) {
+          const diff = diffCaptures(await db.capture(where(t, db)), m[t], `${label} ${how} ${t}`);
+          assert.equal(diff, null, diff ?? '');
+        }
+      };
+      // Into a database.
+      const target = await newDb('rtgt');
+      const r = await runChartlog([...args, '--to', m.iso, '--target', target.url]);
+      assert.equal(r.code, 0, `${label}: restore exited ${r.code}: ${r.stderr.slice(0, 2000)}`);
+      assert.match(r.stdout, /restored source clinic to position [0-9a-f-]+\.[0-9a-f]{8} \(commit \d{4}-\d{2}-\d{2}T[\d:.]+Z\)/);
+      assert.match(r.stdout, /2 tables/);
+      await check(target, 'database');
+      if (i === 2) {
+        // The position the summary printed names the same moment.
+        const position = /to position ([0-9a-f-]+\.[0-9a-f]{8})/.exec(r.stdout)![1]!;
+        const byPosition = await newDb('rpos');
+        const p = await runChartlog([...args, '--to', position, '--target', byPosition.url]);
+        assert.equal(p.code, 0, `${label}: restore to ${position} exited ${p.code}: ${p.stderr.slice(0, 2000)}`);
+        assert.ok(p.stdout.includes(`to position ${position}`));
+        await check(byPosition, `position ${position}`);
+      }
+
+      // As files, loaded back.
+      for (const format of ['sql', 'csv', 'jsonl'] as const) {
+        const dir = join(work, `out-${i}-${format}`);
+        const f = await runChartlog([...args, '--to', m.iso, '--out', dir, '--format', format]);
+        assert.equal(f.code, 0, `${label} ${format}: restore exited ${f.code}: ${f.stderr.slice(0, 2000)}`);
+        const meta = JSON.parse(readFileSync(join(dir, 'restore.json'), 'utf8')) as { position: string };
+        assert.ok(r.stdout.includes(meta.position), `${label} ${format}: same position as the database restore`);
+        const loaded = await newDb('rfile');
+        if (format === 'sql') {
+          for (const file of readdirSync(dir).filter((n) => n.endsWith('.sql')).sort()) await loaded.exec(readFileSync(join(dir, file), 'utf8'));
+        } else {
+          await loadInto(engine === 'postgres' ? new PostgresTarget(loaded.url) : new MysqlTarget(loaded.url), readFileRestore(dir, format));
+        }
+        await check(loaded, format);
+        await loaded.drop();
+        created.splice(created.indexOf(loaded), 1);
+      }
+      await target.drop();
+      created.splice(created.indexOf(target), 1);
+    }
+    // The moments differ from one another, so each restore proved its own moment.
+    assert.ok(new Set(moments.map((m) => JSON.stringify(m.matrix))).size >= MOMENTS - 1, 'the workload changed the table between moments');
+  });
+}

@@ -1,0 +1,171 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { readCheckpoint } from '../../src/compactor/checkpoint.js';
+import { listSnapshots, type SnapshotManifest } from '../../src/compactor/snapshot-builder.js';
+import { Position } from '../../src/core/position.js';
+import type { CellValue } from '../../src/core/table-schema.js';
+import { sealedKeyId } from '../../src/phi/sealer.js';
+import { openArchiveCodec } from '../../src/restore/archive-codec.js';
+import { readArchiveIndex } from '../../src/restore/archive-index.js';
+import { ArchiveReader } from '../../src/restore/archive-reader.js';
+import { verifyArchive } from '../../src/restore/verify.js';
+import { CANARY, createClinicTables, mariadbEngine, norm, postgresEngine, prng, RunHarness, Workload, type StoreKind } from '../support/run-harness.js';
+
+/**
+ * `chartlog snapshot` against a real PostgreSQL and `chartlog run` as a process: synthesised
+ * from the archive while run streams (equal to the source, PHI sealed, opening with the
+ * keyring to the source's values); `--from-source` refused while run holds the slot and taken
+ * once it stopped; the stream continuing after each; verify clean throughout.
+ */
+
+const bin = join(import.meta.dirname, '..', '..', 'bin', 'chartlog.js');
+
+async function cli(h: RunHarness, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [bin, ...args, '--config', h.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: h.env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  return { code, stdout, stderr };
+}
+
+/** The snapshot's rows, PHI opened with the keyring, as the harness compares rows. */
+async function snapshotRows(h: RunHarness, m: SnapshotManifest, table: string): Promise<{ rows: Record<string, string | null>[]; sealed: number }> {
+  const archive = openArchiveCodec(h.config, h.config.sources[0]!, h.store, true);
+  const reader = new ArchiveReader(h.store, await readArchiveIndex(h.store, 'clinic'), archive.envelopes);
+  const plain = openArchiveCodec(h.config, h.config.sources[0]!, h.store, false).codec;
+  const rows: Record<string, string | null>[] = [];
+  let sealed = 0;
+  for (const r of await reader.snapshotRecords(m, table)) {
+    const closed = await plain.decode(r.message);
+    for (const c of closed.sealedColumns) {
+      const v = closed.event.after?.[c];
+      if (v === null || v === undefined) continue;
+      assert.ok(v instanceof Uint8Array && sealedKeyId(v) !== null, `${table}.${c} is sealed in the snapshot`);
+      sealed++;
+    }
+    const row = (await archive.codec.decode(r.message, { open: true })).event.after!;
+    rows.push(Object.fromEntries(Object.entries(row).map(([k, v]) => [k, norm(v as CellValue)])));
+  }
+  return { rows: rows.sort((a, b) => Number(a.id) - Number(b.id)), sealed };
+}
+
+async function sourceRows(h: RunHarness, table: string): Promise<Record<string, string | null>[]> {
+  return (await h.engine.rows(table)).map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, norm(v)])));
+}
+
+/**
+ * converge() replays every stored part, but the checkpoint (the synthesis's cut) is written just
+ * after the parts it covers: wait until it covers every part stored.
+ */
+async function checkpointCoversParts(h: RunHarness): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const index = await readArchiveIndex(h.store, 'clinic');
+    const newest = index.openParts.reduce<Position | null>((m, p) => (m && Position.compare(m, p.last) >= 0 ? m : p.last), null);
+    if (index.checkpoint && (!newest || Position.compare(index.checkpoint.position, Position.commitOf(newest)) >= 0)) return;
+    await sleep(50);
+  }
+  assert.fail('the checkpoint never covered the stored parts');
+}
+
+async function verifyClean(h: RunHarness): Promise<void> {
+  const archive = openArchiveCodec(h.config, h.config.sources[0]!, h.store, false);
+  const report = await verifyArchive(h.store, await readArchiveIndex(h.store, 'clinic'), archive.envelopes);
+  assert.deepEqual(report.problems, [], 'verify is clean');
+}
+
+for (const make of [postgresEngine, mariadbEngine]) {
+  for (const storeKind of ['file', 's3'] as StoreKind[]) {
+    const kind = make.name.replace('Engine', '');
+    test(`${kind} → ${storeKind}://: chartlog snapshot synthesises beside chartlog run, --from-source once run stopped`, { timeout: 300_000 }, async () => {
+      const engine = await make();
+      const h = new RunHarness(engine, storeKind);
+      try {
+        await createClinicTables(engine);
+        const workload = new Workload(engine, prng(23));
+        await h.start();
+        for (let i = 0; i < 150; i++) await workload.transaction();
+        assert.equal(await h.converge(), '', 'the archive converges to the source');
+        await checkpointCoversParts(h);
+
+        // 1. Synthesised while run streams: equals the source, PHI sealed, opens with the keyring.
+        const first = await cli(h, ['snapshot', '--json']);
+        assert.equal(first.code, 0, first.stderr);
+        const [report] = JSON.parse(first.stdout) as { status: string; snapshot: { id: string; origin: string; rows: number } }[];
+        assert.equal(report!.status, 'written');
+        assert.equal(report!.snapshot.origin, 'synthesised');
+        const snaps = await listSnapshots(h.store, 'clinic');
+        assert.deepEqual(snaps.map((s) => s.origin), ['source', 'synthesised']);
+        const synth = snaps[1]!;
+        const checkpoint = (await readCheckpoint(h.store, 'clinic'))!;
+        assert.ok(Position.compare(Position.parse(synth.position), checkpoint.position) <= 0);
+        let sealed = 0;
+        for (const t of ['patients', 'visits']) {
+          const got = await snapshotRows(h, synth, h.engine.qualified(t));
+          assert.deepEqual(got.rows, await sourceRows(h, t), `${t}: the synthesised snapshot equals the source`);
+          sealed += got.sealed;
+        }
+        assert.ok(sealed > 50, `only ${sealed} sealed values`);
+        for (const part of Object.values(synth.tables).flatMap((t) => t.parts)) {
+          assert.ok(!Buffer.from(await h.store.get(part.key)).includes(CANARY), `${part.key} holds PHI in clear`);
+        }
+        await verifyClean(h);
+
+        // 2. PostgreSQL: --from-source while run holds the slot is refused, exit 2, nothing written.
+        // (MySQL/MariaDB has no slot to tell by; see snapshot-command.ts.)
+        const outputs = [first];
+        if (engine.type === 'postgres') {
+          const refused = await cli(h, ['snapshot', '--from-source']);
+          assert.equal(refused.code, 2, refused.stderr);
+          assert.match(refused.stderr, /being streamed by a running `chartlog run`.*nothing was written/s);
+          assert.equal((await listSnapshots(h.store, 'clinic')).length, 2);
+          outputs.push(refused);
+        }
+
+        // 3. The stream goes on; restores now start from the synthesised snapshot.
+        for (let i = 0; i < 60; i++) await workload.transaction();
+        assert.equal(await h.converge(), '', 'converges from the synthesised snapshot');
+        await sleep(300);
+        assert.equal(await h.kill('SIGTERM'), 0);
+
+        // 4. Stopped: --from-source reads the source; the checkpoint moves to it.
+        for (let i = 0; i < 20; i++) await workload.transaction(); // while nothing streams
+        const read = await cli(h, ['snapshot', '--from-source', '--json']);
+        assert.equal(read.code, 0, read.stderr);
+        const fromSource = (JSON.parse(read.stdout) as { status: string; snapshot: { id: string; origin: string } }[])[0]!;
+        assert.equal(fromSource.status, 'read');
+        assert.equal(fromSource.snapshot.origin, 'source');
+        const after = (await readCheckpoint(h.store, 'clinic'))!;
+        assert.equal(Position.format(after.position), fromSource.snapshot.id, 'the checkpoint moved to the new snapshot');
+        assert.equal(after.snapshotId, fromSource.snapshot.id);
+
+        // 5. The stream restarts after it; the chain's break at the snapshot is accepted.
+        await h.start();
+        for (let i = 0; i < 60; i++) await workload.transaction();
+        assert.equal(await h.converge(), '', 'converges after a source snapshot');
+        await checkpointCoversParts(h);
+        const again = await cli(h, ['snapshot']);
+        assert.equal(again.code, 0, again.stderr);
+        assert.match(again.stdout, /synthesised snapshot \S+ at .* from /);
+        await sleep(300);
+        assert.equal(await h.kill('SIGTERM'), 0);
+        assert.deepEqual((await listSnapshots(h.store, 'clinic')).map((s) => s.origin), ['source', 'synthesised', 'source', 'synthesised']);
+        await verifyClean(h);
+        const timeline = await cli(h, ['timeline']);
+        assert.equal(timeline.code, 0, timeline.stderr);
+        assert.equal((timeline.stdout.match(/synthesised/g) ?? []).length, 2);
+
+        for (const o of await h.storedObjects()) assert.ok(!Buffer.from(o.bytes).includes(CANARY), `${o.key} holds PHI in clear`);
+        assert.ok(!h.logText().includes('CANARY'), 'the log holds PHI in clear');
+        for (const out of [...outputs, read, again, timeline]) assert.ok(!(out.stdout + out.stderr).includes('CANARY'), 'CLI output holds PHI in clear');
+      } finally {
+        await h.close();
+        await engine.close();
+      }
+    });
+  }
+}

@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Kafka, ProducerBatch } from 'kafkajs';
+import { CompressionTypes } from 'kafkajs';
+import { ChartlogError } from '../../../src/core/errors.js';
+import { Position } from '../../../src/core/position.js';
+import { KafkaBus } from '../../../src/bus/kafka-bus.js';
+import { decodeTransactionMessage, schemasTopic, tableTopic, transactionsTopic, type KafkaSettings } from '../../../src/bus/kafka-topics.js';
+import { batch, envelopes, T0 } from '../../support/fake-envelopes.js';
+
+// The request shaping, ordering and failure handling of the producer, against a recording fake
+// of the slice of kafkajs it uses. The real protocol is in test/integration/kafka-bus.test.ts.
+
+const settings: KafkaSettings = { brokers: ['127.0.0.1:1'], topicPrefix: 'cl', clientId: 'c', groupId: 'g', sessionTimeoutMs: 30000, compression: 'gzip', tls: { mode: 'disable' } };
+
+class FakeKafka {
+  requests: ProducerBatch[] = [];
+  createCalls = 0;
+  failSends = 0;
+  gate: Promise<void> | null = null;
+  producer() {
+    return {
+      connect: async () => {},
+      disconnect: async () => {},
+      sendBatch: async (b: ProducerBatch) => {
+        if (this.gate) await this.gate;
+        if (this.failSends > 0) {
+          this.failSends--;
+          throw Object.assign(new Error('Connection error: broker gone'), { name: 'KafkaJSConnectionError', retriable: true });
+        }
+        this.requests.push(b);
+        return [];
+      },
+    };
+  }
+  admin() {
+    return {
+      connect: async () => {},
+      disconnect: async () => {},
+      createTopics: async () => {
+        this.createCalls++;
+        throw new Error('Broker 0 not found in the cached metadata');
+      },
+    };
+  }
+  asKafka(): Kafka {
+    return this as unknown as Kafka;
+  }
+}
+
+function workload(n: number): ReturnType<typeof batch>[] {
+  const out: ReturnType<typeof batch>[] = [];
+  let prev: Position | null = null;
+  for (let i = 1; i <= n; i++) {
+    const b = batch(i, T0 + BigInt(i), [['public.patients', '00000000000000a1'], ['public.patients', '00000000000000a1'], ['public.encounters', '00000000000000a2']], prev);
+    out.push(b);
+    prev = b.position;
+  }
+  return out;
+}
+
+test('whole transactions are grouped into requests, acks=all, gzip, BEGIN and END around them in partition 0', async () => {
+  const fake = new FakeKafka();
+  const durable: Position[] = [];
+  const sentEnds = () => fake.requests.flatMap((r) => r.topicMessages!.filter((t) => t.topic === transactionsTopic('cl', 'clinic')).flatMap((t) => t.messages.map((m) => decodeTransactionMessage(m.value as Buffer, 't')))).filter((m) => m.status === 'END');
+  const onDurable = (p: Position) => {
+    // Reported only once the request holding its END record was acknowledged.
+    assert.ok(sentEnds().some((e) => e.record.pos === Position.format(p)));
+    durable.push(p);
+  };
+  const bus = new KafkaBus({ settings, source: 'clinic', kafka: fake.asKafka(), schemas: envelopes, maxMessagesPerSend: 7, onDurable });
+  await bus.connect();
+  const batches = workload(10);
+  for (const b of batches) await bus.publish(b);
+  await bus.close();
+
+  const txTopic = transactionsTopic('cl', 'clinic');
+  const main = fake.requests.filter((r) => r.topicMessages!.some((t) => t.topic === txTopic));
+  const beganIn = new Map<string, number>();
+  const endedIn = new Map<string, number>();
+  main.forEach((r, i) => {
+    assert.equal(r.acks, -1);
+    assert.equal(r.compression, CompressionTypes.GZIP);
+    const tables = r.topicMessages!.filter((t) => t.topic !== txTopic);
+    assert.ok(tables.reduce((n, t) => n + t.messages.length, 0) <= 7, 'at most maxMessagesPerSend table messages');
+    for (const t of tables) assert.ok([tableTopic('cl', 'clinic', 'public.patients'), tableTopic('cl', 'clinic', 'public.encounters')].includes(t.topic));
+    const tx = r.topicMessages!.find((t) => t.topic === txTopic)!;
+    let sawBegin = false;
+    for (const m of tx.messages) {
+      assert.equal(m.partition, 0);
+      const { status, record } = decodeTransactionMessage(m.value as Buffer, 'test');
+      if (status === 'BEGIN') {
+        sawBegin = true;
+        assert.ok(!beganIn.has(record.pos));
+        beganIn.set(record.pos, i);
+      } else {
+        assert.ok(!sawBegin, 'in a request, the ENDs of the previous group come before the BEGINs of this one');
+        assert.ok(!endedIn.has(record.pos));
+        endedIn.set(record.pos, i);
+        assert.deepEqual(record.tables, { 'public.patients': 2, 'public.encounters': 1 });
+      }
+    }
+    // This request's table messages are those of the transactions it begins.
+    const positions = new Set(tables.flatMap((t) => t.messages.map((m) => String((m.headers as Record<string, string>).position).split('.')[0])));
+    const begun = new Set([...beganIn].filter(([, at]) => at === i).map(([pos]) => pos.split('.')[0]));
+    assert.deepEqual(positions, begun);
+  });
+  assert.equal(beganIn.size, 10, 'every transaction begun once');
+  assert.equal(endedIn.size, 10, 'every transaction ended once');
+  for (const [pos, at] of beganIn) assert.equal(endedIn.get(pos), at + 1, 'END goes in the request after its messages were acknowledged');
+  assert.deepEqual(durable.at(-1), batches.at(-1)!.position);
+  assert.equal(durable.length, main.length - 1, 'one acknowledgement per group, once its ENDs are acknowledged');
+  // Schemas went first, once per fingerprint.
+  const schemaReqs = fake.requests.filter((r) => r.topicMessages!.some((t) => t.topic === schemasTopic('cl', 'clinic')));
+  assert.deepEqual(schemaReqs.flatMap((r) => r.topicMessages!.flatMap((t) => t.messages.map((m) => m.key))).sort(), ['00000000000000a1', '00000000000000a2']);
+  assert.ok(fake.requests.indexOf(schemaReqs[0]!) < fake.requests.indexOf(main[0]!));
+  // The broker refused CreateTopics once; the bus stopped asking.
+  assert.equal(fake.createCalls, 1);
+});
+
+test('after a failed send nothing more is published until reset, and the durable position says where to restart', async () => {
+  const fake = new FakeKafka();
+  const bus = new KafkaBus({ settings: { ...settings, compression: 'none' }, source: 'clinic', kafka: fake.asKafka() });
+  await bus.connect();
+  const batches = workload(3);
+  await bus.publish(batches[0]!);
+  await bus.flush();
+  assert.deepEqual(bus.durablePosition, batches[0]!.position);
+  fake.failSends = 1;
+  await bus.publish(batches[1]!);
+  await assert.rejects(bus.flush(), (e: unknown) => e instanceof ChartlogError && e.retriable && e.code === 'connection');
+  await assert.rejects(bus.publish(batches[2]!), ChartlogError);
+  assert.deepEqual(bus.durablePosition, batches[0]!.position, 'the failed transaction is not durable');
+  bus.reset();
+  await bus.publish(batches[1]!);
+  await bus.publish(batches[2]!);
+  await bus.close();
+  assert.deepEqual(bus.durablePosition, batches[2]!.position);
+  assert.equal(fake.requests.at(-1)!.compression, CompressionTypes.None);
+});
+
+test('publish waits while the queue is full (backpressure to the connector)', async () => {
+  const fake = new FakeKafka();
+  let release!: () => void;
+  fake.gate = new Promise((r) => (release = r));
+  const bus = new KafkaBus({ settings, source: 'clinic', kafka: fake.asKafka(), maxQueuedBatches: 2, maxMessagesPerSend: 3 });
+  await bus.connect();
+  const batches = workload(5);
+  await bus.publish(batches[0]!); // taken by the sender, stuck at the gate
+  await bus.publish(batches[1]!);
+  await bus.publish(batches[2]!);
+  let fourth = false;
+  const p = bus.publish(batches[3]!).then(() => (fourth = true));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(fourth, false, 'the fourth publish waits for room');
+  assert.equal(bus.queued, 2);
+  fake.gate = null;
+  release();
+  await p;
+  await bus.publish(batches[4]!);
+  await bus.close();
+  assert.deepEqual(bus.durablePosition, batches[4]!.position);
+});
+
+test('a batch of another source is refused', async () => {
+  const bus = new KafkaBus({ settings, source: 'other', kafka: new FakeKafka().asKafka() });
+  await assert.rejects(bus.publish(workload(1)[0]!), ChartlogError);
+});

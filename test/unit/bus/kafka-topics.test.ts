@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ChartlogError } from '../../../src/core/errors.js';
+import { Position } from '../../../src/core/position.js';
+import {
+  decodeHeaders,
+  decodeTransactionMessage,
+  encodeHeaders,
+  encodeTransactionMessage,
+  isTableTopic,
+  schemasTopic,
+  tableTopic,
+  topicPart,
+  transactionsTopic,
+} from '../../../src/bus/kafka-topics.js';
+
+const LEGAL = /^[A-Za-z0-9._-]{1,249}$/;
+
+test('a table topic is <prefix>.<source>.<schema>.<table>', () => {
+  assert.equal(tableTopic('chartlog', 'clinic', 'public.patients'), 'chartlog.clinic.public.patients');
+  assert.equal(transactionsTopic('chartlog', 'clinic'), 'chartlog.clinic.__transactions');
+  assert.equal(schemasTopic('chartlog', 'clinic'), 'chartlog.clinic.__schemas');
+});
+
+test('names Kafka does not allow are escaped, and a dot inside a name cannot merge two tables', () => {
+  assert.equal(topicPart('Patients_2024-x'), 'Patients_2024-x');
+  assert.equal(topicPart('my table'), 'my__20table');
+  assert.equal(topicPart('ü'), '__c3__bc');
+  const a = tableTopic('p', 's', 'a.b.c'); // schema "a", table "b.c"
+  const b = tableTopic('p', 's', 'a_b.c');
+  assert.notEqual(a, b);
+  assert.equal(a, 'p.s.a.b__2ec');
+  for (const t of [a, b, tableTopic('p', 's', 'dbo.Ünïcødé "quoted" name')]) assert.match(t, LEGAL);
+});
+
+test('very long names are cut to 249 characters, still distinct', () => {
+  const long1 = tableTopic('chartlog', 'clinic', `public.${'x'.repeat(300)}1`);
+  const long2 = tableTopic('chartlog', 'clinic', `public.${'x'.repeat(300)}2`);
+  assert.equal(long1.length, 249);
+  assert.match(long1, LEGAL);
+  assert.notEqual(long1, long2);
+});
+
+test('a table name without a schema is refused', () => {
+  assert.throws(() => tableTopic('p', 's', 'patients'), ChartlogError);
+});
+
+test('table topics of a source are told from its metadata topics and from other sources', () => {
+  assert.ok(isTableTopic('chartlog', 'clinic', 'chartlog.clinic.public.patients'));
+  assert.ok(!isTableTopic('chartlog', 'clinic', 'chartlog.clinic.__transactions'));
+  assert.ok(!isTableTopic('chartlog', 'clinic', 'chartlog.clinic.__schemas'));
+  assert.ok(!isTableTopic('chartlog', 'clinic', 'chartlog.clinic2.public.patients'));
+  assert.ok(!isTableTopic('chartlog', 'clinic', 'other.clinic.public.patients'));
+  assert.ok(isTableTopic('chartlog', 'clinic', tableTopic('chartlog', 'clinic', '__x.__transactions')));
+});
+
+test('headers round-trip: position, transaction id, commit time beyond 2^53, fingerprint, table', () => {
+  const h = { table: 'public.patients', fingerprint: '0123456789abcdef', position: Position.of('00000000016b3748', 7), txId: '0-1-42', commitTsUs: 2n ** 60n + 1n };
+  const encoded = encodeHeaders(h);
+  assert.equal(encoded.position, '00000000016b3748.00000007');
+  assert.equal(encoded.commitTsUs, '1152921504606846977');
+  // Consumers receive Buffers.
+  const received = Object.fromEntries(Object.entries(encoded).map(([k, v]) => [k, Buffer.from(v)]));
+  assert.deepEqual(decodeHeaders(received, 't/0@1'), h);
+  const noTx = { ...h, txId: null };
+  assert.ok(!('txId' in encodeHeaders(noTx)));
+  assert.deepEqual(decodeHeaders(encodeHeaders(noTx), 't/0@1'), noTx);
+});
+
+test('missing or malformed headers are decode errors that name the header and where, not values', () => {
+  const good = encodeHeaders({ table: 'public.t', fingerprint: '0123456789abcdef', position: Position.of('01', 0), txId: null, commitTsUs: 5n });
+  const { position: _p, ...noPosition } = good;
+  assert.throws(() => decodeHeaders(noPosition, 'topic/3@17'), (e: unknown) => e instanceof ChartlogError && e.code === 'decode' && /topic\/3@17.*"position"/.test(e.message));
+  assert.throws(() => decodeHeaders({ ...good, fingerprint: 'XYZ' }, 'w'), (e: unknown) => e instanceof ChartlogError && e.code === 'decode');
+  assert.throws(() => decodeHeaders({ ...good, commitTsUs: '-3' }, 'w'), (e: unknown) => e instanceof ChartlogError && e.code === 'decode');
+  assert.throws(() => decodeHeaders(undefined, 'w'), ChartlogError);
+});
+
+test('transaction records carry Debezium-style counts and round-trip', () => {
+  const r = { pos: '0000000000000009.ffffffff', previous: '0000000000000008.ffffffff', txId: 'tx9', commitTsUs: 1_795_000_000_000_000, tables: { 'public.patients': 2, 'public.encounters': 1 } };
+  const end = encodeTransactionMessage('END', r);
+  const json = JSON.parse(end.toString()) as { event_count: number; data_collections: unknown[] };
+  assert.equal(json.event_count, 3);
+  assert.deepEqual(json.data_collections, [
+    { data_collection: 'public.encounters', event_count: 1 },
+    { data_collection: 'public.patients', event_count: 2 },
+  ]);
+  assert.deepEqual(decodeTransactionMessage(end, 'w'), { status: 'END', record: r });
+  assert.deepEqual(decodeTransactionMessage(encodeTransactionMessage('BEGIN', r), 'w'), { status: 'BEGIN', record: { ...r, tables: {} } });
+  assert.throws(() => decodeTransactionMessage(Buffer.from('{"status":"END"}'), 'w'), ChartlogError);
+  assert.throws(() => decodeTransactionMessage(Buffer.from('not json'), 'w'), ChartlogError);
+  assert.throws(() => decodeTransactionMessage(null, 'w'), ChartlogError);
+});

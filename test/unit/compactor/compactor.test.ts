@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Position } from '../../../src/core/position.js';
+import { EmbeddedBus } from '../../../src/bus/embedded-bus.js';
+import { readCheckpoint } from '../../../src/compactor/checkpoint.js';
+import { Compactor } from '../../../src/compactor/compactor.js';
+import { listManifestHours } from '../../../src/compactor/manifest.js';
+import { MemoryObjectStore } from '../../support/memory-object-store.js';
+import { batch, envelopes, HOUR_US, T0 } from '../../support/fake-envelopes.js';
+
+const options = { flushIntervalMs: 20, maxPartBytes: 1 << 20, sealGraceMs: 60_000, snapshotId: null };
+
+test('positions are acknowledged only after their parts and the checkpoint are stored', async () => {
+  const store = new MemoryObjectStore();
+  const bus = new EmbeddedBus(4);
+  const acked: Position[] = [];
+  const compactor = new Compactor(store, 'clinic', envelopes, options, async (r) => {
+    // At acknowledgement time the checkpoint already covers the position.
+    const cp = await readCheckpoint(store, 'clinic');
+    assert.deepEqual(cp?.position, r.upTo);
+    assert.ok([...store.objects.keys()].some((k) => k.includes('/parts/')));
+    acked.push(r.upTo);
+  });
+  await compactor.start();
+  const running = compactor.run(bus);
+  let prev: Position | null = null;
+  const published: Position[] = [];
+  for (let n = 1; n <= 40; n++) {
+    const b = batch(n, T0 + BigInt(n), [['public.patients', '00000000000000a1']], prev);
+    await bus.publish(b); // waits while 4 batches are queued: backpressure
+    assert.ok(bus.size <= 4);
+    published.push(b.position);
+    prev = b.position;
+  }
+  bus.close();
+  await running;
+  assert.ok(acked.length >= 1);
+  assert.deepEqual(acked[acked.length - 1], published[published.length - 1]);
+  for (let i = 1; i < acked.length; i++) assert.ok(acked[i]!.commit > acked[i - 1]!.commit, 'acknowledgements only move forward');
+});
+
+test('an hour is sealed once the durable stream has moved past it', async () => {
+  const store = new MemoryObjectStore();
+  const compactor = new Compactor(store, 'clinic', envelopes, options, async () => {});
+  await compactor.start();
+  const b1 = batch(1, T0 + 5n, [['public.patients', '00000000000000a1']], null);
+  compactor.add(b1);
+  await compactor.flush();
+  await compactor.sealClosedHours();
+  assert.deepEqual(await listManifestHours(store, 'clinic'), [], 'the hour is still open');
+  compactor.add(batch(2, T0 + HOUR_US + 5n, [['public.patients', '00000000000000a1']], b1.position));
+  await compactor.flush();
+  await compactor.sealClosedHours();
+  assert.deepEqual(await listManifestHours(store, 'clinic'), ['2026-11-24T05']);
+  // A late transaction of the sealed hour goes into the open one instead of reopening it.
+  compactor.add(batch(3, T0 + 9n, [['public.patients', '00000000000000a1']], null));
+  await compactor.flush();
+  assert.ok([...store.objects.keys()].some((k) => k.startsWith('clinic/parts/2026-11-24/06/public.patients/0000000000000003')));
+});

@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { ChangeBatch } from '../../../src/core/change-event.js';
+import { ChartlogError } from '../../../src/core/errors.js';
+import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
+import type { TableSchema } from '../../../src/core/table-schema.js';
+import type { BatchEncoder } from '../../../src/compactor/batch-encoder.js';
+import { listSnapshots, writeSnapshot } from '../../../src/compactor/snapshot-builder.js';
+import { MemoryObjectStore } from '../../support/memory-object-store.js';
+import { envelopes, T0, types } from '../../support/fake-envelopes.js';
+
+const schema: TableSchema = { schema: 'public', table: 'patients', columns: [], primaryKey: [] };
+const encoder: BatchEncoder = {
+  async encode(batch) {
+    return batch.events.map((e) => ({
+      table: 'public.patients',
+      fingerprint: '00000000000000a1',
+      key: null,
+      value: Buffer.concat([Buffer.alloc(10), types['00000000000000a1']!.toBuffer({ pos: Position.format(e.position), ts: Number(batch.commitTsUs), v: 'x' })]),
+      position: e.position,
+    }));
+  },
+  async fingerprintOf() {
+    return '00000000000000a1';
+  },
+};
+
+const position = Position.of('00000000000000f0', COMMIT_SEQ);
+async function* rows(n: number): AsyncIterable<ChangeBatch> {
+  yield { source: 'clinic', txId: null, position, commitTsUs: T0, snapshot: true, schemaChanges: [schema], events: Array.from({ length: n }, (_, i) => ({ op: 'r' as const, schema, before: null, after: {}, position: Position.of(position.commit, i) })) };
+}
+// eslint-disable-next-line require-yield
+async function* refused(): AsyncIterable<ChangeBatch> {
+  throw new ChartlogError('source_setup', 'cannot drop replication slot chartlog_clinic to start a new snapshot', { retriable: true });
+}
+
+function withAttempts(): MemoryObjectStore {
+  const store = new MemoryObjectStore();
+  const old = new Date(Date.now() - 60 * 60_000);
+  store.objects.set('clinic/snapshots/00000000000000a0.ffffffff/public.patients/part-00000.avro', { body: Buffer.from('old'), lastModified: old });
+  store.objects.set('clinic/snapshots/00000000000000b0.ffffffff/public.patients/part-00000.avro', { body: Buffer.from('being written'), lastModified: new Date() });
+  return store;
+}
+
+test('a connector that refuses before its first batch leaves the store untouched', async () => {
+  const store = withAttempts();
+  const before = [...store.objects.keys()];
+  await assert.rejects(writeSnapshot({ store, source: 'clinic', batches: refused(), encoder, schemas: envelopes }), (e: unknown) => e instanceof ChartlogError && e.code === 'source_setup');
+  assert.deepEqual([...store.objects.keys()], before);
+});
+
+test('an old interrupted attempt is removed, a recent one (another writer) is left alone', async () => {
+  const store = withAttempts();
+  const m = await writeSnapshot({ store, source: 'clinic', batches: rows(3), encoder, schemas: envelopes });
+  assert.equal(m.origin, 'source');
+  assert.equal(m.tables['public.patients']!.rows, 3);
+  const keys = [...store.objects.keys()];
+  assert.ok(!keys.some((k) => k.includes('00000000000000a0')), 'the old attempt is gone');
+  assert.ok(keys.some((k) => k.includes('00000000000000b0')), 'the recent attempt stays');
+  assert.deepEqual((await listSnapshots(store, 'clinic')).map((s) => s.id), [Position.format(position)]);
+});

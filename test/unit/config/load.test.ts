@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { loadConfig, maskSecrets, parseConfig } from '../../../src/config/load.js';
+import { ChartlogError } from '../../../src/core/errors.js';
+
+const good = `
+sources:
+  - name: clinic
+    type: postgres
+    url: postgres://cdc:hunter2@127.0.0.1:5499/app
+    tables: [public.patients, public.encounters]
+storage:
+  url: file:///var/lib/chartlog
+phi:
+  keyring: file:///etc/chartlog/keyring.json
+  columns:
+    public.patients: [full_name, ssn]
+  strict: [public.patients]
+`;
+
+function configFailure(text: string, env: NodeJS.ProcessEnv = {}): ChartlogError {
+  try {
+    parseConfig(text, 'test.yaml', env);
+  } catch (err) {
+    assert.ok(err instanceof ChartlogError);
+    return err;
+  }
+  assert.fail('expected the configuration to be refused');
+}
+
+test('a valid file is defaulted and frozen', () => {
+  const cfg = parseConfig(good, 'test.yaml', {});
+  assert.equal(cfg.bus.type, 'embedded');
+  assert.equal(cfg.segments.flushIntervalMs, 1000);
+  assert.equal(cfg.sources[0]?.snapshot.chunkRows, 10000);
+  assert.ok(Object.isFrozen(cfg));
+  assert.ok(Object.isFrozen(cfg.sources[0]));
+  assert.throws(() => {
+    (cfg.segments as { flushIntervalMs: number }).flushIntervalMs = 5;
+  }, TypeError);
+});
+
+test('a wrong enum names the field, the bad value and the choices, with exit code 2', () => {
+  const err = configFailure(good.replace('type: postgres', 'type: postgress'));
+  assert.equal(err.exitCode, 2);
+  assert.match(err.message, /sources\[0\]\.type: expected "postgres" \| "mysql", got "postgress"/);
+});
+
+test('a misspelt key is refused, not ignored', () => {
+  const err = configFailure(good.replace('storage:\n  url:', 'storage:\n  ulr: x\n  url:'));
+  assert.match(err.message, /storage\.ulr: unknown field/);
+});
+
+test('a missing required field is named', () => {
+  const err = configFailure(good.replace(/storage:\n {2}url: .*\n/, ''));
+  assert.match(err.message, /storage: required field is missing/);
+});
+
+test('a wrong type says what was expected and what came', () => {
+  const err = configFailure(`${good}segments:\n  flushIntervalMs: soon\n`);
+  assert.match(err.message, /segments\.flushIntervalMs: expected number, got "soon"/);
+});
+
+test('bad YAML is reported with its line', () => {
+  const err = configFailure('sources: [\n  - name: x\n');
+  assert.equal(err.exitCode, 2);
+  assert.match(err.message, /test\.yaml:\d+:\d+: not valid YAML/);
+});
+
+test('a strict table without a phi.columns entry is refused', () => {
+  const err = configFailure(good.replace('strict: [public.patients]', 'strict: [public.patients, public.labs]'));
+  assert.match(err.message, /strict table public\.labs has no entry in phi\.columns/);
+});
+
+test('a keyring inside the backup root is refused', () => {
+  const err = configFailure(good.replace('file:///etc/chartlog/keyring.json', 'file:///var/lib/chartlog/keys/kr.json'));
+  assert.match(err.message, /phi\.keyring: the keyring is inside the backup root/);
+});
+
+test('duplicate source names are refused', () => {
+  const text = good.replace('sources:\n', 'sources:\n  - { name: clinic, type: mysql, url: "mysql://cdc@127.0.0.1:3407/" }\n');
+  const err = configFailure(text);
+  assert.match(err.message, /sources\[1\]\.name: duplicate source name "clinic"/);
+});
+
+test('secrets never appear in error messages', () => {
+  const text = good.replace('url: postgres://cdc:hunter2@127.0.0.1:5499/app', 'url: "ftp://cdc:hunter2@127.0.0.1/app"');
+  const err = configFailure(text);
+  assert.match(err.message, /sources\[0\]\.url/);
+  assert.doesNotMatch(err.message, /hunter2/);
+  const s3 = configFailure(`${good.replace('storage:\n  url: file:///var/lib/chartlog', 'storage:\n  url: s3://b\n  s3:\n    secretAccessKey: 12345')}`);
+  assert.match(s3.message, /storage\.s3\.secretAccessKey: expected string, got "\*\*\*\*"/);
+  assert.doesNotMatch(s3.message, /12345/);
+});
+
+test('environment variables override secrets', () => {
+  const cfg = parseConfig(good.replace('file:///var/lib/chartlog', 's3://backups/clinic'), 'test.yaml', {
+    CHARTLOG_S3_ACCESS_KEY_ID: 'AKIAEXAMPLE',
+    CHARTLOG_S3_SECRET_ACCESS_KEY: 's3cr3t',
+    CHARTLOG_SOURCE_CLINIC_PASSWORD: 'p@ss/word',
+  });
+  assert.equal(cfg.storage.s3?.accessKeyId, 'AKIAEXAMPLE');
+  assert.equal(cfg.storage.s3?.secretAccessKey, 's3cr3t');
+  assert.equal(new URL(cfg.sources[0]!.url).password, encodeURIComponent('p@ss/word'));
+});
+
+test('the printed configuration masks every secret', () => {
+  const cfg = parseConfig(good.replace('file:///var/lib/chartlog', 's3://backups/clinic'), 'test.yaml', {
+    CHARTLOG_S3_SECRET_ACCESS_KEY: 's3cr3t',
+    CHARTLOG_S3_ACCESS_KEY_ID: 'AKIAEXAMPLE',
+  });
+  const printed = JSON.stringify(maskSecrets(cfg));
+  for (const secret of ['hunter2', 's3cr3t', 'AKIAEXAMPLE']) assert.ok(!printed.includes(secret), `${secret} printed`);
+  assert.match(printed, /cdc:\*\*\*\*@127\.0\.0\.1/);
+});
+
+test('an unreadable file is a configuration error naming the path', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'chartlog-cfg-'));
+  assert.throws(() => loadConfig(join(dir, 'missing.yaml')), (err: ChartlogError) => {
+    assert.equal(err.exitCode, 2);
+    assert.match(err.message, /missing\.yaml: ENOENT/);
+    return true;
+  });
+  writeFileSync(join(dir, 'ok.yaml'), good);
+  assert.equal(loadConfig(join(dir, 'ok.yaml'), {}).sources[0]?.name, 'clinic');
+});

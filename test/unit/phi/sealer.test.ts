@@ -1,0 +1,183 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { ChartlogError } from '../../../src/core/errors.js';
+import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
+import type { CellValue, TableSchema } from '../../../src/core/table-schema.js';
+import { deserializeCell, serializeCell } from '../../../src/phi/cell-serialization.js';
+import { openValue, sealValue, sealedKeyId, type DataKey, type SealContext } from '../../../src/phi/sealer.js';
+import type { OpenAuditEntry } from '../../../src/codec/avro-codec.js';
+import { codecRig } from '../codec/codec-support.js';
+
+function dek(): DataKey {
+  const id = new Uint8Array(randomBytes(16));
+  return { id, idHex: Buffer.from(id).toString('hex'), key: new Uint8Array(randomBytes(32)) };
+}
+
+const ctx: SealContext = { source: 'clinic', schema: 'public', table: 'patients', column: 'ssn', key: [{ value: 7n }] };
+
+const cell: fc.Arbitrary<CellValue> = fc.letrec<{ v: CellValue }>((tie) => ({
+  v: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.constant(null),
+    fc.boolean(),
+    fc.double(),
+    fc.integer(),
+    fc.bigInt(),
+    fc.string({ unit: 'binary' }),
+    fc.uint8Array(),
+    fc.array(tie('v'), { maxLength: 4 }),
+  ),
+})).v;
+
+function isIntegrity(canary?: string) {
+  return (e: unknown): boolean => {
+    assert.ok(e instanceof ChartlogError, 'a ChartlogError');
+    assert.equal(e.code, 'integrity');
+    if (canary) assert.ok(!e.message.includes(canary) && !(e.hint ?? '').includes(canary), 'no value in the error');
+    return true;
+  };
+}
+
+test('serialisation of every JS form of the value model is exact and reversible', () => {
+  fc.assert(fc.property(cell, (v) => assert.deepStrictEqual(deserializeCell(serializeCell(v)), v)), { numRuns: 500 });
+  // The same text as string, bytes or bigint never collides.
+  assert.notDeepEqual(serializeCell('1'), serializeCell(1n));
+  assert.notDeepEqual(serializeCell(Buffer.from('1')), serializeCell('1'));
+  assert.notDeepEqual(serializeCell(1), serializeCell(1n));
+});
+
+test('seal/open round-trips every value; the sealed layout is version | key id | nonce | ciphertext | tag', () => {
+  const k = dek();
+  fc.assert(
+    fc.property(cell, (v) => {
+      const sealed = sealValue(k, v, ctx);
+      assert.equal(sealed[0], 1);
+      assert.equal(sealedKeyId(sealed), k.idHex);
+      assert.equal(sealed.length, 1 + 16 + 12 + serializeCell(v).length + 16);
+      assert.deepStrictEqual(openValue(k, sealed, ctx), v);
+    }),
+    { numRuns: 300 },
+  );
+  const a = sealValue(k, 'same', ctx);
+  const b = sealValue(k, 'same', ctx);
+  assert.notDeepEqual(a, b, 'random nonce: equal values seal differently');
+});
+
+test('any flipped bit fails to open with an integrity error, never wrong plaintext', () => {
+  const k = dek();
+  const canary = 'CANARY-SSN-123-45-6789';
+  const sealed = sealValue(k, canary, ctx);
+  for (let bit = 0; bit < sealed.length * 8; bit++) {
+    const t = new Uint8Array(sealed);
+    t[bit >> 3]! ^= 1 << (bit & 7);
+    assert.throws(() => openValue(k, t, ctx), isIntegrity(canary), `bit ${bit}`);
+  }
+  assert.throws(() => openValue(k, sealed.subarray(0, 20), ctx), isIntegrity(canary));
+});
+
+test('a value opened in another row, column, table or source, or under another key, fails', () => {
+  const k = dek();
+  const canary = 'CANARY-SSN-123-45-6789';
+  const sealed = sealValue(k, canary, ctx);
+  const elsewhere: SealContext[] = [
+    { ...ctx, key: [{ value: 8n }] },
+    { ...ctx, key: [{ value: 7 }] },
+    { ...ctx, key: [{ value: '7' }] },
+    { ...ctx, key: [] },
+    { ...ctx, column: 'phone' },
+    { ...ctx, table: 'encounters' },
+    { ...ctx, schema: 'app' },
+    { ...ctx, source: 'clinic2' },
+  ];
+  for (const other of elsewhere) assert.throws(() => openValue(k, sealed, other), isIntegrity(canary), JSON.stringify(other, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v)));
+  const sameIdOtherKey: DataKey = { ...k, key: new Uint8Array(randomBytes(32)) };
+  assert.throws(() => openValue(sameIdOtherKey, sealed, ctx), isIntegrity(canary));
+  assert.throws(() => openValue(dek(), sealed, ctx), (e: ChartlogError) => e.code === 'integrity' && e.message.includes(k.idHex));
+});
+
+const patients: TableSchema = {
+  schema: 'public',
+  table: 'patients',
+  primaryKey: ['id'],
+  columns: [
+    { name: 'id', sourceType: 'bigint', type: { kind: 'int', bits: 64 }, nullable: false },
+    { name: 'ssn', sourceType: 'text', type: { kind: 'string' }, nullable: true },
+    { name: 'phone', sourceType: 'text', type: { kind: 'string' }, nullable: true },
+  ],
+};
+
+async function twoSealedMessages() {
+  const rig = codecRig({ policy: { columns: { 'public.patients': ['ssn', 'phone'] }, strict: [], publicColumns: {} } });
+  const commit = '0000000000000100';
+  const messages = await rig.codec.encodeBatch({
+    source: 'clinic',
+    txId: '1',
+    position: Position.of(commit, COMMIT_SEQ),
+    commitTsUs: 1n,
+    snapshot: false,
+    events: [
+      { op: 'c', schema: patients, before: null, after: { id: 1n, ssn: 'CANARY-SSN-111-11-1111', phone: 'CANARY-PHN-555-01-0001' }, position: Position.of(commit, 0) },
+      { op: 'c', schema: patients, before: null, after: { id: 2n, ssn: 'CANARY-SSN-222-22-2222', phone: 'CANARY-PHN-555-02-0002' }, position: Position.of(commit, 1) },
+    ],
+  });
+  const archive = rig.reader();
+  const sealed = await Promise.all(messages.map((m) => archive.decode(m.value)));
+  return { rig, messages: messages.map((m) => Buffer.from(m.value)), sealed: sealed.map((d) => d.event.after as Record<string, Uint8Array>) };
+}
+
+function replaceBytes(message: Buffer, from: Uint8Array, to: Uint8Array): Buffer {
+  assert.equal(from.length, to.length);
+  const at = message.indexOf(Buffer.from(from));
+  assert.ok(at >= 0);
+  const out = Buffer.from(message);
+  out.set(to, at);
+  return out;
+}
+
+test('in archived messages: a sealed value swapped between rows or between columns fails to open', async () => {
+  const { rig, messages, sealed } = await twoSealedMessages();
+  const audit: OpenAuditEntry[] = [];
+  const opener = rig.reader({ withKeys: true, onOpen: (e) => audit.push(e) });
+  const [m1, m2] = messages as [Buffer, Buffer];
+  const [r1, r2] = sealed as [Record<string, Uint8Array>, Record<string, Uint8Array>];
+  assert.equal((await opener.decode(m1, { open: true })).event.after!.ssn, 'CANARY-SSN-111-11-1111');
+  assert.equal(audit.length, 1, 'every opening is audited');
+  assert.deepEqual({ ...audit[0]!, keyIds: audit[0]!.keyIds.length }, { source: 'clinic', table: 'public.patients', position: Position.of('0000000000000100', 0), columns: ['ssn', 'phone'], keyIds: 1 });
+  assert.ok(!JSON.stringify(audit).includes('CANARY'));
+
+  const rowSwapped = replaceBytes(m1, r1.ssn!, r2.ssn!);
+  await assert.rejects(opener.decode(rowSwapped, { open: true }), isIntegrity('CANARY'));
+
+  const columnSwapped = Buffer.from(m1);
+  columnSwapped.set(r1.phone!, m1.indexOf(Buffer.from(r1.ssn!)));
+  columnSwapped.set(r1.ssn!, m1.indexOf(Buffer.from(r1.phone!)));
+  assert.notDeepEqual(columnSwapped, m1);
+  await assert.rejects(opener.decode(columnSwapped, { open: true }), isIntegrity('CANARY'));
+
+  const flipped = Buffer.from(m2);
+  const at = flipped.indexOf(Buffer.from(r2.phone!)) + 40;
+  flipped[at]! ^= 0x10;
+  await assert.rejects(opener.decode(flipped, { open: true }), isIntegrity('CANARY'));
+  // Opening needs the keyring; an archive reader without one is told so.
+  await assert.rejects(rig.reader().decode(m1, { open: true }), (e: ChartlogError) => e.code === 'auth' && /phi\.keyring/.test(e.hint ?? ''));
+  // Without opening, tampered archives still decode: PHI is just bytes to an archive reader.
+  assert.equal((await rig.reader().decode(flipped)).event.after!.id, 2n);
+});
+
+test('in archived messages: opening with another keyring fails with a clear error', async () => {
+  const { rig, messages } = await twoSealedMessages();
+  const { FileKeyring } = await import('../../../src/phi/keyring/file-keyring.js');
+  const { mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const otherKeyring = FileKeyring.create(join(mkdtempSync(join(tmpdir(), 'chartlog-other-')), 'keyring.json'));
+  const wrong = rig.reader({ withKeys: true, keyring: otherKeyring });
+  await assert.rejects(wrong.decode(messages[0]!, { open: true }), (e: ChartlogError) => {
+    assert.ok(e.code === 'integrity' || e.code === 'auth');
+    assert.match(e.message, /data key [0-9a-f]{32}/);
+    assert.ok(!e.message.includes('CANARY'));
+    return true;
+  });
+});

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Compactor } from '../../../src/compactor/compactor.js';
+import { manifestKey } from '../../../src/compactor/layout.js';
+import { writeCheckpoint } from '../../../src/compactor/checkpoint.js';
+import { snapshotManifestKey } from '../../../src/compactor/snapshot-builder.js';
+import type { Position } from '../../../src/core/position.js';
+import { readArchiveIndex, tablesOf } from '../../../src/restore/archive-index.js';
+import { buildTimeline, formatUs, renderTimeline } from '../../../src/restore/timeline.js';
+import { MemoryObjectStore } from '../../support/memory-object-store.js';
+import { batch, envelopes, HOUR_US, T0 } from '../../support/fake-envelopes.js';
+
+async function archiveOfHours(hours: number): Promise<MemoryObjectStore> {
+  const store = new MemoryObjectStore();
+  const c = new Compactor(store, 'clinic', envelopes, { flushIntervalMs: 10, maxPartBytes: 1 << 20, sealGraceMs: 0, snapshotId: null }, async () => {});
+  await c.start();
+  let prev: Position | null = null;
+  for (let h = 0; h <= hours; h++) {
+    const b = batch(h + 1, T0 + BigInt(h) * HOUR_US + 7n, [['public.patients', '00000000000000a1']], prev);
+    prev = b.position;
+    c.add(b);
+    await c.flush();
+    await c.sealClosedHours();
+  }
+  const snapshot = { version: 1, source: 'clinic', id: 'x', position: '0000000000000000.ffffffff', commitTsUs: T0.toString(), takenAt: 'now', origin: 'source', tables: { 'public.patients': { fingerprint: 'a', rows: 3, parts: [] } } };
+  await store.put(snapshotManifestKey('clinic', '0000000000000000.ffffffff'), Buffer.from(JSON.stringify(snapshot)));
+  return store;
+}
+
+test('the timeline shows the restorable range, sealed and open hours from the store alone', async () => {
+  const store = await archiveOfHours(3);
+  const t = buildTimeline(await readArchiveIndex(store, 'clinic'));
+  assert.deepEqual(t.sealedHours.map((h) => h.hour), ['2026-11-24T05', '2026-11-24T06', '2026-11-24T07']);
+  assert.deepEqual(t.openHours, [{ hour: '2026-11-24T08', parts: 2 }]);
+  assert.equal(t.restorable?.from, '2026-11-24T05:00:00.000000Z');
+  assert.equal(t.restorable?.to, formatUs(T0 + 3n * HOUR_US + 7n));
+  assert.deepEqual(t.gaps, []);
+  assert.equal(t.snapshots[0]?.rows, 3);
+  assert.deepEqual(tablesOf(await readArchiveIndex(store, 'clinic')), ['public.patients']);
+  assert.match(renderTimeline(t), /gaps: none/);
+});
+
+test('a missing hour breaks the manifest chain and shows as a gap', async () => {
+  const store = await archiveOfHours(3);
+  store.objects.delete(manifestKey('clinic', '2026-11-24T06'));
+  const t = buildTimeline(await readArchiveIndex(store, 'clinic'));
+  assert.deepEqual(t.gaps, [{ hour: '2026-11-24T07', expectedPrevious: '2026-11-24T05', found: '2026-11-24T06' }]);
+});
+
+test('without a checkpoint nothing is restorable', async () => {
+  const store = new MemoryObjectStore();
+  assert.equal(buildTimeline(await readArchiveIndex(store, 'clinic')).restorable, null);
+  await writeCheckpoint(store, { source: 'clinic', position: { commit: '01', seq: 0 }, commitTsUs: 1n, snapshotId: null });
+  assert.equal(buildTimeline(await readArchiveIndex(store, 'clinic')).restorable, null, 'no base snapshot yet');
+});
+
+test('microsecond times keep all six digits', () => {
+  assert.equal(formatUs(1_700_000_000_123_456n), '2023-11-14T22:13:20.123456Z');
+  assert.equal(formatUs('-1'), '1969-12-31T23:59:59.999999Z');
+});
