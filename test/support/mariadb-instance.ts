@@ -63,7 +63,9 @@ export async function startMariadbInstance(options: MariadbInstanceOptions): Pro
   mkdirSync(join(dir, 'binlog'));
   mkdirSync(join(dir, 'tmp'));
   await run('mariadb-install-db', [
-    '--no-defaults', `--user=${user}`, `--datadir=${join(dir, 'data')}`,
+    // A private tmpdir: concurrent installs sharing /tmp collide on temporary table names
+    // ("Unknown table 'mysql.tmp_user_sys'"), which failed the failover test in CI.
+    '--no-defaults', `--user=${user}`, `--datadir=${join(dir, 'data')}`, `--tmpdir=${join(dir, 'tmp')}`,
     '--auth-root-authentication-method=normal', '--skip-test-db',
   ]);
   const socket = join(dir, 'mysqld.sock');
