@@ -89,9 +89,9 @@ export function measurement(name: string, unit: string, better: Better, role: Me
 }
 
 /** chartlog's median relative to the baseline's, oriented so that > 1 means chartlog did better. */
-export function ratio(ours: Measurement, baseline: Measurement, goalRatio?: number): Ratio {
+export function ratio(ours: Measurement, baseline: Measurement, goalRatio?: number, name?: string): Ratio {
   const value = round3(ours.better === 'higher' ? ours.median / baseline.median : baseline.median / ours.median);
-  const r: Ratio = { name: `${ours.name} / ${baseline.name}`, value };
+  const r: Ratio = { name: name ?? `${ours.name} / ${baseline.name}`, value };
   if (goalRatio !== undefined) {
     r.goal = `≥ ${goalRatio}×`;
     r.met = value >= goalRatio;
