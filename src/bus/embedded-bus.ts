@@ -7,13 +7,25 @@ import type { BusBatch } from './bus-batch.js';
  * backpressure instead of unbounded memory. Nothing is durable here: the connector's position
  * is acknowledged only when the compactor reports the part holding it durable.
  */
+/** What one `take` returns: the batches, and when the oldest of them was published. */
+export interface Taken {
+  readonly batches: BusBatch[];
+  /** Clock time (ms) the first of `batches` was published; null when none were taken. */
+  readonly oldestPublishedAtMs: number | null;
+}
+
 export class EmbeddedBus {
   private readonly queue: BusBatch[] = [];
+  /** When each queued batch was published, in step with `queue`: the compactor's flush deadline counts from it. */
+  private readonly publishedAt: number[] = [];
   private readonly waitingPublishers: (() => void)[] = [];
   private waitingConsumer: (() => void) | null = null;
   private closed = false;
 
-  constructor(private readonly capacity: number) {
+  constructor(
+    private readonly capacity: number,
+    private readonly now: () => number = Date.now,
+  ) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new ChartlogError('internal', `bus capacity must be ≥ 1, got ${capacity}`);
   }
 
@@ -24,6 +36,7 @@ export class EmbeddedBus {
     }
     if (this.closed) throw new ChartlogError('internal', 'publish on a closed bus');
     this.queue.push(batch);
+    this.publishedAt.push(this.now());
     this.wakeConsumer();
   }
 
@@ -31,7 +44,7 @@ export class EmbeddedBus {
    * Takes every queued batch (up to `max`), waiting up to `waitMs` for the first one.
    * Returns [] on timeout or once closed and drained.
    */
-  async take(max: number, waitMs: number): Promise<BusBatch[]> {
+  async take(max: number, waitMs: number): Promise<Taken> {
     if (this.queue.length === 0 && !this.closed && waitMs > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
@@ -45,9 +58,10 @@ export class EmbeddedBus {
       });
     }
     const out = this.queue.splice(0, max);
+    const times = this.publishedAt.splice(0, out.length);
     // Room was made: let waiting publishers continue, in order.
     for (let i = 0; i < out.length && this.waitingPublishers.length > 0; i++) this.waitingPublishers.shift()!();
-    return out;
+    return { batches: out, oldestPublishedAtMs: times[0] ?? null };
   }
 
   get size(): number {

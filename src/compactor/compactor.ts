@@ -60,14 +60,27 @@ export class Compactor {
 
   /** Runs until the bus is closed and drained; ends with a final flush. */
   async run(bus: EmbeddedBus): Promise<void> {
-    let nextFlush = this.now() + this.options.flushIntervalMs;
+    const interval = this.options.flushIntervalMs;
+    // The flush deadline counts from when the oldest pending batch was *published*, not from
+    // the end of the previous flush: a batch published while a flush runs would otherwise wait
+    // that flush, a whole interval and its own flush (freshness p99 ≈ interval + 2 × flush).
+    let pendingSince: number | null = null;
+    let nextHousekeeping = this.now() + interval;
     while (!bus.drained) {
-      const batches = await bus.take(1024, Math.max(0, nextFlush - this.now()));
-      for (const b of batches) this.add(b);
-      if (this.writer.pendingBytes >= this.options.maxPartBytes || this.now() >= nextFlush || bus.drained) {
+      const deadline = pendingSince === null ? nextHousekeeping : pendingSince + interval;
+      const taken = await bus.take(1024, Math.max(0, deadline - this.now()));
+      for (const b of taken.batches) this.add(b);
+      if (taken.oldestPublishedAtMs !== null && pendingSince === null) pendingSince = taken.oldestPublishedAtMs;
+      const now = this.now();
+      const due = pendingSince !== null && now >= pendingSince + interval;
+      if (this.writer.pendingBytes >= this.options.maxPartBytes || due || bus.drained) {
         await this.flush();
+        pendingSince = null;
+      }
+      // Closed hours are sealed between flushes, also while the source is idle.
+      if (pendingSince === null && (due || now >= nextHousekeeping || bus.drained)) {
         await this.sealClosedHours();
-        nextFlush = this.now() + this.options.flushIntervalMs;
+        nextHousekeeping = this.now() + interval;
       }
     }
     await this.flush();

@@ -57,3 +57,34 @@ test('an hour is sealed once the durable stream has moved past it', async () => 
   await compactor.flush();
   assert.ok([...store.objects.keys()].some((k) => k.startsWith('clinic/parts/2026-11-24/06/public.patients/0000000000000003')));
 });
+
+test('a batch published during a flush waits one interval from its publication, not from the end of that flush', async () => {
+  // Interval 400 ms; every flush takes 600 ms (a slow store). Batch 2 is published 100 ms into
+  // the first flush. Counting the interval from the end of the flush would make it durable
+  // ≈ 1500 ms after publication (600 left of flush 1 … +400 … +600); counting from its
+  // publication, it is flushed as soon as flush 1 ends, ≈ 1100 ms.
+  const store = new MemoryObjectStore();
+  const bus = new EmbeddedBus(16);
+  const durableAt = new Map<string, number>();
+  let flushes = 0;
+  const compactor = new Compactor(store, 'clinic', envelopes, { ...options, flushIntervalMs: 400 }, async (r) => {
+    flushes++;
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    durableAt.set(r.upTo.commit, Date.now());
+  });
+  await compactor.start();
+  const running = compactor.run(bus);
+  const b1 = batch(1, T0 + 1n, [['public.patients', '00000000000000a1']], null);
+  await bus.publish(b1);
+  while (flushes === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const b2 = batch(2, T0 + 2n, [['public.patients', '00000000000000a1']], b1.position);
+  const publishedAt = Date.now();
+  await bus.publish(b2);
+  while (!durableAt.has(b2.position.commit)) await new Promise((resolve) => setTimeout(resolve, 5));
+  bus.close();
+  await running;
+  const latency = durableAt.get(b2.position.commit)! - publishedAt;
+  assert.ok(latency >= 500, `it still waited for flush 1 and its own flush (${latency} ms)`);
+  assert.ok(latency < 1350, `durable ${latency} ms after publication; the deadline must count from publication`);
+});
