@@ -205,6 +205,9 @@ export class RunHarness {
     writeFileSync(this.configFile, text);
     this.config = parseConfig(text, this.configFile, this.env);
     this.store = openObjectStore(this.config.storage);
+    // The stream opens its file asynchronously: create it now, so that reading the log right
+    // after start() never meets a file that does not exist yet (a flaky ENOENT otherwise).
+    writeFileSync(this.logFile, '', { flag: 'a' });
     this.log = createWriteStream(this.logFile, { flags: 'a' });
   }
 
