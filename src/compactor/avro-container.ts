@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { deflateRaw, inflateRawSync } from 'node:zlib';
 import { ChartlogError } from '../core/errors.js';
 
 /**
@@ -11,6 +12,10 @@ import { ChartlogError } from '../core/errors.js';
  * Layout: 'Obj' 0x01, metadata map<bytes> (avro.schema, avro.codec, chartlog.*), 16-byte sync
  * marker, then blocks: record count (long), byte size (long), data, sync marker.
  */
+
+// zlib's asynchronous deflate runs on libuv's thread pool: compression (≈ 12 µs a row at level 6,
+// as much as encoding and sealing together) moves off the event loop onto the other cores.
+const deflateRawAsync = promisify(deflateRaw);
 
 const MAGIC = Buffer.from([0x4f, 0x62, 0x6a, 0x01]);
 const SYNC_SIZE = 16;
@@ -36,10 +41,13 @@ export class AvroContainerWriter {
   private readonly chunks: Buffer[] = [];
   private readonly sync: Buffer;
   private readonly codec: ContainerCodec;
+  private readonly level: number | undefined;
   private records = 0;
 
-  constructor(schema: string, options: { codec?: ContainerCodec; metadata?: Record<string, string>; sync?: Buffer } = {}) {
+  /** `level`: deflate level 1–9 (zlib's default 6 when absent). */
+  constructor(schema: string, options: { codec?: ContainerCodec; level?: number; metadata?: Record<string, string>; sync?: Buffer } = {}) {
     this.codec = options.codec ?? 'deflate';
+    this.level = options.level;
     this.sync = options.sync ?? randomBytes(SYNC_SIZE);
     const entries: [string, Buffer][] = [
       ['avro.schema', Buffer.from(schema, 'utf8')],
@@ -52,19 +60,16 @@ export class AvroContainerWriter {
     this.chunks.push(Buffer.concat(parts));
   }
 
-  /** Appends a block holding these record bodies, in order. Empty lists write nothing. */
-  addBlock(bodies: readonly Uint8Array[]): void {
+  /**
+   * Appends a block holding these record bodies, in order. Empty lists write nothing. Await
+   * each call before the next: blocks are appended in call order.
+   */
+  async addBlock(bodies: readonly Uint8Array[]): Promise<void> {
     if (bodies.length === 0) return;
     const raw = Buffer.concat(bodies.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
-    this.addRawBlock(bodies.length, raw);
-  }
-
-  /** Appends a block from an already concatenated (uncompressed) body, e.g. copied from a part. */
-  addRawBlock(count: number, data: Buffer): void {
-    if (count === 0) return;
-    const payload = this.codec === 'deflate' ? deflateRawSync(data) : data;
-    this.chunks.push(encodeLong(count), encodeLong(payload.length), payload, this.sync);
-    this.records += count;
+    const payload = this.codec === 'deflate' ? await deflateRawAsync(raw, this.level === undefined ? {} : { level: this.level }) : raw;
+    this.chunks.push(encodeLong(bodies.length), encodeLong(payload.length), payload, this.sync);
+    this.records += bodies.length;
   }
 
   get recordCount(): number {

@@ -163,7 +163,7 @@ export class HourSealer {
         metadata: { 'chartlog.table': table, 'chartlog.fingerprint': first.fingerprint, 'chartlog.hour': hourPath(hour) },
       });
       // Blocks of at most 4096 records keep a reader's memory small.
-      for (let i = 0; i < run.length; i += 4096) w.addBlock(run.slice(i, i + 4096).map((r) => r.body));
+      for (let i = 0; i < run.length; i += 4096) await w.addBlock(run.slice(i, i + 4096).map((r) => r.body));
       const body = w.toBuffer();
       await this.write(key, body);
       let min = first.commitTsUs;

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { ChartlogError } from '../core/errors.js';
 import type { ChangeBatch } from '../core/change-event.js';
 import { logger } from '../core/logger.js';
@@ -153,9 +152,7 @@ export class SnapshotPartsWriter {
       metadata: { 'chartlog.table': p.table, 'chartlog.fingerprint': p.fingerprint, 'chartlog.snapshot': this.id },
     });
     for (let i = 0; i < p.bodies.length; i += 4096) {
-      w.addBlock(p.bodies.slice(i, i + 4096));
-      // Each block is compressed synchronously: let a stream beside this writer run between them.
-      await yieldToLoop();
+      await w.addBlock(p.bodies.slice(i, i + 4096)); // compressed off the event loop
     }
     const body = w.toBuffer();
     await withRetry(() => this.store.put(key, body), { signal: this.signal });

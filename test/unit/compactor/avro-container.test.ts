@@ -14,11 +14,11 @@ const type = avro.Type.forSchema({
 });
 const records = Array.from({ length: 250 }, (_, i) => ({ id: i * 1_000_003, note: i % 3 === 0 ? null : `visit ${i} ✓` }));
 
-function container(codec: 'null' | 'deflate') {
+async function container(codec: 'null' | 'deflate'): Promise<Buffer> {
   const w = new AvroContainerWriter(JSON.stringify(type.schema()), { codec, metadata: { 'chartlog.table': 'public.visits' } });
-  w.addBlock(records.slice(0, 100).map((r) => type.toBuffer(r)));
-  w.addBlock([]);
-  w.addBlock(records.slice(100).map((r) => type.toBuffer(r)));
+  await w.addBlock(records.slice(0, 100).map((r) => type.toBuffer(r)));
+  await w.addBlock([]);
+  await w.addBlock(records.slice(100).map((r) => type.toBuffer(r)));
   assert.equal(w.recordCount, records.length);
   return w.toBuffer();
 }
@@ -35,12 +35,12 @@ async function readWithAvsc(buf: Buffer): Promise<unknown[]> {
 
 for (const codec of ['null', 'deflate'] as const) {
   test(`a ${codec} container is read back record for record by avsc, an independent reader`, async () => {
-    const decoded = await readWithAvsc(container(codec));
+    const decoded = await readWithAvsc(await container(codec));
     assert.deepEqual(decoded.map((v) => ({ ...(v as object) })), records);
   });
 
-  test(`our reader returns the blocks, metadata and bodies (${codec})`, () => {
-    const { header, blocks } = readAvroContainer(container(codec));
+  test(`our reader returns the blocks, metadata and bodies (${codec})`, async () => {
+    const { header, blocks } = readAvroContainer(await container(codec));
     assert.equal(header.codec, codec);
     assert.equal(header.metadata['chartlog.table'], 'public.visits');
     assert.deepEqual(blocks.map((b) => b.count), [100, 150]);
@@ -58,8 +58,8 @@ for (const codec of ['null', 'deflate'] as const) {
   });
 }
 
-test('damage is reported as an integrity error, never as other records', () => {
-  const good = container('deflate');
+test('damage is reported as an integrity error, never as other records', async () => {
+  const good = await container('deflate');
   const truncated = good.subarray(0, good.length - 5);
   assert.throws(() => readAvroContainer(truncated, 'part.avro'), { code: 'integrity', message: /part\.avro/ });
   const badMagic = Buffer.from(good);
