@@ -7,7 +7,7 @@ import { qualifiedName, UNCHANGED, type CellValue, type Row, type TableSchema } 
 import type { ColumnPolicy } from '../phi/column-policy.js';
 import type { KeyManager } from '../phi/key-manager.js';
 import { serializeCell } from '../phi/cell-serialization.js';
-import { keyAad, openValueWithAad, placeAad, sealedKeyId, sealValueWithAad, type DataKey, type KeyPart } from '../phi/sealer.js';
+import { keyAad, openValueWithAad, placeAad, SealArena, sealedKeyId, type DataKey, type KeyPart } from '../phi/sealer.js';
 import { MARKER_NAME, toAvroSchema } from './avro-schema.js';
 import { bigintTypeHook } from './bigint-long.js';
 import { fingerprintBytesLE } from './rabin-fingerprint.js';
@@ -114,6 +114,8 @@ export class AvroCodec {
   private readonly compiled = new WeakMap<TableSchema, CompiledTable>();
   /** Data keys already unwrapped for opening, looked up without a promise per value. */
   private readonly openKeys = new Map<string, DataKey>();
+  /** Sealed values of the event being encoded, until its message holds them. */
+  private readonly arena = new SealArena();
 
   constructor(options: AvroCodecOptions) {
     this.source = options.source;
@@ -293,6 +295,8 @@ export class AvroCodec {
   private encodeEvent(compiled: CompiledTable, event: ChangeEvent, batch: ChangeBatch, tsUs: bigint, dek: DataKey | null, presealed = false): Uint8Array {
     const table = qualifiedName(event.schema);
     if (!OPS.has(event.op)) throw new ChartlogError('internal', `${table}: unknown op "${String(event.op)}"`);
+    // The previous event's sealed values are in its message by now.
+    this.arena.reset();
     const envelope = {
       before: event.before ? { [compiled.valueBranch]: this.rowToAvro(compiled, event.before, dek, table, presealed) } : null,
       after: event.after ? { [compiled.valueBranch]: this.rowToAvro(compiled, event.after, dek, table, presealed) } : null,
@@ -338,7 +342,7 @@ export class AvroCodec {
         });
       }
       if (!dek) throw new ChartlogError('internal', `no data key to seal ${table}.${c.name}`);
-      return sealValueWithAad(dek, v, c.place, keyFor(c));
+      return this.arena.seal(dek, v, c.place, keyFor(c));
     };
     for (const k of compiled.key) {
       if (k.sealed && Object.hasOwn(row, k.name)) {
@@ -357,7 +361,7 @@ export class AvroCodec {
       else if (v === UNCHANGED) out[c.field] = { [MARKER_NAME]: 'UNCHANGED' };
       else if (c.sealed) {
         const sealed = sealedKey.get(c.name) ?? seal(c, v);
-        out[c.field] = { bytes: Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength) };
+        out[c.field] = { bytes: Buffer.isBuffer(sealed) ? sealed : Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength) };
       } else {
         try {
           out[c.field] = c.mapping.toAvro(v);

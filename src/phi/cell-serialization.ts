@@ -76,7 +76,7 @@ function write(w: Writer, v: CellValue): void {
     w.byte(TAG_BIGINT);
     w.bytes(encoder.encode(v.toString()));
   } else if (typeof v === 'string') {
-    if (!(v as unknown as { isWellFormed(): boolean }).isWellFormed()) throw new ChartlogError('internal', 'a string value is not well-formed Unicode (lone surrogate)');
+    if (!isWellFormed(v)) throw new ChartlogError('internal', 'a string value is not well-formed Unicode (lone surrogate)');
     w.byte(TAG_STRING);
     w.bytes(encoder.encode(v));
   } else if (v instanceof Uint8Array) {
@@ -93,22 +93,61 @@ function write(w: Writer, v: CellValue): void {
   }
 }
 
+function putUint32LE(out: Uint8Array, at: number, n: number): void {
+  out[at] = n & 0xff;
+  out[at + 1] = (n >>> 8) & 0xff;
+  out[at + 2] = (n >>> 16) & 0xff;
+  out[at + 3] = n >>> 24;
+}
+
 /** Tag, uint32 length, bytes: the one-allocation form of a top-level string or bigint. */
 function tagged(tag: number, bytes: Uint8Array): Uint8Array {
+  // No DataView on `out.buffer`: that would move a small, on-heap array off the heap.
   const out = new Uint8Array(5 + bytes.length);
   out[0] = tag;
-  new DataView(out.buffer).setUint32(1, bytes.length, true);
+  putUint32LE(out, 1, bytes.length);
   out.set(bytes, 5);
   return out;
 }
 
+function isWellFormed(v: string): boolean {
+  return (v as unknown as { isWellFormed(): boolean }).isWellFormed();
+}
+
 export function serializeCell(v: CellValue): Uint8Array {
   // Fast paths for the common top-level forms; the Writer handles everything (same bytes).
-  if (typeof v === 'string' && (v as unknown as { isWellFormed(): boolean }).isWellFormed()) return tagged(TAG_STRING, encoder.encode(v));
+  if (typeof v === 'string' && isWellFormed(v)) return tagged(TAG_STRING, encoder.encode(v));
   if (typeof v === 'bigint') return tagged(TAG_BIGINT, encoder.encode(v.toString()));
   const w = new Writer();
   write(w, v);
   return w.result();
+}
+
+let scratch = Buffer.alloc(4096);
+
+/**
+ * `serializeCell` without an allocation for strings and bigints: the bytes are written to a
+ * buffer that every call reuses, so the returned view is valid only until the next call. For the
+ * sealer, which encrypts it at once.
+ */
+export function serializeCellTransient(v: CellValue): Uint8Array {
+  let text: string;
+  let tag: number;
+  if (typeof v === 'string' && isWellFormed(v)) {
+    text = v;
+    tag = TAG_STRING;
+  } else if (typeof v === 'bigint') {
+    text = v.toString();
+    tag = TAG_BIGINT;
+  } else {
+    return serializeCell(v);
+  }
+  // UTF-8 takes at most 3 bytes per UTF-16 code unit.
+  if (5 + 3 * text.length > scratch.length) scratch = Buffer.alloc(Math.max(2 * scratch.length, 5 + 3 * text.length));
+  const n = scratch.write(text, 5, 'utf8');
+  scratch[0] = tag;
+  putUint32LE(scratch, 1, n);
+  return scratch.subarray(0, 5 + n);
 }
 
 /** Inverse of serializeCell. Throws ChartlogError('integrity') on malformed input. */
@@ -127,7 +166,9 @@ export function deserializeCell(bytes: Uint8Array): CellValue {
   const chunk = (): Uint8Array => {
     const n = uint32();
     need(n);
-    const out = bytes.slice(pos, pos + n);
+    // A plain Uint8Array copy even when `bytes` is a Buffer (whose slice is a view).
+    const out = new Uint8Array(n);
+    out.set(bytes.subarray(pos, pos + n));
     pos += n;
     return out;
   };

@@ -1,7 +1,7 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
 import { ChartlogError } from '../core/errors.js';
 import type { CellValue } from '../core/table-schema.js';
-import { deserializeCell, serializeCell } from './cell-serialization.js';
+import { deserializeCell, serializeCell, serializeCellTransient } from './cell-serialization.js';
 
 /**
  * Field-level sealing of PHI values (DESIGN.md §3): AES-256-GCM under a data key (DEK).
@@ -46,14 +46,19 @@ export type KeyPart = { readonly value: CellValue } | { readonly sealed: Uint8Ar
 const AAD_LABEL = new TextEncoder().encode('chartlog-phi-v1');
 
 function lengthPrefixed(parts: Uint8Array[]): Uint8Array {
-  const total = parts.reduce((n, p) => n + 4 + p.length, 0);
+  let total = 0;
+  for (const p of parts) total += 4 + p.length;
   const out = new Uint8Array(total);
-  const view = new DataView(out.buffer);
   let pos = 0;
   for (const p of parts) {
-    view.setUint32(pos, p.length, true);
+    // Little-endian uint32, written bytewise: a DataView on `out.buffer` would move it off the heap.
+    const n = p.length;
+    out[pos] = n & 0xff;
+    out[pos + 1] = (n >>> 8) & 0xff;
+    out[pos + 2] = (n >>> 16) & 0xff;
+    out[pos + 3] = n >>> 24;
     out.set(p, pos + 4);
-    pos += 4 + p.length;
+    pos += 4 + n;
   }
   return out;
 }
@@ -83,19 +88,25 @@ export function additionalData(ctx: SealContext): Uint8Array {
   return Buffer.concat([placeAad(ctx.source, ctx.schema, ctx.table, ctx.column), keyAad(ctx.key)]);
 }
 
-/** Random nonces drawn from a pooled buffer: one syscall per 4096 nonces instead of one each. */
-const NONCE_POOL = 4096;
-let noncePool = new Uint8Array(0);
-let nonceOffset = 0;
-function nextNonce(): Uint8Array {
-  if (nonceOffset + NONCE_BYTES > noncePool.length) {
-    noncePool = new Uint8Array(randomBytes(NONCE_BYTES * NONCE_POOL));
+/**
+ * Random nonces drawn from a pool refilled by the CSPRNG: one randomFillSync per 4096 nonces
+ * instead of one randomBytes call each. Every nonce is 12 fresh random bytes, handed out once
+ * (copied out of the pool before it is refilled).
+ */
+const NONCE_POOL = Buffer.alloc(NONCE_BYTES * 4096);
+let nonceOffset = NONCE_POOL.length;
+
+/** Copies the next random nonce to `out` at `at`. */
+function writeNonce(out: Uint8Array, at: number): void {
+  if (nonceOffset === NONCE_POOL.length) {
+    randomFillSync(NONCE_POOL);
     nonceOffset = 0;
   }
-  const nonce = noncePool.subarray(nonceOffset, nonceOffset + NONCE_BYTES);
+  out.set(NONCE_POOL.subarray(nonceOffset, nonceOffset + NONCE_BYTES), at);
   nonceOffset += NONCE_BYTES;
-  return nonce;
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** The hex key id a sealed value names, or null when the bytes are not a sealed value. */
 export function sealedKeyId(sealed: Uint8Array): string | null {
@@ -103,33 +114,66 @@ export function sealedKeyId(sealed: Uint8Array): string | null {
   return Buffer.from(sealed.buffer, sealed.byteOffset + 1, KEY_ID_BYTES).toString('hex');
 }
 
+/** True when `sealed` is a sealed value that names the data key `id` (no hex conversion). */
+export function isSealedUnder(sealed: Uint8Array, id: Uint8Array): boolean {
+  if (sealed.length < HEADER_BYTES + TAG_BYTES || sealed[0] !== SEALED_FORMAT_VERSION) return false;
+  for (let i = 0; i < KEY_ID_BYTES; i++) if (sealed[1 + i] !== id[i]) return false;
+  return true;
+}
+
+/** Bytes of the sealed form of `plaintextLength` bytes (GCM ciphertext is as long as its plaintext). */
+export function sealedLength(plaintextLength: number): number {
+  return HEADER_BYTES + plaintextLength + TAG_BYTES;
+}
+
+/**
+ * Seals `plaintext` into `out` at `at` (`sealedLength(plaintext.length)` bytes) and returns the
+ * end offset. The AAD comes in two halves that GCM authenticates one after the other, which is
+ * exactly the same as their concatenation (`additionalData`): no AAD buffer per value.
+ */
+export function sealInto(dek: DataKey, plaintext: Uint8Array, place: Uint8Array, key: Uint8Array, out: Uint8Array, at: number): number {
+  const nonceAt = at + 1 + KEY_ID_BYTES;
+  out[at] = SEALED_FORMAT_VERSION;
+  out.set(dek.id, at + 1);
+  writeNonce(out, nonceAt);
+  const cipher = createCipheriv('aes-256-gcm', dek.key, out.subarray(nonceAt, nonceAt + NONCE_BYTES), { authTagLength: TAG_BYTES });
+  if (place.length > 0) cipher.setAAD(place);
+  if (key.length > 0) cipher.setAAD(key);
+  let pos = at + HEADER_BYTES;
+  const body = cipher.update(plaintext);
+  out.set(body, pos);
+  pos += body.length;
+  const final = cipher.final();
+  if (final.length > 0) {
+    out.set(final, pos);
+    pos += final.length;
+  }
+  if (pos !== at + HEADER_BYTES + plaintext.length) throw new ChartlogError('internal', 'AES-256-GCM returned a ciphertext of unexpected length');
+  out.set(cipher.getAuthTag(), pos);
+  return pos + TAG_BYTES;
+}
+
 /** Seals already-serialised plaintext. */
 export function sealBytes(dek: DataKey, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
-  const nonce = nextNonce();
-  const cipher = createCipheriv('aes-256-gcm', dek.key, nonce, { authTagLength: TAG_BYTES });
-  cipher.setAAD(aad);
-  const body = cipher.update(plaintext);
-  const final = cipher.final();
-  const tag = cipher.getAuthTag();
-  const out = new Uint8Array(HEADER_BYTES + body.length + final.length + TAG_BYTES);
-  out[0] = SEALED_FORMAT_VERSION;
-  out.set(dek.id, 1);
-  out.set(nonce, 1 + KEY_ID_BYTES);
-  out.set(body, HEADER_BYTES);
-  out.set(final, HEADER_BYTES + body.length);
-  out.set(tag, out.length - TAG_BYTES);
+  const out = new Uint8Array(sealedLength(plaintext.length));
+  sealInto(dek, plaintext, aad, EMPTY, out, 0);
   return out;
 }
 
 /** Opens sealed bytes; any mismatch of key, place or content is an 'integrity' error. */
 export function openBytes(dek: DataKey, sealed: Uint8Array, aad: Uint8Array, where: string): Uint8Array {
-  const keyId = sealedKeyId(sealed);
-  if (keyId === null) {
-    throw new ChartlogError('integrity', `${where}: not a sealed value of format ${SEALED_FORMAT_VERSION}`, {
-      hint: 'the archive is damaged or was written by an incompatible chartlog version; run `chartlog verify`',
-    });
-  }
-  if (keyId !== dek.idHex) {
+  return openParts(dek, sealed, aad, EMPTY, where);
+}
+
+/** `openBytes` with the AAD in its two halves (see `sealInto`). */
+export function openParts(dek: DataKey, sealed: Uint8Array, place: Uint8Array, key: Uint8Array, where: string): Uint8Array {
+  if (!isSealedUnder(sealed, dek.id)) {
+    const keyId = sealedKeyId(sealed);
+    if (keyId === null) {
+      throw new ChartlogError('integrity', `${where}: not a sealed value of format ${SEALED_FORMAT_VERSION}`, {
+        hint: 'the archive is damaged or was written by an incompatible chartlog version; run `chartlog verify`',
+      });
+    }
     throw new ChartlogError('integrity', `${where}: sealed under data key ${keyId}, not ${dek.idHex}`, {
       hint: 'open it with the data key it names',
     });
@@ -137,12 +181,13 @@ export function openBytes(dek: DataKey, sealed: Uint8Array, aad: Uint8Array, whe
   const decipher = createDecipheriv('aes-256-gcm', dek.key, sealed.subarray(1 + KEY_ID_BYTES, HEADER_BYTES), {
     authTagLength: TAG_BYTES,
   });
-  decipher.setAAD(aad);
+  if (place.length > 0) decipher.setAAD(place);
+  if (key.length > 0) decipher.setAAD(key);
   decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
   try {
     const body = decipher.update(sealed.subarray(HEADER_BYTES, sealed.length - TAG_BYTES));
     const final = decipher.final();
-    return final.length === 0 ? new Uint8Array(body) : new Uint8Array(Buffer.concat([body, final]));
+    return final.length === 0 ? body : Buffer.concat([body, final]);
   } catch {
     throw new ChartlogError('integrity', `${where}: sealed value failed authentication (altered, moved to another row or column, or the wrong key)`, {
       hint: 'the archive object is damaged or was tampered with; run `chartlog verify` and restore from an intact copy',
@@ -161,12 +206,42 @@ export function openValue(dek: DataKey, sealed: Uint8Array, ctx: SealContext): C
   return deserializeCell(openBytes(dek, sealed, additionalData(ctx), where));
 }
 
-/** `sealValue` with the AAD already built (`placeAad` + `keyAad`), for the codec's hot path. */
+/** `sealValue` with the AAD already built (`placeAad` + `keyAad`). */
 export function sealValueWithAad(dek: DataKey, value: CellValue, place: Uint8Array, key: Uint8Array): Uint8Array {
-  return sealBytes(dek, serializeCell(value), Buffer.concat([place, key]));
+  const plaintext = serializeCellTransient(value);
+  const out = new Uint8Array(sealedLength(plaintext.length));
+  sealInto(dek, plaintext, place, key, out, 0);
+  return out;
+}
+
+/**
+ * Seals values into one reusable buffer, for the codec's hot path: no allocation per value but
+ * the cipher's own. A returned view stays valid until `reset()`; the codec resets before each
+ * event, after the previous event's sealed values were copied into its message.
+ */
+export class SealArena {
+  private buf = Buffer.alloc(16_384);
+  private pos = 0;
+
+  reset(): void {
+    this.pos = 0;
+  }
+
+  seal(dek: DataKey, value: CellValue, place: Uint8Array, key: Uint8Array): Buffer {
+    const plaintext = serializeCellTransient(value);
+    const n = sealedLength(plaintext.length);
+    if (this.pos + n > this.buf.length) {
+      // Views already handed out keep the old buffer alive until they are dropped.
+      this.buf = Buffer.alloc(Math.max(this.buf.length, 2 * n));
+      this.pos = 0;
+    }
+    const at = this.pos;
+    this.pos = sealInto(dek, plaintext, place, key, this.buf, at);
+    return this.buf.subarray(at, this.pos);
+  }
 }
 
 /** `openValue` with the AAD already built; `where` names the column for messages. */
 export function openValueWithAad(dek: DataKey, sealed: Uint8Array, place: Uint8Array, key: Uint8Array, where: string): CellValue {
-  return deserializeCell(openBytes(dek, sealed, Buffer.concat([place, key]), where));
+  return deserializeCell(openParts(dek, sealed, place, key, where));
 }
