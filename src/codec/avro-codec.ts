@@ -7,7 +7,7 @@ import { qualifiedName, UNCHANGED, type CellValue, type Row, type TableSchema } 
 import type { ColumnPolicy } from '../phi/column-policy.js';
 import type { KeyManager } from '../phi/key-manager.js';
 import { serializeCell } from '../phi/cell-serialization.js';
-import { keyAad, openValueWithAad, placeAad, SealArena, sealedKeyId, type DataKey, type KeyPart } from '../phi/sealer.js';
+import { isSealedUnder, keyAad, openValueWithAad, placeAad, SealArena, sealedKeyId, type DataKey, type KeyPart } from '../phi/sealer.js';
 import { MARKER_NAME, toAvroSchema } from './avro-schema.js';
 import { bigintTypeHook } from './bigint-long.js';
 import { fingerprintBytesLE } from './rabin-fingerprint.js';
@@ -81,6 +81,8 @@ interface CompiledColumn {
   readonly sealedKey: boolean;
   /** The AAD's place half (source, schema, table, column), for sealed columns. */
   readonly place: Uint8Array;
+  /** "source schema.table.column", for messages. */
+  readonly where: string;
 }
 
 /** A table version ready to encode and decode. */
@@ -92,6 +94,11 @@ interface CompiledTable {
   readonly columns: readonly CompiledColumn[];
   readonly byName: ReadonlyMap<string, CompiledColumn>;
   readonly sealedColumns: readonly string[];
+  /** The sealed columns, compiled, in column order. */
+  readonly sealed: readonly CompiledColumn[];
+  /** Which AAD key halves sealed columns need: plain key columns only (sealed key columns), whole key (the others). */
+  readonly needsPlainKeyAad: boolean;
+  readonly needsFullKeyAad: boolean;
   /** Key columns in key order, and whether each is sealed. */
   readonly key: readonly { name: string; sealed: boolean }[];
   readonly header: Uint8Array;
@@ -114,6 +121,8 @@ export class AvroCodec {
   private readonly compiled = new WeakMap<TableSchema, CompiledTable>();
   /** Data keys already unwrapped for opening, looked up without a promise per value. */
   private readonly openKeys = new Map<string, DataKey>();
+  /** The data key that opened the last value: consecutive values usually share it. */
+  private lastOpenKey: DataKey | undefined;
   /** Sealed values of the event being encoded, until its message holds them. */
   private readonly arena = new SealArena();
 
@@ -247,7 +256,9 @@ export class AvroCodec {
       sealed: c.sealed,
       sealedKey: c.sealed && table.primaryKey.includes(c.name),
       place: c.sealed ? placeAad(this.source, table.schema, table.table, c.name) : new Uint8Array(0),
+      where: `${this.source} ${qualifiedName(table)}.${c.name}`,
     }));
+    const sealed = columns.filter((c) => c.sealed);
     const byName = new Map(columns.map((c) => [c.name, c]));
     const type = avro.Type.forSchema(registered.schema as avro.Schema, { wrapUnions: true, typeHook: bigintTypeHook as never });
     return {
@@ -257,7 +268,10 @@ export class AvroCodec {
       table,
       columns,
       byName,
-      sealedColumns: columns.filter((c) => c.sealed).map((c) => c.name),
+      sealedColumns: sealed.map((c) => c.name),
+      sealed,
+      needsPlainKeyAad: sealed.some((c) => c.sealedKey),
+      needsFullKeyAad: sealed.some((c) => !c.sealedKey),
       key: table.primaryKey.map((name) => ({ name, sealed: byName.get(name)?.sealed ?? false })),
       header: concat(SINGLE_OBJECT_MAGIC, fingerprintBytesLE(registered.fingerprint)),
     };
@@ -444,6 +458,30 @@ export class AvroCodec {
     return key;
   }
 
+  /** The unwrapped data key a sealed value names, if in memory; the last one used is checked first, without hex. */
+  private openKeyOf(sealed: Uint8Array): DataKey | undefined {
+    const last = this.lastOpenKey;
+    if (last && isSealedUnder(sealed, last.id)) return last;
+    const id = sealedKeyId(sealed);
+    const key = id === null ? undefined : this.openKeys.get(id);
+    if (key) this.lastOpenKey = key;
+    return key;
+  }
+
+  /** Unwraps every data key the row's sealed values name that is not in memory yet. */
+  private async loadKeysOf(keys: KeyManager, compiled: CompiledTable, row: Row | null): Promise<void> {
+    if (!row) return;
+    for (const c of compiled.sealed) {
+      const v = row[c.name];
+      if (!(v instanceof Uint8Array) || this.openKeyOf(v)) continue;
+      const id = sealedKeyId(v);
+      if (id === null) {
+        throw new ChartlogError('integrity', `${qualifiedName(compiled.table)}.${c.name}: not a sealed value`, { hint: 'the object is damaged; run `chartlog verify`' });
+      }
+      await this.loadOpenKey(keys, id);
+    }
+  }
+
   private async open(compiled: CompiledTable, decoded: DecodedChange): Promise<DecodedChange> {
     const keys = this.keys;
     if (!keys) {
@@ -451,46 +489,65 @@ export class AvroCodec {
         hint: 'set phi.keyring to the keyring that sealed this archive',
       });
     }
-    const dataKeys = new Map<string, DataKey>();
-    for (const row of [decoded.event.before, decoded.event.after]) {
-      for (const name of compiled.sealedColumns) {
-        const v = row?.[name];
-        if (v instanceof Uint8Array) {
-          const id = sealedKeyId(v);
-          if (id === null) {
-            throw new ChartlogError('integrity', `${qualifiedName(compiled.table)}.${name}: not a sealed value`, { hint: 'the object is damaged; run `chartlog verify`' });
-          }
-          if (!dataKeys.has(id)) dataKeys.set(id, this.openKeys.get(id) ?? (await this.loadOpenKey(keys, id)));
-        }
-      }
+    const { before, after } = decoded.event;
+    await this.loadKeysOf(keys, compiled, before);
+    await this.loadKeysOf(keys, compiled, after);
+    // Rows fresh from decodeWith: opened in place.
+    const audit: OpenAudit | null = this.onOpen ? { columns: new Array<boolean>(compiled.sealed.length).fill(false), keys: [] } : null;
+    this.openRow(compiled, before, audit);
+    this.openRow(compiled, after, audit);
+    if (this.onOpen && audit && audit.keys.length > 0) {
+      const columns = compiled.sealedColumns.filter((_c, i) => audit.columns[i]);
+      this.onOpen({ source: this.source, table: qualifiedName(compiled.table), position: decoded.event.position, columns, keyIds: audit.keys.map((k) => k.idHex) });
     }
-    const table = qualifiedName(compiled.table);
-    const opened = new Set<string>();
-    const openRow = (row: Row | null): Row | null => {
-      if (!row) return null;
-      const out: Record<string, CellValue> = { ...row };
-      const keyFor = rowKeyAad(compiled, (k) => {
-        if (!Object.hasOwn(row, k)) return undefined;
-        const kv = row[k]!;
-        if (kv === UNCHANGED) return undefined;
-        return compiled.byName.get(k)?.sealed && kv instanceof Uint8Array ? { sealed: kv } : { value: kv };
-      });
-      for (const name of compiled.sealedColumns) {
-        const v = row[name];
-        if (!(v instanceof Uint8Array)) continue;
-        const c = compiled.byName.get(name)!;
-        setCell(out, name, openValueWithAad(dataKeys.get(sealedKeyId(v)!)!, v, c.place, keyFor(c), `${this.source} ${table}.${name}`));
-        opened.add(name);
-      }
-      return out;
-    };
-    const event: ChangeEvent = { ...decoded.event, before: openRow(decoded.event.before), after: openRow(decoded.event.after) };
-    if (this.onOpen && opened.size > 0) {
-      const columns = compiled.sealedColumns.filter((c) => opened.has(c));
-      this.onOpen({ source: this.source, table, position: event.position, columns, keyIds: [...dataKeys.keys()] });
-    }
-    return { ...decoded, event, sealedColumns: [] };
+    return { ...decoded, sealedColumns: [] };
   }
+
+  private openRow(compiled: CompiledTable, row: Row | null, audit: OpenAudit | null): void {
+    if (!row) return;
+    // Both AAD key halves from the row as sealed, before any of its key columns is opened.
+    const plain = compiled.needsPlainKeyAad ? keyAad(openKeyParts(compiled, row, true)) : EMPTY;
+    const full = compiled.needsFullKeyAad ? keyAad(openKeyParts(compiled, row, false)) : EMPTY;
+    const sealed = compiled.sealed;
+    for (let i = 0; i < sealed.length; i++) {
+      const c = sealed[i]!;
+      const v = row[c.name];
+      if (!(v instanceof Uint8Array)) continue;
+      const dek = this.openKeyOf(v)!;
+      setCell(row as Record<string, CellValue>, c.name, openValueWithAad(dek, v, c.place, c.sealedKey ? plain : full, c.where));
+      if (audit) {
+        audit.columns[i] = true;
+        if (!audit.keys.includes(dek)) audit.keys.push(dek);
+      }
+    }
+  }
+}
+
+/** Which columns of one message were opened and under which keys, for the audit entry. */
+interface OpenAudit {
+  columns: boolean[];
+  keys: DataKey[];
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * A sealed row's key parts, for opening: a sealed key column binds the plain key columns only
+ * (`plainOnly`); every other sealed column the whole key, sealed key columns as their sealed bytes.
+ */
+function openKeyParts(compiled: CompiledTable, row: Row, plainOnly: boolean): KeyPart[] {
+  const parts: KeyPart[] = [];
+  for (const k of compiled.key) {
+    if (plainOnly && k.sealed) continue;
+    if (!Object.hasOwn(row, k.name)) {
+      parts.push(undefined);
+      continue;
+    }
+    const kv = row[k.name]!;
+    if (kv === UNCHANGED) parts.push(undefined);
+    else parts.push(k.sealed && kv instanceof Uint8Array ? { sealed: kv } : { value: kv });
+  }
+  return parts;
 }
 
 /**

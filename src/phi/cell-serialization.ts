@@ -152,6 +152,15 @@ export function serializeCellTransient(v: CellValue): Uint8Array {
 
 /** Inverse of serializeCell. Throws ChartlogError('integrity') on malformed input. */
 export function deserializeCell(bytes: Uint8Array): CellValue {
+  // Fast path for a top-level string or bigint filling the whole input (what the general path reads the same way).
+  const tag = bytes[0];
+  if ((tag === TAG_STRING || tag === TAG_BIGINT) && bytes.length >= 5) {
+    const n = (bytes[1]! | (bytes[2]! << 8) | (bytes[3]! << 16)) + bytes[4]! * 0x1000000;
+    if (n === bytes.length - 5) {
+      const text = decoder.decode(bytes.subarray(5));
+      return tag === TAG_STRING ? text : BigInt(text);
+    }
+  }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let pos = 0;
   const need = (n: number): void => {
