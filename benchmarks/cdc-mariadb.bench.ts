@@ -1,0 +1,256 @@
+/**
+ * MariaDB CDC throughput: a backlog of N changed rows made durable in the object store by
+ * `chartlog run`, against `mariadb-binlog --read-from-remote-server` reading the same binlog
+ * range into /dev/null.
+ *
+ *   node --import tsx benchmarks/cdc-mariadb.bench.ts [--rows 1000000] [--reps 3] [--tx-rows 10000]
+ *        [--profile-dir DIR] [--timeout-s S]
+ *
+ * Per repetition, on the private MariaDB 10.11 of scripts/services.sh (started when not running),
+ * in a fresh database: the 12-column patient table (4 PHI columns, benchmarks/lib/patient-workload.ts).
+ * `chartlog run` (the least-privilege `cdc` user of the services, embedded bus, file:// store,
+ * file keyring, default 1 s flush) takes its snapshot of the empty table, streams one row to
+ * durable and stops — like a deployment that already runs. The binlog file/offset is noted, the
+ * backlog inserted in transactions of --tx-rows rows, and then, one after the other (the order
+ * rotates per repetition):
+ *
+ *   baseline   mariadb-binlog --read-from-remote-server -h 127.0.0.1 -P <port> -u root
+ *              --start-position=<offset> <file> --to-last-log > /dev/null (without --stop-never
+ *              it asks for a non-blocking dump and exits at the current end of the binlog);
+ *   detail     the same with --verbose (rows decoded into pseudo-SQL comments);
+ *   chartlog   bin/chartlog.js run as a process, timed from spawn until its checkpoint in the
+ *              store covers the backlog's last transaction (its GTID, @@last_gtid of the writing
+ *              session), then SIGTERM.
+ *
+ * Prints rows/s and the ratio; writes benchmarks/results/cdc-mariadb.json. Databases and
+ * temporary directories are removed after each repetition (also on SIGINT/SIGTERM, and those of
+ * a killed run at the next start).
+ */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import mysql from 'mysql2/promise';
+import { COMMIT_SEQ, type Position } from '../src/core/position.js';
+import { BenchRun, measurement, ratio, toolVersion } from './lib/bench-report.js';
+import { benchServices, stopBenchServices } from './lib/bench-services.js';
+import {
+  fmtRate,
+  installSignalHandlers,
+  isLeftover,
+  makeWorkDir,
+  onCleanup,
+  runCleanups,
+  sweepTempDirs,
+  TAG,
+  TimedChartlog,
+  timeCommand,
+  uniqueName,
+  writeChartlogConfig,
+  type ChartlogTiming,
+} from './lib/cdc-bench.js';
+import { mariadbInsertPatients, mariadbPatientDdl, PATIENT_PHI_COLUMNS } from './lib/patient-workload.js';
+
+const { values: args } = parseArgs({
+  options: {
+    rows: { type: 'string', default: '1000000' },
+    reps: { type: 'string', default: '3' },
+    'tx-rows': { type: 'string', default: '10000' },
+    'profile-dir': { type: 'string' },
+    'timeout-s': { type: 'string' },
+  },
+});
+const ROWS = Number(args.rows);
+const REPS = Math.max(1, Number(args.reps));
+const TX_ROWS = Number(args['tx-rows']);
+const TIMEOUT_MS = Number(args['timeout-s'] ?? 120 + ROWS / 2000) * 1000;
+const PROFILE_DIR = args['profile-dir'];
+if (!(ROWS > 0) || !(TX_ROWS > 0)) throw new Error('--rows and --tx-rows must be positive numbers');
+const BINLOG_TOOL = 'mariadb-binlog';
+
+type Reader = 'baseline' | 'verbose' | 'chartlog';
+
+interface RepResult {
+  baseline: number;
+  verbose: number;
+  chartlog: ChartlogTiming;
+  insertSeconds: number;
+  binlogBytes: number | null;
+}
+
+interface Gtid {
+  domain: number;
+  server: number;
+  seq: bigint;
+}
+
+function parseGtid(text: string): Gtid {
+  const m = /^(\d+)-(\d+)-(\d+)$/.exec(text.trim());
+  if (!m) throw new Error(`not a MariaDB GTID: "${text}"`);
+  return { domain: Number(m[1]), server: Number(m[2]), seq: BigInt(m[3]!) };
+}
+
+/** Whether a chartlog checkpoint (MariaDB commit part `<domain 8 hex>-<seq 16 hex>-<server 8 hex>`) is at or past a GTID. */
+function coversGtid(p: Position, g: Gtid): boolean {
+  if (p.seq !== COMMIT_SEQ) return false;
+  const m = /^([0-9a-f]{8})-([0-9a-f]{16})-([0-9a-f]{8})$/.exec(p.commit);
+  return m !== null && Number.parseInt(m[1]!, 16) === g.domain && BigInt(`0x${m[2]}`) >= g.seq;
+}
+
+type Conn = mysql.Connection;
+
+async function masterStatus(conn: Conn): Promise<{ file: string; position: number }> {
+  const [rows] = await conn.query<mysql.RowDataPacket[]>('SHOW MASTER STATUS');
+  const r = rows[0];
+  if (!r) throw new Error('SHOW MASTER STATUS returned nothing: is the binlog on?');
+  return { file: String(r.File), position: Number(r.Position) };
+}
+
+/** Rows first..last in transactions of perTx; returns the GTID of the last transaction. */
+async function insertBacklog(conn: Conn, table: string, first: number, last: number, perTx: number): Promise<Gtid> {
+  for (let from = first; from <= last; from += perTx) {
+    const to = Math.min(last, from + perTx - 1);
+    await conn.query('BEGIN');
+    await conn.query(mariadbInsertPatients(table, from, to));
+    await conn.query('COMMIT');
+  }
+  const [rows] = await conn.query<mysql.RowDataPacket[]>('SELECT @@last_gtid AS g');
+  return parseGtid(String(rows[0]!.g));
+}
+
+async function sweepServer(url: string): Promise<void> {
+  const conn = await mysql.createConnection(url);
+  try {
+    const [rows] = await conn.query<mysql.RowDataPacket[]>(`SELECT schema_name AS s FROM information_schema.schemata WHERE schema_name LIKE '${TAG}\\_%'`);
+    for (const r of rows) {
+      const name = String(r.s);
+      if (!isLeftover(name)) continue;
+      console.log(`removing ${name}, left by a killed run`);
+      await conn.query(`DROP DATABASE IF EXISTS \`${name}\``);
+    }
+  } finally {
+    await conn.end();
+  }
+}
+
+function cdcUrl(rootUrl: string, db: string): string {
+  const u = new URL(process.env.CHARTLOG_TEST_MARIADB_CDC_URL ?? rootUrl);
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+async function once(rep: number, rootUrl: string): Promise<RepResult> {
+  const server = new URL(rootUrl);
+  const db = uniqueName();
+  const table = `${db}.patients`;
+  const conn = await mysql.createConnection({ uri: rootUrl, multipleStatements: false });
+  onCleanup(() => conn.end());
+  await conn.query("SET SESSION time_zone = '+00:00'");
+  await conn.query(`CREATE DATABASE \`${db}\``);
+  onCleanup(async () => void (await conn.query(`DROP DATABASE IF EXISTS \`${db}\``)));
+  await conn.query(`USE \`${db}\``); // the Sequence engine's seq_… tables live in every database
+  await conn.query(mariadbPatientDdl(table));
+
+  const { dir, keyring } = makeWorkDir();
+  const storeDir = join(dir, 'store');
+  const configFile = join(dir, 'chartlog.yaml');
+  const source = 'maria_embedded';
+  writeChartlogConfig({
+    file: configFile,
+    // A server id of its own among the binlog readers (the services' other users, earlier reps).
+    source: `{ name: ${source}, type: mysql, url: "${cdcUrl(rootUrl, db)}", tables: [${table}], mysql: { serverId: ${1_000_000 + (process.pid % 100_000) * 10 + (rep % 10)} } }`,
+    storeDir,
+    keyring,
+    table,
+    phi: PATIENT_PHI_COLUMNS,
+  });
+  const logFile = join(dir, 'chartlog.log');
+  const flags = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [];
+
+  // Like a deployment that already runs: snapshot of the empty table, one row streamed, durable.
+  const setup = new TimedChartlog(configFile, storeDir, source, logFile);
+  setup.start();
+  await setup.waitForLog('pipeline streaming', 120_000);
+  const firstGtid = await insertBacklog(conn, table, 0, 0, 1);
+  await setup.waitFor((p) => coversGtid(p, firstGtid), 120_000);
+  const setupCode = await setup.stop();
+  if (setupCode !== 0) throw new Error(`chartlog run (set-up) exited with ${setupCode}; see ${logFile}`);
+
+  const start = await masterStatus(conn);
+  const t0 = performance.now();
+  const lastGtid = await insertBacklog(conn, table, 1, ROWS, TX_ROWS);
+  const insertSeconds = (performance.now() - t0) / 1000;
+  const end = await masterStatus(conn);
+  const binlogBytes = end.file === start.file ? end.position - start.position : null;
+  console.log(
+    `rep ${rep + 1}: backlog of ${ROWS} rows in ${Math.ceil(ROWS / TX_ROWS)} transactions inserted in ${insertSeconds.toFixed(1)} s ` +
+      `(${binlogBytes === null ? 'binlog rotated' : `${(binlogBytes / 2 ** 20).toFixed(0)} MiB of binlog`}), ${start.file}:${start.position} → ${end.file}:${end.position}, last GTID ${lastGtid.domain}-${lastGtid.server}-${lastGtid.seq}`,
+  );
+
+  const binlogArgs = (verbose: boolean) => [
+    '--no-defaults', '--read-from-remote-server', '-h', server.hostname, '-P', server.port || '3306', '-u', decodeURIComponent(server.username || 'root'),
+    ...(server.password ? [`--password=${decodeURIComponent(server.password)}`] : []),
+    `--start-position=${start.position}`, start.file, '--to-last-log', ...(verbose ? ['--verbose'] : []),
+  ];
+  const readers: Reader[] = ['baseline', 'chartlog', 'verbose'];
+  const order = readers.map((_, i) => readers[(i + rep) % readers.length]!);
+  const result: Partial<RepResult> = { insertSeconds, binlogBytes };
+  for (const reader of order) {
+    if (reader === 'chartlog') {
+      const run = new TimedChartlog(configFile, storeDir, source, logFile, flags);
+      const t = await run.timeUntil((p) => coversGtid(p, lastGtid), TIMEOUT_MS);
+      if (t.exitCode !== 0) throw new Error(`chartlog run exited with ${t.exitCode} after SIGTERM; see ${logFile}`);
+      result.chartlog = t;
+      console.log(`  chartlog (embedded bus)          ${fmtRate(ROWS, t.seconds)}; without start-up (${t.startupSeconds?.toFixed(2)} s): ${t.streamingSeconds ? fmtRate(ROWS, t.streamingSeconds) : 'n/a'}`);
+    } else {
+      const seconds = await timeCommand(BINLOG_TOOL, binlogArgs(reader === 'verbose'), { timeoutMs: TIMEOUT_MS });
+      result[reader] = seconds;
+      console.log(`  mariadb-binlog${reader === 'verbose' ? ' --verbose' : '          '}        ${fmtRate(ROWS, seconds)}`);
+    }
+  }
+  await runCleanups();
+  return result as RepResult;
+}
+
+installSignalHandlers();
+const services = benchServices();
+const swept = sweepTempDirs();
+if (swept) console.log(`removed ${swept} temporary directories left by killed runs`);
+await sweepServer(services.mariadbUrl);
+
+const run = new BenchRun('cdc-mariadb', `MariaDB CDC throughput: a backlog of ${ROWS.toLocaleString('en-US')} rows to durable in the object store`, `node --import tsx benchmarks/cdc-mariadb.bench.ts --rows ${ROWS} --reps ${REPS}${TX_ROWS !== 10000 ? ` --tx-rows ${TX_ROWS}` : ''}`, {
+  rows: ROWS,
+  reps: REPS,
+  rowsPerTransaction: TX_ROWS,
+  transactions: Math.ceil(ROWS / TX_ROWS),
+  row: '12 columns, 4 PHI sealed (full_name, ssn, birth_date, address)',
+  source: 'MariaDB 10.11 (scripts/services.sh; binlog ROW, FULL image, FULL metadata, GTID strict), a fresh database per repetition; chartlog as the cdc user (REPLICATION SLAVE, BINLOG MONITOR, SELECT)',
+  bus: 'embedded',
+  store: 'file:// (local directory)',
+  flushIntervalMs: 1000,
+  baseline: 'mariadb-binlog --read-from-remote-server --start-position=<offset before the backlog> <file> --to-last-log > /dev/null',
+});
+run.version('mariadb-binlog', toolVersion(BINLOG_TOOL));
+run.version('mariadbd', toolVersion('mariadbd'));
+const reps: RepResult[] = [];
+try {
+  for (let rep = 0; rep < REPS; rep++) reps.push(await once(rep, services.mariadbUrl));
+} finally {
+  await runCleanups();
+  stopBenchServices();
+}
+
+const rate = (secs: number[]) => secs.map((s) => ROWS / s);
+const baseline = run.add(measurement('mariadb-binlog --read-from-remote-server → /dev/null', 'rows/s', 'higher', 'baseline', rate(reps.map((r) => r.baseline))));
+run.add(measurement('mariadb-binlog --verbose (rows decoded) → /dev/null', 'rows/s', 'higher', 'detail', rate(reps.map((r) => r.verbose))));
+const chartlog = run.add(measurement('chartlog run (embedded bus, file://)', 'rows/s', 'higher', 'chartlog', rate(reps.map((r) => r.chartlog.seconds))));
+if (reps.every((r) => r.chartlog.streamingSeconds !== null)) {
+  run.add(measurement('chartlog run (embedded bus), without process start-up', 'rows/s', 'higher', 'detail', rate(reps.map((r) => r.chartlog.streamingSeconds!))));
+  run.add(measurement('chartlog run process start-up', 's', 'lower', 'detail', reps.map((r) => r.chartlog.startupSeconds!)));
+}
+run.add(measurement('backlog insert (for reference)', 'rows/s', 'higher', 'detail', rate(reps.map((r) => r.insertSeconds))));
+run.addRatio(ratio(chartlog, baseline, 0.3, 'chartlog (embedded bus) / mariadb-binlog'));
+const verbose = reps.map((r) => ROWS / r.verbose);
+run.addRatio(ratio(chartlog, measurement('mariadb-binlog --verbose', 'rows/s', 'higher', 'baseline', verbose), undefined, 'chartlog (embedded bus) / mariadb-binlog --verbose'));
+const bytes = reps[0]!.binlogBytes;
+run.note(`binlog of the backlog: ${bytes === null ? 'spans a rotation' : `${(bytes / 2 ** 20).toFixed(0)} MiB`}; chartlog's time runs from spawning the process until its checkpoint covers the last transaction (start-up, the last 1 s flush interval and the checkpoint write included); mariadb-binlog's from spawn to exit`);
+run.note('the readers ran one after the other on the same backlog, their order rotating per repetition; the machine has 2 cores, shared with MariaDB');
+run.write();

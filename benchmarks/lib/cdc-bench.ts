@@ -1,0 +1,328 @@
+/**
+ * What the two CDC-throughput benchmarks (cdc-postgres, cdc-mariadb) share: unique names per
+ * process, a working directory with a keyring, `chartlog run` as a real process timed until its
+ * checkpoint in the object store covers a position, native tools timed as processes, and clean-up
+ * that also runs on SIGINT/SIGTERM and removes what an earlier, killed run left behind.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, closeSync, createWriteStream, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { buildSourceRuntime } from '../../src/cli/source-runtime.js';
+import { parseConfig } from '../../src/config/load.js';
+import { Position } from '../../src/core/position.js';
+import { FsObjectStore } from '../../src/storage/fs-object-store.js';
+import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
+import { chartlogBin } from '../../test/support/chartlog-process.js';
+
+/** Prefix of every database, slot and temporary directory these benchmarks create. */
+export const TAG = 'cdcb';
+
+/** `cdcb_<pid>_<8 hex>`: the pid says whether the run that made it is still alive. */
+export function uniqueName(): string {
+  return `${TAG}_${process.pid}_${randomBytes(4).toString('hex')}`;
+}
+
+/** The pid inside a name made by uniqueName(), or null for a name not ours. */
+export function ownerPid(name: string): number | null {
+  const m = new RegExp(`^${TAG}_(\\d+)_`).exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** True for a name of ours whose process is gone: a leftover of a killed run. */
+export function isLeftover(name: string): boolean {
+  const pid = ownerPid(name);
+  return pid !== null && pid !== process.pid && !pidAlive(pid);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clean-up: run in reverse order after each repetition, and on SIGINT/SIGTERM.
+
+const cleanups: (() => Promise<void> | void)[] = [];
+const children = new Set<ChildProcess>();
+
+export function onCleanup(fn: () => Promise<void> | void): void {
+  cleanups.push(fn);
+}
+
+export async function runCleanups(): Promise<void> {
+  for (const c of children) c.kill('SIGKILL');
+  while (cleanups.length > 0) {
+    const fn = cleanups.pop()!;
+    try {
+      await fn();
+    } catch (err) {
+      console.error(`clean-up step failed: ${(err as Error).message}`);
+    }
+  }
+}
+
+let handlersInstalled = false;
+export function installSignalHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  const onSignal = (signal: NodeJS.Signals) => {
+    console.error(`${signal}: cleaning up`);
+    void runCleanups().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+}
+
+/** Removes temporary directories of earlier runs whose process is gone. */
+export function sweepTempDirs(): number {
+  let removed = 0;
+  for (const name of readdirSync(os.tmpdir())) {
+    const m = new RegExp(`^chartlog-${TAG}-(\\d+)-`).exec(name);
+    if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) {
+      rmSync(join(os.tmpdir(), name), { recursive: true, force: true });
+      removed++;
+    }
+  }
+  return removed;
+}
+
+/** A temporary directory with a 0700 keys/ folder holding a new file keyring. */
+export function makeWorkDir(): { dir: string; keyring: string } {
+  const dir = mkdtempSync(join(os.tmpdir(), `chartlog-${TAG}-${process.pid}-`));
+  onCleanup(() => {
+    if (process.env.KEEP) console.log(`kept ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  });
+  mkdirSync(join(dir, 'keys'), { mode: 0o700 });
+  const keyring = join(dir, 'keys', 'keyring.json');
+  FileKeyring.create(keyring);
+  return { dir, keyring };
+}
+
+export interface ChartlogConfigOptions {
+  file: string;
+  /** The `sources:` entry as one YAML flow mapping line (without the leading "- "). */
+  source: string;
+  storeDir: string;
+  keyring: string;
+  table: string;
+  phi: readonly string[];
+  /** Kafka brokers, a topic prefix and consumer group of its own; embedded bus when absent. */
+  kafka?: { brokers: readonly string[]; topicPrefix: string; groupId: string };
+}
+
+export function writeChartlogConfig(o: ChartlogConfigOptions): void {
+  const lines = ['sources:', `  - ${o.source}`];
+  if (o.kafka) {
+    lines.push(`bus: { type: kafka, kafka: { brokers: [${o.kafka.brokers.map((b) => `"${b}"`).join(', ')}], topicPrefix: ${o.kafka.topicPrefix}, groupId: ${o.kafka.groupId} } }`);
+  }
+  lines.push(
+    `storage: { url: "file://${o.storeDir}" }`,
+    'phi:',
+    `  keyring: "file://${o.keyring}"`,
+    `  columns: { ${o.table}: [${o.phi.join(', ')}] }`,
+    'log: { level: info, format: json }',
+  );
+  writeFileSync(o.file, `${lines.join('\n')}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface ChartlogTiming {
+  /** Spawn → checkpoint covering the target, seconds. */
+  seconds: number;
+  /** "pipeline streaming" (logged after start-up, checks and resume) → checkpoint covering the target, seconds; null when not logged. */
+  streamingSeconds: number | null;
+  /** Spawn → "pipeline streaming", seconds. */
+  startupSeconds: number | null;
+  exitCode: number | null;
+}
+
+/**
+ * `chartlog run --config F` as a real process (bin/chartlog.js), its output in a log file.
+ * `covers` decides whether a checkpoint reaches the target.
+ */
+export class TimedChartlog {
+  private child: ChildProcess | null = null;
+  private spawnedAtMs = 0;
+
+  constructor(
+    private readonly configFile: string,
+    private readonly storeDir: string,
+    private readonly sourceName: string,
+    readonly logFile: string,
+    /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir=…']. */
+    private readonly nodeFlags: readonly string[] = [],
+  ) {}
+
+  start(): void {
+    appendFileSync(this.logFile, '');
+    const log = createWriteStream(this.logFile, { flags: 'a' });
+    this.spawnedAtMs = Date.now();
+    const child = spawn(process.execPath, [...this.nodeFlags, chartlogBin, 'run', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.pipe(log, { end: false });
+    child.stderr!.pipe(log, { end: false });
+    child.once('exit', () => {
+      children.delete(child);
+      setImmediate(() => log.end());
+    });
+    children.add(child);
+    this.child = child;
+  }
+
+  checkpoint(): Position | null {
+    try {
+      const text = readFileSync(join(this.storeDir, this.sourceName, 'state', 'checkpoint.json'), 'utf8');
+      return Position.parse((JSON.parse(text) as { position: string }).position);
+    } catch {
+      return null; // not written yet (writes are atomic renames: never half a file)
+    }
+  }
+
+  /** Polls the checkpoint until `covers` holds; throws on timeout or when the process exits. */
+  async waitFor(covers: (p: Position) => boolean, timeoutMs: number, pollMs = 10): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const p = this.checkpoint();
+      if (p && covers(p)) return Date.now();
+      if (this.child?.exitCode !== null && this.child?.exitCode !== undefined) {
+        throw new Error(`chartlog run exited with ${this.child.exitCode} before its checkpoint covered the target; see ${this.logFile}`);
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`chartlog run: checkpoint ${p ? Position.format(p) : 'none'} did not cover the target within ${timeoutMs} ms; see ${this.logFile}`);
+      }
+      await sleep(pollMs);
+    }
+  }
+
+  /** Waits until the log has a line with this message (after `from` characters). */
+  async waitForLog(msg: string, timeoutMs: number, from = 0): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.logTime(msg, from) === null) {
+      if (this.child?.exitCode !== null && this.child?.exitCode !== undefined) throw new Error(`chartlog run exited with ${this.child.exitCode}; see ${this.logFile}`);
+      if (Date.now() > deadline) throw new Error(`chartlog run did not log "${msg}" within ${timeoutMs} ms; see ${this.logFile}`);
+      await sleep(50);
+    }
+  }
+
+  /** Starts, waits until the target is durable, stops with SIGTERM. */
+  async timeUntil(covers: (p: Position) => boolean, timeoutMs: number): Promise<ChartlogTiming> {
+    const logStart = this.logLength();
+    this.start();
+    const spawnedAt = this.spawnedAtMs;
+    const doneAt = await this.waitFor(covers, timeoutMs);
+    const streamingAt = this.logTime('pipeline streaming', logStart);
+    const exitCode = await this.stop();
+    return {
+      seconds: (doneAt - spawnedAt) / 1000,
+      streamingSeconds: streamingAt === null ? null : (doneAt - streamingAt) / 1000,
+      startupSeconds: streamingAt === null ? null : (streamingAt - spawnedAt) / 1000,
+      exitCode,
+    };
+  }
+
+  /** SIGTERM (flush, acknowledge, exit) and wait; SIGKILL after `graceMs`. */
+  async stop(graceMs = 60_000): Promise<number | null> {
+    const c = this.child;
+    this.child = null;
+    if (!c) return null;
+    if (c.exitCode !== null) return c.exitCode;
+    const exited = new Promise<number | null>((resolve) => c.once('exit', (code) => resolve(code)));
+    c.kill('SIGTERM');
+    const timer = setTimeout(() => c.kill('SIGKILL'), graceMs);
+    const code = await exited;
+    clearTimeout(timer);
+    return code;
+  }
+
+  private logLength(): number {
+    try {
+      return readFileSync(this.logFile, 'utf8').length;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** The pino `time` of the first line with this message after `from` characters of the log. */
+  logTime(msg: string, from = 0): number | null {
+    const text = readFileSync(this.logFile, 'utf8').slice(from);
+    for (const line of text.split('\n')) {
+      if (!line.includes(`"msg":"${msg}"`)) continue;
+      try {
+        return (JSON.parse(line) as { time: number }).time;
+      } catch {
+        return null;
+      }
+    }
+    return null;
+  }
+}
+
+/** Runs a native tool to its end; seconds from spawn to exit. Throws on a non-zero exit. */
+export function timeCommand(command: string, args: readonly string[], options: { stdoutFile?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const out = openSync(options.stdoutFile ?? '/dev/null', 'w');
+    const child = spawn(command, args, { stdio: ['ignore', out, 'pipe'], env: options.env ?? process.env });
+    closeSync(out); // the child has its own copy
+    children.add(child);
+    const err: Buffer[] = [];
+    child.stderr!.on('data', (b: Buffer) => err.push(b));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 600_000);
+    child.once('error', reject);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      children.delete(child);
+      const seconds = (performance.now() - started) / 1000;
+      if (code === 0) resolve(seconds);
+      else reject(new Error(`${command} exited with ${code ?? signal}: ${Buffer.concat(err).toString('utf8').slice(0, 2000)}`));
+    });
+  });
+}
+
+/**
+ * One in-process pass over the backlog through the first stages of the pipeline, for a
+ * breakdown of where chartlog's time goes: the connector alone (read, decode, convert to
+ * ChangeBatches) or the connector plus sealing and Avro encoding (the codec), nothing
+ * acknowledged, nothing sent to the bus or the store. Timed from the first stream() call until
+ * the batch whose position `covers` the target; a new runtime (connector, keys, schemas) per
+ * pass, built from the chartlog configuration file and an archive directory of its own.
+ */
+export async function stagePass(configFile: string, storeDir: string, from: Position | null, covers: (p: Position) => boolean, encode: boolean, timeoutMs: number): Promise<{ seconds: number; events: number }> {
+  const config = parseConfig(readFileSync(configFile, 'utf8'), configFile, process.env);
+  const store = new FsObjectStore(storeDir);
+  const deps = buildSourceRuntime(config, config.sources[0]!, store);
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), timeoutMs);
+  let events = 0;
+  let done = false;
+  const t0 = performance.now();
+  try {
+    for await (const batch of deps.connector.stream({ from, signal: stop.signal })) {
+      events += batch.events.length;
+      if (encode) await deps.encoder.encode(batch);
+      if (covers(batch.position)) {
+        done = true;
+        break;
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+    await deps.connector.close();
+    await store.close();
+  }
+  if (!done) throw new Error(`stage pass (${encode ? 'connector + codec' : 'connector'}) did not reach the target within ${timeoutMs} ms`);
+  return { seconds: (performance.now() - t0) / 1000, events };
+}
+
+/** Median helper for printing per-rep lines. */
+export function fmtRate(rows: number, seconds: number): string {
+  return `${Math.round(rows / seconds).toLocaleString('en-US')} rows/s (${seconds.toFixed(2)} s)`;
+}
