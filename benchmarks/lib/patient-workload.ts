@@ -90,3 +90,8 @@ export function mariadbInsertPatients(table: string, first: number, last: number
            INSERT(INSERT(MD5(seq), 13, 1, '4'), 17, 1, '8')
       FROM seq_${first}_to_${last}`;
 }
+
+/** [first, last] row ranges of `rows` rows in transactions of `perTransaction`. */
+export function* transactionRanges(rows: number, perTransaction: number): Generator<[number, number]> {
+  for (let first = 1; first <= rows; first += perTransaction) yield [first, Math.min(rows, first + perTransaction - 1)];
+}
