@@ -12,6 +12,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 failed=()
 summary=()
+# Each test tier's output is also kept here, so that the end of the run can repeat what failed:
+# CI shows the tail of a long log, and the failures of the unit tier would scroll out of it.
+logs=$(mktemp -d "${TMPDIR:-/tmp}/chartlog-test-logs.XXXXXX")
 
 phase() {
   local name=$1 t0 rc=0
@@ -45,13 +48,25 @@ integration() {
   local env
   env=$(bash scripts/services.sh env) || return 1
   eval "$env"
-  npm run --silent test:integration
+  tier integration npm run --silent test:integration
 }
 
 started=$(now_ms)
 phase lint npx eslint .
 phase typecheck npx tsc --noEmit -p tsconfig.json
-phase unit npm run --silent test:unit
+tier() {
+  local name=$1
+  shift
+  "$@" 2>&1 | tee "$logs/$name.log"
+}
+
+# failures NAME: the "failing tests" section the spec reporter prints at the end of a tier.
+failures() {
+  [[ -f $logs/$1.log ]] || return 0
+  sed -n '/failing tests:/,$p' "$logs/$1.log" | head -n 80 >&2
+}
+
+phase unit tier unit npm run --silent test:unit
 phase services services_up
 if [[ " ${failed[*]} " == *" services "* ]]; then
   summary+=("integration        skipped: the services did not start")
@@ -59,8 +74,16 @@ if [[ " ${failed[*]} " == *" services "* ]]; then
 else
   phase integration integration
 fi
+for f in "${failed[@]}"; do
+  if [[ $f == unit || $f == integration ]]; then
+    say ""
+    say "=== what failed in $f (the whole output is above)"
+    failures "$f"
+  fi
+done
 report
 say "total: $(elapsed "$started") s"
+rm -rf "$logs"
 if ((${#failed[@]})); then
   say "FAILED: ${failed[*]}"
   exit 1
