@@ -226,7 +226,9 @@ export class PostgresConnector implements SourceConnector {
         const conv = { state: initialConverterState as ConverterState };
         let begin: Begin | null = null;
         for (;;) {
-          const item = await nextItem(session, signal);
+          // A queued message is taken at once; only an empty queue costs a wait (and the race
+          // with the abort signal), not every message of a backlog.
+          const item = (signal?.aborted ? null : session.poll()) ?? (await nextItem(session, signal));
           if (item === null) return; // aborted
           if (item.kind === 'end') {
             if (item.error) throw item.error;
@@ -320,28 +322,30 @@ export class PostgresConnector implements SourceConnector {
     let schemaChanges: TableSchema[] = [];
     let seq = 0;
     let spilled = false;
-    for await (const bytes of buffer.drain()) {
+    for await (const chunk of buffer.drainChunks()) {
       spilled ||= buffer.spilled;
-      const msg = decodePgoutput(bytes);
-      if (msg.tag === 'relation') {
-        const r = applyRelation(conv.state, msg, await this.describe(q, msg));
-        conv.state = r.state;
-        if (r.schemaChange && !skipAll) schemaChanges.push(r.schemaChange);
-      } else if (!skipAll && CHANGE_TAGS.has(msg.tag)) {
-        const produced = convertChange(conv.state, msg as ChangeMessage, commitHex, seq);
-        seq += produced.length;
-        for (const e of produced) {
-          if (e.position.seq <= skip) continue;
-          // A full batch goes out only when another event follows, so the transaction's last
-          // batch is never empty.
-          if (events.length >= this.maxBatchEvents) {
-            const last = events[events.length - 1]!.position;
-            const batch: ChangeBatch = { ...base, position: last, events, partial: true, ...(schemaChanges.length ? { schemaChanges } : {}) };
-            events = [];
-            schemaChanges = [];
-            yield batch;
+      for (const bytes of chunk) {
+        const msg = decodePgoutput(bytes);
+        if (msg.tag === 'relation') {
+          const r = applyRelation(conv.state, msg, await this.describe(q, msg));
+          conv.state = r.state;
+          if (r.schemaChange && !skipAll) schemaChanges.push(r.schemaChange);
+        } else if (!skipAll && CHANGE_TAGS.has(msg.tag)) {
+          const produced = convertChange(conv.state, msg as ChangeMessage, commitHex, seq);
+          seq += produced.length;
+          for (const e of produced) {
+            if (e.position.seq <= skip) continue;
+            // A full batch goes out only when another event follows, so the transaction's last
+            // batch is never empty.
+            if (events.length >= this.maxBatchEvents) {
+              const last = events[events.length - 1]!.position;
+              const batch: ChangeBatch = { ...base, position: last, events, partial: true, ...(schemaChanges.length ? { schemaChanges } : {}) };
+              events = [];
+              schemaChanges = [];
+              yield batch;
+            }
+            events.push(e);
           }
-          events.push(e);
         }
       }
     }

@@ -81,7 +81,9 @@ export class ReplicationSession {
       parse: (buffer: Buffer): Uint8Array => {
         this.received++;
         this.lastHeardAt = Date.now();
-        return Uint8Array.prototype.slice.call(buffer); // a copy: pg may reuse its read buffer
+        // A copy: pg reuses its read buffer. Buffer.from takes small copies from Node's shared
+        // pool instead of allocating an ArrayBuffer per message.
+        return Buffer.from(buffer);
       },
       start: (client: Client): Promise<unknown> => {
         this.socket = (client as unknown as { connection: { stream: PausableStream } }).connection.stream;
@@ -130,19 +132,24 @@ export class ReplicationSession {
   /** The next message, or the end of the session. */
   async next(): Promise<SessionItem> {
     for (;;) {
-      const item = this.queue.shift();
-      if (item) {
-        this.waitingSince = null;
-        if (this.paused && this.queue.length <= this.options.queueCapacity / 2) {
-          this.paused = false;
-          this.socket?.resume();
-        }
-        return item;
-      }
+      const item = this.poll();
+      if (item) return item;
       this.waitingSince ??= Date.now();
       await new Promise<void>((resolve) => (this.wakeConsumer = resolve));
       this.wakeConsumer = null;
     }
+  }
+
+  /** The next message when one is queued, at once; null when the caller has to wait (next()). */
+  poll(): SessionItem | null {
+    const item = this.queue.shift();
+    if (!item) return null;
+    this.waitingSince = null;
+    if (this.paused && this.queue.length <= this.options.queueCapacity / 2) {
+      this.paused = false;
+      this.socket?.resume();
+    }
+    return item;
   }
 
   /** The consumer finished with one data item (it counts toward "caught up"). */

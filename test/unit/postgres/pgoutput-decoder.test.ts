@@ -33,6 +33,17 @@ describe('pgoutput decoder', () => {
     assert.deepStrictEqual(plain, { tag: 'update', relationOid: 1, key: null, old: null, newTuple: ['7', 'y'] });
   });
 
+  it('decodes UTF-8 text exactly from a Buffer or a plain Uint8Array view (a leading BOM is data)', () => {
+    const values = ['\uFEFFbom', 'Ünïcødé 😀 ß', '', 'a\u0000b'];
+    const expected = { tag: 'insert', relationOid: 1, newTuple: values };
+    const bytes = msg.insert(1, values);
+    assert.deepStrictEqual(decodePgoutput(bytes), expected);
+    assert.deepStrictEqual(decodePgoutput(Buffer.from(bytes)), expected);
+    const padded = new Uint8Array(bytes.length + 3);
+    padded.set(bytes, 3);
+    assert.deepStrictEqual(decodePgoutput(padded.subarray(3)), expected);
+  });
+
   it('decodes deletes and truncates', () => {
     assert.deepStrictEqual(decodePgoutput(msg.delete(3, 'K', ['9', null])), { tag: 'delete', relationOid: 3, key: ['9', null], old: null });
     assert.deepStrictEqual(decodePgoutput(msg.truncate([3, 4], 3)), { tag: 'truncate', relationOids: [3, 4], cascade: true, restartIdentity: true });
