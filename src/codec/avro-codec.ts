@@ -6,8 +6,9 @@ import { Position } from '../core/position.js';
 import { qualifiedName, UNCHANGED, type CellValue, type Row, type TableSchema } from '../core/table-schema.js';
 import type { ColumnPolicy } from '../phi/column-policy.js';
 import type { KeyManager } from '../phi/key-manager.js';
-import { serializeCell } from '../phi/cell-serialization.js';
-import { isSealedUnder, keyAad, openValueWithAad, placeAad, SealArena, sealedKeyId, type DataKey, type KeyPart } from '../phi/sealer.js';
+import { serializeCell, serializeCellTransient } from '../phi/cell-serialization.js';
+import { isSealedUnder, keyAad, openValueWithAad, placeAad, SealArena, sealedKeyId, sealedLength, sealInto, type DataKey, type KeyPart } from '../phi/sealer.js';
+import { AvroDecodeError, AvroReader, AvroWriter, NotDirect } from './avro-binary.js';
 import { MARKER_NAME, toAvroSchema } from './avro-schema.js';
 import { bigintTypeHook } from './bigint-long.js';
 import { fingerprintBytesLE } from './rabin-fingerprint.js';
@@ -83,6 +84,8 @@ interface CompiledColumn {
   readonly place: Uint8Array;
   /** "source schema.table.column", for messages. */
   readonly where: string;
+  /** Union index of the marker (UNCHANGED, ABSENT) in the column's union: after null and the value branches. */
+  readonly markerIndex: number;
 }
 
 /** A table version ready to encode and decode. */
@@ -102,6 +105,12 @@ interface CompiledTable {
   /** Key columns in key order, and whether each is sealed. */
   readonly key: readonly { name: string; sealed: boolean }[];
   readonly header: Uint8Array;
+  /**
+   * True when the stored schema is exactly the one toAvroSchema makes for this version, so
+   * messages are written and read by avro-binary.ts directly; otherwise (a schema from another
+   * codec version) by avsc from the stored schema.
+   */
+  readonly direct: boolean;
 }
 
 const OPS: ReadonlySet<string> = new Set(['c', 'u', 'd', 'r', 't']);
@@ -125,6 +134,8 @@ export class AvroCodec {
   private lastOpenKey: DataKey | undefined;
   /** Sealed values of the event being encoded, until its message holds them. */
   private readonly arena = new SealArena();
+  /** The message being written (direct path), reused for every event. */
+  private readonly writer = new AvroWriter();
 
   constructor(options: AvroCodecOptions) {
     this.source = options.source;
@@ -207,8 +218,9 @@ export class AvroCodec {
   async decode(message: Uint8Array, options: { open?: boolean } = {}): Promise<DecodedChange> {
     const fingerprint = AvroCodec.fingerprintOfMessage(message);
     const compiled = this.byFingerprint.get(fingerprint) ?? (await this.compiledFor(fingerprint));
-    const decoded = this.decodeWith(compiled, message);
-    if (!options.open || compiled.sealedColumns.length === 0) return decoded;
+    const opening = options.open === true && compiled.sealedColumns.length > 0;
+    const decoded = this.decodeWith(compiled, message, opening);
+    if (!opening) return decoded;
     return this.open(compiled, decoded);
   }
 
@@ -249,15 +261,19 @@ export class AvroCodec {
   private build(registered: RegisteredSchema, original?: TableSchema): CompiledTable {
     const { version } = registered;
     const table = original ?? version.table;
-    const columns = version.attribute.columns.map((c) => ({
-      name: c.name,
-      field: c.field,
-      mapping: c.sealed ? SEALED : mappingFor(c.type, c.sourceType, c.field),
-      sealed: c.sealed,
-      sealedKey: c.sealed && table.primaryKey.includes(c.name),
-      place: c.sealed ? placeAad(this.source, table.schema, table.table, c.name) : new Uint8Array(0),
-      where: `${this.source} ${qualifiedName(table)}.${c.name}`,
-    }));
+    const columns = version.attribute.columns.map((c): CompiledColumn => {
+      const mapping = c.sealed ? SEALED : mappingFor(c.type, c.sourceType, c.field);
+      return {
+        name: c.name,
+        field: c.field,
+        mapping,
+        sealed: c.sealed,
+        sealedKey: c.sealed && table.primaryKey.includes(c.name),
+        place: c.sealed ? placeAad(this.source, table.schema, table.table, c.name) : new Uint8Array(0),
+        where: `${this.source} ${qualifiedName(table)}.${c.name}`,
+        markerIndex: 1 + mapping.branches.length,
+      };
+    });
     const sealed = columns.filter((c) => c.sealed);
     const byName = new Map(columns.map((c) => [c.name, c]));
     const type = avro.Type.forSchema(registered.schema as avro.Schema, { wrapUnions: true, typeHook: bigintTypeHook as never });
@@ -274,7 +290,13 @@ export class AvroCodec {
       needsFullKeyAad: sealed.some((c) => !c.sealedKey),
       key: table.primaryKey.map((name) => ({ name, sealed: byName.get(name)?.sealed ?? false })),
       header: concat(SINGLE_OBJECT_MAGIC, fingerprintBytesLE(registered.fingerprint)),
+      direct: fitsDirect(registered),
     };
+  }
+
+  /** How this codec writes and reads a table version's messages: for tests and diagnostics. */
+  async avroPathOf(fingerprint: string): Promise<'direct' | 'avsc'> {
+    return (await this.compiledFor(BigInt(`0x${fingerprint}`))).direct ? 'direct' : 'avsc';
   }
 
   private async dataKey(compiled: CompiledTable, event: ChangeEvent): Promise<DataKey> {
@@ -283,7 +305,7 @@ export class AvroCodec {
         hint: 'set phi.keyring and create it with `chartlog keys init --config FILE`',
       });
     }
-    const cells = compiled.sealedColumns.length * ((event.before ? 1 : 0) + (event.after ? 1 : 0));
+    const cells = sealedCells(compiled, event);
     const dek = this.keys.sealWith(cells);
     if (dek) return dek;
     await this.keys.current();
@@ -311,6 +333,20 @@ export class AvroCodec {
     if (!OPS.has(event.op)) throw new ChartlogError('internal', `${table}: unknown op "${String(event.op)}"`);
     // The previous event's sealed values are in its message by now.
     this.arena.reset();
+    if (compiled.direct) {
+      const w = this.writer;
+      w.reset();
+      try {
+        this.writeEnvelope(w, compiled, event, batch, tsUs, dek, table, presealed);
+        return w.result();
+      } catch (err) {
+        if (!(err instanceof NotDirect)) throw err;
+        // A value avsc writes its own way, or refuses naming the field: its path decides. It
+        // seals the event's values again (fresh nonces), so they count against the key again.
+        this.arena.reset();
+        if (dek && !presealed) this.keys?.sealWith(sealedCells(compiled, event));
+      }
+    }
     const envelope = {
       before: event.before ? { [compiled.valueBranch]: this.rowToAvro(compiled, event.before, dek, table, presealed) } : null,
       after: event.after ? { [compiled.valueBranch]: this.rowToAvro(compiled, event.after, dek, table, presealed) } : null,
@@ -345,25 +381,8 @@ export class AvroCodec {
   private rowToAvro(compiled: CompiledTable, row: Row, dek: DataKey | null, table: string, presealed = false): Record<string, unknown> {
     const out: Record<string, unknown> = {};
     let present = 0;
-    // Sealed key columns first: other sealed columns bind to their sealed bytes.
-    const sealedKey = new Map<string, Uint8Array>();
-    const keyFor = rowKeyAad(compiled, (name) => keyPartOf(row, name, sealedKey));
-    const seal = (c: CompiledColumn, v: CellValue): Uint8Array => {
-      if (presealed) {
-        if (v instanceof Uint8Array && sealedKeyId(v) !== null) return v;
-        throw new ChartlogError('internal', `${table}.${c.name}: a presealed row holds a value that is not sealed`, {
-          hint: 'rows passed through sealed must be read from the archive without opening them',
-        });
-      }
-      if (!dek) throw new ChartlogError('internal', `no data key to seal ${table}.${c.name}`);
-      return this.arena.seal(dek, v, c.place, keyFor(c));
-    };
-    for (const k of compiled.key) {
-      if (k.sealed && Object.hasOwn(row, k.name)) {
-        const v = row[k.name]!;
-        if (v !== null && v !== UNCHANGED) sealedKey.set(k.name, seal(compiled.byName.get(k.name)!, v));
-      }
-    }
+    const sealedKeys = compiled.needsPlainKeyAad ? this.sealKeyColumns(compiled, row, dek, table, presealed) : null;
+    let fullAad: Uint8Array | undefined;
     for (const c of compiled.columns) {
       if (!Object.hasOwn(row, c.name)) {
         out[c.field] = { [MARKER_NAME]: 'ABSENT' };
@@ -374,25 +393,113 @@ export class AvroCodec {
       if (v === null) out[c.field] = null;
       else if (v === UNCHANGED) out[c.field] = { [MARKER_NAME]: 'UNCHANGED' };
       else if (c.sealed) {
-        const sealed = sealedKey.get(c.name) ?? seal(c, v);
+        let sealed = sealedKeys?.get(c.name);
+        if (!sealed) {
+          if (presealed) sealed = presealedValue(v, table, c.name);
+          else sealed = this.arena.seal(requireDek(dek, table, c.name), v, c.place, (fullAad ??= keyAad(sealKeyParts(compiled, row, sealedKeys, false))));
+        }
         out[c.field] = { bytes: Buffer.isBuffer(sealed) ? sealed : Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength) };
       } else {
         try {
           out[c.field] = c.mapping.toAvro(v);
         } catch (err) {
-          if (err instanceof ValueTypeError) throw new ChartlogError('internal', `${table}.${c.name}: ${err.message} (kind ${compiled.table.columns.find((x) => x.name === c.name)?.type.kind})`);
-          throw err;
+          throw valueError(err, compiled, c, table);
         }
       }
     }
-    if (present !== Object.keys(row).length) {
-      const extra = Object.keys(row).filter((k) => !compiled.byName.has(k));
-      throw new ChartlogError('internal', `${table}: row has columns not in its table version: ${extra.join(', ')}`);
+    checkAllColumnsKnown(compiled, row, present, table);
+    return out;
+  }
+
+  /**
+   * The sealed bytes of the row's sealed key columns, sealed before the others: the AAD of every
+   * other sealed column binds them. Their own AAD binds the plain key columns only.
+   */
+  private sealKeyColumns(compiled: CompiledTable, row: Row, dek: DataKey | null, table: string, presealed: boolean): Map<string, Uint8Array> {
+    const out = new Map<string, Uint8Array>();
+    let plainAad: Uint8Array | undefined;
+    for (const k of compiled.key) {
+      if (!k.sealed || !Object.hasOwn(row, k.name)) continue;
+      const v = row[k.name]!;
+      if (v === null || v === UNCHANGED) continue;
+      const c = compiled.byName.get(k.name)!;
+      if (presealed) out.set(k.name, presealedValue(v, table, c.name));
+      else out.set(k.name, this.arena.seal(requireDek(dek, table, c.name), v, c.place, (plainAad ??= keyAad(sealKeyParts(compiled, row, null, true)))));
     }
     return out;
   }
 
-  private decodeWith(compiled: CompiledTable, message: Uint8Array): DecodedChange {
+  /** The envelope straight to Avro binary: what avsc writes for encodeEvent's envelope object. */
+  private writeEnvelope(w: AvroWriter, compiled: CompiledTable, event: ChangeEvent, batch: ChangeBatch, tsUs: bigint, dek: DataKey | null, table: string, presealed: boolean): void {
+    w.raw(compiled.header);
+    this.writeImage(w, compiled, event.before, dek, table, presealed);
+    this.writeImage(w, compiled, event.after, dek, table, presealed);
+    w.string(event.op);
+    w.string(this.connector);
+    w.string(this.source);
+    w.string(this.db);
+    w.string(event.schema.schema);
+    w.string(event.schema.table);
+    w.string(event.position.commit);
+    if (batch.txId === null) w.long(0);
+    else {
+      w.long(1);
+      w.string(batch.txId);
+    }
+    w.long(event.position.seq);
+    w.bigLong(batch.commitTsUs);
+    w.boolean(batch.snapshot);
+    w.bigLong(tsUs);
+  }
+
+  /** One row image (or null); sealed values are sealed straight into the message. */
+  private writeImage(w: AvroWriter, compiled: CompiledTable, row: Row | null, dek: DataKey | null, table: string, presealed: boolean): void {
+    if (!row) {
+      w.long(0);
+      return;
+    }
+    w.long(1);
+    const sealedKeys = compiled.needsPlainKeyAad ? this.sealKeyColumns(compiled, row, dek, table, presealed) : null;
+    let fullAad: Uint8Array | undefined;
+    let present = 0;
+    for (const c of compiled.columns) {
+      if (!Object.hasOwn(row, c.name)) {
+        w.long(c.markerIndex);
+        w.long(1); // ABSENT
+        continue;
+      }
+      present++;
+      const v = row[c.name]!;
+      if (v === null) w.long(0);
+      else if (v === UNCHANGED) {
+        w.long(c.markerIndex);
+        w.long(0); // UNCHANGED
+      } else if (c.sealed) {
+        w.long(1);
+        const sealed = sealedKeys?.get(c.name) ?? (presealed ? presealedValue(v, table, c.name) : undefined);
+        if (sealed) {
+          w.bytes(sealed);
+          continue;
+        }
+        const key = (fullAad ??= keyAad(sealKeyParts(compiled, row, sealedKeys, false)));
+        const plaintext = serializeCellTransient(v);
+        const n = sealedLength(plaintext.length);
+        w.long(n);
+        w.ensure(n);
+        w.pos = sealInto(requireDek(dek, table, c.name), plaintext, c.place, key, w.buf, w.pos);
+      } else {
+        try {
+          c.mapping.write(w, v, 1);
+        } catch (err) {
+          throw valueError(err, compiled, c, table);
+        }
+      }
+    }
+    checkAllColumnsKnown(compiled, row, present, table);
+  }
+
+  private decodeWith(compiled: CompiledTable, message: Uint8Array, opening = false): DecodedChange {
+    if (compiled.direct) return this.readEnvelope(compiled, message, opening);
     let env: Record<string, unknown>;
     try {
       env = compiled.type.fromBuffer(Buffer.from(message.buffer, message.byteOffset + HEADER_BYTES, message.byteLength - HEADER_BYTES)) as Record<string, unknown>;
@@ -447,6 +554,71 @@ export class AvroCodec {
       commitTsUs: source.commitTsUs as bigint,
       snapshot: source.snapshot as boolean,
       tsUs: env.tsUs as bigint,
+      fingerprint: compiled.registered.fingerprintHex,
+      sealedColumns: compiled.sealedColumns,
+    };
+  }
+
+  /**
+   * A message read by avro-binary.ts. With `opening`, sealed values are views into the message,
+   * not copies: `open` replaces every one of them before the event leaves the codec.
+   */
+  private readEnvelope(compiled: CompiledTable, message: Uint8Array, opening: boolean): DecodedChange {
+    const r = new AvroReader(Buffer.from(message.buffer, message.byteOffset, message.byteLength), HEADER_BYTES);
+    let before: Row | null;
+    let after: Row | null;
+    let op: string;
+    let connector: string;
+    let name: string;
+    let db: string;
+    let pos: string;
+    let txId: string | null;
+    let seq: number;
+    let commitTsUs: bigint;
+    let snapshot: boolean;
+    let tsUs: bigint;
+    try {
+      before = readImage(r, compiled, opening);
+      after = readImage(r, compiled, opening);
+      op = r.string();
+      connector = r.string();
+      name = r.string();
+      db = r.string();
+      r.string(); // schema and table: the table version's own
+      r.string();
+      pos = r.string();
+      const t = r.long();
+      if (t !== 0 && t !== 1) throw new AvroDecodeError('invalid union index');
+      txId = t === 0 ? null : r.string();
+      seq = r.long();
+      commitTsUs = r.bigLong();
+      snapshot = r.boolean();
+      tsUs = r.bigLong();
+      if (r.pos !== r.end) throw new AvroDecodeError('trailing data');
+    } catch (err) {
+      if (err instanceof ChartlogError) throw err;
+      throw new ChartlogError('integrity', `message of ${qualifiedName(compiled.table)} (schema ${compiled.registered.fingerprintHex}) does not decode`, {
+        hint: 'the object is damaged; run `chartlog verify`',
+      });
+    }
+    let position: Position;
+    try {
+      if (!OPS.has(op)) throw new Error('op');
+      position = Position.of(pos, seq);
+    } catch {
+      throw new ChartlogError('integrity', `message of ${qualifiedName(compiled.table)} (schema ${compiled.registered.fingerprintHex}) has an invalid op or position`, {
+        hint: 'the object is damaged; run `chartlog verify`',
+      });
+    }
+    return {
+      event: { op: op as Op, schema: compiled.table, before, after, position },
+      source: name,
+      connector,
+      db,
+      txId,
+      commitTsUs,
+      snapshot,
+      tsUs,
       fingerprint: compiled.registered.fingerprintHex,
       sealedColumns: compiled.sealedColumns,
     };
@@ -551,25 +723,90 @@ function openKeyParts(compiled: CompiledTable, row: Row, plainOnly: boolean): Ke
 }
 
 /**
- * The key half of the AAD for each sealed column of one row, built at most twice per row: a
- * sealed key column binds the plain key columns only (its own sealed bytes are made from it);
- * every other sealed column binds the whole key, sealed key columns as their sealed bytes.
+ * A row's key parts for the AAD of its sealed columns: a sealed key column binds the plain key
+ * columns only (`plainOnly`; its own sealed bytes are made from them); every other sealed column
+ * binds the whole key, sealed key columns as their sealed bytes (`sealedKeys`).
  */
-function rowKeyAad(compiled: CompiledTable, part: (name: string) => KeyPart): (c: CompiledColumn) => Uint8Array {
-  let plain: Uint8Array | undefined;
-  let full: Uint8Array | undefined;
-  return (c) =>
-    c.sealedKey
-      ? (plain ??= keyAad(compiled.key.filter((k) => !k.sealed).map((k) => part(k.name))))
-      : (full ??= keyAad(compiled.key.map((k) => part(k.name))));
+function sealKeyParts(compiled: CompiledTable, row: Row, sealedKeys: ReadonlyMap<string, Uint8Array> | null, plainOnly: boolean): KeyPart[] {
+  const parts: KeyPart[] = [];
+  for (const k of compiled.key) {
+    if (plainOnly && k.sealed) continue;
+    if (!Object.hasOwn(row, k.name)) {
+      parts.push(undefined);
+      continue;
+    }
+    const sealed = sealedKeys?.get(k.name);
+    if (sealed) {
+      parts.push({ sealed });
+      continue;
+    }
+    const v = row[k.name]!;
+    parts.push(v === UNCHANGED ? undefined : { value: v });
+  }
+  return parts;
 }
 
-function keyPartOf(row: Row, name: string, sealedKey: ReadonlyMap<string, Uint8Array>): KeyPart {
-  if (!Object.hasOwn(row, name)) return undefined;
-  const sealed = sealedKey.get(name);
-  if (sealed) return { sealed };
-  const v = row[name]!;
-  return v === UNCHANGED ? undefined : { value: v };
+/** The bytes of a row read from the archive without opening: they must be a sealed value. */
+function presealedValue(v: CellValue, table: string, column: string): Uint8Array {
+  if (v instanceof Uint8Array && sealedKeyId(v) !== null) return v;
+  throw new ChartlogError('internal', `${table}.${column}: a presealed row holds a value that is not sealed`, {
+    hint: 'rows passed through sealed must be read from the archive without opening them',
+  });
+}
+
+function requireDek(dek: DataKey | null, table: string, column: string): DataKey {
+  if (!dek) throw new ChartlogError('internal', `no data key to seal ${table}.${column}`);
+  return dek;
+}
+
+/** A mapping's refusal of a value, as an error that names the column and kind, never the value. */
+function valueError(err: unknown, compiled: CompiledTable, c: CompiledColumn, table: string): unknown {
+  if (err instanceof ValueTypeError) return new ChartlogError('internal', `${table}.${c.name}: ${err.message} (kind ${compiled.table.columns.find((x) => x.name === c.name)?.type.kind})`);
+  return err;
+}
+
+function checkAllColumnsKnown(compiled: CompiledTable, row: Row, present: number, table: string): void {
+  if (present !== Object.keys(row).length) {
+    const extra = Object.keys(row).filter((k) => !compiled.byName.has(k));
+    throw new ChartlogError('internal', `${table}: row has columns not in its table version: ${extra.join(', ')}`);
+  }
+}
+
+/** Values `dataKey` counts for one event: every sealed column of each image. */
+function sealedCells(compiled: CompiledTable, event: ChangeEvent): number {
+  return compiled.sealedColumns.length * ((event.before ? 1 : 0) + (event.after ? 1 : 0));
+}
+
+/** One row image read by avro-binary.ts (see readEnvelope). */
+function readImage(r: AvroReader, compiled: CompiledTable, opening: boolean): Row | null {
+  const present = r.long();
+  if (present === 0) return null;
+  if (present !== 1) throw new AvroDecodeError('invalid union index');
+  const row: Record<string, CellValue> = {};
+  for (const c of compiled.columns) {
+    const b = r.long();
+    if (b === 0) setCell(row, c.name, null);
+    else if (b === c.markerIndex) {
+      const symbol = r.long();
+      if (symbol === 0) setCell(row, c.name, UNCHANGED);
+      else if (symbol !== 1) throw new AvroDecodeError('invalid enum index'); // 1: ABSENT, no cell
+    } else if (b > 0 && b < c.markerIndex) setCell(row, c.name, c.sealed && opening ? r.bytesView() : c.mapping.read(r, b - 1));
+    else throw new AvroDecodeError('invalid union index');
+  }
+  return row;
+}
+
+/**
+ * True when the stored schema's fields are exactly those toAvroSchema makes for the version it
+ * describes: then the direct writer and reader, which follow toAvroSchema, match it byte for byte.
+ */
+function fitsDirect(registered: RegisteredSchema): boolean {
+  try {
+    const v = registered.version;
+    return JSON.stringify(toAvroSchema(v.source, v.table, v.sealed).fields) === JSON.stringify(registered.schema.fields);
+  } catch {
+    return false;
+  }
 }
 
 /** Sets an own property even for a column named "__proto__", which plain assignment would not. */

@@ -7,6 +7,7 @@ import {
   twosComplementToBigint,
 } from './exact-decimal.js';
 import { fixedFractionDigits, formatDate, formatTime, formatTimestamp, parseDate, parseTime, parseTimestamp } from './temporal-text.js';
+import { AvroDecodeError, type AvroReader, type AvroWriter } from './avro-binary.js';
 
 /**
  * How one column type travels in Avro: the union branches its non-null values use, and the
@@ -44,6 +45,14 @@ export interface ValueMapping {
   toAvro(value: CellValue): Record<string, unknown>;
   /** The branch name avsc reports and its value → the model's value. */
   fromAvro(branch: string, value: unknown): CellValue;
+  /**
+   * A non-null value straight to Avro binary, in a union whose first branch of this mapping has
+   * index `base`: the branch index, then the body — the bytes avsc writes for `toAvro(value)`.
+   * Throws like `toAvro` on a value of the wrong JS type.
+   */
+  write(w: AvroWriter, value: CellValue, base: number): void;
+  /** Reads the body of branch `branch` (its position in `branches`) written by `write`: `fromAvro`'s value. */
+  read(r: AvroReader, branch: number): CellValue;
 }
 
 const BIGINT_MAX_U64 = (1n << 64n) - 1n;
@@ -76,16 +85,27 @@ function expectString(v: CellValue): string {
   return v;
 }
 
+function writeString(w: AvroWriter, v: CellValue, base: number): void {
+  w.long(base);
+  w.string(expectString(v));
+}
+
+const readString = (r: AvroReader): string => r.string();
+
 const STRING: ValueMapping = {
   branches: ['string'],
   toAvro: (v) => ({ string: expectString(v) }),
   fromAvro: (_b, v) => v as string,
+  write: writeString,
+  read: readString,
 };
 
 const UUID: ValueMapping = {
   branches: [{ type: 'string', logicalType: 'uuid' }],
   toAvro: (v) => ({ string: expectString(v) }),
   fromAvro: (_b, v) => v as string,
+  write: writeString,
+  read: readString,
 };
 
 const BOOLEAN: ValueMapping = {
@@ -95,28 +115,50 @@ const BOOLEAN: ValueMapping = {
     return { boolean: v };
   },
   fromAvro: (_b, v) => v as boolean,
+  write: (w, v, base) => {
+    if (typeof v !== 'boolean') throw new ValueTypeError('boolean', v);
+    w.long(base);
+    w.boolean(v);
+  },
+  read: (r) => r.boolean(),
 };
+
+function expectInt32(v: CellValue): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < -2147483648 || v > 2147483647) {
+    throw new ValueTypeError('a 32-bit integer number', v);
+  }
+  return v;
+}
 
 const INT: ValueMapping = {
   branches: ['int'],
-  toAvro: (v) => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < -2147483648 || v > 2147483647) {
-      throw new ValueTypeError('a 32-bit integer number', v);
-    }
-    return { int: v };
-  },
+  toAvro: (v) => ({ int: expectInt32(v) }),
   fromAvro: (_b, v) => v as number,
+  write: (w, v, base) => {
+    const n = expectInt32(v);
+    w.long(base);
+    w.long(n);
+  },
+  read: (r) => readInt32(r),
 };
+
+function expectUint32(v: CellValue): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 4294967295) {
+    throw new ValueTypeError('an unsigned 32-bit integer number', v);
+  }
+  return v;
+}
 
 const UINT32: ValueMapping = {
   branches: ['long'],
-  toAvro: (v) => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 4294967295) {
-      throw new ValueTypeError('an unsigned 32-bit integer number', v);
-    }
-    return { long: BigInt(v) };
-  },
+  toAvro: (v) => ({ long: BigInt(expectUint32(v)) }),
   fromAvro: (_b, v) => Number(v as bigint),
+  write: (w, v, base) => {
+    const n = expectUint32(v);
+    w.long(base);
+    w.long(n);
+  },
+  read: (r) => Number(r.bigLong()),
 };
 
 const INT64: ValueMapping = {
@@ -126,6 +168,12 @@ const INT64: ValueMapping = {
     return { long: v };
   },
   fromAvro: (_b, v) => v as bigint,
+  write: (w, v, base) => {
+    if (typeof v !== 'bigint' || BigInt.asIntN(64, v) !== v) throw new ValueTypeError('a signed 64-bit bigint', v);
+    w.long(base);
+    w.bigLong(v);
+  },
+  read: (r) => r.bigLong(),
 };
 
 const UINT64: ValueMapping = {
@@ -135,6 +183,12 @@ const UINT64: ValueMapping = {
     return { bytes: toBuffer(bigintToTwosComplement(v)) };
   },
   fromAvro: (_b, v) => twosComplementToBigint(v as Uint8Array),
+  write: (w, v, base) => {
+    if (typeof v !== 'bigint' || v < 0n || v > BIGINT_MAX_U64) throw new ValueTypeError('an unsigned 64-bit bigint', v);
+    w.long(base);
+    w.bytes(bigintToTwosComplement(v));
+  },
+  read: (r) => twosComplementToBigint(r.bytesView()),
 };
 
 const DOUBLE: ValueMapping = {
@@ -144,6 +198,12 @@ const DOUBLE: ValueMapping = {
     return { double: v };
   },
   fromAvro: (_b, v) => v as number,
+  write: (w, v, base) => {
+    if (typeof v !== 'number') throw new ValueTypeError('number', v);
+    w.long(base);
+    w.double(v);
+  },
+  read: (r) => r.double(),
 };
 
 const BYTES: ValueMapping = {
@@ -153,6 +213,12 @@ const BYTES: ValueMapping = {
     return { bytes: toBuffer(v) };
   },
   fromAvro: (_b, v) => fromBuffer(v),
+  write: (w, v, base) => {
+    if (!(v instanceof Uint8Array)) throw new ValueTypeError('Uint8Array', v);
+    w.long(base);
+    w.bytes(v);
+  },
+  read: (r) => r.bytes(),
 };
 
 const SET: ValueMapping = {
@@ -162,6 +228,20 @@ const SET: ValueMapping = {
     return { array: v };
   },
   fromAvro: (_b, v) => [...(v as string[])],
+  write: (w, v, base) => {
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new ValueTypeError('string[]', v);
+    w.long(base);
+    if (v.length > 0) {
+      w.long(v.length);
+      for (const x of v as string[]) w.string(x);
+    }
+    w.long(0);
+  },
+  read: (r) => {
+    const out: string[] = [];
+    for (let n = r.blockCount(); n > 0; n = r.blockCount()) while (n-- > 0) out.push(r.string());
+    return out;
+  },
 };
 
 function decimalMapping(precision: number, scale: number): ValueMapping {
@@ -173,6 +253,18 @@ function decimalMapping(precision: number, scale: number): ValueMapping {
       return unscaled === null ? { string: text } : { bytes: toBuffer(bigintToTwosComplement(unscaled)) };
     },
     fromAvro: (b, v) => (b === 'string' ? (v as string) : formatScaledDecimal(twosComplementToBigint(v as Uint8Array), scale)),
+    write: (w, v, base) => {
+      const text = expectString(v);
+      const unscaled = parseScaledDecimal(text, scale, precision);
+      if (unscaled === null) {
+        w.long(base + 1);
+        w.string(text);
+      } else {
+        w.long(base);
+        w.bytes(bigintToTwosComplement(unscaled));
+      }
+    },
+    read: (r, b) => (b === 1 ? r.string() : formatScaledDecimal(twosComplementToBigint(r.bytesView()), scale)),
   };
 }
 
@@ -193,6 +285,17 @@ const DATE: ValueMapping = {
     return days === null ? { string: v } : { int: days };
   },
   fromAvro: (b, v) => (b === 'string' ? (v as string) : formatted(formatDate(v as number))),
+  write: (w, v, base) => {
+    const days = parseDate(expectString(v));
+    if (days === null) {
+      w.long(base + 1);
+      w.string(v as string);
+    } else {
+      w.long(base);
+      w.long(days);
+    }
+  },
+  read: (r, b) => (b === 1 ? r.string() : formatted(formatDate(readInt32(r)))),
 };
 
 function timeMapping(digits: number | undefined): ValueMapping {
@@ -203,7 +306,27 @@ function timeMapping(digits: number | undefined): ValueMapping {
       return micros === null ? { string: v } : { long: micros };
     },
     fromAvro: (b, v) => (b === 'string' ? (v as string) : formatted(formatTime(v as bigint, digits))),
+    write: (w, v, base) => writeMicros(w, expectString(v), parseTime(v as string, digits), base),
+    read: (r, b) => (b === 1 ? r.string() : formatted(formatTime(r.bigLong(), digits))),
   };
+}
+
+/** Microseconds (the logical branch) or, when the text is not canonical, the text. */
+function writeMicros(w: AvroWriter, text: string, micros: bigint | null, base: number): void {
+  if (micros === null) {
+    w.long(base + 1);
+    w.string(text);
+  } else {
+    w.long(base);
+    w.bigLong(micros);
+  }
+}
+
+/** An Avro int: a long within 32 bits. */
+function readInt32(r: AvroReader): number {
+  const n = r.long();
+  if (n < -2147483648 || n > 2147483647) throw new AvroDecodeError('int beyond 32 bits');
+  return n;
 }
 
 function timestampMapping(logicalType: string, suffix: string, digits: number | undefined): ValueMapping {
@@ -214,6 +337,8 @@ function timestampMapping(logicalType: string, suffix: string, digits: number | 
       return micros === null ? { string: v } : { long: micros };
     },
     fromAvro: (b, v) => (b === 'string' ? (v as string) : formatted(formatTimestamp(v as bigint, suffix, digits))),
+    write: (w, v, base) => writeMicros(w, expectString(v), parseTimestamp(v as string, suffix, digits), base),
+    read: (r, b) => (b === 1 ? r.string() : formatted(formatTimestamp(r.bigLong(), suffix, digits))),
   };
 }
 
@@ -283,6 +408,35 @@ function arrayMapping(element: Readonly<ColumnType>, field: string): ValueMappin
       if (branch === level) return decode((x[branch] as { items: (Record<string, unknown> | null)[] }).items);
       return inner.fromAvro(branch, x[branch]);
     });
+  // Item union: null (0), the element's branches (from 1), then Level when the element nests.
+  const levelIndex = 1 + inner.branches.length;
+  const write = (w: AvroWriter, list: readonly CellValue[]): void => {
+    if (list.length > 0) {
+      w.long(list.length);
+      for (const x of list) {
+        if (x === null) w.long(0);
+        else if (nests && Array.isArray(x)) {
+          w.long(levelIndex);
+          write(w, x as readonly CellValue[]);
+        } else inner.write(w, x, 1);
+      }
+    }
+    w.long(0);
+  };
+  const read = (r: AvroReader, depth: number): CellValue[] => {
+    if (depth > 1000) throw new AvroDecodeError('arrays nested too deep');
+    const out: CellValue[] = [];
+    for (let n = r.blockCount(); n > 0; n = r.blockCount()) {
+      while (n-- > 0) {
+        const i = r.long();
+        if (i === 0) out.push(null);
+        else if (nests && i === levelIndex) out.push(read(r, depth + 1));
+        else if (i >= 1 && i < levelIndex) out.push(inner.read(r, i - 1));
+        else throw new AvroDecodeError('invalid union index');
+      }
+    }
+    return out;
+  };
   return {
     branches: [{ type: 'array', items }],
     toAvro: (v) => {
@@ -290,6 +444,12 @@ function arrayMapping(element: Readonly<ColumnType>, field: string): ValueMappin
       return { array: encode(v as readonly CellValue[]) };
     },
     fromAvro: (_b, v) => decode(v as (Record<string, unknown> | null)[]),
+    write: (w, v, base) => {
+      if (!Array.isArray(v)) throw new ValueTypeError('array', v);
+      w.long(base);
+      write(w, v as readonly CellValue[]);
+    },
+    read: (r) => read(r, 0),
   };
 }
 
