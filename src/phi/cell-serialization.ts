@@ -100,24 +100,18 @@ function putUint32LE(out: Uint8Array, at: number, n: number): void {
   out[at + 3] = n >>> 24;
 }
 
-/** Tag, uint32 length, bytes: the one-allocation form of a top-level string or bigint. */
-function tagged(tag: number, bytes: Uint8Array): Uint8Array {
-  // No DataView on `out.buffer`: that would move a small, on-heap array off the heap.
-  const out = new Uint8Array(5 + bytes.length);
-  out[0] = tag;
-  putUint32LE(out, 1, bytes.length);
-  out.set(bytes, 5);
-  return out;
-}
-
 function isWellFormed(v: string): boolean {
   return (v as unknown as { isWellFormed(): boolean }).isWellFormed();
 }
 
 export function serializeCell(v: CellValue): Uint8Array {
-  // Fast paths for the common top-level forms; the Writer handles everything (same bytes).
-  if (typeof v === 'string' && isWellFormed(v)) return tagged(TAG_STRING, encoder.encode(v));
-  if (typeof v === 'bigint') return tagged(TAG_BIGINT, encoder.encode(v.toString()));
+  // Fast path for the common top-level forms (one allocation); the Writer handles everything (same bytes).
+  if ((typeof v === 'string' && isWellFormed(v)) || typeof v === 'bigint') {
+    const t = serializeCellTransient(v);
+    const out = new Uint8Array(t.length);
+    out.set(t);
+    return out;
+  }
   const w = new Writer();
   write(w, v);
   return w.result();

@@ -45,20 +45,23 @@ export type KeyPart = { readonly value: CellValue } | { readonly sealed: Uint8Ar
 
 const AAD_LABEL = new TextEncoder().encode('chartlog-phi-v1');
 
+/** Little-endian uint32, written bytewise: a DataView on `out.buffer` would move a small array off the heap. */
+function putUint32LE(out: Uint8Array, at: number, n: number): void {
+  out[at] = n & 0xff;
+  out[at + 1] = (n >>> 8) & 0xff;
+  out[at + 2] = (n >>> 16) & 0xff;
+  out[at + 3] = n >>> 24;
+}
+
 function lengthPrefixed(parts: Uint8Array[]): Uint8Array {
   let total = 0;
   for (const p of parts) total += 4 + p.length;
   const out = new Uint8Array(total);
   let pos = 0;
   for (const p of parts) {
-    // Little-endian uint32, written bytewise: a DataView on `out.buffer` would move it off the heap.
-    const n = p.length;
-    out[pos] = n & 0xff;
-    out[pos + 1] = (n >>> 8) & 0xff;
-    out[pos + 2] = (n >>> 16) & 0xff;
-    out[pos + 3] = n >>> 24;
+    putUint32LE(out, pos, p.length);
     out.set(p, pos + 4);
-    pos += 4 + n;
+    pos += 4 + p.length;
   }
   return out;
 }
@@ -72,8 +75,26 @@ export function placeAad(source: string, schema: string, table: string, column: 
   return lengthPrefixed([AAD_LABEL, enc.encode(source), enc.encode(schema), enc.encode(table), enc.encode(column)]);
 }
 
-/** The AAD's second half: the primary-key parts, each length-prefixed and tagged. */
+/**
+ * The AAD's second half: the primary-key parts, each length-prefixed and tagged:
+ * lengthPrefixed(part…) where a part is [0] (missing), lengthPrefixed([2], sealed bytes) or
+ * lengthPrefixed([1], serializeCell(value)). Written in one pass; the common one-part key
+ * without an allocation but the result.
+ */
 export function keyAad(key: readonly KeyPart[]): Uint8Array {
+  if (key.length === 1) {
+    const part = key[0];
+    if (part !== undefined && !('sealed' in part)) {
+      const cell = serializeCellTransient(part.value);
+      const out = new Uint8Array(4 + 4 + 1 + 4 + cell.length);
+      putUint32LE(out, 0, 4 + 1 + 4 + cell.length);
+      putUint32LE(out, 4, 1);
+      out[8] = 1;
+      putUint32LE(out, 9, cell.length);
+      out.set(cell, 13);
+      return out;
+    }
+  }
   const parts: Uint8Array[] = [];
   for (const part of key) {
     if (part === undefined) parts.push(Uint8Array.of(0));
@@ -96,14 +117,22 @@ export function additionalData(ctx: SealContext): Uint8Array {
 const NONCE_POOL = Buffer.alloc(NONCE_BYTES * 4096);
 let nonceOffset = NONCE_POOL.length;
 
-/** Copies the next random nonce to `out` at `at`. */
-function writeNonce(out: Uint8Array, at: number): void {
+/**
+ * IV and tag buffers reused by every call: createCipheriv, createDecipheriv and setAuthTag copy
+ * them into the cipher context, so no view or allocation per value is needed.
+ */
+const IV = Buffer.alloc(NONCE_BYTES);
+const TAG = Buffer.alloc(TAG_BYTES);
+
+/** Takes the next random nonce into IV and copies it to `out` at `at`. */
+function writeNonce(out: Uint8Array, at: number): Buffer {
   if (nonceOffset === NONCE_POOL.length) {
     randomFillSync(NONCE_POOL);
     nonceOffset = 0;
   }
-  out.set(NONCE_POOL.subarray(nonceOffset, nonceOffset + NONCE_BYTES), at);
+  for (let i = 0; i < NONCE_BYTES; i++) out[at + i] = IV[i] = NONCE_POOL[nonceOffset + i]!;
   nonceOffset += NONCE_BYTES;
+  return IV;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -135,8 +164,7 @@ export function sealInto(dek: DataKey, plaintext: Uint8Array, place: Uint8Array,
   const nonceAt = at + 1 + KEY_ID_BYTES;
   out[at] = SEALED_FORMAT_VERSION;
   out.set(dek.id, at + 1);
-  writeNonce(out, nonceAt);
-  const cipher = createCipheriv('aes-256-gcm', dek.key, out.subarray(nonceAt, nonceAt + NONCE_BYTES), { authTagLength: TAG_BYTES });
+  const cipher = createCipheriv('aes-256-gcm', dek.key, writeNonce(out, nonceAt), { authTagLength: TAG_BYTES });
   if (place.length > 0) cipher.setAAD(place);
   if (key.length > 0) cipher.setAAD(key);
   let pos = at + HEADER_BYTES;
@@ -178,12 +206,13 @@ export function openParts(dek: DataKey, sealed: Uint8Array, place: Uint8Array, k
       hint: 'open it with the data key it names',
     });
   }
-  const decipher = createDecipheriv('aes-256-gcm', dek.key, sealed.subarray(1 + KEY_ID_BYTES, HEADER_BYTES), {
-    authTagLength: TAG_BYTES,
-  });
+  for (let i = 0; i < NONCE_BYTES; i++) IV[i] = sealed[1 + KEY_ID_BYTES + i]!;
+  const decipher = createDecipheriv('aes-256-gcm', dek.key, IV, { authTagLength: TAG_BYTES });
   if (place.length > 0) decipher.setAAD(place);
   if (key.length > 0) decipher.setAAD(key);
-  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+  const tagAt = sealed.length - TAG_BYTES;
+  for (let i = 0; i < TAG_BYTES; i++) TAG[i] = sealed[tagAt + i]!;
+  decipher.setAuthTag(TAG);
   try {
     const body = decipher.update(sealed.subarray(HEADER_BYTES, sealed.length - TAG_BYTES));
     const final = decipher.final();
