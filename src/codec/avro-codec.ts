@@ -167,7 +167,8 @@ export class AvroCodec {
     for (const event of batch.events) {
       const compiled = this.compiled.get(event.schema) ?? (await this.compile(event.schema));
       let dek: DataKey | null = null;
-      if (compiled.sealedColumns.length > 0) dek = await this.dataKey(compiled, event);
+      // The current key without a promise when it may seal these values; else wait for it.
+      if (compiled.sealedColumns.length > 0) dek = this.keys?.sealWith(sealedCells(compiled, event)) ?? (await this.dataKey(compiled, event));
       out.push({
         table: qualifiedName(event.schema),
         fingerprint: compiled.registered.fingerprintHex,
@@ -640,6 +641,16 @@ export class AvroCodec {
     return key;
   }
 
+  /** True when a sealed value of the row names a data key not unwrapped yet. */
+  private lacksKeys(compiled: CompiledTable, row: Row | null): boolean {
+    if (!row) return false;
+    for (const c of compiled.sealed) {
+      const v = row[c.name];
+      if (v instanceof Uint8Array && !this.openKeyOf(v)) return true;
+    }
+    return false;
+  }
+
   /** Unwraps every data key the row's sealed values name that is not in memory yet. */
   private async loadKeysOf(keys: KeyManager, compiled: CompiledTable, row: Row | null): Promise<void> {
     if (!row) return;
@@ -654,7 +665,8 @@ export class AvroCodec {
     }
   }
 
-  private async open(compiled: CompiledTable, decoded: DecodedChange): Promise<DecodedChange> {
+  /** Opens the message's PHI; synchronously when every data key it names is in memory already. */
+  private open(compiled: CompiledTable, decoded: DecodedChange): DecodedChange | Promise<DecodedChange> {
     const keys = this.keys;
     if (!keys) {
       throw new ChartlogError('auth', `opening PHI of ${qualifiedName(compiled.table)} needs the keyring`, {
@@ -662,8 +674,18 @@ export class AvroCodec {
       });
     }
     const { before, after } = decoded.event;
-    await this.loadKeysOf(keys, compiled, before);
-    await this.loadKeysOf(keys, compiled, after);
+    if (this.lacksKeys(compiled, before) || this.lacksKeys(compiled, after)) return this.loadKeysThenOpen(keys, compiled, decoded);
+    return this.openLoaded(compiled, decoded);
+  }
+
+  private async loadKeysThenOpen(keys: KeyManager, compiled: CompiledTable, decoded: DecodedChange): Promise<DecodedChange> {
+    await this.loadKeysOf(keys, compiled, decoded.event.before);
+    await this.loadKeysOf(keys, compiled, decoded.event.after);
+    return this.openLoaded(compiled, decoded);
+  }
+
+  private openLoaded(compiled: CompiledTable, decoded: DecodedChange): DecodedChange {
+    const { before, after } = decoded.event;
     // Rows fresh from decodeWith: opened in place.
     const audit: OpenAudit | null = this.onOpen ? { columns: new Array<boolean>(compiled.sealed.length).fill(false), keys: [] } : null;
     this.openRow(compiled, before, audit);
