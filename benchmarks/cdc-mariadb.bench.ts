@@ -4,7 +4,7 @@
  * range into /dev/null.
  *
  *   node --import tsx benchmarks/cdc-mariadb.bench.ts [--rows 1000000] [--reps 3] [--tx-rows 10000]
- *        [--profile-dir DIR] [--timeout-s S]
+ *        [--stages] [--profile-dir DIR] [--timeout-s S]
  *
  * Per repetition, on the private MariaDB 10.11 of scripts/services.sh (started when not running),
  * in a fresh database: the 12-column patient table (4 PHI columns, benchmarks/lib/patient-workload.ts).
@@ -22,6 +22,10 @@
  *              store covers the backlog's last transaction (its GTID, @@last_gtid of the writing
  *              session), then SIGTERM.
  *
+ * --stages adds in-process passes over the backlog from chartlog's checkpoint: the connector
+ * alone, then connector + PHI sealing + Avro encoding; --profile-dir writes a V8 CPU profile of
+ * the timed `chartlog run`.
+ *
  * Prints rows/s and the ratio; writes benchmarks/results/cdc-mariadb.json. Databases and
  * temporary directories are removed after each repetition (also on SIGINT/SIGTERM, and those of
  * a killed run at the next start).
@@ -29,6 +33,7 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
+import { configureLogger } from '../src/core/logger.js';
 import { COMMIT_SEQ, type Position } from '../src/core/position.js';
 import { BenchRun, measurement, ratio, toolVersion } from './lib/bench-report.js';
 import { benchServices, stopBenchServices } from './lib/bench-services.js';
@@ -39,6 +44,7 @@ import {
   makeWorkDir,
   onCleanup,
   runCleanups,
+  stagePass,
   sweepTempDirs,
   TAG,
   TimedChartlog,
@@ -54,6 +60,7 @@ const { values: args } = parseArgs({
     rows: { type: 'string', default: '1000000' },
     reps: { type: 'string', default: '3' },
     'tx-rows': { type: 'string', default: '10000' },
+    stages: { type: 'boolean', default: false },
     'profile-dir': { type: 'string' },
     'timeout-s': { type: 'string' },
   },
@@ -63,6 +70,7 @@ const REPS = Math.max(1, Number(args.reps));
 const TX_ROWS = Number(args['tx-rows']);
 const TIMEOUT_MS = Number(args['timeout-s'] ?? 120 + ROWS / 2000) * 1000;
 const PROFILE_DIR = args['profile-dir'];
+const STAGES = args.stages;
 if (!(ROWS > 0) || !(TX_ROWS > 0)) throw new Error('--rows and --tx-rows must be positive numbers');
 const BINLOG_TOOL = 'mariadb-binlog';
 
@@ -72,6 +80,8 @@ interface RepResult {
   baseline: number;
   verbose: number;
   chartlog: ChartlogTiming;
+  /** In-process passes: connector alone, connector + codec (seal + Avro); --stages only. */
+  stages: { connector: number; codec: number } | null;
   insertSeconds: number;
   binlogBytes: number | null;
 }
@@ -173,6 +183,7 @@ async function once(rep: number, rootUrl: string): Promise<RepResult> {
   await setup.waitFor((p) => coversGtid(p, firstGtid), 120_000);
   const setupCode = await setup.stop();
   if (setupCode !== 0) throw new Error(`chartlog run (set-up) exited with ${setupCode}; see ${logFile}`);
+  const resumeFrom = setup.checkpoint();
 
   const start = await masterStatus(conn);
   const t0 = performance.now();
@@ -199,24 +210,49 @@ async function once(rep: number, rootUrl: string): Promise<RepResult> {
       const t = await run.timeUntil((p) => coversGtid(p, lastGtid), TIMEOUT_MS);
       if (t.exitCode !== 0) throw new Error(`chartlog run exited with ${t.exitCode} after SIGTERM; see ${logFile}`);
       result.chartlog = t;
-      console.log(`  chartlog (embedded bus)          ${fmtRate(ROWS, t.seconds)}; without start-up (${t.startupSeconds?.toFixed(2)} s): ${t.streamingSeconds ? fmtRate(ROWS, t.streamingSeconds) : 'n/a'}`);
+      console.log(`  chartlog (embedded bus)          ${fmtRate(ROWS, t.seconds)}; without start-up (${t.startupSeconds?.toFixed(2)} s): ${t.streamingSeconds ? fmtRate(ROWS, t.streamingSeconds) : 'n/a'}${PROFILE_DIR ? `; pid ${t.pid}` : ''}`);
     } else {
       const seconds = await timeCommand(BINLOG_TOOL, binlogArgs(reader === 'verbose'), { timeoutMs: TIMEOUT_MS });
       result[reader] = seconds;
       console.log(`  mariadb-binlog${reader === 'verbose' ? ' --verbose' : '          '}        ${fmtRate(ROWS, seconds)}`);
     }
   }
+  result.stages = null;
+  if (STAGES) {
+    // The binlog is read again from chartlog's checkpoint before the backlog, by new server ids.
+    const stagesConfig = join(dir, 'stages.yaml');
+    const stagesSource = `${source}_stages`;
+    let serverId = 2_000_000 + (process.pid % 100_000) * 10 + (rep % 10);
+    const pass = async (encode: boolean) => {
+      writeChartlogConfig({
+        file: stagesConfig,
+        source: `{ name: ${stagesSource}, type: mysql, url: "${cdcUrl(rootUrl, db)}", tables: [${table}], mysql: { serverId: ${serverId++} } }`,
+        storeDir: join(dir, 'store-stages'),
+        keyring,
+        table,
+        phi: PATIENT_PHI_COLUMNS,
+      });
+      const r = await stagePass(stagesConfig, join(dir, 'store-stages'), resumeFrom, (p) => coversGtid(p, lastGtid), encode, TIMEOUT_MS);
+      if (r.events !== ROWS) throw new Error(`stage pass saw ${r.events} events, not ${ROWS}`);
+      return r.seconds;
+    };
+    const connector = await pass(false);
+    const codec = await pass(true);
+    result.stages = { connector, codec };
+    console.log(`  stages (in-process): connector ${fmtRate(ROWS, connector)}; connector + seal + Avro ${fmtRate(ROWS, codec)}`);
+  }
   await runCleanups();
   return result as RepResult;
 }
 
+configureLogger({ level: 'warn', format: 'json' }); // the in-process stage passes
 installSignalHandlers();
 const services = benchServices();
 const swept = sweepTempDirs();
 if (swept) console.log(`removed ${swept} temporary directories left by killed runs`);
 await sweepServer(services.mariadbUrl);
 
-const run = new BenchRun('cdc-mariadb', `MariaDB CDC throughput: a backlog of ${ROWS.toLocaleString('en-US')} rows to durable in the object store`, `node --import tsx benchmarks/cdc-mariadb.bench.ts --rows ${ROWS} --reps ${REPS}${TX_ROWS !== 10000 ? ` --tx-rows ${TX_ROWS}` : ''}`, {
+const run = new BenchRun('cdc-mariadb', `MariaDB CDC throughput: a backlog of ${ROWS.toLocaleString('en-US')} rows to durable in the object store`, `node --import tsx benchmarks/cdc-mariadb.bench.ts --rows ${ROWS} --reps ${REPS}${TX_ROWS !== 10000 ? ` --tx-rows ${TX_ROWS}` : ''}${STAGES ? ' --stages' : ''}`, {
   rows: ROWS,
   reps: REPS,
   rowsPerTransaction: TX_ROWS,
@@ -245,6 +281,10 @@ const chartlog = run.add(measurement('chartlog run (embedded bus, file://)', 'ro
 if (reps.every((r) => r.chartlog.streamingSeconds !== null)) {
   run.add(measurement('chartlog run (embedded bus), without process start-up', 'rows/s', 'higher', 'detail', rate(reps.map((r) => r.chartlog.streamingSeconds!))));
   run.add(measurement('chartlog run process start-up', 's', 'lower', 'detail', reps.map((r) => r.chartlog.startupSeconds!)));
+}
+if (STAGES) {
+  run.add(measurement('stage: connector alone (binlog read, decode, ChangeBatch), in-process', 'rows/s', 'higher', 'detail', rate(reps.map((r) => r.stages!.connector))));
+  run.add(measurement('stage: connector + PHI seal + Avro encode, in-process', 'rows/s', 'higher', 'detail', rate(reps.map((r) => r.stages!.codec))));
 }
 run.add(measurement('backlog insert (for reference)', 'rows/s', 'higher', 'detail', rate(reps.map((r) => r.insertSeconds))));
 run.addRatio(ratio(chartlog, baseline, 0.3, 'chartlog (embedded bus) / mariadb-binlog'));

@@ -143,6 +143,8 @@ export interface ChartlogTiming {
   /** Spawn → "pipeline streaming", seconds. */
   startupSeconds: number | null;
   exitCode: number | null;
+  /** The process id (names its CPU profile, with --profile-dir). */
+  pid: number | null;
 }
 
 /**
@@ -186,10 +188,17 @@ export class TimedChartlog {
     }
   }
 
-  /** Polls the checkpoint until `covers` holds; throws on timeout or when the process exits. */
-  async waitFor(covers: (p: Position) => boolean, timeoutMs: number, pollMs = 10): Promise<number> {
+  /**
+   * Polls the checkpoint until `covers` holds; throws on timeout, when the process exits, or
+   * when `failed` (checked about once a second) names a reason.
+   */
+  async waitFor(covers: (p: Position) => boolean, timeoutMs: number, failed?: () => string | null, pollMs = 10): Promise<number> {
     const deadline = Date.now() + timeoutMs;
-    for (;;) {
+    for (let i = 0; ; i++) {
+      if (failed && i % 100 === 99) {
+        const reason = failed();
+        if (reason) throw new Error(`${reason}; see ${this.logFile}`);
+      }
       const p = this.checkpoint();
       if (p && covers(p)) return Date.now();
       if (this.child?.exitCode !== null && this.child?.exitCode !== undefined) {
@@ -213,11 +222,12 @@ export class TimedChartlog {
   }
 
   /** Starts, waits until the target is durable, stops with SIGTERM. */
-  async timeUntil(covers: (p: Position) => boolean, timeoutMs: number): Promise<ChartlogTiming> {
+  async timeUntil(covers: (p: Position) => boolean, timeoutMs: number, failed?: () => string | null): Promise<ChartlogTiming> {
     const logStart = this.logLength();
     this.start();
+    const pid = this.child?.pid ?? null;
     const spawnedAt = this.spawnedAtMs;
-    const doneAt = await this.waitFor(covers, timeoutMs);
+    const doneAt = await this.waitFor(covers, timeoutMs, failed);
     const streamingAt = this.logTime('pipeline streaming', logStart);
     const exitCode = await this.stop();
     return {
@@ -225,6 +235,7 @@ export class TimedChartlog {
       streamingSeconds: streamingAt === null ? null : (doneAt - streamingAt) / 1000,
       startupSeconds: streamingAt === null ? null : (streamingAt - spawnedAt) / 1000,
       exitCode,
+      pid,
     };
   }
 
@@ -247,6 +258,15 @@ export class TimedChartlog {
       return readFileSync(this.logFile, 'utf8').length;
     } catch {
       return 0;
+    }
+  }
+
+  /** Whether the log holds this text (after `from` characters). */
+  logHas(text: string, from = 0): boolean {
+    try {
+      return readFileSync(this.logFile, 'utf8').includes(text, from);
+    } catch {
+      return false;
     }
   }
 
