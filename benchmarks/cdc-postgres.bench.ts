@@ -44,7 +44,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { configureLogger } from '../src/core/logger.js';
 import { COMMIT_SEQ, type Position } from '../src/core/position.js';
-import { BenchRun, goal, measurement, ratio, toolVersion, type Measurement } from './lib/bench-report.js';
+import { BenchRun, goal, measurement, ratio, toolVersion } from './lib/bench-report.js';
 import { benchServices, stopBenchServices } from './lib/bench-services.js';
 import {
   fmtRate,
