@@ -9,8 +9,10 @@
  */
 
 const DAY_US = 86_400_000_000n;
-const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
-const TIME = /^(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$/;
+const DAY_US_NUMBER = 86_400_000_000;
+const TWO_POW_53 = 2n ** 53n;
+/** Days within which day × DAY_US stays below 2^53: plain numbers suffice (years 1697–2243). */
+const SAFE_DAYS = 100_000;
 
 /** Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
 function daysFromCivil(y: number, m: number, d: number): number {
@@ -42,18 +44,48 @@ export function formatDate(days: number): string | null {
   return `${pad(y, 4)}-${pad(m, 2)}-${pad(d, 2)}`;
 }
 
+/** The `n` ASCII digits of `text` at `at` as a number, or -1 when one is not a digit. */
+function digitsAt(text: string, at: number, n: number): number {
+  let v = 0;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(at + i) - 48;
+    if (c < 0 || c > 9) return -1;
+    v = v * 10 + c;
+  }
+  return v;
+}
+
+function daysInMonth(y: number, m: number): number {
+  if (m === 2) return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28;
+  return m === 4 || m === 6 || m === 9 || m === 11 ? 30 : 31;
+}
+
+/**
+ * Days since the epoch of the canonical date 'YYYY-MM-DD' at `at`, or null. Canonical means
+ * formatDate gives the text back: years 1–9999 and a day that exists in its month.
+ */
+function dateAt(text: string, at: number): number | null {
+  if (text.charCodeAt(at + 4) !== 45 || text.charCodeAt(at + 7) !== 45) return null; // '-'
+  const y = digitsAt(text, at, 4);
+  const m = digitsAt(text, at + 5, 2);
+  const d = digitsAt(text, at + 8, 2);
+  if (y < 1 || m < 1 || m > 12 || d < 1 || d > daysInMonth(y, m)) return null;
+  return daysFromCivil(y, m, d);
+}
+
 /** Days since the epoch, or null when the text is not a canonical date in years 1–9999. */
 export function parseDate(text: string): number | null {
-  const m = DATE.exec(text);
-  if (!m) return null;
-  const days = daysFromCivil(Number(m[1]), Number(m[2]), Number(m[3]));
-  return formatDate(days) === text ? days : null;
+  return text.length === 10 ? dateAt(text, 0) : null;
 }
 
 /** `digits`: undefined for trimmed fractions, 0–6 for exactly that many fraction digits. */
 export function formatTime(micros: bigint, digits?: number): string | null {
   if (micros < 0n || micros >= DAY_US) return null;
-  const us = Number(micros);
+  return timeOfDay(Number(micros), digits);
+}
+
+/** formatTime of 0 ≤ us < one day. */
+function timeOfDay(us: number, digits: number | undefined): string | null {
   const secs = Math.floor(us / 1_000_000);
   const frac = us % 1_000_000;
   const base = `${pad(Math.floor(secs / 3600), 2)}:${pad(Math.floor(secs / 60) % 60, 2)}:${pad(secs % 60, 2)}`;
@@ -63,30 +95,65 @@ export function formatTime(micros: bigint, digits?: number): string | null {
   return digits === 0 ? base : `${base}.${fixed.slice(0, digits)}`;
 }
 
+const FRACTION_SCALE = [1, 100_000, 10_000, 1_000, 100, 10, 1];
+
+/**
+ * Microseconds since midnight of the canonical time 'HH:MM:SS[.f…]' in text[at, end), or -1.
+ * Canonical means formatTime(micros, digits) gives the text back: below 24:00, minutes and
+ * seconds below 60, and the fraction trimmed (no trailing zero, none when zero; `digits`
+ * undefined) or of exactly `digits` digits (none when 0).
+ */
+function timeAt(text: string, at: number, end: number, digits: number | undefined): number {
+  const n = end - at;
+  if (n < 8 || text.charCodeAt(at + 2) !== 58 || text.charCodeAt(at + 5) !== 58) return -1; // ':'
+  const h = digitsAt(text, at, 2);
+  const mi = digitsAt(text, at + 3, 2);
+  const s = digitsAt(text, at + 6, 2);
+  if (h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 59) return -1;
+  let fraction = 0;
+  const fd = n > 8 ? n - 9 : 0;
+  if (n > 8) {
+    if (text.charCodeAt(at + 8) !== 46 || fd < 1 || fd > 6) return -1; // '.'
+    const f = digitsAt(text, at + 9, fd);
+    if (f < 0) return -1;
+    fraction = f * FRACTION_SCALE[fd]!;
+  }
+  if (digits === undefined ? fd > 0 && text.charCodeAt(end - 1) === 48 : fd !== digits) return -1;
+  return (h * 3600 + mi * 60 + s) * 1_000_000 + fraction;
+}
+
 /** Microseconds since midnight, or null when not a canonical time of day below 24:00. */
 export function parseTime(text: string, digits?: number): bigint | null {
-  const m = TIME.exec(text);
-  if (!m) return null;
-  const micros =
-    BigInt((Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3])) * 1_000_000 + Number((m[4] ?? '').padEnd(6, '0')));
-  return formatTime(micros, digits) === text ? micros : null;
+  const micros = timeAt(text, 0, text.length, digits);
+  return micros < 0 ? null : BigInt(micros);
 }
 
 /** `suffix` is '' for wall-clock timestamps and '+00' for UTC-normalised timestamptz text. */
 export function formatTimestamp(micros: bigint, suffix: string, digits?: number): string | null {
-  const days = micros >= 0n ? micros / DAY_US : -((-micros + DAY_US - 1n) / DAY_US);
-  const date = formatDate(Number(days));
-  const time = formatTime(micros - days * DAY_US, digits);
+  let date: string | null;
+  let time: string | null;
+  if (micros > -TWO_POW_53 && micros < TWO_POW_53) {
+    // Plain numbers are exact here (day multiples of 86_400_000_000 even beyond 2^53).
+    const us = Number(micros);
+    const days = Math.floor(us / DAY_US_NUMBER);
+    date = formatDate(days);
+    time = timeOfDay(us - days * DAY_US_NUMBER, digits);
+  } else {
+    const days = micros >= 0n ? micros / DAY_US : -((-micros + DAY_US - 1n) / DAY_US);
+    date = formatDate(Number(days));
+    time = formatTime(micros - days * DAY_US, digits);
+  }
   return date === null || time === null ? null : `${date} ${time}${suffix}`;
 }
 
+/** Canonical 'date time' + suffix: both halves canonical, so formatTimestamp gives the text back. */
 export function parseTimestamp(text: string, suffix: string, digits?: number): bigint | null {
-  if (!text.endsWith(suffix) || text.length < 19 + suffix.length || text[10] !== ' ') return null;
-  const days = parseDate(text.slice(0, 10));
-  const time = parseTime(text.slice(11, text.length - suffix.length), digits);
-  if (days === null || time === null) return null;
-  const micros = BigInt(days) * DAY_US + time;
-  return formatTimestamp(micros, suffix, digits) === text ? micros : null;
+  if (!text.endsWith(suffix) || text.length < 19 + suffix.length || text.charCodeAt(10) !== 32) return null; // ' '
+  const days = dateAt(text, 0);
+  if (days === null) return null;
+  const time = timeAt(text, 11, text.length - suffix.length, digits);
+  if (time < 0) return null;
+  return days > -SAFE_DAYS && days < SAFE_DAYS ? BigInt(days * DAY_US_NUMBER + time) : BigInt(days) * DAY_US + BigInt(time);
 }
 
 /**
