@@ -45,7 +45,7 @@ import {
   onCleanup,
   runCleanups,
   stagePass,
-  sweepTempDirs,
+  sweepLeftovers,
   TAG,
   TimedChartlog,
   timeCommand,
@@ -248,7 +248,7 @@ async function once(rep: number, rootUrl: string): Promise<RepResult> {
 configureLogger({ level: 'warn', format: 'json' }); // the in-process stage passes
 installSignalHandlers();
 const services = benchServices();
-const swept = sweepTempDirs();
+const swept = await sweepLeftovers();
 if (swept) console.log(`removed ${swept} temporary directories left by killed runs`);
 await sweepServer(services.mariadbUrl);
 

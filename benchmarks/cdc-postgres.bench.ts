@@ -54,7 +54,7 @@ import {
   onCleanup,
   runCleanups,
   stagePass,
-  sweepTempDirs,
+  sweepLeftovers,
   TAG,
   TimedChartlog,
   timeCommand,
@@ -280,7 +280,7 @@ async function once(rep: number, base: string, brokers: readonly string[]): Prom
 configureLogger({ level: 'warn', format: 'json' }); // the in-process stage passes
 installSignalHandlers();
 const services = benchServices();
-const swept = sweepTempDirs();
+const swept = await sweepLeftovers();
 if (swept) console.log(`removed ${swept} temporary directories left by killed runs`);
 await sweepServer(services.pgUrl);
 

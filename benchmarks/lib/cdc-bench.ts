@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, closeSync, createWriteStream, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -80,8 +80,34 @@ export function installSignalHandlers(): void {
   process.once('SIGTERM', onSignal);
 }
 
-/** Removes temporary directories of earlier runs whose process is gone. */
-export function sweepTempDirs(): number {
+/**
+ * What a killed run left on this machine: its `chartlog run` processes (they outlive a SIGKILLed
+ * parent where setpriv is missing, and keep their slot busy) are stopped, then its temporary
+ * directories removed. Only processes whose command line names a working directory of ours whose
+ * owner is gone; returns how many directories were removed.
+ */
+export async function sweepLeftovers(): Promise<number> {
+  const orphans: number[] = [];
+  const ours = new RegExp(`chartlog-${TAG}-(\\d+)-`);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    let cmdline: string;
+    try {
+      cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+    } catch {
+      continue; // gone meanwhile, or not ours to read
+    }
+    const m = ours.exec(cmdline);
+    if (m && cmdline.includes('chartlog.js') && !pidAlive(Number(m[1]))) orphans.push(Number(entry));
+  }
+  for (const pid of orphans) {
+    console.log(`stopping chartlog process ${pid}, left by a killed run`);
+    process.kill(pid, 'SIGTERM');
+  }
+  for (const pid of orphans) {
+    for (let i = 0; i < 200 && pidAlive(pid); i++) await sleep(50);
+    if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+  }
   let removed = 0;
   for (const name of readdirSync(os.tmpdir())) {
     const m = new RegExp(`^chartlog-${TAG}-(\\d+)-`).exec(name);
@@ -91,6 +117,16 @@ export function sweepTempDirs(): number {
     }
   }
   return removed;
+}
+
+/**
+ * `setpriv --pdeathsig TERM` before the command where util-linux has it: the kernel sends the
+ * child SIGTERM when this process dies, even by SIGKILL, so no `chartlog run` outlives the
+ * benchmark (it flushes, releases its slot and exits).
+ */
+const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p)) ?? null;
+function withParentDeathSignal(command: string, args: readonly string[]): [string, string[]] {
+  return setpriv ? [setpriv, ['--pdeathsig', 'TERM', command, ...args]] : [command, [...args]];
 }
 
 /** A temporary directory with a 0700 keys/ folder holding a new file keyring. */
@@ -168,7 +204,8 @@ export class TimedChartlog {
     appendFileSync(this.logFile, '');
     const log = createWriteStream(this.logFile, { flags: 'a' });
     this.spawnedAtMs = Date.now();
-    const child = spawn(process.execPath, [...this.nodeFlags, chartlogBin, 'run', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [command, args] = withParentDeathSignal(process.execPath, [...this.nodeFlags, chartlogBin, 'run', '--config', this.configFile]);
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.pipe(log, { end: false });
     child.stderr!.pipe(log, { end: false });
     child.once('exit', () => {
