@@ -29,8 +29,22 @@ export function formatScaledDecimal(unscaled: bigint, scale: number): string {
   return negative ? `-${text}` : text;
 }
 
+const INT32_MIN = -(2n ** 31n);
+const INT32_MAX = 2n ** 31n - 1n;
+
 /** Minimal big-endian two's-complement bytes, as Avro's decimal and Java's BigInteger use. */
 export function bigintToTwosComplement(n: bigint): Uint8Array {
+  if (n >= INT32_MIN && n <= INT32_MAX) {
+    // Most unscaled decimals: 32-bit integer arithmetic (>> keeps the sign).
+    let v = Number(n);
+    const length = v >= -0x80 && v < 0x80 ? 1 : v >= -0x8000 && v < 0x8000 ? 2 : v >= -0x800000 && v < 0x800000 ? 3 : 4;
+    const out = new Uint8Array(length);
+    for (let i = length - 1; i >= 0; i--) {
+      out[i] = v & 0xff;
+      v >>= 8;
+    }
+    return out;
+  }
   let length = 1;
   while (n < -(1n << BigInt(8 * length - 1)) || n >= 1n << BigInt(8 * length - 1)) length++;
   let u = n < 0n ? (1n << BigInt(8 * length)) + n : n;
@@ -44,6 +58,12 @@ export function bigintToTwosComplement(n: bigint): Uint8Array {
 
 export function twosComplementToBigint(bytes: Uint8Array): bigint {
   if (bytes.length === 0) return 0n;
+  if (bytes.length <= 6) {
+    // Below 2^48: exact in a plain number.
+    let u = 0;
+    for (let i = 0; i < bytes.length; i++) u = u * 256 + bytes[i]!;
+    return BigInt(bytes[0]! & 0x80 ? u - 2 ** (8 * bytes.length) : u);
+  }
   let u = 0n;
   for (const b of bytes) u = (u << 8n) | BigInt(b);
   return bytes[0]! & 0x80 ? u - (1n << BigInt(8 * bytes.length)) : u;
