@@ -82,23 +82,33 @@ export class ArchiveReader {
 
   /** Rows of a table in a base snapshot, as stored records. */
   async snapshotRecords(snapshot: SnapshotManifest, table: string): Promise<StoredRecord[]> {
-    const t = snapshot.tables[table];
-    if (!t) return [];
     const out: StoredRecord[] = [];
+    for await (const batch of this.snapshotRecordBatches(snapshot, table)) for (const r of batch) out.push(r);
+    return out;
+  }
+
+  /**
+   * Rows of a table in a base snapshot, one container block at a time, so a restore of
+   * millions of rows never holds every encoded record beside the rows it builds from them.
+   */
+  async *snapshotRecordBatches(snapshot: SnapshotManifest, table: string): AsyncGenerator<StoredRecord[]> {
+    const t = snapshot.tables[table];
+    if (!t) return;
     for (const part of t.parts) {
       const bytes = await this.fetch({ key: part.key, sha256: part.sha256, lastPos: Position.parse(snapshot.position) });
       const { blocks } = readAvroContainer(bytes, part.key);
       const split = await this.envelopes.splitterFor(this.index.source, part.fingerprint);
       const prefix = messagePrefix(part.fingerprint);
       for (const block of blocks) {
+        const batch: StoredRecord[] = [];
         for (let offset = 0; offset < block.data.length; ) {
           const r = split(block.data, offset);
-          out.push({ position: r.position, commitTsUs: r.commitTsUs, fingerprint: part.fingerprint, message: Buffer.concat([prefix, block.data.subarray(offset, r.end)]) });
+          batch.push({ position: r.position, commitTsUs: r.commitTsUs, fingerprint: part.fingerprint, message: Buffer.concat([prefix, block.data.subarray(offset, r.end)]) });
           offset = r.end;
         }
+        yield batch;
       }
     }
-    return out;
   }
 
   private objectsOf(table: string, after: Position | null): Source[] {

@@ -59,7 +59,9 @@ export async function replayArchive(o: ReplayOptions): Promise<ReplayResult> {
     const fingerprint = entry?.fingerprint ?? records[0]?.fingerprint;
     if (!fingerprint) continue; // created after the moment asked for
     const state = new TableState((await o.schemas.resolve(BigInt(`0x${fingerprint}`))).version.table);
-    for (const r of await reader.snapshotRecords(snapshot, name)) state.apply((await o.codec.decode(r.message, { open: o.open })).event);
+    for await (const batch of reader.snapshotRecordBatches(snapshot, name)) {
+      for (const r of batch) state.apply((await o.codec.decode(r.message, { open: o.open })).event);
+    }
     for (const r of records) {
       if (cut && Position.compare(Position.commitOf(r.position), cut) > 0) break; // position order: nothing later is within
       state.apply((await o.codec.decode(r.message, { open: o.open })).event);

@@ -155,7 +155,8 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
     const worker = async (): Promise<void> => {
       for (let plan = queue.shift(); plan; plan = queue.shift()) {
         const state = result.tables.get(plan.name)!;
-        counts.set(plan.name, await o.target.writeTable(plan, state.allRows(), (n) => o.progress?.advance(n)));
+        const rows = o.target.rowOrder === 'any' ? state.unorderedRows() : state.allRows();
+        counts.set(plan.name, await o.target.writeTable(plan, rows, (n) => o.progress?.advance(n)));
         log.info({ table: plan.name, rows: counts.get(plan.name) }, 'table restored');
       }
     };

@@ -26,6 +26,14 @@ export class TableState {
     for (const k of [...this.rows.keys()].sort()) yield* this.rows.get(k)!;
   }
 
+  /**
+   * Every row in the order they were last put, for targets where order means nothing (a
+   * database table): no sort of every key and lookup of each (≈ 2 s for a million rows).
+   */
+  *unorderedRows(): Iterable<Row> {
+    for (const list of this.rows.values()) yield* list;
+  }
+
   apply(event: ChangeEvent): void {
     // Rows decode with the table version they were written with; keep the newest for output.
     this.schema = event.schema;

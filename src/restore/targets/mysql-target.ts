@@ -26,6 +26,7 @@ export const MYSQL_SESSION = [
  */
 export class MysqlTarget implements RestoreTarget {
   readonly description: string;
+  readonly rowOrder = 'any';
   private admin: mysql.Connection | null = null;
   private readonly created: string[] = [];
   private readonly uri: string;

@@ -20,6 +20,7 @@ const CHUNK_CHARS = 256 * 1024;
  */
 export class PostgresTarget implements RestoreTarget {
   readonly description: string;
+  readonly rowOrder = 'any';
   private admin: pg.Client | null = null;
   private readonly created = { tables: [] as string[], types: [] as string[], schemas: [] as string[] };
   /** Resolved column types per table, decided in `prepare`. */

@@ -28,6 +28,11 @@ export interface TablePlan {
 export interface RestoreTarget {
   /** Where, for messages and the audit log: never a password. */
   readonly description: string;
+  /**
+   * 'key' (the default): rows arrive ordered by primary key, so files of two restores compare
+   * line by line. 'any': the target does not care (a database table), which saves sorting.
+   */
+  readonly rowOrder?: 'key' | 'any';
   check(tables: readonly { schema: string; table: string }[]): Promise<void>;
   prepare(plans: readonly TablePlan[]): Promise<void>;
   writeTable(plan: TablePlan, rows: Iterable<Row>, progress: (rows: number) => void): Promise<number>;
