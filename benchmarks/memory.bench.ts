@@ -1,0 +1,211 @@
+/**
+ * Memory (issue 8, item 5): peak RSS of `chartlog run` for one single transaction of N rows
+ * (default 1,000,000) of the 12-column patient table (4 PHI columns), streamed and compacted.
+ *
+ *   node --import tsx benchmarks/memory.bench.ts [--rows 1000000] [--reps 3] [--max-buffered-batches N]
+ *
+ * Per repetition, in a fresh database on the private PostgreSQL 15 of scripts/services.sh:
+ *   - chartlog: `chartlog run` as a real process (embedded bus, file:// store in a temp
+ *     directory, file keyring) takes its base snapshot of the empty table and streams; then one
+ *     `INSERT … SELECT … FROM generate_series(1, N)` commits, and once the durable checkpoint
+ *     covers that commit, the process's VmHWM (peak resident set since it started) is read from
+ *     /proc/<pid>/status before it is stopped. VmRSS is also sampled every 50 ms as a check.
+ *   - reference: `pg_recvlogical` (pgoutput, the same publication of the same table, into
+ *     /dev/null) reading the same transaction in another fresh database; its VmHWM once the
+ *     slot's confirmed position covers the commit. It does no decoding, sealing, encoding or
+ *     storing, so the ratio is informational, not a goal.
+ * Also reported: rows/s of the transaction through chartlog (commit → durable in the store).
+ * Lower is better for memory. Writes benchmarks/results/memory.json.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import type pg from 'pg';
+import { BenchRun, goal, measurement, ratio, toolVersion } from './lib/bench-report.js';
+import { benchServices, stopBenchServices } from './lib/bench-services.js';
+import { BackgroundRun, parseLsn, pgBin, pgConnect, procMemoryMiB, RssSampler, waitForAnyCheckpoint, waitForCheckpoint, writeBenchConfig } from './lib/chartlog-pg-rig.js';
+import { PATIENT_PHI_COLUMNS, pgInsertPatients, pgPatientDdl } from './lib/patient-workload.js';
+import { createPgDatabase, type TestDatabase } from '../test/support/restore-engines.js';
+
+const { values: args } = parseArgs({
+  options: {
+    rows: { type: 'string', default: '1000000' },
+    reps: { type: 'string', default: '3' },
+    // Diagnostic: the embedded bus's backpressure threshold (bus.maxBufferedBatches), default chartlog's own.
+    'max-buffered-batches': { type: 'string' },
+  },
+});
+const ROWS = Number(args.rows);
+const REPS = Math.max(1, Number(args.reps));
+if (!Number.isInteger(ROWS) || ROWS < 1 || !Number.isInteger(REPS)) {
+  console.error('usage: memory.bench.ts [--rows N] [--reps N]');
+  process.exit(2);
+}
+const MAX_BUFFERED = args['max-buffered-batches'] === undefined ? undefined : Number(args['max-buffered-batches']);
+const GOAL_MB = 300;
+
+const TABLE = 'public.patients';
+/** The one big transaction; returns the WAL insert position just before its commit and when it committed. */
+async function bigTransaction(client: pg.Client): Promise<{ lsn: bigint; insertSeconds: number; committedAt: number }> {
+  const t = performance.now();
+  const results = (await client.query(
+    `BEGIN; ${pgInsertPatients('patients', 1, ROWS)}; SELECT pg_current_wal_insert_lsn()::text AS lsn; COMMIT`,
+  )) as unknown as pg.QueryResult[];
+  const committedAt = performance.now();
+  const lsn = parseLsn((results.find((r) => r.command === 'SELECT')!.rows[0] as { lsn: string }).lsn);
+  return { lsn, insertSeconds: (committedAt - t) / 1000, committedAt };
+}
+
+interface ChartlogRep {
+  hwmMiB: number;
+  /** VmRSS once streaming, after the base snapshot, before the transaction. */
+  idleMiB: number;
+  sampledMiB: number;
+  rowsPerSecond: number;
+  insertSeconds: number;
+  durableSeconds: number;
+}
+
+async function chartlogRep(rep: number, dbs: TestDatabase[]): Promise<ChartlogRep> {
+  const work = mkdtempSync(join(os.tmpdir(), 'chartlog-memory-bench-'));
+  const db = await createPgDatabase('mbench');
+  dbs.push(db);
+  let run: BackgroundRun | null = null;
+  try {
+    const client = await pgConnect(db.url);
+    await client.query(pgPatientDdl('patients'));
+    const setup = writeBenchConfig(work, `mbench_${process.pid}_${rep}`, db.url, TABLE, PATIENT_PHI_COLUMNS, { maxBufferedBatches: MAX_BUFFERED });
+    run = new BackgroundRun(setup, join(work, 'run.log'));
+    await run.streaming(120_000);
+    await waitForAnyCheckpoint(setup, 60_000, run);
+    const idle = procMemoryMiB(run.pid)?.rss ?? NaN;
+    const sampler = new RssSampler(run.pid);
+    const tx = await bigTransaction(client);
+    await client.end();
+    const durableAt = await waitForCheckpoint(setup, tx.lsn, 1_800_000, run);
+    const mem = procMemoryMiB(run.pid);
+    const sampled = sampler.stop();
+    if (!mem) throw new Error('could not read /proc/<pid>/status of chartlog run');
+    const code = await run.stop();
+    run = null;
+    if (code !== 0) throw new Error(`chartlog run exited with ${code}; see ${join(work, 'run.log')}`);
+    const durableSeconds = (durableAt - tx.committedAt) / 1000;
+    return { hwmMiB: mem.hwm, idleMiB: idle, sampledMiB: sampled, rowsPerSecond: ROWS / durableSeconds, insertSeconds: tx.insertSeconds, durableSeconds };
+  } finally {
+    if (run) await run.stop(10_000);
+    await db.drop();
+    dbs.splice(dbs.indexOf(db), 1);
+    if (process.env.KEEP) console.log(`kept ${work}`);
+    else rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function recvlogicalRep(rep: number, dbs: TestDatabase[]): Promise<{ hwmMiB: number; rowsPerSecond: number }> {
+  const db = await createPgDatabase('mbench_pgr');
+  dbs.push(db);
+  const slot = `mbench_pgr_${process.pid}_${rep}`;
+  let child: ReturnType<typeof spawn> | null = null;
+  try {
+    const client = await pgConnect(db.url);
+    await client.query(pgPatientDdl('patients'));
+    await client.query(`CREATE PUBLICATION mbench_pub FOR TABLE patients`);
+    await client.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
+    child = spawn(
+      pgBin('pg_recvlogical'),
+      ['-d', db.url, '--slot', slot, '--start', '--no-loop', '-o', 'proto_version=1', '-o', 'publication_names=mbench_pub', '-f', '/dev/null', '-F', '1', '-s', '1'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString('utf8')));
+    // Streaming once the slot is active.
+    for (let i = 0; ; i++) {
+      const { rows } = await client.query<{ active: boolean }>(`SELECT active FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+      if (rows[0]?.active) break;
+      if (child.exitCode !== null || i > 300) throw new Error(`pg_recvlogical did not start: ${stderr}`);
+      await sleep(50);
+    }
+    const tx = await bigTransaction(client);
+    let doneAt = 0;
+    for (;;) {
+      const { rows } = await client.query<{ lsn: string | null }>(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`, [slot]);
+      if (rows[0]?.lsn && parseLsn(rows[0].lsn) >= tx.lsn) {
+        doneAt = performance.now();
+        break;
+      }
+      if (child.exitCode !== null) throw new Error(`pg_recvlogical exited: ${stderr}`);
+      await sleep(50);
+    }
+    const mem = procMemoryMiB(child.pid!);
+    if (!mem) throw new Error('could not read /proc/<pid>/status of pg_recvlogical');
+    await client.end();
+    // pg_recvlogical reports its position once a second (-s 1): the slot lags what it read by up to that.
+    return { hwmMiB: mem.hwm, rowsPerSecond: ROWS / ((doneAt - tx.committedAt) / 1000) };
+  } finally {
+    if (child && child.exitCode === null) {
+      const exited = new Promise((r) => child!.once('exit', r));
+      child.kill('SIGINT');
+      await exited;
+    }
+    await db.drop();
+    dbs.splice(dbs.indexOf(db), 1);
+  }
+}
+
+async function main(): Promise<void> {
+  benchServices();
+  const bench = new BenchRun('memory', `Memory: peak RSS of chartlog run for a single ${ROWS.toLocaleString('en-US')}-row transaction, streamed and compacted`, 'node --import tsx benchmarks/memory.bench.ts' + (process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''), {
+    rows: ROWS,
+    reps: REPS,
+    ...(MAX_BUFFERED ? { busMaxBufferedBatches: MAX_BUFFERED } : {}),
+    table: 'benchmarks/lib/patient-workload.ts: 12 columns, 4 PHI (full_name, ssn, birth_date, address) sealed with AES-256-GCM',
+    transaction: `one INSERT … SELECT … FROM generate_series(1, ${ROWS}) (pgInsertPatients)`,
+    source: 'PostgreSQL 15 (scripts/services.sh), a fresh database per repetition',
+    chartlog: 'chartlog run as a process (embedded bus, file://, file keyring, default spill threshold); VmHWM from /proc/<pid>/status once the checkpoint covers the commit',
+    baseline: 'pg_recvlogical (pgoutput proto 1, into /dev/null) reading the same transaction; VmHWM once the slot confirms the commit',
+  });
+  bench.version('pg_recvlogical', toolVersion(pgBin('pg_recvlogical')));
+  bench.version('postgres', toolVersion(pgBin('postgres')));
+  const dbs: TestDatabase[] = [];
+  const ours: ChartlogRep[] = [];
+  const theirs: { hwmMiB: number; rowsPerSecond: number }[] = [];
+  try {
+    for (let rep = 0; rep < REPS; rep++) {
+      const o = await chartlogRep(rep, dbs);
+      ours.push(o);
+      const b = await recvlogicalRep(rep, dbs);
+      theirs.push(b);
+      console.log(
+        `rep ${rep + 1}/${REPS}: chartlog run peak RSS ${o.hwmMiB.toFixed(0)} MiB (sampled ${o.sampledMiB.toFixed(0)}, ${o.idleMiB.toFixed(0)} before the transaction), ${Math.round(o.rowsPerSecond)} rows/s commit → durable (${o.durableSeconds.toFixed(2)} s; insert ${o.insertSeconds.toFixed(2)} s); pg_recvlogical peak RSS ${b.hwmMiB.toFixed(1)} MiB`,
+      );
+    }
+    const chartlog = bench.add(measurement('chartlog run peak RSS (VmHWM)', 'MB', 'lower', 'chartlog', ours.map((o) => o.hwmMiB)));
+    const baseline = bench.add(measurement('pg_recvlogical peak RSS (VmHWM)', 'MB', 'lower', 'baseline', theirs.map((b) => b.hwmMiB)));
+    bench.add(measurement('chartlog run peak RSS (VmRSS sampled every 50 ms during the transaction)', 'MB', 'lower', 'detail', ours.map((o) => o.sampledMiB)));
+    bench.add(measurement('chartlog run RSS before the transaction (streaming, idle)', 'MB', 'lower', 'detail', ours.map((o) => o.idleMiB)));
+    bench.add(measurement('chartlog run rows/s (commit → durable in the store)', 'rows/s', 'higher', 'detail', ours.map((o) => o.rowsPerSecond)));
+    bench.add(measurement('chartlog run: commit → checkpoint covers it', 's', 'lower', 'detail', ours.map((o) => o.durableSeconds)));
+    bench.add(measurement('INSERT … SELECT generate_series transaction itself', 's', 'lower', 'detail', ours.map((o) => o.insertSeconds)));
+    bench.add(measurement('pg_recvlogical rows/s (commit → slot confirmed, ±1 s status interval)', 'rows/s', 'higher', 'detail', theirs.map((b) => b.rowsPerSecond)));
+    bench.addRatio(ratio(chartlog, baseline));
+    bench.addGoal(goal(`chartlog run peak RSS ≤ ${GOAL_MB} MB`, chartlog.median, 'MB', chartlog.median <= GOAL_MB));
+    bench.note('Lower is better. MB here are MiB (VmHWM kB / 1024).');
+    bench.note('The ratio (pg_recvlogical peak / chartlog peak) is informational, with no goal: pg_recvlogical writes the pgoutput stream to /dev/null and does no decoding, PHI sealing, Avro encoding, compaction or object storage.');
+    bench.note('The chartlog figure is the whole process: Node.js, tsx compiling src/ at start-up (bin/chartlog.js in a source checkout), the base snapshot of the empty table, then the transaction.');
+    bench.write();
+  } finally {
+    for (const db of dbs.splice(0)) await db.drop();
+    stopBenchServices();
+  }
+}
+
+try {
+  await main();
+} catch (err) {
+  console.error(err);
+  process.exitCode = 1;
+}
+// A client left open by a failure must not keep the process alive: cleanup ran in main's finally.
+process.exit();
