@@ -136,6 +136,9 @@ export class AvroWriter {
 export class AvroDecodeError extends Error {}
 
 export class AvroReader {
+  /** A private copy of the input, made at the first `bytes()`: every bytes value is a view of it. */
+  private owned: ArrayBuffer | undefined;
+
   constructor(
     readonly buf: Buffer,
     public pos: number,
@@ -221,11 +224,20 @@ export class AvroReader {
     return s;
   }
 
-  /** Bytes as a plain Uint8Array copy: the value model's bytes. */
+  /**
+   * Bytes as a plain Uint8Array (the value model's bytes) that does not share memory with the
+   * input: a view of one private copy of the input, so a message's bytes values cost one
+   * allocation together rather than one each.
+   */
   bytes(): Uint8Array {
-    const view = this.bytesView();
-    const out = new Uint8Array(view.length);
-    out.set(view);
+    const n = this.long();
+    this.need(n);
+    if (!this.owned) {
+      this.owned = new ArrayBuffer(this.buf.length);
+      new Uint8Array(this.owned).set(this.buf);
+    }
+    const out = new Uint8Array(this.owned, this.pos, n);
+    this.pos += n;
     return out;
   }
 
