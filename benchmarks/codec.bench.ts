@@ -118,6 +118,7 @@ function rawSealInputs(input: ChangeBatch[]): { plain: Uint8Array[]; aad: Uint8A
 
 function rawSeal(key: Uint8Array, plain: readonly Uint8Array[], aad: readonly Uint8Array[]): number {
   const nonces = Buffer.alloc(12 * 4096);
+  const iv = Buffer.alloc(12);
   let at = nonces.length;
   let bytes = 0;
   for (let i = 0; i < plain.length; i++) {
@@ -125,7 +126,8 @@ function rawSeal(key: Uint8Array, plain: readonly Uint8Array[], aad: readonly Ui
       randomFillSync(nonces);
       at = 0;
     }
-    const cipher = createCipheriv('aes-256-gcm', key, nonces.subarray(at, (at += 12)), { authTagLength: 16 });
+    nonces.copy(iv, 0, at, (at += 12));
+    const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: 16 });
     cipher.setAAD(aad[i]!);
     bytes += cipher.update(plain[i]!).length + cipher.final().length + cipher.getAuthTag().length;
   }
