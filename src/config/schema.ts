@@ -153,6 +153,12 @@ const bus = z
       .min(1)
       .default(1024)
       .describe('Embedded bus: batches held before the connector is paused (backpressure).'),
+    maxBufferedBytes: z
+      .number()
+      .int()
+      .min(1024 * 1024)
+      .default(32 * 1024 * 1024)
+      .describe('Embedded bus: encoded bytes held before the connector is paused; bounds memory during large transactions.'),
     kafka: kafka.optional(),
   })
   .describe('Where change records travel between the connectors and the compactor.');
@@ -206,7 +212,7 @@ const phi = z
 export const configSchema = z
   .strictObject({
     sources: z.array(source).min(1).describe('Databases to capture.'),
-    bus: bus.default({ type: 'embedded', maxBufferedBatches: 1024 }),
+    bus: bus.default({ type: 'embedded', maxBufferedBatches: 1024, maxBufferedBytes: 32 * 1024 * 1024 }),
     storage,
     segments: z
       .strictObject({

@@ -110,7 +110,7 @@ async function runEmbeddedSourcePipeline(deps: SourcePipelineDeps, signal: Abort
   const log = logger().child({ source: source.name });
   const { checkpoint, snapshotId } = await prepareSource(deps, signal);
 
-  const bus = new EmbeddedBus(config.bus.maxBufferedBatches);
+  const bus = new EmbeddedBus(config.bus.maxBufferedBatches, config.bus.maxBufferedBytes);
   const compactor = new Compactor(
     store,
     source.name,
