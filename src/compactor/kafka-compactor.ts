@@ -113,6 +113,9 @@ export class KafkaCompactor {
   private lastMessageAt = 0;
   private nextFlushAt = 0;
   private lock: Promise<void> = Promise.resolve();
+  /** Callers of `caughtUp`, told after each checkpoint and when the compactor stops. */
+  private readonly settleWaiters = new Set<() => void>();
+  private ended = false;
   /** Cuts the wait between flushes short (stop, failure, new consumer needed). */
   private wake = new AbortController();
   /** Counters for tests and metrics. */
@@ -187,8 +190,48 @@ export class KafkaCompactor {
       }
     } finally {
       signal.removeEventListener('abort', onAbort);
+      this.ended = true;
+      this.notifySettleWaiters();
     }
     if (this.failure) throw this.failure;
+  }
+
+  /**
+   * Waits, while the consumer keeps running, until every transaction up to `position` is
+   * settled (stored whole and checkpointed): 'settled'; or until `timeoutMs` passes: 'timeout';
+   * or until the compactor stops or fails first: 'stopped'.
+   *
+   * A clean stop calls it with the newest position its producer made durable in Kafka before it
+   * stops the compactor. Partitions are consumed independently and one can lag far behind the
+   * others — the single transactions partition carries two records per transaction — so table
+   * events can be stored while their END records are still only in Kafka; stopping at that
+   * moment would leave the store with events no logged transaction accounts for until the next
+   * run.
+   */
+  async caughtUp(position: Position, timeoutMs: number): Promise<'settled' | 'timeout' | 'stopped'> {
+    const state = () => {
+      if (this.settled !== null && Position.compare(this.settled, position) >= 0) return 'settled' as const;
+      return this.failure || this.abandoned || this.ended ? ('stopped' as const) : null;
+    };
+    const now = state();
+    if (now) return now;
+    return await new Promise((resolve) => {
+      const check = () => {
+        const s = state();
+        if (s) finish(s);
+      };
+      const finish = (s: 'settled' | 'timeout' | 'stopped') => {
+        clearTimeout(timer);
+        this.settleWaiters.delete(check);
+        resolve(s);
+      };
+      const timer = setTimeout(() => finish('timeout'), timeoutMs);
+      this.settleWaiters.add(check);
+    });
+  }
+
+  private notifySettleWaiters(): void {
+    for (const check of [...this.settleWaiters]) check();
   }
 
   /**
@@ -198,6 +241,7 @@ export class KafkaCompactor {
   async abandon(): Promise<void> {
     this.abandoned = true;
     this.wake.abort();
+    this.notifySettleWaiters();
   }
 
   /** Seals every open hour the settled stream (or the clock, when quiet) has left behind. */
@@ -345,6 +389,7 @@ export class KafkaCompactor {
     if (this.settled && (!before || !Position.equals(before, this.settled))) {
       await writeCheckpoint(this.store, { source: this.source, position: this.settled, commitTsUs: this.settledCommitUs, snapshotId: this.options.snapshotId }, this.signal);
       logger().debug({ source: this.source, settled: Position.format(this.settled), objects: written.objects.length }, 'kafka compactor: parts durable, checkpoint written');
+      this.notifySettleWaiters();
     }
     if (this.abandoned) return;
     await this.commit();
@@ -465,5 +510,6 @@ export class KafkaCompactor {
       logger().error({ err: this.failure, source: this.source }, 'kafka compactor stopped');
     }
     this.wake.abort();
+    this.notifySettleWaiters();
   }
 }
