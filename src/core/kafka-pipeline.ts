@@ -131,8 +131,11 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
   // independently (the transactions partition often last), so let it catch up before it stops.
   const target = bus.durablePosition ?? start;
   if (compactor && target) {
+    const waitFrom = Date.now();
     const drained = await compactor.caughtUp(target, options.drainTimeoutMs ?? DRAIN_TIMEOUT_MS);
-    if (drained === 'timeout') {
+    if (drained === 'settled' && Date.now() - waitFrom >= 10) {
+      log.info({ upTo: Position.format(target), waitedMs: Date.now() - waitFrom }, 'the compactor stored everything Kafka holds');
+    } else if (drained === 'timeout') {
       const settled = compactor.settledPosition;
       log.warn(
         { upTo: Position.format(target), settled: settled ? Position.format(settled) : null },
