@@ -2,7 +2,8 @@
  * Memory (issue 8, item 5): peak RSS of `chartlog run` for one single transaction of N rows
  * (default 1,000,000) of the 12-column patient table (4 PHI columns), streamed and compacted.
  *
- *   node --import tsx benchmarks/memory.bench.ts [--rows 1000000] [--reps 3] [--max-buffered-batches N]
+ *   node --import tsx benchmarks/memory.bench.ts [--rows 1000000] [--reps 3] [--diagnose auto|always|never]
+ *        [--max-buffered-batches N] [--max-buffered-bytes N]
  *
  * Per repetition, in a fresh database on the private PostgreSQL 15 of scripts/services.sh:
  *   - chartlog: `chartlog run` as a real process (embedded bus, file:// store in a temp
@@ -15,6 +16,8 @@
  *     slot's confirmed position covers the commit. It does no decoding, sealing, encoding or
  *     storing, so the ratio is informational, not a goal.
  * Also reported: rows/s of the transaction through chartlog (commit → durable in the store).
+ * When the goal is missed, one more chartlog repetition per diagnosis variant (a smaller bus, a
+ * capped V8 heap) says what the peak is made of.
  * Lower is better for memory. Writes benchmarks/results/memory.json.
  */
 import { spawn } from 'node:child_process';
@@ -24,7 +27,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import type pg from 'pg';
-import { BenchRun, goal, measurement, ratio, toolVersion } from './lib/bench-report.js';
+import { BenchRun, goal, measurement, median, ratio, toolVersion } from './lib/bench-report.js';
 import { benchServices, stopBenchServices } from './lib/bench-services.js';
 import { BackgroundRun, parseLsn, pgBin, pgConnect, procMemoryMiB, RssSampler, waitForAnyCheckpoint, waitForCheckpoint, writeBenchConfig } from './lib/chartlog-pg-rig.js';
 import { PATIENT_PHI_COLUMNS, pgInsertPatients, pgPatientDdl } from './lib/patient-workload.js';
@@ -34,8 +37,11 @@ const { values: args } = parseArgs({
   options: {
     rows: { type: 'string', default: '1000000' },
     reps: { type: 'string', default: '3' },
-    // Diagnostic: the embedded bus's backpressure threshold (bus.maxBufferedBatches), default chartlog's own.
+    // The embedded bus's backpressure thresholds (bus.maxBufferedBatches, bus.maxBufferedBytes); default chartlog's own.
     'max-buffered-batches': { type: 'string' },
+    'max-buffered-bytes': { type: 'string' },
+    // When the goal is missed (auto) or always: one more repetition per variant in DIAGNOSES.
+    diagnose: { type: 'string', default: 'auto' },
   },
 });
 const ROWS = Number(args.rows);
@@ -44,7 +50,31 @@ if (!Number.isInteger(ROWS) || ROWS < 1 || !Number.isInteger(REPS)) {
   console.error('usage: memory.bench.ts [--rows N] [--reps N]');
   process.exit(2);
 }
-const MAX_BUFFERED = args['max-buffered-batches'] === undefined ? undefined : Number(args['max-buffered-batches']);
+const optionalNumber = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+const BUS = { maxBufferedBatches: optionalNumber(args['max-buffered-batches']), maxBufferedBytes: optionalNumber(args['max-buffered-bytes']) };
+const DIAGNOSE = args.diagnose as 'auto' | 'always' | 'never';
+if (!['auto', 'always', 'never'].includes(DIAGNOSE)) {
+  console.error('--diagnose: expected auto, always or never');
+  process.exit(2);
+}
+/**
+ * What the diagnosis changes, one repetition each: a smaller bus (how much of the peak is events
+ * queued between the connector and the compactor) and a capped V8 old space (how much is
+ * garbage the default heap sizing lets accumulate rather than data the process needs).
+ */
+interface Variant {
+  label: string;
+  bus?: { maxBufferedBatches?: number; maxBufferedBytes?: number };
+  postgres?: { spillThresholdBytes?: number };
+  nodeArgs?: string[];
+  env?: Record<string, string>;
+}
+const DIAGNOSES: Variant[] = [
+  { label: 'bus.maxBufferedBytes 8 MiB (default 32 MiB)', bus: { maxBufferedBytes: 8 * 2 ** 20 } },
+  { label: 'node --max-old-space-size=160', nodeArgs: ['--max-old-space-size=160'] },
+  { label: 'postgres.spillThresholdBytes 8 MiB (default 64 MiB)', postgres: { spillThresholdBytes: 8 * 2 ** 20 } },
+  { label: 'spillThresholdBytes 8 MiB + bus.maxBufferedBytes 8 MiB', bus: { maxBufferedBytes: 8 * 2 ** 20 }, postgres: { spillThresholdBytes: 8 * 2 ** 20 } },
+];
 const GOAL_MB = 300;
 
 const TABLE = 'public.patients';
@@ -69,7 +99,7 @@ interface ChartlogRep {
   durableSeconds: number;
 }
 
-async function chartlogRep(rep: number, dbs: TestDatabase[]): Promise<ChartlogRep> {
+async function chartlogRep(rep: number | string, dbs: TestDatabase[], variant: Variant = { label: 'default', bus: BUS }): Promise<ChartlogRep> {
   const work = mkdtempSync(join(os.tmpdir(), 'chartlog-memory-bench-'));
   const db = await createPgDatabase('mbench');
   dbs.push(db);
@@ -77,8 +107,8 @@ async function chartlogRep(rep: number, dbs: TestDatabase[]): Promise<ChartlogRe
   try {
     const client = await pgConnect(db.url);
     await client.query(pgPatientDdl('patients'));
-    const setup = writeBenchConfig(work, `mbench_${process.pid}_${rep}`, db.url, TABLE, PATIENT_PHI_COLUMNS, { maxBufferedBatches: MAX_BUFFERED });
-    run = new BackgroundRun(setup, join(work, 'run.log'));
+    const setup = writeBenchConfig(work, `mbench_${process.pid}_${rep}`, db.url, TABLE, PATIENT_PHI_COLUMNS, variant.bus, variant.postgres);
+    run = new BackgroundRun(setup, join(work, 'run.log'), variant.nodeArgs, variant.env);
     await run.streaming(120_000);
     await waitForAnyCheckpoint(setup, 60_000, run);
     const idle = procMemoryMiB(run.pid)?.rss ?? NaN;
@@ -159,7 +189,8 @@ async function main(): Promise<void> {
   const bench = new BenchRun('memory', `Memory: peak RSS of chartlog run for a single ${ROWS.toLocaleString('en-US')}-row transaction, streamed and compacted`, 'node --import tsx benchmarks/memory.bench.ts' + (process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''), {
     rows: ROWS,
     reps: REPS,
-    ...(MAX_BUFFERED ? { busMaxBufferedBatches: MAX_BUFFERED } : {}),
+    ...(BUS.maxBufferedBatches ? { busMaxBufferedBatches: BUS.maxBufferedBatches } : {}),
+    ...(BUS.maxBufferedBytes ? { busMaxBufferedBytes: BUS.maxBufferedBytes } : {}),
     table: 'benchmarks/lib/patient-workload.ts: 12 columns, 4 PHI (full_name, ssn, birth_date, address) sealed with AES-256-GCM',
     transaction: `one INSERT … SELECT … FROM generate_series(1, ${ROWS}) (pgInsertPatients)`,
     source: 'PostgreSQL 15 (scripts/services.sh), a fresh database per repetition',
@@ -194,6 +225,25 @@ async function main(): Promise<void> {
     bench.note('Lower is better. MB here are MiB (VmHWM kB / 1024).');
     bench.note('The ratio (pg_recvlogical peak / chartlog peak) is informational, with no goal: pg_recvlogical writes the pgoutput stream to /dev/null and does no decoding, PHI sealing, Avro encoding, compaction or object storage.');
     bench.note('The chartlog figure is the whole process: Node.js, tsx compiling src/ at start-up (bin/chartlog.js in a source checkout), the base snapshot of the empty table, then the transaction.');
+    if (DIAGNOSE === 'always' || (DIAGNOSE === 'auto' && chartlog.median > GOAL_MB)) {
+      const seen: string[] = [];
+      for (const [i, variant] of DIAGNOSES.entries()) {
+        let d: ChartlogRep;
+        try {
+          d = await chartlogRep(`d${i}`, dbs, variant);
+        } catch (err) {
+          // A capped heap may be too small: that is an answer too.
+          seen.push(`${variant.label}: failed (${(err as Error).message.split('\n')[0]})`);
+          continue;
+        }
+        bench.add(measurement(`diagnosis: peak RSS with ${variant.label} (1 rep)`, 'MB', 'lower', 'detail', [d.hwmMiB]));
+        bench.add(measurement(`diagnosis: rows/s with ${variant.label} (1 rep)`, 'rows/s', 'higher', 'detail', [d.rowsPerSecond]));
+        seen.push(`${variant.label}: ${Math.round(d.hwmMiB)} MB, ${Math.round(d.rowsPerSecond).toLocaleString('en-US')} rows/s`);
+      }
+      bench.note(
+        `Diagnosis (one repetition each): ${seen.join('; ')}; as configured: ${Math.round(chartlog.median)} MB, ${Math.round(median(ours.map((o) => o.rowsPerSecond))).toLocaleString('en-US')} rows/s; before the transaction ${Math.round(median(ours.map((o) => o.idleMiB)))} MB.`,
+      );
+    }
     bench.write();
   } finally {
     for (const db of dbs.splice(0)) await db.drop();

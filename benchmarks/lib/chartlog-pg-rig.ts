@@ -48,7 +48,15 @@ export interface BenchSetup {
  * A chartlog configuration in `work`: one PostgreSQL source capturing `table`, with its PHI
  * columns sealed by a new file keyring kept outside the backup root.
  */
-export function writeBenchConfig(work: string, sourceName: string, url: string, table: string, phi: readonly string[], bus: { maxBufferedBatches?: number } = {}): BenchSetup {
+export function writeBenchConfig(
+  work: string,
+  sourceName: string,
+  url: string,
+  table: string,
+  phi: readonly string[],
+  bus: { maxBufferedBatches?: number; maxBufferedBytes?: number } = {},
+  postgres: { spillThresholdBytes?: number } = {},
+): BenchSetup {
   const keyring = join(work, 'keys', 'keyring.json');
   mkdirSync(join(work, 'keys'), { mode: 0o700 });
   FileKeyring.create(keyring);
@@ -58,8 +66,8 @@ export function writeBenchConfig(work: string, sourceName: string, url: string, 
     configFile,
     [
       'sources:',
-      `  - { name: ${sourceName}, type: postgres, url: "${url}", tables: [${table}] }`,
-      `bus: { type: embedded${bus.maxBufferedBatches ? `, maxBufferedBatches: ${bus.maxBufferedBatches}` : ''} }`,
+      `  - { name: ${sourceName}, type: postgres, url: "${url}", tables: [${table}]${postgres.spillThresholdBytes ? `, postgres: { spillThresholdBytes: ${postgres.spillThresholdBytes} }` : ''} }`,
+      `bus: { type: embedded${bus.maxBufferedBatches ? `, maxBufferedBatches: ${bus.maxBufferedBatches}` : ''}${bus.maxBufferedBytes ? `, maxBufferedBytes: ${bus.maxBufferedBytes}` : ''} }`,
       `storage: { url: "file://${backupDir}" }`,
       'phi:',
       `  keyring: "file://${keyring}"`,
@@ -108,9 +116,10 @@ export class BackgroundRun {
   readonly child: ChildProcess;
   private readonly exited: Promise<number | null>;
 
-  constructor(setup: BenchSetup, readonly logFile: string) {
+  /** `nodeArgs` go to node before the script, `env` adds to the environment (both for diagnoses). */
+  constructor(setup: BenchSetup, readonly logFile: string, nodeArgs: readonly string[] = [], env: Record<string, string> = {}) {
     const log = createWriteStream(logFile, { flags: 'a' });
-    this.child = spawn(process.execPath, [chartlogBin, 'run', '--config', setup.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, [...nodeArgs, chartlogBin, 'run', '--config', setup.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     this.child.stdout!.pipe(log);
     this.child.stderr!.pipe(log);
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
