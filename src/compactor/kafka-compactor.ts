@@ -355,6 +355,10 @@ export class KafkaCompactor {
     if (this.isSettled(tx)) this.stats.skipped++;
     this.stats.messages++;
     const key = tpKey(topic, partition);
+    // The group already resumes at (or before) the first offset this member was given: a
+    // commit of that offset would say nothing new. Without this baseline a flush with nothing
+    // to write (say, only a BEGIN taken) committed offset 0 while the store refused writes.
+    if (!this.committed.has(key)) this.committed.set(key, offset);
     let p = this.pending.progress.get(key);
     if (!p) this.pending.progress.set(key, (p = { topic, partition, entries: [], next: 0n }));
     if (!this.isSettled(tx)) p.entries.push({ offset, tx });

@@ -21,7 +21,7 @@ const TAG_BYTES = 6;
 const TAG_ARRAY = 7;
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder('utf-8', { fatal: true });
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }); // keep a leading U+FEFF: it is data
 
 class Writer {
   private buf = new Uint8Array(64);
