@@ -7,20 +7,8 @@
  * For self time per file or function, see cpu-profile-summary.ts.
  */
 import { readFileSync } from 'node:fs';
+import type { CpuProfile } from './cpu-profile-summary.js';
 
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  children?: number[];
-}
-
-interface CpuProfile {
-  nodes: ProfileNode[];
-  startTime: number;
-  endTime: number;
-  samples: number[];
-  timeDeltas: number[];
-}
 
 const PHASES: [string, (url: string, fn: string) => boolean][] = [
   ['GC', (u, f) => u === '' && f === '(garbage collector)'],
