@@ -7,6 +7,8 @@ import { qualifiedName, UNCHANGED, type CellValue, type Row, type TableSchema } 
 import type { ColumnPolicy } from '../phi/column-policy.js';
 import type { KeyManager } from '../phi/key-manager.js';
 import { serializeCell, serializeCellTransient } from '../phi/cell-serialization.js';
+import type { SealPool } from '../phi/seal-pool.js';
+import { SealJobBuilder } from '../phi/seal-jobs.js';
 import { isSealedUnder, keyAad, openValueWithAad, placeAad, SealArena, sealedKeyId, sealedLength, sealInto, type DataKey, type KeyPart } from '../phi/sealer.js';
 import { AvroDecodeError, AvroReader, AvroWriter, NotDirect } from './avro-binary.js';
 import { MARKER_NAME, toAvroSchema } from './avro-schema.js';
@@ -47,6 +49,10 @@ export interface AvroCodecOptions {
    * audited). Gets names, positions and key ids only, never values.
    */
   onOpen?: (entry: OpenAuditEntry) => void;
+  /** Seals the PHI of large batches on worker threads; absent: everything on this thread. */
+  sealPool?: SealPool;
+  /** Batches of at least this many events go to the pool (default 16): below, a thread's round trip costs more than it saves. */
+  sealPoolFromEvents?: number;
 }
 
 /** What an audit log records about one opening. */
@@ -136,6 +142,9 @@ export class AvroCodec {
   private readonly arena = new SealArena();
   /** The message being written (direct path), reused for every event. */
   private readonly writer = new AvroWriter();
+  /** Seals large batches on worker threads (optional). */
+  private readonly sealPool: SealPool | undefined;
+  private readonly sealPoolFrom: number;
 
   constructor(options: AvroCodecOptions) {
     this.source = options.source;
@@ -146,6 +155,8 @@ export class AvroCodec {
     this.keys = options.keys;
     this.clock = options.clock ?? (() => BigInt(Date.now()) * 1000n);
     this.onOpen = options.onOpen;
+    this.sealPool = options.sealPool;
+    this.sealPoolFrom = options.sealPoolFromEvents ?? 16;
   }
 
   /**
@@ -162,6 +173,7 @@ export class AvroCodec {
       throw new ChartlogError('internal', `batch of source ${batch.source} given to the codec of ${this.source}`);
     }
     for (const t of batch.schemaChanges ?? []) await this.compile(t);
+    if (this.sealPool && batch.events.length >= this.sealPoolFrom) return this.encodeBatchOnPool(batch, this.sealPool);
     const out: BusMessage[] = [];
     const tsUs = this.clock();
     for (const event of batch.events) {
@@ -178,6 +190,48 @@ export class AvroCodec {
       });
     }
     return out;
+  }
+
+  /**
+   * `encodeBatch` for a large batch: every message is written into one buffer with a hole where
+   * each sealed value goes, the holes are sealed on the pool's thread while this thread goes on
+   * (the pipeline reads the next transaction meanwhile), and the messages are views of the
+   * sealed buffer. Events the direct writer cannot take (sealed key columns, whose sealed bytes
+   * are part of the other columns' AAD, and values avsc writes) are sealed here as before.
+   */
+  private async encodeBatchOnPool(batch: ChangeBatch, pool: SealPool): Promise<BusMessage[]> {
+    const tsUs = this.clock();
+    const w = new AvroWriter(Math.min(64 * 1024 * 1024, 256 * batch.events.length + 1024));
+    const jobs = new SealJobBuilder();
+    const spans: { table: string; fingerprint: string; key: Uint8Array | null; position: Position; start: number; end: number }[] = [];
+    for (const event of batch.events) {
+      const compiled = this.compiled.get(event.schema) ?? (await this.compile(event.schema));
+      let dek: DataKey | null = null;
+      if (compiled.sealedColumns.length > 0) dek = this.keys?.sealWith(sealedCells(compiled, event)) ?? (await this.dataKey(compiled, event));
+      const start = w.pos;
+      const jobsBefore = jobs.count;
+      let written = false;
+      if (compiled.direct && !compiled.needsPlainKeyAad && OPS.has(event.op)) {
+        try {
+          this.writeEnvelope(w, compiled, event, batch, tsUs, dek, qualifiedName(event.schema), false, jobs);
+          written = true;
+        } catch (err) {
+          if (!(err instanceof NotDirect)) throw err;
+          w.pos = start;
+          jobs.truncate(jobsBefore);
+        }
+      }
+      if (!written) w.raw(this.encodeEvent(compiled, event, batch, tsUs, dek));
+      spans.push({ table: qualifiedName(event.schema), fingerprint: compiled.registered.fingerprintHex, key: this.partitionKey(compiled, event), position: event.position, start, end: w.pos });
+    }
+    const sealed = await pool.seal(jobs.take(), w.result());
+    return spans.map((m) => ({
+      table: m.table,
+      fingerprint: m.fingerprint,
+      key: m.key,
+      value: Buffer.from(sealed.buffer, sealed.byteOffset + m.start, m.end - m.start),
+      position: m.position,
+    }));
   }
 
   /**
@@ -431,10 +485,20 @@ export class AvroCodec {
   }
 
   /** The envelope straight to Avro binary: what avsc writes for encodeEvent's envelope object. */
-  private writeEnvelope(w: AvroWriter, compiled: CompiledTable, event: ChangeEvent, batch: ChangeBatch, tsUs: bigint, dek: DataKey | null, table: string, presealed: boolean): void {
+  private writeEnvelope(
+    w: AvroWriter,
+    compiled: CompiledTable,
+    event: ChangeEvent,
+    batch: ChangeBatch,
+    tsUs: bigint,
+    dek: DataKey | null,
+    table: string,
+    presealed: boolean,
+    jobs: SealJobBuilder | null = null,
+  ): void {
     w.raw(compiled.header);
-    this.writeImage(w, compiled, event.before, dek, table, presealed);
-    this.writeImage(w, compiled, event.after, dek, table, presealed);
+    this.writeImage(w, compiled, event.before, dek, table, presealed, jobs);
+    this.writeImage(w, compiled, event.after, dek, table, presealed, jobs);
     w.string(event.op);
     w.string(this.connector);
     w.string(this.source);
@@ -453,8 +517,11 @@ export class AvroCodec {
     w.bigLong(tsUs);
   }
 
-  /** One row image (or null); sealed values are sealed straight into the message. */
-  private writeImage(w: AvroWriter, compiled: CompiledTable, row: Row | null, dek: DataKey | null, table: string, presealed: boolean): void {
+  /**
+   * One row image (or null); sealed values are sealed straight into the message, or, with
+   * `jobs`, left as holes of their sealed length that the jobs fill later.
+   */
+  private writeImage(w: AvroWriter, compiled: CompiledTable, row: Row | null, dek: DataKey | null, table: string, presealed: boolean, jobs: SealJobBuilder | null): void {
     if (!row) {
       w.long(0);
       return;
@@ -487,7 +554,10 @@ export class AvroCodec {
         const n = sealedLength(plaintext.length);
         w.long(n);
         w.ensure(n);
-        w.pos = sealInto(requireDek(dek, table, c.name), plaintext, c.place, key, w.buf, w.pos);
+        if (jobs) {
+          jobs.add(requireDek(dek, table, c.name), plaintext, c.place, key, w.pos);
+          w.pos += n;
+        } else w.pos = sealInto(requireDek(dek, table, c.name), plaintext, c.place, key, w.buf, w.pos);
       } else {
         try {
           c.mapping.write(w, v, 1);

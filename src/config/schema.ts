@@ -207,6 +207,13 @@ const phi = z
         maxValues: z.number().int().positive().default(100_000_000).describe('Start a new data key after sealing this many values.'),
       })
       .default({ maxAgeHours: 24, maxValues: 100_000_000 }),
+    sealThreads: z
+      .number()
+      .int()
+      .min(0)
+      .max(16)
+      .default(1)
+      .describe('Worker threads that seal the PHI of large transactions beside the thread reading the source; 0 seals everything on that thread.'),
   })
   .describe('Which columns are PHI and how they are sealed.');
 

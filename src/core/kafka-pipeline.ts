@@ -5,6 +5,7 @@ import { KafkaCompactor } from '../compactor/kafka-compactor.js';
 import { ChartlogError, isRetriable, toChartlogError } from './errors.js';
 import { logger } from './logger.js';
 import { prepareSource, type SourcePipelineDeps } from './pipeline.js';
+import { PublishAhead } from './publish-ahead.js';
 import { Position } from './position.js';
 
 export interface KafkaPipelineOptions {
@@ -84,6 +85,7 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
   let last = start;
   let connected = false;
   let failure: ChartlogError | null = null;
+  const ahead = new PublishAhead(last, source.name, (b) => encoder.encode(b), (b) => bus.publish(b));
   for (let attempt = 0; !reading.signal.aborted; ) {
     try {
       if (!connected) {
@@ -99,11 +101,11 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
       }
       for await (const batch of connector.stream({ from: last, signal: reading.signal })) {
         if (last && Position.compare(batch.position, last) <= 0) continue;
-        const messages = await encoder.encode(batch);
-        await bus.publish({ source: source.name, position: batch.position, previous: last, txId: batch.txId, commitTsUs: batch.commitTsUs, messages });
+        await ahead.push(batch, last);
         last = batch.position;
         attempt = 0;
       }
+      await ahead.drain();
       break;
     } catch (err) {
       const e = toChartlogError(err);
@@ -114,6 +116,7 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
       }
       // What was queued is either sent now or dropped by the failed bus: restart right after
       // what Kafka acknowledged (or the checkpoint when nothing was, this run).
+      await ahead.recover();
       await bus.flush().catch(() => undefined);
       last = bus.durablePosition ?? start;
       bus.reset();
@@ -125,6 +128,11 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
   }
 
   signal.removeEventListener('abort', stopReading);
+  // What was read before the stop is handed to Kafka before the bus closes.
+  const unpublished = await ahead.drain().then(
+    () => null,
+    (err: unknown) => toChartlogError(err),
+  );
   let closeError: ChartlogError | null = null;
   await bus.close().catch((err: unknown) => (closeError = toChartlogError(err)));
   // Kafka holds every transaction up to `target`; the compactor's partitions are consumed
@@ -146,7 +154,7 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
   compactorStop.abort();
   const compactorError = await compacting;
   await connector.close();
-  const err = failure ?? compactorError ?? closeError;
+  const err = failure ?? compactorError ?? closeError ?? unpublished;
   if (err) throw err;
   const durable = bus.durablePosition;
   log.info({ upTo: durable ? Position.format(durable) : null }, 'stopped; everything Kafka acknowledged is acknowledged to the source');

@@ -14,6 +14,7 @@ import { logger } from './logger.js';
 import { Position } from './position.js';
 import type { SourceConnector } from './source-connector.js';
 import { runKafkaSourcePipeline } from './kafka-pipeline.js';
+import { PublishAhead } from './publish-ahead.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface SourcePipelineDeps {
@@ -140,17 +141,18 @@ async function runEmbeddedSourcePipeline(deps: SourcePipelineDeps, signal: Abort
 
   let last: Position | null = checkpoint?.position ?? null;
   let failure: ChartlogError | null = null;
+  const ahead = new PublishAhead(last, source.name, (b) => encoder.encode(b), (b) => bus.publish(b));
   log.info({ from: last ? Position.format(last) : null }, 'pipeline streaming');
   for (let attempt = 0; !signal.aborted; ) {
     try {
       for await (const batch of connector.stream({ from: last, signal })) {
         // Redelivered after a reconnect: already on its way to the store.
         if (last && Position.compare(batch.position, last) <= 0) continue;
-        const messages = await encoder.encode(batch);
-        await bus.publish({ source: source.name, position: batch.position, previous: last, txId: batch.txId, commitTsUs: batch.commitTsUs, messages });
+        await ahead.push(batch, last);
         last = batch.position;
         attempt = 0;
       }
+      await ahead.drain();
       break;
     } catch (err) {
       const e = toChartlogError(err);
@@ -159,6 +161,8 @@ async function runEmbeddedSourcePipeline(deps: SourcePipelineDeps, signal: Abort
         failure = e;
         break;
       }
+      // A batch read but not published is read again.
+      last = await ahead.recover();
       attempt++;
       const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
       log.warn({ err: e, attempt, delayMs: delay }, 'source stream failed; reconnecting from the last published position');
@@ -166,10 +170,16 @@ async function runEmbeddedSourcePipeline(deps: SourcePipelineDeps, signal: Abort
     }
   }
 
+  // What was read before the stop is published before the bus closes.
+  const unpublished = await ahead.drain().then(
+    () => null,
+    (err: unknown) => toChartlogError(err),
+  );
   bus.close();
   const compactorError = await compactorFailed;
   await connector.close();
-  const err = failure ?? compactorError;
+  // A publish fails when the compactor closed the bus: the compactor's error says why.
+  const err = failure ?? compactorError ?? unpublished;
   if (err) throw err;
   log.info({ upTo: last ? Position.format(last) : null }, 'stopped; everything read is durable and acknowledged');
 }

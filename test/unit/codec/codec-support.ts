@@ -6,6 +6,7 @@ import { SchemaStore } from '../../../src/codec/schema-store.js';
 import { createLogger, type Logger } from '../../../src/core/logger.js';
 import { ColumnPolicy, type PhiPolicyConfig } from '../../../src/phi/column-policy.js';
 import { KeyManager } from '../../../src/phi/key-manager.js';
+import type { SealPool } from '../../../src/phi/seal-pool.js';
 import { FileKeyring } from '../../../src/phi/keyring/file-keyring.js';
 import type { Keyring } from '../../../src/phi/keyring/keyring.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
@@ -28,7 +29,9 @@ export interface CodecRig {
   reader(options?: { withKeys?: boolean; keyring?: Keyring; onOpen?: AvroCodecOptions['onOpen'] }): AvroCodec;
 }
 
-export function codecRig(options: { source?: string; connector?: string; policy?: PhiPolicyConfig; log?: Logger; keyring?: Keyring } = {}): CodecRig {
+export function codecRig(
+  options: { source?: string; connector?: string; policy?: PhiPolicyConfig; log?: Logger; keyring?: Keyring; sealPool?: SealPool; sealPoolFromEvents?: number } = {},
+): CodecRig {
   const source = options.source ?? 'clinic';
   const log = options.log ?? quietLog;
   const store = new MemoryObjectStore();
@@ -41,6 +44,7 @@ export function codecRig(options: { source?: string; connector?: string; policy?
     schemas: new SchemaStore({ source, store, log }),
     ...(options.policy ? { policy: new ColumnPolicy(options.policy) } : {}),
     keys,
+    ...(options.sealPool ? { sealPool: options.sealPool, sealPoolFromEvents: options.sealPoolFromEvents ?? 1 } : {}),
   });
   return {
     store,

@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, test } from 'node:test';
+import { SealJobBuilder, sealJobs } from '../../../src/phi/seal-jobs.js';
+import { SealPool } from '../../../src/phi/seal-pool.js';
+import { openParts, sealedLength, type DataKey } from '../../../src/phi/sealer.js';
+
+function dek(): DataKey {
+  const id = new Uint8Array(randomBytes(16));
+  return { id, idHex: Buffer.from(id).toString('hex'), key: new Uint8Array(randomBytes(32)) };
+}
+
+const place = new TextEncoder().encode('clinic public.patients ssn');
+
+/** `n` values under two keys, each in a hole after 3 bytes of filler that must stay as it was. */
+function jobsFor(n: number, keys: DataKey[]): { builder: SealJobBuilder; out: Uint8Array; holes: { at: number; len: number; plain: string; key: Uint8Array; dek: DataKey }[] } {
+  const builder = new SealJobBuilder();
+  const holes: { at: number; len: number; plain: string; key: Uint8Array; dek: DataKey }[] = [];
+  let at = 0;
+  for (let i = 0; i < n; i++) {
+    at += 3;
+    const plain = `CANARY-${i}-${'x'.repeat(i % 50)}`;
+    const key = new TextEncoder().encode(`row-${i}`);
+    const d = keys[i % keys.length]!;
+    const len = builder.add(d, new TextEncoder().encode(plain), place, key, at);
+    holes.push({ at, len, plain, key, dek: d });
+    at += len;
+  }
+  const out = new Uint8Array(at).fill(0xee);
+  return { builder, out, holes };
+}
+
+function assertSealed(out: Uint8Array, holes: ReturnType<typeof jobsFor>['holes']): void {
+  let prev = 0;
+  for (const h of holes) {
+    assert.deepEqual([...out.subarray(prev, h.at)], [0xee, 0xee, 0xee], 'bytes between holes untouched');
+    const sealed = out.subarray(h.at, h.at + h.len);
+    assert.equal(h.len, sealedLength(h.plain.length));
+    assert.equal(Buffer.from(sealed).includes(h.plain), false, 'no plaintext in the sealed bytes');
+    assert.equal(Buffer.from(openParts(h.dek, sealed, place, h.key, 'test')).toString(), h.plain);
+    prev = h.at + h.len;
+  }
+}
+
+const pools: SealPool[] = [];
+after(() => Promise.all(pools.map((p) => p.close())));
+
+test('sealJobs fills every hole with a value that opens under its key and AAD, and nothing else', () => {
+  const keys = [dek(), dek()];
+  const { builder, out, holes } = jobsFor(200, keys);
+  sealJobs(builder.take(), out);
+  assertSealed(out, holes);
+});
+
+test('a pool thread seals a batch exactly as the calling thread would, and the caller keeps its own bytes', async () => {
+  const pool = new SealPool(1);
+  pools.push(pool);
+  const { builder, out, holes } = jobsFor(1000, [dek(), dek()]);
+  const sealed = await pool.seal(builder.take(), out);
+  assert.equal(pool.stats.onThread, 1);
+  assert.equal(pool.stats.inline, 0);
+  assertSealed(sealed, holes);
+  assert.equal(out[3 + 1], 0xee, 'the request was a copy: the original still has its holes');
+});
+
+test('concurrent batches on two threads each come back whole and in their own buffer', async () => {
+  const pool = new SealPool(2);
+  pools.push(pool);
+  const batches = Array.from({ length: 6 }, (_, i) => jobsFor(100 + i * 37, [dek()]));
+  const sealed = await Promise.all(batches.map((b) => pool.seal(b.builder.take(), b.out)));
+  for (const [i, b] of batches.entries()) assertSealed(sealed[i]!, b.holes);
+  assert.equal(pool.stats.onThread, 6);
+});
+
+test('a thread that dies mid-batch loses nothing: the batch is sealed on the calling thread', async () => {
+  const pool = new SealPool(1);
+  pools.push(pool);
+  // A first batch starts the thread (and proves it works).
+  const warm = jobsFor(10, [dek()]);
+  await pool.seal(warm.builder.take(), warm.out);
+  const { builder, out, holes } = jobsFor(20_000, [dek()]);
+  const sealing = pool.seal(builder.take(), out);
+  const worker = (pool as unknown as { workers: ({ terminate(): Promise<number> } | null)[] }).workers[0];
+  assert.ok(worker, 'the thread is running');
+  await worker.terminate();
+  const sealed = await sealing;
+  assertSealed(sealed, holes);
+  assert.equal(pool.stats.inline, 1, 'sealed on the calling thread');
+  // The next batch gets a new thread.
+  const next = jobsFor(50, [dek()]);
+  assertSealed(await pool.seal(next.builder.take(), next.out), next.holes);
+  assert.equal(pool.stats.onThread, 2);
+});
+
+test('a closed pool seals on the calling thread', async () => {
+  const pool = new SealPool(1);
+  await pool.close();
+  const { builder, out, holes } = jobsFor(30, [dek()]);
+  assertSealed(await pool.seal(builder.take(), out), holes);
+  assert.deepEqual(pool.stats, { onThread: 0, inline: 1 });
+});
+
+test('truncate forgets the jobs of an event written another way', () => {
+  const b = new SealJobBuilder();
+  const d = dek();
+  b.add(d, Uint8Array.of(1), place, Uint8Array.of(), 0);
+  b.add(d, Uint8Array.of(2), place, Uint8Array.of(), 100);
+  b.truncate(1);
+  const batch = b.take();
+  assert.equal(batch.jobs.length / 8, 1);
+  const out = new Uint8Array(200);
+  sealJobs(batch, out);
+  assert.deepEqual([...out.subarray(100)], new Array(100).fill(0), 'the forgotten hole is not written');
+  assert.deepEqual([...openParts(d, out.subarray(0, sealedLength(1)), place, Uint8Array.of(), 't')], [1]);
+});
