@@ -7,7 +7,7 @@ import { AvroCodec } from '../codec/avro-codec.js';
 import { SchemaStore } from '../codec/schema-store.js';
 import { ColumnPolicy } from '../phi/column-policy.js';
 import { KeyManager } from '../phi/key-manager.js';
-import { SealPool } from '../phi/seal-pool.js';
+import { CryptoPool } from '../phi/crypto-pool.js';
 import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
 import { CodecEnvelopeReader } from '../compactor/codec-envelope-reader.js';
 
@@ -28,7 +28,7 @@ export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<So
     schemas,
     policy: new ColumnPolicy(config.phi),
     keys,
-    ...(config.phi.sealThreads > 0 ? { sealPool: new SealPool(config.phi.sealThreads) } : {}),
+    ...(config.phi.cryptoThreads > 0 ? { cryptoPool: new CryptoPool(config.phi.cryptoThreads) } : {}),
   });
   return {
     config,

@@ -6,9 +6,9 @@ import { Position } from '../core/position.js';
 import { qualifiedName, UNCHANGED, type CellValue, type Row, type TableSchema } from '../core/table-schema.js';
 import type { ColumnPolicy } from '../phi/column-policy.js';
 import type { KeyManager } from '../phi/key-manager.js';
-import { serializeCell, serializeCellTransient } from '../phi/cell-serialization.js';
-import type { SealPool } from '../phi/seal-pool.js';
-import { SealJobBuilder } from '../phi/seal-jobs.js';
+import { deserializeCell, serializeCell, serializeCellTransient } from '../phi/cell-serialization.js';
+import type { CryptoPool } from '../phi/crypto-pool.js';
+import { CryptoJobBuilder, openedLength } from '../phi/crypto-jobs.js';
 import { isSealedUnder, keyAad, openValueWithAad, placeAad, SealArena, sealedKeyId, sealedLength, sealInto, type DataKey, type KeyPart } from '../phi/sealer.js';
 import { AvroDecodeError, AvroReader, AvroWriter, NotDirect } from './avro-binary.js';
 import { MARKER_NAME, toAvroSchema } from './avro-schema.js';
@@ -49,10 +49,10 @@ export interface AvroCodecOptions {
    * audited). Gets names, positions and key ids only, never values.
    */
   onOpen?: (entry: OpenAuditEntry) => void;
-  /** Seals the PHI of large batches on worker threads; absent: everything on this thread. */
-  sealPool?: SealPool;
-  /** Batches of at least this many events go to the pool (default 16): below, a thread's round trip costs more than it saves. */
-  sealPoolFromEvents?: number;
+  /** Seals and opens the PHI of many messages at once on worker threads; absent: everything on this thread. */
+  cryptoPool?: CryptoPool;
+  /** Batches of at least this many messages go to the pool (default 16): below, a thread's round trip costs more than it saves. */
+  poolFrom?: number;
 }
 
 /** What an audit log records about one opening. */
@@ -143,8 +143,8 @@ export class AvroCodec {
   /** The message being written (direct path), reused for every event. */
   private readonly writer = new AvroWriter();
   /** Seals large batches on worker threads (optional). */
-  private readonly sealPool: SealPool | undefined;
-  private readonly sealPoolFrom: number;
+  private readonly cryptoPool: CryptoPool | undefined;
+  private readonly poolFrom: number;
 
   constructor(options: AvroCodecOptions) {
     this.source = options.source;
@@ -155,8 +155,8 @@ export class AvroCodec {
     this.keys = options.keys;
     this.clock = options.clock ?? (() => BigInt(Date.now()) * 1000n);
     this.onOpen = options.onOpen;
-    this.sealPool = options.sealPool;
-    this.sealPoolFrom = options.sealPoolFromEvents ?? 16;
+    this.cryptoPool = options.cryptoPool;
+    this.poolFrom = options.poolFrom ?? 16;
   }
 
   /**
@@ -173,7 +173,7 @@ export class AvroCodec {
       throw new ChartlogError('internal', `batch of source ${batch.source} given to the codec of ${this.source}`);
     }
     for (const t of batch.schemaChanges ?? []) await this.compile(t);
-    if (this.sealPool && batch.events.length >= this.sealPoolFrom) return this.encodeBatchOnPool(batch, this.sealPool);
+    if (this.cryptoPool && batch.events.length >= this.poolFrom) return this.encodeBatchOnPool(batch, this.cryptoPool);
     const out: BusMessage[] = [];
     const tsUs = this.clock();
     for (const event of batch.events) {
@@ -199,10 +199,10 @@ export class AvroCodec {
    * sealed buffer. Events the direct writer cannot take (sealed key columns, whose sealed bytes
    * are part of the other columns' AAD, and values avsc writes) are sealed here as before.
    */
-  private async encodeBatchOnPool(batch: ChangeBatch, pool: SealPool): Promise<BusMessage[]> {
+  private async encodeBatchOnPool(batch: ChangeBatch, pool: CryptoPool): Promise<BusMessage[]> {
     const tsUs = this.clock();
     const w = new AvroWriter(Math.min(64 * 1024 * 1024, 256 * batch.events.length + 1024));
-    const jobs = new SealJobBuilder();
+    const jobs = new CryptoJobBuilder();
     const spans: { table: string; fingerprint: string; key: Uint8Array | null; position: Position; start: number; end: number }[] = [];
     for (const event of batch.events) {
       const compiled = this.compiled.get(event.schema) ?? (await this.compile(event.schema));
@@ -277,6 +277,56 @@ export class AvroCodec {
     const decoded = this.decodeWith(compiled, message, opening);
     if (!opening) return decoded;
     return this.open(compiled, decoded);
+  }
+
+  /**
+   * `decode` of many messages, in order. With `open` and a crypto pool, the PHI of all of them
+   * is opened on the pool's thread in one request while this thread goes on (restore decodes
+   * the next block meanwhile): the same events, the same audit entries, the same errors.
+   */
+  async decodeMany(messages: readonly Uint8Array[], options: { open?: boolean } = {}): Promise<DecodedChange[]> {
+    const pool = this.cryptoPool;
+    if (options.open !== true || !pool || messages.length < this.poolFrom) {
+      const out: DecodedChange[] = [];
+      for (const m of messages) out.push(await this.decode(m, options));
+      return out;
+    }
+    const decoded: DecodedChange[] = [];
+    const jobs = new CryptoJobBuilder();
+    const targets: { row: Record<string, CellValue>; column: string; where: string; at: number; length: number }[] = [];
+    const audits: { compiled: CompiledTable; position: Position; audit: OpenAudit }[] = [];
+    let outLength = 0;
+    for (const message of messages) {
+      const fingerprint = AvroCodec.fingerprintOfMessage(message);
+      const compiled = this.byFingerprint.get(fingerprint) ?? (await this.compiledFor(fingerprint));
+      if (compiled.sealedColumns.length === 0) {
+        decoded.push(this.decodeWith(compiled, message));
+        continue;
+      }
+      const d = this.decodeWith(compiled, message, true);
+      const keys = this.requireKeys(compiled);
+      const { before, after } = d.event;
+      if (this.lacksKeys(compiled, before) || this.lacksKeys(compiled, after)) {
+        await this.loadKeysOf(keys, compiled, before);
+        await this.loadKeysOf(keys, compiled, after);
+      }
+      const audit: OpenAudit = { columns: new Array<boolean>(compiled.sealed.length).fill(false), keys: [] };
+      for (const row of [before, after]) {
+        this.eachSealedCell(compiled, row, audit, (dek, sealed, c, aad) => {
+          if (sealed.length < sealedLength(0)) openValueWithAad(dek, sealed, c.place, aad, c.where); // throws: not a sealed value
+          const length = openedLength(sealed.length);
+          jobs.add(dek, sealed, c.place, aad, outLength);
+          targets.push({ row: row as Record<string, CellValue>, column: c.name, where: c.where, at: outLength, length });
+          outLength += length;
+        });
+      }
+      if (this.onOpen && audit.keys.length > 0) audits.push({ compiled, position: d.event.position, audit });
+      decoded.push({ ...d, sealedColumns: [] });
+    }
+    const plain = await pool.open(jobs.take(), outLength, (i) => targets[i]!.where);
+    for (const t of targets) setCell(t.row, t.column, deserializeCell(plain.subarray(t.at, t.at + t.length)));
+    for (const a of audits) this.audit(a.compiled, a.position, a.audit);
+    return decoded;
   }
 
   /** The table version a stored schema describes, as it was written (its own sealed columns). */
@@ -494,7 +544,7 @@ export class AvroCodec {
     dek: DataKey | null,
     table: string,
     presealed: boolean,
-    jobs: SealJobBuilder | null = null,
+    jobs: CryptoJobBuilder | null = null,
   ): void {
     w.raw(compiled.header);
     this.writeImage(w, compiled, event.before, dek, table, presealed, jobs);
@@ -521,7 +571,7 @@ export class AvroCodec {
    * One row image (or null); sealed values are sealed straight into the message, or, with
    * `jobs`, left as holes of their sealed length that the jobs fill later.
    */
-  private writeImage(w: AvroWriter, compiled: CompiledTable, row: Row | null, dek: DataKey | null, table: string, presealed: boolean, jobs: SealJobBuilder | null): void {
+  private writeImage(w: AvroWriter, compiled: CompiledTable, row: Row | null, dek: DataKey | null, table: string, presealed: boolean, jobs: CryptoJobBuilder | null): void {
     if (!row) {
       w.long(0);
       return;
@@ -556,7 +606,7 @@ export class AvroCodec {
         w.ensure(n);
         if (jobs) {
           jobs.add(requireDek(dek, table, c.name), plaintext, c.place, key, w.pos);
-          w.pos += n;
+          w.pos += n; // the hole the job fills
         } else w.pos = sealInto(requireDek(dek, table, c.name), plaintext, c.place, key, w.buf, w.pos);
       } else {
         try {
@@ -737,12 +787,7 @@ export class AvroCodec {
 
   /** Opens the message's PHI; synchronously when every data key it names is in memory already. */
   private open(compiled: CompiledTable, decoded: DecodedChange): DecodedChange | Promise<DecodedChange> {
-    const keys = this.keys;
-    if (!keys) {
-      throw new ChartlogError('auth', `opening PHI of ${qualifiedName(compiled.table)} needs the keyring`, {
-        hint: 'set phi.keyring to the keyring that sealed this archive',
-      });
-    }
+    const keys = this.requireKeys(compiled);
     const { before, after } = decoded.event;
     if (this.lacksKeys(compiled, before) || this.lacksKeys(compiled, after)) return this.loadKeysThenOpen(keys, compiled, decoded);
     return this.openLoaded(compiled, decoded);
@@ -758,32 +803,53 @@ export class AvroCodec {
     const { before, after } = decoded.event;
     // Rows fresh from decodeWith: opened in place.
     const audit: OpenAudit | null = this.onOpen ? { columns: new Array<boolean>(compiled.sealed.length).fill(false), keys: [] } : null;
-    this.openRow(compiled, before, audit);
-    this.openRow(compiled, after, audit);
-    if (this.onOpen && audit && audit.keys.length > 0) {
-      const columns = compiled.sealedColumns.filter((_c, i) => audit.columns[i]);
-      this.onOpen({ source: this.source, table: qualifiedName(compiled.table), position: decoded.event.position, columns, keyIds: audit.keys.map((k) => k.idHex) });
+    for (const row of [before, after]) {
+      this.eachSealedCell(compiled, row, audit, (dek, sealed, c, aad) => setCell(row as Record<string, CellValue>, c.name, openValueWithAad(dek, sealed, c.place, aad, c.where)));
     }
+    if (audit) this.audit(compiled, decoded.event.position, audit);
     return { ...decoded, sealedColumns: [] };
   }
 
-  private openRow(compiled: CompiledTable, row: Row | null, audit: OpenAudit | null): void {
+  private requireKeys(compiled: CompiledTable): KeyManager {
+    if (!this.keys) {
+      throw new ChartlogError('auth', `opening PHI of ${qualifiedName(compiled.table)} needs the keyring`, {
+        hint: 'set phi.keyring to the keyring that sealed this archive',
+      });
+    }
+    return this.keys;
+  }
+
+  /**
+   * Every sealed value of a row with its data key (in memory already) and the AAD key half it
+   * was sealed with, noted in `audit`. Both AAD halves come from the row as sealed, before any
+   * of its key columns is opened.
+   */
+  private eachSealedCell(compiled: CompiledTable, row: Row | null, audit: OpenAudit | null, fn: (dek: DataKey, sealed: Uint8Array, c: CompiledColumn, aad: Uint8Array) => void): void {
     if (!row) return;
-    // Both AAD key halves from the row as sealed, before any of its key columns is opened.
     const plain = compiled.needsPlainKeyAad ? keyAad(openKeyParts(compiled, row, true)) : EMPTY;
     const full = compiled.needsFullKeyAad ? keyAad(openKeyParts(compiled, row, false)) : EMPTY;
     const sealed = compiled.sealed;
+    const cells: [DataKey, Uint8Array, CompiledColumn][] = [];
     for (let i = 0; i < sealed.length; i++) {
       const c = sealed[i]!;
       const v = row[c.name];
       if (!(v instanceof Uint8Array)) continue;
       const dek = this.openKeyOf(v)!;
-      setCell(row as Record<string, CellValue>, c.name, openValueWithAad(dek, v, c.place, c.sealedKey ? plain : full, c.where));
+      cells.push([dek, v, c]);
       if (audit) {
         audit.columns[i] = true;
         if (!audit.keys.includes(dek)) audit.keys.push(dek);
       }
     }
+    // Called after the AADs are taken: `fn` may replace the row's sealed values.
+    for (const [dek, v, c] of cells) fn(dek, v, c, c.sealedKey ? plain : full);
+  }
+
+  /** The audit entry of one opened message (DESIGN.md §5). */
+  private audit(compiled: CompiledTable, position: Position, audit: OpenAudit): void {
+    if (!this.onOpen || audit.keys.length === 0) return;
+    const columns = compiled.sealedColumns.filter((_c, i) => audit.columns[i]);
+    this.onOpen({ source: this.source, table: qualifiedName(compiled.table), position, columns, keyIds: audit.keys.map((k) => k.idHex) });
   }
 }
 

@@ -207,13 +207,13 @@ const phi = z
         maxValues: z.number().int().positive().default(100_000_000).describe('Start a new data key after sealing this many values.'),
       })
       .default({ maxAgeHours: 24, maxValues: 100_000_000 }),
-    sealThreads: z
+    cryptoThreads: z
       .number()
       .int()
       .min(0)
       .max(16)
       .default(1)
-      .describe('Worker threads that seal the PHI of large transactions beside the thread reading the source; 0 seals everything on that thread.'),
+      .describe('Worker threads that seal the PHI of large transactions (run) and open it (restore) beside the main thread; 0 does everything on the main thread.'),
   })
   .describe('Which columns are PHI and how they are sealed.');
 

@@ -3,6 +3,7 @@ import type { ObjectStore } from '../storage/object-store.js';
 import { AvroCodec } from '../codec/avro-codec.js';
 import { SchemaStore } from '../codec/schema-store.js';
 import { CodecEnvelopeReader } from '../compactor/codec-envelope-reader.js';
+import { CryptoPool } from '../phi/crypto-pool.js';
 import { KeyManager } from '../phi/key-manager.js';
 import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
 
@@ -25,7 +26,8 @@ export function openArchiveCodec(config: Readonly<Config>, source: { name: strin
     : undefined;
   return {
     schemas,
-    codec: new AvroCodec({ source: source.name, connector: source.type, schemas, keys }),
+    // Opening PHI is most of a restore's work: a crypto thread does it beside the Avro decoding.
+    codec: new AvroCodec({ source: source.name, connector: source.type, schemas, keys, ...(open && config.phi.cryptoThreads > 0 ? { cryptoPool: new CryptoPool(config.phi.cryptoThreads) } : {}) }),
     envelopes: new CodecEnvelopeReader(schemas),
     canOpen: open,
   };

@@ -1,11 +1,11 @@
 import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import type { AvroCodec } from '../codec/avro-codec.js';
+import type { AvroCodec, DecodedChange } from '../codec/avro-codec.js';
 import type { SchemaStore } from '../codec/schema-store.js';
 import type { EnvelopeReader } from '../compactor/hour-sealer.js';
 import type { SnapshotManifest } from '../compactor/snapshot-builder.js';
-import { ArchiveReader } from './archive-reader.js';
+import { ArchiveReader, type StoredRecord } from './archive-reader.js';
 import { readArchiveIndex, tablesOf, type ArchiveIndex } from './archive-index.js';
 import { TableState } from './table-state.js';
 import { formatUs } from './timeline.js';
@@ -59,21 +59,57 @@ export async function replayArchive(o: ReplayOptions): Promise<ReplayResult> {
     const fingerprint = entry?.fingerprint ?? records[0]?.fingerprint;
     if (!fingerprint) continue; // created after the moment asked for
     const state = new TableState((await o.schemas.resolve(BigInt(`0x${fingerprint}`))).version.table);
-    for await (const batch of reader.snapshotRecordBatches(snapshot, name)) {
-      for (const r of batch) state.apply((await o.codec.decode(r.message, { open: o.open })).event);
-    }
+    const apply = new DecodeAhead(o.codec, o.open, state);
+    for await (const batch of reader.snapshotRecordBatches(snapshot, name)) await apply.push(batch);
+    let within = 0;
     for (const r of records) {
       if (cut && Position.compare(Position.commitOf(r.position), cut) > 0) break; // position order: nothing later is within
-      state.apply((await o.codec.decode(r.message, { open: o.open })).event);
-      changes++;
+      within++;
       if (Position.compare(r.position, position) > 0) {
         position = Position.commitOf(r.position);
         commitTsUs = r.commitTsUs;
       }
     }
+    for (let i = 0; i < within; i += CHANGES_PER_DECODE) await apply.push(records.slice(i, Math.min(within, i + CHANGES_PER_DECODE)));
+    await apply.drain();
+    changes += within;
     tables.set(name, state);
   }
   return { snapshot, tables, position, commitTsUs, changes };
+}
+
+/** Changes decoded (and their PHI opened) per request. */
+const CHANGES_PER_DECODE = 2048;
+
+/**
+ * Applies records to a table in order, decoding the next group while the PHI of the previous
+ * one is opened on the codec's crypto thread (when it has one).
+ */
+class DecodeAhead {
+  private pending: Promise<DecodedChange[]> | null = null;
+
+  constructor(
+    private readonly codec: AvroCodec,
+    private readonly open: boolean,
+    private readonly state: TableState,
+  ) {}
+
+  async push(records: readonly StoredRecord[]): Promise<void> {
+    const next = this.codec.decodeMany(
+      records.map((r) => r.message),
+      { open: this.open },
+    );
+    // Awaited after the previous group: not an unhandled rejection meanwhile.
+    next.catch(() => undefined);
+    await this.drain();
+    this.pending = next;
+  }
+
+  async drain(): Promise<void> {
+    const pending = this.pending;
+    this.pending = null;
+    if (pending) for (const d of await pending) this.state.apply(d.event);
+  }
 }
 
 /**

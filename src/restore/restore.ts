@@ -87,18 +87,26 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
   // Which columns of each table version are PHI: from the stored schemas of the records read.
   const phiOf = new Map<TableSchema, ReadonlySet<string>>();
   const phiByTable = new Map<string, Set<string>>();
+  const note = async (d: DecodedChange): Promise<void> => {
+    if (phiOf.has(d.event.schema)) return;
+    const sealed = (await archive.schemas.resolve(BigInt(`0x${d.fingerprint}`))).version.sealed;
+    phiOf.set(d.event.schema, sealed);
+    const name = qualifiedName(d.event.schema);
+    const set = phiByTable.get(name) ?? new Set<string>();
+    for (const c of sealed) set.add(c);
+    phiByTable.set(name, set);
+  };
   const decode = archive.codec.decode.bind(archive.codec);
+  const decodeMany = archive.codec.decodeMany.bind(archive.codec);
   archive.codec.decode = async (message, options): Promise<DecodedChange> => {
     const d = await decode(message, options);
-    if (!phiOf.has(d.event.schema)) {
-      const sealed = (await archive.schemas.resolve(BigInt(`0x${d.fingerprint}`))).version.sealed;
-      phiOf.set(d.event.schema, sealed);
-      const name = qualifiedName(d.event.schema);
-      const set = phiByTable.get(name) ?? new Set<string>();
-      for (const c of sealed) set.add(c);
-      phiByTable.set(name, set);
-    }
+    await note(d);
     return d;
+  };
+  archive.codec.decodeMany = async (messages, options): Promise<DecodedChange[]> => {
+    const all = await decodeMany(messages, options);
+    for (const d of all) await note(d);
+    return all;
   };
 
   log.info({ tables: names.length, to: o.requested }, 'replaying the archive');

@@ -6,7 +6,7 @@ import { SchemaStore } from '../../../src/codec/schema-store.js';
 import { createLogger, type Logger } from '../../../src/core/logger.js';
 import { ColumnPolicy, type PhiPolicyConfig } from '../../../src/phi/column-policy.js';
 import { KeyManager } from '../../../src/phi/key-manager.js';
-import type { SealPool } from '../../../src/phi/seal-pool.js';
+import type { CryptoPool } from '../../../src/phi/crypto-pool.js';
 import { FileKeyring } from '../../../src/phi/keyring/file-keyring.js';
 import type { Keyring } from '../../../src/phi/keyring/keyring.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
@@ -26,11 +26,11 @@ export interface CodecRig {
   codec: AvroCodec;
   keys: KeyManager;
   /** A codec that knows nothing but the object store: a later reader of the archive. */
-  reader(options?: { withKeys?: boolean; keyring?: Keyring; onOpen?: AvroCodecOptions['onOpen'] }): AvroCodec;
+  reader(options?: { withKeys?: boolean; keyring?: Keyring; onOpen?: AvroCodecOptions['onOpen']; cryptoPool?: CryptoPool }): AvroCodec;
 }
 
 export function codecRig(
-  options: { source?: string; connector?: string; policy?: PhiPolicyConfig; log?: Logger; keyring?: Keyring; sealPool?: SealPool; sealPoolFromEvents?: number } = {},
+  options: { source?: string; connector?: string; policy?: PhiPolicyConfig; log?: Logger; keyring?: Keyring; cryptoPool?: CryptoPool; poolFrom?: number } = {},
 ): CodecRig {
   const source = options.source ?? 'clinic';
   const log = options.log ?? quietLog;
@@ -44,7 +44,7 @@ export function codecRig(
     schemas: new SchemaStore({ source, store, log }),
     ...(options.policy ? { policy: new ColumnPolicy(options.policy) } : {}),
     keys,
-    ...(options.sealPool ? { sealPool: options.sealPool, sealPoolFromEvents: options.sealPoolFromEvents ?? 1 } : {}),
+    ...(options.cryptoPool ? { cryptoPool: options.cryptoPool, poolFrom: options.poolFrom ?? 1 } : {}),
   });
   return {
     store,
@@ -57,6 +57,7 @@ export function codecRig(
         schemas: new SchemaStore({ source, store, log }),
         ...(r.withKeys ? { keys: new KeyManager({ source, store, keyring: r.keyring ?? keyring, log }) } : {}),
         ...(r.onOpen ? { onOpen: r.onOpen } : {}),
+        ...(r.cryptoPool ? { cryptoPool: r.cryptoPool, poolFrom: 1 } : {}),
       }),
   };
 }

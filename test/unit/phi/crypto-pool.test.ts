@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
-import { SealJobBuilder, sealJobs } from '../../../src/phi/seal-jobs.js';
-import { SealPool } from '../../../src/phi/seal-pool.js';
+import { ChartlogError } from '../../../src/core/errors.js';
+import { CryptoJobBuilder, openedLength, sealJobs } from '../../../src/phi/crypto-jobs.js';
+import { CryptoPool } from '../../../src/phi/crypto-pool.js';
 import { openParts, sealedLength, type DataKey } from '../../../src/phi/sealer.js';
 
 function dek(): DataKey {
@@ -13,8 +14,8 @@ function dek(): DataKey {
 const place = new TextEncoder().encode('clinic public.patients ssn');
 
 /** `n` values under two keys, each in a hole after 3 bytes of filler that must stay as it was. */
-function jobsFor(n: number, keys: DataKey[]): { builder: SealJobBuilder; out: Uint8Array; holes: { at: number; len: number; plain: string; key: Uint8Array; dek: DataKey }[] } {
-  const builder = new SealJobBuilder();
+function jobsFor(n: number, keys: DataKey[]): { builder: CryptoJobBuilder; out: Uint8Array; holes: { at: number; len: number; plain: string; key: Uint8Array; dek: DataKey }[] } {
+  const builder = new CryptoJobBuilder();
   const holes: { at: number; len: number; plain: string; key: Uint8Array; dek: DataKey }[] = [];
   let at = 0;
   for (let i = 0; i < n; i++) {
@@ -22,7 +23,8 @@ function jobsFor(n: number, keys: DataKey[]): { builder: SealJobBuilder; out: Ui
     const plain = `CANARY-${i}-${'x'.repeat(i % 50)}`;
     const key = new TextEncoder().encode(`row-${i}`);
     const d = keys[i % keys.length]!;
-    const len = builder.add(d, new TextEncoder().encode(plain), place, key, at);
+    const len = sealedLength(plain.length);
+    builder.add(d, new TextEncoder().encode(plain), place, key, at);
     holes.push({ at, len, plain, key, dek: d });
     at += len;
   }
@@ -42,7 +44,7 @@ function assertSealed(out: Uint8Array, holes: ReturnType<typeof jobsFor>['holes'
   }
 }
 
-const pools: SealPool[] = [];
+const pools: CryptoPool[] = [];
 after(() => Promise.all(pools.map((p) => p.close())));
 
 test('sealJobs fills every hole with a value that opens under its key and AAD, and nothing else', () => {
@@ -53,7 +55,7 @@ test('sealJobs fills every hole with a value that opens under its key and AAD, a
 });
 
 test('a pool thread seals a batch exactly as the calling thread would, and the caller keeps its own bytes', async () => {
-  const pool = new SealPool(1);
+  const pool = new CryptoPool(1);
   pools.push(pool);
   const { builder, out, holes } = jobsFor(1000, [dek(), dek()]);
   const sealed = await pool.seal(builder.take(), out);
@@ -64,7 +66,7 @@ test('a pool thread seals a batch exactly as the calling thread would, and the c
 });
 
 test('concurrent batches on two threads each come back whole and in their own buffer', async () => {
-  const pool = new SealPool(2);
+  const pool = new CryptoPool(2);
   pools.push(pool);
   const batches = Array.from({ length: 6 }, (_, i) => jobsFor(100 + i * 37, [dek()]));
   const sealed = await Promise.all(batches.map((b) => pool.seal(b.builder.take(), b.out)));
@@ -73,7 +75,7 @@ test('concurrent batches on two threads each come back whole and in their own bu
 });
 
 test('a thread that dies mid-batch loses nothing: the batch is sealed on the calling thread', async () => {
-  const pool = new SealPool(1);
+  const pool = new CryptoPool(1);
   pools.push(pool);
   // A first batch starts the thread (and proves it works).
   const warm = jobsFor(10, [dek()]);
@@ -93,7 +95,7 @@ test('a thread that dies mid-batch loses nothing: the batch is sealed on the cal
 });
 
 test('a closed pool seals on the calling thread', async () => {
-  const pool = new SealPool(1);
+  const pool = new CryptoPool(1);
   await pool.close();
   const { builder, out, holes } = jobsFor(30, [dek()]);
   assertSealed(await pool.seal(builder.take(), out), holes);
@@ -101,7 +103,7 @@ test('a closed pool seals on the calling thread', async () => {
 });
 
 test('truncate forgets the jobs of an event written another way', () => {
-  const b = new SealJobBuilder();
+  const b = new CryptoJobBuilder();
   const d = dek();
   b.add(d, Uint8Array.of(1), place, Uint8Array.of(), 0);
   b.add(d, Uint8Array.of(2), place, Uint8Array.of(), 100);
@@ -112,4 +114,36 @@ test('truncate forgets the jobs of an event written another way', () => {
   sealJobs(batch, out);
   assert.deepEqual([...out.subarray(100)], new Array(100).fill(0), 'the forgotten hole is not written');
   assert.deepEqual([...openParts(d, out.subarray(0, sealedLength(1)), place, Uint8Array.of(), 't')], [1]);
+});
+
+test('a pool thread opens sealed values to their plaintexts; one that does not authenticate fails naming its column', async () => {
+  const pool = new CryptoPool(1);
+  pools.push(pool);
+  const keys = [dek(), dek()];
+  const { builder, out, holes } = jobsFor(500, keys);
+  sealJobs(builder.take(), out);
+  const opening = (damage: number | null) => {
+    const b = new CryptoJobBuilder();
+    let at = 0;
+    for (const [i, h] of holes.entries()) {
+      const sealed = Buffer.from(out.subarray(h.at, h.at + h.len));
+      if (i === damage) sealed[sealed.length - 1]! ^= 0x80;
+      b.add(h.dek, sealed, place, h.key, at);
+      at += openedLength(h.len);
+    }
+    return { batch: b.take(), length: at };
+  };
+  const ok = opening(null);
+  const plain = await pool.open(ok.batch, ok.length, (i) => `column ${i}`);
+  assert.equal(Buffer.from(plain).toString(), holes.map((h) => h.plain).join(''));
+  assert.equal(pool.stats.onThread, 1);
+
+  const bad = opening(321);
+  await assert.rejects(pool.open(bad.batch, bad.length, (i) => `column ${i}`), (e: unknown) => {
+    assert.ok(e instanceof ChartlogError);
+    assert.equal(e.code, 'integrity');
+    assert.match(e.message, /^column 321: sealed value failed authentication/);
+    assert.ok(!e.message.includes('CANARY'));
+    return true;
+  });
 });
