@@ -6,7 +6,7 @@ import { Position } from '../core/position.js';
 import { withRetry } from '../core/retry.js';
 import { qualifiedName } from '../core/table-schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { recordBody } from '../bus/bus-batch.js';
+import { recordBody, type BusMessage } from '../bus/bus-batch.js';
 import { AvroContainerWriter } from './avro-container.js';
 import { sha256Hex } from './manifest.js';
 import type { BatchEncoder } from './batch-encoder.js';
@@ -180,6 +180,8 @@ export async function writeSnapshot(options: {
   let position: Position | null = null;
   let commitTsUs = 0n;
   let writer: SnapshotPartsWriter | null = null;
+  // One chunk is encoded (its PHI sealed on the crypto thread) while the previous one is written.
+  let encoding: Promise<BusMessage[]> | null = null;
 
   for await (const batch of options.batches) {
     if (!batch.snapshot) throw new ChartlogError('internal', 'a snapshot yielded a non-snapshot batch');
@@ -192,9 +194,13 @@ export async function writeSnapshot(options: {
       throw new ChartlogError('internal', 'snapshot batches must share one consistent position');
     }
     for (const s of batch.schemaChanges ?? []) writer.noteTable(qualifiedName(s), await encoder.fingerprintOf(source, s));
-    for (const m of await encoder.encode(batch)) await writer.add(m);
+    const next = encoder.encode(batch);
+    next.catch(() => undefined); // awaited after the previous chunk is written
+    if (encoding) for (const m of await encoding) await writer.add(m);
+    encoding = next;
   }
   if (!writer || !position) throw new ChartlogError('internal', 'the snapshot produced no consistent position');
+  if (encoding) for (const m of await encoding) await writer.add(m);
   const manifest = await writer.finish({ position, commitTsUs, origin: 'source' });
   const rows = Object.values(manifest.tables).reduce((n, t) => n + t.rows, 0);
   logger().info({ source, snapshot: manifest.id, tables: Object.keys(manifest.tables).length, rows }, 'snapshot written');
