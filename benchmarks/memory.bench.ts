@@ -75,7 +75,9 @@ const DIAGNOSES: Variant[] = [
   { label: 'postgres.spillThresholdBytes 8 MiB (default 64 MiB)', postgres: { spillThresholdBytes: 8 * 2 ** 20 } },
   { label: 'spillThresholdBytes 8 MiB + bus.maxBufferedBytes 8 MiB', bus: { maxBufferedBytes: 8 * 2 ** 20 }, postgres: { spillThresholdBytes: 8 * 2 ** 20 } },
 ];
+/** Issue 8's goal is 300 MB (decimal); /proc reports kB of 1024 bytes, so figures here are MiB. */
 const GOAL_MB = 300;
+const GOAL_MIB = (GOAL_MB * 1e6) / 2 ** 20;
 
 const TABLE = 'public.patients';
 /** The one big transaction; returns the WAL insert position just before its commit and when it committed. */
@@ -212,20 +214,20 @@ async function main(): Promise<void> {
         `rep ${rep + 1}/${REPS}: chartlog run peak RSS ${o.hwmMiB.toFixed(0)} MiB (sampled ${o.sampledMiB.toFixed(0)}, ${o.idleMiB.toFixed(0)} before the transaction), ${Math.round(o.rowsPerSecond)} rows/s commit → durable (${o.durableSeconds.toFixed(2)} s; insert ${o.insertSeconds.toFixed(2)} s); pg_recvlogical peak RSS ${b.hwmMiB.toFixed(1)} MiB`,
       );
     }
-    const chartlog = bench.add(measurement('chartlog run peak RSS (VmHWM)', 'MB', 'lower', 'chartlog', ours.map((o) => o.hwmMiB)));
-    const baseline = bench.add(measurement('pg_recvlogical peak RSS (VmHWM)', 'MB', 'lower', 'baseline', theirs.map((b) => b.hwmMiB)));
-    bench.add(measurement('chartlog run peak RSS (VmRSS sampled every 50 ms during the transaction)', 'MB', 'lower', 'detail', ours.map((o) => o.sampledMiB)));
-    bench.add(measurement('chartlog run RSS before the transaction (streaming, idle)', 'MB', 'lower', 'detail', ours.map((o) => o.idleMiB)));
+    const chartlog = bench.add(measurement('chartlog run peak RSS (VmHWM)', 'MiB', 'lower', 'chartlog', ours.map((o) => o.hwmMiB)));
+    const baseline = bench.add(measurement('pg_recvlogical peak RSS (VmHWM)', 'MiB', 'lower', 'baseline', theirs.map((b) => b.hwmMiB)));
+    bench.add(measurement('chartlog run peak RSS (VmRSS sampled every 50 ms during the transaction)', 'MiB', 'lower', 'detail', ours.map((o) => o.sampledMiB)));
+    bench.add(measurement('chartlog run RSS before the transaction (streaming, idle)', 'MiB', 'lower', 'detail', ours.map((o) => o.idleMiB)));
     bench.add(measurement('chartlog run rows/s (commit → durable in the store)', 'rows/s', 'higher', 'detail', ours.map((o) => o.rowsPerSecond)));
     bench.add(measurement('chartlog run: commit → checkpoint covers it', 's', 'lower', 'detail', ours.map((o) => o.durableSeconds)));
     bench.add(measurement('INSERT … SELECT generate_series transaction itself', 's', 'lower', 'detail', ours.map((o) => o.insertSeconds)));
     bench.add(measurement('pg_recvlogical rows/s (commit → slot confirmed, ±1 s status interval)', 'rows/s', 'higher', 'detail', theirs.map((b) => b.rowsPerSecond)));
     bench.addRatio(ratio(chartlog, baseline));
-    bench.addGoal(goal(`chartlog run peak RSS ≤ ${GOAL_MB} MB`, chartlog.median, 'MB', chartlog.median <= GOAL_MB));
-    bench.note('Lower is better. MB here are MiB (VmHWM kB / 1024).');
+    bench.addGoal(goal(`chartlog run peak RSS ≤ ${GOAL_MB} MB (${GOAL_MIB.toFixed(0)} MiB)`, chartlog.median, 'MiB', chartlog.median <= GOAL_MIB));
+    bench.note('Lower is better. Figures are MiB (VmHWM kB / 1024); the goal of 300 MB is 286 MiB.');
     bench.note('The ratio (pg_recvlogical peak / chartlog peak) is informational, with no goal: pg_recvlogical writes the pgoutput stream to /dev/null and does no decoding, PHI sealing, Avro encoding, compaction or object storage.');
     bench.note('The chartlog figure is the whole process: Node.js, tsx compiling src/ at start-up (bin/chartlog.js in a source checkout), the base snapshot of the empty table, then the transaction.');
-    if (DIAGNOSE === 'always' || (DIAGNOSE === 'auto' && chartlog.median > GOAL_MB)) {
+    if (DIAGNOSE === 'always' || (DIAGNOSE === 'auto' && chartlog.median > GOAL_MIB)) {
       const seen: string[] = [];
       for (const [i, variant] of DIAGNOSES.entries()) {
         let d: ChartlogRep;
@@ -236,7 +238,7 @@ async function main(): Promise<void> {
           seen.push(`${variant.label}: failed (${(err as Error).message.split('\n')[0]})`);
           continue;
         }
-        bench.add(measurement(`diagnosis: peak RSS with ${variant.label} (1 rep)`, 'MB', 'lower', 'detail', [d.hwmMiB]));
+        bench.add(measurement(`diagnosis: peak RSS with ${variant.label} (1 rep)`, 'MiB', 'lower', 'detail', [d.hwmMiB]));
         bench.add(measurement(`diagnosis: rows/s with ${variant.label} (1 rep)`, 'rows/s', 'higher', 'detail', [d.rowsPerSecond]));
         seen.push(`${variant.label}: ${Math.round(d.hwmMiB)} MB, ${Math.round(d.rowsPerSecond).toLocaleString('en-US')} rows/s`);
       }

@@ -226,7 +226,7 @@ async function main(): Promise<void> {
     bench.add(measurement('chartlog restore: read + replay (its own timer)', 's', 'lower', 'detail', ours.map((o) => o.replay)));
     bench.add(measurement('chartlog restore: write (COPY, primary key)', 's', 'lower', 'detail', ours.map((o) => o.write)));
     bench.add(measurement('chartlog restore: start-up, index, audit, exit', 's', 'lower', 'detail', ours.map((o) => o.seconds - o.replay - o.write)));
-    bench.add(measurement('chartlog restore peak RSS (VmRSS every 50 ms)', 'MB', 'lower', 'detail', ours.map((o) => o.rss)));
+    bench.add(measurement('chartlog restore peak RSS (VmRSS every 50 ms)', 'MiB', 'lower', 'detail', ours.map((o) => o.rss)));
     bench.add(measurement('pg_dump -Fc (once, not in the ratio)', 's', 'lower', 'detail', [dump.seconds]));
     bench.add(measurement('chartlog run: base snapshot of the source (once)', 's', 'lower', 'detail', [snapshotSeconds]));
     const r = ratio(chartlog, baseline, 1.0);

@@ -145,6 +145,8 @@ export class AvroCodec {
   /** Seals large batches on worker threads (optional). */
   private readonly cryptoPool: CryptoPool | undefined;
   private readonly poolFrom: number;
+  /** Encoded bytes per event of the last pooled batch: the next one's buffer size. */
+  private bytesPerEvent = 512;
 
   constructor(options: AvroCodecOptions) {
     this.source = options.source;
@@ -173,7 +175,11 @@ export class AvroCodec {
       throw new ChartlogError('internal', `batch of source ${batch.source} given to the codec of ${this.source}`);
     }
     for (const t of batch.schemaChanges ?? []) await this.compile(t);
-    if (this.cryptoPool && batch.events.length >= this.poolFrom) return this.encodeBatchOnPool(batch, this.cryptoPool);
+    if (this.cryptoPool && batch.events.length >= this.poolFrom) {
+      // Null when the pool's thread failed: the batch is encoded again here.
+      const onPool = await this.encodeBatchOnPool(batch, this.cryptoPool);
+      if (onPool) return onPool;
+    }
     const out: BusMessage[] = [];
     const tsUs = this.clock();
     for (const event of batch.events) {
@@ -198,10 +204,12 @@ export class AvroCodec {
    * (the pipeline reads the next transaction meanwhile), and the messages are views of the
    * sealed buffer. Events the direct writer cannot take (sealed key columns, whose sealed bytes
    * are part of the other columns' AAD, and values avsc writes) are sealed here as before.
+   * The buffer goes to the thread and back without a copy; null when the thread failed.
    */
-  private async encodeBatchOnPool(batch: ChangeBatch, pool: CryptoPool): Promise<BusMessage[]> {
+  private async encodeBatchOnPool(batch: ChangeBatch, pool: CryptoPool): Promise<BusMessage[] | null> {
     const tsUs = this.clock();
-    const w = new AvroWriter(Math.min(64 * 1024 * 1024, 256 * batch.events.length + 1024));
+    // Sized from the batches before, so it is rarely grown (each growth is a copy and garbage).
+    const w = new AvroWriter(Math.min(64 * 1024 * 1024, Math.ceil(this.bytesPerEvent * 1.1 * batch.events.length) + 1024));
     const jobs = new CryptoJobBuilder();
     const spans: { table: string; fingerprint: string; key: Uint8Array | null; position: Position; start: number; end: number }[] = [];
     for (const event of batch.events) {
@@ -224,7 +232,9 @@ export class AvroCodec {
       if (!written) w.raw(this.encodeEvent(compiled, event, batch, tsUs, dek));
       spans.push({ table: qualifiedName(event.schema), fingerprint: compiled.registered.fingerprintHex, key: this.partitionKey(compiled, event), position: event.position, start, end: w.pos });
     }
-    const sealed = await pool.seal(jobs.take(), w.result());
+    this.bytesPerEvent = Math.max(64, w.pos / batch.events.length);
+    const sealed = await pool.seal(jobs.take(), w.buf.subarray(0, w.pos));
+    if (!sealed) return null;
     return spans.map((m) => ({
       table: m.table,
       fingerprint: m.fingerprint,

@@ -11,10 +11,11 @@ class JobFailed extends Error {}
  * cipher setup per value, the largest cost of both the pipeline and restore — runs beside the
  * thread that reads, writes and decodes Avro. Requests go to the threads in turn.
  *
- * A thread never decides an outcome on its own: requests are copied to it, not transferred, so
- * when a thread dies or cannot start, the calling thread does the batch from its own bytes;
- * and a job that fails on a thread (an open that does not authenticate) is done again here,
- * raising the error that names the column. After a thread fails before its first answer the
+ * A thread never decides an outcome on its own. Opening requests are copied to it, so when a
+ * thread dies the calling thread opens the batch from its own bytes, and a job that fails on a
+ * thread (an open that does not authenticate) is done again here, raising the error that names
+ * the column. Sealing requests move to the thread without a copy (they are the size of the
+ * messages); when a thread dies the caller is told and encodes the batch again. After a thread fails before its first answer the
  * pool does everything on the calling thread, with one warning. Threads do not keep the
  * process alive while idle, and end after `idleMs` without work.
  */
@@ -37,14 +38,20 @@ export class CryptoPool {
     this.workers = Array.from({ length: Math.max(1, threads) }, () => null);
   }
 
-  /** Seals every job into its hole of `out`; resolves with the sealed buffer (`out` or its copy). */
-  async seal(batch: CryptoJobBatch, out: Uint8Array): Promise<Uint8Array> {
+  /**
+   * Seals every job into its hole of `out`; resolves with the sealed buffer. `out`'s whole
+   * ArrayBuffer and the batch's buffers move to the thread and back without a copy, so the
+   * caller must own them and use only the result. Resolves null when the thread failed: the
+   * bytes are gone with it and the caller encodes the batch again (it still has its rows).
+   */
+  async seal(batch: CryptoJobBatch, out: Uint8Array): Promise<Uint8Array | null> {
     if (batch.jobs.length === 0) return out;
-    const done = await this.onThread('seal', batch, out);
-    if (done) return done;
-    sealJobs(batch, out);
-    this.stats.inline++;
-    return out;
+    if (this.inline || this.closed) {
+      sealJobs(batch, out);
+      this.stats.inline++;
+      return out;
+    }
+    return this.onThread('seal', batch, out, true);
   }
 
   /** Opens every job into a buffer of `outLength` bytes; `where(i)` names job i's column in errors. */
@@ -67,10 +74,10 @@ export class CryptoPool {
   }
 
   /** The request's output from a thread, or null when the calling thread must do it. */
-  private async onThread(kind: CryptoRequest['kind'], batch: CryptoJobBatch, out: Uint8Array): Promise<Uint8Array | null> {
+  private async onThread(kind: CryptoRequest['kind'], batch: CryptoJobBatch, out: Uint8Array, transfer = false): Promise<Uint8Array | null> {
     if (this.inline || this.closed) return null;
     try {
-      const done = await this.request(kind, batch, out);
+      const done = await this.request(kind, batch, out, transfer);
       this.stats.onThread++;
       return done;
     } catch (err) {
@@ -79,7 +86,7 @@ export class CryptoPool {
     }
   }
 
-  private request(kind: CryptoRequest['kind'], batch: CryptoJobBatch, out: Uint8Array): Promise<Uint8Array> {
+  private request(kind: CryptoRequest['kind'], batch: CryptoJobBatch, out: Uint8Array, transfer: boolean): Promise<Uint8Array> {
     const slot = this.turn++ % this.workers.length;
     const worker = (this.workers[slot] ??= this.spawn(slot));
     const id = this.nextId++;
@@ -88,7 +95,7 @@ export class CryptoPool {
       this.pending.set(id, { resolve, reject, worker });
       clearTimeout(this.idleTimers.get(worker));
       worker.ref();
-      worker.postMessage(request);
+      worker.postMessage(request, transfer ? [out.buffer as ArrayBuffer, batch.jobs.buffer as ArrayBuffer, batch.data.buffer as ArrayBuffer] : []);
     });
   }
 

@@ -160,3 +160,34 @@ test('a damaged sealed value among many fails decodeMany with the error decode g
   const intact = await opener.decodeMany(messages.filter((m) => m !== damaged), { open: true });
   assert.deepEqual(intact.map((d) => d.event.after!.ssn), messages.flatMap((_m, i) => (i === 40 ? [] : [`CANARY-SSN-${i}`])));
 });
+
+test('a crypto thread that dies while sealing a batch loses nothing: the batch is encoded again on the calling thread', async () => {
+  const local = new CryptoPool(1);
+  try {
+    const rig = codecRig({ policy: { columns: { 'public.patients': ['ssn', 'phone'] }, strict: [], publicColumns: {} }, cryptoPool: local, poolFrom: 16 });
+    const commit = '0000000000000200';
+    const batch = (n: number): ChangeBatch => ({
+      source: 'clinic',
+      txId: '2',
+      position: Position.of(commit, COMMIT_SEQ),
+      commitTsUs: 2n,
+      snapshot: false,
+      events: Array.from({ length: n }, (_, i) => ({ op: 'c' as const, schema: patients, before: null, after: { id: BigInt(i), ssn: `CANARY-SSN-${i}`, phone: `CANARY-PHN-${i}` }, position: Position.of(commit, i) })),
+    });
+    await rig.codec.encodeBatch(batch(16)); // starts the thread
+    assert.equal(local.stats.onThread, 1);
+    const encoding = rig.codec.encodeBatch(batch(20_000));
+    const pending = (local as unknown as { pending: Map<number, unknown> }).pending;
+    while (pending.size === 0) await new Promise((r) => setImmediate(r));
+    await (local as unknown as { workers: { terminate(): Promise<number> }[] }).workers[0]!.terminate();
+    const messages = await encoding;
+    assert.equal(local.stats.onThread, 1, 'the second batch did not come back from the thread');
+    assert.equal(messages.length, 20_000);
+    const opener = rig.reader({ withKeys: true });
+    for (const i of [0, 1, 9_999, 19_999]) {
+      assert.deepEqual((await opener.decode(messages[i]!.value, { open: true })).event.after, { id: BigInt(i), ssn: `CANARY-SSN-${i}`, phone: `CANARY-PHN-${i}` });
+    }
+  } finally {
+    await local.close();
+  }
+});

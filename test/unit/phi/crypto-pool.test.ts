@@ -54,15 +54,15 @@ test('sealJobs fills every hole with a value that opens under its key and AAD, a
   assertSealed(out, holes);
 });
 
-test('a pool thread seals a batch exactly as the calling thread would, and the caller keeps its own bytes', async () => {
+test('a pool thread seals a batch exactly as the calling thread would, moving the buffer instead of copying it', async () => {
   const pool = new CryptoPool(1);
   pools.push(pool);
   const { builder, out, holes } = jobsFor(1000, [dek(), dek()]);
   const sealed = await pool.seal(builder.take(), out);
   assert.equal(pool.stats.onThread, 1);
   assert.equal(pool.stats.inline, 0);
-  assertSealed(sealed, holes);
-  assert.equal(out[3 + 1], 0xee, 'the request was a copy: the original still has its holes');
+  assertSealed(sealed!, holes);
+  assert.equal(out.byteLength, 0, 'the buffer went to the thread (detached here), not a copy');
 });
 
 test('concurrent batches on two threads each come back whole and in their own buffer', async () => {
@@ -71,34 +71,56 @@ test('concurrent batches on two threads each come back whole and in their own bu
   const batches = Array.from({ length: 6 }, (_, i) => jobsFor(100 + i * 37, [dek()]));
   const sealed = await Promise.all(batches.map((b) => pool.seal(b.builder.take(), b.out)));
   for (const [i, b] of batches.entries()) assertSealed(sealed[i]!, b.holes);
+  assert.equal(new Set(sealed.map((x) => x!.buffer)).size, 6);
   assert.equal(pool.stats.onThread, 6);
 });
 
-test('a thread that dies mid-batch loses nothing: the batch is sealed on the calling thread', async () => {
+test('a thread that dies mid-batch is reported (null: the caller encodes again), and the next batch gets a new thread', async () => {
   const pool = new CryptoPool(1);
   pools.push(pool);
   // A first batch starts the thread (and proves it works).
   const warm = jobsFor(10, [dek()]);
   await pool.seal(warm.builder.take(), warm.out);
-  const { builder, out, holes } = jobsFor(20_000, [dek()]);
+  const { builder, out } = jobsFor(20_000, [dek()]);
   const sealing = pool.seal(builder.take(), out);
-  const worker = (pool as unknown as { workers: ({ terminate(): Promise<number> } | null)[] }).workers[0];
+  const worker = threadOf(pool);
   assert.ok(worker, 'the thread is running');
   await worker.terminate();
-  const sealed = await sealing;
-  assertSealed(sealed, holes);
-  assert.equal(pool.stats.inline, 1, 'sealed on the calling thread');
-  // The next batch gets a new thread.
+  assert.equal(await sealing, null);
+  assert.deepEqual(pool.stats, { onThread: 1, inline: 0 });
   const next = jobsFor(50, [dek()]);
-  assertSealed(await pool.seal(next.builder.take(), next.out), next.holes);
+  assertSealed((await pool.seal(next.builder.take(), next.out))!, next.holes);
   assert.equal(pool.stats.onThread, 2);
 });
+
+test('an opening whose thread dies mid-batch is done on the calling thread', async () => {
+  const pool = new CryptoPool(1);
+  pools.push(pool);
+  const { builder, out, holes } = jobsFor(20_000, [dek()]);
+  sealJobs(builder.take(), out);
+  const b = new CryptoJobBuilder();
+  let at = 0;
+  for (const h of holes) {
+    b.add(h.dek, out.subarray(h.at, h.at + h.len), place, h.key, at);
+    at += openedLength(h.len);
+  }
+  const warm = jobsFor(1, [dek()]);
+  await pool.seal(warm.builder.take(), warm.out);
+  const opening = pool.open(b.take(), at, () => 'x');
+  await threadOf(pool)!.terminate();
+  assert.equal(Buffer.from(await opening).toString(), holes.map((h) => h.plain).join(''));
+  assert.deepEqual(pool.stats, { onThread: 1, inline: 1 });
+});
+
+function threadOf(pool: CryptoPool): { terminate(): Promise<number> } | null | undefined {
+  return (pool as unknown as { workers: ({ terminate(): Promise<number> } | null)[] }).workers[0];
+}
 
 test('a closed pool seals on the calling thread', async () => {
   const pool = new CryptoPool(1);
   await pool.close();
   const { builder, out, holes } = jobsFor(30, [dek()]);
-  assertSealed(await pool.seal(builder.take(), out), holes);
+  assertSealed((await pool.seal(builder.take(), out))!, holes);
   assert.deepEqual(pool.stats, { onThread: 0, inline: 1 });
 });
 
