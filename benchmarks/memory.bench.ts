@@ -16,8 +16,8 @@
  *     slot's confirmed position covers the commit. It does no decoding, sealing, encoding or
  *     storing, so the ratio is informational, not a goal.
  * Also reported: rows/s of the transaction through chartlog (commit → durable in the store).
- * When the goal is missed, one more chartlog repetition per diagnosis variant (a smaller bus, a
- * capped V8 heap) says what the peak is made of.
+ * When the goal is missed, one more chartlog repetition per diagnosis variant (no crypto thread,
+ * a capped V8 heap, larger buffers) says what the peak is made of.
  * Lower is better for memory. Writes benchmarks/results/memory.json.
  */
 import { spawn } from 'node:child_process';
@@ -58,22 +58,24 @@ if (!['auto', 'always', 'never'].includes(DIAGNOSE)) {
   process.exit(2);
 }
 /**
- * What the diagnosis changes, one repetition each: a smaller bus (how much of the peak is events
- * queued between the connector and the compactor) and a capped V8 old space (how much is
- * garbage the default heap sizing lets accumulate rather than data the process needs).
+ * What the diagnosis changes, one repetition each: no crypto thread (what sealing beside the
+ * reader costs in memory), a capped V8 old space (how much is garbage the default heap sizing
+ * lets accumulate rather than data the process needs), and the earlier, larger defaults of the
+ * transaction spill threshold and the part size (what those buffers hold).
  */
 interface Variant {
   label: string;
   bus?: { maxBufferedBatches?: number; maxBufferedBytes?: number };
   postgres?: { spillThresholdBytes?: number };
+  more?: { maxPartBytes?: number; cryptoThreads?: number };
   nodeArgs?: string[];
   env?: Record<string, string>;
 }
 const DIAGNOSES: Variant[] = [
-  { label: 'bus.maxBufferedBytes 8 MiB (default 32 MiB)', bus: { maxBufferedBytes: 8 * 2 ** 20 } },
+  { label: 'phi.cryptoThreads 0 (default 1)', more: { cryptoThreads: 0 } },
   { label: 'node --max-old-space-size=160', nodeArgs: ['--max-old-space-size=160'] },
-  { label: 'postgres.spillThresholdBytes 8 MiB (default 64 MiB)', postgres: { spillThresholdBytes: 8 * 2 ** 20 } },
-  { label: 'spillThresholdBytes 8 MiB + bus.maxBufferedBytes 8 MiB', bus: { maxBufferedBytes: 8 * 2 ** 20 }, postgres: { spillThresholdBytes: 8 * 2 ** 20 } },
+  { label: 'postgres.spillThresholdBytes 64 MiB (default 8 MiB)', postgres: { spillThresholdBytes: 64 * 2 ** 20 } },
+  { label: 'segments.maxPartBytes 16 MiB (default 4 MiB)', more: { maxPartBytes: 16 * 2 ** 20 } },
 ];
 /** Issue 8's goal is 300 MB (decimal); /proc reports kB of 1024 bytes, so figures here are MiB. */
 const GOAL_MB = 300;
@@ -109,7 +111,7 @@ async function chartlogRep(rep: number | string, dbs: TestDatabase[], variant: V
   try {
     const client = await pgConnect(db.url);
     await client.query(pgPatientDdl('patients'));
-    const setup = writeBenchConfig(work, `mbench_${process.pid}_${rep}`, db.url, TABLE, PATIENT_PHI_COLUMNS, variant.bus, variant.postgres);
+    const setup = writeBenchConfig(work, `mbench_${process.pid}_${rep}`, db.url, TABLE, PATIENT_PHI_COLUMNS, variant.bus, variant.postgres, variant.more);
     run = new BackgroundRun(setup, join(work, 'run.log'), variant.nodeArgs, variant.env);
     await run.streaming(120_000);
     await waitForAnyCheckpoint(setup, 60_000, run);

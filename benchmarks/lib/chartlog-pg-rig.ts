@@ -56,6 +56,7 @@ export function writeBenchConfig(
   phi: readonly string[],
   bus: { maxBufferedBatches?: number; maxBufferedBytes?: number } = {},
   postgres: { spillThresholdBytes?: number } = {},
+  more: { maxPartBytes?: number; cryptoThreads?: number } = {},
 ): BenchSetup {
   const keyring = join(work, 'keys', 'keyring.json');
   mkdirSync(join(work, 'keys'), { mode: 0o700 });
@@ -72,6 +73,8 @@ export function writeBenchConfig(
       'phi:',
       `  keyring: "file://${keyring}"`,
       `  columns: { ${table}: [${phi.join(', ')}] }`,
+      ...(more.cryptoThreads !== undefined ? [`  cryptoThreads: ${more.cryptoThreads}`] : []),
+      ...(more.maxPartBytes ? [`segments: { maxPartBytes: ${more.maxPartBytes} }`] : []),
       'log: { level: info, format: json }',
       '',
     ].join('\n'),

@@ -51,8 +51,8 @@ const postgresOptions = z
       .number()
       .int()
       .positive()
-      .default(64 * 1024 * 1024)
-      .describe('A transaction larger than this is spilled to disk until its commit.'),
+      .default(8 * 1024 * 1024)
+      .describe('A transaction larger than this is spilled to disk until its commit (decoded rows take several times their WAL size in memory).'),
   })
   .describe('PostgreSQL-only settings.');
 
@@ -94,7 +94,7 @@ const source = z
     postgres: postgresOptions.default({
       heartbeatIntervalMs: 30000,
       slotLagWarnBytes: 1024 * 1024 * 1024,
-      spillThresholdBytes: 64 * 1024 * 1024,
+      spillThresholdBytes: 8 * 1024 * 1024,
     }),
     mysql: mysqlOptions.default({ watchdogMs: 30000 }),
     snapshot: z
@@ -225,9 +225,14 @@ export const configSchema = z
     segments: z
       .strictObject({
         flushIntervalMs: z.number().int().min(50).default(1000).describe('Open-hour parts are flushed this often.'),
-        maxPartBytes: z.number().int().min(1024).default(16 * 1024 * 1024).describe('A part is flushed early at this size.'),
+        maxPartBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(4 * 1024 * 1024)
+          .describe('A part is flushed early at this size (a backlog fills several a second; each is held in memory until flushed).'),
       })
-      .default({ flushIntervalMs: 1000, maxPartBytes: 16 * 1024 * 1024 }),
+      .default({ flushIntervalMs: 1000, maxPartBytes: 4 * 1024 * 1024 }),
     phi,
     log: z
       .strictObject({
