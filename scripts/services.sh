@@ -195,6 +195,24 @@ up() {
   say "services up in $(elapsed "$t0") s (state in $STATE)"
 }
 
+# stop_strays: servers `up` did not start itself but that run from this state directory — one
+# a test restarted (its pid file names the first one) — are stopped too, so the next `up` on
+# these ports finds them free. Only server programs are touched, never a shell or a test.
+stop_strays() {
+  local pid comm rc=0
+  while read -r pid; do
+    [[ -n $pid ]] || continue
+    comm=$(ps -o comm= -p "$pid" 2>/dev/null || true)
+    case $comm in
+      postgres | mariadbd | mysqld | radosgw | ceph-mon | ceph-osd | ceph-mgr | kcat)
+        say "$comm (pid $pid) still runs from $STATE; stopping it"
+        stop_pid "$pid" "$comm" 3 || rc=1
+        ;;
+    esac
+  done < <(pgrep -f -- "$STATE/" || true)
+  return $rc
+}
+
 down() {
   [[ -d $STATE ]] || return 0
   if [[ ! -f $STATE/$MARKER ]]; then
@@ -209,6 +227,7 @@ down() {
   for name in "${pids[@]}"; do
     wait "$name" || rc=1
   done
+  stop_strays || rc=1
   ((rc == 0)) || die "some services did not stop; $STATE kept"
   rm -rf "$STATE"
   say "services down in $(elapsed "$t0") s"
