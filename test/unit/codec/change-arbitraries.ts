@@ -307,6 +307,11 @@ function stripUnchanged(row: Row): Row {
   return Object.fromEntries(Object.entries(row).map(([k, v]) => [k, v === UNCHANGED ? null : v]));
 }
 
+/** A transaction (batchOf) with a random non-empty set of its table's columns to seal. */
+export function batchWithPhiOf(engine: Engine, source: string): fc.Arbitrary<[ChangeBatch, string[]]> {
+  return batchOf(engine, source).chain((b) => fc.tuple(fc.constant(b), fc.subarray(b.events[0]!.schema.columns.map((c) => c.name), { minLength: 1 })));
+}
+
 /** A transaction over one table version: 1–5 events. */
 export function batchOf(engine: Engine, source: string): fc.Arbitrary<ChangeBatch> {
   return fc

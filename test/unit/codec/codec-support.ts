@@ -2,6 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AvroCodec, type AvroCodecOptions } from '../../../src/codec/avro-codec.js';
+import type { TableSchema } from '../../../src/core/table-schema.js';
 import { SchemaStore } from '../../../src/codec/schema-store.js';
 import { createLogger, type Logger } from '../../../src/core/logger.js';
 import { ColumnPolicy, type PhiPolicyConfig } from '../../../src/phi/column-policy.js';
@@ -20,6 +21,18 @@ export function testKeyring(): FileKeyring {
   sharedKeyring ??= FileKeyring.create(join(mkdtempSync(join(tmpdir(), 'chartlog-keyring-')), 'keyring.json'));
   return sharedKeyring;
 }
+
+/** A patients table with two PHI-able text columns, for sealing tests. */
+export const ssnPhonePatients: TableSchema = {
+  schema: 'public',
+  table: 'patients',
+  primaryKey: ['id'],
+  columns: [
+    { name: 'id', sourceType: 'bigint', type: { kind: 'int', bits: 64 }, nullable: false },
+    { name: 'ssn', sourceType: 'text', type: { kind: 'string' }, nullable: true },
+    { name: 'phone', sourceType: 'text', type: { kind: 'string' }, nullable: true },
+  ],
+};
 
 export interface CodecRig {
   store: MemoryObjectStore;

@@ -5,10 +5,10 @@ import type { OpenAuditEntry } from '../../../src/codec/avro-codec.js';
 import type { ChangeBatch } from '../../../src/core/change-event.js';
 import { ChartlogError } from '../../../src/core/errors.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
-import { UNCHANGED, qualifiedName, type TableSchema } from '../../../src/core/table-schema.js';
+import { UNCHANGED, qualifiedName } from '../../../src/core/table-schema.js';
 import { CryptoPool } from '../../../src/phi/crypto-pool.js';
-import { batchOf, type Engine } from './change-arbitraries.js';
-import { codecRig } from './codec-support.js';
+import { batchOf, batchWithPhiOf, type Engine } from './change-arbitraries.js';
+import { codecRig, ssnPhonePatients as patients } from './codec-support.js';
 
 const pool = new CryptoPool(1);
 after(() => pool.close());
@@ -18,9 +18,7 @@ for (const engine of ['postgres', 'mysql'] as Engine[]) {
     const before = pool.stats.onThread;
     await fc.assert(
       fc.asyncProperty(
-        batchOf(engine, 'clinic').chain((b) =>
-          fc.tuple(fc.constant(b), fc.subarray(b.events[0]!.schema.columns.map((c) => c.name), { minLength: 1 })),
-        ),
+        batchWithPhiOf(engine, 'clinic'),
         async ([batch, phiColumns]) => {
           const table = qualifiedName(batch.events[0]!.schema);
           const rig = codecRig({ connector: engine, policy: { columns: { [table]: phiColumns }, strict: [], publicColumns: {} }, cryptoPool: pool, poolFrom: 1 });
@@ -110,17 +108,6 @@ for (const engine of ['postgres', 'mysql'] as Engine[]) {
     assert.ok(pool.stats.onThread > before, 'openings went to the thread');
   });
 }
-
-const patients: TableSchema = {
-  schema: 'public',
-  table: 'patients',
-  primaryKey: ['id'],
-  columns: [
-    { name: 'id', sourceType: 'bigint', type: { kind: 'int', bits: 64 }, nullable: false },
-    { name: 'ssn', sourceType: 'text', type: { kind: 'string' }, nullable: true },
-    { name: 'phone', sourceType: 'text', type: { kind: 'string' }, nullable: true },
-  ],
-};
 
 test('a damaged sealed value among many fails decodeMany with the error decode gives, naming the column and no value', async () => {
   const rig = codecRig({ policy: { columns: { 'public.patients': ['ssn', 'phone'] }, strict: [], publicColumns: {} }, cryptoPool: pool, poolFrom: 16 });

@@ -4,11 +4,11 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { ChartlogError } from '../../../src/core/errors.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
-import type { CellValue, TableSchema } from '../../../src/core/table-schema.js';
+import type { CellValue } from '../../../src/core/table-schema.js';
 import { deserializeCell, serializeCell } from '../../../src/phi/cell-serialization.js';
 import { openValue, sealValue, sealedKeyId, type DataKey, type SealContext } from '../../../src/phi/sealer.js';
 import type { OpenAuditEntry } from '../../../src/codec/avro-codec.js';
-import { codecRig } from '../codec/codec-support.js';
+import { codecRig, ssnPhonePatients as patients } from '../codec/codec-support.js';
 
 function dek(): DataKey {
   const id = new Uint8Array(randomBytes(16));
@@ -96,17 +96,6 @@ test('a value opened in another row, column, table or source, or under another k
   assert.throws(() => openValue(sameIdOtherKey, sealed, ctx), isIntegrity(canary));
   assert.throws(() => openValue(dek(), sealed, ctx), (e: ChartlogError) => e.code === 'integrity' && e.message.includes(k.idHex));
 });
-
-const patients: TableSchema = {
-  schema: 'public',
-  table: 'patients',
-  primaryKey: ['id'],
-  columns: [
-    { name: 'id', sourceType: 'bigint', type: { kind: 'int', bits: 64 }, nullable: false },
-    { name: 'ssn', sourceType: 'text', type: { kind: 'string' }, nullable: true },
-    { name: 'phone', sourceType: 'text', type: { kind: 'string' }, nullable: true },
-  ],
-};
 
 async function twoSealedMessages() {
   const rig = codecRig({ policy: { columns: { 'public.patients': ['ssn', 'phone'] }, strict: [], publicColumns: {} } });
