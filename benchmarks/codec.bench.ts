@@ -24,7 +24,7 @@ import type { ChangeBatch, ChangeEvent } from '../src/core/change-event.js';
 import { createLogger } from '../src/core/logger.js';
 import { COMMIT_SEQ, Position } from '../src/core/position.js';
 import type { TableSchema } from '../src/core/table-schema.js';
-import type { BusMessage } from '../src/bus/bus-batch.js';
+import type { BusMessage } from '../src/codec/bus-message.js';
 import type { DecodedChange } from '../src/codec/avro-codec.js';
 import { ColumnPolicy } from '../src/phi/column-policy.js';
 import { CryptoPool } from '../src/phi/crypto-pool.js';

@@ -22,7 +22,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { COMMIT_SEQ, Position } from '../src/core/position.js';
-import type { BusBatch } from '../src/bus/bus-batch.js';
+import type { BusBatch } from '../src/codec/bus-message.js';
 import { KafkaBus } from '../src/bus/kafka-bus.js';
 import type { KafkaSettings } from '../src/bus/kafka-topics.js';
 import { KafkaCompactor } from '../src/compactor/kafka-compactor.js';
@@ -88,7 +88,7 @@ async function endToEndLatency(): Promise<void> {
   const store = new FsObjectStore(dir);
   const s = settings('latency', 'gzip');
   const stop = new AbortController();
-  const compactor = new KafkaCompactor(store, 'clinic', envelopes, { settings: s, flushIntervalMs: 1000, maxPartBytes: 8 << 20, sealGraceMs: 120_000, snapshotId: null });
+  const compactor = new KafkaCompactor(store, 'clinic', envelopes, { settings: s, flushIntervalMs: 1000, maxPartBytes: 8 << 20, closeGraceMs: 120_000, snapshotId: null });
   await compactor.start();
   const running = compactor.run(stop.signal);
   const bus = new KafkaBus({ settings: s, source: 'clinic', schemas: envelopes });

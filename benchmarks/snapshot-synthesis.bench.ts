@@ -15,11 +15,11 @@ import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { configureLogger } from '../src/core/logger.js';
-import { snapshotsPrefix } from '../src/compactor/snapshot-builder.js';
+import { snapshotsPrefix } from '../src/archive/snapshot-manifest.js';
 import { synthesiseSnapshot } from '../src/compactor/snapshot-synthesiser.js';
 import { FsObjectStore } from '../src/storage/fs-object-store.js';
 import type { ObjectStore } from '../src/storage/object-store.js';
-import { buildArchive } from '../test/unit/compactor/snapshot-archive.js';
+import { buildArchive } from '../test/support/snapshot-archive.js';
 
 const ROWS = Number(process.argv[2] ?? 100_000);
 const PER_HOUR = Number(process.argv[3] ?? 2000);

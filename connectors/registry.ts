@@ -1,16 +1,18 @@
-import type { SourceConfig } from '../src/config/schema.js';
 import { configError } from '../src/core/errors.js';
 import type { Logger } from '../src/core/logger.js';
 import type { SourceConnector } from '../src/core/source-connector.js';
-import { MysqlConnector } from './mysql/mysql-connector.js';
-import { PostgresConnector } from './postgres/postgres-connector.js';
+import { MysqlConnector, type MysqlSourceSettings } from './mysql/mysql-connector.js';
+import { PostgresConnector, type PostgresSourceSettings } from './postgres/postgres-connector.js';
+
+/** A source as the configuration gives it: what every connector reads, and its type. */
+export type ConnectorSource = PostgresSourceSettings & MysqlSourceSettings & { readonly type: string };
 
 /** What every connector may get from the pipeline besides its configuration. */
 export interface ConnectorDeps {
   readonly logger?: Logger;
 }
 
-type ConnectorFactory = (source: SourceConfig, deps: ConnectorDeps) => SourceConnector;
+type ConnectorFactory = (source: ConnectorSource, deps: ConnectorDeps) => SourceConnector;
 
 /**
  * One line per database type (DESIGN.md §7): nothing outside a connector branches on the
@@ -21,7 +23,7 @@ const connectors: Record<string, ConnectorFactory> = {
   mysql: (source, deps) => new MysqlConnector(source, deps.logger ? { log: deps.logger } : {}),
 };
 
-export function createConnector(source: SourceConfig, deps: ConnectorDeps = {}): SourceConnector {
+export function createConnector(source: ConnectorSource, deps: ConnectorDeps = {}): SourceConnector {
   const factory = connectors[source.type];
   if (!factory) throw configError(`no connector for source type "${source.type}"`, `use one of: ${Object.keys(connectors).join(', ')}`);
   return factory(source, deps);

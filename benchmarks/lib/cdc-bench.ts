@@ -10,7 +10,7 @@ import { appendFileSync, closeSync, createWriteStream, existsSync, mkdirSync, mk
 import os from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildSourceRuntime } from '../../src/cli/source-runtime.js';
+import { buildSourceRuntime } from '../../src/pipeline/source-runtime.js';
 import { parseConfig } from '../../src/config/load.js';
 import { Position } from '../../src/core/position.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';

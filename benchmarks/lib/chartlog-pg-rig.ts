@@ -10,7 +10,7 @@ import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { readCheckpoint } from '../../src/compactor/checkpoint.js';
+import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { chartlogBin } from '../../test/support/chartlog-process.js';

@@ -1,13 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'mysql2';
 import { ChartlogError, configError } from '../../src/core/errors.js';
-
-export interface MysqlTls {
-  readonly mode: 'disable' | 'require' | 'verify-full';
-  readonly ca?: string;
-  readonly cert?: string;
-  readonly key?: string;
-}
+import type { TlsSettings } from '../../src/core/tls-settings.js';
 
 /**
  * mysql2 options for a source URL (mysql:// or mariadb://), with the settings that keep values
@@ -18,7 +12,7 @@ export interface MysqlTls {
  * - jsonStrings: JSON as the server's text, big integers inside it intact;
  * - charset utf8mb4: four-byte characters (emoji) survive.
  */
-export function connectionOptions(url: string, tls: MysqlTls = { mode: 'disable' }): ConnectionOptions {
+export function connectionOptions(url: string, tls: TlsSettings = { mode: 'disable' }): ConnectionOptions {
   let u: URL;
   try {
     u = new URL(url);

@@ -6,9 +6,10 @@ import { type Logger, logger as rootLogger } from '../../src/core/logger.js';
 import { Position } from '../../src/core/position.js';
 import type { ConnectorCapabilities, SnapshotOptions, SourceConnector, StreamOptions } from '../../src/core/source-connector.js';
 import type { TableSchema } from '../../src/core/table-schema.js';
+import type { TlsSettings } from '../../src/core/tls-settings.js';
 import { formatMariadbGtid, mariadbGtidOf, mysqlGtidOf, mysqlResumeSet } from './binlog-position.js';
 import { BinlogReader } from './binlog-reader.js';
-import { connectionOptions, type MysqlTls, sourceError } from './connection-settings.js';
+import { connectionOptions, sourceError } from './connection-settings.js';
 import { RowsEventConverter, isSchemaStatement } from './rows-event-converter.js';
 import { loadTableSchemas, tableFilter } from './schema-loader.js';
 import { type ServerInfo, checkSource, defaultServerId } from './setup-check.js';
@@ -19,7 +20,7 @@ export interface MysqlSourceSettings {
   readonly name: string;
   readonly url: string;
   readonly tables?: readonly string[];
-  readonly tls?: MysqlTls;
+  readonly tls?: TlsSettings;
   readonly mysql?: { readonly serverId?: number; readonly watchdogMs?: number };
   readonly snapshot?: { readonly chunkRows?: number };
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { ClientConfig, CustomTypesConfig } from 'pg';
-import type { TlsConfig } from '../../src/config/schema.js';
+import type { TlsSettings } from '../../src/core/tls-settings.js';
 
 /**
  * Session settings on every chartlog connection, replication ones included (pgoutput formats
@@ -20,7 +20,7 @@ export const RAW_TEXT_TYPES: CustomTypesConfig = {
   getTypeParser: (() => (value: string) => value) as CustomTypesConfig['getTypeParser'],
 };
 
-export function clientConfig(url: string, tls: TlsConfig, applicationName: string): ClientConfig {
+export function clientConfig(url: string, tls: TlsSettings, applicationName: string): ClientConfig {
   return {
     connectionString: url,
     ssl: sslOptions(tls),
@@ -33,7 +33,7 @@ export function clientConfig(url: string, tls: TlsConfig, applicationName: strin
   };
 }
 
-function sslOptions(tls: TlsConfig): ClientConfig['ssl'] {
+function sslOptions(tls: TlsSettings): ClientConfig['ssl'] {
   if (tls.mode === 'disable') return false;
   const files = {
     ...(tls.ca ? { ca: readFileSync(tls.ca, 'utf8') } : {}),

@@ -1,7 +1,6 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import type { SourceConfig } from '../../src/config/schema.js';
 import type { ChangeBatch, ChangeEvent } from '../../src/core/change-event.js';
 import { ChartlogError } from '../../src/core/errors.js';
 import { logger as rootLogger, type Logger } from '../../src/core/logger.js';
@@ -13,6 +12,7 @@ import type {
   StreamOptions,
 } from '../../src/core/source-connector.js';
 import type { TableSchema } from '../../src/core/table-schema.js';
+import type { TlsSettings } from '../../src/core/tls-settings.js';
 import { skipThrough, statusLsn, type AckProgress } from './ack-policy.js';
 import { clientConfig } from './connection-settings.js';
 import { lsnHex, lsnOfPosition, maxLsn, parseLsn, type Lsn } from './lsn.js';
@@ -56,6 +56,22 @@ import { isBuiltinType } from './type-parsers.js';
  * nothing to the server (a transaction is confirmed whole), but `stream({ from })` with such a
  * position resumes inside that transaction, after the given event.
  */
+/** The slice of a source's configuration (src/config/schema.ts) this connector reads. */
+export interface PostgresSourceSettings {
+  readonly name: string;
+  readonly url: string;
+  readonly tables?: readonly string[];
+  readonly tls: TlsSettings;
+  readonly postgres: {
+    readonly slotName?: string;
+    readonly publicationName?: string;
+    readonly heartbeatIntervalMs: number;
+    readonly slotLagWarnBytes: number;
+    readonly spillThresholdBytes: number;
+  };
+  readonly snapshot: { readonly chunkRows: number };
+}
+
 export interface PostgresConnectorDeps {
   readonly logger?: Logger;
   /** Directory for spilled transactions. Default: <tmpdir>/chartlog-spill. */
@@ -104,7 +120,7 @@ export class PostgresConnector implements SourceConnector {
   private readonly closing = new AbortController();
 
   constructor(
-    private readonly config: SourceConfig,
+    private readonly config: PostgresSourceSettings,
     private readonly deps: PostgresConnectorDeps = {},
   ) {
     this.name = config.name;

@@ -1,5 +1,5 @@
 import { ChartlogError } from '../core/errors.js';
-import type { BusBatch } from './bus-batch.js';
+import type { BusBatch } from '../codec/bus-message.js';
 
 /**
  * The one-machine bus: a bounded in-process queue between a source's publisher and the

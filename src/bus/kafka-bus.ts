@@ -3,9 +3,9 @@ import { CompressionTypes, Partitioners, type Kafka, type Message, type Producer
 import { ChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { Position } from '../core/position.js';
-import type { SchemaSource } from '../compactor/part-writer.js';
-import { transactionRecordOf } from '../compactor/transaction-log.js';
-import type { BusBatch } from './bus-batch.js';
+import type { SchemaSource } from '../archive/envelope-reader.js';
+import { transactionRecordOf } from '../archive/transaction-log.js';
+import type { BusBatch } from '../codec/bus-message.js';
 import {
   createKafka,
   decodeTransactionMessage,

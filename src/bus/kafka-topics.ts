@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js';
 import { ChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { Position } from '../core/position.js';
-import type { TransactionRecord } from '../compactor/transaction-log.js';
+import type { TransactionRecord } from '../archive/transaction-log.js';
 
 /**
  * Kafka names and message framing shared by the producer (kafka-bus.ts) and the compactor's

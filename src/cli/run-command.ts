@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { logger } from '../core/logger.js';
-import { runSourcePipeline } from '../core/pipeline.js';
+import { runSourcePipeline } from '../pipeline/pipeline.js';
 import { openContext, withConfigOptions } from './command-context.js';
-import { buildSourceRuntime } from './source-runtime.js';
+import { buildSourceRuntime } from '../pipeline/source-runtime.js';
 
 /**
  * `chartlog run`: stream every source until SIGINT/SIGTERM, then flush what was read, make it

@@ -3,14 +3,14 @@ import type { Command } from 'commander';
 import type { Config, SourceConfig } from '../config/schema.js';
 import { ChartlogError, toChartlogError, usageError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
-import { takeSourceSnapshot } from '../core/pipeline.js';
+import { takeSourceSnapshot } from '../pipeline/pipeline.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import type { SnapshotManifest } from '../compactor/snapshot-builder.js';
+import type { SnapshotManifest } from '../archive/snapshot-manifest.js';
 import { databaseOfUrl } from '../compactor/snapshot-schedule.js';
 import { synthesiseSnapshot, type SynthesisResult } from '../compactor/snapshot-synthesiser.js';
-import { formatUs } from '../restore/timeline.js';
+import { formatUs } from '../archive/layout.js';
 import { openContext, withConfigOptions } from './command-context.js';
-import { buildSourceRuntime } from './source-runtime.js';
+import { buildSourceRuntime } from '../pipeline/source-runtime.js';
 
 interface SnapshotReport {
   source: string;
@@ -78,7 +78,7 @@ async function synthesised(s: Readonly<SourceConfig>, store: ObjectStore, signal
       return { source: s.name, status: r.status, snapshot: summary(r.snapshot), base: r.base?.id ?? null, changes: r.changes, ms: r.ms };
     } catch (err) {
       const e = toChartlogError(err);
-      // A running `chartlog run` may seal an hour (parts become segments) while we read it:
+      // A running `chartlog run` may close an hour (parts become segments) while we read it:
       // the next attempt reads the archive's index again.
       if (signal.aborted || attempt >= ATTEMPTS || !(e.retriable || e.code === 'integrity')) throw e;
       logger().warn({ source: s.name, err: e, attempt }, 'synthesis read a changing archive; reading it again');

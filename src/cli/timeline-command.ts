@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
-import { readArchiveIndex } from '../restore/archive-index.js';
+import { readArchiveIndex } from '../archive/archive-index.js';
 import { buildTimeline, renderTimeline } from '../restore/timeline.js';
 import { openContext, withConfigOptions } from './command-context.js';
 
 /** `chartlog timeline`: per source, what can be restored, from the object store alone. */
 export function registerTimelineCommand(program: Command): void {
-  withConfigOptions(program.command('timeline').description('show the restorable range, snapshots, sealed and open hours, and gaps'))
+  withConfigOptions(program.command('timeline').description('show the restorable range, snapshots, closed and open hours, and gaps'))
     .option('--json', 'print JSON for machines')
     .action(async (opts: { config: string; source?: string; json?: boolean }) => {
       const ctx = openContext(opts);

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { SchemaStore } from '../codec/schema-store.js';
-import { CodecEnvelopeReader } from '../compactor/codec-envelope-reader.js';
+import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
 import { ChartlogError } from '../core/errors.js';
-import { readArchiveIndex } from '../restore/archive-index.js';
+import { readArchiveIndex } from '../archive/archive-index.js';
 import { renderVerifyReport, verifyArchive } from '../restore/verify.js';
 import { openContext, withConfigOptions } from './command-context.js';
 

@@ -1,5 +1,5 @@
 import avro from 'avsc';
-import type { BusMessage } from '../bus/bus-batch.js';
+import type { BusMessage } from './bus-message.js';
 import type { ChangeBatch, ChangeEvent, Op } from '../core/change-event.js';
 import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';

@@ -1,23 +1,24 @@
 import { logger } from '../core/logger.js';
 import { Position } from '../core/position.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import type { BusBatch } from '../bus/bus-batch.js';
+import type { BusBatch } from '../codec/bus-message.js';
 import type { EmbeddedBus } from '../bus/embedded-bus.js';
-import { writeCheckpoint } from './checkpoint.js';
-import { HourSealer, type EnvelopeReader } from './hour-sealer.js';
-import { hourOf, nextHour, type HourKey } from './layout.js';
+import { writeCheckpoint } from '../archive/checkpoint.js';
+import { HourCloser } from './hour-closer.js';
+import { type EnvelopeReader } from '../archive/envelope-reader.js';
+import { hourOf, nextHour, type HourKey } from '../archive/layout.js';
 import { PartWriter, type FlushResult } from './part-writer.js';
-import { hoursToSeal } from './seal-decision.js';
+import { hoursToClose } from './close-decision.js';
 
 export interface CompactorOptions {
   flushIntervalMs: number;
   maxPartBytes: number;
   /**
-   * An hour is sealed once the stream has moved past it, or once the clock is this far past
+   * An hour is closed once the stream has moved past it, or once the clock is this far past
    * its end while the source is quiet. Late transactions after that go into the next open hour
    * (readers use each record's commit time, never the folder).
    */
-  sealGraceMs: number;
+  closeGraceMs: number;
   snapshotId: string | null;
   /** Milliseconds since the epoch; tests move time by hand. */
   now?: () => number;
@@ -26,12 +27,12 @@ export interface CompactorOptions {
 /**
  * One source's compactor on the embedded bus: takes batches, flushes parts every
  * flushIntervalMs (or at maxPartBytes), then records the checkpoint and acknowledges the
- * durable position — in that order, so nothing is acknowledged before it is stored — and seals
+ * durable position — in that order, so nothing is acknowledged before it is stored — and closes
  * hours as they close.
  */
 export class Compactor {
   private readonly writer: PartWriter;
-  private readonly sealer: HourSealer;
+  private readonly closer: HourCloser;
   private readonly now: () => number;
   private readonly openHours = new Set<HourKey>();
   private floor: HourKey | null = null;
@@ -47,15 +48,15 @@ export class Compactor {
     private readonly signal?: AbortSignal,
   ) {
     this.writer = new PartWriter(store, source, envelopes, signal);
-    this.sealer = new HourSealer(store, source, envelopes, signal);
+    this.closer = new HourCloser(store, source, envelopes, signal);
     this.now = options.now ?? Date.now;
   }
 
-  /** Finds hours a previous run left unsealed and the first hour still open. */
+  /** Finds hours a previous run left open and the first hour still open. */
   async start(): Promise<void> {
-    const last = await this.sealer.lastSealed();
+    const last = await this.closer.lastClosed();
     this.floor = last ? nextHour(last.hour) : null;
-    for (const h of await this.sealer.hoursWithParts()) this.openHours.add(h);
+    for (const h of await this.closer.hoursWithParts()) this.openHours.add(h);
   }
 
   /** Runs until the bus is closed and drained; ends with a final flush. */
@@ -77,9 +78,9 @@ export class Compactor {
         await this.flush();
         pendingSince = null;
       }
-      // Closed hours are sealed between flushes, also while the source is idle.
+      // Finished hours are closed between flushes, also while the source is idle.
       if (pendingSince === null && (due || now >= nextHousekeeping || bus.drained)) {
-        await this.sealClosedHours();
+        await this.closeFinishedHours();
         nextHousekeeping = this.now() + interval;
       }
     }
@@ -106,12 +107,12 @@ export class Compactor {
   }
 
   /** Seals, oldest first, every open hour the stream or the clock has left behind. */
-  async sealClosedHours(force = false): Promise<void> {
-    if (this.writer.pendingBatches > 0) return; // only durable data is sealed
+  async closeFinishedHours(force = false): Promise<void> {
+    if (this.writer.pendingBatches > 0) return; // only durable data is closed into segments
     const quiet = this.now() - this.lastBatchAt >= this.options.flushIntervalMs;
-    const state = { durableCommitUs: this.maxDurableCommitUs, nowMs: this.now(), quiet, sealGraceMs: this.options.sealGraceMs, force };
-    for (const hour of hoursToSeal(this.openHours, state)) {
-      await this.sealer.seal(hour);
+    const state = { durableCommitUs: this.maxDurableCommitUs, nowMs: this.now(), quiet, closeGraceMs: this.options.closeGraceMs, force };
+    for (const hour of hoursToClose(this.openHours, state)) {
+      await this.closer.close(hour);
       this.openHours.delete(hour);
       this.floor = nextHour(hour);
     }

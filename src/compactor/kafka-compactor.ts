@@ -15,19 +15,20 @@ import {
   TRANSACTIONS_PARTITION,
   type KafkaSettings,
 } from '../bus/kafka-topics.js';
-import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
-import { HourSealer, type EnvelopeReader } from './hour-sealer.js';
-import { hourOf, nextHour, type HourKey } from './layout.js';
+import { readCheckpoint, writeCheckpoint } from '../archive/checkpoint.js';
+import { HourCloser } from './hour-closer.js';
+import { type EnvelopeReader } from '../archive/envelope-reader.js';
+import { hourOf, nextHour, type HourKey } from '../archive/layout.js';
 import { PartWriter } from './part-writer.js';
-import { hoursToSeal } from './seal-decision.js';
-import type { TransactionRecord } from './transaction-log.js';
+import { hoursToClose } from './close-decision.js';
+import type { TransactionRecord } from '../archive/transaction-log.js';
 
 export interface KafkaCompactorOptions {
   settings: KafkaSettings;
   flushIntervalMs: number;
   maxPartBytes: number;
-  /** As CompactorOptions.sealGraceMs. */
-  sealGraceMs: number;
+  /** As CompactorOptions.closeGraceMs. */
+  closeGraceMs: number;
   snapshotId: string | null;
   /** Milliseconds since the epoch; tests move time by hand. */
   now?: () => number;
@@ -83,17 +84,17 @@ const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`
  * settled (or one past the last processed message). So every offset below a committed one is
  * durable, and after any crash everything after P comes again whole — re-counted, and dropped
  * by position where it was already stored. Messages at or below P that come again are skipped
- * at once, so no duplicate lands in a later hour. Hours close when P passes them (hoursToSeal).
+ * at once, so no duplicate lands in a later hour. Hours close when P passes them (hoursToClose).
  *
  * Topics are listed at subscription; an END that counts events of a table whose topic appeared
  * since makes it subscribe again (a new consumer, same group).
  *
- * One compactor per source: sealing assumes it sees every partition.
+ * One compactor per source: hour closing assumes it sees every partition.
  */
 export class KafkaCompactor {
   private readonly kafka: Kafka;
   private readonly writer: PartWriter;
-  private readonly sealer: HourSealer;
+  private readonly closer: HourCloser;
   private readonly now: () => number;
   private readonly txTopic: string;
   private readonly openHours = new Set<HourKey>();
@@ -130,7 +131,7 @@ export class KafkaCompactor {
   ) {
     this.kafka = options.kafka ?? createKafka(options.settings, '-compactor');
     this.writer = new PartWriter(store, source, envelopes, signal);
-    this.sealer = new HourSealer(store, source, envelopes, signal);
+    this.closer = new HourCloser(store, source, envelopes, signal);
     this.now = options.now ?? Date.now;
     this.txTopic = transactionsTopic(options.settings.topicPrefix, source);
   }
@@ -140,11 +141,11 @@ export class KafkaCompactor {
     return this.settled;
   }
 
-  /** Reads where the last run stopped: the checkpoint, the sealed hours, hours left open. */
+  /** Reads where the last run stopped: the checkpoint, the closed hours, hours left open. */
   async start(): Promise<void> {
-    const last = await this.sealer.lastSealed();
+    const last = await this.closer.lastClosed();
     this.floor = last ? nextHour(last.hour) : null;
-    for (const h of await this.sealer.hoursWithParts()) this.openHours.add(h);
+    for (const h of await this.closer.hoursWithParts()) this.openHours.add(h);
     const cp = await readCheckpoint(this.store, this.source);
     if (cp) {
       this.settled = cp.position;
@@ -245,8 +246,8 @@ export class KafkaCompactor {
   }
 
   /** Seals every open hour the settled stream (or the clock, when quiet) has left behind. */
-  async sealClosedHours(force = false): Promise<void> {
-    await this.exclusive(() => this.sealLocked(force));
+  async closeFinishedHours(force = false): Promise<void> {
+    await this.exclusive(() => this.closeLocked(force));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -370,7 +371,7 @@ export class KafkaCompactor {
     return this.settled !== null && Position.compare(tx, this.settled) <= 0;
   }
 
-  /** The commit hour, or the first open one when that hour is already sealed. */
+  /** The commit hour, or the first open one when that hour is already closed. */
   private hourFor(commitTsUs: bigint): HourKey {
     let hour = hourOf(commitTsUs);
     if (this.floor && hour < this.floor) hour = this.floor;
@@ -378,7 +379,7 @@ export class KafkaCompactor {
     return hour;
   }
 
-  /** Flush, settle, checkpoint, commit, seal — in that order. Runs under the lock. */
+  /** Flush, settle, checkpoint, commit, close hours — in that order. Runs under the lock. */
   private async flushAndSeal(): Promise<void> {
     if (this.abandoned) return;
     this.nextFlushAt = this.now() + this.options.flushIntervalMs;
@@ -397,7 +398,7 @@ export class KafkaCompactor {
     }
     if (this.abandoned) return;
     await this.commit();
-    await this.sealLocked(false);
+    await this.closeLocked(false);
   }
 
   /** Counts what the flush just made durable. */
@@ -486,14 +487,14 @@ export class KafkaCompactor {
     }
   }
 
-  private async sealLocked(force: boolean): Promise<void> {
-    if (this.writer.pendingBatches > 0 || this.writer.pendingBytes > 0) return; // only durable data is sealed
+  private async closeLocked(force: boolean): Promise<void> {
+    if (this.writer.pendingBatches > 0 || this.writer.pendingBytes > 0) return; // only durable data is closed into segments
     const quiet = this.open.size === 0 && this.now() - this.lastMessageAt >= this.options.flushIntervalMs;
-    const state = { durableCommitUs: this.settledCommitUs, nowMs: this.now(), quiet, sealGraceMs: this.options.sealGraceMs, force };
-    for (const hour of hoursToSeal(this.openHours, state)) {
+    const state = { durableCommitUs: this.settledCommitUs, nowMs: this.now(), quiet, closeGraceMs: this.options.closeGraceMs, force };
+    for (const hour of hoursToClose(this.openHours, state)) {
       // Later messages of this hour go to the next one from now on (readers go by commit time).
       this.floor = nextHour(hour);
-      await this.sealer.seal(hour);
+      await this.closer.close(hour);
       this.openHours.delete(hour);
     }
   }

@@ -3,16 +3,12 @@ import { Position } from '../core/position.js';
 import { logger } from '../core/logger.js';
 import { withRetry } from '../core/retry.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { recordBody, type BusBatch, type BusMessage } from '../bus/bus-batch.js';
-import { AvroContainerWriter } from './avro-container.js';
-import { hourOf, partKey, TRANSACTIONS_TABLE, type HourKey } from './layout.js';
-import { sha256Hex } from './manifest.js';
-import { encodeTransaction, transactionRecordOf, transactionSchemaJson, type TransactionRecord } from './transaction-log.js';
-
-/** Finds the writer schema (Avro JSON) of a fingerprint; the codec stored it before publishing. */
-export interface SchemaSource {
-  schemaJson(source: string, fingerprint: string): Promise<string>;
-}
+import type { SchemaSource } from '../archive/envelope-reader.js';
+import { recordBody, type BusBatch, type BusMessage } from '../codec/bus-message.js';
+import { AvroContainerWriter } from '../archive/avro-container.js';
+import { hourOf, partKey, TRANSACTIONS_TABLE, type HourKey } from '../archive/layout.js';
+import { sha256Hex } from '../archive/manifest.js';
+import { encodeTransaction, transactionRecordOf, transactionSchemaJson, type TransactionRecord } from '../archive/transaction-log.js';
 
 /** A run of consecutive records of one table, one schema version, in one hour. */
 interface Run {
@@ -63,7 +59,7 @@ export class PartWriter {
 
   /**
    * Buffers a whole transaction in `hour` (its commit hour, or a later one when that hour is
-   * already sealed — readers go by each record's own commit time, never by the folder).
+   * already closed — readers go by each record's own commit time, never by the folder).
    */
   add(batch: BusBatch, hour: HourKey = hourOf(batch.commitTsUs)): void {
     for (const m of batch.messages) this.addMessage(hour, m);
@@ -140,7 +136,7 @@ export class PartWriter {
     const w = new AvroContainerWriter(schema, {
       // Same records, same bytes, same name: the sync marker comes from the name, not randomness.
       sync: createHash('sha256').update(stem).digest().subarray(0, 16),
-      // Parts live until their hour is sealed into a segment (at the default level): the
+      // Parts live until their hour is closed into a segment (at the default level): the
       // fastest level keeps compression off the critical path of freshness and throughput.
       level: 1,
       metadata: { 'chartlog.table': run.table, 'chartlog.fingerprint': run.fingerprint },

@@ -6,48 +6,12 @@ import { Position } from '../core/position.js';
 import { withRetry } from '../core/retry.js';
 import { qualifiedName } from '../core/table-schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { recordBody, type BusMessage } from '../bus/bus-batch.js';
-import { AvroContainerWriter } from './avro-container.js';
-import { sha256Hex } from './manifest.js';
-import type { BatchEncoder } from './batch-encoder.js';
-import type { SchemaSource } from './part-writer.js';
-
-export interface SnapshotPart {
-  key: string;
-  fingerprint: string;
-  sha256: string;
-  bytes: number;
-  rows: number;
-}
-
-export interface SnapshotTable {
-  /** Schema version of the table at the snapshot (also for tables with no rows). */
-  fingerprint: string;
-  rows: number;
-  parts: SnapshotPart[];
-}
-
-/** snapshots/<id>/manifest.json: written last, so a snapshot exists only once complete. */
-export interface SnapshotManifest {
-  version: 1;
-  source: string;
-  id: string;
-  /** The consistent position: the stream continues with what committed after it. */
-  position: string;
-  commitTsUs: string;
-  takenAt: string;
-  /** 'source' for a connector's consistent snapshot, 'synthesised' for one built from the archive. */
-  origin: 'source' | 'synthesised';
-  tables: Record<string, SnapshotTable>;
-}
-
-export function snapshotsPrefix(source: string): string {
-  return `${source}/snapshots/`;
-}
-
-export function snapshotManifestKey(source: string, id: string): string {
-  return `${snapshotsPrefix(source)}${id}/manifest.json`;
-}
+import { snapshotManifestKey, snapshotsPrefix, type SnapshotManifest, type SnapshotTable } from '../archive/snapshot-manifest.js';
+import { recordBody, type BusMessage } from '../codec/bus-message.js';
+import { AvroContainerWriter } from '../archive/avro-container.js';
+import { sha256Hex } from '../archive/manifest.js';
+import type { BatchEncoder } from '../codec/batch-encoder.js';
+import type { SchemaSource } from '../archive/envelope-reader.js';
 
 interface OpenPart {
   table: string;
@@ -205,17 +169,6 @@ export async function writeSnapshot(options: {
   const rows = Object.values(manifest.tables).reduce((n, t) => n + t.rows, 0);
   logger().info({ source, snapshot: manifest.id, tables: Object.keys(manifest.tables).length, rows }, 'snapshot written');
   return manifest;
-}
-
-/** Snapshots are listed by their manifests; anything else under snapshots/ is an interrupted attempt. */
-export async function listSnapshots(store: ObjectStore, source: string): Promise<SnapshotManifest[]> {
-  const out: SnapshotManifest[] = [];
-  for await (const o of store.listAll(snapshotsPrefix(source))) {
-    if (!o.key.endsWith('/manifest.json')) continue;
-    const m = JSON.parse(Buffer.from(await store.get(o.key)).toString('utf8')) as SnapshotManifest;
-    out.push(m);
-  }
-  return out.sort((a, b) => Position.compare(Position.parse(a.position), Position.parse(b.position)));
 }
 
 /**

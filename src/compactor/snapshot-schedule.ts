@@ -3,7 +3,7 @@ import type { SourceConfig } from '../config/schema.js';
 import { toChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { listSnapshots } from './snapshot-builder.js';
+import { listSnapshots } from '../archive/snapshot-manifest.js';
 import { synthesiseSnapshot, type SynthesiseOptions, type SynthesisResult } from './snapshot-synthesiser.js';
 
 export interface SnapshotScheduleOptions {
@@ -21,7 +21,7 @@ export interface SnapshotScheduleOptions {
 
 /**
  * `sources[].snapshot.everyHours` inside `chartlog run`: once the newest base snapshot is that
- * old, a new one is synthesised from sealed hours only (snapshot-synthesiser.ts) — beside the
+ * old, a new one is synthesised from closed hours only (snapshot-synthesiser.ts) — beside the
  * stream and the compactor, never in their path: it reads the object store alone, yields to
  * the event loop as it goes, and a failure is logged and tried again at the next tick, never
  * stopping the stream.
@@ -49,16 +49,16 @@ export class SnapshotSchedule {
       source: this.o.source.name,
       connector: this.o.source.type,
       db: databaseOfUrl(this.o.source.url),
-      upTo: 'sealed',
+      upTo: 'closed',
       ...(signal ? { signal } : {}),
     });
-    if (result.status !== 'written') this.log.debug({ status: result.status }, 'scheduled snapshot: nothing new sealed since the newest one');
+    if (result.status !== 'written') this.log.debug({ status: result.status }, 'scheduled snapshot: nothing new closed since the newest one');
     return result;
   }
 
   /** Looks every tickMs until the signal aborts. Never throws. */
   async run(signal: AbortSignal): Promise<void> {
-    this.log.info({ everyHours: this.o.everyHours }, 'snapshots will be synthesised from sealed hours on schedule');
+    this.log.info({ everyHours: this.o.everyHours }, 'snapshots will be synthesised from closed hours on schedule');
     while (!signal.aborted) {
       await sleep(this.tickMs, undefined, { signal }).catch(() => undefined);
       if (signal.aborted) break;

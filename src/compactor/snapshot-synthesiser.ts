@@ -6,12 +6,13 @@ import { logger } from '../core/logger.js';
 import { COMMIT_SEQ, Position } from '../core/position.js';
 import { qualifiedName, UNCHANGED, type Row, type TableSchema } from '../core/table-schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { ArchiveReader } from '../restore/archive-reader.js';
-import { readArchiveIndex, tablesOf, type ArchiveIndex } from '../restore/archive-index.js';
-import { replayArchive } from '../restore/replay.js';
-import { cellKey } from '../restore/table-state.js';
-import { CodecEnvelopeReader } from './codec-envelope-reader.js';
-import { removeIncompleteSnapshots, SnapshotPartsWriter, type SnapshotManifest } from './snapshot-builder.js';
+import { ArchiveReader } from '../archive/archive-reader.js';
+import { readArchiveIndex, tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
+import { replayArchive } from '../archive/replay.js';
+import { cellKey } from '../archive/table-state.js';
+import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
+import { removeIncompleteSnapshots, SnapshotPartsWriter } from './snapshot-builder.js';
+import { type SnapshotManifest } from '../archive/snapshot-manifest.js';
 
 /**
  * Base snapshots synthesised from the archive (DESIGN.md §4): the newest snapshot plus every
@@ -36,9 +37,9 @@ export interface SynthesiseOptions {
   db?: string;
   /**
    * The cut: 'durable' (default) — the checkpoint, everything the archive holds durably,
-   * open-hour parts included; 'sealed' — the last transaction of the newest sealed hour only.
+   * open-hour parts included; 'closed' — the last transaction of the newest closed hour only.
    */
-  upTo?: 'durable' | 'sealed';
+  upTo?: 'durable' | 'closed';
   signal?: AbortSignal;
   /** Records decoded or encoded between two yields to the event loop (default 1000). */
   yieldEvery?: number;
@@ -150,11 +151,11 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
 }
 
 /** How far the archive is durable, as the `upTo` option asks (may fall inside a transaction). */
-function limitOf(index: ArchiveIndex, upTo: 'durable' | 'sealed'): Position | null {
-  let sealed: Position | null = null;
-  for (const h of index.hours) if (h.manifest.lastPos) sealed = Position.parse(h.manifest.lastPos);
+function limitOf(index: ArchiveIndex, upTo: 'durable' | 'closed'): Position | null {
+  let closed: Position | null = null;
+  for (const h of index.hours) if (h.manifest.lastPos) closed = Position.parse(h.manifest.lastPos);
   const durable = upTo === 'durable' && index.checkpoint ? index.checkpoint.position : null;
-  return durable && sealed ? Position.max(durable, sealed) : (durable ?? sealed);
+  return durable && closed ? Position.max(durable, closed) : (durable ?? closed);
 }
 
 /**

@@ -1,6 +1,6 @@
 import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
-import type { RestorePoint } from './replay.js';
+import type { RestorePoint } from '../archive/replay.js';
 
 const HINT = 'use `latest`, an ISO-8601 time with its zone (e.g. 2026-11-24T06:40:12.123456Z or 2026-11-24 07:40:12+01:00), or a position as printed by `chartlog timeline`';
 

@@ -5,11 +5,11 @@ import { logger } from '../core/logger.js';
 import { Position } from '../core/position.js';
 import { qualifiedName, type TableSchema } from '../core/table-schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { openArchiveCodec } from './archive-codec.js';
-import { readArchiveIndex, tablesOf, type ArchiveIndex } from './archive-index.js';
-import { appendAuditRecord, currentUser } from './audit-log.js';
-import { replayArchive, type RestorePoint } from './replay.js';
-import { formatUs } from './timeline.js';
+import { openArchiveCodec } from '../archive/archive-codec.js';
+import { readArchiveIndex, tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
+import { appendAuditRecord, currentUser } from '../phi/audit-log.js';
+import { replayArchive, type RestorePoint } from '../archive/replay.js';
+import { formatUs } from '../archive/layout.js';
 import type { RestoreTarget, SourceEngine, TablePlan } from './targets/restore-target.js';
 
 /** Told how far writing has come; the CLI draws a bar on a terminal. */

@@ -1,24 +1,16 @@
-import type { HourKey } from '../compactor/layout.js';
-import type { ArchiveIndex } from './archive-index.js';
+import { formatUs, type HourKey } from '../archive/layout.js';
+import type { ArchiveIndex } from '../archive/archive-index.js';
 
 export interface Timeline {
   source: string;
   /** From the oldest base snapshot to the newest durable commit; null when nothing is restorable. */
   restorable: { from: string; to: string; fromPosition: string; toPosition: string } | null;
   snapshots: { id: string; position: string; commitTime: string; takenAt: string; origin: string; tables: number; rows: number }[];
-  sealedHours: { hour: HourKey; transactions: number; events: number; objects: number }[];
+  closedHours: { hour: HourKey; transactions: number; events: number; objects: number }[];
   openHours: { hour: HourKey; parts: number }[];
   /** Breaks in the manifest hash chain: a manifest whose `previous` is not the one before it. */
   gaps: { hour: HourKey; expectedPrevious: string | null; found: string | null }[];
   checkpoint: { position: string; commitTime: string; updatedAt: string } | null;
-}
-
-/** Microseconds since the epoch as ISO-8601 with all six fraction digits, UTC. */
-export function formatUs(us: bigint | string): string {
-  const n = BigInt(us);
-  const frac = ((n % 1_000_000n) + 1_000_000n) % 1_000_000n;
-  const seconds = (n - frac) / 1_000_000n; // floor, also before 1970
-  return `${new Date(Number(seconds) * 1000).toISOString().slice(0, 19)}.${frac.toString().padStart(6, '0')}Z`;
 }
 
 export function buildTimeline(index: ArchiveIndex): Timeline {
@@ -50,7 +42,7 @@ export function buildTimeline(index: ArchiveIndex): Timeline {
         ? { from: formatUs(oldest.commitTsUs), to: formatUs(cp.commitTsUs), fromPosition: oldest.position, toPosition: formatPos(cp.position) }
         : null,
     snapshots,
-    sealedHours: index.hours.map((h) => ({ hour: h.hour, transactions: h.manifest.transactions, events: h.manifest.events, objects: h.manifest.objects.length })),
+    closedHours: index.hours.map((h) => ({ hour: h.hour, transactions: h.manifest.transactions, events: h.manifest.events, objects: h.manifest.objects.length })),
     openHours: [...openHours].sort(([a], [b]) => (a < b ? -1 : 1)).map(([hour, parts]) => ({ hour, parts })),
     gaps,
     checkpoint: cp ? { position: formatPos(cp.position), commitTime: formatUs(cp.commitTsUs), updatedAt: cp.updatedAt } : null,
@@ -68,8 +60,8 @@ export function renderTimeline(t: Timeline): string {
   if (t.checkpoint) lines.push(`  durable up to position ${t.checkpoint.position} (commit ${t.checkpoint.commitTime})`);
   lines.push(`  snapshots (${t.snapshots.length})`);
   for (const s of t.snapshots) lines.push(`    ${s.commitTime}  ${s.origin.padEnd(11)} ${String(s.tables).padStart(4)} tables ${String(s.rows).padStart(10)} rows  ${s.id}`);
-  lines.push(`  sealed hours (${t.sealedHours.length})`);
-  for (const h of t.sealedHours) lines.push(`    ${h.hour}  ${String(h.transactions).padStart(8)} tx ${String(h.events).padStart(10)} events ${String(h.objects).padStart(5)} objects`);
+  lines.push(`  closed hours (${t.closedHours.length})`);
+  for (const h of t.closedHours) lines.push(`    ${h.hour}  ${String(h.transactions).padStart(8)} tx ${String(h.events).padStart(10)} events ${String(h.objects).padStart(5)} objects`);
   lines.push(`  open hours (${t.openHours.length})`);
   for (const h of t.openHours) lines.push(`    ${h.hour}  ${h.parts} parts`);
   lines.push(t.gaps.length === 0 ? '  gaps: none' : `  gaps (${t.gaps.length})`);

@@ -1,12 +1,12 @@
 import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { readAvroContainer } from '../compactor/avro-container.js';
-import type { EnvelopeReader } from '../compactor/hour-sealer.js';
-import { schemaKey, TRANSACTIONS_TABLE } from '../compactor/layout.js';
-import { sha256Hex } from '../compactor/manifest.js';
-import { ArchiveReader } from './archive-reader.js';
-import { tablesOf, type ArchiveIndex } from './archive-index.js';
+import { readAvroContainer } from '../archive/avro-container.js';
+import type { EnvelopeReader } from '../archive/envelope-reader.js';
+import { schemaKey, TRANSACTIONS_TABLE } from '../archive/layout.js';
+import { sha256Hex } from '../archive/manifest.js';
+import { ArchiveReader } from '../archive/archive-reader.js';
+import { tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
 
 export interface VerifyProblem {
   /** The object at fault, when there is one. */

@@ -10,19 +10,19 @@ import { Kafka, logLevel } from 'kafkajs';
 import { parseConfig } from '../../src/config/load.js';
 import type { ChangeBatch } from '../../src/core/change-event.js';
 import { ChartlogError } from '../../src/core/errors.js';
-import { runSourcePipeline } from '../../src/core/pipeline.js';
+import { runSourcePipeline } from '../../src/pipeline/pipeline.js';
 import type { SourceConnector, StreamOptions } from '../../src/core/source-connector.js';
 import type { TableSchema } from '../../src/core/table-schema.js';
-import type { BatchEncoder } from '../../src/compactor/batch-encoder.js';
-import { listSnapshots } from '../../src/compactor/snapshot-builder.js';
+import type { BatchEncoder } from '../../src/codec/batch-encoder.js';
+import { listSnapshots } from '../../src/archive/snapshot-manifest.js';
 import { COMMIT_SEQ, Position } from '../../src/core/position.js';
-import type { BusBatch } from '../../src/bus/bus-batch.js';
+import type { BusBatch } from '../../src/codec/bus-message.js';
 import { KafkaBus } from '../../src/bus/kafka-bus.js';
 import { decodeHeaders, decodeTransactionMessage, schemasTopic, tableTopic, transactionsTopic, type KafkaSettings } from '../../src/bus/kafka-topics.js';
-import { readCheckpoint } from '../../src/compactor/checkpoint.js';
+import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { KafkaCompactor } from '../../src/compactor/kafka-compactor.js';
-import { TRANSACTIONS_TABLE } from '../../src/compactor/layout.js';
-import { listManifestHours, readManifest } from '../../src/compactor/manifest.js';
+import { TRANSACTIONS_TABLE } from '../../src/archive/layout.js';
+import { listManifestHours, readManifest } from '../../src/archive/manifest.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import type { ObjectStore, PutOptions } from '../../src/storage/object-store.js';
 import { decodeAll, envelopes, HOUR_US, types } from '../support/fake-envelopes.js';
@@ -106,7 +106,7 @@ function compactorOf(store: ObjectStore, settings: KafkaSettings, stop: AbortCon
 }
 
 function newCompactor(store: ObjectStore, settings: KafkaSettings, signal?: AbortSignal): KafkaCompactor {
-  return new KafkaCompactor(store, SOURCE, envelopes, { settings, flushIntervalMs: 50, maxPartBytes: 1 << 20, sealGraceMs: 30 * 24 * 3600_000, snapshotId: null }, signal);
+  return new KafkaCompactor(store, SOURCE, envelopes, { settings, flushIntervalMs: 50, maxPartBytes: 1 << 20, closeGraceMs: 30 * 24 * 3600_000, snapshotId: null }, signal);
 }
 
 async function until(what: string, cond: () => boolean | Promise<boolean>, limitMs = 60_000): Promise<void> {
@@ -249,11 +249,11 @@ test('a compactor killed mid-stream and a new one in the same group store every 
   await until('the second compactor settled the whole stream', () => b.settledPosition !== null && Position.equals(b.settledPosition, all.at(-1)!.position));
   stop.abort();
   await runningB;
-  await b.sealClosedHours(true);
+  await b.closeFinishedHours(true);
 
   await assertExactlyOnceInOrder(store, all);
   assert.deepEqual((await readCheckpoint(store, SOURCE))!.position, all.at(-1)!.position);
-  assert.ok((await listManifestHours(store, SOURCE)).length >= 3, 'three hours of commits, three sealed hours');
+  assert.ok((await listManifestHours(store, SOURCE)).length >= 3, 'three hours of commits, three closed hours');
   for (const p of await committedVsEnd(settings.groupId, topicsOf(settings))) {
     assert.equal(p.committed === -1 ? 0 : p.committed, p.end, 'everything consumed is committed at the end');
   }
@@ -337,7 +337,7 @@ test('offsets are committed only after the parts are durable: a store outage com
   stop.abort();
   await runningB;
   assert.ok(b.stats.messages >= messages, `redelivered ${b.stats.messages} of ${messages}`);
-  await b.sealClosedHours(true);
+  await b.closeFinishedHours(true);
   await assertExactlyOnceInOrder(inner, all);
   for (const p of await committedVsEnd(settings.groupId, topicsOf(settings))) assert.equal(p.committed === -1 ? 0 : p.committed, p.end);
 });

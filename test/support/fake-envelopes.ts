@@ -1,8 +1,8 @@
 import avro from 'avsc';
 import { COMMIT_SEQ, Position } from '../../src/core/position.js';
-import type { BusBatch } from '../../src/bus/bus-batch.js';
-import type { EnvelopeReader } from '../../src/compactor/hour-sealer.js';
-import { readAvroContainer } from '../../src/compactor/avro-container.js';
+import type { BusBatch } from '../../src/codec/bus-message.js';
+import type { EnvelopeReader } from '../../src/archive/envelope-reader.js';
+import { readAvroContainer } from '../../src/archive/avro-container.js';
 
 // A stand-in envelope: the codec's real one is tested with the codec. What matters here is that
 // the compactor keeps bodies intact, in position order, once each.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { EmbeddedBus } from '../../../src/bus/embedded-bus.js';
-import type { BusBatch } from '../../../src/bus/bus-batch.js';
+import type { BusBatch } from '../../../src/codec/bus-message.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 
 /** A batch of `messages` messages of `bytes` bytes each. */

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { UNCHANGED, qualifiedName } from '../../../src/core/table-schema.js';
-import { batchOf, batchWithPhiOf, type Engine } from './change-arbitraries.js';
-import { codecRig } from './codec-support.js';
+import { batchOf, batchWithPhiOf, type Engine } from '../../support/change-arbitraries.js';
+import { codecRig } from '../../support/codec-support.js';
 
 const RUNS = 250;
 

@@ -7,8 +7,8 @@ import { bigintTypeHook } from '../../../src/codec/bigint-long.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import { ChartlogError } from '../../../src/core/errors.js';
 import { qualifiedName, type TableSchema } from '../../../src/core/table-schema.js';
-import { batchOf, type Engine } from './change-arbitraries.js';
-import { codecRig } from './codec-support.js';
+import { batchOf, type Engine } from '../../support/change-arbitraries.js';
+import { codecRig } from '../../support/codec-support.js';
 
 /**
  * The codec writes and reads Avro itself (src/codec/avro-binary.ts) for speed. These tests hold

@@ -8,7 +8,7 @@ import { mappingFor, NESTED_ARRAY_NAMESPACE } from '../../../src/codec/value-map
 import type { ChangeBatch } from '../../../src/core/change-event.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import { freezeTableSchema, type CellValue, type ColumnType, type TableSchema } from '../../../src/core/table-schema.js';
-import { codecRig } from './codec-support.js';
+import { codecRig } from '../../support/codec-support.js';
 
 /**
  * Multi-dimensional PostgreSQL arrays: `int4[]` holds '{{1,2},{3,4}}' as well as '{1,2}', so

@@ -7,8 +7,8 @@ import { ChartlogError } from '../../../src/core/errors.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import { UNCHANGED, qualifiedName } from '../../../src/core/table-schema.js';
 import { CryptoPool } from '../../../src/phi/crypto-pool.js';
-import { batchOf, batchWithPhiOf, type Engine } from './change-arbitraries.js';
-import { codecRig, ssnPhonePatients as patients } from './codec-support.js';
+import { batchOf, batchWithPhiOf, type Engine } from '../../support/change-arbitraries.js';
+import { codecRig, ssnPhonePatients as patients } from '../../support/codec-support.js';
 
 const pool = new CryptoPool(1);
 after(() => pool.close());

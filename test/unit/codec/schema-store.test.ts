@@ -8,7 +8,7 @@ import type { ChartlogError } from '../../../src/core/errors.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import type { TableSchema } from '../../../src/core/table-schema.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
-import { codecRig, quietLog } from './codec-support.js';
+import { codecRig, quietLog } from '../../support/codec-support.js';
 
 const patients: TableSchema = {
   schema: 'public',

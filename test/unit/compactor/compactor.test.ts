@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Position } from '../../../src/core/position.js';
 import { EmbeddedBus } from '../../../src/bus/embedded-bus.js';
-import { readCheckpoint } from '../../../src/compactor/checkpoint.js';
+import { readCheckpoint } from '../../../src/archive/checkpoint.js';
 import { Compactor } from '../../../src/compactor/compactor.js';
-import { listManifestHours } from '../../../src/compactor/manifest.js';
+import { listManifestHours } from '../../../src/archive/manifest.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
 import { batch, envelopes, HOUR_US, T0 } from '../../support/fake-envelopes.js';
 
-const options = { flushIntervalMs: 20, maxPartBytes: 1 << 20, sealGraceMs: 60_000, snapshotId: null };
+const options = { flushIntervalMs: 20, maxPartBytes: 1 << 20, closeGraceMs: 60_000, snapshotId: null };
 
 test('positions are acknowledged only after their parts and the checkpoint are stored', async () => {
   const store = new MemoryObjectStore();
@@ -46,11 +46,11 @@ test('an hour is sealed once the durable stream has moved past it', async () => 
   const b1 = batch(1, T0 + 5n, [['public.patients', '00000000000000a1']], null);
   compactor.add(b1);
   await compactor.flush();
-  await compactor.sealClosedHours();
+  await compactor.closeFinishedHours();
   assert.deepEqual(await listManifestHours(store, 'clinic'), [], 'the hour is still open');
   compactor.add(batch(2, T0 + HOUR_US + 5n, [['public.patients', '00000000000000a1']], b1.position));
   await compactor.flush();
-  await compactor.sealClosedHours();
+  await compactor.closeFinishedHours();
   assert.deepEqual(await listManifestHours(store, 'clinic'), ['2026-11-24T05']);
   // A late transaction of the sealed hour goes into the open one instead of reopening it.
   compactor.add(batch(3, T0 + 9n, [['public.patients', '00000000000000a1']], null));

@@ -4,8 +4,9 @@ import type { ChangeBatch } from '../../../src/core/change-event.js';
 import { ChartlogError } from '../../../src/core/errors.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import type { TableSchema } from '../../../src/core/table-schema.js';
-import type { BatchEncoder } from '../../../src/compactor/batch-encoder.js';
-import { listSnapshots, writeSnapshot } from '../../../src/compactor/snapshot-builder.js';
+import type { BatchEncoder } from '../../../src/codec/batch-encoder.js';
+import { writeSnapshot } from '../../../src/compactor/snapshot-builder.js';
+import { listSnapshots } from '../../../src/archive/snapshot-manifest.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
 import { envelopes, T0, types } from '../../support/fake-envelopes.js';
 

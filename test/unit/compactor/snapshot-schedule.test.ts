@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseConfig } from '../../../src/config/load.js';
 import { ChartlogError } from '../../../src/core/errors.js';
-import { listSnapshots } from '../../../src/compactor/snapshot-builder.js';
+import { listSnapshots } from '../../../src/archive/snapshot-manifest.js';
 import { databaseOfUrl, SnapshotSchedule } from '../../../src/compactor/snapshot-schedule.js';
 import type { SynthesiseOptions, SynthesisResult } from '../../../src/compactor/snapshot-synthesiser.js';
-import { readArchiveIndex } from '../../../src/restore/archive-index.js';
-import { buildArchive } from './snapshot-archive.js';
+import { readArchiveIndex } from '../../../src/archive/archive-index.js';
+import { buildArchive } from '../../support/snapshot-archive.js';
 
 const config = parseConfig(
   `sources: [{ name: clinic, type: postgres, url: "postgres://x@127.0.0.1:1/app", snapshot: { everyHours: 6 } }]\nstorage: { url: "file:///nowhere" }\nphi: { keyring: "file:///k.json" }\n`,
@@ -15,7 +15,7 @@ const config = parseConfig(
 );
 const source = config.sources[0]!;
 
-test('a snapshot is synthesised from sealed hours once the newest is everyHours old, not before', async () => {
+test('a snapshot is synthesised from closed hours once the newest is everyHours old, not before', async () => {
   const a = await buildArchive({ hours: 3 });
   const store = a.rig.store;
   const takenAt = Date.parse((await listSnapshots(store, 'clinic')).at(-1)!.takenAt);
@@ -27,7 +27,7 @@ test('a snapshot is synthesised from sealed hours once the newest is everyHours 
   assert.equal(r?.status, 'written');
   assert.equal(r.snapshot!.origin, 'synthesised');
   const index = await readArchiveIndex(store, 'clinic');
-  assert.equal(r.snapshot!.position, index.hours.at(-1)!.manifest.lastPos, 'sealed hours only: the open hour waits');
+  assert.equal(r.snapshot!.position, index.hours.at(-1)!.manifest.lastPos, 'closed hours only: the open hour waits');
   // The new snapshot is the newest now: the next is due everyHours after it.
   assert.equal(await schedule.tick(), null);
 });
@@ -46,7 +46,7 @@ test('a failing synthesis is logged and tried again at the next tick; the loop n
   while (calls.length < 4) await new Promise((r) => setTimeout(r, 5));
   stop.abort();
   await running; // resolves, does not reject
-  assert.equal(calls[0]!.upTo, 'sealed');
+  assert.equal(calls[0]!.upTo, 'closed');
   assert.equal(calls[0]!.connector, 'postgres');
   assert.equal(calls[0]!.db, 'app');
 });

@@ -5,25 +5,25 @@ import { SchemaStore } from '../../../src/codec/schema-store.js';
 import { ChartlogError } from '../../../src/core/errors.js';
 import { Position } from '../../../src/core/position.js';
 import type { Row } from '../../../src/core/table-schema.js';
-import { CodecEnvelopeReader } from '../../../src/compactor/codec-envelope-reader.js';
-import { listSnapshots, snapshotManifestKey } from '../../../src/compactor/snapshot-builder.js';
+import { CodecEnvelopeReader } from '../../../src/archive/codec-envelope-reader.js';
+import { listSnapshots, snapshotManifestKey } from '../../../src/archive/snapshot-manifest.js';
 import { synthesiseSnapshot } from '../../../src/compactor/snapshot-synthesiser.js';
 import { sealedKeyId } from '../../../src/phi/sealer.js';
-import { ArchiveReader } from '../../../src/restore/archive-reader.js';
-import { readArchiveIndex, type ArchiveIndex } from '../../../src/restore/archive-index.js';
-import { replayArchive, type RestorePoint } from '../../../src/restore/replay.js';
+import { ArchiveReader } from '../../../src/archive/archive-reader.js';
+import { readArchiveIndex, type ArchiveIndex } from '../../../src/archive/archive-index.js';
+import { replayArchive, type RestorePoint } from '../../../src/archive/replay.js';
 import { buildTimeline } from '../../../src/restore/timeline.js';
-import { cellKey } from '../../../src/restore/table-state.js';
+import { cellKey } from '../../../src/archive/table-state.js';
 import { verifyArchive } from '../../../src/restore/verify.js';
 import type { MemoryObjectStore } from '../../support/memory-object-store.js';
 import { Compactor } from '../../../src/compactor/compactor.js';
 import { writeSnapshot } from '../../../src/compactor/snapshot-builder.js';
 import type { ChangeBatch } from '../../../src/core/change-event.js';
-import { codecRig } from '../codec/codec-support.js';
-import { audit, buildArchive, CANARY, HOUR_US, patient, patientsV1, T0 } from './snapshot-archive.js';
+import { codecRig } from '../../support/codec-support.js';
+import { audit, buildArchive, CANARY, HOUR_US, patient, patientsV1, T0 } from '../../support/snapshot-archive.js';
 
 const SOURCE = 'clinic';
-const synth = (store: MemoryObjectStore, upTo: 'durable' | 'sealed' = 'durable') => synthesiseSnapshot({ store, source: SOURCE, connector: 'postgres', db: 'app', upTo, yieldEvery: 7 });
+const synth = (store: MemoryObjectStore, upTo: 'durable' | 'closed' = 'durable') => synthesiseSnapshot({ store, source: SOURCE, connector: 'postgres', db: 'app', upTo, yieldEvery: 7 });
 
 function readerOf(store: MemoryObjectStore, keys?: { withKeys: boolean; rig: Awaited<ReturnType<typeof buildArchive>>['rig'] }) {
   const schemas = new SchemaStore({ source: SOURCE, store });
@@ -173,12 +173,12 @@ test('sealed-only cut, nothing new, and no base', async () => {
   const a = await buildArchive({ hours: 3 });
   const store = a.rig.store;
   const index = await readArchiveIndex(store, SOURCE);
-  const lastSealed = index.hours.at(-1)!.manifest.lastPos!;
-  const sealed = await synth(store, 'sealed');
+  const lastClosed = index.hours.at(-1)!.manifest.lastPos!;
+  const sealed = await synth(store, 'closed');
   assert.equal(sealed.status, 'written');
-  assert.equal(sealed.snapshot!.position, lastSealed);
-  assert.notEqual(lastSealed, Position.format(a.transactions.at(-1)!.position), 'the open hour is left out');
-  assert.equal((await synth(store, 'sealed')).status, 'up-to-date');
+  assert.equal(sealed.snapshot!.position, lastClosed);
+  assert.notEqual(lastClosed, Position.format(a.transactions.at(-1)!.position), 'the open hour is left out');
+  assert.equal((await synth(store, 'closed')).status, 'up-to-date');
   assert.equal((await synth(store, 'durable')).status, 'written');
   assert.equal((await synth(store, 'durable')).status, 'up-to-date');
 
@@ -201,7 +201,7 @@ for (const [name, policy, table, events] of [
     }
     await writeSnapshot({ store, source: SOURCE, batches: one(), encoder: { encode: (b) => rig.codec.encodeBatch(b), fingerprintOf: (_s, t) => rig.codec.fingerprintOf(t) }, schemas: envelopes });
     const next = Position.of('0000000000000002');
-    const c = new Compactor(store, SOURCE, envelopes, { flushIntervalMs: 1, maxPartBytes: 1 << 20, sealGraceMs: 0, snapshotId: null, now: () => Number(T0 / 1000n) }, async () => {});
+    const c = new Compactor(store, SOURCE, envelopes, { flushIntervalMs: 1, maxPartBytes: 1 << 20, closeGraceMs: 0, snapshotId: null, now: () => Number(T0 / 1000n) }, async () => {});
     await c.start();
     const batch: ChangeBatch = { source: SOURCE, txId: 't', position: next, commitTsUs: T0 + 1n, snapshot: false, events: events.map((e, i) => ({ ...e, schema: table, position: Position.of(next.commit, i) })) };
     c.add({ source: SOURCE, position: next, previous: position, txId: 't', commitTsUs: T0 + 1n, messages: await rig.codec.encodeBatch(batch) });

@@ -4,7 +4,7 @@ import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import type { ChartlogError } from '../../../src/core/errors.js';
 import type { TableSchema } from '../../../src/core/table-schema.js';
 import { ColumnPolicy } from '../../../src/phi/column-policy.js';
-import { codecRig } from '../codec/codec-support.js';
+import { codecRig } from '../../support/codec-support.js';
 
 const v1: TableSchema = {
   schema: 'public',

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { KeyManager } from '../../../src/phi/key-manager.js';
-import { quietLog, testKeyring } from '../codec/codec-support.js';
+import { quietLog, testKeyring } from '../../support/codec-support.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
 
 function manager(store: MemoryObjectStore, clock: { t: number }, rotation = { maxAgeHours: 1, maxValues: 3 }) {

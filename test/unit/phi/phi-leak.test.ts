@@ -6,7 +6,7 @@ import { ChartlogError } from '../../../src/core/errors.js';
 import { createLogger } from '../../../src/core/logger.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import { UNCHANGED, type TableSchema } from '../../../src/core/table-schema.js';
-import { codecRig } from '../codec/codec-support.js';
+import { codecRig } from '../../support/codec-support.js';
 
 /**
  * Synthetic patients carry canary values in every PHI column. Encoded messages, every stored

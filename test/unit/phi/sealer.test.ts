@@ -8,7 +8,7 @@ import type { CellValue } from '../../../src/core/table-schema.js';
 import { deserializeCell, serializeCell } from '../../../src/phi/cell-serialization.js';
 import { openValue, sealValue, sealedKeyId, type DataKey, type SealContext } from '../../../src/phi/sealer.js';
 import type { OpenAuditEntry } from '../../../src/codec/avro-codec.js';
-import { codecRig, ssnPhonePatients as patients } from '../codec/codec-support.js';
+import { codecRig, ssnPhonePatients as patients } from '../../support/codec-support.js';
 
 function dek(): DataKey {
   const id = new Uint8Array(randomBytes(16));

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { ChartlogError } from '../../../src/core/errors.js';
 import { Position } from '../../../src/core/position.js';
 import { parseRestorePoint } from '../../../src/restore/restore-point.js';
-import { formatUs } from '../../../src/restore/timeline.js';
+import { formatUs } from '../../../src/archive/layout.js';
 
 const usOf = (text: string): string => {
   const p = parseRestorePoint(text);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ChartlogError } from '../../../src/core/errors.js';
 import { Position } from '../../../src/core/position.js';
-import type { ArchiveIndex } from '../../../src/restore/archive-index.js';
+import type { ArchiveIndex } from '../../../src/archive/archive-index.js';
 import { renderRestoreSummary, resolvePoint, resolveTables } from '../../../src/restore/restore.js';
 
 const snapshot = (position: string, commitTsUs: string, tables: string[]) => ({

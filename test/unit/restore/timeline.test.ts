@@ -1,18 +1,19 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Compactor } from '../../../src/compactor/compactor.js';
-import { manifestKey } from '../../../src/compactor/layout.js';
-import { writeCheckpoint } from '../../../src/compactor/checkpoint.js';
-import { snapshotManifestKey } from '../../../src/compactor/snapshot-builder.js';
+import { manifestKey } from '../../../src/archive/layout.js';
+import { writeCheckpoint } from '../../../src/archive/checkpoint.js';
+import { snapshotManifestKey } from '../../../src/archive/snapshot-manifest.js';
 import type { Position } from '../../../src/core/position.js';
-import { readArchiveIndex, tablesOf } from '../../../src/restore/archive-index.js';
-import { buildTimeline, formatUs, renderTimeline } from '../../../src/restore/timeline.js';
+import { readArchiveIndex, tablesOf } from '../../../src/archive/archive-index.js';
+import { buildTimeline, renderTimeline } from '../../../src/restore/timeline.js';
+import { formatUs } from '../../../src/archive/layout.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
 import { batch, envelopes, HOUR_US, T0 } from '../../support/fake-envelopes.js';
 
 async function archiveOfHours(hours: number): Promise<MemoryObjectStore> {
   const store = new MemoryObjectStore();
-  const c = new Compactor(store, 'clinic', envelopes, { flushIntervalMs: 10, maxPartBytes: 1 << 20, sealGraceMs: 0, snapshotId: null }, async () => {});
+  const c = new Compactor(store, 'clinic', envelopes, { flushIntervalMs: 10, maxPartBytes: 1 << 20, closeGraceMs: 0, snapshotId: null }, async () => {});
   await c.start();
   let prev: Position | null = null;
   for (let h = 0; h <= hours; h++) {
@@ -20,7 +21,7 @@ async function archiveOfHours(hours: number): Promise<MemoryObjectStore> {
     prev = b.position;
     c.add(b);
     await c.flush();
-    await c.sealClosedHours();
+    await c.closeFinishedHours();
   }
   const snapshot = { version: 1, source: 'clinic', id: 'x', position: '0000000000000000.ffffffff', commitTsUs: T0.toString(), takenAt: 'now', origin: 'source', tables: { 'public.patients': { fingerprint: 'a', rows: 3, parts: [] } } };
   await store.put(snapshotManifestKey('clinic', '0000000000000000.ffffffff'), Buffer.from(JSON.stringify(snapshot)));
@@ -30,7 +31,7 @@ async function archiveOfHours(hours: number): Promise<MemoryObjectStore> {
 test('the timeline shows the restorable range, sealed and open hours from the store alone', async () => {
   const store = await archiveOfHours(3);
   const t = buildTimeline(await readArchiveIndex(store, 'clinic'));
-  assert.deepEqual(t.sealedHours.map((h) => h.hour), ['2026-11-24T05', '2026-11-24T06', '2026-11-24T07']);
+  assert.deepEqual(t.closedHours.map((h) => h.hour), ['2026-11-24T05', '2026-11-24T06', '2026-11-24T07']);
   assert.deepEqual(t.openHours, [{ hour: '2026-11-24T08', parts: 2 }]);
   assert.equal(t.restorable?.from, '2026-11-24T05:00:00.000000Z');
   assert.equal(t.restorable?.to, formatUs(T0 + 3n * HOUR_US + 7n));

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { Compactor } from '../../../src/compactor/compactor.js';
 import { ChartlogError } from '../../../src/core/errors.js';
 import type { Position } from '../../../src/core/position.js';
-import { readArchiveIndex } from '../../../src/restore/archive-index.js';
+import { readArchiveIndex } from '../../../src/archive/archive-index.js';
 import { renderVerifyReport, verifyArchive } from '../../../src/restore/verify.js';
 import type { PutOptions } from '../../../src/storage/object-store.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
@@ -32,7 +32,7 @@ const tables: [string, string][] = [['public.patients', '00000000000000a1']];
  */
 async function crashedArchive(dieOn: RegExp): Promise<DyingStore> {
   const store = new DyingStore();
-  const c = new Compactor(store, 'clinic', envelopes, { flushIntervalMs: 1, maxPartBytes: 1 << 20, sealGraceMs: 0, snapshotId: null, now: () => Number(T0 / 1000n) }, async () => {});
+  const c = new Compactor(store, 'clinic', envelopes, { flushIntervalMs: 1, maxPartBytes: 1 << 20, closeGraceMs: 0, snapshotId: null, now: () => Number(T0 / 1000n) }, async () => {});
   await c.start();
   let prev: Position | null = null;
   for (const n of [1, 2, 3]) {

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Position } from '../../../src/core/position.js';
 import { Compactor } from '../../../src/compactor/compactor.js';
-import { snapshotManifestKey, type SnapshotManifest } from '../../../src/compactor/snapshot-builder.js';
-import { readArchiveIndex } from '../../../src/restore/archive-index.js';
+import { snapshotManifestKey, type SnapshotManifest } from '../../../src/archive/snapshot-manifest.js';
+import { readArchiveIndex } from '../../../src/archive/archive-index.js';
 import { verifyArchive } from '../../../src/restore/verify.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
 import { batch, envelopes, T0 } from '../../support/fake-envelopes.js';
@@ -14,7 +14,7 @@ import { batch, envelopes, T0 } from '../../support/fake-envelopes.js';
  */
 async function archive(snapshot: { at: number; origin: SnapshotManifest['origin'] } | null, previousOf5: number): Promise<MemoryObjectStore> {
   const store = new MemoryObjectStore();
-  const c = new Compactor(store, 'clinic', envelopes, { flushIntervalMs: 1, maxPartBytes: 1 << 20, sealGraceMs: 0, snapshotId: null, now: () => Number(T0 / 1000n) }, async () => {});
+  const c = new Compactor(store, 'clinic', envelopes, { flushIntervalMs: 1, maxPartBytes: 1 << 20, closeGraceMs: 0, snapshotId: null, now: () => Number(T0 / 1000n) }, async () => {});
   await c.start();
   const tables: [string, string][] = [['public.patients', '00000000000000a1']];
   let prev: Position | null = null;

@@ -2,18 +2,18 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Position } from '../../../src/core/position.js';
 import { Compactor } from '../../../src/compactor/compactor.js';
-import { HourSealer } from '../../../src/compactor/hour-sealer.js';
-import { manifestKey } from '../../../src/compactor/layout.js';
+import { HourCloser } from '../../../src/compactor/hour-closer.js';
+import { manifestKey } from '../../../src/archive/layout.js';
 import { PartWriter } from '../../../src/compactor/part-writer.js';
-import { transactionRecordOf } from '../../../src/compactor/transaction-log.js';
-import { readArchiveIndex } from '../../../src/restore/archive-index.js';
+import { transactionRecordOf } from '../../../src/archive/transaction-log.js';
+import { readArchiveIndex } from '../../../src/archive/archive-index.js';
 import { verifyArchive } from '../../../src/restore/verify.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
 import { batch, envelopes, HOUR_US, T0 } from '../../support/fake-envelopes.js';
 
 async function archive(hours: number, skip: number | null = null): Promise<MemoryObjectStore> {
   const store = new MemoryObjectStore();
-  const c = new Compactor(store, 'clinic', envelopes, { flushIntervalMs: 10, maxPartBytes: 1 << 20, sealGraceMs: 0, snapshotId: null }, async () => {});
+  const c = new Compactor(store, 'clinic', envelopes, { flushIntervalMs: 10, maxPartBytes: 1 << 20, closeGraceMs: 0, snapshotId: null }, async () => {});
   await c.start();
   let prev: Position | null = null;
   for (let n = 1; n <= hours * 3; n++) {
@@ -22,7 +22,7 @@ async function archive(hours: number, skip: number | null = null): Promise<Memor
     if (n === skip) continue; // lost on the way: the next transaction still names it
     c.add(b);
     await c.flush();
-    await c.sealClosedHours();
+    await c.closeFinishedHours();
   }
   // fake-envelopes schemas are not in the store; put them where verify looks.
   for (const fp of ['00000000000000a1', '00000000000000a2']) await store.put(`clinic/schemas/${fp}.json`, Buffer.from(await envelopes.schemaJson('clinic', fp)));
@@ -40,7 +40,7 @@ test('a whole archive verifies', async () => {
   assert.equal(r.checked.manifests, 2);
 });
 
-test('every flipped bit in a sealed object is found and the object named', async () => {
+test('every flipped bit in an object of a closed hour is found and the object named', async () => {
   const store = await archive(3);
   const sealed = [...store.objects.keys()].filter((k) => k.includes('/segments/'));
   assert.ok(sealed.length >= 6);
@@ -89,7 +89,7 @@ test('a lost transaction is a gap, and a transaction missing events is a count p
   assert.match(count.problems[0]!.message, /1 events of public\.patients logged, 0 stored/);
 });
 
-test('a flipped bit in a part of the open hour is found by the hash in its name, and sealing refuses it', async () => {
+test('a flipped bit in a part of the open hour is found by the hash in its name, and hour closing refuses it', async () => {
   const store = await archive(2);
   const parts = [...store.objects.keys()].filter((k) => k.includes('/parts/'));
   assert.ok(parts.length >= 2);
@@ -101,5 +101,5 @@ test('a flipped bit in a part of the open hour is found by the hash in its name,
   const r = await verify(store);
   assert.deepEqual(r.problems.map((p) => [p.kind, p.object]), [['checksum', key]]);
   const hour = key.match(/parts\/(\d{4}-\d{2}-\d{2})\/(\d{2})\//)!;
-  await assert.rejects(new HourSealer(store, 'clinic', envelopes).seal(`${hour[1]}T${hour[2]}`), { code: 'integrity', message: new RegExp(key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) });
+  await assert.rejects(new HourCloser(store, 'clinic', envelopes).close(`${hour[1]}T${hour[2]}`), { code: 'integrity', message: new RegExp(key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) });
 });

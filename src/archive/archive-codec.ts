@@ -1,0 +1,34 @@
+import type { Config } from '../config/schema.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { AvroCodec } from '../codec/avro-codec.js';
+import { SchemaStore } from '../codec/schema-store.js';
+import { CodecEnvelopeReader } from './codec-envelope-reader.js';
+import { CryptoPool } from '../phi/crypto-pool.js';
+import { KeyManager } from '../phi/key-manager.js';
+import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
+
+export interface ArchiveCodec {
+  schemas: SchemaStore;
+  codec: AvroCodec;
+  envelopes: CodecEnvelopeReader;
+  /** True when PHI can be opened (the keyring was given). */
+  canOpen: boolean;
+}
+
+/**
+ * What reading a source's archive needs. With `open`, the keyring is opened (and must be the
+ * one that sealed the archive); without it, PHI stays sealed bytes and no key is touched.
+ */
+export function openArchiveCodec(config: Readonly<Config>, source: { name: string; type: string }, store: ObjectStore, open: boolean): ArchiveCodec {
+  const schemas = new SchemaStore({ source: source.name, store });
+  const keys = open
+    ? new KeyManager({ source: source.name, store, keyring: openKeyring(config.phi.keyring, { backupRoot: backupRootOf(config.storage.url) }) })
+    : undefined;
+  return {
+    schemas,
+    // Opening PHI is most of a restore's work: a crypto thread does it beside the Avro decoding.
+    codec: new AvroCodec({ source: source.name, connector: source.type, schemas, keys, ...(open && config.phi.cryptoThreads > 0 ? { cryptoPool: new CryptoPool(config.phi.cryptoThreads) } : {}) }),
+    envelopes: new CodecEnvelopeReader(schemas),
+    canOpen: open,
+  };
+}

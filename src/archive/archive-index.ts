@@ -1,0 +1,77 @@
+import { ChartlogError } from '../core/errors.js';
+import { Position } from '../core/position.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { readCheckpoint, type Checkpoint } from './checkpoint.js';
+import { hourOfManifestKey, manifestsPrefix, rangeOfKey, TRANSACTIONS_TABLE, type HourKey } from './layout.js';
+import { parseManifest, sha256Hex, type HourManifest } from './manifest.js';
+import { snapshotsPrefix, type SnapshotManifest } from './snapshot-manifest.js';
+
+/** A part of an hour that is not closed yet: complete (written atomically) but not in a manifest. */
+export interface OpenPart {
+  key: string;
+  hour: HourKey;
+  table: string;
+  first: Position;
+  last: Position;
+  /** The sha256 prefix its name carries (parts written before names carried one have none). */
+  sha256?: string;
+}
+
+/**
+ * What a source's archive holds, read from the store alone: base snapshots, closed hours
+ * (manifests with their own hashes), parts of open hours, and the checkpoint. Reading it
+ * changes nothing. Readers see only what a manifest or a complete part name lists.
+ */
+export interface ArchiveIndex {
+  source: string;
+  snapshots: SnapshotManifest[];
+  hours: { hour: HourKey; key: string; sha256: string; manifest: HourManifest }[];
+  openParts: OpenPart[];
+  checkpoint: Checkpoint | null;
+  /** Objects found but not readable as what their names say (named for verify). */
+  unreadable: { key: string; reason: string }[];
+}
+
+export async function readArchiveIndex(store: ObjectStore, source: string): Promise<ArchiveIndex> {
+  const index: ArchiveIndex = { source, snapshots: [], hours: [], openParts: [], checkpoint: null, unreadable: [] };
+  for await (const o of store.listAll(snapshotsPrefix(source))) {
+    if (!o.key.endsWith('/manifest.json')) continue;
+    try {
+      index.snapshots.push(JSON.parse(Buffer.from(await store.get(o.key)).toString('utf8')) as SnapshotManifest);
+    } catch (err) {
+      index.unreadable.push({ key: o.key, reason: (err as Error).message });
+    }
+  }
+  index.snapshots.sort((a, b) => Position.compare(Position.parse(a.position), Position.parse(b.position)));
+
+  for await (const o of store.listAll(manifestsPrefix(source))) {
+    const hour = hourOfManifestKey(source, o.key);
+    if (!hour) continue;
+    const bytes = await store.get(o.key);
+    try {
+      index.hours.push({ hour, key: o.key, sha256: sha256Hex(bytes), manifest: parseManifest(bytes, o.key) });
+    } catch (err) {
+      index.unreadable.push({ key: o.key, reason: err instanceof ChartlogError ? err.message : String(err) });
+    }
+  }
+  index.hours.sort((a, b) => (a.hour < b.hour ? -1 : 1));
+
+  const partsRoot = `${source}/parts/`;
+  for await (const o of store.listAll(partsRoot)) {
+    const m = o.key.slice(partsRoot.length).match(/^(\d{4}-\d{2}-\d{2})\/(\d{2})\/([^/]+)\//);
+    const range = rangeOfKey(o.key);
+    if (!m || !range) continue;
+    index.openParts.push({ key: o.key, hour: `${m[1]}T${m[2]}`, table: m[3]!, ...range });
+  }
+  index.checkpoint = await readCheckpoint(store, source);
+  return index;
+}
+
+/** Every table name the archive knows (snapshots, closed hours, open parts), sorted. */
+export function tablesOf(index: ArchiveIndex): string[] {
+  const names = new Set<string>();
+  for (const s of index.snapshots) for (const t of Object.keys(s.tables)) names.add(t);
+  for (const h of index.hours) for (const o of h.manifest.objects) if (o.table !== TRANSACTIONS_TABLE) names.add(o.table);
+  for (const p of index.openParts) if (p.table !== TRANSACTIONS_TABLE) names.add(p.table);
+  return [...names].sort();
+}

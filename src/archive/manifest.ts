@@ -1,0 +1,73 @@
+import { createHash } from 'node:crypto';
+import { ChartlogError } from '../core/errors.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { hourOfManifestKey, manifestKey, manifestsPrefix, type HourKey } from './layout.js';
+
+/** One object of a closed hour as its hour's manifest lists it. */
+export interface ManifestObject {
+  key: string;
+  /** "schema.table", or TRANSACTIONS_TABLE for the transaction log. */
+  table: string;
+  fingerprint: string;
+  sha256: string;
+  bytes: number;
+  records: number;
+  firstPos: string;
+  lastPos: string;
+  /** Commit-time range of the records, microseconds since the epoch, as decimal strings. */
+  minCommitTsUs: string;
+  maxCommitTsUs: string;
+}
+
+/**
+ * The hour's manifest: what the hour holds, with hashes, and the previous manifest's hash, so the
+ * manifests form a chain a missing or altered hour breaks (`chartlog verify`).
+ */
+export interface HourManifest {
+  version: 1;
+  source: string;
+  hour: HourKey;
+  /** When the hour was closed (the field keeps its first name: archives written before stay readable). */
+  sealedAt: string;
+  previous: { hour: HourKey; sha256: string } | null;
+  transactions: number;
+  events: number;
+  firstPos: string | null;
+  lastPos: string | null;
+  objects: ManifestObject[];
+}
+
+export function sha256Hex(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export function encodeManifest(m: HourManifest): Buffer {
+  return Buffer.from(`${JSON.stringify(m, null, 2)}\n`, 'utf8');
+}
+
+export function parseManifest(bytes: Uint8Array, key: string): HourManifest {
+  try {
+    const m = JSON.parse(Buffer.from(bytes).toString('utf8')) as HourManifest;
+    if (m.version !== 1 || !Array.isArray(m.objects)) throw new Error('unexpected shape');
+    return m;
+  } catch (err) {
+    throw new ChartlogError('integrity', `manifest ${key} is not readable: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Hours that have a manifest, in order. */
+export async function listManifestHours(store: ObjectStore, source: string): Promise<HourKey[]> {
+  const hours: HourKey[] = [];
+  for await (const o of store.listAll(manifestsPrefix(source))) {
+    const h = hourOfManifestKey(source, o.key);
+    if (h) hours.push(h);
+  }
+  return hours.sort();
+}
+
+/** The manifest of `hour` with its own sha256 (what the next manifest's `previous` holds). */
+export async function readManifest(store: ObjectStore, source: string, hour: HourKey): Promise<{ manifest: HourManifest; sha256: string }> {
+  const key = manifestKey(source, hour);
+  const bytes = await store.get(key);
+  return { manifest: parseManifest(bytes, key), sha256: sha256Hex(bytes) };
+}

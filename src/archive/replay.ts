@@ -1,0 +1,151 @@
+import { ChartlogError } from '../core/errors.js';
+import { Position } from '../core/position.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import type { AvroCodec, DecodedChange } from '../codec/avro-codec.js';
+import type { SchemaStore } from '../codec/schema-store.js';
+import type { EnvelopeReader } from './envelope-reader.js';
+import type { SnapshotManifest } from './snapshot-manifest.js';
+import { ArchiveReader, type StoredRecord } from './archive-reader.js';
+import { readArchiveIndex, tablesOf, type ArchiveIndex } from './archive-index.js';
+import { TableState } from './table-state.js';
+import { formatUs } from './layout.js';
+
+/** Where to stop: the newest state at or before a commit time, at a position, or everything. */
+export type RestorePoint = { kind: 'latest' } | { kind: 'time'; us: bigint } | { kind: 'position'; position: Position };
+
+export interface ReplayResult {
+  snapshot: SnapshotManifest;
+  tables: Map<string, TableState>;
+  /** Position and commit time of the last change applied (the snapshot's when none was). */
+  position: Position;
+  commitTsUs: bigint;
+  changes: number;
+}
+
+export interface ReplayOptions {
+  store: ObjectStore;
+  source: string;
+  codec: AvroCodec;
+  schemas: SchemaStore;
+  envelopes: EnvelopeReader;
+  to: RestorePoint;
+  /** "schema.table" names; all tables the archive knows when absent. */
+  tables?: readonly string[];
+  /** Open sealed PHI (needs the keyring); otherwise PHI columns stay sealed bytes. */
+  open: boolean;
+  index?: ArchiveIndex;
+}
+
+/**
+ * The archive's tables at a moment (DESIGN.md §5): the newest base snapshot at or before it,
+ * then every change after the snapshot's position up to the moment — whole transactions only
+ * (a transaction's events share its commit time and position), each once, in position order.
+ */
+export async function replayArchive(o: ReplayOptions): Promise<ReplayResult> {
+  const index = o.index ?? (await readArchiveIndex(o.store, o.source));
+  const snapshot = chooseSnapshot(index, o.to);
+  const reader = new ArchiveReader(o.store, index, o.envelopes);
+  const snapshotPos = Position.parse(snapshot.position);
+  const names = o.tables ?? tablesOf(index);
+  const tables = new Map<string, TableState>();
+  let position = snapshotPos;
+  let commitTsUs = BigInt(snapshot.commitTsUs);
+  let changes = 0;
+  const cut = await cutPosition(reader, snapshotPos, o.to);
+
+  for (const name of names) {
+    const entry = snapshot.tables[name];
+    const records = await reader.tableRecords(name, snapshotPos);
+    const fingerprint = entry?.fingerprint ?? records[0]?.fingerprint;
+    if (!fingerprint) continue; // created after the moment asked for
+    const state = new TableState((await o.schemas.resolve(BigInt(`0x${fingerprint}`))).version.table);
+    const apply = new DecodeAhead(o.codec, o.open, state);
+    for await (const batch of reader.snapshotRecordBatches(snapshot, name)) await apply.push(batch);
+    let within = 0;
+    for (const r of records) {
+      if (cut && Position.compare(Position.commitOf(r.position), cut) > 0) break; // position order: nothing later is within
+      within++;
+      if (Position.compare(r.position, position) > 0) {
+        position = Position.commitOf(r.position);
+        commitTsUs = r.commitTsUs;
+      }
+    }
+    for (let i = 0; i < within; i += CHANGES_PER_DECODE) await apply.push(records.slice(i, Math.min(within, i + CHANGES_PER_DECODE)));
+    await apply.drain();
+    changes += within;
+    tables.set(name, state);
+  }
+  return { snapshot, tables, position, commitTsUs, changes };
+}
+
+/** Changes decoded (and their PHI opened) per request. */
+const CHANGES_PER_DECODE = 2048;
+
+/**
+ * Applies records to a table in order, decoding the next group while the PHI of the previous
+ * one is opened on the codec's crypto thread (when it has one).
+ */
+class DecodeAhead {
+  private pending: Promise<DecodedChange[]> | null = null;
+
+  constructor(
+    private readonly codec: AvroCodec,
+    private readonly open: boolean,
+    private readonly state: TableState,
+  ) {}
+
+  async push(records: readonly StoredRecord[]): Promise<void> {
+    const next = this.codec.decodeMany(
+      records.map((r) => r.message),
+      { open: this.open },
+    );
+    // Awaited after the previous group: not an unhandled rejection meanwhile.
+    next.catch(() => undefined);
+    await this.drain();
+    this.pending = next;
+  }
+
+  async drain(): Promise<void> {
+    const pending = this.pending;
+    this.pending = null;
+    if (pending) for (const d of await pending) this.state.apply(d.event);
+  }
+}
+
+/**
+ * The last transaction to include, as one position for every table, so the restored tables
+ * are one consistent moment. For a time: the transaction before the first (in commit order)
+ * that committed after it — commit clocks can step back slightly between transactions, and a
+ * cut by position never shows a later transaction without an earlier one.
+ */
+async function cutPosition(reader: ArchiveReader, after: Position, to: RestorePoint): Promise<Position | null> {
+  if (to.kind === 'latest') return null;
+  if (to.kind === 'position') return Position.commitOf(to.position);
+  let cut = after;
+  for (const tx of await reader.transactions(after)) {
+    if (BigInt(tx.commitTsUs) > to.us) break;
+    cut = Position.commitOf(Position.parse(tx.pos));
+  }
+  return cut;
+}
+
+/** The newest snapshot at or before the moment; a clear error when the moment is before all. */
+export function chooseSnapshot(index: ArchiveIndex, to: RestorePoint): SnapshotManifest {
+  const candidates = index.snapshots.filter((s) => {
+    if (to.kind === 'latest') return true;
+    if (to.kind === 'time') return BigInt(s.commitTsUs) <= to.us;
+    return Position.compare(Position.parse(s.position), to.position) <= 0;
+  });
+  const chosen = candidates[candidates.length - 1];
+  if (!chosen) {
+    const earliest = index.snapshots[0];
+    throw new ChartlogError(
+      'usage',
+      earliest
+        ? `--to is before the earliest restorable moment of source ${index.source} (${formatUs(earliest.commitTsUs)})`
+        : `source ${index.source} has no base snapshot yet: nothing can be restored`,
+      { hint: earliest ? `choose a moment at or after ${formatUs(earliest.commitTsUs)}; \`chartlog timeline\` shows the range` : 'run `chartlog run` until its first snapshot is written' },
+    );
+  }
+  return chosen;
+}

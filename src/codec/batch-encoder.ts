@@ -1,0 +1,14 @@
+import type { ChangeBatch } from '../core/change-event.js';
+import type { TableSchema } from '../core/table-schema.js';
+import type { BusMessage } from './bus-message.js';
+
+/**
+ * Turns a plaintext batch into bus messages: PHI sealed, Avro single-object encoded. The
+ * writer schema of every message is durable in the store (schemas/<fingerprint>.json) before
+ * the message is returned, so nothing downstream can hold a record whose schema is missing.
+ */
+export interface BatchEncoder {
+  encode(batch: ChangeBatch): Promise<BusMessage[]>;
+  /** Stores a table version's schema if new; returns its fingerprint. */
+  fingerprintOf(source: string, schema: TableSchema): Promise<string>;
+}

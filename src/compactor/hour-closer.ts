@@ -1,0 +1,202 @@
+import { createHash } from 'node:crypto';
+import { ChartlogError } from '../core/errors.js';
+import { logger } from '../core/logger.js';
+import { Position } from '../core/position.js';
+import { withRetry } from '../core/retry.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { AvroContainerWriter, readAvroContainer } from '../archive/avro-container.js';
+import { hourPath, manifestKey, partsPrefix, rangeOfKey, segmentKey, TRANSACTIONS_TABLE, type HourKey } from '../archive/layout.js';
+import { encodeManifest, listManifestHours, readManifest, sha256Hex, type HourManifest, type ManifestObject } from '../archive/manifest.js';
+import type { EnvelopeReader, RecordSplitter } from '../archive/envelope-reader.js';
+import { decodeTransaction, transactionSchemaJson } from '../archive/transaction-log.js';
+
+interface Rec {
+  position: Position;
+  commitTsUs: bigint;
+  fingerprint: string;
+  body: Buffer;
+}
+
+const transactionSplitter: RecordSplitter = (data, offset) => {
+  const { record, end } = decodeTransaction(data, offset);
+  return { position: Position.parse(record.pos), commitTsUs: BigInt(record.commitTsUs), end };
+};
+
+/**
+ * Closes an hour: merges its parts into hourly segments (one per table and schema version,
+ * deduplicated by position, in position order), writes the hour's manifest with the previous
+ * manifest's hash, then deletes the parts. Every step is idempotent, so a crash anywhere is
+ * repaired by closing the same hour again.
+ */
+export class HourCloser {
+  private last: { hour: HourKey; sha256: string } | null | undefined;
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly source: string,
+    private readonly envelopes: EnvelopeReader,
+    private readonly signal?: AbortSignal,
+  ) {}
+
+  /** The newest closed hour (from the store on first use). */
+  async lastClosed(): Promise<{ hour: HourKey; sha256: string } | null> {
+    if (this.last === undefined) {
+      const hours = await listManifestHours(this.store, this.source);
+      const newest = hours[hours.length - 1];
+      this.last = newest ? { hour: newest, sha256: (await readManifest(this.store, this.source, newest)).sha256 } : null;
+    }
+    return this.last;
+  }
+
+  /** Hours that still have parts, oldest first (after a crash, some may already be closed). */
+  async hoursWithParts(): Promise<HourKey[]> {
+    const hours = new Set<HourKey>();
+    for await (const o of this.store.listAll(`${this.source}/parts/`)) {
+      const m = o.key.slice(`${this.source}/parts/`.length).match(/^(\d{4}-\d{2}-\d{2})\/(\d{2})\//);
+      if (m) hours.add(`${m[1]}T${m[2]}`);
+    }
+    return [...hours].sort();
+  }
+
+  async close(hour: HourKey): Promise<HourManifest | null> {
+    const prefix = partsPrefix(this.source, hour);
+    const parts: string[] = [];
+    for await (const o of this.store.listAll(prefix)) parts.push(o.key);
+    const previous = await this.lastClosed();
+    const already = await this.store.head(manifestKey(this.source, hour));
+    if (already) {
+      // Sealed before a crash that left parts behind: only the clean-up is missing.
+      await this.deleteAll(parts);
+      return null;
+    }
+    if (previous && previous.hour >= hour) {
+      throw new ChartlogError('internal', `hour ${hour} is not after the last closed hour ${previous.hour}`);
+    }
+
+    const byTable = new Map<string, string[]>();
+    for (const key of parts) {
+      const table = key.slice(prefix.length).split('/')[0]!;
+      byTable.set(table, [...(byTable.get(table) ?? []), key]);
+    }
+
+    const objects: ManifestObject[] = [];
+    let transactions = 0;
+    let events = 0;
+    for (const [table, keys] of [...byTable].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const records = await this.readRecords(table, keys);
+      if (table === TRANSACTIONS_TABLE) transactions += records.length;
+      else events += records.length;
+      objects.push(...(await this.writeSegments(hour, table, records)));
+    }
+
+    const positions = objects.filter((o) => o.table === TRANSACTIONS_TABLE);
+    const manifest: HourManifest = {
+      version: 1,
+      source: this.source,
+      hour,
+      sealedAt: new Date().toISOString(),
+      previous,
+      transactions,
+      events,
+      firstPos: positions[0]?.firstPos ?? null,
+      lastPos: positions[positions.length - 1]?.lastPos ?? null,
+      objects,
+    };
+    const bytes = encodeManifest(manifest);
+    await this.write(manifestKey(this.source, hour), bytes);
+    this.last = { hour, sha256: sha256Hex(bytes) };
+    await this.deleteAll(parts);
+    logger().info({ source: this.source, hour, objects: objects.length, transactions, events }, 'hour closed');
+    return manifest;
+  }
+
+  private async readRecords(table: string, keys: string[]): Promise<Rec[]> {
+    const seen = new Map<string, Rec>();
+    for (const key of keys) {
+      const bytes = await this.store.get(key);
+      const expected = rangeOfKey(key)?.sha256;
+      if (expected && !sha256Hex(bytes).startsWith(expected)) {
+        throw new ChartlogError('integrity', `part ${key} does not match the sha256 in its name; refusing to close its hour`, {
+          hint: 'the object was damaged in the store; run `chartlog verify` and restore it from a copy before hour closing continues',
+        });
+      }
+      const { header, blocks } = readAvroContainer(bytes, key);
+      const fingerprint = header.metadata['chartlog.fingerprint'];
+      if (!fingerprint) throw new ChartlogError('integrity', `${key} has no chartlog.fingerprint metadata`);
+      const split = table === TRANSACTIONS_TABLE ? transactionSplitter : await this.envelopes.splitterFor(this.source, fingerprint);
+      for (const block of blocks) {
+        let offset = 0;
+        for (let i = 0; i < block.count; i++) {
+          const r = split(block.data, offset);
+          const id = Position.format(r.position);
+          // At-least-once delivery: the same position can sit in two parts; keep one.
+          if (!seen.has(id)) seen.set(id, { position: r.position, commitTsUs: r.commitTsUs, fingerprint, body: block.data.subarray(offset, r.end) });
+          offset = r.end;
+        }
+        if (offset !== block.data.length) throw new ChartlogError('integrity', `${key}: a block has ${block.data.length - offset} bytes after its last record`);
+      }
+    }
+    return [...seen.values()].sort((a, b) => Position.compare(a.position, b.position));
+  }
+
+  private async writeSegments(hour: HourKey, table: string, records: Rec[]): Promise<ManifestObject[]> {
+    const out: ManifestObject[] = [];
+    for (let start = 0; start < records.length; ) {
+      let end = start + 1;
+      while (end < records.length && records[end]!.fingerprint === records[start]!.fingerprint) end++;
+      const run = records.slice(start, end);
+      start = end;
+      const first = run[0]!;
+      const last = run[run.length - 1]!;
+      const key = segmentKey(this.source, hour, table, first.position, last.position);
+      const schema = table === TRANSACTIONS_TABLE ? transactionSchemaJson : await this.envelopes.schemaJson(this.source, first.fingerprint);
+      const w = new AvroContainerWriter(schema, {
+        sync: createHash('sha256').update(key).digest().subarray(0, 16),
+        metadata: { 'chartlog.table': table, 'chartlog.fingerprint': first.fingerprint, 'chartlog.hour': hourPath(hour) },
+      });
+      // Blocks of at most 4096 records keep a reader's memory small.
+      for (let i = 0; i < run.length; i += 4096) await w.addBlock(run.slice(i, i + 4096).map((r) => r.body));
+      const body = w.toBuffer();
+      await this.write(key, body);
+      let min = first.commitTsUs;
+      let max = first.commitTsUs;
+      for (const r of run) {
+        if (r.commitTsUs < min) min = r.commitTsUs;
+        if (r.commitTsUs > max) max = r.commitTsUs;
+      }
+      out.push({
+        key,
+        table,
+        fingerprint: first.fingerprint,
+        sha256: sha256Hex(body),
+        bytes: body.length,
+        records: run.length,
+        firstPos: Position.format(first.position),
+        lastPos: Position.format(last.position),
+        minCommitTsUs: min.toString(),
+        maxCommitTsUs: max.toString(),
+      });
+    }
+    return out;
+  }
+
+  private async write(key: string, body: Buffer): Promise<void> {
+    const created = await withRetry(() => this.store.putIfAbsent(key, body), {
+      signal: this.signal,
+      onRetry: (err, attempt, delayMs) => logger().warn({ err, object: key, attempt, delayMs }, 'object store write failed; retrying'),
+    });
+    if (!created) {
+      // Left by a closing that crashed before its manifest: it must be the same bytes.
+      const existing = await this.store.get(key);
+      if (sha256Hex(existing) !== sha256Hex(body)) {
+        throw new ChartlogError('integrity', `${key} exists with different content; refusing to overwrite it`, {
+          hint: 'run `chartlog verify` and inspect the object before continuing',
+        });
+      }
+    }
+  }
+
+  private async deleteAll(keys: string[]): Promise<void> {
+    for (const key of keys) await withRetry(() => this.store.delete(key), { signal: this.signal });
+  }
+}

@@ -1,0 +1,161 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Kafka } from 'kafkajs';
+import { KafkaBus } from '../bus/kafka-bus.js';
+import { KafkaCompactor } from '../compactor/kafka-compactor.js';
+import { ChartlogError, isRetriable, toChartlogError } from '../core/errors.js';
+import { logger } from '../core/logger.js';
+import { prepareSource, type SourcePipelineDeps } from './pipeline.js';
+import { PublishAhead } from './publish-ahead.js';
+import { Position } from '../core/position.js';
+
+export interface KafkaPipelineOptions {
+  /** Run this source's compactor in this process too (default true; `false` for producer-only hosts). */
+  compactor?: boolean;
+  /**
+   * On a clean stop, how long the compactor may keep consuming to store everything the producer
+   * made durable in Kafka (default 30 s; a second SIGINT/SIGTERM exits at once anyway).
+   */
+  drainTimeoutMs?: number;
+  /** An existing client for both the producer and the compactor (tests); otherwise made from the configuration. */
+  kafka?: Kafka;
+}
+
+const DRAIN_TIMEOUT_MS = 30_000;
+
+/**
+ * One source, end to end on the Kafka bus (DESIGN.md §1):
+ *
+ *   connector ─► encoder (seal + Avro) ─► KafkaBus ══ Kafka ══► KafkaCompactor ─► object store
+ *        ▲                                   │                          │
+ *        └── acknowledge once acks=all ◄─────┘      commit offsets once durable
+ *
+ * The source position is acknowledged when Kafka has every message up to it (acks = all); the
+ * compactor commits offsets only after the parts holding them are durable. A failed send
+ * restarts the stream from the last position Kafka acknowledged. Aborting `signal` stops
+ * reading, sends what is queued, acknowledges it, lets the compactor store every transaction
+ * Kafka now holds (at most `drainTimeoutMs`), then stops it (flush, checkpoint, commit): a
+ * clean stop leaves the store whole, not with events whose END records are still in Kafka.
+ */
+export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: AbortSignal, options: KafkaPipelineOptions = {}): Promise<void> {
+  const { config, source, connector, encoder, envelopes, store } = deps;
+  const settings = config.bus.kafka;
+  if (!settings) throw new ChartlogError('config', 'bus.type is kafka but bus.kafka is missing', { hint: 'add bus.kafka.brokers' });
+  const log = logger().child({ source: source.name, bus: 'kafka' });
+  const { checkpoint, snapshotId } = await prepareSource(deps, signal);
+
+  // The reader stops on the caller's signal, or when the compactor fails: a backup that only
+  // fills Kafka and never the store must not look healthy.
+  const reading = new AbortController();
+  const stopReading = () => reading.abort();
+  signal.addEventListener('abort', stopReading, { once: true });
+  if (signal.aborted) reading.abort();
+
+  const compactorStop = new AbortController();
+  let compacting: Promise<ChartlogError | null> = Promise.resolve(null);
+  let compactor: KafkaCompactor | null = null;
+  if (options.compactor ?? true) {
+    compactor = new KafkaCompactor(store, source.name, envelopes, {
+      settings,
+      flushIntervalMs: config.segments.flushIntervalMs,
+      maxPartBytes: config.segments.maxPartBytes,
+      closeGraceMs: 120_000,
+      snapshotId,
+      ...(options.kafka ? { kafka: options.kafka } : {}),
+    });
+    await compactor.start();
+    compacting = compactor.run(compactorStop.signal).then(
+      () => null,
+      (err: unknown) => {
+        reading.abort();
+        return toChartlogError(err);
+      },
+    );
+  }
+
+  const bus = new KafkaBus({
+    settings,
+    source: source.name,
+    schemas: envelopes,
+    maxQueuedBatches: config.bus.maxBufferedBatches,
+    onDurable: (p) => connector.acknowledge(p),
+    ...(options.kafka ? { kafka: options.kafka } : {}),
+  });
+
+  let start = checkpoint?.position ?? null;
+  let last = start;
+  let connected = false;
+  let failure: ChartlogError | null = null;
+  const ahead = new PublishAhead(last, source.name, (b) => encoder.encode(b), (b) => bus.publish(b));
+  for (let attempt = 0; !reading.signal.aborted; ) {
+    try {
+      if (!connected) {
+        await bus.connect();
+        // Kafka may hold (and the source may have acknowledged) more than the store's checkpoint.
+        const tail = await bus.lastPublished();
+        if (tail && (!start || Position.compare(tail.position, start) > 0)) {
+          log.info({ checkpoint: start ? Position.format(start) : null, kafka: Position.format(tail.position) }, 'resuming after the newest transaction in Kafka');
+          start = last = tail.position;
+        }
+        connected = true;
+        log.info({ from: last ? Position.format(last) : null }, 'pipeline streaming');
+      }
+      for await (const batch of connector.stream({ from: last, signal: reading.signal })) {
+        if (last && Position.compare(batch.position, last) <= 0) continue;
+        await ahead.push(batch, last);
+        last = batch.position;
+        attempt = 0;
+      }
+      await ahead.drain();
+      break;
+    } catch (err) {
+      const e = toChartlogError(err);
+      if (reading.signal.aborted) break;
+      if (!isRetriable(e)) {
+        failure = e;
+        break;
+      }
+      // What was queued is either sent now or dropped by the failed bus: restart right after
+      // what Kafka acknowledged (or the checkpoint when nothing was, this run).
+      await ahead.recover();
+      await bus.flush().catch(() => undefined);
+      last = bus.durablePosition ?? start;
+      bus.reset();
+      attempt++;
+      const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
+      log.warn({ err: e, attempt, delayMs: delay, from: last ? Position.format(last) : null }, 'stream or Kafka failed; restarting from the last position Kafka acknowledged');
+      await sleep(delay, undefined, { signal: reading.signal }).catch(() => undefined);
+    }
+  }
+
+  signal.removeEventListener('abort', stopReading);
+  // What was read before the stop is handed to Kafka before the bus closes.
+  const unpublished = await ahead.drain().then(
+    () => null,
+    (err: unknown) => toChartlogError(err),
+  );
+  let closeError: ChartlogError | null = null;
+  await bus.close().catch((err: unknown) => (closeError = toChartlogError(err)));
+  // Kafka holds every transaction up to `target`; the compactor's partitions are consumed
+  // independently (the transactions partition often last), so let it catch up before it stops.
+  const target = bus.durablePosition ?? start;
+  if (compactor && target) {
+    const waitFrom = Date.now();
+    const drained = await compactor.caughtUp(target, options.drainTimeoutMs ?? DRAIN_TIMEOUT_MS);
+    if (drained === 'settled' && Date.now() - waitFrom >= 10) {
+      log.info({ upTo: Position.format(target), waitedMs: Date.now() - waitFrom }, 'the compactor stored everything Kafka holds');
+    } else if (drained === 'timeout') {
+      const settled = compactor.settledPosition;
+      log.warn(
+        { upTo: Position.format(target), settled: settled ? Position.format(settled) : null },
+        'stopping before the compactor stored everything Kafka holds; the next run stores the rest (until then verify counts events of unlogged transactions)',
+      );
+    }
+  }
+  compactorStop.abort();
+  const compactorError = await compacting;
+  await connector.close();
+  const err = failure ?? compactorError ?? closeError ?? unpublished;
+  if (err) throw err;
+  const durable = bus.durablePosition;
+  log.info({ upTo: durable ? Position.format(durable) : null }, 'stopped; everything Kafka acknowledged is acknowledged to the source');
+}

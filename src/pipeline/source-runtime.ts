@@ -1,0 +1,52 @@
+import { createConnector } from '../../connectors/registry.js';
+import type { Config, SourceConfig } from '../config/schema.js';
+import type { SourcePipelineDeps } from './pipeline.js';
+import { logger } from '../core/logger.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { AvroCodec } from '../codec/avro-codec.js';
+import { SchemaStore } from '../codec/schema-store.js';
+import { ColumnPolicy } from '../phi/column-policy.js';
+import { KeyManager } from '../phi/key-manager.js';
+import { CryptoPool } from '../phi/crypto-pool.js';
+import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
+import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
+
+/**
+ * Builds everything one source's pipeline needs from the frozen configuration: its connector,
+ * the PHI policy and data keys, the codec that seals and encodes, and the compactor's view of
+ * the envelopes. Opening the keyring here means a missing or too-open keyring stops start-up
+ * before anything is read from the source.
+ */
+export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<SourceConfig>, store: ObjectStore): SourcePipelineDeps {
+  const keyring = openKeyring(config.phi.keyring, { backupRoot: backupRootOf(config.storage.url) });
+  const schemas = new SchemaStore({ source: source.name, store });
+  const keys = new KeyManager({ source: source.name, store, keyring, rotation: config.phi.dekRotation });
+  const codec = new AvroCodec({
+    source: source.name,
+    connector: source.type,
+    db: dbNameOf(source.url),
+    schemas,
+    policy: new ColumnPolicy(config.phi),
+    keys,
+    ...(config.phi.cryptoThreads > 0 ? { cryptoPool: new CryptoPool(config.phi.cryptoThreads) } : {}),
+  });
+  return {
+    config,
+    source,
+    store,
+    connector: createConnector(source, { logger: logger() }),
+    encoder: {
+      encode: (batch) => codec.encodeBatch(batch),
+      fingerprintOf: (_source, table) => codec.fingerprintOf(table),
+    },
+    envelopes: new CodecEnvelopeReader(schemas),
+  };
+}
+
+function dbNameOf(url: string): string {
+  try {
+    return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+  } catch {
+    return '';
+  }
+}

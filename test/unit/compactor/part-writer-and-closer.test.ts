@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Position } from '../../../src/core/position.js';
+import type { BusBatch } from '../../../src/codec/bus-message.js';
+import { readAvroContainer } from '../../../src/archive/avro-container.js';
+import { HourCloser } from '../../../src/compactor/hour-closer.js';
+import { manifestKey, TRANSACTIONS_TABLE } from '../../../src/archive/layout.js';
+import { listManifestHours, parseManifest, sha256Hex } from '../../../src/archive/manifest.js';
+import { PartWriter } from '../../../src/compactor/part-writer.js';
+import { decodeTransaction } from '../../../src/archive/transaction-log.js';
+import { MemoryObjectStore } from '../../support/memory-object-store.js';
+import { batch, decodeAll, envelopes, HOUR_US, T0 } from '../../support/fake-envelopes.js';
+
+test('a flush writes one part per table, hour and schema version, and reports what became durable', async () => {
+  const store = new MemoryObjectStore();
+  const w = new PartWriter(store, 'clinic', envelopes);
+  assert.equal(await w.flush(), null);
+  const b1 = batch(1, T0 + 10n, [['public.patients', '00000000000000a1'], ['public.visits', '00000000000000a1']], null);
+  const b2 = batch(2, T0 + 20n, [['public.patients', '00000000000000a2']], b1.position);
+  w.add(b1);
+  w.add(b2);
+  const r = await w.flush();
+  assert.ok(r);
+  assert.deepEqual(r.upTo, b2.position);
+  assert.equal(r.batches, 2);
+  assert.equal(r.events, 3);
+  const keys = [...store.objects.keys()].sort();
+  assert.equal(keys.length, 4, keys.join('\n'));
+  assert.ok(keys.every((k) => k.startsWith('clinic/parts/2026-11-24/05/')));
+  const v2 = keys.find((k) => k.includes('/public.patients/') && decodeAll(store.objects.get(k)!.body, k)[0]?.v === 'row 2/0');
+  assert.ok(v2, 'the schema change started its own part');
+  assert.equal(await w.flush(), null, 'nothing pending after a flush');
+});
+
+test('a failed write is retried and the flush completes only when every part is stored', async () => {
+  const store = new MemoryObjectStore();
+  const w = new PartWriter(store, 'clinic', envelopes);
+  w.add(batch(1, T0, [['public.patients', '00000000000000a1']], null));
+  store.failNext(3);
+  const r = await w.flush();
+  assert.ok(r);
+  assert.equal(store.objects.size, 2);
+});
+
+test('closing an hour merges parts into deduplicated segments in position order and chains manifests', async () => {
+  const store = new MemoryObjectStore();
+  const w = new PartWriter(store, 'clinic', envelopes);
+  const batches: BusBatch[] = [];
+  let prev: Position | null = null;
+  for (let n = 1; n <= 30; n++) {
+    const b = batch(n, T0 + BigInt(n) * 1000n, [['public.patients', '00000000000000a1'], ['public.visits', '00000000000000a1']], prev);
+    batches.push(b);
+    prev = b.position;
+  }
+  // Three flushes, then a redelivery of batches 11..20 (as after a crash before a checkpoint).
+  for (const slice of [batches.slice(0, 10), batches.slice(10, 20), batches.slice(20)]) {
+    for (const b of slice) w.add(b);
+    await w.flush();
+  }
+  for (const b of batches.slice(10, 20)) w.add(b);
+  await w.flush();
+
+  const closer = new HourCloser(store, 'clinic', envelopes);
+  assert.deepEqual(await closer.hoursWithParts(), ['2026-11-24T05']);
+  const m = await closer.close('2026-11-24T05');
+  assert.ok(m);
+  assert.equal(m.transactions, 30);
+  assert.equal(m.events, 60);
+  assert.equal(m.previous, null);
+  assert.equal([...store.objects.keys()].filter((k) => k.includes('/parts/')).length, 0, 'parts are deleted once the hour is closed');
+  const patients = m.objects.filter((o) => o.table === 'public.patients');
+  assert.equal(patients.length, 1);
+  const rows = decodeAll(store.objects.get(patients[0]!.key)!.body, 'segment');
+  assert.deepEqual(rows.map((r) => r.v), batches.map((_, i) => `row ${i + 1}/0`));
+  for (const o of m.objects) assert.equal(o.sha256, sha256Hex(store.objects.get(o.key)!.body));
+  const tx = m.objects.find((o) => o.table === TRANSACTIONS_TABLE)!;
+  const txData = readAvroContainer(store.objects.get(tx.key)!.body).blocks[0]!.data;
+  const first = decodeTransaction(txData, 0).record;
+  assert.deepEqual(first.tables, { 'public.patients': 1, 'public.visits': 1 });
+
+  // The next hour's manifest points at this one by hash.
+  w.add(batch(31, T0 + HOUR_US + 5n, [['public.visits', '00000000000000a1']], prev));
+  await w.flush();
+  const m2 = await closer.close('2026-11-24T06');
+  assert.deepEqual(m2?.previous, { hour: '2026-11-24T05', sha256: sha256Hex(store.objects.get(manifestKey('clinic', '2026-11-24T05'))!.body) });
+  assert.deepEqual(await listManifestHours(store, 'clinic'), ['2026-11-24T05', '2026-11-24T06']);
+  assert.equal(parseManifest(store.objects.get(manifestKey('clinic', '2026-11-24T06'))!.body, 'm').events, 1);
+});
+
+test('closing again after a crash between manifest and clean-up only cleans up', async () => {
+  const store = new MemoryObjectStore();
+  const w = new PartWriter(store, 'clinic', envelopes);
+  w.add(batch(1, T0, [['public.patients', '00000000000000a1']], null));
+  await w.flush();
+  const parts = [...store.objects.entries()];
+  await new HourCloser(store, 'clinic', envelopes).close('2026-11-24T05');
+  const manifest = Buffer.from(store.objects.get(manifestKey('clinic', '2026-11-24T05'))!.body);
+  for (const [k, v] of parts) store.objects.set(k, v); // the deletes "did not happen"
+  const again = await new HourCloser(store, 'clinic', envelopes).close('2026-11-24T05');
+  assert.equal(again, null);
+  assert.deepEqual(store.objects.get(manifestKey('clinic', '2026-11-24T05'))!.body, manifest);
+  assert.equal([...store.objects.keys()].filter((k) => k.includes('/parts/')).length, 0);
+});
