@@ -15,7 +15,7 @@ export interface ConnectorDeps {
 type ConnectorFactory = (source: ConnectorSource, deps: ConnectorDeps) => SourceConnector;
 
 /**
- * One line per database type (DESIGN.md §7): nothing outside a connector branches on the
+ * One line per database type (docs/architecture.md §7): nothing outside a connector branches on the
  * database's name.
  */
 const connectors: Record<string, ConnectorFactory> = {

@@ -2,7 +2,7 @@ import { COMMIT_SEQ, type Position } from '../../src/core/position.js';
 import { maxLsn, type Lsn } from './lsn.js';
 
 /**
- * The two decisions the acknowledgement rule rests on (DESIGN.md §1), as pure functions so
+ * The two decisions the acknowledgement rule rests on (docs/architecture.md §1), as pure functions so
  * they are tested apart from any server.
  */
 

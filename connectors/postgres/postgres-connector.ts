@@ -42,7 +42,7 @@ import { isBuiltinType } from './type-parsers.js';
  * commits do. Events carry (commit end, index in transaction). Snapshot batches carry the slot's
  * consistent point; every streamed transaction ends after it.
  *
- * Acknowledgement (DESIGN.md §1). Only `acknowledge()` moves what the server is told beyond the
+ * Acknowledgement (docs/architecture.md §1). Only `acknowledge()` moves what the server is told beyond the
  * slot's own confirmed position. Keepalives are answered with the last acknowledged LSN; only
  * when everything received has been acknowledged and no transaction is open may the reply carry
  * the server's position (so an idle slot advances and a fast shutdown can finish). The last

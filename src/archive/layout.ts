@@ -1,7 +1,7 @@
 import { Position } from '../core/position.js';
 
 /**
- * Object names under `<root>/<source>/` (DESIGN.md §4). Every name is a pure function of what
+ * Object names under `<root>/<source>/` (docs/architecture.md §4). Every name is a pure function of what
  * the object holds, so a retried or repeated write lands on the same name and is idempotent.
  *
  * Parts are keyed hour-first so that closing an hour lists one prefix:

@@ -37,7 +37,7 @@ export interface ReplayOptions {
 }
 
 /**
- * The archive's tables at a moment (DESIGN.md §5): the newest base snapshot at or before it,
+ * The archive's tables at a moment (docs/architecture.md §5): the newest base snapshot at or before it,
  * then every change after the snapshot's position up to the moment — whole transactions only
  * (a transaction's events share its commit time and position), each once, in position order.
  */

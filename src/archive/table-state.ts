@@ -3,7 +3,7 @@ import { ChartlogError } from '../core/errors.js';
 import { qualifiedName, UNCHANGED, type CellValue, type Row, type TableSchema } from '../core/table-schema.js';
 
 /**
- * A table's rows as changes are replayed onto it (DESIGN.md §5): by primary key, or for tables
+ * A table's rows as changes are replayed onto it (docs/architecture.md §5): by primary key, or for tables
  * without one by the whole before-image (several identical rows are kept as a count). Unchanged
  * values (PostgreSQL TOAST) are filled from the row's previous image. Pure: no I/O.
  */

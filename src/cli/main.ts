@@ -10,7 +10,7 @@ import { registerTimelineCommand } from './timeline-command.js';
 import { registerVerifyCommand } from './verify-command.js';
 
 /**
- * The `chartlog` command line (DESIGN.md §6). Exit codes: 0 success, 1 runtime failure,
+ * The `chartlog` command line (docs/architecture.md §6). Exit codes: 0 success, 1 runtime failure,
  * 2 bad usage or configuration (the message names the argument or field and says the fix).
  * A command appears here only once it really works.
  */

@@ -19,7 +19,7 @@ import { mappingFor, SEALED, ValueTypeError, type ValueMapping } from './value-m
 
 /**
  * Change events ↔ Avro single-object messages (`C3 01`, CRC-64-AVRO fingerprint of the writer
- * schema little-endian, record body), PHI columns sealed on the way in (DESIGN.md §2–§3).
+ * schema little-endian, record body), PHI columns sealed on the way in (docs/architecture.md §2–§3).
  *
  * Encoding stores each table version's schema (SchemaStore) before returning a message that
  * uses it. Decoding returns exactly the event that went in; sealed values stay sealed bytes
@@ -45,7 +45,7 @@ export interface AvroCodecOptions {
   /** The envelope's tsUs (processing time), microseconds since the epoch. */
   clock?: () => bigint;
   /**
-   * Called once for every message whose PHI is opened (DESIGN.md §5: every opening is
+   * Called once for every message whose PHI is opened (docs/architecture.md §5: every opening is
    * audited). Gets names, positions and key ids only, never values.
    */
   onOpen?: (entry: OpenAuditEntry) => void;
@@ -854,7 +854,7 @@ export class AvroCodec {
     for (const [dek, v, c] of cells) fn(dek, v, c, c.sealedKey ? plain : full);
   }
 
-  /** The audit entry of one opened message (DESIGN.md §5). */
+  /** The audit entry of one opened message (docs/architecture.md §5). */
   private audit(compiled: CompiledTable, position: Position, audit: OpenAudit): void {
     if (!this.onOpen || audit.keys.length === 0) return;
     const columns = compiled.sealedColumns.filter((_c, i) => audit.columns[i]);

@@ -4,7 +4,7 @@ import { freezeTableSchema, type ColumnSchema, type ColumnType, type TableSchema
 import { mappingFor, SEALED } from './value-mapping.js';
 
 /**
- * TableSchema → Avro schema of the change envelope (DESIGN.md §2), and back.
+ * TableSchema → Avro schema of the change envelope (docs/architecture.md §2), and back.
  *
  * Shape (Debezium's field names):
  *   Envelope { before: [null, Value], after: [null, Value], op: string,

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /**
- * The one configuration schema (DESIGN.md §6). Every field is typed, defaulted where a default
+ * The one configuration schema (docs/architecture.md §6). Every field is typed, defaulted where a default
  * is safe, and described; objects are strict so a misspelt key is an error, not a silently
  * ignored setting. `load.ts` parses a file against it once and freezes the result.
  */

@@ -5,7 +5,7 @@ export type { Logger };
 /**
  * Log fields that can hold row values. Whatever object is logged, these paths are censored, so
  * a careless `log.info({ event }, …)` cannot write PHI. Logs carry summaries — table, op,
- * position, counts — never rows (DESIGN.md §3).
+ * position, counts — never rows (docs/architecture.md §3).
  */
 export const REDACTED_PATHS: readonly string[] = [
   'row', 'rows', 'before', 'after', 'value', 'values', 'key', 'keys', 'data', 'record', 'records',

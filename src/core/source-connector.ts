@@ -36,7 +36,7 @@ export interface StreamOptions {
 /**
  * A source database as a stream of whole transactions.
  *
- * Contract (DESIGN.md §1, the acknowledgement rule):
+ * Contract (docs/architecture.md §1, the acknowledgement rule):
  * - `acknowledge(p)` is the ONLY way a position reaches the source (slot confirm, checkpoint).
  *   Callers acknowledge a batch's `position` only after every event up to it is durable one
  *   stage down. Nothing else — keepalives, timers, reconnects — may confirm unacknowledged data.

@@ -4,7 +4,7 @@ import { ChartlogError } from '../core/errors.js';
 import type { ObjectStore } from '../storage/object-store.js';
 
 /**
- * The PHI audit log (DESIGN.md §5: every opening of PHI is recorded). One immutable object per
+ * The PHI audit log (docs/architecture.md §5: every opening of PHI is recorded). One immutable object per
  * record, `<source>/audit/<UTC time>-<random>.json`, created with putIfAbsent, so the log is
  * append-only on every store: records are added, never replaced. Records name who, when, what
  * (source, tables, columns, moment) and where to — never a value.

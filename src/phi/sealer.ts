@@ -4,7 +4,7 @@ import type { CellValue } from '../core/table-schema.js';
 import { deserializeCell, serializeCell, serializeCellTransient } from './cell-serialization.js';
 
 /**
- * Field-level sealing of PHI values (DESIGN.md §3): AES-256-GCM under a data key (DEK).
+ * Field-level sealing of PHI values (docs/architecture.md §3): AES-256-GCM under a data key (DEK).
  *
  * Sealed value bytes: version (1) | key id (16) | nonce (12, random) | ciphertext | tag (16).
  *

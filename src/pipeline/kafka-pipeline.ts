@@ -23,7 +23,7 @@ export interface KafkaPipelineOptions {
 const DRAIN_TIMEOUT_MS = 30_000;
 
 /**
- * One source, end to end on the Kafka bus (DESIGN.md §1):
+ * One source, end to end on the Kafka bus (docs/architecture.md §1):
  *
  *   connector ─► encoder (seal + Avro) ─► KafkaBus ══ Kafka ══► KafkaCompactor ─► object store
  *        ▲                                   │                          │

@@ -95,7 +95,7 @@ export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortS
 }
 
 /**
- * One source, end to end on the embedded bus (DESIGN.md §1); with bus.type kafka, see
+ * One source, end to end on the embedded bus (docs/architecture.md §1); with bus.type kafka, see
  * kafka-pipeline.ts:
  *
  *   connector ─► encoder (seal + Avro) ─► bounded bus ─► compactor ─► object store

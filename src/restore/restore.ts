@@ -58,7 +58,7 @@ export interface RestoreSummary {
 const round = (s: number): number => Math.round(s * 1000) / 1000;
 
 /**
- * `chartlog restore` (DESIGN.md §5): checks the request against the archive and the target
+ * `chartlog restore` (docs/architecture.md §5): checks the request against the archive and the target
  * before anything is written (exit 2 with the reason), replays the archive to one consistent
  * moment, records the PHI opening in the audit log, then writes the tables (in parallel).
  * On a failure while writing, the target is left as it was found.
