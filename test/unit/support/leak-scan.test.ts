@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { AvroContainerWriter } from '../../../src/archive/avro-container.js';
+import { describeHits, scanForCanaries, scanTextForCanaries } from '../../support/leak-scan.js';
+
+/**
+ * Negative controls for the leak scanner every "no plaintext" test relies on: each planted
+ * canary must be found, in each place a stored object can hide it, and a store without one must
+ * scan clean. The first test also shows why the scanner exists: a byte search of a deflated
+ * part does not see the SSN inside it.
+ */
+const SSN = 'CANARY-SSN-123-45-6789';
+
+function avroString(s: string): Buffer {
+  const b = Buffer.from(s, 'utf8');
+  // zig-zag varint length, then the bytes: a record body of one string field
+  let n = b.length * 2;
+  const len: number[] = [];
+  while (n > 0x7f) {
+    len.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  len.push(n);
+  return Buffer.concat([Buffer.from(len), b]);
+}
+
+async function partWith(values: string[]): Promise<Buffer> {
+  const w = new AvroContainerWriter(JSON.stringify({ type: 'record', name: 'r', fields: [{ name: 'ssn', type: 'string' }] }));
+  await w.addBlock(values.map(avroString));
+  return w.toBuffer();
+}
+
+test('an SSN in clear inside a deflated part: invisible to a byte search, found by the scanner', async () => {
+  const part = await partWith(Array.from({ length: 50 }, (_, i) => `${SSN}-${i}`));
+  assert.equal(part.includes(SSN), false, 'deflate hides the plaintext from a byte search (why the old checks could not fail)');
+  const hits = scanForCanaries([{ key: 'clinic/parts/x.avro', bytes: part }], ['CANARY-SSN-']);
+  assert.ok(hits.some((h) => h.where === 'container block 0' && h.form === 'utf8'), describeHits(hits));
+  assert.ok(!describeHits(hits).includes(SSN), 'a hit names the object, never the value');
+});
+
+test('canaries are found in every encoding a stored object can hide them in', () => {
+  const planted: [string, Uint8Array, string][] = [
+    ['escaped in JSON', Buffer.from(JSON.stringify({ note: 'x' }).replace('x', SSN.replace('C', '\\u0043'))), 'json'],
+    ['a JSON key', Buffer.from(JSON.stringify({ [SSN]: 1 })), 'json'],
+    ['gzip', gzipSync(Buffer.from(`a log line ${SSN}\n`)), 'gzip'],
+    ['UTF-16', Buffer.from(`xx${SSN}yy`, 'utf16le'), 'bytes'],
+    ['hex', Buffer.from(Buffer.from(`z${SSN}`).toString('hex')), 'bytes'],
+    ...[0, 1, 2].map((k): [string, Uint8Array, string] => [`base64 at offset ${k}`, Buffer.from(Buffer.from('abc'.slice(0, k) + SSN + 'tail').toString('base64')), 'bytes']),
+  ];
+  for (const [what, bytes, where] of planted) {
+    const hits = scanForCanaries([{ key: what, bytes }], ['CANARY-SSN-']);
+    assert.ok(hits.some((h) => h.where === where), `${what}: ${describeHits(hits) || 'not found'}`);
+  }
+  assert.equal(scanTextForCanaries('log', `{"msg":"row","ssn":"${SSN}"}`, ['CANARY-SSN-']).length > 0, true);
+});
+
+test('sealed bytes and unrelated objects scan clean', async () => {
+  const objects = [
+    { key: 'part', bytes: await partWith(Array.from({ length: 50 }, () => randomBytes(40).toString('latin1'))) },
+    { key: 'manifest.json', bytes: Buffer.from(JSON.stringify({ hour: '2026-12-02T17', objects: [{ key: 'a', sha256: 'f'.repeat(64) }] })) },
+    { key: 'blob', bytes: randomBytes(4096) },
+  ];
+  assert.deepEqual(scanForCanaries(objects, ['CANARY-SSN-', 'CANARY-NAME-']), []);
+});
+
+test('a damaged container fails the scan instead of passing it', async () => {
+  const part = await partWith([SSN]);
+  part[part.length - 1] ^= 0xff; // the block's sync marker
+  assert.throws(() => scanForCanaries([{ key: 'damaged', bytes: part }], ['CANARY-SSN-']), { code: 'integrity' });
+});
