@@ -67,6 +67,6 @@ test('sealed bytes and unrelated objects scan clean', async () => {
 
 test('a damaged container fails the scan instead of passing it', async () => {
   const part = await partWith([SSN]);
-  part[part.length - 1] ^= 0xff; // the block's sync marker
+  part[part.length - 1]! ^= 0xff; // the block's sync marker
   assert.throws(() => scanForCanaries([{ key: 'damaged', bytes: part }], ['CANARY-SSN-']), { code: 'integrity' });
 });
