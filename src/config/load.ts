@@ -3,6 +3,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { configError } from '../core/errors.js';
 import { configSchema, type Config } from './schema.js';
+import { maskUrl } from '../core/mask-url.js';
 
 /**
  * Reads, validates and freezes the configuration — once, at start-up. Secrets may come from
@@ -132,11 +133,6 @@ function describeValue(value: unknown, path: readonly PropertyKey[]): string {
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
   return String(value);
-}
-
-/** Replaces a URL's password with ****; leaves anything that is not a URL alone. */
-export function maskUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*):[^@/\s]*@/i, '$1:****@');
 }
 
 /** The configuration for printing: every secret replaced by "****". */

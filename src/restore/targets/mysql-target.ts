@@ -2,7 +2,8 @@ import mysql from 'mysql2/promise';
 import { ChartlogError, usageError } from '../../core/errors.js';
 import type { Row } from '../../core/table-schema.js';
 import { mysqlColumnType, mysqlLiteral, quoteMysqlIdent } from './mysql-text.js';
-import { maskUrl, scrubMessage, type RestoreTarget, type TablePlan } from './restore-target.js';
+import { maskUrl } from '../../core/mask-url.js';
+import { scrubMessage, type RestoreTarget, type TablePlan } from './restore-target.js';
 
 const BATCH_CHARS = 2 * 1024 * 1024; // well under the default max_allowed_packet (16 MiB)
 

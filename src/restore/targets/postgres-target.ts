@@ -5,7 +5,8 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { ChartlogError, usageError } from '../../core/errors.js';
 import type { Row } from '../../core/table-schema.js';
 import { copyEscape, enumOf, pgColumnType, pgText, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLiteral } from './postgres-text.js';
-import { maskUrl, scrubMessage, type RestoreTarget, type TablePlan } from './restore-target.js';
+import { maskUrl } from '../../core/mask-url.js';
+import { scrubMessage, type RestoreTarget, type TablePlan } from './restore-target.js';
 
 /** Session settings under which the text forms of postgres-text.ts mean what they say. */
 const SESSION = '-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c client_encoding=UTF8';

@@ -47,17 +47,6 @@ export function columnsOf(plan: TablePlan): readonly ColumnSchema[] {
   return plan.table.columns;
 }
 
-/** A connection URL without its password, for messages. */
-export function maskUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
-  }
-}
-
 /**
  * A database error message with every quoted part blanked: servers quote the offending value
  * ("invalid input syntax for type integer: "…"", "Incorrect … value: '…'"), which may be PHI.

@@ -5,7 +5,8 @@ import { UNCHANGED } from '../../../src/core/table-schema.js';
 import { csvText, fileNameOf, jsonValue } from '../../../src/restore/targets/file-target.js';
 import { mysqlColumnType, mysqlLiteral } from '../../../src/restore/targets/mysql-text.js';
 import { arrayLiteral, copyEscape, enumOf, pgColumnType, pgText, sqlLiteral } from '../../../src/restore/targets/postgres-text.js';
-import { maskUrl, scrubMessage, type TablePlan } from '../../../src/restore/targets/restore-target.js';
+import { maskUrl } from '../../../src/core/mask-url.js';
+import { scrubMessage, type TablePlan } from '../../../src/restore/targets/restore-target.js';
 
 const col = (type: ColumnType, sourceType = 'x', name = 'c'): ColumnSchema => ({ name, sourceType, type, nullable: true });
 const pg = (v: CellValue | undefined, type: ColumnType) => pgText(v, col(type), false, 'postgres');
@@ -115,6 +116,6 @@ test('csv and jsonl forms', () => {
 test('driver messages lose their quoted parts (they may quote values); URLs lose passwords', () => {
   assert.equal(scrubMessage('invalid input syntax for type integer: "CANARY-1"'), 'invalid input syntax for type integer: "…"');
   assert.equal(scrubMessage("Incorrect decimal value: 'CANARY' for column `d` at row 1"), "Incorrect decimal value: '…' for column `d` at row 1");
-  assert.equal(maskUrl('postgres://u:secret@h:5432/db'), 'postgres://u:***@h:5432/db');
+  assert.equal(maskUrl('postgres://u:secret@h:5432/db'), 'postgres://u:****@h:5432/db');
   assert.equal(maskUrl('mysql://root@h/db'), 'mysql://root@h/db');
 });
