@@ -8,6 +8,7 @@ import { MysqlTarget } from '../restore/targets/mysql-target.js';
 import { PostgresTarget } from '../restore/targets/postgres-target.js';
 import type { RestoreTarget } from '../restore/targets/restore-target.js';
 import { openContext, withConfigOptions } from './command-context.js';
+import { targetUrl } from './target-url.js';
 
 interface RestoreCliOptions {
   config: string;
@@ -15,6 +16,7 @@ interface RestoreCliOptions {
   to: string;
   tables?: string;
   target?: string;
+  targetPasswordFile?: string;
   out?: string;
   format?: string;
   keepSealed?: boolean;
@@ -31,7 +33,8 @@ export function registerRestoreCommand(program: Command): void {
     .option('-s, --source <name>', 'the source to restore (needed when the configuration has several)')
     .requiredOption('--to <moment>', 'ISO-8601 time with zone (microseconds allowed), `latest`, or a position from `chartlog timeline`')
     .option('--tables <list>', 'only these tables, comma-separated schema.table names (default: all)')
-    .option('--target <url>', 'an empty database: postgres://… or mysql://…/database')
+    .option('--target <url>', 'an empty database: postgres://… or mysql://…/database (its password from CHARTLOG_TARGET_PASSWORD or --target-password-file)')
+    .option('--target-password-file <path>', "a file holding the target's password (mode 0600), instead of CHARTLOG_TARGET_PASSWORD")
     .option('--out <dir>', 'write files into this directory (empty or absent)')
     .option('--format <format>', `file format with --out: ${FILE_FORMATS.join(' | ')}`)
     .option('--keep-sealed', 'leave PHI columns as sealed bytes: no keyring needed, no audit record')
@@ -90,7 +93,7 @@ function targetOf(opts: RestoreCliOptions): RestoreTarget {
     return new FileTarget(opts.out, opts.format as FileFormat);
   }
   if (opts.format !== undefined) throw usageError('--format goes with --out only', 'a database target takes no format');
-  const url = opts.target!;
+  const url = targetUrl(opts.target!, { file: opts.targetPasswordFile, env: process.env.CHARTLOG_TARGET_PASSWORD });
   if (/^postgres(ql)?:\/\//.test(url)) return new PostgresTarget(url);
   if (/^(mysql|mariadb):\/\//.test(url)) return new MysqlTarget(url);
   throw usageError('--target: expected a postgres://… or mysql://… URL');
