@@ -14,15 +14,17 @@ import { MysqlTarget } from '../../src/restore/targets/mysql-target.js';
 import { PostgresTarget } from '../../src/restore/targets/postgres-target.js';
 import type { RestoreTarget, TablePlan } from '../../src/restore/targets/restore-target.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
+import { prng } from '../support/prng.js';
 import { createMariadbDatabase, createPgDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
+import { MARIADB_CASES, MARIADB_COLUMNS, MARIADB_SESSION, mariadbMatrixTable, PG_CASES, PG_COLUMNS, PG_TYPE_DDL, pgMatrixTable } from '../support/type-matrix.js';
 
 /**
  * Randomised fidelity (issue 7): `chartlog run` captures a workload of inserts, updates,
  * deletes, DDL and TRUNCATE over a table with every type of the connectors' type matrices
- * (values taken from test/integration/postgres-types.test.ts and mysql-types.test.ts), the
- * source's contents are captured at 6 moments, and `chartlog restore` to each moment must give
- * back exactly the capture — into a fresh database of the same engine, and as sql, csv and
- * jsonl files (loaded back and compared the same way). Values are compared as the server's
+ * (test/support/type-matrix.ts, the edge values postgres-types.test.ts and mysql-types.test.ts
+ * check), the source's contents are captured at 6 moments, and `chartlog restore` to each moment
+ * must give back exactly the capture — into a fresh database of the same engine, and as sql, csv
+ * and jsonl files (loaded back and compared the same way). Values are compared as the server's
  * own text output, value by value.
  */
 
@@ -31,145 +33,52 @@ const TX_PER_MOMENT = 7;
 const CANARY = 'CANARY-SSN-';
 
 interface Matrix {
-  ddl: string[];
+  /** Types the table needs, created before it. */
+  ddl: readonly string[];
+  /** The matrix table under a name (the workload's `matrix`, and `cases` holding the cases). */
+  table: (name: string) => string;
   /** Columns of the matrix other than id. */
-  columns: string[];
+  columns: readonly string[];
   /** Edge values: one SQL tuple per case, columns in `columns` order. */
-  cases: string[][];
+  cases: readonly (readonly string[])[];
   /** The DDL step of the workload. */
   addColumn: string;
   /** Session setup for the workload connection. */
   session: string[];
 }
 
-// The PostgreSQL type matrix of postgres-types.test.ts. Two changes: lb is '{7,8}' instead of
-// '[0:1]={7,8}' — the value model keeps no array lower bounds (see table-schema.ts) — and a
+// The PostgreSQL type matrix of test/support/type-matrix.ts. Two changes: lb is '{7,8}' instead
+// of '[0:1]={7,8}' — the value model keeps no array lower bounds (see table-schema.ts) — and a
 // fifth case of multi-dimensional arrays (2-D numeric[], text[] and mood[], 3-D int4[]).
+const withoutLowerBound = (sql: readonly string[]): string[] =>
+  sql.map((v, i) => (PG_COLUMNS[i] === 'lb' && v === `'[0:1]={7,8}'` ? `'{7,8}'` : v));
+/** The fifth case by column; every other column NULL. */
+const MULTI_DIMENSIONAL: Readonly<Record<string, string>> = {
+  i2: '2', i4: '2', i8: '2',
+  na: `'{{1.10,NaN},{NULL,-Infinity}}'`,
+  ta: `'{{"a,b","quo\\"ted"},{NULL,"NULL"},{"","{brace}"}}'`,
+  md: `'{{{1},{NULL}},{{-2147483648},{2147483647}}}'`,
+  lb: `'{1,2,3,4}'`,
+  ea: `'{{sad,"happy, very"},{NULL,"quo\\"te"}}'`,
+};
 const PG: Matrix = {
-  ddl: [
-    `CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy, very', 'quo"te')`,
-    `CREATE DOMAIN posint AS int4 CHECK (VALUE > 0)`,
-    `CREATE DOMAIN short_code AS varchar(20)`,
-  ],
-  columns: ['i2', 'i4', 'i8', 'num', 'num_ps', 'f4', 'f8', 'b', 't', 'vc', 'ch', 'by', 'd', 'tm', 'ttz', 'ts', 'tstz', 'iv', 'u', 'js', 'jb', 'na', 'ta', 'md', 'lb', 'ea', 'e', 'ip', 'cn', 'mac', 'dom', 'dom_t', 'bits', 'rng', 'pt'],
-  cases: [
-    [
-      '32767', '2147483647', '9223372036854775807',
-      `'12345678901234567890.123456789012345678901234567890'`, `'9999999999.99'`,
-      `'3.4028235e+38'`, `'1.7976931348623157e+308'`, 'true',
-      `'CANARY-SSN-123-45-6789 quote''s "dq" \\ back ✓ 日本 😀'`, `'abcdefghij'`, `'ab'`, `'\\x00ff10'`,
-      `'2024-02-29'`, `'23:59:59.999999'`, `'12:34:56.789012+05:30'`, `'2024-01-01 00:00:00.000001'`,
-      `'2024-06-01 12:00:00.123456+02'`, `'1 year 2 mons 3 days 04:05:06.789012'`,
-      `'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'`,
-      `'{"big": 123456789012345678901234567890, "f": 1.0000000000000001}'`,
-      `'{"big": -123456789012345678901234567890}'`,
-      `'{1.10,NULL,-Infinity,NaN,123456789012345678901234567890.5}'`,
-      `ARRAY['a,b', 'quo"ted', 'back\\slash', NULL, 'NULL', '', ' sp ', '{brace}']`,
-      `'{{1,2},{3,4}}'`, `'{7,8}'`, `'{sad,"happy, very","quo\\"te"}'`,
-      `'happy, very'`, `'192.168.0.1/24'`, `'10.0.0.0/8'`, `'08:00:2b:01:02:03'`, '5', `'X-1'`,
-      `B'1010'`, `'[1,10)'`, `'(1.5,2)'`,
-    ],
-    [
-      '-32768', '-2147483648', '-9223372036854775808', `'NaN'`, `'-12.3'`,
-      `'-0'`, `'-0'`, 'false', `''`, `''`, `''`, `'\\x'`,
-      `'0044-03-15 BC'`, `'24:00:00'`, `'00:00:00-14'`, `'0044-03-15 12:00:00 BC'`,
-      `'0044-03-15 12:00:00+00 BC'`, `'-00:00:00.000001'`,
-      `'00000000-0000-0000-0000-000000000000'`, `'[]'`, `'{}'`,
-      `'{}'`, `'{}'`, `'{{NULL,NULL}}'`, `'{}'`, `'{}'`,
-      `'sad'`, `'::1'`, `'::/0'`, `'ff:ff:ff:ff:ff:ff'`, '2147483647', `''`,
-      `B'0000'`, `'empty'`, `'(0,0)'`,
-    ],
-    [
-      '0', '0', '0', `'Infinity'`, '0', `'NaN'`, `'NaN'`, 'NULL', `'NULL'`, 'NULL', 'NULL', 'NULL',
-      `'infinity'`, `'00:00:00'`, 'NULL', `'infinity'`, `'infinity'`, `'0'`,
-      'NULL', `'null'`, `'null'`, 'NULL', 'NULL', 'NULL', 'NULL', 'NULL',
-      'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL',
-    ],
-    [
-      '1', '1', '1', `'-Infinity'`, '0.005', `'Infinity'`, `'-Infinity'`, 'NULL', 'NULL', 'NULL', 'NULL', 'NULL',
-      `'-infinity'`, 'NULL', 'NULL', `'-infinity'`, `'-infinity'`, 'NULL',
-      'NULL', 'NULL', 'NULL', `'{NULL}'`, `'{NULL}'`, 'NULL', 'NULL', 'NULL',
-      'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL',
-    ],
-    [
-      '2', '2', '2', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL',
-      'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL',
-      'NULL', 'NULL', 'NULL',
-      `'{{1.10,NaN},{NULL,-Infinity}}'`,
-      `'{{"a,b","quo\\"ted"},{NULL,"NULL"},{"","{brace}"}}'`,
-      `'{{{1},{NULL}},{{-2147483648},{2147483647}}}'`, `'{1,2,3,4}'`,
-      `'{{sad,"happy, very"},{NULL,"quo\\"te"}}'`,
-      'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL', 'NULL',
-    ],
-  ],
+  ddl: PG_TYPE_DDL,
+  table: pgMatrixTable,
+  columns: PG_COLUMNS,
+  cases: [...PG_CASES.map((c) => withoutLowerBound(c.sql)), PG_COLUMNS.map((c) => MULTI_DIMENSIONAL[c] ?? 'NULL')],
   addColumn: 'ALTER TABLE matrix ADD COLUMN extra text',
   session: [],
 };
-const PG_TABLE = `CREATE TABLE %s (
-  id int4 PRIMARY KEY,
-  i2 int2, i4 int4, i8 int8,
-  num numeric, num_ps numeric(12,2),
-  f4 float4, f8 float8, b bool,
-  t text, vc varchar(10), ch char(5), by bytea,
-  d date, tm time, ttz timetz, ts timestamp, tstz timestamptz(6), iv interval,
-  u uuid, js json, jb jsonb,
-  na numeric[], ta text[], md int4[], lb int4[], ea mood[],
-  e mood, ip inet, cn cidr, mac macaddr, dom posint, dom_t short_code,
-  bits bit(4), rng int4range, pt point
-)`;
 
-// The MariaDB type matrix of mysql-types.test.ts, one tuple per case.
-const MY_COLUMNS = 'ti,tiu,si,siu,mi,miu,i,iu,bi,biu,d,d2,f,db,dt,dtm,dtm0,ts,tm,tm0,tm3,y,v,ch,tx,bn,vb,bl,bt,b1,b64,e,s,j,u,ip4,ip6'.split(',');
+// The MariaDB type matrix of test/support/type-matrix.ts, as it is.
 const MY: Matrix = {
   ddl: [],
-  columns: MY_COLUMNS,
-  cases: [
-    [`127`, `255`, `32767`, `65535`, `8388607`, `16777215`, `2147483647`, `4294967295`, `9223372036854775807`, `18446744073709551615`,
-      `'99999999999999999999999999999999999.999999999999999999999999999999'`, `'12345678.91'`, `3.4028234e38`, `1.7976931348623157e308`,
-      `'9999-12-31'`, `'9999-12-31 23:59:59.999999'`, `'9999-12-31 23:59:59'`, `'2038-01-19 03:14:07.999999'`, `'838:59:59.000000'`, `'838:59:59'`, `'-838:59:58.999'`, `2155`,
-      `'héllo 😀 “quotes” \\\\ '''`, `'abc'`, `'tëxt 🎉\\n\\ttab'`, `x'00010000'`, `x'00ff00'`, `x'deadbeef00'`, `b'1010101010'`, `b'1'`, `x'ffffffffffffffff'`,
-      `'a,b'`, `'p,q''r,s'`, `'{"big": 12345678901234567890123, "f": 1.10, "s": "😀"}'`, `'123e4567-e89b-12d3-a456-426614174000'`, `'255.255.255.255'`, `'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'`],
-    [`-128`, `0`, `-32768`, `0`, `-8388608`, `0`, `-2147483648`, `0`, `-9223372036854775808`, `0`,
-      `'-99999999999999999999999999999999999.999999999999999999999999999999'`, `'-0.01'`, `1.1754944e-38`, `-2.2250738585072014e-308`,
-      `'1000-01-01'`, `'1000-01-01 00:00:00.000001'`, `'1000-01-01 00:00:00'`, `'1970-01-01 00:00:01.000001'`, `'-838:59:59.000000'`, `'-838:59:59'`, `'-00:00:00.001'`, `1901`,
-      `''`, `''`, `''`, `x''`, `x''`, `x''`, `b'0'`, `b'0'`, `0`,
-      `'it''s'`, `''`, `'[]'`, `'00000000-0000-0000-0000-000000000000'`, `'0.0.0.0'`, `'::'`],
-    [`0`, `0`, `0`, `0`, `0`, `0`, `0`, `0`, `9007199254740993`, `9007199254740993`,
-      `'0.000000000000000000000000000001'`, `'0.00'`, `0.1`, `0.1`,
-      `'0000-00-00'`, `'0000-00-00 00:00:00.000000'`, `'0000-00-00 00:00:00'`, `'0000-00-00 00:00:00.000000'`, `'-00:00:00.500000'`, `'00:00:00'`, `'-12:34:56.789'`, `0`,
-      `'x'`, `'a b'`, `'x'`, `x'ff'`, `x'00'`, `x'00'`, `b'0000000001'`, `b'1'`, `x'8000000000000001'`,
-      `'back\\\\slash'`, `'s'`, `'{"a": [1, 2.5e300, null, true]}'`, `'ffffffff-ffff-ffff-ffff-ffffffffffff'`, `'10.0.0.1'`, `'::ffff:192.0.2.1'`],
-    MY_COLUMNS.map(() => 'NULL'),
-    [`-1`, `1`, `-1`, `1`, `-1`, `1`, `-1`, `1`, `-9007199254740993`, `9223372036854775808`,
-      `'-0.000000000000000000000000000001'`, `'99999999.99'`, `-16777217`, `1e-300`,
-      `'2024-00-15'`, `'2024-02-29 12:00:00.100000'`, `'2024-02-29 00:00:00'`, `'2024-02-29 23:59:59.000000'`, `'24:00:00.000001'`, `'-00:00:01'`, `'100:00:00.000'`, `1999`,
-      `'ÿ'`, `'ab   '`, `''`, `x'00000001'`, `x'0000'`, `x'00'`, `b'1000000000'`, `b'0'`, `x'0000000000000001'`,
-      `''`, `'p,s'`, `'"string"'`, `'01234567-89ab-4def-8123-456789abcdef'`, `'192.0.2.10'`, `'2001:db8::1'`],
-  ],
+  table: mariadbMatrixTable,
+  columns: MARIADB_COLUMNS,
+  cases: MARIADB_CASES.map((c) => c.sql),
   addColumn: 'ALTER TABLE matrix ADD COLUMN extra VARCHAR(20)',
-  session: ["SET SESSION sql_mode = '', time_zone = '+00:00'"],
+  session: [MARIADB_SESSION],
 };
-const MY_TABLE = `CREATE TABLE %s (
-  id INT PRIMARY KEY,
-  ti TINYINT, tiu TINYINT UNSIGNED, si SMALLINT, siu SMALLINT UNSIGNED, mi MEDIUMINT, miu MEDIUMINT UNSIGNED,
-  i INT, iu INT UNSIGNED, bi BIGINT, biu BIGINT UNSIGNED,
-  d DECIMAL(65,30), d2 DECIMAL(10,2), f FLOAT, db DOUBLE,
-  dt DATE, dtm DATETIME(6), dtm0 DATETIME, ts TIMESTAMP(6) NULL DEFAULT NULL, tm TIME(6), tm0 TIME, tm3 TIME(3), y YEAR,
-  v VARCHAR(50), ch CHAR(5), tx TEXT, bn BINARY(4), vb VARBINARY(10), bl BLOB, bt BIT(10), b1 BIT(1), b64 BIT(64),
-  e ENUM('a,b','it''s','x','back\\\\slash'), s SET('p','q''r','s'), j JSON, u UUID, ip4 INET4, ip6 INET6
-) CHARACTER SET utf8mb4`;
-
-/** A small deterministic PRNG so a failing run can be repeated (seed printed). */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---- reading csv / jsonl back into the value model (independently of the writer) ----------
 
@@ -302,9 +211,8 @@ for (const engine of ['postgres', 'mysql'] as const) {
 
     for (const s of matrix.session) await source.exec(s);
     for (const d of matrix.ddl) await source.exec(d);
-    const tableDdl = engine === 'postgres' ? PG_TABLE : MY_TABLE;
-    await source.exec(tableDdl.replace('%s', 'matrix'));
-    await source.exec(tableDdl.replace('%s', 'cases'));
+    await source.exec(matrix.table('matrix'));
+    await source.exec(matrix.table('cases'));
     for (const [i, c] of matrix.cases.entries()) await source.exec(`INSERT INTO cases (id, ${matrix.columns.join(', ')}) VALUES (${i + 1}, ${c.join(', ')})`);
     await source.exec(`CREATE TABLE patients (id INT PRIMARY KEY, full_name VARCHAR(200), ssn VARCHAR(40), note VARCHAR(200))`);
 

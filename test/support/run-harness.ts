@@ -93,17 +93,9 @@ export async function mariadbEngine(): Promise<Engine> {
 
 export type StoreKind = 'file' | 's3';
 
-/** A small deterministic PRNG so a failing run can be repeated. */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The seedable PRNG a Workload draws from, defined once in prng.ts (restore-fidelity.test.ts
+// uses it too); re-exported so that the run tests take it with the rest of the harness.
+export { prng } from './prng.js';
 
 /** Values compared as text: both sides render bigint, number, boolean and strings alike. */
 export function norm(v: unknown): string | null {
