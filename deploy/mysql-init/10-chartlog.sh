@@ -12,5 +12,7 @@ CREATE TABLE patients (
   updated_at  DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
 ) CHARACTER SET utf8mb4;
 CREATE USER 'chartlog_cdc'@'%' IDENTIFIED BY '${CHARTLOG_CDC_PASSWORD}';
-GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO 'chartlog_cdc'@'%';
+-- RELOAD: on MySQL (not MariaDB) a consistent snapshot reads its binlog position under a brief
+-- FLUSH TABLES WITH READ LOCK; the connector's setup check refuses to start without it.
+GRANT REPLICATION SLAVE, REPLICATION CLIENT, RELOAD, SELECT ON *.* TO 'chartlog_cdc'@'%';
 SQL
