@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../src/config/load.js';
 import { configureLogger } from '../src/core/logger.js';
-import { runSourcePipeline } from '../src/pipeline/pipeline.js';
+import { runSourcePipeline } from '../src/pipeline/source-pipeline.js';
 import { Position } from '../src/core/position.js';
 import { buildSourceRuntime } from '../src/pipeline/source-runtime.js';
 import { FileKeyring } from '../src/phi/keyring/file-keyring.js';

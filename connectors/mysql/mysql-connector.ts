@@ -4,6 +4,7 @@ import type { ChangeBatch } from '../../src/core/change-event.js';
 import { ChartlogError } from '../../src/core/errors.js';
 import { type Logger, logger as rootLogger } from '../../src/core/logger.js';
 import { Position } from '../../src/core/position.js';
+import { Backoff, gaveUp, sleep, type ReconnectPolicy } from '../../src/core/retry.js';
 import type { ConnectorCapabilities, SnapshotOptions, SourceConnector, StreamOptions } from '../../src/core/source-connector.js';
 import type { TableSchema } from '../../src/core/table-schema.js';
 import type { TlsSettings } from '../../src/core/tls-settings.js';
@@ -23,14 +24,14 @@ export interface MysqlSourceSettings {
   readonly tls?: TlsSettings;
   readonly mysql?: { readonly serverId?: number; readonly watchdogMs?: number };
   readonly snapshot?: { readonly chunkRows?: number };
+  /** Backoff between binlog reconnects, and attempts in a row before giving up (default: never). */
+  readonly reconnect?: ReconnectPolicy;
 }
 
 export interface MysqlConnectorDeps {
   readonly log?: Logger;
   /** Rows buffered unread before the binlog is paused. Default 10 000. */
   readonly highWater?: number;
-  /** Reconnect attempts in a row before stream() gives up with the retriable error. Default 8. */
-  readonly maxReconnects?: number;
 }
 
 /**
@@ -39,11 +40,12 @@ export interface MysqlConnectorDeps {
  * (binlog-position.ts) so a promoted replica continues the same stream.
  *
  * Faults: a lost, refused or silent binlog connection (watchdog) is retried inside `stream()`
- * with exponential backoff (0.25 s … 30 s) by a NEW zongji instance that resumes after the last
- * transaction this stream already yielded, so nothing repeats and nothing is skipped. After
- * `maxReconnects` failures in a row the retriable error reaches the caller, which resumes with
- * `stream({ from: lastDurable })`. Fatal errors (setup, a server-id clash, a purged binlog)
- * stop at once with a hint.
+ * with the source's backoff (`reconnect`: 0.25 s doubling to 30 s by default, src/core/retry.ts)
+ * by a NEW zongji instance that resumes after the last transaction this stream already yielded,
+ * so nothing repeats and nothing is skipped. It retries for as long as it takes unless
+ * `reconnect.maxAttempts` is set: after that many failures in a row (no binlog record in
+ * between) the last error is thrown, no longer retriable. Fatal errors (setup, a server-id
+ * clash, a purged binlog) stop at once with a hint.
  *
  * MySQL has no server-side acknowledgement: `acknowledge()` records the checkpoint in memory
  * (`acknowledged`); the pipeline persists it and passes it back as `from`.
@@ -140,8 +142,7 @@ export class MysqlConnector implements SourceConnector {
     });
     const converter = new RowsEventConverter({ source: this.name, from: options.from, tables, captures: this.captures });
     const watchdogMs = this.settings.mysql?.watchdogMs ?? 30_000;
-    const maxReconnects = this.deps.maxReconnects ?? 8;
-    let failures = 0;
+    const backoff = new Backoff(this.settings.reconnect);
     while (!options.signal?.aborted && !this.closed) {
       let reader: BinlogReader | null = null;
       const onAbort = (): void => reader?.close();
@@ -160,7 +161,7 @@ export class MysqlConnector implements SourceConnector {
         });
         this.readers.add(reader);
         for await (const record of reader) {
-          failures = 0; // the connection works again
+          backoff.reset(); // the connection works again
           let r = record;
           if (r.type === 'statement' && isSchemaStatement(r.query)) {
             const refreshed = await this.withConnection((c) => loadTableSchemas(c, this.captures));
@@ -180,11 +181,10 @@ export class MysqlConnector implements SourceConnector {
           if (e.code === 'source_setup' && /server id/.test(e.message) && reader) throw await this.nameClash(e, reader);
           throw e;
         }
-        failures++;
-        if (failures > maxReconnects) throw e;
+        const delay = backoff.next();
+        if (delay === null) throw gaveUp(e, backoff.attempts);
         this.reconnects++;
-        const delay = Math.min(30_000, 250 * 2 ** (failures - 1));
-        this.log.warn({ err: e, attempt: failures, delayMs: delay, resumeFrom: converter.resumeFrom ? Position.format(converter.resumeFrom) : null }, 'binlog connection lost; reconnecting');
+        this.log.warn({ err: e, attempt: backoff.attempts, delayMs: delay, resumeFrom: converter.resumeFrom ? Position.format(converter.resumeFrom) : null }, 'binlog connection lost; reconnecting');
         await sleep(delay, options.signal);
       } finally {
         options.signal?.removeEventListener('abort', onAbort);
@@ -295,16 +295,4 @@ export class MysqlConnector implements SourceConnector {
       await this.release(c);
     }
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

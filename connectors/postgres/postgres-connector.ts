@@ -5,6 +5,7 @@ import type { ChangeBatch, ChangeEvent } from '../../src/core/change-event.js';
 import { ChartlogError } from '../../src/core/errors.js';
 import { logger as rootLogger, type Logger } from '../../src/core/logger.js';
 import { COMMIT_SEQ, Position } from '../../src/core/position.js';
+import { Backoff, gaveUp, sleep, type ReconnectPolicy } from '../../src/core/retry.js';
 import type {
   ConnectorCapabilities,
   SnapshotOptions,
@@ -70,6 +71,8 @@ export interface PostgresSourceSettings {
     readonly spillThresholdBytes: number;
   };
   readonly snapshot: { readonly chunkRows: number };
+  /** Backoff between reconnects, and attempts in a row before giving up (default: never). */
+  readonly reconnect?: ReconnectPolicy;
 }
 
 export interface PostgresConnectorDeps {
@@ -78,8 +81,6 @@ export interface PostgresConnectorDeps {
   readonly spillDir?: string;
   /** Events per delivered batch before a transaction is split into partial batches. Default 10000. */
   readonly maxBatchEvents?: number;
-  /** Reconnect backoff: initial and maximum delay, and attempts before giving up (default: never). */
-  readonly reconnect?: { readonly initialDelayMs?: number; readonly maxDelayMs?: number; readonly maxAttempts?: number };
   /** How often the replication connection reports status and asks for a reply. Default 10 s. */
   readonly statusIntervalMs?: number;
   /** Reconnect when the server has said nothing for this long while chartlog waited. Default 60 s. */
@@ -193,7 +194,9 @@ export class PostgresConnector implements SourceConnector {
     const signal = options.signal;
     if (options.from) lsnOfPosition(options.from); // a position of another source fails here, clearly
     let resumeAfter: Position | null = options.from;
-    let attempt = 0;
+    const backoff = new Backoff(this.config.reconnect);
+    // A reconnect delay ends early on the caller's stop and on close().
+    const stopWaiting = signal ? AbortSignal.any([signal, this.closing.signal]) : this.closing.signal;
     while (!signal?.aborted && !this.closed) {
       let session: ReplicationSession | null = null;
       let db: pg.Client | null = null;
@@ -237,7 +240,7 @@ export class PostgresConnector implements SourceConnector {
         session.report(false); // acknowledgements made while disconnected
         heartbeat = this.startHeartbeat(q);
         this.log.info({ slot: this.names.slot, from: resumeAfter ? Position.format(resumeAfter) : null }, 'streaming');
-        attempt = 0;
+        backoff.reset();
 
         const conv = { state: initialConverterState as ConverterState };
         let begin: Begin | null = null;
@@ -276,15 +279,14 @@ export class PostgresConnector implements SourceConnector {
         }
       } catch (err) {
         const e = classify(err);
-        attempt++;
-        const max = this.deps.reconnect?.maxAttempts ?? Infinity;
-        if (!e.retriable || signal?.aborted || this.closed || attempt > max) {
-          this.log.error({ err: e }, 'PostgreSQL stream stopped');
-          throw e;
+        const delay = !e.retriable || signal?.aborted || this.closed ? null : backoff.next();
+        if (delay === null) {
+          const stop = e.retriable && backoff.exhausted ? gaveUp(e, backoff.attempts) : e;
+          this.log.error({ err: stop }, 'PostgreSQL stream stopped');
+          throw stop;
         }
-        const delay = backoff(attempt, this.deps.reconnect?.initialDelayMs ?? 250, this.deps.reconnect?.maxDelayMs ?? 30_000);
-        this.log.warn({ err: e, attempt, delayMs: delay }, 'PostgreSQL stream interrupted; reconnecting');
-        await sleep(delay, signal, this.closing.signal);
+        this.log.warn({ err: e, attempt: backoff.attempts, delayMs: delay }, 'PostgreSQL stream interrupted; reconnecting');
+        await sleep(delay, stopWaiting);
       } finally {
         if (heartbeat) clearInterval(heartbeat);
         if (this.session === session) this.session = null;
@@ -468,21 +470,4 @@ async function nextItem(session: ReplicationSession, signal: AbortSignal | undef
   } finally {
     if (onAbort) signal.removeEventListener('abort', onAbort);
   }
-}
-
-function backoff(attempt: number, initialMs: number, maxMs: number): number {
-  const base = Math.min(maxMs, initialMs * 2 ** Math.min(attempt - 1, 20));
-  return Math.round(base * (0.8 + Math.random() * 0.4));
-}
-
-function sleep(ms: number, ...signals: (AbortSignal | undefined)[]): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    for (const signal of signals) {
-      signal?.addEventListener('abort', () => {
-        clearTimeout(t);
-        resolve();
-      }, { once: true });
-    }
-  });
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { logger } from '../core/logger.js';
-import { runSourcePipeline } from '../pipeline/pipeline.js';
+import { runSourcePipeline } from '../pipeline/source-pipeline.js';
 import { openContext, withConfigOptions } from './command-context.js';
 import { buildSourceRuntime } from '../pipeline/source-runtime.js';
 

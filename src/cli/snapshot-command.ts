@@ -1,9 +1,9 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import type { Config, SourceConfig } from '../config/schema.js';
 import { ChartlogError, toChartlogError, usageError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
-import { takeSourceSnapshot } from '../pipeline/pipeline.js';
+import { withRetry } from '../core/retry.js';
+import { takeSourceSnapshot } from '../pipeline/prepare-source.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { SnapshotManifest } from '../archive/snapshot-manifest.js';
 import { databaseOfUrl } from '../compactor/snapshot-schedule.js';
@@ -64,27 +64,24 @@ export function registerSnapshotCommand(program: Command): void {
     });
 }
 
-const ATTEMPTS = 4;
+/** Synthesis meeting a changing archive: 4 attempts, 0.5 s doubling apart. */
+const SYNTHESIS_RETRY = { initialDelayMs: 500, maxDelayMs: 4000, maxAttempts: 4 } as const;
 
 async function synthesised(s: Readonly<SourceConfig>, store: ObjectStore, signal: AbortSignal): Promise<SnapshotReport> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const r = await synthesiseSnapshot({ store, source: s.name, connector: s.type, db: databaseOfUrl(s.url), upTo: 'durable', signal });
-      if (r.status === 'no-base') {
-        throw new ChartlogError('not_found', `source ${s.name} has no base snapshot to synthesise from`, {
-          hint: 'let `chartlog run` take the first one, or run `chartlog snapshot --from-source`',
-        });
-      }
-      return { source: s.name, status: r.status, snapshot: summary(r.snapshot), base: r.base?.id ?? null, changes: r.changes, ms: r.ms };
-    } catch (err) {
-      const e = toChartlogError(err);
-      // A running `chartlog run` may close an hour (parts become segments) while we read it:
-      // the next attempt reads the archive's index again.
-      if (signal.aborted || attempt >= ATTEMPTS || !(e.retriable || e.code === 'integrity')) throw e;
-      logger().warn({ source: s.name, err: e, attempt }, 'synthesis read a changing archive; reading it again');
-      await sleep(500 * attempt);
-    }
+  const r = await withRetry(() => synthesiseSnapshot({ store, source: s.name, connector: s.type, db: databaseOfUrl(s.url), upTo: 'durable', signal }), {
+    ...SYNTHESIS_RETRY,
+    signal,
+    // A running `chartlog run` may close an hour (parts become segments) while we read it:
+    // the next attempt reads the archive's index again.
+    retryIf: (e) => e.retriable || e.code === 'integrity',
+    onRetry: (err, attempt) => logger().warn({ source: s.name, err: toChartlogError(err), attempt }, 'synthesis read a changing archive; reading it again'),
+  });
+  if (r.status === 'no-base') {
+    throw new ChartlogError('not_found', `source ${s.name} has no base snapshot to synthesise from`, {
+      hint: 'let `chartlog run` take the first one, or run `chartlog snapshot --from-source`',
+    });
   }
+  return { source: s.name, status: r.status, snapshot: summary(r.snapshot), base: r.base?.id ?? null, changes: r.changes, ms: r.ms };
 }
 
 async function fromSource(config: Readonly<Config>, s: Readonly<SourceConfig>, store: ObjectStore, signal: AbortSignal): Promise<SnapshotReport> {

@@ -1,7 +1,7 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { ChartlogError, isRetriable, toChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
+import { Backoff, sleep } from '../core/retry.js';
 import { Position } from '../core/position.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { kafkaError } from '../bus/kafka-bus.js';
@@ -67,6 +67,9 @@ interface OpenTransaction {
   /** Distinct event seqs seen durable, per table: duplicates count once. */
   seen: Map<string, Set<number>>;
 }
+
+/** Starting the consumer while the brokers are down: 1 s doubling to 30 s apart, for as long as it takes. */
+const CONSUMER_BACKOFF = { initialDelayMs: 1000, maxDelayMs: 30_000 } as const;
 
 const emptyPending = (): Pending => ({ events: [], ends: [], progress: new Map() });
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
@@ -162,22 +165,23 @@ export class KafkaCompactor {
     const onAbort = () => this.wake.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
-      for (let attempt = 0; !signal.aborted && !this.abandoned && !this.failure; ) {
+      const backoff = new Backoff(CONSUMER_BACKOFF);
+      while (!signal.aborted && !this.abandoned && !this.failure) {
         let consumer: Consumer;
         try {
           consumer = await this.startConsumer();
-          attempt = 0;
+          backoff.reset();
         } catch (err) {
           // Brokers down at start or after a crash of the consumer: wait and try again.
           if (!isRetriable(err)) throw err;
-          const delayMs = Math.min(30_000, 500 * 2 ** Math.min(++attempt, 6));
-          logger().warn({ err, source: this.source, attempt, delayMs }, 'kafka compactor cannot start its consumer; retrying');
-          await sleep(delayMs, undefined, { signal: this.wake.signal }).catch(() => undefined);
+          const delayMs = backoff.next()!;
+          logger().warn({ err, source: this.source, attempt: backoff.attempts, delayMs }, 'kafka compactor cannot start its consumer; retrying');
+          await sleep(delayMs, this.wake.signal);
           continue;
         }
         this.nextFlushAt = this.now() + this.options.flushIntervalMs;
         while (!signal.aborted && !this.abandoned && !this.failure && !this.resubscribe) {
-          await sleep(Math.max(1, Math.min(this.nextFlushAt - this.now(), this.options.flushIntervalMs)), undefined, { signal: this.wake.signal }).catch(() => undefined);
+          await sleep(Math.max(1, Math.min(this.nextFlushAt - this.now(), this.options.flushIntervalMs)), this.wake.signal);
           if (this.now() >= this.nextFlushAt) await this.exclusive(() => this.flushAndSeal()).catch((err: unknown) => this.fail(err));
         }
         // Stop taking messages, make what was taken durable and commit it, then leave.

@@ -1,7 +1,7 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { SourceConfig } from '../config/schema.js';
 import { toChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
+import { sleep } from '../core/retry.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { listSnapshots } from '../archive/snapshot-manifest.js';
 import { synthesiseSnapshot, type SynthesiseOptions, type SynthesisResult } from './snapshot-synthesiser.js';
@@ -60,7 +60,7 @@ export class SnapshotSchedule {
   async run(signal: AbortSignal): Promise<void> {
     this.log.info({ everyHours: this.o.everyHours }, 'snapshots will be synthesised from closed hours on schedule');
     while (!signal.aborted) {
-      await sleep(this.tickMs, undefined, { signal }).catch(() => undefined);
+      await sleep(this.tickMs, signal);
       if (signal.aborted) break;
       try {
         await this.tick(signal);

@@ -74,6 +74,32 @@ const mysqlOptions = z
   })
   .describe('MySQL/MariaDB-only settings.');
 
+const reconnect = z
+  .strictObject({
+    initialDelayMs: z
+      .number()
+      .int()
+      .min(1)
+      .default(250)
+      .describe('Wait this long after the first failure in a row; the wait doubles with each further failure (less up to a quarter of it, at random, so many clients spread out).'),
+    maxDelayMs: z
+      .number()
+      .int()
+      .min(1)
+      .default(30_000)
+      .describe('The longest wait between two attempts.'),
+    maxAttempts: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe(
+        'Give up after this many failed attempts in a row, the first included: the source stream stops with the last error and `chartlog run` exits 1. Default: never give up (a backup waits out an outage). Fatal errors (authentication, setup, a lost slot or purged binlog) stop at once either way.',
+      ),
+  })
+  .refine((r) => r.maxDelayMs >= r.initialDelayMs, { message: 'maxDelayMs must be at least initialDelayMs', path: ['maxDelayMs'] })
+  .describe('How the source stream reconnects after a lost connection, a silent server or a failed publish: exponential backoff with jitter, the same for every database type.');
+
 const source = z
   .strictObject({
     name: z
@@ -97,6 +123,7 @@ const source = z
       spillThresholdBytes: 8 * 1024 * 1024,
     }),
     mysql: mysqlOptions.default({ watchdogMs: 30000 }),
+    reconnect: reconnect.default({ initialDelayMs: 250, maxDelayMs: 30_000 }),
     snapshot: z
       .strictObject({
         initial: z

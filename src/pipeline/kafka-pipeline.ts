@@ -1,12 +1,12 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kafka } from 'kafkajs';
 import { KafkaBus } from '../bus/kafka-bus.js';
 import { KafkaCompactor } from '../compactor/kafka-compactor.js';
-import { ChartlogError, isRetriable, toChartlogError } from '../core/errors.js';
+import { ChartlogError, toChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
-import { prepareSource, type SourcePipelineDeps } from './pipeline.js';
-import { PublishAhead } from './publish-ahead.js';
 import { Position } from '../core/position.js';
+import { prepareSource, type SourcePipelineDeps } from './prepare-source.js';
+import { PublishAhead } from './publish-ahead.js';
+import { runStreamLoop } from './stream-loop.js';
 
 export interface KafkaPipelineOptions {
   /** Run this source's compactor in this process too (default true; `false` for producer-only hosts). */
@@ -31,7 +31,8 @@ const DRAIN_TIMEOUT_MS = 30_000;
  *
  * The source position is acknowledged when Kafka has every message up to it (acks = all); the
  * compactor commits offsets only after the parts holding them are durable. A failed send
- * restarts the stream from the last position Kafka acknowledged. Aborting `signal` stops
+ * restarts the stream from the last position Kafka acknowledged, with the source's backoff
+ * (stream-loop.ts). Aborting `signal` stops
  * reading, sends what is queued, acknowledges it, lets the compactor store every transaction
  * Kafka now holds (at most `drainTimeoutMs`), then stops it (flush, checkpoint, commit): a
  * clean stop leaves the store whole, not with events whose END records are still in Kafka.
@@ -82,57 +83,41 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
   });
 
   let start = checkpoint?.position ?? null;
-  let last = start;
   let connected = false;
-  let failure: ChartlogError | null = null;
-  const ahead = new PublishAhead(last, source.name, (b) => encoder.encode(b), (b) => bus.publish(b));
-  for (let attempt = 0; !reading.signal.aborted; ) {
-    try {
-      if (!connected) {
-        await bus.connect();
-        // Kafka may hold (and the source may have acknowledged) more than the store's checkpoint.
-        const tail = await bus.lastPublished();
-        if (tail && (!start || Position.compare(tail.position, start) > 0)) {
-          log.info({ checkpoint: start ? Position.format(start) : null, kafka: Position.format(tail.position) }, 'resuming after the newest transaction in Kafka');
-          start = last = tail.position;
-        }
-        connected = true;
-        log.info({ from: last ? Position.format(last) : null }, 'pipeline streaming');
+  const ahead = new PublishAhead(start, source.name, (b) => encoder.encode(b), (b) => bus.publish(b));
+  const { failure, unpublished } = await runStreamLoop({
+    connector,
+    ahead,
+    from: start,
+    policy: source.reconnect,
+    signal: reading.signal,
+    log,
+    beforeStart: async (from) => {
+      if (connected) return from;
+      await bus.connect();
+      // Kafka may hold (and the source may have acknowledged) more than the store's checkpoint.
+      const tail = await bus.lastPublished();
+      if (tail && (!start || Position.compare(tail.position, start) > 0)) {
+        log.info({ checkpoint: start ? Position.format(start) : null, kafka: Position.format(tail.position) }, 'resuming after the newest transaction in Kafka');
+        start = from = tail.position;
       }
-      for await (const batch of connector.stream({ from: last, signal: reading.signal })) {
-        if (last && Position.compare(batch.position, last) <= 0) continue;
-        await ahead.push(batch, last);
-        last = batch.position;
-        attempt = 0;
-      }
-      await ahead.drain();
-      break;
-    } catch (err) {
-      const e = toChartlogError(err);
-      if (reading.signal.aborted) break;
-      if (!isRetriable(e)) {
-        failure = e;
-        break;
-      }
-      // What was queued is either sent now or dropped by the failed bus: restart right after
-      // what Kafka acknowledged (or the checkpoint when nothing was, this run).
-      await ahead.recover();
+      connected = true;
+      log.info({ from: from ? Position.format(from) : null }, 'pipeline streaming');
+      return from;
+    },
+    // What was queued is either sent now or dropped by the failed bus: restart right after
+    // what Kafka acknowledged (or the checkpoint when nothing was, this run).
+    afterFailure: async (queue) => {
+      await queue.recover();
       await bus.flush().catch(() => undefined);
-      last = bus.durablePosition ?? start;
+      const from = bus.durablePosition ?? start;
       bus.reset();
-      attempt++;
-      const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
-      log.warn({ err: e, attempt, delayMs: delay, from: last ? Position.format(last) : null }, 'stream or Kafka failed; restarting from the last position Kafka acknowledged');
-      await sleep(delay, undefined, { signal: reading.signal }).catch(() => undefined);
-    }
-  }
-
+      return from;
+    },
+    restartMessage: 'stream or Kafka failed; restarting from the last position Kafka acknowledged',
+  });
   signal.removeEventListener('abort', stopReading);
-  // What was read before the stop is handed to Kafka before the bus closes.
-  const unpublished = await ahead.drain().then(
-    () => null,
-    (err: unknown) => toChartlogError(err),
-  );
+
   let closeError: ChartlogError | null = null;
   await bus.close().catch((err: unknown) => (closeError = toChartlogError(err)));
   // Kafka holds every transaction up to `target`; the compactor's partitions are consumed

@@ -1,6 +1,6 @@
 import { createConnector } from '../../connectors/registry.js';
 import type { Config, SourceConfig } from '../config/schema.js';
-import type { SourcePipelineDeps } from './pipeline.js';
+import type { SourcePipelineDeps } from './prepare-source.js';
 import { logger } from '../core/logger.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { AvroCodec } from '../codec/avro-codec.js';

@@ -17,6 +17,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { ChartlogError, type ErrorCode } from '../core/errors.js';
 import { logger } from '../core/logger.js';
+import { Backoff, sleep } from '../core/retry.js';
 import { keyProblem, validateKey, validatePrefix, validateRange } from './object-key.js';
 import { listEveryPage, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from './object-store.js';
 
@@ -25,6 +26,8 @@ const MIB = 1024 * 1024;
 export const DEFAULT_PART_SIZE = 8 * MIB;
 const MAX_PARTS = 10_000;
 const MAX_PAGE = 1000;
+/** A conditional write meeting another one to the same key (409): 8 attempts, 0.1 s doubling to 2 s apart. */
+const CONFLICT_BACKOFF = { initialDelayMs: 100, maxDelayMs: 2000, maxAttempts: 8 } as const;
 
 export interface S3ObjectStoreOptions {
   bucket: string;
@@ -418,7 +421,8 @@ export class S3ObjectStore implements ObjectStore {
    * is tried again until that one settles.
    */
   private async conditional(ifAbsent: boolean, write: () => Promise<void>): Promise<boolean> {
-    for (let attempt = 1; ; attempt++) {
+    const backoff = new Backoff(CONFLICT_BACKOFF);
+    for (;;) {
       try {
         await write();
         return true;
@@ -426,11 +430,10 @@ export class S3ObjectStore implements ObjectStore {
         if (!ifAbsent) throw err;
         const status = httpStatus(err);
         if (status === 412 || errorName(err) === 'PreconditionFailed') return false;
-        if ((status === 409 || errorName(err) === 'ConditionalRequestConflict') && attempt < 8) {
-          await sleep(Math.min(2000, 50 * 2 ** attempt) * (0.5 + Math.random()));
-          continue;
-        }
-        throw err;
+        if (status !== 409 && errorName(err) !== 'ConditionalRequestConflict') throw err;
+        const delay = backoff.next();
+        if (delay === null) throw err;
+        await sleep(delay);
       }
     }
   }
@@ -481,10 +484,6 @@ async function* streamParts(body: Readable, partSize: number): AsyncGenerator<Ui
 
 async function* toAsync<T>(items: T[]): AsyncGenerator<T> {
   yield* items;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 interface SdkErrorShape {

@@ -10,7 +10,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { parseConfig } from '../../src/config/load.js';
 import type { ChangeBatch } from '../../src/core/change-event.js';
 import { ChartlogError } from '../../src/core/errors.js';
-import { runSourcePipeline } from '../../src/pipeline/pipeline.js';
+import { runSourcePipeline } from '../../src/pipeline/source-pipeline.js';
 import type { SourceConnector, StreamOptions } from '../../src/core/source-connector.js';
 import type { TableSchema } from '../../src/core/table-schema.js';
 import type { BatchEncoder } from '../../src/codec/batch-encoder.js';

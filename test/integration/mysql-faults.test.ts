@@ -121,7 +121,7 @@ describe('faults', () => {
       conn = await server.connect();
       await conn.query('CREATE DATABASE f; CREATE TABLE f.r (id INT PRIMARY KEY, v VARCHAR(20))');
       await conn.end();
-      connector = new MysqlConnector({ name: 'restart', url: server.cdcUrl, tables: ['f.r'], mysql: { serverId: 500, watchdogMs: 3000 } }, { log, maxReconnects: 20 });
+      connector = new MysqlConnector({ name: 'restart', url: server.cdcUrl, tables: ['f.r'], mysql: { serverId: 500, watchdogMs: 3000 }, reconnect: { maxAttempts: 21 } }, { log });
     });
     after(async () => {
       server?.thaw();

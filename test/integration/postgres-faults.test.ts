@@ -142,9 +142,8 @@ for (const server of pgServers()) {
         },
       });
       const slot = `${db.name}_terminate`;
-      const c = new PostgresConnector(sourceConfig(db.url, { tables: ['public.t'], postgres: { slotName: slot } }), {
+      const c = new PostgresConnector(sourceConfig(db.url, { tables: ['public.t'], postgres: { slotName: slot }, reconnect: { initialDelayMs: 50, maxDelayMs: 500 } }), {
         logger: createLogger({ destination, level: 'info', format: 'json' }),
-        reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
       });
       let from: Position | null = null;
       for await (const b of c.snapshot()) from = b.position;
@@ -213,9 +212,8 @@ for (const restartServer of RESTART_SERVERS) describe(`PostgreSQL restart mid-st
         cb();
       },
     });
-    const c = new PostgresConnector(sourceConfig(db.url, { tables: ['public.r'] }), {
+    const c = new PostgresConnector(sourceConfig(db.url, { tables: ['public.r'], reconnect: { initialDelayMs: 100, maxDelayMs: 1000 } }), {
       logger: createLogger({ destination, level: 'debug', format: 'json' }),
-      reconnect: { initialDelayMs: 100, maxDelayMs: 1000 },
     });
     let snapshotPos: Position | null = null;
     for await (const b of c.snapshot()) snapshotPos = b.position;
@@ -333,11 +331,10 @@ describe('PostgreSQL server gone silent (dedicated PostgreSQL 15, walsender stop
       },
     });
     const slot = `${db.name}_silent`;
-    const c = new PostgresConnector(sourceConfig(db.url, { tables: ['public.w'], postgres: { slotName: slot } }), {
+    const c = new PostgresConnector(sourceConfig(db.url, { tables: ['public.w'], postgres: { slotName: slot }, reconnect: { initialDelayMs: 100, maxDelayMs: 500 } }), {
       logger: createLogger({ destination, level: 'info', format: 'json' }),
       idleTimeoutMs: 1500,
       statusIntervalMs: 300,
-      reconnect: { initialDelayMs: 100, maxDelayMs: 500 },
     });
     let from: Position | null = null;
     for await (const b of c.snapshot()) from = b.position;

@@ -43,6 +43,23 @@ test('a valid file is defaulted and frozen', () => {
   }, TypeError);
 });
 
+test('sources[].reconnect defaults to 0.25 s doubling to 30 s, never giving up; every field can be set', () => {
+  const cfg = parseConfig(good, 'test.yaml', {});
+  assert.deepEqual({ ...cfg.sources[0]!.reconnect }, { initialDelayMs: 250, maxDelayMs: 30_000 });
+  assert.equal(cfg.sources[0]!.reconnect.maxAttempts, undefined, 'a backup waits out an outage');
+  const set = parseConfig(good.replace('    tables: [public.patients', '    reconnect: { initialDelayMs: 100, maxDelayMs: 5000, maxAttempts: 10 }\n    tables: [public.patients'), 'test.yaml', {});
+  assert.deepEqual({ ...set.sources[0]!.reconnect }, { initialDelayMs: 100, maxDelayMs: 5000, maxAttempts: 10 });
+  const partial = parseConfig(good.replace('    tables: [public.patients', '    reconnect: { maxAttempts: 3 }\n    tables: [public.patients'), 'test.yaml', {});
+  assert.deepEqual({ ...partial.sources[0]!.reconnect }, { initialDelayMs: 250, maxDelayMs: 30_000, maxAttempts: 3 });
+});
+
+test('a reconnect policy that makes no sense is refused, naming the field', () => {
+  const withReconnect = (r: string) => good.replace('    tables: [public.patients', `    reconnect: ${r}\n    tables: [public.patients`);
+  assert.match(configFailure(withReconnect('{ maxAttempts: 0 }')).message, /sources\[0\]\.reconnect\.maxAttempts/);
+  assert.match(configFailure(withReconnect('{ initialDelayMs: 5000, maxDelayMs: 1000 }')).message, /sources\[0\]\.reconnect\.maxDelayMs: maxDelayMs must be at least initialDelayMs/);
+  assert.match(configFailure(withReconnect('{ retries: 3 }')).message, /sources\[0\]\.reconnect\.retries: unknown field/);
+});
+
 test('a wrong enum names the field, the bad value and the choices, with exit code 2', () => {
   const err = configFailure(good.replace('type: postgres', 'type: postgress'));
   assert.equal(err.exitCode, 2);

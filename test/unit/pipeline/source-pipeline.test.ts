@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { parseConfig } from '../../../src/config/load.js';
 import type { ChangeBatch } from '../../../src/core/change-event.js';
 import { ChartlogError } from '../../../src/core/errors.js';
-import { runSourcePipeline } from '../../../src/pipeline/pipeline.js';
+import { runSourcePipeline } from '../../../src/pipeline/source-pipeline.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import type { SourceConnector, StreamOptions } from '../../../src/core/source-connector.js';
 import type { TableSchema } from '../../../src/core/table-schema.js';

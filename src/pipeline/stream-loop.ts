@@ -1,0 +1,94 @@
+import type { ChartlogError } from '../core/errors.js';
+import { isRetriable, toChartlogError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { Position } from '../core/position.js';
+import { Backoff, gaveUp, sleep, type ReconnectPolicy } from '../core/retry.js';
+import type { SourceConnector } from '../core/source-connector.js';
+import type { PublishAhead } from './publish-ahead.js';
+
+export interface StreamLoopOptions {
+  connector: SourceConnector;
+  /** Encodes and publishes what the connector yields, in order. */
+  ahead: PublishAhead;
+  /** Where the stream starts: the newest position already on its way to the store, or null. */
+  from: Position | null;
+  /** The source's `reconnect` setting: waits between restarts, and restarts in a row before giving up. */
+  policy: ReconnectPolicy | undefined;
+  /** Stops reading; the loop then returns (not an error). */
+  signal: AbortSignal;
+  log: Logger;
+  /**
+   * Before each (re)start of the stream, e.g. connecting the bus; returns where the stream
+   * starts (given where it would). A failure here is handled like a failed stream.
+   */
+  beforeStart?: (from: Position | null) => Promise<Position | null>;
+  /**
+   * After a retriable failure: where the stream starts again. The default is the newest
+   * position the PublishAhead published (a batch read but not published is read again).
+   */
+  afterFailure?: (ahead: PublishAhead) => Promise<Position | null>;
+  /** The warning logged before each restart. */
+  restartMessage?: string;
+}
+
+export interface StreamLoopResult {
+  /** The newest position read and handed to the PublishAhead (or where the stream started). */
+  last: Position | null;
+  /** The fatal error that stopped the loop, or the last retriable one once the policy gave up. */
+  failure: ChartlogError | null;
+  /** What failed while publishing the last batches read before the stop, if anything. */
+  unpublished: ChartlogError | null;
+}
+
+/**
+ * Streams a source into a PublishAhead until `signal` aborts or a fatal error: the loop both
+ * buses share. Batches at or before the last one handed over are dropped (a reconnect may
+ * redeliver). A retriable failure restarts the stream from the `afterFailure` position after
+ * the policy's backoff; the count restarts with every batch handed over. Whatever the
+ * ending, everything read is published (or its failure returned) before this returns; it
+ * never throws.
+ */
+export async function runStreamLoop(o: StreamLoopOptions): Promise<StreamLoopResult> {
+  const { connector, ahead, signal, log } = o;
+  const backoff = new Backoff(o.policy);
+  let last = o.from;
+  let failure: ChartlogError | null = null;
+  while (!signal.aborted) {
+    try {
+      if (o.beforeStart) last = await o.beforeStart(last);
+      for await (const batch of connector.stream({ from: last, signal })) {
+        // Redelivered after a reconnect: already on its way to the store.
+        if (last && Position.compare(batch.position, last) <= 0) continue;
+        await ahead.push(batch, last);
+        last = batch.position;
+        backoff.reset();
+      }
+      await ahead.drain();
+      break;
+    } catch (err) {
+      const e = toChartlogError(err);
+      if (signal.aborted) break;
+      if (!isRetriable(e)) {
+        failure = e;
+        break;
+      }
+      last = o.afterFailure ? await o.afterFailure(ahead) : await ahead.recover();
+      const delay = backoff.next();
+      if (delay === null) {
+        failure = gaveUp(e, backoff.attempts, e.hint ?? 'the source stream kept failing (sources[].reconnect.maxAttempts); see the warnings logged before this error');
+        break;
+      }
+      log.warn(
+        { err: e, attempt: backoff.attempts, delayMs: delay, from: last ? Position.format(last) : null },
+        o.restartMessage ?? 'source stream failed; restarting from the last published position',
+      );
+      await sleep(delay, signal);
+    }
+  }
+  // What was read before the stop is published before the caller closes the bus.
+  const unpublished = await ahead.drain().then(
+    () => null,
+    (err: unknown) => toChartlogError(err),
+  );
+  return { last, failure, unpublished };
+}
