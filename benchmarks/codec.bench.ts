@@ -30,7 +30,7 @@ import { ColumnPolicy } from '../src/phi/column-policy.js';
 import { CryptoPool } from '../src/phi/crypto-pool.js';
 import { KeyManager } from '../src/phi/key-manager.js';
 import { FileKeyring } from '../src/phi/keyring/file-keyring.js';
-import { placeAad, keyAad } from '../src/phi/sealer.js';
+import { placeAad, keyAad } from '../src/phi/aad.js';
 import { serializeCell } from '../src/phi/cell-serialization.js';
 import { MemoryObjectStore } from '../test/support/memory-object-store.js';
 import { BenchRun, goal, measurement, median, ratio } from './lib/bench-report.js';

@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { COMMIT_SEQ, Position } from '../src/core/position.js';
 import type { BusBatch } from '../src/codec/bus-message.js';
+import { singleObjectHeader } from '../src/codec/single-object.js';
 import { KafkaBus } from '../src/bus/kafka-bus.js';
 import type { KafkaSettings } from '../src/bus/kafka-topics.js';
 import { KafkaCompactor } from '../src/compactor/kafka-compactor.js';
@@ -105,7 +106,7 @@ async function endToEndLatency(): Promise<void> {
     const tsUs = BigInt(Date.now()) * 1000n;
     const position = Position.of(commit, 0);
     const body = types['00000000000000a1']!.toBuffer({ pos: Position.format(position), ts: Number(tsUs), v });
-    const value = Buffer.concat([Buffer.from([0xc3, 0x01]), Buffer.alloc(8), body]);
+    const value = Buffer.concat([singleObjectHeader(0n), body]);
     const tx = Position.of(commit, COMMIT_SEQ);
     await bus.publish({ source: 'clinic', position: tx, previous: prev, txId: String(n), commitTsUs: tsUs, messages: [{ table: 'public.patients', fingerprint: '00000000000000a1', key: Buffer.from(`p${n % 97}`), value, position }] });
     prev = tx;

@@ -1,6 +1,7 @@
 import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import type { ObjectStore } from '../storage/object-store.js';
+import { singleObjectHeader } from '../codec/single-object.js';
 import { readAvroContainer } from './avro-container.js';
 import type { EnvelopeReader } from './envelope-reader.js';
 import { TRANSACTIONS_TABLE } from './layout.js';
@@ -47,7 +48,7 @@ export class ArchiveReader {
       const fingerprint = header.metadata['chartlog.fingerprint'];
       if (!fingerprint) throw new ChartlogError('integrity', `${src.key} has no chartlog.fingerprint metadata`, { hint: 'run `chartlog verify`' });
       const split = await this.envelopes.splitterFor(this.index.source, fingerprint);
-      const prefix = messagePrefix(fingerprint);
+      const prefix = singleObjectHeader(BigInt(`0x${fingerprint}`));
       for (const block of blocks) {
         for (let offset = 0; offset < block.data.length; ) {
           const r = split(block.data, offset);
@@ -98,7 +99,7 @@ export class ArchiveReader {
       const bytes = await this.fetch({ key: part.key, sha256: part.sha256, lastPos: Position.parse(snapshot.position) });
       const { blocks } = readAvroContainer(bytes, part.key);
       const split = await this.envelopes.splitterFor(this.index.source, part.fingerprint);
-      const prefix = messagePrefix(part.fingerprint);
+      const prefix = singleObjectHeader(BigInt(`0x${part.fingerprint}`));
       for (const block of blocks) {
         const batch: StoredRecord[] = [];
         for (let offset = 0; offset < block.data.length; ) {
@@ -139,12 +140,4 @@ export class ArchiveReader {
     }
     return bytes;
   }
-}
-
-function messagePrefix(fingerprintHex: string): Buffer {
-  const b = Buffer.alloc(10);
-  b[0] = 0xc3;
-  b[1] = 0x01;
-  b.writeBigUInt64LE(BigInt(`0x${fingerprintHex}`), 2);
-  return b;
 }

@@ -1,5 +1,6 @@
 import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
+import type { TableSchema } from '../core/table-schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { AvroCodec, DecodedChange } from '../codec/avro-codec.js';
 import type { SchemaStore } from '../codec/schema-store.js';
@@ -20,6 +21,17 @@ export interface ReplayResult {
   position: Position;
   commitTsUs: bigint;
   changes: number;
+  /** Per table, the table versions its applied changes were written with; absent: none applied. */
+  versions: Map<string, AppliedVersions>;
+}
+
+/** What the changes applied to one table say about its table versions. */
+export interface AppliedVersions {
+  /** The version the table ends on (its TableState's schema): fingerprint and PHI columns. */
+  fingerprint: string;
+  phiColumns: ReadonlySet<string>;
+  /** The PHI columns of every version applied, the last one's included. */
+  everPhiColumns: ReadonlySet<string>;
 }
 
 export interface ReplayOptions {
@@ -34,6 +46,11 @@ export interface ReplayOptions {
   /** Open sealed PHI (needs the keyring); otherwise PHI columns stay sealed bytes. */
   open: boolean;
   index?: ArchiveIndex;
+  /**
+   * Called with every decoded change, in order, just before it is applied: to look at it, tag its
+   * rows, or refuse it by throwing (which ends the replay with that error).
+   */
+  beforeApply?: (change: DecodedChange) => void | Promise<void>;
 }
 
 /**
@@ -51,6 +68,7 @@ export async function replayArchive(o: ReplayOptions): Promise<ReplayResult> {
   let position = snapshotPos;
   let commitTsUs = BigInt(snapshot.commitTsUs);
   let changes = 0;
+  const versions = new Map<string, AppliedVersions>();
   const cut = await cutPosition(reader, snapshotPos, o.to);
 
   for (const name of names) {
@@ -59,7 +77,7 @@ export async function replayArchive(o: ReplayOptions): Promise<ReplayResult> {
     const fingerprint = entry?.fingerprint ?? records[0]?.fingerprint;
     if (!fingerprint) continue; // created after the moment asked for
     const state = new TableState((await o.schemas.resolve(BigInt(`0x${fingerprint}`))).version.table);
-    const apply = new DecodeAhead(o.codec, o.open, state);
+    const apply = new DecodeAhead(o.codec, o.open, state, o.beforeApply);
     for await (const batch of reader.snapshotRecordBatches(snapshot, name)) await apply.push(batch);
     let within = 0;
     for (const r of records) {
@@ -74,8 +92,10 @@ export async function replayArchive(o: ReplayOptions): Promise<ReplayResult> {
     await apply.drain();
     changes += within;
     tables.set(name, state);
+    const applied = apply.versions();
+    if (applied) versions.set(name, applied);
   }
-  return { snapshot, tables, position, commitTsUs, changes };
+  return { snapshot, tables, position, commitTsUs, changes, versions };
 }
 
 /** Changes decoded (and their PHI opened) per request. */
@@ -87,11 +107,17 @@ const CHANGES_PER_DECODE = 2048;
  */
 class DecodeAhead {
   private pending: Promise<DecodedChange[]> | null = null;
+  /** The last change applied: its version is the one the table ends on. */
+  private last: DecodedChange | null = null;
+  /** The table version of the change before, so that each version's PHI columns are noted once per run of it. */
+  private lastSchema: TableSchema | null = null;
+  private readonly everPhiColumns = new Set<string>();
 
   constructor(
     private readonly codec: AvroCodec,
     private readonly open: boolean,
     private readonly state: TableState,
+    private readonly beforeApply: ReplayOptions['beforeApply'],
   ) {}
 
   async push(records: readonly StoredRecord[]): Promise<void> {
@@ -108,7 +134,25 @@ class DecodeAhead {
   async drain(): Promise<void> {
     const pending = this.pending;
     this.pending = null;
-    if (pending) for (const d of await pending) this.state.apply(d.event);
+    if (!pending) return;
+    for (const d of await pending) {
+      if (this.beforeApply) {
+        const looking = this.beforeApply(d);
+        if (looking) await looking;
+      }
+      if (d.event.schema !== this.lastSchema) {
+        this.lastSchema = d.event.schema;
+        for (const c of d.phiColumns) this.everPhiColumns.add(c);
+      }
+      this.state.apply(d.event);
+      this.last = d;
+    }
+  }
+
+  /** The table versions of the changes applied, null when none was. */
+  versions(): AppliedVersions | null {
+    const last = this.last;
+    return last ? { fingerprint: last.fingerprint, phiColumns: new Set(last.phiColumns), everPhiColumns: this.everPhiColumns } : null;
   }
 }
 

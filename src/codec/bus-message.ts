@@ -11,7 +11,7 @@ export interface BusMessage {
   readonly fingerprint: string;
   /** Encoded primary key (Kafka partitioning), null for tables without one. */
   readonly key: Uint8Array | null;
-  /** Avro single-object encoding: C3 01, fingerprint (8 bytes LE), record body. */
+  /** Avro single-object encoding (single-object.ts): C3 01, fingerprint (8 bytes LE), record body. */
   readonly value: Uint8Array;
   /** The event's position (the transaction's commit part, the event's seq). */
   readonly position: Position;
@@ -26,12 +26,4 @@ export interface BusBatch {
   readonly txId: string | null;
   readonly commitTsUs: bigint;
   readonly messages: readonly BusMessage[];
-}
-
-/** Bytes before the record body in a single-object message. */
-export const SINGLE_OBJECT_HEADER_BYTES = 10;
-
-/** The Avro record body inside a single-object message. */
-export function recordBody(value: Uint8Array): Uint8Array {
-  return value.subarray(SINGLE_OBJECT_HEADER_BYTES);
 }

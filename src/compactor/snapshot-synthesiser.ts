@@ -4,7 +4,7 @@ import { SchemaStore } from '../codec/schema-store.js';
 import { ChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { COMMIT_SEQ, Position } from '../core/position.js';
-import { qualifiedName, UNCHANGED, type Row, type TableSchema } from '../core/table-schema.js';
+import { qualifiedName, UNCHANGED, type Row } from '../core/table-schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { ArchiveReader } from '../archive/archive-reader.js';
 import { readArchiveIndex, tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
@@ -110,7 +110,8 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
   const existing = index.snapshots.find((s) => s.id === id);
   if (existing) return done('exists', existing);
 
-  const codec = new VersionTaggingCodec({ source: o.source, connector: o.connector, db: o.db ?? '', schemas }, o.yieldEvery ?? 1000);
+  const codec = new AvroCodec({ source: o.source, connector: o.connector, db: o.db ?? '', schemas });
+  const beforeApply = passThroughCheck(o.yieldEvery ?? 1000);
   await removeIncompleteSnapshots(o.store, o.source);
   const writer = new SnapshotPartsWriter(o.store, o.source, id, envelopes, o.signal);
   let seq = 0;
@@ -118,10 +119,10 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
   let changes = 0;
   // One table at a time, so memory holds the largest table's state, not every table's.
   for (const name of tablesOf(index)) {
-    const replay = await replayArchive({ store: o.store, source: o.source, codec, schemas, envelopes, to: { kind: 'position', position: cut }, open: false, index, tables: [name] });
+    const replay = await replayArchive({ store: o.store, source: o.source, codec, schemas, envelopes, to: { kind: 'position', position: cut }, open: false, index, tables: [name], beforeApply });
     const state = replay.tables.get(name);
     changes += replay.changes;
-    const fingerprint = state ? (codec.fingerprintOfTable(state.schema) ?? base.tables[name]?.fingerprint) : undefined;
+    const fingerprint = state ? (replay.versions.get(name)?.fingerprint ?? base.tables[name]?.fingerprint) : undefined;
     if (!state || !fingerprint) continue; // no version of it at or before the cut: created after it
     // Rows keep the table version they were written with (no value is converted). One run per
     // version, the current one last: few parts, and a reader of the snapshot ends on the
@@ -159,30 +160,15 @@ function limitOf(index: ArchiveIndex, upTo: 'durable' | 'closed'): Position | nu
 }
 
 /**
- * The archive codec, decoding without opening, that also tags every decoded row with its
- * table version, learns each version's fingerprint, and refuses what cannot be passed through
- * sealed. It yields to the event loop now and then so a stream beside it keeps flowing.
+ * What replay calls before applying each decoded change: tags every row with its table version
+ * (the fingerprint it was written with) and refuses what cannot be passed through sealed. It
+ * yields to the event loop now and then so a stream beside it keeps flowing.
  */
-class VersionTaggingCodec extends AvroCodec {
-  private readonly fingerprints = new Map<TableSchema, string>();
-  private decoded = 0;
-
-  constructor(
-    options: ConstructorParameters<typeof AvroCodec>[0],
-    private readonly yieldEvery: number,
-  ) {
-    super(options);
-  }
-
-  fingerprintOfTable(table: TableSchema): string | undefined {
-    return this.fingerprints.get(table);
-  }
-
-  override async decode(message: Uint8Array, options: { open?: boolean } = {}): Promise<DecodedChange> {
-    if (options.open) throw new ChartlogError('internal', 'snapshot synthesis never opens PHI');
-    const d = await super.decode(message, { open: false });
+function passThroughCheck(yieldEvery: number): (d: DecodedChange) => Promise<void> | undefined {
+  let decoded = 0;
+  return (d) => {
+    if (d.sealedColumns.length !== d.phiColumns.length) throw new ChartlogError('internal', 'snapshot synthesis never opens PHI');
     const e = d.event;
-    this.fingerprints.set(e.schema, d.fingerprint);
     const table = qualifiedName(e.schema);
     const sealedKey = e.schema.primaryKey.filter((k) => d.sealedColumns.includes(k));
     if (sealedKey.length > 0) {
@@ -210,7 +196,6 @@ class VersionTaggingCodec extends AvroCodec {
     for (const row of [e.before, e.after]) {
       if (row) Object.defineProperty(row, ROW_VERSION, { value: d.fingerprint, enumerable: true });
     }
-    if (++this.decoded % this.yieldEvery === 0) await yieldToLoop();
-    return d;
-  }
+    return ++decoded % yieldEvery === 0 ? yieldToLoop() : undefined;
+  };
 }

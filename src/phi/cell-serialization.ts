@@ -218,3 +218,9 @@ function malformed(): ChartlogError {
     hint: 'the archive was written by an incompatible chartlog version or is damaged; run `chartlog verify`',
   });
 }
+
+/** Sets an own property even for a column named "__proto__", which plain assignment would not. */
+export function setCell(row: Record<string, CellValue>, name: string, value: CellValue): void {
+  if (name === '__proto__') Object.defineProperty(row, name, { value, enumerable: true, writable: true, configurable: true });
+  else row[name] = value;
+}

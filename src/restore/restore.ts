@@ -1,9 +1,7 @@
 import type { Config, SourceConfig } from '../config/schema.js';
-import type { DecodedChange } from '../codec/avro-codec.js';
 import { ChartlogError, usageError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { Position } from '../core/position.js';
-import { qualifiedName, type TableSchema } from '../core/table-schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { openArchiveCodec } from '../archive/archive-codec.js';
 import { readArchiveIndex, tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
@@ -84,30 +82,6 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
     throw new ChartlogError(err.code, err.message, { cause: err, hint: `${err.hint ? `${err.hint}; ` : ''}or restore with --keep-sealed: PHI columns stay sealed bytes and no keyring is needed` });
   }
   await o.target.check(names.map(splitName));
-  // Which columns of each table version are PHI: from the stored schemas of the records read.
-  const phiOf = new Map<TableSchema, ReadonlySet<string>>();
-  const phiByTable = new Map<string, Set<string>>();
-  const note = async (d: DecodedChange): Promise<void> => {
-    if (phiOf.has(d.event.schema)) return;
-    const sealed = (await archive.schemas.resolve(BigInt(`0x${d.fingerprint}`))).version.sealed;
-    phiOf.set(d.event.schema, sealed);
-    const name = qualifiedName(d.event.schema);
-    const set = phiByTable.get(name) ?? new Set<string>();
-    for (const c of sealed) set.add(c);
-    phiByTable.set(name, set);
-  };
-  const decode = archive.codec.decode.bind(archive.codec);
-  const decodeMany = archive.codec.decodeMany.bind(archive.codec);
-  archive.codec.decode = async (message, options): Promise<DecodedChange> => {
-    const d = await decode(message, options);
-    await note(d);
-    return d;
-  };
-  archive.codec.decodeMany = async (messages, options): Promise<DecodedChange[]> => {
-    const all = await decodeMany(messages, options);
-    for (const d of all) await note(d);
-    return all;
-  };
 
   log.info({ tables: names.length, to: o.requested }, 'replaying the archive');
   const replayStarted = performance.now();
@@ -124,16 +98,18 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
   );
   const replaySeconds = (performance.now() - replayStarted) / 1000;
   const engine: SourceEngine = o.source.type === 'mysql' ? 'mysql' : 'postgres';
+  // Which columns are PHI: the replay reports them from the table versions of the records it applied.
+  const phiColumnsOf = (name: string): string[] => [...(result.versions.get(name)?.everPhiColumns ?? [])].sort();
   const plans: TablePlan[] = [];
   for (const [name, state] of result.tables) {
-    const phi = phiOf.get(state.schema) ?? new Set<string>();
+    const phi = result.versions.get(name)?.phiColumns ?? new Set<string>();
     const present = new Set(state.schema.columns.map((c) => c.name));
     plans.push({ name, table: state.schema, sealed: open ? new Set() : new Set([...phi].filter((c) => present.has(c))), sourceEngine: engine });
   }
   const position = Position.format(result.position);
   const commitTime = formatUs(result.commitTsUs);
   const phiTables = plans
-    .map((p) => ({ table: p.name, phiColumns: [...(phiByTable.get(p.name) ?? [])].sort() }))
+    .map((p) => ({ table: p.name, phiColumns: phiColumnsOf(p.name) }))
     .filter((t) => t.phiColumns.length > 0);
 
   let audit: string | null = null;
@@ -177,7 +153,7 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
       snapshot: result.snapshot.id,
       changes: result.changes,
       rows: [...counts.values()].reduce((a, b) => a + b, 0),
-      tables: plans.map((p) => ({ table: p.name, rows: counts.get(p.name) ?? 0, phiColumns: [...(phiByTable.get(p.name) ?? [])].sort(), sealed: p.sealed.size > 0 })),
+      tables: plans.map((p) => ({ table: p.name, rows: counts.get(p.name) ?? 0, phiColumns: phiColumnsOf(p.name), sealed: p.sealed.size > 0 })),
       absent: names.filter((n) => !result.tables.has(n)),
       target: o.target.description,
       audit,

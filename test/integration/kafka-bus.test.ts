@@ -17,6 +17,7 @@ import type { BatchEncoder } from '../../src/codec/batch-encoder.js';
 import { listSnapshots } from '../../src/archive/snapshot-manifest.js';
 import { COMMIT_SEQ, Position } from '../../src/core/position.js';
 import type { BusBatch } from '../../src/codec/bus-message.js';
+import { singleObjectHeader } from '../../src/codec/single-object.js';
 import { KafkaBus } from '../../src/bus/kafka-bus.js';
 import { decodeHeaders, decodeTransactionMessage, schemasTopic, tableTopic, transactionsTopic, type KafkaSettings } from '../../src/bus/kafka-topics.js';
 import { readCheckpoint } from '../../src/archive/checkpoint.js';
@@ -73,7 +74,7 @@ function txn(n: number, total: number, previous: Position | null): BusBatch {
     const [table, fp] = late ? TABLES[2 + (seq % 2)]! : TABLES[seq % 2]!;
     const position = Position.of(commit, seq);
     const body = types[fp]!.toBuffer({ pos: Position.format(position), ts: Number(tsUs), v: `row ${n}/${seq}`, w: 7 });
-    const value = Buffer.concat([Buffer.from([0xc3, 0x01]), Buffer.from(fp, 'hex').reverse(), body]);
+    const value = Buffer.concat([singleObjectHeader(BigInt(`0x${fp}`)), body]);
     return { table, fingerprint: fp, key: Buffer.from(`patient-${n % 11}`), value, position };
   });
   return { source: SOURCE, position: Position.of(commit, COMMIT_SEQ), previous, txId: `tx${n}`, commitTsUs: tsUs, messages };

@@ -1,6 +1,7 @@
 import avro from 'avsc';
 import { COMMIT_SEQ, Position } from '../../src/core/position.js';
 import type { BusBatch } from '../../src/codec/bus-message.js';
+import { singleObjectHeader } from '../../src/codec/single-object.js';
 import type { EnvelopeReader } from '../../src/archive/envelope-reader.js';
 import { readAvroContainer } from '../../src/archive/avro-container.js';
 
@@ -32,7 +33,7 @@ export function batch(n: number, tsUs: bigint, tables: [string, string][], previ
   const messages = tables.map(([table, fp], seq) => {
     const position = Position.of(commit, seq);
     const body = types[fp]!.toBuffer({ pos: Position.format(position), ts: Number(tsUs), v: `row ${n}/${seq}`, w: 7 });
-    return { table, fingerprint: fp, key: null, value: Buffer.concat([Buffer.from([0xc3, 0x01]), Buffer.alloc(8), body]), position };
+    return { table, fingerprint: fp, key: null, value: Buffer.concat([singleObjectHeader(0n), body]), position };
   });
   return { source: 'clinic', position: Position.of(commit, COMMIT_SEQ), previous, txId: `tx${n}`, commitTsUs: tsUs, messages };
 }

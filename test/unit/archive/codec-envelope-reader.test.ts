@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { AvroCodec } from '../../../src/codec/avro-codec.js';
 import { SchemaStore } from '../../../src/codec/schema-store.js';
 import { CodecEnvelopeReader } from '../../../src/archive/codec-envelope-reader.js';
-import { recordBody } from '../../../src/codec/bus-message.js';
+import { recordBody } from '../../../src/codec/single-object.js';
 import type { ChangeBatch } from '../../../src/core/change-event.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import type { TableSchema } from '../../../src/core/table-schema.js';

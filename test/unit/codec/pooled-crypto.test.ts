@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import fc from 'fast-check';
-import type { OpenAuditEntry } from '../../../src/codec/avro-codec.js';
+import type { OpenAuditEntry } from '../../../src/phi/phi-opener.js';
 import type { ChangeBatch } from '../../../src/core/change-event.js';
 import { ChartlogError } from '../../../src/core/errors.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';

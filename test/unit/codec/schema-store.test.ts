@@ -4,6 +4,7 @@ import avro from 'avsc';
 import { AvroCodec } from '../../../src/codec/avro-codec.js';
 import { avroName, fieldNames, fromAvroSchema, toAvroSchema } from '../../../src/codec/avro-schema.js';
 import { SchemaStore } from '../../../src/codec/schema-store.js';
+import { recordBody } from '../../../src/codec/single-object.js';
 import type { ChartlogError } from '../../../src/core/errors.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import type { TableSchema } from '../../../src/core/table-schema.js';
@@ -68,7 +69,7 @@ test('a standard Avro reader decodes a message with nothing but the stored schem
   const stored = rig.store.objects.get(`clinic/schemas/${fingerprint.toString(16).padStart(16, '0')}.json`);
   assert.ok(stored, 'schema object stored under its fingerprint');
   const type = avro.Type.forSchema(JSON.parse(Buffer.from(stored.body).toString('utf8')));
-  const env = type.fromBuffer(Buffer.from(m!.value.subarray(10))) as Record<string, unknown>;
+  const env = type.fromBuffer(Buffer.from(recordBody(m!.value))) as Record<string, unknown>;
   assert.equal(env.op, 'c');
   const source = env.source as Record<string, unknown>;
   assert.equal(source.table, 'patients');

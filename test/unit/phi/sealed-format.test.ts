@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { createDecipheriv } from 'node:crypto';
 import { test } from 'node:test';
 import type { CellValue } from '../../../src/core/table-schema.js';
-import { additionalData, keyAad, openValue, placeAad, SealArena, sealValue, type DataKey, type SealContext } from '../../../src/phi/sealer.js';
+import { additionalData, keyAad, placeAad, type SealContext } from '../../../src/phi/aad.js';
+import { openValue, SealArena, sealValue, type DataKey } from '../../../src/phi/sealer.js';
 
 /**
  * Known answers pinning the sealed format and its AAD, so a faster sealer can never drift from

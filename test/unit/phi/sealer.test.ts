@@ -6,8 +6,9 @@ import { ChartlogError } from '../../../src/core/errors.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import type { CellValue } from '../../../src/core/table-schema.js';
 import { deserializeCell, serializeCell } from '../../../src/phi/cell-serialization.js';
-import { openValue, sealValue, sealedKeyId, type DataKey, type SealContext } from '../../../src/phi/sealer.js';
-import type { OpenAuditEntry } from '../../../src/codec/avro-codec.js';
+import type { SealContext } from '../../../src/phi/aad.js';
+import { openValue, sealValue, sealedKeyId, type DataKey } from '../../../src/phi/sealer.js';
+import type { OpenAuditEntry } from '../../../src/phi/phi-opener.js';
 import { codecRig, ssnPhonePatients as patients } from '../../support/codec-support.js';
 
 function dek(): DataKey {

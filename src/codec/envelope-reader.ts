@@ -1,0 +1,183 @@
+import type { ChangeEvent, Op } from '../core/change-event.js';
+import { ChartlogError } from '../core/errors.js';
+import { Position } from '../core/position.js';
+import { UNCHANGED, type CellValue, type Row } from '../core/table-schema.js';
+import { setCell } from '../phi/cell-serialization.js';
+import { AvroDecodeError, AvroReader } from './avro-binary.js';
+import { ENVELOPE_OPS, MARKER_NAME } from './avro-schema.js';
+import type { CompiledTable } from './compiled-table.js';
+import { SINGLE_OBJECT_HEADER_BYTES } from './single-object.js';
+
+/** One decoded message. */
+export interface DecodedChange {
+  readonly event: ChangeEvent;
+  readonly source: string;
+  readonly connector: string;
+  readonly db: string;
+  readonly txId: string | null;
+  readonly commitTsUs: bigint;
+  readonly snapshot: boolean;
+  readonly tsUs: bigint;
+  readonly fingerprint: string;
+  /** Columns whose values in before/after are still sealed bytes (empty once opened). */
+  readonly sealedColumns: readonly string[];
+  /**
+   * The table version's PHI columns, sealed when written: the same as `sealedColumns` until the
+   * values are opened, and still named here after. What a restore reports and audits.
+   */
+  readonly phiColumns: readonly string[];
+}
+
+/**
+ * The event a message holds, its sealed values left sealed. Two readers: the direct one
+ * (avro-binary.ts) for table versions whose schema toAvroSchema made, avsc from the stored
+ * schema for the rest. With `opening` (direct reader only), sealed values are views into the
+ * message, not copies: the caller opens every one of them before the event leaves the codec.
+ */
+export function readEnvelope(compiled: CompiledTable, message: Uint8Array, opening = false): DecodedChange {
+  return compiled.direct ? readDirect(compiled, message, opening) : readWithAvsc(compiled, message);
+}
+
+/** A message read by avro-binary.ts. */
+function readDirect(compiled: CompiledTable, message: Uint8Array, opening: boolean): DecodedChange {
+  const r = new AvroReader(Buffer.from(message.buffer, message.byteOffset, message.byteLength), SINGLE_OBJECT_HEADER_BYTES);
+  let before: Row | null;
+  let after: Row | null;
+  let op: string;
+  let connector: string;
+  let name: string;
+  let db: string;
+  let pos: string;
+  let txId: string | null;
+  let seq: number;
+  let commitTsUs: bigint;
+  let snapshot: boolean;
+  let tsUs: bigint;
+  try {
+    before = readImage(r, compiled, opening);
+    after = readImage(r, compiled, opening);
+    op = r.string();
+    connector = r.string();
+    name = r.string();
+    db = r.string();
+    r.string(); // schema and table: the table version's own
+    r.string();
+    pos = r.string();
+    const t = r.long();
+    if (t !== 0 && t !== 1) throw new AvroDecodeError('invalid union index');
+    txId = t === 0 ? null : r.string();
+    seq = r.long();
+    commitTsUs = r.bigLong();
+    snapshot = r.boolean();
+    tsUs = r.bigLong();
+    if (r.pos !== r.end) throw new AvroDecodeError('trailing data');
+  } catch (err) {
+    if (err instanceof ChartlogError) throw err;
+    throw doesNotDecode(compiled);
+  }
+  const position = positionOf(compiled, op, pos, seq);
+  return {
+    event: { op: op as Op, schema: compiled.table, before, after, position },
+    source: name,
+    connector,
+    db,
+    txId,
+    commitTsUs,
+    snapshot,
+    tsUs,
+    fingerprint: compiled.registered.fingerprintHex,
+    sealedColumns: compiled.sealedColumns,
+    phiColumns: compiled.sealedColumns,
+  };
+}
+
+/** One row image read by avro-binary.ts (see readDirect). */
+function readImage(r: AvroReader, compiled: CompiledTable, opening: boolean): Row | null {
+  const present = r.long();
+  if (present === 0) return null;
+  if (present !== 1) throw new AvroDecodeError('invalid union index');
+  const row: Record<string, CellValue> = {};
+  for (const c of compiled.columns) {
+    const b = r.long();
+    if (b === 0) setCell(row, c.name, null);
+    else if (b === c.markerIndex) {
+      const symbol = r.long();
+      if (symbol === 0) setCell(row, c.name, UNCHANGED);
+      else if (symbol !== 1) throw new AvroDecodeError('invalid enum index'); // 1: ABSENT, no cell
+    } else if (b > 0 && b < c.markerIndex) setCell(row, c.name, c.sealed && opening ? r.bytesView() : c.mapping.read(r, b - 1));
+    else throw new AvroDecodeError('invalid union index');
+  }
+  return row;
+}
+
+/** A message read by avsc from its stored schema (a schema another codec version wrote). */
+function readWithAvsc(compiled: CompiledTable, message: Uint8Array): DecodedChange {
+  let env: Record<string, unknown>;
+  try {
+    env = compiled.type.fromBuffer(
+      Buffer.from(message.buffer, message.byteOffset + SINGLE_OBJECT_HEADER_BYTES, message.byteLength - SINGLE_OBJECT_HEADER_BYTES),
+    ) as Record<string, unknown>;
+  } catch {
+    throw doesNotDecode(compiled);
+  }
+  const source = env.source as Record<string, unknown>;
+  const txId = source.txId as { string: string } | null;
+  const rowOf = (wrapped: unknown): Row | null => {
+    if (wrapped === null) return null;
+    const rec = (wrapped as Record<string, Record<string, unknown>>)[compiled.valueBranch]!;
+    const row: Record<string, CellValue> = {};
+    for (const c of compiled.columns) {
+      const v = rec[c.field] as Record<string, unknown> | null;
+      if (v === null) {
+        setCell(row, c.name, null);
+        continue;
+      }
+      const branch = Object.keys(v)[0]!;
+      if (branch === MARKER_NAME) {
+        if (v[branch] === 'UNCHANGED') setCell(row, c.name, UNCHANGED);
+        continue;
+      }
+      setCell(row, c.name, c.mapping.fromAvro(branch, v[branch]));
+    }
+    return row;
+  };
+  const position = positionOf(compiled, env.op as string, source.pos as string, Number(source.seq as bigint));
+  const event: ChangeEvent = {
+    op: env.op as Op,
+    schema: compiled.table,
+    before: rowOf(env.before),
+    after: rowOf(env.after),
+    position,
+  };
+  return {
+    event,
+    source: source.name as string,
+    connector: source.connector as string,
+    db: source.db as string,
+    txId: txId === null ? null : txId.string,
+    commitTsUs: source.commitTsUs as bigint,
+    snapshot: source.snapshot as boolean,
+    tsUs: env.tsUs as bigint,
+    fingerprint: compiled.registered.fingerprintHex,
+    sealedColumns: compiled.sealedColumns,
+    phiColumns: compiled.sealedColumns,
+  };
+}
+
+/** The event's position, refusing an op or position no writer makes. */
+function positionOf(compiled: CompiledTable, op: string, pos: string, seq: number): Position {
+  try {
+    if (!ENVELOPE_OPS.has(op)) throw new Error('op');
+    return Position.of(pos, seq);
+  } catch {
+    throw new ChartlogError('integrity', `message of ${compiled.name} (schema ${compiled.registered.fingerprintHex}) has an invalid op or position`, {
+      hint: 'the object is damaged; run `chartlog verify`',
+    });
+  }
+}
+
+function doesNotDecode(compiled: CompiledTable): ChartlogError {
+  return new ChartlogError('integrity', `message of ${compiled.name} (schema ${compiled.registered.fingerprintHex}) does not decode`, {
+    hint: 'the object is damaged; run `chartlog verify`',
+  });
+}

@@ -1,0 +1,257 @@
+import type { ChangeBatch, ChangeEvent } from '../core/change-event.js';
+import { ChartlogError } from '../core/errors.js';
+import { UNCHANGED, type CellValue, type Row } from '../core/table-schema.js';
+import { sealingKeyAad } from '../phi/aad.js';
+import { serializeCellTransient } from '../phi/cell-serialization.js';
+import type { CryptoJobBuilder } from '../phi/crypto-jobs.js';
+import type { KeyManager } from '../phi/key-manager.js';
+import { SealArena, sealedKeyId, sealedLength, sealInto, type DataKey } from '../phi/sealer.js';
+import { AvroWriter, NotDirect } from './avro-binary.js';
+import { ENVELOPE_OPS, MARKER_NAME } from './avro-schema.js';
+import type { CompiledColumn, CompiledTable } from './compiled-table.js';
+import { singleObject } from './single-object.js';
+import { ValueTypeError } from './value-mapping.js';
+
+/** The envelope's source fields that are the same for every message of a codec. */
+export interface EnvelopeOrigin {
+  /** Source name from configuration. */
+  readonly source: string;
+  /** 'postgres' | 'mysql': the envelope's source.connector. */
+  readonly connector: string;
+  /** The source database name ('' when the schema names it, as on MySQL). */
+  readonly db: string;
+}
+
+/**
+ * Writes one event as a single-object message, PHI sealed into it. Two writers: the direct one
+ * (avro-binary.ts, no envelope object, sealed values written straight into the message) for
+ * table versions whose schema toAvroSchema made, and avsc from the stored schema for the rest
+ * and for values the direct writer leaves to avsc (NotDirect).
+ */
+export class EnvelopeWriter {
+  /** Sealed values of the event being encoded, until its message holds them. */
+  private readonly arena = new SealArena();
+  /** The message being written (direct path), reused for every event. */
+  private readonly writer = new AvroWriter();
+
+  constructor(
+    private readonly origin: EnvelopeOrigin,
+    /** Counts values sealed again when the avsc path takes over an event (see `encode`). */
+    private readonly keys: KeyManager | undefined,
+  ) {}
+
+  /** With `presealed`, sealed columns must hold sealed values already and are passed through. */
+  encode(compiled: CompiledTable, event: ChangeEvent, batch: ChangeBatch, tsUs: bigint, dek: DataKey | null, presealed = false): Uint8Array {
+    const table = compiled.name;
+    if (!ENVELOPE_OPS.has(event.op)) throw new ChartlogError('internal', `${table}: unknown op "${String(event.op)}"`);
+    // The previous event's sealed values are in its message by now.
+    this.arena.reset();
+    if (compiled.direct) {
+      const w = this.writer;
+      w.reset();
+      try {
+        this.writeDirect(w, compiled, event, batch, tsUs, dek, presealed);
+        return w.result();
+      } catch (err) {
+        if (!(err instanceof NotDirect)) throw err;
+        // A value avsc writes its own way, or refuses naming the field: its path decides. It
+        // seals the event's values again (fresh nonces), so they count against the key again.
+        this.arena.reset();
+        if (dek && !presealed) this.keys?.sealWith(sealedCells(compiled, event));
+      }
+    }
+    const envelope = {
+      before: event.before ? { [compiled.valueBranch]: this.rowToAvro(compiled, event.before, dek, presealed) } : null,
+      after: event.after ? { [compiled.valueBranch]: this.rowToAvro(compiled, event.after, dek, presealed) } : null,
+      op: event.op,
+      source: {
+        connector: this.origin.connector,
+        name: this.origin.source,
+        db: this.origin.db,
+        schema: event.schema.schema,
+        table: event.schema.table,
+        pos: event.position.commit,
+        txId: batch.txId === null ? null : { string: batch.txId },
+        seq: BigInt(event.position.seq),
+        commitTsUs: batch.commitTsUs,
+        snapshot: batch.snapshot,
+      },
+      tsUs,
+    };
+    let body: Buffer;
+    try {
+      body = compiled.type.toBuffer(envelope);
+    } catch {
+      // avsc's message quotes the value; ours names the field paths only.
+      const paths: string[] = [];
+      compiled.type.isValid(envelope, { errorHook: (path: string[]) => paths.push(path.join('.')) });
+      throw new ChartlogError('internal', `${table}: the event does not fit its Avro schema at ${paths.join(', ') || '(unknown)'}`);
+    }
+    return singleObject(compiled.header, body);
+  }
+
+  /**
+   * The envelope straight to Avro binary: what avsc writes for `encode`'s envelope object. With
+   * `jobs`, sealed values are left as holes of their sealed length that the jobs fill later.
+   * Throws NotDirect for a value only avsc writes (`w` and `jobs` then hold a partial event).
+   */
+  writeDirect(w: AvroWriter, compiled: CompiledTable, event: ChangeEvent, batch: ChangeBatch, tsUs: bigint, dek: DataKey | null, presealed: boolean, jobs: CryptoJobBuilder | null = null): void {
+    w.raw(compiled.header);
+    this.writeImage(w, compiled, event.before, dek, presealed, jobs);
+    this.writeImage(w, compiled, event.after, dek, presealed, jobs);
+    w.string(event.op);
+    w.string(this.origin.connector);
+    w.string(this.origin.source);
+    w.string(this.origin.db);
+    w.string(event.schema.schema);
+    w.string(event.schema.table);
+    w.string(event.position.commit);
+    if (batch.txId === null) w.long(0);
+    else {
+      w.long(1);
+      w.string(batch.txId);
+    }
+    w.long(event.position.seq);
+    w.bigLong(batch.commitTsUs);
+    w.boolean(batch.snapshot);
+    w.bigLong(tsUs);
+  }
+
+  /**
+   * One row image (or null); sealed values are sealed straight into the message, or, with
+   * `jobs`, left as holes of their sealed length that the jobs fill later.
+   */
+  private writeImage(w: AvroWriter, compiled: CompiledTable, row: Row | null, dek: DataKey | null, presealed: boolean, jobs: CryptoJobBuilder | null): void {
+    if (!row) {
+      w.long(0);
+      return;
+    }
+    w.long(1);
+    const table = compiled.name;
+    const sealedKeys = compiled.needsPlainKeyAad ? this.sealKeyColumns(compiled, row, dek, presealed) : null;
+    let fullAad: Uint8Array | undefined;
+    let present = 0;
+    for (const c of compiled.columns) {
+      if (!Object.hasOwn(row, c.name)) {
+        w.long(c.markerIndex);
+        w.long(1); // ABSENT
+        continue;
+      }
+      present++;
+      const v = row[c.name]!;
+      if (v === null) w.long(0);
+      else if (v === UNCHANGED) {
+        w.long(c.markerIndex);
+        w.long(0); // UNCHANGED
+      } else if (c.sealed) {
+        w.long(1);
+        const sealed = sealedKeys?.get(c.name) ?? (presealed ? presealedValue(v, table, c.name) : undefined);
+        if (sealed) {
+          w.bytes(sealed);
+          continue;
+        }
+        const key = (fullAad ??= sealingKeyAad(compiled.key, row, sealedKeys, false));
+        const plaintext = serializeCellTransient(v);
+        const n = sealedLength(plaintext.length);
+        w.long(n);
+        w.ensure(n);
+        if (jobs) {
+          jobs.add(requireDek(dek, table, c.name), plaintext, c.place, key, w.pos);
+          w.pos += n; // the hole the job fills
+        } else w.pos = sealInto(requireDek(dek, table, c.name), plaintext, c.place, key, w.buf, w.pos);
+      } else {
+        try {
+          c.mapping.write(w, v, 1);
+        } catch (err) {
+          throw valueError(err, compiled, c);
+        }
+      }
+    }
+    checkAllColumnsKnown(compiled, row, present);
+  }
+
+  /** A row image as avsc's envelope object wants it. */
+  private rowToAvro(compiled: CompiledTable, row: Row, dek: DataKey | null, presealed: boolean): Record<string, unknown> {
+    const table = compiled.name;
+    const out: Record<string, unknown> = {};
+    let present = 0;
+    const sealedKeys = compiled.needsPlainKeyAad ? this.sealKeyColumns(compiled, row, dek, presealed) : null;
+    let fullAad: Uint8Array | undefined;
+    for (const c of compiled.columns) {
+      if (!Object.hasOwn(row, c.name)) {
+        out[c.field] = { [MARKER_NAME]: 'ABSENT' };
+        continue;
+      }
+      present++;
+      const v = row[c.name]!;
+      if (v === null) out[c.field] = null;
+      else if (v === UNCHANGED) out[c.field] = { [MARKER_NAME]: 'UNCHANGED' };
+      else if (c.sealed) {
+        let sealed = sealedKeys?.get(c.name);
+        if (!sealed) {
+          if (presealed) sealed = presealedValue(v, table, c.name);
+          else sealed = this.arena.seal(requireDek(dek, table, c.name), v, c.place, (fullAad ??= sealingKeyAad(compiled.key, row, sealedKeys, false)));
+        }
+        out[c.field] = { bytes: Buffer.isBuffer(sealed) ? sealed : Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength) };
+      } else {
+        try {
+          out[c.field] = c.mapping.toAvro(v);
+        } catch (err) {
+          throw valueError(err, compiled, c);
+        }
+      }
+    }
+    checkAllColumnsKnown(compiled, row, present);
+    return out;
+  }
+
+  /**
+   * The sealed bytes of the row's sealed key columns, sealed before the others: the AAD of every
+   * other sealed column binds them. Their own AAD binds the plain key columns only.
+   */
+  private sealKeyColumns(compiled: CompiledTable, row: Row, dek: DataKey | null, presealed: boolean): Map<string, Uint8Array> {
+    const table = compiled.name;
+    const out = new Map<string, Uint8Array>();
+    let plainAad: Uint8Array | undefined;
+    for (const k of compiled.key) {
+      if (!k.sealed || !Object.hasOwn(row, k.name)) continue;
+      const v = row[k.name]!;
+      if (v === null || v === UNCHANGED) continue;
+      const c = compiled.byName.get(k.name)!;
+      if (presealed) out.set(k.name, presealedValue(v, table, c.name));
+      else out.set(k.name, this.arena.seal(requireDek(dek, table, c.name), v, c.place, (plainAad ??= sealingKeyAad(compiled.key, row, null, true))));
+    }
+    return out;
+  }
+}
+
+/** Values one event seals, counted against the data key: every sealed column of each image. */
+export function sealedCells(compiled: CompiledTable, event: ChangeEvent): number {
+  return compiled.sealedColumns.length * ((event.before ? 1 : 0) + (event.after ? 1 : 0));
+}
+
+/** The bytes of a row read from the archive without opening: they must be a sealed value. */
+function presealedValue(v: CellValue, table: string, column: string): Uint8Array {
+  if (v instanceof Uint8Array && sealedKeyId(v) !== null) return v;
+  throw new ChartlogError('internal', `${table}.${column}: a presealed row holds a value that is not sealed`, {
+    hint: 'rows passed through sealed must be read from the archive without opening them',
+  });
+}
+
+function requireDek(dek: DataKey | null, table: string, column: string): DataKey {
+  if (!dek) throw new ChartlogError('internal', `no data key to seal ${table}.${column}`);
+  return dek;
+}
+
+/** A mapping's refusal of a value, as an error that names the column and kind, never the value. */
+function valueError(err: unknown, compiled: CompiledTable, c: CompiledColumn): unknown {
+  if (err instanceof ValueTypeError) return new ChartlogError('internal', `${compiled.name}.${c.name}: ${err.message} (kind ${compiled.table.columns.find((x) => x.name === c.name)?.type.kind})`);
+  return err;
+}
+
+function checkAllColumnsKnown(compiled: CompiledTable, row: Row, present: number): void {
+  if (present !== Object.keys(row).length) {
+    const extra = Object.keys(row).filter((k) => !compiled.byName.has(k));
+    throw new ChartlogError('internal', `${compiled.name}: row has columns not in its table version: ${extra.join(', ')}`);
+  }
+}

@@ -1,0 +1,76 @@
+import type { CryptoPool } from '../phi/crypto-pool.js';
+import type { PhiOpener } from '../phi/phi-opener.js';
+import type { CompiledTables } from './compiled-table.js';
+import { readEnvelope, type DecodedChange } from './envelope-reader.js';
+import { singleObjectFingerprint } from './single-object.js';
+
+export interface MessageDecoderOptions {
+  tables: CompiledTables;
+  opener: PhiOpener;
+  /** Opens the PHI of many messages at once on a worker thread; absent: everything on this thread. */
+  cryptoPool: CryptoPool | undefined;
+  /** `decodeMany` of at least this many messages goes to the pool. */
+  poolFrom: number;
+}
+
+/** Bus or archive messages → the events they hold, PHI opened only when asked (by the PhiOpener). */
+export class MessageDecoder {
+  private readonly tables: CompiledTables;
+  private readonly opener: PhiOpener;
+  private readonly cryptoPool: CryptoPool | undefined;
+  private readonly poolFrom: number;
+
+  constructor(o: MessageDecoderOptions) {
+    this.tables = o.tables;
+    this.opener = o.opener;
+    this.cryptoPool = o.cryptoPool;
+    this.poolFrom = o.poolFrom;
+  }
+
+  /**
+   * The event a message holds. Sealed PHI stays sealed bytes unless `open` is true, which
+   * needs a KeyManager; opening fails with 'integrity' on any tampering, never wrong plaintext.
+   */
+  async decode(message: Uint8Array, options: { open?: boolean } = {}): Promise<DecodedChange> {
+    const fingerprint = singleObjectFingerprint(message);
+    const compiled = this.tables.readyFor(fingerprint) ?? (await this.tables.compiledFor(fingerprint));
+    const opening = options.open === true && compiled.sealedColumns.length > 0;
+    const decoded = readEnvelope(compiled, message, opening);
+    if (!opening) return decoded;
+    const { before, after, position } = decoded.event;
+    // Synchronous when every data key the message names is in memory already.
+    const loading = this.opener.open(compiled, before, after, position);
+    if (loading) await loading;
+    return { ...decoded, sealedColumns: [] };
+  }
+
+  /**
+   * `decode` of many messages, in order. With `open` and a crypto pool, the PHI of all of them
+   * is opened on the pool's thread in one request while this thread goes on (restore decodes
+   * the next block meanwhile): the same events, the same audit entries, the same errors.
+   */
+  async decodeMany(messages: readonly Uint8Array[], options: { open?: boolean } = {}): Promise<DecodedChange[]> {
+    const pool = this.cryptoPool;
+    if (options.open !== true || !pool || messages.length < this.poolFrom) {
+      const out: DecodedChange[] = [];
+      for (const m of messages) out.push(await this.decode(m, options));
+      return out;
+    }
+    const decoded: DecodedChange[] = [];
+    const opening = this.opener.pooled();
+    for (const message of messages) {
+      const fingerprint = singleObjectFingerprint(message);
+      const compiled = this.tables.readyFor(fingerprint) ?? (await this.tables.compiledFor(fingerprint));
+      if (compiled.sealedColumns.length === 0) {
+        decoded.push(readEnvelope(compiled, message));
+        continue;
+      }
+      const d = readEnvelope(compiled, message, true);
+      const loading = opening.add(compiled, d.event.before, d.event.after, d.event.position);
+      if (loading) await loading;
+      decoded.push({ ...d, sealedColumns: [] });
+    }
+    await opening.run(pool);
+    return decoded;
+  }
+}

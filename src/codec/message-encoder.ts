@@ -1,0 +1,181 @@
+import type { ChangeBatch, ChangeEvent } from '../core/change-event.js';
+import { ChartlogError } from '../core/errors.js';
+import { Position } from '../core/position.js';
+import { UNCHANGED, type CellValue, type Row } from '../core/table-schema.js';
+import { serializeCell } from '../phi/cell-serialization.js';
+import type { CryptoPool } from '../phi/crypto-pool.js';
+import { CryptoJobBuilder } from '../phi/crypto-jobs.js';
+import type { KeyManager } from '../phi/key-manager.js';
+import type { DataKey } from '../phi/sealer.js';
+import { AvroWriter, NotDirect } from './avro-binary.js';
+import { ENVELOPE_OPS } from './avro-schema.js';
+import type { BusMessage } from './bus-message.js';
+import type { CompiledTable, CompiledTables } from './compiled-table.js';
+import { sealedCells, type EnvelopeWriter } from './envelope-writer.js';
+
+export interface MessageEncoderOptions {
+  source: string;
+  tables: CompiledTables;
+  writer: EnvelopeWriter;
+  /** Data keys: needed to seal PHI columns. */
+  keys: KeyManager | undefined;
+  /** The envelope's tsUs (processing time), microseconds since the epoch. */
+  clock: () => bigint;
+  /** Seals the PHI of large batches on worker threads; absent: everything on this thread. */
+  cryptoPool: CryptoPool | undefined;
+  /** Batches of at least this many messages go to the pool. */
+  poolFrom: number;
+}
+
+/**
+ * Change events → bus messages: which data key seals each event, whose PHI is sealed on the
+ * crypto pool's thread, and the partition key. Schemas are durable before a message uses them
+ * (CompiledTables.compile).
+ */
+export class MessageEncoder {
+  private readonly source: string;
+  private readonly tables: CompiledTables;
+  private readonly writer: EnvelopeWriter;
+  private readonly keys: KeyManager | undefined;
+  private readonly clock: () => bigint;
+  private readonly cryptoPool: CryptoPool | undefined;
+  private readonly poolFrom: number;
+  /** Encoded bytes per event of the last pooled batch: the next one's buffer size. */
+  private bytesPerEvent = 512;
+
+  constructor(o: MessageEncoderOptions) {
+    this.source = o.source;
+    this.tables = o.tables;
+    this.writer = o.writer;
+    this.keys = o.keys;
+    this.clock = o.clock;
+    this.cryptoPool = o.cryptoPool;
+    this.poolFrom = o.poolFrom;
+  }
+
+  /** Every event of a transaction as messages, PHI sealed, schemas durable first. */
+  async encodeBatch(batch: ChangeBatch): Promise<BusMessage[]> {
+    if (batch.source !== this.source) {
+      throw new ChartlogError('internal', `batch of source ${batch.source} given to the codec of ${this.source}`);
+    }
+    for (const t of batch.schemaChanges ?? []) await this.tables.compile(t);
+    if (this.cryptoPool && batch.events.length >= this.poolFrom) {
+      // Null when the pool's thread failed: the batch is encoded again here.
+      const onPool = await this.encodeBatchOnPool(batch, this.cryptoPool);
+      if (onPool) return onPool;
+    }
+    const out: BusMessage[] = [];
+    const tsUs = this.clock();
+    for (const event of batch.events) {
+      const compiled = this.tables.ready(event.schema) ?? (await this.tables.compile(event.schema));
+      let dek: DataKey | null = null;
+      // The current key without a promise when it may seal these values; else wait for it.
+      if (compiled.sealedColumns.length > 0) dek = this.keys?.sealWith(sealedCells(compiled, event)) ?? (await this.dataKey(compiled, event));
+      out.push({
+        table: compiled.name,
+        fingerprint: compiled.registered.fingerprintHex,
+        key: partitionKey(compiled, event),
+        value: this.writer.encode(compiled, event, batch, tsUs, dek),
+        position: event.position,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * `encodeBatch` for a large batch: every message is written into one buffer with a hole where
+   * each sealed value goes, the holes are sealed on the pool's thread while this thread goes on
+   * (the pipeline reads the next transaction meanwhile), and the messages are views of the
+   * sealed buffer. Events the direct writer cannot take (sealed key columns, whose sealed bytes
+   * are part of the other columns' AAD, and values avsc writes) are sealed here as before.
+   * The buffer goes to the thread and back without a copy; null when the thread failed.
+   */
+  private async encodeBatchOnPool(batch: ChangeBatch, pool: CryptoPool): Promise<BusMessage[] | null> {
+    const tsUs = this.clock();
+    // Sized from the batches before, so it is rarely grown (each growth is a copy and garbage).
+    const w = new AvroWriter(Math.min(64 * 1024 * 1024, Math.ceil(this.bytesPerEvent * 1.1 * batch.events.length) + 1024));
+    const jobs = new CryptoJobBuilder();
+    const spans: { table: string; fingerprint: string; key: Uint8Array | null; position: Position; start: number; end: number }[] = [];
+    for (const event of batch.events) {
+      const compiled = this.tables.ready(event.schema) ?? (await this.tables.compile(event.schema));
+      let dek: DataKey | null = null;
+      if (compiled.sealedColumns.length > 0) dek = this.keys?.sealWith(sealedCells(compiled, event)) ?? (await this.dataKey(compiled, event));
+      const start = w.pos;
+      const jobsBefore = jobs.count;
+      let written = false;
+      if (compiled.direct && !compiled.needsPlainKeyAad && ENVELOPE_OPS.has(event.op)) {
+        try {
+          this.writer.writeDirect(w, compiled, event, batch, tsUs, dek, false, jobs);
+          written = true;
+        } catch (err) {
+          if (!(err instanceof NotDirect)) throw err;
+          w.pos = start;
+          jobs.truncate(jobsBefore);
+        }
+      }
+      if (!written) w.raw(this.writer.encode(compiled, event, batch, tsUs, dek));
+      spans.push({ table: compiled.name, fingerprint: compiled.registered.fingerprintHex, key: partitionKey(compiled, event), position: event.position, start, end: w.pos });
+    }
+    this.bytesPerEvent = Math.max(64, w.pos / batch.events.length);
+    const sealed = await pool.seal(jobs.take(), w.buf.subarray(0, w.pos));
+    if (!sealed) return null;
+    return spans.map((m) => ({
+      table: m.table,
+      fingerprint: m.fingerprint,
+      key: m.key,
+      value: Buffer.from(sealed.buffer, sealed.byteOffset + m.start, m.end - m.start),
+      position: m.position,
+    }));
+  }
+
+  /**
+   * A snapshot read ('r') of a row read back from the archive WITHOUT opening it, encoded with
+   * the table version `fingerprint` names: for base snapshots synthesised from the archive
+   * (compactor/snapshot-synthesiser.ts). Sealed columns must already hold sealed values (checked
+   * by shape) and are passed through byte for byte, never re-sealed: their AAD binds source,
+   * schema.table, column and the row's primary key, none of which changes, so no keyring is
+   * needed and they open exactly as before. Plain columns encode as in `encodeBatch`. `tsUs` is
+   * given, not read from the clock, so the same rows always encode to the same bytes.
+   */
+  async encodeSnapshotRead(fingerprint: string, row: Row, o: { position: Position; commitTsUs: bigint; tsUs: bigint }): Promise<BusMessage> {
+    const compiled = await this.tables.compiledFor(BigInt(`0x${fingerprint}`));
+    const event: ChangeEvent = { op: 'r', schema: compiled.table, before: null, after: row, position: o.position };
+    const batch: ChangeBatch = { source: this.source, txId: null, position: Position.commitOf(o.position), commitTsUs: o.commitTsUs, snapshot: true, events: [event] };
+    return {
+      table: compiled.name,
+      fingerprint: compiled.registered.fingerprintHex,
+      key: partitionKey(compiled, event),
+      value: this.writer.encode(compiled, event, batch, o.tsUs, null, true),
+      position: o.position,
+    };
+  }
+
+  private async dataKey(compiled: CompiledTable, event: ChangeEvent): Promise<DataKey> {
+    if (!this.keys) {
+      throw new ChartlogError('config', `${compiled.name} has PHI columns but no keyring is open to seal them`, {
+        hint: 'set phi.keyring and create it with `chartlog keys init --config FILE`',
+      });
+    }
+    const cells = sealedCells(compiled, event);
+    const dek = this.keys.sealWith(cells);
+    if (dek) return dek;
+    await this.keys.current();
+    return this.keys.sealWith(cells) ?? (await this.keys.current());
+  }
+}
+
+/**
+ * Rows of one key land in one partition: the key columns' serialised values. A key with a
+ * sealed column is not exposed (null); unsealed key values are in the message body anyway.
+ */
+function partitionKey(compiled: CompiledTable, event: ChangeEvent): Uint8Array | null {
+  if (compiled.key.length === 0 || compiled.key.some((k) => k.sealed)) return null;
+  const row = event.after ?? event.before;
+  if (!row) return null;
+  if (compiled.key.length === 1) {
+    const v = row[compiled.key[0]!.name];
+    return v === undefined || v === UNCHANGED ? null : serializeCell(v);
+  }
+  const parts = compiled.key.map((k) => row[k.name]);
+  return parts.some((v) => v === undefined || v === UNCHANGED) ? null : serializeCell(parts as CellValue[]);
+}
