@@ -27,12 +27,24 @@ export interface ScannedObject {
 
 const CONTAINER_MAGIC = Buffer.from('Obj\x01', 'latin1');
 
+/** How much a scan looked at, so a caller can show it searched decoded content. */
+export interface ScanStats {
+  objects: number;
+  /** Decoded views searched besides the raw bytes: container blocks, JSON documents, gzip streams. */
+  decoded: number;
+}
+
 /** Scans objects for canaries (plain strings, e.g. 'CANARY-SSN-'); returns every hit. */
-export function scanForCanaries(objects: Iterable<ScannedObject>, canaries: readonly string[]): LeakHit[] {
+export function scanForCanaries(objects: Iterable<ScannedObject>, canaries: readonly string[], stats?: ScanStats): LeakHit[] {
   const needles = canaries.flatMap((c) => formsOf(c).map(([form, bytes]) => ({ label: labelOf(c), form, bytes })));
   const hits: LeakHit[] = [];
   for (const o of objects) {
-    for (const { where, data } of decodedViews(o)) {
+    const views = decodedViews(o);
+    if (stats) {
+      stats.objects++;
+      stats.decoded += views.length - 1;
+    }
+    for (const { where, data } of views) {
       for (const n of needles) if (data.includes(n.bytes)) hits.push({ object: o.key, where, canary: n.label, form: n.form });
     }
   }
