@@ -25,6 +25,8 @@ import { requireEnv, testServices } from './env.js';
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'chartlog.js');
 export const CANARY = 'CANARY-SSN-';
+/** The canaries of the workload's PHI columns (full_name, ssn), for leak scans. */
+export const PHI_CANARIES = [CANARY, 'CANARY-NAME-'];
 
 export interface Engine {
   type: 'postgres' | 'mysql';

@@ -7,6 +7,7 @@ import { createLogger } from '../../../src/core/logger.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import { UNCHANGED, type TableSchema } from '../../../src/core/table-schema.js';
 import { codecRig } from '../../support/codec-support.js';
+import { describeHits, scanForCanaries } from '../../support/leak-scan.js';
 
 /**
  * Synthetic patients carry canary values in every PHI column. Encoded messages, every stored
@@ -110,6 +111,9 @@ test('no canary byte reaches an encoded message, a stored object or a log line',
   assert.equal(messages.length, 120);
   for (const [i, m] of messages.entries()) assertNoCanary(m, `message ${i}`);
   for (const [key, o] of rig.store.objects) assertNoCanary(o.body, `stored object ${key}`);
+  // The same objects decoded (JSON unescaped, containers inflated), where a byte search is blind.
+  const decodedLeaks = scanForCanaries([...rig.store.objects].map(([key, o]) => ({ key, bytes: o.body })), ['CANARY']);
+  assert.deepEqual(decodedLeaks, [], describeHits(decodedLeaks));
 
   // Errors on the same path: a value of the wrong JS type, logged as pino logs errors.
   const bad: ChangeBatch = { ...batches()[0]!, events: [{ ...batches()[0]!.events[0]!, after: { ...batches()[0]!.events[0]!.after!, id: 'CANARY-SSN-000-45-6789' } }] };
