@@ -279,7 +279,10 @@ export class PostgresConnector implements SourceConnector {
         }
       } catch (err) {
         const e = classify(err);
-        const delay = !e.retriable || signal?.aborted || this.closed ? null : backoff.next();
+        // Stopped while an attempt failed (a connect refused as the caller aborts): the caller
+        // asked for the end, and a transient failure is no news to it. Fatal errors still tell.
+        if (e.retriable && (signal?.aborted || this.closed)) return;
+        const delay = !e.retriable ? null : backoff.next();
         if (delay === null) {
           const stop = e.retriable && backoff.exhausted ? gaveUp(e, backoff.attempts) : e;
           this.log.error({ err: stop }, 'PostgreSQL stream stopped');

@@ -8,7 +8,7 @@ export interface CloseState {
   /** Nothing arrived lately and nothing is pending: the source is idle, not behind. */
   quiet: boolean;
   closeGraceMs: number;
-  /** Seal every open hour (shutdown of a finished stream, tests). */
+  /** Close every open hour (shutdown of a finished stream, tests). */
   force?: boolean;
 }
 

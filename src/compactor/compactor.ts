@@ -106,7 +106,7 @@ export class Compactor {
     return result;
   }
 
-  /** Seals, oldest first, every open hour the stream or the clock has left behind. */
+  /** Closes, oldest first, every open hour the stream or the clock has left behind. */
   async closeFinishedHours(force = false): Promise<void> {
     if (this.writer.pendingBatches > 0) return; // only durable data is closed into segments
     const quiet = this.now() - this.lastBatchAt >= this.options.flushIntervalMs;

@@ -65,7 +65,7 @@ export class HourCloser {
     const previous = await this.lastClosed();
     const already = await this.store.head(manifestKey(this.source, hour));
     if (already) {
-      // Sealed before a crash that left parts behind: only the clean-up is missing.
+      // Closed before a crash that left parts behind: only the clean-up is missing.
       await this.deleteAll(parts);
       return null;
     }

@@ -182,11 +182,11 @@ export class KafkaCompactor {
         this.nextFlushAt = this.now() + this.options.flushIntervalMs;
         while (!signal.aborted && !this.abandoned && !this.failure && !this.resubscribe) {
           await sleep(Math.max(1, Math.min(this.nextFlushAt - this.now(), this.options.flushIntervalMs)), this.wake.signal);
-          if (this.now() >= this.nextFlushAt) await this.exclusive(() => this.flushAndSeal()).catch((err: unknown) => this.fail(err));
+          if (this.now() >= this.nextFlushAt) await this.exclusive(() => this.flushAndClose()).catch((err: unknown) => this.fail(err));
         }
         // Stop taking messages, make what was taken durable and commit it, then leave.
         this.stopping = true;
-        if (!this.abandoned && !this.failure) await this.exclusive(() => this.flushAndSeal()).catch((err: unknown) => this.fail(err));
+        if (!this.abandoned && !this.failure) await this.exclusive(() => this.flushAndClose()).catch((err: unknown) => this.fail(err));
         await consumer.disconnect().catch((err: unknown) => logger().warn({ err, source: this.source }, 'kafka consumer did not disconnect cleanly'));
         this.consumer = null;
         this.resubscribe = false;
@@ -249,7 +249,7 @@ export class KafkaCompactor {
     this.notifySettleWaiters();
   }
 
-  /** Seals every open hour the settled stream (or the clock, when quiet) has left behind. */
+  /** Closes every open hour the settled stream (or the clock, when quiet) has left behind. */
   async closeFinishedHours(force = false): Promise<void> {
     await this.exclusive(() => this.closeLocked(force));
   }
@@ -325,7 +325,7 @@ export class KafkaCompactor {
           if (!isRunning() || isStale()) break;
           this.take(batch.topic, batch.partition, m);
         }
-        if (this.writer.pendingBytes >= this.options.maxPartBytes) await this.flushAndSeal();
+        if (this.writer.pendingBytes >= this.options.maxPartBytes) await this.flushAndClose();
       } catch (err) {
         this.fail(err);
       }
@@ -384,7 +384,7 @@ export class KafkaCompactor {
   }
 
   /** Flush, settle, checkpoint, commit, close hours — in that order. Runs under the lock. */
-  private async flushAndSeal(): Promise<void> {
+  private async flushAndClose(): Promise<void> {
     if (this.abandoned) return;
     this.nextFlushAt = this.now() + this.options.flushIntervalMs;
     const taken = this.pending;

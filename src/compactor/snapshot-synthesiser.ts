@@ -16,7 +16,7 @@ import { type SnapshotManifest } from '../archive/snapshot-manifest.js';
 
 /**
  * Base snapshots synthesised from the archive (docs/architecture.md §4): the newest snapshot plus every
- * stored change up to a cut, replayed (restore/replay.ts), written back as a snapshot at the
+ * stored change up to a cut, replayed (archive/replay.ts), written back as a snapshot at the
  * cut with origin 'synthesised'. It reads only the object store — no load on the source, and
  * safe beside a running `chartlog run` — and needs no keyring: rows are decoded without
  * opening PHI and re-encoded with their sealed values passed through unchanged

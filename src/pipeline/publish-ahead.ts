@@ -4,7 +4,7 @@ import type { Position } from '../core/position.js';
 
 /**
  * Publishes a source's batches in order while the next one is encoded: a large batch seals
- * its PHI on a worker thread (phi/seal-pool.ts), and the pipeline reads and writes the
+ * its PHI on a worker thread (phi/crypto-pool.ts), and the pipeline reads and writes the
  * following transaction meanwhile. At most one batch is encoded ahead of the one publishing,
  * so the bus's bound still bounds memory.
  *

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
+import { singleObjectHeader } from '../../../src/codec/single-object.js';
 import { encodeHeaders, encodeTransactionMessage, tableTopic, transactionsTopic, type KafkaSettings } from '../../../src/bus/kafka-topics.js';
 import { readCheckpoint } from '../../../src/archive/checkpoint.js';
 import { KafkaCompactor } from '../../../src/compactor/kafka-compactor.js';
@@ -59,7 +60,7 @@ function event(n: number, offset: number): KafkaMessage {
   return {
     offset: String(offset),
     key: Buffer.from('k'),
-    value: Buffer.concat([Buffer.from([0xc3, 0x01]), Buffer.alloc(8), body]),
+    value: Buffer.concat([singleObjectHeader(0xa1n), body]),
     headers: encodeHeaders({ table: 'public.patients', fingerprint: '00000000000000a1', position, txId: String(n), commitTsUs: ts }),
     timestamp: '0',
     attributes: 0,

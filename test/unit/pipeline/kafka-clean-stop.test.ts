@@ -6,6 +6,7 @@ import { parseConfig } from '../../../src/config/load.js';
 import type { ChangeBatch } from '../../../src/core/change-event.js';
 import { runKafkaSourcePipeline } from '../../../src/pipeline/kafka-pipeline.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
+import { singleObjectHeader } from '../../../src/codec/single-object.js';
 import type { SourceConnector, StreamOptions } from '../../../src/core/source-connector.js';
 import type { TableSchema } from '../../../src/core/table-schema.js';
 import { tableTopic, transactionsTopic } from '../../../src/bus/kafka-topics.js';
@@ -53,7 +54,7 @@ const encoder: BatchEncoder = {
       table: 'public.patients',
       fingerprint: '00000000000000a1',
       key: Buffer.from('k'),
-      value: Buffer.concat([Buffer.from([0xc3, 0x01]), Buffer.alloc(8), types['00000000000000a1']!.toBuffer({ pos: Position.format(e.position), ts: Number(batch.commitTsUs), v: 'x' })]),
+      value: Buffer.concat([singleObjectHeader(0xa1n), types['00000000000000a1']!.toBuffer({ pos: Position.format(e.position), ts: Number(batch.commitTsUs), v: 'x' })]),
       position: e.position,
     }));
   },
