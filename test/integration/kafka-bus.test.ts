@@ -8,12 +8,8 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel } from 'kafkajs';
 import { parseConfig } from '../../src/config/load.js';
-import type { ChangeBatch } from '../../src/core/change-event.js';
 import { ChartlogError } from '../../src/core/errors.js';
 import { runSourcePipeline } from '../../src/pipeline/source-pipeline.js';
-import type { SourceConnector, StreamOptions } from '../../src/core/source-connector.js';
-import type { TableSchema } from '../../src/core/table-schema.js';
-import type { BatchEncoder } from '../../src/codec/batch-encoder.js';
 import { listSnapshots } from '../../src/archive/snapshot-manifest.js';
 import { COMMIT_SEQ, Position } from '../../src/core/position.js';
 import type { BusBatch } from '../../src/codec/bus-message.js';
@@ -27,6 +23,7 @@ import { listManifestHours, readManifest } from '../../src/archive/manifest.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import type { ObjectStore, PutOptions } from '../../src/storage/object-store.js';
 import { decodeAll, envelopes, HOUR_US, types } from '../support/fake-envelopes.js';
+import { commitOf, ScriptedConnector, scriptedEncoder, scriptedTxn } from '../support/scripted-source.js';
 import { requireEnv } from '../support/env.js';
 
 // The real Kafka protocol (librdkafka's mock cluster from scripts/services.sh) and a real
@@ -347,68 +344,21 @@ test('offsets are committed only after the parts are durable: a store outage com
 // The source pipeline on the Kafka bus: a scripted connector (the real connectors have their
 // own integration tests), the real Kafka protocol and a real file:// store.
 
-const commitOf = (n: number) => n.toString(16).padStart(16, '0');
-const pipelineSchema: TableSchema = { schema: 'public', table: 'patients', columns: [], primaryKey: [] };
-
-function change(n: number): ChangeBatch {
-  const position = Position.of(commitOf(n), COMMIT_SEQ);
-  return { source: SOURCE, txId: String(n), position, commitTsUs: BASE_US + BigInt(n), snapshot: false, events: [{ op: 'c', schema: pipelineSchema, before: null, after: {}, position: Position.of(commitOf(n), 0) }] };
+/** Stops the pipeline, as SIGTERM would, once the compactor has made the whole stream durable. */
+function scriptedSource(total: number, store: ObjectStore, stop: AbortController): ScriptedConnector {
+  const last = change(total).position;
+  return new ScriptedConnector(total, {
+    source: SOURCE,
+    baseUs: BASE_US,
+    redeliver: 3, // repeats the last two transactions on a resume, as a slot may
+    whenDelivered: () =>
+      void until('the store checkpoint reaches the end of the stream', async () => {
+        const cp = await readCheckpoint(store, SOURCE);
+        return cp !== null && Position.equals(cp.position, last);
+      }).then(() => stop.abort()),
+  });
 }
-
-const pipelineEncoder: BatchEncoder = {
-  async encode(b) {
-    return b.events.map((e) => ({
-      table: 'public.patients',
-      fingerprint: '00000000000000a1',
-      key: Buffer.from('k'),
-      value: Buffer.concat([Buffer.alloc(10), types['00000000000000a1']!.toBuffer({ pos: Position.format(e.position), ts: Number(b.commitTsUs), v: 'x' })]),
-      position: e.position,
-    }));
-  },
-  async fingerprintOf() {
-    return '00000000000000a1';
-  },
-};
-
-class ScriptedConnector implements SourceConnector {
-  readonly name = SOURCE;
-  readonly capabilities = { beforeImage: 'full', truncate: true, snapshot: true, unchangedValues: false } as const;
-  acked: Position[] = [];
-  streams: (Position | null)[] = [];
-  failOnceAt: number | null = null;
-  constructor(
-    private readonly total: number,
-    private readonly store: ObjectStore,
-    private readonly stopWhenStored: AbortController,
-  ) {}
-  async check() {}
-  async *snapshot(): AsyncIterable<ChangeBatch> {
-    const position = Position.of(commitOf(0), COMMIT_SEQ);
-    yield { source: SOURCE, txId: null, position, commitTsUs: BASE_US, snapshot: true, schemaChanges: [pipelineSchema], events: [{ op: 'r', schema: pipelineSchema, before: null, after: {}, position: Position.of(commitOf(0), 0) }] };
-  }
-  async *stream(options: StreamOptions): AsyncIterable<ChangeBatch> {
-    this.streams.push(options.from);
-    const start = options.from ? Number.parseInt(options.from.commit, 16) - 2 : 1; // repeats two, as a slot may
-    for (let n = Math.max(1, start); n <= this.total; n++) {
-      if (this.failOnceAt === n) {
-        this.failOnceAt = null;
-        throw new ChartlogError('connection', 'connection lost', { retriable: true });
-      }
-      yield change(n);
-    }
-    // Stop like SIGTERM once the compactor has made the whole stream durable in the store.
-    const last = change(this.total).position;
-    void until('the store checkpoint reaches the end of the stream', async () => {
-      const cp = await readCheckpoint(this.store, SOURCE);
-      return cp !== null && Position.equals(cp.position, last);
-    }).then(() => this.stopWhenStored.abort());
-    await new Promise((resolve) => options.signal?.addEventListener('abort', resolve));
-  }
-  async acknowledge(p: Position) {
-    this.acked.push(p);
-  }
-  async close() {}
-}
+const change = (n: number) => scriptedTxn(n, SOURCE, BASE_US);
 
 test('the source pipeline on the Kafka bus: snapshot, stream, a lost connection, acknowledged once Kafka has it, stored once', { timeout: 180_000 }, async () => {
   const settings = settingsFor('pipeline');
@@ -425,9 +375,9 @@ test('the source pipeline on the Kafka bus: snapshot, stream, a lost connection,
   );
   const store = new FsObjectStore(join(dir, 'pipeline'));
   const stop = new AbortController();
-  const connector = new ScriptedConnector(25, store, stop);
+  const connector = scriptedSource(25, store, stop);
   connector.failOnceAt = 12;
-  await runSourcePipeline({ config, source: config.sources[0]!, connector, encoder: pipelineEncoder, envelopes, store }, stop.signal);
+  await runSourcePipeline({ config, source: config.sources[0]!, connector, encoder: scriptedEncoder(Buffer.from('k')), envelopes, store }, stop.signal);
 
   assert.equal((await listSnapshots(store, SOURCE)).length, 1);
   assert.deepEqual(connector.streams[0], Position.of(commitOf(0), COMMIT_SEQ), 'the stream starts at the snapshot position');

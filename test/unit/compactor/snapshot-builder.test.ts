@@ -3,28 +3,14 @@ import { test } from 'node:test';
 import type { ChangeBatch } from '../../../src/core/change-event.js';
 import { ChartlogError } from '../../../src/core/errors.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
-import type { TableSchema } from '../../../src/core/table-schema.js';
-import type { BatchEncoder } from '../../../src/codec/batch-encoder.js';
 import { writeSnapshot } from '../../../src/compactor/snapshot-builder.js';
 import { listSnapshots } from '../../../src/archive/snapshot-manifest.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
-import { envelopes, T0, types } from '../../support/fake-envelopes.js';
+import { envelopes, T0 } from '../../support/fake-envelopes.js';
+import { SCRIPTED_TABLE, scriptedEncoder } from '../../support/scripted-source.js';
 
-const schema: TableSchema = { schema: 'public', table: 'patients', columns: [], primaryKey: [] };
-const encoder: BatchEncoder = {
-  async encode(batch) {
-    return batch.events.map((e) => ({
-      table: 'public.patients',
-      fingerprint: '00000000000000a1',
-      key: null,
-      value: Buffer.concat([Buffer.alloc(10), types['00000000000000a1']!.toBuffer({ pos: Position.format(e.position), ts: Number(batch.commitTsUs), v: 'x' })]),
-      position: e.position,
-    }));
-  },
-  async fingerprintOf() {
-    return '00000000000000a1';
-  },
-};
+const schema = SCRIPTED_TABLE;
+const encoder = scriptedEncoder();
 
 const position = Position.of('00000000000000f0', COMMIT_SEQ);
 async function* rows(n: number): AsyncIterable<ChangeBatch> {

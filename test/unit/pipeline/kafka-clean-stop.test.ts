@@ -3,20 +3,16 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EachBatchPayload, Kafka, KafkaMessage, Message, TopicMessages } from 'kafkajs';
 import { parseConfig } from '../../../src/config/load.js';
-import type { ChangeBatch } from '../../../src/core/change-event.js';
 import { runKafkaSourcePipeline } from '../../../src/pipeline/kafka-pipeline.js';
-import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
-import { singleObjectHeader } from '../../../src/codec/single-object.js';
-import type { SourceConnector, StreamOptions } from '../../../src/core/source-connector.js';
-import type { TableSchema } from '../../../src/core/table-schema.js';
+import { Position } from '../../../src/core/position.js';
 import { tableTopic, transactionsTopic } from '../../../src/bus/kafka-topics.js';
-import type { BatchEncoder } from '../../../src/codec/batch-encoder.js';
 import { readCheckpoint } from '../../../src/archive/checkpoint.js';
 import { rangeOfKey, schemaKey } from '../../../src/archive/layout.js';
 import { readArchiveIndex } from '../../../src/archive/archive-index.js';
 import { verifyArchive } from '../../../src/restore/verify.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
-import { envelopes, T0, types } from '../../support/fake-envelopes.js';
+import { envelopes } from '../../support/fake-envelopes.js';
+import { commitOf, ScriptedConnector, scriptedEncoder, scriptedTxn as txn } from '../../support/scripted-source.js';
 
 // A clean stop of the pipeline on the Kafka bus while the compactor's transactions partition
 // lags behind its table partitions (seen in run-crash: the single transactions partition, two
@@ -40,50 +36,7 @@ const config = parseConfig(
   'test.yaml',
   {},
 );
-const schema: TableSchema = { schema: 'public', table: 'patients', columns: [], primaryKey: [] };
-const commitOf = (n: number) => n.toString(16).padStart(16, '0');
-
-function txn(n: number): ChangeBatch {
-  const position = Position.of(commitOf(n), COMMIT_SEQ);
-  return { source: 'clinic', txId: String(n), position, commitTsUs: T0 + BigInt(n), snapshot: false, events: [{ op: 'c', schema, before: null, after: {}, position: Position.of(commitOf(n), 0) }] };
-}
-
-const encoder: BatchEncoder = {
-  async encode(batch) {
-    return batch.events.map((e) => ({
-      table: 'public.patients',
-      fingerprint: '00000000000000a1',
-      key: Buffer.from('k'),
-      value: Buffer.concat([singleObjectHeader(0xa1n), types['00000000000000a1']!.toBuffer({ pos: Position.format(e.position), ts: Number(batch.commitTsUs), v: 'x' })]),
-      position: e.position,
-    }));
-  },
-  async fingerprintOf() {
-    return '00000000000000a1';
-  },
-};
-
-/** Snapshot at 0, then transactions 1..total, then waits for the stop. */
-class ScriptedConnector implements SourceConnector {
-  readonly name = 'clinic';
-  readonly capabilities = { beforeImage: 'full', truncate: true, snapshot: true, unchangedValues: false } as const;
-  acked: Position[] = [];
-  constructor(private readonly total: number) {}
-  async check() {}
-  async *snapshot(): AsyncIterable<ChangeBatch> {
-    const position = Position.of(commitOf(0), COMMIT_SEQ);
-    yield { source: 'clinic', txId: null, position, commitTsUs: T0, snapshot: true, schemaChanges: [schema], events: [{ op: 'r', schema, before: null, after: {}, position: Position.of(commitOf(0), 0) }] };
-  }
-  async *stream(options: StreamOptions): AsyncIterable<ChangeBatch> {
-    const from = options.from ? Number.parseInt(options.from.commit, 16) + 1 : 1;
-    for (let n = from; n <= this.total; n++) yield txn(n);
-    await new Promise((resolve) => options.signal?.addEventListener('abort', resolve));
-  }
-  async acknowledge(p: Position) {
-    this.acked.push(p);
-  }
-  async close() {}
-}
+const encoder = scriptedEncoder(Buffer.from('k'));
 
 /**
  * One partition per topic, kept in memory. The consumer group has one member, which gets
