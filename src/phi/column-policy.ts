@@ -1,53 +1,115 @@
 import { ChartlogError } from '../core/errors.js';
 import { qualifiedName, type TableSchema } from '../core/table-schema.js';
+import { matchedName, NameIndex, type NameMatch, type PhiNamesConfig } from './phi-names.js';
 
 /** The slice of `phi` configuration (src/config/schema.ts) the policy reads. */
-export interface PhiPolicyConfig {
-  readonly columns: Readonly<Record<string, readonly string[]>>;
-  readonly strict: readonly string[];
-  readonly publicColumns: Readonly<Record<string, readonly string[]>>;
-}
+export type PhiPolicyConfig = PhiNamesConfig;
 
 /**
  * Which columns of a table version are PHI and get sealed. Strict tables fail closed: a column
  * classified neither as PHI (`phi.columns`) nor as reviewed non-PHI (`phi.publicColumns`) stops
  * the table with a 'phi_policy' error naming the column and the configuration line to add.
  * On other tables unclassified columns pass as non-PHI.
+ *
+ * Names are matched by the one rule of phi-names.ts: exactly, or else case-insensitively when
+ * only one name matches, so `SSN` seals the column `ssn`. The policy sees one table version at
+ * a time, so for tables it applies the rule from the table's side: the configured name equal to
+ * the table's name, else the single configured name equal to it case-insensitively. Columns are
+ * matched from the configuration's side against the version's columns. A configured PHI column
+ * that matches several columns differing only in case fails closed ('phi_policy'). The start-time
+ * check (`checkPhiNames`) has already refused names that match nothing or are ambiguous.
+ *
+ * Runs once per table version, not per row: the configured names are indexed here.
  */
 export class ColumnPolicy {
-  private readonly phi: ReadonlyMap<string, ReadonlySet<string>>;
-  private readonly publicColumns: ReadonlyMap<string, ReadonlySet<string>>;
-  private readonly strict: ReadonlySet<string>;
+  private readonly phi: ConfiguredLists;
+  private readonly publicColumns: ConfiguredLists;
+  private readonly strict: NameIndex;
 
   constructor(config: PhiPolicyConfig) {
-    this.phi = new Map(Object.entries(config.columns).map(([t, cols]) => [t, new Set(cols)]));
-    this.publicColumns = new Map(Object.entries(config.publicColumns).map(([t, cols]) => [t, new Set(cols)]));
-    this.strict = new Set(config.strict);
+    this.phi = new ConfiguredLists('columns', config.columns);
+    this.publicColumns = new ConfiguredLists('publicColumns', config.publicColumns);
+    this.strict = new NameIndex(config.strict);
   }
 
   isStrict(table: { schema: string; table: string }): boolean {
-    return this.strict.has(qualifiedName(table));
+    // Several strict names equal to the table case-insensitively: each says strict.
+    return this.strict.match(qualifiedName(table)).kind !== 'none';
   }
 
   /** The columns of `table` to seal. Throws ChartlogError('phi_policy') on a strict table's unclassified column. */
   sealedColumns(table: TableSchema): ReadonlySet<string> {
     const name = qualifiedName(table);
-    const phi = this.phi.get(name) ?? new Set<string>();
-    const sealed = new Set(table.columns.filter((c) => phi.has(c.name)).map((c) => c.name));
-    if (this.strict.has(name)) {
-      const reviewed = this.publicColumns.get(name) ?? new Set<string>();
-      const unclassified = table.columns.filter((c) => !phi.has(c.name) && !reviewed.has(c.name)).map((c) => c.name);
-      if (unclassified.length > 0) throw unclassifiedError(name, unclassified, [...phi], [...reviewed]);
+    const phi = this.phi.of(name);
+    const reviewed = this.publicColumns.of(name);
+    const columns = new NameIndex(table.columns.map((c) => c.name));
+    const sealed = new Set<string>();
+    for (const c of phi?.columns ?? []) {
+      const m = columns.match(c);
+      if (m.kind === 'ambiguous') throw ambiguousColumnError(name, phi!.key, c, m);
+      const col = matchedName(m);
+      if (col !== null) sealed.add(col);
+    }
+    if (this.isStrict(table)) {
+      const classified = new Set(sealed);
+      for (const c of reviewed?.columns ?? []) {
+        const col = matchedName(columns.match(c));
+        if (col !== null) classified.add(col);
+      }
+      const unclassified = table.columns.filter((c) => !classified.has(c.name)).map((c) => c.name);
+      if (unclassified.length > 0) {
+        throw unclassifiedError(name, unclassified, phi ?? { key: name, columns: [] }, reviewed ?? { key: name, columns: [] });
+      }
     }
     return sealed;
   }
+}
+
+interface ConfiguredEntry {
+  /** The table name as written in the configuration. */
+  readonly key: string;
+  readonly columns: readonly string[];
+}
+
+/** One of `phi.columns` / `phi.publicColumns`, indexed by table name. */
+class ConfiguredLists {
+  private readonly keys: NameIndex;
+  private readonly entries: ReadonlyMap<string, readonly string[]>;
+
+  constructor(
+    private readonly list: string,
+    config: Readonly<Record<string, readonly string[]>>,
+  ) {
+    this.entries = new Map(Object.entries(config));
+    this.keys = new NameIndex(this.entries.keys());
+  }
+
+  /** The entry naming `table`, or null. Several entries equal to it only case-insensitively: fails closed. */
+  of(table: string): ConfiguredEntry | null {
+    const m = this.keys.match(table);
+    if (m.kind === 'ambiguous') {
+      throw new ChartlogError('phi_policy', `table ${table} is named by several entries of phi.${this.list} that differ only in case (${m.candidates.map((k) => JSON.stringify(k)).join(', ')}); its changes are held back`, {
+        hint: `merge them into one entry under phi.${this.list}, then restart`,
+      });
+    }
+    const key = matchedName(m);
+    return key === null ? null : { key, columns: this.entries.get(key)! };
+  }
+}
+
+function ambiguousColumnError(table: string, key: string, configured: string, m: Extract<NameMatch, { kind: 'ambiguous' }>): ChartlogError {
+  return new ChartlogError(
+    'phi_policy',
+    `phi.columns.${JSON.stringify(key)} names column ${JSON.stringify(configured)}, and table ${table} has several columns that differ from it only in case (${m.candidates.map((c) => JSON.stringify(c)).join(', ')}); its changes are held back`,
+    { hint: `write the exact name of each PHI column under phi.columns.${JSON.stringify(key)}, then restart` },
+  );
 }
 
 function yamlList(items: readonly string[]): string {
   return `[${items.map((i) => (/^[A-Za-z_][A-Za-z0-9_]*$/.test(i) ? i : JSON.stringify(i))).join(', ')}]`;
 }
 
-function unclassifiedError(table: string, columns: string[], phi: string[], reviewed: string[]): ChartlogError {
+function unclassifiedError(table: string, columns: string[], phi: ConfiguredEntry, reviewed: ConfiguredEntry): ChartlogError {
   const list = columns.map((c) => `"${c}"`).join(', ');
   const plural = columns.length > 1;
   return new ChartlogError(
@@ -55,8 +117,8 @@ function unclassifiedError(table: string, columns: string[], phi: string[], revi
     `table ${table} is strict and column${plural ? 's' : ''} ${list} ${plural ? 'are' : 'is'} not classified; its changes are held back until ${plural ? 'they are' : 'it is'}`,
     {
       hint:
-        `if ${plural ? 'they hold' : 'it holds'} PHI, set under phi.columns the line \`${table}: ${yamlList([...phi, ...columns])}\`; ` +
-        `if not, set under phi.publicColumns the line \`${table}: ${yamlList([...reviewed, ...columns])}\`; then restart`,
+        `if ${plural ? 'they hold' : 'it holds'} PHI, set under phi.columns the line \`${phi.key}: ${yamlList([...phi.columns, ...columns])}\`; ` +
+        `if not, set under phi.publicColumns the line \`${reviewed.key}: ${yamlList([...reviewed.columns, ...columns])}\`; then restart`,
     },
   );
 }
