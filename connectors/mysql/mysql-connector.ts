@@ -106,6 +106,16 @@ export class MysqlConnector implements SourceConnector {
     await this.serverInfo(true);
   }
 
+  async tables(): Promise<readonly TableSchema[]> {
+    const configured = this.settings.tables;
+    const schemas = configured && configured.length > 0 ? [...new Set(configured.map((t) => t.slice(0, t.indexOf('.'))))] : undefined;
+    try {
+      return [...(await this.withConnection((c) => loadTableSchemas(c, this.captures, schemas))).values()];
+    } catch (err) {
+      throw sourceError(err);
+    }
+  }
+
   async *snapshot(options: SnapshotOptions = {}): AsyncIterable<ChangeBatch> {
     const info = await this.serverInfo(false);
     const conn = await this.open();

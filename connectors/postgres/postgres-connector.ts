@@ -15,6 +15,7 @@ import type {
 import type { TableSchema } from '../../src/core/table-schema.js';
 import type { TlsSettings } from '../../src/core/tls-settings.js';
 import { skipThrough, statusLsn, type AckProgress } from './ack-policy.js';
+import { capturedTables } from './captured-tables.js';
 import { clientConfig } from './connection-settings.js';
 import { lsnHex, lsnOfPosition, maxLsn, parseLsn, type Lsn } from './lsn.js';
 import {
@@ -149,6 +150,17 @@ export class PostgresConnector implements SourceConnector {
     const db = await this.connect(false);
     try {
       await checkSetup(asQueryable(db), this.names);
+    } finally {
+      await db.end().catch(() => undefined);
+    }
+  }
+
+  async tables(): Promise<readonly TableSchema[]> {
+    const db = await this.connect(false);
+    try {
+      return await capturedTables(asQueryable(db), this.catalog, { tables: this.names.tables, publication: this.names.publication });
+    } catch (err) {
+      throw classify(err);
     } finally {
       await db.end().catch(() => undefined);
     }

@@ -3,7 +3,7 @@ import type { Config, SourceConfig } from '../config/schema.js';
 import { ChartlogError, toChartlogError, usageError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { withRetry } from '../core/retry.js';
-import { takeSourceSnapshot } from '../pipeline/prepare-source.js';
+import { checkSourceReady, takeSourceSnapshot } from '../pipeline/prepare-source.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { SnapshotManifest } from '../archive/snapshot-manifest.js';
 import { databaseOfUrl } from '../compactor/snapshot-schedule.js';
@@ -91,7 +91,7 @@ async function fromSource(config: Readonly<Config>, s: Readonly<SourceConfig>, s
     if (!runtime.connector.capabilities.snapshot) {
       throw usageError(`--from-source: the ${s.type} connector of source ${s.name} cannot take a consistent snapshot`, 'run `chartlog snapshot` without --from-source');
     }
-    await runtime.connector.check();
+    await checkSourceReady(runtime);
     let snap: SnapshotManifest;
     try {
       snap = await takeSourceSnapshot(runtime, signal);

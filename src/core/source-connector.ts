@@ -1,5 +1,6 @@
 import type { ChangeBatch } from './change-event.js';
 import type { Position } from './position.js';
+import type { TableSchema } from './table-schema.js';
 
 /**
  * What a connector can deliver. The rest of chartlog asks these instead of branching on the
@@ -55,6 +56,14 @@ export interface SourceConnector {
    * nothing. Throws a fatal ChartlogError('source_setup') whose hint says what to run.
    */
   check(): Promise<void>;
+
+  /**
+   * The tables this source captures, as its catalog has them now, with the columns the
+   * connector delivers: `sources[].tables` when configured (those that exist), otherwise every
+   * table it would capture. Reads the catalog only; creates nothing. The pipeline checks the
+   * configured PHI names against it before anything is read or written (src/phi/phi-names.ts).
+   */
+  tables(): Promise<readonly TableSchema[]>;
 
   /**
    * A consistent snapshot: batches with `snapshot: true` and op 'r' events, all at one

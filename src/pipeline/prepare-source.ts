@@ -9,6 +9,8 @@ import { listSnapshots, type SnapshotManifest } from '../archive/snapshot-manife
 import { logger } from '../core/logger.js';
 import { Position } from '../core/position.js';
 import type { SourceConnector } from '../core/source-connector.js';
+import type { TableSchema } from '../core/table-schema.js';
+import { checkPhiNames, sourcesToConsult } from '../phi/phi-names.js';
 
 /** Everything one source's pipeline works with (source-runtime.ts builds it from the configuration). */
 export interface SourcePipelineDeps {
@@ -20,16 +22,56 @@ export interface SourcePipelineDeps {
   store: ObjectStore;
   /** Called after each durable flush (metrics, tests). */
   onDurable?: (r: FlushResult) => void;
+  /**
+   * The captured tables of another configured source, for the PHI name check when a PHI table
+   * may be in another source that captures every table (src/phi/phi-names.ts). Absent: such a
+   * table counts as captured by no other source, and the check refuses it.
+   */
+  peerTables?: (source: Readonly<SourceConfig>) => Promise<readonly TableSchema[]>;
 }
 
 /**
- * What both buses do first: check the source, take a consistent snapshot when the store has no
+ * Everything checked before a source is read or anything is written: the source's CDC setup
+ * (`connector.check()`), then that every table and column named in `phi.columns`,
+ * `phi.publicColumns` and `phi.strict` is one it captures (a misspelt PHI name would seal
+ * nothing). Fails with the connector's 'source_setup' error or a 'config' error (exit 2).
+ */
+export async function checkSourceReady(deps: Pick<SourcePipelineDeps, 'config' | 'source' | 'connector' | 'peerTables'>): Promise<void> {
+  await deps.connector.check();
+  await checkSourcePhiNames(deps, await deps.connector.tables());
+}
+
+/**
+ * The PHI name check of one source against the tables it captures (`captured`), reading other
+ * sources' catalogs only when a PHI table may be theirs (see checkPhiNames for the rule with
+ * several sources).
+ */
+export async function checkSourcePhiNames(
+  deps: Pick<SourcePipelineDeps, 'config' | 'source' | 'peerTables'>,
+  captured: readonly TableSchema[],
+): Promise<void> {
+  const { config, source } = deps;
+  const others = config.sources.filter((s) => s.name !== source.name);
+  const check = { phi: config.phi, source, captured, others };
+  const othersCaptured = new Map<string, readonly TableSchema[]>();
+  if (deps.peerTables) {
+    for (const name of sourcesToConsult(check)) {
+      const other = others.find((s) => s.name === name);
+      if (other) othersCaptured.set(name, await deps.peerTables(other));
+    }
+  }
+  checkPhiNames({ ...check, othersCaptured });
+  logger().child({ source: source.name }).debug({ tables: captured.length }, 'PHI names match the captured tables');
+}
+
+/**
+ * What both buses do first: check the source (setup and PHI names, checkSourceReady), take a consistent snapshot when the store has no
  * checkpoint (and the source wants one), and say where the stream resumes.
  */
 export async function prepareSource(deps: SourcePipelineDeps, signal: AbortSignal): Promise<{ checkpoint: Checkpoint | null; snapshotId: string | null }> {
   const { source, connector, store } = deps;
   const log = logger().child({ source: source.name });
-  await connector.check();
+  await checkSourceReady(deps);
 
   let checkpoint = await readCheckpoint(store, source.name);
   if (!checkpoint && source.snapshot.initial && connector.capabilities.snapshot) {

@@ -1,7 +1,9 @@
 import { createConnector } from '../../connectors/registry.js';
 import type { Config, SourceConfig } from '../config/schema.js';
-import type { SourcePipelineDeps } from './prepare-source.js';
+import { checkSourcePhiNames, type SourcePipelineDeps } from './prepare-source.js';
 import { logger } from '../core/logger.js';
+import type { SourceConnector } from '../core/source-connector.js';
+import type { TableSchema } from '../core/table-schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { AvroCodec } from '../codec/avro-codec.js';
 import { SchemaStore } from '../codec/schema-store.js';
@@ -40,7 +42,44 @@ export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<So
       fingerprintOf: (_source, table) => codec.fingerprintOf(table),
     },
     envelopes: new CodecEnvelopeReader(schemas),
+    peerTables: readCapturedTables,
   };
+}
+
+/** The tables another source captures, read through a connector of its own (closed after). */
+export async function readCapturedTables(source: Readonly<SourceConfig>): Promise<readonly TableSchema[]> {
+  return withConnector(source, (c) => c.tables());
+}
+
+/**
+ * `chartlog config check --source-check`: each source's setup check and its PHI name check,
+ * as `chartlog run` does them at start, without the keyring or the object store. The catalogs of
+ * all the given sources are read first, so a PHI table of another source is looked up there.
+ * Throws the first failure ('source_setup', or 'config' for a PHI name).
+ */
+export async function checkSources(config: Readonly<Config>, sources: readonly Readonly<SourceConfig>[]): Promise<{ source: string; tables: number }[]> {
+  const captured = new Map<string, readonly TableSchema[]>();
+  for (const s of sources) {
+    captured.set(
+      s.name,
+      await withConnector(s, async (c) => {
+        await c.check();
+        return c.tables();
+      }),
+    );
+  }
+  const peerTables = async (s: Readonly<SourceConfig>) => captured.get(s.name) ?? readCapturedTables(s);
+  for (const s of sources) await checkSourcePhiNames({ config, source: s, peerTables }, captured.get(s.name)!);
+  return sources.map((s) => ({ source: s.name, tables: captured.get(s.name)!.length }));
+}
+
+async function withConnector<T>(source: Readonly<SourceConfig>, f: (c: SourceConnector) => Promise<T>): Promise<T> {
+  const connector = createConnector(source, { logger: logger() });
+  try {
+    return await f(connector);
+  } finally {
+    await connector.close();
+  }
 }
 
 function dbNameOf(url: string): string {

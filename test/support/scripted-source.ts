@@ -67,6 +67,10 @@ export class ScriptedConnector implements SourceConnector {
 
   async check() {}
 
+  async tables(): Promise<readonly TableSchema[]> {
+    return [SCRIPTED_TABLE];
+  }
+
   async *snapshot(): AsyncIterable<ChangeBatch> {
     const position = Position.of(commitOf(0), COMMIT_SEQ);
     const schema = SCRIPTED_TABLE;

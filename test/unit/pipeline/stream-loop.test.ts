@@ -20,6 +20,9 @@ class ScriptedConnector implements SourceConnector {
   readonly starts: (number | null)[] = [];
   constructor(private readonly script: { yields: number[]; then: ChartlogError | 'end' }[]) {}
   async check() {}
+  async tables() {
+    return [];
+  }
   async *snapshot(): AsyncIterable<ChangeBatch> {}
   async *stream(options: StreamOptions): AsyncIterable<ChangeBatch> {
     this.starts.push(num(options.from));
