@@ -166,7 +166,11 @@ export class RunHarness {
   constructor(
     readonly engine: Engine,
     readonly storeKind: StoreKind,
-    options: { flushIntervalMs?: number } = {},
+    options: {
+      flushIntervalMs?: number;
+      /** The lines under `phi:` after the keyring, given the two tables' qualified names. Default: PHI full_name and ssn, patients strict. */
+      phi?: (patients: string, visits: string) => string[];
+    } = {},
   ) {
     this.slotName = `chartlog_${engine.db}`;
     const keyring = join(this.work, 'keys', 'keyring.json');
@@ -191,9 +195,7 @@ export class RunHarness {
       `segments: { flushIntervalMs: ${options.flushIntervalMs ?? 200} }`,
       'phi:',
       `  keyring: "file://${keyring}"`,
-      `  columns: { ${patients}: [full_name, ssn] }`,
-      `  strict: [${patients}]`,
-      `  publicColumns: { ${patients}: [id, note, visits_count, flag] }`,
+      ...(options.phi?.(patients, visits) ?? [`columns: { ${patients}: [full_name, ssn] }`, `strict: [${patients}]`, `publicColumns: { ${patients}: [id, note, visits_count, flag] }`]).map((l) => `  ${l}`),
       'log: { level: info, format: json }',
     ].join('\n');
     writeFileSync(this.configFile, text);
