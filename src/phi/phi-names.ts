@@ -183,6 +183,14 @@ interface Problem {
   readonly fix: string;
 }
 
+export interface PhiNameCheckResult {
+  /**
+   * Column names of strict tables that match no column yet, accepted because every column the
+   * table has is classified (see checkPhiNames); one line each, for a warning.
+   */
+  readonly pending: readonly string[];
+}
+
 /**
  * Every table and column named in `phi.columns`, `phi.publicColumns` and `phi.strict` must be one
  * the source captures: a PHI name that matches nothing seals nothing, and a misspelt or
@@ -202,16 +210,26 @@ interface Problem {
  * - listed by no source and no other source captures every table: an error.
  * Hence a name that no configured source captures always stops the start, with one source or
  * several, and a source never waits on a check of another.
+ *
+ * One exception, for columns of strict tables (`phi.strict`): a column name that matches no
+ * column is accepted, and returned in `pending`, when every column the table has is classified
+ * (in `phi.columns` or `phi.publicColumns`). A misspelling there would have left the real column
+ * unclassified, and a strict table stops on an unclassified column anyway, so such a name
+ * cannot let PHI through; it is how a column is classified before the migration that adds it.
+ * When the strict table has an unclassified column, the unmatched name is an error like any
+ * other, its hint preferring the unclassified columns.
  */
-export function checkPhiNames(check: PhiNameCheck): void {
+export function checkPhiNames(check: PhiNameCheck): PhiNameCheckResult {
   const { phi, source, captured } = check;
   const others = check.others ?? [];
   const problems: Problem[] = [];
+  const pending: string[] = [];
   const tables = new Map(captured.map((t) => [qualifiedName(t), t]));
   const here = new NameIndex(tables.keys());
   const configured = configuredTables(phi);
   const exactNames = new Map<string, Set<string>>(); // list → names written exactly as a captured table
   const resolvedBy = new Map<string, ConfiguredTable[]>(); // list + captured table → configured names meaning it
+  const resolved: { t: ConfiguredTable; table: TableSchema; name: string }[] = [];
 
   for (const t of configured) {
     const m = here.match(t.name);
@@ -234,22 +252,58 @@ export function checkPhiNames(check: PhiNameCheck): void {
       set.add(m.name);
       exactNames.set(t.list, set);
     }
-    const table = tables.get(m.name)!;
-    const columns = new NameIndex(table.columns.map((c) => c.name));
+    resolved.push({ t, table: tables.get(m.name)!, name: m.name });
+  }
+
+  // Strict tables and the columns of each that the configuration classifies now.
+  const strict = new Set(resolved.filter((r) => r.t.list === 'strict').map((r) => r.name));
+  const indexes = new Map<string, NameIndex>();
+  const indexOf = (r: { table: TableSchema; name: string }): NameIndex => {
+    let idx = indexes.get(r.name);
+    if (!idx) {
+      idx = new NameIndex(r.table.columns.map((c) => c.name));
+      indexes.set(r.name, idx);
+    }
+    return idx;
+  };
+  const classified = new Map<string, Set<string>>();
+  for (const r of resolved) {
+    const set = classified.get(r.name) ?? new Set<string>();
+    for (const c of r.t.columns) {
+      const col = matchedName(indexOf(r).match(c));
+      if (col !== null) set.add(col);
+    }
+    classified.set(r.name, set);
+  }
+  const unclassifiedOf = (r: { table: TableSchema; name: string }): string[] =>
+    r.table.columns.map((c) => c.name).filter((c) => !classified.get(r.name)?.has(c));
+
+  for (const r of resolved) {
+    const { t, name } = r;
+    const columns = indexOf(r);
     t.columns.forEach((c, i) => {
       const path = `${t.path}[${i}]`;
       const cm = columns.match(c);
       if (cm.kind === 'none') {
-        const near = closestName(c, columns.names);
+        const unclassified = strict.has(name) ? unclassifiedOf(r) : [];
+        if (strict.has(name) && unclassified.length === 0) {
+          // A strict table whose every column is classified: a misspelling would have left the
+          // real column unclassified, so this names a column still to come (classified before
+          // the migration that adds it, so the table does not stop) and cannot let PHI through.
+          pending.push(`${path} = ${JSON.stringify(c)}: strict table ${name} has no column ${JSON.stringify(c)} yet; the name applies once it exists`);
+          return;
+        }
+        const near = closestName(c, unclassified) ?? closestName(c, columns.names);
+        const note = unclassified.length > 0 ? ` (and ${unclassified.length > 1 ? 'columns' : 'column'} ${quoteAll(unclassified)} of this strict table ${unclassified.length > 1 ? 'are' : 'is'} not classified)` : '';
         problems.push({
-          what: `${path} = ${JSON.stringify(c)}: table ${m.name} of source ${source.name} has no column ${JSON.stringify(c)}`,
+          what: `${path} = ${JSON.stringify(c)}: table ${name} of source ${source.name} has no column ${JSON.stringify(c)}${note}`,
           fix: near
-            ? `${path}: did you mean ${JSON.stringify(near)}? (the closest column of ${m.name})`
-            : `${path}: no column of ${m.name} is close to it; its columns are ${listNames(columns.names)}`,
+            ? `${path}: did you mean ${JSON.stringify(near)}? (the closest column of ${name})`
+            : `${path}: no column of ${name} is close to it; its columns are ${listNames(columns.names)}`,
         });
       } else if (cm.kind === 'ambiguous') {
         problems.push({
-          what: `${path} = ${JSON.stringify(c)}: table ${m.name} has several columns that differ from it only in case (${quoteAll(cm.candidates)}) and none named exactly so`,
+          what: `${path} = ${JSON.stringify(c)}: table ${name} has several columns that differ from it only in case (${quoteAll(cm.candidates)}) and none named exactly so`,
           fix: `${path}: write the exact name of each column meant (${quoteAll(cm.candidates)})`,
         });
       }
@@ -283,7 +337,7 @@ export function checkPhiNames(check: PhiNameCheck): void {
     });
   }
 
-  if (problems.length === 0) return;
+  if (problems.length === 0) return { pending };
   const lines = problems.map((p) => `  - ${p.what}`).join('\n');
   throw new ChartlogError(
     'config',

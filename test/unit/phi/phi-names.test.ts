@@ -99,6 +99,30 @@ test('a misspelt publicColumns column and a misspelt table under phi.strict are 
   assert.match(e.message, /^the PHI configuration does not match the tables source clinic captures \(2 problems;/, 'every problem at once');
 });
 
+test('a strict table whose columns are all classified may name a column still to come (no PHI can pass: strict fails closed)', () => {
+  const r = checkPhiNames({
+    phi: phi({ columns: { 'public.patients': ['full_name', 'ssn', 'birth_date'] }, strict: ['public.patients'], publicColumns: { 'public.patients': ['id', 'note', 'flag'] } }),
+    source: clinic,
+    captured: [patients],
+  });
+  assert.deepEqual(r.pending, [
+    'phi.columns."public.patients"[2] = "birth_date": strict table public.patients has no column "birth_date" yet; the name applies once it exists',
+    'phi.publicColumns."public.patients"[2] = "flag": strict table public.patients has no column "flag" yet; the name applies once it exists',
+  ]);
+  assert.deepEqual(checkPhiNames({ phi: phi({ columns: { 'public.patients': ['ssn'] } }), source: clinic, captured: [patients] }).pending, []);
+});
+
+test('a misspelt column of a strict table that leaves a real column unclassified is an error, suggesting the unclassified one', () => {
+  const e = refusal({
+    phi: phi({ columns: { 'public.patients': ['full_name', 'SNN'] }, strict: ['public.patients'], publicColumns: { 'public.patients': ['id', 'note', 'flag'] } }),
+    source: clinic,
+    captured: [patients],
+  });
+  assert.match(e.message, /phi\.columns\."public\.patients"\[1\] = "SNN": table public\.patients of source clinic has no column "SNN" \(and column "ssn" of this strict table is not classified\)/);
+  assert.match(e.message, /phi\.publicColumns\."public\.patients"\[2\] = "flag"/, 'every unmatched name of that table is listed');
+  assert.match(e.hint ?? '', /phi\.columns\."public\.patients"\[1\]: did you mean "ssn"\?/);
+});
+
 test('a misspelt PHI table: exit 2, the closest captured table suggested, and sources[].tables mentioned', () => {
   const e = refusal({ phi: phi({ columns: { 'public.patinets': ['ssn'] } }), source: clinic, captured: [patients, visits] });
   assert.match(e.message, /phi\.columns\."public\.patinets": no table public\.patinets is captured by source clinic/);
