@@ -216,8 +216,9 @@ export interface PhiNameCheckResult {
  * (in `phi.columns` or `phi.publicColumns`). A misspelling there would have left the real column
  * unclassified, and a strict table stops on an unclassified column anyway, so such a name
  * cannot let PHI through; it is how a column is classified before the migration that adds it.
- * When the strict table has an unclassified column, the unmatched name is an error like any
- * other, its hint preferring the unclassified columns.
+ * When the strict table has an unclassified column, or the name is a PHI name close to a column
+ * classified as not PHI (in `phi.publicColumns`: the misspelling of a column wrongly reviewed),
+ * the unmatched name is an error like any other.
  */
 export function checkPhiNames(check: PhiNameCheck): PhiNameCheckResult {
   const { phi, source, captured } = check;
@@ -277,6 +278,16 @@ export function checkPhiNames(check: PhiNameCheck): PhiNameCheckResult {
   }
   const unclassifiedOf = (r: { table: TableSchema; name: string }): string[] =>
     r.table.columns.map((c) => c.name).filter((c) => !classified.get(r.name)?.has(c));
+  const sealed = new Map<string, Set<string>>();
+  for (const r of resolved) {
+    if (r.t.list !== 'columns') continue;
+    const set = sealed.get(r.name) ?? new Set<string>();
+    for (const c of r.t.columns) {
+      const col = matchedName(indexOf(r).match(c));
+      if (col !== null) set.add(col);
+    }
+    sealed.set(r.name, set);
+  }
 
   for (const r of resolved) {
     const { t, name } = r;
@@ -286,15 +297,24 @@ export function checkPhiNames(check: PhiNameCheck): PhiNameCheckResult {
       const cm = columns.match(c);
       if (cm.kind === 'none') {
         const unclassified = strict.has(name) ? unclassifiedOf(r) : [];
-        if (strict.has(name) && unclassified.length === 0) {
+        // A PHI name close to a column classified as not PHI: the misspelling of a column
+        // wrongly listed in phi.publicColumns, which would pass in clear.
+        const reviewedNear =
+          t.list === 'columns' ? closestName(c, columns.names.filter((col) => !sealed.get(name)?.has(col))) : null;
+        if (strict.has(name) && unclassified.length === 0 && reviewedNear === null) {
           // A strict table whose every column is classified: a misspelling would have left the
           // real column unclassified, so this names a column still to come (classified before
           // the migration that adds it, so the table does not stop) and cannot let PHI through.
           pending.push(`${path} = ${JSON.stringify(c)}: strict table ${name} has no column ${JSON.stringify(c)} yet; the name applies once it exists`);
           return;
         }
-        const near = closestName(c, unclassified) ?? closestName(c, columns.names);
-        const note = unclassified.length > 0 ? ` (and ${unclassified.length > 1 ? 'columns' : 'column'} ${quoteAll(unclassified)} of this strict table ${unclassified.length > 1 ? 'are' : 'is'} not classified)` : '';
+        const near = closestName(c, unclassified) ?? reviewedNear ?? closestName(c, columns.names);
+        const note =
+          unclassified.length > 0
+            ? ` (and ${unclassified.length > 1 ? 'columns' : 'column'} ${quoteAll(unclassified)} of this strict table ${unclassified.length > 1 ? 'are' : 'is'} not classified)`
+            : strict.has(name) && reviewedNear !== null
+              ? ` (column ${JSON.stringify(reviewedNear)}, close to it, is classified as not PHI)`
+              : '';
         problems.push({
           what: `${path} = ${JSON.stringify(c)}: table ${name} of source ${source.name} has no column ${JSON.stringify(c)}${note}`,
           fix: near

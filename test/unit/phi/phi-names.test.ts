@@ -123,6 +123,16 @@ test('a misspelt column of a strict table that leaves a real column unclassified
   assert.match(e.hint ?? '', /phi\.columns\."public\.patients"\[1\]: did you mean "ssn"\?/);
 });
 
+test('on a strict table, a PHI name close to a column reviewed as not PHI is refused, not kept for later', () => {
+  const e = refusal({
+    phi: phi({ columns: { 'public.patients': ['full_name', 'SNN'] }, strict: ['public.patients'], publicColumns: { 'public.patients': ['id', 'ssn', 'note'] } }),
+    source: clinic,
+    captured: [patients],
+  });
+  assert.match(e.message, /phi\.columns\."public\.patients"\[1\] = "SNN": table public\.patients of source clinic has no column "SNN" \(column "ssn", close to it, is classified as not PHI\)/);
+  assert.match(e.hint ?? '', /did you mean "ssn"\?/);
+});
+
 test('a misspelt PHI table: exit 2, the closest captured table suggested, and sources[].tables mentioned', () => {
   const e = refusal({ phi: phi({ columns: { 'public.patinets': ['ssn'] } }), source: clinic, captured: [patients, visits] });
   assert.match(e.message, /phi\.columns\."public\.patinets": no table public\.patinets is captured by source clinic/);
