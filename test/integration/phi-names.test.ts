@@ -52,6 +52,9 @@ async function runAndScan(make: () => Promise<Engine>, phi: (patients: string) =
   const h = new RunHarness(engine, 'file', { phi: (p) => phi(p) });
   try {
     await createClinicTables(engine);
+    const checked = await runChartlog(['config', 'check', '--source-check', '--config', h.configFile], h.env);
+    assert.equal(checked.code, 0, checked.stderr);
+    assert.match(checked.stdout, /# source clinic: ready for CDC; every PHI name matches its 2 captured tables/);
     const workload = new Workload(engine, prng(13));
     await h.start();
     for (let i = 0; i < 40; i++) await workload.transaction();
