@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ChartlogError, toChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
@@ -43,6 +44,12 @@ export interface LeaseRecord {
   owner: string;
   host: string;
   pid: number;
+  /**
+   * Linux boot id and PID namespace of the holder: with the host they say whether `pid` can be
+   * checked from here (same machine, same boot, same PID namespace). Absent elsewhere.
+   */
+  bootId?: string;
+  pidNamespace?: string;
   /** The fencing epoch: 1 for the first holder, one more at every takeover. */
   epoch: number;
   acquiredAt: string;
@@ -90,6 +97,9 @@ type State = 'idle' | 'held' | 'released' | 'lost';
  *
  * Expiry is by wall clock, written in the record: hosts sharing an archive need synchronised
  * clocks (NTP), to within the margin.
+ *
+ * A holder that died on this very machine (same host name, boot id and PID namespace, and its
+ * pid no longer exists: `kill -9`, OOM) is taken over at once, without waiting for the expiry.
  */
 export class Lease implements WriterFence {
   readonly key: string;
@@ -254,14 +264,30 @@ export class Lease implements WriterFence {
       this.hold(rec, current.version, Math.min(t, Date.parse(rec.renewedAt)));
       return 'acquired';
     }
-    if (!rec.released && t < Date.parse(rec.expiresAt)) return rec;
+    const gone = !rec.released && t < Date.parse(rec.expiresAt) && this.holderIsGone(rec);
+    if (!rec.released && t < Date.parse(rec.expiresAt) && !gone) return rec;
     const next = this.newRecord(rec.epoch + 1, t);
     if (await this.replace(next, current.version)) {
-      if (!rec.released) this.log.warn({ previous: { host: rec.host, pid: rec.pid, epoch: rec.epoch, expiredAt: rec.expiresAt } }, 'took over an expired writer lease');
+      const previous = { host: rec.host, pid: rec.pid, epoch: rec.epoch, expiresAt: rec.expiresAt };
+      if (gone) this.log.warn({ previous }, 'took over the writer lease of a holder that died on this machine');
+      else if (!rec.released) this.log.warn({ previous }, 'took over an expired writer lease');
       this.hold(next, this.version!, t);
       return 'acquired';
     }
     return 'again';
+  }
+
+  /** True only when the holder provably ran on this machine, in this boot and PID namespace, and is gone. */
+  private holderIsGone(rec: LeaseRecord): boolean {
+    if (rec.host !== this.host || this.host !== hostname() || this.pid !== process.pid) return false;
+    if (!LOCAL.bootId || !LOCAL.pidNamespace || rec.bootId !== LOCAL.bootId || rec.pidNamespace !== LOCAL.pidNamespace) return false;
+    if (rec.pid === process.pid) return false;
+    try {
+      process.kill(rec.pid, 0);
+      return false;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'ESRCH';
+    }
   }
 
   private newRecord(epoch: number, t: number): LeaseRecord {
@@ -271,6 +297,7 @@ export class Lease implements WriterFence {
       owner: this.owner,
       host: this.host,
       pid: this.pid,
+      ...LOCAL,
       epoch,
       acquiredAt: iso(t),
       renewedAt: iso(t),
@@ -386,6 +413,15 @@ export class Lease implements WriterFence {
     this.renewTimer = this.deadlineTimer = null;
   }
 }
+
+/** This machine's boot id and this process's PID namespace (Linux), for holderIsGone. */
+const LOCAL: { bootId?: string; pidNamespace?: string } = (() => {
+  try {
+    return { bootId: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(), pidNamespace: readlinkSync('/proc/self/ns/pid') };
+  } catch {
+    return {};
+  }
+})();
 
 const LOST_HINT =
   'another chartlog process writes this archive now (two `chartlog run` with one configuration, or this one paused longer than storage.leaseTtlMs); this process stopped without writing more. Nothing acknowledged is lost; run one chartlog per source';

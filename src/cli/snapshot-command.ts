@@ -99,7 +99,7 @@ async function fromSource(config: Readonly<Config>, s: Readonly<SourceConfig>, s
     if (!got.acquired) {
       const h = got.holder;
       throw usageError(
-        `--from-source: source ${s.name} is being written by another chartlog (host ${h.host}, pid ${h.pid}, its lease expires ${h.expiresAt} unless renewed); nothing was written`,
+        `--from-source: source ${s.name} is being streamed by a running \`chartlog run\` (it holds the writer lease: host ${h.host}, pid ${h.pid}, until ${h.expiresAt} unless renewed); nothing was written`,
         'stop that `chartlog run` first, or run `chartlog snapshot` without --from-source: it synthesises a snapshot from the archive while run keeps going',
       );
     }

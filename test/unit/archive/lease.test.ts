@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { PassThrough } from 'node:stream';
 import { after, test } from 'node:test';
 import { ChartlogError } from '../../../src/core/errors.js';
@@ -217,3 +218,25 @@ test('of several processes racing for a free lease exactly one gets it', async (
   assert.equal((await readLease(store, SOURCE))!.epoch, 2);
 });
 
+
+test('a holder that died on this machine (its pid is gone) is taken over at once; a live or remote one is not', async () => {
+  const store = new MemoryObjectStore();
+  const dead = Number(execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }));
+  // The dead process held it: same host, boot and PID namespace as this one.
+  const crashed = lease(store, { pid: dead });
+  await crashed.tryAcquire();
+  const rec = (await readLease(store, SOURCE))!;
+  assert.ok(rec.bootId && rec.pidNamespace, 'boot id and PID namespace recorded');
+  crashed['clearTimers']();
+  const next = lease(store);
+  const started = Date.now();
+  assert.equal((await next.tryAcquire()).acquired, true);
+  assert.ok(Date.now() - started < 1000);
+  assert.equal(next.epoch, 2);
+  // The same record under another host name must wait for the expiry.
+  const store2 = new MemoryObjectStore();
+  const remote = lease(store2, { pid: dead, host: 'elsewhere' });
+  await remote.tryAcquire();
+  remote['clearTimers']();
+  assert.equal((await lease(store2).tryAcquire()).acquired, false);
+});
