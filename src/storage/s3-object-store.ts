@@ -84,7 +84,9 @@ export interface S3ObjectStoreOptions {
  *   ETag quoted, success unquoted; DigitalOcean Spaces behaves the same), while AWS S3 and
  *   MinIO accept either. Measured on radosgw 16.2.15 with 8 racing replacers of one ETag,
  *   8 rounds: exactly one won each round; the losers got 412, or 500 (the RADOS compare
- *   failing under the race), which the SDK retries and which then answers 412.
+ *   failing under the race) — sometimes still 500 after the SDK's retries. After a 500 the
+ *   ETag is read: changed means null (not replaced by this call, or replaced and the answer
+ *   lost, which the caller tells by reading the object), unchanged means the write goes again.
  * - Retries: the SDK's standard strategy (exponential backoff with jitter; 5xx, throttling,
  *   timeouts, connection resets), then errors are mapped by mapS3Error to retriable or fatal
  *   ChartlogErrors. When a response is lost and the SDK resends a conditional write, the
@@ -194,23 +196,50 @@ export class S3ObjectStore implements ObjectStore {
       throw new ChartlogError('usage', `putIfVersion ${key}: a body of ${body.byteLength} bytes is above one request (${this.partSize})`);
     }
     return this.call('put', key, async () => {
-      let etag: string | undefined;
-      const replaced = await this.conditional(true, async () => {
+      for (let attempt = 1; ; attempt++) {
         try {
-          const out = await this.client.send(
-            new PutObjectCommand({ Bucket: this.bucket, Key: this.base + key, Body: body, ContentLength: body.byteLength, IfMatch: unquote(version) }),
-          );
-          etag = out.ETag;
+          return await this.putIfMatch(key, body, version);
         } catch (err) {
-          // If-Match on a missing object: 404 on AWS, 412 on radosgw. Either way: not replaced.
-          if (isNotFound(err) && errorName(err) !== 'NoSuchBucket') throw Object.assign(new Error('precondition failed'), { name: 'PreconditionFailed' });
-          throw err;
+          // radosgw answers some losers of a race with 500 (the RADOS compare failed), even on
+          // the SDK's retries. The ETag now says what happened: changed, so not (or no longer)
+          // ours to replace; unchanged, so nothing was written and the write may go again.
+          const status = httpStatus(err);
+          if (status === undefined || status < 500 || attempt >= 5) throw err;
+          const now = await this.headETag(key);
+          if (now === null || now !== unquote(version)) return null;
+          await sleep(50 * attempt);
         }
-      });
-      if (!replaced) return null;
-      if (!etag) throw new ChartlogError('storage', `S3 returned no ETag for ${this.description}/${key}`, { retriable: true });
-      return unquote(etag);
+      }
     });
+  }
+
+  private async headETag(key: string): Promise<string | null> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.base + key }));
+      return out.ETag ? unquote(out.ETag) : null;
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+  }
+
+  private async putIfMatch(key: string, body: Uint8Array, version: string): Promise<string | null> {
+    let etag: string | undefined;
+    const replaced = await this.conditional(true, async () => {
+      try {
+        const out = await this.client.send(
+          new PutObjectCommand({ Bucket: this.bucket, Key: this.base + key, Body: body, ContentLength: body.byteLength, IfMatch: unquote(version) }),
+        );
+        etag = out.ETag;
+      } catch (err) {
+        // If-Match on a missing object: 404 on AWS, 412 on radosgw. Either way: not replaced.
+        if (isNotFound(err) && errorName(err) !== 'NoSuchBucket') throw Object.assign(new Error('precondition failed'), { name: 'PreconditionFailed' });
+        throw err;
+      }
+    });
+    if (!replaced) return null;
+    if (!etag) throw new ChartlogError('storage', `S3 returned no ETag for ${this.description}/${key}`, { retriable: true });
+    return unquote(etag);
   }
 
   async getRange(key: string, start: number, end: number): Promise<Uint8Array> {
