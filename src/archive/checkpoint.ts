@@ -3,6 +3,7 @@ import { Position } from '../core/position.js';
 import { withRetry } from '../core/retry.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { checkpointKey } from './layout.js';
+import { NO_FENCE, type WriterFence } from './lease.js';
 
 /**
  * The last source position known durable in the object store, kept in the store itself so
@@ -49,7 +50,16 @@ export async function readCheckpoint(store: ObjectStore, source: string): Promis
   }
 }
 
-export async function writeCheckpoint(store: ObjectStore, c: Omit<Checkpoint, 'version' | 'updatedAt'>, signal?: AbortSignal): Promise<void> {
+/**
+ * Overwrites the checkpoint. `fence` (the writer lease, lease.ts) is checked in the store before
+ * every attempt, so a process whose lease was taken over never moves the checkpoint.
+ */
+export async function writeCheckpoint(
+  store: ObjectStore,
+  c: Omit<Checkpoint, 'version' | 'updatedAt'>,
+  signal?: AbortSignal,
+  fence: WriterFence = NO_FENCE,
+): Promise<void> {
   const stored: StoredCheckpoint = {
     version: 1,
     source: c.source,
@@ -59,5 +69,11 @@ export async function writeCheckpoint(store: ObjectStore, c: Omit<Checkpoint, 'v
     updatedAt: new Date().toISOString(),
   };
   const body = Buffer.from(`${JSON.stringify(stored, null, 2)}\n`, 'utf8');
-  await withRetry(() => store.put(checkpointKey(c.source), body, { contentType: 'application/json' }), { signal });
+  await withRetry(
+    async () => {
+      await fence.check();
+      await store.put(checkpointKey(c.source), body, { contentType: 'application/json' });
+    },
+    { signal },
+  );
 }

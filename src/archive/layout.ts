@@ -10,6 +10,7 @@ import { Position } from '../core/position.js';
  *   manifests/<yyyy-mm-dd>T<hh>.json
  *   snapshots/<snapshotId>/manifest.json, snapshots/<snapshotId>/<schema.table>/part-00000.avro
  *   state/checkpoint.json
+ *   state/lease.json
  */
 
 /** The reserved table name of the per-transaction log (no real table has a '~'). */
@@ -74,6 +75,11 @@ export function manifestKey(source: string, hour: HourKey): string {
 export function hourOfManifestKey(source: string, key: string): HourKey | null {
   const m = key.slice(manifestsPrefix(source).length).match(/^(\d{4}-\d{2}-\d{2}T\d{2})\.json$/);
   return m ? m[1]! : null;
+}
+
+/** The writer lease: which process may write this source's archive (lease.ts). */
+export function leaseKey(source: string): string {
+  return `${source}/state/lease.json`;
 }
 
 export function checkpointKey(source: string): string {

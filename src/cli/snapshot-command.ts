@@ -11,6 +11,7 @@ import { synthesiseSnapshot, type SynthesisResult } from '../compactor/snapshot-
 import { formatUs } from '../archive/layout.js';
 import { openContext, withConfigOptions } from './command-context.js';
 import { buildSourceRuntime } from '../pipeline/source-runtime.js';
+import { Lease } from '../archive/lease.js';
 
 interface SnapshotReport {
   source: string;
@@ -28,13 +29,14 @@ interface SnapshotReport {
  * durable change, replayed. That reads only the object store — no load on the source, no
  * keyring (PHI stays sealed) — and is safe while `chartlog run` streams.
  *
+ * It writes no shared state (only the new snapshot's deterministically named objects; it leaves
+ * interrupted attempts for the writer that holds the lease), so it needs no writer lease.
+ *
  * `--from-source` reads a consistent snapshot from the source database instead and moves the
- * checkpoint to it, so the next `chartlog run` streams from there. Only while no `chartlog run`
- * streams that source: on PostgreSQL the snapshot needs a new replication slot, and a slot in
- * use is refused (exit 2, nothing written). MySQL/MariaDB has no slot to tell: a `chartlog run`
- * streaming meanwhile is not detected; that is safe for the data (binlog readers are
- * independent, every change is still read and dropped by position when repeated) but the run
- * may move the checkpoint back behind the snapshot, so its next restart re-reads a little more.
+ * checkpoint to it, so the next `chartlog run` streams from there. It writes shared state, so it
+ * takes the source's writer lease (docs/architecture.md §1) and refuses (exit 2, nothing
+ * written) while another process — a running `chartlog run` — holds it, on every engine. On
+ * PostgreSQL a replication slot in use is refused the same way.
  */
 export function registerSnapshotCommand(program: Command): void {
   withConfigOptions(program.command('snapshot').description('write a base snapshot now: synthesised from the archive (default) or read from the source'))
@@ -92,9 +94,19 @@ async function fromSource(config: Readonly<Config>, s: Readonly<SourceConfig>, s
       throw usageError(`--from-source: the ${s.type} connector of source ${s.name} cannot take a consistent snapshot`, 'run `chartlog snapshot` without --from-source');
     }
     await checkSourceReady(runtime);
+    const lease = new Lease({ store, source: s.name, ttlMs: config.storage.leaseTtlMs });
+    const got = await lease.tryAcquire();
+    if (!got.acquired) {
+      const h = got.holder;
+      throw usageError(
+        `--from-source: source ${s.name} is being streamed by a running \`chartlog run\` (it holds the writer lease: host ${h.host}, pid ${h.pid}, until ${h.expiresAt} unless renewed); nothing was written`,
+        'stop that `chartlog run` first, or run `chartlog snapshot` without --from-source: it synthesises a snapshot from the archive while run keeps going',
+      );
+    }
     let snap: SnapshotManifest;
     try {
-      snap = await takeSourceSnapshot(runtime, signal);
+      snap = await takeSourceSnapshot({ ...runtime, fence: lease }, AbortSignal.any([signal, lease.signal]));
+      if (lease.lost) throw lease.lost;
     } catch (err) {
       const e = toChartlogError(err);
       // The connector refuses before reading anything when its replication slot is in use.
@@ -104,7 +116,9 @@ async function fromSource(config: Readonly<Config>, s: Readonly<SourceConfig>, s
           'stop that `chartlog run` first, or run `chartlog snapshot` without --from-source: it synthesises a snapshot from the archive while run keeps going',
         );
       }
-      throw e;
+      throw lease.lost ?? e;
+    } finally {
+      await lease.release();
     }
     return { source: s.name, status: 'read', snapshot: summary(snap), base: null, changes: 0, ms: Date.now() - started };
   } finally {

@@ -4,6 +4,7 @@ import type { ObjectStore } from '../storage/object-store.js';
 import type { BusBatch } from '../codec/bus-message.js';
 import type { EmbeddedBus } from '../bus/embedded-bus.js';
 import { writeCheckpoint } from '../archive/checkpoint.js';
+import { NO_FENCE, type WriterFence } from '../archive/lease.js';
 import { HourCloser } from './hour-closer.js';
 import { type EnvelopeReader } from '../archive/envelope-reader.js';
 import { hourOf, nextHour, type HourKey } from '../archive/layout.js';
@@ -20,6 +21,11 @@ export interface CompactorOptions {
    */
   closeGraceMs: number;
   snapshotId: string | null;
+  /**
+   * The writer lease (`chartlog run` always passes it): parts, checkpoint and hour closing are
+   * fenced by it (docs/architecture.md §1). Default: none, for tests of a single writer.
+   */
+  fence?: WriterFence;
   /** Milliseconds since the epoch; tests move time by hand. */
   now?: () => number;
 }
@@ -33,6 +39,7 @@ export interface CompactorOptions {
 export class Compactor {
   private readonly writer: PartWriter;
   private readonly closer: HourCloser;
+  private readonly fence: WriterFence;
   private readonly now: () => number;
   private readonly openHours = new Set<HourKey>();
   private floor: HourKey | null = null;
@@ -47,8 +54,9 @@ export class Compactor {
     private readonly onDurable: (result: FlushResult) => Promise<void>,
     private readonly signal?: AbortSignal,
   ) {
-    this.writer = new PartWriter(store, source, envelopes, signal);
-    this.closer = new HourCloser(store, source, envelopes, signal);
+    this.fence = options.fence ?? NO_FENCE;
+    this.writer = new PartWriter(store, source, envelopes, signal, this.fence);
+    this.closer = new HourCloser(store, source, envelopes, signal, this.fence);
     this.now = options.now ?? Date.now;
   }
 
@@ -99,7 +107,7 @@ export class Compactor {
   async flush(): Promise<FlushResult | null> {
     const result = await this.writer.flush();
     if (!result) return null;
-    await writeCheckpoint(this.store, { source: this.source, position: result.upTo, commitTsUs: result.commitTsUs, snapshotId: this.options.snapshotId }, this.signal);
+    await writeCheckpoint(this.store, { source: this.source, position: result.upTo, commitTsUs: result.commitTsUs, snapshotId: this.options.snapshotId }, this.signal, this.fence);
     if (result.commitTsUs > this.maxDurableCommitUs) this.maxDurableCommitUs = result.commitTsUs;
     await this.onDurable(result);
     logger().debug({ source: this.source, upTo: Position.format(result.upTo), batches: result.batches, events: result.events, objects: result.objects.length }, 'parts durable');

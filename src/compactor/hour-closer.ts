@@ -9,6 +9,7 @@ import { hourPath, manifestKey, partsPrefix, rangeOfKey, segmentKey, TRANSACTION
 import { encodeManifest, listManifestHours, readManifest, sha256Hex, type HourManifest, type ManifestObject } from '../archive/manifest.js';
 import type { EnvelopeReader, RecordSplitter } from '../archive/envelope-reader.js';
 import { decodeTransaction, transactionSchemaJson } from '../archive/transaction-log.js';
+import { NO_FENCE, type WriterFence } from '../archive/lease.js';
 
 interface Rec {
   position: Position;
@@ -27,6 +28,13 @@ const transactionSplitter: RecordSplitter = (data, offset) => {
  * deduplicated by position, in position order), writes the hour's manifest with the previous
  * manifest's hash, then deletes the parts. Every step is idempotent, so a crash anywhere is
  * repaired by closing the same hour again.
+ *
+ * Fenced (docs/architecture.md §1): the writer lease is checked in the store before the hour is
+ * read, before its manifest is written and before parts are deleted, and by the process's own
+ * clock before every segment write and every delete. A part is deleted only when every record
+ * in it is in the hour's segments: the parts this closing merged, or — when the hour was closed
+ * before — parts whose records the closed hour's segments hold. A part written after the hour
+ * closed (by a writer whose lease had expired) is left in place and reported.
  */
 export class HourCloser {
   private last: { hour: HourKey; sha256: string } | null | undefined;
@@ -36,6 +44,7 @@ export class HourCloser {
     private readonly source: string,
     private readonly envelopes: EnvelopeReader,
     private readonly signal?: AbortSignal,
+    private readonly fence: WriterFence = NO_FENCE,
   ) {}
 
   /** The newest closed hour (from the store on first use). */
@@ -59,14 +68,24 @@ export class HourCloser {
   }
 
   async close(hour: HourKey): Promise<HourManifest | null> {
+    await this.fence.check();
     const prefix = partsPrefix(this.source, hour);
     const parts: string[] = [];
     for await (const o of this.store.listAll(prefix)) parts.push(o.key);
     const previous = await this.lastClosed();
     const already = await this.store.head(manifestKey(this.source, hour));
     if (already) {
-      // Closed before a crash that left parts behind: only the clean-up is missing.
-      await this.deleteAll(parts);
+      // Closed before a crash that left parts behind: only the clean-up is missing — for the
+      // parts that closing merged. A part written after it (by a writer whose lease had
+      // expired) holds records the segments may lack: it stays.
+      const { merged, extra } = await this.partsHeldBySegments(hour, parts);
+      if (extra.length > 0) {
+        logger().error(
+          { source: this.source, hour, parts: extra.length, first: extra[0] },
+          'parts of a closed hour hold changes its segments lack; they are kept (run `chartlog verify`)',
+        );
+      }
+      await this.deleteAll(merged, new Set(merged));
       return null;
     }
     if (previous && previous.hour >= hour) {
@@ -80,10 +99,12 @@ export class HourCloser {
     }
 
     const objects: ManifestObject[] = [];
+    const merged = new Set<string>();
     let transactions = 0;
     let events = 0;
     for (const [table, keys] of [...byTable].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const records = await this.readRecords(table, keys);
+      for (const k of keys) merged.add(k);
       if (table === TRANSACTIONS_TABLE) transactions += records.length;
       else events += records.length;
       objects.push(...(await this.writeSegments(hour, table, records)));
@@ -103,9 +124,10 @@ export class HourCloser {
       objects,
     };
     const bytes = encodeManifest(manifest);
+    await this.fence.check();
     await this.write(manifestKey(this.source, hour), bytes);
     this.last = { hour, sha256: sha256Hex(bytes) };
-    await this.deleteAll(parts);
+    await this.deleteAll(parts, merged);
     logger().info({ source: this.source, hour, objects: objects.length, transactions, events }, 'hour closed');
     return manifest;
   }
@@ -180,8 +202,35 @@ export class HourCloser {
     return out;
   }
 
+  /**
+   * Which of a closed hour's parts hold only records its segments hold (by position, per
+   * table), and which hold more.
+   */
+  private async partsHeldBySegments(hour: HourKey, parts: string[]): Promise<{ merged: string[]; extra: string[] }> {
+    const prefix = partsPrefix(this.source, hour);
+    const manifest = await readManifest(this.store, this.source, hour);
+    const stored = new Map<string, Set<string>>();
+    const merged: string[] = [];
+    const extra: string[] = [];
+    for (const key of parts) {
+      const table = key.slice(prefix.length).split('/')[0]!;
+      let positions = stored.get(table);
+      if (!positions) {
+        const segments = manifest.manifest.objects.filter((o) => o.table === table).map((o) => o.key);
+        positions = new Set((await this.readRecords(table, segments)).map((r) => Position.format(r.position)));
+        stored.set(table, positions);
+      }
+      const records = await this.readRecords(table, [key]);
+      (records.every((r) => positions.has(Position.format(r.position))) ? merged : extra).push(key);
+    }
+    return { merged, extra };
+  }
+
   private async write(key: string, body: Buffer): Promise<void> {
-    const created = await withRetry(() => this.store.putIfAbsent(key, body), {
+    const created = await withRetry(async () => {
+      this.fence.assertHeld();
+      return this.store.putIfAbsent(key, body);
+    }, {
       signal: this.signal,
       onRetry: (err, attempt, delayMs) => logger().warn({ err, object: key, attempt, delayMs }, 'object store write failed; retrying'),
     });
@@ -196,7 +245,22 @@ export class HourCloser {
     }
   }
 
-  private async deleteAll(keys: string[]): Promise<void> {
-    for (const key of keys) await withRetry(() => this.store.delete(key), { signal: this.signal });
+  /** Deletes parts, each of which must be one this closer found in the hour's segments. */
+  private async deleteAll(keys: string[], merged: ReadonlySet<string>): Promise<void> {
+    const unmerged = keys.filter((k) => !merged.has(k));
+    if (unmerged.length > 0) {
+      throw new ChartlogError('internal', `hour closing was about to delete ${unmerged.length} part(s) it did not merge, e.g. ${unmerged[0]}; nothing was deleted`);
+    }
+    if (keys.length === 0) return;
+    await this.fence.check();
+    for (const key of keys) {
+      await withRetry(
+        async () => {
+          this.fence.assertHeld();
+          await this.store.delete(key);
+        },
+        { signal: this.signal },
+      );
+    }
   }
 }

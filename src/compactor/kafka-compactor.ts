@@ -16,6 +16,7 @@ import {
   type KafkaSettings,
 } from '../bus/kafka-topics.js';
 import { readCheckpoint, writeCheckpoint } from '../archive/checkpoint.js';
+import { NO_FENCE, type WriterFence } from '../archive/lease.js';
 import { HourCloser } from './hour-closer.js';
 import { type EnvelopeReader } from '../archive/envelope-reader.js';
 import { hourOf, nextHour, type HourKey } from '../archive/layout.js';
@@ -30,6 +31,8 @@ export interface KafkaCompactorOptions {
   /** As CompactorOptions.closeGraceMs. */
   closeGraceMs: number;
   snapshotId: string | null;
+  /** The writer lease, as CompactorOptions.fence. */
+  fence?: WriterFence;
   /** Milliseconds since the epoch; tests move time by hand. */
   now?: () => number;
   /** Longest a fetch waits for data (default: half the flush interval, at most 500 ms). */
@@ -98,6 +101,7 @@ export class KafkaCompactor {
   private readonly kafka: Kafka;
   private readonly writer: PartWriter;
   private readonly closer: HourCloser;
+  private readonly fence: WriterFence;
   private readonly now: () => number;
   private readonly txTopic: string;
   private readonly openHours = new Set<HourKey>();
@@ -133,8 +137,9 @@ export class KafkaCompactor {
     private readonly signal?: AbortSignal,
   ) {
     this.kafka = options.kafka ?? createKafka(options.settings, '-compactor');
-    this.writer = new PartWriter(store, source, envelopes, signal);
-    this.closer = new HourCloser(store, source, envelopes, signal);
+    this.fence = options.fence ?? NO_FENCE;
+    this.writer = new PartWriter(store, source, envelopes, signal, this.fence);
+    this.closer = new HourCloser(store, source, envelopes, signal, this.fence);
     this.now = options.now ?? Date.now;
     this.txTopic = transactionsTopic(options.settings.topicPrefix, source);
   }
@@ -396,7 +401,7 @@ export class KafkaCompactor {
     const before = this.settled;
     this.settle();
     if (this.settled && (!before || !Position.equals(before, this.settled))) {
-      await writeCheckpoint(this.store, { source: this.source, position: this.settled, commitTsUs: this.settledCommitUs, snapshotId: this.options.snapshotId }, this.signal);
+      await writeCheckpoint(this.store, { source: this.source, position: this.settled, commitTsUs: this.settledCommitUs, snapshotId: this.options.snapshotId }, this.signal, this.fence);
       logger().debug({ source: this.source, settled: Position.format(this.settled), objects: written.objects.length }, 'kafka compactor: parts durable, checkpoint written');
       this.notifySettleWaiters();
     }

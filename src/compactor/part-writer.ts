@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Position } from '../core/position.js';
 import { logger } from '../core/logger.js';
 import { withRetry } from '../core/retry.js';
+import { NO_FENCE, type WriterFence } from '../archive/lease.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { SchemaSource } from '../archive/envelope-reader.js';
 import type { BusBatch, BusMessage } from '../codec/bus-message.js';
@@ -48,6 +49,8 @@ export class PartWriter {
     private readonly source: string,
     private readonly schemas: SchemaSource,
     private readonly signal?: AbortSignal,
+    /** The writer lease, asserted (by this process's clock) before every part write. */
+    private readonly fence: WriterFence = NO_FENCE,
   ) {}
 
   get pendingBytes(): number {
@@ -145,7 +148,10 @@ export class PartWriter {
     await w.addBlock(run.bodies);
     const body = w.toBuffer();
     const key = partKey(this.source, run.hour, run.table, run.first, run.last, sha256Hex(body));
-    await withRetry(() => this.store.putIfAbsent(key, body), {
+    await withRetry(async () => {
+      this.fence.assertHeld();
+      return this.store.putIfAbsent(key, body);
+    }, {
       signal: this.signal,
       onRetry: (err, attempt, delayMs) =>
         logger().warn({ err, object: key, attempt, delayMs }, 'object store write failed; retrying, nothing is acknowledged meanwhile'),

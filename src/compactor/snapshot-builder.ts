@@ -13,6 +13,7 @@ import { AvroContainerWriter } from '../archive/avro-container.js';
 import { sha256Hex } from '../archive/manifest.js';
 import type { BatchEncoder } from '../codec/batch-encoder.js';
 import type { SchemaSource } from '../archive/envelope-reader.js';
+import type { WriterFence } from '../archive/lease.js';
 
 interface OpenPart {
   table: string;
@@ -131,7 +132,8 @@ export class SnapshotPartsWriter {
  * Writes a connector's consistent snapshot to the store (SnapshotPartsWriter), then the
  * manifest with every part's sha256 and row count. Parts of earlier attempts that never got a
  * manifest are removed — only once the connector has yielded its first batch, so a connector
- * that refuses to start (e.g. its slot is in use) leaves the store untouched.
+ * that refuses to start (e.g. its slot is in use) leaves the store untouched — and only under
+ * the writer lease (`fence`); without one they are left for the process that holds it.
  */
 export async function writeSnapshot(options: {
   store: ObjectStore;
@@ -140,6 +142,7 @@ export async function writeSnapshot(options: {
   encoder: BatchEncoder;
   schemas: SchemaSource;
   signal?: AbortSignal;
+  fence?: WriterFence;
 }): Promise<SnapshotManifest> {
   const { store, source, encoder, schemas, signal } = options;
   let position: Position | null = null;
@@ -151,7 +154,7 @@ export async function writeSnapshot(options: {
   for await (const batch of options.batches) {
     if (!batch.snapshot) throw new ChartlogError('internal', 'a snapshot yielded a non-snapshot batch');
     if (!writer || !position) {
-      await removeIncompleteSnapshots(store, source);
+      if (options.fence) await removeIncompleteSnapshots(store, source, options.fence);
       position = batch.position;
       commitTsUs = batch.commitTsUs;
       writer = new SnapshotPartsWriter(store, source, Position.format(batch.position), schemas, signal);
@@ -178,8 +181,12 @@ export async function writeSnapshot(options: {
  */
 const INCOMPLETE_GRACE_MS = 15 * 60_000;
 
-/** Removes snapshot attempts that never got a manifest and have not been written to lately. */
-export async function removeIncompleteSnapshots(store: ObjectStore, source: string, nowMs = Date.now()): Promise<void> {
+/**
+ * Removes snapshot attempts that never got a manifest and have not been written to lately.
+ * Deleting is shared state: the writer lease is checked in the store first, and by this
+ * process's clock before each delete.
+ */
+export async function removeIncompleteSnapshots(store: ObjectStore, source: string, fence: WriterFence, nowMs = Date.now()): Promise<void> {
   const byId = new Map<string, { keys: string[]; newest: number }>();
   for await (const o of store.listAll(snapshotsPrefix(source))) {
     const id = o.key.slice(snapshotsPrefix(source).length).split('/')[0]!;
@@ -188,9 +195,17 @@ export async function removeIncompleteSnapshots(store: ObjectStore, source: stri
     e.newest = Math.max(e.newest, o.lastModified.getTime());
     byId.set(id, e);
   }
+  let checked = false;
   for (const [id, { keys, newest }] of byId) {
     if (keys.some((k) => k.endsWith('/manifest.json')) || nowMs - newest < INCOMPLETE_GRACE_MS) continue;
+    if (!checked) {
+      await fence.check();
+      checked = true;
+    }
     logger().warn({ source, snapshot: id, objects: keys.length }, 'removing an interrupted snapshot');
-    for (const k of keys) await store.delete(k);
+    for (const k of keys) {
+      fence.assertHeld();
+      await store.delete(k);
+    }
   }
 }

@@ -3,6 +3,7 @@ import { toChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { sleep } from '../core/retry.js';
 import type { ObjectStore } from '../storage/object-store.js';
+import type { WriterFence } from '../archive/lease.js';
 import { listSnapshots } from '../archive/snapshot-manifest.js';
 import { synthesiseSnapshot, type SynthesiseOptions, type SynthesisResult } from './snapshot-synthesiser.js';
 
@@ -15,6 +16,8 @@ export interface SnapshotScheduleOptions {
   tickMs?: number;
   /** Milliseconds since the epoch; tests move time by hand. */
   now?: () => number;
+  /** The writer lease `chartlog run` holds (lets synthesis remove interrupted attempts). */
+  fence?: WriterFence;
   /** The synthesis to run (tests replace it). */
   synthesise?: (o: SynthesiseOptions) => Promise<SynthesisResult>;
 }
@@ -51,6 +54,7 @@ export class SnapshotSchedule {
       db: databaseOfUrl(this.o.source.url),
       upTo: 'closed',
       ...(signal ? { signal } : {}),
+      ...(this.o.fence ? { fence: this.o.fence } : {}),
     });
     if (result.status !== 'written') this.log.debug({ status: result.status }, 'scheduled snapshot: nothing new closed since the newest one');
     return result;

@@ -13,6 +13,7 @@ import { cellKey } from '../archive/table-state.js';
 import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
 import { removeIncompleteSnapshots, SnapshotPartsWriter } from './snapshot-builder.js';
 import { type SnapshotManifest } from '../archive/snapshot-manifest.js';
+import type { WriterFence } from '../archive/lease.js';
 
 /**
  * Base snapshots synthesised from the archive (docs/architecture.md §4): the newest snapshot plus every
@@ -41,6 +42,12 @@ export interface SynthesiseOptions {
    */
   upTo?: 'durable' | 'closed';
   signal?: AbortSignal;
+  /**
+   * The writer lease, when the caller holds it (the schedule inside `chartlog run`): interrupted
+   * snapshot attempts are then removed first. Without it (`chartlog snapshot`, beside a running
+   * `chartlog run`) nothing is deleted: only the new snapshot's objects are written.
+   */
+  fence?: WriterFence;
   /** Records decoded or encoded between two yields to the event loop (default 1000). */
   yieldEvery?: number;
 }
@@ -112,7 +119,7 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
 
   const codec = new AvroCodec({ source: o.source, connector: o.connector, db: o.db ?? '', schemas });
   const beforeApply = passThroughCheck(o.yieldEvery ?? 1000);
-  await removeIncompleteSnapshots(o.store, o.source);
+  if (o.fence) await removeIncompleteSnapshots(o.store, o.source, o.fence);
   const writer = new SnapshotPartsWriter(o.store, o.source, id, envelopes, o.signal);
   let seq = 0;
   let rows = 0;

@@ -207,6 +207,15 @@ const storage = z
         ca: z.string().optional().describe('Path to a PEM CA bundle for a private endpoint.'),
       })
       .optional(),
+    leaseTtlMs: z
+      .number()
+      .int()
+      .min(1000)
+      .max(600_000)
+      .default(30_000)
+      .describe(
+        'One writer per source archive: how long the writer lease (<source>/state/lease.json) lasts unless renewed (every third of it). A second `chartlog run` waits for it; after a crash the next process takes over once it has expired. Hosts sharing an archive need clocks in sync to well within a sixth of it.',
+      ),
   })
   .describe('The object store.');
 

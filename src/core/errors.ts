@@ -30,6 +30,8 @@ export type ErrorCode =
   | 'storage'
   /** The operation timed out. */
   | 'timeout'
+  /** Another process holds (or took over) the writer lease of a source archive. */
+  | 'lease'
   /** A bug: an invariant did not hold. */
   | 'internal';
 

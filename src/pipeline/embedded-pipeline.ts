@@ -36,6 +36,7 @@ export async function runEmbeddedSourcePipeline(deps: SourcePipelineDeps, signal
       maxPartBytes: config.segments.maxPartBytes,
       closeGraceMs: 120_000,
       snapshotId,
+      ...(deps.fence ? { fence: deps.fence } : {}),
     },
     async (r) => {
       await connector.acknowledge(r.upTo);

@@ -7,6 +7,7 @@ import type { FlushResult } from '../compactor/part-writer.js';
 import { writeSnapshot } from '../compactor/snapshot-builder.js';
 import { listSnapshots, type SnapshotManifest } from '../archive/snapshot-manifest.js';
 import { logger } from '../core/logger.js';
+import type { WriterFence } from '../archive/lease.js';
 import { Position } from '../core/position.js';
 import type { SourceConnector } from '../core/source-connector.js';
 import type { TableSchema } from '../core/table-schema.js';
@@ -28,6 +29,11 @@ export interface SourcePipelineDeps {
    * table counts as captured by no other source, and the check refuses it.
    */
   peerTables?: (source: Readonly<SourceConfig>) => Promise<readonly TableSchema[]>;
+  /**
+   * The writer lease this process holds for the source (runSourcePipeline takes it): every
+   * write of shared state is fenced by it. Absent only in tests of a single writer.
+   */
+  fence?: WriterFence;
 }
 
 /**
@@ -101,11 +107,12 @@ export async function takeSourceSnapshot(deps: SourcePipelineDeps, signal: Abort
     encoder,
     schemas: envelopes,
     signal,
+    ...(deps.fence ? { fence: deps.fence } : {}),
   });
   const position = Position.parse(snap.position);
   const current = await readCheckpoint(store, source.name);
   if (!current || Position.compare(current.position, position) < 0) {
-    await writeCheckpoint(store, { source: source.name, position, commitTsUs: BigInt(snap.commitTsUs), snapshotId: snap.id }, signal);
+    await writeCheckpoint(store, { source: source.name, position, commitTsUs: BigInt(snap.commitTsUs), snapshotId: snap.id }, signal, deps.fence);
   }
   await connector.acknowledge(position);
   return snap;

@@ -1,24 +1,59 @@
 import { SnapshotSchedule } from '../compactor/snapshot-schedule.js';
+import { Lease } from '../archive/lease.js';
 import { runEmbeddedSourcePipeline } from './embedded-pipeline.js';
 import { runKafkaSourcePipeline } from './kafka-pipeline.js';
 import type { SourcePipelineDeps } from './prepare-source.js';
 
+export interface SourcePipelineOptions {
+  /** The writer lease to hold (tests); otherwise one with `storage.leaseTtlMs`. */
+  lease?: Lease;
+}
+
 /**
  * One source's pipeline on the bus its configuration names, with its scheduled snapshot
  * synthesis (`snapshot.everyHours`) running beside it until the pipeline ends.
+ *
+ * One writer per source archive (docs/architecture.md §1): before anything is read or written,
+ * it takes the source's writer lease, waiting (and saying who holds it) while another process
+ * does. Every write of shared state is fenced by the lease. Losing it stops the pipeline with
+ * the fatal 'lease' error before anything else is written; a clean stop releases it, so a
+ * process waiting for it (a rolling deploy) takes over at once. Aborting `signal` while
+ * waiting returns without having written anything.
  */
-export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortSignal): Promise<void> {
+export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortSignal, options: SourcePipelineOptions = {}): Promise<void> {
+  const lease = options.lease ?? new Lease({ store: deps.store, source: deps.source.name, ttlMs: deps.config.storage.leaseTtlMs });
+  if (!(await lease.acquire(signal))) {
+    await deps.connector.close();
+    return;
+  }
+  // The pipeline stops on the caller's signal or when the lease is lost.
+  const run = new AbortController();
+  const stop = () => run.abort();
+  signal.addEventListener('abort', stop, { once: true });
+  lease.signal.addEventListener('abort', stop, { once: true });
+  if (signal.aborted) run.abort();
+
+  const fenced: SourcePipelineDeps = { ...deps, fence: lease };
   const every = deps.source.snapshot.everyHours;
   const scheduleStop = new AbortController();
   const stopSchedule = () => scheduleStop.abort();
-  signal.addEventListener('abort', stopSchedule, { once: true });
-  const scheduled = every ? new SnapshotSchedule({ store: deps.store, source: deps.source, everyHours: every }).run(scheduleStop.signal) : Promise.resolve();
+  run.signal.addEventListener('abort', stopSchedule, { once: true });
+  const scheduled = every
+    ? new SnapshotSchedule({ store: deps.store, source: deps.source, everyHours: every, fence: lease }).run(scheduleStop.signal)
+    : Promise.resolve();
   try {
-    if (deps.config.bus.type === 'kafka') return await runKafkaSourcePipeline(deps, signal);
-    return await runEmbeddedSourcePipeline(deps, signal);
+    if (deps.config.bus.type === 'kafka') await runKafkaSourcePipeline(fenced, run.signal);
+    else await runEmbeddedSourcePipeline(fenced, run.signal);
+  } catch (err) {
+    // A lost lease makes the pipeline's last writes fail: the lease says why.
+    throw lease.lost ?? err;
   } finally {
-    signal.removeEventListener('abort', stopSchedule);
+    signal.removeEventListener('abort', stop);
+    lease.signal.removeEventListener('abort', stop);
+    run.signal.removeEventListener('abort', stopSchedule);
     scheduleStop.abort();
     await scheduled;
+    await lease.release();
   }
+  if (lease.lost) throw lease.lost;
 }

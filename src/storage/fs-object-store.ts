@@ -1,17 +1,25 @@
-import { randomBytes } from 'node:crypto';
-import { link, lstat, mkdir, open, readdir, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { dirname, join, resolve, sep } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { link, lstat, mkdir, open, readdir, readFile, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { ChartlogError, type ErrorCode } from '../core/errors.js';
 import { compareKeys, decodeCursor, encodeCursor, keyProblem, TEMP_MARKER, validateKey, validatePrefix, validateRange } from './object-key.js';
-import { listEveryPage, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from './object-store.js';
+import { listEveryPage, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions, type VersionedObject } from './object-store.js';
 
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
 const MAX_PAGE = 1000;
 /** A delete that prunes an emptied folder can race a put into it; the put then starts over. */
 const WRITE_ATTEMPTS = 5;
+/**
+ * A compare-and-swap lock file older than this is stale: its holder crashed or hangs (the
+ * critical section is one read and one fsynced write of a small object).
+ */
+const LOCK_STALE_MS = 10_000;
+/** How long `putIfVersion` waits for a live lock holder before giving up (retriable). */
+const LOCK_WAIT_MS = 30_000;
 
 /**
  * The `file://` backend: one file per object under `root`, the key's '/' segments as folders.
@@ -23,6 +31,13 @@ const WRITE_ATTEMPTS = 5;
  * - `putIfAbsent` hard-links it to the object's name. link(2) fails with EEXIST when the name
  *   exists, so of N racing creators exactly one wins, and the winner's object is complete
  *   before its name appears (O_EXCL on the final name would expose a half-written file).
+ *
+ * - `putIfVersion` (compare-and-swap; the version is the content's sha256) holds an exclusive
+ *   lock file beside the object (TEMP_MARKER + 'lock-' + name, created with O_EXCL, never
+ *   listed) around read, compare and rename, so of N racing replacers exactly one wins. A lock
+ *   left by a crashed holder is broken: at once when it names a dead process on this host,
+ *   otherwise once it is LOCK_STALE_MS old. Breaking renames the stale file away and checks it
+ *   was the one judged stale (else puts it back), so two breakers cannot both hold the lock.
  *
  * Unlike S3, a file system cannot hold an object 'a' and an object 'a/b' at once; such a write
  * fails with a 'storage' error that says so. Files and folders are created owner-only.
@@ -60,6 +75,45 @@ export class FsObjectStore implements ObjectStore {
       throw mapFsError(err, 'read', key);
     } finally {
       await fh.close();
+    }
+  }
+
+  async getVersioned(key: string): Promise<VersionedObject | null> {
+    validateKey(key);
+    let bytes: Uint8Array;
+    try {
+      bytes = await this.get(key);
+    } catch (err) {
+      if (err instanceof ChartlogError && err.code === 'not_found') return null;
+      throw err;
+    }
+    return { bytes, version: contentVersion(bytes) };
+  }
+
+  async putIfVersion(key: string, body: Uint8Array, version: string): Promise<string | null> {
+    validateKey(key);
+    const path = this.pathOf(key);
+    const lock = join(dirname(path), `${TEMP_MARKER}lock-${basename(path)}`);
+    let locked: boolean;
+    try {
+      locked = await takeLock(lock);
+    } catch (err) {
+      throw mapFsError(err, 'lock', key);
+    }
+    if (!locked) return null; // no folder: the object does not exist
+    try {
+      let current: Buffer;
+      try {
+        current = await readFile(path);
+      } catch (err) {
+        if (isMissing(err) || errnoCode(err) === 'EISDIR') return null;
+        throw mapFsError(err, 'read', key);
+      }
+      if (contentVersion(current) !== version) return null;
+      await this.write(key, body, 'replace');
+      return contentVersion(body);
+    } finally {
+      await unlink(lock).catch(() => undefined);
     }
   }
 
@@ -293,6 +347,79 @@ async function publish(tmp: string, path: string, mode: 'replace' | 'create'): P
     throw err;
   } finally {
     await unlink(tmp).catch(() => undefined);
+  }
+}
+
+/** The version `getVersioned` reports: the content's sha256 (hex). */
+function contentVersion(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Creates the lock file `lock` exclusively, waiting for a live holder and breaking a stale one.
+ * False when its folder does not exist (so neither does the object).
+ */
+async function takeLock(lock: string): Promise<boolean> {
+  const me = `${JSON.stringify({ host: hostname(), pid: process.pid, token: randomBytes(8).toString('hex') })}\n`;
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      const fh = await open(lock, 'wx', FILE_MODE);
+      try {
+        await fh.writeFile(me);
+      } finally {
+        await fh.close();
+      }
+      return true;
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code === 'ENOENT') return false;
+      if (code !== 'EEXIST') throw err;
+    }
+    await breakIfStale(lock);
+    if (Date.now() > deadline) {
+      throw new ChartlogError('storage', `lock file ${lock} has been held for ${LOCK_WAIT_MS / 1000} s`, {
+        retriable: true,
+        hint: 'another chartlog process is replacing the object; if none runs, remove the lock file',
+      });
+    }
+    await new Promise((r) => setTimeout(r, 2 + Math.random() * 8));
+  }
+}
+
+/** Removes `lock` when its holder is a dead process on this host or it is LOCK_STALE_MS old. */
+async function breakIfStale(lock: string): Promise<void> {
+  let seen;
+  let holder: { host?: unknown; pid?: unknown } = {};
+  try {
+    seen = await stat(lock);
+    holder = JSON.parse(await readFile(lock, 'utf8')) as typeof holder;
+  } catch {
+    // Gone (take it next time), or still being written by its creator (young: not stale).
+    if (!seen || Date.now() - seen.mtimeMs < LOCK_STALE_MS) return;
+  }
+  const deadHolder = holder.host === hostname() && typeof holder.pid === 'number' && !processAlive(holder.pid);
+  if (!deadHolder && Date.now() - seen.mtimeMs < LOCK_STALE_MS) return;
+  const aside = `${lock}-stale-${randomBytes(6).toString('hex')}`;
+  try {
+    await rename(lock, aside);
+  } catch {
+    return; // someone else broke it first
+  }
+  const moved = await stat(aside).catch(() => null);
+  if (moved && moved.ino !== seen.ino) {
+    // Another breaker replaced the stale lock and took a fresh one, which we moved: put it back.
+    await link(aside, lock).catch(() => undefined);
+  }
+  await unlink(aside).catch(() => undefined);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return errnoCode(err) === 'EPERM';
   }
 }
 

@@ -18,6 +18,11 @@ import type { Readable } from 'node:stream';
  *   deterministically named objects idempotent. (One documented gap: on S3 stores that
  *   ignore If-None-Match on CompleteMultipartUpload, such as radosgw before Squid, creates
  *   above 64 MiB are checked, not exact; see s3-object-store.ts.)
+ * - `putIfVersion` replaces only the version `getVersioned` returned and is exact under
+ *   concurrency too (of N racing replacers of one version exactly one gets a new version). A
+ *   version is derived from the content (S3: the ETag, a content hash; file: the sha256), so
+ *   writers that compare-and-swap an object must make every body they write unique (the writer
+ *   lease carries an owner id and a renewal time), or an old version could match again.
  * - Listing is in ascending UTF-8 byte order of keys (S3's order), on every backend.
  * - Errors are ChartlogErrors: 'not_found' for a missing key, 'auth' (fatal) for refused
  *   credentials, 'storage'/'connection'/'timeout' (retriable) for transient failures,
@@ -38,6 +43,18 @@ export interface ObjectStore {
 
   /** The whole object. Throws ChartlogError('not_found') when absent. */
   get(key: string): Promise<Uint8Array>;
+
+  /** The whole object and its current version (for `putIfVersion`), or null when absent. */
+  getVersioned(key: string): Promise<VersionedObject | null>;
+
+  /**
+   * Replaces `key` only if its current version is `version` (compare-and-swap; for small
+   * objects: the body goes up in one request). Returns the new version when this call replaced
+   * it, null when the object changed since or is gone (the object is then untouched).
+   * After a lost response a retried request may answer null for a write that did happen: a
+   * caller that must know reads the object again and compares it with what it wrote.
+   */
+  putIfVersion(key: string, body: Uint8Array, version: string): Promise<string | null>;
 
   /** Bytes [start, end) of the object (end exclusive, clamped to the size). */
   getRange(key: string, start: number, end: number): Promise<Uint8Array>;
@@ -68,6 +85,12 @@ export interface PutOptions {
   contentType?: string;
   /** Size of a streamed body when known; lets backends choose single-part uploads. */
   contentLength?: number;
+}
+
+export interface VersionedObject {
+  bytes: Uint8Array;
+  /** Opaque; changes whenever the content changes. */
+  version: string;
 }
 
 export interface ObjectInfo {

@@ -5,7 +5,8 @@ import { FsObjectStore } from './fs-object-store.js';
 import type { ObjectStore } from './object-store.js';
 import { S3ObjectStore } from './s3-object-store.js';
 
-export type StorageConfig = Config['storage'];
+/** What opening the store needs (the lease TTL is not about the backend). */
+export type StorageConfig = Pick<Config['storage'], 'url' | 's3'>;
 
 /**
  * The backend the `storage` section names: `file:///abs/path` → FsObjectStore,

@@ -19,7 +19,7 @@ import { ChartlogError, type ErrorCode } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { Backoff, sleep } from '../core/retry.js';
 import { keyProblem, validateKey, validatePrefix, validateRange } from './object-key.js';
-import { listEveryPage, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from './object-store.js';
+import { listEveryPage, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions, type VersionedObject } from './object-store.js';
 
 const MIB = 1024 * 1024;
 /** S3's smallest allowed part (except the last) is 5 MiB; 8 MiB keeps 50 MiB at 7 parts. */
@@ -78,6 +78,15 @@ export interface S3ObjectStoreOptions {
  *   (conditional completion supported) it is exact at any size.
  *   409 ConditionalRequestConflict (a concurrent conditional write in progress) is retried
  *   until the other write settles and the answer is exact.
+ * - `putIfVersion` is one PutObject with `If-Match: <ETag>` (412 or 404 → null). The ETag is
+ *   sent without its quotes: radosgw 16.2 compares the header with its stored, unquoted ETag,
+ *   so the quoted form RFC 7232 prescribes always fails there (measured: 412 for the correct
+ *   ETag quoted, success unquoted; DigitalOcean Spaces behaves the same), while AWS S3 and
+ *   MinIO accept either. Measured on radosgw 16.2.15 with 8 racing replacers of one ETag,
+ *   8 rounds: exactly one won each round; the losers got 412, or 500 (the RADOS compare
+ *   failing under the race) — sometimes still 500 after the SDK's retries. After a 500 the
+ *   ETag is read: changed means null (not replaced by this call, or replaced and the answer
+ *   lost, which the caller tells by reading the object), unchanged means the write goes again.
  * - Retries: the SDK's standard strategy (exponential backoff with jitter; 5xx, throttling,
  *   timeouts, connection resets), then errors are mapped by mapS3Error to retriable or fatal
  *   ChartlogErrors. When a response is lost and the SDK resends a conditional write, the
@@ -164,6 +173,73 @@ export class S3ObjectStore implements ObjectStore {
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.base + key }));
       return out.Body ? await out.Body.transformToByteArray() : new Uint8Array(0);
     });
+  }
+
+  async getVersioned(key: string): Promise<VersionedObject | null> {
+    validateKey(key);
+    return this.call('get', key, async () => {
+      try {
+        const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.base + key }));
+        const bytes = out.Body ? await out.Body.transformToByteArray() : new Uint8Array(0);
+        if (!out.ETag) throw new ChartlogError('storage', `S3 returned no ETag for ${this.description}/${key}`);
+        return { bytes, version: unquote(out.ETag) };
+      } catch (err) {
+        if (isNotFound(err) && errorName(err) !== 'NoSuchBucket') return null;
+        throw err;
+      }
+    });
+  }
+
+  async putIfVersion(key: string, body: Uint8Array, version: string): Promise<string | null> {
+    validateKey(key);
+    if (body.byteLength > this.partSize) {
+      throw new ChartlogError('usage', `putIfVersion ${key}: a body of ${body.byteLength} bytes is above one request (${this.partSize})`);
+    }
+    return this.call('put', key, async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await this.putIfMatch(key, body, version);
+        } catch (err) {
+          // radosgw answers some losers of a race with 500 (the RADOS compare failed), even on
+          // the SDK's retries. The ETag now says what happened: changed, so not (or no longer)
+          // ours to replace; unchanged, so nothing was written and the write may go again.
+          const status = httpStatus(err);
+          if (status === undefined || status < 500 || attempt >= 5) throw err;
+          const now = await this.headETag(key);
+          if (now === null || now !== unquote(version)) return null;
+          await sleep(50 * attempt);
+        }
+      }
+    });
+  }
+
+  private async headETag(key: string): Promise<string | null> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.base + key }));
+      return out.ETag ? unquote(out.ETag) : null;
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+  }
+
+  private async putIfMatch(key: string, body: Uint8Array, version: string): Promise<string | null> {
+    let etag: string | undefined;
+    const replaced = await this.conditional(true, async () => {
+      try {
+        const out = await this.client.send(
+          new PutObjectCommand({ Bucket: this.bucket, Key: this.base + key, Body: body, ContentLength: body.byteLength, IfMatch: unquote(version) }),
+        );
+        etag = out.ETag;
+      } catch (err) {
+        // If-Match on a missing object: 404 on AWS, 412 on radosgw. Either way: not replaced.
+        if (isNotFound(err) && errorName(err) !== 'NoSuchBucket') throw Object.assign(new Error('precondition failed'), { name: 'PreconditionFailed' });
+        throw err;
+      }
+    });
+    if (!replaced) return null;
+    if (!etag) throw new ChartlogError('storage', `S3 returned no ETag for ${this.description}/${key}`, { retriable: true });
+    return unquote(etag);
   }
 
   async getRange(key: string, start: number, end: number): Promise<Uint8Array> {
@@ -416,18 +492,18 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   /**
-   * Runs a write; for a conditional one, 412 means the object exists (false) and 409
+   * Runs a write; for a conditional one, 412 means the condition failed (false) and 409
    * ConditionalRequestConflict means another conditional write to the key is in flight, so it
    * is tried again until that one settles.
    */
-  private async conditional(ifAbsent: boolean, write: () => Promise<void>): Promise<boolean> {
+  private async conditional(isConditional: boolean, write: () => Promise<void>): Promise<boolean> {
     const backoff = new Backoff(CONFLICT_BACKOFF);
     for (;;) {
       try {
         await write();
         return true;
       } catch (err) {
-        if (!ifAbsent) throw err;
+        if (!isConditional) throw err;
         const status = httpStatus(err);
         if (status === 412 || errorName(err) === 'PreconditionFailed') return false;
         if (status !== 409 && errorName(err) !== 'ConditionalRequestConflict') throw err;
@@ -437,6 +513,11 @@ export class S3ObjectStore implements ObjectStore {
       }
     }
   }
+}
+
+/** An ETag without its quotes (and weak marker): the form radosgw compares If-Match with. */
+function unquote(etag: string): string {
+  return etag.replace(/^W\//, '').replace(/^"|"$/g, '');
 }
 
 /** '' or 'a/b/' from 'a/b', '/a/b/', 'a/b/'. */

@@ -282,6 +282,13 @@ class FlakyStore implements ObjectStore {
   get(key: string) {
     return this.inner.get(key);
   }
+  getVersioned(key: string) {
+    return this.inner.getVersioned(key);
+  }
+  async putIfVersion(key: string, body: Uint8Array, version: string) {
+    this.check(key);
+    return this.inner.putIfVersion(key, body, version);
+  }
   getRange(key: string, s: number, e: number) {
     return this.inner.getRange(key, s, e);
   }

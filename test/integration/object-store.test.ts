@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -298,6 +298,46 @@ export function conformance(name: string, makeStore: () => Promise<ObjectStore>)
         assert.equal(winners.length, 1, `round ${round}: winners ${JSON.stringify(winners)}`);
         assert.equal(text(await store.get(key)), text(bodies[winners[0]!]!));
       }
+    });
+
+    it('putIfVersion replaces only the version getVersioned returned; a missing object is never created', async () => {
+      const key = `${prefixOf('cas')}lease.json`;
+      assert.equal(await store.getVersioned(key), null);
+      assert.equal(await store.putIfVersion(key, bytes('never'), 'some-version'), null);
+      assert.equal(await store.head(key), null, 'putIfVersion created a missing object');
+      assert.equal(await store.putIfAbsent(key, bytes('v1')), true);
+      const v1 = await store.getVersioned(key);
+      assert.ok(v1);
+      assert.equal(text(v1.bytes), 'v1');
+      const v2 = await store.putIfVersion(key, bytes('v2'), v1.version);
+      assert.ok(v2, 'the current version was refused');
+      assert.notEqual(v2, v1.version);
+      assert.equal((await store.getVersioned(key))?.version, v2, 'the returned version is the one getVersioned reports');
+      assert.equal(await store.putIfVersion(key, bytes('v3'), v1.version), null, 'a stale version replaced the object');
+      assert.equal(text(await store.get(key)), 'v2');
+      const v4 = await store.putIfVersion(key, bytes('v4'), v2);
+      assert.ok(v4);
+      assert.equal(text(await store.get(key)), 'v4');
+      await store.delete(key);
+      assert.equal(await store.putIfVersion(key, bytes('v5'), v4), null, 'a deleted object was replaced');
+      assert.equal(await store.head(key), null);
+    });
+
+    it('of 8 concurrent putIfVersion replacers of one version exactly one wins, round after round', async () => {
+      const key = `${prefixOf('cas-race')}lease.json`;
+      await store.putIfAbsent(key, bytes(`start-${randomUUID()}`));
+      for (let round = 0; round < 6; round++) {
+        const current = await store.getVersioned(key);
+        assert.ok(current);
+        const bodies = Array.from({ length: 8 }, (_, i) => bytes(`round-${round}-racer-${i}-${randomUUID()}`));
+        const results = await Promise.all(bodies.map((b) => store.putIfVersion(key, b, current.version)));
+        const winners = results.flatMap((v, i) => (v !== null ? [i] : []));
+        assert.equal(winners.length, 1, `round ${round}: winners ${JSON.stringify(winners)}`);
+        const after = await store.getVersioned(key);
+        assert.equal(text(after!.bytes), text(bodies[winners[0]!]!));
+        assert.equal(after!.version, results[winners[0]!]);
+      }
+      await store.delete(key);
     });
 
     it('round-trips a 50 MiB object buffered and streamed (sha256), and refuses to create it twice', async () => {
@@ -702,6 +742,34 @@ describe('FsObjectStore specifics', () => {
       assert.equal(text(await store.get(`race/${i}/c`)), 'c');
       assert.equal(await store.head(`race/${i}/a`), null);
     }
+  });
+
+  it('putIfVersion breaks a lock file left by a crashed holder, and waits for a live one', async () => {
+    await store.putIfAbsent('lk/lease.json', bytes('v1'));
+    const lock = join(root, 'lk', '.chartlog-tmp-lock-lease.json');
+    // A holder on this host that died (a pid that exited): broken at once.
+    const dead = execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    await writeFile(lock, JSON.stringify({ host: hostname(), pid: Number(dead), token: 'x' }));
+    let started = Date.now();
+    const v1 = (await store.getVersioned('lk/lease.json'))!.version;
+    const v2 = await store.putIfVersion('lk/lease.json', bytes('v2'), v1);
+    assert.ok(v2, 'the dead holder\'s lock was not broken');
+    assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+    // A holder elsewhere that stopped touching it long ago: stale by age.
+    await writeFile(lock, JSON.stringify({ host: 'elsewhere', pid: 1, token: 'y' }));
+    const old = new Date(Date.now() - 60_000);
+    await utimes(lock, old, old);
+    assert.ok(await store.putIfVersion('lk/lease.json', bytes('v3'), v2));
+    // A live holder (this process): the replacer waits until it lets go.
+    await writeFile(lock, JSON.stringify({ host: hostname(), pid: process.pid, token: 'z' }));
+    const v3 = (await store.getVersioned('lk/lease.json'))!.version;
+    started = Date.now();
+    const release = setTimeout(() => void rm(lock, { force: true }), 300);
+    const v4 = await store.putIfVersion('lk/lease.json', bytes('v4'), v3);
+    clearTimeout(release);
+    assert.ok(v4);
+    assert.ok(Date.now() - started >= 250, `did not wait for the live holder (${Date.now() - started} ms)`);
+    assert.deepEqual((await readdir(join(root, 'lk'))).sort(), ['lease.json'], 'a lock file was left behind');
   });
 
   it('explains that an object cannot also be a folder', async () => {

@@ -1,7 +1,8 @@
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { ChartlogError } from '../../src/core/errors.js';
 import { compareKeys, validateKey, validatePrefix } from '../../src/storage/object-key.js';
-import { listEveryPage, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions } from '../../src/storage/object-store.js';
+import { listEveryPage, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions, type VersionedObject } from '../../src/storage/object-store.js';
 
 /**
  * An in-memory ObjectStore for unit tests of pure logic only (integration tests use the real
@@ -56,6 +57,22 @@ export class MemoryObjectStore implements ObjectStore {
     return Buffer.from(o.body);
   }
 
+  async getVersioned(key: string): Promise<VersionedObject | null> {
+    const o = this.objects.get(key);
+    return o ? { bytes: Buffer.from(o.body), version: versionOf(o.body) } : null;
+  }
+
+  async putIfVersion(key: string, body: Uint8Array, version: string): Promise<string | null> {
+    validateKey(key);
+    this.maybeFail(key);
+    const o = this.objects.get(key);
+    if (!o || versionOf(o.body) !== version) return null;
+    const buf = Buffer.from(body);
+    this.objects.set(key, { body: buf, lastModified: new Date() });
+    this.writes++;
+    return versionOf(buf);
+  }
+
   async getRange(key: string, start: number, end: number): Promise<Uint8Array> {
     return (await this.get(key)).subarray(start, end);
   }
@@ -86,4 +103,8 @@ export class MemoryObjectStore implements ObjectStore {
   }
 
   async close(): Promise<void> {}
+}
+
+function versionOf(body: Uint8Array): string {
+  return createHash('sha256').update(body).digest('hex');
 }

@@ -168,6 +168,7 @@ export class RunHarness {
     readonly storeKind: StoreKind,
     options: {
       flushIntervalMs?: number;
+      leaseTtlMs?: number;
       /** The lines under `phi:` after the keyring, given the two tables' qualified names. Default: PHI full_name and ssn, patients strict. */
       phi?: (patients: string, visits: string) => string[];
     } = {},
@@ -179,14 +180,15 @@ export class RunHarness {
     const patients = engine.qualified('patients');
     const visits = engine.qualified('visits');
     let storage: string;
+    const lease = options.leaseTtlMs !== undefined ? `, leaseTtlMs: ${options.leaseTtlMs}` : '';
     this.env = { ...process.env };
     if (storeKind === 's3') {
       const s3 = testServices().s3;
-      storage = `storage: { url: "s3://${s3.bucket}/run-${randomBytes(4).toString('hex')}", s3: { endpoint: "${s3.endpoint}", region: ${s3.region}, forcePathStyle: true } }`;
+      storage = `storage: { url: "s3://${s3.bucket}/run-${randomBytes(4).toString('hex')}", s3: { endpoint: "${s3.endpoint}", region: ${s3.region}, forcePathStyle: true }${lease} }`;
       this.env.CHARTLOG_S3_ACCESS_KEY_ID = s3.accessKeyId;
       this.env.CHARTLOG_S3_SECRET_ACCESS_KEY = s3.secretAccessKey;
     } else {
-      storage = `storage: { url: "file://${this.work}/backup" }`;
+      storage = `storage: { url: "file://${this.work}/backup"${lease} }`;
     }
     const text = [
       'sources:',
@@ -217,6 +219,20 @@ export class RunHarness {
     const streaming = () => (readFileSync(this.logFile, 'utf8').match(/"msg":"pipeline streaming"/g) ?? []).length;
     for (let i = 0; i < 400 && streaming() < this.starts && child.exitCode === null; i++) await sleep(50);
     assert.equal(streaming(), this.starts, `run ${this.starts} did not start streaming (see ${this.logFile})`);
+  }
+
+  /**
+   * Another `chartlog run` with the same configuration, beside the harness's own (two writers
+   * on one archive); its output goes to its own log file. Does not wait for anything.
+   */
+  spawnRun(logFile: string): ChildProcess {
+    writeFileSync(logFile, '', { flag: 'a' });
+    const out = createWriteStream(logFile, { flags: 'a' });
+    const child = spawn(process.execPath, [bin, 'run', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: this.env });
+    child.stdout!.pipe(out, { end: false });
+    child.stderr!.pipe(out, { end: false });
+    child.once('exit', () => setTimeout(() => out.end(), 100));
+    return child;
   }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {

@@ -9,6 +9,8 @@ import { listManifestHours, parseManifest, sha256Hex } from '../../../src/archiv
 import { PartWriter } from '../../../src/compactor/part-writer.js';
 import { decodeTransaction } from '../../../src/archive/transaction-log.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
+import { Lease } from '../../../src/archive/lease.js';
+import { ChartlogError } from '../../../src/core/errors.js';
 import { batch, decodeAll, envelopes, HOUR_US, T0 } from '../../support/fake-envelopes.js';
 
 test('a flush writes one part per table, hour and schema version, and reports what became durable', async () => {
@@ -100,4 +102,43 @@ test('closing again after a crash between manifest and clean-up only cleans up',
   assert.equal(again, null);
   assert.deepEqual(store.objects.get(manifestKey('clinic', '2026-11-24T05'))!.body, manifest);
   assert.equal([...store.objects.keys()].filter((k) => k.includes('/parts/')).length, 0);
+});
+
+test('closing a closed hour again never deletes a part written after its manifest (events its segments lack)', async () => {
+  const store = new MemoryObjectStore();
+  const w = new PartWriter(store, 'clinic', envelopes);
+  const b1 = batch(1, T0, [['public.patients', '00000000000000a1']], null);
+  w.add(b1);
+  await w.flush();
+  const merged = [...store.objects.entries()];
+  await new HourCloser(store, 'clinic', envelopes).close('2026-11-24T05');
+  for (const [k, v] of merged) store.objects.set(k, v); // a crash before the clean-up
+  // A second writer that thought the hour open wrote more of it after the manifest.
+  const late = new PartWriter(store, 'clinic', envelopes);
+  late.add(batch(2, T0 + 10n, [['public.patients', '00000000000000a1']], b1.position));
+  await late.flush();
+  const lateParts = [...store.objects.keys()].filter((k) => k.includes('/parts/') && !merged.some(([m]) => m === k));
+  assert.equal(lateParts.length, 2);
+  assert.equal(await new HourCloser(store, 'clinic', envelopes).close('2026-11-24T05'), null);
+  const left = [...store.objects.keys()].filter((k) => k.includes('/parts/')).sort();
+  assert.deepEqual(left, lateParts.sort(), 'only the merged parts are deleted; the late ones stay');
+});
+
+test('hour closing by a process whose lease was taken over writes and deletes nothing', async () => {
+  const store = new MemoryObjectStore();
+  const mine = new Lease({ store, source: 'clinic', ttlMs: 60_000 });
+  await mine.acquire();
+  const w = new PartWriter(store, 'clinic', envelopes, undefined, mine);
+  w.add(batch(1, T0, [['public.patients', '00000000000000a1']], null));
+  await w.flush();
+  const taker = new Lease({ store, source: 'clinic', ttlMs: 60_000, now: () => Date.now() + 120_000 });
+  await taker.acquire();
+  const before = [...store.objects.keys()].sort();
+  await assert.rejects(new HourCloser(store, 'clinic', envelopes, undefined, mine).close('2026-11-24T05'), (e: unknown) => e instanceof ChartlogError && e.code === 'lease');
+  assert.deepEqual([...store.objects.keys()].sort(), before);
+  // Its part writer is fenced too.
+  w.add(batch(2, T0 + 5n, [['public.patients', '00000000000000a1']], null));
+  await assert.rejects(w.flush(), (e: unknown) => e instanceof ChartlogError && e.code === 'lease');
+  assert.deepEqual([...store.objects.keys()].sort(), before);
+  await taker.release();
 });

@@ -5,6 +5,7 @@ import { ChartlogError } from '../../../src/core/errors.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import { writeSnapshot } from '../../../src/compactor/snapshot-builder.js';
 import { listSnapshots } from '../../../src/archive/snapshot-manifest.js';
+import { Lease, NO_FENCE } from '../../../src/archive/lease.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
 import { envelopes, T0 } from '../../support/fake-envelopes.js';
 import { SCRIPTED_TABLE, scriptedEncoder } from '../../support/scripted-source.js';
@@ -38,11 +39,28 @@ test('a connector that refuses before its first batch leaves the store untouched
 
 test('an old interrupted attempt is removed, a recent one (another writer) is left alone', async () => {
   const store = withAttempts();
-  const m = await writeSnapshot({ store, source: 'clinic', batches: rows(3), encoder, schemas: envelopes });
+  const m = await writeSnapshot({ store, source: 'clinic', batches: rows(3), encoder, schemas: envelopes, fence: NO_FENCE });
   assert.equal(m.origin, 'source');
   assert.equal(m.tables['public.patients']!.rows, 3);
   const keys = [...store.objects.keys()];
   assert.ok(!keys.some((k) => k.includes('00000000000000a0')), 'the old attempt is gone');
   assert.ok(keys.some((k) => k.includes('00000000000000b0')), 'the recent attempt stays');
   assert.deepEqual((await listSnapshots(store, 'clinic')).map((s) => s.id), [Position.format(position)]);
+});
+
+test('without the writer lease no interrupted attempt is removed; with a lease taken over, removal is refused', async () => {
+  const store = withAttempts();
+  await writeSnapshot({ store, source: 'clinic', batches: rows(1), encoder, schemas: envelopes });
+  assert.ok([...store.objects.keys()].some((k) => k.includes('00000000000000a0')), 'removed without a lease');
+
+  const other = withAttempts();
+  const mine = new Lease({ store: other, source: 'clinic', ttlMs: 60_000 });
+  assert.equal(await mine.acquire(), true);
+  // Another process takes over (its clock says the lease expired).
+  const taker = new Lease({ store: other, source: 'clinic', ttlMs: 60_000, now: () => Date.now() + 120_000 });
+  assert.equal(await taker.acquire(), true);
+  await assert.rejects(writeSnapshot({ store: other, source: 'clinic', batches: rows(1), encoder, schemas: envelopes, fence: mine }), (e: unknown) => e instanceof ChartlogError && e.code === 'lease');
+  assert.ok([...other.objects.keys()].some((k) => k.includes('00000000000000a0')), 'a deposed writer removed an attempt');
+  await mine.release();
+  await taker.release();
 });

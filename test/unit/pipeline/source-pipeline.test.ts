@@ -6,6 +6,8 @@ import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import { readCheckpoint } from '../../../src/archive/checkpoint.js';
 import { listSnapshots } from '../../../src/archive/snapshot-manifest.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
+import { Lease, readLease } from '../../../src/archive/lease.js';
+import { ChartlogError } from '../../../src/core/errors.js';
 import { envelopes } from '../../support/fake-envelopes.js';
 import { commitOf, ScriptedConnector, scriptedEncoder, scriptedTxn as txn } from '../../support/scripted-source.js';
 
@@ -64,4 +66,61 @@ test('a restart resumes from the checkpoint without another snapshot', async () 
   assert.deepEqual(again.streams, [txn(5).position]);
   assert.equal((await listSnapshots(store, 'clinic')).length, 1);
   assert.deepEqual((await readCheckpoint(store, 'clinic'))?.position, txn(9).position);
+});
+
+test('two pipelines of one source at once: the second waits for the writer lease, then resumes from the checkpoint', async () => {
+  const store = new MemoryObjectStore();
+  const first = new AbortController();
+  const a = new ScriptedConnector(10);
+  const runA = runSourcePipeline({ config, source: config.sources[0]!, connector: a, encoder, envelopes, store }, first.signal);
+  await new Promise((r) => setTimeout(r, 300));
+  const second = new AbortController();
+  const b = scripted(20, second);
+  const runB = runSourcePipeline({ config, source: config.sources[0]!, connector: b, encoder, envelopes, store }, second.signal);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.deepEqual(b.streams, [], 'the second pipeline read the source while the first held the lease');
+  assert.equal(b.acked.length, 0);
+  first.abort();
+  await runA;
+  await runB;
+  assert.deepEqual(b.streams, [txn(10).position], 'the second resumed where the first stopped');
+  assert.deepEqual((await readCheckpoint(store, 'clinic'))?.position, txn(20).position);
+  assert.equal((await listSnapshots(store, 'clinic')).length, 1, 'the second took no snapshot of its own');
+  const rec = await readLease(store, 'clinic');
+  assert.equal(rec?.epoch, 2);
+  assert.equal(rec?.released, true);
+});
+
+test('a pipeline whose lease is taken over stops with the fatal lease error and writes nothing more', async () => {
+  const store = new MemoryObjectStore();
+  const stop = new AbortController();
+  const connector = new ScriptedConnector(5);
+  const lease = new Lease({ store, source: 'clinic', ttlMs: 600 });
+  const run = runSourcePipeline({ config, source: config.sources[0]!, connector, encoder, envelopes, store }, stop.signal, { lease });
+  await new Promise((r) => setTimeout(r, 400));
+  const cp = await readCheckpoint(store, 'clinic');
+  assert.deepEqual(cp?.position, txn(5).position);
+  // Another process takes the lease over (its clock says it expired).
+  const taker = new Lease({ store, source: 'clinic', ttlMs: 600, now: () => Date.now() + 10_000 });
+  await taker.acquire();
+  const keys = [...store.objects.keys()].filter((k) => !k.endsWith('/lease.json')).sort();
+  await assert.rejects(run, (e: unknown) => e instanceof ChartlogError && e.code === 'lease' && !e.retriable);
+  assert.deepEqual([...store.objects.keys()].filter((k) => !k.endsWith('/lease.json')).sort(), keys, 'objects written after the takeover');
+  assert.equal((await readLease(store, 'clinic'))?.owner, taker.ownerId);
+  await taker.release();
+});
+
+test('aborted while waiting for the lease: returns without reading or writing anything', async () => {
+  const store = new MemoryObjectStore();
+  const holder = new Lease({ store, source: 'clinic', ttlMs: 60_000 });
+  await holder.acquire();
+  const stop = new AbortController();
+  const connector = new ScriptedConnector(5);
+  const run = runSourcePipeline({ config, source: config.sources[0]!, connector, encoder, envelopes, store }, stop.signal);
+  await new Promise((r) => setTimeout(r, 200));
+  stop.abort();
+  await run;
+  assert.deepEqual(connector.streams, []);
+  assert.deepEqual([...store.objects.keys()], ['clinic/state/lease.json']);
+  await holder.release();
 });
