@@ -73,14 +73,13 @@ export async function checkSourcePhiNames(
 }
 
 /**
- * What both buses do first: check the source (setup and PHI names, checkSourceReady), take a consistent snapshot when the store has no
- * checkpoint (and the source wants one), and say where the stream resumes.
+ * What both buses do first, once runSourcePipeline has checked the source (checkSourceReady)
+ * and holds its lease: take a consistent snapshot when the store has no checkpoint (and the
+ * source wants one), and say where the stream resumes.
  */
 export async function prepareSource(deps: SourcePipelineDeps, signal: AbortSignal): Promise<{ checkpoint: Checkpoint | null; snapshotId: string | null }> {
   const { source, connector, store } = deps;
   const log = logger().child({ source: source.name });
-  await checkSourceReady(deps);
-
   let checkpoint = await readCheckpoint(store, source.name);
   if (!checkpoint && source.snapshot.initial && connector.capabilities.snapshot) {
     log.info('no checkpoint in the object store: taking a consistent snapshot');

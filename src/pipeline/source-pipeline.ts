@@ -2,7 +2,7 @@ import { SnapshotSchedule } from '../compactor/snapshot-schedule.js';
 import { Lease } from '../archive/lease.js';
 import { runEmbeddedSourcePipeline } from './embedded-pipeline.js';
 import { runKafkaSourcePipeline } from './kafka-pipeline.js';
-import type { SourcePipelineDeps } from './prepare-source.js';
+import { checkSourceReady, type SourcePipelineDeps } from './prepare-source.js';
 
 export interface SourcePipelineOptions {
   /** The writer lease to hold (tests); otherwise one with `storage.leaseTtlMs`. */
@@ -13,6 +13,9 @@ export interface SourcePipelineOptions {
  * One source's pipeline on the bus its configuration names, with its scheduled snapshot
  * synthesis (`snapshot.everyHours`) running beside it until the pipeline ends.
  *
+ * First the source is checked (setup and PHI names, checkSourceReady), which writes nothing, so
+ * a misspelt PHI name stops it at once with nothing written rather than after a wait for the lease.
+ *
  * One writer per source archive (docs/architecture.md §1): before anything is read or written,
  * it takes the source's writer lease, waiting (and saying who holds it) while another process
  * does. Every write of shared state is fenced by the lease. Losing it stops the pipeline with
@@ -21,6 +24,12 @@ export interface SourcePipelineOptions {
  * waiting returns without having written anything.
  */
 export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortSignal, options: SourcePipelineOptions = {}): Promise<void> {
+  try {
+    await checkSourceReady(deps);
+  } catch (err) {
+    await deps.connector.close();
+    throw err;
+  }
   const lease = options.lease ?? new Lease({ store: deps.store, source: deps.source.name, ttlMs: deps.config.storage.leaseTtlMs });
   if (!(await lease.acquire(signal))) {
     await deps.connector.close();

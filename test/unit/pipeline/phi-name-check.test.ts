@@ -10,8 +10,8 @@ import { envelopes } from '../../support/fake-envelopes.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
 import { ScriptedConnector, scriptedEncoder } from '../../support/scripted-source.js';
 
-// Where the PHI name check runs: in prepareSource, right after connector.check(), before the
-// checkpoint is read or anything is written. The check itself: test/unit/phi/phi-names.test.ts.
+// Where the PHI name check runs: in runSourcePipeline, right after connector.check(), before the
+// writer lease is taken, the checkpoint read or anything written. The check itself: test/unit/phi/phi-names.test.ts.
 
 const patients: TableSchema = {
   schema: 'public',
