@@ -25,6 +25,8 @@ export interface OpenPart {
 export interface ArchiveIndex {
   source: string;
   snapshots: SnapshotManifest[];
+  /** Each snapshot manifest with its object key and the sha256 of its bytes (archive MACs). */
+  snapshotObjects: { key: string; sha256: string; manifest: SnapshotManifest }[];
   hours: { hour: HourKey; key: string; sha256: string; manifest: HourManifest }[];
   openParts: OpenPart[];
   checkpoint: Checkpoint | null;
@@ -33,11 +35,25 @@ export interface ArchiveIndex {
 }
 
 export async function readArchiveIndex(store: ObjectStore, source: string): Promise<ArchiveIndex> {
-  const index: ArchiveIndex = { source, snapshots: [], hours: [], openParts: [], checkpoint: null, unreadable: [] };
+  const index: ArchiveIndex = { source, snapshots: [], snapshotObjects: [], hours: [], openParts: [], checkpoint: null, unreadable: [] };
+  // The checkpoint first, then parts, then manifests: everything the checkpoint covers was
+  // stored before it, and an hour closed meanwhile is seen as its parts or its manifest (a
+  // manifest is written before its parts are deleted), so a live archive never looks truncated.
+  index.checkpoint = await readCheckpoint(store, source);
+  const partsRoot = `${source}/parts/`;
+  for await (const o of store.listAll(partsRoot)) {
+    const m = o.key.slice(partsRoot.length).match(/^(\d{4}-\d{2}-\d{2})\/(\d{2})\/([^/]+)\//);
+    const range = rangeOfKey(o.key);
+    if (!m || !range) continue;
+    index.openParts.push({ key: o.key, hour: `${m[1]}T${m[2]}`, table: m[3]!, ...range });
+  }
   for await (const o of store.listAll(snapshotsPrefix(source))) {
     if (!o.key.endsWith('/manifest.json')) continue;
     try {
-      index.snapshots.push(JSON.parse(Buffer.from(await store.get(o.key)).toString('utf8')) as SnapshotManifest);
+      const bytes = await store.get(o.key);
+      const manifest = JSON.parse(Buffer.from(bytes).toString('utf8')) as SnapshotManifest;
+      index.snapshots.push(manifest);
+      index.snapshotObjects.push({ key: o.key, sha256: sha256Hex(bytes), manifest });
     } catch (err) {
       index.unreadable.push({ key: o.key, reason: (err as Error).message });
     }
@@ -56,14 +72,6 @@ export async function readArchiveIndex(store: ObjectStore, source: string): Prom
   }
   index.hours.sort((a, b) => (a.hour < b.hour ? -1 : 1));
 
-  const partsRoot = `${source}/parts/`;
-  for await (const o of store.listAll(partsRoot)) {
-    const m = o.key.slice(partsRoot.length).match(/^(\d{4}-\d{2}-\d{2})\/(\d{2})\/([^/]+)\//);
-    const range = rangeOfKey(o.key);
-    if (!m || !range) continue;
-    index.openParts.push({ key: o.key, hour: `${m[1]}T${m[2]}`, table: m[3]!, ...range });
-  }
-  index.checkpoint = await readCheckpoint(store, source);
   return index;
 }
 

@@ -2,8 +2,10 @@ import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import { withRetry } from '../core/retry.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { checkpointKey } from './layout.js';
+import type { ArchiveSigner } from '../phi/archive-mac.js';
+import { checkpointKey, type HourKey } from './layout.js';
 import { NO_FENCE, type WriterFence } from './lease.js';
+import { newestManifestHead, sha256Hex } from './manifest.js';
 
 /**
  * The last source position known durable in the object store, kept in the store itself so
@@ -19,6 +21,20 @@ export interface Checkpoint {
   /** The base snapshot this stream continues, when it began with one. */
   snapshotId: string | null;
   updatedAt: string;
+  /**
+   * The newest closed hour's manifest when the checkpoint was written (its sha256): the anchor
+   * that makes deleting the newest hours detectable. Absent in checkpoints written before
+   * archive MACs.
+   */
+  head?: ManifestHead | null;
+  /** The stored JSON as read (its `mac` included) and the sha256 of its bytes, for authentication. */
+  stored?: { object: Record<string, unknown>; sha256: string };
+}
+
+/** An hour manifest named by its hour and the sha256 of its exact bytes. */
+export interface ManifestHead {
+  hour: HourKey;
+  sha256: string;
 }
 
 interface StoredCheckpoint {
@@ -28,6 +44,14 @@ interface StoredCheckpoint {
   commitTsUs: string;
   snapshotId: string | null;
   updatedAt: string;
+  head?: ManifestHead | null;
+}
+
+/** How a writer authenticates the checkpoint (archive MACs, docs/formats.md). */
+export interface CheckpointAuth {
+  signer: ArchiveSigner;
+  /** The newest closed hour; read from the store when not given. */
+  head?: ManifestHead | null;
 }
 
 export async function readCheckpoint(store: ObjectStore, source: string): Promise<Checkpoint | null> {
@@ -41,7 +65,8 @@ export async function readCheckpoint(store: ObjectStore, source: string): Promis
   }
   try {
     const s = JSON.parse(Buffer.from(bytes).toString('utf8')) as StoredCheckpoint;
-    return { ...s, position: Position.parse(s.position), commitTsUs: BigInt(s.commitTsUs) };
+    const stored = { object: { ...s } as Record<string, unknown>, sha256: sha256Hex(bytes) };
+    return { ...s, position: Position.parse(s.position), commitTsUs: BigInt(s.commitTsUs), stored };
   } catch (err) {
     throw new ChartlogError('integrity', `${key} is not a readable checkpoint`, {
       cause: err,
@@ -52,13 +77,15 @@ export async function readCheckpoint(store: ObjectStore, source: string): Promis
 
 /**
  * Overwrites the checkpoint. `fence` (the writer lease, lease.ts) is checked in the store before
- * every attempt, so a process whose lease was taken over never moves the checkpoint.
+ * every attempt, so a process whose lease was taken over never moves the checkpoint. With
+ * `auth`, the checkpoint carries the newest manifest (`head`) and a MAC over all of it.
  */
 export async function writeCheckpoint(
   store: ObjectStore,
-  c: Omit<Checkpoint, 'version' | 'updatedAt'>,
+  c: Pick<Checkpoint, 'source' | 'position' | 'commitTsUs' | 'snapshotId'>,
   signal?: AbortSignal,
   fence: WriterFence = NO_FENCE,
+  auth?: CheckpointAuth,
 ): Promise<void> {
   const stored: StoredCheckpoint = {
     version: 1,
@@ -68,7 +95,12 @@ export async function writeCheckpoint(
     snapshotId: c.snapshotId,
     updatedAt: new Date().toISOString(),
   };
-  const body = Buffer.from(`${JSON.stringify(stored, null, 2)}\n`, 'utf8');
+  let object: object = stored;
+  if (auth) {
+    stored.head = auth.head !== undefined ? auth.head : await newestManifestHead(store, c.source);
+    object = await auth.signer.sign(checkpointKey(c.source), stored);
+  }
+  const body = Buffer.from(`${JSON.stringify(object, null, 2)}\n`, 'utf8');
   await withRetry(
     async () => {
       await fence.check();

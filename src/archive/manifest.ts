@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ChartlogError } from '../core/errors.js';
 import type { ObjectStore } from '../storage/object-store.js';
+import type { MacField } from '../phi/archive-mac.js';
 import { hourOfManifestKey, manifestKey, manifestsPrefix, type HourKey } from './layout.js';
 
 /** One object of a closed hour as its hour's manifest lists it. */
@@ -35,12 +36,15 @@ export interface HourManifest {
   firstPos: string | null;
   lastPos: string | null;
   objects: ManifestObject[];
+  /** The archive MAC (docs/formats.md); absent in manifests written before archive MACs. */
+  mac?: MacField;
 }
 
 export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+/** The manifest's bytes as stored (sign it first: ArchiveSigner.sign). */
 export function encodeManifest(m: HourManifest): Buffer {
   return Buffer.from(`${JSON.stringify(m, null, 2)}\n`, 'utf8');
 }
@@ -70,4 +74,10 @@ export async function readManifest(store: ObjectStore, source: string, hour: Hou
   const key = manifestKey(source, hour);
   const bytes = await store.get(key);
   return { manifest: parseManifest(bytes, key), sha256: sha256Hex(bytes) };
+}
+
+/** The newest closed hour and its manifest's sha256, or null when no hour is closed. */
+export async function newestManifestHead(store: ObjectStore, source: string): Promise<{ hour: HourKey; sha256: string } | null> {
+  const newest = (await listManifestHours(store, source)).at(-1);
+  return newest ? { hour: newest, sha256: (await readManifest(store, source, newest)).sha256 } : null;
 }

@@ -12,6 +12,8 @@ import { formatUs } from '../archive/layout.js';
 import { openContext, withConfigOptions } from './command-context.js';
 import { buildSourceRuntime } from '../pipeline/source-runtime.js';
 import { Lease } from '../archive/lease.js';
+import { archiveSigner } from '../archive/archive-auth.js';
+import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
 
 interface SnapshotReport {
   source: string;
@@ -40,7 +42,7 @@ interface SnapshotReport {
  */
 export function registerSnapshotCommand(program: Command): void {
   withConfigOptions(program.command('snapshot').description('write a base snapshot now: synthesised from the archive (default) or read from the source'))
-    .option('--synthesise', 'build it from the newest snapshot and the stored changes (the default: no load on the source, no keyring, safe while `chartlog run` runs)')
+    .option('--synthesise', 'build it from the newest snapshot and the stored changes (the default: no load on the source, safe while `chartlog run` runs; the keyring authenticates what it reads and writes)')
     .option('--from-source', 'read a consistent snapshot from the source database (only while no `chartlog run` streams the source; needs the keyring)')
     .option('--json', 'print JSON for machines')
     .action(async (opts: { config: string; source?: string; synthesise?: boolean; fromSource?: boolean; json?: boolean }) => {
@@ -53,7 +55,7 @@ export function registerSnapshotCommand(program: Command): void {
       try {
         const reports: SnapshotReport[] = [];
         for (const s of ctx.sources) {
-          const report = opts.fromSource ? await fromSource(ctx.config, s, ctx.store, stop.signal) : await synthesised(s, ctx.store, stop.signal);
+          const report = opts.fromSource ? await fromSource(ctx.config, s, ctx.store, stop.signal) : await synthesised(ctx.config, s, ctx.store, stop.signal);
           reports.push(report);
           if (!opts.json) process.stdout.write(`${render(report)}\n`);
         }
@@ -69,8 +71,10 @@ export function registerSnapshotCommand(program: Command): void {
 /** Synthesis meeting a changing archive: 4 attempts, 0.5 s doubling apart. */
 const SYNTHESIS_RETRY = { initialDelayMs: 500, maxDelayMs: 4000, maxAttempts: 4 } as const;
 
-async function synthesised(s: Readonly<SourceConfig>, store: ObjectStore, signal: AbortSignal): Promise<SnapshotReport> {
-  const r = await withRetry(() => synthesiseSnapshot({ store, source: s.name, connector: s.type, db: databaseOfUrl(s.url), upTo: 'durable', signal }), {
+async function synthesised(config: Readonly<Config>, s: Readonly<SourceConfig>, store: ObjectStore, signal: AbortSignal): Promise<SnapshotReport> {
+  // The archive-MAC key: what is read is authenticated, the new snapshot manifest signed.
+  const signer = archiveSigner(store, openKeyring(config.phi.keyring, { backupRoot: backupRootOf(config.storage.url) }), s.name);
+  const r = await withRetry(() => synthesiseSnapshot({ store, source: s.name, connector: s.type, db: databaseOfUrl(s.url), upTo: 'durable', signal, signer }), {
     ...SYNTHESIS_RETRY,
     signal,
     // A running `chartlog run` may close an hour (parts become segments) while we read it:

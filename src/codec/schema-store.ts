@@ -1,6 +1,8 @@
 import { ChartlogError } from '../core/errors.js';
 import { logger as rootLogger, type Logger } from '../core/logger.js';
 import type { ObjectStore } from '../storage/object-store.js';
+import { MAC_FIELD, sha256OfBytes, type ArchiveMac, type ArchiveSigner } from '../phi/archive-mac.js';
+import { checkTableAttribute } from './table-attribute-check.js';
 import { fromAvroSchema, type AvroSchemaJson, type StoredTableVersion } from './avro-schema.js';
 import { parsingCanonicalForm } from './parsing-canonical-form.js';
 import { fingerprintHex, rabinFingerprint64 } from './rabin-fingerprint.js';
@@ -26,6 +28,13 @@ export interface SchemaStoreOptions {
    * (the Kafka schema-history topic hooks in here).
    */
   onRegistered?: (schema: RegisteredSchema) => Promise<void>;
+  /** Writers: schema objects are stored with an archive MAC (the text published stays without). */
+  signer?: ArchiveSigner;
+  /**
+   * Readers of an archive that has a MAC key: a schema loaded from the store must carry a valid
+   * MAC (or be one the key adopted), else it is refused ('integrity', naming the object).
+   */
+  mac?: ArchiveMac;
 }
 
 /**
@@ -40,9 +49,13 @@ export class SchemaStore {
   private readonly log: Logger;
   private readonly onRegistered: SchemaStoreOptions['onRegistered'];
   private readonly byFingerprint = new Map<bigint, Promise<RegisteredSchema>>();
+  private readonly signer: ArchiveSigner | undefined;
+  private readonly mac: ArchiveMac | undefined;
 
   constructor(options: SchemaStoreOptions) {
     this.source = options.source;
+    this.signer = options.signer;
+    this.mac = options.mac;
     this.store = options.store;
     this.onRegistered = options.onRegistered;
     this.log = (options.log ?? rootLogger()).child({ component: 'schema-store', source: options.source });
@@ -59,7 +72,9 @@ export class SchemaStore {
     const known = this.byFingerprint.get(registered.fingerprint);
     if (known) return known;
     const p = (async () => {
-      const created = await this.store.putIfAbsent(this.schemaPath(registered.fingerprint), Buffer.from(registered.text), {
+      const path = this.schemaPath(registered.fingerprint);
+      const body = this.signer ? JSON.stringify(await this.signer.sign(path, registered.schema)) : registered.text;
+      const created = await this.store.putIfAbsent(path, Buffer.from(body), {
         contentType: 'application/json',
       });
       if (created) {
@@ -117,7 +132,7 @@ export class SchemaStore {
       }
       throw err;
     }
-    const registered = SchemaStore.parse(Buffer.from(bytes).toString('utf8'));
+    const registered = SchemaStore.parse(Buffer.from(bytes).toString('utf8'), path, this.mac ? { mac: this.mac, sha256: sha256OfBytes(bytes) } : undefined);
     if (registered.fingerprint !== fingerprint) {
       throw new ChartlogError('integrity', `schema object ${path} has fingerprint ${registered.fingerprintHex}`, {
         hint: 'the schema object was altered; restore it from a copy of the archive',
@@ -138,13 +153,32 @@ export class SchemaStore {
     });
   }
 
-  static parse(text: string): RegisteredSchema {
+  /**
+   * A stored or published schema, checked: its `chartlog.table` attribute strictly (names, type
+   * names, lengths: what reaches a restore target's DDL) and, with `auth`, its archive MAC. A
+   * stored object's MAC is dropped from the schema: `text` is the schema as published.
+   */
+  static parse(text: string, where = 'a stored schema', auth?: { mac: ArchiveMac; sha256: string }): RegisteredSchema {
     let schema: AvroSchemaJson;
     try {
       schema = JSON.parse(text) as AvroSchemaJson;
     } catch {
-      throw new ChartlogError('integrity', 'a stored schema is not valid JSON', { hint: 'restore schemas/ from a copy of the archive' });
+      throw new ChartlogError('integrity', `${where} is not valid JSON`, { hint: 'restore schemas/ from a copy of the archive' });
     }
+    if (auth) {
+      const check = auth.mac.check(where, schema as Record<string, unknown>, auth.sha256);
+      if (check !== 'valid' && check !== 'adopted') {
+        throw new ChartlogError('integrity', `schema object ${where}: ${check === 'invalid' ? 'its MAC does not match (altered)' : "no MAC, and the archive's key did not adopt it"}`, {
+          hint: 'restore schemas/ from an intact copy of the archive (docs/operations.md, "Archive authentication")',
+        });
+      }
+    }
+    if (MAC_FIELD in schema) {
+      const { [MAC_FIELD]: _mac, ...plain } = schema;
+      schema = plain as AvroSchemaJson;
+      text = JSON.stringify(schema);
+    }
+    checkTableAttribute(schema, where);
     return { ...SchemaStore.describe(schema), text };
   }
 }

@@ -5,6 +5,7 @@ import type { BusBatch } from '../codec/bus-message.js';
 import type { EmbeddedBus } from '../bus/embedded-bus.js';
 import { writeCheckpoint } from '../archive/checkpoint.js';
 import { NO_FENCE, type WriterFence } from '../archive/lease.js';
+import type { ArchiveSigner } from '../phi/archive-mac.js';
 import { HourCloser } from './hour-closer.js';
 import { type EnvelopeReader } from '../archive/envelope-reader.js';
 import { hourOf, nextHour, type HourKey } from '../archive/layout.js';
@@ -26,6 +27,11 @@ export interface CompactorOptions {
    * fenced by it (docs/architecture.md §1). Default: none, for tests of a single writer.
    */
   fence?: WriterFence;
+  /**
+   * Authenticates manifests and the checkpoint (archive MACs, docs/formats.md): `chartlog run`
+   * always passes it; the checkpoint then anchors the newest closed hour.
+   */
+  signer?: ArchiveSigner;
   /** Milliseconds since the epoch; tests move time by hand. */
   now?: () => number;
 }
@@ -45,6 +51,8 @@ export class Compactor {
   private floor: HourKey | null = null;
   private maxDurableCommitUs = 0n;
   private lastBatchAt = 0;
+  /** The last checkpoint written, rewritten when closing an hour moves the anchored head. */
+  private lastCheckpoint: FlushResult | null = null;
 
   constructor(
     private readonly store: ObjectStore,
@@ -56,7 +64,7 @@ export class Compactor {
   ) {
     this.fence = options.fence ?? NO_FENCE;
     this.writer = new PartWriter(store, source, envelopes, signal, this.fence);
-    this.closer = new HourCloser(store, source, envelopes, signal, this.fence);
+    this.closer = new HourCloser(store, source, envelopes, signal, this.fence, options.signer);
     this.now = options.now ?? Date.now;
   }
 
@@ -107,7 +115,7 @@ export class Compactor {
   async flush(): Promise<FlushResult | null> {
     const result = await this.writer.flush();
     if (!result) return null;
-    await writeCheckpoint(this.store, { source: this.source, position: result.upTo, commitTsUs: result.commitTsUs, snapshotId: this.options.snapshotId }, this.signal, this.fence);
+    await this.writeCheckpoint(result);
     if (result.commitTsUs > this.maxDurableCommitUs) this.maxDurableCommitUs = result.commitTsUs;
     await this.onDurable(result);
     logger().debug({ source: this.source, upTo: Position.format(result.upTo), batches: result.batches, events: result.events, objects: result.objects.length }, 'parts durable');
@@ -119,10 +127,22 @@ export class Compactor {
     if (this.writer.pendingBatches > 0) return; // only durable data is closed into segments
     const quiet = this.now() - this.lastBatchAt >= this.options.flushIntervalMs;
     const state = { durableCommitUs: this.maxDurableCommitUs, nowMs: this.now(), quiet, closeGraceMs: this.options.closeGraceMs, force };
+    let closed = false;
     for (const hour of hoursToClose(this.openHours, state)) {
       await this.closer.close(hour);
       this.openHours.delete(hour);
       this.floor = nextHour(hour);
+      closed = true;
     }
+    // The checkpoint anchors the newest manifest: move the anchor now, not at the next flush
+    // (an idle source may not flush for hours, leaving the newest hour unanchored).
+    if (closed && this.options.signer && this.lastCheckpoint) await this.writeCheckpoint(this.lastCheckpoint);
+  }
+
+  private async writeCheckpoint(result: FlushResult): Promise<void> {
+    const signer = this.options.signer;
+    const auth = signer ? { signer, head: await this.closer.lastClosed() } : undefined;
+    await writeCheckpoint(this.store, { source: this.source, position: result.upTo, commitTsUs: result.commitTsUs, snapshotId: this.options.snapshotId }, this.signal, this.fence, auth);
+    this.lastCheckpoint = result;
   }
 }

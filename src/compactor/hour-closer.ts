@@ -6,6 +6,7 @@ import { withRetry } from '../core/retry.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { AvroContainerWriter, readAvroContainer } from '../archive/avro-container.js';
 import { hourPath, manifestKey, partsPrefix, rangeOfKey, segmentKey, TRANSACTIONS_TABLE, type HourKey } from '../archive/layout.js';
+import type { ArchiveSigner } from '../phi/archive-mac.js';
 import { encodeManifest, listManifestHours, readManifest, sha256Hex, type HourManifest, type ManifestObject } from '../archive/manifest.js';
 import type { EnvelopeReader, RecordSplitter } from '../archive/envelope-reader.js';
 import { decodeTransaction, transactionSchemaJson } from '../archive/transaction-log.js';
@@ -45,6 +46,8 @@ export class HourCloser {
     private readonly envelopes: EnvelopeReader,
     private readonly signal?: AbortSignal,
     private readonly fence: WriterFence = NO_FENCE,
+    /** Authenticates the manifests (archive MACs); absent only in tests of the format. */
+    private readonly signer?: ArchiveSigner,
   ) {}
 
   /** The newest closed hour (from the store on first use). */
@@ -123,9 +126,10 @@ export class HourCloser {
       lastPos: positions[positions.length - 1]?.lastPos ?? null,
       objects,
     };
-    const bytes = encodeManifest(manifest);
+    const key = manifestKey(this.source, hour);
+    const bytes = encodeManifest(this.signer ? await this.signer.sign(key, manifest) : manifest);
     await this.fence.check();
-    await this.write(manifestKey(this.source, hour), bytes);
+    await this.write(key, bytes);
     this.last = { hour, sha256: sha256Hex(bytes) };
     await this.deleteAll(parts, merged);
     logger().info({ source: this.source, hour, objects: objects.length, transactions, events }, 'hour closed');

@@ -23,6 +23,7 @@ import { hourOf, nextHour, type HourKey } from '../archive/layout.js';
 import { PartWriter } from './part-writer.js';
 import { hoursToClose } from './close-decision.js';
 import type { TransactionRecord } from '../archive/transaction-log.js';
+import type { ArchiveSigner } from '../phi/archive-mac.js';
 
 export interface KafkaCompactorOptions {
   settings: KafkaSettings;
@@ -33,6 +34,8 @@ export interface KafkaCompactorOptions {
   snapshotId: string | null;
   /** The writer lease, as CompactorOptions.fence. */
   fence?: WriterFence;
+  /** Archive MACs, as CompactorOptions.signer. */
+  signer?: ArchiveSigner;
   /** Milliseconds since the epoch; tests move time by hand. */
   now?: () => number;
   /** Longest a fetch waits for data (default: half the flush interval, at most 500 ms). */
@@ -139,7 +142,7 @@ export class KafkaCompactor {
     this.kafka = options.kafka ?? createKafka(options.settings, '-compactor');
     this.fence = options.fence ?? NO_FENCE;
     this.writer = new PartWriter(store, source, envelopes, signal, this.fence);
-    this.closer = new HourCloser(store, source, envelopes, signal, this.fence);
+    this.closer = new HourCloser(store, source, envelopes, signal, this.fence, options.signer);
     this.now = options.now ?? Date.now;
     this.txTopic = transactionsTopic(options.settings.topicPrefix, source);
   }
@@ -401,7 +404,7 @@ export class KafkaCompactor {
     const before = this.settled;
     this.settle();
     if (this.settled && (!before || !Position.equals(before, this.settled))) {
-      await writeCheckpoint(this.store, { source: this.source, position: this.settled, commitTsUs: this.settledCommitUs, snapshotId: this.options.snapshotId }, this.signal, this.fence);
+      await this.writeCheckpoint();
       logger().debug({ source: this.source, settled: Position.format(this.settled), objects: written.objects.length }, 'kafka compactor: parts durable, checkpoint written');
       this.notifySettleWaiters();
     }
@@ -500,12 +503,22 @@ export class KafkaCompactor {
     if (this.writer.pendingBatches > 0 || this.writer.pendingBytes > 0) return; // only durable data is closed into segments
     const quiet = this.open.size === 0 && this.now() - this.lastMessageAt >= this.options.flushIntervalMs;
     const state = { durableCommitUs: this.settledCommitUs, nowMs: this.now(), quiet, closeGraceMs: this.options.closeGraceMs, force };
+    let closed = false;
     for (const hour of hoursToClose(this.openHours, state)) {
       // Later messages of this hour go to the next one from now on (readers go by commit time).
       this.floor = nextHour(hour);
       await this.closer.close(hour);
       this.openHours.delete(hour);
+      closed = true;
     }
+    // The checkpoint anchors the newest manifest (as Compactor.closeFinishedHours).
+    if (closed && this.options.signer && this.settled) await this.writeCheckpoint();
+  }
+
+  private async writeCheckpoint(): Promise<void> {
+    const signer = this.options.signer;
+    const auth = signer ? { signer, head: await this.closer.lastClosed() } : undefined;
+    await writeCheckpoint(this.store, { source: this.source, position: this.settled!, commitTsUs: this.settledCommitUs, snapshotId: this.options.snapshotId }, this.signal, this.fence, auth);
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {

@@ -14,6 +14,7 @@ import { sha256Hex } from '../archive/manifest.js';
 import type { BatchEncoder } from '../codec/batch-encoder.js';
 import type { SchemaSource } from '../archive/envelope-reader.js';
 import type { WriterFence } from '../archive/lease.js';
+import type { ArchiveSigner } from '../phi/archive-mac.js';
 
 interface OpenPart {
   table: string;
@@ -42,6 +43,8 @@ export class SnapshotPartsWriter {
     readonly id: string,
     private readonly schemas: SchemaSource,
     private readonly signal?: AbortSignal,
+    /** Authenticates the manifest (archive MACs); absent only in tests of the format. */
+    private readonly signer?: ArchiveSigner,
   ) {}
 
   /** Records a table's current version, also for tables without rows. */
@@ -104,7 +107,8 @@ export class SnapshotPartsWriter {
       tables: this.tables,
     };
     const key = snapshotManifestKey(this.source, this.id);
-    const created = await withRetry(() => this.store.putIfAbsent(key, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`)), { signal: this.signal });
+    const stored = this.signer ? await this.signer.sign(key, manifest) : manifest;
+    const created = await withRetry(() => this.store.putIfAbsent(key, Buffer.from(`${JSON.stringify(stored, null, 2)}\n`)), { signal: this.signal });
     if (!created) return JSON.parse(Buffer.from(await this.store.get(key)).toString('utf8')) as SnapshotManifest;
     return manifest;
   }
@@ -143,6 +147,7 @@ export async function writeSnapshot(options: {
   schemas: SchemaSource;
   signal?: AbortSignal;
   fence?: WriterFence;
+  signer?: ArchiveSigner;
 }): Promise<SnapshotManifest> {
   const { store, source, encoder, schemas, signal } = options;
   let position: Position | null = null;
@@ -157,7 +162,7 @@ export async function writeSnapshot(options: {
       if (options.fence) await removeIncompleteSnapshots(store, source, options.fence);
       position = batch.position;
       commitTsUs = batch.commitTsUs;
-      writer = new SnapshotPartsWriter(store, source, Position.format(batch.position), schemas, signal);
+      writer = new SnapshotPartsWriter(store, source, Position.format(batch.position), schemas, signal, options.signer);
     } else if (!Position.equals(position, batch.position)) {
       throw new ChartlogError('internal', 'snapshot batches must share one consistent position');
     }

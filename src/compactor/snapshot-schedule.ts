@@ -4,6 +4,7 @@ import { logger } from '../core/logger.js';
 import { sleep } from '../core/retry.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { WriterFence } from '../archive/lease.js';
+import type { ArchiveSigner } from '../phi/archive-mac.js';
 import { listSnapshots } from '../archive/snapshot-manifest.js';
 import { synthesiseSnapshot, type SynthesiseOptions, type SynthesisResult } from './snapshot-synthesiser.js';
 
@@ -18,6 +19,8 @@ export interface SnapshotScheduleOptions {
   now?: () => number;
   /** The writer lease `chartlog run` holds (lets synthesis remove interrupted attempts). */
   fence?: WriterFence;
+  /** Archive MACs: the synthesis authenticates what it reads and signs its manifest. */
+  signer?: ArchiveSigner;
   /** The synthesis to run (tests replace it). */
   synthesise?: (o: SynthesiseOptions) => Promise<SynthesisResult>;
 }
@@ -55,6 +58,7 @@ export class SnapshotSchedule {
       upTo: 'closed',
       ...(signal ? { signal } : {}),
       ...(this.o.fence ? { fence: this.o.fence } : {}),
+      ...(this.o.signer ? { signer: this.o.signer } : {}),
     });
     if (result.status !== 'written') this.log.debug({ status: result.status }, 'scheduled snapshot: nothing new closed since the newest one');
     return result;

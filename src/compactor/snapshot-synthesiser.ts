@@ -13,6 +13,8 @@ import { cellKey } from '../archive/table-state.js';
 import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
 import { removeIncompleteSnapshots, SnapshotPartsWriter } from './snapshot-builder.js';
 import { type SnapshotManifest } from '../archive/snapshot-manifest.js';
+import { authenticateArchive, refuseUnauthentic } from '../archive/archive-auth.js';
+import type { ArchiveSigner } from '../phi/archive-mac.js';
 import type { WriterFence } from '../archive/lease.js';
 
 /**
@@ -48,6 +50,11 @@ export interface SynthesiseOptions {
    * `chartlog run`) nothing is deleted: only the new snapshot's objects are written.
    */
   fence?: WriterFence;
+  /**
+   * Archive MACs: the archive read is authenticated first (a snapshot built from a planted or
+   * altered object would carry a valid MAC) and the new manifest is signed.
+   */
+  signer?: ArchiveSigner;
   /** Records decoded or encoded between two yields to the event loop (default 1000). */
   yieldEvery?: number;
 }
@@ -89,7 +96,11 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
   const limit = limitOf(index, o.upTo ?? 'durable');
   if (!limit || Position.compare(limit, basePos) <= 0) return done('up-to-date', base);
 
-  const schemas = new SchemaStore({ source: o.source, store: o.store });
+  const mac = o.signer ? await o.signer.key() : null;
+  // MACs only: the anchor checks are for a settled archive (verify, restore), and the writer
+  // this runs beside may close an hour between reading the index and the checkpoint.
+  if (mac) refuseUnauthentic(o.source, authenticateArchive(index, mac).filter((p) => p.kind === 'mac'), 'synthesise a snapshot');
+  const schemas = new SchemaStore({ source: o.source, store: o.store, ...(mac ? { mac, signer: o.signer } : {}) });
   const envelopes = new CodecEnvelopeReader(schemas);
   // The cut is the last whole transaction within the limit (a checkpoint can fall inside a
   // transaction delivered in parts). The snapshot's commit time is the newest of every
@@ -120,7 +131,7 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
   const codec = new AvroCodec({ source: o.source, connector: o.connector, db: o.db ?? '', schemas });
   const beforeApply = passThroughCheck(o.yieldEvery ?? 1000);
   if (o.fence) await removeIncompleteSnapshots(o.store, o.source, o.fence);
-  const writer = new SnapshotPartsWriter(o.store, o.source, id, envelopes, o.signal);
+  const writer = new SnapshotPartsWriter(o.store, o.source, id, envelopes, o.signal, o.signer);
   let seq = 0;
   let rows = 0;
   let changes = 0;

@@ -37,6 +37,7 @@ export async function runEmbeddedSourcePipeline(deps: SourcePipelineDeps, signal
       closeGraceMs: 120_000,
       snapshotId,
       ...(deps.fence ? { fence: deps.fence } : {}),
+      ...(deps.signer ? { signer: deps.signer } : {}),
     },
     async (r) => {
       await connector.acknowledge(r.upTo);

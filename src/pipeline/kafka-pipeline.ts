@@ -62,6 +62,7 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
       closeGraceMs: 120_000,
       snapshotId,
       ...(deps.fence ? { fence: deps.fence } : {}),
+      ...(deps.signer ? { signer: deps.signer } : {}),
       ...(options.kafka ? { kafka: options.kafka } : {}),
     });
     await compactor.start();

@@ -12,6 +12,7 @@ import { Position } from '../core/position.js';
 import type { SourceConnector } from '../core/source-connector.js';
 import type { TableSchema } from '../core/table-schema.js';
 import { checkPhiNames, sourcesToConsult } from '../phi/phi-names.js';
+import type { ArchiveSigner } from '../phi/archive-mac.js';
 
 /** Everything one source's pipeline works with (source-runtime.ts builds it from the configuration). */
 export interface SourcePipelineDeps {
@@ -34,6 +35,11 @@ export interface SourcePipelineDeps {
    * write of shared state is fenced by it. Absent only in tests of a single writer.
    */
   fence?: WriterFence;
+  /**
+   * Authenticates what this source writes: manifests, snapshot manifests, schemas, the
+   * checkpoint (archive MACs, docs/formats.md). source-runtime.ts always makes one.
+   */
+  signer?: ArchiveSigner;
 }
 
 /**
@@ -107,11 +113,12 @@ export async function takeSourceSnapshot(deps: SourcePipelineDeps, signal: Abort
     schemas: envelopes,
     signal,
     ...(deps.fence ? { fence: deps.fence } : {}),
+    ...(deps.signer ? { signer: deps.signer } : {}),
   });
   const position = Position.parse(snap.position);
   const current = await readCheckpoint(store, source.name);
   if (!current || Position.compare(current.position, position) < 0) {
-    await writeCheckpoint(store, { source: source.name, position, commitTsUs: BigInt(snap.commitTsUs), snapshotId: snap.id }, signal, deps.fence);
+    await writeCheckpoint(store, { source: source.name, position, commitTsUs: BigInt(snap.commitTsUs), snapshotId: snap.id }, signal, deps.fence, deps.signer ? { signer: deps.signer } : undefined);
   }
   await connector.acknowledge(position);
   return snap;

@@ -48,7 +48,7 @@ export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortS
   const stopSchedule = () => scheduleStop.abort();
   run.signal.addEventListener('abort', stopSchedule, { once: true });
   const scheduled = every
-    ? new SnapshotSchedule({ store: deps.store, source: deps.source, everyHours: every, fence: lease }).run(scheduleStop.signal)
+    ? new SnapshotSchedule({ store: deps.store, source: deps.source, everyHours: every, fence: lease, ...(deps.signer ? { signer: deps.signer } : {}) }).run(scheduleStop.signal)
     : Promise.resolve();
   try {
     if (deps.config.bus.type === 'kafka') await runKafkaSourcePipeline(fenced, run.signal);

@@ -12,6 +12,7 @@ import { KeyManager } from '../phi/key-manager.js';
 import { CryptoPool } from '../phi/crypto-pool.js';
 import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
 import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
+import { archiveSigner } from '../archive/archive-auth.js';
 
 /**
  * Builds everything one source's pipeline needs from the frozen configuration: its connector,
@@ -21,7 +22,8 @@ import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
  */
 export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<SourceConfig>, store: ObjectStore): SourcePipelineDeps {
   const keyring = openKeyring(config.phi.keyring, { backupRoot: backupRootOf(config.storage.url) });
-  const schemas = new SchemaStore({ source: source.name, store });
+  const signer = archiveSigner(store, keyring, source.name);
+  const schemas = new SchemaStore({ source: source.name, store, signer });
   const keys = new KeyManager({ source: source.name, store, keyring, rotation: config.phi.dekRotation });
   const codec = new AvroCodec({
     source: source.name,
@@ -43,6 +45,7 @@ export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<So
     },
     envelopes: new CodecEnvelopeReader(schemas),
     peerTables: readCapturedTables,
+    signer,
   };
 }
 

@@ -19,6 +19,7 @@ const snapshot = (position: string, commitTsUs: string, tables: string[]) => ({
 const index: ArchiveIndex = {
   source: 'clinic',
   snapshots: [snapshot('0000000000000100.ffffffff', '1000000', ['public.a', 'public.b'])],
+  snapshotObjects: [],
   hours: [],
   openParts: [],
   checkpoint: { version: 1, source: 'clinic', position: Position.of('0000000000000900'), commitTsUs: 9_000_000n, snapshotId: null, updatedAt: '' },
