@@ -6,6 +6,7 @@ import { CodecEnvelopeReader } from './codec-envelope-reader.js';
 import { CryptoPool } from '../phi/crypto-pool.js';
 import { KeyManager } from '../phi/key-manager.js';
 import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
+import type { ArchiveMac } from '../phi/archive-mac.js';
 
 export interface ArchiveCodec {
   schemas: SchemaStore;
@@ -19,8 +20,15 @@ export interface ArchiveCodec {
  * What reading a source's archive needs. With `open`, the keyring is opened (and must be the
  * one that sealed the archive); without it, PHI stays sealed bytes and no key is touched.
  */
-export function openArchiveCodec(config: Readonly<Config>, source: { name: string; type: string }, store: ObjectStore, open: boolean): ArchiveCodec {
-  const schemas = new SchemaStore({ source: source.name, store });
+export function openArchiveCodec(
+  config: Readonly<Config>,
+  source: { name: string; type: string },
+  store: ObjectStore,
+  open: boolean,
+  /** The archive's MAC key (archive-auth.ts): every schema read must carry a valid MAC. */
+  mac?: ArchiveMac | null,
+): ArchiveCodec {
+  const schemas = new SchemaStore({ source: source.name, store, ...(mac ? { mac } : {}), engine: source.type === 'mysql' ? 'mysql' : 'postgres' });
   const keys = open
     ? new KeyManager({ source: source.name, store, keyring: openKeyring(config.phi.keyring, { backupRoot: backupRootOf(config.storage.url) }) })
     : undefined;

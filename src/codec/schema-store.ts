@@ -3,6 +3,7 @@ import { logger as rootLogger, type Logger } from '../core/logger.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { MAC_FIELD, sha256OfBytes, type ArchiveMac, type ArchiveSigner } from '../phi/archive-mac.js';
 import { checkTableAttribute } from './table-attribute-check.js';
+import type { SqlEngine } from './sql-type.js';
 import { fromAvroSchema, type AvroSchemaJson, type StoredTableVersion } from './avro-schema.js';
 import { parsingCanonicalForm } from './parsing-canonical-form.js';
 import { fingerprintHex, rabinFingerprint64 } from './rabin-fingerprint.js';
@@ -35,6 +36,8 @@ export interface SchemaStoreOptions {
    * MAC (or be one the key adopted), else it is refused ('integrity', naming the object).
    */
   mac?: ArchiveMac;
+  /** Readers: the source's engine, so every archived source type is checked against its allow-list. */
+  engine?: SqlEngine;
 }
 
 /**
@@ -51,11 +54,13 @@ export class SchemaStore {
   private readonly byFingerprint = new Map<bigint, Promise<RegisteredSchema>>();
   private readonly signer: ArchiveSigner | undefined;
   private readonly mac: ArchiveMac | undefined;
+  private readonly engine: SqlEngine | undefined;
 
   constructor(options: SchemaStoreOptions) {
     this.source = options.source;
     this.signer = options.signer;
     this.mac = options.mac;
+    this.engine = options.engine;
     this.store = options.store;
     this.onRegistered = options.onRegistered;
     this.log = (options.log ?? rootLogger()).child({ component: 'schema-store', source: options.source });
@@ -132,7 +137,7 @@ export class SchemaStore {
       }
       throw err;
     }
-    const registered = SchemaStore.parse(Buffer.from(bytes).toString('utf8'), path, this.mac ? { mac: this.mac, sha256: sha256OfBytes(bytes) } : undefined);
+    const registered = SchemaStore.parse(Buffer.from(bytes).toString('utf8'), path, this.mac ? { mac: this.mac, sha256: sha256OfBytes(bytes) } : undefined, this.engine);
     if (registered.fingerprint !== fingerprint) {
       throw new ChartlogError('integrity', `schema object ${path} has fingerprint ${registered.fingerprintHex}`, {
         hint: 'the schema object was altered; restore it from a copy of the archive',
@@ -158,7 +163,7 @@ export class SchemaStore {
    * names, lengths: what reaches a restore target's DDL) and, with `auth`, its archive MAC. A
    * stored object's MAC is dropped from the schema: `text` is the schema as published.
    */
-  static parse(text: string, where = 'a stored schema', auth?: { mac: ArchiveMac; sha256: string }): RegisteredSchema {
+  static parse(text: string, where = 'a stored schema', auth?: { mac: ArchiveMac; sha256: string }, engine?: SqlEngine): RegisteredSchema {
     let schema: AvroSchemaJson;
     try {
       schema = JSON.parse(text) as AvroSchemaJson;
@@ -178,7 +183,7 @@ export class SchemaStore {
       schema = plain as AvroSchemaJson;
       text = JSON.stringify(schema);
     }
-    checkTableAttribute(schema, where);
+    checkTableAttribute(schema, where, engine);
     return { ...SchemaStore.describe(schema), text };
   }
 }

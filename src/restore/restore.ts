@@ -6,6 +6,9 @@ import type { ObjectStore } from '../storage/object-store.js';
 import { openArchiveCodec } from '../archive/archive-codec.js';
 import { readArchiveIndex, tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
 import { appendAuditRecord, currentUser } from '../phi/audit-log.js';
+import { authenticateArchive, loadArchiveMac, refuseUnauthentic } from '../archive/archive-auth.js';
+import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
+import type { Keyring } from '../phi/keyring/keyring.js';
 import { replayArchive, type RestorePoint } from '../archive/replay.js';
 import { formatUs } from '../archive/layout.js';
 import type { RestoreTarget, SourceEngine, TablePlan } from './targets/restore-target.js';
@@ -71,12 +74,17 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
       hint: 'run `chartlog verify` and restore those objects from a copy of the archive',
     });
   }
+  // Authentic before anything else is read or written: a planted, altered or truncated archive
+  // would otherwise restore a different moment silently (exit 1, naming each object).
+  const mac = await loadArchiveMac(o.store, o.source.name, () => openKeyringFor(o.config));
+  refuseUnauthentic(o.source.name, authenticateArchive(index, mac), 'restore');
+  if (!mac) log.warn('the archive has no archive-MAC key (written before archive MACs): its objects cannot be authenticated, only checked against their sha256 chain');
   const point = resolvePoint(index, o.to, o.requested);
   const names = resolveTables(index, o.tables);
   const open = !o.keepSealed;
   let archive: ReturnType<typeof openArchiveCodec>;
   try {
-    archive = openArchiveCodec(o.config, o.source, o.store, open);
+    archive = openArchiveCodec(o.config, o.source, o.store, open, mac);
   } catch (err) {
     if (!(err instanceof ChartlogError)) throw err;
     throw new ChartlogError(err.code, err.message, { cause: err, hint: `${err.hint ? `${err.hint}; ` : ''}or restore with --keep-sealed: PHI columns stay sealed bytes and no keyring is needed` });
@@ -209,6 +217,19 @@ export function resolveTables(index: ArchiveIndex, wanted: readonly string[] | u
     throw usageError(`--tables: source ${index.source} has no table ${unknown.join(', ')}`, `its archive holds: ${known.join(', ') || '(no tables)'}`);
   }
   return [...new Set(wanted)];
+}
+
+/** The keyring, needed to authenticate the archive also with --keep-sealed (it unwraps the archive-MAC key only). */
+function openKeyringFor(config: Readonly<Config>): Keyring {
+  try {
+    return openKeyring(config.phi.keyring, { backupRoot: backupRootOf(config.storage.url) });
+  } catch (err) {
+    if (!(err instanceof ChartlogError)) throw err;
+    throw new ChartlogError(err.code, err.message, {
+      cause: err,
+      hint: `${err.hint ? `${err.hint}; ` : ''}the archive is authenticated with a key the keyring wraps, so restore needs phi.keyring also with --keep-sealed`,
+    });
+  }
 }
 
 function splitName(name: string): { schema: string; table: string } {

@@ -7,11 +7,15 @@ import { schemaKey, TRANSACTIONS_TABLE } from '../archive/layout.js';
 import { sha256Hex } from '../archive/manifest.js';
 import { ArchiveReader } from '../archive/archive-reader.js';
 import { tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
+import { authenticateArchive } from '../archive/archive-auth.js';
+import { SchemaStore } from '../codec/schema-store.js';
+import type { SqlEngine } from '../codec/sql-type.js';
+import type { ArchiveMac } from '../phi/archive-mac.js';
 
 export interface VerifyProblem {
   /** The object at fault, when there is one. */
   object?: string;
-  kind: 'missing' | 'checksum' | 'unreadable' | 'chain' | 'gap' | 'count' | 'schema';
+  kind: 'missing' | 'checksum' | 'unreadable' | 'chain' | 'gap' | 'count' | 'schema' | 'mac' | 'truncated';
   message: string;
 }
 
@@ -20,6 +24,12 @@ export interface VerifyReport {
   ok: boolean;
   checked: { objects: number; manifests: number; snapshots: number; transactions: number; events: number; schemas: number };
   problems: VerifyProblem[];
+  /**
+   * False when the archive has no archive-MAC key (written only before archive MACs): its
+   * objects were checked against their sha256 chain, which anyone who can write to the bucket
+   * can recompute. Absent when verify was not asked to authenticate.
+   */
+  authenticated?: boolean;
   /**
    * Transactions after the checkpoint that are not whole in the store yet: what a stop without
    * a final flush (kill -9, a crash) leaves. Not restorable (restore cuts at the checkpoint) and
@@ -34,8 +44,15 @@ export interface VerifyReport {
  * the one before it, so a missing one is a gap), every transaction's event counts against the
  * records stored, and every referenced schema. Reads only; never repairs.
  */
-export async function verifyArchive(store: ObjectStore, index: ArchiveIndex, envelopes: EnvelopeReader): Promise<VerifyReport> {
+export async function verifyArchive(
+  store: ObjectStore,
+  index: ArchiveIndex,
+  envelopes: EnvelopeReader,
+  /** Authenticate with the archive's MAC key (null: the archive has none) and check schemas for this engine. */
+  auth?: { mac: ArchiveMac | null; engine: SqlEngine },
+): Promise<VerifyReport> {
   const problems: VerifyProblem[] = [];
+  if (auth) problems.push(...authenticateArchive(index, auth.mac));
   const checked = { objects: 0, manifests: index.hours.length, snapshots: index.snapshots.length, transactions: 0, events: 0, schemas: 0 };
   const fingerprints = new Set<string>();
 
@@ -96,14 +113,33 @@ export async function verifyArchive(store: ObjectStore, index: ArchiveIndex, env
   }
   for (const fp of fingerprints) {
     checked.schemas++;
-    if (!(await store.head(schemaKey(index.source, fp)))) {
-      problems.push({ object: schemaKey(index.source, fp), kind: 'schema', message: 'schema referenced by stored records is missing' });
+    const key = schemaKey(index.source, fp);
+    if (!auth) {
+      if (!(await store.head(key))) problems.push({ object: key, kind: 'schema', message: 'schema referenced by stored records is missing' });
+      continue;
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = await store.get(key);
+    } catch (err) {
+      if (!(err instanceof ChartlogError && err.code === 'not_found')) throw err;
+      problems.push({ object: key, kind: 'schema', message: 'schema referenced by stored records is missing' });
+      continue;
+    }
+    // Its MAC, its attribute checked strictly (what restore writes into DDL), its fingerprint.
+    try {
+      const s = SchemaStore.parse(Buffer.from(bytes).toString('utf8'), key, auth.mac ? { mac: auth.mac, sha256: sha256Hex(bytes) } : undefined, auth.engine);
+      if (s.fingerprintHex !== fp) problems.push({ object: key, kind: 'schema', message: `holds the schema with fingerprint ${s.fingerprintHex}` });
+    } catch (err) {
+      const message = err instanceof Error ? err.message.replace(`schema object ${key}: `, '') : String(err);
+      problems.push({ object: key, kind: /MAC/.test(message) ? 'mac' : 'schema', message });
     }
   }
 
   // Transactions and their event counts need readable objects; skip them when some are damaged.
-  if (problems.some((p) => p.kind === 'missing' || p.kind === 'checksum' || p.kind === 'unreadable' || p.kind === 'schema')) {
-    return { source: index.source, ok: false, checked, problems, pending: [] };
+  const authenticated = auth ? { authenticated: auth.mac !== null } : {};
+  if (problems.some((p) => p.kind === 'missing' || p.kind === 'checksum' || p.kind === 'unreadable' || p.kind === 'schema' || p.kind === 'mac')) {
+    return { source: index.source, ok: false, checked, problems, ...authenticated, pending: [] };
   }
   const reader = new ArchiveReader(store, index, envelopes);
   const txs = await reader.transactions(null);
@@ -149,7 +185,7 @@ export async function verifyArchive(store: ObjectStore, index: ArchiveIndex, env
       }
     }
   }
-  return { source: index.source, ok: problems.length === 0, checked, problems, pending };
+  return { source: index.source, ok: problems.length === 0, checked, problems, ...authenticated, pending };
 }
 
 export function renderVerifyReport(r: VerifyReport): string {
@@ -158,6 +194,9 @@ export function renderVerifyReport(r: VerifyReport): string {
     `source ${r.source}: ${r.ok ? 'OK' : `${r.problems.length} problem(s)`}`,
     `  checked ${c.objects} objects, ${c.manifests} manifests, ${c.snapshots} snapshots, ${c.transactions} transactions, ${c.events} events, ${c.schemas} schemas`,
   ];
+  if (r.authenticated === false) {
+    lines.push('  not authenticated: the archive has no archive-MAC key (written before archive MACs); sha256 chains only, which a writer to the bucket can recompute. The next `chartlog run` creates the key.');
+  }
   for (const p of r.problems) lines.push(`  ${p.kind.padEnd(10)} ${p.object ? `${p.object}: ` : ''}${p.message}`);
   const inFlight = new Set(r.pending.map((p) => p.transaction)).size;
   if (inFlight > 0) {

@@ -2,6 +2,7 @@ import { ChartlogError } from '../../core/errors.js';
 import { UNCHANGED, type CellValue, type ColumnSchema, type ColumnType } from '../../core/table-schema.js';
 import { floatText } from './postgres-text.js';
 import type { SourceEngine } from './restore-target.js';
+import { sourceTypeDdl } from './source-type-ddl.js';
 
 /**
  * Values of the value model as MySQL/MariaDB SQL literals, and column types for MySQL targets.
@@ -84,7 +85,7 @@ function jsonOf(values: readonly CellValue[]): unknown[] {
  */
 export function mysqlColumnType(col: ColumnSchema, sealed: boolean, engine: SourceEngine, key: boolean): string {
   if (sealed) return key ? 'varbinary(3072)' : 'longblob';
-  if (engine === 'mysql') return col.sourceType;
+  if (engine === 'mysql') return sourceTypeDdl('mysql', col);
   return mysqlTypeOfKind(col.type, key);
 }
 

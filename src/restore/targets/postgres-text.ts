@@ -1,6 +1,7 @@
 import { ChartlogError } from '../../core/errors.js';
 import { UNCHANGED, type CellValue, type ColumnSchema, type ColumnType } from '../../core/table-schema.js';
 import type { SourceEngine } from './restore-target.js';
+import { pgBaseTypeDdl, sourceTypeDdl } from './source-type-ddl.js';
 
 /**
  * Values of the value model (src/core/table-schema.ts) in PostgreSQL's text input form, and
@@ -84,7 +85,7 @@ export function sqlLiteral(text: string | null): string {
  */
 export function pgColumnType(col: ColumnSchema, sealed: boolean, engine: SourceEngine): string {
   if (sealed) return 'bytea';
-  if (engine === 'postgres') return col.sourceType;
+  if (engine === 'postgres') return sourceTypeDdl('postgres', col);
   return pgTypeOfKind(col.type);
 }
 
@@ -119,15 +120,10 @@ export function pgTypeOfKind(t: Readonly<ColumnType>): string {
   }
 }
 
-/** The element type name of a PostgreSQL source type: 'mood[]' → 'mood', 'integer[]' → 'integer'. */
-export function baseTypeName(sourceType: string): string {
-  return sourceType.replace(/(\[\])+$/, '');
-}
-
 /** The enum a column needs created (PostgreSQL sources): its type name and labels. */
 export function enumOf(col: ColumnSchema): { name: string; labels: readonly string[] } | null {
   let t: Readonly<ColumnType> | undefined = col.type;
   while (t?.kind === 'array') t = t.element;
   if (t?.kind !== 'enum' || !t.values) return null;
-  return { name: baseTypeName(col.sourceType), labels: t.values };
+  return { name: pgBaseTypeDdl(col.sourceType), labels: t.values };
 }

@@ -47,10 +47,12 @@ test('COPY text escapes and SQL literals', () => {
   assert.equal(sqlLiteral(null), 'NULL');
 });
 
-test('PostgreSQL column types: recorded source type, bytea when sealed, enums found through arrays', () => {
+test('PostgreSQL column types: recorded source type (user types quoted), bytea when sealed, enums found through arrays', () => {
   const e = col({ kind: 'array', element: { kind: 'enum', values: ['sad', 'ok'] } }, 'mood[]');
-  assert.equal(pgColumnType(e, false, 'postgres'), 'mood[]');
-  assert.deepEqual(enumOf(e), { name: 'mood', labels: ['sad', 'ok'] });
+  assert.equal(pgColumnType(e, false, 'postgres'), '"mood"[]');
+  assert.deepEqual(enumOf(e), { name: '"mood"', labels: ['sad', 'ok'] });
+  assert.equal(pgColumnType(col({ kind: 'decimal', precision: 12, scale: 2 }, 'numeric(12,2)'), false, 'postgres'), 'numeric(12,2)');
+  assert.throws(() => pgColumnType(col({ kind: 'string' }, 'text); DROP TABLE x; --'), false, 'postgres'), /not an allowed PostgreSQL type/);
   assert.equal(pgColumnType(col({ kind: 'string' }, 'character varying(10)'), true, 'postgres'), 'bytea');
   assert.equal(pgColumnType(col({ kind: 'int', bits: 64, unsigned: true }, 'bigint unsigned'), false, 'mysql'), 'numeric(20,0)');
   assert.equal(pgColumnType(col({ kind: 'time' }, 'time(6)'), false, 'mysql'), 'interval', 'MySQL TIME reaches ±838 hours');
@@ -82,9 +84,11 @@ test('MySQL literals keep every value exactly', () => {
   assert.equal(my(['1', null], { kind: 'array', element: { kind: 'string' } }, 'postgres'), `'["1",null]'`);
 });
 
-test('MySQL column types: COLUMN_TYPE as recorded, bytes when sealed (key-sized in a key)', () => {
+test('MySQL column types: COLUMN_TYPE re-spelt, labels as literals, bytes when sealed (key-sized in a key)', () => {
   const c = col({ kind: 'enum', values: ['a,b', "it's"] }, "enum('a,b','it''s')");
-  assert.equal(mysqlColumnType(c, false, 'mysql', false), "enum('a,b','it''s')");
+  assert.equal(mysqlColumnType(c, false, 'mysql', false), "enum('a,b','it\\'s')");
+  assert.equal(mysqlColumnType(col({ kind: 'int', bits: 32, unsigned: true }, 'int(10) unsigned'), false, 'mysql', false), 'int(10) unsigned');
+  assert.throws(() => mysqlColumnType(col({ kind: 'string' }, 'varchar(10)) ; DROP TABLE x; --'), false, 'mysql', false), /not an allowed MySQL type/);
   assert.equal(mysqlColumnType(c, true, 'mysql', false), 'longblob');
   assert.equal(mysqlColumnType(c, true, 'mysql', true), 'varbinary(3072)');
   assert.equal(mysqlColumnType(col({ kind: 'decimal' }, 'numeric'), false, 'postgres', false), 'longtext', 'unbounded numeric keeps its digits as text');
