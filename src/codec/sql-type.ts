@@ -118,7 +118,7 @@ function skipLiteral(text: string, i: number): number {
 
 function parseMysql(text: string): SqlType {
   const t = text.trim();
-  const head = /^([a-z]+(?: precision)?)\s*(?=\(|\s|$)/i.exec(t);
+  const head = /^([a-z][a-z0-9]*(?: precision)?)\s*(?=\(|\s|$)/i.exec(t);
   if (!head) throw refuse('mysql', text, 'no type name');
   const name = head[1]!.toLowerCase();
   const args = MYSQL_TYPES[name];
