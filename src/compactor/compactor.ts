@@ -3,12 +3,12 @@ import { Position } from '../core/position.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { BusBatch } from '../codec/bus-message.js';
 import type { EmbeddedBus } from '../bus/embedded-bus.js';
-import { writeCheckpoint } from '../archive/checkpoint.js';
+import { readCheckpoint, writeCheckpoint } from '../archive/checkpoint.js';
 import { NO_FENCE, type WriterFence } from '../archive/lease.js';
 import type { ArchiveSigner } from '../phi/archive-mac.js';
 import { HourCloser } from './hour-closer.js';
 import { type EnvelopeReader } from '../archive/envelope-reader.js';
-import { hourOf, nextHour, type HourKey } from '../archive/layout.js';
+import { checkpointKey, hourOf, nextHour, type HourKey } from '../archive/layout.js';
 import { PartWriter, type FlushResult } from './part-writer.js';
 import { hoursToClose } from './close-decision.js';
 
@@ -136,7 +136,25 @@ export class Compactor {
     }
     // The checkpoint anchors the newest manifest: move the anchor now, not at the next flush
     // (an idle source may not flush for hours, leaving the newest hour unanchored).
-    if (closed && this.options.signer && this.lastCheckpoint) await this.writeCheckpoint(this.lastCheckpoint);
+    if (closed && this.options.signer) await this.moveAnchor();
+  }
+
+  /**
+   * Rewrites the checkpoint with the newest closed hour: the last one this process wrote, or —
+   * when it closed hours a previous run left open before flushing anything — the stored one,
+   * re-signed only when its own MAC holds (a forged checkpoint is never laundered).
+   */
+  private async moveAnchor(): Promise<void> {
+    if (this.lastCheckpoint) return this.writeCheckpoint(this.lastCheckpoint);
+    const signer = this.options.signer!;
+    const cp = await readCheckpoint(this.store, this.source);
+    if (!cp?.stored) return;
+    const check = (await signer.key()).check(checkpointKey(this.source), cp.stored.object, cp.stored.sha256);
+    if (check !== 'valid' && check !== 'adopted') {
+      logger().warn({ source: this.source, check }, 'the stored checkpoint fails its MAC: not re-signed (`chartlog verify` names it)');
+      return;
+    }
+    await writeCheckpoint(this.store, cp, this.signal, this.fence, { signer, head: await this.closer.lastClosed() });
   }
 
   private async writeCheckpoint(result: FlushResult): Promise<void> {
