@@ -87,7 +87,9 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
     archive = openArchiveCodec(o.config, o.source, o.store, open, mac);
   } catch (err) {
     if (!(err instanceof ChartlogError)) throw err;
-    throw new ChartlogError(err.code, err.message, { cause: err, hint: `${err.hint ? `${err.hint}; ` : ''}or restore with --keep-sealed: PHI columns stay sealed bytes and no keyring is needed` });
+    // An authenticated archive needed the keyring already; only an older one restores sealed without it.
+    const alternative = mac ? 'or restore with --keep-sealed: PHI columns stay sealed bytes' : 'or restore with --keep-sealed: PHI columns stay sealed bytes and no keyring is needed';
+    throw new ChartlogError(err.code, err.message, { cause: err, hint: `${err.hint ? `${err.hint}; ` : ''}${alternative}` });
   }
   await o.target.check(names.map(splitName));
 

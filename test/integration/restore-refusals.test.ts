@@ -217,11 +217,18 @@ describe('chartlog restore: refusals, corrupt objects, audit', () => {
     assert.equal((await restore(['--source', 'clinic', '--to', 'latest', '--tables', 'public.visits', '--target', visitsOnly.url])).code, 0);
     assert.equal(auditCount(), before + 1);
 
-    // --keep-sealed, with a configuration whose keyring does not exist: sealed bytes, no record.
+    // --keep-sealed without the keyring: the archive cannot be authenticated (its MAC key is
+    // wrapped by the keyring), so it is refused before anything is written.
     const noKeys = join(work, 'nokeys.yaml');
     writeFileSync(noKeys, config(join(work, 'backup'), join(work, 'keys', 'absent.json')));
+    const refusedDb = await newDb();
+    const noKey = await restore(['--source', 'clinic', '--to', 'latest', '--target', refusedDb.url, '--keep-sealed'], noKeys);
+    assert.equal(noKey.code, 1, noKey.stderr.slice(0, 1000));
+    assert.match(noKey.stderr, /restore needs phi\.keyring also with --keep-sealed/);
+    assert.deepEqual(await refusedDb.tables(), [], 'nothing written');
+    // --keep-sealed with it: sealed bytes, no record.
     const sealed = await newDb();
-    const s = await restore(['--source', 'clinic', '--to', 'latest', '--target', sealed.url, '--keep-sealed'], noKeys);
+    const s = await restore(['--source', 'clinic', '--to', 'latest', '--target', sealed.url, '--keep-sealed']);
     assert.equal(s.code, 0, s.stderr.slice(0, 1000));
     assert.match(s.stdout, /PHI kept sealed: full_name, ssn/);
     assert.equal(auditCount(), before + 1, 'no audit record with --keep-sealed');

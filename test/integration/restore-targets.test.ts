@@ -68,7 +68,7 @@ describe('restore targets', () => {
     await other.exec(`CREATE TYPE mood2 AS ENUM ('a', 'c')`);
     const refusing = new PostgresTarget(other.url);
     await refusing.check([t]);
-    await assert.rejects(refusing.prepare([plan(t, 'postgres')]), (err: unknown) => err instanceof ChartlogError && err.exitCode === 2 && /already has a type mood2/.test(err.message));
+    await assert.rejects(refusing.prepare([plan(t, 'postgres')]), (err: unknown) => err instanceof ChartlogError && err.exitCode === 2 && /already has a type "mood2"/.test(err.message));
     await refusing.close();
     assert.equal((await other.capture(`(SELECT nspname AS id FROM pg_namespace WHERE nspname = 'clinic_x') s`)).length, 0, 'no schema created');
   });
