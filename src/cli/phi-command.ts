@@ -21,7 +21,7 @@ export function registerPhiCommand(program: Command): void {
     .description('propose phi.columns / phi.publicColumns from the source catalog and a sample of values (prints names and counts, never a value)')
     .requiredOption('-c, --config <file>', 'configuration file (YAML)')
     .option('-s, --source <name>', 'only this source (default: all)')
-    .option('--sample <n>', `rows sampled per table, 0 for names only (default 100, at most ${MAX_SAMPLE})`, '100')
+    .option('--sample <n>', `rows sampled per table, 0 for names only (at most ${MAX_SAMPLE})`, '100')
     .option('--json', 'print JSON for machines')
     .action(async (opts: { config: string; source?: string; sample: string; json?: boolean }) => {
       if (!/^\d+$/.test(opts.sample) || Number(opts.sample) > MAX_SAMPLE) {
