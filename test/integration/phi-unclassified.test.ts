@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { runChartlog } from '../support/chartlog-process.js';
 import { describeHits, scanForCanaries, scanTextForCanaries, type ScanStats } from '../support/leak-scan.js';
 import { createClinicTables, mariadbEngine, PHI_CANARIES, postgresEngine, prng, RunHarness, Workload, type Engine } from '../support/run-harness.js';
 
@@ -9,7 +12,8 @@ import { createClinicTables, mariadbEngine, PHI_CANARIES, postgresEngine, prng, 
  * on both engines: a column added by ALTER TABLE while `chartlog run` streams, classified neither
  * as PHI nor as reviewed public, is sealed under the default `phi.unclassified: seal` — the
  * decoding leak scanner finds its canary nowhere in clear in the store or the log — while the
- * backup goes on and the archive, PHI opened, equals the source (new column included). The
+ * backup goes on, the archive, PHI opened, equals the source (new column included), and
+ * `chartlog restore` gives the column's values back. The
  * stored schema of the new table version records the column as sealed. The negative control,
  * `phi.unclassified: clear`, leaves the canary findable.
  */
@@ -53,6 +57,15 @@ async function runWithNewColumn(make: () => Promise<Engine>, extraPhi: string[])
     assert.ok(Number(withAllergy[0]!.n) >= 5, 'the source holds canary values in the new column');
     await sleep(300);
     assert.equal(await h.kill('SIGTERM'), 0, 'clean stop: the new column did not stop the backup');
+    // chartlog restore (PHI opened with the keyring) gives the new column's values back.
+    const out = join(h.work, 'restored');
+    const r = await runChartlog(['restore', '--config', h.configFile, '--source', 'clinic', '--to', 'latest', '--out', out, '--format', 'jsonl', '--tables', engine.qualified('patients')], h.env);
+    assert.equal(r.code, 0, r.stderr.slice(0, 2000));
+    const file = readdirSync(out).find((f) => f.endsWith('patients.jsonl'))!;
+    const restored = new Map(readFileSync(join(out, file), 'utf8').split('\n').filter((l) => l !== '').map((l) => { const o = JSON.parse(l) as { id: unknown; allergy: unknown }; return [String(o.id), o.allergy ?? null]; }));
+    const expected = await engine.query(`SELECT id, allergy FROM patients`);
+    assert.equal(restored.size, expected.length);
+    for (const row of expected) assert.equal(restored.get(String(row.id)), row.allergy ?? null, `patient ${String(row.id)}: allergy restored`);
     const objects = await h.storedObjects();
     const stats: ScanStats = { objects: 0, decoded: 0 };
     const hits = scanForCanaries(objects, [ALLERGY, ...PHI_CANARIES], stats);
