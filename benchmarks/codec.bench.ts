@@ -183,7 +183,7 @@ async function main(): Promise<void> {
         connector: 'postgres',
         db: 'app',
         schemas: new SchemaStore({ source: 'clinic', store, log }),
-        ...(sealing ? { policy: new ColumnPolicy({ columns: { 'public.patients': PHI }, strict: [], publicColumns: {} }) } : {}),
+        ...(sealing ? { policy: new ColumnPolicy({ columns: { 'public.patients': PHI }, strict: [], publicColumns: {}, unclassified: 'clear' }) } : {}),
         ...(withKeys ? { keys } : {}),
       });
 

@@ -26,6 +26,7 @@ import { openObjectStore } from '../src/storage/open-object-store.js';
 import { createTestDb } from '../test/support/pg-test-db.js';
 import { BenchRun, goal, measurement, toolVersion } from './lib/bench-report.js';
 import { benchServices, stopBenchServices } from './lib/bench-services.js';
+import { PATIENT_PHI_COLUMNS, publicPatientColumns } from './lib/patient-workload.js';
 
 const { values: args } = parseArgs({ options: { rate: { type: 'string', default: '5000' }, seconds: { type: 'string', default: '60' }, reps: { type: 'string', default: '3' } } });
 const RATE = Number(args.rate);
@@ -51,7 +52,7 @@ async function once(rep: number, serverUrl: string): Promise<{ p50: number; p99:
       'sources:',
       `  - { name: clinic, type: postgres, url: "${url}", tables: [public.${table}], postgres: { slotName: ${db.name}, publicationName: fresh_${rep} } }`,
       `storage: { url: "file://${work}/backup" }`,
-      `phi: { keyring: "file://${work}/keys/keyring.json", columns: { public.${table}: [full_name, ssn, birth_date, address] } }`,
+      `phi: { keyring: "file://${work}/keys/keyring.json", columns: { public.${table}: [${PATIENT_PHI_COLUMNS.join(', ')}] }, publicColumns: { public.${table}: [${publicPatientColumns(PATIENT_PHI_COLUMNS).join(', ')}] } }`,
       'log: { level: warn, format: json }',
     ].join('\n'),
     'freshness.yaml',

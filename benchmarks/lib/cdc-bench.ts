@@ -16,6 +16,7 @@ import { Position } from '../../src/core/position.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { chartlogBin } from '../../test/support/chartlog-process.js';
+import { publicPatientColumns } from './patient-workload.js';
 
 /** Prefix of every database, slot and temporary directory these benchmarks create. */
 export const TAG = 'cdcb';
@@ -164,6 +165,9 @@ export function writeChartlogConfig(o: ChartlogConfigOptions): void {
     'phi:',
     `  keyring: "file://${o.keyring}"`,
     `  columns: { ${o.table}: [${o.phi.join(', ')}] }`,
+    // The other columns are reviewed as not PHI, so exactly the PHI columns are sealed
+    // (unclassified columns would be sealed too by default, phi.unclassified).
+    `  publicColumns: { ${o.table}: [${publicPatientColumns(o.phi).join(', ')}] }`,
     'log: { level: info, format: json }',
   );
   writeFileSync(o.file, `${lines.join('\n')}\n`);

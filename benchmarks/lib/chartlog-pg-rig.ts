@@ -14,6 +14,7 @@ import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { chartlogBin } from '../../test/support/chartlog-process.js';
+import { publicPatientColumns } from './patient-workload.js';
 
 /** Session settings that make `row::text` the same on every connection. */
 export const PG_SESSION = '-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=1';
@@ -73,6 +74,8 @@ export function writeBenchConfig(
       'phi:',
       `  keyring: "file://${keyring}"`,
       `  columns: { ${table}: [${phi.join(', ')}] }`,
+      // The other columns reviewed as not PHI: exactly the PHI columns are sealed.
+      `  publicColumns: { ${table}: [${publicPatientColumns(phi).join(', ')}] }`,
       ...(more.cryptoThreads !== undefined ? [`  cryptoThreads: ${more.cryptoThreads}`] : []),
       ...(more.maxPartBytes ? [`segments: { maxPartBytes: ${more.maxPartBytes} }`] : []),
       'log: { level: info, format: json }',

@@ -16,6 +16,11 @@ export const PATIENT_COLUMNS = [
   'id', 'mrn', 'full_name', 'ssn', 'birth_date', 'address', 'ward', 'admitted_at', 'balance', 'active', 'visits', 'external_id',
 ] as const;
 
+/** The columns of the patient table that are not in `phi`: reviewed as not PHI (`phi.publicColumns`). */
+export function publicPatientColumns(phi: readonly string[]): string[] {
+  return PATIENT_COLUMNS.filter((c) => !phi.includes(c));
+}
+
 export function pgPatientDdl(table: string): string {
   return `CREATE TABLE ${table} (
     id bigint PRIMARY KEY,

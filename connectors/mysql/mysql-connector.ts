@@ -5,7 +5,7 @@ import { ChartlogError } from '../../src/core/errors.js';
 import { type Logger, logger as rootLogger } from '../../src/core/logger.js';
 import { Position } from '../../src/core/position.js';
 import { Backoff, gaveUp, sleep, type ReconnectPolicy } from '../../src/core/retry.js';
-import type { ConnectorCapabilities, SnapshotOptions, SourceConnector, StreamOptions } from '../../src/core/source-connector.js';
+import type { ConnectorCapabilities, SampledRow, SnapshotOptions, SourceConnector, StreamOptions } from '../../src/core/source-connector.js';
 import type { TableSchema } from '../../src/core/table-schema.js';
 import type { TlsSettings } from '../../src/core/tls-settings.js';
 import { formatMariadbGtid, mariadbGtidOf, mysqlGtidOf, mysqlResumeSet } from './binlog-position.js';
@@ -14,6 +14,7 @@ import { connectionOptions, sourceError } from './connection-settings.js';
 import { RowsEventConverter, isSchemaStatement } from './rows-event-converter.js';
 import { loadTableSchemas, tableFilter } from './schema-loader.js';
 import { type ServerInfo, checkSource, defaultServerId } from './setup-check.js';
+import { sampleRows } from './sample-rows.js';
 import { readSnapshot } from './snapshot.js';
 
 /** The slice of a source's configuration (src/config/schema.ts) this connector reads. */
@@ -111,6 +112,14 @@ export class MysqlConnector implements SourceConnector {
     const schemas = configured && configured.length > 0 ? [...new Set(configured.map((t) => t.slice(0, t.indexOf('.'))))] : undefined;
     try {
       return [...(await this.withConnection((c) => loadTableSchemas(c, this.captures, schemas))).values()];
+    } catch (err) {
+      throw sourceError(err);
+    }
+  }
+
+  async sample(table: TableSchema, limit: number): Promise<readonly SampledRow[]> {
+    try {
+      return await this.withConnection((c) => sampleRows(c, table, limit));
     } catch (err) {
       throw sourceError(err);
     }

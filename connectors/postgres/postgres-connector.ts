@@ -8,6 +8,7 @@ import { COMMIT_SEQ, Position } from '../../src/core/position.js';
 import { Backoff, gaveUp, sleep, type ReconnectPolicy } from '../../src/core/retry.js';
 import type {
   ConnectorCapabilities,
+  SampledRow,
   SnapshotOptions,
   SourceConnector,
   StreamOptions,
@@ -16,6 +17,7 @@ import type { TableSchema } from '../../src/core/table-schema.js';
 import type { TlsSettings } from '../../src/core/tls-settings.js';
 import { skipThrough, statusLsn, type AckProgress } from './ack-policy.js';
 import { capturedTables } from './captured-tables.js';
+import { sampleRows } from './sample-rows.js';
 import { clientConfig } from './connection-settings.js';
 import { lsnHex, lsnOfPosition, maxLsn, parseLsn, type Lsn } from './lsn.js';
 import {
@@ -159,6 +161,17 @@ export class PostgresConnector implements SourceConnector {
     const db = await this.connect(false);
     try {
       return await capturedTables(asQueryable(db), this.catalog, { tables: this.names.tables, publication: this.names.publication });
+    } catch (err) {
+      throw classify(err);
+    } finally {
+      await db.end().catch(() => undefined);
+    }
+  }
+
+  async sample(table: TableSchema, limit: number): Promise<readonly SampledRow[]> {
+    const db = await this.connect(false);
+    try {
+      return await sampleRows(asQueryable(db), table, limit);
     } catch (err) {
       throw classify(err);
     } finally {

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { ChartlogError } from '../core/errors.js';
 import { registerConfigCommand } from './config-command.js';
 import { registerKeysCommand } from './keys-command.js';
+import { registerPhiCommand } from './phi-command.js';
 import { registerRestoreCommand } from './restore-command.js';
 import { registerRunCommand } from './run-command.js';
 import { registerSnapshotCommand } from './snapshot-command.js';
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerConfigCommand(program);
   registerKeysCommand(program);
+  registerPhiCommand(program);
   registerRestoreCommand(program);
   registerRunCommand(program);
   registerSnapshotCommand(program);

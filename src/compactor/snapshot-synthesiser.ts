@@ -198,7 +198,7 @@ function passThroughCheck(yieldEvery: number): (d: DecodedChange) => Promise<voi
     if (e.schema.primaryKey.length === 0 && (e.op === 'u' || e.op === 'd') && d.sealedColumns.some((c) => e.before?.[c] instanceof Uint8Array)) {
       // Without a key, rows are matched by their whole image, and each message seals anew.
       throw new ChartlogError('phi_policy', `${table}: has no primary key and sealed columns, so its updates and deletes cannot be matched to rows without the keyring`, {
-        hint: 'take a snapshot from the source instead (`chartlog snapshot --from-source`), or give the table a primary key',
+        hint: 'take a snapshot from the source instead (`chartlog snapshot --from-source`), or give the table a primary key; if its sealed columns are not PHI, list them under phi.publicColumns (unclassified columns are sealed by default, phi.unclassified)',
       });
     }
     if (e.op === 'u' && e.before && e.after && e.schema.primaryKey.length > 0) {

@@ -236,7 +236,22 @@ const phi = z
     publicColumns: z
       .record(tableName, z.array(z.string().min(1)))
       .default({})
-      .describe('On strict tables, the columns reviewed and classified as not PHI.'),
+      .describe('Columns reviewed and classified as not PHI, per table: stored in clear. Every other column of a captured table that phi.columns does not name is unclassified (see phi.unclassified).'),
+    unclassified: z
+      .enum(['seal', 'clear'])
+      .default('seal')
+      .describe(
+        'A column named neither in phi.columns nor in phi.publicColumns (unreviewed, or added later by DDL): seal (the default) seals it like PHI, so it is never stored in clear and the backup goes on; key columns (primary key, replica identity) stay in clear so rows can be keyed. clear stores it in clear; choose it only explicitly. Each such column is logged once, by name. Strict tables (phi.strict) refuse an unclassified column either way.',
+      ),
+    guard: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        intervalMs: z.number().int().min(10).default(1000).describe('At most one value per clear column is checked in this many milliseconds.'),
+      })
+      .default({ enabled: true, intervalMs: 1000 })
+      .describe(
+        'The PHI guard in the stream: a sampled value of each column that is not sealed is checked for SSN, e-mail, phone, MRN and street-address shapes; a hit is a warning log line naming table, column and detector, never the value.',
+      ),
     dekRotation: z
       .strictObject({
         maxAgeHours: z.number().positive().default(24).describe('Start a new data key after this long.'),

@@ -17,6 +17,9 @@ export interface ConnectorCapabilities {
   readonly unchangedValues: boolean;
 }
 
+/** One sampled row: column name → the value's text, or null (SQL NULL, or a column not read). */
+export type SampledRow = Readonly<Record<string, string | null>>;
+
 export interface SnapshotOptions {
   /** "schema.table" names; all configured tables when absent. */
   readonly tables?: readonly string[];
@@ -64,6 +67,14 @@ export interface SourceConnector {
    * configured PHI names against it before anything is read or written (src/phi/phi-names.ts).
    */
   tables(): Promise<readonly TableSchema[]>;
+
+  /**
+   * Up to `limit` rows of one table `tables()` gave, for `chartlog phi classify`: each value in
+   * the database's own text form, SQL NULL as null, bytes columns not read (null). Read-only: one
+   * SELECT … LIMIT in a read-only transaction, no order, nothing created. The caller keeps the
+   * values in memory only and never prints, logs or stores them.
+   */
+  sample(table: TableSchema, limit: number): Promise<readonly SampledRow[]>;
 
   /**
    * A consistent snapshot: batches with `snapshot: true` and op 'r' events, all at one

@@ -1,15 +1,43 @@
 import { ChartlogError } from '../core/errors.js';
+import { logger } from '../core/logger.js';
 import { qualifiedName, type TableSchema } from '../core/table-schema.js';
 import { matchedName, NameIndex, type NameMatch, type PhiNamesConfig } from './phi-names.js';
 
-/** The slice of `phi` configuration (src/config/schema.ts) the policy reads. */
-export type PhiPolicyConfig = PhiNamesConfig;
+/** What happens to a column classified neither as PHI nor as reviewed public (`phi.unclassified`). */
+export type UnclassifiedMode = 'seal' | 'clear';
 
 /**
- * Which columns of a table version are PHI and get sealed. Strict tables fail closed: a column
- * classified neither as PHI (`phi.columns`) nor as reviewed non-PHI (`phi.publicColumns`) stops
- * the table with a 'phi_policy' error naming the column and the configuration line to add.
- * On other tables unclassified columns pass as non-PHI.
+ * The slice of `phi` configuration (src/config/schema.ts) the policy reads. `unclassified`
+ * absent means 'seal': clear must be chosen explicitly, here as in the configuration.
+ */
+export type PhiPolicyConfig = PhiNamesConfig & { readonly unclassified?: UnclassifiedMode };
+
+/** A column the policy met unclassified (once per policy): names only, never a value. */
+export interface UnclassifiedColumn {
+  readonly table: string;
+  readonly column: string;
+  /** 'sealed' under `phi.unclassified: seal`; 'clear' under `clear`; 'key' for a key column left in clear. */
+  readonly handling: 'sealed' | 'clear' | 'key';
+}
+
+export interface ColumnPolicyOptions {
+  /**
+   * Told once per table and column the first time a version with it unclassified is compiled.
+   * Default: a warning log line naming table and column.
+   */
+  readonly onUnclassified?: (c: UnclassifiedColumn) => void;
+}
+
+/**
+ * Which columns of a table version are PHI and get sealed. A column is *classified* when it is
+ * named in `phi.columns` (PHI: sealed) or `phi.publicColumns` (reviewed, not PHI: clear).
+ * Unclassified columns fail closed without stopping the backup: under `phi.unclassified: seal`
+ * (the default) they are sealed like PHI, except key columns (the table version's primary key:
+ * PostgreSQL's replica identity), which stay in clear so rows can be keyed and sealed values
+ * bound to their row. Under `clear` (chosen explicitly) they pass in clear. Strict tables
+ * (`phi.strict`) refuse instead: an unclassified column, key or not, stops the table with a
+ * 'phi_policy' error naming the column and the configuration line to add.
+ * Each unclassified column is reported once per policy (`onUnclassified`), by name only.
  *
  * Names are matched by the one rule of phi-names.ts: exactly, or else case-insensitively when
  * only one name matches, so `SSN` seals the column `ssn`. The policy sees one table version at
@@ -25,11 +53,17 @@ export class ColumnPolicy {
   private readonly phi: ConfiguredLists;
   private readonly publicColumns: ConfiguredLists;
   private readonly strict: NameIndex;
+  readonly unclassified: UnclassifiedMode;
+  private readonly onUnclassified: (c: UnclassifiedColumn) => void;
+  /** "table\0column" already reported. */
+  private readonly reported = new Set<string>();
 
-  constructor(config: PhiPolicyConfig) {
+  constructor(config: PhiPolicyConfig, options: ColumnPolicyOptions = {}) {
     this.phi = new ConfiguredLists('columns', config.columns);
     this.publicColumns = new ConfiguredLists('publicColumns', config.publicColumns);
     this.strict = new NameIndex(config.strict);
+    this.unclassified = config.unclassified ?? 'seal';
+    this.onUnclassified = options.onUnclassified ?? logUnclassified;
   }
 
   isStrict(table: { schema: string; table: string }): boolean {
@@ -50,19 +84,42 @@ export class ColumnPolicy {
       const col = matchedName(m);
       if (col !== null) sealed.add(col);
     }
+    const classified = new Set(sealed);
+    for (const c of reviewed?.columns ?? []) {
+      const col = matchedName(columns.match(c));
+      if (col !== null) classified.add(col);
+    }
+    const unclassified = table.columns.filter((c) => !classified.has(c.name)).map((c) => c.name);
+    if (unclassified.length === 0) return sealed;
     if (this.isStrict(table)) {
-      const classified = new Set(sealed);
-      for (const c of reviewed?.columns ?? []) {
-        const col = matchedName(columns.match(c));
-        if (col !== null) classified.add(col);
-      }
-      const unclassified = table.columns.filter((c) => !classified.has(c.name)).map((c) => c.name);
-      if (unclassified.length > 0) {
-        throw unclassifiedError(name, unclassified, phi ?? { key: name, columns: [] }, reviewed ?? { key: name, columns: [] });
+      throw unclassifiedError(name, unclassified, phi ?? { key: name, columns: [] }, reviewed ?? { key: name, columns: [] });
+    }
+    const keys = new Set(table.primaryKey);
+    for (const column of unclassified) {
+      const handling = keys.has(column) ? 'key' : this.unclassified === 'seal' ? 'sealed' : 'clear';
+      if (handling === 'sealed') sealed.add(column);
+      const id = `${name}\u0000${column}`;
+      if (!this.reported.has(id)) {
+        this.reported.add(id);
+        this.onUnclassified({ table: name, column, handling });
       }
     }
     return sealed;
   }
+}
+
+/** The default report: one warning line per column, names only. */
+function logUnclassified(c: UnclassifiedColumn): void {
+  const what =
+    c.handling === 'sealed'
+      ? 'sealed like PHI (phi.unclassified: seal)'
+      : c.handling === 'key'
+        ? 'left in clear: it is a key column, needed to key the rows'
+        : 'stored in clear (phi.unclassified: clear)';
+  logger().warn(
+    { phiTable: c.table, phiColumn: c.column, handling: c.handling },
+    `column ${c.table}.${c.column} is not classified in phi.columns or phi.publicColumns: ${what}; classify it (chartlog phi classify proposes a classification)`,
+  );
 }
 
 interface ConfiguredEntry {

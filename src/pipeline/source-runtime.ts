@@ -8,6 +8,7 @@ import type { ObjectStore } from '../storage/object-store.js';
 import { AvroCodec } from '../codec/avro-codec.js';
 import { SchemaStore } from '../codec/schema-store.js';
 import { ColumnPolicy } from '../phi/column-policy.js';
+import { PhiGuard } from '../phi/phi-guard.js';
 import { KeyManager } from '../phi/key-manager.js';
 import { CryptoPool } from '../phi/crypto-pool.js';
 import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
@@ -25,12 +26,15 @@ export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<So
   const signer = archiveSigner(store, keyring, source.name);
   const schemas = new SchemaStore({ source: source.name, store, signer });
   const keys = new KeyManager({ source: source.name, store, keyring, rotation: config.phi.dekRotation });
+  const policy = new ColumnPolicy(config.phi);
+  // Reads a sampled value of each clear column before the codec encodes the batch (phi-guard.ts).
+  const guard = config.phi.guard.enabled ? new PhiGuard({ sealedOf: (t) => policy.sealedColumns(t), intervalMs: config.phi.guard.intervalMs }) : null;
   const codec = new AvroCodec({
     source: source.name,
     connector: source.type,
     db: dbNameOf(source.url),
     schemas,
-    policy: new ColumnPolicy(config.phi),
+    policy,
     keys,
     ...(config.phi.cryptoThreads > 0 ? { cryptoPool: new CryptoPool(config.phi.cryptoThreads) } : {}),
   });
@@ -40,7 +44,10 @@ export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<So
     store,
     connector: createConnector(source, { logger: logger() }),
     encoder: {
-      encode: (batch) => codec.encodeBatch(batch),
+      encode: (batch) => {
+        guard?.inspect(batch);
+        return codec.encodeBatch(batch);
+      },
       fingerprintOf: (_source, table) => codec.fingerprintOf(table),
     },
     envelopes: new CodecEnvelopeReader(schemas),

@@ -120,9 +120,10 @@ for (const [kind, make] of engines) {
     const leaks = scanTextForCanaries('chartlog.log', sealed.log, PHI_CANARIES);
     assert.deepEqual(leaks, [], `PHI in the log:\n${describeHits(leaks)}`);
 
-    // Negative control: the same run with ssn not configured on a non-strict table. The scanner
-    // must find its canary, or the assertion above proves nothing.
-    const control = await runAndScan(make, (p) => [`columns: { ${p}: [full_name] }`]);
+    // Negative control: the same run with ssn not configured on a non-strict table, and
+    // unclassified columns explicitly in clear. The scanner must find its canary, or the
+    // assertion above proves nothing.
+    const control = await runAndScan(make, (p) => [`columns: { ${p}: [full_name] }`, 'unclassified: clear']);
     assert.ok(control.ssnHits > 0, 'the scanner finds the unsealed SSN canary');
     assert.equal(control.nameHits, 0, 'full_name is still sealed in the control');
   });

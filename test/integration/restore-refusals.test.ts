@@ -53,6 +53,8 @@ describe('chartlog restore: refusals, corrupt objects, audit', () => {
       'phi:',
       `  keyring: "file://${ring}"`,
       '  columns: { public.patients: [full_name, ssn] }',
+      // Reviewed as not PHI (unclassified columns would be sealed by default, phi.unclassified).
+      '  publicColumns: { public.patients: [id, note], public.visits: [id, patient_id, reason] }',
       'log: { level: info, format: json }',
     ].join('\n');
     configFile = join(work, 'chartlog.yaml');

@@ -1,7 +1,7 @@
 import type { ChangeBatch } from '../../src/core/change-event.js';
 import { ChartlogError } from '../../src/core/errors.js';
 import { COMMIT_SEQ, Position } from '../../src/core/position.js';
-import type { SourceConnector, StreamOptions } from '../../src/core/source-connector.js';
+import type { SampledRow, SourceConnector, StreamOptions } from '../../src/core/source-connector.js';
 import type { TableSchema } from '../../src/core/table-schema.js';
 import type { BatchEncoder } from '../../src/codec/batch-encoder.js';
 import { singleObjectHeader } from '../../src/codec/single-object.js';
@@ -48,6 +48,8 @@ export interface ScriptedConnectorOptions {
   readonly redeliver?: number;
   /** Called once the last transaction is delivered (to stop the pipeline, as SIGTERM would). */
   readonly whenDelivered?: () => void;
+  /** Sampled rows per "schema.table", for `sample()`. */
+  readonly samples?: Readonly<Record<string, readonly SampledRow[]>>;
 }
 
 /** A snapshot at 0, then transactions 1..total; `failOnceAt` loses the connection once there. */
@@ -69,6 +71,11 @@ export class ScriptedConnector implements SourceConnector {
 
   async tables(): Promise<readonly TableSchema[]> {
     return [SCRIPTED_TABLE];
+  }
+
+  /** Rows for `phi classify`: the options' `samples` for the table, or none. */
+  async sample(table: TableSchema, limit: number): Promise<readonly SampledRow[]> {
+    return (this.options.samples?.[`${table.schema}.${table.table}`] ?? []).slice(0, limit);
   }
 
   async *snapshot(): AsyncIterable<ChangeBatch> {

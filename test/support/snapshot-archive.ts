@@ -38,7 +38,7 @@ export const patientsV2: TableSchema = freezeTableSchema({ ...patientsV1, column
 export const audit: TableSchema = freezeTableSchema({ schema: 'public', table: 'audit', columns: [col('who', 'string'), col('what', 'string')], primaryKey: [] });
 export const visits: TableSchema = freezeTableSchema({ schema: 'public', table: 'visits', columns: [col('id', 'int', 64), col('reason', 'string')], primaryKey: ['id'] });
 
-export const phiPolicy = { columns: { 'public.patients': ['full_name', 'ssn'] }, strict: [], publicColumns: {} };
+export const phiPolicy = { columns: { 'public.patients': ['full_name', 'ssn'] }, strict: [], publicColumns: {}, unclassified: 'clear' as const };
 
 export interface TestArchive {
   rig: CodecRig;

@@ -41,7 +41,7 @@ for (const engine of ['postgres', 'mysql'] as Engine[]) {
         batchWithPhiOf(engine, 'clinic'),
         async ([batch, phiColumns]) => {
           const table = qualifiedName(batch.events[0]!.schema);
-          const rig = codecRig({ connector: engine, policy: { columns: { [table]: phiColumns }, strict: [], publicColumns: {} } });
+          const rig = codecRig({ connector: engine, policy: { columns: { [table]: phiColumns }, strict: [], publicColumns: {}, unclassified: 'clear' as const } });
           const messages = await rig.codec.encodeBatch(batch);
           const opener = rig.reader({ withKeys: true });
           const archiveReader = rig.reader();

@@ -30,7 +30,7 @@ for (const engine of ['postgres', 'mysql'] as Engine[]) {
         batchOf(engine, 'clinic').chain((b) => fc.tuple(fc.constant(b), fc.subarray(b.events[0]!.schema.columns.map((c) => c.name)))),
         async ([batch, phiColumns]) => {
           const table = qualifiedName(batch.events[0]!.schema);
-          const rig = codecRig({ connector: engine, policy: { columns: { [table]: phiColumns }, strict: [], publicColumns: {} } });
+          const rig = codecRig({ connector: engine, policy: { columns: { [table]: phiColumns }, strict: [], publicColumns: {}, unclassified: 'clear' as const } });
           const messages = await rig.codec.encodeBatch(batch);
           const reader = rig.reader();
           for (const m of messages) {
@@ -90,7 +90,7 @@ const patients: TableSchema = {
 };
 
 async function oneMessage() {
-  const rig = codecRig({ policy: { columns: { 'public.patients': ['ssn'] }, strict: [], publicColumns: {} } });
+  const rig = codecRig({ policy: { columns: { 'public.patients': ['ssn'] }, strict: [], publicColumns: {}, unclassified: 'clear' as const } });
   const commit = '0000000000000100';
   const [m] = await rig.codec.encodeBatch({
     source: 'clinic',

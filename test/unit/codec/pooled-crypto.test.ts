@@ -21,7 +21,7 @@ for (const engine of ['postgres', 'mysql'] as Engine[]) {
         batchWithPhiOf(engine, 'clinic'),
         async ([batch, phiColumns]) => {
           const table = qualifiedName(batch.events[0]!.schema);
-          const rig = codecRig({ connector: engine, policy: { columns: { [table]: phiColumns }, strict: [], publicColumns: {} }, cryptoPool: pool, poolFrom: 1 });
+          const rig = codecRig({ connector: engine, policy: { columns: { [table]: phiColumns }, strict: [], publicColumns: {}, unclassified: 'clear' as const }, cryptoPool: pool, poolFrom: 1 });
           const messages = await rig.codec.encodeBatch(batch);
           assert.equal(messages.length, batch.events.length);
           const opener = rig.reader({ withKeys: true });
@@ -60,7 +60,7 @@ test('a large batch sealed on the pool and the same batch sealed inline decode t
   );
   const big = { ...batch!, events: Array.from({ length: 400 }, (_, i) => batch!.events[i % 5]!) };
   const table = qualifiedName(big.events[0]!.schema);
-  const policy = { columns: { [table]: big.events[0]!.schema.columns.map((c) => c.name) }, strict: [], publicColumns: {} };
+  const policy = { columns: { [table]: big.events[0]!.schema.columns.map((c) => c.name) }, strict: [], publicColumns: {}, unclassified: 'clear' as const };
   const pooled = codecRig({ policy, cryptoPool: pool, poolFrom: 16 });
   const inline = codecRig({ policy });
   const fromPool = await pooled.codec.encodeBatch(big);
@@ -84,7 +84,7 @@ for (const engine of ['postgres', 'mysql'] as Engine[]) {
         ),
         async ([batches, phiColumns]) => {
           const table = qualifiedName(batches[0]!.events[0]!.schema);
-          const rig = codecRig({ connector: engine, policy: { columns: { [table]: phiColumns }, strict: [], publicColumns: {} } });
+          const rig = codecRig({ connector: engine, policy: { columns: { [table]: phiColumns }, strict: [], publicColumns: {}, unclassified: 'clear' as const } });
           const messages: Uint8Array[] = [];
           // Batches of other tables carry no PHI: a mix of sealed and plain messages.
           for (const b of batches) for (const m of await rig.codec.encodeBatch(b)) messages.push(m.value);
@@ -110,7 +110,7 @@ for (const engine of ['postgres', 'mysql'] as Engine[]) {
 }
 
 test('a damaged sealed value among many fails decodeMany with the error decode gives, naming the column and no value', async () => {
-  const rig = codecRig({ policy: { columns: { 'public.patients': ['ssn', 'phone'] }, strict: [], publicColumns: {} }, cryptoPool: pool, poolFrom: 16 });
+  const rig = codecRig({ policy: { columns: { 'public.patients': ['ssn', 'phone'] }, strict: [], publicColumns: {}, unclassified: 'clear' as const }, cryptoPool: pool, poolFrom: 16 });
   const commit = '0000000000000100';
   const batch: ChangeBatch = {
     source: 'clinic',
@@ -151,7 +151,7 @@ test('a damaged sealed value among many fails decodeMany with the error decode g
 test('a crypto thread that dies while sealing a batch loses nothing: the batch is encoded again on the calling thread', async () => {
   const local = new CryptoPool(1);
   try {
-    const rig = codecRig({ policy: { columns: { 'public.patients': ['ssn', 'phone'] }, strict: [], publicColumns: {} }, cryptoPool: local, poolFrom: 16 });
+    const rig = codecRig({ policy: { columns: { 'public.patients': ['ssn', 'phone'] }, strict: [], publicColumns: {}, unclassified: 'clear' as const }, cryptoPool: local, poolFrom: 16 });
     const commit = '0000000000000200';
     const batch = (n: number): ChangeBatch => ({
       source: 'clinic',

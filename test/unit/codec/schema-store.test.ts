@@ -177,7 +177,7 @@ test('columns named like JS internals (__proto__, constructor) round-trip as own
   Object.defineProperty(after, '__proto__', { value: 'x', enumerable: true, writable: true, configurable: true });
   const commit = '00000000000000dd';
   for (const sealed of [[], ['__proto__', 'constructor']]) {
-    const rig = codecRig({ policy: { columns: { 'public.odd': sealed }, strict: [], publicColumns: {} } });
+    const rig = codecRig({ policy: { columns: { 'public.odd': sealed }, strict: [], publicColumns: {}, unclassified: 'clear' as const } });
     const event = { op: 'c' as const, schema: odd, before: null, after: after as never, position: Position.of(commit, 0) };
     const [m] = await rig.codec.encodeBatch({ source: 'clinic', txId: null, position: Position.of(commit, COMMIT_SEQ), commitTsUs: 1n, snapshot: false, events: [event] });
     const d = await rig.reader({ withKeys: true }).decode(m!.value, { open: true });

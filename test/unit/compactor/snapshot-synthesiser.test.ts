@@ -191,7 +191,7 @@ for (const [name, policy, table, events] of [
   ['a keyless table with sealed columns, updated or deleted', { 'public.audit': ['who'] }, audit, [{ op: 'd', before: { who: 'CANARY-NAME-dr', what: 'login' }, after: null }]],
 ] as const) {
   test(`${name} is refused: its rows cannot be matched without the keyring`, async () => {
-    const rig = codecRig({ policy: { columns: policy, strict: [], publicColumns: {} } });
+    const rig = codecRig({ policy: { columns: policy, strict: [], publicColumns: {}, unclassified: 'clear' as const } });
     const store = rig.store;
     const envelopes = new CodecEnvelopeReader(new SchemaStore({ source: SOURCE, store }));
     const position = Position.of('0000000000000001');
@@ -215,7 +215,7 @@ for (const [name, policy, table, events] of [
 }
 
 test('the codec passes sealed values through but refuses plaintext in a sealed column', async () => {
-  const rig = codecRig({ policy: { columns: { 'public.patients': ['full_name', 'ssn'] }, strict: [], publicColumns: {} } });
+  const rig = codecRig({ policy: { columns: { 'public.patients': ['full_name', 'ssn'] }, strict: [], publicColumns: {}, unclassified: 'clear' as const } });
   const fingerprint = await rig.codec.fingerprintOf(patientsV1);
   const position = Position.of('0000000000000005');
   const [m] = await rig.codec.encodeBatch({ source: SOURCE, txId: null, position, commitTsUs: T0, snapshot: true, events: [{ op: 'r', schema: patientsV1, before: null, after: patient(3), position: Position.of(position.commit, 0) }] });

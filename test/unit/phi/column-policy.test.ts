@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import type { ChartlogError } from '../../../src/core/errors.js';
 import type { TableSchema } from '../../../src/core/table-schema.js';
-import { ColumnPolicy } from '../../../src/phi/column-policy.js';
+import { ColumnPolicy, type UnclassifiedColumn } from '../../../src/phi/column-policy.js';
 import { codecRig } from '../../support/codec-support.js';
 
 const v1: TableSchema = {
@@ -24,10 +24,80 @@ const config = {
   publicColumns: { 'public.patients': ['id'] },
 };
 
-test('configured PHI columns are sealed; others pass', () => {
+const clear = 'clear' as const;
+
+test('configured PHI columns are sealed; under unclassified: clear, others pass', () => {
   assert.deepEqual([...new ColumnPolicy(config).sealedColumns(v1)].sort(), ['full_name', 'ssn']);
-  assert.deepEqual([...new ColumnPolicy({ ...config, strict: [] }).sealedColumns(v2)].sort(), ['full_name', 'ssn'], 'non-strict: new column passes as non-PHI');
-  assert.deepEqual([...new ColumnPolicy({ columns: {}, strict: [], publicColumns: {} }).sealedColumns(v1)], []);
+  assert.deepEqual([...new ColumnPolicy({ ...config, strict: [], unclassified: clear }).sealedColumns(v2)].sort(), ['full_name', 'ssn'], 'clear, non-strict: new column passes as non-PHI');
+  assert.deepEqual([...new ColumnPolicy({ columns: {}, strict: [], publicColumns: {}, unclassified: clear }).sealedColumns(v1)], []);
+});
+
+test('by default (unclassified absent or seal) an unclassified column is sealed, a reviewed one is not, a key column stays in clear', () => {
+  for (const unclassified of [undefined, 'seal' as const]) {
+    const policy = new ColumnPolicy({ ...config, strict: [], ...(unclassified ? { unclassified } : {}) }, { onUnclassified: () => undefined });
+    assert.equal(policy.unclassified, 'seal');
+    assert.deepEqual([...policy.sealedColumns(v2)].sort(), ['full_name', 'mother maiden', 'ssn'], 'the new column is sealed like PHI');
+  }
+  // Nothing classified at all: every column but the key is sealed.
+  const bare = new ColumnPolicy({ columns: {}, strict: [], publicColumns: {} }, { onUnclassified: () => undefined });
+  assert.deepEqual([...bare.sealedColumns(v2)].sort(), ['full_name', 'mother maiden', 'ssn']);
+  // A reviewed-public column passes in clear, matched by the same case rule.
+  const reviewed = new ColumnPolicy({ columns: {}, strict: [], publicColumns: { 'public.Patients': ['FULL_NAME'] } }, { onUnclassified: () => undefined });
+  assert.deepEqual([...reviewed.sealedColumns(v2)].sort(), ['mother maiden', 'ssn']);
+  // A table without a key: every unclassified column is sealed.
+  const keyless: TableSchema = { ...v2, primaryKey: [] };
+  assert.deepEqual([...bare.sealedColumns(keyless)].sort(), ['full_name', 'id', 'mother maiden', 'ssn']);
+  // A key column classified as PHI is still sealed (as before); only unclassified keys stay clear.
+  const phiKey = new ColumnPolicy({ columns: { 'public.patients': ['id'] }, strict: [], publicColumns: {} }, { onUnclassified: () => undefined });
+  assert.deepEqual([...phiKey.sealedColumns(v1)].sort(), ['full_name', 'id', 'ssn']);
+});
+
+test('each unclassified column is reported once per policy, by name only, with how it is handled', () => {
+  const seen: UnclassifiedColumn[] = [];
+  const policy = new ColumnPolicy({ ...config, strict: [] }, { onUnclassified: (c) => void seen.push({ ...c }) });
+  policy.sealedColumns(v1);
+  assert.deepEqual([...seen], [], 'every column of v1 is classified (id is reviewed public)');
+  policy.sealedColumns(v2);
+  policy.sealedColumns({ ...v2 }); // another object for the same version (a resent relation)
+  assert.deepEqual([...seen], [{ table: 'public.patients', column: 'mother maiden', handling: 'sealed' }], 'once, not once per version');
+  const bare = new ColumnPolicy({ columns: {}, strict: [], publicColumns: {}, unclassified: clear }, { onUnclassified: (c) => void seen.push({ ...c }) });
+  seen.length = 0;
+  bare.sealedColumns(v1);
+  assert.deepEqual([...seen], [
+    { table: 'public.patients', column: 'id', handling: 'key' },
+    { table: 'public.patients', column: 'full_name', handling: 'clear' },
+    { table: 'public.patients', column: 'ssn', handling: 'clear' },
+  ]);
+});
+
+test('the default report is one warning log line naming table and column, never a value', async () => {
+  const { configureLogger } = await import('../../../src/core/logger.js');
+  const lines: string[] = [];
+  const { Writable } = await import('node:stream');
+  configureLogger({ level: 'info', format: 'json', destination: new Writable({ write: (c: Buffer, _e, cb) => void (lines.push(c.toString()), cb()) }) });
+  try {
+    const policy = new ColumnPolicy({ ...config, strict: [] });
+    policy.sealedColumns(v2);
+    policy.sealedColumns(v2);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(lines.length, 1, lines.join(''));
+    const line = JSON.parse(lines[0]!) as Record<string, unknown>;
+    assert.equal(line.level, 40);
+    assert.equal(line.phiTable, 'public.patients');
+    assert.equal(line.phiColumn, 'mother maiden');
+    assert.match(String(line.msg), /column public\.patients\.mother maiden is not classified .*: sealed like PHI/);
+  } finally {
+    configureLogger({ level: 'silent' });
+  }
+});
+
+test('a strict table refuses an unclassified column under either mode, key columns included', () => {
+  for (const unclassified of ['seal', 'clear'] as const) {
+    const policy = new ColumnPolicy({ ...config, unclassified }, { onUnclassified: () => assert.fail('a strict table reports by refusing') });
+    assert.throws(() => policy.sealedColumns(v2), (e: ChartlogError) => e.code === 'phi_policy' && /"mother maiden"/.test(e.message));
+    const noKeyReview = new ColumnPolicy({ ...config, unclassified, publicColumns: {} });
+    assert.throws(() => noKeyReview.sealedColumns(v1), (e: ChartlogError) => e.code === 'phi_policy' && /"id"/.test(e.message));
+  }
 });
 
 test('a strict table fails closed on an unclassified column, naming it and the configuration line to add', () => {
@@ -65,9 +135,9 @@ test('the codec stops a strict table at the DDL (schema change) before any row o
 });
 
 test('names match by the rule of phi-names.ts: `SSN` seals the column `ssn`, and table names match by case too', () => {
-  const policy = new ColumnPolicy({ columns: { 'public.Patients': ['SSN', 'Full_Name'] }, strict: [], publicColumns: {} });
+  const policy = new ColumnPolicy({ columns: { 'public.Patients': ['SSN', 'Full_Name'] }, strict: [], publicColumns: {}, unclassified: clear });
   assert.deepEqual([...policy.sealedColumns(v1)].sort(), ['full_name', 'ssn'], 'the catalog names are sealed');
-  assert.deepEqual([...new ColumnPolicy({ columns: { 'public.patients': ['SNN'] }, strict: [], publicColumns: {} }).sealedColumns(v1)], [], 'a misspelt name seals nothing: the start-time check refuses it');
+  assert.deepEqual([...new ColumnPolicy({ columns: { 'public.patients': ['SNN'] }, strict: [], publicColumns: {}, unclassified: clear }).sealedColumns(v1)], [], 'a misspelt name seals nothing under clear: the start-time check refuses it');
 });
 
 test('strict and publicColumns match by case too; the hint names the entry as it is written', () => {
@@ -87,19 +157,19 @@ test('strict and publicColumns match by case too; the hint names the entry as it
 
 test('an exact column name wins over case variants; a PHI name matching several variants fails closed', () => {
   const quoted: TableSchema = { ...v1, columns: [...v1.columns, { name: 'SSN', sourceType: 'text', type: { kind: 'string' }, nullable: true }] };
-  assert.deepEqual([...new ColumnPolicy({ columns: { 'public.patients': ['ssn', 'SSN'] }, strict: [], publicColumns: {} }).sealedColumns(quoted)].sort(), ['SSN', 'ssn']);
+  assert.deepEqual([...new ColumnPolicy({ columns: { 'public.patients': ['ssn', 'SSN'] }, strict: [], publicColumns: {}, unclassified: clear }).sealedColumns(quoted)].sort(), ['SSN', 'ssn']);
   assert.throws(
-    () => new ColumnPolicy({ columns: { 'public.patients': ['Ssn'] }, strict: [], publicColumns: {} }).sealedColumns(quoted),
+    () => new ColumnPolicy({ columns: { 'public.patients': ['Ssn'] }, strict: [], publicColumns: {}, unclassified: clear }).sealedColumns(quoted),
     (e: ChartlogError) => e.code === 'phi_policy' && /several columns that differ from it only in case \("ssn", "SSN"\)/.test(e.message),
   );
   assert.throws(
-    () => new ColumnPolicy({ columns: { 'public.Patients': ['ssn'], 'PUBLIC.PATIENTS': ['full_name'] }, strict: [], publicColumns: {} }).sealedColumns(v1),
+    () => new ColumnPolicy({ columns: { 'public.Patients': ['ssn'], 'PUBLIC.PATIENTS': ['full_name'] }, strict: [], publicColumns: {}, unclassified: clear }).sealedColumns(v1),
     (e: ChartlogError) => e.code === 'phi_policy' && /several entries of phi\.columns/.test(e.message),
   );
 });
 
 test('the codec seals a column configured in another case: no plaintext of it in the encoded message', async () => {
-  const rig = codecRig({ policy: { columns: { 'public.patients': ['SSN'] }, strict: [], publicColumns: {} } });
+  const rig = codecRig({ policy: { columns: { 'public.patients': ['SSN'] }, strict: [], publicColumns: {}, unclassified: clear } });
   const canary = 'CANARY-SSN-0042';
   const batch = {
     source: 'clinic',

@@ -99,7 +99,7 @@ test('a value opened in another row, column, table or source, or under another k
 });
 
 async function twoSealedMessages() {
-  const rig = codecRig({ policy: { columns: { 'public.patients': ['ssn', 'phone'] }, strict: [], publicColumns: {} } });
+  const rig = codecRig({ policy: { columns: { 'public.patients': ['ssn', 'phone'] }, strict: [], publicColumns: {}, unclassified: 'clear' as const } });
   const commit = '0000000000000100';
   const messages = await rig.codec.encodeBatch({
     source: 'clinic',

@@ -23,6 +23,9 @@ class ScriptedConnector implements SourceConnector {
   async tables() {
     return [];
   }
+  async sample() {
+    return [];
+  }
   async *snapshot(): AsyncIterable<ChangeBatch> {}
   async *stream(options: StreamOptions): AsyncIterable<ChangeBatch> {
     this.starts.push(num(options.from));
