@@ -18,6 +18,11 @@ export interface Checkpoint {
   commitTsUs: bigint;
   /** The base snapshot this stream continues, when it began with one. */
   snapshotId: string | null;
+  /**
+   * The archive this checkpoint belongs to (archive-identity.ts); absent in checkpoints written
+   * before archives had ids. A checkpoint of another archive (copied between stores) is refused.
+   */
+  archiveId?: string;
   updatedAt: string;
 }
 
@@ -27,6 +32,7 @@ interface StoredCheckpoint {
   position: string;
   commitTsUs: string;
   snapshotId: string | null;
+  archiveId?: string;
   updatedAt: string;
 }
 
@@ -45,7 +51,7 @@ export async function readCheckpoint(store: ObjectStore, source: string): Promis
   } catch (err) {
     throw new ChartlogError('integrity', `${key} is not a readable checkpoint`, {
       cause: err,
-      hint: 'inspect it; deleting it makes chartlog resume from the source (PostgreSQL: the slot) and may repeat changes, never lose them',
+      hint: 'put back state/checkpoint.json from a copy of the store (an earlier version of it is fine: changes after it are read again and duplicates dropped); do not delete it: chartlog refuses to start an archive that holds changes but no checkpoint (docs/operations.md, "After a failure")',
     });
   }
 }
@@ -66,6 +72,7 @@ export async function writeCheckpoint(
     position: Position.format(c.position),
     commitTsUs: c.commitTsUs.toString(),
     snapshotId: c.snapshotId,
+    ...(c.archiveId ? { archiveId: c.archiveId } : {}),
     updatedAt: new Date().toISOString(),
   };
   const body = Buffer.from(`${JSON.stringify(stored, null, 2)}\n`, 'utf8');

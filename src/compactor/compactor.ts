@@ -21,6 +21,8 @@ export interface CompactorOptions {
    */
   closeGraceMs: number;
   snapshotId: string | null;
+  /** The archive's id (src/archive/archive-identity.ts), recorded in the checkpoint; absent in tests. */
+  archiveId?: string;
   /**
    * The writer lease (`chartlog run` always passes it): parts, checkpoint and hour closing are
    * fenced by it (docs/architecture.md §1). Default: none, for tests of a single writer.
@@ -107,7 +109,7 @@ export class Compactor {
   async flush(): Promise<FlushResult | null> {
     const result = await this.writer.flush();
     if (!result) return null;
-    await writeCheckpoint(this.store, { source: this.source, position: result.upTo, commitTsUs: result.commitTsUs, snapshotId: this.options.snapshotId }, this.signal, this.fence);
+    await writeCheckpoint(this.store, { source: this.source, position: result.upTo, commitTsUs: result.commitTsUs, snapshotId: this.options.snapshotId, archiveId: this.options.archiveId }, this.signal, this.fence);
     if (result.commitTsUs > this.maxDurableCommitUs) this.maxDurableCommitUs = result.commitTsUs;
     await this.onDurable(result);
     logger().debug({ source: this.source, upTo: Position.format(result.upTo), batches: result.batches, events: result.events, objects: result.objects.length }, 'parts durable');

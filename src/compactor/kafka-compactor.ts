@@ -31,6 +31,8 @@ export interface KafkaCompactorOptions {
   /** As CompactorOptions.closeGraceMs. */
   closeGraceMs: number;
   snapshotId: string | null;
+  /** As CompactorOptions.archiveId. */
+  archiveId?: string;
   /** The writer lease, as CompactorOptions.fence. */
   fence?: WriterFence;
   /** Milliseconds since the epoch; tests move time by hand. */
@@ -401,7 +403,7 @@ export class KafkaCompactor {
     const before = this.settled;
     this.settle();
     if (this.settled && (!before || !Position.equals(before, this.settled))) {
-      await writeCheckpoint(this.store, { source: this.source, position: this.settled, commitTsUs: this.settledCommitUs, snapshotId: this.options.snapshotId }, this.signal, this.fence);
+      await writeCheckpoint(this.store, { source: this.source, position: this.settled, commitTsUs: this.settledCommitUs, snapshotId: this.options.snapshotId, archiveId: this.options.archiveId }, this.signal, this.fence);
       logger().debug({ source: this.source, settled: Position.format(this.settled), objects: written.objects.length }, 'kafka compactor: parts durable, checkpoint written');
       this.notifySettleWaiters();
     }
