@@ -158,7 +158,7 @@ export class RunHarness {
   readonly store: ObjectStore;
   readonly env: NodeJS.ProcessEnv;
   private readonly log: WriteStream;
-  /** Slots are cluster-wide: one per test database, so tests never meet each other's. */
+  /** Slots are cluster-wide: one base per test database, so tests never meet each other's. `chartlog run` names its slot `<base>_<archive id>`: match it with starts_with(slot_name, slotName). */
   readonly slotName: string;
   private child: ChildProcess | null = null;
   private starts = 0;
