@@ -209,9 +209,9 @@ export class RunHarness {
     this.log = createWriteStream(this.logFile, { flags: 'a' });
   }
 
-  /** Starts `chartlog run` and waits until its pipeline streams (past snapshot and start-up). */
-  async start(): Promise<void> {
-    const child = spawn(process.execPath, [bin, 'run', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: this.env });
+  /** Starts `chartlog run` (with `args` after `--config`) and waits until its pipeline streams (past snapshot and start-up). */
+  async start(args: readonly string[] = []): Promise<void> {
+    const child = spawn(process.execPath, [bin, 'run', '--config', this.configFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: this.env });
     child.stdout!.pipe(this.log, { end: false });
     child.stderr!.pipe(this.log, { end: false });
     this.child = child;
@@ -233,6 +233,18 @@ export class RunHarness {
     child.stderr!.pipe(out, { end: false });
     child.once('exit', () => setTimeout(() => out.end(), 100));
     return child;
+  }
+
+  /** `chartlog <args> --config F` to its end: exit code and output (stdout and stderr). */
+  async runToEnd(args: readonly string[], timeoutMs = 60_000): Promise<{ code: number | null; output: string }> {
+    const child = spawn(process.execPath, [bin, ...args, '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: this.env });
+    let output = '';
+    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    clearTimeout(timer);
+    return { code, output };
   }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
