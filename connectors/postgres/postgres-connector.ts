@@ -14,10 +14,10 @@ import type {
   StreamOptions,
 } from '../../src/core/source-connector.js';
 import type { TableSchema } from '../../src/core/table-schema.js';
-import type { TlsSettings } from '../../src/core/tls-settings.js';
+import { TlsPreference, type TlsSettings } from '../../src/core/tls-settings.js';
 import { skipThrough, statusLsn, type AckProgress } from './ack-policy.js';
 import { capturedTables } from './captured-tables.js';
-import { clientConfig } from './connection-settings.js';
+import { clientConfig, serverHasNoTls } from './connection-settings.js';
 import { lsnHex, lsnOfPosition, maxLsn, parseLsn, type Lsn } from './lsn.js';
 import {
   applyRelation,
@@ -119,6 +119,7 @@ export class PostgresConnector implements SourceConnector {
   /** Slot names of this source are `<base>_<archive id>`. */
   private readonly slotBase: string;
   private claimed: ArchiveClaim | null = null;
+  private readonly tls: TlsPreference;
   private readonly log: Logger;
   private readonly catalog: TypeCatalog;
   private readonly maxBatchEvents: number;
@@ -144,6 +145,7 @@ export class PostgresConnector implements SourceConnector {
     });
     this.log = (deps.logger ?? rootLogger()).child({ source: config.name, connector: 'postgres' });
     this.catalog = new TypeCatalog(this.log);
+    this.tls = new TlsPreference(config.name, config.tls.mode, this.log);
     this.maxBatchEvents = deps.maxBatchEvents ?? 10_000;
     this.spillDir = deps.spillDir ?? join(tmpdir(), 'chartlog-spill');
   }
@@ -505,22 +507,36 @@ export class PostgresConnector implements SourceConnector {
     return timer;
   }
 
-  private clientConfig(): pg.ClientConfig {
-    return clientConfig(this.config.url, this.config.tls, `chartlog:${this.name}`);
+  /**
+   * The replication session's connection follows the last connection made (with tls.mode
+   * prefer: TLS if the server offered it then); a server that changed meanwhile fails the
+   * session, and the reconnect decides again.
+   */
+  private clientConfig(useTls: boolean = this.tls.lastUsedTls): pg.ClientConfig {
+    return clientConfig(this.config.url, this.config.tls, `chartlog:${this.name}`, useTls);
   }
 
-  /** A connected client; failures to connect are retriable unless authentication was refused. */
+  /**
+   * A connected client; failures to connect are retriable unless authentication was refused.
+   * TLS as `tls.mode` says; `prefer` falls back to plaintext only when the server offers no TLS.
+   */
   private async connect(replication: boolean): Promise<pg.Client> {
-    const client = new pg.Client({ ...this.clientConfig(), ...(replication ? { replication: 'database' } : {}) });
-    // Errors surface through the failing query; an idle client's error must not crash the process.
-    client.on('error', (err) => this.log.debug({ err }, 'PostgreSQL connection error'));
     try {
-      await client.connect();
+      return await this.tls.connect(async (useTls) => {
+        const client = new pg.Client({ ...this.clientConfig(useTls), ...(replication ? { replication: 'database' } : {}) });
+        // Errors surface through the failing query; an idle client's error must not crash the process.
+        client.on('error', (err) => this.log.debug({ err }, 'PostgreSQL connection error'));
+        try {
+          await client.connect();
+        } catch (err) {
+          await client.end().catch(() => undefined);
+          throw err;
+        }
+        return client;
+      }, serverHasNoTls);
     } catch (err) {
-      await client.end().catch(() => undefined);
       throw classify(err);
     }
-    return client;
   }
 }
 

@@ -171,6 +171,8 @@ export class RunHarness {
       leaseTtlMs?: number;
       /** The lines under `phi:` after the keyring, given the two tables' qualified names. Default: PHI full_name and ssn, patients strict. */
       phi?: (patients: string, visits: string) => string[];
+      /** More settings of the source, written inside its `{ … }` (e.g. `tls: { mode: disable }`). */
+      sourceExtra?: string;
     } = {},
   ) {
     this.slotName = `chartlog_${engine.db}`;
@@ -192,7 +194,7 @@ export class RunHarness {
     }
     const text = [
       'sources:',
-      `  - { name: clinic, type: ${engine.type}, url: "${engine.url}", tables: [${patients}, ${visits}], postgres: { slotName: ${this.slotName}, publicationName: ${this.slotName} }, mysql: { serverId: ${40000 + Math.floor(Math.random() * 10000)} } }`,
+      `  - { name: clinic, type: ${engine.type}, url: "${engine.url}", tables: [${patients}, ${visits}], postgres: { slotName: ${this.slotName}, publicationName: ${this.slotName} }, mysql: { serverId: ${40000 + Math.floor(Math.random() * 10000)} }${options.sourceExtra ? `, ${options.sourceExtra}` : ''} }`,
       storage,
       `segments: { flushIntervalMs: ${options.flushIntervalMs ?? 200} }`,
       'phi:',
