@@ -49,7 +49,9 @@ const postgresOptions = z
       .string()
       .regex(/^[a-z0-9_]{1,63}$/, 'expected lowercase letters, digits and _ (at most 63)')
       .optional()
-      .describe('Replication slot name. Default: chartlog_<source name>.'),
+      .describe(
+        "Base of the replication slot's name. Default: chartlog_<source name>. The slot is <base>_<archive id> (the base cut to 46 characters with a hash when longer), so the slot records the archive that owns it; a slot named exactly the base (from before owners were recorded) is adopted by an archive whose store has a checkpoint.",
+      ),
     publicationName: z
       .string()
       .regex(/^[a-z0-9_]{1,63}$/, 'expected lowercase letters, digits and _ (at most 63)')
