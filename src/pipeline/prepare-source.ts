@@ -116,7 +116,17 @@ export async function claimSourceArchive(deps: Pick<SourcePipelineDeps, 'source'
     adoptLegacy: checkpoint !== null,
     takeOver: options.takeOverSlot,
   };
-  await connector.claim?.(claim);
+  try {
+    await connector.claim?.(claim);
+  } catch (err) {
+    // A new archive's first writer may have recorded the id and created its slot after the
+    // identity was read here (two processes starting at once): that slot is this archive's.
+    const recorded = identity ? null : await readArchiveIdentity(store, source.name);
+    if (!recorded || recorded.archiveId === claim.archiveId) throw err;
+    const again: ArchiveClaim = { ...claim, archiveId: recorded.archiveId, adoptLegacy: (await readCheckpoint(store, source.name)) !== null };
+    await connector.claim?.(again);
+    return again;
+  }
   return claim;
 }
 

@@ -89,3 +89,24 @@ test('an unreadable archive.json stops the claim with an integrity error', async
   await store.put(archiveIdentityKey(SOURCE), Buffer.from('{"version":1,"source":"clinic","archiveId":"nothex"}'));
   await assert.rejects(claimSourceArchive({ source, connector: connector(), store }, run), (e) => e instanceof ChartlogError && e.code === 'integrity');
 });
+
+test('two processes starting a new archive at once: a refusal caused by the first one recording its id meanwhile is retried under that id', async () => {
+  const store = new MemoryObjectStore();
+  const claims: ArchiveClaim[] = [];
+  const racing = {
+    claim: async (c: ArchiveClaim) => {
+      claims.push(c);
+      if (claims.length === 1) {
+        // The other process records its archive and creates its slot now.
+        await ensureArchiveIdentity(store, SOURCE, 'eeeeeeeeeeeeeeee');
+        throw new ChartlogError('config', 'replication slot chartlog_clinic_eeeeeeeeeeeeeeee belongs to archive eeeeeeeeeeeeeeee');
+      }
+    },
+  } as unknown as SourceConnector;
+  const claim = await claimSourceArchive({ source, connector: racing, store }, run);
+  assert.equal(claim.archiveId, 'eeeeeeeeeeeeeeee');
+  assert.equal(claims.length, 2);
+  // Negative control: with the identity already recorded before, a refusal stands.
+  const refusing = { claim: async () => Promise.reject(new ChartlogError('config', 'belongs to archive ffffffffffffffff')) } as unknown as SourceConnector;
+  await assert.rejects(claimSourceArchive({ source, connector: refusing, store }, run), isConfig);
+});
