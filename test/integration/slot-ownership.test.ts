@@ -11,7 +11,8 @@ import { createClinicTables, postgresEngine, prng, RunHarness, Workload, type En
  * (name, owner, confirmed_flush_lsn) — while A runs and while it is stopped. A with its
  * checkpoint deleted is refused rather than dropping its own slot for a new snapshot; with the
  * checkpoint put back it resumes and loses nothing. B with --take-over-slot proceeds; A is then
- * refused, naming B.
+ * refused, naming B. A legacy slot (named without an owner) is refused to an archive without a
+ * checkpoint.
  */
 
 interface SlotState {
@@ -33,6 +34,15 @@ test('postgres: a second archive of one source cannot drop or take the first arc
   try {
     assert.equal(a.slotName, b.slotName);
     await createClinicTables(engine);
+    // A slot named exactly the base, as chartlog made them before owners were recorded, and a
+    // store without a checkpoint: it may be another archive's, so a new archive is refused it.
+    await engine.exec(`SELECT pg_create_logical_replication_slot('${a.slotName}', 'pgoutput')`);
+    const legacy = await a.runToEnd(['run']);
+    assert.equal(legacy.code, 2, legacy.output);
+    assert.match(legacy.output, new RegExp(`replication slot ${a.slotName} records no owning archive`));
+    assert.deepEqual(await a.storedObjects(), [], 'nothing written');
+    assert.deepEqual((await slotsOf(engine, a.slotName)).map((s) => s.slot_name), [a.slotName], 'the legacy slot is left alone');
+    await engine.exec(`SELECT pg_drop_replication_slot('${a.slotName}')`);
     const workload = new Workload(engine, prng(61));
     for (let i = 0; i < 10; i++) await workload.transaction();
     await a.start();
