@@ -214,7 +214,7 @@ export function mysqlResumeSet(executed: string, at: MysqlGtid): string {
   }
   if (matches.length !== 1) {
     throw new ChartlogError('source_setup', `the GTID set to resume after ${uuid}:${at.gno} (transaction ${at.ordinal}) cannot be rebuilt from gtid_executed (${matches.length} candidates)`, {
-      hint: 'take a new snapshot (chartlog snapshot) and stream from it',
+      hint: 'take a new base snapshot from the source (chartlog snapshot --from-source), then chartlog run streams from it',
     });
   }
   const parts: string[] = [`${uuid}:${own.map(([lo, hi]) => (lo === hi ? `${lo}` : `${lo}-${hi}`)).join(':')}`];

@@ -276,7 +276,7 @@ export function classify(err: unknown, serverId: number): ChartlogError {
   }
   if (e.errno === 1236) {
     return new ChartlogError('source_setup', `the server cannot send the binlog from the requested position: ${message}`, {
-      hint: 'the binlog holding that position was purged or belongs to another history; take a new snapshot (chartlog snapshot) and keep binlogs longer (binlog_expire_logs_seconds)',
+      hint: 'the binlog holding that position was purged or belongs to another history; take a new base snapshot from the source (chartlog snapshot --from-source, then chartlog run) and keep binlogs longer (binlog_expire_logs_seconds)',
       cause: err,
     });
   }

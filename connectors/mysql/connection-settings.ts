@@ -12,7 +12,7 @@ import type { TlsSettings } from '../../src/core/tls-settings.js';
  * - jsonStrings: JSON as the server's text, big integers inside it intact;
  * - charset utf8mb4: four-byte characters (emoji) survive.
  */
-export function connectionOptions(url: string, tls: TlsSettings = { mode: 'disable' }): ConnectionOptions {
+export function connectionOptions(url: string, tls: TlsSettings = { mode: 'disable' }, useTls: boolean = tls.mode !== 'disable'): ConnectionOptions {
   let u: URL;
   try {
     u = new URL(url);
@@ -37,7 +37,8 @@ export function connectionOptions(url: string, tls: TlsSettings = { mode: 'disab
   };
   const socket = u.searchParams.get('socket');
   if (socket) options.socketPath = socket;
-  if (tls.mode !== 'disable') {
+  if (useTls && tls.mode !== 'disable') {
+    // prefer checks no certificate (TlsPreference, src/core/tls-settings.ts); verify-full does.
     options.ssl = {
       rejectUnauthorized: tls.mode === 'verify-full',
       ...(tls.ca ? { ca: readFileSync(tls.ca, 'utf8') } : {}),
@@ -46,6 +47,11 @@ export function connectionOptions(url: string, tls: TlsSettings = { mode: 'disab
     };
   }
   return options;
+}
+
+/** mysql2 refuses `ssl` against a server whose handshake lacks the SSL capability, before any login. */
+export function serverHasNoTls(err: unknown): boolean {
+  return (err as { code?: string } | null)?.code === 'HANDSHAKE_NO_SSL_SUPPORT';
 }
 
 /**

@@ -7,10 +7,10 @@ import { Position } from '../../src/core/position.js';
 import { Backoff, gaveUp, sleep, type ReconnectPolicy } from '../../src/core/retry.js';
 import type { ConnectorCapabilities, SampledRow, SnapshotOptions, SourceConnector, StreamOptions } from '../../src/core/source-connector.js';
 import type { TableSchema } from '../../src/core/table-schema.js';
-import type { TlsSettings } from '../../src/core/tls-settings.js';
+import { TlsPreference, type TlsSettings } from '../../src/core/tls-settings.js';
 import { formatMariadbGtid, mariadbGtidOf, mysqlGtidOf, mysqlResumeSet } from './binlog-position.js';
 import { BinlogReader } from './binlog-reader.js';
-import { connectionOptions, sourceError } from './connection-settings.js';
+import { connectionOptions, serverHasNoTls, sourceError } from './connection-settings.js';
 import { RowsEventConverter, isSchemaStatement } from './rows-event-converter.js';
 import { loadTableSchemas, tableFilter } from './schema-loader.js';
 import { type ServerInfo, checkSource, defaultServerId } from './setup-check.js';
@@ -64,7 +64,7 @@ export class MysqlConnector implements SourceConnector {
     unchangedValues: false,
   });
   readonly serverId: number;
-  private readonly connection: ConnectionOptions;
+  private readonly tls: TlsPreference;
   private readonly captures: (schema: string, table: string) => boolean;
   private readonly log: Logger;
   private info: ServerInfo | null = null;
@@ -83,9 +83,10 @@ export class MysqlConnector implements SourceConnector {
   ) {
     this.name = settings.name;
     this.serverId = settings.mysql?.serverId ?? defaultServerId(settings.name);
-    this.connection = connectionOptions(settings.url, settings.tls);
+    connectionOptions(settings.url, settings.tls); // a bad URL fails here, at construction
     this.captures = tableFilter(settings.tables);
     this.log = (deps.log ?? rootLogger()).child({ source: settings.name, connector: 'mysql' });
+    this.tls = new TlsPreference(settings.name, settings.tls?.mode ?? 'disable', this.log);
   }
 
   /** Backpressure pauses of the binlog connection so far (observability, tests). */
@@ -168,8 +169,10 @@ export class MysqlConnector implements SourceConnector {
       options.signal?.addEventListener('abort', onAbort, { once: true });
       try {
         const start = await this.resumePoint(info, converter.resumeFrom);
+        // tls.mode prefer: zongji's connections follow what the server offers now.
+        if (this.tls.mode === 'prefer') await this.withConnection(async () => undefined);
         reader = new BinlogReader({
-          connection: this.connection,
+          connection: this.connection(this.tls.lastUsedTls),
           serverId: this.serverId,
           gtidPosition: start.gtids,
           ...(start.ordinal !== undefined ? { mysqlOrdinal: start.ordinal } : {}),
@@ -293,12 +296,17 @@ export class MysqlConnector implements SourceConnector {
 
   private async open(): Promise<mysql.Connection> {
     try {
-      const c = await mysql.createConnection({ ...this.connection });
+      const c = await this.tls.connect((useTls) => mysql.createConnection(this.connection(useTls)), serverHasNoTls);
       this.conns.add(c);
       return c;
     } catch (err) {
       throw sourceError(err);
     }
+  }
+
+  /** mysql2 options, with TLS or without (tls.mode prefer: TlsPreference decides). */
+  private connection(useTls: boolean): ConnectionOptions {
+    return connectionOptions(this.settings.url, this.settings.tls, useTls);
   }
 
   private async release(c: mysql.Connection): Promise<void> {

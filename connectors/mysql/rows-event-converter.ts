@@ -201,7 +201,7 @@ export class RowsEventConverter {
     if (/^\s*XA\s+ROLLBACK\b/i.test(query) || txn.skip) return this.end(timestampMs, []);
     if (!rows) {
       throw new ChartlogError('decode', `XA transaction committed in ${txn.txId} was prepared before the stream's start position; its rows were not read`, {
-        hint: 'take a new snapshot (chartlog snapshot): the rows of that XA transaction are not in the archive',
+        hint: 'take a new base snapshot from the source (chartlog snapshot --from-source): the rows of that XA transaction are not in the archive',
       });
     }
     for (const e of rows) txn.events.push({ ...e, position: Position.of(txn.commit, txn.events.length) });

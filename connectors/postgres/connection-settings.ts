@@ -20,10 +20,14 @@ export const RAW_TEXT_TYPES: CustomTypesConfig = {
   getTypeParser: (() => (value: string) => value) as CustomTypesConfig['getTypeParser'],
 };
 
-export function clientConfig(url: string, tls: TlsSettings, applicationName: string): ClientConfig {
+/**
+ * `useTls`: whether this attempt uses TLS (TlsPreference decides it for `prefer`; for the other
+ * modes it is `mode !== 'disable'`).
+ */
+export function clientConfig(url: string, tls: TlsSettings, applicationName: string, useTls: boolean = tls.mode !== 'disable'): ClientConfig {
   return {
     connectionString: url,
-    ssl: sslOptions(tls),
+    ssl: useTls ? sslOptions(tls) : false,
     options: SESSION_OPTIONS,
     types: RAW_TEXT_TYPES,
     application_name: applicationName,
@@ -33,12 +37,19 @@ export function clientConfig(url: string, tls: TlsSettings, applicationName: str
   };
 }
 
-function sslOptions(tls: TlsSettings): ClientConfig['ssl'] {
+/** node-postgres has no `prefer` (issue #2720): its 'N' answer to SSLRequest is this error, raised before any login. */
+export function serverHasNoTls(err: unknown): boolean {
+  return err instanceof Error && err.message === 'The server does not support SSL connections';
+}
+
+export function sslOptions(tls: TlsSettings): ClientConfig['ssl'] {
   if (tls.mode === 'disable') return false;
   const files = {
     ...(tls.ca ? { ca: readFileSync(tls.ca, 'utf8') } : {}),
     ...(tls.cert ? { cert: readFileSync(tls.cert, 'utf8') } : {}),
     ...(tls.key ? { key: readFileSync(tls.key, 'utf8') } : {}),
   };
-  return tls.mode === 'require' ? { ...files, rejectUnauthorized: false } : { ...files, rejectUnauthorized: true };
+  // prefer, like libpq's, checks no certificate: it guards against eavesdropping, not against a
+  // man in the middle. verify-full does.
+  return tls.mode === 'verify-full' ? { ...files, rejectUnauthorized: true } : { ...files, rejectUnauthorized: false };
 }

@@ -7,6 +7,7 @@ import { logger as rootLogger, type Logger } from '../../src/core/logger.js';
 import { COMMIT_SEQ, Position } from '../../src/core/position.js';
 import { Backoff, gaveUp, sleep, type ReconnectPolicy } from '../../src/core/retry.js';
 import type {
+  ArchiveClaim,
   ConnectorCapabilities,
   SampledRow,
   SnapshotOptions,
@@ -14,11 +15,11 @@ import type {
   StreamOptions,
 } from '../../src/core/source-connector.js';
 import type { TableSchema } from '../../src/core/table-schema.js';
-import type { TlsSettings } from '../../src/core/tls-settings.js';
+import { TlsPreference, type TlsSettings } from '../../src/core/tls-settings.js';
 import { skipThrough, statusLsn, type AckProgress } from './ack-policy.js';
 import { capturedTables } from './captured-tables.js';
 import { sampleRows } from './sample-rows.js';
-import { clientConfig } from './connection-settings.js';
+import { clientConfig, serverHasNoTls } from './connection-settings.js';
 import { lsnHex, lsnOfPosition, maxLsn, parseLsn, type Lsn } from './lsn.js';
 import {
   applyRelation,
@@ -30,6 +31,7 @@ import {
 import { decodePgoutput, type PgMessage } from './pgoutput-decoder.js';
 import { connectionError, ReplicationSession } from './replication-session.js';
 import { checkSetup, ensurePublication, publishedTables, type SetupNames } from './setup-check.js';
+import { ownSlotName, planSlot, slotBase, type SlotPlan } from './slot-ownership.js';
 import { takeSnapshot } from './snapshot.js';
 import { TransactionBuffer } from './transaction-buffer.js';
 import { TypeCatalog, type DescribedTable, type Queryable } from './type-catalog.js';
@@ -112,7 +114,14 @@ export class PostgresConnector implements SourceConnector {
     unchangedValues: true,
   };
 
-  private readonly names: SetupNames;
+  /** The slot in use changes once a claim decides it (slot-ownership.ts). */
+  private names: SetupNames;
+  /** The slot name from before owners were recorded: the configured one, or chartlog_<source>. */
+  private readonly legacySlot: string;
+  /** Slot names of this source are `<base>_<archive id>`. */
+  private readonly slotBase: string;
+  private claimed: ArchiveClaim | null = null;
+  private readonly tls: TlsPreference;
   private readonly log: Logger;
   private readonly catalog: TypeCatalog;
   private readonly maxBatchEvents: number;
@@ -129,18 +138,24 @@ export class PostgresConnector implements SourceConnector {
   ) {
     this.name = config.name;
     const defaultName = `chartlog_${config.name.replace(/-/g, '_')}`;
+    this.legacySlot = config.postgres.slotName ?? defaultName;
+    this.slotBase = slotBase(this.legacySlot);
     this.names = Object.freeze({
-      slot: config.postgres.slotName ?? defaultName,
+      slot: this.legacySlot,
       publication: config.postgres.publicationName ?? defaultName,
       tables: config.tables,
     });
     this.log = (deps.logger ?? rootLogger()).child({ source: config.name, connector: 'postgres' });
     this.catalog = new TypeCatalog(this.log);
+    this.tls = new TlsPreference(config.name, config.tls.mode, this.log);
     this.maxBatchEvents = deps.maxBatchEvents ?? 10_000;
     this.spillDir = deps.spillDir ?? join(tmpdir(), 'chartlog-spill');
   }
 
-  /** Slot and publication names this connector uses. */
+  /**
+   * Slot and publication names this connector uses. The slot is the configured one until a
+   * claim (claim()) decides this archive's: `<base>_<archive id>`, or an adopted legacy slot.
+   */
   get slotName(): string {
     return this.names.slot;
   }
@@ -152,6 +167,28 @@ export class PostgresConnector implements SourceConnector {
     const db = await this.connect(false);
     try {
       await checkSetup(asQueryable(db), this.names);
+    } finally {
+      await db.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Slot ownership (slot-ownership.ts): decides which slot this archive uses and refuses, with a
+   * 'config' error (exit 2), a slot of another archive. Reads only; snapshot() and stream()
+   * decide again when they act.
+   */
+  async claim(claim: ArchiveClaim): Promise<void> {
+    const db = await this.connect(false);
+    try {
+      const plan = await this.planSlot(asQueryable(db), claim);
+      this.claimed = claim;
+      this.log.info(
+        { slot: plan.slot, archive: claim.archiveId, exists: plan.exists, adoptedLegacy: plan.adoptedLegacy, ...(plan.drop.length ? { takeOver: plan.drop } : {}) },
+        plan.adoptedLegacy ? 'replication slot from before owners were recorded: adopted by this archive (the store has its checkpoint)' : "this archive's replication slot",
+      );
+      if (plan.others.length > 0) {
+        this.log.warn({ slots: plan.others }, 'replication slots of other archives of this source hold WAL for them: drop the ones no archive uses');
+      }
     } finally {
       await db.end().catch(() => undefined);
     }
@@ -184,21 +221,15 @@ export class PostgresConnector implements SourceConnector {
     let tables: readonly string[];
     try {
       const q = asQueryable(db);
+      const plan = this.claimed ? await this.planSlot(q, this.claimed) : null;
       const state = await checkSetup(q, this.names);
       await ensurePublication(q, this.names, state);
-      if (state.slotExists) {
-        // A new snapshot needs a new slot (see snapshot.ts); the old one would only hold WAL.
-        try {
-          await q.query('SELECT pg_drop_replication_slot($1)', [this.names.slot]);
-        } catch (err) {
-          throw new ChartlogError('source_setup', `cannot drop replication slot ${this.names.slot} to start a new snapshot`, {
-            cause: err,
-            retriable: true,
-            hint: 'stop the other chartlog process that streams from this slot, then run the snapshot again',
-          });
-        }
-        this.log.info({ slot: this.names.slot }, 'dropped the old slot: a snapshot starts a new one');
-      }
+      // A new snapshot needs a new slot (see snapshot.ts); the old one would only hold WAL.
+      // Under a claim that is always this archive's own: an adopted legacy slot is replaced by
+      // it, and slots of other archives are dropped only on --take-over-slot (in plan.drop).
+      const old = plan ? [...plan.drop, ...(plan.exists ? [plan.slot] : [])] : state.slotExists ? [this.names.slot] : [];
+      await this.dropSlots(q, old, plan?.drop ?? []);
+      if (this.claimed) this.names = Object.freeze({ ...this.names, slot: ownSlotName(this.slotBase, this.claimed.archiveId) });
       tables = options.tables ?? this.names.tables ?? (await publishedTables(q, this.names.publication));
     } finally {
       await db.end().catch(() => undefined);
@@ -233,15 +264,18 @@ export class PostgresConnector implements SourceConnector {
       try {
         db = await this.connect(false);
         const q = asQueryable(db);
+        const plan = this.claimed ? await this.planSlot(q, this.claimed) : null;
         const setup = await checkSetup(q, this.names);
         await ensurePublication(q, this.names, setup);
         let slotConfirmed = setup.slotConfirmedFlush;
         if (!setup.slotExists) {
           if (resumeAfter !== null) {
+            // Checked before anything is dropped: a slot made now would skip what happened since.
             throw new ChartlogError('source_setup', `replication slot ${this.names.slot} is gone`, {
-              hint: 'the changes since the last backup position cannot be read any more; take a new snapshot (chartlog snapshot)',
+              hint: 'the changes since the last backup position cannot be read any more; take a new base snapshot: chartlog snapshot --from-source, then chartlog run',
             });
           }
+          await this.dropSlots(q, plan?.drop ?? [], plan?.drop ?? []);
           const created = await q.query(`SELECT lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')`, [this.names.slot]);
           slotConfirmed = parseLsn(created.rows[0]!.lsn!);
           this.log.info({ slot: this.names.slot }, 'created replication slot (no snapshot: streaming from now)');
@@ -339,6 +373,43 @@ export class PostgresConnector implements SourceConnector {
     this.closed = true;
     this.closing.abort();
     await this.session?.stop();
+  }
+
+  /** The slot plan under `claim` for the slots of this database now; refuses by throwing. */
+  private async planSlot(q: Queryable, claim: ArchiveClaim): Promise<Extract<SlotPlan, { kind: 'use' }>> {
+    let rows: Record<string, string | null>[];
+    try {
+      ({ rows } = await q.query(`SELECT slot_name, active FROM pg_replication_slots WHERE database = current_database() AND slot_type = 'logical'`));
+    } catch (err) {
+      throw classify(err);
+    }
+    const plan = planSlot({
+      source: this.name,
+      legacyName: this.legacySlot,
+      base: this.slotBase,
+      claim,
+      slots: rows.map((r) => ({ name: r.slot_name ?? '', active: r.active === 't' })),
+    });
+    if (plan.kind === 'refuse') throw plan.error;
+    this.names = Object.freeze({ ...this.names, slot: plan.slot });
+    return plan;
+  }
+
+  /** Drops slots; `takenOver` are other archives' (--take-over-slot), logged as such. */
+  private async dropSlots(q: Queryable, slots: readonly string[], takenOver: readonly string[]): Promise<void> {
+    for (const slot of slots) {
+      try {
+        await q.query('SELECT pg_drop_replication_slot($1)', [slot]);
+      } catch (err) {
+        throw new ChartlogError('source_setup', `cannot drop replication slot ${slot}`, {
+          cause: err,
+          retriable: true,
+          hint: 'stop the other process that streams from this slot (another chartlog run), then try again',
+        });
+      }
+      if (takenOver.includes(slot)) this.log.warn({ slot }, 'dropped the replication slot of another archive (--take-over-slot): that archive no longer receives changes');
+      else this.log.info({ slot }, 'dropped the old slot: a snapshot starts a new one');
+    }
   }
 
   /** The LSN a status update may carry now (see the class comment). */
@@ -449,22 +520,36 @@ export class PostgresConnector implements SourceConnector {
     return timer;
   }
 
-  private clientConfig(): pg.ClientConfig {
-    return clientConfig(this.config.url, this.config.tls, `chartlog:${this.name}`);
+  /**
+   * The replication session's connection follows the last connection made (with tls.mode
+   * prefer: TLS if the server offered it then); a server that changed meanwhile fails the
+   * session, and the reconnect decides again.
+   */
+  private clientConfig(useTls: boolean = this.tls.lastUsedTls): pg.ClientConfig {
+    return clientConfig(this.config.url, this.config.tls, `chartlog:${this.name}`, useTls);
   }
 
-  /** A connected client; failures to connect are retriable unless authentication was refused. */
+  /**
+   * A connected client; failures to connect are retriable unless authentication was refused.
+   * TLS as `tls.mode` says; `prefer` falls back to plaintext only when the server offers no TLS.
+   */
   private async connect(replication: boolean): Promise<pg.Client> {
-    const client = new pg.Client({ ...this.clientConfig(), ...(replication ? { replication: 'database' } : {}) });
-    // Errors surface through the failing query; an idle client's error must not crash the process.
-    client.on('error', (err) => this.log.debug({ err }, 'PostgreSQL connection error'));
     try {
-      await client.connect();
+      return await this.tls.connect(async (useTls) => {
+        const client = new pg.Client({ ...this.clientConfig(useTls), ...(replication ? { replication: 'database' } : {}) });
+        // Errors surface through the failing query; an idle client's error must not crash the process.
+        client.on('error', (err) => this.log.debug({ err }, 'PostgreSQL connection error'));
+        try {
+          await client.connect();
+        } catch (err) {
+          await client.end().catch(() => undefined);
+          throw err;
+        }
+        return client;
+      }, serverHasNoTls);
     } catch (err) {
-      await client.end().catch(() => undefined);
       throw classify(err);
     }
-    return client;
   }
 }
 

@@ -207,7 +207,7 @@ export function connectionError(err: unknown): ChartlogError {
   if (code === '42704') {
     return new ChartlogError('source_setup', `replication slot is gone: ${message}`, {
       cause: err,
-      hint: 'changes since the last backup position may be lost; take a new snapshot (chartlog snapshot)',
+      hint: 'changes since the last backup position may be lost; take a new base snapshot from the source: chartlog snapshot --from-source, then chartlog run',
     });
   }
   return new ChartlogError(fatal ? 'auth' : 'connection', `replication connection failed: ${message}`, {

@@ -20,6 +20,11 @@ export interface Checkpoint {
   commitTsUs: bigint;
   /** The base snapshot this stream continues, when it began with one. */
   snapshotId: string | null;
+  /**
+   * The archive this checkpoint belongs to (archive-identity.ts); absent in checkpoints written
+   * before archives had ids. A checkpoint of another archive (copied between stores) is refused.
+   */
+  archiveId?: string;
   updatedAt: string;
   /**
    * The newest closed hour's manifest when the checkpoint was written (its sha256): the anchor
@@ -43,6 +48,7 @@ interface StoredCheckpoint {
   position: string;
   commitTsUs: string;
   snapshotId: string | null;
+  archiveId?: string;
   updatedAt: string;
   head?: ManifestHead | null;
 }
@@ -70,7 +76,7 @@ export async function readCheckpoint(store: ObjectStore, source: string): Promis
   } catch (err) {
     throw new ChartlogError('integrity', `${key} is not a readable checkpoint`, {
       cause: err,
-      hint: 'inspect it; deleting it makes chartlog resume from the source (PostgreSQL: the slot) and may repeat changes, never lose them',
+      hint: 'put back state/checkpoint.json from a copy of the store (an earlier version of it is fine: changes after it are read again and duplicates dropped); do not delete it: chartlog refuses to start an archive that holds changes but no checkpoint (docs/operations.md, "After a failure")',
     });
   }
 }
@@ -82,7 +88,7 @@ export async function readCheckpoint(store: ObjectStore, source: string): Promis
  */
 export async function writeCheckpoint(
   store: ObjectStore,
-  c: Pick<Checkpoint, 'source' | 'position' | 'commitTsUs' | 'snapshotId'>,
+  c: Pick<Checkpoint, 'source' | 'position' | 'commitTsUs' | 'snapshotId' | 'archiveId'>,
   signal?: AbortSignal,
   fence: WriterFence = NO_FENCE,
   auth?: CheckpointAuth,
@@ -93,6 +99,7 @@ export async function writeCheckpoint(
     position: Position.format(c.position),
     commitTsUs: c.commitTsUs.toString(),
     snapshotId: c.snapshotId,
+    ...(c.archiveId ? { archiveId: c.archiveId } : {}),
     updatedAt: new Date().toISOString(),
   };
   let object: object = stored;

@@ -11,6 +11,7 @@ import { Position } from '../core/position.js';
  *   snapshots/<snapshotId>/manifest.json, snapshots/<snapshotId>/<schema.table>/part-00000.avro
  *   state/checkpoint.json
  *   state/lease.json
+ *   state/archive.json
  */
 
 /** The reserved table name of the per-transaction log (no real table has a '~'). */
@@ -80,6 +81,11 @@ export function hourOfManifestKey(source: string, key: string): HourKey | null {
 /** The writer lease: which process may write this source's archive (lease.ts). */
 export function leaseKey(source: string): string {
   return `${source}/state/lease.json`;
+}
+
+/** The archive's identity, written once when the archive is created (archive-identity.ts). */
+export function archiveIdentityKey(source: string): string {
+  return `${source}/state/archive.json`;
 }
 
 export function checkpointKey(source: string): string {

@@ -10,8 +10,12 @@ import { buildSourceRuntime } from '../pipeline/source-runtime.js';
  * unacknowledged is lost, it is read again on the next start).
  */
 export function registerRunCommand(program: Command): void {
-  withConfigOptions(program.command('run').description('stream changes from every source into the object store until stopped'), true).action(
-    async (opts: { config: string; source?: string }) => {
+  withConfigOptions(program.command('run').description('stream changes from every source into the object store until stopped'), true)
+    .option(
+      '--take-over-slot',
+      "drop a PostgreSQL replication slot that belongs to another archive of the source (or to none recorded) and use one of this archive's own; the other archive stops receiving changes",
+    )
+    .action(async (opts: { config: string; source?: string; takeOverSlot?: boolean }) => {
       const ctx = openContext(opts);
       const runtimes = ctx.sources.map((s) => buildSourceRuntime(ctx.config, s, ctx.store));
       const stop = new AbortController();
@@ -31,7 +35,7 @@ export function registerRunCommand(program: Command): void {
         // The others still flush and acknowledge before the error is reported.
         const results = await Promise.allSettled(
           runtimes.map((r) =>
-            runSourcePipeline(r, stop.signal).catch((err: unknown) => {
+            runSourcePipeline(r, stop.signal, { takeOverSlot: opts.takeOverSlot ?? false }).catch((err: unknown) => {
               stop.abort();
               throw err;
             }),
@@ -44,6 +48,5 @@ export function registerRunCommand(program: Command): void {
         process.off('SIGTERM', onSignal);
         await ctx.store.close();
       }
-    },
-  );
+    });
 }

@@ -3,7 +3,7 @@ import type { Config, SourceConfig } from '../config/schema.js';
 import { ChartlogError, toChartlogError, usageError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { withRetry } from '../core/retry.js';
-import { checkSourceReady, takeSourceSnapshot } from '../pipeline/prepare-source.js';
+import { checkSourceReady, claimSourceArchive, recordArchive, takeSourceSnapshot } from '../pipeline/prepare-source.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { SnapshotManifest } from '../archive/snapshot-manifest.js';
 import { databaseOfUrl } from '../compactor/snapshot-schedule.js';
@@ -44,9 +44,11 @@ export function registerSnapshotCommand(program: Command): void {
   withConfigOptions(program.command('snapshot').description('write a base snapshot now: synthesised from the archive (default) or read from the source'))
     .option('--synthesise', 'build it from the newest snapshot and the stored changes (the default: no load on the source, safe while `chartlog run` runs; the keyring authenticates what it reads and writes)')
     .option('--from-source', 'read a consistent snapshot from the source database (only while no `chartlog run` streams the source; needs the keyring)')
+    .option('--take-over-slot', 'with --from-source: drop a PostgreSQL replication slot that belongs to another archive of the source (or to none recorded); the other archive stops receiving changes')
     .option('--json', 'print JSON for machines')
-    .action(async (opts: { config: string; source?: string; synthesise?: boolean; fromSource?: boolean; json?: boolean }) => {
+    .action(async (opts: { config: string; source?: string; synthesise?: boolean; fromSource?: boolean; takeOverSlot?: boolean; json?: boolean }) => {
       if (opts.synthesise && opts.fromSource) throw usageError('--synthesise and --from-source exclude each other', 'choose one (without either, the snapshot is synthesised)');
+      if (opts.takeOverSlot && !opts.fromSource) throw usageError('--take-over-slot goes with --from-source only', 'add --from-source, or leave --take-over-slot out (a synthesised snapshot reads no slot)');
       const ctx = openContext(opts);
       const stop = new AbortController();
       const onSignal = () => stop.abort();
@@ -55,7 +57,7 @@ export function registerSnapshotCommand(program: Command): void {
       try {
         const reports: SnapshotReport[] = [];
         for (const s of ctx.sources) {
-          const report = opts.fromSource ? await fromSource(ctx.config, s, ctx.store, stop.signal) : await synthesised(ctx.config, s, ctx.store, stop.signal);
+          const report = opts.fromSource ? await fromSource(ctx.config, s, ctx.store, stop.signal, opts.takeOverSlot ?? false) : await synthesised(ctx.config, s, ctx.store, stop.signal);
           reports.push(report);
           if (!opts.json) process.stdout.write(`${render(report)}\n`);
         }
@@ -90,7 +92,7 @@ async function synthesised(config: Readonly<Config>, s: Readonly<SourceConfig>, 
   return { source: s.name, status: r.status, snapshot: summary(r.snapshot), base: r.base?.id ?? null, changes: r.changes, ms: r.ms };
 }
 
-async function fromSource(config: Readonly<Config>, s: Readonly<SourceConfig>, store: ObjectStore, signal: AbortSignal): Promise<SnapshotReport> {
+async function fromSource(config: Readonly<Config>, s: Readonly<SourceConfig>, store: ObjectStore, signal: AbortSignal, takeOverSlot: boolean): Promise<SnapshotReport> {
   const started = Date.now();
   const runtime = buildSourceRuntime(config, s, store);
   try {
@@ -98,6 +100,9 @@ async function fromSource(config: Readonly<Config>, s: Readonly<SourceConfig>, s
       throw usageError(`--from-source: the ${s.type} connector of source ${s.name} cannot take a consistent snapshot`, 'run `chartlog snapshot` without --from-source');
     }
     await checkSourceReady(runtime);
+    // Slot ownership, before anything is written; a new base on purpose may follow a lost checkpoint.
+    const claimOptions = { takeOverSlot, refuseMissingCheckpoint: false };
+    await claimSourceArchive(runtime, claimOptions);
     const lease = new Lease({ store, source: s.name, ttlMs: config.storage.leaseTtlMs });
     const got = await lease.tryAcquire();
     if (!got.acquired) {
@@ -109,7 +114,8 @@ async function fromSource(config: Readonly<Config>, s: Readonly<SourceConfig>, s
     }
     let snap: SnapshotManifest;
     try {
-      snap = await takeSourceSnapshot({ ...runtime, fence: lease }, AbortSignal.any([signal, lease.signal]));
+      const archiveId = await recordArchive(runtime, await claimSourceArchive(runtime, claimOptions), AbortSignal.any([signal, lease.signal]));
+      snap = await takeSourceSnapshot({ ...runtime, fence: lease, archiveId }, AbortSignal.any([signal, lease.signal]));
       if (lease.lost) throw lease.lost;
     } catch (err) {
       const e = toChartlogError(err);

@@ -22,6 +22,8 @@ export interface CompactorOptions {
    */
   closeGraceMs: number;
   snapshotId: string | null;
+  /** The archive's id (src/archive/archive-identity.ts), recorded in the checkpoint; absent in tests. */
+  archiveId?: string;
   /**
    * The writer lease (`chartlog run` always passes it): parts, checkpoint and hour closing are
    * fenced by it (docs/architecture.md §1). Default: none, for tests of a single writer.
@@ -160,7 +162,7 @@ export class Compactor {
   private async writeCheckpoint(result: FlushResult): Promise<void> {
     const signer = this.options.signer;
     const auth = signer ? { signer, head: await this.closer.lastClosed() } : undefined;
-    await writeCheckpoint(this.store, { source: this.source, position: result.upTo, commitTsUs: result.commitTsUs, snapshotId: this.options.snapshotId }, this.signal, this.fence, auth);
+    await writeCheckpoint(this.store, { source: this.source, position: result.upTo, commitTsUs: result.commitTsUs, snapshotId: this.options.snapshotId, archiveId: this.options.archiveId }, this.signal, this.fence, auth);
     this.lastCheckpoint = result;
   }
 }

@@ -32,6 +32,8 @@ export interface KafkaCompactorOptions {
   /** As CompactorOptions.closeGraceMs. */
   closeGraceMs: number;
   snapshotId: string | null;
+  /** As CompactorOptions.archiveId. */
+  archiveId?: string;
   /** The writer lease, as CompactorOptions.fence. */
   fence?: WriterFence;
   /** Archive MACs, as CompactorOptions.signer. */
@@ -518,7 +520,7 @@ export class KafkaCompactor {
   private async writeCheckpoint(): Promise<void> {
     const signer = this.options.signer;
     const auth = signer ? { signer, head: await this.closer.lastClosed() } : undefined;
-    await writeCheckpoint(this.store, { source: this.source, position: this.settled!, commitTsUs: this.settledCommitUs, snapshotId: this.options.snapshotId }, this.signal, this.fence, auth);
+    await writeCheckpoint(this.store, { source: this.source, position: this.settled!, commitTsUs: this.settledCommitUs, snapshotId: this.options.snapshotId, archiveId: this.options.archiveId }, this.signal, this.fence, auth);
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {

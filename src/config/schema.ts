@@ -11,17 +11,37 @@ const tableName = z
   .regex(/^[^.\s]+\.[^.\s]+$/, 'expected "schema.table"')
   .describe('A table as "schema.table" (PostgreSQL schema or MySQL database, then table).');
 
+const tlsFiles = {
+  ca: z.string().optional().describe('Path to a PEM file with the CA certificate(s) to trust.'),
+  cert: z.string().optional().describe('Path to a PEM client certificate, for mutual TLS.'),
+  key: z.string().optional().describe('Path to the PEM private key of the client certificate.'),
+};
+
 const tls = z
   .strictObject({
     mode: z
       .enum(['disable', 'require', 'verify-full'])
       .default('disable')
       .describe('disable: plaintext; require: TLS without certificate checks; verify-full: TLS, certificate and host name checked.'),
-    ca: z.string().optional().describe('Path to a PEM file with the CA certificate(s) to trust.'),
-    cert: z.string().optional().describe('Path to a PEM client certificate, for mutual TLS.'),
-    key: z.string().optional().describe('Path to the PEM private key of the client certificate.'),
+    ...tlsFiles,
   })
   .describe('TLS for this connection.');
+
+/**
+ * A source's stream carries PHI before it is sealed: TLS is tried by default (src/core/tls-settings.ts,
+ * TlsPreference), and plaintext is used only when the server offers no TLS, with a warning.
+ */
+const sourceTls = z
+  .strictObject({
+    mode: z
+      .enum(['prefer', 'disable', 'require', 'verify-full'])
+      .default('prefer')
+      .describe(
+        'prefer (default): TLS when the server offers it (no certificate check), otherwise plaintext with a loud warning at every start; disable: plaintext, no warning; require: TLS without certificate checks; verify-full: TLS, certificate and host name checked (use this in production, with ca for a private CA).',
+      ),
+    ...tlsFiles,
+  })
+  .describe('TLS to the source database.');
 
 const postgresOptions = z
   .strictObject({
@@ -29,7 +49,9 @@ const postgresOptions = z
       .string()
       .regex(/^[a-z0-9_]{1,63}$/, 'expected lowercase letters, digits and _ (at most 63)')
       .optional()
-      .describe('Replication slot name. Default: chartlog_<source name>.'),
+      .describe(
+        "Base of the replication slot's name. Default: chartlog_<source name>. The slot is <base>_<archive id> (the base cut to 46 characters with a hash when longer), so the slot records the archive that owns it; a slot named exactly the base (from before owners were recorded) is adopted by an archive whose store has a checkpoint.",
+      ),
     publicationName: z
       .string()
       .regex(/^[a-z0-9_]{1,63}$/, 'expected lowercase letters, digits and _ (at most 63)')
@@ -116,7 +138,7 @@ const source = z
       .min(1)
       .optional()
       .describe('Tables to capture. Default: every table the user can read.'),
-    tls: tls.default({ mode: 'disable' }),
+    tls: sourceTls.default({ mode: 'prefer' }),
     postgres: postgresOptions.default({
       heartbeatIntervalMs: 30000,
       slotLagWarnBytes: 1024 * 1024 * 1024,

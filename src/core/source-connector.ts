@@ -28,6 +28,27 @@ export interface SnapshotOptions {
   readonly signal?: AbortSignal;
 }
 
+/**
+ * Which archive a connector works for (docs/architecture.md §1, "Slot ownership"). Two archives
+ * of one source (a copied configuration with another `storage.url`) must not share server-side
+ * state that decides what the source keeps for them: a PostgreSQL replication slot confirms
+ * for one reader only, so a slot moved to another archive leaves the first one missing
+ * transactions without any gap it could see. A connector with such state records the archive
+ * id on it and never drops or reuses state of another archive unless `takeOver` says so.
+ */
+export interface ArchiveClaim {
+  /** The archive's id (`<source>/state/archive.json`, src/archive/archive-identity.ts). */
+  readonly archiveId: string;
+  /**
+   * The store holds a checkpoint of this source: state with no recorded owner (created before
+   * owners were recorded) was this archive's and may be adopted. Without a checkpoint it may
+   * be another archive's and is refused like one.
+   */
+  readonly adoptLegacy: boolean;
+  /** `--take-over-slot`: state of another archive (or of none recorded) may be dropped and replaced. */
+  readonly takeOver: boolean;
+}
+
 export interface StreamOptions {
   /**
    * Last position known durable downstream. The stream starts after it: transactions at or
@@ -85,6 +106,16 @@ export interface SourceConnector {
 
   /** Committed transactions after `options.from`, until the signal aborts or an error. */
   stream(options: StreamOptions): AsyncIterable<ChangeBatch>;
+
+  /**
+   * Binds the connector to the archive it works for (ArchiveClaim) and checks, reading only,
+   * that its server-side state is this archive's or free. Throws a 'config' error (exit 2)
+   * naming the state, the archive that owns it and the fix. `snapshot()` and `stream()` then
+   * act under the claim and check it again when they drop or create state. Connectors without
+   * such state (MySQL/MariaDB: the binlog is read, not held) need not implement it. Without a
+   * claim (a connector tested alone) the configured names are used as they are.
+   */
+  claim?(claim: ArchiveClaim): Promise<void>;
 
   /** Confirms to the source that everything up to and including `position` is durable. */
   acknowledge(position: Position): Promise<void>;

@@ -36,6 +36,7 @@ export async function runEmbeddedSourcePipeline(deps: SourcePipelineDeps, signal
       maxPartBytes: config.segments.maxPartBytes,
       closeGraceMs: 120_000,
       snapshotId,
+      ...(deps.archiveId ? { archiveId: deps.archiveId } : {}),
       ...(deps.fence ? { fence: deps.fence } : {}),
       ...(deps.signer ? { signer: deps.signer } : {}),
     },

@@ -61,6 +61,7 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
       maxPartBytes: config.segments.maxPartBytes,
       closeGraceMs: 120_000,
       snapshotId,
+      ...(deps.archiveId ? { archiveId: deps.archiveId } : {}),
       ...(deps.fence ? { fence: deps.fence } : {}),
       ...(deps.signer ? { signer: deps.signer } : {}),
       ...(options.kafka ? { kafka: options.kafka } : {}),

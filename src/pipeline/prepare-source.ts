@@ -6,10 +6,12 @@ import type { EnvelopeReader } from '../archive/envelope-reader.js';
 import type { FlushResult } from '../compactor/part-writer.js';
 import { writeSnapshot } from '../compactor/snapshot-builder.js';
 import { listSnapshots, type SnapshotManifest } from '../archive/snapshot-manifest.js';
+import { ensureArchiveIdentity, newArchiveId, readArchiveIdentity } from '../archive/archive-identity.js';
+import { configError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import type { WriterFence } from '../archive/lease.js';
 import { Position } from '../core/position.js';
-import type { SourceConnector } from '../core/source-connector.js';
+import type { ArchiveClaim, SourceConnector } from '../core/source-connector.js';
 import type { TableSchema } from '../core/table-schema.js';
 import { checkPhiNames, sourcesToConsult } from '../phi/phi-names.js';
 import type { ArchiveSigner } from '../phi/archive-mac.js';
@@ -40,6 +42,8 @@ export interface SourcePipelineDeps {
    * checkpoint (archive MACs, docs/formats.md). source-runtime.ts always makes one.
    */
   signer?: ArchiveSigner;
+  /** The archive's id (`state/archive.json`), once recorded (recordArchive); written into the checkpoint. */
+  archiveId?: string;
 }
 
 /**
@@ -76,6 +80,79 @@ export async function checkSourcePhiNames(
   const log = logger().child({ source: source.name });
   for (const p of pending) log.warn({ phiName: p }, 'a PHI name of a strict table names no column yet: kept for a column still to come');
   log.debug({ tables: captured.length }, 'PHI names match the captured tables');
+}
+
+export interface ClaimOptions {
+  /** `--take-over-slot`: a slot of another archive may be dropped and replaced (ArchiveClaim). */
+  readonly takeOverSlot: boolean;
+  /**
+   * Refuse an archive that holds stored changes but no checkpoint (`chartlog run`). Not for
+   * `chartlog snapshot --from-source`, which starts a new base on purpose.
+   */
+  readonly refuseMissingCheckpoint: boolean;
+}
+
+/**
+ * Slot ownership (docs/architecture.md §1), checked before the writer lease is taken or
+ * anything is written, so a refusal leaves the store untouched. Reads the archive's id (or
+ * proposes a new one for a new archive), refuses a checkpoint of another archive and, for
+ * `chartlog run`, a checkpoint gone from an archive that holds changes (a new snapshot would
+ * drop this archive's slot and leave a hole in its history that nothing shows); then asks the
+ * connector whether its server-side state is this archive's (`SourceConnector.claim`). Refusals
+ * are 'config' errors: exit 2.
+ */
+export async function claimSourceArchive(deps: Pick<SourcePipelineDeps, 'source' | 'connector' | 'store'>, options: ClaimOptions): Promise<ArchiveClaim> {
+  const { source, connector, store } = deps;
+  const identity = await readArchiveIdentity(store, source.name);
+  const checkpoint = await readCheckpoint(store, source.name);
+  if (identity && checkpoint?.archiveId && checkpoint.archiveId !== identity.archiveId) {
+    throw configError(
+      `source ${source.name}: state/checkpoint.json in ${store.description} belongs to archive ${checkpoint.archiveId}, but this archive is ${identity.archiveId}; nothing was written`,
+      "the checkpoint was copied from another archive's store: put back this archive's own state/checkpoint.json from a copy of this store",
+    );
+  }
+  if (!checkpoint && options.refuseMissingCheckpoint && (await holdsChanges(store, source.name))) {
+    throw configError(
+      `source ${source.name}: the archive in ${store.description} holds stored changes but no state/checkpoint.json; starting over would take a new snapshot and drop this archive's replication slot, leaving a hole in its history that restore and verify could not see. Nothing was written`,
+      'put back state/checkpoint.json from a copy of the store (an earlier version is fine: later changes are read again and duplicates dropped); or, to start a new base snapshot on purpose, run `chartlog snapshot --from-source` (changes between the last stored one and the new snapshot are then missing from the archive), then `chartlog run`',
+    );
+  }
+  const claim: ArchiveClaim = {
+    archiveId: identity?.archiveId ?? checkpoint?.archiveId ?? newArchiveId(),
+    adoptLegacy: checkpoint !== null,
+    takeOver: options.takeOverSlot,
+  };
+  try {
+    await connector.claim?.(claim);
+  } catch (err) {
+    // A new archive's first writer may have recorded the id and created its slot after the
+    // identity was read here (two processes starting at once): that slot is this archive's.
+    const recorded = identity ? null : await readArchiveIdentity(store, source.name);
+    if (!recorded || recorded.archiveId === claim.archiveId) throw err;
+    const again: ArchiveClaim = { ...claim, archiveId: recorded.archiveId, adoptLegacy: (await readCheckpoint(store, source.name)) !== null };
+    await connector.claim?.(again);
+    return again;
+  }
+  return claim;
+}
+
+/**
+ * Once the writer lease is held: writes the archive's identity when it has none yet (once,
+ * create-if-absent). When another process created it first, the connector is claimed again
+ * under the id it wrote. Returns the archive's id.
+ */
+export async function recordArchive(deps: Pick<SourcePipelineDeps, 'source' | 'connector' | 'store'>, claim: ArchiveClaim, signal?: AbortSignal): Promise<string> {
+  const identity = await ensureArchiveIdentity(deps.store, deps.source.name, claim.archiveId, signal);
+  if (identity.archiveId !== claim.archiveId) await deps.connector.claim?.({ ...claim, archiveId: identity.archiveId });
+  return identity.archiveId;
+}
+
+/** Parts or closed hours: changes stored beside (or after) any snapshot. */
+async function holdsChanges(store: ObjectStore, source: string): Promise<boolean> {
+  for (const prefix of [`${source}/parts/`, `${source}/manifests/`]) {
+    if ((await store.list(prefix, { limit: 1 })).objects.length > 0) return true;
+  }
+  return false;
 }
 
 /**
@@ -118,7 +195,7 @@ export async function takeSourceSnapshot(deps: SourcePipelineDeps, signal: Abort
   const position = Position.parse(snap.position);
   const current = await readCheckpoint(store, source.name);
   if (!current || Position.compare(current.position, position) < 0) {
-    await writeCheckpoint(store, { source: source.name, position, commitTsUs: BigInt(snap.commitTsUs), snapshotId: snap.id }, signal, deps.fence, deps.signer ? { signer: deps.signer } : undefined);
+    await writeCheckpoint(store, { source: source.name, position, commitTsUs: BigInt(snap.commitTsUs), snapshotId: snap.id, archiveId: deps.archiveId }, signal, deps.fence, deps.signer ? { signer: deps.signer } : undefined);
   }
   await connector.acknowledge(position);
   return snap;

@@ -2,19 +2,24 @@ import { SnapshotSchedule } from '../compactor/snapshot-schedule.js';
 import { Lease } from '../archive/lease.js';
 import { runEmbeddedSourcePipeline } from './embedded-pipeline.js';
 import { runKafkaSourcePipeline } from './kafka-pipeline.js';
-import { checkSourceReady, type SourcePipelineDeps } from './prepare-source.js';
+import { checkSourceReady, claimSourceArchive, recordArchive, type SourcePipelineDeps } from './prepare-source.js';
 
 export interface SourcePipelineOptions {
   /** The writer lease to hold (tests); otherwise one with `storage.leaseTtlMs`. */
   lease?: Lease;
+  /** `chartlog run --take-over-slot`: a replication slot of another archive may be dropped (slot ownership). */
+  takeOverSlot?: boolean;
 }
 
 /**
  * One source's pipeline on the bus its configuration names, with its scheduled snapshot
  * synthesis (`snapshot.everyHours`) running beside it until the pipeline ends.
  *
- * First the source is checked (setup and PHI names, checkSourceReady), which writes nothing, so
- * a misspelt PHI name stops it at once with nothing written rather than after a wait for the lease.
+ * First the source is checked (setup and PHI names, checkSourceReady), then slot ownership
+ * (claimSourceArchive: a replication slot of another archive, a checkpoint gone from an archive
+ * that holds changes). Both write nothing, so a misspelt PHI name or another archive's slot
+ * stops it at once with nothing written rather than after a wait for the lease. The archive's
+ * identity (`state/archive.json`) is written once the lease is held.
  *
  * One writer per source archive (docs/architecture.md §1): before anything is read or written,
  * it takes the source's writer lease, waiting (and saying who holds it) while another process
@@ -24,8 +29,10 @@ export interface SourcePipelineOptions {
  * waiting returns without having written anything.
  */
 export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortSignal, options: SourcePipelineOptions = {}): Promise<void> {
+  const claimOptions = { takeOverSlot: options.takeOverSlot ?? false, refuseMissingCheckpoint: true };
   try {
     await checkSourceReady(deps);
+    await claimSourceArchive(deps, claimOptions);
   } catch (err) {
     await deps.connector.close();
     throw err;
@@ -35,6 +42,16 @@ export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortS
     await deps.connector.close();
     return;
   }
+  // The claim again, now that no other writer can change the archive meanwhile (the first one
+  // may be stale after a wait for the lease); then the archive's identity is recorded.
+  let archiveId: string;
+  try {
+    archiveId = await recordArchive(deps, await claimSourceArchive(deps, claimOptions), AbortSignal.any([signal, lease.signal]));
+  } catch (err) {
+    await lease.release();
+    await deps.connector.close();
+    throw lease.lost ?? err;
+  }
   // The pipeline stops on the caller's signal or when the lease is lost.
   const run = new AbortController();
   const stop = () => run.abort();
@@ -42,7 +59,7 @@ export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortS
   lease.signal.addEventListener('abort', stop, { once: true });
   if (signal.aborted) run.abort();
 
-  const fenced: SourcePipelineDeps = { ...deps, fence: lease };
+  const fenced: SourcePipelineDeps = { ...deps, fence: lease, archiveId };
   const every = deps.source.snapshot.everyHours;
   const scheduleStop = new AbortController();
   const stopSchedule = () => scheduleStop.abort();

@@ -51,7 +51,7 @@ test('postgres → s3://: radosgw stopped for seconds: retried, nothing acknowle
     await h.start();
     for (let i = 0; i < 20; i++) await workload.transaction();
     assert.equal(await h.converge(), '', 'durable before the outage');
-    const [slot] = await engine.query(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = '${h.slotName}'`);
+    const [slot] = await engine.query(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE starts_with(slot_name, '${h.slotName}')`);
     const confirmedBefore = lsn(String(slot!.lsn));
     const [pre] = await engine.query(`SELECT pg_current_wal_lsn()::text AS lsn`);
     const walBeforeOutage = lsn(String(pre!.lsn));
@@ -65,7 +65,7 @@ test('postgres → s3://: radosgw stopped for seconds: retried, nothing acknowle
       await workload.transaction();
       await sleep(20);
     }
-    const [during] = await engine.query(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = '${h.slotName}'`);
+    const [during] = await engine.query(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE starts_with(slot_name, '${h.slotName}')`);
     const confirmedDuring = lsn(String(during!.lsn));
     assert.ok(confirmedDuring >= confirmedBefore);
     assert.ok(confirmedDuring <= walBeforeOutage, 'nothing written during the outage was acknowledged to PostgreSQL');

@@ -158,7 +158,7 @@ export class RunHarness {
   readonly store: ObjectStore;
   readonly env: NodeJS.ProcessEnv;
   private readonly log: WriteStream;
-  /** Slots are cluster-wide: one per test database, so tests never meet each other's. */
+  /** Slots are cluster-wide: one base per test database, so tests never meet each other's. `chartlog run` names its slot `<base>_<archive id>`: match it with starts_with(slot_name, slotName). */
   readonly slotName: string;
   private child: ChildProcess | null = null;
   private starts = 0;
@@ -171,6 +171,8 @@ export class RunHarness {
       leaseTtlMs?: number;
       /** The lines under `phi:` after the keyring, given the two tables' qualified names. Default: PHI full_name and ssn, patients strict. */
       phi?: (patients: string, visits: string) => string[];
+      /** More settings of the source, written inside its `{ … }` (e.g. `tls: { mode: disable }`). */
+      sourceExtra?: string;
     } = {},
   ) {
     this.slotName = `chartlog_${engine.db}`;
@@ -192,7 +194,7 @@ export class RunHarness {
     }
     const text = [
       'sources:',
-      `  - { name: clinic, type: ${engine.type}, url: "${engine.url}", tables: [${patients}, ${visits}], postgres: { slotName: ${this.slotName}, publicationName: ${this.slotName} }, mysql: { serverId: ${40000 + Math.floor(Math.random() * 10000)} } }`,
+      `  - { name: clinic, type: ${engine.type}, url: "${engine.url}", tables: [${patients}, ${visits}], postgres: { slotName: ${this.slotName}, publicationName: ${this.slotName} }, mysql: { serverId: ${40000 + Math.floor(Math.random() * 10000)} }${options.sourceExtra ? `, ${options.sourceExtra}` : ''} }`,
       storage,
       `segments: { flushIntervalMs: ${options.flushIntervalMs ?? 200} }`,
       'phi:',
@@ -209,9 +211,9 @@ export class RunHarness {
     this.log = createWriteStream(this.logFile, { flags: 'a' });
   }
 
-  /** Starts `chartlog run` and waits until its pipeline streams (past snapshot and start-up). */
-  async start(): Promise<void> {
-    const child = spawn(process.execPath, [bin, 'run', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: this.env });
+  /** Starts `chartlog run` (with `args` after `--config`) and waits until its pipeline streams (past snapshot and start-up). */
+  async start(args: readonly string[] = []): Promise<void> {
+    const child = spawn(process.execPath, [bin, 'run', '--config', this.configFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: this.env });
     child.stdout!.pipe(this.log, { end: false });
     child.stderr!.pipe(this.log, { end: false });
     this.child = child;
@@ -233,6 +235,18 @@ export class RunHarness {
     child.stderr!.pipe(out, { end: false });
     child.once('exit', () => setTimeout(() => out.end(), 100));
     return child;
+  }
+
+  /** `chartlog <args> --config F` to its end: exit code and output (stdout and stderr). */
+  async runToEnd(args: readonly string[], timeoutMs = 60_000): Promise<{ code: number | null; output: string }> {
+    const child = spawn(process.execPath, [bin, ...args, '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: this.env });
+    let output = '';
+    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    clearTimeout(timer);
+    return { code, output };
   }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {

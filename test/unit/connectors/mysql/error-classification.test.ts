@@ -18,7 +18,7 @@ describe('binlog errors', () => {
   it('a purged binlog is fatal with the fix; a lost connection is retriable', () => {
     const purged = classify(Object.assign(new Error('Could not find GTID state requested by slave in any binlog files'), { errno: 1236 }), 1);
     assert.equal(purged.retriable, false);
-    assert.match(purged.hint ?? '', /new snapshot/);
+    assert.match(purged.hint ?? '', /chartlog snapshot --from-source/);
     const lost = classify(Object.assign(new Error('Connection lost: The server closed the connection.'), { code: 'PROTOCOL_CONNECTION_LOST', fatal: true }), 1);
     assert.equal(lost.code, 'connection');
     assert.equal(lost.retriable, true);
