@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { ChartlogError } from '../core/errors.js';
+import { ChartlogError, nullIfNotFound } from '../core/errors.js';
 import { withRetry } from '../core/retry.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { archiveIdentityKey } from './layout.js';
@@ -32,13 +32,8 @@ export function isArchiveId(s: unknown): s is string {
 /** The archive's identity, or null when the archive has none yet (new, or from before ids). */
 export async function readArchiveIdentity(store: ObjectStore, source: string): Promise<ArchiveIdentity | null> {
   const key = archiveIdentityKey(source);
-  let bytes: Uint8Array;
-  try {
-    bytes = await withRetry(() => store.get(key), { maxAttempts: 8 });
-  } catch (err) {
-    if (err instanceof ChartlogError && err.code === 'not_found') return null;
-    throw err;
-  }
+  const bytes = await nullIfNotFound(withRetry(() => store.get(key), { maxAttempts: 8 }));
+  if (!bytes) return null;
   return parseIdentity(bytes, key, source);
 }
 

@@ -1,4 +1,4 @@
-import { ChartlogError } from '../core/errors.js';
+import { ChartlogError, nullIfNotFound } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import { withRetry } from '../core/retry.js';
 import type { ObjectStore } from '../storage/object-store.js';
@@ -62,13 +62,8 @@ export interface CheckpointAuth {
 
 export async function readCheckpoint(store: ObjectStore, source: string): Promise<Checkpoint | null> {
   const key = checkpointKey(source);
-  let bytes: Uint8Array;
-  try {
-    bytes = await withRetry(() => store.get(key), { maxAttempts: 8 });
-  } catch (err) {
-    if (err instanceof ChartlogError && err.code === 'not_found') return null;
-    throw err;
-  }
+  const bytes = await nullIfNotFound(withRetry(() => store.get(key), { maxAttempts: 8 }));
+  if (!bytes) return null;
   try {
     const s = JSON.parse(Buffer.from(bytes).toString('utf8')) as StoredCheckpoint;
     const stored = { object: { ...s } as Record<string, unknown>, sha256: sha256Hex(bytes) };

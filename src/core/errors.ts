@@ -76,6 +76,16 @@ export function configError(message: string, hint?: string): ChartlogError {
 }
 
 /** True when `err` is a ChartlogError that says retrying may help. */
+/** `op`'s result, or null when it fails with 'not_found' (an object that may not exist yet); any other failure is thrown. */
+export async function nullIfNotFound<T>(op: Promise<T>): Promise<T | null> {
+  try {
+    return await op;
+  } catch (err) {
+    if (err instanceof ChartlogError && err.code === 'not_found') return null;
+    throw err;
+  }
+}
+
 export function isRetriable(err: unknown): boolean {
   return err instanceof ChartlogError && err.retriable;
 }

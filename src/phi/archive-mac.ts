@@ -1,5 +1,5 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { ChartlogError } from '../core/errors.js';
+import { ChartlogError, nullIfNotFound } from '../core/errors.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { Keyring, WrappedKey } from './keyring/keyring.js';
 
@@ -102,13 +102,8 @@ export class ArchiveMac {
    */
   static async load(store: ObjectStore, keyring: Keyring, source: string): Promise<ArchiveMac | null> {
     const objectKey = ArchiveMac.keyObjectKey(source);
-    let bytes: Uint8Array;
-    try {
-      bytes = await store.get(objectKey);
-    } catch (err) {
-      if (err instanceof ChartlogError && err.code === 'not_found') return null;
-      throw err;
-    }
+    const bytes = await nullIfNotFound(store.get(objectKey));
+    if (!bytes) return null;
     let stored: StoredMacKey;
     try {
       stored = JSON.parse(Buffer.from(bytes).toString('utf8')) as StoredMacKey;

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
-import { ChartlogError, type ErrorCode } from '../core/errors.js';
+import { ChartlogError, nullIfNotFound, type ErrorCode } from '../core/errors.js';
 import { compareKeys, decodeCursor, encodeCursor, keyProblem, TEMP_MARKER, validateKey, validatePrefix, validateRange } from './object-key.js';
 import { listEveryPage, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions, type VersionedObject } from './object-store.js';
 
@@ -80,13 +80,8 @@ export class FsObjectStore implements ObjectStore {
 
   async getVersioned(key: string): Promise<VersionedObject | null> {
     validateKey(key);
-    let bytes: Uint8Array;
-    try {
-      bytes = await this.get(key);
-    } catch (err) {
-      if (err instanceof ChartlogError && err.code === 'not_found') return null;
-      throw err;
-    }
+    const bytes = await nullIfNotFound(this.get(key));
+    if (!bytes) return null;
     return { bytes, version: contentVersion(bytes) };
   }
 
