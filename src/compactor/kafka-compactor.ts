@@ -329,8 +329,8 @@ export class KafkaCompactor {
     const consumer = this.kafka.consumer({
       groupId: settings.groupId,
       sessionTimeout: this.options.sessionTimeoutMs ?? settings.sessionTimeoutMs ?? 30_000,
-      // Some brokers (the librdkafka mock) answer a fetch only at its deadline, not when data
-      // arrives; the deadline then adds to the commit → durable latency, so keep it short.
+      // Some brokers (librdkafka's mock cluster) answer a fetch only at its deadline, not when
+      // data arrives; the deadline then adds to the commit → durable latency, so keep it short.
       maxWaitTimeInMs: this.options.fetchMaxWaitMs ?? Math.max(50, Math.min(500, Math.floor(this.options.flushIntervalMs / 2))),
       allowAutoTopicCreation: true,
     });

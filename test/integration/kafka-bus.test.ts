@@ -26,8 +26,7 @@ import { decodeAll, envelopes, HOUR_US, types } from '../support/fake-envelopes.
 import { commitOf, ScriptedConnector, scriptedEncoder, scriptedTxn } from '../support/scripted-source.js';
 import { requireEnv } from '../support/env.js';
 
-// The real Kafka protocol (librdkafka's mock cluster from scripts/services.sh) and a real
-// file:// store. Volumes stay small: the mock keeps only ~5 MiB per partition.
+// A real Apache Kafka cluster (3 nodes, scripts/services.sh) and a real file:// store.
 
 const brokers = requireEnv('CHARTLOG_TEST_KAFKA_BROKERS').split(',');
 const SOURCE = 'clinic';
@@ -49,7 +48,7 @@ after(async () => {
 });
 
 function settingsFor(name: string): KafkaSettings {
-  // Fresh topics and group per test: the mock keeps state for its lifetime.
+  // Fresh topics and group per test: the cluster keeps state for its lifetime.
   const unique = `${name}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
   return { brokers, topicPrefix: `t-${unique}`, clientId: 'chartlog-test', groupId: `g-${unique}`, sessionTimeoutMs: 6000, compression: 'gzip', tls: { mode: 'disable' } };
 }
