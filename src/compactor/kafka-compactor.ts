@@ -6,11 +6,13 @@ import { COMMIT_SEQ, Position } from '../core/position.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { kafkaError } from '../bus/kafka-bus.js';
 import {
+  compactorGroupId,
   createKafka,
   decodeHeaders,
   decodeTransactionMessage,
   isTableTopic,
   tableTopic,
+  TopicCreator,
   transactionsTopic,
   TRANSACTIONS_PARTITION,
   type KafkaSettings,
@@ -121,8 +123,8 @@ const emptyPending = (): Pending => ({ events: [], ends: [], progress: new Map()
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
 /**
- * The compactor of one source on the Kafka bus: a member of the consumer group `groupId`,
- * reading the source's table topics and its transactions topic. Messages are buffered into
+ * The compactor of one source on the Kafka bus: a member of the source's own consumer group
+ * (`compactorGroupId`), reading the source's table topics and its transactions topic. Messages are buffered into
  * parts of their commit hour and flushed every flushIntervalMs (or at maxPartBytes).
  *
  * What it commits is decided by transactions, not by messages: a transaction is *settled* once
@@ -143,7 +145,9 @@ const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`
  * Topics are listed at subscription; an END that counts events of a table whose topic appeared
  * since makes it subscribe again (a new consumer, same group).
  *
- * One compactor per source: hour closing assumes it sees every partition.
+ * One compactor per source: hour closing assumes it sees every partition, and settling needs the
+ * transactions partition. A compactor assigned a generation without it (another member in its
+ * group) stops with a fatal error rather than go on storing events it can never settle.
  */
 export class KafkaCompactor {
   private readonly kafka: Kafka;
@@ -152,6 +156,8 @@ export class KafkaCompactor {
   private readonly fence: WriterFence;
   private readonly now: () => number;
   private readonly txTopic: string;
+  private readonly groupId: string;
+  private readonly topics: TopicCreator;
   private readonly openHours = new Set<HourKey>();
   private floor: HourKey | null = null;
   private settled: Position | null = null;
@@ -193,6 +199,8 @@ export class KafkaCompactor {
     this.closer = new HourCloser(store, source, envelopes, signal, this.fence);
     this.now = options.now ?? Date.now;
     this.txTopic = transactionsTopic(options.settings.topicPrefix, source);
+    this.groupId = compactorGroupId(options.settings, source);
+    this.topics = new TopicCreator(this.kafka);
   }
 
   /** The newest transaction known complete and durable (what the checkpoint says). */
@@ -314,6 +322,10 @@ export class KafkaCompactor {
 
   private async startConsumer(): Promise<Consumer> {
     const { settings } = this.options;
+    // The transactions topic must exist before the group assigns partitions, or this member's
+    // first generation would lack its partition (a broker without topic auto-creation, or the
+    // compactor starting before the producer's first send).
+    await this.topics.ensure([{ topic: this.txTopic }]);
     const admin = this.kafka.admin();
     let topics: string[];
     try {
@@ -327,7 +339,7 @@ export class KafkaCompactor {
     topics.push(this.txTopic);
     this.subscribed = new Set(topics);
     const consumer = this.kafka.consumer({
-      groupId: settings.groupId,
+      groupId: this.groupId,
       sessionTimeout: this.options.sessionTimeoutMs ?? settings.sessionTimeoutMs ?? 30_000,
       // Some brokers (librdkafka's mock cluster) answer a fetch only at its deadline, not when
       // data arrives; the deadline then adds to the commit → durable latency, so keep it short.
@@ -354,7 +366,7 @@ export class KafkaCompactor {
     }
     this.consumer = consumer;
     this.stats.generations++;
-    logger().info({ source: this.source, groupId: settings.groupId, topics: topics.length }, 'kafka compactor consuming');
+    logger().info({ source: this.source, groupId: this.groupId, topics: topics.length }, 'kafka compactor consuming');
     return consumer;
   }
 
@@ -363,10 +375,14 @@ export class KafkaCompactor {
     const mine = new Set<string>();
     for (const [topic, partitions] of Object.entries(assignment)) for (const p of partitions) mine.add(tpKey(topic, p));
     if (!mine.has(tpKey(this.txTopic, TRANSACTIONS_PARTITION))) {
-      logger().error(
-        { source: this.source, groupId: this.options.settings.groupId },
-        'kafka compactor: another member of the group holds the transactions partition; run exactly one compactor per source (one chartlog run per configuration)',
+      // Nothing it takes could settle: stop, and say who to look for. What it buffered is not
+      // committed, so the member that holds the partition (or the next run) gets it again.
+      this.fail(
+        new ChartlogError('lease', `the Kafka compactor of source ${this.source} was not given the transactions partition ${this.txTopic}/${TRANSACTIONS_PARTITION}: another member of consumer group "${this.groupId}" holds it, or the topic does not exist`, {
+          hint: `run one compactor per source: stop the other process consuming as group "${this.groupId}" (another chartlog run of this source, or a configuration whose bus.kafka.groupId/sourceGroupIds names the same group); where topics are not auto-created, create ${this.txTopic} first`,
+        }),
       );
+      return;
     }
     for (const map of [this.progress, this.pending.progress, this.committed]) {
       for (const key of [...map.keys()]) if (!mine.has(key)) map.delete(key);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import type { ChartlogError } from '../../../src/core/errors.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import { singleObjectHeader } from '../../../src/codec/single-object.js';
 import { encodeHeaders, encodeTransactionMessage, tableTopic, transactionsTopic, type KafkaSettings } from '../../../src/bus/kafka-topics.js';
@@ -23,13 +24,18 @@ type Commit = { topic: string; partition: number; offset: string };
 class FakeGroupKafka {
   commits: Commit[][] = [];
   eachBatch: ((p: EachBatchPayload) => Promise<void>) | null = null;
+  groupIds: string[] = [];
+  onJoin: ((e: { payload: { memberAssignment: Record<string, number[]> } }) => void) | null = null;
   admin() {
-    return { connect: async () => {}, disconnect: async () => {}, listTopics: async () => [PATIENTS, TX, 'cl.clinic.__schemas', 'cl.other.public.x'] };
+    return { connect: async () => {}, disconnect: async () => {}, createTopics: async () => false, listTopics: async () => [PATIENTS, TX, 'cl.clinic.__schemas', 'cl.other.public.x'] };
   }
-  consumer() {
+  consumer({ groupId }: { groupId: string }) {
+    this.groupIds.push(groupId);
     return {
       events: { GROUP_JOIN: 'consumer.group_join', CRASH: 'consumer.crash' },
-      on: () => undefined,
+      on: (event: string, handler: (e: { payload: { memberAssignment: Record<string, number[]> } }) => void) => {
+        if (event === 'consumer.group_join') this.onJoin = handler;
+      },
       connect: async () => {},
       subscribe: async ({ topics }: { topics: string[] }) => assert.deepEqual(topics.sort(), [PATIENTS, TX].sort(), 'only this source, no schema topic'),
       run: async ({ eachBatch }: { eachBatch: (p: EachBatchPayload) => Promise<void> }) => void (this.eachBatch = eachBatch),
@@ -340,4 +346,33 @@ test('a compactor killed between two pieces: the next one resumes from the piece
     assertStoredOnce(store, pieces);
   });
   assert.ok(ENDS(tx).length === pieces.length);
+});
+
+test('the compactor joins the source\'s own consumer group, and stops with a fatal error when a generation leaves it without the transactions partition', async () => {
+  const store = new MemoryObjectStore();
+  const fake = new FakeGroupKafka();
+  const s = await startedWith(store, fake);
+  try {
+    assert.deepEqual(fake.groupIds, ['g.clinic'], '<groupId>.<source>');
+    // Its own generation: every partition of its topics. It goes on.
+    fake.onJoin!({ payload: { memberAssignment: { [PATIENTS]: [0, 1, 2, 3], [TX]: [0] } } });
+    await fake.deliver(PATIENTS, 0, [event(1, 0)]);
+    await fake.deliver(TX, 0, [txRecord('BEGIN', 1, 0), txRecord('END', 1, 1)]);
+    await until('T1 settles', () => s.c.settledPosition !== null && Position.equals(s.c.settledPosition, txPos(1)));
+    assert.equal(await Promise.race([s.running.then(() => 'ended', () => 'failed'), sleep(100).then(() => 'running')]), 'running', 'negative control: a whole assignment does not stop it');
+    // Another member took the transactions partition: nothing taken from now on could settle.
+    fake.onJoin!({ payload: { memberAssignment: { [PATIENTS]: [0, 1] } } });
+    await assert.rejects(s.running, (err: ChartlogError) => {
+      assert.equal(err.code, 'lease');
+      assert.equal(err.retriable, false);
+      assert.match(err.message, /source clinic was not given the transactions partition cl\.clinic\.__transactions\/0: another member of consumer group "g\.clinic" holds it/);
+      assert.match(err.hint ?? '', /run one compactor per source/);
+      return true;
+    });
+    assert.deepEqual(s.c.settledPosition, txPos(1));
+  } finally {
+    await s.c.abandon();
+    s.stop.abort();
+    await s.running.catch(() => undefined);
+  }
 });
