@@ -37,18 +37,25 @@ async function capture(url: string, table: string): Promise<Captured> {
 
 test(`a ${ROWS}-row transaction and small ones after it, on the Kafka bus: restore --to latest equals the source`, { timeout: 300_000 }, async () => {
   const engine = await postgresEngine();
-  const h = new RunHarness(engine, 'file', { flushIntervalMs: 200 });
+  // patients gets a wide PHI column, chart: sealed values do not compress.
+  const h = new RunHarness(engine, 'file', {
+    flushIntervalMs: 200,
+    phi: (patients) => [`columns: { ${patients}: [full_name, ssn, chart] }`, `strict: [${patients}]`, `publicColumns: { ${patients}: [id, note, visits_count] }`],
+  });
   const brokers = requireEnv('CHARTLOG_TEST_KAFKA_BROKERS').split(',');
   const unique = `large-${randomBytes(4).toString('hex')}`;
   appendFileSync(h.configFile, `\nbus: { type: kafka, kafka: { brokers: ${JSON.stringify(brokers)}, topicPrefix: "t-${unique}", groupId: "g-${unique}", sessionTimeoutMs: 6000 } }\n`);
   const target = await createPgDatabase('rlarge');
   try {
     await createClinicTables(engine);
+    await engine.exec('ALTER TABLE patients ADD COLUMN chart TEXT');
     await h.start();
     // One transaction of 15,000 rows (ids above the workload's): two pieces of 10,000 and 5,000
-    // events. PHI columns carry canaries.
+    // events. PHI columns carry canaries. Each row has 256 characters of sealed PHI: a piece is
+    // ~6 MiB of messages that do not compress, more than a broker takes in one record batch per
+    // partition (message.max.bytes, 1 MiB).
     await engine.exec(
-      `INSERT INTO patients (id, full_name, ssn, note, visits_count) SELECT g, 'CANARY-NAME-' || g, 'CANARY-SSN-' || g, 'bulk ' || g, g % 7 FROM generate_series(1000001, ${1_000_000 + ROWS}) g`,
+      `INSERT INTO patients (id, full_name, ssn, note, visits_count, chart) SELECT g, 'CANARY-NAME-' || g, 'CANARY-SSN-' || g, 'bulk ' || g, g % 7, repeat(md5(g::text), 8) FROM generate_series(1000001, ${1_000_000 + ROWS}) g`,
     );
     const workload = new Workload(engine, prng(23));
     for (let i = 0; i < 30; i++) await workload.transaction();
