@@ -23,7 +23,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 POM=$here/kafka/pom.xml
 # One cache folder per pom content: a changed pin fetches anew, an unchanged one never again.
 pom_id=$(sha256sum "$POM" | cut -c1-12)
-LIBS=${CHARTLOG_KAFKA_LIBS:-${XDG_CACHE_HOME:-$HOME/.cache}/chartlog/kafka-$pom_id}
+LIBS=${CHARTLOG_KAFKA_LIBS:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/chartlog/kafka-$pom_id}
 HEAP=${CHARTLOG_KAFKA_HEAP:-320m}
 # What identifies our brokers in their command lines.
 mark='kafka.Kafka'
