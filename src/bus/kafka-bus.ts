@@ -27,6 +27,12 @@ export interface KafkaBusOptions {
   schemas?: SchemaSource;
   /** Batches queued before `publish` waits (backpressure to the connector). Default 4096. */
   maxQueuedBatches?: number;
+  /**
+   * Encoded bytes queued before `publish` waits (a batch larger than this is still taken when
+   * the queue is empty). Default unbounded. The pieces of a large transaction are 10,000
+   * messages each: counted in batches alone, a 1M-row transaction filled a gigabyte.
+   */
+  maxQueuedBytes?: number;
   /** Table messages per `sendBatch` request, at most (whole transactions). Default 2000. */
   maxMessagesPerSend?: number;
   /**
@@ -65,6 +71,8 @@ export class KafkaBus {
   private readonly idleWaiters: (() => void)[] = [];
   private readonly schemasSent = new Set<string>();
   private readonly maxQueued: number;
+  private readonly maxQueuedBytes: number;
+  private queuedBytes = 0;
   private readonly maxPerSend: number;
   private readonly maxBytesPerSend: number;
   private sending = false;
@@ -84,6 +92,7 @@ export class KafkaBus {
     this.producer = this.kafka.producer({ idempotent: false, maxInFlightRequests: 1, allowAutoTopicCreation: true, createPartitioner: Partitioners.DefaultPartitioner });
     this.topics = new TopicCreator(this.kafka);
     this.maxQueued = options.maxQueuedBatches ?? 4096;
+    this.maxQueuedBytes = options.maxQueuedBytes ?? Number.POSITIVE_INFINITY;
     this.maxPerSend = options.maxMessagesPerSend ?? 2000;
     this.maxBytesPerSend = options.maxBytesPerSend ?? 512 * 1024;
   }
@@ -111,11 +120,13 @@ export class KafkaBus {
   /** Queues a whole transaction; waits while the queue is full; throws after a failed send. */
   async publish(batch: BusBatch): Promise<void> {
     if (batch.source !== this.options.source) throw new ChartlogError('internal', `batch of source ${batch.source} on the bus of ${this.options.source}`);
-    while (this.queue.length >= this.maxQueued && !this.failure) {
+    const size = batchBytes(batch);
+    while ((this.queue.length >= this.maxQueued || (this.queue.length > 0 && this.queuedBytes + size > this.maxQueuedBytes)) && !this.failure) {
       await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     }
     if (this.failure) throw this.failure;
     this.queue.push(batch);
+    this.queuedBytes += size;
     if (!this.sending) void this.drain();
   }
 
@@ -215,6 +226,7 @@ export class KafkaBus {
           // Nothing queued after a failure can be sent in order: the caller restarts its
           // stream from durablePosition, which brings these transactions again.
           this.queue.length = 0;
+          this.queuedBytes = 0;
           this.ends = null;
           logger().warn({ err: this.failure, source: this.options.source, durable: this.durable ? Position.format(this.durable) : null }, 'kafka send failed; publishing stops until the stream restarts');
           break;
@@ -234,10 +246,11 @@ export class KafkaBus {
       const next = this.queue[0]!;
       if (group.length > 0 && messages + next.messages.length > this.maxPerSend) break;
       group.push(this.queue.shift()!);
+      this.queuedBytes -= batchBytes(next);
       messages += next.messages.length;
     }
-    // Room was made.
-    for (let i = 0; i < group.length && this.roomWaiters.length > 0; i++) this.roomWaiters.shift()!();
+    // Room was made: every waiter looks again (by batches and by bytes).
+    for (const w of this.roomWaiters.splice(0)) w();
     return group;
   }
 
@@ -339,6 +352,12 @@ export class KafkaBus {
       compression: this.options.settings.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
     });
   }
+}
+
+function batchBytes(batch: BusBatch): number {
+  let n = 0;
+  for (const m of batch.messages) n += m.value.byteLength + (m.key?.byteLength ?? 0);
+  return n;
 }
 
 /** A message's size before compression, as the record batch holds it (near enough: a bound, not an exact count). */

@@ -196,7 +196,7 @@ const bus = z
       .min(1024 * 1024)
       // 8 MiB: a 1M-row transaction peaked at 283 MB RSS (32 MiB: 364 MB) and streamed faster.
       .default(8 * 1024 * 1024)
-      .describe('Embedded bus: encoded bytes held before the connector is paused; bounds memory during large transactions.'),
+      .describe('Encoded bytes held (embedded bus) or queued for Kafka (Kafka bus) before the connector is paused; bounds memory during large transactions.'),
     kafka: kafka.optional(),
   })
   .describe('Where change records travel between the connectors and the compactor.');

@@ -197,3 +197,30 @@ test('a transaction larger than one request allows goes in several, in order, an
   assert.ok(endOfBig > lastOfBig, `END in request ${endOfBig}, last message in ${lastOfBig}`);
   assert.deepEqual(durable, [big.position, small.position]);
 });
+
+test('publish waits while the queued batches hold maxQueuedBytes, and goes on once they are sent', async () => {
+  const fake = new FakeKafka();
+  let open!: () => void;
+  fake.gate = new Promise<void>((resolve) => (open = resolve));
+  const bus = new KafkaBus({ settings, source: 'clinic', kafka: fake.asKafka(), schemas: envelopes, maxQueuedBytes: 2500 });
+  await bus.connect();
+  let prev: Position | null = null;
+  const wide = Array.from({ length: 5 }, (_, i) => {
+    const b = batch(i + 1, T0 + BigInt(i), [['public.patients', '00000000000000a1']], prev);
+    prev = b.position;
+    return { ...b, messages: b.messages.map((m) => ({ ...m, value: Buffer.concat([Buffer.from(m.value), Buffer.alloc(1000, 7)]) })) };
+  });
+  await bus.publish(wide[0]!); // taken by the sender at once, held at the gate
+  await bus.publish(wide[1]!);
+  await bus.publish(wide[2]!); // two queued: ~2 KiB
+  let fourth = false;
+  const publishing = bus.publish(wide[3]!).then(() => (fourth = true));
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.equal(fourth, false, 'a third KiB would pass 2500 bytes: it waits');
+  assert.equal(bus.queued, 2);
+  open();
+  await publishing;
+  await bus.publish(wide[4]!);
+  await bus.close();
+  assert.deepEqual(bus.durablePosition, wide[4]!.position);
+});
