@@ -1,5 +1,5 @@
 /**
- * The Kafka bus against a Kafka-protocol broker (the librdkafka mock of scripts/services.sh):
+ * The Kafka bus against the 3-node Apache Kafka cluster of scripts/services.sh:
  *
  *   eval "$(bash scripts/services.sh env)"
  *   CHARTLOG_LOG_LEVEL=error node --import tsx benchmarks/kafka-bus.ts [messages] [seconds] [perRequest]
@@ -159,7 +159,7 @@ const out = {
   benchmark: 'kafka-bus',
   command: `CHARTLOG_LOG_LEVEL=error node --import tsx benchmarks/kafka-bus.ts ${total} ${seconds} ${perRequest}`,
   date: new Date().toISOString(),
-  broker: 'librdkafka mock cluster (3 brokers) via kcat, scripts/services.sh',
+  broker: 'Apache Kafka 4.1.1, 3 KRaft nodes (controller+broker), RF 3, min.insync.replicas 2, scripts/services.sh',
   loadAverage1m: +loadavg()[0]!.toFixed(2),
   messageBytes: 1024,
   perRequest,

@@ -5,12 +5,15 @@
 #   services.sh down     stop what `up` started, by pid, and remove the state directory
 #   services.sh env      print `export CHARTLOG_TEST_...=...` lines for the tests
 #   services.sh status   say what runs; exit 0 only when everything does
-#   services.sh install  install missing Debian packages (root only; `up` does it too)
+#   services.sh install  install missing Debian packages (root only; `up` does it too) and fetch
+#                        the Kafka broker's jars with Maven (scripts/kafka-cluster.sh fetch)
 #
 # Servers (all on 127.0.0.1, never the machine's own 5432/3306):
 #   PostgreSQL 15   :5499  wal_level=logical, trust auth, superuser postgres
 #   MariaDB 10.11   :3407  binlog ROW / FULL image / FULL row metadata, GTID strict mode
-#   Kafka protocol  random ports, librdkafka mock cluster with 3 brokers (through kcat)
+#   Apache Kafka    :19092..19097  3 KRaft nodes (controller + broker each), Kafka 4.1 from
+#                   Maven Central; brokers on 19092, 19094, 19096; replication factor 3,
+#                   min.insync.replicas 2
 #   S3              :7480  Ceph radosgw on a one-node in-memory cluster, bucket chartlog-test
 # State, logs and the generated S3 keys live in ${CHARTLOG_SERVICES_DIR:-/tmp/chartlog-services}.
 set -euo pipefail
@@ -24,6 +27,9 @@ PG_PORT=${CHARTLOG_SERVICES_PG_PORT:-5499}
 MARIADB_PORT=${CHARTLOG_SERVICES_MARIADB_PORT:-3407}
 S3_PORT=${CHARTLOG_SERVICES_S3_PORT:-7480}
 CEPH_MON_PORT=${CHARTLOG_SERVICES_CEPH_MON_PORT:-13300}
+# The first of the 2 × 3 consecutive ports of the Kafka nodes (broker, controller per node).
+KAFKA_PORT=${CHARTLOG_SERVICES_KAFKA_PORT:-19092}
+KAFKA_NODES=3
 S3_BUCKET=chartlog-test
 S3_REGION=us-east-1
 MARKER=.chartlog-services
@@ -37,7 +43,8 @@ required=(
   "/usr/sbin/mariadbd mariadb-server-core"
   "mariadb-install-db mariadb-server-core"
   "mariadb mariadb-client-core"
-  "kcat kcat"
+  "java openjdk-17-jre-headless"
+  "mvn maven"
   "ceph-mon ceph-mon"
   "monmaptool ceph-base"
   "ceph-osd ceph-osd"
@@ -95,7 +102,7 @@ start_mariadb() {
 }
 
 start_kafka() {
-  bash "$here/kafka-mock.sh" start "$STATE/kafka" 3
+  bash "$here/kafka-cluster.sh" start "$STATE/kafka" "$KAFKA_PORT" "$KAFKA_NODES"
 }
 
 start_s3() {
@@ -132,7 +139,7 @@ is_running() {
   case $1 in
     postgres) bash "$here/postgres-instance.sh" status "$STATE/postgres" ;;
     mariadb) bash "$here/mariadb-instance.sh" status "$STATE/mariadb" ;;
-    kafka) bash "$here/kafka-mock.sh" status "$STATE/kafka" ;;
+    kafka) bash "$here/kafka-cluster.sh" status "$STATE/kafka" ;;
     s3) bash "$here/radosgw-instance.sh" status "$STATE/s3" && [[ -f $STATE/s3/credentials ]] ;;
   esac
 }
@@ -141,7 +148,7 @@ stop_service() {
   case $1 in
     postgres) bash "$here/postgres-instance.sh" stop "$STATE/postgres" ;;
     mariadb) bash "$here/mariadb-instance.sh" stop "$STATE/mariadb" ;;
-    kafka) bash "$here/kafka-mock.sh" stop "$STATE/kafka" ;;
+    kafka) bash "$here/kafka-cluster.sh" stop "$STATE/kafka" ;;
     s3) bash "$here/radosgw-instance.sh" stop "$STATE/s3" ;;
   esac
 }
@@ -204,7 +211,7 @@ stop_strays() {
     [[ -n $pid ]] || continue
     comm=$(ps -o comm= -p "$pid" 2>/dev/null || true)
     case $comm in
-      postgres | mariadbd | mysqld | radosgw | ceph-mon | ceph-osd | ceph-mgr | kcat)
+      postgres | mariadbd | mysqld | radosgw | ceph-mon | ceph-osd | ceph-mgr | java)
         say "$comm (pid $pid) still runs from $STATE; stopping it"
         stop_pid "$pid" "$comm" 3 || rc=1
         ;;
@@ -241,7 +248,7 @@ print_env() {
   local S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY brokers
   # shellcheck disable=SC1091
   . "$STATE/s3/credentials"
-  brokers=$(bash "$here/kafka-mock.sh" brokers "$STATE/kafka")
+  brokers=$(bash "$here/kafka-cluster.sh" brokers "$STATE/kafka")
   cat <<ENV
 export CHARTLOG_TEST_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
 export CHARTLOG_TEST_PG_BIN=$PG_BIN
@@ -250,6 +257,7 @@ export CHARTLOG_TEST_MARIADB_URL=mysql://root@127.0.0.1:$MARIADB_PORT/
 export CHARTLOG_TEST_MARIADB_CDC_URL=mysql://cdc:cdc@127.0.0.1:$MARIADB_PORT/
 export CHARTLOG_TEST_MARIADB_SOCKET=$STATE/mariadb/mysqld.sock
 export CHARTLOG_TEST_KAFKA_BROKERS=$brokers
+export CHARTLOG_TEST_KAFKA_DIR=$STATE/kafka
 export CHARTLOG_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
 export CHARTLOG_TEST_S3_ACCESS_KEY_ID=$S3_ACCESS_KEY_ID
 export CHARTLOG_TEST_S3_SECRET_ACCESS_KEY=$S3_SECRET_ACCESS_KEY
@@ -286,7 +294,7 @@ case ${1:-} in
   down) with_lock down ;;
   env) print_env ;;
   status) status ;;
-  install) install_missing ;;
+  install) install_missing && bash "$here/kafka-cluster.sh" fetch ;;
   missing) missing_packages ;;
   *) die "usage: $0 up | down | env | status | install" ;;
 esac

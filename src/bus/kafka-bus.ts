@@ -27,8 +27,21 @@ export interface KafkaBusOptions {
   schemas?: SchemaSource;
   /** Batches queued before `publish` waits (backpressure to the connector). Default 4096. */
   maxQueuedBatches?: number;
+  /**
+   * Encoded bytes queued before `publish` waits (a batch larger than this is still taken when
+   * the queue is empty). Default unbounded. The pieces of a large transaction are 10,000
+   * messages each: counted in batches alone, a 1M-row transaction filled a gigabyte.
+   */
+  maxQueuedBytes?: number;
   /** Table messages per `sendBatch` request, at most (whole transactions). Default 2000. */
   maxMessagesPerSend?: number;
+  /**
+   * Bytes (keys, values, headers, before compression) per `sendBatch` request, at most, when a
+   * request holds several messages. Default 512 KiB: a partition's part of a request is one
+   * record batch, which the broker refuses above `message.max.bytes` (1 MiB by default) — a
+   * 10,000-row piece of a large transaction with wide rows would otherwise never be accepted.
+   */
+  maxBytesPerSend?: number;
   /**
    * Called in position order after the broker acknowledged (acks = all) every message up to and
    * including `position`: the connector may acknowledge it to the source.
@@ -58,7 +71,10 @@ export class KafkaBus {
   private readonly idleWaiters: (() => void)[] = [];
   private readonly schemasSent = new Set<string>();
   private readonly maxQueued: number;
+  private readonly maxQueuedBytes: number;
+  private queuedBytes = 0;
   private readonly maxPerSend: number;
+  private readonly maxBytesPerSend: number;
   private sending = false;
   private failure: ChartlogError | null = null;
   private durable: Position | null = null;
@@ -76,7 +92,9 @@ export class KafkaBus {
     this.producer = this.kafka.producer({ idempotent: false, maxInFlightRequests: 1, allowAutoTopicCreation: true, createPartitioner: Partitioners.DefaultPartitioner });
     this.topics = new TopicCreator(this.kafka);
     this.maxQueued = options.maxQueuedBatches ?? 4096;
+    this.maxQueuedBytes = options.maxQueuedBytes ?? Number.POSITIVE_INFINITY;
     this.maxPerSend = options.maxMessagesPerSend ?? 2000;
+    this.maxBytesPerSend = options.maxBytesPerSend ?? 512 * 1024;
   }
 
   async connect(): Promise<void> {
@@ -102,11 +120,13 @@ export class KafkaBus {
   /** Queues a whole transaction; waits while the queue is full; throws after a failed send. */
   async publish(batch: BusBatch): Promise<void> {
     if (batch.source !== this.options.source) throw new ChartlogError('internal', `batch of source ${batch.source} on the bus of ${this.options.source}`);
-    while (this.queue.length >= this.maxQueued && !this.failure) {
+    const size = batchBytes(batch);
+    while ((this.queue.length >= this.maxQueued || (this.queue.length > 0 && this.queuedBytes + size > this.maxQueuedBytes)) && !this.failure) {
       await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     }
     if (this.failure) throw this.failure;
     this.queue.push(batch);
+    this.queuedBytes += size;
     if (!this.sending) void this.drain();
   }
 
@@ -206,6 +226,7 @@ export class KafkaBus {
           // Nothing queued after a failure can be sent in order: the caller restarts its
           // stream from durablePosition, which brings these transactions again.
           this.queue.length = 0;
+          this.queuedBytes = 0;
           this.ends = null;
           logger().warn({ err: this.failure, source: this.options.source, durable: this.durable ? Position.format(this.durable) : null }, 'kafka send failed; publishing stops until the stream restarts');
           break;
@@ -225,10 +246,11 @@ export class KafkaBus {
       const next = this.queue[0]!;
       if (group.length > 0 && messages + next.messages.length > this.maxPerSend) break;
       group.push(this.queue.shift()!);
+      this.queuedBytes -= batchBytes(next);
       messages += next.messages.length;
     }
-    // Room was made.
-    for (let i = 0; i < group.length && this.roomWaiters.length > 0; i++) this.roomWaiters.shift()!();
+    // Room was made: every waiter looks again (by batches and by bytes).
+    for (const w of this.roomWaiters.splice(0)) w();
     return group;
   }
 
@@ -279,9 +301,11 @@ export class KafkaBus {
       for (const fp of newSchemas) this.schemasSent.add(fp);
     }
     // Within one request the broker appends per partition in order, so the transactions
-    // partition reads: END of the previous group, then BEGIN of this one.
-    const topicMessages = [...byTopic].filter(([, messages]) => messages.length > 0).map(([topic, messages]) => ({ topic, messages }));
-    if (topicMessages.length > 0) await this.send(topicMessages);
+    // partition reads: END of the previous group, then BEGIN of this one. A group larger than
+    // one request allows (a large transaction's piece alone can be) goes in several requests,
+    // one after another: each partition still gets its messages in order, and the group's END
+    // records wait for the next group's first request, after every one of them was acknowledged.
+    for (const request of this.requestsOf(byTopic)) await this.send(request);
     this.stats.batches += group.length;
     this.stats.messages += count;
     this.stats.requests++;
@@ -293,6 +317,34 @@ export class KafkaBus {
     }
   }
 
+  /** The messages of `byTopic` in requests of at most maxBytesPerSend bytes (or one message), in order. */
+  private requestsOf(byTopic: Map<string, Message[]>): TopicMessages[][] {
+    const requests: TopicMessages[][] = [];
+    let current = new Map<string, Message[]>();
+    let count = 0;
+    let bytes = 0;
+    const close = () => {
+      if (count > 0) requests.push([...current].map(([topic, messages]) => ({ topic, messages })));
+      current = new Map();
+      count = 0;
+      bytes = 0;
+    };
+    for (const [topic, messages] of byTopic) {
+      for (const m of messages) {
+        const size = messageBytes(m);
+        // Only bytes: takeGroup bounds the messages of a group (a single transaction may be larger).
+        if (count > 0 && bytes + size > this.maxBytesPerSend) close();
+        let list = current.get(topic);
+        if (!list) current.set(topic, (list = []));
+        list.push(m);
+        count++;
+        bytes += size;
+      }
+    }
+    close();
+    return requests;
+  }
+
   private async send(topicMessages: TopicMessages[]): Promise<void> {
     await this.producer.sendBatch({
       topicMessages,
@@ -300,6 +352,24 @@ export class KafkaBus {
       compression: this.options.settings.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
     });
   }
+}
+
+function batchBytes(batch: BusBatch): number {
+  let n = 0;
+  for (const m of batch.messages) n += m.value.byteLength + (m.key?.byteLength ?? 0);
+  return n;
+}
+
+/** A message's size before compression, as the record batch holds it (near enough: a bound, not an exact count). */
+function messageBytes(m: Message): number {
+  let n = 64; // record overhead: lengths, offsets, timestamp
+  if (m.key) n += typeof m.key === 'string' ? Buffer.byteLength(m.key) : m.key.byteLength;
+  if (m.value) n += typeof m.value === 'string' ? Buffer.byteLength(m.value) : m.value.byteLength;
+  for (const [k, v] of Object.entries(m.headers ?? {})) {
+    n += Buffer.byteLength(k) + 8;
+    for (const one of Array.isArray(v) ? v : [v]) if (one !== undefined) n += typeof one === 'string' ? Buffer.byteLength(one) : one.byteLength;
+  }
+  return n;
 }
 
 /**

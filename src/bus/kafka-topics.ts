@@ -71,6 +71,15 @@ export function isTableTopic(prefix: string, source: string, topic: string): boo
   return topic.startsWith(p) && topic !== transactionsTopic(prefix, source) && topic !== schemasTopic(prefix, source) && topic.slice(p.length).includes('.');
 }
 
+/**
+ * The consumer group of a source's compactor: its own per source (`<groupId>.<source>`, or
+ * `sourceGroupIds[source]`). A group shared by sources would assign partitions only among the
+ * topics its leader subscribed to: another source's topics went unconsumed.
+ */
+export function compactorGroupId(settings: Pick<KafkaSettings, 'groupId' | 'sourceGroupIds'>, source: string): string {
+  return settings.sourceGroupIds?.[source] ?? `${settings.groupId}.${source}`;
+}
+
 /** The partition every BEGIN/END record goes to: one partition, one order. */
 export const TRANSACTIONS_PARTITION = 0;
 

@@ -2,15 +2,17 @@ import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { ChartlogError, isRetriable, toChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { Backoff, sleep } from '../core/retry.js';
-import { Position } from '../core/position.js';
+import { COMMIT_SEQ, Position } from '../core/position.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { kafkaError } from '../bus/kafka-bus.js';
 import {
+  compactorGroupId,
   createKafka,
   decodeHeaders,
   decodeTransactionMessage,
   isTableTopic,
   tableTopic,
+  TopicCreator,
   transactionsTopic,
   TRANSACTIONS_PARTITION,
   type KafkaSettings,
@@ -48,7 +50,7 @@ export interface KafkaCompactorOptions {
   kafka?: Kafka;
 }
 
-/** Where a message sits in a partition, and the transaction it belongs to. */
+/** Where a message sits in a partition, and the position that settles it (its END's, or the event's own). */
 interface Entry {
   offset: bigint;
   tx: Position;
@@ -65,15 +67,58 @@ interface PartitionProgress {
 
 /** What arrived since the last flush; it counts only once the flush made it durable. */
 interface Pending {
-  events: { tx: string; table: string; seq: number }[];
+  /** `commit`: the commit part of the event's position (its source transaction). */
+  events: { commit: string; table: string; seq: number }[];
   ends: TransactionRecord[];
   progress: Map<string, PartitionProgress>;
 }
 
-interface OpenTransaction {
-  end: TransactionRecord | null;
-  /** Distinct event seqs seen durable, per table: duplicates count once. */
-  seen: Map<string, Set<number>>;
+/**
+ * The distinct seqs of one table's events of one source transaction seen durable: duplicates
+ * count once. A large transaction comes in pieces, each with its own END counting the events
+ * of a seq range (see `pieceRange`), so counts are taken per range; a sorted copy is kept for
+ * that and made again only after new seqs arrived.
+ */
+class SeqSet {
+  private readonly seqs = new Set<number>();
+  private sorted: Uint32Array | null = null;
+
+  add(seq: number): void {
+    if (this.seqs.has(seq)) return;
+    this.seqs.add(seq);
+    this.sorted = null;
+  }
+
+  /** How many seqs lie in [lo, hi]. */
+  countIn(lo: number, hi: number): number {
+    if (lo <= 0 && hi >= COMMIT_SEQ) return this.seqs.size;
+    const sorted = (this.sorted ??= Uint32Array.from(this.seqs).sort());
+    return lowerBound(sorted, hi + 1) - lowerBound(sorted, lo);
+  }
+}
+
+/** The first index of `sorted` whose value is ≥ `value`. */
+function lowerBound(sorted: Uint32Array, value: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * The seqs whose events an END record counts. A whole transaction's END (seq COMMIT_SEQ, after
+ * a transaction of another commit) counts all of them. A transaction too large for one batch
+ * comes in pieces (ChangeBatch.partial): each piece's END has the position of its last event,
+ * and its `previous` is the piece before it (same commit part) — or, for the first piece, the
+ * transaction before it. A piece holds the events after `previous` up to its own position.
+ */
+export function pieceRange(end: Position, previous: Position | null): { lo: number; hi: number } {
+  const lo = previous !== null && previous.commit === end.commit && previous.seq !== COMMIT_SEQ ? previous.seq + 1 : 0;
+  return { lo, hi: end.seq };
 }
 
 /** Starting the consumer while the brokers are down: 1 s doubling to 30 s apart, for as long as it takes. */
@@ -83,13 +128,18 @@ const emptyPending = (): Pending => ({ events: [], ends: [], progress: new Map()
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
 /**
- * The compactor of one source on the Kafka bus: a member of the consumer group `groupId`,
- * reading the source's table topics and its transactions topic. Messages are buffered into
+ * The compactor of one source on the Kafka bus: a member of the source's own consumer group
+ * (`compactorGroupId`), reading the source's table topics and its transactions topic. Messages are buffered into
  * parts of their commit hour and flushed every flushIntervalMs (or at maxPartBytes).
  *
  * What it commits is decided by transactions, not by messages: a transaction is *settled* once
  * its END record and every event its END counts are in durable parts, and its predecessor (the
- * END's `previous`) is settled. The settled position P only moves forward, in position order.
+ * END's `previous`) is settled. A transaction too large for one batch comes in pieces, each
+ * with its own END (at its last event's position) counting its own events: a piece settles as
+ * a transaction does, its events counted against their source transaction within the piece's
+ * seq range (`pieceRange`), so P may stop between two pieces of one transaction — the
+ * checkpoint then names a piece, from which the source resumes after that event. The settled
+ * position P only moves forward, in position order.
  * After each flush it writes P as the checkpoint, then
  * commits, per partition, the offset of the first processed message whose transaction is not
  * settled (or one past the last processed message). So every offset below a committed one is
@@ -100,7 +150,9 @@ const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`
  * Topics are listed at subscription; an END that counts events of a table whose topic appeared
  * since makes it subscribe again (a new consumer, same group).
  *
- * One compactor per source: hour closing assumes it sees every partition.
+ * One compactor per source: hour closing assumes it sees every partition, and settling needs the
+ * transactions partition. A compactor assigned a generation without it (another member in its
+ * group) stops with a fatal error rather than go on storing events it can never settle.
  */
 export class KafkaCompactor {
   private readonly kafka: Kafka;
@@ -109,11 +161,16 @@ export class KafkaCompactor {
   private readonly fence: WriterFence;
   private readonly now: () => number;
   private readonly txTopic: string;
+  private readonly groupId: string;
+  private readonly topics: TopicCreator;
   private readonly openHours = new Set<HourKey>();
   private floor: HourKey | null = null;
   private settled: Position | null = null;
   private settledCommitUs = 0n;
-  private readonly open = new Map<string, OpenTransaction>();
+  /** END records durable and not settled, by their position (a whole transaction's or a piece's). */
+  private readonly ends = new Map<string, TransactionRecord>();
+  /** Event seqs durable and not settled, by the commit part of their transaction, per table. */
+  private readonly seen = new Map<string, Map<string, SeqSet>>();
   private pending = emptyPending();
   private readonly progress = new Map<string, PartitionProgress>();
   private readonly committed = new Map<string, bigint>();
@@ -147,6 +204,8 @@ export class KafkaCompactor {
     this.closer = new HourCloser(store, source, envelopes, signal, this.fence, options.signer);
     this.now = options.now ?? Date.now;
     this.txTopic = transactionsTopic(options.settings.topicPrefix, source);
+    this.groupId = compactorGroupId(options.settings, source);
+    this.topics = new TopicCreator(this.kafka);
   }
 
   /** The newest transaction known complete and durable (what the checkpoint says). */
@@ -268,6 +327,10 @@ export class KafkaCompactor {
 
   private async startConsumer(): Promise<Consumer> {
     const { settings } = this.options;
+    // The transactions topic must exist before the group assigns partitions, or this member's
+    // first generation would lack its partition (a broker without topic auto-creation, or the
+    // compactor starting before the producer's first send).
+    await this.topics.ensure([{ topic: this.txTopic }]);
     const admin = this.kafka.admin();
     let topics: string[];
     try {
@@ -281,10 +344,10 @@ export class KafkaCompactor {
     topics.push(this.txTopic);
     this.subscribed = new Set(topics);
     const consumer = this.kafka.consumer({
-      groupId: settings.groupId,
+      groupId: this.groupId,
       sessionTimeout: this.options.sessionTimeoutMs ?? settings.sessionTimeoutMs ?? 30_000,
-      // Some brokers (the librdkafka mock) answer a fetch only at its deadline, not when data
-      // arrives; the deadline then adds to the commit → durable latency, so keep it short.
+      // Some brokers (librdkafka's mock cluster) answer a fetch only at its deadline, not when
+      // data arrives; the deadline then adds to the commit → durable latency, so keep it short.
       maxWaitTimeInMs: this.options.fetchMaxWaitMs ?? Math.max(50, Math.min(500, Math.floor(this.options.flushIntervalMs / 2))),
       allowAutoTopicCreation: true,
     });
@@ -308,7 +371,7 @@ export class KafkaCompactor {
     }
     this.consumer = consumer;
     this.stats.generations++;
-    logger().info({ source: this.source, groupId: settings.groupId, topics: topics.length }, 'kafka compactor consuming');
+    logger().info({ source: this.source, groupId: this.groupId, topics: topics.length }, 'kafka compactor consuming');
     return consumer;
   }
 
@@ -317,10 +380,14 @@ export class KafkaCompactor {
     const mine = new Set<string>();
     for (const [topic, partitions] of Object.entries(assignment)) for (const p of partitions) mine.add(tpKey(topic, p));
     if (!mine.has(tpKey(this.txTopic, TRANSACTIONS_PARTITION))) {
-      logger().error(
-        { source: this.source, groupId: this.options.settings.groupId },
-        'kafka compactor: another member of the group holds the transactions partition; run exactly one compactor per source (one chartlog run per configuration)',
+      // Nothing it takes could settle: stop, and say who to look for. What it buffered is not
+      // committed, so the member that holds the partition (or the next run) gets it again.
+      this.fail(
+        new ChartlogError('lease', `the Kafka compactor of source ${this.source} was not given the transactions partition ${this.txTopic}/${TRANSACTIONS_PARTITION}: another member of consumer group "${this.groupId}" holds it, or the topic does not exist`, {
+          hint: `run one compactor per source: stop the other process consuming as group "${this.groupId}" (another chartlog run of this source, or a configuration whose bus.kafka.groupId/sourceGroupIds names the same group); where topics are not auto-created, create ${this.txTopic} first`,
+        }),
       );
+      return;
     }
     for (const map of [this.progress, this.pending.progress, this.committed]) {
       for (const key of [...map.keys()]) if (!mine.has(key)) map.delete(key);
@@ -345,11 +412,15 @@ export class KafkaCompactor {
   private take(topic: string, partition: number, m: KafkaMessage): void {
     const where = `${topic}/${partition}@${m.offset}`;
     const offset = BigInt(m.offset);
-    let tx: Position;
+    // What decides whether the message is settled: the position of its END record (a whole
+    // transaction's, or a piece's of a large one) or of the event itself. Never the
+    // transaction's commit position for an event: the pieces of a large transaction settle one
+    // by one, before the transaction does.
+    let at: Position;
     if (topic === this.txTopic) {
       const { status, record } = decodeTransactionMessage(m.value, where);
-      tx = Position.parse(record.pos);
-      if (!this.isSettled(tx) && status === 'END') {
+      at = Position.parse(record.pos);
+      if (!this.isSettled(at) && status === 'END') {
         this.writer.addTransaction(this.hourFor(BigInt(record.commitTsUs)), record);
         this.pending.ends.push(record);
         for (const table of Object.keys(record.tables)) {
@@ -360,14 +431,14 @@ export class KafkaCompactor {
       }
     } else {
       const h = decodeHeaders(m.headers, where);
-      tx = Position.commitOf(h.position);
-      if (!this.isSettled(tx)) {
+      at = h.position;
+      if (!this.isSettled(at)) {
         if (!m.value) throw new ChartlogError('decode', `${where}: a table message without a value`);
         this.writer.addMessage(this.hourFor(h.commitTsUs), { table: h.table, fingerprint: h.fingerprint, key: m.key, value: m.value, position: h.position });
-        this.pending.events.push({ tx: Position.format(tx), table: h.table, seq: h.position.seq });
+        this.pending.events.push({ commit: h.position.commit, table: h.table, seq: h.position.seq });
       }
     }
-    if (this.isSettled(tx)) this.stats.skipped++;
+    if (this.isSettled(at)) this.stats.skipped++;
     this.stats.messages++;
     const key = tpKey(topic, partition);
     // The group already resumes at (or before) the first offset this member was given: a
@@ -376,7 +447,7 @@ export class KafkaCompactor {
     if (!this.committed.has(key)) this.committed.set(key, offset);
     let p = this.pending.progress.get(key);
     if (!p) this.pending.progress.set(key, (p = { topic, partition, entries: [], next: 0n }));
-    if (!this.isSettled(tx)) p.entries.push({ offset, tx });
+    if (!this.isSettled(at)) p.entries.push({ offset, tx: at });
     if (offset + 1n > p.next) p.next = offset + 1n;
     this.lastMessageAt = this.now();
   }
@@ -417,18 +488,14 @@ export class KafkaCompactor {
 
   /** Counts what the flush just made durable. */
   private absorb(taken: Pending): void {
-    const openOf = (tx: string) => {
-      let o = this.open.get(tx);
-      if (!o) this.open.set(tx, (o = { end: null, seen: new Map() }));
-      return o;
-    };
     for (const e of taken.events) {
-      const o = openOf(e.tx);
-      let seqs = o.seen.get(e.table);
-      if (!seqs) o.seen.set(e.table, (seqs = new Set()));
+      let tables = this.seen.get(e.commit);
+      if (!tables) this.seen.set(e.commit, (tables = new Map()));
+      let seqs = tables.get(e.table);
+      if (!seqs) tables.set(e.table, (seqs = new SeqSet()));
       seqs.add(e.seq);
     }
-    for (const r of taken.ends) openOf(r.pos).end = r;
+    for (const r of taken.ends) this.ends.set(r.pos, r);
     for (const [key, t] of taken.progress) {
       const p = this.progress.get(key);
       if (!p) this.progress.set(key, t);
@@ -439,32 +506,39 @@ export class KafkaCompactor {
     }
   }
 
-  /** Moves the settled position over every complete transaction, in position order. */
+  /**
+   * Moves the settled position over every complete transaction — or piece of a large one — in
+   * position order. Complete: every event its END counts is durable, counted against the
+   * events of its source transaction in the END's seq range (`pieceRange`).
+   */
   private settle(): void {
-    const ended = [...this.open]
-      .filter(([, o]) => o.end !== null)
-      .map(([pos, o]) => ({ pos, tx: Position.parse(pos), o }))
+    const ended = [...this.ends]
+      .map(([pos, end]) => ({ pos, tx: Position.parse(pos), end }))
       .sort((a, b) => Position.compare(a.tx, b.tx));
-    for (const { pos, tx, o } of ended) {
+    for (const { pos, tx, end } of ended) {
       if (this.isSettled(tx)) {
-        this.open.delete(pos);
+        this.ends.delete(pos);
         continue;
       }
-      const complete = Object.entries(o.end!.tables).every(([table, n]) => (o.seen.get(table)?.size ?? 0) >= n);
+      const previous = end.previous === null ? null : Position.parse(end.previous);
+      const { lo, hi } = pieceRange(tx, previous);
+      const tables = this.seen.get(tx.commit);
+      const complete = Object.entries(end.tables).every(([table, n]) => (tables?.get(table)?.countIn(lo, hi) ?? 0) >= n);
       if (!complete) break;
       // The chain of `previous` positions: a transaction whose predecessor has not settled waits
       // for it, so an END that overtook an earlier one (a retried request) cannot skip it.
-      const previous = o.end!.previous === null ? null : Position.parse(o.end!.previous);
       if (this.settled !== null && previous !== null && !this.isSettled(previous)) {
         this.warnChainGap(tx, previous);
         break;
       }
       this.settled = tx;
-      if (BigInt(o.end!.commitTsUs) > this.settledCommitUs) this.settledCommitUs = BigInt(o.end!.commitTsUs);
-      this.open.delete(pos);
+      if (BigInt(end.commitTsUs) > this.settledCommitUs) this.settledCommitUs = BigInt(end.commitTsUs);
+      this.ends.delete(pos);
     }
-    // Events of transactions now settled (duplicates from a resend) need no counting.
-    for (const pos of [...this.open.keys()]) if (this.isSettled(Position.parse(pos))) this.open.delete(pos);
+    // Events of transactions now settled whole (duplicates from a resend) need no counting. A
+    // transaction settled only up to one of its pieces keeps its seqs: the next piece counts
+    // within its own range.
+    for (const commit of [...this.seen.keys()]) if (this.isSettled(Position.of(commit, COMMIT_SEQ))) this.seen.delete(commit);
     for (const p of this.progress.values()) p.entries = p.entries.filter((e) => !this.isSettled(e.tx));
   }
 
@@ -503,7 +577,7 @@ export class KafkaCompactor {
 
   private async closeLocked(force: boolean): Promise<void> {
     if (this.writer.pendingBatches > 0 || this.writer.pendingBytes > 0) return; // only durable data is closed into segments
-    const quiet = this.open.size === 0 && this.now() - this.lastMessageAt >= this.options.flushIntervalMs;
+    const quiet = this.ends.size === 0 && this.seen.size === 0 && this.now() - this.lastMessageAt >= this.options.flushIntervalMs;
     const state = { durableCommitUs: this.settledCommitUs, nowMs: this.now(), quiet, closeGraceMs: this.options.closeGraceMs, force };
     let closed = false;
     for (const hour of hoursToClose(this.openHours, state)) {

@@ -173,7 +173,17 @@ const kafka = z
       .default('chartlog')
       .describe('Topics are <prefix>.<source>.<schema>.<table>.'),
     clientId: z.string().default('chartlog').describe('Kafka client id.'),
-    groupId: z.string().default('chartlog-compactor').describe('Consumer group of the compactor.'),
+    groupId: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]+$/, 'expected letters, digits, ".", "_" and "-"')
+      .default('chartlog-compactor')
+      .describe(
+        "Consumer groups of the compactors: each source's compactor joins its own group, <groupId>.<source>, so that sources never take each other's partitions.",
+      ),
+    sourceGroupIds: z
+      .record(z.string(), z.string().min(1))
+      .optional()
+      .describe('Per source name, a consumer group to use instead of <groupId>.<source> (an existing group, say); one group per source.'),
     sessionTimeoutMs: z
       .number()
       .int()
@@ -208,7 +218,7 @@ const bus = z
       .min(1024 * 1024)
       // 8 MiB: a 1M-row transaction peaked at 283 MB RSS (32 MiB: 364 MB) and streamed faster.
       .default(8 * 1024 * 1024)
-      .describe('Embedded bus: encoded bytes held before the connector is paused; bounds memory during large transactions.'),
+      .describe('Encoded bytes held (embedded bus) or queued for Kafka (Kafka bus) before the connector is paused; bounds memory during large transactions.'),
     kafka: kafka.optional(),
   })
   .describe('Where change records travel between the connectors and the compactor.');
@@ -324,6 +334,25 @@ export const configSchema = z
     });
     if (cfg.bus.type === 'kafka' && !cfg.bus.kafka) {
       ctx.addIssue({ code: 'custom', path: ['bus', 'kafka'], message: 'bus.type is kafka but bus.kafka is missing; add bus.kafka.brokers' });
+    }
+    const kafkaSettings = cfg.bus.kafka;
+    if (kafkaSettings) {
+      for (const name of Object.keys(kafkaSettings.sourceGroupIds ?? {})) {
+        if (!seen.has(name)) {
+          ctx.addIssue({ code: 'custom', path: ['bus', 'kafka', 'sourceGroupIds', name], message: `"${name}" is not a source name; use one of ${[...seen].join(', ')}` });
+        }
+      }
+      // Two sources in one group would take each other's partitions (and a compactor that loses
+      // its transactions partition stops).
+      const groups = new Map<string, string>();
+      for (const s of cfg.sources) {
+        const group = kafkaSettings.sourceGroupIds?.[s.name] ?? `${kafkaSettings.groupId}.${s.name}`;
+        const other = groups.get(group);
+        if (other !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['bus', 'kafka', 'sourceGroupIds', s.name], message: `sources ${other} and ${s.name} would share the consumer group "${group}"; give each source its own group` });
+        }
+        groups.set(group, s.name);
+      }
     }
     for (const t of cfg.phi.strict) {
       if (!(t in cfg.phi.columns)) {

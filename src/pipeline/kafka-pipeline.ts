@@ -81,6 +81,7 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
     source: source.name,
     schemas: envelopes,
     maxQueuedBatches: config.bus.maxBufferedBatches,
+    maxQueuedBytes: config.bus.maxBufferedBytes,
     onDurable: (p) => connector.acknowledge(p),
     ...(options.kafka ? { kafka: options.kafka } : {}),
   });

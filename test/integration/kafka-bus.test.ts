@@ -15,7 +15,7 @@ import { COMMIT_SEQ, Position } from '../../src/core/position.js';
 import type { BusBatch } from '../../src/codec/bus-message.js';
 import { singleObjectHeader } from '../../src/codec/single-object.js';
 import { KafkaBus } from '../../src/bus/kafka-bus.js';
-import { decodeHeaders, decodeTransactionMessage, schemasTopic, tableTopic, transactionsTopic, type KafkaSettings } from '../../src/bus/kafka-topics.js';
+import { compactorGroupId, decodeHeaders, decodeTransactionMessage, schemasTopic, tableTopic, transactionsTopic, type KafkaSettings } from '../../src/bus/kafka-topics.js';
 import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { KafkaCompactor } from '../../src/compactor/kafka-compactor.js';
 import { TRANSACTIONS_TABLE } from '../../src/archive/layout.js';
@@ -26,8 +26,7 @@ import { decodeAll, envelopes, HOUR_US, types } from '../support/fake-envelopes.
 import { commitOf, ScriptedConnector, scriptedEncoder, scriptedTxn } from '../support/scripted-source.js';
 import { requireEnv } from '../support/env.js';
 
-// The real Kafka protocol (librdkafka's mock cluster from scripts/services.sh) and a real
-// file:// store. Volumes stay small: the mock keeps only ~5 MiB per partition.
+// A real Apache Kafka cluster (3 nodes, scripts/services.sh) and a real file:// store.
 
 const brokers = requireEnv('CHARTLOG_TEST_KAFKA_BROKERS').split(',');
 const SOURCE = 'clinic';
@@ -49,7 +48,7 @@ after(async () => {
 });
 
 function settingsFor(name: string): KafkaSettings {
-  // Fresh topics and group per test: the mock keeps state for its lifetime.
+  // Fresh topics and group per test: the cluster keeps state for its lifetime.
   const unique = `${name}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
   return { brokers, topicPrefix: `t-${unique}`, clientId: 'chartlog-test', groupId: `g-${unique}`, sessionTimeoutMs: 6000, compression: 'gzip', tls: { mode: 'disable' } };
 }
@@ -252,7 +251,7 @@ test('a compactor killed mid-stream and a new one in the same group store every 
   await assertExactlyOnceInOrder(store, all);
   assert.deepEqual((await readCheckpoint(store, SOURCE))!.position, all.at(-1)!.position);
   assert.ok((await listManifestHours(store, SOURCE)).length >= 3, 'three hours of commits, three closed hours');
-  for (const p of await committedVsEnd(settings.groupId, topicsOf(settings))) {
+  for (const p of await committedVsEnd(compactorGroupId(settings, SOURCE), topicsOf(settings))) {
     assert.equal(p.committed === -1 ? 0 : p.committed, p.end, 'everything consumed is committed at the end');
   }
 });
@@ -326,7 +325,7 @@ test('offsets are committed only after the parts are durable: a store outage com
   const runningA = a.run(abortA.signal);
   // Its first flush keeps retrying; taking more messages waits behind it.
   await until('the compactor took messages and its writes failed a few times', () => a.stats.messages > 0 && flaky.failures >= 4);
-  for (const p of await committedVsEnd(settings.groupId, topicsOf(settings))) assert.equal(p.committed, -1, 'nothing committed while the store refuses writes');
+  for (const p of await committedVsEnd(compactorGroupId(settings, SOURCE), topicsOf(settings))) assert.equal(p.committed, -1, 'nothing committed while the store refuses writes');
   assert.equal(a.settledPosition, null);
   await a.abandon();
   abortA.abort();
@@ -344,7 +343,7 @@ test('offsets are committed only after the parts are durable: a store outage com
   assert.ok(b.stats.messages >= messages, `redelivered ${b.stats.messages} of ${messages}`);
   await b.closeFinishedHours(true);
   await assertExactlyOnceInOrder(inner, all);
-  for (const p of await committedVsEnd(settings.groupId, topicsOf(settings))) assert.equal(p.committed === -1 ? 0 : p.committed, p.end);
+  for (const p of await committedVsEnd(compactorGroupId(settings, SOURCE), topicsOf(settings))) assert.equal(p.committed === -1 ? 0 : p.committed, p.end);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -405,6 +404,6 @@ test('the source pipeline on the Kafka bus: snapshot, stream, a lost connection,
   assert.deepEqual([...inParts].sort(), Array.from({ length: 25 }, (_, i) => Position.format(change(i + 1).position)));
   assert.equal(new Set(inSegments).size, inSegments.length);
   // The messages went through Kafka: the group committed the whole transactions topic.
-  const [tx] = await committedVsEnd(settings.groupId, [transactionsTopic(settings.topicPrefix, SOURCE)]);
+  const [tx] = await committedVsEnd(compactorGroupId(settings, SOURCE), [transactionsTopic(settings.topicPrefix, SOURCE)]);
   assert.ok(tx && tx.end > 0 && tx.committed === tx.end);
 });

@@ -12,7 +12,7 @@ import { createClinicTables, PHI_CANARIES, mariadbEngine, postgresEngine, prng, 
 
 /**
  * `chartlog run` as a real process against real PostgreSQL and MariaDB, on the embedded bus and
- * on the Kafka bus (the librdkafka mock of scripts/services.sh), storing to a local directory
+ * on the Kafka bus (the 3-node Apache Kafka cluster of scripts/services.sh), storing to a local directory
  * and to radosgw, killed with SIGKILL at random moments while a workload of inserts, updates,
  * deletes, DDL and TRUNCATE runs, and restarted each time. The archive, replayed, must equal
  * the source row by row, its transaction chain be whole, and no PHI appear in clear.

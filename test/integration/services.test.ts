@@ -70,11 +70,28 @@ describe('test services', () => {
     }
   });
 
-  it('the Kafka-protocol broker takes a message and gives it back', async () => {
+  /** kafkajs's ConfigResourceTypes.TOPIC (kafkajs is CommonJS: the named export does not reach ESM). */
+  const TOPIC_RESOURCE = 2;
+
+  it('Apache Kafka: three brokers, topics with three replicas and min.insync.replicas 2, a message taken and given back', async () => {
     assert.equal(services.kafkaBrokers.length, 3);
     const kafka = new Kafka({ clientId: 'chartlog-services-test', brokers: services.kafkaBrokers, logLevel: logLevel.NOTHING });
     const topic = `services-smoke-${randomUUID()}`;
     const value = `hello ${randomUUID()}`;
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      // A real cluster: the admin API works (librdkafka's mock had none), three brokers answer,
+      // and a topic created with the broker defaults has three in-sync replicas.
+      assert.equal((await admin.describeCluster()).brokers.length, 3);
+      assert.equal(await admin.createTopics({ waitForLeaders: true, topics: [{ topic }] }), true);
+      const [meta] = (await admin.fetchTopicMetadata({ topics: [topic] })).topics;
+      for (const p of meta!.partitions) assert.deepEqual([p.replicas.length, p.isr.length], [3, 3], `partition ${p.partitionId}`);
+      const configs = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: TOPIC_RESOURCE, name: topic, configNames: ['min.insync.replicas'] }] });
+      assert.equal(configs.resources[0]!.configEntries[0]!.configValue, '2');
+    } finally {
+      await admin.disconnect();
+    }
     const producer = kafka.producer({ allowAutoTopicCreation: true });
     await producer.connect();
     try {

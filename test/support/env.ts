@@ -8,7 +8,7 @@ export interface TestServices {
   pgUrl: string;
   /** MariaDB 10.11 with binlog ROW/FULL/FULL metadata and GTID; root without password. */
   mariadbUrl: string;
-  /** Kafka-protocol brokers (librdkafka mock cluster), "host:port" list. */
+  /** Apache Kafka brokers (the 3-node cluster of scripts/kafka-cluster.sh), "host:port" list. */
   kafkaBrokers: string[];
   /** Ceph radosgw. */
   s3: { endpoint: string; accessKeyId: string; secretAccessKey: string; bucket: string; region: string };

@@ -166,3 +166,61 @@ test('a batch of another source is refused', async () => {
   const bus = new KafkaBus({ settings, source: 'other', kafka: new FakeKafka().asKafka() });
   await assert.rejects(bus.publish(workload(1)[0]!), ChartlogError);
 });
+
+test('a transaction larger than one request allows goes in several, in order, and its END only after all of them', async () => {
+  const fake = new FakeKafka();
+  const durable: Position[] = [];
+  const bus = new KafkaBus({ settings, source: 'clinic', kafka: fake.asKafka(), schemas: envelopes, maxBytesPerSend: 4096, onDurable: (p) => void durable.push(p) });
+  await bus.connect();
+  // One transaction of 40 table messages of ~1 KiB each (a piece of a large transaction, say), then a small one.
+  const wide = batch(1, T0, Array.from({ length: 40 }, () => ['public.patients', '00000000000000a1'] as [string, string]), null);
+  const big = { ...wide, messages: wide.messages.map((m) => ({ ...m, value: Buffer.concat([Buffer.from(m.value), Buffer.alloc(1000, 7)]) })) };
+  const small = batch(2, T0 + 1n, [['public.patients', '00000000000000a1']], big.position);
+  await bus.publish(big);
+  await bus.publish(small);
+  await bus.close();
+
+  const patients = tableTopic('cl', 'clinic', 'public.patients');
+  const tx = transactionsTopic('cl', 'clinic');
+  const sizes = fake.requests.map((r) => r.topicMessages!.reduce((n, t) => n + t.messages.reduce((k, m) => k + (m.value as Buffer).byteLength, 0), 0));
+  assert.ok(fake.requests.length >= 10, `${fake.requests.length} requests`);
+  for (const [i, n] of sizes.entries()) assert.ok(n <= 4096 || fake.requests[i]!.topicMessages!.reduce((k, t) => k + t.messages.length, 0) === 1, `request ${i}: ${n} bytes`);
+  // Every table message once, in position order across the requests.
+  const sent = fake.requests.flatMap((r) => r.topicMessages!.filter((t) => t.topic === patients).flatMap((t) => t.messages));
+  assert.equal(sent.length, 41);
+  const positions = sent.map((m) => String((m.headers as Record<string, string>).position));
+  assert.deepEqual(positions, [...big.messages, ...small.messages].map((m) => Position.format(m.position)));
+  // The big transaction's END is in a request after the last of its messages.
+  const requestOf = (pred: (topic: string, m: { value: unknown; headers?: unknown }) => boolean) => fake.requests.findIndex((r) => r.topicMessages!.some((t) => t.messages.some((m) => pred(t.topic, m))));
+  const endOfBig = requestOf((t, m) => t === tx && decodeTransactionMessage(m.value as Buffer, 't').status === 'END' && decodeTransactionMessage(m.value as Buffer, 't').record.pos === Position.format(big.position));
+  const lastOfBig = fake.requests.findLastIndex((r) => r.topicMessages!.some((t) => t.topic === patients && t.messages.some((m) => String((m.headers as Record<string, string>).position).startsWith(big.position.commit))));
+  assert.ok(endOfBig > lastOfBig, `END in request ${endOfBig}, last message in ${lastOfBig}`);
+  assert.deepEqual(durable, [big.position, small.position]);
+});
+
+test('publish waits while the queued batches hold maxQueuedBytes, and goes on once they are sent', async () => {
+  const fake = new FakeKafka();
+  let open!: () => void;
+  fake.gate = new Promise<void>((resolve) => (open = resolve));
+  const bus = new KafkaBus({ settings, source: 'clinic', kafka: fake.asKafka(), schemas: envelopes, maxQueuedBytes: 2500 });
+  await bus.connect();
+  let prev: Position | null = null;
+  const wide = Array.from({ length: 5 }, (_, i) => {
+    const b = batch(i + 1, T0 + BigInt(i), [['public.patients', '00000000000000a1']], prev);
+    prev = b.position;
+    return { ...b, messages: b.messages.map((m) => ({ ...m, value: Buffer.concat([Buffer.from(m.value), Buffer.alloc(1000, 7)]) })) };
+  });
+  await bus.publish(wide[0]!); // taken by the sender at once, held at the gate
+  await bus.publish(wide[1]!);
+  await bus.publish(wide[2]!); // two queued: ~2 KiB
+  let fourth = false;
+  const publishing = bus.publish(wide[3]!).then(() => (fourth = true));
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.equal(fourth, false, 'a third KiB would pass 2500 bytes: it waits');
+  assert.equal(bus.queued, 2);
+  open();
+  await publishing;
+  await bus.publish(wide[4]!);
+  await bus.close();
+  assert.deepEqual(bus.durablePosition, wide[4]!.position);
+});

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig, maskSecrets, parseConfig } from '../../../src/config/load.js';
 import { ChartlogError } from '../../../src/core/errors.js';
+import { compactorGroupId } from '../../../src/bus/kafka-topics.js';
 
 const good = `
 sources:
@@ -143,4 +144,20 @@ test('an unreadable file is a configuration error naming the path', () => {
   });
   writeFileSync(join(dir, 'ok.yaml'), good);
   assert.equal(loadConfig(join(dir, 'ok.yaml'), {}).sources[0]?.name, 'clinic');
+});
+
+test('bus.kafka: each source has its own consumer group, <groupId>.<source> unless sourceGroupIds names one; a shared or misnamed one is refused', () => {
+  const two = good.replace('storage:', '  - { name: lab, type: mysql, url: "mysql://cdc@127.0.0.1:3407/lab" }\nstorage:');
+  const withKafka = (kafka: string) => `${two}bus:\n  type: kafka\n  kafka: { brokers: ["127.0.0.1:9092"]${kafka} }\n`;
+  const cfg = parseConfig(withKafka(', sourceGroupIds: { lab: legacy-group }'), 'test.yaml', {});
+  assert.deepEqual(['clinic', 'lab'].map((s) => compactorGroupId(cfg.bus.kafka!, s)), ['chartlog-compactor.clinic', 'legacy-group']);
+
+  const unknown = configFailure(withKafka(', sourceGroupIds: { labs: g1 }'));
+  assert.equal(unknown.exitCode, 2);
+  assert.match(unknown.message, /bus\.kafka\.sourceGroupIds\.labs/);
+  assert.match(unknown.message, /not a source name; use one of clinic, lab/);
+
+  const shared = configFailure(withKafka(', groupId: g, sourceGroupIds: { lab: g.clinic }'));
+  assert.match(shared.message, /bus\.kafka\.sourceGroupIds\.lab/);
+  assert.match(shared.message, /sources clinic and lab would share the consumer group "g\.clinic"/);
 });
