@@ -154,14 +154,23 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
     await o.target.prepare(plans);
     const queue = [...plans];
     const order = o.target.rowOrder === 'any' ? 'any' : 'key';
+    // A table fails while others are being written (a damaged snapshot part is found as it
+    // streams): the others stop taking tables and finish, so that abort sees every one of them.
+    let failure: { err: unknown } | null = null;
     const worker = async (): Promise<void> => {
-      for (let plan = queue.shift(); plan; plan = queue.shift()) {
-        const rows = result.tables.get(plan.name)!.rows(order);
-        counts.set(plan.name, await o.target.writeTable(plan, rows, (n) => o.progress?.advance(n)));
-        log.info({ table: plan.name, rows: counts.get(plan.name) }, 'table restored');
+      for (let plan = queue.shift(); plan && !failure; plan = queue.shift()) {
+        try {
+          const rows = result.tables.get(plan.name)!.rows(order);
+          counts.set(plan.name, await o.target.writeTable(plan, rows, (n) => o.progress?.advance(n)));
+          log.info({ table: plan.name, rows: counts.get(plan.name) }, 'table restored');
+        } catch (err) {
+          failure ??= { err };
+          queue.length = 0;
+        }
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, Math.min(o.parallel ?? 4, plans.length)) }, worker));
+    if (failure) throw (failure as { err: unknown }).err;
     const summary: RestoreSummary = {
       source: o.source.name,
       requested: o.requested,
