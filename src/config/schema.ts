@@ -276,7 +276,7 @@ export const configSchema = z
           .number()
           .min(1)
           .max(65536)
-          .default(256)
+          .default(128)
           .describe(
             'Memory a restore may fill with the collapsed changes after the base snapshot (all tables together) and with rows it sorts for files; past it they spill to files sealed with a key that lives only in the restore process.',
           ),
@@ -286,7 +286,7 @@ export const configSchema = z
           .optional()
           .describe("Where a restore makes its private spill directory (removed when it ends); default: the system's temporary directory."),
       })
-      .default({ memoryBudgetMiB: 256 })
+      .default({ memoryBudgetMiB: 128 })
       .describe('How `chartlog restore` uses memory and disk.'),
     log: z
       .strictObject({
