@@ -223,8 +223,8 @@ async function main(): Promise<void> {
     bench.add(measurement('pg_restore rows/s', 'rows/s', 'higher', 'detail', base.map((s) => rows / s)));
     bench.add(measurement('chartlog restore rows/s', 'rows/s', 'higher', 'detail', ours.map((o) => rows / o.seconds)));
     if (JOBS2) bench.add(measurement('pg_restore -j 2', 's', 'lower', 'detail', base2));
-    bench.add(measurement('chartlog restore: read + replay (its own timer)', 's', 'lower', 'detail', ours.map((o) => o.replay)));
-    bench.add(measurement('chartlog restore: write (COPY, primary key)', 's', 'lower', 'detail', ours.map((o) => o.write)));
+    bench.add(measurement('chartlog restore: read the changes and collapse them per key (its own timer)', 's', 'lower', 'detail', ours.map((o) => o.replay)));
+    bench.add(measurement('chartlog restore: stream the base snapshot past them into COPY, primary key', 's', 'lower', 'detail', ours.map((o) => o.write)));
     bench.add(measurement('chartlog restore: start-up, index, audit, exit', 's', 'lower', 'detail', ours.map((o) => o.seconds - o.replay - o.write)));
     bench.add(measurement('chartlog restore peak RSS (VmRSS every 50 ms)', 'MiB', 'lower', 'detail', ours.map((o) => o.rss)));
     bench.add(measurement('pg_dump -Fc (once, not in the ratio)', 's', 'lower', 'detail', [dump.seconds]));

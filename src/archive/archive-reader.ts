@@ -2,7 +2,7 @@ import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { singleObjectHeader } from '../codec/single-object.js';
-import { readAvroContainer } from './avro-container.js';
+import { openAvroContainer, readAvroContainer } from './avro-container.js';
 import type { EnvelopeReader } from './envelope-reader.js';
 import { TRANSACTIONS_TABLE } from './layout.js';
 import { sha256Hex } from './manifest.js';
@@ -97,7 +97,7 @@ export class ArchiveReader {
     if (!t) return;
     for (const part of t.parts) {
       const bytes = await this.fetch({ key: part.key, sha256: part.sha256, lastPos: Position.parse(snapshot.position) });
-      const { blocks } = readAvroContainer(bytes, part.key);
+      const { blocks } = openAvroContainer(bytes, part.key); // inflated block by block
       const split = await this.envelopes.splitterFor(this.index.source, part.fingerprint);
       const prefix = singleObjectHeader(BigInt(`0x${part.fingerprint}`));
       for (const block of blocks) {

@@ -83,6 +83,15 @@ export class AvroContainerWriter {
 
 /** Reads a container file's header and blocks. Throws ChartlogError('integrity') on damage. */
 export function readAvroContainer(file: Uint8Array, name = 'container'): { header: ContainerHeader; blocks: ContainerBlock[] } {
+  const { header, blocks } = openAvroContainer(file, name);
+  return { header, blocks: [...blocks] };
+}
+
+/**
+ * `readAvroContainer` with its blocks inflated one at a time, as they are iterated: a reader
+ * that streams (restore) holds one inflated block of a large snapshot part, not all of them.
+ */
+export function openAvroContainer(file: Uint8Array, name = 'container'): { header: ContainerHeader; blocks: Iterable<ContainerBlock> } {
   const buf = Buffer.from(file.buffer, file.byteOffset, file.byteLength);
   const r = new Reader(buf, name);
   if (buf.length < MAGIC.length + SYNC_SIZE || !buf.subarray(0, 4).equals(MAGIC)) {
@@ -105,22 +114,23 @@ export function readAvroContainer(file: Uint8Array, name = 'container'): { heade
   const metadata: Record<string, string> = {};
   for (const [k, v] of Object.entries(meta)) if (!k.startsWith('avro.')) metadata[k] = v.toString('utf8');
 
-  const blocks: ContainerBlock[] = [];
-  while (r.pos < buf.length) {
-    const count = r.long();
-    const size = r.long();
-    if (count < 0 || size < 0) throw new ChartlogError('integrity', `${name}: negative block count or size at byte ${r.pos}`);
-    const payload = r.take(size);
-    if (!r.take(SYNC_SIZE).equals(sync)) throw new ChartlogError('integrity', `${name}: sync marker mismatch at byte ${r.pos - SYNC_SIZE}`);
-    let data: Buffer;
-    try {
-      data = codec === 'deflate' ? inflateRawSync(payload) : Buffer.from(payload);
-    } catch (err) {
-      throw new ChartlogError('integrity', `${name}: a block does not decompress`, { cause: err });
+  function* blocks(): Generator<ContainerBlock> {
+    while (r.pos < buf.length) {
+      const count = r.long();
+      const size = r.long();
+      if (count < 0 || size < 0) throw new ChartlogError('integrity', `${name}: negative block count or size at byte ${r.pos}`);
+      const payload = r.take(size);
+      if (!r.take(SYNC_SIZE).equals(sync)) throw new ChartlogError('integrity', `${name}: sync marker mismatch at byte ${r.pos - SYNC_SIZE}`);
+      let data: Buffer;
+      try {
+        data = codec === 'deflate' ? inflateRawSync(payload) : Buffer.from(payload);
+      } catch (err) {
+        throw new ChartlogError('integrity', `${name}: a block does not decompress`, { cause: err });
+      }
+      yield { count, data };
     }
-    blocks.push({ count, data });
   }
-  return { header: { schema, codec, metadata, sync }, blocks };
+  return { header: { schema, codec, metadata, sync }, blocks: blocks() };
 }
 
 class Reader {

@@ -162,7 +162,7 @@ class DecodeAhead {
  * that committed after it — commit clocks can step back slightly between transactions, and a
  * cut by position never shows a later transaction without an earlier one.
  */
-async function cutPosition(reader: ArchiveReader, after: Position, to: RestorePoint): Promise<Position | null> {
+export async function cutPosition(reader: ArchiveReader, after: Position, to: RestorePoint): Promise<Position | null> {
   if (to.kind === 'latest') return null;
   if (to.kind === 'position') return Position.commitOf(to.position);
   let cut = after;

@@ -317,6 +317,24 @@ export const configSchema = z
       })
       .default({ flushIntervalMs: 1000, maxPartBytes: 4 * 1024 * 1024 }),
     phi,
+    restore: z
+      .strictObject({
+        memoryBudgetMiB: z
+          .number()
+          .min(1)
+          .max(65536)
+          .default(128)
+          .describe(
+            'Memory a restore may fill with the collapsed changes after the base snapshot (all tables together) and with rows it sorts for files; past it they spill to files sealed with a key that lives only in the restore process.',
+          ),
+        spillDir: z
+          .string()
+          .regex(/^\//, 'expected an absolute directory path')
+          .optional()
+          .describe("Where a restore makes its private spill directory (removed when it ends); default: the system's temporary directory."),
+      })
+      .default({ memoryBudgetMiB: 128 })
+      .describe('How `chartlog restore` uses memory and disk.'),
     log: z
       .strictObject({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),

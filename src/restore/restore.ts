@@ -9,7 +9,8 @@ import { appendAuditRecord, currentUser } from '../phi/audit-log.js';
 import { authenticateArchive, loadArchiveMac, refuseUnauthentic } from '../archive/archive-auth.js';
 import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
 import type { Keyring } from '../phi/keyring/keyring.js';
-import { replayArchive, type RestorePoint } from '../archive/replay.js';
+import type { RestorePoint } from '../archive/replay.js';
+import { prepareStreamingReplay } from '../archive/streaming-replay.js';
 import { formatUs } from '../archive/layout.js';
 import type { RestoreTarget, SourceEngine, TablePlan } from './targets/restore-target.js';
 
@@ -34,6 +35,8 @@ export interface RestoreOptions {
   keepSealed: boolean;
   /** Tables written at the same time. */
   parallel?: number;
+  /** Overrides restore.memoryBudgetMiB of the configuration (tests force spilling with it). */
+  memoryBudgetBytes?: number;
   progress?: RestoreProgress;
 }
 
@@ -52,8 +55,13 @@ export interface RestoreSummary {
   target: string;
   /** Key of the audit record, when PHI was opened. */
   audit: string | null;
-  /** Time spent reading and replaying the archive, and writing the target. */
+  /**
+   * Time spent reading the changes and collapsing them per key (replay), and streaming the base
+   * snapshot past them into the target (write).
+   */
   seconds: { replay: number; write: number };
+  /** Tables whose collapsed changes outgrew the memory budget and spilled to (sealed) files. */
+  spilled: string[];
 }
 
 const round = (s: number): number => Math.round(s * 1000) / 1000;
@@ -95,26 +103,36 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
 
   log.info({ tables: names.length, to: o.requested }, 'replaying the archive');
   const replayStarted = performance.now();
-  const result = await replayArchive({ store: o.store, source: o.source.name, codec: archive.codec, schemas: archive.schemas, envelopes: archive.envelopes, to: point, tables: names, open, index }).catch(
-    (err: unknown) => {
-      if (err instanceof ChartlogError) throw err;
-      // A damaged object can break a decoder in ways it does not name (parts of open hours
-      // have no recorded sha256): still a refusal, and never shown as a bug.
-      throw new ChartlogError('integrity', `reading the archive of ${o.source.name} failed: ${(err as Error).message}; an object may be damaged`, {
-        cause: err,
-        hint: 'run `chartlog verify`, and restore damaged objects from a copy of the archive',
-      });
-    },
-  );
+  const result = await prepareStreamingReplay({
+    store: o.store,
+    source: o.source.name,
+    codec: archive.codec,
+    schemas: archive.schemas,
+    envelopes: archive.envelopes,
+    to: point,
+    tables: names,
+    open,
+    index,
+    memoryBudgetBytes: o.memoryBudgetBytes ?? o.config.restore.memoryBudgetMiB * 2 ** 20,
+    ...(o.config.restore.spillDir ? { spillDir: o.config.restore.spillDir } : {}),
+  }).catch((err: unknown) => {
+    if (err instanceof ChartlogError) throw err;
+    // A damaged object can break a decoder in ways it does not name (parts of open hours
+    // have no recorded sha256): still a refusal, and never shown as a bug.
+    throw new ChartlogError('integrity', `reading the archive of ${o.source.name} failed: ${(err as Error).message}; an object may be damaged`, {
+      cause: err,
+      hint: 'run `chartlog verify`, and restore damaged objects from a copy of the archive',
+    });
+  });
   const replaySeconds = (performance.now() - replayStarted) / 1000;
   const engine: SourceEngine = o.source.type === 'mysql' ? 'mysql' : 'postgres';
-  // Which columns are PHI: the replay reports them from the table versions of the records it applied.
-  const phiColumnsOf = (name: string): string[] => [...(result.versions.get(name)?.everPhiColumns ?? [])].sort();
+  // Which columns are PHI: the table versions of the records applied say (known before any row is written).
+  const phiColumnsOf = (name: string): string[] => [...(result.tables.get(name)?.everPhiColumns ?? [])].sort();
   const plans: TablePlan[] = [];
-  for (const [name, state] of result.tables) {
-    const phi = result.versions.get(name)?.phiColumns ?? new Set<string>();
-    const present = new Set(state.schema.columns.map((c) => c.name));
-    plans.push({ name, table: state.schema, sealed: open ? new Set() : new Set([...phi].filter((c) => present.has(c))), sourceEngine: engine });
+  for (const [name, t] of result.tables) {
+    const phi = t.phiColumns ?? new Set<string>();
+    const present = new Set(t.schema.columns.map((c) => c.name));
+    plans.push({ name, table: t.schema, sealed: open ? new Set() : new Set([...phi].filter((c) => present.has(c))), sourceEngine: engine });
   }
   const position = Position.format(result.position);
   const commitTime = formatUs(result.commitTsUs);
@@ -122,39 +140,47 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
     .map((p) => ({ table: p.name, phiColumns: phiColumnsOf(p.name) }))
     .filter((t) => t.phiColumns.length > 0);
 
-  let audit: string | null = null;
-  if (open && phiTables.length > 0) {
-    // Durable before any opened value leaves this process.
-    audit = await appendAuditRecord(o.store, {
-      version: 1,
-      at: new Date().toISOString(),
-      action: 'restore',
-      who: currentUser(),
-      source: o.source.name,
-      tables: phiTables,
-      requested: o.requested,
-      restoredTo: { position, commitTime },
-      target: o.target.description,
-    });
-    log.info({ audit }, 'PHI opened: audit record written');
-  }
-
   const counts = new Map<string, number>();
-  const totalRows = [...result.tables.values()].reduce((n, s) => n + s.size, 0);
-  o.progress?.start(totalRows, plans.length);
-  const writeStarted = performance.now();
+  let audit: string | null = null;
   try {
+    if (open && phiTables.length > 0) {
+      // Durable before any opened value leaves this process.
+      audit = await appendAuditRecord(o.store, {
+        version: 1,
+        at: new Date().toISOString(),
+        action: 'restore',
+        who: currentUser(),
+        source: o.source.name,
+        tables: phiTables,
+        requested: o.requested,
+        restoredTo: { position, commitTime },
+        target: o.target.description,
+      });
+      log.info({ audit }, 'PHI opened: audit record written');
+    }
+    const totalRows = [...result.tables.values()].reduce((n, t) => n + t.estimatedRows, 0);
+    o.progress?.start(totalRows, plans.length);
+    const writeStarted = performance.now();
     await o.target.prepare(plans);
     const queue = [...plans];
+    const order = o.target.rowOrder === 'any' ? 'any' : 'key';
+    // A table fails while others are being written (a damaged snapshot part is found as it
+    // streams): the others stop taking tables and finish, so that abort sees every one of them.
+    let failure: { err: unknown } | null = null;
     const worker = async (): Promise<void> => {
-      for (let plan = queue.shift(); plan; plan = queue.shift()) {
-        const state = result.tables.get(plan.name)!;
-        const rows = o.target.rowOrder === 'any' ? state.unorderedRows() : state.allRows();
-        counts.set(plan.name, await o.target.writeTable(plan, rows, (n) => o.progress?.advance(n)));
-        log.info({ table: plan.name, rows: counts.get(plan.name) }, 'table restored');
+      for (let plan = queue.shift(); plan && !failure; plan = queue.shift()) {
+        try {
+          const rows = result.tables.get(plan.name)!.rows(order);
+          counts.set(plan.name, await o.target.writeTable(plan, rows, (n) => o.progress?.advance(n)));
+          log.info({ table: plan.name, rows: counts.get(plan.name) }, 'table restored');
+        } catch (err) {
+          failure ??= { err };
+          queue.length = 0;
+        }
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, Math.min(o.parallel ?? 4, plans.length)) }, worker));
+    if (failure) throw (failure as { err: unknown }).err;
     const summary: RestoreSummary = {
       source: o.source.name,
       requested: o.requested,
@@ -168,6 +194,7 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
       target: o.target.description,
       audit,
       seconds: { replay: round(replaySeconds), write: round((performance.now() - writeStarted) / 1000) },
+      spilled: [...result.tables.values()].filter((t) => t.spilled()).map((t) => t.name),
     };
     await o.target.finish({ ...summary });
     return summary;
@@ -176,6 +203,7 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
     throw err;
   } finally {
     o.progress?.stop();
+    await result.close();
   }
 }
 
@@ -244,13 +272,14 @@ export function renderRestoreSummary(s: RestoreSummary): string {
   const lines = [
     `restored source ${s.source} to position ${s.position} (commit ${s.commitTime}), asked for ${s.requested}`,
     `  ${s.tables.length} table${s.tables.length === 1 ? '' : 's'}, ${s.rows} rows into ${s.target} (base snapshot ${s.snapshot} + ${s.changes} changes)`,
-    `  replayed in ${s.seconds.replay.toFixed(2)} s, written in ${s.seconds.write.toFixed(2)} s`,
+    `  changes collapsed in ${s.seconds.replay.toFixed(2)} s, tables streamed into the target in ${s.seconds.write.toFixed(2)} s`,
   ];
   const width = Math.max(0, ...s.tables.map((t) => t.table.length));
   for (const t of s.tables) {
     const phi = t.phiColumns.length === 0 ? '' : t.sealed ? `  PHI kept sealed: ${t.phiColumns.join(', ')}` : `  PHI opened: ${t.phiColumns.join(', ')}`;
     lines.push(`    ${t.table.padEnd(width)} ${String(t.rows).padStart(10)} rows${phi}`);
   }
+  if (s.spilled.length > 0) lines.push(`  changes spilled to sealed files (past restore.memoryBudgetMiB): ${s.spilled.join(', ')}`);
   for (const a of s.absent) lines.push(`    ${a}: did not exist yet at that moment, not created`);
   if (s.audit) lines.push(`  audit record ${s.audit}`);
   return `${lines.join('\n')}\n`;

@@ -8,7 +8,7 @@ import { createTableSqlMysql, MYSQL_SESSION } from './mysql-target.js';
 import { mysqlLiteral, quoteMysqlIdent } from './mysql-text.js';
 import { createTableSql } from './postgres-target.js';
 import { arrayLiteral, enumOf, floatText, pgColumnType, pgText, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLiteral } from './postgres-text.js';
-import type { RestoreTarget, TablePlan } from './restore-target.js';
+import { eachRow, type RestoreTarget, type RowSource, type TablePlan } from './restore-target.js';
 
 export type FileFormat = 'sql' | 'csv' | 'jsonl';
 export const FILE_FORMATS: readonly FileFormat[] = ['sql', 'csv', 'jsonl'];
@@ -53,7 +53,7 @@ export class FileTarget implements RestoreTarget {
     this.temp = await mkdtemp(join(dirname(this.dir), `.chartlog-restore-${basename(this.dir)}-`));
   }
 
-  async writeTable(plan: TablePlan, rows: Iterable<Row>, progress: (rows: number) => void): Promise<number> {
+  async writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number) => void): Promise<number> {
     if (!this.temp) throw new ChartlogError('internal', 'file target not prepared');
     const base = join(this.temp, fileNameOf(plan.name));
     if (this.format !== 'sql') await writeFile(`${base}.schema.json`, `${JSON.stringify(schemaFile(plan), null, 2)}\n`);
@@ -61,8 +61,8 @@ export class FileTarget implements RestoreTarget {
     const closed = once(out, 'close');
     let count = 0;
     let reported = 0;
-    const counted = (function* (): Generator<Row> {
-      for (const r of rows) {
+    const counted = (async function* (): AsyncGenerator<Row> {
+      for await (const r of eachRow(rows)) {
         count++;
         yield r;
       }
@@ -70,7 +70,7 @@ export class FileTarget implements RestoreTarget {
     try {
       const lines = this.format === 'csv' ? csvLines(plan, counted) : this.format === 'jsonl' ? jsonLines(plan, counted) : sqlLines(plan, counted);
       let buf = '';
-      for (const line of lines) {
+      for await (const line of lines) {
         buf += line;
         if (buf.length >= 256 * 1024) {
           await write(out, buf);
@@ -147,10 +147,10 @@ export function csvText(v: CellValue | undefined, col: ColumnSchema, sealed: boo
   return v as string;
 }
 
-function* csvLines(plan: TablePlan, rows: Iterable<Row>): Generator<string> {
+async function* csvLines(plan: TablePlan, rows: AsyncIterable<Row>): AsyncGenerator<string> {
   const cols = plan.table.columns;
   yield `${cols.map((c) => csvField(c.name)).join(',')}\n`;
-  for (const row of rows) yield `${cols.map((c) => csvField(csvText(row[c.name], c, plan.sealed.has(c.name), plan))).join(',')}\n`;
+  for await (const row of rows) yield `${cols.map((c) => csvField(csvText(row[c.name], c, plan.sealed.has(c.name), plan))).join(',')}\n`;
 }
 
 // ---- JSON lines ---------------------------------------------------------------------------
@@ -167,9 +167,9 @@ export function jsonValue(v: CellValue | undefined, col: { type: ColumnSchema['t
   return v;
 }
 
-function* jsonLines(plan: TablePlan, rows: Iterable<Row>): Generator<string> {
+async function* jsonLines(plan: TablePlan, rows: AsyncIterable<Row>): AsyncGenerator<string> {
   const cols = plan.table.columns;
-  for (const row of rows) {
+  for await (const row of rows) {
     const o: Record<string, unknown> = {};
     for (const c of cols) Object.defineProperty(o, c.name, { value: jsonValue(row[c.name], c, plan.sealed.has(c.name)), enumerable: true });
     yield `${JSON.stringify(o)}\n`;
@@ -195,7 +195,7 @@ function pgFileType(c: ColumnSchema, plan: TablePlan): string {
   return PG_BUILTIN.has(base) ? t : pgTypeOfKind(c.type);
 }
 
-function* sqlLines(plan: TablePlan, rows: Iterable<Row>): Generator<string> {
+async function* sqlLines(plan: TablePlan, rows: AsyncIterable<Row>): AsyncGenerator<string> {
   const cols = plan.table.columns;
   const sealed = cols.map((c) => plan.sealed.has(c.name));
   yield `-- chartlog restore of ${plan.name}\n`;
@@ -221,7 +221,7 @@ function* sqlLines(plan: TablePlan, rows: Iterable<Row>): Generator<string> {
     literal = (row, i) => mysqlLiteral(row[cols[i]!.name], cols[i]!, sealed[i]!, plan.sourceEngine);
   }
   let n = 0;
-  for (const row of rows) {
+  for await (const row of rows) {
     const values = cols.map((_, i) => literal(row, i)).join(', ');
     yield `${n % ROWS_PER_INSERT === 0 ? head : ',\n'}(${values})`;
     n++;

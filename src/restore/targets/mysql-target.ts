@@ -1,9 +1,8 @@
 import mysql from 'mysql2/promise';
 import { ChartlogError, usageError } from '../../core/errors.js';
-import type { Row } from '../../core/table-schema.js';
 import { mysqlColumnType, mysqlLiteral, quoteMysqlIdent } from './mysql-text.js';
 import { maskUrl } from '../../core/mask-url.js';
-import { scrubMessage, type RestoreTarget, type TablePlan } from './restore-target.js';
+import { eachRow, scrubMessage, type RestoreTarget, type RowSource, type TablePlan } from './restore-target.js';
 
 const BATCH_CHARS = 2 * 1024 * 1024; // well under the default max_allowed_packet (16 MiB)
 
@@ -78,7 +77,7 @@ export class MysqlTarget implements RestoreTarget {
 
   async prepare(): Promise<void> {}
 
-  async writeTable(plan: TablePlan, rows: Iterable<Row>, progress: (rows: number) => void): Promise<number> {
+  async writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number) => void): Promise<number> {
     const conn = await this.connect();
     const ident = quoteMysqlIdent(plan.table.table);
     const cols = plan.table.columns;
@@ -104,7 +103,7 @@ export class MysqlTarget implements RestoreTarget {
         sql = '';
         pending = 0;
       };
-      for (const row of rows) {
+      for await (const row of eachRow(rows)) {
         const values = cols.map((c, i) => {
           const v = row[c.name];
           if (enumCols[i] && v === '') emptyEnums.add(c.name);

@@ -3,10 +3,9 @@ import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { ChartlogError, usageError } from '../../core/errors.js';
-import type { Row } from '../../core/table-schema.js';
 import { copyEscape, enumOf, pgColumnType, pgText, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLiteral } from './postgres-text.js';
 import { maskUrl } from '../../core/mask-url.js';
-import { scrubMessage, type RestoreTarget, type TablePlan } from './restore-target.js';
+import { eachBatch, scrubMessage, type RestoreTarget, type RowSource, type TablePlan } from './restore-target.js';
 
 /** Session settings under which the text forms of postgres-text.ts mean what they say. */
 const SESSION = '-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c client_encoding=UTF8';
@@ -109,7 +108,7 @@ export class PostgresTarget implements RestoreTarget {
     }
   }
 
-  async writeTable(plan: TablePlan, rows: Iterable<Row>, progress: (rows: number) => void): Promise<number> {
+  async writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number) => void): Promise<number> {
     const types = this.types.get(plan.name);
     if (!types) throw new ChartlogError('internal', `${plan.name} was not prepared`);
     const client = await this.connect();
@@ -120,10 +119,10 @@ export class PostgresTarget implements RestoreTarget {
       await client.query('BEGIN');
       await client.query(createTableSql(plan, types));
       const sealed = cols.map((c) => plan.sealed.has(c.name));
-      function* chunks(): Generator<string> {
+      async function* chunks(): AsyncGenerator<string> {
         let buf = '';
         let pending = 0;
-        for (const row of rows) {
+        for await (const batch of eachBatch(rows)) for (const row of batch) {
           let line = '';
           for (let i = 0; i < cols.length; i++) {
             const c = cols[i]!;

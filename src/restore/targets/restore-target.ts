@@ -35,11 +35,38 @@ export interface RestoreTarget {
   readonly rowOrder?: 'key' | 'any';
   check(tables: readonly { schema: string; table: string }[]): Promise<void>;
   prepare(plans: readonly TablePlan[]): Promise<void>;
-  writeTable(plan: TablePlan, rows: Iterable<Row>, progress: (rows: number) => void): Promise<number>;
+  writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number) => void): Promise<number>;
   /** `meta` describes the restore (files keep it as restore.json); no row values. */
   finish(meta: Record<string, unknown>): Promise<void>;
   abort(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** A table's rows: in batches as a streaming restore produces them, or any iterable of rows. */
+export type RowSource = AsyncIterable<readonly Row[]> | Iterable<Row>;
+
+/** The rows of a RowSource one by one, as they come (batches are not gathered). */
+export async function* eachRow(rows: RowSource): AsyncGenerator<Row> {
+  if (Symbol.asyncIterator in rows) {
+    for await (const batch of rows) yield* batch;
+  } else yield* rows;
+}
+
+/** The rows of a RowSource in batches (an iterable of rows is cut into batches of 1024). */
+export async function* eachBatch(rows: RowSource): AsyncGenerator<readonly Row[]> {
+  if (Symbol.asyncIterator in rows) {
+    yield* rows;
+    return;
+  }
+  let batch: Row[] = [];
+  for (const row of rows) {
+    batch.push(row);
+    if (batch.length === 1024) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
 }
 
 /** The columns to write for a plan, in table order. */

@@ -57,7 +57,7 @@ test('the summary names the exact position, commit time, rows per table and what
   const text = renderRestoreSummary({
     source: 'clinic', requested: 'latest', position: '0000000000000900.ffffffff', commitTime: '1970-01-01T00:00:09.000000Z', snapshot: 's', changes: 3, rows: 12,
     tables: [{ table: 'public.a', rows: 10, phiColumns: ['ssn'], sealed: true }, { table: 'public.b', rows: 2, phiColumns: [], sealed: false }],
-    absent: ['public.c'], target: 'postgres://h/db', audit: null, seconds: { replay: 0.5, write: 0.25 },
+    absent: ['public.c'], target: 'postgres://h/db', audit: null, seconds: { replay: 0.5, write: 0.25 }, spilled: [],
   });
   assert.match(text, /^restored source clinic to position 0000000000000900\.ffffffff \(commit 1970-01-01T00:00:09\.000000Z\), asked for latest$/m);
   assert.match(text, /2 tables, 12 rows into postgres:\/\/h\/db/);
