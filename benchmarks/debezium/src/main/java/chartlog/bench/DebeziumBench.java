@@ -32,9 +32,10 @@ import java.util.concurrent.atomic.AtomicReference;
  * the events written and the peak RSS of the JVM (VmHWM).
  *
  * <pre>
- *   java -jar target/debezium-bench.jar --connector postgres|mysql --host H --port P --user U
+ *   java -jar target/debezium-bench.jar --connector postgres|mysql|mariadb --host H --port P --user U
  *        --database DB --table SCHEMA.TABLE --rows N --work-dir DIR [--slot S --publication P]
  *        [--server-id ID] [--json-schemas false] [--timeout-s 600]
+ *   java -jar target/mariadb/debezium-bench.jar --connector mariadb …   (built with -Pmariadb, see pom.xml)
  * </pre>
  *
  * The password, if any, comes from the environment (DEBEZIUM_BENCH_PASSWORD), never the command
@@ -57,7 +58,7 @@ public final class DebeziumBench {
 
   private static void usage(String why) {
     System.err.println("error: " + why);
-    System.err.println("usage: --connector postgres|mysql --host H --port P --user U --database DB --table SCHEMA.TABLE --rows N --work-dir DIR"
+    System.err.println("usage: --connector postgres|mysql|mariadb --host H --port P --user U --database DB --table SCHEMA.TABLE --rows N --work-dir DIR"
         + " [--slot S --publication P] [--server-id ID] [--json-schemas true|false] [--timeout-s S]");
     System.exit(2);
   }
@@ -126,14 +127,15 @@ public final class DebeziumBench {
         // The publication exists (the benchmark's, shared with chartlog and pg_recvlogical).
         p.setProperty("publication.autocreate.mode", "disabled");
       }
-      case "mysql" -> {
-        p.setProperty("connector.class", "io.debezium.connector.mysql.MySqlConnector");
+      case "mysql", "mariadb" -> {
+        // By name: the jar built with the `mariadb` profile has only the MariaDB connector, the default one only MySQL's.
+        p.setProperty("connector.class", connector.equals("mysql") ? "io.debezium.connector.mysql.MySqlConnector" : "io.debezium.connector.mariadb.MariaDbConnector");
         p.setProperty("database.server.id", need(a, "server-id"));
         p.setProperty("database.include.list", database);
         p.setProperty("schema.history.internal", "io.debezium.storage.file.history.FileSchemaHistory");
         p.setProperty("schema.history.internal.file.filename", work.resolve("schema-history.dat").toString());
       }
-      default -> usage("--connector must be postgres or mysql, not \"" + connector + "\"");
+      default -> usage("--connector must be postgres, mysql or mariadb, not \"" + connector + "\"");
     }
 
     final CountDownLatch done = new CountDownLatch(1);
@@ -185,11 +187,19 @@ public final class DebeziumBench {
         })
         .build();
 
-    ExecutorService executor = Executors.newSingleThreadExecutor();
+    ExecutorService executor = Executors.newSingleThreadExecutor(r -> {
+      Thread th = new Thread(r, "debezium-bench-engine");
+      th.setDaemon(true); // a failed engine never keeps the JVM alive
+      return th;
+    });
     executor.execute(engine);
     boolean finished = done.await(timeoutS, TimeUnit.SECONDS);
     // Stops the connector and commits the offsets of everything handled (the resume point of the next run).
-    engine.close();
+    try {
+      engine.close();
+    } catch (IllegalStateException alreadyStopped) {
+      // the engine stopped by itself (it failed): the completion callback has the reason
+    }
     executor.shutdown();
     executor.awaitTermination(60, TimeUnit.SECONDS);
     t[3] = System.currentTimeMillis();
