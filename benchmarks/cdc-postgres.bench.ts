@@ -74,7 +74,7 @@ import {
   writeChartlogConfig,
   type ChartlogTiming,
 } from './lib/cdc-bench.js';
-import { buildDebezium, runDebezium, type DebeziumTiming } from './lib/debezium-peer.js';
+import { buildDebezium, debeziumNote, reportDebezium, runDebezium, type DebeziumTiming } from './lib/debezium-peer.js';
 import { PATIENT_PHI_COLUMNS, pgInsertPatients, pgPatientDdl } from './lib/patient-workload.js';
 
 const { values: args } = parseArgs({
@@ -383,26 +383,12 @@ function report(phases: PhaseResult[], bus: 'embedded' | 'kafka'): void {
   }
   run.addRatio(ratio(ours, baseline, 0.5, `chartlog (${busName}) / pg_recvlogical`));
   run.addGoal(goal(`≥ 100k rows/s (${busName})`, ours.median, 'rows/s', ours.median >= 100_000));
-  if (phases.every((p) => p.debezium)) debeziumReport(phases, rows, busName, ours, streaming.every((x): x is number => x !== null) ? rate(streaming) : null, 'chartlog');
-}
-
-/** Debezium's figures and chartlog / Debezium ratios (throughput ≥ 1.5×, at lower peak RSS: issue 17). */
-function debeziumReport(phases: PhaseResult[], rows: number, busName: string, ours: ReturnType<typeof measurement>, oursStreaming: number[] | null, who: string): void {
-  const rate = (secs: number[]) => secs.map((s) => rows / s);
-  const name = `Debezium ${DEBEZIUM!.versions.postgres} embedded (JSON → file)`;
-  const dbz = run.add(measurement(name, 'rows/s', 'higher', 'peer', rate(phases.map((p) => p.debezium!.seconds))));
-  const dbzStreaming = run.add(measurement(`${name}, without JVM start-up`, 'rows/s', 'higher', 'detail', rate(phases.map((p) => p.debezium!.streamingSeconds))));
-  run.add(measurement('Debezium JVM + engine start-up (spawn → connector task started)', 's', 'lower', 'detail', phases.map((p) => p.debezium!.startupSeconds)));
-  run.addRatio(ratio(ours, dbz, 1.5, `${who} (${busName}) / Debezium`));
-  if (oursStreaming) {
-    const oursS = measurement(`chartlog run (${busName}), without process start-up`, 'rows/s', 'higher', 'detail', oursStreaming);
-    run.addRatio(ratio(oursS, dbzStreaming, undefined, `${who} (${busName}) / Debezium, both without start-up`));
-  }
-  const rss = phases.map((p) => p.chartlog.peakRssMiB);
-  const dbzRss = run.add(measurement('Debezium peak RSS (VmHWM of the JVM)', 'MiB', 'lower', 'peer', phases.map((p) => p.debezium!.peakRssMiB)));
-  if (rss.every((x): x is number => x !== null)) {
-    const ourRss = run.add(measurement(`chartlog run peak RSS (${busName})`, 'MiB', 'lower', 'chartlog', rss));
-    run.addRatio(ratio(ourRss, dbzRss, 1, `peak RSS: Debezium / ${who} (${busName})`));
+  if (phases.every((p) => p.debezium)) {
+    reportDebezium(run, {
+      rows, version: DEBEZIUM!.versions.postgres, chartlog: ours, label: `chartlog run (${busName})`,
+      chartlogStreaming: streaming.every((x): x is number => x !== null) ? rate(streaming) : null,
+      chartlogRssMiB: phases.map((p) => p.chartlog.peakRssMiB), debezium: phases.map((p) => p.debezium!),
+    });
   }
 }
 
@@ -418,8 +404,6 @@ if (KAFKA) {
 }
 run.note(`pg_recvlogical${DEBEZIUM ? ', Debezium' : ''} and chartlog ran one after the other on the same backlog, their order rotating per repetition; the machine has 2 cores, shared with PostgreSQL`);
 if (DEBEZIUM) {
-  run.note(
-    `Debezium: ${DEBEZIUM.versions.postgres} embedded engine on ${DEBEZIUM.java}, default JVM heap; it snapshots the one-row table once before the backlog (its slot and offsets made, like chartlog's set-up run) and, timed, resumes from its offsets; its time runs from spawning the JVM until the backlog's last event is written to its JSON file (flushed and fsynced), start-up included; without start-up = from the connector task started. Events carry no PHI sealing (chartlog seals 4 columns). JSON ${DEBEZIUM_SCHEMAS ? 'with' : 'without'} the schema in every event (Debezium's JsonConverter default is with; without is the faster, so the ratio is the conservative one)`,
-  );
+  run.note(debeziumNote(DEBEZIUM.versions.postgres, DEBEZIUM.java, DEBEZIUM_SCHEMAS, "it snapshots the one-row table once before the backlog (its own slot on chartlog's publication, its offsets: like chartlog's set-up run) and, timed, resumes from its offsets"));
 } else run.note(`Debezium not measured: ${DEBEZIUM_SKIPPED}`);
 run.write();

@@ -14,6 +14,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { measurement, ratio, type BenchRun, type Measurement } from './bench-report.js';
 import { onCleanup } from './cdc-bench.js';
 
 const DIR = fileURLToPath(new URL('../debezium/', import.meta.url));
@@ -166,4 +167,50 @@ export function runDebezium(o: DebeziumRunOptions): Promise<DebeziumTiming> {
       });
     });
   });
+}
+
+/**
+ * Debezium's figures in a benchmark's report, and the chartlog / Debezium ratios of issue 17:
+ * throughput ≥ 1.5× (with and without start-up), at lower peak RSS.
+ */
+export function reportDebezium(
+  run: BenchRun,
+  o: {
+    rows: number;
+    version: string;
+    /** chartlog's throughput measurement (already added) and its label in the ratio names. */
+    chartlog: Measurement;
+    label: string;
+    /** chartlog's rows/s without process start-up per repetition, if measured. */
+    chartlogStreaming: number[] | null;
+    /** chartlog's peak RSS per repetition (MiB), if read. */
+    chartlogRssMiB: (number | null)[];
+    debezium: DebeziumTiming[];
+  },
+): void {
+  const rate = (secs: number[]) => secs.map((s) => o.rows / s);
+  const name = `Debezium ${o.version} embedded (JSON → file)`;
+  const dbz = run.add(measurement(name, 'rows/s', 'higher', 'peer', rate(o.debezium.map((d) => d.seconds))));
+  const dbzStreaming = run.add(measurement(`${name}, without JVM start-up`, 'rows/s', 'higher', 'detail', rate(o.debezium.map((d) => d.streamingSeconds))));
+  run.add(measurement('Debezium JVM + engine start-up (spawn → connector task started)', 's', 'lower', 'detail', o.debezium.map((d) => d.startupSeconds)));
+  run.addRatio(ratio(o.chartlog, dbz, 1.5, `${o.label} / Debezium`));
+  if (o.chartlogStreaming) {
+    const ours = measurement(`${o.label}, without process start-up`, 'rows/s', 'higher', 'detail', o.chartlogStreaming);
+    run.addRatio(ratio(ours, dbzStreaming, undefined, `${o.label} / Debezium, both without start-up`));
+  }
+  const dbzRss = run.add(measurement('Debezium peak RSS (VmHWM of the JVM)', 'MiB', 'lower', 'peer', o.debezium.map((d) => d.peakRssMiB)));
+  const rss = o.chartlogRssMiB;
+  if (rss.every((x): x is number => x !== null)) {
+    const ourRss = run.add(measurement(`${o.label} peak RSS`, 'MiB', 'lower', 'chartlog', rss));
+    run.addRatio(ratio(ourRss, dbzRss, 1, `peak RSS: Debezium / ${o.label} (goal: chartlog lower)`));
+  }
+}
+
+/** The note every benchmark with Debezium carries: how it ran and what its time covers. */
+export function debeziumNote(version: string, java: string, jsonSchemas: boolean, setup: string): string {
+  return (
+    `Debezium: ${version} embedded engine on ${java}, default JVM heap; ${setup}; its time runs from spawning the JVM until the backlog's last event is written to its JSON file ` +
+    `(flushed and fsynced), start-up included; "without JVM start-up" runs from the connector task started. Its events carry no PHI sealing (chartlog seals 4 columns). ` +
+    `JSON ${jsonSchemas ? 'with' : 'without'} the schema in every event (Debezium's JsonConverter default is with; without is faster, so the ratio is the conservative one)`
+  );
 }
