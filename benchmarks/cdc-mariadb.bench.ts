@@ -1,16 +1,19 @@
 /**
  * MariaDB CDC throughput: a backlog of N changed rows made durable in the object store by
  * `chartlog run`, against `mariadb-binlog --read-from-remote-server` reading the same binlog
- * range into /dev/null.
+ * range into /dev/null, and against Debezium (its embedded engine and MariaDB connector,
+ * benchmarks/debezium/) writing every change event of the same backlog as JSON to a file.
  *
  *   node --import tsx benchmarks/cdc-mariadb.bench.ts [--rows 1000000] [--reps 3] [--tx-rows 10000]
- *        [--stages] [--profile-dir DIR] [--timeout-s S]
+ *        [--no-debezium] [--debezium-schemas] [--stages] [--profile-dir DIR] [--timeout-s S]
  *
  * Per repetition, on the private MariaDB 10.11 of scripts/services.sh (started when not running),
  * in a fresh database: the 12-column patient table (4 PHI columns, benchmarks/lib/patient-workload.ts).
  * `chartlog run` (the least-privilege `cdc` user of the services, embedded bus, file:// store,
  * file keyring, default 1 s flush) takes its snapshot of the empty table, streams one row to
- * durable and stops — like a deployment that already runs. The binlog file/offset is noted, the
+ * durable and stops — like a deployment that already runs; so does Debezium (its snapshot of the
+ * one-row table as root, its offsets and schema history files; skipped with a note where Java 17
+ * or Maven is missing, or with --no-debezium). The binlog file/offset is noted, the
  * backlog inserted in transactions of --tx-rows rows, and then, one after the other (the order
  * rotates per repetition):
  *
@@ -20,7 +23,13 @@
  *   detail     the same with --verbose (rows decoded into pseudo-SQL comments);
  *   chartlog   bin/chartlog.js run as a process, timed from spawn until its checkpoint in the
  *              store covers the backlog's last transaction (its GTID, @@last_gtid of the writing
- *              session), then SIGTERM.
+ *              session), then SIGTERM; its peak RSS read from /proc at that moment;
+ *   debezium   java -jar benchmarks/debezium/target/mariadb/debezium-bench.jar (Debezium 3.5.0's
+ *              MariaDB connector: see benchmarks/debezium/pom.xml for why not 3.6.1), default
+ *              settings but JSON without the schema in every event unless --debezium-schemas,
+ *              resuming from its offsets, timed from spawn until the backlog's last event is
+ *              written to its file (flushed, fsynced); JVM start-up (spawn → connector task
+ *              started) reported apart, and its peak RSS (VmHWM).
  *
  * --stages adds in-process passes over the backlog from chartlog's checkpoint: the connector
  * alone, then connector + PHI sealing + Avro encoding; --profile-dir writes a V8 CPU profile of
@@ -30,7 +39,9 @@
  * temporary directories are removed after each repetition (also on SIGINT/SIGTERM, and those of
  * a killed run at the next start).
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
 import { configureLogger } from '../src/core/logger.js';
@@ -53,6 +64,7 @@ import {
   writeChartlogConfig,
   type ChartlogTiming,
 } from './lib/cdc-bench.js';
+import { buildDebezium, debeziumNote, reportDebezium, runDebezium, type DebeziumTiming } from './lib/debezium-peer.js';
 import { mariadbInsertPatients, mariadbPatientDdl, PATIENT_PHI_COLUMNS } from './lib/patient-workload.js';
 
 const { values: args } = parseArgs({
@@ -63,23 +75,35 @@ const { values: args } = parseArgs({
     stages: { type: 'boolean', default: false },
     'profile-dir': { type: 'string' },
     'timeout-s': { type: 'string' },
+    'no-debezium': { type: 'boolean', default: false },
+    'debezium-schemas': { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
   },
 });
+if (args.help) {
+  // The header comment is the manual.
+  const text = readFileSync(fileURLToPath(import.meta.url), 'utf8');
+  console.log(text.slice(text.indexOf('/**') + 3, text.indexOf('*/')).replace(/^ \* ?/gm, '').trim());
+  process.exit(0);
+}
 const ROWS = Number(args.rows);
 const REPS = Math.max(1, Number(args.reps));
 const TX_ROWS = Number(args['tx-rows']);
 const TIMEOUT_MS = Number(args['timeout-s'] ?? 120 + ROWS / 2000) * 1000;
 const PROFILE_DIR = args['profile-dir'];
 const STAGES = args.stages;
+const DEBEZIUM_SCHEMAS = args['debezium-schemas'];
 if (!(ROWS > 0) || !(TX_ROWS > 0)) throw new Error('--rows and --tx-rows must be positive numbers');
 const BINLOG_TOOL = 'mariadb-binlog';
 
-type Reader = 'baseline' | 'verbose' | 'chartlog';
+type Reader = 'baseline' | 'verbose' | 'chartlog' | 'debezium';
 
 interface RepResult {
   baseline: number;
   verbose: number;
   chartlog: ChartlogTiming;
+  /** Debezium's timed run, when Java and Maven are there. */
+  debezium: DebeziumTiming | null;
   /** In-process passes: connector alone, connector + codec (seal + Avro); --stages only. */
   stages: { connector: number; codec: number } | null;
   insertSeconds: number;
@@ -185,6 +209,16 @@ async function once(rep: number, rootUrl: string): Promise<RepResult> {
   if (setupCode !== 0) throw new Error(`chartlog run (set-up) exited with ${setupCode}; see ${logFile}`);
   const resumeFrom = setup.checkpoint();
 
+  // Debezium, like a deployment that already runs: its snapshot of the one-row table, offsets, schema history.
+  const debeziumRun = (rows: number, lastId: number) =>
+    runDebezium({
+      jar: DEBEZIUM!.jars.mariadb, connector: 'mariadb', host: server.hostname, port: server.port || '3306', user: decodeURIComponent(server.username || 'root'),
+      ...(server.password ? { password: decodeURIComponent(server.password) } : {}), database: db, table, workDir: join(dir, 'debezium'), rows, lastId,
+      // A server id of its own among the binlog readers.
+      serverId: 3_000_000 + (process.pid % 100_000) * 10 + (rep % 10), jsonSchemas: DEBEZIUM_SCHEMAS, timeoutMs: TIMEOUT_MS, logFile: join(dir, 'debezium.log'),
+    });
+  if (DEBEZIUM) await debeziumRun(1, 0);
+
   const start = await masterStatus(conn);
   const t0 = performance.now();
   const lastGtid = await insertBacklog(conn, table, 1, ROWS, TX_ROWS);
@@ -201,16 +235,20 @@ async function once(rep: number, rootUrl: string): Promise<RepResult> {
     ...(server.password ? [`--password=${decodeURIComponent(server.password)}`] : []),
     `--start-position=${start.position}`, start.file, '--to-last-log', ...(verbose ? ['--verbose'] : []),
   ];
-  const readers: Reader[] = ['baseline', 'chartlog', 'verbose'];
+  const readers: Reader[] = DEBEZIUM ? ['baseline', 'chartlog', 'verbose', 'debezium'] : ['baseline', 'chartlog', 'verbose'];
   const order = readers.map((_, i) => readers[(i + rep) % readers.length]!);
-  const result: Partial<RepResult> = { insertSeconds, binlogBytes };
+  const result: Partial<RepResult> = { insertSeconds, binlogBytes, debezium: null };
   for (const reader of order) {
-    if (reader === 'chartlog') {
+    if (reader === 'debezium') {
+      const t = await debeziumRun(ROWS, ROWS);
+      result.debezium = t;
+      console.log(`  Debezium ${DEBEZIUM!.versions.mariadb} (JSON → file)  ${fmtRate(ROWS, t.seconds)}; without JVM start-up (${t.startupSeconds.toFixed(2)} s): ${fmtRate(ROWS, t.streamingSeconds)}; peak RSS ${t.peakRssMiB.toFixed(0)} MiB`);
+    } else if (reader === 'chartlog') {
       const run = new TimedChartlog(configFile, storeDir, source, logFile, flags);
       const t = await run.timeUntil((p) => coversGtid(p, lastGtid), TIMEOUT_MS);
       if (t.exitCode !== 0) throw new Error(`chartlog run exited with ${t.exitCode} after SIGTERM; see ${logFile}`);
       result.chartlog = t;
-      console.log(`  chartlog (embedded bus)          ${fmtRate(ROWS, t.seconds)}; without start-up (${t.startupSeconds?.toFixed(2)} s): ${t.streamingSeconds ? fmtRate(ROWS, t.streamingSeconds) : 'n/a'}${PROFILE_DIR ? `; pid ${t.pid}` : ''}`);
+      console.log(`  chartlog (embedded bus)          ${fmtRate(ROWS, t.seconds)}; without start-up (${t.startupSeconds?.toFixed(2)} s): ${t.streamingSeconds ? fmtRate(ROWS, t.streamingSeconds) : 'n/a'}; peak RSS ${t.peakRssMiB?.toFixed(0) ?? 'n/a'} MiB${PROFILE_DIR ? `; pid ${t.pid}` : ''}`);
     } else {
       const seconds = await timeCommand(BINLOG_TOOL, binlogArgs(reader === 'verbose'), { timeoutMs: TIMEOUT_MS });
       result[reader] = seconds;
@@ -247,12 +285,16 @@ async function once(rep: number, rootUrl: string): Promise<RepResult> {
 
 configureLogger({ level: 'warn', format: 'json' }); // the in-process stage passes
 installSignalHandlers();
+const debeziumBuild = args['no-debezium'] ? { skipped: '--no-debezium' } : buildDebezium();
+const DEBEZIUM = 'jars' in debeziumBuild ? debeziumBuild : null;
+const DEBEZIUM_SKIPPED = 'skipped' in debeziumBuild ? debeziumBuild.skipped : '';
+if (!DEBEZIUM) console.log(`Debezium not measured: ${DEBEZIUM_SKIPPED}`);
 const services = benchServices();
 const swept = await sweepLeftovers();
 if (swept) console.log(`removed ${swept} temporary directories left by killed runs`);
 await sweepServer(services.mariadbUrl);
 
-const run = new BenchRun('cdc-mariadb', `MariaDB CDC throughput: a backlog of ${ROWS.toLocaleString('en-US')} rows to durable in the object store`, `node --import tsx benchmarks/cdc-mariadb.bench.ts --rows ${ROWS} --reps ${REPS}${TX_ROWS !== 10000 ? ` --tx-rows ${TX_ROWS}` : ''}${STAGES ? ' --stages' : ''}`, {
+const run = new BenchRun('cdc-mariadb', `MariaDB CDC throughput: a backlog of ${ROWS.toLocaleString('en-US')} rows to durable in the object store`, `node --import tsx benchmarks/cdc-mariadb.bench.ts --rows ${ROWS} --reps ${REPS}${TX_ROWS !== 10000 ? ` --tx-rows ${TX_ROWS}` : ''}${DEBEZIUM ? (DEBEZIUM_SCHEMAS ? ' --debezium-schemas' : '') : ' --no-debezium'}${STAGES ? ' --stages' : ''}`, {
   rows: ROWS,
   reps: REPS,
   rowsPerTransaction: TX_ROWS,
@@ -263,7 +305,14 @@ const run = new BenchRun('cdc-mariadb', `MariaDB CDC throughput: a backlog of ${
   store: 'file:// (local directory)',
   flushIntervalMs: 1000,
   baseline: 'mariadb-binlog --read-from-remote-server --start-position=<offset before the backlog> <file> --to-last-log > /dev/null',
+  peer: DEBEZIUM
+    ? `Debezium ${DEBEZIUM.versions.mariadb} embedded engine (async engine, MariaDbConnector as root, default settings), every change event as JSON (JsonConverter, ${DEBEZIUM_SCHEMAS ? 'with' : 'without'} the schema in each event) to a local file, file offset store and schema history`
+    : `not measured (${DEBEZIUM_SKIPPED})`,
 });
+if (DEBEZIUM) {
+  run.version('debezium', DEBEZIUM.versions.mariadb);
+  run.version('java', DEBEZIUM.java);
+}
 run.version('mariadb-binlog', toolVersion(BINLOG_TOOL));
 run.version('mariadbd', toolVersion('mariadbd'));
 const reps: RepResult[] = [];
@@ -286,6 +335,13 @@ if (STAGES) {
   run.add(measurement('stage: connector alone (binlog read, decode, ChangeBatch), in-process', 'rows/s', 'higher', 'detail', rate(reps.map((r) => r.stages!.connector))));
   run.add(measurement('stage: connector + PHI seal + Avro encode, in-process', 'rows/s', 'higher', 'detail', rate(reps.map((r) => r.stages!.codec))));
 }
+if (DEBEZIUM) {
+  reportDebezium(run, {
+    rows: ROWS, version: DEBEZIUM.versions.mariadb, chartlog, label: 'chartlog run (embedded bus)',
+    chartlogStreaming: reps.every((r) => r.chartlog.streamingSeconds !== null) ? rate(reps.map((r) => r.chartlog.streamingSeconds!)) : null,
+    chartlogRssMiB: reps.map((r) => r.chartlog.peakRssMiB), debezium: reps.map((r) => r.debezium!),
+  });
+}
 run.add(measurement('backlog insert (for reference)', 'rows/s', 'higher', 'detail', rate(reps.map((r) => r.insertSeconds))));
 run.addRatio(ratio(chartlog, baseline, 0.3, 'chartlog (embedded bus) / mariadb-binlog'));
 const verbose = reps.map((r) => ROWS / r.verbose);
@@ -293,4 +349,8 @@ run.addRatio(ratio(chartlog, measurement('mariadb-binlog --verbose', 'rows/s', '
 const bytes = reps[0]!.binlogBytes;
 run.note(`binlog of the backlog: ${bytes === null ? 'spans a rotation' : `${(bytes / 2 ** 20).toFixed(0)} MiB`}; chartlog's time runs from spawning the process until its checkpoint covers the last transaction (start-up, the last 1 s flush interval and the checkpoint write included); mariadb-binlog's from spawn to exit`);
 run.note('the readers ran one after the other on the same backlog, their order rotating per repetition; the machine has 2 cores, shared with MariaDB');
+if (DEBEZIUM) {
+  run.note(debeziumNote(DEBEZIUM.versions.mariadb, DEBEZIUM.java, DEBEZIUM_SCHEMAS, 'it snapshots the one-row table once before the backlog (its offsets and schema history: like chartlog\'s set-up run) and, timed, resumes from its offsets'));
+  run.note('Debezium on MariaDB is 3.5.0.Final, not 3.6.1: the 3.6 MySQL connector takes MariaDB 10.11 for MySQL ≥ 8.4 (SHOW BINARY LOG STATUS fails) and debezium-connector-mariadb 3.6.x is not in the Maven repository this project reaches');
+} else run.note(`Debezium not measured: ${DEBEZIUM_SKIPPED}`);
 run.write();

@@ -1,10 +1,12 @@
 /**
  * PostgreSQL CDC throughput: a backlog of N changed rows made durable in the object store by
  * `chartlog run`, against `pg_recvlogical` reading the same backlog from the same publication
- * with pgoutput into /dev/null.
+ * with pgoutput into /dev/null, and against Debezium (its embedded engine, benchmarks/debezium/)
+ * writing every change event of the same backlog as JSON to a file.
  *
  *   node --import tsx benchmarks/cdc-postgres.bench.ts [--rows 1000000] [--reps 3] [--tx-rows 10000]
- *        [--kafka-rows 100000 | --no-kafka] [--stages] [--profile-dir DIR] [--timeout-s S]
+ *        [--kafka-rows 100000 | --no-kafka] [--no-debezium] [--debezium-schemas] [--stages]
+ *        [--profile-dir DIR] [--timeout-s S]
  *
  * Per repetition, on the private PostgreSQL 15 of scripts/services.sh (started when not running),
  * in a fresh database, for the embedded bus:
@@ -12,14 +14,22 @@
  *   1. the 12-column patient table (4 PHI columns, benchmarks/lib/patient-workload.ts);
  *      `chartlog run` establishes its slot, publication and checkpoint (snapshot of the empty
  *      table), streams one row to durable and stops — like a deployment that already runs;
- *   2. the baseline's slot is created, the backlog inserted in transactions of --tx-rows rows;
- *   3. one after the other (the order alternates per repetition):
+ *   2. Debezium (embedded bus phase only; skipped with a note where Java 17 or Maven is missing,
+ *      or with --no-debezium) runs once on the table holding that one row: its snapshot, its own
+ *      slot (pgoutput, chartlog's publication), its offset file — also like a deployment;
+ *   3. the baseline's slot is created, the backlog inserted in transactions of --tx-rows rows;
+ *   4. one after the other (the order rotates per repetition):
  *      baseline  pg_recvlogical --start --endpos=<end LSN> -o proto_version=1
  *                -o publication_names=… --slot … -f /dev/null, timed from spawn to exit;
  *      chartlog  bin/chartlog.js run as a process (file:// store, file keyring, default 1 s
  *                flush), timed from spawn until <source>/state/checkpoint.json covers the
  *                backlog's last transaction — every row sealed, encoded, written, the position
- *                acknowledged — then SIGTERM.
+ *                acknowledged — then SIGTERM; its peak RSS read from /proc at that moment;
+ *      debezium  java -jar benchmarks/debezium/target/debezium-bench.jar (Debezium 3.6.1, default
+ *                settings but JSON without the schema in every event unless --debezium-schemas),
+ *                resuming from its offsets, timed from spawn until the backlog's last event is
+ *                written to its file (flushed, fsynced); its JVM start-up (spawn → connector task
+ *                started) reported apart, and its peak RSS (VmHWM).
  *
  * Then the same through the Kafka bus (the 3-node Apache Kafka cluster of scripts/services.sh),
  * on a second table with its own publication, slots and backlog of --kafka-rows rows (default
@@ -39,7 +49,9 @@
  * temporary directories are removed after each repetition (also on SIGINT/SIGTERM, and those of a
  * killed run at the next start); Kafka topics stay in the mock broker, which cannot delete them.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { configureLogger } from '../src/core/logger.js';
@@ -62,6 +74,7 @@ import {
   writeChartlogConfig,
   type ChartlogTiming,
 } from './lib/cdc-bench.js';
+import { buildDebezium, debeziumNote, reportDebezium, runDebezium, type DebeziumTiming } from './lib/debezium-peer.js';
 import { PATIENT_PHI_COLUMNS, pgInsertPatients, pgPatientDdl } from './lib/patient-workload.js';
 
 const { values: args } = parseArgs({
@@ -74,8 +87,17 @@ const { values: args } = parseArgs({
     stages: { type: 'boolean', default: false },
     'profile-dir': { type: 'string' },
     'timeout-s': { type: 'string' },
+    'no-debezium': { type: 'boolean', default: false },
+    'debezium-schemas': { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
   },
 });
+if (args.help) {
+  // The header comment is the manual.
+  const text = readFileSync(fileURLToPath(import.meta.url), 'utf8');
+  console.log(text.slice(text.indexOf('/**') + 3, text.indexOf('*/')).replace(/^ \* ?/gm, '').trim());
+  process.exit(0);
+}
 const ROWS = Number(args.rows);
 const REPS = Math.max(1, Number(args.reps));
 const TX_ROWS = Number(args['tx-rows']);
@@ -84,6 +106,7 @@ const KAFKA_ROWS = Math.min(ROWS, Number(args['kafka-rows']));
 const TIMEOUT_MS = Number(args['timeout-s'] ?? 120 + ROWS / 2000) * 1000;
 const PROFILE_DIR = args['profile-dir'];
 const STAGES = args.stages;
+const DEBEZIUM_SCHEMAS = args['debezium-schemas'];
 if (!(ROWS > 0) || !(TX_ROWS > 0)) throw new Error('--rows and --tx-rows must be positive numbers');
 
 const PG_BIN = process.env.CHARTLOG_TEST_PG_BIN ?? '/usr/lib/postgresql/15/bin';
@@ -159,6 +182,8 @@ interface PhaseResult {
   /** pg_recvlogical, seconds. */
   baseline: number;
   chartlog: ChartlogTiming;
+  /** Debezium's timed run (embedded phase, when Java and Maven are there). */
+  debezium: DebeziumTiming | null;
   stages: { connector: number; codec: number } | null;
   insertSeconds: number;
   walBytes: bigint;
@@ -211,6 +236,18 @@ async function phase(d: Database, rep: number, bus: 'embedded' | 'kafka', rows: 
   const setupCode = await setup.stop();
   if (setupCode !== 0) throw new Error(`chartlog run (set-up) exited with ${setupCode}; see ${setup.logFile}`);
 
+  // Debezium, like a deployment that already runs: its snapshot of the one-row table, its slot and offsets.
+  const debeziumRun = (rows: number, lastId: number) => {
+    const u = new URL(url);
+    return runDebezium({
+      jar: DEBEZIUM!.jars.postgres, connector: 'postgres', host: u.hostname, port: u.port || '5432', user: decodeURIComponent(u.username || 'postgres'),
+      ...(u.password ? { password: decodeURIComponent(u.password) } : {}), database: db, table, workDir: join(dir, 'debezium'), rows, lastId,
+      slot: `${db}_${bus[0]}d`, publication, jsonSchemas: DEBEZIUM_SCHEMAS, timeoutMs: TIMEOUT_MS, logFile: join(dir, 'debezium.log'),
+    });
+  };
+  const withDebezium = DEBEZIUM !== null && bus === 'embedded';
+  if (withDebezium) await debeziumRun(1, 0);
+
   const baselineSlot = `${db}_${bus[0]}b`;
   await client.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [baselineSlot]);
   const stagesSource = `pg_${bus}_stages`;
@@ -227,10 +264,15 @@ async function phase(d: Database, rep: number, bus: 'embedded' | 'kafka', rows: 
   console.log(`rep ${rep + 1}, ${bus} bus: backlog of ${rows} rows in ${Math.ceil(rows / TX_ROWS)} transactions inserted in ${insertSeconds.toFixed(1)} s (${(Number(walBytes) / 2 ** 20).toFixed(0)} MiB of WAL), end LSN ${endLsnText}`);
 
   const covers = (p: Position) => p.seq === COMMIT_SEQ && positionLsn(p) >= lastTxInsideLsn;
-  const result: Partial<PhaseResult> = { rows, insertSeconds, walBytes, stages: null };
-  const readers = rep % 2 === 0 ? (['baseline', 'chartlog'] as const) : (['chartlog', 'baseline'] as const);
+  const result: Partial<PhaseResult> = { rows, insertSeconds, walBytes, stages: null, debezium: null };
+  const all = withDebezium ? (['baseline', 'chartlog', 'debezium'] as const) : (['baseline', 'chartlog'] as const);
+  const readers = all.map((_, i) => all[(i + rep) % all.length]!);
   for (const reader of readers) {
-    if (reader === 'baseline') {
+    if (reader === 'debezium') {
+      const t = await debeziumRun(rows, rows);
+      result.debezium = t;
+      console.log(`  Debezium ${DEBEZIUM!.versions.postgres} (JSON → file)   ${fmtRate(rows, t.seconds)}; without JVM start-up (${t.startupSeconds.toFixed(2)} s): ${fmtRate(rows, t.streamingSeconds)}; peak RSS ${t.peakRssMiB.toFixed(0)} MiB`);
+    } else if (reader === 'baseline') {
       result.baseline = await timeCommand(RECVLOGICAL, [
         '-d', url, '--slot', baselineSlot, '--start', `--endpos=${endLsnText}`, '--no-loop',
         '-o', 'proto_version=1', '-o', `publication_names=${publication}`, '-f', '/dev/null',
@@ -243,7 +285,7 @@ async function phase(d: Database, rep: number, bus: 'embedded' | 'kafka', rows: 
       const t = await run.timeUntil(covers, TIMEOUT_MS, lost);
       if (t.exitCode !== 0) throw new Error(`chartlog run (${bus}) exited with ${t.exitCode} after SIGTERM; see ${run.logFile}`);
       result.chartlog = t;
-      console.log(`  chartlog (${bus.padEnd(8)} bus)      ${fmtRate(rows, t.seconds)}; without start-up (${t.startupSeconds?.toFixed(2)} s): ${t.streamingSeconds ? fmtRate(rows, t.streamingSeconds) : 'n/a'}${PROFILE_DIR ? `; pid ${t.pid}` : ''}`);
+      console.log(`  chartlog (${bus.padEnd(8)} bus)      ${fmtRate(rows, t.seconds)}; without start-up (${t.startupSeconds?.toFixed(2)} s): ${t.streamingSeconds ? fmtRate(rows, t.streamingSeconds) : 'n/a'}; peak RSS ${t.peakRssMiB?.toFixed(0) ?? 'n/a'} MiB${PROFILE_DIR ? `; pid ${t.pid}` : ''}`);
     }
   }
   if (stages) {
@@ -279,6 +321,10 @@ async function once(rep: number, base: string, brokers: readonly string[]): Prom
 
 configureLogger({ level: 'warn', format: 'json' }); // the in-process stage passes
 installSignalHandlers();
+const debeziumBuild = args['no-debezium'] ? { skipped: '--no-debezium' } : buildDebezium();
+const DEBEZIUM = 'jars' in debeziumBuild ? debeziumBuild : null;
+const DEBEZIUM_SKIPPED = 'skipped' in debeziumBuild ? debeziumBuild.skipped : '';
+if (!DEBEZIUM) console.log(`Debezium not measured: ${DEBEZIUM_SKIPPED}`);
 const services = benchServices();
 const swept = await sweepLeftovers();
 if (swept) console.log(`removed ${swept} temporary directories left by killed runs`);
@@ -287,7 +333,7 @@ await sweepServer(services.pgUrl);
 const run = new BenchRun(
   'cdc-postgres',
   `PostgreSQL CDC throughput: a backlog of ${ROWS.toLocaleString('en-US')} rows to durable in the object store`,
-  `node --import tsx benchmarks/cdc-postgres.bench.ts --rows ${ROWS} --reps ${REPS}${TX_ROWS !== 10000 ? ` --tx-rows ${TX_ROWS}` : ''}${KAFKA ? ` --kafka-rows ${KAFKA_ROWS}` : ' --no-kafka'}${STAGES ? ' --stages' : ''}`,
+  `node --import tsx benchmarks/cdc-postgres.bench.ts --rows ${ROWS} --reps ${REPS}${TX_ROWS !== 10000 ? ` --tx-rows ${TX_ROWS}` : ''}${KAFKA ? ` --kafka-rows ${KAFKA_ROWS}` : ' --no-kafka'}${DEBEZIUM ? (DEBEZIUM_SCHEMAS ? ' --debezium-schemas' : '') : ' --no-debezium'}${STAGES ? ' --stages' : ''}`,
   {
     rows: ROWS,
     kafkaRows: KAFKA ? KAFKA_ROWS : 0,
@@ -299,8 +345,15 @@ const run = new BenchRun(
     flushIntervalMs: 1000,
     kafka: KAFKA ? 'Apache Kafka 4.1.1, 3 KRaft nodes, RF 3, min.insync.replicas 2 (scripts/services.sh), gzip (default)' : 'not measured',
     baseline: 'pg_recvlogical --start --endpos, pgoutput proto_version 1, same publication, -f /dev/null',
+    peer: DEBEZIUM
+      ? `Debezium ${DEBEZIUM.versions.postgres} embedded engine (async engine, PostgresConnector, pgoutput, own slot, chartlog's publication, default settings), every change event as JSON (JsonConverter, ${DEBEZIUM_SCHEMAS ? 'with' : 'without'} the schema in each event) to a local file, file offset store; embedded-bus phase only`
+      : `not measured (${DEBEZIUM_SKIPPED})`,
   },
 );
+if (DEBEZIUM) {
+  run.version('debezium', DEBEZIUM.versions.postgres);
+  run.version('java', DEBEZIUM.java);
+}
 run.version('pg_recvlogical', toolVersion(RECVLOGICAL));
 run.version('postgres', toolVersion(join(PG_BIN, 'postgres')));
 const reps: RepResult[] = [];
@@ -330,6 +383,13 @@ function report(phases: PhaseResult[], bus: 'embedded' | 'kafka'): void {
   }
   run.addRatio(ratio(ours, baseline, 0.5, `chartlog (${busName}) / pg_recvlogical`));
   run.addGoal(goal(`≥ 100k rows/s (${busName})`, ours.median, 'rows/s', ours.median >= 100_000));
+  if (phases.every((p) => p.debezium)) {
+    reportDebezium(run, {
+      rows, version: DEBEZIUM!.versions.postgres, chartlog: ours, label: `chartlog run (${busName})`,
+      chartlogStreaming: streaming.every((x): x is number => x !== null) ? rate(streaming) : null,
+      chartlogRssMiB: phases.map((p) => p.chartlog.peakRssMiB), debezium: phases.map((p) => p.debezium!),
+    });
+  }
 }
 
 report(reps.map((r) => r.embedded), 'embedded');
@@ -342,5 +402,8 @@ if (KAFKA) {
   );
   run.note('Kafka: the timed run joins a consumer group of its own (fresh groupId; the ~3 s initial join of a new group is included): the mock ignores LeaveGroup and makes a restarted member of the same group wait a whole session timeout (30 s by default), which a real broker does not');
 }
-run.note('pg_recvlogical and chartlog ran one after the other on the same backlog, their order alternating per repetition; the machine has 2 cores, shared with PostgreSQL');
+run.note(`pg_recvlogical${DEBEZIUM ? ', Debezium' : ''} and chartlog ran one after the other on the same backlog, their order rotating per repetition; the machine has 2 cores, shared with PostgreSQL`);
+if (DEBEZIUM) {
+  run.note(debeziumNote(DEBEZIUM.versions.postgres, DEBEZIUM.java, DEBEZIUM_SCHEMAS, "it snapshots the one-row table once before the backlog (its own slot on chartlog's publication, its offsets: like chartlog's set-up run) and, timed, resumes from its offsets"));
+} else run.note(`Debezium not measured: ${DEBEZIUM_SKIPPED}`);
 run.write();

@@ -5,7 +5,7 @@
  *   node --import tsx benchmarks/chart.ts
  *
  * One panel per benchmark: a bar per measurement (its median; chartlog's bars in one colour, the
- * native baselines in another), a tick per repetition so the spread shows, and the ratios and
+ * native baselines in another, peers such as Debezium in a third), a tick per repetition so the spread shows, and the ratios and
  * goals in the panel's subtitle. Drawn with Vega-Lite, rendered to SVG without a browser.
  */
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -51,7 +51,7 @@ function panel(r: BenchResult): vl.TopLevelSpec['vconcat' & keyof vl.TopLevelSpe
         encoding: {
           y: { field: 'name', type: 'nominal', sort: null, title: null, axis: { labelLimit: 330 } },
           x: { field: 'median', type: 'quantitative', title: `median ${unit}` },
-          color: { field: 'role', type: 'nominal', scale: { domain: ['chartlog', 'baseline', 'detail'], range: ['#2b6cb0', '#c05621', '#a0aec0'] }, legend: { title: null, orient: 'bottom' } },
+          color: { field: 'role', type: 'nominal', scale: { domain: ['chartlog', 'baseline', 'peer', 'detail'], range: ['#2b6cb0', '#c05621', '#6b46c1', '#a0aec0'] }, legend: { title: null, orient: 'bottom' } },
         },
       },
       {

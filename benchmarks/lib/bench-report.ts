@@ -18,8 +18,8 @@ export interface Measurement {
   /** "rows/s", "ms", "MB", "s". */
   unit: string;
   better: Better;
-  /** "chartlog" for ours, "baseline" for the native tool it is compared with. */
-  role: 'chartlog' | 'baseline' | 'detail';
+  /** "chartlog" for ours, "baseline" for the native tool it is compared with, "peer" for another CDC product a user could run instead (Debezium). */
+  role: 'chartlog' | 'baseline' | 'peer' | 'detail';
   /** Every repetition, in the order measured. */
   reps: number[];
   median: number;

@@ -185,6 +185,19 @@ export interface ChartlogTiming {
   exitCode: number | null;
   /** The process id (names its CPU profile, with --profile-dir). */
   pid: number | null;
+  /** Peak resident set of the process (VmHWM from /proc) when the target was durable, MiB; null where /proc is not there. */
+  peakRssMiB: number | null;
+}
+
+/** VmHWM of a live process in MiB, or null. */
+export function peakRssMiB(pid: number | null): number | null {
+  if (pid === null) return null;
+  try {
+    const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -269,6 +282,8 @@ export class TimedChartlog {
     const pid = this.child?.pid ?? null;
     const spawnedAt = this.spawnedAtMs;
     const doneAt = await this.waitFor(covers, timeoutMs, failed);
+    // setpriv execs node, so the pid is chartlog's own.
+    const peakRss = peakRssMiB(pid);
     const streamingAt = this.logTime('pipeline streaming', logStart);
     const exitCode = await this.stop();
     return {
@@ -277,6 +292,7 @@ export class TimedChartlog {
       startupSeconds: streamingAt === null ? null : (streamingAt - spawnedAt) / 1000,
       exitCode,
       pid,
+      peakRssMiB: peakRss,
     };
   }
 
