@@ -43,6 +43,7 @@ required=(
   "/usr/sbin/mariadbd mariadb-server-core"
   "mariadb-install-db mariadb-server-core"
   "mariadb mariadb-client-core"
+  "mariadb-binlog mariadb-client"
   "java openjdk-17-jre-headless"
   "mvn maven"
   "ceph-mon ceph-mon"
