@@ -38,11 +38,11 @@ async function capture(url: string, table: string): Promise<Captured> {
   }
 }
 
-/** Waits until the slot has confirmed everything the server wrote up to now (Kafka has it all). */
+/** Waits until the slot has confirmed everything the server wrote up to now (Kafka has it all). `slot` is the configured base: chartlog run names its slot `<base>_<archive id>`. */
 async function slotCaughtUp(engine: Engine, slot: string, timeoutMs = 120_000): Promise<void> {
   const [{ lsn }] = (await engine.query('SELECT pg_current_wal_lsn()::text AS lsn')) as [{ lsn: string }];
   for (const deadline = Date.now() + timeoutMs; ; await sleep(200)) {
-    const rows = (await engine.query(`SELECT confirmed_flush_lsn >= '${lsn}'::pg_lsn AS done FROM pg_replication_slots WHERE slot_name = '${slot}'`)) as { done: boolean }[];
+    const rows = (await engine.query(`SELECT confirmed_flush_lsn >= '${lsn}'::pg_lsn AS done FROM pg_replication_slots WHERE starts_with(slot_name, '${slot}_')`)) as { done: boolean }[];
     if (rows[0]?.done) return;
     assert.ok(Date.now() < deadline, `slot ${slot} did not confirm ${lsn}`);
   }
