@@ -13,6 +13,7 @@ import {
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
+  PutObjectRetentionCommand,
   S3Client,
   UploadPartCommand,
   type CompletedPart,
@@ -196,6 +197,26 @@ export class S3ObjectStore implements ObjectStore {
       ObjectLockMode: this.objectLock.mode === 'compliance' ? 'COMPLIANCE' : 'GOVERNANCE',
       ObjectLockRetainUntilDate: new Date(Date.now() + this.objectLock.retainDays * 86_400_000),
     };
+  }
+
+  /**
+   * Sets retention on a completed multipart upload. radosgw 16.2 accepts the Object Lock
+   * headers on CreateMultipartUpload and silently drops them (probed: the completed object had
+   * no retention and its version could be deleted), so the retention is set explicitly; on
+   * stores that did honour the headers this extends it by the upload's duration, which every
+   * mode allows.
+   */
+  private async retainVersion(fullKey: string, versionId: string | undefined, options: PutOptions): Promise<void> {
+    const lock = this.lockFields(options);
+    if (!lock.ObjectLockMode || !lock.ObjectLockRetainUntilDate) return;
+    await this.client.send(
+      new PutObjectRetentionCommand({
+        Bucket: this.bucket,
+        Key: fullKey,
+        ...(versionId ? { VersionId: versionId } : {}),
+        Retention: { Mode: lock.ObjectLockMode, RetainUntilDate: lock.ObjectLockRetainUntilDate },
+      }),
+    );
   }
 
   private contentMd5(options: PutOptions, data: Uint8Array): { ContentMD5?: string } {
@@ -473,8 +494,9 @@ export class S3ObjectStore implements ObjectStore {
         await this.abort(fullKey, uploadId);
         return false;
       }
+      let versionId: string | undefined;
       const done = await this.conditional(ifAbsent, async () => {
-        await this.client.send(
+        const out = await this.client.send(
           new CompleteMultipartUploadCommand({
             Bucket: this.bucket,
             Key: fullKey,
@@ -483,8 +505,10 @@ export class S3ObjectStore implements ObjectStore {
             ...(ifAbsent ? { IfNoneMatch: '*' } : {}),
           }),
         );
+        versionId = out.VersionId;
       });
       if (!done) await this.abort(fullKey, uploadId);
+      else await this.retainVersion(fullKey, versionId, options);
       return done;
     } catch (err) {
       await this.abort(fullKey, uploadId);

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -25,6 +26,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import type { ObjectStore } from '../../src/storage/object-store.js';
 import { openObjectStore } from '../../src/storage/open-object-store.js';
+import { S3ObjectStore } from '../../src/storage/s3-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { testServices } from '../support/env.js';
 import { createPgDatabase, type TestDatabase } from '../support/restore-engines.js';
@@ -208,6 +210,22 @@ describe('storage.objectLock (s3://, radosgw): immutable archive objects are ret
     assert.deepEqual(Buffer.from(kept), Buffer.from(original), 'the locked version is intact');
     // And it cannot be removed to hide the forgery's predecessor.
     assert.match(await deleteVersion(manifest, head.VersionId!), /AccessDenied|403/);
+  });
+
+  it('large objects (multipart: radosgw 16.2 drops the lock headers there) are retained too; unretained puts are not', async () => {
+    // exactCreateMax 5 MiB: putIfAbsent of 20 MiB goes multipart, as a large segment would; put of 20 MiB does (snapshot parts).
+    const store = new S3ObjectStore({ bucket: locked, prefix: 'big', endpoint: s3.endpoint, forcePathStyle: true, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, objectLock: { mode: 'governance', retainDays: 1 }, exactCreateMax: 5 * 1024 * 1024 });
+    stores.push(store);
+    const big = randomBytes(20 * 1024 * 1024);
+    assert.equal(await store.putIfAbsent('segment.avro', big, { retain: true }), true);
+    await store.put('part.avro', Readable.from([big.subarray(0, 10 * 1024 * 1024), big.subarray(10 * 1024 * 1024)]), { retain: true });
+    await store.put('scratch.avro', big, {});
+    for (const k of ['big/segment.avro', 'big/part.avro']) {
+      assert.equal((await retention(k))?.Mode, 'GOVERNANCE', k);
+      const v = (await client.send(new HeadObjectCommand({ Bucket: locked, Key: k }))).VersionId!;
+      assert.match(await deleteVersion(k, v), /AccessDenied|403/, k);
+    }
+    assert.equal(await retention('big/scratch.avro'), null, 'not asked to retain: no retention');
   });
 
   it('control: a bucket without Object Lock is refused at start, exit 2, nothing written', async () => {
