@@ -100,6 +100,11 @@ export interface S3ObjectStoreOptions {
  *   timeouts, connection resets), then errors are mapped by mapS3Error to retriable or fatal
  *   ChartlogErrors. When a response is lost and the SDK resends a conditional write, the
  *   resend sees our own object and answers false: "false" means "the object exists".
+ * - Object Lock (`objectLock`, storage.objectLock): puts with `retain: true` carry the mode, a
+ *   retain-until date and Content-MD5 (AWS requires it on object-lock puts; radosgw 16.2 does
+ *   not). radosgw 16.2 drops the lock headers on CreateMultipartUpload (probed: no retention, the
+ *   version deletable), so a multipart upload gets PutObjectRetention after it completes.
+ *   `checkWritable` refuses a bucket without Object Lock before anything is written.
  * - Checksums: request/response checksums only WHEN_REQUIRED; the SDK's default (CRC32 on
  *   every upload with aws-chunked framing) is refused by radosgw and stored inside the data by
  *   other S3 look-alikes (FIELD-NOTES).
