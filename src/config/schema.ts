@@ -395,7 +395,7 @@ export const configSchema = z
       ctx.addIssue({
         code: 'custom',
         path: ['storage', 'objectLock'],
-        message: 'storage.objectLock needs an S3 bucket with Object Lock enabled (storage.url s3://bucket); a file:// store cannot retain objects. Remove storage.objectLock or use such a bucket',
+        message: 'needs an S3 bucket with Object Lock enabled (storage.url s3://bucket); a file:// store cannot retain objects. Remove storage.objectLock or use such a bucket',
       });
     }
     const keyring = cfg.phi.keyring;
