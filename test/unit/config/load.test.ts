@@ -102,7 +102,7 @@ test('storage.objectLock: needs an s3:// store; parsed and frozen on one', () =>
   const withLock = (url: string) => good.replace('  url: file:///var/lib/chartlog\n', `  url: ${url}\n  objectLock: { mode: governance, retainDays: 7 }\n`);
   const err = configFailure(withLock('file:///var/lib/chartlog'));
   assert.equal(err.exitCode, 2);
-  assert.match(err.message, /storage\.objectLock: storage\.objectLock needs an S3 bucket with Object Lock enabled/);
+  assert.match(err.message, /storage\.objectLock: needs an S3 bucket with Object Lock enabled/);
   const cfg = parseConfig(withLock('s3://archive/prod'), 'test.yaml', {});
   assert.deepEqual(cfg.storage.objectLock, { mode: 'governance', retainDays: 7 });
   assert.ok(Object.isFrozen(cfg.storage.objectLock));
