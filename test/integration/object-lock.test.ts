@@ -130,6 +130,8 @@ describe('storage.objectLock (s3://, radosgw): immutable archive objects are ret
     const run = new ChartlogRun(cfg, join(work, 'run.log'));
     Object.assign(process.env, { CHARTLOG_S3_ACCESS_KEY_ID: s3.accessKeyId, CHARTLOG_S3_SECRET_ACCESS_KEY: s3.secretAccessKey });
     const store = storeAt(`s3://${locked}/a`);
+    // Rows before the first run: its initial snapshot has parts.
+    await source.exec(`INSERT INTO patients VALUES (100, 'CANARY-SSN-100', 'before')`);
     try {
       await run.start();
       for (let i = 1; i <= 5; i++) await source.exec(`INSERT INTO patients VALUES (${i}, 'CANARY-SSN-${i}', 'n${i}')`);
@@ -166,6 +168,17 @@ describe('storage.objectLock (s3://, radosgw): immutable archive objects are ret
     }
     client.destroy();
     if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
+  });
+
+  it('`chartlog snapshot` writes the snapshot manifest and parts under retention', async () => {
+    const r = await runChartlog(['snapshot', '--config', join(work, 'locked.yaml'), '--json'], env);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const snapshot: string[] = [];
+    for (const v of await versions(locked)) if (v.Key.startsWith('a/clinic/snapshots/')) snapshot.push(v.Key);
+    assert.ok(snapshot.some((k) => k.endsWith('/manifest.json')), snapshot.join('\n'));
+    assert.ok(snapshot.some((k) => k.endsWith('.avro')), `${snapshot.join('\n')}\n${r.stdout}`);
+    for (const k of snapshot) assert.equal((await retention(k))?.Mode, 'GOVERNANCE', k);
+    console.log(`snapshot objects retained: ${snapshot.length}`);
   });
 
   it('writes manifests, segments, schemas and the MAC key under GOVERNANCE retention of 1 day; not the checkpoint or lease', async () => {
