@@ -17,6 +17,8 @@ export function registerRunCommand(program: Command): void {
     )
     .action(async (opts: { config: string; source?: string; takeOverSlot?: boolean }) => {
       const ctx = openContext(opts);
+      // storage.objectLock on a bucket without Object Lock: exit 2 before anything is written.
+      await ctx.store.checkWritable?.();
       const runtimes = ctx.sources.map((s) => buildSourceRuntime(ctx.config, s, ctx.store));
       const stop = new AbortController();
       const onSignal = (signal: NodeJS.Signals) => {

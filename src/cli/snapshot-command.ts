@@ -50,6 +50,8 @@ export function registerSnapshotCommand(program: Command): void {
       if (opts.synthesise && opts.fromSource) throw usageError('--synthesise and --from-source exclude each other', 'choose one (without either, the snapshot is synthesised)');
       if (opts.takeOverSlot && !opts.fromSource) throw usageError('--take-over-slot goes with --from-source only', 'add --from-source, or leave --take-over-slot out (a synthesised snapshot reads no slot)');
       const ctx = openContext(opts);
+      // storage.objectLock on a bucket without Object Lock: exit 2 before anything is written.
+      await ctx.store.checkWritable?.();
       const stop = new AbortController();
       const onSignal = () => stop.abort();
       process.on('SIGINT', onSignal);

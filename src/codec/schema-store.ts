@@ -81,6 +81,7 @@ export class SchemaStore {
       const body = this.signer ? JSON.stringify(await this.signer.sign(path, registered.schema)) : registered.text;
       const created = await this.store.putIfAbsent(path, Buffer.from(body), {
         contentType: 'application/json',
+        retain: true,
       });
       if (created) {
         this.log.info(

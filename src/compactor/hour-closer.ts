@@ -233,7 +233,7 @@ export class HourCloser {
   private async write(key: string, body: Buffer): Promise<void> {
     const created = await withRetry(async () => {
       this.fence.assertHeld();
-      return this.store.putIfAbsent(key, body);
+      return this.store.putIfAbsent(key, body, { retain: true });
     }, {
       signal: this.signal,
       onRetry: (err, attempt, delayMs) => logger().warn({ err, object: key, attempt, delayMs }, 'object store write failed; retrying'),

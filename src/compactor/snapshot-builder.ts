@@ -108,7 +108,7 @@ export class SnapshotPartsWriter {
     };
     const key = snapshotManifestKey(this.source, this.id);
     const stored = this.signer ? await this.signer.sign(key, manifest) : manifest;
-    const created = await withRetry(() => this.store.putIfAbsent(key, Buffer.from(`${JSON.stringify(stored, null, 2)}\n`)), { signal: this.signal });
+    const created = await withRetry(() => this.store.putIfAbsent(key, Buffer.from(`${JSON.stringify(stored, null, 2)}\n`), { retain: true }), { signal: this.signal });
     if (!created) return JSON.parse(Buffer.from(await this.store.get(key)).toString('utf8')) as SnapshotManifest;
     return manifest;
   }
@@ -125,7 +125,7 @@ export class SnapshotPartsWriter {
       await w.addBlock(p.bodies.slice(i, i + 4096)); // compressed off the event loop
     }
     const body = w.toBuffer();
-    await withRetry(() => this.store.put(key, body), { signal: this.signal });
+    await withRetry(() => this.store.put(key, body, { retain: true }), { signal: this.signal });
     t.parts.push({ key, fingerprint: p.fingerprint, sha256: sha256Hex(body), bytes: body.length, rows: p.bodies.length });
     p.bodies = [];
     p.bytes = 0;

@@ -239,6 +239,15 @@ const storage = z
         ca: z.string().optional().describe('Path to a PEM CA bundle for a private endpoint.'),
       })
       .optional(),
+    objectLock: z
+      .strictObject({
+        mode: z.enum(['governance', 'compliance']).describe('governance: a user with s3:BypassGovernanceRetention can still remove a version; compliance: nobody can until the date passes.'),
+        retainDays: z.number().int().min(1).max(36_500).describe('Each immutable object version is retained this many days from its write.'),
+      })
+      .optional()
+      .describe(
+        'S3 Object Lock for the immutable archive objects (closed-hour manifests and segments, snapshot manifests and parts, schemas, the MAC key): written with this retention, so bucket write access cannot delete or overwrite those versions. Needs an s3:// bucket created with Object Lock enabled (checked at start); absent = off.',
+      ),
     leaseTtlMs: z
       .number()
       .int()
@@ -382,6 +391,13 @@ export const configSchema = z
       }
     }
     const store = cfg.storage.url;
+    if (cfg.storage.objectLock !== undefined && !store.startsWith('s3://')) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['storage', 'objectLock'],
+        message: 'needs an S3 bucket with Object Lock enabled (storage.url s3://bucket); a file:// store cannot retain objects. Remove storage.objectLock or use such a bucket',
+      });
+    }
     const keyring = cfg.phi.keyring;
     if (store.startsWith('file:///') && keyring.startsWith('file:///')) {
       const root = store.slice('file://'.length).replace(/\/+$/, '');

@@ -144,7 +144,7 @@ export class ArchiveMac {
       wrapped: await keyring.wrapKey(new Uint8Array(material), { source, keyId: KEY_CONTEXT_ID }),
       adopted,
     };
-    const created = await store.putIfAbsent(objectKey, Buffer.from(`${JSON.stringify(mac.sign(objectKey, stored), null, 2)}\n`), { contentType: 'application/json' });
+    const created = await store.putIfAbsent(objectKey, Buffer.from(`${JSON.stringify(mac.sign(objectKey, stored), null, 2)}\n`), { contentType: 'application/json', retain: true });
     if (created) return mac;
     const winner = await ArchiveMac.load(store, keyring, source);
     if (!winner) throw new ChartlogError('storage', `${objectKey} exists and then did not`, { retriable: true });

@@ -79,12 +79,25 @@ export interface ObjectStore {
   delete(key: string): Promise<void>;
 
   close(): Promise<void>;
+
+  /**
+   * Checks, before a command writes, that the store can do what the configuration asks of it
+   * (S3 with `storage.objectLock`: the bucket has Object Lock enabled). Fatal 'config' error
+   * when not. Absent on backends with nothing to check.
+   */
+  checkWritable?(): Promise<void>;
 }
 
 export interface PutOptions {
   contentType?: string;
   /** Size of a streamed body when known; lets backends choose single-part uploads. */
   contentLength?: number;
+  /**
+   * An immutable archive object (closed-hour manifest or segment, snapshot manifest or part,
+   * schema, MAC key): an S3 store configured with `storage.objectLock` writes it under Object
+   * Lock retention; other stores ignore it. Never set on objects replaced or deleted by design.
+   */
+  retain?: boolean;
 }
 
 export interface VersionedObject {

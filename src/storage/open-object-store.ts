@@ -6,7 +6,7 @@ import type { ObjectStore } from './object-store.js';
 import { S3ObjectStore } from './s3-object-store.js';
 
 /** What opening the store needs (the lease TTL is not about the backend). */
-export type StorageConfig = Pick<Config['storage'], 'url' | 's3'>;
+export type StorageConfig = Pick<Config['storage'], 'url' | 's3'> & Partial<Pick<Config['storage'], 'objectLock'>>;
 
 /**
  * The backend the `storage` section names: `file:///abs/path` → FsObjectStore,
@@ -39,6 +39,7 @@ export function openObjectStore(storage: StorageConfig): ObjectStore {
       ...(s3?.accessKeyId !== undefined ? { accessKeyId: s3.accessKeyId } : {}),
       ...(s3?.secretAccessKey !== undefined ? { secretAccessKey: s3.secretAccessKey } : {}),
       ...(s3?.ca !== undefined ? { ca: s3.ca } : {}),
+      ...(storage.objectLock !== undefined ? { objectLock: storage.objectLock } : {}),
     });
   }
   throw new ChartlogError('config', `storage.url: expected file:///absolute/path or s3://bucket[/prefix], got ${JSON.stringify(url)}`, {

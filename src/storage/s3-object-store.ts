@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
@@ -8,9 +9,11 @@ import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  GetObjectLockConfigurationCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
+  PutObjectRetentionCommand,
   S3Client,
   UploadPartCommand,
   type CompletedPart,
@@ -56,6 +59,12 @@ export interface S3ObjectStoreOptions {
   maxAttempts?: number;
   /** A connection silent this long is dropped and the request retried. Default 120 s. */
   socketTimeoutMs?: number;
+  /**
+   * Object Lock retention for puts with `retain: true` (storage.objectLock): each such object
+   * version is written with this mode and a retain-until date `retainDays` days ahead, plus the
+   * Content-MD5 header S3 requires on object-lock puts. Absent: no retention.
+   */
+  objectLock?: { mode: 'governance' | 'compliance'; retainDays: number };
 }
 
 /**
@@ -91,6 +100,11 @@ export interface S3ObjectStoreOptions {
  *   timeouts, connection resets), then errors are mapped by mapS3Error to retriable or fatal
  *   ChartlogErrors. When a response is lost and the SDK resends a conditional write, the
  *   resend sees our own object and answers false: "false" means "the object exists".
+ * - Object Lock (`objectLock`, storage.objectLock): puts with `retain: true` carry the mode, a
+ *   retain-until date and Content-MD5 (AWS requires it on object-lock puts; radosgw 16.2 does
+ *   not). radosgw 16.2 drops the lock headers on CreateMultipartUpload (probed: no retention, the
+ *   version deletable), so a multipart upload gets PutObjectRetention after it completes.
+ *   `checkWritable` refuses a bucket without Object Lock before anything is written.
  * - Checksums: request/response checksums only WHEN_REQUIRED; the SDK's default (CRC32 on
  *   every upload with aws-chunked framing) is refused by radosgw and stored inside the data by
  *   other S3 look-alikes (FIELD-NOTES).
@@ -104,9 +118,11 @@ export class S3ObjectStore implements ObjectStore {
   private readonly partConcurrency: number;
   private readonly exactCreateMax: number;
   private readonly agents: { http: HttpAgent; https: HttpsAgent };
+  private readonly objectLock: { mode: 'governance' | 'compliance'; retainDays: number } | undefined;
 
   constructor(options: S3ObjectStoreOptions) {
     this.bucket = options.bucket;
+    this.objectLock = options.objectLock;
     this.base = normalizePrefix(options.prefix ?? '');
     this.description = `s3://${this.bucket}/${this.base}`.replace(/\/$/, '');
     this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
@@ -155,6 +171,61 @@ export class S3ObjectStore implements ObjectStore {
         httpsAgent: this.agents.https,
       },
     });
+  }
+
+  /**
+   * With `objectLock` configured: the bucket must have Object Lock enabled, or every retained
+   * put would fail (or, on stores that ignore the headers, silently not be retained).
+   */
+  async checkWritable(): Promise<void> {
+    if (!this.objectLock) return;
+    const hint =
+      `point storage.url at a bucket created with Object Lock enabled (aws s3api create-bucket --bucket NAME --object-lock-enabled-for-bucket; ` +
+      `on radosgw and most S3 stores it cannot be turned on for an existing bucket), or remove storage.objectLock`;
+    let enabled: string | undefined;
+    try {
+      const out = await this.client.send(new GetObjectLockConfigurationCommand({ Bucket: this.bucket }));
+      enabled = out.ObjectLockConfiguration?.ObjectLockEnabled;
+    } catch (err) {
+      // No lock configuration: AWS says ObjectLockConfigurationNotFoundError, radosgw 16.2 the same (404).
+      if (!/ObjectLockConfigurationNotFound/.test(errorName(err))) throw mapS3Error(err, 'get', this.description);
+    }
+    if (enabled !== 'Enabled') {
+      throw new ChartlogError('config', `storage.objectLock is set but bucket ${this.bucket} does not have Object Lock enabled`, { hint });
+    }
+  }
+
+  /** Object Lock headers for a retained put, or none. */
+  private lockFields(options: PutOptions): { ObjectLockMode?: 'GOVERNANCE' | 'COMPLIANCE'; ObjectLockRetainUntilDate?: Date } {
+    if (!options.retain || !this.objectLock) return {};
+    return {
+      ObjectLockMode: this.objectLock.mode === 'compliance' ? 'COMPLIANCE' : 'GOVERNANCE',
+      ObjectLockRetainUntilDate: new Date(Date.now() + this.objectLock.retainDays * 86_400_000),
+    };
+  }
+
+  /**
+   * Sets retention on a completed multipart upload. radosgw 16.2 accepts the Object Lock
+   * headers on CreateMultipartUpload and silently drops them (probed: the completed object had
+   * no retention and its version could be deleted), so the retention is set explicitly; on
+   * stores that did honour the headers this extends it by the upload's duration, which every
+   * mode allows.
+   */
+  private async retainVersion(fullKey: string, versionId: string | undefined, options: PutOptions): Promise<void> {
+    const lock = this.lockFields(options);
+    if (!lock.ObjectLockMode || !lock.ObjectLockRetainUntilDate) return;
+    await this.client.send(
+      new PutObjectRetentionCommand({
+        Bucket: this.bucket,
+        Key: fullKey,
+        ...(versionId ? { VersionId: versionId } : {}),
+        Retention: { Mode: lock.ObjectLockMode, RetainUntilDate: lock.ObjectLockRetainUntilDate },
+      }),
+    );
+  }
+
+  private contentMd5(options: PutOptions, data: Uint8Array): { ContentMD5?: string } {
+    return options.retain && this.objectLock ? { ContentMD5: createHash('md5').update(data).digest('base64') } : {};
   }
 
   async put(key: string, body: Uint8Array | Readable, options: PutOptions = {}): Promise<void> {
@@ -394,6 +465,8 @@ export class S3ObjectStore implements ObjectStore {
           ContentLength: data.byteLength,
           ...(options.contentType ? { ContentType: options.contentType } : {}),
           ...(ifAbsent ? { IfNoneMatch: '*' } : {}),
+          ...this.lockFields(options),
+          ...this.contentMd5(options, data),
         }),
       );
     });
@@ -415,18 +488,20 @@ export class S3ObjectStore implements ObjectStore {
         Bucket: this.bucket,
         Key: fullKey,
         ...(options.contentType ? { ContentType: options.contentType } : {}),
+        ...this.lockFields(options),
       }),
     );
     const uploadId = created.UploadId;
     if (!uploadId) throw new ChartlogError('storage', `S3 gave no UploadId for ${this.description}/${key}`, { retriable: true });
     try {
-      const completed = await this.uploadParts(fullKey, uploadId, head, rest);
+      const completed = await this.uploadParts(fullKey, uploadId, head, rest, Boolean(options.retain && this.objectLock));
       if (ifAbsent && (await this.head(key)) !== null) {
         await this.abort(fullKey, uploadId);
         return false;
       }
+      let versionId: string | undefined;
       const done = await this.conditional(ifAbsent, async () => {
-        await this.client.send(
+        const out = await this.client.send(
           new CompleteMultipartUploadCommand({
             Bucket: this.bucket,
             Key: fullKey,
@@ -435,8 +510,10 @@ export class S3ObjectStore implements ObjectStore {
             ...(ifAbsent ? { IfNoneMatch: '*' } : {}),
           }),
         );
+        versionId = out.VersionId;
       });
       if (!done) await this.abort(fullKey, uploadId);
+      else await this.retainVersion(fullKey, versionId, options);
       return done;
     } catch (err) {
       await this.abort(fullKey, uploadId);
@@ -444,7 +521,7 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  private async uploadParts(fullKey: string, uploadId: string, head: Uint8Array[], rest: AsyncGenerator<Uint8Array>): Promise<CompletedPart[]> {
+  private async uploadParts(fullKey: string, uploadId: string, head: Uint8Array[], rest: AsyncGenerator<Uint8Array>, md5 = false): Promise<CompletedPart[]> {
     const done: CompletedPart[] = [];
     const running = new Set<Promise<void>>();
     let failure: { err: unknown } | undefined;
@@ -453,7 +530,7 @@ export class S3ObjectStore implements ObjectStore {
       const n = ++partNumber;
       if (n > MAX_PARTS) throw new ChartlogError('storage', `object ${fullKey} needs more than ${MAX_PARTS} parts; raise the part size`);
       const p: Promise<void> = this.client
-        .send(new UploadPartCommand({ Bucket: this.bucket, Key: fullKey, UploadId: uploadId, PartNumber: n, Body: data, ContentLength: data.byteLength }))
+        .send(new UploadPartCommand({ Bucket: this.bucket, Key: fullKey, UploadId: uploadId, PartNumber: n, Body: data, ContentLength: data.byteLength, ...(md5 ? { ContentMD5: createHash('md5').update(data).digest('base64') } : {}) }))
         .then(
           (out) => {
             done.push({ PartNumber: n, ETag: out.ETag });

@@ -98,6 +98,19 @@ test('a keyring inside the backup root is refused', () => {
   assert.match(err.message, /phi\.keyring: the keyring is inside the backup root/);
 });
 
+test('storage.objectLock: needs an s3:// store; parsed and frozen on one', () => {
+  const withLock = (url: string) => good.replace('  url: file:///var/lib/chartlog\n', `  url: ${url}\n  objectLock: { mode: governance, retainDays: 7 }\n`);
+  const err = configFailure(withLock('file:///var/lib/chartlog'));
+  assert.equal(err.exitCode, 2);
+  assert.match(err.message, /storage\.objectLock: needs an S3 bucket with Object Lock enabled/);
+  const cfg = parseConfig(withLock('s3://archive/prod'), 'test.yaml', {});
+  assert.deepEqual(cfg.storage.objectLock, { mode: 'governance', retainDays: 7 });
+  assert.ok(Object.isFrozen(cfg.storage.objectLock));
+  assert.equal(parseConfig(good, 'test.yaml', {}).storage.objectLock, undefined, 'absent = off');
+  assert.match(configFailure(withLock('s3://archive/prod').replace('governance', 'legal-hold')).message, /storage\.objectLock\.mode/);
+  assert.match(configFailure(withLock('s3://archive/prod').replace('retainDays: 7', 'retainDays: 0')).message, /storage\.objectLock\.retainDays/);
+});
+
 test('duplicate source names are refused', () => {
   const text = good.replace('sources:\n', 'sources:\n  - { name: clinic, type: mysql, url: "mysql://cdc@127.0.0.1:3407/" }\n');
   const err = configFailure(text);
