@@ -180,6 +180,8 @@ export class KafkaCompactor {
   private stopping = false;
   private abandoned = false;
   private failure: ChartlogError | null = null;
+  /** Set while an assignment lacks the transactions partition: fails the compactor unless a rebalance brings it in time. */
+  private missingTxTimer: NodeJS.Timeout | null = null;
   private lastMessageAt = 0;
   private nextFlushAt = 0;
   private lock: Promise<void> = Promise.resolve();
@@ -345,7 +347,7 @@ export class KafkaCompactor {
     this.subscribed = new Set(topics);
     const consumer = this.kafka.consumer({
       groupId: this.groupId,
-      sessionTimeout: this.options.sessionTimeoutMs ?? settings.sessionTimeoutMs ?? 30_000,
+      sessionTimeout: this.sessionTimeoutMs(),
       // Some brokers (librdkafka's mock cluster) answer a fetch only at its deadline, not when
       // data arrives; the deadline then adds to the commit → durable latency, so keep it short.
       maxWaitTimeInMs: this.options.fetchMaxWaitMs ?? Math.max(50, Math.min(500, Math.floor(this.options.flushIntervalMs / 2))),
@@ -375,19 +377,36 @@ export class KafkaCompactor {
     return consumer;
   }
 
+  private sessionTimeoutMs(): number {
+    return this.options.sessionTimeoutMs ?? this.options.settings.sessionTimeoutMs ?? 30_000;
+  }
+
   /** After a rebalance, partitions given away are forgotten: their uncommitted rest is redelivered to their new owner. */
   private onAssignment(assignment: Record<string, number[]>): void {
     const mine = new Set<string>();
     for (const [topic, partitions] of Object.entries(assignment)) for (const p of partitions) mine.add(tpKey(topic, p));
     if (!mine.has(tpKey(this.txTopic, TRANSACTIONS_PARTITION))) {
-      // Nothing it takes could settle: stop, and say who to look for. What it buffered is not
+      // A member killed with -9 (a previous run of this source) stays in the group until its
+      // session times out and may be given the partition meanwhile; the rebalance after its
+      // expiry gives everything to this member. Only a partition still held past that is
+      // another live consumer: then stop, and say who to look for. What it buffered is not
       // committed, so the member that holds the partition (or the next run) gets it again.
-      this.fail(
-        new ChartlogError('lease', `the Kafka compactor of source ${this.source} was not given the transactions partition ${this.txTopic}/${TRANSACTIONS_PARTITION}: another member of consumer group "${this.groupId}" holds it, or the topic does not exist`, {
-          hint: `run one compactor per source: stop the other process consuming as group "${this.groupId}" (another chartlog run of this source, or a configuration whose bus.kafka.groupId/sourceGroupIds names the same group); where topics are not auto-created, create ${this.txTopic} first`,
-        }),
-      );
+      if (!this.missingTxTimer) {
+        const graceMs = 3 * this.sessionTimeoutMs();
+        this.missingTxTimer = setTimeout(() => {
+          this.fail(
+            new ChartlogError('lease', `the Kafka compactor of source ${this.source} was not given the transactions partition ${this.txTopic}/${TRANSACTIONS_PARTITION} for ${Math.round(graceMs / 1000)} s: another member of consumer group "${this.groupId}" holds it, or the topic does not exist`, {
+              hint: `run one compactor per source: stop the other process consuming as group "${this.groupId}" (another chartlog run of this source, or a configuration whose bus.kafka.groupId/sourceGroupIds names the same group); where topics are not auto-created, create ${this.txTopic} first`,
+            }),
+          );
+        }, graceMs);
+        this.missingTxTimer.unref();
+      }
       return;
+    }
+    if (this.missingTxTimer) {
+      clearTimeout(this.missingTxTimer);
+      this.missingTxTimer = null;
     }
     for (const map of [this.progress, this.pending.progress, this.committed]) {
       for (const key of [...map.keys()]) if (!mine.has(key)) map.delete(key);
@@ -607,6 +626,8 @@ export class KafkaCompactor {
   }
 
   private fail(err: unknown): void {
+    if (this.missingTxTimer) clearTimeout(this.missingTxTimer);
+    this.missingTxTimer = null;
     // A killed compactor's interrupted writes are not failures: the next one redoes them.
     if (!this.failure && !this.abandoned) {
       this.failure = toChartlogError(err);

@@ -103,9 +103,9 @@ async function started(store: MemoryObjectStore) {
   return startedWith(store, new FakeGroupKafka());
 }
 
-async function startedWith(store: MemoryObjectStore, fake: FakeGroupKafka) {
+async function startedWith(store: MemoryObjectStore, fake: FakeGroupKafka, sessionTimeoutMs?: number) {
   const stop = new AbortController();
-  const c = new KafkaCompactor(store, 'clinic', envelopes, { settings, kafka: fake.asKafka(), flushIntervalMs: 10, maxPartBytes: 1 << 20, closeGraceMs: 30 * 24 * 3_600_000, snapshotId: null }, stop.signal);
+  const c = new KafkaCompactor(store, 'clinic', envelopes, { settings, kafka: fake.asKafka(), flushIntervalMs: 10, maxPartBytes: 1 << 20, closeGraceMs: 30 * 24 * 3_600_000, snapshotId: null, ...(sessionTimeoutMs ? { sessionTimeoutMs } : {}) }, stop.signal);
   await c.start();
   const running = c.run(stop.signal);
   await until('the consumer runs', () => fake.eachBatch !== null);
@@ -348,10 +348,10 @@ test('a compactor killed between two pieces: the next one resumes from the piece
   assert.ok(ENDS(tx).length === pieces.length);
 });
 
-test('the compactor joins the source\'s own consumer group, and stops with a fatal error when a generation leaves it without the transactions partition', async () => {
+test('the compactor joins the source\'s own consumer group, and stops with a fatal error when generations leave it without the transactions partition past 3 session timeouts', async () => {
   const store = new MemoryObjectStore();
   const fake = new FakeGroupKafka();
-  const s = await startedWith(store, fake);
+  const s = await startedWith(store, fake, 200);
   try {
     assert.deepEqual(fake.groupIds, ['g.clinic'], '<groupId>.<source>');
     // Its own generation: every partition of its topics. It goes on.
@@ -360,15 +360,24 @@ test('the compactor joins the source\'s own consumer group, and stops with a fat
     await fake.deliver(TX, 0, [txRecord('BEGIN', 1, 0), txRecord('END', 1, 1)]);
     await until('T1 settles', () => s.c.settledPosition !== null && Position.equals(s.c.settledPosition, txPos(1)));
     assert.equal(await Promise.race([s.running.then(() => 'ended', () => 'failed'), sleep(100).then(() => 'running')]), 'running', 'negative control: a whole assignment does not stop it');
-    // Another member took the transactions partition: nothing taken from now on could settle.
+    // A killed previous run still in the group (until its session expires) is given the
+    // partition for a generation: tolerated, and the next generation brings it back.
+    fake.onJoin!({ payload: { memberAssignment: { [PATIENTS]: [0, 1] } } });
+    await sleep(300);
+    fake.onJoin!({ payload: { memberAssignment: { [PATIENTS]: [0, 1, 2, 3], [TX]: [0] } } });
+    await sleep(500);
+    assert.equal(await Promise.race([s.running.then(() => 'ended', () => 'failed'), sleep(10).then(() => 'running')]), 'running', 'a generation without the partition, then one with it, does not stop it');
+    // Another member keeps the transactions partition: nothing taken from now on could settle.
+    const lost = Date.now();
     fake.onJoin!({ payload: { memberAssignment: { [PATIENTS]: [0, 1] } } });
     await assert.rejects(s.running, (err: ChartlogError) => {
       assert.equal(err.code, 'lease');
       assert.equal(err.retriable, false);
-      assert.match(err.message, /source clinic was not given the transactions partition cl\.clinic\.__transactions\/0: another member of consumer group "g\.clinic" holds it/);
+      assert.match(err.message, /source clinic was not given the transactions partition cl\.clinic\.__transactions\/0 for 1 s: another member of consumer group "g\.clinic" holds it/);
       assert.match(err.hint ?? '', /run one compactor per source/);
       return true;
     });
+    assert.ok(Date.now() - lost >= 550, 'it waited for 3 session timeouts');
     assert.deepEqual(s.c.settledPosition, txPos(1));
   } finally {
     await s.c.abandon();
