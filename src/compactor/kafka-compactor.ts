@@ -394,6 +394,9 @@ export class KafkaCompactor {
       if (!this.missingTxTimer) {
         const graceMs = 3 * this.sessionTimeoutMs();
         this.missingTxTimer = setTimeout(() => {
+          this.missingTxTimer = null;
+          // A compactor stopping anyway (clean stop, abandoned) does not fail for it.
+          if (this.stopping || this.abandoned) return;
           this.fail(
             new ChartlogError('lease', `the Kafka compactor of source ${this.source} was not given the transactions partition ${this.txTopic}/${TRANSACTIONS_PARTITION} for ${Math.round(graceMs / 1000)} s: another member of consumer group "${this.groupId}" holds it, or the topic does not exist`, {
               hint: `run one compactor per source: stop the other process consuming as group "${this.groupId}" (another chartlog run of this source, or a configuration whose bus.kafka.groupId/sourceGroupIds names the same group); where topics are not auto-created, create ${this.txTopic} first`,
