@@ -7,11 +7,10 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel } from 'kafkajs';
-import pg from 'pg';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { chartlogBin, runChartlog } from '../support/chartlog-process.js';
 import { requireEnv } from '../support/env.js';
-import { createPgDatabase, diffCaptures, type Captured } from '../support/restore-engines.js';
+import { capturePg, createPgDatabase, diffCaptures } from '../support/restore-engines.js';
 import { createClinicTables, postgresEngine, prng, Workload, type Engine } from '../support/run-harness.js';
 
 /**
@@ -25,18 +24,8 @@ import { createClinicTables, postgresEngine, prng, Workload, type Engine } from 
  */
 
 const SOURCES = ['clinic', 'lab'] as const;
-const PG_SESSION = '-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=1';
-const RAW = { getTypeParser: (() => (v: string) => v) as unknown as pg.CustomTypesConfig['getTypeParser'] };
 
-async function capture(url: string, table: string): Promise<Captured> {
-  const c = new pg.Client({ connectionString: url, options: PG_SESSION, types: RAW });
-  await c.connect();
-  try {
-    return (await c.query(`SELECT * FROM ${table} ORDER BY id`)).rows as Captured;
-  } finally {
-    await c.end();
-  }
-}
+const capture = (url: string, table: string) => capturePg(url, table);
 
 /** Waits until the slot has confirmed everything the server wrote up to now (Kafka has it all). `slot` is the configured base: chartlog run names its slot `<base>_<archive id>`. */
 async function slotCaughtUp(engine: Engine, slot: string, timeoutMs = 120_000): Promise<void> {

@@ -26,6 +26,17 @@ export interface TestDatabase {
 const PG_SESSION = '-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=1';
 const RAW = { getTypeParser: (() => (v: string) => v) as unknown as pg.CustomTypesConfig['getTypeParser'] };
 
+/** Every row of `table` at `url` as the server's own text output, in `order` (one connection, closed after). */
+export async function capturePg(url: string, table: string, order = 'id'): Promise<Captured> {
+  const c = new pg.Client({ connectionString: url, options: PG_SESSION, types: RAW });
+  await c.connect();
+  try {
+    return (await c.query(`SELECT * FROM ${table} ORDER BY ${order}`)).rows as Captured;
+  } finally {
+    await c.end();
+  }
+}
+
 export async function createPgDatabase(prefix = 'rs'): Promise<TestDatabase> {
   const base = requireEnv('CHARTLOG_TEST_PG_URL');
   const name = `${prefix}_${randomBytes(4).toString('hex')}`;
