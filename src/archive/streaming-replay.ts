@@ -4,30 +4,16 @@ import { join } from 'node:path';
 import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import type { Row, TableSchema } from '../core/table-schema.js';
-import type { ObjectStore } from '../storage/object-store.js';
 import type { AvroCodec, DecodedChange } from '../codec/avro-codec.js';
-import type { SchemaStore } from '../codec/schema-store.js';
-import type { EnvelopeReader } from './envelope-reader.js';
 import type { SnapshotManifest } from './snapshot-manifest.js';
 import { ArchiveReader, type StoredRecord } from './archive-reader.js';
-import { readArchiveIndex, tablesOf, type ArchiveIndex } from './archive-index.js';
-import { chooseSnapshot, cutPosition, type RestorePoint } from './replay.js';
+import { readArchiveIndex, tablesOf } from './archive-index.js';
+import { chooseSnapshot, cutPosition, type ReplayOptions } from './replay.js';
 import { SpillKey } from './spill-file.js';
 import { keyOf, TableMerge, type BaseBatch } from './table-merge.js';
 import { sortByKey } from './key-sort.js';
 
-export interface StreamingReplayOptions {
-  store: ObjectStore;
-  source: string;
-  codec: AvroCodec;
-  schemas: SchemaStore;
-  envelopes: EnvelopeReader;
-  to: RestorePoint;
-  /** "schema.table" names; all tables the archive knows when absent. */
-  tables?: readonly string[];
-  /** Open sealed PHI (needs the keyring); otherwise PHI columns stay sealed bytes. */
-  open: boolean;
-  index?: ArchiveIndex;
+export interface StreamingReplayOptions extends Pick<ReplayOptions, 'store' | 'source' | 'codec' | 'schemas' | 'envelopes' | 'to' | 'tables' | 'open' | 'index'> {
   /** Bytes of collapsed changes (all tables together) and of rows being sorted, held in memory before spilling. */
   memoryBudgetBytes: number;
   /** Where this restore's private spill directory is made (default: the system's temporary directory). */
