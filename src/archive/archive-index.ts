@@ -15,6 +15,8 @@ export interface OpenPart {
   last: Position;
   /** The sha256 prefix its name carries (parts written before names carried one have none). */
   sha256?: string;
+  /** Its stored size, as the listing gave it (a restore sizes its spill partitions by it). */
+  bytes?: number;
 }
 
 /**
@@ -45,7 +47,7 @@ export async function readArchiveIndex(store: ObjectStore, source: string): Prom
     const m = o.key.slice(partsRoot.length).match(/^(\d{4}-\d{2}-\d{2})\/(\d{2})\/([^/]+)\//);
     const range = rangeOfKey(o.key);
     if (!m || !range) continue;
-    index.openParts.push({ key: o.key, hour: `${m[1]}T${m[2]}`, table: m[3]!, ...range });
+    index.openParts.push({ key: o.key, hour: `${m[1]}T${m[2]}`, table: m[3]!, ...range, bytes: o.size });
   }
   for await (const o of store.listAll(snapshotsPrefix(source))) {
     if (!o.key.endsWith('/manifest.json')) continue;

@@ -9,6 +9,7 @@ import { sha256Hex } from './manifest.js';
 import { decodeTransaction, type TransactionRecord } from './transaction-log.js';
 import type { SnapshotManifest } from './snapshot-manifest.js';
 import type { ArchiveIndex } from './archive-index.js';
+import { mergeByPosition, type OrderedSource } from './position-merge.js';
 
 /** One stored change record, still encoded: its position, commit time and Avro message. */
 export interface StoredRecord {
@@ -23,7 +24,12 @@ export interface StoredRecord {
 interface Source {
   key: string;
   sha256?: string;
+  firstPos: Position;
   lastPos: Position;
+  /** Stored bytes, when known. */
+  bytes?: number;
+  /** A closed hour's segment: written in position order, each position once (the hour closer sorts). */
+  segment: boolean;
 }
 
 /**
@@ -39,7 +45,52 @@ export class ArchiveReader {
     private readonly envelopes: EnvelopeReader,
   ) {}
 
-  /** Records of `table` after position `after` (exclusive; null for all). */
+  /**
+   * Records of `table` after position `after` (exclusive; null for all), in position order and
+   * once each, a batch at a time: the objects are merged as they are read (mergeByPosition), one
+   * container block of each overlapping object in memory, so memory does not grow with the
+   * table's history. An object whose records cannot be placed in order (RecordsOutOfOrder) makes
+   * the caller fall back to `tableRecords`.
+   */
+  tableRecordBatches(table: string, after: Position | null): AsyncGenerator<StoredRecord[]> {
+    const sources: OrderedSource<StoredRecord>[] = this.objectsOf(table, after).map((src) => ({
+      first: src.firstPos,
+      open: () => this.recordsOf(src, after),
+    }));
+    return mergeByPosition(sources, (r) => r.position, `${this.index.source} ${table}`);
+  }
+
+  /** Stored bytes of the objects `tableRecordBatches` reads (what the listing and manifests say; an estimate). */
+  storedBytes(table: string, after: Position | null): number {
+    return this.objectsOf(table, after).reduce((n, s) => n + (s.bytes ?? 0), 0);
+  }
+
+  /** One object's records after `after`, a container block at a time; a part's sorted first (parts are small). */
+  private async *recordsOf(src: Source, after: Position | null): AsyncGenerator<StoredRecord[]> {
+    const bytes = await this.fetch(src);
+    const { header, blocks } = openAvroContainer(bytes, src.key);
+    const fingerprint = header.metadata['chartlog.fingerprint'];
+    if (!fingerprint) throw new ChartlogError('integrity', `${src.key} has no chartlog.fingerprint metadata`, { hint: 'run `chartlog verify`' });
+    const split = await this.envelopes.splitterFor(this.index.source, fingerprint);
+    const prefix = singleObjectHeader(BigInt(`0x${fingerprint}`));
+    const held: StoredRecord[] = [];
+    for (const block of blocks) {
+      const batch: StoredRecord[] = [];
+      for (let offset = 0; offset < block.data.length; ) {
+        const r = split(block.data, offset);
+        if (!after || Position.compare(r.position, after) > 0) {
+          batch.push({ position: r.position, commitTsUs: r.commitTsUs, fingerprint, message: Buffer.concat([prefix, block.data.subarray(offset, r.end)]) });
+        }
+        offset = r.end;
+      }
+      if (src.segment) yield batch;
+      else for (const r of batch) held.push(r);
+    }
+    // A part holds one flush in the order it was delivered: sorted here, duplicates left to the merge.
+    if (!src.segment) yield held.sort((a, b) => Position.compare(a.position, b.position));
+  }
+
+  /** Records of `table` after position `after` (exclusive; null for all), all at once. */
   async tableRecords(table: string, after: Position | null): Promise<StoredRecord[]> {
     const records = new Map<string, StoredRecord>();
     for (const src of this.objectsOf(table, after)) {
@@ -96,7 +147,8 @@ export class ArchiveReader {
     const t = snapshot.tables[table];
     if (!t) return;
     for (const part of t.parts) {
-      const bytes = await this.fetch({ key: part.key, sha256: part.sha256, lastPos: Position.parse(snapshot.position) });
+      const pos = Position.parse(snapshot.position);
+      const bytes = await this.fetch({ key: part.key, sha256: part.sha256, firstPos: pos, lastPos: pos, segment: false });
       const { blocks } = openAvroContainer(bytes, part.key); // inflated block by block
       const split = await this.envelopes.splitterFor(this.index.source, part.fingerprint);
       const prefix = singleObjectHeader(BigInt(`0x${part.fingerprint}`));
@@ -116,10 +168,12 @@ export class ArchiveReader {
     const out: Source[] = [];
     for (const h of this.index.hours) {
       for (const o of h.manifest.objects) {
-        if (o.table === table) out.push({ key: o.key, sha256: o.sha256, lastPos: Position.parse(o.lastPos) });
+        if (o.table === table) out.push({ key: o.key, sha256: o.sha256, firstPos: Position.parse(o.firstPos), lastPos: Position.parse(o.lastPos), bytes: o.bytes, segment: true });
       }
     }
-    for (const p of this.index.openParts) if (p.table === table) out.push({ key: p.key, sha256: p.sha256, lastPos: p.last });
+    for (const p of this.index.openParts) {
+      if (p.table === table) out.push({ key: p.key, sha256: p.sha256, firstPos: p.first, lastPos: p.last, ...(p.bytes === undefined ? {} : { bytes: p.bytes }), segment: false });
+    }
     return after ? out.filter((s) => Position.compare(s.lastPos, after) > 0) : out;
   }
 

@@ -12,6 +12,7 @@ import { chooseSnapshot, cutPosition, type ReplayOptions } from './replay.js';
 import { SpillKey } from './spill-file.js';
 import { keyOf, TableMerge, type BaseBatch } from './table-merge.js';
 import { sortByKey } from './key-sort.js';
+import { RecordsOutOfOrder } from './position-merge.js';
 
 export interface StreamingReplayOptions extends Pick<ReplayOptions, 'store' | 'source' | 'codec' | 'schemas' | 'envelopes' | 'to' | 'tables' | 'open' | 'index'> {
   /** Bytes of collapsed changes (all tables together) and of rows being sorted, held in memory before spilling. */
@@ -81,41 +82,33 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
   try {
     for (const name of names) {
       const entry = snapshot.tables[name];
-      const records: (StoredRecord | null)[] = await reader.tableRecords(name, snapshotPos);
-      let within = 0;
-      let bytes = 0;
-      for (const r of records) {
-        if (cut && Position.compare(Position.commitOf(r!.position), cut) > 0) break; // position order: nothing later is within
-        within++;
-        bytes += r!.message.byteLength;
-        if (Position.compare(r!.position, position) > 0) {
-          position = Position.commitOf(r!.position);
-          commitTsUs = r!.commitTsUs;
-        }
+      const expectedBytes = STORED_TO_DECODED * reader.storedBytes(name, snapshotPos);
+      let merge = new TableMerge(name, { budgetBytes: o.memoryBudgetBytes, dir, key, expectedBytes });
+      let c: Collapsed;
+      try {
+        c = await collapse(reader.tableRecordBatches(name, snapshotPos), cut, merge, o);
+      } catch (err) {
+        if (!(err instanceof RecordsOutOfOrder)) throw err;
+        // An object the merge cannot place in order (a reordered delivery): this table read whole.
+        await merge.discard();
+        merge = new TableMerge(name, { budgetBytes: o.memoryBudgetBytes, dir, key, expectedBytes });
+        c = await collapse(whole(reader, name, snapshotPos), cut, merge, o);
+      }
+      merges.push(merge);
+      const within = c.within;
+      if (c.last && Position.compare(c.last.position, position) > 0) {
+        position = Position.commitOf(c.last.position);
+        commitTsUs = c.last.commitTsUs;
       }
       const parts = entry?.parts ?? [];
-      const lastFingerprint = within > 0 ? records[within - 1]!.fingerprint : parts.at(-1)?.fingerprint;
-      const fingerprint = lastFingerprint ?? entry?.fingerprint ?? records[0]?.fingerprint;
+      const lastFingerprint = c.last?.fingerprint ?? parts.at(-1)?.fingerprint;
+      const fingerprint = lastFingerprint ?? entry?.fingerprint ?? c.beyond;
       if (!fingerprint) continue; // created after the moment asked for
       const schema = (await o.schemas.resolve(BigInt(`0x${fingerprint}`))).version.table;
-      const applied = new Set<string>(parts.map((p) => p.fingerprint));
-      for (let i = 0; i < within; i++) applied.add(records[i]!.fingerprint);
+      const applied = new Set<string>([...parts.map((p) => p.fingerprint), ...c.fingerprints]);
       const everPhiColumns = new Set<string>();
-      for (const f of applied) for (const c of await sealedOf(f)) everPhiColumns.add(c);
+      for (const f of applied) for (const col of await sealedOf(f)) everPhiColumns.add(col);
       const phiColumns = lastFingerprint ? new Set(await sealedOf(lastFingerprint)) : null;
-
-      const merge = new TableMerge(name, { budgetBytes: o.memoryBudgetBytes, dir, key, expectedBytes: bytes });
-      merges.push(merge);
-      const groups = (async function* (): AsyncGenerator<StoredRecord[]> {
-        for (let i = 0; i < within; i += CHANGES_PER_DECODE) {
-          const end = Math.min(within, i + CHANGES_PER_DECODE);
-          const group = records.slice(i, end) as StoredRecord[];
-          records.fill(null, i, end); // encoded records are let go as they are decoded
-          yield group;
-        }
-      })();
-      for await (const decoded of decodeAhead(groups, o.codec, o.open)) for (const d of decoded) await merge.apply(d.event);
-      records.length = 0;
       changes += within;
       // One budget for all tables' collapsed changes: past it, this table's go to disk.
       if (merges.reduce((n, m) => n + m.memoryBytes, 0) > o.memoryBudgetBytes) await merge.spillNow();
@@ -155,6 +148,55 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
     },
   };
 }
+
+/** What collapsing a table's changes saw: how many were within the moment, the last one, the versions applied. */
+interface Collapsed {
+  within: number;
+  last: StoredRecord | null;
+  fingerprints: Set<string>;
+  /** The version of the first change past the moment, when none was within (a table created after it). */
+  beyond: string | undefined;
+}
+
+/**
+ * Applies a table's changes after the snapshot, up to the cut, to its merge as they stream from
+ * the archive: decoded a group at a time (PHI opened a group ahead), never all held at once.
+ */
+async function collapse(batches: AsyncIterable<StoredRecord[]>, cut: Position | null, merge: TableMerge, o: StreamingReplayOptions): Promise<Collapsed> {
+  const c: Collapsed = { within: 0, last: null, fingerprints: new Set(), beyond: undefined };
+  const groups = (async function* (): AsyncGenerator<StoredRecord[]> {
+    let group: StoredRecord[] = [];
+    reading: for await (const batch of batches) {
+      for (const r of batch) {
+        if (cut && Position.compare(Position.commitOf(r.position), cut) > 0) {
+          if (c.within === 0) c.beyond = r.fingerprint;
+          break reading; // position order: nothing later is within
+        }
+        c.within++;
+        c.last = r;
+        c.fingerprints.add(r.fingerprint);
+        group.push(r);
+        if (group.length >= CHANGES_PER_DECODE) {
+          yield group;
+          group = [];
+        }
+      }
+    }
+    if (group.length > 0) yield group;
+  })();
+  for await (const decoded of decodeAhead(groups, o.codec, o.open)) for (const d of decoded) await merge.apply(d.event);
+  if (c.last) c.last = { ...c.last, message: new Uint8Array(0) }; // its position, time and version are kept, not its bytes
+  return c;
+}
+
+/** The whole-table read, as batches (the fallback when objects cannot be merged in order). */
+async function* whole(reader: ArchiveReader, name: string, after: Position): AsyncGenerator<StoredRecord[]> {
+  const records = await reader.tableRecords(name, after);
+  for (let i = 0; i < records.length; i += CHANGES_PER_DECODE) yield records.slice(i, i + CHANGES_PER_DECODE);
+}
+
+/** Decoded rows take about this many times the bytes their objects take in the store (deflated Avro). */
+const STORED_TO_DECODED = 4;
 
 /** Rows of the base snapshot, decoded (PHI opened when asked) a block ahead of their use. */
 async function* baseBatches(reader: ArchiveReader, snapshot: SnapshotManifest, name: string, codec: AvroCodec, open: boolean): AsyncGenerator<BaseBatch> {
