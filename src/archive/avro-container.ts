@@ -18,6 +18,16 @@ import { ChartlogError } from '../core/errors.js';
 const deflateRawAsync = promisify(deflateRaw);
 
 const MAGIC = Buffer.from([0x4f, 0x62, 0x6a, 0x01]);
+
+/**
+ * The most one block may inflate to. chartlog writes blocks of at most BLOCK_RECORDS records (a
+ * few MiB); a block past this bound is a crafted or damaged object — a decompression bomb that
+ * would take every byte of memory — and is refused before it is inflated further.
+ */
+export const MAX_INFLATED_BLOCK_BYTES = 256 * 1024 * 1024;
+
+/** Records per block chartlog writes (parts, segments, snapshots): keeps a reader's memory small. */
+export const BLOCK_RECORDS = 4096;
 const SYNC_SIZE = 16;
 
 export type ContainerCodec = 'null' | 'deflate';
@@ -82,8 +92,8 @@ export class AvroContainerWriter {
 }
 
 /** Reads a container file's header and blocks. Throws ChartlogError('integrity') on damage. */
-export function readAvroContainer(file: Uint8Array, name = 'container'): { header: ContainerHeader; blocks: ContainerBlock[] } {
-  const { header, blocks } = openAvroContainer(file, name);
+export function readAvroContainer(file: Uint8Array, name = 'container', options: { maxBlockBytes?: number } = {}): { header: ContainerHeader; blocks: ContainerBlock[] } {
+  const { header, blocks } = openAvroContainer(file, name, options);
   return { header, blocks: [...blocks] };
 }
 
@@ -91,7 +101,8 @@ export function readAvroContainer(file: Uint8Array, name = 'container'): { heade
  * `readAvroContainer` with its blocks inflated one at a time, as they are iterated: a reader
  * that streams (restore) holds one inflated block of a large snapshot part, not all of them.
  */
-export function openAvroContainer(file: Uint8Array, name = 'container'): { header: ContainerHeader; blocks: Iterable<ContainerBlock> } {
+export function openAvroContainer(file: Uint8Array, name = 'container', options: { maxBlockBytes?: number } = {}): { header: ContainerHeader; blocks: Iterable<ContainerBlock> } {
+  const maxBlockBytes = options.maxBlockBytes ?? MAX_INFLATED_BLOCK_BYTES;
   const buf = Buffer.from(file.buffer, file.byteOffset, file.byteLength);
   const r = new Reader(buf, name);
   if (buf.length < MAGIC.length + SYNC_SIZE || !buf.subarray(0, 4).equals(MAGIC)) {
@@ -123,8 +134,15 @@ export function openAvroContainer(file: Uint8Array, name = 'container'): { heade
       if (!r.take(SYNC_SIZE).equals(sync)) throw new ChartlogError('integrity', `${name}: sync marker mismatch at byte ${r.pos - SYNC_SIZE}`);
       let data: Buffer;
       try {
-        data = codec === 'deflate' ? inflateRawSync(payload) : Buffer.from(payload);
+        // zlib stops at the bound instead of growing its output without end.
+        data = codec === 'deflate' ? inflateRawSync(payload, { maxOutputLength: maxBlockBytes }) : Buffer.from(payload);
       } catch (err) {
+        if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+          throw new ChartlogError('integrity', `${name}: a block of ${size} bytes inflates past ${maxBlockBytes} bytes, the bound per block; refusing it (a crafted or damaged object, not one chartlog wrote)`, {
+            cause: err,
+            hint: 'run `chartlog verify` to list damaged objects, and restore them from a copy of the archive',
+          });
+        }
         throw new ChartlogError('integrity', `${name}: a block does not decompress`, { cause: err });
       }
       yield { count, data };

@@ -4,7 +4,7 @@ import { logger } from '../core/logger.js';
 import { Position } from '../core/position.js';
 import { withRetry } from '../core/retry.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { AvroContainerWriter, readAvroContainer } from '../archive/avro-container.js';
+import { AvroContainerWriter, BLOCK_RECORDS, readAvroContainer } from '../archive/avro-container.js';
 import { hourPath, manifestKey, partsPrefix, rangeOfKey, segmentKey, TRANSACTIONS_TABLE, type HourKey } from '../archive/layout.js';
 import type { ArchiveSigner } from '../phi/archive-mac.js';
 import { encodeManifest, listManifestHours, readManifest, sha256Hex, type HourManifest, type ManifestObject } from '../archive/manifest.js';
@@ -180,8 +180,8 @@ export class HourCloser {
         sync: createHash('sha256').update(key).digest().subarray(0, 16),
         metadata: { 'chartlog.table': table, 'chartlog.fingerprint': first.fingerprint, 'chartlog.hour': hourPath(hour) },
       });
-      // Blocks of at most 4096 records keep a reader's memory small.
-      for (let i = 0; i < run.length; i += 4096) await w.addBlock(run.slice(i, i + 4096).map((r) => r.body));
+      // Blocks of at most BLOCK_RECORDS records keep a reader's memory small.
+      for (let i = 0; i < run.length; i += BLOCK_RECORDS) await w.addBlock(run.slice(i, i + BLOCK_RECORDS).map((r) => r.body));
       const body = w.toBuffer();
       await this.write(key, body);
       let min = first.commitTsUs;

@@ -7,7 +7,7 @@ import type { ObjectStore } from '../storage/object-store.js';
 import type { SchemaSource } from '../archive/envelope-reader.js';
 import type { BusBatch, BusMessage } from '../codec/bus-message.js';
 import { recordBody } from '../codec/single-object.js';
-import { AvroContainerWriter } from '../archive/avro-container.js';
+import { AvroContainerWriter, BLOCK_RECORDS } from '../archive/avro-container.js';
 import { hourOf, partKey, TRANSACTIONS_TABLE, type HourKey } from '../archive/layout.js';
 import { sha256Hex } from '../archive/manifest.js';
 import { encodeTransaction, transactionRecordOf, transactionSchemaJson, type TransactionRecord } from '../archive/transaction-log.js';
@@ -145,7 +145,8 @@ export class PartWriter {
       level: 1,
       metadata: { 'chartlog.table': run.table, 'chartlog.fingerprint': run.fingerprint },
     });
-    await w.addBlock(run.bodies);
+    // Blocks of a bounded record count: a large transaction's part stays far below the readers' inflation bound.
+    for (let i = 0; i < run.bodies.length; i += BLOCK_RECORDS) await w.addBlock(run.bodies.slice(i, i + BLOCK_RECORDS));
     const body = w.toBuffer();
     const key = partKey(this.source, run.hour, run.table, run.first, run.last, sha256Hex(body));
     await withRetry(async () => {

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import avro from 'avsc';
-import { AvroContainerWriter, encodeLong, readAvroContainer } from '../../../src/archive/avro-container.js';
+import { createDeflateRaw } from 'node:zlib';
+import { AvroContainerWriter, encodeLong, MAX_INFLATED_BLOCK_BYTES, openAvroContainer, readAvroContainer } from '../../../src/archive/avro-container.js';
 
 const type = avro.Type.forSchema({
   type: 'record',
@@ -76,4 +77,43 @@ test('longs are zig-zag varints as the spec gives them', () => {
   assert.deepEqual([...encodeLong(1)], [2]);
   assert.deepEqual([...encodeLong(64)], [0x80, 0x01]);
   assert.deepEqual([...encodeLong(-65)], [0x81, 0x01]);
+});
+
+/** Raw deflate of `bytes` zero bytes, made a MiB at a time (the test never holds the inflated form). */
+async function deflatedZeros(bytes: number): Promise<Buffer> {
+  const z = createDeflateRaw({ level: 9 });
+  const out: Buffer[] = [];
+  z.on('data', (b: Buffer) => out.push(b));
+  const done = new Promise<void>((resolve, reject) => z.on('end', resolve).on('error', reject));
+  const mib = Buffer.alloc(1024 * 1024);
+  for (let left = bytes; left > 0; left -= mib.length) {
+    if (!z.write(left >= mib.length ? mib : mib.subarray(0, left))) await new Promise((r) => z.once('drain', r));
+  }
+  z.end();
+  await done;
+  return Buffer.concat(out);
+}
+
+/** A container whose one block is `payload` (deflated), claiming `count` records: a crafted part. */
+function craftedContainer(payload: Buffer, count = 1): Buffer {
+  const sync = Buffer.alloc(16, 7);
+  const header = new AvroContainerWriter(JSON.stringify(type.schema()), { sync, metadata: { 'chartlog.fingerprint': '00' } }).toBuffer();
+  return Buffer.concat([header, encodeLong(count), encodeLong(payload.length), payload, sync]);
+}
+
+test('a crafted block that inflates past the bound is refused with an integrity error naming the object (decompression bomb)', async () => {
+  // ≈ 260 KiB that would inflate to the bound plus one MiB.
+  const bomb = craftedContainer(await deflatedZeros(MAX_INFLATED_BLOCK_BYTES + 1024 * 1024));
+  assert.ok(bomb.length < 1024 * 1024, 'small on disk');
+  const before = process.memoryUsage().arrayBuffers;
+  assert.throws(() => [...openAvroContainer(bomb, 'parts/x/bomb.avro').blocks], {
+    code: 'integrity',
+    message: /parts\/x\/bomb\.avro: a block of \d+ bytes inflates past 268435456 bytes, the bound per block; refusing it/,
+  });
+  assert.throws(() => readAvroContainer(bomb, 'bomb.avro'), { code: 'integrity', message: /bound per block/ });
+  assert.ok(process.memoryUsage().arrayBuffers - before < MAX_INFLATED_BLOCK_BYTES, 'not inflated past the bound');
+  // Control: the same kind of block at the bound itself is read.
+  const atBound = craftedContainer(await deflatedZeros(8 * 1024 * 1024));
+  assert.equal([...openAvroContainer(atBound, 'ok.avro', { maxBlockBytes: 8 * 1024 * 1024 }).blocks][0]!.data.length, 8 * 1024 * 1024);
+  assert.throws(() => [...openAvroContainer(atBound, 'small.avro', { maxBlockBytes: 8 * 1024 * 1024 - 1 }).blocks], { code: 'integrity', message: /bound per block/ });
 });
