@@ -155,11 +155,13 @@ const source = z
         chunkRows: z.number().int().min(1).default(10000).describe('Rows per primary-key chunk.'),
         everyHours: z
           .number()
-          .positive()
-          .optional()
-          .describe('Synthesise a new base snapshot this often from the archive (no load on the source).'),
+          .min(0)
+          .default(24)
+          .describe(
+            'Synthesise a new base snapshot this often from the archive (no load on the source), so a restore replays at most about this many hours of changes after its snapshot; 0 turns the schedule off.',
+          ),
       })
-      .default({ initial: true, chunkRows: 10000 })
+      .default({ initial: true, chunkRows: 10000, everyHours: 24 })
       .describe('Base snapshots.'),
   })
   .describe('A database to capture.');

@@ -37,6 +37,8 @@ test('a valid file is defaulted and frozen', () => {
   assert.equal(cfg.bus.type, 'embedded');
   assert.equal(cfg.segments.flushIntervalMs, 1000);
   assert.equal(cfg.sources[0]?.snapshot.chunkRows, 10000);
+  // A restore replays at most about a day after its snapshot unless the operator says otherwise.
+  assert.equal(cfg.sources[0]?.snapshot.everyHours, 24);
   assert.ok(Object.isFrozen(cfg));
   assert.ok(Object.isFrozen(cfg.sources[0]));
   assert.throws(() => {
