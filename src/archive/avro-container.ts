@@ -58,7 +58,7 @@ export class AvroContainerWriter {
   constructor(schema: string, options: { codec?: ContainerCodec; level?: number; metadata?: Record<string, string>; sync?: Buffer } = {}) {
     this.codec = options.codec ?? 'deflate';
     this.level = options.level;
-    this.sync = options.sync ?? randomBytes(SYNC_SIZE);
+    this.sync = options.sync ? Buffer.from(options.sync) : randomBytes(SYNC_SIZE);
     const entries: [string, Buffer][] = [
       ['avro.schema', Buffer.from(schema, 'utf8')],
       ['avro.codec', Buffer.from(this.codec, 'utf8')],
@@ -66,8 +66,18 @@ export class AvroContainerWriter {
     ];
     const parts: Buffer[] = [MAGIC, encodeLong(entries.length)];
     for (const [k, v] of entries) parts.push(encodeBytes(Buffer.from(k, 'utf8')), encodeBytes(v));
-    parts.push(encodeLong(0), this.sync);
-    this.chunks.push(Buffer.concat(parts));
+    parts.push(encodeLong(0));
+    // The sync marker is its own chunk, shared by every block: `resync` can still change it.
+    this.chunks.push(Buffer.concat(parts), this.sync);
+  }
+
+  /**
+   * Replaces the sync marker in the header and every block written so far (a writer that names
+   * the file after its last record learns the name, and so the marker, only at the end).
+   */
+  resync(sync: Buffer): void {
+    if (sync.length !== SYNC_SIZE) throw new ChartlogError('internal', `a sync marker has ${SYNC_SIZE} bytes, not ${sync.length}`);
+    sync.copy(this.sync);
   }
 
   /**

@@ -11,12 +11,19 @@ import { encodeManifest, listManifestHours, readManifest, sha256Hex, type HourMa
 import type { EnvelopeReader, RecordSplitter } from '../archive/envelope-reader.js';
 import { decodeTransaction, transactionSchemaJson } from '../archive/transaction-log.js';
 import { NO_FENCE, type WriterFence } from '../archive/lease.js';
+import { mergeByPosition, RecordsOutOfOrder, type OrderedSource } from '../archive/position-merge.js';
 
 interface Rec {
   position: Position;
   commitTsUs: bigint;
   fingerprint: string;
   body: Buffer;
+}
+
+/** A segment built in memory (compressed), with its manifest entry. */
+interface BuiltSegment {
+  body: Buffer;
+  object: ManifestObject;
 }
 
 const transactionSplitter: RecordSplitter = (data, offset) => {
@@ -106,11 +113,24 @@ export class HourCloser {
     let transactions = 0;
     let events = 0;
     for (const [table, keys] of [...byTable].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const records = await this.readRecords(table, keys);
+      let built: { segments: BuiltSegment[]; records: number };
+      try {
+        built = await this.buildSegments(hour, table, this.streamRecords(table, keys));
+      } catch (err) {
+        if (!(err instanceof RecordsOutOfOrder)) throw err;
+        // A part from a reordered delivery: nothing was written yet; the table-hour is read whole.
+        const records = await this.readRecords(table, keys);
+        built = await this.buildSegments(hour, table, (async function* () {
+          yield records;
+        })());
+      }
       for (const k of keys) merged.add(k);
-      if (table === TRANSACTIONS_TABLE) transactions += records.length;
-      else events += records.length;
-      objects.push(...(await this.writeSegments(hour, table, records)));
+      if (table === TRANSACTIONS_TABLE) transactions += built.records;
+      else events += built.records;
+      for (const seg of built.segments) {
+        await this.write(seg.object.key, seg.body);
+        objects.push(seg.object);
+      }
     }
 
     const positions = objects.filter((o) => o.table === TRANSACTIONS_TABLE);
@@ -134,6 +154,21 @@ export class HourCloser {
     await this.deleteAll(parts, merged);
     logger().info({ source: this.source, hour, objects: objects.length, transactions, events }, 'hour closed');
     return manifest;
+  }
+
+  /**
+   * The records of a table's parts in one position order, each position once, streamed: a part
+   * is read (and sorted: it holds one flush, in delivery order) when the merge reaches it.
+   */
+  private streamRecords(table: string, keys: string[]): AsyncGenerator<Rec[]> {
+    // A part whose name has no range (none is written so) is opened first.
+    const sources = keys.map((key): OrderedSource<Rec> => ({ first: rangeOfKey(key)?.first ?? Position.of('0', 0), open: () => this.partRecords(table, key) }));
+    return mergeByPosition(sources, (r) => r.position, `hour closing of ${this.source} ${table}`);
+  }
+
+  /** One part's records, checked, sorted and once each (a part holds one flush: small). */
+  private async *partRecords(table: string, key: string): AsyncGenerator<Rec[]> {
+    yield await this.readRecords(table, [key]);
   }
 
   private async readRecords(table: string, keys: string[]): Promise<Rec[]> {
@@ -165,45 +200,63 @@ export class HourCloser {
     return [...seen.values()].sort((a, b) => Position.compare(a.position, b.position));
   }
 
-  private async writeSegments(hour: HourKey, table: string, records: Rec[]): Promise<ManifestObject[]> {
-    const out: ManifestObject[] = [];
-    for (let start = 0; start < records.length; ) {
-      let end = start + 1;
-      while (end < records.length && records[end]!.fingerprint === records[start]!.fingerprint) end++;
-      const run = records.slice(start, end);
-      start = end;
-      const first = run[0]!;
-      const last = run[run.length - 1]!;
-      const key = segmentKey(this.source, hour, table, first.position, last.position);
-      const schema = table === TRANSACTIONS_TABLE ? transactionSchemaJson : await this.envelopes.schemaJson(this.source, first.fingerprint);
-      const w = new AvroContainerWriter(schema, {
-        sync: createHash('sha256').update(key).digest().subarray(0, 16),
-        metadata: { 'chartlog.table': table, 'chartlog.fingerprint': first.fingerprint, 'chartlog.hour': hourPath(hour) },
+  /**
+   * The table-hour's segments (one per run of a table version), built as the records stream:
+   * compressed a block at a time, so memory holds the compressed segments and one block of
+   * records, not the decompressed hour. Written by the caller once the stream ended well.
+   */
+  private async buildSegments(hour: HourKey, table: string, batches: AsyncIterable<Rec[]>): Promise<{ segments: BuiltSegment[]; records: number }> {
+    const segments: BuiltSegment[] = [];
+    let records = 0;
+    let run: { w: AvroContainerWriter; fingerprint: string; first: Rec; last: Rec; min: bigint; max: bigint; count: number; block: Buffer[] } | null = null;
+    const finish = async (): Promise<void> => {
+      if (!run) return;
+      if (run.block.length > 0) await run.w.addBlock(run.block);
+      const key = segmentKey(this.source, hour, table, run.first.position, run.last.position);
+      run.w.resync(createHash('sha256').update(key).digest().subarray(0, 16));
+      const body = run.w.toBuffer();
+      segments.push({
+        body,
+        object: {
+          key,
+          table,
+          fingerprint: run.fingerprint,
+          sha256: sha256Hex(body),
+          bytes: body.length,
+          records: run.count,
+          firstPos: Position.format(run.first.position),
+          lastPos: Position.format(run.last.position),
+          minCommitTsUs: run.min.toString(),
+          maxCommitTsUs: run.max.toString(),
+        },
       });
-      // Blocks of at most BLOCK_RECORDS records keep a reader's memory small.
-      for (let i = 0; i < run.length; i += BLOCK_RECORDS) await w.addBlock(run.slice(i, i + BLOCK_RECORDS).map((r) => r.body));
-      const body = w.toBuffer();
-      await this.write(key, body);
-      let min = first.commitTsUs;
-      let max = first.commitTsUs;
-      for (const r of run) {
-        if (r.commitTsUs < min) min = r.commitTsUs;
-        if (r.commitTsUs > max) max = r.commitTsUs;
+      run = null;
+    };
+    for await (const batch of batches) {
+      for (const r of batch) {
+        if (run && run.fingerprint !== r.fingerprint) await finish();
+        if (!run) {
+          const schema: string = table === TRANSACTIONS_TABLE ? transactionSchemaJson : await this.envelopes.schemaJson(this.source, r.fingerprint);
+          const w: AvroContainerWriter = new AvroContainerWriter(schema, {
+            metadata: { 'chartlog.table': table, 'chartlog.fingerprint': r.fingerprint, 'chartlog.hour': hourPath(hour) },
+          });
+          run = { w, fingerprint: r.fingerprint, first: r, last: r, min: r.commitTsUs, max: r.commitTsUs, count: 0, block: [] };
+        }
+        run.last = r;
+        if (r.commitTsUs < run.min) run.min = r.commitTsUs;
+        if (r.commitTsUs > run.max) run.max = r.commitTsUs;
+        run.count++;
+        records++;
+        run.block.push(r.body);
+        // Blocks of at most BLOCK_RECORDS records keep a reader's memory small.
+        if (run.block.length >= BLOCK_RECORDS) {
+          await run.w.addBlock(run.block);
+          run.block = [];
+        }
       }
-      out.push({
-        key,
-        table,
-        fingerprint: first.fingerprint,
-        sha256: sha256Hex(body),
-        bytes: body.length,
-        records: run.length,
-        firstPos: Position.format(first.position),
-        lastPos: Position.format(last.position),
-        minCommitTsUs: min.toString(),
-        maxCommitTsUs: max.toString(),
-      });
     }
-    return out;
+    await finish();
+    return { segments, records };
   }
 
   /**
