@@ -7,7 +7,7 @@ import type { CryptoPool } from './crypto-pool.js';
 import { CryptoJobBuilder } from './crypto-jobs.js';
 import type { KeyManager } from './key-manager.js';
 import { OpeningKeys } from './opening-keys.js';
-import { openedLength, openValueWithAad, sealedPosition, type DataKey } from './sealer.js';
+import { openedLength, openValueWithAad, positionBytes, SEALED_FORMAT_VERSION, sealedAt, sealedPosition, type DataKey } from './sealer.js';
 
 /**
  * Opening sealed PHI in decoded row images (docs/architecture.md §5: every opening is audited).
@@ -207,14 +207,15 @@ function eachSealedCell(
   const full = table.needsFullKeyAad ? openingKeyAad(table.key, row, false) : EMPTY;
   const sealed = table.sealed;
   const cells: [DataKey, Uint8Array, SealedColumn][] = [];
+  let pos: Uint8Array | undefined;
   for (let i = 0; i < sealed.length; i++) {
     const c = sealed[i]!;
     const v = row[c.name];
     if (!(v instanceof Uint8Array)) continue;
     const dek = keys.of(v)!;
-    const at = sealedPosition(v);
-    if (at && (sealedHere ? !Position.equals(at, position) : Position.compare(Position.commitOf(at), Position.commitOf(position)) > 0)) {
-      throw new ChartlogError('integrity', `${c.where}: a value sealed at ${Position.format(at)} is in the message at ${Position.format(position)}`, {
+    if (v[0] === SEALED_FORMAT_VERSION && !(sealedHere ? sealedAt(v, (pos ??= positionBytes(position))) : notAfter(v, position))) {
+      const at = sealedPosition(v);
+      throw new ChartlogError('integrity', `${c.where}: a value sealed at ${at ? Position.format(at) : 'an unreadable position'} is in the message at ${Position.format(position)}`, {
         hint: 'the archive object was tampered with (a sealed value moved from another change); run `chartlog verify` and restore from an intact copy',
       });
     }
@@ -226,4 +227,10 @@ function eachSealedCell(
   }
   // Called after the AADs are taken: `fn` may replace the row's sealed values.
   for (const [dek, v, c] of cells) fn(dek, v, c, c.sealedKey ? plain : full);
+}
+
+/** True when a format-2 value was sealed in the transaction of `position` or an earlier one (a snapshot row's values). */
+function notAfter(sealed: Uint8Array, position: Position): boolean {
+  const at = sealedPosition(sealed);
+  return at !== null && Position.compare(Position.commitOf(at), Position.commitOf(position)) <= 0;
 }

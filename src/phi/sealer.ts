@@ -138,6 +138,16 @@ export function sealedPosition(sealed: Uint8Array): Position | null {
   }
 }
 
+/**
+ * True when a format-2 value names exactly the position `pos` (`positionBytes`), compared byte
+ * for byte with no object made: the opening check of every value of a change event.
+ */
+export function sealedAt(sealed: Uint8Array, pos: Uint8Array): boolean {
+  if (sealed[0] !== SEALED_FORMAT_VERSION || sealed.length < 1 + KEY_ID_BYTES + pos.length) return false;
+  for (let i = 0; i < pos.length; i++) if (sealed[1 + KEY_ID_BYTES + i] !== pos[i]) return false;
+  return true;
+}
+
 /** Bytes of the format-2 sealed form of `plaintextLength` bytes under `dek` at the position `pos` (`positionBytes`). */
 export function sealedLength(dek: { readonly algorithm?: SealAlgorithm }, pos: Uint8Array, plaintextLength: number): number {
   return 1 + KEY_ID_BYTES + pos.length + nonceBytesOf(dek) + plaintextLength + TAG_BYTES;
