@@ -206,27 +206,30 @@ function eachSealedCell(
   const plain = table.needsPlainKeyAad ? openingKeyAad(table.key, row, true) : EMPTY;
   const full = table.needsFullKeyAad ? openingKeyAad(table.key, row, false) : EMPTY;
   const sealed = table.sealed;
-  const cells: [DataKey, Uint8Array, SealedColumn][] = [];
   let pos: Uint8Array | undefined;
+  // Every value is checked before any is opened, so a refused row leaves nothing opened; then
+  // opened in a second pass, with no list of cells made per row. Both AAD halves were taken
+  // above, before `fn` replaces any of the row's sealed values.
+  for (const c of sealed) {
+    const v = row[c.name];
+    if (!(v instanceof Uint8Array) || v[0] !== SEALED_FORMAT_VERSION) continue;
+    if (sealedHere ? sealedAt(v, (pos ??= positionBytes(position))) : notAfter(v, position)) continue;
+    const at = sealedPosition(v);
+    throw new ChartlogError('integrity', `${c.where}: a value sealed at ${at ? Position.format(at) : 'an unreadable position'} is in the message at ${Position.format(position)}`, {
+      hint: 'the archive object was tampered with (a sealed value moved from another change); run `chartlog verify` and restore from an intact copy',
+    });
+  }
   for (let i = 0; i < sealed.length; i++) {
     const c = sealed[i]!;
     const v = row[c.name];
     if (!(v instanceof Uint8Array)) continue;
     const dek = keys.of(v)!;
-    if (v[0] === SEALED_FORMAT_VERSION && !(sealedHere ? sealedAt(v, (pos ??= positionBytes(position))) : notAfter(v, position))) {
-      const at = sealedPosition(v);
-      throw new ChartlogError('integrity', `${c.where}: a value sealed at ${at ? Position.format(at) : 'an unreadable position'} is in the message at ${Position.format(position)}`, {
-        hint: 'the archive object was tampered with (a sealed value moved from another change); run `chartlog verify` and restore from an intact copy',
-      });
-    }
-    cells.push([dek, v, c]);
     if (audit) {
       audit.columns[i] = true;
       if (!audit.keys.includes(dek)) audit.keys.push(dek);
     }
+    fn(dek, v, c, c.sealedKey ? plain : full);
   }
-  // Called after the AADs are taken: `fn` may replace the row's sealed values.
-  for (const [dek, v, c] of cells) fn(dek, v, c, c.sealedKey ? plain : full);
 }
 
 /** True when a format-2 value was sealed in the transaction of `position` or an earlier one (a snapshot row's values). */
