@@ -17,13 +17,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # name → the benchmark file; each also runs alone (`node --import tsx <file>`, options in its header).
 declare -A BENCHES=(
   [codec]=benchmarks/codec.bench.ts
+  [seal-options]=benchmarks/seal-options.bench.ts
   [freshness]=benchmarks/freshness.bench.ts
   [cdc-postgres]=benchmarks/cdc-postgres.bench.ts
   [cdc-mariadb]=benchmarks/cdc-mariadb.bench.ts
   [restore]=benchmarks/restore.bench.ts
   [memory]=benchmarks/memory.bench.ts
 )
-ORDER=(codec cdc-postgres cdc-mariadb memory restore freshness)
+ORDER=(seal-options codec cdc-postgres cdc-mariadb memory restore freshness)
 
 names=("$@")
 ((${#names[@]})) || names=("${ORDER[@]}")

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ChartlogError, usageError } from '../core/errors.js';
-import { KeyManager } from '../phi/key-manager.js';
+import { KeyManager, sealAlgorithmOf } from '../phi/key-manager.js';
 import type { KmsClientLike } from '../phi/keyring/aws-kms-keyring.js';
 import { FileKeyring } from '../phi/keyring/file-keyring.js';
 import type { Keyring } from '../phi/keyring/keyring.js';
@@ -103,7 +103,7 @@ async function forEachSource(
   try {
     for (const s of cfg.sources) {
       if (only !== undefined && s.name !== only) continue;
-      await fn(s.name, new KeyManager({ source: s.name, store, keyring, rotation: cfg.phi.dekRotation }));
+      await fn(s.name, new KeyManager({ source: s.name, store, keyring, rotation: cfg.phi.dekRotation, algorithm: sealAlgorithmOf(cfg.phi.algorithm) }));
     }
   } catch (err) {
     if (err instanceof ChartlogError) throw err;

@@ -5,7 +5,7 @@ import { sealingKeyAad } from '../phi/aad.js';
 import { serializeCellTransient } from '../phi/cell-serialization.js';
 import type { CryptoJobBuilder } from '../phi/crypto-jobs.js';
 import type { KeyManager } from '../phi/key-manager.js';
-import { SealArena, sealedKeyId, sealedLength, sealInto, type DataKey } from '../phi/sealer.js';
+import { positionBytes, SealArena, sealedKeyId, sealedLength, sealInto, type DataKey } from '../phi/sealer.js';
 import { AvroWriter, NotDirect } from './avro-binary.js';
 import { ENVELOPE_OPS, MARKER_NAME } from './avro-schema.js';
 import type { CompiledColumn, CompiledTable } from './compiled-table.js';
@@ -60,9 +60,10 @@ export class EnvelopeWriter {
         if (dek && !presealed) this.keys?.sealWith(sealedCells(compiled, event));
       }
     }
+    const pos = sealingPosition(compiled, event, presealed);
     const envelope = {
-      before: event.before ? { [compiled.valueBranch]: this.rowToAvro(compiled, event.before, dek, presealed) } : null,
-      after: event.after ? { [compiled.valueBranch]: this.rowToAvro(compiled, event.after, dek, presealed) } : null,
+      before: event.before ? { [compiled.valueBranch]: this.rowToAvro(compiled, event.before, dek, presealed, pos) } : null,
+      after: event.after ? { [compiled.valueBranch]: this.rowToAvro(compiled, event.after, dek, presealed, pos) } : null,
       op: event.op,
       source: {
         connector: this.origin.connector,
@@ -97,8 +98,9 @@ export class EnvelopeWriter {
    */
   writeDirect(w: AvroWriter, compiled: CompiledTable, event: ChangeEvent, batch: ChangeBatch, tsUs: bigint, dek: DataKey | null, presealed: boolean, jobs: CryptoJobBuilder | null = null): void {
     w.raw(compiled.header);
-    this.writeImage(w, compiled, event.before, dek, presealed, jobs);
-    this.writeImage(w, compiled, event.after, dek, presealed, jobs);
+    const pos = sealingPosition(compiled, event, presealed);
+    this.writeImage(w, compiled, event.before, dek, presealed, jobs, pos);
+    this.writeImage(w, compiled, event.after, dek, presealed, jobs, pos);
     w.string(event.op);
     w.string(this.origin.connector);
     w.string(this.origin.source);
@@ -121,14 +123,14 @@ export class EnvelopeWriter {
    * One row image (or null); sealed values are sealed straight into the message, or, with
    * `jobs`, left as holes of their sealed length that the jobs fill later.
    */
-  private writeImage(w: AvroWriter, compiled: CompiledTable, row: Row | null, dek: DataKey | null, presealed: boolean, jobs: CryptoJobBuilder | null): void {
+  private writeImage(w: AvroWriter, compiled: CompiledTable, row: Row | null, dek: DataKey | null, presealed: boolean, jobs: CryptoJobBuilder | null, pos: Uint8Array): void {
     if (!row) {
       w.long(0);
       return;
     }
     w.long(1);
     const table = compiled.name;
-    const sealedKeys = compiled.needsPlainKeyAad ? this.sealKeyColumns(compiled, row, dek, presealed) : null;
+    const sealedKeys = compiled.needsPlainKeyAad ? this.sealKeyColumns(compiled, row, dek, presealed, pos) : null;
     let fullAad: Uint8Array | undefined;
     let present = 0;
     for (const c of compiled.columns) {
@@ -152,13 +154,14 @@ export class EnvelopeWriter {
         }
         const key = (fullAad ??= sealingKeyAad(compiled.key, row, sealedKeys, false));
         const plaintext = serializeCellTransient(v);
-        const n = sealedLength(plaintext.length);
+        const k = requireDek(dek, table, c.name);
+        const n = sealedLength(k, pos, plaintext.length);
         w.long(n);
         w.ensure(n);
         if (jobs) {
-          jobs.add(requireDek(dek, table, c.name), plaintext, c.place, key, w.pos);
+          jobs.add(k, plaintext, c.place, key, pos, w.pos);
           w.pos += n; // the hole the job fills
-        } else w.pos = sealInto(requireDek(dek, table, c.name), plaintext, c.place, key, w.buf, w.pos);
+        } else w.pos = sealInto(k, plaintext, c.place, key, pos, w.buf, w.pos);
       } else {
         try {
           c.mapping.write(w, v, 1);
@@ -171,11 +174,11 @@ export class EnvelopeWriter {
   }
 
   /** A row image as avsc's envelope object wants it. */
-  private rowToAvro(compiled: CompiledTable, row: Row, dek: DataKey | null, presealed: boolean): Record<string, unknown> {
+  private rowToAvro(compiled: CompiledTable, row: Row, dek: DataKey | null, presealed: boolean, pos: Uint8Array): Record<string, unknown> {
     const table = compiled.name;
     const out: Record<string, unknown> = {};
     let present = 0;
-    const sealedKeys = compiled.needsPlainKeyAad ? this.sealKeyColumns(compiled, row, dek, presealed) : null;
+    const sealedKeys = compiled.needsPlainKeyAad ? this.sealKeyColumns(compiled, row, dek, presealed, pos) : null;
     let fullAad: Uint8Array | undefined;
     for (const c of compiled.columns) {
       if (!Object.hasOwn(row, c.name)) {
@@ -190,7 +193,7 @@ export class EnvelopeWriter {
         let sealed = sealedKeys?.get(c.name);
         if (!sealed) {
           if (presealed) sealed = presealedValue(v, table, c.name);
-          else sealed = this.arena.seal(requireDek(dek, table, c.name), v, c.place, (fullAad ??= sealingKeyAad(compiled.key, row, sealedKeys, false)));
+          else sealed = this.arena.seal(requireDek(dek, table, c.name), v, c.place, (fullAad ??= sealingKeyAad(compiled.key, row, sealedKeys, false)), pos);
         }
         out[c.field] = { bytes: Buffer.isBuffer(sealed) ? sealed : Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength) };
       } else {
@@ -209,7 +212,7 @@ export class EnvelopeWriter {
    * The sealed bytes of the row's sealed key columns, sealed before the others: the AAD of every
    * other sealed column binds them. Their own AAD binds the plain key columns only.
    */
-  private sealKeyColumns(compiled: CompiledTable, row: Row, dek: DataKey | null, presealed: boolean): Map<string, Uint8Array> {
+  private sealKeyColumns(compiled: CompiledTable, row: Row, dek: DataKey | null, presealed: boolean, pos: Uint8Array): Map<string, Uint8Array> {
     const table = compiled.name;
     const out = new Map<string, Uint8Array>();
     let plainAad: Uint8Array | undefined;
@@ -219,10 +222,17 @@ export class EnvelopeWriter {
       if (v === null || v === UNCHANGED) continue;
       const c = compiled.byName.get(k.name)!;
       if (presealed) out.set(k.name, presealedValue(v, table, c.name));
-      else out.set(k.name, this.arena.seal(requireDek(dek, table, c.name), v, c.place, (plainAad ??= sealingKeyAad(compiled.key, row, null, true))));
+      else out.set(k.name, this.arena.seal(requireDek(dek, table, c.name), v, c.place, (plainAad ??= sealingKeyAad(compiled.key, row, null, true)), pos));
     }
     return out;
   }
+}
+
+const NO_POSITION = new Uint8Array(0);
+
+/** The event's position as sealed values carry it (`positionBytes`), when it seals any: made once per event. */
+function sealingPosition(compiled: CompiledTable, event: ChangeEvent, presealed: boolean): Uint8Array {
+  return presealed || compiled.sealedColumns.length === 0 ? NO_POSITION : positionBytes(event.position);
 }
 
 /** Values one event seals, counted against the data key: every sealed column of each image. */

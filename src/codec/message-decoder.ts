@@ -37,9 +37,9 @@ export class MessageDecoder {
     const opening = options.open === true && compiled.sealedColumns.length > 0;
     const decoded = readEnvelope(compiled, message, opening);
     if (!opening) return decoded;
-    const { before, after, position } = decoded.event;
+    const { before, after, position, op } = decoded.event;
     // Synchronous when every data key the message names is in memory already.
-    const loading = this.opener.open(compiled, before, after, position);
+    const loading = this.opener.open(compiled, before, after, position, op !== 'r');
     if (loading) await loading;
     return { ...decoded, sealedColumns: [] };
   }
@@ -66,7 +66,7 @@ export class MessageDecoder {
         continue;
       }
       const d = readEnvelope(compiled, message, true);
-      const loading = opening.add(compiled, d.event.before, d.event.after, d.event.position);
+      const loading = opening.add(compiled, d.event.before, d.event.after, d.event.position, d.event.op !== 'r');
       if (loading) await loading;
       decoded.push({ ...d, sealedColumns: [] });
     }

@@ -1,22 +1,23 @@
-import { openParts, sealedLength, sealInto, type DataKey } from './sealer.js';
+import { openParts, sealedLength, sealInto, type DataKey, type SealAlgorithm } from './sealer.js';
 
 /**
  * Many PHI values to seal or open at once, in a form that crosses to a worker thread
  * (crypto-pool.ts) as plain arrays and buffers.
  *
- * Sealing: the codec writes each message with a hole of `sealedLength(plaintext)` bytes where
+ * Sealing: the codec writes each message with a hole of `sealedLength(dek, pos, plaintext)` bytes where
  * a sealed value goes and records a job; `sealJobs` fills every hole. Opening: the codec
  * records each sealed value; `openJobs` writes the plaintexts one after another.
  *
  * Job i is JOB_FIELDS int32s: data key index, then offset and length in `data` of the input
- * (plaintext to seal, or sealed bytes to open), of the AAD's place half and of its key half,
- * then the offset of the output in `out`.
+ * (plaintext to seal, or sealed bytes to open), of the AAD's place half, of its key half and
+ * of the source position (`positionBytes`; empty when opening: a sealed value carries its
+ * own), then the offset of the output in `out`.
  */
-export const JOB_FIELDS = 8;
+export const JOB_FIELDS = 10;
 
 export interface CryptoJobBatch {
   /** Data keys the jobs name by index. */
-  readonly keys: readonly { readonly id: Uint8Array; readonly key: Uint8Array }[];
+  readonly keys: readonly { readonly id: Uint8Array; readonly key: Uint8Array; readonly algorithm?: SealAlgorithm }[];
   readonly jobs: Int32Array;
   readonly data: Uint8Array;
 }
@@ -27,14 +28,18 @@ export class CryptoJobBuilder {
   private jobs = new Int32Array(JOB_FIELDS * 256);
   private data = new Uint8Array(64 * 1024);
   private dataPos = 0;
+  /** The position bytes last copied into `data` (an event's values share them): stored once. */
+  private lastPos: Uint8Array | null = null;
+  private lastPosAt = 0;
   /** Jobs recorded so far. */
   count = 0;
 
   /**
-   * Records `input` to seal or open under `dek` with the AAD `place` + `key`, its output going
-   * to `out` at `outAt`. Copies the bytes: the caller may reuse its buffers at once.
+   * Records `input` to seal or open under `dek` with the AAD `place` + `key` (sealing: at the
+   * position `pos`), its output going to `out` at `outAt`. Copies the bytes: the caller may
+   * reuse its buffers at once.
    */
-  add(dek: DataKey, input: Uint8Array, place: Uint8Array, key: Uint8Array, outAt: number): void {
+  add(dek: DataKey, input: Uint8Array, place: Uint8Array, key: Uint8Array, pos: Uint8Array, outAt: number): void {
     let k = this.keys.indexOf(dek);
     if (k < 0) k = this.keys.push(dek) - 1;
     if ((this.count + 1) * JOB_FIELDS > this.jobs.length) {
@@ -50,25 +55,29 @@ export class CryptoJobBuilder {
     this.jobs[j + 4] = place.length;
     this.jobs[j + 5] = this.put(key);
     this.jobs[j + 6] = key.length;
-    this.jobs[j + 7] = outAt;
+    this.jobs[j + 7] = pos === this.lastPos ? this.lastPosAt : (this.lastPosAt = this.put((this.lastPos = pos)));
+    this.jobs[j + 8] = pos.length;
+    this.jobs[j + 9] = outAt;
     this.count++;
   }
 
   /** Forgets jobs after the first `count` (an event written another way after all). */
   truncate(count: number): void {
     this.count = Math.min(this.count, count);
+    this.lastPos = null;
   }
 
   /** The recorded jobs as a batch of their own (fresh buffers), and a fresh start. */
   take(): CryptoJobBatch {
     const batch: CryptoJobBatch = {
-      keys: this.keys.map((d) => ({ id: d.id, key: d.key })),
+      keys: this.keys.map((d) => ({ id: d.id, key: d.key, ...(d.algorithm ? { algorithm: d.algorithm } : {}) })),
       jobs: this.jobs.slice(0, this.count * JOB_FIELDS),
       data: this.data.slice(0, this.dataPos),
     };
     this.keys = [];
     this.count = 0;
     this.dataPos = 0;
+    this.lastPos = null;
     return batch;
   }
 
@@ -85,19 +94,19 @@ export class CryptoJobBuilder {
   }
 }
 
-/** Calls `fn` for every job with its key, input, AAD halves and output offset. */
-function eachJob(batch: CryptoJobBatch, fn: (i: number, dek: DataKey, input: Uint8Array, place: Uint8Array, key: Uint8Array, outAt: number) => void): void {
-  const keys = batch.keys.map((k) => ({ id: k.id, idHex: Buffer.from(k.id).toString('hex'), key: k.key }));
+/** Calls `fn` for every job with its key, input, AAD halves, position and output offset. */
+function eachJob(batch: CryptoJobBatch, fn: (i: number, dek: DataKey, input: Uint8Array, place: Uint8Array, key: Uint8Array, pos: Uint8Array, outAt: number) => void): void {
+  const keys: DataKey[] = batch.keys.map((k) => ({ id: k.id, idHex: Buffer.from(k.id).toString('hex'), key: k.key, ...(k.algorithm ? { algorithm: k.algorithm } : {}) }));
   const { jobs, data } = batch;
   const slice = (j: number, o: number) => data.subarray(jobs[j + o]!, jobs[j + o]! + jobs[j + o + 1]!);
-  for (let j = 0; j < jobs.length; j += JOB_FIELDS) fn(j / JOB_FIELDS, keys[jobs[j]!]!, slice(j, 1), slice(j, 3), slice(j, 5), jobs[j + 7]!);
+  for (let j = 0; j < jobs.length; j += JOB_FIELDS) fn(j / JOB_FIELDS, keys[jobs[j]!]!, slice(j, 1), slice(j, 3), slice(j, 5), slice(j, 7), jobs[j + 9]!);
 }
 
 /** Seals every job of `batch` into its hole in `out`, each with a fresh random nonce. */
 export function sealJobs(batch: CryptoJobBatch, out: Uint8Array): void {
-  eachJob(batch, (_i, dek, plaintext, place, key, outAt) => {
-    const end = sealInto(dek, plaintext, place, key, out, outAt);
-    if (end !== outAt + sealedLength(plaintext.length)) throw new Error('a sealed value does not fit its reserved place');
+  eachJob(batch, (_i, dek, plaintext, place, key, pos, outAt) => {
+    const end = sealInto(dek, plaintext, place, key, pos, out, outAt);
+    if (end !== outAt + sealedLength(dek, pos, plaintext.length)) throw new Error('a sealed value does not fit its reserved place');
   });
 }
 
@@ -106,12 +115,7 @@ export function sealJobs(batch: CryptoJobBatch, out: Uint8Array): void {
  * error a failed authentication raises (ChartlogError 'integrity', as `openParts`).
  */
 export function openJobs(batch: CryptoJobBatch, out: Uint8Array, where: (job: number) => string): void {
-  eachJob(batch, (i, dek, sealed, place, key, outAt) => {
+  eachJob(batch, (i, dek, sealed, place, key, _pos, outAt) => {
     out.set(openParts(dek, sealed, place, key, where(i)), outAt);
   });
-}
-
-/** Bytes of plaintext a sealed value of `sealedBytes` bytes holds. */
-export function openedLength(sealedBytes: number): number {
-  return sealedBytes - sealedLength(0);
 }

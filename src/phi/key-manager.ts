@@ -3,7 +3,7 @@ import { ChartlogError } from '../core/errors.js';
 import { logger as rootLogger, type Logger } from '../core/logger.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { Keyring, WrappedKey } from './keyring/keyring.js';
-import { KEY_ID_BYTES, type DataKey } from './sealer.js';
+import { KEY_ID_BYTES, SEAL_ALGORITHMS, type DataKey, type SealAlgorithm } from './sealer.js';
 
 /**
  * Data keys (DEKs) of one source: makes, wraps, stores, rotates and finds them.
@@ -26,6 +26,11 @@ export interface KeyManagerOptions {
   store: ObjectStore;
   keyring: Keyring;
   rotation?: { maxAgeHours: number; maxValues: number };
+  /**
+   * The AEAD new data keys seal with (phi.algorithm), recorded in each key's object; default
+   * XChaCha20-Poly1305. Keys already stored keep the algorithm they record.
+   */
+  algorithm?: SealAlgorithm;
   /** How often `current()` looks for a newer DEK stored by another process. Default 60 s. */
   refreshIntervalMs?: number;
   /** Clock in ms, for tests. */
@@ -39,7 +44,8 @@ export interface StoredDataKey {
   source: string;
   keyId: string;
   createdAt: string;
-  algorithm: 'AES-256-GCM';
+  /** The AEAD the key seals with; keys made before issue 17 all record AES-256-GCM. */
+  algorithm: SealAlgorithm;
   wrapped: WrappedKey;
 }
 
@@ -51,6 +57,11 @@ interface CurrentKey {
 
 const KEY_ID_HEX = /^[0-9a-f]{32}$/;
 
+/** The AEAD a `phi.algorithm` setting names. */
+export function sealAlgorithmOf(setting: 'xchacha20-poly1305' | 'aes-256-gcm'): SealAlgorithm {
+  return setting === 'aes-256-gcm' ? 'AES-256-GCM' : 'XChaCha20-Poly1305';
+}
+
 export class KeyManager {
   private readonly source: string;
   private readonly store: ObjectStore;
@@ -60,6 +71,7 @@ export class KeyManager {
   private readonly refreshIntervalMs: number;
   private readonly now: () => number;
   private readonly log: Logger;
+  private readonly algorithm: SealAlgorithm;
   private readonly cache = new Map<string, Promise<DataKey>>();
   private active: CurrentKey | undefined;
   private lastRefresh = 0;
@@ -74,6 +86,7 @@ export class KeyManager {
     // Random 96-bit GCM nonces stay safe for 2^32 seals per key (NIST SP 800-38D); never more.
     this.maxValues = Math.min(options.rotation?.maxValues ?? 100_000_000, 2 ** 32);
     this.refreshIntervalMs = options.refreshIntervalMs ?? 60_000;
+    this.algorithm = options.algorithm ?? 'XChaCha20-Poly1305';
     this.now = options.now ?? Date.now;
     this.log = (options.log ?? rootLogger()).child({ component: 'key-manager', source: options.source });
   }
@@ -177,17 +190,17 @@ export class KeyManager {
       source: this.source,
       keyId: idHex,
       createdAt: new Date(createdAtMs).toISOString(),
-      algorithm: 'AES-256-GCM',
+      algorithm: this.algorithm,
       wrapped,
     };
     const created = await this.store.putIfAbsent(this.keyPath(idHex), Buffer.from(JSON.stringify(stored, null, 2)), {
       contentType: 'application/json',
     });
     if (!created) throw new ChartlogError('internal', `data key id ${idHex} collided with a stored key`);
-    const key: DataKey = Object.freeze({ id, idHex, key: material });
+    const key: DataKey = Object.freeze({ id, idHex, key: material, algorithm: this.algorithm });
     this.cache.set(idHex, Promise.resolve(key));
     this.active = { key, createdAtMs, sealed: 0 };
-    this.log.info({ keyId: idHex, kek: wrapped.kekId }, 'new data key');
+    this.log.info({ keyId: idHex, kek: wrapped.kekId, algorithm: this.algorithm }, 'new data key');
     return key;
   }
 
@@ -212,7 +225,13 @@ export class KeyManager {
     if (stored.keyId !== idHex || stored.source !== this.source) {
       throw new ChartlogError('integrity', `data key object ${this.keyPath(idHex)} names another key or source`);
     }
+    // Checked before unwrapping: a key whose algorithm this version does not know is refused, never guessed.
+    if (!(SEAL_ALGORITHMS as readonly string[]).includes(stored.algorithm)) {
+      throw new ChartlogError('integrity', `data key object ${this.keyPath(idHex)}: algorithm "${String(stored.algorithm)}" is not one of ${SEAL_ALGORITHMS.join(', ')}`, {
+        hint: 'the object is damaged, or was written by a newer chartlog: open this archive with that version',
+      });
+    }
     const material = await this.keyring.unwrapKey(stored.wrapped, { source: this.source, keyId: idHex });
-    return Object.freeze({ id: new Uint8Array(Buffer.from(idHex, 'hex')), idHex, key: material });
+    return Object.freeze({ id: new Uint8Array(Buffer.from(idHex, 'hex')), idHex, key: material, algorithm: stored.algorithm });
   }
 }

@@ -1,13 +1,13 @@
 import { ChartlogError } from '../core/errors.js';
-import type { Position } from '../core/position.js';
+import { Position } from '../core/position.js';
 import type { CellValue, Row } from '../core/table-schema.js';
 import { openingKeyAad, type KeyColumn } from './aad.js';
 import { deserializeCell, setCell } from './cell-serialization.js';
 import type { CryptoPool } from './crypto-pool.js';
-import { CryptoJobBuilder, openedLength } from './crypto-jobs.js';
+import { CryptoJobBuilder } from './crypto-jobs.js';
 import type { KeyManager } from './key-manager.js';
 import { OpeningKeys } from './opening-keys.js';
-import { openValueWithAad, type DataKey } from './sealer.js';
+import { openedLength, openValueWithAad, positionBytes, SEALED_FORMAT_VERSION, sealedAt, sealedPosition, type DataKey } from './sealer.js';
 
 /**
  * Opening sealed PHI in decoded row images (docs/architecture.md §5: every opening is audited).
@@ -71,11 +71,15 @@ export class PhiOpener {
     this.onOpen = options.onOpen;
   }
 
-  /** Opens one message's PHI in place; synchronously when every data key it names is in memory already. */
-  open(table: SealedTable, before: Row | null, after: Row | null, position: Position): void | Promise<void> {
+  /**
+   * Opens one message's PHI in place; synchronously when every data key it names is in memory
+   * already. `sealedHere`: a change event, whose values were sealed at its own position (false
+   * for snapshot reads, op 'r').
+   */
+  open(table: SealedTable, before: Row | null, after: Row | null, position: Position, sealedHere: boolean): void | Promise<void> {
     const keys = this.keysFor(table);
-    if (keys.lacks(table.sealed, before) || keys.lacks(table.sealed, after)) return this.loadKeysThenOpen(keys, table, before, after, position);
-    this.openLoaded(keys, table, before, after, position);
+    if (keys.lacks(table.sealed, before) || keys.lacks(table.sealed, after)) return this.loadKeysThenOpen(keys, table, before, after, position, sealedHere);
+    this.openLoaded(keys, table, before, after, position, sealedHere);
   }
 
   /** Collects many messages whose PHI is then opened on a crypto pool's thread in one request. */
@@ -105,17 +109,17 @@ export class PhiOpener {
     this.onOpen({ source: this.source, table: table.name, position, columns, keyIds: audit.keys.map((k) => k.idHex) });
   }
 
-  private async loadKeysThenOpen(keys: OpeningKeys, table: SealedTable, before: Row | null, after: Row | null, position: Position): Promise<void> {
+  private async loadKeysThenOpen(keys: OpeningKeys, table: SealedTable, before: Row | null, after: Row | null, position: Position, sealedHere: boolean): Promise<void> {
     await keys.load(table.name, table.sealed, before);
     await keys.load(table.name, table.sealed, after);
-    this.openLoaded(keys, table, before, after, position);
+    this.openLoaded(keys, table, before, after, position, sealedHere);
   }
 
-  private openLoaded(keys: OpeningKeys, table: SealedTable, before: Row | null, after: Row | null, position: Position): void {
+  private openLoaded(keys: OpeningKeys, table: SealedTable, before: Row | null, after: Row | null, position: Position, sealedHere: boolean): void {
     // Rows fresh from the codec's reader: opened in place.
     const audit = this.onOpen ? new OpeningAudit(table.sealed.length) : null;
     for (const row of [before, after]) {
-      eachSealedCell(keys, table, row, audit, (dek, sealed, c, aad) => setCell(row as Record<string, CellValue>, c.name, openValueWithAad(dek, sealed, c.place, aad, c.where)));
+      eachSealedCell(keys, table, row, position, sealedHere, audit, (dek, sealed, c, aad) => setCell(row as Record<string, CellValue>, c.name, openValueWithAad(dek, sealed, c.place, aad, c.where)));
     }
     if (audit) this.report(table, position, audit);
   }
@@ -134,10 +138,10 @@ export class PooledOpening {
 
   constructor(private readonly opener: PhiOpener) {}
 
-  add(table: SealedTable, before: Row | null, after: Row | null, position: Position): void | Promise<void> {
+  add(table: SealedTable, before: Row | null, after: Row | null, position: Position, sealedHere: boolean): void | Promise<void> {
     const keys = this.opener.keysFor(table);
-    if (keys.lacks(table.sealed, before) || keys.lacks(table.sealed, after)) return this.loadKeysThenAdd(keys, table, before, after, position);
-    this.addLoaded(keys, table, before, after, position);
+    if (keys.lacks(table.sealed, before) || keys.lacks(table.sealed, after)) return this.loadKeysThenAdd(keys, table, before, after, position, sealedHere);
+    this.addLoaded(keys, table, before, after, position, sealedHere);
   }
 
   /** Opens every value added, sets it in its row, then reports the audit entries. */
@@ -148,18 +152,18 @@ export class PooledOpening {
     for (const a of this.audits) this.opener.report(a.table, a.position, a.audit);
   }
 
-  private async loadKeysThenAdd(keys: OpeningKeys, table: SealedTable, before: Row | null, after: Row | null, position: Position): Promise<void> {
+  private async loadKeysThenAdd(keys: OpeningKeys, table: SealedTable, before: Row | null, after: Row | null, position: Position, sealedHere: boolean): Promise<void> {
     await keys.load(table.name, table.sealed, before);
     await keys.load(table.name, table.sealed, after);
-    this.addLoaded(keys, table, before, after, position);
+    this.addLoaded(keys, table, before, after, position, sealedHere);
   }
 
-  private addLoaded(keys: OpeningKeys, table: SealedTable, before: Row | null, after: Row | null, position: Position): void {
+  private addLoaded(keys: OpeningKeys, table: SealedTable, before: Row | null, after: Row | null, position: Position, sealedHere: boolean): void {
     const audit = new OpeningAudit(table.sealed.length);
     for (const row of [before, after]) {
-      eachSealedCell(keys, table, row, audit, (dek, sealed, c, aad) => {
-        const length = openedLength(sealed.length);
-        this.jobs.add(dek, sealed, c.place, aad, this.outLength);
+      eachSealedCell(keys, table, row, position, sealedHere, audit, (dek, sealed, c, aad) => {
+        const length = openedLength(dek, sealed);
+        this.jobs.add(dek, sealed, c.place, aad, EMPTY, this.outLength);
         this.targets.push({ row: row as Record<string, CellValue>, column: c.name, where: c.where, at: this.outLength, length });
         this.outLength += length;
       });
@@ -183,12 +187,18 @@ const EMPTY = new Uint8Array(0);
 /**
  * Every sealed value of a row with its data key (in memory already) and the AAD key half it
  * was sealed with, noted in `audit`. Both AAD halves come from the row as sealed, before any
- * of its key columns is opened.
+ * of its key columns is opened. Format 2 values carry the position they were sealed at: a
+ * change event's values were sealed for it (`sealedHere`) and must name its very position; a
+ * snapshot row carries values sealed by the change that last wrote them (synthesised snapshots),
+ * which cannot be after the snapshot's transaction. Anything else is a value moved from another
+ * change: 'integrity', naming the column.
  */
 function eachSealedCell(
   keys: OpeningKeys,
   table: SealedTable,
   row: Row | null,
+  position: Position,
+  sealedHere: boolean,
   audit: OpeningAudit | null,
   fn: (dek: DataKey, sealed: Uint8Array, c: SealedColumn, aad: Uint8Array) => void,
 ): void {
@@ -196,18 +206,34 @@ function eachSealedCell(
   const plain = table.needsPlainKeyAad ? openingKeyAad(table.key, row, true) : EMPTY;
   const full = table.needsFullKeyAad ? openingKeyAad(table.key, row, false) : EMPTY;
   const sealed = table.sealed;
-  const cells: [DataKey, Uint8Array, SealedColumn][] = [];
+  let pos: Uint8Array | undefined;
+  // Every value is checked before any is opened, so a refused row leaves nothing opened; then
+  // opened in a second pass, with no list of cells made per row. Both AAD halves were taken
+  // above, before `fn` replaces any of the row's sealed values.
+  for (const c of sealed) {
+    const v = row[c.name];
+    if (!(v instanceof Uint8Array) || v[0] !== SEALED_FORMAT_VERSION) continue;
+    if (sealedHere ? sealedAt(v, (pos ??= positionBytes(position))) : notAfter(v, position)) continue;
+    const at = sealedPosition(v);
+    throw new ChartlogError('integrity', `${c.where}: a value sealed at ${at ? Position.format(at) : 'an unreadable position'} is in the message at ${Position.format(position)}`, {
+      hint: 'the archive object was tampered with (a sealed value moved from another change); run `chartlog verify` and restore from an intact copy',
+    });
+  }
   for (let i = 0; i < sealed.length; i++) {
     const c = sealed[i]!;
     const v = row[c.name];
     if (!(v instanceof Uint8Array)) continue;
     const dek = keys.of(v)!;
-    cells.push([dek, v, c]);
     if (audit) {
       audit.columns[i] = true;
       if (!audit.keys.includes(dek)) audit.keys.push(dek);
     }
+    fn(dek, v, c, c.sealedKey ? plain : full);
   }
-  // Called after the AADs are taken: `fn` may replace the row's sealed values.
-  for (const [dek, v, c] of cells) fn(dek, v, c, c.sealedKey ? plain : full);
+}
+
+/** True when a format-2 value was sealed in the transaction of `position` or an earlier one (a snapshot row's values). */
+function notAfter(sealed: Uint8Array, position: Position): boolean {
+  const at = sealedPosition(sealed);
+  return at !== null && Position.compare(Position.commitOf(at), Position.commitOf(position)) <= 0;
 }

@@ -1,109 +1,219 @@
 import { createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
+import sodium from 'sodium-native';
 import { ChartlogError } from '../core/errors.js';
+import { Position } from '../core/position.js';
 import type { CellValue } from '../core/table-schema.js';
 import { additionalData, type SealContext } from './aad.js';
 import { deserializeCell, serializeCell, serializeCellTransient } from './cell-serialization.js';
 
 /**
- * Field-level sealing of PHI values (docs/architecture.md §3): AES-256-GCM under a data key (DEK).
+ * Field-level sealing of PHI values (docs/architecture.md §3, docs/formats.md "Sealed values").
  *
- * Sealed value bytes: version (1) | key id (16) | nonce (12, random) | ciphertext | tag (16).
+ * Format 2 (written now):
+ *   0x02 | key id (16) | position: u8 n, commit (n ASCII bytes), u32le seq | nonce | ciphertext | tag (16)
+ * under the AEAD its data key records (`DataKey.algorithm`): XChaCha20-Poly1305 (libsodium,
+ * 24-byte nonce) or AES-256-GCM (node:crypto, 12-byte nonce). The AAD is the header (version,
+ * key id, position) followed by the place and key halves (aad.ts), so a value is bound to the
+ * source position it was sealed at as well as to source, table, column and primary key.
  *
- * The additional authenticated data binds a value to where it belongs — source, schema.table,
- * column and the row's primary key — so a sealed value copied to another row or column, or
- * opened under another key, fails with ChartlogError('integrity') instead of yielding plaintext
- * (the AAD is built in aad.ts).
+ * Format 1 (archives written before issue 17, read only):
+ *   0x01 | key id (16) | nonce (12) | ciphertext | tag (16), AES-256-GCM, AAD = place ‖ key.
+ *
+ * A sealed value copied to another row, column or position, or opened under another key, fails
+ * with ChartlogError('integrity') instead of yielding plaintext. Each value names its own data
+ * key, so the key can be chosen per row (per-patient keys) without another format change.
  */
 
-export const SEALED_FORMAT_VERSION = 1;
+export const SEALED_FORMAT_VERSION = 2;
+/** The format archives written before issue 17 hold: still opened, never written. */
+export const SEALED_FORMAT_V1 = 1;
 export const KEY_ID_BYTES = 16;
-export const NONCE_BYTES = 12;
 export const TAG_BYTES = 16;
-const HEADER_BYTES = 1 + KEY_ID_BYTES + NONCE_BYTES;
+/** Nonce bytes of format 1 and of AES-256-GCM in format 2. */
+export const NONCE_BYTES = 12;
+export const XCHACHA_NONCE_BYTES = 24;
+const V1_HEADER_BYTES = 1 + KEY_ID_BYTES + NONCE_BYTES;
+
+/** The AEADs a data key can be for (recorded in keys/<keyId>.json as `algorithm`). */
+export const SEAL_ALGORITHMS = ['XChaCha20-Poly1305', 'AES-256-GCM'] as const;
+export type SealAlgorithm = (typeof SEAL_ALGORITHMS)[number];
 
 /** An unwrapped data key. Never log it: only `idHex` may appear in messages. */
 export interface DataKey {
   readonly id: Uint8Array;
   readonly idHex: string;
   readonly key: Uint8Array;
+  /** The AEAD this key seals with; absent means AES-256-GCM (every key made before issue 17). */
+  readonly algorithm?: SealAlgorithm;
+}
+
+function nonceBytesOf(dek: { readonly algorithm?: SealAlgorithm }): number {
+  return dek.algorithm === 'XChaCha20-Poly1305' ? XCHACHA_NONCE_BYTES : NONCE_BYTES;
 }
 
 /**
  * Random nonces drawn from a pool refilled by the CSPRNG: one randomFillSync per 4096 nonces
- * instead of one randomBytes call each. Every nonce is 12 fresh random bytes, handed out once
+ * instead of one randomBytes call each. Every nonce is fresh random bytes, handed out once
  * (copied out of the pool before it is refilled).
  */
-const NONCE_POOL = Buffer.alloc(NONCE_BYTES * 4096);
+const NONCE_POOL = Buffer.alloc(XCHACHA_NONCE_BYTES * 4096);
 let nonceOffset = NONCE_POOL.length;
 
 /**
- * IV and tag buffers reused by every call: createCipheriv, createDecipheriv and setAuthTag copy
- * them into the cipher context, so no view or allocation per value is needed.
+ * IV and tag buffers reused by every AES-GCM call: createCipheriv, createDecipheriv and
+ * setAuthTag copy them into the cipher context, so no view or allocation per value is needed.
  */
 const IV = Buffer.alloc(NONCE_BYTES);
 const TAG = Buffer.alloc(TAG_BYTES);
+/** The AAD of one XChaCha20-Poly1305 operation, assembled here (libsodium takes it in one piece). */
+let AAD_SCRATCH = new Uint8Array(1024);
 
-/** Takes the next random nonce into IV and copies it to `out` at `at`. */
-function writeNonce(out: Uint8Array, at: number): Buffer {
-  if (nonceOffset === NONCE_POOL.length) {
+/** Copies `n` fresh random bytes to `out` at `at`. */
+function writeNonce(out: Uint8Array, at: number, n: number): void {
+  if (nonceOffset + n > NONCE_POOL.length) {
     randomFillSync(NONCE_POOL);
     nonceOffset = 0;
   }
-  for (let i = 0; i < NONCE_BYTES; i++) out[at + i] = IV[i] = NONCE_POOL[nonceOffset + i]!;
-  nonceOffset += NONCE_BYTES;
-  return IV;
+  for (let i = 0; i < n; i++) out[at + i] = NONCE_POOL[nonceOffset + i]!;
+  nonceOffset += n;
 }
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * The position part of a format-2 header: u8 commit length, the commit's ASCII, u32le seq.
+ * The codec computes it once per event.
+ */
+export function positionBytes(p: Position): Uint8Array {
+  const n = p.commit.length;
+  if (n > 255) throw new ChartlogError('internal', `commit position of ${n} characters does not fit a sealed value header`);
+  const out = new Uint8Array(1 + n + 4);
+  out[0] = n;
+  for (let i = 0; i < n; i++) out[1 + i] = p.commit.charCodeAt(i);
+  out[1 + n] = p.seq & 0xff;
+  out[2 + n] = (p.seq >>> 8) & 0xff;
+  out[3 + n] = (p.seq >>> 16) & 0xff;
+  out[4 + n] = p.seq >>> 24;
+  return out;
+}
+
+/** Bytes of a format-2 header's position part, or -1 when `sealed` is too short to hold one. */
+function positionLength(sealed: Uint8Array): number {
+  if (sealed.length < 1 + KEY_ID_BYTES + 1) return -1;
+  return 1 + sealed[1 + KEY_ID_BYTES]! + 4;
+}
+
+/** True when the bytes have the shape of a sealed value of a known format (any algorithm). */
+function wellFormed(sealed: Uint8Array): boolean {
+  if (sealed[0] === SEALED_FORMAT_V1) return sealed.length >= V1_HEADER_BYTES + TAG_BYTES;
+  if (sealed[0] !== SEALED_FORMAT_VERSION) return false;
+  const p = positionLength(sealed);
+  return p > 0 && sealed.length >= 1 + KEY_ID_BYTES + p + NONCE_BYTES + TAG_BYTES;
+}
+
 /** The hex key id a sealed value names, or null when the bytes are not a sealed value. */
 export function sealedKeyId(sealed: Uint8Array): string | null {
-  if (sealed.length < HEADER_BYTES + TAG_BYTES || sealed[0] !== SEALED_FORMAT_VERSION) return null;
+  if (!wellFormed(sealed)) return null;
   return Buffer.from(sealed.buffer, sealed.byteOffset + 1, KEY_ID_BYTES).toString('hex');
 }
 
 /** True when `sealed` is a sealed value that names the data key `id` (no hex conversion). */
 export function isSealedUnder(sealed: Uint8Array, id: Uint8Array): boolean {
-  if (sealed.length < HEADER_BYTES + TAG_BYTES || sealed[0] !== SEALED_FORMAT_VERSION) return false;
+  if (!wellFormed(sealed)) return false;
   for (let i = 0; i < KEY_ID_BYTES; i++) if (sealed[1 + i] !== id[i]) return false;
   return true;
 }
 
-/** Bytes of the sealed form of `plaintextLength` bytes (GCM ciphertext is as long as its plaintext). */
-export function sealedLength(plaintextLength: number): number {
-  return HEADER_BYTES + plaintextLength + TAG_BYTES;
+/** The source position a format-2 value was sealed at; null for format 1 (which binds none) or bytes that are no sealed value. */
+export function sealedPosition(sealed: Uint8Array): Position | null {
+  if (!wellFormed(sealed) || sealed[0] !== SEALED_FORMAT_VERSION) return null;
+  const n = sealed[1 + KEY_ID_BYTES]!;
+  const at = 2 + KEY_ID_BYTES;
+  const commit = Buffer.from(sealed.buffer, sealed.byteOffset + at, n).toString('latin1');
+  const seq = (sealed[at + n]! | (sealed[at + n + 1]! << 8) | (sealed[at + n + 2]! << 16)) + sealed[at + n + 3]! * 2 ** 24;
+  try {
+    return Position.of(commit, seq);
+  } catch {
+    return null;
+  }
 }
 
 /**
- * Seals `plaintext` into `out` at `at` (`sealedLength(plaintext.length)` bytes) and returns the
- * end offset. The AAD comes in two halves that GCM authenticates one after the other, which is
- * exactly the same as their concatenation (`additionalData`): no AAD buffer per value.
+ * True when a format-2 value names exactly the position `pos` (`positionBytes`), compared byte
+ * for byte with no object made: the opening check of every value of a change event.
  */
-export function sealInto(dek: DataKey, plaintext: Uint8Array, place: Uint8Array, key: Uint8Array, out: Uint8Array, at: number): number {
-  const nonceAt = at + 1 + KEY_ID_BYTES;
-  out[at] = SEALED_FORMAT_VERSION;
-  out.set(dek.id, at + 1);
-  const cipher = createCipheriv('aes-256-gcm', dek.key, writeNonce(out, nonceAt), { authTagLength: TAG_BYTES });
-  if (place.length > 0) cipher.setAAD(place);
-  if (key.length > 0) cipher.setAAD(key);
-  let pos = at + HEADER_BYTES;
-  const body = cipher.update(plaintext);
-  out.set(body, pos);
-  pos += body.length;
-  const final = cipher.final();
-  if (final.length > 0) {
-    out.set(final, pos);
-    pos += final.length;
-  }
-  if (pos !== at + HEADER_BYTES + plaintext.length) throw new ChartlogError('internal', 'AES-256-GCM returned a ciphertext of unexpected length');
-  out.set(cipher.getAuthTag(), pos);
-  return pos + TAG_BYTES;
+export function sealedAt(sealed: Uint8Array, pos: Uint8Array): boolean {
+  if (sealed[0] !== SEALED_FORMAT_VERSION || sealed.length < 1 + KEY_ID_BYTES + pos.length) return false;
+  for (let i = 0; i < pos.length; i++) if (sealed[1 + KEY_ID_BYTES + i] !== pos[i]) return false;
+  return true;
 }
 
-/** Seals already-serialised plaintext. */
-export function sealBytes(dek: DataKey, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
-  const out = new Uint8Array(sealedLength(plaintext.length));
-  sealInto(dek, plaintext, aad, EMPTY, out, 0);
+/** Bytes of the format-2 sealed form of `plaintextLength` bytes under `dek` at the position `pos` (`positionBytes`). */
+export function sealedLength(dek: { readonly algorithm?: SealAlgorithm }, pos: Uint8Array, plaintextLength: number): number {
+  return 1 + KEY_ID_BYTES + pos.length + nonceBytesOf(dek) + plaintextLength + TAG_BYTES;
+}
+
+/** Bytes of plaintext a sealed value holds (either format), given its data key. */
+export function openedLength(dek: { readonly algorithm?: SealAlgorithm }, sealed: Uint8Array): number {
+  if (sealed[0] === SEALED_FORMAT_V1) return sealed.length - V1_HEADER_BYTES - TAG_BYTES;
+  return sealed.length - 1 - KEY_ID_BYTES - positionLength(sealed) - nonceBytesOf(dek) - TAG_BYTES;
+}
+
+/**
+ * Seals `plaintext` into `out` at `at` (`sealedLength(dek, pos, plaintext.length)` bytes) in
+ * format 2 and returns the end offset. The AAD is header ‖ place ‖ key; AES-GCM authenticates
+ * its parts one after the other, which is exactly their concatenation; libsodium takes it whole.
+ */
+export function sealInto(dek: DataKey, plaintext: Uint8Array, place: Uint8Array, key: Uint8Array, pos: Uint8Array, out: Uint8Array, at: number): number {
+  out[at] = SEALED_FORMAT_VERSION;
+  out.set(dek.id, at + 1);
+  out.set(pos, at + 1 + KEY_ID_BYTES);
+  const headerEnd = at + 1 + KEY_ID_BYTES + pos.length;
+  const nonceBytes = nonceBytesOf(dek);
+  writeNonce(out, headerEnd, nonceBytes);
+  const bodyAt = headerEnd + nonceBytes;
+  const end = bodyAt + plaintext.length + TAG_BYTES;
+  if (dek.algorithm === 'XChaCha20-Poly1305') {
+    const header = out.subarray(at, headerEnd);
+    const aad = joinAad(header, place, key);
+    const n = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(out.subarray(bodyAt, end), plaintext, aad, null, out.subarray(headerEnd, bodyAt), dek.key);
+    if (n !== plaintext.length + TAG_BYTES) throw new ChartlogError('internal', 'XChaCha20-Poly1305 returned a ciphertext of unexpected length');
+    return end;
+  }
+  for (let i = 0; i < NONCE_BYTES; i++) IV[i] = out[headerEnd + i]!;
+  const cipher = createCipheriv('aes-256-gcm', dek.key, IV, { authTagLength: TAG_BYTES });
+  cipher.setAAD(out.subarray(at, headerEnd));
+  if (place.length > 0) cipher.setAAD(place);
+  if (key.length > 0) cipher.setAAD(key);
+  let p = bodyAt;
+  const body = cipher.update(plaintext);
+  out.set(body, p);
+  p += body.length;
+  const final = cipher.final();
+  if (final.length > 0) {
+    out.set(final, p);
+    p += final.length;
+  }
+  if (p !== bodyAt + plaintext.length) throw new ChartlogError('internal', 'AES-256-GCM returned a ciphertext of unexpected length');
+  out.set(cipher.getAuthTag(), p);
+  return end;
+}
+
+/** header ‖ place ‖ key in the shared scratch buffer (valid until the next call). */
+function joinAad(header: Uint8Array, place: Uint8Array, key: Uint8Array): Uint8Array {
+  const n = header.length + place.length + key.length;
+  if (n > AAD_SCRATCH.length) AAD_SCRATCH = new Uint8Array(Math.max(n, 2 * AAD_SCRATCH.length));
+  AAD_SCRATCH.set(header, 0);
+  AAD_SCRATCH.set(place, header.length);
+  AAD_SCRATCH.set(key, header.length + place.length);
+  return AAD_SCRATCH.subarray(0, n);
+}
+
+/** Seals already-serialised plaintext at the source position `position`. */
+export function sealBytes(dek: DataKey, plaintext: Uint8Array, aad: Uint8Array, position: Position): Uint8Array {
+  const pos = positionBytes(position);
+  const out = new Uint8Array(sealedLength(dek, pos, plaintext.length));
+  sealInto(dek, plaintext, aad, EMPTY, pos, out, 0);
   return out;
 }
 
@@ -112,12 +222,12 @@ export function openBytes(dek: DataKey, sealed: Uint8Array, aad: Uint8Array, whe
   return openParts(dek, sealed, aad, EMPTY, where);
 }
 
-/** `openBytes` with the AAD in its two halves (see `sealInto`). */
+/** `openBytes` with the AAD in its two halves (see `sealInto`); opens format 1 and format 2. */
 export function openParts(dek: DataKey, sealed: Uint8Array, place: Uint8Array, key: Uint8Array, where: string): Uint8Array {
   if (!isSealedUnder(sealed, dek.id)) {
     const keyId = sealedKeyId(sealed);
     if (keyId === null) {
-      throw new ChartlogError('integrity', `${where}: not a sealed value of format ${SEALED_FORMAT_VERSION}`, {
+      throw new ChartlogError('integrity', `${where}: not a sealed value of format ${SEALED_FORMAT_V1} or ${SEALED_FORMAT_VERSION}`, {
         hint: 'the archive is damaged or was written by an incompatible chartlog version; run `chartlog verify`',
       });
     }
@@ -125,40 +235,61 @@ export function openParts(dek: DataKey, sealed: Uint8Array, place: Uint8Array, k
       hint: 'open it with the data key it names',
     });
   }
-  for (let i = 0; i < NONCE_BYTES; i++) IV[i] = sealed[1 + KEY_ID_BYTES + i]!;
+  const v1 = sealed[0] === SEALED_FORMAT_V1;
+  if (v1 && dek.algorithm === 'XChaCha20-Poly1305') throw failed(where);
+  const headerEnd = v1 ? 1 + KEY_ID_BYTES : 1 + KEY_ID_BYTES + positionLength(sealed);
+  const nonceBytes = v1 ? NONCE_BYTES : nonceBytesOf(dek);
+  const bodyAt = headerEnd + nonceBytes;
+  const tagAt = sealed.length - TAG_BYTES;
+  if (tagAt < bodyAt) throw failed(where);
+  if (!v1 && dek.algorithm === 'XChaCha20-Poly1305') {
+    const aad = joinAad(sealed.subarray(0, headerEnd), place, key);
+    const out = Buffer.allocUnsafe(tagAt - bodyAt);
+    try {
+      sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(out, null, sealed.subarray(bodyAt), aad, sealed.subarray(headerEnd, bodyAt), dek.key);
+    } catch {
+      throw failed(where);
+    }
+    return out;
+  }
+  for (let i = 0; i < NONCE_BYTES; i++) IV[i] = sealed[headerEnd + i]!;
   const decipher = createDecipheriv('aes-256-gcm', dek.key, IV, { authTagLength: TAG_BYTES });
+  if (!v1) decipher.setAAD(sealed.subarray(0, headerEnd));
   if (place.length > 0) decipher.setAAD(place);
   if (key.length > 0) decipher.setAAD(key);
-  const tagAt = sealed.length - TAG_BYTES;
   for (let i = 0; i < TAG_BYTES; i++) TAG[i] = sealed[tagAt + i]!;
   decipher.setAuthTag(TAG);
   try {
-    const body = decipher.update(sealed.subarray(HEADER_BYTES, sealed.length - TAG_BYTES));
+    const body = decipher.update(sealed.subarray(bodyAt, tagAt));
     const final = decipher.final();
     return final.length === 0 ? body : Buffer.concat([body, final]);
   } catch {
-    throw new ChartlogError('integrity', `${where}: sealed value failed authentication (altered, moved to another row or column, or the wrong key)`, {
-      hint: 'the archive object is damaged or was tampered with; run `chartlog verify` and restore from an intact copy',
-    });
+    throw failed(where);
   }
 }
 
-/** Seals one cell value. */
-export function sealValue(dek: DataKey, value: CellValue, ctx: SealContext): Uint8Array {
-  return sealBytes(dek, serializeCell(value), additionalData(ctx));
+function failed(where: string): ChartlogError {
+  return new ChartlogError('integrity', `${where}: sealed value failed authentication (altered, moved to another row, column or position, or the wrong key)`, {
+    hint: 'the archive object is damaged or was tampered with; run `chartlog verify` and restore from an intact copy',
+  });
 }
 
-/** Opens one cell value sealed by `sealValue` with the same context. */
+/** Seals one cell value at the source position `position` (the event's). */
+export function sealValue(dek: DataKey, value: CellValue, ctx: SealContext, position: Position): Uint8Array {
+  return sealBytes(dek, serializeCell(value), additionalData(ctx), position);
+}
+
+/** Opens one cell value sealed by `sealValue` with the same context (format 1 or 2). */
 export function openValue(dek: DataKey, sealed: Uint8Array, ctx: SealContext): CellValue {
   const where = `${ctx.source} ${ctx.schema}.${ctx.table}.${ctx.column}`;
   return deserializeCell(openBytes(dek, sealed, additionalData(ctx), where));
 }
 
-/** `sealValue` with the AAD already built (aad.ts: `placeAad` + `keyAad`). */
-export function sealValueWithAad(dek: DataKey, value: CellValue, place: Uint8Array, key: Uint8Array): Uint8Array {
+/** `sealValue` with the AAD already built (aad.ts: `placeAad` + `keyAad`) and the position as `positionBytes`. */
+export function sealValueWithAad(dek: DataKey, value: CellValue, place: Uint8Array, key: Uint8Array, pos: Uint8Array): Uint8Array {
   const plaintext = serializeCellTransient(value);
-  const out = new Uint8Array(sealedLength(plaintext.length));
-  sealInto(dek, plaintext, place, key, out, 0);
+  const out = new Uint8Array(sealedLength(dek, pos, plaintext.length));
+  sealInto(dek, plaintext, place, key, pos, out, 0);
   return out;
 }
 
@@ -175,16 +306,16 @@ export class SealArena {
     this.pos = 0;
   }
 
-  seal(dek: DataKey, value: CellValue, place: Uint8Array, key: Uint8Array): Buffer {
+  seal(dek: DataKey, value: CellValue, place: Uint8Array, key: Uint8Array, pos: Uint8Array): Buffer {
     const plaintext = serializeCellTransient(value);
-    const n = sealedLength(plaintext.length);
+    const n = sealedLength(dek, pos, plaintext.length);
     if (this.pos + n > this.buf.length) {
       // Views already handed out keep the old buffer alive until they are dropped.
       this.buf = Buffer.alloc(Math.max(this.buf.length, 2 * n));
       this.pos = 0;
     }
     const at = this.pos;
-    this.pos = sealInto(dek, plaintext, place, key, this.buf, at);
+    this.pos = sealInto(dek, plaintext, place, key, pos, this.buf, at);
     return this.buf.subarray(at, this.pos);
   }
 }

@@ -9,7 +9,7 @@ import { AvroCodec } from '../codec/avro-codec.js';
 import { SchemaStore } from '../codec/schema-store.js';
 import { ColumnPolicy } from '../phi/column-policy.js';
 import { PhiGuard } from '../phi/phi-guard.js';
-import { KeyManager } from '../phi/key-manager.js';
+import { KeyManager, sealAlgorithmOf } from '../phi/key-manager.js';
 import { CryptoPool } from '../phi/crypto-pool.js';
 import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
 import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
@@ -25,7 +25,7 @@ export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<So
   const keyring = openKeyring(config.phi.keyring, { backupRoot: backupRootOf(config.storage.url) });
   const signer = archiveSigner(store, keyring, source.name);
   const schemas = new SchemaStore({ source: source.name, store, signer });
-  const keys = new KeyManager({ source: source.name, store, keyring, rotation: config.phi.dekRotation });
+  const keys = new KeyManager({ source: source.name, store, keyring, rotation: config.phi.dekRotation, algorithm: sealAlgorithmOf(config.phi.algorithm) });
   const policy = new ColumnPolicy(config.phi);
   // Reads a sampled value of each clear column before the codec encodes the batch (phi-guard.ts).
   const guard = config.phi.guard.enabled ? new PhiGuard({ sealedOf: (t) => policy.sealedColumns(t), intervalMs: config.phi.guard.intervalMs }) : null;

@@ -10,6 +10,7 @@ import { KeyManager } from '../../src/phi/key-manager.js';
 import type { CryptoPool } from '../../src/phi/crypto-pool.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import type { Keyring } from '../../src/phi/keyring/keyring.js';
+import type { SealAlgorithm } from '../../src/phi/sealer.js';
 import { MemoryObjectStore } from './memory-object-store.js';
 
 export const quietLog: Logger = createLogger({ level: 'silent', format: 'json', destination: process.stderr });
@@ -43,13 +44,13 @@ export interface CodecRig {
 }
 
 export function codecRig(
-  options: { source?: string; connector?: string; policy?: PhiPolicyConfig; log?: Logger; keyring?: Keyring; cryptoPool?: CryptoPool; poolFrom?: number } = {},
+  options: { source?: string; connector?: string; policy?: PhiPolicyConfig; log?: Logger; keyring?: Keyring; cryptoPool?: CryptoPool; poolFrom?: number; algorithm?: SealAlgorithm } = {},
 ): CodecRig {
   const source = options.source ?? 'clinic';
   const log = options.log ?? quietLog;
   const store = new MemoryObjectStore();
   const keyring = options.keyring ?? testKeyring();
-  const keys = new KeyManager({ source, store, keyring, log });
+  const keys = new KeyManager({ source, store, keyring, log, ...(options.algorithm ? { algorithm: options.algorithm } : {}) });
   const codec = new AvroCodec({
     source,
     connector: options.connector ?? 'postgres',

@@ -2,30 +2,38 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, test } from 'node:test';
 import { ChartlogError } from '../../../src/core/errors.js';
-import { CryptoJobBuilder, openedLength, sealJobs } from '../../../src/phi/crypto-jobs.js';
+import { CryptoJobBuilder, JOB_FIELDS, sealJobs } from '../../../src/phi/crypto-jobs.js';
 import { CryptoPool } from '../../../src/phi/crypto-pool.js';
-import { openParts, sealedLength, type DataKey } from '../../../src/phi/sealer.js';
+import { Position } from '../../../src/core/position.js';
+import { openedLength, openParts, positionBytes, sealedLength, sealedPosition, type DataKey, type SealAlgorithm } from '../../../src/phi/sealer.js';
 
-function dek(): DataKey {
+let made = 0;
+/** Data keys of both algorithms, in turn. */
+function dek(algorithm: SealAlgorithm = made++ % 2 === 0 ? 'XChaCha20-Poly1305' : 'AES-256-GCM'): DataKey {
   const id = new Uint8Array(randomBytes(16));
-  return { id, idHex: Buffer.from(id).toString('hex'), key: new Uint8Array(randomBytes(32)) };
+  return { id, idHex: Buffer.from(id).toString('hex'), key: new Uint8Array(randomBytes(32)), algorithm };
 }
+
+/** Job i's position: events of 4 values each, so consecutive jobs share one. */
+const posOf = (i: number) => positionBytes(Position.of('00000000016b3a10', Math.floor(i / 4)));
 
 const place = new TextEncoder().encode('clinic public.patients ssn');
 
 /** `n` values under two keys, each in a hole after 3 bytes of filler that must stay as it was. */
-function jobsFor(n: number, keys: DataKey[]): { builder: CryptoJobBuilder; out: Uint8Array; holes: { at: number; len: number; plain: string; key: Uint8Array; dek: DataKey }[] } {
+function jobsFor(n: number, keys: DataKey[]): { builder: CryptoJobBuilder; out: Uint8Array; holes: { at: number; len: number; plain: string; key: Uint8Array; dek: DataKey; seq: number }[] } {
   const builder = new CryptoJobBuilder();
-  const holes: { at: number; len: number; plain: string; key: Uint8Array; dek: DataKey }[] = [];
+  const holes: { at: number; len: number; plain: string; key: Uint8Array; dek: DataKey; seq: number }[] = [];
+  let pos = posOf(0);
   let at = 0;
   for (let i = 0; i < n; i++) {
     at += 3;
     const plain = `CANARY-${i}-${'x'.repeat(i % 50)}`;
     const key = new TextEncoder().encode(`row-${i}`);
     const d = keys[i % keys.length]!;
-    const len = sealedLength(plain.length);
-    builder.add(d, new TextEncoder().encode(plain), place, key, at);
-    holes.push({ at, len, plain, key, dek: d });
+    if (i % 4 === 0) pos = posOf(i);
+    const len = sealedLength(d, pos, plain.length);
+    builder.add(d, new TextEncoder().encode(plain), place, key, pos, at);
+    holes.push({ at, len, plain, key, dek: d, seq: Math.floor(i / 4) });
     at += len;
   }
   const out = new Uint8Array(at).fill(0xee);
@@ -37,7 +45,7 @@ function assertSealed(out: Uint8Array, holes: ReturnType<typeof jobsFor>['holes'
   for (const h of holes) {
     assert.deepEqual([...out.subarray(prev, h.at)], [0xee, 0xee, 0xee], 'bytes between holes untouched');
     const sealed = out.subarray(h.at, h.at + h.len);
-    assert.equal(h.len, sealedLength(h.plain.length));
+    assert.equal(sealedPosition(sealed)?.seq, h.seq, 'each value carries its own position');
     assert.equal(Buffer.from(sealed).includes(h.plain), false, 'no plaintext in the sealed bytes');
     assert.equal(Buffer.from(openParts(h.dek, sealed, place, h.key, 'test')).toString(), h.plain);
     prev = h.at + h.len;
@@ -101,8 +109,8 @@ test('an opening whose thread dies mid-batch is done on the calling thread', asy
   const b = new CryptoJobBuilder();
   let at = 0;
   for (const h of holes) {
-    b.add(h.dek, out.subarray(h.at, h.at + h.len), place, h.key, at);
-    at += openedLength(h.len);
+    b.add(h.dek, out.subarray(h.at, h.at + h.len), place, h.key, new Uint8Array(0), at);
+    at += openedLength(h.dek, out.subarray(h.at, h.at + h.len));
   }
   const warm = jobsFor(1, [dek()]);
   await pool.seal(warm.builder.take(), warm.out);
@@ -127,15 +135,16 @@ test('a closed pool seals on the calling thread', async () => {
 test('truncate forgets the jobs of an event written another way', () => {
   const b = new CryptoJobBuilder();
   const d = dek();
-  b.add(d, Uint8Array.of(1), place, Uint8Array.of(), 0);
-  b.add(d, Uint8Array.of(2), place, Uint8Array.of(), 100);
+  const pos = posOf(0);
+  b.add(d, Uint8Array.of(1), place, Uint8Array.of(), pos, 0);
+  b.add(d, Uint8Array.of(2), place, Uint8Array.of(), pos, 100);
   b.truncate(1);
   const batch = b.take();
-  assert.equal(batch.jobs.length / 8, 1);
+  assert.equal(batch.jobs.length / JOB_FIELDS, 1);
   const out = new Uint8Array(200);
   sealJobs(batch, out);
   assert.deepEqual([...out.subarray(100)], new Array(100).fill(0), 'the forgotten hole is not written');
-  assert.deepEqual([...openParts(d, out.subarray(0, sealedLength(1)), place, Uint8Array.of(), 't')], [1]);
+  assert.deepEqual([...openParts(d, out.subarray(0, sealedLength(d, pos, 1)), place, Uint8Array.of(), 't')], [1]);
 });
 
 test('a pool thread opens sealed values to their plaintexts; one that does not authenticate fails naming its column', async () => {
@@ -150,8 +159,8 @@ test('a pool thread opens sealed values to their plaintexts; one that does not a
     for (const [i, h] of holes.entries()) {
       const sealed = Buffer.from(out.subarray(h.at, h.at + h.len));
       if (i === damage) sealed[sealed.length - 1]! ^= 0x80;
-      b.add(h.dek, sealed, place, h.key, at);
-      at += openedLength(h.len);
+      b.add(h.dek, sealed, place, h.key, new Uint8Array(0), at);
+      at += openedLength(h.dek, sealed);
     }
     return { batch: b.take(), length: at };
   };

@@ -3,7 +3,10 @@ import { createDecipheriv } from 'node:crypto';
 import { test } from 'node:test';
 import type { CellValue } from '../../../src/core/table-schema.js';
 import { additionalData, keyAad, placeAad, type SealContext } from '../../../src/phi/aad.js';
-import { openValue, SealArena, sealValue, type DataKey } from '../../../src/phi/sealer.js';
+import sodium from 'sodium-native';
+import type { ChartlogError } from '../../../src/core/errors.js';
+import { Position } from '../../../src/core/position.js';
+import { openValue, positionBytes, SealArena, sealValue, type DataKey, type SealAlgorithm } from '../../../src/phi/sealer.js';
 
 /**
  * Known answers pinning the sealed format and its AAD, so a faster sealer can never drift from
@@ -80,18 +83,52 @@ test('values sealed by the first sealer (archives already written) open to the s
   for (const v of vectors) assert.deepStrictEqual(openValue(dek, Buffer.from(v.sealed, 'hex'), v.ctx), v.value, v.name);
 });
 
-test('values sealed now open with node:crypto and the pinned AAD, and match the pinned ciphertext but for the nonce', () => {
-  for (const v of vectors) {
-    const pinned = Buffer.from(v.sealed, 'hex');
-    const plaintext = referenceOpen(pinned, v.aad);
-    const c = v.ctx;
-    const arena = new SealArena();
-    for (const sealed of [sealValue(dek, v.value, v.ctx), arena.seal(dek, v.value, placeAad(c.source, c.schema, c.table, c.column), keyAad(c.key))]) {
-      assert.equal(sealed.length, pinned.length, v.name);
-      assert.equal(hex(sealed.subarray(0, 17)), hex(pinned.subarray(0, 17)), `${v.name}: version and key id`);
-      assert.deepEqual(referenceOpen(sealed, v.aad), plaintext, v.name);
-    }
+const AT = Position.of('00000000016b3a10', 2);
+
+/**
+ * Opens a format-2 value the way a reader outside chartlog would, from docs/formats.md alone:
+ * header = version | key id | u8 n | commit | u32le seq; AAD = header ‖ the pinned AAD.
+ */
+function referenceOpenV2(sealed: Uint8Array, aadHex: string, algorithm: SealAlgorithm, key: Uint8Array): Buffer {
+  const n = sealed[17]!;
+  const headerEnd = 18 + n + 4;
+  const nonce = algorithm === 'AES-256-GCM' ? 12 : 24;
+  const aad = Buffer.concat([sealed.subarray(0, headerEnd), Buffer.from(aadHex, 'hex')]);
+  const body = sealed.subarray(headerEnd + nonce);
+  if (algorithm === 'XChaCha20-Poly1305') {
+    const out = Buffer.alloc(body.length - 16);
+    sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(out, null, body, aad, sealed.subarray(headerEnd, headerEnd + nonce), key);
+    return out;
   }
+  const d = createDecipheriv('aes-256-gcm', key, sealed.subarray(headerEnd, headerEnd + nonce), { authTagLength: 16 });
+  d.setAAD(aad);
+  d.setAuthTag(body.subarray(body.length - 16));
+  return Buffer.concat([d.update(body.subarray(0, body.length - 16)), d.final()]);
+}
+
+for (const algorithm of ['XChaCha20-Poly1305', 'AES-256-GCM'] as const) {
+  test(`${algorithm}: values sealed now (format 2) open with the reference reader, the pinned AAD and the header; the layout is as documented`, () => {
+    const k: DataKey = { ...dek, algorithm };
+    for (const v of vectors) {
+      const plaintext = referenceOpen(Buffer.from(v.sealed, 'hex'), v.aad);
+      const c = v.ctx;
+      const arena = new SealArena();
+      const pos = positionBytes(AT);
+      for (const sealed of [sealValue(k, v.value, v.ctx, AT), arena.seal(k, v.value, placeAad(c.source, c.schema, c.table, c.column), keyAad(c.key), pos)]) {
+        assert.equal(hex(sealed.subarray(0, 17)), `02${dek.idHex}`, `${v.name}: version and key id`);
+        assert.equal(hex(sealed.subarray(17, 17 + 21)), `10${Buffer.from('00000000016b3a10').toString('hex')}02000000`, `${v.name}: position`);
+        assert.equal(sealed.length, 17 + 21 + (algorithm === 'AES-256-GCM' ? 12 : 24) + plaintext.length + 16, v.name);
+        assert.deepEqual(referenceOpenV2(sealed, v.aad, algorithm, dek.key), plaintext, v.name);
+        assert.deepStrictEqual(openValue(k, sealed, v.ctx), v.value, v.name);
+      }
+    }
+  });
+}
+
+test('a format-1 value does not open under a key that records XChaCha20-Poly1305 (an algorithm is never guessed)', () => {
+  const v = vectors[0]!;
+  assert.throws(() => openValue({ ...dek, algorithm: 'XChaCha20-Poly1305' }, Buffer.from(v.sealed, 'hex'), v.ctx), (e: ChartlogError) => e.code === 'integrity');
+  assert.deepStrictEqual(openValue({ ...dek, algorithm: 'AES-256-GCM' }, Buffer.from(v.sealed, 'hex'), v.ctx), v.value, 'negative control');
 });
 
 test('every sealed value gets its own nonce', () => {
@@ -100,13 +137,16 @@ test('every sealed value gets its own nonce', () => {
   const c = v.ctx;
   const place = placeAad(c.source, c.schema, c.table, c.column);
   const key = keyAad(c.key);
+  const pos = positionBytes(AT);
+  const k: DataKey = { ...dek, algorithm: 'XChaCha20-Poly1305' };
+  const nonceAt = 17 + pos.length;
   const nonces = new Set<string>();
   // More than one refill of the nonce pool (4096 nonces) and of the arena (16 KiB).
   for (let i = 0; i < 10_000; i++) {
     if (i % 100 === 0) arena.reset();
-    nonces.add(hex(arena.seal(dek, v.value, place, key).subarray(17, 29)));
+    nonces.add(hex(arena.seal(k, v.value, place, key, pos).subarray(nonceAt, nonceAt + 24)));
   }
-  for (let i = 0; i < 100; i++) nonces.add(hex(sealValue(dek, v.value, v.ctx).subarray(17, 29)));
+  for (let i = 0; i < 100; i++) nonces.add(hex(sealValue(dek, v.value, v.ctx, AT).subarray(nonceAt, nonceAt + 12)));
   assert.equal(nonces.size, 10_100);
 });
 
@@ -115,10 +155,11 @@ test('a view handed out by the arena keeps its bytes until the arena is reset', 
   const v = vectors[1]!;
   const c = v.ctx;
   const place = placeAad(c.source, c.schema, c.table, c.column);
-  const first = arena.seal(dek, v.value, place, keyAad(c.key));
+  const pos = positionBytes(AT);
+  const first = arena.seal(dek, v.value, place, keyAad(c.key), pos);
   const copy = Buffer.from(first);
   // Enough further values to outgrow the arena's buffer.
-  for (let i = 0; i < 1000; i++) arena.seal(dek, 'x'.repeat(100), place, keyAad(c.key));
+  for (let i = 0; i < 1000; i++) arena.seal(dek, 'x'.repeat(100), place, keyAad(c.key), pos);
   assert.deepEqual(Buffer.from(first), copy);
   assert.deepStrictEqual(openValue(dek, first, v.ctx), v.value);
 });

@@ -7,14 +7,18 @@ import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import type { CellValue } from '../../../src/core/table-schema.js';
 import { deserializeCell, serializeCell } from '../../../src/phi/cell-serialization.js';
 import type { SealContext } from '../../../src/phi/aad.js';
-import { openValue, sealValue, sealedKeyId, type DataKey } from '../../../src/phi/sealer.js';
+import { openValue, sealValue, sealedKeyId, sealedPosition, type DataKey, type SealAlgorithm } from '../../../src/phi/sealer.js';
 import type { OpenAuditEntry } from '../../../src/phi/phi-opener.js';
 import { codecRig, ssnPhonePatients as patients } from '../../support/codec-support.js';
 
-function dek(): DataKey {
+function dek(algorithm: SealAlgorithm = 'XChaCha20-Poly1305'): DataKey {
   const id = new Uint8Array(randomBytes(16));
-  return { id, idHex: Buffer.from(id).toString('hex'), key: new Uint8Array(randomBytes(32)) };
+  return { id, idHex: Buffer.from(id).toString('hex'), key: new Uint8Array(randomBytes(32)), algorithm };
 }
+
+const ALGORITHMS: readonly SealAlgorithm[] = ['XChaCha20-Poly1305', 'AES-256-GCM'];
+/** The source position values are sealed at (format 2 carries and authenticates it). */
+const AT = Position.of('00000000016b3a10', 3);
 
 const ctx: SealContext = { source: 'clinic', schema: 'public', table: 'patients', column: 'ssn', key: [{ value: 7n }] };
 
@@ -49,27 +53,32 @@ test('serialisation of every JS form of the value model is exact and reversible'
   assert.notDeepEqual(serializeCell(1), serializeCell(1n));
 });
 
-test('seal/open round-trips every value; the sealed layout is version | key id | nonce | ciphertext | tag', () => {
-  const k = dek();
+for (const algorithm of ALGORITHMS) {
+test(`${algorithm}: seal/open round-trips every value; the layout is version 2 | key id | position | nonce | ciphertext | tag`, () => {
+  const k = dek(algorithm);
+  const nonce = algorithm === 'AES-256-GCM' ? 12 : 24;
   fc.assert(
-    fc.property(cell, (v) => {
-      const sealed = sealValue(k, v, ctx);
-      assert.equal(sealed[0], 1);
+    fc.property(cell, fc.nat({ max: 0xffffffff }), (v, seq) => {
+      const at = Position.of('00000000016b3a10', seq);
+      const sealed = sealValue(k, v, ctx, at);
+      assert.equal(sealed[0], 2);
       assert.equal(sealedKeyId(sealed), k.idHex);
-      assert.equal(sealed.length, 1 + 16 + 12 + serializeCell(v).length + 16);
+      assert.deepEqual(sealedPosition(sealed), at);
+      assert.equal(sealed.length, 1 + 16 + (1 + 16 + 4) + nonce + serializeCell(v).length + 16);
       assert.deepStrictEqual(openValue(k, sealed, ctx), v);
     }),
     { numRuns: 300 },
   );
-  const a = sealValue(k, 'same', ctx);
-  const b = sealValue(k, 'same', ctx);
+  const a = sealValue(k, 'same', ctx, AT);
+  const b = sealValue(k, 'same', ctx, AT);
   assert.notDeepEqual(a, b, 'random nonce: equal values seal differently');
 });
 
-test('any flipped bit fails to open with an integrity error, never wrong plaintext', () => {
-  const k = dek();
+test(`${algorithm}: any flipped bit (the position in the header too) fails to open with an integrity error, never wrong plaintext`, () => {
+  const k = dek(algorithm);
   const canary = 'CANARY-SSN-123-45-6789';
-  const sealed = sealValue(k, canary, ctx);
+  const sealed = sealValue(k, canary, ctx, AT);
+  assert.deepStrictEqual(openValue(k, sealed, ctx), canary, 'negative control: the untouched value opens');
   for (let bit = 0; bit < sealed.length * 8; bit++) {
     const t = new Uint8Array(sealed);
     t[bit >> 3]! ^= 1 << (bit & 7);
@@ -78,10 +87,26 @@ test('any flipped bit fails to open with an integrity error, never wrong plainte
   assert.throws(() => openValue(k, sealed.subarray(0, 20), ctx), isIntegrity(canary));
 });
 
-test('a value opened in another row, column, table or source, or under another key, fails', () => {
-  const k = dek();
+test(`${algorithm}: a value whose header names another source position fails to open`, () => {
+  const k = dek(algorithm);
   const canary = 'CANARY-SSN-123-45-6789';
-  const sealed = sealValue(k, canary, ctx);
+  const sealed = sealValue(k, canary, ctx, AT);
+  // The same bytes but for the position: another seq, another commit of the same width.
+  const movedSeq = Buffer.from(sealed);
+  movedSeq[1 + 16 + 1 + 16] = 4;
+  assert.deepEqual(sealedPosition(movedSeq), Position.of('00000000016b3a10', 4));
+  assert.throws(() => openValue(k, movedSeq, ctx), isIntegrity(canary));
+  const movedCommit = Buffer.from(sealed);
+  movedCommit.write('00000000016b3a11', 1 + 16 + 1, 'latin1');
+  assert.deepEqual(sealedPosition(movedCommit), Position.of('00000000016b3a11', 3));
+  assert.throws(() => openValue(k, movedCommit, ctx), isIntegrity(canary));
+});
+
+test(`${algorithm}: a value opened in another row, column, table or source, or under another key or algorithm, fails`, () => {
+  const k = dek(algorithm);
+  const canary = 'CANARY-SSN-123-45-6789';
+  const sealed = sealValue(k, canary, ctx, AT);
+  assert.deepStrictEqual(openValue(k, sealed, ctx), canary, 'negative control: opens in its own place');
   const elsewhere: SealContext[] = [
     { ...ctx, key: [{ value: 8n }] },
     { ...ctx, key: [{ value: 7 }] },
@@ -95,8 +120,11 @@ test('a value opened in another row, column, table or source, or under another k
   for (const other of elsewhere) assert.throws(() => openValue(k, sealed, other), isIntegrity(canary), JSON.stringify(other, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v)));
   const sameIdOtherKey: DataKey = { ...k, key: new Uint8Array(randomBytes(32)) };
   assert.throws(() => openValue(sameIdOtherKey, sealed, ctx), isIntegrity(canary));
-  assert.throws(() => openValue(dek(), sealed, ctx), (e: ChartlogError) => e.code === 'integrity' && e.message.includes(k.idHex));
+  const sameKeyOtherAlgorithm: DataKey = { ...k, algorithm: algorithm === 'AES-256-GCM' ? 'XChaCha20-Poly1305' : 'AES-256-GCM' };
+  assert.throws(() => openValue(sameKeyOtherAlgorithm, sealed, ctx), isIntegrity(canary));
+  assert.throws(() => openValue(dek(algorithm), sealed, ctx), (e: ChartlogError) => e.code === 'integrity' && e.message.includes(k.idHex));
 });
+}
 
 async function twoSealedMessages() {
   const rig = codecRig({ policy: { columns: { 'public.patients': ['ssn', 'phone'] }, strict: [], publicColumns: {}, unclassified: 'clear' as const } });
