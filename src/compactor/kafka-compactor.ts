@@ -12,11 +12,11 @@ import {
   decodeTransactionMessage,
   isTableTopic,
   tableTopic,
-  TopicCreator,
   transactionsTopic,
   TRANSACTIONS_PARTITION,
   type KafkaSettings,
 } from '../bus/kafka-topics.js';
+import { TopicCreator } from '../bus/topic-creator.js';
 import { readCheckpoint, writeCheckpoint } from '../archive/checkpoint.js';
 import { NO_FENCE, type WriterFence } from '../archive/lease.js';
 import { HourCloser } from './hour-closer.js';
@@ -207,7 +207,7 @@ export class KafkaCompactor {
     this.now = options.now ?? Date.now;
     this.txTopic = transactionsTopic(options.settings.topicPrefix, source);
     this.groupId = compactorGroupId(options.settings, source);
-    this.topics = new TopicCreator(this.kafka);
+    this.topics = new TopicCreator(this.kafka, options.settings, source);
   }
 
   /** The newest transaction known complete and durable (what the checkpoint says). */

@@ -15,7 +15,7 @@ import { decodeAll, envelopes, T0, types } from '../../support/fake-envelopes.js
 // The commit rule of the Kafka compactor, driven message by message through a fake of the slice
 // of kafkajs it uses. The real protocol is in test/integration/kafka-bus.test.ts.
 
-const settings: KafkaSettings = { brokers: ['127.0.0.1:1'], topicPrefix: 'cl', clientId: 'c', groupId: 'g', sessionTimeoutMs: 30_000, compression: 'gzip', tls: { mode: 'disable' } };
+const settings: KafkaSettings = { brokers: ['127.0.0.1:1'], topicPrefix: 'cl', clientId: 'c', groupId: 'g', sessionTimeoutMs: 30_000, compression: 'gzip', tls: { mode: 'disable' }, topics: { replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false } };
 const PATIENTS = tableTopic('cl', 'clinic', 'public.patients');
 const TX = transactionsTopic('cl', 'clinic');
 
@@ -27,7 +27,14 @@ class FakeGroupKafka {
   groupIds: string[] = [];
   onJoin: ((e: { payload: { memberAssignment: Record<string, number[]> } }) => void) | null = null;
   admin() {
-    return { connect: async () => {}, disconnect: async () => {}, createTopics: async () => false, listTopics: async () => [PATIENTS, TX, 'cl.clinic.__schemas', 'cl.other.public.x'] };
+    return { connect: async () => {}, disconnect: async () => {}, createTopics: async () => false,
+      listTopics: async () => [PATIENTS, TX, 'cl.clinic.__schemas', 'cl.other.public.x'],
+      // Topics created or found are checked for durability (kafka-durability.ts): safe ones here.
+      fetchTopicMetadata: async ({ topics }: { topics: string[] }) => ({ topics: topics.map((name) => ({ name, partitions: [{ partitionId: 0, replicas: [1, 2, 3] }] })) }),
+      describeConfigs: async ({ resources }: { resources: { name: string }[] }) => ({
+        resources: resources.map((r) => ({ resourceName: r.name, configEntries: [{ configName: 'min.insync.replicas', configValue: '2' }] })),
+      }),
+    };
   }
   consumer({ groupId }: { groupId: string }) {
     this.groupIds.push(groupId);
