@@ -1,6 +1,7 @@
 import type { ITopicConfig, Kafka } from 'kafkajs';
 import { ChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
+import { sleep } from '../core/retry.js';
 import { describeDurability, durabilityError, durabilityProblems } from './kafka-durability.js';
 import type { KafkaSettings } from './kafka-topics.js';
 
@@ -25,7 +26,7 @@ export function topicConfig(spec: TopicSpec, topics: KafkaSettings['topics']): I
  * Creates topics with the admin API and `bus.kafka.topics` where the broker allows it, then
  * checks that each one — created now, or already there, made by someone else — keeps
  * acknowledged writes when a broker fails (kafka-durability.ts): an unsafe one is refused with
- * the 'config' error. When the broker refuses CreateTopics (no ACL), falls back to the broker's
+ * the 'config' error. When the broker refuses CreateTopics (no ACL, no such API), falls back to the broker's
  * auto-creation on first produce and stops asking; those topics get the broker's defaults, which
  * the next start checks (checkSourceTopics).
  */
@@ -57,6 +58,9 @@ export class TopicCreator {
         // kafkajs reports "already exists" as success (false).
         await admin.createTopics({ waitForLeaders: true, topics: todo.map((s) => topicConfig(s, this.settings.topics)) });
       } catch (err) {
+        // A broker that went away mid-request (one killed of three) is not a refusal: asking
+        // again later must stay possible, or new topics would silently get the broker defaults.
+        if (!isRefusal(err)) throw err;
         this.refused = true;
         logger().info(
           { topics: todo.map((s) => s.topic), reason: err instanceof Error ? err.message : String(err) },
@@ -64,7 +68,8 @@ export class TopicCreator {
         );
       }
       if (!this.refused) {
-        const err = durabilityError(durabilityProblems(await describeDurability(admin, todo.map((s) => s.topic))), this.settings, this.source);
+        const described = await retryBriefly(() => describeDurability(admin, todo.map((s) => s.topic)));
+        const err = durabilityError(durabilityProblems(described), this.settings, this.source);
         if (err) throw err;
       }
     } catch (err) {
@@ -78,5 +83,27 @@ export class TopicCreator {
       await admin.disconnect().catch(() => undefined);
     }
     for (const s of todo) this.known.add(s.topic);
+  }
+}
+
+/** CreateTopics refused for good: no right to create, or a broker without the API. */
+function isRefusal(err: unknown): boolean {
+  const type = (err as { type?: unknown }).type;
+  const text = `${typeof type === 'string' ? type : ''} ${err instanceof Error ? err.message : String(err)}`;
+  return /AUTHORIZATION|authoriz|UNSUPPORTED|not supported|INVALID_REQUEST/i.test(text);
+}
+
+/**
+ * A topic just created is not yet in every broker's metadata ("This server does not host this
+ * topic-partition" for a moment): a few tries 200 ms apart before the error counts.
+ */
+async function retryBriefly<T>(op: () => Promise<T>, tries = 5): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await op();
+    } catch (err) {
+      if (i >= tries) throw err;
+      await sleep(200 * i);
+    }
   }
 }

@@ -39,7 +39,7 @@ class FakeKafka {
       disconnect: async () => {},
       createTopics: async () => {
         this.createCalls++;
-        throw new Error('Broker 0 not found in the cached metadata');
+        throw Object.assign(new Error('Cluster authorization failed'), { type: 'CLUSTER_AUTHORIZATION_FAILED' });
       },
     };
   }
