@@ -593,7 +593,14 @@ export class KafkaCompactor {
       this.stats.commits++;
     } catch (err) {
       // Not committing is always safe: the messages come again and are dropped by position.
-      logger().warn({ err: kafkaError(err, 'commit failed'), source: this.source }, 'kafka offset commit failed; the messages will be redelivered');
+      // But kafkajs keeps a dead group coordinator cached ("Broker 2 not found in the cached
+      // metadata" after a kill -9 of that broker): the member neither commits nor fetches again.
+      // A new consumer looks the coordinator up afresh (measured: test/integration/kafka-broker-failure.test.ts).
+      logger().warn({ err: kafkaError(err, 'commit failed'), source: this.source }, 'kafka offset commit failed; the messages will be redelivered; starting a new consumer');
+      if (!this.stopping) {
+        this.resubscribe = true;
+        this.wake.abort();
+      }
     }
   }
 
