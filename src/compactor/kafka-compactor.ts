@@ -416,7 +416,20 @@ export class KafkaCompactor {
     }
   }
 
-  private async eachBatch({ batch, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  private async eachBatch({ batch, isRunning, isStale, heartbeat }: EachBatchPayload): Promise<void> {
+    // kafkajs heartbeats between batches only: a batch waiting here for a long flush (a slow
+    // store, a large part) held the member silent past the session timeout, and the group
+    // dropped it mid-flush. Heartbeat while waiting and working; kafkajs sends one at most every
+    // heartbeatInterval.
+    const beat = setInterval(() => void heartbeat().catch(() => undefined), Math.max(100, Math.min(1000, Math.floor(this.sessionTimeoutMs() / 3))));
+    try {
+      await this.exclusiveBatch(batch, isRunning, isStale);
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
+  private async exclusiveBatch(batch: EachBatchPayload['batch'], isRunning: () => boolean, isStale: () => boolean): Promise<void> {
     await this.exclusive(async () => {
       if (this.stopping || this.abandoned || this.failure) return;
       try {

@@ -392,3 +392,50 @@ test('the compactor joins the source\'s own consumer group, and stops with a fat
     await s.running.catch(() => undefined);
   }
 });
+
+/** A store whose writes wait while `gate` is set: a slow flush. */
+class SlowStore extends MemoryObjectStore {
+  gate: Promise<void> | null = null;
+  override async put(...args: Parameters<MemoryObjectStore['put']>): Promise<void> {
+    if (this.gate) await this.gate;
+    return super.put(...args);
+  }
+  override async putIfAbsent(...args: Parameters<MemoryObjectStore['putIfAbsent']>): Promise<boolean> {
+    if (this.gate) await this.gate;
+    return super.putIfAbsent(...args);
+  }
+}
+
+test('a batch waiting for a long flush keeps heartbeating, so the group does not drop the member mid-flush', async () => {
+  const store = new SlowStore();
+  const fake = new FakeGroupKafka();
+  const s = await startedWith(store, fake, 1500);
+  let release = () => {};
+  try {
+    store.gate = new Promise<void>((resolve) => (release = resolve));
+    await fake.deliver(PATIENTS, 0, [event(1, 0)]);
+    await sleep(100); // the timer's flush now holds the lock, its write waiting at the gate
+    let beats = 0;
+    const waiting = s.fake.eachBatch!({
+      batch: { topic: TX, partition: 0, messages: [txRecord('BEGIN', 1, 0), txRecord('END', 1, 1)] },
+      isRunning: () => true,
+      isStale: () => false,
+      heartbeat: async () => void beats++,
+    } as unknown as EachBatchPayload);
+    await sleep(1600); // past the session timeout
+    assert.ok(beats >= 2, `heartbeats while waiting: ${beats}`);
+    store.gate = null;
+    release();
+    await waiting;
+    const seen = beats;
+    await sleep(1100);
+    assert.equal(beats, seen, 'no heartbeat once the batch returned');
+    await until('T1 settles', async () => Position.equals((await checkpointOf(store)) ?? txPos(0), txPos(1)));
+  } finally {
+    store.gate = null;
+    release();
+    await s.c.abandon();
+    s.stop.abort();
+    await s.running.catch(() => undefined);
+  }
+});
