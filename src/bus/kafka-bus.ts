@@ -14,11 +14,11 @@ import {
   HEADER,
   schemasTopic,
   tableTopic,
-  TopicCreator,
   transactionsTopic,
   TRANSACTIONS_PARTITION,
   type KafkaSettings,
 } from './kafka-topics.js';
+import { TopicCreator } from './topic-creator.js';
 
 export interface KafkaBusOptions {
   settings: KafkaSettings;
@@ -90,7 +90,7 @@ export class KafkaBus {
     // some brokers (and the mock), and correctness does not need it.
     // The default (murmur2 of the key, Java-compatible) partitioner, named so kafkajs does not warn.
     this.producer = this.kafka.producer({ idempotent: false, maxInFlightRequests: 1, allowAutoTopicCreation: true, createPartitioner: Partitioners.DefaultPartitioner });
-    this.topics = new TopicCreator(this.kafka);
+    this.topics = new TopicCreator(this.kafka, options.settings, options.source);
     this.maxQueued = options.maxQueuedBatches ?? 4096;
     this.maxQueuedBytes = options.maxQueuedBytes ?? Number.POSITIVE_INFINITY;
     this.maxPerSend = options.maxMessagesPerSend ?? 2000;
@@ -105,7 +105,7 @@ export class KafkaBus {
     }
     this.connected = true;
     const { topicPrefix: prefix } = this.options.settings;
-    await this.topics.ensure([{ topic: transactionsTopic(prefix, this.options.source) }, { topic: schemasTopic(prefix, this.options.source), compact: true }]);
+    await this.topics.ensure([{ topic: transactionsTopic(prefix, this.options.source) }, { topic: schemasTopic(prefix, this.options.source), schemaHistory: true }]);
   }
 
   /** The last position the broker acknowledged, or null. */

@@ -12,11 +12,11 @@ import {
   decodeTransactionMessage,
   isTableTopic,
   tableTopic,
-  TopicCreator,
   transactionsTopic,
   TRANSACTIONS_PARTITION,
   type KafkaSettings,
 } from '../bus/kafka-topics.js';
+import { TopicCreator } from '../bus/topic-creator.js';
 import { readCheckpoint, writeCheckpoint } from '../archive/checkpoint.js';
 import { NO_FENCE, type WriterFence } from '../archive/lease.js';
 import { HourCloser } from './hour-closer.js';
@@ -207,7 +207,7 @@ export class KafkaCompactor {
     this.now = options.now ?? Date.now;
     this.txTopic = transactionsTopic(options.settings.topicPrefix, source);
     this.groupId = compactorGroupId(options.settings, source);
-    this.topics = new TopicCreator(this.kafka);
+    this.topics = new TopicCreator(this.kafka, options.settings, source);
   }
 
   /** The newest transaction known complete and durable (what the checkpoint says). */
@@ -416,7 +416,20 @@ export class KafkaCompactor {
     }
   }
 
-  private async eachBatch({ batch, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  private async eachBatch({ batch, isRunning, isStale, heartbeat }: EachBatchPayload): Promise<void> {
+    // kafkajs heartbeats between batches only: a batch waiting here for a long flush (a slow
+    // store, a large part) held the member silent past the session timeout, and the group
+    // dropped it mid-flush. Heartbeat while waiting and working; kafkajs sends one at most every
+    // heartbeatInterval.
+    const beat = setInterval(() => void heartbeat().catch(() => undefined), Math.max(100, Math.min(1000, Math.floor(this.sessionTimeoutMs() / 3))));
+    try {
+      await this.exclusiveBatch(batch, isRunning, isStale);
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
+  private async exclusiveBatch(batch: EachBatchPayload['batch'], isRunning: () => boolean, isStale: () => boolean): Promise<void> {
     await this.exclusive(async () => {
       if (this.stopping || this.abandoned || this.failure) return;
       try {
@@ -593,7 +606,14 @@ export class KafkaCompactor {
       this.stats.commits++;
     } catch (err) {
       // Not committing is always safe: the messages come again and are dropped by position.
-      logger().warn({ err: kafkaError(err, 'commit failed'), source: this.source }, 'kafka offset commit failed; the messages will be redelivered');
+      // But kafkajs keeps a dead group coordinator cached ("Broker 2 not found in the cached
+      // metadata" after a kill -9 of that broker): the member neither commits nor fetches again.
+      // A new consumer looks the coordinator up afresh (measured: test/integration/kafka-broker-failure.test.ts).
+      logger().warn({ err: kafkaError(err, 'commit failed'), source: this.source }, 'kafka offset commit failed; the messages will be redelivered; starting a new consumer');
+      if (!this.stopping) {
+        this.resubscribe = true;
+        this.wake.abort();
+      }
     }
   }
 

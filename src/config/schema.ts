@@ -166,6 +166,50 @@ const source = z
   })
   .describe('A database to capture.');
 
+/**
+ * The settings chartlog gives the topics it creates, and the floor it holds existing topics to
+ * (src/bus/kafka-durability.ts): a topic with one replica, or one that accepts a write on a
+ * single in-sync replica, can lose a write Kafka acknowledged (acks = all) when one broker dies —
+ * and chartlog acknowledges the source on that acknowledgement.
+ */
+const kafkaTopics = z
+  .strictObject({
+    replicationFactor: z.number().int().min(1).default(3).describe('Replication factor of the topics chartlog creates; existing topics must have at least 2 replicas per partition.'),
+    minInsyncReplicas: z
+      .number()
+      .int()
+      .min(1)
+      .default(2)
+      .describe('min.insync.replicas of the topics chartlog creates; existing topics must have at least 2 (a write acknowledged by acks = all is then on two brokers).'),
+    retentionMs: z
+      .number()
+      .int()
+      .min(-1)
+      .optional()
+      .describe(
+        'retention.ms of the table and transactions topics chartlog creates (-1: forever); unset: the broker default. Must exceed the longest time a compactor may be down, or unconsumed changes expire.',
+      ),
+    schemaHistory: z
+      .strictObject({
+        cleanupPolicy: z.enum(['compact', 'compact,delete']).default('compact').describe('cleanup.policy of the schema-history topic: compact keeps the newest record of every fingerprint.'),
+        retentionMs: z
+          .number()
+          .int()
+          .min(-1)
+          .default(-1)
+          .describe('retention.ms of the schema-history topic (-1: forever; matters with compact,delete). Schemas are in the object store too; this topic is for other consumers.'),
+      })
+      .default({ cleanupPolicy: 'compact', retentionMs: -1 })
+      .describe('The compacted <prefix>.<source>.__schemas topic.'),
+    allowUnsafeReplication: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Run on topics with replication factor 1 or min.insync.replicas 1 (a one-broker test cluster): one broker failure can then lose changes already acknowledged to the source. Off: chartlog refuses to start (exit 2).',
+      ),
+  })
+  .describe('Topic settings.');
+
 const kafka = z
   .strictObject({
     brokers: z.array(z.string().regex(/^[^:\s]+:\d+$/, 'expected "host:port"')).min(1).describe('Bootstrap brokers.'),
@@ -193,6 +237,7 @@ const kafka = z
       .default(30_000)
       .describe('Consumer group session timeout: how long a crashed compactor holds its partitions before another takes them.'),
     compression: z.enum(['none', 'gzip']).default('gzip').describe('Producer compression.'),
+    topics: kafkaTopics.default({ replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false }),
     tls: tls.default({ mode: 'disable' }),
     sasl: z
       .strictObject({
@@ -387,6 +432,25 @@ export const configSchema = z
           ctx.addIssue({ code: 'custom', path: ['bus', 'kafka', 'sourceGroupIds', s.name], message: `sources ${other} and ${s.name} would share the consumer group "${group}"; give each source its own group` });
         }
         groups.set(group, s.name);
+      }
+      const t = kafkaSettings.topics;
+      if (t.minInsyncReplicas > t.replicationFactor) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['bus', 'kafka', 'topics', 'minInsyncReplicas'],
+          message: `min.insync.replicas ${t.minInsyncReplicas} is above the replication factor ${t.replicationFactor}: no write with acks = all could ever be acknowledged; lower it or raise bus.kafka.topics.replicationFactor`,
+        });
+      }
+      if (!t.allowUnsafeReplication) {
+        for (const [field, value] of [['replicationFactor', t.replicationFactor], ['minInsyncReplicas', t.minInsyncReplicas]] as const) {
+          if (value < 2) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['bus', 'kafka', 'topics', field],
+              message: `${value} lets one broker failure lose changes already acknowledged to the source; use 2 or more (3 replicas, min.insync.replicas 2 is the usual), or set bus.kafka.topics.allowUnsafeReplication: true on a test cluster`,
+            });
+          }
+        }
       }
     }
     for (const t of cfg.phi.strict) {

@@ -1,5 +1,7 @@
 import { SnapshotSchedule } from '../compactor/snapshot-schedule.js';
 import { Lease } from '../archive/lease.js';
+import { checkSourceTopics } from '../bus/kafka-durability.js';
+import { createKafka } from '../bus/kafka-topics.js';
 import { runEmbeddedSourcePipeline } from './embedded-pipeline.js';
 import { runKafkaSourcePipeline } from './kafka-pipeline.js';
 import { checkSourceReady, claimSourceArchive, recordArchive, type SourcePipelineDeps } from './prepare-source.js';
@@ -15,7 +17,8 @@ export interface SourcePipelineOptions {
  * One source's pipeline on the bus its configuration names, with its scheduled snapshot
  * synthesis (`snapshot.everyHours`) running beside it until the pipeline ends.
  *
- * First the source is checked (setup and PHI names, checkSourceReady), then slot ownership
+ * First the source is checked (setup and PHI names, checkSourceReady), on Kafka the durability
+ * settings of its existing topics (checkSourceTopics), then slot ownership
  * (claimSourceArchive: a replication slot of another archive, a checkpoint gone from an archive
  * that holds changes). Both write nothing, so a misspelt PHI name or another archive's slot
  * stops it at once with nothing written rather than after a wait for the lease. The archive's
@@ -32,6 +35,9 @@ export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortS
   const claimOptions = { takeOverSlot: options.takeOverSlot ?? false, refuseMissingCheckpoint: true };
   try {
     await checkSourceReady(deps);
+    // Topics that could lose what Kafka acknowledged: exit 2 before the slot or the store is touched.
+    const kafka = deps.config.bus.type === 'kafka' ? deps.config.bus.kafka : undefined;
+    if (kafka) await checkSourceTopics(createKafka(kafka, '-check'), kafka, deps.source.name);
     await claimSourceArchive(deps, claimOptions);
   } catch (err) {
     await deps.connector.close();

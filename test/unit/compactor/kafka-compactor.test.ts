@@ -15,7 +15,7 @@ import { decodeAll, envelopes, T0, types } from '../../support/fake-envelopes.js
 // The commit rule of the Kafka compactor, driven message by message through a fake of the slice
 // of kafkajs it uses. The real protocol is in test/integration/kafka-bus.test.ts.
 
-const settings: KafkaSettings = { brokers: ['127.0.0.1:1'], topicPrefix: 'cl', clientId: 'c', groupId: 'g', sessionTimeoutMs: 30_000, compression: 'gzip', tls: { mode: 'disable' } };
+const settings: KafkaSettings = { brokers: ['127.0.0.1:1'], topicPrefix: 'cl', clientId: 'c', groupId: 'g', sessionTimeoutMs: 30_000, compression: 'gzip', tls: { mode: 'disable' }, topics: { replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false } };
 const PATIENTS = tableTopic('cl', 'clinic', 'public.patients');
 const TX = transactionsTopic('cl', 'clinic');
 
@@ -27,7 +27,14 @@ class FakeGroupKafka {
   groupIds: string[] = [];
   onJoin: ((e: { payload: { memberAssignment: Record<string, number[]> } }) => void) | null = null;
   admin() {
-    return { connect: async () => {}, disconnect: async () => {}, createTopics: async () => false, listTopics: async () => [PATIENTS, TX, 'cl.clinic.__schemas', 'cl.other.public.x'] };
+    return { connect: async () => {}, disconnect: async () => {}, createTopics: async () => false,
+      listTopics: async () => [PATIENTS, TX, 'cl.clinic.__schemas', 'cl.other.public.x'],
+      // Topics created or found are checked for durability (kafka-durability.ts): safe ones here.
+      fetchTopicMetadata: async ({ topics }: { topics: string[] }) => ({ topics: topics.map((name) => ({ name, partitions: [{ partitionId: 0, replicas: [1, 2, 3] }] })) }),
+      describeConfigs: async ({ resources }: { resources: { name: string }[] }) => ({
+        resources: resources.map((r) => ({ resourceName: r.name, configEntries: [{ configName: 'min.insync.replicas', configValue: '2' }] })),
+      }),
+    };
   }
   consumer({ groupId }: { groupId: string }) {
     this.groupIds.push(groupId);
@@ -380,6 +387,53 @@ test('the compactor joins the source\'s own consumer group, and stops with a fat
     assert.ok(Date.now() - lost >= 550, 'it waited for 3 session timeouts');
     assert.deepEqual(s.c.settledPosition, txPos(1));
   } finally {
+    await s.c.abandon();
+    s.stop.abort();
+    await s.running.catch(() => undefined);
+  }
+});
+
+/** A store whose writes wait while `gate` is set: a slow flush. */
+class SlowStore extends MemoryObjectStore {
+  gate: Promise<void> | null = null;
+  override async put(...args: Parameters<MemoryObjectStore['put']>): Promise<void> {
+    if (this.gate) await this.gate;
+    return super.put(...args);
+  }
+  override async putIfAbsent(...args: Parameters<MemoryObjectStore['putIfAbsent']>): Promise<boolean> {
+    if (this.gate) await this.gate;
+    return super.putIfAbsent(...args);
+  }
+}
+
+test('a batch waiting for a long flush keeps heartbeating, so the group does not drop the member mid-flush', async () => {
+  const store = new SlowStore();
+  const fake = new FakeGroupKafka();
+  const s = await startedWith(store, fake, 1500);
+  let release = () => {};
+  try {
+    store.gate = new Promise<void>((resolve) => (release = resolve));
+    await fake.deliver(PATIENTS, 0, [event(1, 0)]);
+    await sleep(100); // the timer's flush now holds the lock, its write waiting at the gate
+    let beats = 0;
+    const waiting = s.fake.eachBatch!({
+      batch: { topic: TX, partition: 0, messages: [txRecord('BEGIN', 1, 0), txRecord('END', 1, 1)] },
+      isRunning: () => true,
+      isStale: () => false,
+      heartbeat: async () => void beats++,
+    } as unknown as EachBatchPayload);
+    await sleep(1600); // past the session timeout
+    assert.ok(beats >= 2, `heartbeats while waiting: ${beats}`);
+    store.gate = null;
+    release();
+    await waiting;
+    const seen = beats;
+    await sleep(1100);
+    assert.equal(beats, seen, 'no heartbeat once the batch returned');
+    await until('T1 settles', async () => Position.equals((await checkpointOf(store)) ?? txPos(0), txPos(1)));
+  } finally {
+    store.gate = null;
+    release();
     await s.c.abandon();
     s.stop.abort();
     await s.running.catch(() => undefined);

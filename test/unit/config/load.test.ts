@@ -176,3 +176,27 @@ test('bus.kafka: each source has its own consumer group, <groupId>.<source> unle
   assert.match(shared.message, /bus\.kafka\.sourceGroupIds\.lab/);
   assert.match(shared.message, /sources clinic and lab would share the consumer group "g\.clinic"/);
 });
+
+test('bus.kafka.topics: defaults to 3 replicas and min.insync.replicas 2; a setting that can lose acknowledged data is refused unless allowUnsafeReplication', () => {
+  const kafka = (topics: string) => `${good}bus: { type: kafka, kafka: { brokers: ["127.0.0.1:9092"]${topics} } }\n`;
+  const cfg = parseConfig(kafka(''), 'test.yaml', {});
+  assert.deepEqual(cfg.bus.kafka?.topics, { replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false });
+  for (const [field, topics] of [
+    ['replicationFactor', ', topics: { replicationFactor: 1, minInsyncReplicas: 1 }'],
+    ['minInsyncReplicas', ', topics: { minInsyncReplicas: 1 }'],
+  ] as const) {
+    const err = configFailure(kafka(topics));
+    assert.equal(err.exitCode, 2);
+    assert.match(err.message, new RegExp(`bus\\.kafka\\.topics\\.${field}`));
+    assert.match(err.message, /allowUnsafeReplication/);
+  }
+  const unsafe = parseConfig(kafka(', topics: { replicationFactor: 1, minInsyncReplicas: 1, allowUnsafeReplication: true }'), 'test.yaml', {});
+  assert.equal(unsafe.bus.kafka?.topics.replicationFactor, 1);
+  // Never satisfiable with acks = all, override or not.
+  const err = configFailure(kafka(', topics: { replicationFactor: 2, minInsyncReplicas: 3, allowUnsafeReplication: true }'));
+  assert.match(err.message, /bus\.kafka\.topics\.minInsyncReplicas.*above the replication factor/);
+  const tuned = parseConfig(kafka(', topics: { retentionMs: 604800000, schemaHistory: { cleanupPolicy: "compact,delete", retentionMs: 31536000000 } }'), 'test.yaml', {});
+  assert.equal(tuned.bus.kafka?.topics.retentionMs, 604_800_000);
+  assert.equal(tuned.bus.kafka?.topics.schemaHistory.cleanupPolicy, 'compact,delete');
+  assert.match(configFailure(kafka(', topics: { schemaHistory: { cleanupPolicy: delete } }')).message, /schemaHistory\.cleanupPolicy/);
+});
