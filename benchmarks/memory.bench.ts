@@ -218,7 +218,11 @@ async function chartlogMariadbRep(rep: number, dbs: TestDatabase[]): Promise<Cha
     const setup = writeBenchConfig(work, `mbench_${process.pid}_m${rep}`, db.url, table, PATIENT_PHI_COLUMNS, BUS, {}, {}, { type: 'mysql' });
     run = new BackgroundRun(setup, join(work, 'run.log'));
     await run.streaming(120_000);
-    await waitForAnyCheckpoint(setup, 60_000, run);
+    // The base snapshot's checkpoint (a GTID position: not the hex number waitForAnyCheckpoint reads).
+    for (let i = 0; !(await readCheckpoint(setup.store, setup.sourceName).catch(() => null)); i++) {
+      if (i > 600) throw new Error('no checkpoint after the base snapshot');
+      await sleep(100);
+    }
     const idle = procMemoryMiB(run.pid)?.rss ?? NaN;
     const [status] = await conn.query('SHOW MASTER STATUS');
     const at = (status as { File: string; Position: number }[])[0]!;

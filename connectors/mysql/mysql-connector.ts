@@ -319,7 +319,14 @@ export class MysqlConnector implements SourceConnector {
         });
       }
     }
-    const max = this.maxBatchEvents;
+    // An XA transaction is delivered whole: a restart inside it would start reading after its
+    // PREPARE group, whose rows it needs (the PREPARE precedes the XA COMMIT's position), so its
+    // pieces could never be completed. XA transactions are small as a rule; a large one costs
+    // memory here rather than risk the stream.
+    const max = t?.renumber ? Number.POSITIVE_INFINITY : this.maxBatchEvents;
+    if (t?.renumber && t.count > this.maxBatchEvents) {
+      this.log.warn({ position: Position.format(b.position), events: t.count + b.events.length }, 'large XA transaction delivered whole (not in pieces)');
+    }
     const { events: tail, schemaChanges, ...base } = b;
     let events: ChangeEvent[] = [];
     let delivered = 0;
@@ -349,6 +356,10 @@ export class MysqlConnector implements SourceConnector {
       }
     } finally {
       await spill?.discard();
+    }
+    if (delivered === 0) {
+      yield { ...b, events, ...(schemaChanges ? { schemaChanges } : {}) };
+      return;
     }
     this.large.split++;
     if (spilled) this.large.spilled++;
