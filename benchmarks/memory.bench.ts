@@ -23,7 +23,8 @@
  * against a fresh database with the same 12-column table, one `INSERT … SELECT … FROM
  * seq_1_to_N` (a single transaction), VmHWM once the checkpoint covers its GTID; the reference
  * is `mariadb-binlog --read-from-remote-server` reading the same binlog range into /dev/null
- * (peak RSS from /usr/bin/time). `--engines postgres,mariadb` picks which run (default both).
+ * (peak RSS from /usr/bin/time). `--engines postgres,mariadb` picks which run (default both);
+ * MariaDB alone writes benchmarks/results/memory-mariadb.json instead of memory.json.
  * Lower is better for memory. Writes benchmarks/results/memory.json.
  */
 import { spawn } from 'node:child_process';
@@ -316,7 +317,8 @@ async function mariadbPart(bench: BenchRun, dbs: TestDatabase[]): Promise<void> 
 
 async function main(): Promise<void> {
   benchServices();
-  const bench = new BenchRun('memory', `Memory: peak RSS of chartlog run for a single ${ROWS.toLocaleString('en-US')}-row transaction, streamed and compacted`, 'node --import tsx benchmarks/memory.bench.ts' + (process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''), {
+  // MariaDB alone writes its own results file, leaving the PostgreSQL figures of memory.json as they are.
+  const bench = new BenchRun(ENGINES.has('postgres') ? 'memory' : 'memory-mariadb', `Memory: peak RSS of chartlog run for a single ${ROWS.toLocaleString('en-US')}-row transaction, streamed and compacted`, 'node --import tsx benchmarks/memory.bench.ts' + (process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''), {
     rows: ROWS,
     reps: REPS,
     ...(BUS.maxBufferedBatches ? { busMaxBufferedBatches: BUS.maxBufferedBatches } : {}),
