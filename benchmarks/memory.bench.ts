@@ -328,6 +328,12 @@ async function main(): Promise<void> {
     source: 'PostgreSQL 15 (scripts/services.sh), a fresh database per repetition',
     chartlog: 'chartlog run as a process (embedded bus, file://, file keyring, default spill threshold); VmHWM from /proc/<pid>/status once the checkpoint covers the commit',
     baseline: 'pg_recvlogical (pgoutput proto 1, into /dev/null) reading the same transaction; VmHWM once the slot confirms the commit',
+    ...(ENGINES.has('mariadb')
+      ? {
+          mariadb: `MariaDB 10.11 (scripts/services.sh), a fresh database per repetition; one INSERT … SELECT … FROM seq_1_to_${ROWS} (mariadbInsertPatients); baseline mariadb-binlog --read-from-remote-server over the same binlog range into /dev/null, peak RSS from /usr/bin/time`,
+        }
+      : {}),
+    engines: [...ENGINES].join(','),
   });
   bench.version('pg_recvlogical', toolVersion(pgBin('pg_recvlogical')));
   bench.version('postgres', toolVersion(pgBin('postgres')));
