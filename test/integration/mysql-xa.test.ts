@@ -76,6 +76,9 @@ test('kill -9 with an XA transaction prepared, XA COMMIT while chartlog is down:
   const engine = await mariadbEngine();
   const h = new RunHarness(engine, 'file', { flushIntervalMs: 200, mysql: 'spillThresholdBytes: 65536' });
   const xa = await mysql.createConnection({ uri: engine.url, multipleStatements: true });
+  // XA ids are server-wide: unique per run.
+  const k1 = `k1-${engine.db}`;
+  const k2 = `k2-${engine.db}`;
   try {
     await createClinicTables(engine);
     await h.start();
@@ -86,9 +89,9 @@ test('kill -9 with an XA transaction prepared, XA COMMIT while chartlog is down:
     for (let cp = await checkpointCommit(h); !cp || cp.commit < head || cp.seq !== COMMIT_SEQ; cp = await checkpointCommit(h)) await sleep(200);
 
     await xa.query(
-      `XA START 'k1';
+      `XA START '${k1}';
        INSERT INTO patients (id, full_name, ssn, note, visits_count) SELECT seq, CONCAT('CANARY-NAME-', seq), CONCAT('CANARY-SSN-', seq), CONCAT('xa ', seq), 1 FROM seq_2000001_to_2005000;
-       XA END 'k1'; XA PREPARE 'k1'`,
+       XA END '${k1}'; XA PREPARE '${k1}'`,
     );
     const prepared = await binlogHead(engine);
     for (let i = 0; i < 10; i++) await workload.transaction();
@@ -101,11 +104,11 @@ test('kill -9 with an XA transaction prepared, XA COMMIT while chartlog is down:
 
     await h.kill('SIGKILL');
     await xa.end();
-    await engine.exec("XA COMMIT 'k1'");
-    await engine.exec("XA START 'k2'; INSERT INTO patients (id, full_name, ssn, note) VALUES (3000001, 'CANARY-NAME-rb', 'CANARY-SSN-rb', 'rolled back'); XA END 'k2'; XA PREPARE 'k2'");
+    await engine.exec(`XA COMMIT '${k1}'`);
+    await engine.exec(`XA START '${k2}'; INSERT INTO patients (id, full_name, ssn, note) VALUES (3000001, 'CANARY-NAME-rb', 'CANARY-SSN-rb', 'rolled back'); XA END '${k2}'; XA PREPARE '${k2}'`);
     await h.start();
     for (let i = 0; i < 3; i++) await workload.transaction();
-    await engine.exec("XA ROLLBACK 'k2'");
+    await engine.exec(`XA ROLLBACK '${k2}'`);
     for (let i = 0; i < 3; i++) await workload.transaction();
     const [{ n }] = (await engine.query('SELECT COUNT(*) AS n FROM patients WHERE id > 2000000')) as [{ n: number | string }];
     assert.equal(Number(n), 5000, 'the source has the XA rows and not the rolled-back one');
@@ -114,6 +117,8 @@ test('kill -9 with an XA transaction prepared, XA COMMIT while chartlog is down:
     const last = await checkpointCommit(h);
     assert.ok(last && last.commit >= (await binlogHead(engine)), 'the checkpoint passed everything once no XA was pending');
   } finally {
+    // A failed run must not leave its XA transactions prepared on the shared server.
+    for (const k of [k1, k2]) await engine.exec(`XA ROLLBACK '${k}'`).catch(() => undefined);
     await xa.end().catch(() => undefined);
     await h.close();
     await engine.close();
