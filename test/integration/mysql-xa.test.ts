@@ -105,7 +105,10 @@ test('kill -9 with an XA transaction prepared, XA COMMIT while chartlog is down:
     await h.kill('SIGKILL');
     await xa.end();
     await engine.exec(`XA COMMIT '${k1}'`);
-    await engine.exec(`XA START '${k2}'; INSERT INTO patients (id, full_name, ssn, note) VALUES (3000001, 'CANARY-NAME-rb', 'CANARY-SSN-rb', 'rolled back'); XA END '${k2}'; XA PREPARE '${k2}'`);
+    // Another XA transaction, prepared on a session of its own (a prepared session takes no other statement), then rolled back.
+    const xa2 = await mysql.createConnection({ uri: engine.url, multipleStatements: true });
+    await xa2.query(`XA START '${k2}'; INSERT INTO patients (id, full_name, ssn, note) VALUES (3000001, 'CANARY-NAME-rb', 'CANARY-SSN-rb', 'rolled back'); XA END '${k2}'; XA PREPARE '${k2}'`);
+    await xa2.end();
     await h.start();
     for (let i = 0; i < 3; i++) await workload.transaction();
     await engine.exec(`XA ROLLBACK '${k2}'`);
