@@ -18,6 +18,13 @@
  * Also reported: rows/s of the transaction through chartlog (commit → durable in the store).
  * When the goal is missed, one more chartlog repetition per diagnosis variant (no crypto thread,
  * a capped V8 heap, larger buffers) says what the peak is made of.
+ *
+ * MariaDB (issue 14, item 4), the same per repetition on the private MariaDB 10.11: `chartlog run`
+ * against a fresh database with the same 12-column table, one `INSERT … SELECT … FROM
+ * seq_1_to_N` (a single transaction), VmHWM once the checkpoint covers its GTID; the reference
+ * is `mariadb-binlog --read-from-remote-server` reading the same binlog range into /dev/null
+ * (peak RSS from /usr/bin/time). `--engines postgres,mariadb` picks which run (default both);
+ * MariaDB alone writes benchmarks/results/memory-mariadb.json instead of memory.json.
  * Lower is better for memory. Writes benchmarks/results/memory.json.
  */
 import { spawn } from 'node:child_process';
@@ -30,8 +37,12 @@ import type pg from 'pg';
 import { BenchRun, goal, measurement, median, ratio, toolVersion } from './lib/bench-report.js';
 import { benchServices, stopBenchServices } from './lib/bench-services.js';
 import { BackgroundRun, parseLsn, pgBin, pgConnect, procMemoryMiB, RssSampler, waitForAnyCheckpoint, waitForCheckpoint, writeBenchConfig } from './lib/chartlog-pg-rig.js';
-import { PATIENT_PHI_COLUMNS, pgInsertPatients, pgPatientDdl } from './lib/patient-workload.js';
-import { createPgDatabase, type TestDatabase } from '../test/support/restore-engines.js';
+import mysql from 'mysql2/promise';
+import { mariadbCommit, parseMariadbGtid } from '../connectors/mysql/binlog-position.js';
+import { readCheckpoint } from '../src/archive/checkpoint.js';
+import { COMMIT_SEQ } from '../src/core/position.js';
+import { mariadbInsertPatients, mariadbPatientDdl, PATIENT_PHI_COLUMNS, pgInsertPatients, pgPatientDdl } from './lib/patient-workload.js';
+import { createMariadbDatabase, createPgDatabase, type TestDatabase } from '../test/support/restore-engines.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -42,8 +53,14 @@ const { values: args } = parseArgs({
     'max-buffered-bytes': { type: 'string' },
     // When the goal is missed (auto) or always: one more repetition per variant in DIAGNOSES.
     diagnose: { type: 'string', default: 'auto' },
+    engines: { type: 'string', default: 'postgres,mariadb' },
   },
 });
+const ENGINES = new Set(String(args.engines).split(','));
+if ([...ENGINES].some((e) => e !== 'postgres' && e !== 'mariadb')) {
+  console.error('--engines: expected postgres, mariadb or both, comma-separated');
+  process.exit(2);
+}
 const ROWS = Number(args.rows);
 const REPS = Math.max(1, Number(args.reps));
 if (!Number.isInteger(ROWS) || ROWS < 1 || !Number.isInteger(REPS)) {
@@ -188,9 +205,120 @@ async function recvlogicalRep(rep: number, dbs: TestDatabase[]): Promise<{ hwmMi
   }
 }
 
+/** One chartlog repetition against MariaDB: the same table and transaction size (see the header). */
+async function chartlogMariadbRep(rep: number, dbs: TestDatabase[]): Promise<ChartlogRep & { binlog: { file: string; offset: number }; dbUrl: string }> {
+  const work = mkdtempSync(join(os.tmpdir(), 'chartlog-memory-bench-'));
+  const db = await createMariadbDatabase('mbench');
+  dbs.push(db);
+  let run: BackgroundRun | null = null;
+  const conn = await mysql.createConnection({ uri: db.url });
+  try {
+    await conn.query("SET SESSION time_zone = '+00:00'");
+    await conn.query(mariadbPatientDdl('patients'));
+    const table = `${db.name}.patients`;
+    const setup = writeBenchConfig(work, `mbench_${process.pid}_m${rep}`, db.url, table, PATIENT_PHI_COLUMNS, BUS, {}, {}, { type: 'mysql' });
+    run = new BackgroundRun(setup, join(work, 'run.log'));
+    await run.streaming(120_000);
+    // The base snapshot's checkpoint (a GTID position: not the hex number waitForAnyCheckpoint reads).
+    for (let i = 0; !(await readCheckpoint(setup.store, setup.sourceName).catch(() => null)); i++) {
+      if (i > 600) throw new Error('no checkpoint after the base snapshot');
+      await sleep(100);
+    }
+    const idle = procMemoryMiB(run.pid)?.rss ?? NaN;
+    const [status] = await conn.query('SHOW MASTER STATUS');
+    const at = (status as { File: string; Position: number }[])[0]!;
+    const sampler = new RssSampler(run.pid);
+    const t = performance.now();
+    await conn.query(mariadbInsertPatients('patients', 1, ROWS));
+    const committedAt = performance.now();
+    const [[{ g }]] = (await conn.query('SELECT @@gtid_binlog_pos AS g')) as unknown as [[{ g: string }]];
+    const commit = mariadbCommit(parseMariadbGtid(g));
+    let durableAt = 0;
+    for (const deadline = Date.now() + 1_800_000; ; ) {
+      const cp = await readCheckpoint(setup.store, setup.sourceName).catch(() => null);
+      if (cp && (cp.position.commit > commit || (cp.position.commit === commit && cp.position.seq === COMMIT_SEQ))) {
+        durableAt = performance.now();
+        break;
+      }
+      if (run.child.exitCode !== null) throw new Error(`chartlog run exited with ${run.child.exitCode}; see ${run.logFile}`);
+      if (Date.now() > deadline) throw new Error(`the checkpoint did not reach ${g}`);
+      await sleep(50);
+    }
+    const mem = procMemoryMiB(run.pid);
+    const sampled = sampler.stop();
+    if (!mem) throw new Error('could not read /proc/<pid>/status of chartlog run');
+    const code = await run.stop();
+    run = null;
+    if (code !== 0) throw new Error(`chartlog run exited with ${code}; see ${join(work, 'run.log')}`);
+    const durableSeconds = (durableAt - committedAt) / 1000;
+    return {
+      hwmMiB: mem.hwm,
+      idleMiB: idle,
+      sampledMiB: sampled,
+      rowsPerSecond: ROWS / durableSeconds,
+      insertSeconds: (committedAt - t) / 1000,
+      durableSeconds,
+      binlog: { file: at.File, offset: at.Position },
+      dbUrl: db.url,
+    };
+  } finally {
+    await conn.end();
+    if (run) await run.stop(10_000);
+    if (process.env.KEEP) console.log(`kept ${work}`);
+    else rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** mariadb-binlog reading the binlog from `from` to its end into /dev/null: peak RSS (MiB) and rows/s. */
+async function mariadbBinlogRep(dbUrl: string, from: { file: string; offset: number }): Promise<{ hwmMiB: number; rowsPerSecond: number }> {
+  const u = new URL(dbUrl);
+  const t = performance.now();
+  const out = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const child = spawn(
+      '/usr/bin/time',
+      ['-f', 'maxrss_kb=%M', 'mariadb-binlog', '--read-from-remote-server', `--host=${u.hostname}`, `--port=${u.port}`, `--user=${decodeURIComponent(u.username)}`, ...(u.password ? [`--password=${decodeURIComponent(u.password)}`] : []), `--start-position=${from.offset}`, from.file],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString('utf8')));
+    child.once('exit', (code) => resolve({ code, stderr }));
+  });
+  const seconds = (performance.now() - t) / 1000;
+  const kb = /maxrss_kb=(\d+)/.exec(out.stderr)?.[1];
+  if (out.code !== 0 || !kb) throw new Error(`mariadb-binlog failed (${out.code}): ${out.stderr.slice(0, 500)}`);
+  return { hwmMiB: Number(kb) / 1024, rowsPerSecond: ROWS / seconds };
+}
+
+/** The MariaDB repetitions: their measurements, goal and notes in the same results. */
+async function mariadbPart(bench: BenchRun, dbs: TestDatabase[]): Promise<void> {
+  bench.version('mariadb-binlog', toolVersion('mariadb-binlog'));
+  const ours: ChartlogRep[] = [];
+  const theirs: { hwmMiB: number; rowsPerSecond: number }[] = [];
+  for (let rep = 0; rep < REPS; rep++) {
+    const o = await chartlogMariadbRep(rep, dbs);
+    ours.push(o);
+    const b = await mariadbBinlogRep(o.dbUrl, o.binlog);
+    theirs.push(b);
+    console.log(
+      `MariaDB rep ${rep + 1}/${REPS}: chartlog run peak RSS ${o.hwmMiB.toFixed(0)} MiB (sampled ${o.sampledMiB.toFixed(0)}, ${o.idleMiB.toFixed(0)} before the transaction), ${Math.round(o.rowsPerSecond)} rows/s commit → durable (${o.durableSeconds.toFixed(2)} s; insert ${o.insertSeconds.toFixed(2)} s); mariadb-binlog peak RSS ${b.hwmMiB.toFixed(1)} MiB`,
+    );
+  }
+  const chartlog = bench.add(measurement('MariaDB: chartlog run peak RSS (VmHWM)', 'MiB', 'lower', 'chartlog', ours.map((o) => o.hwmMiB)));
+  const baseline = bench.add(measurement('MariaDB: mariadb-binlog peak RSS (maxrss)', 'MiB', 'lower', 'baseline', theirs.map((b) => b.hwmMiB)));
+  bench.add(measurement('MariaDB: chartlog run peak RSS (VmRSS sampled every 50 ms during the transaction)', 'MiB', 'lower', 'detail', ours.map((o) => o.sampledMiB)));
+  bench.add(measurement('MariaDB: chartlog run RSS before the transaction (streaming, idle)', 'MiB', 'lower', 'detail', ours.map((o) => o.idleMiB)));
+  bench.add(measurement('MariaDB: chartlog run rows/s (commit → durable in the store)', 'rows/s', 'higher', 'detail', ours.map((o) => o.rowsPerSecond)));
+  bench.add(measurement('MariaDB: INSERT … SELECT FROM seq transaction itself', 's', 'lower', 'detail', ours.map((o) => o.insertSeconds)));
+  bench.add(measurement('MariaDB: mariadb-binlog rows/s (reading the range to /dev/null)', 'rows/s', 'higher', 'detail', theirs.map((b) => b.rowsPerSecond)));
+  bench.addRatio(ratio(chartlog, baseline));
+  bench.addGoal(goal(`MariaDB: chartlog run peak RSS ≤ ${GOAL_MB} MB (${GOAL_MIB.toFixed(0)} MiB)`, chartlog.median, 'MiB', chartlog.median <= GOAL_MIB));
+  bench.note('MariaDB: the same 12-column table (mariadbPatientDdl) and one INSERT … SELECT FROM seq_1_to_N; the connector spills the transaction past mysql.spillThresholdBytes (default 8 MiB) and delivers it in pieces of 10,000 events. mariadb-binlog only copies the binlog events out (no decoding, sealing, encoding or storing): the ratio is informational.');
+}
+
 async function main(): Promise<void> {
   benchServices();
-  const bench = new BenchRun('memory', `Memory: peak RSS of chartlog run for a single ${ROWS.toLocaleString('en-US')}-row transaction, streamed and compacted`, 'node --import tsx benchmarks/memory.bench.ts' + (process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''), {
+  // MariaDB alone writes its own results file, leaving the PostgreSQL figures of memory.json as they are.
+  const bench = new BenchRun(ENGINES.has('postgres') ? 'memory' : 'memory-mariadb', `Memory: peak RSS of chartlog run for a single ${ROWS.toLocaleString('en-US')}-row transaction, streamed and compacted`, 'node --import tsx benchmarks/memory.bench.ts' + (process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''), {
     rows: ROWS,
     reps: REPS,
     ...(BUS.maxBufferedBatches ? { busMaxBufferedBatches: BUS.maxBufferedBatches } : {}),
@@ -200,6 +328,12 @@ async function main(): Promise<void> {
     source: 'PostgreSQL 15 (scripts/services.sh), a fresh database per repetition',
     chartlog: 'chartlog run as a process (embedded bus, file://, file keyring, default spill threshold); VmHWM from /proc/<pid>/status once the checkpoint covers the commit',
     baseline: 'pg_recvlogical (pgoutput proto 1, into /dev/null) reading the same transaction; VmHWM once the slot confirms the commit',
+    ...(ENGINES.has('mariadb')
+      ? {
+          mariadb: `MariaDB 10.11 (scripts/services.sh), a fresh database per repetition; one INSERT … SELECT … FROM seq_1_to_${ROWS} (mariadbInsertPatients); baseline mariadb-binlog --read-from-remote-server over the same binlog range into /dev/null, peak RSS from /usr/bin/time`,
+        }
+      : {}),
+    engines: [...ENGINES].join(','),
   });
   bench.version('pg_recvlogical', toolVersion(pgBin('pg_recvlogical')));
   bench.version('postgres', toolVersion(pgBin('postgres')));
@@ -207,6 +341,11 @@ async function main(): Promise<void> {
   const ours: ChartlogRep[] = [];
   const theirs: { hwmMiB: number; rowsPerSecond: number }[] = [];
   try {
+    if (ENGINES.has('mariadb')) await mariadbPart(bench, dbs);
+    if (!ENGINES.has('postgres')) {
+      bench.write();
+      return;
+    }
     for (let rep = 0; rep < REPS; rep++) {
       const o = await chartlogRep(rep, dbs);
       ours.push(o);

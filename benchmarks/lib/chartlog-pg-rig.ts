@@ -58,6 +58,8 @@ export function writeBenchConfig(
   bus: { maxBufferedBatches?: number; maxBufferedBytes?: number } = {},
   postgres: { spillThresholdBytes?: number } = {},
   more: { maxPartBytes?: number; cryptoThreads?: number } = {},
+  /** The source's type; `mysql` also takes the MySQL/MariaDB settings. Default postgres. */
+  engine: { type?: 'postgres' | 'mysql'; mysql?: { spillThresholdBytes?: number } } = {},
 ): BenchSetup {
   const keyring = join(work, 'keys', 'keyring.json');
   mkdirSync(join(work, 'keys'), { mode: 0o700 });
@@ -68,7 +70,7 @@ export function writeBenchConfig(
     configFile,
     [
       'sources:',
-      `  - { name: ${sourceName}, type: postgres, url: "${url}", tables: [${table}]${postgres.spillThresholdBytes ? `, postgres: { spillThresholdBytes: ${postgres.spillThresholdBytes} }` : ''} }`,
+      `  - { name: ${sourceName}, type: ${engine.type ?? 'postgres'}, url: "${url}", tables: [${table}]${postgres.spillThresholdBytes ? `, postgres: { spillThresholdBytes: ${postgres.spillThresholdBytes} }` : ''}${engine.mysql?.spillThresholdBytes ? `, mysql: { spillThresholdBytes: ${engine.mysql.spillThresholdBytes} }` : ''} }`,
       `bus: { type: embedded${bus.maxBufferedBatches ? `, maxBufferedBatches: ${bus.maxBufferedBatches}` : ''}${bus.maxBufferedBytes ? `, maxBufferedBytes: ${bus.maxBufferedBytes}` : ''} }`,
       `storage: { url: "file://${backupDir}" }`,
       'phi:',

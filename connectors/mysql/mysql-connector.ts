@@ -1,9 +1,11 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import type { ConnectionOptions } from 'mysql2';
-import type { ChangeBatch } from '../../src/core/change-event.js';
+import type { ChangeBatch, ChangeEvent } from '../../src/core/change-event.js';
 import { ChartlogError } from '../../src/core/errors.js';
 import { type Logger, logger as rootLogger } from '../../src/core/logger.js';
-import { Position } from '../../src/core/position.js';
+import { COMMIT_SEQ, Position } from '../../src/core/position.js';
 import { Backoff, gaveUp, sleep, type ReconnectPolicy } from '../../src/core/retry.js';
 import type { ConnectorCapabilities, SampledRow, SnapshotOptions, SourceConnector, StreamOptions } from '../../src/core/source-connector.js';
 import type { TableSchema } from '../../src/core/table-schema.js';
@@ -11,7 +13,8 @@ import { TlsPreference, type TlsSettings } from '../../src/core/tls-settings.js'
 import { formatMariadbGtid, mariadbGtidOf, mysqlGtidOf, mysqlResumeSet } from './binlog-position.js';
 import { BinlogReader } from './binlog-reader.js';
 import { connectionOptions, serverHasNoTls, sourceError } from './connection-settings.js';
-import { RowsEventConverter, isSchemaStatement } from './rows-event-converter.js';
+import { EventSpill } from './event-spill.js';
+import { type Completed, RowsEventConverter, isSchemaStatement } from './rows-event-converter.js';
 import { loadTableSchemas, tableFilter } from './schema-loader.js';
 import { type ServerInfo, checkSource, defaultServerId } from './setup-check.js';
 import { sampleRows } from './sample-rows.js';
@@ -23,7 +26,7 @@ export interface MysqlSourceSettings {
   readonly url: string;
   readonly tables?: readonly string[];
   readonly tls?: TlsSettings;
-  readonly mysql?: { readonly serverId?: number; readonly watchdogMs?: number };
+  readonly mysql?: { readonly serverId?: number; readonly watchdogMs?: number; readonly spillThresholdBytes?: number };
   readonly snapshot?: { readonly chunkRows?: number };
   /** Backoff between binlog reconnects, and attempts in a row before giving up (default: never). */
   readonly reconnect?: ReconnectPolicy;
@@ -33,7 +36,17 @@ export interface MysqlConnectorDeps {
   readonly log?: Logger;
   /** Rows buffered unread before the binlog is paused. Default 10 000. */
   readonly highWater?: number;
+  /** Directory for spilled transactions. Default: <tmpdir>/chartlog-spill. */
+  readonly spillDir?: string;
+  /** Events per delivered batch before a transaction is split into partial batches. Default 10 000. */
+  readonly maxBatchEvents?: number;
 }
+
+/**
+ * Events an open transaction collects before they are taken out into its EventSpill: small
+ * transactions never pay for serialisation, large ones hold at most this many decoded events.
+ */
+const SPILL_GROUP_EVENTS = 1000;
 
 /**
  * MySQL/MariaDB as a SourceConnector: a lock-free consistent snapshot (snapshot.ts) and the
@@ -50,6 +63,23 @@ export interface MysqlConnectorDeps {
  *
  * MySQL has no server-side acknowledgement: `acknowledge()` records the checkpoint in memory
  * (`acknowledged`); the pipeline persists it and passes it back as `from`.
+ *
+ * Large transactions (docs/architecture.md, "Large transactions"): the binlog shows a
+ * transaction's end only after all its rows, so rows are taken out of the converter every
+ * SPILL_GROUP_EVENTS events into an EventSpill (the shared TransactionBuffer: in memory up to
+ * `mysql.spillThresholdBytes`, then an encrypted file). At its commit the transaction is
+ * delivered like PostgreSQL's: batches of at most `maxBatchEvents` events, every one but the
+ * last `partial` with the position of its last event, the last with the transaction's position.
+ * `stream({ from })` with a partial position reads that transaction again and resumes after
+ * the given event.
+ *
+ * XA: a prepared transaction's rows are in the binlog at XA PREPARE but committed only at its
+ * XA COMMIT, a later group; they wait (spilled like any transaction) in this process only. So
+ * that a restart can read them again, nothing after the oldest pending XA PREPARE is delivered
+ * while it is pending: later transactions are held, and delivered in order once no XA
+ * transaction is prepared any more. The durable checkpoint therefore never passes a PREPARE
+ * whose rows are not durable; a restart re-reads the PREPARE group. The cost is freshness while
+ * an XA transaction stays prepared (a warning names it).
  *
  * MySQL 8 cannot be run on this machine: its paths (snapshot under a brief FLUSH TABLES WITH
  * READ LOCK, uuid:gno GTIDs with ordinals, the resume set rebuilt from gtid_executed) are
@@ -76,6 +106,10 @@ export class MysqlConnector implements SourceConnector {
   private closedMaxQueued = 0;
   /** Binlog reconnects so far (lost connections and watchdog expiries). */
   reconnects = 0;
+  /** Transactions delivered in partial batches so far, and how many of them went to disk. */
+  readonly large = { split: 0, spilled: 0 };
+  private readonly maxBatchEvents: number;
+  private readonly spillDir: string;
 
   constructor(
     private readonly settings: MysqlSourceSettings,
@@ -87,6 +121,8 @@ export class MysqlConnector implements SourceConnector {
     this.captures = tableFilter(settings.tables);
     this.log = (deps.log ?? rootLogger()).child({ source: settings.name, connector: 'mysql' });
     this.tls = new TlsPreference(settings.name, settings.tls?.mode ?? 'disable', this.log);
+    this.maxBatchEvents = deps.maxBatchEvents ?? 10_000;
+    this.spillDir = deps.spillDir ?? join(tmpdir(), 'chartlog-spill');
   }
 
   /** Backpressure pauses of the binlog connection so far (observability, tests). */
@@ -163,6 +199,11 @@ export class MysqlConnector implements SourceConnector {
     const converter = new RowsEventConverter({ source: this.name, from: options.from, tables, captures: this.captures });
     const watchdogMs = this.settings.mysql?.watchdogMs ?? 30_000;
     const backoff = new Backoff(this.settings.reconnect);
+    // Taken events of open and prepared groups, by group; completions held behind a pending XA PREPARE.
+    const spills = new Map<string, EventSpill>();
+    const held: Completed[] = [];
+    let heldSince = 0;
+    try {
     while (!options.signal?.aborted && !this.closed) {
       let reader: BinlogReader | null = null;
       const onAbort = (): void => reader?.close();
@@ -191,8 +232,35 @@ export class MysqlConnector implements SourceConnector {
             for (const name of converter.tables.keys()) if (!refreshed.has(name)) all.set(name, null);
             r = { ...r, refreshed: all };
           }
-          const batch = converter.push(r);
-          if (batch) yield batch;
+          const done = converter.pushRecord(r);
+          if (converter.collected >= SPILL_GROUP_EVENTS) {
+            const group = converter.openGroup!;
+            let spill = spills.get(group);
+            if (!spill) {
+              spill = new EventSpill({ spillThresholdBytes: this.settings.mysql?.spillThresholdBytes ?? 8 * 1024 * 1024, spillDir: this.spillDir });
+              spills.set(group, spill);
+            }
+            await spill.add(converter.takeEvents());
+          }
+          for (const group of converter.takeDropped()) {
+            await spills.get(group)?.discard();
+            spills.delete(group);
+          }
+          if (!done) continue;
+          if (converter.preparedCount > 0) {
+            // Delivered only once no XA PREPARE is pending (see the class comment).
+            if (held.length === 0) {
+              heldSince = Date.now();
+              this.log.warn({ position: Position.format(done.batch.position), prepared: converter.preparedCount }, 'an XA transaction is prepared: later transactions are held until it commits or rolls back');
+            }
+            held.push(done);
+            continue;
+          }
+          if (held.length > 0) {
+            this.log.info({ transactions: held.length, heldMs: Date.now() - heldSince }, 'no XA transaction prepared any more: delivering the held transactions');
+            for (const h of held.splice(0)) yield* this.deliver(h, spills);
+          }
+          yield* this.deliver(done, spills);
         }
         if (options.signal?.aborted || this.closed) return;
         throw new ChartlogError('connection', 'the binlog stream ended', { retriable: true });
@@ -217,8 +285,86 @@ export class MysqlConnector implements SourceConnector {
           this.readers.delete(reader);
         }
         converter.abandonTransaction();
+        for (const group of converter.takeDropped()) {
+          await spills.get(group)?.discard();
+          spills.delete(group);
+        }
       }
     }
+    } finally {
+      for (const spill of spills.values()) await spill.discard();
+    }
+  }
+
+  /**
+   * One completed transaction as batches: the events taken out while it was read (its spill)
+   * first, then the rest; at most `maxBatchEvents` per batch, all but the last `partial`.
+   */
+  private async *deliver(done: Completed, spills: Map<string, EventSpill>): AsyncGenerator<ChangeBatch> {
+    const b = done.batch;
+    const t = done.taken;
+    if (!t && b.events.length <= this.maxBatchEvents) {
+      yield b;
+      return;
+    }
+    let spill: EventSpill | undefined;
+    if (t) {
+      spill = spills.get(t.group);
+      spills.delete(t.group);
+      if (!spill || spill.size !== t.count) {
+        await spill?.discard();
+        throw new ChartlogError('internal', `the spilled events of ${Position.format(b.position)} are missing (${spill?.size ?? 0} of ${t.count})`, {
+          hint: 'report this; restarting reads the transaction again',
+          retriable: true,
+        });
+      }
+    }
+    // An XA transaction is delivered whole: a restart inside it would start reading after its
+    // PREPARE group, whose rows it needs (the PREPARE precedes the XA COMMIT's position), so its
+    // pieces could never be completed. XA transactions are small as a rule; a large one costs
+    // memory here rather than risk the stream.
+    const max = t?.renumber ? Number.POSITIVE_INFINITY : this.maxBatchEvents;
+    if (t?.renumber && t.count > this.maxBatchEvents) {
+      this.log.warn({ position: Position.format(b.position), events: t.count + b.events.length }, 'large XA transaction delivered whole (not in pieces)');
+    }
+    const { events: tail, schemaChanges, ...base } = b;
+    let events: ChangeEvent[] = [];
+    let delivered = 0;
+    const spilled = spill?.spilled ?? false;
+    const piece = (): ChangeBatch => ({ ...base, position: events[events.length - 1]!.position, events, partial: true });
+    try {
+      if (spill && t) {
+        for await (const group of spill.drain(b.position.commit, t.renumber)) {
+          for (const e of group) {
+            if (t.renumber && e.position.seq <= t.skipThrough) continue;
+            if (events.length >= max) {
+              yield piece();
+              delivered += events.length;
+              events = [];
+            }
+            events.push(e);
+          }
+        }
+      }
+      for (const e of tail) {
+        if (events.length >= max) {
+          yield piece();
+          delivered += events.length;
+          events = [];
+        }
+        events.push(e);
+      }
+    } finally {
+      await spill?.discard();
+    }
+    if (delivered === 0) {
+      yield { ...b, events, ...(schemaChanges ? { schemaChanges } : {}) };
+      return;
+    }
+    this.large.split++;
+    if (spilled) this.large.spilled++;
+    this.log.info({ position: Position.format(b.position), events: delivered + events.length, spilled }, 'large transaction delivered in partial batches');
+    yield { ...b, events, ...(schemaChanges ? { schemaChanges } : {}) };
   }
 
   async acknowledge(position: Position): Promise<void> {
@@ -238,11 +384,16 @@ export class MysqlConnector implements SourceConnector {
    * up to the position, rebuilt from the server's gtid_executed (binlog-position.ts), and its size.
    */
   private async resumePoint(info: ServerInfo, from: Position | null): Promise<{ gtids: string; ordinal?: bigint }> {
+    // A partial position (a piece of a large transaction): that transaction is read again, from
+    // the GTID before it (the converter drops the events up to the position).
+    const inside = from !== null && from.seq !== COMMIT_SEQ;
     if (info.mariadb) {
       const g = from ? mariadbGtidOf(from.commit) : null;
+      if (g && inside) return { gtids: g.seq > 1n ? formatMariadbGtid({ ...g, seq: g.seq - 1n }) : '' };
       return { gtids: g ? formatMariadbGtid(g) : '' };
     }
-    const at = from ? mysqlGtidOf(from.commit) : null;
+    const found = from ? mysqlGtidOf(from.commit) : null;
+    const at = found && inside ? { ...found, ordinal: found.ordinal - 1n, gno: found.gno - 1n } : found;
     if (!at || at.ordinal === 0n) return { gtids: '', ordinal: 0n };
     const executed = await this.withConnection(async (c) => {
       const [rows] = await c.query('SELECT @@GLOBAL.gtid_executed AS g');

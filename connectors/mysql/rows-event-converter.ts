@@ -63,9 +63,44 @@ interface OpenTransaction {
   readonly txId: string;
   readonly commit: string;
   readonly skip: boolean;
+  /** Events with seq at or below this were delivered before (`from` inside this transaction); -1: none. */
+  readonly skipThrough: number;
   standalone: boolean;
-  readonly events: ChangeEvent[];
+  /** The events collected and not yet taken (takeEvents). */
+  events: ChangeEvent[];
+  /** The next event's seq (events taken or skipped included). */
+  seq: number;
+  /** Events taken out so far (takeEvents): they come before `events`. */
+  taken: number;
   readonly xa?: { readonly key: string; readonly completed: boolean };
+}
+
+/** The rows of an XA transaction between its PREPARE and its XA COMMIT/ROLLBACK. */
+interface PreparedRows {
+  /** The prepare group's commit: names the events taken from it (takeEvents). */
+  readonly group: string;
+  readonly taken: number;
+  readonly events: ChangeEvent[];
+}
+
+/**
+ * A completed transaction. When events of it were taken out while it was read (takeEvents, a
+ * large transaction), `taken` says which: they come before `batch.events`, in the order taken.
+ */
+export interface Completed {
+  readonly batch: ChangeBatch;
+  readonly taken?: {
+    /** The group the events were taken from (the commit of the group being read then). */
+    readonly group: string;
+    readonly count: number;
+    /**
+     * XA: the taken events carry the prepare group's positions; they become the events
+     * 0..count-1 of `batch.position.commit`. Plain transactions: their positions are final.
+     */
+    readonly renumber: boolean;
+    /** Renumbered events with seq at or below this are dropped (delivered before); -1: none. */
+    readonly skipThrough: number;
+  };
 }
 
 /** The GTID record of a MariaDB GTID event. */
@@ -105,7 +140,9 @@ export class RowsEventConverter {
   private lane: string | null;
   private txn: OpenTransaction | null = null;
   /** Rows of XA transactions prepared but not yet committed or rolled back, by XA id. */
-  private readonly prepared = new Map<string, ChangeEvent[]>();
+  private readonly prepared = new Map<string, PreparedRows>();
+  /** Groups whose taken events are no longer needed (rolled back, abandoned); see takeDropped. */
+  private dropped: string[] = [];
 
   constructor(options: ConverterOptions) {
     this.source = options.source;
@@ -135,10 +172,51 @@ export class RowsEventConverter {
    * again whole after the reconnect, which resumes after the last completed one.
    */
   abandonTransaction(): void {
+    if (this.txn && this.txn.taken > 0) this.dropped.push(this.txn.commit);
     this.txn = null;
   }
 
+  /** Events collected in the open transaction and not yet taken. */
+  get collected(): number {
+    return this.txn?.events.length ?? 0;
+  }
+
+  /** The commit of the group being read (the `group` of events taken now), or null. */
+  get openGroup(): string | null {
+    return this.txn?.commit ?? null;
+  }
+
+  /** XA transactions prepared and not yet committed or rolled back. */
+  get preparedCount(): number {
+    return this.prepared.size;
+  }
+
+  /**
+   * Takes the events collected so far out of the open transaction, so a large one need not be
+   * held here (the caller spills them); its completion says they come first (Completed.taken).
+   */
+  takeEvents(): ChangeEvent[] {
+    const txn = this.txn;
+    if (!txn) return [];
+    const out = txn.events;
+    txn.events = [];
+    txn.taken += out.length;
+    return out;
+  }
+
+  /** Groups whose taken events the caller may forget (rolled back or abandoned), once each. */
+  takeDropped(): string[] {
+    const out = this.dropped;
+    this.dropped = [];
+    return out;
+  }
+
   push(record: BinlogRecord): ChangeBatch | null {
+    return this.pushRecord(record)?.batch ?? null;
+  }
+
+  /** Like push, with what the caller needs to put a transaction's taken events back in front. */
+  pushRecord(record: BinlogRecord): Completed | null {
     switch (record.type) {
       case 'gtid':
         return this.begin(record.commit, record.txId, record.lane, record.standalone, record.xa);
@@ -160,7 +238,7 @@ export class RowsEventConverter {
     }
   }
 
-  private begin(commit: string, txId: string, lane: string, standalone: boolean, xa?: { key: string; completed: boolean }): ChangeBatch | null {
+  private begin(commit: string, txId: string, lane: string, standalone: boolean, xa?: { key: string; completed: boolean }): Completed | null {
     if (this.txn) {
       // Every group ends with XID, COMMIT, XA PREPARE or its statement; one that does not has
       // lost its end. Guessing whether its rows committed could invent or lose rows, and
@@ -175,8 +253,12 @@ export class RowsEventConverter {
         hint: 'capture a source whose writes use one gtid_domain_id (SET GLOBAL gtid_domain_id on every writer to the same value)',
       });
     }
-    const skip = this.from !== null && commit <= this.from.commit;
-    this.txn = { txId, commit, skip, standalone, events: [], ...(xa ? { xa } : {}) };
+    // A `from` inside a transaction (a piece of a large one was the last durable) reads that
+    // transaction again and drops the events up to it.
+    const f = this.from;
+    const skip = f !== null && (commit < f.commit || (commit === f.commit && f.seq === COMMIT_SEQ));
+    const skipThrough = f !== null && commit === f.commit && f.seq !== COMMIT_SEQ ? f.seq : -1;
+    this.txn = { txId, commit, skip, skipThrough, standalone, events: [], seq: 0, taken: 0, ...(xa ? { xa } : {}) };
     return null;
   }
 
@@ -185,27 +267,38 @@ export class RowsEventConverter {
    * them (XA COMMIT, its own GTID, which is where they become visible and so where they are
    * emitted) or drops them (XA ROLLBACK). One-phase XA commits at its prepare event.
    */
-  private xaPrepare(key: string, onePhase: boolean, timestampMs: number): ChangeBatch | null {
+  private xaPrepare(key: string, onePhase: boolean, timestampMs: number): Completed | null {
     const txn = this.txn;
     if (!txn) return null;
     if (onePhase) return this.end(timestampMs, []);
     this.txn = null;
     this.from = Position.of(txn.commit, COMMIT_SEQ);
-    if (!txn.skip) this.prepared.set(key, txn.events);
+    if (!txn.skip) this.prepared.set(key, { group: txn.commit, taken: txn.taken, events: txn.events });
     return null;
   }
 
-  private xaComplete(txn: OpenTransaction, key: string, query: string, timestampMs: number): ChangeBatch | null {
+  private xaComplete(txn: OpenTransaction, key: string, query: string, timestampMs: number): Completed | null {
     const rows = this.prepared.get(key);
     this.prepared.delete(key);
-    if (/^\s*XA\s+ROLLBACK\b/i.test(query) || txn.skip) return this.end(timestampMs, []);
+    if (/^\s*XA\s+ROLLBACK\b/i.test(query) || txn.skip) {
+      if (rows && rows.taken > 0) this.dropped.push(rows.group);
+      return this.end(timestampMs, []);
+    }
     if (!rows) {
       throw new ChartlogError('decode', `XA transaction committed in ${txn.txId} was prepared before the stream's start position; its rows were not read`, {
         hint: 'take a new base snapshot from the source (chartlog snapshot --from-source): the rows of that XA transaction are not in the archive',
       });
     }
-    for (const e of rows) txn.events.push({ ...e, position: Position.of(txn.commit, txn.events.length) });
-    return this.end(timestampMs, []);
+    // The rows become this group's: seq continues after the taken ones, which the caller renumbers.
+    txn.seq = rows.taken;
+    txn.taken = rows.taken;
+    for (const e of rows.events) {
+      const seq = txn.seq++;
+      if (seq > txn.skipThrough) txn.events.push({ ...e, position: Position.of(txn.commit, seq) });
+    }
+    const done = this.end(timestampMs, []);
+    if (!done || rows.taken === 0) return done;
+    return { batch: done.batch, taken: { group: rows.group, count: rows.taken, renumber: true, skipThrough: txn.skipThrough } };
   }
 
   private tablemap(tableId: number, schema: string, table: string, columns: readonly TablemapColumn[]): void {
@@ -247,11 +340,12 @@ export class RowsEventConverter {
       } else {
         before = decodeRow(d, r as Record<string, unknown>);
       }
-      txn.events.push({ op, schema, before, after, position: Position.of(txn.commit, txn.events.length) });
+      const seq = txn.seq++;
+      if (seq > txn.skipThrough) txn.events.push({ op, schema, before, after, position: Position.of(txn.commit, seq) });
     }
   }
 
-  private statement(record: Extract<BinlogRecord, { type: 'statement' }>): ChangeBatch | null {
+  private statement(record: Extract<BinlogRecord, { type: 'statement' }>): Completed | null {
     const txn = this.txn;
     if (!txn) return null;
     if (/^\s*XA\s+(START|BEGIN|END)\b/i.test(record.query)) {
@@ -284,21 +378,22 @@ export class RowsEventConverter {
     if (truncated && this.captures(truncated.schema, truncated.table) && !txn.skip) {
       const schema = this.tracked.get(qualifiedName(truncated));
       if (schema) {
-        txn.events.push({ op: 't', schema, before: null, after: null, position: Position.of(txn.commit, txn.events.length) });
+        const seq = txn.seq++;
+        if (seq > txn.skipThrough) txn.events.push({ op: 't', schema, before: null, after: null, position: Position.of(txn.commit, seq) });
       }
     }
     return this.end(record.timestampMs, changes);
   }
 
-  private end(timestampMs: number, schemaChanges: TableSchema[]): ChangeBatch | null {
+  private end(timestampMs: number, schemaChanges: TableSchema[]): Completed | null {
     const txn = this.txn;
     if (!txn) return null;
     this.txn = null;
     if (txn.skip) return null;
     const position = Position.of(txn.commit, COMMIT_SEQ);
     this.from = position;
-    if (txn.events.length === 0 && schemaChanges.length === 0) return null;
-    return {
+    if (txn.events.length === 0 && txn.taken === 0 && schemaChanges.length === 0) return null;
+    const batch: ChangeBatch = {
       source: this.source,
       txId: txn.txId,
       position,
@@ -307,6 +402,8 @@ export class RowsEventConverter {
       events: txn.events,
       ...(schemaChanges.length > 0 ? { schemaChanges } : {}),
     };
+    if (txn.taken === 0) return { batch };
+    return { batch, taken: { group: txn.commit, count: txn.taken, renumber: false, skipThrough: txn.skipThrough } };
   }
 
   private decoderOf(schema: TableSchema): { names: string[]; decode: CellDecoder[] } {

@@ -33,7 +33,7 @@ import { connectionError, ReplicationSession } from './replication-session.js';
 import { checkSetup, ensurePublication, publishedTables, type SetupNames } from './setup-check.js';
 import { ownSlotName, planSlot, slotBase, type SlotPlan } from './slot-ownership.js';
 import { takeSnapshot } from './snapshot.js';
-import { TransactionBuffer } from './transaction-buffer.js';
+import { TransactionBuffer } from '../../src/core/transaction-buffer.js';
 import { TypeCatalog, type DescribedTable, type Queryable } from './type-catalog.js';
 import { isBuiltinType } from './type-parsers.js';
 

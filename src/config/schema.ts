@@ -93,6 +93,12 @@ const mysqlOptions = z
       .min(1000)
       .default(30000)
       .describe('Reconnect when the binlog connection has been silent this long after a heartbeat probe.'),
+    spillThresholdBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(8 * 1024 * 1024)
+      .describe('A transaction (or XA PREPARE) whose decoded rows pass this many bytes is held in a file encrypted with a key only the process has, until its commit; it is then published in pieces.'),
   })
   .describe('MySQL/MariaDB-only settings.');
 
@@ -144,7 +150,7 @@ const source = z
       slotLagWarnBytes: 1024 * 1024 * 1024,
       spillThresholdBytes: 8 * 1024 * 1024,
     }),
-    mysql: mysqlOptions.default({ watchdogMs: 30000 }),
+    mysql: mysqlOptions.default({ watchdogMs: 30000, spillThresholdBytes: 8 * 1024 * 1024 }),
     reconnect: reconnect.default({ initialDelayMs: 250, maxDelayMs: 30_000 }),
     snapshot: z
       .strictObject({

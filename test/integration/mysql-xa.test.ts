@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import mysql from 'mysql2/promise';
+import { mariadbCommit, parseMariadbGtid } from '../../connectors/mysql/binlog-position.js';
 import { MysqlConnector } from '../../connectors/mysql/mysql-connector.js';
+import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { createLogger } from '../../src/core/logger.js';
-import type { Position } from '../../src/core/position.js';
+import { COMMIT_SEQ, type Position } from '../../src/core/position.js';
 import { requireEnv } from '../support/env.js';
 import { Collector, type TestDatabase, createTestDatabase } from '../support/mariadb-instance.js';
+import { createClinicTables, type Engine, mariadbEngine, prng, RunHarness, Workload } from '../support/run-harness.js';
 
 describe('XA transactions', () => {
   let db: TestDatabase;
@@ -48,4 +52,78 @@ describe('XA transactions', () => {
       await col.stop();
     }
   });
+});
+
+/** The commit part of the newest transaction in the server's binlog. */
+async function binlogHead(engine: Engine): Promise<string> {
+  const [{ g }] = (await engine.query('SELECT @@gtid_binlog_pos AS g')) as [{ g: string }];
+  return mariadbCommit(parseMariadbGtid(g));
+}
+
+async function checkpointCommit(h: RunHarness): Promise<Position | null> {
+  return (await readCheckpoint(h.store, 'clinic'))?.position ?? null;
+}
+
+/**
+ * `chartlog run` as a real process: an XA transaction of 5,000 rows (past the 64 KiB spill
+ * threshold, so its rows wait in an encrypted spill file) is PREPAREd, transactions commit
+ * after it, chartlog is killed with SIGKILL, the XA transaction is committed while chartlog is
+ * down (the server then lists it as prepared no more), and chartlog restarts. Its rows were held
+ * only by the killed process: the checkpoint must not have passed the PREPARE, so the restart
+ * reads it again. The archive must then equal the source row by row.
+ */
+test('kill -9 with an XA transaction prepared, XA COMMIT while chartlog is down: nothing lost after the restart', { timeout: 300_000 }, async () => {
+  const engine = await mariadbEngine();
+  const h = new RunHarness(engine, 'file', { flushIntervalMs: 200, mysql: 'spillThresholdBytes: 65536' });
+  const xa = await mysql.createConnection({ uri: engine.url, multipleStatements: true });
+  // XA ids are server-wide: unique per run.
+  const k1 = `k1-${engine.db}`;
+  const k2 = `k2-${engine.db}`;
+  try {
+    await createClinicTables(engine);
+    await h.start();
+    const workload = new Workload(engine, prng(41));
+    for (let i = 0; i < 5; i++) await workload.transaction();
+    // Control: with no XA transaction prepared the checkpoint reaches the binlog's head.
+    const head = await binlogHead(engine);
+    for (let cp = await checkpointCommit(h); !cp || cp.commit < head || cp.seq !== COMMIT_SEQ; cp = await checkpointCommit(h)) await sleep(200);
+
+    await xa.query(
+      `XA START '${k1}';
+       INSERT INTO patients (id, full_name, ssn, note, visits_count) SELECT seq, CONCAT('CANARY-NAME-', seq), CONCAT('CANARY-SSN-', seq), CONCAT('xa ', seq), 1 FROM seq_2000001_to_2005000;
+       XA END '${k1}'; XA PREPARE '${k1}'`,
+    );
+    const prepared = await binlogHead(engine);
+    for (let i = 0; i < 10; i++) await workload.transaction();
+    const after = await binlogHead(engine);
+    assert.ok(after > prepared, 'transactions committed after the PREPARE');
+    await sleep(3000); // many flush intervals: everything after the PREPARE could have been stored
+    const cp = await checkpointCommit(h);
+    assert.ok(cp && cp.commit < prepared, `the checkpoint (${cp?.commit}) does not pass the pending PREPARE (${prepared})`);
+    assert.match(h.logText(), /later transactions are held until it commits or rolls back/);
+
+    await h.kill('SIGKILL');
+    await xa.end();
+    await engine.exec(`XA COMMIT '${k1}'`);
+    // Another XA transaction, prepared on a session of its own (a prepared session takes no other statement), then rolled back.
+    const xa2 = await mysql.createConnection({ uri: engine.url, multipleStatements: true });
+    await xa2.query(`XA START '${k2}'; INSERT INTO patients (id, full_name, ssn, note) VALUES (3000001, 'CANARY-NAME-rb', 'CANARY-SSN-rb', 'rolled back'); XA END '${k2}'; XA PREPARE '${k2}'`);
+    await xa2.end();
+    await h.start();
+    for (let i = 0; i < 3; i++) await workload.transaction();
+    await engine.exec(`XA ROLLBACK '${k2}'`);
+    for (let i = 0; i < 3; i++) await workload.transaction();
+    const [{ n }] = (await engine.query('SELECT COUNT(*) AS n FROM patients WHERE id > 2000000')) as [{ n: number | string }];
+    assert.equal(Number(n), 5000, 'the source has the XA rows and not the rolled-back one');
+    assert.equal(await h.converge(120_000), '', 'the archive equals the source row by row: the XA rows are there');
+    assert.equal(await h.kill('SIGTERM'), 0, 'a clean stop exits 0');
+    const last = await checkpointCommit(h);
+    assert.ok(last && last.commit >= (await binlogHead(engine)), 'the checkpoint passed everything once no XA was pending');
+  } finally {
+    // A failed run must not leave its XA transactions prepared on the shared server.
+    for (const k of [k1, k2]) await engine.exec(`XA ROLLBACK '${k}'`).catch(() => undefined);
+    await xa.end().catch(() => undefined);
+    await h.close();
+    await engine.close();
+  }
 });

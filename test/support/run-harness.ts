@@ -173,6 +173,8 @@ export class RunHarness {
       phi?: (patients: string, visits: string) => string[];
       /** More settings of the source, written inside its `{ … }` (e.g. `tls: { mode: disable }`). */
       sourceExtra?: string;
+      /** More settings inside the source's `mysql: { … }` (e.g. `spillThresholdBytes: 65536`). */
+      mysql?: string;
     } = {},
   ) {
     this.slotName = `chartlog_${engine.db}`;
@@ -194,7 +196,7 @@ export class RunHarness {
     }
     const text = [
       'sources:',
-      `  - { name: clinic, type: ${engine.type}, url: "${engine.url}", tables: [${patients}, ${visits}], postgres: { slotName: ${this.slotName}, publicationName: ${this.slotName} }, mysql: { serverId: ${40000 + Math.floor(Math.random() * 10000)} }${options.sourceExtra ? `, ${options.sourceExtra}` : ''} }`,
+      `  - { name: clinic, type: ${engine.type}, url: "${engine.url}", tables: [${patients}, ${visits}], postgres: { slotName: ${this.slotName}, publicationName: ${this.slotName} }, mysql: { serverId: ${40000 + Math.floor(Math.random() * 10000)}${options.mysql ? `, ${options.mysql}` : ''} }${options.sourceExtra ? `, ${options.sourceExtra}` : ''} }`,
       storage,
       `segments: { flushIntervalMs: ${options.flushIntervalMs ?? 200} }`,
       'phi:',

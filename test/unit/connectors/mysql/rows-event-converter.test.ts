@@ -175,4 +175,69 @@ describe('statement helpers', () => {
     assert.ok(!isSchemaStatement('COMMIT'));
     assert.ok(!isSchemaStatement('SAVEPOINT s'));
   });
+  describe('large transactions: events taken out while read (the connector spills them)', () => {
+    const row = (id: number): BinlogRecord => ({ type: 'rows', op: 'c', tableId: 7, rows: [{ id, ssn: null, ext: null, born: null }] });
+    const xaGtid = (seq: number, key: string, completed: boolean): BinlogRecord => ({ ...mariadbGtidRecord({ domain: 0, server: 1, seq: BigInt(seq) }, completed, 0), xa: { key, completed } } as BinlogRecord);
+
+    it('taken events keep their positions; the completion says how many came first', () => {
+      const c = converter();
+      c.push(gtid(40));
+      c.push(CURRENT_MAP);
+      c.push(row(1));
+      c.push(row(2));
+      assert.equal(c.collected, 2);
+      const taken = c.takeEvents();
+      assert.deepEqual(taken.map((e) => [e.after!.id, e.position.seq]), [[1, 0], [2, 1]]);
+      assert.equal(c.collected, 0);
+      c.push(row(3));
+      const done = c.pushRecord(commit)!;
+      assert.deepEqual(done.batch.events.map((e) => [e.after!.id, e.position.seq]), [[3, 2]]);
+      assert.deepEqual(done.taken, { group: taken[0]!.position.commit, count: 2, renumber: false, skipThrough: -1 });
+      assert.equal(done.batch.position.seq, COMMIT_SEQ);
+    });
+
+    it('a `from` inside a transaction (a durable piece) reads it again and drops the events up to it', () => {
+      const inside = mariadbPosition({ domain: 0, server: 1, seq: 41n }, 1);
+      const c = converter(inside);
+      const out = run(c, [gtid(40), CURRENT_MAP, row(9), commit, gtid(41), CURRENT_MAP, row(1), row(2), row(3), commit, gtid(42), CURRENT_MAP, row(4), commit]);
+      assert.deepEqual(out.map((b) => [b.txId, b.events.map((e) => [e.after!.id, e.position.seq])]), [
+        ['0-1-41', [[3, 2]]],
+        ['0-1-42', [[4, 0]]],
+      ]);
+      // Control: from the whole transaction, nothing of it comes again.
+      const whole = run(converter(mariadbPosition({ domain: 0, server: 1, seq: 41n })), [gtid(41), CURRENT_MAP, row(1), commit]);
+      assert.deepEqual(whole, []);
+    });
+
+    it('XA: rows taken from the PREPARE group are renumbered under the XA COMMIT; a rollback gives its group up', () => {
+      const c = converter();
+      run(c, [xaGtid(50, 'k1', false), CURRENT_MAP, row(1), row(2)]);
+      const prepareGroup = c.openGroup!;
+      assert.equal(c.takeEvents().length, 2);
+      run(c, [row(3), { type: 'xaprepare', key: 'k1', onePhase: false, timestampMs: 0 }]);
+      assert.equal(c.preparedCount, 1);
+      run(c, [xaGtid(51, 'k2', false), CURRENT_MAP, row(7)]);
+      const rolledBackGroup = c.openGroup!;
+      c.takeEvents();
+      run(c, [{ type: 'xaprepare', key: 'k2', onePhase: false, timestampMs: 0 }, xaGtid(52, 'k2', true)]);
+      assert.equal(c.pushRecord({ type: 'statement', schema: 'clinic', query: "XA ROLLBACK 'b'", timestampMs: 0 }), null);
+      assert.deepEqual(c.takeDropped(), [rolledBackGroup], 'the rolled-back group\'s spill may go');
+      c.push(xaGtid(53, 'k1', true));
+      const done = c.pushRecord({ type: 'statement', schema: 'clinic', query: "XA COMMIT 'a'", timestampMs: 5000 })!;
+      assert.equal(c.preparedCount, 0);
+      assert.equal(done.batch.txId, '0-1-53');
+      assert.deepEqual(done.batch.events.map((e) => [e.after!.id, e.position.commit === done.batch.position.commit, e.position.seq]), [[3, true, 2]]);
+      assert.deepEqual(done.taken, { group: prepareGroup, count: 2, renumber: true, skipThrough: -1 });
+    });
+
+    it('abandoning a transaction whose events were taken gives its group up', () => {
+      const c = converter();
+      run(c, [gtid(60), CURRENT_MAP, row(1)]);
+      const group = c.openGroup!;
+      c.takeEvents();
+      c.abandonTransaction();
+      assert.deepEqual(c.takeDropped(), [group]);
+      assert.deepEqual(c.takeDropped(), []);
+    });
+  });
 });

@@ -1,12 +1,14 @@
 import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ChartlogError } from '../../src/core/errors.js';
+import { ChartlogError } from './errors.js';
 
 /**
- * Holds the raw pgoutput messages of one transaction until its commit arrives. pgoutput v1
- * sends a transaction whole, at commit, however large it is; past `spillThresholdBytes` the
- * messages go to a file instead of memory, so a million-row transaction costs disk, not RSS.
+ * Holds the messages of one source transaction (opaque byte strings: raw pgoutput messages,
+ * serialised MySQL row events) until its commit arrives. Both connectors see a transaction whole
+ * only at its commit, however large it is; past `spillThresholdBytes` the messages go to a file
+ * instead of memory, so a million-row transaction costs disk, not RSS. Shared by the connectors,
+ * so it lives in src/core (connectors import only src/core and their own folder).
  *
  * Messages are packed as [u32 length][bytes] records into 1 MiB chunks (one allocation per
  * chunk, not per message: a million small buffers would cost more in object overhead than

@@ -3,7 +3,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { TransactionBuffer } from '../../../../connectors/postgres/transaction-buffer.js';
+import { TransactionBuffer } from '../../../src/core/transaction-buffer.js';
 
 const canary = (i: number) => Buffer.from(`CANARY-SSN-123-45-6789 message ${i} ${'x'.repeat(i % 300)}`);
 
