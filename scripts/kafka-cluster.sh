@@ -188,7 +188,13 @@ start() {
   fi
   for ((i = 0; i < 2 * nodes; i++)); do require_free_port $((port + i)) "kafka"; done
   echo "$nodes" >"$dir/nodes"
-  [[ -f $dir/cluster-id ]] || head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$dir/cluster-id"
+  # A random 16-byte id in URL-safe base64. One that starts with '-' would be read by the
+  # storage tool as an option, so draw again until it does not.
+  if [[ ! -f $dir/cluster-id ]]; then
+    local id=-
+    while [[ $id == -* ]]; do id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'); done
+    printf '%s' "$id" >"$dir/cluster-id"
+  fi
   local brokers=''
   for ((i = 0; i < nodes; i++)); do
     write_config "$dir" "$i" "$port" "$nodes"
