@@ -332,7 +332,7 @@ export class PostgresConnector implements SourceConnector {
             if (tag !== TAG_MESSAGE && tag !== TAG_ORIGIN) await buffer.add(item.bytes);
           } else if (tag === TAG_RELATION) {
             const msg = decodePgoutput(item.bytes) as Extract<PgMessage, { tag: 'relation' }>;
-            conv.state = applyRelation(conv.state, msg, await this.describe(q, msg)).state;
+            conv.state = applyRelation(conv.state, msg, await this.describe(q, msg, conv.state.relations.get(msg.relationOid)?.table.schema)).state;
           }
           session.markConsumed();
         }
@@ -444,7 +444,7 @@ export class PostgresConnector implements SourceConnector {
       for (const bytes of chunk) {
         const msg = decodePgoutput(bytes);
         if (msg.tag === 'relation') {
-          const r = applyRelation(conv.state, msg, await this.describe(q, msg));
+          const r = applyRelation(conv.state, msg, await this.describe(q, msg, conv.state.relations.get(msg.relationOid)?.table.schema));
           conv.state = r.state;
           if (r.schemaChange && !skipAll) schemaChanges.push(r.schemaChange);
         } else if (!skipAll && CHANGE_TAGS.has(msg.tag)) {
@@ -477,10 +477,11 @@ export class PostgresConnector implements SourceConnector {
     yield { ...base, position: Position.of(commitHex), events, ...(schemaChanges.length ? { schemaChanges } : {}) };
   }
 
-  private async describe(q: Queryable, msg: Extract<PgMessage, { tag: 'relation' }>): Promise<DescribedTable> {
+  /** `previous`: the version this connection knew (columns new since it are checked for their older rows' values). */
+  private async describe(q: Queryable, msg: Extract<PgMessage, { tag: 'relation' }>, previous?: TableSchema): Promise<DescribedTable> {
     // Types may have changed with the relation (ALTER TYPE … ADD VALUE): read them again.
     this.catalog.forget(msg.columns.map((c) => c.typeOid).filter((o) => !isBuiltinType(o)));
-    return this.catalog.describe(q, msg.relationOid, msg.schema, msg.table, msg.columns);
+    return this.catalog.describe(q, msg.relationOid, msg.schema, msg.table, msg.columns, previous);
   }
 
   /**
