@@ -14,7 +14,7 @@ import type {
   SourceConnector,
   StreamOptions,
 } from '../../src/core/source-connector.js';
-import type { TableSchema } from '../../src/core/table-schema.js';
+import { qualifiedName, type TableSchema } from '../../src/core/table-schema.js';
 import { TlsPreference, type TlsSettings } from '../../src/core/tls-settings.js';
 import { skipThrough, statusLsn, type AckProgress } from './ack-policy.js';
 import { capturedTables } from './captured-tables.js';
@@ -298,6 +298,10 @@ export class PostgresConnector implements SourceConnector {
         await session.start();
         session.report(false); // acknowledgements made while disconnected
         heartbeat = this.startHeartbeat(q);
+        if (!this.seeded) {
+          for (const t of await capturedTables(q, this.catalog, { tables: this.names.tables, publication: this.names.publication })) this.seenVersions.set(qualifiedName(t), t);
+          this.seeded = true;
+        }
         this.log.info({ slot: this.names.slot, from: resumeAfter ? Position.format(resumeAfter) : null }, 'streaming');
         backoff.reset();
 
@@ -477,12 +481,26 @@ export class PostgresConnector implements SourceConnector {
     yield { ...base, position: Position.of(commitHex), events, ...(schemaChanges.length ? { schemaChanges } : {}) };
   }
 
-  /** `previous`: the version this connection knew (columns new since it are checked for their older rows' values). */
+  /**
+   * `previous`: the version this connection knew; before the table's first relation message, the
+   * version last seen by this process (or the catalogue's when the stream started). Columns new
+   * since it are checked for what their older rows read (type-catalog.ts missingOf).
+   */
   private async describe(q: Queryable, msg: Extract<PgMessage, { tag: 'relation' }>, previous?: TableSchema): Promise<DescribedTable> {
     // Types may have changed with the relation (ALTER TYPE … ADD VALUE): read them again.
     this.catalog.forget(msg.columns.map((c) => c.typeOid).filter((o) => !isBuiltinType(o)));
-    return this.catalog.describe(q, msg.relationOid, msg.schema, msg.table, msg.columns, previous);
+    const name = `${msg.schema}.${msg.table}`;
+    const described = await this.catalog.describe(q, msg.relationOid, msg.schema, msg.table, msg.columns, previous ?? this.seenVersions.get(name));
+    this.seenVersions.set(name, described.schema);
+    return described;
   }
+
+  /**
+   * Per table, the last version this process described, seeded from the catalogue when the
+   * stream first starts (a DDL made while chartlog was stopped is already in that seed: not seen).
+   */
+  private seenVersions = new Map<string, TableSchema>();
+  private seeded = false;
 
   /**
    * Idle databases: a non-transactional logical message writes WAL in this database, so the
