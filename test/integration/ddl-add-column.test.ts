@@ -242,5 +242,17 @@ for (const engine of [PG, MY]) {
     assert.match(log, /chartlog resync --tables [^ "]*vol/, 'chartlog run logs which table needs a re-read');
     // The other tables restore past it.
     await check(afterVolatile, ['t', 'w'], ['--tables', `${q('t')},${q('w')}`]);
+
+    // A snapshot synthesised from the archive keeps each row's version: restoring from it (the
+    // newest base) fills the same values, and still refuses vol.
+    const snap = await runChartlog(['snapshot', '--config', configFile, '--source', 'clinic', '--json']);
+    assert.equal(snap.code, 0, `snapshot --synthesise exited ${snap.code}: ${snap.stderr.slice(0, 2000)}`);
+    const fromSynth = await newDb('ddlsyn');
+    const r = await runChartlog([...args, '--to', 'latest', '--target', fromSynth.url, '--tables', `${q('t')},${q('w')}`]);
+    assert.equal(r.code, 0, `restore from the synthesised snapshot exited ${r.code}: ${r.stderr.slice(0, 2000)}`);
+    const t = await fromSynth.capture(where('t', fromSynth));
+    assert.equal(diffCaptures(t, afterVolatile.tables.t!, 'from the synthesised snapshot: t'), null);
+    const refusedAgain = await runChartlog([...args, '--to', 'latest', '--target', (await newDb('ddlref2')).url]);
+    assert.equal(refusedAgain.code, 2, 'vol is still refused from the synthesised snapshot');
   });
 }
