@@ -490,7 +490,9 @@ export class PostgresConnector implements SourceConnector {
     // Types may have changed with the relation (ALTER TYPE … ADD VALUE): read them again.
     this.catalog.forget(msg.columns.map((c) => c.typeOid).filter((o) => !isBuiltinType(o)));
     const name = `${msg.schema}.${msg.table}`;
-    const described = await this.catalog.describe(q, msg.relationOid, msg.schema, msg.table, msg.columns, previous ?? this.seenVersions.get(name));
+    const seen = previous ? undefined : this.seenVersions.get(name);
+    const described = await this.catalog.describe(q, msg.relationOid, msg.schema, msg.table, msg.columns, previous ?? seen, seen !== undefined && !this.fromStream.has(name));
+    this.fromStream.add(name);
     this.seenVersions.set(name, described.schema);
     return described;
   }
@@ -501,6 +503,8 @@ export class PostgresConnector implements SourceConnector {
    */
   private seenVersions = new Map<string, TableSchema>();
   private seeded = false;
+  /** Tables whose seen version came from a relation message (not from the catalogue seed). */
+  private readonly fromStream = new Set<string>();
 
   /**
    * Idle databases: a non-transactional logical message writes WAL in this database, so the

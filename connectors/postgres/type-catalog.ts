@@ -94,6 +94,7 @@ export class TypeCatalog implements TypeLookup {
     table: string,
     columns: readonly ColumnDef[],
     previous?: TableSchema,
+    previousFromCatalog = false,
   ): Promise<DescribedTable> {
     await this.ensure(db, columns.map((c) => c.typeOid));
     const meta = await db.query(
@@ -119,7 +120,7 @@ export class TypeCatalog implements TypeLookup {
       if (codec.unknownType) this.warnUnknown(codec.unknownType, `${schemaName}.${table}`, c.name);
       codecs.push(codec);
       const m = byName.get(c.name);
-      const missing = missingOf(c.name, codec, m, previous);
+      const missing = missingOf(c.name, codec, m, previous, previousFromCatalog);
       if (missing && 'unknown' in missing && (!previous || !previous.columns.some((p) => p.name === c.name && p.missing))) {
         this.log.warn({ table: `${schemaName}.${table}`, column: c.name, reason: missing.unknown },
           `rows of ${schemaName}.${table} older than column ${c.name} cannot be restored past this change until the table is re-read: chartlog resync --tables ${schemaName}.${table}`);
@@ -153,12 +154,15 @@ export class TypeCatalog implements TypeLookup {
  * or was given values by a table rewrite no change message carries (a volatile default): that
  * cannot be proved from here, so it is `unknown`. A column known before keeps what it had (a
  * rewrite clears atthasmissing once the rows hold the value; older images still lack it).
+ * `previousFromCatalog`: `previous` was read from the catalogue when the stream started, not
+ * from this stream's relation messages.
  */
 export function missingOf(
   name: string,
   codec: ColumnCodec,
   m: Record<string, string | null> | undefined,
   previous: TableSchema | undefined,
+  previousFromCatalog = false,
 ): MissingValue | undefined {
   if (m?.atthasmissing === 't' && m.missingtext !== null && m.missingtext !== undefined) {
     if (codec.type.kind === 'array' || codec.unknownType) return { unknown: `column ${name}: its constant default is of a type chartlog does not read from the catalog` };
@@ -171,7 +175,9 @@ export function missingOf(
   const before = previous?.columns.find((c) => c.name === name);
   if (before) return before.missing;
   if (!previous) return undefined;
-  if (!m) return { unknown: `column ${name} was added and dropped again before chartlog read the catalog` };
+  // A version read from the catalogue (not from the stream) may be ahead of a backlog: a column
+  // it lacks that the catalogue lacks too was dropped since, not added.
+  if (!m) return previousFromCatalog ? undefined : { unknown: `column ${name} was added and dropped again before chartlog read the catalog` };
   if (m.atthasdef === 't' || m.attnotnull === 't') {
     return { unknown: `column ${name} was added with a default PostgreSQL keeps no constant for (a volatile default fills rows by a table rewrite, which logical decoding does not carry)` };
   }

@@ -125,6 +125,7 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
       for await (const decoded of decodeAhead(groups, o.codec, o.open)) for (const d of decoded) await merge.apply(d.event);
       records.length = 0;
       changes += within;
+      if (merge.dropped) continue; // dropped at this moment: not created (its changes still count)
       // One budget for all tables' collapsed changes: past it, this table's go to disk.
       if (merges.reduce((n, m) => n + m.memoryBytes, 0) > o.memoryBudgetBytes) await merge.spillNow();
 

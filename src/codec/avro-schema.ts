@@ -38,7 +38,7 @@ export const MARKER_SYMBOLS = ['UNCHANGED', 'ABSENT'] as const;
 export const TABLE_ATTRIBUTE = 'chartlog.table';
 
 /** The op codes an envelope may hold (core/change-event.ts `Op`): its schema says only `string`. */
-export const ENVELOPE_OPS: ReadonlySet<string> = new Set(['c', 'u', 'd', 'r', 't']);
+export const ENVELOPE_OPS: ReadonlySet<string> = new Set(['c', 'u', 'd', 'r', 't', 'x']);
 
 /** The `chartlog.table` attribute. */
 export interface TableAttribute {

@@ -32,6 +32,8 @@ interface Engine {
   writerUpdate: (n: number) => string;
   openWriter(url: string): Promise<{ exec(sql: string): Promise<void>; close(): Promise<void> }>;
   gapMs: number;
+  /** DROP TABLE is recorded as the table's end (MariaDB: its query event; PostgreSQL: not yet). */
+  dropRecorded: boolean;
 }
 
 const PG: Engine = {
@@ -41,6 +43,7 @@ const PG: Engine = {
     'CREATE TABLE t (id int PRIMARY KEY, note text)',
     'CREATE TABLE w (id int PRIMARY KEY, x int)',
     'CREATE TABLE vol (id int PRIMARY KEY, note text)',
+    'CREATE TABLE gone (id int PRIMARY KEY, note text)',
   ],
   addConstant: `ALTER TABLE t ADD COLUMN flag int NOT NULL DEFAULT 7, ADD COLUMN label varchar(20) DEFAULT 'it''s', ADD COLUMN big bigint DEFAULT 9007199254740993, ADD COLUMN opt int`,
   addVolatile: 'ALTER TABLE vol ADD COLUMN r float8 NOT NULL DEFAULT random()',
@@ -52,6 +55,7 @@ const PG: Engine = {
     return { exec: async (sql) => void (await c.query(sql)), close: () => c.end() };
   },
   gapMs: 50,
+  dropRecorded: false,
 };
 
 const MY: Engine = {
@@ -61,6 +65,7 @@ const MY: Engine = {
     'CREATE TABLE t (id INT PRIMARY KEY, note VARCHAR(20))',
     'CREATE TABLE w (id INT PRIMARY KEY, x INT)',
     'CREATE TABLE vol (id INT PRIMARY KEY, note VARCHAR(20))',
+    'CREATE TABLE gone (id INT PRIMARY KEY, note VARCHAR(20))',
   ],
   addConstant: `ALTER TABLE t ADD COLUMN flag INT NOT NULL DEFAULT 7, ADD COLUMN label VARCHAR(20) DEFAULT 'it''s', ADD COLUMN big BIGINT DEFAULT 9007199254740993, ADD COLUMN opt INT`,
   addVolatile: 'ALTER TABLE vol ADD COLUMN ts DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)',
@@ -72,6 +77,7 @@ const MY: Engine = {
   },
   // MariaDB binlog commit times have whole seconds: moments sit more than a second from every commit.
   gapMs: 1100,
+  dropRecorded: true,
 };
 
 /** A writer committing small transactions until stopped; paused around each moment taken. */
@@ -144,6 +150,7 @@ for (const engine of [PG, MY]) {
     for (const d of engine.ddl) await source.exec(d);
     for (let i = 1; i <= 20; i++) await source.exec(`INSERT INTO t VALUES (${i}, 'n${i}')`);
     for (let i = 1; i <= 5; i++) await source.exec(`INSERT INTO vol VALUES (${i}, 'v${i}')`);
+    for (let i = 1; i <= 3; i++) await source.exec(`INSERT INTO gone VALUES (${i}, 'g${i}')`);
 
     const keyring = join(work, 'keys', 'keyring.json');
     mkdirSync(join(work, 'keys'), { mode: 0o700 });
@@ -152,13 +159,13 @@ for (const engine of [PG, MY]) {
     const configFile = join(work, 'chartlog.yaml');
     writeFileSync(configFile, [
       'sources:',
-      `  - { name: clinic, type: ${engine.name}, url: "${source.url}", tables: [${q('t')}, ${q('w')}, ${q('vol')}], mysql: { serverId: ${60000 + Math.floor(Math.random() * 10000)} } }`,
+      `  - { name: clinic, type: ${engine.name}, url: "${source.url}", tables: [${q('t')}, ${q('w')}, ${q('vol')}, ${q('gone')}], mysql: { serverId: ${60000 + Math.floor(Math.random() * 10000)} } }`,
       `storage: { url: "file://${work}/backup" }`,
       'segments: { flushIntervalMs: 200 }',
       'phi:',
       `  keyring: "file://${keyring}"`,
       // Synthetic, non-PHI columns (the added ones included): reviewed as public, so travel in clear.
-      `  publicColumns: { ${q('t')}: [id, note, flag, label, big, opt], ${q('w')}: [id, x], ${q('vol')}: [id, note, r, ts] }`,
+      `  publicColumns: { ${q('t')}: [id, note, flag, label, big, opt], ${q('w')}: [id, x], ${q('vol')}: [id, note, r, ts], ${q('gone')}: [id, note] }`,
       // Strict tables may name columns still to come (classified before the migration adds them).
       `  strict: [${q('t')}, ${q('vol')}]`,
       `  columns: { ${q('t')}: [], ${q('vol')}: [] }`,
@@ -170,13 +177,14 @@ for (const engine of [PG, MY]) {
     const writer = new Writer(writerConn, engine);
     writer.start();
 
+    const present = new Set(['t', 'w', 'vol', 'gone']);
     const moments: { label: string; iso: string; us: bigint; tables: Record<string, Captured> }[] = [];
     const moment = async (label: string): Promise<void> => {
       await writer.pause();
       await sleep(engine.gapMs);
       const us = BigInt(Date.now()) * 1000n;
       const tables: Record<string, Captured> = {};
-      for (const t of ['t', 'w', 'vol']) tables[t] = await source.capture(t);
+      for (const t of ['t', 'w', 'vol', 'gone']) tables[t] = present.has(t) ? await source.capture(t) : [];
       moments.push({ label, iso: formatUs(us), us, tables });
       await sleep(engine.gapMs);
       writer.resume();
@@ -195,6 +203,11 @@ for (const engine of [PG, MY]) {
     await source.exec(`INSERT INTO t (id, note) VALUES (21, 'new')`);
     await sleep(200);
     await moment('after ADD COLUMN constant and one change');
+    if (engine.dropRecorded) {
+      await source.exec('DROP TABLE gone');
+      present.delete('gone');
+      await moment('after DROP TABLE');
+    }
     await source.exec(engine.addVolatile);
     await source.exec(`UPDATE vol SET note = 'after' WHERE id = 1`);
     await sleep(200);
@@ -225,11 +238,14 @@ for (const engine of [PG, MY]) {
         assert.equal(diff, null, diff ?? '');
       }
     };
-    const [before, afterConst, afterVolatile] = moments as [typeof moments[0], typeof moments[0], typeof moments[0]];
+    const [before, afterConst] = moments as [typeof moments[0], typeof moments[0]];
+    const afterVolatile = moments.at(-1)!;
     // The source really gave the old rows the default: the check below compares against it.
     assert.ok(afterConst.tables.t!.filter((r) => r.flag !== null).length === 21, 'every row of t has flag on the source');
-    await check(before, ['t', 'vol', 'w']);
-    await check(afterConst, ['t', 'vol', 'w']);
+    await check(before, ['gone', 't', 'vol', 'w']);
+    await check(afterConst, ['gone', 't', 'vol', 'w']);
+    // DROP TABLE: a restore to a moment after it does not create the table; before it, it does (above).
+    if (engine.dropRecorded) await check(moments[2]!, ['t', 'vol', 'w']);
 
     // A volatile default: the values older rows got are nowhere in the stream. Refused, named, fixed by resync.
     const refusedTarget = await newDb('ddlref');
