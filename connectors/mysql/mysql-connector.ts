@@ -15,6 +15,7 @@ import { BinlogReader } from './binlog-reader.js';
 import { connectionOptions, serverHasNoTls, sourceError } from './connection-settings.js';
 import { EventSpill } from './event-spill.js';
 import { type Completed, RowsEventConverter, isSchemaStatement } from './rows-event-converter.js';
+import { loadColumnDefaults, withMissingValues } from './added-columns.js';
 import { loadTableSchemas, tableFilter } from './schema-loader.js';
 import { type ServerInfo, checkSource, defaultServerId } from './setup-check.js';
 import { sampleRows } from './sample-rows.js';
@@ -228,6 +229,7 @@ export class MysqlConnector implements SourceConnector {
           let r = record;
           if (r.type === 'statement' && isSchemaStatement(r.query)) {
             const refreshed = await this.withConnection((c) => loadTableSchemas(c, this.captures));
+            await this.noteMissingValues(refreshed, converter.tables, r.query);
             const all = new Map<string, TableSchema | null>(refreshed);
             for (const name of converter.tables.keys()) if (!refreshed.has(name)) all.set(name, null);
             r = { ...r, refreshed: all };
@@ -365,6 +367,29 @@ export class MysqlConnector implements SourceConnector {
     if (spilled) this.large.spilled++;
     this.log.info({ position: Position.format(b.position), events: delivered + events.length, spilled }, 'large transaction delivered in partial batches');
     yield { ...b, events, ...(schemaChanges ? { schemaChanges } : {}) };
+  }
+
+  /**
+   * After a DDL statement: each refreshed version gets what rows older than its columns read
+   * (added-columns.ts) — kept from the version before for columns it had, from the catalogue's
+   * default (checked against the statement) for columns the statement added.
+   */
+  private async noteMissingValues(refreshed: Map<string, TableSchema>, tracked: ReadonlyMap<string, TableSchema>, statement: string): Promise<void> {
+    for (const [name, next] of refreshed) {
+      const previous = tracked.get(name);
+      if (!previous) continue;
+      const known = new Set(previous.columns.map((c) => c.name));
+      const added = next.columns.some((c) => !known.has(c.name));
+      const defaults = added ? await this.withConnection((c) => loadColumnDefaults(c, next.schema, next.table)) : new Map<string, string | null>();
+      const version = withMissingValues(previous, next, defaults, statement);
+      for (const c of version.columns) {
+        if (!known.has(c.name) && c.missing && 'unknown' in c.missing) {
+          this.log.warn({ table: name, column: c.name, reason: c.missing.unknown },
+            `rows of ${name} older than column ${c.name} cannot be restored past this change until the table is re-read: chartlog resync --tables ${name}`);
+        }
+      }
+      refreshed.set(name, version);
+    }
   }
 
   async acknowledge(position: Position): Promise<void> {

@@ -365,6 +365,13 @@ export class RowsEventConverter {
       return null;
     }
     const changes: TableSchema[] = [];
+    // DROP TABLE: each captured table it names ends here (op x), under the version it had.
+    for (const d of droppedTables(record.query, record.schema)) {
+      const schema = this.tracked.get(qualifiedName(d));
+      if (schema && this.captures(d.schema, d.table) && !txn.skip) {
+        txn.events.push({ op: 'x', schema, before: null, after: null, position: Position.of(txn.commit, txn.events.length) });
+      }
+    }
     for (const [name, t] of record.refreshed ?? []) {
       const before = this.tracked.get(name);
       if (t === null) {
@@ -436,6 +443,25 @@ export function truncatedTable(query: string, defaultSchema: string): { schema: 
   const second = m[3] ?? m[4];
   if (second === undefined) return { schema: defaultSchema, table: first };
   return { schema: first, table: second.replace(/``/g, '`') };
+}
+
+/** The tables a `DROP TABLE` statement names (none for any other statement, or a TEMPORARY table). */
+export function droppedTables(query: string, defaultSchema: string): { schema: string; table: string }[] {
+  const m = /^\s*(?:\/\*.*?\*\/\s*)*DROP\s+TABLES?\s+(?:IF\s+EXISTS\s+)?(.*)$/is.exec(query);
+  if (!m) return [];
+  const ident = '(?:`((?:[^`]|``)+)`|([A-Za-z0-9_$\\u0080-\\uffff]+))';
+  const one = new RegExp(`^\\s*${ident}(?:\\s*\\.\\s*${ident})?\\s*(,|$|/\\*|\\s(?:RESTRICT|CASCADE|WAIT|NOWAIT)\\b)`, 'is');
+  const out: { schema: string; table: string }[] = [];
+  let rest = m[1]!;
+  for (;;) {
+    const t = one.exec(rest);
+    if (!t) return out;
+    const first = (t[1] ?? t[2] ?? '').replace(/``/g, '`');
+    const second = t[3] ?? t[4];
+    out.push(second === undefined ? { schema: defaultSchema, table: first } : { schema: first, table: second.replace(/``/g, '`') });
+    if (t[5] !== ',') return out;
+    rest = rest.slice(t[0].length);
+  }
 }
 
 /**

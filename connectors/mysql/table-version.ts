@@ -1,5 +1,5 @@
 import type { ColumnSchema, ColumnType, TableSchema } from '../../src/core/table-schema.js';
-import { freezeTableSchema } from '../../src/core/table-schema.js';
+import { freezeTableSchema, sameTableVersion } from '../../src/core/table-schema.js';
 import { columnTypeOf, fractionDigits } from './column-type.js';
 
 /**
@@ -94,5 +94,5 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
 
 /** Structural equality of two versions (used to tell whether a DDL changed a table). */
 export function sameTableSchema(a: TableSchema, b: TableSchema): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  return sameTableVersion(a, b);
 }

@@ -1,7 +1,7 @@
 import type { ChangeEvent } from '../../src/core/change-event.js';
 import { ChartlogError } from '../../src/core/errors.js';
 import { Position } from '../../src/core/position.js';
-import { UNCHANGED, type CellValue, type Row, type TableSchema } from '../../src/core/table-schema.js';
+import { sameTableVersion, UNCHANGED, type CellValue, type Row, type TableSchema } from '../../src/core/table-schema.js';
 import type { PgMessage, RawTuple } from './pgoutput-decoder.js';
 import type { DescribedTable } from './type-catalog.js';
 
@@ -44,7 +44,7 @@ export function applyRelation(
 }
 
 export function sameSchema(a: TableSchema, b: TableSchema): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  return sameTableVersion(a, b);
 }
 
 /**

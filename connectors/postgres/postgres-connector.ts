@@ -14,7 +14,7 @@ import type {
   SourceConnector,
   StreamOptions,
 } from '../../src/core/source-connector.js';
-import type { TableSchema } from '../../src/core/table-schema.js';
+import { qualifiedName, type TableSchema } from '../../src/core/table-schema.js';
 import { TlsPreference, type TlsSettings } from '../../src/core/tls-settings.js';
 import { skipThrough, statusLsn, type AckProgress } from './ack-policy.js';
 import { capturedTables } from './captured-tables.js';
@@ -298,6 +298,10 @@ export class PostgresConnector implements SourceConnector {
         await session.start();
         session.report(false); // acknowledgements made while disconnected
         heartbeat = this.startHeartbeat(q);
+        if (!this.seeded) {
+          for (const t of await capturedTables(q, this.catalog, { tables: this.names.tables, publication: this.names.publication })) this.seenVersions.set(qualifiedName(t), t);
+          this.seeded = true;
+        }
         this.log.info({ slot: this.names.slot, from: resumeAfter ? Position.format(resumeAfter) : null }, 'streaming');
         backoff.reset();
 
@@ -332,7 +336,7 @@ export class PostgresConnector implements SourceConnector {
             if (tag !== TAG_MESSAGE && tag !== TAG_ORIGIN) await buffer.add(item.bytes);
           } else if (tag === TAG_RELATION) {
             const msg = decodePgoutput(item.bytes) as Extract<PgMessage, { tag: 'relation' }>;
-            conv.state = applyRelation(conv.state, msg, await this.describe(q, msg)).state;
+            conv.state = applyRelation(conv.state, msg, await this.describe(q, msg, conv.state.relations.get(msg.relationOid)?.table.schema)).state;
           }
           session.markConsumed();
         }
@@ -444,7 +448,7 @@ export class PostgresConnector implements SourceConnector {
       for (const bytes of chunk) {
         const msg = decodePgoutput(bytes);
         if (msg.tag === 'relation') {
-          const r = applyRelation(conv.state, msg, await this.describe(q, msg));
+          const r = applyRelation(conv.state, msg, await this.describe(q, msg, conv.state.relations.get(msg.relationOid)?.table.schema));
           conv.state = r.state;
           if (r.schemaChange && !skipAll) schemaChanges.push(r.schemaChange);
         } else if (!skipAll && CHANGE_TAGS.has(msg.tag)) {
@@ -477,11 +481,30 @@ export class PostgresConnector implements SourceConnector {
     yield { ...base, position: Position.of(commitHex), events, ...(schemaChanges.length ? { schemaChanges } : {}) };
   }
 
-  private async describe(q: Queryable, msg: Extract<PgMessage, { tag: 'relation' }>): Promise<DescribedTable> {
+  /**
+   * `previous`: the version this connection knew; before the table's first relation message, the
+   * version last seen by this process (or the catalogue's when the stream started). Columns new
+   * since it are checked for what their older rows read (type-catalog.ts missingOf).
+   */
+  private async describe(q: Queryable, msg: Extract<PgMessage, { tag: 'relation' }>, previous?: TableSchema): Promise<DescribedTable> {
     // Types may have changed with the relation (ALTER TYPE … ADD VALUE): read them again.
     this.catalog.forget(msg.columns.map((c) => c.typeOid).filter((o) => !isBuiltinType(o)));
-    return this.catalog.describe(q, msg.relationOid, msg.schema, msg.table, msg.columns);
+    const name = `${msg.schema}.${msg.table}`;
+    const seen = previous ? undefined : this.seenVersions.get(name);
+    const described = await this.catalog.describe(q, msg.relationOid, msg.schema, msg.table, msg.columns, previous ?? seen, seen !== undefined && !this.fromStream.has(name));
+    this.fromStream.add(name);
+    this.seenVersions.set(name, described.schema);
+    return described;
   }
+
+  /**
+   * Per table, the last version this process described, seeded from the catalogue when the
+   * stream first starts (a DDL made while chartlog was stopped is already in that seed: not seen).
+   */
+  private seenVersions = new Map<string, TableSchema>();
+  private seeded = false;
+  /** Tables whose seen version came from a relation message (not from the catalogue seed). */
+  private readonly fromStream = new Set<string>();
 
   /**
    * Idle databases: a non-transactional logical message writes WAL in this database, so the

@@ -1,5 +1,5 @@
 import type { Logger } from '../../src/core/logger.js';
-import { freezeTableSchema, type ColumnSchema, type TableSchema } from '../../src/core/table-schema.js';
+import { freezeTableSchema, type ColumnSchema, type MissingValue, type TableSchema } from '../../src/core/table-schema.js';
 import { columnCodec, isBuiltinType, type ColumnCodec, type PgTypeInfo, type TypeLookup } from './type-parsers.js';
 
 /**
@@ -87,10 +87,19 @@ export class TypeCatalog implements TypeLookup {
   }
 
   /** Builds one table version: TableSchema plus codecs, in the given column order. */
-  async describe(db: Queryable, relationOid: number, schemaName: string, table: string, columns: readonly ColumnDef[]): Promise<DescribedTable> {
+  async describe(
+    db: Queryable,
+    relationOid: number,
+    schemaName: string,
+    table: string,
+    columns: readonly ColumnDef[],
+    previous?: TableSchema,
+    previousFromCatalog = false,
+  ): Promise<DescribedTable> {
     await this.ensure(db, columns.map((c) => c.typeOid));
     const meta = await db.query(
-      `SELECT a.attname, a.attnotnull,
+      `SELECT a.attname, a.attnotnull, a.atthasdef, a.atthasmissing,
+              CASE WHEN a.atthasmissing THEN (a.attmissingval::text::text[])[1] END AS missingtext,
               (SELECT array_position(i.indkey::int2[], a.attnum) FROM pg_index i
                 WHERE i.indrelid = a.attrelid AND i.indisprimary) AS pkpos
          FROM pg_attribute a
@@ -111,11 +120,17 @@ export class TypeCatalog implements TypeLookup {
       if (codec.unknownType) this.warnUnknown(codec.unknownType, `${schemaName}.${table}`, c.name);
       codecs.push(codec);
       const m = byName.get(c.name);
+      const missing = missingOf(c.name, codec, m, previous, previousFromCatalog);
+      if (missing && 'unknown' in missing && (!previous || !previous.columns.some((p) => p.name === c.name && p.missing))) {
+        this.log.warn({ table: `${schemaName}.${table}`, column: c.name, reason: missing.unknown },
+          `rows of ${schemaName}.${table} older than column ${c.name} cannot be restored past this change until the table is re-read: chartlog resync --tables ${schemaName}.${table}`);
+      }
       cols.push({
         name: c.name,
         sourceType: formatted.rows[i]?.t ?? `oid ${c.typeOid}`,
         type: codec.type,
         nullable: m?.attnotnull !== 't',
+        ...(missing ? { missing } : {}),
       });
       if (m?.pkpos) keyed.push({ name: c.name, pos: Number(m.pkpos) });
     });
@@ -129,6 +144,44 @@ export class TypeCatalog implements TypeLookup {
     this.warned.add(type);
     this.log.warn({ type, table, column }, `PostgreSQL type ${type} is not one chartlog knows; its values travel as their text form`);
   }
+}
+
+/**
+ * What rows older than a column read in it (core/table-schema.ts MissingValue). PostgreSQL keeps
+ * the constant default of a column added to a table with rows in `pg_attribute.attmissingval`
+ * (atthasmissing) instead of rewriting the rows; logical decoding sends nothing for them. A
+ * column new since `previous` without one either reads NULL in older rows (nullable, no default)
+ * or was given values by a table rewrite no change message carries (a volatile default): that
+ * cannot be proved from here, so it is `unknown`. A column known before keeps what it had (a
+ * rewrite clears atthasmissing once the rows hold the value; older images still lack it).
+ * `previousFromCatalog`: `previous` was read from the catalogue when the stream started, not
+ * from this stream's relation messages.
+ */
+export function missingOf(
+  name: string,
+  codec: ColumnCodec,
+  m: Record<string, string | null> | undefined,
+  previous: TableSchema | undefined,
+  previousFromCatalog = false,
+): MissingValue | undefined {
+  if (m?.atthasmissing === 't' && m.missingtext !== null && m.missingtext !== undefined) {
+    if (codec.type.kind === 'array' || codec.unknownType) return { unknown: `column ${name}: its constant default is of a type chartlog does not read from the catalog` };
+    try {
+      return { value: codec.parse(m.missingtext) };
+    } catch {
+      return { unknown: `column ${name}: its constant default could not be read from the catalog` };
+    }
+  }
+  const before = previous?.columns.find((c) => c.name === name);
+  if (before) return before.missing;
+  if (!previous) return undefined;
+  // A version read from the catalogue (not from the stream) may be ahead of a backlog: a column
+  // it lacks that the catalogue lacks too was dropped since, not added.
+  if (!m) return previousFromCatalog ? undefined : { unknown: `column ${name} was added and dropped again before chartlog read the catalog` };
+  if (m.atthasdef === 't' || m.attnotnull === 't') {
+    return { unknown: `column ${name} was added with a default PostgreSQL keeps no constant for (a volatile default fills rows by a table rewrite, which logical decoding does not carry)` };
+  }
+  return undefined;
 }
 
 /** A one-dimensional text[] literal from the catalog (enum labels). */

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import type { Row, TableSchema } from '../core/table-schema.js';
+import { fillingMissing, missingPlan, refuseUnknownMissing } from './missing-columns.js';
 import type { AvroCodec, DecodedChange } from '../codec/avro-codec.js';
 import type { SnapshotManifest } from './snapshot-manifest.js';
 import { ArchiveReader, type StoredRecord } from './archive-reader.js';
@@ -108,8 +109,16 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
       const applied = new Set<string>([...parts.map((p) => p.fingerprint), ...c.fingerprints]);
       const everPhiColumns = new Set<string>();
       for (const f of applied) for (const col of await sealedOf(f)) everPhiColumns.add(col);
+      // Rows older than a column added since read what its version recorded (missing-columns.ts);
+      // what cannot be known is refused here, before any row is written.
+      const appliedVersions: TableSchema[] = [];
+      for (const f of applied) appliedVersions.push((await o.schemas.resolve(BigInt(`0x${f}`))).version.table);
+      if (appliedVersions.at(-1) !== schema) appliedVersions.push(schema);
+      const missing = missingPlan(appliedVersions);
+      refuseUnknownMissing(name, missing);
       const phiColumns = lastFingerprint ? new Set(await sealedOf(lastFingerprint)) : null;
       changes += within;
+      if (merge.dropped) continue; // dropped at this moment: not created (its changes still count)
       // One budget for all tables' collapsed changes: past it, this table's go to disk.
       if (merges.reduce((n, m) => n + m.memoryBytes, 0) > o.memoryBudgetBytes) await merge.spillNow();
 
@@ -126,7 +135,7 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
         rows(order) {
           if (read) throw new ChartlogError('internal', `${name}: rows read twice`);
           read = true;
-          const merged = refusingDamage(merge.merge(base, schema), o.source);
+          const merged = fillingMissing(refusingDamage(merge.merge(base, schema), o.source), missing);
           if (order === 'any') return merged;
           return sortByKey(merged, (row) => keyOf(schema, row), { budgetBytes: o.memoryBudgetBytes, dir, key, prefix: String(tables.size) });
         },

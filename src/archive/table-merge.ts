@@ -97,6 +97,9 @@ export class TableMerge {
     await this.spill();
   }
 
+  /** The last change applied dropped the table (op x): a restore does not create it. */
+  dropped = false;
+
   /** Whether segments wait on disk now. */
   get spilled(): boolean {
     return this.segments.length > 0;
@@ -110,8 +113,11 @@ export class TableMerge {
   /** Applies one change (not a snapshot read of the base), in position order. */
   async apply(event: ChangeEvent): Promise<void> {
     const s = event.schema;
+    this.dropped = event.op === 'x';
     switch (event.op) {
       case 't':
+      case 'x':
+        // A drop ends the table: nothing before it survives (a table created again starts empty).
         await this.truncate();
         return;
       case 'c':

@@ -10,6 +10,8 @@ import { qualifiedName, UNCHANGED, type CellValue, type Row, type TableSchema } 
 export class TableState {
   private readonly rows = new Map<string, Row[]>();
   schema: TableSchema;
+  /** The last change applied dropped the table (op x): it does not exist at this moment. */
+  dropped = false;
 
   constructor(schema: TableSchema) {
     this.schema = schema;
@@ -37,6 +39,7 @@ export class TableState {
   apply(event: ChangeEvent): void {
     // Rows decode with the table version they were written with; keep the newest for output.
     this.schema = event.schema;
+    this.dropped = event.op === 'x';
     switch (event.op) {
       case 'c':
       case 'r':
@@ -52,6 +55,7 @@ export class TableState {
         this.take(this.keyOf(this.required(event.before, event)));
         return;
       case 't':
+      case 'x':
         this.rows.clear();
         return;
     }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ChartlogError } from '../core/errors.js';
-import { freezeTableSchema, type ColumnSchema, type ColumnType, type TableSchema } from '../core/table-schema.js';
+import { freezeTableSchema, type ColumnSchema, type ColumnType, type MissingValue, type TableSchema } from '../core/table-schema.js';
+import { deserializeCell, serializeCell } from '../phi/cell-serialization.js';
 import { mappingFor, SEALED } from './value-mapping.js';
 
 /**
@@ -37,7 +38,7 @@ export const MARKER_SYMBOLS = ['UNCHANGED', 'ABSENT'] as const;
 export const TABLE_ATTRIBUTE = 'chartlog.table';
 
 /** The op codes an envelope may hold (core/change-event.ts `Op`): its schema says only `string`. */
-export const ENVELOPE_OPS: ReadonlySet<string> = new Set(['c', 'u', 'd', 'r', 't']);
+export const ENVELOPE_OPS: ReadonlySet<string> = new Set(['c', 'u', 'd', 'r', 't', 'x']);
 
 /** The `chartlog.table` attribute. */
 export interface TableAttribute {
@@ -54,7 +55,29 @@ export interface TableAttribute {
     type: ColumnType;
     nullable: boolean;
     sealed: boolean;
+    /**
+     * What rows written before the column existed read in it (core/table-schema.ts
+     * MissingValue): `cell` is its cell serialization in base64, `unknown` why it cannot be
+     * known. Absent when they read NULL — so versions written before it existed keep their hash.
+     */
+    missing?: MissingAttribute;
   }[];
+}
+
+export type MissingAttribute = { cell: string } | { unknown: string };
+
+/** A sealed column's value would stand in clear in the schema: never stored, the rows are re-read instead. */
+export const SEALED_MISSING_REASON = 'the column is sealed (PHI), so the value its older rows read is not stored in the schema';
+
+function missingAttribute(m: MissingValue, sealed: boolean): MissingAttribute {
+  if ('unknown' in m) return { unknown: m.unknown };
+  if (sealed && m.value !== null) return { unknown: SEALED_MISSING_REASON };
+  return { cell: Buffer.from(serializeCell(m.value)).toString('base64') };
+}
+
+function missingValue(m: MissingAttribute): MissingValue {
+  if ('unknown' in m) return { unknown: m.unknown };
+  return { value: deserializeCell(Buffer.from(m.cell, 'base64')) };
 }
 
 export type AvroSchemaJson = Record<string, unknown>;
@@ -111,6 +134,7 @@ export function tableAttribute(source: string, table: TableSchema, sealed: Reado
       type: normaliseType(c.type),
       nullable: c.nullable,
       sealed: sealed.has(c.name),
+      ...(c.missing ? { missing: missingAttribute(c.missing, sealed.has(c.name)) } : {}),
     })),
   };
 }
@@ -194,7 +218,13 @@ export function fromAvroSchema(schema: AvroSchemaJson): StoredTableVersion {
     schema: attr.schema,
     table: attr.table,
     primaryKey: [...attr.primaryKey],
-    columns: attr.columns.map((c) => ({ name: c.name, sourceType: c.sourceType, type: normaliseType(c.type), nullable: c.nullable })),
+    columns: attr.columns.map((c) => ({
+      name: c.name,
+      sourceType: c.sourceType,
+      type: normaliseType(c.type),
+      nullable: c.nullable,
+      ...(c.missing ? { missing: missingValue(c.missing) } : {}),
+    })),
   });
   return Object.freeze({
     source: attr.source,

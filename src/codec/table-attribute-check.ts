@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { ChartlogError } from '../core/errors.js';
+import { deserializeCell } from '../phi/cell-serialization.js';
 import { CODEC_FORMAT, TABLE_ATTRIBUTE, type AvroSchemaJson } from './avro-schema.js';
 import { parseSqlType, type SqlEngine } from './sql-type.js';
 
@@ -43,6 +44,24 @@ class Check {
   bool(field: string, v: unknown, optional = false): void {
     if (optional && v === undefined) return;
     if (typeof v !== 'boolean') this.fail(field, 'is not true or false');
+  }
+
+  /** `{cell: base64 of a cell serialization}` or `{unknown: reason}`, nothing else. */
+  missing(field: string, m: unknown): void {
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) this.fail(field, 'is not a missing value');
+    const o = m as Record<string, unknown>;
+    const keys = Object.keys(o);
+    if (keys.length !== 1) this.fail(field, 'must hold exactly one of cell, unknown');
+    if ('unknown' in o) {
+      if (typeof o.unknown !== 'string' || o.unknown.length > 1000 || CONTROL.test(o.unknown)) this.fail(`${field}.unknown`, 'is not a reason (up to 1000 characters, no control characters)');
+      return;
+    }
+    if (typeof o.cell !== 'string' || o.cell.length > 1_000_000 || !/^[A-Za-z0-9+/]*={0,2}$/.test(o.cell)) this.fail(`${field}.cell`, 'is not base64');
+    try {
+      deserializeCell(Buffer.from(o.cell, 'base64'));
+    } catch (err) {
+      this.fail(`${field}.cell`, `is not a cell value (${(err as Error).message})`);
+    }
   }
 
   type(field: string, t: unknown, depth = 0): void {
@@ -98,6 +117,7 @@ export function checkTableAttribute(schema: AvroSchemaJson, where: string, engin
     c.bool(`${f}.nullable`, o.nullable);
     c.bool(`${f}.sealed`, o.sealed);
     c.type(`${f}.type`, o.type);
+    if (o.missing !== undefined) c.missing(`${f}.missing`, o.missing);
     if (engine) {
       try {
         parseSqlType(engine, o.sourceType as string);

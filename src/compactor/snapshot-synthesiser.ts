@@ -142,6 +142,7 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
     changes += replay.changes;
     const fingerprint = state ? (replay.versions.get(name)?.fingerprint ?? base.tables[name]?.fingerprint) : undefined;
     if (!state || !fingerprint) continue; // no version of it at or before the cut: created after it
+    if (state.dropped) continue; // dropped at the cut: the snapshot does not hold it
     // Rows keep the table version they were written with (no value is converted). One run per
     // version, the current one last: few parts, and a reader of the snapshot ends on the
     // current version, as one replaying the changes does.

@@ -2,9 +2,11 @@ import type { Position } from './position.js';
 import type { Row, TableSchema } from './table-schema.js';
 
 /**
- * Debezium's operation codes: c insert, u update, d delete, r snapshot read, t truncate.
+ * Debezium's operation codes: c insert, u update, d delete, r snapshot read, t truncate; and
+ * chartlog's x: the table was dropped (its end: a restore to a later moment does not create it,
+ * unless a change of a table of that name follows).
  */
-export type Op = 'c' | 'u' | 'd' | 'r' | 't';
+export type Op = 'c' | 'u' | 'd' | 'r' | 't' | 'x';
 
 /**
  * One row change (or a truncate) as the connector decoded it: plaintext, exact values.
@@ -13,7 +15,7 @@ export type Op = 'c' | 'u' | 'd' | 'r' | 't';
  * - update: `after` the new row; `before` the old row when the source sends one (MySQL full
  *   image, PostgreSQL REPLICA IDENTITY FULL), the old key only (PostgreSQL key change), or null.
  * - delete: `before` the old row or only its key columns; `after` null.
- * - truncate: both null.
+ * - truncate, drop: both null.
  */
 export interface ChangeEvent {
   readonly op: Op;

@@ -90,12 +90,24 @@ export interface ColumnType {
   element?: ColumnType;
 }
 
+/**
+ * What a row written before its column existed reads in that column (ADD COLUMN on a table that
+ * has rows: the source adds no row images). `value`: the constant every such row reads
+ * (PostgreSQL `attmissingval`, a MariaDB/MySQL instant column's constant default). `unknown`:
+ * the source gave such rows values chartlog cannot prove (a volatile default, a table rewrite);
+ * the reason is kept, and a restore refuses to invent them (the table must be re-read:
+ * `chartlog resync`). Absent: such rows read NULL.
+ */
+export type MissingValue = { readonly value: CellValue } | { readonly unknown: string };
+
 export interface ColumnSchema {
   readonly name: string;
   /** The exact type as the source names it, e.g. 'numeric(12,2)', 'varchar(255)', 'tinyint unsigned'. */
   readonly sourceType: string;
   readonly type: Readonly<ColumnType>;
   readonly nullable: boolean;
+  /** What rows older than the column read in it; absent: NULL (docs/formats.md, `missing`). */
+  readonly missing?: MissingValue;
 }
 
 /**
@@ -120,9 +132,17 @@ export function qualifiedName(t: { schema: string; table: string }): string {
 export function freezeTableSchema(t: TableSchema): TableSchema {
   for (const c of t.columns) {
     Object.freeze(c.type);
+    if (c.missing) Object.freeze(c.missing);
     Object.freeze(c);
   }
   Object.freeze(t.columns);
   Object.freeze(t.primaryKey);
   return Object.freeze(t);
+}
+
+/** Structural equality of two table versions (a missing value may be a bigint or bytes). */
+export function sameTableVersion(a: TableSchema, b: TableSchema): boolean {
+  const text = (t: TableSchema): string =>
+    JSON.stringify(t, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? `bytes:${Buffer.from(v).toString('hex')}` : v));
+  return text(a) === text(b);
 }

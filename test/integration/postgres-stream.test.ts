@@ -73,6 +73,9 @@ for (const server of pgServers()) {
       assert.deepStrictEqual(second!.schema.columns.map((x) => [x.name, x.sourceType, x.nullable]), [['id', 'integer', false], ['a', 'text', true], ['b', 'numeric(5,1)', false]]);
       assert.deepStrictEqual(second!.after, { id: 2, a: 'y', b: '7.5' });
       assert.ok(batches[1]!.schemaChanges?.some((s) => s.columns.length === 3), 'the new version is announced');
+      // Row 1 keeps its image without b; what it reads in b (attmissingval) travels with the version.
+      assert.deepStrictEqual(second!.schema.columns.map((x) => x.missing), [undefined, undefined, { value: '2.5' }]);
+      assert.deepStrictEqual(third!.schema.columns.map((x) => x.missing), [undefined, { value: '2.5' }], 'kept by later versions');
       assert.deepStrictEqual(third!.schema.columns.map((x) => x.name), ['id', 'b']);
       assert.deepStrictEqual(third!.after, { id: 1, b: '1.0' });
     });

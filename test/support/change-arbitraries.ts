@@ -282,7 +282,7 @@ export function eventOf(table: TableSchema, engine: Engine, commit: string, seq:
   const position = Position.of(commit, seq);
   return fc
     .record({
-      op: fc.constantFrom<Op>('c', 'u', 'd', 'r', 't'),
+      op: fc.constantFrom<Op>('c', 'u', 'd', 'r', 't', 'x'),
       before: rowOf(table, engine, { markers: false }),
       after: rowOf(table, engine, { markers: true }),
       keyOnlyBefore: fc.boolean(),
@@ -298,6 +298,7 @@ export function eventOf(table: TableSchema, engine: Engine, commit: string, seq:
         case 'd':
           return { op, schema: table, before: shortBefore, after: null, position };
         case 't':
+        case 'x':
           return { op, schema: table, before: null, after: null, position };
       }
     });

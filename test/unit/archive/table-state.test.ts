@@ -56,3 +56,15 @@ test('cell keys keep types, -0, bytes and arrays apart', () => {
   const keys = [1, 1n, '1', -0, 0, null, true, Buffer.from([1]), ['1'], [1]].map((v) => cellKey(v));
   assert.equal(new Set(keys).size, keys.length);
 });
+
+test('a drop (op x) ends the table; a table of that name created again starts empty and exists', () => {
+  const t = new TableState(withKey);
+  t.apply(ev(withKey, 'c', null, { id: 1n, note: 'a', chart: null }));
+  assert.equal(t.dropped, false);
+  t.apply(ev(withKey, 'x', null, null));
+  assert.equal(t.dropped, true);
+  assert.equal(t.size, 0);
+  t.apply(ev(withKey, 'c', null, { id: 2n, note: 'b', chart: null }));
+  assert.equal(t.dropped, false, 'created again');
+  assert.deepEqual([...t.allRows()], [{ id: 2n, note: 'b', chart: null }]);
+});

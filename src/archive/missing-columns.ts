@@ -1,0 +1,87 @@
+import { ChartlogError } from '../core/errors.js';
+import type { CellValue, Row, TableSchema } from '../core/table-schema.js';
+
+/**
+ * Columns added to a table that already had rows (ADD COLUMN … DEFAULT): the source writes no
+ * row image for the rows it had, so their stored images lack the column. What they read in it is
+ * recorded with the table version that has the column (core/table-schema.ts MissingValue), and
+ * restore fills it here, for the rows whose image predates the column. Pure: no I/O.
+ */
+
+/** What a restore fills per column of the final version, from the versions applied, oldest first. */
+export interface MissingPlan {
+  /** Column → value for rows whose image lacks it. */
+  readonly fill: ReadonlyMap<string, CellValue>;
+  /** Column → why rows that predate it cannot be restored (refused before anything is written). */
+  readonly refuse: ReadonlyMap<string, string>;
+}
+
+/**
+ * `versions`: every table version whose rows a restore applies (base snapshot parts, then the
+ * changes), oldest first, the final one last. A column's missing value is the one recorded by the
+ * latest version that records it; a version that brings the column back without one (dropped and
+ * added again) resets it to NULL. A column whose missing value is `unknown` is refused when an
+ * earlier version applied lacks it (rows from then may lack it); when every version applied has
+ * it — the table was re-read after the DDL — nothing predates it and nothing is refused.
+ */
+export function missingPlan(versions: readonly TableSchema[]): MissingPlan {
+  const fill = new Map<string, CellValue>();
+  const unknown = new Map<string, string>();
+  const lacked = new Set<string>();
+  let previous: ReadonlySet<string> | null = null;
+  for (const v of versions) {
+    const names = new Set(v.columns.map((c) => c.name));
+    for (const c of v.columns) {
+      const isNew = previous !== null && !previous.has(c.name);
+      if (isNew) lacked.add(c.name);
+      if (c.missing && 'unknown' in c.missing) {
+        unknown.set(c.name, c.missing.unknown);
+        fill.delete(c.name);
+      } else if (c.missing) {
+        fill.set(c.name, c.missing.value);
+        unknown.delete(c.name);
+      } else if (isNew) {
+        fill.delete(c.name);
+        unknown.delete(c.name);
+      }
+    }
+    // A dropped column's rows keep no value of it: what it meant no longer applies.
+    if (previous) for (const n of previous) if (!names.has(n)) { fill.delete(n); unknown.delete(n); lacked.add(n); }
+    previous = names;
+  }
+  const final = versions.at(-1);
+  const finalNames = new Set(final?.columns.map((c) => c.name) ?? []);
+  const refuse = new Map<string, string>();
+  for (const [name, why] of unknown) if (finalNames.has(name) && lacked.has(name)) refuse.set(name, why);
+  for (const name of [...fill.keys()]) if (!finalNames.has(name)) fill.delete(name);
+  return { fill, refuse };
+}
+
+/** Refuses (exit 2, nothing written) a restore that would have to invent older rows' values. */
+export function refuseUnknownMissing(table: string, plan: MissingPlan): void {
+  const [column, why] = [...plan.refuse][0] ?? [];
+  if (column === undefined) return;
+  throw new ChartlogError('usage', `${table}.${column}: rows written before the column was added read values chartlog could not capture (${why}); a restore past that DDL would have to guess them`, {
+    hint: `re-read the table from the source with \`chartlog resync --config F --source S --tables ${table}\`, then restore again; restoring to a moment before the DDL works as it is`,
+  });
+}
+
+/** Rows with each column they lack filled from the plan (a new object per row that lacks one). */
+export function fillMissing(row: Row, plan: MissingPlan): Row {
+  let out: Record<string, CellValue> | null = null;
+  for (const [name, value] of plan.fill) {
+    if (name in row) continue;
+    out ??= { ...row };
+    out[name] = value;
+  }
+  return (out as Row | null) ?? row;
+}
+
+/** The rows of a replay, with the plan's values filled in. */
+export async function* fillingMissing(rows: AsyncIterable<Row[]>, plan: MissingPlan): AsyncGenerator<Row[]> {
+  if (plan.fill.size === 0) {
+    yield* rows;
+    return;
+  }
+  for await (const batch of rows) yield batch.map((r) => fillMissing(r, plan));
+}

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { fillMissing, missingPlan, refuseUnknownMissing } from '../../../src/archive/missing-columns.js';
+import { checkTableAttribute } from '../../../src/codec/table-attribute-check.js';
+import { fromAvroSchema, SEALED_MISSING_REASON, TABLE_ATTRIBUTE, toAvroSchema } from '../../../src/codec/avro-schema.js';
+import { ChartlogError } from '../../../src/core/errors.js';
+import type { ColumnSchema, TableSchema } from '../../../src/core/table-schema.js';
+
+const id: ColumnSchema = { name: 'id', sourceType: 'integer', type: { kind: 'int', bits: 32 }, nullable: false };
+const note: ColumnSchema = { name: 'note', sourceType: 'text', type: { kind: 'string' }, nullable: true };
+const v = (...columns: ColumnSchema[]): TableSchema => ({ schema: 'public', table: 't', primaryKey: ['id'], columns });
+const flag = (missing?: ColumnSchema['missing']): ColumnSchema => ({ name: 'flag', sourceType: 'integer', type: { kind: 'int', bits: 32 }, nullable: false, ...(missing ? { missing } : {}) });
+const big = (missing?: ColumnSchema['missing']): ColumnSchema => ({ name: 'big', sourceType: 'bigint', type: { kind: 'int', bits: 64 }, nullable: true, ...(missing ? { missing } : {}) });
+
+test('rows whose image predates a column read the value its version recorded; rows that have it keep theirs', () => {
+  const plan = missingPlan([v(id, note), v(id, note, flag({ value: 7 }), big({ value: 9007199254740993n }))]);
+  assert.deepEqual(fillMissing({ id: 1, note: 'a' }, plan), { id: 1, note: 'a', flag: 7, big: 9007199254740993n });
+  assert.deepEqual(fillMissing({ id: 2, note: 'b', flag: 3, big: null }, plan), { id: 2, note: 'b', flag: 3, big: null });
+  assert.deepEqual(plan.refuse.size, 0);
+});
+
+test('a later version that keeps the column without the value (after a restart, a rewrite) keeps the recorded one', () => {
+  const plan = missingPlan([v(id, note), v(id, note, flag({ value: 7 })), v(id, flag())]);
+  assert.deepEqual(fillMissing({ id: 1 }, plan), { id: 1, flag: 7 });
+});
+
+test('a column dropped and added again without a value reads NULL in older rows', () => {
+  const plan = missingPlan([v(id), v(id, flag({ value: 7 })), v(id), v(id, { ...flag(), nullable: true })]);
+  assert.deepEqual(fillMissing({ id: 1 }, plan), { id: 1 });
+});
+
+test('an unknown value is refused, naming the table, the column and resync, when older rows may lack it', () => {
+  const plan = missingPlan([v(id), v(id, flag({ unknown: 'volatile default' }))]);
+  assert.throws(() => refuseUnknownMissing('public.t', plan), (e: unknown) =>
+    e instanceof ChartlogError && e.code === 'usage' && /public\.t\.flag/.test(e.message) && /volatile default/.test(e.message) && /chartlog resync .*--tables public\.t/.test(e.hint ?? ''));
+  // Negative control: once the table was re-read, every version applied has the column.
+  assert.doesNotThrow(() => refuseUnknownMissing('public.t', missingPlan([v(id, flag({ unknown: 'volatile default' }))])));
+  assert.doesNotThrow(() => refuseUnknownMissing('public.t', missingPlan([v(id)])));
+});
+
+test('the table attribute keeps the missing value exactly, and versions without one keep their hash', () => {
+  const plain = toAvroSchema('clinic', v(id, note), new Set());
+  const before = JSON.stringify(plain);
+  assert.ok(!before.includes('missing'), 'no member when nothing is recorded: archives written before it keep their fingerprints');
+  const withValue = JSON.parse(JSON.stringify(toAvroSchema('clinic', v(id, note, flag({ value: 7 }), big({ value: 9007199254740993n })), new Set())));
+  checkTableAttribute(withValue, 'x', 'postgres');
+  const back = fromAvroSchema(withValue).table;
+  assert.deepEqual(back.columns.map((c) => c.missing), [undefined, undefined, { value: 7 }, { value: 9007199254740993n }]);
+  const unknown = JSON.parse(JSON.stringify(toAvroSchema('clinic', v(id, flag({ unknown: 'volatile default' })), new Set())));
+  checkTableAttribute(unknown, 'x', 'postgres');
+  assert.deepEqual(fromAvroSchema(unknown).table.columns[1]!.missing, { unknown: 'volatile default' });
+});
+
+test('a sealed column never carries its missing value in clear: it becomes unknown', () => {
+  const s = toAvroSchema('clinic', v(id, { ...note, missing: { value: 'CANARY-SSN-1' } }), new Set(['note']));
+  assert.ok(!JSON.stringify(s).includes('CANARY'));
+  assert.ok(!JSON.stringify(s).includes(Buffer.from('CANARY-SSN-1').toString('base64').slice(0, 12)));
+  assert.deepEqual(fromAvroSchema(s).table.columns[1]!.missing, { unknown: SEALED_MISSING_REASON });
+});
+
+test('a damaged missing member is refused, naming the field', () => {
+  const s = JSON.parse(JSON.stringify(toAvroSchema('clinic', v(id, flag({ value: 7 })), new Set())));
+  (s[TABLE_ATTRIBUTE] as { columns: { missing: unknown }[] }).columns[1]!.missing = { cell: 'AAAA', unknown: 'x' };
+  assert.throws(() => checkTableAttribute(s, 'obj', 'postgres'), /columns\[1\]\.missing must hold exactly one/);
+  (s[TABLE_ATTRIBUTE] as { columns: { missing: unknown }[] }).columns[1]!.missing = { cell: '!!' };
+  assert.throws(() => checkTableAttribute(s, 'obj', 'postgres'), /columns\[1\]\.missing\.cell is not base64/);
+});
