@@ -4,7 +4,7 @@ import { SchemaStore } from '../codec/schema-store.js';
 import { ChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { COMMIT_SEQ, Position } from '../core/position.js';
-import { qualifiedName, UNCHANGED, type Row } from '../core/table-schema.js';
+import { hasRowKey, identityColumns, qualifiedName, UNCHANGED, type Row } from '../core/table-schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { ArchiveReader } from '../archive/archive-reader.js';
 import { readArchiveIndex, tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
@@ -188,21 +188,22 @@ function passThroughCheck(yieldEvery: number): (d: DecodedChange) => Promise<voi
     if (d.sealedColumns.length !== d.phiColumns.length) throw new ChartlogError('internal', 'snapshot synthesis never opens PHI');
     const e = d.event;
     const table = qualifiedName(e.schema);
-    const sealedKey = e.schema.primaryKey.filter((k) => d.sealedColumns.includes(k));
+    const rowKey = hasRowKey(e.schema) ? identityColumns(e.schema) : [];
+    const sealedKey = rowKey.filter((k) => d.sealedColumns.includes(k));
     if (sealedKey.length > 0) {
       // Each message seals its key anew, so rows cannot be matched by key without the keyring.
-      throw new ChartlogError('phi_policy', `${table}: primary-key column ${sealedKey.join(', ')} is sealed, so its rows cannot be replayed without the keyring`, {
+      throw new ChartlogError('phi_policy', `${table}: key column ${sealedKey.join(', ')} is sealed, so its rows cannot be replayed without the keyring`, {
         hint: 'take a snapshot from the source instead (`chartlog snapshot --from-source`), or stop classifying key columns as PHI',
       });
     }
-    if (e.schema.primaryKey.length === 0 && (e.op === 'u' || e.op === 'd') && d.sealedColumns.some((c) => e.before?.[c] instanceof Uint8Array)) {
+    if (rowKey.length === 0 && (e.op === 'u' || e.op === 'd') && d.sealedColumns.some((c) => e.before?.[c] instanceof Uint8Array)) {
       // Without a key, rows are matched by their whole image, and each message seals anew.
       throw new ChartlogError('phi_policy', `${table}: has no primary key and sealed columns, so its updates and deletes cannot be matched to rows without the keyring`, {
         hint: 'take a snapshot from the source instead (`chartlog snapshot --from-source`), or give the table a primary key; if its sealed columns are not PHI, list them under phi.publicColumns (unclassified columns are sealed by default, phi.unclassified)',
       });
     }
-    if (e.op === 'u' && e.before && e.after && e.schema.primaryKey.length > 0) {
-      const key = (r: Row) => e.schema.primaryKey.map((k) => cellKey(r[k])).join('\u0001');
+    if (e.op === 'u' && e.before && e.after && rowKey.length > 0) {
+      const key = (r: Row) => rowKey.map((k) => cellKey(r[k])).join('\u0001');
       const unchangedSealed = d.sealedColumns.filter((c) => e.after![c] === UNCHANGED);
       if (unchangedSealed.length > 0 && key(e.before) !== key(e.after)) {
         // The unchanged value would come from the row under its old key, sealed for that key.
