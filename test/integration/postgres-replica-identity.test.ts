@@ -115,7 +115,7 @@ test('replica identity DEFAULT / USING INDEX / FULL on keyed and key-less tables
 
     // latest is the checkpoint: retried until it has caught up with the writers.
     let diff: string | null = 'not restored yet';
-    for (let attempt = 0; attempt < 20 && diff !== null; attempt++) {
+    for (const deadline = Date.now() + 45_000; diff !== null && Date.now() < deadline; ) {
       const target = await createPgDatabase('ri');
       targets.push(target);
       const r = await h.runToEnd(['restore', '--source', 'clinic', '--to', 'latest', '--target', target.url, '--json']);
