@@ -108,6 +108,8 @@ const TAG_MESSAGE = 0x4d;
 const TAG_ORIGIN = 0x4f;
 
 export class PostgresConnector implements SourceConnector {
+  /** Commit times come from the commit record, in microseconds. */
+  static readonly commitTimeResolutionUs = 1n;
   readonly name: string;
   readonly capabilities: ConnectorCapabilities = {
     beforeImage: 'key',
