@@ -9,6 +9,7 @@ import type { ObjectStore } from '../storage/object-store.js';
 import { ArchiveReader } from '../archive/archive-reader.js';
 import { readArchiveIndex, tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
 import { replayArchive } from '../archive/replay.js';
+import { cutTransactions } from '../archive/transaction-cut.js';
 import { cellKey } from '../archive/table-state.js';
 import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
 import { removeIncompleteSnapshots, SnapshotPartsWriter } from './snapshot-builder.js';
@@ -111,9 +112,12 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
   let newest = commitTsUs;
   let events = 0;
   let eventsToCut = 0;
-  for (const tx of await new ArchiveReader(o.store, index, envelopes).transactions(basePos)) {
+  const txLog = await new ArchiveReader(o.store, index, envelopes).transactions(basePos);
+  // Whole transactions only (transaction-cut.ts): a last record stored without every piece before it ends the cut too.
+  const whole = cutTransactions(txLog, { position: limit }).last?.position ?? null;
+  for (const tx of txLog) {
     const p = Position.parse(tx.pos);
-    if (Position.compare(p, limit) > 0) break;
+    if (!whole || Position.compare(p, whole) > 0) break;
     if (BigInt(tx.commitTsUs) > newest) newest = BigInt(tx.commitTsUs);
     for (const n of Object.values(tx.tables)) events += Number(n);
     if (p.seq === COMMIT_SEQ) {
