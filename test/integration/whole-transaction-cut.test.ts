@@ -24,7 +24,7 @@ function jsonSummary(output: string): Record<string, unknown> {
   return JSON.parse(output.slice(start, output.indexOf('\n}', start) + 2)) as Record<string, unknown>;
 }
 
-test('kill -9 inside a transaction stored in pieces: restore --to latest gives all of it or none of it', { timeout: 300_000 }, async () => {
+test('kill -9 inside a transaction stored in pieces: restore --to latest gives all of it or none of it', { timeout: 480_000 }, async () => {
   const engine = await postgresEngine();
   const h = new RunHarness(engine, 'file', {
     extraTables: ['public.bulk'],
@@ -46,7 +46,7 @@ test('kill -9 inside a transaction stored in pieces: restore --to latest gives a
     // Inserted while streaming (itself stored in pieces): the initial snapshot stays small, so start-up is quick under load.
     await engine.exec(`INSERT INTO bulk SELECT g, g FROM generate_series(1, ${ROWS}) g`);
     let before = { updated: -1, total: -1 };
-    for (const deadline = Date.now() + 90_000; before.total !== ROWS && Date.now() < deadline; ) {
+    for (const deadline = Date.now() + 180_000; before.total !== ROWS && Date.now() < deadline; ) {
       before = await restoreCount();
       assert.ok(before.total === 0 || before.total === ROWS, `the INSERT too: all or none, never ${before.total}`);
       if (before.total !== ROWS) await sleep(1000);
