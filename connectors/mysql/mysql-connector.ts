@@ -87,6 +87,12 @@ const SPILL_GROUP_EVENTS = 1000;
  * written to the protocol and unit-tested where pure, but were never run against a server.
  */
 export class MysqlConnector implements SourceConnector {
+  /**
+   * Commit times come from binlog event headers, in whole seconds (MySQL 8's
+   * immediate_commit_timestamp, in µs, is not read yet): restore and timeline say so, and a time
+   * cut includes a transaction only when its whole second is at or before the time asked for.
+   */
+  static readonly commitTimeResolutionUs = 1_000_000n;
   readonly name: string;
   readonly capabilities: ConnectorCapabilities = Object.freeze({
     beforeImage: 'full',

@@ -1,5 +1,5 @@
 import { freezeTableSchema, qualifiedName, type ColumnSchema, type TableSchema } from '../../src/core/table-schema.js';
-import type { Queryable, TypeCatalog } from './type-catalog.js';
+import { REPLICA_IDENTITY_POSITION, rowKeys, type Queryable, type TypeCatalog } from './type-catalog.js';
 import { columnCodec } from './type-parsers.js';
 
 /**
@@ -36,7 +36,8 @@ export async function capturedTables(
     `SELECT n.nspname, c.relname, a.attname, a.atttypid, a.atttypmod, a.attnotnull,
             format_type(a.atttypid, a.atttypmod) AS formatted,
             (SELECT array_position(i.indkey::int2[], a.attnum) FROM pg_index i
-              WHERE i.indrelid = c.oid AND i.indisprimary) AS pkpos
+              WHERE i.indrelid = c.oid AND i.indisprimary) AS pkpos,
+            ${REPLICA_IDENTITY_POSITION} AS ripos
        FROM pg_class c
        JOIN pg_namespace n ON n.oid = c.relnamespace
        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
@@ -45,14 +46,14 @@ export async function capturedTables(
     params,
   );
   await catalog.ensure(db, rows.map((r) => Number(r.atttypid)));
-  const tables = new Map<string, { schema: string; table: string; columns: ColumnSchema[]; keyed: { name: string; pos: number }[] }>();
+  const tables = new Map<string, { schema: string; table: string; columns: ColumnSchema[]; keyed: { name: string; pos: number }[]; identity: { name: string; pos: number }[] }>();
   for (const r of rows) {
     const schema = r.nspname ?? '';
     const table = r.relname ?? '';
     const name = qualifiedName({ schema, table });
     let t = tables.get(name);
     if (!t) {
-      t = { schema, table, columns: [], keyed: [] };
+      t = { schema, table, columns: [], keyed: [], identity: [] };
       tables.set(name, t);
     }
     const column = r.attname ?? '';
@@ -63,8 +64,9 @@ export async function capturedTables(
       nullable: r.attnotnull !== 't',
     });
     if (r.pkpos) t.keyed.push({ name: column, pos: Number(r.pkpos) });
+    if (r.ripos) t.identity.push({ name: column, pos: Number(r.ripos) });
   }
   return [...tables.values()].map((t) =>
-    freezeTableSchema({ schema: t.schema, table: t.table, columns: t.columns, primaryKey: t.keyed.sort((a, b) => a.pos - b.pos).map((k) => k.name) }),
+    freezeTableSchema({ schema: t.schema, table: t.table, columns: t.columns, ...rowKeys(t.keyed, t.identity) }),
   );
 }

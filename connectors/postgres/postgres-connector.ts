@@ -74,6 +74,8 @@ export interface PostgresSourceSettings {
     readonly heartbeatIntervalMs: number;
     readonly slotLagWarnBytes: number;
     readonly spillThresholdBytes: number;
+    /** Tables that take inserts only and may lack a replica identity (setup-check.ts). */
+    readonly insertOnlyTables?: readonly string[];
   };
   readonly snapshot: { readonly chunkRows: number };
   /** Backoff between reconnects, and attempts in a row before giving up (default: never). */
@@ -106,6 +108,8 @@ const TAG_MESSAGE = 0x4d;
 const TAG_ORIGIN = 0x4f;
 
 export class PostgresConnector implements SourceConnector {
+  /** Commit times come from the commit record, in microseconds. */
+  static readonly commitTimeResolutionUs = 1n;
   readonly name: string;
   readonly capabilities: ConnectorCapabilities = {
     beforeImage: 'key',
@@ -144,6 +148,7 @@ export class PostgresConnector implements SourceConnector {
       slot: this.legacySlot,
       publication: config.postgres.publicationName ?? defaultName,
       tables: config.tables,
+      insertOnly: config.postgres.insertOnlyTables ?? [],
     });
     this.log = (deps.logger ?? rootLogger()).child({ source: config.name, connector: 'postgres' });
     this.catalog = new TypeCatalog(this.log);

@@ -11,6 +11,8 @@ export interface SetupNames {
   readonly publication: string;
   /** Configured "schema.table" names; undefined means every table (FOR ALL TABLES). */
   readonly tables: readonly string[] | undefined;
+  /** "schema.table" names configured insert-only (`postgres.insertOnlyTables`): no replica identity needed. */
+  readonly insertOnly?: readonly string[];
 }
 
 export interface SetupState {
@@ -24,6 +26,8 @@ export interface SetupState {
 interface Problem {
   readonly what: string;
   readonly fix: string;
+  /** The source is fine but the configuration asks for what cannot be captured: exit 2. */
+  readonly config?: boolean;
 }
 
 export function quoteIdent(name: string): string {
@@ -89,12 +93,8 @@ export async function checkSetup(db: Queryable, names: SetupNames): Promise<Setu
   }
   for (const t of tables) {
     if (!t.readable) problems.push({ what: `role ${user} cannot read ${t.name}`, fix: `GRANT SELECT ON ${quoteTable(t.name)} TO ${quoteIdent(user)};` });
-    if (t.identity === 'n' || (t.identity === 'd' && !t.hasPk)) {
-      problems.push({
-        what: `table ${t.name} has no primary key and replica identity ${t.identity === 'n' ? 'NOTHING' : 'DEFAULT'}: its updates and deletes cannot be captured (and fail on the source once it is published)`,
-        fix: `ALTER TABLE ${quoteTable(t.name)} REPLICA IDENTITY FULL;  (or add a primary key)`,
-      });
-    }
+    const identity = identityProblem(t, names.insertOnly ?? []);
+    if (identity) problems.push(identity);
   }
 
   const pub = await db.query(`SELECT puballtables FROM pg_publication WHERE pubname = $1`, [names.publication]);
@@ -131,7 +131,7 @@ export async function checkSetup(db: Queryable, names: SetupNames): Promise<Setu
 
   if (problems.length > 0) {
     throw new ChartlogError(
-      'source_setup',
+      problems.some((p) => p.config) ? 'config' : 'source_setup',
       `PostgreSQL source is not ready for change capture:\n${problems.map((p) => `  - ${p.what}`).join('\n')}`,
       { hint: problems.map((p) => p.fix).join('\n       ') },
     );
@@ -141,6 +141,22 @@ export async function checkSetup(db: Queryable, names: SetupNames): Promise<Setu
     slotConfirmedFlush: slotRow?.confirmed_flush_lsn ? parseLsn(slotRow.confirmed_flush_lsn) : null,
     publicationExists: pubRow !== undefined,
     user,
+  };
+}
+
+/**
+ * A table whose updates and deletes carry no old row (REPLICA IDENTITY NOTHING, or DEFAULT
+ * without a primary key, which is nothing too) cannot be replayed: refused with the statement
+ * that gives it an identity, unless it is configured insert-only.
+ */
+export function identityProblem(t: Pick<TableFact, 'name' | 'identity' | 'hasPk'>, insertOnly: readonly string[]): Problem | null {
+  if (!(t.identity === 'n' || (t.identity === 'd' && !t.hasPk))) return null;
+  if (insertOnly.includes(t.name)) return null;
+  const how = t.identity === 'n' ? 'replica identity NOTHING' : 'no primary key and replica identity DEFAULT';
+  return {
+    what: `table ${t.name} has ${how}: its updates and deletes carry no old row, so they cannot be captured (and fail on the source once it is published)`,
+    fix: `ALTER TABLE ${quoteTable(t.name)} REPLICA IDENTITY ${t.hasPk ? 'DEFAULT' : 'FULL'};  (${t.hasPk ? 'its primary key then identifies rows' : 'or add a primary key, or USING INDEX <a unique index on NOT NULL columns>'}; or, if the table only ever takes inserts, list it under the source's postgres.insertOnlyTables)`,
+    config: true,
   };
 }
 

@@ -101,7 +101,8 @@ export class TypeCatalog implements TypeLookup {
       `SELECT a.attname, a.attnotnull, a.atthasdef, a.atthasmissing,
               CASE WHEN a.atthasmissing THEN (a.attmissingval::text::text[])[1] END AS missingtext,
               (SELECT array_position(i.indkey::int2[], a.attnum) FROM pg_index i
-                WHERE i.indrelid = a.attrelid AND i.indisprimary) AS pkpos
+                WHERE i.indrelid = a.attrelid AND i.indisprimary) AS pkpos,
+              ${REPLICA_IDENTITY_POSITION} AS ripos
          FROM pg_attribute a
         WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped`,
       [relationOid],
@@ -115,6 +116,7 @@ export class TypeCatalog implements TypeLookup {
     const codecs: ColumnCodec[] = [];
     const cols: ColumnSchema[] = [];
     const keyed: { name: string; pos: number }[] = [];
+    const identity: { name: string; pos: number }[] = [];
     columns.forEach((c, i) => {
       const codec = columnCodec(c.typeOid, c.typeMod, this);
       if (codec.unknownType) this.warnUnknown(codec.unknownType, `${schemaName}.${table}`, c.name);
@@ -133,9 +135,9 @@ export class TypeCatalog implements TypeLookup {
         ...(missing ? { missing } : {}),
       });
       if (m?.pkpos) keyed.push({ name: c.name, pos: Number(m.pkpos) });
+      if (m?.ripos) identity.push({ name: c.name, pos: Number(m.ripos) });
     });
-    keyed.sort((a, b) => a.pos - b.pos);
-    const schema = freezeTableSchema({ schema: schemaName, table, columns: cols, primaryKey: keyed.map((k) => k.name) });
+    const schema = freezeTableSchema({ schema: schemaName, table, columns: cols, ...rowKeys(keyed, identity) });
     return { schema, codecs };
   }
 
@@ -182,6 +184,29 @@ export function missingOf(
     return { unknown: `column ${name} was added with a default PostgreSQL keeps no constant for (a volatile default fills rows by a table rewrite, which logical decoding does not carry)` };
   }
   return undefined;
+}
+
+/**
+ * SQL (over `pg_attribute a`): the column's place in the table's replica identity index, null
+ * when the table's identity is not `USING INDEX` or the column is not in it.
+ */
+export const REPLICA_IDENTITY_POSITION = `(SELECT array_position(i.indkey::int2[], a.attnum) FROM pg_index i JOIN pg_class rc ON rc.oid = i.indrelid
+                WHERE i.indrelid = a.attrelid AND i.indisreplident AND rc.relreplident = 'i')`;
+
+/**
+ * A table's primary key and, when `REPLICA IDENTITY USING INDEX` names other columns, that
+ * index's columns as its replica identity (rows are matched by them: docs/formats.md).
+ * Positions are 1-based places in the index.
+ */
+export function rowKeys(
+  primary: readonly { name: string; pos: number }[],
+  identity: readonly { name: string; pos: number }[],
+): { primaryKey: string[]; replicaIdentity?: string[] } {
+  const order = (l: readonly { name: string; pos: number }[]): string[] => [...l].sort((a, b) => a.pos - b.pos).map((k) => k.name);
+  const primaryKey = order(primary);
+  const replicaIdentity = order(identity);
+  if (replicaIdentity.length === 0 || replicaIdentity.join('\u0000') === primaryKey.join('\u0000')) return { primaryKey };
+  return { primaryKey, replicaIdentity };
 }
 
 /** A one-dimensional text[] literal from the catalog (enum labels). */

@@ -195,3 +195,9 @@ export class ArchiveReader {
     return bytes;
   }
 }
+
+/** For reading the transaction log alone (it holds no table records): a reader that refuses table records. */
+export const NO_ENVELOPES: EnvelopeReader = {
+  schemaJson: () => Promise.reject(new ChartlogError('internal', 'this reader reads the transaction log only')),
+  splitterFor: () => Promise.reject(new ChartlogError('internal', 'this reader reads the transaction log only')),
+};

@@ -10,9 +10,14 @@ import { ArchiveReader, type StoredRecord } from './archive-reader.js';
 import { readArchiveIndex, tablesOf, type ArchiveIndex } from './archive-index.js';
 import { TableState } from './table-state.js';
 import { formatUs } from './layout.js';
+import { committedBy, cutTransactions, type CutBound, type CutResult } from './transaction-cut.js';
 
-/** Where to stop: the newest state at or before a commit time, at a position, or everything. */
-export type RestorePoint = { kind: 'latest' } | { kind: 'time'; us: bigint } | { kind: 'position'; position: Position };
+/**
+ * Where to stop: the newest state at or before a commit time, at a position, or everything.
+ * A time may carry the resolution of the source's commit times (µs; 1 when absent): see
+ * transaction-cut.ts for what a coarser one includes.
+ */
+export type RestorePoint = { kind: 'latest' } | { kind: 'time'; us: bigint; resolutionUs?: bigint } | { kind: 'position'; position: Position };
 
 export interface ReplayResult {
   snapshot: SnapshotManifest;
@@ -158,26 +163,33 @@ class DecodeAhead {
 
 /**
  * The last transaction to include, as one position for every table, so the restored tables
- * are one consistent moment. For a time: the transaction before the first (in commit order)
- * that committed after it — commit clocks can step back slightly between transactions, and a
- * cut by position never shows a later transaction without an earlier one.
+ * are one consistent moment: the last *whole* transaction (every piece stored) within the point
+ * (transaction-cut.ts). For a time: the transaction before the first (in commit order) that
+ * may have committed after it — commit clocks can step back between transactions, and a cut by
+ * position never shows a later transaction without an earlier one.
  */
-export async function cutPosition(reader: ArchiveReader, after: Position, to: RestorePoint): Promise<Position | null> {
-  if (to.kind === 'latest') return null;
-  if (to.kind === 'position') return Position.commitOf(to.position);
-  let cut = after;
-  for (const tx of await reader.transactions(after)) {
-    if (BigInt(tx.commitTsUs) > to.us) break;
-    cut = Position.commitOf(Position.parse(tx.pos));
-  }
-  return cut;
+export async function cutPosition(reader: ArchiveReader, after: Position, to: RestorePoint): Promise<Position> {
+  return (await restoreCut(reader, after, to)).position;
+}
+
+/** A cut with what it was decided on: the last whole transaction, and what stopped it. */
+export interface RestoreCut extends CutResult {
+  /** The last whole transaction's position; the starting point (snapshot) when none follows it. */
+  position: Position;
+}
+
+export async function restoreCut(reader: ArchiveReader, after: Position, to: RestorePoint): Promise<RestoreCut> {
+  const bound: CutBound =
+    to.kind === 'position' ? { position: to.position } : to.kind === 'time' ? { us: to.us, ...(to.resolutionUs ? { resolutionUs: to.resolutionUs } : {}) } : {};
+  const result = cutTransactions(await reader.transactions(after), bound);
+  return { ...result, position: result.last?.position ?? after };
 }
 
 /** The newest snapshot at or before the moment; a clear error when the moment is before all. */
 export function chooseSnapshot(index: ArchiveIndex, to: RestorePoint): SnapshotManifest {
   const candidates = index.snapshots.filter((s) => {
     if (to.kind === 'latest') return true;
-    if (to.kind === 'time') return BigInt(s.commitTsUs) <= to.us;
+    if (to.kind === 'time') return committedBy(BigInt(s.commitTsUs), to.us, to.resolutionUs);
     return Position.compare(Position.parse(s.position), to.position) <= 0;
   });
   const chosen = candidates[candidates.length - 1];

@@ -9,7 +9,7 @@ import type { AvroCodec, DecodedChange } from '../codec/avro-codec.js';
 import type { SnapshotManifest } from './snapshot-manifest.js';
 import { ArchiveReader, type StoredRecord } from './archive-reader.js';
 import { readArchiveIndex, tablesOf } from './archive-index.js';
-import { chooseSnapshot, cutPosition, type ReplayOptions } from './replay.js';
+import { chooseSnapshot, restoreCut, type ReplayOptions, type RestoreCut } from './replay.js';
 import { SpillKey } from './spill-file.js';
 import { keyOf, TableMerge, type BaseBatch } from './table-merge.js';
 import { sortByKey } from './key-sort.js';
@@ -49,6 +49,8 @@ export interface StreamingReplay {
   position: Position;
   commitTsUs: bigint;
   changes: number;
+  /** Where the replay was cut: the last whole transaction, and what stopped it there. */
+  cut: RestoreCut;
   /** Removes the spill directory. */
   close(): Promise<void>;
 }
@@ -71,7 +73,8 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
   const reader = new ArchiveReader(o.store, index, o.envelopes);
   const snapshotPos = Position.parse(snapshot.position);
   const names = o.tables ?? tablesOf(index);
-  const cut = await cutPosition(reader, snapshotPos, o.to);
+  const cutResult = await restoreCut(reader, snapshotPos, o.to);
+  const cut = cutResult.position;
   const dir = await mkdtemp(join(o.spillDir ?? tmpdir(), 'chartlog-restore-spill-'));
   const key = new SpillKey();
   const tables = new Map<string, StreamedTable>();
@@ -151,6 +154,7 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
     position,
     commitTsUs,
     changes,
+    cut: cutResult,
     close: async () => {
       for (const m of merges) await m.discard();
       await rm(dir, { recursive: true, force: true });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
 import type { ChangeEvent } from '../core/change-event.js';
 import { ChartlogError } from '../core/errors.js';
-import { qualifiedName, UNCHANGED, type CellValue, type Row, type TableSchema } from '../core/table-schema.js';
+import { hasRowKey, identityColumns, qualifiedName, UNCHANGED, type CellValue, type Row, type TableSchema } from '../core/table-schema.js';
 import { readSpill, SpillWriter, type SpillKey } from './spill-file.js';
 import { cellKey } from './table-state.js';
 
@@ -126,7 +126,7 @@ export class TableMerge {
         break;
       case 'u': {
         const after = this.required(event.after, event);
-        const keyed = s.primaryKey.length > 0;
+        const keyed = hasRowKey(s);
         let prev = this.take(keyOf(s, event.before ?? after), keyed);
         // Key-less rows are keyed by their whole image: the before image is the row taken.
         if (!keyed && prev && prev.row === null && event.before) prev = { row: event.before, from: null };
@@ -141,7 +141,7 @@ export class TableMerge {
         break;
       }
       case 'd':
-        this.take(keyOf(s, this.required(event.before, event)), s.primaryKey.length > 0);
+        this.take(keyOf(s, this.required(event.before, event)), hasRowKey(s));
         break;
     }
     if (this.bytes > this.o.budgetBytes) await this.spill();
@@ -153,10 +153,11 @@ export class TableMerge {
 
   private putAt(key: string, s: TableSchema, row: Row, from: string | null): void {
     const e = this.map.get(key);
-    if (s.primaryKey.length > 0 || !e) {
+    const keyed = hasRowKey(s);
+    if (keyed || !e) {
       if (!e) this.bytes += ENTRY_BYTES + key.length * 2;
       else this.bytes -= rowBytes(e.row);
-      this.map.set(key, s.primaryKey.length > 0 ? { drop: Infinity, keep: 1, row, from } : { drop: 0, keep: 1, row, from });
+      this.map.set(key, keyed ? { drop: Infinity, keep: 1, row, from } : { drop: 0, keep: 1, row, from });
     } else {
       this.bytes -= rowBytes(e.row);
       e.keep++;
@@ -417,9 +418,9 @@ function compose(e1: Entry, e2: Entry, key: string, table: string): Entry {
   return keep > 0 ? { ...e1, drop, keep } : { drop, keep, row: null, from: null };
 }
 
-/** TableState's key: the primary key's values, or every column's for tables without one. */
+/** TableState's key: the values of the identifying columns (`identityColumns`). */
 export function keyOf(s: TableSchema, row: Row): string {
-  const cols = s.primaryKey.length > 0 ? s.primaryKey : s.columns.map((c) => c.name);
+  const cols = identityColumns(s);
   let k = '';
   for (let i = 0; i < cols.length; i++) k += (i === 0 ? '' : '\u0001') + cellKey(row[cols[i]!]);
   return k;

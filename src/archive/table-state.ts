@@ -1,10 +1,11 @@
 import type { ChangeEvent } from '../core/change-event.js';
 import { ChartlogError } from '../core/errors.js';
-import { qualifiedName, UNCHANGED, type CellValue, type Row, type TableSchema } from '../core/table-schema.js';
+import { hasRowKey, identityColumns, qualifiedName, UNCHANGED, type CellValue, type Row, type TableSchema } from '../core/table-schema.js';
 
 /**
- * A table's rows as changes are replayed onto it (docs/architecture.md §5): by primary key, or for tables
- * without one by the whole before-image (several identical rows are kept as a count). Unchanged
+ * A table's rows as changes are replayed onto it (docs/architecture.md §5): by the columns that
+ * identify a row (`identityColumns`: the replica identity index, the primary key, or for tables
+ * without either the whole before-image, several identical rows kept as a count). Unchanged
  * values (PostgreSQL TOAST) are filled from the row's previous image. Pure: no I/O.
  */
 export class TableState {
@@ -63,7 +64,7 @@ export class TableState {
 
   private put(row: Row): void {
     const key = this.keyOf(row);
-    if (this.schema.primaryKey.length > 0) this.rows.set(key, [row]);
+    if (hasRowKey(this.schema)) this.rows.set(key, [row]);
     else this.rows.set(key, [...(this.rows.get(key) ?? []), row]);
   }
 
@@ -77,8 +78,7 @@ export class TableState {
   }
 
   private keyOf(row: Row): string {
-    const cols = this.schema.primaryKey.length > 0 ? this.schema.primaryKey : this.schema.columns.map((c) => c.name);
-    return cols.map((c) => cellKey(row[c])).join('\u0001');
+    return identityColumns(this.schema).map((c) => cellKey(row[c])).join('\u0001');
   }
 
   private required(row: Row | null, event: ChangeEvent): Row {

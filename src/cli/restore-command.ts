@@ -1,3 +1,4 @@
+import { commitTimeResolutionUs } from '../../connectors/registry.js';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { usageError } from '../core/errors.js';
@@ -63,6 +64,7 @@ export function registerRestoreCommand(program: Command): void {
             target,
             keepSealed: opts.keepSealed === true,
             parallel,
+            commitTimeResolutionUs: commitTimeResolutionUs(source.type),
             progress: process.stderr.isTTY ? progressBar() : undefined,
           });
           process.stdout.write(opts.json ? `${JSON.stringify(summary, null, 2)}\n` : renderRestoreSummary(summary));

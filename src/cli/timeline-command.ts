@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
+import { commitTimeResolutionUs } from '../../connectors/registry.js';
 import { readArchiveIndex } from '../archive/archive-index.js';
+import { ArchiveReader, NO_ENVELOPES } from '../archive/archive-reader.js';
 import { buildTimeline, renderTimeline } from '../restore/timeline.js';
 import { openContext, withConfigOptions } from './command-context.js';
 
@@ -11,7 +13,11 @@ export function registerTimelineCommand(program: Command): void {
       const ctx = openContext(opts);
       try {
         const timelines = [];
-        for (const s of ctx.sources) timelines.push(buildTimeline(await readArchiveIndex(ctx.store, s.name)));
+        for (const s of ctx.sources) {
+          const index = await readArchiveIndex(ctx.store, s.name);
+          const transactions = await new ArchiveReader(ctx.store, index, NO_ENVELOPES).transactions(null);
+          timelines.push(buildTimeline(index, { resolutionUs: commitTimeResolutionUs(s.type), transactions }));
+        }
         process.stdout.write(opts.json ? `${JSON.stringify(timelines, null, 2)}\n` : timelines.map(renderTimeline).join('\n'));
       } finally {
         await ctx.store.close();

@@ -47,6 +47,8 @@ export interface TableAttribute {
   schema: string;
   table: string;
   primaryKey: string[];
+  /** TableSchema.replicaIdentity; absent (not empty) when the table has none, so older versions hash as before. */
+  identity?: string[];
   columns: {
     name: string;
     /** The Avro field name that carries it. */
@@ -127,6 +129,7 @@ export function tableAttribute(source: string, table: TableSchema, sealed: Reado
     schema: table.schema,
     table: table.table,
     primaryKey: [...table.primaryKey],
+    ...(table.replicaIdentity && table.replicaIdentity.length > 0 ? { identity: [...table.replicaIdentity] } : {}),
     columns: table.columns.map((c, i) => ({
       name: c.name,
       field: fields[i]!,
@@ -218,6 +221,7 @@ export function fromAvroSchema(schema: AvroSchemaJson): StoredTableVersion {
     schema: attr.schema,
     table: attr.table,
     primaryKey: [...attr.primaryKey],
+    ...(attr.identity ? { replicaIdentity: [...attr.identity] } : {}),
     columns: attr.columns.map((c) => ({
       name: c.name,
       sourceType: c.sourceType,

@@ -127,6 +127,9 @@ export function checkTableAttribute(schema: AvroSchemaJson, where: string, engin
     }
   });
   if (!Array.isArray(attr.primaryKey) || attr.primaryKey.some((k) => typeof k !== 'string' || !names.has(k))) c.fail('primaryKey', 'names a column the table does not have');
+  if (attr.identity !== undefined && (!Array.isArray(attr.identity) || attr.identity.length === 0 || attr.identity.some((k) => typeof k !== 'string' || !names.has(k)))) {
+    c.fail('identity', 'is not a non-empty list of the table\'s columns');
+  }
   // The namespace ends in a hash of the whole attribute: an attribute edited alone is caught
   // even without a MAC (a forged one must also change the fingerprint, which names the object).
   const version = createHash('sha256').update(JSON.stringify(attr)).digest('hex').slice(0, 16);

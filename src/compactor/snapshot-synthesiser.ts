@@ -4,11 +4,12 @@ import { SchemaStore } from '../codec/schema-store.js';
 import { ChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { COMMIT_SEQ, Position } from '../core/position.js';
-import { qualifiedName, UNCHANGED, type Row } from '../core/table-schema.js';
+import { hasRowKey, identityColumns, qualifiedName, UNCHANGED, type Row } from '../core/table-schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { ArchiveReader } from '../archive/archive-reader.js';
 import { readArchiveIndex, tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
 import { replayArchive } from '../archive/replay.js';
+import { cutTransactions } from '../archive/transaction-cut.js';
 import { cellKey } from '../archive/table-state.js';
 import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
 import { removeIncompleteSnapshots, SnapshotPartsWriter } from './snapshot-builder.js';
@@ -111,9 +112,12 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
   let newest = commitTsUs;
   let events = 0;
   let eventsToCut = 0;
-  for (const tx of await new ArchiveReader(o.store, index, envelopes).transactions(basePos)) {
+  const txLog = await new ArchiveReader(o.store, index, envelopes).transactions(basePos);
+  // Whole transactions only (transaction-cut.ts): a last record stored without every piece before it ends the cut too.
+  const whole = cutTransactions(txLog, { position: limit }).last?.position ?? null;
+  for (const tx of txLog) {
     const p = Position.parse(tx.pos);
-    if (Position.compare(p, limit) > 0) break;
+    if (!whole || Position.compare(p, whole) > 0) break;
     if (BigInt(tx.commitTsUs) > newest) newest = BigInt(tx.commitTsUs);
     for (const n of Object.values(tx.tables)) events += Number(n);
     if (p.seq === COMMIT_SEQ) {
@@ -189,21 +193,22 @@ function passThroughCheck(yieldEvery: number): (d: DecodedChange) => Promise<voi
     if (d.sealedColumns.length !== d.phiColumns.length) throw new ChartlogError('internal', 'snapshot synthesis never opens PHI');
     const e = d.event;
     const table = qualifiedName(e.schema);
-    const sealedKey = e.schema.primaryKey.filter((k) => d.sealedColumns.includes(k));
+    const rowKey = hasRowKey(e.schema) ? identityColumns(e.schema) : [];
+    const sealedKey = rowKey.filter((k) => d.sealedColumns.includes(k));
     if (sealedKey.length > 0) {
       // Each message seals its key anew, so rows cannot be matched by key without the keyring.
-      throw new ChartlogError('phi_policy', `${table}: primary-key column ${sealedKey.join(', ')} is sealed, so its rows cannot be replayed without the keyring`, {
+      throw new ChartlogError('phi_policy', `${table}: key column ${sealedKey.join(', ')} is sealed, so its rows cannot be replayed without the keyring`, {
         hint: 'take a snapshot from the source instead (`chartlog snapshot --from-source`), or stop classifying key columns as PHI',
       });
     }
-    if (e.schema.primaryKey.length === 0 && (e.op === 'u' || e.op === 'd') && d.sealedColumns.some((c) => e.before?.[c] instanceof Uint8Array)) {
+    if (rowKey.length === 0 && (e.op === 'u' || e.op === 'd') && d.sealedColumns.some((c) => e.before?.[c] instanceof Uint8Array)) {
       // Without a key, rows are matched by their whole image, and each message seals anew.
       throw new ChartlogError('phi_policy', `${table}: has no primary key and sealed columns, so its updates and deletes cannot be matched to rows without the keyring`, {
         hint: 'take a snapshot from the source instead (`chartlog snapshot --from-source`), or give the table a primary key; if its sealed columns are not PHI, list them under phi.publicColumns (unclassified columns are sealed by default, phi.unclassified)',
       });
     }
-    if (e.op === 'u' && e.before && e.after && e.schema.primaryKey.length > 0) {
-      const key = (r: Row) => e.schema.primaryKey.map((k) => cellKey(r[k])).join('\u0001');
+    if (e.op === 'u' && e.before && e.after && rowKey.length > 0) {
+      const key = (r: Row) => rowKey.map((k) => cellKey(r[k])).join('\u0001');
       const unchangedSealed = d.sealedColumns.filter((c) => e.after![c] === UNCHANGED);
       if (unchangedSealed.length > 0 && key(e.before) !== key(e.after)) {
         // The unchanged value would come from the row under its old key, sealed for that key.

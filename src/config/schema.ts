@@ -75,6 +75,12 @@ const postgresOptions = z
       .positive()
       .default(8 * 1024 * 1024)
       .describe('A transaction larger than this is spilled to disk until its commit (decoded rows take several times their WAL size in memory).'),
+    insertOnlyTables: z
+      .array(tableName)
+      .default([])
+      .describe(
+        'Tables ("schema.table") that only ever take inserts, so they may have no replica identity (REPLICA IDENTITY NOTHING, or DEFAULT without a primary key). Any other such table is refused at start with the statement that gives it one. An update or delete on a listed table is not captured; it fails on the source while the table is published.',
+      ),
   })
   .describe('PostgreSQL-only settings.');
 
@@ -149,6 +155,7 @@ const source = z
       heartbeatIntervalMs: 30000,
       slotLagWarnBytes: 1024 * 1024 * 1024,
       spillThresholdBytes: 8 * 1024 * 1024,
+      insertOnlyTables: [],
     }),
     mysql: mysqlOptions.default({ watchdogMs: 30000, spillThresholdBytes: 8 * 1024 * 1024 }),
     reconnect: reconnect.default({ initialDelayMs: 250, maxDelayMs: 30_000 }),

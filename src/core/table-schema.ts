@@ -121,6 +121,26 @@ export interface TableSchema {
   readonly columns: readonly ColumnSchema[];
   /** Primary-key column names in key order; empty when the table has none. */
   readonly primaryKey: readonly string[];
+  /**
+   * The columns that identify a row in the change stream when they are not the primary key: the
+   * unique index of PostgreSQL `REPLICA IDENTITY USING INDEX`, in index order (its old images
+   * carry only these). Absent when the primary key identifies rows, or, without one, the whole row.
+   */
+  readonly replicaIdentity?: readonly string[];
+}
+
+/**
+ * The columns a row is matched by when changes are replayed: the replica identity, else the
+ * primary key, else every column (a key-less table: identical rows are counted, not merged).
+ */
+export function identityColumns(t: TableSchema): readonly string[] {
+  if (t.replicaIdentity && t.replicaIdentity.length > 0) return t.replicaIdentity;
+  return t.primaryKey.length > 0 ? t.primaryKey : t.columns.map((c) => c.name);
+}
+
+/** Whether a key identifies at most one row (a primary key or a replica identity index). */
+export function hasRowKey(t: TableSchema): boolean {
+  return t.primaryKey.length > 0 || (t.replicaIdentity?.length ?? 0) > 0;
 }
 
 /** "schema.table", the name used in configuration, topics and object names. */
@@ -137,6 +157,7 @@ export function freezeTableSchema(t: TableSchema): TableSchema {
   }
   Object.freeze(t.columns);
   Object.freeze(t.primaryKey);
+  if (t.replicaIdentity) Object.freeze(t.replicaIdentity);
   return Object.freeze(t);
 }
 

@@ -9,7 +9,8 @@ import { appendAuditRecord, currentUser } from '../phi/audit-log.js';
 import { authenticateArchive, loadArchiveMac, refuseUnauthentic } from '../archive/archive-auth.js';
 import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
 import type { Keyring } from '../phi/keyring/keyring.js';
-import type { RestorePoint } from '../archive/replay.js';
+import type { RestoreCut, RestorePoint } from '../archive/replay.js';
+import { FAR_CUT_US } from '../archive/transaction-cut.js';
 import { prepareStreamingReplay } from '../archive/streaming-replay.js';
 import { formatUs } from '../archive/layout.js';
 import type { RestoreTarget, SourceEngine, TablePlan } from './targets/restore-target.js';
@@ -37,6 +38,8 @@ export interface RestoreOptions {
   parallel?: number;
   /** Overrides restore.memoryBudgetMiB of the configuration (tests force spilling with it). */
   memoryBudgetBytes?: number;
+  /** Resolution of the source's commit times in µs (its connector says: 1, or 1_000_000 for binlog headers). Default 1. */
+  commitTimeResolutionUs?: bigint;
   progress?: RestoreProgress;
 }
 
@@ -62,6 +65,12 @@ export interface RestoreSummary {
   seconds: { replay: number; write: number };
   /** Tables whose collapsed changes outgrew the memory budget and spilled to (sealed) files. */
   spilled: string[];
+  /** The last whole transaction restored (every piece of it stored); null: none after the base snapshot. */
+  lastTransaction: { position: string; txId: string | null; commitTime: string } | null;
+  /** How exact the source's commit times are: 'seconds' for MySQL/MariaDB binlog headers. */
+  commitTimeResolution: 'microseconds' | 'seconds';
+  /** What the operator should know about the cut (far from the time asked, a transaction left out as not whole). */
+  warnings: string[];
 }
 
 const round = (s: number): number => Math.round(s * 1000) / 1000;
@@ -87,7 +96,8 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
   const mac = await loadArchiveMac(o.store, o.source.name, () => openKeyringFor(o.config));
   refuseUnauthentic(o.source.name, authenticateArchive(index, mac), 'restore');
   if (!mac) log.warn('the archive has no archive-MAC key (written before archive MACs): its objects cannot be authenticated, only checked against their sha256 chain');
-  const point = resolvePoint(index, o.to, o.requested);
+  const resolutionUs = o.commitTimeResolutionUs ?? 1n;
+  const point = resolvePoint(index, o.to, o.requested, resolutionUs);
   const names = resolveTables(index, o.tables);
   const open = !o.keepSealed;
   let archive: ReturnType<typeof openArchiveCodec>;
@@ -195,7 +205,9 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
       audit,
       seconds: { replay: round(replaySeconds), write: round((performance.now() - writeStarted) / 1000) },
       spilled: [...result.tables.values()].filter((t) => t.spilled()).map((t) => t.name),
+      ...cutSummary(result.cut, point, resolutionUs),
     };
+    for (const w of summary.warnings) log.warn(w);
     await o.target.finish({ ...summary });
     return summary;
   } catch (err) {
@@ -212,7 +224,7 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
  * newest durable commit). `latest` and moments at the newest commit are cut at the checkpoint:
  * what lies beyond it may not be whole yet.
  */
-export function resolvePoint(index: ArchiveIndex, to: RestorePoint, requested: string): RestorePoint {
+export function resolvePoint(index: ArchiveIndex, to: RestorePoint, requested: string, resolutionUs = 1n): RestorePoint {
   const oldest = index.snapshots[0];
   const cp = index.checkpoint;
   if (!oldest || !cp) {
@@ -228,7 +240,10 @@ export function resolvePoint(index: ArchiveIndex, to: RestorePoint, requested: s
       return { kind: 'position', position: cp.position };
     case 'time':
       if (to.us < fromUs || to.us > cp.commitTsUs) throw outside();
-      return to.us === cp.commitTsUs ? { kind: 'position', position: cp.position } : to;
+      // At the newest commit: cut at the checkpoint. A coarser clock cannot say the checkpoint's
+      // transaction committed by then: the time rule decides (transaction-cut.ts).
+      if (resolutionUs === 1n && to.us === cp.commitTsUs) return { kind: 'position', position: cp.position };
+      return resolutionUs === 1n ? to : { ...to, resolutionUs };
     case 'position':
       if (to.position.commit.length !== cp.position.commit.length) {
         throw usageError(`--to ${requested} is not a position of source ${index.source} (its positions look like ${Position.format(cp.position)})`, '`chartlog timeline` prints positions of this source');
@@ -236,6 +251,36 @@ export function resolvePoint(index: ArchiveIndex, to: RestorePoint, requested: s
       if (Position.compare(to.position, from) < 0 || Position.compare(to.position, cp.position) > 0) throw outside();
       return to;
   }
+}
+
+/**
+ * The summary's account of the cut: the last whole transaction, the clock's resolution, and
+ * warnings — a transaction left out because not every piece of it is stored (kill -9 inside
+ * it), and a time cut far before the moment asked for (a commit stamped after it stopped the cut:
+ * a clock stepped forward, or later transactions stamped earlier than one before them).
+ */
+export function cutSummary(cut: RestoreCut, point: RestorePoint, resolutionUs: bigint): Pick<RestoreSummary, 'lastTransaction' | 'commitTimeResolution' | 'warnings'> {
+  const warnings: string[] = [];
+  if (cut.incomplete) {
+    warnings.push(`a transaction at commit ${cut.incomplete} is not whole in the archive (some of its pieces are missing, e.g. after a kill -9 inside it): it and everything after it are left out`);
+  }
+  if (point.kind === 'time') {
+    const at = cut.last?.commitTsUs;
+    if (cut.stoppedBy && (at === undefined || point.us - at > FAR_CUT_US)) {
+      warnings.push(
+        `the cut is ${at === undefined ? 'at the base snapshot' : `${formatSeconds(point.us - at)} before the time asked for`}: the next transaction (position ${Position.format(cut.stoppedBy.position)}) is stamped ${formatUs(cut.stoppedBy.commitTsUs)}, after it, so no later transaction is included (\`chartlog timeline\` notes commit times that step backwards)`,
+      );
+    }
+  }
+  return {
+    lastTransaction: cut.last ? { position: Position.format(cut.last.position), txId: cut.last.txId, commitTime: formatUs(cut.last.commitTsUs) } : null,
+    commitTimeResolution: resolutionUs >= 1_000_000n ? 'seconds' : 'microseconds',
+    warnings,
+  };
+}
+
+function formatSeconds(us: bigint): string {
+  return `${(Number(us) / 1e6).toFixed(us < 10_000_000n ? 6 : 0)} s`;
 }
 
 /** The tables asked for, each known to the archive; all of them when none are named. */
@@ -281,6 +326,13 @@ export function renderRestoreSummary(s: RestoreSummary): string {
   }
   if (s.spilled.length > 0) lines.push(`  changes spilled to sealed files (past restore.memoryBudgetMiB): ${s.spilled.join(', ')}`);
   for (const a of s.absent) lines.push(`    ${a}: did not exist yet at that moment, not created`);
+  lines.push(
+    s.lastTransaction
+      ? `  last whole transaction: ${s.lastTransaction.txId ?? '(no id)'} at position ${s.lastTransaction.position} (commit ${s.lastTransaction.commitTime}${s.commitTimeResolution === 'seconds' ? ', to the second' : ''})`
+      : '  no transaction after the base snapshot',
+  );
+  if (s.commitTimeResolution === 'seconds') lines.push('  commit times of this source are whole seconds: a time cut includes a transaction only when its whole second is at or before the time asked for');
+  for (const w of s.warnings) lines.push(`  warning: ${w}`);
   if (s.audit) lines.push(`  audit record ${s.audit}`);
   return `${lines.join('\n')}\n`;
 }

@@ -1,5 +1,7 @@
 import { formatUs, type HourKey } from '../archive/layout.js';
 import type { ArchiveIndex } from '../archive/archive-index.js';
+import { backwardSteps } from '../archive/transaction-cut.js';
+import type { TransactionRecord } from '../archive/transaction-log.js';
 
 export interface Timeline {
   source: string;
@@ -11,9 +13,23 @@ export interface Timeline {
   /** Breaks in the manifest hash chain: a manifest whose `previous` is not the one before it. */
   gaps: { hour: HourKey; expectedPrevious: string | null; found: string | null }[];
   checkpoint: { position: string; commitTime: string; updatedAt: string } | null;
+  /** How exact the source's commit times are ('seconds': MySQL/MariaDB binlog headers); absent when not known. */
+  commitTimeResolution?: 'microseconds' | 'seconds';
+  /**
+   * Transactions stamped earlier than a transaction before them (a clock set back): a time cut
+   * stops at the first transaction stamped after the time asked for, so these can fall outside
+   * a cut their own stamp is inside of. Absent when the transaction log was not read.
+   */
+  backwardSteps?: { position: string; commitTime: string; newestBefore: string }[];
 }
 
-export function buildTimeline(index: ArchiveIndex): Timeline {
+/** What the timeline says beyond the index: the source's clock resolution and the transaction log's steps back. */
+export interface TimelineExtras {
+  resolutionUs?: bigint;
+  transactions?: readonly TransactionRecord[];
+}
+
+export function buildTimeline(index: ArchiveIndex, extras: TimelineExtras = {}): Timeline {
   const snapshots = index.snapshots.map((s) => ({
     id: s.id,
     position: s.position,
@@ -46,6 +62,10 @@ export function buildTimeline(index: ArchiveIndex): Timeline {
     openHours: [...openHours].sort(([a], [b]) => (a < b ? -1 : 1)).map(([hour, parts]) => ({ hour, parts })),
     gaps,
     checkpoint: cp ? { position: formatPos(cp.position), commitTime: formatUs(cp.commitTsUs), updatedAt: cp.updatedAt } : null,
+    ...(extras.resolutionUs !== undefined ? { commitTimeResolution: extras.resolutionUs >= 1_000_000n ? ('seconds' as const) : ('microseconds' as const) } : {}),
+    ...(extras.transactions
+      ? { backwardSteps: backwardSteps(extras.transactions).map((b) => ({ position: b.position, commitTime: formatUs(b.commitTsUs), newestBefore: formatUs(b.newestBeforeUs) })) }
+      : {}),
   };
 }
 
@@ -64,6 +84,13 @@ export function renderTimeline(t: Timeline): string {
   for (const h of t.closedHours) lines.push(`    ${h.hour}  ${String(h.transactions).padStart(8)} tx ${String(h.events).padStart(10)} events ${String(h.objects).padStart(5)} objects`);
   lines.push(`  open hours (${t.openHours.length})`);
   for (const h of t.openHours) lines.push(`    ${h.hour}  ${h.parts} parts`);
+  if (t.commitTimeResolution === 'seconds') lines.push('  commit times: whole seconds (binlog headers); a time cut includes a transaction only when its whole second is at or before the time asked for');
+  if (t.commitTimeResolution === 'microseconds') lines.push('  commit times: microseconds');
+  if (t.backwardSteps && t.backwardSteps.length > 0) {
+    lines.push(`  commit times stepping backwards (${t.backwardSteps.length}): a time cut stops at the first later-stamped transaction before these`);
+    for (const b of t.backwardSteps.slice(0, 20)) lines.push(`    ${b.position}  stamped ${b.commitTime}, after a transaction stamped ${b.newestBefore}`);
+    if (t.backwardSteps.length > 20) lines.push(`    … ${t.backwardSteps.length - 20} more (--json lists all)`);
+  }
   lines.push(t.gaps.length === 0 ? '  gaps: none' : `  gaps (${t.gaps.length})`);
   for (const g of t.gaps) lines.push(`    ${g.hour}: manifest chain expects ${g.expectedPrevious ?? '(start)'} before it, manifest names ${g.found ?? '(start)'}`);
   return `${lines.join('\n')}\n`;

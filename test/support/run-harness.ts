@@ -175,6 +175,10 @@ export class RunHarness {
       sourceExtra?: string;
       /** More settings inside the source's `mysql: { … }` (e.g. `spillThresholdBytes: 65536`). */
       mysql?: string;
+      /** Tables captured besides patients and visits (qualified names). */
+      extraTables?: readonly string[];
+      /** More settings inside the source's `postgres: { … }` (e.g. `insertOnlyTables: [public.t]`). */
+      postgresExtra?: string;
     } = {},
   ) {
     this.slotName = `chartlog_${engine.db}`;
@@ -196,7 +200,7 @@ export class RunHarness {
     }
     const text = [
       'sources:',
-      `  - { name: clinic, type: ${engine.type}, url: "${engine.url}", tables: [${patients}, ${visits}], postgres: { slotName: ${this.slotName}, publicationName: ${this.slotName} }, mysql: { serverId: ${40000 + Math.floor(Math.random() * 10000)}${options.mysql ? `, ${options.mysql}` : ''} }${options.sourceExtra ? `, ${options.sourceExtra}` : ''} }`,
+      `  - { name: clinic, type: ${engine.type}, url: "${engine.url}", tables: [${[patients, visits, ...(options.extraTables ?? [])].join(', ')}], postgres: { slotName: ${this.slotName}, publicationName: ${this.slotName}${options.postgresExtra ? `, ${options.postgresExtra}` : ''} }, mysql: { serverId: ${40000 + Math.floor(Math.random() * 10000)}${options.mysql ? `, ${options.mysql}` : ''} }${options.sourceExtra ? `, ${options.sourceExtra}` : ''} }`,
       storage,
       `segments: { flushIntervalMs: ${options.flushIntervalMs ?? 200} }`,
       'phi:',

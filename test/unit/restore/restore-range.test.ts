@@ -58,7 +58,10 @@ test('the summary names the exact position, commit time, rows per table and what
     source: 'clinic', requested: 'latest', position: '0000000000000900.ffffffff', commitTime: '1970-01-01T00:00:09.000000Z', snapshot: 's', changes: 3, rows: 12,
     tables: [{ table: 'public.a', rows: 10, phiColumns: ['ssn'], sealed: true }, { table: 'public.b', rows: 2, phiColumns: [], sealed: false }],
     absent: ['public.c'], target: 'postgres://h/db', audit: null, seconds: { replay: 0.5, write: 0.25 }, spilled: [],
+    lastTransaction: { position: '0000000000000900.ffffffff', txId: '771', commitTime: '1970-01-01T00:00:09.000000Z' }, commitTimeResolution: 'microseconds', warnings: [],
   });
+  assert.match(text, /last whole transaction: 771 at position 0000000000000900\.ffffffff \(commit 1970-01-01T00:00:09\.000000Z\)/);
+  assert.doesNotMatch(text, /whole seconds/);
   assert.match(text, /^restored source clinic to position 0000000000000900\.ffffffff \(commit 1970-01-01T00:00:09\.000000Z\), asked for latest$/m);
   assert.match(text, /2 tables, 12 rows into postgres:\/\/h\/db/);
   assert.match(text, /public\.a +10 rows {2}PHI kept sealed: ssn/);

@@ -4,7 +4,8 @@ import { Compactor } from '../../../src/compactor/compactor.js';
 import { manifestKey } from '../../../src/archive/layout.js';
 import { writeCheckpoint } from '../../../src/archive/checkpoint.js';
 import { snapshotManifestKey } from '../../../src/archive/snapshot-manifest.js';
-import type { Position } from '../../../src/core/position.js';
+import { Position } from '../../../src/core/position.js';
+import { ArchiveReader, NO_ENVELOPES } from '../../../src/archive/archive-reader.js';
 import { readArchiveIndex, tablesOf } from '../../../src/archive/archive-index.js';
 import { buildTimeline, renderTimeline } from '../../../src/restore/timeline.js';
 import { formatUs } from '../../../src/archive/layout.js';
@@ -58,4 +59,31 @@ test('without a checkpoint nothing is restorable', async () => {
 test('microsecond times keep all six digits', () => {
   assert.equal(formatUs(1_700_000_000_123_456n), '2023-11-14T22:13:20.123456Z');
   assert.equal(formatUs('-1'), '1969-12-31T23:59:59.999999Z');
+});
+
+test('the timeline says when commit times are whole seconds and notes commit times that step backwards (read from the stored transaction log)', async () => {
+  const store = new MemoryObjectStore();
+  const c = new Compactor(store, 'clinic', envelopes, { flushIntervalMs: 10, maxPartBytes: 1 << 20, closeGraceMs: 0, snapshotId: null }, async () => {});
+  await c.start();
+  let prev: Position | null = null;
+  // The third transaction's clock was set back 5 s.
+  for (const [n, us] of [[1, T0 + 10_000_000n], [2, T0 + 20_000_000n], [3, T0 + 15_000_000n], [4, T0 + 21_000_000n]] as const) {
+    const b = batch(n, us, [['public.patients', '00000000000000a1']], prev);
+    prev = b.position;
+    c.add(b);
+  }
+  await c.flush();
+  const index = await readArchiveIndex(store, 'clinic');
+  const transactions = await new ArchiveReader(store, index, NO_ENVELOPES).transactions(null);
+  const t = buildTimeline(index, { resolutionUs: 1_000_000n, transactions });
+  assert.equal(t.commitTimeResolution, 'seconds');
+  assert.deepEqual(t.backwardSteps, [{ position: Position.format(batch(3, 0n, [], null).position), commitTime: formatUs(T0 + 15_000_000n), newestBefore: formatUs(T0 + 20_000_000n) }]);
+  const text = renderTimeline(t);
+  assert.match(text, /commit times: whole seconds/);
+  assert.match(text, /commit times stepping backwards \(1\)/);
+  // Negative control: a log whose clock only moves forward notes nothing, and microsecond sources say so.
+  const forward = buildTimeline(index, { resolutionUs: 1n, transactions: transactions.filter((r) => r.commitTsUs !== Number(T0 + 15_000_000n)) });
+  assert.deepEqual(forward.backwardSteps, []);
+  assert.doesNotMatch(renderTimeline(forward), /stepping backwards/);
+  assert.match(renderTimeline(forward), /commit times: microseconds/);
 });

@@ -1,0 +1,106 @@
+import { COMMIT_SEQ, Position } from '../core/position.js';
+import type { TransactionRecord } from './transaction-log.js';
+
+/**
+ * Where a restore (or a synthesised snapshot) ends, decided on the transaction log alone
+ * (docs/architecture.md §5, "Whole transactions only"). Pure: no I/O.
+ *
+ * A transaction too large for one batch is stored in pieces, each with its own log record at
+ * its last event's position (seq < COMMIT_SEQ); only its last piece has the transaction's own
+ * position (seq = COMMIT_SEQ). A transaction is *whole* when that last record is stored and the
+ * chain of its pieces (each record's `previous`, within the same commit) is unbroken back to
+ * the piece that follows another transaction. A kill -9 between pieces leaves pieces with no
+ * last record: such a transaction, and everything after it, lies beyond every cut.
+ */
+
+/** The last transaction a cut includes. */
+export interface CutTransaction {
+  position: Position;
+  txId: string | null;
+  commitTsUs: bigint;
+}
+
+/** What bounds the cut, besides "whole transactions only". */
+export interface CutBound {
+  /** Nothing after this position (the durable checkpoint, or a position asked for). */
+  position?: Position;
+  /**
+   * Nothing that may have committed after this moment (µs). With a commit-time resolution r, a
+   * transaction stamped s may have committed as late as s + r − 1 µs: it is included only when
+   * that is at or before the moment (fail closed). The first transaction that may have committed
+   * after the moment ends the cut, even if later ones carry earlier stamps (a clock stepped
+   * back): a cut never shows a later transaction without an earlier one.
+   */
+  us?: bigint;
+  /** Resolution of the source's commit times in µs: 1 (PostgreSQL), 1_000_000 (binlog headers in seconds). */
+  resolutionUs?: bigint;
+}
+
+export interface CutResult {
+  /** The last whole transaction within the bound; null when none follows the starting point. */
+  last: CutTransaction | null;
+  /** The transaction after the cut that stopped it by its time (for the far-cut warning); null otherwise. */
+  stoppedBy: CutTransaction | null;
+  /** Pieces stored after the cut of a transaction that is not whole (kill -9 inside it): their commit part. */
+  incomplete: string | null;
+}
+
+/** Whether a transaction stamped `commitTsUs` certainly committed at or before `us`. */
+export function committedBy(commitTsUs: bigint, us: bigint, resolutionUs: bigint = 1n): boolean {
+  return commitTsUs + resolutionUs - 1n <= us;
+}
+
+/**
+ * The last whole transaction of `log` (records after the starting point, in position order)
+ * within `bound`. Records after a broken chain are never reached: the cut stops before the
+ * first transaction that is not whole.
+ */
+export function cutTransactions(log: readonly TransactionRecord[], bound: CutBound = {}): CutResult {
+  let last: CutTransaction | null = null;
+  /** The record before, when it is a piece of the transaction being read. */
+  let piece: Position | null = null;
+  for (const r of log) {
+    const p = Position.parse(r.pos);
+    if (bound.position && Position.compare(Position.commitOf(p), bound.position) > 0) break;
+    const previous = r.previous === null ? null : Position.parse(r.previous);
+    const continues = previous !== null && previous.commit === p.commit && previous.seq !== COMMIT_SEQ;
+    // Pieces re-published after a restart may overlap the stored ones (their events are deduplicated
+    // by position); a piece that starts past the piece before it leaves a gap.
+    if (continues && (piece === null || previous.seq > piece.seq)) {
+      // A piece whose predecessor piece is missing: this transaction is not whole.
+      return { last, stoppedBy: null, incomplete: p.commit };
+    }
+    if (!continues && piece !== null) {
+      // The transaction read so far ended in pieces without its last record.
+      return { last, stoppedBy: null, incomplete: piece.commit };
+    }
+    if (p.seq !== COMMIT_SEQ) {
+      piece = p;
+      continue;
+    }
+    piece = null;
+    const tx: CutTransaction = { position: p, txId: r.txId, commitTsUs: BigInt(r.commitTsUs) };
+    if (bound.us !== undefined && !committedBy(tx.commitTsUs, bound.us, bound.resolutionUs)) return { last, stoppedBy: tx, incomplete: null };
+    last = tx;
+  }
+  return { last, stoppedBy: null, incomplete: piece?.commit ?? null };
+}
+
+/** A cut this far before the moment asked for is warned about (a clock stepped forward, or a quiet source). */
+export const FAR_CUT_US = 60_000_000n;
+
+/**
+ * Commit times that step backwards along the log (a clock set back, or commits of one second
+ * stamped apart): each transaction whose stamp is earlier than the newest stamp before it.
+ */
+export function backwardSteps(log: readonly TransactionRecord[]): { position: string; commitTsUs: bigint; newestBeforeUs: bigint }[] {
+  const out: { position: string; commitTsUs: bigint; newestBeforeUs: bigint }[] = [];
+  let newest: bigint | null = null;
+  for (const r of log) {
+    if (Position.parse(r.pos).seq !== COMMIT_SEQ) continue;
+    const ts = BigInt(r.commitTsUs);
+    if (newest !== null && ts < newest) out.push({ position: r.pos, commitTsUs: ts, newestBeforeUs: newest });
+    if (newest === null || ts > newest) newest = ts;
+  }
+  return out;
+}
