@@ -18,7 +18,12 @@ import { createClinicTables, type Engine, mariadbEngine, PHI_CANARIES, prng, Run
  * row-by-row comparison).
  */
 
-const MILLION = 1_000_000;
+/**
+ * Rows of the big transactions. 1M is the issue's figure and takes tens of minutes on a loaded
+ * 2-core machine, so CI runs 200,000 (still 20 pieces, spilled well past the 8 MiB threshold);
+ * `CHARTLOG_TEST_BIG_TXN_ROWS=1000000` runs the full size.
+ */
+const MILLION = Number(process.env.CHARTLOG_TEST_BIG_TXN_ROWS ?? 200_000);
 
 /** Row count and two order-independent digests of every row's text: equal digests, equal values. */
 async function digest(url: string, table: string): Promise<{ rows: string; crc: string; md5: string }> {
@@ -72,7 +77,7 @@ test(`MariaDB: a ${MILLION.toLocaleString('en-US')}-row INSERT, then kill -9 ins
     const workload = new Workload(engine, prng(31));
     for (let i = 0; i < 5; i++) await workload.transaction();
     await settled(h, await lastCommit(engine), 900_000);
-    assert.match(h.logText(), /"events":1000000,"spilled":true,"msg":"large transaction delivered in partial batches"/, 'the insert went to disk and out in pieces');
+    assert.match(h.logText(), new RegExp(`"events":${MILLION},"spilled":true,"msg":"large transaction delivered in partial batches"`), 'the insert went to disk and out in pieces');
     const first = await restoreLatest(h);
     targets.push(first);
     assert.deepEqual(await digest(first.url, 'patients'), await digest(engine.url, 'patients'), 'restore after the insert: same rows, same values');
