@@ -4,7 +4,7 @@ import { maskUrl } from '../core/mask-url.js';
 import { Position } from '../core/position.js';
 import { UNCHANGED, type CellValue, type ColumnSchema, type Row, type TableSchema } from '../core/table-schema.js';
 import { PG_SESSION_OPTIONS, createTableSql } from '../restore/targets/postgres-target.js';
-import { pgColumnType, pgText, pgTypeOfKind, qualifiedIdent, quoteIdent } from '../restore/targets/postgres-text.js';
+import { pgColumnType, pgText, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLiteral } from '../restore/targets/postgres-text.js';
 import { scrubMessage, type SourceEngine } from '../restore/targets/restore-target.js';
 import { REPLICA_TABLE, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TargetInspection } from './replica-target.js';
 
@@ -12,11 +12,12 @@ const POSITION_TABLE = `public.${quoteIdent(REPLICA_TABLE)}`;
 
 /**
  * A PostgreSQL database as a replica (the ReplicaTarget contract in replica-target.ts). Values go
- * in PostgreSQL's text input form (postgres-text.ts, as restore writes them) as query parameters,
- * typed by the column they meet. Each source transaction is one target transaction that first
- * moves the position row (which also locks it: a second replicator on the same target waits, then
- * finds the position moved and stops), then applies the changes; a table or column the target
- * lacks (a new table in scope, an added column) is created inside that same transaction.
+ * in PostgreSQL's text input form (postgres-text.ts, as restore writes them) as string literals,
+ * typed by the column they meet. Each source transaction is one target transaction, sent in one
+ * round trip, that first moves the position row (which also locks it: a second replicator on the
+ * same target waits, then finds the position moved and stops), then applies the changes; a table
+ * or column the target lacks (a new table in scope, an added column) is created inside that same
+ * transaction.
  */
 export class PostgresReplicaTarget implements ReplicaTarget {
   readonly description: string;
@@ -44,6 +45,8 @@ export class PostgresReplicaTarget implements ReplicaTarget {
         hint: 'check --target; the database must exist and be reachable',
       });
     }
+    // Values go as standard string literals (sqlLiteral): backslashes must be plain characters.
+    await client.query('SET standard_conforming_strings = on');
     this.client = client;
     return client;
   }
@@ -132,27 +135,23 @@ export class PostgresReplicaTarget implements ReplicaTarget {
 
   async apply(source: string, tx: ReplicaTransaction, from: Position, phi: PhiMode): Promise<{ rows: number }> {
     const client = await this.connect();
-    let rows = 0;
+    // One round trip per transaction: the statements go as one simple query, and the checks that
+    // must hold (the position row still at `from`, each update or delete meeting exactly one row)
+    // are made by the server, which aborts the transaction when one fails.
+    const statements = [positionSql(source, tx.position, tx.commitTsUs, from), ...tx.changes.map((c) => changeSql(c, phi, this.engine))];
+    const rows = tx.changes.filter((c) => c.op !== 't').length;
+    const shapeKnown = tx.changes.every((c) => c.schema.columns.every((col) => this.columns.get(c.table)?.has(col.name)));
     try {
-      await client.query('BEGIN');
-      const moved = await client.query(
-        `UPDATE ${POSITION_TABLE} SET position = $2, commit_ts_us = $3, transactions = transactions + 1, updated_at = now() WHERE source = $1 AND position = $4 AND state = 'following'`,
-        [source, Position.format(tx.position), tx.commitTsUs.toString(), Position.format(from)],
-      );
-      if (moved.rowCount !== 1) {
-        throw new ChartlogError('lease', `the replica position of ${source} in ${this.description} is no longer ${Position.format(from)}: another chartlog replicate moved it`, {
-          hint: 'run one chartlog replicate per target; stop the other one',
-        });
+      if (shapeKnown) await client.query(`BEGIN;\n${statements.join(';\n')};\nCOMMIT`);
+      else {
+        await client.query('BEGIN');
+        for (const change of tx.changes) await this.ensureShape(client, change, phi);
+        await client.query(`${statements.join(';\n')};\nCOMMIT`);
       }
-      for (const change of tx.changes) {
-        await this.ensureShape(client, change, phi);
-        rows += await applyChange(client, change, phi, this.engine);
-      }
-      await client.query('COMMIT');
       return { rows };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
-      const e = describe(err, `applying transaction ${Position.format(tx.position)}`);
+      const e = describeApplyError(err, source, tx.position, from, this.description);
       if (e.retriable) await this.drop();
       else this.columns.clear(); // DDL of the rolled-back transaction is gone
       throw e;
@@ -213,8 +212,21 @@ export function replicaValue(v: CellValue | undefined, c: ColumnSchema, phiColum
   return pgText(v, c, true, engine);
 }
 
-/** Applies one change; returns the rows it touched (1, or 0 for a truncate). */
-async function applyChange(client: pg.Client, ch: ReplicaChange, phi: PhiMode, engine: SourceEngine): Promise<number> {
+/**
+ * A failure the server raises on purpose: the text cast to an integer fails with this text in its
+ * message (no value: a table name and a position). The CASE keeps it from being folded at plan time.
+ */
+function expectOne(countOf: string, failure: string): string {
+  return `SELECT (CASE WHEN count(*) = 1 THEN '1' ELSE ${sqlLiteral(failure)} END)::int FROM ${countOf}`;
+}
+
+/** Moves the position row from `from` to the transaction's position, or fails (another replicator moved it). */
+export function positionSql(source: string, position: Position, commitTsUs: bigint, from: Position): string {
+  return `WITH p AS (UPDATE ${POSITION_TABLE} SET position = ${sqlLiteral(Position.format(position))}, commit_ts_us = ${commitTsUs.toString()}, transactions = transactions + 1, updated_at = now() WHERE source = ${sqlLiteral(source)} AND position = ${sqlLiteral(Position.format(from))} AND state = 'following' RETURNING 1) ${expectOne('p', 'chartlog-replica-position-moved')}`;
+}
+
+/** One change as SQL with literal values (pure); updates and deletes fail unless they meet exactly one row. */
+export function changeSql(ch: ReplicaChange, phi: PhiMode, engine: SourceEngine): string {
   const ident = qualifiedIdent(ch.schema.schema, ch.schema.table);
   const cols = ch.schema.columns;
   const key = ch.schema.primaryKey;
@@ -223,51 +235,34 @@ async function applyChange(client: pg.Client, ch: ReplicaChange, phi: PhiMode, e
       hint: `replicate it with --phi open, or leave it out with --tables`,
     });
   }
-  const value = (row: Row, c: ColumnSchema) => replicaValue(row[c.name], c, ch.phiColumns, phi, engine);
+  const literal = (row: Row, c: ColumnSchema) => sqlLiteral(replicaValue(row[c.name], c, ch.phiColumns, phi, engine));
+  const present = (row: Row) => cols.filter((c) => row[c.name] !== undefined && row[c.name] !== UNCHANGED);
+  const diverged = `chartlog-replica-diverged ${ch.table} ${Position.format(ch.position)}`;
   switch (ch.op) {
     case 't':
-      await client.query(`TRUNCATE ${ident}`);
-      return 0;
+      return `TRUNCATE ${ident}`;
     case 'c':
     case 'r': {
-      const row = ch.after!;
-      const present = cols.filter((c) => row[c.name] !== undefined && row[c.name] !== UNCHANGED);
-      await client.query(`INSERT INTO ${ident} (${present.map((c) => quoteIdent(c.name)).join(', ')}) VALUES (${present.map((_, i) => `$${i + 1}`).join(', ')})`, present.map((c) => value(row, c)));
-      return 1;
+      const set = present(ch.after!);
+      return `INSERT INTO ${ident} (${set.map((c) => quoteIdent(c.name)).join(', ')}) VALUES (${set.map((c) => literal(ch.after!, c)).join(', ')})`;
     }
-    case 'u':
-    case 'd': {
-      const params: (string | null)[] = [];
-      const where = matchRow(ch, params, phi, engine);
-      let sql: string;
-      if (ch.op === 'd') sql = `DELETE FROM ${ident} WHERE ${where}`;
-      else {
-        const row = ch.after!;
-        const set = cols.filter((c) => row[c.name] !== undefined && row[c.name] !== UNCHANGED);
-        const assignments = set.map((c) => {
-          params.push(value(row, c));
-          return `${quoteIdent(c.name)} = $${params.length}`;
-        });
-        if (assignments.length === 0) return 1;
-        sql = `UPDATE ${ident} SET ${assignments.join(', ')} WHERE ${where}`;
-      }
-      const { rowCount } = await client.query(sql, params);
-      if (rowCount !== 1) {
-        throw new ChartlogError('integrity', `${ch.table}: the ${ch.op === 'd' ? 'delete' : 'update'} at ${Position.format(ch.position)} matches ${rowCount ?? 0} rows of the replica instead of 1: the replica no longer equals the source`, {
-          hint: 'was the replica written to by something else? Rebuild it into an empty database',
-        });
-      }
-      return 1;
+    case 'd':
+      return `WITH d AS (DELETE FROM ${ident} WHERE ${matchRow(ch, phi, engine)} RETURNING 1) ${expectOne('d', diverged)}`;
+    case 'u': {
+      const set = present(ch.after!);
+      const assignments = set.map((c) => `${quoteIdent(c.name)} = ${literal(ch.after!, c)}`);
+      if (assignments.length === 0) return `SELECT 1`;
+      return `WITH u AS (UPDATE ${ident} SET ${assignments.join(', ')} WHERE ${matchRow(ch, phi, engine)} RETURNING 1) ${expectOne('u', diverged)}`;
     }
   }
 }
 
 /**
- * The WHERE clause that finds the changed row: by primary key (from the before-image when it
+ * The condition that finds the changed row: by primary key (from the before-image when it
  * carries the key, which an update of the key does; else the after-image), or, for a table
  * without one, by the whole before-image, one row of identical ones (ctid).
  */
-function matchRow(ch: ReplicaChange, params: (string | null)[], phi: PhiMode, engine: SourceEngine): string {
+function matchRow(ch: ReplicaChange, phi: PhiMode, engine: SourceEngine): string {
   const cols = ch.schema.columns;
   const byName = new Map(cols.map((c) => [c.name, c]));
   const key = ch.schema.primaryKey;
@@ -275,12 +270,7 @@ function matchRow(ch: ReplicaChange, params: (string | null)[], phi: PhiMode, en
   if (key.length > 0) {
     const image = key.every((k) => usable(ch.before, k)) ? ch.before! : ch.after;
     if (!image || !key.every((k) => usable(image, k))) throw new ChartlogError('integrity', `${ch.table}: a change at ${Position.format(ch.position)} carries no key`, { hint: 'run `chartlog verify`' });
-    return key
-      .map((k) => {
-        params.push(replicaValue(image[k], byName.get(k)!, ch.phiColumns, phi, engine));
-        return `${quoteIdent(k)} = $${params.length}`;
-      })
-      .join(' AND ');
+    return key.map((k) => `${quoteIdent(k)} = ${sqlLiteral(replicaValue(image[k], byName.get(k)!, ch.phiColumns, phi, engine))}`).join(' AND ');
   }
   const before = ch.before;
   if (!before) {
@@ -291,12 +281,28 @@ function matchRow(ch: ReplicaChange, params: (string | null)[], phi: PhiMode, en
   // PHI columns are not compared unless opened: sealed bytes are sealed anew per message, omitted ones are NULL.
   const compared = cols.filter((c) => usable(before, c.name) && (phi === 'open' || !ch.phiColumns.has(c.name)));
   const conditions = compared.map((c) => {
-    params.push(replicaValue(before[c.name], c, ch.phiColumns, phi, engine));
     const column = c.type.kind === 'json' ? `${quoteIdent(c.name)}::text` : quoteIdent(c.name);
-    return `${column} IS NOT DISTINCT FROM $${params.length}`;
+    return `${column} IS NOT DISTINCT FROM ${sqlLiteral(replicaValue(before[c.name], c, ch.phiColumns, phi, engine))}`;
   });
   const ident = qualifiedIdent(ch.schema.schema, ch.schema.table);
   return `ctid = (SELECT ctid FROM ${ident} WHERE ${conditions.join(' AND ') || 'TRUE'} LIMIT 1)`;
+}
+
+/** The server's on-purpose failures as what they mean; anything else through `describe`. */
+function describeApplyError(err: unknown, source: string, position: Position, from: Position, target: string): ChartlogError {
+  const message = (err as { message?: string }).message ?? '';
+  if (message.includes('chartlog-replica-position-moved')) {
+    return new ChartlogError('lease', `the replica position of ${source} in ${target} is no longer ${Position.format(from)}: another chartlog replicate moved it`, {
+      hint: 'run one chartlog replicate per target; stop the other one',
+    });
+  }
+  const diverged = /chartlog-replica-diverged (\S+) ([0-9a-f.-]+)/.exec(message);
+  if (diverged) {
+    return new ChartlogError('integrity', `${diverged[1]}: the change at ${diverged[2]} does not meet exactly one row of the replica: the replica no longer equals the source; transaction ${Position.format(position)} was not applied`, {
+      hint: 'was the replica written to by something else? Rebuild it into an empty database',
+    });
+  }
+  return describe(err, `applying transaction ${Position.format(position)}`);
 }
 
 /** A driver error without the row data drivers attach; lost connections are retriable. */

@@ -159,51 +159,50 @@ export async function replicate(o: ReplicateOptions): Promise<ReplicaStatus> {
   /** PHI columns ("table.column") named in this session's audit records. */
   const audited = new Set<string>();
   const backoff = new Backoff({ initialDelayMs: 250, maxDelayMs: 30_000 });
-  try {
-    while (!o.signal.aborted) {
-      let applied = 0;
-      try {
-        const round = await settledRound(o.store, name, archive, position, inScope);
-        stats.lagTransactions = round.plan.transactions.length + round.plan.inFlight;
-        stats.oldestUs = round.plan.transactions[0]?.commitTsUs ?? round.plan.oldestInFlightUs;
-        const records = round.plan.transactions.flatMap((t) => t.records);
-        const decoded = await decodeAll(records, archive, o.phi === 'open');
-        let at = 0;
-        for (const tx of round.plan.transactions) {
-          const changes: ReplicaChange[] = [];
-          for (const r of tx.records) {
-            const d = decoded[at++]!;
-            changes.push({ op: d.op, table: r.table, schema: d.schema, before: d.before, after: d.after, position: r.position, phiColumns: await sealedOf(r.fingerprint) });
-          }
-          if (o.phi === 'open') await auditOpening(o, changes, audited, tx.position, tx.commitTsUs);
-          const { rows } = await o.target.apply(name, { position: tx.position, commitTsUs: tx.commitTsUs, changes }, position, o.phi);
-          position = tx.position;
-          commitTsUs = tx.commitTsUs;
-          applied++;
-          stats.transactions++;
-          stats.rows += rows;
-          stats.sinceRows += rows;
-          stats.lagTransactions--;
-          // A stop asked for between transactions is honoured at once (each is whole in the target).
-          if (o.signal.aborted) break;
+  const reportWhenDue = () => {
+    if (performance.now() < nextStatus) return;
+    report();
+    nextStatus = performance.now() + statusEvery;
+  };
+  while (!o.signal.aborted) {
+    let applied = 0;
+    try {
+      const round = await settledRound(o.store, name, archive, position, inScope);
+      stats.lagTransactions = round.plan.transactions.length + round.plan.inFlight;
+      stats.oldestUs = round.plan.transactions[0]?.commitTsUs ?? round.plan.oldestInFlightUs;
+      const records = round.plan.transactions.flatMap((t) => t.records);
+      const decoded = await decodeAll(records, archive, o.phi === 'open');
+      let at = 0;
+      for (const tx of round.plan.transactions) {
+        const changes: ReplicaChange[] = [];
+        for (const r of tx.records) {
+          const d = decoded[at++]!;
+          changes.push({ op: d.op, table: r.table, schema: d.schema, before: d.before, after: d.after, position: r.position, phiColumns: await sealedOf(r.fingerprint) });
         }
-        stats.oldestUs = stats.lagTransactions > 0 ? round.plan.oldestInFlightUs : null;
-        backoff.reset();
-      } catch (err) {
-        if (!(err instanceof ChartlogError) || !(err.retriable || vanishedPart(err))) throw err;
-        const delay = backoff.next()!;
-        log.warn({ err: err.message, retryInMs: Math.round(delay) }, 'replication round failed; retrying');
-        await sleep(delay, o.signal).catch(() => undefined);
-        continue;
+        if (o.phi === 'open') await auditOpening(o, changes, audited, tx.position, tx.commitTsUs);
+        const { rows } = await o.target.apply(name, { position: tx.position, commitTsUs: tx.commitTsUs, changes }, position, o.phi);
+        position = tx.position;
+        commitTsUs = tx.commitTsUs;
+        applied++;
+        stats.transactions++;
+        stats.rows += rows;
+        stats.sinceRows += rows;
+        stats.lagTransactions--;
+        stats.oldestUs = round.plan.transactions[applied]?.commitTsUs ?? round.plan.oldestInFlightUs;
+        reportWhenDue();
+        // A stop asked for between transactions is honoured at once (each is whole in the target).
+        if (o.signal.aborted) break;
       }
-      if (performance.now() >= nextStatus) {
-        report();
-        nextStatus = performance.now() + statusEvery;
-      }
-      if (applied === 0) await sleep(o.pollMs ?? 500, o.signal).catch(() => undefined);
+      backoff.reset();
+    } catch (err) {
+      if (!(err instanceof ChartlogError) || !(err.retriable || vanishedPart(err))) throw err;
+      const delay = backoff.next()!;
+      log.warn({ err: err.message, retryInMs: Math.round(delay) }, 'replication round failed; retrying');
+      await sleep(delay, o.signal).catch(() => undefined);
+      continue;
     }
-  } finally {
-    stats.lagTransactions = Math.max(0, stats.lagTransactions);
+    reportWhenDue();
+    if (applied === 0) await sleep(o.pollMs ?? 500, o.signal).catch(() => undefined);
   }
   return report();
 }
