@@ -9,7 +9,7 @@ import { readAuditLog } from '../../src/phi/audit-log.js';
 import { runChartlog } from '../support/chartlog-process.js';
 import { describeHits, scanForCanaries, type ScannedObject } from '../support/leak-scan.js';
 import { createTargetDb, multisetDiff, ReplicaProcess, rowTexts } from '../support/replica-process.js';
-import { createClinicTables, PHI_CANARIES, postgresEngine, prng, RunHarness, Workload } from '../support/run-harness.js';
+import { createClinicTables, mariadbEngine, norm, PHI_CANARIES, postgresEngine, prng, RunHarness, Workload } from '../support/run-harness.js';
 
 /**
  * `chartlog replicate` against real PostgreSQL servers: a source captured by `chartlog run` (a
@@ -144,6 +144,52 @@ test('--phi omit: a decoding scan of the replica finds no canary (and finds a pl
   } finally {
     await replica.kill('SIGKILL');
     await source.end();
+    await target.drop();
+    await h.close();
+    await engine.close();
+  }
+});
+
+test('MariaDB → PostgreSQL, --phi sealed: non-PHI values equal the source, PHI columns hold sealed bytes', { timeout: 180_000 }, async () => {
+  const engine = await mariadbEngine();
+  await createClinicTables(engine);
+  const h = new RunHarness(engine, 'file', {
+    phi: (patients, visits) => [`columns: { ${patients}: [full_name, ssn] }`, `strict: [${patients}]`, `publicColumns: { ${patients}: [id, note, visits_count], ${visits}: [id, patient_id, reason] }`],
+  });
+  const target = await createTargetDb();
+  const replica = new ReplicaProcess(['--config', h.configFile, '--target', target.url, '--phi', 'sealed'], h.env, join(h.work, 'replicate.log'));
+  try {
+    await h.start();
+    const workload = new Workload(engine, prng(9));
+    for (let i = 0; i < 20; i++) await workload.transaction();
+    replica.start();
+    await replica.waitFor((s) => s.started === 'load', 60_000, 'the initial load');
+    for (let i = 0; i < 60; i++) await workload.transaction();
+    await engine.exec('TRUNCATE TABLE visits');
+    for (let i = 0; i < 20; i++) await workload.transaction();
+    // MariaDB tables go into the PostgreSQL schema named after the database, with restore's type mapping.
+    const table = (t: string) => `"${engine.db}".${t}`;
+    const compare = async (): Promise<string> => {
+      for (const [t, cols] of [['patients', ['id', 'note', 'visits_count']], ['visits', ['id', 'patient_id', 'reason']]] as const) {
+        const src = (await engine.rows(t)).map((r) => JSON.stringify(cols.map((c) => norm(r[c]))));
+        const { rows } = await target.client.query(`SELECT ${cols.join(', ')} FROM ${table(t)} ORDER BY id`).catch(() => ({ rows: [] as Record<string, unknown>[] }));
+        const d = multisetDiff(src, rows.map((r: Record<string, unknown>) => JSON.stringify(cols.map((c) => norm(r[c])))));
+        if (d) return `${t}: ${d}`;
+      }
+      return '';
+    };
+    let diff = 'not compared';
+    for (const deadline = Date.now() + 60_000; diff && Date.now() < deadline; await sleep(500)) diff = await compare();
+    assert.equal(diff, '', 'the replica equals the source (non-PHI columns), value by value');
+    const { rows } = await target.client.query<{ t: string; n: number; sealed: number }>(
+      `SELECT pg_typeof(ssn)::text AS t, count(*)::int AS n, count(*) FILTER (WHERE length(ssn) > 28 AND length(full_name) > 28)::int AS sealed FROM ${table('patients')} GROUP BY 1`,
+    );
+    assert.equal(rows[0]!.t, 'bytea');
+    assert.equal(rows[0]!.sealed, rows[0]!.n, 'every PHI value is sealed bytes (version, key id, nonce, ciphertext, tag)');
+    const { rows: plain } = await target.client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table('patients')} WHERE position(convert_to('CANARY', 'UTF8') in ssn) > 0`);
+    assert.equal(plain[0]!.n, 0, 'no plaintext canary in the sealed column');
+  } finally {
+    await replica.kill('SIGKILL');
     await target.drop();
     await h.close();
     await engine.close();
