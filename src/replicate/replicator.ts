@@ -10,6 +10,7 @@ import { openArchiveCodec, type ArchiveCodec } from '../archive/archive-codec.js
 import { authenticateArchive, loadArchiveMac, refuseUnauthentic } from '../archive/archive-auth.js';
 import { readArchiveIndex, tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
 import { ArchiveReader, type StoredRecord } from '../archive/archive-reader.js';
+import type { ArchiveMac } from '../phi/archive-mac.js';
 import { formatUs } from '../archive/layout.js';
 import { restoreArchive, resolveTables } from '../restore/restore.js';
 import type { RestoreTarget } from '../restore/targets/restore-target.js';
@@ -167,7 +168,7 @@ export async function replicate(o: ReplicateOptions): Promise<ReplicaStatus> {
   while (!o.signal.aborted) {
     let applied = 0;
     try {
-      const round = await settledRound(o.store, name, archive, position, inScope);
+      const round = await settledRound(o.store, name, archive, mac, position, inScope);
       stats.lagTransactions = round.plan.transactions.length + round.plan.inFlight;
       stats.oldestUs = round.plan.transactions[0]?.commitTsUs ?? round.plan.oldestInFlightUs;
       const records = round.plan.transactions.flatMap((t) => t.records);
@@ -216,8 +217,11 @@ function vanishedPart(err: ChartlogError): boolean {
 }
 
 /** One round: the index now, the log and records after `position`, and what of them is settled. */
-async function settledRound(store: ObjectStore, source: string, archive: ArchiveCodec, position: Position, inScope: (t: string) => boolean) {
+async function settledRound(store: ObjectStore, source: string, archive: ArchiveCodec, mac: ArchiveMac | null, position: Position, inScope: (t: string) => boolean) {
   const index = await readArchiveIndex(store, source);
+  // Each round's checkpoint and manifests are authenticated as at start: a planted checkpoint
+  // would otherwise make the replica apply what is not durable (or not the source's).
+  refuseUnauthentic(source, authenticateArchive(index, mac), 'replicate');
   const reader = new ArchiveReader(store, index, archive.envelopes);
   const log = await reader.transactions(position);
   if (log.length === 0) return { plan: { transactions: [], inFlight: 0, oldestInFlightUs: null } };

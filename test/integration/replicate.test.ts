@@ -38,7 +38,7 @@ async function converge(source: pg.Client, target: pg.Client, tables: readonly {
   return diff;
 }
 
-test('PG → PG under a pgbench load, replicator killed with SIGKILL and restarted: replica equals the source, no transaction applied twice', { timeout: 300_000 }, async () => {
+test('PG → PG under a pgbench load, replicator killed with SIGKILL twice and restarted: replica equals the source, no transaction applied twice', { timeout: 300_000 }, async () => {
   const engine = await postgresEngine();
   // pgbench's tables; pgbench_history has no key and is only appended to: a transaction applied
   // twice would show as a repeated history row.
@@ -59,14 +59,17 @@ test('PG → PG under a pgbench load, replicator killed with SIGKILL and restart
     replica.start();
     const loaded = await replica.waitFor((s) => s.started === 'load', 120_000, 'the initial load');
     assert.ok(loaded.loadSeconds !== undefined);
-    const load = run(`${PGBIN}/pgbench`, ['-n', '-c', '2', '-j', '1', '-T', '30', engine.url]);
+    const load = run(`${PGBIN}/pgbench`, ['-n', '-c', '2', '-j', '1', '-T', '45', engine.url]);
     await replica.waitFor((s) => s.appliedTransactions >= 50, 60_000, 'transactions applied after the load');
-    assert.equal(await replica.kill('SIGKILL'), null, 'killed by the signal');
-    await sleep(1000);
-    replica.start();
-    const resumed = await replica.waitFor(() => true, 60_000, 'the restart');
-    assert.equal(resumed.started, 'resume', 'the restart resumes the replica from its position, it does not load it again');
-    await replica.waitFor((s) => s.appliedTransactions >= 20, 60_000, 'transactions applied after the restart');
+    // Two kill -9s while it applies, each followed by a restart that resumes.
+    for (let kill = 1; kill <= 2; kill++) {
+      assert.equal(await replica.kill('SIGKILL'), null, 'killed by the signal');
+      await sleep(1000);
+      replica.start();
+      const resumed = await replica.waitFor(() => true, 60_000, `restart ${kill}`);
+      assert.equal(resumed.started, 'resume', 'the restart resumes the replica from its position, it does not load it again');
+      await replica.waitFor((s) => s.appliedTransactions >= 20, 60_000, `transactions applied after restart ${kill}`);
+    }
     await load;
     const { rows } = await source.query<{ n: number }>('SELECT count(*)::int AS n FROM pgbench_history');
     assert.ok(rows[0]!.n > 200, `the load ran transactions (${rows[0]!.n})`);
