@@ -38,7 +38,7 @@ async function converge(source: pg.Client, target: pg.Client, tables: readonly {
   return diff;
 }
 
-test('PG → PG under a pgbench load, replicator killed with SIGKILL twice and restarted: replica equals the source, no transaction applied twice', { timeout: 300_000 }, async () => {
+test('PG → PG under a pgbench load, replicator killed with SIGKILL twice and restarted: replica equals the source, no transaction applied twice', { timeout: 600_000 }, async () => {
   const engine = await postgresEngine();
   // pgbench's tables; pgbench_history has no key and is only appended to: a transaction applied
   // twice would show as a repeated history row.
