@@ -4,6 +4,7 @@ import { ChartlogError } from '../core/errors.js';
 import { registerConfigCommand } from './config-command.js';
 import { registerKeysCommand } from './keys-command.js';
 import { registerPhiCommand } from './phi-command.js';
+import { registerReplicateCommand } from './replicate-command.js';
 import { registerRestoreCommand } from './restore-command.js';
 import { registerRunCommand } from './run-command.js';
 import { registerSnapshotCommand } from './snapshot-command.js';
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerConfigCommand(program);
   registerKeysCommand(program);
   registerPhiCommand(program);
+  registerReplicateCommand(program);
   registerRestoreCommand(program);
   registerRunCommand(program);
   registerSnapshotCommand(program);

@@ -13,7 +13,8 @@ export interface AuditRecord {
   version: 1;
   /** ISO-8601 UTC, when PHI was opened. */
   at: string;
-  action: 'restore';
+  /** restore: one restore; replicate: one `chartlog replicate` session (again when new PHI columns appear). */
+  action: 'restore' | 'replicate';
   /** The operating-system user (and the sudo caller, when there is one) and host. */
   who: { user: string; uid: number | null; sudoUser: string | null; host: string; pid: number };
   source: string;

@@ -179,6 +179,8 @@ export class RunHarness {
       extraTables?: readonly string[];
       /** More settings inside the source's `postgres: { … }` (e.g. `insertOnlyTables: [public.t]`). */
       postgresExtra?: string;
+      /** The captured tables (qualified names); default: the two workload tables. */
+      tables?: readonly string[];
     } = {},
   ) {
     this.slotName = `chartlog_${engine.db}`;
@@ -200,7 +202,7 @@ export class RunHarness {
     }
     const text = [
       'sources:',
-      `  - { name: clinic, type: ${engine.type}, url: "${engine.url}", tables: [${[patients, visits, ...(options.extraTables ?? [])].join(', ')}], postgres: { slotName: ${this.slotName}, publicationName: ${this.slotName}${options.postgresExtra ? `, ${options.postgresExtra}` : ''} }, mysql: { serverId: ${40000 + Math.floor(Math.random() * 10000)}${options.mysql ? `, ${options.mysql}` : ''} }${options.sourceExtra ? `, ${options.sourceExtra}` : ''} }`,
+      `  - { name: clinic, type: ${engine.type}, url: "${engine.url}", tables: [${[...(options.tables ?? [patients, visits]), ...(options.extraTables ?? [])].join(', ')}], postgres: { slotName: ${this.slotName}, publicationName: ${this.slotName}${options.postgresExtra ? `, ${options.postgresExtra}` : ''} }, mysql: { serverId: ${40000 + Math.floor(Math.random() * 10000)}${options.mysql ? `, ${options.mysql}` : ''} }${options.sourceExtra ? `, ${options.sourceExtra}` : ''} }`,
       storage,
       `segments: { flushIntervalMs: ${options.flushIntervalMs ?? 200} }`,
       'phi:',
@@ -218,14 +220,14 @@ export class RunHarness {
   }
 
   /** Starts `chartlog run` (with `args` after `--config`) and waits until its pipeline streams (past snapshot and start-up). */
-  async start(args: readonly string[] = []): Promise<void> {
+  async start(args: readonly string[] = [], timeoutMs = 20_000): Promise<void> {
     const child = spawn(process.execPath, [bin, 'run', '--config', this.configFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: this.env });
     child.stdout!.pipe(this.log, { end: false });
     child.stderr!.pipe(this.log, { end: false });
     this.child = child;
     this.starts++;
     const streaming = () => (readFileSync(this.logFile, 'utf8').match(/"msg":"pipeline streaming"/g) ?? []).length;
-    for (let i = 0; i < 400 && streaming() < this.starts && child.exitCode === null; i++) await sleep(50);
+    for (let i = 0; i < timeoutMs / 50 && streaming() < this.starts && child.exitCode === null; i++) await sleep(50);
     assert.equal(streaming(), this.starts, `run ${this.starts} did not start streaming (see ${this.logFile})`);
   }
 

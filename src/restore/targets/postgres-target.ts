@@ -7,8 +7,8 @@ import { copyEscape, enumOf, pgColumnType, pgText, pgTypeOfKind, qualifiedIdent,
 import { maskUrl } from '../../core/mask-url.js';
 import { eachBatch, scrubMessage, type RestoreTarget, type RowSource, type TablePlan } from './restore-target.js';
 
-/** Session settings under which the text forms of postgres-text.ts mean what they say. */
-const SESSION = '-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c client_encoding=UTF8';
+/** Session settings under which the text forms of postgres-text.ts mean what they say (replicas use them too). */
+export const PG_SESSION_OPTIONS = '-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c client_encoding=UTF8';
 const CHUNK_CHARS = 256 * 1024;
 
 /**
@@ -31,7 +31,7 @@ export class PostgresTarget implements RestoreTarget {
   }
 
   private async connect(): Promise<pg.Client> {
-    const client = new pg.Client({ connectionString: this.url, options: SESSION, connectionTimeoutMillis: 15_000, application_name: 'chartlog-restore' });
+    const client = new pg.Client({ connectionString: this.url, options: PG_SESSION_OPTIONS, connectionTimeoutMillis: 15_000, application_name: 'chartlog-restore' });
     try {
       await client.connect();
     } catch (err) {

@@ -1,0 +1,171 @@
+/**
+ * `chartlog replicate` (issue 18): the initial load of an empty replica against `pg_restore` of
+ * the same table, and the apply rate of a backlog of transactions of 100 rows.
+ *
+ *   node --import tsx benchmarks/replicate.bench.ts [--scale 5] [--tx 300] [--reps 2]
+ *
+ * The source is pgbench's `pgbench_accounts` (100 000 rows per scale unit; `filler` classified as
+ * PHI) in a fresh database on the private PostgreSQL 15 of scripts/services.sh, backed up by
+ * `chartlog run` as a real process (embedded bus, file:// store). Per repetition, into a new empty
+ * database:
+ *   - baseline: `pg_restore` (one job) of a `pg_dump -Fc -t public.pgbench_accounts`, spawn to exit;
+ *   - chartlog: `chartlog replicate --phi open` as a process, spawn to its first status line (the
+ *     load is done and the position recorded); then SIGTERM.
+ * Both results are checked equal to the source (md5 over every row's text in key order).
+ * Apply: with the replicator stopped, `--tx` transactions each updating 100 consecutive accounts
+ * run on the source; once the checkpoint covers them, the replicator is started again (resume) and
+ * timed from spawn until it reports no lag; rows/s = rows applied / that time. Checked equal again.
+ *
+ * Writes benchmarks/results/replicate.json (see lib/bench-report.ts). BENCH_NODE_ARGS (e.g.
+ * `--cpu-prof --cpu-prof-dir=/tmp/p`) go to node before each `chartlog replicate`, for diagnoses.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { execFileSync } from 'node:child_process';
+import pg from 'pg';
+import { FileKeyring } from '../src/phi/keyring/file-keyring.js';
+import { FsObjectStore } from '../src/storage/fs-object-store.js';
+import { BenchRun, goal, measurement, ratio, toolVersion } from './lib/bench-report.js';
+import { benchServices, stopBenchServices } from './lib/bench-services.js';
+import { BackgroundRun, chartlogBin, parseLsn, pgBin, timeProcess, waitForAnyCheckpoint, waitForCheckpoint, type BenchSetup } from './lib/chartlog-pg-rig.js';
+
+const { values: args } = parseArgs({ options: { scale: { type: 'string', default: '5' }, tx: { type: 'string', default: '300' }, reps: { type: 'string', default: '2' } } });
+const SCALE = Number(args.scale);
+const TX = Number(args.tx);
+const REPS = Math.max(1, Number(args.reps));
+const ROWS_PER_TX = 100;
+
+const services = benchServices();
+const admin = new pg.Client({ connectionString: services.pgUrl });
+await admin.connect();
+const dbUrl = (name: string) => services.pgUrl.replace(/\/[^/]*$/, `/${name}`);
+const tag = Math.random().toString(16).slice(2, 8);
+const databases: string[] = [];
+const createDb = async (name: string) => {
+  await admin.query(`CREATE DATABASE ${name}`);
+  databases.push(name);
+  return dbUrl(name);
+};
+const work = mkdtempSync(join(os.tmpdir(), 'chartlog-replicate-bench-'));
+const bench = new BenchRun('replicate', 'chartlog replicate: initial load vs pg_restore, apply rate of 100-row transactions', `node --import tsx benchmarks/replicate.bench.ts --scale ${SCALE} --tx ${TX} --reps ${REPS}`, { scale: SCALE, rows: SCALE * 100_000, tx: TX, rowsPerTx: ROWS_PER_TX, reps: REPS });
+bench.version('pg_restore', toolVersion(pgBin('pg_restore')));
+
+const md5 = async (url: string): Promise<string> => {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  const { rows } = await c.query<{ m: string }>(`SELECT md5(string_agg(t::text, E'\\n' ORDER BY aid)) AS m FROM pgbench_accounts t`);
+  await c.end();
+  return rows[0]!.m;
+};
+
+/** `chartlog replicate` until its status lines satisfy `done`: seconds from spawn, and the last line. */
+function replicateUntil(setup: BenchSetup, target: string, done: (s: Record<string, unknown>) => boolean, log: string): Promise<{ seconds: number; status: Record<string, unknown>; first: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), chartlogBin, 'replicate', '--config', setup.configFile, '--target', target, '--phi', 'open', '--json', '--status-interval', '1', '--poll-interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    let first: Record<string, unknown> | null = null;
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    let stopping = false;
+    child.stdout.on('data', (d: Buffer) => {
+      if (stopping) return;
+      out += d.toString();
+      for (const line of out.split('\n').slice(0, -1)) {
+        const s = JSON.parse(line) as Record<string, unknown>;
+        first ??= s;
+        if (done(s)) {
+          const seconds = (performance.now() - started) / 1000;
+          stopping = true; // one SIGTERM: a second one after the handler is gone would kill it
+          child.once('exit', () => resolve({ seconds, status: s, first: first! }));
+          child.kill('SIGTERM');
+          return;
+        }
+      }
+      out = out.slice(out.lastIndexOf('\n') + 1);
+    });
+    child.once('exit', (code) => {
+      writeFileSync(log, err);
+      if (code !== 0) reject(new Error(`chartlog replicate exited with ${code}: ${err.slice(-1500)}`));
+    });
+  });
+}
+
+let run: BackgroundRun | null = null;
+try {
+  const sourceUrl = await createDb(`rb_src_${tag}`);
+  execFileSync(pgBin('pgbench'), ['-i', '-s', String(SCALE), '-q', '-I', 'dtgvp', sourceUrl], { stdio: 'ignore' });
+  const keyring = join(work, 'keys', 'keyring.json');
+  mkdirSync(join(work, 'keys'), { mode: 0o700 });
+  FileKeyring.create(keyring);
+  const setup: BenchSetup = { work, sourceName: 'bench', configFile: join(work, 'chartlog.yaml'), backupDir: join(work, 'backup'), store: new FsObjectStore(join(work, 'backup')) };
+  writeFileSync(
+    setup.configFile,
+    [
+      'sources:',
+      `  - { name: bench, type: postgres, url: "${sourceUrl}", tables: [public.pgbench_accounts], postgres: { slotName: rb_${tag} } }`,
+      'bus: { type: embedded }',
+      `storage: { url: "file://${setup.backupDir}" }`,
+      'phi:',
+      `  keyring: "file://${keyring}"`,
+      '  columns: { public.pgbench_accounts: [filler] }',
+      '  publicColumns: { public.pgbench_accounts: [aid, bid, abalance] }',
+      'log: { level: info, format: json }',
+      '',
+    ].join('\n'),
+  );
+  run = new BackgroundRun(setup, join(work, 'run.log'));
+  await run.streaming(600_000);
+  await waitForAnyCheckpoint(setup, 600_000, run);
+  const sourceMd5 = await md5(sourceUrl);
+  const dump = join(work, 'accounts.dump');
+  execFileSync(pgBin('pg_dump'), ['-Fc', '-t', 'public.pgbench_accounts', '-f', dump, sourceUrl]);
+
+  const restoreSeconds: number[] = [];
+  const loadSeconds: number[] = [];
+  let replica = '';
+  for (let rep = 0; rep < REPS; rep++) {
+    const base = await createDb(`rb_pgr_${tag}_${rep}`);
+    const r = await timeProcess(pgBin('pg_restore'), ['-d', base, dump]);
+    if (r.code !== 0) throw new Error(`pg_restore failed: ${r.stderr}`);
+    if ((await md5(base)) !== sourceMd5) throw new Error('pg_restore result differs from the source');
+    restoreSeconds.push(r.seconds);
+    replica = await createDb(`rb_rep_${tag}_${rep}`);
+    const l = await replicateUntil(setup, replica, (s) => s.started === 'load', join(work, `load-${rep}.log`));
+    if ((await md5(replica)) !== sourceMd5) throw new Error('the replica differs from the source after its load');
+    loadSeconds.push(l.seconds);
+  }
+  const restoreM = bench.add(measurement('pg_restore of pgbench_accounts (baseline)', 's', 'lower', 'baseline', restoreSeconds));
+  const loadM = bench.add(measurement('chartlog replicate initial load (spawn → position recorded)', 's', 'lower', 'chartlog', loadSeconds));
+  bench.addRatio(ratio(loadM, restoreM, 1.0, 'initial load speed relative to pg_restore (pg_restore s / replicate s; goal ≥ 1.0)'));
+
+  // Apply: a backlog of TX transactions of 100 rows each, with the replicator stopped.
+  const script = join(work, 'update100.sql');
+  writeFileSync(script, `\\set a random(1, ${SCALE * 100_000 - ROWS_PER_TX})\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid BETWEEN :a AND :a + ${ROWS_PER_TX - 1};\n`);
+  execFileSync(pgBin('pgbench'), ['-n', '-c', '1', '-t', String(TX), '-f', script, sourceUrl], { stdio: 'ignore' });
+  const src = new pg.Client({ connectionString: sourceUrl });
+  await src.connect();
+  const lsn = parseLsn((await src.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l);
+  await src.end();
+  await waitForCheckpoint(setup, lsn, 300_000, run);
+  const apply = await replicateUntil(setup, replica, (s) => s.lagTransactions === 0 && Number(s.appliedTransactions) >= TX, join(work, 'apply.log'));
+  if ((await md5(replica)) !== (await md5(sourceUrl))) throw new Error('the replica differs from the source after applying the backlog');
+  const rows = Number(apply.status.appliedRows);
+  const rate = bench.add(measurement(`apply rate, ${TX} transactions × ${ROWS_PER_TX} rows (spawn → no lag)`, 'rows/s', 'higher', 'chartlog', [Math.round(rows / apply.seconds)]));
+  // Without start-up: from the first status line (printed once the replica is resumed) to the one that reports no lag (1 s resolution).
+  const applySeconds = (Date.parse(String(apply.status.at)) - Date.parse(String(apply.first.at))) / 1000;
+  bench.add(measurement('apply rate without start-up (first status line → no lag)', 'rows/s', 'higher', 'detail', [Math.round((rows - Number(apply.first.appliedRows)) / applySeconds)]));
+  bench.addGoal(goal('apply ≥ 50 000 rows/s in transactions of 100 rows', rate.median, 'rows/s', rate.median >= 50_000));
+  bench.note('one process per measurement, start-up included; the machine is shared (see loadAverage1m)');
+  console.log(`wrote ${bench.write()}`);
+} finally {
+  await run?.stop();
+  for (const d of databases) await admin.query(`DROP DATABASE IF EXISTS ${d} WITH (FORCE)`).catch(() => undefined);
+  await admin.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'rb_${tag}%' AND NOT active`).catch(() => undefined);
+  await admin.end();
+  rmSync(work, { recursive: true, force: true });
+  stopBenchServices();
+}

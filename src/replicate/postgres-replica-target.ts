@@ -1,0 +1,320 @@
+import pg from 'pg';
+import { ChartlogError, usageError } from '../core/errors.js';
+import { maskUrl } from '../core/mask-url.js';
+import { Position } from '../core/position.js';
+import { UNCHANGED, type CellValue, type ColumnSchema, type Row, type TableSchema, hasRowKey, identityColumns } from '../core/table-schema.js';
+import { PG_SESSION_OPTIONS, createTableSql } from '../restore/targets/postgres-target.js';
+import { pgColumnType, pgText, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLiteral } from '../restore/targets/postgres-text.js';
+import { scrubMessage, type SourceEngine } from '../restore/targets/restore-target.js';
+import { REPLICA_TABLE, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TargetInspection } from './replica-target.js';
+
+const POSITION_TABLE = `public.${quoteIdent(REPLICA_TABLE)}`;
+
+/**
+ * A PostgreSQL database as a replica (the ReplicaTarget contract in replica-target.ts). Values go
+ * in PostgreSQL's text input form (postgres-text.ts, as restore writes them) as string literals,
+ * typed by the column they meet. Each source transaction is one target transaction, sent in one
+ * round trip, that first moves the position row (which also locks it: a second replicator on the
+ * same target waits, then finds the position moved and stops), then applies the changes; a table
+ * or column the target lacks (a new table in scope, an added column) is created inside that same
+ * transaction.
+ */
+export class PostgresReplicaTarget implements ReplicaTarget {
+  readonly description: string;
+  private client: pg.Client | null = null;
+  /** Columns of each target table, as far as known ("schema.table" → names). */
+  private readonly columns = new Map<string, Set<string>>();
+
+  constructor(
+    private readonly url: string,
+    private readonly engine: SourceEngine,
+  ) {
+    this.description = maskUrl(url);
+  }
+
+  private async connect(): Promise<pg.Client> {
+    if (this.client) return this.client;
+    const client = new pg.Client({ connectionString: this.url, options: PG_SESSION_OPTIONS, connectionTimeoutMillis: 15_000, application_name: 'chartlog-replicate' });
+    client.on('error', () => undefined); // a dropped connection surfaces on the next query
+    try {
+      await client.connect();
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw new ChartlogError('connection', `cannot connect to the replica ${this.description}: ${scrubMessage((err as Error).message)}`, {
+        retriable: true,
+        hint: 'check --target; the database must exist and be reachable',
+      });
+    }
+    // Values go as standard string literals (sqlLiteral): backslashes must be plain characters.
+    await client.query('SET standard_conforming_strings = on');
+    this.client = client;
+    return client;
+  }
+
+  /** Forgets the connection after a failure, so the next call reconnects. */
+  private async drop(): Promise<void> {
+    const c = this.client;
+    this.client = null;
+    this.columns.clear();
+    await c?.end().catch(() => undefined);
+  }
+
+  async inspect(): Promise<TargetInspection> {
+    let client: pg.Client;
+    try {
+      client = await this.connect();
+    } catch (err) {
+      // At start, an unreachable target is a usage problem: exit 2, nothing written.
+      throw usageError((err as Error).message, 'check --target; the database must exist (CREATE DATABASE …) and be reachable');
+    }
+    const { rows: tables } = await client.query<{ name: string }>(
+      `SELECT table_schema || '.' || table_name AS name FROM information_schema.tables
+        WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_schema NOT LIKE 'pg\\_%'
+          AND NOT (table_schema = 'public' AND table_name = $1) ORDER BY 1`,
+      [REPLICA_TABLE],
+    );
+    const { rows: has } = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [POSITION_TABLE]);
+    const hasReplicaTable = has[0]?.t != null;
+    const replicas: ReplicaRecord[] = [];
+    if (hasReplicaTable) {
+      const { rows } = await client.query<{ source: string; state: string; position: string; commit_ts_us: string; phi: string; tables: string | null }>(
+        `SELECT source, state, position, commit_ts_us::text, phi, tables FROM ${POSITION_TABLE}`,
+      );
+      for (const r of rows) {
+        replicas.push({
+          source: r.source,
+          state: r.state === 'following' ? 'following' : 'loading',
+          position: Position.parse(r.position),
+          commitTsUs: BigInt(r.commit_ts_us),
+          phi: r.phi as PhiMode,
+          tables: r.tables === null ? null : r.tables.split(','),
+        });
+      }
+    }
+    return { tables: tables.map((t) => t.name), hasReplicaTable, replicas };
+  }
+
+  async beginLoad(r: ReplicaRecord): Promise<void> {
+    const client = await this.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(
+        `CREATE TABLE ${POSITION_TABLE} (
+          source text PRIMARY KEY,
+          state text NOT NULL,
+          position text NOT NULL,
+          commit_ts_us bigint NOT NULL,
+          phi text NOT NULL,
+          tables text,
+          transactions bigint NOT NULL DEFAULT 0,
+          updated_at timestamptz NOT NULL DEFAULT now())`,
+      );
+      await client.query(`INSERT INTO ${POSITION_TABLE} (source, state, position, commit_ts_us, phi, tables) VALUES ($1, 'loading', $2, $3, $4, $5)`, [
+        r.source,
+        Position.format(r.position),
+        r.commitTsUs.toString(),
+        r.phi,
+        r.tables === null ? null : r.tables.join(','),
+      ]);
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw describe(err, 'recording the replica');
+    }
+  }
+
+  async finishLoad(source: string, position: Position, commitTsUs: bigint): Promise<void> {
+    const client = await this.connect();
+    const { rowCount } = await client.query(`UPDATE ${POSITION_TABLE} SET state = 'following', position = $2, commit_ts_us = $3, updated_at = now() WHERE source = $1 AND state = 'loading'`, [
+      source,
+      Position.format(position),
+      commitTsUs.toString(),
+    ]);
+    if (rowCount !== 1) throw new ChartlogError('internal', `the replica row of ${source} was not in state loading after the load`);
+  }
+
+  async apply(source: string, tx: ReplicaTransaction, from: Position, phi: PhiMode): Promise<{ rows: number }> {
+    const client = await this.connect();
+    // One round trip per transaction: the statements go as one simple query, and the checks that
+    // must hold (the position row still at `from`, each update or delete meeting exactly one row)
+    // are made by the server, which aborts the transaction when one fails.
+    const statements = [positionSql(source, tx.position, tx.commitTsUs, from), ...tx.changes.map((c) => changeSql(c, phi, this.engine))];
+    const rows = tx.changes.filter((c) => c.op !== 't').length;
+    const shapeKnown = tx.changes.every((c) => c.schema.columns.every((col) => this.columns.get(c.table)?.has(col.name)));
+    try {
+      if (shapeKnown) await client.query(`BEGIN;\n${statements.join(';\n')};\nCOMMIT`);
+      else {
+        await client.query('BEGIN');
+        for (const change of tx.changes) await this.ensureShape(client, change, phi);
+        await client.query(`${statements.join(';\n')};\nCOMMIT`);
+      }
+      return { rows };
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      const e = describeApplyError(err, source, tx.position, from, this.description);
+      if (e.retriable) await this.drop();
+      else this.columns.clear(); // DDL of the rolled-back transaction is gone
+      throw e;
+    }
+  }
+
+  /** Creates a table the target lacks, or adds the columns it lacks, inside the applying transaction. */
+  private async ensureShape(client: pg.Client, change: ReplicaChange, phi: PhiMode): Promise<void> {
+    let known = this.columns.get(change.table);
+    if (!known) {
+      const { rows } = await client.query<{ c: string }>(
+        'SELECT attname AS c FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped',
+        [qualifiedIdent(change.schema.schema, change.schema.table)],
+      );
+      if (rows.length > 0) known = new Set(rows.map((r) => r.c));
+    }
+    if (!known) {
+      const types: string[] = [];
+      for (const c of change.schema.columns) types.push(await this.columnType(client, c, change, phi));
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(change.schema.schema)}`);
+      const table: TableSchema = { ...change.schema, columns: change.schema.columns.map((c) => (change.phiColumns.has(c.name) && phi === 'omit' ? { ...c, nullable: true } : c)) };
+      await client.query(createTableSql({ name: change.table, table, sealed: new Set(), sourceEngine: this.engine }, types));
+      if (table.primaryKey.length > 0) {
+        await client.query(`ALTER TABLE ${qualifiedIdent(table.schema, table.table)} ADD PRIMARY KEY (${table.primaryKey.map(quoteIdent).join(', ')})`);
+      }
+      known = new Set(change.schema.columns.map((c) => c.name));
+    } else {
+      for (const c of change.schema.columns) {
+        if (known.has(c.name)) continue;
+        // Added at the source: added here, nullable (rows before it hold NULL, as at the source).
+        await client.query(`ALTER TABLE ${qualifiedIdent(change.schema.schema, change.schema.table)} ADD COLUMN ${quoteIdent(c.name)} ${await this.columnType(client, c, change, phi)}`);
+        known.add(c.name);
+      }
+    }
+    this.columns.set(change.table, known);
+  }
+
+  private async columnType(client: pg.Client, c: ColumnSchema, change: ReplicaChange, phi: PhiMode): Promise<string> {
+    const sealed = phi === 'sealed' && change.phiColumns.has(c.name);
+    const wanted = pgColumnType(c, sealed, this.engine);
+    if (sealed || this.engine !== 'postgres') return wanted;
+    // A type the target lacks (a domain, an extension's type): the built-in type of its values, as restore does.
+    await client.query('SAVEPOINT chartlog_type');
+    const { rows } = await client.query<{ t: string | null }>('SELECT to_regtype($1)::text AS t', [wanted]).catch(() => ({ rows: [{ t: null }] }));
+    await client.query('ROLLBACK TO SAVEPOINT chartlog_type');
+    return rows[0]?.t ? wanted : pgTypeOfKind(c.type);
+  }
+
+  async close(): Promise<void> {
+    await this.drop();
+  }
+}
+
+/** The value a replica column receives (pure): PHI per mode, everything else exactly as restore writes it. */
+export function replicaValue(v: CellValue | undefined, c: ColumnSchema, phiColumns: ReadonlySet<string>, phi: PhiMode, engine: SourceEngine): string | null {
+  if (!phiColumns.has(c.name) || phi === 'open') return pgText(v, c, false, engine);
+  if (phi === 'omit') return null;
+  return pgText(v, c, true, engine);
+}
+
+/**
+ * A failure the server raises on purpose: the text cast to an integer fails with this text in its
+ * message (no value: a table name and a position). The CASE keeps it from being folded at plan time.
+ */
+function expectOne(countOf: string, failure: string): string {
+  return `SELECT (CASE WHEN count(*) = 1 THEN '1' ELSE ${sqlLiteral(failure)} END)::int FROM ${countOf}`;
+}
+
+/** Moves the position row from `from` to the transaction's position, or fails (another replicator moved it). */
+export function positionSql(source: string, position: Position, commitTsUs: bigint, from: Position): string {
+  return `WITH p AS (UPDATE ${POSITION_TABLE} SET position = ${sqlLiteral(Position.format(position))}, commit_ts_us = ${commitTsUs.toString()}, transactions = transactions + 1, updated_at = now() WHERE source = ${sqlLiteral(source)} AND position = ${sqlLiteral(Position.format(from))} AND state = 'following' RETURNING 1) ${expectOne('p', 'chartlog-replica-position-moved')}`;
+}
+
+/** One change as SQL with literal values (pure); updates and deletes fail unless they meet exactly one row. */
+export function changeSql(ch: ReplicaChange, phi: PhiMode, engine: SourceEngine): string {
+  const ident = qualifiedIdent(ch.schema.schema, ch.schema.table);
+  const cols = ch.schema.columns;
+  const key = hasRowKey(ch.schema) ? identityColumns(ch.schema) : [];
+  if (phi !== 'open' && key.some((k) => ch.phiColumns.has(k))) {
+    throw new ChartlogError('phi_policy', `${ch.table}: a primary-key column is PHI, so with --phi ${phi} its rows cannot be found again in the replica`, {
+      hint: `replicate it with --phi open, or leave it out with --tables`,
+    });
+  }
+  const literal = (row: Row, c: ColumnSchema) => sqlLiteral(replicaValue(row[c.name], c, ch.phiColumns, phi, engine));
+  const present = (row: Row) => cols.filter((c) => row[c.name] !== undefined && row[c.name] !== UNCHANGED);
+  const diverged = `chartlog-replica-diverged ${ch.table} ${Position.format(ch.position)}`;
+  switch (ch.op) {
+    case 't':
+      return `TRUNCATE ${ident}`;
+    case 'x':
+      return `DROP TABLE IF EXISTS ${ident}`;
+    case 'c':
+    case 'r': {
+      const set = present(ch.after!);
+      return `INSERT INTO ${ident} (${set.map((c) => quoteIdent(c.name)).join(', ')}) VALUES (${set.map((c) => literal(ch.after!, c)).join(', ')})`;
+    }
+    case 'd':
+      return `WITH d AS (DELETE FROM ${ident} WHERE ${matchRow(ch, phi, engine)} RETURNING 1) ${expectOne('d', diverged)}`;
+    case 'u': {
+      const set = present(ch.after!);
+      const assignments = set.map((c) => `${quoteIdent(c.name)} = ${literal(ch.after!, c)}`);
+      if (assignments.length === 0) return `SELECT 1`;
+      return `WITH u AS (UPDATE ${ident} SET ${assignments.join(', ')} WHERE ${matchRow(ch, phi, engine)} RETURNING 1) ${expectOne('u', diverged)}`;
+    }
+  }
+}
+
+/**
+ * The condition that finds the changed row: by primary key (from the before-image when it
+ * carries the key, which an update of the key does; else the after-image), or, for a table
+ * without one, by the whole before-image, one row of identical ones (ctid).
+ */
+function matchRow(ch: ReplicaChange, phi: PhiMode, engine: SourceEngine): string {
+  const cols = ch.schema.columns;
+  const byName = new Map(cols.map((c) => [c.name, c]));
+  // A replica identity index (PostgreSQL USING INDEX) is what key-only old images carry.
+  const key = hasRowKey(ch.schema) ? identityColumns(ch.schema) : [];
+  const usable = (row: Row | null, c: string) => row !== null && row[c] !== undefined && row[c] !== UNCHANGED;
+  if (key.length > 0) {
+    const image = key.every((k) => usable(ch.before, k)) ? ch.before! : ch.after;
+    if (!image || !key.every((k) => usable(image, k))) throw new ChartlogError('integrity', `${ch.table}: a change at ${Position.format(ch.position)} carries no key`, { hint: 'run `chartlog verify`' });
+    return key.map((k) => `${quoteIdent(k)} = ${sqlLiteral(replicaValue(image[k], byName.get(k)!, ch.phiColumns, phi, engine))}`).join(' AND ');
+  }
+  const before = ch.before;
+  if (!before) {
+    throw new ChartlogError('integrity', `${ch.table} has no primary key and the change at ${Position.format(ch.position)} carries no before-image`, {
+      hint: 'give the source table a primary key (or REPLICA IDENTITY FULL on PostgreSQL)',
+    });
+  }
+  // PHI columns are not compared unless opened: sealed bytes are sealed anew per message, omitted ones are NULL.
+  const compared = cols.filter((c) => usable(before, c.name) && (phi === 'open' || !ch.phiColumns.has(c.name)));
+  const conditions = compared.map((c) => {
+    const column = c.type.kind === 'json' ? `${quoteIdent(c.name)}::text` : quoteIdent(c.name);
+    return `${column} IS NOT DISTINCT FROM ${sqlLiteral(replicaValue(before[c.name], c, ch.phiColumns, phi, engine))}`;
+  });
+  const ident = qualifiedIdent(ch.schema.schema, ch.schema.table);
+  return `ctid = (SELECT ctid FROM ${ident} WHERE ${conditions.join(' AND ') || 'TRUE'} LIMIT 1)`;
+}
+
+/** The server's on-purpose failures as what they mean; anything else through `describe`. */
+function describeApplyError(err: unknown, source: string, position: Position, from: Position, target: string): ChartlogError {
+  const message = (err as { message?: string }).message ?? '';
+  if (message.includes('chartlog-replica-position-moved')) {
+    return new ChartlogError('lease', `the replica position of ${source} in ${target} is no longer ${Position.format(from)}: another chartlog replicate moved it`, {
+      hint: 'run one chartlog replicate per target; stop the other one',
+    });
+  }
+  const diverged = /chartlog-replica-diverged (\S+) ([0-9a-f.-]+)/.exec(message);
+  if (diverged) {
+    return new ChartlogError('integrity', `${diverged[1]}: the change at ${diverged[2]} does not meet exactly one row of the replica: the replica no longer equals the source; transaction ${Position.format(position)} was not applied`, {
+      hint: 'was the replica written to by something else? Rebuild it into an empty database',
+    });
+  }
+  return describe(err, `applying transaction ${Position.format(position)}`);
+}
+
+/** A driver error without the row data drivers attach; lost connections are retriable. */
+function describe(err: unknown, what: string): ChartlogError {
+  if (err instanceof ChartlogError) return err;
+  const e = err as { message?: string; code?: string };
+  const lost = !e.code || /^(08|57P)/.test(e.code) || /terminat|ECONNRE|EPIPE|Connection/i.test(e.message ?? '');
+  return new ChartlogError(lost ? 'connection' : 'storage', `${what} in the replica failed: ${e.code ? `[${e.code}] ` : ''}${scrubMessage(e.message ?? String(err))}`, {
+    retriable: lost,
+    hint: lost ? 'the replica reconnects and applies the transaction again (it was rolled back)' : 'the transaction was rolled back; fix the cause and start chartlog replicate again',
+  });
+}

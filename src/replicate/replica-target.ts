@@ -1,0 +1,122 @@
+import { usageError } from '../core/errors.js';
+import type { Op } from '../core/change-event.js';
+import type { Position } from '../core/position.js';
+import type { Row, TableSchema } from '../core/table-schema.js';
+
+/**
+ * What a replica holds of PHI columns: `open` (opened with the keyring, audited per session),
+ * `sealed` (the sealed bytes, in a bytes column), `omit` (NULL: an analytics replica without PHI).
+ */
+export type PhiMode = 'open' | 'sealed' | 'omit';
+export const PHI_MODES: readonly PhiMode[] = ['open', 'sealed', 'omit'];
+
+/** The table in the target that records the replica's position, updated in every applied transaction. */
+export const REPLICA_TABLE = 'chartlog_replica';
+
+/** The replica's row of the position table. */
+export interface ReplicaRecord {
+  source: string;
+  /** `loading` until the initial load has committed every table; then `following`. */
+  state: 'loading' | 'following';
+  /** The last source transaction applied (or the position the replica was loaded to). */
+  position: Position;
+  commitTsUs: bigint;
+  phi: PhiMode;
+  /** The tables in scope ("schema.table", sorted); null: every table of the archive. */
+  tables: readonly string[] | null;
+}
+
+/** What `inspect` found in the target. */
+export interface TargetInspection {
+  /** Tables of the target other than the position table ("schema.table"). */
+  tables: readonly string[];
+  /** Whether the position table exists. */
+  hasReplicaTable: boolean;
+  /** Its rows (any source). */
+  replicas: readonly ReplicaRecord[];
+}
+
+/** One change to apply: decoded, with the PHI columns of its table version. */
+export interface ReplicaChange {
+  op: Op;
+  /** "schema.table" */
+  table: string;
+  schema: TableSchema;
+  before: Row | null;
+  after: Row | null;
+  position: Position;
+  /** Columns that are PHI in this record's table version. */
+  phiColumns: ReadonlySet<string>;
+}
+
+/** One source transaction, applied as one target transaction. */
+export interface ReplicaTransaction {
+  position: Position;
+  commitTsUs: bigint;
+  changes: readonly ReplicaChange[];
+}
+
+/**
+ * A live database kept equal to a source. Contract:
+ * - `inspect` connects and reads what the target holds; it writes nothing.
+ * - `beginLoad` creates the position table and records a `loading` replica, in one transaction.
+ * - `finishLoad` marks it `following` at the position the load reached.
+ * - `apply` applies one source transaction and moves the position row from `from` to the
+ *   transaction's position in ONE target transaction. When the row no longer holds `from`
+ *   (another replicator moved it), nothing is applied and a fatal error says so. A change that
+ *   finds the target different from the source (an update or delete matching no row) fails the
+ *   whole transaction: the replica stops rather than diverge.
+ */
+export interface ReplicaTarget {
+  /** Where, for messages and the audit log: never a password. */
+  readonly description: string;
+  inspect(): Promise<TargetInspection>;
+  beginLoad(r: ReplicaRecord): Promise<void>;
+  finishLoad(source: string, position: Position, commitTsUs: bigint): Promise<void>;
+  apply(source: string, tx: ReplicaTransaction, from: Position, phi: PhiMode): Promise<{ rows: number }>;
+  close(): Promise<void>;
+}
+
+/**
+ * Whether to load the target or resume it (pure). Refuses, with a usage error (exit 2, nothing
+ * written), every target that is neither empty nor a finished replica of this source with the
+ * same PHI mode and tables.
+ */
+export function startDecision(found: TargetInspection, want: { source: string; phi: PhiMode; tables: readonly string[] | null; target: string }): { kind: 'load' } | { kind: 'resume'; replica: ReplicaRecord } {
+  const mine = found.replicas.find((r) => r.source === want.source);
+  if (!found.hasReplicaTable) {
+    if (found.tables.length === 0) return { kind: 'load' };
+    const shown = found.tables.slice(0, 5).join(', ') + (found.tables.length > 5 ? `, … (${found.tables.length} tables)` : '');
+    throw usageError(
+      `the target ${want.target} holds tables (${shown}) but no replica position (no ${REPLICA_TABLE} table): it is neither empty nor a replica, so chartlog cannot know what it already holds`,
+      'replicate into an empty database (CREATE DATABASE …), or drop those tables first; nothing was written',
+    );
+  }
+  if (!mine) {
+    throw usageError(
+      `the target ${want.target} is a replica of ${found.replicas.map((r) => r.source).join(', ') || 'no source'} (its ${REPLICA_TABLE} has no row for source ${want.source})`,
+      `give each replica its own database (CREATE DATABASE …); nothing was written`,
+    );
+  }
+  if (mine.state === 'loading') {
+    throw usageError(
+      `the initial load of ${want.target} from source ${want.source} did not finish (the process stopped during it): the target holds part of the tables`,
+      `drop and recreate the target database (or drop its tables and ${REPLICA_TABLE}), then run chartlog replicate again; nothing was written`,
+    );
+  }
+  if (mine.phi !== want.phi) {
+    throw usageError(
+      `--phi ${want.phi}: the replica in ${want.target} was built with --phi ${mine.phi}; mixing them would leave rows of both kinds`,
+      `run with --phi ${mine.phi}, or build a new replica into an empty database; nothing was written`,
+    );
+  }
+  const have = mine.tables?.join(',') ?? '(all)';
+  const asked = want.tables?.join(',') ?? '(all)';
+  if (have !== asked) {
+    throw usageError(
+      `--tables ${asked}: the replica in ${want.target} follows ${have}`,
+      `run with the same --tables, or build a new replica into an empty database; nothing was written`,
+    );
+  }
+  return { kind: 'resume', replica: mine };
+}

@@ -1,0 +1,296 @@
+import type { Config, SourceConfig } from '../config/schema.js';
+import { ChartlogError, usageError } from '../core/errors.js';
+import { logger } from '../core/logger.js';
+import { COMMIT_SEQ, Position } from '../core/position.js';
+import { Backoff, sleep } from '../core/retry.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { appendAuditRecord, currentUser } from '../phi/audit-log.js';
+import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
+import { openArchiveCodec, type ArchiveCodec } from '../archive/archive-codec.js';
+import { authenticateArchive, loadArchiveMac, refuseUnauthentic } from '../archive/archive-auth.js';
+import { readArchiveIndex, tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
+import { ArchiveReader, type StoredRecord } from '../archive/archive-reader.js';
+import type { ArchiveMac } from '../phi/archive-mac.js';
+import { formatUs } from '../archive/layout.js';
+import { restoreArchive, resolveTables } from '../restore/restore.js';
+import type { RestoreTarget } from '../restore/targets/restore-target.js';
+import { OmitPhiTarget } from './omit-phi-target.js';
+import { startDecision, type PhiMode, type ReplicaChange, type ReplicaTarget } from './replica-target.js';
+import { settledTransactions } from './settled-transactions.js';
+
+export interface ReplicateOptions {
+  config: Readonly<Config>;
+  source: Readonly<SourceConfig>;
+  store: ObjectStore;
+  target: ReplicaTarget;
+  /** The same database as a restore target, for the initial load (restore's streaming path). */
+  loadTarget: () => RestoreTarget;
+  /** "schema.table" names; every table of the archive when absent. */
+  tables?: readonly string[];
+  phi: PhiMode;
+  signal: AbortSignal;
+  /** How often the archive is looked at for new durable transactions (default 500 ms). */
+  pollMs?: number;
+  /** How often the status is logged and reported (default 60 s). */
+  statusEveryMs?: number;
+  /** Lag past which each status warns (default 300 s). */
+  warnLagSeconds?: number;
+  /** Told the status every `statusEveryMs`, after the start and at the stop (the CLI prints `--json` lines). */
+  onStatus?: (s: ReplicaStatus) => void;
+}
+
+/** What `--json` prints and the log carries every minute. No row values. */
+export interface ReplicaStatus {
+  at: string;
+  source: string;
+  target: string;
+  phi: PhiMode;
+  /** load: the target was loaded from the archive in this session; resume: it already was a replica. */
+  started: 'load' | 'resume';
+  position: string;
+  commitTime: string;
+  /** Since this process started. */
+  appliedTransactions: number;
+  appliedRows: number;
+  /** Rows per second over the last status interval. */
+  rowsPerSecond: number;
+  /** Source transactions in the archive after the replica's position (durable or still in flight). */
+  lagTransactions: number;
+  /** Now minus the commit time of the oldest transaction not applied yet; 0 when none is. */
+  lagSeconds: number;
+  /** Seconds the initial load took (load sessions only). */
+  loadSeconds?: number;
+}
+
+/** Records decoded (and, with --phi open, their PHI opened) per request. */
+const DECODE_GROUP = 2048;
+/** Transactions taken per round, so one round's memory stays bounded after a long pause. */
+const ROUND_LIMIT = 5000;
+
+/**
+ * `chartlog replicate` (docs/architecture.md §5a): keeps a live database equal to a source's
+ * archive. An empty target is loaded first through restore's streaming path, up to the newest
+ * whole durable transaction, and records its position in the `chartlog_replica` table; a target
+ * that already is a replica resumes from that position; anything else is refused (exit 2,
+ * nothing written). Then every transaction that becomes settled in the archive (whole, durable:
+ * settled-transactions.ts) is applied in source order as one target transaction together with the
+ * position row, so a kill at any moment neither loses nor repeats one. Runs until `signal`.
+ */
+export async function replicate(o: ReplicateOptions): Promise<ReplicaStatus> {
+  const log = logger().child({ component: 'replicate', source: o.source.name });
+  const name = o.source.name;
+  const index = await readArchiveIndex(o.store, name);
+  if (index.unreadable.length > 0) {
+    throw new ChartlogError('integrity', `the archive of ${name} has unreadable objects: ${index.unreadable.map((u) => u.key).join(', ')}; refusing to replicate`, {
+      hint: 'run `chartlog verify` and restore those objects from a copy of the archive',
+    });
+  }
+  const mac = await loadArchiveMac(o.store, name, () => openKeyring(o.config.phi.keyring, { backupRoot: backupRootOf(o.config.storage.url) }));
+  refuseUnauthentic(name, authenticateArchive(index, mac), 'replicate');
+  const scope = o.tables && o.tables.length > 0 ? [...new Set(resolveTables(index, o.tables))].sort() : null;
+  const archive = openArchiveCodec(o.config, o.source, o.store, o.phi === 'open', mac);
+
+  const decision = startDecision(await o.target.inspect(), { source: name, phi: o.phi, tables: scope, target: o.target.description });
+  let position: Position;
+  let commitTsUs: bigint;
+  let loadSeconds: number | undefined;
+  if (decision.kind === 'resume') {
+    ({ position, commitTsUs } = decision.replica);
+    log.info({ position: Position.format(position), target: o.target.description }, 'resuming the replica');
+  } else {
+    const started = performance.now();
+    ({ position, commitTsUs } = await loadPosition(o.store, index, archive));
+    log.info({ position: Position.format(position), target: o.target.description }, 'loading the replica from the archive');
+    await o.target.beginLoad({ source: name, state: 'loading', position, commitTsUs, phi: o.phi, tables: scope });
+    const restoreTarget = o.phi === 'omit' ? new OmitPhiTarget(o.loadTarget()) : o.loadTarget();
+    try {
+      await restoreArchive({
+        config: o.config,
+        source: o.source,
+        store: o.store,
+        to: { kind: 'position', position },
+        requested: `replicate (load to ${Position.format(position)})`,
+        ...(scope ? { tables: scope } : {}),
+        target: restoreTarget,
+        keepSealed: o.phi !== 'open',
+      });
+    } finally {
+      await restoreTarget.close();
+    }
+    await o.target.finishLoad(name, position, commitTsUs);
+    loadSeconds = Math.round(performance.now() - started) / 1000;
+    log.info({ position: Position.format(position), seconds: loadSeconds }, 'replica loaded');
+  }
+
+  const statusEvery = o.statusEveryMs ?? 60_000;
+  const stats = { transactions: 0, rows: 0, lagTransactions: 0, oldestUs: null as bigint | null, sinceRows: 0, since: performance.now() };
+  const status = (): ReplicaStatus => {
+    const seconds = (performance.now() - stats.since) / 1000;
+    const s: ReplicaStatus = {
+      at: new Date().toISOString(),
+      source: name,
+      target: o.target.description,
+      phi: o.phi,
+      started: decision.kind,
+      position: Position.format(position),
+      commitTime: formatUs(commitTsUs),
+      appliedTransactions: stats.transactions,
+      appliedRows: stats.rows,
+      rowsPerSecond: seconds > 0 ? Math.round(stats.sinceRows / seconds) : 0,
+      lagTransactions: stats.lagTransactions,
+      lagSeconds: stats.oldestUs === null ? 0 : Math.max(0, Math.round((Date.now() * 1000 - Number(stats.oldestUs)) / 1000) / 1000),
+      ...(loadSeconds !== undefined ? { loadSeconds } : {}),
+    };
+    stats.sinceRows = 0;
+    stats.since = performance.now();
+    return s;
+  };
+  const report = (): ReplicaStatus => {
+    const s = status();
+    if (s.lagSeconds > (o.warnLagSeconds ?? 300)) log.warn({ ...s }, 'replica lag is past the warning threshold');
+    else log.info({ ...s }, 'replica status');
+    o.onStatus?.(s);
+    return s;
+  };
+  report();
+  let nextStatus = performance.now() + statusEvery;
+
+  const inScope = (t: string) => scope === null || scope.includes(t);
+  const sealedOf = async (fingerprint: string): Promise<ReadonlySet<string>> => (await archive.schemas.resolve(BigInt(`0x${fingerprint}`))).version.sealed;
+  /** PHI columns ("table.column") named in this session's audit records. */
+  const audited = new Set<string>();
+  const backoff = new Backoff({ initialDelayMs: 250, maxDelayMs: 30_000 });
+  const reportWhenDue = () => {
+    if (performance.now() < nextStatus) return;
+    report();
+    nextStatus = performance.now() + statusEvery;
+  };
+  while (!o.signal.aborted) {
+    let applied = 0;
+    try {
+      const round = await settledRound(o.store, name, archive, mac, position, inScope);
+      stats.lagTransactions = round.plan.transactions.length + round.plan.inFlight;
+      stats.oldestUs = round.plan.transactions[0]?.commitTsUs ?? round.plan.oldestInFlightUs;
+      const records = round.plan.transactions.flatMap((t) => t.records);
+      const decoded = await decodeAll(records, archive, o.phi === 'open');
+      let at = 0;
+      for (const tx of round.plan.transactions) {
+        const changes: ReplicaChange[] = [];
+        for (const r of tx.records) {
+          const d = decoded[at++]!;
+          changes.push({ op: d.op, table: r.table, schema: d.schema, before: d.before, after: d.after, position: r.position, phiColumns: await sealedOf(r.fingerprint) });
+        }
+        if (o.phi === 'open') await auditOpening(o, changes, audited, tx.position, tx.commitTsUs);
+        const { rows } = await o.target.apply(name, { position: tx.position, commitTsUs: tx.commitTsUs, changes }, position, o.phi);
+        position = tx.position;
+        commitTsUs = tx.commitTsUs;
+        applied++;
+        stats.transactions++;
+        stats.rows += rows;
+        stats.sinceRows += rows;
+        stats.lagTransactions--;
+        stats.oldestUs = round.plan.transactions[applied]?.commitTsUs ?? round.plan.oldestInFlightUs;
+        reportWhenDue();
+        // A stop asked for between transactions is honoured at once (each is whole in the target).
+        if (o.signal.aborted) break;
+      }
+      backoff.reset();
+    } catch (err) {
+      if (!(err instanceof ChartlogError) || !(err.retriable || vanishedPart(err))) throw err;
+      const delay = backoff.next()!;
+      log.warn({ err: err.message, retryInMs: Math.round(delay) }, 'replication round failed; retrying');
+      await sleep(delay, o.signal).catch(() => undefined);
+      continue;
+    }
+    reportWhenDue();
+    if (applied === 0) await sleep(o.pollMs ?? 500, o.signal).catch(() => undefined);
+  }
+  return report();
+}
+
+/**
+ * An object listed in the index that was gone when read: the compactor closed its hour (parts
+ * merged into segments, then deleted) between the listing and the read. A fresh index finds it.
+ */
+function vanishedPart(err: ChartlogError): boolean {
+  return err.code === 'integrity' && /is listed in the archive but missing from the store/.test(err.message) && /\/parts\//.test(err.message);
+}
+
+/** One round: the index now, the log and records after `position`, and what of them is settled. */
+async function settledRound(store: ObjectStore, source: string, archive: ArchiveCodec, mac: ArchiveMac | null, position: Position, inScope: (t: string) => boolean) {
+  const index = await readArchiveIndex(store, source);
+  // Each round's checkpoint and manifests are authenticated as at start: a planted checkpoint
+  // would otherwise make the replica apply what is not durable (or not the source's).
+  refuseUnauthentic(source, authenticateArchive(index, mac), 'replicate');
+  const reader = new ArchiveReader(store, index, archive.envelopes);
+  const log = await reader.transactions(position);
+  if (log.length === 0) return { plan: { transactions: [], inFlight: 0, oldestInFlightUs: null } };
+  const records: (StoredRecord & { table: string })[] = [];
+  for (const table of tablesOf(index).filter(inScope)) for (const r of await reader.tableRecords(table, position)) records.push({ ...r, table });
+  records.sort((a, b) => Position.compare(a.position, b.position));
+  const plan = settledTransactions({ after: position, durable: index.checkpoint?.position ?? null, log, records, inScope, limit: ROUND_LIMIT });
+  return { plan };
+}
+
+async function decodeAll(records: readonly StoredRecord[], archive: ArchiveCodec, open: boolean) {
+  const out = [];
+  for (let i = 0; i < records.length; i += DECODE_GROUP) {
+    const decoded = await archive.codec.decodeMany(
+      records.slice(i, i + DECODE_GROUP).map((r) => r.message),
+      { open },
+    );
+    for (const d of decoded) out.push(d.event);
+  }
+  return out;
+}
+
+/**
+ * The position an empty replica is loaded to: the newest whole transaction at or before the
+ * checkpoint (a checkpoint naming a piece of a large transaction is not whole), or the newest
+ * base snapshot when no transaction follows it.
+ */
+async function loadPosition(store: ObjectStore, index: ArchiveIndex, archive: ArchiveCodec): Promise<{ position: Position; commitTsUs: bigint }> {
+  const cp = index.checkpoint;
+  const snapshot = index.snapshots.at(-1);
+  if (!cp || !snapshot) {
+    throw usageError(`source ${index.source} has nothing to replicate yet (${snapshot ? 'no durable commit' : 'no base snapshot'})`, 'run `chartlog run` until it has written its first snapshot; `chartlog timeline` shows the range');
+  }
+  const reader = new ArchiveReader(store, index, archive.envelopes);
+  let best: { position: Position; commitTsUs: bigint } = { position: Position.parse(snapshot.position), commitTsUs: BigInt(snapshot.commitTsUs) };
+  for (const t of await reader.transactions(Position.parse(snapshot.position))) {
+    const p = Position.parse(t.pos);
+    if (Position.compare(p, cp.position) > 0) break;
+    if (p.seq === COMMIT_SEQ) best = { position: p, commitTsUs: BigInt(t.commitTsUs) };
+  }
+  return best;
+}
+
+/**
+ * One audit record per replica session for the PHI it opens, written before the first opened
+ * value leaves the process; another only when a table or PHI column not yet recorded appears.
+ */
+async function auditOpening(o: ReplicateOptions, changes: readonly ReplicaChange[], audited: Set<string>, position: Position, commitTsUs: bigint): Promise<void> {
+  const fresh = new Map<string, Set<string>>();
+  for (const c of changes) {
+    for (const col of c.phiColumns) {
+      if (audited.has(`${c.table}\u0000${col}`)) continue;
+      const set = fresh.get(c.table) ?? new Set<string>();
+      set.add(col);
+      fresh.set(c.table, set);
+    }
+  }
+  if (fresh.size === 0) return;
+  const key = await appendAuditRecord(o.store, {
+    version: 1,
+    at: new Date().toISOString(),
+    action: 'replicate',
+    who: currentUser(),
+    source: o.source.name,
+    tables: [...fresh].map(([table, cols]) => ({ table, phiColumns: [...cols].sort() })),
+    requested: `replicate --phi open into ${o.target.description}`,
+    restoredTo: { position: Position.format(position), commitTime: formatUs(commitTsUs) },
+    target: o.target.description,
+  });
+  for (const [table, cols] of fresh) for (const col of cols) audited.add(`${table}\u0000${col}`);
+  logger().child({ component: 'replicate', source: o.source.name }).info({ audit: key }, 'PHI opened for the replica: audit record written');
+}
