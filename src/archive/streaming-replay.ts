@@ -8,7 +8,7 @@ import type { AvroCodec, DecodedChange } from '../codec/avro-codec.js';
 import type { SnapshotManifest } from './snapshot-manifest.js';
 import { ArchiveReader, type StoredRecord } from './archive-reader.js';
 import { readArchiveIndex, tablesOf } from './archive-index.js';
-import { chooseSnapshot, cutPosition, type ReplayOptions } from './replay.js';
+import { chooseSnapshot, chooseTableBase, cutPosition, type ReplayOptions } from './replay.js';
 import { SpillKey } from './spill-file.js';
 import { keyOf, TableMerge, type BaseBatch } from './table-merge.js';
 import { sortByKey } from './key-sort.js';
@@ -80,8 +80,10 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
   const sealedOf = async (fingerprint: string): Promise<ReadonlySet<string>> => (await o.schemas.resolve(BigInt(`0x${fingerprint}`))).version.sealed;
   try {
     for (const name of names) {
-      const entry = snapshot.tables[name];
-      const records: (StoredRecord | null)[] = await reader.tableRecords(name, snapshotPos);
+      // A table re-snapshotted (`chartlog resync`) before the cut starts from that newer base.
+      const tableBase = chooseTableBase(index, name, snapshot, cut);
+      const entry = tableBase.tables[name];
+      const records: (StoredRecord | null)[] = await reader.tableRecords(name, Position.parse(tableBase.position));
       let within = 0;
       let bytes = 0;
       for (const r of records) {
@@ -121,7 +123,7 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
       if (merges.reduce((n, m) => n + m.memoryBytes, 0) > o.memoryBudgetBytes) await merge.spillNow();
 
       let read = false;
-      const base = (): AsyncIterable<BaseBatch> => baseBatches(reader, snapshot, name, o.codec, o.open);
+      const base = (): AsyncIterable<BaseBatch> => baseBatches(reader, tableBase, name, o.codec, o.open);
       tables.set(name, {
         name,
         schema,

@@ -5,6 +5,7 @@ import { registerConfigCommand } from './config-command.js';
 import { registerKeysCommand } from './keys-command.js';
 import { registerPhiCommand } from './phi-command.js';
 import { registerRestoreCommand } from './restore-command.js';
+import { registerResyncCommand } from './resync-command.js';
 import { registerRunCommand } from './run-command.js';
 import { registerSnapshotCommand } from './snapshot-command.js';
 import { registerTimelineCommand } from './timeline-command.js';
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerKeysCommand(program);
   registerPhiCommand(program);
   registerRestoreCommand(program);
+  registerResyncCommand(program);
   registerRunCommand(program);
   registerSnapshotCommand(program);
   registerTimelineCommand(program);
