@@ -130,7 +130,7 @@ for (const make of [postgresEngine, mariadbEngine]) {
       const killed = spawn(process.execPath, [chartlogBin, 'resync', '--config', h.configFile, '--source', 'clinic', '--tables', patients, '--rows-per-second', '4000'], { stdio: ['ignore', 'pipe', 'pipe'], env: h.env });
       let killedOut = '';
       killed.stderr.on('data', (b: Buffer) => (killedOut += b.toString()));
-      for (let i = 0; i < 200 && !/ rows, /.test(killedOut); i++) await sleep(50);
+      for (let i = 0; i < 600 && !/ rows, /.test(killedOut); i++) await sleep(50);
       assert.match(killedOut, / rows, \d+ rows\/s/, `the killed resync showed progress first: ${killedOut.slice(0, 500)}`);
       await sleep(1500);
       killed.kill('SIGKILL');
