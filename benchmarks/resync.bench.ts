@@ -45,10 +45,13 @@ async function resync(load: boolean): Promise<Case> {
   })();
   const lags: number[] = [];
   let sampling = true;
+  // Lag counts once the stream has stored a commit made during the resync: before that (and on
+  // an idle source) it is only the time since the last commit.
+  const initial = await readCheckpoint(h.store, 'clinic');
   const sampler = (async () => {
     while (sampling) {
       const cp = await readCheckpoint(h.store, 'clinic');
-      if (cp) lags.push(Date.now() - Number(cp.commitTsUs / 1000n));
+      if (cp && initial && cp.position.commit !== initial.position.commit) lags.push(Date.now() - Number(cp.commitTsUs / 1000n));
       await sleep(200);
     }
   })();
