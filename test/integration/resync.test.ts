@@ -163,7 +163,10 @@ for (const make of [postgresEngine, mariadbEngine]) {
       const lags = samples.map((s) => s.lagMs).sort((a, b) => a - b);
       const p99 = lags[Math.min(lags.length - 1, Math.floor(lags.length * 0.99))] ?? Infinity;
       console.log(`${kind} resync: ${result.rows} rows in ${result.seconds} s (${result.rowsPerSecond} rows/s); checkpoint moved ${distinct} times in ${samples.length} samples; commit-to-checkpoint lag p50 ${lags[Math.floor(lags.length / 2)]} ms, p99 ${p99} ms`);
-      assert.ok(distinct >= Math.max(3, samples.length / 4), `the checkpoint kept moving during the resync (${distinct} positions in ${samples.length} samples)`);
+      // The checkpoint moves with every flush that stored a commit: several moves prove the stream went on.
+      const half = samples.length >> 1;
+      const movedIn = (part: typeof samples) => new Set(part.map((s) => s.position)).size;
+      assert.ok(distinct >= 5 && movedIn(samples.slice(0, half)) >= 2 && movedIn(samples.slice(half)) >= 2, `the checkpoint kept moving during the resync, in both halves (${distinct} positions in ${samples.length} samples)`);
       // Generous: the 2 shared cores of CI run at load 30+; the figure printed above is what counts.
       assert.ok(p99 < 30_000, `the stream stayed fresh (p99 lag ${p99} ms)`);
 
