@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -222,6 +223,23 @@ export class PostgresConnector implements SourceConnector {
   }
 
   async *snapshot(options: SnapshotOptions = {}): AsyncGenerator<ChangeBatch> {
+    if (options.alongsideStream) {
+      // `chartlog resync`: a temporary slot of its own gives the exported snapshot and its LSN;
+      // the stream's slot and the publication are not touched.
+      if (!options.tables || options.tables.length === 0) throw new ChartlogError('internal', 'a snapshot alongside the stream needs its tables named');
+      yield* takeSnapshot({
+        source: this.name,
+        slot: `chartlog_resync_${process.pid}_${randomBytes(4).toString('hex')}`,
+        temporary: true,
+        tables: options.tables,
+        chunkRows: options.chunkRows ?? this.config.snapshot.chunkRows,
+        ...(options.signal ? { signal: options.signal } : {}),
+        catalog: this.catalog,
+        connect: (replication) => this.connect(replication),
+        log: this.log,
+      });
+      return;
+    }
     const db = await this.connect(false);
     let tables: readonly string[];
     try {

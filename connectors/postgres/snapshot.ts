@@ -25,6 +25,11 @@ import type { DescribedTable, Queryable, TypeCatalog } from './type-catalog.js';
 export interface SnapshotRun {
   readonly source: string;
   readonly slot: string;
+  /**
+   * A TEMPORARY slot (`chartlog resync` beside the stream): it only names the snapshot's LSN and
+   * is dropped by the server when the exporting connection ends, right after the import.
+   */
+  readonly temporary?: boolean;
   /** "schema.table" names to read. */
   readonly tables: readonly string[];
   readonly chunkRows: number;
@@ -39,7 +44,7 @@ export async function* takeSnapshot(run: SnapshotRun): AsyncGenerator<ChangeBatc
   let data: pg.Client | null = null;
   let committed = false;
   try {
-    const created = await repl.query(`CREATE_REPLICATION_SLOT ${quoteIdent(run.slot)} LOGICAL pgoutput (SNAPSHOT 'export')`);
+    const created = await repl.query(`CREATE_REPLICATION_SLOT ${quoteIdent(run.slot)}${run.temporary ? ' TEMPORARY' : ''} LOGICAL pgoutput (SNAPSHOT 'export')`);
     const slotRow = created.rows[0] as { consistent_point: string; snapshot_name: string };
     const consistent = parseLsn(slotRow.consistent_point);
     const commit = lsnHex(consistent);
@@ -48,7 +53,7 @@ export async function* takeSnapshot(run: SnapshotRun): AsyncGenerator<ChangeBatc
     await data.query(`SET TRANSACTION SNAPSHOT '${slotRow.snapshot_name.replace(/'/g, "''")}'`);
     const now = await data.query(`SELECT (extract(epoch FROM now()) * 1000000)::int8 AS us`);
     const commitTsUs = BigInt((now.rows[0] as { us: string }).us);
-    // Imported: the exporting connection may go; the slot itself is permanent.
+    // Imported: the exporting connection may go; the slot itself is permanent (a temporary one goes with it).
     await repl.end();
     repl = null;
     run.log.info({ slot: run.slot, position: commit, tables: run.tables.length }, 'snapshot started at the slot consistent point');

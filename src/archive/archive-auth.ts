@@ -6,7 +6,7 @@ import type { Keyring } from '../phi/keyring/keyring.js';
 import type { ArchiveIndex } from './archive-index.js';
 import { checkpointKey, TRANSACTIONS_TABLE } from './layout.js';
 import { newestManifestHead } from './manifest.js';
-import { snapshotsPrefix } from './snapshot-manifest.js';
+import { snapshotsPrefix, tableSnapshotsPrefix } from './snapshot-manifest.js';
 
 /**
  * Archive MACs as the archive format uses them (src/phi/archive-mac.ts holds the key and the
@@ -68,6 +68,7 @@ export function authenticateArchive(index: ArchiveIndex, mac: ArchiveMac | null)
     const signed = [
       ...index.hours.filter((h) => MAC_FIELD in h.manifest).map((h) => h.key),
       ...index.snapshotObjects.filter((s) => MAC_FIELD in s.manifest).map((s) => s.key),
+      ...(index.tableSnapshotObjects ?? []).filter((s) => MAC_FIELD in s.manifest).map((s) => s.key),
       ...(index.checkpoint?.stored && MAC_FIELD in index.checkpoint.stored.object ? [cpKey] : []),
     ];
     for (const key of signed) {
@@ -93,6 +94,14 @@ export function authenticateArchive(index: ArchiveIndex, mac: ArchiveMac | null)
     if (c !== 'valid' && c !== 'adopted') problems.push({ object: s.key, kind: 'mac', message: macMessage(c, `snapshot manifest ${s.manifest.id}`) });
     else if (s.key !== `${snapshotsPrefix(index.source)}${s.manifest.id}/manifest.json`) {
       problems.push({ object: s.key, kind: 'mac', message: `names snapshot ${s.manifest.id}, not the folder it is in` });
+    }
+  }
+  // Table-scoped bases came after archive MACs: only a valid MAC is accepted (none was adopted).
+  for (const s of index.tableSnapshotObjects ?? []) {
+    const c = mac.check(s.key, s.manifest as unknown as Record<string, unknown>, s.sha256);
+    if (c !== 'valid' && c !== 'adopted') problems.push({ object: s.key, kind: 'mac', message: macMessage(c, `table snapshot manifest ${s.manifest.id}`) });
+    else if (s.key !== `${tableSnapshotsPrefix(index.source)}${s.manifest.id}/manifest.json`) {
+      problems.push({ object: s.key, kind: 'mac', message: `names table snapshot ${s.manifest.id}, not the folder it is in` });
     }
   }
   const cp = index.checkpoint;

@@ -4,7 +4,7 @@ import type { ObjectStore } from '../storage/object-store.js';
 import { readCheckpoint, type Checkpoint } from './checkpoint.js';
 import { hourOfManifestKey, manifestsPrefix, rangeOfKey, TRANSACTIONS_TABLE, type HourKey } from './layout.js';
 import { parseManifest, sha256Hex, type HourManifest } from './manifest.js';
-import { snapshotsPrefix, type SnapshotManifest } from './snapshot-manifest.js';
+import { snapshotsPrefix, tableSnapshotsPrefix, type SnapshotManifest } from './snapshot-manifest.js';
 
 /** A part of an hour that is not closed yet: complete (written atomically) but not in a manifest. */
 export interface OpenPart {
@@ -29,6 +29,13 @@ export interface ArchiveIndex {
   snapshots: SnapshotManifest[];
   /** Each snapshot manifest with its object key and the sha256 of its bytes (archive MACs). */
   snapshotObjects: { key: string; sha256: string; manifest: SnapshotManifest }[];
+  /**
+   * Table-scoped bases (`chartlog resync`, table-snapshots/), in position order: each is the new
+   * base of the tables it lists from its position on (chooseTableBase in replay.ts).
+   * Optional so indexes built by hand (tests) need not name it.
+   */
+  tableSnapshots?: SnapshotManifest[];
+  tableSnapshotObjects?: { key: string; sha256: string; manifest: SnapshotManifest }[];
   hours: { hour: HourKey; key: string; sha256: string; manifest: HourManifest }[];
   openParts: OpenPart[];
   checkpoint: Checkpoint | null;
@@ -37,7 +44,7 @@ export interface ArchiveIndex {
 }
 
 export async function readArchiveIndex(store: ObjectStore, source: string): Promise<ArchiveIndex> {
-  const index: ArchiveIndex = { source, snapshots: [], snapshotObjects: [], hours: [], openParts: [], checkpoint: null, unreadable: [] };
+  const index: ArchiveIndex = { source, snapshots: [], snapshotObjects: [], tableSnapshots: [], tableSnapshotObjects: [], hours: [], openParts: [], checkpoint: null, unreadable: [] };
   // The checkpoint first, then parts, then manifests: everything the checkpoint covers was
   // stored before it, and an hour closed meanwhile is seen as its parts or its manifest (a
   // manifest is written before its parts are deleted), so a live archive never looks truncated.
@@ -61,6 +68,19 @@ export async function readArchiveIndex(store: ObjectStore, source: string): Prom
     }
   }
   index.snapshots.sort((a, b) => Position.compare(Position.parse(a.position), Position.parse(b.position)));
+  for await (const o of store.listAll(tableSnapshotsPrefix(source))) {
+    if (!o.key.endsWith('/manifest.json')) continue;
+    try {
+      const bytes = await store.get(o.key);
+      const manifest = JSON.parse(Buffer.from(bytes).toString('utf8')) as SnapshotManifest;
+      if (manifest.scope !== 'tables') throw new Error('not a table-scoped snapshot manifest (scope is not "tables")');
+      index.tableSnapshots!.push(manifest);
+      index.tableSnapshotObjects!.push({ key: o.key, sha256: sha256Hex(bytes), manifest });
+    } catch (err) {
+      index.unreadable.push({ key: o.key, reason: (err as Error).message });
+    }
+  }
+  index.tableSnapshots!.sort((a, b) => Position.compare(Position.parse(a.position), Position.parse(b.position)));
 
   for await (const o of store.listAll(manifestsPrefix(source))) {
     const hour = hourOfManifestKey(source, o.key);

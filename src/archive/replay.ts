@@ -77,13 +77,15 @@ export async function replayArchive(o: ReplayOptions): Promise<ReplayResult> {
   const cut = await cutPosition(reader, snapshotPos, o.to);
 
   for (const name of names) {
-    const entry = snapshot.tables[name];
-    const records = await reader.tableRecords(name, snapshotPos);
+    // A table re-snapshotted (`chartlog resync`) before the cut starts from that newer base.
+    const base = chooseTableBase(index, name, snapshot, cut);
+    const entry = base.tables[name];
+    const records = await reader.tableRecords(name, Position.parse(base.position));
     const fingerprint = entry?.fingerprint ?? records[0]?.fingerprint;
     if (!fingerprint) continue; // created after the moment asked for
     const state = new TableState((await o.schemas.resolve(BigInt(`0x${fingerprint}`))).version.table);
     const apply = new DecodeAhead(o.codec, o.open, state, o.beforeApply);
-    for await (const batch of reader.snapshotRecordBatches(snapshot, name)) await apply.push(batch);
+    for await (const batch of reader.snapshotRecordBatches(base, name)) await apply.push(batch);
     let within = 0;
     for (const r of records) {
       if (cut && Position.compare(Position.commitOf(r.position), cut) > 0) break; // position order: nothing later is within
@@ -183,6 +185,27 @@ export async function restoreCut(reader: ArchiveReader, after: Position, to: Res
     to.kind === 'position' ? { position: to.position } : to.kind === 'time' ? { us: to.us, ...(to.resolutionUs ? { resolutionUs: to.resolutionUs } : {}) } : {};
   const result = cutTransactions(await reader.transactions(after), bound);
   return { ...result, position: result.last?.position ?? after };
+}
+
+/**
+ * The base one table is restored from: the newest table-scoped snapshot (`chartlog resync`) of
+ * it that is newer than the source's base `snapshot` and at or before the cut (without a cut:
+ * the checkpoint, what is durable) — its image is the table at its position, so replaying the
+ * table's changes after that position up to the cut gives the table at the cut. Otherwise the
+ * source's base itself. Moments before a resync keep restoring from the earlier base.
+ */
+export function chooseTableBase(index: ArchiveIndex, table: string, snapshot: SnapshotManifest, cut: Position | null): SnapshotManifest {
+  const from = Position.parse(snapshot.position);
+  const upTo = cut ?? index.checkpoint?.position ?? null;
+  let chosen = snapshot;
+  for (const t of index.tableSnapshots ?? []) {
+    if (!t.tables[table]) continue;
+    const p = Position.parse(t.position);
+    if (Position.compare(p, from) <= 0) continue;
+    if (!upTo || Position.compare(p, upTo) > 0) continue;
+    if (Position.compare(p, Position.parse(chosen.position)) > 0) chosen = t;
+  }
+  return chosen;
 }
 
 /** The newest snapshot at or before the moment; a clear error when the moment is before all. */

@@ -25,8 +25,17 @@ export interface SnapshotManifest {
   position: string;
   commitTsUs: string;
   takenAt: string;
-  /** 'source' for a connector's consistent snapshot, 'synthesised' for one built from the archive. */
-  origin: 'source' | 'synthesised';
+  /**
+   * 'source' for a connector's consistent snapshot, 'synthesised' for one built from the archive,
+   * 'resync' for a table-scoped re-snapshot read from the source while the stream ran.
+   */
+  origin: 'source' | 'synthesised' | 'resync';
+  /**
+   * Absent: the whole source (every captured table). 'tables': a table-scoped base
+   * (`chartlog resync`), stored under table-snapshots/: a new base of the tables it lists only,
+   * from its position on; every other table keeps its base from `snapshots/`.
+   */
+  scope?: 'tables';
   tables: Record<string, SnapshotTable>;
 }
 
@@ -36,6 +45,19 @@ export function snapshotsPrefix(source: string): string {
 
 export function snapshotManifestKey(source: string, id: string): string {
   return `${snapshotsPrefix(source)}${id}/manifest.json`;
+}
+
+/**
+ * Table-scoped bases (`chartlog resync`) live under their own prefix, so a chartlog version
+ * that does not know them ignores them (and restores those tables from the older base plus the
+ * stream, as before) instead of taking one for a base of the whole source.
+ */
+export function tableSnapshotsPrefix(source: string): string {
+  return `${source}/table-snapshots/`;
+}
+
+export function tableSnapshotManifestKey(source: string, id: string): string {
+  return `${tableSnapshotsPrefix(source)}${id}/manifest.json`;
 }
 
 /** Snapshots are listed by their manifests; anything else under snapshots/ is an interrupted attempt. */

@@ -9,7 +9,7 @@ import type { AvroCodec, DecodedChange } from '../codec/avro-codec.js';
 import type { SnapshotManifest } from './snapshot-manifest.js';
 import { ArchiveReader, type StoredRecord } from './archive-reader.js';
 import { readArchiveIndex, tablesOf } from './archive-index.js';
-import { chooseSnapshot, restoreCut, type ReplayOptions, type RestoreCut } from './replay.js';
+import { chooseSnapshot, chooseTableBase, restoreCut, type ReplayOptions, type RestoreCut } from './replay.js';
 import { SpillKey } from './spill-file.js';
 import { keyOf, TableMerge, type BaseBatch } from './table-merge.js';
 import { sortByKey } from './key-sort.js';
@@ -85,18 +85,21 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
   const sealedOf = async (fingerprint: string): Promise<ReadonlySet<string>> => (await o.schemas.resolve(BigInt(`0x${fingerprint}`))).version.sealed;
   try {
     for (const name of names) {
-      const entry = snapshot.tables[name];
-      const expectedBytes = STORED_TO_DECODED * reader.storedBytes(name, snapshotPos);
+      // A table re-snapshotted (`chartlog resync`) before the cut starts from that newer base.
+      const tableBase = chooseTableBase(index, name, snapshot, cut);
+      const entry = tableBase.tables[name];
+      const basePos = Position.parse(tableBase.position);
+      const expectedBytes = STORED_TO_DECODED * reader.storedBytes(name, basePos);
       let merge = new TableMerge(name, { budgetBytes: o.memoryBudgetBytes, dir, key, expectedBytes });
       let c: Collapsed;
       try {
-        c = await collapse(reader.tableRecordBatches(name, snapshotPos), cut, merge, o);
+        c = await collapse(reader.tableRecordBatches(name, basePos), cut, merge, o);
       } catch (err) {
         if (!(err instanceof RecordsOutOfOrder)) throw err;
         // An object the merge cannot place in order (a reordered delivery): this table read whole.
         await merge.discard();
         merge = new TableMerge(name, { budgetBytes: o.memoryBudgetBytes, dir, key, expectedBytes });
-        c = await collapse(whole(reader, name, snapshotPos), cut, merge, o);
+        c = await collapse(whole(reader, name, basePos), cut, merge, o);
       }
       merges.push(merge);
       const within = c.within;
@@ -126,7 +129,7 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
       if (merges.reduce((n, m) => n + m.memoryBytes, 0) > o.memoryBudgetBytes) await merge.spillNow();
 
       let read = false;
-      const base = (): AsyncIterable<BaseBatch> => baseBatches(reader, snapshot, name, o.codec, o.open);
+      const base = (): AsyncIterable<BaseBatch> => baseBatches(reader, tableBase, name, o.codec, o.open);
       tables.set(name, {
         name,
         schema,

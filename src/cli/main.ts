@@ -6,6 +6,7 @@ import { registerKeysCommand } from './keys-command.js';
 import { registerPhiCommand } from './phi-command.js';
 import { registerReplicateCommand } from './replicate-command.js';
 import { registerRestoreCommand } from './restore-command.js';
+import { registerResyncCommand } from './resync-command.js';
 import { registerRunCommand } from './run-command.js';
 import { registerSnapshotCommand } from './snapshot-command.js';
 import { registerTimelineCommand } from './timeline-command.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerPhiCommand(program);
   registerReplicateCommand(program);
   registerRestoreCommand(program);
+  registerResyncCommand(program);
   registerRunCommand(program);
   registerSnapshotCommand(program);
   registerTimelineCommand(program);

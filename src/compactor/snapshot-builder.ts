@@ -6,7 +6,7 @@ import { Position } from '../core/position.js';
 import { withRetry } from '../core/retry.js';
 import { qualifiedName } from '../core/table-schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { snapshotManifestKey, snapshotsPrefix, type SnapshotManifest, type SnapshotTable } from '../archive/snapshot-manifest.js';
+import { snapshotManifestKey, snapshotsPrefix, tableSnapshotManifestKey, tableSnapshotsPrefix, type SnapshotManifest, type SnapshotTable } from '../archive/snapshot-manifest.js';
 import type { BusMessage } from '../codec/bus-message.js';
 import { recordBody } from '../codec/single-object.js';
 import { AvroContainerWriter } from '../archive/avro-container.js';
@@ -45,7 +45,16 @@ export class SnapshotPartsWriter {
     private readonly signal?: AbortSignal,
     /** Authenticates the manifest (archive MACs); absent only in tests of the format. */
     private readonly signer?: ArchiveSigner,
+    /**
+     * A table-scoped base (`chartlog resync`): written under table-snapshots/ with
+     * `scope: "tables"`, apart from the source's bases and from every object `chartlog run` writes.
+     */
+    private readonly tableScoped = false,
   ) {}
+
+  private get prefix(): string {
+    return this.tableScoped ? tableSnapshotsPrefix(this.source) : snapshotsPrefix(this.source);
+  }
 
   /** Records a table's current version, also for tables without rows. */
   noteTable(name: string, fingerprint: string): void {
@@ -104,9 +113,10 @@ export class SnapshotPartsWriter {
       commitTsUs: m.commitTsUs.toString(),
       takenAt: new Date().toISOString(),
       origin: m.origin,
+      ...(this.tableScoped ? { scope: 'tables' as const } : {}),
       tables: this.tables,
     };
-    const key = snapshotManifestKey(this.source, this.id);
+    const key = this.tableScoped ? tableSnapshotManifestKey(this.source, this.id) : snapshotManifestKey(this.source, this.id);
     const stored = this.signer ? await this.signer.sign(key, manifest) : manifest;
     const created = await withRetry(() => this.store.putIfAbsent(key, Buffer.from(`${JSON.stringify(stored, null, 2)}\n`), { retain: true }), { signal: this.signal });
     if (!created) return JSON.parse(Buffer.from(await this.store.get(key)).toString('utf8')) as SnapshotManifest;
@@ -116,7 +126,7 @@ export class SnapshotPartsWriter {
   private async writePart(p: OpenPart): Promise<void> {
     if (p.bodies.length === 0) return;
     const t = this.tables[p.table]!;
-    const key = `${snapshotsPrefix(this.source)}${this.id}/${p.table}/part-${String(t.parts.length).padStart(5, '0')}.avro`;
+    const key = `${this.prefix}${this.id}/${p.table}/part-${String(t.parts.length).padStart(5, '0')}.avro`;
     const w = new AvroContainerWriter(await this.schemas.schemaJson(this.source, p.fingerprint), {
       sync: createHash('sha256').update(key).digest().subarray(0, 16),
       metadata: { 'chartlog.table': p.table, 'chartlog.fingerprint': p.fingerprint, 'chartlog.snapshot': this.id },

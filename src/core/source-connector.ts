@@ -26,6 +26,13 @@ export interface SnapshotOptions {
   /** Rows per primary-key chunk (keyset pagination), bounding memory. */
   readonly chunkRows?: number;
   readonly signal?: AbortSignal;
+  /**
+   * A table re-snapshot taken while `chartlog run` streams the source (`chartlog resync`): the
+   * connector reads the same consistent image at a position of the stream, but creates, drops
+   * and moves none of the stream's server-side state (PostgreSQL: a temporary slot of its own,
+   * gone with its connection, instead of the stream's slot). Nothing is acknowledged.
+   */
+  readonly alongsideStream?: boolean;
 }
 
 /**

@@ -106,3 +106,32 @@ test('deleting the newest hour, stripping a MAC, an unsigned manifest after the 
   store.objects.delete(checkpointKey('clinic'));
   assert.deepEqual(await problems(store), [`truncated ${checkpointKey('clinic')}`]);
 });
+
+test('a table-scoped base (chartlog resync) is accepted with its MAC; planted or altered, it is refused', async () => {
+  const { SnapshotPartsWriter } = await import('../../../src/compactor/snapshot-builder.js');
+  const { tableSnapshotManifestKey } = await import('../../../src/archive/snapshot-manifest.js');
+  const { Position: P } = await import('../../../src/core/position.js');
+  const store = new MemoryObjectStore();
+  const signer = archiveSigner(store, keyring, 'clinic');
+  const last = await write(store, 1, 4, signer);
+  const id = `${P.format(last!)}-0a0b0c0d`;
+  const w = new SnapshotPartsWriter(store, 'clinic', id, envelopes, undefined, signer, true);
+  w.noteTable('public.patients', '00000000000000a1');
+  const m = await w.finish({ position: last!, commitTsUs: 1n, origin: 'resync' });
+  assert.equal(m.scope, 'tables');
+  const key = tableSnapshotManifestKey('clinic', id);
+  assert.ok(store.objects.has(key), 'written under table-snapshots/');
+  const index = await readArchiveIndex(store, 'clinic');
+  assert.equal(index.tableSnapshots?.length, 1);
+  assert.equal(index.snapshots.some((s) => s.id === id), false, 'not listed as a source-wide base');
+  assert.deepEqual(await problems(store), []);
+  // Altered (a row count changed, MAC kept): refused.
+  const altered = JSON.parse(Buffer.from(await store.get(key)).toString('utf8')) as Record<string, unknown>;
+  (altered.tables as Record<string, { rows: number }>)['public.patients']!.rows = 7;
+  await store.put(key, Buffer.from(JSON.stringify(altered)));
+  assert.deepEqual(await problems(store), [`mac ${key}`]);
+  // Planted without a MAC: refused too (no table base was ever adopted).
+  delete altered.mac;
+  await store.put(key, Buffer.from(JSON.stringify(altered)));
+  assert.deepEqual(await problems(store), [`mac ${key}`]);
+});

@@ -1,0 +1,17 @@
+/**
+ * How a connector asks for an online re-snapshot of tables it can no longer prove it streamed
+ * whole (a DDL that rewrote a table without row events, a catalog change it cannot decode):
+ * it calls the function it was given with the tables and a reason for the log, and keeps
+ * streaming. The pipeline answers by running `chartlog resync` for those tables in the
+ * background (src/pipeline/resync-queue.ts → resyncTables): a new base of each table at a
+ * position of the stream, so a restore after it is right again. Calling it never blocks and
+ * never throws; asking again for a table already queued or running is merged.
+ */
+export interface ResyncRequest {
+  /** "schema.table" names, as the connector's `tables()` gives them. */
+  readonly tables: readonly string[];
+  /** Why, for the operator's log (never a row value). */
+  readonly reason: string;
+}
+
+export type RequestResync = (request: ResyncRequest) => void;
