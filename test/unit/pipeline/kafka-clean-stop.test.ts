@@ -79,6 +79,11 @@ class FakeKafka {
       },
       listTopics: async () => [...this.log.keys()],
       fetchTopicOffsets: async (topic: string) => [{ partition: 0, offset: String(this.log.get(topic)?.length ?? 0), low: '0', high: String(this.log.get(topic)?.length ?? 0) }],
+      // Topics created or found are checked for durability (kafka-durability.ts): safe ones here.
+      fetchTopicMetadata: async ({ topics }: { topics: string[] }) => ({ topics: topics.map((name) => ({ name, partitions: [{ partitionId: 0, replicas: [1, 2, 3] }] })) }),
+      describeConfigs: async ({ resources }: { resources: { name: string }[] }) => ({
+        resources: resources.map((r) => ({ resourceName: r.name, configEntries: [{ configName: 'min.insync.replicas', configValue: '2' }] })),
+      }),
     };
   }
 
