@@ -25,13 +25,19 @@ import { createClinicTables, type Engine, mariadbEngine, PHI_CANARIES, prng, Run
  */
 const MILLION = Number(process.env.CHARTLOG_TEST_BIG_TXN_ROWS ?? 200_000);
 
+/** Each table's row text: every column, NULL spelled out (the clinic tables of run-harness). */
+const ROW_TEXT: Record<string, string> = {
+  patients: `CONCAT_WS('|', id, IFNULL(full_name, '<null>'), IFNULL(ssn, '<null>'), IFNULL(note, '<null>'), visits_count)`,
+  visits: `CONCAT_WS('|', id, IFNULL(patient_id, '<null>'), IFNULL(reason, '<null>'))`,
+};
+
 /** Row count and two order-independent digests of every row's text: equal digests, equal values. */
-async function digest(url: string, table: string): Promise<{ rows: string; crc: string; md5: string }> {
+async function digest(url: string, table: 'patients' | 'visits'): Promise<{ rows: string; crc: string; md5: string }> {
   const c = await mysql.createConnection({ uri: url });
   try {
     const [rows] = await c.query(
       `SELECT COUNT(*) AS n, COALESCE(SUM(CRC32(r)), 0) AS crc, COALESCE(BIT_XOR(CONV(LEFT(MD5(r), 15), 16, 10)), 0) AS md5
-         FROM (SELECT CONCAT_WS('|', id, IFNULL(full_name, '<null>'), IFNULL(ssn, '<null>'), IFNULL(note, '<null>'), visits_count) AS r FROM ${table}) t`,
+         FROM (SELECT ${ROW_TEXT[table]} AS r FROM ${table}) t`,
     );
     const r = (rows as Record<string, unknown>[])[0]!;
     return { rows: String(r.n), crc: String(r.crc), md5: String(r.md5) };
