@@ -235,7 +235,9 @@ for (const server of pgServers()) {
       const c = connector(['public.bare', 'public.missing'], { postgres: { slotName: `${db.name}_bare`, publicationName: 'bare_pub' } }, {}, 'bare');
       const err = await c.check().then(() => null, (e: unknown) => e);
       assert.ok(err instanceof ChartlogError);
-      assert.equal(err.code, 'source_setup');
+      // A missing identity is fixed in the configuration or the source: exit 2 (issue 14, item 3).
+      assert.equal(err.code, 'config');
+      assert.equal(err.exitCode, 2);
       assert.equal(err.retriable, false);
       assert.match(err.message, /public\.bare has no primary key/);
       assert.match(err.message, /public\.missing does not exist/);
@@ -243,7 +245,7 @@ for (const server of pgServers()) {
       const streaming = await (async () => {
         for await (const _ of c.stream({ from: null })) break;
       })().then(() => null, (e: unknown) => e);
-      assert.ok(streaming instanceof ChartlogError && streaming.code === 'source_setup');
+      assert.ok(streaming instanceof ChartlogError && streaming.code === 'config');
       const pub = await db.query(`SELECT count(*)::int AS n FROM pg_publication WHERE pubname = 'bare_pub'`);
       const slot = await db.query(`SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = $1`, [`${db.name}_bare`]);
       assert.equal(pub.rows[0].n, 0);
