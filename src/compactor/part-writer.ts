@@ -125,13 +125,21 @@ export class PartWriter {
     this.lastBatch = null;
 
     const objects: string[] = [];
-    // Parts are independent objects: write them concurrently, a few at a time.
+    // Table parts first, the transaction log after them: a transaction-log record that is stored
+    // always has its events stored (a kill -9 between the two leaves events with no log record,
+    // which every reader ignores, never a log record that vouches for events that are missing).
+    await this.writeConcurrently(runs.filter((r) => r.table !== TRANSACTIONS_TABLE), objects);
+    await this.writeConcurrently(runs.filter((r) => r.table === TRANSACTIONS_TABLE), objects);
+    return { ...result, objects: objects.sort() };
+  }
+
+  /** Parts are independent objects: written concurrently, a few at a time. */
+  private async writeConcurrently(runs: Run[], objects: string[]): Promise<void> {
     const queue = [...runs];
     const workers = Array.from({ length: Math.min(8, queue.length) }, async () => {
       for (let run = queue.shift(); run; run = queue.shift()) objects.push(await this.writeRun(run));
     });
     await Promise.all(workers);
-    return { ...result, objects: objects.sort() };
   }
 
   private async writeRun(run: Run): Promise<string> {

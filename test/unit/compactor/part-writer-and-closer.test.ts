@@ -44,6 +44,24 @@ test('a failed write is retried and the flush completes only when every part is 
   assert.equal(store.objects.size, 2);
 });
 
+test('the transaction log is stored only after every table part of its flush (a kill -9 between them never leaves a log record without its events)', async () => {
+  // Table parts are slow to store here, the transaction log fast: written concurrently, the log would land first.
+  const stored: string[] = [];
+  class SlowTables extends MemoryObjectStore {
+    override async putIfAbsent(key: string, body: Uint8Array): Promise<boolean> {
+      if (!key.includes(TRANSACTIONS_TABLE)) await new Promise((r) => setTimeout(r, 20));
+      const r = await super.putIfAbsent(key, body);
+      stored.push(key);
+      return r;
+    }
+  }
+  const w = new PartWriter(new SlowTables(), 'clinic', envelopes);
+  w.add(batch(1, T0 + 10n, [['public.patients', '00000000000000a1'], ['public.visits', '00000000000000a1']], null));
+  assert.ok(await w.flush());
+  assert.equal(stored.length, 3);
+  assert.ok(stored[2]!.includes(TRANSACTIONS_TABLE), `the log is last: ${stored.join(', ')}`);
+});
+
 test('closing an hour merges parts into deduplicated segments in position order and chains manifests', async () => {
   const store = new MemoryObjectStore();
   const w = new PartWriter(store, 'clinic', envelopes);
