@@ -6,28 +6,36 @@ import { UNCHANGED, type CellValue, type ColumnSchema, type Row, type TableSchem
 import { PG_SESSION_OPTIONS, createTableSql } from '../restore/targets/postgres-target.js';
 import { pgColumnType, pgText, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLiteral } from '../restore/targets/postgres-text.js';
 import { scrubMessage, type SourceEngine } from '../restore/targets/restore-target.js';
+import { BATCH_ROWS, batchChanges, keyImage, type ChangeBatch } from './change-batches.js';
 import { REPLICA_TABLE, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TargetInspection } from './replica-target.js';
 
 const POSITION_TABLE = `public.${quoteIdent(REPLICA_TABLE)}`;
+
+/** SQL text sent in one round trip at most; a larger transaction goes in several (still one transaction). */
+const ROUND_TRIP_CHARS = 8 * 1024 * 1024;
 
 /**
  * A PostgreSQL database as a replica (the ReplicaTarget contract in replica-target.ts). Values go
  * in PostgreSQL's text input form (postgres-text.ts, as restore writes them) as string literals,
  * typed by the column they meet. Each source transaction is one target transaction, sent in one
- * round trip, that first moves the position row (which also locks it: a second replicator on the
- * same target waits, then finds the position moved and stops), then applies the changes; a table
- * or column the target lacks (a new table in scope, an added column) is created inside that same
- * transaction.
+ * round trip (several past ROUND_TRIP_CHARS), that first moves the position row (which also locks
+ * it: a second replicator on the same target waits, then finds the position moved and stops),
+ * then applies the changes batched (change-batches.ts): one multi-row INSERT, one UPDATE joined to
+ * a VALUES list, or one DELETE … USING a VALUES list per run of same-kind changes of a table — a
+ * statement per row costed the server a parse and plan per row. A table or column the target
+ * lacks (a new table in scope, an added column) is created inside that same transaction.
  */
 export class PostgresReplicaTarget implements ReplicaTarget {
   readonly description: string;
   private client: pg.Client | null = null;
-  /** Columns of each target table, as far as known ("schema.table" → names). */
-  private readonly columns = new Map<string, Set<string>>();
+  /** Columns of each target table and their types, as far as known ("schema.table" → name → type). */
+  private readonly columns = new Map<string, Map<string, string>>();
 
+  /** `batchRows`: rows per batched statement (1: one statement per row, as before batching; benchmarks compare). */
   constructor(
     private readonly url: string,
     private readonly engine: SourceEngine,
+    private readonly batchRows = BATCH_ROWS,
   ) {
     this.description = maskUrl(url);
   }
@@ -138,16 +146,25 @@ export class PostgresReplicaTarget implements ReplicaTarget {
     // One round trip per transaction: the statements go as one simple query, and the checks that
     // must hold (the position row still at `from`, each update or delete meeting exactly one row)
     // are made by the server, which aborts the transaction when one fails.
-    const statements = [positionSql(source, tx.position, tx.commitTsUs, from), ...tx.changes.map((c) => changeSql(c, phi, this.engine))];
     const rows = tx.changes.filter((c) => c.op !== 't').length;
     const shapeKnown = tx.changes.every((c) => c.schema.columns.every((col) => this.columns.get(c.table)?.has(col.name)));
     try {
-      if (shapeKnown) await client.query(`BEGIN;\n${statements.join(';\n')};\nCOMMIT`);
-      else {
+      let sent = false;
+      if (!shapeKnown) {
         await client.query('BEGIN');
         for (const change of tx.changes) await this.ensureShape(client, change, phi);
-        await client.query(`${statements.join(';\n')};\nCOMMIT`);
+        sent = true;
       }
+      const statements = [positionSql(source, tx.position, tx.commitTsUs, from), ...batchChanges(tx.changes, this.batchRows).map((b) => batchSql(b, phi, this.engine, this.columns.get(b.table)))];
+      let text = sent ? '' : 'BEGIN';
+      for (const st of statements) {
+        if (text.length + st.length > ROUND_TRIP_CHARS && text !== '') {
+          await client.query(text);
+          text = '';
+        }
+        text += `${text ? ';\n' : ''}${st}`;
+      }
+      await client.query(`${text};\nCOMMIT`);
       return { rows };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
@@ -162,11 +179,11 @@ export class PostgresReplicaTarget implements ReplicaTarget {
   private async ensureShape(client: pg.Client, change: ReplicaChange, phi: PhiMode): Promise<void> {
     let known = this.columns.get(change.table);
     if (!known) {
-      const { rows } = await client.query<{ c: string }>(
-        'SELECT attname AS c FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped',
+      const { rows } = await client.query<{ c: string; t: string }>(
+        'SELECT attname AS c, format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped',
         [qualifiedIdent(change.schema.schema, change.schema.table)],
       );
-      if (rows.length > 0) known = new Set(rows.map((r) => r.c));
+      if (rows.length > 0) known = new Map(rows.map((r) => [r.c, r.t]));
     }
     if (!known) {
       const types: string[] = [];
@@ -177,13 +194,14 @@ export class PostgresReplicaTarget implements ReplicaTarget {
       if (table.primaryKey.length > 0) {
         await client.query(`ALTER TABLE ${qualifiedIdent(table.schema, table.table)} ADD PRIMARY KEY (${table.primaryKey.map(quoteIdent).join(', ')})`);
       }
-      known = new Set(change.schema.columns.map((c) => c.name));
+      known = new Map(change.schema.columns.map((c, i) => [c.name, types[i]!]));
     } else {
       for (const c of change.schema.columns) {
         if (known.has(c.name)) continue;
         // Added at the source: added here, nullable (rows before it hold NULL, as at the source).
-        await client.query(`ALTER TABLE ${qualifiedIdent(change.schema.schema, change.schema.table)} ADD COLUMN ${quoteIdent(c.name)} ${await this.columnType(client, c, change, phi)}`);
-        known.add(c.name);
+        const type = await this.columnType(client, c, change, phi);
+        await client.query(`ALTER TABLE ${qualifiedIdent(change.schema.schema, change.schema.table)} ADD COLUMN ${quoteIdent(c.name)} ${type}`);
+        known.set(c.name, type);
       }
     }
     this.columns.set(change.table, known);
@@ -225,16 +243,69 @@ export function positionSql(source: string, position: Position, commitTsUs: bigi
   return `WITH p AS (UPDATE ${POSITION_TABLE} SET position = ${sqlLiteral(Position.format(position))}, commit_ts_us = ${commitTsUs.toString()}, transactions = transactions + 1, updated_at = now() WHERE source = ${sqlLiteral(source)} AND position = ${sqlLiteral(Position.format(from))} AND state = 'following' RETURNING 1) ${expectOne('p', 'chartlog-replica-position-moved')}`;
 }
 
-/** One change as SQL with literal values (pure); updates and deletes fail unless they meet exactly one row. */
-export function changeSql(ch: ReplicaChange, phi: PhiMode, engine: SourceEngine): string {
-  const ident = qualifiedIdent(ch.schema.schema, ch.schema.table);
-  const cols = ch.schema.columns;
+/**
+ * One batch as one statement with literal values (pure). `types` are the target columns' types
+ * (format_type), which type the VALUES list that updates and deletes join (its first row is cast;
+ * the others follow it). Updates and deletes fail unless every row of the batch meets exactly one
+ * row of the target (the batch's keys are distinct: change-batches.ts).
+ */
+export function batchSql(b: ChangeBatch, phi: PhiMode, engine: SourceEngine, types: ReadonlyMap<string, string> | undefined): string {
+  if (b.kind === 'single' || b.changes.length === 1) return changeSql(b.changes[0]!, phi, engine);
+  const first = b.changes[0]!;
+  refusePhiKey(first, phi);
+  const ident = qualifiedIdent(first.schema.schema, first.schema.table);
+  const byName = new Map(first.schema.columns.map((c) => [c.name, c]));
+  const lit = (ch: ReplicaChange, row: Row, name: string) => sqlLiteral(replicaValue(row[name], byName.get(name)!, ch.phiColumns, phi, engine));
+  const typeOf = (name: string) => {
+    const t = types?.get(name);
+    if (!t) throw new ChartlogError('internal', `${b.table}: the type of column ${name} in the replica is not known`);
+    return t;
+  };
+  /** A VALUES list whose first row's values are cast to the target columns' types. */
+  const values = (names: readonly string[], rowsOf: (ch: ReplicaChange) => string[]) =>
+    `VALUES ${b.changes.map((ch, i) => `(${rowsOf(ch).map((v, j) => (i === 0 ? `${v}::${typeOf(names[j]!)}` : v)).join(', ')})`).join(', ')}`;
+  const diverged = `chartlog-replica-diverged ${b.table} ${Position.format(first.position)}`;
+  const expectAll = (cte: string) => `SELECT (CASE WHEN count(*) = ${b.changes.length} THEN '1' ELSE ${sqlLiteral(diverged)} END)::int FROM ${cte}`;
+  switch (b.kind) {
+    case 'insert':
+      return `INSERT INTO ${ident} (${b.columns.map(quoteIdent).join(', ')}) VALUES ${b.changes.map((ch) => `(${b.columns.map((c) => lit(ch, ch.after!, c)).join(', ')})`).join(', ')}`;
+    case 'delete': {
+      const v = values(b.key, (ch) => {
+        const image = keyImage(ch, b.key);
+        return b.key.map((k) => lit(ch, image, k));
+      });
+      const match = b.key.map((k, i) => `t.${quoteIdent(k)} = v.k${i}`).join(' AND ');
+      return `WITH v (${b.key.map((_, i) => `k${i}`).join(', ')}) AS (${v}), d AS (DELETE FROM ${ident} t USING v WHERE ${match} RETURNING 1) ${expectAll('d')}`;
+    }
+    case 'update': {
+      if (b.columns.length === 0) return `SELECT 1`;
+      const names = [...b.key, ...b.columns];
+      const v = values(names, (ch) => {
+        const image = keyImage(ch, b.key);
+        return [...b.key.map((k) => lit(ch, image, k)), ...b.columns.map((c) => lit(ch, ch.after!, c))];
+      });
+      const aliases = [...b.key.map((_, i) => `k${i}`), ...b.columns.map((_, i) => `c${i}`)];
+      const match = b.key.map((k, i) => `t.${quoteIdent(k)} = v.k${i}`).join(' AND ');
+      const set = b.columns.map((c, i) => `${quoteIdent(c)} = v.c${i}`).join(', ');
+      return `WITH v (${aliases.join(', ')}) AS (${v}), u AS (UPDATE ${ident} t SET ${set} FROM v WHERE ${match} RETURNING 1) ${expectAll('u')}`;
+    }
+  }
+}
+
+function refusePhiKey(ch: ReplicaChange, phi: PhiMode): void {
   const key = hasRowKey(ch.schema) ? identityColumns(ch.schema) : [];
   if (phi !== 'open' && key.some((k) => ch.phiColumns.has(k))) {
     throw new ChartlogError('phi_policy', `${ch.table}: a primary-key column is PHI, so with --phi ${phi} its rows cannot be found again in the replica`, {
       hint: `replicate it with --phi open, or leave it out with --tables`,
     });
   }
+}
+
+/** One change as SQL with literal values (pure); updates and deletes fail unless they meet exactly one row. */
+export function changeSql(ch: ReplicaChange, phi: PhiMode, engine: SourceEngine): string {
+  const ident = qualifiedIdent(ch.schema.schema, ch.schema.table);
+  const cols = ch.schema.columns;
+  refusePhiKey(ch, phi);
   const literal = (row: Row, c: ColumnSchema) => sqlLiteral(replicaValue(row[c.name], c, ch.phiColumns, phi, engine));
   const present = (row: Row) => cols.filter((c) => row[c.name] !== undefined && row[c.name] !== UNCHANGED);
   const diverged = `chartlog-replica-diverged ${ch.table} ${Position.format(ch.position)}`;

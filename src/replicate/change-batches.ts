@@ -1,0 +1,103 @@
+import { ChartlogError } from '../core/errors.js';
+import { Position } from '../core/position.js';
+import { UNCHANGED, hasRowKey, identityColumns, type CellValue, type Row } from '../core/table-schema.js';
+import type { ReplicaChange } from './replica-target.js';
+
+/**
+ * A run of consecutive changes of one source transaction that a target applies as ONE statement:
+ * - `insert`: inserts (c, r) of one table with the same columns;
+ * - `update`: updates of one keyed table setting the same columns, each found by its key;
+ * - `delete`: deletes of one keyed table, each found by its key;
+ * - `single`: one change applied alone (TRUNCATE, a dropped table, an update or delete of a table
+ *   without a key, found by its whole before-image).
+ * Applying the batches in order equals applying the changes one by one: a batch never holds two
+ * changes of the same row (a change whose old or new key an earlier change of the batch touched
+ * starts a new batch), so the order inside a statement cannot matter.
+ */
+export type ChangeBatch =
+  | { kind: 'insert'; table: string; columns: readonly string[]; changes: readonly ReplicaChange[] }
+  | { kind: 'update'; table: string; key: readonly string[]; columns: readonly string[]; changes: readonly ReplicaChange[] }
+  | { kind: 'delete'; table: string; key: readonly string[]; changes: readonly ReplicaChange[] }
+  | { kind: 'single'; table: string; changes: readonly [ReplicaChange] };
+
+/** Rows per batch at most: keeps one statement's text and plan small. */
+export const BATCH_ROWS = 1000;
+
+/** A table version's shape as text, cached per schema object: a batch never spans two versions. */
+const shapes = new WeakMap<object, string>();
+function shapeOf(schema: ReplicaChange['schema']): string {
+  let s = shapes.get(schema);
+  if (s === undefined) {
+    s = JSON.stringify(schema.columns.map((c) => [c.name, c.type]));
+    shapes.set(schema, s);
+  }
+  return s;
+}
+
+const present = (row: Row, names: readonly string[]) => names.filter((c) => row[c] !== undefined && row[c] !== UNCHANGED);
+const usable = (row: Row | null, c: string) => row !== null && row[c] !== undefined && row[c] !== UNCHANGED;
+
+/**
+ * The key image that finds a changed row (pure): the before-image when it carries the whole key
+ * (an update of the key does), else the after-image. Throws when neither does.
+ */
+export function keyImage(ch: ReplicaChange, key: readonly string[]): Row {
+  const image = key.every((k) => usable(ch.before, k)) ? ch.before! : ch.after;
+  if (!image || !key.every((k) => usable(image, k))) throw new ChartlogError('integrity', `${ch.table}: a change at ${Position.format(ch.position)} carries no key`, { hint: 'run `chartlog verify`' });
+  return image;
+}
+
+/** A key's values as one string, to compare keys (pure; not SQL). */
+function keyText(row: Row, key: readonly string[]): string {
+  return key.map((k) => cellText(row[k])).join('\u0000');
+}
+
+function cellText(v: CellValue | undefined): string {
+  if (v === undefined || v === null || v === UNCHANGED) return '\u0001';
+  if (v instanceof Uint8Array) return `b${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}`;
+  if (Array.isArray(v)) return `[${(v as CellValue[]).map(cellText).join(',')}]`;
+  return `${typeof v}:${String(v)}`;
+}
+
+/** The changes of one transaction cut into batches, in order (pure). */
+export function batchChanges(changes: readonly ReplicaChange[], maxRows = BATCH_ROWS): ChangeBatch[] {
+  const out: ChangeBatch[] = [];
+  let open: { batch: ChangeBatch & { changes: ReplicaChange[] }; signature: string; touched: Set<string> } | null = null;
+  for (const ch of changes) {
+    const keyed = hasRowKey(ch.schema);
+    const key = keyed ? identityColumns(ch.schema) : [];
+    const names = ch.schema.columns.map((c) => c.name);
+    let kind: ChangeBatch['kind'];
+    let columns: readonly string[] = [];
+    let keys: string[] = [];
+    if (ch.op === 'c' || ch.op === 'r') {
+      kind = 'insert';
+      columns = present(ch.after!, names);
+      if (keyed) keys = [keyText(ch.after!, key)];
+    } else if ((ch.op === 'u' || ch.op === 'd') && keyed) {
+      kind = ch.op === 'u' ? 'update' : 'delete';
+      const old = keyText(keyImage(ch, key), key);
+      keys = [old];
+      if (ch.op === 'u') {
+        columns = present(ch.after!, names);
+        const fresh = key.every((k) => usable(ch.after, k)) ? keyText(ch.after!, key) : old;
+        if (fresh !== old) keys.push(fresh);
+      }
+    } else kind = 'single';
+    const signature = `${kind}\u0000${ch.table}\u0000${key.join('\u0001')}\u0000${columns.join('\u0001')}\u0000${shapeOf(ch.schema)}\u0000${[...ch.phiColumns].join('\u0001')}`;
+    const fits = open !== null && kind !== 'single' && open.signature === signature && open.batch.changes.length < maxRows && keys.every((k) => !open!.touched.has(k));
+    if (fits) {
+      open!.batch.changes.push(ch);
+      for (const k of keys) open!.touched.add(k);
+      continue;
+    }
+    const batch =
+      kind === 'insert' ? { kind, table: ch.table, columns, changes: [ch] }
+      : kind === 'update' ? { kind, table: ch.table, key, columns, changes: [ch] }
+      : kind === 'delete' ? { kind, table: ch.table, key, changes: [ch] }
+      : { kind, table: ch.table, changes: [ch] as [ReplicaChange] };
+    out.push(batch);
+    open = kind === 'single' ? null : { batch: batch as ChangeBatch & { changes: ReplicaChange[] }, signature, touched: new Set(keys) };
+  }
+  return out;
+}

@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Position } from '../../../src/core/position.js';
+import { UNCHANGED, type TableSchema } from '../../../src/core/table-schema.js';
+import { batchChanges } from '../../../src/replicate/change-batches.js';
+import { batchSql } from '../../../src/replicate/postgres-replica-target.js';
+import type { ReplicaChange } from '../../../src/replicate/replica-target.js';
+
+/** How a transaction's changes are cut into one-statement batches, and the SQL of a batch. */
+
+const keyed: TableSchema = {
+  schema: 'public',
+  table: 'accounts',
+  primaryKey: ['id'],
+  columns: [
+    { name: 'id', sourceType: 'bigint', type: { kind: 'int', bits: 64 }, nullable: false },
+    { name: 'bal', sourceType: 'numeric', type: { kind: 'decimal' }, nullable: true },
+    { name: 'note', sourceType: 'text', type: { kind: 'text' }, nullable: true },
+  ],
+};
+const keyless: TableSchema = { ...keyed, table: 'history', primaryKey: [] };
+let seq = 0;
+const ch = (op: ReplicaChange['op'], before: ReplicaChange['before'], after: ReplicaChange['after'], schema = keyed): ReplicaChange => ({
+  op,
+  table: `public.${schema.table}`,
+  schema,
+  before,
+  after,
+  position: Position.of('0100', seq++),
+  phiColumns: new Set(['note']),
+});
+const kinds = (changes: ReplicaChange[]) => batchChanges(changes).map((b) => `${b.kind}:${b.changes.length}`);
+
+test('runs of same-kind changes of a table become one batch each, in order', () => {
+  const changes = [
+    ...[1n, 2n, 3n].map((id) => ch('c', null, { id, bal: '1.5', note: 'n' })),
+    ...[1n, 2n].map((id) => ch('u', null, { id, bal: '2', note: 'n' })),
+    ch('c', null, { id: 9n, bal: '1', note: null }, keyless),
+    ...[1n, 2n, 3n].map((id) => ch('d', { id }, null)),
+    ch('t', null, null),
+  ];
+  assert.deepEqual(kinds(changes), ['insert:3', 'update:2', 'insert:1', 'delete:3', 'single:1']);
+});
+
+test('a batch never holds two changes of one row: a repeated or moved key starts a new batch', () => {
+  assert.deepEqual(kinds([ch('u', null, { id: 1n, bal: '1', note: 'a' }), ch('u', null, { id: 2n, bal: '1', note: 'a' }), ch('u', null, { id: 1n, bal: '2', note: 'a' })]), ['update:2', 'update:1']);
+  // 1 → 5, then 5 → 6: the second finds the row the first moved.
+  assert.deepEqual(kinds([ch('u', { id: 1n }, { id: 5n, bal: '1', note: 'a' }), ch('u', { id: 5n }, { id: 6n, bal: '1', note: 'a' })]), ['update:1', 'update:1']);
+  // Different columns set (an unchanged TOAST value) or another table: new batch.
+  assert.deepEqual(kinds([ch('u', null, { id: 1n, bal: '1', note: 'a' }), ch('u', null, { id: 2n, bal: '1', note: UNCHANGED })]), ['update:1', 'update:1']);
+  // A keyless table's updates and deletes go one by one (found by the whole before-image).
+  const row = { id: 1n, bal: '1', note: 'a' };
+  assert.deepEqual(kinds([ch('d', row, null, keyless), ch('d', row, null, keyless)]), ['single:1', 'single:1']);
+  assert.deepEqual(batchChanges(Array.from({ length: 2500 }, (_, i) => ch('c', null, { id: BigInt(i), bal: '0', note: null }))).map((b) => b.changes.length), [1000, 1000, 500]);
+});
+
+test('batch SQL: multi-row INSERT, UPDATE and DELETE joined to a typed VALUES list, checked to meet every row', () => {
+  const types = new Map([['id', 'bigint'], ['bal', 'numeric'], ['note', 'text']]);
+  const [ins] = batchChanges([1n, 2n].map((id) => ch('c', null, { id, bal: '1.50', note: "it's" })));
+  assert.equal(batchSql(ins!, 'open', 'postgres', types), `INSERT INTO "public"."accounts" ("id", "bal", "note") VALUES ('1', '1.50', 'it''s'), ('2', '1.50', 'it''s')`);
+  assert.match(batchSql(ins!, 'omit', 'postgres', types), /VALUES \('1', '1\.50', NULL\), \('2', '1\.50', NULL\)$/);
+  const [upd] = batchChanges([ch('u', { id: 1n }, { id: 3n, bal: '2', note: 'x' }), ch('u', null, { id: 2n, bal: '4', note: 'y' })]);
+  assert.equal(
+    batchSql(upd!, 'open', 'postgres', types),
+    `WITH v (k0, c0, c1, c2) AS (VALUES ('1'::bigint, '3'::bigint, '2'::numeric, 'x'::text), ('2', '2', '4', 'y')), u AS (UPDATE "public"."accounts" t SET "id" = v.c0, "bal" = v.c1, "note" = v.c2 FROM v WHERE t."id" = v.k0 RETURNING 1) SELECT (CASE WHEN count(*) = 2 THEN '1' ELSE 'chartlog-replica-diverged public.accounts ${Position.format(upd!.changes[0]!.position)}' END)::int FROM u`,
+  );
+  const [del] = batchChanges([ch('d', { id: 1n }, null), ch('d', { id: 2n }, null)]);
+  assert.match(batchSql(del!, 'open', 'postgres', types), /^WITH v \(k0\) AS \(VALUES \('1'::bigint\), \('2'\)\), d AS \(DELETE FROM "public"."accounts" t USING v WHERE t."id" = v.k0 RETURNING 1\) SELECT \(CASE WHEN count\(\*\) = 2 /);
+});
