@@ -1,9 +1,12 @@
 import type { Command } from 'commander';
 import { usageError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
+import { maskUrl } from '../core/mask-url.js';
+import { MysqlTarget } from '../restore/targets/mysql-target.js';
 import { PostgresTarget } from '../restore/targets/postgres-target.js';
+import { MysqlReplicaTarget } from '../replicate/mysql-replica-target.js';
 import { PostgresReplicaTarget } from '../replicate/postgres-replica-target.js';
-import { PHI_MODES, type PhiMode } from '../replicate/replica-target.js';
+import { PHI_MODES, type PhiMode, type ReplicaTarget } from '../replicate/replica-target.js';
 import { replicate } from '../replicate/replicator.js';
 import { openContext, withConfigOptions } from './command-context.js';
 import { targetUrl } from './target-url.js';
@@ -29,7 +32,7 @@ interface ReplicateCliOptions {
 export function registerReplicateCommand(program: Command): void {
   withConfigOptions(program.command('replicate').description('keep a live database equal to a source, one source transaction at a time, until stopped'), false)
     .option('-s, --source <name>', 'the source to replicate (needed when the configuration has several)')
-    .requiredOption('--target <url>', 'an empty database, or one this command already replicates into: postgres://… (its password from CHARTLOG_TARGET_PASSWORD or --target-password-file)')
+    .requiredOption('--target <url>', 'an empty database, or one this command already replicates into: postgres://… or mysql://…/database (its password from CHARTLOG_TARGET_PASSWORD or --target-password-file)')
     .option('--target-password-file <path>', "a file holding the target's password (mode 0600), instead of CHARTLOG_TARGET_PASSWORD")
     .option('--tables <list>', 'only these tables, comma-separated schema.table names (default: all)')
     .requiredOption('--phi <mode>', `what the replica holds of PHI columns: ${PHI_MODES.join(' | ')} (open: opened with the keyring and audited; sealed: the sealed bytes; omit: NULL)`)
@@ -50,10 +53,10 @@ export function registerReplicateCommand(program: Command): void {
         const warnLagSeconds = seconds('--warn-lag', opts.warnLag, 1, 10_000_000);
         const tables = opts.tables === undefined ? undefined : parseTables(opts.tables);
         const url = targetUrl(opts.target, { file: opts.targetPasswordFile, env: process.env.CHARTLOG_TARGET_PASSWORD });
-        if (/^(mysql|mariadb):\/\//.test(url)) throw usageError('--target: MySQL/MariaDB replicas are not built yet', 'replicate into PostgreSQL (postgres://…); restore into MySQL works');
-        if (!/^postgres(ql)?:\/\//.test(url)) throw usageError('--target: expected a postgres://… URL');
+        const mysqlTarget = /^(mysql|mariadb):\/\//.test(url);
+        if (!mysqlTarget && !/^postgres(ql)?:\/\//.test(url)) throw usageError(`--target ${maskUrl(url)}: expected a postgres://… or mysql://…/database URL`);
         const engine = source.type === 'mysql' ? 'mysql' : 'postgres';
-        const target = new PostgresReplicaTarget(url, engine);
+        const target: ReplicaTarget = mysqlTarget ? new MysqlReplicaTarget(url, engine) : new PostgresReplicaTarget(url, engine);
         const stop = new AbortController();
         const onSignal = (signal: NodeJS.Signals) => {
           logger().info({ signal }, 'stopping the replica after the transaction being applied');
@@ -67,7 +70,7 @@ export function registerReplicateCommand(program: Command): void {
             source,
             store: ctx.store,
             target,
-            loadTarget: () => new PostgresTarget(url),
+            loadTarget: () => (mysqlTarget ? new MysqlTarget(url) : new PostgresTarget(url)),
             ...(tables ? { tables } : {}),
             phi: opts.phi as PhiMode,
             signal: stop.signal,

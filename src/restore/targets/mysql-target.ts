@@ -147,7 +147,7 @@ export class MysqlTarget implements RestoreTarget {
 }
 
 /** Fails on any warning of the last statement but "Data truncated" on a column given the ENUM error value ''. */
-async function checkWarnings(conn: mysql.Connection, table: string, emptyEnums: ReadonlySet<string>): Promise<void> {
+export async function checkWarnings(conn: mysql.Connection, table: string, emptyEnums: ReadonlySet<string>): Promise<void> {
   const [rows] = await conn.query('SHOW WARNINGS');
   for (const w of rows as { Level: string; Code: number; Message: string }[]) {
     const column = /column [`'"]?([^`'"]+)[`'"]?/.exec(w.Message)?.[1];
