@@ -210,10 +210,10 @@ export class CheckpointAcknowledger {
   start(): void {
     const tick = () => {
       this.polling = this.poll().finally(() => {
-        if (this.timer) this.timer = setTimeout(tick, this.pollMs);
+        if (this.timer) this.timer = setTimeout(tick, this.pollMs).unref();
       });
     };
-    this.timer = setTimeout(tick, this.pollMs);
+    this.timer = setTimeout(tick, this.pollMs).unref();
   }
 
   async stop(): Promise<void> {
@@ -249,6 +249,7 @@ export class CheckpointAcknowledger {
     if (sent && Position.compare(sent, upTo) < 0) upTo = sent;
     if (this.acked && Position.compare(upTo, this.acked) <= 0) return;
     this.acked = upTo;
-    await this.deps.connector.acknowledge(upTo);
+    // A failed acknowledgement is told again with the next one (acknowledge is cumulative).
+    await this.deps.connector.acknowledge(upTo).catch((err: unknown) => logger().warn({ err: toChartlogError(err), source: this.deps.source.name }, 'acknowledging the source failed; retried with the next checkpoint'));
   }
 }
