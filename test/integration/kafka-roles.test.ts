@@ -164,6 +164,12 @@ test('run --role capture + two --role compact processes (one killed -9 mid-run):
     const bad = await runChartlog(['run', '--config', configFile, '--role', 'compactor']);
     assert.equal(bad.code, 2, bad.stderr);
     assert.match(bad.stderr, /--role "compactor" is not a role/);
+    const embeddedConfig = join(work, 'embedded.yaml');
+    writeFileSync(embeddedConfig, readFileSync(configFile, 'utf8').replace(/^bus: .*$/m, 'bus: { type: embedded }'));
+    const badBus = await runChartlog(['run', '--config', embeddedConfig, '--role', 'capture']);
+    assert.equal(badBus.code, 2, badBus.stderr);
+    assert.match(badBus.stderr, /--role capture needs the Kafka bus/);
+    assert.equal(await slotConfirmed(engine, slot), null, 'the refused run created no slot');
     const badSlot = await runChartlog(['run', '--config', configFile, '--role', 'compact', '--take-over-slot']);
     assert.equal(badSlot.code, 2, badSlot.stderr);
     assert.match(badSlot.stderr, /--take-over-slot with --role compact/);

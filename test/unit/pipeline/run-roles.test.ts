@@ -7,6 +7,8 @@ import { writeCheckpoint } from '../../../src/archive/checkpoint.js';
 import { CheckpointAcknowledger } from '../../../src/pipeline/kafka-pipeline.js';
 import type { SourceConnector } from '../../../src/core/source-connector.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
+import { Lease } from '../../../src/archive/lease.js';
+import { compactorLeaseKey } from '../../../src/archive/layout.js';
 
 const usage = (flag: RegExp) => (err: unknown) => err instanceof ChartlogError && err.exitCode === 2 && flag.test(err.message);
 
@@ -55,4 +57,24 @@ test('--role capture acknowledges the source by the checkpoint only: nothing bef
   await acker.stop();
   assert.deepEqual(acks, [Position.format(p(20)), Position.format(p(30))]);
   assert.equal(Position.format(acker.acknowledged!), Position.format(p(30)));
+});
+
+test('the compactor lease is its own object: held beside the writer lease, and a second compact process waits on it', async () => {
+  const store = new MemoryObjectStore();
+  const writer = new Lease({ store, source: 'clinic', ttlMs: 60_000 });
+  const compactA = new Lease({ store, source: 'clinic', ttlMs: 60_000, key: compactorLeaseKey('clinic') });
+  const compactB = new Lease({ store, source: 'clinic', ttlMs: 60_000, key: compactorLeaseKey('clinic') });
+  try {
+    assert.deepEqual(await writer.tryAcquire(), { acquired: true });
+    assert.deepEqual(await compactA.tryAcquire(), { acquired: true });
+    assert.ok(await store.getVersioned('clinic/state/compactor-lease.json'), 'the compactor lease is stored under its own key');
+    const second = await compactB.tryAcquire();
+    assert.equal(second.acquired, false, 'a second compact process does not get the lease while the first holds it');
+    await compactA.release();
+    assert.deepEqual(await compactB.tryAcquire(), { acquired: true });
+  } finally {
+    await writer.release();
+    await compactA.release();
+    await compactB.release();
+  }
 });
