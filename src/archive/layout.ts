@@ -83,6 +83,15 @@ export function leaseKey(source: string): string {
   return `${source}/state/lease.json`;
 }
 
+/**
+ * The compactor lease (`chartlog run --role compact`): which compact process stores this source's
+ * Kafka topics into the archive — parts, hours, the checkpoint. Same record as the writer lease;
+ * the capture process holds `leaseKey` beside it (docs/architecture.md §1, "Roles").
+ */
+export function compactorLeaseKey(source: string): string {
+  return `${source}/state/compactor-lease.json`;
+}
+
 /** The archive's identity, written once when the archive is created (archive-identity.ts). */
 export function archiveIdentityKey(source: string): string {
   return `${source}/state/archive.json`;

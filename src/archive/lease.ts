@@ -76,6 +76,8 @@ export interface LeaseOptions {
   now?: () => number;
   /** While waiting, who holds the lease is logged this often (default 5 s). */
   logEveryMs?: number;
+  /** The lease object (default `leaseKey(source)`; `compactorLeaseKey` for `--role compact`). */
+  key?: string;
 }
 
 type State = 'idle' | 'held' | 'released' | 'lost';
@@ -125,7 +127,7 @@ export class Lease implements WriterFence {
 
   constructor(private readonly o: LeaseOptions) {
     if (!Number.isFinite(o.ttlMs) || o.ttlMs < 100) throw new ChartlogError('config', `lease TTL ${o.ttlMs} ms is too short`);
-    this.key = leaseKey(o.source);
+    this.key = o.key ?? leaseKey(o.source);
     this.owner = o.owner ?? randomUUID();
     this.host = o.host ?? hostname();
     this.pid = o.pid ?? process.pid;

@@ -7,6 +7,8 @@ import { Position } from '../core/position.js';
 import { prepareSource, type SourcePipelineDeps } from './prepare-source.js';
 import { PublishAhead } from './publish-ahead.js';
 import { runStreamLoop } from './stream-loop.js';
+import { readCheckpoint } from '../archive/checkpoint.js';
+import { sleep } from '../core/retry.js';
 
 export interface KafkaPipelineOptions {
   /** Run this source's compactor in this process too (default true; `false` for producer-only hosts). */
@@ -18,6 +20,16 @@ export interface KafkaPipelineOptions {
   drainTimeoutMs?: number;
   /** An existing client for both the producer and the compactor (tests); otherwise made from the configuration. */
   kafka?: Kafka;
+  /**
+   * What acknowledges the source (docs/operations.md, "Roles"): `kafka` (default, `--role all`)
+   * — Kafka has every message up to the position (acks = all) and this process's own compactor
+   * stores it; `checkpoint` (`--role capture`) — the compactor, another process, has stored
+   * every transaction up to it: the checkpoint in the object store is polled and the source
+   * acknowledged up to min(checkpoint, what Kafka acknowledged).
+   */
+  acknowledge?: 'kafka' | 'checkpoint';
+  /** How often `acknowledge: 'checkpoint'` reads the checkpoint (default 1 s). */
+  checkpointPollMs?: number;
 }
 
 const DRAIN_TIMEOUT_MS = 30_000;
@@ -76,15 +88,19 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
     );
   }
 
+  const ackByCheckpoint = (options.acknowledge ?? 'kafka') === 'checkpoint';
   const bus = new KafkaBus({
     settings,
     source: source.name,
     schemas: envelopes,
     maxQueuedBatches: config.bus.maxBufferedBatches,
     maxQueuedBytes: config.bus.maxBufferedBytes,
-    onDurable: (p) => connector.acknowledge(p),
+    onDurable: (p) => (ackByCheckpoint ? undefined : connector.acknowledge(p)),
     ...(options.kafka ? { kafka: options.kafka } : {}),
   });
+  // --role capture: the compactor runs elsewhere; its checkpoint says what is stored.
+  const acker = ackByCheckpoint ? new CheckpointAcknowledger(deps, () => bus.durablePosition, options.checkpointPollMs ?? CHECKPOINT_POLL_MS) : null;
+  acker?.start();
 
   let start = checkpoint?.position ?? null;
   let connected = false;
@@ -127,6 +143,19 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
   // Kafka holds every transaction up to `target`; the compactor's partitions are consumed
   // independently (the transactions partition often last), so let it catch up before it stops.
   const target = bus.durablePosition ?? start;
+  if (acker && target) {
+    const waitFrom = Date.now();
+    const drained = await acker.until(target, options.drainTimeoutMs ?? DRAIN_TIMEOUT_MS);
+    if (drained) log.info({ upTo: Position.format(target), waitedMs: Date.now() - waitFrom }, 'the compactor stored everything this process sent to Kafka');
+    else {
+      const acked = acker.acknowledged;
+      log.warn(
+        { upTo: Position.format(target), acknowledged: acked ? Position.format(acked) : null },
+        'stopping before the compactor stored everything this process sent to Kafka; the source is acknowledged only up to the checkpoint, the rest is read again (and deduplicated) or stored from Kafka',
+      );
+    }
+  }
+  await acker?.stop();
   if (compactor && target) {
     const waitFrom = Date.now();
     const drained = await compactor.caughtUp(target, options.drainTimeoutMs ?? DRAIN_TIMEOUT_MS);
@@ -145,6 +174,82 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
   await connector.close();
   const err = failure ?? compactorError ?? closeError ?? unpublished;
   if (err) throw err;
+  if (acker) {
+    const acked = acker.acknowledged;
+    log.info({ upTo: acked ? Position.format(acked) : null }, 'stopped; the source is acknowledged up to the compactor\'s checkpoint');
+    return;
+  }
   const durable = bus.durablePosition;
   log.info({ upTo: durable ? Position.format(durable) : null }, 'stopped; everything Kafka acknowledged is acknowledged to the source');
+}
+
+const CHECKPOINT_POLL_MS = 1000;
+
+/**
+ * `--role capture`: acknowledges the source up to what the compactor (another process) made
+ * durable, read from its checkpoint in the object store — never beyond what Kafka acknowledged
+ * to this process, and never backwards. The checkpoint names a transaction only once it and all
+ * before it are in durable parts (kafka-compactor.ts), so an acknowledged position is in the
+ * store, not only in Kafka.
+ */
+export class CheckpointAcknowledger {
+  private timer: NodeJS.Timeout | null = null;
+  private acked: Position | null = null;
+  private polling: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly deps: Pick<SourcePipelineDeps, 'connector' | 'store' | 'source'>,
+    private readonly kafkaDurable: () => Position | null,
+    private readonly pollMs: number,
+  ) {}
+
+  get acknowledged(): Position | null {
+    return this.acked;
+  }
+
+  start(): void {
+    const tick = () => {
+      this.polling = this.poll().finally(() => {
+        if (this.timer) this.timer = setTimeout(tick, this.pollMs).unref();
+      });
+    };
+    this.timer = setTimeout(tick, this.pollMs).unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.polling;
+    await this.poll();
+  }
+
+  /** Polls until the checkpoint covers `target` (true) or `timeoutMs` passes (false). */
+  async until(target: Position, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      await this.poll();
+      if (this.acked && Position.compare(this.acked, target) >= 0) return true;
+      if (Date.now() >= deadline) return false;
+      await sleep(Math.min(this.pollMs, Math.max(1, deadline - Date.now())));
+    }
+  }
+
+  private async poll(): Promise<void> {
+    let cp;
+    try {
+      cp = await readCheckpoint(this.deps.store, this.deps.source.name);
+    } catch (err) {
+      // Not acknowledging is always safe: the slot keeps what the store may not have.
+      logger().warn({ err: toChartlogError(err), source: this.deps.source.name }, 'cannot read the checkpoint; the source is not acknowledged until it can be read');
+      return;
+    }
+    if (!cp) return;
+    const sent = this.kafkaDurable();
+    let upTo = cp.position;
+    if (sent && Position.compare(sent, upTo) < 0) upTo = sent;
+    if (this.acked && Position.compare(upTo, this.acked) <= 0) return;
+    this.acked = upTo;
+    // A failed acknowledgement is told again with the next one (acknowledge is cumulative).
+    await this.deps.connector.acknowledge(upTo).catch((err: unknown) => logger().warn({ err: toChartlogError(err), source: this.deps.source.name }, 'acknowledging the source failed; retried with the next checkpoint'));
+  }
 }

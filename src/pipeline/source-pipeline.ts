@@ -4,6 +4,8 @@ import { checkSourceTopics } from '../bus/kafka-durability.js';
 import { createKafka } from '../bus/kafka-topics.js';
 import { runEmbeddedSourcePipeline } from './embedded-pipeline.js';
 import { runKafkaSourcePipeline } from './kafka-pipeline.js';
+import { runKafkaCompactRole } from './compact-pipeline.js';
+import { compactorLeaseKey } from '../archive/layout.js';
 import { checkSourceReady, claimSourceArchive, recordArchive, type SourcePipelineDeps } from './prepare-source.js';
 
 export interface SourcePipelineOptions {
@@ -11,7 +13,17 @@ export interface SourcePipelineOptions {
   lease?: Lease;
   /** `chartlog run --take-over-slot`: a replication slot of another archive may be dropped (slot ownership). */
   takeOverSlot?: boolean;
+  /**
+   * `chartlog run --role` (docs/operations.md, "Roles"): `all` (default) runs the whole pipeline;
+   * `capture` the connector and the Kafka producer, acknowledging the source by the
+   * compactor's checkpoint; `compact` only the Kafka compactor. The split roles need the Kafka
+   * bus (run-command.ts refuses them otherwise).
+   */
+  role?: PipelineRole;
 }
+
+export type PipelineRole = 'all' | 'capture' | 'compact';
+export const PIPELINE_ROLES: readonly PipelineRole[] = ['all', 'capture', 'compact'];
 
 /**
  * One source's pipeline on the bus its configuration names, with its scheduled snapshot
@@ -32,6 +44,8 @@ export interface SourcePipelineOptions {
  * waiting returns without having written anything.
  */
 export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortSignal, options: SourcePipelineOptions = {}): Promise<void> {
+  const role = options.role ?? 'all';
+  if (role === 'compact') return await runCompactRole(deps, signal, options);
   const claimOptions = { takeOverSlot: options.takeOverSlot ?? false, refuseMissingCheckpoint: true };
   try {
     await checkSourceReady(deps);
@@ -66,7 +80,8 @@ export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortS
   if (signal.aborted) run.abort();
 
   const fenced: SourcePipelineDeps = { ...deps, fence: lease, archiveId };
-  const every = deps.source.snapshot.everyHours;
+  // Scheduled snapshot synthesis reads the stored archive: the compact process's work when split.
+  const every = role === 'capture' ? undefined : deps.source.snapshot.everyHours;
   const scheduleStop = new AbortController();
   const stopSchedule = () => scheduleStop.abort();
   run.signal.addEventListener('abort', stopSchedule, { once: true });
@@ -74,7 +89,7 @@ export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortS
     ? new SnapshotSchedule({ store: deps.store, source: deps.source, everyHours: every, fence: lease, ...(deps.signer ? { signer: deps.signer } : {}) }).run(scheduleStop.signal)
     : Promise.resolve();
   try {
-    if (deps.config.bus.type === 'kafka') await runKafkaSourcePipeline(fenced, run.signal);
+    if (deps.config.bus.type === 'kafka') await runKafkaSourcePipeline(fenced, run.signal, role === 'capture' ? { compactor: false, acknowledge: 'checkpoint' } : {});
     else await runEmbeddedSourcePipeline(fenced, run.signal);
   } catch (err) {
     // A lost lease makes the pipeline's last writes fail: the lease says why.
@@ -83,6 +98,44 @@ export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortS
     signal.removeEventListener('abort', stop);
     lease.signal.removeEventListener('abort', stop);
     run.signal.removeEventListener('abort', stopSchedule);
+    scheduleStop.abort();
+    await scheduled;
+    await lease.release();
+  }
+  if (lease.lost) throw lease.lost;
+}
+
+/**
+ * `--role compact`: the source database is not opened (its connector is closed unused); the
+ * Kafka topics' durability settings are checked as for `all`; then the compactor lease
+ * (`<source>/state/compactor-lease.json`) is taken — a second compact process of the source
+ * waits on it as a standby and takes over when the holder stops or dies — and the compactor
+ * runs under it (compact-pipeline.ts), with the scheduled snapshot synthesis beside it.
+ */
+async function runCompactRole(deps: SourcePipelineDeps, signal: AbortSignal, options: SourcePipelineOptions): Promise<void> {
+  const snapshotExpected = deps.source.snapshot.initial && deps.connector.capabilities.snapshot;
+  await deps.connector.close();
+  const kafka = deps.config.bus.kafka;
+  if (kafka) await checkSourceTopics(createKafka(kafka, '-check'), kafka, deps.source.name);
+  const lease = options.lease ?? new Lease({ store: deps.store, source: deps.source.name, ttlMs: deps.config.storage.leaseTtlMs, key: compactorLeaseKey(deps.source.name) });
+  if (!(await lease.acquire(signal))) return;
+  const run = new AbortController();
+  const stop = () => run.abort();
+  signal.addEventListener('abort', stop, { once: true });
+  lease.signal.addEventListener('abort', stop, { once: true });
+  if (signal.aborted) run.abort();
+  const every = deps.source.snapshot.everyHours;
+  const scheduleStop = new AbortController();
+  const scheduled = every
+    ? new SnapshotSchedule({ store: deps.store, source: deps.source, everyHours: every, fence: lease, ...(deps.signer ? { signer: deps.signer } : {}) }).run(scheduleStop.signal)
+    : Promise.resolve();
+  try {
+    await runKafkaCompactRole({ ...deps, fence: lease }, run.signal, { snapshotExpected });
+  } catch (err) {
+    throw lease.lost ?? err;
+  } finally {
+    signal.removeEventListener('abort', stop);
+    lease.signal.removeEventListener('abort', stop);
     scheduleStop.abort();
     await scheduled;
     await lease.release();
