@@ -39,7 +39,7 @@ export interface MysqlConnectorDeps {
   readonly highWater?: number;
   /** Directory for spilled transactions. Default: <tmpdir>/chartlog-spill. */
   readonly spillDir?: string;
-  /** Events per delivered batch before a transaction is split into partial batches. Default 10 000. */
+  /** Events per delivered batch before a transaction is split into partial batches. Default MAX_BATCH_EVENTS. */
   readonly maxBatchEvents?: number;
 }
 
@@ -48,6 +48,15 @@ export interface MysqlConnectorDeps {
  * transactions never pay for serialisation, large ones hold at most this many decoded events.
  */
 const SPILL_GROUP_EVENTS = 1000;
+
+/**
+ * Events per piece of a large transaction. Every stage holds a piece or two at once (the
+ * decoded events, their encoding and sealing, the bus, the part writer), so the piece size is a
+ * multiple of the peak memory of a large transaction: at 10,000 events of a 12-column table the
+ * 1M-row transaction of benchmarks/memory.bench.ts peaked at 413-437 MiB, at 2,500 at <see
+ * benchmarks/results/memory-mariadb.json>. Smaller pieces cost one transaction-log record each.
+ */
+const MAX_BATCH_EVENTS = 2_500;
 
 /**
  * MySQL/MariaDB as a SourceConnector: a lock-free consistent snapshot (snapshot.ts) and the
@@ -128,7 +137,7 @@ export class MysqlConnector implements SourceConnector {
     this.captures = tableFilter(settings.tables);
     this.log = (deps.log ?? rootLogger()).child({ source: settings.name, connector: 'mysql' });
     this.tls = new TlsPreference(settings.name, settings.tls?.mode ?? 'disable', this.log);
-    this.maxBatchEvents = deps.maxBatchEvents ?? 10_000;
+    this.maxBatchEvents = deps.maxBatchEvents ?? MAX_BATCH_EVENTS;
     this.spillDir = deps.spillDir ?? join(tmpdir(), 'chartlog-spill');
   }
 
