@@ -59,6 +59,14 @@ const SPILL_GROUP_EVENTS = 1000;
 const MAX_BATCH_EVENTS = 2_500;
 
 /**
+ * Rows the binlog reader queues before it pauses the connection (binlog-reader.ts). Rows that
+ * wait long enough survive two scavenges and are promoted to V8's old generation, where they
+ * stay as garbage until a full collection: a short queue keeps them young. The server (the
+ * socket) holds the rest; reading resumes at half.
+ */
+const READER_HIGH_WATER = 2_000;
+
+/**
  * MySQL/MariaDB as a SourceConnector: a lock-free consistent snapshot (snapshot.ts) and the
  * binlog as whole transactions (binlog-reader.ts → rows-event-converter.ts), positioned by GTID
  * (binlog-position.ts) so a promoted replica continues the same stream.
@@ -235,7 +243,7 @@ export class MysqlConnector implements SourceConnector {
           ...(start.ordinal !== undefined ? { mysqlOrdinal: start.ordinal } : {}),
           ...this.schemaFilter(),
           watchdogMs,
-          highWater: this.deps.highWater ?? 10_000,
+          highWater: this.deps.highWater ?? READER_HIGH_WATER,
           log: this.log,
         });
         this.readers.add(reader);

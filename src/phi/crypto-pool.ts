@@ -168,4 +168,4 @@ function startCryptoWorker(): Worker {
  * (benchmarks/memory.bench.ts, MariaDB diagnosis `phi.cryptoThreads 0`). A small young
  * generation collects them every few thousand values; a scavenge of mostly garbage is cheap.
  */
-const WORKER_LIMITS = { maxYoungGenerationSizeMb: 6 };
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 2 };
