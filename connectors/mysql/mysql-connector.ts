@@ -51,10 +51,11 @@ const SPILL_GROUP_EVENTS = 1000;
 
 /**
  * Events per piece of a large transaction. Every stage holds a piece or two at once (the
- * decoded events, their encoding and sealing, the bus, the part writer), so the piece size is a
- * multiple of the peak memory of a large transaction: at 10,000 events of a 12-column table the
- * 1M-row transaction of benchmarks/memory.bench.ts peaked at 413-437 MiB, at 2,500 at <see
- * benchmarks/results/memory-mariadb.json>. Smaller pieces cost one transaction-log record each.
+ * decoded events, their encoding and sealing, the bus, the part writer), so the piece size
+ * multiplies the peak memory of a large transaction: with 10,000 events the 1M-row transaction
+ * of benchmarks/memory.bench.ts peaked at 413 MiB, with 2,500 (and the lower reader high-water
+ * and crypto-thread limits) at 383 MiB (benchmarks/results/memory-mariadb.json). Smaller
+ * pieces cost one transaction-log record each.
  */
 const MAX_BATCH_EVENTS = 2_500;
 
