@@ -84,6 +84,7 @@ interface Variant {
   label: string;
   bus?: { maxBufferedBatches?: number; maxBufferedBytes?: number };
   postgres?: { spillThresholdBytes?: number };
+  mysql?: { spillThresholdBytes?: number };
   more?: { maxPartBytes?: number; cryptoThreads?: number };
   nodeArgs?: string[];
   env?: Record<string, string>;
@@ -92,6 +93,19 @@ const DIAGNOSES: Variant[] = [
   { label: 'phi.cryptoThreads 0 (default 1)', more: { cryptoThreads: 0 } },
   { label: 'node --max-old-space-size=160', nodeArgs: ['--max-old-space-size=160'] },
   { label: 'postgres.spillThresholdBytes 64 MiB (default 8 MiB)', postgres: { spillThresholdBytes: 64 * 2 ** 20 } },
+  { label: 'segments.maxPartBytes 16 MiB (default 4 MiB)', more: { maxPartBytes: 16 * 2 ** 20 } },
+];
+/**
+ * The MariaDB diagnoses: the same questions, plus what glibc's per-thread malloc arenas keep
+ * (MALLOC_ARENA_MAX=2: buffers freed by one thread are reused by the other instead of each
+ * thread's arena holding its own high-water mark) and a smaller V8 young generation.
+ */
+const MARIADB_DIAGNOSES: Variant[] = [
+  { label: 'phi.cryptoThreads 0 (default 1)', more: { cryptoThreads: 0 } },
+  { label: 'node --max-old-space-size=160', nodeArgs: ['--max-old-space-size=160'] },
+  { label: 'node --max-semi-space-size=4', nodeArgs: ['--max-semi-space-size=4'] },
+  { label: 'MALLOC_ARENA_MAX=2', env: { MALLOC_ARENA_MAX: '2' } },
+  { label: 'mysql.spillThresholdBytes 64 MiB (default 8 MiB)', mysql: { spillThresholdBytes: 64 * 2 ** 20 } },
   { label: 'segments.maxPartBytes 16 MiB (default 4 MiB)', more: { maxPartBytes: 16 * 2 ** 20 } },
 ];
 /** Issue 8's goal is 300 MB (decimal); /proc reports kB of 1024 bytes, so figures here are MiB. */
@@ -206,7 +220,7 @@ async function recvlogicalRep(rep: number, dbs: TestDatabase[]): Promise<{ hwmMi
 }
 
 /** One chartlog repetition against MariaDB: the same table and transaction size (see the header). */
-async function chartlogMariadbRep(rep: number, dbs: TestDatabase[]): Promise<ChartlogRep & { binlog: { file: string; offset: number }; dbUrl: string }> {
+async function chartlogMariadbRep(rep: number | string, dbs: TestDatabase[], variant: Variant = { label: 'default', bus: BUS }): Promise<ChartlogRep & { binlog: { file: string; offset: number }; dbUrl: string }> {
   const work = mkdtempSync(join(os.tmpdir(), 'chartlog-memory-bench-'));
   const db = await createMariadbDatabase('mbench');
   dbs.push(db);
@@ -216,8 +230,8 @@ async function chartlogMariadbRep(rep: number, dbs: TestDatabase[]): Promise<Cha
     await conn.query("SET SESSION time_zone = '+00:00'");
     await conn.query(mariadbPatientDdl('patients'));
     const table = `${db.name}.patients`;
-    const setup = writeBenchConfig(work, `mbench_${process.pid}_m${rep}`, db.url, table, PATIENT_PHI_COLUMNS, BUS, {}, {}, { type: 'mysql' });
-    run = new BackgroundRun(setup, join(work, 'run.log'));
+    const setup = writeBenchConfig(work, `mbench_${process.pid}_m${rep}`, db.url, table, PATIENT_PHI_COLUMNS, variant.bus, {}, variant.more, { type: 'mysql', ...(variant.mysql ? { mysql: variant.mysql } : {}) });
+    run = new BackgroundRun(setup, join(work, 'run.log'), variant.nodeArgs, variant.env);
     await run.streaming(120_000);
     // The base snapshot's checkpoint (a GTID position: not the hex number waitForAnyCheckpoint reads).
     for (let i = 0; !(await readCheckpoint(setup.store, setup.sourceName).catch(() => null)); i++) {
@@ -312,6 +326,23 @@ async function mariadbPart(bench: BenchRun, dbs: TestDatabase[]): Promise<void> 
   bench.add(measurement('MariaDB: mariadb-binlog rows/s (reading the range to /dev/null)', 'rows/s', 'higher', 'detail', theirs.map((b) => b.rowsPerSecond)));
   bench.addRatio(ratio(chartlog, baseline));
   bench.addGoal(goal(`MariaDB: chartlog run peak RSS ≤ ${GOAL_MB} MB (${GOAL_MIB.toFixed(0)} MiB)`, chartlog.median, 'MiB', chartlog.median <= GOAL_MIB));
+  if (DIAGNOSE === 'always' || (DIAGNOSE === 'auto' && chartlog.median > GOAL_MIB)) {
+    const seen: string[] = [];
+    for (const [i, variant] of MARIADB_DIAGNOSES.entries()) {
+      let d: ChartlogRep;
+      try {
+        d = await chartlogMariadbRep(`d${i}`, dbs, variant);
+      } catch (err) {
+        seen.push(`${variant.label}: failed (${(err as Error).message.split('\n')[0]})`);
+        continue;
+      }
+      console.log(`MariaDB diagnosis ${variant.label}: peak RSS ${d.hwmMiB.toFixed(0)} MiB, ${Math.round(d.rowsPerSecond)} rows/s`);
+      bench.add(measurement(`MariaDB diagnosis: peak RSS with ${variant.label} (1 rep)`, 'MiB', 'lower', 'detail', [d.hwmMiB]));
+      bench.add(measurement(`MariaDB diagnosis: rows/s with ${variant.label} (1 rep)`, 'rows/s', 'higher', 'detail', [d.rowsPerSecond]));
+      seen.push(`${variant.label}: ${Math.round(d.hwmMiB)} MiB, ${Math.round(d.rowsPerSecond).toLocaleString('en-US')} rows/s`);
+    }
+    bench.note(`MariaDB diagnosis (one repetition each): ${seen.join('; ')}; as configured: ${Math.round(chartlog.median)} MiB.`);
+  }
   bench.note('MariaDB: the same 12-column table (mariadbPatientDdl) and one INSERT … SELECT FROM seq_1_to_N; the connector spills the transaction past mysql.spillThresholdBytes (default 8 MiB) and delivers it in pieces of 10,000 events. mariadb-binlog only copies the binlog events out (no decoding, sealing, encoding or storing): the ratio is informational.');
 }
 

@@ -39,7 +39,7 @@ export interface MysqlConnectorDeps {
   readonly highWater?: number;
   /** Directory for spilled transactions. Default: <tmpdir>/chartlog-spill. */
   readonly spillDir?: string;
-  /** Events per delivered batch before a transaction is split into partial batches. Default 10 000. */
+  /** Events per delivered batch before a transaction is split into partial batches. Default MAX_BATCH_EVENTS. */
   readonly maxBatchEvents?: number;
 }
 
@@ -48,6 +48,24 @@ export interface MysqlConnectorDeps {
  * transactions never pay for serialisation, large ones hold at most this many decoded events.
  */
 const SPILL_GROUP_EVENTS = 1000;
+
+/**
+ * Events per piece of a large transaction. Every stage holds a piece or two at once (the
+ * decoded events, their encoding and sealing, the bus, the part writer), so the piece size
+ * multiplies the peak memory of a large transaction: with 10,000 events the 1M-row transaction
+ * of benchmarks/memory.bench.ts peaked at 413 MiB, with 2,500 (and the lower reader high-water
+ * and crypto-thread limits) at 383 MiB (benchmarks/results/memory-mariadb.json). Smaller
+ * pieces cost one transaction-log record each.
+ */
+const MAX_BATCH_EVENTS = 2_500;
+
+/**
+ * Rows the binlog reader queues before it pauses the connection (binlog-reader.ts). Rows that
+ * wait long enough survive two scavenges and are promoted to V8's old generation, where they
+ * stay as garbage until a full collection: a short queue keeps them young. The server (the
+ * socket) holds the rest; reading resumes at half.
+ */
+const READER_HIGH_WATER = 2_000;
 
 /**
  * MySQL/MariaDB as a SourceConnector: a lock-free consistent snapshot (snapshot.ts) and the
@@ -128,7 +146,7 @@ export class MysqlConnector implements SourceConnector {
     this.captures = tableFilter(settings.tables);
     this.log = (deps.log ?? rootLogger()).child({ source: settings.name, connector: 'mysql' });
     this.tls = new TlsPreference(settings.name, settings.tls?.mode ?? 'disable', this.log);
-    this.maxBatchEvents = deps.maxBatchEvents ?? 10_000;
+    this.maxBatchEvents = deps.maxBatchEvents ?? MAX_BATCH_EVENTS;
     this.spillDir = deps.spillDir ?? join(tmpdir(), 'chartlog-spill');
   }
 
@@ -226,7 +244,7 @@ export class MysqlConnector implements SourceConnector {
           ...(start.ordinal !== undefined ? { mysqlOrdinal: start.ordinal } : {}),
           ...this.schemaFilter(),
           watchdogMs,
-          highWater: this.deps.highWater ?? 10_000,
+          highWater: this.deps.highWater ?? READER_HIGH_WATER,
           log: this.log,
         });
         this.readers.add(reader);

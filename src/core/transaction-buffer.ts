@@ -151,25 +151,38 @@ export class TransactionBuffer {
   /** One encrypted frame: [u32 length][16-byte tag][ciphertext], nonce = frame number. */
   private async writeFrame(plain: Buffer): Promise<void> {
     const cipher = createCipheriv('aes-256-gcm', this.key!, nonce(this.frames++));
-    const body = Buffer.concat([cipher.update(plain), cipher.final()]);
+    // GCM is a stream mode: update() returns every byte and final() none, so no concatenation
+    // (a second copy of each chunk, garbage that V8 lets pile up before it collects).
+    const body = cipher.update(plain);
+    const rest = cipher.final();
     const head = Buffer.allocUnsafe(20);
-    head.writeUInt32BE(body.length, 0);
+    head.writeUInt32BE(body.length + rest.length, 0);
     cipher.getAuthTag().copy(head, 4);
     await writeAll(this.file!, head);
     await writeAll(this.file!, body);
+    if (rest.length > 0) await writeAll(this.file!, rest);
   }
 
   private async *readBack(file: FileHandle): AsyncGenerator<Iterable<Uint8Array>> {
     const key = this.key!;
     let offset = 0;
+    // One buffer for every frame's header and ciphertext: the plaintext is a new buffer each
+    // time (what the caller's records point into), the ciphertext is dead once deciphered. A
+    // million-row transaction is hundreds of 1 MiB frames; fresh buffers for each were garbage
+    // V8 let pile up (it collects external memory only every 64 MiB or so).
+    const head = Buffer.allocUnsafe(20);
+    let body = Buffer.allocUnsafe(CHUNK_BYTES + 64);
     for (let frame = 0; frame < this.frames; frame++) {
-      const head = await readExactly(file, offset, 20);
+      await readExactly(file, offset, head, 20);
       const length = head.readUInt32BE(0);
-      const body = await readExactly(file, offset + 20, length);
+      if (length > body.length) body = Buffer.allocUnsafe(length);
+      await readExactly(file, offset + 20, body, length);
       offset += 20 + length;
       const decipher = createDecipheriv('aes-256-gcm', key, nonce(frame));
       decipher.setAuthTag(head.subarray(4, 20));
-      yield records(Buffer.concat([decipher.update(body), decipher.final()]));
+      const plain = decipher.update(body.subarray(0, length));
+      const rest = decipher.final();
+      yield records(rest.length === 0 ? plain : Buffer.concat([plain, rest]));
     }
   }
 }
@@ -199,13 +212,11 @@ async function writeAll(file: FileHandle, data: Buffer): Promise<void> {
   }
 }
 
-async function readExactly(file: FileHandle, position: number, length: number): Promise<Buffer> {
-  const out = Buffer.allocUnsafe(length);
+async function readExactly(file: FileHandle, position: number, out: Buffer, length: number): Promise<void> {
   let done = 0;
   while (done < length) {
     const { bytesRead } = await file.read(out, done, length - done, position + done);
     if (bytesRead === 0) throw new ChartlogError('storage', 'spill file ended early');
     done += bytesRead;
   }
-  return out;
 }

@@ -154,8 +154,18 @@ export class CryptoPool {
  */
 function startCryptoWorker(): Worker {
   const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new Worker(new URL('./crypto-worker.js', here));
+  if (!here.endsWith('.ts')) return new Worker(new URL('./crypto-worker.js', here), { resourceLimits: WORKER_LIMITS });
   const entry = new URL('./crypto-worker.ts', here).href;
   const tsx = import.meta.resolve('tsx/esm/api');
-  return new Worker(`import(${JSON.stringify(tsx)}).then((t) => { t.register(); return import(${JSON.stringify(entry)}); });`, { eval: true });
+  return new Worker(`import(${JSON.stringify(tsx)}).then((t) => { t.register(); return import(${JSON.stringify(entry)}); });`, { eval: true, resourceLimits: WORKER_LIMITS });
 }
+
+/**
+ * Each sealed value costs the thread a cipher object whose OpenSSL context lives outside the
+ * JS heap until a scavenge collects the object. V8 sizes scavenges by the JS heap alone, so with
+ * the default young generation (up to 3 × 16 MiB) tens of thousands of dead contexts waited for
+ * one: the thread's share of a 1M-row transaction's peak RSS was ~95 MiB
+ * (benchmarks/memory.bench.ts, MariaDB diagnosis `phi.cryptoThreads 0`). A small young
+ * generation collects them every few thousand values; a scavenge of mostly garbage is cheap.
+ */
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 2 };

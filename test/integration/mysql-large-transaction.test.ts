@@ -13,14 +13,14 @@ import { createClinicTables, type Engine, mariadbEngine, PHI_CANARIES, prng, Run
 /**
  * MariaDB transactions too large for memory (issue 14, item 4), through `chartlog run` as a real
  * process on the embedded bus: the connector takes their rows out into the shared encrypted
- * TransactionBuffer and delivers them in pieces of 10,000 events, like PostgreSQL's. Restores
+ * TransactionBuffer and delivers them in pieces of 2,500 events, like PostgreSQL's. Restores
  * are compared with the source value by value (a digest of every row's text, or the harness's
  * row-by-row comparison).
  */
 
 /**
  * Rows of the big transactions. 1M is the issue's figure and takes tens of minutes on a loaded
- * 2-core machine, so CI runs 200,000 (still 20 pieces, spilled well past the 8 MiB threshold);
+ * 2-core machine, so CI runs 200,000 (still 80 pieces, spilled well past the 8 MiB threshold);
  * `CHARTLOG_TEST_BIG_TXN_ROWS=1000000` runs the full size.
  */
 const MILLION = Number(process.env.CHARTLOG_TEST_BIG_TXN_ROWS ?? 200_000);
