@@ -176,6 +176,11 @@ export class RowsEventConverter {
     this.txn = null;
   }
 
+  /** The open group is at or before `from`: already durable downstream, dropped when it ends. */
+  get skipping(): boolean {
+    return this.txn?.skip ?? false;
+  }
+
   /** Events collected in the open transaction and not yet taken. */
   get collected(): number {
     return this.txn?.events.length ?? 0;
