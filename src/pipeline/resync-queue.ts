@@ -86,12 +86,12 @@ export class ResyncQueue {
       this.current = tables;
       const started = performance.now();
       try {
-        this.log().info({ tables, reasons }, 'table resync started');
+        this.log().info({ tables, reasons }, 'automatic table resync started');
         const result = await this.o.run(tables, this.signal);
         this.backoff.reset();
         const m = result as Partial<SnapshotManifest> | undefined;
-        const rows = m?.tables ? Object.fromEntries(Object.entries(m.tables).map(([k, t]) => [k, t.rows])) : undefined;
-        this.log().info({ tables, rows, snapshot: m?.id, position: m?.position, seconds: Math.round(performance.now() - started) / 1000 }, 'table resync finished');
+        const rowCounts = m?.tables ? Object.fromEntries(Object.entries(m.tables).map(([k, t]) => [k, t.rows])) : undefined;
+        this.log().info({ tables, rowCounts, snapshot: m?.id, position: m?.position, seconds: Math.round(performance.now() - started) / 1000 }, 'automatic table resync finished');
       } catch (err) {
         if (this.signal.aborted) {
           for (const t of tables) if (!this.pending.has(t)) this.pending.set(t, 'stopped');
