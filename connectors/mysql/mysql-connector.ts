@@ -240,7 +240,7 @@ export class MysqlConnector implements SourceConnector {
           let r = record;
           if (r.type === 'statement' && isSchemaStatement(r.query)) {
             const refreshed = await this.withConnection((c) => loadTableSchemas(c, this.captures));
-            const unknownMissing = await this.noteMissingValues(refreshed, converter.tables, r.query);
+            const unknownMissing = await this.noteMissingValues(refreshed, converter.tables, r.query, r.schema);
             // Durable before (a group read again): its resync, if any, was asked for then.
             if (!converter.skipping) this.resyncRewritten(r.query, r.schema, converter.tables, refreshed, unknownMissing);
             const all = new Map<string, TableSchema | null>(refreshed);
@@ -387,15 +387,18 @@ export class MysqlConnector implements SourceConnector {
    * (added-columns.ts) — kept from the version before for columns it had, from the catalogue's
    * default (checked against the statement) for columns the statement added.
    */
-  private async noteMissingValues(refreshed: Map<string, TableSchema>, tracked: ReadonlyMap<string, TableSchema>, statement: string): Promise<Map<string, string>> {
+  private async noteMissingValues(refreshed: Map<string, TableSchema>, tracked: ReadonlyMap<string, TableSchema>, statement: string, defaultSchema: string): Promise<Map<string, string>> {
     const unknown = new Map<string, string>();
+    // Column renames by table: rows older than the rename hold the value under the old name.
+    const renames = new Map<string, ReadonlyMap<string, string>>();
+    for (const e of ddlEffects(statement, defaultSchema)) if (e.table && e.renamedColumns) renames.set(qualifiedName(e.table), e.renamedColumns);
     for (const [name, next] of refreshed) {
       const previous = tracked.get(name);
       if (!previous) continue;
       const known = new Set(previous.columns.map((c) => c.name));
       const added = next.columns.some((c) => !known.has(c.name));
       const defaults = added ? await this.withConnection((c) => loadColumnDefaults(c, next.schema, next.table)) : new Map<string, string | null>();
-      const version = withMissingValues(previous, next, defaults, statement);
+      const version = withMissingValues(previous, next, defaults, statement, renames.get(name));
       for (const c of version.columns) {
         if (!known.has(c.name) && c.missing && 'unknown' in c.missing) {
           this.log.warn({ table: name, column: c.name, reason: c.missing.unknown },
@@ -424,6 +427,15 @@ export class MysqlConnector implements SourceConnector {
   ): void {
     const reasons = new Map<string, string>(unknownMissing);
     for (const e of ddlEffects(statement, defaultSchema)) {
+      if (e.table && e.renamedTo) {
+        // The archive ends the old name's history (op x); the table's rows are read again
+        // under the new name, so a restore after the rename has them all.
+        const from = qualifiedName(e.table);
+        const to = qualifiedName(e.renamedTo);
+        if (refreshed.has(to)) reasons.set(to, `renamed from ${from}: its rows are read again under the new name`);
+        else if (tracked.has(from)) this.log.warn({ table: from, renamedTo: to }, `table ${from} was renamed to ${to}, which this source does not capture: its history ends here`);
+        continue;
+      }
       if (!e.resync) continue;
       if (e.table) {
         const name = qualifiedName(e.table);
