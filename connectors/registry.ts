@@ -1,16 +1,13 @@
 import { configError } from '../src/core/errors.js';
-import type { Logger } from '../src/core/logger.js';
-import type { SourceConnector } from '../src/core/source-connector.js';
+import type { ConnectorOptions, SourceConnector } from '../src/core/source-connector.js';
 import { MysqlConnector, type MysqlSourceSettings } from './mysql/mysql-connector.js';
 import { PostgresConnector, type PostgresSourceSettings } from './postgres/postgres-connector.js';
 
 /** A source as the configuration gives it: what every connector reads, and its type. */
 export type ConnectorSource = PostgresSourceSettings & MysqlSourceSettings & { readonly type: string };
 
-/** What every connector may get from the pipeline besides its configuration. */
-export interface ConnectorDeps {
-  readonly logger?: Logger;
-}
+/** What every connector may get from the pipeline besides its configuration (src/core/source-connector.ts). */
+export type ConnectorDeps = ConnectorOptions;
 
 type ConnectorFactory = (source: ConnectorSource, deps: ConnectorDeps) => SourceConnector;
 
@@ -20,7 +17,8 @@ type ConnectorFactory = (source: ConnectorSource, deps: ConnectorDeps) => Source
  */
 const connectors: Record<string, ConnectorFactory> = {
   postgres: (source, deps) => new PostgresConnector(source, deps),
-  mysql: (source, deps) => new MysqlConnector(source, deps.logger ? { log: deps.logger } : {}),
+  mysql: (source, deps) =>
+    new MysqlConnector(source, { ...(deps.logger ? { log: deps.logger } : {}), ...(deps.requestResync ? { requestResync: deps.requestResync } : {}) }),
 };
 
 export function createConnector(source: ConnectorSource, deps: ConnectorDeps = {}): SourceConnector {

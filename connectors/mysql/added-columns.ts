@@ -21,17 +21,37 @@ export function withMissingValues(
   next: TableSchema,
   defaults: ReadonlyMap<string, string | null>,
   statement: string,
+  renamed: ReadonlyMap<string, string> = new Map(),
 ): TableSchema {
   const before = new Map(previous.columns.map((c) => [c.name, c]));
   let changed = false;
   const columns: ColumnSchema[] = next.columns.map((c) => {
     const known = before.get(c.name);
-    const missing = known ? known.missing : missingOfAdded(c, defaults.has(c.name) ? defaults.get(c.name)! : undefined, statement);
+    const from = renamed.get(c.name);
+    const missing = known
+      ? known.missing
+      : from !== undefined
+        ? missingOfRenamed(previous, next, from, c.name)
+        : missingOfAdded(c, defaults.has(c.name) ? defaults.get(c.name)! : undefined, statement);
     if (!missing) return c;
     changed = true;
     return { ...c, missing };
   });
   return changed ? freezeTableSchema({ ...next, columns }) : next;
+}
+
+/**
+ * A column renamed by the statement (RENAME COLUMN, CHANGE): rows written before it hold its
+ * value under the old name (`from`). Only when the rename can be followed by names alone: the old
+ * name gone from the new version, the new one absent from the old (a swap of two names is not),
+ * and neither a key column (rows are matched by their key). Otherwise `unknown`: re-read.
+ */
+export function missingOfRenamed(previous: TableSchema, next: TableSchema, from: string, to: string): MissingValue {
+  const had = previous.columns.some((c) => c.name === from);
+  const kept = next.columns.some((c) => c.name === from);
+  if (!had || kept) return { unknown: `column ${to} was renamed from ${from} in a way chartlog cannot follow by names (a swap or a reused name)` };
+  if (previous.primaryKey.includes(from) || next.primaryKey.includes(to)) return { unknown: `key column ${from} was renamed to ${to}: rows are matched by their key` };
+  return { from };
 }
 
 /** The missing value of one column added by `statement`; undefined when older rows read NULL. */

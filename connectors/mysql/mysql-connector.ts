@@ -8,7 +8,8 @@ import { type Logger, logger as rootLogger } from '../../src/core/logger.js';
 import { COMMIT_SEQ, Position } from '../../src/core/position.js';
 import { Backoff, gaveUp, sleep, type ReconnectPolicy } from '../../src/core/retry.js';
 import type { ConnectorCapabilities, SampledRow, SnapshotOptions, SourceConnector, StreamOptions } from '../../src/core/source-connector.js';
-import type { TableSchema } from '../../src/core/table-schema.js';
+import type { RequestResync } from '../../src/core/resync-request.js';
+import { qualifiedName, type TableSchema } from '../../src/core/table-schema.js';
 import { TlsPreference, type TlsSettings } from '../../src/core/tls-settings.js';
 import { formatMariadbGtid, mariadbGtidOf, mysqlGtidOf, mysqlResumeSet } from './binlog-position.js';
 import { BinlogReader } from './binlog-reader.js';
@@ -16,10 +17,12 @@ import { connectionOptions, serverHasNoTls, sourceError } from './connection-set
 import { EventSpill } from './event-spill.js';
 import { type Completed, RowsEventConverter, isSchemaStatement } from './rows-event-converter.js';
 import { loadColumnDefaults, withMissingValues } from './added-columns.js';
+import { ddlEffects } from './ddl-effect.js';
 import { loadTableSchemas, tableFilter } from './schema-loader.js';
 import { type ServerInfo, checkSource, defaultServerId } from './setup-check.js';
 import { sampleRows } from './sample-rows.js';
 import { readSnapshot } from './snapshot.js';
+import { sameTableSchema } from './table-version.js';
 
 /** The slice of a source's configuration (src/config/schema.ts) this connector reads. */
 export interface MysqlSourceSettings {
@@ -41,6 +44,8 @@ export interface MysqlConnectorDeps {
   readonly spillDir?: string;
   /** Events per delivered batch before a transaction is split into partial batches. Default MAX_BATCH_EVENTS. */
   readonly maxBatchEvents?: number;
+  /** How a table a DDL rewrote is re-read (src/core/source-connector.ts ConnectorOptions). */
+  readonly requestResync?: RequestResync;
 }
 
 /**
@@ -253,7 +258,9 @@ export class MysqlConnector implements SourceConnector {
           let r = record;
           if (r.type === 'statement' && isSchemaStatement(r.query)) {
             const refreshed = await this.withConnection((c) => loadTableSchemas(c, this.captures));
-            await this.noteMissingValues(refreshed, converter.tables, r.query);
+            const unknownMissing = await this.noteMissingValues(refreshed, converter.tables, r.query, r.schema);
+            // Durable before (a group read again): its resync, if any, was asked for then.
+            if (!converter.skipping) this.resyncRewritten(r.query, r.schema, converter.tables, refreshed, unknownMissing);
             const all = new Map<string, TableSchema | null>(refreshed);
             for (const name of converter.tables.keys()) if (!refreshed.has(name)) all.set(name, null);
             r = { ...r, refreshed: all };
@@ -398,21 +405,73 @@ export class MysqlConnector implements SourceConnector {
    * (added-columns.ts) — kept from the version before for columns it had, from the catalogue's
    * default (checked against the statement) for columns the statement added.
    */
-  private async noteMissingValues(refreshed: Map<string, TableSchema>, tracked: ReadonlyMap<string, TableSchema>, statement: string): Promise<void> {
+  private async noteMissingValues(refreshed: Map<string, TableSchema>, tracked: ReadonlyMap<string, TableSchema>, statement: string, defaultSchema: string): Promise<Map<string, string>> {
+    const unknown = new Map<string, string>();
+    // Column renames by table: rows older than the rename hold the value under the old name.
+    const renames = new Map<string, ReadonlyMap<string, string>>();
+    for (const e of ddlEffects(statement, defaultSchema)) if (e.table && e.renamedColumns) renames.set(qualifiedName(e.table), e.renamedColumns);
     for (const [name, next] of refreshed) {
       const previous = tracked.get(name);
       if (!previous) continue;
       const known = new Set(previous.columns.map((c) => c.name));
       const added = next.columns.some((c) => !known.has(c.name));
       const defaults = added ? await this.withConnection((c) => loadColumnDefaults(c, next.schema, next.table)) : new Map<string, string | null>();
-      const version = withMissingValues(previous, next, defaults, statement);
+      const version = withMissingValues(previous, next, defaults, statement, renames.get(name));
       for (const c of version.columns) {
         if (!known.has(c.name) && c.missing && 'unknown' in c.missing) {
           this.log.warn({ table: name, column: c.name, reason: c.missing.unknown },
             `rows of ${name} older than column ${c.name} cannot be restored past this change until the table is re-read: chartlog resync --tables ${name}`);
+          if (!unknown.has(name)) unknown.set(name, c.missing.unknown);
         }
       }
       refreshed.set(name, version);
+    }
+    return unknown;
+  }
+
+  /**
+   * After a DDL statement: each captured table whose existing rows may now hold values no row
+   * event carries (ddl-effect.ts: a type change, a generated column, a conversion, a clause not
+   * proven harmless; added-columns.ts: an added column whose value for older rows is unknown) is
+   * re-read by an automatic resync. A statement whose table cannot be read re-reads every
+   * captured table whose version it changed. Always logged with the reason.
+   */
+  private resyncRewritten(
+    statement: string,
+    defaultSchema: string,
+    tracked: ReadonlyMap<string, TableSchema>,
+    refreshed: ReadonlyMap<string, TableSchema>,
+    unknownMissing: ReadonlyMap<string, string>,
+  ): void {
+    const reasons = new Map<string, string>(unknownMissing);
+    for (const e of ddlEffects(statement, defaultSchema)) {
+      if (e.table && e.renamedTo) {
+        // The archive ends the old name's history (op x); the table's rows are read again
+        // under the new name, so a restore after the rename has them all.
+        const from = qualifiedName(e.table);
+        const to = qualifiedName(e.renamedTo);
+        if (refreshed.has(to)) reasons.set(to, `renamed from ${from}: its rows are read again under the new name`);
+        else if (tracked.has(from)) this.log.warn({ table: from, renamedTo: to }, `table ${from} was renamed to ${to}, which this source does not capture: its history ends here`);
+        continue;
+      }
+      if (!e.resync) continue;
+      if (e.table) {
+        const name = qualifiedName(e.table);
+        if (tracked.has(name) && refreshed.has(name) && !reasons.has(name)) reasons.set(name, e.resync);
+        continue;
+      }
+      for (const [name, before] of tracked) {
+        const after = refreshed.get(name);
+        if (after && !sameTableSchema(before, after) && !reasons.has(name)) reasons.set(name, `${e.resync}; its columns changed`);
+      }
+    }
+    for (const [table, reason] of reasons) {
+      if (this.deps.requestResync) {
+        this.log.warn({ table, reason }, `a DDL statement may have changed rows of ${table} without row events: re-reading the table (automatic resync)`);
+        this.deps.requestResync({ tables: [table], reason });
+      } else {
+        this.log.warn({ table, reason }, `a DDL statement may have changed rows of ${table} without row events; re-read it: chartlog resync --tables ${table}`);
+      }
     }
   }
 

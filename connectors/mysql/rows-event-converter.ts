@@ -5,6 +5,7 @@ import type { CellValue, Row, TableSchema } from '../../src/core/table-schema.js
 import { qualifiedName } from '../../src/core/table-schema.js';
 import { type MariadbGtid, mariadbCommit, mariadbGtidOf, mysqlGtidOf } from './binlog-position.js';
 import { type CellDecoder, cellDecoder } from './cell-decoder.js';
+import { ddlEffects } from './ddl-effect.js';
 import { type TablemapColumn, sameTableSchema, versionFor } from './table-version.js';
 
 /**
@@ -174,6 +175,11 @@ export class RowsEventConverter {
   abandonTransaction(): void {
     if (this.txn && this.txn.taken > 0) this.dropped.push(this.txn.commit);
     this.txn = null;
+  }
+
+  /** The open group is at or before `from`: already durable downstream, dropped when it ends. */
+  get skipping(): boolean {
+    return this.txn?.skip ?? false;
   }
 
   /** Events collected in the open transaction and not yet taken. */
@@ -372,10 +378,26 @@ export class RowsEventConverter {
         txn.events.push({ op: 'x', schema, before: null, after: null, position: Position.of(txn.commit, txn.events.length) });
       }
     }
+    // The tables this statement ends (DROP TABLE, a rename's old name).
+    const ended = new Set(droppedTables(record.query, record.schema).map(qualifiedName));
+    // RENAME TABLE (or ALTER … RENAME TO): the old name's history ends here, as with DROP TABLE;
+    // the table goes on under its new name, which the connector has re-read (automatic resync).
+    for (const e of ddlEffects(record.query, record.schema)) {
+      if (!e.table || !e.renamedTo) continue;
+      ended.add(qualifiedName(e.table));
+      const schema = this.tracked.get(qualifiedName(e.table));
+      if (schema && this.captures(e.table.schema, e.table.table) && !txn.skip) {
+        const seq = txn.seq++;
+        if (seq > txn.skipThrough) txn.events.push({ op: 'x', schema, before: null, after: null, position: Position.of(txn.commit, seq) });
+      }
+    }
     for (const [name, t] of record.refreshed ?? []) {
       const before = this.tracked.get(name);
       if (t === null) {
-        this.tracked.delete(name);
+        // The catalogue is read when the statement is, which on a backlog is after later DDL: a
+        // table gone by a later RENAME or DROP stays tracked until that statement comes (it ends
+        // the table's history there). Other statements (DROP DATABASE, …) forget it as before.
+        if (ended.has(name) || !/^\s*(?:\/\*.*?\*\/\s*)*(ALTER|CREATE|RENAME)\b/is.test(record.query)) this.tracked.delete(name);
       } else if (!before || !sameTableSchema(before, t)) {
         this.tracked.set(name, t);
         changes.push(t);

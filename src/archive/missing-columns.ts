@@ -8,10 +8,17 @@ import type { CellValue, Row, TableSchema } from '../core/table-schema.js';
  * restore fills it here, for the rows whose image predates the column. Pure: no I/O.
  */
 
+/**
+ * Where a row whose image lacks a column gets its value: a constant, or (a renamed column) the
+ * value its image holds under the old name — and, when the image lacks that too, what that
+ * column's older rows read (`else`).
+ */
+export type MissingSource = { readonly value: CellValue } | { readonly from: string; readonly else?: MissingSource };
+
 /** What a restore fills per column of the final version, from the versions applied, oldest first. */
 export interface MissingPlan {
-  /** Column → value for rows whose image lacks it. */
-  readonly fill: ReadonlyMap<string, CellValue>;
+  /** Column → where rows whose image lacks it get its value. */
+  readonly fill: ReadonlyMap<string, MissingSource>;
   /** Column → why rows that predate it cannot be restored (refused before anything is written). */
   readonly refuse: ReadonlyMap<string, string>;
 }
@@ -22,23 +29,39 @@ export interface MissingPlan {
  * latest version that records it; a version that brings the column back without one (dropped and
  * added again) resets it to NULL. A column whose missing value is `unknown` is refused when an
  * earlier version applied lacks it (rows from then may lack it); when every version applied has
- * it — the table was re-read after the DDL — nothing predates it and nothing is refused.
+ * it — the table was re-read after the DDL — nothing predates it and nothing is refused. A
+ * renamed column (`from`) reads the old column of older images, and takes over what that column's
+ * own older rows read (its fill, or its refusal).
  */
 export function missingPlan(versions: readonly TableSchema[]): MissingPlan {
-  const fill = new Map<string, CellValue>();
+  const fill = new Map<string, MissingSource>();
   const unknown = new Map<string, string>();
   const lacked = new Set<string>();
   let previous: ReadonlySet<string> | null = null;
   for (const v of versions) {
     const names = new Set(v.columns.map((c) => c.name));
+    // What the old columns meant, before this version's renames and drops change it.
+    const priorFill = new Map(fill);
+    const priorUnknown = new Map(unknown);
+    const priorLacked = new Set(lacked);
     for (const c of v.columns) {
       const isNew = previous !== null && !previous.has(c.name);
       if (isNew) lacked.add(c.name);
       if (c.missing && 'unknown' in c.missing) {
         unknown.set(c.name, c.missing.unknown);
         fill.delete(c.name);
+      } else if (c.missing && 'from' in c.missing) {
+        const from = c.missing.from;
+        const older = priorFill.get(from);
+        fill.set(c.name, older ? { from, else: older } : { from });
+        unknown.delete(c.name);
+        const why = priorUnknown.get(from);
+        if (why !== undefined && priorLacked.has(from)) unknown.set(c.name, why);
+        // Rows older than the old column lack the new one's value as they lacked the old one's.
+        if (isNew && !priorLacked.has(from)) lacked.delete(c.name);
+        if (isNew && priorLacked.has(from)) lacked.add(c.name);
       } else if (c.missing) {
-        fill.set(c.name, c.missing.value);
+        fill.set(c.name, { value: c.missing.value });
         unknown.delete(c.name);
       } else if (isNew) {
         fill.delete(c.name);
@@ -69,12 +92,25 @@ export function refuseUnknownMissing(table: string, plan: MissingPlan): void {
 /** Rows with each column they lack filled from the plan (a new object per row that lacks one). */
 export function fillMissing(row: Row, plan: MissingPlan): Row {
   let out: Record<string, CellValue> | null = null;
-  for (const [name, value] of plan.fill) {
+  for (const [name, source] of plan.fill) {
     if (name in row) continue;
+    const value = valueOf(row, source);
+    if (value === undefined) continue;
     out ??= { ...row };
     out[name] = value;
   }
   return (out as Row | null) ?? row;
+}
+
+/** A row's value from a source; undefined when nothing says (the row reads NULL). */
+function valueOf(row: Row, source: MissingSource): CellValue | undefined {
+  let s: MissingSource | undefined = source;
+  while (s) {
+    if ('value' in s) return s.value;
+    if (s.from in row) return row[s.from];
+    s = s.else;
+  }
+  return undefined;
 }
 
 /** The rows of a replay, with the plan's values filled in. */

@@ -15,15 +15,15 @@ export function registerResyncCommand(program: Command): void {
   withConfigOptions(program.command('resync').description('re-read chosen tables from the source as their new base, while `chartlog run` keeps streaming (lock-free, chunked, throttled)'), false)
     .requiredOption('-s, --source <name>', 'the source whose tables are re-read')
     .requiredOption('--tables <list>', 'comma-separated "schema.table" names (MySQL/MariaDB: "database.table")')
-    .option('--rows-per-second <n>', 'read at most this many rows per second from the source (0: unthrottled)', '0')
+    .option('--rows-per-second <n>', 'read at most this many rows per second from the source (0: unthrottled; default: sources[].resync.rowsPerSecond)')
     .option('--json', 'print the result as JSON')
-    .action(async (opts: { config: string; source: string; tables: string; rowsPerSecond: string; json?: boolean }) => {
+    .action(async (opts: { config: string; source: string; tables: string; rowsPerSecond?: string; json?: boolean }) => {
       const tables = opts.tables.split(',').map((t) => t.trim()).filter((t) => t.length > 0);
       const bad = tables.filter((t) => !/^[^.]+\.[^.]+$/.test(t));
       if (tables.length === 0 || bad.length > 0) {
         throw usageError(`--tables: ${bad.length > 0 ? `"${bad.join('", "')}" is not schema.table` : 'no table named'}`, 'e.g. --tables public.patients,public.encounters');
       }
-      if (!/^\d+$/.test(opts.rowsPerSecond)) throw usageError(`--rows-per-second: "${opts.rowsPerSecond}" is not a whole number ≥ 0`, 'e.g. --rows-per-second 5000 (0: unthrottled)');
+      if (opts.rowsPerSecond !== undefined && !/^\d+$/.test(opts.rowsPerSecond)) throw usageError(`--rows-per-second: "${opts.rowsPerSecond}" is not a whole number ≥ 0`, 'e.g. --rows-per-second 5000 (0: unthrottled)');
       const ctx = openContext(opts);
       const source = ctx.sources[0]!;
       await ctx.store.checkWritable?.();
@@ -41,7 +41,7 @@ export function registerResyncCommand(program: Command): void {
       try {
         await checkSourceReady(runtime);
         const started = performance.now();
-        const m = await resyncTables({ deps: runtime, tables, rowsPerSecond: Number(opts.rowsPerSecond), signal: stop.signal, onProgress: progress });
+        const m = await resyncTables({ deps: runtime, tables, rowsPerSecond: opts.rowsPerSecond !== undefined ? Number(opts.rowsPerSecond) : source.resync.rowsPerSecond, signal: stop.signal, onProgress: progress });
         const seconds = (performance.now() - started) / 1000;
         const rows = Object.values(m.tables).reduce((n, t) => n + t.rows, 0);
         const result = { source: source.name, snapshot: m.id, position: m.position, commitTime: formatUs(m.commitTsUs), tables: Object.fromEntries(Object.entries(m.tables).map(([k, t]) => [k, t.rows])), rows, seconds: Math.round(seconds * 1000) / 1000, rowsPerSecond: Math.round(rows / Math.max(seconds, 0.001)) };

@@ -60,25 +60,28 @@ export interface TableAttribute {
     /**
      * What rows written before the column existed read in it (core/table-schema.ts
      * MissingValue): `cell` is its cell serialization in base64, `unknown` why it cannot be
-     * known. Absent when they read NULL — so versions written before it existed keep their hash.
+     * known, `from` the column's name before a RENAME COLUMN. Absent when they read NULL — so
+     * versions written before it existed keep their hash.
      */
     missing?: MissingAttribute;
   }[];
 }
 
-export type MissingAttribute = { cell: string } | { unknown: string };
+export type MissingAttribute = { cell: string } | { unknown: string } | { from: string };
 
 /** A sealed column's value would stand in clear in the schema: never stored, the rows are re-read instead. */
 export const SEALED_MISSING_REASON = 'the column is sealed (PHI), so the value its older rows read is not stored in the schema';
 
 function missingAttribute(m: MissingValue, sealed: boolean): MissingAttribute {
   if ('unknown' in m) return { unknown: m.unknown };
+  if ('from' in m) return { from: m.from };
   if (sealed && m.value !== null) return { unknown: SEALED_MISSING_REASON };
   return { cell: Buffer.from(serializeCell(m.value)).toString('base64') };
 }
 
 function missingValue(m: MissingAttribute): MissingValue {
   if ('unknown' in m) return { unknown: m.unknown };
+  if ('from' in m) return { from: m.from };
   return { value: deserializeCell(Buffer.from(m.cell, 'base64')) };
 }
 

@@ -46,12 +46,16 @@ class Check {
     if (typeof v !== 'boolean') this.fail(field, 'is not true or false');
   }
 
-  /** `{cell: base64 of a cell serialization}` or `{unknown: reason}`, nothing else. */
+  /** `{cell: base64 of a cell serialization}`, `{unknown: reason}` or `{from: column name}`, nothing else. */
   missing(field: string, m: unknown): void {
     if (typeof m !== 'object' || m === null || Array.isArray(m)) this.fail(field, 'is not a missing value');
     const o = m as Record<string, unknown>;
     const keys = Object.keys(o);
-    if (keys.length !== 1) this.fail(field, 'must hold exactly one of cell, unknown');
+    if (keys.length !== 1) this.fail(field, 'must hold exactly one of cell, unknown, from');
+    if ('from' in o) {
+      if (typeof o.from !== 'string' || o.from.length === 0 || o.from.length > 256 || CONTROL.test(o.from)) this.fail(`${field}.from`, 'is not a column name (1 to 256 characters, no control characters)');
+      return;
+    }
     if ('unknown' in o) {
       if (typeof o.unknown !== 'string' || o.unknown.length > 1000 || CONTROL.test(o.unknown)) this.fail(`${field}.unknown`, 'is not a reason (up to 1000 characters, no control characters)');
       return;

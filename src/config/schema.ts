@@ -176,6 +176,23 @@ const source = z
       })
       .default({ initial: true, chunkRows: 10000, everyHours: 24 })
       .describe('Base snapshots.'),
+    resync: z
+      .strictObject({
+        automatic: z
+          .boolean()
+          .default(true)
+          .describe(
+            'Let `chartlog run` re-read a table by itself (an online table resync, as `chartlog resync` does) when its connector can no longer prove it captured the table whole (a rewriting DDL). false: it only logs the `chartlog resync` command to run.',
+          ),
+        rowsPerSecond: z
+          .number()
+          .int()
+          .min(0)
+          .default(0)
+          .describe('Rows read per second at most by a table resync of this source (automatic ones, and `chartlog resync` without --rows-per-second); 0: as fast as the source gives them.'),
+      })
+      .default({ automatic: true, rowsPerSecond: 0 })
+      .describe('Table resyncs (online re-snapshots of chosen tables).'),
   })
   .describe('A database to capture.');
 

@@ -1,6 +1,23 @@
 import type { ChangeBatch } from './change-event.js';
+import type { Logger } from './logger.js';
+import type { RequestResync } from './resync-request.js';
 import type { Position } from './position.js';
 import type { TableSchema } from './table-schema.js';
+
+/**
+ * What the pipeline hands every connector besides its configuration (connectors/registry.ts).
+ * Every field is optional: a connector built alone (tests, `chartlog resync`) gets none.
+ */
+export interface ConnectorOptions {
+  readonly logger?: Logger;
+  /**
+   * How the connector asks for an online re-snapshot of tables it can no longer prove it
+   * streamed whole (a rewriting DDL): `chartlog run` gives the source's ResyncQueue.request
+   * (src/pipeline/resync-queue.ts). Absent: the connector logs what it would have asked for and
+   * the `chartlog resync` command that fixes it.
+   */
+  readonly requestResync?: RequestResync;
+}
 
 /**
  * What a connector can deliver. The rest of chartlog asks these instead of branching on the

@@ -96,9 +96,11 @@ export interface ColumnType {
  * (PostgreSQL `attmissingval`, a MariaDB/MySQL instant column's constant default). `unknown`:
  * the source gave such rows values chartlog cannot prove (a volatile default, a table rewrite);
  * the reason is kept, and a restore refuses to invent them (the table must be re-read:
- * `chartlog resync`). Absent: such rows read NULL.
+ * `chartlog resync`). `from`: the column was renamed (RENAME COLUMN): rows written before read
+ * the value their image holds under the old name `from` (and what that column's rows older than
+ * it read). Absent: such rows read NULL.
  */
-export type MissingValue = { readonly value: CellValue } | { readonly unknown: string };
+export type MissingValue = { readonly value: CellValue } | { readonly unknown: string } | { readonly from: string };
 
 export interface ColumnSchema {
   readonly name: string;

@@ -15,6 +15,7 @@ import type { ArchiveClaim, SourceConnector } from '../core/source-connector.js'
 import type { TableSchema } from '../core/table-schema.js';
 import { checkPhiNames, sourcesToConsult } from '../phi/phi-names.js';
 import type { ArchiveSigner } from '../phi/archive-mac.js';
+import type { ResyncQueue } from './resync-queue.js';
 
 /** Everything one source's pipeline works with (source-runtime.ts builds it from the configuration). */
 export interface SourcePipelineDeps {
@@ -44,6 +45,11 @@ export interface SourcePipelineDeps {
   signer?: ArchiveSigner;
   /** The archive's id (`state/archive.json`), once recorded (recordArchive); written into the checkpoint. */
   archiveId?: string;
+  /**
+   * The table resyncs the connector asks for (its `requestResync`), run beside the stream;
+   * runSourcePipeline stops it with the run. Absent when `sources[].resync.automatic` is false.
+   */
+  resync?: ResyncQueue;
 }
 
 /**

@@ -3,71 +3,112 @@ import { logger } from '../core/logger.js';
 import { Backoff, sleep } from '../core/retry.js';
 import type { RequestResync, ResyncRequest } from '../core/resync-request.js';
 import type { SnapshotManifest } from '../archive/snapshot-manifest.js';
-import { resyncTables, type ResyncOptions } from './resync-tables.js';
 
 /**
  * The pipeline's answer to a connector's RequestResync (src/core/resync-request.ts): table
  * resyncs run one at a time in the background, beside the stream. Tables asked for while one
  * runs are gathered into the next. A retriable failure is tried again after the one backoff; a
  * fatal one is logged with its reason and hint and the tables are dropped (the operator can run
- * `chartlog resync` by hand).
+ * `chartlog resync` by hand). `stop()` ends it with the run: a resync cut short writes no
+ * manifest (nothing a restore uses), and the tables it leaves are logged with the command that
+ * re-reads them.
  *
- *   const queue = new ResyncQueue({ run: (tables) => resyncTables({ deps, tables, rowsPerSecond, signal }) });
+ *   const queue = new ResyncQueue({ run: (tables, signal) => resyncTables({ deps, tables, rowsPerSecond, signal }) });
  *   connectorOptions.requestResync = queue.request;
  */
 export class ResyncQueue {
   private readonly pending = new Map<string, string>();
+  private current: readonly string[] = [];
   private running: Promise<void> | null = null;
   private readonly backoff: Backoff;
+  private readonly stopping = new AbortController();
+  private readonly signal: AbortSignal;
 
   constructor(
     private readonly o: {
-      /** Runs one resync of these tables (resyncTables, or a fake in tests). */
-      run: (tables: readonly string[]) => Promise<SnapshotManifest | unknown>;
+      /** Runs one resync of these tables (resyncTables, or a fake in tests); stops when `signal` aborts. */
+      run: (tables: readonly string[], signal: AbortSignal) => Promise<SnapshotManifest | unknown>;
       signal?: AbortSignal;
       retry?: ConstructorParameters<typeof Backoff>[0];
+      /** Names the source in the log. */
+      source?: string;
     },
   ) {
     this.backoff = new Backoff(o.retry ?? { initialDelayMs: 1000, maxDelayMs: 60_000, maxAttempts: 10 });
+    this.signal = o.signal ? AbortSignal.any([o.signal, this.stopping.signal]) : this.stopping.signal;
   }
 
   /** The function handed to a connector: queue, never block, never throw. */
   readonly request: RequestResync = (r: ResyncRequest): void => {
+    if (this.signal.aborted) {
+      this.log().error({ tables: r.tables, reason: r.reason }, `table resync requested while stopping; run it by hand: chartlog resync --tables ${r.tables.join(',')}`);
+      return;
+    }
     for (const t of r.tables) if (!this.pending.has(t)) this.pending.set(t, r.reason);
-    logger().warn({ tables: r.tables, reason: r.reason }, 'table resync requested');
+    this.log().warn({ tables: r.tables, reason: r.reason }, 'table resync requested');
     this.running ??= this.drain().finally(() => {
       this.running = null;
     });
   };
+
+  /** Tables queued or being read now (tests, status). */
+  get tables(): readonly string[] {
+    return [...new Set([...this.current, ...this.pending.keys()])].sort();
+  }
 
   /** Resolves once nothing is queued or running (tests, a clean stop). */
   async idle(): Promise<void> {
     while (this.running) await this.running;
   }
 
+  /**
+   * Stops with the run: the resync being read is aborted (it leaves no manifest), nothing
+   * queued starts, and what is left undone is logged with the command that does it.
+   */
+  async stop(): Promise<void> {
+    const left = this.tables;
+    this.stopping.abort();
+    await this.idle();
+    if (left.length > 0) {
+      this.log().error({ tables: left }, `stopped before these tables were re-read; run: chartlog resync --tables ${left.join(',')}`);
+    }
+  }
+
+  private log() {
+    return this.o.source ? logger().child({ source: this.o.source, component: 'resync' }) : logger();
+  }
+
   private async drain(): Promise<void> {
-    while (this.pending.size > 0 && !this.o.signal?.aborted) {
+    while (this.pending.size > 0 && !this.signal.aborted) {
       const tables = [...this.pending.keys()].sort();
+      const reasons = [...new Set(this.pending.values())];
       this.pending.clear();
+      this.current = tables;
+      const started = performance.now();
       try {
-        await this.o.run(tables);
+        this.log().info({ tables, reasons }, 'automatic table resync started');
+        const result = await this.o.run(tables, this.signal);
         this.backoff.reset();
+        const m = result as Partial<SnapshotManifest> | undefined;
+        const rowCounts = m?.tables ? Object.fromEntries(Object.entries(m.tables).map(([k, t]) => [k, t.rows])) : undefined;
+        this.log().info({ tables, rowCounts, snapshot: m?.id, position: m?.position, seconds: Math.round(performance.now() - started) / 1000 }, 'automatic table resync finished');
       } catch (err) {
+        if (this.signal.aborted) {
+          for (const t of tables) if (!this.pending.has(t)) this.pending.set(t, 'stopped');
+          break;
+        }
         const e = toChartlogError(err);
         const delay = e.retriable ? this.backoff.next() : null;
         if (delay === null) {
-          logger().error({ tables, err: e }, 'table resync failed; run `chartlog resync` for these tables by hand');
+          this.log().error({ tables, err: e }, `table resync failed; run it by hand: chartlog resync --tables ${tables.join(',')}`);
           continue;
         }
-        logger().warn({ tables, err: e, delayMs: delay }, 'table resync failed; trying again');
+        this.log().warn({ tables, err: e, delayMs: delay }, 'table resync failed; trying again');
         for (const t of tables) if (!this.pending.has(t)) this.pending.set(t, 'retry');
-        await sleep(delay, this.o.signal).catch(() => undefined);
+        await sleep(delay, this.signal).catch(() => undefined);
+      } finally {
+        this.current = [];
       }
     }
   }
-}
-
-/** A ResyncQueue that runs resyncTables with these options for each batch of tables. */
-export function resyncQueueFor(o: Omit<ResyncOptions, 'tables'>): ResyncQueue {
-  return new ResyncQueue({ run: (tables) => resyncTables({ ...o, tables }), ...(o.signal ? { signal: o.signal } : {}) });
 }

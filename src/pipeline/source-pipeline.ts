@@ -55,6 +55,7 @@ export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortS
     await claimSourceArchive(deps, claimOptions);
   } catch (err) {
     await deps.connector.close();
+    await deps.resync?.stop();
     throw err;
   }
   const lease = options.lease ?? new Lease({ store: deps.store, source: deps.source.name, ttlMs: deps.config.storage.leaseTtlMs });
@@ -100,6 +101,8 @@ export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortS
     run.signal.removeEventListener('abort', stopSchedule);
     scheduleStop.abort();
     await scheduled;
+    // A resync cut short leaves no manifest; the tables it leaves are logged with the command.
+    await deps.resync?.stop();
     await lease.release();
   }
   if (lease.lost) throw lease.lost;

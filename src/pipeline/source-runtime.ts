@@ -14,6 +14,8 @@ import { CryptoPool } from '../phi/crypto-pool.js';
 import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
 import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
 import { archiveSigner } from '../archive/archive-auth.js';
+import { ResyncQueue } from './resync-queue.js';
+import { resyncTables } from './resync-tables.js';
 
 /**
  * Builds everything one source's pipeline needs from the frozen configuration: its connector,
@@ -38,21 +40,35 @@ export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<So
     keys,
     ...(config.phi.cryptoThreads > 0 ? { cryptoPool: new CryptoPool(config.phi.cryptoThreads) } : {}),
   });
+  const encoder: SourcePipelineDeps['encoder'] = {
+    encode: (batch) => {
+      guard?.inspect(batch);
+      return codec.encodeBatch(batch);
+    },
+    fingerprintOf: (_source, table) => codec.fingerprintOf(table),
+  };
+  const envelopes = new CodecEnvelopeReader(schemas);
+  // Automatic table resyncs (docs/architecture.md §4): each read through a connector of its own,
+  // so the stream's connector and its connections are never shared with a long snapshot read.
+  const resync = source.resync.automatic
+    ? new ResyncQueue({
+        source: source.name,
+        run: (tables, signal) =>
+          withConnector(source, (connector) =>
+            resyncTables({ deps: { source, store, connector, encoder, envelopes, signer }, tables, rowsPerSecond: source.resync.rowsPerSecond, signal }),
+          ),
+      })
+    : undefined;
   return {
     config,
     source,
     store,
-    connector: createConnector(source, { logger: logger() }),
-    encoder: {
-      encode: (batch) => {
-        guard?.inspect(batch);
-        return codec.encodeBatch(batch);
-      },
-      fingerprintOf: (_source, table) => codec.fingerprintOf(table),
-    },
-    envelopes: new CodecEnvelopeReader(schemas),
+    connector: createConnector(source, { logger: logger(), ...(resync ? { requestResync: resync.request } : {}) }),
+    encoder,
+    envelopes,
     peerTables: readCapturedTables,
     signer,
+    ...(resync ? { resync } : {}),
   };
 }
 

@@ -159,7 +159,9 @@ for (const engine of [PG, MY]) {
     const configFile = join(work, 'chartlog.yaml');
     writeFileSync(configFile, [
       'sources:',
-      `  - { name: clinic, type: ${engine.name}, url: "${source.url}", tables: [${q('t')}, ${q('w')}, ${q('vol')}, ${q('gone')}], mysql: { serverId: ${60000 + Math.floor(Math.random() * 10000)} } }`,
+      // Without automatic resyncs: this test checks what the archive alone says about a volatile
+      // default (refused, with the fix); mysql-ddl-resync.test.ts covers the automatic re-read.
+      `  - { name: clinic, type: ${engine.name}, url: "${source.url}", tables: [${q('t')}, ${q('w')}, ${q('vol')}, ${q('gone')}], mysql: { serverId: ${60000 + Math.floor(Math.random() * 10000)} }, resync: { automatic: false } }`,
       `storage: { url: "file://${work}/backup" }`,
       'segments: { flushIntervalMs: 200 }',
       'phi:',

@@ -65,3 +65,39 @@ test('a damaged missing member is refused, naming the field', () => {
   (s[TABLE_ATTRIBUTE] as { columns: { missing: unknown }[] }).columns[1]!.missing = { cell: '!!' };
   assert.throws(() => checkTableAttribute(s, 'obj', 'postgres'), /columns\[1\]\.missing\.cell is not base64/);
 });
+
+const memo = (missing?: ColumnSchema['missing']): ColumnSchema => ({ ...note, name: 'memo', ...(missing ? { missing } : {}) });
+const text = (name: string, missing?: ColumnSchema['missing']): ColumnSchema => ({ ...note, name, ...(missing ? { missing } : {}) });
+
+test('RENAME COLUMN: rows whose image predates the rename read the old column under the new name', () => {
+  const plan = missingPlan([v(id, note), v(id, memo({ from: 'note' }))]);
+  assert.deepEqual(fillMissing({ id: 1, note: 'old' }, plan), { id: 1, note: 'old', memo: 'old' });
+  assert.deepEqual(fillMissing({ id: 2, memo: 'new' }, plan), { id: 2, memo: 'new' }, 'a row written after the rename keeps its own value');
+  assert.deepEqual(fillMissing({ id: 3, note: null }, plan), { id: 3, note: null, memo: null }, 'NULL stays NULL');
+  assert.equal(plan.refuse.size, 0);
+  // Negative control: without the `from` the same row would read NULL (absent) in memo.
+  assert.deepEqual(fillMissing({ id: 1, note: 'old' }, missingPlan([v(id, note), v(id, memo())])), { id: 1, note: 'old' });
+});
+
+test('renames chain (a → b → c), and a renamed column keeps what rows older than it read', () => {
+  const chained = missingPlan([v(id, text('a')), v(id, text('b', { from: 'a' })), v(id, text('c', { from: 'b' }))]);
+  assert.deepEqual(fillMissing({ id: 1, a: 'x' }, chained).c, 'x');
+  assert.deepEqual(fillMissing({ id: 2, b: 'y' }, chained).c, 'y');
+  // flag added with a constant, then renamed: rows older than flag read the constant under the new name.
+  const renamedFlag = { ...flag(), name: 'level', missing: { from: 'flag' } } as ColumnSchema;
+  const plan = missingPlan([v(id), v(id, flag({ value: 7 })), v(id, renamedFlag)]);
+  assert.deepEqual(fillMissing({ id: 1 }, plan), { id: 1, level: 7 });
+  assert.deepEqual(fillMissing({ id: 2, flag: 3 }, plan).level, 3);
+  // An unknown value moves with the rename: still refused until the table is re-read.
+  const refused = missingPlan([v(id), v(id, flag({ unknown: 'volatile default' })), v(id, renamedFlag)]);
+  assert.equal(refused.refuse.get('level'), 'volatile default');
+});
+
+test('a schema with missing.from round-trips through the Avro table attribute and passes the strict check; a bad one is refused', () => {
+  const avro = JSON.parse(JSON.stringify(toAvroSchema('clinic', v(id, memo({ from: 'note' })), new Set())));
+  checkTableAttribute(avro, 'x', 'mysql');
+  assert.deepEqual(fromAvroSchema(avro).table.columns[1]!.missing, { from: 'note' });
+  const bad = JSON.stringify(avro).replace('"from":"note"', '"from":""');
+  assert.ok(bad !== JSON.stringify(avro), 'the bad copy differs');
+  assert.throws(() => checkTableAttribute(JSON.parse(bad), 'x', 'mysql'), /missing\.from/);
+});

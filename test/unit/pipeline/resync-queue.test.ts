@@ -46,3 +46,26 @@ test('a retriable failure is tried again; a fatal one is given up', async () => 
   await f.idle();
   assert.equal(fatalCalls, 1, 'not retried');
 });
+
+test('stop() aborts the running resync, starts nothing queued, and then refuses new requests', async () => {
+  const runs: string[][] = [];
+  let started!: () => void;
+  const running = new Promise<void>((r) => (started = r));
+  const q = new ResyncQueue({
+    run: async (tables, signal) => {
+      runs.push([...tables]);
+      started();
+      // A resync that only ends when it is aborted (a long table read).
+      await new Promise<void>((_, reject) => signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true }));
+    },
+  });
+  q.request({ tables: ['db.a'], reason: 'rewrite' });
+  await running;
+  q.request({ tables: ['db.b'], reason: 'rewrite' });
+  assert.deepEqual(q.tables, ['db.a', 'db.b'], 'one running, one queued');
+  await q.stop();
+  assert.deepEqual(runs, [['db.a']], 'the queued one never started');
+  q.request({ tables: ['db.c'], reason: 'rewrite' });
+  await q.idle();
+  assert.deepEqual(runs, [['db.a']], 'nothing runs after stop');
+});

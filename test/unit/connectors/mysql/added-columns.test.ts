@@ -36,3 +36,16 @@ test('columns the table had keep what their version recorded', () => {
   const out = withMissingValues(prev, v(id, col('flag', 'int(11)', { kind: 'int', bits: 32 }, false), col('z', 'int(11)', { kind: 'int', bits: 32 })), new Map([['z', 'NULL']]), 'ALTER TABLE t ADD z INT');
   assert.deepEqual(out.columns.map((c) => c.missing), [undefined, { value: 7 }, undefined]);
 });
+
+test('a renamed column reads the old name; a swap, a reused name or a key column cannot be followed and is unknown', async () => {
+  const { missingOfRenamed, withMissingValues } = await import('../../../../connectors/mysql/added-columns.js');
+  const int = (name: string): ColumnSchema => ({ name, sourceType: 'int(11)', type: { kind: 'int', bits: 32 }, nullable: true });
+  const t = (...cols: string[]): TableSchema => ({ schema: 'db', table: 't', primaryKey: ['id'], columns: cols.map(int) });
+  assert.deepEqual(missingOfRenamed(t('id', 'note'), t('id', 'memo'), 'note', 'memo'), { from: 'note' });
+  assert.match(String((missingOfRenamed(t('id', 'a', 'b'), t('id', 'a', 'b'), 'a', 'b') as { unknown: string }).unknown), /swap or a reused name/);
+  assert.match(String((missingOfRenamed(t('id', 'x'), { ...t('pid', 'x'), primaryKey: ['pid'] }, 'id', 'pid') as { unknown: string }).unknown), /key column/);
+  const v = withMissingValues(t('id', 'note'), t('id', 'memo'), new Map([['memo', null]]), 'ALTER TABLE t RENAME COLUMN note TO memo', new Map([['memo', 'note']]));
+  assert.deepEqual(v.columns[1]!.missing, { from: 'note' });
+  // Negative control: without the rename the new column is taken as added (older rows read NULL).
+  assert.equal(withMissingValues(t('id', 'note'), t('id', 'memo'), new Map([['memo', null]]), 'ALTER TABLE t RENAME COLUMN note TO memo').columns[1]!.missing, undefined);
+});

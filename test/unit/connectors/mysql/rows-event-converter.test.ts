@@ -241,3 +241,31 @@ describe('statement helpers', () => {
     });
   });
 });
+
+describe('RENAME TABLE', () => {
+  const K: TableSchema = freezeTableSchema({ ...PATIENTS, table: 'k' });
+  const K2: TableSchema = freezeTableSchema({ ...PATIENTS, table: 'k2' });
+  // As the connector gives it: a tracked table the catalogue no longer has is null.
+  const make = (): RowsEventConverter =>
+    new RowsEventConverter({ source: 'clinic-db', from: null, tables: new Map([['clinic.k', K], ['clinic.patients', PATIENTS]]), captures: () => true });
+
+  it('ends the old name (op x, its last version) and makes the new name current', () => {
+    const c = make();
+    c.push(gtid(40, true));
+    const b = c.push({ type: 'statement', schema: 'clinic', query: 'RENAME TABLE k TO k2', timestampMs: 0, refreshed: new Map<string, TableSchema | null>([['clinic.k2', K2], ['clinic.patients', PATIENTS], ['clinic.k', null]]) })!;
+    assert.deepEqual(b.events.map((e) => [e.op, e.schema.table]), [['x', 'k']]);
+    assert.deepEqual(b.schemaChanges?.map((s) => s.table), ['k2']);
+    assert.equal(c.tables.has('clinic.k'), false);
+  });
+
+  it('a table gone from a catalogue read late (a later RENAME) stays tracked until its own statement ends it', () => {
+    const c = make();
+    c.push(gtid(41, true));
+    // The ALTER of patients is read after the source already ran RENAME TABLE k TO k2.
+    c.push({ type: 'statement', schema: 'clinic', query: 'ALTER TABLE patients ADD INDEX i (born)', timestampMs: 0, refreshed: new Map<string, TableSchema | null>([['clinic.k2', K2], ['clinic.patients', PATIENTS], ['clinic.k', null]]) });
+    assert.equal(c.tables.has('clinic.k'), true, 'k is still tracked');
+    c.push(gtid(42, true));
+    const b = c.push({ type: 'statement', schema: 'clinic', query: 'RENAME TABLE k TO k2', timestampMs: 0, refreshed: new Map<string, TableSchema | null>([['clinic.k2', K2], ['clinic.patients', PATIENTS], ['clinic.k', null]]) })!;
+    assert.deepEqual(b.events.map((e) => [e.op, e.schema.table]), [['x', 'k']], 'the rename still ends k');
+  });
+});

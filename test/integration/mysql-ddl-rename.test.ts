@@ -1,0 +1,202 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import mysql from 'mysql2/promise';
+import { readCheckpoint } from '../../src/archive/checkpoint.js';
+import { formatUs } from '../../src/archive/layout.js';
+import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
+import { FsObjectStore } from '../../src/storage/fs-object-store.js';
+import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
+import { createMariadbDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
+
+/**
+ * Issue 14 on MariaDB: RENAME COLUMN and RENAME TABLE mid-stream, under `chartlog run` and a
+ * concurrent writer. A renamed column keeps its history: rows written before the rename read
+ * their value under the new name (the table version records `missing.from`), with no re-read.
+ * A renamed table ends its history under the old name (op x) and is read again under the new
+ * name (an automatic resync). Restores before the renames give the old names, after them the new
+ * names with every row, value by value.
+ */
+
+const BEFORE = ['k', 'r', 'w'];
+const AFTER = ['k2', 'r', 'w'];
+
+/** A writer committing small transactions to `w` until stopped; paused around each moment taken. */
+class Writer {
+  private n = 0;
+  private stopped = false;
+  private paused = false;
+  private idle: Promise<void> = Promise.resolve();
+  private loop: Promise<void> | null = null;
+  commits = 0;
+
+  constructor(private readonly conn: mysql.Connection) {}
+
+  start(): void {
+    this.loop = (async () => {
+      while (!this.stopped) {
+        if (this.paused) {
+          await sleep(5);
+          continue;
+        }
+        let done!: () => void;
+        this.idle = new Promise((r) => (done = r));
+        try {
+          this.n++;
+          await this.conn.query(`INSERT INTO w VALUES (${this.n}, ${this.n})`);
+          if (this.n > 3) await this.conn.query(`UPDATE w SET x = x + 1 WHERE id = ${1 + ((this.n * 7) % (this.n - 1))}`);
+          this.commits++;
+        } finally {
+          done();
+        }
+        await sleep(5);
+      }
+    })();
+  }
+
+  async pause(): Promise<void> {
+    this.paused = true;
+    await this.idle;
+  }
+
+  resume(): void {
+    this.paused = false;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
+}
+
+/** The lines of the run's JSON log with this message. */
+function logLines(file: string, msg: string): Record<string, unknown>[] {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(`"msg":"${msg}"`))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+test('MariaDB: RENAME COLUMN and RENAME TABLE under chartlog run keep each table\'s rows; restores before and after equal the source value by value', { timeout: 300_000 }, async () => {
+  const created: TestDatabase[] = [];
+  const newDb = async (prefix: string): Promise<TestDatabase> => {
+    const db = await createMariadbDatabase(prefix);
+    created.push(db);
+    return db;
+  };
+  const work = mkdtempSync(join(tmpdir(), 'chartlog-myren-'));
+  const source = await newDb('myren');
+  let run: ChartlogRun | null = null;
+  let writerConn: mysql.Connection | null = null;
+  after(async () => {
+    await run?.close();
+    await writerConn?.end().catch(() => undefined);
+    for (const db of created) await db.drop();
+    if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
+  });
+
+  await source.exec('CREATE TABLE r (id INT PRIMARY KEY, note VARCHAR(20))');
+  await source.exec('CREATE TABLE k (id INT PRIMARY KEY, x INT)');
+  await source.exec('CREATE TABLE w (id INT PRIMARY KEY, x INT)');
+  for (let i = 1; i <= 25; i++) {
+    await source.exec(`INSERT INTO r VALUES (${i}, ${i % 5 === 0 ? 'NULL' : `'n${i}'`})`);
+    await source.exec(`INSERT INTO k VALUES (${i}, ${i * 10})`);
+  }
+
+  const keyring = join(work, 'keys', 'keyring.json');
+  mkdirSync(join(work, 'keys'), { mode: 0o700 });
+  FileKeyring.create(keyring);
+  const q = (t: string): string => `${source.name}.${t}`;
+  const configFile = join(work, 'chartlog.yaml');
+  writeFileSync(configFile, [
+    'sources:',
+    // k2 does not exist yet: captured once RENAME TABLE makes it.
+    `  - { name: clinic, type: mysql, url: "${source.url}", tables: [${['r', 'k', 'k2', 'w'].map(q).join(', ')}], mysql: { serverId: ${80000 + Math.floor(Math.random() * 10000)} } }`,
+    `storage: { url: "file://${work}/backup" }`,
+    'segments: { flushIntervalMs: 200 }',
+    'phi:',
+    `  keyring: "file://${keyring}"`,
+    // Synthetic, non-PHI columns; memo and k2's columns are left unclassified (sealed by default).
+    `  publicColumns: { ${q('r')}: [id, note], ${q('k')}: [id, x], ${q('w')}: [id, x] }`,
+    'log: { level: info, format: json }',
+  ].join('\n'));
+  const runLog = join(work, 'run.log');
+  run = new ChartlogRun(configFile, runLog);
+  await run.start();
+  writerConn = await mysql.createConnection({ uri: source.url });
+  const writer = new Writer(writerConn);
+  writer.start();
+
+  const moments: { label: string; iso: string; us: bigint; tables: Record<string, Captured> }[] = [];
+  // MariaDB binlog commit times have whole seconds: moments sit more than a second from every commit.
+  const moment = async (label: string, tables: readonly string[]): Promise<void> => {
+    await writer.pause();
+    await sleep(1100);
+    const us = BigInt(Date.now()) * 1000n;
+    const captured: Record<string, Captured> = {};
+    for (const t of tables) captured[t] = await source.capture(t);
+    moments.push({ label, iso: formatUs(us), us, tables: captured });
+    await sleep(1100);
+    writer.resume();
+  };
+
+  await sleep(300);
+  await source.exec(`UPDATE r SET note = 'before' WHERE id = 3`);
+  await moment('before the renames', BEFORE);
+
+  await source.exec('ALTER TABLE r RENAME COLUMN note TO memo');
+  await source.exec(`UPDATE r SET memo = 'changed' WHERE id = 1`);
+  await source.exec('RENAME TABLE k TO k2');
+  await source.exec('UPDATE k2 SET x = x + 100 WHERE id = 2');
+
+  const finished = (): Set<string> => new Set(logLines(runLog, 'automatic table resync finished').flatMap((l) => l.tables as string[]));
+  for (let i = 0; !finished().has(q('k2')); i++) {
+    assert.ok(i < 1200, `the automatic resync of ${q('k2')} finished; see ${runLog}`);
+    await sleep(100);
+  }
+  await source.exec('UPDATE k2 SET x = 7 WHERE id = 3');
+  await source.exec(`UPDATE r SET memo = 'later' WHERE id = 4`);
+  await moment('after the renames', AFTER);
+  await writer.stop();
+  assert.ok(writer.commits > 20, `the concurrent writer committed ${writer.commits} transactions`);
+  await source.exec('UPDATE w SET x = 0 WHERE id = 1');
+
+  const store = new FsObjectStore(`${work}/backup`);
+  const last = moments.at(-1)!.us;
+  for (let i = 0; ; i++) {
+    const cp = await readCheckpoint(store, 'clinic');
+    if (cp && cp.commitTsUs > last) break;
+    assert.ok(i < 600, 'the checkpoint did not pass the last moment');
+    await sleep(100);
+  }
+  await run.stop();
+
+  // RENAME COLUMN is followed by names: no table re-read. RENAME TABLE re-reads the new name.
+  const requested = new Set(logLines(runLog, 'table resync requested').flatMap((l) => l.tables as string[]));
+  assert.ok(!requested.has(q('r')), 'RENAME COLUMN asked for no resync');
+  assert.ok(requested.has(q('k2')), 'RENAME TABLE asked for a resync of the new name');
+
+  const args = ['restore', '--config', configFile, '--source', 'clinic'];
+  const check = async (m: (typeof moments)[number], tables: readonly string[], emptyToo: readonly string[] = []): Promise<void> => {
+    const target = await newDb('myrentgt');
+    const r = await runChartlog([...args, '--to', m.iso, '--target', target.url]);
+    assert.equal(r.code, 0, `${m.label}: restore exited ${r.code}: ${r.stderr.slice(0, 2000)}`);
+    const present = await target.tables();
+    // Known limit (issue 14, "CREATE TABLE in scope", not built): a table whose first stored record
+    // is after the moment is created empty, as a table created after the moment is today.
+    for (const t of emptyToo) if (present.includes(t)) assert.deepEqual(await target.capture(t), [], `${m.label}: ${t} is empty`);
+    assert.deepEqual(present.filter((t) => !emptyToo.includes(t)), [...tables].sort(), `${m.label}: the tables present`);
+    for (const t of tables) {
+      const diff = diffCaptures(await target.capture(t), m.tables[t]!, `${m.label}: ${t}`);
+      assert.equal(diff, null, diff ?? '');
+    }
+  };
+  const [before, afterRenames] = moments as [(typeof moments)[0], (typeof moments)[0]];
+  // The source's renamed column holds the old values: the comparison below can fail on a NULL.
+  assert.equal(afterRenames.tables.r!.filter((row) => row.memo !== null).length, 20, 'memo holds a value in 20 of 25 rows on the source (5 are NULL)');
+  await check(before, BEFORE, ['k2']);
+  await check(afterRenames, AFTER);
+});
