@@ -1,4 +1,4 @@
-import { openParts, sealedLength, sealInto, type DataKey, type SealAlgorithm } from './sealer.js';
+import { openPartsTransient, sealedLength, sealInto, type DataKey, type SealAlgorithm } from './sealer.js';
 
 /**
  * Many PHI values to seal or open at once, in a form that crosses to a worker thread
@@ -112,10 +112,12 @@ export function sealJobs(batch: CryptoJobBatch, out: Uint8Array): void {
 
 /**
  * Opens every job of `batch` into `out` at its offset; `where(i)` names job i's column in the
- * error a failed authentication raises (ChartlogError 'integrity', as `openParts`).
+ * error a failed authentication raises (ChartlogError 'integrity', as `openPartsTransient`).
  */
 export function openJobs(batch: CryptoJobBatch, out: Uint8Array, where: (job: number) => string): void {
   eachJob(batch, (i, dek, sealed, place, key, _pos, outAt) => {
-    out.set(openParts(dek, sealed, place, key, where(i)), outAt);
+    const plain = openPartsTransient(dek, sealed, place, key, where(i));
+    out.set(plain, outAt);
+    plain.fill(0);
   });
 }
