@@ -64,22 +64,47 @@ export class MessageEncoder {
       const onPool = await this.encodeBatchOnPool(batch, this.cryptoPool);
       if (onPool) return onPool;
     }
-    const out: BusMessage[] = [];
+    return this.encodeBatchInline(batch);
+  }
+
+  /**
+   * Every message of the batch written into one buffer, PHI sealed in place on this thread; the
+   * messages are views of that buffer. One allocation per batch instead of a buffer and a copy
+   * per message (each message's own ArrayBuffer was the largest per-row allocation).
+   */
+  private async encodeBatchInline(batch: ChangeBatch): Promise<BusMessage[]> {
     const tsUs = this.clock();
+    const w = new AvroWriter(this.bufferSize(batch));
+    const spans: Span[] = [];
     for (const event of batch.events) {
       const compiled = this.tables.ready(event.schema) ?? (await this.tables.compile(event.schema));
       let dek: DataKey | null = null;
       // The current key without a promise when it may seal these values; else wait for it.
       if (compiled.sealedColumns.length > 0) dek = this.keys?.sealWith(sealedCells(compiled, event)) ?? (await this.dataKey(compiled, event));
-      out.push({
-        table: compiled.name,
-        fingerprint: compiled.registered.fingerprintHex,
-        key: partitionKey(compiled, event),
-        value: this.writer.encode(compiled, event, batch, tsUs, dek),
-        position: event.position,
-      });
+      const start = w.pos;
+      let written = false;
+      // Sealed key columns go through encode(), whose seal arena is reset per event.
+      if (compiled.direct && !compiled.needsPlainKeyAad && ENVELOPE_OPS.has(event.op)) {
+        try {
+          this.writer.writeDirect(w, compiled, event, batch, tsUs, dek, false);
+          written = true;
+        } catch (err) {
+          if (!(err instanceof NotDirect)) throw err;
+          w.pos = start;
+          // The avsc path seals the event's values again (fresh nonces): they count again.
+          if (dek) this.keys?.sealWith(sealedCells(compiled, event));
+        }
+      }
+      if (!written) w.raw(this.writer.encode(compiled, event, batch, tsUs, dek));
+      spans.push({ table: compiled.name, fingerprint: compiled.registered.fingerprintHex, key: partitionKey(compiled, event), position: event.position, start, end: w.pos });
     }
-    return out;
+    this.bytesPerEvent = Math.max(64, w.pos / Math.max(1, batch.events.length));
+    return messagesOf(spans, w.buf);
+  }
+
+  /** Sized from the batches before, so the batch buffer is rarely grown (each growth is a copy and garbage). */
+  private bufferSize(batch: ChangeBatch): number {
+    return Math.min(64 * 1024 * 1024, Math.ceil(this.bytesPerEvent * 1.1 * batch.events.length) + 1024);
   }
 
   /**
@@ -92,10 +117,9 @@ export class MessageEncoder {
    */
   private async encodeBatchOnPool(batch: ChangeBatch, pool: CryptoPool): Promise<BusMessage[] | null> {
     const tsUs = this.clock();
-    // Sized from the batches before, so it is rarely grown (each growth is a copy and garbage).
-    const w = new AvroWriter(Math.min(64 * 1024 * 1024, Math.ceil(this.bytesPerEvent * 1.1 * batch.events.length) + 1024));
+    const w = new AvroWriter(this.bufferSize(batch));
     const jobs = new CryptoJobBuilder();
-    const spans: { table: string; fingerprint: string; key: Uint8Array | null; position: Position; start: number; end: number }[] = [];
+    const spans: Span[] = [];
     for (const event of batch.events) {
       const compiled = this.tables.ready(event.schema) ?? (await this.tables.compile(event.schema));
       let dek: DataKey | null = null;
@@ -119,13 +143,7 @@ export class MessageEncoder {
     this.bytesPerEvent = Math.max(64, w.pos / batch.events.length);
     const sealed = await pool.seal(jobs.take(), w.buf.subarray(0, w.pos));
     if (!sealed) return null;
-    return spans.map((m) => ({
-      table: m.table,
-      fingerprint: m.fingerprint,
-      key: m.key,
-      value: Buffer.from(sealed.buffer, sealed.byteOffset + m.start, m.end - m.start),
-      position: m.position,
-    }));
+    return messagesOf(spans, sealed);
   }
 
   /**
@@ -162,6 +180,27 @@ export class MessageEncoder {
     await this.keys.current();
     return this.keys.sealWith(cells) ?? (await this.keys.current());
   }
+}
+
+/** Where one message of a batch lies in the batch's buffer. */
+interface Span {
+  readonly table: string;
+  readonly fingerprint: string;
+  readonly key: Uint8Array | null;
+  readonly position: Position;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** The messages of a batch as views of the buffer they were written into. */
+function messagesOf(spans: readonly Span[], buf: Uint8Array): BusMessage[] {
+  return spans.map((m) => ({
+    table: m.table,
+    fingerprint: m.fingerprint,
+    key: m.key,
+    value: Buffer.from(buf.buffer, buf.byteOffset + m.start, m.end - m.start),
+    position: m.position,
+  }));
 }
 
 /**

@@ -1,4 +1,4 @@
-import { openParts, sealedLength, sealInto, type DataKey, type SealAlgorithm } from './sealer.js';
+import { openPartsTransient, sealedLength, sealInto, type DataKey, type SealAlgorithm } from './sealer.js';
 
 /**
  * Many PHI values to seal or open at once, in a form that crosses to a worker thread
@@ -31,6 +31,11 @@ export class CryptoJobBuilder {
   /** The position bytes last copied into `data` (an event's values share them): stored once. */
   private lastPos: Uint8Array | null = null;
   private lastPosAt = 0;
+  /** Likewise the AAD key half last copied (a row's sealed columns share it). */
+  private lastKey: Uint8Array | null = null;
+  private lastKeyAt = 0;
+  /** Where each AAD place half (one per column of a table version, the same object every row) is in `data`. */
+  private places = new Map<Uint8Array, number>();
   /** Jobs recorded so far. */
   count = 0;
 
@@ -51,9 +56,11 @@ export class CryptoJobBuilder {
     this.jobs[j] = k;
     this.jobs[j + 1] = this.put(input);
     this.jobs[j + 2] = input.length;
-    this.jobs[j + 3] = this.put(place);
+    let placeAt = this.places.get(place);
+    if (placeAt === undefined) this.places.set(place, (placeAt = this.put(place)));
+    this.jobs[j + 3] = placeAt;
     this.jobs[j + 4] = place.length;
-    this.jobs[j + 5] = this.put(key);
+    this.jobs[j + 5] = key === this.lastKey ? this.lastKeyAt : (this.lastKeyAt = this.put((this.lastKey = key)));
     this.jobs[j + 6] = key.length;
     this.jobs[j + 7] = pos === this.lastPos ? this.lastPosAt : (this.lastPosAt = this.put((this.lastPos = pos)));
     this.jobs[j + 8] = pos.length;
@@ -65,6 +72,7 @@ export class CryptoJobBuilder {
   truncate(count: number): void {
     this.count = Math.min(this.count, count);
     this.lastPos = null;
+    this.lastKey = null;
   }
 
   /** The recorded jobs as a batch of their own (fresh buffers), and a fresh start. */
@@ -78,6 +86,8 @@ export class CryptoJobBuilder {
     this.count = 0;
     this.dataPos = 0;
     this.lastPos = null;
+    this.lastKey = null;
+    this.places = new Map();
     return batch;
   }
 
@@ -112,10 +122,12 @@ export function sealJobs(batch: CryptoJobBatch, out: Uint8Array): void {
 
 /**
  * Opens every job of `batch` into `out` at its offset; `where(i)` names job i's column in the
- * error a failed authentication raises (ChartlogError 'integrity', as `openParts`).
+ * error a failed authentication raises (ChartlogError 'integrity', as `openPartsTransient`).
  */
 export function openJobs(batch: CryptoJobBatch, out: Uint8Array, where: (job: number) => string): void {
   eachJob(batch, (i, dek, sealed, place, key, _pos, outAt) => {
-    out.set(openParts(dek, sealed, place, key, where(i)), outAt);
+    const plain = openPartsTransient(dek, sealed, place, key, where(i));
+    out.set(plain, outAt);
+    plain.fill(0);
   });
 }

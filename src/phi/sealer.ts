@@ -65,8 +65,40 @@ let nonceOffset = NONCE_POOL.length;
  */
 const IV = Buffer.alloc(NONCE_BYTES);
 const TAG = Buffer.alloc(TAG_BYTES);
+/**
+ * A reused buffer handing out views of exact lengths, each view made once per length: libsodium
+ * wants exact-length arguments, and a fresh view per value was most of the sealer's garbage.
+ * Values beyond `max` bytes get a buffer of their own (a large value should not pin a large
+ * scratch buffer for the life of the process).
+ */
+class Scratch {
+  private buf: Uint8Array;
+  private views: (Uint8Array | undefined)[] = [];
+
+  constructor(
+    size: number,
+    private readonly max: number,
+  ) {
+    this.buf = new Uint8Array(size);
+  }
+
+  /** `n` bytes to write into, valid until the next call. */
+  view(n: number): Uint8Array {
+    if (n > this.max) return new Uint8Array(n);
+    if (n > this.buf.length) {
+      this.buf = new Uint8Array(Math.max(n, 2 * this.buf.length));
+      this.views = [];
+    }
+    return (this.views[n] ??= this.buf.subarray(0, n));
+  }
+}
+
 /** The AAD of one XChaCha20-Poly1305 operation, assembled here (libsodium takes it in one piece). */
-let AAD_SCRATCH = new Uint8Array(1024);
+const AAD_SCRATCH = new Scratch(1024, 64 * 1024);
+/** The plaintext of one opened value, deserialised and wiped at once (openValueWithAad). */
+const PLAIN_SCRATCH = new Scratch(4096, 64 * 1024);
+/** The nonce of one XChaCha20-Poly1305 operation (copied, instead of a view per value). */
+const XNONCE = new Uint8Array(XCHACHA_NONCE_BYTES);
 
 /** Copies `n` fresh random bytes to `out` at `at`. */
 function writeNonce(out: Uint8Array, at: number, n: number): void {
@@ -174,9 +206,9 @@ export function sealInto(dek: DataKey, plaintext: Uint8Array, place: Uint8Array,
   const bodyAt = headerEnd + nonceBytes;
   const end = bodyAt + plaintext.length + TAG_BYTES;
   if (dek.algorithm === 'XChaCha20-Poly1305') {
-    const header = out.subarray(at, headerEnd);
-    const aad = joinAad(header, place, key);
-    const n = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(out.subarray(bodyAt, end), plaintext, aad, null, out.subarray(headerEnd, bodyAt), dek.key);
+    const aad = joinAad(out, at, headerEnd, place, key);
+    for (let i = 0; i < XCHACHA_NONCE_BYTES; i++) XNONCE[i] = out[headerEnd + i]!;
+    const n = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(out.subarray(bodyAt, end), plaintext, aad, null, XNONCE, dek.key);
     if (n !== plaintext.length + TAG_BYTES) throw new ChartlogError('internal', 'XChaCha20-Poly1305 returned a ciphertext of unexpected length');
     return end;
   }
@@ -199,14 +231,14 @@ export function sealInto(dek: DataKey, plaintext: Uint8Array, place: Uint8Array,
   return end;
 }
 
-/** header ‖ place ‖ key in the shared scratch buffer (valid until the next call). */
-function joinAad(header: Uint8Array, place: Uint8Array, key: Uint8Array): Uint8Array {
-  const n = header.length + place.length + key.length;
-  if (n > AAD_SCRATCH.length) AAD_SCRATCH = new Uint8Array(Math.max(n, 2 * AAD_SCRATCH.length));
-  AAD_SCRATCH.set(header, 0);
-  AAD_SCRATCH.set(place, header.length);
-  AAD_SCRATCH.set(key, header.length + place.length);
-  return AAD_SCRATCH.subarray(0, n);
+/** header (`src[from, to)`) ‖ place ‖ key in the shared scratch buffer (valid until the next call). */
+function joinAad(src: Uint8Array, from: number, to: number, place: Uint8Array, key: Uint8Array): Uint8Array {
+  const h = to - from;
+  const aad = AAD_SCRATCH.view(h + place.length + key.length);
+  for (let i = 0; i < h; i++) aad[i] = src[from + i]!;
+  aad.set(place, h);
+  aad.set(key, h + place.length);
+  return aad;
 }
 
 /** Seals already-serialised plaintext at the source position `position`. */
@@ -224,6 +256,18 @@ export function openBytes(dek: DataKey, sealed: Uint8Array, aad: Uint8Array, whe
 
 /** `openBytes` with the AAD in its two halves (see `sealInto`); opens format 1 and format 2. */
 export function openParts(dek: DataKey, sealed: Uint8Array, place: Uint8Array, key: Uint8Array, where: string): Uint8Array {
+  const plain = openPartsTransient(dek, sealed, place, key, where);
+  const out = new Uint8Array(plain.length);
+  out.set(plain);
+  plain.fill(0);
+  return out;
+}
+
+/**
+ * `openParts` into a reused buffer: the plaintext is valid until the next call, and the caller
+ * wipes it (`fill(0)`) once it has read it.
+ */
+export function openPartsTransient(dek: DataKey, sealed: Uint8Array, place: Uint8Array, key: Uint8Array, where: string): Uint8Array {
   if (!isSealedUnder(sealed, dek.id)) {
     const keyId = sealedKeyId(sealed);
     if (keyId === null) {
@@ -243,10 +287,11 @@ export function openParts(dek: DataKey, sealed: Uint8Array, place: Uint8Array, k
   const tagAt = sealed.length - TAG_BYTES;
   if (tagAt < bodyAt) throw failed(where);
   if (!v1 && dek.algorithm === 'XChaCha20-Poly1305') {
-    const aad = joinAad(sealed.subarray(0, headerEnd), place, key);
-    const out = Buffer.allocUnsafe(tagAt - bodyAt);
+    const aad = joinAad(sealed, 0, headerEnd, place, key);
+    for (let i = 0; i < XCHACHA_NONCE_BYTES; i++) XNONCE[i] = sealed[headerEnd + i]!;
+    const out = PLAIN_SCRATCH.view(tagAt - bodyAt);
     try {
-      sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(out, null, sealed.subarray(bodyAt), aad, sealed.subarray(headerEnd, bodyAt), dek.key);
+      sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(out, null, sealed.subarray(bodyAt), aad, XNONCE, dek.key);
     } catch {
       throw failed(where);
     }
@@ -322,5 +367,10 @@ export class SealArena {
 
 /** `openValue` with the AAD already built; `where` names the column for messages. */
 export function openValueWithAad(dek: DataKey, sealed: Uint8Array, place: Uint8Array, key: Uint8Array, where: string): CellValue {
-  return deserializeCell(openParts(dek, sealed, place, key, where));
+  const plain = openPartsTransient(dek, sealed, place, key, where);
+  try {
+    return deserializeCell(plain);
+  } finally {
+    plain.fill(0);
+  }
 }

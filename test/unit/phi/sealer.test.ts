@@ -199,3 +199,19 @@ test('in archived messages: opening with another keyring fails with a clear erro
     return true;
   });
 });
+
+for (const algorithm of ALGORITHMS) {
+  test(`${algorithm}: values of every size open right one after another (the sealer's reused scratch buffers: small, beyond 64 KiB, small again)`, () => {
+    const k = dek(algorithm);
+    const sizes = [3, 40, 5000, 70_000, 12, 66_000, 40, 200_000, 3];
+    const values = sizes.map((n, i) => `canary-${i}-`.padEnd(n, String.fromCharCode(97 + i)));
+    // Sealed all first, then opened in an order that changes sizes at every step.
+    const sealed = values.map((v) => sealValue(k, v, ctx, AT));
+    for (const i of [0, 3, 1, 5, 4, 7, 8, 2, 6, 0]) assert.equal(openValue(k, sealed[i]!, ctx), values[i]);
+    // And a value that fails authentication between them leaves the next ones opening right.
+    const bad = Uint8Array.from(sealed[3]!);
+    bad[bad.length - 1]! ^= 1;
+    assert.throws(() => openValue(k, bad, ctx), isIntegrity());
+    assert.equal(openValue(k, sealed[1]!, ctx), values[1]);
+  });
+}
