@@ -5,6 +5,7 @@ import pg from 'pg';
 import type { ChangeBatch, ChangeEvent } from '../../src/core/change-event.js';
 import { ChartlogError } from '../../src/core/errors.js';
 import { logger as rootLogger, type Logger } from '../../src/core/logger.js';
+import type { RequestResync } from '../../src/core/resync-request.js';
 import { COMMIT_SEQ, Position } from '../../src/core/position.js';
 import { Backoff, gaveUp, sleep, type ReconnectPolicy } from '../../src/core/retry.js';
 import type {
@@ -31,6 +32,7 @@ import {
 } from './pgoutput-converter.js';
 import { decodePgoutput, type PgMessage } from './pgoutput-decoder.js';
 import { connectionError, ReplicationSession } from './replication-session.js';
+import { RewriteWatch, type RelfileReading } from './rewrite-watch.js';
 import { checkSetup, ensurePublication, publishedTables, type SetupNames } from './setup-check.js';
 import { ownSlotName, planSlot, slotBase, type SlotPlan } from './slot-ownership.js';
 import { takeSnapshot } from './snapshot.js';
@@ -93,6 +95,13 @@ export interface PostgresConnectorDeps {
   readonly statusIntervalMs?: number;
   /** Reconnect when the server has said nothing for this long while chartlog waited. Default 60 s. */
   readonly idleTimeoutMs?: number;
+  /**
+   * Asks the pipeline to re-read tables whose rows changed without row events (a table rewrite:
+   * rewrite-watch.ts). Without it such a table is only logged, with the command to run by hand.
+   */
+  readonly requestResync?: RequestResync;
+  /** How often the captured tables' relfilenodes are read besides at relation messages. Default 60 s. */
+  readonly rewriteCheckIntervalMs?: number;
 }
 
 type Progress = { -readonly [K in keyof AckProgress]: AckProgress[K] };
@@ -280,6 +289,7 @@ export class PostgresConnector implements SourceConnector {
       let session: ReplicationSession | null = null;
       let db: pg.Client | null = null;
       let heartbeat: NodeJS.Timeout | null = null;
+      let rewriteTimer: NodeJS.Timeout | null = null;
       const buffer = new TransactionBuffer({
         spillThresholdBytes: this.config.postgres.spillThresholdBytes,
         spillDir: this.spillDir,
@@ -321,10 +331,15 @@ export class PostgresConnector implements SourceConnector {
         await session.start();
         session.report(false); // acknowledgements made while disconnected
         heartbeat = this.startHeartbeat(q);
+        const captured = await capturedTables(q, this.catalog, { tables: this.names.tables, publication: this.names.publication });
         if (!this.seeded) {
-          for (const t of await capturedTables(q, this.catalog, { tables: this.names.tables, publication: this.names.publication })) this.seenVersions.set(qualifiedName(t), t);
+          for (const t of captured) this.seenVersions.set(qualifiedName(t), t);
           this.seeded = true;
         }
+        // The first reading is the baseline; after a reconnect, changes since are seen.
+        await this.readRelfiles(q, { names: captured.map(qualifiedName), oids: this.rewrites.oids() });
+        rewriteTimer = setInterval(() => void this.readRelfiles(q, { oids: this.rewrites.oids() }).catch((err: unknown) => this.log.debug({ err }, 'relfilenode check failed')), this.deps.rewriteCheckIntervalMs ?? 60_000);
+        rewriteTimer.unref();
         this.log.info({ slot: this.names.slot, from: resumeAfter ? Position.format(resumeAfter) : null }, 'streaming');
         backoff.reset();
 
@@ -355,11 +370,17 @@ export class PostgresConnector implements SourceConnector {
             }
             begin = null;
             this.progress.inTx = false;
+            this.decideRewrites(commit.endLsn);
           } else if (begin) {
             if (tag !== TAG_MESSAGE && tag !== TAG_ORIGIN) await buffer.add(item.bytes);
           } else if (tag === TAG_RELATION) {
             const msg = decodePgoutput(item.bytes) as Extract<PgMessage, { tag: 'relation' }>;
             conv.state = applyRelation(conv.state, msg, await this.describe(q, msg, conv.state.relations.get(msg.relationOid)?.table.schema)).state;
+            await this.readRelfiles(q, { oids: [msg.relationOid] });
+          } else {
+            // Outside a transaction (a heartbeat's logical message): every commit before it
+            // has been processed.
+            this.decideRewrites(item.lsn);
           }
           session.markConsumed();
         }
@@ -378,6 +399,7 @@ export class PostgresConnector implements SourceConnector {
         await sleep(delay, stopWaiting);
       } finally {
         if (heartbeat) clearInterval(heartbeat);
+        if (rewriteTimer) clearInterval(rewriteTimer);
         if (this.session === session) this.session = null;
         this.progress.inTx = false;
         await session?.stop();
@@ -466,6 +488,8 @@ export class PostgresConnector implements SourceConnector {
     let schemaChanges: TableSchema[] = [];
     let seq = 0;
     let spilled = false;
+    /** Tables truncated in this transaction with no row change of theirs after the truncate. */
+    const truncatedHere = new Set<number>();
     for await (const chunk of buffer.drainChunks()) {
       spilled ||= buffer.spilled;
       for (const bytes of chunk) {
@@ -474,7 +498,14 @@ export class PostgresConnector implements SourceConnector {
           const r = applyRelation(conv.state, msg, await this.describe(q, msg, conv.state.relations.get(msg.relationOid)?.table.schema));
           conv.state = r.state;
           if (r.schemaChange && !skipAll) schemaChanges.push(r.schemaChange);
-        } else if (!skipAll && CHANGE_TAGS.has(msg.tag)) {
+          // A relation message follows an invalidation of the table, a rewrite among them.
+          await this.readRelfiles(q, { oids: [msg.relationOid] });
+        } else if (msg.tag === 'truncate') {
+          for (const oid of msg.relationOids) truncatedHere.add(oid);
+        } else if (msg.tag === 'insert' || msg.tag === 'update' || msg.tag === 'delete') {
+          truncatedHere.delete(msg.relationOid);
+        }
+        if (msg.tag !== 'relation' && !skipAll && CHANGE_TAGS.has(msg.tag)) {
           const produced = convertChange(conv.state, msg as ChangeMessage, commitHex, seq);
           seq += produced.length;
           for (const e of produced) {
@@ -493,6 +524,7 @@ export class PostgresConnector implements SourceConnector {
         }
       }
     }
+    for (const oid of truncatedHere) this.rewrites.truncated(oid, String(begin.xid));
     if (skipAll) {
       this.log.debug({ position: commitHex }, 'transaction already delivered; skipped');
       return;
@@ -528,6 +560,50 @@ export class PostgresConnector implements SourceConnector {
   private seeded = false;
   /** Tables whose seen version came from a relation message (not from the catalogue seed). */
   private readonly fromStream = new Set<string>();
+
+  /** Table rewrites the stream does not carry (rewrite-watch.ts). */
+  private readonly rewrites = new RewriteWatch();
+
+  /**
+   * Reads the relfilenode of captured tables (by OID, and by name for the first reading) with
+   * the server's WAL position at that moment, for the rewrite watch.
+   */
+  private async readRelfiles(q: Queryable, which: { oids: readonly number[]; names?: readonly string[] }): Promise<void> {
+    if (which.oids.length === 0 && !which.names?.length) return;
+    // One statement: every commit its catalog snapshot shows ended before pg_current_wal_lsn().
+    const { rows } = await q.query(
+      `SELECT c.oid, n.nspname, c.relname, c.relfilenode, c.xmin, pg_current_wal_lsn() AS lsn
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'r' AND (c.oid = ANY($1::oid[]) OR n.nspname || '.' || c.relname = ANY($2::text[]))`,
+      [which.oids, which.names ?? []],
+    );
+    const atLsn = rows.length > 0 ? parseLsn(rows[0]!.lsn!) : null;
+    if (atLsn === null) return;
+    const readings: RelfileReading[] = rows.map((r) => ({
+      oid: Number(r.oid),
+      table: `${r.nspname}.${r.relname}`,
+      relfilenode: r.relfilenode ?? '',
+      xmin: r.xmin ?? '',
+    }));
+    this.rewrites.observe(readings, atLsn);
+  }
+
+  /** The stream has processed everything before `lsn`: tables rewritten by then are re-read. */
+  private decideRewrites(lsn: Lsn): void {
+    for (const v of this.rewrites.passed(lsn)) {
+      if (v.kind === 'truncate') {
+        this.log.debug({ table: v.table }, 'new relfilenode explained by a TRUNCATE in the stream');
+        continue;
+      }
+      const reason = `${v.table} was rewritten without row events (its relfilenode changed with no TRUNCATE in the stream: ALTER … TYPE … USING, a volatile default, VACUUM FULL or CLUSTER)`;
+      if (this.deps.requestResync) {
+        this.log.warn({ table: v.table }, `${reason}: re-reading the table`);
+        this.deps.requestResync({ tables: [v.table], reason });
+      } else {
+        this.log.warn({ table: v.table }, `${reason}: a restore after it may hold the old values until the table is re-read: chartlog resync --tables ${v.table}`);
+      }
+    }
+  }
 
   /**
    * Idle databases: a non-transactional logical message writes WAL in this database, so the
