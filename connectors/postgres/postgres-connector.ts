@@ -377,10 +377,6 @@ export class PostgresConnector implements SourceConnector {
             const msg = decodePgoutput(item.bytes) as Extract<PgMessage, { tag: 'relation' }>;
             conv.state = applyRelation(conv.state, msg, await this.describe(q, msg, conv.state.relations.get(msg.relationOid)?.table.schema)).state;
             await this.readRelfiles(q, { oids: [msg.relationOid] });
-          } else {
-            // Outside a transaction (a heartbeat's logical message): every commit before it
-            // has been processed.
-            this.decideRewrites(item.lsn);
           }
           session.markConsumed();
         }
@@ -463,6 +459,9 @@ export class PostgresConnector implements SourceConnector {
 
   /** The LSN a status update may carry now (see the class comment). */
   private statusLsn(serverLsn: Lsn, caughtUp: boolean): Lsn {
+    // Caught up outside a transaction: every commit the server decoded before `serverLsn` (a
+    // keepalive's position) has been processed, so catalog readings up to it can be decided.
+    if (caughtUp && !this.progress.inTx) this.decideRewrites(serverLsn);
     this.progress.confirmed = statusLsn(this.progress, serverLsn, caughtUp);
     return this.progress.confirmed;
   }

@@ -30,8 +30,7 @@ import { quoteIdent } from './setup-check.js';
  *   message bytes untouched and pgoutput-decoder.ts decodes them.
  */
 export type SessionItem =
-  /** `lsn`: the WAL position the server sent the message at (XLogData's start). */
-  | { readonly kind: 'data'; readonly bytes: Uint8Array; readonly lsn: Lsn }
+  | { readonly kind: 'data'; readonly bytes: Uint8Array }
   | { readonly kind: 'end'; readonly error: ChartlogError | null };
 
 export interface SessionOptions {
@@ -95,9 +94,9 @@ export class ReplicationSession {
       },
     } as unknown as Plugin;
 
-    this.service.on('data', (lsn: string, bytes: Uint8Array) => {
+    this.service.on('data', (_lsn: string, bytes: Uint8Array) => {
       if (this.ended) return;
-      this.queue.push({ kind: 'data', bytes, lsn: parseLsn(lsn) });
+      this.queue.push({ kind: 'data', bytes });
       if (this.queue.length >= this.options.queueCapacity && !this.paused) {
         this.paused = true;
         this.socket?.pause();
