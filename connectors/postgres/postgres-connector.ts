@@ -33,6 +33,7 @@ import {
 import { decodePgoutput, type PgMessage } from './pgoutput-decoder.js';
 import { connectionError, ReplicationSession } from './replication-session.js';
 import { RewriteWatch, type RelfileReading } from './rewrite-watch.js';
+import { renamedPrevious, withRenames } from './column-renames.js';
 import { checkSetup, ensurePublication, publishedTables, type SetupNames } from './setup-check.js';
 import { ownSlotName, planSlot, slotBase, type SlotPlan } from './slot-ownership.js';
 import { takeSnapshot } from './snapshot.js';
@@ -338,6 +339,8 @@ export class PostgresConnector implements SourceConnector {
         }
         // The first reading is the baseline; after a reconnect, changes since are seen.
         await this.readRelfiles(q, { names: captured.map(qualifiedName), oids: this.rewrites.oids() });
+        // Column numbers as the stream starts, so the first relation message can show a rename.
+        for (const [oid, m] of await this.readAttnums(q, this.rewrites.oids())) if (!this.attnums.has(oid)) this.attnums.set(oid, m);
         rewriteTimer = setInterval(() => void this.readRelfiles(q, { oids: this.rewrites.oids() }).catch((err: unknown) => this.log.debug({ err }, 'relfilenode check failed')), this.deps.rewriteCheckIntervalMs ?? 60_000);
         rewriteTimer.unref();
         this.log.info({ slot: this.names.slot, from: resumeAfter ? Position.format(resumeAfter) : null }, 'streaming');
@@ -545,10 +548,39 @@ export class PostgresConnector implements SourceConnector {
     this.catalog.forget(msg.columns.map((c) => c.typeOid).filter((o) => !isBuiltinType(o)));
     const name = `${msg.schema}.${msg.table}`;
     const seen = previous ? undefined : this.seenVersions.get(name);
-    const described = await this.catalog.describe(q, msg.relationOid, msg.schema, msg.table, msg.columns, previous ?? seen, seen !== undefined && !this.fromStream.has(name));
+    // RENAME COLUMN (column-renames.ts): the previous version is read under the new names, so a
+    // renamed column keeps what it had and carries its earlier names.
+    const attnumsNow = await this.readAttnums(q, [msg.relationOid]);
+    const priorAttnums = this.attnums.get(msg.relationOid) ?? new Map<string, number>();
+    const known = previous ?? seen;
+    const prior = known ? renamedPrevious(known, msg.columns.map((c) => c.name), priorAttnums, attnumsNow.get(msg.relationOid) ?? new Map()) : undefined;
+    if (prior && prior !== known) {
+      const renamed = prior.columns.filter((c, i) => c.name !== known!.columns[i]!.name).map((c) => ({ from: c.renamedFrom?.[0], to: c.name }));
+      this.log.info({ table: name, renamed }, 'columns renamed: kept as the same columns');
+    }
+    const plain = await this.catalog.describe(q, msg.relationOid, msg.schema, msg.table, msg.columns, prior, seen !== undefined && !this.fromStream.has(name));
+    const described = { ...plain, schema: withRenames(plain.schema, prior) };
+    this.attnums.set(msg.relationOid, new Map([...priorAttnums, ...(attnumsNow.get(msg.relationOid) ?? [])]));
     this.fromStream.add(name);
     this.seenVersions.set(name, described.schema);
     return described;
+  }
+
+  /** Per table OID, column name → attnum as last read (names of dropped columns may stay). */
+  private readonly attnums = new Map<number, Map<string, number>>();
+
+  /** The catalog's column numbers now, per table OID. */
+  private async readAttnums(q: Queryable, oids: readonly number[]): Promise<Map<number, Map<string, number>>> {
+    const out = new Map<number, Map<string, number>>();
+    if (oids.length === 0) return out;
+    const { rows } = await q.query(`SELECT attrelid, attname, attnum FROM pg_attribute WHERE attrelid = ANY($1::oid[]) AND attnum > 0 AND NOT attisdropped`, [oids]);
+    for (const r of rows) {
+      const oid = Number(r.attrelid);
+      let m = out.get(oid);
+      if (!m) out.set(oid, (m = new Map()));
+      m.set(r.attname ?? '', Number(r.attnum));
+    }
+    return out;
   }
 
   /**
