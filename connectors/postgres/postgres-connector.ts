@@ -101,7 +101,7 @@ export interface PostgresConnectorDeps {
    * rewrite-watch.ts). Without it such a table is only logged, with the command to run by hand.
    */
   readonly requestResync?: RequestResync;
-  /** How often the captured tables' relfilenodes are read besides at relation messages. Default 60 s. */
+  /** How often the captured tables are read from the catalog (rewrites, drops) besides at relation messages. Default 10 s. */
   readonly rewriteCheckIntervalMs?: number;
 }
 
@@ -341,7 +341,7 @@ export class PostgresConnector implements SourceConnector {
         await this.readRelfiles(q, { names: captured.map(qualifiedName), oids: this.rewrites.oids() });
         // Column numbers as the stream starts, so the first relation message can show a rename.
         for (const [oid, m] of await this.readAttnums(q, this.rewrites.oids())) if (!this.attnums.has(oid)) this.attnums.set(oid, m);
-        rewriteTimer = setInterval(() => void this.readRelfiles(q, { oids: this.rewrites.oids() }).catch((err: unknown) => this.log.debug({ err }, 'relfilenode check failed')), this.deps.rewriteCheckIntervalMs ?? 60_000);
+        rewriteTimer = setInterval(() => void this.readRelfiles(q, { oids: this.rewrites.oids() }).catch((err: unknown) => this.log.debug({ err }, 'relfilenode check failed')), this.deps.rewriteCheckIntervalMs ?? 10_000);
         rewriteTimer.unref();
         this.log.info({ slot: this.names.slot, from: resumeAfter ? Position.format(resumeAfter) : null }, 'streaming');
         backoff.reset();
@@ -351,7 +351,16 @@ export class PostgresConnector implements SourceConnector {
         for (;;) {
           // A queued message is taken at once; only an empty queue costs a wait (and the race
           // with the abort signal), not every message of a backlog.
-          const item = (signal?.aborted ? null : session.poll()) ?? (await nextItem(session, signal));
+          if (!begin && this.endsReady.length > 0) {
+            const batch = this.endBatch(conv.state, resumeAfter);
+            if (batch) {
+              resumeAfter = batch.position;
+              yield batch;
+            }
+            continue;
+          }
+          const item = (signal?.aborted ? null : session.poll()) ?? (await nextItem(session, signal, this.endsWake.promise));
+          if (item === 'wake') continue;
           if (item === null) return; // aborted
           if (item.kind === 'end') {
             if (item.error) throw item.error;
@@ -594,6 +603,43 @@ export class PostgresConnector implements SourceConnector {
 
   /** Table rewrites the stream does not carry (rewrite-watch.ts). */
   private readonly rewrites = new RewriteWatch();
+  /** Captured table OID → "schema.table" as last read. */
+  private readonly relNames = new Map<number, string>();
+  /** Tables found gone from the catalog, waiting for the stream to pass the reading. */
+  private endsPending: { oid: number; table: string; atLsn: Lsn; timeUs: bigint }[] = [];
+  /** ... and those the stream has passed (`after`: everything before it was processed). */
+  private endsReady: { oid: number; table: string; atLsn: Lsn; timeUs: bigint; after: Lsn }[] = [];
+  private endsWake = wakeable();
+
+  /**
+   * DROP TABLE on PostgreSQL (logical decoding carries no DDL): a batch of its own with one 'x'
+   * event per table found gone from the catalog. Its position is `after + 1` as a commit part:
+   * `after` is an LSN before which the stream has processed every commit (a commit's end LSN, or
+   * the position of a keepalive received when caught up), so every change of the table the stream
+   * carried sorts before it, and every later transaction's commit end lies past it (a commit
+   * record starts at or after `after` and is longer than one byte). Acknowledging it confirms
+   * only what was processed. Its time is when the catalog read showed the table gone: the drop
+   * happened before that, so a restore to any moment from then on does not create the table;
+   * one between the real DROP and that read still does (it cannot be proved gone then).
+   */
+  private endBatch(state: ConverterState, resumeAfter: Position | null): ChangeBatch | null {
+    const ends = this.endsReady;
+    this.endsReady = [];
+    this.endsWake = wakeable();
+    let lsn = ends.reduce((m, e) => maxLsn(m, e.after), 0n) + 1n;
+    if (resumeAfter) lsn = maxLsn(lsn, lsnOfPosition(resumeAfter) + 1n);
+    const commit = lsnHex(lsn);
+    const events: ChangeEvent[] = [];
+    for (const e of ends) {
+      const schema = state.relations.get(e.oid)?.table.schema ?? this.seenVersions.get(e.table);
+      if (!schema) continue;
+      events.push({ op: 'x', schema, before: null, after: null, position: Position.of(commit, events.length) });
+      this.log.warn({ table: e.table }, 'table gone from the catalog (DROP TABLE): recorded as its end');
+    }
+    if (events.length === 0) return null;
+    const timeUs = ends.reduce((m, e) => (e.timeUs > m ? e.timeUs : m), 0n);
+    return { source: this.name, txId: null, position: Position.of(commit), commitTsUs: timeUs, snapshot: false, events };
+  }
 
   /**
    * Reads the relfilenode of captured tables (by OID, and by name for the first reading) with
@@ -608,8 +654,18 @@ export class PostgresConnector implements SourceConnector {
         WHERE c.relkind = 'r' AND (c.oid = ANY($1::oid[]) OR n.nspname || '.' || c.relname = ANY($2::text[]))`,
       [which.oids, which.names ?? []],
     );
-    const atLsn = rows.length > 0 ? parseLsn(rows[0]!.lsn!) : null;
-    if (atLsn === null) return;
+    // A statement after the catalog read: its WAL position follows every commit that read saw.
+    const atLsn = parseLsn(rows[0]?.lsn ?? (await q.query('SELECT pg_current_wal_lsn() AS lsn')).rows[0]!.lsn!);
+    const present = new Set(rows.map((r) => Number(r.oid)));
+    for (const oid of which.oids) {
+      if (present.has(oid) || this.endsPending.some((e) => e.oid === oid)) continue;
+      // Gone from the catalog: dropped (DROP TABLE) before atLsn. Recorded as its end once the
+      // stream has passed atLsn, so every change of it the stream carries comes first.
+      const table = this.relNames.get(oid);
+      this.rewrites.forget(oid);
+      if (table) this.endsPending.push({ oid, table, atLsn, timeUs: BigInt(Date.now()) * 1000n });
+    }
+    for (const r of rows) this.relNames.set(Number(r.oid), `${r.nspname}.${r.relname}`);
     const readings: RelfileReading[] = rows.map((r) => ({
       oid: Number(r.oid),
       table: `${r.nspname}.${r.relname}`,
@@ -621,6 +677,12 @@ export class PostgresConnector implements SourceConnector {
 
   /** The stream has processed everything before `lsn`: tables rewritten by then are re-read. */
   private decideRewrites(lsn: Lsn): void {
+    const ready = this.endsPending.filter((e) => e.atLsn <= lsn);
+    if (ready.length > 0) {
+      this.endsPending = this.endsPending.filter((e) => e.atLsn > lsn);
+      for (const e of ready) this.endsReady.push({ ...e, after: lsn });
+      this.endsWake.resolve();
+    }
     for (const v of this.rewrites.passed(lsn)) {
       if (v.kind === 'truncate') {
         this.log.debug({ table: v.table }, 'new relfilenode explained by a TRUNCATE in the stream');
@@ -723,8 +785,8 @@ function asQueryable(client: pg.Client): Queryable {
   return client as unknown as Queryable;
 }
 
-async function nextItem(session: ReplicationSession, signal: AbortSignal | undefined) {
-  if (!signal) return session.next();
+async function nextItem(session: ReplicationSession, signal: AbortSignal | undefined, wake: Promise<'wake'>) {
+  if (!signal) return Promise.race([session.next(), wake]);
   if (signal.aborted) return null;
   let onAbort: (() => void) | null = null;
   const aborted = new Promise<null>((resolve) => {
@@ -732,8 +794,15 @@ async function nextItem(session: ReplicationSession, signal: AbortSignal | undef
     signal.addEventListener('abort', onAbort, { once: true });
   });
   try {
-    return await Promise.race([session.next(), aborted]);
+    return await Promise.race([session.next(), aborted, wake]);
   } finally {
     if (onAbort) signal.removeEventListener('abort', onAbort);
   }
+}
+
+/** A promise resolved on demand (wakes the stream loop for batches it makes itself). */
+function wakeable(): { promise: Promise<'wake'>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<'wake'>((r) => (resolve = () => r('wake')));
+  return { promise, resolve };
 }

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { PostgresConnector } from '../../connectors/postgres/postgres-connector.js';
 import type { ChangeBatch } from '../../src/core/change-event.js';
 import { createLogger } from '../../src/core/logger.js';
-import type { Position } from '../../src/core/position.js';
+import { Position } from '../../src/core/position.js';
 import type { ResyncRequest } from '../../src/core/resync-request.js';
 import { requireEnv } from '../support/env.js';
 import { createTestDb, sourceConfig, type TestDb } from '../support/pg-test-db.js';
@@ -91,6 +91,53 @@ describe('PostgreSQL table rewrites ask for a resync', () => {
         assert.deepEqual(r.tables.length, 1);
         assert.doesNotMatch(r.reason, /CANARY|upper|lower/i, 'the reason names the table, never a value or the statement');
       }
+    } finally {
+      stop.abort();
+      await streaming.catch(() => undefined);
+      await c.close();
+    }
+  });
+
+  it('DROP TABLE is streamed as the table\'s end (op x) after every change of it and before later transactions', { timeout: 90_000 }, async () => {
+    await db.query(`CREATE TABLE gone (id int4 PRIMARY KEY, note text)`);
+    await db.query(`CREATE TABLE stays (id int4 PRIMARY KEY)`);
+    const c = new PostgresConnector(sourceConfig(db.url, { tables: ['public.gone', 'public.stays'], postgres: { heartbeatIntervalMs: 1000 } }, 'dropper'), {
+      logger: quiet,
+      rewriteCheckIntervalMs: 200,
+      statusIntervalMs: 300,
+    });
+    let from: Position | null = null;
+    for await (const b of c.snapshot()) from = b.position;
+    const batches: ChangeBatch[] = [];
+    const stop = new AbortController();
+    const streaming = (async () => {
+      for await (const b of c.stream({ from, signal: stop.signal })) {
+        batches.push(b);
+        await c.acknowledge(b.position);
+      }
+    })();
+    const waitFor = async (what: string, ok: () => boolean): Promise<void> => {
+      for (let i = 0; i < 600 && !ok(); i++) await sleep(100);
+      assert.ok(ok(), what);
+    };
+    const ends = () => batches.filter((b) => b.events.some((e) => e.op === 'x'));
+    try {
+      await db.query(`INSERT INTO gone VALUES (1, 'a')`);
+      await waitFor('the insert is streamed', () => batches.length >= 1);
+      await sleep(1000); // several checks while the table exists: no end
+      assert.equal(ends().length, 0, 'no end while the table exists');
+      await db.query(`BEGIN; DELETE FROM gone; DROP TABLE gone; COMMIT`);
+      await waitFor('the end is streamed', () => ends().length === 1);
+      await db.query(`INSERT INTO stays VALUES (1)`);
+      await waitFor('a later transaction is streamed', () => batches.some((b) => b.events.some((e) => e.schema.table === 'stays')));
+      const end = ends()[0]!;
+      assert.deepEqual(end.events.map((e) => [e.op, e.schema.table, e.before, e.after]), [['x', 'gone', null, null]]);
+      const at = (p: (b: ChangeBatch) => boolean) => batches.findIndex(p);
+      const del = at((b) => b.events.some((e) => e.op === 'd' && e.schema.table === 'gone'));
+      const x = at((b) => b === end);
+      const later = at((b) => b.events.some((e) => e.schema.table === 'stays'));
+      assert.ok(del >= 0 && del < x && x < later, `order: delete ${del}, end ${x}, later ${later}`);
+      for (let i = 1; i < batches.length; i++) assert.ok(Position.compare(batches[i - 1]!.position, batches[i]!.position) < 0, 'positions strictly increase');
     } finally {
       stop.abort();
       await streaming.catch(() => undefined);
