@@ -5,6 +5,7 @@ import pg from 'pg';
 import type { ChangeBatch, ChangeEvent } from '../../src/core/change-event.js';
 import { ChartlogError } from '../../src/core/errors.js';
 import { logger as rootLogger, type Logger } from '../../src/core/logger.js';
+import type { RequestResync } from '../../src/core/resync-request.js';
 import { COMMIT_SEQ, Position } from '../../src/core/position.js';
 import { Backoff, gaveUp, sleep, type ReconnectPolicy } from '../../src/core/retry.js';
 import type {
@@ -31,6 +32,8 @@ import {
 } from './pgoutput-converter.js';
 import { decodePgoutput, type PgMessage } from './pgoutput-decoder.js';
 import { connectionError, ReplicationSession } from './replication-session.js';
+import { RewriteWatch, type RelfileReading } from './rewrite-watch.js';
+import { renamedPrevious, withRenames } from './column-renames.js';
 import { checkSetup, ensurePublication, publishedTables, type SetupNames } from './setup-check.js';
 import { ownSlotName, planSlot, slotBase, type SlotPlan } from './slot-ownership.js';
 import { takeSnapshot } from './snapshot.js';
@@ -93,6 +96,13 @@ export interface PostgresConnectorDeps {
   readonly statusIntervalMs?: number;
   /** Reconnect when the server has said nothing for this long while chartlog waited. Default 60 s. */
   readonly idleTimeoutMs?: number;
+  /**
+   * Asks the pipeline to re-read tables whose rows changed without row events (a table rewrite:
+   * rewrite-watch.ts). Without it such a table is only logged, with the command to run by hand.
+   */
+  readonly requestResync?: RequestResync;
+  /** How often the captured tables are read from the catalog (rewrites, drops) besides at relation messages. Default 10 s. */
+  readonly rewriteCheckIntervalMs?: number;
 }
 
 type Progress = { -readonly [K in keyof AckProgress]: AckProgress[K] };
@@ -280,6 +290,7 @@ export class PostgresConnector implements SourceConnector {
       let session: ReplicationSession | null = null;
       let db: pg.Client | null = null;
       let heartbeat: NodeJS.Timeout | null = null;
+      let rewriteTimer: NodeJS.Timeout | null = null;
       const buffer = new TransactionBuffer({
         spillThresholdBytes: this.config.postgres.spillThresholdBytes,
         spillDir: this.spillDir,
@@ -321,10 +332,17 @@ export class PostgresConnector implements SourceConnector {
         await session.start();
         session.report(false); // acknowledgements made while disconnected
         heartbeat = this.startHeartbeat(q);
+        const captured = await capturedTables(q, this.catalog, { tables: this.names.tables, publication: this.names.publication });
         if (!this.seeded) {
-          for (const t of await capturedTables(q, this.catalog, { tables: this.names.tables, publication: this.names.publication })) this.seenVersions.set(qualifiedName(t), t);
+          for (const t of captured) this.seenVersions.set(qualifiedName(t), t);
           this.seeded = true;
         }
+        // The first reading is the baseline; after a reconnect, changes since are seen.
+        await this.readRelfiles(q, { names: captured.map(qualifiedName), oids: this.rewrites.oids() });
+        // Column numbers as the stream starts, so the first relation message can show a rename.
+        for (const [oid, m] of await this.readAttnums(q, this.rewrites.oids())) if (!this.attnums.has(oid)) this.attnums.set(oid, m);
+        rewriteTimer = setInterval(() => void this.readRelfiles(q, { oids: this.rewrites.oids() }).catch((err: unknown) => this.log.debug({ err }, 'relfilenode check failed')), this.deps.rewriteCheckIntervalMs ?? 10_000);
+        rewriteTimer.unref();
         this.log.info({ slot: this.names.slot, from: resumeAfter ? Position.format(resumeAfter) : null }, 'streaming');
         backoff.reset();
 
@@ -333,7 +351,16 @@ export class PostgresConnector implements SourceConnector {
         for (;;) {
           // A queued message is taken at once; only an empty queue costs a wait (and the race
           // with the abort signal), not every message of a backlog.
-          const item = (signal?.aborted ? null : session.poll()) ?? (await nextItem(session, signal));
+          if (!begin && this.endsReady.length > 0) {
+            const batch = this.endBatch(conv.state, resumeAfter);
+            if (batch) {
+              resumeAfter = batch.position;
+              yield batch;
+            }
+            continue;
+          }
+          const item = (signal?.aborted ? null : session.poll()) ?? (await nextItem(session, signal, this.endsWake.promise));
+          if (item === 'wake') continue;
           if (item === null) return; // aborted
           if (item.kind === 'end') {
             if (item.error) throw item.error;
@@ -355,11 +382,13 @@ export class PostgresConnector implements SourceConnector {
             }
             begin = null;
             this.progress.inTx = false;
+            this.decideRewrites(commit.endLsn);
           } else if (begin) {
             if (tag !== TAG_MESSAGE && tag !== TAG_ORIGIN) await buffer.add(item.bytes);
           } else if (tag === TAG_RELATION) {
             const msg = decodePgoutput(item.bytes) as Extract<PgMessage, { tag: 'relation' }>;
             conv.state = applyRelation(conv.state, msg, await this.describe(q, msg, conv.state.relations.get(msg.relationOid)?.table.schema)).state;
+            await this.readRelfiles(q, { oids: [msg.relationOid] });
           }
           session.markConsumed();
         }
@@ -378,6 +407,7 @@ export class PostgresConnector implements SourceConnector {
         await sleep(delay, stopWaiting);
       } finally {
         if (heartbeat) clearInterval(heartbeat);
+        if (rewriteTimer) clearInterval(rewriteTimer);
         if (this.session === session) this.session = null;
         this.progress.inTx = false;
         await session?.stop();
@@ -441,6 +471,9 @@ export class PostgresConnector implements SourceConnector {
 
   /** The LSN a status update may carry now (see the class comment). */
   private statusLsn(serverLsn: Lsn, caughtUp: boolean): Lsn {
+    // Caught up outside a transaction: every commit the server decoded before `serverLsn` (a
+    // keepalive's position) has been processed, so catalog readings up to it can be decided.
+    if (caughtUp && !this.progress.inTx) this.decideRewrites(serverLsn);
     this.progress.confirmed = statusLsn(this.progress, serverLsn, caughtUp);
     return this.progress.confirmed;
   }
@@ -466,6 +499,8 @@ export class PostgresConnector implements SourceConnector {
     let schemaChanges: TableSchema[] = [];
     let seq = 0;
     let spilled = false;
+    /** Tables truncated in this transaction with no row change of theirs after the truncate. */
+    const truncatedHere = new Set<number>();
     for await (const chunk of buffer.drainChunks()) {
       spilled ||= buffer.spilled;
       for (const bytes of chunk) {
@@ -474,7 +509,14 @@ export class PostgresConnector implements SourceConnector {
           const r = applyRelation(conv.state, msg, await this.describe(q, msg, conv.state.relations.get(msg.relationOid)?.table.schema));
           conv.state = r.state;
           if (r.schemaChange && !skipAll) schemaChanges.push(r.schemaChange);
-        } else if (!skipAll && CHANGE_TAGS.has(msg.tag)) {
+          // A relation message follows an invalidation of the table, a rewrite among them.
+          await this.readRelfiles(q, { oids: [msg.relationOid] });
+        } else if (msg.tag === 'truncate') {
+          for (const oid of msg.relationOids) truncatedHere.add(oid);
+        } else if (msg.tag === 'insert' || msg.tag === 'update' || msg.tag === 'delete') {
+          truncatedHere.delete(msg.relationOid);
+        }
+        if (msg.tag !== 'relation' && !skipAll && CHANGE_TAGS.has(msg.tag)) {
           const produced = convertChange(conv.state, msg as ChangeMessage, commitHex, seq);
           seq += produced.length;
           for (const e of produced) {
@@ -493,6 +535,7 @@ export class PostgresConnector implements SourceConnector {
         }
       }
     }
+    for (const oid of truncatedHere) this.rewrites.truncated(oid, String(begin.xid));
     if (skipAll) {
       this.log.debug({ position: commitHex }, 'transaction already delivered; skipped');
       return;
@@ -514,10 +557,39 @@ export class PostgresConnector implements SourceConnector {
     this.catalog.forget(msg.columns.map((c) => c.typeOid).filter((o) => !isBuiltinType(o)));
     const name = `${msg.schema}.${msg.table}`;
     const seen = previous ? undefined : this.seenVersions.get(name);
-    const described = await this.catalog.describe(q, msg.relationOid, msg.schema, msg.table, msg.columns, previous ?? seen, seen !== undefined && !this.fromStream.has(name));
+    // RENAME COLUMN (column-renames.ts): the previous version is read under the new names, so a
+    // renamed column keeps what it had and carries its earlier names.
+    const attnumsNow = await this.readAttnums(q, [msg.relationOid]);
+    const priorAttnums = this.attnums.get(msg.relationOid) ?? new Map<string, number>();
+    const known = previous ?? seen;
+    const prior = known ? renamedPrevious(known, msg.columns.map((c) => c.name), priorAttnums, attnumsNow.get(msg.relationOid) ?? new Map()) : undefined;
+    if (prior && prior !== known) {
+      const renamed = prior.columns.filter((c, i) => c.name !== known!.columns[i]!.name).map((c) => ({ from: c.renamedFrom?.[0], to: c.name }));
+      this.log.info({ table: name, renamed }, 'columns renamed: kept as the same columns');
+    }
+    const plain = await this.catalog.describe(q, msg.relationOid, msg.schema, msg.table, msg.columns, prior, seen !== undefined && !this.fromStream.has(name));
+    const described = { ...plain, schema: withRenames(plain.schema, prior) };
+    this.attnums.set(msg.relationOid, new Map([...priorAttnums, ...(attnumsNow.get(msg.relationOid) ?? [])]));
     this.fromStream.add(name);
     this.seenVersions.set(name, described.schema);
     return described;
+  }
+
+  /** Per table OID, column name → attnum as last read (names of dropped columns may stay). */
+  private readonly attnums = new Map<number, Map<string, number>>();
+
+  /** The catalog's column numbers now, per table OID. */
+  private async readAttnums(q: Queryable, oids: readonly number[]): Promise<Map<number, Map<string, number>>> {
+    const out = new Map<number, Map<string, number>>();
+    if (oids.length === 0) return out;
+    const { rows } = await q.query(`SELECT attrelid, attname, attnum FROM pg_attribute WHERE attrelid = ANY($1::oid[]) AND attnum > 0 AND NOT attisdropped`, [oids]);
+    for (const r of rows) {
+      const oid = Number(r.attrelid);
+      let m = out.get(oid);
+      if (!m) out.set(oid, (m = new Map()));
+      m.set(r.attname ?? '', Number(r.attnum));
+    }
+    return out;
   }
 
   /**
@@ -528,6 +600,103 @@ export class PostgresConnector implements SourceConnector {
   private seeded = false;
   /** Tables whose seen version came from a relation message (not from the catalogue seed). */
   private readonly fromStream = new Set<string>();
+
+  /** Table rewrites the stream does not carry (rewrite-watch.ts). */
+  private readonly rewrites = new RewriteWatch();
+  /** Captured table OID → "schema.table" as last read. */
+  private readonly relNames = new Map<number, string>();
+  /** Tables found gone from the catalog, waiting for the stream to pass the reading. */
+  private endsPending: { oid: number; table: string; atLsn: Lsn; timeUs: bigint }[] = [];
+  /** ... and those the stream has passed (`after`: everything before it was processed). */
+  private endsReady: { oid: number; table: string; atLsn: Lsn; timeUs: bigint; after: Lsn }[] = [];
+  private endsWake = wakeable();
+
+  /**
+   * DROP TABLE on PostgreSQL (logical decoding carries no DDL): a batch of its own with one 'x'
+   * event per table found gone from the catalog. Its position is `after + 1` as a commit part:
+   * `after` is an LSN before which the stream has processed every commit (a commit's end LSN, or
+   * the position of a keepalive received when caught up), so every change of the table the stream
+   * carried sorts before it, and every later transaction's commit end lies past it (a commit
+   * record starts at or after `after` and is longer than one byte). Acknowledging it confirms
+   * only what was processed. Its time is when the catalog read showed the table gone: the drop
+   * happened before that, so a restore to any moment from then on does not create the table;
+   * one between the real DROP and that read still does (it cannot be proved gone then).
+   */
+  private endBatch(state: ConverterState, resumeAfter: Position | null): ChangeBatch | null {
+    const ends = this.endsReady;
+    this.endsReady = [];
+    this.endsWake = wakeable();
+    let lsn = ends.reduce((m, e) => maxLsn(m, e.after), 0n) + 1n;
+    if (resumeAfter) lsn = maxLsn(lsn, lsnOfPosition(resumeAfter) + 1n);
+    const commit = lsnHex(lsn);
+    const events: ChangeEvent[] = [];
+    for (const e of ends) {
+      const schema = state.relations.get(e.oid)?.table.schema ?? this.seenVersions.get(e.table);
+      if (!schema) continue;
+      events.push({ op: 'x', schema, before: null, after: null, position: Position.of(commit, events.length) });
+      this.log.warn({ table: e.table }, 'table gone from the catalog (DROP TABLE): recorded as its end');
+    }
+    if (events.length === 0) return null;
+    const timeUs = ends.reduce((m, e) => (e.timeUs > m ? e.timeUs : m), 0n);
+    return { source: this.name, txId: null, position: Position.of(commit), commitTsUs: timeUs, snapshot: false, events };
+  }
+
+  /**
+   * Reads the relfilenode of captured tables (by OID, and by name for the first reading) with
+   * the server's WAL position at that moment, for the rewrite watch.
+   */
+  private async readRelfiles(q: Queryable, which: { oids: readonly number[]; names?: readonly string[] }): Promise<void> {
+    if (which.oids.length === 0 && !which.names?.length) return;
+    // One statement: every commit its catalog snapshot shows ended before pg_current_wal_lsn().
+    const { rows } = await q.query(
+      `SELECT c.oid, n.nspname, c.relname, c.relfilenode, c.xmin, pg_current_wal_lsn() AS lsn
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'r' AND (c.oid = ANY($1::oid[]) OR n.nspname || '.' || c.relname = ANY($2::text[]))`,
+      [which.oids, which.names ?? []],
+    );
+    // A statement after the catalog read: its WAL position follows every commit that read saw.
+    const atLsn = parseLsn(rows[0]?.lsn ?? (await q.query('SELECT pg_current_wal_lsn() AS lsn')).rows[0]!.lsn!);
+    const present = new Set(rows.map((r) => Number(r.oid)));
+    for (const oid of which.oids) {
+      if (present.has(oid) || this.endsPending.some((e) => e.oid === oid)) continue;
+      // Gone from the catalog: dropped (DROP TABLE) before atLsn. Recorded as its end once the
+      // stream has passed atLsn, so every change of it the stream carries comes first.
+      const table = this.relNames.get(oid);
+      this.rewrites.forget(oid);
+      if (table) this.endsPending.push({ oid, table, atLsn, timeUs: BigInt(Date.now()) * 1000n });
+    }
+    for (const r of rows) this.relNames.set(Number(r.oid), `${r.nspname}.${r.relname}`);
+    const readings: RelfileReading[] = rows.map((r) => ({
+      oid: Number(r.oid),
+      table: `${r.nspname}.${r.relname}`,
+      relfilenode: r.relfilenode ?? '',
+      xmin: r.xmin ?? '',
+    }));
+    this.rewrites.observe(readings, atLsn);
+  }
+
+  /** The stream has processed everything before `lsn`: tables rewritten by then are re-read. */
+  private decideRewrites(lsn: Lsn): void {
+    const ready = this.endsPending.filter((e) => e.atLsn <= lsn);
+    if (ready.length > 0) {
+      this.endsPending = this.endsPending.filter((e) => e.atLsn > lsn);
+      for (const e of ready) this.endsReady.push({ ...e, after: lsn });
+      this.endsWake.resolve();
+    }
+    for (const v of this.rewrites.passed(lsn)) {
+      if (v.kind === 'truncate') {
+        this.log.debug({ table: v.table }, 'new relfilenode explained by a TRUNCATE in the stream');
+        continue;
+      }
+      const reason = `${v.table} was rewritten without row events (its relfilenode changed with no TRUNCATE in the stream: ALTER … TYPE … USING, a volatile default, VACUUM FULL or CLUSTER)`;
+      if (this.deps.requestResync) {
+        this.log.warn({ table: v.table }, `${reason}: re-reading the table`);
+        this.deps.requestResync({ tables: [v.table], reason });
+      } else {
+        this.log.warn({ table: v.table }, `${reason}: a restore after it may hold the old values until the table is re-read: chartlog resync --tables ${v.table}`);
+      }
+    }
+  }
 
   /**
    * Idle databases: a non-transactional logical message writes WAL in this database, so the
@@ -616,8 +785,8 @@ function asQueryable(client: pg.Client): Queryable {
   return client as unknown as Queryable;
 }
 
-async function nextItem(session: ReplicationSession, signal: AbortSignal | undefined) {
-  if (!signal) return session.next();
+async function nextItem(session: ReplicationSession, signal: AbortSignal | undefined, wake: Promise<'wake'>) {
+  if (!signal) return Promise.race([session.next(), wake]);
   if (signal.aborted) return null;
   let onAbort: (() => void) | null = null;
   const aborted = new Promise<null>((resolve) => {
@@ -625,8 +794,15 @@ async function nextItem(session: ReplicationSession, signal: AbortSignal | undef
     signal.addEventListener('abort', onAbort, { once: true });
   });
   try {
-    return await Promise.race([session.next(), aborted]);
+    return await Promise.race([session.next(), aborted, wake]);
   } finally {
     if (onAbort) signal.removeEventListener('abort', onAbort);
   }
+}
+
+/** A promise resolved on demand (wakes the stream loop for batches it makes itself). */
+function wakeable(): { promise: Promise<'wake'>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<'wake'>((r) => (resolve = () => r('wake')));
+  return { promise, resolve };
 }

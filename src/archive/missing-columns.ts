@@ -1,5 +1,5 @@
 import { ChartlogError } from '../core/errors.js';
-import type { CellValue, Row, TableSchema } from '../core/table-schema.js';
+import { identityColumns, type CellValue, type Row, type TableSchema } from '../core/table-schema.js';
 
 /**
  * Columns added to a table that already had rows (ADD COLUMN … DEFAULT): the source writes no
@@ -21,6 +21,12 @@ export interface MissingPlan {
   readonly fill: ReadonlyMap<string, MissingSource>;
   /** Column → why rows that predate it cannot be restored (refused before anything is written). */
   readonly refuse: ReadonlyMap<string, string>;
+  /**
+   * Column of the final version → its earlier names, most recent first (RENAME COLUMN): a row
+   * that lacks the column and holds one of them is a row stored before the rename, and its
+   * value moves to the column (before `fill` applies).
+   */
+  readonly renames: ReadonlyMap<string, readonly string[]>;
 }
 
 /**
@@ -77,7 +83,22 @@ export function missingPlan(versions: readonly TableSchema[]): MissingPlan {
   const refuse = new Map<string, string>();
   for (const [name, why] of unknown) if (finalNames.has(name) && lacked.has(name)) refuse.set(name, why);
   for (const name of [...fill.keys()]) if (!finalNames.has(name)) fill.delete(name);
-  return { fill, refuse };
+  const renames = new Map<string, readonly string[]>();
+  for (const c of final?.columns ?? []) if (c.renamedFrom && c.renamedFrom.length > 0) renames.set(c.name, c.renamedFrom);
+  // Rows carry no version: "lacks the column" tells a row stored before the rename only when the
+  // column's name was never another column's. Names swapped (a→b while b→a) cannot be told
+  // apart, nor can a renamed key column be matched (rows are merged by key before this): refused.
+  const formerOfOthers = new Set<string>();
+  for (const [, former] of renames) for (const n of former) formerOfOthers.add(n);
+  const keys = new Set(final ? identityColumns(final) : []);
+  for (const [name, former] of renames) {
+    // Every version applied already has the rename (the table was re-read since): no row predates it.
+    const predates = versions.some((ver) => !ver.columns.some((c) => c.name === name && c.renamedFrom?.[0] === former[0]));
+    if (!predates) continue;
+    if (formerOfOthers.has(name)) refuse.set(name, `column ${name} was renamed while another column took its old name: rows stored before cannot be told apart`);
+    else if (keys.has(name)) refuse.set(name, `column ${name} identifies rows and was renamed: rows stored before hold the key under its old name`);
+  }
+  return { fill, refuse, renames };
 }
 
 /** Refuses (exit 2, nothing written) a restore that would have to invent older rows' values. */
@@ -89,12 +110,25 @@ export function refuseUnknownMissing(table: string, plan: MissingPlan): void {
   });
 }
 
-/** Rows with each column they lack filled from the plan (a new object per row that lacks one). */
+/**
+ * Rows with renamed columns' values moved to their names and each column they lack filled from
+ * the plan (a new object per row that changes).
+ */
 export function fillMissing(row: Row, plan: MissingPlan): Row {
   let out: Record<string, CellValue> | null = null;
-  for (const [name, source] of plan.fill) {
+  // PostgreSQL renames (`renamedFrom`, by column number): the value moves and the old name goes,
+  // so a later column that takes the old name is not filled from it.
+  for (const [name, former] of plan.renames) {
     if (name in row) continue;
-    const value = valueOf(row, source);
+    const from = former.find((n) => n in (out ?? row));
+    if (from === undefined) continue;
+    out ??= { ...row };
+    out[name] = out[from]!;
+    delete out[from];
+  }
+  for (const [name, source] of plan.fill) {
+    if (name in (out ?? row)) continue;
+    const value = valueOf(out ?? row, source);
     if (value === undefined) continue;
     out ??= { ...row };
     out[name] = value;
@@ -115,7 +149,7 @@ function valueOf(row: Row, source: MissingSource): CellValue | undefined {
 
 /** The rows of a replay, with the plan's values filled in. */
 export async function* fillingMissing(rows: AsyncIterable<Row[]>, plan: MissingPlan): AsyncGenerator<Row[]> {
-  if (plan.fill.size === 0) {
+  if (plan.fill.size === 0 && plan.renames.size === 0) {
     yield* rows;
     return;
   }

@@ -64,6 +64,8 @@ export interface TableAttribute {
      * versions written before it existed keep their hash.
      */
     missing?: MissingAttribute;
+    /** Earlier names of the column, most recent first (RENAME COLUMN). Absent when never renamed. */
+    renamedFrom?: string[];
   }[];
 }
 
@@ -141,6 +143,7 @@ export function tableAttribute(source: string, table: TableSchema, sealed: Reado
       nullable: c.nullable,
       sealed: sealed.has(c.name),
       ...(c.missing ? { missing: missingAttribute(c.missing, sealed.has(c.name)) } : {}),
+      ...(c.renamedFrom && c.renamedFrom.length > 0 ? { renamedFrom: [...c.renamedFrom] } : {}),
     })),
   };
 }
@@ -231,6 +234,7 @@ export function fromAvroSchema(schema: AvroSchemaJson): StoredTableVersion {
       type: normaliseType(c.type),
       nullable: c.nullable,
       ...(c.missing ? { missing: missingValue(c.missing) } : {}),
+      ...(c.renamedFrom ? { renamedFrom: [...c.renamedFrom] } : {}),
     })),
   });
   return Object.freeze({

@@ -122,6 +122,10 @@ export function checkTableAttribute(schema: AvroSchemaJson, where: string, engin
     c.bool(`${f}.sealed`, o.sealed);
     c.type(`${f}.type`, o.type);
     if (o.missing !== undefined) c.missing(`${f}.missing`, o.missing);
+    if (o.renamedFrom !== undefined) {
+      if (!Array.isArray(o.renamedFrom) || o.renamedFrom.length === 0 || o.renamedFrom.length > 64) c.fail(`${f}.renamedFrom`, 'is not a list of 1 to 64 earlier names');
+      (o.renamedFrom as unknown[]).forEach((n, j) => c.ident(`${f}.renamedFrom[${j}]`, n));
+    }
     if (engine) {
       try {
         parseSqlType(engine, o.sourceType as string);

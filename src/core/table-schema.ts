@@ -110,6 +110,11 @@ export interface ColumnSchema {
   readonly nullable: boolean;
   /** What rows older than the column read in it; absent: NULL (docs/formats.md, `missing`). */
   readonly missing?: MissingValue;
+  /**
+   * The column's earlier names, the most recent first (RENAME COLUMN): rows stored before the
+   * rename hold its value under one of them (docs/formats.md, `renamedFrom`). Absent: never renamed.
+   */
+  readonly renamedFrom?: readonly string[];
 }
 
 /**
@@ -155,6 +160,7 @@ export function freezeTableSchema(t: TableSchema): TableSchema {
   for (const c of t.columns) {
     Object.freeze(c.type);
     if (c.missing) Object.freeze(c.missing);
+    if (c.renamedFrom) Object.freeze(c.renamedFrom);
     Object.freeze(c);
   }
   Object.freeze(t.columns);

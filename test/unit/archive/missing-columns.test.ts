@@ -101,3 +101,48 @@ test('a schema with missing.from round-trips through the Avro table attribute an
   assert.ok(bad !== JSON.stringify(avro), 'the bad copy differs');
   assert.throws(() => checkTableAttribute(JSON.parse(bad), 'x', 'mysql'), /missing\.from/);
 });
+
+test('RENAME COLUMN: rows stored before the rename move their value to the new name; later rows keep theirs', () => {
+  const memo: ColumnSchema = { ...note, name: 'memo', renamedFrom: ['note'] };
+  const plan = missingPlan([v(id, note), v(id, memo)]);
+  assert.equal(plan.refuse.size, 0);
+  assert.deepEqual(fillMissing({ id: 1, note: 'old' }, plan), { id: 1, memo: 'old' });
+  assert.deepEqual(fillMissing({ id: 2, memo: 'new' }, plan), { id: 2, memo: 'new' });
+  // Twice renamed (note → memo → text1): a row of either earlier version follows.
+  const text1: ColumnSchema = { ...note, name: 'text1', renamedFrom: ['memo', 'note'] };
+  const twice = missingPlan([v(id, note), v(id, memo), v(id, text1)]);
+  assert.deepEqual(fillMissing({ id: 1, note: 'a' }, twice), { id: 1, text1: 'a' });
+  assert.deepEqual(fillMissing({ id: 2, memo: 'b' }, twice), { id: 2, text1: 'b' });
+  // Renamed, then a new column takes the old name: old rows move, the new column reads its missing value.
+  const readd = missingPlan([v(id, note), v(id, memo), v(id, memo, { ...flag({ value: 7 }), name: 'note' })]);
+  assert.equal(readd.refuse.size, 0);
+  assert.deepEqual(fillMissing({ id: 1, note: 'old' }, readd), { id: 1, memo: 'old', note: 7 });
+  assert.deepEqual(fillMissing({ id: 2, memo: 'm', note: 3 }, readd), { id: 2, memo: 'm', note: 3 });
+  // Negative control: without renamedFrom the old value is lost (what the plan above prevents).
+  assert.deepEqual(fillMissing({ id: 1, note: 'old' }, missingPlan([v(id, note), v(id, { ...note, name: 'memo' })])), { id: 1, note: 'old' });
+});
+
+test('RENAME COLUMN that cannot be told apart (swapped names, a renamed key) is refused unless the table was re-read', () => {
+  const a: ColumnSchema = { ...note, name: 'a' };
+  const b: ColumnSchema = { ...note, name: 'b' };
+  const swapped = missingPlan([v(id, a, b), v(id, { ...a, renamedFrom: ['b'] }, { ...b, renamedFrom: ['a'] })]);
+  assert.ok(swapped.refuse.size > 0, 'a swap is refused');
+  assert.throws(() => refuseUnknownMissing('public.t', swapped), /another column took its old name/);
+  const key: ColumnSchema = { ...id, name: 'pid', renamedFrom: ['id'] };
+  const keyed = missingPlan([v(id, note), { ...v(key, note), primaryKey: ['pid'] }]);
+  assert.throws(() => refuseUnknownMissing('public.t', keyed), /identifies rows/);
+  // Re-read after the rename (only the new version applied): nothing predates it.
+  assert.doesNotThrow(() => refuseUnknownMissing('public.t', missingPlan([{ ...v(key, note), primaryKey: ['pid'] }])));
+});
+
+test('renamedFrom survives the Avro schema attribute and its strict check; a damaged one is refused', () => {
+  const t = v(id, { ...note, name: 'memo', renamedFrom: ['note'] });
+  const avro = toAvroSchema('src', t, new Set());
+  assert.doesNotThrow(() => checkTableAttribute(avro, 'x'));
+  assert.deepEqual(fromAvroSchema(avro).table.columns[1]!.renamedFrom, ['note']);
+  const bad = JSON.parse(JSON.stringify(avro)) as Record<string, { columns: Record<string, unknown>[] }>;
+  bad[TABLE_ATTRIBUTE]!.columns[1]!.renamedFrom = ['no\u0001te'];
+  assert.throws(() => checkTableAttribute(bad as never, 'x'), /renamedFrom\[0\]/);
+  // A version without renames keeps exactly the attribute it had (backward compatible hash).
+  assert.equal('renamedFrom' in (toAvroSchema('src', v(id, note), new Set())[TABLE_ATTRIBUTE] as { columns: object[] }).columns[1]!, false);
+});

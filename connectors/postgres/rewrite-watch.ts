@@ -1,0 +1,117 @@
+import type { Lsn } from './lsn.js';
+
+/**
+ * Table rewrites that logical decoding does not carry (ALTER COLUMN … TYPE … USING, ADD COLUMN
+ * … DEFAULT volatile(), VACUUM FULL, CLUSTER …): the rows get new values, or a new column is
+ * filled, with no row events. Every rewrite gives the table a new `pg_class.relfilenode`, so the
+ * connector reads the captured tables' relfilenodes (when a relation message arrives and on a
+ * timer) and hands each reading to this watch. Pure state: no I/O, no clock.
+ *
+ * TRUNCATE gives a new relfilenode too, but the stream carries it (op 't'), so it needs no
+ * resync. The two are told apart by the pg_class row's `xmin`: the transaction that last
+ * rewrote the row (a rewrite, a truncate, or another ALTER). When it is the xid of a
+ * transaction in which the stream delivered a TRUNCATE of that table, with no row change of the
+ * table after the truncate in that transaction, the truncate explains the new relfilenode: the
+ * table was emptied and every row after it is in the stream. Anything else (a rewrite after the
+ * truncate, a later ALTER, a truncate the stream did not show) cannot be proved harmless, and the
+ * table is re-read: a needless resync costs time, a missed one a wrong restore.
+ *
+ * Timing: the catalog is read ahead of the stream (the stream may lag). A reading taken when
+ * the server's WAL was at L is decided only once the stream has processed everything before L
+ * (`passed(L)`), so a truncate committed before the reading has been seen by then.
+ *
+ * Not seen: a rewrite made while chartlog was stopped (the relfilenodes are re-read at start).
+ */
+
+/** One captured table in the catalog now. */
+export interface RelfileReading {
+  readonly oid: number;
+  /** "schema.table" */
+  readonly table: string;
+  /** pg_class.relfilenode as text ("0" for a partitioned table: no storage). */
+  readonly relfilenode: string;
+  /** pg_class.xmin as text: the transaction that last wrote the table's pg_class row. */
+  readonly xmin: string;
+}
+
+export type RewriteVerdict =
+  | { readonly kind: 'rewrite'; readonly oid: number; readonly table: string }
+  | { readonly kind: 'truncate'; readonly oid: number; readonly table: string };
+
+/** How many truncating transactions are remembered per table (xids of the stream). */
+const TRUNCATES_KEPT = 64;
+
+/**
+ * The decision for one table whose relfilenode changed: a truncate the stream carried, or a
+ * rewrite it did not. `truncateXids`: transactions in which the stream delivered a TRUNCATE of
+ * the table that no row change of it followed in the same transaction.
+ */
+export function classifyRelfileChange(reading: RelfileReading, truncateXids: ReadonlySet<string>): RewriteVerdict['kind'] {
+  return truncateXids.has(reading.xmin) ? 'truncate' : 'rewrite';
+}
+
+interface Pending {
+  readonly reading: RelfileReading;
+  readonly atLsn: Lsn;
+}
+
+export class RewriteWatch {
+  /** oid → last relfilenode taken as known (baseline or decided). */
+  private readonly known = new Map<number, string>();
+  /** oid → the newest reading not yet decided (a later one replaces it: it covers both). */
+  private readonly pending = new Map<number, Pending>();
+  private readonly truncates = new Map<number, string[]>();
+
+  /**
+   * Readings of the catalog taken when the server's WAL was at `atLsn`. A table seen for the
+   * first time becomes known as it is; a changed relfilenode waits for `passed(atLsn)`.
+   */
+  observe(readings: readonly RelfileReading[], atLsn: Lsn): void {
+    for (const r of readings) {
+      const known = this.known.get(r.oid);
+      if (known === undefined) {
+        this.known.set(r.oid, r.relfilenode);
+      } else if (known !== r.relfilenode || this.pending.has(r.oid)) {
+        this.pending.set(r.oid, { reading: r, atLsn });
+      }
+    }
+  }
+
+  /** The stream delivered, in transaction `xid`, a TRUNCATE of `oid` not followed by its rows. */
+  truncated(oid: number, xid: string): void {
+    const list = this.truncates.get(oid) ?? [];
+    list.push(xid);
+    if (list.length > TRUNCATES_KEPT) list.shift();
+    this.truncates.set(oid, list);
+  }
+
+  /** The table is gone from the catalog (dropped): forget it. */
+  forget(oid: number): void {
+    this.known.delete(oid);
+    this.pending.delete(oid);
+    this.truncates.delete(oid);
+  }
+
+  /**
+   * The stream has processed everything before `lsn`: readings taken at or before it are
+   * decided. Returns the tables whose relfilenode changed, each with its verdict.
+   */
+  passed(lsn: Lsn): RewriteVerdict[] {
+    const out: RewriteVerdict[] = [];
+    for (const [oid, p] of this.pending) {
+      if (p.atLsn > lsn) continue;
+      this.pending.delete(oid);
+      const known = this.known.get(oid);
+      this.known.set(oid, p.reading.relfilenode);
+      if (known === p.reading.relfilenode) continue;
+      const kind = classifyRelfileChange(p.reading, new Set(this.truncates.get(oid) ?? []));
+      out.push({ kind, oid, table: p.reading.table });
+    }
+    return out;
+  }
+
+  /** OIDs known: the tables the periodic check reads. */
+  oids(): number[] {
+    return [...this.known.keys()];
+  }
+}

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { classifyRelfileChange, RewriteWatch, type RelfileReading } from '../../../../connectors/postgres/rewrite-watch.js';
+
+const reading = (relfilenode: string, xmin: string, oid = 16384, table = 'public.t'): RelfileReading => ({ oid, table, relfilenode, xmin });
+
+describe('rewrite watch: a new relfilenode is a rewrite unless a TRUNCATE in the stream explains it', () => {
+  it('classifies by the pg_class row xmin against the truncating transactions the stream delivered', () => {
+    assert.equal(classifyRelfileChange(reading('2', '700'), new Set(['700'])), 'truncate');
+    assert.equal(classifyRelfileChange(reading('2', '701'), new Set(['700'])), 'rewrite');
+    assert.equal(classifyRelfileChange(reading('2', '700'), new Set()), 'rewrite');
+  });
+
+  it('the first reading is the baseline; an unchanged relfilenode decides nothing', () => {
+    const w = new RewriteWatch();
+    w.observe([reading('1', '500')], 100n);
+    assert.deepEqual(w.passed(1000n), []);
+    w.observe([reading('1', '500')], 200n);
+    assert.deepEqual(w.passed(1000n), []);
+  });
+
+  it('a rewrite is reported once the stream has passed the reading, and only once', () => {
+    const w = new RewriteWatch();
+    w.observe([reading('1', '500')], 100n);
+    w.observe([reading('2', '600')], 300n);
+    assert.deepEqual(w.passed(299n), [], 'not before the stream reached the reading: a truncate may still come');
+    assert.deepEqual(w.passed(300n), [{ kind: 'rewrite', oid: 16384, table: 'public.t' }]);
+    assert.deepEqual(w.passed(400n), [], 'decided once');
+    w.observe([reading('2', '600')], 500n);
+    assert.deepEqual(w.passed(600n), [], 'the new relfilenode is now the known one');
+  });
+
+  it('a truncate the stream delivers before the stream passes the reading is not a rewrite', () => {
+    const w = new RewriteWatch();
+    w.observe([reading('1', '500')], 100n);
+    w.observe([reading('2', '650')], 300n); // read ahead of the stream
+    w.truncated(16384, '650'); // then the stream reaches the truncating transaction
+    assert.deepEqual(w.passed(300n), [{ kind: 'truncate', oid: 16384, table: 'public.t' }]);
+  });
+
+  it('a rewrite after a truncate (a later xmin) is a rewrite; readings merge into the newest', () => {
+    const w = new RewriteWatch();
+    w.observe([reading('1', '500')], 100n);
+    w.observe([reading('2', '650')], 200n);
+    w.truncated(16384, '650');
+    w.observe([reading('3', '660')], 300n); // ALTER … USING after the truncate, before the stream passed 200
+    assert.deepEqual(w.passed(250n), [], 'the newest reading waits for its own position');
+    assert.deepEqual(w.passed(300n), [{ kind: 'rewrite', oid: 16384, table: 'public.t' }]);
+  });
+
+  it('tables are decided independently; a forgotten (dropped) table decides nothing', () => {
+    const w = new RewriteWatch();
+    w.observe([reading('1', '1', 1, 'public.a'), reading('1', '1', 2, 'public.b')], 10n);
+    w.observe([reading('5', '9', 1, 'public.a'), reading('6', '9', 2, 'public.b')], 20n);
+    w.forget(2);
+    assert.deepEqual(w.passed(20n), [{ kind: 'rewrite', oid: 1, table: 'public.a' }]);
+    assert.deepEqual(w.oids(), [1]);
+  });
+
+  it('remembers a bounded number of truncating transactions per table', () => {
+    const w = new RewriteWatch();
+    w.observe([reading('1', '1')], 10n);
+    for (let i = 0; i < 100; i++) w.truncated(16384, String(1000 + i));
+    w.observe([reading('2', '1000')], 20n); // the oldest, no longer remembered: re-read rather than guess
+    assert.deepEqual(w.passed(20n), [{ kind: 'rewrite', oid: 16384, table: 'public.t' }]);
+  });
+});
