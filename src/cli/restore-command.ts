@@ -1,8 +1,8 @@
 import { commitTimeResolutionUs } from '../../connectors/registry.js';
-import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { usageError } from '../core/errors.js';
-import { renderRestoreSummary, restoreArchive, type RestoreProgress } from '../restore/restore.js';
+import { renderRestoreSummary, restoreArchive } from '../restore/restore.js';
+import { jsonProgress, terminalProgress } from './restore-progress-reporters.js';
 import { parseRestorePoint } from '../restore/restore-point.js';
 import { FILE_FORMATS, FileTarget, type FileFormat } from '../restore/targets/file-target.js';
 import { MysqlTarget } from '../restore/targets/mysql-target.js';
@@ -40,7 +40,7 @@ export function registerRestoreCommand(program: Command): void {
     .option('--format <format>', `file format with --out: ${FILE_FORMATS.join(' | ')}`)
     .option('--keep-sealed', 'leave PHI columns as sealed bytes: no keyring needed, no audit record')
     .option('--parallel <n>', 'tables written at the same time', '4')
-    .option('--json', 'print the summary as JSON')
+    .option('--json', 'print the summary as JSON (stdout) and progress as JSON lines (stderr)')
     .action(async (opts: RestoreCliOptions) => {
       const ctx = openContext(opts);
       try {
@@ -65,7 +65,8 @@ export function registerRestoreCommand(program: Command): void {
             keepSealed: opts.keepSealed === true,
             parallel,
             commitTimeResolutionUs: commitTimeResolutionUs(source.type),
-            progress: process.stderr.isTTY ? progressBar() : undefined,
+            // --json: progress as JSON lines on stderr; a terminal: a line per table; otherwise none.
+            progress: opts.json ? jsonProgress(process.stderr) : process.stderr.isTTY ? terminalProgress(process.stderr) : undefined,
           });
           process.stdout.write(opts.json ? `${JSON.stringify(summary, null, 2)}\n` : renderRestoreSummary(summary));
         } finally {
@@ -99,25 +100,4 @@ function targetOf(opts: RestoreCliOptions): RestoreTarget {
   if (/^postgres(ql)?:\/\//.test(url)) return new PostgresTarget(url);
   if (/^(mysql|mariadb):\/\//.test(url)) return new MysqlTarget(url);
   throw usageError('--target: expected a postgres://… or mysql://… URL');
-}
-
-/** A bar on stderr, only ever used when stderr is a terminal. */
-function progressBar(): RestoreProgress {
-  const bar = new cliProgress.SingleBar(
-    { format: 'restoring |{bar}| {percentage}% {value}/{total} rows, {tables} tables', hideCursor: true, stream: process.stderr, clearOnComplete: true },
-    cliProgress.Presets.shades_classic,
-  );
-  let started = false;
-  return {
-    start(total, tables) {
-      bar.start(total, 0, { tables });
-      started = true;
-    },
-    advance(rows) {
-      bar.increment(rows);
-    },
-    stop() {
-      if (started) bar.stop();
-    },
-  };
 }

@@ -24,12 +24,17 @@ export const COMMIT_SEQ = 0xffffffff;
 
 const SEQ_WIDTH = 8;
 const COMMIT_PATTERN = /^[0-9a-f]+(?:-[0-9a-f]+)*$/;
+/** The commit text `of` checked last: a restore makes a position per record, nearly all of one transaction or snapshot. */
+let lastCheckedCommit = '';
 
 export const Position = {
   /** Makes a position, checking the commit part is a fixed-width lowercase hex form. */
   of(commit: string, seq: number = COMMIT_SEQ): Position {
-    if (!COMMIT_PATTERN.test(commit)) {
-      throw new ChartlogError('internal', `invalid commit position "${commit}": expected lowercase hex groups`);
+    if (commit !== lastCheckedCommit) {
+      if (!COMMIT_PATTERN.test(commit)) {
+        throw new ChartlogError('internal', `invalid commit position "${commit}": expected lowercase hex groups`);
+      }
+      lastCheckedCommit = commit;
     }
     if (!Number.isInteger(seq) || seq < 0 || seq > COMMIT_SEQ) {
       throw new ChartlogError('internal', `invalid event sequence ${seq}: expected 0..${COMMIT_SEQ}`);

@@ -7,7 +7,7 @@ import type { CryptoPool } from './crypto-pool.js';
 import { CryptoJobBuilder } from './crypto-jobs.js';
 import type { KeyManager } from './key-manager.js';
 import { OpeningKeys } from './opening-keys.js';
-import { openedLength, openValueWithAad, positionBytes, SEALED_FORMAT_VERSION, sealedAt, sealedPosition, type DataKey } from './sealer.js';
+import { openedLength, openValueWithAad, positionBytes, sameHeaderPosition, SEALED_FORMAT_VERSION, sealedAt, sealedPosition, sealedPositionBytes, type DataKey } from './sealer.js';
 
 /**
  * Opening sealed PHI in decoded row images (docs/architecture.md §5: every opening is audited).
@@ -132,7 +132,11 @@ export class PhiOpener {
  */
 export class PooledOpening {
   private readonly jobs = new CryptoJobBuilder();
-  private readonly targets: { row: Record<string, CellValue>; column: string; where: string; at: number; length: number }[] = [];
+  // One entry per value to open, kept in parallel arrays: a restore opens millions of values,
+  // and an object per value was a large part of its garbage.
+  private readonly rows: Record<string, CellValue>[] = [];
+  private readonly columns: SealedColumn[] = [];
+  private readonly ends: number[] = [];
   private readonly audits: { table: SealedTable; position: Position; audit: OpeningAudit }[] = [];
   private outLength = 0;
 
@@ -146,9 +150,13 @@ export class PooledOpening {
 
   /** Opens every value added, sets it in its row, then reports the audit entries. */
   async run(pool: CryptoPool): Promise<void> {
-    const targets = this.targets;
-    const plain = await pool.open(this.jobs.take(), this.outLength, (i) => targets[i]!.where);
-    for (const t of targets) setCell(t.row, t.column, deserializeCell(plain.subarray(t.at, t.at + t.length)));
+    const { rows, columns, ends } = this;
+    const plain = await pool.open(this.jobs.take(), this.outLength, (i) => columns[i]!.where);
+    let at = 0;
+    for (let i = 0; i < rows.length; i++) {
+      setCell(rows[i]!, columns[i]!.name, deserializeCell(plain.subarray(at, ends[i]!)));
+      at = ends[i]!;
+    }
     for (const a of this.audits) this.opener.report(a.table, a.position, a.audit);
   }
 
@@ -159,16 +167,18 @@ export class PooledOpening {
   }
 
   private addLoaded(keys: OpeningKeys, table: SealedTable, before: Row | null, after: Row | null, position: Position, sealedHere: boolean): void {
-    const audit = new OpeningAudit(table.sealed.length);
-    for (const row of [before, after]) {
+    const audit = this.opener.audited ? new OpeningAudit(table.sealed.length) : null;
+    const add = (row: Row | null): void =>
       eachSealedCell(keys, table, row, position, sealedHere, audit, (dek, sealed, c, aad) => {
-        const length = openedLength(dek, sealed);
         this.jobs.add(dek, sealed, c.place, aad, EMPTY, this.outLength);
-        this.targets.push({ row: row as Record<string, CellValue>, column: c.name, where: c.where, at: this.outLength, length });
-        this.outLength += length;
+        this.outLength += openedLength(dek, sealed);
+        this.rows.push(row as Record<string, CellValue>);
+        this.columns.push(c);
+        this.ends.push(this.outLength);
       });
-    }
-    if (this.opener.audited && audit.keys.length > 0) this.audits.push({ table, position, audit });
+    add(before);
+    add(after);
+    if (audit && audit.keys.length > 0) this.audits.push({ table, position, audit });
   }
 }
 
@@ -234,6 +244,14 @@ function eachSealedCell(
 
 /** True when a format-2 value was sealed in the transaction of `position` or an earlier one (a snapshot row's values). */
 function notAfter(sealed: Uint8Array, position: Position): boolean {
+  // A snapshot's values nearly all carry the same sealing position: the verdict for the last
+  // header seen is kept (compared byte for byte), which spares a Position per value.
+  const memo = notAfterMemo;
+  if (memo.commit === position.commit && sameHeaderPosition(sealed, memo.header)) return memo.verdict;
   const at = sealedPosition(sealed);
-  return at !== null && Position.compare(Position.commitOf(at), Position.commitOf(position)) <= 0;
+  const verdict = at !== null && Position.compare(Position.commitOf(at), Position.commitOf(position)) <= 0;
+  notAfterMemo = { commit: position.commit, header: sealedPositionBytes(sealed), verdict };
+  return verdict;
 }
+
+let notAfterMemo: { commit: string; header: Uint8Array | null; verdict: boolean } = { commit: '', header: null, verdict: false };

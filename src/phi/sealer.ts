@@ -170,6 +170,19 @@ export function sealedPosition(sealed: Uint8Array): Position | null {
   }
 }
 
+/** A copy of a format-2 value's position bytes (as `positionBytes` makes them), null when it has none. */
+export function sealedPositionBytes(sealed: Uint8Array): Uint8Array | null {
+  if (!wellFormed(sealed) || sealed[0] !== SEALED_FORMAT_VERSION) return null;
+  return sealed.slice(1 + KEY_ID_BYTES, 1 + KEY_ID_BYTES + positionLength(sealed));
+}
+
+/** True when `sealed` is a well-formed format-2 value whose position bytes are `header` (from `sealedPositionBytes`). */
+export function sameHeaderPosition(sealed: Uint8Array, header: Uint8Array | null): boolean {
+  if (header === null || !wellFormed(sealed) || sealed[0] !== SEALED_FORMAT_VERSION || positionLength(sealed) !== header.length) return false;
+  for (let i = 0; i < header.length; i++) if (sealed[1 + KEY_ID_BYTES + i] !== header[i]) return false;
+  return true;
+}
+
 /**
  * True when a format-2 value names exactly the position `pos` (`positionBytes`), compared byte
  * for byte with no object made: the opening check of every value of a change event.

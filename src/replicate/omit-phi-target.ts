@@ -24,7 +24,7 @@ export class OmitPhiTarget implements RestoreTarget {
     return this.inner.prepare(plans.map(omitted));
   }
 
-  writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number) => void): Promise<number> {
+  writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number, bytes?: number) => void): Promise<number> {
     const phi = [...plan.sealed];
     async function* withoutPhi(): AsyncGenerator<Row[]> {
       for await (const batch of eachBatch(rows)) {

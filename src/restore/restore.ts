@@ -14,13 +14,9 @@ import { FAR_CUT_US } from '../archive/transaction-cut.js';
 import { prepareStreamingReplay } from '../archive/streaming-replay.js';
 import { formatUs } from '../archive/layout.js';
 import type { RestoreTarget, SourceEngine, TablePlan } from './targets/restore-target.js';
+import type { RestoreProgress } from './restore-progress.js';
 
-/** Told how far writing has come; the CLI draws a bar on a terminal. */
-export interface RestoreProgress {
-  start(totalRows: number, tables: number): void;
-  advance(rows: number): void;
-  stop(): void;
-}
+export type { RestoreProgress } from './restore-progress.js';
 
 export interface RestoreOptions {
   config: Readonly<Config>;
@@ -168,8 +164,6 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
       });
       log.info({ audit }, 'PHI opened: audit record written');
     }
-    const totalRows = [...result.tables.values()].reduce((n, t) => n + t.estimatedRows, 0);
-    o.progress?.start(totalRows, plans.length);
     const writeStarted = performance.now();
     await o.target.prepare(plans);
     const queue = [...plans];
@@ -180,8 +174,11 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
     const worker = async (): Promise<void> => {
       for (let plan = queue.shift(); plan && !failure; plan = queue.shift()) {
         try {
-          const rows = result.tables.get(plan.name)!.rows(order);
-          counts.set(plan.name, await o.target.writeTable(plan, rows, (n) => o.progress?.advance(n)));
+          const table = result.tables.get(plan.name)!;
+          const rows = table.rows(order);
+          o.progress?.tableStarted(plan.name, table.estimatedRows);
+          counts.set(plan.name, await o.target.writeTable(plan, rows, (n, bytes) => o.progress?.advance(plan.name, n, bytes ?? 0)));
+          o.progress?.tableDone(plan.name, counts.get(plan.name)!);
           log.info({ table: plan.name, rows: counts.get(plan.name) }, 'table restored');
         } catch (err) {
           failure ??= { err };

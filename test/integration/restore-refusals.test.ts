@@ -96,6 +96,23 @@ describe('chartlog restore: refusals, corrupt objects, audit', () => {
     assert.equal(summary.rows, 29);
     for (const t of ['patients', 'visits']) assert.equal(diffCaptures(await target.capture(`public.${t}`), await source.capture(t), t), null);
     assert.ok(!r.stdout.includes('CANARY') && !r.stderr.includes('CANARY'), 'no PHI in the output');
+    // --json: progress as JSON lines on stderr, told apart from the logs by "progress": a line when
+    // each table is done, with its final count; names and counts only.
+    const progress = r.stderr
+      .split('\n')
+      .filter((l) => l.includes('"progress":"restore"'))
+      .map((l) => JSON.parse(l) as { table: string; state: string; rows: number; bytes: number; rowsPerSecond: number; seconds: number; estimatedRows: number | null });
+    for (const t of summary.tables) {
+      const done = progress.filter((p) => p.table === t.table && p.state === 'done');
+      assert.equal(done.length, 1, `one "done" progress line for ${t.table}`);
+      assert.equal(done[0]!.rows, t.rows);
+      assert.ok(done[0]!.bytes > 0 && done[0]!.seconds >= 0 && Number.isInteger(done[0]!.rowsPerSecond));
+    }
+    for (const p of progress) assert.deepEqual(Object.keys(p).sort(), ['bytes', 'estimatedRows', 'progress', 'rows', 'rowsPerSecond', 'seconds', 'secondsLeft', 'state', 'table']);
+    // The leak check above finds a value when one is there (negative control): a progress line
+    // that carried a row value would fail it.
+    const planted = `${JSON.stringify({ progress: 'restore', table: 'public.patients', rows: 1, last: `${CANARY}1` })}\n`;
+    assert.ok((r.stderr + planted).includes('CANARY'), 'the leak check catches a planted value');
   });
 
   it('bad requests exit 2 with the reason and write nothing', async () => {
@@ -122,6 +139,7 @@ describe('chartlog restore: refusals, corrupt objects, audit', () => {
       ['unknown source', ['--source', 'nope', '--to', 'latest', '--target', empty.url], /no source named "nope"/],
       ['unknown table', ['--source', 'clinic', '--to', 'latest', '--tables', 'public.visits,public.nope', '--target', empty.url], /has no table public\.nope/],
       ['bad --tables', ['--source', 'clinic', '--to', 'latest', '--tables', 'visits', '--target', empty.url], /--tables "visits"/],
+      ['bad --parallel', ['--source', 'clinic', '--to', 'latest', '--parallel', '0', '--target', empty.url], /--parallel 0: expected a whole number from 1 to 64/],
       ['non-empty target', ['--source', 'clinic', '--to', 'latest', '--target', notEmpty.url], /not empty: "public"\."patients" already exists/],
       ['unreachable target', ['--source', 'clinic', '--to', 'latest', '--target', 'postgres://postgres@127.0.0.1:1/nothing'], /cannot connect to the target postgres:\/\/postgres@127\.0\.0\.1:1\/nothing/],
       ['missing target database', ['--source', 'clinic', '--to', 'latest', '--target', `${empty.url}_missing`], /cannot connect to the target/],

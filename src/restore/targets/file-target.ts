@@ -53,7 +53,7 @@ export class FileTarget implements RestoreTarget {
     this.temp = await mkdtemp(join(dirname(this.dir), `.chartlog-restore-${basename(this.dir)}-`));
   }
 
-  async writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number) => void): Promise<number> {
+  async writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number, bytes?: number) => void): Promise<number> {
     if (!this.temp) throw new ChartlogError('internal', 'file target not prepared');
     const base = join(this.temp, fileNameOf(plan.name));
     if (this.format !== 'sql') await writeFile(`${base}.schema.json`, `${JSON.stringify(schemaFile(plan), null, 2)}\n`);
@@ -74,15 +74,15 @@ export class FileTarget implements RestoreTarget {
         buf += line;
         if (buf.length >= 256 * 1024) {
           await write(out, buf);
+          progress(count - reported, Buffer.byteLength(buf));
           buf = '';
-          progress(count - reported);
           reported = count;
         }
       }
       if (buf) await write(out, buf);
       out.end();
       await closed;
-      progress(count - reported);
+      progress(count - reported, Buffer.byteLength(buf));
       return count;
     } catch (err) {
       out.destroy();

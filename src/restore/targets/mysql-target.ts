@@ -77,7 +77,7 @@ export class MysqlTarget implements RestoreTarget {
 
   async prepare(): Promise<void> {}
 
-  async writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number) => void): Promise<number> {
+  async writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number, bytes?: number) => void): Promise<number> {
     const conn = await this.connect();
     const ident = quoteMysqlIdent(plan.table.table);
     const cols = plan.table.columns;
@@ -99,7 +99,7 @@ export class MysqlTarget implements RestoreTarget {
         const [result] = await conn.query(sql);
         if ((result as { warningStatus?: number }).warningStatus) await checkWarnings(conn, plan.name, emptyEnums);
         emptyEnums.clear();
-        progress(pending);
+        progress(pending, Buffer.byteLength(sql));
         sql = '';
         pending = 0;
       };

@@ -108,7 +108,7 @@ export class PostgresTarget implements RestoreTarget {
     }
   }
 
-  async writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number) => void): Promise<number> {
+  async writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number, bytes?: number) => void): Promise<number> {
     const types = this.types.get(plan.name);
     if (!types) throw new ChartlogError('internal', `${plan.name} was not prepared`);
     const client = await this.connect();
@@ -134,13 +134,13 @@ export class PostgresTarget implements RestoreTarget {
           count++;
           if (buf.length >= CHUNK_CHARS) {
             yield buf;
-            progress(pending);
+            progress(pending, Buffer.byteLength(buf));
             buf = '';
             pending = 0;
           }
         }
         if (buf) yield buf;
-        if (pending) progress(pending);
+        if (pending) progress(pending, Buffer.byteLength(buf));
       }
       const columnList = cols.map((c) => quoteIdent(c.name)).join(', ');
       await pipeline(Readable.from(chunks(), { objectMode: false }), client.query(copyFrom(`COPY ${ident} (${columnList}) FROM STDIN`)));

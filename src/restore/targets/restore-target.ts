@@ -21,7 +21,8 @@ export interface TablePlan {
  *   written, a target that cannot take the tables: unreachable, or any of them already there.
  * - `prepare` makes what the tables need beside themselves (PostgreSQL schemas and enum types).
  * - `writeTable` creates one table and fills it, all or nothing; calls for different tables may
- *   run at the same time. `progress` is told how many rows were just written.
+ *   run at the same time. `progress` is told how many rows were just written, and how many
+ *   bytes they took on their way to the target (COPY text, SQL, file bytes) when known.
  * - `finish` makes the whole restore visible (files: the directory appears at once);
  *   `abort` removes whatever this restore created, after a failure.
  */
@@ -35,7 +36,7 @@ export interface RestoreTarget {
   readonly rowOrder?: 'key' | 'any';
   check(tables: readonly { schema: string; table: string }[]): Promise<void>;
   prepare(plans: readonly TablePlan[]): Promise<void>;
-  writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number) => void): Promise<number>;
+  writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number, bytes?: number) => void): Promise<number>;
   /** `meta` describes the restore (files keep it as restore.json); no row values. */
   finish(meta: Record<string, unknown>): Promise<void>;
   abort(): Promise<void>;
