@@ -5,7 +5,7 @@
  * on the same batches in the same run. Then the hour is closed and its segments checked: every
  * record written comes back once, from either archive.
  *
- *   node --import tsx benchmarks/part-requests.bench.ts [--tables 20,100] [--flushes 10] [--tx 40] [--reps 3]
+ *   node --import tsx benchmarks/part-requests.bench.ts [--tables 20,100] [--flushes 10] [--tx 60] [--reps 3]
  *
  * --tables: active tables (each run touches every one in every flush); --flushes: flushes per
  * run; --tx: transactions per flush (each changes 1–3 tables, and every table is changed in every
@@ -23,13 +23,13 @@ import { ArchiveReader } from '../src/archive/archive-reader.js';
 import { MemoryObjectStore } from '../test/support/memory-object-store.js';
 import { LegacyPartWriter } from '../test/support/legacy-part-writer.js';
 import { envelopes, T0, types } from '../test/support/fake-envelopes.js';
-import { BenchRun, goal, measurement } from './lib/bench-report.js';
+import { BenchRun, goal, measurement, ratio } from './lib/bench-report.js';
 
 const { values } = parseArgs({
   options: {
     tables: { type: 'string', default: '20,100' },
     flushes: { type: 'string', default: '10' },
-    tx: { type: 'string', default: '40' },
+    tx: { type: 'string', default: '60' },
     reps: { type: 'string', default: '3' },
   },
 });
@@ -144,7 +144,8 @@ for (const tables of tableCounts) {
     oursClose.push(b.closePuts);
   }
   const m = bench.add(measurement(`PUTs per flush, flush parts (${tables} active tables)`, 'PUTs', 'lower', 'chartlog', ours));
-  bench.add(measurement(`PUTs per flush, one part per table (before; ${tables} active tables)`, 'PUTs', 'lower', 'baseline', theirs));
+  const base = bench.add(measurement(`PUTs per flush, one part per table (before; ${tables} active tables)`, 'PUTs', 'lower', 'baseline', theirs));
+  bench.addRatio(ratio(m, base, undefined, `PUTs per flush: per-table parts / flush parts (${tables} tables)`));
   bench.add(measurement(`PUTs closing the hour, flush parts (${tables} tables)`, 'PUTs', 'lower', 'detail', oursClose));
   bench.add(measurement(`PUTs closing the hour, per-table parts (${tables} tables)`, 'PUTs', 'lower', 'detail', theirsClose));
   bench.add(measurement(`GETs reading every table of the open hour, flush parts (${tables} tables)`, 'GETs', 'lower', 'detail', oursGets));
