@@ -144,7 +144,10 @@ function reachOf(index: ArchiveIndex): Position | null {
     if (!reach || Position.compare(p, reach) > 0) reach = p;
   };
   for (const h of index.hours) if (h.manifest.lastPos) see(Position.parse(h.manifest.lastPos));
-  for (const p of index.openParts) if (p.table === TRANSACTIONS_TABLE) see(p.last);
+  for (const p of index.openParts) {
+    if (p.sections) for (const s of p.sections) if (s.table === TRANSACTIONS_TABLE) see(s.last);
+    if (!p.sections && p.table === TRANSACTIONS_TABLE) see(p.last);
+  }
   for (const s of index.snapshots) see(Position.parse(s.position));
   return reach;
 }

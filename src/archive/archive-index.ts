@@ -2,7 +2,8 @@ import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { readCheckpoint, type Checkpoint } from './checkpoint.js';
-import { hourOfManifestKey, manifestsPrefix, rangeOfKey, TRANSACTIONS_TABLE, type HourKey } from './layout.js';
+import { FLUSH_PARTS, hourOfManifestKey, manifestsPrefix, rangeOfKey, TRANSACTIONS_TABLE, type HourKey } from './layout.js';
+import { readFlushPartToc, type PartSection } from './flush-part.js';
 import { parseManifest, sha256Hex, type HourManifest } from './manifest.js';
 import { snapshotsPrefix, tableSnapshotsPrefix, type SnapshotManifest } from './snapshot-manifest.js';
 
@@ -17,6 +18,11 @@ export interface OpenPart {
   sha256?: string;
   /** Its stored size, as the listing gave it (a restore sizes its spill partitions by it). */
   bytes?: number;
+  /**
+   * A flush part's table of contents (`table` is then FLUSH_PARTS): which tables it holds and
+   * their position ranges. Absent for per-table parts (written before flush parts).
+   */
+  sections?: PartSection[];
 }
 
 /**
@@ -50,12 +56,30 @@ export async function readArchiveIndex(store: ObjectStore, source: string): Prom
   // manifest is written before its parts are deleted), so a live archive never looks truncated.
   index.checkpoint = await readCheckpoint(store, source);
   const partsRoot = `${source}/parts/`;
+  const flushParts: OpenPart[] = [];
   for await (const o of store.listAll(partsRoot)) {
     const m = o.key.slice(partsRoot.length).match(/^(\d{4}-\d{2}-\d{2})\/(\d{2})\/([^/]+)\//);
     const range = rangeOfKey(o.key);
     if (!m || !range) continue;
-    index.openParts.push({ key: o.key, hour: `${m[1]}T${m[2]}`, table: m[3]!, ...range, bytes: o.size });
+    const part: OpenPart = { key: o.key, hour: `${m[1]}T${m[2]}`, table: m[3]!, ...range, bytes: o.size };
+    if (part.table === FLUSH_PARTS) flushParts.push(part);
+    else index.openParts.push(part);
   }
+  // A flush part holds several tables: its table of contents (its header, one range request) says
+  // which. One deleted meanwhile was merged by an hour closing, whose manifest is listed below.
+  const queue = [...flushParts];
+  await Promise.all(Array.from({ length: Math.min(8, queue.length) }, async () => {
+    for (let p = queue.shift(); p; p = queue.shift()) {
+      try {
+        p.sections = await readFlushPartToc(store, p.key);
+        index.openParts.push(p);
+      } catch (err) {
+        if (err instanceof ChartlogError && err.code === 'not_found') continue;
+        index.unreadable.push({ key: p.key, reason: err instanceof Error ? err.message : String(err) });
+      }
+    }
+  }));
+  index.openParts.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   for await (const o of store.listAll(snapshotsPrefix(source))) {
     if (!o.key.endsWith('/manifest.json')) continue;
     try {
@@ -102,6 +126,8 @@ export function tablesOf(index: ArchiveIndex): string[] {
   const names = new Set<string>();
   for (const s of index.snapshots) for (const t of Object.keys(s.tables)) names.add(t);
   for (const h of index.hours) for (const o of h.manifest.objects) if (o.table !== TRANSACTIONS_TABLE) names.add(o.table);
-  for (const p of index.openParts) if (p.table !== TRANSACTIONS_TABLE) names.add(p.table);
+  for (const p of index.openParts) {
+    for (const table of p.sections ? p.sections.map((s) => s.table) : [p.table]) if (table !== TRANSACTIONS_TABLE) names.add(table);
+  }
   return [...names].sort();
 }

@@ -5,6 +5,7 @@ import { singleObjectHeader } from '../codec/single-object.js';
 import { openAvroContainer, readAvroContainer } from './avro-container.js';
 import type { EnvelopeReader } from './envelope-reader.js';
 import { TRANSACTIONS_TABLE } from './layout.js';
+import { flushPartSection } from './flush-part.js';
 import { sha256Hex } from './manifest.js';
 import { decodeTransaction, type TransactionRecord } from './transaction-log.js';
 import type { SnapshotManifest } from './snapshot-manifest.js';
@@ -30,6 +31,8 @@ interface Source {
   bytes?: number;
   /** A closed hour's segment: written in position order, each position once (the hour closer sorts). */
   segment: boolean;
+  /** The section of a flush part to read (absent: the whole object is one container). */
+  section?: number;
 }
 
 /**
@@ -67,7 +70,7 @@ export class ArchiveReader {
 
   /** One object's records after `after`, a container block at a time; a part's sorted first (parts are small). */
   private async *recordsOf(src: Source, after: Position | null): AsyncGenerator<StoredRecord[]> {
-    const bytes = await this.fetch(src);
+    const bytes = containerOf(await this.fetch(src), src);
     const { header, blocks } = openAvroContainer(bytes, src.key);
     const fingerprint = header.metadata['chartlog.fingerprint'];
     if (!fingerprint) throw new ChartlogError('integrity', `${src.key} has no chartlog.fingerprint metadata`, { hint: 'run `chartlog verify`' });
@@ -94,7 +97,7 @@ export class ArchiveReader {
   async tableRecords(table: string, after: Position | null): Promise<StoredRecord[]> {
     const records = new Map<string, StoredRecord>();
     for (const src of this.objectsOf(table, after)) {
-      const bytes = await this.fetch(src);
+      const bytes = containerOf(await this.fetch(src), src);
       const { header, blocks } = readAvroContainer(bytes, src.key);
       const fingerprint = header.metadata['chartlog.fingerprint'];
       if (!fingerprint) throw new ChartlogError('integrity', `${src.key} has no chartlog.fingerprint metadata`, { hint: 'run `chartlog verify`' });
@@ -120,7 +123,7 @@ export class ArchiveReader {
   async transactions(after: Position | null): Promise<TransactionRecord[]> {
     const out = new Map<string, TransactionRecord>();
     for (const src of this.objectsOf(TRANSACTIONS_TABLE, after)) {
-      const { blocks } = readAvroContainer(await this.fetch(src), src.key);
+      const { blocks } = readAvroContainer(containerOf(await this.fetch(src), src), src.key);
       for (const block of blocks) {
         for (let offset = 0; offset < block.data.length; ) {
           const { record, end } = decodeTransaction(block.data, offset);
@@ -172,7 +175,11 @@ export class ArchiveReader {
       }
     }
     for (const p of this.index.openParts) {
-      if (p.table === table) out.push({ key: p.key, sha256: p.sha256, firstPos: p.first, lastPos: p.last, ...(p.bytes === undefined ? {} : { bytes: p.bytes }), segment: false });
+      // A flush part: the sections of this table (a table whose version changed in the flush has several).
+      p.sections?.forEach((s, i) => {
+        if (s.table === table) out.push({ key: p.key, sha256: p.sha256, firstPos: s.first, lastPos: s.last, bytes: s.bytes, segment: false, section: i });
+      });
+      if (!p.sections && p.table === table) out.push({ key: p.key, sha256: p.sha256, firstPos: p.first, lastPos: p.last, ...(p.bytes === undefined ? {} : { bytes: p.bytes }), segment: false });
     }
     return after ? out.filter((s) => Position.compare(s.lastPos, after) > 0) : out;
   }
@@ -194,6 +201,11 @@ export class ArchiveReader {
     }
     return bytes;
   }
+}
+
+/** The container to read of an object: the object itself, or the section of a flush part the source names. */
+function containerOf(bytes: Uint8Array, src: Source): Uint8Array {
+  return src.section === undefined ? bytes : flushPartSection(bytes, src.key, src.section).container;
 }
 
 /** For reading the transaction log alone (it holds no table records): a reader that refuses table records. */

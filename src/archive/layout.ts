@@ -5,7 +5,8 @@ import { Position } from '../core/position.js';
  * the object holds, so a retried or repeated write lands on the same name and is idempotent.
  *
  * Parts are keyed hour-first so that closing an hour lists one prefix:
- *   parts/<yyyy-mm-dd>/<hh>/<schema.table>/<firstPos>-<lastPos>.<sha256 prefix>.avro
+ *   parts/<yyyy-mm-dd>/<hh>/~flush/<firstPos>-<lastPos>.<sha256 prefix>.avro   (every table of one flush)
+ *   parts/<yyyy-mm-dd>/<hh>/<schema.table>/<firstPos>-<lastPos>.<sha256 prefix>.avro   (written before flush parts; read)
  *   segments/<schema.table>/<yyyy-mm-dd>/<hh>/<firstPos>-<lastPos>.avro
  *   manifests/<yyyy-mm-dd>T<hh>.json
  *   snapshots/<snapshotId>/manifest.json, snapshots/<snapshotId>/<schema.table>/part-00000.avro
@@ -16,6 +17,12 @@ import { Position } from '../core/position.js';
 
 /** The reserved table name of the per-transaction log (no real table has a '~'). */
 export const TRANSACTIONS_TABLE = '~transactions';
+
+/**
+ * The reserved folder of flush parts under an hour's parts (flush-part.ts): one object per flush
+ * holding every table's records and the transaction log. No real table has a '~'.
+ */
+export const FLUSH_PARTS = '~flush';
 
 /** An hour, UTC, as 'YYYY-MM-DDTHH'. String order is time order. */
 export type HourKey = string;

@@ -5,7 +5,8 @@ import { Position } from '../core/position.js';
 import { withRetry } from '../core/retry.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { AvroContainerWriter, BLOCK_RECORDS, readAvroContainer } from '../archive/avro-container.js';
-import { hourPath, manifestKey, partsPrefix, rangeOfKey, segmentKey, TRANSACTIONS_TABLE, type HourKey } from '../archive/layout.js';
+import { FLUSH_PARTS, hourPath, manifestKey, partsPrefix, rangeOfKey, segmentKey, TRANSACTIONS_TABLE, type HourKey } from '../archive/layout.js';
+import { flushPartSection, readFlushPartToc } from '../archive/flush-part.js';
 import type { ArchiveSigner } from '../phi/archive-mac.js';
 import { encodeManifest, listManifestHours, readManifest, sha256Hex, type HourManifest, type ManifestObject } from '../archive/manifest.js';
 import type { EnvelopeReader, RecordSplitter } from '../archive/envelope-reader.js';
@@ -18,6 +19,15 @@ interface Rec {
   commitTsUs: bigint;
   fingerprint: string;
   body: Buffer;
+}
+
+/** What of a part to read: a per-table part whole, or one section of a flush part. */
+interface PartRef {
+  key: string;
+  /** The section of a flush part (absent: a per-table part, written before flush parts). */
+  section?: number;
+  /** The lowest position it holds, as its name or table of contents says. */
+  first: Position;
 }
 
 /** A segment built in memory (compressed), with its manifest entry. */
@@ -102,11 +112,8 @@ export class HourCloser {
       throw new ChartlogError('internal', `hour ${hour} is not after the last closed hour ${previous.hour}`);
     }
 
-    const byTable = new Map<string, string[]>();
-    for (const key of parts) {
-      const table = key.slice(prefix.length).split('/')[0]!;
-      byTable.set(table, [...(byTable.get(table) ?? []), key]);
-    }
+    // Flush parts are split by table here: each section joins its table's segments.
+    const byTable = await this.partsByTable(hour, parts);
 
     const objects: ManifestObject[] = [];
     const merged = new Set<string>();
@@ -124,7 +131,7 @@ export class HourCloser {
           yield records;
         })());
       }
-      for (const k of keys) merged.add(k);
+      for (const k of keys) merged.add(k.key);
       if (table === TRANSACTIONS_TABLE) transactions += built.records;
       else events += built.records;
       for (const seg of built.segments) {
@@ -132,6 +139,9 @@ export class HourCloser {
         objects.push(seg.object);
       }
     }
+
+    // A flush part is merged once all its sections are, which the loop above did (or threw).
+    for (const key of parts) if (isFlushPart(prefix, key)) merged.add(key);
 
     const positions = objects.filter((o) => o.table === TRANSACTIONS_TABLE);
     const manifest: HourManifest = {
@@ -157,30 +167,49 @@ export class HourCloser {
   }
 
   /**
+   * The hour's parts per table: a per-table part under its table's folder, and each section of a
+   * flush part under the table its table of contents names (read from the part's header).
+   */
+  private async partsByTable(hour: HourKey, parts: readonly string[]): Promise<Map<string, PartRef[]>> {
+    const prefix = partsPrefix(this.source, hour);
+    const byTable = new Map<string, PartRef[]>();
+    const add = (table: string, ref: PartRef) => byTable.set(table, [...(byTable.get(table) ?? []), ref]);
+    for (const key of parts) {
+      if (isFlushPart(prefix, key)) {
+        (await readFlushPartToc(this.store, key)).forEach((s, section) => add(s.table, { key, section, first: s.first }));
+      } else {
+        // A part whose name has no range (none is written so) is opened first.
+        add(key.slice(prefix.length).split('/')[0]!, { key, first: rangeOfKey(key)?.first ?? Position.of('0', 0) });
+      }
+    }
+    return byTable;
+  }
+
+  /**
    * The records of a table's parts in one position order, each position once, streamed: a part
    * is read (and sorted: it holds one flush, in delivery order) when the merge reaches it.
    */
-  private streamRecords(table: string, keys: string[]): AsyncGenerator<Rec[]> {
-    // A part whose name has no range (none is written so) is opened first.
-    const sources = keys.map((key): OrderedSource<Rec> => ({ first: rangeOfKey(key)?.first ?? Position.of('0', 0), open: () => this.partRecords(table, key) }));
+  private streamRecords(table: string, refs: PartRef[]): AsyncGenerator<Rec[]> {
+    const sources = refs.map((ref): OrderedSource<Rec> => ({ first: ref.first, open: () => this.partRecords(table, ref) }));
     return mergeByPosition(sources, (r) => r.position, `hour closing of ${this.source} ${table}`);
   }
 
   /** One part's records, checked, sorted and once each (a part holds one flush: small). */
-  private async *partRecords(table: string, key: string): AsyncGenerator<Rec[]> {
-    yield await this.readRecords(table, [key]);
+  private async *partRecords(table: string, ref: PartRef): AsyncGenerator<Rec[]> {
+    yield await this.readRecords(table, [ref]);
   }
 
-  private async readRecords(table: string, keys: string[]): Promise<Rec[]> {
+  private async readRecords(table: string, refs: readonly PartRef[]): Promise<Rec[]> {
     const seen = new Map<string, Rec>();
-    for (const key of keys) {
-      const bytes = await this.store.get(key);
+    for (const { key, section } of refs) {
+      const object = await this.store.get(key);
       const expected = rangeOfKey(key)?.sha256;
-      if (expected && !sha256Hex(bytes).startsWith(expected)) {
+      if (expected && !sha256Hex(object).startsWith(expected)) {
         throw new ChartlogError('integrity', `part ${key} does not match the sha256 in its name; refusing to close its hour`, {
           hint: 'the object was damaged in the store; run `chartlog verify` and restore it from a copy before hour closing continues',
         });
       }
+      const bytes = section === undefined ? object : flushPartSection(object, key, section).container;
       const { header, blocks } = readAvroContainer(bytes, key);
       const fingerprint = header.metadata['chartlog.fingerprint'];
       if (!fingerprint) throw new ChartlogError('integrity', `${key} has no chartlog.fingerprint metadata`);
@@ -264,23 +293,23 @@ export class HourCloser {
    * table), and which hold more.
    */
   private async partsHeldBySegments(hour: HourKey, parts: string[]): Promise<{ merged: string[]; extra: string[] }> {
-    const prefix = partsPrefix(this.source, hour);
     const manifest = await readManifest(this.store, this.source, hour);
     const stored = new Map<string, Set<string>>();
-    const merged: string[] = [];
-    const extra: string[] = [];
-    for (const key of parts) {
-      const table = key.slice(prefix.length).split('/')[0]!;
+    const held = new Map<string, boolean>();
+    for (const [table, refs] of await this.partsByTable(hour, parts)) {
       let positions = stored.get(table);
       if (!positions) {
-        const segments = manifest.manifest.objects.filter((o) => o.table === table).map((o) => o.key);
+        const segments = manifest.manifest.objects.filter((o) => o.table === table).map((o): PartRef => ({ key: o.key, first: Position.parse(o.firstPos) }));
         positions = new Set((await this.readRecords(table, segments)).map((r) => Position.format(r.position)));
         stored.set(table, positions);
       }
-      const records = await this.readRecords(table, [key]);
-      (records.every((r) => positions.has(Position.format(r.position))) ? merged : extra).push(key);
+      for (const ref of refs) {
+        const records = await this.readRecords(table, [ref]);
+        // A flush part is held only when every one of its sections is.
+        held.set(ref.key, (held.get(ref.key) ?? true) && records.every((r) => positions.has(Position.format(r.position))));
+      }
     }
-    return { merged, extra };
+    return { merged: parts.filter((k) => held.get(k) ?? isFlushPart(partsPrefix(this.source, hour), k)), extra: parts.filter((k) => held.get(k) === false) };
   }
 
   private async write(key: string, body: Buffer): Promise<void> {
@@ -320,4 +349,9 @@ export class HourCloser {
       );
     }
   }
+}
+
+/** A flush part of the hour whose parts are under `prefix` (rather than a per-table part). */
+function isFlushPart(prefix: string, key: string): boolean {
+  return key.startsWith(`${prefix}${FLUSH_PARTS}/`);
 }

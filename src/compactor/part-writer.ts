@@ -8,7 +8,8 @@ import type { SchemaSource } from '../archive/envelope-reader.js';
 import type { BusBatch, BusMessage } from '../codec/bus-message.js';
 import { recordBody } from '../codec/single-object.js';
 import { AvroContainerWriter, BLOCK_RECORDS } from '../archive/avro-container.js';
-import { hourOf, partKey, TRANSACTIONS_TABLE, type HourKey } from '../archive/layout.js';
+import { FLUSH_PARTS, hourOf, partKey, TRANSACTIONS_TABLE, type HourKey } from '../archive/layout.js';
+import { encodeFlushPart, type SectionBody } from '../archive/flush-part.js';
 import { sha256Hex } from '../archive/manifest.js';
 import { encodeTransaction, transactionRecordOf, transactionSchemaJson, type TransactionRecord } from '../archive/transaction-log.js';
 
@@ -18,8 +19,9 @@ interface Run {
   readonly table: string;
   readonly fingerprint: string;
   readonly bodies: Uint8Array[];
-  first: Position;
-  last: Position;
+  /** Lowest and highest position (the Kafka compactor adds records out of position order). */
+  min: Position;
+  max: Position;
 }
 
 export interface FlushResult {
@@ -32,9 +34,13 @@ export interface FlushResult {
 }
 
 /**
- * Buffers a source's batches and writes them as parts of the open hour: one Avro container per
- * table and schema version, named by its first and last position, created only if absent —
- * a repeated flush after a crash writes the same names and changes nothing.
+ * Buffers a source's batches and writes them as parts of the open hour: one flush part per flush
+ * and hour (src/archive/flush-part.ts), holding a section — an Avro container — per table and
+ * schema version and the transaction log, named by its lowest and highest position and its
+ * sha256, created only if absent: a repeated flush after a crash writes the same names and
+ * changes nothing. One object per flush keeps the store's write requests at one per flush,
+ * whatever the number of tables that changed, and makes the transaction log durable in the same
+ * write as the table records it vouches for.
  */
 export class PartWriter {
   private runs = new Map<string, Run>();
@@ -96,12 +102,13 @@ export class PartWriter {
       run = undefined;
     }
     if (!run) {
-      run = { hour, table, fingerprint, bodies: [], first: position, last: position };
+      run = { hour, table, fingerprint, bodies: [], min: position, max: position };
       this.runs.set(id, run);
       this.order.push(run);
     }
     run.bodies.push(body);
-    run.last = position;
+    if (Position.compare(position, run.min) < 0) run.min = position;
+    if (Position.compare(position, run.max) > 0) run.max = position;
     this.bytes += body.byteLength;
   }
 
@@ -124,39 +131,41 @@ export class PartWriter {
     this.events = 0;
     this.lastBatch = null;
 
-    const objects: string[] = [];
-    // Table parts first, the transaction log after them: a transaction-log record that is stored
-    // always has its events stored (a kill -9 between the two leaves events with no log record,
-    // which every reader ignores, never a log record that vouches for events that are missing).
-    await this.writeConcurrently(runs.filter((r) => r.table !== TRANSACTIONS_TABLE), objects);
-    await this.writeConcurrently(runs.filter((r) => r.table === TRANSACTIONS_TABLE), objects);
+    // One object per hour touched (a flush that spans an hour's end writes two): each holds its
+    // table records and their transaction-log records together, so a stored log record always has
+    // its events stored beside it — no order of writes to get right, no kill -9 window between.
+    const hours = new Map<HourKey, Run[]>();
+    for (const run of runs) hours.set(run.hour, [...(hours.get(run.hour) ?? []), run]);
+    const objects = await Promise.all([...hours].map(([hour, hourRuns]) => this.writeFlushPart(hour, hourRuns)));
     return { ...result, objects: objects.sort() };
   }
 
-  /** Parts are independent objects: written concurrently, a few at a time. */
-  private async writeConcurrently(runs: Run[], objects: string[]): Promise<void> {
-    const queue = [...runs];
-    const workers = Array.from({ length: Math.min(8, queue.length) }, async () => {
-      for (let run = queue.shift(); run; run = queue.shift()) objects.push(await this.writeRun(run));
-    });
-    await Promise.all(workers);
-  }
-
-  private async writeRun(run: Run): Promise<string> {
-    const stem = partKey(this.source, run.hour, run.table, run.first, run.last);
-    const schema = run.table === TRANSACTIONS_TABLE ? transactionSchemaJson : await this.schemas.schemaJson(this.source, run.fingerprint);
-    const w = new AvroContainerWriter(schema, {
-      // Same records, same bytes, same name: the sync marker comes from the name, not randomness.
-      sync: createHash('sha256').update(stem).digest().subarray(0, 16),
-      // Parts live until their hour is closed into a segment (at the default level): the
-      // fastest level keeps compression off the critical path of freshness and throughput.
-      level: 1,
-      metadata: { 'chartlog.table': run.table, 'chartlog.fingerprint': run.fingerprint },
-    });
-    // Blocks of a bounded record count: a large transaction's part stays far below the readers' inflation bound.
-    for (let i = 0; i < run.bodies.length; i += BLOCK_RECORDS) await w.addBlock(run.bodies.slice(i, i + BLOCK_RECORDS));
-    const body = w.toBuffer();
-    const key = partKey(this.source, run.hour, run.table, run.first, run.last, sha256Hex(body));
+  private async writeFlushPart(hour: HourKey, runs: Run[]): Promise<string> {
+    let min = runs[0]!.min;
+    let max = runs[0]!.max;
+    for (const r of runs) {
+      if (Position.compare(r.min, min) < 0) min = r.min;
+      if (Position.compare(r.max, max) > 0) max = r.max;
+    }
+    const stem = partKey(this.source, hour, FLUSH_PARTS, min, max);
+    const sections: SectionBody[] = [];
+    for (const [i, run] of runs.entries()) {
+      const schema = run.table === TRANSACTIONS_TABLE ? transactionSchemaJson : await this.schemas.schemaJson(this.source, run.fingerprint);
+      const w = new AvroContainerWriter(schema, {
+        // Same records, same bytes, same name: sync markers come from the name, not randomness.
+        sync: syncOf(`${stem}\u0000${i}`),
+        // Parts live until their hour is closed into a segment (at the default level): the
+        // fastest level keeps compression off the critical path of freshness and throughput.
+        level: 1,
+        metadata: { 'chartlog.table': run.table, 'chartlog.fingerprint': run.fingerprint },
+      });
+      // Blocks of a bounded record count: a large transaction's section stays far below the readers' inflation bound.
+      for (let b = 0; b < run.bodies.length; b += BLOCK_RECORDS) await w.addBlock(run.bodies.slice(b, b + BLOCK_RECORDS));
+      const container = w.toBuffer();
+      sections.push({ table: run.table, fingerprint: run.fingerprint, records: run.bodies.length, bytes: container.length, first: run.min, last: run.max, container });
+    }
+    const body = await encodeFlushPart(sections, syncOf(stem));
+    const key = partKey(this.source, hour, FLUSH_PARTS, min, max, sha256Hex(body));
     await withRetry(async () => {
       this.fence.assertHeld();
       return this.store.putIfAbsent(key, body);
@@ -167,4 +176,8 @@ export class PartWriter {
     });
     return key;
   }
+}
+
+function syncOf(name: string): Buffer {
+  return createHash('sha256').update(name).digest().subarray(0, 16);
 }

@@ -104,6 +104,11 @@ export async function verifyArchive(
   }
   for (const p of index.openParts) {
     if (p.sha256) await checkObject(p.key, p.sha256);
+    if (p.sections) {
+      // A flush part: its table of contents names each section's writer schema.
+      for (const s of p.sections) if (s.table !== TRANSACTIONS_TABLE) fingerprints.add(s.fingerprint);
+      continue;
+    }
     if (p.table === TRANSACTIONS_TABLE) continue;
     try {
       const fp = readAvroContainer(await store.get(p.key), p.key).header.metadata['chartlog.fingerprint'];

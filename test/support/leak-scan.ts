@@ -1,5 +1,6 @@
 import { gunzipSync, inflateRawSync } from 'node:zlib';
 import { readAvroContainer } from '../../src/archive/avro-container.js';
+import { flushPartSection, flushPartToc } from '../../src/archive/flush-part.js';
 
 /**
  * A leak check that can fail. Parts, segments and snapshots are deflated Avro containers, so a
@@ -70,6 +71,13 @@ function decodedViews(o: ScannedObject): { where: string; data: Buffer }[] {
     const { header, blocks } = readAvroContainer(raw, o.key);
     views.push({ where: 'container header', data: Buffer.from(JSON.stringify(header.metadata), 'utf8') });
     blocks.forEach((b, i) => views.push({ where: `container block ${i}`, data: b.data }));
+    if (header.metadata['chartlog.sections'] !== undefined) {
+      // A flush part: each section is a deflated container of its own, hidden inside a block.
+      flushPartToc(raw, o.key).forEach((_, i) => {
+        const inner = decodedViews({ key: o.key, bytes: flushPartSection(raw, o.key, i).container });
+        for (const v of inner) views.push({ where: `section ${i} ${v.where}`, data: v.data });
+      });
+    }
     return views;
   }
   if (raw[0] === 0x1f && raw[1] === 0x8b) {

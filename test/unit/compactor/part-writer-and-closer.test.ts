@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Position } from '../../../src/core/position.js';
+import { Position } from '../../../src/core/position.js';
 import type { BusBatch } from '../../../src/codec/bus-message.js';
 import { readAvroContainer } from '../../../src/archive/avro-container.js';
 import { HourCloser } from '../../../src/compactor/hour-closer.js';
@@ -12,8 +12,22 @@ import { MemoryObjectStore } from '../../support/memory-object-store.js';
 import { Lease } from '../../../src/archive/lease.js';
 import { ChartlogError } from '../../../src/core/errors.js';
 import { batch, decodeAll, envelopes, HOUR_US, T0 } from '../../support/fake-envelopes.js';
+import { LegacyPartWriter } from '../../support/legacy-part-writer.js';
+import { flushPartSection, flushPartToc } from '../../../src/archive/flush-part.js';
+import { readArchiveIndex, tablesOf } from '../../../src/archive/archive-index.js';
+import { ArchiveReader } from '../../../src/archive/archive-reader.js';
+import { verifyArchive } from '../../../src/restore/verify.js';
 
-test('a flush writes one part per table, hour and schema version, and reports what became durable', async () => {
+/** The sections of a flush part in the store, each decoded with its own container's writer schema. */
+function sectionsOf(store: MemoryObjectStore, key: string): { table: string; fingerprint: string; rows: { v: string }[] }[] {
+  const body = store.objects.get(key)!.body;
+  return flushPartToc(body, key).map((_, i) => {
+    const s = flushPartSection(body, key, i);
+    return { table: s.table, fingerprint: s.fingerprint, rows: decodeAll(s.container, key) };
+  });
+}
+
+test('a flush writes one flush part per hour, with a section per table and schema version and the transaction log, and reports what became durable', async () => {
   const store = new MemoryObjectStore();
   const w = new PartWriter(store, 'clinic', envelopes);
   assert.equal(await w.flush(), null);
@@ -27,39 +41,165 @@ test('a flush writes one part per table, hour and schema version, and reports wh
   assert.equal(r.batches, 2);
   assert.equal(r.events, 3);
   const keys = [...store.objects.keys()].sort();
-  assert.equal(keys.length, 4, keys.join('\n'));
-  assert.ok(keys.every((k) => k.startsWith('clinic/parts/2026-11-24/05/')));
-  const v2 = keys.find((k) => k.includes('/public.patients/') && decodeAll(store.objects.get(k)!.body, k)[0]?.v === 'row 2/0');
-  assert.ok(v2, 'the schema change started its own part');
+  assert.deepEqual(keys, r.objects);
+  assert.equal(keys.length, 1, keys.join('\n'));
+  assert.match(keys[0]!, /^clinic\/parts\/2026-11-24\/05\/~flush\/0000000000000001\.00000000-0000000000000002\.ffffffff\.[0-9a-f]{32}\.avro$/);
+  const sections = sectionsOf(store, keys[0]!);
+  assert.deepEqual(sections.map((s) => [s.table, s.fingerprint, s.rows.map((x) => x.v)]), [
+    ['public.patients', '00000000000000a1', ['row 1/0']],
+    ['public.visits', '00000000000000a1', ['row 1/1']],
+    [TRANSACTIONS_TABLE, TRANSACTIONS_TABLE, [undefined, undefined]],
+    ['public.patients', '00000000000000a2', ['row 2/0']],
+  ], 'each table version is its own section, decoded with its own writer schema');
   assert.equal(await w.flush(), null, 'nothing pending after a flush');
 });
 
-test('a failed write is retried and the flush completes only when every part is stored', async () => {
+test('a flush across the end of an hour writes one flush part per hour', async () => {
+  const store = new MemoryObjectStore();
+  const w = new PartWriter(store, 'clinic', envelopes);
+  const b1 = batch(1, T0 + HOUR_US - 1n, [['public.patients', '00000000000000a1']], null);
+  w.add(b1);
+  w.add(batch(2, T0 + HOUR_US, [['public.patients', '00000000000000a1']], b1.position));
+  await w.flush();
+  const keys = [...store.objects.keys()].sort();
+  assert.equal(keys.length, 2);
+  assert.ok(keys[0]!.startsWith('clinic/parts/2026-11-24/05/~flush/') && keys[1]!.startsWith('clinic/parts/2026-11-24/06/~flush/'), keys.join('\n'));
+  for (const k of keys) assert.deepEqual(sectionsOf(store, k).map((s) => s.table), ['public.patients', TRANSACTIONS_TABLE], 'each hour holds its transactions and their events');
+});
+
+test('a failed write is retried and the flush completes only when its part is stored', async () => {
   const store = new MemoryObjectStore();
   const w = new PartWriter(store, 'clinic', envelopes);
   w.add(batch(1, T0, [['public.patients', '00000000000000a1']], null));
   store.failNext(3);
   const r = await w.flush();
   assert.ok(r);
-  assert.equal(store.objects.size, 2);
+  assert.equal(store.objects.size, 1);
 });
 
-test('the transaction log is stored only after every table part of its flush (a kill -9 between them never leaves a log record without its events)', async () => {
-  // Table parts are slow to store here, the transaction log fast: written concurrently, the log would land first.
-  const stored: string[] = [];
-  class SlowTables extends MemoryObjectStore {
+/** Transaction-log records in the store whose events are not all stored (what verify counts, at its simplest). */
+async function logRecordsWithoutEvents(store: MemoryObjectStore): Promise<string[]> {
+  const reader = new ArchiveReader(store, await readArchiveIndex(store, 'clinic'), envelopes);
+  const stored = new Map<string, number>();
+  for (const table of ['public.patients', 'public.visits']) {
+    for (const r of await reader.tableRecords(table, null)) stored.set(`${r.position.commit} ${table}`, (stored.get(`${r.position.commit} ${table}`) ?? 0) + 1);
+  }
+  const orphans: string[] = [];
+  for (const tx of await reader.transactions(null)) {
+    const commit = tx.pos.split('.')[0]!;
+    for (const [table, n] of Object.entries(tx.tables)) if ((stored.get(`${commit} ${table}`) ?? 0) < Number(n)) orphans.push(`${tx.pos} ${table}`);
+  }
+  return orphans;
+}
+
+test('a transaction-log record is never durable before the table records it vouches for: one write holds both, and a write that dies stores neither', async () => {
+  // Each write is recorded with the tables it made durable.
+  const writes: string[][] = [];
+  class Recording extends MemoryObjectStore {
+    dieOnWrite = false;
     override async putIfAbsent(key: string, body: Uint8Array): Promise<boolean> {
-      if (!key.includes(TRANSACTIONS_TABLE)) await new Promise((r) => setTimeout(r, 20));
-      const r = await super.putIfAbsent(key, body);
-      stored.push(key);
-      return r;
+      if (this.dieOnWrite) throw new ChartlogError('internal', `killed before ${key} was written`);
+      writes.push(flushPartToc(body, key).map((s) => s.table));
+      return super.putIfAbsent(key, body);
     }
   }
-  const w = new PartWriter(new SlowTables(), 'clinic', envelopes);
-  w.add(batch(1, T0 + 10n, [['public.patients', '00000000000000a1'], ['public.visits', '00000000000000a1']], null));
+  const store = new Recording();
+  const w = new PartWriter(store, 'clinic', envelopes);
+  const b1 = batch(1, T0 + 10n, [['public.patients', '00000000000000a1'], ['public.visits', '00000000000000a1']], null);
+  w.add(b1);
   assert.ok(await w.flush());
-  assert.equal(stored.length, 3);
-  assert.ok(stored[2]!.includes(TRANSACTIONS_TABLE), `the log is last: ${stored.join(', ')}`);
+  assert.deepEqual(writes, [['public.patients', 'public.visits', TRANSACTIONS_TABLE]], 'one write: the events and the log record that counts them');
+  assert.deepEqual(await logRecordsWithoutEvents(store), []);
+
+  // A kill -9 during the next flush's write: nothing of it is stored, so no log record without its events.
+  store.dieOnWrite = true;
+  w.add(batch(2, T0 + 20n, [['public.patients', '00000000000000a1'], ['public.visits', '00000000000000a1']], b1.position));
+  await assert.rejects(w.flush(), /killed before/);
+  assert.equal(store.objects.size, 1);
+  assert.deepEqual(await logRecordsWithoutEvents(store), []);
+});
+
+test('negative control: the check finds a log record whose events are missing (per-table parts, a table part lost)', async () => {
+  const store = new MemoryObjectStore();
+  const w = new LegacyPartWriter(store, 'clinic', envelopes);
+  w.add(batch(1, T0 + 10n, [['public.patients', '00000000000000a1'], ['public.visits', '00000000000000a1']], null));
+  await w.flush();
+  assert.deepEqual(await logRecordsWithoutEvents(store), []);
+  const visits = [...store.objects.keys()].find((k) => k.includes('/public.visits/'))!;
+  store.objects.delete(visits);
+  assert.deepEqual(await logRecordsWithoutEvents(store), ['0000000000000001.ffffffff public.visits']);
+});
+
+test('hours written by the per-table PartWriter (before flush parts), alone or mixed with flush parts, are read and closed exactly', async () => {
+  const store = new MemoryObjectStore();
+  const legacy = new LegacyPartWriter(store, 'clinic', envelopes);
+  const batches: BusBatch[] = [];
+  let prev: Position | null = null;
+  for (let n = 1; n <= 20; n++) {
+    const b = batch(n, T0 + BigInt(n) * 1000n, n % 3 ? [['public.patients', '00000000000000a1'], ['public.visits', '00000000000000a1']] : [['public.patients', '00000000000000a2']], prev);
+    batches.push(b);
+    prev = b.position;
+  }
+  // Batches 1–10 by the writer before flush parts, 11–20 by today's, and 9–12 delivered again by both.
+  for (const b of batches.slice(0, 10)) legacy.add(b);
+  await legacy.flush();
+  const oldParts = [...store.objects.keys()];
+  assert.ok(oldParts.length >= 3 && oldParts.every((k) => !k.includes('/~flush/')), 'per-table parts');
+  const w = new PartWriter(store, 'clinic', envelopes);
+  for (const b of batches.slice(8, 20)) w.add(b);
+  await w.flush();
+
+  // Read while the hour is open: every record once, in order, per table; the log whole.
+  const index = await readArchiveIndex(store, 'clinic');
+  assert.deepEqual(tablesOf(index), ['public.patients', 'public.visits']);
+  const reader = new ArchiveReader(store, index, envelopes);
+  const want = (table: string) => batches.flatMap((b) => b.messages.filter((m) => m.table === table).map((m) => Position.format(m.position)));
+  for (const table of ['public.patients', 'public.visits']) {
+    assert.deepEqual((await reader.tableRecords(table, null)).map((r) => Position.format(r.position)), want(table));
+    const streamed: string[] = [];
+    for await (const part of reader.tableRecordBatches(table, null)) for (const r of part) streamed.push(Position.format(r.position));
+    assert.deepEqual(streamed, want(table));
+  }
+  assert.deepEqual((await reader.transactions(null)).map((t) => t.pos), batches.map((b) => Position.format(b.position)));
+  for (const fp of ['00000000000000a1', '00000000000000a2']) await store.put(`clinic/schemas/${fp}.json`, Buffer.from(await envelopes.schemaJson('clinic', fp)));
+  const report = await verifyArchive(store, index, envelopes);
+  assert.deepEqual(report.problems, []);
+  assert.equal(report.checked.events, batches.reduce((n, b) => n + b.messages.length, 0));
+
+  // Closed: the same records, once each, from per-table segments; every part deleted.
+  const m = await new HourCloser(store, 'clinic', envelopes).close('2026-11-24T05');
+  assert.ok(m);
+  assert.equal(m.transactions, 20);
+  assert.equal(m.events, batches.reduce((n, b) => n + b.messages.length, 0));
+  assert.deepEqual([...store.objects.keys()].filter((k) => k.includes('/parts/')), []);
+  const closed = new ArchiveReader(store, await readArchiveIndex(store, 'clinic'), envelopes);
+  for (const table of ['public.patients', 'public.visits']) assert.deepEqual((await closed.tableRecords(table, null)).map((r) => Position.format(r.position)), want(table));
+  assert.deepEqual(m.objects.map((o) => [o.table, o.fingerprint]), [
+    ['public.patients', '00000000000000a1'], ['public.patients', '00000000000000a2'], ['public.patients', '00000000000000a1'], ['public.patients', '00000000000000a2'],
+    ['public.patients', '00000000000000a1'], ['public.patients', '00000000000000a2'], ['public.patients', '00000000000000a1'], ['public.patients', '00000000000000a2'],
+    ['public.patients', '00000000000000a1'], ['public.patients', '00000000000000a2'], ['public.patients', '00000000000000a1'], ['public.patients', '00000000000000a2'],
+    ['public.patients', '00000000000000a1'],
+    ['public.visits', '00000000000000a1'], [TRANSACTIONS_TABLE, TRANSACTIONS_TABLE],
+  ]);
+});
+
+test('a flush part whose section does not match its table of contents is refused', async () => {
+  const store = new MemoryObjectStore();
+  const w = new PartWriter(store, 'clinic', envelopes);
+  w.add(batch(1, T0 + 10n, [['public.patients', '00000000000000a1'], ['public.visits', '00000000000000a1']], null));
+  await w.flush();
+  const [key] = [...store.objects.keys()];
+  // The table of contents edited (the hash in the name left as it was): a reader must not take patients for another table.
+  const body = Buffer.from(store.objects.get(key!)!.body);
+  const text = body.toString('latin1');
+  const a = text.indexOf('"table":"public.patients"');
+  assert.ok(a > 0);
+  const edited = Buffer.from(text.slice(0, a) + '"table":"public.patientz"' + text.slice(a + 25), 'latin1');
+  assert.equal(edited.length, body.length);
+  assert.throws(() => flushPartSection(edited, key!, 0), { code: 'integrity', message: /section 0 holds public\.patients .* its table of contents says public\.patientz/ });
+  await store.put(key!, edited);
+  await assert.rejects(new HourCloser(store, 'clinic', envelopes).close('2026-11-24T05'), { code: 'integrity' });
+  assert.doesNotThrow(() => flushPartSection(body, key!, 0));
 });
 
 test('closing an hour merges parts into deduplicated segments in position order and chains manifests', async () => {
@@ -136,7 +276,7 @@ test('closing a closed hour again never deletes a part written after its manifes
   late.add(batch(2, T0 + 10n, [['public.patients', '00000000000000a1']], b1.position));
   await late.flush();
   const lateParts = [...store.objects.keys()].filter((k) => k.includes('/parts/') && !merged.some(([m]) => m === k));
-  assert.equal(lateParts.length, 2);
+  assert.equal(lateParts.length, 1);
   assert.equal(await new HourCloser(store, 'clinic', envelopes).close('2026-11-24T05'), null);
   const left = [...store.objects.keys()].filter((k) => k.includes('/parts/')).sort();
   assert.deepEqual(left, lateParts.sort(), 'only the merged parts are deleted; the late ones stay');

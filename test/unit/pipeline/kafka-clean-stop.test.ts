@@ -7,7 +7,8 @@ import { runKafkaSourcePipeline } from '../../../src/pipeline/kafka-pipeline.js'
 import { Position } from '../../../src/core/position.js';
 import { tableTopic, transactionsTopic } from '../../../src/bus/kafka-topics.js';
 import { readCheckpoint } from '../../../src/archive/checkpoint.js';
-import { rangeOfKey, schemaKey } from '../../../src/archive/layout.js';
+import { schemaKey } from '../../../src/archive/layout.js';
+import { storedSections } from '../../support/stored-sections.js';
 import { readArchiveIndex } from '../../../src/archive/archive-index.js';
 import { verifyArchive } from '../../../src/restore/verify.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
@@ -130,9 +131,9 @@ async function until(what: string, cond: () => boolean): Promise<void> {
   for (const end = Date.now() + 10_000; !cond(); await sleep(5)) if (Date.now() > end) throw new Error(`gave up waiting: ${what}`);
 }
 
-/** The highest event position in a stored table part. */
+/** The highest event position in a stored section of public.patients. */
 const storedEventsUpTo = (store: MemoryObjectStore) =>
-  Math.max(0, ...[...store.objects.keys()].filter((k) => k.includes('/parts/') && k.includes('/public.patients/')).map((k) => Number.parseInt(rangeOfKey(k)!.last.commit, 16)));
+  Math.max(0, ...storedSections(store).filter((p) => p.table === 'public.patients').map((p) => Number.parseInt(p.last.commit, 16)));
 
 test('a clean stop while the transactions partition lags stores every END Kafka holds before the compactor leaves', async () => {
   const store = new MemoryObjectStore();

@@ -33,7 +33,8 @@ test('the timeline shows the restorable range, sealed and open hours from the st
   const store = await archiveOfHours(3);
   const t = buildTimeline(await readArchiveIndex(store, 'clinic'));
   assert.deepEqual(t.closedHours.map((h) => h.hour), ['2026-11-24T05', '2026-11-24T06', '2026-11-24T07']);
-  assert.deepEqual(t.openHours, [{ hour: '2026-11-24T08', parts: 2 }]);
+  // One flush of the open hour: one flush part (its table records and its transaction log together).
+  assert.deepEqual(t.openHours, [{ hour: '2026-11-24T08', parts: 1 }]);
   assert.equal(t.restorable?.from, '2026-11-24T05:00:00.000000Z');
   assert.equal(t.restorable?.to, formatUs(T0 + 3n * HOUR_US + 7n));
   assert.deepEqual(t.gaps, []);

@@ -7,6 +7,8 @@ import { readArchiveIndex } from '../../../src/archive/archive-index.js';
 import { renderVerifyReport, verifyArchive } from '../../../src/restore/verify.js';
 import type { PutOptions } from '../../../src/storage/object-store.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
+import { LegacyPartWriter } from '../../support/legacy-part-writer.js';
+import { writeCheckpoint } from '../../../src/archive/checkpoint.js';
 import { batch, envelopes, T0 } from '../../support/fake-envelopes.js';
 
 /** A store that dies (a fatal error, like a killed process) on writes whose key matches. */
@@ -27,10 +29,29 @@ const tables: [string, string][] = [['public.patients', '00000000000000a1']];
 
 /**
  * Transactions 1–3 are durable and checkpointed. Transaction 4's event part is written, then the
- * process dies before the part with its transaction record: the state kill -9 leaves between
- * the parts of one flush.
+ * process dies before the part with its transaction record: the state kill -9 left between the
+ * parts of one flush when each table had its own part (archives written before flush parts, by
+ * the PartWriter of that time — verify must still read them right).
  */
 async function crashedArchive(dieOn: RegExp): Promise<DyingStore> {
+  const store = new DyingStore();
+  const w = new LegacyPartWriter(store, 'clinic', envelopes);
+  let prev: Position | null = null;
+  for (const n of [1, 2, 3]) {
+    const b = batch(n, T0 + BigInt(n), tables, prev);
+    w.add(b);
+    prev = b.position;
+  }
+  const durable = await w.flush();
+  await writeCheckpoint(store, { source: 'clinic', position: durable!.upTo, commitTsUs: durable!.commitTsUs, snapshotId: null });
+  store.dieOn = dieOn;
+  w.add(batch(4, T0 + 4n, tables, prev));
+  await assert.rejects(w.flush(), /killed before/);
+  await store.put('clinic/schemas/00000000000000a1.json', Buffer.from(await envelopes.schemaJson('clinic', '00000000000000a1')));
+  return store;
+}
+
+test('with flush parts, a kill during a flush leaves none of it: nothing in flight, nothing to report', async () => {
   const store = new DyingStore();
   const c = new Compactor(store, 'clinic', envelopes, { flushIntervalMs: 1, maxPartBytes: 1 << 20, closeGraceMs: 0, snapshotId: null, now: () => Number(T0 / 1000n) }, async () => {});
   await c.start();
@@ -41,12 +62,17 @@ async function crashedArchive(dieOn: RegExp): Promise<DyingStore> {
     prev = b.position;
   }
   await c.flush();
-  store.dieOn = dieOn;
+  store.dieOn = /\/parts\//;
   c.add(batch(4, T0 + 4n, tables, prev));
   await assert.rejects(c.flush(), /killed before/);
   await store.put('clinic/schemas/00000000000000a1.json', Buffer.from(await envelopes.schemaJson('clinic', '00000000000000a1')));
-  return store;
-}
+  const index = await readArchiveIndex(store, 'clinic');
+  assert.equal(index.openParts.length, 1, 'the first flush only');
+  const report = await verifyArchive(store, index, envelopes);
+  assert.deepEqual(report.problems, []);
+  assert.deepEqual(report.pending, []);
+  assert.equal(report.checked.transactions, 3);
+});
 
 test('events of a transaction after the checkpoint whose record was never written are in flight, not a problem', async () => {
   const store = await crashedArchive(/~transactions\//);

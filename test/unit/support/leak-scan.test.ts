@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { AvroContainerWriter } from '../../../src/archive/avro-container.js';
+import { encodeFlushPart } from '../../../src/archive/flush-part.js';
+import { Position } from '../../../src/core/position.js';
 import { describeHits, scanForCanaries, scanTextForCanaries } from '../../support/leak-scan.js';
 
 /**
@@ -38,6 +40,18 @@ test('an SSN in clear inside a deflated part: invisible to a byte search, found 
   const hits = scanForCanaries([{ key: 'clinic/parts/x.avro', bytes: part }], ['CANARY-SSN-']);
   assert.ok(hits.some((h) => h.where === 'container block 0' && h.form === 'utf8'), describeHits(hits));
   assert.ok(!describeHits(hits).includes(SSN), 'a hit names the object, never the value');
+});
+
+test('an SSN in clear inside a section of a flush part (a deflated container inside a container): found by the scanner', async () => {
+  const section = await partWith(Array.from({ length: 50 }, (_, i) => `${SSN}-${i}`));
+  const first = Position.parse('0000000000000001.00000000');
+  const part = await encodeFlushPart([
+    { table: 'public.visits', fingerprint: '00000000000000a1', records: 0, bytes: 0, first, last: first, container: await partWith([]) },
+    { table: 'public.patients', fingerprint: '00000000000000a1', records: 50, bytes: section.length, first, last: first, container: section },
+  ], Buffer.alloc(16, 1));
+  assert.equal(part.includes(SSN), false);
+  const hits = scanForCanaries([{ key: 'clinic/parts/2026-11-24/05/~flush/x.avro', bytes: part }], ['CANARY-SSN-']);
+  assert.ok(hits.some((h) => h.where === 'section 1 container block 0' && h.form === 'utf8'), describeHits(hits) || 'not found');
 });
 
 test('canaries are found in every encoding a stored object can hide them in', () => {
