@@ -100,7 +100,9 @@ for (const make of [postgresEngine, mariadbEngine]) {
   const kind = make === postgresEngine ? 'PostgreSQL' : 'MariaDB';
   test(`${kind}: resync under a concurrent workload; restore after it and before it equal the source; the stream never stops; kill -9 and rerun`, { timeout: 600_000 }, async () => {
     const engine = await make();
-    const h = new RunHarness(engine, 'file', { flushIntervalMs: 200 });
+    // The manual command under test: `chartlog run` must not re-read the table by itself (on
+    // PostgreSQL it detects the hidden ALTER's rewrite; postgres-rewrite.test.ts covers that).
+    const h = new RunHarness(engine, 'file', { flushIntervalMs: 200, sourceExtra: 'resync: { automatic: false }' });
     const targets: TestDatabase[] = [];
     const newTarget = async (): Promise<TestDatabase> => {
       const t = engine.type === 'postgres' ? await createPgDatabase('resync') : await createMariadbDatabase('resync');
