@@ -47,6 +47,8 @@ export interface KafkaBusOptions {
    * including `position`: the connector may acknowledge it to the source.
    */
   onDurable?: (position: Position) => Promise<void> | void;
+  /** Called once when a send fails (publishing then stops until `reset`): the reader restarts without waiting for its next batch. */
+  onFailure?: (err: ChartlogError) => void;
   /** An existing client (tests); otherwise one is made from `settings`. */
   kafka?: Kafka;
 }
@@ -229,6 +231,7 @@ export class KafkaBus {
           this.queuedBytes = 0;
           this.ends = null;
           logger().warn({ err: this.failure, source: this.options.source, durable: this.durable ? Position.format(this.durable) : null }, 'kafka send failed; publishing stops until the stream restarts');
+          this.options.onFailure?.(this.failure);
           break;
         }
       }

@@ -89,6 +89,8 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
   }
 
   const ackByCheckpoint = (options.acknowledge ?? 'kafka') === 'checkpoint';
+  /** The stream loop's listener for a send that failed in the background (set once the loop starts). */
+  let publishFailed: ((err: ChartlogError) => void) | null = null;
   const bus = new KafkaBus({
     settings,
     source: source.name,
@@ -96,6 +98,7 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
     maxQueuedBatches: config.bus.maxBufferedBatches,
     maxQueuedBytes: config.bus.maxBufferedBytes,
     onDurable: (p) => (ackByCheckpoint ? undefined : connector.acknowledge(p)),
+    onFailure: (err) => publishFailed?.(err),
     ...(options.kafka ? { kafka: options.kafka } : {}),
   });
   // --role capture: the compactor runs elsewhere; its checkpoint says what is stored.
@@ -106,6 +109,7 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
   let connected = false;
   const ahead = new PublishAhead(start, source.name, (b) => encoder.encode(b), (b) => bus.publish(b));
   const { failure, unpublished } = await runStreamLoop({
+    watchPublishing: (onFailure) => (publishFailed = onFailure),
     connector,
     ahead,
     from: start,

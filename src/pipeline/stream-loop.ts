@@ -29,6 +29,13 @@ export interface StreamLoopOptions {
   afterFailure?: (ahead: PublishAhead) => Promise<Position | null>;
   /** The warning logged before each restart. */
   restartMessage?: string;
+  /**
+   * Registers the loop's listener for a publishing failure found in the background (a bus that
+   * sends on its own, like Kafka's). Without it such a failure would surface only at the next
+   * batch, and a source with nothing more to send would wait on it for good: the listener ends
+   * the stream now and the loop restarts it like a failed stream.
+   */
+  watchPublishing?: (onFailure: (err: ChartlogError) => void) => void;
 }
 
 export interface StreamLoopResult {
@@ -53,20 +60,33 @@ export async function runStreamLoop(o: StreamLoopOptions): Promise<StreamLoopRes
   const backoff = new Backoff(o.policy);
   let last = o.from;
   let failure: ChartlogError | null = null;
+  /** A publishing failure found in the background, and the reading attempt it ends. */
+  let interrupted: ChartlogError | null = null;
+  let attempt: AbortController | null = null;
+  o.watchPublishing?.((err) => {
+    interrupted ??= err;
+    attempt?.abort();
+  });
   while (!signal.aborted) {
+    attempt = new AbortController();
+    const stopAttempt = (): void => attempt?.abort();
+    signal.addEventListener('abort', stopAttempt, { once: true });
     try {
       if (o.beforeStart) last = await o.beforeStart(last);
-      for await (const batch of connector.stream({ from: last, signal })) {
+      for await (const batch of connector.stream({ from: last, signal: attempt.signal })) {
+        if (interrupted) break;
         // Redelivered after a reconnect: already on its way to the store.
         if (last && Position.compare(batch.position, last) <= 0) continue;
         await ahead.push(batch, last);
         last = batch.position;
         backoff.reset();
       }
+      if (interrupted) throw interrupted;
       await ahead.drain();
       break;
     } catch (err) {
-      const e = toChartlogError(err);
+      const e = interrupted ?? toChartlogError(err);
+      interrupted = null;
       if (signal.aborted) break;
       if (!isRetriable(e)) {
         failure = e;
@@ -83,6 +103,8 @@ export async function runStreamLoop(o: StreamLoopOptions): Promise<StreamLoopRes
         o.restartMessage ?? 'source stream failed; restarting from the last published position',
       );
       await sleep(delay, signal);
+    } finally {
+      signal.removeEventListener('abort', stopAttempt);
     }
   }
   // What was read before the stop is published before the caller closes the bus.

@@ -134,3 +134,44 @@ test('aborting during a reconnect wait returns at once, without a failure', asyn
   assert.equal(r.failure, null);
   assert.equal(connector.starts.length, 1);
 });
+
+test('a publishing failure found in the background ends a stream that has nothing more to send, and restarts it', async () => {
+  // First stream: yields 1 and 2, then waits for the source (idle) until its signal aborts.
+  const starts: (number | null)[] = [];
+  let notify: ((err: ChartlogError) => void) | null = null;
+  const connector = new (class extends ScriptedConnector {
+    override async *stream(options: StreamOptions): AsyncIterable<ChangeBatch> {
+      starts.push(num(options.from));
+      if (starts.length === 1) {
+        yield txn(1);
+        yield txn(2);
+        // The bus fails while sending what it holds; the source has nothing new.
+        setTimeout(() => notify?.(new ChartlogError('connection', 'publishing to Kafka failed', { retriable: true })), 10);
+        await new Promise<void>((resolve) => options.signal?.addEventListener('abort', () => resolve(), { once: true }));
+        return;
+      }
+      yield txn(2);
+      yield txn(3);
+    }
+  })([]);
+  const { ahead, published } = publisher();
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), 5000);
+  const r = await runStreamLoop({
+    connector,
+    ahead,
+    from: null,
+    policy: { initialDelayMs: 1 },
+    signal: stop.signal,
+    log,
+    // The bus acknowledged only 1 before it failed: the stream starts again after it.
+    afterFailure: async () => pos(1),
+    watchPublishing: (onFailure) => (notify = onFailure),
+  });
+  clearTimeout(timer);
+  assert.equal(stop.signal.aborted, false, 'the loop did not wait for the stop: the failure ended the idle stream');
+  assert.deepEqual(starts, [null, 1], 'restarted after what the bus acknowledged');
+  assert.equal(num(r.last), 3);
+  assert.equal(r.failure, null);
+  assert.deepEqual(published.slice(-2), [2, 3]);
+});
