@@ -11,6 +11,7 @@ import { formatUs } from '../../src/archive/layout.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
+import { PausableWriter } from '../support/pausable-writer.js';
 import { createMariadbDatabase, createPgDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
 
 /**
@@ -84,54 +85,6 @@ const MY: Engine = {
   dropRecorded: true,
 };
 
-/** A writer committing small transactions until stopped; paused around each moment taken. */
-class Writer {
-  private n = 0;
-  private stopped = false;
-  private paused = false;
-  private idle: Promise<void> = Promise.resolve();
-  private loop: Promise<void> | null = null;
-  commits = 0;
-
-  constructor(private readonly conn: { exec(sql: string): Promise<void> }, private readonly engine: Engine) {}
-
-  start(): void {
-    this.loop = (async () => {
-      while (!this.stopped) {
-        if (this.paused) {
-          await sleep(5);
-          continue;
-        }
-        let done!: () => void;
-        this.idle = new Promise((r) => (done = r));
-        try {
-          this.n++;
-          await this.conn.exec(this.engine.writerInsert(this.n));
-          if (this.n > 3) await this.conn.exec(this.engine.writerUpdate(1 + (this.n * 7) % (this.n - 1)));
-          this.commits++;
-        } finally {
-          done();
-        }
-        await sleep(2);
-      }
-    })();
-  }
-
-  async pause(): Promise<void> {
-    this.paused = true;
-    await this.idle;
-  }
-
-  resume(): void {
-    this.paused = false;
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.loop;
-  }
-}
-
 for (const engine of [PG, MY]) {
   test(`${engine.name}: ADD COLUMN mid-stream under a concurrent writer — restores just before and just after equal the source; a volatile default is refused`, { timeout: 300_000 }, async () => {
     const created: TestDatabase[] = [];
@@ -180,7 +133,10 @@ for (const engine of [PG, MY]) {
     run = new ChartlogRun(configFile, join(work, 'run.log'));
     await run.start();
     writerConn = await engine.openWriter(source.url);
-    const writer = new Writer(writerConn, engine);
+    const writer = new PausableWriter(async (n) => {
+      await writerConn.exec(engine.writerInsert(n));
+      if (n > 3) await writerConn.exec(engine.writerUpdate(1 + ((n * 7) % (n - 1))));
+    }, 2);
     writer.start();
 
     const present = new Set(['t', 'w', 'vol', 'gone']);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -10,6 +10,7 @@ import { formatUs } from '../../src/archive/layout.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
+import { logLines, PausableWriter } from '../support/pausable-writer.js';
 import { createMariadbDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
 
 /**
@@ -23,62 +24,6 @@ import { createMariadbDatabase, diffCaptures, type Captured, type TestDatabase }
 
 const BEFORE = ['k', 'r', 'w'];
 const AFTER = ['k2', 'r', 'w'];
-
-/** A writer committing small transactions to `w` until stopped; paused around each moment taken. */
-class Writer {
-  private n = 0;
-  private stopped = false;
-  private paused = false;
-  private idle: Promise<void> = Promise.resolve();
-  private loop: Promise<void> | null = null;
-  commits = 0;
-
-  constructor(private readonly conn: mysql.Connection) {}
-
-  start(): void {
-    this.loop = (async () => {
-      while (!this.stopped) {
-        if (this.paused) {
-          await sleep(5);
-          continue;
-        }
-        let done!: () => void;
-        this.idle = new Promise((r) => (done = r));
-        try {
-          this.n++;
-          await this.conn.query(`INSERT INTO w VALUES (${this.n}, ${this.n})`);
-          if (this.n > 3) await this.conn.query(`UPDATE w SET x = x + 1 WHERE id = ${1 + ((this.n * 7) % (this.n - 1))}`);
-          this.commits++;
-        } finally {
-          done();
-        }
-        await sleep(5);
-      }
-    })();
-  }
-
-  async pause(): Promise<void> {
-    this.paused = true;
-    await this.idle;
-  }
-
-  resume(): void {
-    this.paused = false;
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.loop;
-  }
-}
-
-/** The lines of the run's JSON log with this message. */
-function logLines(file: string, msg: string): Record<string, unknown>[] {
-  return readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((l) => l.includes(`"msg":"${msg}"`))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
 
 test('MariaDB: RENAME COLUMN and RENAME TABLE under chartlog run keep each table\'s rows; restores before and after equal the source value by value', { timeout: 300_000 }, async () => {
   const created: TestDatabase[] = [];
@@ -126,8 +71,12 @@ test('MariaDB: RENAME COLUMN and RENAME TABLE under chartlog run keep each table
   const runLog = join(work, 'run.log');
   run = new ChartlogRun(configFile, runLog);
   await run.start();
-  writerConn = await mysql.createConnection({ uri: source.url });
-  const writer = new Writer(writerConn);
+  const conn = await mysql.createConnection({ uri: source.url });
+  writerConn = conn;
+  const writer = new PausableWriter(async (n) => {
+    await conn.query(`INSERT INTO w VALUES (${n}, ${n})`);
+    if (n > 3) await conn.query(`UPDATE w SET x = x + 1 WHERE id = ${1 + ((n * 7) % (n - 1))}`);
+  });
   writer.start();
 
   const moments: { label: string; iso: string; us: bigint; tables: Record<string, Captured> }[] = [];

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -9,6 +9,7 @@ import { formatUs } from '../../src/archive/layout.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
+import { logLines } from '../support/pausable-writer.js';
 import { createPgDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
 
 /**
@@ -19,14 +20,6 @@ import { createPgDatabase, diffCaptures, type Captured, type TestDatabase } from
  * equals the source value by value, and one to a moment before the ALTER gives the old values.
  * The two captures differ (the ALTER changed every note), so equality after is the resync's doing.
  */
-
-/** The lines of the run's JSON log with this message. */
-function logLines(file: string, msg: string): Record<string, unknown>[] {
-  return readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((l) => l.includes(`"msg":"${msg}"`))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
 
 test('PostgreSQL: a table rewrite no change follows is re-read by chartlog run itself; restores before and after equal the source', { timeout: 240_000 }, async () => {
   const created: TestDatabase[] = [];
