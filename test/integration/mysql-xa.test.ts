@@ -65,6 +65,20 @@ async function checkpointCommit(h: RunHarness): Promise<Position | null> {
 }
 
 /**
+ * Waits until the server lists a prepared XA transaction whose session has ended (XA RECOVER):
+ * the disconnect is processed asynchronously, and until then XA COMMIT from another session
+ * answers XAER_NOTA.
+ */
+async function detached(engine: Engine, xid: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    const rows = (await engine.query('XA RECOVER')) as { data: string | Buffer }[];
+    if (rows.some((r) => String(r.data) === xid)) return;
+    assert.ok(i < 100, `XA transaction ${xid} is listed by XA RECOVER once its session ended`);
+    await sleep(100);
+  }
+}
+
+/**
  * `chartlog run` as a real process: an XA transaction of 5,000 rows (past the 64 KiB spill
  * threshold, so its rows wait in an encrypted spill file) is PREPAREd, transactions commit
  * after it, chartlog is killed with SIGKILL, the XA transaction is committed while chartlog is
@@ -104,11 +118,13 @@ test('kill -9 with an XA transaction prepared, XA COMMIT while chartlog is down:
 
     await h.kill('SIGKILL');
     await xa.end();
+    await detached(engine, k1);
     await engine.exec(`XA COMMIT '${k1}'`);
     // Another XA transaction, prepared on a session of its own (a prepared session takes no other statement), then rolled back.
     const xa2 = await mysql.createConnection({ uri: engine.url, multipleStatements: true });
     await xa2.query(`XA START '${k2}'; INSERT INTO patients (id, full_name, ssn, note) VALUES (3000001, 'CANARY-NAME-rb', 'CANARY-SSN-rb', 'rolled back'); XA END '${k2}'; XA PREPARE '${k2}'`);
     await xa2.end();
+    await detached(engine, k2);
     await h.start();
     for (let i = 0; i < 3; i++) await workload.transaction();
     await engine.exec(`XA ROLLBACK '${k2}'`);
