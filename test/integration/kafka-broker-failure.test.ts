@@ -6,12 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Kafka, logLevel, type Admin } from 'kafkajs';
+import { Kafka, logLevel } from 'kafkajs';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { requireEnv } from '../support/env.js';
 import { capturePg, createPgDatabase, diffCaptures } from '../support/restore-engines.js';
 import { createClinicTables, postgresEngine, type Engine } from '../support/run-harness.js';
+import { kafkaTablePositions } from '../support/kafka-positions.js';
 
 /**
  * One broker of the real 3-node cluster killed with -9 while `chartlog run` streams (topics with
@@ -42,36 +43,6 @@ async function slotCaughtUp(engine: Engine, slot: string, timeoutMs = 180_000): 
 export function positionCounts(positions: readonly string[]): { messages: number; distinct: number; duplicates: number } {
   const distinct = new Set(positions).size;
   return { messages: positions.length, distinct, duplicates: positions.length - distinct };
-}
-
-/** The `position` header of every message in the table topics under `prefix`, read from the start. */
-async function tablePositions(kafka: Kafka, admin: Admin, prefix: string): Promise<string[]> {
-  const topics = (await admin.listTopics()).filter((t) => t.startsWith(prefix) && !t.endsWith('__transactions') && !t.endsWith('__schemas'));
-  const want = new Map<string, bigint>();
-  for (const topic of topics) for (const p of await admin.fetchTopicOffsets(topic)) if (BigInt(p.high) > 0n) want.set(`${topic}/${p.partition}`, BigInt(p.high));
-  const out: string[] = [];
-  const consumer = kafka.consumer({ groupId: `read-${randomBytes(4).toString('hex')}`, maxWaitTimeInMs: 200 });
-  await consumer.connect();
-  await consumer.subscribe({ topics, fromBeginning: true });
-  let done!: () => void;
-  const finished = new Promise<void>((resolve) => (done = resolve));
-  if (want.size === 0) done();
-  await consumer.run({
-    autoCommit: false,
-    eachMessage: async ({ topic, partition, message }) => {
-      const key = `${topic}/${partition}`;
-      const high = want.get(key);
-      if (high === undefined || BigInt(message.offset) >= high) return;
-      out.push(String(message.headers?.position));
-      if (BigInt(message.offset) + 1n >= high) {
-        want.delete(key);
-        if (want.size === 0) done();
-      }
-    },
-  });
-  await Promise.race([finished, sleep(120_000).then(() => assert.fail(`reading the table topics did not finish: ${[...want.keys()].join(', ')}`))]);
-  await consumer.disconnect();
-  return out;
 }
 
 test('position counting finds a planted duplicate (negative control of the duplicate count)', () => {
@@ -165,7 +136,7 @@ test('kill -9 of the broker leading the transactions partition while streaming: 
     // The broker back (its partitions have leaders again), then every message read from Kafka.
     execFileSync('bash', [join(scripts, 'kafka-cluster.sh'), 'start-node', kafkaDir, String(killed)], { stdio: 'ignore' });
     killed = null;
-    const counts = positionCounts(await tablePositions(kafka, admin, `${prefix}.clinic.`));
+    const counts = positionCounts(await kafkaTablePositions(kafka, admin, `${prefix}.clinic.`));
     assert.equal(counts.distinct, changes, 'every change is in Kafka once after dedup by position: none lost, none extra');
     console.log(JSON.stringify({ brokerKilled: leader, changes, kafka: counts, sourceConfirmedAllMsAfterKill: caughtUpMs }));
   } finally {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Kafka, logLevel, type Admin } from 'kafkajs';
+import { Kafka, logLevel } from 'kafkajs';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { loadConfig } from '../../src/config/load.js';
 import { openObjectStore } from '../../src/storage/open-object-store.js';
@@ -19,6 +19,7 @@ import { chartlogBin, runChartlog } from '../support/chartlog-process.js';
 import { requireEnv } from '../support/env.js';
 import { capturePg, createPgDatabase, diffCaptures } from '../support/restore-engines.js';
 import { createClinicTables, postgresEngine, prng, Workload, type Engine } from '../support/run-harness.js';
+import { kafkaTablePositions } from '../support/kafka-positions.js';
 
 /**
  * `chartlog run --role capture` and `--role compact` as separate processes on the real 3-node
@@ -88,36 +89,6 @@ async function slotCaughtUp(engine: Engine, slot: string, timeoutMs = 90_000): P
     if (rows[0]?.done) return;
     assert.ok(Date.now() < deadline, `slot ${slot} did not confirm ${lsn}`);
   }
-}
-
-/** The `position` header of every message in the table topics under `prefix`, read from the start. */
-async function kafkaTablePositions(kafka: Kafka, admin: Admin, prefix: string): Promise<string[]> {
-  const topics = (await admin.listTopics()).filter((t) => t.startsWith(prefix) && !t.endsWith('__transactions') && !t.endsWith('__schemas'));
-  const want = new Map<string, bigint>();
-  for (const topic of topics) for (const p of await admin.fetchTopicOffsets(topic)) if (BigInt(p.high) > 0n) want.set(`${topic}/${p.partition}`, BigInt(p.high));
-  const out: string[] = [];
-  const consumer = kafka.consumer({ groupId: `read-${randomBytes(4).toString('hex')}`, maxWaitTimeInMs: 200 });
-  await consumer.connect();
-  await consumer.subscribe({ topics, fromBeginning: true });
-  let done!: () => void;
-  const finished = new Promise<void>((resolve) => (done = resolve));
-  if (want.size === 0) done();
-  await consumer.run({
-    autoCommit: false,
-    eachMessage: async ({ topic, partition, message }) => {
-      const key = `${topic}/${partition}`;
-      const high = want.get(key);
-      if (high === undefined || BigInt(message.offset) >= high) return;
-      out.push(String(message.headers?.position));
-      if (BigInt(message.offset) + 1n >= high) {
-        want.delete(key);
-        if (want.size === 0) done();
-      }
-    },
-  });
-  await Promise.race([finished, sleep(60_000).then(() => assert.fail(`reading the table topics did not finish: ${[...want.keys()].join(', ')}`))]);
-  await consumer.disconnect();
-  return out;
 }
 
 test('run --role capture + two --role compact processes (one killed -9 mid-run): restore equals the source, no gap, no loss, no duplicate', { timeout: 240_000 }, async () => {
@@ -240,7 +211,7 @@ test('run --role capture + two --role compact processes (one killed -9 mid-run):
     const reader = new ArchiveReader(store, index, codec.envelopes);
     const archived = new Set<string>();
     for (const table of ['public.patients', 'public.visits']) for (const r of await reader.tableRecords(table, null)) archived.add(Position.format(r.position));
-    const inKafka = new Set(await kafkaTablePositions(kafka, admin, `t-${unique}.`));
+    const inKafka = new Set(await kafkaTablePositions(kafka, admin, `t-${unique}.`, 60_000));
     assert.ok(inKafka.size > killedAt, `Kafka holds the writer's changes (${inKafka.size})`);
     const diff = positionSetDiff(archived, inKafka);
     assert.deepEqual({ missing: diff.missing.length, extra: diff.extra.length }, { missing: 0, extra: 0 }, `archive vs Kafka: ${JSON.stringify(diff).slice(0, 500)}`);
