@@ -1,8 +1,8 @@
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
 import { ChartlogError, isRetriable, toChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { Backoff, sleep } from '../core/retry.js';
-import { COMMIT_SEQ, Position } from '../core/position.js';
+import { Position } from '../core/position.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { kafkaError } from '../bus/kafka-bus.js';
 import {
@@ -26,6 +26,8 @@ import { PartWriter } from './part-writer.js';
 import { hoursToClose } from './close-decision.js';
 import type { TransactionRecord } from '../archive/transaction-log.js';
 import type { ArchiveSigner } from '../phi/archive-mac.js';
+import { Settlement } from './settlement.js';
+import { decodeProgress, encodeProgress, progressTopic } from '../bus/kafka-progress.js';
 
 export interface KafkaCompactorOptions {
   settings: KafkaSettings;
@@ -48,7 +50,18 @@ export interface KafkaCompactorOptions {
   sessionTimeoutMs?: number;
   /** An existing client (tests); otherwise one is made from `settings`. */
   kafka?: Kafka;
+  /**
+   * `single` (default): one compactor reads every partition and settles. With `bus.kafka.scaleOut`
+   * a `worker` stores table messages and publishes progress records, and the `settler` (the
+   * compactor lease's holder) reads the transactions and progress topics, settles, writes the
+   * checkpoint and closes hours.
+   */
+  mode?: CompactorMode;
+  /** A worker's name in its progress records (logs only). */
+  member?: string;
 }
+
+export type CompactorMode = 'single' | 'worker' | 'settler';
 
 /** Where a message sits in a partition, and the position that settles it (its END's, or the event's own). */
 interface Entry {
@@ -73,53 +86,7 @@ interface Pending {
   progress: Map<string, PartitionProgress>;
 }
 
-/**
- * The distinct seqs of one table's events of one source transaction seen durable: duplicates
- * count once. A large transaction comes in pieces, each with its own END counting the events
- * of a seq range (see `pieceRange`), so counts are taken per range; a sorted copy is kept for
- * that and made again only after new seqs arrived.
- */
-class SeqSet {
-  private readonly seqs = new Set<number>();
-  private sorted: Uint32Array | null = null;
-
-  add(seq: number): void {
-    if (this.seqs.has(seq)) return;
-    this.seqs.add(seq);
-    this.sorted = null;
-  }
-
-  /** How many seqs lie in [lo, hi]. */
-  countIn(lo: number, hi: number): number {
-    if (lo <= 0 && hi >= COMMIT_SEQ) return this.seqs.size;
-    const sorted = (this.sorted ??= Uint32Array.from(this.seqs).sort());
-    return lowerBound(sorted, hi + 1) - lowerBound(sorted, lo);
-  }
-}
-
-/** The first index of `sorted` whose value is ≥ `value`. */
-function lowerBound(sorted: Uint32Array, value: number): number {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (sorted[mid]! < value) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/**
- * The seqs whose events an END record counts. A whole transaction's END (seq COMMIT_SEQ, after
- * a transaction of another commit) counts all of them. A transaction too large for one batch
- * comes in pieces (ChangeBatch.partial): each piece's END has the position of its last event,
- * and its `previous` is the piece before it (same commit part) — or, for the first piece, the
- * transaction before it. A piece holds the events after `previous` up to its own position.
- */
-export function pieceRange(end: Position, previous: Position | null): { lo: number; hi: number } {
-  const lo = previous !== null && previous.commit === end.commit && previous.seq !== COMMIT_SEQ ? previous.seq + 1 : 0;
-  return { lo, hi: end.seq };
-}
+export { pieceRange } from './settlement.js';
 
 /** Starting the consumer while the brokers are down: 1 s doubling to 30 s apart, for as long as it takes. */
 const CONSUMER_BACKOFF = { initialDelayMs: 1000, maxDelayMs: 30_000 } as const;
@@ -165,12 +132,14 @@ export class KafkaCompactor {
   private readonly topics: TopicCreator;
   private readonly openHours = new Set<HourKey>();
   private floor: HourKey | null = null;
-  private settled: Position | null = null;
-  private settledCommitUs = 0n;
-  /** END records durable and not settled, by their position (a whole transaction's or a piece's). */
-  private readonly ends = new Map<string, TransactionRecord>();
-  /** Event seqs durable and not settled, by the commit part of their transaction, per table. */
-  private readonly seen = new Map<string, Map<string, SeqSet>>();
+  /** END records and events durable, and what they settle (the checkpoint). */
+  private settlement = new Settlement();
+  private readonly mode: CompactorMode;
+  /** `scaleOut`: the topic of progress records (published by workers, read by the settler). */
+  private readonly progressTopicName: string;
+  private readonly member: string;
+  /** A worker lists the topics again now and then: a table's topic may appear after it subscribed. */
+  private topicsListedAt = 0;
   private pending = emptyPending();
   private readonly progress = new Map<string, PartitionProgress>();
   private readonly committed = new Map<string, bigint>();
@@ -206,13 +175,18 @@ export class KafkaCompactor {
     this.closer = new HourCloser(store, source, envelopes, signal, this.fence, options.signer);
     this.now = options.now ?? Date.now;
     this.txTopic = transactionsTopic(options.settings.topicPrefix, source);
-    this.groupId = compactorGroupId(options.settings, source);
+    this.mode = options.mode ?? 'single';
+    this.member = options.member ?? 'compactor';
+    this.progressTopicName = progressTopic(options.settings.topicPrefix, source);
+    // The settler is alone in a group of its own (the compactor lease keeps it one process), so
+    // the transactions partition and the progress partition are both always its.
+    this.groupId = compactorGroupId(options.settings, source) + (this.mode === 'settler' ? '.settler' : '');
     this.topics = new TopicCreator(this.kafka, options.settings, source);
   }
 
   /** The newest transaction known complete and durable (what the checkpoint says). */
   get settledPosition(): Position | null {
-    return this.settled;
+    return this.settlement.position;
   }
 
   /** Reads where the last run stopped: the checkpoint, the closed hours, hours left open. */
@@ -221,10 +195,7 @@ export class KafkaCompactor {
     this.floor = last ? nextHour(last.hour) : null;
     for (const h of await this.closer.hoursWithParts()) this.openHours.add(h);
     const cp = await readCheckpoint(this.store, this.source);
-    if (cp) {
-      this.settled = cp.position;
-      this.settledCommitUs = cp.commitTsUs;
-    }
+    if (cp) this.settlement = new Settlement({ position: cp.position, commitTsUs: cp.commitTsUs });
     this.lastMessageAt = this.now();
   }
 
@@ -266,6 +237,7 @@ export class KafkaCompactor {
       }
     } finally {
       signal.removeEventListener('abort', onAbort);
+      await this.producer?.disconnect().catch(() => undefined);
       this.ended = true;
       this.notifySettleWaiters();
     }
@@ -286,7 +258,8 @@ export class KafkaCompactor {
    */
   async caughtUp(position: Position, timeoutMs: number): Promise<'settled' | 'timeout' | 'stopped'> {
     const state = () => {
-      if (this.settled !== null && Position.compare(this.settled, position) >= 0) return 'settled' as const;
+      const settled = this.settlement.position;
+      if (settled !== null && Position.compare(settled, position) >= 0) return 'settled' as const;
       return this.failure || this.abandoned || this.ended ? ('stopped' as const) : null;
     };
     const now = state();
@@ -328,23 +301,17 @@ export class KafkaCompactor {
   // -------------------------------------------------------------------------------------------
 
   private async startConsumer(): Promise<Consumer> {
-    const { settings } = this.options;
     // The transactions topic must exist before the group assigns partitions, or this member's
     // first generation would lack its partition (a broker without topic auto-creation, or the
     // compactor starting before the producer's first send).
-    await this.topics.ensure([{ topic: this.txTopic }]);
-    const admin = this.kafka.admin();
-    let topics: string[];
-    try {
-      await admin.connect();
-      topics = (await admin.listTopics()).filter((t) => isTableTopic(settings.topicPrefix, this.source, t));
-    } catch (err) {
-      throw kafkaError(err, 'cannot list the Kafka topics');
-    } finally {
-      await admin.disconnect().catch(() => undefined);
-    }
-    topics.push(this.txTopic);
+    await this.topics.ensure([{ topic: this.txTopic }, ...(this.mode === 'single' ? [] : [{ topic: this.progressTopicName }])]);
+    let topics: string[] = [];
+    if (this.mode !== 'settler') topics = await this.listTableTopics();
+    this.topicsListedAt = this.now();
+    if (this.mode !== 'worker') topics.push(this.txTopic);
+    if (this.mode === 'settler') topics.push(this.progressTopicName);
     this.subscribed = new Set(topics);
+    if (topics.length === 0) throw new ChartlogError('not_found', `no table topic of source ${this.source} exists yet`, { retriable: true, hint: 'start the capture process (chartlog run --role capture)' });
     const consumer = this.kafka.consumer({
       groupId: this.groupId,
       sessionTimeout: this.sessionTimeoutMs(),
@@ -373,7 +340,7 @@ export class KafkaCompactor {
     }
     this.consumer = consumer;
     this.stats.generations++;
-    logger().info({ source: this.source, groupId: this.groupId, topics: topics.length }, 'kafka compactor consuming');
+    logger().info({ source: this.source, groupId: this.groupId, topics: topics.length, mode: this.mode }, 'kafka compactor consuming');
     return consumer;
   }
 
@@ -385,7 +352,10 @@ export class KafkaCompactor {
   private onAssignment(assignment: Record<string, number[]>): void {
     const mine = new Set<string>();
     for (const [topic, partitions] of Object.entries(assignment)) for (const p of partitions) mine.add(tpKey(topic, p));
-    if (!mine.has(tpKey(this.txTopic, TRANSACTIONS_PARTITION))) {
+    if (this.mode === 'worker') {
+      // What the tests and the operator read to see that the partitions are shared.
+      logger().info({ source: this.source, member: this.member, partitions: [...mine].map((k) => k.replace('\u0000', '/')).sort() }, 'kafka compactor worker assigned');
+    } else if (!mine.has(tpKey(this.txTopic, TRANSACTIONS_PARTITION))) {
       // A member killed with -9 (a previous run of this source) stays in the group until its
       // session times out and may be given the partition meanwhile; the rebalance after its
       // expiry gives everything to this member. Only a partition still held past that is
@@ -458,12 +428,27 @@ export class KafkaCompactor {
       if (!this.isSettled(at) && status === 'END') {
         this.writer.addTransaction(this.hourFor(BigInt(record.commitTsUs)), record);
         this.pending.ends.push(record);
-        for (const table of Object.keys(record.tables)) {
+        // A settler reads no table topics; its workers list the topics again by themselves.
+        if (this.mode === 'single') for (const table of Object.keys(record.tables)) {
           // A table whose topic appeared after we subscribed: subscribe again, or the
           // transaction would never complete.
           if (!this.subscribed.has(tableTopic(this.options.settings.topicPrefix, this.source, table))) this.resubscribe = true;
         }
       }
+    } else if (topic === this.progressTopicName) {
+      // Events another compactor vouches are in durable parts: counted at the next flush, after
+      // the END records this settler stores are durable too. The record is done with once the
+      // newest event it vouches for has settled.
+      const { events } = decodeProgress(m.value, where);
+      let newest: Position | null = null;
+      for (const e of events) {
+        const pos = Position.of(e.commit, e.seq);
+        if (this.isSettled(pos)) continue;
+        this.pending.events.push(e);
+        if (newest === null || Position.compare(pos, newest) > 0) newest = pos;
+      }
+      // Nothing unsettled: the record's place counts as settled (a position no newer than the settled one).
+      at = newest ?? this.settlement.position ?? Position.of(events[0]?.commit ?? '0', 0);
     } else {
       const h = decodeHeaders(m.headers, where);
       at = h.position;
@@ -488,7 +473,7 @@ export class KafkaCompactor {
   }
 
   private isSettled(tx: Position): boolean {
-    return this.settled !== null && Position.compare(tx, this.settled) <= 0;
+    return this.settlement.isSettled(tx);
   }
 
   /** The commit hour, or the first open one when that hour is already closed. */
@@ -508,12 +493,17 @@ export class KafkaCompactor {
     const written = await this.writer.flushRuns();
     if (this.abandoned) return;
     if (written.objects.length > 0) this.stats.flushes++;
+    if (this.mode === 'worker') {
+      await this.workerAfterFlush(taken);
+      return;
+    }
     this.absorb(taken);
-    const before = this.settled;
+    const before = this.settlement.position;
     this.settle();
-    if (this.settled && (!before || !Position.equals(before, this.settled))) {
+    const settled = this.settlement.position;
+    if (settled && (!before || !Position.equals(before, settled))) {
       await this.writeCheckpoint();
-      logger().debug({ source: this.source, settled: Position.format(this.settled), objects: written.objects.length }, 'kafka compactor: parts durable, checkpoint written');
+      logger().debug({ source: this.source, settled: Position.format(settled), objects: written.objects.length }, 'kafka compactor: parts durable, checkpoint written');
       this.notifySettleWaiters();
     }
     if (this.abandoned) return;
@@ -521,16 +511,88 @@ export class KafkaCompactor {
     await this.closeLocked(false);
   }
 
+  /**
+   * A worker (`scaleOut`), once its parts are durable: vouches for the events they hold with
+   * progress records (acks = all), then learns the settled position from the settler's
+   * checkpoint and commits offsets only below what that covers. When the progress cannot be
+   * published, nothing is committed and a new consumer reads the partitions again from the
+   * committed offsets: the events are stored and vouched for again (counted once by seq).
+   */
+  private async workerAfterFlush(taken: Pending): Promise<void> {
+    const records = encodeProgress(this.member, taken.events);
+    if (records.length > 0) {
+      try {
+        await this.progressProducer().send({ topic: this.progressTopicName, acks: -1, messages: records.map((value) => ({ value })) });
+      } catch (err) {
+        logger().warn({ err: kafkaError(err, 'progress not published'), source: this.source }, 'kafka compactor: progress records not published; reading the partitions again');
+        this.progress.clear();
+        if (!this.stopping) {
+          this.resubscribe = true;
+          this.wake.abort();
+        }
+        return;
+      }
+    }
+    for (const [key, t] of taken.progress) {
+      const p = this.progress.get(key);
+      if (!p) this.progress.set(key, t);
+      else {
+        p.entries.push(...t.entries);
+        if (t.next > p.next) p.next = t.next;
+      }
+    }
+    const cp = await readCheckpoint(this.store, this.source);
+    if (cp) this.settlement.advanceTo(cp.position, cp.commitTsUs);
+    this.pruneProgress();
+    if (this.abandoned) return;
+    await this.commit();
+    // A table whose topic appeared since this worker subscribed: subscribe again (every 5 s at most).
+    if (!this.stopping && this.now() - this.topicsListedAt >= 5000) {
+      this.topicsListedAt = this.now();
+      const topics = await this.listTableTopics().catch(() => null);
+      if (topics?.some((t) => !this.subscribed.has(t))) {
+        this.resubscribe = true;
+        this.wake.abort();
+      }
+    }
+  }
+
+  private producer: Producer | null = null;
+  private producerReady: Promise<void> | null = null;
+
+  private progressProducer(): { send: Producer['send'] } {
+    const producer = (this.producer ??= this.kafka.producer({ allowAutoTopicCreation: true }));
+    this.producerReady ??= producer.connect();
+    const ready = this.producerReady;
+    return {
+      send: async (record) => {
+        try {
+          await ready;
+        } catch (err) {
+          this.producerReady = null;
+          throw err;
+        }
+        return await producer.send(record);
+      },
+    };
+  }
+
+  private async listTableTopics(): Promise<string[]> {
+    const admin = this.kafka.admin();
+    try {
+      await admin.connect();
+      return (await admin.listTopics()).filter((t) => isTableTopic(this.options.settings.topicPrefix, this.source, t));
+    } catch (err) {
+      throw kafkaError(err, 'cannot list the Kafka topics');
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+  }
+
   /** Counts what the flush just made durable. */
   private absorb(taken: Pending): void {
-    for (const e of taken.events) {
-      let tables = this.seen.get(e.commit);
-      if (!tables) this.seen.set(e.commit, (tables = new Map()));
-      let seqs = tables.get(e.table);
-      if (!seqs) tables.set(e.table, (seqs = new SeqSet()));
-      seqs.add(e.seq);
-    }
-    for (const r of taken.ends) this.ends.set(r.pos, r);
+    for (const e of taken.events) this.settlement.addEvent(e);
+    for (const r of taken.ends) this.settlement.addEnd(r);
     for (const [key, t] of taken.progress) {
       const p = this.progress.get(key);
       if (!p) this.progress.set(key, t);
@@ -541,39 +603,14 @@ export class KafkaCompactor {
     }
   }
 
-  /**
-   * Moves the settled position over every complete transaction — or piece of a large one — in
-   * position order. Complete: every event its END counts is durable, counted against the
-   * events of its source transaction in the END's seq range (`pieceRange`).
-   */
+  /** Moves the settled position over every complete transaction in position order (Settlement.settle). */
   private settle(): void {
-    const ended = [...this.ends]
-      .map(([pos, end]) => ({ pos, tx: Position.parse(pos), end }))
-      .sort((a, b) => Position.compare(a.tx, b.tx));
-    for (const { pos, tx, end } of ended) {
-      if (this.isSettled(tx)) {
-        this.ends.delete(pos);
-        continue;
-      }
-      const previous = end.previous === null ? null : Position.parse(end.previous);
-      const { lo, hi } = pieceRange(tx, previous);
-      const tables = this.seen.get(tx.commit);
-      const complete = Object.entries(end.tables).every(([table, n]) => (tables?.get(table)?.countIn(lo, hi) ?? 0) >= n);
-      if (!complete) break;
-      // The chain of `previous` positions: a transaction whose predecessor has not settled waits
-      // for it, so an END that overtook an earlier one (a retried request) cannot skip it.
-      if (this.settled !== null && previous !== null && !this.isSettled(previous)) {
-        this.warnChainGap(tx, previous);
-        break;
-      }
-      this.settled = tx;
-      if (BigInt(end.commitTsUs) > this.settledCommitUs) this.settledCommitUs = BigInt(end.commitTsUs);
-      this.ends.delete(pos);
-    }
-    // Events of transactions now settled whole (duplicates from a resend) need no counting. A
-    // transaction settled only up to one of its pieces keeps its seqs: the next piece counts
-    // within its own range.
-    for (const commit of [...this.seen.keys()]) if (this.isSettled(Position.of(commit, COMMIT_SEQ))) this.seen.delete(commit);
+    const { waiting } = this.settlement.settle();
+    if (waiting) this.warnChainGap(waiting.tx, waiting.previous);
+    this.pruneProgress();
+  }
+
+  private pruneProgress(): void {
     for (const p of this.progress.values()) p.entries = p.entries.filter((e) => !this.isSettled(e.tx));
   }
 
@@ -583,7 +620,7 @@ export class KafkaCompactor {
     if (this.now() - this.chainGapWarnedAt < 60_000) return;
     this.chainGapWarnedAt = this.now();
     logger().warn(
-      { source: this.source, waiting: Position.format(tx), for: Position.format(previous), settled: this.settled ? Position.format(this.settled) : null },
+      { source: this.source, waiting: Position.format(tx), for: Position.format(previous), settled: this.settlement.position ? Position.format(this.settlement.position) : null },
       'kafka compactor: a transaction waits for its predecessor, which has not arrived; if Kafka lost it (retention), restart the source from the checkpoint',
     );
   }
@@ -619,8 +656,8 @@ export class KafkaCompactor {
 
   private async closeLocked(force: boolean): Promise<void> {
     if (this.writer.pendingBatches > 0 || this.writer.pendingBytes > 0) return; // only durable data is closed into segments
-    const quiet = this.ends.size === 0 && this.seen.size === 0 && this.now() - this.lastMessageAt >= this.options.flushIntervalMs;
-    const state = { durableCommitUs: this.settledCommitUs, nowMs: this.now(), quiet, closeGraceMs: this.options.closeGraceMs, force };
+    const quiet = this.settlement.idle && this.now() - this.lastMessageAt >= this.options.flushIntervalMs;
+    const state = { durableCommitUs: this.settlement.commitTsUs, nowMs: this.now(), quiet, closeGraceMs: this.options.closeGraceMs, force };
     let closed = false;
     for (const hour of hoursToClose(this.openHours, state)) {
       // Later messages of this hour go to the next one from now on (readers go by commit time).
@@ -630,13 +667,13 @@ export class KafkaCompactor {
       closed = true;
     }
     // The checkpoint anchors the newest manifest (as Compactor.closeFinishedHours).
-    if (closed && this.options.signer && this.settled) await this.writeCheckpoint();
+    if (closed && this.options.signer && this.settlement.position) await this.writeCheckpoint();
   }
 
   private async writeCheckpoint(): Promise<void> {
     const signer = this.options.signer;
     const auth = signer ? { signer, head: await this.closer.lastClosed() } : undefined;
-    await writeCheckpoint(this.store, { source: this.source, position: this.settled!, commitTsUs: this.settledCommitUs, snapshotId: this.options.snapshotId, archiveId: this.options.archiveId }, this.signal, this.fence, auth);
+    await writeCheckpoint(this.store, { source: this.source, position: this.settlement.position!, commitTsUs: this.settlement.commitTsUs, snapshotId: this.options.snapshotId, archiveId: this.options.archiveId }, this.signal, this.fence, auth);
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
