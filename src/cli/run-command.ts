@@ -24,7 +24,7 @@ export function registerRunCommand(program: Command): void {
     .action(async (opts: { config: string; source?: string; takeOverSlot?: boolean; role: string }) => {
       const role = parseRole(opts.role);
       const ctx = openContext(opts);
-      checkRole(role, ctx.config.bus.type, opts.takeOverSlot ?? false);
+      checkRole(role, ctx.config.bus.type, opts.takeOverSlot ?? false, ctx.config.bus.kafka?.scaleOut ?? false);
       // storage.objectLock on a bucket without Object Lock: exit 2 before anything is written.
       await ctx.store.checkWritable?.();
       const runtimes = ctx.sources.map((s) => buildSourceRuntime(ctx.config, s, ctx.store));
@@ -73,7 +73,13 @@ export function parseRole(value: string): PipelineRole {
  * split roles hand data over through Kafka, so the embedded bus (one process by design) has
  * nothing to split; `--take-over-slot` concerns the source, which a compact process never opens.
  */
-export function checkRole(role: PipelineRole, busType: string, takeOverSlot: boolean): void {
+export function checkRole(role: PipelineRole, busType: string, takeOverSlot: boolean, scaleOut = false): void {
+  if (role === 'all' && busType === 'kafka' && scaleOut) {
+    throw usageError(
+      '--role all with bus.kafka.scaleOut: true: with several active compactors, capture and compaction run as separate processes; nothing was started',
+      'run one `chartlog run --role capture` and one or more `chartlog run --role compact` processes, or set bus.kafka.scaleOut: false',
+    );
+  }
   if (role !== 'all' && busType !== 'kafka') {
     throw usageError(
       `--role ${role} needs the Kafka bus, but bus.type is ${busType}: the embedded bus carries changes inside one process; nothing was started`,

@@ -266,6 +266,12 @@ const kafka = z
       .min(1000)
       .default(30_000)
       .describe('Consumer group session timeout: how long a crashed compactor holds its partitions before another takes them.'),
+    scaleOut: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Several active compactors per source: every `chartlog run --role compact` process stores a share of the table partitions and publishes progress records; the holder of the compactor lease settles (checkpoint, hours). Run with one --role capture process; refused with --role all.',
+      ),
     compression: z.enum(['none', 'gzip']).default('gzip').describe('Producer compression.'),
     topics: kafkaTopics.default({ replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false }),
     tls: tls.default({ mode: 'disable' }),

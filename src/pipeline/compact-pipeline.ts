@@ -1,4 +1,5 @@
-import { KafkaCompactor } from '../compactor/kafka-compactor.js';
+import { hostname } from 'node:os';
+import { KafkaCompactor, type CompactorMode } from '../compactor/kafka-compactor.js';
 import { readArchiveIdentity } from '../archive/archive-identity.js';
 import { readCheckpoint } from '../archive/checkpoint.js';
 import { listSnapshots } from '../archive/snapshot-manifest.js';
@@ -23,11 +24,12 @@ const WAIT_POLL_MS = 500;
  * capture process could then write a snapshot checkpoint over a later one. Aborting `signal`
  * while waiting returns without having written anything.
  */
-export async function runKafkaCompactRole(deps: SourcePipelineDeps, signal: AbortSignal, options: { snapshotExpected: boolean }): Promise<void> {
+export async function runKafkaCompactRole(deps: SourcePipelineDeps, signal: AbortSignal, options: { snapshotExpected: boolean; mode?: CompactorMode }): Promise<void> {
+  const mode = options.mode ?? 'single';
   const { config, source, store, envelopes } = deps;
   const settings = config.bus.kafka;
   if (!settings) throw new ChartlogError('config', 'bus.type is kafka but bus.kafka is missing', { hint: 'add bus.kafka.brokers' });
-  const log = logger().child({ source: source.name, bus: 'kafka', role: 'compact' });
+  const log = logger().child({ source: source.name, bus: 'kafka', role: 'compact', ...(mode === 'single' ? {} : { mode }) });
   let waitedLogAt = Date.now();
   let archiveId: string | null = null;
   for (;;) {
@@ -53,9 +55,12 @@ export async function runKafkaCompactRole(deps: SourcePipelineDeps, signal: Abor
     archiveId,
     ...(deps.fence ? { fence: deps.fence } : {}),
     ...(deps.signer ? { signer: deps.signer } : {}),
+    mode,
+    member: `${hostname()}/${process.pid}`,
   });
   await compactor.start();
   await compactor.run(signal);
   const settled = compactor.settledPosition;
-  log.info({ settled: settled ? Position.format(settled) : null }, 'compactor stopped; parts flushed, checkpoint written, offsets committed');
+  if (mode === 'worker') log.info({ settled: settled ? Position.format(settled) : null }, 'compactor worker stopped; parts flushed, progress published, offsets committed');
+  else log.info({ settled: settled ? Position.format(settled) : null }, 'compactor stopped; parts flushed, checkpoint written, offsets committed');
 }

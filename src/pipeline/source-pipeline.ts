@@ -121,6 +121,7 @@ async function runCompactRole(deps: SourcePipelineDeps, signal: AbortSignal, opt
   const kafka = deps.config.bus.kafka;
   if (kafka) await checkSourceTopics(createKafka(kafka, '-check'), kafka, deps.source.name);
   const lease = options.lease ?? new Lease({ store: deps.store, source: deps.source.name, ttlMs: deps.config.storage.leaseTtlMs, key: compactorLeaseKey(deps.source.name) });
+  if (kafka?.scaleOut) return await runScaleOutCompactRole(deps, signal, lease, snapshotExpected);
   if (!(await lease.acquire(signal))) return;
   const run = new AbortController();
   const stop = () => run.abort();
@@ -144,4 +145,49 @@ async function runCompactRole(deps: SourcePipelineDeps, signal: AbortSignal, opt
     await lease.release();
   }
   if (lease.lost) throw lease.lost;
+}
+
+/**
+ * `--role compact` with `bus.kafka.scaleOut` (docs/architecture.md §1, "Several active
+ * compactors"): a worker — a share of the table partitions into parts, with progress records —
+ * runs at once, without a lease: parts are immutable and content-named, and count only once the
+ * settler counts them. Beside it the process waits for the compactor lease; its holder also runs
+ * the settler (transactions and progress topics, checkpoint, hour closing) and the scheduled
+ * snapshot synthesis, all fenced by the lease. A lost lease, or either part failing, stops both.
+ */
+async function runScaleOutCompactRole(deps: SourcePipelineDeps, signal: AbortSignal, lease: Lease, snapshotExpected: boolean): Promise<void> {
+  const run = new AbortController();
+  const stop = () => run.abort();
+  signal.addEventListener('abort', stop, { once: true });
+  lease.signal.addEventListener('abort', stop, { once: true });
+  if (signal.aborted) run.abort();
+  let failure: unknown = null;
+  const failed = (err: unknown) => {
+    failure ??= err;
+    run.abort();
+  };
+  const worker = runKafkaCompactRole({ ...deps, fence: undefined }, run.signal, { snapshotExpected, mode: 'worker' }).catch(failed);
+  const settler = (async () => {
+    if (!(await lease.acquire(run.signal))) return;
+    const every = deps.source.snapshot.everyHours;
+    const scheduleStop = new AbortController();
+    const scheduled = every
+      ? new SnapshotSchedule({ store: deps.store, source: deps.source, everyHours: every, fence: lease, ...(deps.signer ? { signer: deps.signer } : {}) }).run(scheduleStop.signal)
+      : Promise.resolve();
+    try {
+      await runKafkaCompactRole({ ...deps, fence: lease }, run.signal, { snapshotExpected, mode: 'settler' });
+    } finally {
+      scheduleStop.abort();
+      await scheduled;
+      await lease.release();
+    }
+  })().catch(failed);
+  try {
+    await Promise.all([worker, settler]);
+  } finally {
+    signal.removeEventListener('abort', stop);
+    lease.signal.removeEventListener('abort', stop);
+  }
+  if (lease.lost) throw lease.lost;
+  if (failure) throw failure;
 }

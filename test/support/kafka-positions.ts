@@ -5,7 +5,7 @@ import type { Admin, Kafka } from 'kafkajs';
 
 /** The `position` header of every message in the table topics under `prefix`, read from the start. */
 export async function kafkaTablePositions(kafka: Kafka, admin: Admin, prefix: string, timeoutMs = 120_000): Promise<string[]> {
-  const topics = (await admin.listTopics()).filter((t) => t.startsWith(prefix) && !t.endsWith('__transactions') && !t.endsWith('__schemas'));
+  const topics = (await admin.listTopics()).filter((t) => t.startsWith(prefix) && !t.endsWith('__transactions') && !t.endsWith('__schemas') && !t.endsWith('__progress'));
   const want = new Map<string, bigint>();
   for (const topic of topics) for (const p of await admin.fetchTopicOffsets(topic)) if (BigInt(p.high) > 0n) want.set(`${topic}/${p.partition}`, BigInt(p.high));
   const out: string[] = [];

@@ -11,7 +11,7 @@ import { batch, envelopes, T0 } from '../../support/fake-envelopes.js';
 // The request shaping, ordering and failure handling of the producer, against a recording fake
 // of the slice of kafkajs it uses. The real protocol is in test/integration/kafka-bus.test.ts.
 
-const settings: KafkaSettings = { brokers: ['127.0.0.1:1'], topicPrefix: 'cl', clientId: 'c', groupId: 'g', sessionTimeoutMs: 30000, compression: 'gzip', tls: { mode: 'disable' }, topics: { replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false } };
+const settings: KafkaSettings = { brokers: ['127.0.0.1:1'], topicPrefix: 'cl', clientId: 'c', groupId: 'g', sessionTimeoutMs: 30000, scaleOut: false, compression: 'gzip', tls: { mode: 'disable' }, topics: { replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false } };
 
 class FakeKafka {
   requests: ProducerBatch[] = [];
