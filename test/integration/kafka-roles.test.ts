@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -15,11 +14,12 @@ import { ArchiveReader } from '../../src/archive/archive-reader.js';
 import { openArchiveCodec } from '../../src/archive/archive-codec.js';
 import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { Position } from '../../src/core/position.js';
-import { chartlogBin, runChartlog } from '../support/chartlog-process.js';
+import { runChartlog } from '../support/chartlog-process.js';
 import { requireEnv } from '../support/env.js';
 import { capturePg, createPgDatabase, diffCaptures } from '../support/restore-engines.js';
 import { createClinicTables, postgresEngine, prng, Workload, type Engine } from '../support/run-harness.js';
-import { kafkaTablePositions } from '../support/kafka-positions.js';
+import { kafkaTablePositions, positionSetDiff } from '../support/kafka-positions.js';
+import { Proc } from '../support/chartlog-proc.js';
 
 /**
  * `chartlog run --role capture` and `--role compact` as separate processes on the real 3-node
@@ -33,10 +33,6 @@ import { kafkaTablePositions } from '../support/kafka-positions.js';
  *   Kafka holds after dedup — none missing, none extra.
  */
 
-/** Positions one side has and the other lacks (the no-loss/no-extra check). */
-export function positionSetDiff(archive: ReadonlySet<string>, kafka: ReadonlySet<string>): { missing: string[]; extra: string[] } {
-  return { missing: [...kafka].filter((p) => !archive.has(p)), extra: [...archive].filter((p) => !kafka.has(p)) };
-}
 
 test('position set comparison catches a planted missing and a planted extra position (negative control)', () => {
   const kafka = new Set(['a', 'b', 'c']);
@@ -44,38 +40,6 @@ test('position set comparison catches a planted missing and a planted extra posi
   assert.deepEqual(positionSetDiff(new Set(['a', 'c']), kafka), { missing: ['b'], extra: [] });
   assert.deepEqual(positionSetDiff(new Set(['a', 'b', 'c', 'd']), kafka), { missing: [], extra: ['d'] });
 });
-
-class Proc {
-  readonly child: ChildProcess;
-  private readonly out: WriteStream;
-  constructor(
-    args: string[],
-    readonly logFile: string,
-  ) {
-    writeFileSync(logFile, '');
-    this.out = createWriteStream(logFile, { flags: 'a' });
-    this.child = spawn(process.execPath, [chartlogBin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.pipe(this.out, { end: false });
-    this.child.stderr!.pipe(this.out, { end: false });
-  }
-  text(): string {
-    return readFileSync(this.logFile, 'utf8');
-  }
-  async waitFor(pattern: RegExp, what: string, timeoutMs = 60_000): Promise<void> {
-    for (const deadline = Date.now() + timeoutMs; !pattern.test(this.text()); await sleep(50)) {
-      assert.ok(this.child.exitCode === null, `${what}: the process exited ${this.child.exitCode} (see ${this.logFile})`);
-      assert.ok(Date.now() < deadline, `${what} (see ${this.logFile})`);
-    }
-  }
-  async stop(signal: NodeJS.Signals): Promise<number | null> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;
-    const exited = new Promise<number | null>((resolve) => this.child.once('exit', (code) => resolve(code)));
-    this.child.kill(signal);
-    const code = await exited;
-    this.out.end();
-    return code;
-  }
-}
 
 async function slotConfirmed(engine: Engine, slot: string): Promise<string | null> {
   const rows = (await engine.query(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE starts_with(slot_name, '${slot}_')`)) as { lsn: string | null }[];

@@ -32,3 +32,8 @@ export async function kafkaTablePositions(kafka: Kafka, admin: Admin, prefix: st
   await consumer.disconnect();
   return out;
 }
+
+/** Positions one side has and the other lacks (the no-loss/no-extra check). */
+export function positionSetDiff(archive: ReadonlySet<string>, kafka: ReadonlySet<string>): { missing: string[]; extra: string[] } {
+  return { missing: [...kafka].filter((p) => !archive.has(p)), extra: [...archive].filter((p) => !kafka.has(p)) };
+}

@@ -1,0 +1,228 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Kafka, logLevel, type Admin } from 'kafkajs';
+import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
+import { loadConfig } from '../../src/config/load.js';
+import { openObjectStore } from '../../src/storage/open-object-store.js';
+import { readArchiveIndex } from '../../src/archive/archive-index.js';
+import { ArchiveReader } from '../../src/archive/archive-reader.js';
+import { openArchiveCodec } from '../../src/archive/archive-codec.js';
+import { readCheckpoint } from '../../src/archive/checkpoint.js';
+import { Position } from '../../src/core/position.js';
+import { decodeProgress } from '../../src/bus/kafka-progress.js';
+import { runChartlog } from '../support/chartlog-process.js';
+import { requireEnv } from '../support/env.js';
+import { capturePg, createPgDatabase, diffCaptures } from '../support/restore-engines.js';
+import { createClinicTables, postgresEngine, prng, Workload, type Engine } from '../support/run-harness.js';
+import { kafkaTablePositions, positionSetDiff } from '../support/kafka-positions.js';
+import { Proc } from '../support/chartlog-proc.js';
+
+/**
+ * Several ACTIVE compactors (`bus.kafka.scaleOut`) on the real 3-node Kafka cluster: one
+ * `--role capture` and two `--role compact` processes under a steady writer. Both compact
+ * processes hold table partitions at once (their assignment logs, and progress records from
+ * both pids); the first, which also holds the compactor lease and settles, is killed with -9
+ * mid-stream; the second takes the lease (settler) and the dead one's partitions. Then
+ * `restore --to latest` equals the source value by value, `verify` is ok, and the archive holds
+ * exactly the positions Kafka holds after dedup: none missing, none extra.
+ */
+
+test('position set comparison catches a planted missing and a planted extra position (negative control)', () => {
+  const kafka = new Set(['a', 'b', 'c']);
+  assert.deepEqual(positionSetDiff(new Set(['a', 'b', 'c']), kafka), { missing: [], extra: [] });
+  assert.deepEqual(positionSetDiff(new Set(['a', 'c']), kafka), { missing: ['b'], extra: [] });
+  assert.deepEqual(positionSetDiff(new Set(['a', 'b', 'c', 'd']), kafka), { missing: [], extra: ['d'] });
+});
+
+/** The table partitions of a compact process's newest worker assignment, from its JSON log. */
+export function lastWorkerPartitions(log: string): string[] | null {
+  let last: string[] | null = null;
+  for (const line of log.split('\n')) {
+    if (!line.includes('"kafka compactor worker assigned"')) continue;
+    last = (JSON.parse(line) as { partitions: string[] }).partitions;
+  }
+  return last;
+}
+
+test('lastWorkerPartitions reads the newest assignment, null when there is none (negative control)', () => {
+  const line = (p: string[]) => JSON.stringify({ msg: 'kafka compactor worker assigned', partitions: p });
+  assert.equal(lastWorkerPartitions('{"msg":"other"}\n'), null);
+  assert.deepEqual(lastWorkerPartitions([line(['t/0', 't/1']), line(['t/1'])].join('\n')), ['t/1']);
+  assert.deepEqual(lastWorkerPartitions(line([])), []);
+});
+
+async function slotCaughtUp(engine: Engine, slot: string, timeoutMs = 90_000): Promise<void> {
+  const [{ lsn }] = (await engine.query('SELECT pg_current_wal_lsn()::text AS lsn')) as [{ lsn: string }];
+  for (const deadline = Date.now() + timeoutMs; ; await sleep(200)) {
+    const rows = (await engine.query(`SELECT confirmed_flush_lsn >= '${lsn}'::pg_lsn AS done FROM pg_replication_slots WHERE starts_with(slot_name, '${slot}_')`)) as { done: boolean }[];
+    if (rows[0]?.done) return;
+    assert.ok(Date.now() < deadline, `slot ${slot} did not confirm ${lsn}`);
+  }
+}
+
+/** The `member` of every progress record in the topic. */
+async function progressMembers(kafka: Kafka, admin: Admin, topic: string): Promise<Set<string>> {
+  const want = new Map<number, bigint>();
+  for (const p of await admin.fetchTopicOffsets(topic)) if (BigInt(p.high) > 0n) want.set(p.partition, BigInt(p.high));
+  const members = new Set<string>();
+  if (want.size === 0) return members;
+  const consumer = kafka.consumer({ groupId: `read-${randomBytes(4).toString('hex')}`, maxWaitTimeInMs: 200 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  let done!: () => void;
+  const finished = new Promise<void>((resolve) => (done = resolve));
+  await consumer.run({
+    autoCommit: false,
+    eachMessage: async ({ partition, message }) => {
+      const high = want.get(partition);
+      if (high === undefined || BigInt(message.offset) >= high) return;
+      members.add(decodeProgress(message.value, `${topic}/${partition}@${message.offset}`).member);
+      if (BigInt(message.offset) + 1n >= high) {
+        want.delete(partition);
+        if (want.size === 0) done();
+      }
+    },
+  });
+  await Promise.race([finished, sleep(60_000).then(() => assert.fail(`reading ${topic} did not finish`))]);
+  await consumer.disconnect();
+  return members;
+}
+
+test('run --role capture + two ACTIVE --role compact processes (scaleOut; the settler killed -9 mid-stream): restore equals the source, verify ok, no loss, no duplicate', { timeout: 240_000 }, async () => {
+  const engine = await postgresEngine();
+  const work = mkdtempSync(join(tmpdir(), 'chartlog-scaleout-'));
+  const unique = `so-${randomBytes(4).toString('hex')}`;
+  const brokers = requireEnv('CHARTLOG_TEST_KAFKA_BROKERS').split(',');
+  const slot = `chartlog_${engine.db}`;
+  const keyring = join(work, 'keys', 'keyring.json');
+  mkdirSync(join(work, 'keys'), { mode: 0o700 });
+  FileKeyring.create(keyring);
+  const configFile = join(work, 'chartlog.yaml');
+  writeFileSync(
+    configFile,
+    [
+      'sources:',
+      `  - { name: clinic, type: postgres, url: "${engine.url}", tables: [public.patients, public.visits], postgres: { slotName: ${slot}, publicationName: ${slot} } }`,
+      `bus: { type: kafka, kafka: { brokers: ${JSON.stringify(brokers)}, topicPrefix: "t-${unique}", groupId: "g-${unique}", sessionTimeoutMs: 6000, scaleOut: true } }`,
+      `storage: { url: "file://${work}/backup" }`,
+      'segments: { flushIntervalMs: 200 }',
+      'phi:',
+      `  keyring: "file://${keyring}"`,
+      '  columns: { public.patients: [full_name, ssn] }',
+      '  strict: [public.patients]',
+      '  publicColumns: { public.patients: [id, note, visits_count] }',
+      `log: { level: ${process.env.ROLES_LOG ?? 'info'}, format: json }`,
+    ].join('\n'),
+  );
+  const procs: Proc[] = [];
+  const start = (role: string, name: string) => {
+    const p = new Proc(['run', '--config', configFile, '--role', role], join(work, `${name}.log`));
+    procs.push(p);
+    return p;
+  };
+  const target = await createPgDatabase('scaleout');
+  const kafka = new Kafka({ clientId: 'chartlog-test', brokers, logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await createClinicTables(engine);
+    const workload = new Workload(engine, prng(91));
+
+    // --role all cannot run several compactors: exit 2 naming the setting, nothing started.
+    const all = await runChartlog(['run', '--config', configFile]);
+    assert.equal(all.code, 2, all.stderr);
+    assert.match(all.stderr, /--role all with bus\.kafka\.scaleOut: true/);
+
+    const capture = start('capture', 'capture');
+    await capture.waitFor(/"msg":"pipeline streaming"/, 'the capture process did not start streaming');
+    // Some changes first, so that every table topic exists when the workers subscribe.
+    for (let i = 0; i < 10; i++) await workload.transaction();
+
+    let writing = true;
+    let transactions = 0;
+    const writer = (async () => {
+      while (writing) {
+        await workload.transaction();
+        transactions++;
+        await sleep(5); // a steady load, not a flood: the test is about sharing, not throughput
+      }
+    })();
+    const a = start('compact', 'compact-a');
+    await a.waitFor(/"mode":"settler"[^\n]*"msg":"kafka compactor consuming"|"msg":"kafka compactor consuming"[^\n]*"mode":"settler"/, 'compactor A did not become the settler');
+    const b = start('compact', 'compact-b');
+
+    // Both are active: each holds table partitions, disjoint, in the same generation.
+    for (const deadline = Date.now() + 60_000; ; await sleep(100)) {
+      const pa = lastWorkerPartitions(a.text()) ?? [];
+      const pb = lastWorkerPartitions(b.text()) ?? [];
+      if (pa.length > 0 && pb.length > 0 && pa.every((p) => !pb.includes(p))) break;
+      assert.ok(Date.now() < deadline, `both compactors should hold table partitions: A ${JSON.stringify(pa)}, B ${JSON.stringify(pb)} (see ${a.logFile}, ${b.logFile})`);
+    }
+    const config = loadConfig(configFile);
+    const store = openObjectStore(config.storage);
+    // The checkpoint moves while both share the partitions: wait for 30 more transactions settled.
+    const sharedFrom = transactions;
+    let checkpointBeforeKill: Position | null = null;
+    for (const deadline = Date.now() + 60_000; ; await sleep(100)) {
+      const cp = await readCheckpoint(store, 'clinic');
+      if (cp && transactions >= sharedFrom + 30) {
+        if (checkpointBeforeKill && Position.compare(cp.position, checkpointBeforeKill) > 0) break;
+        checkpointBeforeKill ??= cp.position;
+      }
+      assert.ok(Date.now() < deadline, `the settler did not move the checkpoint while both compactors were active (see ${a.logFile})`);
+    }
+    const pidA = `/${a.child.pid}`;
+    const pidB = `/${b.child.pid}`;
+    await a.stop('SIGKILL');
+    const killedAt = transactions;
+    await b.waitFor(/"mode":"settler"[^\n]*"msg":"kafka compactor consuming"|"msg":"kafka compactor consuming"[^\n]*"mode":"settler"/, 'compactor B did not become the settler', 90_000);
+    while (transactions < killedAt + 40) await sleep(50);
+    writing = false;
+    await writer;
+
+    // Everything is acknowledged only once B stored and settled it; then clean stops.
+    await slotCaughtUp(engine, slot);
+    assert.equal(await capture.stop('SIGTERM'), 0, `capture exits 0 (see ${capture.logFile})`);
+    assert.equal(await b.stop('SIGTERM'), 0, `compactor B exits 0 (see ${b.logFile})`);
+
+    // Both processes vouched for stored events (progress records from both pids).
+    const members = [...(await progressMembers(kafka, admin, `t-${unique}.clinic.__progress`))];
+    assert.ok(members.some((m) => m.endsWith(pidA)) && members.some((m) => m.endsWith(pidB)), `progress records from both compactors: ${JSON.stringify(members)}`);
+
+    const restored = await runChartlog(['restore', '--config', configFile, '--to', 'latest', '--target', target.url]);
+    assert.equal(restored.code, 0, restored.stderr.slice(0, 2000));
+    for (const table of ['patients', 'visits']) {
+      const diff = diffCaptures(await capturePg(target.url, `public.${table}`), await capturePg(engine.url, `public.${table}`), `restore --to latest ${table}`);
+      assert.equal(diff, null, diff ?? '');
+    }
+    const verified = await runChartlog(['verify', '--config', configFile, '--json']);
+    assert.equal(verified.code, 0, verified.stdout.slice(0, 2000) + verified.stderr.slice(0, 2000));
+    const reports = JSON.parse(verified.stdout) as { source: string; ok: boolean; problems: unknown[]; checked: { transactions: number } }[];
+    assert.equal(reports.length, 1);
+    assert.deepEqual([reports[0]!.source, reports[0]!.ok, reports[0]!.problems], ['clinic', true, []]);
+    assert.ok(reports[0]!.checked.transactions > killedAt, `verify checked the writer's transactions (${reports[0]!.checked.transactions})`);
+
+    // The archive holds exactly the positions Kafka holds (after dedup): none missing, none extra.
+    const index = await readArchiveIndex(store, 'clinic');
+    const codec = openArchiveCodec(config, config.sources[0]!, store, false);
+    const reader = new ArchiveReader(store, index, codec.envelopes);
+    const archived = new Set<string>();
+    for (const table of ['public.patients', 'public.visits']) for (const r of await reader.tableRecords(table, null)) archived.add(Position.format(r.position));
+    const inKafka = new Set(await kafkaTablePositions(kafka, admin, `t-${unique}.`, 60_000));
+    assert.ok(inKafka.size > killedAt, `Kafka holds the writer's changes (${inKafka.size})`);
+    const diff = positionSetDiff(archived, inKafka);
+    assert.deepEqual({ missing: diff.missing.length, extra: diff.extra.length }, { missing: 0, extra: 0 }, `archive vs Kafka: ${JSON.stringify(diff).slice(0, 500)}`);
+    await store.close();
+  } finally {
+    for (const p of procs) await p.stop('SIGKILL');
+    await admin.disconnect();
+    await target.drop();
+    await engine.close();
+    if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
+  }
+});
