@@ -421,7 +421,7 @@ export class KafkaCompactor {
     // transaction's, or a piece's of a large one) or of the event itself. Never the
     // transaction's commit position for an event: the pieces of a large transaction settle one
     // by one, before the transaction does.
-    let at: Position;
+    let at: Position | null;
     if (topic === this.txTopic) {
       const { status, record } = decodeTransactionMessage(m.value, where);
       at = Position.parse(record.pos);
@@ -447,8 +447,8 @@ export class KafkaCompactor {
         this.pending.events.push(e);
         if (newest === null || Position.compare(pos, newest) > 0) newest = pos;
       }
-      // Nothing unsettled: the record's place counts as settled (a position no newer than the settled one).
-      at = newest ?? this.settlement.position ?? Position.of(events[0]?.commit ?? '0', 0);
+      // Nothing unsettled (null): the record is done with at once.
+      at = newest;
     } else {
       const h = decodeHeaders(m.headers, where);
       at = h.position;
@@ -458,7 +458,8 @@ export class KafkaCompactor {
         this.pending.events.push({ commit: h.position.commit, table: h.table, seq: h.position.seq });
       }
     }
-    if (this.isSettled(at)) this.stats.skipped++;
+    const done = at === null || this.isSettled(at);
+    if (done) this.stats.skipped++;
     this.stats.messages++;
     const key = tpKey(topic, partition);
     // The group already resumes at (or before) the first offset this member was given: a
@@ -467,7 +468,7 @@ export class KafkaCompactor {
     if (!this.committed.has(key)) this.committed.set(key, offset);
     let p = this.pending.progress.get(key);
     if (!p) this.pending.progress.set(key, (p = { topic, partition, entries: [], next: 0n }));
-    if (!this.isSettled(at)) p.entries.push({ offset, tx: at });
+    if (at !== null && !done) p.entries.push({ offset, tx: at });
     if (offset + 1n > p.next) p.next = offset + 1n;
     this.lastMessageAt = this.now();
   }
