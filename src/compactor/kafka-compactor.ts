@@ -1,4 +1,4 @@
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import { Partitioners, type Consumer, type EachBatchPayload, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
 import { ChartlogError, isRetriable, toChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { Backoff, sleep } from '../core/retry.js';
@@ -562,7 +562,7 @@ export class KafkaCompactor {
   private producerReady: Promise<void> | null = null;
 
   private progressProducer(): { send: Producer['send'] } {
-    const producer = (this.producer ??= this.kafka.producer({ allowAutoTopicCreation: true }));
+    const producer = (this.producer ??= this.kafka.producer({ allowAutoTopicCreation: true, createPartitioner: Partitioners.DefaultPartitioner }));
     this.producerReady ??= producer.connect();
     const ready = this.producerReady;
     return {

@@ -27,6 +27,9 @@ test('--role capture|compact need the Kafka bus; --take-over-slot is refused wit
   assert.throws(() => checkRole('capture', 'embedded', false), usage(/--role capture needs the Kafka bus/));
   assert.throws(() => checkRole('compact', 'embedded', false), usage(/--role compact needs the Kafka bus/));
   assert.throws(() => checkRole('compact', 'kafka', true), usage(/--take-over-slot with --role compact/));
+  assert.throws(() => checkRole('all', 'kafka', false, true), usage(/--role all with bus\.kafka\.scaleOut: true/));
+  assert.doesNotThrow(() => checkRole('compact', 'kafka', false, true));
+  assert.doesNotThrow(() => checkRole('capture', 'kafka', false, true));
 });
 
 const p = (n: number) => Position.of(n.toString(16).padStart(16, '0'));
