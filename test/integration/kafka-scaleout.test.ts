@@ -93,7 +93,9 @@ async function progressMembers(kafka: Kafka, admin: Admin, topic: string): Promi
   return members;
 }
 
-test('run --role capture + two ACTIVE --role compact processes (scaleOut; the settler killed -9 mid-stream): restore equals the source, verify ok, no loss, no duplicate', { timeout: 240_000 }, async () => {
+test('run --role capture + two ACTIVE --role compact processes (scaleOut; the settler killed -9 mid-stream): restore equals the source, verify ok, no loss, no duplicate', { timeout: 240_000 }, async (t) => {
+  const began = Date.now();
+  const phase = (name: string) => t.diagnostic(`${name} at ${((Date.now() - began) / 1000).toFixed(1)} s`);
   const engine = await postgresEngine();
   const work = mkdtempSync(join(tmpdir(), 'chartlog-scaleout-'));
   const unique = `so-${randomBytes(4).toString('hex')}`;
@@ -152,6 +154,7 @@ test('run --role capture + two ACTIVE --role compact processes (scaleOut; the se
         await sleep(5); // a steady load, not a flood: the test is about sharing, not throughput
       }
     })();
+    phase('capture streaming, topics made');
     const a = start('compact', 'compact-a');
     await a.waitFor(/"mode":"settler"[^\n]*"msg":"kafka compactor consuming"|"msg":"kafka compactor consuming"[^\n]*"mode":"settler"/, 'compactor A did not become the settler');
     const b = start('compact', 'compact-b');
@@ -163,6 +166,7 @@ test('run --role capture + two ACTIVE --role compact processes (scaleOut; the se
       if (pa.length > 0 && pb.length > 0 && pa.every((p) => !pb.includes(p))) break;
       assert.ok(Date.now() < deadline, `both compactors should hold table partitions: A ${JSON.stringify(pa)}, B ${JSON.stringify(pb)} (see ${a.logFile}, ${b.logFile})`);
     }
+    phase('both compactors hold table partitions');
     const config = loadConfig(configFile);
     const store = openObjectStore(config.storage);
     // The checkpoint moves while both share the partitions: wait for 30 more transactions settled.
@@ -178,6 +182,7 @@ test('run --role capture + two ACTIVE --role compact processes (scaleOut; the se
     }
     const pidA = `/${a.child.pid}`;
     const pidB = `/${b.child.pid}`;
+    phase('A (the settler) killed');
     await a.stop('SIGKILL');
     const killedAt = transactions;
     await b.waitFor(/"mode":"settler"[^\n]*"msg":"kafka compactor consuming"|"msg":"kafka compactor consuming"[^\n]*"mode":"settler"/, 'compactor B did not become the settler', 90_000);
@@ -185,11 +190,13 @@ test('run --role capture + two ACTIVE --role compact processes (scaleOut; the se
     writing = false;
     await writer;
 
+    phase('writer stopped');
     // Everything is acknowledged only once B stored and settled it; then clean stops.
     await slotCaughtUp(engine, slot);
     assert.equal(await capture.stop('SIGTERM'), 0, `capture exits 0 (see ${capture.logFile})`);
     assert.equal(await b.stop('SIGTERM'), 0, `compactor B exits 0 (see ${b.logFile})`);
 
+    phase('slot confirmed everything, clean stops');
     // Both processes vouched for stored events (progress records from both pids).
     const members = [...(await progressMembers(kafka, admin, `t-${unique}.clinic.__progress`))];
     assert.ok(members.some((m) => m.endsWith(pidA)) && members.some((m) => m.endsWith(pidB)), `progress records from both compactors: ${JSON.stringify(members)}`);
@@ -218,6 +225,7 @@ test('run --role capture + two ACTIVE --role compact processes (scaleOut; the se
     const diff = positionSetDiff(archived, inKafka);
     assert.deepEqual({ missing: diff.missing.length, extra: diff.extra.length }, { missing: 0, extra: 0 }, `archive vs Kafka: ${JSON.stringify(diff).slice(0, 500)}`);
     await store.close();
+    phase('restore, verify and position checks done');
   } finally {
     for (const p of procs) await p.stop('SIGKILL');
     await admin.disconnect();
