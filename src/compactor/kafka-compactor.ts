@@ -117,9 +117,14 @@ const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`
  * Topics are listed at subscription; an END that counts events of a table whose topic appeared
  * since makes it subscribe again (a new consumer, same group).
  *
- * One compactor per source: hour closing assumes it sees every partition, and settling needs the
- * transactions partition. A compactor assigned a generation without it (another member in its
- * group) stops with a fatal error rather than go on storing events it can never settle.
+ * `single` mode (the default) is one compactor per source: hour closing assumes it sees every
+ * partition, and settling needs the transactions partition. A compactor assigned a generation
+ * without it (another member in its group) stops with a fatal error rather than go on storing
+ * events it can never settle. With `bus.kafka.scaleOut` the work is split (docs/architecture.md
+ * §1, "Several active compactors"): `worker`s share the table partitions and vouch for what
+ * their durable parts hold with progress records, committing offsets only below the settler's
+ * checkpoint; the `settler` counts from progress records instead of table messages, under the
+ * same rules (`Settlement`).
  */
 export class KafkaCompactor {
   private readonly kafka: Kafka;
