@@ -430,7 +430,8 @@ async function throughput(name: ClientName, brokers: string[], admin: ReturnType
   const got = await client.consume(topicsOf(prefix), expect, `${prefix}-g`);
   const consumeSeconds = (performance.now() - t1) / 1000;
   await client.close();
-  if (got !== expect) throw new Error(`${name}: consumed ${got} messages, produced ${expect}`);
+  // More than produced: the last batch ran past the count, or a rebalance delivered some again.
+  if (got < expect) throw new Error(`${name}: consumed ${got} messages, produced ${expect}`);
   await admin.deleteTopics({ topics: topicsOf(prefix) }).catch(() => undefined);
   return { produceSeconds, consumeSeconds, messages: expect, bytes: set.bytes * (expect / set.messages) };
 }
