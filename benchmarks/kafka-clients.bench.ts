@@ -337,12 +337,25 @@ function topicsOf(prefix: string): string[] {
   return [`${prefix}.${SOURCE}.__transactions`, ...TABLES.map((t) => `${prefix}.${SOURCE}.public.${t.slice(7)}`)];
 }
 
+/** An admin call retried for up to 60 s: on a loaded machine the brokers' metadata lags behind. */
+async function retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  const until = Date.now() + 60_000;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() > until) throw new Error(`${what}: ${(err as Error).message}`, { cause: err });
+      await sleep(500);
+    }
+  }
+}
+
 async function createTopics(admin: ReturnType<Kafka['admin']>, prefix: string): Promise<void> {
   const topics = topicsOf(prefix);
-  await admin.createTopics({
+  await retrying('create topics', () => admin.createTopics({
     waitForLeaders: false,
     topics: topics.map((topic) => ({ topic, numPartitions: 4, replicationFactor: 3, configEntries: [{ name: 'min.insync.replicas', value: '2' }] })),
-  });
+  }));
   // On a loaded machine the new partitions' leaders take longer than kafkajs's own wait allows.
   const until = Date.now() + 60_000;
   for (;;) {
@@ -377,7 +390,7 @@ async function readBack(kafka: Kafka, topics: string[], expectAtLeast: number): 
   const admin = kafka.admin();
   await admin.connect();
   let high = 0;
-  for (const t of topics) for (const p of await admin.fetchTopicOffsets(t)) high += Number(p.high) - Number(p.low);
+  for (const t of topics) for (const p of await retrying('topic offsets', () => admin.fetchTopicOffsets(t))) high += Number(p.high) - Number(p.low);
   await admin.disconnect();
   const consumer = kafka.consumer({ groupId: `bench-readback-${Date.now().toString(36)}`, maxWaitTimeInMs: 200 });
   await consumer.connect();
@@ -451,7 +464,7 @@ async function reconnect(name: ClientName, brokers: string[], kafka: Kafka, admi
   const prefix = `bench-clients-kill-${name}-${Date.now().toString(36)}`;
   await createTopics(admin, prefix);
   const topics = topicsOf(prefix);
-  const md = await admin.fetchTopicMetadata({ topics: [topics[0]!] });
+  const md = await retrying('transactions partition leader', () => admin.fetchTopicMetadata({ topics: [topics[0]!] }));
   const leader = md.topics[0]!.partitions.find((p) => p.partitionId === TX_PARTITION)!.leader;
   const node = leader - 1; // node.id = index + 1 (scripts/kafka-cluster.sh)
   const client = await makeClient(name, brokers);
@@ -551,7 +564,14 @@ try {
   }
   if (KILL_SECONDS > 0) {
     for (const c of CLIENTS) {
-      const r = await reconnect(c, brokers, refKafka, admin, kafkaDir);
+      let r: Reconnect;
+      try {
+        r = await reconnect(c, brokers, refKafka, admin, kafkaDir);
+      } catch (err) {
+        console.log(`reconnect ${c}: the measurement itself failed: ${(err as Error).message}`);
+        run.note(`${c}: the reconnect measurement failed (${(err as Error).message.slice(0, 200)})`);
+        continue;
+      }
       results[c]!.reconnect = r;
       console.log(`reconnect ${c.padEnd(12)} node ${r.killedNode} killed: ${r.errors} failed requests (${r.firstError ?? 'none'}), recovered by itself: ${r.recovered}, longest gap ${r.longestGapMs} ms, ${r.acknowledgedMessages} acknowledged, ${r.lostMessages} lost, ${r.duplicateMessages} duplicates`);
     }
