@@ -64,7 +64,8 @@ if (args.help) {
 const MESSAGES = Number(args.messages);
 const TX_ROWS = Number(args['tx-rows']);
 const VALUE_BYTES = Number(args['value-bytes']);
-const REPS = Math.max(1, Number(args.reps));
+/** 0: only the reconnect measurement (then written as results/kafka-clients-reconnect.json). */
+const REPS = Math.max(0, Number(args.reps));
 const KILL_SECONDS = Number(args['kill-seconds']);
 const CLIENTS = args.clients.split(',') as ClientName[];
 const MAX_PER_REQUEST = 2000;
@@ -486,6 +487,8 @@ async function reconnect(name: ClientName, brokers: string[], kafka: Kafka, admi
     const txs = transactions(prefix, 2 * TX_ROWS, tx);
     tx += txs.length;
     for (const r of requests(prefix, txs).requests) {
+      // Named before sending: a client may rewrite the messages it is given (confluent's headers).
+      const sentIds = r.flatMap(({ topic, messages }) => messages.map((m) => `${topic}|${m.headers[HEADER.position]}|${m.headers[HEADER.status] ?? ''}`));
       // A failed request is sent again on the same client, as the bus's restarted stream would.
       for (;;) {
         try {
@@ -502,10 +505,7 @@ async function reconnect(name: ClientName, brokers: string[], kafka: Kafka, admi
       longestGapMs = Math.max(longestGapMs, now - lastAck);
       lastAck = now;
       if (killed) afterKillAcks++;
-      for (const { topic, messages } of r) for (const m of messages) {
-        const id = `${topic}|${m.headers[HEADER.position]}|${m.headers[HEADER.status] ?? ''}`;
-        acked.set(id, 1);
-      }
+      for (const id of sentIds) acked.set(id, 1);
     }
   }
   await client.close().catch(() => undefined);
@@ -547,7 +547,7 @@ const parameters: Record<string, unknown> = {
   producer: 'acks = all (-1), gzip, not idempotent, max one request in flight',
   broker: 'Apache Kafka 4.1.1, 3 KRaft nodes (controller + broker), RF 3, min.insync.replicas 2 (scripts/services.sh)',
 };
-const run = new BenchRun('kafka-clients', `Kafka clients on the bus's batch shapes (${MESSAGES.toLocaleString('en-US')} messages of ${VALUE_BYTES} B, acks = all, gzip)`, `node --import tsx benchmarks/kafka-clients.bench.ts --messages ${MESSAGES} --tx-rows ${TX_ROWS} --value-bytes ${VALUE_BYTES} --reps ${REPS} --kill-seconds ${KILL_SECONDS} --clients ${CLIENTS.join(',')}`, parameters);
+const run = new BenchRun(REPS === 0 ? 'kafka-clients-reconnect' : 'kafka-clients', `Kafka clients on the bus's batch shapes (${MESSAGES.toLocaleString('en-US')} messages of ${VALUE_BYTES} B, acks = all, gzip)`, `node --import tsx benchmarks/kafka-clients.bench.ts --messages ${MESSAGES} --tx-rows ${TX_ROWS} --value-bytes ${VALUE_BYTES} --reps ${REPS} --kill-seconds ${KILL_SECONDS} --clients ${CLIENTS.join(',')}`, parameters);
 for (const c of CLIENTS) run.version(packages[c], versionOf(packages[c]));
 
 const results: Record<string, { throughput: Throughput[]; reconnect: Reconnect | null }> = {};
@@ -585,10 +585,12 @@ const byClient = new Map<ClientName, { producer: ReturnType<typeof measurement>;
 for (const c of CLIENTS) {
   const ts = results[c]!.throughput;
   const label = `${packages[c]} ${versionOf(packages[c])}`;
-  const producer = run.add(measurement(`producer: ${label}`, 'messages/s', 'higher', c === 'kafkajs' ? 'baseline' : 'chartlog', ts.map((t) => t.messages / t.produceSeconds)));
-  run.add(measurement(`producer MiB/s: ${label}`, 'MiB/s', 'higher', 'detail', ts.map((t) => t.bytes / 2 ** 20 / t.produceSeconds)));
-  const consumer = run.add(measurement(`consumer: ${label}`, 'messages/s', 'higher', c === 'kafkajs' ? 'baseline' : 'chartlog', ts.map((t) => t.messages / t.consumeSeconds)));
-  byClient.set(c, { producer, consumer });
+  if (ts.length > 0) {
+    const producer = run.add(measurement(`producer: ${label}`, 'messages/s', 'higher', c === 'kafkajs' ? 'baseline' : 'chartlog', ts.map((t) => t.messages / t.produceSeconds)));
+    run.add(measurement(`producer MiB/s: ${label}`, 'MiB/s', 'higher', 'detail', ts.map((t) => t.bytes / 2 ** 20 / t.produceSeconds)));
+    const consumer = run.add(measurement(`consumer: ${label}`, 'messages/s', 'higher', c === 'kafkajs' ? 'baseline' : 'chartlog', ts.map((t) => t.messages / t.consumeSeconds)));
+    byClient.set(c, { producer, consumer });
+  }
   const r = results[c]!.reconnect;
   if (r) {
     run.add(measurement(`longest gap between acks, leader killed: ${label}`, 'ms', 'lower', 'detail', [r.longestGapMs]));
