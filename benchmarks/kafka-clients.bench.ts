@@ -29,11 +29,13 @@
  *      by kafkajs after the node is back — acknowledged messages missing (lost) and copies.
  *
  * Writes benchmarks/results/kafka-clients.json (lib/bench-report.ts format, load average inside).
+ * @platformatic/kafka is a devDependency; @confluentinc/kafka-javascript is installed by hand
+ * (see confluentClient); a client that is not installed is skipped with a note.
  * Needs the services: export the CHARTLOG_SERVICES_* variables of your private ports first.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -67,7 +69,7 @@ const VALUE_BYTES = Number(args['value-bytes']);
 /** 0: only the reconnect measurement (then written as results/kafka-clients-reconnect.json). */
 const REPS = Math.max(0, Number(args.reps));
 const KILL_SECONDS = Number(args['kill-seconds']);
-const CLIENTS = args.clients.split(',') as ClientName[];
+let CLIENTS = args.clients.split(',') as ClientName[];
 const MAX_PER_REQUEST = 2000;
 const MAX_BYTES_PER_REQUEST = 512 * 1024;
 const TABLES = ['public.patients', 'public.encounters', 'public.orders', 'public.notes'];
@@ -131,8 +133,31 @@ function kafkajsClient(brokers: string[]): ClientUnderTest {
   };
 }
 
+/**
+ * The slice of @confluentinc/kafka-javascript's KafkaJS-compatible API used here. The package is
+ * not a dependency of the project (its install downloads a prebuilt binary from GitHub, or builds
+ * librdkafka for ~10 min, which `npm ci` on a fresh machine must not do): install it for this
+ * benchmark with `CKJS_LINKING=dynamic npm install --no-save @confluentinc/kafka-javascript@1.10.1`.
+ */
+interface ConfluentKafkaJS {
+  KafkaJS: {
+    Kafka: new (config: object) => {
+      producer(config: object): { connect(): Promise<void>; disconnect(): Promise<void>; sendBatch(batch: { topicMessages: Request }): Promise<unknown> };
+      consumer(config: object): {
+        connect(): Promise<void>;
+        disconnect(): Promise<void>;
+        subscribe(s: { topics: string[] }): Promise<void>;
+        run(r: { eachBatch: (p: { batch: { messages: unknown[] } }) => Promise<void> }): Promise<void>;
+      };
+    };
+    logLevel: { NOTHING: number };
+    CompressionTypes: { GZIP: string };
+  };
+}
+const CONFLUENT = '@confluentinc/kafka-javascript';
+
 async function confluentClient(brokers: string[]): Promise<ClientUnderTest> {
-  const { KafkaJS } = await import('@confluentinc/kafka-javascript');
+  const { KafkaJS } = (await import(CONFLUENT)) as ConfluentKafkaJS;
   const kafka = new KafkaJS.Kafka({ kafkaJS: { clientId: 'bench-confluent', brokers, logLevel: KafkaJS.logLevel.NOTHING } });
   const producer = kafka.producer({ kafkaJS: { idempotent: false, maxInFlightRequests: 1, acks: -1, compression: KafkaJS.CompressionTypes.GZIP, allowAutoTopicCreation: false } });
   return {
@@ -548,6 +573,12 @@ const parameters: Record<string, unknown> = {
   broker: 'Apache Kafka 4.1.1, 3 KRaft nodes (controller + broker), RF 3, min.insync.replicas 2 (scripts/services.sh)',
 };
 const run = new BenchRun(REPS === 0 ? 'kafka-clients-reconnect' : 'kafka-clients', `Kafka clients on the bus's batch shapes (${MESSAGES.toLocaleString('en-US')} messages of ${VALUE_BYTES} B, acks = all, gzip)`, `node --import tsx benchmarks/kafka-clients.bench.ts --messages ${MESSAGES} --tx-rows ${TX_ROWS} --value-bytes ${VALUE_BYTES} --reps ${REPS} --kill-seconds ${KILL_SECONDS} --clients ${CLIENTS.join(',')}`, parameters);
+const installed = (c: ClientName): boolean => existsSync(fileURLToPath(new URL(`../node_modules/${packages[c]}/package.json`, import.meta.url)));
+for (const c of CLIENTS.filter((x) => !installed(x))) {
+  console.log(`${packages[c]} is not installed: not measured (see the header comment)`);
+  run.note(`${packages[c]} not measured: not installed`);
+}
+CLIENTS = CLIENTS.filter(installed);
 for (const c of CLIENTS) run.version(packages[c], versionOf(packages[c]));
 
 const results: Record<string, { throughput: Throughput[]; reconnect: Reconnect | null }> = {};
