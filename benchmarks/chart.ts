@@ -14,7 +14,7 @@ import * as vl from 'vega-lite';
 import type { BenchResult } from './lib/bench-report.js';
 
 /** The order of the panels: the list. Results with other names follow, alphabetically. */
-const ORDER = ['cdc-postgres', 'cdc-mariadb', 'freshness', 'restore', 'memory', 'codec'];
+const ORDER = ['cdc-postgres', 'cdc-mariadb', 'freshness', 'kafka-clients', 'restore', 'memory', 'codec'];
 
 const dir = new URL('./results/', import.meta.url);
 
