@@ -216,6 +216,8 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
         // A stop asked for between transactions is honoured at once (each is whole in the target).
         if (o.signal.aborted) break;
       }
+      // A hole after what was applied: the replica stops there, never applying around it.
+      if (round.plan.stop && !o.signal.aborted) throw round.plan.stop;
       backoff.reset();
     } catch (err) {
       if (!(err instanceof ChartlogError) || !(err.retriable || vanishedPart(err))) throw err;
