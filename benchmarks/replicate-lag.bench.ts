@@ -6,10 +6,11 @@
  *
  * Source: a fresh database on the private PostgreSQL 15 of scripts/services.sh, backed up by
  * `chartlog run` as a real process (embedded bus, file:// store, default 1 s flush interval).
- * Writers commit 50 transactions a second, each of rate ÷ 50 rows: rows − 1 inserts into `load`
- * (its `note` column PHI) and one into `probe` carrying the source's clock_timestamp() in µs
+ * Writers commit 50 transactions a second, each of rate ÷ 50 rows: rows − 1 inserts into `load_<e>`
+ * (its `note` column PHI) and one into `probe_<e>` carrying the source's clock_timestamp() in µs
  * just before the commit. Per target engine (PostgreSQL, then MariaDB, each a new empty
- * database), `chartlog replicate --phi open` runs with its default settings (500 ms poll) while
+ * database, each following its own pair of tables with --tables, so each starts empty),
+ * `chartlog replicate --phi open` runs with its default settings (500 ms poll) while
  * the load runs `--seconds`, after a warm-up whose transactions are not counted:
  *   - replica lag (chartlog): a poller reads the target's new `probe` rows every 50 ms; a
  *     transaction's lag is the time it was seen minus its source timestamp;
@@ -68,16 +69,21 @@ try {
   const sourceUrl = pgUrl(srcName);
   const src = new pg.Client({ connectionString: sourceUrl });
   await src.connect();
-  await src.query('CREATE TABLE load (id bigint PRIMARY KEY, tx int NOT NULL, v int NOT NULL, note text)');
-  await src.query('CREATE TABLE probe (tx int PRIMARY KEY, us bigint NOT NULL)');
-  const setup = writeBenchConfig(work, 'bench', sourceUrl, 'public.load', ['note']);
-  // The probe table too, all public (writeBenchConfig configures one table).
+  src.on('error', () => undefined);
+  // One pair of tables per target engine, each replica following its own (--tables): each starts
+  // from empty tables, so neither run's rows are an initial load for the other.
+  for (const e of ['pg', 'my']) {
+    await src.query(`CREATE TABLE load_${e} (id bigint PRIMARY KEY, tx int NOT NULL, v int NOT NULL, note text)`);
+    await src.query(`CREATE TABLE probe_${e} (tx int PRIMARY KEY, us bigint NOT NULL)`);
+  }
+  const setup = writeBenchConfig(work, 'bench', sourceUrl, 'public.load_pg', ['note']);
   const { readFileSync, writeFileSync } = await import('node:fs');
   writeFileSync(
     setup.configFile,
     readFileSync(setup.configFile, 'utf8')
-      .replace('tables: [public.load]', `tables: [public.load, public.probe], postgres: { slotName: rl_${tag} }`)
-      .replace(/publicColumns: \{ public\.load: \[[^\]]*\] \}/, 'publicColumns: { public.load: [id, tx, v], public.probe: [tx, us] }'),
+      .replace('tables: [public.load_pg]', `tables: [public.load_pg, public.probe_pg, public.load_my, public.probe_my], postgres: { slotName: rl_${tag} }`)
+      .replace('columns: { public.load_pg: [note] }', 'columns: { public.load_pg: [note], public.load_my: [note] }')
+      .replace(/publicColumns: \{ public\.load_pg: \[[^\]]*\] \}/, 'publicColumns: { public.load_pg: [id, tx, v], public.probe_pg: [tx, us], public.load_my: [id, tx, v], public.probe_my: [tx, us] }'),
   );
   run = new BackgroundRun(setup, join(work, 'run.log'));
   await run.streaming(120_000);
@@ -86,6 +92,7 @@ try {
   let nextTx = 1;
   let nextId = 1;
   for (const engine of ['postgres', 'mysql'] as const) {
+    const e = engine === 'postgres' ? 'pg' : 'my';
     const dbName = `rl_rep_${tag}_${engine === 'postgres' ? 'pg' : 'my'}`;
     let target: string;
     let readProbes: (after: number) => Promise<{ tx: number; us: number }[]>;
@@ -96,18 +103,19 @@ try {
       pgDbs.push(dbName);
       target = pgUrl(dbName);
       const c = new pg.Client({ connectionString: target });
+      c.on('error', () => undefined);
       await c.connect();
-      readProbes = async (after) => (await c.query<{ tx: number; us: string }>('SELECT tx, us::text AS us FROM probe WHERE tx > $1 ORDER BY tx', [after]).catch(() => ({ rows: [] }))).rows.map((r) => ({ tx: r.tx, us: Number(r.us) }));
-      loadSum = async () => JSON.stringify((await c.query('SELECT count(*)::text AS n, sum(v)::text AS s, sum(tx)::text AS t FROM load')).rows[0]);
+      readProbes = async (after) => (await c.query<{ tx: number; us: string }>(`SELECT tx, us::text AS us FROM probe_${e} WHERE tx > $1 ORDER BY tx`, [after]).catch(() => ({ rows: [] }))).rows.map((r) => ({ tx: r.tx, us: Number(r.us) }));
+      loadSum = async () => JSON.stringify((await c.query(`SELECT count(*)::text AS n, sum(v)::text AS s, sum(tx)::text AS t FROM load_${e}`)).rows[0]);
       closeTarget = () => c.end();
     } else {
       await my.query(`CREATE DATABASE ${dbName}`);
       myDbs.push(dbName);
       target = `${myBase}/${dbName}`;
       const c = await mysql.createConnection({ uri: target, supportBigNumbers: true, bigNumberStrings: true });
-      readProbes = async (after) => ((await c.query('SELECT tx, CAST(us AS CHAR) AS us FROM probe WHERE tx > ? ORDER BY tx', [after]).catch(() => [[]]))[0] as { tx: number; us: string }[]).map((r) => ({ tx: Number(r.tx), us: Number(r.us) }));
+      readProbes = async (after) => ((await c.query(`SELECT tx, CAST(us AS CHAR) AS us FROM probe_${e} WHERE tx > ? ORDER BY tx`, [after]).catch(() => [[]]))[0] as { tx: number; us: string }[]).map((r) => ({ tx: Number(r.tx), us: Number(r.us) }));
       loadSum = async () => {
-        const [rows] = await c.query('SELECT CAST(count(*) AS CHAR) AS n, CAST(sum(v) AS CHAR) AS s, CAST(sum(tx) AS CHAR) AS t FROM load');
+        const [rows] = await c.query(`SELECT CAST(count(*) AS CHAR) AS n, CAST(sum(v) AS CHAR) AS s, CAST(sum(tx) AS CHAR) AS t FROM load_${e}`);
         return JSON.stringify((rows as Record<string, unknown>[])[0]);
       };
       closeTarget = () => c.end();
@@ -115,7 +123,7 @@ try {
 
     // The replicator, default poll interval; its first status line means the initial load is done.
     const log = createWriteStream(join(work, `replicate-${engine}.log`));
-    replicator = spawn(process.execPath, [chartlogBin, 'replicate', '--config', setup.configFile, '--target', target, '--phi', 'open', '--json', '--status-interval', '5'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    replicator = spawn(process.execPath, [chartlogBin, 'replicate', '--config', setup.configFile, '--target', target, '--tables', `public.load_${e},public.probe_${e}`, '--phi', 'open', '--json', '--status-interval', '5'], { stdio: ['ignore', 'pipe', 'pipe'] });
     replicator.stderr!.pipe(log);
     let firstStatus = false;
     replicator.stdout!.on('data', (d: Buffer) => {
@@ -163,8 +171,8 @@ try {
       const id = nextId;
       nextId += ROWS_PER_TX - 1;
       const r = await src.query(
-        `BEGIN; INSERT INTO load SELECT ${id} + g, ${tx}, g, 'note ' || g FROM generate_series(0, ${ROWS_PER_TX - 2}) g; ` +
-          `INSERT INTO probe VALUES (${tx}, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) RETURNING us::text; COMMIT`,
+        `BEGIN; INSERT INTO load_${e} SELECT ${id} + g, ${tx}, g, 'note ' || g FROM generate_series(0, ${ROWS_PER_TX - 2}) g; ` +
+          `INSERT INTO probe_${e} VALUES (${tx}, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) RETURNING us::text; COMMIT`,
       );
       const us = Number((r as unknown as pg.QueryResult<{ us: string }>[])[2]!.rows[0]!.us);
       const counted = Date.now() >= countFrom;
@@ -179,7 +187,7 @@ try {
     }
     polling = false;
     await Promise.all([pollReplica, pollArchive]);
-    const srcSum = JSON.stringify((await src.query('SELECT count(*)::text AS n, sum(v)::text AS s, sum(tx)::text AS t FROM load')).rows[0]);
+    const srcSum = JSON.stringify((await src.query(`SELECT count(*)::text AS n, sum(v)::text AS s, sum(tx)::text AS t FROM load_${e}`)).rows[0]);
     const repSum = await loadSum();
     if (srcSum !== repSum) throw new Error(`the ${engine} replica differs from the source: ${repSum} vs ${srcSum}`);
     replicator.kill('SIGTERM');
@@ -208,6 +216,9 @@ try {
   bench.note('one repetition per engine, measured one after the other against the same source and chartlog run; the machine is shared (see loadAverage1m): lag on a loaded 2-core machine includes waiting for CPU');
   bench.note('a goal counts as met only when the source kept ≥ 95% of the asked row rate');
   console.log(`wrote ${bench.write()}`);
+} catch (err) {
+  console.error(err);
+  process.exitCode = 1;
 } finally {
   replicator?.kill('SIGKILL');
   await run?.stop();
