@@ -6,6 +6,7 @@ import { MysqlTarget } from '../restore/targets/mysql-target.js';
 import { PostgresTarget } from '../restore/targets/postgres-target.js';
 import { MysqlReplicaTarget } from '../replicate/mysql-replica-target.js';
 import { PostgresReplicaTarget } from '../replicate/postgres-replica-target.js';
+import { replicaLocation, replicaName } from '../replicate/replica-name.js';
 import { PHI_MODES, type PhiMode, type ReplicaTarget } from '../replicate/replica-target.js';
 import { replicate } from '../replicate/replicator.js';
 import { openContext, withConfigOptions } from './command-context.js';
@@ -22,6 +23,7 @@ interface ReplicateCliOptions {
   statusInterval: string;
   pollInterval: string;
   warnLag: string;
+  name?: string;
 }
 
 /**
@@ -40,6 +42,7 @@ export function registerReplicateCommand(program: Command): void {
     .option('--status-interval <seconds>', 'seconds between status lines and lag log lines', '60')
     .option('--poll-interval <ms>', 'milliseconds between looks at the archive when there is nothing to apply', '500')
     .option('--warn-lag <seconds>', 'a status whose lag passes this many seconds is logged as a warning', '300')
+    .option('--name <name>', "the replica's name in `chartlog timeline` (a-z, 0-9, '_', '-'; default: from the target, e.g. postgres-analytics-5432-clinic_replica)")
     .action(async (opts: ReplicateCliOptions) => {
       const ctx = openContext(opts);
       try {
@@ -55,6 +58,8 @@ export function registerReplicateCommand(program: Command): void {
         const url = targetUrl(opts.target, { file: opts.targetPasswordFile, env: process.env.CHARTLOG_TARGET_PASSWORD });
         const mysqlTarget = /^(mysql|mariadb):\/\//.test(url);
         if (!mysqlTarget && !/^postgres(ql)?:\/\//.test(url)) throw usageError(`--target ${maskUrl(url)}: expected a postgres://… or mysql://…/database URL`);
+        const location = replicaLocation(url);
+        const name = replicaName(opts.name, location);
         const engine = source.type === 'mysql' ? 'mysql' : 'postgres';
         const target: ReplicaTarget = mysqlTarget ? new MysqlReplicaTarget(url, engine) : new PostgresReplicaTarget(url, engine);
         const stop = new AbortController();
@@ -77,6 +82,7 @@ export function registerReplicateCommand(program: Command): void {
             statusEveryMs,
             pollMs,
             warnLagSeconds,
+            record: { name, location },
             onStatus: opts.json ? (s) => process.stdout.write(`${JSON.stringify(s)}\n`) : undefined,
           });
         } finally {

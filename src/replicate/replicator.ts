@@ -12,9 +12,11 @@ import { readArchiveIndex, tablesOf, type ArchiveIndex } from '../archive/archiv
 import { ArchiveReader, type StoredRecord } from '../archive/archive-reader.js';
 import type { ArchiveMac } from '../phi/archive-mac.js';
 import { formatUs } from '../archive/layout.js';
+import { writeReplicaState, type ReplicaState } from '../archive/replica-state.js';
 import { restoreArchive, resolveTables } from '../restore/restore.js';
 import type { RestoreTarget } from '../restore/targets/restore-target.js';
 import { OmitPhiTarget } from './omit-phi-target.js';
+import type { ReplicaLocation } from './replica-name.js';
 import { startDecision, type PhiMode, type ReplicaChange, type ReplicaTarget } from './replica-target.js';
 import { settledTransactions } from './settled-transactions.js';
 
@@ -37,6 +39,11 @@ export interface ReplicateOptions {
   warnLagSeconds?: number;
   /** Told the status every `statusEveryMs`, after the start and at the stop (the CLI prints `--json` lines). */
   onStatus?: (s: ReplicaStatus) => void;
+  /**
+   * The replica's name and where it is (no credentials): with them, each status is also written to
+   * `<source>/state/replicas/<name>.json` for `chartlog timeline` (src/archive/replica-state.ts).
+   */
+  record?: { name: string; location: ReplicaLocation };
 }
 
 /** What `--json` prints and the log carries every minute. No row values. */
@@ -77,6 +84,19 @@ const ROUND_LIMIT = 5000;
  * position row, so a kill at any moment neither loses nor repeats one. Runs until `signal`.
  */
 export async function replicate(o: ReplicateOptions): Promise<ReplicaStatus> {
+  const states = new ReplicaStateWriter(o, o.statusEveryMs ?? 60_000);
+  try {
+    return await replicateSession(o, states);
+  } catch (err) {
+    // A replica stopped by the archive (a gap, a failed check) says so in timeline too.
+    const now = states.current?.();
+    if (now) states.write(now, 'failed', err);
+    await states.settle();
+    throw err;
+  }
+}
+
+async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter): Promise<ReplicaStatus> {
   const log = logger().child({ component: 'replicate', source: o.source.name });
   const name = o.source.name;
   const index = await readArchiveIndex(o.store, name);
@@ -145,11 +165,13 @@ export async function replicate(o: ReplicateOptions): Promise<ReplicaStatus> {
     stats.since = performance.now();
     return s;
   };
-  const report = (): ReplicaStatus => {
+  states.current = status;
+  const report = (how: ReplicaState['status'] = 'running'): ReplicaStatus => {
     const s = status();
     if (s.lagSeconds > (o.warnLagSeconds ?? 300)) log.warn({ ...s }, 'replica lag is past the warning threshold');
     else log.info({ ...s }, 'replica status');
     o.onStatus?.(s);
+    states.write(s, how);
     return s;
   };
   report();
@@ -194,6 +216,8 @@ export async function replicate(o: ReplicateOptions): Promise<ReplicaStatus> {
         // A stop asked for between transactions is honoured at once (each is whole in the target).
         if (o.signal.aborted) break;
       }
+      // A hole after what was applied: the replica stops there, never applying around it.
+      if (round.plan.stop && !o.signal.aborted) throw round.plan.stop;
       backoff.reset();
     } catch (err) {
       if (!(err instanceof ChartlogError) || !(err.retriable || vanishedPart(err))) throw err;
@@ -205,7 +229,75 @@ export async function replicate(o: ReplicateOptions): Promise<ReplicaStatus> {
     reportWhenDue();
     if (applied === 0) await sleep(o.pollMs ?? 500, o.signal).catch(() => undefined);
   }
-  return report();
+  const last = report('stopped');
+  await states.settle();
+  return last;
+}
+
+/**
+ * Writes each status to the replica's state object (`record` given), one write at a time: a
+ * write still in flight when the next status comes is followed by the newest one only. A failed
+ * write is logged and dropped: the state is informational, and the replica must not stop for it.
+ */
+class ReplicaStateWriter {
+  private inFlight: Promise<void> | null = null;
+  private next: ReplicaState | null = null;
+  /** The replica's status now, once the session has one (set by the session after its start). */
+  current: (() => ReplicaStatus) | undefined;
+
+  constructor(
+    private readonly o: ReplicateOptions,
+    private readonly statusEveryMs: number,
+  ) {}
+
+  write(s: ReplicaStatus, status: ReplicaState['status'], err?: unknown): void {
+    const r = this.o.record;
+    if (!r) return;
+    this.next = {
+      version: 1,
+      name: r.name,
+      source: s.source,
+      target: r.location,
+      phi: s.phi,
+      status,
+      ...(status === 'failed' ? { reason: failureReason(err) } : {}),
+      position: s.position,
+      commitTime: s.commitTime,
+      lagSeconds: s.lagSeconds,
+      lagTransactions: s.lagTransactions,
+      intervalSeconds: this.statusEveryMs / 1000,
+      updatedAt: s.at,
+    };
+    this.inFlight ??= this.drain();
+  }
+
+  /** Resolves once every status given so far is written (or its write has failed). */
+  async settle(): Promise<void> {
+    while (this.inFlight) await this.inFlight;
+  }
+
+  private async drain(): Promise<void> {
+    for (let state = this.next; state; state = this.next) {
+      this.next = null;
+      try {
+        await writeReplicaState(this.o.store, state);
+      } catch (err) {
+        logger().child({ component: 'replicate', source: state.source }).warn({ err: (err as Error).message, replica: state.name }, 'could not record the replica state for `chartlog timeline`; continuing');
+      }
+    }
+    this.inFlight = null;
+  }
+}
+
+/**
+ * Why a replica stopped, for its state object: chartlog's own message when the archive refused
+ * (integrity: a gap, missing events, a failed check), which names positions, tables and objects
+ * only; for anything else only the kind of error, since a database's message can quote a value.
+ */
+function failureReason(err: unknown): string {
+  if (err instanceof ChartlogError && err.code === 'integrity') return err.message;
+  if (err instanceof ChartlogError) return `${err.code} error (the replicator's log has the message)`;
+  return "unexpected error (the replicator's log has the message)";
 }
 
 /**

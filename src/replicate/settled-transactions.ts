@@ -23,6 +23,12 @@ export interface SettledPlan<R extends TableRecord> {
   readonly inFlight: number;
   /** Commit time of the oldest of those, for the lag (null when none). */
   readonly oldestInFlightUs: bigint | null;
+  /**
+   * A hole found right after `transactions` (a break in the chain, missing events): the replica
+   * applies the whole transactions before it, then stops with this error. When the hole comes
+   * first, settledTransactions throws it instead.
+   */
+  readonly stop?: ChartlogError;
 }
 
 export interface SettleInput<R extends TableRecord> {
@@ -48,7 +54,8 @@ export interface SettleInput<R extends TableRecord> {
  * parts holding everything up to it are durable, open hours included). The first transaction
  * not settled ends the plan: the replica never applies around one.
  *
- * Two checks refuse to apply around a hole (integrity errors, the replica stops):
+ * Two checks refuse to apply around a hole (integrity errors, the replica stops after applying
+ * the whole transactions before it, never one after it):
  * - the chain: each logged transaction (or piece) names the one before it (`previous`); the first
  *   must follow the replica's position, each next one the one before it. A break is a gap in the
  *   source's stream (e.g. a new source snapshot after a pause), which a replica cannot bridge.
@@ -73,6 +80,11 @@ export function settledTransactions<R extends TableRecord>(input: SettleInput<R>
   const transactions: SettledTransaction<R>[] = [];
   let previous = Position.format(input.after);
   let i = 0;
+  const holeAt = (err: ChartlogError): SettledPlan<R> => {
+    if (transactions.length === 0) throw err;
+    const rest = groups.slice(i);
+    return { transactions, inFlight: rest.length, oldestInFlightUs: BigInt(rest[0]!.pieces[0]!.commitTsUs), stop: err };
+  };
   for (; i < groups.length && transactions.length < (input.limit ?? Infinity); i++) {
     const g = groups[i]!;
     for (const piece of g.pieces) {
@@ -81,9 +93,9 @@ export function settledTransactions<R extends TableRecord>(input: SettleInput<R>
       // snapshot's position (the load position is then the snapshot's, not a transaction's).
       const follows = piece.previous === previous || (first && (piece.previous === null || Position.compare(Position.parse(piece.previous), input.after) <= 0));
       if (!follows) {
-        throw new ChartlogError('integrity', `the archive has a gap before transaction ${piece.pos}: it follows ${piece.previous ?? 'nothing'}, but the replica's previous transaction is ${previous}; refusing to apply around it`, {
+        return holeAt(new ChartlogError('integrity', `the archive has a gap before transaction ${piece.pos}: it follows ${piece.previous ?? 'nothing'}, but the replica's previous transaction is ${previous}; refusing to apply around it`, {
           hint: 'run `chartlog verify` on the source; a replica cannot bridge a break in the stream (e.g. a new source snapshot taken while `chartlog run` was stopped): rebuild it into an empty database',
-        });
+        }));
       }
       previous = piece.pos;
     }
@@ -98,9 +110,9 @@ export function settledTransactions<R extends TableRecord>(input: SettleInput<R>
       const want = logged.get(table) ?? 0;
       const got = stored.get(table) ?? 0;
       if (want !== got) {
-        throw new ChartlogError('integrity', `transaction ${g.pieces.at(-1)!.pos}: ${want} events of ${table} logged, ${got} stored; refusing to apply it`, {
+        return holeAt(new ChartlogError('integrity', `transaction ${g.pieces.at(-1)!.pos}: ${want} events of ${table} logged, ${got} stored; refusing to apply it`, {
           hint: 'run `chartlog verify` on the source and restore damaged objects from a copy of the archive',
-        });
+        }));
       }
     }
     transactions.push({ position: last, commitTsUs: BigInt(g.pieces.at(-1)!.commitTsUs), records });

@@ -43,8 +43,14 @@ test('a transaction touching no table in scope still moves the position (empty),
 test('a gap in the chain stops the replica (negative control: the intact chain passes)', () => {
   const intact = [tx(2, fmt(1), {}), tx(3, fmt(2), {})];
   assert.equal(settledTransactions({ after: pos(1), durable: pos(3), log: intact, records: [], inScope: all }).transactions.length, 2);
-  const holed = [tx(2, fmt(1), {}), tx(4, fmt(3), {})];
-  assert.throws(() => settledTransactions({ after: pos(1), durable: pos(4), log: holed, records: [], inScope: all }), /gap before transaction .*04\.ffffffff/);
+  const holed = [tx(2, fmt(1), {}), tx(4, fmt(3), {}), tx(5, fmt(4), {})];
+  // The whole transaction before the hole is applied; the plan then stops, nothing after it.
+  const plan = settledTransactions({ after: pos(1), durable: pos(5), log: holed, records: [], inScope: all });
+  assert.deepEqual(plan.transactions.map((t) => Position.format(t.position)), [fmt(2)]);
+  assert.match(plan.stop?.message ?? '', /gap before transaction .*04\.ffffffff: it follows .*03\.ffffffff, but the replica's previous transaction is .*02\.ffffffff/);
+  assert.equal(plan.inFlight, 2);
+  // A hole right after the replica's position: nothing to apply, so it is thrown.
+  assert.throws(() => settledTransactions({ after: pos(2), durable: pos(5), log: holed.slice(1), records: [], inScope: all }), /gap before transaction .*04\.ffffffff/);
   // The first transaction after the replica must follow it, too.
   assert.throws(() => settledTransactions({ after: pos(1), durable: pos(3), log: [tx(3, fmt(2), {})], records: [], inScope: all }), /gap/);
 });
