@@ -77,6 +77,8 @@ export interface PostgresSourceSettings {
     readonly publicationName?: string;
     readonly heartbeatIntervalMs: number;
     readonly slotLagWarnBytes: number;
+    /** How often the catalog is read for rewrites and drops (default 10 s); `deps.rewriteCheckIntervalMs` wins (tests). */
+    readonly catalogCheckIntervalMs?: number;
     readonly spillThresholdBytes: number;
     /** Tables that take inserts only and may lack a replica identity (setup-check.ts). */
     readonly insertOnlyTables?: readonly string[];
@@ -342,7 +344,7 @@ export class PostgresConnector implements SourceConnector {
         await this.readRelfiles(q, { names: captured.map(qualifiedName), oids: this.rewrites.oids() });
         // Column numbers as the stream starts, so the first relation message can show a rename.
         for (const [oid, m] of await this.readAttnums(q, this.rewrites.oids())) if (!this.attnums.has(oid)) this.attnums.set(oid, m);
-        rewriteTimer = setInterval(() => void this.readRelfiles(q, { oids: this.rewrites.oids() }).catch((err: unknown) => this.log.debug({ err }, 'relfilenode check failed')), this.deps.rewriteCheckIntervalMs ?? 10_000);
+        rewriteTimer = setInterval(() => void this.readRelfiles(q, { oids: this.rewrites.oids() }).catch((err: unknown) => this.log.debug({ err }, 'relfilenode check failed')), this.deps.rewriteCheckIntervalMs ?? this.config.postgres.catalogCheckIntervalMs ?? 10_000);
         rewriteTimer.unref();
         this.log.info({ slot: this.names.slot, from: resumeAfter ? Position.format(resumeAfter) : null }, 'streaming');
         backoff.reset();
