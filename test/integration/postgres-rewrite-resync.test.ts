@@ -91,7 +91,7 @@ test('PostgreSQL: a table rewrite no change follows is re-read by chartlog run i
   const before: Captured = await source.capture('t');
   // The rewrite is known to have happened only after the last catalog reading that showed the
   // old table (every 200 ms here): the moment "before" must precede that reading, or its restore
-  // is refused as inside the table's unproven window (postgres-resync-window.test.ts).
+  // is refused as inside the table's unproven window (resync-window.test.ts).
   await sleep(1500);
 
   await source.exec('ALTER TABLE t ALTER COLUMN note TYPE varchar(200) USING upper(note)');
