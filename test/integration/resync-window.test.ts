@@ -130,7 +130,8 @@ for (const engine of ENGINES) {
       return { code: r.code, stderr: r.stderr, target };
     };
 
-    await sleep(500);
+    // Over a second after the initial snapshot: MariaDB commit times (the snapshot's too) are whole seconds.
+    await sleep(1500);
     const beforeUs = BigInt(Date.now()) * 1000n;
     const before: Captured = await source.capture('t');
     // PostgreSQL: past a few catalog readings (every 200 ms) that still show the old table, as the
