@@ -8,7 +8,7 @@ import { type Logger, logger as rootLogger } from '../../src/core/logger.js';
 import { COMMIT_SEQ, Position } from '../../src/core/position.js';
 import { Backoff, gaveUp, sleep, type ReconnectPolicy } from '../../src/core/retry.js';
 import type { ConnectorCapabilities, SampledRow, SnapshotOptions, SourceConnector, StreamOptions } from '../../src/core/source-connector.js';
-import type { RequestResync } from '../../src/core/resync-request.js';
+import type { RequestResync, ResyncRequest } from '../../src/core/resync-request.js';
 import { qualifiedName, type TableSchema } from '../../src/core/table-schema.js';
 import { TlsPreference, type TlsSettings } from '../../src/core/tls-settings.js';
 import { formatMariadbGtid, mariadbGtidOf, mysqlGtidOf, mysqlResumeSet } from './binlog-position.js';
@@ -260,7 +260,10 @@ export class MysqlConnector implements SourceConnector {
             const refreshed = await this.withConnection((c) => loadTableSchemas(c, this.captures));
             const unknownMissing = await this.noteMissingValues(refreshed, converter.tables, r.query, r.schema);
             // Durable before (a group read again): its resync, if any, was asked for then.
-            if (!converter.skipping) this.resyncRewritten(r.query, r.schema, converter.tables, refreshed, unknownMissing);
+            // The statement's own position and (whole-second) time open the tables' unproven window.
+            const group = converter.openGroup;
+            const window = group ? { from: Position.of(group, 0), fromCommitTsUs: BigInt(r.timestampMs) * 1000n, seenAt: Position.of(group) } : undefined;
+            if (!converter.skipping) this.resyncRewritten(r.query, r.schema, converter.tables, refreshed, unknownMissing, window);
             const all = new Map<string, TableSchema | null>(refreshed);
             for (const name of converter.tables.keys()) if (!refreshed.has(name)) all.set(name, null);
             r = { ...r, refreshed: all };
@@ -442,6 +445,7 @@ export class MysqlConnector implements SourceConnector {
     tracked: ReadonlyMap<string, TableSchema>,
     refreshed: ReadonlyMap<string, TableSchema>,
     unknownMissing: ReadonlyMap<string, string>,
+    window?: ResyncRequest['window'],
   ): void {
     const reasons = new Map<string, string>(unknownMissing);
     for (const e of ddlEffects(statement, defaultSchema)) {
@@ -468,7 +472,7 @@ export class MysqlConnector implements SourceConnector {
     for (const [table, reason] of reasons) {
       if (this.deps.requestResync) {
         this.log.warn({ table, reason }, `a DDL statement may have changed rows of ${table} without row events: re-reading the table (automatic resync)`);
-        this.deps.requestResync({ tables: [table], reason });
+        this.deps.requestResync({ tables: [table], reason, ...(window ? { window } : {}) });
       } else {
         this.log.warn({ table, reason }, `a DDL statement may have changed rows of ${table} without row events; re-read it: chartlog resync --tables ${table}`);
       }

@@ -77,6 +77,8 @@ export interface PostgresSourceSettings {
     readonly publicationName?: string;
     readonly heartbeatIntervalMs: number;
     readonly slotLagWarnBytes: number;
+    /** How often the catalog is read for rewrites and drops (default 10 s); `deps.rewriteCheckIntervalMs` wins (tests). */
+    readonly catalogCheckIntervalMs?: number;
     readonly spillThresholdBytes: number;
     /** Tables that take inserts only and may lack a replica identity (setup-check.ts). */
     readonly insertOnlyTables?: readonly string[];
@@ -337,11 +339,12 @@ export class PostgresConnector implements SourceConnector {
           for (const t of captured) this.seenVersions.set(qualifiedName(t), t);
           this.seeded = true;
         }
+        if (resumeAfter) this.streamedUpTo = maxLsn(this.streamedUpTo, lsnOfPosition(resumeAfter));
         // The first reading is the baseline; after a reconnect, changes since are seen.
         await this.readRelfiles(q, { names: captured.map(qualifiedName), oids: this.rewrites.oids() });
         // Column numbers as the stream starts, so the first relation message can show a rename.
         for (const [oid, m] of await this.readAttnums(q, this.rewrites.oids())) if (!this.attnums.has(oid)) this.attnums.set(oid, m);
-        rewriteTimer = setInterval(() => void this.readRelfiles(q, { oids: this.rewrites.oids() }).catch((err: unknown) => this.log.debug({ err }, 'relfilenode check failed')), this.deps.rewriteCheckIntervalMs ?? 10_000);
+        rewriteTimer = setInterval(() => void this.readRelfiles(q, { oids: this.rewrites.oids() }).catch((err: unknown) => this.log.debug({ err }, 'relfilenode check failed')), this.deps.rewriteCheckIntervalMs ?? this.config.postgres.catalogCheckIntervalMs ?? 10_000);
         rewriteTimer.unref();
         this.log.info({ slot: this.names.slot, from: resumeAfter ? Position.format(resumeAfter) : null }, 'streaming');
         backoff.reset();
@@ -355,6 +358,7 @@ export class PostgresConnector implements SourceConnector {
             const batch = this.endBatch(conv.state, resumeAfter);
             if (batch) {
               resumeAfter = batch.position;
+              this.streamedUpTo = maxLsn(this.streamedUpTo, lsnOfPosition(batch.position));
               yield batch;
             }
             continue;
@@ -378,6 +382,7 @@ export class PostgresConnector implements SourceConnector {
             if (buffer.size > 0) this.progress.highestDataCommit = maxLsn(this.progress.highestDataCommit, commit.endLsn);
             for await (const batch of this.replay(begin, commit, buffer, conv, q, resumeAfter)) {
               resumeAfter = batch.position;
+              this.streamedUpTo = maxLsn(this.streamedUpTo, lsnOfPosition(batch.position));
               yield batch;
             }
             begin = null;
@@ -603,6 +608,8 @@ export class PostgresConnector implements SourceConnector {
 
   /** Table rewrites the stream does not carry (rewrite-watch.ts). */
   private readonly rewrites = new RewriteWatch();
+  /** The newest commit end the stream has handed on: a commit a later catalog reading does not see ends after it. */
+  private streamedUpTo: Lsn = 0n;
   /** Captured table OID → "schema.table" as last read. */
   private readonly relNames = new Map<number, string>();
   /** Tables found gone from the catalog, waiting for the stream to pass the reading. */
@@ -647,9 +654,12 @@ export class PostgresConnector implements SourceConnector {
    */
   private async readRelfiles(q: Queryable, which: { oids: readonly number[]; names?: readonly string[] }): Promise<void> {
     if (which.oids.length === 0 && !which.names?.length) return;
+    // Taken before the query: every commit the stream handed on by now is visible to it.
+    const streamLsn = this.streamedUpTo;
     // One statement: every commit its catalog snapshot shows ended before pg_current_wal_lsn().
     const { rows } = await q.query(
-      `SELECT c.oid, n.nspname, c.relname, c.relfilenode, c.xmin, pg_current_wal_lsn() AS lsn
+      `SELECT c.oid, n.nspname, c.relname, c.relfilenode, c.xmin, pg_current_wal_lsn() AS lsn,
+              (extract(epoch FROM statement_timestamp()) * 1000000)::int8::text AS ts_us
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind = 'r' AND (c.oid = ANY($1::oid[]) OR n.nspname || '.' || c.relname = ANY($2::text[]))`,
       [which.oids, which.names ?? []],
@@ -672,7 +682,9 @@ export class PostgresConnector implements SourceConnector {
       relfilenode: r.relfilenode ?? '',
       xmin: r.xmin ?? '',
     }));
-    this.rewrites.observe(readings, atLsn);
+    // The statement's start: a commit its catalog snapshot did not see committed after it.
+    const tsUs = rows[0]?.ts_us;
+    this.rewrites.observe(readings, atLsn, tsUs ? { streamLsn, timeUs: BigInt(tsUs) } : undefined);
   }
 
   /** The stream has processed everything before `lsn`: tables rewritten by then are re-read. */
@@ -691,7 +703,11 @@ export class PostgresConnector implements SourceConnector {
       const reason = `${v.table} was rewritten without row events (its relfilenode changed with no TRUNCATE in the stream: ALTER … TYPE … USING, a volatile default, VACUUM FULL or CLUSTER)`;
       if (this.deps.requestResync) {
         this.log.warn({ table: v.table }, `${reason}: re-reading the table`);
-        this.deps.requestResync({ tables: [v.table], reason });
+        // The window: after the last reading that showed the old relfilenode, up to this one.
+        const window = v.since
+          ? { from: Position.of(lsnHex(v.since.streamLsn + 1n), 0), fromCommitTsUs: v.since.timeUs, seenAt: Position.of(lsnHex(v.atLsn), 0) }
+          : undefined;
+        this.deps.requestResync({ tables: [v.table], reason, ...(window ? { window } : {}) });
       } else {
         this.log.warn({ table: v.table }, `${reason}: a restore after it may hold the old values until the table is re-read: chartlog resync --tables ${v.table}`);
       }

@@ -34,9 +34,25 @@ export interface RelfileReading {
   readonly xmin: string;
 }
 
-export type RewriteVerdict =
-  | { readonly kind: 'rewrite'; readonly oid: number; readonly table: string }
-  | { readonly kind: 'truncate'; readonly oid: number; readonly table: string };
+/**
+ * What the caller knew when it took a reading, carried to the verdict: `streamLsn`, the newest
+ * commit the stream had processed when the reading was asked for, and `timeUs`, the server's
+ * statement time of the reading. A change the reading did not see committed after both.
+ */
+export interface ReadingStamp {
+  readonly streamLsn: Lsn;
+  readonly timeUs: bigint;
+}
+
+export type RewriteVerdict = {
+  readonly kind: 'rewrite' | 'truncate';
+  readonly oid: number;
+  readonly table: string;
+  /** The reading that decided it was taken when the WAL was here: the change committed before it. */
+  readonly atLsn: Lsn;
+  /** The newest reading that still showed the old relfilenode: the change committed after it (absent: not stamped). */
+  readonly since?: ReadingStamp;
+};
 
 /** How many truncating transactions are remembered per table (xids of the stream). */
 const TRUNCATES_KEPT = 64;
@@ -53,6 +69,7 @@ export function classifyRelfileChange(reading: RelfileReading, truncateXids: Rea
 interface Pending {
   readonly reading: RelfileReading;
   readonly atLsn: Lsn;
+  readonly stamp?: ReadingStamp;
 }
 
 export class RewriteWatch {
@@ -61,18 +78,23 @@ export class RewriteWatch {
   /** oid → the newest reading not yet decided (a later one replaces it: it covers both). */
   private readonly pending = new Map<number, Pending>();
   private readonly truncates = new Map<number, string[]>();
+  /** oid → the stamp of the newest reading that showed the known relfilenode. */
+  private readonly lastSeen = new Map<number, ReadingStamp>();
 
   /**
    * Readings of the catalog taken when the server's WAL was at `atLsn`. A table seen for the
    * first time becomes known as it is; a changed relfilenode waits for `passed(atLsn)`.
    */
-  observe(readings: readonly RelfileReading[], atLsn: Lsn): void {
+  observe(readings: readonly RelfileReading[], atLsn: Lsn, stamp?: ReadingStamp): void {
     for (const r of readings) {
       const known = this.known.get(r.oid);
       if (known === undefined) {
         this.known.set(r.oid, r.relfilenode);
+        if (stamp) this.lastSeen.set(r.oid, stamp);
       } else if (known !== r.relfilenode || this.pending.has(r.oid)) {
-        this.pending.set(r.oid, { reading: r, atLsn });
+        this.pending.set(r.oid, { reading: r, atLsn, ...(stamp ? { stamp } : {}) });
+      } else if (stamp) {
+        this.lastSeen.set(r.oid, stamp);
       }
     }
   }
@@ -90,6 +112,7 @@ export class RewriteWatch {
     this.known.delete(oid);
     this.pending.delete(oid);
     this.truncates.delete(oid);
+    this.lastSeen.delete(oid);
   }
 
   /**
@@ -105,7 +128,10 @@ export class RewriteWatch {
       this.known.set(oid, p.reading.relfilenode);
       if (known === p.reading.relfilenode) continue;
       const kind = classifyRelfileChange(p.reading, new Set(this.truncates.get(oid) ?? []));
-      out.push({ kind, oid, table: p.reading.table });
+      const since = this.lastSeen.get(oid);
+      out.push({ kind, oid, table: p.reading.table, atLsn: p.atLsn, ...(since ? { since } : {}) });
+      // The new relfilenode is known from that reading on: a later rewrite committed after it.
+      if (p.stamp) this.lastSeen.set(oid, p.stamp);
     }
     return out;
   }

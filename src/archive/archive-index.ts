@@ -6,6 +6,7 @@ import { FLUSH_PARTS, hourOfManifestKey, manifestsPrefix, rangeOfKey, TRANSACTIO
 import { readFlushPartToc, type PartSection } from './flush-part.js';
 import { parseManifest, sha256Hex, type HourManifest } from './manifest.js';
 import { snapshotsPrefix, tableSnapshotsPrefix, type SnapshotManifest } from './snapshot-manifest.js';
+import { readUnprovenRecords, unprovenWindows, type UnprovenWindow } from './unproven-tables.js';
 
 /** A part of an hour that is not closed yet: complete (written atomically) but not in a manifest. */
 export interface OpenPart {
@@ -45,6 +46,11 @@ export interface ArchiveIndex {
   hours: { hour: HourKey; key: string; sha256: string; manifest: HourManifest }[];
   openParts: OpenPart[];
   checkpoint: Checkpoint | null;
+  /**
+   * Where a table cannot be proven: from a DDL that changed its rows without row events until
+   * its new base (unproven-tables.ts). Optional so indexes built by hand (tests) need not name it.
+   */
+  unproven?: UnprovenWindow[];
   /** Objects found but not readable as what their names say (named for verify). */
   unreadable: { key: string; reason: string }[];
 }
@@ -117,6 +123,7 @@ export async function readArchiveIndex(store: ObjectStore, source: string): Prom
     }
   }
   index.hours.sort((a, b) => (a.hour < b.hour ? -1 : 1));
+  index.unproven = unprovenWindows(await readUnprovenRecords(store, source), [...index.snapshots, ...index.tableSnapshots!]);
 
   return index;
 }

@@ -9,6 +9,7 @@ import type { AvroCodec, DecodedChange } from '../codec/avro-codec.js';
 import type { SnapshotManifest } from './snapshot-manifest.js';
 import { ArchiveReader, type StoredRecord } from './archive-reader.js';
 import { readArchiveIndex, tablesOf } from './archive-index.js';
+import { refuseUnproven } from './unproven-tables.js';
 import { chooseSnapshot, chooseTableBase, restoreCut, type ReplayOptions, type RestoreCut } from './replay.js';
 import { SpillKey } from './spill-file.js';
 import { keyOf, TableMerge, type BaseBatch } from './table-merge.js';
@@ -75,6 +76,8 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
   const names = o.tables ?? tablesOf(index);
   const cutResult = await restoreCut(reader, snapshotPos, o.to);
   const cut = cutResult.position;
+  // Before anything is written or spilled: a moment inside an unproven window is refused.
+  refuseUnproven(index.unproven ?? [], names, cut, o.to.kind === 'time' ? o.to.us : null);
   const dir = await mkdtemp(join(o.spillDir ?? tmpdir(), 'chartlog-restore-spill-'));
   const key = new SpillKey();
   const tables = new Map<string, StreamedTable>();

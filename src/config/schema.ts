@@ -69,6 +69,14 @@ const postgresOptions = z
       .positive()
       .default(1024 * 1024 * 1024)
       .describe('Warn when the slot retains more WAL than this many bytes.'),
+    catalogCheckIntervalMs: z
+      .number()
+      .int()
+      .min(100)
+      .default(10000)
+      .describe(
+        'How often the captured tables are read from the catalog to find rewrites and drops the stream does not carry (ALTER … TYPE … USING, a volatile default, VACUUM FULL, DROP TABLE). A rewrite is known to have happened only between two readings, so a restore to a moment within one interval before it is refused for that table (docs/operations.md, "Unproven windows").',
+      ),
     spillThresholdBytes: z
       .number()
       .int()
@@ -154,6 +162,7 @@ const source = z
     postgres: postgresOptions.default({
       heartbeatIntervalMs: 30000,
       slotLagWarnBytes: 1024 * 1024 * 1024,
+      catalogCheckIntervalMs: 10000,
       spillThresholdBytes: 8 * 1024 * 1024,
       insertOnlyTables: [],
     }),

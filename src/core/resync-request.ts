@@ -1,3 +1,5 @@
+import type { Position } from './position.js';
+
 /**
  * How a connector asks for an online re-snapshot of tables it can no longer prove it streamed
  * whole (a DDL that rewrote a table without row events, a catalog change it cannot decode):
@@ -12,6 +14,14 @@ export interface ResyncRequest {
   readonly tables: readonly string[];
   /** Why, for the operator's log (never a row value). */
   readonly reason: string;
+  /**
+   * Where the table stops being provable (src/archive/unproven-tables.ts): `from` the earliest
+   * position and `fromCommitTsUs` the earliest commit time the DDL may have had, `seenAt` a
+   * position at or after its commit (a base read from then on holds its effect). The pipeline
+   * records it durably before publishing anything later from the stream, so a restore inside
+   * the window is refused and a crash does not lose the request. Absent: nothing is recorded.
+   */
+  readonly window?: { readonly from: Position; readonly fromCommitTsUs: bigint; readonly seenAt: Position };
 }
 
 export type RequestResync = (request: ResyncRequest) => void;

@@ -68,6 +68,7 @@ export async function runEmbeddedSourcePipeline(deps: SourcePipelineDeps, signal
     signal,
     log,
     restartMessage: 'source stream failed; reconnecting from the last published position',
+    ...(deps.resync ? { beforePublish: () => deps.resync!.durable() } : {}),
   });
 
   bus.close();

@@ -139,6 +139,7 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
       return from;
     },
     restartMessage: 'stream or Kafka failed; restarting from the last position Kafka acknowledged',
+    ...(deps.resync ? { beforePublish: () => deps.resync!.durable() } : {}),
   });
   signal.removeEventListener('abort', stopReading);
 

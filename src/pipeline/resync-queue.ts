@@ -1,6 +1,6 @@
-import { toChartlogError } from '../core/errors.js';
+import { ChartlogError, toChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
-import { Backoff, sleep } from '../core/retry.js';
+import { Backoff, sleep, withRetry } from '../core/retry.js';
 import type { RequestResync, ResyncRequest } from '../core/resync-request.js';
 import type { SnapshotManifest } from '../archive/snapshot-manifest.js';
 
@@ -13,6 +13,13 @@ import type { SnapshotManifest } from '../archive/snapshot-manifest.js';
  * manifest (nothing a restore uses), and the tables it leaves are logged with the command that
  * re-reads them.
  *
+ * Durability (docs/operations.md, "Automatic table resyncs"): a request that carries its
+ * window is recorded through `record` (an unproven-table record in the archive) at once, in the
+ * background; `durable()` resolves once every request so far is recorded, and the stream loop
+ * awaits it before publishing any later batch, so no position past the DDL is acknowledged or
+ * checkpointed before its request is durable. At start the pipeline hands back the recorded
+ * requests no base has closed yet (`resume`): a kill -9 mid-resync loses nothing.
+ *
  *   const queue = new ResyncQueue({ run: (tables, signal) => resyncTables({ deps, tables, rowsPerSecond, signal }) });
  *   connectorOptions.requestResync = queue.request;
  */
@@ -23,6 +30,9 @@ export class ResyncQueue {
   private readonly backoff: Backoff;
   private readonly stopping = new AbortController();
   private readonly signal: AbortSignal;
+  /** Requests not yet recorded (oldest first), and the write under way. */
+  private readonly unrecorded: ResyncRequest[] = [];
+  private recording: Promise<void> | null = null;
 
   constructor(
     private readonly o: {
@@ -32,6 +42,8 @@ export class ResyncQueue {
       retry?: ConstructorParameters<typeof Backoff>[0];
       /** Names the source in the log. */
       source?: string;
+      /** Records a request's window durably (unproven-tables.ts); absent: nothing is recorded (tests). */
+      record?: (r: ResyncRequest) => Promise<void>;
     },
   ) {
     this.backoff = new Backoff(o.retry ?? { initialDelayMs: 1000, maxDelayMs: 60_000, maxAttempts: 10 });
@@ -40,6 +52,11 @@ export class ResyncQueue {
 
   /** The function handed to a connector: queue, never block, never throw. */
   readonly request: RequestResync = (r: ResyncRequest): void => {
+    // Recorded even while stopping: the next start runs it.
+    if (r.window && this.o.record) {
+      this.unrecorded.push(r);
+      this.startRecording();
+    }
     if (this.signal.aborted) {
       this.log().error({ tables: r.tables, reason: r.reason }, `table resync requested while stopping; run it by hand: chartlog resync --tables ${r.tables.join(',')}`);
       return;
@@ -50,6 +67,49 @@ export class ResyncQueue {
       this.running = null;
     });
   };
+
+  /**
+   * Resolves once every request made so far is recorded; throws a retriable error when one could
+   * not be (the stream then restarts from what was published, and nothing later is published).
+   */
+  async durable(): Promise<void> {
+    if (this.unrecorded.length === 0) return;
+    await this.startRecording();
+    if (this.unrecorded.length > 0) {
+      const tables = [...new Set(this.unrecorded.flatMap((r) => r.tables))].sort();
+      throw new ChartlogError('storage', `cannot record in the archive that ${tables.join(', ')} must be re-read (a DDL changed rows without row events)`, {
+        retriable: true,
+        hint: 'the object store refused the write; nothing past the DDL is published until it is recorded',
+      });
+    }
+  }
+
+  /** Requests recorded before a restart whose new base was never stored: run again, not recorded again. */
+  resume(tables: readonly string[]): void {
+    if (tables.length === 0) return;
+    this.log().warn({ tables }, 'table resyncs recorded before this start and not finished: running them again');
+    this.request({ tables, reason: 'recorded before a restart; its new base was not stored' });
+  }
+
+  private startRecording(): Promise<void> {
+    this.recording ??= this.recordAll().finally(() => {
+      this.recording = null;
+    });
+    return this.recording;
+  }
+
+  private async recordAll(): Promise<void> {
+    while (this.unrecorded.length > 0) {
+      const r = this.unrecorded[0]!;
+      try {
+        await withRetry(() => this.o.record!(r), { maxAttempts: 5, initialDelayMs: 100, maxDelayMs: 2000 });
+      } catch (err) {
+        this.log().error({ tables: r.tables, err: toChartlogError(err) }, 'cannot record a table resync request in the archive; the stream is held until it can');
+        return;
+      }
+      this.unrecorded.shift();
+    }
+  }
 
   /** Tables queued or being read now (tests, status). */
   get tables(): readonly string[] {

@@ -6,6 +6,7 @@ import { runEmbeddedSourcePipeline } from './embedded-pipeline.js';
 import { runKafkaSourcePipeline } from './kafka-pipeline.js';
 import { runKafkaCompactRole } from './compact-pipeline.js';
 import { compactorLeaseKey } from '../archive/layout.js';
+import { readPendingUnproven } from '../archive/unproven-tables.js';
 import { checkSourceReady, claimSourceArchive, recordArchive, type SourcePipelineDeps } from './prepare-source.js';
 
 export interface SourcePipelineOptions {
@@ -81,6 +82,18 @@ export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortS
   if (signal.aborted) run.abort();
 
   const fenced: SourcePipelineDeps = { ...deps, fence: lease, archiveId };
+  // Resync requests recorded before this start whose new base was never stored (a kill -9
+  // mid-resync): run again beside the stream (unproven-tables.ts).
+  if (deps.resync) {
+    try {
+      deps.resync.resume(await readPendingUnproven(deps.store, deps.source.name));
+    } catch (err) {
+      await lease.release();
+      await deps.connector.close();
+      await deps.resync.stop();
+      throw err;
+    }
+  }
   // Scheduled snapshot synthesis reads the stored archive: the compact process's work when split.
   const every = role === 'capture' ? undefined : deps.source.snapshot.everyHours;
   const scheduleStop = new AbortController();

@@ -14,6 +14,7 @@ import { CryptoPool } from '../phi/crypto-pool.js';
 import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
 import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
 import { archiveSigner } from '../archive/archive-auth.js';
+import { unprovenRecord, writeUnprovenRecord } from '../archive/unproven-tables.js';
 import { ResyncQueue } from './resync-queue.js';
 import { resyncTables } from './resync-tables.js';
 
@@ -53,6 +54,12 @@ export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<So
   const resync = source.resync.automatic
     ? new ResyncQueue({
         source: source.name,
+        // Each table's window, recorded before the stream publishes past the DDL (unproven-tables.ts).
+        record: async (r) => {
+          for (const table of r.tables) {
+            if (r.window) await writeUnprovenRecord(store, source.name, unprovenRecord({ table, ...r.window, reason: r.reason }));
+          }
+        },
         run: (tables, signal) =>
           withConnector(source, (connector) =>
             resyncTables({ deps: { source, store, connector, encoder, envelopes, signer }, tables, rowsPerSecond: source.resync.rowsPerSecond, signal }),

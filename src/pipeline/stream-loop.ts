@@ -27,6 +27,13 @@ export interface StreamLoopOptions {
    * position the PublishAhead published (a batch read but not published is read again).
    */
   afterFailure?: (ahead: PublishAhead) => Promise<Position | null>;
+  /**
+   * Awaited before each batch is handed to the PublishAhead: what must be durable before
+   * anything later from the stream can be published (and so acknowledged) — the table resync
+   * requests the connector made meanwhile (ResyncQueue.durable). A failure is handled like a
+   * failed stream.
+   */
+  beforePublish?: () => Promise<void>;
   /** The warning logged before each restart. */
   restartMessage?: string;
   /**
@@ -77,6 +84,7 @@ export async function runStreamLoop(o: StreamLoopOptions): Promise<StreamLoopRes
         if (interrupted) break;
         // Redelivered after a reconnect: already on its way to the store.
         if (last && Position.compare(batch.position, last) <= 0) continue;
+        if (o.beforePublish) await o.beforePublish();
         await ahead.push(batch, last);
         last = batch.position;
         backoff.reset();

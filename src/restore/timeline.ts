@@ -21,6 +21,11 @@ export interface Timeline {
    * a cut their own stamp is inside of. Absent when the transaction log was not read.
    */
   backwardSteps?: { position: string; commitTime: string; newestBefore: string }[];
+  /**
+   * Tables a DDL changed without row events, from it until their new base (unproven-tables.ts):
+   * a restore to a moment inside is refused for them. `until` null: the resync is still owed.
+   */
+  unproven: { table: string; from: string; fromPosition: string; until: string | null; untilPosition: string | null; base: string | null; reason: string }[];
 }
 
 /** What the timeline says beyond the index: the source's clock resolution and the transaction log's steps back. */
@@ -61,6 +66,15 @@ export function buildTimeline(index: ArchiveIndex, extras: TimelineExtras = {}):
     closedHours: index.hours.map((h) => ({ hour: h.hour, transactions: h.manifest.transactions, events: h.manifest.events, objects: h.manifest.objects.length })),
     openHours: [...openHours].sort(([a], [b]) => (a < b ? -1 : 1)).map(([hour, parts]) => ({ hour, parts })),
     gaps,
+    unproven: (index.unproven ?? []).map((w) => ({
+      table: w.table,
+      from: formatUs(w.fromCommitTsUs),
+      fromPosition: formatPos(w.from),
+      until: w.closedBy ? formatUs(w.closedBy.commitTsUs) : null,
+      untilPosition: w.closedBy ? formatPos(w.closedBy.position) : null,
+      base: w.closedBy?.id ?? null,
+      reason: w.reason,
+    })),
     checkpoint: cp ? { position: formatPos(cp.position), commitTime: formatUs(cp.commitTsUs), updatedAt: cp.updatedAt } : null,
     ...(extras.resolutionUs !== undefined ? { commitTimeResolution: extras.resolutionUs >= 1_000_000n ? ('seconds' as const) : ('microseconds' as const) } : {}),
     ...(extras.transactions
@@ -90,6 +104,10 @@ export function renderTimeline(t: Timeline): string {
     lines.push(`  commit times stepping backwards (${t.backwardSteps.length}): a time cut stops at the first later-stamped transaction before these`);
     for (const b of t.backwardSteps.slice(0, 20)) lines.push(`    ${b.position}  stamped ${b.commitTime}, after a transaction stamped ${b.newestBefore}`);
     if (t.backwardSteps.length > 20) lines.push(`    … ${t.backwardSteps.length - 20} more (--json lists all)`);
+  }
+  if (t.unproven.length > 0) {
+    lines.push(`  unproven windows (${t.unproven.length}): a restore to a moment inside is refused for the table`);
+    for (const u of t.unproven) lines.push(`    ${u.table}  ${u.from} → ${u.until ?? 'pending resync'}  (positions ${u.fromPosition} → ${u.untilPosition ?? '…'})`);
   }
   lines.push(t.gaps.length === 0 ? '  gaps: none' : `  gaps (${t.gaps.length})`);
   for (const g of t.gaps) lines.push(`    ${g.hour}: manifest chain expects ${g.expectedPrevious ?? '(start)'} before it, manifest names ${g.found ?? '(start)'}`);

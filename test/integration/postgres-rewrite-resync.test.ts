@@ -51,7 +51,7 @@ test('PostgreSQL: a table rewrite no change follows is re-read by chartlog run i
   const configFile = join(work, 'chartlog.yaml');
   writeFileSync(configFile, [
     'sources:',
-    `  - { name: clinic, type: postgres, url: "${source.url}", tables: [public.t, public.w], resync: { rowsPerSecond: 5000 } }`,
+    `  - { name: clinic, type: postgres, url: "${source.url}", tables: [public.t, public.w], resync: { rowsPerSecond: 5000 }, postgres: { catalogCheckIntervalMs: 200 } }`,
     `storage: { url: "file://${work}/backup" }`,
     'segments: { flushIntervalMs: 200 }',
     'phi:',
@@ -89,7 +89,10 @@ test('PostgreSQL: a table rewrite no change follows is re-read by chartlog run i
   await sleep(500);
   const beforeUs = BigInt(Date.now()) * 1000n;
   const before: Captured = await source.capture('t');
-  await sleep(50);
+  // The rewrite is known to have happened only after the last catalog reading that showed the
+  // old table (every 200 ms here): the moment "before" must precede that reading, or its restore
+  // is refused as inside the table's unproven window (resync-window.test.ts).
+  await sleep(1500);
 
   await source.exec('ALTER TABLE t ALTER COLUMN note TYPE varchar(200) USING upper(note)');
   const afterAlter = await source.capture('t');

@@ -55,7 +55,7 @@ describe('PostgreSQL table rewrites ask for a resync', () => {
     const requested = (table: string) => requests.filter((r) => r.tables.includes(table)).length;
     const waitFor = async (what: string, ok: () => boolean): Promise<void> => {
       for (let i = 0; i < 600 && !ok(); i++) await sleep(100);
-      assert.ok(ok(), `${what} (requests: ${JSON.stringify(requests)})`);
+      assert.ok(ok(), `${what} (requests: ${JSON.stringify(requests, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))})`);
     };
     try {
       // The stream is live: a change arrives.
@@ -72,8 +72,19 @@ describe('PostgreSQL table rewrites ask for a resync', () => {
       assert.equal(requested('public.tr'), 0, 'a TRUNCATE the stream carried is no rewrite');
 
       // 2. A rewrite no change follows: found by the periodic check alone.
+      const lastBefore = batches.at(-1)!.position;
+      await sleep(600); // past a few catalog readings that show the old table
+      const beforeAlterUs = BigInt(Date.now()) * 1000n;
       await db.query(`ALTER TABLE rw ALTER COLUMN note TYPE varchar(200) USING upper(note)`);
+      const afterAlterUs = BigInt(Date.now()) * 1000n;
       await waitFor('the idle rewrite is requested', () => requested('public.rw') === 1);
+      // Its unproven window: it starts after what the stream had handed on before the ALTER and
+      // at most one reading interval before it, and ends at a position the ALTER precedes.
+      const w = requests.find((r) => r.tables.includes('public.rw'))!.window!;
+      assert.ok(w, 'the request carries its window');
+      assert.ok(Position.compare(w.from, lastBefore) > 0, 'the window starts after every commit streamed before the ALTER');
+      assert.ok(Position.compare(w.from, w.seenAt) <= 0);
+      assert.ok(w.fromCommitTsUs <= afterAlterUs && w.fromCommitTsUs >= beforeAlterUs - 2_000_000n, `window start ${w.fromCommitTsUs} within a reading interval (plus slack) before the ALTER at ${beforeAlterUs}`);
 
       // 3. A volatile default, then a change of the table (relation message path).
       await db.query(`ALTER TABLE rw ADD COLUMN r float8 DEFAULT random()`);

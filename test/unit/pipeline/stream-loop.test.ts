@@ -175,3 +175,32 @@ test('a publishing failure found in the background ends a stream that has nothin
   assert.equal(r.failure, null);
   assert.deepEqual(published.slice(-2), [2, 3]);
 });
+
+test('beforePublish holds every later batch until it resolves; its failure restarts the stream from what was published', async () => {
+  const connector = new ScriptedConnector([
+    { yields: [1, 2, 3], then: 'end' },
+    { yields: [2, 3], then: 'end' },
+  ]);
+  const { ahead, published } = publisher();
+  let calls = 0;
+  const r = await runStreamLoop({
+    connector,
+    ahead,
+    from: null,
+    policy: { initialDelayMs: 1 },
+    signal: new AbortController().signal,
+    log,
+    // As a resync request's record that cannot be written at first: nothing after it is published.
+    beforePublish: async () => {
+      calls++;
+      if (calls === 2) {
+        await ahead.drain();
+        assert.deepEqual(published, [1], 'batch 2 waits for beforePublish');
+        throw new ChartlogError('storage', 'cannot record', { retriable: true });
+      }
+    },
+  });
+  assert.deepEqual(connector.starts, [null, 1], 'restarted after the last published batch');
+  assert.deepEqual(published, [1, 2, 3]);
+  assert.equal(r.failure, null);
+});

@@ -24,7 +24,7 @@ describe('rewrite watch: a new relfilenode is a rewrite unless a TRUNCATE in the
     w.observe([reading('1', '500')], 100n);
     w.observe([reading('2', '600')], 300n);
     assert.deepEqual(w.passed(299n), [], 'not before the stream reached the reading: a truncate may still come');
-    assert.deepEqual(w.passed(300n), [{ kind: 'rewrite', oid: 16384, table: 'public.t' }]);
+    assert.deepEqual(w.passed(300n), [{ kind: 'rewrite', oid: 16384, table: 'public.t', atLsn: 300n }]);
     assert.deepEqual(w.passed(400n), [], 'decided once');
     w.observe([reading('2', '600')], 500n);
     assert.deepEqual(w.passed(600n), [], 'the new relfilenode is now the known one');
@@ -35,7 +35,7 @@ describe('rewrite watch: a new relfilenode is a rewrite unless a TRUNCATE in the
     w.observe([reading('1', '500')], 100n);
     w.observe([reading('2', '650')], 300n); // read ahead of the stream
     w.truncated(16384, '650'); // then the stream reaches the truncating transaction
-    assert.deepEqual(w.passed(300n), [{ kind: 'truncate', oid: 16384, table: 'public.t' }]);
+    assert.deepEqual(w.passed(300n), [{ kind: 'truncate', oid: 16384, table: 'public.t', atLsn: 300n }]);
   });
 
   it('a rewrite after a truncate (a later xmin) is a rewrite; readings merge into the newest', () => {
@@ -45,7 +45,7 @@ describe('rewrite watch: a new relfilenode is a rewrite unless a TRUNCATE in the
     w.truncated(16384, '650');
     w.observe([reading('3', '660')], 300n); // ALTER … USING after the truncate, before the stream passed 200
     assert.deepEqual(w.passed(250n), [], 'the newest reading waits for its own position');
-    assert.deepEqual(w.passed(300n), [{ kind: 'rewrite', oid: 16384, table: 'public.t' }]);
+    assert.deepEqual(w.passed(300n), [{ kind: 'rewrite', oid: 16384, table: 'public.t', atLsn: 300n }]);
   });
 
   it('tables are decided independently; a forgotten (dropped) table decides nothing', () => {
@@ -53,7 +53,7 @@ describe('rewrite watch: a new relfilenode is a rewrite unless a TRUNCATE in the
     w.observe([reading('1', '1', 1, 'public.a'), reading('1', '1', 2, 'public.b')], 10n);
     w.observe([reading('5', '9', 1, 'public.a'), reading('6', '9', 2, 'public.b')], 20n);
     w.forget(2);
-    assert.deepEqual(w.passed(20n), [{ kind: 'rewrite', oid: 1, table: 'public.a' }]);
+    assert.deepEqual(w.passed(20n), [{ kind: 'rewrite', oid: 1, table: 'public.a', atLsn: 20n }]);
     assert.deepEqual(w.oids(), [1]);
   });
 
@@ -62,6 +62,18 @@ describe('rewrite watch: a new relfilenode is a rewrite unless a TRUNCATE in the
     w.observe([reading('1', '1')], 10n);
     for (let i = 0; i < 100; i++) w.truncated(16384, String(1000 + i));
     w.observe([reading('2', '1000')], 20n); // the oldest, no longer remembered: re-read rather than guess
-    assert.deepEqual(w.passed(20n), [{ kind: 'rewrite', oid: 16384, table: 'public.t' }]);
+    assert.deepEqual(w.passed(20n), [{ kind: 'rewrite', oid: 16384, table: 'public.t', atLsn: 20n }]);
+  });
+
+  it('a verdict carries the newest reading that still showed the old relfilenode (the window starts after it)', () => {
+    const w = new RewriteWatch();
+    w.observe([reading('1', '500')], 100n, { streamLsn: 90n, timeUs: 1_000n });
+    w.observe([reading('1', '500')], 200n, { streamLsn: 180n, timeUs: 2_000n });
+    w.observe([reading('2', '600')], 300n, { streamLsn: 250n, timeUs: 3_000n });
+    w.observe([reading('3', '601')], 400n, { streamLsn: 350n, timeUs: 4_000n }); // a second rewrite before the decision
+    assert.deepEqual(w.passed(400n), [{ kind: 'rewrite', oid: 16384, table: 'public.t', atLsn: 400n, since: { streamLsn: 180n, timeUs: 2_000n } }],
+      'the first reading with a new relfilenode is not "old": the window starts after the reading at 200');
+    w.observe([reading('4', '700')], 500n, { streamLsn: 450n, timeUs: 5_000n });
+    assert.deepEqual(w.passed(500n)[0]?.since, { streamLsn: 350n, timeUs: 4_000n }, 'the next window starts after the reading that decided the last one');
   });
 });
