@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { AvroCodec, type DecodedChange } from '../codec/avro-codec.js';
 import { SchemaStore } from '../codec/schema-store.js';
+import type { Config } from '../config/schema.js';
 import { ChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { COMMIT_SEQ, Position } from '../core/position.js';
@@ -77,6 +78,11 @@ export interface SynthesiseOptions {
 
 /** The default of `memoryBudgetBytes`, restore.memoryBudgetMiB's default. */
 export const SYNTHESIS_MEMORY_BUDGET_BYTES = 128 * 2 ** 20;
+
+/** The memory budget and spill directory of the configuration (`restore.*`: one budget for restore and synthesis). */
+export function synthesisMemory(config: Pick<Config, 'restore'>): Pick<SynthesiseOptions, 'memoryBudgetBytes' | 'spillDir'> {
+  return { memoryBudgetBytes: config.restore.memoryBudgetMiB * 2 ** 20, ...(config.restore.spillDir ? { spillDir: config.restore.spillDir } : {}) };
+}
 
 export interface SynthesisResult {
   /**
@@ -223,7 +229,7 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
   }
   const manifest = await writer.finish({ position: cut, commitTsUs, origin: 'synthesised' });
   const result = { ...done('written', manifest, rows, changes), ...(spilled.length > 0 ? { spilled } : {}) };
-  log.info({ snapshot: id, base: base.id, tables: Object.keys(manifest.tables).length, rows, changes, ms: result.ms }, 'snapshot synthesised from the archive');
+  log.info({ snapshot: id, base: base.id, tables: Object.keys(manifest.tables).length, rows, changes, ms: result.ms, ...(spilled.length > 0 ? { spilled } : {}) }, 'snapshot synthesised from the archive');
   return result;
 }
 
