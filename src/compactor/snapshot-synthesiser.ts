@@ -68,8 +68,8 @@ export interface SynthesiseOptions {
   /** Records decoded or encoded between two yields to the event loop (default 1000). */
   yieldEvery?: number;
   /**
-   * Bytes of collapsed changes (all tables together) and of rows being sorted held in memory
-   * before they spill to sealed files (`restore.memoryBudgetMiB`; default 128 MiB).
+   * Bytes of collapsed changes (all tables together) and of rows being sorted held in memory,
+   * half each, before they spill to sealed files (`restore.memoryBudgetMiB`; default 128 MiB).
    */
   memoryBudgetBytes?: number;
   /** Where the private spill directory is made (`restore.spillDir`; default the system's temporary directory). */
@@ -184,7 +184,8 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
       index,
       beforeApply,
       asWritten: true,
-      memoryBudgetBytes: budget,
+      // Half for the collapsed changes, half for the rows being sorted: both are held at once.
+      memoryBudgetBytes: Math.max(1, Math.floor(budget / 2)),
       spillDir: dir,
     });
     try {
@@ -202,7 +203,7 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
         const rank = (v: string): string => (v === fingerprint ? '1' : `0${v}\u0000`);
         let sortSpilled = false;
         const sorted = sortByKey(table.rows('any'), (row) => `${rank(versionOf(row, fingerprint))}${keyOf(table.schema, row)}`, {
-          budgetBytes: budget,
+          budgetBytes: Math.max(1, Math.floor(budget / 2)),
           dir,
           key,
           prefix: `synthesis-${tableNo++}`,
