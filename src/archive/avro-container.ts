@@ -59,16 +59,8 @@ export class AvroContainerWriter {
     this.codec = options.codec ?? 'deflate';
     this.level = options.level;
     this.sync = options.sync ? Buffer.from(options.sync) : randomBytes(SYNC_SIZE);
-    const entries: [string, Buffer][] = [
-      ['avro.schema', Buffer.from(schema, 'utf8')],
-      ['avro.codec', Buffer.from(this.codec, 'utf8')],
-      ...Object.entries(options.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v, 'utf8')] as [string, Buffer]),
-    ];
-    const parts: Buffer[] = [MAGIC, encodeLong(entries.length)];
-    for (const [k, v] of entries) parts.push(encodeBytes(Buffer.from(k, 'utf8')), encodeBytes(v));
-    parts.push(encodeLong(0));
     // The sync marker is its own chunk, shared by every block: `resync` can still change it.
-    this.chunks.push(Buffer.concat(parts), this.sync);
+    this.chunks.push(containerHeader(schema, { codec: this.codec, ...(options.metadata ? { metadata: options.metadata } : {}) }), this.sync);
   }
 
   /**
@@ -100,6 +92,33 @@ export class AvroContainerWriter {
     return Buffer.concat(this.chunks);
   }
 }
+
+/**
+ * A container file's header up to its sync marker: what AvroContainerWriter writes first. With
+ * `containerBlock`, for writers that keep the blocks elsewhere (on disk) until the marker is known:
+ * the file is the header, the marker, then each block followed by the marker.
+ */
+export function containerHeader(schema: string, options: { codec?: ContainerCodec; metadata?: Record<string, string> } = {}): Buffer {
+  const entries: [string, Buffer][] = [
+    ['avro.schema', Buffer.from(schema, 'utf8')],
+    ['avro.codec', Buffer.from(options.codec ?? 'deflate', 'utf8')],
+    ...Object.entries(options.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v, 'utf8')] as [string, Buffer]),
+  ];
+  const parts: Buffer[] = [MAGIC, encodeLong(entries.length)];
+  for (const [k, v] of entries) parts.push(encodeBytes(Buffer.from(k, 'utf8')), encodeBytes(v));
+  parts.push(encodeLong(0));
+  return Buffer.concat(parts);
+}
+
+/** One block as AvroContainerWriter.addBlock writes it, without the sync marker after it: count, byte size, data. */
+export async function containerBlock(bodies: readonly Uint8Array[], options: { codec?: ContainerCodec; level?: number } = {}): Promise<Buffer> {
+  const raw = Buffer.concat(bodies.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
+  const payload = (options.codec ?? 'deflate') === 'deflate' ? await deflateRawAsync(raw, options.level === undefined ? {} : { level: options.level }) : raw;
+  return Buffer.concat([encodeLong(bodies.length), encodeLong(payload.length), payload]);
+}
+
+/** Bytes of a sync marker. */
+export const SYNC_BYTES = SYNC_SIZE;
 
 /** Reads a container file's header and blocks. Throws ChartlogError('integrity') on damage. */
 export function readAvroContainer(file: Uint8Array, name = 'container', options: { maxBlockBytes?: number } = {}): { header: ContainerHeader; blocks: ContainerBlock[] } {

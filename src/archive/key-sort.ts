@@ -10,6 +10,8 @@ export interface KeySortOptions {
   key: SpillKey;
   /** Names the run files apart from other sorts in the same directory. */
   prefix: string;
+  /** Called when a sorted run is written to disk (the rows outgrew the budget). */
+  onRun?: () => void;
 }
 
 /**
@@ -29,6 +31,7 @@ export async function* sortByKey(batches: AsyncIterable<Row[]>, keyOf: (row: Row
     for (const [k, row] of held) await w.add(serialize([k, row]));
     await w.close();
     runs.push(w.path);
+    o.onRun?.();
     held = [];
     bytes = 0;
   };

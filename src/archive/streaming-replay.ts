@@ -16,11 +16,17 @@ import { keyOf, TableMerge, type BaseBatch } from './table-merge.js';
 import { sortByKey } from './key-sort.js';
 import { RecordsOutOfOrder } from './position-merge.js';
 
-export interface StreamingReplayOptions extends Pick<ReplayOptions, 'store' | 'source' | 'codec' | 'schemas' | 'envelopes' | 'to' | 'tables' | 'open' | 'index'> {
+export interface StreamingReplayOptions extends Pick<ReplayOptions, 'store' | 'source' | 'codec' | 'schemas' | 'envelopes' | 'to' | 'tables' | 'open' | 'index' | 'beforeApply'> {
   /** Bytes of collapsed changes (all tables together) and of rows being sorted, held in memory before spilling. */
   memoryBudgetBytes: number;
   /** Where this restore's private spill directory is made (default: the system's temporary directory). */
   spillDir?: string;
+  /**
+   * Rows as they were written (snapshot synthesis, which re-encodes each row with its own table
+   * version): rows older than a column added are not filled to the final version, and nothing is
+   * refused for what such a fill could not know.
+   */
+  asWritten?: boolean;
 }
 
 /** One table of a streaming replay: its shape at the moment, and its rows on demand. */
@@ -28,6 +34,11 @@ export interface StreamedTable {
   name: string;
   /** The table version it ends on (the last record applied, base snapshot included). */
   schema: TableSchema;
+  /**
+   * The fingerprint of the version it ends on, as applied: the last change's, else the base
+   * snapshot's; null when only a change past the moment names the table.
+   */
+  fingerprint: string | null;
   /** That version's PHI columns, and those of every version applied; absent: no record applied. */
   phiColumns: ReadonlySet<string> | null;
   everPhiColumns: ReadonlySet<string>;
@@ -124,7 +135,7 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
       for (const f of applied) appliedVersions.push((await o.schemas.resolve(BigInt(`0x${f}`))).version.table);
       if (appliedVersions.at(-1) !== schema) appliedVersions.push(schema);
       const missing = missingPlan(appliedVersions);
-      refuseUnknownMissing(name, missing);
+      if (!o.asWritten) refuseUnknownMissing(name, missing);
       const phiColumns = lastFingerprint ? new Set(await sealedOf(lastFingerprint)) : null;
       changes += within;
       if (merge.dropped) continue; // dropped at this moment: not created (its changes still count)
@@ -132,10 +143,11 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
       if (merges.reduce((n, m) => n + m.memoryBytes, 0) > o.memoryBudgetBytes) await merge.spillNow();
 
       let read = false;
-      const base = (): AsyncIterable<BaseBatch> => baseBatches(reader, tableBase, name, o.codec, o.open);
+      const base = (): AsyncIterable<BaseBatch> => baseBatches(reader, tableBase, name, o.codec, o.open, o.beforeApply);
       tables.set(name, {
         name,
         schema,
+        fingerprint: lastFingerprint ?? entry?.fingerprint ?? null,
         phiColumns,
         everPhiColumns,
         estimatedRows: (entry?.rows ?? 0) + within,
@@ -144,7 +156,8 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
         rows(order) {
           if (read) throw new ChartlogError('internal', `${name}: rows read twice`);
           read = true;
-          const merged = fillingMissing(refusingDamage(merge.merge(base, schema), o.source), missing);
+          const damageChecked = refusingDamage(merge.merge(base, schema), o.source);
+          const merged = o.asWritten ? damageChecked : fillingMissing(damageChecked, missing);
           if (order === 'any') return merged;
           return sortByKey(merged, (row) => keyOf(schema, row), { budgetBytes: o.memoryBudgetBytes, dir, key, prefix: String(tables.size) });
         },
@@ -203,7 +216,13 @@ async function collapse(batches: AsyncIterable<StoredRecord[]>, cut: Position | 
     }
     if (group.length > 0) yield group;
   })();
-  for await (const decoded of decodeAhead(groups, o.codec, o.open)) for (const d of decoded) await merge.apply(d.event);
+  for await (const decoded of decodeAhead(groups, o.codec, o.open)) {
+    for (const d of decoded) {
+      const looking = o.beforeApply?.(d);
+      if (looking) await looking;
+      await merge.apply(d.event);
+    }
+  }
   if (c.last) c.last = { ...c.last, message: new Uint8Array(0) }; // its position, time and version are kept, not its bytes
   return c;
 }
@@ -218,11 +237,20 @@ async function* whole(reader: ArchiveReader, name: string, after: Position): Asy
 const STORED_TO_DECODED = 4;
 
 /** Rows of the base snapshot, decoded (PHI opened when asked) a block ahead of their use. */
-async function* baseBatches(reader: ArchiveReader, snapshot: SnapshotManifest, name: string, codec: AvroCodec, open: boolean): AsyncGenerator<BaseBatch> {
+async function* baseBatches(
+  reader: ArchiveReader,
+  snapshot: SnapshotManifest,
+  name: string,
+  codec: AvroCodec,
+  open: boolean,
+  beforeApply?: StreamingReplayOptions['beforeApply'],
+): AsyncGenerator<BaseBatch> {
   let schema: TableSchema | null = null;
   let rows: Row[] = [];
   for await (const decoded of decodeAhead(reader.snapshotRecordBatches(snapshot, name), codec, open)) {
     for (const d of decoded) {
+      const looking = beforeApply?.(d);
+      if (looking) await looking;
       if (d.event.schema !== schema) {
         if (rows.length > 0) yield { schema: schema!, rows };
         schema = d.event.schema;

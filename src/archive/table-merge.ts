@@ -51,6 +51,8 @@ export interface TableMergeOptions {
   expectedBytes: number;
 }
 
+let mergesMade = 0;
+
 /** Spill files of one table hash-partition their keys into this many files at most. */
 const MAX_PARTITIONS = 256;
 
@@ -78,6 +80,8 @@ export class TableMerge {
    */
   private readonly crossWants = new Map<string, Set<number>>();
   private files = 0;
+  /** Names this merge's spill files apart from other tables' in the same directory. */
+  private readonly id = mergesMade++;
   /** How much was spilled (for the summary and tests). */
   spilledEntries = 0;
   spilledBytes = 0;
@@ -234,7 +238,7 @@ export class TableMerge {
   }
 
   private nextFile(): string {
-    return join(this.o.dir, `${String(this.files++).padStart(6, '0')}.spill`);
+    return join(this.o.dir, `merge-${this.id}-${String(this.files++).padStart(6, '0')}.spill`);
   }
 
   /**

@@ -7,7 +7,7 @@ import { checkSourceReady, claimSourceArchive, recordArchive, takeSourceSnapshot
 import type { ObjectStore } from '../storage/object-store.js';
 import type { SnapshotManifest } from '../archive/snapshot-manifest.js';
 import { databaseOfUrl } from '../compactor/snapshot-schedule.js';
-import { synthesiseSnapshot, type SynthesisResult } from '../compactor/snapshot-synthesiser.js';
+import { synthesiseSnapshot, synthesisMemory, type SynthesisResult } from '../compactor/snapshot-synthesiser.js';
 import { formatUs } from '../archive/layout.js';
 import { openContext, withConfigOptions } from './command-context.js';
 import { buildSourceRuntime } from '../pipeline/source-runtime.js';
@@ -78,7 +78,7 @@ const SYNTHESIS_RETRY = { initialDelayMs: 500, maxDelayMs: 4000, maxAttempts: 4 
 async function synthesised(config: Readonly<Config>, s: Readonly<SourceConfig>, store: ObjectStore, signal: AbortSignal): Promise<SnapshotReport> {
   // The archive-MAC key: what is read is authenticated, the new snapshot manifest signed.
   const signer = archiveSigner(store, openKeyring(config.phi.keyring, { backupRoot: backupRootOf(config.storage.url) }), s.name);
-  const r = await withRetry(() => synthesiseSnapshot({ store, source: s.name, connector: s.type, db: databaseOfUrl(s.url), upTo: 'durable', signal, signer }), {
+  const r = await withRetry(() => synthesiseSnapshot({ store, source: s.name, connector: s.type, db: databaseOfUrl(s.url), upTo: 'durable', signal, signer, ...synthesisMemory(config) }), {
     ...SYNTHESIS_RETRY,
     signal,
     // A running `chartlog run` may close an hour (parts become segments) while we read it:

@@ -4,7 +4,8 @@ import { logger } from '../core/logger.js';
 import { Position } from '../core/position.js';
 import { withRetry } from '../core/retry.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { AvroContainerWriter, BLOCK_RECORDS, readAvroContainer } from '../archive/avro-container.js';
+import type { Readable } from 'node:stream';
+import { BLOCK_RECORDS, containerBlock, containerHeader, readAvroContainer } from '../archive/avro-container.js';
 import { FLUSH_PARTS, hourPath, manifestKey, partsPrefix, rangeOfKey, segmentKey, TRANSACTIONS_TABLE, type HourKey } from '../archive/layout.js';
 import { flushPartSection, readFlushPartToc } from '../archive/flush-part.js';
 import type { ArchiveSigner } from '../phi/archive-mac.js';
@@ -13,6 +14,7 @@ import type { EnvelopeReader, RecordSplitter } from '../archive/envelope-reader.
 import { decodeTransaction, transactionSchemaJson } from '../archive/transaction-log.js';
 import { NO_FENCE, type WriterFence } from '../archive/lease.js';
 import { mergeByPosition, RecordsOutOfOrder, type OrderedSource } from '../archive/position-merge.js';
+import { SegmentSpools, type SegmentSpool } from './segment-spool.js';
 
 interface Rec {
   position: Position;
@@ -30,11 +32,24 @@ interface PartRef {
   first: Position;
 }
 
-/** A segment built in memory (compressed), with its manifest entry. */
+/** A segment built (compressed, in memory or spooled to disk), with its manifest entry. */
 interface BuiltSegment {
-  body: Buffer;
+  body: () => Uint8Array | Readable;
   object: ManifestObject;
 }
+
+export interface HourCloserOptions {
+  /**
+   * Bytes of built (compressed) segments a table-hour may hold in memory until they are written;
+   * past it they wait in files (default 64 MiB).
+   */
+  memoryBudgetBytes?: number;
+  /** Where those files go (a private directory is made there; default the system's temporary directory). */
+  spillDir?: string;
+}
+
+/** The default of HourCloserOptions.memoryBudgetBytes. */
+export const HOUR_CLOSER_MEMORY_BUDGET_BYTES = 64 * 2 ** 20;
 
 const transactionSplitter: RecordSplitter = (data, offset) => {
   const { record, end } = decodeTransaction(data, offset);
@@ -65,7 +80,11 @@ export class HourCloser {
     private readonly fence: WriterFence = NO_FENCE,
     /** Authenticates the manifests (archive MACs); absent only in tests of the format. */
     private readonly signer?: ArchiveSigner,
+    private readonly options: HourCloserOptions = {},
   ) {}
+
+  /** Segments that waited on disk during the last `close` (for tests and the log). */
+  spilledSegments = 0;
 
   /** The newest closed hour (from the store on first use). */
   async lastClosed(): Promise<{ hour: HourKey; sha256: string } | null> {
@@ -119,25 +138,31 @@ export class HourCloser {
     const merged = new Set<string>();
     let transactions = 0;
     let events = 0;
-    for (const [table, keys] of [...byTable].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      let built: { segments: BuiltSegment[]; records: number };
-      try {
-        built = await this.buildSegments(hour, table, this.streamRecords(table, keys));
-      } catch (err) {
-        if (!(err instanceof RecordsOutOfOrder)) throw err;
-        // A part from a reordered delivery: nothing was written yet; the table-hour is read whole.
-        const records = await this.readRecords(table, keys);
-        built = await this.buildSegments(hour, table, (async function* () {
-          yield records;
-        })());
+    const spools = new SegmentSpools(this.options.memoryBudgetBytes ?? HOUR_CLOSER_MEMORY_BUDGET_BYTES, this.options.spillDir);
+    try {
+      for (const [table, keys] of [...byTable].sort(([a], [b]) => (a < b ? -1 : 1))) {
+        let built: { segments: BuiltSegment[]; records: number };
+        try {
+          built = await this.buildSegments(hour, table, this.streamRecords(table, keys), spools);
+        } catch (err) {
+          if (!(err instanceof RecordsOutOfOrder)) throw err;
+          // A part from a reordered delivery: nothing was written yet. Each part is read once for
+          // its lowest position, then merged again from those: a part at a time, as above.
+          spools.released();
+          built = await this.buildSegments(hour, table, this.streamRecords(table, await this.trueFirsts(table, keys)), spools);
+        }
+        for (const k of keys) merged.add(k.key);
+        if (table === TRANSACTIONS_TABLE) transactions += built.records;
+        else events += built.records;
+        for (const seg of built.segments) {
+          await this.write(seg.object.key, seg.body, seg.object.sha256);
+          objects.push(seg.object);
+        }
+        spools.released();
       }
-      for (const k of keys) merged.add(k.key);
-      if (table === TRANSACTIONS_TABLE) transactions += built.records;
-      else events += built.records;
-      for (const seg of built.segments) {
-        await this.write(seg.object.key, seg.body);
-        objects.push(seg.object);
-      }
+    } finally {
+      this.spilledSegments = spools.spilled;
+      await spools.close();
     }
 
     // A flush part is merged once all its sections are, which the loop above did (or threw).
@@ -194,6 +219,16 @@ export class HourCloser {
     return mergeByPosition(sources, (r) => r.position, `hour closing of ${this.source} ${table}`);
   }
 
+  /** The parts with the lowest position each holds (read from it, not from its name). */
+  private async trueFirsts(table: string, refs: readonly PartRef[]): Promise<PartRef[]> {
+    const out: PartRef[] = [];
+    for (const ref of refs) {
+      const first = (await this.readRecords(table, [ref]))[0]?.position;
+      if (first) out.push({ ...ref, first });
+    }
+    return out;
+  }
+
   /** One part's records, checked, sorted and once each (a part holds one flush: small). */
   private async *partRecords(table: string, ref: PartRef): AsyncGenerator<Rec[]> {
     yield await this.readRecords(table, [ref]);
@@ -231,27 +266,27 @@ export class HourCloser {
 
   /**
    * The table-hour's segments (one per run of a table version), built as the records stream:
-   * compressed a block at a time, so memory holds the compressed segments and one block of
-   * records, not the decompressed hour. Written by the caller once the stream ended well.
+   * compressed a block at a time, so memory holds one block of records, not the decompressed
+   * hour, and the compressed segments up to the spools' budget (past it they wait on disk).
+   * Written by the caller once the stream ended well.
    */
-  private async buildSegments(hour: HourKey, table: string, batches: AsyncIterable<Rec[]>): Promise<{ segments: BuiltSegment[]; records: number }> {
+  private async buildSegments(hour: HourKey, table: string, batches: AsyncIterable<Rec[]>, spools: SegmentSpools): Promise<{ segments: BuiltSegment[]; records: number }> {
     const segments: BuiltSegment[] = [];
     let records = 0;
-    let run: { w: AvroContainerWriter; fingerprint: string; first: Rec; last: Rec; min: bigint; max: bigint; count: number; block: Buffer[] } | null = null;
+    let run: { w: SegmentSpool; fingerprint: string; first: Rec; last: Rec; min: bigint; max: bigint; count: number; block: Buffer[] } | null = null;
     const finish = async (): Promise<void> => {
       if (!run) return;
-      if (run.block.length > 0) await run.w.addBlock(run.block);
+      if (run.block.length > 0) await run.w.add(await containerBlock(run.block));
       const key = segmentKey(this.source, hour, table, run.first.position, run.last.position);
-      run.w.resync(createHash('sha256').update(key).digest().subarray(0, 16));
-      const body = run.w.toBuffer();
+      const built = await run.w.finish(createHash('sha256').update(key).digest().subarray(0, 16));
       segments.push({
-        body,
+        body: built.body,
         object: {
           key,
           table,
           fingerprint: run.fingerprint,
-          sha256: sha256Hex(body),
-          bytes: body.length,
+          sha256: built.sha256,
+          bytes: built.bytes,
           records: run.count,
           firstPos: Position.format(run.first.position),
           lastPos: Position.format(run.last.position),
@@ -266,9 +301,7 @@ export class HourCloser {
         if (run && run.fingerprint !== r.fingerprint) await finish();
         if (!run) {
           const schema: string = table === TRANSACTIONS_TABLE ? transactionSchemaJson : await this.envelopes.schemaJson(this.source, r.fingerprint);
-          const w: AvroContainerWriter = new AvroContainerWriter(schema, {
-            metadata: { 'chartlog.table': table, 'chartlog.fingerprint': r.fingerprint, 'chartlog.hour': hourPath(hour) },
-          });
+          const w = spools.spool(containerHeader(schema, { metadata: { 'chartlog.table': table, 'chartlog.fingerprint': r.fingerprint, 'chartlog.hour': hourPath(hour) } }));
           run = { w, fingerprint: r.fingerprint, first: r, last: r, min: r.commitTsUs, max: r.commitTsUs, count: 0, block: [] };
         }
         run.last = r;
@@ -279,7 +312,7 @@ export class HourCloser {
         run.block.push(r.body);
         // Blocks of at most BLOCK_RECORDS records keep a reader's memory small.
         if (run.block.length >= BLOCK_RECORDS) {
-          await run.w.addBlock(run.block);
+          await run.w.add(await containerBlock(run.block));
           run.block = [];
         }
       }
@@ -312,18 +345,21 @@ export class HourCloser {
     return { merged: parts.filter((k) => held.get(k) ?? isFlushPart(partsPrefix(this.source, hour), k)), extra: parts.filter((k) => held.get(k) === false) };
   }
 
-  private async write(key: string, body: Buffer): Promise<void> {
+  /** Writes an object once: `body` a buffer, or (a segment, maybe on disk) a fresh body per attempt with its sha256. */
+  private async write(key: string, body: Uint8Array | (() => Uint8Array | Readable), sha256?: string): Promise<void> {
     const created = await withRetry(async () => {
       this.fence.assertHeld();
-      return this.store.putIfAbsent(key, body, { retain: true });
+      return this.store.putIfAbsent(key, typeof body === 'function' ? body() : body, { retain: true });
     }, {
       signal: this.signal,
       onRetry: (err, attempt, delayMs) => logger().warn({ err, object: key, attempt, delayMs }, 'object store write failed; retrying'),
     });
     if (!created) {
       // Left by a closing that crashed before its manifest: it must be the same bytes.
-      const existing = await this.store.get(key);
-      if (sha256Hex(existing) !== sha256Hex(body)) {
+      const want = sha256 ?? sha256Hex(body as Uint8Array);
+      const hash = createHash('sha256');
+      for await (const chunk of await this.store.getStream(key)) hash.update(chunk as Buffer);
+      if (hash.digest('hex') !== want) {
         throw new ChartlogError('integrity', `${key} exists with different content; refusing to overwrite it`, {
           hint: 'run `chartlog verify` and inspect the object before continuing',
         });

@@ -21,6 +21,8 @@ export interface SnapshotScheduleOptions {
   fence?: WriterFence;
   /** Archive MACs: the synthesis authenticates what it reads and signs its manifest. */
   signer?: ArchiveSigner;
+  /** Memory budget and spill directory of each synthesis (`restore.memoryBudgetMiB`, `restore.spillDir`). */
+  memory?: Pick<SynthesiseOptions, 'memoryBudgetBytes' | 'spillDir'>;
   /** The synthesis to run (tests replace it). */
   synthesise?: (o: SynthesiseOptions) => Promise<SynthesisResult>;
 }
@@ -59,6 +61,7 @@ export class SnapshotSchedule {
       ...(signal ? { signal } : {}),
       ...(this.o.fence ? { fence: this.o.fence } : {}),
       ...(this.o.signer ? { signer: this.o.signer } : {}),
+      ...this.o.memory,
     });
     if (result.status !== 'written') this.log.debug({ status: result.status }, 'scheduled snapshot: nothing new closed since the newest one');
     return result;

@@ -1,14 +1,21 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { AvroCodec, type DecodedChange } from '../codec/avro-codec.js';
 import { SchemaStore } from '../codec/schema-store.js';
+import type { Config } from '../config/schema.js';
 import { ChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { COMMIT_SEQ, Position } from '../core/position.js';
 import { hasRowKey, identityColumns, qualifiedName, UNCHANGED, type Row } from '../core/table-schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { ArchiveReader } from '../archive/archive-reader.js';
-import { readArchiveIndex, tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
-import { replayArchive } from '../archive/replay.js';
+import { readArchiveIndex, type ArchiveIndex } from '../archive/archive-index.js';
+import { prepareStreamingReplay } from '../archive/streaming-replay.js';
+import { keyOf } from '../archive/table-merge.js';
+import { sortByKey } from '../archive/key-sort.js';
+import { SpillKey } from '../archive/spill-file.js';
 import { cutTransactions } from '../archive/transaction-cut.js';
 import { cellKey } from '../archive/table-state.js';
 import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
@@ -20,8 +27,10 @@ import type { WriterFence } from '../archive/lease.js';
 
 /**
  * Base snapshots synthesised from the archive (docs/architecture.md §4): the newest snapshot plus every
- * stored change up to a cut, replayed (archive/replay.ts), written back as a snapshot at the
- * cut with origin 'synthesised'. It reads only the object store — no load on the source, and
+ * stored change up to a cut, replayed by the streaming engine restore uses
+ * (archive/streaming-replay.ts: changes collapsed per key, the base streamed past them, both
+ * spilling to sealed files past one memory budget), written back as a snapshot at the cut with
+ * origin 'synthesised'. It reads only the object store — no load on the source, and
  * safe beside a running `chartlog run` — and needs no keyring: rows are decoded without
  * opening PHI and re-encoded with their sealed values passed through unchanged
  * (AvroCodec.encodeSnapshotRead), which stay valid because a sealed value's AAD binds source,
@@ -58,6 +67,21 @@ export interface SynthesiseOptions {
   signer?: ArchiveSigner;
   /** Records decoded or encoded between two yields to the event loop (default 1000). */
   yieldEvery?: number;
+  /**
+   * Bytes of collapsed changes (all tables together) and of rows being sorted held in memory,
+   * half each, before they spill to sealed files (`restore.memoryBudgetMiB`; default 128 MiB).
+   */
+  memoryBudgetBytes?: number;
+  /** Where the private spill directory is made (`restore.spillDir`; default the system's temporary directory). */
+  spillDir?: string;
+}
+
+/** The default of `memoryBudgetBytes`, restore.memoryBudgetMiB's default. */
+export const SYNTHESIS_MEMORY_BUDGET_BYTES = 128 * 2 ** 20;
+
+/** The memory budget and spill directory of the configuration (`restore.*`: one budget for restore and synthesis). */
+export function synthesisMemory(config: Pick<Config, 'restore'>): Pick<SynthesiseOptions, 'memoryBudgetBytes' | 'spillDir'> {
+  return { memoryBudgetBytes: config.restore.memoryBudgetMiB * 2 ** 20, ...(config.restore.spillDir ? { spillDir: config.restore.spillDir } : {}) };
 }
 
 export interface SynthesisResult {
@@ -73,11 +97,17 @@ export interface SynthesisResult {
   rows: number;
   changes: number;
   ms: number;
+  /** Tables whose collapsed changes or sorted rows outgrew the memory budget and spilled to sealed files. */
+  spilled?: string[];
 }
 
-/** Rows remember the table version they were decoded with, also through TableState's copies. */
-const ROW_VERSION = Symbol('chartlog.rowVersion');
-type TaggedRow = Row & { [ROW_VERSION]?: string };
+/**
+ * Rows remember the table version they were decoded with, through the merge's copies and its
+ * spill files (which keep string-named properties only): under a name no column can have, as
+ * neither PostgreSQL nor MySQL allows NUL in an identifier. Removed before a row is encoded.
+ */
+const ROW_VERSION = '\u0000chartlog.rowVersion';
+type TaggedRow = Record<string, Row[string]>;
 
 export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<SynthesisResult> {
   const started = Date.now();
@@ -138,39 +168,69 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
   const writer = new SnapshotPartsWriter(o.store, o.source, id, envelopes, o.signal, o.signer);
   let seq = 0;
   let rows = 0;
-  let changes = 0;
-  // One table at a time, so memory holds the largest table's state, not every table's.
-  for (const name of tablesOf(index)) {
-    const replay = await replayArchive({ store: o.store, source: o.source, codec, schemas, envelopes, to: { kind: 'position', position: cut }, open: false, index, tables: [name], beforeApply });
-    const state = replay.tables.get(name);
-    changes += replay.changes;
-    const fingerprint = state ? (replay.versions.get(name)?.fingerprint ?? base.tables[name]?.fingerprint) : undefined;
-    if (!state || !fingerprint) continue; // no version of it at or before the cut: created after it
-    if (state.dropped) continue; // dropped at the cut: the snapshot does not hold it
-    // Rows keep the table version they were written with (no value is converted). One run per
-    // version, the current one last: few parts, and a reader of the snapshot ends on the
-    // current version, as one replaying the changes does.
-    const byVersion = new Map<string, TaggedRow[]>();
-    for (const row of state.allRows() as Iterable<TaggedRow>) {
-      const v = row[ROW_VERSION] ?? fingerprint;
-      const list = byVersion.get(v);
-      if (list) list.push(row);
-      else byVersion.set(v, [row]);
-    }
-    const versions = [...byVersion.keys()].filter((v) => v !== fingerprint).sort();
-    for (const version of [...versions, fingerprint]) {
-      for (const row of byVersion.get(version) ?? []) {
-        o.signal?.throwIfAborted();
-        await writer.add(await codec.encodeSnapshotRead(version, row, { position: Position.of(cut.commit, seq++), commitTsUs, tsUs: commitTsUs }));
-        if (++rows % (o.yieldEvery ?? 1000) === 0) await yieldToLoop();
+  let changes: number;
+  const budget = o.memoryBudgetBytes ?? SYNTHESIS_MEMORY_BUDGET_BYTES;
+  const spilled: string[] = [];
+  const dir = await mkdtemp(join(o.spillDir ?? tmpdir(), 'chartlog-synthesis-spill-'));
+  try {
+    const replay = await prepareStreamingReplay({
+      store: o.store,
+      source: o.source,
+      codec,
+      schemas,
+      envelopes,
+      to: { kind: 'position', position: cut },
+      open: false,
+      index,
+      beforeApply,
+      asWritten: true,
+      // Half for the collapsed changes, half for the rows being sorted: both are held at once.
+      memoryBudgetBytes: Math.max(1, Math.floor(budget / 2)),
+      spillDir: dir,
+    });
+    try {
+      changes = replay.changes;
+      const key = new SpillKey();
+      let tableNo = 0;
+      // One table at a time; each table's rows stream through the sort into the parts writer.
+      for (const [name, table] of replay.tables) {
+        const fingerprint = table.fingerprint;
+        if (!fingerprint) continue; // no version of it at or before the cut: created after it
+        // Rows keep the table version they were written with (no value is converted), one run
+        // per version in key order, the current one last: few parts, and a reader of the
+        // snapshot ends on the current version, as one replaying the changes does. The sort key
+        // puts the versions in that order ahead of the row key, so one sort gives the runs.
+        const rank = (v: string): string => (v === fingerprint ? '1' : `0${v}\u0000`);
+        let sortSpilled = false;
+        const sorted = sortByKey(table.rows('any'), (row) => `${rank(versionOf(row, fingerprint))}${keyOf(table.schema, row)}`, {
+          budgetBytes: Math.max(1, Math.floor(budget / 2)),
+          dir,
+          key,
+          prefix: `synthesis-${tableNo++}`,
+          onRun: () => (sortSpilled = true),
+        });
+        for await (const batch of sorted) {
+          for (const tagged of batch as TaggedRow[]) {
+            o.signal?.throwIfAborted();
+            // A copy without the tag: a key-less table's identical rows can be one object.
+            const { [ROW_VERSION]: version, ...row } = tagged;
+            await writer.add(await codec.encodeSnapshotRead(typeof version === 'string' ? version : fingerprint, row as Row, { position: Position.of(cut.commit, seq++), commitTsUs, tsUs: commitTsUs }));
+            if (++rows % (o.yieldEvery ?? 1000) === 0) await yieldToLoop();
+          }
+        }
+        if (table.spilled() || sortSpilled) spilled.push(name);
+        writer.noteTable(name, fingerprint);
+        await writer.closeTable(name);
       }
+    } finally {
+      await replay.close();
     }
-    writer.noteTable(name, fingerprint);
-    await writer.closeTable(name);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
   const manifest = await writer.finish({ position: cut, commitTsUs, origin: 'synthesised' });
-  const result = done('written', manifest, rows, changes);
-  log.info({ snapshot: id, base: base.id, tables: Object.keys(manifest.tables).length, rows, changes, ms: result.ms }, 'snapshot synthesised from the archive');
+  const result = { ...done('written', manifest, rows, changes), ...(spilled.length > 0 ? { spilled } : {}) };
+  log.info({ snapshot: id, base: base.id, tables: Object.keys(manifest.tables).length, rows, changes, ms: result.ms, ...(spilled.length > 0 ? { spilled } : {}) }, 'snapshot synthesised from the archive');
   return result;
 }
 
@@ -217,9 +277,13 @@ function passThroughCheck(yieldEvery: number): (d: DecodedChange) => Promise<voi
         });
       }
     }
-    for (const row of [e.before, e.after]) {
-      if (row) Object.defineProperty(row, ROW_VERSION, { value: d.fingerprint, enumerable: true });
-    }
+    for (const row of [e.before, e.after]) if (row) (row as TaggedRow)[ROW_VERSION] = d.fingerprint;
     return ++decoded % yieldEvery === 0 ? yieldToLoop() : undefined;
   };
+}
+
+/** The table version a merged row was written with (the table's current one when it carries none). */
+function versionOf(row: TaggedRow, current: string): string {
+  const v = row[ROW_VERSION];
+  return typeof v === 'string' ? v : current;
 }

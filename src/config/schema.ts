@@ -432,13 +432,13 @@ export const configSchema = z
           .max(65536)
           .default(128)
           .describe(
-            'Memory a restore may fill with the collapsed changes after the base snapshot (all tables together) and with rows it sorts for files; past it they spill to files sealed with a key that lives only in the restore process.',
+            'Memory a restore, and a snapshot synthesis (`chartlog snapshot`, `snapshot.everyHours`), may fill with the collapsed changes after the base snapshot (all tables together) and with rows it sorts; past it they spill to files sealed with a key that lives only in that process.',
           ),
         spillDir: z
           .string()
           .regex(/^\//, 'expected an absolute directory path')
           .optional()
-          .describe("Where a restore makes its private spill directory (removed when it ends); default: the system's temporary directory."),
+          .describe("Where a restore or a snapshot synthesis makes its private spill directory (removed when it ends); default: the system's temporary directory."),
       })
       .default({ memoryBudgetMiB: 128 })
       .describe('How `chartlog restore` uses memory and disk.'),

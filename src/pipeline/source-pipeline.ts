@@ -1,4 +1,5 @@
 import { SnapshotSchedule } from '../compactor/snapshot-schedule.js';
+import { synthesisMemory } from '../compactor/snapshot-synthesiser.js';
 import { Lease } from '../archive/lease.js';
 import { checkSourceTopics } from '../bus/kafka-durability.js';
 import { createKafka } from '../bus/kafka-topics.js';
@@ -100,7 +101,7 @@ export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortS
   const stopSchedule = () => scheduleStop.abort();
   run.signal.addEventListener('abort', stopSchedule, { once: true });
   const scheduled = every
-    ? new SnapshotSchedule({ store: deps.store, source: deps.source, everyHours: every, fence: lease, ...(deps.signer ? { signer: deps.signer } : {}) }).run(scheduleStop.signal)
+    ? new SnapshotSchedule({ store: deps.store, source: deps.source, everyHours: every, fence: lease, memory: synthesisMemory(deps.config), ...(deps.signer ? { signer: deps.signer } : {}) }).run(scheduleStop.signal)
     : Promise.resolve();
   try {
     if (deps.config.bus.type === 'kafka') await runKafkaSourcePipeline(fenced, run.signal, role === 'capture' ? { compactor: false, acknowledge: 'checkpoint' } : {});
@@ -144,7 +145,7 @@ async function runCompactRole(deps: SourcePipelineDeps, signal: AbortSignal, opt
   const every = deps.source.snapshot.everyHours;
   const scheduleStop = new AbortController();
   const scheduled = every
-    ? new SnapshotSchedule({ store: deps.store, source: deps.source, everyHours: every, fence: lease, ...(deps.signer ? { signer: deps.signer } : {}) }).run(scheduleStop.signal)
+    ? new SnapshotSchedule({ store: deps.store, source: deps.source, everyHours: every, fence: lease, memory: synthesisMemory(deps.config), ...(deps.signer ? { signer: deps.signer } : {}) }).run(scheduleStop.signal)
     : Promise.resolve();
   try {
     await runKafkaCompactRole({ ...deps, fence: lease }, run.signal, { snapshotExpected });

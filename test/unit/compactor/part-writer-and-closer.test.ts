@@ -328,3 +328,57 @@ test('closing an hour whose part holds a reordered delivery (records below its n
   assert.deepEqual(decodeAll(store.objects.get(patients[0]!.key)!.body, 'segment').map((r) => r.v), batches.map((_, i) => `row ${i + 1}/0`));
   for (const o of m.objects) assert.equal(o.sha256, sha256Hex(store.objects.get(o.key)!.body));
 });
+
+test('past a small memory budget, hour closing spools its segments to disk and writes the same objects as within it', async () => {
+  const { mkdtemp, readdir, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  // 12,000 transactions over two tables, the patients' table version changing twice (three
+  // segments for it), several blocks per segment; one part a reordered delivery (the fallback).
+  const batches: BusBatch[] = [];
+  let prev: Position | null = null;
+  for (let n = 1; n <= 12_000; n++) {
+    const version = n <= 5000 || n > 9000 ? '00000000000000a1' : '00000000000000a2';
+    const b = batch(n, T0 + BigInt(n) * 1000n, [['public.patients', version], ['public.visits', '00000000000000a1']], prev);
+    batches.push(b);
+    prev = b.position;
+  }
+  const flushes = [batches.slice(0, 4000), batches.slice(4001, 8000), [...batches.slice(8000), batches[4000]!]];
+  const write = async (): Promise<MemoryObjectStore> => {
+    const store = new MemoryObjectStore();
+    const w = new PartWriter(store, 'clinic', envelopes);
+    for (const slice of flushes) {
+      for (const b of slice) w.add(b);
+      await w.flush();
+    }
+    return store;
+  };
+  const spillDir = await mkdtemp(join(tmpdir(), 'chartlog-closer-test-'));
+  try {
+    const roomyStore = await write();
+    const roomy = new HourCloser(roomyStore, 'clinic', envelopes, undefined, undefined, undefined, { spillDir });
+    const m1 = await roomy.close('2026-11-24T05');
+    assert.equal(roomy.spilledSegments, 0, 'the default budget holds this hour: nothing spools to disk (the control)');
+    const tightStore = await write();
+    const tight = new HourCloser(tightStore, 'clinic', envelopes, undefined, undefined, undefined, { memoryBudgetBytes: 1, spillDir });
+    const m2 = await tight.close('2026-11-24T05');
+    assert.ok(m1 && m2);
+    assert.ok(tight.spilledSegments >= 4, `every segment waited on disk (${tight.spilledSegments})`);
+    assert.deepEqual(await readdir(spillDir), [], 'the spool directory is removed');
+    assert.deepEqual(m2.objects, m1.objects, 'same segments, sha256s, sizes and counts');
+    assert.equal(m1.objects.filter((o) => o.table === 'public.patients').length, 3);
+    for (const o of m2.objects) {
+      assert.deepEqual(tightStore.objects.get(o.key)!.body, roomyStore.objects.get(o.key)!.body, `${o.key}: byte for byte`);
+      assert.equal(o.sha256, sha256Hex(tightStore.objects.get(o.key)!.body));
+    }
+    const patients = m2.objects.filter((o) => o.table === 'public.patients');
+    const rows = patients.flatMap((o) => decodeAll(tightStore.objects.get(o.key)!.body, 'segment').map((r) => r.v));
+    assert.deepEqual(rows, batches.map((_, i) => `row ${i + 1}/0`), 'every record once, in position order');
+    for (const fp of ['00000000000000a1', '00000000000000a2']) await tightStore.put(`clinic/schemas/${fp}.json`, Buffer.from(await envelopes.schemaJson('clinic', fp)));
+    const report = await verifyArchive(tightStore, await readArchiveIndex(tightStore, 'clinic'), envelopes);
+    assert.deepEqual(report.problems, []);
+    assert.equal(report.checked.events, 24_000);
+  } finally {
+    await rm(spillDir, { recursive: true, force: true });
+  }
+});

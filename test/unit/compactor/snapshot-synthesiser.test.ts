@@ -228,3 +228,35 @@ test('the codec passes sealed values through but refuses plaintext in a sealed c
     (err: unknown) => err instanceof ChartlogError && /public\.patients\.ssn: a presealed row holds a value that is not sealed/.test(err.message) && !err.message.includes(CANARY),
   );
 });
+
+test('past a small memory budget, synthesis spills to sealed files and writes the same bytes as within it', async () => {
+  const { mkdtemp, readdir, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const a = await buildArchive({ patientsRows: 2000, hours: 3, perHour: 200 });
+  const store = a.rig.store;
+  const kept = new Set(store.objects.keys());
+  const spillDir = await mkdtemp(join(tmpdir(), 'chartlog-synth-test-'));
+  try {
+    const roomy = await synthesiseSnapshot({ store, source: SOURCE, connector: 'postgres', db: 'app', spillDir });
+    assert.equal(roomy.status, 'written');
+    assert.equal(roomy.spilled, undefined, 'the default budget holds this archive: nothing spills (the control for the spill below)');
+    const objects = (): Map<string, Buffer> => new Map([...store.objects].filter(([k]) => !kept.has(k) && !k.endsWith('/manifest.json')).map(([k, o]) => [k, Buffer.from(o.body)]));
+    const roomyObjects = objects();
+    assert.ok(roomyObjects.size >= 3, 'parts were written');
+    for (const k of [...store.objects.keys()]) if (!kept.has(k)) await store.delete(k);
+
+    const tight = await synthesiseSnapshot({ store, source: SOURCE, connector: 'postgres', db: 'app', spillDir, memoryBudgetBytes: 16 * 1024 });
+    assert.equal(tight.status, 'written');
+    assert.ok(tight.spilled?.includes('public.patients'), `the patients table spilled: ${String(tight.spilled)}`);
+    assert.equal(tight.rows, roomy.rows);
+    assert.equal(tight.changes, roomy.changes);
+    assert.deepEqual(tight.snapshot!.tables, roomy.snapshot!.tables, 'same parts, sha256s, sizes and row counts');
+    assert.deepEqual(objects(), roomyObjects, 'byte for byte');
+    assert.deepEqual(await readdir(spillDir), [], 'the spill directory is removed');
+    const report = await verifyArchive(store, await readArchiveIndex(store, SOURCE), readerOf(store).envelopes);
+    assert.deepEqual(report.problems, []);
+  } finally {
+    await rm(spillDir, { recursive: true, force: true });
+  }
+});

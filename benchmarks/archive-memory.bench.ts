@@ -1,0 +1,118 @@
+/**
+ * Memory of the archive operations (issue 15: "restore, snapshot, synthesis, hour closing and
+ * verify … each stay ≤ 512 MiB RSS"): peak RSS and time of hour closing, snapshot synthesis and
+ * verify, each alone in a fresh process (benchmarks/lib/archive-memory-op.ts), on a file://
+ * archive of a base snapshot of N patient rows and one hour of N/2 changes
+ * (benchmarks/lib/archive-memory-build.ts) — for this tree and, in the same run on copies of
+ * the same archive, for a baseline tree (default: `git archive main`, the code before).
+ *
+ *   node --import tsx benchmarks/archive-memory.bench.ts [--rows 1000000] [--reps 1] [--baseline main|none|DIR]
+ *
+ * Per repetition and tree: a fresh copy of the archive, then close the hour, synthesise a
+ * snapshot (from the base plus the closed hour), verify. Lower is better. Writes
+ * benchmarks/results/archive-memory.json (archive-memory-<rows>.json for other sizes than 1M).
+ */
+import { execFileSync, execSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { BenchRun, goal, measurement } from './lib/bench-report.js';
+
+const { values: args } = parseArgs({
+  options: {
+    rows: { type: 'string', default: '1000000' },
+    reps: { type: 'string', default: '1' },
+    baseline: { type: 'string', default: 'main' },
+  },
+});
+const ROWS = Number(args.rows);
+const REPS = Math.max(1, Number(args.reps));
+if (!Number.isInteger(ROWS) || ROWS < 10 || !Number.isInteger(REPS)) {
+  console.error('usage: archive-memory.bench.ts [--rows N ≥ 10] [--reps N] [--baseline main|none|DIR]');
+  process.exit(2);
+}
+const HERE = resolve(new URL('..', import.meta.url).pathname);
+const work = mkdtempSync(join(os.tmpdir(), 'chartlog-archive-memory-'));
+const LIMIT_MIB = 512;
+
+/** The baseline tree: a git ref exported beside this run, or a directory given. */
+function baselineRoot(): string | null {
+  if (args.baseline === 'none') return null;
+  if (existsSync(args.baseline!)) return resolve(args.baseline!);
+  const dir = join(work, 'baseline');
+  execSync(`mkdir -p ${dir} && git -C ${HERE} archive ${args.baseline} | tar -x -C ${dir}`);
+  symlinkSync(resolve(HERE, 'node_modules'), join(dir, 'node_modules'));
+  return dir;
+}
+
+interface OpResult {
+  op: string;
+  ms: number;
+  vmHwmMiB: number;
+  [k: string]: unknown;
+}
+
+function run(script: string, argv: string[]): string {
+  return execFileSync(process.execPath, ['--import', 'tsx', script, ...argv], { cwd: HERE, encoding: 'utf8', maxBuffer: 64 * 2 ** 20, stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+const lastJson = (out: string): OpResult => JSON.parse(out.trim().split('\n').filter((l) => l.startsWith('{"op"') || l.startsWith('{"hour"')).at(-1)!) as OpResult;
+
+try {
+  const archive = join(work, 'archive');
+  console.log(`building the archive: ${ROWS} snapshot rows, ${Math.floor(ROWS / 2)} changes in one hour…`);
+  const built = lastJson(run(join(HERE, 'benchmarks/lib/archive-memory-build.ts'), [archive, String(ROWS)])) as unknown as { hour: string; ms: number; transactions: number };
+  const archiveMiB = Math.round(Number(execSync(`du -sk ${archive}`).toString().split('\t')[0]) / 1024);
+  console.log(`built in ${(built.ms / 1000).toFixed(1)} s, ${archiveMiB} MiB, hour ${built.hour}`);
+  const trees: [string, string][] = [['after', HERE]];
+  const base = baselineRoot();
+  if (base) trees.push(['before', base]);
+
+  const results = new Map<string, OpResult[]>();
+  for (let rep = 0; rep < REPS; rep++) {
+    for (const [name, root] of trees) {
+      const copy = join(work, `copy-${name}`);
+      rmSync(copy, { recursive: true, force: true });
+      cpSync(archive, copy, { recursive: true });
+      for (const op of ['close', 'synthesise', 'verify']) {
+        const r = lastJson(run(join(HERE, 'benchmarks/lib/archive-memory-op.ts'), [op, copy, root, built.hour]));
+        console.log(`${name.padEnd(6)} ${JSON.stringify(r)}`);
+        const key = `${name} ${op}`;
+        results.set(key, [...(results.get(key) ?? []), r]);
+      }
+      rmSync(copy, { recursive: true, force: true });
+    }
+  }
+
+  const label: Record<string, string> = { close: `hour closing (${Math.floor(ROWS / 2)} events)`, synthesise: `snapshot synthesis (${ROWS} rows + ${Math.floor(ROWS / 2)} changes)`, verify: 'verify' };
+  const bench = new BenchRun('archive-memory', 'Peak RSS and time of hour closing, snapshot synthesis and verify, before and after streaming them', `node --import tsx benchmarks/archive-memory.bench.ts --rows ${ROWS} --reps ${REPS} --baseline ${args.baseline}`, {
+    rows: ROWS,
+    changes: Math.floor(ROWS / 2),
+    transactions: built.transactions,
+    reps: REPS,
+    archiveMiB,
+    store: 'file:// (local disk)',
+    baseline: args.baseline,
+  });
+  for (const op of ['close', 'synthesise', 'verify']) {
+    for (const [name] of trees) {
+      const rs = results.get(`${name} ${op}`)!;
+      const role = name === 'after' ? 'chartlog' : 'baseline';
+      const rss = bench.add(measurement(`peak RSS, ${label[op]}, ${name}`, 'MiB', 'lower', role, rs.map((r) => r.vmHwmMiB)));
+      bench.add(measurement(`time, ${label[op]}, ${name}`, 'ms', 'lower', 'detail', rs.map((r) => r.ms)));
+      if (name === 'after') bench.addGoal(goal(`${label[op]}: peak RSS ≤ ${LIMIT_MIB} MiB (${ROWS} rows)`, rss.median, 'MiB', rss.median <= LIMIT_MIB));
+    }
+  }
+  bench.note('Each operation runs alone in a fresh Node process; peak RSS is its VmHWM from /proc/self/status at the end (the Node runtime and tsx included, ≈ 90 MiB).');
+  bench.note('"before" is the same operations run from a `git archive` of the baseline ref on a copy of the same archive, in the same run; synthesis runs after the hour is closed, so it replays the base snapshot plus the closed hour.');
+  const file = bench.write();
+  if (ROWS !== 1_000_000) {
+    const renamed = file.replace(/archive-memory\.json$/, `archive-memory-${ROWS}.json`);
+    cpSync(file, renamed);
+    rmSync(file);
+    console.log(`wrote ${renamed}`);
+  } else console.log(`wrote ${file}`);
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
