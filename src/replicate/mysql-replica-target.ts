@@ -7,7 +7,7 @@ import { MYSQL_SESSION, checkWarnings, createTableSqlMysql } from '../restore/ta
 import { mysqlColumnType, mysqlLiteral, mysqlString, quoteMysqlIdent } from '../restore/targets/mysql-text.js';
 import { scrubMessage, type SourceEngine } from '../restore/targets/restore-target.js';
 import { batchChanges, keyImage, type ChangeBatch } from './change-batches.js';
-import { sameColumns, shapeSteps } from './schema-evolution.js';
+import { olderRowsValue, sameColumns, shapeSteps } from './schema-evolution.js';
 import { REPLICA_TABLE, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TargetInspection } from './replica-target.js';
 
 const POSITION_TABLE = quoteMysqlIdent(REPLICA_TABLE);
@@ -218,8 +218,13 @@ export class MysqlReplicaTarget implements ReplicaTarget {
           known.delete(step.column);
         } else {
           // Added at the source: added here, nullable (rows before it hold NULL, as at the source).
+          // Rows it already holds read what the source's older rows read (the version's `missing`),
+          // set by the ADD itself: one statement, so a stop after it leaves nothing half done.
           const c = change.schema.columns.find((col) => col.name === step.column)!;
-          await conn.query(`ALTER TABLE ${quoteMysqlIdent(name)} ADD COLUMN IF NOT EXISTS ${quoteMysqlIdent(c.name)} ${mysqlColumnType(c, sealed.has(c.name), this.engine, key.has(c.name))} NULL`);
+          const older = replicaLiteral(olderRowsValue(change.table, c), c, change.phiColumns, phi, this.engine);
+          const column = quoteMysqlIdent(c.name);
+          await conn.query(`ALTER TABLE ${quoteMysqlIdent(name)} ADD COLUMN IF NOT EXISTS ${column} ${mysqlColumnType(c, sealed.has(c.name), this.engine, key.has(c.name))} NULL${older === 'NULL' ? '' : ` DEFAULT ${older}`}`);
+          if (older !== 'NULL') await conn.query(`ALTER TABLE ${quoteMysqlIdent(name)} ALTER COLUMN ${column} DROP DEFAULT`);
           known.add(c.name);
         }
       }

@@ -7,7 +7,7 @@ import { PG_SESSION_OPTIONS, createTableSql } from '../restore/targets/postgres-
 import { pgColumnType, pgText, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLiteral } from '../restore/targets/postgres-text.js';
 import { scrubMessage, type SourceEngine } from '../restore/targets/restore-target.js';
 import { BATCH_ROWS, batchChanges, keyImage, type ChangeBatch } from './change-batches.js';
-import { sameColumns, shapeSteps } from './schema-evolution.js';
+import { olderRowsValue, sameColumns, shapeSteps } from './schema-evolution.js';
 import { REPLICA_TABLE, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TargetInspection } from './replica-target.js';
 
 const POSITION_TABLE = `public.${quoteIdent(REPLICA_TABLE)}`;
@@ -211,9 +211,12 @@ export class PostgresReplicaTarget implements ReplicaTarget {
           known.delete(step.column);
         } else {
           // Added at the source: added here, nullable (rows before it hold NULL, as at the source).
+          // Rows it already holds read what the source's older rows read (the version's `missing`).
           const c = change.schema.columns.find((col) => col.name === step.column)!;
           const type = await this.columnType(client, c, change, phi);
-          await client.query(`ALTER TABLE ${ident} ADD COLUMN ${quoteIdent(c.name)} ${type}`);
+          const older = replicaValue(olderRowsValue(change.table, c), c, change.phiColumns, phi, this.engine);
+          await client.query(`ALTER TABLE ${ident} ADD COLUMN ${quoteIdent(c.name)} ${type}${older === null ? '' : ` DEFAULT ${sqlLiteral(older)}`}`);
+          if (older !== null) await client.query(`ALTER TABLE ${ident} ALTER COLUMN ${quoteIdent(c.name)} DROP DEFAULT`);
           known.set(c.name, type);
         }
       }

@@ -1,4 +1,5 @@
-import type { TableSchema } from '../core/table-schema.js';
+import { ChartlogError } from '../core/errors.js';
+import type { CellValue, ColumnSchema, TableSchema } from '../core/table-schema.js';
 
 /**
  * How a replica table follows its source table's new version (pure): the DDL steps that make the
@@ -34,4 +35,21 @@ export function shapeSteps(targetColumns: ReadonlySet<string>, version: TableSch
 /** Whether the target's columns (as far as known) are exactly the version's: no DDL needed. */
 export function sameColumns(targetColumns: { has(name: string): boolean; readonly size: number } | undefined, version: TableSchema): boolean {
   return targetColumns !== undefined && targetColumns.size === version.columns.length && version.columns.every((c) => targetColumns.has(c.name));
+}
+
+/**
+ * What the rows a replica already holds read in a column added at the source (pure): the
+ * version's `missing` constant (ADD COLUMN … DEFAULT on a table with rows: the source wrote no
+ * row images for them), else NULL. When the source gave them values chartlog could not capture
+ * (`missing.unknown`: a volatile default, a rewrite) the replica stops rather than hold NULLs the
+ * source does not have.
+ */
+export function olderRowsValue(table: string, c: ColumnSchema): CellValue {
+  if (!c.missing) return null;
+  if ('unknown' in c.missing) {
+    throw new ChartlogError('integrity', `${table}.${c.name}: the rows written before this column was added read values chartlog could not capture (${c.missing.unknown}); the replica cannot add the column with them`, {
+      hint: `re-read the table (\`chartlog resync --tables ${table}\`), then build the replica again into an empty database; nothing of this transaction was applied`,
+    });
+  }
+  return c.missing.value;
 }

@@ -14,8 +14,8 @@ import { createMariadbDatabase, type TestDatabase } from '../support/restore-eng
 
 /**
  * Issue 18, schema evolution: `chartlog replicate` follows RENAME COLUMN (the version's
- * `renamedFrom`: the replica's column is renamed, its values kept), DROP COLUMN and a new table
- * in scope, into both target engines at once (PostgreSQL and MariaDB), while a concurrent writer
+ * `renamedFrom`: the replica's column is renamed, its values kept), DROP COLUMN, ADD COLUMN with
+ * a constant default (older rows read it) and a new table in scope, into both target engines at once (PostgreSQL and MariaDB), while a concurrent writer
  * keeps committing. The replicas then equal the source value by value, column names included.
  */
 
@@ -33,7 +33,7 @@ async function pgRows(client: pg.Client, schema: string, table: string): Promise
   return { columns: res.fields.map((f) => f.name), rows: (res.rows as unknown[][]).map((r) => r.map(cell)) };
 }
 
-test('replicate follows RENAME COLUMN, DROP COLUMN and a new table into PostgreSQL and MariaDB targets under a concurrent writer: equal value by value', { timeout: 240_000 }, async () => {
+test('replicate follows RENAME COLUMN, DROP COLUMN, ADD COLUMN DEFAULT and a new table into PostgreSQL and MariaDB targets under a concurrent writer: equal value by value', { timeout: 240_000 }, async () => {
   const created: TestDatabase[] = [];
   const work = mkdtempSync(join(tmpdir(), 'chartlog-repevo-'));
   const source = await createMariadbDatabase('repevo');
@@ -70,8 +70,12 @@ test('replicate follows RENAME COLUMN, DROP COLUMN and a new table into PostgreS
     'segments: { flushIntervalMs: 200 }',
     'phi:',
     `  keyring: "file://${keyring}"`,
-    // Synthetic, non-PHI columns; memo and fresh's columns are unclassified (sealed), opened by --phi open.
-    `  publicColumns: { ${q('r')}: [id, note, extra, n], ${q('w')}: [id, x] }`,
+    // Synthetic, non-PHI columns, the names to come included (a strict table may name them; a
+    // sealed column's default would not be stored: docs/formats.md). fresh's columns are
+    // unclassified (sealed), opened by --phi open.
+    `  publicColumns: { ${q('r')}: [id, note, extra, n, memo, flag], ${q('w')}: [id, x] }`,
+    `  strict: [${q('r')}]`,
+    `  columns: { ${q('r')}: [] }`,
     'log: { level: info, format: json }',
   ].join('\n'));
   run = new ChartlogRun(configFile, join(work, 'run.log'));
@@ -99,6 +103,23 @@ test('replicate follows RENAME COLUMN, DROP COLUMN and a new table into PostgreS
   await source.exec('ALTER TABLE r DROP COLUMN extra');
   await source.exec(`UPDATE r SET n = -4 WHERE id = 4`);
   await source.exec(`INSERT INTO r VALUES (32, 'after drop', 32)`);
+  // A constant default: the rows the replicas already hold read it, as the source's do. Issued
+  // once both replicas hold row 32 (written after DROP COLUMN extra): the MariaDB connector reads
+  // INFORMATION_SCHEMA when it processes a statement, so an ADD COLUMN made while it is still
+  // behind an earlier ALTER is recorded `unknown` (added-columns.ts) — and a replica stops on it
+  // rather than guess (seen when this test did not wait).
+  const mconnEarly = await mysql.createConnection({ uri: mariaTarget.url });
+  conns.push(mconnEarly);
+  for (let i = 0; ; i++) {
+    const inPg = await pgTarget.client.query(`SELECT 1 FROM "${source.name}".r WHERE id = 32`).then((x) => x.rows.length, () => 0);
+    const [inMaria] = await mconnEarly.query('SELECT 1 FROM r WHERE id = 32').catch(() => [[]]);
+    if (inPg === 1 && (inMaria as unknown[]).length === 1) break;
+    assert.ok(i < 600, 'both replicas applied the changes after DROP COLUMN');
+    for (const rep of replicas) assert.equal(rep.exitCode, null, `a replicator stopped: ${rep.output.slice(-800)}`);
+    await sleep(100);
+  }
+  await source.exec('ALTER TABLE r ADD COLUMN flag INT NOT NULL DEFAULT 7');
+  await source.exec(`UPDATE r SET flag = 8 WHERE id = 6`);
   await source.exec('CREATE TABLE fresh (id INT PRIMARY KEY, label VARCHAR(20), v BIGINT)');
   await source.exec(`INSERT INTO fresh VALUES (1, 'one', 9007199254740993), (2, NULL, -1)`);
   await source.exec(`UPDATE fresh SET label = 'two' WHERE id = 2`);
@@ -126,7 +147,8 @@ test('replicate follows RENAME COLUMN, DROP COLUMN and a new table into PostgreS
   assert.equal(diff, '', 'both replicas equal the source value by value, column names included');
   // What the comparison above proves: the rows written before the rename keep their note under memo…
   const r = await mariaRows(mconn, 'r');
-  assert.deepEqual(r.columns, ['id', 'memo', 'n']);
+  assert.deepEqual(r.columns, ['id', 'memo', 'n', 'flag']);
+  assert.equal(r.rows.filter((row) => row[3] === '7').length, 31, 'rows older than flag read its default in the replica');
   assert.equal(r.rows.find((row) => row[0] === '2')?.[1], 'before', 'a value written before the rename is kept under the new name');
   // …and the comparison catches a replica that differs (negative control: one value changed in each).
   await pgClient.query(`UPDATE "${source.name}".r SET memo = 'planted' WHERE id = 5`);

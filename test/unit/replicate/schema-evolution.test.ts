@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { sameColumns, shapeSteps } from '../../../src/replicate/schema-evolution.js';
+import { olderRowsValue, sameColumns, shapeSteps } from '../../../src/replicate/schema-evolution.js';
 import type { ColumnSchema, TableSchema } from '../../../src/core/table-schema.js';
 
 const col = (name: string, renamedFrom?: string[]): ColumnSchema => ({ name, sourceType: 'text', type: { kind: 'string' }, nullable: true, ...(renamedFrom ? { renamedFrom } : {}) });
@@ -25,4 +25,11 @@ test('sameColumns: exactly the version\'s columns, no more, no fewer', () => {
   assert.equal(sameColumns(new Set(['id', 'a', 'b']), v(col('a'))), false, 'a dropped column is a change');
   assert.equal(sameColumns(new Set(['id']), v(col('a'))), false);
   assert.equal(sameColumns(undefined, v(col('a'))), false);
+});
+
+test('a column added at the source: rows the replica holds read its missing constant, NULL without one; unknown stops the replica', () => {
+  assert.equal(olderRowsValue('db.t', { ...col('flag'), missing: { value: 7 } }), 7);
+  assert.equal(olderRowsValue('db.t', { ...col('big'), missing: { value: 9007199254740993n } }), 9007199254740993n);
+  assert.equal(olderRowsValue('db.t', col('plain')), null);
+  assert.throws(() => olderRowsValue('db.t', { ...col('r'), missing: { unknown: 'volatile default' } }), /db\.t\.r: .*volatile default.*cannot add the column/);
 });
