@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mysql from 'mysql2/promise';
-import pg from 'pg';
+import type pg from 'pg';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { ChartlogRun } from '../support/chartlog-process.js';
 import { PausableWriter } from '../support/pausable-writer.js';
