@@ -409,10 +409,23 @@ export class MysqlConnector implements SourceConnector {
     const unknown = new Map<string, string>();
     // Column renames by table: rows older than the rename hold the value under the old name.
     const renames = new Map<string, ReadonlyMap<string, string>>();
-    for (const e of ddlEffects(statement, defaultSchema)) if (e.table && e.renamedColumns) renames.set(qualifiedName(e.table), e.renamedColumns);
+    const effects = ddlEffects(statement, defaultSchema);
+    for (const e of effects) if (e.table && e.renamedColumns) renames.set(qualifiedName(e.table), e.renamedColumns);
+    // The tables this statement can change the columns of (ALTER, RENAME, CREATE OR REPLACE name
+    // them; any other statement — CREATE or DROP TABLE, DDL of another database — names none);
+    // null when a statement could not be read.
+    const named = effects.every((e) => e.table) ? new Set(effects.flatMap((e) => [qualifiedName(e.table!), ...(e.renamedTo ? [qualifiedName(e.renamedTo)] : [])])) : null;
     for (const [name, next] of refreshed) {
       const previous = tracked.get(name);
       if (!previous) continue;
+      // The catalogue is read when the statement is processed: behind a backlog it may already
+      // show a later ALTER of a table this statement does not name (e.g. a replica's DDL in
+      // another database, binlogged before that ALTER). That change is left to its own
+      // statement, which then reads it with the statement's text (a constant default it spells).
+      if (named && !named.has(name) && !sameColumnNames(previous, next)) {
+        refreshed.set(name, previous);
+        continue;
+      }
       const known = new Set(previous.columns.map((c) => c.name));
       const added = next.columns.some((c) => !known.has(c.name));
       const defaults = added ? await this.withConnection((c) => loadColumnDefaults(c, next.schema, next.table)) : new Map<string, string | null>();
@@ -581,4 +594,9 @@ export class MysqlConnector implements SourceConnector {
       await this.release(c);
     }
   }
+}
+
+/** Whether two versions of a table have the same column names in the same order. */
+function sameColumnNames(a: TableSchema, b: TableSchema): boolean {
+  return a.columns.length === b.columns.length && a.columns.every((c, i) => c.name === b.columns[i]!.name);
 }
