@@ -17,7 +17,7 @@ import { connectionOptions, serverHasNoTls, sourceError } from './connection-set
 import { EventSpill } from './event-spill.js';
 import { type Completed, RowsEventConverter, isSchemaStatement } from './rows-event-converter.js';
 import { loadColumnDefaults, withMissingValues } from './added-columns.js';
-import { ddlEffects } from './ddl-effect.js';
+import { ddlEffects, tablesNamed } from './ddl-effect.js';
 import { loadTableSchemas, tableFilter } from './schema-loader.js';
 import { type ServerInfo, checkSource, defaultServerId } from './setup-check.js';
 import { sampleRows } from './sample-rows.js';
@@ -411,10 +411,8 @@ export class MysqlConnector implements SourceConnector {
     const renames = new Map<string, ReadonlyMap<string, string>>();
     const effects = ddlEffects(statement, defaultSchema);
     for (const e of effects) if (e.table && e.renamedColumns) renames.set(qualifiedName(e.table), e.renamedColumns);
-    // The tables this statement can change the columns of (ALTER, RENAME, CREATE OR REPLACE name
-    // them; any other statement — CREATE or DROP TABLE, DDL of another database — names none);
-    // null when a statement could not be read.
-    const named = effects.every((e) => e.table) ? new Set(effects.flatMap((e) => [qualifiedName(e.table!), ...(e.renamedTo ? [qualifiedName(e.renamedTo)] : [])])) : null;
+    // The tables whose columns this statement can change (ddl-effect.ts tablesNamed).
+    const named = tablesNamed(effects);
     for (const [name, next] of refreshed) {
       const previous = tracked.get(name);
       if (!previous) continue;
