@@ -28,11 +28,18 @@ export function withMissingValues(
   const columns: ColumnSchema[] = next.columns.map((c) => {
     const known = before.get(c.name);
     const from = renamed.get(c.name);
-    const missing = known
-      ? known.missing
-      : from !== undefined
-        ? missingOfRenamed(previous, next, from, c.name)
-        : missingOfAdded(c, defaults.has(c.name) ? defaults.get(c.name)! : undefined, statement);
+    if (known) {
+      // Kept: what its older rows read and its earlier names (later versions keep a rename).
+      if (!known.missing && !known.renamedFrom) return c;
+      changed = true;
+      return { ...c, ...(known.missing ? { missing: known.missing } : {}), ...(known.renamedFrom ? { renamedFrom: known.renamedFrom } : {}) };
+    }
+    if (from !== undefined) {
+      const r = renamedColumn(previous, next, from, c.name);
+      changed = true;
+      return { ...c, ...r };
+    }
+    const missing = missingOfAdded(c, defaults.has(c.name) ? defaults.get(c.name)! : undefined, statement);
     if (!missing) return c;
     changed = true;
     return { ...c, missing };
@@ -42,16 +49,19 @@ export function withMissingValues(
 
 /**
  * A column renamed by the statement (RENAME COLUMN, CHANGE): rows written before it hold its
- * value under the old name (`from`). Only when the rename can be followed by names alone: the old
- * name gone from the new version, the new one absent from the old (a swap of two names is not),
- * and neither a key column (rows are matched by their key). Otherwise `unknown`: re-read.
+ * value under the old name. Recorded as on PostgreSQL — the one encoding of a rename —
+ * `renamedFrom` (the old name first, then the old column's own earlier names), and the column
+ * keeps what the old column's older rows read (`missing`). Only when the rename can be followed
+ * by names alone: the old name gone from the new version, the new one absent from the old (a swap
+ * of two names is not), and neither a key column (rows are matched by their key). Otherwise
+ * `missing: unknown`: re-read.
  */
-export function missingOfRenamed(previous: TableSchema, next: TableSchema, from: string, to: string): MissingValue {
-  const had = previous.columns.some((c) => c.name === from);
+export function renamedColumn(previous: TableSchema, next: TableSchema, from: string, to: string): Pick<ColumnSchema, 'missing' | 'renamedFrom'> {
+  const old = previous.columns.find((c) => c.name === from);
   const kept = next.columns.some((c) => c.name === from);
-  if (!had || kept) return { unknown: `column ${to} was renamed from ${from} in a way chartlog cannot follow by names (a swap or a reused name)` };
-  if (previous.primaryKey.includes(from) || next.primaryKey.includes(to)) return { unknown: `key column ${from} was renamed to ${to}: rows are matched by their key` };
-  return { from };
+  if (!old || kept) return { missing: { unknown: `column ${to} was renamed from ${from} in a way chartlog cannot follow by names (a swap or a reused name)` } };
+  if (previous.primaryKey.includes(from) || next.primaryKey.includes(to)) return { missing: { unknown: `key column ${from} was renamed to ${to}: rows are matched by their key` } };
+  return { renamedFrom: [from, ...(old.renamedFrom ?? []).filter((n) => n !== from)], ...(old.missing ? { missing: old.missing } : {}) };
 }
 
 /** The missing value of one column added by `statement`; undefined when older rows read NULL. */

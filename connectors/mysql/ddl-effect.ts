@@ -378,3 +378,15 @@ function constantAt(def: readonly Token[], i: number): number | null {
   if (['NULL', 'TRUE', 'FALSE'].includes(up(t))) return i + 1;
   return null;
 }
+
+/**
+ * The tables ("schema.table") whose columns a statement can change: those ALTER, RENAME and
+ * CREATE OR REPLACE name (a rename's new name too); none for any other statement (CREATE or DROP
+ * TABLE, DDL of another database). Null when a statement's table could not be read (fail closed:
+ * any table may have changed).
+ */
+export function tablesNamed(effects: readonly DdlEffect[]): Set<string> | null {
+  if (!effects.every((e) => e.table)) return null;
+  const q = (t: TableName): string => `${t.schema}.${t.table}`;
+  return new Set(effects.flatMap((e) => [q(e.table!), ...(e.renamedTo ? [q(e.renamedTo)] : [])]));
+}

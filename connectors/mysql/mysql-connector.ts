@@ -17,7 +17,7 @@ import { connectionOptions, serverHasNoTls, sourceError } from './connection-set
 import { EventSpill } from './event-spill.js';
 import { type Completed, RowsEventConverter, isSchemaStatement } from './rows-event-converter.js';
 import { loadColumnDefaults, withMissingValues } from './added-columns.js';
-import { ddlEffects } from './ddl-effect.js';
+import { ddlEffects, tablesNamed } from './ddl-effect.js';
 import { loadTableSchemas, tableFilter } from './schema-loader.js';
 import { type ServerInfo, checkSource, defaultServerId } from './setup-check.js';
 import { sampleRows } from './sample-rows.js';
@@ -412,10 +412,21 @@ export class MysqlConnector implements SourceConnector {
     const unknown = new Map<string, string>();
     // Column renames by table: rows older than the rename hold the value under the old name.
     const renames = new Map<string, ReadonlyMap<string, string>>();
-    for (const e of ddlEffects(statement, defaultSchema)) if (e.table && e.renamedColumns) renames.set(qualifiedName(e.table), e.renamedColumns);
+    const effects = ddlEffects(statement, defaultSchema);
+    for (const e of effects) if (e.table && e.renamedColumns) renames.set(qualifiedName(e.table), e.renamedColumns);
+    // The tables whose columns this statement can change (ddl-effect.ts tablesNamed).
+    const named = tablesNamed(effects);
     for (const [name, next] of refreshed) {
       const previous = tracked.get(name);
       if (!previous) continue;
+      // The catalogue is read when the statement is processed: behind a backlog it may already
+      // show a later ALTER of a table this statement does not name (e.g. a replica's DDL in
+      // another database, binlogged before that ALTER). That change is left to its own
+      // statement, which then reads it with the statement's text (a constant default it spells).
+      if (named && !named.has(name) && !sameColumnNames(previous, next)) {
+        refreshed.set(name, previous);
+        continue;
+      }
       const known = new Set(previous.columns.map((c) => c.name));
       const added = next.columns.some((c) => !known.has(c.name));
       const defaults = added ? await this.withConnection((c) => loadColumnDefaults(c, next.schema, next.table)) : new Map<string, string | null>();
@@ -585,4 +596,9 @@ export class MysqlConnector implements SourceConnector {
       await this.release(c);
     }
   }
+}
+
+/** Whether two versions of a table have the same column names in the same order. */
+function sameColumnNames(a: TableSchema, b: TableSchema): boolean {
+  return a.columns.length === b.columns.length && a.columns.every((c, i) => c.name === b.columns[i]!.name);
 }

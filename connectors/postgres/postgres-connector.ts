@@ -110,6 +110,8 @@ export interface PostgresConnectorDeps {
 type Progress = { -readonly [K in keyof AckProgress]: AckProgress[K] };
 
 type Begin = Extract<PgMessage, { tag: 'begin' }>;
+/** A captured table's history ending: found gone from the catalog (DROP TABLE) or under a new name (`renamedTo`). */
+type TableEnd = { oid: number; table: string; atLsn: Lsn; timeUs: bigint; renamedTo?: string };
 type Commit = Extract<PgMessage, { tag: 'commit' }>;
 
 const CHANGE_TAGS = new Set(['insert', 'update', 'delete', 'truncate']);
@@ -613,9 +615,9 @@ export class PostgresConnector implements SourceConnector {
   /** Captured table OID → "schema.table" as last read. */
   private readonly relNames = new Map<number, string>();
   /** Tables found gone from the catalog, waiting for the stream to pass the reading. */
-  private endsPending: { oid: number; table: string; atLsn: Lsn; timeUs: bigint }[] = [];
+  private endsPending: TableEnd[] = [];
   /** ... and those the stream has passed (`after`: everything before it was processed). */
-  private endsReady: { oid: number; table: string; atLsn: Lsn; timeUs: bigint; after: Lsn }[] = [];
+  private endsReady: (TableEnd & { after: Lsn })[] = [];
   private endsWake = wakeable();
 
   /**
@@ -638,10 +640,13 @@ export class PostgresConnector implements SourceConnector {
     const commit = lsnHex(lsn);
     const events: ChangeEvent[] = [];
     for (const e of ends) {
-      const schema = state.relations.get(e.oid)?.table.schema ?? this.seenVersions.get(e.table);
+      // A renamed table's relation may already carry the new name: the end is the old name's.
+      const current = state.relations.get(e.oid)?.table.schema;
+      const schema = current && qualifiedName(current) === e.table ? current : (this.seenVersions.get(e.table) ?? (e.renamedTo ? undefined : current));
       if (!schema) continue;
       events.push({ op: 'x', schema, before: null, after: null, position: Position.of(commit, events.length) });
-      this.log.warn({ table: e.table }, 'table gone from the catalog (DROP TABLE): recorded as its end');
+      if (e.renamedTo) this.log.info({ table: e.table, renamedTo: e.renamedTo }, 'table renamed (ALTER TABLE … RENAME TO): the old name\'s history ends here');
+      else this.log.warn({ table: e.table }, 'table gone from the catalog (DROP TABLE): recorded as its end');
     }
     if (events.length === 0) return null;
     const timeUs = ends.reduce((m, e) => (e.timeUs > m ? e.timeUs : m), 0n);
@@ -675,7 +680,13 @@ export class PostgresConnector implements SourceConnector {
       this.rewrites.forget(oid);
       if (table) this.endsPending.push({ oid, table, atLsn, timeUs: BigInt(Date.now()) * 1000n });
     }
-    for (const r of rows) this.relNames.set(Number(r.oid), `${r.nspname}.${r.relname}`);
+    for (const r of rows) {
+      const oid = Number(r.oid);
+      const name = `${r.nspname}.${r.relname}`;
+      const before = this.relNames.get(oid);
+      if (before !== undefined && before !== name && !this.endsPending.some((e) => e.oid === oid)) this.renamed(oid, before, name, atLsn);
+      this.relNames.set(oid, name);
+    }
     const readings: RelfileReading[] = rows.map((r) => ({
       oid: Number(r.oid),
       table: `${r.nspname}.${r.relname}`,
@@ -685,6 +696,32 @@ export class PostgresConnector implements SourceConnector {
     // The statement's start: a commit its catalog snapshot did not see committed after it.
     const tsUs = rows[0]?.ts_us;
     this.rewrites.observe(readings, atLsn, tsUs ? { streamLsn, timeUs: BigInt(tsUs) } : undefined);
+  }
+
+  /**
+   * ALTER TABLE … RENAME TO on PostgreSQL (logical decoding carries no DDL): the catalog check
+   * (every 10 s, and at relation messages) finds a captured OID under a new name. As on
+   * MariaDB/MySQL, the old name's history ends (op `x`, recorded like a DROP TABLE once the stream
+   * has passed the reading, after every change the stream carried under the old name) and the
+   * table is read again under its new name by an automatic resync, so a restore after the resync
+   * has the new name with every row and not the old one, a restore before the rename the old
+   * name. The new name is re-read only when the source captures it (`sources[].tables` lists it
+   * or is absent); otherwise its history ends here and the log says so.
+   */
+  private renamed(oid: number, from: string, to: string, atLsn: Lsn): void {
+    this.endsPending.push({ oid, table: from, atLsn, timeUs: BigInt(Date.now()) * 1000n, renamedTo: to });
+    const captured = !this.names.tables || this.names.tables.includes(to);
+    if (!captured) {
+      this.log.warn({ table: from, renamedTo: to }, `table ${from} was renamed to ${to}, which this source does not capture: its history ends here`);
+      return;
+    }
+    const reason = `renamed from ${from}: its rows are read again under the new name`;
+    if (this.deps.requestResync) {
+      this.log.info({ table: to, renamedFrom: from }, `${to} ${reason}`);
+      this.deps.requestResync({ tables: [to], reason });
+    } else {
+      this.log.warn({ table: to, renamedFrom: from }, `${to} was ${reason.replace(': its rows are', ': its rows must be')}: chartlog resync --tables ${to}`);
+    }
   }
 
   /** The stream has processed everything before `lsn`: tables rewritten by then are re-read. */

@@ -8,23 +8,16 @@ import { identityColumns, type CellValue, type Row, type TableSchema } from '../
  * restore fills it here, for the rows whose image predates the column. Pure: no I/O.
  */
 
-/**
- * Where a row whose image lacks a column gets its value: a constant, or (a renamed column) the
- * value its image holds under the old name — and, when the image lacks that too, what that
- * column's older rows read (`else`).
- */
-export type MissingSource = { readonly value: CellValue } | { readonly from: string; readonly else?: MissingSource };
-
 /** What a restore fills per column of the final version, from the versions applied, oldest first. */
 export interface MissingPlan {
-  /** Column → where rows whose image lacks it get its value. */
-  readonly fill: ReadonlyMap<string, MissingSource>;
+  /** Column → the constant that rows whose image lacks it read. */
+  readonly fill: ReadonlyMap<string, CellValue>;
   /** Column → why rows that predate it cannot be restored (refused before anything is written). */
   readonly refuse: ReadonlyMap<string, string>;
   /**
-   * Column of the final version → its earlier names, most recent first (RENAME COLUMN): a row
-   * that lacks the column and holds one of them is a row stored before the rename, and its
-   * value moves to the column (before `fill` applies).
+   * Column of the final version → its earlier names, most recent first (RENAME COLUMN, on either
+   * engine: `renamedFrom`): a row that lacks the column and holds one of them is a row stored
+   * before the rename, and its value moves to the column (before `fill` applies).
    */
   readonly renames: ReadonlyMap<string, readonly string[]>;
 }
@@ -35,14 +28,19 @@ export interface MissingPlan {
  * latest version that records it; a version that brings the column back without one (dropped and
  * added again) resets it to NULL. A column whose missing value is `unknown` is refused when an
  * earlier version applied lacks it (rows from then may lack it); when every version applied has
- * it — the table was re-read after the DDL — nothing predates it and nothing is refused. A
- * renamed column (`from`) reads the old column of older images, and takes over what that column's
- * own older rows read (its fill, or its refusal).
+ * it — the table was re-read after the DDL — nothing predates it and nothing is refused.
+ *
+ * A renamed column (`renamedFrom`, the one encoding of RENAME COLUMN on both engines; archives
+ * written with MariaDB's older `missing.from` read as `renamedFrom` too, codec/avro-schema.ts)
+ * reads the old column of older images, and takes over what that column's own older rows read
+ * (its constant, or its refusal). Earlier names accumulate across the versions applied, so
+ * renames chain (a → b → c) even when each version lists only the last one.
  */
 export function missingPlan(versions: readonly TableSchema[]): MissingPlan {
-  const fill = new Map<string, MissingSource>();
+  const fill = new Map<string, CellValue>();
   const unknown = new Map<string, string>();
   const lacked = new Set<string>();
+  const earlier = new Map<string, readonly string[]>();
   let previous: ReadonlySet<string> | null = null;
   for (const v of versions) {
     const names = new Set(v.columns.map((c) => c.name));
@@ -50,27 +48,35 @@ export function missingPlan(versions: readonly TableSchema[]): MissingPlan {
     const priorFill = new Map(fill);
     const priorUnknown = new Map(unknown);
     const priorLacked = new Set(lacked);
+    const priorEarlier = new Map(earlier);
     for (const c of v.columns) {
       const isNew = previous !== null && !previous.has(c.name);
-      if (isNew) lacked.add(c.name);
+      const listed = c.renamedFrom ?? [];
+      // Renamed by this version: new here, and one of its earlier names was a column before.
+      const old = isNew ? listed.find((n) => previous!.has(n)) : undefined;
+      if (old !== undefined) {
+        earlier.set(c.name, distinct([...listed, ...(priorEarlier.get(old) ?? [])]));
+        fill.delete(c.name);
+        unknown.delete(c.name);
+        if (priorFill.has(old)) fill.set(c.name, priorFill.get(old)!);
+        if (priorUnknown.has(old) && priorLacked.has(old)) unknown.set(c.name, priorUnknown.get(old)!);
+        // Rows older than the old column lack the new one's value as they lacked the old one's.
+        if (priorLacked.has(old)) lacked.add(c.name);
+        else lacked.delete(c.name);
+      } else {
+        if (listed.length > 0) earlier.set(c.name, distinct([...listed, ...(earlier.get(c.name) ?? [])]));
+        if (isNew) {
+          lacked.add(c.name);
+          fill.delete(c.name);
+          unknown.delete(c.name);
+          if (listed.length === 0) earlier.delete(c.name);
+        }
+      }
       if (c.missing && 'unknown' in c.missing) {
         unknown.set(c.name, c.missing.unknown);
         fill.delete(c.name);
-      } else if (c.missing && 'from' in c.missing) {
-        const from = c.missing.from;
-        const older = priorFill.get(from);
-        fill.set(c.name, older ? { from, else: older } : { from });
-        unknown.delete(c.name);
-        const why = priorUnknown.get(from);
-        if (why !== undefined && priorLacked.has(from)) unknown.set(c.name, why);
-        // Rows older than the old column lack the new one's value as they lacked the old one's.
-        if (isNew && !priorLacked.has(from)) lacked.delete(c.name);
-        if (isNew && priorLacked.has(from)) lacked.add(c.name);
       } else if (c.missing) {
-        fill.set(c.name, { value: c.missing.value });
-        unknown.delete(c.name);
-      } else if (isNew) {
-        fill.delete(c.name);
+        fill.set(c.name, c.missing.value);
         unknown.delete(c.name);
       }
     }
@@ -84,7 +90,10 @@ export function missingPlan(versions: readonly TableSchema[]): MissingPlan {
   for (const [name, why] of unknown) if (finalNames.has(name) && lacked.has(name)) refuse.set(name, why);
   for (const name of [...fill.keys()]) if (!finalNames.has(name)) fill.delete(name);
   const renames = new Map<string, readonly string[]>();
-  for (const c of final?.columns ?? []) if (c.renamedFrom && c.renamedFrom.length > 0) renames.set(c.name, c.renamedFrom);
+  for (const c of final?.columns ?? []) {
+    const former = earlier.get(c.name);
+    if (former && former.length > 0) renames.set(c.name, former);
+  }
   // Rows carry no version: "lacks the column" tells a row stored before the rename only when the
   // column's name was never another column's. Names swapped (a→b while b→a) cannot be told
   // apart, nor can a renamed key column be matched (rows are merged by key before this): refused.
@@ -99,6 +108,10 @@ export function missingPlan(versions: readonly TableSchema[]): MissingPlan {
     else if (keys.has(name)) refuse.set(name, `column ${name} identifies rows and was renamed: rows stored before hold the key under its old name`);
   }
   return { fill, refuse, renames };
+}
+
+function distinct(names: readonly string[]): readonly string[] {
+  return [...new Set(names)];
 }
 
 /** Refuses (exit 2, nothing written) a restore that would have to invent older rows' values. */
@@ -116,8 +129,8 @@ export function refuseUnknownMissing(table: string, plan: MissingPlan): void {
  */
 export function fillMissing(row: Row, plan: MissingPlan): Row {
   let out: Record<string, CellValue> | null = null;
-  // PostgreSQL renames (`renamedFrom`, by column number): the value moves and the old name goes,
-  // so a later column that takes the old name is not filled from it.
+  // Renames: the value moves and the old name goes, so a later column that takes the old name is
+  // not filled from it.
   for (const [name, former] of plan.renames) {
     if (name in row) continue;
     const from = former.find((n) => n in (out ?? row));
@@ -126,25 +139,12 @@ export function fillMissing(row: Row, plan: MissingPlan): Row {
     out[name] = out[from]!;
     delete out[from];
   }
-  for (const [name, source] of plan.fill) {
+  for (const [name, value] of plan.fill) {
     if (name in (out ?? row)) continue;
-    const value = valueOf(out ?? row, source);
-    if (value === undefined) continue;
     out ??= { ...row };
     out[name] = value;
   }
   return (out as Row | null) ?? row;
-}
-
-/** A row's value from a source; undefined when nothing says (the row reads NULL). */
-function valueOf(row: Row, source: MissingSource): CellValue | undefined {
-  let s: MissingSource | undefined = source;
-  while (s) {
-    if ('value' in s) return s.value;
-    if (s.from in row) return row[s.from];
-    s = s.else;
-  }
-  return undefined;
 }
 
 /** The rows of a replay, with the plan's values filled in. */

@@ -60,8 +60,10 @@ export interface TableAttribute {
     /**
      * What rows written before the column existed read in it (core/table-schema.ts
      * MissingValue): `cell` is its cell serialization in base64, `unknown` why it cannot be
-     * known, `from` the column's name before a RENAME COLUMN. Absent when they read NULL — so
-     * versions written before it existed keep their hash.
+     * known. Absent when they read NULL — so versions written before it existed keep their hash.
+     * `from` (the column's name before a RENAME COLUMN) is read from archives MariaDB/MySQL
+     * sources wrote before `renamedFrom` was their encoding too, and read as `renamedFrom`;
+     * never written.
      */
     missing?: MissingAttribute;
     /** Earlier names of the column, most recent first (RENAME COLUMN). Absent when never renamed. */
@@ -76,15 +78,25 @@ export const SEALED_MISSING_REASON = 'the column is sealed (PHI), so the value i
 
 function missingAttribute(m: MissingValue, sealed: boolean): MissingAttribute {
   if ('unknown' in m) return { unknown: m.unknown };
-  if ('from' in m) return { from: m.from };
   if (sealed && m.value !== null) return { unknown: SEALED_MISSING_REASON };
   return { cell: Buffer.from(serializeCell(m.value)).toString('base64') };
 }
 
-function missingValue(m: MissingAttribute): MissingValue {
+/** A stored `missing` as the value model has it; the legacy `from` (a rename) is not a missing value. */
+function missingValue(m: MissingAttribute): MissingValue | undefined {
   if ('unknown' in m) return { unknown: m.unknown };
-  if ('from' in m) return { from: m.from };
+  if ('from' in m) return undefined;
   return { value: deserializeCell(Buffer.from(m.cell, 'base64')) };
+}
+
+/**
+ * A column's earlier names: `renamedFrom`, the one encoding of RENAME COLUMN, or — in archives
+ * MariaDB/MySQL sources wrote before it was theirs too — the old name in `missing.from`.
+ */
+function earlierNames(c: TableAttribute['columns'][number]): string[] | undefined {
+  const legacy = c.missing && 'from' in c.missing ? [c.missing.from] : [];
+  const names = [...new Set([...(c.renamedFrom ?? []), ...legacy])];
+  return names.length > 0 ? names : undefined;
 }
 
 export type AvroSchemaJson = Record<string, unknown>;
@@ -233,8 +245,8 @@ export function fromAvroSchema(schema: AvroSchemaJson): StoredTableVersion {
       sourceType: c.sourceType,
       type: normaliseType(c.type),
       nullable: c.nullable,
-      ...(c.missing ? { missing: missingValue(c.missing) } : {}),
-      ...(c.renamedFrom ? { renamedFrom: [...c.renamedFrom] } : {}),
+      ...(c.missing && missingValue(c.missing) ? { missing: missingValue(c.missing)! } : {}),
+      ...(earlierNames(c) ? { renamedFrom: earlierNames(c)! } : {}),
     })),
   });
   return Object.freeze({

@@ -96,11 +96,10 @@ export interface ColumnType {
  * (PostgreSQL `attmissingval`, a MariaDB/MySQL instant column's constant default). `unknown`:
  * the source gave such rows values chartlog cannot prove (a volatile default, a table rewrite);
  * the reason is kept, and a restore refuses to invent them (the table must be re-read:
- * `chartlog resync`). `from`: the column was renamed (RENAME COLUMN): rows written before read
- * the value their image holds under the old name `from` (and what that column's rows older than
- * it read). Absent: such rows read NULL.
+ * `chartlog resync`). Absent: such rows read NULL. A renamed column is not a missing value: it
+ * carries `renamedFrom` (ColumnSchema), on both engines.
  */
-export type MissingValue = { readonly value: CellValue } | { readonly unknown: string } | { readonly from: string };
+export type MissingValue = { readonly value: CellValue } | { readonly unknown: string };
 
 export interface ColumnSchema {
   readonly name: string;
@@ -111,8 +110,10 @@ export interface ColumnSchema {
   /** What rows older than the column read in it; absent: NULL (docs/formats.md, `missing`). */
   readonly missing?: MissingValue;
   /**
-   * The column's earlier names, the most recent first (RENAME COLUMN): rows stored before the
-   * rename hold its value under one of them (docs/formats.md, `renamedFrom`). Absent: never renamed.
+   * The column's earlier names, the most recent first (RENAME COLUMN, on PostgreSQL and
+   * MariaDB/MySQL alike — the one encoding of a rename): rows stored before the rename hold its
+   * value under one of them (docs/formats.md, `renamedFrom`). Later versions keep the list.
+   * Absent: never renamed.
    */
   readonly renamedFrom?: readonly string[];
 }

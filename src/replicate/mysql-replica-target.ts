@@ -7,6 +7,7 @@ import { MYSQL_SESSION, checkWarnings, createTableSqlMysql } from '../restore/ta
 import { mysqlColumnType, mysqlLiteral, mysqlString, quoteMysqlIdent } from '../restore/targets/mysql-text.js';
 import { scrubMessage, type SourceEngine } from '../restore/targets/restore-target.js';
 import { batchChanges, keyImage, type ChangeBatch } from './change-batches.js';
+import { olderRowsValue, sameColumns, shapeSteps } from './schema-evolution.js';
 import { REPLICA_TABLE, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TargetInspection } from './replica-target.js';
 
 const POSITION_TABLE = quoteMysqlIdent(REPLICA_TABLE);
@@ -160,7 +161,7 @@ export class MysqlReplicaTarget implements ReplicaTarget {
         this.columns.delete(table);
       }
       const changes = tx.changes.filter((c, i) => c.op !== 'x' && !(i < (dropped.get(c.table) ?? -1)));
-      for (const c of changes) if (!c.schema.columns.every((col) => this.columns.get(c.table)?.has(col.name))) await this.ensureShape(conn, c, phi);
+      for (const c of changes) if (!sameColumns(this.columns.get(c.table), c.schema)) await this.ensureShape(conn, c, phi);
 
       const steps: Step[] = [
         {
@@ -206,11 +207,26 @@ export class MysqlReplicaTarget implements ReplicaTarget {
       known = new Set(change.schema.columns.map((c) => c.name));
     } else {
       const key = new Set(change.schema.primaryKey);
-      for (const c of change.schema.columns) {
-        if (known.has(c.name)) continue;
-        // Added at the source: added here, nullable (rows before it hold NULL, as at the source).
-        await conn.query(`ALTER TABLE ${quoteMysqlIdent(name)} ADD COLUMN IF NOT EXISTS ${quoteMysqlIdent(c.name)} ${mysqlColumnType(c, sealed.has(c.name), this.engine, key.has(c.name))} NULL`);
-        known.add(c.name);
+      for (const step of shapeSteps(known, change.schema)) {
+        if (step.kind === 'rename') {
+          // Renamed at the source (renamedFrom): the same column, its values kept.
+          await conn.query(`ALTER TABLE ${quoteMysqlIdent(name)} RENAME COLUMN ${quoteMysqlIdent(step.from)} TO ${quoteMysqlIdent(step.column)}`);
+          known.delete(step.from);
+          known.add(step.column);
+        } else if (step.kind === 'drop') {
+          await conn.query(`ALTER TABLE ${quoteMysqlIdent(name)} DROP COLUMN IF EXISTS ${quoteMysqlIdent(step.column)}`);
+          known.delete(step.column);
+        } else {
+          // Added at the source: added here, nullable (rows before it hold NULL, as at the source).
+          // Rows it already holds read what the source's older rows read (the version's `missing`),
+          // set by the ADD itself: one statement, so a stop after it leaves nothing half done.
+          const c = change.schema.columns.find((col) => col.name === step.column)!;
+          const older = replicaLiteral(olderRowsValue(change.table, c), c, change.phiColumns, phi, this.engine);
+          const column = quoteMysqlIdent(c.name);
+          await conn.query(`ALTER TABLE ${quoteMysqlIdent(name)} ADD COLUMN IF NOT EXISTS ${column} ${mysqlColumnType(c, sealed.has(c.name), this.engine, key.has(c.name))} NULL${older === 'NULL' ? '' : ` DEFAULT ${older}`}`);
+          if (older !== 'NULL') await conn.query(`ALTER TABLE ${quoteMysqlIdent(name)} ALTER COLUMN ${column} DROP DEFAULT`);
+          known.add(c.name);
+        }
       }
     }
     this.columns.set(change.table, known);

@@ -7,6 +7,7 @@ import { PG_SESSION_OPTIONS, createTableSql } from '../restore/targets/postgres-
 import { pgColumnType, pgText, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLiteral } from '../restore/targets/postgres-text.js';
 import { scrubMessage, type SourceEngine } from '../restore/targets/restore-target.js';
 import { BATCH_ROWS, batchChanges, keyImage, type ChangeBatch } from './change-batches.js';
+import { olderRowsValue, sameColumns, shapeSteps } from './schema-evolution.js';
 import { REPLICA_TABLE, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TargetInspection } from './replica-target.js';
 
 const POSITION_TABLE = `public.${quoteIdent(REPLICA_TABLE)}`;
@@ -147,12 +148,12 @@ export class PostgresReplicaTarget implements ReplicaTarget {
     // must hold (the position row still at `from`, each update or delete meeting exactly one row)
     // are made by the server, which aborts the transaction when one fails.
     const rows = tx.changes.filter((c) => c.op !== 't').length;
-    const shapeKnown = tx.changes.every((c) => c.schema.columns.every((col) => this.columns.get(c.table)?.has(col.name)));
+    const shapeKnown = tx.changes.every((c) => c.op === 'x' || sameColumns(this.columns.get(c.table), c.schema));
     try {
       let sent = false;
       if (!shapeKnown) {
         await client.query('BEGIN');
-        for (const change of tx.changes) await this.ensureShape(client, change, phi);
+        for (const change of tx.changes) if (change.op !== 'x') await this.ensureShape(client, change, phi);
         sent = true;
       }
       const statements = [positionSql(source, tx.position, tx.commitTsUs, from), ...batchChanges(tx.changes, this.batchRows).map((b) => batchSql(b, phi, this.engine, this.columns.get(b.table)))];
@@ -165,6 +166,8 @@ export class PostgresReplicaTarget implements ReplicaTarget {
         text += `${text ? ';\n' : ''}${st}`;
       }
       await client.query(`${text};\nCOMMIT`);
+      // A dropped table's columns are no longer known: a table created again under its name is read anew.
+      for (const c of tx.changes) if (c.op === 'x') this.columns.delete(c.table);
       return { rows };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
@@ -196,12 +199,26 @@ export class PostgresReplicaTarget implements ReplicaTarget {
       }
       known = new Map(change.schema.columns.map((c, i) => [c.name, types[i]!]));
     } else {
-      for (const c of change.schema.columns) {
-        if (known.has(c.name)) continue;
-        // Added at the source: added here, nullable (rows before it hold NULL, as at the source).
-        const type = await this.columnType(client, c, change, phi);
-        await client.query(`ALTER TABLE ${qualifiedIdent(change.schema.schema, change.schema.table)} ADD COLUMN ${quoteIdent(c.name)} ${type}`);
-        known.set(c.name, type);
+      const ident = qualifiedIdent(change.schema.schema, change.schema.table);
+      for (const step of shapeSteps(new Set(known.keys()), change.schema)) {
+        if (step.kind === 'rename') {
+          // Renamed at the source (renamedFrom): the same column, its values kept.
+          await client.query(`ALTER TABLE ${ident} RENAME COLUMN ${quoteIdent(step.from)} TO ${quoteIdent(step.column)}`);
+          known.set(step.column, known.get(step.from)!);
+          known.delete(step.from);
+        } else if (step.kind === 'drop') {
+          await client.query(`ALTER TABLE ${ident} DROP COLUMN IF EXISTS ${quoteIdent(step.column)}`);
+          known.delete(step.column);
+        } else {
+          // Added at the source: added here, nullable (rows before it hold NULL, as at the source).
+          // Rows it already holds read what the source's older rows read (the version's `missing`).
+          const c = change.schema.columns.find((col) => col.name === step.column)!;
+          const type = await this.columnType(client, c, change, phi);
+          const older = replicaValue(olderRowsValue(change.table, c), c, change.phiColumns, phi, this.engine);
+          await client.query(`ALTER TABLE ${ident} ADD COLUMN ${quoteIdent(c.name)} ${type}${older === null ? '' : ` DEFAULT ${sqlLiteral(older)}`}`);
+          if (older !== null) await client.query(`ALTER TABLE ${ident} ALTER COLUMN ${quoteIdent(c.name)} DROP DEFAULT`);
+          known.set(c.name, type);
+        }
       }
     }
     this.columns.set(change.table, known);

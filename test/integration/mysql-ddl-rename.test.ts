@@ -16,7 +16,7 @@ import { createMariadbDatabase, diffCaptures, type Captured, type TestDatabase }
 /**
  * Issue 14 on MariaDB: RENAME COLUMN and RENAME TABLE mid-stream, under `chartlog run` and a
  * concurrent writer. A renamed column keeps its history: rows written before the rename read
- * their value under the new name (the table version records `missing.from`), with no re-read.
+ * their value under the new name (the table version records `renamedFrom`, as on PostgreSQL), with no re-read.
  * A renamed table ends its history under the old name (op x) and is read again under the new
  * name (an automatic resync). Restores before the renames give the old names, after them the new
  * names with every row, value by value.

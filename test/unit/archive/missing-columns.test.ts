@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { fillMissing, missingPlan, refuseUnknownMissing } from '../../../src/archive/missing-columns.js';
 import { checkTableAttribute } from '../../../src/codec/table-attribute-check.js';
@@ -66,37 +67,68 @@ test('a damaged missing member is refused, naming the field', () => {
   assert.throws(() => checkTableAttribute(s, 'obj', 'postgres'), /columns\[1\]\.missing\.cell is not base64/);
 });
 
-const memo = (missing?: ColumnSchema['missing']): ColumnSchema => ({ ...note, name: 'memo', ...(missing ? { missing } : {}) });
-const text = (name: string, missing?: ColumnSchema['missing']): ColumnSchema => ({ ...note, name, ...(missing ? { missing } : {}) });
+const text = (name: string, extra: Partial<ColumnSchema> = {}): ColumnSchema => ({ ...note, name, ...extra });
 
-test('RENAME COLUMN: rows whose image predates the rename read the old column under the new name', () => {
-  const plan = missingPlan([v(id, note), v(id, memo({ from: 'note' }))]);
-  assert.deepEqual(fillMissing({ id: 1, note: 'old' }, plan), { id: 1, note: 'old', memo: 'old' });
+/** The namespace's version hash of an attribute, as the writer of the time made it (table-attribute-check.ts). */
+function rehash(avro: Record<string, unknown>): void {
+  const version = createHash('sha256').update(JSON.stringify(avro[TABLE_ATTRIBUTE])).digest('hex').slice(0, 16);
+  avro.namespace = String(avro.namespace).replace(/\.v[0-9a-f]{16}$/, `.v${version}`);
+}
+
+/**
+ * A table version as MariaDB/MySQL sources wrote it before `renamedFrom` was their encoding too: a
+ * renamed column's old name in `missing.from` (the pinned form of that attribute). Made by writing
+ * the version without it and planting the member, then read back as every reader reads schemas.
+ */
+function legacyRenamed(t: TableSchema, renamed: Record<string, string>): TableSchema {
+  const avro = JSON.parse(JSON.stringify(toAvroSchema('clinic', t, new Set()))) as Record<string, { columns: Record<string, unknown>[] }>;
+  for (const c of avro[TABLE_ATTRIBUTE]!.columns) if (renamed[c.name as string]) c.missing = { from: renamed[c.name as string] };
+  rehash(avro);
+  checkTableAttribute(avro as never, 'legacy', 'mysql');
+  return fromAvroSchema(avro as never).table;
+}
+
+test('legacy missing.from (archives MariaDB sources wrote before): read as renamedFrom; rows before the rename read the old column', () => {
+  const renamed = legacyRenamed(v(id, text('memo')), { memo: 'note' });
+  assert.deepEqual(renamed.columns[1]!.renamedFrom, ['note'], 'read as the one encoding');
+  assert.equal(renamed.columns[1]!.missing, undefined, 'not a missing value');
+  const plan = missingPlan([v(id, note), renamed]);
+  assert.deepEqual(fillMissing({ id: 1, note: 'old' }, plan), { id: 1, memo: 'old' });
   assert.deepEqual(fillMissing({ id: 2, memo: 'new' }, plan), { id: 2, memo: 'new' }, 'a row written after the rename keeps its own value');
-  assert.deepEqual(fillMissing({ id: 3, note: null }, plan), { id: 3, note: null, memo: null }, 'NULL stays NULL');
+  assert.deepEqual(fillMissing({ id: 3, note: null }, plan), { id: 3, memo: null }, 'NULL stays NULL');
   assert.equal(plan.refuse.size, 0);
-  // Negative control: without the `from` the same row would read NULL (absent) in memo.
-  assert.deepEqual(fillMissing({ id: 1, note: 'old' }, missingPlan([v(id, note), v(id, memo())])), { id: 1, note: 'old' });
+  // Negative control: without the member the same row would read NULL (absent) in memo.
+  assert.deepEqual(fillMissing({ id: 1, note: 'old' }, missingPlan([v(id, note), v(id, text('memo'))])), { id: 1, note: 'old' });
 });
 
-test('renames chain (a → b → c), and a renamed column keeps what rows older than it read', () => {
-  const chained = missingPlan([v(id, text('a')), v(id, text('b', { from: 'a' })), v(id, text('c', { from: 'b' }))]);
+test('legacy missing.from: renames chain (a → b → c), and a renamed column keeps what rows older than it read', () => {
+  const chained = missingPlan([v(id, text('a')), legacyRenamed(v(id, text('b')), { b: 'a' }), legacyRenamed(v(id, text('c')), { c: 'b' })]);
   assert.deepEqual(fillMissing({ id: 1, a: 'x' }, chained).c, 'x');
   assert.deepEqual(fillMissing({ id: 2, b: 'y' }, chained).c, 'y');
   // flag added with a constant, then renamed: rows older than flag read the constant under the new name.
-  const renamedFlag = { ...flag(), name: 'level', missing: { from: 'flag' } } as ColumnSchema;
-  const plan = missingPlan([v(id), v(id, flag({ value: 7 })), v(id, renamedFlag)]);
+  const level = legacyRenamed(v(id, { ...flag(), name: 'level' }), { level: 'flag' });
+  const plan = missingPlan([v(id), v(id, flag({ value: 7 })), level]);
   assert.deepEqual(fillMissing({ id: 1 }, plan), { id: 1, level: 7 });
   assert.deepEqual(fillMissing({ id: 2, flag: 3 }, plan).level, 3);
   // An unknown value moves with the rename: still refused until the table is re-read.
-  const refused = missingPlan([v(id), v(id, flag({ unknown: 'volatile default' })), v(id, renamedFlag)]);
+  const refused = missingPlan([v(id), v(id, flag({ unknown: 'volatile default' })), level]);
   assert.equal(refused.refuse.get('level'), 'volatile default');
+  // The same histories in the one encoding (renamedFrom, what both connectors write now) read the same.
+  const now = missingPlan([v(id), v(id, flag({ value: 7 })), v(id, { ...flag({ value: 7 }), name: 'level', renamedFrom: ['flag'] })]);
+  assert.deepEqual(fillMissing({ id: 1 }, now), { id: 1, level: 7 });
+  assert.deepEqual(fillMissing({ id: 2, flag: 3 }, now), { id: 2, level: 3 });
+  // A renamed column without its own missing value takes over the old column's.
+  const inherited = missingPlan([v(id), v(id, flag({ value: 7 })), v(id, { ...flag(), name: 'level', renamedFrom: ['flag'] })]);
+  assert.deepEqual(fillMissing({ id: 1 }, inherited), { id: 1, level: 7 });
 });
 
-test('a schema with missing.from round-trips through the Avro table attribute and passes the strict check; a bad one is refused', () => {
-  const avro = JSON.parse(JSON.stringify(toAvroSchema('clinic', v(id, memo({ from: 'note' })), new Set())));
+test('legacy missing.from passes the strict check and is never written again; a bad one is refused', () => {
+  const avro = JSON.parse(JSON.stringify(toAvroSchema('clinic', v(id, text('memo', { renamedFrom: ['note'] })), new Set())));
+  assert.ok(!JSON.stringify(avro).includes('"from"'), 'the one encoding is written: renamedFrom, no missing.from');
+  (avro[TABLE_ATTRIBUTE] as { columns: Record<string, unknown>[] }).columns[1]!.missing = { from: 'note' };
+  rehash(avro);
   checkTableAttribute(avro, 'x', 'mysql');
-  assert.deepEqual(fromAvroSchema(avro).table.columns[1]!.missing, { from: 'note' });
+  assert.deepEqual(fromAvroSchema(avro).table.columns[1]!.renamedFrom, ['note'], 'both members name the same rename: one name');
   const bad = JSON.stringify(avro).replace('"from":"note"', '"from":""');
   assert.ok(bad !== JSON.stringify(avro), 'the bad copy differs');
   assert.throws(() => checkTableAttribute(JSON.parse(bad), 'x', 'mysql'), /missing\.from/);

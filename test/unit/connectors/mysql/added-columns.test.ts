@@ -37,15 +37,22 @@ test('columns the table had keep what their version recorded', () => {
   assert.deepEqual(out.columns.map((c) => c.missing), [undefined, { value: 7 }, undefined]);
 });
 
-test('a renamed column reads the old name; a swap, a reused name or a key column cannot be followed and is unknown', async () => {
-  const { missingOfRenamed, withMissingValues } = await import('../../../../connectors/mysql/added-columns.js');
+test('a renamed column carries renamedFrom (the one encoding, as on PostgreSQL); a swap, a reused name or a key column cannot be followed and is unknown', async () => {
+  const { renamedColumn, withMissingValues } = await import('../../../../connectors/mysql/added-columns.js');
   const int = (name: string): ColumnSchema => ({ name, sourceType: 'int(11)', type: { kind: 'int', bits: 32 }, nullable: true });
   const t = (...cols: string[]): TableSchema => ({ schema: 'db', table: 't', primaryKey: ['id'], columns: cols.map(int) });
-  assert.deepEqual(missingOfRenamed(t('id', 'note'), t('id', 'memo'), 'note', 'memo'), { from: 'note' });
-  assert.match(String((missingOfRenamed(t('id', 'a', 'b'), t('id', 'a', 'b'), 'a', 'b') as { unknown: string }).unknown), /swap or a reused name/);
-  assert.match(String((missingOfRenamed(t('id', 'x'), { ...t('pid', 'x'), primaryKey: ['pid'] }, 'id', 'pid') as { unknown: string }).unknown), /key column/);
+  assert.deepEqual(renamedColumn(t('id', 'note'), t('id', 'memo'), 'note', 'memo'), { renamedFrom: ['note'] });
+  assert.match(String((renamedColumn(t('id', 'a', 'b'), t('id', 'a', 'b'), 'a', 'b').missing as { unknown: string }).unknown), /swap or a reused name/);
+  assert.match(String((renamedColumn(t('id', 'x'), { ...t('pid', 'x'), primaryKey: ['pid'] }, 'id', 'pid').missing as { unknown: string }).unknown), /key column/);
   const v = withMissingValues(t('id', 'note'), t('id', 'memo'), new Map([['memo', null]]), 'ALTER TABLE t RENAME COLUMN note TO memo', new Map([['memo', 'note']]));
-  assert.deepEqual(v.columns[1]!.missing, { from: 'note' });
+  assert.deepEqual([v.columns[1]!.renamedFrom, v.columns[1]!.missing], [['note'], undefined]);
+  // Later versions keep the list; a second rename puts the newest name first and keeps the old column's missing value.
+  const later = withMissingValues(v, t('id', 'memo', 'extra'), new Map([['extra', null]]), 'ALTER TABLE t ADD COLUMN extra int');
+  assert.deepEqual(later.columns[1]!.renamedFrom, ['note']);
+  const withValue = { ...later, columns: later.columns.map((c) => (c.name === 'memo' ? { ...c, missing: { value: 5 } } : c)) };
+  const again = withMissingValues(withValue, t('id', 'text1', 'extra'), new Map(), 'ALTER TABLE t RENAME COLUMN memo TO text1', new Map([['text1', 'memo']]));
+  assert.deepEqual([again.columns[1]!.renamedFrom, again.columns[1]!.missing], [['memo', 'note'], { value: 5 }]);
   // Negative control: without the rename the new column is taken as added (older rows read NULL).
-  assert.equal(withMissingValues(t('id', 'note'), t('id', 'memo'), new Map([['memo', null]]), 'ALTER TABLE t RENAME COLUMN note TO memo').columns[1]!.missing, undefined);
+  const plain = withMissingValues(t('id', 'note'), t('id', 'memo'), new Map([['memo', null]]), 'ALTER TABLE t RENAME COLUMN note TO memo').columns[1]!;
+  assert.deepEqual([plain.renamedFrom, plain.missing], [undefined, undefined]);
 });

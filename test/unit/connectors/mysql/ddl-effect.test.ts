@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ddlEffects } from '../../../../connectors/mysql/ddl-effect.js';
+import { ddlEffects, tablesNamed } from '../../../../connectors/mysql/ddl-effect.js';
 
 /**
  * Real MariaDB/MySQL ALTER statements (from the MariaDB manual, mysqldump output and the
@@ -114,4 +114,14 @@ test('a reason names keywords and names, never a literal of the statement', () =
   assert.doesNotMatch(e.resync!, /CANARY/);
   // Negative control: the literal is in the statement, so the check above can fail.
   assert.match("ALTER TABLE t FROBNICATE 'CANARY-SSN-1'", /CANARY/);
+});
+
+test('tablesNamed: the tables whose columns a statement can change; none for CREATE/DROP TABLE or another database\'s table; null when unreadable', () => {
+  assert.deepEqual([...tablesNamed(ddlEffects('ALTER TABLE r ADD COLUMN flag INT NOT NULL DEFAULT 7', 'db'))!], ['db.r']);
+  assert.deepEqual([...tablesNamed(ddlEffects('ALTER TABLE `other`.`r` DROP COLUMN IF EXISTS `extra`', 'db'))!], ['other.r']);
+  assert.deepEqual([...tablesNamed(ddlEffects('RENAME TABLE k TO k2', 'db'))!].sort(), ['db.k', 'db.k2']);
+  assert.deepEqual([...tablesNamed(ddlEffects('CREATE TABLE fresh (id INT PRIMARY KEY)', 'db'))!], []);
+  assert.deepEqual([...tablesNamed(ddlEffects('DROP TABLE IF EXISTS r', 'db'))!], []);
+  // Negative control: a statement whose table cannot be read names "any table" (null), not none.
+  assert.equal(tablesNamed([{ table: null, resync: 'unreadable' }]), null);
 });
