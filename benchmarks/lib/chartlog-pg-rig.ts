@@ -98,9 +98,15 @@ export function procMemoryMiB(pid: number): { hwm: number; rss: number } | null 
   }
 }
 
-/** Samples VmRSS of a process every `everyMs` until stopped; `peak` is the largest seen. */
+/**
+ * Samples VmRSS of a process every `everyMs` until stopped; `peak` is the largest seen. Also its
+ * CPU time (user + system, all its threads) as last seen: up to `everyMs` short of the total at
+ * exit. On a machine shared with other work, CPU time says what a change saved where wall-clock
+ * time mostly says how busy the machine was.
+ */
 export class RssSampler {
   peakMiB = 0;
+  cpuSeconds = 0;
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly pid: number, everyMs = 50) {
@@ -111,11 +117,25 @@ export class RssSampler {
   sample(): void {
     const m = procMemoryMiB(this.pid);
     if (m && Number.isFinite(m.rss)) this.peakMiB = Math.max(this.peakMiB, m.rss);
+    const cpu = procCpuSeconds(this.pid);
+    if (cpu !== null) this.cpuSeconds = cpu;
   }
 
   stop(): number {
     clearInterval(this.timer);
     return this.peakMiB;
+  }
+}
+
+/** utime + stime of a live process from /proc/<pid>/stat (fields 14 and 15, in clock ticks of 1/100 s on Linux). */
+export function procCpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces: fields are counted after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
   }
 }
 
@@ -192,6 +212,8 @@ export interface TimedProcess {
   seconds: number;
   /** Largest VmRSS seen, sampled every 50 ms. */
   peakRssMiB: number;
+  /** CPU seconds (user + system, all threads) last sampled before exit (RssSampler). */
+  cpuSeconds: number;
 }
 
 /** Runs a command to its end: wall-clock seconds from spawn to exit, and its sampled peak RSS. */
@@ -212,7 +234,8 @@ export function timeProcess(command: string, args: readonly string[], env: NodeJ
       // Measured at exit, before the pipes drain: the tool's own time.
       const seconds = (performance.now() - started) / 1000;
       const peakRssMiB = sampler.stop();
-      child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), seconds, peakRssMiB }));
+      const cpuSeconds = sampler.cpuSeconds;
+      child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), seconds, peakRssMiB, cpuSeconds }));
     });
   });
 }

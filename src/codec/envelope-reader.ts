@@ -32,10 +32,11 @@ export interface DecodedChange {
  * The event a message holds, its sealed values left sealed. Two readers: the direct one
  * (avro-binary.ts) for table versions whose schema toAvroSchema made, avsc from the stored
  * schema for the rest. With `opening` (direct reader only), sealed values are views into the
- * message, not copies: the caller opens every one of them before the event leaves the codec.
+ * message, not copies: the caller opens every one of them before the event leaves the codec,
+ * so the result already says no column is sealed (one object per message, not a copy after).
  */
 export function readEnvelope(compiled: CompiledTable, message: Uint8Array, opening = false): DecodedChange {
-  return compiled.direct ? readDirect(compiled, message, opening) : readWithAvsc(compiled, message);
+  return compiled.direct ? readDirect(compiled, message, opening) : readWithAvsc(compiled, message, opening);
 }
 
 /** A message read by avro-binary.ts. */
@@ -86,10 +87,12 @@ function readDirect(compiled: CompiledTable, message: Uint8Array, opening: boole
     snapshot,
     tsUs,
     fingerprint: compiled.registered.fingerprintHex,
-    sealedColumns: compiled.sealedColumns,
+    sealedColumns: opening ? NONE_SEALED : compiled.sealedColumns,
     phiColumns: compiled.sealedColumns,
   };
 }
+
+const NONE_SEALED: readonly string[] = Object.freeze([]);
 
 /** One row image read by avro-binary.ts (see readDirect). */
 function readImage(r: AvroReader, compiled: CompiledTable, opening: boolean): Row | null {
@@ -111,7 +114,7 @@ function readImage(r: AvroReader, compiled: CompiledTable, opening: boolean): Ro
 }
 
 /** A message read by avsc from its stored schema (a schema another codec version wrote). */
-function readWithAvsc(compiled: CompiledTable, message: Uint8Array): DecodedChange {
+function readWithAvsc(compiled: CompiledTable, message: Uint8Array, opening: boolean): DecodedChange {
   let env: Record<string, unknown>;
   try {
     env = compiled.type.fromBuffer(
@@ -159,7 +162,7 @@ function readWithAvsc(compiled: CompiledTable, message: Uint8Array): DecodedChan
     snapshot: source.snapshot as boolean,
     tsUs: env.tsUs as bigint,
     fingerprint: compiled.registered.fingerprintHex,
-    sealedColumns: compiled.sealedColumns,
+    sealedColumns: opening ? NONE_SEALED : compiled.sealedColumns,
     phiColumns: compiled.sealedColumns,
   };
 }

@@ -41,7 +41,7 @@ export class MessageDecoder {
     // Synchronous when every data key the message names is in memory already.
     const loading = this.opener.open(compiled, before, after, position, op !== 'r');
     if (loading) await loading;
-    return { ...decoded, sealedColumns: [] };
+    return decoded; // read with `opening`: its sealedColumns is empty already
   }
 
   /**
@@ -68,7 +68,7 @@ export class MessageDecoder {
       const d = readEnvelope(compiled, message, true);
       const loading = opening.add(compiled, d.event.before, d.event.after, d.event.position, d.event.op !== 'r');
       if (loading) await loading;
-      decoded.push({ ...d, sealedColumns: [] });
+      decoded.push(d); // read with `opening`: its sealedColumns is empty already
     }
     await opening.run(pool);
     return decoded;

@@ -119,28 +119,39 @@ export class PostgresTarget implements RestoreTarget {
       await client.query('BEGIN');
       await client.query(createTableSql(plan, types));
       const sealed = cols.map((c) => plan.sealed.has(c.name));
-      async function* chunks(): AsyncGenerator<string> {
+      // Rows become COPY text in chunks of about CHUNK_CHARS, handed over as bytes (measured once,
+      // not again for progress). Numbers, booleans and bytea hex cannot hold a COPY delimiter, so
+      // only other text is escaped; each row is appended to the chunk directly (no string per row).
+      async function* chunks(): AsyncGenerator<Buffer> {
         let buf = '';
         let pending = 0;
         for await (const batch of eachBatch(rows)) for (const row of batch) {
-          let line = '';
           for (let i = 0; i < cols.length; i++) {
             const c = cols[i]!;
-            const t = pgText(row[c.name], c, sealed[i]!, plan.sourceEngine);
-            line += (i === 0 ? '' : '\t') + (t === null ? '\\N' : copyEscape(t));
+            if (i > 0) buf += '\t';
+            const v = row[c.name];
+            if (v instanceof Uint8Array) buf += `\\\\x${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}`;
+            else {
+              const t = pgText(v, c, sealed[i]!, plan.sourceEngine);
+              buf += t === null ? '\\N' : typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean' ? t : copyEscape(t);
+            }
           }
-          buf += `${line}\n`;
+          buf += '\n';
           pending++;
           count++;
           if (buf.length >= CHUNK_CHARS) {
-            yield buf;
-            progress(pending, Buffer.byteLength(buf));
+            const bytes = Buffer.from(buf);
             buf = '';
+            yield bytes;
+            progress(pending, bytes.length);
             pending = 0;
           }
         }
-        if (buf) yield buf;
-        if (pending) progress(pending, Buffer.byteLength(buf));
+        if (buf) {
+          const bytes = Buffer.from(buf);
+          yield bytes;
+          progress(pending, bytes.length);
+        }
       }
       const columnList = cols.map((c) => quoteIdent(c.name)).join(', ');
       await pipeline(Readable.from(chunks(), { objectMode: false }), client.query(copyFrom(`COPY ${ident} (${columnList}) FROM STDIN`)));
