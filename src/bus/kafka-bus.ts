@@ -83,6 +83,12 @@ export class KafkaBus {
   private connected = false;
   /** END records of the last group sent: they go with the next request (see sendGroup). */
   private ends: { messages: Message[]; last: Position } | null = null;
+  /**
+   * Test only (CHARTLOG_TEST_KAFKA_DROP_GROUP=N): the table messages of the Nth group with any
+   * are not sent but reported acknowledged, as kafkajs 2.2.4 can when a leader dies mid-send
+   * (lost-transaction.ts). The integration test shows nothing is lost through it.
+   */
+  private dropGroup = Number(process.env.CHARTLOG_TEST_KAFKA_DROP_GROUP ?? 0);
   /** Messages and requests sent (metrics, benchmarks). */
   readonly stats = { batches: 0, messages: 0, requests: 0 };
 
@@ -308,6 +314,9 @@ export class KafkaBus {
     // one request allows (a large transaction's piece alone can be) goes in several requests,
     // one after another: each partition still gets its messages in order, and the group's END
     // records wait for the next group's first request, after every one of them was acknowledged.
+    if (this.dropGroup > 0 && count > 0 && --this.dropGroup === 0) {
+      for (const topic of [...byTopic.keys()]) if (topic !== txTopic) byTopic.delete(topic);
+    }
     for (const request of this.requestsOf(byTopic)) await this.send(request);
     this.stats.batches += group.length;
     this.stats.messages += count;

@@ -162,6 +162,7 @@ export class KafkaCompactor {
   /** Callers of `caughtUp`, told after each checkpoint and when the compactor stops. */
   private readonly settleWaiters = new Set<() => void>();
   private ended = false;
+  private checkpointed: Position | null = null;
   /** Cuts the wait between flushes short (stop, failure, new consumer needed). */
   private wake = new AbortController();
   /** Counters for tests and metrics. */
@@ -192,6 +193,16 @@ export class KafkaCompactor {
   /** The newest transaction known complete and durable (what the checkpoint says). */
   get settledPosition(): Position | null {
     return this.settlement.position;
+  }
+
+  /** The newest position written as the checkpoint by this compactor (null before its first). */
+  get checkpointedPosition(): Position | null {
+    return this.checkpointed;
+  }
+
+  /** The oldest END record in durable parts whose transaction has not settled (Settlement.oldestUnsettled). */
+  get oldestUnsettled(): Position | null {
+    return this.settlement.oldestUnsettled;
   }
 
   /** Reads where the last run stopped: the checkpoint, the closed hours, hours left open. */
@@ -679,7 +690,9 @@ export class KafkaCompactor {
   private async writeCheckpoint(): Promise<void> {
     const signer = this.options.signer;
     const auth = signer ? { signer, head: await this.closer.lastClosed() } : undefined;
-    await writeCheckpoint(this.store, { source: this.source, position: this.settlement.position!, commitTsUs: this.settlement.commitTsUs, snapshotId: this.options.snapshotId, archiveId: this.options.archiveId }, this.signal, this.fence, auth);
+    const position = this.settlement.position!;
+    await writeCheckpoint(this.store, { source: this.source, position, commitTsUs: this.settlement.commitTsUs, snapshotId: this.options.snapshotId, archiveId: this.options.archiveId }, this.signal, this.fence, auth);
+    this.checkpointed = position;
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {

@@ -91,6 +91,19 @@ export class Settlement {
     return this.ends.size === 0 && this.seen.size === 0;
   }
 
+  /**
+   * The oldest END durable but not settled: what the settled position waits on (its events, or
+   * its predecessor). Null when no END waits.
+   */
+  get oldestUnsettled(): Position | null {
+    let oldest: Position | null = null;
+    for (const pos of this.ends.keys()) {
+      const p = Position.parse(pos);
+      if (!this.isSettled(p) && (oldest === null || Position.compare(p, oldest) < 0)) oldest = p;
+    }
+    return oldest;
+  }
+
   /** True when `pos` is at or below the settled position. */
   isSettled(pos: Position): boolean {
     return this.settledAt !== null && Position.compare(pos, this.settledAt) <= 0;

@@ -9,6 +9,7 @@ import { PublishAhead } from './publish-ahead.js';
 import { runStreamLoop } from './stream-loop.js';
 import { readCheckpoint } from '../archive/checkpoint.js';
 import { sleep } from '../core/retry.js';
+import { LostTransactionDetector } from './lost-transaction.js';
 
 export interface KafkaPipelineOptions {
   /** Run this source's compactor in this process too (default true; `false` for producer-only hosts). */
@@ -28,11 +29,19 @@ export interface KafkaPipelineOptions {
    * acknowledged up to min(checkpoint, what Kafka acknowledged).
    */
   acknowledge?: 'kafka' | 'checkpoint';
-  /** How often `acknowledge: 'checkpoint'` reads the checkpoint (default 1 s). */
+  /** How often `acknowledge: 'checkpoint'` reads the checkpoint (default 1 s; 250 ms for the in-process compactor). */
   checkpointPollMs?: number;
+  /**
+   * With the in-process compactor: how long the oldest unsettled transaction may wait while Kafka
+   * acknowledged it before it is judged lost and the source read again from the checkpoint
+   * (lost-transaction.ts; default 60 s, or CHARTLOG_TEST_LOST_AFTER_MS in tests).
+   */
+  lostAfterMs?: number;
 }
 
 const DRAIN_TIMEOUT_MS = 30_000;
+const LOST_AFTER_MS = 60_000;
+const IN_PROCESS_POLL_MS = 250;
 
 /**
  * One source, end to end on the Kafka bus (docs/architecture.md §1):
@@ -41,8 +50,11 @@ const DRAIN_TIMEOUT_MS = 30_000;
  *        ▲                                   │                          │
  *        └── acknowledge once acks=all ◄─────┘      commit offsets once durable
  *
- * The source position is acknowledged when Kafka has every message up to it (acks = all); the
- * compactor commits offsets only after the parts holding them are durable. A failed send
+ * The source position is acknowledged up to min(what Kafka acknowledged, the compactor's
+ * checkpoint) — never on Kafka's word alone, which kafkajs can give for messages the cluster
+ * lost (lost-transaction.ts); the compactor commits offsets only after the parts holding them
+ * are durable. A transaction Kafka acknowledged but the compactor never gets whole is judged
+ * lost after `lostAfterMs`, and the source is read again from the checkpoint. A failed send
  * restarts the stream from the last position Kafka acknowledged, with the source's backoff
  * (stream-loop.ts). Aborting `signal` stops
  * reading, sends what is queued, acknowledges it, lets the compactor store every transaction
@@ -97,13 +109,39 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
     schemas: envelopes,
     maxQueuedBatches: config.bus.maxBufferedBatches,
     maxQueuedBytes: config.bus.maxBufferedBytes,
-    onDurable: (p) => (ackByCheckpoint ? undefined : connector.acknowledge(p)),
+    // Kafka's acknowledgement alone acknowledges the source only on a producer-only host
+    // (`compactor: false` with `acknowledge: 'kafka'`, not a role chartlog run uses).
+    onDurable: (p) => (ackByCheckpoint || compactor ? undefined : connector.acknowledge(p)),
     onFailure: (err) => publishFailed?.(err),
     ...(options.kafka ? { kafka: options.kafka } : {}),
   });
-  // --role capture: the compactor runs elsewhere; its checkpoint says what is stored.
-  const acker = ackByCheckpoint ? new CheckpointAcknowledger(deps, () => bus.durablePosition, options.checkpointPollMs ?? CHECKPOINT_POLL_MS) : null;
+  // --role capture: the compactor runs elsewhere; its checkpoint says what is stored. --role
+  // all: this process's compactor says it, without reading the store.
+  const inProcess = compactor;
+  const acker = ackByCheckpoint
+    ? new CheckpointAcknowledger(deps, () => bus.durablePosition, options.checkpointPollMs ?? CHECKPOINT_POLL_MS)
+    : inProcess
+      ? new CheckpointAcknowledger(deps, () => bus.durablePosition, options.checkpointPollMs ?? IN_PROCESS_POLL_MS, async () => inProcess.checkpointedPosition)
+      : null;
   acker?.start();
+
+  // A transaction Kafka acknowledged that never settles: read the source again from the checkpoint.
+  let rereadFromCheckpoint = false;
+  let lossWatch: NodeJS.Timeout | null = null;
+  if (inProcess) {
+    const detector = new LostTransactionDetector(options.lostAfterMs ?? (Number(process.env.CHARTLOG_TEST_LOST_AFTER_MS) || LOST_AFTER_MS));
+    lossWatch = setInterval(() => {
+      const lost = detector.observe(Date.now(), inProcess.oldestUnsettled, bus.durablePosition);
+      if (!lost || rereadFromCheckpoint) return;
+      rereadFromCheckpoint = true;
+      const checkpointed = inProcess.checkpointedPosition ?? start;
+      log.warn(
+        { waiting: Position.format(lost), checkpoint: checkpointed ? Position.format(checkpointed) : null },
+        'a transaction Kafka acknowledged has not reached the compactor whole; reading the source again from the checkpoint (duplicates are dropped by position)',
+      );
+      publishFailed?.(new ChartlogError('connection', `transaction ${Position.format(lost)} acknowledged by Kafka but not stored whole`, { retriable: true }));
+    }, IN_PROCESS_POLL_MS).unref();
+  }
 
   let start = checkpoint?.position ?? null;
   let connected = false;
@@ -119,8 +157,11 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
     beforeStart: async (from) => {
       if (connected) return from;
       await bus.connect();
-      // Kafka may hold (and the source may have acknowledged) more than the store's checkpoint.
-      const tail = await bus.lastPublished();
+      // --role capture: Kafka may hold more than the store's checkpoint; resuming after its
+      // newest transaction saves sending it again. Not with the in-process compactor: only the
+      // checkpoint is proven complete (Kafka may lack what it acknowledged), and the source was
+      // never acknowledged past it, so the stream starts there and duplicates are dropped.
+      const tail = inProcess ? null : await bus.lastPublished();
       if (tail && (!start || Position.compare(tail.position, start) > 0)) {
         log.info({ checkpoint: start ? Position.format(start) : null, kafka: Position.format(tail.position) }, 'resuming after the newest transaction in Kafka');
         start = from = tail.position;
@@ -134,7 +175,11 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
     afterFailure: async (queue) => {
       await queue.recover();
       await bus.flush().catch(() => undefined);
-      const from = bus.durablePosition ?? start;
+      let from = bus.durablePosition ?? start;
+      if (rereadFromCheckpoint) {
+        rereadFromCheckpoint = false;
+        from = inProcess?.checkpointedPosition ?? start;
+      }
       bus.reset();
       return from;
     },
@@ -142,6 +187,7 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
     ...(deps.resync ? { beforePublish: () => deps.resync!.durable() } : {}),
   });
   signal.removeEventListener('abort', stopReading);
+  if (lossWatch) clearInterval(lossWatch);
 
   let closeError: ChartlogError | null = null;
   await bus.close().catch((err: unknown) => (closeError = toChartlogError(err)));
@@ -206,6 +252,8 @@ export class CheckpointAcknowledger {
     private readonly deps: Pick<SourcePipelineDeps, 'connector' | 'store' | 'source'>,
     private readonly kafkaDurable: () => Position | null,
     private readonly pollMs: number,
+    /** What is stored: by default the checkpoint read from the store; the in-process compactor's own for --role all. */
+    private readonly stored: () => Promise<Position | null> = async () => (await readCheckpoint(deps.store, deps.source.name))?.position ?? null,
   ) {}
 
   get acknowledged(): Position | null {
@@ -242,7 +290,7 @@ export class CheckpointAcknowledger {
   private async poll(): Promise<void> {
     let cp;
     try {
-      cp = await readCheckpoint(this.deps.store, this.deps.source.name);
+      cp = await this.stored();
     } catch (err) {
       // Not acknowledging is always safe: the slot keeps what the store may not have.
       logger().warn({ err: toChartlogError(err), source: this.deps.source.name }, 'cannot read the checkpoint; the source is not acknowledged until it can be read');
@@ -250,7 +298,7 @@ export class CheckpointAcknowledger {
     }
     if (!cp) return;
     const sent = this.kafkaDurable();
-    let upTo = cp.position;
+    let upTo = cp;
     if (sent && Position.compare(sent, upTo) < 0) upTo = sent;
     if (this.acked && Position.compare(upTo, this.acked) <= 0) return;
     this.acked = upTo;
