@@ -102,7 +102,7 @@ before(async () => {
   const strict = ['a_null', 'a_const', 'a_now', 'a_vol'];
   writeFileSync(configFile, [
     'sources:',
-    `  - { name: clinic, type: postgres, url: "${source.url}", resync: { rowsPerSecond: 0 } }`,
+    `  - { name: clinic, type: postgres, url: "${source.url}", resync: { rowsPerSecond: 0 }, postgres: { catalogCheckIntervalMs: 200 } }`,
     `storage: { url: "file://${work}/backup" }`,
     'segments: { flushIntervalMs: 200 }',
     'phi:',
@@ -170,7 +170,7 @@ before(async () => {
   });
   await m.run('DROP TABLE', async () => {
     await source.exec('DROP TABLE dropt');
-    // Logical decoding carries no DDL: the catalog check (every 10 s) records the table's end.
+    // Logical decoding carries no DDL: the catalog check (every 200 ms here) records the table's end.
   }, () => waitForLog(runLog, 'the end of public.dropt recorded', (l) => l.table === 'public.dropt' && /recorded as its end/.test(String(l.msg))));
   await m.run('partitioned table: rows moving between partitions', async () => {
     await source.exec('UPDATE part SET k = k + 100 WHERE k < 100 AND id <= 10');

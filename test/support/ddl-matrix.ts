@@ -67,10 +67,17 @@ export class DdlMatrix {
    */
   async run(name: string, ddl: () => Promise<void>, settle?: () => Promise<void>): Promise<void> {
     const before = await this.moment(`before ${name}`);
+    // A DDL that asks for a resync starts an unproven window (restore refuses moments inside it):
+    // on MariaDB at the DDL's whole second, on PostgreSQL at the last catalog reading that still
+    // showed the old table. Leave the moment before clear of both: the next second, and several
+    // catalog check intervals (the matrix sets 200 ms).
+    if (settle) await sleep(this.o.secondResolution ? 1000 - (Date.now() % 1000) + 100 : 1500);
     await ddl();
     if (settle) {
       this.o.writer.resume();
       await settle();
+      // The window ends with the first change stored after the resync's base: let the writer commit.
+      await sleep(this.o.secondResolution ? 1100 : 500);
     }
     const after = await this.moment(`after ${name}`);
     this.o.writer.resume();
