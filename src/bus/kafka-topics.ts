@@ -80,6 +80,18 @@ export function compactorGroupId(settings: Pick<KafkaSettings, 'groupId' | 'sour
   return settings.sourceGroupIds?.[source] ?? `${settings.groupId}.${source}`;
 }
 
+/**
+ * The consumer group of the compactor that settles a source's transactions and writes its
+ * checkpoint: the compactor's own group, or with `scaleOut` the settler's group of its own
+ * (`<compactor group>.settler`, kept to one process by the compactor lease).
+ */
+export function settlerGroupId(settings: Pick<KafkaSettings, 'groupId' | 'sourceGroupIds' | 'scaleOut'>, source: string): string {
+  return compactorGroupId(settings, source) + (settings.scaleOut ? SETTLER_GROUP_SUFFIX : '');
+}
+
+/** Appended to the compactor group for the settler's own group (`bus.kafka.scaleOut`). */
+export const SETTLER_GROUP_SUFFIX = '.settler';
+
 /** The partition every BEGIN/END record goes to: one partition, one order. */
 export const TRANSACTIONS_PARTITION = 0;
 

@@ -7,6 +7,7 @@ import type { ObjectStore } from '../storage/object-store.js';
 import { kafkaError } from '../bus/kafka-bus.js';
 import {
   compactorGroupId,
+  SETTLER_GROUP_SUFFIX,
   createKafka,
   decodeHeaders,
   decodeTransactionMessage,
@@ -186,7 +187,7 @@ export class KafkaCompactor {
     this.progressTopicName = progressTopic(options.settings.topicPrefix, source);
     // The settler is alone in a group of its own (the compactor lease keeps it one process), so
     // the transactions partition and the progress partition are both always its.
-    this.groupId = compactorGroupId(options.settings, source) + (this.mode === 'settler' ? '.settler' : '');
+    this.groupId = compactorGroupId(options.settings, source) + (this.mode === 'settler' ? SETTLER_GROUP_SUFFIX : '');
     this.topics = new TopicCreator(this.kafka, options.settings, source);
   }
 

@@ -10,6 +10,8 @@ import { runStreamLoop } from './stream-loop.js';
 import { readCheckpoint } from '../archive/checkpoint.js';
 import { sleep } from '../core/retry.js';
 import { LostTransactionDetector } from './lost-transaction.js';
+import { CompactorPresence } from '../bus/compactor-presence.js';
+import { createKafka } from '../bus/kafka-topics.js';
 
 export interface KafkaPipelineOptions {
   /** Run this source's compactor in this process too (default true; `false` for producer-only hosts). */
@@ -24,17 +26,21 @@ export interface KafkaPipelineOptions {
   /**
    * What acknowledges the source (docs/operations.md, "Roles"): `kafka` (default, `--role all`)
    * — Kafka has every message up to the position (acks = all) and this process's own compactor
-   * stores it; `checkpoint` (`--role capture`) — the compactor, another process, has stored
-   * every transaction up to it: the checkpoint in the object store is polled and the source
-   * acknowledged up to min(checkpoint, what Kafka acknowledged).
+   * stored it (its checkpoint); `checkpoint` (`--role capture`) — the compactor, another
+   * process, has stored every transaction up to it: the checkpoint in the object store is polled
+   * and the source acknowledged up to min(checkpoint, what Kafka acknowledged). Either way the
+   * stream starts at the checkpoint, never after what Kafka holds.
    */
   acknowledge?: 'kafka' | 'checkpoint';
   /** How often `acknowledge: 'checkpoint'` reads the checkpoint (default 1 s; 250 ms for the in-process compactor). */
   checkpointPollMs?: number;
   /**
-   * With the in-process compactor: how long the oldest unsettled transaction may wait while Kafka
-   * acknowledged it before it is judged lost and the source read again from the checkpoint
-   * (lost-transaction.ts; default 60 s, or CHARTLOG_TEST_LOST_AFTER_MS in tests).
+   * How long the oldest unsettled transaction (in-process compactor), or the checkpoint in the
+   * store (`acknowledge: 'checkpoint'`), may wait while Kafka acknowledged past it before the
+   * transaction is judged lost and the source read again from the checkpoint
+   * (lost-transaction.ts; default 60 s, or CHARTLOG_TEST_LOST_AFTER_MS in tests). With
+   * `checkpoint` and no compactor consuming (CompactorPresence), nothing is read again: a
+   * warning says the source stays unacknowledged and its WAL or binlog grows.
    */
   lostAfterMs?: number;
 }
@@ -53,8 +59,11 @@ const IN_PROCESS_POLL_MS = 250;
  * The source position is acknowledged up to min(what Kafka acknowledged, the compactor's
  * checkpoint) — never on Kafka's word alone, which kafkajs can give for messages the cluster
  * lost (lost-transaction.ts); the compactor commits offsets only after the parts holding them
- * are durable. A transaction Kafka acknowledged but the compactor never gets whole is judged
- * lost after `lostAfterMs`, and the source is read again from the checkpoint. A failed send
+ * are durable. The stream starts at the checkpoint. A transaction Kafka acknowledged but the
+ * compactor never gets whole is judged lost after `lostAfterMs` — by the in-process
+ * compactor's oldest unsettled END (`--role all`), or by the checkpoint in the store not
+ * moving while a compactor consumes (`--role capture`) — and the source is read again from
+ * the checkpoint. A failed send
  * restarts the stream from the last position Kafka acknowledged, with the source's backoff
  * (stream-loop.ts). Aborting `signal` stops
  * reading, sends what is queued, acknowledges it, lets the compactor store every transaction
@@ -126,24 +135,68 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
   acker?.start();
 
   // A transaction Kafka acknowledged that never settles: read the source again from the checkpoint.
-  let rereadFromCheckpoint = false;
+  const start = checkpoint?.position ?? null;
+  const lostAfterMs = options.lostAfterMs ?? (Number(process.env.CHARTLOG_TEST_LOST_AFTER_MS) || LOST_AFTER_MS);
+  const detector = new LostTransactionDetector(lostAfterMs);
+  /** Set when a re-read is due: afterFailure starts the stream at `from`. */
+  let reread: { from: Position | null } | null = null;
+  /** What the last restart was, for its log line. */
+  let restarting: 'reread' | 'failure' = 'failure';
+  const readAgain = (from: Position | null, fields: Record<string, unknown>, reason: string, message: string) => {
+    reread = { from };
+    log.warn({ ...fields, checkpoint: from ? Position.format(from) : null }, message);
+    publishFailed?.(new ChartlogError('connection', reason, { retriable: true }));
+  };
   let lossWatch: NodeJS.Timeout | null = null;
+  let presence: CompactorPresence | null = null;
   if (inProcess) {
-    const detector = new LostTransactionDetector(options.lostAfterMs ?? (Number(process.env.CHARTLOG_TEST_LOST_AFTER_MS) || LOST_AFTER_MS));
     lossWatch = setInterval(() => {
+      if (reread) return;
       const lost = detector.observe(Date.now(), inProcess.oldestUnsettled, bus.durablePosition);
-      if (!lost || rereadFromCheckpoint) return;
-      rereadFromCheckpoint = true;
-      const checkpointed = inProcess.checkpointedPosition ?? start;
-      log.warn(
-        { waiting: Position.format(lost), checkpoint: checkpointed ? Position.format(checkpointed) : null },
+      if (!lost) return;
+      readAgain(
+        inProcess.checkpointedPosition ?? start,
+        { waiting: Position.format(lost) },
+        `transaction ${Position.format(lost)} acknowledged by Kafka but not stored whole`,
         'a transaction Kafka acknowledged has not reached the compactor whole; reading the source again from the checkpoint (duplicates are dropped by position)',
       );
-      publishFailed?.(new ChartlogError('connection', `transaction ${Position.format(lost)} acknowledged by Kafka but not stored whole`, { retriable: true }));
     }, IN_PROCESS_POLL_MS).unref();
+  } else if (acker) {
+    // --role capture sees only the checkpoint: stuck while Kafka acknowledged past it means a
+    // lost transaction if a compactor consumes, and no compactor if none does (then reading
+    // again cannot help; the source simply stays unacknowledged).
+    const watch = presence = new CompactorPresence(options.kafka ?? createKafka(settings, '-presence'), settings, source.name);
+    const checkpointAcker = acker;
+    let asking = false;
+    lossWatch = setInterval(() => {
+      if (reread || asking) return;
+      const stored = checkpointAcker.storedPosition;
+      const kafkaAcked = bus.durablePosition;
+      if (!detector.observeCheckpoint(Date.now(), stored, kafkaAcked)) return;
+      asking = true;
+      const fields = { checkpoint: stored ? Position.format(stored) : null, kafka: kafkaAcked ? Position.format(kafkaAcked) : null, waitedMs: lostAfterMs, group: watch.groupId };
+      void watch
+        .members()
+        .then((members) => {
+          if (reread) return;
+          if (members === 0) {
+            log.warn(
+              fields,
+              'no compactor is running for this source (its Kafka consumer group has no members) and the checkpoint has not moved while Kafka holds transactions past it: the source is not acknowledged past the checkpoint, so the database keeps its WAL or binlog from there and it grows until a `chartlog run --role compact` process stores them',
+            );
+            return;
+          }
+          readAgain(
+            stored ?? start,
+            { kafka: fields.kafka, waitedMs: lostAfterMs, compactors: members },
+            `the checkpoint stayed at ${fields.checkpoint ?? 'none'} while Kafka acknowledged up to ${fields.kafka ?? 'none'}`,
+            'the checkpoint has not moved while the compactor consumes and Kafka acknowledged transactions past it: one of them has not reached the compactor whole; reading the source again from the checkpoint (duplicates are dropped by position)',
+          );
+        })
+        .finally(() => (asking = false));
+    }, options.checkpointPollMs ?? CHECKPOINT_POLL_MS).unref();
   }
 
-  let start = checkpoint?.position ?? null;
   let connected = false;
   const ahead = new PublishAhead(start, source.name, (b) => encoder.encode(b), (b) => bus.publish(b));
   const { failure, unpublished } = await runStreamLoop({
@@ -157,15 +210,9 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
     beforeStart: async (from) => {
       if (connected) return from;
       await bus.connect();
-      // --role capture: Kafka may hold more than the store's checkpoint; resuming after its
-      // newest transaction saves sending it again. Not with the in-process compactor: only the
-      // checkpoint is proven complete (Kafka may lack what it acknowledged), and the source was
-      // never acknowledged past it, so the stream starts there and duplicates are dropped.
-      const tail = inProcess ? null : await bus.lastPublished();
-      if (tail && (!start || Position.compare(tail.position, start) > 0)) {
-        log.info({ checkpoint: start ? Position.format(start) : null, kafka: Position.format(tail.position) }, 'resuming after the newest transaction in Kafka');
-        start = from = tail.position;
-      }
+      // Every role starts at the checkpoint, not after the newest transaction in Kafka: only
+      // the checkpoint is proven stored (Kafka may lack what it acknowledged), and the source was
+      // never acknowledged past it. What Kafka already holds is sent again and dropped by position.
       connected = true;
       log.info({ from: from ? Position.format(from) : null }, 'pipeline streaming');
       return from;
@@ -176,18 +223,23 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
       await queue.recover();
       await bus.flush().catch(() => undefined);
       let from = bus.durablePosition ?? start;
-      if (rereadFromCheckpoint) {
-        rereadFromCheckpoint = false;
-        from = inProcess?.checkpointedPosition ?? start;
+      restarting = reread ? 'reread' : 'failure';
+      if (reread) {
+        from = reread.from;
+        reread = null;
       }
       bus.reset();
       return from;
     },
-    restartMessage: 'stream or Kafka failed; restarting from the last position Kafka acknowledged',
+    restartMessage: () =>
+      restarting === 'reread'
+        ? 'reading the source again from the checkpoint, as planned after a transaction Kafka acknowledged was not stored whole; what the store already has is dropped by position'
+        : 'stream or Kafka failed; restarting from the last position Kafka acknowledged',
     ...(deps.resync ? { beforePublish: () => deps.resync!.durable() } : {}),
   });
   signal.removeEventListener('abort', stopReading);
   if (lossWatch) clearInterval(lossWatch);
+  await presence?.close();
 
   let closeError: ChartlogError | null = null;
   await bus.close().catch((err: unknown) => (closeError = toChartlogError(err)));
@@ -246,6 +298,7 @@ const CHECKPOINT_POLL_MS = 1000;
 export class CheckpointAcknowledger {
   private timer: NodeJS.Timeout | null = null;
   private acked: Position | null = null;
+  private stored: Position | null = null;
   private polling: Promise<void> = Promise.resolve();
 
   constructor(
@@ -253,11 +306,16 @@ export class CheckpointAcknowledger {
     private readonly kafkaDurable: () => Position | null,
     private readonly pollMs: number,
     /** What is stored: by default the checkpoint read from the store; the in-process compactor's own for --role all. */
-    private readonly stored: () => Promise<Position | null> = async () => (await readCheckpoint(deps.store, deps.source.name))?.position ?? null,
+    private readonly readStored: () => Promise<Position | null> = async () => (await readCheckpoint(deps.store, deps.source.name))?.position ?? null,
   ) {}
 
   get acknowledged(): Position | null {
     return this.acked;
+  }
+
+  /** The checkpoint last read (null before the first read, or when none exists yet). */
+  get storedPosition(): Position | null {
+    return this.stored;
   }
 
   start(): void {
@@ -290,13 +348,14 @@ export class CheckpointAcknowledger {
   private async poll(): Promise<void> {
     let cp;
     try {
-      cp = await this.stored();
+      cp = await this.readStored();
     } catch (err) {
       // Not acknowledging is always safe: the slot keeps what the store may not have.
       logger().warn({ err: toChartlogError(err), source: this.deps.source.name }, 'cannot read the checkpoint; the source is not acknowledged until it can be read');
       return;
     }
     if (!cp) return;
+    this.stored = cp;
     const sent = this.kafkaDurable();
     let upTo = cp;
     if (sent && Position.compare(sent, upTo) < 0) upTo = sent;

@@ -34,8 +34,8 @@ export interface StreamLoopOptions {
    * failed stream.
    */
   beforePublish?: () => Promise<void>;
-  /** The warning logged before each restart. */
-  restartMessage?: string;
+  /** The warning logged before each restart (a function: asked after `afterFailure`, so it can say what that decided). */
+  restartMessage?: string | ((err: ChartlogError) => string);
   /**
    * Registers the loop's listener for a publishing failure found in the background (a bus that
    * sends on its own, like Kafka's). Without it such a failure would surface only at the next
@@ -108,7 +108,7 @@ export async function runStreamLoop(o: StreamLoopOptions): Promise<StreamLoopRes
       }
       log.warn(
         { err: e, attempt: backoff.attempts, delayMs: delay, from: last ? Position.format(last) : null },
-        o.restartMessage ?? 'source stream failed; restarting from the last published position',
+        (typeof o.restartMessage === 'function' ? o.restartMessage(e) : o.restartMessage) ?? 'source stream failed; restarting from the last published position',
       );
       await sleep(delay, signal);
     } finally {

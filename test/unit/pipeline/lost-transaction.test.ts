@@ -73,3 +73,33 @@ test('Settlement.oldestUnsettled: the END whose events are missing, then the one
   assert.deepEqual(g.settle().waiting, { tx: tx(3), previous: tx(2) });
   assert.deepEqual(g.oldestUnsettled, tx(3));
 });
+
+test('--role capture: a checkpoint that stays behind what Kafka acknowledged is judged stalled after the wait, not before', () => {
+  const d = new LostTransactionDetector(1000);
+  assert.equal(d.observeCheckpoint(0, tx(5), tx(7)), false, 'first seen: starts the clock');
+  assert.equal(d.observeCheckpoint(999, tx(5), tx(7)), false, 'not yet');
+  assert.equal(d.observeCheckpoint(1000, tx(5), tx(7)), true, 'waited the whole time: stalled');
+  assert.equal(d.observeCheckpoint(1001, tx(5), tx(7)), false, 'reported once, then watched afresh');
+  assert.equal(d.observeCheckpoint(2001, tx(5), tx(7)), true, 'still stalled after a re-read: reported again');
+});
+
+test('--role capture: a moving checkpoint, or one Kafka has not acknowledged past, is never judged stalled', () => {
+  const d = new LostTransactionDetector(1000);
+  assert.equal(d.observeCheckpoint(0, tx(5), tx(9)), false);
+  assert.equal(d.observeCheckpoint(900, tx(6), tx(9)), false, 'the checkpoint moved: the clock restarts');
+  assert.equal(d.observeCheckpoint(1800, tx(6), tx(9)), false, 'tx 6 waited 900 ms only');
+  assert.equal(d.observeCheckpoint(1900, tx(9), tx(9)), false, 'caught up with Kafka: nothing waits');
+  assert.equal(d.observeCheckpoint(5000, tx(9), tx(9)), false, 'still nothing past it');
+  assert.equal(d.observeCheckpoint(5000, tx(9), null), false, 'Kafka acknowledged nothing yet');
+  assert.equal(d.observeCheckpoint(6000, tx(9), tx(10)), false, 'a new wait starts at 6000');
+  assert.equal(d.observeCheckpoint(7000, tx(9), tx(10)), true);
+});
+
+test('--role capture: no checkpoint yet while Kafka acknowledged something is a wait like any other', () => {
+  const d = new LostTransactionDetector(1000);
+  assert.equal(d.observeCheckpoint(0, null, null), false);
+  assert.equal(d.observeCheckpoint(10, null, tx(1)), false, 'the clock starts');
+  assert.equal(d.observeCheckpoint(1010, null, tx(2)), true, 'Kafka moving on does not restart it: the checkpoint did not move');
+  assert.equal(d.observeCheckpoint(1020, null, tx(2)), false);
+  assert.equal(d.observeCheckpoint(1500, tx(1), tx(2)), false, 'the first checkpoint: the clock restarts');
+});
