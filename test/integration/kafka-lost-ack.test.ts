@@ -12,6 +12,7 @@ import { requireEnv } from '../support/env.js';
 import { capturePg, createPgDatabase, diffCaptures } from '../support/restore-engines.js';
 import { createClinicTables, postgresEngine, type Engine } from '../support/run-harness.js';
 import { kafkaTablePositions } from '../support/kafka-positions.js';
+import { Proc } from '../support/chartlog-proc.js';
 
 /**
  * kafkajs 2.2.4 can acknowledge messages the cluster never stored (a leader killed mid-send,
@@ -135,6 +136,142 @@ test('a transaction Kafka acknowledged but never stored: the slot is not confirm
       else process.env[k] = v;
     }
     await run.close();
+    await admin.disconnect();
+    await target.drop();
+    await engine.close();
+    if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
+  }
+});
+
+/**
+ * The same loss under `--role capture` + `--role compact` (separate processes; the hook is on in
+ * the capture process only). The capture process sees only the checkpoint in the store:
+ *
+ * A. Detection off: the slot is not confirmed past the first transaction, the one lost (the
+ *    source is acknowledged by the compactor's checkpoint, which cannot pass it) — then a crash.
+ * B. No compactor, detection after 3 s: the restarted capture process resumes from the
+ *    checkpoint (not Kafka's tail), loses the re-sent first group again, and finds the
+ *    checkpoint stalled with no compactor: it warns (WAL grows) and reads nothing again.
+ * C. A compactor again: the stalled checkpoint is now a loss; the source is read again from it,
+ *    the slot confirms everything, and the restore equals the source value by value.
+ */
+test('--role capture + --role compact: a transaction Kafka acknowledged but never stored holds the slot back, is read again once a compactor consumes, nothing lost', { timeout: 240_000 }, async () => {
+  const engine = await postgresEngine();
+  const work = mkdtempSync(join(tmpdir(), 'chartlog-lostcap-'));
+  const unique = `lc-${randomBytes(4).toString('hex')}`;
+  const prefix = `t-${unique}`;
+  const brokers = requireEnv('CHARTLOG_TEST_KAFKA_BROKERS').split(',');
+  const slot = `chartlog_${engine.db}`;
+  const keyring = join(work, 'keys', 'keyring.json');
+  mkdirSync(join(work, 'keys'), { mode: 0o700 });
+  FileKeyring.create(keyring);
+  const configFile = join(work, 'chartlog.yaml');
+  writeFileSync(
+    configFile,
+    [
+      'sources:',
+      `  - { name: clinic, type: postgres, url: "${engine.url}", tables: [public.patients, public.visits], postgres: { slotName: ${slot}, publicationName: ${slot} } }`,
+      `bus: { type: kafka, kafka: { brokers: ${JSON.stringify(brokers)}, topicPrefix: "${prefix}", groupId: "g-${unique}", sessionTimeoutMs: 6000 } }`,
+      `storage: { url: "file://${work}/backup" }`,
+      'segments: { flushIntervalMs: 200 }',
+      'phi:',
+      `  keyring: "file://${keyring}"`,
+      '  columns: { public.patients: [full_name, ssn] }',
+      '  strict: [public.patients]',
+      '  publicColumns: { public.patients: [id, note, visits_count] }',
+      'log: { level: info, format: json }',
+    ].join('\n'),
+  );
+  const kafka = new Kafka({ clientId: 'chartlog-test', brokers, logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  const target = await createPgDatabase('rlostcap');
+  const saved = { drop: process.env.CHARTLOG_TEST_KAFKA_DROP_GROUP, after: process.env.CHARTLOG_TEST_LOST_AFTER_MS };
+  const procs: Proc[] = [];
+  /** A chartlog process of `role`, with the test hooks given (and no others) in its environment. */
+  const start = (role: 'capture' | 'compact', name: string, hooks: { drop?: string; after?: string } = {}) => {
+    delete process.env.CHARTLOG_TEST_KAFKA_DROP_GROUP;
+    delete process.env.CHARTLOG_TEST_LOST_AFTER_MS;
+    if (hooks.drop) process.env.CHARTLOG_TEST_KAFKA_DROP_GROUP = hooks.drop;
+    if (hooks.after) process.env.CHARTLOG_TEST_LOST_AFTER_MS = hooks.after;
+    const p = new Proc(['run', '--config', configFile, '--role', role], join(work, `${name}.log`));
+    procs.push(p);
+    return p;
+  };
+  let changes = 0;
+  const transaction = async (i: number) => {
+    await engine.exec(`BEGIN; INSERT INTO patients (id, full_name, ssn, note) VALUES (${i + 10}, 'CANARY-NAME-${i}', 'CANARY-SSN-${i}', 'n${i}'); INSERT INTO visits (id, patient_id, reason) VALUES (${i}, ${i + 10}, 'intake'); COMMIT`);
+    changes += 2;
+    if (i % 3 === 0) {
+      await engine.exec(`UPDATE patients SET note = 'u${i}', visits_count = visits_count + 1 WHERE id = ${i + 9}`);
+      changes += 1;
+    }
+  };
+  const STREAMING = /"msg":"pipeline streaming"/;
+  const CONSUMING = /"msg":"kafka compactor consuming"/;
+  const CAPTURE_LOST = /"msg":"the checkpoint has not moved while the compactor consumes/g;
+  const NO_COMPACTOR = /"msg":"no compactor is running for this source/;
+  const PLANNED = /"msg":"reading the source again from the checkpoint, as planned/;
+  try {
+    await createClinicTables(engine);
+    // A. The first group with table messages is lost; detection is off (an hour).
+    const compactA = start('compact', 'compact-a');
+    const captureA = start('capture', 'capture-a', { drop: '1', after: '3600000' });
+    await captureA.waitFor(STREAMING, 'capture A streams');
+    await compactA.waitFor(CONSUMING, 'compactor A consumes');
+    let i = 1;
+    await transaction(i++);
+    const afterFirst = await currentLsn(engine);
+    for (; i <= 15; i++) await transaction(i);
+    const phaseAEnd = await currentLsn(engine);
+    // Kafka acknowledges all of it within a second or two and the compactor stores what came;
+    // the checkpoint cannot pass the lost first transaction. 10 s = 50 flush intervals and 10
+    // checkpoint polls (before this change the slot confirmed it within about a second).
+    assert.equal(await waitSlot(engine, slot, phaseAEnd, 10_000), false, 'the slot is not confirmed past a transaction the store never got');
+    assert.equal(await slotConfirmed(engine, slot, afterFirst), false, 'the slot is not confirmed past the lost (first) transaction either');
+    const [, compactACode] = await Promise.all([captureA.stop('SIGKILL'), compactA.stop('SIGTERM')]);
+    assert.equal(compactACode, 0, 'compactor A stopped cleanly');
+    assert.doesNotMatch(captureA.text(), CAPTURE_LOST, 'detection was off in phase A');
+
+    // B. No compactor; detection after 3 s. The restart loses its first group again (the
+    // re-sent first transaction): with nobody consuming, that is a warning, not a re-read.
+    const captureB = start('capture', 'capture-b', { drop: '1', after: '3000' });
+    await captureB.waitFor(STREAMING, 'capture B streams');
+    for (; i <= 20; i++) await transaction(i);
+    await captureB.waitFor(NO_COMPACTOR, 'capture B warns that no compactor runs', 30_000);
+    assert.doesNotMatch(captureB.text(), CAPTURE_LOST, 'no re-read without a compactor');
+    assert.equal(await slotConfirmed(engine, slot, afterFirst), false, 'still not confirmed past the lost transaction');
+
+    // C. A compactor again: the checkpoint stalls at the lost transaction while it consumes.
+    const compactC = start('compact', 'compact-c');
+    await compactC.waitFor(CONSUMING, 'compactor C consumes');
+    for (; i <= 25; i++) await transaction(i);
+    const end = await currentLsn(engine);
+    assert.equal(await waitSlot(engine, slot, end, 120_000), true, 'the slot confirms everything once the lost transactions were read again');
+    assert.equal(await captureB.stop('SIGTERM'), 0, 'capture B stopped cleanly');
+    assert.equal(await compactC.stop('SIGTERM'), 0, 'compactor C stopped cleanly');
+    const log = captureA.text() + captureB.text();
+    assert.ok((captureB.text().match(CAPTURE_LOST) ?? []).length >= 1, 'the loss was found in-run once a compactor consumed');
+    assert.match(captureB.text(), PLANNED, 'the re-read is logged as what it is');
+    assert.doesNotMatch(log, /resuming after the newest transaction in Kafka/, 'role capture does not skip to the Kafka tail');
+    assert.doesNotMatch(log + compactA.text() + compactC.text(), /CANARY/, 'no PHI in the logs');
+
+    const r = await runChartlog(['restore', '--config', configFile, '--source', 'clinic', '--to', 'latest', '--target', target.url]);
+    assert.equal(r.code, 0, `restore exited ${r.code}: ${r.stderr.slice(0, 2000)}`);
+    for (const table of ['public.patients', 'public.visits']) {
+      const expected = await capturePg(engine.url, table);
+      const diff = diffCaptures(await capturePg(target.url, table), expected, `restore --to latest ${table}`);
+      assert.equal(diff, null, diff ?? '');
+    }
+    const positions = await kafkaTablePositions(kafka, admin, `${prefix}.clinic.`);
+    assert.equal(new Set(positions).size, changes, 'every change is in Kafka after dedup by position: the lost ones were sent again');
+    console.log(JSON.stringify({ changes, kafkaMessages: positions.length, distinct: new Set(positions).size, detected: (captureB.text().match(CAPTURE_LOST) ?? []).length }));
+  } finally {
+    for (const [k, v] of [['CHARTLOG_TEST_KAFKA_DROP_GROUP', saved.drop], ['CHARTLOG_TEST_LOST_AFTER_MS', saved.after]] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    for (const p of procs) await p.stop('SIGKILL');
     await admin.disconnect();
     await target.drop();
     await engine.close();
