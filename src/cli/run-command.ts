@@ -4,6 +4,7 @@ import { PIPELINE_ROLES, runSourcePipeline, type PipelineRole } from '../pipelin
 import { usageError } from '../core/errors.js';
 import { openContext, withConfigOptions } from './command-context.js';
 import { buildSourceRuntime } from '../pipeline/source-runtime.js';
+import { readTestHooks } from '../config/test-hooks.js';
 
 /**
  * `chartlog run`: stream every source until SIGINT/SIGTERM, then flush what was read, make it
@@ -24,6 +25,7 @@ export function registerRunCommand(program: Command): void {
     .action(async (opts: { config: string; source?: string; takeOverSlot?: boolean; role: string }) => {
       const role = parseRole(opts.role);
       const ctx = openContext(opts);
+      const testHooks = readTestHooks(process.env);
       checkRole(role, ctx.config.bus.type, opts.takeOverSlot ?? false, ctx.config.bus.kafka?.scaleOut ?? false);
       // storage.objectLock on a bucket without Object Lock: exit 2 before anything is written.
       await ctx.store.checkWritable?.();
@@ -45,7 +47,7 @@ export function registerRunCommand(program: Command): void {
         // The others still flush and acknowledge before the error is reported.
         const results = await Promise.allSettled(
           runtimes.map((r) =>
-            runSourcePipeline(r, stop.signal, { takeOverSlot: opts.takeOverSlot ?? false, role }).catch((err: unknown) => {
+            runSourcePipeline(r, stop.signal, { takeOverSlot: opts.takeOverSlot ?? false, role, testHooks }).catch((err: unknown) => {
               stop.abort();
               throw err;
             }),

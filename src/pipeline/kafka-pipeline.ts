@@ -38,11 +38,13 @@ export interface KafkaPipelineOptions {
    * How long the oldest unsettled transaction (in-process compactor), or the checkpoint in the
    * store (`acknowledge: 'checkpoint'`), may wait while Kafka acknowledged past it before the
    * transaction is judged lost and the source read again from the checkpoint
-   * (lost-transaction.ts; default 60 s, or CHARTLOG_TEST_LOST_AFTER_MS in tests). With
+   * (lost-transaction.ts; default 60 s; CHARTLOG_TEST_LOST_AFTER_MS in tests, config/test-hooks.ts). With
    * `checkpoint` and no compactor consuming (CompactorPresence), nothing is read again: a
    * warning says the source stays unacknowledged and its WAL or binlog grows.
    */
   lostAfterMs?: number;
+  /** Test only (config/test-hooks.ts, CHARTLOG_TEST_KAFKA_DROP_GROUP): the bus's `testDropGroup`. */
+  testDropGroup?: number;
 }
 
 const DRAIN_TIMEOUT_MS = 30_000;
@@ -123,6 +125,7 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
     onDurable: (p) => (ackByCheckpoint || compactor ? undefined : connector.acknowledge(p)),
     onFailure: (err) => publishFailed?.(err),
     ...(options.kafka ? { kafka: options.kafka } : {}),
+    ...(options.testDropGroup ? { testDropGroup: options.testDropGroup } : {}),
   });
   // --role capture: the compactor runs elsewhere; its checkpoint says what is stored. --role
   // all: this process's compactor says it, without reading the store.
@@ -136,7 +139,7 @@ export async function runKafkaSourcePipeline(deps: SourcePipelineDeps, signal: A
 
   // A transaction Kafka acknowledged that never settles: read the source again from the checkpoint.
   const start = checkpoint?.position ?? null;
-  const lostAfterMs = options.lostAfterMs ?? (Number(process.env.CHARTLOG_TEST_LOST_AFTER_MS) || LOST_AFTER_MS);
+  const lostAfterMs = options.lostAfterMs ?? LOST_AFTER_MS;
   const detector = new LostTransactionDetector(lostAfterMs);
   /** Set when a re-read is due: afterFailure starts the stream at `from`. */
   let reread: { from: Position | null } | null = null;

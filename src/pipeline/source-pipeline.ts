@@ -8,6 +8,7 @@ import { runKafkaSourcePipeline } from './kafka-pipeline.js';
 import { runKafkaCompactRole } from './compact-pipeline.js';
 import { compactorLeaseKey } from '../archive/layout.js';
 import { readPendingUnproven } from '../archive/unproven-tables.js';
+import type { TestHooks } from '../config/test-hooks.js';
 import { checkSourceReady, claimSourceArchive, recordArchive, type SourcePipelineDeps } from './prepare-source.js';
 
 export interface SourcePipelineOptions {
@@ -22,6 +23,8 @@ export interface SourcePipelineOptions {
    * bus (run-command.ts refuses them otherwise).
    */
   role?: PipelineRole;
+  /** Test-only hooks (config/test-hooks.ts), read once by `chartlog run`; none by default. */
+  testHooks?: TestHooks;
 }
 
 export type PipelineRole = 'all' | 'capture' | 'compact';
@@ -104,7 +107,11 @@ export async function runSourcePipeline(deps: SourcePipelineDeps, signal: AbortS
     ? new SnapshotSchedule({ store: deps.store, source: deps.source, everyHours: every, fence: lease, memory: synthesisMemory(deps.config), ...(deps.signer ? { signer: deps.signer } : {}) }).run(scheduleStop.signal)
     : Promise.resolve();
   try {
-    if (deps.config.bus.type === 'kafka') await runKafkaSourcePipeline(fenced, run.signal, role === 'capture' ? { compactor: false, acknowledge: 'checkpoint' } : {});
+    if (deps.config.bus.type === 'kafka') await runKafkaSourcePipeline(fenced, run.signal, {
+        ...(role === 'capture' ? { compactor: false, acknowledge: 'checkpoint' as const } : {}),
+        ...(options.testHooks?.lostAfterMs !== undefined ? { lostAfterMs: options.testHooks.lostAfterMs } : {}),
+        ...(options.testHooks?.kafkaDropGroup ? { testDropGroup: options.testHooks.kafkaDropGroup } : {}),
+      });
     else await runEmbeddedSourcePipeline(fenced, run.signal);
   } catch (err) {
     // A lost lease makes the pipeline's last writes fail: the lease says why.
