@@ -204,3 +204,43 @@ test('beforePublish holds every later batch until it resolves; its failure resta
   assert.deepEqual(published, [1, 2, 3]);
   assert.equal(r.failure, null);
 });
+
+test('restartMessage as a function: asked after afterFailure, with the error, so the log line says what was decided', async () => {
+  const lines: string[] = [];
+  const { Writable } = await import('node:stream');
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(chunk.toString('utf8'));
+      done();
+    },
+  });
+  const captured = createLogger({ level: 'info', format: 'json', destination: sink });
+  const connector = new ScriptedConnector([
+    { yields: [1, 2], then: new ChartlogError('connection', 'planned re-read', { retriable: true }) },
+    { yields: [3], then: lost() },
+    { yields: [], then: 'end' },
+  ]);
+  const { ahead } = publisher();
+  let decided = 'none';
+  const asked: string[] = [];
+  await runStreamLoop({
+    connector,
+    ahead,
+    from: null,
+    policy: { initialDelayMs: 1 },
+    signal: new AbortController().signal,
+    log: captured,
+    afterFailure: async (a) => {
+      decided = decided === 'none' ? 'reread' : 'failure';
+      return decided === 'reread' ? null : await a.recover();
+    },
+    restartMessage: (err) => {
+      asked.push(err.message);
+      return decided === 'reread' ? 'reading the source again, as planned' : 'stream failed; restarting';
+    },
+  });
+  assert.deepEqual(asked, ['planned re-read', 'connection lost']);
+  const msgs = lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
+  assert.deepEqual(msgs, ['reading the source again, as planned', 'stream failed; restarting']);
+  assert.deepEqual(connector.starts, [null, null, 3], 'the re-read started where afterFailure said');
+});
