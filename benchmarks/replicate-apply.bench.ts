@@ -9,7 +9,11 @@
  * The replica is pgbench's `pgbench_accounts` (scale 1, 100 000 rows) in a fresh database on the
  * private PostgreSQL 15 of scripts/services.sh. Per repetition, the same `--tx` transactions (100
  * consecutive accounts each, every column set, as pgoutput gives an update) are applied:
- *   - chartlog, batched: one UPDATE joined to a VALUES list per transaction (the current path);
+ *   - chartlog, grouped (the replicator's path): consecutive settled source transactions grouped
+ *     into one target transaction of at most GROUP_ROWS rows with the position row
+ *     (transaction-groups.ts), as the replicator does when a round finds several settled;
+ *   - chartlog, batched: one target transaction per source transaction, one UPDATE joined to a
+ *     VALUES list each (the path before grouping);
  *   - chartlog, one statement per row (`batchRows` 1: the path before batching), same run;
  *   - baseline: pgbench applying the same row changes as one `UPDATE … WHERE aid BETWEEN` per
  *     transaction (1 client, prepared): the server's own cost of such a transaction, commit
@@ -29,6 +33,7 @@ import { Position } from '../src/core/position.js';
 import type { TableSchema } from '../src/core/table-schema.js';
 import { PostgresReplicaTarget } from '../src/replicate/postgres-replica-target.js';
 import type { ReplicaChange, ReplicaTransaction } from '../src/replicate/replica-target.js';
+import { GROUP_ROWS, groupTransactions } from '../src/replicate/transaction-groups.js';
 import { BenchRun, goal, measurement, ratio, toolVersion } from './lib/bench-report.js';
 import { benchServices, stopBenchServices } from './lib/bench-services.js';
 import { pgBin, timeProcess } from './lib/chartlog-pg-rig.js';
@@ -84,7 +89,7 @@ try {
   let from = Position.of('00000100');
   await c.query(`INSERT INTO chartlog_replica (source, state, position, commit_ts_us, phi) VALUES ('bench', 'following', $1, 0, 'open')`, [Position.format(from)]);
   let base = 0x1000;
-  const runChartlog = async (rep: number, batchRows: number | undefined): Promise<number> => {
+  const runChartlog = async (rep: number, batchRows: number | undefined, grouped = false): Promise<number> => {
     const target = new PostgresReplicaTarget(url, 'postgres', batchRows);
     const txs = transactions(rep, base);
     base += TX + 1;
@@ -92,7 +97,9 @@ try {
     await target.apply('bench', { ...txs[0]!, changes: txs[0]!.changes.slice(0, 1) }, from, 'open');
     from = txs[0]!.position;
     const started = performance.now();
-    for (const tx of txs.slice(1)) {
+    // Grouping is timed too (it is part of the path); every change is of one table version.
+    const applied = grouped ? groupTransactions(txs.slice(1).map((t) => ({ ...t, versions: t.changes.map(() => 'v1') }))) : txs.slice(1);
+    for (const tx of applied) {
       await target.apply('bench', tx, from, 'open');
       from = tx.position;
     }
@@ -104,22 +111,26 @@ try {
   };
   const script = join(work, 'update100.sql');
   writeFileSync(script, `\\set a random(1, ${ACCOUNTS - ROWS})\nUPDATE pgbench_accounts SET bid = 1, abalance = :a::int + 1, filler = repeat(' ', 84) WHERE aid BETWEEN :a AND :a + ${ROWS - 1};\n`);
+  const grouped: number[] = [];
   const batched: number[] = [];
   const perRow: number[] = [];
   const server: number[] = [];
   for (let rep = 1; rep <= REPS; rep++) {
-    batched.push(await runChartlog(rep * 2, undefined));
-    perRow.push(await runChartlog(rep * 2 + 1, 1));
+    grouped.push(await runChartlog(rep * 3, undefined, true));
+    batched.push(await runChartlog(rep * 3 + 1, undefined));
+    perRow.push(await runChartlog(rep * 3 + 2, 1));
     const r = await timeProcess(pgBin('pgbench'), ['-n', '-M', 'prepared', '-c', '1', '-t', String(TX - 1), '-f', script, url]);
     if (r.code !== 0) throw new Error(`pgbench failed: ${r.stderr}`);
     const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(r.stdout)?.[1]);
     server.push(Math.round(tps * ROWS));
   }
   const base0 = bench.add(measurement('baseline: pgbench, the same row changes as one UPDATE … BETWEEN per transaction (1 client)', 'rows/s', 'higher', 'baseline', server));
-  const ours = bench.add(measurement('chartlog apply, batched (one UPDATE joined to VALUES per transaction)', 'rows/s', 'higher', 'chartlog', batched));
+  const ours = bench.add(measurement(`chartlog apply, grouped (consecutive source transactions in one target transaction of ≤ ${GROUP_ROWS} rows, with the position row; the replicator's path)`, 'rows/s', 'higher', 'chartlog', grouped));
+  const one = bench.add(measurement('chartlog apply, batched, one target transaction per source transaction (before grouping)', 'rows/s', 'higher', 'detail', batched));
   const before = bench.add(measurement('chartlog apply, one statement per row (before batching)', 'rows/s', 'higher', 'detail', perRow));
-  bench.addRatio(ratio(ours, base0, undefined, 'batched apply / the server running the same transactions'));
-  bench.addRatio(ratio(ours, before, undefined, 'batched / one statement per row'));
+  bench.addRatio(ratio(ours, base0, undefined, 'grouped apply / the server running the same transactions one by one'));
+  bench.addRatio(ratio(ours, one, undefined, 'grouped / one target transaction per source transaction'));
+  bench.addRatio(ratio(one, before, undefined, 'batched / one statement per row'));
   bench.addGoal(goal('apply ≥ 50 000 rows/s in transactions of 100 rows', ours.median, 'rows/s', ours.median >= 50_000));
   bench.note('synchronous_commit on: every transaction waits for its WAL flush, on a shared 2-core machine (see loadAverage1m)');
   await c.end();

@@ -1,6 +1,6 @@
 import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
-import type { ObjectStore } from '../storage/object-store.js';
+import type { ObjectInfo, ObjectStore } from '../storage/object-store.js';
 import { readCheckpoint, type Checkpoint } from './checkpoint.js';
 import { FLUSH_PARTS, hourOfManifestKey, manifestsPrefix, rangeOfKey, TRANSACTIONS_TABLE, type HourKey } from './layout.js';
 import { readFlushPartToc, type PartSection } from './flush-part.js';
@@ -55,7 +55,62 @@ export interface ArchiveIndex {
   unreadable: { key: string; reason: string }[];
 }
 
-export async function readArchiveIndex(store: ObjectStore, source: string): Promise<ArchiveIndex> {
+/**
+ * What one reader of a live archive keeps between reads of its index (a replica polls it twice a
+ * second): the table of contents of each flush part, by key (a part is immutable: its name
+ * carries its range and a hash prefix), and the bytes of each manifest, snapshot manifest and
+ * unproven-table record, by key, size and modification time (the same object, unless rewritten).
+ * So a read lists the prefixes and reads only what is new, not the whole hour's parts again.
+ * Objects that fail to read are never kept: the next read tries them again.
+ */
+export class ArchiveIndexCache {
+  private readonly tocs = new Map<string, PartSection[]>();
+  private readonly bytes = new Map<string, { size: number; modified: number; bytes: Uint8Array }>();
+  private listedTocs = new Set<string>();
+  private listedBytes = new Set<string>();
+
+  async toc(store: ObjectStore, key: string): Promise<PartSection[]> {
+    this.listedTocs.add(key);
+    let toc = this.tocs.get(key);
+    if (!toc) {
+      toc = await readFlushPartToc(store, key);
+      this.tocs.set(key, toc);
+    }
+    return toc;
+  }
+
+  async get(store: ObjectStore, o: ObjectInfo): Promise<Uint8Array> {
+    this.listedBytes.add(o.key);
+    const held = this.bytes.get(o.key);
+    const modified = o.lastModified.getTime();
+    if (held && held.size === o.size && held.modified === modified) return held.bytes;
+    const bytes = await store.get(o.key);
+    this.bytes.set(o.key, { size: o.size, modified, bytes });
+    return bytes;
+  }
+
+  /** Forgets what the last read did not list (parts merged by an hour closing, deleted objects). */
+  prune(): void {
+    for (const k of this.tocs.keys()) if (!this.listedTocs.has(k)) this.tocs.delete(k);
+    for (const k of this.bytes.keys()) if (!this.listedBytes.has(k)) this.bytes.delete(k);
+    this.listedTocs = new Set();
+    this.listedBytes = new Set();
+  }
+}
+
+/** Reads without a cache: every object listed is read. */
+const uncached = {
+  toc: (store: ObjectStore, key: string) => readFlushPartToc(store, key),
+  get: (store: ObjectStore, o: ObjectInfo) => store.get(o.key),
+  prune: () => undefined,
+};
+
+/**
+ * `cache`: objects read by an earlier call with the same cache are not read again (a reader that
+ * polls a live archive; see ArchiveIndexCache). The result is the same as without it.
+ */
+export async function readArchiveIndex(store: ObjectStore, source: string, cache?: ArchiveIndexCache): Promise<ArchiveIndex> {
+  const objects = cache ?? uncached;
   const index: ArchiveIndex = { source, snapshots: [], snapshotObjects: [], tableSnapshots: [], tableSnapshotObjects: [], hours: [], openParts: [], checkpoint: null, unreadable: [] };
   // The checkpoint first, then parts, then manifests: everything the checkpoint covers was
   // stored before it, and an hour closed meanwhile is seen as its parts or its manifest (a
@@ -77,7 +132,7 @@ export async function readArchiveIndex(store: ObjectStore, source: string): Prom
   await Promise.all(Array.from({ length: Math.min(8, queue.length) }, async () => {
     for (let p = queue.shift(); p; p = queue.shift()) {
       try {
-        p.sections = await readFlushPartToc(store, p.key);
+        p.sections = await objects.toc(store, p.key);
         index.openParts.push(p);
       } catch (err) {
         if (err instanceof ChartlogError && err.code === 'not_found') continue;
@@ -89,7 +144,7 @@ export async function readArchiveIndex(store: ObjectStore, source: string): Prom
   for await (const o of store.listAll(snapshotsPrefix(source))) {
     if (!o.key.endsWith('/manifest.json')) continue;
     try {
-      const bytes = await store.get(o.key);
+      const bytes = await objects.get(store, o);
       const manifest = JSON.parse(Buffer.from(bytes).toString('utf8')) as SnapshotManifest;
       index.snapshots.push(manifest);
       index.snapshotObjects.push({ key: o.key, sha256: sha256Hex(bytes), manifest });
@@ -101,7 +156,7 @@ export async function readArchiveIndex(store: ObjectStore, source: string): Prom
   for await (const o of store.listAll(tableSnapshotsPrefix(source))) {
     if (!o.key.endsWith('/manifest.json')) continue;
     try {
-      const bytes = await store.get(o.key);
+      const bytes = await objects.get(store, o);
       const manifest = JSON.parse(Buffer.from(bytes).toString('utf8')) as SnapshotManifest;
       if (manifest.scope !== 'tables') throw new Error('not a table-scoped snapshot manifest (scope is not "tables")');
       index.tableSnapshots!.push(manifest);
@@ -115,7 +170,7 @@ export async function readArchiveIndex(store: ObjectStore, source: string): Prom
   for await (const o of store.listAll(manifestsPrefix(source))) {
     const hour = hourOfManifestKey(source, o.key);
     if (!hour) continue;
-    const bytes = await store.get(o.key);
+    const bytes = await objects.get(store, o);
     try {
       index.hours.push({ hour, key: o.key, sha256: sha256Hex(bytes), manifest: parseManifest(bytes, o.key) });
     } catch (err) {
@@ -123,7 +178,8 @@ export async function readArchiveIndex(store: ObjectStore, source: string): Prom
     }
   }
   index.hours.sort((a, b) => (a.hour < b.hour ? -1 : 1));
-  index.unproven = unprovenWindows(await readUnprovenRecords(store, source), [...index.snapshots, ...index.tableSnapshots!]);
+  index.unproven = unprovenWindows(await readUnprovenRecords(store, source, (o) => objects.get(store, o)), [...index.snapshots, ...index.tableSnapshots!]);
+  objects.prune();
 
   return index;
 }

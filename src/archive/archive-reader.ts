@@ -42,10 +42,16 @@ interface Source {
  * with an error naming it, never read as other data.
  */
 export class ArchiveReader {
+  /**
+   * `shared`: objects fetched (and checked) once for every read of this reader, kept until it is
+   * dropped — for a caller that reads several tables and the transaction log from the same few new
+   * objects (a replica's poll), so each is fetched and hashed once, not once per table.
+   */
   constructor(
     private readonly store: ObjectStore,
     private readonly index: ArchiveIndex,
     private readonly envelopes: EnvelopeReader,
+    private readonly shared?: Map<string, Promise<Uint8Array>>,
   ) {}
 
   /**
@@ -169,7 +175,18 @@ export class ArchiveReader {
     return after ? out.filter((s) => Position.compare(s.lastPos, after) > 0) : out;
   }
 
-  private async fetch(src: Source): Promise<Uint8Array> {
+  private fetch(src: Source): Promise<Uint8Array> {
+    if (!this.shared) return this.fetchChecked(src);
+    let held = this.shared.get(src.key);
+    if (!held) {
+      held = this.fetchChecked(src);
+      this.shared.set(src.key, held);
+      held.catch(() => this.shared!.delete(src.key));
+    }
+    return held;
+  }
+
+  private async fetchChecked(src: Source): Promise<Uint8Array> {
     let bytes: Uint8Array;
     try {
       bytes = await this.store.get(src.key);

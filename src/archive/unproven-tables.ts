@@ -1,6 +1,6 @@
 import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
-import type { ObjectStore } from '../storage/object-store.js';
+import type { ObjectInfo, ObjectStore } from '../storage/object-store.js';
 import { formatUs } from './layout.js';
 import { snapshotsPrefix, tableSnapshotsPrefix, type SnapshotManifest } from './snapshot-manifest.js';
 
@@ -76,13 +76,13 @@ export async function writeUnprovenRecord(store: ObjectStore, source: string, r:
 }
 
 /** Every record of the source, in position order; an unreadable one throws (a window must never be skipped). */
-export async function readUnprovenRecords(store: ObjectStore, source: string): Promise<UnprovenRecord[]> {
+export async function readUnprovenRecords(store: ObjectStore, source: string, read: (o: ObjectInfo) => Promise<Uint8Array> = (o) => store.get(o.key)): Promise<UnprovenRecord[]> {
   const out: UnprovenRecord[] = [];
   for await (const o of store.listAll(unprovenPrefix(source))) {
     if (!o.key.endsWith('.json')) continue;
     let r: UnprovenRecord;
     try {
-      r = JSON.parse(Buffer.from(await store.get(o.key)).toString('utf8')) as UnprovenRecord;
+      r = JSON.parse(Buffer.from(await read(o)).toString('utf8')) as UnprovenRecord;
       if (r.format !== 1 || typeof r.table !== 'string') throw new Error('not an unproven-table record (format 1)');
       Position.parse(r.from);
       Position.parse(r.seenAt);

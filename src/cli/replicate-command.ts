@@ -40,7 +40,7 @@ export function registerReplicateCommand(program: Command): void {
     .requiredOption('--phi <mode>', `what the replica holds of PHI columns: ${PHI_MODES.join(' | ')} (open: opened with the keyring and audited; sealed: the sealed bytes; omit: NULL)`)
     .option('--json', 'print a status line as JSON every status interval (and at start and stop)')
     .option('--status-interval <seconds>', 'seconds between status lines and lag log lines', '60')
-    .option('--poll-interval <ms>', 'milliseconds between looks at the archive when there is nothing to apply', '500')
+    .option('--poll-interval <ms>', 'milliseconds between looks at the archive when there is nothing to apply', '250')
     .option('--warn-lag <seconds>', 'a status whose lag passes this many seconds is logged as a warning', '300')
     .option('--name <name>', "the replica's name in `chartlog timeline` (a-z, 0-9, '_', '-'; default: from the target, e.g. postgres-analytics-5432-clinic_replica)")
     .action(async (opts: ReplicateCliOptions) => {

@@ -165,7 +165,7 @@ export class MysqlReplicaTarget implements ReplicaTarget {
 
       const steps: Step[] = [
         {
-          sql: `UPDATE ${POSITION_TABLE} SET position = ${mysqlString(Position.format(tx.position))}, commit_ts_us = ${tx.commitTsUs.toString()}, transactions = transactions + 1, updated_at = CURRENT_TIMESTAMP(6) WHERE source = ${mysqlString(source)} AND position = ${mysqlString(Position.format(from))} AND state = 'following'`,
+          sql: `UPDATE ${POSITION_TABLE} SET position = ${mysqlString(Position.format(tx.position))}, commit_ts_us = ${tx.commitTsUs.toString()}, transactions = transactions + ${Math.trunc(tx.transactions ?? 1)}, updated_at = CURRENT_TIMESTAMP(6) WHERE source = ${mysqlString(source)} AND position = ${mysqlString(Position.format(from))} AND state = 'following'`,
           expect: 1,
           failure: 'position',
         },

@@ -156,7 +156,7 @@ export class PostgresReplicaTarget implements ReplicaTarget {
         for (const change of tx.changes) if (change.op !== 'x') await this.ensureShape(client, change, phi);
         sent = true;
       }
-      const statements = [positionSql(source, tx.position, tx.commitTsUs, from), ...batchChanges(tx.changes, this.batchRows).map((b) => batchSql(b, phi, this.engine, this.columns.get(b.table)))];
+      const statements = [positionSql(source, tx.position, tx.commitTsUs, from, tx.transactions ?? 1), ...batchChanges(tx.changes, this.batchRows).map((b) => batchSql(b, phi, this.engine, this.columns.get(b.table)))];
       let text = sent ? '' : 'BEGIN';
       for (const st of statements) {
         if (text.length + st.length > ROUND_TRIP_CHARS && text !== '') {
@@ -256,8 +256,8 @@ function expectOne(countOf: string, failure: string): string {
 }
 
 /** Moves the position row from `from` to the transaction's position, or fails (another replicator moved it). */
-export function positionSql(source: string, position: Position, commitTsUs: bigint, from: Position): string {
-  return `WITH p AS (UPDATE ${POSITION_TABLE} SET position = ${sqlLiteral(Position.format(position))}, commit_ts_us = ${commitTsUs.toString()}, transactions = transactions + 1, updated_at = now() WHERE source = ${sqlLiteral(source)} AND position = ${sqlLiteral(Position.format(from))} AND state = 'following' RETURNING 1) ${expectOne('p', 'chartlog-replica-position-moved')}`;
+export function positionSql(source: string, position: Position, commitTsUs: bigint, from: Position, transactions = 1): string {
+  return `WITH p AS (UPDATE ${POSITION_TABLE} SET position = ${sqlLiteral(Position.format(position))}, commit_ts_us = ${commitTsUs.toString()}, transactions = transactions + ${Math.trunc(transactions)}, updated_at = now() WHERE source = ${sqlLiteral(source)} AND position = ${sqlLiteral(Position.format(from))} AND state = 'following' RETURNING 1) ${expectOne('p', 'chartlog-replica-position-moved')}`;
 }
 
 /**

@@ -49,11 +49,16 @@ export interface ReplicaChange {
   phiColumns: ReadonlySet<string>;
 }
 
-/** One source transaction, applied as one target transaction. */
+/**
+ * One source transaction, applied as one target transaction — or several consecutive ones grouped
+ * (transaction-groups.ts): their changes in order, the last one's position and commit time.
+ */
 export interface ReplicaTransaction {
   position: Position;
   commitTsUs: bigint;
   changes: readonly ReplicaChange[];
+  /** Source transactions it holds (default 1): what the position row's `transactions` counts. */
+  transactions?: number;
 }
 
 /**

@@ -8,9 +8,8 @@ import { appendAuditRecord, currentUser } from '../phi/audit-log.js';
 import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
 import { openArchiveCodec, type ArchiveCodec } from '../archive/archive-codec.js';
 import { authenticateArchive, loadArchiveMac, refuseUnauthentic } from '../archive/archive-auth.js';
-import { readArchiveIndex, tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
+import { readArchiveIndex, type ArchiveIndex } from '../archive/archive-index.js';
 import { ArchiveReader, type StoredRecord } from '../archive/archive-reader.js';
-import type { ArchiveMac } from '../phi/archive-mac.js';
 import { formatUs } from '../archive/layout.js';
 import { writeReplicaState, type ReplicaState } from '../archive/replica-state.js';
 import { restoreArchive, resolveTables } from '../restore/restore.js';
@@ -18,7 +17,8 @@ import type { RestoreTarget } from '../restore/targets/restore-target.js';
 import { OmitPhiTarget } from './omit-phi-target.js';
 import type { ReplicaLocation } from './replica-name.js';
 import { startDecision, type PhiMode, type ReplicaChange, type ReplicaTarget } from './replica-target.js';
-import { settledTransactions } from './settled-transactions.js';
+import { ArchiveFollower } from './archive-follower.js';
+import { GROUP_ROWS, groupTransactions, type GroupableTransaction } from './transaction-groups.js';
 
 export interface ReplicateOptions {
   config: Readonly<Config>;
@@ -31,8 +31,10 @@ export interface ReplicateOptions {
   tables?: readonly string[];
   phi: PhiMode;
   signal: AbortSignal;
-  /** How often the archive is looked at for new durable transactions (default 500 ms). */
+  /** How often the archive is looked at for new durable transactions when nothing was applied (default 250 ms). */
   pollMs?: number;
+  /** Rows of consecutive source transactions applied as one target transaction at most (transaction-groups.ts; 1: each alone). */
+  groupRows?: number;
   /** How often the status is logged and reported (default 60 s). */
   statusEveryMs?: number;
   /** Lag past which each status warns (default 300 s). */
@@ -71,8 +73,14 @@ export interface ReplicaStatus {
 
 /** Records decoded (and, with --phi open, their PHI opened) per request. */
 const DECODE_GROUP = 2048;
-/** Transactions taken per round, so one round's memory stays bounded after a long pause. */
+/** Transactions taken per round, so one round's decoded rows stay bounded after a long pause. */
 const ROUND_LIMIT = 5000;
+/**
+ * Between looks at an archive that had nothing new. A look reads only what is new (the follower:
+ * a listing, the checkpoint, new parts), so it can be frequent; the archive's own flush interval
+ * (1 s by default) bounds freshness anyway.
+ */
+const DEFAULT_POLL_MS = 250;
 
 /**
  * `chartlog replicate` (docs/architecture.md §5a): keeps a live database equal to a source's
@@ -187,39 +195,60 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
     report();
     nextStatus = performance.now() + statusEvery;
   };
+  const follower = new ArchiveFollower(o.store, name, archive, mac, inScope);
+  /** The read of the archive under way while a round applies (pipelined), awaited before the next plan. */
+  let reading: Promise<void> | null = null;
   while (!o.signal.aborted) {
     let applied = 0;
     try {
-      const round = await settledRound(o.store, name, archive, mac, position, inScope);
-      stats.lagTransactions = round.plan.transactions.length + round.plan.inFlight;
-      stats.oldestUs = round.plan.transactions[0]?.commitTsUs ?? round.plan.oldestInFlightUs;
-      const records = round.plan.transactions.flatMap((t) => t.records);
+      await (reading ?? follower.read(position));
+      reading = null;
+      const plan = follower.plan(position, ROUND_LIMIT);
+      stats.lagTransactions = plan.transactions.length + plan.inFlight;
+      stats.oldestUs = plan.transactions[0]?.commitTsUs ?? plan.oldestInFlightUs;
+      const records = plan.transactions.flatMap((t) => t.records);
       const decoded = await decodeAll(records, archive, o.phi === 'open');
+      // The next read of the archive runs while this round applies: what became durable meanwhile
+      // is ready when the round ends (its failure is the next round's, through the await above).
+      if (plan.transactions.length > 0) {
+        reading = follower.read(position);
+        reading.catch(() => undefined);
+      }
       let at = 0;
-      for (const tx of round.plan.transactions) {
+      const txs: GroupableTransaction[] = [];
+      for (const tx of plan.transactions) {
         const changes: ReplicaChange[] = [];
+        const versions: string[] = [];
         for (const r of tx.records) {
           const d = decoded[at++]!;
           changes.push({ op: d.op, table: r.table, schema: d.schema, before: d.before, after: d.after, position: r.position, phiColumns: await sealedOf(r.fingerprint) });
+          versions.push(r.fingerprint);
         }
-        if (o.phi === 'open') await auditOpening(o, changes, audited, tx.position, tx.commitTsUs);
-        const { rows } = await o.target.apply(name, { position: tx.position, commitTsUs: tx.commitTsUs, changes }, position, o.phi);
-        position = tx.position;
-        commitTsUs = tx.commitTsUs;
-        applied++;
-        stats.transactions++;
+        txs.push({ position: tx.position, commitTsUs: tx.commitTsUs, changes, versions });
+      }
+      for (const group of groupTransactions(txs, o.groupRows ?? GROUP_ROWS)) {
+        const count = group.transactions ?? 1;
+        if (o.phi === 'open') await auditOpening(o, group.changes, audited, group.position, group.commitTsUs);
+        const { rows } = await o.target.apply(name, group, position, o.phi);
+        position = group.position;
+        commitTsUs = group.commitTsUs;
+        applied += count;
+        stats.transactions += count;
         stats.rows += rows;
         stats.sinceRows += rows;
-        stats.lagTransactions--;
-        stats.oldestUs = round.plan.transactions[applied]?.commitTsUs ?? round.plan.oldestInFlightUs;
+        stats.lagTransactions -= count;
+        stats.oldestUs = plan.transactions[applied]?.commitTsUs ?? plan.oldestInFlightUs;
         reportWhenDue();
         // A stop asked for between transactions is honoured at once (each is whole in the target).
         if (o.signal.aborted) break;
       }
       // A hole after what was applied: the replica stops there, never applying around it.
-      if (round.plan.stop && !o.signal.aborted) throw round.plan.stop;
+      if (plan.stop && !o.signal.aborted) throw plan.stop;
       backoff.reset();
     } catch (err) {
+      // A read under way is let finish (it changes nothing on failure) before the next starts.
+      await reading?.catch(() => undefined);
+      reading = null;
       if (!(err instanceof ChartlogError) || !(err.retriable || vanishedPart(err))) throw err;
       const delay = backoff.next()!;
       log.warn({ err: err.message, retryInMs: Math.round(delay) }, 'replication round failed; retrying');
@@ -227,8 +256,9 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
       continue;
     }
     reportWhenDue();
-    if (applied === 0) await sleep(o.pollMs ?? 500, o.signal).catch(() => undefined);
+    if (applied === 0) await sleep(o.pollMs ?? DEFAULT_POLL_MS, o.signal).catch(() => undefined);
   }
+  await reading?.catch(() => undefined);
   const last = report('stopped');
   await states.settle();
   return last;
@@ -306,22 +336,6 @@ function failureReason(err: unknown): string {
  */
 function vanishedPart(err: ChartlogError): boolean {
   return err.code === 'integrity' && /is listed in the archive but missing from the store/.test(err.message) && /\/parts\//.test(err.message);
-}
-
-/** One round: the index now, the log and records after `position`, and what of them is settled. */
-async function settledRound(store: ObjectStore, source: string, archive: ArchiveCodec, mac: ArchiveMac | null, position: Position, inScope: (t: string) => boolean) {
-  const index = await readArchiveIndex(store, source);
-  // Each round's checkpoint and manifests are authenticated as at start: a planted checkpoint
-  // would otherwise make the replica apply what is not durable (or not the source's).
-  refuseUnauthentic(source, authenticateArchive(index, mac), 'replicate');
-  const reader = new ArchiveReader(store, index, archive.envelopes);
-  const log = await reader.transactions(position);
-  if (log.length === 0) return { plan: { transactions: [], inFlight: 0, oldestInFlightUs: null } };
-  const records: (StoredRecord & { table: string })[] = [];
-  for (const table of tablesOf(index).filter(inScope)) for (const r of await reader.tableRecords(table, position)) records.push({ ...r, table });
-  records.sort((a, b) => Position.compare(a.position, b.position));
-  const plan = settledTransactions({ after: position, durable: index.checkpoint?.position ?? null, log, records, inScope, limit: ROUND_LIMIT });
-  return { plan };
 }
 
 async function decodeAll(records: readonly StoredRecord[], archive: ArchiveCodec, open: boolean) {
