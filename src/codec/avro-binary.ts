@@ -96,10 +96,28 @@ export class AvroWriter {
 
   /** A well-formed string (avsc writes lone surrogates differently by length: left to it). */
   string(s: string): void {
-    if (typeof s !== 'string' || !(s as unknown as { isWellFormed(): boolean }).isWellFormed()) throw new NotDirect('not a well-formed string');
+    if (typeof s !== 'string') throw new NotDirect('not a well-formed string');
     // Up to 3 UTF-8 bytes per UTF-16 unit: below 22 units the length takes one byte.
     if (s.length < 22) {
       this.ensure(1 + 3 * s.length);
+      // ASCII (always well-formed) byte for byte: for short strings, Buffer.write's argument
+      // handling and native call cost more than the copy.
+      const buf = this.buf;
+      const at = this.pos + 1;
+      let i = 0;
+      for (; i < s.length; i++) {
+        const c = s.charCodeAt(i);
+        if (c > 0x7f) break;
+        buf[at + i] = c;
+      }
+      if (i === s.length) {
+        buf[this.pos] = i << 1;
+        this.pos = at + i;
+        return;
+      }
+    }
+    if (!(s as unknown as { isWellFormed(): boolean }).isWellFormed()) throw new NotDirect('not a well-formed string');
+    if (s.length < 22) {
       const n = this.buf.write(s, this.pos + 1, 'utf8');
       this.buf[this.pos] = n << 1;
       this.pos += 1 + n;
