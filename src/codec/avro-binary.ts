@@ -96,10 +96,28 @@ export class AvroWriter {
 
   /** A well-formed string (avsc writes lone surrogates differently by length: left to it). */
   string(s: string): void {
-    if (typeof s !== 'string' || !(s as unknown as { isWellFormed(): boolean }).isWellFormed()) throw new NotDirect('not a well-formed string');
+    if (typeof s !== 'string') throw new NotDirect('not a well-formed string');
     // Up to 3 UTF-8 bytes per UTF-16 unit: below 22 units the length takes one byte.
     if (s.length < 22) {
       this.ensure(1 + 3 * s.length);
+      // ASCII (always well-formed) byte for byte: for short strings, Buffer.write's argument
+      // handling and native call cost more than the copy.
+      const buf = this.buf;
+      const at = this.pos + 1;
+      let i = 0;
+      for (; i < s.length; i++) {
+        const c = s.charCodeAt(i);
+        if (c > 0x7f) break;
+        buf[at + i] = c;
+      }
+      if (i === s.length) {
+        buf[this.pos] = i << 1;
+        this.pos = at + i;
+        return;
+      }
+    }
+    if (!(s as unknown as { isWellFormed(): boolean }).isWellFormed()) throw new NotDirect('not a well-formed string');
+    if (s.length < 22) {
       const n = this.buf.write(s, this.pos + 1, 'utf8');
       this.buf[this.pos] = n << 1;
       this.pos += 1 + n;
@@ -134,6 +152,13 @@ export class AvroWriter {
 
 /** Bytes that are not a valid encoding (truncated, overlong varint, bad index): a damaged message. */
 export class AvroDecodeError extends Error {}
+
+/**
+ * Buffer's own UTF-8 decoder (what `toString('utf8', start, end)` ends in, with the same U+FFFD
+ * replacement), called directly: toString's argument handling cost as much as the decoding of
+ * the short strings of a message (every envelope has nine). Not in @types/node, hence the cast.
+ */
+const utf8Slice = (Buffer.prototype as unknown as { utf8Slice(this: Buffer, start: number, end: number): string }).utf8Slice;
 
 export class AvroReader {
   /** A private copy of the input, made at the first `bytes()`: every bytes value is a view of it. */
@@ -219,7 +244,7 @@ export class AvroReader {
   string(): string {
     const n = this.long();
     this.need(n);
-    const s = this.buf.toString('utf8', this.pos, this.pos + n);
+    const s = utf8Slice.call(this.buf, this.pos, this.pos + n);
     this.pos += n;
     return s;
   }
@@ -241,11 +266,15 @@ export class AvroReader {
     return out;
   }
 
-  /** Bytes as a view into the message, for values used at once and dropped. */
-  bytesView(): Buffer {
+  /**
+   * Bytes as a view into the message, for values used at once and dropped. A plain Uint8Array:
+   * Buffer's subarray costs a JS wrapper and a FastBuffer per value (every sealed value read for
+   * opening is one).
+   */
+  bytesView(): Uint8Array {
     const n = this.long();
     this.need(n);
-    const view = this.buf.subarray(this.pos, this.pos + n);
+    const view = new Uint8Array(this.buf.buffer, this.buf.byteOffset + this.pos, n);
     this.pos += n;
     return view;
   }

@@ -118,6 +118,8 @@ export function serializeCell(v: CellValue): Uint8Array {
 }
 
 let scratch = Buffer.alloc(4096);
+/** Views of `scratch` by length, each made once: a fresh view per value was garbage on the sealing path. */
+let scratchViews: (Uint8Array | undefined)[] = [];
 
 /**
  * `serializeCell` without an allocation for strings and bigints: the bytes are written to a
@@ -137,11 +139,32 @@ export function serializeCellTransient(v: CellValue): Uint8Array {
     return serializeCell(v);
   }
   // UTF-8 takes at most 3 bytes per UTF-16 code unit.
-  if (5 + 3 * text.length > scratch.length) scratch = Buffer.alloc(Math.max(2 * scratch.length, 5 + 3 * text.length));
-  const n = scratch.write(text, 5, 'utf8');
+  if (5 + 3 * text.length > scratch.length) {
+    scratch = Buffer.alloc(Math.max(2 * scratch.length, 5 + 3 * text.length));
+    scratchViews = [];
+  }
+  const n = writeUtf8(scratch, text, 5);
   scratch[0] = tag;
   putUint32LE(scratch, 1, n);
-  return scratch.subarray(0, 5 + n);
+  return (scratchViews[5 + n] ??= new Uint8Array(scratch.buffer, scratch.byteOffset, 5 + n));
+}
+
+/**
+ * `buf.write(text, at, 'utf8')`: ASCII written here byte for byte (short values, the common
+ * case, cost less so than through the native call), anything else by Buffer.
+ */
+function writeUtf8(buf: Buffer, text: string, at: number): number {
+  const n = text.length;
+  if (n <= 64) {
+    let i = 0;
+    for (; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c > 0x7f) break;
+      buf[at + i] = c;
+    }
+    if (i === n) return n;
+  }
+  return buf.write(text, at, 'utf8');
 }
 
 /** Inverse of serializeCell. Throws ChartlogError('integrity') on malformed input. */

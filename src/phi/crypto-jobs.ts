@@ -109,7 +109,38 @@ function eachJob(batch: CryptoJobBatch, fn: (i: number, dek: DataKey, input: Uin
   const keys: DataKey[] = batch.keys.map((k) => ({ id: k.id, idHex: Buffer.from(k.id).toString('hex'), key: k.key, ...(k.algorithm ? { algorithm: k.algorithm } : {}) }));
   const { jobs, data } = batch;
   const slice = (j: number, o: number) => data.subarray(jobs[j + o]!, jobs[j + o]! + jobs[j + o + 1]!);
-  for (let j = 0; j < jobs.length; j += JOB_FIELDS) fn(j / JOB_FIELDS, keys[jobs[j]!]!, slice(j, 1), slice(j, 3), slice(j, 5), slice(j, 7), jobs[j + 9]!);
+  // The AAD halves and the position are shared by many jobs (stored once, see CryptoJobBuilder):
+  // one view each while consecutive jobs name the same bytes, not one per job.
+  // Each place half (one per column) is stored once per batch: one view each, found by offset.
+  const places = new Map<number, Uint8Array>();
+  const key = new SharedView(data);
+  const pos = new SharedView(data);
+  for (let j = 0; j < jobs.length; j += JOB_FIELDS) {
+    const placeAt = jobs[j + 3]!;
+    let place = places.get(placeAt);
+    if (place === undefined || place.length !== jobs[j + 4]!) places.set(placeAt, (place = slice(j, 3)));
+    fn(j / JOB_FIELDS, keys[jobs[j]!]!, slice(j, 1), place, key.at(jobs[j + 5]!, jobs[j + 6]!), pos.at(jobs[j + 7]!, jobs[j + 8]!), jobs[j + 9]!);
+  }
+}
+
+/** A view of `data` remade only when the offset or length asked for changes. */
+class SharedView {
+  private from = -1;
+  private length = -1;
+  private view: Uint8Array;
+
+  constructor(private readonly data: Uint8Array) {
+    this.view = data.subarray(0, 0);
+  }
+
+  at(from: number, length: number): Uint8Array {
+    if (from !== this.from || length !== this.length) {
+      this.view = this.data.subarray(from, from + length);
+      this.from = from;
+      this.length = length;
+    }
+    return this.view;
+  }
 }
 
 /** Seals every job of `batch` into its hole in `out`, each with a fresh random nonce. */

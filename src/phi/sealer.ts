@@ -99,6 +99,12 @@ const AAD_SCRATCH = new Scratch(1024, 64 * 1024);
 const PLAIN_SCRATCH = new Scratch(4096, 64 * 1024);
 /** The nonce of one XChaCha20-Poly1305 operation (copied, instead of a view per value). */
 const XNONCE = new Uint8Array(XCHACHA_NONCE_BYTES);
+/**
+ * The ciphertext ‖ tag of one XChaCha20-Poly1305 operation: libsodium writes (sealing) or reads
+ * (opening) it here and it is copied to or from the sealed value, instead of a view of the
+ * sealed value per operation (a view per value was the largest garbage of sealing and opening).
+ */
+const CIPHER_SCRATCH = new Scratch(4096, 64 * 1024);
 
 /** Copies `n` fresh random bytes to `out` at `at`. */
 function writeNonce(out: Uint8Array, at: number, n: number): void {
@@ -215,16 +221,19 @@ export function sealInto(dek: DataKey, plaintext: Uint8Array, place: Uint8Array,
   out.set(pos, at + 1 + KEY_ID_BYTES);
   const headerEnd = at + 1 + KEY_ID_BYTES + pos.length;
   const nonceBytes = nonceBytesOf(dek);
-  writeNonce(out, headerEnd, nonceBytes);
   const bodyAt = headerEnd + nonceBytes;
   const end = bodyAt + plaintext.length + TAG_BYTES;
   if (dek.algorithm === 'XChaCha20-Poly1305') {
+    writeNonce(XNONCE, 0, XCHACHA_NONCE_BYTES);
+    out.set(XNONCE, headerEnd);
     const aad = joinAad(out, at, headerEnd, place, key);
-    for (let i = 0; i < XCHACHA_NONCE_BYTES; i++) XNONCE[i] = out[headerEnd + i]!;
-    const n = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(out.subarray(bodyAt, end), plaintext, aad, null, XNONCE, dek.key);
+    const ct = CIPHER_SCRATCH.view(plaintext.length + TAG_BYTES);
+    const n = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(ct, plaintext, aad, null, XNONCE, dek.key);
     if (n !== plaintext.length + TAG_BYTES) throw new ChartlogError('internal', 'XChaCha20-Poly1305 returned a ciphertext of unexpected length');
+    out.set(ct, bodyAt);
     return end;
   }
+  writeNonce(out, headerEnd, nonceBytes);
   for (let i = 0; i < NONCE_BYTES; i++) IV[i] = out[headerEnd + i]!;
   const cipher = createCipheriv('aes-256-gcm', dek.key, IV, { authTagLength: TAG_BYTES });
   cipher.setAAD(out.subarray(at, headerEnd));
@@ -303,8 +312,10 @@ export function openPartsTransient(dek: DataKey, sealed: Uint8Array, place: Uint
     const aad = joinAad(sealed, 0, headerEnd, place, key);
     for (let i = 0; i < XCHACHA_NONCE_BYTES; i++) XNONCE[i] = sealed[headerEnd + i]!;
     const out = PLAIN_SCRATCH.view(tagAt - bodyAt);
+    const ct = CIPHER_SCRATCH.view(sealed.length - bodyAt);
+    for (let i = 0; i < ct.length; i++) ct[i] = sealed[bodyAt + i]!;
     try {
-      sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(out, null, sealed.subarray(bodyAt), aad, XNONCE, dek.key);
+      sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(out, null, ct, aad, XNONCE, dek.key);
     } catch {
       throw failed(where);
     }
