@@ -158,7 +158,10 @@ export class AvroDecodeError extends Error {}
  * replacement), called directly: toString's argument handling cost as much as the decoding of
  * the short strings of a message (every envelope has nine). Not in @types/node, hence the cast.
  */
-const utf8Slice = (Buffer.prototype as unknown as { utf8Slice(this: Buffer, start: number, end: number): string }).utf8Slice;
+const bufferUtf8Slice = (Buffer.prototype as unknown as { utf8Slice?: (this: Buffer, start: number, end: number) => string }).utf8Slice;
+/** Undocumented, so a Node without it falls back to the documented (slower) path. */
+const utf8Slice: (this: Buffer, start: number, end: number) => string =
+  typeof bufferUtf8Slice === 'function' ? bufferUtf8Slice : function (this: Buffer, start: number, end: number) { return this.toString('utf8', start, end); };
 
 export class AvroReader {
   /** A private copy of the input, made at the first `bytes()`: every bytes value is a view of it. */
