@@ -91,10 +91,6 @@ export { pieceRange } from './settlement.js';
 /** Starting the consumer while the brokers are down: 1 s doubling to 30 s apart, for as long as it takes. */
 const CONSUMER_BACKOFF = { initialDelayMs: 1000, maxDelayMs: 30_000 } as const;
 
-/** Fetch sizes of the compactor's consumer (see startConsumer). */
-const FETCH_BYTES_PER_PARTITION = 4 * 1024 * 1024;
-const FETCH_BYTES = 32 * 1024 * 1024;
-
 const emptyPending = (): Pending => ({ events: [], ends: [], progress: new Map() });
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
@@ -338,10 +334,6 @@ export class KafkaCompactor {
       // Some brokers (librdkafka's mock cluster) answer a fetch only at its deadline, not when
       // data arrives; the deadline then adds to the commit → durable latency, so keep it short.
       maxWaitTimeInMs: this.options.fetchMaxWaitMs ?? Math.max(50, Math.min(500, Math.floor(this.options.flushIntervalMs / 2))),
-      // Larger fetches than kafkajs's default (1 MiB a partition, 10 MiB in all): a backlog is
-      // read in fewer round trips, each answered as soon as the broker has the data.
-      maxBytesPerPartition: FETCH_BYTES_PER_PARTITION,
-      maxBytes: FETCH_BYTES,
       allowAutoTopicCreation: true,
     });
     consumer.on(consumer.events.GROUP_JOIN, (e) => this.onAssignment(e.payload.memberAssignment));
