@@ -5,7 +5,7 @@
  * writing every change event of the same backlog as JSON to a file.
  *
  *   node --import tsx benchmarks/cdc-postgres.bench.ts [--rows 1000000] [--reps 3] [--tx-rows 10000]
- *        [--kafka-rows N (default: --rows) | --no-kafka] [--no-debezium] [--debezium-schemas] [--stages]
+ *        [--kafka-rows N (default: --rows) | --no-kafka] [--kafka-compression none|gzip] [--no-debezium] [--debezium-schemas] [--stages]
  *        [--profile-dir DIR] [--timeout-s S]
  *
  * Per repetition, on the private PostgreSQL 15 of scripts/services.sh (started when not running),
@@ -84,6 +84,7 @@ const { values: args } = parseArgs({
     'tx-rows': { type: 'string', default: '10000' },
     'no-kafka': { type: 'boolean', default: false },
     'kafka-rows': { type: 'string' },
+    'kafka-compression': { type: 'string' },
     stages: { type: 'boolean', default: false },
     'profile-dir': { type: 'string' },
     'timeout-s': { type: 'string' },
@@ -103,6 +104,9 @@ const REPS = Math.max(1, Number(args.reps));
 const TX_ROWS = Number(args['tx-rows']);
 const KAFKA = !args['no-kafka'];
 const KAFKA_ROWS = Math.min(ROWS, Number(args['kafka-rows'] ?? ROWS));
+/** bus.kafka.compression of the Kafka phase; unset: the default (gzip). */
+const KAFKA_COMPRESSION = args['kafka-compression'] as 'none' | 'gzip' | undefined;
+if (KAFKA_COMPRESSION !== undefined && KAFKA_COMPRESSION !== 'none' && KAFKA_COMPRESSION !== 'gzip') throw new Error('--kafka-compression must be none or gzip');
 const TIMEOUT_MS = Number(args['timeout-s'] ?? 120 + ROWS / 2000) * 1000;
 const PROFILE_DIR = args['profile-dir'];
 const STAGES = args.stages;
@@ -217,7 +221,7 @@ async function phase(d: Database, rep: number, bus: 'embedded' | 'kafka', rows: 
       table,
       phi: PATIENT_PHI_COLUMNS,
       // The timed Kafka run joins a consumer group of its own: see the note on the mock broker.
-      ...(bus === 'kafka' && runKind !== 'stages' ? { kafka: { brokers, topicPrefix: `${db}-${rep}`, groupId: `${db}-${runKind}` } } : {}),
+      ...(bus === 'kafka' && runKind !== 'stages' ? { kafka: { brokers, topicPrefix: `${db}-${rep}`, groupId: `${db}-${runKind}`, ...(KAFKA_COMPRESSION ? { compression: KAFKA_COMPRESSION } : {}) } } : {}),
     });
     return file;
   };
@@ -333,7 +337,7 @@ await sweepServer(services.pgUrl);
 const run = new BenchRun(
   'cdc-postgres',
   `PostgreSQL CDC throughput: a backlog of ${ROWS.toLocaleString('en-US')} rows to durable in the object store`,
-  `node --import tsx benchmarks/cdc-postgres.bench.ts --rows ${ROWS} --reps ${REPS}${TX_ROWS !== 10000 ? ` --tx-rows ${TX_ROWS}` : ''}${KAFKA ? ` --kafka-rows ${KAFKA_ROWS}` : ' --no-kafka'}${DEBEZIUM ? (DEBEZIUM_SCHEMAS ? ' --debezium-schemas' : '') : ' --no-debezium'}${STAGES ? ' --stages' : ''}`,
+  `node --import tsx benchmarks/cdc-postgres.bench.ts --rows ${ROWS} --reps ${REPS}${TX_ROWS !== 10000 ? ` --tx-rows ${TX_ROWS}` : ''}${KAFKA ? ` --kafka-rows ${KAFKA_ROWS}${KAFKA_COMPRESSION ? ` --kafka-compression ${KAFKA_COMPRESSION}` : ''}` : ' --no-kafka'}${DEBEZIUM ? (DEBEZIUM_SCHEMAS ? ' --debezium-schemas' : '') : ' --no-debezium'}${STAGES ? ' --stages' : ''}`,
   {
     rows: ROWS,
     kafkaRows: KAFKA ? KAFKA_ROWS : 0,
@@ -343,7 +347,7 @@ const run = new BenchRun(
     source: 'PostgreSQL 15 (scripts/services.sh), a fresh database per repetition',
     store: 'file:// (local directory)',
     flushIntervalMs: 1000,
-    kafka: KAFKA ? 'Apache Kafka 4.1.1, 3 KRaft nodes, RF 3, min.insync.replicas 2 (scripts/services.sh), gzip (default)' : 'not measured',
+    kafka: KAFKA ? `Apache Kafka 4.1.1, 3 KRaft nodes, RF 3, min.insync.replicas 2 (scripts/services.sh), ${KAFKA_COMPRESSION ?? 'gzip (default)'}` : 'not measured',
     baseline: 'pg_recvlogical --start --endpos, pgoutput proto_version 1, same publication, -f /dev/null',
     peer: DEBEZIUM
       ? `Debezium ${DEBEZIUM.versions.postgres} embedded engine (async engine, PostgresConnector, pgoutput, own slot, chartlog's publication, default settings), every change event as JSON (JsonConverter, ${DEBEZIUM_SCHEMAS ? 'with' : 'without'} the schema in each event) to a local file, file offset store; embedded-bus phase only`

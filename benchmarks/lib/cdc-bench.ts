@@ -152,13 +152,13 @@ export interface ChartlogConfigOptions {
   table: string;
   phi: readonly string[];
   /** Kafka brokers, a topic prefix and consumer group of its own; embedded bus when absent. */
-  kafka?: { brokers: readonly string[]; topicPrefix: string; groupId: string };
+  kafka?: { brokers: readonly string[]; topicPrefix: string; groupId: string; compression?: 'none' | 'gzip' };
 }
 
 export function writeChartlogConfig(o: ChartlogConfigOptions): void {
   const lines = ['sources:', `  - ${o.source}`];
   if (o.kafka) {
-    lines.push(`bus: { type: kafka, kafka: { brokers: [${o.kafka.brokers.map((b) => `"${b}"`).join(', ')}], topicPrefix: ${o.kafka.topicPrefix}, groupId: ${o.kafka.groupId} } }`);
+    lines.push(`bus: { type: kafka, kafka: { brokers: [${o.kafka.brokers.map((b) => `"${b}"`).join(', ')}], topicPrefix: ${o.kafka.topicPrefix}, groupId: ${o.kafka.groupId}${o.kafka.compression ? `, compression: ${o.kafka.compression}` : ''} } }`);
   }
   lines.push(
     `storage: { url: "file://${o.storeDir}" }`,

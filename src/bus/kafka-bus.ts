@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { CompressionTypes, Partitioners, type Kafka, type Message, type Producer, type TopicMessages } from 'kafkajs';
+import { CompressionTypes, Partitioners, type Kafka, type Message, type PartitionMetadata, type Producer, type TopicMessages } from 'kafkajs';
 import { ChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { Position } from '../core/position.js';
@@ -36,12 +36,21 @@ export interface KafkaBusOptions {
   /** Table messages per `sendBatch` request, at most (whole transactions). Default 2000. */
   maxMessagesPerSend?: number;
   /**
-   * Bytes (keys, values, headers, before compression) per `sendBatch` request, at most, when a
-   * request holds several messages. Default 512 KiB: a partition's part of a request is one
-   * record batch, which the broker refuses above `message.max.bytes` (1 MiB by default) — a
-   * 10,000-row piece of a large transaction with wide rows would otherwise never be accepted.
+   * Bytes (keys, values, headers, before compression) of one partition in one `sendBatch`
+   * request, at most, when it holds several messages there. Default 512 KiB: a partition's part
+   * of a request is one record batch, which the broker refuses above `message.max.bytes` (1 MiB
+   * by default) — a 10,000-row piece of a large transaction with wide rows would otherwise
+   * never be accepted. Where a topic's partition count is not known (CreateTopics refused), the
+   * bound holds for the whole topic's part of the request.
    */
   maxBytesPerSend?: number;
+  /**
+   * Bytes per `sendBatch` request, all partitions together, at most (when it holds several
+   * messages). Default 8 MiB. Each request waits for acks = all before the next is sent: the
+   * more a request carries, the fewer of those waits (the broker's own limit,
+   * `socket.request.max.bytes`, is 100 MiB by default).
+   */
+  maxBytesPerRequest?: number;
   /**
    * Called in position order after the broker acknowledged (acks = all) every message up to and
    * including `position`: the connector may acknowledge it to the source.
@@ -83,6 +92,9 @@ export class KafkaBus {
   private queuedBytes = 0;
   private readonly maxPerSend: number;
   private readonly maxBytesPerSend: number;
+  private readonly maxBytesPerRequest: number;
+  /** Places keyed messages as kafkajs would (murmur2 of the key), so requests can be bounded per partition. */
+  private readonly placer = Partitioners.DefaultPartitioner();
   private sending = false;
   private failure: ChartlogError | null = null;
   private durable: Position | null = null;
@@ -106,6 +118,7 @@ export class KafkaBus {
     this.maxPerSend = options.maxMessagesPerSend ?? 2000;
     this.maxBytesPerSend = options.maxBytesPerSend ?? 512 * 1024;
     this.dropGroup = options.testDropGroup ?? 0;
+    this.maxBytesPerRequest = options.maxBytesPerRequest ?? 8 * 1024 * 1024;
   }
 
   async connect(): Promise<void> {
@@ -332,26 +345,41 @@ export class KafkaBus {
     }
   }
 
-  /** The messages of `byTopic` in requests of at most maxBytesPerSend bytes (or one message), in order. */
+  /**
+   * The messages of `byTopic` in requests, in order: at most maxBytesPerSend bytes of one
+   * partition and maxBytesPerRequest bytes in all (or one message). Table messages get their
+   * partition here, the one kafkajs's default partitioner would choose (murmur2 of the key over
+   * the topic's partition count): the bound is the broker's per record batch, so a request may
+   * carry that much for every partition, not for all of them together — fewer requests, each
+   * awaited, for the same bytes. A topic whose partition count is unknown counts as one partition.
+   */
   private requestsOf(byTopic: Map<string, Message[]>): TopicMessages[][] {
     const requests: TopicMessages[][] = [];
     let current = new Map<string, Message[]>();
+    const perPartition = new Map<string, number>();
     let count = 0;
     let bytes = 0;
     const close = () => {
       if (count > 0) requests.push([...current].map(([topic, messages]) => ({ topic, messages })));
       current = new Map();
+      perPartition.clear();
       count = 0;
       bytes = 0;
     };
     for (const [topic, messages] of byTopic) {
+      const partitions = this.topics.partitionsOf(topic);
+      const metadata = partitions ? partitionMetadata(partitions) : null;
       for (const m of messages) {
+        if (metadata && (m.partition === undefined || m.partition === null)) m.partition = this.placer({ topic, partitionMetadata: metadata, message: m });
         const size = messageBytes(m);
+        const where = m.partition === undefined || m.partition === null || !metadata ? `${topic}\u0000*` : `${topic}\u0000${m.partition}`;
+        const inPartition = perPartition.get(where) ?? 0;
         // Only bytes: takeGroup bounds the messages of a group (a single transaction may be larger).
-        if (count > 0 && bytes + size > this.maxBytesPerSend) close();
+        if (count > 0 && (inPartition + size > this.maxBytesPerSend || bytes + size > this.maxBytesPerRequest)) close();
         let list = current.get(topic);
         if (!list) current.set(topic, (list = []));
         list.push(m);
+        perPartition.set(where, (perPartition.get(where) ?? 0) + size);
         count++;
         bytes += size;
       }
@@ -367,6 +395,18 @@ export class KafkaBus {
       compression: this.options.settings.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
     });
   }
+}
+
+const metadataByCount = new Map<number, PartitionMetadata[]>();
+
+/** Partition metadata enough for kafkajs's default partitioner, which reads only the count (and leaders, for keyless messages). */
+function partitionMetadata(count: number): PartitionMetadata[] {
+  let m = metadataByCount.get(count);
+  if (!m) {
+    m = Array.from({ length: count }, (_, partitionId) => ({ partitionErrorCode: 0, partitionId, leader: 0, replicas: [], isr: [], offlineReplicas: [] }));
+    metadataByCount.set(count, m);
+  }
+  return m;
 }
 
 function batchBytes(batch: BusBatch): number {

@@ -21,6 +21,8 @@ export interface TopicDurability {
   replicationFactor: number;
   /** The topic's effective min.insync.replicas (its own, or the broker default it inherits). */
   minInsyncReplicas: number;
+  /** How many partitions it has (the producer places keyed messages by it; kafka-bus.ts). */
+  partitions?: number;
 }
 
 /** The least either setting may be for an acknowledged write to survive one broker failure. */
@@ -73,6 +75,7 @@ export async function describeDurability(admin: Admin, topics: readonly string[]
     replicationFactor: t.partitions.length === 0 ? 0 : Math.min(...t.partitions.map((p) => p.replicas.length)),
     // Not reported (an old broker, no DescribeConfigs right): Kafka's own default, 1.
     minInsyncReplicas: minIsr.get(t.name) ?? 1,
+    partitions: t.partitions.length,
   }));
 }
 

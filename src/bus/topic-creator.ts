@@ -32,6 +32,8 @@ export function topicConfig(spec: TopicSpec, topics: KafkaSettings['topics']): I
  */
 export class TopicCreator {
   private readonly known = new Set<string>();
+  /** Partition counts of the topics checked (none when CreateTopics was refused). */
+  private readonly partitionCounts = new Map<string, number>();
   private refused = false;
 
   constructor(
@@ -42,6 +44,11 @@ export class TopicCreator {
 
   get adminRefused(): boolean {
     return this.refused;
+  }
+
+  /** The partition count of `topic` as of its check by `ensure`, or undefined when not known. */
+  partitionsOf(topic: string): number | undefined {
+    return this.partitionCounts.get(topic);
   }
 
   async ensure(specs: readonly TopicSpec[]): Promise<void> {
@@ -71,6 +78,7 @@ export class TopicCreator {
         const described = await retryBriefly(() => describeDurability(admin, todo.map((s) => s.topic)));
         const err = durabilityError(durabilityProblems(described), this.settings, this.source);
         if (err) throw err;
+        for (const d of described) if (d.partitions) this.partitionCounts.set(d.topic, d.partitions);
       }
     } catch (err) {
       if (err instanceof ChartlogError) throw err;

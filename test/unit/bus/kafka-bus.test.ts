@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Kafka, ProducerBatch } from 'kafkajs';
-import { CompressionTypes } from 'kafkajs';
+import { CompressionTypes, Partitioners } from 'kafkajs';
 import { ChartlogError } from '../../../src/core/errors.js';
 import { Position } from '../../../src/core/position.js';
 import { KafkaBus } from '../../../src/bus/kafka-bus.js';
@@ -33,14 +33,23 @@ class FakeKafka {
       },
     };
   }
+  /** When set, CreateTopics succeeds and every topic has this many partitions (with RF 3, min ISR 2). */
+  partitions = 0;
   admin() {
     return {
       connect: async () => {},
       disconnect: async () => {},
       createTopics: async () => {
         this.createCalls++;
+        if (this.partitions > 0) return true;
         throw Object.assign(new Error('Cluster authorization failed'), { type: 'CLUSTER_AUTHORIZATION_FAILED' });
       },
+      fetchTopicMetadata: async ({ topics }: { topics: string[] }) => ({
+        topics: topics.map((name) => ({ name, partitions: Array.from({ length: this.partitions }, (_, partitionId) => ({ partitionId, replicas: [1, 2, 3] })) })),
+      }),
+      describeConfigs: async ({ resources }: { resources: { name: string }[] }) => ({
+        resources: resources.map((r) => ({ resourceName: r.name, configEntries: [{ configName: 'min.insync.replicas', configValue: '2' }] })),
+      }),
     };
   }
   asKafka(): Kafka {
@@ -223,4 +232,59 @@ test('publish waits while the queued batches hold maxQueuedBytes, and goes on on
   await bus.publish(wide[4]!);
   await bus.close();
   assert.deepEqual(bus.durablePosition, wide[4]!.position);
+});
+
+/** Bytes of each (topic, partition) in each request above `bound` (a lone message excepted): what the broker would refuse as one record batch. */
+function oversizedBatches(requests: ProducerBatch[], bound: number): string[] {
+  const out: string[] = [];
+  for (const [i, r] of requests.entries()) {
+    const parts = new Map<string, { bytes: number; count: number }>();
+    for (const t of r.topicMessages!) {
+      for (const m of t.messages) {
+        const k = `${t.topic}/${m.partition ?? '?'}`;
+        const e = parts.get(k) ?? { bytes: 0, count: 0 };
+        e.bytes += (m.value as Buffer).byteLength;
+        e.count++;
+        parts.set(k, e);
+      }
+    }
+    for (const [k, e] of parts) if (e.bytes > bound && e.count > 1) out.push(`request ${i}: ${k} ${e.bytes} bytes`);
+  }
+  return out;
+}
+
+test('with the partition counts known, a request carries up to maxBytesPerSend for each partition, placed as kafkajs would, in order', async () => {
+  const fake = new FakeKafka();
+  fake.partitions = 4;
+  const durable: Position[] = [];
+  const bound = 8192;
+  const bus = new KafkaBus({ settings, source: 'clinic', kafka: fake.asKafka(), schemas: envelopes, maxBytesPerSend: bound, onDurable: (p) => void durable.push(p) });
+  await bus.connect();
+  // 120 keyed messages of ~1 KiB: 120 KiB, about 30 KiB a partition.
+  const base = batch(1, T0, Array.from({ length: 120 }, () => ['public.patients', '00000000000000a1'] as [string, string]), null);
+  const big = { ...base, messages: base.messages.map((m, i) => ({ ...m, key: Buffer.from(`patient-${i}`), value: Buffer.concat([Buffer.from(m.value), Buffer.alloc(1000, 7)]) })) };
+  await bus.publish(big);
+  await bus.close();
+
+  const patients = tableTopic('cl', 'clinic', 'public.patients');
+  const sent = fake.requests.flatMap((r) => r.topicMessages!.filter((t) => t.topic === patients).flatMap((t) => t.messages));
+  assert.equal(sent.length, 120);
+  // Each message on the partition kafkajs's default partitioner gives its key among 4.
+  const place = Partitioners.DefaultPartitioner();
+  const metadata = Array.from({ length: 4 }, (_, partitionId) => ({ partitionErrorCode: 0, partitionId, leader: 0, replicas: [], isr: [], offlineReplicas: [] }));
+  for (const m of sent) assert.equal(m.partition, place({ topic: patients, partitionMetadata: metadata, message: { key: m.key, value: null } }), String(m.key));
+  assert.ok(new Set(sent.map((m) => m.partition)).size > 1, 'the keys spread over several partitions');
+  // No partition's part of a request passes the bound, yet a request holds more than the bound in all.
+  assert.deepEqual(oversizedBatches(fake.requests, bound), []);
+  const requestBytes = fake.requests.map((r) => r.topicMessages!.filter((t) => t.topic === patients).reduce((n, t) => n + t.messages.reduce((k, m) => k + (m.value as Buffer).byteLength, 0), 0));
+  assert.ok(Math.max(...requestBytes) > 2 * bound, `largest request ${Math.max(...requestBytes)} bytes`);
+  // Fewer requests than a bound on the whole request needed (120 KiB / 8 KiB = 15 at least).
+  const withTables = fake.requests.filter((r) => r.topicMessages!.some((t) => t.topic === patients)).length;
+  assert.ok(withTables < 15, `${withTables} requests with table messages`);
+  // Every message once, in position order.
+  assert.deepEqual(sent.map((m) => String((m.headers as Record<string, string>).position)), big.messages.map((m) => Position.format(m.position)));
+  assert.deepEqual(durable, [big.position]);
+  // Negative control: the checker sees an oversized batch when one is planted.
+  const planted = [{ topicMessages: [{ topic: patients, messages: [{ partition: 1, value: Buffer.alloc(bound) }, { partition: 1, value: Buffer.alloc(10) }] }] }] as ProducerBatch[];
+  assert.equal(oversizedBatches(planted, bound).length, 1);
 });
