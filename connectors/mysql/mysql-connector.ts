@@ -52,7 +52,7 @@ export interface MysqlConnectorDeps {
  * Events an open transaction collects before they are taken out into its EventSpill: small
  * transactions never pay for serialisation, large ones hold at most this many decoded events.
  */
-const SPILL_GROUP_EVENTS = 250;
+const SPILL_GROUP_EVENTS = 1000;
 
 /**
  * Events per piece of a large transaction. Every stage holds a piece or two at once (the
@@ -68,11 +68,9 @@ const MAX_BATCH_EVENTS = 2_500;
  * Rows the binlog reader queues before it pauses the connection (binlog-reader.ts). Rows that
  * wait long enough survive two scavenges and are promoted to V8's old generation, where they
  * stay as garbage until a full collection: a short queue keeps them young. The server (the
- * socket) holds the rest; reading resumes at half. With the 4 MiB young generation chartlog runs
- * with (bin/chartlog.js), 2,000 queued rows outlived two scavenges too: 500 (and groups of 250
- * events taken out into the spill) keep the rows of a large transaction young.
+ * socket) holds the rest; reading resumes at half.
  */
-const READER_HIGH_WATER = 500;
+const READER_HIGH_WATER = 2_000;
 
 /**
  * MySQL/MariaDB as a SourceConnector: a lock-free consistent snapshot (snapshot.ts) and the

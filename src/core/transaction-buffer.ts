@@ -26,17 +26,11 @@ export interface TransactionBufferOptions {
 }
 
 const CHUNK_BYTES = 1 << 20;
-/** Bytes enciphered and written at a time (writeFrame). */
-const SLICE_BYTES = 64 * 1024;
 
 export class TransactionBuffer {
   private chunks: Buffer[] = [];
   private memoryBytes = 0;
   private current: Buffer | null = null;
-  /** A written chunk's buffer, for the next chunk (spilled only). */
-  private spare: Buffer | null = null;
-  /** Where the next frame starts in the spill file. */
-  private fileBytes = 0;
   private used = 0;
   private file: FileHandle | null = null;
   private path: string | null = null;
@@ -63,11 +57,7 @@ export class TransactionBuffer {
     const need = 4 + message.length;
     if (!this.current || this.used + need > this.current.length) {
       await this.seal();
-      // Once spilled, a chunk is dead as soon as it is written: the next one reuses it rather
-      // than leaving a megabyte of garbage per chunk for a full collection to find.
-      const spare = this.spare;
-      this.spare = null;
-      this.current = spare && spare.length >= need ? spare : Buffer.allocUnsafeSlow(Math.max(CHUNK_BYTES, need));
+      this.current = Buffer.allocUnsafeSlow(Math.max(CHUNK_BYTES, need));
       this.used = 0;
     }
     this.current.writeUInt32BE(message.length, this.used);
@@ -117,8 +107,6 @@ export class TransactionBuffer {
     this.count = 0;
     this.key = null;
     this.frames = 0;
-    this.spare = null;
-    this.fileBytes = 0;
     const file = this.file;
     const path = this.path;
     this.file = null;
@@ -130,13 +118,11 @@ export class TransactionBuffer {
   /** Closes the current chunk: kept in memory, or written when spilled / over the threshold. */
   private async seal(): Promise<void> {
     if (!this.current || this.used === 0) return;
-    const whole = this.current;
-    const chunk = whole.subarray(0, this.used);
+    const chunk = this.current.subarray(0, this.used);
     this.current = null;
     this.used = 0;
     if (this.file) {
       await this.writeFrame(chunk);
-      this.spare = whole;
       return;
     }
     this.chunks.push(chunk);
@@ -162,30 +148,19 @@ export class TransactionBuffer {
     for (const c of held) await this.writeFrame(c);
   }
 
-  /**
-   * One encrypted frame: [u32 length][16-byte tag][ciphertext], nonce = frame number. GCM is a
-   * stream mode, so the chunk is enciphered and written a slice at a time: each slice's
-   * ciphertext is garbage the next scavenge takes, where a whole chunk's lived long enough to be
-   * promoted and wait for a full collection. The head, which needs the tag, goes in last.
-   */
+  /** One encrypted frame: [u32 length][16-byte tag][ciphertext], nonce = frame number. */
   private async writeFrame(plain: Buffer): Promise<void> {
     const cipher = createCipheriv('aes-256-gcm', this.key!, nonce(this.frames++));
-    const file = this.file!;
-    const at = this.fileBytes;
-    let end = at + 20;
-    for (let i = 0; i < plain.length; i += SLICE_BYTES) {
-      const body = cipher.update(plain.subarray(i, Math.min(plain.length, i + SLICE_BYTES)));
-      await writeAllAt(file, body, end);
-      end += body.length;
-    }
+    // GCM is a stream mode: update() returns every byte and final() none, so no concatenation
+    // (a second copy of each chunk, garbage that V8 lets pile up before it collects).
+    const body = cipher.update(plain);
     const rest = cipher.final();
-    if (rest.length > 0) await writeAllAt(file, rest, end);
-    end += rest.length;
     const head = Buffer.allocUnsafe(20);
-    head.writeUInt32BE(end - at - 20, 0);
+    head.writeUInt32BE(body.length + rest.length, 0);
     cipher.getAuthTag().copy(head, 4);
-    await writeAllAt(file, head, at);
-    this.fileBytes = end;
+    await writeAll(this.file!, head);
+    await writeAll(this.file!, body);
+    if (rest.length > 0) await writeAll(this.file!, rest);
   }
 
   private async *readBack(file: FileHandle): AsyncGenerator<Iterable<Uint8Array>> {
@@ -229,10 +204,10 @@ function nonce(n: number): Buffer {
   return iv;
 }
 
-async function writeAllAt(file: FileHandle, data: Buffer, position: number): Promise<void> {
+async function writeAll(file: FileHandle, data: Buffer): Promise<void> {
   let done = 0;
   while (done < data.length) {
-    const { bytesWritten } = await file.write(data, done, data.length - done, position + done);
+    const { bytesWritten } = await file.write(data, done, data.length - done);
     done += bytesWritten;
   }
 }
