@@ -21,5 +21,6 @@ COPY --from=build /app/bin ./bin
 # keyring (0600) and local spill files.
 RUN mkdir -p /var/lib/chartlog/keys /var/lib/chartlog/work && chown -R node:node /var/lib/chartlog
 USER node
-ENTRYPOINT ["node", "/app/bin/chartlog.js"]
+# The node flags of bin/chartlog.js's first line (the young generation size: docs/operations.md "Memory").
+ENTRYPOINT ["node", "--max-semi-space-size=4", "/app/bin/chartlog.js"]
 CMD ["run", "--config", "/etc/chartlog/chartlog.yaml"]

@@ -6,7 +6,8 @@
  *        [--max-buffered-batches N] [--max-buffered-bytes N]
  *
  * Per repetition, in a fresh database on the private PostgreSQL 15 of scripts/services.sh:
- *   - chartlog: `chartlog run` as a real process (embedded bus, file:// store in a temp
+ *   - chartlog: `chartlog run` as a real process, with the node flags of bin/chartlog.js's first
+ *     line as an installed `chartlog` or the image runs it (embedded bus, file:// store in a temp
  *     directory, file keyring) takes its base snapshot of the empty table and streams; then one
  *     `INSERT … SELECT … FROM generate_series(1, N)` commits, and once the durable checkpoint
  *     covers that commit, the process's VmHWM (peak resident set since it started) is read from
@@ -98,12 +99,12 @@ const DIAGNOSES: Variant[] = [
 /**
  * The MariaDB diagnoses: the same questions, plus what glibc's per-thread malloc arenas keep
  * (MALLOC_ARENA_MAX=2: buffers freed by one thread are reused by the other instead of each
- * thread's arena holding its own high-water mark) and a smaller V8 young generation.
+ * thread's arena holding its own high-water mark) and V8's default young generation (bin/chartlog.js runs with a smaller one).
  */
 const MARIADB_DIAGNOSES: Variant[] = [
   { label: 'phi.cryptoThreads 0 (default 1)', more: { cryptoThreads: 0 } },
   { label: 'node --max-old-space-size=160', nodeArgs: ['--max-old-space-size=160'] },
-  { label: 'node --max-semi-space-size=4', nodeArgs: ['--max-semi-space-size=4'] },
+  { label: 'node --max-semi-space-size=16 (V8 default; bin/chartlog.js passes 4)', nodeArgs: ['--max-semi-space-size=16'] },
   { label: 'MALLOC_ARENA_MAX=2', env: { MALLOC_ARENA_MAX: '2' } },
   { label: 'mysql.spillThresholdBytes 64 MiB (default 8 MiB)', mysql: { spillThresholdBytes: 64 * 2 ** 20 } },
   { label: 'segments.maxPartBytes 16 MiB (default 4 MiB)', more: { maxPartBytes: 16 * 2 ** 20 } },
@@ -343,7 +344,7 @@ async function mariadbPart(bench: BenchRun, dbs: TestDatabase[]): Promise<void> 
     }
     bench.note(`MariaDB diagnosis (one repetition each): ${seen.join('; ')}; as configured: ${Math.round(chartlog.median)} MiB.`);
   }
-  bench.note('MariaDB: the same 12-column table (mariadbPatientDdl) and one INSERT … SELECT FROM seq_1_to_N; the connector spills the transaction past mysql.spillThresholdBytes (default 8 MiB) and delivers it in pieces of 10,000 events. mariadb-binlog only copies the binlog events out (no decoding, sealing, encoding or storing): the ratio is informational.');
+  bench.note('MariaDB: the same 12-column table (mariadbPatientDdl) and one INSERT … SELECT FROM seq_1_to_N; the connector spills the transaction past mysql.spillThresholdBytes (default 8 MiB) and delivers it in pieces of 2,500 events (MAX_BATCH_EVENTS). mariadb-binlog only copies the binlog events out (no decoding, sealing, encoding or storing): the ratio is informational.');
 }
 
 async function main(): Promise<void> {

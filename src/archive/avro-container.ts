@@ -91,6 +91,17 @@ export class AvroContainerWriter {
   toBuffer(): Buffer {
     return Buffer.concat(this.chunks);
   }
+
+  /**
+   * The file as the pieces written so far, uncopied (their concatenation is `toBuffer()`), for
+   * a writer that places the file inside a larger one and copies every byte only once there.
+   * The pieces belong to this writer: no `addBlock` or `resync` after.
+   */
+  toChunks(): { readonly chunks: readonly Buffer[]; readonly length: number } {
+    let length = 0;
+    for (const c of this.chunks) length += c.length;
+    return { chunks: this.chunks, length };
+  }
 }
 
 /**

@@ -2,7 +2,7 @@ import avro from 'avsc';
 import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { AvroContainerWriter, openAvroContainer } from './avro-container.js';
+import { containerHeader, encodeLong, openAvroContainer } from './avro-container.js';
 import { FLUSH_PARTS } from './layout.js';
 
 /**
@@ -52,21 +52,42 @@ export interface PartSection {
 }
 
 export interface SectionBody extends PartSection {
-  /** A complete Avro container of the section's records, under its own writer schema. */
-  readonly container: Buffer;
+  /**
+   * A complete Avro container of the section's records, under its own writer schema: whole, or
+   * as the pieces whose concatenation it is (AvroContainerWriter.toChunks), copied only into the part.
+   */
+  readonly container: Buffer | readonly Buffer[];
 }
 
-/** Encodes a flush part: the sections in the order given, one block each. */
+/**
+ * Encodes a flush part: the sections in the order given, one block each. The bytes are those of
+ * an AvroContainerWriter (codec null) given one `sectionType` record per block, assembled here
+ * so that each section's container is copied once, into the part, rather than once per layer
+ * (container, record, block, file): a large transaction's parts were four copies of garbage
+ * each (benchmarks/memory.bench.ts). test/unit/archive/flush-part.test.ts pins the equality.
+ */
 export async function encodeFlushPart(sections: readonly SectionBody[], sync: Buffer): Promise<Buffer> {
   const toc = sections.map((s) => ({ table: s.table, fingerprint: s.fingerprint, records: s.records, bytes: s.bytes, first: Position.format(s.first), last: Position.format(s.last) }));
-  const w = new AvroContainerWriter(sectionSchemaJson, {
-    // The sections are compressed containers already: the outer file adds no second deflate.
-    codec: 'null',
+  // The sections are compressed containers already: the outer file adds no second deflate.
+  const pieces: Buffer[] = [
+    containerHeader(sectionSchemaJson, { codec: 'null', metadata: { 'chartlog.table': FLUSH_PARTS, 'chartlog.format': FLUSH_PART_FORMAT, 'chartlog.sections': JSON.stringify(toc) } }),
     sync,
-    metadata: { 'chartlog.table': FLUSH_PARTS, 'chartlog.format': FLUSH_PART_FORMAT, 'chartlog.sections': JSON.stringify(toc) },
-  });
-  for (const s of sections) await w.addBlock([sectionType.toBuffer({ table: s.table, fingerprint: s.fingerprint, container: s.container })]);
-  return w.toBuffer();
+  ];
+  for (const s of sections) {
+    const container = Buffer.isBuffer(s.container) ? [s.container] : (s.container as readonly Buffer[]);
+    let containerBytes = 0;
+    for (const c of container) containerBytes += c.length;
+    // The record: table and fingerprint (Avro strings), then the container (Avro bytes).
+    const head = Buffer.concat([avroString(s.table), avroString(s.fingerprint), encodeLong(containerBytes)]);
+    // The block: one record, its byte size, the record, the sync marker.
+    pieces.push(encodeLong(1), encodeLong(head.length + containerBytes), head, ...container, sync);
+  }
+  return Buffer.concat(pieces);
+}
+
+function avroString(s: string): Buffer {
+  const b = Buffer.from(s, 'utf8');
+  return Buffer.concat([encodeLong(b.length), b]);
 }
 
 /** The table of contents of a flush part, from its header (the object's first bytes suffice). */

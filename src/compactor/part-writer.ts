@@ -161,8 +161,8 @@ export class PartWriter {
       });
       // Blocks of a bounded record count: a large transaction's section stays far below the readers' inflation bound.
       for (let b = 0; b < run.bodies.length; b += BLOCK_RECORDS) await w.addBlock(run.bodies.slice(b, b + BLOCK_RECORDS));
-      const container = w.toBuffer();
-      sections.push({ table: run.table, fingerprint: run.fingerprint, records: run.bodies.length, bytes: container.length, first: run.min, last: run.max, container });
+      const container = w.toChunks();
+      sections.push({ table: run.table, fingerprint: run.fingerprint, records: run.bodies.length, bytes: container.length, first: run.min, last: run.max, container: container.chunks });
     }
     const body = await encodeFlushPart(sections, syncOf(stem));
     const key = partKey(this.source, hour, FLUSH_PARTS, min, max, sha256Hex(body));

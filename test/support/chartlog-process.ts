@@ -6,6 +6,19 @@ import { setTimeout as sleep } from 'node:timers/promises';
 /** The `chartlog` binary of this checkout, run as a real process. */
 export const chartlogBin = join(import.meta.dirname, '..', '..', 'bin', 'chartlog.js');
 
+/**
+ * The node flags the binary's first line (`#!/usr/bin/env -S node …`) runs it with, as an
+ * operator's `chartlog` does; the Dockerfile passes the same. Benchmarks that measure the
+ * process as shipped start it with `process.execPath` and these.
+ */
+export const chartlogNodeFlags: readonly string[] = Object.freeze(shebangNodeFlags(readFileSync(chartlogBin, 'utf8')));
+
+export function shebangNodeFlags(text: string): string[] {
+  const m = /^#!\/usr\/bin\/env(?: -S)? node((?: [^\s]+)*)\s*$/m.exec(text.slice(0, text.indexOf('\n')));
+  if (!m) throw new Error('bin/chartlog.js: the first line is not `#!/usr/bin/env [-S] node [flags]`');
+  return m[1]!.trim().split(/\s+/).filter(Boolean);
+}
+
 export interface ChartlogResult {
   code: number;
   stdout: string;

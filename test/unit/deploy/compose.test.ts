@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { loadConfig } from '../../../src/config/load.js';
+import { chartlogNodeFlags, shebangNodeFlags } from '../../support/chartlog-process.js';
 
 /**
  * docker-compose.yml cannot run on the development machine (no Docker engine), so these
@@ -120,7 +121,17 @@ describe('docker-compose.yml', () => {
     assert.match(dockerfile, /^FROM node:20-slim AS build$/m);
     assert.match(dockerfile, /^RUN npm ci\b/m);
     assert.match(dockerfile, /npm run build/);
-    assert.match(dockerfile, /^ENTRYPOINT \["node", "\/app\/bin\/chartlog\.js"\]$/m);
+    assert.match(dockerfile, /^ENTRYPOINT \["node", "--max-semi-space-size=4", "\/app\/bin\/chartlog\.js"\]$/m);
     assert.match(dockerfile, /^CMD \["run", "--config", "\/etc\/chartlog\/chartlog\.yaml"\]$/m);
+  });
+
+  it('the image runs node with the flags of bin/chartlog.js\'s first line (what an installed chartlog runs)', () => {
+    const entry = /^ENTRYPOINT (\[.*\])$/m.exec(readFileSync('Dockerfile', 'utf8'));
+    const argv = JSON.parse(entry![1]!) as string[];
+    assert.deepEqual(argv.slice(1, -1), [...chartlogNodeFlags]);
+    assert.deepEqual([...chartlogNodeFlags], ['--max-semi-space-size=4']);
+    // Negative controls: a first line without flags gives none; one that is not node is refused.
+    assert.deepEqual(shebangNodeFlags('#!/usr/bin/env node\n'), []);
+    assert.throws(() => shebangNodeFlags('#!/bin/sh\n'), /first line/);
   });
 });
