@@ -1,7 +1,7 @@
 import type { ITopicConfig, Kafka } from 'kafkajs';
 import { ChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
-import { sleep } from '../core/retry.js';
+import { Backoff, sleep } from '../core/retry.js';
 import { describeDurability, durabilityError, durabilityProblems } from './kafka-durability.js';
 import type { KafkaSettings } from './kafka-topics.js';
 
@@ -103,15 +103,18 @@ function isRefusal(err: unknown): boolean {
 
 /**
  * A topic just created is not yet in every broker's metadata ("This server does not host this
- * topic-partition" for a moment): a few tries 200 ms apart before the error counts.
+ * topic-partition" for a moment, for seconds on a loaded machine): retried with the one backoff
+ * (200 ms doubling to 2 s, about 17 s in all) before the error counts.
  */
-async function retryBriefly<T>(op: () => Promise<T>, tries = 5): Promise<T> {
-  for (let i = 1; ; i++) {
+async function retryBriefly<T>(op: () => Promise<T>): Promise<T> {
+  const backoff = new Backoff({ initialDelayMs: 200, maxDelayMs: 2_000, maxAttempts: 12 });
+  for (;;) {
     try {
       return await op();
     } catch (err) {
-      if (i >= tries) throw err;
-      await sleep(200 * i);
+      const delay = backoff.next();
+      if (delay === null) throw err;
+      await sleep(delay);
     }
   }
 }
