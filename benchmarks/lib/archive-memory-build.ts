@@ -7,9 +7,10 @@
  *
  *   node --import tsx benchmarks/lib/archive-memory-build.ts <store dir> <rows>
  *
- * Prints one JSON line: { hour, rows, changes, transactions, ms }.
+ * Prints one JSON line: { hour, rows, changes, transactions, ms, snapshotMs, snapshotVmHwmMiB } (the
+ * last two: time and peak RSS of writing the base snapshot).
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChangeBatch, ChangeEvent } from '../../src/core/change-event.js';
@@ -81,6 +82,9 @@ async function* snapshot(): AsyncIterable<ChangeBatch> {
 const encoder = { encode: (b: ChangeBatch) => codec.encodeBatch(b), fingerprintOf: (_s: string, t: TableSchema) => codec.fingerprintOf(t) };
 await writeSnapshot({ store, source, batches: snapshot(), encoder, schemas: envelopes });
 await writeCheckpoint(store, { source, position: snapshotPosition, commitTsUs: T0, snapshotId: Position.format(snapshotPosition) });
+// The base snapshot's writer (writeSnapshot, as `chartlog run` uses it) fed by a generator, not a source database.
+const snapshotVmHwmMiB = vmHwmMiB();
+const snapshotMs = Date.now() - started;
 
 // The hour: N/2 changes, 100 per transaction, all within 2026-11-20T06.
 const CHANGES = Math.floor(ROWS / 2);
@@ -122,4 +126,8 @@ for (let done = 0; done < CHANGES; ) {
 }
 await writer.flush();
 await writeCheckpoint(store, { source, position: last!.position, commitTsUs: last!.commitTsUs, snapshotId: Position.format(snapshotPosition) });
-console.log(JSON.stringify({ hour: hourOf(hourStart), rows: ROWS, changes: CHANGES, transactions: n - 1, ms: Date.now() - started }));
+console.log(JSON.stringify({ hour: hourOf(hourStart), rows: ROWS, changes: CHANGES, transactions: n - 1, ms: Date.now() - started, snapshotMs, snapshotVmHwmMiB }));
+
+function vmHwmMiB(): number {
+  return Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]) / 1024);
+}

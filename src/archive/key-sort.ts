@@ -15,6 +15,13 @@ export interface KeySortOptions {
 }
 
 /**
+ * Sealed chunk size of the run files: the merge holds a chunk of every run at once, and runs are
+ * as many as the table's decoded size ÷ the budget (hundreds at 10M rows), so 1 MiB chunks made
+ * the merge's memory grow with the table.
+ */
+const RUN_CHUNK_BYTES = 64 * 1024;
+
+/**
  * Rows in key order (plain string order of TableState's keys, as `TableState.allRows` gives
  * them), for targets whose output is compared line by line (files). Sorted in memory while the
  * rows fit the budget; otherwise in sorted runs on disk, sealed with the restore's spill key,
@@ -27,7 +34,7 @@ export async function* sortByKey(batches: AsyncIterable<Row[]>, keyOf: (row: Row
   const byKey = (a: [string, Row], b: [string, Row]): number => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
   const writeRun = async (): Promise<void> => {
     held.sort(byKey);
-    const w = new SpillWriter(join(o.dir, `${o.prefix}-run-${String(runs.length).padStart(4, '0')}.spill`), o.key);
+    const w = new SpillWriter(join(o.dir, `${o.prefix}-run-${String(runs.length).padStart(4, '0')}.spill`), o.key, RUN_CHUNK_BYTES);
     for (const [k, row] of held) await w.add(serialize([k, row]));
     await w.close();
     runs.push(w.path);

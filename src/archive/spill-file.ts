@@ -33,6 +33,11 @@ export class SpillWriter {
   constructor(
     readonly path: string,
     private readonly key: SpillKey,
+    /**
+     * Plaintext bytes per sealed chunk: a reader holds one chunk of each file it reads at once,
+     * so files read side by side (a sort's runs, as many as rows ÷ budget) take smaller ones.
+     */
+    private readonly chunkBytes = CHUNK_BYTES,
   ) {}
 
   async add(record: Uint8Array): Promise<void> {
@@ -41,7 +46,7 @@ export class SpillWriter {
     this.parts.push(len, Buffer.from(record.buffer, record.byteOffset, record.byteLength));
     this.pending += 4 + record.byteLength;
     this.records++;
-    if (this.pending >= CHUNK_BYTES) await this.flush();
+    if (this.pending >= this.chunkBytes) await this.flush();
   }
 
   private async flush(): Promise<void> {

@@ -46,10 +46,19 @@ export interface HourCloserOptions {
   memoryBudgetBytes?: number;
   /** Where those files go (a private directory is made there; default the system's temporary directory). */
   spillDir?: string;
+  /** Compressed bytes after which a segment ends and the next begins (default SEGMENT_BYTES; small in tests). */
+  segmentBytes?: number;
 }
 
 /** The default of HourCloserOptions.memoryBudgetBytes. */
 export const HOUR_CLOSER_MEMORY_BUDGET_BYTES = 64 * 2 ** 20;
+
+/**
+ * Compressed bytes after which a table-hour's segment ends and the next begins (at a block
+ * boundary): every reader holds the object it reads whole, so this bounds their memory whatever
+ * the hour's size (a 2.5M-change hour of the benchmark table made one 317 MiB segment).
+ */
+export const SEGMENT_BYTES = 16 * 2 ** 20;
 
 const transactionSplitter: RecordSplitter = (data, offset) => {
   const { record, end } = decodeTransaction(data, offset);
@@ -57,8 +66,8 @@ const transactionSplitter: RecordSplitter = (data, offset) => {
 };
 
 /**
- * Closes an hour: merges its parts into hourly segments (one per table and schema version,
- * deduplicated by position, in position order), writes the hour's manifest with the previous
+ * Closes an hour: merges its parts into hourly segments (one per table and schema version, and a
+ * new one past SEGMENT_BYTES compressed; deduplicated by position, in position order), writes the hour's manifest with the previous
  * manifest's hash, then deletes the parts. Every step is idempotent, so a crash anywhere is
  * repaired by closing the same hour again.
  *
@@ -273,10 +282,16 @@ export class HourCloser {
   private async buildSegments(hour: HourKey, table: string, batches: AsyncIterable<Rec[]>, spools: SegmentSpools): Promise<{ segments: BuiltSegment[]; records: number }> {
     const segments: BuiltSegment[] = [];
     let records = 0;
-    let run: { w: SegmentSpool; fingerprint: string; first: Rec; last: Rec; min: bigint; max: bigint; count: number; block: Buffer[] } | null = null;
+    let run: { w: SegmentSpool; fingerprint: string; first: Rec; last: Rec; min: bigint; max: bigint; count: number; block: Buffer[]; bytes: number } | null = null;
+    const addBlock = async (): Promise<void> => {
+      const frame = await containerBlock(run!.block);
+      run!.bytes += frame.length;
+      await run!.w.add(frame);
+      run!.block = [];
+    };
     const finish = async (): Promise<void> => {
       if (!run) return;
-      if (run.block.length > 0) await run.w.add(await containerBlock(run.block));
+      if (run.block.length > 0) await addBlock();
       const key = segmentKey(this.source, hour, table, run.first.position, run.last.position);
       const built = await run.w.finish(createHash('sha256').update(key).digest().subarray(0, 16));
       segments.push({
@@ -298,11 +313,14 @@ export class HourCloser {
     };
     for await (const batch of batches) {
       for (const r of batch) {
-        if (run && run.fingerprint !== r.fingerprint) await finish();
+        // A new segment per table version, and past SEGMENT_BYTES: readers (restore, synthesis,
+        // verify) hold one whole object while they read it, so a busy hour must not make one
+        // object of it (issue 15: nothing may grow with the table or the hour).
+        if (run && (run.fingerprint !== r.fingerprint || run.bytes >= (this.options.segmentBytes ?? SEGMENT_BYTES))) await finish();
         if (!run) {
           const schema: string = table === TRANSACTIONS_TABLE ? transactionSchemaJson : await this.envelopes.schemaJson(this.source, r.fingerprint);
           const w = spools.spool(containerHeader(schema, { metadata: { 'chartlog.table': table, 'chartlog.fingerprint': r.fingerprint, 'chartlog.hour': hourPath(hour) } }));
-          run = { w, fingerprint: r.fingerprint, first: r, last: r, min: r.commitTsUs, max: r.commitTsUs, count: 0, block: [] };
+          run = { w, fingerprint: r.fingerprint, first: r, last: r, min: r.commitTsUs, max: r.commitTsUs, count: 0, block: [], bytes: 0 };
         }
         run.last = r;
         if (r.commitTsUs < run.min) run.min = r.commitTsUs;
@@ -311,10 +329,7 @@ export class HourCloser {
         records++;
         run.block.push(r.body);
         // Blocks of at most BLOCK_RECORDS records keep a reader's memory small.
-        if (run.block.length >= BLOCK_RECORDS) {
-          await run.w.add(await containerBlock(run.block));
-          run.block = [];
-        }
+        if (run.block.length >= BLOCK_RECORDS) await addBlock();
       }
     }
     await finish();

@@ -79,6 +79,17 @@ export interface SynthesiseOptions {
 /** The default of `memoryBudgetBytes`, restore.memoryBudgetMiB's default. */
 export const SYNTHESIS_MEMORY_BUDGET_BYTES = 128 * 2 ** 20;
 
+/**
+ * The collapsed changes and the rows being sorted each get this share of the memory budget. Two
+ * halves would fill it by their own estimates (TableMerge, sortByKey), but those count the row
+ * objects only: V8's maps and arrays around them, the backing store of every sealed value and
+ * the memory the allocator keeps after freeing it made the process peak at about 4× the
+ * estimate (596 MiB resident at 1M rows with 64 MiB each, benchmarks/archive-memory.bench.ts).
+ */
+const SHARE_OF_BUDGET = 1 / 4;
+
+const share = (budget: number): number => Math.max(1, Math.floor(budget * SHARE_OF_BUDGET));
+
 /** The memory budget and spill directory of the configuration (`restore.*`: one budget for restore and synthesis). */
 export function synthesisMemory(config: Pick<Config, 'restore'>): Pick<SynthesiseOptions, 'memoryBudgetBytes' | 'spillDir'> {
   return { memoryBudgetBytes: config.restore.memoryBudgetMiB * 2 ** 20, ...(config.restore.spillDir ? { spillDir: config.restore.spillDir } : {}) };
@@ -184,8 +195,8 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
       index,
       beforeApply,
       asWritten: true,
-      // Half for the collapsed changes, half for the rows being sorted: both are held at once.
-      memoryBudgetBytes: Math.max(1, Math.floor(budget / 2)),
+      // A share for the collapsed changes, one for the rows being sorted (held at once; SHARE_OF_BUDGET).
+      memoryBudgetBytes: share(budget),
       spillDir: dir,
     });
     try {
@@ -203,7 +214,7 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
         const rank = (v: string): string => (v === fingerprint ? '1' : `0${v}\u0000`);
         let sortSpilled = false;
         const sorted = sortByKey(table.rows('any'), (row) => `${rank(versionOf(row, fingerprint))}${keyOf(table.schema, row)}`, {
-          budgetBytes: Math.max(1, Math.floor(budget / 2)),
+          budgetBytes: share(budget),
           dir,
           key,
           prefix: `synthesis-${tableNo++}`,

@@ -59,3 +59,28 @@ test('a changed, cut or foreign-key spill file is refused, never read as other r
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a smaller chunk size (a sort run) gives back the same records, a reader holding one small chunk at a time', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'chartlog-spill-unit-'));
+  try {
+    const key = new SpillKey();
+    const path = join(dir, 'run.spill');
+    const w = new SpillWriter(path, key, 64 * 1024);
+    const records = Array.from({ length: 5_000 }, (_, i) => `${CANARY}-${i}-${'y'.repeat(i % 89)}`);
+    for (const r of records) await w.add(Buffer.from(r));
+    await w.close();
+    let chunks = 0;
+    let largest = 0;
+    const back: string[] = [];
+    for await (const batch of readSpill(path, key)) {
+      chunks++;
+      largest = Math.max(largest, batch.reduce((n, r) => n + r.length + 4, 0));
+      for (const r of batch) back.push(r.toString('utf8'));
+    }
+    assert.deepEqual(back, records);
+    assert.ok(chunks >= 5, `several chunks (${chunks})`);
+    assert.ok(largest < 64 * 1024 + 200, `each chunk about 64 KiB (${largest})`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -382,3 +382,39 @@ test('past a small memory budget, hour closing spools its segments to disk and w
     await rm(spillDir, { recursive: true, force: true });
   }
 });
+
+test('past segmentBytes, a table-hour is cut into several segments (readers hold one whole object): every record once, in order, verify clean', async () => {
+  // 10,000 transactions over two tables, the patients' version changing once: blocks of 4096 records.
+  const batches: BusBatch[] = [];
+  let prev: Position | null = null;
+  for (let n = 1; n <= 10_000; n++) {
+    const b = batch(n, T0 + BigInt(n) * 1000n, [['public.patients', n <= 6000 ? '00000000000000a1' : '00000000000000a2'], ['public.visits', '00000000000000a1']], prev);
+    batches.push(b);
+    prev = b.position;
+  }
+  const write = async (): Promise<MemoryObjectStore> => {
+    const store = new MemoryObjectStore();
+    const w = new PartWriter(store, 'clinic', envelopes);
+    for (const b of batches) w.add(b);
+    await w.flush();
+    for (const fp of ['00000000000000a1', '00000000000000a2']) await store.put(`clinic/schemas/${fp}.json`, Buffer.from(await envelopes.schemaJson('clinic', fp)));
+    return store;
+  };
+  const whole = await new HourCloser(await write(), 'clinic', envelopes).close('2026-11-24T05');
+  assert.equal(whole!.objects.filter((o) => o.table === 'public.patients').length, 2, 'control: one segment per version within the default size');
+  const store = await write();
+  const m = await new HourCloser(store, 'clinic', envelopes, undefined, undefined, undefined, { segmentBytes: 1 }).close('2026-11-24T05');
+  const patients = m!.objects.filter((o) => o.table === 'public.patients');
+  // A cut after every block: version a1 (6000 records) in 2 segments, a2 (4000) in 1.
+  assert.deepEqual(patients.map((o) => [o.fingerprint, o.records]), [['00000000000000a1', 4096], ['00000000000000a1', 1904], ['00000000000000a2', 4000]]);
+  assert.equal(m!.events, whole!.events);
+  const rows = patients.flatMap((o) => decodeAll(store.objects.get(o.key)!.body, 'segment').map((r) => r.v));
+  assert.deepEqual(rows, batches.map((_, i) => `row ${i + 1}/0`), 'every record once, in position order');
+  const index = await readArchiveIndex(store, 'clinic');
+  const read: string[] = [];
+  for await (const b of new ArchiveReader(store, index, envelopes).tableRecordBatches('public.patients', null)) for (const r of b) read.push(Position.format(r.position));
+  assert.deepEqual(read, batches.map((b) => Position.format(Position.of(b.position.commit, 0))), 'the streaming reader reads the cut segments as one history');
+  const report = await verifyArchive(store, index, envelopes);
+  assert.deepEqual(report.problems, []);
+  assert.equal(report.checked.events, 20_000);
+});
