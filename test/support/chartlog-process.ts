@@ -50,7 +50,7 @@ export class ChartlogRun {
   }
 
   /** Starts it and waits until it logs that it is streaming. */
-  async start(timeoutMs = 30_000): Promise<void> {
+  async start(timeoutMs = 60_000): Promise<void> {
     this.runs++;
     const child = spawn(process.execPath, [chartlogBin, 'run', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.pipe(this.log, { end: false });

@@ -220,14 +220,16 @@ export class RunHarness {
   }
 
   /** Starts `chartlog run` (with `args` after `--config`) and waits until its pipeline streams (past snapshot and start-up). */
-  async start(args: readonly string[] = [], timeoutMs = 20_000): Promise<void> {
+  // 60 s: start-up compiles chartlog through tsx and may take a snapshot, on a CI machine that
+  // runs another test file beside this one.
+  async start(args: readonly string[] = [], timeoutMs = 60_000): Promise<void> {
     const child = spawn(process.execPath, [bin, 'run', '--config', this.configFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: this.env });
     child.stdout!.pipe(this.log, { end: false });
     child.stderr!.pipe(this.log, { end: false });
     this.child = child;
     this.starts++;
     const streaming = () => (readFileSync(this.logFile, 'utf8').match(/"msg":"pipeline streaming"/g) ?? []).length;
-    for (let i = 0; i < timeoutMs / 50 && streaming() < this.starts && child.exitCode === null; i++) await sleep(50);
+    for (const deadline = Date.now() + timeoutMs; Date.now() < deadline && streaming() < this.starts && child.exitCode === null; ) await sleep(50);
     assert.equal(streaming(), this.starts, `run ${this.starts} did not start streaming (see ${this.logFile})`);
   }
 
