@@ -52,11 +52,20 @@ if ((explicit)); then
   exit 0
 fi
 exclusive=(test/integration/kafka-broker-failure.test.ts test/integration/run-store-outage.test.ts)
+# The longest files (CI of 2026-12-02) start first, so that the lanes end together instead of
+# one of them starting a five-minute file when the other has nothing left.
+longest=(run-crash kafka-large-transaction ddl-matrix-mariadb ddl-matrix-postgres archive-auth run-lease
+  replicate restore-targets kafka-scaleout ddl-add-column mysql-large-transaction resync restore-refusals)
 shared=()
+for name in "${longest[@]}"; do
+  f=test/integration/$name.test.ts
+  [[ " ${files[*]} " == *" $f "* ]] && shared+=("$f")
+done
 for f in "${files[@]}"; do
-  [[ " ${exclusive[*]} " == *" $f "* ]] || shared+=("$f")
+  [[ " ${exclusive[*]} ${shared[*]} " == *" $f "* ]] || shared+=("$f")
 done
 rc=0
+echo "=== ${#shared[@]} integration files, $lanes at a time"
 run --test-concurrency="$lanes" "${shared[@]}" || rc=$?
 echo ""
 echo "=== integration files that stop a shared server, run alone: ${exclusive[*]}"
