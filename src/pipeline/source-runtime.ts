@@ -15,6 +15,8 @@ import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
 import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
 import { archiveSigner } from '../archive/archive-auth.js';
 import { unprovenRecord, writeUnprovenRecord } from '../archive/unproven-tables.js';
+import { tableStartRecord, writeTableStart } from '../archive/table-starts.js';
+import { withRetry } from '../core/retry.js';
 import { ResyncQueue } from './resync-queue.js';
 import { resyncTables } from './resync-tables.js';
 import { SealedMissingWatch } from './sealed-missing-watch.js';
@@ -86,7 +88,12 @@ export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<So
     config,
     source,
     store,
-    connector: createConnector(source, { logger: logger(), ...(resync ? { requestResync: resync.request } : {}) }),
+    connector: createConnector(source, {
+      logger: logger(),
+      ...(resync ? { requestResync: resync.request } : {}),
+      // Durable before the connector goes on (table-starts.ts); a failed write restarts the stream.
+      recordTableStart: (start) => withRetry(() => writeTableStart(store, source.name, tableStartRecord(start)), { maxAttempts: 5, initialDelayMs: 100, maxDelayMs: 2000 }),
+    }),
     encoder: streamEncoder,
     envelopes,
     peerTables: readCapturedTables,
