@@ -728,13 +728,13 @@ export class PostgresConnector implements SourceConnector {
       const inScope = this.names.tables
         ? `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relkind IN ('r', 'p') AND n.nspname || '.' || c.relname = ANY($1::text[])`
-        : `SELECT schemaname || '.' || tablename AS name FROM pg_publication_tables WHERE pubname = $2`;
+        : `SELECT schemaname || '.' || tablename AS name FROM pg_publication_tables WHERE pubname = $1::text`;
       const { rows } = await q.query(
         `SELECT (extract(epoch FROM statement_timestamp()) * 1000000)::int8::text AS from_us,
                 (SELECT coalesce(json_agg(t.name), '[]')::text FROM (${inScope}) t) AS names,
                 (extract(epoch FROM clock_timestamp()) * 1000000)::int8::text AS seen_us,
                 pg_current_wal_lsn() AS lsn`,
-        [this.names.tables ?? [], this.names.publication],
+        [this.names.tables ?? this.names.publication],
       );
       const r = rows[0]!;
       const names = new Set(JSON.parse(r.names ?? '[]') as string[]);
