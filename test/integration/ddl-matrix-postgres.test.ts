@@ -178,6 +178,12 @@ before(async () => {
     await source.exec('UPDATE part SET k = k + 100 WHERE k < 100 AND id <= 10');
     await source.exec('UPDATE part SET k = k - 100 WHERE k >= 100 AND id > 15');
   });
+  // The value older rows read is sealed, so not stored: the pipeline asks for the table's re-read.
+  await m.run('ADD COLUMN NOT NULL DEFAULT constant, sealed (PHI) column', async () => {
+    await source.exec('ALTER TABLE a_phi ADD COLUMN flag int NOT NULL DEFAULT 7');
+    await source.exec(`UPDATE a_phi SET note = 'after' WHERE id = 1`);
+  }, resynced('public.a_phi'));
+  // Last: ATTACH / DETACH are not detected yet (their todo), so every later moment's partition set would differ.
   await m.run('partitioned table: ATTACH PARTITION', async () => {
     await source.exec('ALTER TABLE part ATTACH PARTITION part_3 FOR VALUES FROM (200) TO (300)');
     await source.exec(`UPDATE part SET note = 'after-attach' WHERE id = 1`);
@@ -186,12 +192,6 @@ before(async () => {
     await source.exec('ALTER TABLE part DETACH PARTITION part_2');
     await source.exec(`UPDATE part SET note = 'after-detach' WHERE id = 2`);
   });
-
-  // The value older rows read is sealed, so not stored: the pipeline asks for the table's re-read.
-  await m.run('ADD COLUMN NOT NULL DEFAULT constant, sealed (PHI) column', async () => {
-    await source.exec('ALTER TABLE a_phi ADD COLUMN flag int NOT NULL DEFAULT 7');
-    await source.exec(`UPDATE a_phi SET note = 'after' WHERE id = 1`);
-  }, resynced('public.a_phi'));
 
   await writer.stop();
   assert.ok(writer.commits > 20, `the concurrent writer committed ${writer.commits} transactions`);
