@@ -18,7 +18,7 @@ type ConnectorFactory = (source: ConnectorSource, deps: ConnectorDeps) => Source
 const connectors: Record<string, ConnectorFactory> = {
   postgres: (source, deps) => new PostgresConnector(source, deps),
   mysql: (source, deps) =>
-    new MysqlConnector(source, { ...(deps.logger ? { log: deps.logger } : {}), ...(deps.requestResync ? { requestResync: deps.requestResync } : {}) }),
+    new MysqlConnector(source, { ...(deps.logger ? { log: deps.logger } : {}), ...(deps.requestResync ? { requestResync: deps.requestResync } : {}), ...(deps.recordTableStart ? { recordTableStart: deps.recordTableStart } : {}) }),
 };
 
 export function createConnector(source: ConnectorSource, deps: ConnectorDeps = {}): SourceConnector {

@@ -390,3 +390,19 @@ export function tablesNamed(effects: readonly DdlEffect[]): Set<string> | null {
   const q = (t: TableName): string => `${t.schema}.${t.table}`;
   return new Set(effects.flatMap((e) => [q(e.table!), ...(e.renamedTo ? [q(e.renamedTo)] : [])]));
 }
+
+/**
+ * The table a `CREATE [OR REPLACE] TABLE [IF NOT EXISTS] name …` statement creates; null for any
+ * other statement (a TEMPORARY table is never captured). The caller decides whether the table is
+ * new to it (IF NOT EXISTS may create nothing).
+ */
+export function createdTable(query: string, defaultSchema: string): TableName | null {
+  const tokens = tokenize(query);
+  if (up(tokens[0]) !== 'CREATE') return null;
+  let i = 1;
+  if (up(tokens[i]) === 'OR' && up(tokens[i + 1]) === 'REPLACE') i += 2;
+  if (up(tokens[i]) !== 'TABLE') return null;
+  i++;
+  if (up(tokens[i]) === 'IF' && up(tokens[i + 1]) === 'NOT' && up(tokens[i + 2]) === 'EXISTS') i += 3;
+  return tableNameAt(tokens, i, defaultSchema)?.name ?? null;
+}

@@ -1,4 +1,5 @@
 import { tmpdir } from 'node:os';
+import type { RecordTableStart } from '../../src/core/table-start.js';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import type { ConnectionOptions } from 'mysql2';
@@ -17,7 +18,7 @@ import { connectionOptions, serverHasNoTls, sourceError } from './connection-set
 import { EventSpill } from './event-spill.js';
 import { type Completed, RowsEventConverter, isSchemaStatement } from './rows-event-converter.js';
 import { loadColumnDefaults, withMissingValues } from './added-columns.js';
-import { ddlEffects, tablesNamed } from './ddl-effect.js';
+import { createdTable, ddlEffects, tablesNamed } from './ddl-effect.js';
 import { loadTableSchemas, tableFilter } from './schema-loader.js';
 import { type ServerInfo, checkSource, defaultServerId } from './setup-check.js';
 import { sampleRows } from './sample-rows.js';
@@ -37,6 +38,8 @@ export interface MysqlSourceSettings {
 }
 
 export interface MysqlConnectorDeps {
+  /** Records a captured table's start (CREATE TABLE) in the archive (src/core/table-start.ts). */
+  readonly recordTableStart?: RecordTableStart;
   readonly log?: Logger;
   /** Rows buffered unread before the binlog is paused. Default 10 000. */
   readonly highWater?: number;
@@ -264,6 +267,7 @@ export class MysqlConnector implements SourceConnector {
             const group = converter.openGroup;
             const window = group ? { from: Position.of(group, 0), fromCommitTsUs: BigInt(r.timestampMs) * 1000n, seenAt: Position.of(group) } : undefined;
             if (!converter.skipping) this.resyncRewritten(r.query, r.schema, converter.tables, refreshed, unknownMissing, window);
+            await this.recordStart(r.query, r.schema, converter.tables, refreshed, group, BigInt(r.timestampMs) * 1000n);
             const all = new Map<string, TableSchema | null>(refreshed);
             for (const name of converter.tables.keys()) if (!refreshed.has(name)) all.set(name, null);
             r = { ...r, refreshed: all };
@@ -408,6 +412,22 @@ export class MysqlConnector implements SourceConnector {
    * (added-columns.ts) — kept from the version before for columns it had, from the catalogue's
    * default (checked against the statement) for columns the statement added.
    */
+  /**
+   * CREATE TABLE of a captured table this stream did not have: its start is recorded (exactly:
+   * the statement's own position and whole-second time) before anything after it is handed on,
+   * so a restore to an earlier moment leaves the table out (src/core/table-start.ts). A table
+   * the catalogue already showed when the stream started (created while chartlog was stopped)
+   * gets no record: restore creates it as before.
+   */
+  private async recordStart(statement: string, defaultSchema: string, tracked: ReadonlyMap<string, TableSchema>, refreshed: ReadonlyMap<string, TableSchema>, group: string | null, timeUs: bigint): Promise<void> {
+    const created = createdTable(statement, defaultSchema);
+    if (!created || !group || !this.deps.recordTableStart) return;
+    const name = qualifiedName(created);
+    if (tracked.has(name) || !refreshed.has(name)) return;
+    await this.deps.recordTableStart({ table: name, from: Position.of(group, 0), fromCommitTsUs: timeUs, seenAt: Position.of(group), seenAtCommitTsUs: timeUs });
+    this.log.info({ table: name, position: Position.format(Position.of(group)) }, 'table created (CREATE TABLE): its start recorded');
+  }
+
   private async noteMissingValues(refreshed: Map<string, TableSchema>, tracked: ReadonlyMap<string, TableSchema>, statement: string, defaultSchema: string): Promise<Map<string, string>> {
     const unknown = new Map<string, string>();
     // Column renames by table: rows older than the rename hold the value under the old name.

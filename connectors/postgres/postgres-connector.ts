@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { RecordTableStart } from '../../src/core/table-start.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -89,6 +90,8 @@ export interface PostgresSourceSettings {
 }
 
 export interface PostgresConnectorDeps {
+  /** Records a captured table's start (CREATE TABLE) in the archive (src/core/table-start.ts). */
+  readonly recordTableStart?: RecordTableStart;
   readonly logger?: Logger;
   /** Directory for spilled transactions. Default: <tmpdir>/chartlog-spill. */
   readonly spillDir?: string;
@@ -346,7 +349,11 @@ export class PostgresConnector implements SourceConnector {
         await this.readRelfiles(q, { names: captured.map(qualifiedName), oids: this.rewrites.oids() });
         // Column numbers as the stream starts, so the first relation message can show a rename.
         for (const [oid, m] of await this.readAttnums(q, this.rewrites.oids())) if (!this.attnums.has(oid)) this.attnums.set(oid, m);
-        rewriteTimer = setInterval(() => void this.readRelfiles(q, { oids: this.rewrites.oids() }).catch((err: unknown) => this.log.debug({ err }, 'relfilenode check failed')), this.deps.rewriteCheckIntervalMs ?? this.config.postgres.catalogCheckIntervalMs ?? 10_000);
+        await this.checkTableStarts(q);
+        rewriteTimer = setInterval(() => {
+          void this.readRelfiles(q, { oids: this.rewrites.oids() }).catch((err: unknown) => this.log.debug({ err }, 'relfilenode check failed'));
+          void this.checkTableStarts(q).catch((err: unknown) => this.log.warn({ err }, 'table start check failed (tried again at the next check)'));
+        }, this.deps.rewriteCheckIntervalMs ?? this.config.postgres.catalogCheckIntervalMs ?? 10_000);
         rewriteTimer.unref();
         this.log.info({ slot: this.names.slot, from: resumeAfter ? Position.format(resumeAfter) : null }, 'streaming');
         backoff.reset();
@@ -696,6 +703,61 @@ export class PostgresConnector implements SourceConnector {
     // The statement's start: a commit its catalog snapshot did not see committed after it.
     const tsUs = rows[0]?.ts_us;
     this.rewrites.observe(readings, atLsn, tsUs ? { streamLsn, timeUs: BigInt(tsUs) } : undefined);
+  }
+
+  /** The tables in scope at the last catalog reading of them, and when it was taken (table starts). */
+  private scope: { names: ReadonlySet<string>; streamLsn: Lsn; fromUs: bigint } | null = null;
+  private scopeChecking = false;
+
+  /**
+   * CREATE TABLE on PostgreSQL (logical decoding carries no DDL): each catalog check lists the
+   * tables in scope (the configured names that exist, else the publication's tables); one not in
+   * the previous list started between the two readings. Its start is recorded with those bounds
+   * (src/core/table-start.ts): it did not exist when the previous reading's snapshot was taken —
+   * after its statement time, and after every commit the stream had handed on by then — and did
+   * exist before this reading's clock time and WAL position. A restore between the two is refused
+   * for the table rather than guessed. The first reading (at start) is the baseline: a table
+   * created while chartlog was stopped gets no record, and restores as before.
+   */
+  private async checkTableStarts(q: Queryable): Promise<void> {
+    if (!this.deps.recordTableStart || this.scopeChecking) return;
+    this.scopeChecking = true;
+    try {
+      // Taken before the query: every commit the stream handed on by now is visible to it.
+      const streamLsn = this.streamedUpTo;
+      const inScope = this.names.tables
+        ? `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p') AND n.nspname || '.' || c.relname = ANY($1::text[])`
+        : `SELECT schemaname || '.' || tablename AS name FROM pg_publication_tables WHERE pubname = $1::text`;
+      const { rows } = await q.query(
+        `SELECT (extract(epoch FROM statement_timestamp()) * 1000000)::int8::text AS from_us,
+                (SELECT coalesce(json_agg(t.name), '[]')::text FROM (${inScope}) t) AS names,
+                (extract(epoch FROM clock_timestamp()) * 1000000)::int8::text AS seen_us,
+                pg_current_wal_lsn() AS lsn`,
+        [this.names.tables ?? this.names.publication],
+      );
+      const r = rows[0]!;
+      const names = new Set(JSON.parse(r.names ?? '[]') as string[]);
+      const previous = this.scope;
+      if (previous) {
+        for (const table of names) {
+          if (previous.names.has(table)) continue;
+          const start = {
+            table,
+            from: Position.of(lsnHex(previous.streamLsn + 1n), 0),
+            fromCommitTsUs: previous.fromUs,
+            seenAt: Position.of(lsnHex(parseLsn(r.lsn!)), 0),
+            seenAtCommitTsUs: BigInt(r.seen_us!),
+          };
+          // A failed write leaves the previous reading in place: the next check records it.
+          await this.deps.recordTableStart(start);
+          this.log.info({ table, from: Position.format(start.from), seenAt: Position.format(start.seenAt) }, 'table created (found by the catalog check): its start recorded');
+        }
+      }
+      this.scope = { names, streamLsn, fromUs: BigInt(r.from_us!) };
+    } finally {
+      this.scopeChecking = false;
+    }
   }
 
   /**

@@ -7,6 +7,7 @@ import { readFlushPartToc, type PartSection } from './flush-part.js';
 import { parseManifest, sha256Hex, type HourManifest } from './manifest.js';
 import { snapshotsPrefix, tableSnapshotsPrefix, type SnapshotManifest } from './snapshot-manifest.js';
 import { readUnprovenRecords, unprovenWindows, type UnprovenWindow } from './unproven-tables.js';
+import { readTableStarts, type TableStartWindow } from './table-starts.js';
 
 /** A part of an hour that is not closed yet: complete (written atomically) but not in a manifest. */
 export interface OpenPart {
@@ -51,6 +52,8 @@ export interface ArchiveIndex {
    * its new base (unproven-tables.ts). Optional so indexes built by hand (tests) need not name it.
    */
   unproven?: UnprovenWindow[];
+  /** When tables started to exist (CREATE TABLE after the stream began: table-starts.ts). Optional like `unproven`. */
+  tableStarts?: TableStartWindow[];
   /** Objects found but not readable as what their names say (named for verify). */
   unreadable: { key: string; reason: string }[];
 }
@@ -179,6 +182,7 @@ export async function readArchiveIndex(store: ObjectStore, source: string, cache
   }
   index.hours.sort((a, b) => (a.hour < b.hour ? -1 : 1));
   index.unproven = unprovenWindows(await readUnprovenRecords(store, source, (o) => objects.get(store, o)), [...index.snapshots, ...index.tableSnapshots!]);
+  index.tableStarts = await readTableStarts(store, source);
   objects.prune();
 
   return index;

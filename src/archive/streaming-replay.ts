@@ -10,6 +10,7 @@ import type { SnapshotManifest } from './snapshot-manifest.js';
 import { ArchiveReader, type StoredRecord } from './archive-reader.js';
 import { readArchiveIndex, tablesOf } from './archive-index.js';
 import { refuseUnproven } from './unproven-tables.js';
+import { tableExistedAt, unprovenStart } from './table-starts.js';
 import { chooseSnapshot, chooseTableBase, restoreCut, type ReplayOptions, type RestoreCut } from './replay.js';
 import { SpillKey } from './spill-file.js';
 import { keyOf, TableMerge, type BaseBatch } from './table-merge.js';
@@ -123,6 +124,17 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
       }
       const parts = entry?.parts ?? [];
       const lastFingerprint = c.last?.fingerprint ?? parts.at(-1)?.fingerprint;
+      if (!lastFingerprint && !entry?.fingerprint && cut) {
+        // Neither the base nor a change within the cut holds the table: it existed empty, or
+        // did not exist yet. Its start record tells (table-starts.ts); without one it is created.
+        const existed = tableExistedAt(index.tableStarts ?? [], name, { cut, timeUs: o.to.kind === 'time' ? o.to.us : null, ...(o.to.kind === 'time' && o.to.resolutionUs ? { resolutionUs: o.to.resolutionUs } : {}) });
+        if (existed === 'unproven') throw unprovenStart(index.tableStarts ?? [], name);
+        if (existed === 'absent') {
+          await merge.discard();
+          merges.pop();
+          continue;
+        }
+      }
       const fingerprint = lastFingerprint ?? entry?.fingerprint ?? c.beyond;
       if (!fingerprint) continue; // created after the moment asked for
       const schema = (await o.schemas.resolve(BigInt(`0x${fingerprint}`))).version.table;

@@ -11,7 +11,7 @@ import type { DecodedChange } from './envelope-reader.js';
 import { EnvelopeWriter } from './envelope-writer.js';
 import { MessageDecoder } from './message-decoder.js';
 import { MessageEncoder } from './message-encoder.js';
-import type { SchemaStore } from './schema-store.js';
+import type { RegisteredSchema, SchemaStore } from './schema-store.js';
 import { singleObjectFingerprint } from './single-object.js';
 
 export type { DecodedChange } from './envelope-reader.js';
@@ -90,6 +90,11 @@ export class AvroCodec {
    */
   async fingerprintOf(table: TableSchema): Promise<string> {
     return (await this.tables.compile(table)).registered.fingerprintHex;
+  }
+
+  /** The stored form of a table version (compiled and stored as `fingerprintOf` does): its sealed columns and missing values as archived. */
+  async registeredOf(table: TableSchema): Promise<RegisteredSchema> {
+    return (await this.tables.compile(table)).registered;
   }
 
   /** Every event of a transaction as messages, PHI sealed, schemas durable first. */

@@ -55,6 +55,8 @@ export class SchemaStore {
   private readonly signer: ArchiveSigner | undefined;
   private readonly mac: ArchiveMac | undefined;
   private readonly engine: SqlEngine | undefined;
+  /** Fingerprints this process wrote to the store first (putIfAbsent created them). */
+  private readonly createdHere = new Set<bigint>();
 
   constructor(options: SchemaStoreOptions) {
     this.source = options.source;
@@ -84,6 +86,7 @@ export class SchemaStore {
         retain: true,
       });
       if (created) {
+        this.createdHere.add(registered.fingerprint);
         this.log.info(
           { fingerprint: registered.fingerprintHex, table: `${registered.version.table.schema}.${registered.version.table.table}` },
           'stored new table schema version',
@@ -95,6 +98,14 @@ export class SchemaStore {
     this.byFingerprint.set(registered.fingerprint, p);
     p.catch(() => this.byFingerprint.delete(registered.fingerprint));
     return p;
+  }
+
+  /**
+   * Whether this process stored the schema first (a version new to the archive), rather than
+   * finding it already stored (a version seen before a restart, or by a resync).
+   */
+  storedHere(fingerprint: bigint): boolean {
+    return this.createdHere.has(fingerprint);
   }
 
   /** Adds a schema known from elsewhere (a schema-history topic) to the cache, checking it. */

@@ -1,6 +1,7 @@
 import type { ChangeBatch } from './change-event.js';
 import type { Logger } from './logger.js';
 import type { RequestResync } from './resync-request.js';
+import type { RecordTableStart } from './table-start.js';
 import type { Position } from './position.js';
 import type { TableSchema } from './table-schema.js';
 
@@ -17,6 +18,12 @@ export interface ConnectorOptions {
    * the `chartlog resync` command that fixes it.
    */
   readonly requestResync?: RequestResync;
+  /**
+   * How the connector records that a captured table started to exist (CREATE TABLE) after the
+   * stream began (src/core/table-start.ts), so a restore to an earlier moment leaves it out.
+   * Absent: nothing is recorded (restore then creates it, empty, at any earlier moment).
+   */
+  readonly recordTableStart?: RecordTableStart;
 }
 
 /**

@@ -15,8 +15,11 @@ import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
 import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
 import { archiveSigner } from '../archive/archive-auth.js';
 import { unprovenRecord, writeUnprovenRecord } from '../archive/unproven-tables.js';
+import { tableStartRecord, writeTableStart } from '../archive/table-starts.js';
+import { withRetry } from '../core/retry.js';
 import { ResyncQueue } from './resync-queue.js';
 import { resyncTables } from './resync-tables.js';
+import { SealedMissingWatch } from './sealed-missing-watch.js';
 
 /**
  * Builds everything one source's pipeline needs from the frozen configuration: its connector,
@@ -66,12 +69,32 @@ export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<So
           ),
       })
     : undefined;
+  // The stream's batches also ask for the re-read a sealed column's withheld default needs
+  // (sealed-missing-watch.ts), recorded before the batch is published; a resync's own batches do not.
+  const watch = new SealedMissingWatch({ registeredOf: (t) => codec.registeredOf(t), storedHere: (f) => schemas.storedHere(f) });
+  const streamEncoder: SourcePipelineDeps['encoder'] = {
+    encode: async (batch) => {
+      const requests = await watch.requests(batch);
+      for (const r of requests) {
+        if (resync) resync.request(r);
+        else logger().warn({ source: source.name, tables: r.tables, reason: r.reason }, `a restore past this change refuses the table until it is re-read: chartlog resync --tables ${r.tables.join(',')}`);
+      }
+      if (resync && requests.length > 0) await resync.durable();
+      return encoder.encode(batch);
+    },
+    fingerprintOf: encoder.fingerprintOf,
+  };
   return {
     config,
     source,
     store,
-    connector: createConnector(source, { logger: logger(), ...(resync ? { requestResync: resync.request } : {}) }),
-    encoder,
+    connector: createConnector(source, {
+      logger: logger(),
+      ...(resync ? { requestResync: resync.request } : {}),
+      // Durable before the connector goes on (table-starts.ts); a failed write restarts the stream.
+      recordTableStart: (start) => withRetry(() => writeTableStart(store, source.name, tableStartRecord(start)), { maxAttempts: 5, initialDelayMs: 100, maxDelayMs: 2000 }),
+    }),
+    encoder: streamEncoder,
     envelopes,
     peerTables: readCapturedTables,
     signer,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ddlEffects, tablesNamed } from '../../../../connectors/mysql/ddl-effect.js';
+import { createdTable, ddlEffects, tablesNamed } from '../../../../connectors/mysql/ddl-effect.js';
 
 /**
  * Real MariaDB/MySQL ALTER statements (from the MariaDB manual, mysqldump output and the
@@ -124,4 +124,15 @@ test('tablesNamed: the tables whose columns a statement can change; none for CRE
   assert.deepEqual([...tablesNamed(ddlEffects('DROP TABLE IF EXISTS r', 'db'))!], []);
   // Negative control: a statement whose table cannot be read names "any table" (null), not none.
   assert.equal(tablesNamed([{ table: null, resync: 'unreadable' }]), null);
+});
+
+test('CREATE TABLE names the table it creates (a table start); other statements name none', () => {
+  assert.deepEqual(createdTable('CREATE TABLE newt (id INT PRIMARY KEY)', 'app'), { schema: 'app', table: 'newt' });
+  assert.deepEqual(createdTable('create table if not exists `other`.`t 2` like x', 'app'), { schema: 'other', table: 't 2' });
+  assert.deepEqual(createdTable('/*!40000 CREATE OR REPLACE TABLE */ t (a int)', 'app'), { schema: 'app', table: 't' });
+  // Negative controls: not a CREATE TABLE.
+  assert.equal(createdTable('CREATE TEMPORARY TABLE t (a int)', 'app'), null);
+  assert.equal(createdTable('CREATE INDEX i ON t (a)', 'app'), null);
+  assert.equal(createdTable('ALTER TABLE t ADD COLUMN c int', 'app'), null);
+  assert.equal(createdTable('DROP TABLE t', 'app'), null);
 });
