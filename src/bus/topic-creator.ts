@@ -62,8 +62,11 @@ export class TopicCreator {
     try {
       await admin.connect();
       try {
-        // kafkajs reports "already exists" as success (false).
-        await admin.createTopics({ waitForLeaders: true, topics: todo.map((s) => topicConfig(s, this.settings.topics)) });
+        // kafkajs reports "already exists" as success (false). Waiting for the leaders reads
+        // metadata that brokers learn a moment later ("This server does not host this
+        // topic-partition"), seconds later while the cluster creates other topics: retried.
+        const topics = todo.map((s) => topicConfig(s, this.settings.topics));
+        await retryBriefly(() => admin.createTopics({ waitForLeaders: true, topics }), (err) => !isRefusal(err));
       } catch (err) {
         // A broker that went away mid-request (one killed of three) is not a refusal: asking
         // again later must stay possible, or new topics would silently get the broker defaults.
@@ -106,13 +109,13 @@ function isRefusal(err: unknown): boolean {
  * topic-partition" for a moment, for seconds on a loaded machine): retried with the one backoff
  * (200 ms doubling to 2 s, about 17 s in all) before the error counts.
  */
-async function retryBriefly<T>(op: () => Promise<T>): Promise<T> {
+async function retryBriefly<T>(op: () => Promise<T>, retryIf: (err: unknown) => boolean = () => true): Promise<T> {
   const backoff = new Backoff({ initialDelayMs: 200, maxDelayMs: 2_000, maxAttempts: 12 });
   for (;;) {
     try {
       return await op();
     } catch (err) {
-      const delay = backoff.next();
+      const delay = retryIf(err) ? backoff.next() : null;
       if (delay === null) throw err;
       await sleep(delay);
     }

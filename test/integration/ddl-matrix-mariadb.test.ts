@@ -112,6 +112,9 @@ before(async () => {
   const runLog = join(work, 'run.log');
   run = new ChartlogRun(configFile, runLog);
   await run.start();
+  // The base snapshot was taken before the run streamed. Commit times have whole seconds here, so
+  // a moment less than a second after the snapshot's may lie before it: the first moment waits.
+  const streamingAt = Date.now();
 
   const conn = await mysql.createConnection({ uri: source.url });
   writerConn = conn;
@@ -123,6 +126,7 @@ before(async () => {
   writerRef = writer;
 
   const m = new DdlMatrix({ source, writer, tablesNow: () => source.tables(), secondResolution: true });
+  await sleep(Math.max(0, streamingAt + 1100 - Date.now()));
   const resynced = (table: string) => (): Promise<void> =>
     waitForLog(runLog, `an automatic resync of ${table}`, (l) => l.msg === 'automatic table resync finished' && (l.tables as string[]).includes(q(table)));
 
