@@ -32,7 +32,7 @@ import {
   type ConverterState,
 } from './pgoutput-converter.js';
 import { decodePgoutput, type PgMessage } from './pgoutput-decoder.js';
-import { connectionError, ReplicationSession } from './replication-session.js';
+import { connectionError, ReplicationSession, type SessionItem } from './replication-session.js';
 import { RewriteWatch, type RelfileReading } from './rewrite-watch.js';
 import { renamedPrevious, withRenames } from './column-renames.js';
 import { checkSetup, ensurePublication, publishedTables, type SetupNames } from './setup-check.js';
@@ -900,8 +900,14 @@ function asQueryable(client: pg.Client): Queryable {
   return client as unknown as Queryable;
 }
 
-async function nextItem(session: ReplicationSession, signal: AbortSignal | undefined, wake: Promise<'wake'>) {
-  if (!signal) return Promise.race([session.next(), wake]);
+async function nextItem(session: ReplicationSession, signal: AbortSignal | undefined, wake: Promise<'wake'>): Promise<SessionItem | 'wake' | null> {
+  // Races the session's readiness, not session.next(): when the wake or the abort wins, a
+  // message arriving just then stays queued for the next call instead of being taken and lost.
+  const ready = session.ready().then(() => 'ready' as const);
+  if (!signal) {
+    const r = await Promise.race([ready, wake]);
+    return r === 'ready' ? (session.poll() ?? 'wake') : r;
+  }
   if (signal.aborted) return null;
   let onAbort: (() => void) | null = null;
   const aborted = new Promise<null>((resolve) => {
@@ -909,7 +915,8 @@ async function nextItem(session: ReplicationSession, signal: AbortSignal | undef
     signal.addEventListener('abort', onAbort, { once: true });
   });
   try {
-    return await Promise.race([session.next(), aborted, wake]);
+    const r = await Promise.race([ready, aborted, wake]);
+    return r === 'ready' ? (session.poll() ?? 'wake') : r;
   } finally {
     if (onAbort) signal.removeEventListener('abort', onAbort);
   }

@@ -131,9 +131,17 @@ export class ReplicationSession {
 
   /** The next message, or the end of the session. */
   async next(): Promise<SessionItem> {
-    for (;;) {
-      const item = this.poll();
-      if (item) return item;
+    await this.ready();
+    return this.poll()!;
+  }
+
+  /**
+   * Resolves once a message (or the end) is queued, without taking it: a caller that races this
+   * with other events and loses the race loses no message (racing `next()` would take one and
+   * drop it: a BEGIN lost that way made "commit without begin").
+   */
+  async ready(): Promise<void> {
+    while (this.queue.length === 0) {
       this.waitingSince ??= Date.now();
       await new Promise<void>((resolve) => (this.wakeConsumer = resolve));
       this.wakeConsumer = null;
