@@ -40,17 +40,11 @@ async function slotConfirmed(engine: Engine, slot: string, lsn: string): Promise
   return rows[0]?.done === true;
 }
 
-async function waitSlot(engine: Engine, slot: string, lsn: string, timeoutMs: number): Promise<boolean> {
-  for (const deadline = Date.now() + timeoutMs; ; await sleep(200)) {
-    if (await slotConfirmed(engine, slot, lsn)) return true;
-    if (Date.now() >= deadline) return false;
-  }
-}
-
-test('a transaction Kafka acknowledged but never stored: the slot is not confirmed past it, it is read again from the checkpoint, nothing lost', { timeout: 300_000 }, async () => {
+/** One test's source, archive, configuration (role all or split) and Kafka admin client. */
+async function setUp(tag: string, label: string) {
   const engine = await postgresEngine();
-  const work = mkdtempSync(join(tmpdir(), 'chartlog-lostack-'));
-  const unique = `la-${randomBytes(4).toString('hex')}`;
+  const work = mkdtempSync(join(tmpdir(), `chartlog-${label}-`));
+  const unique = `${tag}-${randomBytes(4).toString('hex')}`;
   const prefix = `t-${unique}`;
   const brokers = requireEnv('CHARTLOG_TEST_KAFKA_BROKERS').split(',');
   const slot = `chartlog_${engine.db}`;
@@ -77,6 +71,18 @@ test('a transaction Kafka acknowledged but never stored: the slot is not confirm
   const kafka = new Kafka({ clientId: 'chartlog-test', brokers, logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
+  return { engine, work, unique, prefix, brokers, slot, configFile, kafka, admin };
+}
+
+async function waitSlot(engine: Engine, slot: string, lsn: string, timeoutMs: number): Promise<boolean> {
+  for (const deadline = Date.now() + timeoutMs; ; await sleep(200)) {
+    if (await slotConfirmed(engine, slot, lsn)) return true;
+    if (Date.now() >= deadline) return false;
+  }
+}
+
+test('a transaction Kafka acknowledged but never stored: the slot is not confirmed past it, it is read again from the checkpoint, nothing lost', { timeout: 300_000 }, async () => {
+  const { engine, work, prefix, slot, configFile, kafka, admin } = await setUp('la', 'lostack');
   const run = new ChartlogRun(configFile, join(work, 'chartlog.log'));
   const target = await createPgDatabase('rlostack');
   const saved = { drop: process.env.CHARTLOG_TEST_KAFKA_DROP_GROUP, after: process.env.CHARTLOG_TEST_LOST_AFTER_MS };
@@ -156,35 +162,7 @@ test('a transaction Kafka acknowledged but never stored: the slot is not confirm
  *    the slot confirms everything, and the restore equals the source value by value.
  */
 test('--role capture + --role compact: a transaction Kafka acknowledged but never stored holds the slot back, is read again once a compactor consumes, nothing lost', { timeout: 240_000 }, async () => {
-  const engine = await postgresEngine();
-  const work = mkdtempSync(join(tmpdir(), 'chartlog-lostcap-'));
-  const unique = `lc-${randomBytes(4).toString('hex')}`;
-  const prefix = `t-${unique}`;
-  const brokers = requireEnv('CHARTLOG_TEST_KAFKA_BROKERS').split(',');
-  const slot = `chartlog_${engine.db}`;
-  const keyring = join(work, 'keys', 'keyring.json');
-  mkdirSync(join(work, 'keys'), { mode: 0o700 });
-  FileKeyring.create(keyring);
-  const configFile = join(work, 'chartlog.yaml');
-  writeFileSync(
-    configFile,
-    [
-      'sources:',
-      `  - { name: clinic, type: postgres, url: "${engine.url}", tables: [public.patients, public.visits], postgres: { slotName: ${slot}, publicationName: ${slot} } }`,
-      `bus: { type: kafka, kafka: { brokers: ${JSON.stringify(brokers)}, topicPrefix: "${prefix}", groupId: "g-${unique}", sessionTimeoutMs: 6000 } }`,
-      `storage: { url: "file://${work}/backup" }`,
-      'segments: { flushIntervalMs: 200 }',
-      'phi:',
-      `  keyring: "file://${keyring}"`,
-      '  columns: { public.patients: [full_name, ssn] }',
-      '  strict: [public.patients]',
-      '  publicColumns: { public.patients: [id, note, visits_count] }',
-      'log: { level: info, format: json }',
-    ].join('\n'),
-  );
-  const kafka = new Kafka({ clientId: 'chartlog-test', brokers, logLevel: logLevel.NOTHING });
-  const admin = kafka.admin();
-  await admin.connect();
+  const { engine, work, prefix, slot, configFile, kafka, admin } = await setUp('lc', 'lostcap');
   const target = await createPgDatabase('rlostcap');
   const saved = { drop: process.env.CHARTLOG_TEST_KAFKA_DROP_GROUP, after: process.env.CHARTLOG_TEST_LOST_AFTER_MS };
   const procs: Proc[] = [];
