@@ -182,7 +182,7 @@ export async function readArchiveIndex(store: ObjectStore, source: string, cache
   }
   index.hours.sort((a, b) => (a.hour < b.hour ? -1 : 1));
   index.unproven = unprovenWindows(await readUnprovenRecords(store, source, (o) => objects.get(store, o)), [...index.snapshots, ...index.tableSnapshots!]);
-  index.tableStarts = await readTableStarts(store, source);
+  index.tableStarts = await readTableStarts(store, source, (o) => objects.get(store, o));
   objects.prune();
 
   return index;

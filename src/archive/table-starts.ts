@@ -1,7 +1,7 @@
 import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import type { TableStart } from '../core/table-start.js';
-import type { ObjectStore } from '../storage/object-store.js';
+import type { ObjectInfo, ObjectStore } from '../storage/object-store.js';
 import { formatUs } from './layout.js';
 import { committedBy } from './transaction-cut.js';
 
@@ -65,12 +65,12 @@ export interface TableStartWindow {
 }
 
 /** Every record of the source; an unreadable one throws (leaving it out could create a table that did not exist). */
-export async function readTableStarts(store: ObjectStore, source: string): Promise<TableStartWindow[]> {
+export async function readTableStarts(store: ObjectStore, source: string, read: (o: ObjectInfo) => Promise<Uint8Array> = (o) => store.get(o.key)): Promise<TableStartWindow[]> {
   const out: TableStartWindow[] = [];
   for await (const o of store.listAll(tableStartsPrefix(source))) {
     if (!o.key.endsWith('.json')) continue;
     try {
-      const r = JSON.parse(Buffer.from(await store.get(o.key)).toString('utf8')) as TableStartRecord;
+      const r = JSON.parse(Buffer.from(await read(o)).toString('utf8')) as TableStartRecord;
       if (r.format !== 1 || typeof r.table !== 'string') throw new Error('not a table-start record (format 1)');
       out.push({ table: r.table, from: Position.parse(r.from), fromCommitTsUs: BigInt(r.fromCommitTsUs), seenAt: Position.parse(r.seenAt), seenAtCommitTsUs: BigInt(r.seenAtCommitTsUs) });
     } catch (err) {
