@@ -1,0 +1,172 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
+import { ChartlogRun } from '../support/chartlog-process.js';
+import { createTargetDb, ReplicaProcess } from '../support/replica-process.js';
+import { capturePg, createMariadbDatabase, createPgDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
+
+/**
+ * Issue 18, schema evolution through table resyncs: DDL that rewrites a table's rows without row
+ * events makes `chartlog run` re-read the table (a new base at a known position); the replica
+ * waits before the DDL (the table's unproven window) and then rebuilds the table from that base
+ * in one target transaction. PostgreSQL → PostgreSQL (ALTER … TYPE … USING, with a kill -9 of
+ * the replicator in the middle of the rebuild: the replica keeps the old table whole, and the
+ * next start rebuilds it) and MariaDB → PostgreSQL (MODIFY, RENAME TABLE). After each, the
+ * replica equals the source value by value.
+ */
+
+const work = mkdtempSync(join(tmpdir(), 'chartlog-represync-'));
+const created: TestDatabase[] = [];
+const targets: { drop(): Promise<void> }[] = [];
+const replicas: ReplicaProcess[] = [];
+const runs: ChartlogRun[] = [];
+after(async () => {
+  for (const r of replicas) await r.kill('SIGKILL').catch(() => undefined);
+  for (const r of runs) await r.close();
+  for (const t of targets) await t.drop().catch(() => undefined);
+  for (const db of created) await db.drop();
+  if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
+});
+
+function configFor(name: string, sourceLine: string, publicColumns: string): string {
+  const dir = join(work, name);
+  mkdirSync(join(dir, 'keys'), { recursive: true, mode: 0o700 });
+  const keyring = join(dir, 'keys', 'keyring.json');
+  FileKeyring.create(keyring);
+  const file = join(dir, 'chartlog.yaml');
+  writeFileSync(file, ['sources:', sourceLine, `storage: { url: "file://${dir}/backup" }`, 'segments: { flushIntervalMs: 200 }', 'phi:', `  keyring: "file://${keyring}"`, `  publicColumns: ${publicColumns}`, 'log: { level: info, format: json }'].join('\n'));
+  return file;
+}
+
+/** Waits until every table's replica capture equals the source's (text form); fails with the difference and the replicator's output. */
+async function waitEqual(tables: [string, () => Promise<Captured>, () => Promise<Captured>][], replica: ReplicaProcess, what: string, timeoutMs = 60_000): Promise<void> {
+  let diff: string | null = 'not compared';
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(200)) {
+    diff = null;
+    for (const [label, want, got] of tables) diff ??= diffCaptures(await got().catch((e: Error) => [{ error: e.message }]), await want(), label);
+    if (!diff) return;
+    assert.equal(replica.exitCode, null, `the replicator stopped (${what}): ${replica.output.slice(-1500)}`);
+  }
+  assert.fail(`${what}: the replica differs from the source: ${diff}`);
+}
+
+test('PostgreSQL → PostgreSQL: a table rewritten by ALTER … TYPE … USING is rebuilt from its resync base in one transaction; a kill -9 in the rebuild leaves the old table whole; equal value by value', { timeout: 180_000 }, async () => {
+  const source = await createPgDatabase('represync');
+  created.push(source);
+  const target = await createTargetDb();
+  targets.push(target);
+  await source.exec('CREATE TABLE t (id int4 PRIMARY KEY, note text, n int4)');
+  await source.exec('CREATE TABLE w (id int4 PRIMARY KEY, x int4)');
+  // Large enough that the rebuild takes a while (the kill below lands inside it).
+  await source.exec(`INSERT INTO t SELECT g, 'note-' || g, g FROM generate_series(1, 40000) g`);
+  const config = configFor('pg', `  - { name: clinic, type: postgres, url: "${source.url}", tables: [public.t, public.w], resync: { rowsPerSecond: 200000 }, postgres: { catalogCheckIntervalMs: 200 } }`, '{ public.t: [id, note, n], public.w: [id, x] }');
+  const run = new ChartlogRun(config, join(work, 'pg-run.log'));
+  runs.push(run);
+  await run.start();
+  const replicaArgs = ['--config', config, '--source', 'clinic', '--target', target.url, '--phi', 'open'];
+  let replica = new ReplicaProcess(replicaArgs, process.env, join(work, 'pg-replica.log'));
+  replicas.push(replica);
+  replica.start();
+  await replica.waitFor((s) => s.started === 'load', 90_000, 'the initial load');
+  const pgTables = (): [string, () => Promise<Captured>, () => Promise<Captured>][] =>
+    ['t', 'w'].map((t) => [t, () => capturePg(source.url, t), () => capturePg(target.url, `public.${t}`)] as [string, () => Promise<Captured>, () => Promise<Captured>]);
+
+  await source.exec(`INSERT INTO w VALUES (1, 1)`);
+  await source.exec(`UPDATE t SET n = -1 WHERE id = 1`);
+  await waitEqual(pgTables(), replica, 'before the ALTER');
+
+  // The rewrite (no row events), then changes under the new type, of t and of another table.
+  await source.exec('ALTER TABLE t ALTER COLUMN note TYPE varchar(200) USING upper(note)');
+  await source.exec(`UPDATE t SET note = 'after-' || id WHERE id <= 3`);
+  await source.exec(`INSERT INTO w VALUES (2, 2)`);
+  await source.exec(`DELETE FROM t WHERE id = 4`);
+
+  // kill -9 while the replica's transaction rebuilding t holds t (its DROP's lock) — before it commits.
+  const watcher = await createTargetDb().then(async (db) => {
+    targets.push(db);
+    return db;
+  });
+  let sawRebuild = false;
+  for (const deadline = Date.now() + 90_000; Date.now() < deadline && !sawRebuild; await sleep(10)) {
+    const { rows } = await target.client.query<{ n: string }>(
+      `SELECT count(*)::text AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE a.application_name = 'chartlog-replicate' AND l.mode = 'AccessExclusiveLock' AND l.locktype = 'relation' AND a.datname = current_database() AND a.state <> 'idle'`,
+    );
+    sawRebuild = rows[0]!.n !== '0';
+    assert.equal(replica.exitCode, null, `the replicator stopped: ${replica.output.slice(-1500)}`);
+  }
+  assert.ok(sawRebuild, 'the replica began rebuilding t');
+  await replica.kill('SIGKILL');
+  await watcher.drop();
+  // The killed transaction is rolled back by the server once it sees the connection gone: a
+  // reader then finds the old table whole (lowercase notes, 40,000 rows), no base recorded.
+  let old: Captured = [];
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; await sleep(200)) {
+    const { rows } = await target.client.query<{ n: string }>(`SELECT count(*)::text AS n FROM pg_stat_activity WHERE application_name = 'chartlog-replicate' AND datname = current_database()`);
+    if (rows[0]!.n === '0') break;
+  }
+  old = (await target.client.query(`SELECT count(*)::text AS rows, count(*) FILTER (WHERE note LIKE 'NOTE-%')::text AS upper FROM public.t`)).rows as Captured;
+  assert.deepEqual(old, [{ rows: '40000', upper: '0' }], 'after the kill the replica holds the old t whole');
+  const marks = await target.client.query(`SELECT table_name FROM chartlog_replica_bases WHERE table_name = 'public.t'`).then((r) => r.rows.length, () => 0);
+  assert.equal(marks, 0, 'the killed rebuild recorded no base');
+
+  // Started again, the replica rebuilds t and follows the changes after the base.
+  replica = new ReplicaProcess(replicaArgs, process.env, join(work, 'pg-replica-2.log'));
+  replicas.push(replica);
+  replica.start();
+  await replica.waitFor((s) => s.started === 'resume', 60_000, 'the resume');
+  await source.exec(`UPDATE t SET note = 'later' WHERE id = 5`);
+  await waitEqual(pgTables(), replica, 'after the rewrite and the kill');
+  const types = await target.client.query<{ t: string }>(`SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE attrelid = 'public.t'::regclass AND attname = 'note'`);
+  assert.equal(types.rows[0]?.t, 'character varying(200)', 'the rebuilt table has the new type');
+  // Negative control: the comparison catches one planted difference.
+  await target.client.query(`UPDATE public.t SET n = n + 1 WHERE id = 6`);
+  assert.notEqual(diffCaptures(await capturePg(target.url, 'public.t'), await capturePg(source.url, 't'), 't'), null);
+});
+
+test('MariaDB → PostgreSQL: MODIFY (re-read by an automatic resync) and RENAME TABLE are followed; equal value by value', { timeout: 180_000 }, async () => {
+  const source = await createMariadbDatabase('represm');
+  created.push(source);
+  const target = await createTargetDb();
+  targets.push(target);
+  await source.exec('CREATE TABLE m (id INT PRIMARY KEY, note VARCHAR(40), n INT)');
+  await source.exec('CREATE TABLE a (id INT PRIMARY KEY, v VARCHAR(20))');
+  await source.exec('CREATE TABLE w (id INT PRIMARY KEY, x INT)');
+  for (let i = 1; i <= 50; i++) await source.exec(`INSERT INTO m VALUES (${i}, 'm${i}', ${i})`);
+  for (let i = 1; i <= 20; i++) await source.exec(`INSERT INTO a VALUES (${i}, 'a${i}')`);
+  const q = (t: string): string => `${source.name}.${t}`;
+  const config = configFor(
+    'maria',
+    `  - { name: clinic, type: mysql, url: "${source.url}", tables: [${['m', 'a', 'b', 'w'].map(q).join(', ')}], resync: { rowsPerSecond: 200000 }, mysql: { serverId: ${60000 + Math.floor(Math.random() * 10000)} } }`,
+    `{ ${q('m')}: [id, note, n], ${q('a')}: [id, v], ${q('b')}: [id, v], ${q('w')}: [id, x] }`,
+  );
+  const run = new ChartlogRun(config, join(work, 'maria-run.log'));
+  runs.push(run);
+  await run.start();
+  const replica = new ReplicaProcess(['--config', config, '--source', 'clinic', '--target', target.url, '--phi', 'open'], process.env, join(work, 'maria-replica.log'));
+  replicas.push(replica);
+  replica.start();
+  await replica.waitFor((s) => s.started === 'load', 90_000, 'the initial load');
+  // MariaDB's text output against PostgreSQL's, column by column (ints and strings here).
+  const text = (rows: Captured): Captured => rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v === null ? null : String(v)])));
+  const tables = (names: string[]): [string, () => Promise<Captured>, () => Promise<Captured>][] =>
+    names.map((t) => [t, async () => text(await source.capture(t)), async () => text(await capturePg(target.url, `"${source.name}".${t}`))]);
+
+  // MODIFY may change stored values without row events: the run re-reads m (a window, then a base).
+  await source.exec(`ALTER TABLE m MODIFY note VARCHAR(20)`);
+  await source.exec(`UPDATE m SET note = 'after' WHERE id = 2`);
+  await source.exec(`INSERT INTO w VALUES (1, 1)`);
+  // RENAME TABLE: a's history ends (the replica drops it), b is re-read under its new name.
+  await source.exec('RENAME TABLE a TO b');
+  await source.exec(`UPDATE b SET v = 'renamed' WHERE id = 3`);
+  await source.exec(`INSERT INTO b VALUES (21, 'new')`);
+  await waitEqual(tables(['m', 'b', 'w']), replica, 'after MODIFY and RENAME TABLE', 90_000);
+  const gone = await target.client.query(`SELECT to_regclass('"${source.name}".a')::text AS t`);
+  assert.equal(gone.rows[0]?.t, null, 'the renamed table is gone under its old name');
+  await target.client.query(`UPDATE "${source.name}".b SET v = 'planted' WHERE id = 4`);
+  assert.notEqual(diffCaptures(text(await capturePg(target.url, `"${source.name}".b`)), text(await source.capture('b')), 'b'), null);
+});
