@@ -202,6 +202,14 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
   const follower = new ArchiveFollower(o.store, name, archive, mac, inScope);
   /** Per table, the position of the base its rows were last rebuilt from (table-resyncs.ts). */
   const marks = await o.target.takenBases(name);
+  if (!marks.has(LOAD_MARK)) {
+    // A replica built before table bases were followed (or stopped between its load's end and
+    // this mark): bases up to its position are taken as its own, never rebuilt from — an old
+    // base plus changes the archive may no longer hold could only be worse.
+    marks.set(LOAD_MARK, position);
+    await o.target.recordBases(name, new Map([[LOAD_MARK, position]]));
+    log.info({ position: Position.format(position) }, 'table bases up to the replica position recorded as taken');
+  }
   let heldAt: string | null = null;
   /** The read of the archive under way while a round applies (pipelined), awaited before the next plan. */
   let reading: Promise<void> | null = null;
