@@ -20,7 +20,7 @@ import { startDecision, type PhiMode, type ReplicaChange, type ReplicaTarget } f
 import { ArchiveFollower } from './archive-follower.js';
 import { GROUP_ROWS, groupTransactions, type GroupableTransaction } from './transaction-groups.js';
 import { LOAD_MARK, cannotRebuild, holdingWindow, inBase, pendingBases } from './table-resyncs.js';
-import type { SnapshotManifest } from '../archive/snapshot-manifest.js';
+import { tableSnapshotsPrefix, type SnapshotManifest } from '../archive/snapshot-manifest.js';
 
 export interface ReplicateOptions {
   config: Readonly<Config>;
@@ -211,6 +211,8 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
     log.info({ position: Position.format(position) }, 'table bases up to the replica position recorded as taken');
   }
   let heldAt: string | null = null;
+  /** The table whose change met no row while its base may still come (awaitingBase), and since when. */
+  let pendingSince: { table: string | null; since: number } = { table: null, since: 0 };
   /** The read of the archive under way while a round applies (pipelined), awaited before the next plan. */
   let reading: Promise<void> | null = null;
   while (!o.signal.aborted) {
@@ -282,11 +284,24 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
       // A hole after what was applied: the replica stops there, never applying around it.
       if (plan.stop && !o.signal.aborted && txsIn.length === plan.transactions.length) throw plan.stop;
       backoff.reset();
+      pendingSince = { table: null, since: 0 };
     } catch (err) {
       // A read under way is let finish (it changes nothing on failure) before the next starts.
       await reading?.catch(() => undefined);
       reading = null;
-      if (!(err instanceof ChartlogError) || !(err.retriable || vanishedPart(err))) throw err;
+      if (!(err instanceof ChartlogError)) throw err;
+      // A change of a table started while the source streamed that meets no row: a PostgreSQL
+      // RENAME TO, whose new name's changes come before its base (no unproven window is recorded
+      // for it). The replica waits for the base (which then supersedes those changes) while a
+      // resync is under way, or a minute; then it stops as before.
+      const missing = err.retriable ? null : await awaitingBase(o.store, name, err, follower.lastIndex, pendingSince);
+      if (missing) {
+        if (pendingSince.table !== missing) log.warn({ table: missing }, `a change of ${missing} meets no row of the replica: waiting for its new base (a table renamed at the source is re-read under its new name)`);
+        pendingSince = { table: missing, since: pendingSince.table === missing ? pendingSince.since : performance.now() };
+        await sleep(o.pollMs ?? DEFAULT_POLL_MS, o.signal).catch(() => undefined);
+        continue;
+      }
+      if (!(err.retriable || vanishedPart(err))) throw err;
       const delay = backoff.next()!;
       log.warn({ err: err.message, retryInMs: Math.round(delay) }, 'replication round failed; retrying');
       await sleep(delay, o.signal).catch(() => undefined);
@@ -385,6 +400,31 @@ async function decodeAll(records: readonly StoredRecord[], archive: ArchiveCodec
     for (const d of decoded) out.push(d.event);
   }
   return out;
+}
+
+/** How long a change of a new table that meets no row may wait for the table's base when no resync is seen under way. */
+const BASE_WAIT_MS = 60_000;
+
+/**
+ * The table to wait for when `err` is a change meeting no row of the replica in a table whose
+ * start the archive recorded (table-starts.ts: created or renamed while the source streamed),
+ * while a table resync is under way in the archive (a table-snapshots/ folder with progress and
+ * no manifest yet) or for BASE_WAIT_MS since the first such failure; otherwise null (stop).
+ */
+async function awaitingBase(store: ObjectStore, source: string, err: ChartlogError, index: ArchiveIndex | null, pending: { table: string | null; since: number }): Promise<string | null> {
+  const m = /^(\S+): the change at \S+ does not meet exactly one row/.exec(err.message);
+  const table = m?.[1];
+  if (err.code !== 'integrity' || !table || !index?.tableStarts?.some((s) => s.table === table)) return null;
+  if (pending.table !== table || performance.now() - pending.since < BASE_WAIT_MS) return table;
+  const folders = new Map<string, Set<string>>();
+  for await (const o of store.listAll(tableSnapshotsPrefix(source))) {
+    const [id, file] = o.key.slice(tableSnapshotsPrefix(source).length).split('/');
+    if (!id || !file) continue;
+    const set = folders.get(id) ?? new Set<string>();
+    set.add(file);
+    folders.set(id, set);
+  }
+  return [...folders.values()].some((f) => f.has('progress.json') && !f.has('manifest.json')) ? table : null;
 }
 
 /**

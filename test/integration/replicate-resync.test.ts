@@ -61,9 +61,12 @@ test('PostgreSQL → PostgreSQL: a table rewritten by ALTER … TYPE … USING i
   targets.push(target);
   await source.exec('CREATE TABLE t (id int4 PRIMARY KEY, note text, n int4)');
   await source.exec('CREATE TABLE w (id int4 PRIMARY KEY, x int4)');
+  await source.exec('CREATE TABLE r1 (id int4 PRIMARY KEY, v text)');
+  await source.exec(`INSERT INTO r1 SELECT g, 'r-' || g FROM generate_series(1, 20) g`);
+  // No tables list: every table is captured (r2, the rename's new name, does not exist yet).
   // Large enough that the rebuild takes a while (the kill below lands inside it).
-  await source.exec(`INSERT INTO t SELECT g, 'note-' || g, g FROM generate_series(1, 40000) g`);
-  const config = configFor('pg', `  - { name: clinic, type: postgres, url: "${source.url}", tables: [public.t, public.w], resync: { rowsPerSecond: 200000 }, postgres: { catalogCheckIntervalMs: 200 } }`, '{ public.t: [id, note, n], public.w: [id, x] }');
+  await source.exec(`INSERT INTO t SELECT g, 'note-' || g, g FROM generate_series(1, 25000) g`);
+  const config = configFor('pg', `  - { name: clinic, type: postgres, url: "${source.url}", resync: { rowsPerSecond: 200000 }, postgres: { catalogCheckIntervalMs: 200 } }`, '{ public.t: [id, note, n], public.w: [id, x], public.r1: [id, v] }');
   const run = new ChartlogRun(config, join(work, 'pg-run.log'));
   runs.push(run);
   await run.start();
@@ -72,8 +75,8 @@ test('PostgreSQL → PostgreSQL: a table rewritten by ALTER … TYPE … USING i
   replicas.push(replica);
   replica.start();
   await replica.waitFor((s) => s.started === 'load', 90_000, 'the initial load');
-  const pgTables = (): [string, () => Promise<Captured>, () => Promise<Captured>][] =>
-    ['t', 'w'].map((t) => [t, () => capturePg(source.url, t), () => capturePg(target.url, `public.${t}`)] as [string, () => Promise<Captured>, () => Promise<Captured>]);
+  const pgTables = (names = ['t', 'w']): [string, () => Promise<Captured>, () => Promise<Captured>][] =>
+    names.map((t) => [t, () => capturePg(source.url, t), () => capturePg(target.url, `public.${t}`)] as [string, () => Promise<Captured>, () => Promise<Captured>]);
 
   await source.exec(`INSERT INTO w VALUES (1, 1)`);
   await source.exec(`UPDATE t SET n = -1 WHERE id = 1`);
@@ -103,13 +106,13 @@ test('PostgreSQL → PostgreSQL: a table rewritten by ALTER … TYPE … USING i
   await replica.kill('SIGKILL');
   await watcher.drop();
   // The killed transaction is rolled back by the server once it sees the connection gone: a
-  // reader then finds the old table whole (lowercase notes, 40,000 rows), no base recorded.
+  // reader then finds the old table whole (lowercase notes, 25,000 rows), no base recorded.
   for (const deadline = Date.now() + 30_000; Date.now() < deadline; await sleep(200)) {
     const { rows } = await target.client.query<{ n: string }>(`SELECT count(*)::text AS n FROM pg_stat_activity WHERE application_name = 'chartlog-replicate' AND datname = current_database()`);
     if (rows[0]!.n === '0') break;
   }
   const old = (await target.client.query(`SELECT count(*)::text AS rows, count(*) FILTER (WHERE note LIKE 'NOTE-%')::text AS upper FROM public.t`)).rows as Captured;
-  assert.deepEqual(old, [{ rows: '40000', upper: '0' }], 'after the kill the replica holds the old t whole');
+  assert.deepEqual(old, [{ rows: '25000', upper: '0' }], 'after the kill the replica holds the old t whole');
   const marks = await target.client.query(`SELECT table_name FROM chartlog_replica_bases WHERE table_name = 'public.t'`).then((r) => r.rows.length, () => 0);
   assert.equal(marks, 0, 'the killed rebuild recorded no base');
 
@@ -122,6 +125,15 @@ test('PostgreSQL → PostgreSQL: a table rewritten by ALTER … TYPE … USING i
   await waitEqual(pgTables(), replica, 'after the rewrite and the kill');
   const types = await target.client.query<{ t: string }>(`SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE attrelid = 'public.t'::regclass AND attname = 'note'`);
   assert.equal(types.rows[0]?.t, 'character varying(200)', 'the rebuilt table has the new type');
+  // ALTER TABLE … RENAME TO: r1's history ends (dropped in the replica); r2 is re-read by a resync,
+  // and its changes archived before that base meet no row until the base rebuilds it.
+  await source.exec('ALTER TABLE r1 RENAME TO r2');
+  await source.exec(`UPDATE r2 SET v = 'renamed' WHERE id = 3`);
+  await source.exec(`INSERT INTO r2 VALUES (21, 'new')`);
+  await source.exec(`INSERT INTO w VALUES (3, 3)`);
+  await waitEqual(pgTables(['t', 'w', 'r2']), replica, 'after RENAME TO', 90_000);
+  const gone = await target.client.query(`SELECT to_regclass('public.r1')::text AS t`);
+  assert.equal(gone.rows[0]?.t, null, 'the renamed table is gone under its old name');
   // Negative control: the comparison catches one planted difference.
   await target.client.query(`UPDATE public.t SET n = n + 1 WHERE id = 6`);
   assert.notEqual(diffCaptures(await capturePg(target.url, 'public.t'), await capturePg(source.url, 't'), 't'), null);
