@@ -122,6 +122,9 @@ test('PostgreSQL → PostgreSQL, the DDL matrix: ALTER … TYPE … USING rebuil
   await replica.waitFor((s) => s.started === 'resume', 60_000, 'the resume');
   await source.exec(`UPDATE t SET note = 'later' WHERE id = 5`);
   await waitEqual(pgTables(), replica, 'after the rewrite and the kill');
+  // The query that found no base after the kill finds the one the completed rebuild recorded.
+  const taken = await target.client.query(`SELECT table_name FROM chartlog_replica_bases WHERE table_name = 'public.t'`);
+  assert.equal(taken.rows.length, 1, 'the completed rebuild recorded its base');
   const types = await target.client.query<{ t: string }>(`SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE attrelid = 'public.t'::regclass AND attname = 'note'`);
   assert.equal(types.rows[0]?.t, 'character varying(200)', 'the rebuilt table has the new type');
   // ALTER TABLE … RENAME TO: r1's history ends (dropped in the replica); r2 is re-read by a resync,
