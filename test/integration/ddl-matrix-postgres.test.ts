@@ -8,12 +8,14 @@ import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun } from '../support/chartlog-process.js';
 import { checkpointPast, DdlMatrix, restoreEquals, waitForLog } from '../support/ddl-matrix.js';
-import { logLines, PausableWriter } from '../support/pausable-writer.js';
+import { ClientLoad } from '../support/client-load.js';
+import { logLines } from '../support/pausable-writer.js';
 import { createPgDatabase, diffCaptures, type TestDatabase } from '../support/restore-engines.js';
 
 /**
  * Issue 14's DDL matrix on PostgreSQL: one `chartlog run` (every table of the database, so a
- * table created later is in scope), a concurrent writer, and one DDL after another — each
+ * table created later is in scope), pgbench as the concurrent client (a custom script of
+ * inserts, updates and deletes on table w, rate-limited), and one DDL after another — each
  * between a moment just before it and one just after it (after the table's next row change:
  * logical decoding carries no DDL, the new table version arrives with that change; and after
  * the automatic resync a rewrite asks for, or the catalog check that records a DROP TABLE).
@@ -53,15 +55,12 @@ const newDb = async (prefix: string): Promise<TestDatabase> => {
 let matrix: DdlMatrix | null = null;
 let restoreArgs: string[] = [];
 let run: ChartlogRun | null = null;
-let writerClient: pg.Client | null = null;
 let metaClient: pg.Client | null = null;
-let writerRef: PausableWriter | null = null;
+let load: ClientLoad | null = null;
 
 after(async () => {
-  writerRef?.resume();
-  await writerRef?.stop();
+  await load?.stop();
   await run?.close();
-  await writerClient?.end().catch(() => undefined);
   await metaClient?.end().catch(() => undefined);
   for (const db of created) await db.drop();
   if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
@@ -116,19 +115,35 @@ before(async () => {
   run = new ChartlogRun(configFile, runLog);
   await run.start();
 
-  const client = new pg.Client({ connectionString: source.url });
-  writerClient = client;
-  await client.connect();
-  const writer = new PausableWriter(async (n) => {
-    await client.query(`INSERT INTO w VALUES (${n}, ${n})`);
-    if (n > 3) await client.query(`UPDATE w SET x = x + 1 WHERE id = ${1 + ((n * 7) % (n - 1))}`);
-  }, 5);
-  writer.start();
-  writerRef = writer;
-
   const meta = new pg.Client({ connectionString: source.url });
   metaClient = meta;
   await meta.connect();
+  // pgbench, rate-limited: each transaction inserts (or bumps) a row of its client's id range,
+  // updates another and deletes a third; w is captured and compared at every moment like the rest.
+  await source.exec('INSERT INTO w VALUES (1, 1)');
+  const script = join(work, 'w.pgbench');
+  writeFileSync(script, [
+    '\\set base (:client_id + 1) * 1000000',
+    '\\set a random(1, 300)',
+    '\\set b random(1, 300)',
+    '\\set c random(1, 300)',
+    'BEGIN;',
+    'INSERT INTO w VALUES (:base + :a, :a) ON CONFLICT (id) DO UPDATE SET x = w.x + 1;',
+    'UPDATE w SET x = x + 7 WHERE id = :base + :b;',
+    'DELETE FROM w WHERE id = :base + :c AND :c % 5 = 0;',
+    'END;',
+  ].join('\n') + '\n');
+  const bench = new ClientLoad({
+    command: join(process.env.CHARTLOG_TEST_PG_BIN ?? '/usr/lib/postgresql/15/bin', 'pgbench'),
+    args: ['-n', '-c', '2', '-j', '1', '-R', '40', '-T', '3600', '-P', '1', '-f', script, source.url],
+    quiet: async () => (await meta.query(`SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE datname = current_database() AND application_name = 'pgbench' AND state = 'active'`)).rows[0]!.n === 0,
+    tps: (line) => Number(/^progress: [\d.]+ s, ([\d.]+) tps/.exec(line)?.[1] ?? 0) || null,
+  });
+  bench.start();
+  load = bench;
+  const writer = bench;
+
   const tablesNow = async (): Promise<string[]> =>
     (await meta.query<{ t: string }>(`SELECT c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition`)).rows.map((r) => r.t);
@@ -210,8 +225,10 @@ before(async () => {
     await part2Resynced();
   });
 
-  await writer.stop();
-  assert.ok(writer.commits > 20, `the concurrent writer committed ${writer.commits} transactions`);
+  assert.ok(bench.running, `pgbench ran to the end: ${bench.log.slice(-1000)}`);
+  const commits = await bench.stop();
+  load = null;
+  assert.ok(commits > 100, `pgbench committed about ${commits} transactions: ${bench.log.slice(-1000)}`);
   await source.exec('UPDATE w SET x = 0 WHERE id = 1');
   await checkpointPast(new FsObjectStore(`${work}/backup`), 'clinic', m.cases.at(-1)!.after.us);
   await run.stop();
