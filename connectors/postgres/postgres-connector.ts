@@ -670,7 +670,7 @@ export class PostgresConnector implements SourceConnector {
    * the snapshot reads the root) have no storage of their own, and ATTACH / DETACH / DROP of a
    * partition, or a partition rewritten or truncated alone (pgoutput does not publish a TRUNCATE
    * of one partition through its root), change the root's rows with no row events. So a root's
-   * reading is the list of its partitions with their relfilenodes (partition-tree.ts): any change
+   * reading is the list of its partitions with their relfilenodes (relfile-reading.ts): any change
    * to it is a rewrite of the root, re-read by a resync — unless it is the stream's own TRUNCATE
    * of the root (every leaf then has that transaction's xmin). A captured table found to be a
    * partition of a published root was attached: its history ends like a dropped table's. A
@@ -719,7 +719,11 @@ export class PostgresConnector implements SourceConnector {
 
   /** OIDs of captured partitioned tables (their readings are partition lists). */
   private readonly roots = new Set<number>();
-  /** "schema.table" of every partition last read under a captured root → that root (DETACH). */
+  /**
+   * "schema.table" of every partition read under a captured root → that root (DETACH). Entries
+   * stay until the name comes into scope: a stale one (a partition dropped, its name reused by a
+   * new table) costs a needless resync, never a missed one.
+   */
   private readonly partitionOf = new Map<string, string>();
 
   /** The tables in scope at the last catalog reading of them, and when it was taken (table starts). */
