@@ -1,8 +1,8 @@
 #!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=4
 // MALLOC_ARENA_MAX=2 (glibc; read before node starts, so it cannot be set from inside): the
 // threads that allocate buffers (the reader, the crypto worker, libuv's pool deflating
-// containers) share two malloc arenas instead of each keeping its own high-water mark: 9–14 MiB
-// less peak RSS for a 1M-row MariaDB transaction, rows/s unchanged (three same-time pairs,
+// containers) share two malloc arenas instead of each keeping its own high-water mark: 4–14 MiB
+// less peak RSS for a 1M-row MariaDB transaction, rows/s within noise (four same-time pairs,
 // docs/operations.md "Memory").
 // --max-semi-space-size=4 (MiB; V8's default grows to 16): a small young generation is scavenged
 // often, so the row objects and buffers of a large transaction die young instead of being
