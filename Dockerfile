@@ -11,7 +11,8 @@ COPY connectors ./connectors
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20-slim
-ENV NODE_ENV=production
+# MALLOC_ARENA_MAX: the environment of bin/chartlog.js's first line (docs/operations.md "Memory").
+ENV NODE_ENV=production MALLOC_ARENA_MAX=2
 WORKDIR /app
 COPY --from=build /app/package.json /app/package-lock.json ./
 COPY --from=build /app/node_modules ./node_modules

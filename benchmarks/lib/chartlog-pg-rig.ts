@@ -13,7 +13,7 @@ import pg from 'pg';
 import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
-import { chartlogBin, chartlogNodeFlags } from '../../test/support/chartlog-process.js';
+import { chartlogBin, chartlogNodeEnv, chartlogNodeFlags } from '../../test/support/chartlog-process.js';
 import { publicPatientColumns } from './patient-workload.js';
 
 /** Session settings that make `row::text` the same on every connection. */
@@ -145,12 +145,12 @@ export class BackgroundRun {
   private readonly exited: Promise<number | null>;
 
   /**
-   * Runs the binary as shipped: with the node flags of its first line (chartlogNodeFlags).
+   * Runs the binary as shipped: with the node flags and environment of its first line (chartlogNodeFlags, chartlogNodeEnv).
    * `nodeArgs` go to node after those (a diagnosis may override one), `env` adds to the environment.
    */
   constructor(setup: BenchSetup, readonly logFile: string, nodeArgs: readonly string[] = [], env: Record<string, string> = {}) {
     const log = createWriteStream(logFile, { flags: 'a' });
-    this.child = spawn(process.execPath, [...chartlogNodeFlags, ...nodeArgs, chartlogBin, 'run', '--config', setup.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    this.child = spawn(process.execPath, [...chartlogNodeFlags, ...nodeArgs, chartlogBin, 'run', '--config', setup.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...chartlogNodeEnv, ...env } });
     this.child.stdout!.pipe(log);
     this.child.stderr!.pipe(log);
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));

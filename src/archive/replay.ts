@@ -1,4 +1,4 @@
-import { ChartlogError } from '../core/errors.js';
+import { ChartlogError, usageError } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import type { TableSchema } from '../core/table-schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
@@ -10,7 +10,7 @@ import { ArchiveReader, type StoredRecord } from './archive-reader.js';
 import { readArchiveIndex, tablesOf, type ArchiveIndex } from './archive-index.js';
 import { TableState } from './table-state.js';
 import { formatUs } from './layout.js';
-import { committedBy, cutTransactions, type CutBound, type CutResult } from './transaction-cut.js';
+import { committedBy, cutTransactions, type CutBound, type CutResult, type CutTransaction } from './transaction-cut.js';
 
 /**
  * Where to stop: the newest state at or before a commit time, at a position, or everything.
@@ -184,7 +184,26 @@ export async function restoreCut(reader: ArchiveReader, after: Position, to: Res
   const bound: CutBound =
     to.kind === 'position' ? { position: to.position } : to.kind === 'time' ? { us: to.us, ...(to.resolutionUs ? { resolutionUs: to.resolutionUs } : {}) } : {};
   const result = cutTransactions(await reader.transactions(after), bound);
-  return { ...result, position: result.last?.position ?? after };
+  const position = result.last?.position ?? after;
+  if (to.kind === 'time' && result.stoppedBy && result.laterWithin) throw nonMonotonicMoment(to.us, position, result.stoppedBy, result.laterWithin);
+  return { ...result, position };
+}
+
+/**
+ * A moment where commit times are not monotonic: the transaction that stops the cut is stamped
+ * after it, yet a later one (in source order) is stamped within it. Cutting before the first
+ * would silently leave the second out, cutting after the second would include the first: the
+ * moment names no consistent state, so it is refused (exit 2) and the two positions offered.
+ */
+function nonMonotonicMoment(us: bigint, before: Position, after: CutTransaction, within: CutTransaction): ChartlogError {
+  const a = Position.format(after.position);
+  const b = Position.format(within.position);
+  return usageError(
+    `--to ${formatUs(us)} falls where commit times are not monotonic: position ${a} is stamped ${formatUs(after.commitTsUs)}, after that time, ` +
+      `yet it precedes position ${b}, stamped ${formatUs(within.commitTsUs)}, at or before it (a source clock stepped, or stamps of whole seconds); ` +
+      'a time cut there would leave out the second or include the first',
+    `restore --to a position instead: --to ${Position.format(before)} (everything before ${a}) or --to ${b} (through ${b}, ${a} included); \`chartlog timeline\` lists the non-monotonic stretches`,
+  );
 }
 
 /**

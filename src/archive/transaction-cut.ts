@@ -29,7 +29,8 @@ export interface CutBound {
    * transaction stamped s may have committed as late as s + r − 1 µs: it is included only when
    * that is at or before the moment (fail closed). The first transaction that may have committed
    * after the moment ends the cut, even if later ones carry earlier stamps (a clock stepped
-   * back): a cut never shows a later transaction without an earlier one.
+   * back): a cut never shows a later transaction without an earlier one. Such a later
+   * transaction within the moment is reported (`laterWithin`), and restore refuses the moment.
    */
   us?: bigint;
   /** Resolution of the source's commit times in µs: 1 (PostgreSQL), 1_000_000 (binlog headers in seconds). */
@@ -41,6 +42,13 @@ export interface CutResult {
   last: CutTransaction | null;
   /** The transaction after the cut that stopped it by its time (for the far-cut warning); null otherwise. */
   stoppedBy: CutTransaction | null;
+  /**
+   * The last whole transaction after `stoppedBy` that did commit by the moment: the moment falls
+   * where commit times are not monotonic (a clock stepped forward then back, or stamps of one
+   * second apart), so a time cut would silently leave it out — restore refuses such a moment
+   * and asks for a position (replay.ts). null when every transaction after the cut is after it.
+   */
+  laterWithin: CutTransaction | null;
   /** Pieces stored after the cut of a transaction that is not whole (kill -9 inside it): their commit part. */
   incomplete: string | null;
 }
@@ -53,10 +61,14 @@ export function committedBy(commitTsUs: bigint, us: bigint, resolutionUs: bigint
 /**
  * The last whole transaction of `log` (records after the starting point, in position order)
  * within `bound`. Records after a broken chain are never reached: the cut stops before the
- * first transaction that is not whole.
+ * first transaction that is not whole. With a time bound, the whole transactions after the one
+ * that stopped the cut are still read, to find one stamped within the moment (`laterWithin`).
  */
 export function cutTransactions(log: readonly TransactionRecord[], bound: CutBound = {}): CutResult {
   let last: CutTransaction | null = null;
+  let stoppedBy: CutTransaction | null = null;
+  let laterWithin: CutTransaction | null = null;
+  const result = (incomplete: string | null): CutResult => ({ last, stoppedBy, laterWithin, incomplete: stoppedBy ? null : incomplete });
   /** The record before, when it is a piece of the transaction being read. */
   let piece: Position | null = null;
   for (const r of log) {
@@ -68,11 +80,11 @@ export function cutTransactions(log: readonly TransactionRecord[], bound: CutBou
     // by position); a piece that starts past the piece before it leaves a gap.
     if (continues && (piece === null || previous.seq > piece.seq)) {
       // A piece whose predecessor piece is missing: this transaction is not whole.
-      return { last, stoppedBy: null, incomplete: p.commit };
+      return result(p.commit);
     }
     if (!continues && piece !== null) {
       // The transaction read so far ended in pieces without its last record.
-      return { last, stoppedBy: null, incomplete: piece.commit };
+      return result(piece.commit);
     }
     if (p.seq !== COMMIT_SEQ) {
       piece = p;
@@ -80,10 +92,16 @@ export function cutTransactions(log: readonly TransactionRecord[], bound: CutBou
     }
     piece = null;
     const tx: CutTransaction = { position: p, txId: r.txId, commitTsUs: BigInt(r.commitTsUs) };
-    if (bound.us !== undefined && !committedBy(tx.commitTsUs, bound.us, bound.resolutionUs)) return { last, stoppedBy: tx, incomplete: null };
-    last = tx;
+    const within = bound.us === undefined || committedBy(tx.commitTsUs, bound.us, bound.resolutionUs);
+    if (stoppedBy) {
+      if (within) laterWithin = tx;
+    } else if (!within) {
+      stoppedBy = tx;
+    } else {
+      last = tx;
+    }
   }
-  return { last, stoppedBy: null, incomplete: piece?.commit ?? null };
+  return result(piece?.commit ?? null);
 }
 
 /** A cut this far before the moment asked for is warned about (a clock stepped forward, or a quiet source). */
@@ -103,4 +121,62 @@ export function backwardSteps(log: readonly TransactionRecord[]): { position: st
     if (newest === null || ts > newest) newest = ts;
   }
   return out;
+}
+
+/** One transaction of a stretch, for messages. */
+export interface StampedPosition {
+  position: string;
+  commitTsUs: bigint;
+}
+
+/**
+ * A stretch of the log where commit times are not monotonic: from the first transaction stamped
+ * later than a transaction after it to the last transaction stamped earlier than one before it
+ * (overlapping inversions merged). A time cut between its earliest and latest stamps can fall
+ * between a transaction and a later one stamped earlier: restore refuses such a moment.
+ */
+export interface NonMonotonicStretch {
+  from: StampedPosition;
+  to: StampedPosition;
+  /** The earliest stamp of a transaction stamped earlier than one before it, within the stretch. */
+  earliestUs: bigint;
+  /** The latest stamp of a transaction stamped later than one after it, within the stretch. */
+  latestUs: bigint;
+  /** Transactions in the stretch stamped earlier than the newest one before them. */
+  steps: number;
+}
+
+/** The stretches of `log` (whole transactions' records, in position order) where commit times step backwards. */
+export function nonMonotonicStretches(log: readonly TransactionRecord[]): NonMonotonicStretch[] {
+  const out: (NonMonotonicStretch & { toIndex: number })[] = [];
+  let newest: (StampedPosition & { i: number }) | null = null;
+  let open: (NonMonotonicStretch & { toIndex: number }) | null = null;
+  let i = 0;
+  for (const r of log) {
+    if (Position.parse(r.pos).seq !== COMMIT_SEQ) continue;
+    i++;
+    const tx = { position: r.pos, commitTsUs: BigInt(r.commitTsUs), i };
+    if (newest !== null && tx.commitTsUs < newest.commitTsUs) {
+      // The newest stamp before it was set at or before the open stretch's end: one stretch.
+      if (open !== null && newest.i <= open.toIndex) {
+        open.to = { position: tx.position, commitTsUs: tx.commitTsUs };
+        open.toIndex = i;
+        if (tx.commitTsUs < open.earliestUs) open.earliestUs = tx.commitTsUs;
+        if (newest.commitTsUs > open.latestUs) open.latestUs = newest.commitTsUs;
+        open.steps++;
+      } else {
+        open = {
+          from: { position: newest.position, commitTsUs: newest.commitTsUs },
+          to: { position: tx.position, commitTsUs: tx.commitTsUs },
+          earliestUs: tx.commitTsUs,
+          latestUs: newest.commitTsUs,
+          steps: 1,
+          toIndex: i,
+        };
+        out.push(open);
+      }
+    }
+    if (newest === null || tx.commitTsUs > newest.commitTsUs) newest = tx;
+  }
+  return out.map(({ toIndex: _, ...s }) => s);
 }

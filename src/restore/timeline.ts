@@ -1,6 +1,6 @@
 import { formatUs, type HourKey } from '../archive/layout.js';
 import type { ArchiveIndex } from '../archive/archive-index.js';
-import { backwardSteps } from '../archive/transaction-cut.js';
+import { backwardSteps, nonMonotonicStretches } from '../archive/transaction-cut.js';
 import type { TransactionRecord } from '../archive/transaction-log.js';
 
 export interface Timeline {
@@ -21,6 +21,13 @@ export interface Timeline {
    * a cut their own stamp is inside of. Absent when the transaction log was not read.
    */
   backwardSteps?: { position: string; commitTime: string; newestBefore: string }[];
+  /**
+   * The stretches where commit times are not monotonic (transaction-cut.ts): `restore --to` a time
+   * between `earliest` and `latest` that falls between a transaction and a later one stamped
+   * earlier is refused; a position (`fromPosition`, `toPosition`) restores there. Absent when the
+   * transaction log was not read.
+   */
+  nonMonotonic?: { fromPosition: string; from: string; toPosition: string; to: string; earliest: string; latest: string; steps: number }[];
   /**
    * Tables a DDL changed without row events, from it until their new base (unproven-tables.ts):
    * a restore to a moment inside is refused for them. `until` null: the resync is still owed.
@@ -78,7 +85,18 @@ export function buildTimeline(index: ArchiveIndex, extras: TimelineExtras = {}):
     checkpoint: cp ? { position: formatPos(cp.position), commitTime: formatUs(cp.commitTsUs), updatedAt: cp.updatedAt } : null,
     ...(extras.resolutionUs !== undefined ? { commitTimeResolution: extras.resolutionUs >= 1_000_000n ? ('seconds' as const) : ('microseconds' as const) } : {}),
     ...(extras.transactions
-      ? { backwardSteps: backwardSteps(extras.transactions).map((b) => ({ position: b.position, commitTime: formatUs(b.commitTsUs), newestBefore: formatUs(b.newestBeforeUs) })) }
+      ? {
+          backwardSteps: backwardSteps(extras.transactions).map((b) => ({ position: b.position, commitTime: formatUs(b.commitTsUs), newestBefore: formatUs(b.newestBeforeUs) })),
+          nonMonotonic: nonMonotonicStretches(extras.transactions).map((n) => ({
+            fromPosition: n.from.position,
+            from: formatUs(n.from.commitTsUs),
+            toPosition: n.to.position,
+            to: formatUs(n.to.commitTsUs),
+            earliest: formatUs(n.earliestUs),
+            latest: formatUs(n.latestUs),
+            steps: n.steps,
+          })),
+        }
       : {}),
   };
 }
@@ -100,10 +118,12 @@ export function renderTimeline(t: Timeline): string {
   for (const h of t.openHours) lines.push(`    ${h.hour}  ${h.parts} parts`);
   if (t.commitTimeResolution === 'seconds') lines.push('  commit times: whole seconds (binlog headers); a time cut includes a transaction only when its whole second is at or before the time asked for');
   if (t.commitTimeResolution === 'microseconds') lines.push('  commit times: microseconds');
-  if (t.backwardSteps && t.backwardSteps.length > 0) {
-    lines.push(`  commit times stepping backwards (${t.backwardSteps.length}): a time cut stops at the first later-stamped transaction before these`);
-    for (const b of t.backwardSteps.slice(0, 20)) lines.push(`    ${b.position}  stamped ${b.commitTime}, after a transaction stamped ${b.newestBefore}`);
-    if (t.backwardSteps.length > 20) lines.push(`    … ${t.backwardSteps.length - 20} more (--json lists all)`);
+  if (t.nonMonotonic && t.nonMonotonic.length > 0) {
+    lines.push(`  commit times not monotonic (${t.nonMonotonic.length} stretches): restore --to a time between a stretch's earliest and latest stamps is refused where it falls between a transaction and a later one stamped earlier; --to a position restores there`);
+    for (const n of t.nonMonotonic.slice(0, 20)) {
+      lines.push(`    positions ${n.fromPosition} (stamped ${n.from}) → ${n.toPosition} (stamped ${n.to}): stamps ${n.earliest} … ${n.latest}, ${n.steps} stepping back`);
+    }
+    if (t.nonMonotonic.length > 20) lines.push(`    … ${t.nonMonotonic.length - 20} more (--json lists all, and each step in backwardSteps)`);
   }
   if (t.unproven.length > 0) {
     lines.push(`  unproven windows (${t.unproven.length}): a restore to a moment inside is refused for the table`);

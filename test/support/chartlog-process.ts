@@ -7,16 +7,23 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export const chartlogBin = join(import.meta.dirname, '..', '..', 'bin', 'chartlog.js');
 
 /**
- * The node flags the binary's first line (`#!/usr/bin/env -S node …`) runs it with, as an
- * operator's `chartlog` does; the Dockerfile passes the same. Benchmarks that measure the
- * process as shipped start it with `process.execPath` and these.
+ * The node flags and the environment the binary's first line
+ * (`#!/usr/bin/env -S NAME=VALUE… node …`) runs it with, as an operator's `chartlog` does; the
+ * Dockerfile passes the same. Benchmarks that measure the process as shipped start it with
+ * `process.execPath`, these flags and this environment.
  */
 export const chartlogNodeFlags: readonly string[] = Object.freeze(shebangNodeFlags(readFileSync(chartlogBin, 'utf8')));
+export const chartlogNodeEnv: Readonly<Record<string, string>> = Object.freeze(shebangLaunch(readFileSync(chartlogBin, 'utf8')).env);
 
 export function shebangNodeFlags(text: string): string[] {
-  const m = /^#!\/usr\/bin\/env(?: -S)? node((?: [^\s]+)*)\s*$/m.exec(text.slice(0, text.indexOf('\n')));
-  if (!m) throw new Error('bin/chartlog.js: the first line is not `#!/usr/bin/env [-S] node [flags]`');
-  return m[1]!.trim().split(/\s+/).filter(Boolean);
+  return shebangLaunch(text).flags;
+}
+
+export function shebangLaunch(text: string): { env: Record<string, string>; flags: string[] } {
+  const m = /^#!\/usr\/bin\/env(?: -S)?((?: [A-Z_][A-Z0-9_]*=\S+)*) node((?: [^\s]+)*)\s*$/m.exec(text.slice(0, text.indexOf('\n')));
+  if (!m) throw new Error('bin/chartlog.js: the first line is not `#!/usr/bin/env [-S] [NAME=VALUE…] node [flags]`');
+  const env = Object.fromEntries(m[1]!.trim().split(/\s+/).filter(Boolean).map((a) => [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]));
+  return { env, flags: m[2]!.trim().split(/\s+/).filter(Boolean) };
 }
 
 export interface ChartlogResult {

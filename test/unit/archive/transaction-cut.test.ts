@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import type { TransactionRecord } from '../../../src/archive/transaction-log.js';
-import { backwardSteps, committedBy, cutTransactions } from '../../../src/archive/transaction-cut.js';
+import { backwardSteps, committedBy, cutTransactions, nonMonotonicStretches } from '../../../src/archive/transaction-cut.js';
+import { restoreCut } from '../../../src/archive/replay.js';
+import type { ArchiveReader } from '../../../src/archive/archive-reader.js';
+import { ChartlogError } from '../../../src/core/errors.js';
 import { cutSummary, resolvePoint } from '../../../src/restore/restore.js';
 import type { ArchiveIndex } from '../../../src/archive/archive-index.js';
 
@@ -66,7 +69,58 @@ test('time, microsecond clock: at or before the moment; the first transaction af
   const r = cutTransactions(l, { us: 16n * S });
   assert.equal(r.last?.txId, 'tx1');
   assert.equal(r.stoppedBy?.txId, 'tx2');
+  assert.equal(r.laterWithin?.txId, 'tx3');
   assert.equal(cutTransactions(l, { us: 20n * S }).last?.txId, 'tx3');
+});
+
+/** A clock stepped forward at commit 2 (stamped 100 s), set right again from commit 3. */
+const stepped = (): TransactionRecord[] =>
+  log({ commit: 1, us: 10n * S }, { commit: 2, us: 100n * S }, { commit: 3, us: 20n * S }, { commit: 4, us: 30n * S }, { commit: 5, us: 110n * S });
+
+test('a clock stepped forward: a moment inside the stepped range names the stepped transaction and the last later one within it', () => {
+  const at25 = cutTransactions(stepped(), { us: 25n * S });
+  assert.deepEqual([at25.last?.txId, at25.stoppedBy?.txId, at25.laterWithin?.txId], ['tx1', 'tx2', 'tx3']);
+  assert.equal(cutTransactions(stepped(), { us: 35n * S }).laterWithin?.txId, 'tx4');
+  // Outside the stretch: before its earliest stamp and after its latest, the cut is as before, with nothing later within.
+  const at15 = cutTransactions(stepped(), { us: 15n * S });
+  assert.deepEqual([at15.last?.txId, at15.stoppedBy?.txId, at15.laterWithin], ['tx1', 'tx2', null]);
+  const at105 = cutTransactions(stepped(), { us: 105n * S });
+  assert.deepEqual([at105.last?.txId, at105.stoppedBy?.txId, at105.laterWithin], ['tx4', 'tx5', null]);
+  // Position cuts are not time cuts: nothing is judged by stamps.
+  assert.equal(cutTransactions(stepped(), { position: Position.of('0000000000000003') }).laterWithin, null);
+});
+
+test('second resolution: a later transaction stamped one second earlier is within only once its whole second is', () => {
+  const l = log({ commit: 1, us: 10n * S }, { commit: 2, us: 12n * S }, { commit: 3, us: 11n * S });
+  assert.equal(cutTransactions(l, { us: 11n * S + 500_000n, resolutionUs: S }).laterWithin, null);
+  assert.equal(cutTransactions(l, { us: 11n * S + 999_999n, resolutionUs: S }).laterWithin?.txId, 'tx3');
+  // A tie (both stamped 12 s) is monotonic: no refusal at any moment.
+  const tie = log({ commit: 1, us: 10n * S }, { commit: 2, us: 12n * S }, { commit: 3, us: 12n * S });
+  for (const us of [11n * S, 12n * S, 12n * S + 999_999n]) assert.equal(cutTransactions(tie, { us, resolutionUs: S }).laterWithin, null);
+});
+
+test('after the transaction that stops a time cut, only whole transactions count as within; a broken one after it is not reported as the cut\'s', () => {
+  const l = log({ commit: 1, us: 10n * S }, { commit: 2, us: 100n * S }, { commit: 3, us: 20n * S, pieces: [5], drop: 'last' }, { commit: 4, us: 21n * S });
+  const r = cutTransactions(l, { us: 25n * S });
+  assert.deepEqual([r.last?.txId, r.stoppedBy?.txId, r.laterWithin, r.incomplete], ['tx1', 'tx2', null, null]);
+  // Negative control: whole, the same transaction is within.
+  assert.equal(cutTransactions(log({ commit: 1, us: 10n * S }, { commit: 2, us: 100n * S }, { commit: 3, us: 20n * S, pieces: [5] }), { us: 25n * S }).laterWithin?.txId, 'tx3');
+});
+
+test('restore refuses a moment inside a non-monotonic stretch (usage, exit 2), naming both positions, their stamps and the positions to restore to', async () => {
+  const reader = { transactions: async () => stepped() } as unknown as ArchiveReader;
+  const start = Position.of('0000000000000000');
+  await assert.rejects(restoreCut(reader, start, { kind: 'time', us: 25n * S }), (err: unknown) => {
+    assert.ok(err instanceof ChartlogError);
+    assert.equal(err.code, 'usage');
+    assert.match(err.message, new RegExp(`position ${pos(2).replace('.', '\\.')} is stamped 1970-01-01T00:01:40\\.000000Z.*precedes position ${pos(3).replace('.', '\\.')}, stamped 1970-01-01T00:00:20\\.000000Z`));
+    assert.match(String(err.hint), new RegExp(`--to ${pos(1).replace('.', '\\.')} \\(everything before .*--to ${pos(3).replace('.', '\\.')} \\(through`));
+    return true;
+  });
+  // Outside the stretch, and by position inside it, the cut is made as before.
+  assert.equal((await restoreCut(reader, start, { kind: 'time', us: 15n * S })).last?.txId, 'tx1');
+  assert.equal((await restoreCut(reader, start, { kind: 'time', us: 105n * S })).last?.txId, 'tx4');
+  assert.equal((await restoreCut(reader, start, { kind: 'position', position: Position.parse(pos(3)) })).last?.txId, 'tx3');
 });
 
 test('time, second resolution: a commit stamped 10:00:00 is not within 10:00:00.5 (it may have been at .9); it is within 10:00:00.999999', () => {
@@ -108,4 +162,21 @@ test('backward steps: each transaction stamped before the newest one before it',
   const l = log({ commit: 1, us: 10n * S }, { commit: 2, us: 20n * S }, { commit: 3, us: 15n * S }, { commit: 4, us: 21n * S });
   assert.deepEqual(backwardSteps(l).map((b) => [b.position, b.commitTsUs, b.newestBeforeUs]), [[pos(3), 15n * S, 20n * S]]);
   assert.deepEqual(backwardSteps(log({ commit: 1, us: S }, { commit: 2, us: S })), []);
+});
+
+test('non-monotonic stretches: from the stepped-forward transaction to the last one stamped before it, overlapping steps merged', () => {
+  const one = nonMonotonicStretches(stepped());
+  assert.deepEqual(one.map((n) => [n.from.position, n.to.position, n.earliestUs, n.latestUs, n.steps]), [[pos(2), pos(4), 20n * S, 100n * S, 2]]);
+  // Two separate steps, then one that reaches back over both: the last one merges only with what it overlaps.
+  const two = nonMonotonicStretches(
+    log({ commit: 1, us: 10n * S }, { commit: 2, us: 50n * S }, { commit: 3, us: 40n * S }, { commit: 4, us: 60n * S }, { commit: 5, us: 200n * S }, { commit: 6, us: 70n * S }, { commit: 7, us: 300n * S }),
+  );
+  assert.deepEqual(two.map((n) => [n.from.position, n.to.position, n.earliestUs, n.latestUs]), [
+    [pos(2), pos(3), 40n * S, 50n * S],
+    [pos(5), pos(6), 70n * S, 200n * S],
+  ]);
+  const merged = nonMonotonicStretches(log({ commit: 1, us: 50n * S }, { commit: 2, us: 40n * S }, { commit: 3, us: 45n * S }, { commit: 4, us: 30n * S }));
+  assert.deepEqual(merged.map((n) => [n.from.position, n.to.position, n.earliestUs, n.latestUs, n.steps]), [[pos(1), pos(4), 30n * S, 50n * S, 3]]);
+  // Negative control: ties and forward steps make no stretch.
+  assert.deepEqual(nonMonotonicStretches(log({ commit: 1, us: S }, { commit: 2, us: S }, { commit: 3, us: 2n * S })), []);
 });

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { loadConfig } from '../../../src/config/load.js';
-import { chartlogNodeFlags, shebangNodeFlags } from '../../support/chartlog-process.js';
+import { chartlogNodeEnv, chartlogNodeFlags, shebangLaunch, shebangNodeFlags } from '../../support/chartlog-process.js';
 
 /**
  * docker-compose.yml cannot run on the development machine (no Docker engine), so these
@@ -130,6 +130,11 @@ describe('docker-compose.yml', () => {
     const argv = JSON.parse(entry![1]!) as string[];
     assert.deepEqual(argv.slice(1, -1), [...chartlogNodeFlags]);
     assert.deepEqual([...chartlogNodeFlags], ['--max-semi-space-size=4']);
+    // The environment of the first line is the image's too.
+    assert.deepEqual({ ...chartlogNodeEnv }, { MALLOC_ARENA_MAX: '2' });
+    const env = /^ENV (.*)$/m.exec(readFileSync('Dockerfile', 'utf8').split('\nFROM node:20-slim\n')[1]!)![1]!;
+    for (const [k, v] of Object.entries(chartlogNodeEnv)) assert.ok(env.split(/\s+/).includes(`${k}=${v}`), `the image sets ${k}=${v}`);
+    assert.deepEqual(shebangLaunch('#!/usr/bin/env -S A=1 B_2=x node --f\n'), { env: { A: '1', B_2: 'x' }, flags: ['--f'] });
     // Negative controls: a first line without flags gives none; one that is not node is refused.
     assert.deepEqual(shebangNodeFlags('#!/usr/bin/env node\n'), []);
     assert.throws(() => shebangNodeFlags('#!/bin/sh\n'), /first line/);

@@ -62,7 +62,7 @@ test('microsecond times keep all six digits', () => {
   assert.equal(formatUs('-1'), '1969-12-31T23:59:59.999999Z');
 });
 
-test('the timeline says when commit times are whole seconds and notes commit times that step backwards (read from the stored transaction log)', async () => {
+test('the timeline says when commit times are whole seconds and shows the stretches where commit times are not monotonic (read from the stored transaction log)', async () => {
   const store = new MemoryObjectStore();
   const c = new Compactor(store, 'clinic', envelopes, { flushIntervalMs: 10, maxPartBytes: 1 << 20, closeGraceMs: 0, snapshotId: null }, async () => {});
   await c.start();
@@ -79,12 +79,16 @@ test('the timeline says when commit times are whole seconds and notes commit tim
   const t = buildTimeline(index, { resolutionUs: 1_000_000n, transactions });
   assert.equal(t.commitTimeResolution, 'seconds');
   assert.deepEqual(t.backwardSteps, [{ position: Position.format(batch(3, 0n, [], null).position), commitTime: formatUs(T0 + 15_000_000n), newestBefore: formatUs(T0 + 20_000_000n) }]);
+  const p = (n: number): string => Position.format(batch(n, 0n, [], null).position);
+  assert.deepEqual(t.nonMonotonic, [{ fromPosition: p(2), from: formatUs(T0 + 20_000_000n), toPosition: p(3), to: formatUs(T0 + 15_000_000n), earliest: formatUs(T0 + 15_000_000n), latest: formatUs(T0 + 20_000_000n), steps: 1 }]);
   const text = renderTimeline(t);
   assert.match(text, /commit times: whole seconds/);
-  assert.match(text, /commit times stepping backwards \(1\)/);
+  assert.match(text, /commit times not monotonic \(1 stretches\)/);
+  assert.ok(text.includes(`positions ${p(2)} (stamped ${formatUs(T0 + 20_000_000n)}) → ${p(3)}`));
   // Negative control: a log whose clock only moves forward notes nothing, and microsecond sources say so.
   const forward = buildTimeline(index, { resolutionUs: 1n, transactions: transactions.filter((r) => r.commitTsUs !== Number(T0 + 15_000_000n)) });
   assert.deepEqual(forward.backwardSteps, []);
-  assert.doesNotMatch(renderTimeline(forward), /stepping backwards/);
+  assert.deepEqual(forward.nonMonotonic, []);
+  assert.doesNotMatch(renderTimeline(forward), /not monotonic/);
   assert.match(renderTimeline(forward), /commit times: microseconds/);
 });
