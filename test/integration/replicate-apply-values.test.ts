@@ -1,17 +1,21 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { Position } from '../../src/core/position.js';
 import type { ColumnType, Row, TableSchema } from '../../src/core/table-schema.js';
+import { MysqlReplicaTarget } from '../../src/replicate/mysql-replica-target.js';
 import { PostgresReplicaTarget } from '../../src/replicate/postgres-replica-target.js';
 import type { ReplicaChange, ReplicaTransaction } from '../../src/replicate/replica-target.js';
-import { createPgDatabase } from '../support/restore-engines.js';
+import { createMariadbDatabase, createPgDatabase } from '../support/restore-engines.js';
 
 /**
  * The PostgreSQL replica target's batched statements against a real server, edge values only: a
  * batched INSERT, a batched UPDATE and a batched DELETE (the UPDATE and DELETE join `unnest` of
  * one text[] literal per column, each element cast to the column's type), read back as text and
- * compared with the values written out by hand here (not by the code under test).
+ * compared with the values written out by hand here (not by the code under test). On MariaDB,
+ * the batched UPDATE (rows counted, then one INSERT … ON DUPLICATE KEY UPDATE) is compared with
+ * what the plain INSERT path writes for the same values.
  */
 
 const col = (name: string, sourceType: string, type: ColumnType, nullable = true) => ({ name, sourceType, type, nullable });
@@ -99,6 +103,49 @@ test('PostgreSQL replica target: batched INSERT, UPDATE and DELETE (unnest of te
     assert.deepEqual(await read(), before, 'nothing of the refused transaction was applied');
     const { rows } = await reader.query<{ position: string }>('SELECT position FROM chartlog_replica');
     assert.equal(rows[0]!.position, Position.format(from), 'the position row did not move');
+  } finally {
+    await target.close();
+    await reader.end();
+    await db.drop();
+  }
+});
+
+test('MariaDB replica target: a batched UPDATE of whole rows (counted, then INSERT … ON DUPLICATE KEY UPDATE) writes what an INSERT writes; a batch that misses a row applies nothing, inserts nothing', { timeout: 120_000 }, async () => {
+  const db = await createMariadbDatabase('rav');
+  const target = new MysqlReplicaTarget(db.url, 'postgres');
+  const reader = await mysql.createConnection({ uri: db.url, charset: 'utf8mb4', dateStrings: true, supportBigNumbers: true, bigNumberStrings: true });
+  // Every column as text (bytes as hex), without the id: rows are compared with each other.
+  const read = async (ids: readonly bigint[]) => {
+    const cols = NAMES.filter((n) => n !== 'id').map((n) => `HEX(\`${n}\`)`).join(', ');
+    const [rows] = await reader.query({ sql: `SELECT ${cols} FROM edge WHERE id IN (${ids.join(', ')}) ORDER BY FIELD(id, ${ids.join(', ')})`, rowsAsArray: true });
+    return rows as unknown[][];
+  };
+  try {
+    let from = Position.of('00000100');
+    await target.beginLoad({ source: 'clinic', state: 'loading', position: from, commitTsUs: 0n, phi: 'open', tables: null });
+    await target.finishLoad('clinic', from, 0n);
+    const apply = async (t: ReplicaTransaction) => {
+      await target.apply('clinic', t, from, 'open');
+      from = t.position;
+    };
+    const placeholder = (id: bigint): Row => ({ ...Object.fromEntries(NAMES.map((n) => [n, null])), id, t: 'placeholder' });
+    // Rows 101…103 inserted with the edge values; rows 1…3 inserted as placeholders, then updated to them.
+    await apply(tx(cases.map((c) => ({ op: 'c' as const, before: null, after: { ...c.row, id: (c.row.id as bigint) + 100n } }))));
+    await apply(tx(cases.map((c) => ({ op: 'c' as const, before: null, after: placeholder(c.row.id as bigint) }))));
+    const inserted = await read([101n, 102n, 103n]);
+    assert.notDeepEqual(await read([1n, 2n, 3n]), inserted, 'control: the placeholders differ from the edge rows');
+    await apply(tx(cases.map((c) => ({ op: 'u' as const, before: null, after: c.row }))));
+    assert.deepEqual(await read([1n, 2n, 3n]), inserted, 'the batched UPDATE wrote exactly what the INSERT wrote');
+
+    // One row of the batch missing from the replica: without the count, the upsert would insert it.
+    const [[{ n: before }]] = (await reader.query('SELECT COUNT(*) AS n FROM edge')) as unknown as [[{ n: string }]];
+    const diverged = tx([{ op: 'u', before: null, after: { ...cases[1]!.row, t: 'changed' } }, { op: 'u', before: null, after: { ...cases[0]!.row, id: 99n } }]);
+    await assert.rejects(target.apply('clinic', diverged, from, 'open'), /public\.edge: the change at .* does not meet exactly the rows it changes in the replica/);
+    const [[{ n: after }]] = (await reader.query('SELECT COUNT(*) AS n FROM edge')) as unknown as [[{ n: string }]];
+    assert.equal(after, before, 'no row was inserted');
+    assert.deepEqual(await read([1n, 2n, 3n]), inserted, 'nothing of the refused transaction was applied');
+    const [pos] = (await reader.query('SELECT position FROM chartlog_replica')) as unknown as [{ position: string }[]];
+    assert.equal(pos[0]!.position, Position.format(from), 'the position row did not move');
   } finally {
     await target.close();
     await reader.end();
