@@ -8,7 +8,7 @@ import { mysqlColumnType, mysqlLiteral, mysqlString, quoteMysqlIdent } from '../
 import { scrubMessage, type SourceEngine } from '../restore/targets/restore-target.js';
 import { batchChanges, keyImage, type ChangeBatch } from './change-batches.js';
 import { olderRowsValue, sameColumns, shapeSteps } from './schema-evolution.js';
-import { REPLICA_TABLE, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TargetInspection } from './replica-target.js';
+import { REPLICA_TABLE, logApplied, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TargetInspection } from './replica-target.js';
 
 const POSITION_TABLE = quoteMysqlIdent(REPLICA_TABLE);
 
@@ -150,6 +150,7 @@ export class MysqlReplicaTarget implements ReplicaTarget {
   }
 
   async apply(source: string, tx: ReplicaTransaction, from: Position, phi: PhiMode): Promise<{ rows: number }> {
+    const started = Date.now();
     const conn = await this.connect();
     const rows = tx.changes.filter((c) => c.op !== 't').length;
     let open = false;
@@ -184,6 +185,7 @@ export class MysqlReplicaTarget implements ReplicaTarget {
       if (list.some((r) => r?.warningStatus)) await checkWarnings(conn, `transaction ${Position.format(tx.position)}`, emptyEnumColumns(changes));
       await conn.query('COMMIT');
       open = false;
+      logApplied(this.description, tx, rows, steps.length, started);
       return { rows };
     } catch (err) {
       if (open) await conn.query('ROLLBACK').catch(() => undefined);

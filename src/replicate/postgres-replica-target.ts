@@ -8,7 +8,7 @@ import { pgColumnType, pgText, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLite
 import { scrubMessage, type SourceEngine } from '../restore/targets/restore-target.js';
 import { BATCH_ROWS, batchChanges, keyImage, type ChangeBatch } from './change-batches.js';
 import { olderRowsValue, sameColumns, shapeSteps } from './schema-evolution.js';
-import { REPLICA_TABLE, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TargetInspection } from './replica-target.js';
+import { REPLICA_TABLE, logApplied, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TargetInspection } from './replica-target.js';
 
 const POSITION_TABLE = `public.${quoteIdent(REPLICA_TABLE)}`;
 
@@ -143,6 +143,7 @@ export class PostgresReplicaTarget implements ReplicaTarget {
   }
 
   async apply(source: string, tx: ReplicaTransaction, from: Position, phi: PhiMode): Promise<{ rows: number }> {
+    const started = Date.now();
     const client = await this.connect();
     // One round trip per transaction: the statements go as one simple query, and the checks that
     // must hold (the position row still at `from`, each update or delete meeting exactly one row)
@@ -166,6 +167,7 @@ export class PostgresReplicaTarget implements ReplicaTarget {
         text += `${text ? ';\n' : ''}${st}`;
       }
       await client.query(`${text};\nCOMMIT`);
+      logApplied(this.description, tx, rows, statements.length, started);
       // A dropped table's columns are no longer known: a table created again under its name is read anew.
       for (const c of tx.changes) if (c.op === 'x') this.columns.delete(c.table);
       return { rows };
