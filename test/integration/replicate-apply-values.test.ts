@@ -6,7 +6,7 @@ import { Position } from '../../src/core/position.js';
 import type { ColumnType, Row, TableSchema } from '../../src/core/table-schema.js';
 import { MysqlReplicaTarget } from '../../src/replicate/mysql-replica-target.js';
 import { PostgresReplicaTarget } from '../../src/replicate/postgres-replica-target.js';
-import type { ReplicaChange, ReplicaTransaction } from '../../src/replicate/replica-target.js';
+import type { ReplicaChange, ReplicaTarget, ReplicaTransaction } from '../../src/replicate/replica-target.js';
 import { createMariadbDatabase, createPgDatabase } from '../support/restore-engines.js';
 
 /**
@@ -67,6 +67,20 @@ const tx = (changes: Omit<ReplicaChange, 'table' | 'schema' | 'position' | 'phiC
   return { position: Position.of(at), commitTsUs: 1_700_000_000_000_000n, changes: changes.map((c, i) => ({ ...c, table: 'public.edge', schema, position: Position.of(at, i), phiColumns: new Set() })) };
 };
 
+/** The target recorded as a following replica; `apply` applies a transaction from the position the last one reached. */
+async function following(target: ReplicaTarget): Promise<{ apply: (t: ReplicaTransaction) => Promise<void>; from: () => Position }> {
+  let from = Position.of('00000100');
+  await target.beginLoad({ source: 'clinic', state: 'loading', position: from, commitTsUs: 0n, phi: 'open', tables: null });
+  await target.finishLoad('clinic', from, 0n);
+  return {
+    apply: async (t) => {
+      await target.apply('clinic', t, from, 'open');
+      from = t.position;
+    },
+    from: () => from,
+  };
+}
+
 test('PostgreSQL replica target: batched INSERT, UPDATE and DELETE (unnest of text[] literals) keep edge values exact; a batch that misses a row applies nothing', { timeout: 120_000 }, async () => {
   const db = await createPgDatabase('rav');
   const target = new PostgresReplicaTarget(db.url, 'postgres');
@@ -74,13 +88,8 @@ test('PostgreSQL replica target: batched INSERT, UPDATE and DELETE (unnest of te
   await reader.connect();
   const read = async () => (await reader.query({ text: READ, rowMode: 'array' })).rows as (string | null)[][];
   try {
-    let from = Position.of('00000100');
-    await target.beginLoad({ source: 'clinic', state: 'loading', position: from, commitTsUs: 0n, phi: 'open', tables: null });
-    await target.finishLoad('clinic', from, 0n);
-    const apply = async (t: ReplicaTransaction) => {
-      await target.apply('clinic', t, from, 'open');
-      from = t.position;
-    };
+    const replica = await following(target);
+    const apply = replica.apply;
 
     // Inserted as placeholders, then every column updated to its edge value in one batched UPDATE.
     await apply(tx(cases.map((c) => ({ op: 'c' as const, before: null, after: { ...Object.fromEntries(NAMES.map((n) => [n, null])), id: c.row.id!, t: 'placeholder' } }))));
@@ -99,10 +108,10 @@ test('PostgreSQL replica target: batched INSERT, UPDATE and DELETE (unnest of te
     // A batch of which one row is missing from the replica (diverged): the whole transaction is refused, nothing applied.
     const before = await read();
     const diverged = tx([{ op: 'u', before: null, after: { ...cases[1]!.row, t: 'changed' } }, { op: 'u', before: null, after: { ...cases[0]!.row, id: 99n } }]);
-    await assert.rejects(target.apply('clinic', diverged, from, 'open'), /public\.edge: the change at .* does not meet exactly one row of the replica/);
+    await assert.rejects(target.apply('clinic', diverged, replica.from(), 'open'), /public\.edge: the change at .* does not meet exactly one row of the replica/);
     assert.deepEqual(await read(), before, 'nothing of the refused transaction was applied');
     const { rows } = await reader.query<{ position: string }>('SELECT position FROM chartlog_replica');
-    assert.equal(rows[0]!.position, Position.format(from), 'the position row did not move');
+    assert.equal(rows[0]!.position, Position.format(replica.from()), 'the position row did not move');
   } finally {
     await target.close();
     await reader.end();
@@ -121,13 +130,8 @@ test('MariaDB replica target: a batched UPDATE of whole rows (counted, then INSE
     return rows as unknown[][];
   };
   try {
-    let from = Position.of('00000100');
-    await target.beginLoad({ source: 'clinic', state: 'loading', position: from, commitTsUs: 0n, phi: 'open', tables: null });
-    await target.finishLoad('clinic', from, 0n);
-    const apply = async (t: ReplicaTransaction) => {
-      await target.apply('clinic', t, from, 'open');
-      from = t.position;
-    };
+    const replica = await following(target);
+    const apply = replica.apply;
     const placeholder = (id: bigint): Row => ({ ...Object.fromEntries(NAMES.map((n) => [n, null])), id, t: 'placeholder' });
     // Rows 101…103 inserted with the edge values; rows 1…3 inserted as placeholders, then updated to them.
     await apply(tx(cases.map((c) => ({ op: 'c' as const, before: null, after: { ...c.row, id: (c.row.id as bigint) + 100n } }))));
@@ -140,12 +144,12 @@ test('MariaDB replica target: a batched UPDATE of whole rows (counted, then INSE
     // One row of the batch missing from the replica: without the count, the upsert would insert it.
     const [[{ n: before }]] = (await reader.query('SELECT COUNT(*) AS n FROM edge')) as unknown as [[{ n: string }]];
     const diverged = tx([{ op: 'u', before: null, after: { ...cases[1]!.row, t: 'changed' } }, { op: 'u', before: null, after: { ...cases[0]!.row, id: 99n } }]);
-    await assert.rejects(target.apply('clinic', diverged, from, 'open'), /public\.edge: the change at .* does not meet exactly the rows it changes in the replica/);
+    await assert.rejects(target.apply('clinic', diverged, replica.from(), 'open'), /public\.edge: the change at .* does not meet exactly the rows it changes in the replica/);
     const [[{ n: after }]] = (await reader.query('SELECT COUNT(*) AS n FROM edge')) as unknown as [[{ n: string }]];
     assert.equal(after, before, 'no row was inserted');
     assert.deepEqual(await read([1n, 2n, 3n]), inserted, 'nothing of the refused transaction was applied');
     const [pos] = (await reader.query('SELECT position FROM chartlog_replica')) as unknown as [{ position: string }[]];
-    assert.equal(pos[0]!.position, Position.format(from), 'the position row did not move');
+    assert.equal(pos[0]!.position, Position.format(replica.from()), 'the position row did not move');
   } finally {
     await target.close();
     await reader.end();
