@@ -40,7 +40,7 @@ import { Position } from '../src/core/position.js';
 import type { TableSchema } from '../src/core/table-schema.js';
 import { MysqlReplicaTarget } from '../src/replicate/mysql-replica-target.js';
 import { PostgresReplicaTarget } from '../src/replicate/postgres-replica-target.js';
-import type { ReplicaChange, ReplicaTransaction } from '../src/replicate/replica-target.js';
+import type { ReplicaChange, ReplicaTarget, ReplicaTransaction } from '../src/replicate/replica-target.js';
 import { GROUP_ROWS, groupTransactions } from '../src/replicate/transaction-groups.js';
 import { BenchRun, goal, measurement, ratio, toolVersion } from './lib/bench-report.js';
 import { benchServices, stopBenchServices } from './lib/bench-services.js';
@@ -89,6 +89,26 @@ function transactions(rep: number, base: number): ReplicaTransaction[] {
   return out;
 }
 
+/**
+ * Applies `txs` through `target` from `from`, then closes it: the first transaction's first change
+ * alone and untimed (connects and learns the table's columns), then the rest timed, grouped as the
+ * replicator groups them when `grouped` (grouping is part of the path; every change is of one
+ * table version). The seconds the rest took, and the position reached.
+ */
+async function timedApply(target: ReplicaTarget, txs: ReplicaTransaction[], from: Position, grouped: boolean): Promise<{ seconds: number; reached: Position }> {
+  await target.apply('bench', { ...txs[0]!, changes: txs[0]!.changes.slice(0, 1) }, from, 'open');
+  let at = txs[0]!.position;
+  const started = performance.now();
+  const applied = grouped ? groupTransactions(txs.slice(1).map((t) => ({ ...t, versions: t.changes.map(() => 'v1') }))) : txs.slice(1);
+  for (const tx of applied) {
+    await target.apply('bench', tx, at, 'open');
+    at = tx.position;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  await target.close();
+  return { seconds, reached: at };
+}
+
 try {
   await admin.query(`CREATE DATABASE ${db}`);
   execFileSync(pgBin('pgbench'), ['-i', '-s', '1', '-q', url], { stdio: 'ignore' });
@@ -100,21 +120,10 @@ try {
   await c.query(`INSERT INTO chartlog_replica (source, state, position, commit_ts_us, phi) VALUES ('bench', 'following', $1, 0, 'open')`, [Position.format(from)]);
   let base = 0x1000;
   const runChartlog = async (rep: number, batchRows: number | undefined, grouped = false): Promise<number> => {
-    const target = new PostgresReplicaTarget(url, 'postgres', batchRows);
     const txs = transactions(rep, base);
     base += TX + 1;
-    // One transaction first, untimed: connects and learns the table's columns.
-    await target.apply('bench', { ...txs[0]!, changes: txs[0]!.changes.slice(0, 1) }, from, 'open');
-    from = txs[0]!.position;
-    const started = performance.now();
-    // Grouping is timed too (it is part of the path); every change is of one table version.
-    const applied = grouped ? groupTransactions(txs.slice(1).map((t) => ({ ...t, versions: t.changes.map(() => 'v1') }))) : txs.slice(1);
-    for (const tx of applied) {
-      await target.apply('bench', tx, from, 'open');
-      from = tx.position;
-    }
-    const seconds = (performance.now() - started) / 1000;
-    await target.close();
+    const { seconds, reached } = await timedApply(new PostgresReplicaTarget(url, 'postgres', batchRows), txs, from, grouped);
+    from = reached;
     const { rows } = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM pgbench_accounts WHERE aid BETWEEN $1 AND $2 AND abalance = $3', [first(TX - 1), first(TX - 1) + ROWS - 1, rep * 1_000_000 + TX - 1]);
     if (rows[0]!.n !== ROWS) throw new Error(`the replica does not hold the last transaction's values (${rows[0]!.n} of ${ROWS} rows)`);
     return Math.round(((TX - 1) * ROWS) / seconds);
@@ -155,19 +164,10 @@ try {
   let myFrom = Position.of('00000100');
   await m.query(`INSERT INTO chartlog_replica (source, state, position, commit_ts_us, phi) VALUES ('bench', 'following', ?, 0, 'open')`, [Position.format(myFrom)]);
   const runMysql = async (rep: number, grouped: boolean): Promise<number> => {
-    const target = new MysqlReplicaTarget(myUrl, 'postgres');
     const txs = transactions(rep, base);
     base += TX + 1;
-    await target.apply('bench', { ...txs[0]!, changes: txs[0]!.changes.slice(0, 1) }, myFrom, 'open');
-    myFrom = txs[0]!.position;
-    const started = performance.now();
-    const applied = grouped ? groupTransactions(txs.slice(1).map((t) => ({ ...t, versions: t.changes.map(() => 'v1') }))) : txs.slice(1);
-    for (const tx of applied) {
-      await target.apply('bench', tx, myFrom, 'open');
-      myFrom = tx.position;
-    }
-    const seconds = (performance.now() - started) / 1000;
-    await target.close();
+    const { seconds, reached } = await timedApply(new MysqlReplicaTarget(myUrl, 'postgres'), txs, myFrom, grouped);
+    myFrom = reached;
     const [rows] = await m.query('SELECT count(*) AS n FROM pgbench_accounts WHERE aid BETWEEN ? AND ? AND abalance = ?', [first(TX - 1), first(TX - 1) + ROWS - 1, rep * 1_000_000 + TX - 1]);
     const n = Number((rows as { n: number }[])[0]!.n);
     if (n !== ROWS) throw new Error(`the MariaDB replica does not hold the last transaction's values (${n} of ${ROWS} rows)`);
