@@ -40,10 +40,12 @@ MARKER=.chartlog-services
 # Each line: a file (absolute) or command (in PATH) that must exist, the package providing it.
 required=(
   "$PG_BIN/postgres postgresql-15"
+  "$PG_BIN/pgbench postgresql-15"
   "/usr/sbin/mariadbd mariadb-server-core"
   "mariadb-install-db mariadb-server-core"
   "mariadb mariadb-client-core"
   "mariadb-binlog mariadb-client"
+  "sysbench sysbench"
   "java openjdk-17-jre-headless"
   "mvn maven"
   "ceph-mon ceph-mon"

@@ -33,8 +33,9 @@ import {
 } from './pgoutput-converter.js';
 import { decodePgoutput, type PgMessage } from './pgoutput-decoder.js';
 import { connectionError, ReplicationSession, type SessionItem } from './replication-session.js';
-import { RewriteWatch, type RelfileReading } from './rewrite-watch.js';
+import { RewriteWatch } from './rewrite-watch.js';
 import { renamedPrevious, withRenames } from './column-renames.js';
+import { RELFILE_READING_SQL, relfileReading } from './relfile-reading.js';
 import { checkSetup, ensurePublication, publishedTables, type SetupNames } from './setup-check.js';
 import { ownSlotName, planSlot, slotBase, type SlotPlan } from './slot-ownership.js';
 import { takeSnapshot } from './snapshot.js';
@@ -113,8 +114,8 @@ export interface PostgresConnectorDeps {
 type Progress = { -readonly [K in keyof AckProgress]: AckProgress[K] };
 
 type Begin = Extract<PgMessage, { tag: 'begin' }>;
-/** A captured table's history ending: found gone from the catalog (DROP TABLE) or under a new name (`renamedTo`). */
-type TableEnd = { oid: number; table: string; atLsn: Lsn; timeUs: bigint; renamedTo?: string };
+/** A captured table's history ending: found gone from the catalog (DROP TABLE), under a new name (`renamedTo`), or attached as a partition of a captured table (`attachedTo`). */
+type TableEnd = { oid: number; table: string; atLsn: Lsn; timeUs: bigint; renamedTo?: string; attachedTo?: string };
 type Commit = Extract<PgMessage, { tag: 'commit' }>;
 
 const CHANGE_TAGS = new Set(['insert', 'update', 'delete', 'truncate']);
@@ -653,6 +654,7 @@ export class PostgresConnector implements SourceConnector {
       if (!schema) continue;
       events.push({ op: 'x', schema, before: null, after: null, position: Position.of(commit, events.length) });
       if (e.renamedTo) this.log.info({ table: e.table, renamedTo: e.renamedTo }, 'table renamed (ALTER TABLE … RENAME TO): the old name\'s history ends here');
+      else if (e.attachedTo) this.log.info({ table: e.table, attachedTo: e.attachedTo }, 'table attached as a partition (ALTER TABLE … ATTACH PARTITION): its history ends here, its rows are read again under the partitioned table');
       else this.log.warn({ table: e.table }, 'table gone from the catalog (DROP TABLE): recorded as its end');
     }
     if (events.length === 0) return null;
@@ -663,47 +665,66 @@ export class PostgresConnector implements SourceConnector {
   /**
    * Reads the relfilenode of captured tables (by OID, and by name for the first reading) with
    * the server's WAL position at that moment, for the rewrite watch.
+   *
+   * Partitioned tables (captured as their root: the publication has publish_via_partition_root,
+   * the snapshot reads the root) have no storage of their own, and ATTACH / DETACH / DROP of a
+   * partition, or a partition rewritten or truncated alone (pgoutput does not publish a TRUNCATE
+   * of one partition through its root), change the root's rows with no row events. So a root's
+   * reading is the list of its partitions with their relfilenodes (relfile-reading.ts): any change
+   * to it is a rewrite of the root, re-read by a resync — unless it is the stream's own TRUNCATE
+   * of the root (every leaf then has that transaction's xmin). A captured table found to be a
+   * partition of a published root was attached: its history ends like a dropped table's. A
+   * partition of a root that is no longer one (DETACH) is re-read when it comes into scope
+   * (checkTableStarts).
    */
   private async readRelfiles(q: Queryable, which: { oids: readonly number[]; names?: readonly string[] }): Promise<void> {
     if (which.oids.length === 0 && !which.names?.length) return;
     // Taken before the query: every commit the stream handed on by now is visible to it.
     const streamLsn = this.streamedUpTo;
     // One statement: every commit its catalog snapshot shows ended before pg_current_wal_lsn().
-    const { rows } = await q.query(
-      `SELECT c.oid, n.nspname, c.relname, c.relfilenode, c.xmin, pg_current_wal_lsn() AS lsn,
-              (extract(epoch FROM statement_timestamp()) * 1000000)::int8::text AS ts_us
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind = 'r' AND (c.oid = ANY($1::oid[]) OR n.nspname || '.' || c.relname = ANY($2::text[]))`,
-      [which.oids, which.names ?? []],
-    );
+    const { rows } = await q.query(`${RELFILE_READING_SQL} AND (c.oid = ANY($1::oid[]) OR n.nspname || '.' || c.relname = ANY($2::text[]))`, [
+      which.oids,
+      which.names ?? [],
+      this.names.publication,
+    ]);
     // A statement after the catalog read: its WAL position follows every commit that read saw.
     const atLsn = parseLsn(rows[0]?.lsn ?? (await q.query('SELECT pg_current_wal_lsn() AS lsn')).rows[0]!.lsn!);
-    const present = new Set(rows.map((r) => Number(r.oid)));
+    const readings = rows.map(relfileReading);
+    // Attached to a published root: its rows are the root's from now on.
+    const present = new Set(readings.filter((r) => !r.attachedTo).map((r) => r.oid));
     for (const oid of which.oids) {
       if (present.has(oid) || this.endsPending.some((e) => e.oid === oid)) continue;
-      // Gone from the catalog: dropped (DROP TABLE) before atLsn. Recorded as its end once the
-      // stream has passed atLsn, so every change of it the stream carries comes first.
+      // Gone from the catalog (dropped, DROP TABLE) or attached as a partition, before atLsn.
+      // Recorded as its end once the stream has passed atLsn, so every change of it the stream
+      // carries comes first.
       const table = this.relNames.get(oid);
       this.rewrites.forget(oid);
-      if (table) this.endsPending.push({ oid, table, atLsn, timeUs: BigInt(Date.now()) * 1000n });
+      const attachedTo = readings.find((r) => r.oid === oid)?.attachedTo;
+      if (table) this.endsPending.push({ oid, table, atLsn, timeUs: BigInt(Date.now()) * 1000n, ...(attachedTo ? { attachedTo } : {}) });
     }
-    for (const r of rows) {
-      const oid = Number(r.oid);
-      const name = `${r.nspname}.${r.relname}`;
-      const before = this.relNames.get(oid);
-      if (before !== undefined && before !== name && !this.endsPending.some((e) => e.oid === oid)) this.renamed(oid, before, name, atLsn);
-      this.relNames.set(oid, name);
+    const kept = readings.filter((r) => !r.attachedTo);
+    for (const r of kept) {
+      const before = this.relNames.get(r.oid);
+      if (before !== undefined && before !== r.table && !this.endsPending.some((e) => e.oid === r.oid)) this.renamed(r.oid, before, r.table, atLsn);
+      this.relNames.set(r.oid, r.table);
+      if (r.partitions) {
+        this.roots.add(r.oid);
+        for (const p of r.partitions) this.partitionOf.set(p, r.table);
+      }
     }
-    const readings: RelfileReading[] = rows.map((r) => ({
-      oid: Number(r.oid),
-      table: `${r.nspname}.${r.relname}`,
-      relfilenode: r.relfilenode ?? '',
-      xmin: r.xmin ?? '',
-    }));
     // The statement's start: a commit its catalog snapshot did not see committed after it.
     const tsUs = rows[0]?.ts_us;
-    this.rewrites.observe(readings, atLsn, tsUs ? { streamLsn, timeUs: BigInt(tsUs) } : undefined);
+    this.rewrites.observe(kept, atLsn, tsUs ? { streamLsn, timeUs: BigInt(tsUs) } : undefined);
   }
+
+  /** OIDs of captured partitioned tables (their readings are partition lists). */
+  private readonly roots = new Set<number>();
+  /**
+   * "schema.table" of every partition read under a captured root → that root (DETACH). Entries
+   * stay until the name comes into scope: a stale one (a partition dropped, its name reused by a
+   * new table) costs a needless resync, never a missed one.
+   */
+  private readonly partitionOf = new Map<string, string>();
 
   /** The tables in scope at the last catalog reading of them, and when it was taken (table starts). */
   private scope: { names: ReadonlySet<string>; streamLsn: Lsn; fromUs: bigint } | null = null;
@@ -751,7 +772,16 @@ export class PostgresConnector implements SourceConnector {
           };
           // A failed write leaves the previous reading in place: the next check records it.
           await this.deps.recordTableStart(start);
-          this.log.info({ table, from: Position.format(start.from), seenAt: Position.format(start.seenAt) }, 'table created (found by the catalog check): its start recorded');
+          const detachedFrom = this.partitionOf.get(table);
+          if (detachedFrom === undefined) {
+            this.log.info({ table, from: Position.format(start.from), seenAt: Position.format(start.seenAt) }, 'table created (found by the catalog check): its start recorded');
+            continue;
+          }
+          // DETACH PARTITION: the table starts with the rows it had as a partition, which no
+          // row event carries. Read them by a resync (the root is re-read for their leaving).
+          this.partitionOf.delete(table);
+          this.log.info({ table, detachedFrom, from: Position.format(start.from), seenAt: Position.format(start.seenAt) }, 'table detached from a partitioned table (found by the catalog check): its start recorded');
+          this.resyncOrWarn(table, `detached from ${detachedFrom} (ALTER TABLE … DETACH PARTITION): its rows are read again as a table of its own`);
         }
       }
       this.scope = { names, streamLsn, fromUs: BigInt(r.from_us!) };
@@ -777,12 +807,16 @@ export class PostgresConnector implements SourceConnector {
       this.log.warn({ table: from, renamedTo: to }, `table ${from} was renamed to ${to}, which this source does not capture: its history ends here`);
       return;
     }
-    const reason = `renamed from ${from}: its rows are read again under the new name`;
+    this.resyncOrWarn(to, `renamed from ${from}: its rows are read again under the new name`);
+  }
+
+  /** Asks the pipeline to re-read `table`; without a pipeline (no requestResync), says which command does. */
+  private resyncOrWarn(table: string, reason: string): void {
     if (this.deps.requestResync) {
-      this.log.info({ table: to, renamedFrom: from }, `${to} ${reason}`);
-      this.deps.requestResync({ tables: [to], reason });
+      this.log.info({ table }, `${table} ${reason}`);
+      this.deps.requestResync({ tables: [table], reason });
     } else {
-      this.log.warn({ table: to, renamedFrom: from }, `${to} was ${reason.replace(': its rows are', ': its rows must be')}: chartlog resync --tables ${to}`);
+      this.log.warn({ table }, `${table} was ${reason.replace(': its rows are', ': its rows must be')}: chartlog resync --tables ${table}`);
     }
   }
 
@@ -799,7 +833,9 @@ export class PostgresConnector implements SourceConnector {
         this.log.debug({ table: v.table }, 'new relfilenode explained by a TRUNCATE in the stream');
         continue;
       }
-      const reason = `${v.table} was rewritten without row events (its relfilenode changed with no TRUNCATE in the stream: ALTER … TYPE … USING, a volatile default, VACUUM FULL or CLUSTER)`;
+      const reason = this.roots.has(v.oid)
+        ? `${v.table}'s partitions changed without row events (a partition attached, detached or dropped, or one rewritten or truncated on its own)`
+        : `${v.table} was rewritten without row events (its relfilenode changed with no TRUNCATE in the stream: ALTER … TYPE … USING, a volatile default, VACUUM FULL or CLUSTER)`;
       if (this.deps.requestResync) {
         this.log.warn({ table: v.table }, `${reason}: re-reading the table`);
         // The window: after the last reading that showed the old relfilenode, up to this one.

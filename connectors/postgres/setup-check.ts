@@ -97,6 +97,8 @@ export async function checkSetup(db: Queryable, names: SetupNames): Promise<Setu
     if (identity) problems.push(identity);
   }
 
+  problems.push(...(await partitionProblems(db, names)));
+
   const pub = await db.query(`SELECT puballtables FROM pg_publication WHERE pubname = $1`, [names.publication]);
   const pubRow = pub.rows[0];
   if (pubRow) {
@@ -188,6 +190,54 @@ async function tableFacts(db: Queryable, tables: readonly string[] | undefined):
     readable: r.readable === 't',
     owned: r.owned === 't',
   }));
+}
+
+/**
+ * Partitioned tables are captured as their root: the publication sends partitions' changes under
+ * the root (publish_via_partition_root) and the snapshot reads the root, so one history holds the
+ * rows wherever they move. Refused, naming the table:
+ * - an existing publication without publish_via_partition_root that sends a partitioned table's
+ *   partitions: their changes would arrive under the partitions' names, which no snapshot read;
+ * - a configured table that is a partition of another configured table: its changes arrive under
+ *   that table, so its own history would silently stay empty (and, attached while chartlog was
+ *   stopped, its rows moved with no row event the connector could have seen).
+ */
+async function partitionProblems(db: Queryable, names: SetupNames): Promise<Problem[]> {
+  const problems: Problem[] = [];
+  const { rows } = await db.query(
+    `SELECT (SELECT string_agg(DISTINCT pr.nspname || '.' || pc.relname, ', ')
+               FROM pg_publication_tables pt
+               JOIN pg_namespace pr ON pr.nspname = pt.schemaname
+               JOIN pg_class pc ON pc.relnamespace = pr.oid AND pc.relname = pt.tablename
+              WHERE pt.pubname = $1 AND pc.relispartition) AS leaves,
+            (SELECT NOT pubviaroot FROM pg_publication WHERE pubname = $1) AS not_via_root`,
+    [names.publication],
+  );
+  const r = rows[0];
+  if (r?.not_via_root === 't' && r.leaves) {
+    problems.push({
+      what: `publication ${names.publication} sends partitions (${r.leaves}) under their own names, not under their partitioned table (publish_via_partition_root is off)`,
+      fix: `ALTER PUBLICATION ${quoteIdent(names.publication)} SET (publish_via_partition_root = true); then take a new snapshot`,
+    });
+  }
+  if (names.tables) {
+    const nested = await db.query(
+      `SELECT n.nspname || '.' || c.relname AS name, an.nspname || '.' || ac.relname AS ancestor
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+              pg_partition_ancestors(c.oid) x JOIN pg_class ac ON ac.oid = x.relid JOIN pg_namespace an ON an.oid = ac.relnamespace
+        WHERE c.relispartition AND x.relid <> c.oid AND n.nspname || '.' || c.relname = ANY($1::text[])
+          AND an.nspname || '.' || ac.relname = ANY($1::text[])`,
+      [names.tables],
+    );
+    for (const t of nested.rows) {
+      problems.push({
+        what: `table ${t.name} is a partition of ${t.ancestor}, which is captured too: its changes are captured under ${t.ancestor}`,
+        fix: `remove ${t.name} from the source's tables (its rows are in ${t.ancestor}'s history; if it was attached while chartlog was stopped: chartlog resync --tables ${t.ancestor})`,
+        config: true,
+      });
+    }
+  }
+  return problems;
 }
 
 /** Creates the publication when missing. Call only after checkSetup passed. */

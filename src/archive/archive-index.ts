@@ -188,10 +188,12 @@ export async function readArchiveIndex(store: ObjectStore, source: string, cache
   return index;
 }
 
-/** Every table name the archive knows (snapshots, closed hours, open parts), sorted. */
+/** Every table name the archive knows (snapshots, table-scoped snapshots, closed hours, open parts), sorted. */
 export function tablesOf(index: ArchiveIndex): string[] {
   const names = new Set<string>();
   for (const s of index.snapshots) for (const t of Object.keys(s.tables)) names.add(t);
+  // A table whose only record is a table-scoped base (a detached partition no change followed).
+  for (const s of index.tableSnapshots ?? []) for (const t of Object.keys(s.tables)) names.add(t);
   for (const h of index.hours) for (const o of h.manifest.objects) if (o.table !== TRANSACTIONS_TABLE) names.add(o.table);
   for (const p of index.openParts) {
     for (const table of p.sections ? p.sections.map((s) => s.table) : [p.table]) if (table !== TRANSACTIONS_TABLE) names.add(table);

@@ -8,9 +8,10 @@ import { mysqlColumnType, mysqlLiteral, mysqlString, quoteMysqlIdent } from '../
 import { scrubMessage, type SourceEngine } from '../restore/targets/restore-target.js';
 import { batchChanges, keyImage, type ChangeBatch } from './change-batches.js';
 import { olderRowsValue, sameColumns, shapeSteps } from './schema-evolution.js';
-import { REPLICA_TABLE, logApplied, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TargetInspection } from './replica-target.js';
+import { REPLICA_BASES_TABLE, REPLICA_TABLE, logApplied, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TargetInspection } from './replica-target.js';
 
 const POSITION_TABLE = quoteMysqlIdent(REPLICA_TABLE);
+const BASES_TABLE = quoteMysqlIdent(REPLICA_BASES_TABLE);
 
 /** One statement of an applied transaction and the rows it must meet (null: any number). */
 interface Step {
@@ -107,7 +108,22 @@ export class MysqlReplicaTarget implements ReplicaTarget {
         });
       }
     }
-    return { tables: names.filter((n) => n !== REPLICA_TABLE), hasReplicaTable, replicas };
+    return { tables: names.filter((n) => n !== REPLICA_TABLE && n !== REPLICA_BASES_TABLE), hasReplicaTable, replicas };
+  }
+
+  async takenBases(source: string): Promise<Map<string, Position>> {
+    const conn = await this.connect();
+    const [has] = await conn.query('SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?', [REPLICA_BASES_TABLE]);
+    if ((has as unknown[]).length === 0) return new Map();
+    const [rows] = await conn.query(`SELECT table_name, position FROM ${BASES_TABLE} WHERE source = ?`, [source]);
+    return new Map((rows as { table_name: string; position: string }[]).map((r) => [r.table_name, Position.parse(r.position)]));
+  }
+
+  /** Records base positions (no table rebuild here: this target has no replaceTable, so only the load's mark). */
+  async recordBases(source: string, bases: ReadonlyMap<string, Position>): Promise<void> {
+    const conn = await this.connect();
+    await conn.query(`CREATE TABLE IF NOT EXISTS ${BASES_TABLE} (source varchar(255) NOT NULL, table_name varchar(255) NOT NULL, position varchar(255) NOT NULL, PRIMARY KEY (source, table_name))`);
+    for (const [table, p] of bases) await conn.query(`REPLACE INTO ${BASES_TABLE} (source, table_name, position) VALUES (?, ?, ?)`, [source, table, Position.format(p)]);
   }
 
   async beginLoad(r: ReplicaRecord): Promise<void> {

@@ -8,9 +8,10 @@ import { pgColumnType, pgText, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLite
 import { scrubMessage, type SourceEngine } from '../restore/targets/restore-target.js';
 import { BATCH_ROWS, batchChanges, keyImage, type ChangeBatch } from './change-batches.js';
 import { olderRowsValue, sameColumns, shapeSteps } from './schema-evolution.js';
-import { REPLICA_TABLE, logApplied, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TargetInspection } from './replica-target.js';
+import { REPLICA_BASES_TABLE, REPLICA_TABLE, logApplied, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TableReplacement, type TargetInspection } from './replica-target.js';
 
 const POSITION_TABLE = `public.${quoteIdent(REPLICA_TABLE)}`;
+const BASES_TABLE = `public.${quoteIdent(REPLICA_BASES_TABLE)}`;
 
 /** SQL text sent in one round trip at most; a larger transaction goes in several (still one transaction). */
 const ROUND_TRIP_CHARS = 8 * 1024 * 1024;
@@ -79,8 +80,8 @@ export class PostgresReplicaTarget implements ReplicaTarget {
     const { rows: tables } = await client.query<{ name: string }>(
       `SELECT table_schema || '.' || table_name AS name FROM information_schema.tables
         WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_schema NOT LIKE 'pg\\_%'
-          AND NOT (table_schema = 'public' AND table_name = $1) ORDER BY 1`,
-      [REPLICA_TABLE],
+          AND NOT (table_schema = 'public' AND table_name IN ($1, $2)) ORDER BY 1`,
+      [REPLICA_TABLE, REPLICA_BASES_TABLE],
     );
     const { rows: has } = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [POSITION_TABLE]);
     const hasReplicaTable = has[0]?.t != null;
@@ -180,6 +181,58 @@ export class PostgresReplicaTarget implements ReplicaTarget {
     }
   }
 
+  async takenBases(source: string): Promise<Map<string, Position>> {
+    const client = await this.connect();
+    const { rows: has } = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [BASES_TABLE]);
+    if (has[0]?.t == null) return new Map();
+    const { rows } = await client.query<{ table_name: string; position: string }>(`SELECT table_name, position FROM ${BASES_TABLE} WHERE source = $1`, [source]);
+    return new Map(rows.map((r) => [r.table_name, Position.parse(r.position)]));
+  }
+
+  async recordBases(source: string, bases: ReadonlyMap<string, Position>): Promise<void> {
+    const client = await this.connect();
+    try {
+      await client.query(`BEGIN;\n${basesSql(source, bases)};\nCOMMIT`);
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw describe(err, 'recording the replica\'s table bases');
+    }
+  }
+
+  /**
+   * One target transaction: checks (and locks) the position row, drops the table, creates it
+   * from the base's version, loads the base's rows, applies the table's later changes, records
+   * the base. PostgreSQL's DDL is transactional, so a reader sees the old table until the commit
+   * (its DROP holds an ACCESS EXCLUSIVE lock: readers wait) and a kill leaves the old one.
+   */
+  async replaceTable(source: string, r: TableReplacement, phi: PhiMode): Promise<{ rows: number }> {
+    const client = await this.connect();
+    let rows = 0;
+    try {
+      await client.query('BEGIN');
+      // The position row stays, locked: a second replicator waits, then finds it moved or not.
+      await client.query(`WITH p AS (SELECT 1 FROM ${POSITION_TABLE} WHERE source = ${sqlLiteral(source)} AND position = ${sqlLiteral(Position.format(r.position))} AND state = 'following' FOR UPDATE) ${expectOne('p', 'chartlog-replica-position-moved')}`);
+      await client.query(`DROP TABLE IF EXISTS ${qualifiedIdent(r.schema.schema, r.schema.table)}`);
+      this.columns.delete(r.table);
+      const shape: ReplicaChange = { op: 'r', table: r.table, schema: r.schema, before: null, after: null, position: r.basePosition, phiColumns: r.phiColumns };
+      await this.ensureShape(client, shape, phi);
+      for await (const batch of r.rows) {
+        for (const b of batchChanges(batch, this.batchRows, KEYED_BATCH_ROWS)) await client.query(batchSql(b, phi, this.engine, this.columns.get(b.table)));
+        rows += batch.length;
+      }
+      for (const change of r.later) if (change.op !== 'x') await this.ensureShape(client, change, phi);
+      for (const b of batchChanges(r.later, this.batchRows, KEYED_BATCH_ROWS)) await client.query(batchSql(b, phi, this.engine, this.columns.get(b.table)));
+      await client.query(`${basesSql(source, new Map([[r.table, r.basePosition]]))};\nCOMMIT`);
+      return { rows: rows + r.later.length };
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      const e = describeApplyError(err, source, r.position, r.position, this.description);
+      if (e.retriable) await this.drop();
+      else this.columns.clear();
+      throw e;
+    }
+  }
+
   /** Creates a table the target lacks, or adds the columns it lacks, inside the applying transaction. */
   private async ensureShape(client: pg.Client, change: ReplicaChange, phi: PhiMode): Promise<void> {
     let known = this.columns.get(change.table);
@@ -247,6 +300,14 @@ export function replicaValue(v: CellValue | undefined, c: ColumnSchema, phiColum
   if (!phiColumns.has(c.name) || phi === 'open') return pgText(v, c, false, engine);
   if (phi === 'omit') return null;
   return pgText(v, c, true, engine);
+}
+
+/** Creates the bases table when absent and upserts `bases` (table → base position) for `source`. */
+function basesSql(source: string, bases: ReadonlyMap<string, Position>): string {
+  const create = `CREATE TABLE IF NOT EXISTS ${BASES_TABLE} (source text NOT NULL, table_name text NOT NULL, position text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (source, table_name))`;
+  const values = [...bases].map(([t, p]) => `(${sqlLiteral(source)}, ${sqlLiteral(t)}, ${sqlLiteral(Position.format(p))})`);
+  if (values.length === 0) return create;
+  return `${create};\nINSERT INTO ${BASES_TABLE} (source, table_name, position) VALUES ${values.join(', ')} ON CONFLICT (source, table_name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()`;
 }
 
 /**

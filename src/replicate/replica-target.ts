@@ -14,6 +14,37 @@ export const PHI_MODES: readonly PhiMode[] = ['open', 'sealed', 'omit'];
 /** The table in the target that records the replica's position, updated in every applied transaction. */
 export const REPLICA_TABLE = 'chartlog_replica';
 
+/**
+ * The table in the target that records which table base (`chartlog resync`, table-snapshots/)
+ * each replica table was last rebuilt from: one row per source and table, moved in the same
+ * target transaction as the rebuild (table-resyncs.ts). The table `*` holds the load's mark.
+ */
+export const REPLICA_BASES_TABLE = 'chartlog_replica_bases';
+
+/**
+ * A table of the replica rebuilt from a new base (`chartlog resync`, automatic or not): its rows
+ * replaced by the base's rows and the table's changes after the base up to the replica's
+ * position, in ONE target transaction that also records the base (REPLICA_BASES_TABLE) and checks
+ * the position row (which stays where it is): a reader sees the old table or the new one, and a
+ * kill leaves either, the base recorded only with the new one.
+ */
+export interface TableReplacement {
+  /** "schema.table" */
+  table: string;
+  baseId: string;
+  /** The base's version of the table (a base with no rows still makes the table). */
+  schema: TableSchema;
+  phiColumns: ReadonlySet<string>;
+  /** The base's rows (op r), a batch at a time. */
+  rows: AsyncIterable<readonly ReplicaChange[]>;
+  /** The table's changes after the base's position up to the replica's, in source order. */
+  later: readonly ReplicaChange[];
+  /** The replica's position (unchanged by the replacement). */
+  position: Position;
+  /** The base's position: the mark recorded for the table. */
+  basePosition: Position;
+}
+
 /** The replica's row of the position table. */
 export interface ReplicaRecord {
   source: string;
@@ -93,6 +124,12 @@ export interface ReplicaTarget {
   beginLoad(r: ReplicaRecord): Promise<void>;
   finishLoad(source: string, position: Position, commitTsUs: bigint): Promise<void>;
   apply(source: string, tx: ReplicaTransaction, from: Position, phi: PhiMode): Promise<{ rows: number }>;
+  /** The base positions recorded in REPLICA_BASES_TABLE for `source` (table → position; `*`: the load's); empty when the table is absent. */
+  takenBases(source: string): Promise<Map<string, Position>>;
+  /** Records base positions (upsert; created if absent), e.g. the load's mark after the initial load. */
+  recordBases(source: string, bases: ReadonlyMap<string, Position>): Promise<void>;
+  /** Rebuilds one table from a new base (TableReplacement). Absent: the target cannot, and the replica stops naming the table. */
+  replaceTable?(source: string, r: TableReplacement, phi: PhiMode): Promise<{ rows: number }>;
   close(): Promise<void>;
 }
 

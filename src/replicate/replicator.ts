@@ -19,6 +19,8 @@ import type { ReplicaLocation } from './replica-name.js';
 import { startDecision, type PhiMode, type ReplicaChange, type ReplicaTarget } from './replica-target.js';
 import { ArchiveFollower } from './archive-follower.js';
 import { GROUP_ROWS, groupTransactions, type GroupableTransaction } from './transaction-groups.js';
+import { LOAD_MARK, cannotRebuild, holdingWindow, inBase, pendingBases } from './table-resyncs.js';
+import { tableSnapshotsPrefix, type SnapshotManifest } from '../archive/snapshot-manifest.js';
 
 export interface ReplicateOptions {
   config: Readonly<Config>;
@@ -146,6 +148,8 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
       await restoreTarget.close();
     }
     await o.target.finishLoad(name, position, commitTsUs);
+    // The load took every table base up to its position (restore's chooseTableBase).
+    await o.target.recordBases(name, new Map([[LOAD_MARK, position]]));
     loadSeconds = Math.round(performance.now() - started) / 1000;
     log.info({ position: Position.format(position), seconds: loadSeconds }, 'replica loaded');
   }
@@ -196,6 +200,19 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
     nextStatus = performance.now() + statusEvery;
   };
   const follower = new ArchiveFollower(o.store, name, archive, mac, inScope);
+  /** Per table, the position of the base its rows were last rebuilt from (table-resyncs.ts). */
+  const marks = await o.target.takenBases(name);
+  if (!marks.has(LOAD_MARK)) {
+    // A replica built before table bases were followed (or stopped between its load's end and
+    // this mark): bases up to its position are taken as its own, never rebuilt from — an old
+    // base plus changes the archive may no longer hold could only be worse.
+    marks.set(LOAD_MARK, position);
+    await o.target.recordBases(name, new Map([[LOAD_MARK, position]]));
+    log.info({ position: Position.format(position) }, 'table bases up to the replica position recorded as taken');
+  }
+  let heldAt: string | null = null;
+  /** The table whose change met no row while its base may still come (awaitingBase), and since when. */
+  let pendingSince: { table: string | null; since: number } = { table: null, since: 0 };
   /** The read of the archive under way while a round applies (pipelined), awaited before the next plan. */
   let reading: Promise<void> | null = null;
   while (!o.signal.aborted) {
@@ -206,17 +223,39 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
       const plan = follower.plan(position, ROUND_LIMIT);
       stats.lagTransactions = plan.transactions.length + plan.inFlight;
       stats.oldestUs = plan.transactions[0]?.commitTsUs ?? plan.oldestInFlightUs;
-      const records = plan.transactions.flatMap((t) => t.records);
+      // New table bases first (table-resyncs.ts): each table rebuilt in one target transaction.
+      const index = follower.lastIndex!;
+      for (const { table, base } of pendingBases(index.tableSnapshots ?? [], marks, inScope)) {
+        if (!o.target.replaceTable) throw cannotRebuild(table, base, o.target.description);
+        const started = performance.now();
+        const rows = await rebuildTable(o, archive, index, table, base, position, sealedOf, audited, commitTsUs);
+        marks.set(table, Position.parse(base.position));
+        log.info({ table, base: base.id, basePosition: base.position, position: Position.format(position), rows, seconds: Math.round(performance.now() - started) / 1000 }, 'table rebuilt in the replica from its new base (table resync)');
+      }
+      // An open unproven window holds the replica before it: what follows may hold old values.
+      const hold = holdingWindow(index.unproven ?? [], inScope);
+      const upTo = hold ? plan.transactions.findIndex((t) => Position.compare(t.position, hold.from) >= 0) : -1;
+      const settled = upTo >= 0 ? plan.transactions.slice(0, upTo) : plan.transactions;
+      if (hold && (upTo >= 0 || Position.compare(position, hold.from) >= 0)) {
+        const at = `${hold.table}@${Position.format(hold.from)}`;
+        if (heldAt !== at) {
+          heldAt = at;
+          log.warn({ table: hold.table, from: Position.format(hold.from), reason: hold.reason }, `the replica waits before ${Position.format(hold.from)}: ${hold.table} is being re-read at the source (${hold.reason}); it goes on once the table's new base is in the archive (with sources[].resync.automatic false: chartlog resync --tables ${hold.table})`);
+        }
+      } else heldAt = null;
+      // A table's changes at or before its base are in the base already.
+      const txsIn = settled.map((t) => ({ ...t, records: t.records.filter((r) => !inBase(marks, r.table, r.position)) }));
+      const records = txsIn.flatMap((t) => t.records);
       const decoded = await decodeAll(records, archive, o.phi === 'open');
       // The next read of the archive runs while this round applies: what became durable meanwhile
       // is ready when the round ends (its failure is the next round's, through the await above).
-      if (plan.transactions.length > 0) {
+      if (txsIn.length > 0) {
         reading = follower.read(position);
         reading.catch(() => undefined);
       }
       let at = 0;
       const txs: GroupableTransaction[] = [];
-      for (const tx of plan.transactions) {
+      for (const tx of txsIn) {
         const changes: ReplicaChange[] = [];
         const versions: string[] = [];
         for (const r of tx.records) {
@@ -237,19 +276,32 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
         stats.rows += rows;
         stats.sinceRows += rows;
         stats.lagTransactions -= count;
-        stats.oldestUs = plan.transactions[applied]?.commitTsUs ?? plan.oldestInFlightUs;
+        stats.oldestUs = txsIn[applied]?.commitTsUs ?? plan.oldestInFlightUs;
         reportWhenDue();
         // A stop asked for between transactions is honoured at once (each is whole in the target).
         if (o.signal.aborted) break;
       }
       // A hole after what was applied: the replica stops there, never applying around it.
-      if (plan.stop && !o.signal.aborted) throw plan.stop;
+      if (plan.stop && !o.signal.aborted && txsIn.length === plan.transactions.length) throw plan.stop;
       backoff.reset();
+      pendingSince = { table: null, since: 0 };
     } catch (err) {
       // A read under way is let finish (it changes nothing on failure) before the next starts.
       await reading?.catch(() => undefined);
       reading = null;
-      if (!(err instanceof ChartlogError) || !(err.retriable || vanishedPart(err))) throw err;
+      if (!(err instanceof ChartlogError)) throw err;
+      // A change of a table started while the source streamed that meets no row: a PostgreSQL
+      // RENAME TO, whose new name's changes come before its base (no unproven window is recorded
+      // for it). The replica waits for the base (which then supersedes those changes) while a
+      // resync is under way, or a minute; then it stops as before.
+      const missing = err.retriable ? null : await awaitingBase(o.store, name, err, follower.lastIndex, pendingSince);
+      if (missing) {
+        if (pendingSince.table !== missing) log.warn({ table: missing }, `a change of ${missing} meets no row of the replica: waiting for its new base (a table renamed at the source is re-read under its new name)`);
+        pendingSince = { table: missing, since: pendingSince.table === missing ? pendingSince.since : performance.now() };
+        await sleep(o.pollMs ?? DEFAULT_POLL_MS, o.signal).catch(() => undefined);
+        continue;
+      }
+      if (!(err.retriable || vanishedPart(err))) throw err;
       const delay = backoff.next()!;
       log.warn({ err: err.message, retryInMs: Math.round(delay) }, 'replication round failed; retrying');
       await sleep(delay, o.signal).catch(() => undefined);
@@ -348,6 +400,77 @@ async function decodeAll(records: readonly StoredRecord[], archive: ArchiveCodec
     for (const d of decoded) out.push(d.event);
   }
   return out;
+}
+
+/** How long a change of a new table that meets no row may wait for the table's base when no resync is seen under way. */
+const BASE_WAIT_MS = 60_000;
+
+/**
+ * The table to wait for when `err` is a change meeting no row of the replica in a table whose
+ * start the archive recorded (table-starts.ts: created or renamed while the source streamed),
+ * while a table resync is under way in the archive (a table-snapshots/ folder with progress and
+ * no manifest yet) or for BASE_WAIT_MS since the first such failure; otherwise null (stop).
+ */
+async function awaitingBase(store: ObjectStore, source: string, err: ChartlogError, index: ArchiveIndex | null, pending: { table: string | null; since: number }): Promise<string | null> {
+  const m = /^(\S+): the change at \S+ does not meet exactly one row/.exec(err.message);
+  const table = m?.[1];
+  if (err.code !== 'integrity' || !table || !index?.tableStarts?.some((s) => s.table === table)) return null;
+  if (pending.table !== table || performance.now() - pending.since < BASE_WAIT_MS) return table;
+  const folders = new Map<string, Set<string>>();
+  for await (const o of store.listAll(tableSnapshotsPrefix(source))) {
+    const [id, file] = o.key.slice(tableSnapshotsPrefix(source).length).split('/');
+    if (!id || !file) continue;
+    const set = folders.get(id) ?? new Set<string>();
+    set.add(file);
+    folders.set(id, set);
+  }
+  return [...folders.values()].some((f) => f.has('progress.json') && !f.has('manifest.json')) ? table : null;
+}
+
+/**
+ * Rebuilds one table of the replica from a new base (TableReplacement): the base's rows and the
+ * table's changes after the base up to the replica's position (none when the replica is still
+ * before the base; its later changes up to the base are then dropped: inBase), in one target
+ * transaction. Returns the rows written.
+ */
+async function rebuildTable(
+  o: ReplicateOptions,
+  archive: ArchiveCodec,
+  index: ArchiveIndex,
+  table: string,
+  base: SnapshotManifest,
+  position: Position,
+  sealedOf: (fingerprint: string) => Promise<ReadonlySet<string>>,
+  audited: Set<string>,
+  commitTsUs: bigint,
+): Promise<number> {
+  const reader = new ArchiveReader(o.store, index, archive.envelopes);
+  const open = o.phi === 'open';
+  const version = (await archive.schemas.resolve(BigInt(`0x${base.tables[table]!.fingerprint}`))).version;
+  const basePosition = Position.parse(base.position);
+  const toChanges = async (records: readonly StoredRecord[]): Promise<ReplicaChange[]> => {
+    const decoded = await decodeAll(records, archive, open);
+    const out: ReplicaChange[] = [];
+    for (let i = 0; i < records.length; i++) {
+      const d = decoded[i]!;
+      out.push({ op: d.op, table, schema: d.schema, before: d.before, after: d.after, position: records[i]!.position, phiColumns: await sealedOf(records[i]!.fingerprint) });
+    }
+    return out;
+  };
+  const laterRecords =
+    Position.compare(position, basePosition) > 0
+      ? (await reader.tableRecords(table, basePosition)).filter((r) => Position.compare(r.position, position) <= 0).sort((a, b) => Position.compare(a.position, b.position))
+      : [];
+  const later = await toChanges(laterRecords);
+  const shape: ReplicaChange = { op: 'r', table, schema: version.table, before: null, after: null, position: basePosition, phiColumns: version.sealed };
+  if (open) await auditOpening(o, [shape, ...later], audited, position, commitTsUs);
+  async function* rows(): AsyncGenerator<ReplicaChange[]> {
+    for await (const batch of reader.snapshotRecordBatches(base, table)) {
+      for (let i = 0; i < batch.length; i += DECODE_GROUP) yield toChanges(batch.slice(i, i + DECODE_GROUP));
+    }
+  }
+  const { rows: written } = await o.target.replaceTable!(o.source.name, { table, baseId: base.id, schema: version.table, phiColumns: version.sealed, rows: rows(), later, position, basePosition }, o.phi);
+  return written;
 }
 
 /**

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,12 +10,13 @@ import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun } from '../support/chartlog-process.js';
 import { checkpointPast, DdlMatrix, restoreEquals, waitForLog } from '../support/ddl-matrix.js';
-import { PausableWriter } from '../support/pausable-writer.js';
+import { ClientLoad } from '../support/client-load.js';
 import { createMariadbDatabase, diffCaptures, type TestDatabase } from '../support/restore-engines.js';
 
 /**
- * Issue 14's DDL matrix on MariaDB: one `chartlog run`, a concurrent writer, and one DDL after
- * another — each between a moment just before it and one just after it (after the table's next
+ * Issue 14's DDL matrix on MariaDB: one `chartlog run`, sysbench's oltp_write_only as the
+ * concurrent client (rate-limited, on its own table sbtest1 in the matrix's database, captured and
+ * compared at every moment like the rest), and one DDL after another — each between a moment just before it and one just after it (after the table's next
  * row change, which brings the new version to the stream, and after the automatic resync a
  * rewriting ALTER asks for). Commit times have whole seconds here: each moment is taken once a
  * new second began after the last commit (DdlMatrix). A restore to each moment must equal the
@@ -53,14 +55,15 @@ const newDb = async (prefix: string): Promise<TestDatabase> => {
 let matrix: DdlMatrix | null = null;
 let restoreArgs: string[] = [];
 let run: ChartlogRun | null = null;
-let writerConn: mysql.Connection | null = null;
-let writerRef: PausableWriter | null = null;
+let metaConn: mysql.Connection | null = null;
+let load: ClientLoad | null = null;
+let dropLoadUser: (() => Promise<void>) | null = null;
 
 after(async () => {
-  writerRef?.resume();
-  await writerRef?.stop();
+  await load?.stop();
   await run?.close();
-  await writerConn?.end().catch(() => undefined);
+  await dropLoadUser?.().catch(() => undefined);
+  await metaConn?.end().catch(() => undefined);
   for (const db of created) await db.drop();
   if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
 });
@@ -71,6 +74,20 @@ before(async () => {
     for (let i = 1; i <= n; i++) await source.exec(`INSERT INTO ${t} VALUES (${i}, ${value(i)})`);
   };
   await source.exec('CREATE TABLE w (id INT PRIMARY KEY, x INT)');
+  await source.exec('INSERT INTO w VALUES (1, 1)');
+  // sysbench's own user (so its sessions can be told apart) and table, before the base snapshot.
+  const sbUser = `sb_${source.name.slice(-8)}`;
+  await source.exec(`CREATE USER '${sbUser}'@'%' IDENTIFIED BY '${sbUser}'`);
+  dropLoadUser = () => source.exec(`DROP USER IF EXISTS '${sbUser}'@'%'`);
+  await source.exec(`GRANT ALL ON \`${source.name}\`.* TO '${sbUser}'@'%'`);
+  const mariadb = new URL(source.url);
+  const sysbench = (command: 'prepare' | 'run'): string[] => [
+    'oltp_write_only', '--db-driver=mysql', `--mysql-host=${mariadb.hostname}`, `--mysql-port=${mariadb.port}`,
+    `--mysql-user=${sbUser}`, `--mysql-password=${sbUser}`, `--mysql-db=${source.name}`, '--tables=1', '--table-size=100',
+    ...(command === 'run' ? ['--threads=2', '--rate=20', '--time=0', '--report-interval=1'] : []), command,
+  ];
+  const prepared = spawnSync('sysbench', sysbench('prepare'), { encoding: 'utf8' });
+  assert.equal(prepared.status, 0, `sysbench prepare: ${prepared.stderr}${prepared.stdout}`);
   for (const t of ['a_null', 'a_const', 'a_vol', 'trunc', 'dropt', 'a_phi']) {
     await source.exec(`CREATE TABLE ${t} (id INT PRIMARY KEY, note VARCHAR(40))`);
     await rows(t, 12, (i) => `'${t}-${i}'`);
@@ -93,6 +110,7 @@ before(async () => {
   const pub: Record<string, string[]> = {
     w: ['id', 'x'], a_null: ['id', 'note', 'extra'], a_const: ['id', 'note', 'flag'], a_vol: ['id', 'note', 'u', 'ts'],
     trunc: ['id', 'note'], dropt: ['id', 'note'], dropc: ['id', 'note', 'gone'], m: ['id', 'amount'], en: ['id', 'e', 's'],
+    sbtest1: ['id', 'k', 'c', 'pad'],
   };
   const strict = ['a_null', 'a_const', 'a_vol'];
   const configFile = join(work, 'chartlog.yaml');
@@ -116,14 +134,17 @@ before(async () => {
   // a moment less than a second after the snapshot's may lie before it: the first moment waits.
   const streamingAt = Date.now();
 
-  const conn = await mysql.createConnection({ uri: source.url });
-  writerConn = conn;
-  const writer = new PausableWriter(async (n) => {
-    await conn.query(`INSERT INTO w VALUES (${n}, ${n})`);
-    if (n > 3) await conn.query(`UPDATE w SET x = x + 1 WHERE id = ${1 + ((n * 7) % (n - 1))}`);
-  }, 5);
-  writer.start();
-  writerRef = writer;
+  const meta = await mysql.createConnection({ uri: source.url });
+  metaConn = meta;
+  const bench = new ClientLoad({
+    command: 'sysbench',
+    args: sysbench('run'),
+    quiet: async () => ((await meta.query(`SELECT count(*) AS n FROM information_schema.PROCESSLIST WHERE USER = ? AND COMMAND = 'Query'`, [sbUser]))[0] as { n: number }[])[0]!.n === 0,
+    tps: (line) => Number(/^\[ *\d+s \] thds: \d+ tps: ([\d.]+)/.exec(line)?.[1] ?? 0) || null,
+  });
+  bench.start();
+  load = bench;
+  const writer = bench;
 
   const m = new DdlMatrix({ source, writer, tablesNow: () => source.tables(), secondResolution: true });
   await sleep(Math.max(0, streamingAt + 1100 - Date.now()));
@@ -178,8 +199,10 @@ before(async () => {
     await source.exec(`UPDATE a_phi SET note = 'after' WHERE id = 1`);
   }, resynced('a_phi'));
 
-  await writer.stop();
-  assert.ok(writer.commits > 20, `the concurrent writer committed ${writer.commits} transactions`);
+  assert.ok(bench.running, `sysbench ran to the end: ${bench.log.slice(-1000)}`);
+  const commits = await bench.stop();
+  load = null;
+  assert.ok(commits > 100, `sysbench committed about ${commits} transactions: ${bench.log.slice(-1000)}`);
   // A commit stamped with a later whole second than the last moment, for the checkpoint to pass it.
   await sleep(1100);
   await source.exec('UPDATE w SET x = 0 WHERE id = 1');

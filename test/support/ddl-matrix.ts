@@ -5,12 +5,11 @@ import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { formatUs } from '../../src/archive/layout.js';
 import type { ObjectStore } from '../../src/storage/object-store.js';
 import { runChartlog } from './chartlog-process.js';
-import type { PausableWriter } from './pausable-writer.js';
 import { diffCaptures, type Captured, type TestDatabase } from './restore-engines.js';
 
 /**
  * The DDL matrix of issue 14 (test/integration/ddl-matrix-*.test.ts): DDL cases one after
- * another under one `chartlog run` and a concurrent writer, each between two moments — just
+ * another under one `chartlog run` and a concurrent client (pgbench, sysbench), each between two moments — just
  * before the DDL and just after it — at which the source is captured with the writer paused
  * (every table the source has then, tables present or absent included). Restores to those
  * moments are later compared with the captures value by value.
@@ -32,7 +31,8 @@ export interface DdlCase {
 
 export interface MatrixOptions {
   readonly source: TestDatabase;
-  readonly writer: PausableWriter;
+  /** The concurrent client (a ClientLoad: pgbench, sysbench), paused around each moment. */
+  readonly writer: { pause(): Promise<void>; resume(): void };
   /** The tables the source has now that a restore should give (names as the target spells them). */
   readonly tablesNow: () => Promise<string[]>;
   /**
