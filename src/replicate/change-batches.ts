@@ -23,18 +23,45 @@ export type ChangeBatch =
 /** Rows per batch at most: keeps one statement's text and plan small. */
 export const BATCH_ROWS = 1000;
 
-/** A table version's shape as text, cached per schema object: a batch never spans two versions. */
-const shapes = new WeakMap<object, string>();
-function shapeOf(schema: ReplicaChange['schema']): string {
-  let s = shapes.get(schema);
-  if (s === undefined) {
-    s = JSON.stringify(schema.columns.map((c) => [c.name, c.type]));
-    shapes.set(schema, s);
+/**
+ * What batching needs of a table version, worked out once per schema object (every change of a
+ * version shares it) rather than per change: replicas batch tens of thousands of rows a second.
+ */
+interface VersionFacts {
+  keyed: boolean;
+  key: readonly string[];
+  names: readonly string[];
+  /** The version's key and columns as text: a batch never spans two shapes. */
+  shape: string;
+}
+const versions = new WeakMap<object, VersionFacts>();
+function factsOf(schema: ReplicaChange['schema']): VersionFacts {
+  let f = versions.get(schema);
+  if (f === undefined) {
+    const keyed = hasRowKey(schema);
+    const key = keyed ? identityColumns(schema) : [];
+    f = { keyed, key, names: schema.columns.map((c) => c.name), shape: JSON.stringify([key, schema.columns.map((c) => [c.name, c.type])]) };
+    versions.set(schema, f);
   }
-  return s;
+  return f;
 }
 
-const present = (row: Row, names: readonly string[]) => names.filter((c) => row[c] !== undefined && row[c] !== UNCHANGED);
+/** A PHI column set as text, cached per set object (changes of one record version share it). */
+const phiTexts = new WeakMap<object, string>();
+function phiText(phi: ReadonlySet<string>): string {
+  let t = phiTexts.get(phi);
+  if (t === undefined) {
+    t = [...phi].join('\u0001');
+    phiTexts.set(phi, t);
+  }
+  return t;
+}
+
+/** The columns a row image carries: `names` itself (the same array) when it carries every one. */
+function present(row: Row, names: readonly string[]): readonly string[] {
+  for (const c of names) if (row[c] === undefined || row[c] === UNCHANGED) return names.filter((n) => row[n] !== undefined && row[n] !== UNCHANGED);
+  return names;
+}
 const usable = (row: Row | null, c: string) => row !== null && row[c] !== undefined && row[c] !== UNCHANGED;
 
 /**
@@ -59,14 +86,16 @@ function cellText(v: CellValue | undefined): string {
   return `${typeof v}:${String(v)}`;
 }
 
-/** The changes of one transaction cut into batches, in order (pure). */
-export function batchChanges(changes: readonly ReplicaChange[], maxRows = BATCH_ROWS): ChangeBatch[] {
+/**
+ * The changes of one transaction cut into batches, in order (pure). `maxKeyedRows` caps update and
+ * delete batches apart (a target whose joins by key plan badly past some size: PostgreSQL).
+ */
+export function batchChanges(changes: readonly ReplicaChange[], maxRows = BATCH_ROWS, maxKeyedRows = maxRows): ChangeBatch[] {
   const out: ChangeBatch[] = [];
-  let open: { batch: ChangeBatch & { changes: ReplicaChange[] }; signature: string; touched: Set<string> } | null = null;
+  /** The open batch and what a change must share to join it (compared part by part: no text built per change). */
+  let open: { batch: ChangeBatch & { changes: ReplicaChange[] }; shape: string; columns: string; phi: string; touched: Set<string> } | null = null;
   for (const ch of changes) {
-    const keyed = hasRowKey(ch.schema);
-    const key = keyed ? identityColumns(ch.schema) : [];
-    const names = ch.schema.columns.map((c) => c.name);
+    const { keyed, key, names, shape } = factsOf(ch.schema);
     let kind: ChangeBatch['kind'];
     let columns: readonly string[] = [];
     let keys: string[] = [];
@@ -84,8 +113,19 @@ export function batchChanges(changes: readonly ReplicaChange[], maxRows = BATCH_
         if (fresh !== old) keys.push(fresh);
       }
     } else kind = 'single';
-    const signature = `${kind}\u0000${ch.table}\u0000${key.join('\u0001')}\u0000${columns.join('\u0001')}\u0000${shapeOf(ch.schema)}\u0000${[...ch.phiColumns].join('\u0001')}`;
-    const fits = open !== null && kind !== 'single' && open.signature === signature && open.batch.changes.length < maxRows && keys.every((k) => !open!.touched.has(k));
+    // The columns are named only when some are missing (`*`: all of the version's).
+    const cols = columns === names ? '*' : columns.join('\u0001');
+    const phi = phiText(ch.phiColumns);
+    const fits =
+      open !== null &&
+      kind !== 'single' &&
+      open.batch.kind === kind &&
+      open.batch.table === ch.table &&
+      open.shape === shape &&
+      open.columns === cols &&
+      open.phi === phi &&
+      open.batch.changes.length < (kind === 'insert' ? maxRows : Math.min(maxRows, maxKeyedRows)) &&
+      keys.every((k) => !open!.touched.has(k));
     if (fits) {
       open!.batch.changes.push(ch);
       for (const k of keys) open!.touched.add(k);
@@ -97,7 +137,7 @@ export function batchChanges(changes: readonly ReplicaChange[], maxRows = BATCH_
       : kind === 'delete' ? { kind, table: ch.table, key, changes: [ch] }
       : { kind, table: ch.table, changes: [ch] as [ReplicaChange] };
     out.push(batch);
-    open = kind === 'single' ? null : { batch: batch as ChangeBatch & { changes: ReplicaChange[] }, signature, touched: new Set(keys) };
+    open = kind === 'single' ? null : { batch: batch as ChangeBatch & { changes: ReplicaChange[] }, shape, columns: cols, phi, touched: new Set(keys) };
   }
   return out;
 }

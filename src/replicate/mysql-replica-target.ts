@@ -8,7 +8,7 @@ import { mysqlColumnType, mysqlLiteral, mysqlString, quoteMysqlIdent } from '../
 import { scrubMessage, type SourceEngine } from '../restore/targets/restore-target.js';
 import { batchChanges, keyImage, type ChangeBatch } from './change-batches.js';
 import { olderRowsValue, sameColumns, shapeSteps } from './schema-evolution.js';
-import { REPLICA_BASES_TABLE, REPLICA_TABLE, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TargetInspection } from './replica-target.js';
+import { REPLICA_BASES_TABLE, REPLICA_TABLE, logApplied, type PhiMode, type ReplicaChange, type ReplicaRecord, type ReplicaTarget, type ReplicaTransaction, type TargetInspection } from './replica-target.js';
 
 const POSITION_TABLE = quoteMysqlIdent(REPLICA_TABLE);
 const BASES_TABLE = quoteMysqlIdent(REPLICA_BASES_TABLE);
@@ -17,6 +17,8 @@ const BASES_TABLE = quoteMysqlIdent(REPLICA_BASES_TABLE);
 interface Step {
   sql: string;
   expect: number | null;
+  /** The statement is a `SELECT COUNT(*) AS n`: `expect` is checked against `n`, not the rows it changed. */
+  count?: boolean;
   /** What a wrong count means: the position moved, or the replica diverged at this change. */
   failure: 'position' | { table: string; position: Position };
 }
@@ -164,6 +166,7 @@ export class MysqlReplicaTarget implements ReplicaTarget {
   }
 
   async apply(source: string, tx: ReplicaTransaction, from: Position, phi: PhiMode): Promise<{ rows: number }> {
+    const started = Date.now();
     const conn = await this.connect();
     const rows = tx.changes.filter((c) => c.op !== 't').length;
     let open = false;
@@ -192,12 +195,13 @@ export class MysqlReplicaTarget implements ReplicaTarget {
       const [results] = await conn.query(steps.map((s) => s.sql).join(';\n'));
       const list = (steps.length === 1 ? [results] : results) as mysql.ResultSetHeader[];
       steps.forEach((s, i) => {
-        const met = list[i]?.affectedRows;
+        const met = s.count ? Number((list[i] as unknown as { n: unknown }[] | undefined)?.[0]?.n) : list[i]?.affectedRows;
         if (s.expect !== null && met !== s.expect) throw stepFailure(s, source, tx.position, from, this.description);
       });
       if (list.some((r) => r?.warningStatus)) await checkWarnings(conn, `transaction ${Position.format(tx.position)}`, emptyEnumColumns(changes));
       await conn.query('COMMIT');
       open = false;
+      logApplied(this.description, tx, rows, steps.length, started);
       return { rows };
     } catch (err) {
       if (open) await conn.query('ROLLBACK').catch(() => undefined);
@@ -273,6 +277,16 @@ export function batchSteps(b: ChangeBatch, phi: PhiMode, engine: SourceEngine): 
   const byName = new Map(first.schema.columns.map((c) => [c.name, c]));
   const lit = (ch: ReplicaChange, row: Row, name: string) => replicaLiteral(row[name], byName.get(name)!, ch.phiColumns, phi, engine);
   const diverged = (ch: ReplicaChange) => ({ table: ch.table, position: ch.position });
+  /** `key IN (…)` over the batch's key images (a row constructor for a composite key). */
+  const keyIn = (key: readonly string[]) => {
+    const tuple = (ch: ReplicaChange) => {
+      const image = keyImage(ch, key);
+      const v = key.map((k) => lit(ch, image, k));
+      return key.length === 1 ? v[0]! : `(${v.join(', ')})`;
+    };
+    const lhs = key.length === 1 ? quoteMysqlIdent(key[0]!) : `(${key.map(quoteMysqlIdent).join(', ')})`;
+    return `${lhs} IN (${b.changes.map(tuple).join(', ')})`;
+  };
   const keyMatch = (ch: ReplicaChange, k: readonly string[]) => {
     const image = keyImage(ch, k);
     return k.map((c) => `${quoteMysqlIdent(c)} = ${lit(ch, image, c)}`).join(' AND ');
@@ -280,23 +294,36 @@ export function batchSteps(b: ChangeBatch, phi: PhiMode, engine: SourceEngine): 
   switch (b.kind) {
     case 'insert':
       return [{ sql: `INSERT INTO ${ident} (${b.columns.map(quoteMysqlIdent).join(', ')}) VALUES ${b.changes.map((ch) => `(${b.columns.map((c) => lit(ch, ch.after!, c)).join(', ')})`).join(', ')}`, expect: b.changes.length, failure: diverged(first) }];
-    case 'delete': {
-      const tuple = (ch: ReplicaChange) => {
-        const image = keyImage(ch, b.key);
-        const v = b.key.map((k) => lit(ch, image, k));
-        return b.key.length === 1 ? v[0]! : `(${v.join(', ')})`;
-      };
-      const lhs = b.key.length === 1 ? quoteMysqlIdent(b.key[0]!) : `(${b.key.map(quoteMysqlIdent).join(', ')})`;
-      return [{ sql: `DELETE FROM ${ident} WHERE ${lhs} IN (${b.changes.map(tuple).join(', ')})`, expect: b.changes.length, failure: diverged(first) }];
-    }
-    case 'update':
-      // One UPDATE per row, all in the transaction's one round trip: MySQL parses these cheaply.
+    case 'delete':
+      return [{ sql: `DELETE FROM ${ident} WHERE ${keyIn(b.key)}`, expect: b.changes.length, failure: diverged(first) }];
+    case 'update': {
       if (b.columns.length === 0) return [];
+      const rest = b.columns.filter((c) => !b.key.includes(c));
+      if (b.columns.length === first.schema.columns.length && b.changes.every((ch) => b.key.every((k) => lit(ch, keyImage(ch, b.key), k) === lit(ch, ch.after!, k)))) {
+        // Whole rows, keys unchanged: the rows are counted (and locked), then written by ONE
+        // INSERT … ON DUPLICATE KEY UPDATE, which converts its values as an INSERT does (restore's
+        // literals) — a statement per row cost MariaDB about three times as much. The count makes
+        // sure every row exists, so the upsert only updates (the replica's tables have no other
+        // unique key, chartlog creates only the primary key).
+        const counted: Step = { sql: `SELECT COUNT(*) AS n FROM ${ident} WHERE ${keyIn(b.key)} FOR UPDATE`, expect: b.changes.length, count: true, failure: diverged(first) };
+        if (rest.length === 0) return [counted];
+        return [
+          counted,
+          {
+            sql: `INSERT INTO ${ident} (${b.columns.map(quoteMysqlIdent).join(', ')}) VALUES ${b.changes.map((ch) => `(${b.columns.map((c) => lit(ch, ch.after!, c)).join(', ')})`).join(', ')} ON DUPLICATE KEY UPDATE ${rest.map((c) => `${quoteMysqlIdent(c)} = VALUES(${quoteMysqlIdent(c)})`).join(', ')}`,
+            expect: null,
+            failure: diverged(first),
+          },
+        ];
+      }
+      // Some columns missing (an unchanged TOAST value) or a key changed: one UPDATE per row, all in
+      // the transaction's one round trip.
       return b.changes.map((ch) => ({
         sql: `UPDATE ${ident} SET ${b.columns.map((c) => `${quoteMysqlIdent(c)} = ${lit(ch, ch.after!, c)}`).join(', ')} WHERE ${keyMatch(ch, b.key)}`,
         expect: 1,
         failure: diverged(ch),
       }));
+    }
     case 'single':
       return [singleStep(first, phi, engine)];
   }

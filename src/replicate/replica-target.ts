@@ -1,4 +1,5 @@
 import { usageError } from '../core/errors.js';
+import { logger } from '../core/logger.js';
 import type { Op } from '../core/change-event.js';
 import type { Position } from '../core/position.js';
 import type { Row, TableSchema } from '../core/table-schema.js';
@@ -90,6 +91,19 @@ export interface ReplicaTransaction {
   changes: readonly ReplicaChange[];
   /** Source transactions it holds (default 1): what the position row's `transactions` counts. */
   transactions?: number;
+}
+
+/**
+ * One debug line per applied target transaction (CHARTLOG_LOG_LEVEL=debug), to see where a
+ * replica's lag goes: how far behind the source commit the apply started (archive freshness plus
+ * the follower's poll, read and decode, plus earlier applies) and how long the apply took.
+ * Counts and times only, never values.
+ */
+export function logApplied(target: string, tx: ReplicaTransaction, rows: number, statements: number, startedMs: number): void {
+  const log = logger();
+  if (!log.isLevelEnabled('debug')) return;
+  const commitMs = Number(tx.commitTsUs / 1000n);
+  log.debug({ component: 'replicate', target, transactions: tx.transactions ?? 1, rows, statements, behindAtStartMs: Math.round(startedMs - commitMs), applyMs: Math.round(Date.now() - startedMs) }, 'applied');
 }
 
 /**

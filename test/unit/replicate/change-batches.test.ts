@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { Position } from '../../../src/core/position.js';
 import { UNCHANGED, type TableSchema } from '../../../src/core/table-schema.js';
 import { batchChanges } from '../../../src/replicate/change-batches.js';
-import { batchSql } from '../../../src/replicate/postgres-replica-target.js';
+import { batchSql, textArrayLiteral } from '../../../src/replicate/postgres-replica-target.js';
 import type { ReplicaChange } from '../../../src/replicate/replica-target.js';
 
 /** How a transaction's changes are cut into one-statement batches, and the SQL of a batch. */
@@ -54,16 +54,32 @@ test('a batch never holds two changes of one row: a repeated or moved key starts
   assert.deepEqual(batchChanges(Array.from({ length: 2500 }, (_, i) => ch('c', null, { id: BigInt(i), bal: '0', note: null }))).map((b) => b.changes.length), [1000, 1000, 500]);
 });
 
-test('batch SQL: multi-row INSERT, UPDATE and DELETE joined to a typed VALUES list, checked to meet every row', () => {
+test('batch SQL: multi-row INSERT; UPDATE and DELETE joined to unnest of one text[] per column, each cast to the column type, checked to meet every row', () => {
   const types = new Map([['id', 'bigint'], ['bal', 'numeric'], ['note', 'text']]);
   const [ins] = batchChanges([1n, 2n].map((id) => ch('c', null, { id, bal: '1.50', note: "it's" })));
   assert.equal(batchSql(ins!, 'open', 'postgres', types), `INSERT INTO "public"."accounts" ("id", "bal", "note") VALUES ('1', '1.50', 'it''s'), ('2', '1.50', 'it''s')`);
   assert.match(batchSql(ins!, 'omit', 'postgres', types), /VALUES \('1', '1\.50', NULL\), \('2', '1\.50', NULL\)$/);
-  const [upd] = batchChanges([ch('u', { id: 1n }, { id: 3n, bal: '2', note: 'x' }), ch('u', null, { id: 2n, bal: '4', note: 'y' })]);
+  const [upd] = batchChanges([ch('u', { id: 1n }, { id: 3n, bal: '2', note: 'x' }), ch('u', null, { id: 2n, bal: '4', note: null })]);
   assert.equal(
     batchSql(upd!, 'open', 'postgres', types),
-    `WITH v (k0, c0, c1, c2) AS (VALUES ('1'::bigint, '3'::bigint, '2'::numeric, 'x'::text), ('2', '2', '4', 'y')), u AS (UPDATE "public"."accounts" t SET "id" = v.c0, "bal" = v.c1, "note" = v.c2 FROM v WHERE t."id" = v.k0 RETURNING 1) SELECT (CASE WHEN count(*) = 2 THEN '1' ELSE 'chartlog-replica-diverged public.accounts ${Position.format(upd!.changes[0]!.position)}' END)::int FROM u`,
+    `WITH u AS (UPDATE "public"."accounts" t SET "id" = v.c0::bigint, "bal" = v.c1::numeric, "note" = v.c2::text FROM unnest('{"1","2"}'::text[], '{"3","2"}'::text[], '{"2","4"}'::text[], '{"x",NULL}'::text[]) AS v (k0, c0, c1, c2) WHERE t."id" = v.k0::bigint RETURNING 1) SELECT (CASE WHEN count(*) = 2 THEN '1' ELSE 'chartlog-replica-diverged public.accounts ${Position.format(upd!.changes[0]!.position)}' END)::int FROM u`,
   );
+  // --phi omit: the PHI column's array holds NULLs only.
+  assert.match(batchSql(upd!, 'omit', 'postgres', types), /'\{NULL,NULL\}'::text\[\]\) AS v/);
   const [del] = batchChanges([ch('d', { id: 1n }, null), ch('d', { id: 2n }, null)]);
-  assert.match(batchSql(del!, 'open', 'postgres', types), /^WITH v \(k0\) AS \(VALUES \('1'::bigint\), \('2'\)\), d AS \(DELETE FROM "public"."accounts" t USING v WHERE t."id" = v.k0 RETURNING 1\) SELECT \(CASE WHEN count\(\*\) = 2 /);
+  assert.equal(
+    batchSql(del!, 'open', 'postgres', types),
+    `WITH d AS (DELETE FROM "public"."accounts" t USING unnest('{"1","2"}'::text[]) AS v (k0) WHERE t."id" = v.k0::bigint RETURNING 1) SELECT (CASE WHEN count(*) = 2 THEN '1' ELSE 'chartlog-replica-diverged public.accounts ${Position.format(del!.changes[0]!.position)}' END)::int FROM d`,
+  );
+  assert.throws(() => batchSql(del!, 'open', 'postgres', new Map()), /type of column id in the replica is not known/);
+});
+
+test('textArrayLiteral: edge values survive the array and SQL quoting (NULL apart from the text NULL and from empty)', () => {
+  assert.equal(textArrayLiteral([]), `'{}'::text[]`);
+  assert.equal(textArrayLiteral([null, 'NULL', '']), `'{NULL,"NULL",""}'::text[]`);
+  // Quote, double quote, backslash, comma, braces, whitespace and newline: each element stays one element.
+  assert.equal(textArrayLiteral([`it's`, `say "hi"`, 'C:\\dir\\', 'a,b', '{x}', ' pad ', 'l1\nl2']), `'{"it''s","say \\"hi\\"","C:\\\\dir\\\\","a,b","{x}"," pad ","l1\nl2"}'::text[]`);
+  // Exact values as the text input form gives them: 64-bit integers, decimals, microseconds, bytea hex, JSON with a big integer, an array.
+  const edge = ['-9223372036854775808', '99999999999999999999.9999999999', '2024-02-29 23:59:59.999999', '\\x005c2227ff', '{"x": 9007199254740993}', '{"a\\"b",NULL}'];
+  assert.equal(textArrayLiteral(edge), `'{"-9223372036854775808","99999999999999999999.9999999999","2024-02-29 23:59:59.999999","\\\\x005c2227ff","{\\"x\\": 9007199254740993}","{\\"a\\\\\\"b\\",NULL}"}'::text[]`);
 });
