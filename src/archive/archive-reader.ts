@@ -158,6 +158,21 @@ export class ArchiveReader {
     }
   }
 
+  /**
+   * The same rows as `snapshotRecordBatches`, as the container blocks that hold them (inflated
+   * one at a time) with their table version: for a reader that decodes records where they lie.
+   */
+  async *snapshotBlocks(snapshot: SnapshotManifest, table: string): AsyncGenerator<{ fingerprint: string; count: number; data: Buffer }> {
+    const t = snapshot.tables[table];
+    if (!t) return;
+    for (const part of t.parts) {
+      const pos = Position.parse(snapshot.position);
+      const bytes = await this.fetch({ key: part.key, sha256: part.sha256, firstPos: pos, lastPos: pos, segment: false });
+      const { blocks } = openAvroContainer(bytes, part.key);
+      for (const block of blocks) yield { fingerprint: part.fingerprint, count: block.count, data: block.data };
+    }
+  }
+
   private objectsOf(table: string, after: Position | null): Source[] {
     const out: Source[] = [];
     for (const h of this.index.hours) {

@@ -5,7 +5,8 @@ import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import type { Row, TableSchema } from '../core/table-schema.js';
 import { fillingMissing, missingPlan, refuseUnknownMissing } from './missing-columns.js';
-import type { AvroCodec, DecodedChange } from '../codec/avro-codec.js';
+import type { AvroCodec, BlockRows, DecodedChange } from '../codec/avro-codec.js';
+import { AvroReader } from '../codec/avro-binary.js';
 import type { SnapshotManifest } from './snapshot-manifest.js';
 import { ArchiveReader, type StoredRecord } from './archive-reader.js';
 import { readArchiveIndex, tablesOf } from './archive-index.js';
@@ -257,6 +258,13 @@ async function* baseBatches(
   open: boolean,
   beforeApply?: StreamingReplayOptions['beforeApply'],
 ): AsyncGenerator<BaseBatch> {
+  if (!beforeApply) {
+    const readers = await blockReaders(snapshot, name, codec);
+    if (readers) {
+      yield* baseBlockBatches(reader, snapshot, name, readers, open);
+      return;
+    }
+  }
   let schema: TableSchema | null = null;
   let rows: Row[] = [];
   for await (const decoded of decodeAhead(inGroups(reader.snapshotRecordBatches(snapshot, name), BASE_ROWS_PER_DECODE), codec, open)) {
@@ -272,6 +280,63 @@ async function* baseBatches(
     }
     if (rows.length > 0) yield { schema: schema!, rows };
     rows = [];
+  }
+}
+
+/**
+ * Readers of the table's base parts that decode container blocks where they lie (BlockRows), one
+ * per table version; null when a part's version is not read directly (written by another codec
+ * version): then its records are split and decoded as messages.
+ */
+async function blockReaders(snapshot: SnapshotManifest, name: string, codec: AvroCodec): Promise<Map<string, BlockRows> | null> {
+  const readers = new Map<string, BlockRows>();
+  for (const part of snapshot.tables[name]?.parts ?? []) {
+    if (readers.has(part.fingerprint)) continue;
+    const rows = await codec.blockRows(part.fingerprint);
+    if (!rows) return null;
+    readers.set(part.fingerprint, rows);
+  }
+  return readers;
+}
+
+/**
+ * Rows of the base snapshot read block by block where they lie, BASE_ROWS_PER_DECODE at a time,
+ * each group's PHI opened (on the crypto thread) while the group before is used: the rows
+ * `baseBatches` gives from split messages, without the copy, the second parse and the envelope
+ * objects per record (docs/architecture.md §5, restore's read path).
+ */
+async function* baseBlockBatches(reader: ArchiveReader, snapshot: SnapshotManifest, name: string, readers: Map<string, BlockRows>, open: boolean): AsyncGenerator<BaseBatch> {
+  // Each group as a holder of its promise: an async generator awaits a promise it yields.
+  const groups = (async function* (): AsyncGenerator<{ batch: Promise<BaseBatch> }> {
+    for await (const block of reader.snapshotBlocks(snapshot, name)) {
+      const rows = readers.get(block.fingerprint)!;
+      const r = new AvroReader(block.data, 0);
+      let records = 0;
+      while (r.pos < r.end) {
+        const group = rows.read(r, BASE_ROWS_PER_DECODE, open);
+        records += group.count;
+        const batch = group.rows.then((got) => ({ schema: rows.table, rows: got }));
+        batch.catch(() => undefined); // awaited after the previous group: not an unhandled rejection meanwhile
+        yield { batch };
+      }
+      if (records !== block.count) {
+        throw new ChartlogError('integrity', `a base snapshot block of ${name} holds ${records} records where its header says ${block.count}`, {
+          hint: 'the object is damaged; run `chartlog verify`',
+        });
+      }
+    }
+  })();
+  let pending: Promise<BaseBatch> | null = null;
+  for await (const { batch: started } of groups) {
+    if (pending) {
+      const batch = await pending;
+      if (batch.rows.length > 0) yield batch;
+    }
+    pending = started;
+  }
+  if (pending) {
+    const batch = await pending;
+    if (batch.rows.length > 0) yield batch;
   }
 }
 

@@ -1,39 +1,40 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ChartlogError } from '../core/errors.js';
-import { registerConfigCommand } from './config-command.js';
-import { registerKeysCommand } from './keys-command.js';
-import { registerPhiCommand } from './phi-command.js';
-import { registerReplicateCommand } from './replicate-command.js';
-import { registerRestoreCommand } from './restore-command.js';
-import { registerResyncCommand } from './resync-command.js';
-import { registerRunCommand } from './run-command.js';
-import { registerSnapshotCommand } from './snapshot-command.js';
-import { registerTimelineCommand } from './timeline-command.js';
-import { registerVerifyCommand } from './verify-command.js';
 
 /**
  * The `chartlog` command line (docs/architecture.md §6). Exit codes: 0 success, 1 runtime failure,
  * 2 bad usage or configuration (the message names the argument or field and says the fix).
  * A command appears here only once it really works.
  */
-export function buildProgram(): Command {
+/**
+ * Each command's module, loaded only when it is needed: a command pulls in only what it uses
+ * (restore needs no Kafka client, binlog reader or replication client), so start-up — a real
+ * part of a short restore's time — does not load and compile the whole program.
+ */
+const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
+  config: async () => (await import('./config-command.js')).registerConfigCommand,
+  keys: async () => (await import('./keys-command.js')).registerKeysCommand,
+  phi: async () => (await import('./phi-command.js')).registerPhiCommand,
+  replicate: async () => (await import('./replicate-command.js')).registerReplicateCommand,
+  restore: async () => (await import('./restore-command.js')).registerRestoreCommand,
+  resync: async () => (await import('./resync-command.js')).registerResyncCommand,
+  run: async () => (await import('./run-command.js')).registerRunCommand,
+  snapshot: async () => (await import('./snapshot-command.js')).registerSnapshotCommand,
+  timeline: async () => (await import('./timeline-command.js')).registerTimelineCommand,
+  verify: async () => (await import('./verify-command.js')).registerVerifyCommand,
+};
+
+/** The program with the command `argv` names registered, or every command when it names none (help, version, a typo). */
+export async function buildProgram(argv: readonly string[] = []): Promise<Command> {
   const pkg = readPackageJson();
   const program = new Command('chartlog')
     .description('Continuous, encrypted, point-in-time backup of MySQL/MariaDB and PostgreSQL through change-data-capture')
     .version(pkg.version, '-v, --version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  registerConfigCommand(program);
-  registerKeysCommand(program);
-  registerPhiCommand(program);
-  registerReplicateCommand(program);
-  registerRestoreCommand(program);
-  registerResyncCommand(program);
-  registerRunCommand(program);
-  registerSnapshotCommand(program);
-  registerTimelineCommand(program);
-  registerVerifyCommand(program);
+  const named = argv[0] !== undefined && Object.hasOwn(COMMANDS, argv[0]) ? [argv[0]] : Object.keys(COMMANDS);
+  for (const name of named) (await COMMANDS[name]!())(program);
   for (const cmd of program.commands) applyExitOverride(cmd);
   return program;
 }
@@ -57,7 +58,7 @@ function applyExitOverride(cmd: Command): void {
 
 /** Runs the CLI and returns the exit code instead of exiting, so tests can call it. */
 export async function runCli(argv: readonly string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return 0;

@@ -282,6 +282,23 @@ export class AvroReader {
     return view;
   }
 
+  /** Passes over a string or bytes value without reading it. */
+  skipBytes(): void {
+    const n = this.long();
+    this.need(n);
+    this.pos += n;
+  }
+
+  /** Passes over a varint of up to 64 bits without making a number of it. */
+  skipLong(): void {
+    const start = this.pos;
+    let pos = start;
+    do {
+      if (pos >= this.end || pos - start >= 10) throw new AvroDecodeError('truncated or overlong varint');
+    } while (this.buf[pos++]! & 0x80);
+    this.pos = pos;
+  }
+
   /** The count of the next array block (avsc's negative counts carry a byte size, skipped). */
   blockCount(): number {
     const n = this.long();

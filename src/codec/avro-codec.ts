@@ -9,12 +9,13 @@ import type { BusMessage } from './bus-message.js';
 import { CompiledTables } from './compiled-table.js';
 import type { DecodedChange } from './envelope-reader.js';
 import { EnvelopeWriter } from './envelope-writer.js';
-import { MessageDecoder } from './message-decoder.js';
+import { MessageDecoder, type BlockRows } from './message-decoder.js';
 import { MessageEncoder } from './message-encoder.js';
 import type { RegisteredSchema, SchemaStore } from './schema-store.js';
 import { singleObjectFingerprint } from './single-object.js';
 
 export type { DecodedChange } from './envelope-reader.js';
+export type { BlockRows } from './message-decoder.js';
 
 /**
  * Change events ↔ Avro single-object messages (single-object.ts), PHI columns sealed on the way
@@ -123,6 +124,15 @@ export class AvroCodec {
   /** `decode` of many messages, in order; with `open` and a crypto pool, their PHI is opened on its thread. */
   decodeMany(messages: readonly Uint8Array[], options: { open?: boolean } = {}): Promise<DecodedChange[]> {
     return this.decoder.decodeMany(messages, options);
+  }
+
+  /**
+   * Reads the container blocks of one table version in place (restore's base snapshot rows):
+   * see BlockRows. Null for a version not read directly (written by another codec version):
+   * decode its messages with `decodeMany`.
+   */
+  blockRows(fingerprint: string): Promise<BlockRows | null> {
+    return this.decoder.blockRows(BigInt(`0x${fingerprint}`));
   }
 
   /** How this codec writes and reads a table version's messages: for tests and diagnostics. */

@@ -94,6 +94,48 @@ function readDirect(compiled: CompiledTable, message: Uint8Array, opening: boole
 
 const NONE_SEALED: readonly string[] = Object.freeze([]);
 
+/** One record of a container block, read in place: what restoring a table needs of it. */
+export interface BlockRecord {
+  readonly op: Op;
+  readonly before: Row | null;
+  readonly after: Row | null;
+  readonly position: Position;
+}
+
+/**
+ * The record at `r.pos` of a container block of a direct table version (avro-binary.ts), read
+ * where it lies: no copy of it behind a single-object header, no second parse to split the
+ * block, and the envelope's names, transaction id and times skipped without making a string or
+ * a bigint of them (restore reads millions of base rows; each such value was garbage). The row
+ * images are read exactly as `readEnvelope` reads them (`opening`: sealed values are views to
+ * open in place). Leaves `r.pos` at the next record. Errors as `readEnvelope`'s.
+ */
+export function readBlockRecord(compiled: CompiledTable, r: AvroReader, opening: boolean): BlockRecord {
+  let before: Row | null;
+  let after: Row | null;
+  let op: string;
+  let pos: string;
+  let seq: number;
+  try {
+    before = readImage(r, compiled, opening);
+    after = readImage(r, compiled, opening);
+    op = r.string();
+    for (let i = 0; i < 5; i++) r.skipBytes(); // connector, name, db, schema, table
+    pos = r.string();
+    const t = r.long();
+    if (t !== 0 && t !== 1) throw new AvroDecodeError('invalid union index');
+    if (t === 1) r.skipBytes(); // txId
+    seq = r.long();
+    r.skipLong(); // commitTsUs
+    r.boolean(); // snapshot
+    r.skipLong(); // tsUs
+  } catch (err) {
+    if (err instanceof ChartlogError) throw err;
+    throw doesNotDecode(compiled);
+  }
+  return { op: op as Op, before, after, position: positionOf(compiled, op, pos, seq) };
+}
+
 /** One row image read by avro-binary.ts (see readDirect). */
 function readImage(r: AvroReader, compiled: CompiledTable, opening: boolean): Row | null {
   const present = r.long();

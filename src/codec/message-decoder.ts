@@ -1,7 +1,10 @@
 import type { CryptoPool } from '../phi/crypto-pool.js';
 import type { PhiOpener } from '../phi/phi-opener.js';
 import type { CompiledTables } from './compiled-table.js';
-import { readEnvelope, type DecodedChange } from './envelope-reader.js';
+import type { Row, TableSchema } from '../core/table-schema.js';
+import type { AvroReader } from './avro-binary.js';
+import type { CompiledTable } from './compiled-table.js';
+import { readBlockRecord, readEnvelope, type BlockRecord, type DecodedChange } from './envelope-reader.js';
 import { singleObjectFingerprint } from './single-object.js';
 
 export interface MessageDecoderOptions {
@@ -73,4 +76,73 @@ export class MessageDecoder {
     await opening.run(pool);
     return decoded;
   }
+
+  /**
+   * A reader of container blocks whose records are all of one table version (a base snapshot's
+   * part): see BlockRows. Null when the version is not read directly (a schema another codec
+   * version wrote): the caller decodes its messages with `decodeMany`.
+   */
+  async blockRows(fingerprint: bigint): Promise<BlockRows | null> {
+    const compiled = this.tables.readyFor(fingerprint) ?? (await this.tables.compiledFor(fingerprint));
+    return compiled.direct ? new BlockRows(compiled, this) : null;
+  }
+
+  /**
+   * Opens the PHI of records read with `opening` in place, in order, as `decodeMany` does (the
+   * pool's thread for at least `poolFrom` records, this thread below): the same audit entries,
+   * the same errors.
+   */
+  async openRecords(compiled: CompiledTable, records: readonly BlockRecord[]): Promise<void> {
+    const pool = this.cryptoPool;
+    if (!pool || records.length < this.poolFrom) {
+      for (const d of records) {
+        const loading = this.opener.open(compiled, d.before, d.after, d.position, d.op !== 'r');
+        if (loading) await loading;
+      }
+      return;
+    }
+    const opening = this.opener.pooled();
+    for (const d of records) {
+      const loading = opening.add(compiled, d.before, d.after, d.position, d.op !== 'r');
+      if (loading) await loading;
+    }
+    await opening.run(pool);
+  }
+}
+
+/**
+ * The rows of a base snapshot's container blocks, read where they lie (envelope-reader.ts,
+ * readBlockRecord) rather than split into messages and decoded one by one: `read` takes up to
+ * `max` records from a block's reader synchronously (so the next call may start at once), then
+ * opens their PHI when asked and gives each record's after image — what `decodeMany` of the
+ * same records gives as `event.after`, value for value.
+ */
+export class BlockRows {
+  /** The table version the rows are of. */
+  readonly table: TableSchema;
+
+  constructor(
+    private readonly compiled: CompiledTable,
+    private readonly decoder: MessageDecoder,
+  ) {
+    this.table = compiled.table;
+  }
+
+  /**
+   * Reads up to `max` records at `r.pos` (fewer at the block's end) now; `rows`: their after
+   * images once their PHI is opened (with `open`). `count`: the records read.
+   */
+  read(r: AvroReader, max: number, open: boolean): { count: number; rows: Promise<Row[]> } {
+    const opening = open && this.compiled.sealedColumns.length > 0;
+    const records: BlockRecord[] = [];
+    for (let i = 0; i < max && r.pos < r.end; i++) records.push(readBlockRecord(this.compiled, r, opening));
+    if (!opening) return { count: records.length, rows: Promise.resolve(afterImages(records)) };
+    return { count: records.length, rows: this.decoder.openRecords(this.compiled, records).then(() => afterImages(records)) };
+  }
+}
+
+function afterImages(records: readonly BlockRecord[]): Row[] {
+  const rows: Row[] = [];
+  for (const d of records) if (d.after) rows.push(d.after);
+  return rows;
 }

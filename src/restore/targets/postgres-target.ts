@@ -3,13 +3,14 @@ import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { ChartlogError, usageError } from '../../core/errors.js';
-import { copyEscape, enumOf, pgColumnType, pgText, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLiteral } from './postgres-text.js';
+import { CopyTextBuffer } from './copy-text-buffer.js';
+import { enumOf, pgColumnType, pgText, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLiteral } from './postgres-text.js';
 import { maskUrl } from '../../core/mask-url.js';
 import { eachBatch, scrubMessage, type RestoreTarget, type RowSource, type TablePlan } from './restore-target.js';
 
 /** Session settings under which the text forms of postgres-text.ts mean what they say (replicas use them too). */
 export const PG_SESSION_OPTIONS = '-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c client_encoding=UTF8';
-const CHUNK_CHARS = 256 * 1024;
+const CHUNK_BYTES = 256 * 1024;
 
 /**
  * A PostgreSQL database as restore target. Tables are created from the recorded schemas
@@ -119,36 +120,36 @@ export class PostgresTarget implements RestoreTarget {
       await client.query('BEGIN');
       await client.query(createTableSql(plan, types));
       const sealed = cols.map((c) => plan.sealed.has(c.name));
-      // Rows become COPY text in chunks of about CHUNK_CHARS, handed over as bytes (measured once,
-      // not again for progress). Numbers, booleans and bytea hex cannot hold a COPY delimiter, so
-      // only other text is escaped; each row is appended to the chunk directly (no string per row).
+      // Rows become COPY text in chunks of about CHUNK_BYTES, written as bytes (CopyTextBuffer): no
+      // string per row or chunk. Numbers, booleans and bytea hex cannot hold a COPY delimiter;
+      // other text is escaped as it is copied.
       async function* chunks(): AsyncGenerator<Buffer> {
-        let buf = '';
+        const out = new CopyTextBuffer(CHUNK_BYTES);
         let pending = 0;
         for await (const batch of eachBatch(rows)) for (const row of batch) {
           for (let i = 0; i < cols.length; i++) {
             const c = cols[i]!;
-            if (i > 0) buf += '\t';
+            if (i > 0) out.byte(0x09);
             const v = row[c.name];
-            if (v instanceof Uint8Array) buf += `\\\\x${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}`;
+            if (v instanceof Uint8Array) out.bytea(v);
             else {
               const t = pgText(v, c, sealed[i]!, plan.sourceEngine);
-              buf += t === null ? '\\N' : typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean' ? t : copyEscape(t);
+              if (t === null) out.nullValue();
+              else out.text(t);
             }
           }
-          buf += '\n';
+          out.byte(0x0a);
           pending++;
           count++;
-          if (buf.length >= CHUNK_CHARS) {
-            const bytes = Buffer.from(buf);
-            buf = '';
+          if (out.length >= CHUNK_BYTES) {
+            const bytes = out.take();
             yield bytes;
             progress(pending, bytes.length);
             pending = 0;
           }
         }
-        if (buf) {
-          const bytes = Buffer.from(buf);
+        if (out.length > 0) {
+          const bytes = out.take();
           yield bytes;
           progress(pending, bytes.length);
         }

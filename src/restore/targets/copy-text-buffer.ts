@@ -1,0 +1,98 @@
+import { copyEscape } from './postgres-text.js';
+
+const HEX = Buffer.from('0123456789abcdef', 'latin1');
+
+/**
+ * COPY text format written straight into bytes, a chunk at a time. Restore's rows used to be
+ * joined into one string per chunk (a rope of every value and tab), escaped with a regular
+ * expression per value and encoded again by Buffer.from: each step was garbage per value at
+ * millions of rows. Here ASCII text is copied and escaped byte by byte (most values), other
+ * text escaped as `copyEscape` does and encoded in place, and bytea's hex form is written from
+ * its bytes. The bytes are the same as Buffer.from(the old string) (test/unit/restore/copy-text-buffer.test.ts).
+ */
+export class CopyTextBuffer {
+  private buf: Buffer;
+  private pos = 0;
+
+  /** `chunkBytes`: about the size of each chunk taken; room for twice that, so a row never grows the buffer. */
+  constructor(private readonly chunkBytes: number) {
+    this.buf = Buffer.allocUnsafe(2 * chunkBytes);
+  }
+
+  /** Bytes written since the last `take`. */
+  get length(): number {
+    return this.pos;
+  }
+
+  private ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(2 * this.buf.length, this.pos + n));
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  /** One byte (a tab between fields, a newline after a row). */
+  byte(b: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = b;
+  }
+
+  /** SQL NULL: `\N`. */
+  nullValue(): void {
+    this.ensure(2);
+    this.buf[this.pos++] = 0x5c;
+    this.buf[this.pos++] = 0x4e;
+  }
+
+  /** Any text, escaped for COPY (backslash, newline, carriage return, tab). */
+  text(s: string): void {
+    const n = s.length;
+    this.ensure(2 * n);
+    const buf = this.buf;
+    let pos = this.pos;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) {
+        this.pos = pos;
+        this.encoded(copyEscape(s.slice(i)));
+        return;
+      }
+      if (c === 0x5c || c === 0x0a || c === 0x0d || c === 0x09) {
+        buf[pos++] = 0x5c;
+        buf[pos++] = c === 0x5c ? 0x5c : c === 0x0a ? 0x6e : c === 0x0d ? 0x72 : 0x74;
+      } else buf[pos++] = c;
+    }
+    this.pos = pos;
+  }
+
+  /** Escaped text holding other than ASCII, encoded as UTF-8 (lone surrogates as U+FFFD, as Buffer.from does). */
+  private encoded(s: string): void {
+    const n = Buffer.byteLength(s, 'utf8');
+    this.ensure(n);
+    this.pos += this.buf.write(s, this.pos, n, 'utf8');
+  }
+
+  /** bytea in hex input form, its backslash escaped for COPY: `\\x…`. */
+  bytea(v: Uint8Array): void {
+    this.ensure(3 + 2 * v.length);
+    const buf = this.buf;
+    let pos = this.pos;
+    buf[pos++] = 0x5c;
+    buf[pos++] = 0x5c;
+    buf[pos++] = 0x78;
+    for (let i = 0; i < v.length; i++) {
+      const b = v[i]!;
+      buf[pos++] = HEX[b >> 4]!;
+      buf[pos++] = HEX[b & 15]!;
+    }
+    this.pos = pos;
+  }
+
+  /** The bytes written since the last call; the next ones go to a new chunk (the one returned may still be in flight). */
+  take(): Buffer {
+    const out = this.buf.subarray(0, this.pos);
+    this.buf = Buffer.allocUnsafe(2 * this.chunkBytes);
+    this.pos = 0;
+    return out;
+  }
+}
