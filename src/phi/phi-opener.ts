@@ -7,7 +7,7 @@ import type { CryptoPool } from './crypto-pool.js';
 import { CryptoJobBuilder } from './crypto-jobs.js';
 import type { KeyManager } from './key-manager.js';
 import { OpeningKeys } from './opening-keys.js';
-import { isRowSeal, isRowSealReference, openRowSeal, refersTo, rowSealSet, rowValues, setMembers, type RowPlaces } from './row-seal.js';
+import { eachRowCell, firstMember, inSet, isRowSeal, isRowSealReference, openRowSealEach, refersTo, rowSealSet, setSize, type RowPlaces } from './row-seal.js';
 import { openedLength, openValueWithAad, positionBytes, ROW_SEAL_FORMAT, sameHeaderPosition, SEALED_FORMAT_V2, sealedAt, sealedPosition, sealedPositionBytes, type DataKey } from './sealer.js';
 
 /**
@@ -137,10 +137,10 @@ export class PhiOpener {
       const cells = row as Record<string, CellValue>;
       eachSealedCell(keys, table, row, position, sealedHere, audit, only, {
         value: (dek, sealed, c, aad) => setCell(cells, c.name, openValueWithAad(dek, sealed, c.place, aad, c.where)),
-        rowSeal: (dek, seal, targets, aad) => {
-          const values = openRowSeal(dek, seal, table.rowPlaces, aad, table.where);
-          for (const t of targets) setCell(cells, table.sealed[t]!.name, values.get(t)!);
-        },
+        rowSeal: (dek, seal, targets, aad) =>
+          openRowSealEach(dek, seal, table.rowPlaces, aad, table.where, (i, v) => {
+            if (targets.includes(i)) setCell(cells, table.sealed[i]!.name, v);
+          }),
       });
     }
     if (audit) this.report(table, position, audit);
@@ -182,8 +182,10 @@ export class PooledOpening {
       if (c) setCell(rows[i]!, c.name, deserializeCell(plain.subarray(at, ends[i]!)));
       else {
         const r = this.rowSeals.get(i)!;
-        const values = rowValues(plain.subarray(at, ends[i]!), r.set, r.table.where);
-        for (const t of r.targets) setCell(rows[i]!, r.table.sealed[t]!.name, values.get(t)!);
+        const row = rows[i]!;
+        eachRowCell(plain.subarray(at, ends[i]!), r.set, r.table.where, (t, v) => {
+          if (r.targets.includes(t)) setCell(row, r.table.sealed[t]!.name, v);
+        });
       }
       at = ends[i]!;
     }
@@ -337,26 +339,23 @@ function eachSealedCell(
 function rowSealTargets(table: SealedTable, row: Row, seals: number[], refs: number[], sealedHere: boolean): Map<number, number[]> {
   const out = new Map<number, number[]>();
   const value = (i: number) => row[table.sealed[i]!.name] as Uint8Array;
-  const members = new Map<number, number[]>();
   for (const s of seals) {
-    const m = setMembers(rowSealSet(value(s)));
-    if (!m.includes(s)) throw rowSealRefused(table, 'a row seal is in a column it does not hold');
-    members.set(s, m);
+    if (!inSet(rowSealSet(value(s)), s)) throw rowSealRefused(table, 'a row seal is in a column it does not hold');
     out.set(s, [s]);
   }
   for (const r of refs) {
-    const s = seals.find((s) => refersTo(value(r), value(s)));
-    if (s === undefined) throw rowSealRefused(table, 'a reference has no row seal in its row');
-    if (!members.get(s)!.includes(r)) throw rowSealRefused(table, 'a reference is in a column its row seal does not hold');
+    let s = -1;
+    for (const c of seals) if (refersTo(value(r), value(c))) s = c;
+    if (s < 0) throw rowSealRefused(table, 'a reference has no row seal in its row');
+    if (!inSet(rowSealSet(value(s)), r)) throw rowSealRefused(table, 'a reference is in a column its row seal does not hold');
     out.get(s)!.push(r);
   }
   if (sealedHere) {
     // A change event's image was written with one row seal, in the first column of its set.
     if (seals.length !== 1) throw rowSealRefused(table, 'a change holds more than one row seal per row image');
     const s = seals[0]!;
-    const m = members.get(s)!;
-    const have = out.get(s)!;
-    if (m[0] !== s || m.length !== have.length) throw rowSealRefused(table, "a row image's sealed columns do not match its row seal");
+    const set = rowSealSet(value(s));
+    if (firstMember(set) !== s || setSize(set) !== out.get(s)!.length) throw rowSealRefused(table, "a row image's sealed columns do not match its row seal");
   }
   return out;
 }

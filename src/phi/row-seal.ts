@@ -52,6 +52,24 @@ export function rowSealSet(seal: Uint8Array): Uint8Array {
   return seal.subarray(p, end);
 }
 
+/** True when sealed column `i` is a member of `set`. */
+export function inSet(set: Uint8Array, i: number): boolean {
+  return i >> 3 < set[0]! && ((set[1 + (i >> 3)]! >> (i & 7)) & 1) === 1;
+}
+
+/** The number of members of `set`. */
+export function setSize(set: Uint8Array): number {
+  let n = 0;
+  for (let b = 1; b < set.length; b++) for (let x = set[b]!; x !== 0; x &= x - 1) n++;
+  return n;
+}
+
+/** The first member of `set`, -1 when empty. */
+export function firstMember(set: Uint8Array): number {
+  for (let b = 1; b < set.length; b++) if (set[b] !== 0) return (b - 1) * 8 + 31 - Math.clz32(set[b]! & -set[b]!);
+  return -1;
+}
+
 /** The set's member indices (into the table version's sealed columns), ascending. */
 export function setMembers(set: Uint8Array): number[] {
   const out: number[] = [];
@@ -75,6 +93,9 @@ function putUint32LE(out: Uint8Array, at: number, n: number): number {
  */
 export class RowPlaces {
   private readonly bySet = new Map<string, Uint8Array>();
+  /** The last set asked for and its place: consecutive rows nearly always share one. */
+  private lastSet: Uint8Array = new Uint8Array(0);
+  private lastPlace: Uint8Array = new Uint8Array(0);
   private readonly head: Uint8Array[];
   private readonly names: Uint8Array[];
 
@@ -85,6 +106,14 @@ export class RowPlaces {
   }
 
   of(set: Uint8Array): Uint8Array {
+    if (sameBytes(set, this.lastSet)) return this.lastPlace;
+    const place = this.lookUp(set);
+    this.lastSet = set.slice();
+    this.lastPlace = place;
+    return place;
+  }
+
+  private lookUp(set: Uint8Array): Uint8Array {
     const k = String.fromCharCode(...set);
     let place = this.bySet.get(k);
     if (!place) {
@@ -102,6 +131,12 @@ export class RowPlaces {
     }
     return place;
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**
@@ -232,21 +267,30 @@ function malformed(where: string): ChartlogError {
  * columns). The plaintext is wiped once read; a failed authentication is 'integrity' naming `where`.
  */
 export function openRowSeal(dek: DataKey, seal: Uint8Array, places: RowPlaces, key: Uint8Array, where: string): Map<number, CellValue> {
+  const out = new Map<number, CellValue>();
+  openRowSealEach(dek, seal, places, key, where, (i, v) => out.set(i, v));
+  return out;
+}
+
+/** `openRowSeal` calling `fn(member index, value)` for each value instead of making a map. */
+export function openRowSealEach(dek: DataKey, seal: Uint8Array, places: RowPlaces, key: Uint8Array, where: string, fn: (i: number, v: CellValue) => void): void {
   const set = rowSealSet(seal);
   const plain = openPartsTransient(dek, seal, places.of(set), key, where);
   try {
-    return rowValues(plain, set, where);
+    eachRowCell(plain, set, where, fn);
   } finally {
     plain.fill(0);
   }
 }
 
-/** The values of an opened row seal's plaintext, by member index. */
-export function rowValues(plain: Uint8Array, set: Uint8Array, where: string): Map<number, CellValue> {
-  const members = setMembers(set);
-  const out = new Map<number, CellValue>();
-  eachRowValue(plain, members.length, where, (i, bytes) => out.set(members[i]!, deserializeCell(bytes)));
-  return out;
+/** Calls `fn(member index, value)` for each value of an opened row seal's plaintext. */
+export function eachRowCell(plain: Uint8Array, set: Uint8Array, where: string, fn: (i: number, v: CellValue) => void): void {
+  let member = -1;
+  eachRowValue(plain, setSize(set), where, (_i, bytes) => {
+    do member++;
+    while (!inSet(set, member));
+    fn(member, deserializeCell(bytes));
+  });
 }
 
 /**
