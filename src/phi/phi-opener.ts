@@ -7,8 +7,8 @@ import type { CryptoPool } from './crypto-pool.js';
 import { CryptoJobBuilder } from './crypto-jobs.js';
 import type { KeyManager } from './key-manager.js';
 import { OpeningKeys } from './opening-keys.js';
-import { eachRowCell, firstMember, inSet, isRowSeal, isRowSealReference, openRowSealEach, refersTo, rowSealSet, setSize, type RowPlaces } from './row-seal.js';
-import { openedLength, openValueWithAad, positionBytes, ROW_SEAL_FORMAT, sameHeaderPosition, SEALED_FORMAT_V2, sealedAt, sealedPosition, sealedPositionBytes, type DataKey } from './sealer.js';
+import { firstMember, inSet, isRowSeal, isRowSealReference, refersTo, RowCursor, rowSealSet, setSize, type RowPlaces } from './row-seal.js';
+import { openedLength, openPartsTransient, openValueWithAad, positionBytes, ROW_SEAL_FORMAT, sameHeaderPosition, SEALED_FORMAT_V2, sealedAt, sealedPosition, sealedPositionBytes, type DataKey } from './sealer.js';
 
 /**
  * Opening sealed PHI in decoded row images (docs/architecture.md §5: every opening is audited).
@@ -133,16 +133,8 @@ export class PhiOpener {
     // Rows fresh from the codec's reader: opened in place.
     const audit = this.onOpen ? new OpeningAudit(table.sealed.length) : null;
     const only = this.columns?.(table.name);
-    for (const row of [before, after]) {
-      const cells = row as Record<string, CellValue>;
-      eachSealedCell(keys, table, row, position, sealedHere, audit, only, {
-        value: (dek, sealed, c, aad) => setCell(cells, c.name, openValueWithAad(dek, sealed, c.place, aad, c.where)),
-        rowSeal: (dek, seal, targets, aad) =>
-          openRowSealEach(dek, seal, table.rowPlaces, aad, table.where, (i, v) => {
-            if (targets.includes(i)) setCell(cells, table.sealed[i]!.name, v);
-          }),
-      });
-    }
+    eachSealedCell(keys, table, before, position, sealedHere, audit, only, OPEN_HERE);
+    eachSealedCell(keys, table, after, position, sealedHere, audit, only, OPEN_HERE);
     if (audit) this.report(table, position, audit);
   }
 }
@@ -164,6 +156,16 @@ export class PooledOpening {
   private readonly audits: { table: SealedTable; position: Position; audit: OpeningAudit }[] = [];
   private outLength = 0;
 
+  /** Every value and row seal `eachSealedCell` finds becomes a job (made once, not per row). */
+  private readonly toJobs: CellOpeners = {
+    value: (dek, sealed, c, aad, row) => this.addJob(dek, sealed, c.place, aad, row, c),
+    rowSeal: (dek, seal, targets, aad, row, table) => {
+      const set = rowSealSet(seal);
+      this.rowSeals.set(this.rows.length, { table, set, targets });
+      this.addJob(dek, seal, table.rowPlaces.of(set), aad, row, null);
+    },
+  };
+
   constructor(private readonly opener: PhiOpener) {}
 
   add(table: SealedTable, before: Row | null, after: Row | null, position: Position, sealedHere: boolean): void | Promise<void> {
@@ -182,10 +184,7 @@ export class PooledOpening {
       if (c) setCell(rows[i]!, c.name, deserializeCell(plain.subarray(at, ends[i]!)));
       else {
         const r = this.rowSeals.get(i)!;
-        const row = rows[i]!;
-        eachRowCell(plain.subarray(at, ends[i]!), r.set, r.table.where, (t, v) => {
-          if (r.targets.includes(t)) setCell(row, r.table.sealed[t]!.name, v);
-        });
+        setOpened(plain.subarray(at, ends[i]!), r.set, r.table, r.targets, rows[i]!);
       }
       at = ends[i]!;
     }
@@ -202,21 +201,12 @@ export class PooledOpening {
   private addLoaded(keys: OpeningKeys, table: SealedTable, before: Row | null, after: Row | null, position: Position, sealedHere: boolean): void {
     const audit = this.opener.audited ? new OpeningAudit(table.sealed.length) : null;
     const only = this.opener.columns?.(table.name);
-    const add = (row: Row | null): void =>
-      eachSealedCell(keys, table, row, position, sealedHere, audit, only, {
-        value: (dek, sealed, c, aad) => this.addJob(dek, sealed, c.place, aad, row, c),
-        rowSeal: (dek, seal, targets, aad) => {
-          const set = rowSealSet(seal);
-          this.rowSeals.set(this.rows.length, { table, set, targets });
-          this.addJob(dek, seal, table.rowPlaces.of(set), aad, row, null);
-        },
-      });
-    add(before);
-    add(after);
+    eachSealedCell(keys, table, before, position, sealedHere, audit, only, this.toJobs);
+    eachSealedCell(keys, table, after, position, sealedHere, audit, only, this.toJobs);
     if (audit && audit.keys.length > 0) this.audits.push({ table, position, audit });
   }
 
-  private addJob(dek: DataKey, sealed: Uint8Array, place: Uint8Array, aad: Uint8Array, row: Row | null, c: SealedColumn | null): void {
+  private addJob(dek: DataKey, sealed: Uint8Array, place: Uint8Array, aad: Uint8Array, row: Row, c: SealedColumn | null): void {
     this.jobs.add(dek, sealed, place, aad, EMPTY, this.outLength);
     this.outLength += openedLength(dek, sealed);
     this.rows.push(row as Record<string, CellValue>);
@@ -239,10 +229,43 @@ const EMPTY = new Uint8Array(0);
 
 /** What opening one row image does with each sealed thing it holds (checked first, see `eachSealedCell`). */
 interface CellOpeners {
-  /** A format-1 or -2 value of column `c`, with the AAD key half it was sealed with. */
-  value: (dek: DataKey, sealed: Uint8Array, c: SealedColumn, aad: Uint8Array) => void;
-  /** A row seal (format 3) whose values go to `targets` (indices into the table's sealed columns). */
-  rowSeal: (dek: DataKey, seal: Uint8Array, targets: number[], aad: Uint8Array) => void;
+  /** A format-1 or -2 value of column `c` of `row`, with the AAD key half it was sealed with. */
+  value: (dek: DataKey, sealed: Uint8Array, c: SealedColumn, aad: Uint8Array, row: Row) => void;
+  /** A row seal (format 3) of `row` whose values go to `targets` (indices into the table's sealed columns). */
+  rowSeal: (dek: DataKey, seal: Uint8Array, targets: number[], aad: Uint8Array, row: Row, table: SealedTable) => void;
+}
+
+/** Opening on this thread, at once. */
+const OPEN_HERE: CellOpeners = {
+  value: (dek, sealed, c, aad, row) => setCell(row as Record<string, CellValue>, c.name, openValueWithAad(dek, sealed, c.place, aad, c.where)),
+  rowSeal: (dek, seal, targets, aad, row, table) => {
+    const set = rowSealSet(seal);
+    const plain = openPartsTransient(dek, seal, table.rowPlaces.of(set), aad, table.where);
+    try {
+      setOpened(plain, set, table, targets, row);
+    } finally {
+      plain.fill(0);
+    }
+  },
+};
+
+const cursor = new RowCursor();
+
+/** Sets the `targets` of an opened row seal's plaintext in `row` (the others of its set stay as they are). */
+function setOpened(plain: Uint8Array, set: Uint8Array, table: SealedTable, targets: readonly number[], row: Row): void {
+  cursor.start(plain, set, table.where);
+  while (cursor.next()) if (targets.includes(cursor.member)) setCell(row as Record<string, CellValue>, table.sealed[cursor.member]!.name, deserializeCell(cursor.value()));
+  cursor.end();
+}
+
+function wanted(only: ReadonlySet<string> | undefined, c: SealedColumn): boolean {
+  return !only || only.has(c.name);
+}
+
+function note(audit: OpeningAudit | null, i: number, dek: DataKey): void {
+  if (!audit) return;
+  audit.columns[i] = true;
+  if (!audit.keys.includes(dek)) audit.keys.push(dek);
 }
 
 /**
@@ -302,33 +325,30 @@ function eachSealedCell(
   if (!targets && refs) throw rowSealRefused(table, 'a reference has no row seal in its row');
   // A row seal's AAD binds the plain key columns (its sealed key columns are inside it).
   const rowKey = targets ? openingKeyAad(table.key, row, true) : EMPTY;
-  const wanted = (i: number) => !only || only.has(sealed[i]!.name);
-  const note = (i: number, dek: DataKey) => {
-    if (!audit) return;
-    audit.columns[i] = true;
-    if (!audit.keys.includes(dek)) audit.keys.push(dek);
-  };
   for (let i = 0; i < sealed.length; i++) {
     const c = sealed[i]!;
     const v = row[c.name];
-    if (!(v instanceof Uint8Array) || isRowSealReference(v) || v[0] === ROW_SEAL_FORMAT || !wanted(i)) continue;
+    if (!(v instanceof Uint8Array) || isRowSealReference(v) || v[0] === ROW_SEAL_FORMAT || !wanted(only, c)) continue;
     const dek = keys.of(v)!;
-    note(i, dek);
-    open.value(dek, v, c, c.sealedKey ? plain : full);
+    note(audit, i, dek);
+    open.value(dek, v, c, c.sealedKey ? plain : full, row);
   }
   if (!targets) return;
   for (const [at, all] of targets) {
     const seal = row[sealed[at]!.name] as Uint8Array;
-    const open3 = all.filter(wanted);
-    if (open3.length === 0) continue;
-    const dek = keys.of(seal)!;
-    for (const i of open3) note(i, dek);
-    if (open3.length < all.length) {
-      // The columns left sealed keep a copy of the seal (their references would lose it).
-      const copy = seal.slice();
-      for (const i of all) if (!wanted(i)) setCell(row as Record<string, CellValue>, sealed[i]!.name, copy);
+    let open3 = all;
+    if (only) {
+      open3 = all.filter((i) => only.has(sealed[i]!.name));
+      if (open3.length === 0) continue;
+      if (open3.length < all.length) {
+        // The columns left sealed keep a copy of the seal (their references would lose it).
+        const copy = seal.slice();
+        for (const i of all) if (!only.has(sealed[i]!.name)) setCell(row as Record<string, CellValue>, sealed[i]!.name, copy);
+      }
     }
-    open.rowSeal(dek, seal, open3, rowKey);
+    const dek = keys.of(seal)!;
+    for (const i of open3) note(audit, i, dek);
+    open.rowSeal(dek, seal, open3, rowKey, row, table);
   }
 }
 

@@ -232,30 +232,6 @@ export function referenceTo(seal: Uint8Array): Uint8Array {
   return out;
 }
 
-/**
- * Splits an opened row seal's plaintext into its `count` values; calls `fn(i, bytes)` for the
- * i-th member. Anything but exactly `count` well-formed values is 'integrity' (a seal that
- * authenticated but does not match its own set cannot happen without a key compromise).
- */
-export function eachRowValue(plain: Uint8Array, count: number, where: string, fn: (i: number, bytes: Uint8Array) => void): void {
-  let at = 0;
-  for (let i = 0; i < count; i++) {
-    let n = 0;
-    let shift = 0;
-    for (;;) {
-      if (at >= plain.length || shift > 28) throw malformed(where);
-      const b = plain[at++]!;
-      n += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) break;
-      shift += 7;
-    }
-    if (at + n > plain.length) throw malformed(where);
-    fn(i, plain.subarray(at, at + n));
-    at += n;
-  }
-  if (at !== plain.length) throw malformed(where);
-}
-
 function malformed(where: string): ChartlogError {
   return new ChartlogError('integrity', `${where}: a row seal's content does not match its column set`, {
     hint: 'the archive object is damaged; run `chartlog verify` and restore from an intact copy',
@@ -285,12 +261,64 @@ export function openRowSealEach(dek: DataKey, seal: Uint8Array, places: RowPlace
 
 /** Calls `fn(member index, value)` for each value of an opened row seal's plaintext. */
 export function eachRowCell(plain: Uint8Array, set: Uint8Array, where: string, fn: (i: number, v: CellValue) => void): void {
-  let member = -1;
-  eachRowValue(plain, setSize(set), where, (_i, bytes) => {
-    do member++;
-    while (!inSet(set, member));
-    fn(member, deserializeCell(bytes));
-  });
+  const c = new RowCursor();
+  c.start(plain, set, where);
+  while (c.next()) fn(c.member, deserializeCell(c.value()));
+  c.end();
+}
+
+/**
+ * Walks an opened row seal's plaintext value by value with no callback or object per value (the
+ * opener's hot path): `start`, then `next()` while true (`member`, `value()`), then `end()`,
+ * which refuses trailing bytes or missing values with 'integrity'.
+ */
+export class RowCursor {
+  private plain: Uint8Array = new Uint8Array(0);
+  private set: Uint8Array = new Uint8Array(0);
+  private where = '';
+  private at = 0;
+  private from = 0;
+  private to = 0;
+  private left = 0;
+  member = -1;
+
+  start(plain: Uint8Array, set: Uint8Array, where: string): void {
+    this.plain = plain;
+    this.set = set;
+    this.where = where;
+    this.at = 0;
+    this.left = setSize(set);
+    this.member = -1;
+  }
+
+  next(): boolean {
+    if (this.left === 0) return false;
+    const plain = this.plain;
+    let n = 0;
+    let shift = 0;
+    for (;;) {
+      if (this.at >= plain.length || shift > 28) throw malformed(this.where);
+      const b = plain[this.at++]!;
+      n += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) break;
+      shift += 7;
+    }
+    if (this.at + n > plain.length) throw malformed(this.where);
+    this.from = this.at;
+    this.to = this.at += n;
+    do this.member++;
+    while (!inSet(this.set, this.member));
+    this.left--;
+    return true;
+  }
+
+  value(): Uint8Array {
+    return this.plain.subarray(this.from, this.to);
+  }
+
+  end(): void {
+    if (this.left !== 0 || this.at !== this.plain.length) throw malformed(this.where);
+  }
 }
 
 /**
