@@ -1,6 +1,6 @@
 /**
  * Codec throughput: encode+seal and decode+open of a 12-column patient row with 4 PHI columns
- * (sealed format 2, one AEAD operation per PHI value, Avro single-object encoding), in batches
+ * (sealed format 3, one AEAD operation per row image over its PHI values, Avro single-object encoding), in batches
  * of 100 events, under both data-key algorithms in the same run: XChaCha20-Poly1305 (libsodium,
  * the default) and AES-256-GCM (node:crypto, phi.algorithm: aes-256-gcm — what every value
  * cost before issue 17).

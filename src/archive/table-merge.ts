@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
 import type { ChangeEvent } from '../core/change-event.js';
 import { ChartlogError } from '../core/errors.js';
+import { carryForward } from '../phi/row-seal.js';
 import { hasRowKey, identityColumns, qualifiedName, UNCHANGED, type CellValue, type Row, type TableSchema } from '../core/table-schema.js';
 import { readSpill, SpillWriter, type SpillKey } from './spill-file.js';
 import { cellKey } from './table-state.js';
@@ -449,7 +450,8 @@ function fillFrom(row: Row, previous: Row, schema: TableSchema | null, table?: s
       define(out, k, v);
       continue;
     }
-    const p = Object.hasOwn(previous, k) ? previous[k] : undefined;
+    // A row seal reference would lose its seal (it stays in the earlier image): carry the seal.
+    const p = Object.hasOwn(previous, k) ? carryForward(previous, k) : undefined;
     if (p === undefined) throw noEarlierImage(schema, k, table);
     define(out, k, p);
   }

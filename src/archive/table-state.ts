@@ -1,5 +1,6 @@
 import type { ChangeEvent } from '../core/change-event.js';
 import { ChartlogError } from '../core/errors.js';
+import { carryForward } from '../phi/row-seal.js';
 import { hasRowKey, identityColumns, qualifiedName, UNCHANGED, type CellValue, type Row, type TableSchema } from '../core/table-schema.js';
 
 /**
@@ -101,7 +102,8 @@ function fillUnchanged(after: Row, previous: Row | undefined, event: ChangeEvent
         hint: 'restore from a snapshot that holds the row, or set REPLICA IDENTITY FULL on the table',
       });
     }
-    out[k] = previous[k]!;
+    // A row seal reference would lose its seal (it stays in the earlier image): carry the seal.
+    out[k] = carryForward(previous, k)!;
   }
   return out;
 }

@@ -3,6 +3,7 @@ import { qualifiedName, type TableSchema } from '../core/table-schema.js';
 import { placeAad } from '../phi/aad.js';
 import type { ColumnPolicy } from '../phi/column-policy.js';
 import type { SealedColumn, SealedTable } from '../phi/phi-opener.js';
+import { RowPlaces } from '../phi/row-seal.js';
 import { toAvroSchema } from './avro-schema.js';
 import { bigintTypeHook } from './bigint-long.js';
 import type { RegisteredSchema, SchemaStore } from './schema-store.js';
@@ -68,6 +69,7 @@ export function compileTable(source: string, registered: RegisteredSchema, origi
   const type = avro.Type.forSchema(registered.schema as avro.Schema, { wrapUnions: true, typeHook: bigintTypeHook as never });
   return {
     name: qualifiedName(table),
+    where: `${source} ${qualifiedName(table)}`,
     registered,
     type,
     valueBranch: `${String(registered.schema.namespace)}.Value`,
@@ -76,6 +78,7 @@ export function compileTable(source: string, registered: RegisteredSchema, origi
     byName,
     sealedColumns: sealed.map((c) => c.name),
     sealed,
+    rowPlaces: new RowPlaces(source, table.schema, table.table, sealed.map((c) => c.name)),
     needsPlainKeyAad: sealed.some((c) => c.sealedKey),
     needsFullKeyAad: sealed.some((c) => !c.sealedKey),
     key: table.primaryKey.map((name) => ({ name, sealed: byName.get(name)?.sealed ?? false })),

@@ -2,10 +2,10 @@ import type { ChangeBatch, ChangeEvent } from '../core/change-event.js';
 import { ChartlogError } from '../core/errors.js';
 import { UNCHANGED, type CellValue, type Row } from '../core/table-schema.js';
 import { sealingKeyAad } from '../phi/aad.js';
-import { serializeCellTransient } from '../phi/cell-serialization.js';
 import type { CryptoJobBuilder } from '../phi/crypto-jobs.js';
 import type { KeyManager } from '../phi/key-manager.js';
-import { positionBytes, SealArena, sealedKeyId, sealedLength, sealInto, type DataKey } from '../phi/sealer.js';
+import { isRowSealReference, referenceTo, rowSealLength, RowPlaintext, sealRowBody, writeReference, writeRowSealHeader, REFERENCE_BYTES } from '../phi/row-seal.js';
+import { positionBytes, sealedKeyId, type DataKey } from '../phi/sealer.js';
 import { AvroWriter, NotDirect } from './avro-binary.js';
 import { ENVELOPE_OPS, MARKER_NAME } from './avro-schema.js';
 import type { CompiledColumn, CompiledTable } from './compiled-table.js';
@@ -29,8 +29,8 @@ export interface EnvelopeOrigin {
  * and for values the direct writer leaves to avsc (NotDirect).
  */
 export class EnvelopeWriter {
-  /** Sealed values of the event being encoded, until its message holds them. */
-  private readonly arena = new SealArena();
+  /** The sealed values of the row image being written, for its row seal. */
+  private readonly rowPlain = new RowPlaintext();
   /** The message being written (direct path), reused for every event. */
   private readonly writer = new AvroWriter();
 
@@ -44,8 +44,6 @@ export class EnvelopeWriter {
   encode(compiled: CompiledTable, event: ChangeEvent, batch: ChangeBatch, tsUs: bigint, dek: DataKey | null, presealed = false): Uint8Array {
     const table = compiled.name;
     if (!ENVELOPE_OPS.has(event.op)) throw new ChartlogError('internal', `${table}: unknown op "${String(event.op)}"`);
-    // The previous event's sealed values are in its message by now.
-    this.arena.reset();
     if (compiled.direct) {
       const w = this.writer;
       w.reset();
@@ -56,7 +54,6 @@ export class EnvelopeWriter {
         if (!(err instanceof NotDirect)) throw err;
         // A value avsc writes its own way, or refuses naming the field: its path decides. It
         // seals the event's values again (fresh nonces), so they count against the key again.
-        this.arena.reset();
         if (dek && !presealed) this.keys?.sealWith(sealedCells(compiled, event));
       }
     }
@@ -120,8 +117,9 @@ export class EnvelopeWriter {
   }
 
   /**
-   * One row image (or null); sealed values are sealed straight into the message, or, with
-   * `jobs`, left as holes of their sealed length that the jobs fill later.
+   * One row image (or null). Its sealed values go into one row seal (format 3, row-seal.ts)
+   * carried by the first of them, the others holding references to it; with `jobs` the seal's
+   * body is left as a hole that the jobs fill later (header, nonce and references written now).
    */
   private writeImage(w: AvroWriter, compiled: CompiledTable, row: Row | null, dek: DataKey | null, presealed: boolean, jobs: CryptoJobBuilder | null, pos: Uint8Array): void {
     if (!row) {
@@ -130,8 +128,8 @@ export class EnvelopeWriter {
     }
     w.long(1);
     const table = compiled.name;
-    const sealedKeys = compiled.needsPlainKeyAad ? this.sealKeyColumns(compiled, row, dek, presealed, pos) : null;
-    let fullAad: Uint8Array | undefined;
+    const rp = presealed ? null : this.collectSealed(compiled, row);
+    let sealAt = -1;
     let present = 0;
     for (const c of compiled.columns) {
       if (!Object.hasOwn(row, c.name)) {
@@ -147,21 +145,28 @@ export class EnvelopeWriter {
         w.long(0); // UNCHANGED
       } else if (c.sealed) {
         w.long(1);
-        const sealed = sealedKeys?.get(c.name) ?? (presealed ? presealedValue(v, table, c.name) : undefined);
-        if (sealed) {
-          w.bytes(sealed);
+        if (!rp) {
+          w.bytes(presealedValue(v, table, c.name));
           continue;
         }
-        const key = (fullAad ??= sealingKeyAad(compiled.key, row, sealedKeys, false));
-        const plaintext = serializeCellTransient(v);
+        if (sealAt >= 0) {
+          w.long(REFERENCE_BYTES);
+          w.ensure(REFERENCE_BYTES);
+          w.pos = writeReference(w.buf, w.pos, sealAt);
+          continue;
+        }
         const k = requireDek(dek, table, c.name);
-        const n = sealedLength(k, pos, plaintext.length);
+        const key = sealingKeyAad(compiled.key, row, null, true);
+        const n = rowSealLength(k, pos, rp.set, rp.length);
         w.long(n);
         w.ensure(n);
+        sealAt = w.pos;
+        writeRowSealHeader(k, pos, rp.set, w.buf, w.pos);
+        const place = compiled.rowPlaces.of(rp.set);
         if (jobs) {
-          jobs.add(k, plaintext, c.place, key, pos, w.pos);
+          jobs.add(k, rp.plaintext, place, key, NO_POSITION, w.pos);
           w.pos += n; // the hole the job fills
-        } else w.pos = sealInto(k, plaintext, c.place, key, pos, w.buf, w.pos);
+        } else w.pos = sealRowBody(k, rp.plaintext, place, key, w.buf, w.pos);
       } else {
         try {
           c.mapping.write(w, v, 1);
@@ -173,13 +178,28 @@ export class EnvelopeWriter {
     checkAllColumnsKnown(compiled, row, present);
   }
 
-  /** A row image as avsc's envelope object wants it. */
+  /** The image's sealed values (set and plaintext of its row seal); null when it has none. */
+  private collectSealed(compiled: CompiledTable, row: Row): RowPlaintext | null {
+    const sealed = compiled.sealed;
+    if (sealed.length === 0) return null;
+    const rp = this.rowPlain;
+    rp.reset(sealed.length);
+    for (let i = 0; i < sealed.length; i++) {
+      const name = sealed[i]!.name;
+      if (!Object.hasOwn(row, name)) continue;
+      const v = row[name]!;
+      if (v !== null && v !== UNCHANGED) rp.add(i, v);
+    }
+    return rp.count > 0 ? rp : null;
+  }
+
+  /** A row image as avsc's envelope object wants it (its row seal as `writeImage` makes it). */
   private rowToAvro(compiled: CompiledTable, row: Row, dek: DataKey | null, presealed: boolean, pos: Uint8Array): Record<string, unknown> {
     const table = compiled.name;
     const out: Record<string, unknown> = {};
     let present = 0;
-    const sealedKeys = compiled.needsPlainKeyAad ? this.sealKeyColumns(compiled, row, dek, presealed, pos) : null;
-    let fullAad: Uint8Array | undefined;
+    const rp = presealed ? null : this.collectSealed(compiled, row);
+    let seal: Buffer | null = null;
     for (const c of compiled.columns) {
       if (!Object.hasOwn(row, c.name)) {
         out[c.field] = { [MARKER_NAME]: 'ABSENT' };
@@ -190,12 +210,18 @@ export class EnvelopeWriter {
       if (v === null) out[c.field] = null;
       else if (v === UNCHANGED) out[c.field] = { [MARKER_NAME]: 'UNCHANGED' };
       else if (c.sealed) {
-        let sealed = sealedKeys?.get(c.name);
-        if (!sealed) {
-          if (presealed) sealed = presealedValue(v, table, c.name);
-          else sealed = this.arena.seal(requireDek(dek, table, c.name), v, c.place, (fullAad ??= sealingKeyAad(compiled.key, row, sealedKeys, false)), pos);
+        let bytes: Buffer;
+        if (!rp) bytes = Buffer.from(presealedValue(v, table, c.name));
+        else if (seal) {
+          bytes = Buffer.from(referenceTo(seal));
+        } else {
+          const k = requireDek(dek, table, c.name);
+          seal = Buffer.alloc(rowSealLength(k, pos, rp.set, rp.length));
+          writeRowSealHeader(k, pos, rp.set, seal, 0);
+          sealRowBody(k, rp.plaintext, compiled.rowPlaces.of(rp.set), sealingKeyAad(compiled.key, row, null, true), seal, 0);
+          bytes = seal;
         }
-        out[c.field] = { bytes: Buffer.isBuffer(sealed) ? sealed : Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength) };
+        out[c.field] = { bytes };
       } else {
         try {
           out[c.field] = c.mapping.toAvro(v);
@@ -205,25 +231,6 @@ export class EnvelopeWriter {
       }
     }
     checkAllColumnsKnown(compiled, row, present);
-    return out;
-  }
-
-  /**
-   * The sealed bytes of the row's sealed key columns, sealed before the others: the AAD of every
-   * other sealed column binds them. Their own AAD binds the plain key columns only.
-   */
-  private sealKeyColumns(compiled: CompiledTable, row: Row, dek: DataKey | null, presealed: boolean, pos: Uint8Array): Map<string, Uint8Array> {
-    const table = compiled.name;
-    const out = new Map<string, Uint8Array>();
-    let plainAad: Uint8Array | undefined;
-    for (const k of compiled.key) {
-      if (!k.sealed || !Object.hasOwn(row, k.name)) continue;
-      const v = row[k.name]!;
-      if (v === null || v === UNCHANGED) continue;
-      const c = compiled.byName.get(k.name)!;
-      if (presealed) out.set(k.name, presealedValue(v, table, c.name));
-      else out.set(k.name, this.arena.seal(requireDek(dek, table, c.name), v, c.place, (plainAad ??= sealingKeyAad(compiled.key, row, null, true)), pos));
-    }
     return out;
   }
 }
@@ -240,9 +247,9 @@ export function sealedCells(compiled: CompiledTable, event: ChangeEvent): number
   return compiled.sealedColumns.length * ((event.before ? 1 : 0) + (event.after ? 1 : 0));
 }
 
-/** The bytes of a row read from the archive without opening: they must be a sealed value. */
+/** The bytes of a row read from the archive without opening: a sealed value, row seal or reference to one. */
 function presealedValue(v: CellValue, table: string, column: string): Uint8Array {
-  if (v instanceof Uint8Array && sealedKeyId(v) !== null) return v;
+  if (v instanceof Uint8Array && (sealedKeyId(v) !== null || isRowSealReference(v))) return v;
   throw new ChartlogError('internal', `${table}.${column}: a presealed row holds a value that is not sealed`, {
     hint: 'rows passed through sealed must be read from the archive without opening them',
   });

@@ -1,3 +1,4 @@
+import { sealRowBody } from './row-seal.js';
 import { openPartsTransient, sealedLength, sealInto, type DataKey, type SealAlgorithm } from './sealer.js';
 
 /**
@@ -143,9 +144,16 @@ class SharedView {
   }
 }
 
-/** Seals every job of `batch` into its hole in `out`, each with a fresh random nonce. */
+/**
+ * Seals every job of `batch` into its hole in `out`, each with a fresh random nonce. A job
+ * without a position is a row seal (format 3) whose header and nonce are in its hole already.
+ */
 export function sealJobs(batch: CryptoJobBatch, out: Uint8Array): void {
   eachJob(batch, (_i, dek, plaintext, place, key, pos, outAt) => {
+    if (pos.length === 0) {
+      sealRowBody(dek, plaintext, place, key, out, outAt);
+      return;
+    }
     const end = sealInto(dek, plaintext, place, key, pos, out, outAt);
     if (end !== outAt + sealedLength(dek, pos, plaintext.length)) throw new Error('a sealed value does not fit its reserved place');
   });

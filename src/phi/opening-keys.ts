@@ -1,6 +1,7 @@
 import { ChartlogError } from '../core/errors.js';
 import type { Row } from '../core/table-schema.js';
 import type { KeyManager } from './key-manager.js';
+import { isRowSealReference } from './row-seal.js';
 import { isSealedUnder, sealedKeyId, type DataKey } from './sealer.js';
 
 /**
@@ -29,7 +30,8 @@ export class OpeningKeys {
     if (!row) return false;
     for (const c of columns) {
       const v = row[c.name];
-      if (v instanceof Uint8Array && !this.of(v)) return true;
+      // A reference names no key: its row seal, in another column, does.
+      if (v instanceof Uint8Array && !isRowSealReference(v) && !this.of(v)) return true;
     }
     return false;
   }
@@ -39,7 +41,7 @@ export class OpeningKeys {
     if (!row) return;
     for (const c of columns) {
       const v = row[c.name];
-      if (!(v instanceof Uint8Array) || this.of(v)) continue;
+      if (!(v instanceof Uint8Array) || isRowSealReference(v) || this.of(v)) continue;
       const id = sealedKeyId(v);
       if (id === null) {
         throw new ChartlogError('integrity', `${table}.${c.name}: not a sealed value`, { hint: 'the object is damaged; run `chartlog verify`' });

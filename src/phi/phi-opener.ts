@@ -7,7 +7,8 @@ import type { CryptoPool } from './crypto-pool.js';
 import { CryptoJobBuilder } from './crypto-jobs.js';
 import type { KeyManager } from './key-manager.js';
 import { OpeningKeys } from './opening-keys.js';
-import { openedLength, openValueWithAad, positionBytes, sameHeaderPosition, SEALED_FORMAT_VERSION, sealedAt, sealedPosition, sealedPositionBytes, type DataKey } from './sealer.js';
+import { firstMember, inSet, isRowSeal, isRowSealReference, refersTo, RowCursor, rowSealSet, setSize, type RowPlaces } from './row-seal.js';
+import { openedLength, openPartsTransient, openValueWithAad, positionBytes, ROW_SEAL_FORMAT, sameHeaderPosition, SEALED_FORMAT_V2, sealedAt, sealedPosition, sealedPositionBytes, type DataKey } from './sealer.js';
 
 /**
  * Opening sealed PHI in decoded row images (docs/architecture.md §5: every opening is audited).
@@ -40,6 +41,10 @@ export interface SealedColumn {
 export interface SealedTable {
   /** "schema.table". */
   readonly name: string;
+  /** "source schema.table", for messages about a row seal. */
+  readonly where: string;
+  /** The AAD place halves of the table version's row seals (format 3). */
+  readonly rowPlaces: RowPlaces;
   /** The sealed columns in column order. */
   readonly sealed: readonly SealedColumn[];
   /** Their names, in the same order. */
@@ -58,15 +63,24 @@ export interface PhiOpenerOptions {
   keys?: KeyManager;
   /** Called once for every message whose PHI is opened. Gets names, positions and key ids only, never values. */
   onOpen?: (entry: OpenAuditEntry) => void;
+  /**
+   * Per-column opening: the sealed columns of a table ("schema.table") to open; the others stay
+   * sealed (a reference whose row seal is opened becomes a copy of that seal, so it can still be
+   * opened later). Absent, or undefined for a table: every sealed column.
+   */
+  columns?: (table: string) => ReadonlySet<string> | undefined;
 }
 
 export class PhiOpener {
   private readonly source: string;
   private readonly keys: OpeningKeys | undefined;
   private readonly onOpen: PhiOpenerOptions['onOpen'];
+  /** For PooledOpening. */
+  readonly columns: PhiOpenerOptions['columns'];
 
   constructor(options: PhiOpenerOptions) {
     this.source = options.source;
+    this.columns = options.columns;
     this.keys = options.keys ? new OpeningKeys(options.keys) : undefined;
     this.onOpen = options.onOpen;
   }
@@ -118,9 +132,9 @@ export class PhiOpener {
   private openLoaded(keys: OpeningKeys, table: SealedTable, before: Row | null, after: Row | null, position: Position, sealedHere: boolean): void {
     // Rows fresh from the codec's reader: opened in place.
     const audit = this.onOpen ? new OpeningAudit(table.sealed.length) : null;
-    for (const row of [before, after]) {
-      eachSealedCell(keys, table, row, position, sealedHere, audit, (dek, sealed, c, aad) => setCell(row as Record<string, CellValue>, c.name, openValueWithAad(dek, sealed, c.place, aad, c.where)));
-    }
+    const only = this.columns?.(table.name);
+    eachSealedCell(keys, table, before, position, sealedHere, audit, only, OPEN_HERE);
+    eachSealedCell(keys, table, after, position, sealedHere, audit, only, OPEN_HERE);
     if (audit) this.report(table, position, audit);
   }
 }
@@ -135,10 +149,22 @@ export class PooledOpening {
   // One entry per value to open, kept in parallel arrays: a restore opens millions of values,
   // and an object per value was a large part of its garbage.
   private readonly rows: Record<string, CellValue>[] = [];
-  private readonly columns: SealedColumn[] = [];
+  /** The column a value job opens; null for a row seal's job (its targets in `rowSeals`). */
+  private readonly columns: (SealedColumn | null)[] = [];
   private readonly ends: number[] = [];
+  private readonly rowSeals = new Map<number, { table: SealedTable; set: Uint8Array; targets: number[] }>();
   private readonly audits: { table: SealedTable; position: Position; audit: OpeningAudit }[] = [];
   private outLength = 0;
+
+  /** Every value and row seal `eachSealedCell` finds becomes a job (made once, not per row). */
+  private readonly toJobs: CellOpeners = {
+    value: (dek, sealed, c, aad, row) => this.addJob(dek, sealed, c.place, aad, row, c),
+    rowSeal: (dek, seal, targets, aad, row, table) => {
+      const set = rowSealSet(seal);
+      this.rowSeals.set(this.rows.length, { table, set, targets });
+      this.addJob(dek, seal, table.rowPlaces.of(set), aad, row, null);
+    },
+  };
 
   constructor(private readonly opener: PhiOpener) {}
 
@@ -151,12 +177,18 @@ export class PooledOpening {
   /** Opens every value added, sets it in its row, then reports the audit entries. */
   async run(pool: CryptoPool): Promise<void> {
     const { rows, columns, ends } = this;
-    const plain = await pool.open(this.jobs.take(), this.outLength, (i) => columns[i]!.where);
+    const plain = await pool.open(this.jobs.take(), this.outLength, (i) => columns[i]?.where ?? this.rowSeals.get(i)!.table.where);
     let at = 0;
     for (let i = 0; i < rows.length; i++) {
-      setCell(rows[i]!, columns[i]!.name, deserializeCell(plain.subarray(at, ends[i]!)));
+      const c = columns[i];
+      if (c) setCell(rows[i]!, c.name, deserializeCell(plain.subarray(at, ends[i]!)));
+      else {
+        const r = this.rowSeals.get(i)!;
+        setOpened(plain.subarray(at, ends[i]!), r.set, r.table, r.targets, rows[i]!);
+      }
       at = ends[i]!;
     }
+    plain.fill(0);
     for (const a of this.audits) this.opener.report(a.table, a.position, a.audit);
   }
 
@@ -168,17 +200,18 @@ export class PooledOpening {
 
   private addLoaded(keys: OpeningKeys, table: SealedTable, before: Row | null, after: Row | null, position: Position, sealedHere: boolean): void {
     const audit = this.opener.audited ? new OpeningAudit(table.sealed.length) : null;
-    const add = (row: Row | null): void =>
-      eachSealedCell(keys, table, row, position, sealedHere, audit, (dek, sealed, c, aad) => {
-        this.jobs.add(dek, sealed, c.place, aad, EMPTY, this.outLength);
-        this.outLength += openedLength(dek, sealed);
-        this.rows.push(row as Record<string, CellValue>);
-        this.columns.push(c);
-        this.ends.push(this.outLength);
-      });
-    add(before);
-    add(after);
+    const only = this.opener.columns?.(table.name);
+    eachSealedCell(keys, table, before, position, sealedHere, audit, only, this.toJobs);
+    eachSealedCell(keys, table, after, position, sealedHere, audit, only, this.toJobs);
     if (audit && audit.keys.length > 0) this.audits.push({ table, position, audit });
+  }
+
+  private addJob(dek: DataKey, sealed: Uint8Array, place: Uint8Array, aad: Uint8Array, row: Row, c: SealedColumn | null): void {
+    this.jobs.add(dek, sealed, place, aad, EMPTY, this.outLength);
+    this.outLength += openedLength(dek, sealed);
+    this.rows.push(row as Record<string, CellValue>);
+    this.columns.push(c);
+    this.ends.push(this.outLength);
   }
 }
 
@@ -194,14 +227,60 @@ export class OpeningAudit {
 
 const EMPTY = new Uint8Array(0);
 
+/** What opening one row image does with each sealed thing it holds (checked first, see `eachSealedCell`). */
+interface CellOpeners {
+  /** A format-1 or -2 value of column `c` of `row`, with the AAD key half it was sealed with. */
+  value: (dek: DataKey, sealed: Uint8Array, c: SealedColumn, aad: Uint8Array, row: Row) => void;
+  /** A row seal (format 3) of `row` whose values go to `targets` (indices into the table's sealed columns). */
+  rowSeal: (dek: DataKey, seal: Uint8Array, targets: number[], aad: Uint8Array, row: Row, table: SealedTable) => void;
+}
+
+/** Opening on this thread, at once. */
+const OPEN_HERE: CellOpeners = {
+  value: (dek, sealed, c, aad, row) => setCell(row as Record<string, CellValue>, c.name, openValueWithAad(dek, sealed, c.place, aad, c.where)),
+  rowSeal: (dek, seal, targets, aad, row, table) => {
+    const set = rowSealSet(seal);
+    const plain = openPartsTransient(dek, seal, table.rowPlaces.of(set), aad, table.where);
+    try {
+      setOpened(plain, set, table, targets, row);
+    } finally {
+      plain.fill(0);
+    }
+  },
+};
+
+const cursor = new RowCursor();
+
+/** Sets the `targets` of an opened row seal's plaintext in `row` (the others of its set stay as they are). */
+function setOpened(plain: Uint8Array, set: Uint8Array, table: SealedTable, targets: readonly number[], row: Row): void {
+  cursor.start(plain, set, table.where);
+  while (cursor.next()) if (targets.includes(cursor.member)) setCell(row as Record<string, CellValue>, table.sealed[cursor.member]!.name, deserializeCell(cursor.value()));
+  cursor.end();
+}
+
+function wanted(only: ReadonlySet<string> | undefined, c: SealedColumn): boolean {
+  return !only || only.has(c.name);
+}
+
+function note(audit: OpeningAudit | null, i: number, dek: DataKey): void {
+  if (!audit) return;
+  audit.columns[i] = true;
+  if (!audit.keys.includes(dek)) audit.keys.push(dek);
+}
+
 /**
- * Every sealed value of a row with its data key (in memory already) and the AAD key half it
- * was sealed with, noted in `audit`. Both AAD halves come from the row as sealed, before any
- * of its key columns is opened. Format 2 values carry the position they were sealed at: a
+ * Every sealed value and row seal of a row with its data key (in memory already) and the AAD key
+ * half it was sealed with, noted in `audit`. Both AAD halves come from the row as sealed, before
+ * any of its key columns is opened. Formats 2 and 3 carry the position they were sealed at: a
  * change event's values were sealed for it (`sealedHere`) and must name its very position; a
  * snapshot row carries values sealed by the change that last wrote them (synthesised snapshots),
  * which cannot be after the snapshot's transaction. Anything else is a value moved from another
  * change: 'integrity', naming the column.
+ *
+ * A change event's row seal must be in the first column of its set and every other column of the
+ * set a reference to it, no more and no fewer. A snapshot row may be merged from several images:
+ * each row seal stands for its own column (which must be in its set) and each reference must find
+ * its seal in the row, the column in its set. `only`: the columns to open (absent: all).
  */
 function eachSealedCell(
   keys: OpeningKeys,
@@ -210,7 +289,8 @@ function eachSealedCell(
   position: Position,
   sealedHere: boolean,
   audit: OpeningAudit | null,
-  fn: (dek: DataKey, sealed: Uint8Array, c: SealedColumn, aad: Uint8Array) => void,
+  only: ReadonlySet<string> | undefined,
+  open: CellOpeners,
 ): void {
   if (!row) return;
   const plain = table.needsPlainKeyAad ? openingKeyAad(table.key, row, true) : EMPTY;
@@ -218,28 +298,92 @@ function eachSealedCell(
   const sealed = table.sealed;
   let pos: Uint8Array | undefined;
   // Every value is checked before any is opened, so a refused row leaves nothing opened; then
-  // opened in a second pass, with no list of cells made per row. Both AAD halves were taken
-  // above, before `fn` replaces any of the row's sealed values.
-  for (const c of sealed) {
-    const v = row[c.name];
-    if (!(v instanceof Uint8Array) || v[0] !== SEALED_FORMAT_VERSION) continue;
-    if (sealedHere ? sealedAt(v, (pos ??= positionBytes(position))) : notAfter(v, position)) continue;
-    const at = sealedPosition(v);
-    throw new ChartlogError('integrity', `${c.where}: a value sealed at ${at ? Position.format(at) : 'an unreadable position'} is in the message at ${Position.format(position)}`, {
-      hint: 'the archive object was tampered with (a sealed value moved from another change); run `chartlog verify` and restore from an intact copy',
-    });
-  }
+  // opened in a second pass. Both AAD halves were taken above, before any sealed value is replaced.
+  let seals: number[] | null = null;
+  let refs: number[] | null = null;
   for (let i = 0; i < sealed.length; i++) {
     const c = sealed[i]!;
     const v = row[c.name];
     if (!(v instanceof Uint8Array)) continue;
-    const dek = keys.of(v)!;
-    if (audit) {
-      audit.columns[i] = true;
-      if (!audit.keys.includes(dek)) audit.keys.push(dek);
+    if (isRowSealReference(v)) {
+      (refs ??= []).push(i);
+      continue;
     }
-    fn(dek, v, c, c.sealedKey ? plain : full);
+    if (v[0] !== SEALED_FORMAT_V2 && v[0] !== ROW_SEAL_FORMAT) continue;
+    if (!(sealedHere ? sealedAt(v, (pos ??= positionBytes(position))) : notAfter(v, position))) {
+      const at = sealedPosition(v);
+      throw new ChartlogError('integrity', `${c.where}: a value sealed at ${at ? Position.format(at) : 'an unreadable position'} is in the message at ${Position.format(position)}`, {
+        hint: 'the archive object was tampered with (a sealed value moved from another change); run `chartlog verify` and restore from an intact copy',
+      });
+    }
+    if (v[0] === ROW_SEAL_FORMAT) {
+      if (!isRowSeal(v)) throw rowSealRefused(table, 'a row seal is truncated');
+      (seals ??= []).push(i);
+    }
   }
+  const targets = seals ? rowSealTargets(table, row, seals, refs ?? [], sealedHere) : null;
+  if (!targets && refs) throw rowSealRefused(table, 'a reference has no row seal in its row');
+  // A row seal's AAD binds the plain key columns (its sealed key columns are inside it).
+  const rowKey = targets ? openingKeyAad(table.key, row, true) : EMPTY;
+  for (let i = 0; i < sealed.length; i++) {
+    const c = sealed[i]!;
+    const v = row[c.name];
+    if (!(v instanceof Uint8Array) || isRowSealReference(v) || v[0] === ROW_SEAL_FORMAT || !wanted(only, c)) continue;
+    const dek = keys.of(v)!;
+    note(audit, i, dek);
+    open.value(dek, v, c, c.sealedKey ? plain : full, row);
+  }
+  if (!targets) return;
+  for (const [at, all] of targets) {
+    const seal = row[sealed[at]!.name] as Uint8Array;
+    let open3 = all;
+    if (only) {
+      open3 = all.filter((i) => only.has(sealed[i]!.name));
+      if (open3.length === 0) continue;
+      if (open3.length < all.length) {
+        // The columns left sealed keep a copy of the seal (their references would lose it).
+        const copy = seal.slice();
+        for (const i of all) if (!only.has(sealed[i]!.name)) setCell(row as Record<string, CellValue>, sealed[i]!.name, copy);
+      }
+    }
+    const dek = keys.of(seal)!;
+    for (const i of open3) note(audit, i, dek);
+    open.rowSeal(dek, seal, open3, rowKey, row, table);
+  }
+}
+
+/**
+ * Which columns each row seal of a row fills: the seal's column index → the columns (its own and
+ * those whose references name it). Checks what `eachSealedCell` says, or 'integrity' naming the table.
+ */
+function rowSealTargets(table: SealedTable, row: Row, seals: number[], refs: number[], sealedHere: boolean): Map<number, number[]> {
+  const out = new Map<number, number[]>();
+  const value = (i: number) => row[table.sealed[i]!.name] as Uint8Array;
+  for (const s of seals) {
+    if (!inSet(rowSealSet(value(s)), s)) throw rowSealRefused(table, 'a row seal is in a column it does not hold');
+    out.set(s, [s]);
+  }
+  for (const r of refs) {
+    let s = -1;
+    for (const c of seals) if (refersTo(value(r), value(c))) s = c;
+    if (s < 0) throw rowSealRefused(table, 'a reference has no row seal in its row');
+    if (!inSet(rowSealSet(value(s)), r)) throw rowSealRefused(table, 'a reference is in a column its row seal does not hold');
+    out.get(s)!.push(r);
+  }
+  if (sealedHere) {
+    // A change event's image was written with one row seal, in the first column of its set.
+    if (seals.length !== 1) throw rowSealRefused(table, 'a change holds more than one row seal per row image');
+    const s = seals[0]!;
+    const set = rowSealSet(value(s));
+    if (firstMember(set) !== s || setSize(set) !== out.get(s)!.length) throw rowSealRefused(table, "a row image's sealed columns do not match its row seal");
+  }
+  return out;
+}
+
+function rowSealRefused(table: SealedTable, what: string): ChartlogError {
+  return new ChartlogError('integrity', `${table.where}: ${what} (altered, moved, truncated or removed)`, {
+    hint: 'the archive object is damaged or was tampered with; run `chartlog verify` and restore from an intact copy',
+  });
 }
 
 /** True when a format-2 value was sealed in the transaction of `position` or an earlier one (a snapshot row's values). */

@@ -24,7 +24,12 @@ import { deserializeCell, serializeCell, serializeCellTransient } from './cell-s
  * key, so the key can be chosen per row (per-patient keys) without another format change.
  */
 
-export const SEALED_FORMAT_VERSION = 2;
+/** Format 2: one sealed value per column (written before format 3; still opened). */
+export const SEALED_FORMAT_V2 = 2;
+/** Format 3: one row seal per row image over all its sealed columns (row-seal.ts); written now. */
+export const ROW_SEAL_FORMAT = 3;
+/** The per-value format `sealValue`/`sealInto` write (the codec writes row seals, format 3). */
+export const SEALED_FORMAT_VERSION = SEALED_FORMAT_V2;
 /** The format archives written before issue 17 hold: still opened, never written. */
 export const SEALED_FORMAT_V1 = 1;
 export const KEY_ID_BYTES = 16;
@@ -141,12 +146,30 @@ function positionLength(sealed: Uint8Array): number {
   return 1 + sealed[1 + KEY_ID_BYTES]! + 4;
 }
 
-/** True when the bytes have the shape of a sealed value of a known format (any algorithm). */
+/** True for the formats whose header holds a position after the key id (2 and 3). */
+function hasPosition(sealed: Uint8Array): boolean {
+  return sealed[0] === SEALED_FORMAT_V2 || sealed[0] === ROW_SEAL_FORMAT;
+}
+
+/**
+ * Bytes of a header (everything before the nonce) of format 2 or 3, or -1 when `sealed` is too
+ * short to hold one. Format 3 adds the row seal's column set after the position: u8 m, m bytes.
+ */
+export function headerLength(sealed: Uint8Array): number {
+  const p = positionLength(sealed);
+  if (p < 0) return -1;
+  const end = 1 + KEY_ID_BYTES + p;
+  if (sealed[0] !== ROW_SEAL_FORMAT) return end;
+  if (sealed.length <= end) return -1;
+  return end + 1 + sealed[end]!;
+}
+
+/** True when the bytes have the shape of a sealed value (or row seal) of a known format (any algorithm). */
 function wellFormed(sealed: Uint8Array): boolean {
   if (sealed[0] === SEALED_FORMAT_V1) return sealed.length >= V1_HEADER_BYTES + TAG_BYTES;
-  if (sealed[0] !== SEALED_FORMAT_VERSION) return false;
-  const p = positionLength(sealed);
-  return p > 0 && sealed.length >= 1 + KEY_ID_BYTES + p + NONCE_BYTES + TAG_BYTES;
+  if (!hasPosition(sealed)) return false;
+  const h = headerLength(sealed);
+  return h > 0 && sealed.length >= h + NONCE_BYTES + TAG_BYTES;
 }
 
 /** The hex key id a sealed value names, or null when the bytes are not a sealed value. */
@@ -162,9 +185,9 @@ export function isSealedUnder(sealed: Uint8Array, id: Uint8Array): boolean {
   return true;
 }
 
-/** The source position a format-2 value was sealed at; null for format 1 (which binds none) or bytes that are no sealed value. */
+/** The source position a format-2 value or format-3 row seal was sealed at; null for format 1 (which binds none) or bytes that are no sealed value. */
 export function sealedPosition(sealed: Uint8Array): Position | null {
-  if (!wellFormed(sealed) || sealed[0] !== SEALED_FORMAT_VERSION) return null;
+  if (!wellFormed(sealed) || !hasPosition(sealed)) return null;
   const n = sealed[1 + KEY_ID_BYTES]!;
   const at = 2 + KEY_ID_BYTES;
   const commit = Buffer.from(sealed.buffer, sealed.byteOffset + at, n).toString('latin1');
@@ -178,13 +201,13 @@ export function sealedPosition(sealed: Uint8Array): Position | null {
 
 /** A copy of a format-2 value's position bytes (as `positionBytes` makes them), null when it has none. */
 export function sealedPositionBytes(sealed: Uint8Array): Uint8Array | null {
-  if (!wellFormed(sealed) || sealed[0] !== SEALED_FORMAT_VERSION) return null;
+  if (!wellFormed(sealed) || !hasPosition(sealed)) return null;
   return sealed.slice(1 + KEY_ID_BYTES, 1 + KEY_ID_BYTES + positionLength(sealed));
 }
 
 /** True when `sealed` is a well-formed format-2 value whose position bytes are `header` (from `sealedPositionBytes`). */
 export function sameHeaderPosition(sealed: Uint8Array, header: Uint8Array | null): boolean {
-  if (header === null || !wellFormed(sealed) || sealed[0] !== SEALED_FORMAT_VERSION || positionLength(sealed) !== header.length) return false;
+  if (header === null || !wellFormed(sealed) || !hasPosition(sealed) || positionLength(sealed) !== header.length) return false;
   for (let i = 0; i < header.length; i++) if (sealed[1 + KEY_ID_BYTES + i] !== header[i]) return false;
   return true;
 }
@@ -194,7 +217,7 @@ export function sameHeaderPosition(sealed: Uint8Array, header: Uint8Array | null
  * for byte with no object made: the opening check of every value of a change event.
  */
 export function sealedAt(sealed: Uint8Array, pos: Uint8Array): boolean {
-  if (sealed[0] !== SEALED_FORMAT_VERSION || sealed.length < 1 + KEY_ID_BYTES + pos.length) return false;
+  if (!hasPosition(sealed) || sealed.length < 1 + KEY_ID_BYTES + pos.length) return false;
   for (let i = 0; i < pos.length; i++) if (sealed[1 + KEY_ID_BYTES + i] !== pos[i]) return false;
   return true;
 }
@@ -207,7 +230,7 @@ export function sealedLength(dek: { readonly algorithm?: SealAlgorithm }, pos: U
 /** Bytes of plaintext a sealed value holds (either format), given its data key. */
 export function openedLength(dek: { readonly algorithm?: SealAlgorithm }, sealed: Uint8Array): number {
   if (sealed[0] === SEALED_FORMAT_V1) return sealed.length - V1_HEADER_BYTES - TAG_BYTES;
-  return sealed.length - 1 - KEY_ID_BYTES - positionLength(sealed) - nonceBytesOf(dek) - TAG_BYTES;
+  return sealed.length - headerLength(sealed) - nonceBytesOf(dek) - TAG_BYTES;
 }
 
 /**
@@ -216,16 +239,26 @@ export function openedLength(dek: { readonly algorithm?: SealAlgorithm }, sealed
  * its parts one after the other, which is exactly their concatenation; libsodium takes it whole.
  */
 export function sealInto(dek: DataKey, plaintext: Uint8Array, place: Uint8Array, key: Uint8Array, pos: Uint8Array, out: Uint8Array, at: number): number {
-  out[at] = SEALED_FORMAT_VERSION;
+  out[at] = SEALED_FORMAT_V2;
   out.set(dek.id, at + 1);
   out.set(pos, at + 1 + KEY_ID_BYTES);
   const headerEnd = at + 1 + KEY_ID_BYTES + pos.length;
+  writeNonce(out, headerEnd, nonceBytesOf(dek));
+  return sealAfterHeader(dek, plaintext, place, key, out, at, headerEnd);
+}
+
+/**
+ * The AEAD of formats 2 and 3: `out[at, headerEnd)` holds the header and the nonce follows it,
+ * both written already; encrypts `plaintext` after them with AAD header ‖ place ‖ key and
+ * returns the end offset. AES-GCM authenticates the AAD's parts one after the other, which is
+ * exactly their concatenation; libsodium takes it whole.
+ */
+export function sealAfterHeader(dek: DataKey, plaintext: Uint8Array, place: Uint8Array, key: Uint8Array, out: Uint8Array, at: number, headerEnd: number): number {
   const nonceBytes = nonceBytesOf(dek);
   const bodyAt = headerEnd + nonceBytes;
   const end = bodyAt + plaintext.length + TAG_BYTES;
   if (dek.algorithm === 'XChaCha20-Poly1305') {
-    writeNonce(XNONCE, 0, XCHACHA_NONCE_BYTES);
-    out.set(XNONCE, headerEnd);
+    for (let i = 0; i < XCHACHA_NONCE_BYTES; i++) XNONCE[i] = out[headerEnd + i]!;
     const aad = joinAad(out, at, headerEnd, place, key);
     const ct = CIPHER_SCRATCH.view(plaintext.length + TAG_BYTES);
     const n = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(ct, plaintext, aad, null, XNONCE, dek.key);
@@ -233,7 +266,6 @@ export function sealInto(dek: DataKey, plaintext: Uint8Array, place: Uint8Array,
     out.set(ct, bodyAt);
     return end;
   }
-  writeNonce(out, headerEnd, nonceBytes);
   for (let i = 0; i < NONCE_BYTES; i++) IV[i] = out[headerEnd + i]!;
   const cipher = createCipheriv('aes-256-gcm', dek.key, IV, { authTagLength: TAG_BYTES });
   cipher.setAAD(out.subarray(at, headerEnd));
@@ -251,6 +283,13 @@ export function sealInto(dek: DataKey, plaintext: Uint8Array, place: Uint8Array,
   if (p !== bodyAt + plaintext.length) throw new ChartlogError('internal', 'AES-256-GCM returned a ciphertext of unexpected length');
   out.set(cipher.getAuthTag(), p);
   return end;
+}
+
+/** Writes `n` fresh random nonce bytes at `out[at]` (format 3 writes its header before sealing). */
+export function drawNonce(out: Uint8Array, at: number, dek: { readonly algorithm?: SealAlgorithm }): number {
+  const n = nonceBytesOf(dek);
+  writeNonce(out, at, n);
+  return at + n;
 }
 
 /** header (`src[from, to)`) ‖ place ‖ key in the shared scratch buffer (valid until the next call). */
@@ -293,7 +332,7 @@ export function openPartsTransient(dek: DataKey, sealed: Uint8Array, place: Uint
   if (!isSealedUnder(sealed, dek.id)) {
     const keyId = sealedKeyId(sealed);
     if (keyId === null) {
-      throw new ChartlogError('integrity', `${where}: not a sealed value of format ${SEALED_FORMAT_V1} or ${SEALED_FORMAT_VERSION}`, {
+      throw new ChartlogError('integrity', `${where}: not a sealed value of format ${SEALED_FORMAT_V1}, ${SEALED_FORMAT_V2} or ${ROW_SEAL_FORMAT}`, {
         hint: 'the archive is damaged or was written by an incompatible chartlog version; run `chartlog verify`',
       });
     }
@@ -303,7 +342,7 @@ export function openPartsTransient(dek: DataKey, sealed: Uint8Array, place: Uint
   }
   const v1 = sealed[0] === SEALED_FORMAT_V1;
   if (v1 && dek.algorithm === 'XChaCha20-Poly1305') throw failed(where);
-  const headerEnd = v1 ? 1 + KEY_ID_BYTES : 1 + KEY_ID_BYTES + positionLength(sealed);
+  const headerEnd = v1 ? 1 + KEY_ID_BYTES : headerLength(sealed);
   const nonceBytes = v1 ? NONCE_BYTES : nonceBytesOf(dek);
   const bodyAt = headerEnd + nonceBytes;
   const tagAt = sealed.length - TAG_BYTES;

@@ -12,15 +12,16 @@ import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import type { Row, TableSchema } from '../../../src/core/table-schema.js';
 import { KeyManager, sealAlgorithmOf } from '../../../src/phi/key-manager.js';
 import { FileKeyring } from '../../../src/phi/keyring/file-keyring.js';
+import { isRowSeal, isRowSealReference, refersTo, rowSealSet, setMembers } from '../../../src/phi/row-seal.js';
 import { sealedKeyId, sealedPosition } from '../../../src/phi/sealer.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
 import { codecRig, quietLog, ssnPhonePatients as patients } from '../../support/codec-support.js';
 
 /**
- * Sealed format 2 in whole messages (docs/formats.md "Sealed values"): archives written by the
- * format-1 sealer still open; format 2 round-trips under both algorithms; a value moved to
- * another source, table, column set, primary key or source position does not open, with an
- * error naming the column and holding no value.
+ * Sealed values in whole messages (docs/formats.md "Sealed values"): archives written by the
+ * format-1 sealer still open; what the codec writes now (format 3, one row seal per row image)
+ * round-trips under both algorithms; a row seal moved to another source, table, primary key or
+ * source position does not open, with an error naming the table or column and holding no value.
  */
 
 const policy = { columns: { 'public.patients': ['ssn', 'phone'] }, strict: [], publicColumns: {}, unclassified: 'clear' as const };
@@ -70,7 +71,7 @@ const row = fc.record({
 });
 
 for (const algorithm of ['xchacha20-poly1305', 'aes-256-gcm'] as const) {
-  test(`${algorithm}: property: any rows encode+seal then decode+open to themselves, each value carrying its event's position`, async () => {
+  test(`${algorithm}: property: any rows encode+seal then decode+open to themselves, one row seal per image carrying its event's position`, async () => {
     const rig = codecRig({ policy, algorithm: sealAlgorithmOf(algorithm) });
     const opener = rig.reader({ withKeys: true });
     await fc.assert(
@@ -80,11 +81,15 @@ for (const algorithm of ['xchacha20-poly1305', 'aes-256-gcm'] as const) {
         const messages = await rig.codec.encodeBatch({ source: 'clinic', txId: null, position: Position.of(commit, COMMIT_SEQ), commitTsUs: 1n, snapshot: false, events });
         for (const [i, m] of messages.entries()) {
           const sealed = (await rig.reader().decode(m.value)).event.after!;
-          for (const c of ['ssn', 'phone']) {
-            const v = sealed[c];
-            if (rows[i]![c as 'ssn'] === null) continue;
-            assert.ok(v instanceof Uint8Array && v[0] === 2);
-            assert.deepEqual(sealedPosition(v), Position.of(commit, i));
+          // The first non-null sealed column carries the row seal, the others refer to it.
+          const held = (['ssn', 'phone'] as const).filter((c) => rows[i]![c] !== null);
+          for (const c of ['ssn', 'phone'] as const) if (!held.includes(c)) assert.equal(sealed[c], null);
+          if (held.length > 0) {
+            const seal = sealed[held[0]!];
+            assert.ok(isRowSeal(seal));
+            assert.deepEqual(sealedPosition(seal), Position.of(commit, i));
+            assert.deepEqual(setMembers(rowSealSet(seal)), held.map((c) => (c === 'ssn' ? 0 : 1)));
+            for (const c of held.slice(1)) assert.ok(isRowSealReference(sealed[c]) && refersTo(sealed[c] as Uint8Array, seal));
           }
           assert.deepStrictEqual({ ...(await opener.decode(m.value, { open: true })).event.after }, { ...rows[i] });
         }
@@ -118,7 +123,7 @@ function swap(message: Uint8Array, from: Uint8Array, to: Uint8Array): Buffer {
 
 const visits: TableSchema = { ...patients, table: 'visits' };
 
-test('a sealed value moved to another position, primary key, column, table or source fails to open, naming the column; in place it opens', async () => {
+test('a row seal moved to another position, primary key, table or source fails to open, naming the table or column; in place it opens', async () => {
   const rig = codecRig({ policy: { ...policy, columns: { 'public.patients': ['ssn', 'phone'], 'public.visits': ['ssn', 'phone'] } } });
   const ev = (schema: TableSchema, op: 'c' | 'u', id: bigint, ssn: string, seq: number, commit = COMMIT): ChangeEvent => ({
     op,
@@ -143,7 +148,9 @@ test('a sealed value moved to another position, primary key, column, table or so
   // Its data key too, as if both sources shared a store: opening must still refuse.
   for (const [k, o] of other.store.objects) if (k.includes('/keys/')) await rig.store.put(k.replace('clinic2/', 'clinic/'), o.body);
   const ssnOf = async (m: Uint8Array, r = rig) => (await r.reader().decode(m)).event.after!.ssn as Uint8Array;
-  const phoneOf = async (m: Uint8Array) => (await rig.reader().decode(m)).event.after!.phone as Uint8Array;
+  const phoneOf = async (m: Uint8Array, r = rig) => (await r.reader().decode(m)).event.after!.phone as Uint8Array;
+  /** `first` with the row seal (ssn) and its reference (phone) of `donor`: a whole row's PHI moved. */
+  const moved = async (donor: Uint8Array, r = rig) => swap(swap(first!, await ssnOf(first!), await ssnOf(donor, r)), await phoneOf(first!), await phoneOf(donor, r));
   const opener = rig.reader({ withKeys: true });
   // Negative control: every message opens where it was written.
   for (const m of [first!, later!, otherRow!, otherTable!, nextTx!]) await opener.decode(m, { open: true });
@@ -151,14 +158,14 @@ test('a sealed value moved to another position, primary key, column, table or so
 
   const target = await ssnOf(first!);
   const cases: [string, Buffer][] = [
-    ['a later event of the same row and transaction (source position: seq)', swap(first!, target, await ssnOf(later!))],
-    ['the same row in a later transaction (source position: commit)', swap(first!, target, await ssnOf(nextTx!))],
-    ['another primary key', swap(first!, target, await ssnOf(otherRow!))],
-    ['another column of the same row', swap(first!, target, await phoneOf(first!))],
-    ['another table', swap(first!, target, await ssnOf(otherTable!))],
-    ['another source', swap(first!, target, await ssnOf(otherSource!, other))],
+    ['a later event of the same row and transaction (source position: seq)', await moved(later!)],
+    ['the same row in a later transaction (source position: commit)', await moved(nextTx!)],
+    ['another primary key', await moved(otherRow!)],
+    ['another table', await moved(otherTable!)],
+    ['another source', await moved(otherSource!, other)],
+    ["another row's seal, this row's reference", swap(first!, target, await ssnOf(otherRow!))],
   ];
-  for (const [what, tampered] of cases) await assert.rejects(opener.decode(tampered, { open: true }), isIntegrityNaming(/public\.patients\.ssn|data key/), what);
+  for (const [what, tampered] of cases) await assert.rejects(opener.decode(tampered, { open: true }), isIntegrityNaming(/public\.patients(\.ssn)?:|data key/), what);
   // The same through the crypto pool's batch opening path.
   const { CryptoPool } = await import('../../../src/phi/crypto-pool.js');
   const pool = new CryptoPool(1);

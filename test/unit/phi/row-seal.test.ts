@@ -1,0 +1,180 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
+import { ChartlogError } from '../../../src/core/errors.js';
+import type { CellValue, Row } from '../../../src/core/table-schema.js';
+import { keyAad, placeAad } from '../../../src/phi/aad.js';
+import { KeyManager } from '../../../src/phi/key-manager.js';
+import { PhiOpener, type OpenAuditEntry, type SealedTable } from '../../../src/phi/phi-opener.js';
+import { carryForward, isRowSeal, isRowSealReference, openRowSeal, referenceTo, RowPlaces, RowPlaintext, rowSealLength, sealRowBody, writeRowSealHeader } from '../../../src/phi/row-seal.js';
+import { positionBytes, sealedKeyId, sealedPosition, type DataKey, type SealAlgorithm } from '../../../src/phi/sealer.js';
+import { codecRig, quietLog, ssnPhonePatients as patients, testKeyring } from '../../support/codec-support.js';
+
+/**
+ * Sealed format 3, the row seal (docs/formats.md "Sealed values"): pinned vectors under both
+ * algorithms, every tamper of a seal's bytes and every truncation refused, and the row-level
+ * rules the opener enforces (references, merged snapshot rows, per-column opening, audit).
+ */
+
+const dekOf = (algorithm: SealAlgorithm): DataKey => ({
+  id: Uint8Array.from(Buffer.from('0190f00dcafe0000aabbccddeeff0011', 'hex')),
+  idHex: '0190f00dcafe0000aabbccddeeff0011',
+  key: Uint8Array.from(Buffer.from('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', 'hex')),
+  algorithm,
+});
+const places = new RowPlaces('clinic', 'public', 'patients', ['full_name', 'ssn', 'birth_date', 'address']);
+const KEY = keyAad([{ value: 7n }]);
+const EXPECTED = new Map<number, CellValue>([
+  [0, 'CANARY Zoë Ünïcode 𝄞'],
+  [1, 'CANARY-SSN-123-45-6789'],
+  [3, 12345678901234567890n],
+]);
+
+/** Made by this file's sealer when format 3 was introduced: today's opener must open them as they are. */
+const VECTORS: Record<SealAlgorithm, string> = {
+  'XChaCha20-Poly1305':
+    '030190f00dcafe0000aabbccddeeff0011103030303030303030303136623361313003000000010b2a7b18d15a6e21643d1fefc2f5d8d04572089f8a4561df8141a4bbb0614dfe0e285c271df176190495a2ee5206c1c307ca33190e0bbc55346c339d1cbbd39aa51e0e43a31d0b2720baa18f5baba56dcad3c5d976ee8edd56e849f57dd88613cb2e8074031d44fdf635fa03e5a2ef75795a05bd1883cafe261f0fad7b05e4',
+  'AES-256-GCM':
+    '030190f00dcafe0000aabbccddeeff0011103030303030303030303136623361313003000000010b2ed33ae5190d75203ded7df729d8162c36b890487c5958f451710ce6683708da4f6480ae7e45c978ea5a6cd32779ca109c972908983c6d2fbbc659891f30fe53ce1020c80fc9e8e0518622e5c5c6112f38ac33e921e32dfb33a6af0d9a64a6ad071f2404aa550bcea99b972ae5812f77e246',
+};
+
+function seal(dek: DataKey, values: Map<number, CellValue>, pos = Position.of('00000000016b3a10', 3)): Uint8Array {
+  const rp = new RowPlaintext();
+  rp.reset(4);
+  for (const [i, v] of values) rp.add(i, v);
+  const p = positionBytes(pos);
+  const out = new Uint8Array(rowSealLength(dek, p, rp.set, rp.length));
+  writeRowSealHeader(dek, p, rp.set, out, 0);
+  assert.equal(sealRowBody(dek, rp.plaintext, places.of(rp.set), KEY, out, 0), out.length);
+  return out;
+}
+
+const integrity = (e: unknown): boolean => {
+  assert.ok(e instanceof ChartlogError);
+  assert.equal(e.code, 'integrity');
+  assert.ok(!`${e.message} ${e.hint ?? ''}`.includes('CANARY'), 'no value in the error');
+  return true;
+};
+
+for (const algorithm of ['XChaCha20-Poly1305', 'AES-256-GCM'] as const) {
+  test(`${algorithm}: the pinned row seal opens to its values; its header names key, position and set`, () => {
+    const dek = dekOf(algorithm);
+    const v = Uint8Array.from(Buffer.from(VECTORS[algorithm], 'hex'));
+    assert.ok(isRowSeal(v));
+    assert.equal(sealedKeyId(v), dek.idHex);
+    assert.deepEqual(sealedPosition(v), Position.of('00000000016b3a10', 3));
+    assert.deepEqual(openRowSeal(dek, v, places, KEY, 'clinic public.patients'), EXPECTED);
+    // Pinned AAD place: label, source, schema, table, then the set's column names.
+    const lp = (...parts: string[]) => Buffer.concat(parts.flatMap((p) => [Buffer.from([p.length, 0, 0, 0]), Buffer.from(p)]));
+    assert.deepEqual(Buffer.from(places.of(Uint8Array.of(1, 0b1011))), lp('chartlog-phi-row-v3', 'clinic', 'public', 'patients', 'full_name', 'ssn', 'address'));
+  });
+
+  test(`${algorithm}: round trip; every flipped byte and every truncation of a row seal is 'integrity', naming the table`, () => {
+    const dek = dekOf(algorithm);
+    const v = seal(dek, EXPECTED);
+    assert.deepEqual(openRowSeal(dek, v, places, KEY, 'clinic public.patients'), EXPECTED, 'negative control: intact, it opens');
+    for (let i = 0; i < v.length; i++) {
+      const bad = v.slice();
+      bad[i]! ^= 0x01;
+      assert.throws(() => openRowSeal(dek, bad, places, KEY, 'clinic public.patients'), (e: ChartlogError) => integrity(e) && e.message.startsWith('clinic public.patients'), `byte ${i}`);
+    }
+    for (let n = 0; n < v.length; n++) assert.throws(() => openRowSeal(dek, v.subarray(0, n), places, KEY, 'clinic public.patients'), integrity, `truncated to ${n}`);
+    // Moved: another primary key, another table, another column set's names.
+    assert.throws(() => openRowSeal(dek, v, places, keyAad([{ value: 8n }]), 'w'), integrity);
+    assert.throws(() => openRowSeal(dek, v, new RowPlaces('clinic', 'public', 'visits', ['full_name', 'ssn', 'birth_date', 'address']), KEY, 'w'), integrity);
+    assert.throws(() => openRowSeal(dek, v, new RowPlaces('clinic', 'public', 'patients', ['full_name', 'ssn', 'address', 'birth_date']), KEY, 'w'), integrity);
+    assert.throws(() => openRowSeal(dek, v, new RowPlaces('other', 'public', 'patients', ['full_name', 'ssn', 'birth_date', 'address']), KEY, 'w'), integrity);
+  });
+}
+
+/** The codec's sealed table for ssnPhonePatients, as compileTable makes it. */
+const table: SealedTable = {
+  name: 'public.patients',
+  where: 'clinic public.patients',
+  rowPlaces: new RowPlaces('clinic', 'public', 'patients', ['ssn', 'phone']),
+  sealed: ['ssn', 'phone'].map((c) => ({ name: c, sealedKey: false, place: placeAad('clinic', 'public', 'patients', c), where: `clinic public.patients.${c}` })),
+  sealedColumns: ['ssn', 'phone'],
+  key: [{ name: 'id', sealed: false }],
+  needsPlainKeyAad: false,
+  needsFullKeyAad: true,
+};
+const policy = { columns: { 'public.patients': ['ssn', 'phone'] }, strict: [], publicColumns: {}, unclassified: 'clear' as const };
+const COMMIT = '00000000016b3a10';
+
+async function sealedRows(): Promise<{ opener: (o?: Partial<ConstructorParameters<typeof PhiOpener>[0]>) => PhiOpener; rows: Row[] }> {
+  const rig = codecRig({ policy });
+  const messages = await rig.codec.encodeBatch({
+    source: 'clinic',
+    txId: null,
+    position: Position.of(COMMIT, COMMIT_SEQ),
+    commitTsUs: 1n,
+    snapshot: false,
+    events: [
+      { op: 'c', schema: patients, before: null, after: { id: 1n, ssn: 'CANARY-SSN-1', phone: 'CANARY-PHONE-1' }, position: Position.of(COMMIT, 0) },
+      { op: 'u', schema: patients, before: null, after: { id: 1n, ssn: 'CANARY-SSN-2', phone: 'CANARY-PHONE-2' }, position: Position.of(COMMIT, 1) },
+    ],
+  });
+  const rows = await Promise.all(messages.map(async (m) => ({ ...(await rig.reader().decode(m.value)).event.after! })));
+  const keys = new KeyManager({ source: 'clinic', store: rig.store, keyring: testKeyring(), log: quietLog });
+  return { rows, opener: (o = {}) => new PhiOpener({ source: 'clinic', keys, ...o }) };
+}
+
+const at = (seq: number) => Position.of(COMMIT, seq);
+
+test('a change event: seal in ssn, reference in phone; a removed, altered, duplicated or misplaced reference or seal is refused naming the table', async () => {
+  const { rows, opener } = await sealedRows();
+  const [r0] = rows as [Row];
+  assert.ok(isRowSeal(r0.ssn) && isRowSealReference(r0.phone));
+  const good = { ...r0 };
+  await opener().open(table, null, good, at(0), true);
+  assert.deepEqual(good, { id: 1n, ssn: 'CANARY-SSN-1', phone: 'CANARY-PHONE-1' }, 'negative control');
+  const refused = async (row: Row, what: string, pos = at(0)) => {
+    const copy = { ...row };
+    await assert.rejects(async () => opener().open(table, null, copy, pos, true), (e: ChartlogError) => integrity(e) && /public\.patients/.test(e.message), what);
+    assert.ok(!Object.values(copy).some((v) => typeof v === 'string' && v.startsWith('CANARY')), `${what}: nothing opened`);
+  };
+  await refused({ ...r0, phone: null }, 'reference removed (NULL)');
+  const altered = (r0.phone as Uint8Array).slice();
+  altered[4]! ^= 1;
+  await refused({ ...r0, phone: altered }, 'reference altered');
+  await refused({ ...r0, phone: r0.ssn! }, 'the seal in two columns of a change');
+  await refused({ ...r0, ssn: r0.phone!, phone: r0.ssn! }, 'seal and reference swapped');
+  await refused({ ...r0, ssn: null }, 'seal removed, reference left');
+  await refused(r0, 'the row seal of seq 0 in the change at seq 1', at(1));
+});
+
+test('a merged snapshot row (unchanged value from an earlier image) opens each column from its own row seal; without carryForward it fails closed', async () => {
+  const { rows, opener } = await sealedRows();
+  const [r0, r1] = rows as [Row, Row];
+  // Image 1 changed ssn only; phone was unchanged and comes from image 0, whose seal ssn carried.
+  const merged: Row = { id: 1n, ssn: r1.ssn!, phone: carryForward(r0, 'phone')! };
+  assert.ok(isRowSeal(merged.phone) && merged.phone !== r0.phone);
+  const m = { ...merged };
+  await opener().open(table, null, m, at(5), false);
+  assert.deepEqual(m, { id: 1n, ssn: 'CANARY-SSN-2', phone: 'CANARY-PHONE-1' });
+  // Negative control: the bare reference (no carryForward) lost its seal.
+  await assert.rejects(async () => opener().open(table, null, { id: 1n, ssn: r1.ssn!, phone: r0.phone! }, at(5), false), integrity);
+  // A snapshot cannot hold a seal from after its own transaction.
+  await assert.rejects(async () => opener().open(table, null, { ...merged }, Position.of('00000000016b3a00', 0), false), integrity);
+});
+
+test('per-column opening: only the asked columns open, the others keep a copy of the row seal (openable later); the audit names only the opened columns', async () => {
+  const { rows, opener } = await sealedRows();
+  const [r0] = rows as [Row];
+  const audit: OpenAuditEntry[] = [];
+  const partial = { ...r0 };
+  await opener({ columns: (t) => (t === 'public.patients' ? new Set(['phone']) : undefined), onOpen: (e) => audit.push(e) }).open(table, null, partial, at(0), true);
+  assert.equal(partial.phone, 'CANARY-PHONE-1');
+  assert.ok(isRowSeal(partial.ssn), 'ssn stays sealed');
+  assert.deepEqual(audit.map((e) => e.columns), [['phone']]);
+  assert.ok(!JSON.stringify(audit, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)).includes('CANARY'));
+  const rest = { ...partial };
+  await opener().open(table, null, rest, at(0), false);
+  assert.equal(rest.ssn, 'CANARY-SSN-1');
+  // The other way round: ssn (the seal's own column) opened, phone keeps a copy of the seal.
+  const other = { ...r0 };
+  await opener({ columns: () => new Set(['ssn']) }).open(table, null, other, at(0), true);
+  assert.equal(other.ssn, 'CANARY-SSN-1');
+  assert.ok(isRowSeal(other.phone));
+  assert.deepEqual(referenceTo(other.phone as Uint8Array), r0.phone);
+});
