@@ -18,84 +18,22 @@
  * groups of 2048 messages decoded one ahead with their PHI opened on it.
  */
 import { createCipheriv, randomFillSync } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
-import { AvroCodec } from '../src/codec/avro-codec.js';
-import { SchemaStore } from '../src/codec/schema-store.js';
-import type { ChangeBatch, ChangeEvent } from '../src/core/change-event.js';
 import { createLogger } from '../src/core/logger.js';
-import { COMMIT_SEQ, Position } from '../src/core/position.js';
-import type { TableSchema } from '../src/core/table-schema.js';
 import type { BusMessage } from '../src/codec/bus-message.js';
 import type { DecodedChange } from '../src/codec/avro-codec.js';
-import { ColumnPolicy } from '../src/phi/column-policy.js';
 import { CryptoPool } from '../src/phi/crypto-pool.js';
 import { KeyManager } from '../src/phi/key-manager.js';
 import type { SealAlgorithm } from '../src/phi/sealer.js';
 import sodium from 'sodium-native';
-import { FileKeyring } from '../src/phi/keyring/file-keyring.js';
 import { placeAad, keyAad } from '../src/phi/aad.js';
 import { serializeCell } from '../src/phi/cell-serialization.js';
+import type { ChangeBatch } from '../src/core/change-event.js';
 import { MemoryObjectStore } from '../test/support/memory-object-store.js';
 import { BenchRun, goal, measurement, median, ratio } from './lib/bench-report.js';
+import { BATCH_EVENTS as BATCH, benchKeyring, PATIENT_PHI as PHI, patientBatches, PATIENTS as table, patientCodec } from './lib/patient-codec.js';
 const ROWS = Number(process.argv[2] ?? 50_000);
 const REPS = Math.max(3, Number(process.argv[3] ?? 5));
-const BATCH = 100;
-
-const table: TableSchema = {
-  schema: 'public',
-  table: 'patients',
-  primaryKey: ['id'],
-  columns: [
-    { name: 'id', sourceType: 'bigint', type: { kind: 'int', bits: 64 }, nullable: false },
-    { name: 'mrn', sourceType: 'character varying(20)', type: { kind: 'string', length: 20 }, nullable: false },
-    { name: 'full_name', sourceType: 'text', type: { kind: 'string' }, nullable: false },
-    { name: 'ssn', sourceType: 'character(11)', type: { kind: 'string', length: 11 }, nullable: true },
-    { name: 'birth_date', sourceType: 'date', type: { kind: 'date' }, nullable: true },
-    { name: 'address', sourceType: 'text', type: { kind: 'string' }, nullable: true },
-    { name: 'ward', sourceType: 'text', type: { kind: 'string' }, nullable: true },
-    { name: 'admitted_at', sourceType: 'timestamp with time zone', type: { kind: 'timestamptz' }, nullable: true },
-    { name: 'balance', sourceType: 'numeric(12,2)', type: { kind: 'decimal', precision: 12, scale: 2 }, nullable: true },
-    { name: 'active', sourceType: 'boolean', type: { kind: 'boolean' }, nullable: false },
-    { name: 'visits', sourceType: 'integer', type: { kind: 'int', bits: 32 }, nullable: false },
-    { name: 'external_id', sourceType: 'uuid', type: { kind: 'uuid' }, nullable: true },
-  ],
-};
-const PHI = ['full_name', 'ssn', 'birth_date', 'address'];
-
-function batches(): ChangeBatch[] {
-  const out: ChangeBatch[] = [];
-  for (let b = 0; b < ROWS / BATCH; b++) {
-    const commit = (0x100000 + b).toString(16).padStart(16, '0');
-    const events: ChangeEvent[] = [];
-    for (let i = 0; i < BATCH; i++) {
-      const n = b * BATCH + i;
-      events.push({
-        op: 'c',
-        schema: table,
-        before: null,
-        after: {
-          id: BigInt(n),
-          mrn: `MRN${String(n).padStart(10, '0')}`,
-          full_name: `Synthetic Patient ${n}`,
-          ssn: `900-${String(n % 100).padStart(2, '0')}-${String(n % 10000).padStart(4, '0')}`,
-          birth_date: `19${String(40 + (n % 60)).padStart(2, '0')}-0${1 + (n % 9)}-1${n % 10}`,
-          address: `${n} Synthetic Street, Testville`,
-          ward: `ward-${n % 12}`,
-          admitted_at: `2026-11-24 0${n % 10}:12:34.${String(n % 1000000).padStart(6, '0').replace(/0+$/, '') || '5'}+00`,
-          balance: `${n % 100000}.${String(n % 100).padStart(2, '0')}`,
-          active: n % 2 === 0,
-          visits: n % 500,
-          external_id: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`,
-        },
-        position: Position.of(commit, i),
-      });
-    }
-    out.push({ source: 'clinic', txId: String(b), position: Position.of(commit, COMMIT_SEQ), commitTsUs: 1_795_000_000_000_000n + BigInt(b), snapshot: false, events });
-  }
-  return out;
-}
 
 /** Runs `fn`, returning rows/s by wall clock and by this process's CPU time (steadier when other processes share the cores). */
 async function measure(rows: number, fn: () => Promise<void> | void): Promise<{ wall: number; cpu: number }> {
@@ -184,8 +122,8 @@ async function main(): Promise<void> {
     op: 'c (insert, after image only)',
   });
   const log = createLogger({ level: 'warn', format: 'json', destination: process.stderr });
-  const keyring = FileKeyring.create(join(mkdtempSync(join(os.tmpdir(), 'chartlog-bench-')), 'keyring.json'));
-  const input = batches();
+  const keyring = benchKeyring();
+  const input = patientBatches(ROWS);
   const raw = rawSealInputs(input);
   const names = [...ALGORITHMS.flatMap((a) => [SEAL(a), OPEN(a), SEAL_T(a), OPEN_T(a)]), PLAIN, ARCHIVE, RAW, RAW_X];
   const pool = new CryptoPool(1);
@@ -203,15 +141,7 @@ async function main(): Promise<void> {
     const store = new MemoryObjectStore();
     const keys = new KeyManager({ source: 'clinic', store, keyring, log, algorithm });
     const mk = (sealing: boolean, withKeys: boolean, cryptoPool?: CryptoPool) =>
-      new AvroCodec({
-        ...(cryptoPool ? { cryptoPool } : {}),
-        source: 'clinic',
-        connector: 'postgres',
-        db: 'app',
-        schemas: new SchemaStore({ source: 'clinic', store, log }),
-        ...(sealing ? { policy: new ColumnPolicy({ columns: { 'public.patients': PHI }, strict: [], publicColumns: {}, unclassified: 'clear' }) } : {}),
-        ...(withKeys ? { keys } : {}),
-      });
+      patientCodec({ store, log, sealing, ...(withKeys ? { keys } : {}), ...(cryptoPool ? { cryptoPool } : {}) });
 
     const sealer = mk(true, true);
     await sealer.fingerprintOf(table);

@@ -4,6 +4,7 @@ import type { TableStart } from '../core/table-start.js';
 import type { ObjectInfo, ObjectStore } from '../storage/object-store.js';
 import { formatUs } from './layout.js';
 import { committedBy } from './transaction-cut.js';
+import { WriteOnceRecords } from './write-once-records.js';
 
 /**
  * When a captured table started to exist (docs/formats.md, "Table starts"): a CREATE TABLE seen
@@ -34,8 +35,14 @@ export interface TableStartRecord {
   recordedAt: string;
 }
 
+const records = new WriteOnceRecords<TableStartRecord>('table-starts', {
+  name: 'table-start',
+  article: 'a',
+  hint: 'restore cannot tell when the table started to exist without it; restore the object from a copy of the archive',
+});
+
 export function tableStartsPrefix(source: string): string {
-  return `${source}/table-starts/`;
+  return records.prefix(source);
 }
 
 export function tableStartRecord(s: TableStart, now = new Date()): TableStartRecord {
@@ -52,7 +59,7 @@ export function tableStartRecord(s: TableStart, now = new Date()): TableStartRec
 
 /** Written once (idempotent: the name is a function of table and position). */
 export async function writeTableStart(store: ObjectStore, source: string, r: TableStartRecord): Promise<void> {
-  await store.putIfAbsent(`${tableStartsPrefix(source)}${r.table}/${r.from}.json`, Buffer.from(`${JSON.stringify(r)}\n`), { contentType: 'application/json' });
+  await records.write(store, source, r);
 }
 
 /** One table start as restore sees it. */
@@ -66,19 +73,12 @@ export interface TableStartWindow {
 
 /** Every record of the source; an unreadable one throws (leaving it out could create a table that did not exist). */
 export async function readTableStarts(store: ObjectStore, source: string, read: (o: ObjectInfo) => Promise<Uint8Array> = (o) => store.get(o.key)): Promise<TableStartWindow[]> {
-  const out: TableStartWindow[] = [];
-  for await (const o of store.listAll(tableStartsPrefix(source))) {
-    if (!o.key.endsWith('.json')) continue;
-    try {
-      const r = JSON.parse(Buffer.from(await read(o)).toString('utf8')) as TableStartRecord;
-      if (r.format !== 1 || typeof r.table !== 'string') throw new Error('not a table-start record (format 1)');
-      out.push({ table: r.table, from: Position.parse(r.from), fromCommitTsUs: BigInt(r.fromCommitTsUs), seenAt: Position.parse(r.seenAt), seenAtCommitTsUs: BigInt(r.seenAtCommitTsUs) });
-    } catch (err) {
-      throw new ChartlogError('integrity', `unreadable table-start record ${o.key}: ${(err as Error).message}`, {
-        hint: 'restore cannot tell when the table started to exist without it; restore the object from a copy of the archive',
-      });
-    }
-  }
+  const out = await records.readAll(
+    store,
+    source,
+    (r): TableStartWindow => ({ table: r.table, from: Position.parse(r.from), fromCommitTsUs: BigInt(r.fromCommitTsUs), seenAt: Position.parse(r.seenAt), seenAtCommitTsUs: BigInt(r.seenAtCommitTsUs) }),
+    read,
+  );
   return out.sort((a, b) => Position.compare(a.from, b.from));
 }
 

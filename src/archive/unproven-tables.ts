@@ -3,6 +3,7 @@ import { Position } from '../core/position.js';
 import type { ObjectInfo, ObjectStore } from '../storage/object-store.js';
 import { formatUs } from './layout.js';
 import { snapshotsPrefix, tableSnapshotsPrefix, type SnapshotManifest } from './snapshot-manifest.js';
+import { WriteOnceRecords } from './write-once-records.js';
 
 /**
  * A table the archive cannot prove for a while (docs/formats.md, "Unproven windows"): a DDL
@@ -49,12 +50,18 @@ export interface UnprovenWindow {
   closedBy: { id: string; position: Position; commitTsUs: bigint } | null;
 }
 
+const records = new WriteOnceRecords<UnprovenRecord>('unproven', {
+  name: 'unproven-table',
+  article: 'an',
+  hint: 'restore cannot tell which moments of the table are proven without it; restore the object from a copy of the archive',
+});
+
 export function unprovenPrefix(source: string): string {
-  return `${source}/unproven/`;
+  return records.prefix(source);
 }
 
 export function unprovenKey(source: string, table: string, from: Position): string {
-  return `${unprovenPrefix(source)}${table}/${Position.format(from)}.json`;
+  return records.key(source, table, Position.format(from));
 }
 
 /** The record for a connector's request; `from` ≤ `seenAt`. */
@@ -72,28 +79,22 @@ export function unprovenRecord(o: { table: string; from: Position; fromCommitTsU
 
 /** Written once (idempotent: the name is a function of table and position). */
 export async function writeUnprovenRecord(store: ObjectStore, source: string, r: UnprovenRecord): Promise<void> {
-  await store.putIfAbsent(unprovenKey(source, r.table, Position.parse(r.from)), Buffer.from(`${JSON.stringify(r)}\n`), { contentType: 'application/json' });
+  await records.write(store, source, r, Position.format(Position.parse(r.from)));
 }
 
 /** Every record of the source, in position order; an unreadable one throws (a window must never be skipped). */
 export async function readUnprovenRecords(store: ObjectStore, source: string, read: (o: ObjectInfo) => Promise<Uint8Array> = (o) => store.get(o.key)): Promise<UnprovenRecord[]> {
-  const out: UnprovenRecord[] = [];
-  for await (const o of store.listAll(unprovenPrefix(source))) {
-    if (!o.key.endsWith('.json')) continue;
-    let r: UnprovenRecord;
-    try {
-      r = JSON.parse(Buffer.from(await read(o)).toString('utf8')) as UnprovenRecord;
-      if (r.format !== 1 || typeof r.table !== 'string') throw new Error('not an unproven-table record (format 1)');
+  const out = await records.readAll(
+    store,
+    source,
+    (r) => {
       Position.parse(r.from);
       Position.parse(r.seenAt);
       BigInt(r.fromCommitTsUs);
-    } catch (err) {
-      throw new ChartlogError('integrity', `unreadable unproven-table record ${o.key}: ${(err as Error).message}`, {
-        hint: 'restore cannot tell which moments of the table are proven without it; restore the object from a copy of the archive',
-      });
-    }
-    out.push(r);
-  }
+      return r;
+    },
+    read,
+  );
   return out.sort((a, b) => Position.compare(Position.parse(a.from), Position.parse(b.from)));
 }
 

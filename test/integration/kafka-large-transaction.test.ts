@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { appendFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { COMMIT_SEQ } from '../../src/core/position.js';
 import { runChartlog } from '../support/chartlog-process.js';
-import { requireEnv } from '../support/env.js';
+import { appendKafkaBus } from '../support/kafka-fixture.js';
 import { createPgDatabase, diffCaptures, type Captured } from '../support/restore-engines.js';
 import { createClinicTables, postgresEngine, prng, RunHarness, Workload } from '../support/run-harness.js';
 
@@ -43,9 +41,7 @@ test(`a ${ROWS}-row transaction and small ones after it, on the Kafka bus: resto
     flushIntervalMs: 200,
     phi: (patients) => [`columns: { ${patients}: [full_name, ssn, chart] }`, `strict: [${patients}]`, `publicColumns: { ${patients}: [id, note, visits_count] }`],
   });
-  const brokers = requireEnv('CHARTLOG_TEST_KAFKA_BROKERS').split(',');
-  const unique = `large-${randomBytes(4).toString('hex')}`;
-  appendFileSync(h.configFile, `\nbus: { type: kafka, kafka: { brokers: ${JSON.stringify(brokers)}, topicPrefix: "t-${unique}", groupId: "g-${unique}", sessionTimeoutMs: 6000 } }\n`);
+  appendKafkaBus(h.configFile, 'large');
   const target = await createPgDatabase('rlarge');
   try {
     await createClinicTables(engine);
@@ -100,9 +96,7 @@ const MILLION = 1_000_000;
 test(`a ${MILLION.toLocaleString('en-US')}-row transaction on the Kafka bus: restore --to latest equals the source`, { timeout: 900_000 }, async () => {
   const engine = await postgresEngine();
   const h = new RunHarness(engine, 'file', { flushIntervalMs: 1000 });
-  const brokers = requireEnv('CHARTLOG_TEST_KAFKA_BROKERS').split(',');
-  const unique = `million-${randomBytes(4).toString('hex')}`;
-  appendFileSync(h.configFile, `\nbus: { type: kafka, kafka: { brokers: ${JSON.stringify(brokers)}, topicPrefix: "t-${unique}", groupId: "g-${unique}", sessionTimeoutMs: 6000 } }\n`);
+  appendKafkaBus(h.configFile, 'million');
   const target = await createPgDatabase('rmillion');
   try {
     await createClinicTables(engine);

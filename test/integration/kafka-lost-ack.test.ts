@@ -1,18 +1,9 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { Kafka, logLevel } from 'kafkajs';
-import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
-import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
-import { requireEnv } from '../support/env.js';
-import { capturePg, createPgDatabase, diffCaptures } from '../support/restore-engines.js';
-import { createClinicTables, postgresEngine, type Engine } from '../support/run-harness.js';
+import { createClinicTables } from '../support/run-harness.js';
 import { kafkaTablePositions } from '../support/kafka-positions.js';
-import { Proc } from '../support/chartlog-proc.js';
+import { KafkaFixture } from '../support/kafka-fixture.js';
 
 /**
  * kafkajs 2.2.4 can acknowledge messages the cluster never stored (a leader killed mid-send,
@@ -28,73 +19,28 @@ import { Proc } from '../support/chartlog-proc.js';
  *    the restore equals the source value by value.
  */
 
-const LOST_WARNING = /"msg":"a transaction Kafka acknowledged has not reached the compactor whole/g;
+const HOOKS = ['CHARTLOG_TEST_KAFKA_DROP_GROUP', 'CHARTLOG_TEST_LOST_AFTER_MS'] as const;
 
-async function currentLsn(engine: Engine): Promise<string> {
-  const [{ lsn }] = (await engine.query('SELECT pg_current_wal_lsn()::text AS lsn')) as [{ lsn: string }];
-  return lsn;
-}
-
-async function slotConfirmed(engine: Engine, slot: string, lsn: string): Promise<boolean> {
-  const rows = (await engine.query(`SELECT confirmed_flush_lsn >= '${lsn}'::pg_lsn AS done FROM pg_replication_slots WHERE starts_with(slot_name, '${slot}_')`)) as { done: boolean }[];
-  return rows[0]?.done === true;
-}
-
-/** One test's source, archive, configuration (role all or split) and Kafka admin client. */
-async function setUp(tag: string, label: string) {
-  const engine = await postgresEngine();
-  const work = mkdtempSync(join(tmpdir(), `chartlog-${label}-`));
-  const unique = `${tag}-${randomBytes(4).toString('hex')}`;
-  const prefix = `t-${unique}`;
-  const brokers = requireEnv('CHARTLOG_TEST_KAFKA_BROKERS').split(',');
-  const slot = `chartlog_${engine.db}`;
-  const keyring = join(work, 'keys', 'keyring.json');
-  mkdirSync(join(work, 'keys'), { mode: 0o700 });
-  FileKeyring.create(keyring);
-  const configFile = join(work, 'chartlog.yaml');
-  writeFileSync(
-    configFile,
-    [
-      'sources:',
-      `  - { name: clinic, type: postgres, url: "${engine.url}", tables: [public.patients, public.visits], postgres: { slotName: ${slot}, publicationName: ${slot} } }`,
-      `bus: { type: kafka, kafka: { brokers: ${JSON.stringify(brokers)}, topicPrefix: "${prefix}", groupId: "g-${unique}", sessionTimeoutMs: 6000 } }`,
-      `storage: { url: "file://${work}/backup" }`,
-      'segments: { flushIntervalMs: 200 }',
-      'phi:',
-      `  keyring: "file://${keyring}"`,
-      '  columns: { public.patients: [full_name, ssn] }',
-      '  strict: [public.patients]',
-      '  publicColumns: { public.patients: [id, note, visits_count] }',
-      'log: { level: info, format: json }',
-    ].join('\n'),
-  );
-  const kafka = new Kafka({ clientId: 'chartlog-test', brokers, logLevel: logLevel.NOTHING });
-  const admin = kafka.admin();
-  await admin.connect();
-  return { engine, work, unique, prefix, brokers, slot, configFile, kafka, admin };
-}
-
-async function waitSlot(engine: Engine, slot: string, lsn: string, timeoutMs: number): Promise<boolean> {
-  for (const deadline = Date.now() + timeoutMs; ; await sleep(200)) {
-    if (await slotConfirmed(engine, slot, lsn)) return true;
-    if (Date.now() >= deadline) return false;
-  }
-}
-
-test('a transaction Kafka acknowledged but never stored: the slot is not confirmed past it, it is read again from the checkpoint, nothing lost', { timeout: 300_000 }, async () => {
-  const { engine, work, prefix, slot, configFile, kafka, admin } = await setUp('la', 'lostack');
-  const run = new ChartlogRun(configFile, join(work, 'chartlog.log'));
-  const target = await createPgDatabase('rlostack');
-  const saved = { drop: process.env.CHARTLOG_TEST_KAFKA_DROP_GROUP, after: process.env.CHARTLOG_TEST_LOST_AFTER_MS };
-  let changes = 0;
-  const transaction = async (i: number) => {
-    await engine.exec(`BEGIN; INSERT INTO patients (id, full_name, ssn, note) VALUES (${i + 10}, 'CANARY-NAME-${i}', 'CANARY-SSN-${i}', 'n${i}'); INSERT INTO visits (id, patient_id, reason) VALUES (${i}, ${i + 10}, 'intake'); COMMIT`);
-    changes += 2;
-    if (i % 3 === 0) {
-      await engine.exec(`UPDATE patients SET note = 'u${i}', visits_count = visits_count + 1 WHERE id = ${i + 9}`);
-      changes += 1;
+/** The test hooks' values in this process's environment (children inherit them), to put back after a test. */
+function saveHooks(): () => void {
+  const saved = HOOKS.map((k) => [k, process.env[k]] as const);
+  return () => {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
     }
   };
+}
+
+const LOST_WARNING = /"msg":"a transaction Kafka acknowledged has not reached the compactor whole/g;
+
+test('a transaction Kafka acknowledged but never stored: the slot is not confirmed past it, it is read again from the checkpoint, nothing lost', { timeout: 300_000 }, async () => {
+  const fx = await KafkaFixture.open({ tag: 'la', label: 'lostack' });
+  const { engine, prefix, kafka, admin } = fx;
+  const run = fx.run();
+  const target = await fx.target('rlostack');
+  const restoreHooks = saveHooks();
+  const transaction = (i: number) => fx.numberedTransaction(i);
   try {
     await createClinicTables(engine);
     // 1. The first group's table messages are lost (the bus groups what queued meanwhile, so a
@@ -104,11 +50,11 @@ test('a transaction Kafka acknowledged but never stored: the slot is not confirm
     await run.start(60_000);
     let i = 1;
     for (; i <= 20; i++) await transaction(i);
-    const phase1End = await currentLsn(engine);
+    const phase1End = await fx.currentLsn();
     // Kafka acknowledges all of it within a second or two; the compactor can never settle past
     // the lost transaction, so the slot must stay behind however long we wait (20 s here, 100
     // flush intervals; before this change the slot confirmed it within about a second).
-    assert.equal(await waitSlot(engine, slot, phase1End, 20_000), false, 'the slot is not confirmed past a transaction the store never got');
+    assert.equal(await fx.waitSlotConfirmed(phase1End, 20_000), false, 'the slot is not confirmed past a transaction the store never got');
     await run.stop('SIGKILL');
     assert.equal(readFileSync(run.logFile, 'utf8').match(LOST_WARNING), null, 'detection was off in phase 1');
 
@@ -117,8 +63,8 @@ test('a transaction Kafka acknowledged but never stored: the slot is not confirm
     process.env.CHARTLOG_TEST_LOST_AFTER_MS = '3000';
     await run.start(60_000);
     for (; i <= 40; i++) await transaction(i);
-    const end = await currentLsn(engine);
-    assert.equal(await waitSlot(engine, slot, end, 180_000), true, 'the slot confirms everything once the lost transactions were read again');
+    const end = await fx.currentLsn();
+    assert.equal(await fx.waitSlotConfirmed(end, 180_000), true, 'the slot confirms everything once the lost transactions were read again');
     await run.stop('SIGTERM');
     const log = readFileSync(run.logFile, 'utf8');
     assert.ok((log.match(LOST_WARNING) ?? []).length >= 1, 'the loss in phase 2 was detected in-run');
@@ -126,26 +72,13 @@ test('a transaction Kafka acknowledged but never stored: the slot is not confirm
     assert.doesNotMatch(log, /"msg":"kafka compactor stopped"/, 'the compactor did not fail');
     assert.doesNotMatch(log, /CANARY/, 'no PHI in the log');
 
-    const r = await runChartlog(['restore', '--config', configFile, '--source', 'clinic', '--to', 'latest', '--target', target.url]);
-    assert.equal(r.code, 0, `restore exited ${r.code}: ${r.stderr.slice(0, 2000)}`);
-    for (const table of ['public.patients', 'public.visits']) {
-      const expected = await capturePg(engine.url, table);
-      const diff = diffCaptures(await capturePg(target.url, table), expected, `restore --to latest ${table}`);
-      assert.equal(diff, null, diff ?? '');
-    }
+    await fx.assertRestoresExactly(target);
     const positions = await kafkaTablePositions(kafka, admin, `${prefix}.clinic.`);
-    assert.equal(new Set(positions).size, changes, 'every change is in Kafka after dedup by position: the lost ones were sent again');
-    console.log(JSON.stringify({ changes, kafkaMessages: positions.length, distinct: new Set(positions).size, detected: (log.match(LOST_WARNING) ?? []).length }));
+    assert.equal(new Set(positions).size, fx.changes, 'every change is in Kafka after dedup by position: the lost ones were sent again');
+    console.log(JSON.stringify({ changes: fx.changes, kafkaMessages: positions.length, distinct: new Set(positions).size, detected: (log.match(LOST_WARNING) ?? []).length }));
   } finally {
-    for (const [k, v] of [['CHARTLOG_TEST_KAFKA_DROP_GROUP', saved.drop], ['CHARTLOG_TEST_LOST_AFTER_MS', saved.after]] as const) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-    await run.close();
-    await admin.disconnect();
-    await target.drop();
-    await engine.close();
-    if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
+    restoreHooks();
+    await fx.close();
   }
 });
 
@@ -162,29 +95,19 @@ test('a transaction Kafka acknowledged but never stored: the slot is not confirm
  *    the slot confirms everything, and the restore equals the source value by value.
  */
 test('--role capture + --role compact: a transaction Kafka acknowledged but never stored holds the slot back, is read again once a compactor consumes, nothing lost', { timeout: 240_000 }, async () => {
-  const { engine, work, prefix, slot, configFile, kafka, admin } = await setUp('lc', 'lostcap');
-  const target = await createPgDatabase('rlostcap');
-  const saved = { drop: process.env.CHARTLOG_TEST_KAFKA_DROP_GROUP, after: process.env.CHARTLOG_TEST_LOST_AFTER_MS };
-  const procs: Proc[] = [];
+  const fx = await KafkaFixture.open({ tag: 'lc', label: 'lostcap' });
+  const { engine, prefix, kafka, admin } = fx;
+  const target = await fx.target('rlostcap');
+  const restoreHooks = saveHooks();
   /** A chartlog process of `role`, with the test hooks given (and no others) in its environment. */
   const start = (role: 'capture' | 'compact', name: string, hooks: { drop?: string; after?: string } = {}) => {
     delete process.env.CHARTLOG_TEST_KAFKA_DROP_GROUP;
     delete process.env.CHARTLOG_TEST_LOST_AFTER_MS;
     if (hooks.drop) process.env.CHARTLOG_TEST_KAFKA_DROP_GROUP = hooks.drop;
     if (hooks.after) process.env.CHARTLOG_TEST_LOST_AFTER_MS = hooks.after;
-    const p = new Proc(['run', '--config', configFile, '--role', role], join(work, `${name}.log`));
-    procs.push(p);
-    return p;
+    return fx.start(role, name);
   };
-  let changes = 0;
-  const transaction = async (i: number) => {
-    await engine.exec(`BEGIN; INSERT INTO patients (id, full_name, ssn, note) VALUES (${i + 10}, 'CANARY-NAME-${i}', 'CANARY-SSN-${i}', 'n${i}'); INSERT INTO visits (id, patient_id, reason) VALUES (${i}, ${i + 10}, 'intake'); COMMIT`);
-    changes += 2;
-    if (i % 3 === 0) {
-      await engine.exec(`UPDATE patients SET note = 'u${i}', visits_count = visits_count + 1 WHERE id = ${i + 9}`);
-      changes += 1;
-    }
-  };
+  const transaction = (i: number) => fx.numberedTransaction(i);
   const STREAMING = /"msg":"pipeline streaming"/;
   const CONSUMING = /"msg":"kafka compactor consuming"/;
   const CAPTURE_LOST = /"msg":"the checkpoint has not moved while the compactor consumes/g;
@@ -199,14 +122,14 @@ test('--role capture + --role compact: a transaction Kafka acknowledged but neve
     await compactA.waitFor(CONSUMING, 'compactor A consumes');
     let i = 1;
     await transaction(i++);
-    const afterFirst = await currentLsn(engine);
+    const afterFirst = await fx.currentLsn();
     for (; i <= 15; i++) await transaction(i);
-    const phaseAEnd = await currentLsn(engine);
+    const phaseAEnd = await fx.currentLsn();
     // Kafka acknowledges all of it within a second or two and the compactor stores what came;
     // the checkpoint cannot pass the lost first transaction. 10 s = 50 flush intervals and 10
     // checkpoint polls (before this change the slot confirmed it within about a second).
-    assert.equal(await waitSlot(engine, slot, phaseAEnd, 10_000), false, 'the slot is not confirmed past a transaction the store never got');
-    assert.equal(await slotConfirmed(engine, slot, afterFirst), false, 'the slot is not confirmed past the lost (first) transaction either');
+    assert.equal(await fx.waitSlotConfirmed(phaseAEnd, 10_000), false, 'the slot is not confirmed past a transaction the store never got');
+    assert.equal(await fx.slotConfirmed(afterFirst), false, 'the slot is not confirmed past the lost (first) transaction either');
     const [, compactACode] = await Promise.all([captureA.stop('SIGKILL'), compactA.stop('SIGTERM')]);
     assert.equal(compactACode, 0, 'compactor A stopped cleanly');
     assert.doesNotMatch(captureA.text(), CAPTURE_LOST, 'detection was off in phase A');
@@ -218,14 +141,14 @@ test('--role capture + --role compact: a transaction Kafka acknowledged but neve
     for (; i <= 20; i++) await transaction(i);
     await captureB.waitFor(NO_COMPACTOR, 'capture B warns that no compactor runs', 30_000);
     assert.doesNotMatch(captureB.text(), CAPTURE_LOST, 'no re-read without a compactor');
-    assert.equal(await slotConfirmed(engine, slot, afterFirst), false, 'still not confirmed past the lost transaction');
+    assert.equal(await fx.slotConfirmed(afterFirst), false, 'still not confirmed past the lost transaction');
 
     // C. A compactor again: the checkpoint stalls at the lost transaction while it consumes.
     const compactC = start('compact', 'compact-c');
     await compactC.waitFor(CONSUMING, 'compactor C consumes');
     for (; i <= 25; i++) await transaction(i);
-    const end = await currentLsn(engine);
-    assert.equal(await waitSlot(engine, slot, end, 120_000), true, 'the slot confirms everything once the lost transactions were read again');
+    const end = await fx.currentLsn();
+    assert.equal(await fx.waitSlotConfirmed(end, 120_000), true, 'the slot confirms everything once the lost transactions were read again');
     assert.equal(await captureB.stop('SIGTERM'), 0, 'capture B stopped cleanly');
     assert.equal(await compactC.stop('SIGTERM'), 0, 'compactor C stopped cleanly');
     const log = captureA.text() + captureB.text();
@@ -234,25 +157,12 @@ test('--role capture + --role compact: a transaction Kafka acknowledged but neve
     assert.doesNotMatch(log, /resuming after the newest transaction in Kafka/, 'role capture does not skip to the Kafka tail');
     assert.doesNotMatch(log + compactA.text() + compactC.text(), /CANARY/, 'no PHI in the logs');
 
-    const r = await runChartlog(['restore', '--config', configFile, '--source', 'clinic', '--to', 'latest', '--target', target.url]);
-    assert.equal(r.code, 0, `restore exited ${r.code}: ${r.stderr.slice(0, 2000)}`);
-    for (const table of ['public.patients', 'public.visits']) {
-      const expected = await capturePg(engine.url, table);
-      const diff = diffCaptures(await capturePg(target.url, table), expected, `restore --to latest ${table}`);
-      assert.equal(diff, null, diff ?? '');
-    }
+    await fx.assertRestoresExactly(target);
     const positions = await kafkaTablePositions(kafka, admin, `${prefix}.clinic.`);
-    assert.equal(new Set(positions).size, changes, 'every change is in Kafka after dedup by position: the lost ones were sent again');
-    console.log(JSON.stringify({ changes, kafkaMessages: positions.length, distinct: new Set(positions).size, detected: (captureB.text().match(CAPTURE_LOST) ?? []).length }));
+    assert.equal(new Set(positions).size, fx.changes, 'every change is in Kafka after dedup by position: the lost ones were sent again');
+    console.log(JSON.stringify({ changes: fx.changes, kafkaMessages: positions.length, distinct: new Set(positions).size, detected: (captureB.text().match(CAPTURE_LOST) ?? []).length }));
   } finally {
-    for (const [k, v] of [['CHARTLOG_TEST_KAFKA_DROP_GROUP', saved.drop], ['CHARTLOG_TEST_LOST_AFTER_MS', saved.after]] as const) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-    for (const p of procs) await p.stop('SIGKILL');
-    await admin.disconnect();
-    await target.drop();
-    await engine.close();
-    if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
+    restoreHooks();
+    await fx.close();
   }
 });

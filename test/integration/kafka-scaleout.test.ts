@@ -1,26 +1,17 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Kafka, logLevel, type Admin } from 'kafkajs';
-import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
+import type { Admin, Kafka } from 'kafkajs';
 import { loadConfig } from '../../src/config/load.js';
 import { openObjectStore } from '../../src/storage/open-object-store.js';
-import { readArchiveIndex } from '../../src/archive/archive-index.js';
-import { ArchiveReader } from '../../src/archive/archive-reader.js';
-import { openArchiveCodec } from '../../src/archive/archive-codec.js';
 import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { Position } from '../../src/core/position.js';
 import { decodeProgress } from '../../src/bus/kafka-progress.js';
 import { runChartlog } from '../support/chartlog-process.js';
-import { requireEnv } from '../support/env.js';
-import { capturePg, createPgDatabase, diffCaptures } from '../support/restore-engines.js';
-import { createClinicTables, postgresEngine, prng, Workload, type Engine } from '../support/run-harness.js';
-import { kafkaTablePositions, positionSetDiff } from '../support/kafka-positions.js';
-import { Proc } from '../support/chartlog-proc.js';
+import { createClinicTables, prng, Workload } from '../support/run-harness.js';
+import { positionSetDiff } from '../support/kafka-positions.js';
+import { KafkaFixture } from '../support/kafka-fixture.js';
 
 /**
  * Several ACTIVE compactors (`bus.kafka.scaleOut`) on the real 3-node Kafka cluster: one
@@ -56,15 +47,6 @@ test('lastWorkerPartitions reads the newest assignment, null when there is none 
   assert.deepEqual(lastWorkerPartitions(line([])), []);
 });
 
-async function slotCaughtUp(engine: Engine, slot: string, timeoutMs = 90_000): Promise<void> {
-  const [{ lsn }] = (await engine.query('SELECT pg_current_wal_lsn()::text AS lsn')) as [{ lsn: string }];
-  for (const deadline = Date.now() + timeoutMs; ; await sleep(200)) {
-    const rows = (await engine.query(`SELECT confirmed_flush_lsn >= '${lsn}'::pg_lsn AS done FROM pg_replication_slots WHERE starts_with(slot_name, '${slot}_')`)) as { done: boolean }[];
-    if (rows[0]?.done) return;
-    assert.ok(Date.now() < deadline, `slot ${slot} did not confirm ${lsn}`);
-  }
-}
-
 /** The `member` of every progress record in the topic. */
 async function progressMembers(kafka: Kafka, admin: Admin, topic: string): Promise<Set<string>> {
   const want = new Map<number, bigint>();
@@ -96,41 +78,10 @@ async function progressMembers(kafka: Kafka, admin: Admin, topic: string): Promi
 test('run --role capture + two ACTIVE --role compact processes (scaleOut; the settler killed -9 mid-stream): restore equals the source, verify ok, no loss, no duplicate', { timeout: 240_000 }, async (t) => {
   const began = Date.now();
   const phase = (name: string) => t.diagnostic(`${name} at ${((Date.now() - began) / 1000).toFixed(1)} s`);
-  const engine = await postgresEngine();
-  const work = mkdtempSync(join(tmpdir(), 'chartlog-scaleout-'));
-  const unique = `so-${randomBytes(4).toString('hex')}`;
-  const brokers = requireEnv('CHARTLOG_TEST_KAFKA_BROKERS').split(',');
-  const slot = `chartlog_${engine.db}`;
-  const keyring = join(work, 'keys', 'keyring.json');
-  mkdirSync(join(work, 'keys'), { mode: 0o700 });
-  FileKeyring.create(keyring);
-  const configFile = join(work, 'chartlog.yaml');
-  writeFileSync(
-    configFile,
-    [
-      'sources:',
-      `  - { name: clinic, type: postgres, url: "${engine.url}", tables: [public.patients, public.visits], postgres: { slotName: ${slot}, publicationName: ${slot} } }`,
-      `bus: { type: kafka, kafka: { brokers: ${JSON.stringify(brokers)}, topicPrefix: "t-${unique}", groupId: "g-${unique}", sessionTimeoutMs: 6000, scaleOut: true } }`,
-      `storage: { url: "file://${work}/backup" }`,
-      'segments: { flushIntervalMs: 200 }',
-      'phi:',
-      `  keyring: "file://${keyring}"`,
-      '  columns: { public.patients: [full_name, ssn] }',
-      '  strict: [public.patients]',
-      '  publicColumns: { public.patients: [id, note, visits_count] }',
-      `log: { level: ${process.env.ROLES_LOG ?? 'info'}, format: json }`,
-    ].join('\n'),
-  );
-  const procs: Proc[] = [];
-  const start = (role: string, name: string) => {
-    const p = new Proc(['run', '--config', configFile, '--role', role], join(work, `${name}.log`));
-    procs.push(p);
-    return p;
-  };
-  const target = await createPgDatabase('scaleout');
-  const kafka = new Kafka({ clientId: 'chartlog-test', brokers, logLevel: logLevel.NOTHING });
-  const admin = kafka.admin();
-  await admin.connect();
+  const fx = await KafkaFixture.open({ tag: 'so', label: 'scaleout', bus: 'scaleOut: true' });
+  const { engine, configFile, unique, kafka, admin } = fx;
+  const start = (role: string, name: string) => fx.start(role, name);
+  const target = await fx.target('scaleout');
   try {
     await createClinicTables(engine);
     const workload = new Workload(engine, prng(91));
@@ -201,7 +152,7 @@ test('run --role capture + two ACTIVE --role compact processes (scaleOut; the se
 
     phase('writer stopped');
     // Everything is acknowledged only once B stored and settled it; then clean stops.
-    await slotCaughtUp(engine, slot);
+    await fx.slotCaughtUp(90_000);
     assert.equal(await capture.stop('SIGTERM'), 0, `capture exits 0 (see ${capture.logFile})`);
     assert.equal(await b.stop('SIGTERM'), 0, `compactor B exits 0 (see ${b.logFile})`);
 
@@ -210,36 +161,13 @@ test('run --role capture + two ACTIVE --role compact processes (scaleOut; the se
     const members = [...(await progressMembers(kafka, admin, `t-${unique}.clinic.__progress`))];
     assert.ok(members.some((m) => m.endsWith(pidA)) && members.some((m) => m.endsWith(pidB)), `progress records from both compactors: ${JSON.stringify(members)}`);
 
-    const restored = await runChartlog(['restore', '--config', configFile, '--to', 'latest', '--target', target.url]);
-    assert.equal(restored.code, 0, restored.stderr.slice(0, 2000));
-    for (const table of ['patients', 'visits']) {
-      const diff = diffCaptures(await capturePg(target.url, `public.${table}`), await capturePg(engine.url, `public.${table}`), `restore --to latest ${table}`);
-      assert.equal(diff, null, diff ?? '');
-    }
-    const verified = await runChartlog(['verify', '--config', configFile, '--json']);
-    assert.equal(verified.code, 0, verified.stdout.slice(0, 2000) + verified.stderr.slice(0, 2000));
-    const reports = JSON.parse(verified.stdout) as { source: string; ok: boolean; problems: unknown[]; checked: { transactions: number } }[];
-    assert.equal(reports.length, 1);
-    assert.deepEqual([reports[0]!.source, reports[0]!.ok, reports[0]!.problems], ['clinic', true, []]);
-    assert.ok(reports[0]!.checked.transactions > killedAt, `verify checked the writer's transactions (${reports[0]!.checked.transactions})`);
-
+    await fx.assertRestoresExactly(target);
+    await fx.assertVerifies(killedAt);
     // The archive holds exactly the positions Kafka holds (after dedup): none missing, none extra.
-    const index = await readArchiveIndex(store, 'clinic');
-    const codec = openArchiveCodec(config, config.sources[0]!, store, false);
-    const reader = new ArchiveReader(store, index, codec.envelopes);
-    const archived = new Set<string>();
-    for (const table of ['public.patients', 'public.visits']) for (const r of await reader.tableRecords(table, null)) archived.add(Position.format(r.position));
-    const inKafka = new Set(await kafkaTablePositions(kafka, admin, `t-${unique}.`, 60_000));
-    assert.ok(inKafka.size > killedAt, `Kafka holds the writer's changes (${inKafka.size})`);
-    const diff = positionSetDiff(archived, inKafka);
-    assert.deepEqual({ missing: diff.missing.length, extra: diff.extra.length }, { missing: 0, extra: 0 }, `archive vs Kafka: ${JSON.stringify(diff).slice(0, 500)}`);
+    await fx.assertArchiveHoldsKafka(killedAt);
     await store.close();
     phase('restore, verify and position checks done');
   } finally {
-    for (const p of procs) await p.stop('SIGKILL');
-    await admin.disconnect();
-    await target.drop();
-    await engine.close();
-    if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
+    await fx.close();
   }
 });

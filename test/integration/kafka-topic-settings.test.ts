@@ -1,16 +1,9 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { Kafka, logLevel } from 'kafkajs';
-import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
-import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
-import { requireEnv } from '../support/env.js';
-import { capturePg, createPgDatabase, diffCaptures } from '../support/restore-engines.js';
-import { createClinicTables, filesUnder, postgresEngine, prng, Workload, type Engine } from '../support/run-harness.js';
+import { runChartlog } from '../support/chartlog-process.js';
+import { createClinicTables, filesUnder, prng, Workload } from '../support/run-harness.js';
+import { KafkaFixture } from '../support/kafka-fixture.js';
 
 /**
  * bus.kafka.topics against the real 3-node cluster. Topics that could lose what Kafka
@@ -22,52 +15,15 @@ import { createClinicTables, filesUnder, postgresEngine, prng, Workload, type En
  * factor, min.insync.replicas and, for the schema history, compaction and retention.
  */
 
-async function slotCaughtUp(engine: Engine, slot: string, timeoutMs = 120_000): Promise<void> {
-  const [{ lsn }] = (await engine.query('SELECT pg_current_wal_lsn()::text AS lsn')) as [{ lsn: string }];
-  for (const deadline = Date.now() + timeoutMs; ; await sleep(200)) {
-    const rows = (await engine.query(`SELECT confirmed_flush_lsn >= '${lsn}'::pg_lsn AS done FROM pg_replication_slots WHERE starts_with(slot_name, '${slot}_')`)) as { done: boolean }[];
-    if (rows[0]?.done) return;
-    assert.ok(Date.now() < deadline, `slot ${slot} did not confirm ${lsn}`);
-  }
-}
-
 test('Kafka topics that could lose acknowledged data are refused with exit 2 and nothing written; the override runs on them; created topics get bus.kafka.topics', { timeout: 300_000 }, async () => {
-  const engine = await postgresEngine();
-  const work = mkdtempSync(join(tmpdir(), 'chartlog-topics-'));
-  const unique = `ts-${randomBytes(4).toString('hex')}`;
-  const prefix = `t-${unique}`;
-  const brokers = requireEnv('CHARTLOG_TEST_KAFKA_BROKERS').split(',');
-  const slot = `chartlog_${engine.db}`;
-  const keyring = join(work, 'keys', 'keyring.json');
-  mkdirSync(join(work, 'keys'), { mode: 0o700 });
-  FileKeyring.create(keyring);
-  const backup = join(work, 'backup');
-  const configFile = join(work, 'chartlog.yaml');
-  const writeConfig = (topics: string) =>
-    writeFileSync(
-      configFile,
-      [
-        'sources:',
-        `  - { name: clinic, type: postgres, url: "${engine.url}", tables: [public.patients, public.visits], postgres: { slotName: ${slot}, publicationName: ${slot} } }`,
-        `bus: { type: kafka, kafka: { brokers: ${JSON.stringify(brokers)}, topicPrefix: "${prefix}", groupId: "g-${unique}", sessionTimeoutMs: 6000${topics} } }`,
-        `storage: { url: "file://${backup}" }`,
-        'segments: { flushIntervalMs: 200 }',
-        'phi:',
-        `  keyring: "file://${keyring}"`,
-        '  columns: { public.patients: [full_name, ssn] }',
-        '  strict: [public.patients]',
-        '  publicColumns: { public.patients: [id, note, visits_count] }',
-        'log: { level: info, format: json }',
-      ].join('\n'),
-    );
-  const admin = new Kafka({ clientId: 'chartlog-test', brokers, logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
+  const fx = await KafkaFixture.open({ tag: 'ts', label: 'topics' });
+  const { engine, prefix, slot, configFile, backup, admin } = fx;
   const rf1 = `${prefix}.clinic.public.patients`;
   const isr1 = `${prefix}.clinic.public.visits`;
   const prefixTopics = async () => (await admin.listTopics()).filter((t) => t.startsWith(`${prefix}.`)).sort();
   const messagesIn = async (topic: string) => (await admin.fetchTopicOffsets(topic)).reduce((n, p) => n + Number(p.high) - Number(p.low), 0);
-  const run = new ChartlogRun(configFile, join(work, 'chartlog.log'));
-  const target = await createPgDatabase('rtopics');
+  const run = fx.run();
+  const target = await fx.target('rtopics');
   try {
     await createClinicTables(engine);
     await admin.createTopics({
@@ -79,7 +35,7 @@ test('Kafka topics that could lose acknowledged data are refused with exit 2 and
     });
 
     // 1. Refused: exit 2, each unsafe topic named with its setting, the fix and the override.
-    writeConfig('');
+    fx.writeConfig('');
     const refused = await runChartlog(['run', '--config', configFile]);
     assert.equal(refused.code, 2, `exit code 2 (stderr: ${refused.stderr.slice(0, 2000)})`);
     assert.match(refused.stderr, new RegExp(`${rf1.replace(/\./g, '\\.')}: replication factor 1`));
@@ -95,11 +51,11 @@ test('Kafka topics that could lose acknowledged data are refused with exit 2 and
 
     // Negative control of "nothing written": the same checks see what a run writes (below).
     // 2. The override: the same topics are used, with a warning; the restore is exact.
-    writeConfig(', topics: { allowUnsafeReplication: true, retentionMs: 604800000, schemaHistory: { cleanupPolicy: "compact,delete", retentionMs: 31536000000 } }');
+    fx.writeConfig('topics: { allowUnsafeReplication: true, retentionMs: 604800000, schemaHistory: { cleanupPolicy: "compact,delete", retentionMs: 31536000000 } }');
     await run.start(60_000);
     const workload = new Workload(engine, prng(7));
     for (let i = 0; i < 30; i++) await workload.transaction();
-    await slotCaughtUp(engine, slot);
+    await fx.slotCaughtUp(120_000);
     await run.stop('SIGTERM');
     const log = readFileSync(run.logFile, 'utf8');
     assert.match(log, /allowUnsafeReplication is set/);
@@ -107,12 +63,7 @@ test('Kafka topics that could lose acknowledged data are refused with exit 2 and
     assert.ok((await messagesIn(rf1)) > 0, 'the RF-1 topic was used');
     assert.equal((await engine.query(`SELECT slot_name FROM pg_replication_slots WHERE starts_with(slot_name, '${slot}')`)).length, 1, 'the slot was made');
 
-    const r = await runChartlog(['restore', '--config', configFile, '--source', 'clinic', '--to', 'latest', '--target', target.url]);
-    assert.equal(r.code, 0, `restore exited ${r.code}: ${r.stderr.slice(0, 2000)}`);
-    for (const table of ['public.patients', 'public.visits']) {
-      const diff = diffCaptures(await capturePg(target.url, table), await capturePg(engine.url, table), `restore --to latest ${table}`);
-      assert.equal(diff, null, diff ?? '');
-    }
+    await fx.assertRestoresExactly(target);
 
     // 3. Topics chartlog created carry bus.kafka.topics.
     const created = [`${prefix}.clinic.__transactions`, `${prefix}.clinic.__schemas`];
@@ -128,10 +79,6 @@ test('Kafka topics that could lose acknowledged data are refused with exit 2 and
     assert.equal(value(created[1]!, 'cleanup.policy'), 'compact,delete');
     assert.equal(value(created[1]!, 'retention.ms'), '31536000000');
   } finally {
-    await run.close();
-    await admin.disconnect();
-    await target.drop();
-    await engine.close();
-    if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
+    await fx.close();
   }
 });

@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { appendFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readArchiveIndex } from '../../src/archive/archive-index.js';
 import { openArchiveCodec } from '../../src/archive/archive-codec.js';
 import { verifyArchive } from '../../src/restore/verify.js';
-import { requireEnv } from '../support/env.js';
+import { appendKafkaBus } from '../support/kafka-fixture.js';
 import { describeHits, scanForCanaries, scanTextForCanaries } from '../support/leak-scan.js';
 import { createClinicTables, PHI_CANARIES, mariadbEngine, postgresEngine, prng, RunHarness, Workload, type StoreKind } from '../support/run-harness.js';
 
@@ -38,10 +36,7 @@ const buses: Bus[] = [
     convergeMs: 120_000,
     minTransactions: 50,
     configure: (h) => {
-      const brokers = requireEnv('CHARTLOG_TEST_KAFKA_BROKERS').split(',');
-      const unique = `run-${randomBytes(4).toString('hex')}`;
-      // The harness writes an embedded-bus configuration; the child reads the file at start.
-      appendFileSync(h.configFile, `\nbus: { type: kafka, kafka: { brokers: ${JSON.stringify(brokers)}, topicPrefix: "t-${unique}", groupId: "g-${unique}", sessionTimeoutMs: 6000 } }\n`);
+      appendKafkaBus(h.configFile, 'run');
     },
   },
 ];
