@@ -22,8 +22,11 @@ function loadResults(): BenchResult[] {
   const results: BenchResult[] = [];
   for (const f of readdirSync(dir).filter((n) => n.endsWith('.json')).sort()) {
     const r = JSON.parse(readFileSync(new URL(f, dir), 'utf8')) as Partial<BenchResult>;
-    // Results written before the shared format (no `measurements`) are not charted.
-    if (Array.isArray(r.measurements) && r.measurements.length > 0) results.push(r as BenchResult);
+    // Results not in the shared format (written before it, or assembled by hand from several
+    // processes, as archive-memory-synthesis.json is) are not charted, and are named.
+    const shared = Array.isArray(r.measurements) && r.measurements.length > 0 && Array.isArray(r.ratios) && Array.isArray(r.goals) && r.machine !== undefined;
+    if (shared) results.push(r as BenchResult);
+    else console.log(`not charted: ${f} (not in the format of benchmarks/lib/bench-report.ts)`);
   }
   const rank = (b: BenchResult): number => (ORDER.includes(b.benchmark) ? ORDER.indexOf(b.benchmark) : ORDER.length);
   return results.sort((a, b) => rank(a) - rank(b) || a.benchmark.localeCompare(b.benchmark));
