@@ -117,9 +117,13 @@ test('MariaDB → MariaDB with the type matrix, replicator killed with SIGKILL m
     const my = await mysql.createConnection({ uri: target.url });
     try {
       const id = Number(Buffer.from(String(matrix.find((r) => r.dtm !== null)!.id), 'hex').toString());
-      await my.query(`UPDATE matrix SET dtm = dtm + INTERVAL 1 MICROSECOND WHERE id = ${id}`);
+      // The row may hold an edge value (9999-12-31 23:59:59.999999 overflows by a microsecond
+      // up, 1000-01-01 00:00:00 by one down): step away from the end it is near, then back.
+      const [near] = (await my.query(`SELECT dtm > '5000-01-01' AS high FROM matrix WHERE id = ${id}`)) as unknown as [{ high: number }[]];
+      const [away, back] = near[0]!.high ? ['-', '+'] : ['+', '-'];
+      await my.query(`UPDATE matrix SET dtm = dtm ${away} INTERVAL 1 MICROSECOND WHERE id = ${id}`);
       assert.match(await compare(), /column dtm differs/, 'negative control: a changed value is found');
-      await my.query(`UPDATE matrix SET dtm = dtm - INTERVAL 1 MICROSECOND WHERE id = ${id}`);
+      await my.query(`UPDATE matrix SET dtm = dtm ${back} INTERVAL 1 MICROSECOND WHERE id = ${id}`);
       await my.query(`INSERT INTO hist SELECT * FROM hist WHERE tx = 1`);
       assert.match(await compare(), /1 extra/, 'negative control: a repeated transaction is found');
     } finally {
