@@ -8,6 +8,7 @@ import { listSnapshots, type SnapshotManifest } from '../../src/archive/snapshot
 import { Position } from '../../src/core/position.js';
 import type { CellValue } from '../../src/core/table-schema.js';
 import { sealedKeyId } from '../../src/phi/sealer.js';
+import { isRowSealReference, refersTo } from '../../src/phi/row-seal.js';
 import { openArchiveCodec } from '../../src/archive/archive-codec.js';
 import { readArchiveIndex } from '../../src/archive/archive-index.js';
 import { ArchiveReader } from '../../src/archive/archive-reader.js';
@@ -43,10 +44,14 @@ async function snapshotRows(h: RunHarness, m: SnapshotManifest, table: string): 
   let sealed = 0;
   for (const r of await reader.snapshotRecords(m, table)) {
     const closed = await plain.decode(r.message);
-    for (const c of closed.sealedColumns) {
-      const v = closed.event.after?.[c];
-      if (v === null || v === undefined) continue;
-      assert.ok(v instanceof Uint8Array && sealedKeyId(v) !== null, `${table}.${c} is sealed in the snapshot`);
+    // Format 3: a row's sealed columns hold one row seal and references to it (a merged row may
+    // hold several seals); every non-null sealed cell is one of the two, and each reference names a
+    // seal of its row.
+    const cells = closed.sealedColumns.map((c) => [c, closed.event.after?.[c]] as const).filter(([, v]) => v !== null && v !== undefined);
+    const seals = cells.map(([, v]) => v).filter((v): v is Uint8Array => v instanceof Uint8Array && sealedKeyId(v) !== null);
+    for (const [c, v] of cells) {
+      const ok = v instanceof Uint8Array && (sealedKeyId(v) !== null || (isRowSealReference(v) && seals.some((s) => refersTo(v, s))));
+      assert.ok(ok, `${table}.${c} is sealed in the snapshot (a row seal, or a reference to one in its row)`);
       sealed++;
     }
     const row = (await archive.codec.decode(r.message, { open: true })).event.after!;
