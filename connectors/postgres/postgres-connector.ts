@@ -6,7 +6,9 @@ import pg from 'pg';
 import type { ChangeBatch, ChangeEvent } from '../../src/core/change-event.js';
 import { ChartlogError } from '../../src/core/errors.js';
 import { logger as rootLogger, type Logger } from '../../src/core/logger.js';
-import type { RequestResync } from '../../src/core/resync-request.js';
+import type { RequestResync, ResyncRequest } from '../../src/core/resync-request.js';
+import type { CatalogStates } from '../../src/core/catalog-state.js';
+import { catalogMemoryKey, parseCatalogMemory, storeCatalogMemory, type CatalogMemory } from './catalog-memory.js';
 import { COMMIT_SEQ, Position } from '../../src/core/position.js';
 import { Backoff, gaveUp, sleep, type ReconnectPolicy } from '../../src/core/retry.js';
 import type {
@@ -109,6 +111,8 @@ export interface PostgresConnectorDeps {
   readonly requestResync?: RequestResync;
   /** How often the captured tables are read from the catalog (rewrites, drops) besides at relation messages. Default 10 s. */
   readonly rewriteCheckIntervalMs?: number;
+  /** The catalog as the archive last recorded it (catalog-memory.ts): changes made while stopped are found at start. */
+  readonly catalogStates?: CatalogStates;
 }
 
 type Progress = { -readonly [K in keyof AckProgress]: AckProgress[K] };
@@ -284,6 +288,8 @@ export class PostgresConnector implements SourceConnector {
       catalog: this.catalog,
       connect: (replication) => this.connect(replication),
       log: this.log,
+      // A whole-source snapshot is the stream's new start: the catalog it was read under is recorded with it.
+      ...(options.tables ? {} : { atConsistentPoint: (q, at, timeUs) => this.rememberSnapshotCatalog(q, tables, at, timeUs) }),
     });
   }
 
@@ -346,14 +352,20 @@ export class PostgresConnector implements SourceConnector {
           this.seeded = true;
         }
         if (resumeAfter) this.streamedUpTo = maxLsn(this.streamedUpTo, lsnOfPosition(resumeAfter));
-        // The first reading is the baseline; after a reconnect, changes since are seen.
+        // The catalog the archive last recorded is the baseline of the first reading of this process.
+        if (!this.recalled) {
+          await this.recall(q, resumeAfter, captured.map(qualifiedName));
+          this.recalled = true;
+        }
+        // The first reading is the baseline (unless recalled); after a reconnect, changes since are seen.
         await this.readRelfiles(q, { names: captured.map(qualifiedName), oids: this.rewrites.oids() });
         // Column numbers as the stream starts, so the first relation message can show a rename.
         for (const [oid, m] of await this.readAttnums(q, this.rewrites.oids())) if (!this.attnums.has(oid)) this.attnums.set(oid, m);
-        await this.checkTableStarts(q);
+ await this.checkTableStarts(q);
         rewriteTimer = setInterval(() => {
           void this.readRelfiles(q, { oids: this.rewrites.oids() }).catch((err: unknown) => this.log.debug({ err }, 'relfilenode check failed'));
           void this.checkTableStarts(q).catch((err: unknown) => this.log.warn({ err }, 'table start check failed (tried again at the next check)'));
+          void this.rememberCatalog().catch((err: unknown) => this.log.warn({ err }, 'cannot record the catalog in the archive (tried again at the next check)'));
         }, this.deps.rewriteCheckIntervalMs ?? this.config.postgres.catalogCheckIntervalMs ?? 10_000);
         rewriteTimer.unref();
         this.log.info({ slot: this.names.slot, from: resumeAfter ? Position.format(resumeAfter) : null }, 'streaming');
@@ -436,6 +448,7 @@ export class PostgresConnector implements SourceConnector {
     // A partial batch: the server can only be told about whole transactions.
     if (position.seq !== COMMIT_SEQ) return;
     const lsn = lsnOfPosition(position);
+    this.endsUnacked = this.endsUnacked.filter((e) => e > lsn);
     if (lsn <= this.progress.ackTarget) return;
     this.progress.ackTarget = lsn;
     this.session?.report(false);
@@ -658,6 +671,7 @@ export class PostgresConnector implements SourceConnector {
       else this.log.warn({ table: e.table }, 'table gone from the catalog (DROP TABLE): recorded as its end');
     }
     if (events.length === 0) return null;
+    this.endsUnacked.push(lsn);
     const timeUs = ends.reduce((m, e) => (e.timeUs > m ? e.timeUs : m), 0n);
     return { source: this.name, txId: null, position: Position.of(commit), commitTsUs: timeUs, snapshot: false, events };
   }
@@ -746,18 +760,7 @@ export class PostgresConnector implements SourceConnector {
     try {
       // Taken before the query: every commit the stream handed on by now is visible to it.
       const streamLsn = this.streamedUpTo;
-      const inScope = this.names.tables
-        ? `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind IN ('r', 'p') AND n.nspname || '.' || c.relname = ANY($1::text[])`
-        : `SELECT schemaname || '.' || tablename AS name FROM pg_publication_tables WHERE pubname = $1::text`;
-      const { rows } = await q.query(
-        `SELECT (extract(epoch FROM statement_timestamp()) * 1000000)::int8::text AS from_us,
-                (SELECT coalesce(json_agg(t.name), '[]')::text FROM (${inScope}) t) AS names,
-                (extract(epoch FROM clock_timestamp()) * 1000000)::int8::text AS seen_us,
-                pg_current_wal_lsn() AS lsn`,
-        [this.names.tables ?? this.names.publication],
-      );
-      const r = rows[0]!;
+      const r = await this.readScope(q);
       const names = new Set(JSON.parse(r.names ?? '[]') as string[]);
       const previous = this.scope;
       if (previous) {
@@ -781,7 +784,11 @@ export class PostgresConnector implements SourceConnector {
           // row event carries. Read them by a resync (the root is re-read for their leaving).
           this.partitionOf.delete(table);
           this.log.info({ table, detachedFrom, from: Position.format(start.from), seenAt: Position.format(start.seenAt) }, 'table detached from a partitioned table (found by the catalog check): its start recorded');
-          this.resyncOrWarn(table, `detached from ${detachedFrom} (ALTER TABLE … DETACH PARTITION): its rows are read again as a table of its own`);
+          this.resyncOrWarn(table, `detached from ${detachedFrom} (ALTER TABLE … DETACH PARTITION): its rows are read again as a table of its own`, {
+            from: start.from,
+            fromCommitTsUs: start.fromCommitTsUs,
+            seenAt: start.seenAt,
+          });
         }
       }
       this.scope = { names, streamLsn, fromUs: BigInt(r.from_us!) };
@@ -801,23 +808,142 @@ export class PostgresConnector implements SourceConnector {
    * or is absent); otherwise its history ends here and the log says so.
    */
   private renamed(oid: number, from: string, to: string, atLsn: Lsn): void {
+    const since = this.rewrites.seenAt(oid);
     this.endsPending.push({ oid, table: from, atLsn, timeUs: BigInt(Date.now()) * 1000n, renamedTo: to });
     const captured = !this.names.tables || this.names.tables.includes(to);
     if (!captured) {
       this.log.warn({ table: from, renamedTo: to }, `table ${from} was renamed to ${to}, which this source does not capture: its history ends here`);
       return;
     }
-    this.resyncOrWarn(to, `renamed from ${from}: its rows are read again under the new name`);
+    // The window (a durable request): after the last reading that showed the old name, up to this one.
+    const window = since ? { from: Position.of(lsnHex(since.streamLsn + 1n), 0), fromCommitTsUs: since.timeUs, seenAt: Position.of(lsnHex(atLsn), 0) } : undefined;
+    this.resyncOrWarn(to, `renamed from ${from}: its rows are read again under the new name`, window);
   }
 
-  /** Asks the pipeline to re-read `table`; without a pipeline (no requestResync), says which command does. */
-  private resyncOrWarn(table: string, reason: string): void {
+  /** Asks the pipeline to re-read `table` (durably when `window` is given); without a pipeline (no requestResync), says which command does. */
+  private resyncOrWarn(table: string, reason: string, window?: ResyncRequest['window']): void {
     if (this.deps.requestResync) {
       this.log.info({ table }, `${table} ${reason}`);
-      this.deps.requestResync({ tables: [table], reason });
+      this.deps.requestResync({ tables: [table], reason, ...(window ? { window } : {}) });
     } else {
       this.log.warn({ table }, `${table} was ${reason.replace(': its rows are', ': its rows must be')}: chartlog resync --tables ${table}`);
     }
+  }
+
+  /** The tables in scope now (the configured names that exist, else the publication's), with the reading's clock and WAL position. */
+  private async readScope(q: Queryable): Promise<Record<string, string | null | undefined>> {
+    const inScope = this.names.tables
+      ? `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p') AND n.nspname || '.' || c.relname = ANY($1::text[])`
+      : `SELECT schemaname || '.' || tablename AS name FROM pg_publication_tables WHERE pubname = $1::text`;
+    const { rows } = await q.query(
+      `SELECT (extract(epoch FROM statement_timestamp()) * 1000000)::int8::text AS from_us,
+              (SELECT coalesce(json_agg(t.name), '[]')::text FROM (${inScope}) t) AS names,
+              (extract(epoch FROM clock_timestamp()) * 1000000)::int8::text AS seen_us,
+              pg_current_wal_lsn() AS lsn`,
+      [this.names.tables ?? this.names.publication],
+    );
+    return rows[0]!;
+  }
+
+  /** Set once the archive's record of the catalog was read (or found absent) by this process. */
+  private recalled = false;
+  /** What the last state saved or read holds (catalogMemoryKey): a new one is saved only when it differs. */
+  private savedKey: string | null = null;
+  private saving = false;
+  /** End batches ('x') handed on and not yet acknowledged: the recorded catalog keeps their tables until then. */
+  private endsUnacked: Lsn[] = [];
+
+  /**
+   * Changes made while chartlog was stopped (catalog-memory.ts): the catalog the archive last
+   * recorded at or before the resume position seeds the rewrite watch, the table names, the
+   * partition lists and the tables in scope, so the first reading finds a rewrite, a rename, a
+   * drop, an ATTACH or DETACH made meanwhile as the periodic check would have, and asks for the
+   * same durable resyncs (window: from the last reading that showed the table unchanged).
+   *
+   * An archive with changes but no recorded catalog (written before catalog states) cannot prove
+   * that nothing changed while stopped: every captured table is re-read once, its window from the
+   * resume position (and the archive's commit time of it) to now. Never guessed as unchanged.
+   */
+  private async recall(q: Queryable, resumeAfter: Position | null, captured: readonly string[]): Promise<void> {
+    const store = this.deps.catalogStates;
+    if (!store || !resumeAfter) return;
+    const { saved, upToCommitTsUs } = await store.load(resumeAfter);
+    if (saved) {
+      const m = parseCatalogMemory(saved.state, Position.format(saved.position));
+      this.rewrites.seed(m.tables);
+      for (const t of m.tables) {
+        this.relNames.set(t.oid, t.table);
+        if (!t.partitions) continue;
+        this.roots.add(t.oid);
+        for (const p of t.partitions) this.partitionOf.set(p, t.table);
+      }
+      if (m.scope) this.scope = { names: new Set(m.scope.names), streamLsn: m.scope.streamLsn, fromUs: m.scope.fromUs };
+      this.savedKey = catalogMemoryKey(m);
+      this.log.info({ tables: m.tables.length, recordedAt: Position.format(saved.position) }, 'catalog compared with what the archive last recorded (changes made while stopped are re-read)');
+      return;
+    }
+    const reason =
+      'the archive holds no record of the source catalog (written by a chartlog before catalog states): a rewrite, rename or partition change made while chartlog was stopped cannot be ruled out';
+    const now = await q.query('SELECT pg_current_wal_lsn() AS lsn');
+    const window =
+      upToCommitTsUs === null
+        ? undefined
+        : { from: Position.of(lsnHex(lsnOfPosition(resumeAfter) + 1n), 0), fromCommitTsUs: upToCommitTsUs, seenAt: Position.of(lsnHex(parseLsn(now.rows[0]!.lsn!)), 0) };
+    this.log.warn({ tables: captured }, `${reason}: every captured table is re-read once`);
+    for (const table of captured) this.resyncOrWarn(table, reason, window);
+  }
+
+  /**
+   * Records the catalog as this process knows it (catalog-memory.ts) when it changed, once no
+   * change waits for its verdict and every table end handed on was acknowledged. The pipeline
+   * stores it only after every resync request made before it is durable: a kill -9 between a
+   * change found and its request recorded leaves the older state, and the next start finds the
+   * change again.
+   */
+  private async rememberCatalog(): Promise<void> {
+    const store = this.deps.catalogStates;
+    if (!store || !this.recalled || this.saving) return;
+    if (this.endsPending.length > 0 || this.endsReady.length > 0 || this.endsUnacked.length > 0) return;
+    const readings = this.rewrites.knownWithStamps();
+    if (!readings) return;
+    const m: CatalogMemory = {
+      tables: readings.map((r) => ({ ...r, table: this.relNames.get(r.oid) ?? r.table })),
+      scope: this.scope ? { names: [...this.scope.names], streamLsn: this.scope.streamLsn, fromUs: this.scope.fromUs } : null,
+    };
+    const key = catalogMemoryKey(m);
+    if (key === this.savedKey) return;
+    this.saving = true;
+    try {
+      const { state, position } = storeCatalogMemory(m);
+      await store.save({ position, state });
+      this.savedKey = key;
+      this.log.info({ tables: m.tables.length, position: Position.format(position) }, 'catalog recorded in the archive');
+    } finally {
+      this.saving = false;
+    }
+  }
+
+  /**
+   * A source snapshot records the catalog it was read under, read in its own transaction (so
+   * exactly as of its consistent point): the stream after it compares with that.
+   */
+  private async rememberSnapshotCatalog(q: Queryable, tables: readonly string[], at: Lsn, timeUs: bigint): Promise<void> {
+    const store = this.deps.catalogStates;
+    if (!store) return;
+    const { rows } = await q.query(`${RELFILE_READING_SQL} AND (c.oid = ANY($1::oid[]) OR n.nspname || '.' || c.relname = ANY($2::text[]))`, [[], tables, this.names.publication]);
+    const seen = { streamLsn: at, timeUs };
+    const scope = await this.readScope(q);
+    const m: CatalogMemory = {
+      tables: rows
+        .map(relfileReading)
+        .filter((r) => !r.attachedTo)
+        .map((r) => ({ ...r, seen })),
+      scope: { names: JSON.parse(scope.names ?? '[]') as string[], streamLsn: at, fromUs: timeUs },
+    };
+    const { state, position } = storeCatalogMemory(m);
+    await store.save({ position, state });
+    this.log.info({ tables: m.tables.length, position: Position.format(position) }, 'catalog of the snapshot recorded in the archive');
   }
 
   /** The stream has processed everything before `lsn`: tables rewritten by then are re-read. */

@@ -20,7 +20,8 @@ import type { Lsn } from './lsn.js';
  * the server's WAL was at L is decided only once the stream has processed everything before L
  * (`passed(L)`), so a truncate committed before the reading has been seen by then.
  *
- * Not seen: a rewrite made while chartlog was stopped (the relfilenodes are re-read at start).
+ * Made while chartlog was stopped: the connector seeds the watch with the readings the archive
+ * recorded (`seed`, catalog-memory.ts), so the first reading of a start is compared with them.
  */
 
 /** One captured table in the catalog now. */
@@ -75,6 +76,8 @@ interface Pending {
 export class RewriteWatch {
   /** oid → last relfilenode taken as known (baseline or decided). */
   private readonly known = new Map<number, string>();
+  /** oid → the reading that made it known (what the archive records: `known()`). */
+  private readonly knownReadings = new Map<number, RelfileReading>();
   /** oid → the newest reading not yet decided (a later one replaces it: it covers both). */
   private readonly pending = new Map<number, Pending>();
   private readonly truncates = new Map<number, string[]>();
@@ -90,13 +93,44 @@ export class RewriteWatch {
       const known = this.known.get(r.oid);
       if (known === undefined) {
         this.known.set(r.oid, r.relfilenode);
+        this.knownReadings.set(r.oid, r);
         if (stamp) this.lastSeen.set(r.oid, stamp);
       } else if (known !== r.relfilenode || this.pending.has(r.oid)) {
         this.pending.set(r.oid, { reading: r, atLsn, ...(stamp ? { stamp } : {}) });
-      } else if (stamp) {
-        this.lastSeen.set(r.oid, stamp);
+      } else {
+        this.knownReadings.set(r.oid, r);
+        if (stamp) this.lastSeen.set(r.oid, stamp);
       }
     }
+  }
+
+  /**
+   * The readings a previous run recorded (catalog-memory.ts), each with the stamp of the newest
+   * reading that showed it: the baseline the next readings are compared with.
+   */
+  seed(readings: readonly (RelfileReading & { readonly seen: ReadingStamp })[]): void {
+    for (const r of readings) {
+      this.known.set(r.oid, r.relfilenode);
+      this.knownReadings.set(r.oid, r);
+      this.lastSeen.set(r.oid, r.seen);
+    }
+  }
+
+  /** The known readings with their stamps, or null while a change waits for its verdict (nothing to record yet). */
+  knownWithStamps(): (RelfileReading & { readonly seen: ReadingStamp })[] | null {
+    if (this.pending.size > 0) return null;
+    const out: (RelfileReading & { readonly seen: ReadingStamp })[] = [];
+    for (const [oid, r] of this.knownReadings) {
+      const seen = this.lastSeen.get(oid);
+      if (!seen) return null;
+      out.push({ ...r, seen });
+    }
+    return out;
+  }
+
+  /** The stamp of the newest reading that showed the table as known (absent: not stamped). */
+  seenAt(oid: number): ReadingStamp | undefined {
+    return this.lastSeen.get(oid);
   }
 
   /** The stream delivered, in transaction `xid`, a TRUNCATE of `oid` not followed by its rows. */
@@ -110,6 +144,7 @@ export class RewriteWatch {
   /** The table is gone from the catalog (dropped): forget it. */
   forget(oid: number): void {
     this.known.delete(oid);
+    this.knownReadings.delete(oid);
     this.pending.delete(oid);
     this.truncates.delete(oid);
     this.lastSeen.delete(oid);
@@ -126,6 +161,7 @@ export class RewriteWatch {
       this.pending.delete(oid);
       const known = this.known.get(oid);
       this.known.set(oid, p.reading.relfilenode);
+      this.knownReadings.set(oid, p.reading);
       if (known === p.reading.relfilenode) continue;
       const kind = classifyRelfileChange(p.reading, new Set(this.truncates.get(oid) ?? []));
       const since = this.lastSeen.get(oid);

@@ -4,7 +4,7 @@ import { ChartlogError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
 import { COMMIT_SEQ, Position } from '../../src/core/position.js';
 import type { CellValue, Row } from '../../src/core/table-schema.js';
-import { lsnHex, parseLsn } from './lsn.js';
+import { lsnHex, parseLsn, type Lsn } from './lsn.js';
 import { quoteIdent, quoteTable } from './setup-check.js';
 import type { DescribedTable, Queryable, TypeCatalog } from './type-catalog.js';
 
@@ -37,6 +37,8 @@ export interface SnapshotRun {
   readonly catalog: TypeCatalog;
   readonly connect: (replication: boolean) => Promise<pg.Client>;
   readonly log: Logger;
+  /** Called inside the snapshot's transaction, before any row is read (the catalog it reads is the snapshot's). */
+  readonly atConsistentPoint?: (q: Queryable, at: Lsn, commitTsUs: bigint) => Promise<void>;
 }
 
 export async function* takeSnapshot(run: SnapshotRun): AsyncGenerator<ChangeBatch> {
@@ -53,6 +55,7 @@ export async function* takeSnapshot(run: SnapshotRun): AsyncGenerator<ChangeBatc
     await data.query(`SET TRANSACTION SNAPSHOT '${slotRow.snapshot_name.replace(/'/g, "''")}'`);
     const now = await data.query(`SELECT (extract(epoch FROM now()) * 1000000)::int8 AS us`);
     const commitTsUs = BigInt((now.rows[0] as { us: string }).us);
+    await run.atConsistentPoint?.(data as unknown as Queryable, consistent, commitTsUs);
     // Imported: the exporting connection may go; the slot itself is permanent (a temporary one goes with it).
     await repl.end();
     repl = null;

@@ -2,6 +2,7 @@ import type { ChangeBatch } from './change-event.js';
 import type { Logger } from './logger.js';
 import type { RequestResync } from './resync-request.js';
 import type { RecordTableStart } from './table-start.js';
+import type { CatalogStates } from './catalog-state.js';
 import type { Position } from './position.js';
 import type { TableSchema } from './table-schema.js';
 
@@ -24,6 +25,12 @@ export interface ConnectorOptions {
    * Absent: nothing is recorded (restore then creates it, empty, at any earlier moment).
    */
   readonly recordTableStart?: RecordTableStart;
+  /**
+   * Where the connector keeps its view of the source catalog between runs (src/core/catalog-state.ts),
+   * so a change made while chartlog was stopped is found at the next start. Absent: the first
+   * catalog reading of a start is the baseline (such a change is not seen).
+   */
+  readonly catalogStates?: CatalogStates;
 }
 
 /**

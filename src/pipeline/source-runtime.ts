@@ -16,6 +16,9 @@ import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
 import { archiveSigner } from '../archive/archive-auth.js';
 import { unprovenRecord, writeUnprovenRecord } from '../archive/unproven-tables.js';
 import { tableStartRecord, writeTableStart } from '../archive/table-starts.js';
+import { readCatalogState, writeCatalogState } from '../archive/catalog-states.js';
+import { readCheckpoint } from '../archive/checkpoint.js';
+import { Position } from '../core/position.js';
 import { withRetry } from '../core/retry.js';
 import { ResyncQueue } from './resync-queue.js';
 import { resyncTables } from './resync-tables.js';
@@ -93,6 +96,20 @@ export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<So
       ...(resync ? { requestResync: resync.request } : {}),
       // Durable before the connector goes on (table-starts.ts); a failed write restarts the stream.
       recordTableStart: (start) => withRetry(() => writeTableStart(store, source.name, tableStartRecord(start)), { maxAttempts: 5, initialDelayMs: 100, maxDelayMs: 2000 }),
+      // The connector's view of the catalog between runs (src/core/catalog-state.ts).
+      catalogStates: {
+        load: async (upTo) => {
+          const checkpoint = await readCheckpoint(store, source.name);
+          const atCheckpoint = checkpoint && Position.compare(checkpoint.position, upTo) === 0;
+          return { saved: await readCatalogState(store, source.name, upTo), upToCommitTsUs: atCheckpoint ? checkpoint.commitTsUs : null };
+        },
+        // Stored only once every resync request made before it is durable: a crash between a
+        // change found and its request recorded leaves the older state, and the next start finds it again.
+        save: async (saved) => {
+          await resync?.durable();
+          await withRetry(() => writeCatalogState(store, source.name, saved), { maxAttempts: 5, initialDelayMs: 100, maxDelayMs: 2000 });
+        },
+      },
     }),
     encoder: streamEncoder,
     envelopes,

@@ -1,0 +1,93 @@
+import { ChartlogError } from '../../src/core/errors.js';
+import { Position } from '../../src/core/position.js';
+import type { CatalogReading } from './relfile-reading.js';
+import { lsnFromHex, lsnHex, type Lsn } from './lsn.js';
+import type { ReadingStamp } from './rewrite-watch.js';
+
+/**
+ * What the PostgreSQL connector keeps in the archive about the catalog (src/core/catalog-state.ts),
+ * so the first catalog check of a start compares with what the last run knew instead of taking
+ * the catalog as it finds it: a table rewritten (its relfilenode), renamed (its name under the
+ * same OID), dropped, attached or detached (a root's partition list), or a table come into scope
+ * while chartlog was stopped is then seen as if it had happened while it ran. Pure: tested alone.
+ *
+ * Each table keeps the stamp of the newest reading that showed it so (`seenLsn`, `seenUs`): a
+ * change found at the next start committed after it, which is where its unproven window begins.
+ * The state is saved when what it holds changes, not its stamps.
+ *
+ * Format 1. A state of another format is refused (a newer chartlog wrote it): guessing what it
+ * holds could hide a change.
+ */
+export interface CatalogMemory {
+  readonly tables: readonly (CatalogReading & { readonly seen: ReadingStamp })[];
+  /** The tables in scope at the last scope check, and that check's stamp (table starts). */
+  readonly scope: { readonly names: readonly string[]; readonly streamLsn: Lsn; readonly fromUs: bigint } | null;
+}
+
+interface StoredTable {
+  oid: number;
+  table: string;
+  relfilenode: string;
+  xmin: string;
+  partitions?: string[];
+  seenLsn: string;
+  seenUs: string;
+}
+
+interface Stored {
+  format: 1;
+  tables: StoredTable[];
+  scope: { names: string[]; streamLsn: string; fromUs: string } | null;
+}
+
+/** The JSON stored, and the position it is stored under: the oldest stamp in it. */
+export function storeCatalogMemory(m: CatalogMemory): { state: Stored; position: Position } {
+  const tables = [...m.tables]
+    .sort((a, b) => a.oid - b.oid)
+    .map((t) => ({
+      oid: t.oid,
+      table: t.table,
+      relfilenode: t.relfilenode,
+      xmin: t.xmin,
+      ...(t.partitions ? { partitions: [...t.partitions] } : {}),
+      seenLsn: lsnHex(t.seen.streamLsn),
+      seenUs: t.seen.timeUs.toString(),
+    }));
+  const scope = m.scope ? { names: [...m.scope.names].sort(), streamLsn: lsnHex(m.scope.streamLsn), fromUs: m.scope.fromUs.toString() } : null;
+  const lsns = [...m.tables.map((t) => t.seen.streamLsn), ...(m.scope ? [m.scope.streamLsn] : [])];
+  const oldest = lsns.reduce((a, b) => (b < a ? b : a), lsns[0] ?? 0n);
+  return { state: { format: 1, tables, scope }, position: Position.of(lsnHex(oldest)) };
+}
+
+/** What decides whether a new state must be saved: everything but the stamps. */
+export function catalogMemoryKey(m: CatalogMemory): string {
+  const tables = [...m.tables].sort((a, b) => a.oid - b.oid).map((t) => [t.oid, t.table, t.relfilenode, t.partitions ?? null]);
+  return JSON.stringify([tables, m.scope ? [...m.scope.names].sort() : null]);
+}
+
+export function parseCatalogMemory(state: unknown, where: string): CatalogMemory {
+  const bad = (why: string): never => {
+    throw new ChartlogError('integrity', `catalog state ${where}: ${why}`, {
+      hint: 'it was written by a newer chartlog, or damaged: run the chartlog that wrote it, or restore the object from a copy of the archive',
+    });
+  };
+  const s = state as Partial<Stored> | null;
+  if (!s || typeof s !== 'object') return bad('not an object');
+  if (s.format !== 1) return bad(`format ${String(s.format)} is not 1`);
+  if (!Array.isArray(s.tables)) return bad('no tables list');
+  try {
+    return {
+      tables: s.tables.map((t) => ({
+        oid: Number(t.oid),
+        table: String(t.table),
+        relfilenode: String(t.relfilenode),
+        xmin: String(t.xmin),
+        ...(t.partitions ? { partitions: t.partitions.map(String) } : {}),
+        seen: { streamLsn: lsnFromHex(t.seenLsn), timeUs: BigInt(t.seenUs) },
+      })),
+      scope: s.scope ? { names: s.scope.names.map(String), streamLsn: lsnFromHex(s.scope.streamLsn), fromUs: BigInt(s.scope.fromUs) } : null,
+    };
+  } catch (err) {
+    return bad((err as Error).message);
+  }
+}

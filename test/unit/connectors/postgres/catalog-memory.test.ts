@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { catalogMemoryKey, parseCatalogMemory, storeCatalogMemory, type CatalogMemory } from '../../../../connectors/postgres/catalog-memory.js';
+import { RewriteWatch } from '../../../../connectors/postgres/rewrite-watch.js';
+import { Position } from '../../../../src/core/position.js';
+import { ChartlogError } from '../../../../src/core/errors.js';
+
+const memory: CatalogMemory = {
+  tables: [
+    { oid: 16390, table: 'public.part', relfilenode: 'partitions:16391=16391,16392=16392', xmin: '740', partitions: ['public.part_1', 'public.part_2'], seen: { streamLsn: 0x300n, timeUs: 2000n } },
+    { oid: 16384, table: 'public.t', relfilenode: '16384', xmin: '731', seen: { streamLsn: 0x200n, timeUs: 1000n } },
+  ],
+  scope: { names: ['public.t', 'public.part'], streamLsn: 0x250n, fromUs: 1500n },
+};
+
+describe('catalog memory: what the PostgreSQL connector records of the catalog between runs', () => {
+  it('round-trips through its stored JSON, stored under its oldest stamp', () => {
+    const { state, position } = storeCatalogMemory(memory);
+    assert.deepEqual(position, Position.of('0000000000000200'));
+    const back = parseCatalogMemory(JSON.parse(JSON.stringify(state)), 'x');
+    assert.deepEqual(
+      back.tables.map((t) => [t.oid, t.table, t.relfilenode, t.xmin, t.partitions ?? null, t.seen.streamLsn, t.seen.timeUs]),
+      [
+        [16384, 'public.t', '16384', '731', null, 0x200n, 1000n],
+        [16390, 'public.part', 'partitions:16391=16391,16392=16392', '740', ['public.part_1', 'public.part_2'], 0x300n, 2000n],
+      ],
+    );
+    assert.deepEqual(back.scope, { names: ['public.part', 'public.t'], streamLsn: 0x250n, fromUs: 1500n });
+    assert.equal(catalogMemoryKey(back), catalogMemoryKey(memory));
+  });
+
+  it('its key ignores the stamps (no new state for every check) and sees names, relfilenodes and scope', () => {
+    const restamped = { ...memory, tables: memory.tables.map((t) => ({ ...t, seen: { streamLsn: 0x900n, timeUs: 9n } })) };
+    assert.equal(catalogMemoryKey(restamped), catalogMemoryKey(memory));
+    const renamed = { ...memory, tables: memory.tables.map((t) => (t.oid === 16384 ? { ...t, table: 'public.t2' } : t)) };
+    const rewritten = { ...memory, tables: memory.tables.map((t) => (t.oid === 16384 ? { ...t, relfilenode: '16400' } : t)) };
+    const scoped = { ...memory, scope: { ...memory.scope!, names: ['public.t'] } };
+    for (const m of [renamed, rewritten, scoped]) assert.notEqual(catalogMemoryKey(m), catalogMemoryKey(memory));
+  });
+
+  it('refuses a state of another format (a newer chartlog) rather than guess what it holds', () => {
+    for (const bad of [{ format: 2, tables: [], scope: null }, null, { format: 1 }]) {
+      assert.throws(() => parseCatalogMemory(bad, 'clinic/catalog-states/x.json'), (e: unknown) => e instanceof ChartlogError && e.code === 'integrity' && /clinic\/catalog-states\/x\.json/.test(e.message));
+    }
+  });
+
+  it('seeds the rewrite watch: a rewrite made while stopped is a rewrite at the first reading, its window from the recorded stamp', () => {
+    const w = new RewriteWatch();
+    w.seed(parseCatalogMemory(storeCatalogMemory(memory).state, 'x').tables);
+    // The first reading of the next start: t has a new relfilenode, part is unchanged.
+    w.observe(
+      [
+        { oid: 16384, table: 'public.t', relfilenode: '16410', xmin: '800' },
+        { oid: 16390, table: 'public.part', relfilenode: 'partitions:16391=16391,16392=16392', xmin: '740' },
+      ],
+      0x1000n,
+      { streamLsn: 0x800n, timeUs: 5000n },
+    );
+    assert.equal(w.knownWithStamps(), null, 'nothing to record while a change waits for its verdict');
+    assert.deepEqual(w.passed(0x1000n), [{ kind: 'rewrite', oid: 16384, table: 'public.t', atLsn: 0x1000n, since: { streamLsn: 0x200n, timeUs: 1000n } }]);
+    assert.deepEqual(
+      w.knownWithStamps()!.map((r) => [r.oid, r.relfilenode, r.seen.streamLsn]),
+      [
+        [16384, '16410', 0x800n],
+        [16390, 'partitions:16391=16391,16392=16392', 0x800n],
+      ],
+    );
+  });
+
+  it('without a seed (main before this change) the same reading is only the baseline: the negative control', () => {
+    const w = new RewriteWatch();
+    w.observe([{ oid: 16384, table: 'public.t', relfilenode: '16410', xmin: '800' }], 0x1000n, { streamLsn: 0x800n, timeUs: 5000n });
+    assert.deepEqual(w.passed(0x1000n), []);
+  });
+});
