@@ -353,12 +353,18 @@ export class PostgresConnector implements SourceConnector {
         }
         if (resumeAfter) this.streamedUpTo = maxLsn(this.streamedUpTo, lsnOfPosition(resumeAfter));
         // The catalog the archive last recorded is the baseline of the first reading of this process.
-        if (!this.recalled) {
+        const recalling = !this.recalled;
+        if (recalling) {
           await this.recall(q, resumeAfter, captured.map(qualifiedName));
           this.recalled = true;
         }
         // The first reading is the baseline (unless recalled); after a reconnect, changes since are seen.
-        await this.readRelfiles(q, { names: captured.map(qualifiedName), oids: this.rewrites.oids() });
+        this.comparingRecord = recalling;
+        try {
+          await this.readRelfiles(q, { names: captured.map(qualifiedName), oids: this.rewrites.oids() });
+        } finally {
+          this.comparingRecord = false;
+        }
         // Column numbers as the stream starts, so the first relation message can show a rename.
         for (const [oid, m] of await this.readAttnums(q, this.rewrites.oids())) if (!this.attnums.has(oid)) this.attnums.set(oid, m);
  await this.checkTableStarts(q);
@@ -815,8 +821,13 @@ export class PostgresConnector implements SourceConnector {
       this.log.warn({ table: from, renamedTo: to }, `table ${from} was renamed to ${to}, which this source does not capture: its history ends here`);
       return;
     }
-    // The window (a durable request): after the last reading that showed the old name, up to this one.
-    const window = since ? { from: Position.of(lsnHex(since.streamLsn + 1n), 0), fromCommitTsUs: since.timeUs, seenAt: Position.of(lsnHex(atLsn), 0) } : undefined;
+    // Found at start against the recorded catalog (renamed while chartlog was stopped): a durable
+    // request with its window, from the previous run's last reading that showed the old name. A
+    // rename found while running is re-read as before, without a window (not recorded).
+    const window =
+      since && this.comparingRecord
+        ? { from: Position.of(lsnHex(since.streamLsn + 1n), 0), fromCommitTsUs: since.timeUs, seenAt: Position.of(lsnHex(atLsn), 0) }
+        : undefined;
     this.resyncOrWarn(to, `renamed from ${from}: its rows are read again under the new name`, window);
   }
 
@@ -851,6 +862,8 @@ export class PostgresConnector implements SourceConnector {
   /** What the last state saved or read holds (catalogMemoryKey): a new one is saved only when it differs. */
   private savedKey: string | null = null;
   private saving = false;
+  /** Set during the first reading of a start, compared with the archive's record: a rename found then was made while stopped. */
+  private comparingRecord = false;
   /** End batches ('x') handed on and not yet acknowledged: the recorded catalog keeps their tables until then. */
   private endsUnacked: Lsn[] = [];
 
