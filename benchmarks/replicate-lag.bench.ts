@@ -238,6 +238,7 @@ try {
   for (const d of myDbs) await my.query(`DROP DATABASE IF EXISTS ${d}`).catch(() => undefined);
   await admin.end();
   await my.end();
-  rmSync(work, { recursive: true, force: true });
+  if (process.env.BENCH_KEEP_WORK) console.log(`kept ${work}`);
+  else rmSync(work, { recursive: true, force: true });
   stopBenchServices();
 }
