@@ -10,7 +10,7 @@
  * (its `note` column PHI) and one into `probe_<e>` carrying the source's clock_timestamp() in µs
  * just before the commit. Per target engine (PostgreSQL, then MariaDB, each a new empty
  * database, each following its own pair of tables with --tables, so each starts empty),
- * `chartlog replicate --phi open` runs with its default settings (500 ms poll) while
+ * `chartlog replicate --phi open` runs with its default settings (250 ms poll) while
  * the load runs `--seconds`, after a warm-up whose transactions are not counted:
  *   - replica lag (chartlog): a poller reads the target's new `probe` rows every 50 ms; a
  *     transaction's lag is the time it was seen minus its source timestamp;
@@ -238,6 +238,7 @@ try {
   for (const d of myDbs) await my.query(`DROP DATABASE IF EXISTS ${d}`).catch(() => undefined);
   await admin.end();
   await my.end();
-  rmSync(work, { recursive: true, force: true });
+  if (process.env.BENCH_KEEP_WORK) console.log(`kept ${work}`);
+  else rmSync(work, { recursive: true, force: true });
   stopBenchServices();
 }

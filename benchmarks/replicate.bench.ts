@@ -9,6 +9,8 @@
  * `chartlog run` as a real process (embedded bus, file:// store). Per repetition, into a new empty
  * database:
  *   - baseline: `pg_restore` (one job) of a `pg_dump -Fc -t public.pgbench_accounts`, spawn to exit;
+ *   - `chartlog restore --to latest` of the same archive, spawn to exit (detail: the streaming
+ *     restore path the load takes, with PHI opened as `--phi open` opens it);
  *   - chartlog: `chartlog replicate --phi open` as a process, spawn to its first status line (the
  *     load is done and the position recorded); then SIGTERM.
  * Both results are checked equal to the source (md5 over every row's text in key order).
@@ -113,7 +115,7 @@ try {
       `  keyring: "file://${keyring}"`,
       '  columns: { public.pgbench_accounts: [filler] }',
       '  publicColumns: { public.pgbench_accounts: [aid, bid, abalance] }',
-      'log: { level: info, format: json }',
+      `log: { level: ${process.env.BENCH_LOG_LEVEL ?? 'info'}, format: json }`,
       '',
     ].join('\n'),
   );
@@ -125,6 +127,7 @@ try {
   execFileSync(pgBin('pg_dump'), ['-Fc', '-t', 'public.pgbench_accounts', '-f', dump, sourceUrl]);
 
   const restoreSeconds: number[] = [];
+  const chartlogRestoreSeconds: number[] = [];
   const loadSeconds: number[] = [];
   let replica = '';
   for (let rep = 0; rep < REPS; rep++) {
@@ -133,12 +136,20 @@ try {
     if (r.code !== 0) throw new Error(`pg_restore failed: ${r.stderr}`);
     if ((await md5(base)) !== sourceMd5) throw new Error('pg_restore result differs from the source');
     restoreSeconds.push(r.seconds);
+    // The path the load takes (restore's streaming path, PHI opened), as its own command: what
+    // the load costs beyond it is the replicator's own.
+    const restored = await createDb(`rb_clr_${tag}_${rep}`);
+    const cr = await timeProcess(process.execPath, [chartlogBin, 'restore', '--config', setup.configFile, '--source', 'bench', '--to', 'latest', '--target', restored]);
+    if (cr.code !== 0) throw new Error(`chartlog restore failed: ${cr.stderr.slice(-1500)}`);
+    if ((await md5(restored)) !== sourceMd5) throw new Error('chartlog restore result differs from the source');
+    chartlogRestoreSeconds.push(cr.seconds);
     replica = await createDb(`rb_rep_${tag}_${rep}`);
     const l = await replicateUntil(setup, replica, (s) => s.started === 'load', join(work, `load-${rep}.log`));
     if ((await md5(replica)) !== sourceMd5) throw new Error('the replica differs from the source after its load');
     loadSeconds.push(l.seconds);
   }
   const restoreM = bench.add(measurement('pg_restore of pgbench_accounts (baseline)', 's', 'lower', 'baseline', restoreSeconds));
+  bench.add(measurement('chartlog restore --to latest of the same archive (spawn → exit; the path the load takes)', 's', 'lower', 'detail', chartlogRestoreSeconds));
   const loadM = bench.add(measurement('chartlog replicate initial load (spawn → position recorded)', 's', 'lower', 'chartlog', loadSeconds));
   bench.addRatio(ratio(loadM, restoreM, 1.0, 'initial load speed relative to pg_restore (pg_restore s / replicate s; goal ≥ 1.0)'));
 
@@ -166,6 +177,7 @@ try {
   for (const d of databases) await admin.query(`DROP DATABASE IF EXISTS ${d} WITH (FORCE)`).catch(() => undefined);
   await admin.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'rb_${tag}%' AND NOT active`).catch(() => undefined);
   await admin.end();
-  rmSync(work, { recursive: true, force: true });
+  if (process.env.BENCH_KEEP_WORK) console.log(`kept ${work}`);
+  else rmSync(work, { recursive: true, force: true });
   stopBenchServices();
 }

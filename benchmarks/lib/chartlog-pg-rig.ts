@@ -80,7 +80,7 @@ export function writeBenchConfig(
       `  publicColumns: { ${table}: [${publicPatientColumns(phi).join(', ')}] }`,
       ...(more.cryptoThreads !== undefined ? [`  cryptoThreads: ${more.cryptoThreads}`] : []),
       ...(more.maxPartBytes ? [`segments: { maxPartBytes: ${more.maxPartBytes} }`] : []),
-      'log: { level: info, format: json }',
+      `log: { level: ${process.env.BENCH_LOG_LEVEL ?? 'info'}, format: json }`,
       '',
     ].join('\n'),
   );

@@ -1,3 +1,4 @@
+import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { ArchiveMac } from '../phi/archive-mac.js';
@@ -6,6 +7,9 @@ import type { ArchiveCodec } from '../archive/archive-codec.js';
 import { ArchiveIndexCache, readArchiveIndex, tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
 import { ArchiveReader, type StoredRecord } from '../archive/archive-reader.js';
 import type { TransactionRecord } from '../archive/transaction-log.js';
+import { checkpointKey } from '../archive/layout.js';
+import { sha256Hex } from '../archive/manifest.js';
+import { sleep } from '../core/retry.js';
 import { settledTransactions, type SettledPlan } from './settled-transactions.js';
 
 /** A stored change record of a table in scope. */
@@ -49,11 +53,13 @@ export class ArchiveFollower {
   ) {}
 
   /** What the last successful read found: the index and how many objects it read anew. */
-  lastRead: { objects: number; index: ArchiveIndex } | null = null;
+  lastRead: { objects: number; index: ArchiveIndex; indexMs: number; objectsMs: number } | null = null;
 
   /** Reads what is new in the archive; records at or before `after` are not kept. */
   async read(after: Position): Promise<void> {
+    const started = performance.now();
     const index = await readArchiveIndex(this.store, this.source, this.cache);
+    const indexMs = Math.round(performance.now() - started);
     // Each read's checkpoint and manifests are authenticated as at start: a planted checkpoint
     // would otherwise make the replica apply what is not durable (or not the source's).
     refuseUnauthentic(this.source, authenticateArchive(index, this.mac), 'replicate');
@@ -95,7 +101,7 @@ export class ArchiveFollower {
     this.prune(after);
     this.durable = index.checkpoint?.position ?? null;
     this.index = index;
-    this.lastRead = { objects, index };
+    this.lastRead = { objects, index, indexMs, objectsMs: Math.round(performance.now() - started) - indexMs };
   }
 
   /** Which kept transactions after `after` are settled (settled-transactions.ts), at most `limit`. */
@@ -103,6 +109,28 @@ export class ArchiveFollower {
     this.prune(after);
     if (this.log.length === 0) return { transactions: [], inFlight: 0, oldestInFlightUs: null };
     return settledTransactions({ after, durable: this.durable, log: this.log, records: this.records, inScope: this.inScope, limit });
+  }
+
+  /**
+   * Waits until the archive's checkpoint differs from the one the last read saw, looking every
+   * `everyMs` (one small GET), or `ms` at most, or until `signal`. A replica applies nothing past
+   * the checkpoint, so nothing new can be applied before it moves: this only shortens the wait
+   * between reads (a full read lists the store), and a failed look ends it (the read that follows
+   * meets the failure and retries). Table bases, which can come without the checkpoint moving,
+   * are still seen at the latest after `ms`, as before.
+   */
+  async waitForCheckpoint(ms: number, everyMs: number, signal: AbortSignal): Promise<void> {
+    const seen = this.index?.checkpoint?.stored?.sha256 ?? null;
+    const until = performance.now() + ms;
+    for (let left = ms; left > 0 && !signal.aborted; left = until - performance.now()) {
+      await sleep(Math.min(everyMs, left), signal);
+      if (signal.aborted || performance.now() >= until) return;
+      try {
+        if (sha256Hex(await this.store.get(checkpointKey(this.source))) !== seen) return;
+      } catch (err) {
+        if (!(seen === null && err instanceof ChartlogError && err.code === 'not_found')) return;
+      }
+    }
   }
 
   /** The index of the last read (null before the first). */

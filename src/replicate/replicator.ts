@@ -18,7 +18,7 @@ import { OmitPhiTarget } from './omit-phi-target.js';
 import type { ReplicaLocation } from './replica-name.js';
 import { startDecision, type PhiMode, type ReplicaChange, type ReplicaTarget } from './replica-target.js';
 import { ArchiveFollower } from './archive-follower.js';
-import { GROUP_ROWS, groupTransactions, type GroupableTransaction } from './transaction-groups.js';
+import { GROUP_ROWS, groupTransactions, transactionRuns, type GroupableTransaction } from './transaction-groups.js';
 import { LOAD_MARK, cannotRebuild, holdingWindow, inBase, pendingBases } from './table-resyncs.js';
 import { tableSnapshotsPrefix, type SnapshotManifest } from '../archive/snapshot-manifest.js';
 
@@ -73,6 +73,24 @@ export interface ReplicaStatus {
   loadSeconds?: number;
 }
 
+/**
+ * Where a round's time went (debug): reading the archive (or waiting for the read pipelined with
+ * the previous round), planning, decoding, building changes, applying — for diagnoses of lag.
+ */
+class RoundTimes {
+  private last = performance.now();
+  private readonly times: Record<string, number> = {};
+  lap(name: string): void {
+    const now = performance.now();
+    this.times[name] = Math.round(now - this.last);
+    this.last = now;
+  }
+  log(counts: Record<string, number>): void {
+    const log = logger();
+    if (log.isLevelEnabled('debug')) log.debug({ component: 'replicate', ...counts, ...this.times }, 'round');
+  }
+}
+
 /** Records decoded (and, with --phi open, their PHI opened) per request. */
 const DECODE_GROUP = 2048;
 /** Transactions taken per round, so one round's decoded rows stay bounded after a long pause. */
@@ -83,6 +101,12 @@ const ROUND_LIMIT = 5000;
  * (1 s by default) bounds freshness anyway.
  */
 const DEFAULT_POLL_MS = 250;
+/**
+ * Between looks at the checkpoint alone (one small GET) while waiting for a poll: a replica that
+ * has applied everything durable goes on within this of the checkpoint moving, not up to a whole
+ * poll interval later.
+ */
+const CHECKPOINT_LOOK_MS = 50;
 
 /**
  * `chartlog replicate` (docs/architecture.md §5a): keeps a live database equal to a source's
@@ -126,11 +150,11 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
   let loadSeconds: number | undefined;
   if (decision.kind === 'resume') {
     ({ position, commitTsUs } = decision.replica);
-    log.info({ position: Position.format(position), target: o.target.description }, 'resuming the replica');
+    log.info({ position: Position.format(position), target: o.target.description, processMs: Math.round(performance.now()) }, 'resuming the replica');
   } else {
     const started = performance.now();
     ({ position, commitTsUs } = await loadPosition(o.store, index, archive));
-    log.info({ position: Position.format(position), target: o.target.description }, 'loading the replica from the archive');
+    log.info({ position: Position.format(position), target: o.target.description, processMs: Math.round(performance.now()) }, 'loading the replica from the archive');
     await o.target.beginLoad({ source: name, state: 'loading', position, commitTsUs, phi: o.phi, tables: scope });
     const restoreTarget = o.phi === 'omit' ? new OmitPhiTarget(o.loadTarget()) : o.loadTarget();
     try {
@@ -217,10 +241,13 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
   let reading: Promise<void> | null = null;
   while (!o.signal.aborted) {
     let applied = 0;
+    const round = new RoundTimes();
     try {
       await (reading ?? follower.read(position));
       reading = null;
+      round.lap('readMs');
       const plan = follower.plan(position, ROUND_LIMIT);
+      round.lap('planMs');
       stats.lagTransactions = plan.transactions.length + plan.inFlight;
       stats.oldestUs = plan.transactions[0]?.commitTsUs ?? plan.oldestInFlightUs;
       // New table bases first (table-resyncs.ts): each table rebuilt in one target transaction.
@@ -245,43 +272,59 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
       } else heldAt = null;
       // A table's changes at or before its base are in the base already.
       const txsIn = settled.map((t) => ({ ...t, records: t.records.filter((r) => !inBase(marks, r.table, r.position)) }));
-      const records = txsIn.flatMap((t) => t.records);
-      const decoded = await decodeAll(records, archive, o.phi === 'open');
-      // The next read of the archive runs while this round applies: what became durable meanwhile
-      // is ready when the round ends (its failure is the next round's, through the await above).
+      // The next read of the archive runs while this round decodes and applies: what became
+      // durable meanwhile is ready when the round ends (its failure is the next round's, through
+      // the await above).
       if (txsIn.length > 0) {
         reading = follower.read(position);
         reading.catch(() => undefined);
       }
-      let at = 0;
-      const txs: GroupableTransaction[] = [];
-      for (const tx of txsIn) {
-        const changes: ReplicaChange[] = [];
-        const versions: string[] = [];
-        for (const r of tx.records) {
-          const d = decoded[at++]!;
-          changes.push({ op: d.op, table: r.table, schema: d.schema, before: d.before, after: d.after, position: r.position, phiColumns: await sealedOf(r.fingerprint) });
-          versions.push(r.fingerprint);
+      // Decoded a run at a time, the next run while this one is applied: the target's work and
+      // this thread's decoding overlap, and the first transactions of a large backlog are applied
+      // after one run is decoded rather than all of them.
+      const runs = transactionRuns(txsIn, Math.max(o.groupRows ?? GROUP_ROWS, DECODE_GROUP));
+      const changesOf = async (run: readonly (typeof txsIn)[number][]): Promise<GroupableTransaction[]> => {
+        const decoded = await decodeAll(run.flatMap((t) => t.records), archive, o.phi === 'open');
+        let at = 0;
+        const txs: GroupableTransaction[] = [];
+        for (const tx of run) {
+          const changes: ReplicaChange[] = [];
+          const versions: string[] = [];
+          for (const r of tx.records) {
+            const d = decoded[at++]!;
+            changes.push({ op: d.op, table: r.table, schema: d.schema, before: d.before, after: d.after, position: r.position, phiColumns: await sealedOf(r.fingerprint) });
+            versions.push(r.fingerprint);
+          }
+          txs.push({ position: tx.position, commitTsUs: tx.commitTsUs, changes, versions });
         }
-        txs.push({ position: tx.position, commitTsUs: tx.commitTsUs, changes, versions });
-      }
-      for (const group of groupTransactions(txs, o.groupRows ?? GROUP_ROWS)) {
-        const count = group.transactions ?? 1;
-        if (o.phi === 'open') await auditOpening(o, group.changes, audited, group.position, group.commitTsUs);
-        const { rows } = await o.target.apply(name, group, position, o.phi);
-        position = group.position;
-        commitTsUs = group.commitTsUs;
-        applied += count;
-        stats.transactions += count;
-        stats.rows += rows;
-        stats.sinceRows += rows;
-        stats.lagTransactions -= count;
-        stats.oldestUs = txsIn[applied]?.commitTsUs ?? plan.oldestInFlightUs;
-        reportWhenDue();
-        // A stop asked for between transactions is honoured at once (each is whole in the target).
-        if (o.signal.aborted) break;
+        return txs;
+      };
+      let next = runs.length > 0 ? changesOf(runs[0]!) : null;
+      for (let i = 0; next && !o.signal.aborted; i++) {
+        const txs = await next;
+        round.lap('decodeMs');
+        next = i + 1 < runs.length ? changesOf(runs[i + 1]!) : null;
+        next?.catch(() => undefined); // a failure of the next run is met when it is awaited
+        for (const group of groupTransactions(txs, o.groupRows ?? GROUP_ROWS)) {
+          const count = group.transactions ?? 1;
+          if (o.phi === 'open') await auditOpening(o, group.changes, audited, group.position, group.commitTsUs);
+          const { rows } = await o.target.apply(name, group, position, o.phi);
+          position = group.position;
+          commitTsUs = group.commitTsUs;
+          applied += count;
+          stats.transactions += count;
+          stats.rows += rows;
+          stats.sinceRows += rows;
+          stats.lagTransactions -= count;
+          stats.oldestUs = txsIn[applied]?.commitTsUs ?? plan.oldestInFlightUs;
+          reportWhenDue();
+          // A stop asked for between transactions is honoured at once (each is whole in the target).
+          if (o.signal.aborted) break;
+        }
+        round.lap('applyMs');
       }
       // A hole after what was applied: the replica stops there, never applying around it.
+      if (txsIn.length > 0) round.log({ transactions: applied, records: txsIn.reduce((n, t) => n + t.records.length, 0), objects: follower.lastRead?.objects ?? 0, indexMs: follower.lastRead?.indexMs ?? 0, objectsMs: follower.lastRead?.objectsMs ?? 0 });
       if (plan.stop && !o.signal.aborted && txsIn.length === plan.transactions.length) throw plan.stop;
       backoff.reset();
       pendingSince = { table: null, since: 0 };
@@ -308,7 +351,8 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
       continue;
     }
     reportWhenDue();
-    if (applied === 0) await sleep(o.pollMs ?? DEFAULT_POLL_MS, o.signal).catch(() => undefined);
+    // Nothing applied: the next read once the checkpoint moves (looked at every CHECKPOINT_LOOK_MS), or after the poll interval.
+    if (applied === 0) await follower.waitForCheckpoint(o.pollMs ?? DEFAULT_POLL_MS, Math.min(CHECKPOINT_LOOK_MS, o.pollMs ?? DEFAULT_POLL_MS), o.signal);
   }
   await reading?.catch(() => undefined);
   const last = report('stopped');

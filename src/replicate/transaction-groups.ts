@@ -68,3 +68,26 @@ export function groupTransactions(txs: readonly GroupableTransaction[], maxRows 
   close();
   return out;
 }
+
+/**
+ * Consecutive transactions cut into runs of at most `maxRecords` records each, in order, a larger
+ * transaction a run of its own (pure). The replicator decodes one run while it applies the one
+ * before it; a run boundary is also a group boundary, so runs of at least a group's rows leave
+ * the grouping as it was.
+ */
+export function transactionRuns<T extends { readonly records: readonly unknown[] }>(txs: readonly T[], maxRecords: number): T[][] {
+  const runs: T[][] = [];
+  let run: T[] = [];
+  let records = 0;
+  for (const tx of txs) {
+    if (run.length > 0 && records + tx.records.length > maxRecords) {
+      runs.push(run);
+      run = [];
+      records = 0;
+    }
+    run.push(tx);
+    records += tx.records.length;
+  }
+  if (run.length > 0) runs.push(run);
+  return runs;
+}

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Position } from '../../../src/core/position.js';
 import type { TableSchema } from '../../../src/core/table-schema.js';
-import { groupTransactions, type GroupableTransaction } from '../../../src/replicate/transaction-groups.js';
+import { groupTransactions, transactionRuns, type GroupableTransaction } from '../../../src/replicate/transaction-groups.js';
 import type { ReplicaChange } from '../../../src/replicate/replica-target.js';
 
 /** Which consecutive source transactions are applied as one target transaction. */
@@ -47,4 +47,14 @@ test('a group holds at most maxRows rows; a larger transaction is a group of its
   const big = tx(...Array.from({ length: 5 }, () => ['c', 'a:v1'] as [ReplicaChange['op'], string]));
   assert.deepEqual(shape(groupTransactions([tx(['c', 'a:v1']), tx(['c', 'a:v1']), big, tx(['c', 'a:v1']), tx(['c', 'a:v1']), tx(['c', 'a:v1'])], 3)), ['2:2', '1:5', '3:3']);
   assert.deepEqual(shape(groupTransactions([tx(['c', 'a:v1']), tx(['c', 'a:v1'])], 1)), ['1:1', '1:1']);
+});
+
+test('runs: whole transactions in order, at most maxRecords records each, a larger transaction alone, empty ones kept', () => {
+  const t = (name: string, records: number) => ({ name, records: Array.from({ length: records }, () => 0) });
+  const runs = transactionRuns([t('a', 3), t('b', 2), t('c', 0), t('d', 1), t('e', 9), t('f', 4), t('g', 2)], 5);
+  assert.deepEqual(runs.map((r) => r.map((x) => x.name).join('')), ['abc', 'd', 'e', 'f', 'g']);
+  assert.deepEqual(transactionRuns([], 5), []);
+  // Every transaction once, in order, whatever the cut.
+  const txs = Array.from({ length: 50 }, (_, i) => t(String(i), i % 7));
+  for (const max of [1, 3, 10, 1000]) assert.deepEqual(transactionRuns(txs, max).flat(), txs);
 });
