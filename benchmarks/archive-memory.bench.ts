@@ -13,7 +13,7 @@
  * benchmarks/results/archive-memory.json (archive-memory-<rows>.json for other sizes than 1M).
  */
 import { execFileSync, execSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,13 +26,19 @@ const { values: args } = parseArgs({
     baseline: { type: 'string', default: 'main' },
     // A subset, for the larger sizes (synthesis of 5M rows takes most of an hour on a loaded machine).
     ops: { type: 'string', default: 'close,synthesise,verify' },
+    // Changes per transaction (verify's transaction log grows with their number).
+    'tx-size': { type: 'string', default: '100' },
+    // Build the archive into DIR and keep it (with DIR.built.json), or reuse it when built already:
+    // the 10M-row archive takes most of an hour to build on a loaded machine.
+    archive: { type: 'string' },
   },
 });
 const ROWS = Number(args.rows);
 const REPS = Math.max(1, Number(args.reps));
 const OPS = args.ops!.split(',');
-if (!Number.isInteger(ROWS) || ROWS < 10 || !Number.isInteger(REPS) || OPS.some((op) => !['close', 'synthesise', 'verify'].includes(op)) || (OPS.includes('synthesise') && !OPS.includes('close'))) {
-  console.error('usage: archive-memory.bench.ts [--rows N ≥ 10] [--reps N] [--baseline main|none|DIR] [--ops close,synthesise,verify] (synthesise needs close)');
+const TX_SIZE = Number(args['tx-size']);
+if (!Number.isInteger(TX_SIZE) || TX_SIZE < 1 || !Number.isInteger(ROWS) || ROWS < 10 || !Number.isInteger(REPS) || OPS.some((op) => !['close', 'synthesise', 'verify'].includes(op)) || (OPS.includes('synthesise') && !OPS.includes('close'))) {
+  console.error('usage: archive-memory.bench.ts [--rows N ≥ 10] [--reps N] [--baseline main|none|DIR] [--ops close,synthesise,verify] (synthesise needs close) [--tx-size N ≥ 1] [--archive DIR]');
   process.exit(2);
 }
 const HERE = resolve(new URL('..', import.meta.url).pathname);
@@ -63,9 +69,18 @@ function run(script: string, argv: string[]): string {
 const lastJson = (out: string): OpResult => JSON.parse(out.trim().split('\n').filter((l) => l.startsWith('{"op"') || l.startsWith('{"hour"')).at(-1)!) as OpResult;
 
 try {
-  const archive = join(work, 'archive');
-  console.log(`building the archive: ${ROWS} snapshot rows, ${Math.floor(ROWS / 2)} changes in one hour…`);
-  const built = lastJson(run(join(HERE, 'benchmarks/lib/archive-memory-build.ts'), [archive, String(ROWS)])) as unknown as { hour: string; ms: number; transactions: number; snapshotMs: number; snapshotVmHwmMiB: number };
+  const archive = args.archive ? resolve(args.archive) : join(work, 'archive');
+  type Built = { hour: string; ms: number; rows: number; transactions: number; snapshotMs: number; snapshotVmHwmMiB: number };
+  let built: Built;
+  if (args.archive && existsSync(`${archive}.built.json`)) {
+    built = JSON.parse(readFileSync(`${archive}.built.json`, 'utf8')) as Built;
+    if (built.rows !== ROWS) throw new Error(`${archive} holds ${built.rows} rows, not ${ROWS}`);
+    console.log(`reusing the archive in ${archive}`);
+  } else {
+    console.log(`building the archive: ${ROWS} snapshot rows, ${Math.floor(ROWS / 2)} changes in one hour, ${TX_SIZE} per transaction…`);
+    built = lastJson(run(join(HERE, 'benchmarks/lib/archive-memory-build.ts'), [archive, String(ROWS), String(TX_SIZE)])) as unknown as Built;
+    if (args.archive) writeFileSync(`${archive}.built.json`, JSON.stringify(built));
+  }
   const archiveMiB = Math.round(Number(execSync(`du -sk ${archive}`).toString().split('\t')[0]) / 1024);
   console.log(`built in ${(built.ms / 1000).toFixed(1)} s, ${archiveMiB} MiB, hour ${built.hour}`);
   const trees: [string, string][] = [['after', HERE]];
@@ -90,10 +105,11 @@ try {
 
   const label: Record<string, string> = { close: `hour closing (${Math.floor(ROWS / 2)} events)`, synthesise: `snapshot synthesis (${ROWS} rows + ${Math.floor(ROWS / 2)} changes)`, verify: 'verify' };
   const snapshotLabel = `base snapshot write (${ROWS} rows, writeSnapshot fed by a generator)`;
-  const bench = new BenchRun('archive-memory', 'Peak RSS and time of hour closing, snapshot synthesis and verify, before and after streaming them', `node --import tsx benchmarks/archive-memory.bench.ts --rows ${ROWS} --reps ${REPS} --baseline ${args.baseline}${args.ops === 'close,synthesise,verify' ? '' : ` --ops ${args.ops}`}`, {
+  const bench = new BenchRun('archive-memory', 'Peak RSS and time of hour closing, snapshot synthesis and verify, before and after streaming them', `node --import tsx benchmarks/archive-memory.bench.ts --rows ${ROWS} --reps ${REPS} --baseline ${args.baseline}${args.ops === 'close,synthesise,verify' ? '' : ` --ops ${args.ops}`}${TX_SIZE === 100 ? '' : ` --tx-size ${TX_SIZE}`}`, {
     rows: ROWS,
     changes: Math.floor(ROWS / 2),
     transactions: built.transactions,
+    changesPerTransaction: Math.round(Math.floor(ROWS / 2) / built.transactions),
     reps: REPS,
     archiveMiB,
     store: 'file:// (local disk)',
@@ -113,11 +129,15 @@ try {
   }
   bench.note('Each operation runs alone in a fresh Node process; peak RSS is its VmHWM from /proc/self/status at the end (the Node runtime and tsx included, ≈ 90 MiB).');
   bench.note('"before" is the same operations run from a `git archive` of the baseline ref on a copy of the same archive, in the same run; synthesis runs after the hour is closed, so it replays the base snapshot plus the closed hour.');
+  // Another size is written under its own name: the default size's committed result stays as it was.
+  const defaultFile = join(HERE, 'benchmarks/results/archive-memory.json');
+  const kept = existsSync(defaultFile) ? readFileSync(defaultFile) : null;
   const file = bench.write();
-  if (ROWS !== 1_000_000) {
-    const renamed = file.replace(/archive-memory\.json$/, `archive-memory-${ROWS}.json`);
+  if (ROWS !== 1_000_000 || TX_SIZE !== 100) {
+    const renamed = file.replace(/archive-memory\.json$/, `archive-memory-${ROWS}${TX_SIZE === 100 ? '' : `-tx${TX_SIZE}`}.json`);
     cpSync(file, renamed);
-    rmSync(file);
+    if (kept) writeFileSync(file, kept);
+    else rmSync(file);
     console.log(`wrote ${renamed}`);
   } else console.log(`wrote ${file}`);
 } finally {

@@ -5,7 +5,7 @@
  * transaction) written as the compactor writes them (flush parts of about 4 MiB) with the
  * checkpoint after them, the hour left to close.
  *
- *   node --import tsx benchmarks/lib/archive-memory-build.ts <store dir> <rows>
+ *   node --import tsx benchmarks/lib/archive-memory-build.ts <store dir> <rows> [changes per transaction, default 100]
  *
  * Prints one JSON line: { hour, rows, changes, transactions, ms, snapshotMs, snapshotVmHwmMiB } (the
  * last two: time and peak RSS of writing the base snapshot).
@@ -30,10 +30,12 @@ import { hourOf } from '../../src/archive/layout.js';
 import { writeSnapshot } from '../../src/compactor/snapshot-builder.js';
 import { PartWriter } from '../../src/compactor/part-writer.js';
 
-const [dir, rowsArg] = process.argv.slice(2);
+const [dir, rowsArg, txArg] = process.argv.slice(2);
 const ROWS = Number(rowsArg);
-if (!dir || !Number.isInteger(ROWS) || ROWS < 10) {
-  console.error('usage: archive-memory-build.ts <store dir> <rows ≥ 10>');
+// Changes per transaction: 100 by default; 1 makes as many transactions as changes (what verify's log grows with).
+const PER_TX = Number(txArg ?? 100);
+if (!dir || !Number.isInteger(ROWS) || ROWS < 10 || !Number.isInteger(PER_TX) || PER_TX < 1) {
+  console.error('usage: archive-memory-build.ts <store dir> <rows ≥ 10> [changes per transaction ≥ 1, default 100]');
   process.exit(2);
 }
 configureLogger({ level: 'warn', format: 'json' });
@@ -88,7 +90,6 @@ const snapshotMs = Date.now() - started;
 
 // The hour: N/2 changes, 100 per transaction, all within 2026-11-20T06.
 const CHANGES = Math.floor(ROWS / 2);
-const PER_TX = 100;
 const writer = new PartWriter(store, source, envelopes);
 let previous: Position | null = snapshotPosition;
 let n = 1;

@@ -134,6 +134,37 @@ export class ArchiveReader {
     return [...out.values()].sort((a, b) => Position.compare(Position.parse(a.pos), Position.parse(b.pos)));
   }
 
+  /**
+   * The transaction log after `after`, in position order and once each, a batch at a time (the
+   * objects merged as they are read, like `tableRecordBatches`): memory holds a block of each
+   * overlapping object, not the log. RecordsOutOfOrder (a part from a reordered delivery) makes
+   * the caller fall back to `transactions`.
+   */
+  transactionBatches(after: Position | null): AsyncGenerator<TransactionRecord[]> {
+    const sources: OrderedSource<TransactionRecord>[] = this.objectsOf(TRANSACTIONS_TABLE, after).map((src) => ({
+      first: src.firstPos,
+      open: () => this.transactionsOf(src, after),
+    }));
+    return mergeByPosition(sources, (t) => Position.parse(t.pos), `${this.index.source} transaction log`);
+  }
+
+  /** One transaction-log object's records after `after`, a container block at a time; a part's sorted first. */
+  private async *transactionsOf(src: Source, after: Position | null): AsyncGenerator<TransactionRecord[]> {
+    const { blocks } = openAvroContainer(containerOf(await this.fetch(src), src), src.key);
+    const held: TransactionRecord[] = [];
+    for (const block of blocks) {
+      const batch: TransactionRecord[] = [];
+      for (let offset = 0; offset < block.data.length; ) {
+        const { record, end } = decodeTransaction(block.data, offset);
+        if (!after || Position.compare(Position.parse(record.pos), after) > 0) batch.push(record);
+        offset = end;
+      }
+      if (src.segment) yield batch;
+      else for (const t of batch) held.push(t);
+    }
+    if (!src.segment) yield held.sort((a, b) => Position.compare(Position.parse(a.pos), Position.parse(b.pos)));
+  }
+
   /** Rows of a table in a base snapshot, as stored records. */
   async snapshotRecords(snapshot: SnapshotManifest, table: string): Promise<StoredRecord[]> {
     const out: StoredRecord[] = [];

@@ -6,6 +6,7 @@ import type { EnvelopeReader } from '../archive/envelope-reader.js';
 import { schemaKey, TRANSACTIONS_TABLE } from '../archive/layout.js';
 import { sha256Hex } from '../archive/manifest.js';
 import { ArchiveReader, type StoredRecord } from '../archive/archive-reader.js';
+import type { TransactionRecord } from '../archive/transaction-log.js';
 import { RecordsOutOfOrder } from '../archive/position-merge.js';
 import { tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
 import { authenticateArchive } from '../archive/archive-auth.js';
@@ -148,25 +149,44 @@ export async function verifyArchive(
     return { source: index.source, ok: false, checked, problems, ...authenticated, pending: [] };
   }
   const reader = new ArchiveReader(store, index, envelopes);
-  const txs = await reader.transactions(null);
-  checked.transactions = txs.length;
-  const expected = new Map<string, Map<string, number>>();
+  // The transaction log is read as a stream, once for the chain and once per group of tables for
+  // the counts: memory holds a block of it, not the log (a busy archive has millions of
+  // transactions). Only an object out of order (a reordered delivery) makes it read whole.
+  let wholeLog: TransactionRecord[] | null = null;
+  const transactions = (): Batches<TransactionRecord> => (wholeLog ? [wholeLog] : reader.transactionBatches(null));
   // A connector snapshot taken while no stream ran restarts the stream at its position: the
   // next transaction names the snapshot, which holds everything up to it. That break is whole.
   const sourceSnapshots = new Set(index.snapshots.filter((s) => s.origin === 'source').map((s) => s.position));
   const restartsAtSnapshot = (previous: string | null, prev: string) =>
     previous !== null && sourceSnapshots.has(previous) && Position.compare(Position.parse(previous), Position.parse(prev)) >= 0;
-  txs.forEach((tx, i) => {
-    const prev = i > 0 ? txs[i - 1]!.pos : null;
-    if (i > 0 && tx.previous !== prev && !restartsAtSnapshot(tx.previous, prev!)) {
-      problems.push({ kind: 'gap', message: `transaction ${tx.pos} follows ${tx.previous ?? 'nothing'}, but the archive's previous transaction is ${prev}` });
+  let first: Position | null = null;
+  const chain = async (): Promise<VerifyProblem[]> => {
+    const gaps: VerifyProblem[] = [];
+    let prev: string | null = null;
+    checked.transactions = 0;
+    first = null;
+    for await (const batch of transactions()) {
+      for (const tx of batch) {
+        if (prev !== null && tx.previous !== prev && !restartsAtSnapshot(tx.previous, prev)) {
+          gaps.push({ kind: 'gap', message: `transaction ${tx.pos} follows ${tx.previous ?? 'nothing'}, but the archive's previous transaction is ${prev}` });
+        }
+        first ??= Position.parse(tx.pos);
+        prev = tx.pos;
+        checked.transactions++;
+      }
     }
-    const commit = Position.parse(tx.pos).commit;
-    const counts = expected.get(commit) ?? new Map<string, number>();
-    for (const [table, n] of Object.entries(tx.tables)) counts.set(table, (counts.get(table) ?? 0) + Number(n));
-    expected.set(commit, counts);
-  });
-  const first = txs[0] ? Position.parse(txs[0].pos) : null;
+    return gaps;
+  };
+  let gaps: VerifyProblem[];
+  try {
+    gaps = await chain();
+  } catch (err) {
+    if (!(err instanceof RecordsOutOfOrder)) throw err;
+    wholeLog = await reader.transactions(null);
+    gaps = await chain();
+  }
+  problems.push(...gaps);
+
   const settled = index.checkpoint ? index.checkpoint.position.commit : null;
   const pending: VerifyReport['pending'] = [];
   /** A count that does not add up after the checkpoint is a transaction still in flight. */
@@ -174,33 +194,22 @@ export async function verifyArchive(
     if (settled !== null && commit > settled) pending.push({ transaction: commit, message });
     else problems.push({ kind: 'count', message });
   };
-  for (const table of tablesOf(index)) {
-    const actual = new Map<string, number>();
-    let events = 0;
-    const count = (records: readonly StoredRecord[]): void => {
-      for (const r of records) {
-        events++;
-        actual.set(r.position.commit, (actual.get(r.position.commit) ?? 0) + 1);
-      }
-    };
-    try {
-      // Streamed a block at a time: memory holds counts per transaction, not the table's history.
-      for await (const batch of reader.tableRecordBatches(table, null)) count(batch);
-    } catch (err) {
-      if (!(err instanceof RecordsOutOfOrder)) throw err;
-      actual.clear();
-      events = 0;
-      count(await reader.tableRecords(table, null)); // an object out of order: the whole-table read
+  const firstCommit = (first as Position | null)?.commit ?? null;
+  const tables = tablesOf(index);
+  for (let i = 0; i < tables.length; i += TABLES_PER_PASS) {
+    const group = tables.slice(i, i + TABLES_PER_PASS);
+    let tallies = await countPass(group.map((table) => ({ table, records: reader.tableRecordBatches(table, null) })), transactions());
+    const outOfOrder = tallies.filter((t) => t.outOfOrder).map((t) => t.table);
+    for (const table of outOfOrder) {
+      // An object out of order: this table's records read whole, then counted the same way.
+      const [again] = await countPass([{ table, records: [await reader.tableRecords(table, null)] }], transactions());
+      tallies = tallies.map((t) => (t.table === table ? again! : t));
     }
-    checked.events += events;
-    for (const [commit, counts] of expected) {
-      const want = counts.get(table) ?? 0;
-      const got = actual.get(commit) ?? 0;
-      if (want !== got) countProblem(commit, `transaction ${commit}: ${want} events of ${table} logged, ${got} stored`);
-    }
-    for (const [commit, got] of actual) {
-      if (!expected.has(commit) && (!first || commit >= first.commit)) {
-        countProblem(commit, `${got} events of ${table} at ${commit} belong to no logged transaction`);
+    for (const t of tallies) {
+      checked.events += t.events;
+      for (const m of t.mismatched) countProblem(m.commit, `transaction ${m.commit}: ${m.want} events of ${t.table} logged, ${m.got} stored`);
+      for (const o of t.orphans) {
+        if (firstCommit === null || o.commit >= firstCommit) countProblem(o.commit, `${o.got} events of ${t.table} at ${o.commit} belong to no logged transaction`);
       }
     }
   }
@@ -223,4 +232,127 @@ export function renderVerifyReport(r: VerifyReport): string {
     for (const p of r.pending) lines.push(`  ${'pending'.padEnd(10)} ${p.message}`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** Records a batch at a time: a stream from the archive, or one whole batch (the fallback for an object out of order). */
+type Batches<T> = AsyncIterable<readonly T[]> | Iterable<readonly T[]>;
+
+/** Tables whose records one pass over the transaction log counts: each holds an object of its own while the pass runs. */
+const TABLES_PER_PASS = 8;
+
+interface Tally {
+  table: string;
+  events: number;
+  /** Logged transactions whose count of this table's records differs, in log order. */
+  mismatched: { commit: string; want: number; got: number }[];
+  /** Commits of this table's records that no logged transaction names, in position order. */
+  orphans: { commit: string; got: number }[];
+  /** Its stream met an object out of order: the tally is partial, the table is counted again whole. */
+  outOfOrder: boolean;
+}
+
+/** Commit order of two commits, as Position.compare orders them (length first, then text). */
+const compareCommits = (a: string, b: string): number => (a.length !== b.length ? a.length - b.length : a < b ? -1 : a > b ? 1 : 0);
+
+/** A table's records in position order, read one at a time. */
+class RecordCursor {
+  private batch: readonly StoredRecord[] = [];
+  private at = 0;
+  private done = false;
+  private readonly it: AsyncIterator<readonly StoredRecord[]>;
+  constructor(records: Batches<StoredRecord>) {
+    const source = Symbol.asyncIterator in records ? records : (async function* () { yield* records; })();
+    this.it = source[Symbol.asyncIterator]();
+  }
+  /** The commit of the next record, or null at the end. */
+  async commit(): Promise<string | null> {
+    while (this.at >= this.batch.length) {
+      if (this.done) return null;
+      const r = await this.it.next();
+      if (r.done) {
+        this.done = true;
+        return null;
+      }
+      this.batch = r.value;
+      this.at = 0;
+    }
+    return this.batch[this.at]!.position.commit;
+  }
+  /** Skips the records of `commit` (the next ones); returns how many. */
+  async take(commit: string): Promise<number> {
+    let n = 0;
+    while ((await this.commit()) === commit) {
+      this.at++;
+      n++;
+    }
+    return n;
+  }
+  async close(): Promise<void> {
+    await this.it.return?.();
+  }
+}
+
+/**
+ * Counts the records of each table against the transaction log in one merge of the streams (both
+ * are in position order, and a transaction's records lie together): a logged transaction whose
+ * count differs, and a commit of records that no transaction names. Memory holds a block of each
+ * stream and the findings, never a table's history or the log.
+ */
+async function countPass(
+  tables: { table: string; records: Batches<StoredRecord> }[],
+  log: Batches<TransactionRecord>,
+): Promise<Tally[]> {
+  const open = tables.map((t) => ({ tally: { table: t.table, events: 0, mismatched: [], orphans: [], outOfOrder: false } as Tally, cursor: new RecordCursor(t.records) }));
+  /** Runs a step of one table's count; an object out of order ends that table's part in this pass. */
+  const step = async (o: (typeof open)[number], fn: () => Promise<void>) => {
+    if (o.tally.outOfOrder) return;
+    try {
+      await fn();
+    } catch (err) {
+      if (!(err instanceof RecordsOutOfOrder)) throw err;
+      o.tally.outOfOrder = true;
+    }
+  };
+  /** Records before `commit` (null: all that are left) belong to no logged transaction. */
+  const orphansBefore = async (o: (typeof open)[number], commit: string | null) => {
+    for (let c = await o.cursor.commit(); c !== null && (commit === null || compareCommits(c, commit) < 0); c = await o.cursor.commit()) {
+      const got = await o.cursor.take(c);
+      o.tally.events += got;
+      o.tally.orphans.push({ commit: c, got });
+    }
+  };
+  try {
+    // A commit's transactions (rarely more than one) lie together in the log: summed, then counted.
+    let commit: string | null = null;
+    let want = new Map<string, number>();
+    const settle = async () => {
+      if (commit === null) return;
+      const c = commit;
+      for (const o of open) {
+        await step(o, async () => {
+          await orphansBefore(o, c);
+          const got = await o.cursor.take(c);
+          o.tally.events += got;
+          const w = want.get(o.tally.table) ?? 0;
+          if (w !== got) o.tally.mismatched.push({ commit: c, want: w, got });
+        });
+      }
+    };
+    for await (const batch of log) {
+      for (const tx of batch) {
+        const c = Position.parse(tx.pos).commit;
+        if (c !== commit) {
+          await settle();
+          commit = c;
+          want = new Map();
+        }
+        for (const [table, n] of Object.entries(tx.tables)) want.set(table, (want.get(table) ?? 0) + Number(n));
+      }
+    }
+    await settle();
+    for (const o of open) await step(o, () => orphansBefore(o, null));
+  } finally {
+    for (const o of open) await o.cursor.close();
+  }
+  return open.map((o) => o.tally);
 }
