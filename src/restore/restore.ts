@@ -177,8 +177,11 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
         try {
           const table = result.tables.get(plan.name)!;
           const progress = (n: number, bytes?: number) => o.progress?.advance(plan.name, n, bytes ?? 0);
-          // A target that reads base snapshot blocks itself (PostgreSQL: COPY threads) gets them, when the table allows.
-          const blocks = o.target.writeBlocks && order === 'any' ? await table.blocks() : null;
+          // A target that reads base snapshot blocks itself (PostgreSQL: COPY threads) gets them, when the table allows
+          // and is large enough to repay starting the threads.
+          const { copyThreads, copyThreadsFromRows } = o.config.restore;
+          const threaded = o.target.writeBlocks && order === 'any' && copyThreads !== 0 && table.estimatedRows >= copyThreadsFromRows;
+          const blocks = threaded ? await table.blocks() : null;
           o.progress?.tableStarted(plan.name, table.estimatedRows);
           counts.set(plan.name, blocks ? await o.target.writeBlocks!(plan, blocks, progress) : await o.target.writeTable(plan, table.rows(order), progress));
           o.progress?.tableDone(plan.name, counts.get(plan.name)!);

@@ -28,12 +28,16 @@ export class PostgresTarget implements RestoreTarget {
   readonly rowOrder = 'any';
   private admin: pg.Client | null = null;
   private readonly created = { tables: [] as string[], types: [] as string[], schemas: [] as string[] };
-  /** Turns base snapshot blocks into COPY text (writeBlocks); started by `check`. */
+  /** Turns base snapshot blocks into COPY text (writeBlocks); started with the first such table. */
   private threads: CopyBlockThreads | null = null;
   /** Resolved column types per table, decided in `prepare`. */
   private readonly types = new Map<string, string[]>();
 
-  constructor(private readonly url: string) {
+  /** `copyThreads`: COPY threads for writeBlocks (default one per core, up to 4). */
+  constructor(
+    private readonly url: string,
+    private readonly options: { copyThreads?: number } = {},
+  ) {
     this.description = maskUrl(url);
   }
 
@@ -53,8 +57,6 @@ export class PostgresTarget implements RestoreTarget {
 
   async check(tables: readonly { schema: string; table: string }[]): Promise<void> {
     this.admin ??= await this.connect();
-    // Started now, so their start-up overlaps the replay of the changes.
-    this.threads ??= new CopyBlockThreads(copyThreadCount());
     const names = tables.map((t) => qualifiedIdent(t.schema, t.table));
     const { rows } = await this.admin.query<{ name: string }>(`SELECT n AS name FROM unnest($1::text[]) AS n WHERE to_regclass(n) IS NOT NULL`, [names]);
     if (rows.length > 0) {
@@ -127,7 +129,7 @@ export class PostgresTarget implements RestoreTarget {
    * the threads held back, merged with the changes (TableBlocks.rest), written as `writeTable` does.
    */
   async writeBlocks(plan: TablePlan, blocks: TableBlocks, progress: (rows: number, bytes?: number) => void): Promise<number> {
-    const threads = (this.threads ??= new CopyBlockThreads(copyThreadCount()));
+    const threads = (this.threads ??= new CopyBlockThreads(this.options.copyThreads ?? copyThreadCount()));
     return this.copyTable(plan, async function* (count) {
       const held: BaseBatch[] = [];
       for await (const r of threads.render(blocks, plan)) {
