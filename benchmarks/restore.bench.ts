@@ -5,6 +5,7 @@
  *
  *   node --import tsx benchmarks/restore.bench.ts [--rows 1000000] [--changes N/10]
  *        [--tx-size 100] [--reps 3] [--no-jobs2] [--profile auto|always|never]
+ *        [--compare-bin OTHER/bin/chartlog.js] [--result NAME]
  *
  * The source is a fresh database on the private PostgreSQL 15 of scripts/services.sh. It is
  * backed up by `chartlog run` as a real process (embedded bus, file:// store in a temp
@@ -20,7 +21,11 @@
  * the benchmark fails. When chartlog misses its goal (or with --profile always), one more
  * restore runs under `node --cpu-prof` and the result says where its time went.
  *
- * Writes benchmarks/results/restore.json (see lib/bench-report.ts).
+ * With --compare-bin, every repetition also restores with the chartlog of another checkout (the
+ * old code: e.g. main exported to a directory with its node_modules), on the same archive, in
+ * the same rotation, checked the same way: old against new at the same time on the same machine.
+ *
+ * Writes benchmarks/results/restore.json, or NAME.json with --result (see lib/bench-report.ts).
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
@@ -43,6 +48,8 @@ const { values: args } = parseArgs({
     reps: { type: 'string', default: '3' },
     'no-jobs2': { type: 'boolean', default: false },
     profile: { type: 'string', default: 'auto' },
+    'compare-bin': { type: 'string' },
+    result: { type: 'string', default: 'restore' },
   },
 });
 const ROWS = Number(args.rows);
@@ -51,8 +58,10 @@ const TX_SIZE = Number(args['tx-size']);
 const REPS = Math.max(1, Number(args.reps));
 const JOBS2 = !args['no-jobs2'];
 const PROFILE = args.profile as 'auto' | 'always' | 'never';
-if (![ROWS, CHANGES, TX_SIZE].every((n) => Number.isInteger(n) && n > 0) || !['auto', 'always', 'never'].includes(PROFILE)) {
-  console.error('usage: restore.bench.ts [--rows N] [--changes N] [--tx-size N] [--reps N] [--no-jobs2] [--profile auto|always|never]');
+const COMPARE_BIN = args['compare-bin'];
+const RESULT = args.result;
+if (![ROWS, CHANGES, TX_SIZE].every((n) => Number.isInteger(n) && n > 0) || !['auto', 'always', 'never'].includes(PROFILE) || !/^[a-z0-9-]+$/.test(RESULT)) {
+  console.error('usage: restore.bench.ts [--rows N] [--changes N] [--tx-size N] [--reps N] [--no-jobs2] [--profile auto|always|never] [--compare-bin OTHER/bin/chartlog.js] [--result NAME]');
   process.exit(2);
 }
 
@@ -115,7 +124,7 @@ const sec = (ms: number) => Math.round(ms) / 1000;
 
 async function main(): Promise<void> {
   benchServices();
-  const bench = new BenchRun('restore', `Restore: ${ROWS.toLocaleString('en-US')} rows plus an hour of changes into an empty PostgreSQL, against pg_restore`, 'node --import tsx benchmarks/restore.bench.ts' + (process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''), {
+  const bench = new BenchRun(RESULT, `Restore: ${ROWS.toLocaleString('en-US')} rows plus an hour of changes into an empty PostgreSQL, against pg_restore`, 'node --import tsx benchmarks/restore.bench.ts' + (process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''), {
     rows: ROWS,
     changes: CHANGES,
     txSize: TX_SIZE,
@@ -188,10 +197,10 @@ async function main(): Promise<void> {
       return r.seconds;
     };
     const restoreArgs = (url: string) => ['restore', '--config', setup.configFile, '--source', setup.sourceName, '--to', 'latest', '--target', url, '--json'];
-    const chartlogRestore = async (nodeArgs: string[] = []): Promise<{ seconds: number; replay: number; write: number; rss: number; cpu: number }> => {
+    const chartlogRestore = async (nodeArgs: string[] = [], bin = chartlogBin): Promise<{ seconds: number; replay: number; write: number; rss: number; cpu: number }> => {
       const target = await createPgDatabase('rbench_cl');
       dbs.push(target);
-      const r = await timeProcess(process.execPath, [...nodeArgs, chartlogBin, ...restoreArgs(target.url)]);
+      const r = await timeProcess(process.execPath, [...nodeArgs, bin, ...restoreArgs(target.url)]);
       if (r.code !== 0) throw new Error(`chartlog restore exited with ${r.code}: ${r.stderr.slice(0, 4000)}`);
       const summary = JSON.parse(r.stdout) as { rows: number; seconds: { replay: number; write: number } };
       if (summary.rows !== expected.rows) throw new Error(`chartlog restore reported ${summary.rows} rows, the source has ${expected.rows}`);
@@ -204,17 +213,19 @@ async function main(): Promise<void> {
     const base: number[] = [];
     const base2: number[] = [];
     const ours: { seconds: number; replay: number; write: number; rss: number; cpu: number }[] = [];
+    const old: typeof ours = [];
+    // Each repetition runs its restores in another order (a rotation), so drift in the machine's load hits all of them.
+    const steps: (() => Promise<void>)[] = [
+      async () => void base.push(await pgRestore(1, 'pg_restore')),
+      async () => void ours.push(await chartlogRestore()),
+      ...(COMPARE_BIN ? [async () => void old.push(await chartlogRestore([], COMPARE_BIN))] : []),
+    ];
     for (let rep = 0; rep < REPS; rep++) {
-      if (rep % 2 === 0) {
-        base.push(await pgRestore(1, 'pg_restore'));
-        ours.push(await chartlogRestore());
-      } else {
-        ours.push(await chartlogRestore());
-        base.push(await pgRestore(1, 'pg_restore'));
-      }
+      for (let i = 0; i < steps.length; i++) await steps[(rep + i) % steps.length]!();
       if (JOBS2) base2.push(await pgRestore(2, 'pg_restore -j 2'));
       const o = ours.at(-1)!;
-      console.log(`rep ${rep + 1}/${REPS}: pg_restore ${base.at(-1)!.toFixed(2)} s${JOBS2 ? `, -j 2 ${base2.at(-1)!.toFixed(2)} s` : ''}; chartlog restore ${o.seconds.toFixed(2)} s (replay ${o.replay} s, write ${o.write} s, CPU ${o.cpu.toFixed(1)} s, peak RSS ${Math.round(o.rss)} MiB); both verified equal to the source`);
+      const p = old.at(-1);
+      console.log(`rep ${rep + 1}/${REPS}: pg_restore ${base.at(-1)!.toFixed(2)} s${JOBS2 ? `, -j 2 ${base2.at(-1)!.toFixed(2)} s` : ''}; chartlog restore ${o.seconds.toFixed(2)} s (replay ${o.replay} s, write ${o.write} s, CPU ${o.cpu.toFixed(1)} s, peak RSS ${Math.round(o.rss)} MiB)${p ? `; old chartlog ${p.seconds.toFixed(2)} s (replay ${p.replay} s, write ${p.write} s, CPU ${p.cpu.toFixed(1)} s, peak RSS ${Math.round(p.rss)} MiB)` : ''}; all verified equal to the source`);
     }
 
     const rows = expected.rows;
@@ -230,6 +241,19 @@ async function main(): Promise<void> {
     // Wall-clock time on a shared machine mostly says how busy it was; the process's CPU time (not
     // PostgreSQL's, which COPY spends in the server) says what chartlog itself costs.
     bench.add(measurement('chartlog restore CPU time (user + system, all its threads, /proc every 50 ms)', 's', 'lower', 'detail', ours.map((o) => o.cpu)));
+    if (COMPARE_BIN) {
+      const before = bench.add(measurement(`old chartlog restore (${COMPARE_BIN}), same archive, same rotation`, 's', 'lower', 'detail', old.map((o) => o.seconds)));
+      bench.add(measurement('old chartlog restore: read the changes and collapse them per key', 's', 'lower', 'detail', old.map((o) => o.replay)));
+      bench.add(measurement('old chartlog restore: stream the base snapshot into COPY, primary key', 's', 'lower', 'detail', old.map((o) => o.write)));
+      bench.add(measurement('old chartlog restore peak RSS', 'MiB', 'lower', 'detail', old.map((o) => o.rss)));
+      bench.add(measurement('old chartlog restore CPU time', 's', 'lower', 'detail', old.map((o) => o.cpu)));
+      const speedup = ratio(chartlog, before);
+      speedup.name = 'old chartlog restore time / new chartlog restore time';
+      bench.addRatio(speedup);
+      const oldRatio = ratio(before, baseline);
+      oldRatio.name = 'pg_restore time / old chartlog restore time';
+      bench.addRatio(oldRatio);
+    }
     bench.add(measurement('pg_dump -Fc (once, not in the ratio)', 's', 'lower', 'detail', [dump.seconds]));
     bench.add(measurement('chartlog run: base snapshot of the source (once)', 's', 'lower', 'detail', [snapshotSeconds]));
     const r = ratio(chartlog, baseline, 1.0);

@@ -14,6 +14,8 @@ export interface ArchiveCodec {
   envelopes: CodecEnvelopeReader;
   /** True when PHI can be opened (the keyring was given). */
   canOpen: boolean;
+  /** The data keys, when PHI can be opened (restore hands them to its COPY threads one by one, as they are named). */
+  keys: KeyManager | undefined;
 }
 
 /**
@@ -38,5 +40,6 @@ export function openArchiveCodec(
     codec: new AvroCodec({ source: source.name, connector: source.type, schemas, keys, ...(open && config.phi.cryptoThreads > 0 ? { cryptoPool: new CryptoPool(config.phi.cryptoThreads) } : {}) }),
     envelopes: new CodecEnvelopeReader(schemas),
     canOpen: open,
+    keys,
   };
 }

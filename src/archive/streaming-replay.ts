@@ -17,6 +17,9 @@ import { SpillKey } from './spill-file.js';
 import { keyOf, TableMerge, type BaseBatch } from './table-merge.js';
 import { sortByKey } from './key-sort.js';
 import { RecordsOutOfOrder } from './position-merge.js';
+import type { RegisteredSchema } from '../codec/schema-store.js';
+import type { DataKeySource } from '../phi/opening-keys.js';
+import type { DataKey } from '../phi/sealer.js';
 
 export interface StreamingReplayOptions extends Pick<ReplayOptions, 'store' | 'source' | 'codec' | 'schemas' | 'envelopes' | 'to' | 'tables' | 'open' | 'index' | 'beforeApply'> {
   /** Bytes of collapsed changes (all tables together) and of rows being sorted, held in memory before spilling. */
@@ -29,6 +32,8 @@ export interface StreamingReplayOptions extends Pick<ReplayOptions, 'store' | 's
    * refused for what such a fill could not know.
    */
   asWritten?: boolean;
+  /** The data keys, for readers of TableBlocks that open PHI themselves. */
+  keys?: DataKeySource;
 }
 
 /** One table of a streaming replay: its shape at the moment, and its rows on demand. */
@@ -55,6 +60,35 @@ export interface StreamedTable {
    * TableState.allRows gives. Can be read once.
    */
   rows(order: 'any' | 'key'): AsyncIterable<Row[]>;
+  /**
+   * The table as its base snapshot's container blocks, for a reader that decodes, opens and
+   * writes them itself (restore's COPY threads), plus the rest of it; null when it must be read
+   * as rows (`rows`): collapsed changes spilled, a truncate, a base version not read directly,
+   * columns to fill, or a table version a block names that the merge would see differently.
+   * Read once, instead of `rows` (in 'any' order).
+   */
+  blocks(): Promise<TableBlocks | null>;
+}
+
+/** A table's base snapshot as container blocks, and what the merge needs back from them (StreamedTable.blocks). */
+export interface TableBlocks {
+  /** The source's name: bound into the AAD of sealed values. */
+  source: string;
+  /** Whether PHI is opened (then `dataKey` gives the keys the values name). */
+  open: boolean;
+  /** Inflated container blocks of the base parts, in order; each holds `count` records of version `fingerprint`. */
+  blocks: AsyncIterable<{ fingerprint: string; count: number; data: Buffer }>;
+  /** The stored schema of a block's table version. */
+  registered(fingerprint: string): Promise<RegisteredSchema>;
+  /** The unwrapped data key a sealed value names ('auth' without the keyring). */
+  dataKey(idHex: string): Promise<DataKey>;
+  /**
+   * Keys (table-merge.ts keyOf, of the opened row) of base rows the reader must hand back to
+   * `rest` rather than write: every other base row is in the table as it is.
+   */
+  held: ReadonlySet<string>;
+  /** The rest of the table, once every block was read: the held base rows merged with the changes. */
+  rest(held: readonly BaseBatch[]): AsyncIterable<Row[]>;
 }
 
 export interface StreamingReplay {
@@ -173,6 +207,23 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
           const merged = o.asWritten ? damageChecked : fillingMissing(damageChecked, missing);
           if (order === 'any') return merged;
           return sortByKey(merged, (row) => keyOf(schema, row), { budgetBytes: o.memoryBudgetBytes, dir, key, prefix: String(tables.size) });
+        },
+        async blocks() {
+          if (read) throw new ChartlogError('internal', `${name}: rows read twice`);
+          const held = merge.heldKeys();
+          const keys = o.keys;
+          if (o.asWritten || o.beforeApply || !held || missing.fill.size > 0 || missing.renames.size > 0 || (o.open && !keys)) return null;
+          if (!(await blockReaders(tableBase, name, o.codec))) return null;
+          read = true;
+          return {
+            source: o.source,
+            open: o.open,
+            blocks: reader.snapshotBlocks(tableBase, name),
+            registered: (fingerprint) => o.schemas.resolve(BigInt(`0x${fingerprint}`)),
+            dataKey: (idHex) => keys!.get(idHex),
+            held,
+            rest: (heldRows) => refusingDamage(merge.merge(() => asBatches(heldRows), schema), o.source),
+          };
         },
       });
     }
@@ -371,6 +422,10 @@ async function* decodeAhead(groups: AsyncIterable<StoredRecord[]>, codec: AvroCo
     pending = next;
   }
   if (pending) yield await pending;
+}
+
+async function* asBatches(batches: readonly BaseBatch[]): AsyncGenerator<BaseBatch> {
+  yield* batches;
 }
 
 /** A damaged object can break a decoder in ways it does not name: still a refusal, never a bug. */

@@ -105,6 +105,16 @@ export class TableMerge {
   /** The last change applied dropped the table (op x): a restore does not create it. */
   dropped = false;
 
+  /**
+   * The keys whose base rows the merge must see (when nothing is spilled and the base counts): a
+   * change touched them, or another key's row takes unchanged values from them. Every other base
+   * row is in the table as it is, so a reader may pass those by (restore's COPY threads do).
+   */
+  heldKeys(): ReadonlySet<string> | null {
+    if (this.spilled || this.baseDropped) return null;
+    return new Set([...this.map.keys(), ...this.crossWants.keys()]);
+  }
+
   /** Whether segments wait on disk now. */
   get spilled(): boolean {
     return this.segments.length > 0;

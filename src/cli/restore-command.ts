@@ -52,7 +52,7 @@ export function registerRestoreCommand(program: Command): void {
         const tables = opts.tables === undefined ? undefined : parseTables(opts.tables);
         const parallel = Number(opts.parallel ?? '4');
         if (!Number.isInteger(parallel) || parallel < 1 || parallel > 64) throw usageError(`--parallel ${opts.parallel}: expected a whole number from 1 to 64`);
-        const target = targetOf(opts);
+        const target = targetOf(opts, ctx.config.restore.copyThreads);
         try {
           const summary = await restoreArchive({
             config: ctx.config,
@@ -85,7 +85,7 @@ function parseTables(text: string): string[] {
   return names;
 }
 
-function targetOf(opts: RestoreCliOptions): RestoreTarget {
+function targetOf(opts: RestoreCliOptions, copyThreads: number | undefined): RestoreTarget {
   if ((opts.target === undefined) === (opts.out === undefined)) {
     throw usageError(opts.target === undefined ? 'say where to restore: --target <database URL> or --out <dir> --format <format>' : '--target and --out exclude each other', 'give exactly one of them');
   }
@@ -97,7 +97,7 @@ function targetOf(opts: RestoreCliOptions): RestoreTarget {
   }
   if (opts.format !== undefined) throw usageError('--format goes with --out only', 'a database target takes no format');
   const url = targetUrl(opts.target!, { file: opts.targetPasswordFile, env: process.env.CHARTLOG_TARGET_PASSWORD });
-  if (/^postgres(ql)?:\/\//.test(url)) return new PostgresTarget(url);
+  if (/^postgres(ql)?:\/\//.test(url)) return new PostgresTarget(url, copyThreads === undefined ? {} : { copyThreads });
   if (/^(mysql|mariadb):\/\//.test(url)) return new MysqlTarget(url);
   throw usageError('--target: expected a postgres://… or mysql://… URL');
 }

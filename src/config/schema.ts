@@ -439,8 +439,23 @@ export const configSchema = z
           .regex(/^\//, 'expected an absolute directory path')
           .optional()
           .describe("Where a restore or a snapshot synthesis makes its private spill directory (removed when it ends); default: the system's temporary directory."),
+        copyThreads: z
+          .number()
+          .int()
+          .min(0)
+          .max(16)
+          .optional()
+          .describe(
+            'Threads that decode, open and write base snapshot rows as COPY text for a PostgreSQL target (docs/architecture.md §5, step 8); default one per core, up to 4; 0: everything on the main thread.',
+          ),
+        copyThreadsFromRows: z
+          .number()
+          .int()
+          .min(0)
+          .default(100_000)
+          .describe('Tables estimated at fewer rows are written from the main thread: starting the COPY threads costs more than they save on a small table.'),
       })
-      .default({ memoryBudgetMiB: 128 })
+      .default({ memoryBudgetMiB: 128, copyThreadsFromRows: 100_000 })
       .describe('How `chartlog restore` uses memory and disk.'),
     log: z
       .strictObject({

@@ -1,6 +1,5 @@
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startWorker } from '../core/worker-thread.js';
 import { logger } from '../core/logger.js';
 import { openJobs, sealJobs, type CryptoJobBatch } from './crypto-jobs.js';
 import type { CryptoReply, CryptoRequest } from './crypto-worker.js';
@@ -150,20 +149,9 @@ export class CryptoPool {
   }
 }
 
-/**
- * The crypto thread. From sources (a checkout run through tsx: tests, benchmarks, the bin in a
- * checkout) the thread loads its TypeScript through tsx's require hook, which compiles in the
- * thread itself: the ESM loader would start a loader thread of its own inside this one (another
- * V8 heap: ~25 MiB resident and ~0.2 s of CPU per crypto thread, measured on a restore). From
- * dist it is plain JS.
- */
+/** The crypto thread (crypto-worker.ts). */
 function startCryptoWorker(): Worker {
-  const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new Worker(new URL('./crypto-worker.js', here), { resourceLimits: WORKER_LIMITS });
-  const require = createRequire(here);
-  const entry = fileURLToPath(new URL('./crypto-worker.ts', here));
-  const tsx = require.resolve('tsx/cjs/api');
-  return new Worker(`require(${JSON.stringify(tsx)}).register(); require(${JSON.stringify(entry)});`, { eval: true, resourceLimits: WORKER_LIMITS });
+  return startWorker(import.meta.url, 'crypto-worker', WORKER_LIMITS);
 }
 
 /**

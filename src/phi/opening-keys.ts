@@ -1,8 +1,12 @@
 import { ChartlogError } from '../core/errors.js';
 import type { Row } from '../core/table-schema.js';
-import type { KeyManager } from './key-manager.js';
 import { isRowSealReference } from './row-seal.js';
 import { isSealedUnder, sealedKeyId, type DataKey } from './sealer.js';
+
+/** Where unwrapped data keys come from: the KeyManager, or (on a restore thread) the thread that holds it. */
+export interface DataKeySource {
+  get(keyIdHex: string): Promise<DataKey>;
+}
 
 /**
  * The data keys unwrapped for opening, kept in memory so that opening a value that names one
@@ -13,7 +17,7 @@ export class OpeningKeys {
   /** The data key that opened the last value: consecutive values usually share it. */
   private last: DataKey | undefined;
 
-  constructor(private readonly keys: KeyManager) {}
+  constructor(private readonly keys: DataKeySource) {}
 
   /** The unwrapped data key a sealed value names, if in memory; the last one used is checked first, without hex. */
   of(sealed: Uint8Array): DataKey | undefined {

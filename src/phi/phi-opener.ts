@@ -5,8 +5,7 @@ import { openingKeyAad, type KeyColumn } from './aad.js';
 import { deserializeCell, setCell } from './cell-serialization.js';
 import type { CryptoPool } from './crypto-pool.js';
 import { CryptoJobBuilder } from './crypto-jobs.js';
-import type { KeyManager } from './key-manager.js';
-import { OpeningKeys } from './opening-keys.js';
+import { OpeningKeys, type DataKeySource } from './opening-keys.js';
 import { firstMember, inSet, isRowSeal, isRowSealReference, refersTo, RowCursor, rowSealSet, setSize, type RowPlaces } from './row-seal.js';
 import { openedLength, openPartsTransient, openValueWithAad, positionBytes, ROW_SEAL_FORMAT, sameHeaderPosition, SEALED_FORMAT_V2, sealedAt, sealedPosition, sealedPositionBytes, type DataKey } from './sealer.js';
 
@@ -60,7 +59,7 @@ export interface PhiOpenerOptions {
   /** Source name from configuration: the audit entries'. */
   source: string;
   /** Data keys; absent: opening fails with 'auth', naming the table. */
-  keys?: KeyManager;
+  keys?: DataKeySource;
   /** Called once for every message whose PHI is opened. Gets names, positions and key ids only, never values. */
   onOpen?: (entry: OpenAuditEntry) => void;
   /**

@@ -119,6 +119,7 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
     tables: names,
     open,
     index,
+    ...(archive.keys ? { keys: archive.keys } : {}),
     memoryBudgetBytes: o.memoryBudgetBytes ?? o.config.restore.memoryBudgetMiB * 2 ** 20,
     ...(o.config.restore.spillDir ? { spillDir: o.config.restore.spillDir } : {}),
   }).catch((err: unknown) => {
@@ -175,11 +176,16 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
       for (let plan = queue.shift(); plan && !failure; plan = queue.shift()) {
         try {
           const table = result.tables.get(plan.name)!;
-          const rows = table.rows(order);
+          const progress = (n: number, bytes?: number) => o.progress?.advance(plan.name, n, bytes ?? 0);
+          // A target that reads base snapshot blocks itself (PostgreSQL: COPY threads) gets them, when the table allows
+          // and is large enough to repay starting the threads.
+          const { copyThreads, copyThreadsFromRows } = o.config.restore;
+          const threaded = o.target.writeBlocks && order === 'any' && copyThreads !== 0 && table.estimatedRows >= copyThreadsFromRows;
+          const blocks = threaded ? await table.blocks() : null;
           o.progress?.tableStarted(plan.name, table.estimatedRows);
-          counts.set(plan.name, await o.target.writeTable(plan, rows, (n, bytes) => o.progress?.advance(plan.name, n, bytes ?? 0)));
+          counts.set(plan.name, blocks ? await o.target.writeBlocks!(plan, blocks, progress) : await o.target.writeTable(plan, table.rows(order), progress));
           o.progress?.tableDone(plan.name, counts.get(plan.name)!);
-          log.info({ table: plan.name, rows: counts.get(plan.name) }, 'table restored');
+          log.info({ table: plan.name, rows: counts.get(plan.name), base: blocks ? 'blocks on COPY threads' : 'rows' }, 'table restored');
         } catch (err) {
           failure ??= { err };
           queue.length = 0;

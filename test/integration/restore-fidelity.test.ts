@@ -251,6 +251,9 @@ for (const engine of ['postgres', 'mysql'] as const) {
       // The type matrix is reviewed as not PHI, so its values travel in clear through every
       // Avro mapping; its column added mid-stream (extra) is unclassified and sealed by default.
       `  publicColumns: { ${q('matrix')}: [id, ${matrix.columns.join(', ')}], ${q('patients')}: [id, note] }`,
+      // Every table through the COPY threads where the target has them (the default spares
+      // tables under 100k rows), so the type matrix crosses them value by value.
+      'restore: { copyThreadsFromRows: 0 }',
       'log: { level: info, format: json }',
     ].join('\n'));
     run = new ChartlogRun(configFile, join(work, 'run.log'));

@@ -1,4 +1,6 @@
-import { copyEscape } from './postgres-text.js';
+import type { ColumnSchema, Row } from '../../core/table-schema.js';
+import { copyEscape, pgText } from './postgres-text.js';
+import type { SourceEngine } from './restore-target.js';
 
 const HEX = Buffer.from('0123456789abcdef', 'latin1');
 
@@ -95,4 +97,24 @@ export class CopyTextBuffer {
     this.pos = 0;
     return out;
   }
+}
+
+/**
+ * One row as a line of COPY text: its values in `cols` order, tab-separated. Numbers, booleans
+ * and bytea hex cannot hold a COPY delimiter; other text is escaped as it is copied. The one
+ * form for both the main thread's rows and the COPY threads' blocks (copy-block-worker.ts).
+ */
+export function writeCopyRow(out: CopyTextBuffer, row: Row, cols: readonly ColumnSchema[], sealed: readonly boolean[], engine: SourceEngine): void {
+  for (let i = 0; i < cols.length; i++) {
+    const c = cols[i]!;
+    if (i > 0) out.byte(0x09);
+    const v = row[c.name];
+    if (v instanceof Uint8Array) out.bytea(v);
+    else {
+      const t = pgText(v, c, sealed[i]!, engine);
+      if (t === null) out.nullValue();
+      else out.text(t);
+    }
+  }
+  out.byte(0x0a);
 }

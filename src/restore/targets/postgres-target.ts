@@ -3,8 +3,12 @@ import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { ChartlogError, usageError } from '../../core/errors.js';
-import { CopyTextBuffer } from './copy-text-buffer.js';
-import { enumOf, pgColumnType, pgText, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLiteral } from './postgres-text.js';
+import { availableParallelism } from 'node:os';
+import { CopyTextBuffer, writeCopyRow } from './copy-text-buffer.js';
+import { CopyBlockThreads } from './copy-block-threads.js';
+import type { TableBlocks } from '../../archive/streaming-replay.js';
+import type { BaseBatch } from '../../archive/table-merge.js';
+import { enumOf, pgColumnType, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLiteral } from './postgres-text.js';
 import { maskUrl } from '../../core/mask-url.js';
 import { eachBatch, scrubMessage, type RestoreTarget, type RowSource, type TablePlan } from './restore-target.js';
 
@@ -24,10 +28,16 @@ export class PostgresTarget implements RestoreTarget {
   readonly rowOrder = 'any';
   private admin: pg.Client | null = null;
   private readonly created = { tables: [] as string[], types: [] as string[], schemas: [] as string[] };
+  /** Turns base snapshot blocks into COPY text (writeBlocks); started with the first such table. */
+  private threads: CopyBlockThreads | null = null;
   /** Resolved column types per table, decided in `prepare`. */
   private readonly types = new Map<string, string[]>();
 
-  constructor(private readonly url: string) {
+  /** `copyThreads`: COPY threads for writeBlocks (default one per core, up to 4). */
+  constructor(
+    private readonly url: string,
+    private readonly options: { copyThreads?: number } = {},
+  ) {
     this.description = maskUrl(url);
   }
 
@@ -110,58 +120,47 @@ export class PostgresTarget implements RestoreTarget {
   }
 
   async writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number, bytes?: number) => void): Promise<number> {
+    return this.copyTable(plan, (count) => copyChunks(plan, rows, count, progress));
+  }
+
+  /**
+   * The table from its base snapshot's blocks, turned into COPY text on the COPY threads
+   * (copy-block-threads.ts) and streamed into COPY here as they come back in order; then the rows
+   * the threads held back, merged with the changes (TableBlocks.rest), written as `writeTable` does.
+   */
+  async writeBlocks(plan: TablePlan, blocks: TableBlocks, progress: (rows: number, bytes?: number) => void): Promise<number> {
+    const threads = (this.threads ??= new CopyBlockThreads(this.options.copyThreads ?? copyThreadCount()));
+    return this.copyTable(plan, async function* (count) {
+      const held: BaseBatch[] = [];
+      for await (const r of threads.render(blocks, plan)) {
+        if (r.held) held.push(r.held);
+        if (r.rows === 0) continue;
+        count.rows += r.rows;
+        yield r.bytes;
+        progress(r.rows, r.bytes.length);
+      }
+      yield* copyChunks(plan, blocks.rest(held), count, progress);
+    });
+  }
+
+  /** CREATE TABLE, COPY of the chunks, primary key, in one transaction; the rows written. */
+  private async copyTable(plan: TablePlan, chunks: (count: { rows: number }) => AsyncIterable<Buffer>): Promise<number> {
     const types = this.types.get(plan.name);
     if (!types) throw new ChartlogError('internal', `${plan.name} was not prepared`);
     const client = await this.connect();
     const ident = qualifiedIdent(plan.table.schema, plan.table.table);
-    const cols = plan.table.columns;
-    let count = 0;
+    const count = { rows: 0 };
     try {
       await client.query('BEGIN');
       await client.query(createTableSql(plan, types));
-      const sealed = cols.map((c) => plan.sealed.has(c.name));
-      // Rows become COPY text in chunks of about CHUNK_BYTES, written as bytes (CopyTextBuffer): no
-      // string per row or chunk. Numbers, booleans and bytea hex cannot hold a COPY delimiter;
-      // other text is escaped as it is copied.
-      async function* chunks(): AsyncGenerator<Buffer> {
-        const out = new CopyTextBuffer(CHUNK_BYTES);
-        let pending = 0;
-        for await (const batch of eachBatch(rows)) for (const row of batch) {
-          for (let i = 0; i < cols.length; i++) {
-            const c = cols[i]!;
-            if (i > 0) out.byte(0x09);
-            const v = row[c.name];
-            if (v instanceof Uint8Array) out.bytea(v);
-            else {
-              const t = pgText(v, c, sealed[i]!, plan.sourceEngine);
-              if (t === null) out.nullValue();
-              else out.text(t);
-            }
-          }
-          out.byte(0x0a);
-          pending++;
-          count++;
-          if (out.length >= CHUNK_BYTES) {
-            const bytes = out.take();
-            yield bytes;
-            progress(pending, bytes.length);
-            pending = 0;
-          }
-        }
-        if (out.length > 0) {
-          const bytes = out.take();
-          yield bytes;
-          progress(pending, bytes.length);
-        }
-      }
-      const columnList = cols.map((c) => quoteIdent(c.name)).join(', ');
-      await pipeline(Readable.from(chunks(), { objectMode: false }), client.query(copyFrom(`COPY ${ident} (${columnList}) FROM STDIN`)));
+      const columnList = plan.table.columns.map((c) => quoteIdent(c.name)).join(', ');
+      await pipeline(Readable.from(chunks(count), { objectMode: false }), client.query(copyFrom(`COPY ${ident} (${columnList}) FROM STDIN`)));
       if (plan.table.primaryKey.length > 0) {
         await client.query(`ALTER TABLE ${ident} ADD PRIMARY KEY (${plan.table.primaryKey.map(quoteIdent).join(', ')})`);
       }
       await client.query('COMMIT');
       this.created.tables.push(ident);
-      return count;
+      return count.rows;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw describeDriverError(err, plan.name);
@@ -183,7 +182,46 @@ export class PostgresTarget implements RestoreTarget {
   async close(): Promise<void> {
     await this.admin?.end().catch(() => undefined);
     this.admin = null;
+    await this.threads?.close();
+    this.threads = null;
   }
+}
+
+/**
+ * Rows as COPY text in chunks of about CHUNK_BYTES, written as bytes (CopyTextBuffer): no string
+ * per row or chunk. `count.rows` grows by the rows written.
+ */
+async function* copyChunks(plan: TablePlan, rows: RowSource, count: { rows: number }, progress: (rows: number, bytes?: number) => void): AsyncGenerator<Buffer> {
+  const cols = plan.table.columns;
+  const sealed = cols.map((c) => plan.sealed.has(c.name));
+  const out = new CopyTextBuffer(CHUNK_BYTES);
+  let pending = 0;
+  for await (const batch of eachBatch(rows)) {
+    for (const row of batch) {
+      writeCopyRow(out, row, cols, sealed, plan.sourceEngine);
+      pending++;
+      count.rows++;
+      if (out.length >= CHUNK_BYTES) {
+        const bytes = out.take();
+        yield bytes;
+        progress(pending, bytes.length);
+        pending = 0;
+      }
+    }
+  }
+  if (out.length > 0) {
+    const bytes = out.take();
+    yield bytes;
+    progress(pending, bytes.length);
+  }
+}
+
+/**
+ * COPY threads: one per core, up to 4. The calling thread only reads blocks and streams text,
+ * so the threads can have every core (PostgreSQL's COPY shares them).
+ */
+function copyThreadCount(): number {
+  return Math.max(1, Math.min(4, availableParallelism()));
 }
 
 /** CREATE TABLE with the chosen types; the primary key is added after the rows (faster). */

@@ -1,4 +1,5 @@
 import type { ColumnSchema, Row, TableSchema } from '../../core/table-schema.js';
+import type { TableBlocks } from '../../archive/streaming-replay.js';
 
 /** The engine that produced the archive: same-engine restores are exact, others best effort. */
 export type SourceEngine = 'postgres' | 'mysql';
@@ -37,6 +38,12 @@ export interface RestoreTarget {
   check(tables: readonly { schema: string; table: string }[]): Promise<void>;
   prepare(plans: readonly TablePlan[]): Promise<void>;
   writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number, bytes?: number) => void): Promise<number>;
+  /**
+   * `writeTable` of a table given as its base snapshot's blocks (StreamedTable.blocks), which the
+   * target decodes, opens and writes itself (PostgreSQL: on its COPY threads). Targets without it
+   * get rows.
+   */
+  writeBlocks?(plan: TablePlan, blocks: TableBlocks, progress: (rows: number, bytes?: number) => void): Promise<number>;
   /** `meta` describes the restore (files keep it as restore.json); no row values. */
   finish(meta: Record<string, unknown>): Promise<void>;
   abort(): Promise<void>;
