@@ -289,7 +289,7 @@ async function phase(d: Database, rep: number, bus: 'embedded' | 'kafka', rows: 
       const t = await run.timeUntil(covers, TIMEOUT_MS, lost);
       if (t.exitCode !== 0) throw new Error(`chartlog run (${bus}) exited with ${t.exitCode} after SIGTERM; see ${run.logFile}`);
       result.chartlog = t;
-      console.log(`  chartlog (${bus.padEnd(8)} bus)      ${fmtRate(rows, t.seconds)}; without start-up (${t.startupSeconds?.toFixed(2)} s): ${t.streamingSeconds ? fmtRate(rows, t.streamingSeconds) : 'n/a'}; peak RSS ${t.peakRssMiB?.toFixed(0) ?? 'n/a'} MiB${PROFILE_DIR ? `; pid ${t.pid}` : ''}`);
+      console.log(`  chartlog (${bus.padEnd(8)} bus)      ${fmtRate(rows, t.seconds)}; without start-up (${t.startupSeconds?.toFixed(2)} s): ${t.streamingSeconds ? fmtRate(rows, t.streamingSeconds) : 'n/a'}; peak RSS ${t.peakRssMiB?.toFixed(0) ?? 'n/a'} MiB; CPU ${t.cpuSeconds === null ? 'n/a' : `${t.cpuSeconds.toFixed(2)} s = ${((t.cpuSeconds * 1e6) / rows).toFixed(1)} µs/row`}${PROFILE_DIR ? `; pid ${t.pid}` : ''}`);
     }
   }
   if (stages) {
@@ -380,6 +380,9 @@ function report(phases: PhaseResult[], bus: 'embedded' | 'kafka'): ReturnType<ty
   if (streaming.every((x): x is number => x !== null)) {
     run.add(measurement(`chartlog run (${busName}), without process start-up`, 'rows/s', 'higher', 'detail', rate(streaming)));
     run.add(measurement(`chartlog run process start-up (${busName})`, 's', 'lower', 'detail', phases.map((p) => p.chartlog.startupSeconds!)));
+  }
+  if (phases.every((p) => p.chartlog.cpuSeconds !== null)) {
+    run.add(measurement(`chartlog run CPU per row (${busName}; user + system, all threads, start-up included)`, 'µs/row', 'lower', 'detail', phases.map((p) => (p.chartlog.cpuSeconds! * 1e6) / rows)));
   }
   if (phases.every((p) => p.stages)) {
     run.add(measurement('stage: connector alone (read, decode, ChangeBatch), in-process', 'rows/s', 'higher', 'detail', rate(phases.map((p) => p.stages!.connector))));

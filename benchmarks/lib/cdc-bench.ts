@@ -15,7 +15,8 @@ import { parseConfig } from '../../src/config/load.js';
 import { Position } from '../../src/core/position.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
-import { chartlogBin } from '../../test/support/chartlog-process.js';
+import { chartlogBin, chartlogNodeEnv, chartlogNodeFlags } from '../../test/support/chartlog-process.js';
+import { procCpuSeconds } from './chartlog-pg-rig.js';
 import { publicPatientColumns } from './patient-workload.js';
 
 /** Prefix of every database, slot and temporary directory these benchmarks create. */
@@ -187,6 +188,12 @@ export interface ChartlogTiming {
   pid: number | null;
   /** Peak resident set of the process (VmHWM from /proc) when the target was durable, MiB; null where /proc is not there. */
   peakRssMiB: number | null;
+  /**
+   * CPU seconds (user + system, every thread of the process) from spawn until the target was
+   * durable; null where /proc is not there. On a loaded machine the wall time says more about
+   * the neighbours than about chartlog; the CPU it spent per row does not.
+   */
+  cpuSeconds: number | null;
 }
 
 /** VmHWM of a live process in MiB, or null. */
@@ -221,8 +228,10 @@ export class TimedChartlog {
     appendFileSync(this.logFile, '');
     const log = createWriteStream(this.logFile, { flags: 'a' });
     this.spawnedAtMs = Date.now();
-    const [command, args] = withParentDeathSignal(process.execPath, [...this.nodeFlags, chartlogBin, 'run', '--config', this.configFile]);
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // As shipped: the bin's shebang flags and environment (its young-generation size decides how
+    // much of a row's cost is garbage collection), then the caller's.
+    const [command, args] = withParentDeathSignal(process.execPath, [...chartlogNodeFlags, ...this.nodeFlags, chartlogBin, 'run', '--config', this.configFile]);
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...chartlogNodeEnv } });
     child.stdout!.pipe(log, { end: false });
     child.stderr!.pipe(log, { end: false });
     child.once('exit', () => {
@@ -284,6 +293,7 @@ export class TimedChartlog {
     const doneAt = await this.waitFor(covers, timeoutMs, failed);
     // setpriv execs node, so the pid is chartlog's own.
     const peakRss = peakRssMiB(pid);
+    const cpu = pid === null ? null : procCpuSeconds(pid);
     const streamingAt = this.logTime('pipeline streaming', logStart);
     const exitCode = await this.stop();
     return {
@@ -293,6 +303,7 @@ export class TimedChartlog {
       exitCode,
       pid,
       peakRssMiB: peakRss,
+      cpuSeconds: cpu,
     };
   }
 

@@ -122,6 +122,13 @@ type Begin = Extract<PgMessage, { tag: 'begin' }>;
 type TableEnd = { oid: number; table: string; atLsn: Lsn; timeUs: bigint; renamedTo?: string; attachedTo?: string };
 type Commit = Extract<PgMessage, { tag: 'commit' }>;
 
+/**
+ * Received replication messages queued ahead of the connector (replication-session.ts): enough
+ * for the server to decode a few 10k-row transactions while the pipeline encodes and writes the
+ * one before, small beside a transaction's own spill threshold.
+ */
+const SESSION_QUEUE_BYTES = 8 * 1024 * 1024;
+
 const CHANGE_TAGS = new Set(['insert', 'update', 'delete', 'truncate']);
 /** pgoutput message type bytes: B, C, R, M, O. */
 const TAG_BEGIN = 0x42;
@@ -339,7 +346,7 @@ export class PostgresConnector implements SourceConnector {
           statusLsn: (server, caughtUp) => this.statusLsn(server, caughtUp),
           statusIntervalMs: this.deps.statusIntervalMs ?? 10_000,
           idleTimeoutMs: this.deps.idleTimeoutMs ?? 60_000,
-          queueCapacity: 1024,
+          queueBytes: SESSION_QUEUE_BYTES,
           log: this.log,
         });
         this.session = session;

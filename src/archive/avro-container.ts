@@ -79,7 +79,10 @@ export class AvroContainerWriter {
   async addBlock(bodies: readonly Uint8Array[]): Promise<void> {
     if (bodies.length === 0) return;
     const raw = Buffer.concat(bodies.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
-    const payload = this.codec === 'deflate' ? await deflateRawAsync(raw, this.level === undefined ? {} : { level: this.level }) : raw;
+    // One output chunk the size of the input: zlib's default 16 KiB chunks called back onto this
+    // thread once per 16 KiB of output (≈ 3% of the pipeline's main-thread time); same bytes.
+    const chunkSize = Math.max(64 * 1024, raw.length);
+    const payload = this.codec === 'deflate' ? await deflateRawAsync(raw, this.level === undefined ? { chunkSize } : { level: this.level, chunkSize }) : raw;
     this.chunks.push(encodeLong(bodies.length), encodeLong(payload.length), payload, this.sync);
     this.records += bodies.length;
   }

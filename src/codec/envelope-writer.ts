@@ -1,6 +1,6 @@
 import type { ChangeBatch, ChangeEvent } from '../core/change-event.js';
 import { ChartlogError } from '../core/errors.js';
-import { UNCHANGED, type CellValue, type Row } from '../core/table-schema.js';
+import { UNCHANGED, type CellValue, type Row, type TableSchema } from '../core/table-schema.js';
 import { sealingKeyAad } from '../phi/aad.js';
 import type { CryptoJobBuilder } from '../phi/crypto-jobs.js';
 import type { KeyManager } from '../phi/key-manager.js';
@@ -99,12 +99,8 @@ export class EnvelopeWriter {
     this.writeImage(w, compiled, event.before, dek, presealed, jobs, pos);
     this.writeImage(w, compiled, event.after, dek, presealed, jobs, pos);
     w.string(event.op);
-    w.string(this.origin.connector);
-    w.string(this.origin.source);
-    w.string(this.origin.db);
-    w.string(event.schema.schema);
-    w.string(event.schema.table);
-    w.string(event.position.commit);
+    w.raw(this.originOf(event.schema));
+    w.raw(this.commitOf(event.position.commit));
     if (batch.txId === null) w.long(0);
     else {
       w.long(1);
@@ -115,6 +111,36 @@ export class EnvelopeWriter {
     w.boolean(batch.snapshot);
     w.bigLong(tsUs);
   }
+
+  /**
+   * The envelope's connector, source name, database, schema and table, Avro-encoded once per
+   * table version: the same five strings were encoded again for every event.
+   */
+  private originOf(schema: TableSchema): Uint8Array {
+    const last = this.lastOrigin;
+    if (last && last.schema === schema) return last.bytes;
+    const w = new AvroWriter(256);
+    w.string(this.origin.connector);
+    w.string(this.origin.source);
+    w.string(this.origin.db);
+    w.string(schema.schema);
+    w.string(schema.table);
+    this.lastOrigin = { schema, bytes: w.buf.subarray(0, w.pos) };
+    return this.lastOrigin.bytes;
+  }
+
+  /** The commit part of the position, Avro-encoded once per transaction (its events share it). */
+  private commitOf(commit: string): Uint8Array {
+    const last = this.lastCommit;
+    if (last && last.commit === commit) return last.bytes;
+    const w = new AvroWriter(64);
+    w.string(commit);
+    this.lastCommit = { commit, bytes: w.buf.subarray(0, w.pos) };
+    return this.lastCommit.bytes;
+  }
+
+  private lastOrigin: { readonly schema: TableSchema; readonly bytes: Uint8Array } | null = null;
+  private lastCommit: { readonly commit: string; readonly bytes: Uint8Array } | null = null;
 
   /**
    * One row image (or null). Its sealed values go into one row seal (format 3, row-seal.ts)

@@ -49,6 +49,8 @@ export class PartWriter {
   private batches = 0;
   private events = 0;
   private lastBatch: BusBatch | null = null;
+  /** The run the last record went to: the next one of a batch almost always goes there too. */
+  private lastRun: Run | null = null;
 
   constructor(
     private readonly store: ObjectStore,
@@ -94,12 +96,21 @@ export class PartWriter {
   }
 
   private append(hour: HourKey, table: string, fingerprint: string, body: Uint8Array, position: Position): void {
+    let run = this.lastRun;
+    if (run && run.hour === hour && run.table === table && run.fingerprint === fingerprint) {
+      // Without the map's key string and lookup per record (most of a record's cost here).
+      run.bodies.push(body);
+      if (Position.compare(position, run.max) > 0) run.max = position;
+      else if (Position.compare(position, run.min) < 0) run.min = position;
+      this.bytes += body.byteLength;
+      return;
+    }
     const id = `${hour}\u0000${table}`;
-    let run = this.runs.get(id);
+    run = this.runs.get(id) ?? null;
     if (run && run.fingerprint !== fingerprint) {
       // A new schema version starts a new container: one writer schema per file.
       this.runs.delete(id);
-      run = undefined;
+      run = null;
     }
     if (!run) {
       run = { hour, table, fingerprint, bodies: [], min: position, max: position };
@@ -110,6 +121,7 @@ export class PartWriter {
     if (Position.compare(position, run.min) < 0) run.min = position;
     if (Position.compare(position, run.max) > 0) run.max = position;
     this.bytes += body.byteLength;
+    this.lastRun = run;
   }
 
   /** Writes every buffered run; returns what became durable, or null when nothing was pending. */
@@ -130,6 +142,7 @@ export class PartWriter {
     this.batches = 0;
     this.events = 0;
     this.lastBatch = null;
+    this.lastRun = null;
 
     // One object per hour touched (a flush that spans an hour's end writes two): each holds its
     // table records and their transaction-log records together, so a stored log record always has

@@ -12,7 +12,7 @@ function session(): { s: ReplicationSession; arrive: (byte: number) => void } {
     statusLsn: () => 0n,
     statusIntervalMs: 10_000,
     idleTimeoutMs: 60_000,
-    queueCapacity: 16,
+    queueBytes: 16,
     log: createLogger({ level: 'silent', format: 'json' }),
   });
   const internals = s as unknown as { queue: SessionItem[]; wakeConsumer: (() => void) | null };
@@ -40,4 +40,33 @@ test('negative control: racing next() instead loses the message that arrives aft
   arrive(0x42);
   assert.deepEqual(await next, { kind: 'data', bytes: Uint8Array.of(0x42) }, 'the abandoned next() took it');
   assert.equal(s.poll(), null, 'nothing is left for the caller: the old stream loop lost a BEGIN this way');
+});
+
+test('the queue is bounded by bytes: the socket pauses once queueBytes are queued and resumes at half; order is kept across the compaction of taken items', () => {
+  const s = new ReplicationSession({
+    clientConfig: { host: '127.0.0.1', port: 1 },
+    slot: 'unused',
+    publication: 'unused',
+    statusLsn: () => 0n,
+    statusIntervalMs: 10_000,
+    idleTimeoutMs: 60_000,
+    queueBytes: 100 * 1000,
+    log: createLogger({ level: 'silent', format: 'json' }),
+  });
+  const calls: string[] = [];
+  const internals = s as unknown as { socket: { pause(): void; resume(): void }; arrive(bytes: Uint8Array): void };
+  internals.socket = { pause: () => calls.push('pause'), resume: () => calls.push('resume') };
+  // 10,000 messages of 10 bytes: 99,990 bytes queued is below the bound, the 10,000th reaches it.
+  for (let i = 0; i < 9_999; i++) internals.arrive(new Uint8Array(10).fill(i % 256));
+  assert.deepEqual(calls, [], 'below the byte bound: not paused (a bound of 1024 messages paused here)');
+  internals.arrive(new Uint8Array(10).fill(9_999 % 256));
+  assert.deepEqual(calls, ['pause']);
+  // Taking 4,999 leaves 50,010 bytes: still above half; the 5,000th take reaches half and resumes.
+  for (let i = 0; i < 4_999; i++) assert.equal((s.poll() as { bytes: Uint8Array }).bytes[0], i % 256);
+  assert.deepEqual(calls, ['pause']);
+  assert.equal((s.poll() as { bytes: Uint8Array }).bytes[0], 4_999 % 256);
+  assert.deepEqual(calls, ['pause', 'resume']);
+  // The rest, in arrival order, past the points where taken items are dropped from the array.
+  for (let i = 5_000; i < 10_000; i++) assert.equal((s.poll() as { bytes: Uint8Array }).bytes[0], i % 256, `message ${i}`);
+  assert.equal(s.poll(), null);
 });
