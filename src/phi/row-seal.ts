@@ -205,6 +205,8 @@ function compactCell(cell: Uint8Array): Uint8Array {
   return cell.subarray(4);
 }
 
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }); // as cell-serialization.ts: a leading U+FEFF is data
+
 /** A format-4 cell as the serializeCell bytes deserializeCell reads (a length-prefixed cell regains its length). */
 let expanded = new Uint8Array(256);
 function standardCell(compact: Uint8Array, version: number): Uint8Array {
@@ -350,7 +352,10 @@ export class RowCursor {
 
   /** The current value, deserialized (either format). */
   cell(): CellValue {
-    const v = standardCell(this.value(), this.version);
+    const raw = this.value();
+    // A format-4 string (nearly every PHI value) is decoded in place, as deserializeCell's own fast path does.
+    if (this.version === ROW_SEAL_FORMAT && raw[0] === 5) return utf8.decode(raw.subarray(1));
+    const v = standardCell(raw, this.version);
     try {
       return deserializeCell(v);
     } finally {

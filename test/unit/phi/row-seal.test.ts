@@ -98,6 +98,19 @@ for (const algorithm of ['XChaCha20-Poly1305', 'AES-256-GCM'] as const) {
     assert.equal(seal(dek, EXPECTED)[0], 4);
   });
 
+  test(`${algorithm}: format 4 round-trips every kind of cell: empty and BOM strings, bytes, bigint, number, booleans, arrays`, () => {
+    const dek = dekOf(algorithm);
+    const kinds: CellValue[][] = [
+      ['', '\uFEFFCANARY', Uint8Array.of(0, 1, 255), -12345678901234567890n],
+      [Uint8Array.of(), 3.5, true, ['CANARY', null, [1n, Uint8Array.of(7)], false]],
+      [-0, 'x'.repeat(300), Number.NaN, 'CANARY 𝄞'],
+    ];
+    for (const vals of kinds) {
+      const m = new Map(vals.map((v, i) => [i, v]));
+      assert.deepEqual(openRowSeal(dek, seal(dek, m), places, KEY, 'clinic public.patients'), m);
+    }
+  });
+
   test(`${algorithm}: round trip; every flipped byte and every truncation of a row seal is 'integrity', naming the table`, () => {
     const dek = dekOf(algorithm);
     const v = seal(dek, EXPECTED);
