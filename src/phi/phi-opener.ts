@@ -7,7 +7,7 @@ import type { CryptoPool } from './crypto-pool.js';
 import { CryptoJobBuilder } from './crypto-jobs.js';
 import { OpeningKeys, type DataKeySource } from './opening-keys.js';
 import { firstMember, inSet, isRowSeal, isRowSealReference, refersTo, RowCursor, rowSealSet, setSize, type RowPlaces } from './row-seal.js';
-import { openedLength, openPartsTransient, openValueWithAad, positionBytes, ROW_SEAL_FORMAT, sameHeaderPosition, SEALED_FORMAT_V2, sealedAt, sealedPosition, sealedPositionBytes, type DataKey } from './sealer.js';
+import { openedLength, openPartsTransient, openValueWithAad, isRowSealFormat, positionBytes, sameHeaderPosition, SEALED_FORMAT_V2, sealedAt, sealedPosition, sealedPositionBytes, type DataKey } from './sealer.js';
 
 /**
  * Opening sealed PHI in decoded row images (docs/architecture.md §5: every opening is audited).
@@ -151,7 +151,7 @@ export class PooledOpening {
   /** The column a value job opens; null for a row seal's job (its targets in `rowSeals`). */
   private readonly columns: (SealedColumn | null)[] = [];
   private readonly ends: number[] = [];
-  private readonly rowSeals = new Map<number, { table: SealedTable; set: Uint8Array; targets: number[] }>();
+  private readonly rowSeals = new Map<number, { table: SealedTable; version: number; set: Uint8Array; targets: number[] }>();
   private readonly audits: { table: SealedTable; position: Position; audit: OpeningAudit }[] = [];
   private outLength = 0;
 
@@ -160,7 +160,7 @@ export class PooledOpening {
     value: (dek, sealed, c, aad, row) => this.addJob(dek, sealed, c.place, aad, row, c),
     rowSeal: (dek, seal, targets, aad, row, table) => {
       const set = rowSealSet(seal);
-      this.rowSeals.set(this.rows.length, { table, set, targets });
+      this.rowSeals.set(this.rows.length, { table, version: seal[0]!, set, targets });
       this.addJob(dek, seal, table.rowPlaces.of(set), aad, row, null);
     },
   };
@@ -183,7 +183,7 @@ export class PooledOpening {
       if (c) setCell(rows[i]!, c.name, deserializeCell(plain.subarray(at, ends[i]!)));
       else {
         const r = this.rowSeals.get(i)!;
-        setOpened(plain.subarray(at, ends[i]!), r.set, r.table, r.targets, rows[i]!);
+        setOpened(plain.subarray(at, ends[i]!), r.version, r.set, r.table, r.targets, rows[i]!);
       }
       at = ends[i]!;
     }
@@ -241,7 +241,7 @@ const OPEN_HERE: CellOpeners = {
     const set = rowSealSet(seal);
     const plain = openPartsTransient(dek, seal, table.rowPlaces.of(set), aad, table.where);
     try {
-      setOpened(plain, set, table, targets, row);
+      setOpened(plain, seal[0]!, set, table, targets, row);
     } finally {
       plain.fill(0);
     }
@@ -251,9 +251,9 @@ const OPEN_HERE: CellOpeners = {
 const cursor = new RowCursor();
 
 /** Sets the `targets` of an opened row seal's plaintext in `row` (the others of its set stay as they are). */
-function setOpened(plain: Uint8Array, set: Uint8Array, table: SealedTable, targets: readonly number[], row: Row): void {
-  cursor.start(plain, set, table.where);
-  while (cursor.next()) if (targets.includes(cursor.member)) setCell(row as Record<string, CellValue>, table.sealed[cursor.member]!.name, deserializeCell(cursor.value()));
+function setOpened(plain: Uint8Array, version: number, set: Uint8Array, table: SealedTable, targets: readonly number[], row: Row): void {
+  cursor.start(plain, set, table.where, version);
+  while (cursor.next()) if (targets.includes(cursor.member)) setCell(row as Record<string, CellValue>, table.sealed[cursor.member]!.name, cursor.cell());
   cursor.end();
 }
 
@@ -308,14 +308,14 @@ function eachSealedCell(
       (refs ??= []).push(i);
       continue;
     }
-    if (v[0] !== SEALED_FORMAT_V2 && v[0] !== ROW_SEAL_FORMAT) continue;
+    if (v[0] !== SEALED_FORMAT_V2 && !isRowSealFormat(v[0])) continue;
     if (!(sealedHere ? sealedAt(v, (pos ??= positionBytes(position))) : notAfter(v, position))) {
       const at = sealedPosition(v);
       throw new ChartlogError('integrity', `${c.where}: a value sealed at ${at ? Position.format(at) : 'an unreadable position'} is in the message at ${Position.format(position)}`, {
         hint: 'the archive object was tampered with (a sealed value moved from another change); run `chartlog verify` and restore from an intact copy',
       });
     }
-    if (v[0] === ROW_SEAL_FORMAT) {
+    if (isRowSealFormat(v[0])) {
       if (!isRowSeal(v)) throw rowSealRefused(table, 'a row seal is truncated');
       (seals ??= []).push(i);
     }
@@ -327,7 +327,7 @@ function eachSealedCell(
   for (let i = 0; i < sealed.length; i++) {
     const c = sealed[i]!;
     const v = row[c.name];
-    if (!(v instanceof Uint8Array) || isRowSealReference(v) || v[0] === ROW_SEAL_FORMAT || !wanted(only, c)) continue;
+    if (!(v instanceof Uint8Array) || isRowSealReference(v) || isRowSealFormat(v[0]) || !wanted(only, c)) continue;
     const dek = keys.of(v)!;
     note(audit, i, dek);
     open.value(dek, v, c, c.sealedKey ? plain : full, row);

@@ -1,16 +1,18 @@
 import { ChartlogError } from '../core/errors.js';
 import type { CellValue, Row } from '../core/table-schema.js';
 import { deserializeCell, serializeCellTransient } from './cell-serialization.js';
-import { drawNonce, headerLength, KEY_ID_BYTES, openPartsTransient, ROW_SEAL_FORMAT, sealAfterHeader, TAG_BYTES, type DataKey, type SealAlgorithm } from './sealer.js';
+import { drawNonce, headerLength, isRowSealFormat, KEY_ID_BYTES, openPartsTransient, ROW_SEAL_FORMAT, sealAfterHeader, TAG_BYTES, type DataKey, type SealAlgorithm } from './sealer.js';
 
 /**
- * Format 3, the row seal (docs/formats.md "Sealed values"): every sealed column of one row image
- * in ONE AEAD operation, its header (version, key id, position) once per row.
+ * Formats 3 and 4, the row seal (docs/formats.md "Sealed values"): every sealed column of one
+ * row image in ONE AEAD operation, its header (version, key id, position) once per row.
  *
- *   0x03 | key id (16) | position: u8 n, commit (n), u32le seq | set: u8 m, m bytes | nonce | ciphertext | tag (16)
+ *   0x04 (0x03) | key id (16) | position: u8 n, commit (n), u32le seq | set: u8 m, m bytes | nonce | ciphertext | tag (16)
  *
  * `set` is a bitmap over the table version's sealed columns in column order (bit i of byte i>>3,
- * i&7): the columns the seal holds, in that order, each as LEB128 length ‖ serializeCell bytes.
+ * i&7): the columns the seal holds, in that order, each as LEB128 length ‖ its cell: format 3 the
+ * serializeCell bytes, format 4 the same without the u32 length of a string, bytes or bigint
+ * (the LEB128 length gives it: 4 bytes a value less ciphertext, which no compression recovers).
  * The AAD is header ‖ `rowPlace` (label, source, schema, table, the set's column names) ‖ the
  * plain primary-key columns (aad.ts keyAad; sealed key columns are inside the seal).
  *
@@ -30,7 +32,7 @@ const ROW_LABEL = new TextEncoder().encode('chartlog-phi-row-v3');
 
 /** True when `v` is a format-3 row seal (well formed enough to name a key and a set). */
 export function isRowSeal(v: CellValue | undefined): v is Uint8Array {
-  return v instanceof Uint8Array && v[0] === ROW_SEAL_FORMAT && headerLength(v) > 0 && v.length >= headerLength(v) + 12 + TAG_BYTES;
+  return v instanceof Uint8Array && isRowSealFormat(v[0]) && headerLength(v) > 0 && v.length >= headerLength(v) + 12 + TAG_BYTES;
 }
 
 /** True when `v` has the shape of a reference to a row seal. */
@@ -160,9 +162,9 @@ export class RowPlaintext {
     this.setLength = 1 + m;
   }
 
-  /** Adds the value of sealed column `index` (in column order, ascending). */
+  /** Adds the value of sealed column `index` (in column order, ascending), in format 4's compact form. */
   add(index: number, v: CellValue): void {
-    const cell = serializeCellTransient(v);
+    const cell = compactCell(serializeCellTransient(v));
     this.reserve(5 + cell.length);
     let n = cell.length;
     while (n >= 0x80) {
@@ -190,6 +192,34 @@ export class RowPlaintext {
     next.set(this.buf.subarray(0, this.length));
     this.buf = next;
   }
+}
+
+/** Cell tags whose serialization is tag, u32le(length), body: format 4 drops the length. */
+const LENGTH_TAGS = [4, 5, 6]; // bigint, string, bytes (cell-serialization.ts)
+
+/** Format 4's form of a cell: tag ‖ body for a length-prefixed cell, else the cell itself. */
+function compactCell(cell: Uint8Array): Uint8Array {
+  if (!LENGTH_TAGS.includes(cell[0]!)) return cell;
+  // serializeCellTransient's buffer is reused: write the tag over the length's last byte.
+  cell[4] = cell[0]!;
+  return cell.subarray(4);
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }); // as cell-serialization.ts: a leading U+FEFF is data
+
+/** A format-4 cell as the serializeCell bytes deserializeCell reads (a length-prefixed cell regains its length). */
+let expanded = new Uint8Array(256);
+function standardCell(compact: Uint8Array, version: number): Uint8Array {
+  if (version !== ROW_SEAL_FORMAT || compact.length === 0 || !LENGTH_TAGS.includes(compact[0]!)) return compact;
+  const n = compact.length - 1;
+  if (expanded.length < n + 5) expanded = new Uint8Array(Math.max(2 * expanded.length, n + 5));
+  expanded[0] = compact[0]!;
+  expanded[1] = n & 0xff;
+  expanded[2] = (n >>> 8) & 0xff;
+  expanded[3] = (n >>> 16) & 0xff;
+  expanded[4] = n >>> 24;
+  expanded.set(compact.subarray(1), 5);
+  return expanded.subarray(0, n + 5);
 }
 
 /** Bytes of a row seal of `plaintextLength` bytes under `dek` at `pos` (`positionBytes`) over `set`. */
@@ -253,17 +283,17 @@ export function openRowSealEach(dek: DataKey, seal: Uint8Array, places: RowPlace
   const set = rowSealSet(seal);
   const plain = openPartsTransient(dek, seal, places.of(set), key, where);
   try {
-    eachRowCell(plain, set, where, fn);
+    eachRowCell(plain, set, where, fn, seal[0]!);
   } finally {
     plain.fill(0);
   }
 }
 
-/** Calls `fn(member index, value)` for each value of an opened row seal's plaintext. */
-export function eachRowCell(plain: Uint8Array, set: Uint8Array, where: string, fn: (i: number, v: CellValue) => void): void {
+/** Calls `fn(member index, value)` for each value of an opened row seal's plaintext (`version`: the seal's format, 3 or 4). */
+export function eachRowCell(plain: Uint8Array, set: Uint8Array, where: string, fn: (i: number, v: CellValue) => void, version: number = ROW_SEAL_FORMAT): void {
   const c = new RowCursor();
-  c.start(plain, set, where);
-  while (c.next()) fn(c.member, deserializeCell(c.value()));
+  c.start(plain, set, where, version);
+  while (c.next()) fn(c.member, c.cell());
   c.end();
 }
 
@@ -280,9 +310,12 @@ export class RowCursor {
   private from = 0;
   private to = 0;
   private left = 0;
+  private version: number = ROW_SEAL_FORMAT;
   member = -1;
 
-  start(plain: Uint8Array, set: Uint8Array, where: string): void {
+  /** `version`: the seal's format (3 or 4), which says how a value's cell is laid out. */
+  start(plain: Uint8Array, set: Uint8Array, where: string, version: number = ROW_SEAL_FORMAT): void {
+    this.version = version;
     this.plain = plain;
     this.set = set;
     this.where = where;
@@ -312,8 +345,22 @@ export class RowCursor {
     return true;
   }
 
+  /** The current value's bytes as stored (format 4: compact). */
   value(): Uint8Array {
     return this.plain.subarray(this.from, this.to);
+  }
+
+  /** The current value, deserialized (either format). */
+  cell(): CellValue {
+    const raw = this.value();
+    // A format-4 string (nearly every PHI value) is decoded in place, as deserializeCell's own fast path does.
+    if (this.version === ROW_SEAL_FORMAT && raw[0] === 5) return utf8.decode(raw.subarray(1));
+    const v = standardCell(raw, this.version);
+    try {
+      return deserializeCell(v);
+    } finally {
+      if (v.buffer === expanded.buffer) v.fill(0);
+    }
   }
 
   end(): void {

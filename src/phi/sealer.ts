@@ -26,8 +26,18 @@ import { deserializeCell, serializeCell, serializeCellTransient } from './cell-s
 
 /** Format 2: one sealed value per column (written before format 3; still opened). */
 export const SEALED_FORMAT_V2 = 2;
-/** Format 3: one row seal per row image over all its sealed columns (row-seal.ts); written now. */
-export const ROW_SEAL_FORMAT = 3;
+/** Format 3: one row seal per row image over all its sealed columns (row-seal.ts); written before format 4, still opened. */
+export const ROW_SEAL_FORMAT_V3 = 3;
+/**
+ * Format 4: the row seal of format 3 with a compact plaintext (a string, bytes or bigint value
+ * without the cell serialization's own u32 length: the LEB128 length before it already gives it);
+ * written now. The header is format 3's, so everything but the plaintext layout is shared.
+ */
+export const ROW_SEAL_FORMAT = 4;
+/** True for a row seal's version byte (formats 3 and 4). */
+export function isRowSealFormat(b: number | undefined): boolean {
+  return b === ROW_SEAL_FORMAT || b === ROW_SEAL_FORMAT_V3;
+}
 /** The per-value format `sealValue`/`sealInto` write (the codec writes row seals, format 3). */
 export const SEALED_FORMAT_VERSION = SEALED_FORMAT_V2;
 /** The format archives written before issue 17 hold: still opened, never written. */
@@ -148,7 +158,7 @@ function positionLength(sealed: Uint8Array): number {
 
 /** True for the formats whose header holds a position after the key id (2 and 3). */
 function hasPosition(sealed: Uint8Array): boolean {
-  return sealed[0] === SEALED_FORMAT_V2 || sealed[0] === ROW_SEAL_FORMAT;
+  return sealed[0] === SEALED_FORMAT_V2 || isRowSealFormat(sealed[0]);
 }
 
 /**
@@ -159,7 +169,7 @@ export function headerLength(sealed: Uint8Array): number {
   const p = positionLength(sealed);
   if (p < 0) return -1;
   const end = 1 + KEY_ID_BYTES + p;
-  if (sealed[0] !== ROW_SEAL_FORMAT) return end;
+  if (!isRowSealFormat(sealed[0])) return end;
   if (sealed.length <= end) return -1;
   return end + 1 + sealed[end]!;
 }
@@ -332,7 +342,7 @@ export function openPartsTransient(dek: DataKey, sealed: Uint8Array, place: Uint
   if (!isSealedUnder(sealed, dek.id)) {
     const keyId = sealedKeyId(sealed);
     if (keyId === null) {
-      throw new ChartlogError('integrity', `${where}: not a sealed value of format ${SEALED_FORMAT_V1}, ${SEALED_FORMAT_V2} or ${ROW_SEAL_FORMAT}`, {
+      throw new ChartlogError('integrity', `${where}: not a sealed value of format ${SEALED_FORMAT_V1}, ${SEALED_FORMAT_V2}, ${ROW_SEAL_FORMAT_V3} or ${ROW_SEAL_FORMAT}`, {
         hint: 'the archive is damaged or was written by an incompatible chartlog version; run `chartlog verify`',
       });
     }

@@ -185,11 +185,11 @@ test('MariaDB → PostgreSQL, --phi sealed: non-PHI values equal the source, PHI
     for (const deadline = Date.now() + 60_000; diff && Date.now() < deadline; await sleep(500)) diff = await compare();
     assert.equal(diff, '', 'the replica equals the source (non-PHI columns), value by value');
     const { rows } = await target.client.query<{ t: string; n: number; sealed: number }>(
-      // Format 3: one column holds the row seal (0x03, longer than any plaintext), the other a
+      // Format 4 (3 before): one column holds the row seal (0x04, longer than any plaintext), the other a
       // 9-byte reference to it (0x13 and the seal's nonce prefix).
       `SELECT pg_typeof(ssn)::text AS t, count(*)::int AS n, count(*) FILTER (WHERE
-         (get_byte(full_name, 0) = 3 AND length(full_name) > 28 AND length(ssn) = 9 AND get_byte(ssn, 0) = 19)
-         OR (get_byte(ssn, 0) = 3 AND length(ssn) > 28 AND length(full_name) = 9 AND get_byte(full_name, 0) = 19))::int AS sealed
+         (get_byte(full_name, 0) IN (3, 4) AND length(full_name) > 28 AND length(ssn) = 9 AND get_byte(ssn, 0) = 19)
+         OR (get_byte(ssn, 0) IN (3, 4) AND length(ssn) > 28 AND length(full_name) = 9 AND get_byte(full_name, 0) = 19))::int AS sealed
        FROM ${table('patients')} GROUP BY 1`,
     );
     assert.equal(rows[0]!.t, 'bytea');

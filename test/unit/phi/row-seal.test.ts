@@ -11,7 +11,7 @@ import { positionBytes, sealedKeyId, sealedPosition, type DataKey, type SealAlgo
 import { codecRig, quietLog, ssnPhonePatients as patients, testKeyring } from '../../support/codec-support.js';
 
 /**
- * Sealed format 3, the row seal (docs/formats.md "Sealed values"): pinned vectors under both
+ * Sealed formats 3 and 4, the row seal (docs/formats.md "Sealed values"): pinned vectors under both
  * algorithms, every tamper of a seal's bytes and every truncation refused, and the row-level
  * rules the opener enforces (references, merged snapshot rows, per-column opening, audit).
  */
@@ -36,6 +36,17 @@ const VECTORS: Record<SealAlgorithm, string> = {
     '030190f00dcafe0000aabbccddeeff0011103030303030303030303136623361313003000000010b2a7b18d15a6e21643d1fefc2f5d8d04572089f8a4561df8141a4bbb0614dfe0e285c271df176190495a2ee5206c1c307ca33190e0bbc55346c339d1cbbd39aa51e0e43a31d0b2720baa18f5baba56dcad3c5d976ee8edd56e849f57dd88613cb2e8074031d44fdf635fa03e5a2ef75795a05bd1883cafe261f0fad7b05e4',
   'AES-256-GCM':
     '030190f00dcafe0000aabbccddeeff0011103030303030303030303136623361313003000000010b2ed33ae5190d75203ded7df729d8162c36b890487c5958f451710ce6683708da4f6480ae7e45c978ea5a6cd32779ca109c972908983c6d2fbbc659891f30fe53ce1020c80fc9e8e0518622e5c5c6112f38ac33e921e32dfb33a6af0d9a64a6ad071f2404aa550bcea99b972ae5812f77e246',
+};
+
+/**
+ * Format 4 (issue 15, archive size): the same values and header as VECTORS, the plaintext without
+ * the cells' u32 lengths. Made by this file's sealer when format 4 was introduced.
+ */
+const VECTORS_V4: Record<SealAlgorithm, string> = {
+  'XChaCha20-Poly1305':
+    '040190f00dcafe0000aabbccddeeff0011103030303030303030303136623361313003000000010ba15b70d146235cf05e932f27af5dd6ee46a9ce24d266c9021cf2b6b6ee076508afe00cb3241c7bc2aafc0c12f477b760917288f1e2b1cec39e2617183d24ada2a518ca836b0198f99b641bd885ca46cf74600ea33ec4df6e514c60a9121cd22a12a0136ab13671b1823d152262b3e5d021d2',
+  'AES-256-GCM':
+    '040190f00dcafe0000aabbccddeeff0011103030303030303030303136623361313003000000010b1acaa276fd5ea4aab4fac1d5bbf0813c05fd05a952bd3561b897a49d9121d1cbebc58c740d7405fe24684c7e1ca5f17efbe910a00cdd262a250a7885107cc91d80cfbadbb426cd907f5441d7afcbc2f9fe9df47f1d7e40b15f42eb2b5bb2cbdda02ad0572f6d',
 };
 
 function seal(dek: DataKey, values: Map<number, CellValue>, pos = Position.of('00000000016b3a10', 3)): Uint8Array {
@@ -67,6 +78,37 @@ for (const algorithm of ['XChaCha20-Poly1305', 'AES-256-GCM'] as const) {
     // Pinned AAD place: label, source, schema, table, then the set's column names.
     const lp = (...parts: string[]) => Buffer.concat(parts.flatMap((p) => [Buffer.from([p.length, 0, 0, 0]), Buffer.from(p)]));
     assert.deepEqual(Buffer.from(places.of(Uint8Array.of(1, 0b1011))), lp('chartlog-phi-row-v3', 'clinic', 'public', 'patients', 'full_name', 'ssn', 'address'));
+  });
+
+  test(`${algorithm}: the pinned format-4 row seal opens to the same values, 4 bytes a value shorter; relabelled as the other format, neither opens`, () => {
+    const dek = dekOf(algorithm);
+    const v4 = Uint8Array.from(Buffer.from(VECTORS_V4[algorithm], 'hex'));
+    const v3 = Uint8Array.from(Buffer.from(VECTORS[algorithm], 'hex'));
+    assert.ok(isRowSeal(v4));
+    assert.equal(v4[0], 4);
+    assert.equal(sealedKeyId(v4), dek.idHex);
+    assert.deepEqual(sealedPosition(v4), Position.of('00000000016b3a10', 3));
+    assert.deepEqual(openRowSeal(dek, v4, places, KEY, 'clinic public.patients'), EXPECTED);
+    assert.equal(v3.length - v4.length, 3 * 4, 'three length-prefixed values, a u32 length less each');
+    // The version byte is in the AAD: a format-3 seal relabelled 4 (or the reverse) fails authentication.
+    const relabel = (v: Uint8Array, b: number) => Uint8Array.of(b, ...v.subarray(1));
+    assert.throws(() => openRowSeal(dek, relabel(v3, 4), places, KEY, 'clinic public.patients'), integrity);
+    assert.throws(() => openRowSeal(dek, relabel(v4, 3), places, KEY, 'clinic public.patients'), integrity);
+    // What the writer makes now is format 4.
+    assert.equal(seal(dek, EXPECTED)[0], 4);
+  });
+
+  test(`${algorithm}: format 4 round-trips every kind of cell: empty and BOM strings, bytes, bigint, number, booleans, arrays`, () => {
+    const dek = dekOf(algorithm);
+    const kinds: CellValue[][] = [
+      ['', '\uFEFFCANARY', Uint8Array.of(0, 1, 255), -12345678901234567890n],
+      [Uint8Array.of(), 3.5, true, ['CANARY', null, [1n, Uint8Array.of(7)], false]],
+      [-0, 'x'.repeat(300), Number.NaN, 'CANARY 𝄞'],
+    ];
+    for (const vals of kinds) {
+      const m = new Map(vals.map((v, i) => [i, v]));
+      assert.deepEqual(openRowSeal(dek, seal(dek, m), places, KEY, 'clinic public.patients'), m);
+    }
   });
 
   test(`${algorithm}: round trip; every flipped byte and every truncation of a row seal is 'integrity', naming the table`, () => {
