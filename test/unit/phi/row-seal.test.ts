@@ -106,7 +106,7 @@ for (const algorithm of ['XChaCha20-Poly1305', 'AES-256-GCM'] as const) {
       [-0, 'x'.repeat(300), Number.NaN, 'CANARY 𝄞'],
     ];
     for (const vals of kinds) {
-      const m = new Map(vals.map((v, i) => [i, v]));
+      const m = new Map<number, CellValue>(vals.map((v, i) => [i, v]));
       assert.deepEqual(openRowSeal(dek, seal(dek, m), places, KEY, 'clinic public.patients'), m);
     }
   });
