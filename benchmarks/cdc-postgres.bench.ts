@@ -24,7 +24,7 @@
  *      chartlog  bin/chartlog.js run as a process (file:// store, file keyring, default 1 s
  *                flush), timed from spawn until <source>/state/checkpoint.json covers the
  *                backlog's last transaction — every row sealed, encoded, written, the position
- *                acknowledged — then SIGTERM; its peak RSS read from /proc at that moment;
+ *                acknowledged — then SIGTERM; its peak RSS and CPU time read from /proc at that moment;
  *      debezium  java -jar benchmarks/debezium/target/debezium-bench.jar (Debezium 3.6.1, default
  *                settings but JSON without the schema in every event unless --debezium-schemas),
  *                resuming from its offsets, timed from spawn until the backlog's last event is
@@ -289,7 +289,7 @@ async function phase(d: Database, rep: number, bus: 'embedded' | 'kafka', rows: 
       const t = await run.timeUntil(covers, TIMEOUT_MS, lost);
       if (t.exitCode !== 0) throw new Error(`chartlog run (${bus}) exited with ${t.exitCode} after SIGTERM; see ${run.logFile}`);
       result.chartlog = t;
-      console.log(`  chartlog (${bus.padEnd(8)} bus)      ${fmtRate(rows, t.seconds)}; without start-up (${t.startupSeconds?.toFixed(2)} s): ${t.streamingSeconds ? fmtRate(rows, t.streamingSeconds) : 'n/a'}; peak RSS ${t.peakRssMiB?.toFixed(0) ?? 'n/a'} MiB${PROFILE_DIR ? `; pid ${t.pid}` : ''}`);
+      console.log(`  chartlog (${bus.padEnd(8)} bus)      ${fmtRate(rows, t.seconds)}; without start-up (${t.startupSeconds?.toFixed(2)} s): ${t.streamingSeconds ? fmtRate(rows, t.streamingSeconds) : 'n/a'}; peak RSS ${t.peakRssMiB?.toFixed(0) ?? 'n/a'} MiB; CPU ${t.cpuSeconds?.toFixed(1) ?? 'n/a'} s${PROFILE_DIR ? `; pid ${t.pid}` : ''}`);
     }
   }
   if (stages) {
@@ -381,6 +381,8 @@ function report(phases: PhaseResult[], bus: 'embedded' | 'kafka'): ReturnType<ty
     run.add(measurement(`chartlog run (${busName}), without process start-up`, 'rows/s', 'higher', 'detail', rate(streaming)));
     run.add(measurement(`chartlog run process start-up (${busName})`, 's', 'lower', 'detail', phases.map((p) => p.chartlog.startupSeconds!)));
   }
+  const cpu = phases.map((p) => p.chartlog.cpuSeconds);
+  if (cpu.every((x): x is number => x !== null)) run.add(measurement(`chartlog run CPU time, all threads (${busName}${suffix})`, 's', 'lower', 'detail', cpu));
   if (phases.every((p) => p.stages)) {
     run.add(measurement('stage: connector alone (read, decode, ChangeBatch), in-process', 'rows/s', 'higher', 'detail', rate(phases.map((p) => p.stages!.connector))));
     run.add(measurement('stage: connector + PHI seal + Avro encode, in-process', 'rows/s', 'higher', 'detail', rate(phases.map((p) => p.stages!.codec))));

@@ -187,6 +187,25 @@ export interface ChartlogTiming {
   pid: number | null;
   /** Peak resident set of the process (VmHWM from /proc) when the target was durable, MiB; null where /proc is not there. */
   peakRssMiB: number | null;
+  /**
+   * CPU time of the process (user + system, every thread: zlib and crypto pools too) when the
+   * target was durable, seconds; null where /proc is not there. On a loaded machine a steadier
+   * measure of the work done than the elapsed time.
+   */
+  cpuSeconds: number | null;
+}
+
+/** utime + stime of a live process from /proc/<pid>/stat, seconds (USER_HZ 100), or null. */
+export function cpuSeconds(pid: number | null): number | null {
+  if (pid === null) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces, in parentheses): state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
 }
 
 /** VmHWM of a live process in MiB, or null. */
@@ -284,6 +303,7 @@ export class TimedChartlog {
     const doneAt = await this.waitFor(covers, timeoutMs, failed);
     // setpriv execs node, so the pid is chartlog's own.
     const peakRss = peakRssMiB(pid);
+    const cpu = cpuSeconds(pid);
     const streamingAt = this.logTime('pipeline streaming', logStart);
     const exitCode = await this.stop();
     return {
@@ -293,6 +313,7 @@ export class TimedChartlog {
       exitCode,
       pid,
       peakRssMiB: peakRss,
+      cpuSeconds: cpu,
     };
   }
 
