@@ -14,6 +14,7 @@ import { buildSourceRuntime } from '../../src/pipeline/source-runtime.js';
 import { parseConfig } from '../../src/config/load.js';
 import { Position } from '../../src/core/position.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
+import { procCpuSeconds } from './chartlog-pg-rig.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { chartlogBin } from '../../test/support/chartlog-process.js';
 import { publicPatientColumns } from './patient-workload.js';
@@ -195,19 +196,6 @@ export interface ChartlogTiming {
   cpuSeconds: number | null;
 }
 
-/** utime + stime of a live process from /proc/<pid>/stat, seconds (USER_HZ 100), or null. */
-export function cpuSeconds(pid: number | null): number | null {
-  if (pid === null) return null;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may hold spaces, in parentheses): state is field 3, utime 14, stime 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return null;
-  }
-}
-
 /** VmHWM of a live process in MiB, or null. */
 export function peakRssMiB(pid: number | null): number | null {
   if (pid === null) return null;
@@ -303,7 +291,7 @@ export class TimedChartlog {
     const doneAt = await this.waitFor(covers, timeoutMs, failed);
     // setpriv execs node, so the pid is chartlog's own.
     const peakRss = peakRssMiB(pid);
-    const cpu = cpuSeconds(pid);
+    const cpu = pid === null ? null : procCpuSeconds(pid);
     const streamingAt = this.logTime('pipeline streaming', logStart);
     const exitCode = await this.stop();
     return {
