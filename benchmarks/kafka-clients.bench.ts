@@ -13,7 +13,7 @@
  * message has the encoded primary key as key (murmur2-partitioned by each client's default
  * partitioner), a --value-bytes value (545 B: a sealed 12-column patient row, AES-GCM, see
  * results/codec.json; the first 300 bytes random like sealed PHI, the rest text like the public
- * columns) and the bus's 5 headers (encodeHeaders). Requests of at most 2000 messages and
+ * columns) and the bus's header (encodeHeaders). Requests of at most 2000 messages and
  * 512 KiB (the bus's defaults), one at a time (the bus keeps one request in flight: order),
  * acks = all, gzip (bus.kafka.compression's default), not idempotent (as the bus).
  *
@@ -43,7 +43,7 @@ import { parseArgs } from 'node:util';
 import { CompressionTypes, Kafka, logLevel, Partitioners } from 'kafkajs';
 import type { TransactionRecord } from '../src/archive/transaction-log.js';
 import { COMMIT_SEQ, Position } from '../src/core/position.js';
-import { encodeHeaders, encodeTransactionMessage, HEADER } from '../src/bus/kafka-topics.js';
+import { decodeHeaders, encodeHeaders, encodeTransactionMessage, HEADER } from '../src/bus/kafka-topics.js';
 import { BenchRun, measurement, ratio } from './lib/bench-report.js';
 import { benchServices, stopBenchServices } from './lib/bench-services.js';
 
@@ -81,7 +81,7 @@ interface Msg {
   key: Buffer | null;
   value: Buffer;
   partition?: number;
-  headers: Record<string, string>;
+  headers: Record<string, string | Buffer>;
 }
 type Request = { topic: string; messages: Msg[] }[];
 
@@ -294,6 +294,12 @@ function transactions(prefix: string, count: number, firstTx: number): Transacti
   return out;
 }
 
+/** A message's position, to tell copies apart: a table message's from its binary header, a BEGIN/END's from its text header. */
+function idPosition(headers: Record<string, string | Buffer | (string | Buffer)[] | undefined> | undefined): string {
+  if (headers?.[HEADER.meta] !== undefined) return Position.format(decodeHeaders(headers, 'readback').position);
+  return String(headers?.[HEADER.position]);
+}
+
 const msgBytes = (m: Msg): number => 64 + (m.key?.length ?? 0) + m.value.length + Object.entries(m.headers).reduce((n, [k, v]) => n + k.length + v.length + 8, 0);
 
 /**
@@ -428,7 +434,7 @@ async function readBack(kafka: Kafka, topics: string[], expectAtLeast: number): 
     autoCommit: false,
     eachBatch: async ({ batch }) => {
       for (const m of batch.messages) {
-        const h = m.headers?.[HEADER.position];
+        const h = idPosition(m.headers);
         const status = m.headers?.[HEADER.status];
         const id = `${batch.topic}|${String(h)}|${status ? String(status) : ''}`;
         copies.set(id, (copies.get(id) ?? 0) + 1);
@@ -513,7 +519,7 @@ async function reconnect(name: ClientName, brokers: string[], kafka: Kafka, admi
     tx += txs.length;
     for (const r of requests(prefix, txs).requests) {
       // Named before sending: a client may rewrite the messages it is given (confluent's headers).
-      const sentIds = r.flatMap(({ topic, messages }) => messages.map((m) => `${topic}|${m.headers[HEADER.position]}|${m.headers[HEADER.status] ?? ''}`));
+      const sentIds = r.flatMap(({ topic, messages }) => messages.map((m) => `${topic}|${idPosition(m.headers)}|${m.headers[HEADER.status] ?? ''}`));
       // A failed request is sent again on the same client, as the bus's restarted stream would.
       for (;;) {
         try {
@@ -568,7 +574,7 @@ const parameters: Record<string, unknown> = {
   valueBytes: VALUE_BYTES,
   reps: REPS,
   killSeconds: KILL_SECONDS,
-  request: `KafkaBus shape: ≤ ${MAX_PER_REQUEST} messages and ≤ ${MAX_BYTES_PER_REQUEST / 1024} KiB per request, one in flight, BEGIN/END in the transactions topic's partition 0, 5 headers per table message, 4 table topics × 4 partitions`,
+  request: `KafkaBus shape: ≤ ${MAX_PER_REQUEST} messages and ≤ ${MAX_BYTES_PER_REQUEST / 1024} KiB per request, one in flight, BEGIN/END in the transactions topic's partition 0, one binary header per table message, 4 table topics × 4 partitions`,
   producer: 'acks = all (-1), gzip, not idempotent, max one request in flight',
   broker: 'Apache Kafka 4.1.1, 3 KRaft nodes (controller + broker), RF 3, min.insync.replicas 2 (scripts/services.sh)',
 };

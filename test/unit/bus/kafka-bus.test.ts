@@ -5,8 +5,11 @@ import { CompressionTypes, Partitioners } from 'kafkajs';
 import { ChartlogError } from '../../../src/core/errors.js';
 import { Position } from '../../../src/core/position.js';
 import { KafkaBus } from '../../../src/bus/kafka-bus.js';
-import { decodeTransactionMessage, schemasTopic, tableTopic, transactionsTopic, type KafkaSettings } from '../../../src/bus/kafka-topics.js';
+import { decodeHeaders, decodeTransactionMessage, schemasTopic, tableTopic, transactionsTopic, type KafkaSettings } from '../../../src/bus/kafka-topics.js';
 import { batch, envelopes, T0 } from '../../support/fake-envelopes.js';
+
+/** The position a table message carries in its header, formatted. */
+const positionOf = (m: { headers?: unknown }): string => Position.format(decodeHeaders(m.headers as Parameters<typeof decodeHeaders>[0], 'sent').position);
 
 // The request shaping, ordering and failure handling of the producer, against a recording fake
 // of the slice of kafkajs it uses. The real protocol is in test/integration/kafka-bus.test.ts.
@@ -110,7 +113,7 @@ test('whole transactions are grouped into requests, acks=all, gzip, BEGIN and EN
       }
     }
     // This request's table messages are those of the transactions it begins.
-    const positions = new Set(tables.flatMap((t) => t.messages.map((m) => String((m.headers as Record<string, string>).position).split('.')[0])));
+    const positions = new Set(tables.flatMap((t) => t.messages.map((m) => positionOf(m).split('.')[0])));
     const begun = new Set([...beganIn].filter(([, at]) => at === i).map(([pos]) => pos.split('.')[0]));
     assert.deepEqual(positions, begun);
   });
@@ -197,12 +200,12 @@ test('a transaction larger than one request allows goes in several, in order, an
   // Every table message once, in position order across the requests.
   const sent = fake.requests.flatMap((r) => r.topicMessages!.filter((t) => t.topic === patients).flatMap((t) => t.messages));
   assert.equal(sent.length, 41);
-  const positions = sent.map((m) => String((m.headers as Record<string, string>).position));
+  const positions = sent.map((m) => positionOf(m));
   assert.deepEqual(positions, [...big.messages, ...small.messages].map((m) => Position.format(m.position)));
   // The big transaction's END is in a request after the last of its messages.
   const requestOf = (pred: (topic: string, m: { value: unknown; headers?: unknown }) => boolean) => fake.requests.findIndex((r) => r.topicMessages!.some((t) => t.messages.some((m) => pred(t.topic, m))));
   const endOfBig = requestOf((t, m) => t === tx && decodeTransactionMessage(m.value as Buffer, 't').status === 'END' && decodeTransactionMessage(m.value as Buffer, 't').record.pos === Position.format(big.position));
-  const lastOfBig = fake.requests.findLastIndex((r) => r.topicMessages!.some((t) => t.topic === patients && t.messages.some((m) => String((m.headers as Record<string, string>).position).startsWith(big.position.commit))));
+  const lastOfBig = fake.requests.findLastIndex((r) => r.topicMessages!.some((t) => t.topic === patients && t.messages.some((m) => positionOf(m).startsWith(big.position.commit))));
   assert.ok(endOfBig > lastOfBig, `END in request ${endOfBig}, last message in ${lastOfBig}`);
   assert.deepEqual(durable, [big.position, small.position]);
 });
@@ -282,7 +285,7 @@ test('with the partition counts known, a request carries up to maxBytesPerSend f
   const withTables = fake.requests.filter((r) => r.topicMessages!.some((t) => t.topic === patients)).length;
   assert.ok(withTables < 15, `${withTables} requests with table messages`);
   // Every message once, in position order.
-  assert.deepEqual(sent.map((m) => String((m.headers as Record<string, string>).position)), big.messages.map((m) => Position.format(m.position)));
+  assert.deepEqual(sent.map((m) => positionOf(m)), big.messages.map((m) => Position.format(m.position)));
   assert.deepEqual(durable, [big.position]);
   // Negative control: the checker sees an oversized batch when one is planted.
   const planted = [{ topicMessages: [{ topic: patients, messages: [{ partition: 1, value: Buffer.alloc(bound) }, { partition: 1, value: Buffer.alloc(10) }] }] }] as ProducerBatch[];

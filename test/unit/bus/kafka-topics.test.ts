@@ -57,23 +57,47 @@ test('table topics of a source are told from its metadata topics and from other 
 test('headers round-trip: position, transaction id, commit time beyond 2^53, fingerprint, table', () => {
   const h = { table: 'public.patients', fingerprint: '0123456789abcdef', position: Position.of('00000000016b3748', 7), txId: '0-1-42', commitTsUs: 2n ** 60n + 1n };
   const encoded = encodeHeaders(h);
-  assert.equal(encoded.position, '00000000016b3748.00000007');
-  assert.equal(encoded.commitTsUs, '1152921504606846977');
-  // Consumers receive Buffers.
-  const received = Object.fromEntries(Object.entries(encoded).map(([k, v]) => [k, Buffer.from(v)]));
-  assert.deepEqual(decodeHeaders(received, 't/0@1'), h);
-  const noTx = { ...h, txId: null };
-  assert.ok(!('txId' in encodeHeaders(noTx)));
+  assert.deepEqual(Object.keys(encoded), ['chartlog']);
+  assert.deepEqual(decodeHeaders(encoded, 't/0@1'), h);
+  const noTx = { ...h, txId: null, table: 'sch\u00e9ma.t\u00e2ble' };
   assert.deepEqual(decodeHeaders(encodeHeaders(noTx), 't/0@1'), noTx);
+  assert.throws(() => encodeHeaders({ ...h, fingerprint: '0123456789abcdeX' }), ChartlogError);
+});
+
+/** A table message's headers as kafkajs delivers them from a topic (Buffers). */
+const received = (headers: Record<string, string>) => Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, Buffer.from(v, 'latin1')]));
+
+test('format 1 is pinned: these bytes are what a topic holds and what is read back', () => {
+  const h = { table: 'public.patients', fingerprint: '0123456789abcdef', position: Position.of('00000000016b3748', 7), txId: '0-1-42', commitTsUs: 1_795_000_000_123_456n };
+  const pinned = '01' + '0123456789abcdef' + '0006608b01611240' + '00000007' + '01' + '000f' + Buffer.from('public.patients').toString('hex') + '0010' + Buffer.from('00000000016b3748').toString('hex') + '0006' + Buffer.from('0-1-42').toString('hex');
+  assert.equal(encodeHeaders(h).chartlog!.toString('hex'), pinned);
+  assert.deepEqual(decodeHeaders({ chartlog: Buffer.from(pinned, 'hex') }, 't/0@1'), h);
+});
+
+test('format 0 (five text headers, written before format 1) is still read: a pinned message', () => {
+  // Exactly what chartlog before format 1 put on a table message.
+  const legacy = received({ table: 'public.patients', fingerprint: '0123456789abcdef', position: '00000000016b3748.00000007', commitTsUs: '1152921504606846977', txId: '0-1-42' });
+  assert.deepEqual(decodeHeaders(legacy, 't/0@1'), { table: 'public.patients', fingerprint: '0123456789abcdef', position: Position.of('00000000016b3748', 7), txId: '0-1-42', commitTsUs: 2n ** 60n + 1n });
+  const { txId: _t, ...noTx } = legacy;
+  assert.equal(decodeHeaders(noTx, 't/0@1').txId, null);
 });
 
 test('missing or malformed headers are decode errors that name the header and where, not values', () => {
-  const good = encodeHeaders({ table: 'public.t', fingerprint: '0123456789abcdef', position: Position.of('01', 0), txId: null, commitTsUs: 5n });
+  const good = received({ table: 'public.t', fingerprint: '0123456789abcdef', position: '01.00000000', commitTsUs: '5' });
   const { position: _p, ...noPosition } = good;
   assert.throws(() => decodeHeaders(noPosition, 'topic/3@17'), (e: unknown) => e instanceof ChartlogError && e.code === 'decode' && /topic\/3@17.*"position"/.test(e.message));
-  assert.throws(() => decodeHeaders({ ...good, fingerprint: 'XYZ' }, 'w'), (e: unknown) => e instanceof ChartlogError && e.code === 'decode');
-  assert.throws(() => decodeHeaders({ ...good, commitTsUs: '-3' }, 'w'), (e: unknown) => e instanceof ChartlogError && e.code === 'decode');
+  assert.throws(() => decodeHeaders({ ...good, fingerprint: Buffer.from('XYZ') }, 'w'), (e: unknown) => e instanceof ChartlogError && e.code === 'decode');
+  assert.throws(() => decodeHeaders({ ...good, commitTsUs: Buffer.from('-3') }, 'w'), (e: unknown) => e instanceof ChartlogError && e.code === 'decode');
   assert.throws(() => decodeHeaders(undefined, 'w'), ChartlogError);
+  const meta = encodeHeaders({ table: 'public.t', fingerprint: '0123456789abcdef', position: Position.of('01', 0), txId: 'x', commitTsUs: 5n }).chartlog!;
+  const isDecode = (pattern: RegExp) => (e: unknown) => e instanceof ChartlogError && e.code === 'decode' && pattern.test(e.message);
+  assert.throws(() => decodeHeaders({ chartlog: Buffer.concat([Buffer.from([2]), meta.subarray(1)]) }, 'topic/3@17'), isDecode(/topic\/3@17.*format 2/));
+  assert.throws(() => decodeHeaders({ chartlog: meta.subarray(0, meta.length - 1) }, 'w'), isDecode(/truncated/));
+  assert.throws(() => decodeHeaders({ chartlog: meta.subarray(0, 10) }, 'w'), isDecode(/truncated/));
+  assert.throws(() => decodeHeaders({ chartlog: Buffer.concat([meta, Buffer.from([0])]) }, 'w'), isDecode(/after its fields/));
+  const badCommit = Buffer.from(meta);
+  badCommit.write('Z', meta.indexOf(Buffer.from('01', 'latin1'), 22), 'latin1');
+  assert.throws(() => decodeHeaders({ chartlog: badCommit }, 'w'), isDecode(/position/));
 });
 
 test('transaction records carry Debezium-style counts and round-trip', () => {

@@ -52,7 +52,7 @@ class FakeKafka {
     let list = this.log.get(topic);
     if (!list) this.log.set(topic, (list = []));
     for (const m of messages) {
-      const headers = Object.fromEntries(Object.entries(m.headers ?? {}).map(([k, v]) => [k, Buffer.from(String(v))]));
+      const headers = Object.fromEntries(Object.entries(m.headers ?? {}).map(([k, v]) => [k, Buffer.isBuffer(v) ? v : Buffer.from(String(v))]));
       const value = m.value === null || m.value === undefined ? null : Buffer.from(m.value);
       const key = m.key === null || m.key === undefined ? null : Buffer.from(m.key);
       list.push({ offset: String(list.length), key, value, headers, timestamp: '0', attributes: 0 } as unknown as KafkaMessage);
