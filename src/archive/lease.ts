@@ -124,6 +124,11 @@ export class Lease implements WriterFence {
   private renewTimer: NodeJS.Timeout | null = null;
   private deadlineTimer: NodeJS.Timeout | null = null;
   private renewing: Promise<void> = Promise.resolve();
+  // Why a renewal came too late, for the loss message: was the process itself late to start it
+  // (event loop or CPU starved), or was the store slow to answer (disk, fsync, network)?
+  private renewDueAt = 0;
+  private renewStartedAt = 0;
+  private storeCallSince: number | null = null;
 
   constructor(private readonly o: LeaseOptions) {
     if (!Number.isFinite(o.ttlMs) || o.ttlMs < 100) throw new ChartlogError('config', `lease TTL ${o.ttlMs} ms is too short`);
@@ -342,14 +347,27 @@ export class Lease implements WriterFence {
     this.state = 'held';
     this.heldUntil = since + this.ttlMs - this.marginMs;
     this.clearTimers();
+    this.renewDueAt = this.now() + this.renewEveryMs;
     this.renewTimer = setTimeout(() => {
+      this.renewStartedAt = this.now();
       this.renewing = this.renew();
     }, this.renewEveryMs);
     this.deadlineTimer = setTimeout(() => {
-      if (this.state === 'held' && this.now() >= this.heldUntil) {
-        this.lose(new ChartlogError('lease', `could not renew the writer lease of source ${this.o.source} before it expired`, { hint: LOST_HINT }));
-      }
+      if (this.state === 'held' && this.now() >= this.heldUntil) this.lose(this.expired());
     }, Math.max(0, this.heldUntil - this.now()) + 1);
+  }
+
+  /** The loss error, saying whether the process started the renewal late or the store answered late. */
+  private expired(): ChartlogError {
+    const t = this.now();
+    const started = this.renewStartedAt >= this.renewDueAt ? this.renewStartedAt : null;
+    const why = [
+      started === null
+        ? `the renewal due ${((t - this.renewDueAt) / 1000).toFixed(1)} s ago never started (this process was too busy to run its timer)`
+        : `the renewal started ${((started - this.renewDueAt) / 1000).toFixed(1)} s after it was due`,
+      ...(this.storeCallSince === null ? [] : [`its write to the store had been waiting ${((t - this.storeCallSince) / 1000).toFixed(1)} s for an answer`]),
+    ].join('; ');
+    return new ChartlogError('lease', `could not renew the writer lease of source ${this.o.source} before it expired: ${why}`, { hint: LOST_HINT });
   }
 
   private async renew(): Promise<void> {
@@ -357,13 +375,14 @@ export class Lease implements WriterFence {
     while (this.state === 'held' && this.record && this.version) {
       const t = this.now();
       if (t >= this.heldUntil) {
-        this.lose(new ChartlogError('lease', `could not renew the writer lease of source ${this.o.source} before it expired`, { hint: LOST_HINT }));
+        this.lose(this.expired());
         return;
       }
       const next: LeaseRecord = { ...this.record, renewedAt: iso(t), expiresAt: iso(t + this.ttlMs), renewals: this.record.renewals + 1 };
       const body = encodeRecord(next);
       try {
-        const v = await this.o.store.putIfVersion(this.key, body, this.version);
+        this.storeCallSince = t;
+        const v = await this.o.store.putIfVersion(this.key, body, this.version).finally(() => (this.storeCallSince = null));
         if (this.state !== 'held') return;
         if (v !== null) {
           this.hold(next, v, t);
@@ -426,7 +445,7 @@ const LOCAL: { bootId?: string; pidNamespace?: string } = (() => {
 })();
 
 const LOST_HINT =
-  'another chartlog process writes this archive now (two `chartlog run` with one configuration, or this one paused longer than storage.leaseTtlMs); this process stopped without writing more. Nothing acknowledged is lost; run one chartlog per source';
+  'another chartlog process writes this archive now (two `chartlog run` with one configuration), or this one or its store was slower than storage.leaseTtlMs allows (the message says which: raise storage.leaseTtlMs, or give the process CPU and the store I/O); this process stopped without writing more. Nothing acknowledged is lost; run one chartlog per source';
 
 function takenOver(source: string, rec: LeaseRecord | null): ChartlogError {
   const who = rec ? `host ${rec.host}, pid ${rec.pid}, epoch ${rec.epoch}${rec.released ? ', released' : ''}` : 'nobody: the lease object is gone';

@@ -155,6 +155,31 @@ test('renewal impossible until expiry (store unreachable) loses the lease before
   assert.equal((await readLease(store, SOURCE))!.owner, a.ownerId, 'the record stays until someone takes it over');
 });
 
+test('a store that never answers the renewal: the loss says the write was waiting on the store', async () => {
+  const store = new MemoryObjectStore();
+  const a = lease(store, { ttlMs: 600 });
+  await a.acquire();
+  const real = store.putIfVersion.bind(store);
+  let unstick: (v: string | null) => void = () => {};
+  store.putIfVersion = () => new Promise<string | null>((resolve) => (unstick = resolve)); // a write stuck in the store (a disk stalled in fsync)
+  await new Promise<void>((resolve) => a.signal.addEventListener('abort', () => resolve()));
+  store.putIfVersion = real;
+  unstick(null); // the late answer changes nothing: the lease stays lost
+  assert.equal(a.held, false);
+  assert.match(a.lost!.message, /before it expired: the renewal started \d+\.\d s after it was due; its write to the store had been waiting \d+\.\d s for an answer/);
+});
+
+test('a process too busy to run its renewal timer: the loss says the renewal started late, not the store', async () => {
+  const store = new MemoryObjectStore();
+  const a = lease(store, { ttlMs: 600 });
+  await a.acquire();
+  const until = Date.now() + 800; // the event loop blocked past the expiry (a long synchronous stretch)
+  while (Date.now() < until);
+  await new Promise<void>((resolve) => (a.signal.aborted ? resolve() : a.signal.addEventListener('abort', () => resolve())));
+  assert.match(a.lost!.message, /before it expired: the renewal (due \d+\.\d s ago never started|started \d+\.\d s after it was due)/);
+  assert.doesNotMatch(a.lost!.message, /waiting .* for an answer/);
+});
+
 test('a renewal whose answer was lost (the write happened) keeps the lease', async () => {
   const store = new MemoryObjectStore();
   const real = store.putIfVersion.bind(store);
