@@ -129,6 +129,7 @@ export class Lease implements WriterFence {
   private renewDueAt = 0;
   private renewStartedAt = 0;
   private storeCallSince: number | null = null;
+  private failedWrites = 0;
 
   constructor(private readonly o: LeaseOptions) {
     if (!Number.isFinite(o.ttlMs) || o.ttlMs < 100) throw new ChartlogError('config', `lease TTL ${o.ttlMs} ms is too short`);
@@ -348,6 +349,7 @@ export class Lease implements WriterFence {
     this.heldUntil = since + this.ttlMs - this.marginMs;
     this.clearTimers();
     this.renewDueAt = this.now() + this.renewEveryMs;
+    this.failedWrites = 0;
     this.renewTimer = setTimeout(() => {
       this.renewStartedAt = this.now();
       this.renewing = this.renew();
@@ -365,6 +367,7 @@ export class Lease implements WriterFence {
       started === null
         ? `the renewal due ${((t - this.renewDueAt) / 1000).toFixed(1)} s ago never started (this process was too busy to run its timer)`
         : `the renewal started ${((started - this.renewDueAt) / 1000).toFixed(1)} s after it was due`,
+      ...(this.failedWrites === 0 ? [] : [`${this.failedWrites} call${this.failedWrites === 1 ? '' : 's'} to the store failed`]),
       ...(this.storeCallSince === null ? [] : [`its write to the store had been waiting ${((t - this.storeCallSince) / 1000).toFixed(1)} s for an answer`]),
     ].join('; ');
     return new ChartlogError('lease', `could not renew the writer lease of source ${this.o.source} before it expired: ${why}`, { hint: LOST_HINT });
@@ -405,6 +408,7 @@ export class Lease implements WriterFence {
         return;
       } catch (err) {
         const e = toChartlogError(err);
+        this.failedWrites++;
         if (!e.retriable) {
           this.lose(new ChartlogError('lease', `renewing the writer lease of source ${this.o.source} failed: ${e.message}`, { hint: e.hint ?? LOST_HINT, cause: e }));
           return;
