@@ -21,7 +21,8 @@ interface ReplicateCliOptions {
   phi: string;
   json?: boolean;
   statusInterval: string;
-  pollInterval: string;
+  pollInterval?: string;
+  checkpointInterval?: string;
   warnLag: string;
   name?: string;
 }
@@ -40,7 +41,8 @@ export function registerReplicateCommand(program: Command): void {
     .requiredOption('--phi <mode>', `what the replica holds of PHI columns: ${PHI_MODES.join(' | ')} (open: opened with the keyring and audited; sealed: the sealed bytes; omit: NULL)`)
     .option('--json', 'print a status line as JSON every status interval (and at start and stop)')
     .option('--status-interval <seconds>', 'seconds between status lines and lag log lines', '60')
-    .option('--poll-interval <ms>', 'milliseconds between looks at the archive when there is nothing to apply', '250')
+    .option('--poll-interval <ms>', 'milliseconds between reads of the archive when there is nothing to apply (default 250; 1000 on s3://)')
+    .option('--checkpoint-interval <ms>', 'milliseconds between looks at the checkpoint alone while waiting for the next read: how soon a caught-up replica sees new durable changes (default 50; 200 on s3://, where each look is a billed request)')
     .option('--warn-lag <seconds>', 'a status whose lag passes this many seconds is logged as a warning', '300')
     .option('--name <name>', "the replica's name in `chartlog timeline` (a-z, 0-9, '_', '-'; default: from the target, e.g. postgres-analytics-5432-clinic_replica)")
     .action(async (opts: ReplicateCliOptions) => {
@@ -52,7 +54,8 @@ export function registerReplicateCommand(program: Command): void {
         const source = ctx.sources[0]!;
         if (!PHI_MODES.includes(opts.phi as PhiMode)) throw usageError(`--phi ${opts.phi}: expected one of ${PHI_MODES.join(', ')}`, 'open needs the keyring and audits every session; omit keeps PHI out of the replica');
         const statusEveryMs = seconds('--status-interval', opts.statusInterval, 1, 86_400) * 1000;
-        const pollMs = seconds('--poll-interval', opts.pollInterval, 10, 600_000);
+        const pollMs = opts.pollInterval === undefined ? undefined : seconds('--poll-interval', opts.pollInterval, 10, 600_000);
+        const checkpointLookMs = opts.checkpointInterval === undefined ? undefined : seconds('--checkpoint-interval', opts.checkpointInterval, 10, 600_000);
         const warnLagSeconds = seconds('--warn-lag', opts.warnLag, 1, 10_000_000);
         const tables = opts.tables === undefined ? undefined : parseTables(opts.tables);
         const url = targetUrl(opts.target, { file: opts.targetPasswordFile, env: process.env.CHARTLOG_TARGET_PASSWORD });
@@ -80,7 +83,8 @@ export function registerReplicateCommand(program: Command): void {
             phi: opts.phi as PhiMode,
             signal: stop.signal,
             statusEveryMs,
-            pollMs,
+            ...(pollMs !== undefined ? { pollMs } : {}),
+            ...(checkpointLookMs !== undefined ? { checkpointLookMs } : {}),
             warnLagSeconds,
             record: { name, location },
             onStatus: opts.json ? (s) => process.stdout.write(`${JSON.stringify(s)}\n`) : undefined,

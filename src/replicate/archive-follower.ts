@@ -7,7 +7,7 @@ import type { ArchiveCodec } from '../archive/archive-codec.js';
 import { ArchiveIndexCache, readArchiveIndex, tablesOf, type ArchiveIndex } from '../archive/archive-index.js';
 import { ArchiveReader, type StoredRecord } from '../archive/archive-reader.js';
 import type { TransactionRecord } from '../archive/transaction-log.js';
-import { checkpointKey } from '../archive/layout.js';
+import { FLUSH_PARTS, TRANSACTIONS_TABLE, checkpointKey } from '../archive/layout.js';
 import { sha256Hex } from '../archive/manifest.js';
 import { sleep } from '../core/retry.js';
 import { settledTransactions, type SettledPlan } from './settled-transactions.js';
@@ -43,6 +43,14 @@ export class ArchiveFollower {
   private readonly recordIds = new Set<string>();
   private durable: Position | null = null;
   private index: ArchiveIndex | null = null;
+  /**
+   * A read takes the listed objects a prefix at a time (readPrefix). When the last successful read
+   * left some: the position below which every record listed is read (only transactions before it
+   * are planned), and the index they were listed in (the next read goes on with them without
+   * listing again; dropped when a read fails, so a part merged away meanwhile is listed anew).
+   */
+  private bound: Position | null = null;
+  private unreadIndex: ArchiveIndex | null = null;
 
   constructor(
     private readonly store: ObjectStore,
@@ -55,14 +63,25 @@ export class ArchiveFollower {
   /** What the last successful read found: the index and how many objects it read anew. */
   lastRead: { objects: number; index: ArchiveIndex; indexMs: number; objectsMs: number } | null = null;
 
-  /** Reads what is new in the archive; records at or before `after` are not kept. */
-  async read(after: Position): Promise<void> {
+  /**
+   * Reads what is new in the archive; records at or before `after` are not kept. A backlog is read
+   * a prefix of objects at a time (about `budgetBytes` stored, in position order: readPrefix), so
+   * a replica starts applying after its first objects rather than after all of them; the next
+   * read takes the next prefix of the same listing (`behind` says whether some are left).
+   */
+  async read(after: Position, budgetBytes = READ_BUDGET_BYTES): Promise<void> {
     const started = performance.now();
-    const index = await readArchiveIndex(this.store, this.source, this.cache);
+    const listedBefore = this.unreadIndex;
+    this.unreadIndex = null;
+    const index = listedBefore ?? (await readArchiveIndex(this.store, this.source, this.cache));
     const indexMs = Math.round(performance.now() - started);
-    // Each read's checkpoint and manifests are authenticated as at start: a planted checkpoint
+    // Each listing's checkpoint and manifests are authenticated as at start: a planted checkpoint
     // would otherwise make the replica apply what is not durable (or not the source's).
-    refuseUnauthentic(this.source, authenticateArchive(index, this.mac), 'replicate');
+    if (!listedBefore) refuseUnauthentic(this.source, authenticateArchive(index, this.mac), 'replicate');
+    const listed: PrefixObject[] = [];
+    for (const h of index.hours) for (const o of h.manifest.objects) if (!this.consumed.has(o.key)) listed.push({ key: o.key, first: Position.parse(o.firstPos), last: Position.parse(o.lastPos), bytes: o.bytes, needed: this.needed(o.table) });
+    for (const p of index.openParts) if (!this.consumed.has(p.key)) listed.push({ key: p.key, first: p.first, last: p.last, bytes: p.bytes ?? 0, needed: this.needed(p.table) });
+    const { take, bound } = readPrefix(listed, after, budgetBytes);
     const present = new Set<string>();
     const fresh: ArchiveIndex = {
       ...index,
@@ -72,19 +91,20 @@ export class ArchiveFollower {
           ...h.manifest,
           objects: h.manifest.objects.filter((o) => {
             present.add(o.key);
-            return !this.consumed.has(o.key);
+            return take.has(o.key);
           }),
         },
       })),
       openParts: index.openParts.filter((p) => {
         present.add(p.key);
-        return !this.consumed.has(p.key);
+        return take.has(p.key);
       }),
     };
     const reader = new ArchiveReader(this.store, fresh, this.archive.envelopes, new Map());
     const log = await reader.transactions(after);
     const records: FollowedRecord[] = [];
-    for (const table of tablesOf(fresh).filter(this.inScope)) for (const r of await reader.tableRecords(table, after)) records.push({ ...r, table });
+    // Each record is the reader's own fresh object: its table is set on it rather than copied per record.
+    for (const table of tablesOf(fresh).filter(this.inScope)) for (const r of await reader.tableRecords(table, after)) records.push(Object.assign(r, { table }));
 
     // Everything read: kept at once, so a failed read leaves nothing half-kept.
     let objects = 0;
@@ -92,15 +112,17 @@ export class ArchiveFollower {
     for (const p of fresh.openParts) objects += this.consume(p.key);
     for (const k of this.consumed) if (!present.has(k)) this.consumed.delete(k); // deleted parts are never listed again
     const newLog = log.filter((t) => !this.logIds.has(t.pos) && this.logIds.add(t.pos));
-    if (newLog.length > 0) this.log = [...this.log, ...newLog].sort((a, b) => Position.compare(Position.parse(a.pos), Position.parse(b.pos)));
+    if (newLog.length > 0) this.log = inOrder([...this.log, ...newLog], (t) => Position.parse(t.pos));
     const newRecords = records.filter((r) => {
       const id = Position.format(r.position);
       return !this.recordIds.has(id) && this.recordIds.add(id);
     });
-    if (newRecords.length > 0) this.records = [...this.records, ...newRecords].sort((a, b) => Position.compare(a.position, b.position));
+    if (newRecords.length > 0) this.records = inOrder([...this.records, ...newRecords], (r) => r.position);
     this.prune(after);
     this.durable = index.checkpoint?.position ?? null;
     this.index = index;
+    this.bound = bound;
+    this.unreadIndex = bound ? index : null;
     this.lastRead = { objects, index, indexMs, objectsMs: Math.round(performance.now() - started) - indexMs };
   }
 
@@ -108,7 +130,24 @@ export class ArchiveFollower {
   plan(after: Position, limit: number): SettledPlan<FollowedRecord> {
     this.prune(after);
     if (this.log.length === 0) return { transactions: [], inFlight: 0, oldestInFlightUs: null };
-    return settledTransactions({ after, durable: this.durable, log: this.log, records: this.records, inScope: this.inScope, limit });
+    // Objects left unread (a prefix read) may hold records and log entries from the bound on:
+    // only the log before it is planned (every record of those transactions is read), so no
+    // count or chain check meets a transaction read in part. What lies past it is in flight.
+    const bound = this.bound;
+    const cut = bound ? this.log.findIndex((t) => Position.compare(Position.parse(t.pos), bound) >= 0) : -1;
+    if (cut < 0) return settledTransactions({ after, durable: this.durable, log: this.log, records: this.records, inScope: this.inScope, limit });
+    const plan = settledTransactions({ after, durable: this.durable, log: this.log.slice(0, cut), records: this.records, inScope: this.inScope, limit });
+    return { ...plan, inFlight: plan.inFlight + this.log.length - cut, oldestInFlightUs: plan.oldestInFlightUs ?? BigInt(this.log[cut]!.commitTsUs) };
+  }
+
+  /** Whether the last read left listed objects unread: the next read goes on at once with them. */
+  get behind(): boolean {
+    return this.bound !== null;
+  }
+
+  /** Whether an object can hold what the replica reads: the transaction log, a flush part, or a table in scope. */
+  private needed(table: string): boolean {
+    return table === TRANSACTIONS_TABLE || table === FLUSH_PARTS || this.inScope(table);
   }
 
   /**
@@ -153,4 +192,52 @@ export class ArchiveFollower {
     while (n < this.records.length && Position.compare(this.records[n]!.position, after) <= 0) this.recordIds.delete(Position.format(this.records[n++]!.position));
     if (n > 0) this.records = this.records.slice(n);
   }
+}
+
+/** Stored bytes one read takes at most (past its first object): a few flush parts. */
+export const READ_BUDGET_BYTES = 4 * 1024 * 1024;
+
+/** A listed object as readPrefix sees it. */
+export interface PrefixObject {
+  key: string;
+  first: Position;
+  last: Position;
+  bytes: number;
+  /** False for an object of a table out of scope: taken (consumed) without being read. */
+  needed: boolean;
+}
+
+/**
+ * Which listed objects one read takes (pure): in order of their first position, those needed
+ * until `budgetBytes` are taken (at least one), plus every object not needed or wholly at or
+ * before `after` (read for nothing, or not at all). `bound`: the first position of the first
+ * needed object left, below which every record of every object listed is taken (objects are
+ * ranges: nothing in one starts before its first position); null when none is left.
+ */
+export function readPrefix(objects: readonly PrefixObject[], after: Position, budgetBytes: number): { take: Set<string>; bound: Position | null } {
+  const take = new Set<string>();
+  let bytes = 0;
+  let bound: Position | null = null;
+  for (const o of [...objects].sort((a, b) => Position.compare(a.first, b.first))) {
+    if (!o.needed || Position.compare(o.last, after) <= 0) take.add(o.key);
+    else if (bound === null && (bytes === 0 || bytes + o.bytes <= budgetBytes)) {
+      take.add(o.key);
+      bytes += Math.max(1, o.bytes);
+    } else bound ??= o.first;
+  }
+  return { take, bound };
+}
+
+/**
+ * `items` sorted by position (in place), skipping the sort when they already are: what a read adds
+ * usually follows what was kept, and a backlog's one table comes sorted, so one pass replaces a
+ * sort that parsed positions on every comparison.
+ */
+function inOrder<T>(items: T[], positionOf: (item: T) => Position): T[] {
+  const positions = items.map(positionOf);
+  let sorted = true;
+  for (let i = 1; i < positions.length && sorted; i++) sorted = Position.compare(positions[i - 1]!, positions[i]!) < 0;
+  if (sorted) return items;
+  const order = items.map((_, i) => i).sort((a, b) => Position.compare(positions[a]!, positions[b]!));
+  return order.map((i) => items[i]!);
 }

@@ -37,3 +37,23 @@ test('waitForCheckpoint ends soon after the checkpoint object changes, and waits
   await follower.waitForCheckpoint(5000, 20, stop.signal);
   assert.ok(performance.now() - started < 2500);
 });
+
+test('readPrefix takes needed objects in position order up to the budget, and bounds what may be planned by the first one left', async () => {
+  const { readPrefix } = await import('../../../src/replicate/archive-follower.js');
+  const { Position } = await import('../../../src/core/position.js');
+  const o = (key: string, first: string, last: string, bytes: number, needed = true) => ({ key, first: Position.of(first), last: Position.of(last), bytes, needed });
+  const after = Position.of('00000010');
+  // Listed out of order; one wholly applied (free), one out of scope (free), one that overlaps an
+  // earlier one (a reordered delivery) — it starts before the one it overlaps ends.
+  const listed = [o('c', '00000300', '00000400', 3), o('old', '00000001', '00000010', 9), o('a', '00000100', '00000200', 3), o('other', '00000500', '00000600', 9, false), o('b', '00000150', '00000350', 3)];
+  const { take, bound } = readPrefix(listed, after, 6);
+  assert.deepEqual([...take].sort(), ['a', 'b', 'old', 'other']);
+  // 'c' is left: nothing at or past its first position may be planned yet, even though 'b' (taken) reaches past it.
+  assert.equal(Position.format(bound!), Position.format(Position.of('00000300')));
+  // The first needed object is taken even when it alone passes the budget; nothing left: no bound.
+  const all = readPrefix([o('big', '00000100', '00000200', 100)], after, 6);
+  assert.deepEqual([...all.take], ['big']);
+  assert.equal(all.bound, null);
+  // A budget that holds everything takes everything.
+  assert.equal(readPrefix(listed, after, 1000).bound, null);
+});

@@ -63,3 +63,9 @@ test('a PHI key column cannot be followed without opening it', () => {
   const keyed = { ...schema, primaryKey: ['ssn'] };
   assert.throws(() => changeSql(change({ schema: keyed, after: { id: 1n, ssn: new Uint8Array([1]), note: null } }), 'sealed', 'postgres'), /primary-key column is PHI/);
 });
+
+test('poll defaults: 50 ms checkpoint looks and 250 ms reads on a local store; slower on S3, where each look is a billed request', async () => {
+  const { pollDefaults } = await import('../../../src/replicate/replicator.js');
+  assert.deepEqual(pollDefaults('file:///var/lib/chartlog'), { pollMs: 250, checkpointLookMs: 50 });
+  assert.deepEqual(pollDefaults('s3://bucket/prefix'), { pollMs: 1000, checkpointLookMs: 200 });
+});
