@@ -1,44 +1,42 @@
-import { LogicalReplicationService } from 'pg-logical-replication';
-import type { ClientConfig, Client } from 'pg';
+import pg from 'pg';
 import { ChartlogError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
-import { formatLsn, parseLsn, type Lsn } from './lsn.js';
+import type { Lsn } from './lsn.js';
+import { PRIMARY_KEEPALIVE, readKeepalive, standbyStatusUpdate, XLOG_DATA, XLOG_HEADER_BYTES } from './replication-protocol.js';
 import { quoteIdent } from './setup-check.js';
 
 /**
  * One replication connection (one START_REPLICATION), as a pull queue of raw pgoutput
- * messages. Built on pg-logical-replication with every trap of FIELD-NOTES closed:
+ * messages. A `pg` client in replication mode runs START_REPLICATION; its CopyData messages
+ * are read here (replication-protocol.ts), with every trap of FIELD-NOTES closed:
  *
- * - `acknowledge: {auto: false, timeoutSeconds: 0}`: the library confirms nothing by itself
- *   (auto-ack confirms on receipt; its timer confirms the last *received* LSN).
+ * - Nothing is confirmed by itself: no auto-acknowledgement on receipt, no timer confirming the
+ *   last *received* LSN (pg-logical-replication, used before, did both unless told not to).
  * - Keepalives are answered here with the LSN the connector's policy allows — the last
  *   acknowledged commit, or the server's position only when everything received is
  *   acknowledged — never with received-but-unacknowledged data.
- * - The library's `acknowledge(lsn)` reports lsn + 1; `sendStatus` compensates so the server
- *   gets exactly the commit end LSN (lsn + 1 would skip a transaction whose commit record
- *   starts right at that end).
- * - Bounded memory: the library's `flowControl` awaits every message through several promise
- *   hops (measured: it made receiving the slowest step), so it stays off and this session
- *   pauses the replication socket itself while its queue holds `queueBytes`, resuming at half.
- *   (The library's own flow control pauses the same socket.) The bound is in bytes, and
- *   megabytes of them: while the pipeline encodes and writes a transaction the server goes on
- *   decoding the next one into this queue. A bound of 1024 messages (a tenth of a 10k-row
- *   transaction) paused the server after milliseconds, so it and the pipeline took turns
- *   instead of working at the same time (a third of the pipeline's wall time was waits for it).
- * - A session is used once: the library resumes a reused service from the last *received*
- *   LSN, so every reconnect builds a new session (and service) that resumes from the slot.
- * - The library has no reconnect and does not notice a dead connection reliably: the end of
- *   START_REPLICATION, a connection error or a silent server (watchdog) ends the session with
- *   a retriable error, and the connector reconnects.
- * - The library hands values to pg's lossy global type parsers; the plugin here returns the
- *   message bytes untouched and pgoutput-decoder.ts decodes them.
+ * - Status updates carry exactly the commit end LSN (standbyStatusUpdate): lsn + 1 would skip a
+ *   transaction whose commit record starts right at that end.
+ * - Bounded memory: this session pauses the replication socket while its queue holds
+ *   `queueBytes`, resuming at half. The bound is in bytes, and megabytes of them: while the
+ *   pipeline encodes and writes a transaction the server goes on decoding the next one into
+ *   this queue. A bound of 1024 messages (a tenth of a 10k-row transaction) paused the server
+ *   after milliseconds, so it and the pipeline took turns instead of working at the same time
+ *   (a third of the pipeline's wall time was waits for it).
+ * - A session is used once: every reconnect builds a new session that resumes from the slot.
+ * - The end of START_REPLICATION, a connection error or a silent server (watchdog) ends the
+ *   session with a retriable error, and the connector reconnects.
+ * - Values never pass through pg's lossy global type parsers: the message bytes are queued
+ *   untouched and pgoutput-decoder.ts decodes them.
+ * - Per received message: one copy of its bytes (pg reuses its read buffer) and one queue item;
+ *   no LSN strings, events or promises (the library made all three, ≈ 8 % of the pipeline).
  */
 export type SessionItem =
   | { readonly kind: 'data'; readonly bytes: Uint8Array }
   | { readonly kind: 'end'; readonly error: ChartlogError | null };
 
 export interface SessionOptions {
-  readonly clientConfig: ClientConfig;
+  readonly clientConfig: pg.ClientConfig;
   readonly slot: string;
   readonly publication: string;
   /** The LSN a status update may report now, given the server's latest position. */
@@ -50,14 +48,15 @@ export interface SessionOptions {
   readonly log: Logger;
 }
 
-type Plugin = Parameters<LogicalReplicationService['subscribe']>[0];
 interface PausableStream {
   pause(): void;
   resume(): void;
 }
 
 export class ReplicationSession {
-  private readonly service: LogicalReplicationService;
+  private readonly client: pg.Client;
+  /** pg's connection: CopyData arrives as its 'copyData' events, status updates leave through it. */
+  private readonly connection: PgConnection;
   /**
    * Items from `head` on are queued. Taken by index, not `shift()`: an array of tens of thousands
    * of items lives in V8's large-object space, where every shift moves all the others (measured:
@@ -78,48 +77,25 @@ export class ReplicationSession {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: SessionOptions) {
-    this.service = new LogicalReplicationService(options.clientConfig, {
-      acknowledge: { auto: false, timeoutSeconds: 0 },
-      flowControl: { enabled: false },
-    });
+    this.client = new pg.Client({ ...options.clientConfig, replication: 'database' } as pg.ClientConfig);
+    this.connection = (this.client as unknown as { connection: PgConnection }).connection;
   }
 
   /** Connects and starts streaming; resolves once the server accepted START_REPLICATION. */
   async start(): Promise<void> {
     const { slot, publication } = this.options;
-    const plugin = {
-      name: 'pgoutput',
-      options: {},
-      parse: (buffer: Buffer): Uint8Array => {
-        this.received++;
-        this.lastHeardAt = Date.now();
-        // A copy: pg reuses its read buffer. Buffer.from takes small copies from Node's shared
-        // pool instead of allocating an ArrayBuffer per message.
-        return Buffer.from(buffer);
-      },
-      start: (client: Client): Promise<unknown> => {
-        this.socket = (client as unknown as { connection: { stream: PausableStream } }).connection.stream;
-        // 0/0: start where the slot's confirmed_flush_lsn is.
-        return client.query(
-          `START_REPLICATION SLOT ${quoteIdent(slot)} LOGICAL 0/0 (proto_version '1', publication_names '${quoteIdent(publication)}')`,
-        );
-      },
-    } as unknown as Plugin;
-
-    this.service.on('data', (_lsn: string, bytes: Uint8Array) => this.arrive(bytes));
-    this.service.on('heartbeat', (lsn: string, _ts: number, _shouldRespond: boolean) => {
-      this.lastHeardAt = Date.now();
-      const server = parseLsn(lsn);
-      if (server > this.serverLsn) this.serverLsn = server;
-      // Answer every keepalive (not only those asking): the server uses the reports to
-      // advance the slot and to finish a fast shutdown.
-      this.report(false);
-    });
-    this.service.on('error', (err: Error) => {
+    this.client.on('error', (err: Error) => this.finish(connectionError(err)));
+    await this.client.connect().catch((err: unknown) => {
       this.finish(connectionError(err));
+      throw connectionError(err);
     });
-    const started = new Promise<void>((resolve) => this.service.once('start', () => resolve()));
-    const streaming = this.service.subscribe(plugin, slot);
+    this.socket = this.connection.stream;
+    const started = new Promise<void>((resolve) => this.connection.once('replicationStart', () => resolve()));
+    this.connection.on('copyData', (msg: { chunk: Buffer }) => this.copyData(msg.chunk));
+    // 0/0: start where the slot's confirmed_flush_lsn is. The query ends with the stream.
+    const streaming = this.client.query(
+      `START_REPLICATION SLOT ${quoteIdent(slot)} LOGICAL 0/0 (proto_version '1', publication_names '${quoteIdent(publication)}')`,
+    );
     streaming.then(
       () => this.finish(new ChartlogError('connection', 'replication stream ended', { retriable: true })),
       (err: unknown) => this.finish(connectionError(err)),
@@ -131,6 +107,32 @@ export class ReplicationSession {
     }
     this.timer = setInterval(() => this.tick(), Math.min(this.options.statusIntervalMs, 1000));
     this.timer.unref();
+  }
+
+  /** One CopyData message of the stream: XLogData is queued, a keepalive answered. */
+  private copyData(chunk: Buffer): void {
+    this.lastHeardAt = Date.now();
+    const tag = chunk[0];
+    if (tag === XLOG_DATA) {
+      this.received++;
+      // A copy: pg reuses its read buffer. Buffer.from takes small copies from Node's shared
+      // pool instead of allocating an ArrayBuffer per message.
+      this.arrive(Buffer.from(chunk.subarray(XLOG_HEADER_BYTES)));
+    } else if (tag === PRIMARY_KEEPALIVE) {
+      let walEnd: Lsn;
+      try {
+        walEnd = readKeepalive(chunk).walEnd;
+      } catch (err) {
+        this.finish(err as ChartlogError);
+        return;
+      }
+      if (walEnd > this.serverLsn) this.serverLsn = walEnd;
+      // Answer every keepalive (not only those asking): the server uses the reports to
+      // advance the slot and to finish a fast shutdown.
+      this.report(false);
+    } else {
+      this.finish(new ChartlogError('decode', `unknown replication message 0x${(tag ?? 0).toString(16)}`, { retriable: true }));
+    }
   }
 
   /** Queues a received message; pauses the socket once `queueBytes` are queued. */
@@ -193,7 +195,7 @@ export class ReplicationSession {
   /** Reports `lsn` as written, flushed and applied: exactly `lsn`, see the class comment. */
   sendStatus(lsn: Lsn, ping = false): void {
     if (lsn <= 0n || this.ended) return;
-    void this.service.acknowledge(formatLsn(lsn - 1n), ping).catch(() => undefined);
+    this.connection.sendCopyFromChunk(standbyStatusUpdate(lsn, Date.now(), ping));
   }
 
   /** Sends what the policy allows now. */
@@ -203,7 +205,14 @@ export class ReplicationSession {
 
   async stop(): Promise<void> {
     this.finish(null);
-    await this.service.destroy().catch(() => undefined);
+    await this.end();
+  }
+
+  /** Closes the connection once (a second end() of a pg client would wait for an event that never comes). */
+  private ending: Promise<void> | null = null;
+  private end(): Promise<void> {
+    this.ending ??= this.client.end().catch(() => undefined);
+    return this.ending;
   }
 
   private lastStatusAt = 0;
@@ -212,7 +221,7 @@ export class ReplicationSession {
     if (this.waitingSince !== null && now - Math.max(this.waitingSince, this.lastHeardAt) > this.options.idleTimeoutMs) {
       this.options.log.warn({ slot: this.options.slot, silentMs: now - this.lastHeardAt }, 'replication connection silent; reconnecting');
       this.finish(new ChartlogError('connection', 'replication connection went silent', { retriable: true }));
-      void this.service.destroy().catch(() => undefined);
+      void this.end();
       return;
     }
     if (now - this.lastStatusAt >= this.options.statusIntervalMs) {
@@ -228,6 +237,14 @@ export class ReplicationSession {
     this.queue.push({ kind: 'end', error });
     this.wakeConsumer?.();
   }
+}
+
+/** The slice of pg's (untyped) Connection a replication session uses. */
+interface PgConnection {
+  readonly stream: PausableStream;
+  on(event: 'copyData', listener: (msg: { chunk: Buffer }) => void): void;
+  once(event: 'replicationStart', listener: () => void): void;
+  sendCopyFromChunk(chunk: Buffer): void;
 }
 
 /** Lost connections, restarts and a slot still held by an old walsender are all worth a retry. */
