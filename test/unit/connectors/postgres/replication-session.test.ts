@@ -5,19 +5,24 @@ import { createLogger } from '../../../../src/core/logger.js';
 
 // No connection is made: messages are queued the way a received XLogData message is.
 function session(): { s: ReplicationSession; arrive: (byte: number) => void } {
-  const s = new ReplicationSession({
+  const s = unconnected(16);
+  const internals = s as unknown as { arrive(bytes: Uint8Array): void };
+  const arrive = (byte: number): void => internals.arrive(Uint8Array.of(byte));
+  return { s, arrive };
+}
+
+/** A session that never connects, with a queue bound of `queueBytes`. */
+function unconnected(queueBytes: number): ReplicationSession {
+  return new ReplicationSession({
     clientConfig: { host: '127.0.0.1', port: 1 },
     slot: 'unused',
     publication: 'unused',
     statusLsn: () => 0n,
     statusIntervalMs: 10_000,
     idleTimeoutMs: 60_000,
-    queueBytes: 16,
+    queueBytes,
     log: createLogger({ level: 'silent', format: 'json' }),
   });
-  const internals = s as unknown as { arrive(bytes: Uint8Array): void };
-  const arrive = (byte: number): void => internals.arrive(Uint8Array.of(byte));
-  return { s, arrive };
 }
 
 function bytesOf(item: SessionItem | null): number[] | null {
@@ -44,16 +49,7 @@ test('negative control: racing next() instead loses the message that arrives aft
 });
 
 test('the queue is bounded by bytes: the socket pauses once queueBytes are queued and resumes at half; order is kept across the compaction of taken items', () => {
-  const s = new ReplicationSession({
-    clientConfig: { host: '127.0.0.1', port: 1 },
-    slot: 'unused',
-    publication: 'unused',
-    statusLsn: () => 0n,
-    statusIntervalMs: 10_000,
-    idleTimeoutMs: 60_000,
-    queueBytes: 100 * 1000,
-    log: createLogger({ level: 'silent', format: 'json' }),
-  });
+  const s = unconnected(100 * 1000);
   const calls: string[] = [];
   const internals = s as unknown as { socket: { pause(): void; resume(): void }; arrive(bytes: Uint8Array): void };
   internals.socket = { pause: () => calls.push('pause'), resume: () => calls.push('resume') };
@@ -73,16 +69,7 @@ test('the queue is bounded by bytes: the socket pauses once queueBytes are queue
 });
 
 test('messages packed across slabs come out whole and in order, views taken earlier keep their bytes, and the end comes after the last message', () => {
-  const s = new ReplicationSession({
-    clientConfig: { host: '127.0.0.1', port: 1 },
-    slot: 'unused',
-    publication: 'unused',
-    statusLsn: () => 0n,
-    statusIntervalMs: 10_000,
-    idleTimeoutMs: 60_000,
-    queueBytes: 64 * 1024 * 1024,
-    log: createLogger({ level: 'silent', format: 'json' }),
-  });
+  const s = unconnected(64 * 1024 * 1024);
   const internals = s as unknown as { arrive(bytes: Uint8Array, start?: number): void; finish(err: null): void };
   // 3,000 messages of 1,000 bytes (about 3 MiB: three slabs), each filled with its number, and
   // one larger than a slab; given behind a 25-byte header as XLogData is.
