@@ -133,8 +133,8 @@ const SESSION_QUEUE_BYTES = 8 * 1024 * 1024;
  * Events per delivered batch: a larger transaction goes out in partial batches. Every event of a
  * batch is alive from its decoding until the batch is encoded, so with the bin's small young
  * generation (--max-semi-space-size=4) the events of a 10 000-event batch all survived into the
- * old generation; at 2 500 fewer do: 12–15 % less CPU per row and ~15 MiB less peak RSS over
- * a 200k-row backlog of 10k-row transactions (two same-time pairs, benchmarks/README.md). The
+ * old generation; at 2 500 fewer do: 11–15 % less CPU per row and 6–33 MiB less peak RSS over
+ * a 200k-row backlog of 10k-row transactions (loaded runs back to back, benchmarks/README.md). The
  * MySQL/MariaDB connector uses the same size for the same reason.
  */
 const MAX_BATCH_EVENTS = 2_500;
