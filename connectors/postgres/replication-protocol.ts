@@ -7,7 +7,7 @@ import type { Lsn } from './lsn.js';
  * answers with. https://www.postgresql.org/docs/current/protocol-replication.html
  *
  * Read here rather than through pg-logical-replication, whose per-message path built two LSN
- * strings, an event emission and a promise for every received message (≈ 8 % of the
+ * strings, an event emission and a promise for every received message (≈ 4 % of the
  * pipeline's main thread at a 200k-row backlog, benchmarks/README.md).
  */
 
