@@ -10,7 +10,7 @@ import { createPgDatabase, diffCaptures, type Captured } from '../support/restor
 import { createClinicTables, postgresEngine, prng, RunHarness, Workload } from '../support/run-harness.js';
 
 /**
- * A PostgreSQL transaction larger than the connector's split threshold (10,000 events) on the
+ * A PostgreSQL transaction larger than the connector's split threshold (2,500 events) on the
  * Kafka bus (the real 3-node cluster of scripts/services.sh): it reaches Kafka as pieces, each
  * with its own END record, and the compactor must settle them piece by piece. Before the fix
  * the first piece never completed, the checkpoint stayed at the snapshot for good, and

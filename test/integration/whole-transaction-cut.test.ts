@@ -10,7 +10,7 @@ import { createPgDatabase, type TestDatabase } from '../support/restore-engines.
 
 /**
  * Whole transactions only (docs/architecture.md §5): `chartlog run` on real PostgreSQL is killed
- * with SIGKILL while one large UPDATE — published in pieces of 10,000 events — is half stored.
+ * with SIGKILL while one large UPDATE — published in pieces of 2,500 events — is half stored.
  * `restore --to latest` must then give none of it (the archive holds some of its pieces: shown
  * by counting them, so a cut that applied stored pieces would be caught), and after a restart
  * all of it.

@@ -3,24 +3,30 @@ import { test } from 'node:test';
 import { ReplicationSession, type SessionItem } from '../../../../connectors/postgres/replication-session.js';
 import { createLogger } from '../../../../src/core/logger.js';
 
-// No connection is made: messages are queued the way the service's 'data' handler queues them.
+// No connection is made: messages are queued the way a received XLogData message is.
 function session(): { s: ReplicationSession; arrive: (byte: number) => void } {
-  const s = new ReplicationSession({
+  const s = unconnected(16);
+  const internals = s as unknown as { arrive(bytes: Uint8Array): void };
+  const arrive = (byte: number): void => internals.arrive(Uint8Array.of(byte));
+  return { s, arrive };
+}
+
+/** A session that never connects, with a queue bound of `queueBytes`. */
+function unconnected(queueBytes: number): ReplicationSession {
+  return new ReplicationSession({
     clientConfig: { host: '127.0.0.1', port: 1 },
     slot: 'unused',
     publication: 'unused',
     statusLsn: () => 0n,
     statusIntervalMs: 10_000,
     idleTimeoutMs: 60_000,
-    queueBytes: 16,
+    queueBytes,
     log: createLogger({ level: 'silent', format: 'json' }),
   });
-  const internals = s as unknown as { queue: SessionItem[]; wakeConsumer: (() => void) | null };
-  const arrive = (byte: number): void => {
-    internals.queue.push({ kind: 'data', bytes: Uint8Array.of(byte) });
-    internals.wakeConsumer?.();
-  };
-  return { s, arrive };
+}
+
+function bytesOf(item: SessionItem | null): number[] | null {
+  return item?.kind === 'data' ? [...item.bytes] : null;
 }
 
 test('a wait for the next message that loses a race (a wake, an abort) takes no message: the next poll gets it', async () => {
@@ -29,7 +35,7 @@ test('a wait for the next message that loses a race (a wake, an abort) takes no 
   assert.equal(await Promise.race([ready.then(() => 'ready'), Promise.resolve('wake')]), 'wake');
   arrive(0x42); // a BEGIN arriving just after the wake won
   await ready;
-  assert.deepEqual(s.poll(), { kind: 'data', bytes: Uint8Array.of(0x42) }, 'the message is still queued');
+  assert.deepEqual(bytesOf(s.poll()), [0x42], 'the message is still queued');
   assert.equal(s.poll(), null);
 });
 
@@ -38,21 +44,12 @@ test('negative control: racing next() instead loses the message that arrives aft
   const next = s.next();
   assert.equal(await Promise.race([next.then(() => 'next'), Promise.resolve('wake')]), 'wake');
   arrive(0x42);
-  assert.deepEqual(await next, { kind: 'data', bytes: Uint8Array.of(0x42) }, 'the abandoned next() took it');
+  assert.deepEqual(bytesOf(await next), [0x42], 'the abandoned next() took it');
   assert.equal(s.poll(), null, 'nothing is left for the caller: the old stream loop lost a BEGIN this way');
 });
 
 test('the queue is bounded by bytes: the socket pauses once queueBytes are queued and resumes at half; order is kept across the compaction of taken items', () => {
-  const s = new ReplicationSession({
-    clientConfig: { host: '127.0.0.1', port: 1 },
-    slot: 'unused',
-    publication: 'unused',
-    statusLsn: () => 0n,
-    statusIntervalMs: 10_000,
-    idleTimeoutMs: 60_000,
-    queueBytes: 100 * 1000,
-    log: createLogger({ level: 'silent', format: 'json' }),
-  });
+  const s = unconnected(100 * 1000);
   const calls: string[] = [];
   const internals = s as unknown as { socket: { pause(): void; resume(): void }; arrive(bytes: Uint8Array): void };
   internals.socket = { pause: () => calls.push('pause'), resume: () => calls.push('resume') };
@@ -69,4 +66,25 @@ test('the queue is bounded by bytes: the socket pauses once queueBytes are queue
   // The rest, in arrival order, past the points where taken items are dropped from the array.
   for (let i = 5_000; i < 10_000; i++) assert.equal((s.poll() as { bytes: Uint8Array }).bytes[0], i % 256, `message ${i}`);
   assert.equal(s.poll(), null);
+});
+
+test('messages packed across slabs come out whole and in order, views taken earlier keep their bytes, and the end comes after the last message', () => {
+  const s = unconnected(64 * 1024 * 1024);
+  const internals = s as unknown as { arrive(bytes: Uint8Array, start?: number): void; finish(err: null): void };
+  // 3,000 messages of 1,000 bytes (about 3 MiB: three slabs), each filled with its number, and
+  // one larger than a slab; given behind a 25-byte header as XLogData is.
+  const sizes = [...Array.from({ length: 3_000 }, () => 1_000), 2 * 1024 * 1024];
+  sizes.forEach((n, i) => internals.arrive(new Uint8Array(25 + n).fill(i % 251), 25));
+  internals.finish(null);
+  const taken: Uint8Array[] = [];
+  for (let i = 0; i < sizes.length; i++) {
+    const item = s.poll();
+    assert.equal(item?.kind, 'data', `message ${i}`);
+    taken.push((item as { bytes: Uint8Array }).bytes);
+  }
+  taken.forEach((b, i) => {
+    assert.equal(b.length, sizes[i], `message ${i} length`);
+    assert.ok(b.every((x) => x === i % 251), `message ${i} bytes (read after every later message was taken)`);
+  });
+  assert.deepEqual(s.poll(), { kind: 'end', error: null });
 });
