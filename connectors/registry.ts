@@ -27,14 +27,4 @@ export function createConnector(source: ConnectorSource, deps: ConnectorDeps = {
   return factory(source, deps);
 }
 
-const resolutions: Record<string, bigint> = {
-  postgres: PostgresConnector.commitTimeResolutionUs,
-  mysql: MysqlConnector.commitTimeResolutionUs,
-};
-
-/** How exact a source type's commit times are, in µs, as its connector declares (restore and timeline ask). */
-export function commitTimeResolutionUs(type: string): bigint {
-  const r = resolutions[type];
-  if (r === undefined) throw configError(`no connector for source type "${type}"`, `use one of: ${Object.keys(resolutions).join(', ')}`);
-  return r;
-}
+export { commitTimeResolutionUs } from './commit-time-resolution.js';

@@ -233,3 +233,11 @@ export function mysqlSnapshotGtid(executed: string, serverUuid: string): MysqlGt
   const gno = list.reduce((m, [, hi]) => (hi > m ? hi : m), 0n);
   return { ordinal, uuid, gno };
 }
+
+/**
+ * Commit times come from binlog event headers, in whole seconds (MySQL 8's
+ * immediate_commit_timestamp, in µs, is not read yet): restore and timeline say so, and a time
+ * cut includes a transaction only when its whole second is at or before the time asked for
+ * (the connector's commitTimeResolutionUs).
+ */
+export const MYSQL_COMMIT_TIME_RESOLUTION_US = 1_000_000n;

@@ -12,7 +12,7 @@ import type { ConnectorCapabilities, SampledRow, SnapshotOptions, SourceConnecto
 import type { RequestResync, ResyncRequest } from '../../src/core/resync-request.js';
 import { qualifiedName, type TableSchema } from '../../src/core/table-schema.js';
 import { TlsPreference, type TlsSettings } from '../../src/core/tls-settings.js';
-import { formatMariadbGtid, mariadbGtidOf, mysqlGtidOf, mysqlResumeSet } from './binlog-position.js';
+import { formatMariadbGtid, mariadbGtidOf, MYSQL_COMMIT_TIME_RESOLUTION_US, mysqlGtidOf, mysqlResumeSet } from './binlog-position.js';
 import { BinlogReader } from './binlog-reader.js';
 import { connectionOptions, serverHasNoTls, sourceError } from './connection-settings.js';
 import { EventSpill } from './event-spill.js';
@@ -113,12 +113,8 @@ const READER_HIGH_WATER = 2_000;
  * written to the protocol and unit-tested where pure, but were never run against a server.
  */
 export class MysqlConnector implements SourceConnector {
-  /**
-   * Commit times come from binlog event headers, in whole seconds (MySQL 8's
-   * immediate_commit_timestamp, in µs, is not read yet): restore and timeline say so, and a time
-   * cut includes a transaction only when its whole second is at or before the time asked for.
-   */
-  static readonly commitTimeResolutionUs = 1_000_000n;
+  /** Whole seconds: see MYSQL_COMMIT_TIME_RESOLUTION_US. */
+  static readonly commitTimeResolutionUs = MYSQL_COMMIT_TIME_RESOLUTION_US;
   readonly name: string;
   readonly capabilities: ConnectorCapabilities = Object.freeze({
     beforeImage: 'full',

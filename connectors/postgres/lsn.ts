@@ -55,3 +55,6 @@ export function positionOfLsn(lsn: Lsn, seq?: number): Position {
 export function maxLsn(a: Lsn, b: Lsn): Lsn {
   return a > b ? a : b;
 }
+
+/** Commit times come from the commit record, in microseconds (the connector's commitTimeResolutionUs). */
+export const POSTGRES_COMMIT_TIME_RESOLUTION_US = 1n;

@@ -25,7 +25,7 @@ import { skipThrough, statusLsn, type AckProgress } from './ack-policy.js';
 import { capturedTables } from './captured-tables.js';
 import { sampleRows } from './sample-rows.js';
 import { clientConfig, serverHasNoTls } from './connection-settings.js';
-import { lsnHex, lsnOfPosition, maxLsn, parseLsn, type Lsn } from './lsn.js';
+import { lsnHex, lsnOfPosition, maxLsn, parseLsn, POSTGRES_COMMIT_TIME_RESOLUTION_US, type Lsn } from './lsn.js';
 import {
   applyRelation,
   convertChange,
@@ -148,8 +148,8 @@ const TAG_MESSAGE = 0x4d;
 const TAG_ORIGIN = 0x4f;
 
 export class PostgresConnector implements SourceConnector {
-  /** Commit times come from the commit record, in microseconds. */
-  static readonly commitTimeResolutionUs = 1n;
+  /** Microseconds: see POSTGRES_COMMIT_TIME_RESOLUTION_US. */
+  static readonly commitTimeResolutionUs = POSTGRES_COMMIT_TIME_RESOLUTION_US;
   readonly name: string;
   readonly capabilities: ConnectorCapabilities = {
     beforeImage: 'key',

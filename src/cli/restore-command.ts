@@ -1,12 +1,10 @@
-import { commitTimeResolutionUs } from '../../connectors/registry.js';
+import { commitTimeResolutionUs } from '../../connectors/commit-time-resolution.js';
 import type { Command } from 'commander';
 import { usageError } from '../core/errors.js';
 import { renderRestoreSummary, restoreArchive } from '../restore/restore.js';
 import { jsonProgress, terminalProgress } from './restore-progress-reporters.js';
 import { parseRestorePoint } from '../restore/restore-point.js';
 import { FILE_FORMATS, FileTarget, type FileFormat } from '../restore/targets/file-target.js';
-import { MysqlTarget } from '../restore/targets/mysql-target.js';
-import { PostgresTarget } from '../restore/targets/postgres-target.js';
 import type { RestoreTarget } from '../restore/targets/restore-target.js';
 import { openContext, withConfigOptions } from './command-context.js';
 import { targetUrl } from './target-url.js';
@@ -52,7 +50,7 @@ export function registerRestoreCommand(program: Command): void {
         const tables = opts.tables === undefined ? undefined : parseTables(opts.tables);
         const parallel = Number(opts.parallel ?? '4');
         if (!Number.isInteger(parallel) || parallel < 1 || parallel > 64) throw usageError(`--parallel ${opts.parallel}: expected a whole number from 1 to 64`);
-        const target = targetOf(opts, ctx.config.restore.copyThreads);
+        const target = await targetOf(opts, ctx.config.restore.copyThreads);
         try {
           const summary = await restoreArchive({
             config: ctx.config,
@@ -85,7 +83,12 @@ function parseTables(text: string): string[] {
   return names;
 }
 
-function targetOf(opts: RestoreCliOptions, copyThreads: number | undefined): RestoreTarget {
+/**
+ * The target the options name. A database target's module (and its driver) is loaded only for its
+ * own URL scheme: a restore into PostgreSQL does not load the MySQL driver, nor the reverse (start-up
+ * is a real part of a short restore's time).
+ */
+async function targetOf(opts: RestoreCliOptions, copyThreads: number | undefined): Promise<RestoreTarget> {
   if ((opts.target === undefined) === (opts.out === undefined)) {
     throw usageError(opts.target === undefined ? 'say where to restore: --target <database URL> or --out <dir> --format <format>' : '--target and --out exclude each other', 'give exactly one of them');
   }
@@ -97,7 +100,13 @@ function targetOf(opts: RestoreCliOptions, copyThreads: number | undefined): Res
   }
   if (opts.format !== undefined) throw usageError('--format goes with --out only', 'a database target takes no format');
   const url = targetUrl(opts.target!, { file: opts.targetPasswordFile, env: process.env.CHARTLOG_TARGET_PASSWORD });
-  if (/^postgres(ql)?:\/\//.test(url)) return new PostgresTarget(url, copyThreads === undefined ? {} : { copyThreads });
-  if (/^(mysql|mariadb):\/\//.test(url)) return new MysqlTarget(url);
+  if (/^postgres(ql)?:\/\//.test(url)) {
+    const { PostgresTarget } = await import('../restore/targets/postgres-target.js');
+    return new PostgresTarget(url, copyThreads === undefined ? {} : { copyThreads });
+  }
+  if (/^(mysql|mariadb):\/\//.test(url)) {
+    const { MysqlTarget } = await import('../restore/targets/mysql-target.js');
+    return new MysqlTarget(url);
+  }
   throw usageError('--target: expected a postgres://… or mysql://… URL');
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { commitTimeResolutionUs } from '../../connectors/registry.js';
+import { commitTimeResolutionUs } from '../../connectors/commit-time-resolution.js';
 import { usageError } from '../core/errors.js';
 import { readArchiveIndex } from '../archive/archive-index.js';
 import { ArchiveReader, NO_ENVELOPES } from '../archive/archive-reader.js';

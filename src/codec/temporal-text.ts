@@ -37,11 +37,24 @@ function civilFromDays(days: number): [number, number, number] {
 }
 
 const pad = (n: number, w: number): string => String(n).padStart(w, '0');
+/** '00'…'99': hours, minutes, seconds, months and days without a padStart per field (restore formats every timestamp). */
+const TWO_DIGITS: readonly string[] = Array.from({ length: 100 }, (_, i) => pad(i, 2));
+
+/**
+ * Dates formatted lately, by day: a table's dates repeat (a snapshot's timestamps fall on a few
+ * thousand days), and a lookup is a fraction of the calendar arithmetic. Cleared when full.
+ */
+const DATE_MEMO = new Map<number, string | null>();
+const DATE_MEMO_SIZE = 8192;
 
 export function formatDate(days: number): string | null {
+  let text = DATE_MEMO.get(days);
+  if (text !== undefined) return text;
   const [y, m, d] = civilFromDays(days);
-  if (y < 1 || y > 9999) return null;
-  return `${pad(y, 4)}-${pad(m, 2)}-${pad(d, 2)}`;
+  text = y < 1 || y > 9999 ? null : `${pad(y, 4)}-${TWO_DIGITS[m]}-${TWO_DIGITS[d]}`;
+  if (DATE_MEMO.size >= DATE_MEMO_SIZE) DATE_MEMO.clear();
+  DATE_MEMO.set(days, text);
+  return text;
 }
 
 /** The `n` ASCII digits of `text` at `at` as a number, or -1 when one is not a digit. */
@@ -88,8 +101,18 @@ export function formatTime(micros: bigint, digits?: number): string | null {
 function timeOfDay(us: number, digits: number | undefined): string | null {
   const secs = Math.floor(us / 1_000_000);
   const frac = us % 1_000_000;
-  const base = `${pad(Math.floor(secs / 3600), 2)}:${pad(Math.floor(secs / 60) % 60, 2)}:${pad(secs % 60, 2)}`;
-  if (digits === undefined) return frac === 0 ? base : `${base}.${pad(frac, 6).replace(/0+$/, '')}`;
+  const base = `${TWO_DIGITS[Math.floor(secs / 3600)]}:${TWO_DIGITS[Math.floor(secs / 60) % 60]}:${TWO_DIGITS[secs % 60]}`;
+  if (digits === undefined) {
+    if (frac === 0) return base;
+    // The fraction without its trailing zeros: drop them from the number, keep the leading ones.
+    let f = frac;
+    let width = 6;
+    while (f % 10 === 0) {
+      f /= 10;
+      width--;
+    }
+    return `${base}.${pad(f, width)}`;
+  }
   const fixed = pad(frac, 6);
   if (fixed.slice(digits) !== '0'.repeat(6 - digits)) return null;
   return digits === 0 ? base : `${base}.${fixed.slice(0, digits)}`;

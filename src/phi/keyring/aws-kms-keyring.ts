@@ -1,4 +1,4 @@
-import { DecryptCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
+import type { DecryptCommand, EncryptCommand } from '@aws-sdk/client-kms';
 import { ChartlogError } from '../../core/errors.js';
 import type { KeyContext, Keyring, WrappedKey } from './keyring.js';
 
@@ -30,7 +30,7 @@ export class AwsKmsKeyring implements Keyring {
 
   constructor(
     private readonly arn: string,
-    private readonly client: KmsClientLike,
+    private readonly client: KmsClientLike | (() => Promise<KmsClientLike>),
   ) {
     this.description = `AWS KMS key ${arn}`;
   }
@@ -38,12 +38,18 @@ export class AwsKmsKeyring implements Keyring {
   /** A keyring on a real KMS client in the key's region (credentials from the usual AWS chain). */
   static fromUrl(url: string): AwsKmsKeyring {
     const { arn, region } = parseKmsUrl(url);
-    return new AwsKmsKeyring(arn, new KMSClient(region ? { region } : {}));
+    // The SDK is loaded on the first wrap or unwrap, not when the keyring is opened: commands that
+    // open a keyring and never call KMS (restore with --keep-sealed of an old archive) skip its load.
+    let client: Promise<KmsClientLike> | undefined;
+    return new AwsKmsKeyring(arn, () => (client ??= import('@aws-sdk/client-kms').then(({ KMSClient }) => new KMSClient(region ? { region } : {}))));
   }
 
   async wrapKey(dek: Uint8Array, context: KeyContext): Promise<WrappedKey> {
     const out = await this.call(
-      () => this.client.send(new EncryptCommand({ KeyId: this.arn, Plaintext: dek, EncryptionContext: encryptionContext(context) })),
+      async () => {
+        const [client, { EncryptCommand }] = await Promise.all([this.kms(), import('@aws-sdk/client-kms')]);
+        return client.send(new EncryptCommand({ KeyId: this.arn, Plaintext: dek, EncryptionContext: encryptionContext(context) }));
+      },
       context,
       'wrap',
     );
@@ -58,14 +64,16 @@ export class AwsKmsKeyring implements Keyring {
       });
     }
     const out = await this.call(
-      () =>
-        this.client.send(
+      async () => {
+        const [client, { DecryptCommand }] = await Promise.all([this.kms(), import('@aws-sdk/client-kms')]);
+        return client.send(
           new DecryptCommand({
             KeyId: wrapped.kekId,
             CiphertextBlob: Buffer.from(wrapped.ciphertext, 'base64'),
             EncryptionContext: encryptionContext(context),
           }),
-        ),
+        );
+      },
       context,
       'unwrap',
     );
@@ -75,6 +83,10 @@ export class AwsKmsKeyring implements Keyring {
       });
     }
     return new Uint8Array(out.Plaintext);
+  }
+
+  private async kms(): Promise<KmsClientLike> {
+    return typeof this.client === 'function' ? this.client() : this.client;
   }
 
   private async call<T>(fn: () => Promise<T>, context: KeyContext, what: 'wrap' | 'unwrap'): Promise<T> {

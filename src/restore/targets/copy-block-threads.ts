@@ -84,8 +84,10 @@ export class CopyBlockThreads {
           if (!versions) told.set(thread, (versions = new Set()));
           const newVersion = !versions.has(fingerprint);
           versions.add(fingerprint);
-          // A copy of the block moves to the thread: the inflated block may be a view of a larger buffer.
-          const copy = new Uint8Array(data);
+          // The block moves to the thread. An inflated block owns its memory and moves as it is; a
+          // view of a larger buffer (a block stored uncompressed is a view of its file) moves as a copy.
+          const owned = data.buffer instanceof ArrayBuffer && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+          const copy = owned ? new Uint8Array(data.buffer as ArrayBuffer, 0, data.byteLength) : new Uint8Array(data);
           const request: CopyRequest = { type: 'block', job, seq: sent, count, data: copy, fingerprint, ...(first ? { spec } : {}), ...(newVersion ? { registered } : {}) };
           const done = this.send(thread, request, [copy.buffer]);
           done.catch(() => undefined); // awaited in order below: not an unhandled rejection meanwhile

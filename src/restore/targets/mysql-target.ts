@@ -1,4 +1,4 @@
-import mysql from 'mysql2/promise';
+import type mysql from 'mysql2/promise';
 import { ChartlogError, usageError } from '../../core/errors.js';
 import { mysqlColumnType, mysqlLiteral, quoteMysqlIdent } from './mysql-text.js';
 import { maskUrl } from '../../core/mask-url.js';
@@ -43,7 +43,9 @@ export class MysqlTarget implements RestoreTarget {
   private async connect(): Promise<mysql.Connection> {
     let conn: mysql.Connection;
     try {
-      conn = await mysql.createConnection({ uri: this.uri, charset: 'utf8mb4', supportBigNumbers: true, bigNumberStrings: true, dateStrings: true, timezone: 'Z', connectTimeout: 15_000 });
+      // The driver is loaded with the first connection: a files target (which shares this module's DDL) never needs it.
+      const { createConnection } = (await import('mysql2/promise')).default;
+      conn = await createConnection({ uri: this.uri, charset: 'utf8mb4', supportBigNumbers: true, bigNumberStrings: true, dateStrings: true, timezone: 'Z', connectTimeout: 15_000 });
     } catch (err) {
       throw new ChartlogError('usage', `cannot connect to the target ${this.description}: ${(err as Error).message}`, {
         hint: 'check --target; the database must exist, be reachable and empty (CREATE DATABASE …)',

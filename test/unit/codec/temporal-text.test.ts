@@ -115,3 +115,26 @@ test('formatTimestamp agrees with whole-bigint arithmetic on both sides of 2^53 
     { numRuns: 20_000 },
   );
 });
+
+test('formatDate and formatTime agree with Date and plain arithmetic, past the memo of recent days and again', () => {
+  // More distinct days than formatDate keeps, twice: every answer, memoised or not, is the calendar's.
+  for (let round = 0; round < 2; round++) {
+    for (let days = -20_000; days < 20_000; days++) {
+      assert.equal(formatDate(days), new Date(days * 86_400_000).toISOString().slice(0, 10));
+    }
+  }
+  assert.equal(formatDate(-719_162), '0001-01-01');
+  assert.equal(formatDate(-719_163), null);
+  assert.equal(formatDate(2_932_896), '9999-12-31');
+  assert.equal(formatDate(2_932_897), null);
+  for (const [us, text] of [
+    [0n, '00:00:00'],
+    [1n, '00:00:00.000001'],
+    [120_000n, '00:00:00.12'],
+    [100_000n, '00:00:00.1'],
+    [86_399_999_999n, '23:59:59.999999'],
+    [45_296_000_010n, '12:34:56.00001'],
+  ] as const) {
+    assert.equal(formatTime(us), text);
+  }
+});
