@@ -494,13 +494,6 @@ export class MysqlConnector implements SourceConnector {
     ahead = false,
   ): void {
     const reasons = new Map<string, string>(unknownMissing);
-    if (ahead) {
-      const named = tablesNamed(ddlEffects(statement, defaultSchema));
-      for (const name of refreshed.keys()) {
-        if (!tracked.has(name) || (named !== null && !named.has(name)) || reasons.has(name)) continue;
-        reasons.set(name, 'the statement committed before chartlog read the table\'s columns (made while chartlog was stopped, or read behind a backlog): what it changed cannot be told from them');
-      }
-    }
     for (const e of ddlEffects(statement, defaultSchema)) {
       if (e.table && e.renamedTo) {
         // The archive ends the old name's history (op x); the table's rows are read again
@@ -520,6 +513,14 @@ export class MysqlConnector implements SourceConnector {
       for (const [name, before] of tracked) {
         const after = refreshed.get(name);
         if (after && !sameTableSchema(before, after) && !reasons.has(name)) reasons.set(name, `${e.resync}; its columns changed`);
+      }
+    }
+    // After the statement's own reasons, which say more.
+    if (ahead) {
+      const named = tablesNamed(ddlEffects(statement, defaultSchema));
+      for (const name of refreshed.keys()) {
+        if (!tracked.has(name) || (named !== null && !named.has(name)) || reasons.has(name)) continue;
+        reasons.set(name, 'the statement committed before chartlog read the table\'s columns (made while chartlog was stopped, or read behind a backlog): what it changed cannot be told from them');
       }
     }
     for (const [table, reason] of reasons) {
