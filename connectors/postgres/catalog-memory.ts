@@ -37,6 +37,8 @@ interface StoredTable {
   table: string;
   relfilenode: string;
   xmin: string;
+  /** pg_attribute rows as attnum:xmin (rewrite-watch.ts), absent where not read. */
+  attrs?: string;
   partitions?: string[];
   seenLsn: string;
   seenUs: string;
@@ -59,6 +61,7 @@ export function storeCatalogMemory(m: CatalogMemory): { state: Stored; position:
       table: t.table,
       relfilenode: t.relfilenode,
       xmin: t.xmin,
+      ...(t.attrs !== undefined ? { attrs: t.attrs } : {}),
       ...(t.partitions ? { partitions: [...t.partitions] } : {}),
       seenLsn: lsnHex(t.seen.streamLsn),
       seenUs: t.seen.timeUs.toString(),
@@ -72,7 +75,7 @@ export function storeCatalogMemory(m: CatalogMemory): { state: Stored; position:
 
 /** What decides whether a new state must be saved: everything but the stamps. */
 export function catalogMemoryKey(m: CatalogMemory): string {
-  const tables = [...m.tables].sort((a, b) => a.oid - b.oid).map((t) => [t.oid, t.table, t.relfilenode, t.partitions ?? null, t.columns ? [...t.columns] : null]);
+  const tables = [...m.tables].sort((a, b) => a.oid - b.oid).map((t) => [t.oid, t.table, t.relfilenode, t.attrs ?? null, t.partitions ?? null, t.columns ? [...t.columns] : null]);
   return JSON.stringify([tables, m.scope ? [...m.scope.names].sort() : null]);
 }
 
@@ -93,6 +96,7 @@ export function parseCatalogMemory(state: unknown, where: string): CatalogMemory
         table: String(t.table),
         relfilenode: String(t.relfilenode),
         xmin: String(t.xmin),
+        ...(s.format === 2 && typeof t.attrs === 'string' ? { attrs: t.attrs } : {}),
         ...(t.partitions ? { partitions: t.partitions.map(String) } : {}),
         seen: { streamLsn: lsnFromHex(t.seenLsn), timeUs: BigInt(t.seenUs) },
         ...(s.format === 2 && t.columns ? { columns: parseColumns(t.columns) } : {}),

@@ -1043,9 +1043,13 @@ export class PostgresConnector implements SourceConnector {
         this.log.debug({ table: v.table }, 'new relfilenode explained by a TRUNCATE in the stream');
         continue;
       }
+      if (v.kind === 'kept') {
+        this.log.info({ table: v.table, why: 'a new relfilenode with no pg_attribute row of the table written since the last reading (VACUUM FULL, CLUSTER, SET TABLESPACE …)' }, 'table rewritten with its values kept: not re-read');
+        continue;
+      }
       const reason = this.roots.has(v.oid)
         ? `${v.table}'s partitions changed without row events (a partition attached, detached or dropped, or one rewritten or truncated on its own)`
-        : `${v.table} was rewritten without row events (its relfilenode changed with no TRUNCATE in the stream: ALTER … TYPE … USING, a volatile default, VACUUM FULL or CLUSTER)`;
+        : `${v.table} was rewritten without row events (its relfilenode changed with no TRUNCATE in the stream, and nothing proves its values kept: ALTER … TYPE … USING, a volatile default, or VACUUM FULL/CLUSTER together with a column change)`;
       if (this.deps.requestResync) {
         this.log.warn({ table: v.table }, `${reason}: re-reading the table`);
         // The window: after the last reading that showed the old relfilenode, up to this one.
