@@ -4,12 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { formatUs } from '../../src/archive/layout.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { logLines } from '../support/pausable-writer.js';
+import { checkpointPast as checkpointPastIn } from '../support/ddl-matrix.js';
+import { insertWriter, waitResynced } from '../support/stopped-run.js';
 import { createMariadbDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
 
 /**
@@ -71,24 +72,8 @@ test('MariaDB: ADD COLUMN … DEFAULT made while run is stopped restores with th
   writeConfig(`${q('t')}: [id, note], ${q('v')}: [id, note], ${q('w')}: [id, x]`);
   const runLog = join(work, 'run.log');
   const store = new FsObjectStore(`${work}/backup`);
-  const checkpointPast = async (us: bigint): Promise<void> => {
-    for (let i = 0; ; i++) {
-      const cp = await readCheckpoint(store, 'clinic');
-      if (cp && cp.commitTsUs > us) return;
-      assert.ok(i < 1200, 'the checkpoint did not pass the moment');
-      await sleep(100);
-    }
-  };
-  const startWriter = (from: number): Promise<number> =>
-    (async () => {
-      let n = from;
-      while (!stopWriter) {
-        n++;
-        await source.exec(`INSERT INTO w VALUES (${n}, ${n})`);
-        await sleep(20);
-      }
-      return n - from;
-    })();
+  const checkpointPast = (us: bigint): Promise<void> => checkpointPastIn(store, 'clinic', us);
+  const startWriter = (from: number): Promise<number> => insertWriter((sql) => source.exec(sql), 'w', from, () => stopWriter, 20);
 
   run = new ChartlogRun(configFile, runLog);
   await run.start();
@@ -117,11 +102,7 @@ test('MariaDB: ADD COLUMN … DEFAULT made while run is stopped restores with th
   assert.ok(want.t!.filter((r) => Buffer.from(String(r.flag), 'hex').toString() === '7').length >= 25, 'the source reads the default in untouched rows');
   // Both are re-read: the start read the columns after the statements (they show them already),
   // so what they did to older rows cannot be told; `v`'s volatile default would need it anyway.
-  const resynced = (): Set<string> => new Set(logLines(runLog, 'automatic table resync finished').flatMap((l) => l.tables as string[]));
-  for (let i = 0; !resynced().has(q('t')) || !resynced().has(q('v')); i++) {
-    assert.ok(i < 1200, `automatic resyncs of ${q('t')} and ${q('v')} finished (got ${[...resynced()].join(', ')}); see ${runLog}`);
-    await sleep(100);
-  }
+  await waitResynced(runLog, [q('t'), q('v')]);
   const why = logLines(runLog, 'table resync requested').find((l) => (l.tables as string[]).includes(q('t')));
   assert.match(String(why?.reason), /committed before chartlog read the table's columns/, 'the reason says why');
   await sleep(1500);

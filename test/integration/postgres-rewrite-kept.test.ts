@@ -4,12 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { formatUs } from '../../src/archive/layout.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { logLines } from '../support/pausable-writer.js';
+import { checkpointPast as checkpointPastIn } from '../support/ddl-matrix.js';
+import { insertWriter, waitResynced } from '../support/stopped-run.js';
 import { createPgDatabase, diffCaptures, type TestDatabase } from '../support/restore-engines.js';
 
 /**
@@ -67,24 +68,8 @@ test('PostgreSQL: VACUUM FULL and CLUSTER are not re-read, ALTER … TYPE … US
   ].join('\n'));
   const runLog = join(work, 'run.log');
   const store = new FsObjectStore(`${work}/backup`);
-  const checkpointPast = async (us: bigint): Promise<void> => {
-    for (let i = 0; ; i++) {
-      const cp = await readCheckpoint(store, 'clinic');
-      if (cp && cp.commitTsUs > us) return;
-      assert.ok(i < 1200, 'the checkpoint did not pass the moment');
-      await sleep(100);
-    }
-  };
-  const startWriter = (from: number): Promise<number> =>
-    (async () => {
-      let n = from;
-      while (!stopWriter) {
-        n++;
-        await source.exec(`INSERT INTO w VALUES (${n}, ${n})`);
-        await sleep(10);
-      }
-      return n - from;
-    })();
+  const checkpointPast = (us: bigint): Promise<void> => checkpointPastIn(store, 'clinic', us);
+  const startWriter = (from: number): Promise<number> => insertWriter((sql) => source.exec(sql), 'w', from, () => stopWriter);
   const relfilenode = async (t: string): Promise<string> => String((await source.capture(`(SELECT relfilenode FROM pg_class WHERE oid = 'public.${t}'::regclass) x`, '1'))[0]!.relfilenode);
   const kept = (): number => logLines(runLog, 'table rewritten with its values kept: not re-read').filter((l) => l.table === 'public.k').length;
   const waitKept = async (n: number): Promise<void> => {
@@ -107,11 +92,7 @@ test('PostgreSQL: VACUUM FULL and CLUSTER are not re-read, ALTER … TYPE … US
   assert.notEqual(await relfilenode('k'), before, 'VACUUM FULL gave k a new relfilenode');
   await waitKept(2);
   await source.exec('ALTER TABLE u ALTER COLUMN note TYPE text USING upper(note)');
-  const resynced = (): Set<string> => new Set(logLines(runLog, 'automatic table resync finished').flatMap((l) => l.tables as string[]));
-  for (let i = 0; !resynced().has('public.u'); i++) {
-    assert.ok(i < 1200, `automatic resync of public.u finished (got ${[...resynced()].join(', ')}); see ${runLog}`);
-    await sleep(100);
-  }
+  await waitResynced(runLog, ['public.u']);
   await source.exec(`UPDATE k SET note = 'running' WHERE id = 1`);
   await sleep(500);
   await checkpointPast(BigInt(Date.now()) * 1000n);

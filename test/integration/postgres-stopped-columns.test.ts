@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { formatUs } from '../../src/archive/layout.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
-import { logLines } from '../support/pausable-writer.js';
+import { checkpointPast as checkpointPastIn } from '../support/ddl-matrix.js';
+import { insertWriter, resyncedTables, waitResynced } from '../support/stopped-run.js';
 import { createPgDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
 
 /**
@@ -84,24 +84,8 @@ test('PostgreSQL: columns added, dropped, renamed, retyped or replaced while run
   writeConfig('public.ad: [id, note], public.av: [id, note], public.rn: [id, note], public.dc: [id, note, extra], public.ty: [id, note], public.rd: [id, note], public.w: [id, x]');
   const runLog = join(work, 'run.log');
   const store = new FsObjectStore(`${work}/backup`);
-  const checkpointPast = async (us: bigint): Promise<void> => {
-    for (let i = 0; ; i++) {
-      const cp = await readCheckpoint(store, 'clinic');
-      if (cp && cp.commitTsUs > us) return;
-      assert.ok(i < 1200, 'the checkpoint did not pass the moment');
-      await sleep(100);
-    }
-  };
-  const startWriter = (from: number): Promise<number> =>
-    (async () => {
-      let n = from;
-      while (!stopWriter) {
-        n++;
-        await source.exec(`INSERT INTO w VALUES (${n}, ${n})`);
-        await sleep(10);
-      }
-      return n - from;
-    })();
+  const checkpointPast = (us: bigint): Promise<void> => checkpointPastIn(store, 'clinic', us);
+  const startWriter = (from: number): Promise<number> => insertWriter((sql) => source.exec(sql), 'w', from, () => stopWriter);
 
   run = new ChartlogRun(configFile, runLog);
   await run.start();
@@ -133,11 +117,7 @@ test('PostgreSQL: columns added, dropped, renamed, retyped or replaced while run
   const want: Record<string, Captured> = {};
   for (const t of TABLES) want[t] = await source.capture(t, 'id');
   const expected = ['public.av', 'public.rd'];
-  const resynced = (): Set<string> => new Set(logLines(runLog, 'automatic table resync finished').flatMap((l) => l.tables as string[]));
-  for (let i = 0; !expected.every((t) => resynced().has(t)); i++) {
-    assert.ok(i < 1200, `automatic resyncs of ${expected.join(', ')} finished (got ${[...resynced()].join(', ')}); see ${runLog}`);
-    await sleep(100);
-  }
+  await waitResynced(runLog, expected);
   await sleep(500);
   const afterUs = BigInt(Date.now()) * 1000n;
   await checkpointPast(afterUs);
@@ -145,7 +125,7 @@ test('PostgreSQL: columns added, dropped, renamed, retyped or replaced while run
   assert.ok((await writer) > 10, 'the concurrent writer committed');
   await run.stop();
   // Only the tables whose rows cannot be proved are re-read: the others are exact from the stream.
-  for (const t of ['ad', 'rn', 'dc', 'ty']) assert.ok(!resynced().has(`public.${t}`), `${t} was not re-read`);
+  for (const t of ['ad', 'rn', 'dc', 'ty']) assert.ok(!resyncedTables(runLog).has(`public.${t}`), `${t} was not re-read`);
 
   const failures: string[] = [];
   for (const t of TABLES) {
