@@ -241,3 +241,17 @@ export function mysqlSnapshotGtid(executed: string, serverUuid: string): MysqlGt
  * (the connector's commitTimeResolutionUs).
  */
 export const MYSQL_COMMIT_TIME_RESOLUTION_US = 1_000_000n;
+
+/**
+ * Whether the transaction a commit string names had committed when the server printed `head`
+ * (MariaDB: @@gtid_binlog_pos, one GTID per domain; MySQL: @@gtid_executed, a GTID set). A
+ * MariaDB domain's sequence numbers grow in binlog order, so a GTID at or below its domain's
+ * entry is in. A commit string of neither kind is taken as in: the caller then fails closed.
+ */
+export function committedBy(commit: string, head: string): boolean {
+  const m = mariadbGtidOf(commit);
+  if (m) return parseMariadbGtidList(head).some((g) => g.domain === m.domain && g.seq >= m.seq);
+  const y = mysqlGtidOf(commit);
+  if (!y) return true;
+  return (parseMysqlGtidSet(head).get(y.uuid.toLowerCase()) ?? []).some(([lo, hi]) => lo <= y.gno && y.gno <= hi);
+}

@@ -12,7 +12,7 @@ import type { ConnectorCapabilities, SampledRow, SnapshotOptions, SourceConnecto
 import type { RequestResync, ResyncRequest } from '../../src/core/resync-request.js';
 import { qualifiedName, type TableSchema } from '../../src/core/table-schema.js';
 import { TlsPreference, type TlsSettings } from '../../src/core/tls-settings.js';
-import { formatMariadbGtid, mariadbGtidOf, MYSQL_COMMIT_TIME_RESOLUTION_US, mysqlGtidOf, mysqlResumeSet } from './binlog-position.js';
+import { committedBy, formatMariadbGtid, mariadbGtidOf, MYSQL_COMMIT_TIME_RESOLUTION_US, mysqlGtidOf, mysqlResumeSet } from './binlog-position.js';
 import { BinlogReader } from './binlog-reader.js';
 import { connectionOptions, serverHasNoTls, sourceError } from './connection-settings.js';
 import { EventSpill } from './event-spill.js';
@@ -225,6 +225,9 @@ export class MysqlConnector implements SourceConnector {
     const tables = await this.withConnection((c) => loadTableSchemas(c, this.captures)).catch((err: unknown) => {
       throw sourceError(err);
     });
+    // What the server had committed when those columns were read (read after them): a DDL
+    // statement within it may already show in them (see resyncRewritten, `ahead`).
+    let catalogHead = await this.binlogHead(info);
     const converter = new RowsEventConverter({ source: this.name, from: options.from, tables, captures: this.captures });
     const watchdogMs = this.settings.mysql?.watchdogMs ?? 30_000;
     const backoff = new Backoff(this.settings.reconnect);
@@ -257,12 +260,15 @@ export class MysqlConnector implements SourceConnector {
           let r = record;
           if (r.type === 'statement' && isSchemaStatement(r.query)) {
             const refreshed = await this.withConnection((c) => loadTableSchemas(c, this.captures));
+            const group = converter.openGroup;
+            // The versions compared with were read after this statement committed: they may show it already.
+            const ahead = group === null || committedBy(group, catalogHead);
+            catalogHead = await this.binlogHead(info);
             const unknownMissing = await this.noteMissingValues(refreshed, converter.tables, r.query, r.schema);
             // Durable before (a group read again): its resync, if any, was asked for then.
             // The statement's own position and (whole-second) time open the tables' unproven window.
-            const group = converter.openGroup;
             const window = group ? { from: Position.of(group, 0), fromCommitTsUs: BigInt(r.timestampMs) * 1000n, seenAt: Position.of(group) } : undefined;
-            if (!converter.skipping) this.resyncRewritten(r.query, r.schema, converter.tables, refreshed, unknownMissing, window);
+            if (!converter.skipping) this.resyncRewritten(r.query, r.schema, converter.tables, refreshed, unknownMissing, window, ahead);
             await this.recordStart(r.query, r.schema, converter.tables, refreshed, group, BigInt(r.timestampMs) * 1000n);
             const all = new Map<string, TableSchema | null>(refreshed);
             for (const name of converter.tables.keys()) if (!refreshed.has(name)) all.set(name, null);
@@ -465,6 +471,14 @@ export class MysqlConnector implements SourceConnector {
    * proven harmless; added-columns.ts: an added column whose value for older rows is unknown) is
    * re-read by an automatic resync. A statement whose table cannot be read re-reads every
    * captured table whose version it changed. Always logged with the reason.
+   *
+   * `ahead`: the versions the statement is compared with were read from INFORMATION_SCHEMA after
+   * it committed — it was made while chartlog was stopped (the start reads the columns as they
+   * are then), or behind a backlog — so they may already show what it did: an instant ADD COLUMN
+   * … DEFAULT would look like no change, and older rows would read NULL in the column. What the
+   * statement changed cannot be told, so every captured table it names (all, when it cannot be
+   * read) is re-read, with the statement's window. Needless for a statement that changed no row
+   * values (an index), never missing one that did.
    */
   private resyncRewritten(
     statement: string,
@@ -473,6 +487,7 @@ export class MysqlConnector implements SourceConnector {
     refreshed: ReadonlyMap<string, TableSchema>,
     unknownMissing: ReadonlyMap<string, string>,
     window?: ResyncRequest['window'],
+    ahead = false,
   ): void {
     const reasons = new Map<string, string>(unknownMissing);
     for (const e of ddlEffects(statement, defaultSchema)) {
@@ -494,6 +509,14 @@ export class MysqlConnector implements SourceConnector {
       for (const [name, before] of tracked) {
         const after = refreshed.get(name);
         if (after && !sameTableSchema(before, after) && !reasons.has(name)) reasons.set(name, `${e.resync}; its columns changed`);
+      }
+    }
+    // After the statement's own reasons, which say more.
+    if (ahead) {
+      const named = tablesNamed(ddlEffects(statement, defaultSchema));
+      for (const name of refreshed.keys()) {
+        if (!tracked.has(name) || (named !== null && !named.has(name)) || reasons.has(name)) continue;
+        reasons.set(name, 'the statement committed before chartlog read the table\'s columns (made while chartlog was stopped, or read behind a backlog): what it changed cannot be told from them');
       }
     }
     for (const [table, reason] of reasons) {
@@ -539,6 +562,16 @@ export class MysqlConnector implements SourceConnector {
       return String((rows as { g: string }[])[0]?.g ?? '');
     });
     return { gtids: mysqlResumeSet(executed, at), ordinal: at.ordinal };
+  }
+
+  /** The server's committed GTIDs now: MariaDB @@gtid_binlog_pos, MySQL @@gtid_executed (binlog-position.ts committedBy). */
+  private async binlogHead(info: ServerInfo): Promise<string> {
+    return this.withConnection(async (c) => {
+      const [rows] = await c.query(info.mariadb ? 'SELECT @@GLOBAL.gtid_binlog_pos AS g' : 'SELECT @@GLOBAL.gtid_executed AS g');
+      return String((rows as { g: string }[])[0]?.g ?? '');
+    }).catch((err: unknown) => {
+      throw sourceError(err);
+    });
   }
 
   private schemaFilter(): { includeSchema?: Record<string, string[]>; excludeSchema?: Record<string, true> } {

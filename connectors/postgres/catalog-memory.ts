@@ -15,27 +15,39 @@ import type { ReadingStamp } from './rewrite-watch.js';
  * change found at the next start committed after it, which is where its unproven window begins.
  * The state is saved when what it holds changes, not its stamps.
  *
- * Format 1. A state of another format is refused (a newer chartlog wrote it): guessing what it
- * holds could hide a change.
+ * Format 2 adds, per table, the columns of the version last handed to the archive with their
+ * `attnum` (`columns`): a column renamed, added, or dropped and added again under its old name
+ * while chartlog was stopped is then told from the catalog at start (a rename keeps its attnum,
+ * a new column gets a new one). Format 1 (no column lists) is still read: its tables have no
+ * `columns`, and the connector re-reads them (it cannot rule out a column change). A state of
+ * another format is refused (a newer chartlog wrote it): guessing what it holds could hide a
+ * change.
  */
 export interface CatalogMemory {
-  readonly tables: readonly (CatalogReading & { readonly seen: ReadingStamp })[];
+  readonly tables: readonly (CatalogReading & { readonly seen: ReadingStamp; readonly columns?: VersionColumns })[];
   /** The tables in scope at the last scope check, and that check's stamp (table starts). */
   readonly scope: { readonly names: readonly string[]; readonly streamLsn: Lsn; readonly fromUs: bigint } | null;
 }
+
+/** A table version's columns, name → pg_attribute.attnum, in column order. */
+export type VersionColumns = ReadonlyMap<string, number>;
 
 interface StoredTable {
   oid: number;
   table: string;
   relfilenode: string;
   xmin: string;
+  /** pg_attribute rows as attnum:xmin (rewrite-watch.ts), absent where not read. */
+  attrs?: string;
   partitions?: string[];
   seenLsn: string;
   seenUs: string;
+  /** Format 2: [name, attnum] of each column of the version last handed to the archive. */
+  columns?: [string, number][];
 }
 
 interface Stored {
-  format: 1;
+  format: 1 | 2;
   tables: StoredTable[];
   scope: { names: string[]; streamLsn: string; fromUs: string } | null;
 }
@@ -49,19 +61,21 @@ export function storeCatalogMemory(m: CatalogMemory): { state: Stored; position:
       table: t.table,
       relfilenode: t.relfilenode,
       xmin: t.xmin,
+      ...(t.attrs !== undefined ? { attrs: t.attrs } : {}),
       ...(t.partitions ? { partitions: [...t.partitions] } : {}),
       seenLsn: lsnHex(t.seen.streamLsn),
       seenUs: t.seen.timeUs.toString(),
+      ...(t.columns ? { columns: [...t.columns] } : {}),
     }));
   const scope = m.scope ? { names: [...m.scope.names].sort(), streamLsn: lsnHex(m.scope.streamLsn), fromUs: m.scope.fromUs.toString() } : null;
   const lsns = [...m.tables.map((t) => t.seen.streamLsn), ...(m.scope ? [m.scope.streamLsn] : [])];
   const oldest = lsns.reduce((a, b) => (b < a ? b : a), lsns[0] ?? 0n);
-  return { state: { format: 1, tables, scope }, position: Position.of(lsnHex(oldest)) };
+  return { state: { format: 2, tables, scope }, position: Position.of(lsnHex(oldest)) };
 }
 
 /** What decides whether a new state must be saved: everything but the stamps. */
 export function catalogMemoryKey(m: CatalogMemory): string {
-  const tables = [...m.tables].sort((a, b) => a.oid - b.oid).map((t) => [t.oid, t.table, t.relfilenode, t.partitions ?? null]);
+  const tables = [...m.tables].sort((a, b) => a.oid - b.oid).map((t) => [t.oid, t.table, t.relfilenode, t.attrs ?? null, t.partitions ?? null, t.columns ? [...t.columns] : null]);
   return JSON.stringify([tables, m.scope ? [...m.scope.names].sort() : null]);
 }
 
@@ -73,7 +87,7 @@ export function parseCatalogMemory(state: unknown, where: string): CatalogMemory
   };
   const s = state as Partial<Stored> | null;
   if (!s || typeof s !== 'object') return bad('not an object');
-  if (s.format !== 1) return bad(`format ${String(s.format)} is not 1`);
+  if (s.format !== 1 && s.format !== 2) return bad(`format ${String(s.format)} is not 1 or 2`);
   if (!Array.isArray(s.tables)) return bad('no tables list');
   try {
     return {
@@ -82,12 +96,24 @@ export function parseCatalogMemory(state: unknown, where: string): CatalogMemory
         table: String(t.table),
         relfilenode: String(t.relfilenode),
         xmin: String(t.xmin),
+        ...(s.format === 2 && typeof t.attrs === 'string' ? { attrs: t.attrs } : {}),
         ...(t.partitions ? { partitions: t.partitions.map(String) } : {}),
         seen: { streamLsn: lsnFromHex(t.seenLsn), timeUs: BigInt(t.seenUs) },
+        ...(s.format === 2 && t.columns ? { columns: parseColumns(t.columns) } : {}),
       })),
       scope: s.scope ? { names: s.scope.names.map(String), streamLsn: lsnFromHex(s.scope.streamLsn), fromUs: BigInt(s.scope.fromUs) } : null,
     };
   } catch (err) {
     return bad((err as Error).message);
   }
+}
+
+function parseColumns(list: unknown): VersionColumns {
+  if (!Array.isArray(list)) throw new Error('columns is not a list');
+  return new Map(
+    list.map((c: unknown) => {
+      if (!Array.isArray(c) || typeof c[0] !== 'string' || !Number.isInteger(c[1])) throw new Error('a column is not [name, attnum]');
+      return [c[0], c[1] as number] as const;
+    }),
+  );
 }

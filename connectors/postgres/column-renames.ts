@@ -55,3 +55,37 @@ export function withRenames(described: TableSchema, previous: TableSchema | unde
     }),
   });
 }
+
+/**
+ * Column changes made while chartlog was stopped (catalog-memory.ts, format 2). `version`: the
+ * table as the catalog has it at start; `saved`: the columns (name → attnum) of the version last
+ * handed to the archive; `now`: the catalog's name → attnum. Returns the version the archive
+ * last had, as near as the catalog can give it, for the first relation message to be compared
+ * with as the running stream compares with its previous one: each column under its saved name
+ * (its attnum kept: a rename, found by renamedPrevious), a column with an attnum the saved version
+ * lacks left out (added since: what older rows read is decided as for any added column), and the
+ * names whose attnum changed (`replaced`: dropped and added again under the same name, so older
+ * rows hold the old column's values under the new column's name, which no rename explains).
+ */
+export function versionBeforeStop(
+  version: TableSchema,
+  saved: ReadonlyMap<string, number>,
+  now: ReadonlyMap<string, number>,
+): { previous: TableSchema; replaced: string[] } {
+  const savedName = new Map([...saved].map(([name, attnum]) => [attnum, name]));
+  const replaced = [...saved].filter(([name, attnum]) => now.has(name) && now.get(name) !== attnum).map(([name]) => name);
+  const back = new Map<string, string>(); // name now → saved name
+  for (const c of version.columns) {
+    const attnum = now.get(c.name);
+    const old = attnum === undefined ? undefined : savedName.get(attnum);
+    if (old !== undefined) back.set(c.name, old);
+  }
+  const keys = (names: readonly string[]): string[] => names.filter((n) => back.has(n)).map((n) => back.get(n)!);
+  const previous = freezeTableSchema({
+    ...version,
+    columns: version.columns.filter((c) => back.has(c.name)).map((c) => ({ ...c, name: back.get(c.name)! })),
+    primaryKey: keys(version.primaryKey),
+    ...(version.replicaIdentity ? { replicaIdentity: keys(version.replicaIdentity) } : {}),
+  });
+  return { previous, replaced };
+}

@@ -8,7 +8,7 @@ import { ChartlogError } from '../../src/core/errors.js';
 import { logger as rootLogger, type Logger } from '../../src/core/logger.js';
 import type { RequestResync, ResyncRequest } from '../../src/core/resync-request.js';
 import type { CatalogStates } from '../../src/core/catalog-state.js';
-import { catalogMemoryKey, parseCatalogMemory, storeCatalogMemory, type CatalogMemory } from './catalog-memory.js';
+import { catalogMemoryKey, parseCatalogMemory, storeCatalogMemory, type CatalogMemory, type VersionColumns } from './catalog-memory.js';
 import { COMMIT_SEQ, Position } from '../../src/core/position.js';
 import { Backoff, gaveUp, sleep, type ReconnectPolicy } from '../../src/core/retry.js';
 import type {
@@ -36,7 +36,7 @@ import {
 import { decodePgoutput, type PgMessage } from './pgoutput-decoder.js';
 import { connectionError, ReplicationSession, type SessionItem } from './replication-session.js';
 import { RewriteWatch } from './rewrite-watch.js';
-import { renamedPrevious, withRenames } from './column-renames.js';
+import { renamedPrevious, versionBeforeStop, withRenames } from './column-renames.js';
 import { RELFILE_READING_SQL, relfileReading } from './relfile-reading.js';
 import { checkSetup, ensurePublication, publishedTables, type SetupNames } from './setup-check.js';
 import { ownSlotName, planSlot, slotBase, type SlotPlan } from './slot-ownership.js';
@@ -372,7 +372,7 @@ export class PostgresConnector implements SourceConnector {
         // The catalog the archive last recorded is the baseline of the first reading of this process.
         const recalling = !this.recalled;
         if (recalling) {
-          await this.recall(q, resumeAfter, captured.map(qualifiedName));
+          await this.recall(q, resumeAfter, captured);
           this.recalled = true;
         }
         // The first reading is the baseline (unless recalled); after a reconnect, changes since are seen.
@@ -383,7 +383,11 @@ export class PostgresConnector implements SourceConnector {
           this.comparingRecord = false;
         }
         // Column numbers as the stream starts, so the first relation message can show a rename.
-        for (const [oid, m] of await this.readAttnums(q, this.rewrites.oids())) if (!this.attnums.has(oid)) this.attnums.set(oid, m);
+        // And the columns of each table's version as the stream starts (unless recalled): what the archive is told of.
+        for (const [oid, m] of await this.readAttnums(q, this.rewrites.oids())) {
+          if (!this.attnums.has(oid)) this.attnums.set(oid, m);
+          if (!this.versionColumns.has(oid)) this.versionColumns.set(oid, m);
+        }
  await this.checkTableStarts(q);
         rewriteTimer = setInterval(() => {
           void this.readRelfiles(q, { oids: this.rewrites.oids() }).catch((err: unknown) => this.log.debug({ err }, 'relfilenode check failed'));
@@ -560,6 +564,10 @@ export class PostgresConnector implements SourceConnector {
           const r = applyRelation(conv.state, msg, await this.describe(q, msg, conv.state.relations.get(msg.relationOid)?.table.schema));
           conv.state = r.state;
           if (r.schemaChange && !skipAll) schemaChanges.push(r.schemaChange);
+          // The archive has this version once this transaction is durable (catalog-memory.ts columns).
+          const described = this.describedColumns.get(msg.relationOid);
+          if (described) this.versionColumns.set(msg.relationOid, described);
+          if (!skipAll) this.columnsDurableAt = maxLsn(this.columnsDurableAt, commit.endLsn);
           // A relation message follows an invalidation of the table, a rewrite among them.
           await this.readRelfiles(q, { oids: [msg.relationOid] });
         } else if (msg.tag === 'truncate') {
@@ -620,7 +628,9 @@ export class PostgresConnector implements SourceConnector {
     }
     const plain = await this.catalog.describe(q, msg.relationOid, msg.schema, msg.table, msg.columns, prior, seen !== undefined && !this.fromStream.has(name));
     const described = { ...plain, schema: withRenames(plain.schema, prior) };
-    this.attnums.set(msg.relationOid, new Map([...priorAttnums, ...(attnumsNow.get(msg.relationOid) ?? [])]));
+    const now = attnumsNow.get(msg.relationOid) ?? new Map<string, number>();
+    this.describedColumns.set(msg.relationOid, new Map(described.schema.columns.filter((c) => now.has(c.name)).map((c) => [c.name, now.get(c.name)!])));
+    this.attnums.set(msg.relationOid, new Map([...priorAttnums, ...now]));
     this.fromStream.add(name);
     this.seenVersions.set(name, described.schema);
     return described;
@@ -628,12 +638,23 @@ export class PostgresConnector implements SourceConnector {
 
   /** Per table OID, column name → attnum as last read (names of dropped columns may stay). */
   private readonly attnums = new Map<number, Map<string, number>>();
+  /** Per table OID, the columns (name → attnum) of the version last described. */
+  private readonly describedColumns = new Map<number, VersionColumns>();
+  /**
+   * Per table OID, the columns of the version last handed on in a transaction (or recalled, or
+   * read as the stream started): what the archive records in its catalog state, once every
+   * transaction up to `columnsDurableAt` is acknowledged (a state ahead of the archive would hide
+   * a rename the archive never got).
+   */
+  private readonly versionColumns = new Map<number, VersionColumns>();
+  private columnsDurableAt: Lsn = 0n;
 
   /** The catalog's column numbers now, per table OID. */
   private async readAttnums(q: Queryable, oids: readonly number[]): Promise<Map<number, Map<string, number>>> {
     const out = new Map<number, Map<string, number>>();
     if (oids.length === 0) return out;
-    const { rows } = await q.query(`SELECT attrelid, attname, attnum FROM pg_attribute WHERE attrelid = ANY($1::oid[]) AND attnum > 0 AND NOT attisdropped`, [oids]);
+    // Generated columns are not sent by pgoutput nor read by snapshots: no version has them.
+    const { rows } = await q.query(`SELECT attrelid, attname, attnum FROM pg_attribute WHERE attrelid = ANY($1::oid[]) AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attrelid, attnum`, [oids]);
     for (const r of rows) {
       const oid = Number(r.attrelid);
       let m = out.get(oid);
@@ -895,9 +916,10 @@ export class PostgresConnector implements SourceConnector {
    * that nothing changed while stopped: every captured table is re-read once, its window from the
    * resume position (and the archive's commit time of it) to now. Never guessed as unchanged.
    */
-  private async recall(q: Queryable, resumeAfter: Position | null, captured: readonly string[]): Promise<void> {
+  private async recall(q: Queryable, resumeAfter: Position | null, versions: readonly TableSchema[]): Promise<void> {
     const store = this.deps.catalogStates;
     if (!store || !resumeAfter) return;
+    const captured = versions.map(qualifiedName);
     const { saved, upToCommitTsUs } = await store.load(resumeAfter);
     if (saved) {
       const m = parseCatalogMemory(saved.state, Position.format(saved.position));
@@ -911,6 +933,7 @@ export class PostgresConnector implements SourceConnector {
       if (m.scope) this.scope = { names: new Set(m.scope.names), streamLsn: m.scope.streamLsn, fromUs: m.scope.fromUs };
       this.savedKey = catalogMemoryKey(m);
       this.log.info({ tables: m.tables.length, recordedAt: Position.format(saved.position) }, 'catalog compared with what the archive last recorded (changes made while stopped are re-read)');
+      await this.recallColumns(q, m, versions);
       return;
     }
     const reason =
@@ -925,6 +948,40 @@ export class PostgresConnector implements SourceConnector {
   }
 
   /**
+   * Column changes made while stopped (catalog-memory.ts format 2, column-renames.ts
+   * versionBeforeStop): each recalled table's first relation message is compared with the version
+   * the archive last had, not with the catalog at start, so a rename is kept as a rename and an
+   * added column gets what older rows read in it, exactly as when running. What the stream cannot
+   * make exact is re-read by a durable resync with its window (from the last reading that showed
+   * the table unchanged, to now): a column dropped and added again under its name (older rows hold
+   * the old column's values under it), and a table whose recorded state has no column list (format
+   * 1: written by an older chartlog, nothing to compare with).
+   */
+  private async recallColumns(q: Queryable, m: CatalogMemory, versions: readonly TableSchema[]): Promise<void> {
+    const byName = new Map(versions.map((v) => [qualifiedName(v), v]));
+    const now = await this.readAttnums(q, m.tables.map((t) => t.oid));
+    const nowLsn = parseLsn((await q.query('SELECT pg_current_wal_lsn() AS lsn')).rows[0]!.lsn!);
+    for (const t of m.tables) {
+      const version = byName.get(t.table);
+      const attnums = now.get(t.oid);
+      // Gone or renamed: the table checks decide (its end, or a resync under the new name).
+      if (!version || !attnums) continue;
+      const window = { from: Position.of(lsnHex(t.seen.streamLsn + 1n), 0), fromCommitTsUs: t.seen.timeUs, seenAt: Position.of(lsnHex(nowLsn), 0) };
+      if (!t.columns) {
+        this.resyncOrWarn(t.table, 'the archive recorded no column list for it (a catalog state written by an older chartlog): a column change made while chartlog was stopped cannot be ruled out', window);
+        continue;
+      }
+      const { previous, replaced } = versionBeforeStop(version, t.columns, attnums);
+      this.attnums.set(t.oid, new Map(t.columns));
+      this.versionColumns.set(t.oid, t.columns);
+      this.seenVersions.set(t.table, previous);
+      if (replaced.length > 0) {
+        this.resyncOrWarn(t.table, `column ${replaced.join(', ')} was dropped and added again under the same name while chartlog was stopped: older rows hold the old column's values`, window);
+      }
+    }
+  }
+
+  /**
    * Records the catalog as this process knows it (catalog-memory.ts) when it changed, once no
    * change waits for its verdict and every table end handed on was acknowledged. The pipeline
    * stores it only after every resync request made before it is durable: a kill -9 between a
@@ -935,10 +992,14 @@ export class PostgresConnector implements SourceConnector {
     const store = this.deps.catalogStates;
     if (!store || !this.recalled || this.saving) return;
     if (this.endsPending.length > 0 || this.endsReady.length > 0 || this.endsUnacked.length > 0) return;
+    if (this.columnsDurableAt > this.progress.ackTarget) return;
     const readings = this.rewrites.knownWithStamps();
     if (!readings) return;
     const m: CatalogMemory = {
-      tables: readings.map((r) => ({ ...r, table: this.relNames.get(r.oid) ?? r.table })),
+      tables: readings.map((r) => {
+        const columns = this.versionColumns.get(r.oid);
+        return { ...r, table: this.relNames.get(r.oid) ?? r.table, ...(columns ? { columns } : {}) };
+      }),
       scope: this.scope ? { names: [...this.scope.names], streamLsn: this.scope.streamLsn, fromUs: this.scope.fromUs } : null,
     };
     const key = catalogMemoryKey(m);
@@ -964,11 +1025,14 @@ export class PostgresConnector implements SourceConnector {
     const { rows } = await q.query(`${RELFILE_READING_SQL} AND (c.oid = ANY($1::oid[]) OR n.nspname || '.' || c.relname = ANY($2::text[]))`, [[], tables, this.names.publication]);
     const seen = { streamLsn: at, timeUs };
     const scope = await this.readScope(q);
+    const readings = rows.map(relfileReading).filter((r) => !r.attachedTo);
+    // The snapshot's own versions: its transaction reads the columns as of the consistent point.
+    const columns = await this.readAttnums(q, readings.map((r) => r.oid));
     const m: CatalogMemory = {
-      tables: rows
-        .map(relfileReading)
-        .filter((r) => !r.attachedTo)
-        .map((r) => ({ ...r, seen })),
+      tables: readings.map((r) => {
+        const c = columns.get(r.oid);
+        return { ...r, seen, ...(c ? { columns: c } : {}) };
+      }),
       scope: { names: JSON.parse(scope.names ?? '[]') as string[], streamLsn: at, fromUs: timeUs },
     };
     const { state, position } = storeCatalogMemory(m);
@@ -989,9 +1053,13 @@ export class PostgresConnector implements SourceConnector {
         this.log.debug({ table: v.table }, 'new relfilenode explained by a TRUNCATE in the stream');
         continue;
       }
+      if (v.kind === 'kept') {
+        this.log.info({ table: v.table, why: 'a new relfilenode with no pg_attribute row of the table written since the last reading (VACUUM FULL, CLUSTER, SET TABLESPACE …)' }, 'table rewritten with its values kept: not re-read');
+        continue;
+      }
       const reason = this.roots.has(v.oid)
         ? `${v.table}'s partitions changed without row events (a partition attached, detached or dropped, or one rewritten or truncated on its own)`
-        : `${v.table} was rewritten without row events (its relfilenode changed with no TRUNCATE in the stream: ALTER … TYPE … USING, a volatile default, VACUUM FULL or CLUSTER)`;
+        : `${v.table} was rewritten without row events (its relfilenode changed with no TRUNCATE in the stream, and nothing proves its values kept: ALTER … TYPE … USING, a volatile default, or VACUUM FULL/CLUSTER together with a column change)`;
       if (this.deps.requestResync) {
         this.log.warn({ table: v.table }, `${reason}: re-reading the table`);
         // The window: after the last reading that showed the old relfilenode, up to this one.

@@ -32,7 +32,10 @@ export const RELFILE_READING_SQL = `
          CASE WHEN c.relkind = 'p' THEN (
            SELECT coalesce(json_agg(json_build_array(pc.oid::text, pn.nspname || '.' || pc.relname, pc.relfilenode::text, pc.xmin::text, t.isleaf) ORDER BY pc.oid), '[]')::text
              FROM pg_partition_tree(c.oid) t JOIN pg_class pc ON pc.oid = t.relid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
-            WHERE t.relid <> c.oid) END AS partitions
+            WHERE t.relid <> c.oid) END AS partitions,
+         CASE WHEN c.relkind = 'r' AND (SELECT p.pubtruncate FROM pg_publication p WHERE p.pubname = $3::text) THEN (
+           SELECT string_agg(a.attnum::text || ':' || a.xmin::text, ',' ORDER BY a.attnum)
+             FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0) END AS attrs
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE c.relkind IN ('r', 'p')`;
 
@@ -41,7 +44,7 @@ type Row = Record<string, string | null | undefined>;
 export function relfileReading(r: Row): CatalogReading {
   const base = { oid: Number(r.oid), table: `${r.nspname}.${r.relname}` };
   const attachedTo = r.attached_to ? { attachedTo: r.attached_to } : {};
-  if (r.relkind !== 'p') return { ...base, relfilenode: r.relfilenode ?? '', xmin: r.xmin ?? '', ...attachedTo };
+  if (r.relkind !== 'p') return { ...base, relfilenode: r.relfilenode ?? '', xmin: r.xmin ?? '', ...(r.attrs ? { attrs: r.attrs } : {}), ...attachedTo };
   const parts = JSON.parse(r.partitions ?? '[]') as [string, string, string, string, boolean][];
   const leafXmins = [...new Set(parts.filter((p) => p[4]).map((p) => p[3]))].sort();
   return {

@@ -2,8 +2,8 @@ import type { Lsn } from './lsn.js';
 
 /**
  * Table rewrites that logical decoding does not carry (ALTER COLUMN … TYPE … USING, ADD COLUMN
- * … DEFAULT volatile(), VACUUM FULL, CLUSTER …): the rows get new values, or a new column is
- * filled, with no row events. Every rewrite gives the table a new `pg_class.relfilenode`, so the
+ * … DEFAULT volatile()): the rows get new values, or a new column is filled, with no row events
+ * (VACUUM FULL and CLUSTER rewrite too, keeping the values: told apart by classifyRelfileChange). Every rewrite gives the table a new `pg_class.relfilenode`, so the
  * connector reads the captured tables' relfilenodes (when a relation message arrives and on a
  * timer) and hands each reading to this watch. Pure state: no I/O, no clock.
  *
@@ -33,6 +33,11 @@ export interface RelfileReading {
   readonly relfilenode: string;
   /** pg_class.xmin as text: the transaction that last wrote the table's pg_class row. */
   readonly xmin: string;
+  /**
+   * Every pg_attribute row of the table (dropped columns included) as `attnum:xmin`, in attnum
+   * order — an ordinary table whose publication sends TRUNCATE only (see classifyRelfileChange).
+   */
+  readonly attrs?: string;
 }
 
 /**
@@ -46,7 +51,7 @@ export interface ReadingStamp {
 }
 
 export type RewriteVerdict = {
-  readonly kind: 'rewrite' | 'truncate';
+  readonly kind: 'rewrite' | 'truncate' | 'kept';
   readonly oid: number;
   readonly table: string;
   /** The reading that decided it was taken when the WAL was here: the change committed before it. */
@@ -59,12 +64,24 @@ export type RewriteVerdict = {
 const TRUNCATES_KEPT = 64;
 
 /**
- * The decision for one table whose relfilenode changed: a truncate the stream carried, or a
- * rewrite it did not. `truncateXids`: transactions in which the stream delivered a TRUNCATE of
- * the table that no row change of it followed in the same transaction.
+ * The decision for one table whose relfilenode changed: a truncate the stream carried, a rewrite
+ * that kept every value, or a rewrite that may not have. `truncateXids`: transactions in which the
+ * stream delivered a TRUNCATE of the table that no row change of it followed in the same
+ * transaction. `prior`: the newest reading that still showed the old relfilenode.
+ *
+ * `kept` (VACUUM FULL, CLUSTER, SET TABLESPACE, SET ACCESS METHOD, SET LOGGED/UNLOGGED: the same
+ * rows in a new file): no pg_attribute row of the table was written since `prior`. Every rewrite
+ * that gives rows new values is an ALTER TABLE of a column's type (it rewrites that column's
+ * pg_attribute row, USING or not) or an added column filled in (a volatile default, a generated or
+ * identity column: a new pg_attribute row), so either changes `attrs`. The one other new file with
+ * other rows is a TRUNCATE, which the stream carries when the publication sends truncates (`attrs`
+ * is read only then). Anything else — no `attrs` on either side (a partitioned root, a publication
+ * without truncates, a recorded state from before) — is a rewrite: a needless resync costs time,
+ * a missed one a wrong restore.
  */
-export function classifyRelfileChange(reading: RelfileReading, truncateXids: ReadonlySet<string>): RewriteVerdict['kind'] {
-  return truncateXids.has(reading.xmin) ? 'truncate' : 'rewrite';
+export function classifyRelfileChange(reading: RelfileReading, truncateXids: ReadonlySet<string>, prior?: RelfileReading): RewriteVerdict['kind'] {
+  if (truncateXids.has(reading.xmin)) return 'truncate';
+  return reading.attrs !== undefined && reading.attrs === prior?.attrs ? 'kept' : 'rewrite';
 }
 
 interface Pending {
@@ -160,10 +177,11 @@ export class RewriteWatch {
       if (p.atLsn > lsn) continue;
       this.pending.delete(oid);
       const known = this.known.get(oid);
+      const prior = this.knownReadings.get(oid);
       this.known.set(oid, p.reading.relfilenode);
       this.knownReadings.set(oid, p.reading);
       if (known === p.reading.relfilenode) continue;
-      const kind = classifyRelfileChange(p.reading, new Set(this.truncates.get(oid) ?? []));
+      const kind = classifyRelfileChange(p.reading, new Set(this.truncates.get(oid) ?? []), prior);
       const since = this.lastSeen.get(oid);
       out.push({ kind, oid, table: p.reading.table, atLsn: p.atLsn, ...(since ? { since } : {}) });
       // The new relfilenode is known from that reading on: a later rewrite committed after it.

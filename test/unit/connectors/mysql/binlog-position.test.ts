@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import {
-  formatMariadbGtid, mariadbCommit, mariadbGtidOf, mariadbPosition, mariadbStart, mysqlCommit, mysqlGtidOf,
+  committedBy, formatMariadbGtid, mariadbCommit, mariadbGtidOf, mariadbPosition, mariadbStart, mysqlCommit, mysqlGtidOf,
   mysqlGtidSetSize, mysqlResumeSet, mysqlSnapshotGtid, parseMariadbGtid, parseMariadbGtidList,
 } from '../../../../connectors/mysql/binlog-position.js';
 import { COMMIT_SEQ, Position } from '../../../../src/core/position.js';
@@ -106,5 +106,26 @@ describe('MySQL resume sets', () => {
     assert.equal(mysqlResumeSet(executed, g), `${A}:1-50,${B}:1-30`);
     assert.deepEqual(mysqlSnapshotGtid('', B), { ordinal: 0n, uuid: B, gno: 0n });
     assert.equal(mysqlResumeSet(`${A}:1-3`, mysqlSnapshotGtid('', B)), '');
+  });
+});
+
+describe('committedBy: whether a transaction had committed when the server printed its GTID head', () => {
+  it('MariaDB: at or below its domain\'s entry of @@gtid_binlog_pos', () => {
+    const c = mariadbCommit({ domain: 0, server: 1, seq: 42n });
+    assert.equal(committedBy(c, '0-1-42'), true);
+    assert.equal(committedBy(c, '0-1-100,1-2-5'), true);
+    assert.equal(committedBy(c, '0-1-41'), false, 'a later statement is not in the head');
+    assert.equal(committedBy(c, '1-1-500'), false, 'another domain says nothing of it');
+    assert.equal(committedBy(c, ''), false);
+  });
+  it('MySQL: in @@gtid_executed', () => {
+    const uuid = '3e11fa47-71ca-11e1-9e33-c80aa9429562';
+    const c = mysqlCommit({ ordinal: 7n, uuid, gno: 7n });
+    assert.equal(committedBy(c, `${uuid}:1-7`), true);
+    assert.equal(committedBy(c, `${uuid.toUpperCase()}:1-3:5-9`), true);
+    assert.equal(committedBy(c, `${uuid}:1-6`), false);
+  });
+  it('a commit string of neither kind counts as committed (the caller fails closed)', () => {
+    assert.equal(committedBy('not-a-commit', '0-1-1'), true);
   });
 });

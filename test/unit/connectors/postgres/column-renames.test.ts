@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { renamedPrevious, withRenames } from '../../../../connectors/postgres/column-renames.js';
+import { renamedPrevious, versionBeforeStop, withRenames } from '../../../../connectors/postgres/column-renames.js';
 import type { ColumnSchema, TableSchema } from '../../../../src/core/table-schema.js';
 
 const col = (name: string, extra: Partial<ColumnSchema> = {}): ColumnSchema => ({ name, sourceType: 'text', type: { kind: 'string' }, nullable: true, ...extra });
@@ -32,4 +32,24 @@ test('withRenames carries renamedFrom onto the described version (sticky across 
   const described = v(col('id'), col('memo'), col('extra'));
   assert.deepEqual(withRenames(described, prior).columns.map((c) => c.renamedFrom), [undefined, ['note'], undefined]);
   assert.equal(withRenames(described, v(col('id'))), described);
+});
+
+test('versionBeforeStop: the catalog at start read back to the version the archive last had (changes made while stopped)', () => {
+  const now = v(col('id'), col('memo'), col('flag'), col('note'));
+  // Saved: id 1, note 2 (renamed to memo since), extra 3 (dropped since), note again at 5 now; flag 4 added since.
+  const r = versionBeforeStop(now, nums({ id: 1, note: 2, extra: 3 }), nums({ id: 1, memo: 2, flag: 4, note: 5 }));
+  assert.deepEqual(r.previous.columns.map((c) => c.name), ['id', 'note'], 'memo under its saved name; flag and the new note left out');
+  assert.deepEqual(r.replaced, ['note'], 'note has another attnum: dropped and added again');
+  assert.deepEqual(r.previous.primaryKey, ['id']);
+  // (A name taken again is not followed as a rename: `replaced` re-reads the table.) Without it,
+  // the first relation message compared with the previous version shows the rename as the running stream does.
+  const renameOnly = versionBeforeStop(v(col('id'), col('memo'), col('flag')), nums({ id: 1, note: 2 }), nums({ id: 1, memo: 2, flag: 4 }));
+  assert.deepEqual(renameOnly.replaced, []);
+  const renamed = renamedPrevious(renameOnly.previous, ['id', 'memo', 'flag'], nums({ id: 1, note: 2 }), nums({ id: 1, memo: 2, flag: 4 }));
+  assert.deepEqual(renamed.columns.map((c) => [c.name, c.renamedFrom]), [['id', undefined], ['memo', ['note']]]);
+  // Nothing changed: the same columns, nothing replaced.
+  const same = versionBeforeStop(v(col('id'), col('note')), nums({ id: 1, note: 2 }), nums({ id: 1, note: 2 }));
+  assert.deepEqual([same.previous.columns.map((c) => c.name), same.replaced], [['id', 'note'], []]);
+  // The negative control: the catalog's version as the previous one (main) shows no rename.
+  assert.equal(renamedPrevious(now, ['id', 'memo', 'flag', 'note'], nums({ id: 1, note: 2 }), nums({ id: 1, memo: 2, flag: 4, note: 5 })), now);
 });

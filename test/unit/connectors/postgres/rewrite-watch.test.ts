@@ -11,6 +11,25 @@ describe('rewrite watch: a new relfilenode is a rewrite unless a TRUNCATE in the
     assert.equal(classifyRelfileChange(reading('2', '700'), new Set()), 'rewrite');
   });
 
+  it('a new relfilenode with every pg_attribute row as before kept its values (VACUUM FULL, CLUSTER); a column written since, or no attrs, is a rewrite', () => {
+    const withAttrs = (relfilenode: string, xmin: string, attrs?: string): RelfileReading => ({ ...reading(relfilenode, xmin), ...(attrs !== undefined ? { attrs } : {}) });
+    assert.equal(classifyRelfileChange(withAttrs('2', '701', '1:500,2:500'), new Set(), withAttrs('1', '500', '1:500,2:500')), 'kept');
+    // ALTER … TYPE … USING rewrites the column's row; ADD COLUMN … DEFAULT random() adds one.
+    assert.equal(classifyRelfileChange(withAttrs('2', '701', '1:500,2:701'), new Set(), withAttrs('1', '500', '1:500,2:500')), 'rewrite');
+    assert.equal(classifyRelfileChange(withAttrs('2', '701', '1:500,2:500,3:701'), new Set(), withAttrs('1', '500', '1:500,2:500')), 'rewrite');
+    // Not read (publication without truncates, a partitioned root, an older recorded state): not proved.
+    assert.equal(classifyRelfileChange(withAttrs('2', '701'), new Set(), withAttrs('1', '500')), 'rewrite');
+    assert.equal(classifyRelfileChange(withAttrs('2', '701', '1:500'), new Set(), withAttrs('1', '500')), 'rewrite');
+    assert.equal(classifyRelfileChange(withAttrs('2', '701', '1:500'), new Set(), undefined), 'rewrite');
+    // Through the watch: the prior reading is the newest that showed the old relfilenode.
+    const w = new RewriteWatch();
+    w.observe([withAttrs('1', '500', '1:500')], 100n);
+    w.observe([withAttrs('2', '701', '1:500')], 200n);
+    assert.deepEqual(w.passed(300n), [{ kind: 'kept', oid: 16384, table: 'public.t', atLsn: 200n }]);
+    w.observe([withAttrs('3', '702', '1:702')], 400n);
+    assert.deepEqual(w.passed(500n), [{ kind: 'rewrite', oid: 16384, table: 'public.t', atLsn: 400n }]);
+  });
+
   it('the first reading is the baseline; an unchanged relfilenode decides nothing', () => {
     const w = new RewriteWatch();
     w.observe([reading('1', '500')], 100n);
