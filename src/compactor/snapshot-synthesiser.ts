@@ -12,7 +12,7 @@ import { hasRowKey, identityColumns, qualifiedName, UNCHANGED, type Row } from '
 import type { ObjectStore } from '../storage/object-store.js';
 import { ArchiveReader, type TransactionFold } from '../archive/archive-reader.js';
 import { readArchiveIndex, type ArchiveIndex } from '../archive/archive-index.js';
-import { prepareStreamingReplay } from '../archive/streaming-replay.js';
+import { memoryShares, prepareStreamingReplay } from '../archive/streaming-replay.js';
 import { keyOf } from '../archive/table-merge.js';
 import { sortByKey } from '../archive/key-sort.js';
 import { SpillKey } from '../archive/spill-file.js';
@@ -69,8 +69,8 @@ export interface SynthesiseOptions {
   /** Records decoded or encoded between two yields to the event loop (default 1000). */
   yieldEvery?: number;
   /**
-   * Bytes of collapsed changes (all tables together) and of rows being sorted held in memory,
-   * half each, before they spill to sealed files (`restore.memoryBudgetMiB`; default 128 MiB).
+   * Memory for collapsed changes (all tables together) and rows being sorted, a share each
+   * (memoryShares), before they spill to sealed files (`restore.memoryBudgetMiB`; default 128 MiB).
    */
   memoryBudgetBytes?: number;
   /** Where the private spill directory is made (`restore.spillDir`; default the system's temporary directory). */
@@ -79,17 +79,6 @@ export interface SynthesiseOptions {
 
 /** The default of `memoryBudgetBytes`, restore.memoryBudgetMiB's default. */
 export const SYNTHESIS_MEMORY_BUDGET_BYTES = 128 * 2 ** 20;
-
-/**
- * The collapsed changes and the rows being sorted each get this share of the memory budget. Two
- * halves would fill it by their own estimates (TableMerge, sortByKey), but those count the row
- * objects only: V8's maps and arrays around them, the backing store of every sealed value and
- * the memory the allocator keeps after freeing it made the process peak at about 4× the
- * estimate (596 MiB resident at 1M rows with 64 MiB each, benchmarks/archive-memory.bench.ts).
- */
-const SHARE_OF_BUDGET = 1 / 4;
-
-const share = (budget: number): number => Math.max(1, Math.floor(budget * SHARE_OF_BUDGET));
 
 /**
  * The cut of a synthesis (the last whole transaction up to `limit`), with the events up to it and
@@ -217,8 +206,8 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
       index,
       beforeApply,
       asWritten: true,
-      // A share for the collapsed changes, one for the rows being sorted (held at once; SHARE_OF_BUDGET).
-      memoryBudgetBytes: share(budget),
+      // The whole budget: the replay takes the changes' share of it, the sort below the sort share (memoryShares).
+      memoryBudgetBytes: budget,
       spillDir: dir,
     });
     try {
@@ -236,7 +225,7 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
         const rank = (v: string): string => (v === fingerprint ? '1' : `0${v}\u0000`);
         let sortSpilled = false;
         const sorted = sortByKey(table.rows('any'), (row) => `${rank(versionOf(row, fingerprint))}${keyOf(table.schema, row)}`, {
-          budgetBytes: share(budget),
+          budgetBytes: memoryShares(budget).sort,
           dir,
           key,
           prefix: `synthesis-${tableNo++}`,
