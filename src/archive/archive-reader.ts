@@ -10,7 +10,7 @@ import { sha256Hex } from './manifest.js';
 import { decodeTransaction, type TransactionRecord } from './transaction-log.js';
 import type { SnapshotManifest } from './snapshot-manifest.js';
 import type { ArchiveIndex } from './archive-index.js';
-import { mergeByPosition, type OrderedSource } from './position-merge.js';
+import { mergeByPosition, RecordsOutOfOrder, type OrderedSource } from './position-merge.js';
 
 /** One stored change record, still encoded: its position, commit time and Avro message. */
 export interface StoredRecord {
@@ -19,6 +19,12 @@ export interface StoredRecord {
   fingerprint: string;
   /** Avro single-object message (C3 01, fingerprint, body), ready for the codec's decode. */
   message: Uint8Array;
+}
+
+/** What `foldTransactions` feeds the log to: `push` takes each record (false: read no further). */
+export interface TransactionFold<T> {
+  push(t: TransactionRecord): boolean;
+  result(): T;
 }
 
 /** An object to read, with the hash its manifest recorded or the hash prefix its part name carries. */
@@ -146,6 +152,24 @@ export class ArchiveReader {
       open: () => this.transactionsOf(src, after),
     }));
     return mergeByPosition(sources, (t) => Position.parse(t.pos), `${this.index.source} transaction log`);
+  }
+
+  /**
+   * Reads the transaction log after `after` into a fold, record by record in position order, as
+   * it streams (`transactionBatches`): memory holds the fold's state and a block of the log, not
+   * the log. Reading stops as soon as `push` returns false. An object out of order (a reordered
+   * delivery) makes it start again on a fresh fold over the log read whole (`transactions`).
+   */
+  async foldTransactions<T>(after: Position | null, start: () => TransactionFold<T>): Promise<T> {
+    let fold = start();
+    try {
+      reading: for await (const batch of this.transactionBatches(after)) for (const t of batch) if (!fold.push(t)) break reading;
+    } catch (err) {
+      if (!(err instanceof RecordsOutOfOrder)) throw err;
+      fold = start();
+      for (const t of await this.transactions(after)) if (!fold.push(t)) break;
+    }
+    return fold.result();
   }
 
   /** One transaction-log object's records after `after`, a container block at a time; a part's sorted first. */

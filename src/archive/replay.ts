@@ -10,7 +10,7 @@ import { ArchiveReader, type StoredRecord } from './archive-reader.js';
 import { readArchiveIndex, tablesOf, type ArchiveIndex } from './archive-index.js';
 import { TableState } from './table-state.js';
 import { formatUs } from './layout.js';
-import { committedBy, cutTransactions, type CutBound, type CutResult, type CutTransaction } from './transaction-cut.js';
+import { committedBy, TransactionCutter, type CutBound, type CutResult, type CutTransaction } from './transaction-cut.js';
 
 /**
  * Where to stop: the newest state at or before a commit time, at a position, or everything.
@@ -183,7 +183,8 @@ export interface RestoreCut extends CutResult {
 export async function restoreCut(reader: ArchiveReader, after: Position, to: RestorePoint): Promise<RestoreCut> {
   const bound: CutBound =
     to.kind === 'position' ? { position: to.position } : to.kind === 'time' ? { us: to.us, ...(to.resolutionUs ? { resolutionUs: to.resolutionUs } : {}) } : {};
-  const result = cutTransactions(await reader.transactions(after), bound);
+  // Streamed: the log after a day-old snapshot can be millions of transactions.
+  const result = await reader.foldTransactions(after, () => new TransactionCutter(bound));
   const position = result.last?.position ?? after;
   if (to.kind === 'time' && result.stoppedBy && result.laterWithin) throw nonMonotonicMoment(to.us, position, result.stoppedBy, result.laterWithin);
   return { ...result, position };

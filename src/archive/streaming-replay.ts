@@ -21,9 +21,28 @@ import type { RegisteredSchema } from '../codec/schema-store.js';
 import type { DataKeySource } from '../phi/opening-keys.js';
 import type { DataKey } from '../phi/sealer.js';
 
+/**
+ * How a memory budget is shared (restore and snapshot synthesis alike): a quarter for the
+ * collapsed changes of all tables together (TableMerge), a quarter for the rows being sorted
+ * (sortByKey; split between the sorts running at once). The estimates both fill count live
+ * objects: a TableMerge entry's estimate was 0.66× (PHI opened) to 1.1× (sealed) the heap it
+ * takes at 1M entries, measured; the other half is for what no estimate counts — the garbage
+ * V8 keeps between collections (heapTotal reached 2× heapUsed while changes collapsed), memory
+ * outside the heap, blocks being decoded.
+ */
+export function memoryShares(budgetBytes: number, sortsAtOnce = 1): { changes: number; sort: number } {
+  const quarter = Math.max(1, Math.floor(budgetBytes / 4));
+  return { changes: quarter, sort: Math.max(1, Math.floor(quarter / Math.max(1, sortsAtOnce))) };
+}
+
 export interface StreamingReplayOptions extends Pick<ReplayOptions, 'store' | 'source' | 'codec' | 'schemas' | 'envelopes' | 'to' | 'tables' | 'open' | 'index' | 'beforeApply'> {
-  /** Bytes of collapsed changes (all tables together) and of rows being sorted, held in memory before spilling. */
+  /**
+   * The whole memory budget (`restore.memoryBudgetMiB`): the collapsed changes of all tables
+   * together get one share of it, the rows being sorted another (memoryShares).
+   */
   memoryBudgetBytes: number;
+  /** Key-order sorts that may run at once (tables written in parallel): they split the sort share. Default 1. */
+  sortsAtOnce?: number;
   /** Where this restore's private spill directory is made (default: the system's temporary directory). */
   spillDir?: string;
   /**
@@ -132,6 +151,7 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
   let position = snapshotPos;
   let commitTsUs = BigInt(snapshot.commitTsUs);
   let changes = 0;
+  const shares = memoryShares(o.memoryBudgetBytes, o.sortsAtOnce);
   const sealedOf = async (fingerprint: string): Promise<ReadonlySet<string>> => (await o.schemas.resolve(BigInt(`0x${fingerprint}`))).version.sealed;
   try {
     for (const name of names) {
@@ -140,7 +160,7 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
       const entry = tableBase.tables[name];
       const basePos = Position.parse(tableBase.position);
       const expectedBytes = STORED_TO_DECODED * reader.storedBytes(name, basePos);
-      let merge = new TableMerge(name, { budgetBytes: o.memoryBudgetBytes, dir, key, expectedBytes });
+      let merge = new TableMerge(name, { budgetBytes: shares.changes, dir, key, expectedBytes });
       let c: Collapsed;
       try {
         c = await collapse(reader.tableRecordBatches(name, basePos), cut, merge, o);
@@ -148,7 +168,7 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
         if (!(err instanceof RecordsOutOfOrder)) throw err;
         // An object the merge cannot place in order (a reordered delivery): this table read whole.
         await merge.discard();
-        merge = new TableMerge(name, { budgetBytes: o.memoryBudgetBytes, dir, key, expectedBytes });
+        merge = new TableMerge(name, { budgetBytes: shares.changes, dir, key, expectedBytes });
         c = await collapse(whole(reader, name, basePos), cut, merge, o);
       }
       merges.push(merge);
@@ -187,7 +207,7 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
       changes += within;
       if (merge.dropped) continue; // dropped at this moment: not created (its changes still count)
       // One budget for all tables' collapsed changes: past it, this table's go to disk.
-      if (merges.reduce((n, m) => n + m.memoryBytes, 0) > o.memoryBudgetBytes) await merge.spillNow();
+      if (merges.reduce((n, m) => n + m.memoryBytes, 0) > shares.changes) await merge.spillNow();
 
       let read = false;
       const base = (): AsyncIterable<BaseBatch> => baseBatches(reader, tableBase, name, o.codec, o.open, o.beforeApply);
@@ -206,7 +226,7 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
           const damageChecked = refusingDamage(merge.merge(base, schema), o.source);
           const merged = o.asWritten ? damageChecked : fillingMissing(damageChecked, missing);
           if (order === 'any') return merged;
-          return sortByKey(merged, (row) => keyOf(schema, row), { budgetBytes: o.memoryBudgetBytes, dir, key, prefix: String(tables.size) });
+          return sortByKey(merged, (row) => keyOf(schema, row), { budgetBytes: shares.sort, dir, key, prefix: String(tables.size) });
         },
         async blocks() {
           if (read) throw new ChartlogError('internal', `${name}: rows read twice`);

@@ -64,44 +64,76 @@ export function committedBy(commitTsUs: bigint, us: bigint, resolutionUs: bigint
  * first transaction that is not whole. With a time bound, the whole transactions after the one
  * that stopped the cut are still read, to find one stamped within the moment (`laterWithin`).
  */
-export function cutTransactions(log: readonly TransactionRecord[], bound: CutBound = {}): CutResult {
-  let last: CutTransaction | null = null;
-  let stoppedBy: CutTransaction | null = null;
-  let laterWithin: CutTransaction | null = null;
-  const result = (incomplete: string | null): CutResult => ({ last, stoppedBy, laterWithin, incomplete: stoppedBy ? null : incomplete });
+export function cutTransactions(log: Iterable<TransactionRecord>, bound: CutBound = {}): CutResult {
+  const cut = new TransactionCutter(bound);
+  for (const r of log) if (!cut.push(r)) break;
+  return cut.result();
+}
+
+/**
+ * `cutTransactions` a record at a time, for a log read as a stream (ArchiveReader.foldTransactions):
+ * memory holds the cut so far, never the log (an archive of a busy day has millions of
+ * transactions). `push` says whether a later record can still change the result.
+ */
+export class TransactionCutter {
+  private last: CutTransaction | null = null;
+  private stoppedBy: CutTransaction | null = null;
+  private laterWithin: CutTransaction | null = null;
   /** The record before, when it is a piece of the transaction being read. */
-  let piece: Position | null = null;
-  for (const r of log) {
+  private piece: Position | null = null;
+  /** Set when the cut ended before the log did: the commit part of the transaction left incomplete, or null. */
+  private ended: { incomplete: string | null } | null = null;
+
+  constructor(private readonly bound: CutBound = {}) {}
+
+  /** Reads the next record of the log; false once nothing later can change the cut. */
+  push(r: TransactionRecord): boolean {
+    if (this.ended) return false;
     const p = Position.parse(r.pos);
-    if (bound.position && Position.compare(Position.commitOf(p), bound.position) > 0) break;
+    if (this.bound.position && Position.compare(Position.commitOf(p), this.bound.position) > 0) return this.end(this.piece?.commit ?? null);
     const previous = r.previous === null ? null : Position.parse(r.previous);
     const continues = previous !== null && previous.commit === p.commit && previous.seq !== COMMIT_SEQ;
     // Pieces re-published after a restart may overlap the stored ones (their events are deduplicated
     // by position); a piece that starts past the piece before it leaves a gap.
-    if (continues && (piece === null || previous.seq > piece.seq)) {
+    if (continues && (this.piece === null || previous.seq > this.piece.seq)) {
       // A piece whose predecessor piece is missing: this transaction is not whole.
-      return result(p.commit);
+      return this.end(p.commit);
     }
-    if (!continues && piece !== null) {
+    if (!continues && this.piece !== null) {
       // The transaction read so far ended in pieces without its last record.
-      return result(piece.commit);
+      return this.end(this.piece.commit);
     }
     if (p.seq !== COMMIT_SEQ) {
-      piece = p;
-      continue;
+      this.piece = p;
+      return true;
     }
-    piece = null;
+    this.piece = null;
     const tx: CutTransaction = { position: p, txId: r.txId, commitTsUs: BigInt(r.commitTsUs) };
-    const within = bound.us === undefined || committedBy(tx.commitTsUs, bound.us, bound.resolutionUs);
-    if (stoppedBy) {
-      if (within) laterWithin = tx;
+    const within = this.bound.us === undefined || committedBy(tx.commitTsUs, this.bound.us, this.bound.resolutionUs);
+    if (this.stoppedBy) {
+      if (within) this.laterWithin = tx;
     } else if (!within) {
-      stoppedBy = tx;
+      this.stoppedBy = tx;
     } else {
-      last = tx;
+      this.last = tx;
     }
+    return true;
   }
-  return result(piece?.commit ?? null);
+
+  /** The last whole transaction read so far (the cut, once the log is read to its end or `push` said false). */
+  get lastWhole(): CutTransaction | null {
+    return this.last;
+  }
+
+  result(): CutResult {
+    const incomplete = this.ended ? this.ended.incomplete : (this.piece?.commit ?? null);
+    return { last: this.last, stoppedBy: this.stoppedBy, laterWithin: this.laterWithin, incomplete: this.stoppedBy ? null : incomplete };
+  }
+
+  private end(incomplete: string | null): false {
+    this.ended = { incomplete };
+    return false;
+  }
 }
 
 /** A cut this far before the moment asked for is warned about (a clock stepped forward, or a quiet source). */

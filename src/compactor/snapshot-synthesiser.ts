@@ -7,16 +7,17 @@ import { SchemaStore } from '../codec/schema-store.js';
 import type { Config } from '../config/schema.js';
 import { ChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
-import { COMMIT_SEQ, Position } from '../core/position.js';
+import { Position } from '../core/position.js';
 import { hasRowKey, identityColumns, qualifiedName, UNCHANGED, type Row } from '../core/table-schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { ArchiveReader } from '../archive/archive-reader.js';
+import { ArchiveReader, type TransactionFold } from '../archive/archive-reader.js';
 import { readArchiveIndex, type ArchiveIndex } from '../archive/archive-index.js';
-import { prepareStreamingReplay } from '../archive/streaming-replay.js';
+import { memoryShares, prepareStreamingReplay } from '../archive/streaming-replay.js';
 import { keyOf } from '../archive/table-merge.js';
 import { sortByKey } from '../archive/key-sort.js';
 import { SpillKey } from '../archive/spill-file.js';
-import { cutTransactions } from '../archive/transaction-cut.js';
+import { TransactionCutter } from '../archive/transaction-cut.js';
+import type { TransactionRecord } from '../archive/transaction-log.js';
 import { cellKey } from '../archive/table-state.js';
 import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
 import { removeIncompleteSnapshots, SnapshotPartsWriter } from './snapshot-builder.js';
@@ -68,8 +69,8 @@ export interface SynthesiseOptions {
   /** Records decoded or encoded between two yields to the event loop (default 1000). */
   yieldEvery?: number;
   /**
-   * Bytes of collapsed changes (all tables together) and of rows being sorted held in memory,
-   * half each, before they spill to sealed files (`restore.memoryBudgetMiB`; default 128 MiB).
+   * Memory for collapsed changes (all tables together) and rows being sorted, a share each
+   * (memoryShares), before they spill to sealed files (`restore.memoryBudgetMiB`; default 128 MiB).
    */
   memoryBudgetBytes?: number;
   /** Where the private spill directory is made (`restore.spillDir`; default the system's temporary directory). */
@@ -80,15 +81,41 @@ export interface SynthesiseOptions {
 export const SYNTHESIS_MEMORY_BUDGET_BYTES = 128 * 2 ** 20;
 
 /**
- * The collapsed changes and the rows being sorted each get this share of the memory budget. Two
- * halves would fill it by their own estimates (TableMerge, sortByKey), but those count the row
- * objects only: V8's maps and arrays around them, the backing store of every sealed value and
- * the memory the allocator keeps after freeing it made the process peak at about 4× the
- * estimate (596 MiB resident at 1M rows with 64 MiB each, benchmarks/archive-memory.bench.ts).
+ * The cut of a synthesis (the last whole transaction up to `limit`), with the events up to it and
+ * the newest commit time of every transaction it holds (stamps can step back: not the cut's own).
  */
-const SHARE_OF_BUDGET = 1 / 4;
+class TalliedCut implements TransactionFold<{ cut: Position | null; commitTsUs: bigint; eventsToCut: number }> {
+  private readonly cutter: TransactionCutter;
+  private newest: bigint;
+  private events = 0;
+  private cut: Position | null = null;
+  private commitTsUs: bigint;
+  private eventsToCut = 0;
 
-const share = (budget: number): number => Math.max(1, Math.floor(budget * SHARE_OF_BUDGET));
+  constructor(limit: Position, baseCommitTsUs: bigint) {
+    this.cutter = new TransactionCutter({ position: limit });
+    this.newest = this.commitTsUs = baseCommitTsUs;
+  }
+
+  push(t: TransactionRecord): boolean {
+    const before = this.cutter.lastWhole;
+    if (!this.cutter.push(t)) return false;
+    if (BigInt(t.commitTsUs) > this.newest) this.newest = BigInt(t.commitTsUs);
+    for (const n of Object.values(t.tables)) this.events += Number(n);
+    // With a position bound alone, every whole transaction read becomes the cut: this record ended one.
+    const last = this.cutter.lastWhole;
+    if (last !== before && last) {
+      this.cut = last.position;
+      this.commitTsUs = this.newest;
+      this.eventsToCut = this.events;
+    }
+    return true;
+  }
+
+  result(): { cut: Position | null; commitTsUs: bigint; eventsToCut: number } {
+    return { cut: this.cut, commitTsUs: this.commitTsUs, eventsToCut: this.eventsToCut };
+  }
+}
 
 /** The memory budget and spill directory of the configuration (`restore.*`: one budget for restore and synthesis). */
 export function synthesisMemory(config: Pick<Config, 'restore'>): Pick<SynthesiseOptions, 'memoryBudgetBytes' | 'spillDir'> {
@@ -148,25 +175,9 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
   // transaction delivered in parts). The snapshot's commit time is the newest of every
   // transaction it holds, not the cut's: commit clocks can step back, and a restore to a
   // moment must never pick a snapshot holding a transaction committed after that moment.
-  let cut: Position | null = null;
-  let commitTsUs = BigInt(base.commitTsUs);
-  let newest = commitTsUs;
-  let events = 0;
-  let eventsToCut = 0;
-  const txLog = await new ArchiveReader(o.store, index, envelopes).transactions(basePos);
-  // Whole transactions only (transaction-cut.ts): a last record stored without every piece before it ends the cut too.
-  const whole = cutTransactions(txLog, { position: limit }).last?.position ?? null;
-  for (const tx of txLog) {
-    const p = Position.parse(tx.pos);
-    if (!whole || Position.compare(p, whole) > 0) break;
-    if (BigInt(tx.commitTsUs) > newest) newest = BigInt(tx.commitTsUs);
-    for (const n of Object.values(tx.tables)) events += Number(n);
-    if (p.seq === COMMIT_SEQ) {
-      cut = p;
-      commitTsUs = newest;
-      eventsToCut = events;
-    }
-  }
+  // Whole transactions only (transaction-cut.ts): a last record stored without every piece before
+  // it ends the cut too. The log is read as it streams, once (a day of it can be millions of transactions).
+  const { cut, commitTsUs, eventsToCut } = await new ArchiveReader(o.store, index, envelopes).foldTransactions(basePos, () => new TalliedCut(limit, BigInt(base.commitTsUs)));
   // Transactions without row changes (heartbeats) make no new snapshot.
   if (!cut || eventsToCut === 0) return done('up-to-date', base);
   const id = Position.format(cut);
@@ -195,8 +206,8 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
       index,
       beforeApply,
       asWritten: true,
-      // A share for the collapsed changes, one for the rows being sorted (held at once; SHARE_OF_BUDGET).
-      memoryBudgetBytes: share(budget),
+      // The whole budget: the replay takes the changes' share of it, the sort below the sort share (memoryShares).
+      memoryBudgetBytes: budget,
       spillDir: dir,
     });
     try {
@@ -214,7 +225,7 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
         const rank = (v: string): string => (v === fingerprint ? '1' : `0${v}\u0000`);
         let sortSpilled = false;
         const sorted = sortByKey(table.rows('any'), (row) => `${rank(versionOf(row, fingerprint))}${keyOf(table.schema, row)}`, {
-          budgetBytes: share(budget),
+          budgetBytes: memoryShares(budget).sort,
           dir,
           key,
           prefix: `synthesis-${tableNo++}`,

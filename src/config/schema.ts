@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
 /**
@@ -444,9 +445,9 @@ export const configSchema = z
           .int()
           .min(0)
           .max(16)
-          .optional()
+          .default(defaultCopyThreads)
           .describe(
-            'Threads that decode, open and write base snapshot rows as COPY text for a PostgreSQL target (docs/architecture.md §5, step 8); default one per core, up to 4; 0: everything on the main thread.',
+            'Threads that decode, open and write base snapshot rows as COPY text for a PostgreSQL target (docs/architecture.md §5, step 8); default: none below 4 cores (on 2 cores they saved no time and cost CPU and memory), else one per core up to 4; 0: everything on the main thread.',
           ),
         copyThreadsFromRows: z
           .number()
@@ -455,7 +456,7 @@ export const configSchema = z
           .default(100_000)
           .describe('Tables estimated at fewer rows are written from the main thread: starting the COPY threads costs more than they save on a small table.'),
       })
-      .default({ memoryBudgetMiB: 128, copyThreadsFromRows: 100_000 })
+      .default(() => ({ memoryBudgetMiB: 128, copyThreads: defaultCopyThreads(), copyThreadsFromRows: 100_000 }))
       .describe('How `chartlog restore` uses memory and disk.'),
     log: z
       .strictObject({
@@ -548,3 +549,13 @@ export const configSchema = z
 export type Config = z.output<typeof configSchema>;
 export type SourceConfig = Config['sources'][number];
 export type TlsConfig = SourceConfig['tls'];
+
+/**
+ * restore.copyThreads when unset: none below 4 cores, else one per core up to 4. On 2 cores the
+ * threads compete with the main thread and PostgreSQL for the same cores: a 200,000-row restore
+ * took 0.98× the time with them, 1 s more CPU and 70 MiB more memory
+ * (benchmarks/results/restore-200k-threads-vs-none-quiet.json).
+ */
+export function defaultCopyThreads(cores: number = availableParallelism()): number {
+  return cores < 4 ? 0 : Math.min(4, cores);
+}

@@ -546,13 +546,20 @@ async function loadPosition(store: ObjectStore, index: ArchiveIndex, archive: Ar
     throw usageError(`source ${index.source} has nothing to replicate yet (${snapshot ? 'no durable commit' : 'no base snapshot'})`, 'run `chartlog run` until it has written its first snapshot; `chartlog timeline` shows the range');
   }
   const reader = new ArchiveReader(store, index, archive.envelopes);
-  let best: { position: Position; commitTsUs: bigint } = { position: Position.parse(snapshot.position), commitTsUs: BigInt(snapshot.commitTsUs) };
-  for (const t of await reader.transactions(Position.parse(snapshot.position))) {
-    const p = Position.parse(t.pos);
-    if (Position.compare(p, cp.position) > 0) break;
-    if (p.seq === COMMIT_SEQ) best = { position: p, commitTsUs: BigInt(t.commitTsUs) };
-  }
-  return best;
+  const from = { position: Position.parse(snapshot.position), commitTsUs: BigInt(snapshot.commitTsUs) };
+  // The log read as it streams, up to the checkpoint: a day of it can be millions of transactions.
+  return reader.foldTransactions(from.position, () => {
+    let best = from;
+    return {
+      push: (t) => {
+        const p = Position.parse(t.pos);
+        if (Position.compare(p, cp.position) > 0) return false;
+        if (p.seq === COMMIT_SEQ) best = { position: p, commitTsUs: BigInt(t.commitTsUs) };
+        return true;
+      },
+      result: () => best,
+    };
+  });
 }
 
 /**

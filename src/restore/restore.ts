@@ -121,6 +121,8 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
     index,
     ...(archive.keys ? { keys: archive.keys } : {}),
     memoryBudgetBytes: o.memoryBudgetBytes ?? o.config.restore.memoryBudgetMiB * 2 ** 20,
+    // Tables are written in parallel: their key-order sorts share the sort share.
+    sortsAtOnce: Math.max(1, Math.min(o.parallel ?? 4, names.length)),
     ...(o.config.restore.spillDir ? { spillDir: o.config.restore.spillDir } : {}),
   }).catch((err: unknown) => {
     if (err instanceof ChartlogError) throw err;

@@ -252,8 +252,8 @@ for (const engine of ['postgres', 'mysql'] as const) {
       // Avro mapping; its column added mid-stream (extra) is unclassified and sealed by default.
       `  publicColumns: { ${q('matrix')}: [id, ${matrix.columns.join(', ')}], ${q('patients')}: [id, note] }`,
       // Every table through the COPY threads where the target has them (the default spares
-      // tables under 100k rows), so the type matrix crosses them value by value.
-      'restore: { copyThreadsFromRows: 0 }',
+      // tables under 100k rows, and starts none below 4 cores), so the type matrix crosses them value by value.
+      'restore: { copyThreads: 2, copyThreadsFromRows: 0 }',
       'log: { level: info, format: json }',
     ].join('\n'));
     run = new ChartlogRun(configFile, join(work, 'run.log'));

@@ -126,7 +126,7 @@ describe('chartlog restore: changes past the memory budget spill and restore exa
 
   it('within the budget, base blocks go through the COPY threads (held rows merged: unchanged TOAST, key changes, key-less copies) and equal the source; no PHI in the log', async () => {
     const roomy = join(work, 'roomy.yaml');
-    writeFileSync(roomy, readFileSync(configFile, 'utf8').replace('memoryBudgetMiB: 1,', 'memoryBudgetMiB: 256, copyThreadsFromRows: 0,'));
+    writeFileSync(roomy, readFileSync(configFile, 'utf8').replace('memoryBudgetMiB: 1,', 'memoryBudgetMiB: 256, copyThreads: 2, copyThreadsFromRows: 0,'));
     const target = await newDb();
     const r = await runChartlog(['restore', '--config', roomy, '--source', 'clinic', '--to', 'latest', '--target', target.url, '--json']);
     assert.equal(r.code, 0, r.stderr.slice(0, 2000));

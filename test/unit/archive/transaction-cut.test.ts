@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import type { TransactionRecord } from '../../../src/archive/transaction-log.js';
-import { backwardSteps, committedBy, cutTransactions, nonMonotonicStretches } from '../../../src/archive/transaction-cut.js';
+import { backwardSteps, committedBy, cutTransactions, nonMonotonicStretches, TransactionCutter } from '../../../src/archive/transaction-cut.js';
 import { restoreCut } from '../../../src/archive/replay.js';
-import type { ArchiveReader } from '../../../src/archive/archive-reader.js';
+import type { ArchiveReader, TransactionFold } from '../../../src/archive/archive-reader.js';
 import { ChartlogError } from '../../../src/core/errors.js';
 import { cutSummary, resolvePoint } from '../../../src/restore/restore.js';
 import type { ArchiveIndex } from '../../../src/archive/archive-index.js';
@@ -58,6 +58,32 @@ test('pieces re-published after a restart that overlap the stored ones still mak
   assert.equal(cutTransactions(l).last?.txId, 'tx2');
 });
 
+test('read a record at a time (a streamed log), the cut stops reading where nothing later can change it, with the result of the whole read', () => {
+  const fed = (l: TransactionRecord[], bound = {}): { read: number; whole: ReturnType<typeof cutTransactions>; streamed: ReturnType<typeof cutTransactions> } => {
+    const cut = new TransactionCutter(bound);
+    let read = 0;
+    for (const r of l) {
+      read++;
+      if (!cut.push(r)) break;
+    }
+    return { read, whole: cutTransactions(l, bound), streamed: cut.result() };
+  };
+  const l = log({ commit: 1, us: 1n * S }, { commit: 2, us: 2n * S, pieces: [9999] }, { commit: 3, us: 3n * S }, { commit: 4, us: 4n * S });
+  // A position bound: the first record past it ends the reading (the log after it is never read).
+  const byPosition = fed(l, { position: Position.of('0000000000000002') });
+  assert.deepEqual([byPosition.read, byPosition.streamed.last?.txId], [4, 'tx2']);
+  assert.deepEqual(byPosition.streamed, byPosition.whole);
+  // A broken chain: reading ends at the piece that shows it.
+  const broken = log({ commit: 1, us: 1n * S }, { commit: 2, us: 2n * S, pieces: [9999, 19999], drop: 1 }, { commit: 3, us: 3n * S }, { commit: 4, us: 4n * S });
+  const b = fed(broken);
+  assert.deepEqual([b.read, b.streamed.last?.txId, b.streamed.incomplete], [3, 'tx1', '0000000000000002']);
+  assert.deepEqual(b.streamed, b.whole);
+  // A time bound reads to the end (a later transaction may be stamped within: laterWithin).
+  const t = fed(l, { us: 2n * S });
+  assert.deepEqual([t.read, t.streamed.last?.txId, t.streamed.stoppedBy?.txId], [l.length, 'tx2', 'tx3']);
+  assert.deepEqual(t.streamed, t.whole);
+});
+
 test('a position inside a transaction (a checkpoint between pieces) cuts before that transaction', () => {
   const l = log({ commit: 1, us: 1n * S }, { commit: 2, us: 2n * S, pieces: [9999] }, { commit: 3, us: 3n * S });
   assert.equal(cutTransactions(l, { position: Position.of('0000000000000002', 9999) }).last?.txId, 'tx1');
@@ -108,7 +134,13 @@ test('after the transaction that stops a time cut, only whole transactions count
 });
 
 test('restore refuses a moment inside a non-monotonic stretch (usage, exit 2), naming both positions, their stamps and the positions to restore to', async () => {
-  const reader = { transactions: async () => stepped() } as unknown as ArchiveReader;
+  // The log as ArchiveReader.foldTransactions streams it: a record at a time into the fold.
+  const fold = async <T>(_after: unknown, start: () => TransactionFold<T>): Promise<T> => {
+    const f = start();
+    for (const t of stepped()) if (!f.push(t)) break;
+    return f.result();
+  };
+  const reader = { foldTransactions: fold } as unknown as ArchiveReader;
   const start = Position.of('0000000000000000');
   await assert.rejects(restoreCut(reader, start, { kind: 'time', us: 25n * S }), (err: unknown) => {
     assert.ok(err instanceof ChartlogError);
