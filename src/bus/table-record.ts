@@ -106,13 +106,19 @@ export function encodeTableRecord(messages: readonly BusMessage[], txId: string 
  */
 export function decodeTableRecord(m: { headers?: IHeaders | undefined; key: Buffer | null; value: Buffer | null }, where: string): TableRecord {
   const meta = m.headers?.[HEADER.meta];
-  const b = Array.isArray(meta) ? meta[0] : meta;
-  if (b === undefined || (typeof b === 'string' ? b.charCodeAt(0) : b[0]) !== BATCH_VERSION) {
+  const one = Array.isArray(meta) ? meta[0] : meta;
+  const b = typeof one === 'string' ? Buffer.from(one, 'latin1') : one;
+  // No `chartlog` header: format 0.
+  const version = b === undefined ? 0 : (b[0] ?? 0);
+  if (version > BATCH_VERSION) {
+    throw new ChartlogError('decode', `${where}: a table record of format ${version}, this chartlog reads formats 0 to ${BATCH_VERSION}`, { hint: 'a newer chartlog wrote it: run the compactor with the same or a newer chartlog than the capture process' });
+  }
+  if (version !== BATCH_VERSION) {
     const h = decodeHeaders(m.headers, where);
     if (!m.value) throw new ChartlogError('decode', `${where}: a table message without a value`);
     return { table: h.table, txId: h.txId, commitTsUs: h.commitTsUs, events: [{ position: h.position, fingerprint: h.fingerprint, key: m.key, value: m.value }] };
   }
-  return decodeBatch(typeof b === 'string' ? Buffer.from(b, 'latin1') : b, m.value, where);
+  return decodeBatch(b!, m.value, where);
 }
 
 function decodeBatch(h: Buffer, v: Buffer | null, where: string): TableRecord {
