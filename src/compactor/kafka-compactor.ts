@@ -166,8 +166,8 @@ export class KafkaCompactor {
   private checkpointed: Position | null = null;
   /** Cuts the wait between flushes short (stop, failure, new consumer needed). */
   private wake = new AbortController();
-  /** Counters for tests and metrics. */
-  readonly stats = { messages: 0, skipped: 0, flushes: 0, commits: 0, generations: 0 };
+  /** Counters for tests and metrics: Kafka records taken (`messages`), change events in the table records among them, records skipped as settled. */
+  readonly stats = { messages: 0, events: 0, skipped: 0, flushes: 0, commits: 0, generations: 0 };
 
   constructor(
     private readonly store: ObjectStore,
@@ -470,6 +470,7 @@ export class KafkaCompactor {
       // One event (formats 0, 1) or several of one transaction and table (format 2), in
       // position order: the record is done with once its newest event has settled.
       const r = decodeTableRecord(m, where);
+      this.stats.events += r.events.length;
       at = null;
       let hour: HourKey | null = null;
       for (const e of r.events) {
