@@ -5,11 +5,10 @@ import { logger } from '../core/logger.js';
 import { Position } from '../core/position.js';
 import type { SchemaSource } from '../archive/envelope-reader.js';
 import { transactionRecordOf } from '../archive/transaction-log.js';
-import type { BusBatch } from '../codec/bus-message.js';
+import type { BusBatch, BusMessage } from '../codec/bus-message.js';
 import {
   createKafka,
   decodeTransactionMessage,
-  encodeHeaders,
   encodeTransactionMessage,
   HEADER,
   schemasTopic,
@@ -18,6 +17,7 @@ import {
   TRANSACTIONS_PARTITION,
   type KafkaSettings,
 } from './kafka-topics.js';
+import { encodeTableRecord, eventBytes } from './table-record.js';
 import { TopicCreator } from './topic-creator.js';
 
 export interface KafkaBusOptions {
@@ -33,8 +33,14 @@ export interface KafkaBusOptions {
    * messages each: counted in batches alone, a 1M-row transaction filled a gigabyte.
    */
   maxQueuedBytes?: number;
-  /** Table messages per `sendBatch` request, at most (whole transactions). Default 2000. */
+  /** Change events per `sendBatch` request, at most (whole transactions). Default 2000. */
   maxMessagesPerSend?: number;
+  /**
+   * Bytes of events (keys, values, 20 bytes of framing each) in one table record, at most, when
+   * it holds several (table-record.ts). Default 64 KiB: a few hundred rows per record, so
+   * kafkajs's cost per record is spread thin, well under the per-partition bound of a request.
+   */
+  maxBytesPerRecord?: number;
   /**
    * Bytes (keys, values, headers, before compression) of one partition in one `sendBatch`
    * request, at most, when it holds several messages there. Default 512 KiB: a partition's part
@@ -93,6 +99,8 @@ export class KafkaBus {
   private readonly maxPerSend: number;
   private readonly maxBytesPerSend: number;
   private readonly maxBytesPerRequest: number;
+  private readonly maxBytesPerRecord: number;
+  private readonly topicsByTable = new Map<string, string>();
   /** Places keyed messages as kafkajs would (murmur2 of the key), so requests can be bounded per partition. */
   private readonly placer = Partitioners.DefaultPartitioner();
   private sending = false;
@@ -103,8 +111,8 @@ export class KafkaBus {
   private ends: { messages: Message[]; last: Position } | null = null;
   /** Test only: `KafkaBusOptions.testDropGroup`, counted down. */
   private dropGroup: number;
-  /** Messages and requests sent (metrics, benchmarks). */
-  readonly stats = { batches: 0, messages: 0, requests: 0 };
+  /** Transactions, change events, table records and requests sent (metrics, benchmarks). */
+  readonly stats = { batches: 0, messages: 0, records: 0, requests: 0 };
 
   constructor(private readonly options: KafkaBusOptions) {
     this.kafka = options.kafka ?? createKafka(options.settings, '-producer');
@@ -119,6 +127,7 @@ export class KafkaBus {
     this.maxBytesPerSend = options.maxBytesPerSend ?? 512 * 1024;
     this.dropGroup = options.testDropGroup ?? 0;
     this.maxBytesPerRequest = options.maxBytesPerRequest ?? 8 * 1024 * 1024;
+    this.maxBytesPerRecord = options.maxBytesPerRecord ?? 64 * 1024;
   }
 
   async connect(): Promise<void> {
@@ -301,23 +310,21 @@ export class KafkaBus {
     const newSchemas = new Set<string>();
     let count = 0;
     for (const batch of group) {
+      for (const m of batch.messages) {
+        newTopics.add(this.topicOf(m.table));
+        if (!this.schemasSent.has(m.fingerprint)) newSchemas.add(m.fingerprint);
+      }
+    }
+    // Before the table records are made: their partitions are placed by the topics' partition counts.
+    await this.topics.ensure([...newTopics].map((topic) => ({ topic })));
+    for (const batch of group) {
       const record = transactionRecordOf(batch);
       const txHeaders = { [HEADER.position]: record.pos, [HEADER.commitTsUs]: batch.commitTsUs.toString(), ...(batch.txId !== null ? { [HEADER.txId]: batch.txId } : {}) };
       push(txTopic, { partition: TRANSACTIONS_PARTITION, value: encodeTransactionMessage('BEGIN', record), headers: { ...txHeaders, [HEADER.status]: 'BEGIN' } });
-      for (const m of batch.messages) {
-        const topic = tableTopic(prefix, source, m.table);
-        newTopics.add(topic);
-        if (!this.schemasSent.has(m.fingerprint)) newSchemas.add(m.fingerprint);
-        push(topic, {
-          key: m.key ? Buffer.from(m.key) : null,
-          value: Buffer.from(m.value.buffer, m.value.byteOffset, m.value.byteLength),
-          headers: encodeHeaders({ table: m.table, fingerprint: m.fingerprint, position: m.position, txId: batch.txId, commitTsUs: batch.commitTsUs }),
-        });
-        count++;
-      }
+      for (const [topic, m] of this.tableRecordsOf(batch)) push(topic, m);
+      count += batch.messages.length;
       ends.push({ partition: TRANSACTIONS_PARTITION, value: encodeTransactionMessage('END', record), headers: { ...txHeaders, [HEADER.status]: 'END' } });
     }
-    await this.topics.ensure([...newTopics].map((topic) => ({ topic })));
     if (this.options.schemas && newSchemas.size > 0) {
       const schemaMessages: Message[] = [];
       for (const fp of newSchemas) schemaMessages.push({ key: fp, value: await this.options.schemas.schemaJson(source, fp) });
@@ -343,6 +350,56 @@ export class KafkaBus {
       this.durable = carried.last;
       await this.options.onDurable?.(carried.last);
     }
+  }
+
+  /** The topic of a table (kept: the name is escaped character by character). */
+  private topicOf(table: string): string {
+    let topic = this.topicsByTable.get(table);
+    if (topic === undefined) this.topicsByTable.set(table, (topic = tableTopic(this.options.settings.topicPrefix, this.options.source, table)));
+    return topic;
+  }
+
+  /**
+   * The table records of one transaction (format 2, table-record.ts): its events of one table
+   * and one partition, in order, up to maxBytesPerRecord bytes each. The partition is the one
+   * kafkajs's default partitioner gives the event's key (murmur2 over the topic's partition
+   * count), so a key keeps its one partition. Where the count is not known (CreateTopics
+   * refused), each event is a record of its own with its key, placed by kafkajs.
+   */
+  private tableRecordsOf(batch: BusBatch): [string, Message][] {
+    const out: [string, Message][] = [];
+    const open = new Map<string, { topic: string; partition: number; messages: BusMessage[]; bytes: number }>();
+    const emit = (topic: string, partition: number | undefined, messages: BusMessage[]) => {
+      const { headers, value } = encodeTableRecord(messages, batch.txId, batch.commitTsUs);
+      const key = messages.length === 1 && messages[0]!.key ? Buffer.from(messages[0]!.key) : null;
+      out.push([topic, partition === undefined ? { key, value, headers } : { partition, key, value, headers }]);
+      this.stats.records++;
+    };
+    for (const m of batch.messages) {
+      const topic = this.topicOf(m.table);
+      const partitions = this.topics.partitionsOf(topic);
+      if (!partitions) {
+        emit(topic, undefined, [m]);
+        continue;
+      }
+      // One partition (the broker's default): no hash. kafkajs's murmur2 runs on 64-bit Long
+      // objects, byte by byte: 2-3% of the process's CPU for a partition known in advance.
+      const partition = partitions === 1 ? 0 : this.placer({ topic, partitionMetadata: partitionMetadata(partitions), message: { key: m.key ? Buffer.from(m.key.buffer, m.key.byteOffset, m.key.byteLength) : null, value: null } });
+      const where = `${m.table}\u0000${partition}`;
+      const size = eventBytes(m);
+      let pack = open.get(where);
+      // Within half the per-partition bound of a request too (a record is never split across
+      // requests; the half leaves room for its headers and a second record).
+      if (pack && pack.bytes + size > Math.min(this.maxBytesPerRecord, this.maxBytesPerSend / 2)) {
+        emit(pack.topic, pack.partition, pack.messages);
+        pack = undefined;
+      }
+      if (!pack) open.set(where, (pack = { topic, partition, messages: [], bytes: 0 }));
+      pack.messages.push(m);
+      pack.bytes += size;
+    }
+    for (const pack of open.values()) emit(pack.topic, pack.partition, pack.messages);
+    return out;
   }
 
   /**

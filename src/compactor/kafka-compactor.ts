@@ -9,7 +9,6 @@ import {
   compactorGroupId,
   SETTLER_GROUP_SUFFIX,
   createKafka,
-  decodeHeaders,
   decodeTransactionMessage,
   isTableTopic,
   tableTopic,
@@ -18,6 +17,7 @@ import {
   type KafkaSettings,
 } from '../bus/kafka-topics.js';
 import { TopicCreator } from '../bus/topic-creator.js';
+import { decodeTableRecord } from '../bus/table-record.js';
 import { readCheckpoint, writeCheckpoint } from '../archive/checkpoint.js';
 import { NO_FENCE, type WriterFence } from '../archive/lease.js';
 import { HourCloser } from './hour-closer.js';
@@ -166,8 +166,8 @@ export class KafkaCompactor {
   private checkpointed: Position | null = null;
   /** Cuts the wait between flushes short (stop, failure, new consumer needed). */
   private wake = new AbortController();
-  /** Counters for tests and metrics. */
-  readonly stats = { messages: 0, skipped: 0, flushes: 0, commits: 0, generations: 0 };
+  /** Counters for tests and metrics: Kafka records taken (`messages`), change events in the table records among them, records skipped as settled. */
+  readonly stats = { messages: 0, events: 0, skipped: 0, flushes: 0, commits: 0, generations: 0 };
 
   constructor(
     private readonly store: ObjectStore,
@@ -467,12 +467,18 @@ export class KafkaCompactor {
       // Nothing unsettled (null): the record is done with at once.
       at = newest;
     } else {
-      const h = decodeHeaders(m.headers, where);
-      at = h.position;
-      if (!this.isSettled(at)) {
-        if (!m.value) throw new ChartlogError('decode', `${where}: a table message without a value`);
-        this.writer.addMessage(this.hourFor(h.commitTsUs), { table: h.table, fingerprint: h.fingerprint, key: m.key, value: m.value, position: h.position });
-        this.pending.events.push({ commit: h.position.commit, table: h.table, seq: h.position.seq });
+      // One event (formats 0, 1) or several of one transaction and table (format 2), in
+      // position order: the record is done with once its newest event has settled.
+      const r = decodeTableRecord(m, where);
+      this.stats.events += r.events.length;
+      at = null;
+      let hour: HourKey | null = null;
+      for (const e of r.events) {
+        if (at === null || Position.compare(e.position, at) > 0) at = e.position;
+        if (this.isSettled(e.position)) continue;
+        hour ??= this.hourFor(r.commitTsUs);
+        this.writer.addMessage(hour, { table: r.table, fingerprint: e.fingerprint, key: e.key, value: e.value, position: e.position });
+        this.pending.events.push({ commit: e.position.commit, table: r.table, seq: e.position.seq });
       }
     }
     const done = at === null || this.isSettled(at);

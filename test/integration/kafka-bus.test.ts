@@ -15,11 +15,12 @@ import { COMMIT_SEQ, Position } from '../../src/core/position.js';
 import type { BusBatch } from '../../src/codec/bus-message.js';
 import { singleObjectHeader } from '../../src/codec/single-object.js';
 import { KafkaBus } from '../../src/bus/kafka-bus.js';
-import { compactorGroupId, decodeHeaders, decodeTransactionMessage, schemasTopic, tableTopic, transactionsTopic, type KafkaSettings } from '../../src/bus/kafka-topics.js';
+import { compactorGroupId, decodeTransactionMessage, schemasTopic, tableTopic, transactionsTopic, type KafkaSettings } from '../../src/bus/kafka-topics.js';
 import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { KafkaCompactor } from '../../src/compactor/kafka-compactor.js';
 import { TRANSACTIONS_TABLE } from '../../src/archive/layout.js';
 import { listManifestHours, readManifest } from '../../src/archive/manifest.js';
+import { decodeTableRecord, type TableRecord } from '../../src/bus/table-record.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import type { ObjectStore, PutOptions } from '../../src/storage/object-store.js';
 import { decodeAll, envelopes, HOUR_US, types } from '../support/fake-envelopes.js';
@@ -167,39 +168,49 @@ function topicsOf(settings: KafkaSettings): string[] {
   return [...new Set(TABLES.map(([t]) => tableTopic(settings.topicPrefix, SOURCE, t))), transactionsTopic(settings.topicPrefix, SOURCE)];
 }
 
-test('the producer writes keyed, headed table messages, BEGIN/END records with counts, and schemas', { timeout: 180_000 }, async () => {
+test('the producer writes table records of several events (each on its key\'s partition), BEGIN/END records with counts, and schemas', { timeout: 180_000 }, async () => {
   const settings = settingsFor('produce');
   const batches = workload(6);
   const durable = await publish(settings, batches);
   assert.deepEqual(durable.at(-1), batches.at(-1)!.position, 'the last transaction was reported durable');
 
   const consumer = quietKafka.consumer({ groupId: `${settings.groupId}-reader` });
-  const seen = new Map<string, { key: string | null; headers: ReturnType<typeof decodeHeaders> | null; value: Buffer }[]>();
-  const expectedCount = batches.reduce((n, b) => n + b.messages.length, 0) + 2 * batches.length + 2;
-  let count = 0;
+  const seen = new Map<string, { key: string | null; record: TableRecord | null; value: Buffer }[]>();
+  const txAndSchemas = 2 * batches.length + 2;
+  let events = 0;
+  let others = 0;
+  const expectedEvents = batches.reduce((n, b) => n + b.messages.length, 0);
   await consumer.connect();
   await consumer.subscribe({ topics: [...topicsOf(settings), schemasTopic(settings.topicPrefix, SOURCE)], fromBeginning: true });
   await consumer.run({
     eachMessage: async ({ topic, partition, message }) => {
       const isTable = !topic.endsWith('__transactions') && !topic.endsWith('__schemas');
-      const entry = { key: message.key?.toString() ?? null, headers: isTable ? decodeHeaders(message.headers, topic) : null, value: message.value! };
+      const record = isTable ? decodeTableRecord(message, topic) : null;
+      const entry = { key: message.key?.toString() ?? null, record, value: message.value! };
       seen.set(`${topic}/${partition}`, [...(seen.get(`${topic}/${partition}`) ?? []), entry]);
-      count++;
+      if (record) events += record.events.length;
+      else others++;
     },
   });
-  await until('every message consumed', () => count >= expectedCount);
+  await until('every record consumed', () => events >= expectedEvents && others >= txAndSchemas);
   await consumer.disconnect();
-  assert.equal(count, expectedCount);
+  const tableRecords = [...seen.values()].flat().filter((e) => e.record);
+  assert.equal(events, expectedEvents);
+  assert.equal(others, txAndSchemas);
+  assert.ok(tableRecords.length < expectedEvents, `${tableRecords.length} table records for ${expectedEvents} events: several in one`);
 
   for (const b of batches) {
     for (const m of b.messages) {
       const topic = tableTopic(settings.topicPrefix, SOURCE, m.table);
-      const found = [...seen].filter(([k]) => k.startsWith(`${topic}/`)).flatMap(([, list]) => list).filter((e) => e.headers && Position.equals(e.headers.position, m.position));
-      assert.equal(found.length, 1, `one message for ${Position.format(m.position)}`);
-      const e = found[0]!;
-      assert.equal(e.key, Buffer.from(m.key!).toString());
+      const found = [...seen]
+        .filter(([k]) => k.startsWith(`${topic}/`))
+        .flatMap(([, list]) => list.flatMap((r) => r.record!.events.map((e) => ({ r: r.record!, e }))))
+        .filter(({ e }) => Position.equals(e.position, m.position));
+      assert.equal(found.length, 1, `one event for ${Position.format(m.position)}`);
+      const { r, e } = found[0]!;
+      assert.equal(e.key?.toString(), Buffer.from(m.key!).toString());
       assert.deepEqual(e.value, Buffer.from(m.value));
-      assert.deepEqual(e.headers, { table: m.table, fingerprint: m.fingerprint, position: m.position, txId: b.txId, commitTsUs: b.commitTsUs });
+      assert.deepEqual({ table: r.table, fingerprint: e.fingerprint, txId: r.txId, commitTsUs: r.commitTsUs }, { table: m.table, fingerprint: m.fingerprint, txId: b.txId, commitTsUs: b.commitTsUs });
     }
   }
   // All BEGIN/END records in partition 0: each once, END after BEGIN, END counting events per table.
@@ -319,7 +330,7 @@ test('offsets are committed only after the parts are durable: a store outage com
   const flaky = new FlakyStore(inner);
   const all = workload(40);
   await publish(settings, all);
-  const messages = all.reduce((n, b) => n + b.messages.length, 0) + 2 * all.length;
+  const events = all.reduce((n, b) => n + b.messages.length, 0);
 
   const abortA = new AbortController();
   const a = compactorOf(flaky, settings, abortA);
@@ -342,7 +353,7 @@ test('offsets are committed only after the parts are durable: a store outage com
   await until('the stream is settled', () => b.settledPosition !== null && Position.equals(b.settledPosition, all.at(-1)!.position));
   stop.abort();
   await runningB;
-  assert.ok(b.stats.messages >= messages, `redelivered ${b.stats.messages} of ${messages}`);
+  assert.ok(b.stats.events >= events, `redelivered ${b.stats.events} of ${events} events`);
   await b.closeFinishedHours(true);
   await assertExactlyOnceInOrder(inner, all);
   for (const p of await committedVsEnd(compactorGroupId(settings, SOURCE), topicsOf(settings))) assert.equal(p.committed === -1 ? 0 : p.committed, p.end);

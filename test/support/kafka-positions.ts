@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Admin, Kafka } from 'kafkajs';
-import { decodeHeaders } from '../../src/bus/kafka-topics.js';
+import { decodeTableRecord } from '../../src/bus/table-record.js';
 import { Position } from '../../src/core/position.js';
 
-/** The position (`Position.format`) in the header of every message in the table topics under `prefix`, read from the start. */
+/** The position (`Position.format`) of every event of every record in the table topics under `prefix`, read from the start. */
 export async function kafkaTablePositions(kafka: Kafka, admin: Admin, prefix: string, timeoutMs = 120_000): Promise<string[]> {
   const topics = (await admin.listTopics()).filter((t) => t.startsWith(prefix) && !t.endsWith('__transactions') && !t.endsWith('__schemas') && !t.endsWith('__progress'));
   const want = new Map<string, bigint>();
@@ -23,7 +23,7 @@ export async function kafkaTablePositions(kafka: Kafka, admin: Admin, prefix: st
       const key = `${topic}/${partition}`;
       const high = want.get(key);
       if (high === undefined || BigInt(message.offset) >= high) return;
-      out.push(Position.format(decodeHeaders(message.headers, `${key}@${message.offset}`).position));
+      for (const e of decodeTableRecord(message, `${key}@${message.offset}`).events) out.push(Position.format(e.position));
       if (BigInt(message.offset) + 1n >= high) {
         want.delete(key);
         if (want.size === 0) done();

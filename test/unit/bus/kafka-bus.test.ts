@@ -5,11 +5,15 @@ import { CompressionTypes, Partitioners } from 'kafkajs';
 import { ChartlogError } from '../../../src/core/errors.js';
 import { Position } from '../../../src/core/position.js';
 import { KafkaBus } from '../../../src/bus/kafka-bus.js';
-import { decodeHeaders, decodeTransactionMessage, schemasTopic, tableTopic, transactionsTopic, type KafkaSettings } from '../../../src/bus/kafka-topics.js';
+import { decodeTransactionMessage, schemasTopic, tableTopic, transactionsTopic, type KafkaSettings } from '../../../src/bus/kafka-topics.js';
+import { decodeTableRecord } from '../../../src/bus/table-record.js';
 import { batch, envelopes, T0 } from '../../support/fake-envelopes.js';
 
-/** The position a table message carries in its header, formatted. */
-const positionOf = (m: { headers?: unknown }): string => Position.format(decodeHeaders(m.headers as Parameters<typeof decodeHeaders>[0], 'sent').position);
+type Sent = { headers?: unknown; key?: unknown; value: unknown };
+/** The events of a table record as sent. */
+const eventsOf = (m: Sent) => decodeTableRecord({ headers: m.headers as never, key: (m.key ?? null) as Buffer | null, value: m.value as Buffer }, 'sent').events;
+/** The positions of the events a table record carries, formatted. */
+const positionsOf = (m: Sent): string[] => eventsOf(m).map((e) => Position.format(e.position));
 
 // The request shaping, ordering and failure handling of the producer, against a recording fake
 // of the slice of kafkajs it uses. The real protocol is in test/integration/kafka-bus.test.ts.
@@ -94,7 +98,7 @@ test('whole transactions are grouped into requests, acks=all, gzip, BEGIN and EN
     assert.equal(r.acks, -1);
     assert.equal(r.compression, CompressionTypes.GZIP);
     const tables = r.topicMessages!.filter((t) => t.topic !== txTopic);
-    assert.ok(tables.reduce((n, t) => n + t.messages.length, 0) <= 7, 'at most maxMessagesPerSend table messages');
+    assert.ok(tables.reduce((n, t) => n + t.messages.reduce((k, m) => k + eventsOf(m).length, 0), 0) <= 7, 'at most maxMessagesPerSend events');
     for (const t of tables) assert.ok([tableTopic('cl', 'clinic', 'public.patients'), tableTopic('cl', 'clinic', 'public.encounters')].includes(t.topic));
     const tx = r.topicMessages!.find((t) => t.topic === txTopic)!;
     let sawBegin = false;
@@ -113,7 +117,7 @@ test('whole transactions are grouped into requests, acks=all, gzip, BEGIN and EN
       }
     }
     // This request's table messages are those of the transactions it begins.
-    const positions = new Set(tables.flatMap((t) => t.messages.map((m) => positionOf(m).split('.')[0])));
+    const positions = new Set(tables.flatMap((t) => t.messages.flatMap((m) => positionsOf(m).map((p) => p.split('.')[0]))));
     const begun = new Set([...beganIn].filter(([, at]) => at === i).map(([pos]) => pos.split('.')[0]));
     assert.deepEqual(positions, begun);
   });
@@ -200,12 +204,12 @@ test('a transaction larger than one request allows goes in several, in order, an
   // Every table message once, in position order across the requests.
   const sent = fake.requests.flatMap((r) => r.topicMessages!.filter((t) => t.topic === patients).flatMap((t) => t.messages));
   assert.equal(sent.length, 41);
-  const positions = sent.map((m) => positionOf(m));
+  const positions = sent.flatMap((m) => positionsOf(m));
   assert.deepEqual(positions, [...big.messages, ...small.messages].map((m) => Position.format(m.position)));
   // The big transaction's END is in a request after the last of its messages.
   const requestOf = (pred: (topic: string, m: { value: unknown; headers?: unknown }) => boolean) => fake.requests.findIndex((r) => r.topicMessages!.some((t) => t.messages.some((m) => pred(t.topic, m))));
   const endOfBig = requestOf((t, m) => t === tx && decodeTransactionMessage(m.value as Buffer, 't').status === 'END' && decodeTransactionMessage(m.value as Buffer, 't').record.pos === Position.format(big.position));
-  const lastOfBig = fake.requests.findLastIndex((r) => r.topicMessages!.some((t) => t.topic === patients && t.messages.some((m) => positionOf(m).startsWith(big.position.commit))));
+  const lastOfBig = fake.requests.findLastIndex((r) => r.topicMessages!.some((t) => t.topic === patients && t.messages.some((m) => positionsOf(m)[0]!.startsWith(big.position.commit))));
   assert.ok(endOfBig > lastOfBig, `END in request ${endOfBig}, last message in ${lastOfBig}`);
   assert.deepEqual(durable, [big.position, small.position]);
 });
@@ -256,7 +260,7 @@ function oversizedBatches(requests: ProducerBatch[], bound: number): string[] {
   return out;
 }
 
-test('with the partition counts known, a request carries up to maxBytesPerSend for each partition, placed as kafkajs would, in order', async () => {
+test('with the partition counts known, events go in records of one partition, placed by their keys as kafkajs would, and a request carries up to maxBytesPerSend for each partition, in order', async () => {
   const fake = new FakeKafka();
   fake.partitions = 4;
   const durable: Position[] = [];
@@ -271,12 +275,16 @@ test('with the partition counts known, a request carries up to maxBytesPerSend f
 
   const patients = tableTopic('cl', 'clinic', 'public.patients');
   const sent = fake.requests.flatMap((r) => r.topicMessages!.filter((t) => t.topic === patients).flatMap((t) => t.messages));
-  assert.equal(sent.length, 120);
-  // Each message on the partition kafkajs's default partitioner gives its key among 4.
+  const events = sent.flatMap((m) => eventsOf(m).map((e) => ({ ...e, partition: m.partition })));
+  assert.equal(events.length, 120);
+  assert.ok(sent.length <= 60, `${sent.length} records: several events each`);
+  // Each event in a record on the partition kafkajs's default partitioner gives its key among 4.
   const place = Partitioners.DefaultPartitioner();
   const metadata = Array.from({ length: 4 }, (_, partitionId) => ({ partitionErrorCode: 0, partitionId, leader: 0, replicas: [], isr: [], offlineReplicas: [] }));
-  for (const m of sent) assert.equal(m.partition, place({ topic: patients, partitionMetadata: metadata, message: { key: m.key, value: null } }), String(m.key));
+  for (const e of events) assert.equal(e.partition, place({ topic: patients, partitionMetadata: metadata, message: { key: e.key, value: null } }), String(e.key));
   assert.ok(new Set(sent.map((m) => m.partition)).size > 1, 'the keys spread over several partitions');
+  // Each record within half the per-partition bound (its framing, 20 bytes an event, included).
+  for (const m of sent) assert.ok((m.value as Buffer).byteLength <= bound / 2, `a record of ${(m.value as Buffer).byteLength} bytes`);
   // No partition's part of a request passes the bound, yet a request holds more than the bound in all.
   assert.deepEqual(oversizedBatches(fake.requests, bound), []);
   const requestBytes = fake.requests.map((r) => r.topicMessages!.filter((t) => t.topic === patients).reduce((n, t) => n + t.messages.reduce((k, m) => k + (m.value as Buffer).byteLength, 0), 0));
@@ -284,8 +292,12 @@ test('with the partition counts known, a request carries up to maxBytesPerSend f
   // Fewer requests than a bound on the whole request needed (120 KiB / 8 KiB = 15 at least).
   const withTables = fake.requests.filter((r) => r.topicMessages!.some((t) => t.topic === patients)).length;
   assert.ok(withTables < 15, `${withTables} requests with table messages`);
-  // Every message once, in position order.
-  assert.deepEqual(sent.map((m) => positionOf(m)), big.messages.map((m) => Position.format(m.position)));
+  // Every event once; in position order within each partition.
+  assert.deepEqual(events.map((e) => Position.format(e.position)).sort(), big.messages.map((m) => Position.format(m.position)).sort());
+  for (let p = 0; p < 4; p++) {
+    const seqs = events.filter((e) => e.partition === p).map((e) => e.position.seq);
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), `partition ${p} in order`);
+  }
   assert.deepEqual(durable, [big.position]);
   // Negative control: the checker sees an oversized batch when one is planted.
   const planted = [{ topicMessages: [{ topic: patients, messages: [{ partition: 1, value: Buffer.alloc(bound) }, { partition: 1, value: Buffer.alloc(10) }] }] }] as ProducerBatch[];

@@ -6,6 +6,7 @@ import type { ChartlogError } from '../../../src/core/errors.js';
 import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import { singleObjectHeader } from '../../../src/codec/single-object.js';
 import { encodeHeaders, encodeTransactionMessage, tableTopic, transactionsTopic, type KafkaSettings } from '../../../src/bus/kafka-topics.js';
+import { encodeTableRecord } from '../../../src/bus/table-record.js';
 import { readCheckpoint } from '../../../src/archive/checkpoint.js';
 import { KafkaCompactor, pieceRange } from '../../../src/compactor/kafka-compactor.js';
 import { TRANSACTIONS_TABLE } from '../../../src/archive/layout.js';
@@ -439,4 +440,59 @@ test('a batch waiting for a long flush keeps heartbeating, so the group does not
     s.stop.abort();
     await s.running.catch(() => undefined);
   }
+});
+
+/** A table record of format 2 holding the events at `positions` (of one transaction), as the producer writes it. */
+function recordOf(positions: Position[], offset: number): KafkaMessage {
+  const n = Number.parseInt(positions[0]!.commit, 16);
+  const ts = T0 + BigInt(n);
+  const messages = positions.map((position) => ({
+    table: 'public.patients',
+    fingerprint: '00000000000000a1',
+    key: Buffer.from('k'),
+    value: Buffer.concat([singleObjectHeader(0xa1n), types['00000000000000a1']!.toBuffer({ pos: Position.format(position), ts: Number(ts), v: `row ${Position.format(position)}` })]),
+    position,
+  }));
+  const { headers, value } = encodeTableRecord(messages, String(n), ts);
+  return { offset: String(offset), key: null, value, headers, timestamp: '0', attributes: 0 } as unknown as KafkaMessage;
+}
+
+test('records of several events (format 2) beside records of one (format 1): every event stored once, a record committed once its newest event settled', async () => {
+  const store = new MemoryObjectStore();
+  await withCompactor(store, async ({ fake, c }) => {
+    // T1 (3 events) and T2 (2) in one record each; T3 (1) of format 1.
+    const [t1, t2, t3] = splitStream([3, 2, 1], 10);
+    await fake.deliver(PATIENTS, 0, [recordOf(t1!.events, 0), recordOf(t2!.events, 1), eventAt(t3!.events[0]!, 2)]);
+    await fake.deliver(TX, 0, [pieceRecord('BEGIN', t1!, 0), pieceRecord('END', t1!, 1), pieceRecord('BEGIN', t2!, 2), pieceRecord('END', t2!, 3), pieceRecord('BEGIN', t3!, 4)]);
+    await until('T2 settles', async () => Position.equals((await checkpointOf(store)) ?? txPos(0), txPos(2)));
+    await until('a commit', () => fake.committed()['tx/0'] === '4');
+    assert.deepEqual(fake.committed(), { 'patients/0': '2', 'tx/0': '4' }, "T3's record stays uncommitted");
+    const stored = () => storedSections(store).filter((p) => p.table === 'public.patients').reduce((n, p) => n + p.records, 0);
+    assert.equal(stored(), 6, 'every event of both records, and T3 (buffered, stored at the flush)');
+    await fake.deliver(TX, 0, [pieceRecord('END', t3!, 5)]);
+    await until('T3 settles', () => c.settledPosition !== null && Position.equals(c.settledPosition, txPos(3)));
+    await until('everything committed', () => fake.committed()['patients/0'] === '3');
+    // Redelivered: settled, skipped whole, nothing stored again.
+    const writes = store.writes;
+    await fake.deliver(PATIENTS, 0, [recordOf(t2!.events, 1)]);
+    await sleep(50);
+    assert.equal(store.writes, writes, 'nothing new written');
+    assert.equal(stored(), 6);
+  });
+});
+
+test('a record whose events span two pieces of a large transaction is committed only when the later piece settles', async () => {
+  const store = new MemoryObjectStore();
+  await withCompactor(store, async ({ fake, c }) => {
+    const [p1, p2] = splitStream([4], 2);
+    await fake.deliver(PATIENTS, 0, [recordOf([...p1!.events, ...p2!.events], 0)]);
+    await fake.deliver(TX, 0, [pieceRecord('BEGIN', p1!, 0), pieceRecord('END', p1!, 1)]);
+    await until('the first piece settles', () => c.settledPosition !== null && Position.equals(c.settledPosition, p1!.pos));
+    await sleep(60);
+    assert.equal(fake.committed()['patients/0'], undefined, 'the record holds events of the unsettled piece: not committed');
+    await fake.deliver(TX, 0, [pieceRecord('BEGIN', p2!, 2), pieceRecord('END', p2!, 3)]);
+    await until('the transaction settles', () => c.settledPosition !== null && Position.equals(c.settledPosition, txPos(1)));
+    await until('the record committed', () => fake.committed()['patients/0'] === '1');
+    assert.equal(storedSections(store).filter((p) => p.table === 'public.patients').reduce((n, p) => n + p.records, 0), 4);
+  });
 });
