@@ -126,7 +126,7 @@ async function describeTable(data: pg.Client, catalog: TypeCatalog, table: strin
 
 /**
  * Keyset pagination by primary key: each chunk is "rows after the last key, in key order",
- * so a chunk costs an index range scan and memory holds one chunk. A table without a primary
+ * so a chunk costs an index range scan and memory holds two chunks (one read ahead). A table without a primary
  * key (REPLICA IDENTITY FULL) is read through a cursor in the same snapshot instead.
  */
 async function* readChunks(data: pg.Client, t: DescribedTable, chunkRows: number): AsyncGenerator<Row[]> {
@@ -156,18 +156,25 @@ async function* readChunks(data: pg.Client, t: DescribedTable, chunkRows: number
   const keyIdx = schema.primaryKey.map((k) => schema.columns.findIndex((c) => c.name === k));
   const keyList = schema.primaryKey.map(quoteIdent).join(', ');
   const casts = keyIdx.map((ci, i) => `$${i + 1}::${schema.columns[ci]!.sourceType}`).join(', ');
-  let last: (string | null)[] | null = null;
-  for (;;) {
+  const chunkAfter = (last: (string | null)[] | null): Promise<(string | null)[][]> => {
     const where = last ? `WHERE (${keyList}) > (${casts})` : '';
-    const res = await data.query({
+    const read = data.query({
       text: `SELECT ${selectList} FROM ${from} ${where} ORDER BY ${keyList} LIMIT ${chunkRows}`,
       values: last ?? [],
       rowMode: 'array',
     });
-    const raw = res.rows as (string | null)[][];
+    const rows = read.then((res) => res.rows as (string | null)[][]);
+    rows.catch(() => undefined); // awaited by the loop below, unless the reader is abandoned first
+    return rows;
+  };
+  // The next chunk is asked for as soon as this one's last key is known, before this one is
+  // parsed and handed on: the server reads chunk n+1 while chartlog parses, encodes, seals and
+  // writes chunk n (one chunk ahead, so memory holds two).
+  let next: Promise<(string | null)[][]> | null = chunkAfter(null);
+  while (next) {
+    const raw: (string | null)[][] = await next;
+    const tail: (string | null)[] | null = raw.length === chunkRows ? raw[raw.length - 1]! : null;
+    next = tail ? chunkAfter(keyIdx.map((ci) => tail[ci] ?? null)) : null;
     yield raw.map(toRow);
-    if (raw.length < chunkRows) break;
-    const tail = raw[raw.length - 1]!;
-    last = keyIdx.map((ci) => tail[ci] ?? null);
   }
 }
