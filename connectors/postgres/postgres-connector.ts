@@ -87,7 +87,7 @@ export interface PostgresSourceSettings {
     /** Tables that take inserts only and may lack a replica identity (setup-check.ts). */
     readonly insertOnlyTables?: readonly string[];
   };
-  readonly snapshot: { readonly chunkRows: number };
+  readonly snapshot: { readonly chunkRows: number; readonly connections?: number };
   /** Backoff between reconnects, and attempts in a row before giving up (default: never). */
   readonly reconnect?: ReconnectPolicy;
 }
@@ -301,6 +301,7 @@ export class PostgresConnector implements SourceConnector {
       slot: this.names.slot,
       tables,
       chunkRows: options.chunkRows ?? this.config.snapshot.chunkRows,
+      connections: this.config.snapshot.connections ?? 1,
       ...(options.signal ? { signal: options.signal } : {}),
       catalog: this.catalog,
       connect: (replication) => this.connect(replication),

@@ -9,7 +9,7 @@ import type { ObjectStore } from '../storage/object-store.js';
 import { snapshotManifestKey, snapshotsPrefix, tableSnapshotManifestKey, tableSnapshotsPrefix, type SnapshotManifest, type SnapshotTable } from '../archive/snapshot-manifest.js';
 import type { BusMessage } from '../codec/bus-message.js';
 import { recordBody } from '../codec/single-object.js';
-import { AvroContainerWriter } from '../archive/avro-container.js';
+import { AvroContainerWriter, BLOCK_RECORDS } from '../archive/avro-container.js';
 import { sha256Hex } from '../archive/manifest.js';
 import type { BatchEncoder } from '../codec/batch-encoder.js';
 import type { SchemaSource } from '../archive/envelope-reader.js';
@@ -19,8 +19,14 @@ import type { ArchiveSigner } from '../phi/archive-mac.js';
 interface OpenPart {
   table: string;
   fingerprint: string;
+  key: string;
+  /** Rows of the part; `bodies` holds those not yet in a block. */
+  rows: number;
   bodies: Uint8Array[];
   bytes: number;
+  container: AvroContainerWriter;
+  /** The block being compressed (blocks are appended in order, one at a time). */
+  compressing: Promise<void>;
 }
 
 const PART_BYTES = 32 * 1024 * 1024;
@@ -32,10 +38,20 @@ const PART_BYTES = 32 * 1024 * 1024;
  * and snapshots synthesised from the archive (snapshot-synthesiser.ts). Part names and bytes
  * are a function of the id and the rows, so two writers of the same snapshot write the same
  * objects; the manifest is created only if absent, and last.
+ *
+ * Overlapped with the rows coming in, so a base snapshot goes at the speed of its slowest stage
+ * rather than the sum of them: each block of BLOCK_RECORDS rows is compressed (on libuv's
+ * pool) as soon as it is full, while the next rows are encoded, and a finished part is hashed
+ * and stored while the next part fills. Memory stays bounded: one block compressing per open
+ * part, one part being stored; `add` waits for the previous store before it hands on another.
  */
 export class SnapshotPartsWriter {
   readonly tables: Record<string, SnapshotTable> = {};
   private readonly open = new Map<string, OpenPart>();
+  /** The part being stored in the background (at most one); its failure surfaces at the next add or at finish. */
+  private storing: Promise<void> = Promise.resolve();
+  /** Parts handed to the background store and not yet recorded in `tables` (0 or 1 per table): they number the next part. */
+  private readonly inFlight = new Map<string, number>();
 
   constructor(
     private readonly store: ObjectStore,
@@ -70,14 +86,13 @@ export class SnapshotPartsWriter {
       await this.writePart(p);
       p = undefined;
     }
-    if (!p) {
-      p = { table: m.table, fingerprint: m.fingerprint, bodies: [], bytes: 0 };
-      this.open.set(m.table, p);
-    }
+    p ??= await this.openPart(m.table, m.fingerprint);
     const body = recordBody(m.value);
     p.bodies.push(body);
+    p.rows++;
     p.bytes += body.byteLength;
     this.tables[m.table]!.rows++;
+    if (p.bodies.length >= BLOCK_RECORDS) await this.compressBlock(p);
     if (p.bytes >= PART_BYTES) await this.writePart(p);
   }
 
@@ -85,7 +100,7 @@ export class SnapshotPartsWriter {
   async closeTable(name: string): Promise<void> {
     const p = this.open.get(name);
     if (p) await this.writePart(p);
-    this.open.delete(name);
+    await this.storing;
   }
 
   /**
@@ -94,7 +109,8 @@ export class SnapshotPartsWriter {
    * manifest. When it already exists (the same snapshot written before), that one is returned.
    */
   async finish(m: { position: Position; commitTsUs: bigint; origin: SnapshotManifest['origin'] }): Promise<SnapshotManifest> {
-    for (const p of this.open.values()) await this.writePart(p);
+    for (const p of [...this.open.values()]) await this.writePart(p);
+    await this.storing;
     for (const t of Object.values(this.tables)) {
       for (const part of t.parts) {
         if (!(await this.store.head(part.key))) {
@@ -123,22 +139,57 @@ export class SnapshotPartsWriter {
     return manifest;
   }
 
-  private async writePart(p: OpenPart): Promise<void> {
-    if (p.bodies.length === 0) return;
-    const t = this.tables[p.table]!;
-    const key = `${this.prefix}${this.id}/${p.table}/part-${String(t.parts.length).padStart(5, '0')}.avro`;
-    const w = new AvroContainerWriter(await this.schemas.schemaJson(this.source, p.fingerprint), {
+  private async openPart(table: string, fingerprint: string): Promise<OpenPart> {
+    const t = this.tables[table]!;
+    // Numbered when opened: the previous part of the table is already closed, in order.
+    const key = `${this.prefix}${this.id}/${table}/part-${String(t.parts.length + this.pendingParts(table)).padStart(5, '0')}.avro`;
+    const container = new AvroContainerWriter(await this.schemas.schemaJson(this.source, fingerprint), {
       sync: createHash('sha256').update(key).digest().subarray(0, 16),
-      metadata: { 'chartlog.table': p.table, 'chartlog.fingerprint': p.fingerprint, 'chartlog.snapshot': this.id },
+      metadata: { 'chartlog.table': table, 'chartlog.fingerprint': fingerprint, 'chartlog.snapshot': this.id },
     });
-    for (let i = 0; i < p.bodies.length; i += 4096) {
-      await w.addBlock(p.bodies.slice(i, i + 4096)); // compressed off the event loop
-    }
-    const body = w.toBuffer();
-    await withRetry(() => this.store.put(key, body, { retain: true }), { signal: this.signal });
-    t.parts.push({ key, fingerprint: p.fingerprint, sha256: sha256Hex(body), bytes: body.length, rows: p.bodies.length });
+    const p: OpenPart = { table, fingerprint, key, rows: 0, bodies: [], bytes: 0, container, compressing: Promise.resolve() };
+    this.open.set(table, p);
+    return p;
+  }
+
+  private pendingParts(table: string): number {
+    return this.inFlight.get(table) ?? 0;
+  }
+
+  /**
+   * Starts compressing the rows collected so far as the part's next block (compressed off the
+   * event loop). Waits for the block before it, so one block per part is compressing at a time
+   * while the caller goes on encoding the next rows.
+   */
+  private async compressBlock(p: OpenPart): Promise<void> {
+    const bodies = p.bodies;
     p.bodies = [];
-    p.bytes = 0;
+    await p.compressing;
+    p.compressing = p.container.addBlock(bodies);
+    p.compressing.catch(() => undefined); // awaited at the next block or when the part is written
+  }
+
+  /**
+   * Closes the part: its last block compressed, then hashed and stored in the background while
+   * the caller goes on; the part before it (of any table) must be stored first, so at most one
+   * part is held for storing. Recorded in `tables` once stored, in order.
+   */
+  private async writePart(p: OpenPart): Promise<void> {
+    this.open.delete(p.table);
+    if (p.rows === 0) return;
+    await this.compressBlock(p);
+    await p.compressing;
+    await this.storing;
+    const t = this.tables[p.table]!;
+    this.inFlight.set(p.table, this.pendingParts(p.table) + 1);
+    const store = async () => {
+      const body = p.container.toBuffer();
+      await withRetry(() => this.store.put(p.key, body, { retain: true }), { signal: this.signal });
+      t.parts.push({ key: p.key, fingerprint: p.fingerprint, sha256: sha256Hex(body), bytes: body.length, rows: p.rows });
+      this.inFlight.set(p.table, this.pendingParts(p.table) - 1);
+    };
+    this.storing = store();
+    this.storing.catch(() => undefined); // awaited before the next part is stored, and by finish
   }
 }
 

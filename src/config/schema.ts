@@ -176,6 +176,15 @@ const source = z
           .default(true)
           .describe('Take a consistent snapshot when the source has none yet.'),
         chunkRows: z.number().int().min(1).default(10000).describe('Rows per primary-key chunk.'),
+        connections: z
+          .number()
+          .int()
+          .min(1)
+          .max(16)
+          .default(2)
+          .describe(
+            'PostgreSQL: connections that read a base snapshot at once, all in the same exported snapshot (a table is read in key ranges, handed on in key order). MySQL/MariaDB reads on one.',
+          ),
         everyHours: z
           .number()
           .min(0)
@@ -184,7 +193,7 @@ const source = z
             'Synthesise a new base snapshot this often from the archive (no load on the source), so a restore replays at most about this many hours of changes after its snapshot; 0 turns the schedule off.',
           ),
       })
-      .default({ initial: true, chunkRows: 10000, everyHours: 24 })
+      .default({ initial: true, chunkRows: 10000, connections: 2, everyHours: 24 })
       .describe('Base snapshots.'),
     resync: z
       .strictObject({

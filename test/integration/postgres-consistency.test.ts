@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { PostgresConnector } from '../../connectors/postgres/postgres-connector.js';
@@ -9,7 +10,9 @@ import type { Row } from '../../src/core/table-schema.js';
 import { createTestDb, pgServers, sourceConfig, type TestDb } from '../support/pg-test-db.js';
 
 /**
- * Snapshot + stream under 4 concurrent writers equals the final table, row by row. Midway the
+ * Snapshot + stream under 4 concurrent writers equals the final table, row by row. The snapshot
+ * reads on three connections in key ranges (the table is analysed, so the planner's histogram
+ * places them) and must hand the rows on in key order. Midway the
  * connector is closed without acknowledging its last batches and a new one resumes from the
  * last acknowledged position: batches come again and are dropped by position, none is lost.
  */
@@ -67,6 +70,8 @@ for (const server of pgServers()) {
     let eventsSeen = 0;
     let expected: Map<number, Row>;
     let txAtSnapshotEnd = 0;
+    const snapshotIds: number[] = [];
+    let rangesRead = 0;
 
     before(async () => {
       await server.start();
@@ -75,7 +80,8 @@ for (const server of pgServers()) {
       await db.query(`CREATE TABLE accounts (id int4 PRIMARY KEY, v int8 NOT NULL, note text)`);
       await db.query(`CREATE TABLE marker (id int4 PRIMARY KEY)`);
       await db.query(`INSERT INTO accounts SELECT g, g * 1000000000000, 'seed' FROM generate_series(0, 999) g`);
-      const cfg = sourceConfig(db.url, { tables: ['public.accounts', 'public.marker'] });
+      await db.query('ANALYZE accounts');
+      const cfg = sourceConfig(db.url, { tables: ['public.accounts', 'public.marker'], snapshot: { connections: 3 } });
 
       let release!: () => void;
       const allStarted = new Promise<void>((r) => {
@@ -87,7 +93,22 @@ for (const server of pgServers()) {
       const writers = Array.from({ length: WRITERS }, (_, w) => writer(db.url, w, 1000, release));
       await allStarted;
 
-      const first = new PostgresConnector(cfg, { logger: quiet, maxBatchEvents: 7 });
+      const ranges: number[] = [];
+      const first = new PostgresConnector(cfg, {
+        maxBatchEvents: 7,
+        // Its log says in how many key ranges each table was read.
+        logger: createLogger({
+          level: 'info',
+          format: 'json',
+          destination: new Writable({
+            write(line: Buffer, _enc, done) {
+              const m = /"table":"public\.accounts".*"ranges":(\d+)/.exec(line.toString('utf8'));
+              if (m) ranges.push(Number(m[1]));
+              done();
+            },
+          }),
+        }),
+      });
       let snapshotPos: Position | null = null;
       for await (const b of first.snapshot({ chunkRows: 97 })) {
         snapshotPos = b.position;
@@ -95,9 +116,11 @@ for (const server of pgServers()) {
           const key = Position.format(e.position);
           if (seen.has(key)) duplicates++;
           seen.add(key);
+          if (e.schema.table === 'accounts') snapshotIds.push(e.after!.id as number);
           state.set(e.after!.id as number, e.after!);
         }
       }
+      rangesRead = ranges[0] ?? 0;
       await first.acknowledge(snapshotPos!);
       txAtSnapshotEnd = committedTx;
 
@@ -148,6 +171,12 @@ for (const server of pgServers()) {
       assert.ok(expected.size > 900);
       assert.equal(state.size, expected.size);
       for (const [id, row] of expected) assert.deepStrictEqual(state.get(id), row, `row ${id}`);
+    });
+
+    it('read the snapshot in several key ranges and handed its rows on in key order', () => {
+      assert.ok(rangesRead > 1, `the snapshot read ${rangesRead} key range(s)`);
+      assert.ok(snapshotIds.length > 900);
+      for (let i = 1; i < snapshotIds.length; i++) assert.ok(snapshotIds[i]! > snapshotIds[i - 1]!, `snapshot row ${i} (id ${snapshotIds[i]}) after id ${snapshotIds[i - 1]}`);
     });
 
     it('took the snapshot while the writers were writing', () => {
