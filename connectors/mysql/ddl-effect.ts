@@ -406,3 +406,21 @@ export function createdTable(query: string, defaultSchema: string): TableName | 
   if (up(tokens[i]) === 'IF' && up(tokens[i + 1]) === 'NOT' && up(tokens[i + 2]) === 'EXISTS') i += 3;
   return tableNameAt(tokens, i, defaultSchema)?.name ?? null;
 }
+
+/**
+ * Whether a DDL statement names only tables in schemas outside `capturedSchemas` (lower case):
+ * a CREATE TABLE, or an ALTER/RENAME whose every table is known. Such a statement cannot change
+ * a captured table's columns, so the connector reads no catalogue for it — a read then would take
+ * in later DDL of captured tables already committed (another database on the same server, such
+ * as a replica target chartlog feeds) and count it as read ahead of its own statement, re-reading
+ * those tables needlessly. False for anything else (DROP, TRUNCATE, INDEX, a statement not
+ * understood) and when every schema may be captured (null): those are read as before. Schema
+ * names compare without case, which can only make more statements count as touching the capture.
+ */
+export function namesOnlyOtherSchemas(query: string, defaultSchema: string, capturedSchemas: ReadonlySet<string> | null): boolean {
+  if (capturedSchemas === null) return false;
+  const created = createdTable(query, defaultSchema);
+  const effects = created ? [] : ddlEffects(query, defaultSchema);
+  const names = created ? [created] : effects.every((e) => e.table) ? effects.flatMap((e) => [e.table!, ...(e.renamedTo ? [e.renamedTo] : [])]) : [];
+  return names.length > 0 && names.every((n) => !capturedSchemas.has(n.schema.toLowerCase()));
+}

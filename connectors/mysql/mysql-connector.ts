@@ -18,7 +18,7 @@ import { connectionOptions, serverHasNoTls, sourceError } from './connection-set
 import { EventSpill } from './event-spill.js';
 import { type Completed, RowsEventConverter, isSchemaStatement } from './rows-event-converter.js';
 import { loadColumnDefaults, withMissingValues } from './added-columns.js';
-import { createdTable, ddlEffects, tablesNamed } from './ddl-effect.js';
+import { createdTable, ddlEffects, namesOnlyOtherSchemas, tablesNamed } from './ddl-effect.js';
 import { loadTableSchemas, tableFilter } from './schema-loader.js';
 import { type ServerInfo, checkSource, defaultServerId } from './setup-check.js';
 import { sampleRows } from './sample-rows.js';
@@ -258,7 +258,7 @@ export class MysqlConnector implements SourceConnector {
         for await (const record of reader) {
           backoff.reset(); // the connection works again
           let r = record;
-          if (r.type === 'statement' && isSchemaStatement(r.query)) {
+          if (r.type === 'statement' && isSchemaStatement(r.query) && !namesOnlyOtherSchemas(r.query, r.schema, this.capturedSchemas)) {
             const refreshed = await this.withConnection((c) => loadTableSchemas(c, this.captures));
             const group = converter.openGroup;
             // The versions compared with were read after this statement committed: they may show it already.
@@ -572,6 +572,13 @@ export class MysqlConnector implements SourceConnector {
     }).catch((err: unknown) => {
       throw sourceError(err);
     });
+  }
+
+  /** The schemas the `tables` setting names (lower case); null when it names none (every schema may be captured). */
+  private get capturedSchemas(): ReadonlySet<string> | null {
+    const tables = this.settings.tables;
+    if (!tables || tables.length === 0) return null;
+    return new Set(tables.map((t) => t.slice(0, t.indexOf('.')).toLowerCase()));
   }
 
   private schemaFilter(): { includeSchema?: Record<string, string[]>; excludeSchema?: Record<string, true> } {

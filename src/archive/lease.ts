@@ -127,7 +127,7 @@ export class Lease implements WriterFence {
   // Why a renewal came too late, for the loss message: was the process itself late to start it
   // (event loop or CPU starved), or was the store slow to answer (disk, fsync, network)?
   private renewDueAt = 0;
-  private renewStartedAt = 0;
+  private renewStartedAt: number | null = null;
   private storeCallSince: number | null = null;
   private failedWrites = 0;
 
@@ -349,6 +349,9 @@ export class Lease implements WriterFence {
     this.heldUntil = since + this.ttlMs - this.marginMs;
     this.clearTimers();
     this.renewDueAt = this.now() + this.renewEveryMs;
+    // Not started until the timer says so. (Compared by a flag, not by the clock: the timer runs
+    // on the monotonic clock and may fire a millisecond before Date.now() reaches renewDueAt.)
+    this.renewStartedAt = null;
     this.failedWrites = 0;
     this.renewTimer = setTimeout(() => {
       this.renewStartedAt = this.now();
@@ -362,11 +365,11 @@ export class Lease implements WriterFence {
   /** The loss error, saying whether the process started the renewal late or the store answered late. */
   private expired(): ChartlogError {
     const t = this.now();
-    const started = this.renewStartedAt >= this.renewDueAt ? this.renewStartedAt : null;
+    const started = this.renewStartedAt;
     const why = [
       started === null
         ? `the renewal due ${((t - this.renewDueAt) / 1000).toFixed(1)} s ago never started (this process was too busy to run its timer)`
-        : `the renewal started ${((started - this.renewDueAt) / 1000).toFixed(1)} s after it was due`,
+        : `the renewal started ${(Math.max(0, started - this.renewDueAt) / 1000).toFixed(1)} s after it was due`,
       ...(this.failedWrites === 0 ? [] : [`${this.failedWrites} call${this.failedWrites === 1 ? '' : 's'} to the store failed`]),
       ...(this.storeCallSince === null ? [] : [`its write to the store had been waiting ${((t - this.storeCallSince) / 1000).toFixed(1)} s for an answer`]),
     ].join('; ');

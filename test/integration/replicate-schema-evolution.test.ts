@@ -95,33 +95,42 @@ test('replicate follows RENAME COLUMN, DROP COLUMN, ADD COLUMN DEFAULT and a new
   }
   for (const r of replicas) await r.waitFor((s) => s.started === 'load', 90_000, 'the initial load');
 
+  // Waits until both replicas hold a row matching `where` (table r). Each ALTER below is issued
+  // only once the replicas hold a change made after the ALTER before it: the MariaDB connector
+  // reads INFORMATION_SCHEMA when it processes a statement, and a later DDL of the same table
+  // already committed by then shows in what it read. It then fails closed — an ADD COLUMN is
+  // recorded `unknown` (added-columns.ts), and any DDL committed before that read re-reads the
+  // tables it names with its window — and a MariaDB replica, which cannot rebuild a table from a
+  // new base, stops rather than guess (seen on CI when RENAME and DROP came back to back). The
+  // MariaDB replica's own DDL, binlogged on the same server, does not do that to tables it does
+  // not name (mysql-connector.ts noteMissingValues).
+  const mconnEarly = await mysql.createConnection({ uri: mariaTarget.url });
+  conns.push(mconnEarly);
+  const bothHold = async (pgWhere: string, mariaWhere: string, what: string): Promise<void> => {
+    for (let i = 0; ; i++) {
+      const inPg = await pgTarget.client.query(`SELECT 1 FROM "${source.name}".r WHERE ${pgWhere}`).then((x) => x.rows.length, () => 0);
+      const [inMaria] = await mconnEarly.query(`SELECT 1 FROM r WHERE ${mariaWhere}`).catch(() => [[]]);
+      if (inPg === 1 && (inMaria as unknown[]).length === 1) return;
+      assert.ok(i < 600, `both replicas applied ${what}`);
+      for (const rep of replicas) assert.equal(rep.exitCode, null, `a replicator stopped: ${rep.output.slice(-800)}`);
+      await sleep(100);
+    }
+  };
+
   // The DDL, each followed by changes under the new shape, while the writer keeps committing.
   await source.exec(`UPDATE r SET note = 'before' WHERE id = 2`);
   await source.exec('ALTER TABLE r RENAME COLUMN note TO memo');
   await source.exec(`UPDATE r SET memo = 'renamed' WHERE id = 3`);
   await source.exec(`INSERT INTO r VALUES (31, 'new', 93, 31)`);
+  await bothHold('id = 31', 'id = 31', 'the changes after RENAME COLUMN');
   await source.exec('ALTER TABLE r DROP COLUMN extra');
   await source.exec(`UPDATE r SET n = -4 WHERE id = 4`);
   await source.exec(`INSERT INTO r VALUES (32, 'after drop', 32)`);
-  // A constant default: the rows the replicas already hold read it, as the source's do. Issued
-  // once both replicas hold row 32 (written after DROP COLUMN extra): the MariaDB connector reads
-  // INFORMATION_SCHEMA when it processes a statement, so an ADD COLUMN made while it is still
-  // behind an earlier ALTER of the same table is recorded `unknown` (added-columns.ts) — and a
-  // replica stops on it rather than guess (seen when this test did not wait). The MariaDB
-  // replica's own DDL, binlogged on the same server, no longer does that to tables it does not
-  // name (mysql-connector.ts noteMissingValues); before that rule this test failed here too.
-  const mconnEarly = await mysql.createConnection({ uri: mariaTarget.url });
-  conns.push(mconnEarly);
-  for (let i = 0; ; i++) {
-    const inPg = await pgTarget.client.query(`SELECT 1 FROM "${source.name}".r WHERE id = 32`).then((x) => x.rows.length, () => 0);
-    const [inMaria] = await mconnEarly.query('SELECT 1 FROM r WHERE id = 32').catch(() => [[]]);
-    if (inPg === 1 && (inMaria as unknown[]).length === 1) break;
-    assert.ok(i < 600, 'both replicas applied the changes after DROP COLUMN');
-    for (const rep of replicas) assert.equal(rep.exitCode, null, `a replicator stopped: ${rep.output.slice(-800)}`);
-    await sleep(100);
-  }
+  await bothHold('id = 32', 'id = 32', 'the changes after DROP COLUMN');
+  // A constant default: the rows the replicas already hold read it, as the source's do.
   await source.exec('ALTER TABLE r ADD COLUMN flag INT NOT NULL DEFAULT 7');
   await source.exec(`UPDATE r SET flag = 8 WHERE id = 6`);
+  await bothHold('id = 6 AND flag = 8', 'id = 6 AND flag = 8', 'the changes after ADD COLUMN');
   await source.exec('CREATE TABLE fresh (id INT PRIMARY KEY, label VARCHAR(20), v BIGINT)');
   await source.exec(`INSERT INTO fresh VALUES (1, 'one', 9007199254740993), (2, NULL, -1)`);
   await source.exec(`UPDATE fresh SET label = 'two' WHERE id = 2`);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createdTable, ddlEffects, tablesNamed } from '../../../../connectors/mysql/ddl-effect.js';
+import { createdTable, ddlEffects, namesOnlyOtherSchemas, tablesNamed } from '../../../../connectors/mysql/ddl-effect.js';
 
 /**
  * Real MariaDB/MySQL ALTER statements (from the MariaDB manual, mysqldump output and the
@@ -135,4 +135,25 @@ test('CREATE TABLE names the table it creates (a table start); other statements 
   assert.equal(createdTable('CREATE INDEX i ON t (a)', 'app'), null);
   assert.equal(createdTable('ALTER TABLE t ADD COLUMN c int', 'app'), null);
   assert.equal(createdTable('DROP TABLE t', 'app'), null);
+});
+
+test('namesOnlyOtherSchemas: a CREATE/ALTER/RENAME of tables only in uncaptured schemas needs no catalogue read; anything touching a captured schema, or not understood, does', () => {
+  const captured = new Set(['clinic']);
+  // A replica target's own DDL in its database on the same server: no read.
+  assert.equal(namesOnlyOtherSchemas('CREATE TABLE r (id INT PRIMARY KEY)', 'replica', captured), true);
+  assert.equal(namesOnlyOtherSchemas('ALTER TABLE r RENAME COLUMN note TO memo', 'replica', captured), true);
+  assert.equal(namesOnlyOtherSchemas('ALTER TABLE r ADD COLUMN flag INT NOT NULL DEFAULT 7', 'replica', captured), true);
+  // The captured schema, by default schema, by qualified name, in another case, or as a rename's target: read.
+  assert.equal(namesOnlyOtherSchemas('ALTER TABLE r RENAME COLUMN note TO memo', 'clinic', captured), false);
+  assert.equal(namesOnlyOtherSchemas('ALTER TABLE clinic.r ADD COLUMN f INT', 'replica', captured), false);
+  assert.equal(namesOnlyOtherSchemas('ALTER TABLE CLINIC.r ADD COLUMN f INT', 'replica', captured), false);
+  assert.equal(namesOnlyOtherSchemas('RENAME TABLE replica.a TO clinic.b', 'replica', captured), false);
+  assert.equal(namesOnlyOtherSchemas('CREATE TABLE clinic.fresh (id INT PRIMARY KEY)', 'replica', captured), false);
+  // Statements whose tables are not read from the text: read, as before.
+  assert.equal(namesOnlyOtherSchemas('DROP TABLE r', 'replica', captured), false);
+  assert.equal(namesOnlyOtherSchemas('TRUNCATE TABLE r', 'replica', captured), false);
+  assert.equal(namesOnlyOtherSchemas('CREATE INDEX i ON r (n)', 'replica', captured), false);
+  assert.equal(namesOnlyOtherSchemas('DROP DATABASE clinic', 'replica', captured), false);
+  // Every schema may be captured (no `tables` setting): always read.
+  assert.equal(namesOnlyOtherSchemas('CREATE TABLE r (id INT PRIMARY KEY)', 'replica', null), false);
 });
