@@ -88,3 +88,19 @@ test('messages packed across slabs come out whole and in order, views taken earl
   });
   assert.deepEqual(s.poll(), { kind: 'end', error: null });
 });
+
+test('a reader that caught up with a full slab gets the message that had to start the next slab (no stall at a slab boundary)', () => {
+  const s = unconnected(64 * 1024 * 1024);
+  const internals = s as unknown as { arrive(bytes: Uint8Array, start?: number): void };
+  // 1,000 messages of 1,000 bytes (+4 bytes of length each) nearly fill the first 1 MiB slab;
+  // each is taken as it comes, so the reader is caught up when the slab has no room left.
+  for (let i = 0; i < 1_045; i++) {
+    internals.arrive(new Uint8Array(1_000).fill(i % 251));
+    assert.equal(bytesOf(s.poll())?.length, 1_000, `message ${i}`);
+    assert.equal(s.poll(), null, 'caught up');
+  }
+  // This one no longer fits the first slab: it opens the second, and must be handed out.
+  internals.arrive(new Uint8Array(1_000).fill(7));
+  const next = s.poll();
+  assert.deepEqual(bytesOf(next)?.slice(0, 3), [7, 7, 7], 'the message in the new slab is taken');
+});
