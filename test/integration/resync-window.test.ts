@@ -136,7 +136,13 @@ for (const engine of ENGINES) {
     const before: Captured = await source.capture('t');
     // PostgreSQL: past a few catalog readings (every 200 ms) that still show the old table, as the
     // window starts after them; MariaDB: commit times are whole seconds, so over a second apart.
+    // The window starts at the last reading that still saw the old table (its stream position and
+    // statement time). Under load readings come late and the stream runs behind (seen on CI: the
+    // window began 1.6 s before `beforeUs`), so the ALTER waits until the stream has durably
+    // passed `beforeUs` by a second, then for about ten more reading intervals.
     await sleep(1500);
+    await checkpointPast(beforeUs + 1_000_000n);
+    await sleep(2000);
     await source.exec(engine.ddl);
     const afterAlter = await source.capture('t');
     assert.notEqual(diffCaptures(afterAlter, before, 't'), null, 'the ALTER changed the stored values');
