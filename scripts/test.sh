@@ -60,10 +60,17 @@ tier() {
   "$@" 2>&1 | tee "$logs/$name.log"
 }
 
-# failures NAME: the "failing tests" section the spec reporter prints at the end of a tier.
-failures() {
+# failing NAME: the "failing tests" sections the spec reporter prints at the end of each run of a
+# tier (the integration tier has two runs), without the output that follows them.
+failing() {
   [[ -f $logs/$1.log ]] || return 0
-  sed -n '/failing tests:/,$p' "$logs/$1.log" | head -n 80 >&2
+  awk '/failing tests:/ { on = 1 } /^=== / { on = 0 } on' "$logs/$1.log"
+}
+# failed_names NAME: one line per failed test, "file:line name", for the last lines of the run:
+# CI shows only the tail of a long log, and it must name what failed.
+failed_names() {
+  failing "$1" | awk '/^test at / { at = $3 } /^✖ / && !/failing tests:/ { sub(/^✖ /, ""); print "  " at "  " substr($0, 1, 160) }' |
+    head -n 12
 }
 
 phase unit tier unit npm run --silent test:unit
@@ -78,10 +85,16 @@ for f in "${failed[@]}"; do
   if [[ $f == unit || $f == integration ]]; then
     say ""
     say "=== what failed in $f (the whole output is above)"
-    failures "$f"
+    failing "$f" | head -n 80 >&2
   fi
 done
 report
+for f in "${failed[@]}"; do
+  if [[ $f == unit || $f == integration ]]; then
+    say "failed in $f:"
+    failed_names "$f" >&2
+  fi
+done
 say "total: $(elapsed "$started") s"
 rm -rf "$logs"
 if ((${#failed[@]})); then
