@@ -1,17 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mysql from 'mysql2/promise';
 import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { formatUs } from '../../src/archive/layout.js';
-import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { logLines, PausableWriter } from '../support/pausable-writer.js';
-import { createMariadbDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
+import { createMariadbDatabase, diffCaptures, type Captured } from '../support/restore-engines.js';
+import { testWorkspace } from '../support/test-workspace.js';
 
 /**
  * Issue 14 on MariaDB: RENAME COLUMN and RENAME TABLE mid-stream, under `chartlog run` and a
@@ -26,21 +25,12 @@ const BEFORE = ['k', 'r', 'w'];
 const AFTER = ['k2', 'r', 'w'];
 
 test('MariaDB: RENAME COLUMN and RENAME TABLE under chartlog run keep each table\'s rows; restores before and after equal the source value by value', { timeout: 300_000 }, async () => {
-  const created: TestDatabase[] = [];
-  const newDb = async (prefix: string): Promise<TestDatabase> => {
-    const db = await createMariadbDatabase(prefix);
-    created.push(db);
-    return db;
-  };
-  const work = mkdtempSync(join(tmpdir(), 'chartlog-myren-'));
-  const source = await newDb('myren');
+  const { work, source, newDb, keyring, configFile, onEnd } = await testWorkspace('myren', createMariadbDatabase);
   let run: ChartlogRun | null = null;
   let writerConn: mysql.Connection | null = null;
-  after(async () => {
+  onEnd(async () => {
     await run?.close();
     await writerConn?.end().catch(() => undefined);
-    for (const db of created) await db.drop();
-    if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
   });
 
   await source.exec('CREATE TABLE r (id INT PRIMARY KEY, note VARCHAR(20))');
@@ -51,11 +41,7 @@ test('MariaDB: RENAME COLUMN and RENAME TABLE under chartlog run keep each table
     await source.exec(`INSERT INTO k VALUES (${i}, ${i * 10})`);
   }
 
-  const keyring = join(work, 'keys', 'keyring.json');
-  mkdirSync(join(work, 'keys'), { mode: 0o700 });
-  FileKeyring.create(keyring);
   const q = (t: string): string => `${source.name}.${t}`;
-  const configFile = join(work, 'chartlog.yaml');
   writeFileSync(configFile, [
     'sources:',
     // k2 does not exist yet: captured once RENAME TABLE makes it.

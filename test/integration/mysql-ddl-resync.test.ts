@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mysql from 'mysql2/promise';
 import { readCheckpoint } from '../../src/archive/checkpoint.js';
@@ -11,11 +10,11 @@ import { openArchiveCodec } from '../../src/archive/archive-codec.js';
 import { formatUs } from '../../src/archive/layout.js';
 import { replayArchive } from '../../src/archive/replay.js';
 import { loadConfig } from '../../src/config/load.js';
-import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { logLines, PausableWriter } from '../support/pausable-writer.js';
-import { createMariadbDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
+import { createMariadbDatabase, diffCaptures, type Captured } from '../support/restore-engines.js';
+import { testWorkspace } from '../support/test-workspace.js';
 
 /**
  * Issue 14 on MariaDB: DDL that changes the values of rows a table already has, with no row
@@ -29,21 +28,12 @@ import { createMariadbDatabase, diffCaptures, type Captured, type TestDatabase }
 const TABLES = ['t', 'g', 'm', 'w'] as const;
 
 test('MariaDB: rewriting ALTERs under chartlog run are re-read automatically; restores before and after equal the source value by value', { timeout: 300_000 }, async () => {
-  const created: TestDatabase[] = [];
-  const newDb = async (prefix: string): Promise<TestDatabase> => {
-    const db = await createMariadbDatabase(prefix);
-    created.push(db);
-    return db;
-  };
-  const work = mkdtempSync(join(tmpdir(), 'chartlog-myddl-'));
-  const source = await newDb('myddl');
+  const { work, source, newDb, keyring, configFile, onEnd } = await testWorkspace('myddl', createMariadbDatabase);
   let run: ChartlogRun | null = null;
   let writerConn: mysql.Connection | null = null;
-  after(async () => {
+  onEnd(async () => {
     await run?.close();
     await writerConn?.end().catch(() => undefined);
-    for (const db of created) await db.drop();
-    if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
   });
 
   await source.exec('CREATE TABLE t (id INT PRIMARY KEY, note VARCHAR(20))');
@@ -57,11 +47,7 @@ test('MariaDB: rewriting ALTERs under chartlog run are re-read automatically; re
     await source.exec(`INSERT INTO m VALUES (${i}, ${i}.${i % 2 === 0 ? '35' : '72'})`);
   }
 
-  const keyring = join(work, 'keys', 'keyring.json');
-  mkdirSync(join(work, 'keys'), { mode: 0o700 });
-  FileKeyring.create(keyring);
   const q = (t: string): string => `${source.name}.${t}`;
-  const configFile = join(work, 'chartlog.yaml');
   writeFileSync(configFile, [
     'sources:',
     `  - { name: clinic, type: mysql, url: "${source.url}", tables: [${TABLES.map(q).join(', ')}], mysql: { serverId: ${70000 + Math.floor(Math.random() * 10000)} }, resync: { rowsPerSecond: 5000 } }`,

@@ -1,17 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatUs } from '../../src/archive/layout.js';
-import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { logLines } from '../support/pausable-writer.js';
 import { checkpointPast as checkpointPastIn } from '../support/ddl-matrix.js';
 import { insertWriter, waitResynced } from '../support/stopped-run.js';
-import { createMariadbDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
+import { createMariadbDatabase, diffCaptures, type Captured } from '../support/restore-engines.js';
+import { testWorkspace } from '../support/test-workspace.js';
 
 /**
  * Issue 14 on MariaDB: an instant `ADD COLUMN … DEFAULT` made while `chartlog run` is stopped.
@@ -25,23 +24,14 @@ import { createMariadbDatabase, diffCaptures, type Captured, type TestDatabase }
  */
 
 test('MariaDB: ADD COLUMN … DEFAULT made while run is stopped restores with the default for untouched rows', { timeout: 300_000 }, async () => {
-  const created: TestDatabase[] = [];
-  const newDb = async (prefix: string): Promise<TestDatabase> => {
-    const db = await createMariadbDatabase(prefix);
-    created.push(db);
-    return db;
-  };
-  const work = mkdtempSync(join(tmpdir(), 'chartlog-mystopcol-'));
-  const source = await newDb('mystopcol');
+  const { work, source, newDb, keyring, configFile, onEnd } = await testWorkspace('mystopcol', createMariadbDatabase);
   let run: ChartlogRun | null = null;
   let stopWriter = false;
   let writer: Promise<number> | null = null;
-  after(async () => {
+  onEnd(async () => {
     stopWriter = true;
     await writer?.catch(() => 0);
     await run?.close();
-    for (const db of created) await db.drop();
-    if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
   });
 
   await source.exec('CREATE TABLE t (id INT PRIMARY KEY, note VARCHAR(40))');
@@ -52,11 +42,7 @@ test('MariaDB: ADD COLUMN … DEFAULT made while run is stopped restores with th
     await source.exec(`INSERT INTO v VALUES (${i}, 'v${i}')`);
   }
 
-  const keyring = join(work, 'keys', 'keyring.json');
-  mkdirSync(join(work, 'keys'), { mode: 0o700 });
-  FileKeyring.create(keyring);
   const q = (t: string): string => `${source.name}.${t}`;
-  const configFile = join(work, 'chartlog.yaml');
   // The PHI configuration names the columns the tables have now (it is checked against them at start).
   const writeConfig = (publicColumns: string): void => writeFileSync(configFile, [
     'sources:',

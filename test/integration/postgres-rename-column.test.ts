@@ -1,16 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { formatUs } from '../../src/archive/layout.js';
-import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
-import { createPgDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
+import { createPgDatabase, diffCaptures, type Captured } from '../support/restore-engines.js';
+import { testWorkspace } from '../support/test-workspace.js';
 
 /**
  * Issue 14, RENAME COLUMN on PostgreSQL, mid-stream under a concurrent writer: the rows stored
@@ -19,34 +18,21 @@ import { createPgDatabase, diffCaptures, type Captured, type TestDatabase } from
  * old name. Also renamed twice, and a new column taking the old name.
  */
 test('postgres: RENAME COLUMN mid-stream — restores before and after equal the source, values follow the column', { timeout: 180_000 }, async () => {
-  const created: TestDatabase[] = [];
-  const newDb = async (prefix: string): Promise<TestDatabase> => {
-    const db = await createPgDatabase(prefix);
-    created.push(db);
-    return db;
-  };
-  const work = mkdtempSync(join(tmpdir(), 'chartlog-rename-'));
-  const source = await newDb('rensrc');
+  const { work, source, newDb, keyring, configFile, onEnd } = await testWorkspace('rensrc', createPgDatabase);
   let run: ChartlogRun | null = null;
   const writer = new pg.Client({ connectionString: source.url });
   let writing = false;
   let loop: Promise<void> | null = null;
-  after(async () => {
+  onEnd(async () => {
     writing = false;
     await loop?.catch(() => undefined);
     await run?.close();
     await writer.end().catch(() => undefined);
-    for (const db of created) await db.drop();
-    if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
   });
 
   await source.exec('CREATE TABLE t (id int PRIMARY KEY, note text NOT NULL, n int)');
   await source.exec('CREATE TABLE w (id int PRIMARY KEY, x int)');
   for (let i = 1; i <= 20; i++) await source.exec(`INSERT INTO t VALUES (${i}, 'n${i}', ${i * 10})`);
-  const keyring = join(work, 'keys', 'keyring.json');
-  mkdirSync(join(work, 'keys'), { mode: 0o700 });
-  FileKeyring.create(keyring);
-  const configFile = join(work, 'chartlog.yaml');
   writeFileSync(configFile, [
     'sources:',
     `  - { name: clinic, type: postgres, url: "${source.url}", tables: [public.t, public.w] }`,
@@ -97,7 +83,19 @@ test('postgres: RENAME COLUMN mid-stream — restores before and after equal the
     paused = false;
   };
 
-  await sleep(300);
+  // The DDL below must come after the connector's first catalog reading, made as the stream
+  // starts (at load 38 seconds after "pipeline streaming"): what that reading finds counts as
+  // changed while stopped. A stored change of the writer's made after the start shows it done.
+  const store = new FsObjectStore(`${work}/backup`);
+  const checkpointPast = async (us: bigint): Promise<void> => {
+    for (let deadline = Date.now() + 120_000; ; ) {
+      const cp = await readCheckpoint(store, 'clinic');
+      if (cp && cp.commitTsUs > us) return;
+      assert.ok(Date.now() < deadline, 'the checkpoint did not pass the moment within 120 s');
+      await sleep(100);
+    }
+  };
+  await checkpointPast(BigInt(Date.now()) * 1000n);
   await source.exec(`UPDATE t SET note = 'before' WHERE id = 2`);
   await moment('before RENAME');
   await source.exec('ALTER TABLE t RENAME COLUMN note TO memo');
@@ -114,14 +112,7 @@ test('postgres: RENAME COLUMN mid-stream — restores before and after equal the
   assert.ok(n > 20, `the concurrent writer committed ${n} transactions`);
   await source.exec(`UPDATE w SET x = 0 WHERE id = 1`);
 
-  const store = new FsObjectStore(`${work}/backup`);
-  const last = moments.at(-1)!.us;
-  for (let i = 0, deadline = Date.now() + 120_000; ; i++) {
-    const cp = await readCheckpoint(store, 'clinic');
-    if (cp && cp.commitTsUs > last) break;
-    assert.ok(Date.now() < deadline, 'the checkpoint did not pass the last moment within 120 s');
-    await sleep(100);
-  }
+  await checkpointPast(moments.at(-1)!.us);
   await run.stop();
   assert.match(readFileSync(join(work, 'run.log'), 'utf8'), /columns renamed: kept as the same columns/, 'the run logged the rename');
 

@@ -1,17 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatUs } from '../../src/archive/layout.js';
-import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { logLines } from '../support/pausable-writer.js';
 import { checkpointPast as checkpointPastIn } from '../support/ddl-matrix.js';
 import { insertWriter, waitResynced } from '../support/stopped-run.js';
-import { createPgDatabase, diffCaptures, type TestDatabase } from '../support/restore-engines.js';
+import { createPgDatabase, diffCaptures } from '../support/restore-engines.js';
+import { testWorkspace } from '../support/test-workspace.js';
 
 /**
  * Issue 14 on PostgreSQL: VACUUM FULL and CLUSTER give a table a new relfilenode, as a rewrite that
@@ -24,23 +23,14 @@ import { createPgDatabase, diffCaptures, type TestDatabase } from '../support/re
  */
 
 test('PostgreSQL: VACUUM FULL and CLUSTER are not re-read, ALTER … TYPE … USING is; restores equal the source', { timeout: 300_000 }, async () => {
-  const created: TestDatabase[] = [];
-  const newDb = async (): Promise<TestDatabase> => {
-    const db = await createPgDatabase('pgkept');
-    created.push(db);
-    return db;
-  };
-  const work = mkdtempSync(join(tmpdir(), 'chartlog-pgkept-'));
-  const source = await newDb();
+  const { work, source, newDb, keyring, configFile, onEnd } = await testWorkspace('pgkept', createPgDatabase);
   let run: ChartlogRun | null = null;
   let stopWriter = false;
   let writer: Promise<number> | null = null;
-  after(async () => {
+  onEnd(async () => {
     stopWriter = true;
     await writer?.catch(() => 0);
     await run?.close();
-    for (const db of created) await db.drop();
-    if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
   });
 
   for (const t of ['k', 'u']) {
@@ -51,10 +41,6 @@ test('PostgreSQL: VACUUM FULL and CLUSTER are not re-read, ALTER … TYPE … US
   await source.exec(`UPDATE k SET note = note || '+' WHERE id % 3 = 0`);
   await source.exec('CREATE TABLE w (id int4 PRIMARY KEY, x int4)');
 
-  const keyring = join(work, 'keys', 'keyring.json');
-  mkdirSync(join(work, 'keys'), { mode: 0o700 });
-  FileKeyring.create(keyring);
-  const configFile = join(work, 'chartlog.yaml');
   writeFileSync(configFile, [
     'sources:',
     `  - { name: clinic, type: postgres, url: "${source.url}", resync: { rowsPerSecond: 0 }, postgres: { catalogCheckIntervalMs: 200 } }`,

@@ -1,16 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { formatUs } from '../../src/archive/layout.js';
-import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { logLines } from '../support/pausable-writer.js';
-import { createPgDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
+import { createPgDatabase, diffCaptures, type Captured } from '../support/restore-engines.js';
+import { testWorkspace } from '../support/test-workspace.js';
 
 /**
  * Issue 14 on PostgreSQL, end to end: `ALTER … TYPE … USING upper(note)` rewrites every row with
@@ -22,33 +21,20 @@ import { createPgDatabase, diffCaptures, type Captured, type TestDatabase } from
  */
 
 test('PostgreSQL: a table rewrite no change follows is re-read by chartlog run itself; restores before and after equal the source', { timeout: 240_000 }, async () => {
-  const created: TestDatabase[] = [];
-  const newDb = async (): Promise<TestDatabase> => {
-    const db = await createPgDatabase('pgrw');
-    created.push(db);
-    return db;
-  };
-  const work = mkdtempSync(join(tmpdir(), 'chartlog-pgrw-'));
-  const source = await newDb();
+  const { work, source, newDb, keyring, configFile, onEnd } = await testWorkspace('pgrw', createPgDatabase);
   let run: ChartlogRun | null = null;
   let stopWriter = false;
   let writer: Promise<number> | null = null;
-  after(async () => {
+  onEnd(async () => {
     stopWriter = true;
     await writer?.catch(() => 0);
     await run?.close();
-    for (const db of created) await db.drop();
-    if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
   });
 
   await source.exec('CREATE TABLE t (id int4 PRIMARY KEY, note text)');
   await source.exec('CREATE TABLE w (id int4 PRIMARY KEY, x int4)');
   await source.exec(`INSERT INTO t SELECT g, 'note-' || g FROM generate_series(1, 200) g`);
 
-  const keyring = join(work, 'keys', 'keyring.json');
-  mkdirSync(join(work, 'keys'), { mode: 0o700 });
-  FileKeyring.create(keyring);
-  const configFile = join(work, 'chartlog.yaml');
   writeFileSync(configFile, [
     'sources:',
     `  - { name: clinic, type: postgres, url: "${source.url}", tables: [public.t, public.w], resync: { rowsPerSecond: 5000 }, postgres: { catalogCheckIntervalMs: 200 } }`,

@@ -1,16 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { formatUs } from '../../src/archive/layout.js';
-import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { logLines } from '../support/pausable-writer.js';
-import { createPgDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
+import { createPgDatabase, diffCaptures, type Captured } from '../support/restore-engines.js';
+import { testWorkspace } from '../support/test-workspace.js';
 
 /**
  * Issue 14 on PostgreSQL: DDL made while `chartlog run` is stopped reaches no stream and no
@@ -27,23 +26,14 @@ import { createPgDatabase, diffCaptures, type Captured, type TestDatabase } from
  */
 
 test('PostgreSQL: rewrite, rename, ATTACH and DETACH made while run is stopped are found at the next start and re-read', { timeout: 240_000 }, async () => {
-  const created: TestDatabase[] = [];
-  const newDb = async (): Promise<TestDatabase> => {
-    const db = await createPgDatabase('pgstop');
-    created.push(db);
-    return db;
-  };
-  const work = mkdtempSync(join(tmpdir(), 'chartlog-pgstop-'));
-  const source = await newDb();
+  const { work, source, newDb, keyring, configFile, onEnd } = await testWorkspace('pgstop', createPgDatabase);
   let run: ChartlogRun | null = null;
   let stopWriter = false;
   let writer: Promise<number> | null = null;
-  after(async () => {
+  onEnd(async () => {
     stopWriter = true;
     await writer?.catch(() => 0);
     await run?.close();
-    for (const db of created) await db.drop();
-    if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
   });
 
   await source.exec('CREATE TABLE t (id int4 PRIMARY KEY, note text)');
@@ -58,10 +48,6 @@ test('PostgreSQL: rewrite, rename, ATTACH and DETACH made while run is stopped a
   await source.exec(`INSERT INTO part SELECT g, g % 200, 'p-' || g FROM generate_series(1, 120) g`);
   await source.exec(`INSERT INTO part_3 SELECT g, 200 + g % 100, 'p3-' || g FROM generate_series(1, 30) g`);
 
-  const keyring = join(work, 'keys', 'keyring.json');
-  mkdirSync(join(work, 'keys'), { mode: 0o700 });
-  FileKeyring.create(keyring);
-  const configFile = join(work, 'chartlog.yaml');
   // The PHI configuration names the tables captured now (it is checked against them at start).
   const writeConfig = (tables: string[]): void => writeFileSync(configFile, [
     'sources:',

@@ -1,16 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatUs } from '../../src/archive/layout.js';
-import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { checkpointPast as checkpointPastIn } from '../support/ddl-matrix.js';
 import { insertWriter, resyncedTables, waitResynced } from '../support/stopped-run.js';
-import { createPgDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
+import { createPgDatabase, diffCaptures, type Captured } from '../support/restore-engines.js';
+import { testWorkspace } from '../support/test-workspace.js';
 
 /**
  * Issue 14 on PostgreSQL: column changes made while `chartlog run` is stopped. The stream shows a
@@ -36,23 +35,14 @@ import { createPgDatabase, diffCaptures, type Captured, type TestDatabase } from
 const TABLES = ['ad', 'av', 'rn', 'dc', 'ty', 'rd'] as const;
 
 test('PostgreSQL: columns added, dropped, renamed, retyped or replaced while run is stopped restore exactly', { timeout: 300_000 }, async () => {
-  const created: TestDatabase[] = [];
-  const newDb = async (): Promise<TestDatabase> => {
-    const db = await createPgDatabase('pgcols');
-    created.push(db);
-    return db;
-  };
-  const work = mkdtempSync(join(tmpdir(), 'chartlog-pgcols-'));
-  const source = await newDb();
+  const { work, source, newDb, keyring, configFile, onEnd } = await testWorkspace('pgcols', createPgDatabase);
   let run: ChartlogRun | null = null;
   let stopWriter = false;
   let writer: Promise<number> | null = null;
-  after(async () => {
+  onEnd(async () => {
     stopWriter = true;
     await writer?.catch(() => 0);
     await run?.close();
-    for (const db of created) await db.drop();
-    if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
   });
 
   for (const t of ['ad', 'av', 'rn', 'rd']) {
@@ -65,10 +55,6 @@ test('PostgreSQL: columns added, dropped, renamed, retyped or replaced while run
   await source.exec(`INSERT INTO ty SELECT g, 'ty-' || g FROM generate_series(1, 40) g`);
   await source.exec('CREATE TABLE w (id int4 PRIMARY KEY, x int4)');
 
-  const keyring = join(work, 'keys', 'keyring.json');
-  mkdirSync(join(work, 'keys'), { mode: 0o700 });
-  FileKeyring.create(keyring);
-  const configFile = join(work, 'chartlog.yaml');
   // Synthetic, non-PHI columns: reviewed as public, so they travel in clear. The PHI
   // configuration names the columns the tables have now (it is checked against them at start).
   const writeConfig = (publicColumns: string): void => writeFileSync(configFile, [

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { readArchiveIndex } from '../../src/archive/archive-index.js';
@@ -10,11 +9,11 @@ import { formatUs } from '../../src/archive/layout.js';
 import { buildTimeline, renderTimeline } from '../../src/restore/timeline.js';
 import { tableSnapshotsPrefix } from '../../src/archive/snapshot-manifest.js';
 import { unprovenPrefix } from '../../src/archive/unproven-tables.js';
-import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { logLines } from '../support/pausable-writer.js';
 import { createMariadbDatabase, createPgDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
+import { testWorkspace } from '../support/test-workspace.js';
 
 /**
  * Issue 14, the two holes around an automatic resync, on PostgreSQL and MariaDB under a concurrent
@@ -48,23 +47,14 @@ const ENGINES = [
 
 for (const engine of ENGINES) {
   test(`${engine.label}: a rewriting DDL's resync survives kill -9 (recorded in the archive, re-run at start); a restore inside the unproven window is refused`, { timeout: 180_000 }, async () => {
-    const created: TestDatabase[] = [];
-    const newDb = async (): Promise<TestDatabase> => {
-      const db = await engine.create('rswin');
-      created.push(db);
-      return db;
-    };
-    const work = mkdtempSync(join(tmpdir(), 'chartlog-pgwin-'));
-    const source = await newDb();
+    const { work, source, newDb, keyring, configFile, onEnd } = await testWorkspace('rswin', engine.create);
     let run: ChartlogRun | null = null;
     let stopWriter = false;
     let writer: Promise<number> | null = null;
-    after(async () => {
+    onEnd(async () => {
       stopWriter = true;
       await writer?.catch(() => 0);
       await run?.close();
-      for (const db of created) await db.drop();
-      if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
     });
 
     const t = engine.table(source);
@@ -75,10 +65,6 @@ for (const engine of ENGINES) {
     const rows = Array.from({ length: 400 }, (_, i) => `(${i + 1}, 'note-${i + 1}', ${i + 1}.${i % 2 ? '35' : '72'})`);
     await source.exec(`INSERT INTO t VALUES ${rows.join(', ')}`);
 
-    const keyring = join(work, 'keys', 'keyring.json');
-    mkdirSync(join(work, 'keys'), { mode: 0o700 });
-    FileKeyring.create(keyring);
-    const configFile = join(work, 'chartlog.yaml');
     writeFileSync(configFile, [
       'sources:',
       // 50 rows/s: a resync of t's 400 rows takes ≈ 8 s, so the kill surely falls inside it.
