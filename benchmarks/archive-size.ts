@@ -19,19 +19,25 @@
  * - What the deflate level and the block size (records per block) would make of the same record
  *   bodies.
  *
+ * - With --patients (the backup is of benchmarks/lib/patient-workload.ts's table, as
+ *   restore.bench.ts writes it): what the base snapshot would cost with PHI sealed per block
+ *   instead of per row (docs/formats.md, "Sealed values": why per-row sealing cannot reach 2×
+ *   pg_dump -Fc). The snapshot rows' PHI plaintexts are rebuilt from the workload's formulas and
+ *   checked byte-length-equal to every row seal's ciphertext; nothing is decrypted.
+ *
  * Writes benchmarks/results/archive-size.json (or --out).
  */
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { deflateRawSync } from 'node:zlib';
+import { brotliCompressSync, constants as zlibConstants, deflateRawSync } from 'node:zlib';
 import { openAvroContainer } from '../src/archive/avro-container.js';
 import { flushPartSection, flushPartToc } from '../src/archive/flush-part.js';
 import { ROW_SEAL_REFERENCE } from '../src/phi/row-seal.js';
 
 const { values: args, positionals } = parseArgs({
   allowPositionals: true,
-  options: { dump: { type: 'string' }, label: { type: 'string', default: '' }, out: { type: 'string' } },
+  options: { dump: { type: 'string' }, label: { type: 'string', default: '' }, out: { type: 'string' }, patients: { type: 'boolean', default: false } },
 });
 const root = positionals[0];
 if (!root) {
@@ -63,6 +69,9 @@ class Walker {
     private readonly sealed: ReadonlySet<string>,
   ) {}
   at = 0;
+  /** Per record (the benchmark table's what-if): the plain `id`, and the row seal's ciphertext length. */
+  readonly ids: number[] = [];
+  readonly ciphertextLengths: number[] = [];
 
   private varint(group: number): number {
     let n = 0n;
@@ -147,9 +156,11 @@ class Walker {
       case 'boolean':
         return this.span(1, g(path));
       case 'int':
-      case 'long':
-        this.varint(g(path));
+      case 'long': {
+        const v = this.varint(g(path));
+        if (path === 'plain column: id') this.ids.push(v);
         return;
+      }
       case 'float':
         return this.span(4, g(path));
       case 'double':
@@ -184,6 +195,7 @@ class Walker {
     // The nonce's length is the DEK's algorithm: 12 (AES-256-GCM) or 24 (XChaCha20-Poly1305).
     const nonce = nonceBytes;
     this.span(nonce, g('seal: nonce'));
+    this.ciphertextLengths.push(end - this.at - 16);
     this.span(end - this.at - 16, g('seal: ciphertext'));
     this.span(16, g('seal: tag'));
   }
@@ -195,6 +207,9 @@ interface Block {
   body: Buffer;
   tags: Uint8Array;
   records: number;
+  kind: string;
+  ids: number[];
+  ciphertextLengths: number[];
 }
 
 const kinds = new Map<string, { objects: number; bytes: number }>();
@@ -229,7 +244,7 @@ function readContainer(file: Buffer, name: string, kind: string): void {
     w.register(schema as unknown as AvroType);
     for (let i = 0; i < blk.count; i++) w.value(schema as unknown as AvroType, '');
     if (w.at !== blk.data.length) throw new Error(`${name}: ${blk.data.length - w.at} bytes left after the records`);
-    blocks.push({ body: blk.data, tags, records: blk.count });
+    blocks.push({ body: blk.data, tags, records: blk.count, kind, ids: w.ids, ciphertextLengths: w.ciphertextLengths });
     e.records += blk.count;
     e.bodyBytes += blk.data.length;
     e.storedBytes += deflateRawSync(blk.data, { level: 6 }).length;
@@ -321,6 +336,84 @@ function rebuilt(level: number, recordsPerBlock: number): number {
 const levels = [1, 6, 9].map((level) => ({ level, recordsPerBlock: 4096, bytes: rebuilt(level, 4096) }));
 const blockSizes = [4096, 16384, 65536].map((n) => ({ level: 6, recordsPerBlock: n, bytes: rebuilt(6, n) }));
 
+/**
+ * The what-if of --patients: the base snapshot's blocks with PHI sealed once per block. Rebuilds
+ * each snapshot row's PHI plaintext (format 4: per column LEB128 length ‖ tag 5 ‖ UTF-8) from the
+ * workload's formulas, checks its length against the row seal's ciphertext, and sizes:
+ * - the record bodies without any row-seal byte (header, nonce, ciphertext, tag, references),
+ *   deflated as written (level 6), plus a 2-byte row index a row (raw, an upper bound);
+ * - the block's PHI plaintexts laid out column by column, deflated (level 6 and 9), plus one
+ *   header, nonce and tag a block (80 bytes: version, DEK id, position, set, 24-byte nonce, tag);
+ * - the same with external_id (a uuid, 36 characters of text today) as 16 bytes.
+ */
+function blockSealWhatIf(): Record<string, unknown> | null {
+  const snap = blocks.filter((b) => b.kind === 'base snapshot parts');
+  if (!snap.length) return null;
+  const phi = (n: number): string[] => [
+    `Synthetic Patient ${n}`,
+    `900-${String(n % 100).padStart(2, '0')}-${String(n % 10000).padStart(4, '0')}`,
+    new Date(Date.UTC(1940, 0, 1) + (n % 20000) * 86_400_000).toISOString().slice(0, 10),
+    `${n} Synthetic Street, Testville`,
+  ];
+  const sealGroups = new Set(groups.map((name, i) => (name.startsWith('seal: ') ? i : -1)).filter((i) => i >= 0));
+  const ext = groupIndex.get('plain column: external_id');
+  const HEADER = 1 + 16 + (1 + 16 + 4) + 2 + 24 + 16;
+  const out = { records: 0, asWritten: 0, plainDeflated: 0, plainDeflatedUuid16: 0, rowIndexes: 0, phiPlaintext: 0, phiRowWise6: 0, phiColumnWise6: 0, phiColumnWise9: 0, phiColumnWiseBrotli: 0, blockHeaders: 0 };
+  for (const b of snap) {
+    if (b.ids.length !== b.records || b.ciphertextLengths.length !== b.records) throw new Error('--patients: a snapshot record without an id or a row seal');
+    out.records += b.records;
+    out.asWritten += deflateRawSync(b.body, { level: 6 }).length;
+    const keep: number[] = [];
+    const keep16: number[] = [];
+    for (let i = 0; i < b.body.length; ) {
+      const t = b.tags[i]!;
+      if (sealGroups.has(t)) {
+        i++;
+        continue;
+      }
+      if (t === ext && b.tags[i + 35] === ext) {
+        const hex = b.body.subarray(i, i + 36).toString('latin1').replaceAll('-', '');
+        for (const x of Buffer.from(hex, 'hex')) keep16.push(x);
+        for (let k = 0; k < 36; k++) keep.push(b.body[i + k]!);
+        i += 36;
+        continue;
+      }
+      keep.push(b.body[i]!);
+      keep16.push(b.body[i]!);
+      i++;
+    }
+    out.plainDeflated += deflateRawSync(Buffer.from(keep), { level: 6 }).length;
+    out.plainDeflatedUuid16 += deflateRawSync(Buffer.from(keep16), { level: 6 }).length;
+    out.rowIndexes += 2 * b.records;
+    const rows = b.ids.map(phi);
+    const cell = (v: string) => Buffer.concat([Buffer.from([v.length + 1, 5]), Buffer.from(v, 'utf8')]);
+    rows.forEach((r, i) => {
+      const n = r.reduce((s, v) => s + 2 + Buffer.byteLength(v), 0);
+      if (n !== b.ciphertextLengths[i]) throw new Error(`--patients: row ${b.ids[i]}: rebuilt plaintext ${n} bytes, ciphertext ${b.ciphertextLengths[i]} (not the workload's table, or changed rows in the snapshot)`);
+    });
+    const rowWise = Buffer.concat(rows.flatMap((r) => r.map(cell)));
+    const columnWise = Buffer.concat([0, 1, 2, 3].flatMap((c) => rows.map((r) => cell(r[c]!))));
+    out.phiPlaintext += rowWise.length;
+    out.phiRowWise6 += deflateRawSync(rowWise, { level: 6 }).length;
+    out.phiColumnWise6 += deflateRawSync(columnWise, { level: 6 }).length;
+    out.phiColumnWise9 += deflateRawSync(columnWise, { level: 9 }).length;
+    out.phiColumnWiseBrotli += brotliCompressSync(columnWise, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 9 } }).length;
+    out.blockHeaders += HEADER;
+  }
+  const blockSeal = out.plainDeflated + out.rowIndexes + out.phiColumnWise6 + out.blockHeaders;
+  const blockSealUuid16 = out.plainDeflatedUuid16 + out.rowIndexes + out.phiColumnWise6 + out.blockHeaders;
+  const perRow = (n: number) => Math.round((n / out.records) * 10) / 10;
+  return {
+    ...out,
+    perRow: Object.fromEntries(Object.entries(out).filter(([k]) => k !== 'records').map(([k, v]) => [k, perRow(v)])),
+    blockSeal,
+    blockSealPerRow: perRow(blockSeal),
+    blockSealUuid16,
+    blockSealUuid16PerRow: perRow(blockSealUuid16),
+  };
+}
+const whatIf = args.patients ? blockSealWhatIf() : null;
+
 const MiB = (n: number) => Math.round((n / 2 ** 20) * 100) / 100;
 const archiveBytes = [...kinds.values()].reduce((n, k) => n + k.bytes, 0);
 const dumpBytes = args.dump ? statSync(args.dump).size : null;
@@ -345,10 +438,12 @@ const result = {
   fieldGroups: rows.map((r) => ({ ...r, bytesPerRecord: Math.round((r.bytes / records) * 10) / 10, compressedPerRecord: Math.round((r.compressedCost / records) * 10) / 10 })),
   deflateLevels: levels,
   blockSizes,
+  ...(whatIf ? { blockSealWhatIf: whatIf } : {}),
 };
 writeFileSync(args.out ?? join(import.meta.dirname, 'results', 'archive-size.json'), JSON.stringify(result, null, 2) + '\n');
 console.log(`archive ${MiB(archiveBytes)} MiB${dumpBytes ? `, pg_dump -Fc ${MiB(dumpBytes)} MiB (${result.ratioToPgDump}×)` : ''}; ${records} table records, ${MiB(total.body)} MiB of bodies, ${MiB(total.deflated)} MiB deflated (level 6)`);
 for (const [k, v] of kinds) console.log(`  ${k.padEnd(32)} ${String(v.objects).padStart(5)} objects ${MiB(v.bytes).toFixed(2).padStart(8)} MiB`);
 console.log(`  ${'group'.padEnd(40)} ${'bytes/rec'.padStart(10)} ${'compressed/rec'.padStart(15)} ${'compressed MiB'.padStart(15)}`);
 for (const r of result.fieldGroups) console.log(`  ${r.group.padEnd(40)} ${r.bytesPerRecord.toFixed(1).padStart(10)} ${r.compressedPerRecord.toFixed(1).padStart(15)} ${MiB(r.compressedCost).toFixed(2).padStart(15)}`);
+if (whatIf) console.log('  block-seal what-if (base snapshot):', JSON.stringify(whatIf));
 for (const l of [...levels, ...blockSizes]) console.log(`  deflate level ${l.level}, ${l.recordsPerBlock} records a block: ${MiB(l.bytes)} MiB`);
