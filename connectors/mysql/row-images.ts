@@ -315,6 +315,8 @@ function pad(n: number, size: number): string {
   return s.length === size ? s : s.length < size ? '0'.repeat(size - s.length) + s : s.slice(s.length - size);
 }
 
+const isDigit = (c: number): boolean => c >= 48 && c <= 57;
+
 const DIG_BYTES = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
 
 /** A big-endian signed integer of 1–4 bytes with the first byte's top bit flipped (DECIMAL's sign). */
@@ -348,7 +350,8 @@ function readDecimal(buf: Buffer, start: number, integral: number, scale: number
     pos += 4;
   }
   let k = 0;
-  while (k < intDigits.length - 1 && intDigits.charCodeAt(k) === 48) k++;
+  // Leading zeros go while a digit follows (zongji's /^0+(?=\d)/).
+  while (intDigits.charCodeAt(k) === 48 && isDigit(intDigits.charCodeAt(k + 1))) k++;
   intDigits = intDigits.length === 0 ? '0' : intDigits.slice(k);
   let frac = '';
   for (let i = 0; i < uncompFrac; i++) {
