@@ -6,6 +6,7 @@
  *
  *   node --import tsx benchmarks/cdc-mariadb.bench.ts [--rows 1000000] [--reps 3] [--tx-rows 10000]
  *        [--no-debezium] [--debezium-schemas] [--stages] [--profile-dir DIR] [--timeout-s S]
+ *        [--compare-bin OTHER/bin/chartlog.js]
  *
  * Per repetition, on the private MariaDB 10.11 of scripts/services.sh (started when not running),
  * in a fresh database: the 12-column patient table (4 PHI columns, benchmarks/lib/patient-workload.ts).
@@ -30,6 +31,10 @@
  *              resuming from its offsets, timed from spawn until the backlog's last event is
  *              written to its file (flushed, fsynced); JVM start-up (spawn → connector task
  *              started) reported apart, and its peak RSS (VmHWM).
+ *
+ * --compare-bin runs another checkout's bin/chartlog.js (old code) the same way, with its own set-up
+ * run, store and server id, on the same backlog in the same rotation; both runs' CPU time per row
+ * (from /proc, start-up included) and peak RSS are reported.
  *
  * --stages adds in-process passes over the backlog from chartlog's checkpoint: the connector
  * alone, then connector + PHI sealing + Avro encoding; --profile-dir writes a V8 CPU profile of
@@ -77,6 +82,7 @@ const { values: args } = parseArgs({
     'timeout-s': { type: 'string' },
     'no-debezium': { type: 'boolean', default: false },
     'debezium-schemas': { type: 'boolean', default: false },
+    'compare-bin': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -93,15 +99,18 @@ const TIMEOUT_MS = Number(args['timeout-s'] ?? 120 + ROWS / 2000) * 1000;
 const PROFILE_DIR = args['profile-dir'];
 const STAGES = args.stages;
 const DEBEZIUM_SCHEMAS = args['debezium-schemas'];
+const COMPARE_BIN = args['compare-bin'];
 if (!(ROWS > 0) || !(TX_ROWS > 0)) throw new Error('--rows and --tx-rows must be positive numbers');
 const BINLOG_TOOL = 'mariadb-binlog';
 
-type Reader = 'baseline' | 'verbose' | 'chartlog' | 'debezium';
+type Reader = 'baseline' | 'verbose' | 'chartlog' | 'compare' | 'debezium';
 
 interface RepResult {
   baseline: number;
   verbose: number;
   chartlog: ChartlogTiming;
+  /** --compare-bin: the other checkout's chartlog run on the same backlog. */
+  compare: ChartlogTiming | null;
   /** Debezium's timed run, when Java and Maven are there. */
   debezium: DebeziumTiming | null;
   /** In-process passes: connector alone, connector + codec (seal + Avro); --stages only. */
@@ -209,6 +218,23 @@ async function once(rep: number, rootUrl: string): Promise<RepResult> {
   if (setupCode !== 0) throw new Error(`chartlog run (set-up) exited with ${setupCode}; see ${logFile}`);
   const resumeFrom = setup.checkpoint();
 
+  // --compare-bin: the other checkout set up the same way, with its own store and server id.
+  const compare = COMPARE_BIN ? { configFile: join(dir, 'compare.yaml'), storeDir: join(dir, 'store-compare'), source: 'maria_compare', logFile: join(dir, 'compare.log') } : null;
+  if (compare) {
+    writeChartlogConfig({
+      file: compare.configFile,
+      source: `{ name: ${compare.source}, type: mysql, url: "${cdcUrl(rootUrl, db)}", tables: [${table}], mysql: { serverId: ${2_000_000 + (process.pid % 100_000) * 10 + (rep % 10)} } }`,
+      storeDir: compare.storeDir,
+      keyring,
+      table,
+      phi: PATIENT_PHI_COLUMNS,
+    });
+    const c = new TimedChartlog(compare.configFile, compare.storeDir, compare.source, compare.logFile, [], COMPARE_BIN);
+    c.start();
+    await c.waitFor((p) => coversGtid(p, firstGtid), 120_000);
+    if ((await c.stop()) !== 0) throw new Error(`chartlog run (set-up, --compare-bin) failed; see ${compare.logFile}`);
+  }
+
   // Debezium, like a deployment that already runs: its snapshot of the one-row table, offsets, schema history.
   const debeziumRun = (rows: number, lastId: number) =>
     runDebezium({
@@ -235,9 +261,10 @@ async function once(rep: number, rootUrl: string): Promise<RepResult> {
     ...(server.password ? [`--password=${decodeURIComponent(server.password)}`] : []),
     `--start-position=${start.position}`, start.file, '--to-last-log', ...(verbose ? ['--verbose'] : []),
   ];
-  const readers: Reader[] = DEBEZIUM ? ['baseline', 'chartlog', 'verbose', 'debezium'] : ['baseline', 'chartlog', 'verbose'];
+  const readers: Reader[] = ['baseline', 'chartlog', 'verbose', ...(compare ? ['compare' as const] : []), ...(DEBEZIUM ? ['debezium' as const] : [])];
   const order = readers.map((_, i) => readers[(i + rep) % readers.length]!);
-  const result: Partial<RepResult> = { insertSeconds, binlogBytes, debezium: null };
+  const result: Partial<RepResult> = { insertSeconds, binlogBytes, debezium: null, compare: null };
+  const cpuPerRow = (t: ChartlogTiming): string => (t.cpuSeconds === null ? '' : `; CPU ${((t.cpuSeconds * 1e6) / ROWS).toFixed(1)} us/row`);
   for (const reader of order) {
     if (reader === 'debezium') {
       const t = await debeziumRun(ROWS, ROWS);
@@ -248,7 +275,13 @@ async function once(rep: number, rootUrl: string): Promise<RepResult> {
       const t = await run.timeUntil((p) => coversGtid(p, lastGtid), TIMEOUT_MS);
       if (t.exitCode !== 0) throw new Error(`chartlog run exited with ${t.exitCode} after SIGTERM; see ${logFile}`);
       result.chartlog = t;
-      console.log(`  chartlog (embedded bus)          ${fmtRate(ROWS, t.seconds)}; without start-up (${t.startupSeconds?.toFixed(2)} s): ${t.streamingSeconds ? fmtRate(ROWS, t.streamingSeconds) : 'n/a'}; peak RSS ${t.peakRssMiB?.toFixed(0) ?? 'n/a'} MiB${PROFILE_DIR ? `; pid ${t.pid}` : ''}`);
+      console.log(`  chartlog (embedded bus)          ${fmtRate(ROWS, t.seconds)}; without start-up (${t.startupSeconds?.toFixed(2)} s): ${t.streamingSeconds ? fmtRate(ROWS, t.streamingSeconds) : 'n/a'}; peak RSS ${t.peakRssMiB?.toFixed(0) ?? 'n/a'} MiB${cpuPerRow(t)}${PROFILE_DIR ? `; pid ${t.pid}` : ''}`);
+    } else if (reader === 'compare') {
+      const run = new TimedChartlog(compare!.configFile, compare!.storeDir, compare!.source, compare!.logFile, [], COMPARE_BIN);
+      const t = await run.timeUntil((p) => coversGtid(p, lastGtid), TIMEOUT_MS);
+      if (t.exitCode !== 0) throw new Error(`chartlog run (--compare-bin) exited with ${t.exitCode} after SIGTERM; see ${compare!.logFile}`);
+      result.compare = t;
+      console.log(`  chartlog --compare-bin           ${fmtRate(ROWS, t.seconds)}; without start-up (${t.startupSeconds?.toFixed(2)} s): ${t.streamingSeconds ? fmtRate(ROWS, t.streamingSeconds) : 'n/a'}; peak RSS ${t.peakRssMiB?.toFixed(0) ?? 'n/a'} MiB${cpuPerRow(t)}`);
     } else {
       const seconds = await timeCommand(BINLOG_TOOL, binlogArgs(reader === 'verbose'), { timeoutMs: TIMEOUT_MS });
       result[reader] = seconds;
@@ -294,7 +327,7 @@ const swept = await sweepLeftovers();
 if (swept) console.log(`removed ${swept} temporary directories left by killed runs`);
 await sweepServer(services.mariadbUrl);
 
-const run = new BenchRun('cdc-mariadb', `MariaDB CDC throughput: a backlog of ${ROWS.toLocaleString('en-US')} rows to durable in the object store`, `node --import tsx benchmarks/cdc-mariadb.bench.ts --rows ${ROWS} --reps ${REPS}${TX_ROWS !== 10000 ? ` --tx-rows ${TX_ROWS}` : ''}${DEBEZIUM ? (DEBEZIUM_SCHEMAS ? ' --debezium-schemas' : '') : ' --no-debezium'}${STAGES ? ' --stages' : ''}`, {
+const run = new BenchRun('cdc-mariadb', `MariaDB CDC throughput: a backlog of ${ROWS.toLocaleString('en-US')} rows to durable in the object store`, `node --import tsx benchmarks/cdc-mariadb.bench.ts --rows ${ROWS} --reps ${REPS}${TX_ROWS !== 10000 ? ` --tx-rows ${TX_ROWS}` : ''}${DEBEZIUM ? (DEBEZIUM_SCHEMAS ? ' --debezium-schemas' : '') : ' --no-debezium'}${STAGES ? ' --stages' : ''}${COMPARE_BIN ? ` --compare-bin ${COMPARE_BIN}` : ''}`, {
   rows: ROWS,
   reps: REPS,
   rowsPerTransaction: TX_ROWS,
@@ -330,6 +363,15 @@ const chartlog = run.add(measurement('chartlog run (embedded bus, file://)', 'ro
 if (reps.every((r) => r.chartlog.streamingSeconds !== null)) {
   run.add(measurement('chartlog run (embedded bus), without process start-up', 'rows/s', 'higher', 'detail', rate(reps.map((r) => r.chartlog.streamingSeconds!))));
   run.add(measurement('chartlog run process start-up', 's', 'lower', 'detail', reps.map((r) => r.chartlog.startupSeconds!)));
+}
+const cpuUs = (t: ChartlogTiming): number => (t.cpuSeconds! * 1e6) / ROWS;
+if (reps.every((r) => r.chartlog.cpuSeconds !== null)) run.add(measurement('chartlog run CPU time per row (process total, start-up included)', 'us', 'lower', 'detail', reps.map((r) => cpuUs(r.chartlog))));
+if (!DEBEZIUM) run.add(measurement('chartlog run (embedded bus) peak RSS', 'MiB', 'lower', 'detail', reps.map((r) => r.chartlog.peakRssMiB ?? NaN)));
+if (COMPARE_BIN) {
+  run.add(measurement(`chartlog run, --compare-bin ${COMPARE_BIN} (old code, same backlog)`, 'rows/s', 'higher', 'detail', rate(reps.map((r) => r.compare!.seconds))));
+  if (reps.every((r) => r.compare!.streamingSeconds !== null)) run.add(measurement('chartlog run, --compare-bin, without process start-up', 'rows/s', 'higher', 'detail', rate(reps.map((r) => r.compare!.streamingSeconds!))));
+  if (reps.every((r) => r.compare!.cpuSeconds !== null)) run.add(measurement('chartlog run, --compare-bin, CPU time per row', 'us', 'lower', 'detail', reps.map((r) => cpuUs(r.compare!))));
+  run.add(measurement('chartlog run, --compare-bin, peak RSS', 'MiB', 'lower', 'detail', reps.map((r) => r.compare!.peakRssMiB ?? NaN)));
 }
 if (STAGES) {
   run.add(measurement('stage: connector alone (binlog read, decode, ChangeBatch), in-process', 'rows/s', 'higher', 'detail', rate(reps.map((r) => r.stages!.connector))));

@@ -6,6 +6,7 @@ import { qualifiedName } from '../../src/core/table-schema.js';
 import { type MariadbGtid, mariadbCommit, mariadbGtidOf, mysqlGtidOf } from './binlog-position.js';
 import { type CellDecoder, cellDecoder } from './cell-decoder.js';
 import { ddlEffects } from './ddl-effect.js';
+import { RowImages, rowImagesReader } from './row-images.js';
 import { type TablemapColumn, sameTableSchema, versionFor } from './table-version.js';
 
 /**
@@ -33,7 +34,10 @@ export type BinlogRecord =
   /** MySQL's BEGIN query: the group that started is a transaction, not a standalone statement. */
   | { readonly type: 'begin' }
   | { readonly type: 'tablemap'; readonly tableId: number; readonly schema: string; readonly table: string; readonly columns: readonly TablemapColumn[] }
-  /** Row images keyed by column name; for 'u' each row is { before, after }. */
+  /**
+   * Row images keyed by column name (for 'u' each row is { before, after }), or, from
+   * BinlogReader, one RowImages holding the event's row area as bytes (row-images.ts).
+   */
   | { readonly type: 'rows'; readonly op: 'c' | 'u' | 'd'; readonly tableId: number; readonly rows: readonly unknown[] }
   /** The transaction's end: an XID event, or a COMMIT query for non-transactional engines. */
   | { readonly type: 'commit'; readonly timestampMs: number }
@@ -333,6 +337,21 @@ export class RowsEventConverter {
       throw new ChartlogError('decode', `row event for table id ${tableId} without its table map`, { retriable: true });
     }
     if (!txn || txn.skip || schema === null) return;
+    if (rows.length === 1 && rows[0] instanceof RowImages) {
+      // Read straight from the packet bytes (row-images.ts); UPDATE: before, after, before, …
+      const images = rows[0];
+      const decoded = rowImagesReader(images, schema)(images);
+      const step = op === 'u' ? 2 : 1;
+      if (decoded.length % step !== 0) throw new ChartlogError('decode', `update rows event of ${qualifiedName(schema)} ends after a before image`, { retriable: true });
+      for (let i = 0; i < decoded.length; i += step) {
+        const seq = txn.seq++;
+        if (seq <= txn.skipThrough) continue;
+        const before = op === 'c' ? null : decoded[i]!;
+        const after = op === 'd' ? null : op === 'u' ? decoded[i + 1]! : decoded[i]!;
+        txn.events.push({ op, schema, before, after, position: Position.of(txn.commit, seq) });
+      }
+      return;
+    }
     const d = this.decoderOf(schema);
     for (const r of rows) {
       let before: Row | null = null;
