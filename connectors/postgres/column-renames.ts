@@ -73,7 +73,7 @@ export function versionBeforeStop(
   now: ReadonlyMap<string, number>,
 ): { previous: TableSchema; replaced: string[] } {
   const savedName = new Map([...saved].map(([name, attnum]) => [attnum, name]));
-  const replaced = [...saved].filter(([name, attnum]) => now.has(name) && now.get(name) !== attnum).map(([name]) => name);
+  const replaced = replacedColumns(saved, now);
   const back = new Map<string, string>(); // name now → saved name
   for (const c of version.columns) {
     const attnum = now.get(c.name);
@@ -88,4 +88,14 @@ export function versionBeforeStop(
     ...(version.replicaIdentity ? { replicaIdentity: keys(version.replicaIdentity) } : {}),
   });
   return { previous, replaced };
+}
+
+/**
+ * Names of `known` (name → attnum) that the catalog `now` has at another attnum: each dropped (or
+ * renamed away) and added again under its name, so rows older than the new column hold another
+ * column's values under it. renamedPrevious does not follow a name taken again: the table is
+ * re-read.
+ */
+export function replacedColumns(known: ReadonlyMap<string, number>, now: ReadonlyMap<string, number>): string[] {
+  return [...known].filter(([name, attnum]) => now.has(name) && now.get(name) !== attnum).map(([name]) => name);
 }

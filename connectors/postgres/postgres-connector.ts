@@ -36,6 +36,7 @@ import {
 import { decodePgoutput, type PgMessage } from './pgoutput-decoder.js';
 import { connectionError, ReplicationSession, type SessionItem } from './replication-session.js';
 import { RewriteWatch } from './rewrite-watch.js';
+import { COLUMN_READING_SQL, ColumnWatch, columnReadings } from './column-watch.js';
 import { renamedPrevious, versionBeforeStop, withRenames } from './column-renames.js';
 import { RELFILE_READING_SQL, relfileReading } from './relfile-reading.js';
 import { checkSetup, ensurePublication, publishedTables, type SetupNames } from './setup-check.js';
@@ -389,9 +390,11 @@ export class PostgresConnector implements SourceConnector {
           if (!this.attnums.has(oid)) this.attnums.set(oid, m);
           if (!this.versionColumns.has(oid)) this.versionColumns.set(oid, m);
         }
+        await this.checkColumns(q, this.rewrites.oids());
  await this.checkTableStarts(q);
         rewriteTimer = setInterval(() => {
           void this.readRelfiles(q, { oids: this.rewrites.oids() }).catch((err: unknown) => this.log.debug({ err }, 'relfilenode check failed'));
+          void this.checkColumns(q, this.rewrites.oids()).catch((err: unknown) => this.log.warn({ err }, 'column check failed (tried again at the next check)'));
           void this.checkTableStarts(q).catch((err: unknown) => this.log.warn({ err }, 'table start check failed (tried again at the next check)'));
           void this.rememberCatalog().catch((err: unknown) => this.log.warn({ err }, 'cannot record the catalog in the archive (tried again at the next check)'));
         }, this.deps.rewriteCheckIntervalMs ?? this.config.postgres.catalogCheckIntervalMs ?? 10_000);
@@ -617,6 +620,8 @@ export class PostgresConnector implements SourceConnector {
     this.catalog.forget(msg.columns.map((c) => c.typeOid).filter((o) => !isBuiltinType(o)));
     const name = `${msg.schema}.${msg.table}`;
     const seen = previous ? undefined : this.seenVersions.get(name);
+    // Compared with the version described before this one: a column replaced under its name.
+    await this.checkColumns(q, [msg.relationOid]);
     // RENAME COLUMN (column-renames.ts): the previous version is read under the new names, so a
     // renamed column keeps what it had and carries its earlier names.
     const attnumsNow = await this.readAttnums(q, [msg.relationOid]);
@@ -649,6 +654,37 @@ export class PostgresConnector implements SourceConnector {
    */
   private readonly versionColumns = new Map<number, VersionColumns>();
   private columnsDurableAt: Lsn = 0n;
+
+  /** Replaced columns and renamed enum values (column-watch.ts). */
+  private readonly columnWatch = new ColumnWatch();
+
+  /**
+   * Reads the columns of `oids` and re-reads (resync with its window) each table whose stored
+   * values changed with no row event: a column dropped and added again under its name, or an enum
+   * value its columns use renamed (column-watch.ts).
+   */
+  private async checkColumns(q: Queryable, oids: readonly number[]): Promise<void> {
+    if (oids.length === 0) return;
+    // Taken before the query: every commit the stream handed on by now is visible to it.
+    const streamLsn = this.streamedUpTo;
+    const read = columnReadings((await q.query(COLUMN_READING_SQL, [oids])).rows);
+    if (!read) return;
+    const known = (oid: number): VersionColumns | undefined => this.describedColumns.get(oid) ?? this.versionColumns.get(oid);
+    for (const v of this.columnWatch.observe(read.readings, known, { streamLsn, timeUs: read.timeUs })) {
+      const table = this.relNames.get(v.oid);
+      if (!table) continue;
+      this.catalog.forget(v.relabelled.map((l) => l.typeOid));
+      const what = [
+        ...(v.replaced.length > 0 ? [`column ${v.replaced.join(', ')} was dropped and added again under the same name (older rows hold the old column's values under it)`] : []),
+        ...v.relabelled.map((l) => `enum value '${l.from}' was renamed to '${l.to}' (ALTER TYPE … RENAME VALUE: rows not changed since hold the old label)`),
+      ].join('; ');
+      // The window: after the last reading that showed the table as known, up to this one.
+      const window = v.since
+        ? { from: Position.of(lsnHex(v.since.streamLsn + 1n), 0), fromCommitTsUs: v.since.timeUs, seenAt: Position.of(lsnHex(parseLsn(read.atLsn)), 0) }
+        : undefined;
+      this.resyncOrWarn(table, `${what}: its rows are read again`, window);
+    }
+  }
 
   /** The catalog's column numbers now, per table OID. */
   private async readAttnums(q: Queryable, oids: readonly number[]): Promise<Map<number, Map<string, number>>> {
@@ -758,6 +794,7 @@ export class PostgresConnector implements SourceConnector {
       // carries comes first.
       const table = this.relNames.get(oid);
       this.rewrites.forget(oid);
+      this.columnWatch.forget(oid);
       const attachedTo = readings.find((r) => r.oid === oid)?.attachedTo;
       if (table) this.endsPending.push({ oid, table, atLsn, timeUs: BigInt(Date.now()) * 1000n, ...(attachedTo ? { attachedTo } : {}) });
     }
@@ -978,6 +1015,7 @@ export class PostgresConnector implements SourceConnector {
       this.seenVersions.set(t.table, previous);
       if (replaced.length > 0) {
         this.resyncOrWarn(t.table, `column ${replaced.join(', ')} was dropped and added again under the same name while chartlog was stopped: older rows hold the old column's values`, window);
+        this.columnWatch.reportedAlready(t.oid, attnums, replaced);
       }
     }
   }
