@@ -222,6 +222,8 @@ export class TimedChartlog {
     readonly logFile: string,
     /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir=…']. */
     private readonly nodeFlags: readonly string[] = [],
+    /** The bin/chartlog.js to run: this checkout's, or another's (an old-vs-new pair, --compare-bin). */
+    private readonly bin: string = chartlogBin,
   ) {}
 
   start(): void {
@@ -230,7 +232,7 @@ export class TimedChartlog {
     this.spawnedAtMs = Date.now();
     // As shipped: the bin's shebang flags and environment (its young-generation size decides how
     // much of a row's cost is garbage collection), then the caller's.
-    const [command, args] = withParentDeathSignal(process.execPath, [...chartlogNodeFlags, ...this.nodeFlags, chartlogBin, 'run', '--config', this.configFile]);
+    const [command, args] = withParentDeathSignal(process.execPath, [...chartlogNodeFlags, ...this.nodeFlags, this.bin, 'run', '--config', this.configFile]);
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...chartlogNodeEnv } });
     child.stdout!.pipe(log, { end: false });
     child.stderr!.pipe(log, { end: false });
