@@ -6,7 +6,7 @@
  *
  *   node --import tsx benchmarks/cdc-postgres.bench.ts [--rows 1000000] [--reps 3] [--tx-rows 10000]
  *        [--kafka-rows N (default: --rows) | --no-kafka] [--kafka-compression none|gzip] [--no-debezium] [--debezium-schemas] [--stages]
- *        [--profile-dir DIR] [--timeout-s S]
+ *        [--profile-dir DIR] [--timeout-s S] [--compare-bin OTHER-CHECKOUT/bin/chartlog.js]
  *
  * Per repetition, on the private PostgreSQL 15 of scripts/services.sh (started when not running),
  * in a fresh database, for the embedded bus:
@@ -43,7 +43,10 @@
  * detail figure. --stages adds in-process passes over the embedded-bus backlog from a slot of
  * their own: the connector alone, then connector + PHI sealing + Avro encoding (where the time
  * goes); --profile-dir writes V8 CPU profiles of the timed `chartlog run`s (named by their pids;
- * summarise them with benchmarks/lib/cpu-profile-summary.ts).
+ * summarise them with benchmarks/lib/cpu-profile-summary.ts). --compare-bin times another
+checkout's `chartlog run` (e.g. the main branch's, for an old-vs-new pair of a change) on the same
+backlog in the same repetition (embedded bus; its own slot, set up beside chartlog's), in the
+rotating order with the others.
  *
  * Prints rows/s and ratios; writes benchmarks/results/cdc-postgres.json. Databases, slots and
  * temporary directories are removed after each repetition (also on SIGINT/SIGTERM, and those of a
@@ -90,6 +93,7 @@ const { values: args } = parseArgs({
     'timeout-s': { type: 'string' },
     'no-debezium': { type: 'boolean', default: false },
     'debezium-schemas': { type: 'boolean', default: false },
+    'compare-bin': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -111,6 +115,8 @@ const TIMEOUT_MS = Number(args['timeout-s'] ?? 120 + ROWS / 2000) * 1000;
 const PROFILE_DIR = args['profile-dir'];
 const STAGES = args.stages;
 const DEBEZIUM_SCHEMAS = args['debezium-schemas'];
+/** Another checkout's bin/chartlog.js, timed on the same backlog beside this one's (embedded bus): an old-vs-new pair. */
+const COMPARE_BIN = args['compare-bin'];
 if (!(ROWS > 0) || !(TX_ROWS > 0)) throw new Error('--rows and --tx-rows must be positive numbers');
 
 const PG_BIN = process.env.CHARTLOG_TEST_PG_BIN ?? '/usr/lib/postgresql/15/bin';
@@ -186,6 +192,8 @@ interface PhaseResult {
   /** pg_recvlogical, seconds. */
   baseline: number;
   chartlog: ChartlogTiming;
+  /** The --compare-bin chartlog on the same backlog (embedded phase), or null. */
+  compared: ChartlogTiming | null;
   /** Debezium's timed run (embedded phase, when Java and Maven are there). */
   debezium: DebeziumTiming | null;
   stages: { connector: number; codec: number } | null;
@@ -226,19 +234,26 @@ async function phase(d: Database, rep: number, bus: 'embedded' | 'kafka', rows: 
     return file;
   };
   const source = `pg_${bus}`;
-  const chartlog = (runKind: 'setup' | 'bench'): TimedChartlog =>
-    new TimedChartlog(config(source, `${db}_${bus[0]}`, runKind), join(dir, `store-${source}`), source, join(dir, `${source}.log`),
-      runKind === 'bench' && PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []);
+  const withCompared = COMPARE_BIN !== undefined && bus === 'embedded';
+  const comparedSource = `pg_${bus}_compared`;
+  const chartlog = (runKind: 'setup' | 'bench', compared = false): TimedChartlog => {
+    const name = compared ? comparedSource : source;
+    return new TimedChartlog(config(name, `${db}_${bus[0]}${compared ? 'c' : ''}`, runKind), join(dir, `store-${name}`), name, join(dir, `${name}.log`),
+      runKind === 'bench' && PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [], compared ? COMPARE_BIN : undefined);
+  };
 
   // Like a deployment that already runs: chartlog's slot, publication, checkpoint, data key and
   // (Kafka) topics exist. A snapshot of the empty table, then one row streamed and durable.
-  const setup = chartlog('setup');
-  setup.start();
-  await setup.waitForLog('pipeline streaming', 120_000);
+  // The --compare-bin chartlog is set up the same way at the same time, with a slot of its own.
+  const setups = withCompared ? [chartlog('setup'), chartlog('setup', true)] : [chartlog('setup')];
+  for (const setup of setups) setup.start();
+  for (const setup of setups) await setup.waitForLog('pipeline streaming', 120_000);
   const first = await insertBacklog(client, table, 0, 0, 1);
-  await setup.waitFor((p) => p.seq === COMMIT_SEQ && positionLsn(p) >= first.lastTxInsideLsn, 120_000);
-  const setupCode = await setup.stop();
-  if (setupCode !== 0) throw new Error(`chartlog run (set-up) exited with ${setupCode}; see ${setup.logFile}`);
+  for (const setup of setups) {
+    await setup.waitFor((p) => p.seq === COMMIT_SEQ && positionLsn(p) >= first.lastTxInsideLsn, 120_000);
+    const setupCode = await setup.stop();
+    if (setupCode !== 0) throw new Error(`chartlog run (set-up) exited with ${setupCode}; see ${setup.logFile}`);
+  }
 
   // Debezium, like a deployment that already runs: its snapshot of the one-row table, its slot and offsets.
   const debeziumRun = (rows: number, lastId: number) => {
@@ -268,8 +283,8 @@ async function phase(d: Database, rep: number, bus: 'embedded' | 'kafka', rows: 
   console.log(`rep ${rep + 1}, ${bus} bus: backlog of ${rows} rows in ${Math.ceil(rows / TX_ROWS)} transactions inserted in ${insertSeconds.toFixed(1)} s (${(Number(walBytes) / 2 ** 20).toFixed(0)} MiB of WAL), end LSN ${endLsnText}`);
 
   const covers = (p: Position) => p.seq === COMMIT_SEQ && positionLsn(p) >= lastTxInsideLsn;
-  const result: Partial<PhaseResult> = { rows, insertSeconds, walBytes, stages: null, debezium: null };
-  const all = withDebezium ? (['baseline', 'chartlog', 'debezium'] as const) : (['baseline', 'chartlog'] as const);
+  const result: Partial<PhaseResult> = { rows, insertSeconds, walBytes, stages: null, debezium: null, compared: null };
+  const all: readonly ('baseline' | 'chartlog' | 'debezium' | 'compared')[] = ['baseline', 'chartlog', ...(withCompared ? (['compared'] as const) : []), ...(withDebezium ? (['debezium'] as const) : [])];
   const readers = all.map((_, i) => all[(i + rep) % all.length]!);
   for (const reader of readers) {
     if (reader === 'debezium') {
@@ -282,6 +297,11 @@ async function phase(d: Database, rep: number, bus: 'embedded' | 'kafka', rows: 
         '-o', 'proto_version=1', '-o', `publication_names=${publication}`, '-f', '/dev/null',
       ], { timeoutMs: TIMEOUT_MS });
       console.log(`  pg_recvlogical                 ${fmtRate(rows, result.baseline)}`);
+    } else if (reader === 'compared') {
+      const t = await chartlog('bench', true).timeUntil(covers, TIMEOUT_MS);
+      if (t.exitCode !== 0) throw new Error(`chartlog run (--compare-bin) exited with ${t.exitCode} after SIGTERM`);
+      result.compared = t;
+      console.log(`  chartlog --compare-bin         ${fmtRate(rows, t.seconds)}; without start-up (${t.startupSeconds?.toFixed(2)} s): ${t.streamingSeconds ? fmtRate(rows, t.streamingSeconds) : 'n/a'}; peak RSS ${t.peakRssMiB?.toFixed(0) ?? 'n/a'} MiB; CPU ${t.cpuSeconds === null ? 'n/a' : `${t.cpuSeconds.toFixed(2)} s = ${((t.cpuSeconds * 1e6) / rows).toFixed(1)} µs/row`}${PROFILE_DIR ? `; pid ${t.pid}` : ''}`);
     } else {
       const run = chartlog('bench');
       // A broker that drops unread data (retention; librdkafka's mock kept only ~5 MiB per partition).
@@ -337,7 +357,7 @@ await sweepServer(services.pgUrl);
 const run = new BenchRun(
   'cdc-postgres',
   `PostgreSQL CDC throughput: a backlog of ${ROWS.toLocaleString('en-US')} rows to durable in the object store`,
-  `node --import tsx benchmarks/cdc-postgres.bench.ts --rows ${ROWS} --reps ${REPS}${TX_ROWS !== 10000 ? ` --tx-rows ${TX_ROWS}` : ''}${KAFKA ? ` --kafka-rows ${KAFKA_ROWS}${KAFKA_COMPRESSION ? ` --kafka-compression ${KAFKA_COMPRESSION}` : ''}` : ' --no-kafka'}${DEBEZIUM ? (DEBEZIUM_SCHEMAS ? ' --debezium-schemas' : '') : ' --no-debezium'}${STAGES ? ' --stages' : ''}`,
+  `node --import tsx benchmarks/cdc-postgres.bench.ts --rows ${ROWS} --reps ${REPS}${TX_ROWS !== 10000 ? ` --tx-rows ${TX_ROWS}` : ''}${KAFKA ? ` --kafka-rows ${KAFKA_ROWS}${KAFKA_COMPRESSION ? ` --kafka-compression ${KAFKA_COMPRESSION}` : ''}` : ' --no-kafka'}${DEBEZIUM ? (DEBEZIUM_SCHEMAS ? ' --debezium-schemas' : '') : ' --no-debezium'}${STAGES ? ' --stages' : ''}${COMPARE_BIN ? ` --compare-bin ${COMPARE_BIN}` : ''}`,
   {
     rows: ROWS,
     kafkaRows: KAFKA ? KAFKA_ROWS : 0,
@@ -387,6 +407,14 @@ function report(phases: PhaseResult[], bus: 'embedded' | 'kafka'): ReturnType<ty
   if (phases.every((p) => p.stages)) {
     run.add(measurement('stage: connector alone (read, decode, ChangeBatch), in-process', 'rows/s', 'higher', 'detail', rate(phases.map((p) => p.stages!.connector))));
     run.add(measurement('stage: connector + PHI seal + Avro encode, in-process', 'rows/s', 'higher', 'detail', rate(phases.map((p) => p.stages!.codec))));
+  }
+  if (phases.every((p) => p.compared)) {
+    const compared = run.add(measurement(`chartlog run of --compare-bin (${busName}, same backlog)`, 'rows/s', 'higher', 'detail', rate(phases.map((p) => p.compared!.seconds))));
+    if (phases.every((p) => p.compared!.cpuSeconds !== null)) {
+      run.add(measurement(`chartlog run of --compare-bin, CPU per row (${busName})`, 'µs/row', 'lower', 'detail', phases.map((p) => (p.compared!.cpuSeconds! * 1e6) / rows)));
+    }
+    run.add(measurement(`chartlog run of --compare-bin, peak RSS (${busName})`, 'MiB', 'lower', 'detail', phases.map((p) => p.compared!.peakRssMiB ?? NaN)));
+    run.addRatio(ratio(ours, compared, undefined, `chartlog (${busName}) / --compare-bin (same run)`));
   }
   run.addRatio(ratio(ours, baseline, 0.5, `chartlog (${busName}) / pg_recvlogical`));
   run.addGoal(goal(`≥ 100k rows/s (${busName})`, ours.median, 'rows/s', ours.median >= 100_000));

@@ -222,7 +222,7 @@ export class TimedChartlog {
     readonly logFile: string,
     /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir=…']. */
     private readonly nodeFlags: readonly string[] = [],
-    /** Another checkout's bin/chartlog.js (old code, measured beside this one). */
+    /** The bin/chartlog.js to run: this checkout's, or another's (an old-vs-new pair, --compare-bin). */
     private readonly bin: string = chartlogBin,
   ) {}
 

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import { ChartlogError } from '../core/errors.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { MacField } from '../phi/archive-mac.js';
@@ -42,6 +42,15 @@ export interface HourManifest {
 
 export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
+}
+
+/**
+ * `sha256Hex` computed on libuv's thread pool (Web Crypto's digest is an asynchronous job; the
+ * input is copied first, a memcpy): for the flush parts written on the pipeline's main thread,
+ * whose hashing there was ≈ 4 % of that thread at a 200k-row backlog (cdc-postgres profile).
+ */
+export async function sha256HexOffThread(data: Uint8Array): Promise<string> {
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', data)).toString('hex');
 }
 
 /** The manifest's bytes as stored (sign it first: ArchiveSigner.sign). */

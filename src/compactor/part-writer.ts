@@ -10,7 +10,7 @@ import { recordBody } from '../codec/single-object.js';
 import { AvroContainerWriter, BLOCK_RECORDS } from '../archive/avro-container.js';
 import { FLUSH_PARTS, hourOf, partKey, TRANSACTIONS_TABLE, type HourKey } from '../archive/layout.js';
 import { encodeFlushPart, type SectionBody } from '../archive/flush-part.js';
-import { sha256Hex } from '../archive/manifest.js';
+import { sha256HexOffThread } from '../archive/manifest.js';
 import { encodeTransaction, transactionRecordOf, transactionSchemaJson, type TransactionRecord } from '../archive/transaction-log.js';
 
 /** A run of consecutive records of one table, one schema version, in one hour. */
@@ -178,7 +178,7 @@ export class PartWriter {
       sections.push({ table: run.table, fingerprint: run.fingerprint, records: run.bodies.length, bytes: container.length, first: run.min, last: run.max, container: container.chunks });
     }
     const body = await encodeFlushPart(sections, syncOf(stem));
-    const key = partKey(this.source, hour, FLUSH_PARTS, min, max, sha256Hex(body));
+    const key = partKey(this.source, hour, FLUSH_PARTS, min, max, await sha256HexOffThread(body));
     await withRetry(async () => {
       this.fence.assertHeld();
       return this.store.putIfAbsent(key, body);

@@ -104,3 +104,48 @@ test('a reader that caught up with a full slab gets the message that had to star
   const next = s.poll();
   assert.deepEqual(bytesOf(next)?.slice(0, 3), [7, 7, 7], 'the message in the new slab is taken');
 });
+
+/** A primary keepalive ('k'): walEnd, sendTime, reply requested. */
+function keepalive(walEnd: bigint, replyRequested: boolean): Buffer {
+  const b = Buffer.alloc(18);
+  b[0] = 0x6b;
+  b.writeBigUInt64BE(walEnd, 1);
+  b[17] = replyRequested ? 1 : 0;
+  return b;
+}
+
+test('keepalives: answered when the server asks or the position to report is new (at most every 100 ms); unchanged ones that ask nothing are not', async () => {
+  let report = 100n;
+  const asked: bigint[] = [];
+  const s = new ReplicationSession({
+    clientConfig: { host: '127.0.0.1', port: 1 },
+    slot: 'unused',
+    publication: 'unused',
+    statusLsn: (server) => {
+      asked.push(server);
+      return report;
+    },
+    statusIntervalMs: 10_000,
+    idleTimeoutMs: 60_000,
+    queueBytes: 1024,
+    log: createLogger({ level: 'silent', format: 'json' }),
+  });
+  const sent: { lsn: bigint; ping: boolean }[] = [];
+  const internals = s as unknown as { connection: { sendCopyFromChunk(b: Buffer): void }; copyData(chunk: Buffer): void };
+  internals.connection = { sendCopyFromChunk: (b: Buffer) => sent.push({ lsn: b.readBigUInt64BE(1), ping: b[33] === 1 }) };
+  internals.copyData(keepalive(500n, false));
+  assert.deepEqual(sent.map((x) => x.lsn), [100n], 'the first one: a position never reported');
+  for (let i = 0; i < 1000; i++) internals.copyData(keepalive(500n + BigInt(i), false));
+  assert.deepEqual(sent.map((x) => x.lsn), [100n], 'a thousand more with nothing new and nothing asked: no answer (each was a socket write)');
+  assert.equal(asked.length, 1001, 'the policy is still asked every time (it decides catalog readings)');
+  internals.copyData(keepalive(2000n, true));
+  assert.deepEqual(sent.map((x) => x.lsn), [100n, 100n], 'asked for a reply: answered at once, even unchanged');
+  report = 200n;
+  internals.copyData(keepalive(2001n, false));
+  assert.equal(sent.length, 2, 'a new position within 100 ms of the last answer waits');
+  await new Promise((r) => setTimeout(r, 120));
+  internals.copyData(keepalive(2002n, false));
+  assert.deepEqual(sent.map((x) => x.lsn), [100n, 100n, 200n], 'a new position after 100 ms is answered');
+  s.report(false);
+  assert.equal(sent.length, 4, 'report() (an acknowledgement) always sends');
+});
