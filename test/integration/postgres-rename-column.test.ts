@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { formatUs } from '../../src/archive/layout.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { createPgDatabase, diffCaptures, type Captured } from '../support/restore-engines.js';
+import { checkpointPast as checkpointPastIn } from '../support/ddl-matrix.js';
 import { testWorkspace } from '../support/test-workspace.js';
 
 /**
@@ -87,14 +87,7 @@ test('postgres: RENAME COLUMN mid-stream — restores before and after equal the
   // starts (at load 38 seconds after "pipeline streaming"): what that reading finds counts as
   // changed while stopped. A stored change of the writer's made after the start shows it done.
   const store = new FsObjectStore(`${work}/backup`);
-  const checkpointPast = async (us: bigint): Promise<void> => {
-    for (let deadline = Date.now() + 120_000; ; ) {
-      const cp = await readCheckpoint(store, 'clinic');
-      if (cp && cp.commitTsUs > us) return;
-      assert.ok(Date.now() < deadline, 'the checkpoint did not pass the moment within 120 s');
-      await sleep(100);
-    }
-  };
+  const checkpointPast = (us: bigint): Promise<void> => checkpointPastIn(store, 'clinic', us);
   await checkpointPast(BigInt(Date.now()) * 1000n);
   await source.exec(`UPDATE t SET note = 'before' WHERE id = 2`);
   await moment('before RENAME');

@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { formatUs } from '../../src/archive/layout.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { logLines, PausableWriter } from '../support/pausable-writer.js';
 import { createPgDatabase, diffCaptures, type Captured } from '../support/restore-engines.js';
+import { checkpointPast as checkpointPastIn } from '../support/ddl-matrix.js';
 import { testWorkspace } from '../support/test-workspace.js';
 
 /**
@@ -75,14 +75,7 @@ test('postgres: ALTER TABLE a RENAME TO b under chartlog run — restores before
   // came seconds after "pipeline streaming"; a stored change of the writer's made after the start
   // shows it done.
   const store = new FsObjectStore(`${work}/backup`);
-  const checkpointPast = async (us: bigint): Promise<void> => {
-    for (let i = 0; ; i++) {
-      const cp = await readCheckpoint(store, 'clinic');
-      if (cp && cp.commitTsUs > us) return;
-      assert.ok(i < 1200, 'the checkpoint did not pass the moment');
-      await sleep(100);
-    }
-  };
+  const checkpointPast = (us: bigint): Promise<void> => checkpointPastIn(store, 'clinic', us);
   await checkpointPast(BigInt(Date.now()) * 1000n);
   await source.exec(`UPDATE a SET note = 'before' WHERE id = 3`);
   await moment('before the rename', ['a', 'w']);

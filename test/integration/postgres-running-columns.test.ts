@@ -1,16 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatUs } from '../../src/archive/layout.js';
-import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { checkpointPast as checkpointPastIn } from '../support/ddl-matrix.js';
 import { insertWriter, waitResynced } from '../support/stopped-run.js';
 import { createPgDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
+import { testWorkspace } from '../support/test-workspace.js';
 
 /**
  * Issue 14 on PostgreSQL, while `chartlog run` is running, under a concurrent writer: two changes
@@ -27,23 +26,14 @@ import { createPgDatabase, diffCaptures, type Captured, type TestDatabase } from
  * table, never restored with the old values.
  */
 test('PostgreSQL: a column dropped and added again under its name, and an enum value renamed, while running restore exactly', { timeout: 240_000 }, async () => {
-  const created: TestDatabase[] = [];
-  const newDb = async (): Promise<TestDatabase> => {
-    const db = await createPgDatabase('pgruncols');
-    created.push(db);
-    return db;
-  };
-  const work = mkdtempSync(join(tmpdir(), 'chartlog-pgruncols-'));
-  const source = await newDb();
+  const { work, source, newDb, keyring, configFile, onEnd } = await testWorkspace('pgruncols', createPgDatabase);
   let run: ChartlogRun | null = null;
   let stopWriter = false;
   let writer: Promise<number> | null = null;
-  after(async () => {
+  onEnd(async () => {
     stopWriter = true;
     await writer?.catch(() => 0);
     await run?.close();
-    for (const db of created) await db.drop();
-    if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
   });
 
   await source.exec('CREATE TABLE rd (id int4 PRIMARY KEY, note text)');
@@ -53,10 +43,6 @@ test('PostgreSQL: a column dropped and added again under its name, and an enum v
   await source.exec(`INSERT INTO en SELECT g, (ARRAY['sad','ok','happy'])[1 + g % 3]::mood FROM generate_series(1, 40) g`);
   await source.exec('CREATE TABLE w (id int4 PRIMARY KEY, x int4)');
 
-  const keyring = join(work, 'keys', 'keyring.json');
-  mkdirSync(join(work, 'keys'), { mode: 0o700 });
-  FileKeyring.create(keyring);
-  const configFile = join(work, 'chartlog.yaml');
   // Synthetic, non-PHI columns: reviewed as public, so they travel in clear.
   writeFileSync(configFile, [
     'sources:',

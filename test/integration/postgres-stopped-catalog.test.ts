@@ -3,12 +3,12 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { formatUs } from '../../src/archive/layout.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { logLines } from '../support/pausable-writer.js';
 import { createPgDatabase, diffCaptures, type Captured } from '../support/restore-engines.js';
+import { checkpointPast as checkpointPastIn } from '../support/ddl-matrix.js';
 import { testWorkspace } from '../support/test-workspace.js';
 
 /**
@@ -63,14 +63,7 @@ test('PostgreSQL: rewrite, rename, ATTACH and DETACH made while run is stopped a
   writeConfig(['t', 'r', 'w', 'part', 'part_3']);
   const runLog = join(work, 'run.log');
   const store = new FsObjectStore(`${work}/backup`);
-  const checkpointPast = async (us: bigint): Promise<void> => {
-    for (let i = 0; ; i++) {
-      const cp = await readCheckpoint(store, 'clinic');
-      if (cp && cp.commitTsUs > us) return;
-      assert.ok(i < 1200, 'the checkpoint did not pass the moment');
-      await sleep(100);
-    }
-  };
+  const checkpointPast = (us: bigint): Promise<void> => checkpointPastIn(store, 'clinic', us);
   const startWriter = (from: number): Promise<number> =>
     (async () => {
       let n = from;

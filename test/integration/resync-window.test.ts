@@ -3,7 +3,6 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { readArchiveIndex } from '../../src/archive/archive-index.js';
 import { formatUs } from '../../src/archive/layout.js';
 import { buildTimeline, renderTimeline } from '../../src/restore/timeline.js';
@@ -13,6 +12,7 @@ import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { logLines } from '../support/pausable-writer.js';
 import { createMariadbDatabase, createPgDatabase, diffCaptures, type Captured, type TestDatabase } from '../support/restore-engines.js';
+import { checkpointPast as checkpointPastIn } from '../support/ddl-matrix.js';
 import { testWorkspace } from '../support/test-workspace.js';
 
 /**
@@ -96,14 +96,7 @@ for (const engine of ENGINES) {
       for await (const o of store.listAll(prefix)) out.push(o.key);
       return out;
     };
-    const checkpointPast = async (us: bigint): Promise<void> => {
-      for (let i = 0; ; i++) {
-        const cp = await readCheckpoint(store, 'clinic');
-        if (cp && cp.commitTsUs > us) return;
-        assert.ok(i < 1200, 'the checkpoint did not pass the moment');
-        await sleep(100);
-      }
-    };
+    const checkpointPast = (us: bigint): Promise<void> => checkpointPastIn(store, 'clinic', us);
     const waitFor = async (what: string, ok: () => boolean | Promise<boolean>): Promise<void> => {
       for (let i = 0; !(await ok()); i++) {
         assert.ok(i < 1200, `${what}; see ${runLog}`);
