@@ -32,7 +32,7 @@ import { FileKeyring } from '../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../src/storage/fs-object-store.js';
 import { BenchRun, goal, measurement, ratio, toolVersion } from './lib/bench-report.js';
 import { benchServices, stopBenchServices } from './lib/bench-services.js';
-import { BackgroundRun, chartlogBin, parseLsn, pgBin, timeProcess, waitForAnyCheckpoint, waitForCheckpoint, type BenchSetup } from './lib/chartlog-pg-rig.js';
+import { BackgroundRun, chartlogBin, parseLsn, pgBin, procCpuSeconds, timeProcess, waitForAnyCheckpoint, waitForCheckpoint, type BenchSetup } from './lib/chartlog-pg-rig.js';
 
 const { values: args } = parseArgs({ options: { scale: { type: 'string', default: '5' }, tx: { type: 'string', default: '300' }, reps: { type: 'string', default: '2' } } });
 const SCALE = Number(args.scale);
@@ -63,14 +63,35 @@ const md5 = async (url: string): Promise<string> => {
   return rows[0]!.m;
 };
 
-/** `chartlog replicate` until its status lines satisfy `done`: seconds from spawn, and the last line. */
-function replicateUntil(setup: BenchSetup, target: string, done: (s: Record<string, unknown>) => boolean, log: string): Promise<{ seconds: number; status: Record<string, unknown>; first: Record<string, unknown> }> {
+/**
+ * CPU seconds (user + system, every thread) of the replicator's process and of the replica's
+ * server backend it applies through (application_name chartlog-replicate), read at a status line:
+ * on a shared machine CPU time per row says more than wall time, which waits for the scheduler.
+ */
+interface ApplyCpu {
+  replicator: number | null;
+  backend: number | null;
+}
+async function applyCpu(pid: number | undefined, target: string): Promise<ApplyCpu> {
+  const db = new URL(target).pathname.slice(1);
+  const { rows } = await admin.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'chartlog-replicate'`, [db]);
+  return { replicator: pid === undefined ? null : procCpuSeconds(pid), backend: rows.length === 1 ? procCpuSeconds(rows[0]!.pid) : null };
+}
+
+/** `chartlog replicate` until its status lines satisfy `done`: seconds from spawn, the first and last lines, and CPU at both. */
+function replicateUntil(
+  setup: BenchSetup,
+  target: string,
+  done: (s: Record<string, unknown>) => boolean,
+  log: string,
+): Promise<{ seconds: number; status: Record<string, unknown>; first: Record<string, unknown>; cpuFirst: Promise<ApplyCpu>; cpuDone: ApplyCpu }> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), chartlogBin, 'replicate', '--config', setup.configFile, '--target', target, '--phi', 'open', '--json', '--status-interval', '1', '--poll-interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     let first: Record<string, unknown> | null = null;
+    let cpuFirst: Promise<ApplyCpu> | null = null;
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     let stopping = false;
     child.stdout.on('data', (d: Buffer) => {
@@ -79,11 +100,14 @@ function replicateUntil(setup: BenchSetup, target: string, done: (s: Record<stri
       for (const line of out.split('\n').slice(0, -1)) {
         const s = JSON.parse(line) as Record<string, unknown>;
         first ??= s;
+        cpuFirst ??= applyCpu(child.pid, target);
         if (done(s)) {
           const seconds = (performance.now() - started) / 1000;
           stopping = true; // one SIGTERM: a second one after the handler is gone would kill it
-          child.once('exit', () => resolve({ seconds, status: s, first: first! }));
-          child.kill('SIGTERM');
+          void applyCpu(child.pid, target).then((cpuDone) => {
+            child.once('exit', () => resolve({ seconds, status: s, first: first!, cpuFirst: cpuFirst!, cpuDone }));
+            child.kill('SIGTERM');
+          }, reject);
           return;
         }
       }
@@ -169,6 +193,13 @@ try {
   // Without start-up: from the first status line (printed once the replica is resumed) to the one that reports no lag (1 s resolution).
   const applySeconds = (Date.parse(String(apply.status.at)) - Date.parse(String(apply.first.at))) / 1000;
   bench.add(measurement('apply rate without start-up (first status line → no lag)', 'rows/s', 'higher', 'detail', [Math.round((rows - Number(apply.first.appliedRows)) / applySeconds)]));
+  // CPU per applied row between the same two status lines: what the rate costs, less bent by a loaded machine than the rate itself.
+  const cpuFirst = await apply.cpuFirst;
+  const perRow = (a: number | null, b: number | null) => (a === null || b === null ? null : Math.round(((b - a) * 1e6) / (rows - Number(apply.first.appliedRows))));
+  const replicatorUs = perRow(cpuFirst.replicator, apply.cpuDone.replicator);
+  const backendUs = perRow(cpuFirst.backend, apply.cpuDone.backend);
+  if (replicatorUs !== null) bench.add(measurement('replicator CPU per applied row (user + system, every thread; first status line → no lag)', 'us', 'lower', 'detail', [replicatorUs]));
+  if (backendUs !== null) bench.add(measurement("replica server backend CPU per applied row (the replicator's connection)", 'us', 'lower', 'detail', [backendUs]));
   bench.addGoal(goal('apply ≥ 50 000 rows/s in transactions of 100 rows', rate.median, 'rows/s', rate.median >= 50_000));
   bench.note('one process per measurement, start-up included; the machine is shared (see loadAverage1m)');
   console.log(`wrote ${bench.write()}`);

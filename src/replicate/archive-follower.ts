@@ -40,7 +40,6 @@ export class ArchiveFollower {
   private readonly logIds = new Set<string>();
   /** Change records of the tables in scope after the position, in position order, each once. */
   private records: FollowedRecord[] = [];
-  private readonly recordIds = new Set<string>();
   private durable: Position | null = null;
   private index: ArchiveIndex | null = null;
   /**
@@ -113,11 +112,7 @@ export class ArchiveFollower {
     for (const k of this.consumed) if (!present.has(k)) this.consumed.delete(k); // deleted parts are never listed again
     const newLog = log.filter((t) => !this.logIds.has(t.pos) && this.logIds.add(t.pos));
     if (newLog.length > 0) this.log = inOrder([...this.log, ...newLog], (t) => Position.parse(t.pos));
-    const newRecords = records.filter((r) => {
-      const id = Position.format(r.position);
-      return !this.recordIds.has(id) && this.recordIds.add(id);
-    });
-    if (newRecords.length > 0) this.records = inOrder([...this.records, ...newRecords], (r) => r.position);
+    if (records.length > 0) this.records = mergeNew(this.records, inOrder(records, (r) => r.position));
     this.prune(after);
     this.durable = index.checkpoint?.position ?? null;
     this.index = index;
@@ -189,7 +184,7 @@ export class ArchiveFollower {
     while (n < this.log.length && Position.compare(Position.parse(this.log[n]!.pos), after) <= 0) this.logIds.delete(this.log[n++]!.pos);
     if (n > 0) this.log = this.log.slice(n);
     n = 0;
-    while (n < this.records.length && Position.compare(this.records[n]!.position, after) <= 0) this.recordIds.delete(Position.format(this.records[n++]!.position));
+    while (n < this.records.length && Position.compare(this.records[n]!.position, after) <= 0) n++;
     if (n > 0) this.records = this.records.slice(n);
   }
 }
@@ -226,6 +221,28 @@ export function readPrefix(objects: readonly PrefixObject[], after: Position, bu
     } else bound ??= o.first;
   }
   return { take, bound };
+}
+
+/**
+ * The records of `fresh` (sorted, each once: one read's) that `kept` (sorted, each once) lacks,
+ * merged into it in position order (pure). What a read brings usually follows what is kept, which
+ * is then only appended to; a segment an hour closing wrote from parts already read brings kept
+ * records again, dropped here by position. A merge of sorted lists instead of a set of formatted
+ * positions: no string built and kept per record (a backlog's read holds tens of thousands).
+ */
+export function mergeNew<T extends { position: Position }>(kept: readonly T[], fresh: readonly T[]): T[] {
+  if (fresh.length === 0) return kept as T[];
+  if (kept.length === 0 || Position.compare(kept.at(-1)!.position, fresh[0]!.position) < 0) return kept.length === 0 ? (fresh as T[]) : kept.concat(fresh);
+  const out: T[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < kept.length || j < fresh.length) {
+    const c = i >= kept.length ? 1 : j >= fresh.length ? -1 : Position.compare(kept[i]!.position, fresh[j]!.position);
+    if (c <= 0) out.push(kept[i++]!);
+    else out.push(fresh[j++]!);
+    if (c === 0) j++; // the same record read again: kept once
+  }
+  return out;
 }
 
 /**

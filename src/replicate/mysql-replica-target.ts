@@ -32,8 +32,8 @@ interface Step {
  *
  * Each source transaction is one InnoDB transaction: the position row moved first (locking it, so
  * a second replicator waits and then finds it moved), then the changes batched as on PostgreSQL
- * (multi-row INSERT, DELETE … WHERE key IN (…), UPDATEs by key), sent in one multi-statement round
- * trip; the rows each statement met are checked (FOUND_ROWS: matched, not changed, rows) before
+ * (multi-row INSERT, DELETE … WHERE key IN (…), UPDATEs by key), sent with START TRANSACTION in one
+ * multi-statement round trip; the rows each statement met are checked (FOUND_ROWS: matched, not changed, rows) before
  * COMMIT, and any warning (a value the server changed) rolls the transaction back. MySQL commits
  * implicitly around DDL, so what needs DDL happens before the transaction, idempotently: a missing
  * table or column is created, and a table the transaction drops is dropped first (its earlier
@@ -190,10 +190,11 @@ export class MysqlReplicaTarget implements ReplicaTarget {
         },
         ...batchChanges(changes).flatMap((b) => batchSteps(b, phi, this.engine)),
       ];
-      await conn.query('START TRANSACTION');
+      // START TRANSACTION goes in the same round trip as the statements (its result first): one
+      // round trip fewer per transaction, and nothing else waits between the two.
       open = true;
-      const [results] = await conn.query(steps.map((s) => s.sql).join(';\n'));
-      const list = (steps.length === 1 ? [results] : results) as mysql.ResultSetHeader[];
+      const [results] = await conn.query(`START TRANSACTION;\n${steps.map((s) => s.sql).join(';\n')}`);
+      const list = (results as unknown as mysql.ResultSetHeader[]).slice(1);
       steps.forEach((s, i) => {
         const met = s.count ? Number((list[i] as unknown as { n: unknown }[] | undefined)?.[0]?.n) : list[i]?.affectedRows;
         if (s.expect !== null && met !== s.expect) throw stepFailure(s, source, tx.position, from, this.description);

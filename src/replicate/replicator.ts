@@ -316,11 +316,16 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
         }
         return txs;
       };
+      // The next run is decoded once this thread is free (setImmediate): after the group in hand
+      // has been built and sent, so the target applies it while this thread decodes. Started at
+      // once instead, the decoding's first synchronous stretch (a few thousand records read before
+      // its first await) ran before the group was sent, and the target waited for it.
+      const decodeLater = (run: readonly (typeof txsIn)[number][]) => new Promise<void>((resolve) => setImmediate(resolve)).then(() => changesOf(run));
       let next = runs.length > 0 ? changesOf(runs[0]!) : null;
       for (let i = 0; next && !o.signal.aborted; i++) {
         const txs = await next;
         round.lap('decodeMs');
-        next = i + 1 < runs.length ? changesOf(runs[i + 1]!) : null;
+        next = i + 1 < runs.length ? decodeLater(runs[i + 1]!) : null;
         next?.catch(() => undefined); // a failure of the next run is met when it is awaited
         for (const group of groupTransactions(txs, o.groupRows ?? GROUP_ROWS)) {
           const count = group.transactions ?? 1;

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type { ArchiveCodec } from '../../../src/archive/archive-codec.js';
 import { checkpointKey } from '../../../src/archive/layout.js';
-import { ArchiveFollower } from '../../../src/replicate/archive-follower.js';
+import { ArchiveFollower, mergeNew } from '../../../src/replicate/archive-follower.js';
+import { Position } from '../../../src/core/position.js';
 import { FsObjectStore } from '../../../src/storage/fs-object-store.js';
 
 /** The wait between a replica's reads: ends once the checkpoint moves, else after the poll interval. */
@@ -56,4 +57,20 @@ test('readPrefix takes needed objects in position order up to the budget, and bo
   assert.equal(all.bound, null);
   // A budget that holds everything takes everything.
   assert.equal(readPrefix(listed, after, 1000).bound, null);
+});
+
+test('mergeNew keeps every record once, in position order: a read that follows is appended, one that brings kept records again (a segment written from parts already read) adds only the new ones', () => {
+  const r = (commit: string, seq: number, tag = '') => ({ position: Position.of(commit, seq), tag });
+  const ids = (rs: readonly { position: Position }[]) => rs.map((x) => Position.format(x.position));
+  const kept = [r('0a', 0), r('0a', 1), r('0c', 0)];
+  // Following: appended as they are.
+  assert.deepEqual(ids(mergeNew(kept, [r('0d', 0), r('0d', 1)])), ['0a.00000000', '0a.00000001', '0c.00000000', '0d.00000000', '0d.00000001']);
+  // Overlapping: the kept copies stay (not the fresh ones), the new ones join in order.
+  const merged = mergeNew(kept, [r('0a', 1, 'again'), r('0b', 0), r('0c', 0, 'again'), r('0e', 0)]);
+  assert.deepEqual(ids(merged), ['0a.00000000', '0a.00000001', '0b.00000000', '0c.00000000', '0e.00000000']);
+  assert.ok(merged.every((x) => x.tag === ''), 'a record read again replaces nothing kept');
+  // Only records read again: nothing added.
+  assert.deepEqual(ids(mergeNew(kept, [r('0a', 0, 'again'), r('0c', 0, 'again')])), ids(kept));
+  assert.deepEqual(ids(mergeNew([], kept)), ids(kept));
+  assert.deepEqual(ids(mergeNew(kept, [])), ids(kept));
 });
