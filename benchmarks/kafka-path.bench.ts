@@ -13,8 +13,11 @@
  *
  *   eval "$(bash scripts/services.sh env)"
  *   CHARTLOG_LOG_LEVEL=error node --import tsx benchmarks/kafka-path.bench.ts [--rows 200000]
- *        [--tx-rows 10000] [--reps 3] [--compression gzip|none] [--only kafka|embedded]
+ *        [--tx-rows 10000] [--reps 3] [--compression gzip|none] [--only kafka|embedded] [--split]
  *
+ * --split: the Kafka phase produces everything first (timed alone: the producer's CPU), then
+ * starts the compactor on the full topics (timed alone: the consumer's CPU, its group join
+ * included), instead of both at once.
  * Not in `npm run bench`, writes no report: an A/B tool for the Kafka path (use `node --cpu-prof`
  * on it for where the time goes). Topics stay in the cluster until `scripts/services.sh down`.
  */
@@ -45,6 +48,7 @@ const { values: args } = parseArgs({
     reps: { type: 'string', default: '3' },
     compression: { type: 'string', default: 'gzip' },
     only: { type: 'string' },
+    split: { type: 'boolean', default: false },
   },
 });
 const ROWS = Number(args.rows);
@@ -64,11 +68,13 @@ async function encodedBatches(dir: string): Promise<BusBatch[]> {
   const events = patientBatches(ROWS).flatMap((b) => b.events);
   const out: BusBatch[] = [];
   let previous: Position | null = null;
+  // Commit times of now: an hour of the past would be closed (segments merged) inside the timed run.
+  const nowUs = BigInt(Date.now()) * 1000n;
   for (let t = 0; t * TX_ROWS < events.length; t++) {
     const commit = (0x200000 + t).toString(16).padStart(16, '0');
     const slice = events.slice(t * TX_ROWS, (t + 1) * TX_ROWS).map((e, seq) => ({ ...e, position: Position.of(commit, seq) }));
     const position = Position.of(commit, COMMIT_SEQ);
-    const change: ChangeBatch = { source: 'clinic', txId: String(t), position, commitTsUs: 1_795_000_000_000_000n + BigInt(t), snapshot: false, events: slice };
+    const change: ChangeBatch = { source: 'clinic', txId: String(t), position, commitTsUs: nowUs + BigInt(t), snapshot: false, events: slice };
     out.push({ source: 'clinic', position, previous, txId: change.txId, commitTsUs: change.commitTsUs, messages: await codec.encodeBatch(change) });
     previous = position;
   }
@@ -98,6 +104,8 @@ interface Timing {
 async function timed(run: () => Promise<void>): Promise<Timing> {
   const c0 = process.cpuUsage();
   const t0 = performance.now();
+  // For a CPU profile of this process: its samples from here on (cpu-profile-summary --from-ms).
+  if (process.execArgv.includes('--cpu-prof')) console.log(`  (timed from ${Math.round(t0)} ms)`);
   await run();
   const c = process.cpuUsage(c0);
   return { cpuUs: c.user + c.system, ms: performance.now() - t0 };
@@ -132,7 +140,7 @@ async function embeddedPhase(seed: string, batches: BusBatch[]): Promise<Timing>
   return t;
 }
 
-async function kafkaPhase(seed: string, batches: BusBatch[]): Promise<Timing & { requests: number; records: number }> {
+async function kafkaPhase(seed: string, batches: BusBatch[]): Promise<Timing & { requests: number; records: number; produce?: Timing; consume?: Timing }> {
   const { dir, store, envelopes } = await phaseStore(seed);
   const settings = kafkaSettings();
   const bus = new KafkaBus({ settings, source: 'clinic', schemas: envelopes, maxQueuedBytes: 256 * 1024 * 1024 });
@@ -144,21 +152,39 @@ async function kafkaPhase(seed: string, batches: BusBatch[]): Promise<Timing & {
   const warm = { ...batches[0]!, position: Position.of(commit, COMMIT_SEQ), previous: null, txId: 'warm', messages: batches[0]!.messages.slice(0, 10).map((m, seq) => ({ ...m, position: Position.of(commit, seq) })) };
   const first = { ...batches[0]!, previous: warm.position };
   const stop = new AbortController();
-  const running = compactor.run(stop.signal);
-  await bus.publish(warm);
-  await bus.flush();
-  while (!compactor.settledPosition || Position.compare(compactor.settledPosition, warm.position) < 0) await sleep(20);
   const last = batches.at(-1)!.position;
-  const t = await timed(async () => {
+  const stored = async () => {
+    while (!compactor.checkpointedPosition || Position.compare(compactor.checkpointedPosition, last) < 0) await sleep(5);
+  };
+  const produce = async () => {
     for (const b of [first, ...batches.slice(1)]) await bus.publish(b);
     await bus.flush();
-    while (!compactor.checkpointedPosition || Position.compare(compactor.checkpointedPosition, last) < 0) await sleep(5);
-  });
+  };
+  let running: Promise<void>;
+  let t: Timing;
+  let split: { produce?: Timing; consume?: Timing } = {};
+  if (args.split) {
+    await bus.publish(warm);
+    const p = await timed(produce);
+    running = compactor.run(stop.signal);
+    const c = await timed(stored);
+    split = { produce: p, consume: c };
+    t = { cpuUs: p.cpuUs + c.cpuUs, ms: p.ms + c.ms };
+  } else {
+    running = compactor.run(stop.signal);
+    await bus.publish(warm);
+    await bus.flush();
+    while (!compactor.settledPosition || Position.compare(compactor.settledPosition, warm.position) < 0) await sleep(20);
+    t = await timed(async () => {
+      await produce();
+      await stored();
+    });
+  }
   stop.abort();
   await running;
   await bus.close();
   await rm(dir, { recursive: true, force: true });
-  return { ...t, requests: bus.stats.requests, records: bus.stats.records };
+  return { ...t, ...split, requests: bus.stats.requests, records: bus.stats.records };
 }
 
 const seed = await mkdtemp(join(tmpdir(), 'chartlog-kpath-seed-'));
@@ -175,6 +201,7 @@ for (let r = 1; r <= REPS; r++) {
     const kt = await kafkaPhase(seed, batches);
     k = kt;
     console.log(fmt('kafka', kt, `  (${kt.requests} requests, ${kt.records} records)`));
+    if (kt.produce && kt.consume) console.log(`${fmt('produce', kt.produce)}\n${fmt('consume', kt.consume)}`);
   }
   if (e && k) console.log(`  kafka adds ${((k.cpuUs - e.cpuUs) / ROWS).toFixed(2)} µs CPU/row`);
 }
