@@ -17,6 +17,7 @@ import {
   TRANSACTIONS_PARTITION,
   type KafkaSettings,
 } from './kafka-topics.js';
+import { keyPartition } from './key-partition.js';
 import { encodeTableRecord, eventBytes } from './table-record.js';
 import { TopicCreator } from './topic-creator.js';
 
@@ -90,6 +91,8 @@ export class KafkaBus {
   private readonly producer: Producer;
   private readonly topics: TopicCreator;
   private readonly queue: BusBatch[] = [];
+  /** The bytes of each queued batch, in step with `queue` (counted once, at publish). */
+  private readonly queueSizes: number[] = [];
   private readonly roomWaiters: (() => void)[] = [];
   private readonly idleWaiters: (() => void)[] = [];
   private readonly schemasSent = new Set<string>();
@@ -101,7 +104,10 @@ export class KafkaBus {
   private readonly maxBytesPerRequest: number;
   private readonly maxBytesPerRecord: number;
   private readonly topicsByTable = new Map<string, string>();
-  /** Places keyed messages as kafkajs would (murmur2 of the key), so requests can be bounded per partition. */
+  /**
+   * Places messages as kafkajs would, so requests can be bounded per partition: keyless ones and
+   * those of the other topics (table events' keys: keyPartition, the same murmur2 without Long).
+   */
   private readonly placer = Partitioners.DefaultPartitioner();
   private sending = false;
   private failure: ChartlogError | null = null;
@@ -159,6 +165,7 @@ export class KafkaBus {
     }
     if (this.failure) throw this.failure;
     this.queue.push(batch);
+    this.queueSizes.push(size);
     this.queuedBytes += size;
     if (!this.sending) void this.drain();
   }
@@ -259,6 +266,7 @@ export class KafkaBus {
           // Nothing queued after a failure can be sent in order: the caller restarts its
           // stream from durablePosition, which brings these transactions again.
           this.queue.length = 0;
+          this.queueSizes.length = 0;
           this.queuedBytes = 0;
           this.ends = null;
           logger().warn({ err: this.failure, source: this.options.source, durable: this.durable ? Position.format(this.durable) : null }, 'kafka send failed; publishing stops until the stream restarts');
@@ -280,7 +288,7 @@ export class KafkaBus {
       const next = this.queue[0]!;
       if (group.length > 0 && messages + next.messages.length > this.maxPerSend) break;
       group.push(this.queue.shift()!);
-      this.queuedBytes -= batchBytes(next);
+      this.queuedBytes -= this.queueSizes.shift()!;
       messages += next.messages.length;
     }
     // Room was made: every waiter looks again (by batches and by bytes).
@@ -362,43 +370,53 @@ export class KafkaBus {
   /**
    * The table records of one transaction (format 2, table-record.ts): its events of one table
    * and one partition, in order, up to maxBytesPerRecord bytes each. The partition is the one
-   * kafkajs's default partitioner gives the event's key (murmur2 over the topic's partition
-   * count), so a key keeps its one partition. Where the count is not known (CreateTopics
+   * Kafka's default partitioner gives the event's key (murmur2 over the topic's partition
+   * count, key-partition.ts), so a key keeps its one partition. Where the count is not known (CreateTopics
    * refused), each event is a record of its own with its key, placed by kafkajs.
    */
   private tableRecordsOf(batch: BusBatch): [string, Message][] {
     const out: [string, Message][] = [];
-    const open = new Map<string, { topic: string; partition: number; messages: BusMessage[]; bytes: number }>();
+    // Within half the per-partition bound of a request too (a record is never split across
+    // requests; the half leaves room for its headers and a second record).
+    const limit = Math.min(this.maxBytesPerRecord, this.maxBytesPerSend / 2);
     const emit = (topic: string, partition: number | undefined, messages: BusMessage[]) => {
       const { headers, value } = encodeTableRecord(messages, batch.txId, batch.commitTsUs);
       const key = messages.length === 1 && messages[0]!.key ? Buffer.from(messages[0]!.key) : null;
       out.push([topic, partition === undefined ? { key, value, headers } : { partition, key, value, headers }]);
       this.stats.records++;
     };
+    // The open record of each table and partition. Most batches are of one table: the last
+    // table's state is kept at hand rather than looked up per event.
+    const byTable = new Map<string, TablePacks>();
+    let last: TablePacks | null = null;
     for (const m of batch.messages) {
-      const topic = this.topicOf(m.table);
-      const partitions = this.topics.partitionsOf(topic);
+      if (last === null || last.table !== m.table) {
+        last = byTable.get(m.table) ?? null;
+        if (last === null) {
+          const topic = this.topicOf(m.table);
+          byTable.set(m.table, (last = { table: m.table, topic, partitions: this.topics.partitionsOf(topic), open: [] }));
+        }
+      }
+      const { topic, partitions } = last;
       if (!partitions) {
         emit(topic, undefined, [m]);
         continue;
       }
-      // One partition (the broker's default): no hash. kafkajs's murmur2 runs on 64-bit Long
-      // objects, byte by byte: 2-3% of the process's CPU for a partition known in advance.
-      const partition = partitions === 1 ? 0 : this.placer({ topic, partitionMetadata: partitionMetadata(partitions), message: { key: m.key ? Buffer.from(m.key.buffer, m.key.byteOffset, m.key.byteLength) : null, value: null } });
-      const where = `${m.table}\u0000${partition}`;
+      // One partition (the broker's default): no hash. A key's partition is Kafka's murmur2 of
+      // it (key-partition.ts); keyless events are spread as kafkajs spreads them.
+      const partition =
+        partitions === 1 ? 0 : m.key ? keyPartition(m.key, partitions) : this.placer({ topic, partitionMetadata: partitionMetadata(partitions), message: { key: null, value: null } });
       const size = eventBytes(m);
-      let pack = open.get(where);
-      // Within half the per-partition bound of a request too (a record is never split across
-      // requests; the half leaves room for its headers and a second record).
-      if (pack && pack.bytes + size > Math.min(this.maxBytesPerRecord, this.maxBytesPerSend / 2)) {
-        emit(pack.topic, pack.partition, pack.messages);
+      let pack = last.open[partition];
+      if (pack && pack.bytes + size > limit) {
+        emit(topic, partition, pack.messages);
         pack = undefined;
       }
-      if (!pack) open.set(where, (pack = { topic, partition, messages: [], bytes: 0 }));
+      if (!pack) last.open[partition] = pack = { messages: [], bytes: 0 };
       pack.messages.push(m);
       pack.bytes += size;
     }
-    for (const pack of open.values()) emit(pack.topic, pack.partition, pack.messages);
+    for (const t of byTable.values()) t.open.forEach((pack, partition) => pack && emit(t.topic, partition, pack.messages));
     return out;
   }
 
@@ -452,6 +470,15 @@ export class KafkaBus {
       compression: this.options.settings.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
     });
   }
+}
+
+/** The records of one table being filled in `tableRecordsOf`, by partition. */
+interface TablePacks {
+  table: string;
+  topic: string;
+  /** Undefined when the topic's partition count is not known (CreateTopics refused). */
+  partitions: number | undefined;
+  open: ({ messages: BusMessage[]; bytes: number } | undefined)[];
 }
 
 const metadataByCount = new Map<number, PartitionMetadata[]>();

@@ -81,12 +81,19 @@ export function encodeTableRecord(messages: readonly BusMessage[], txId: string 
   // allocUnsafe: every byte is written below (lengths, then the bytes they count).
   const v = Buffer.allocUnsafe(size);
   at = 0;
+  // Most events of a record share their schema: its 8 bytes are copied from the last event's
+  // rather than checked and parsed from hex again.
+  let fingerprint = '';
+  let fingerprintAt = -1;
   for (const m of messages) {
     if (m.table !== first.table || m.position.commit !== first.position.commit) {
       throw new ChartlogError('internal', `a table record mixes ${first.table} at ${first.position.commit} with ${m.table} at ${m.position.commit}`);
     }
     at = v.writeUInt32BE(m.position.seq, at);
-    if (!/^[0-9a-f]{16}$/.test(m.fingerprint) || v.write(m.fingerprint, at, 8, 'hex') !== 8) throw new ChartlogError('internal', `fingerprint "${m.fingerprint}" is not 16 hex digits`);
+    if (fingerprintAt >= 0 && m.fingerprint === fingerprint) v.copyWithin(at, fingerprintAt, fingerprintAt + 8);
+    else if (!/^[0-9a-f]{16}$/.test(m.fingerprint) || v.write(m.fingerprint, at, 8, 'hex') !== 8) throw new ChartlogError('internal', `fingerprint "${m.fingerprint}" is not 16 hex digits`);
+    fingerprint = m.fingerprint;
+    fingerprintAt = at;
     at += 8;
     if (m.key) {
       at = v.writeInt32BE(m.key.byteLength, at);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import kafkajs, { CompressionTypes } from 'kafkajs';
@@ -7,13 +8,16 @@ import { Position } from '../../../src/core/position.js';
 import {
   decodeHeaders,
   decodeTransactionMessage,
+  deflateBound,
   encodeHeaders,
   encodeTransactionMessage,
+  gzipInflatedSize,
   isTableTopic,
   schemasTopic,
   tableTopic,
   topicPart,
   transactionsTopic,
+  zlibChunkSize,
 } from '../../../src/bus/kafka-topics.js';
 
 const LEGAL = /^[A-Za-z0-9._-]{1,249}$/;
@@ -125,4 +129,22 @@ test('the gzip codec of the Kafka clients deflates at level 1 (cheaper, nearly t
   assert.deepEqual(packed, gzipSync(data, { level: 1 }));
   assert.notDeepEqual(packed, gzipSync(data), "not kafkajs's default level");
   assert.deepEqual(await codec.decompress(packed), data);
+});
+
+test('the gzip codec sizes its one output buffer from the data, and a wrong hint still reads right: incompressible data, a stream of two members, an empty batch', async () => {
+  const codec = (kafkajs.CompressionCodecs[CompressionTypes.GZIP] as () => { compress: (e: { buffer: Buffer }) => Promise<Buffer>; decompress: (b: Buffer) => Promise<Buffer> })();
+  // Sealed values barely compress: stored blocks make gzip's output larger than its input.
+  const random = randomBytes(1 << 20);
+  const packed = await codec.compress({ buffer: random });
+  assert.ok(packed.length > random.length && packed.length <= deflateBound(random.length), `${packed.length} within the bound`);
+  assert.deepEqual(await codec.decompress(packed), random);
+  assert.equal(gzipInflatedSize(packed), random.length + 64);
+  // Another producer's gzip of two members: the trailer tells only the last one's size.
+  const first = Buffer.from('first member '.repeat(5000));
+  const two = Buffer.concat([gzipSync(first), gzipSync(Buffer.from('second'))]);
+  assert.equal(gzipInflatedSize(two), 6 + 64);
+  assert.deepEqual(await codec.decompress(two), Buffer.concat([first, Buffer.from('second')]));
+  assert.deepEqual(await codec.decompress(await codec.compress({ buffer: Buffer.alloc(0) })), Buffer.alloc(0));
+  assert.equal(zlibChunkSize(2 ** 32), 16 * 1024 * 1024);
+  assert.equal(zlibChunkSize(3), 64);
 });
