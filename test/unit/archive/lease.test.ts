@@ -15,6 +15,13 @@ const KEY = leaseKey(SOURCE);
 const isLeaseError = (e: unknown) => e instanceof ChartlogError && e.code === 'lease' && !e.retriable;
 const later = (ms: number) => () => Date.now() + ms;
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * Waits until `ok()` (checked every 20 ms), at most `ms`: the renewal tests count renewals
+ * instead of sleeping a fixed time, which a loaded machine (CI at load 40) overran.
+ */
+async function until(ok: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
+  for (const deadline = Date.now() + ms; !(await ok()) && Date.now() < deadline; ) await wait(20);
+}
 
 const leases: Lease[] = [];
 function lease(store: MemoryObjectStore, o: Partial<ConstructorParameters<typeof Lease>[0]> = {}): Lease {
@@ -114,13 +121,13 @@ test('an expired lease (its holder crashed) is taken over with epoch + 1, and th
 
 test('renewal moves the expiry forward every third of the TTL and keeps the epoch', async () => {
   const store = new MemoryObjectStore();
-  const a = lease(store, { ttlMs: 300 });
+  const a = lease(store, { ttlMs: 1_500 });
   await a.acquire();
   const first = (await readLease(store, SOURCE))!;
-  await wait(700);
+  await until(async () => (await readLease(store, SOURCE))!.renewals >= 3);
   const now = (await readLease(store, SOURCE))!;
   assert.ok(now.renewals >= 3, `renewals: ${now.renewals}`);
-  assert.ok(Date.parse(now.expiresAt) > Date.parse(first.expiresAt) + 300);
+  assert.ok(Date.parse(now.expiresAt) > Date.parse(first.expiresAt) + 1_000);
   assert.equal(now.epoch, 1);
   assert.equal(a.held, true);
   await a.check();
@@ -132,7 +139,7 @@ test('a renewal that finds another owner loses the lease: signal aborted with a 
   await a.acquire();
   const b = lease(store, { ttlMs: 300, now: later(10_000) });
   await b.acquire();
-  await wait(250);
+  await until(() => a.signal.aborted);
   assert.ok(a.signal.aborted, 'A did not notice the takeover at its next renewal');
   assert.ok(isLeaseError(a.lost));
   assert.match(a.lost!.message, /taken over \(now: host .*epoch 2\)/);
@@ -142,15 +149,17 @@ test('a renewal that finds another owner loses the lease: signal aborted with a 
 
 test('renewal impossible until expiry (store unreachable) loses the lease before it could expire', async () => {
   const store = new MemoryObjectStore();
-  const a = lease(store, { ttlMs: 600 });
+  // A TTL of 3 s: the loss is due at 2.5 s (TTL less a sixth), half a second before the expiry,
+  // which a loaded machine's late timers stay within (with 600 ms the slack was 100 ms).
+  const a = lease(store, { ttlMs: 3_000 });
   await a.acquire();
   const acquiredAt = Date.now();
   store.failNext(1_000_000);
   await new Promise<void>((resolve) => a.signal.addEventListener('abort', () => resolve()));
   const lostAfter = Date.now() - acquiredAt;
   store.failNext(0);
-  assert.ok(lostAfter < 600, `lost after ${lostAfter} ms, not before the ${600} ms expiry`);
-  assert.ok(lostAfter >= 400, `lost after only ${lostAfter} ms`);
+  assert.ok(lostAfter < 3_000, `lost after ${lostAfter} ms, not before the 3,000 ms expiry`);
+  assert.ok(lostAfter >= 2_000, `lost after only ${lostAfter} ms`);
   assert.match(a.lost!.message, /before it expired: the renewal started \d+\.\d s after it was due; \d+ calls? to the store failed/);
   assert.equal((await readLease(store, SOURCE))!.owner, a.ownerId, 'the record stays until someone takes it over');
 });
@@ -189,9 +198,9 @@ test('a renewal whose answer was lost (the write happened) keeps the lease', asy
     if (drop-- > 0) throw new ChartlogError('connection', 'socket hang up after the write', { retriable: true });
     return v;
   };
-  const a = lease(store, { ttlMs: 300 });
+  const a = lease(store, { ttlMs: 1_500 });
   await a.acquire();
-  await wait(700);
+  await until(async () => !a.held || (await readLease(store, SOURCE))!.renewals >= 2);
   assert.equal(a.held, true, a.lost?.message);
   await a.check();
   assert.ok((await readLease(store, SOURCE))!.renewals >= 2);
