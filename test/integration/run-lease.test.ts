@@ -111,7 +111,7 @@ for (const make of [postgresEngine, mariadbEngine]) {
         await until('waiting', d, () => count(d, /waiting for its lease/) > 0);
         c.child.kill('SIGSTOP');
         const cStopped = Date.now();
-        await until('lease acquired', d, () => count(d, /^writer lease acquired$/) > 0, TTL_MS + 5000);
+        await until('lease acquired', d, () => count(d, /^writer lease acquired$/) > 0, TTL_MS + 20_000);
         const expiryTakeoverMs = find(d, /^writer lease acquired$/)!.time - cStopped;
         c.child.kill('SIGCONT');
         assert.equal(await c.exited, 1, 'the deposed holder exits 1');
@@ -140,8 +140,9 @@ for (const make of [postgresEngine, mariadbEngine]) {
         assert.ok(handoverMs < 2000, `handover after a clean stop took ${handoverMs} ms`);
         assert.ok(killTakeoverMs < TTL_MS, `takeover after kill -9 took ${killTakeoverMs} ms, not within the ${TTL_MS} ms lease`);
         // A stopped holder's lease runs out at most a TTL after it stopped (it renewed before); the
-        // taker polls at most every second.
-        assert.ok(expiryTakeoverMs <= TTL_MS + 1500, `takeover of an expired lease took ${expiryTakeoverMs} ms`);
+        // taker polls at most every second. The slack beyond that is for a loaded machine (a CI
+        // run at load 38 did not see D take over within TTL + 5 s; quiet runs take 2.9–3.7 s).
+        assert.ok(expiryTakeoverMs <= TTL_MS + 5000, `takeover of an expired lease took ${expiryTakeoverMs} ms`);
         assert.ok(expiryTakeoverMs >= TTL_MS / 3, `took over a live lease after ${expiryTakeoverMs} ms`);
       } finally {
         loading = false;
