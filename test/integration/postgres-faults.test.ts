@@ -50,7 +50,14 @@ for (const server of pgServers()) {
       // Creates the slot (stream from now), then sees three transactions.
       const it = a.stream({ from: null })[Symbol.asyncIterator]();
       const firstBatch = it.next();
-      await new Promise((r) => setTimeout(r, 300));
+      // The inserts must come after the slot exists (it streams from its creation): waited for,
+      // not slept for (at load 38 a fixed 300 ms came before it, and nothing ever arrived).
+      for (const deadline = Date.now() + 30_000; ; ) {
+        const { rows } = await db.query('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [`${db.name}_kill`]);
+        if (rows[0]?.active) break;
+        assert.ok(Date.now() < deadline, 'the connector created and used its slot within 30 s');
+        await new Promise((r) => setTimeout(r, 50));
+      }
       for (let i = 1; i <= 3; i++) await db.query('INSERT INTO t VALUES ($1, $2)', [i, `row ${i}`]);
       const got: ChangeBatch[] = [(await firstBatch).value as ChangeBatch];
       got.push((await it.next()).value as ChangeBatch, (await it.next()).value as ChangeBatch);
