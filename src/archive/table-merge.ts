@@ -289,22 +289,29 @@ export class TableMerge {
       if (!this.baseDropped) {
         const writers = this.partitionWriters();
         const touched = this.spilledKeys.seal();
-        for await (const batch of base()) {
-          const out: Row[] = [];
-          for (const row of batch.rows) {
-            const key = keyOf(batch.schema, row);
-            if (this.crossWants.has(key)) captured.set(key, row);
-            if (!touched.has(key)) out.push(row);
-            else {
-              await writers[partitionOf(key, this.partitions)]!.add(serialize([key, ...encodeRow(row)]));
-              this.spilledBaseRows++;
+        let closed = false;
+        try {
+          for await (const batch of base()) {
+            const out: Row[] = [];
+            for (const row of batch.rows) {
+              const key = keyOf(batch.schema, row);
+              if (this.crossWants.has(key)) captured.set(key, row);
+              if (!touched.has(key)) out.push(row);
+              else {
+                await writers[partitionOf(key, this.partitions)]!.add(serialize([key, ...encodeRow(row)]));
+                this.spilledBaseRows++;
+              }
             }
+            if (out.length > 0) yield out;
           }
-          if (out.length > 0) yield out;
-        }
-        for (const w of writers) {
-          await w.close();
-          this.spilledBytes += w.bytes;
+          for (const w of writers) {
+            await w.close();
+            this.spilledBytes += w.bytes;
+          }
+          closed = true;
+        } finally {
+          // Stopped part way (the reader returned, or failed): no file handle is left open.
+          if (!closed) for (const w of writers) await w.abandon();
         }
         baseFiles = writers.map((w) => w.path);
       }
