@@ -71,6 +71,14 @@ export class SpillWriter {
     this.bytes += HEADER_BYTES + body.length;
   }
 
+  /** Closes the file without writing what is pending (a merge stopped part way; its directory is removed). */
+  async abandon(): Promise<void> {
+    this.parts = [];
+    this.pending = 0;
+    await this.file?.close();
+    this.file = null;
+  }
+
   /** Writes what is left and closes the file; the file exists afterwards (empty when no record). */
   async close(): Promise<void> {
     await this.flush();

@@ -81,11 +81,18 @@ export class TableMerge {
    */
   private readonly crossWants = new Map<string, Set<number>>();
   private files = 0;
+  /**
+   * Every key written to a segment: a base row whose key is not among them passes the merge as
+   * it is, so only the base rows a change may touch are partitioned to disk (not the whole table).
+   */
+  private readonly spilledKeys = new KeyFilter();
   /** Names this merge's spill files apart from other tables' in the same directory. */
   private readonly id = mergesMade++;
   /** How much was spilled (for the summary and tests). */
   spilledEntries = 0;
   spilledBytes = 0;
+  /** Base rows written to the spill files (those a change may touch). */
+  spilledBaseRows = 0;
 
   constructor(
     private readonly table: string,
@@ -234,9 +241,10 @@ export class TableMerge {
     if (this.partitions === 0) {
       this.partitions = Math.max(2, Math.min(MAX_PARTITIONS, Math.ceil((4 * this.o.expectedBytes) / this.o.budgetBytes)));
     }
-    const writers = Array.from({ length: this.partitions }, () => new SpillWriter(this.nextFile(), this.o.key));
+    const writers = this.partitionWriters();
     for (const [key, e] of this.map) {
       await writers[partitionOf(key, this.partitions)]!.add(encodeEntry(key, e));
+      this.spilledKeys.add(key);
       this.spilledEntries++;
     }
     for (const w of writers) {
@@ -246,6 +254,15 @@ export class TableMerge {
     this.segments.push(writers.map((w) => w.path));
     this.map.clear();
     this.bytes = 0;
+  }
+
+  /**
+   * A writer per partition. Each gathers a chunk before sealing it: chunks of the changes' share
+   * split between the partitions (at 1 MiB each, 256 partitions held 256 MiB of pending base rows).
+   */
+  private partitionWriters(): SpillWriter[] {
+    const chunkBytes = Math.max(MIN_CHUNK_BYTES, Math.min(MAX_CHUNK_BYTES, Math.floor(this.o.budgetBytes / this.partitions)));
+    return Array.from({ length: this.partitions }, () => new SpillWriter(this.nextFile(), this.o.key, chunkBytes));
   }
 
   private nextFile(): string {
@@ -265,20 +282,36 @@ export class TableMerge {
       this.map.clear();
     } else {
       await this.spill();
-      // The base, partitioned as the changes are; base images other rows wait for are kept aside.
+      // The base rows a change may touch, partitioned as the changes are; the others (no segment
+      // names their key) are in the table as they are and go out at once. Base images other rows
+      // wait for are kept aside.
       let baseFiles: string[] | null = null;
       if (!this.baseDropped) {
-        const writers = Array.from({ length: this.partitions }, () => new SpillWriter(this.nextFile(), this.o.key));
-        for await (const batch of base()) {
-          for (const row of batch.rows) {
-            const key = keyOf(batch.schema, row);
-            if (this.crossWants.has(key)) captured.set(key, row);
-            await writers[partitionOf(key, this.partitions)]!.add(serialize([key, ...encodeRow(row)]));
+        const writers = this.partitionWriters();
+        const touched = this.spilledKeys.seal();
+        let closed = false;
+        try {
+          for await (const batch of base()) {
+            const out: Row[] = [];
+            for (const row of batch.rows) {
+              const key = keyOf(batch.schema, row);
+              if (this.crossWants.has(key)) captured.set(key, row);
+              if (!touched.has(key)) out.push(row);
+              else {
+                await writers[partitionOf(key, this.partitions)]!.add(serialize([key, ...encodeRow(row)]));
+                this.spilledBaseRows++;
+              }
+            }
+            if (out.length > 0) yield out;
           }
-        }
-        for (const w of writers) {
-          await w.close();
-          this.spilledBytes += w.bytes;
+          for (const w of writers) {
+            await w.close();
+            this.spilledBytes += w.bytes;
+          }
+          closed = true;
+        } finally {
+          // Stopped part way (the reader returned, or failed): no file handle is left open.
+          if (!closed) for (const w of writers) await w.abandon();
         }
         baseFiles = writers.map((w) => w.path);
       }
@@ -495,14 +528,67 @@ function rowBytes(row: Row | null): number {
   return n;
 }
 
-/** FNV-1a of the key, for its partition. */
-function partitionOf(key: string, partitions: number): number {
+/** Plaintext bytes per sealed chunk of a partition's spill file (partitionWriters). */
+const MIN_CHUNK_BYTES = 16 * 1024;
+const MAX_CHUNK_BYTES = 1024 * 1024;
+
+/** FNV-1a of the key. */
+function hashOf(key: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < key.length; i++) {
     h ^= key.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
   }
-  return (h >>> 0) % partitions;
+  return h >>> 0;
+}
+
+/** The key's partition. */
+function partitionOf(key: string, partitions: number): number {
+  return hashOf(key) % partitions;
+}
+
+/**
+ * A set of keys that may answer "maybe" for a key never added, never "no" for one added: the
+ * keys' hashes (4 bytes a key) while they are added, then one bit array of about 32 bits a key
+ * (`seal`), where about 1 in 32 other keys hits a set bit. A false "maybe" only sends a base row
+ * the slower way through the spill files; it changes no result.
+ */
+export class KeyFilter {
+  private hashes = new Uint32Array(1024);
+  private count = 0;
+
+  add(key: string): void {
+    if (this.count === this.hashes.length) {
+      const grown = new Uint32Array(2 * this.hashes.length);
+      grown.set(this.hashes);
+      this.hashes = grown;
+    }
+    this.hashes[this.count++] = hashOf(key);
+  }
+
+  /** The keys added so far, as a bit array to ask. */
+  seal(): { has(key: string): boolean } {
+    let bits = 1024;
+    while (bits < 32 * this.count && bits < 2 ** 31) bits *= 2;
+    const words = new Uint32Array(bits / 32);
+    const mask = bits - 1;
+    // Mixed again (murmur3's finaliser): the partition is the same hash modulo the partitions.
+    const spot = (h: number): number => {
+      h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+      h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+      return ((h ^ (h >>> 16)) >>> 0) & mask;
+    };
+    for (let i = 0; i < this.count; i++) {
+      const b = spot(this.hashes[i]!);
+      words[b >>> 5]! |= 1 << (b & 31);
+    }
+    return {
+      has: (key) => {
+        const b = spot(hashOf(key));
+        return (words[b >>> 5]! & (1 << (b & 31))) !== 0;
+      },
+    };
+  }
 }
 
 /** A row as v8 can serialize it: UNCHANGED (a symbol) is listed apart. */

@@ -356,24 +356,26 @@ function eachSealedCell(
  * those whose references name it). Checks what `eachSealedCell` says, or 'integrity' naming the table.
  */
 function rowSealTargets(table: SealedTable, row: Row, seals: number[], refs: number[], sealedHere: boolean): Map<number, number[]> {
+  // Run for every row opened: no closure here (tsx names each closure as it is made, per call).
   const out = new Map<number, number[]>();
-  const value = (i: number) => row[table.sealed[i]!.name] as Uint8Array;
+  const sealed = table.sealed;
   for (const s of seals) {
-    if (!inSet(rowSealSet(value(s)), s)) throw rowSealRefused(table, 'a row seal is in a column it does not hold');
+    if (!inSet(rowSealSet(row[sealed[s]!.name] as Uint8Array), s)) throw rowSealRefused(table, 'a row seal is in a column it does not hold');
     out.set(s, [s]);
   }
   for (const r of refs) {
+    const ref = row[sealed[r]!.name] as Uint8Array;
     let s = -1;
-    for (const c of seals) if (refersTo(value(r), value(c))) s = c;
+    for (const c of seals) if (refersTo(ref, row[sealed[c]!.name] as Uint8Array)) s = c;
     if (s < 0) throw rowSealRefused(table, 'a reference has no row seal in its row');
-    if (!inSet(rowSealSet(value(s)), r)) throw rowSealRefused(table, 'a reference is in a column its row seal does not hold');
+    if (!inSet(rowSealSet(row[sealed[s]!.name] as Uint8Array), r)) throw rowSealRefused(table, 'a reference is in a column its row seal does not hold');
     out.get(s)!.push(r);
   }
   if (sealedHere) {
     // A change event's image was written with one row seal, in the first column of its set.
     if (seals.length !== 1) throw rowSealRefused(table, 'a change holds more than one row seal per row image');
     const s = seals[0]!;
-    const set = rowSealSet(value(s));
+    const set = rowSealSet(row[sealed[s]!.name] as Uint8Array);
     if (firstMember(set) !== s || setSize(set) !== out.get(s)!.length) throw rowSealRefused(table, "a row image's sealed columns do not match its row seal");
   }
   return out;

@@ -8,7 +8,7 @@ import { ChartlogError } from '../../../src/core/errors.js';
 import { Position } from '../../../src/core/position.js';
 import { UNCHANGED, type Row, type TableSchema } from '../../../src/core/table-schema.js';
 import { cellKey, TableState } from '../../../src/archive/table-state.js';
-import { TableMerge } from '../../../src/archive/table-merge.js';
+import { KeyFilter, TableMerge } from '../../../src/archive/table-merge.js';
 import { SpillKey } from '../../../src/archive/spill-file.js';
 import { sortByKey } from '../../../src/archive/key-sort.js';
 import { prng } from '../../support/prng.js';
@@ -56,6 +56,12 @@ function history(seed: number, keyed: boolean, n: number): { h: History; expecte
   const base: Row[] = [];
   for (let i = 0; i < 12; i++) {
     const row: Row = { id: BigInt(keyed ? i * 2 : Math.floor(rnd() * 4)), note: value(), chart: value() };
+    base.push(row);
+    state.apply(ev(s1, 'r', null, row));
+  }
+  // Rows no change is made for at first (keys no insert picks): most pass a spilled merge untouched.
+  for (let i = 0; i < 20; i++) {
+    const row: Row = { id: BigInt(100 + i), note: value(), chart: value() };
     base.push(row);
     state.apply(ev(s1, 'r', null, row));
   }
@@ -120,6 +126,33 @@ for (const keyed of [true, false]) {
     }
   });
 }
+
+test('a spilled merge writes to disk only the base rows whose keys a change names (and about 1 in 32 others)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'chartlog-merge-test-'));
+  try {
+    const rows: Row[] = Array.from({ length: 20_000 }, (_, i) => ({ id: BigInt(i), note: `note ${i}`, chart: 'c' }));
+    const changes = Array.from({ length: 50 }, (_, i) => ev(v1, 'u', null, { id: BigInt(i * 400), note: 'changed', chart: UNCHANGED }));
+    const { rows: got, merge } = await merged({ base: [{ schema: v1, rows }], changes }, 1, dir);
+    assert.ok(merge.everSpilled);
+    assert.equal(got.length, 20_000);
+    assert.equal(got.filter((r) => r.note === 'changed' && r.chart === 'c').length, 50);
+    // The whole base through the spill files was about 20,000 × 30 bytes; the rows passed by are not written.
+    const baseRowsSpilled = merge.spilledBaseRows;
+    assert.ok(baseRowsSpilled >= 50 && baseRowsSpilled < 50 + 20_000 / 16, `base rows spilled: ${baseRowsSpilled}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('KeyFilter: never "no" for a key added; "maybe" for few others', () => {
+  const f = new KeyFilter();
+  for (let i = 0; i < 10_000; i++) f.add(`${i}\u0001k`);
+  const sealed = f.seal();
+  for (let i = 0; i < 10_000; i++) assert.ok(sealed.has(`${i}\u0001k`), `key ${i}`);
+  let maybe = 0;
+  for (let i = 10_000; i < 110_000; i++) if (sealed.has(`${i}\u0001k`)) maybe++;
+  assert.ok(maybe < 100_000 / 16, `false maybes: ${maybe} of 100,000`);
+});
 
 test('an unchanged value with no earlier image is refused, as TableState refuses it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'chartlog-merge-test-'));
