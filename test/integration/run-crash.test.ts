@@ -4,7 +4,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { readArchiveIndex } from '../../src/archive/archive-index.js';
 import { openArchiveCodec } from '../../src/archive/archive-codec.js';
 import { verifyArchive } from '../../src/restore/verify.js';
+import { Kafka, logLevel } from 'kafkajs';
+import { requireEnv } from '../support/env.js';
 import { appendKafkaBus } from '../support/kafka-fixture.js';
+import { kafkaTopicObjects, plantKafkaCanary } from '../support/kafka-positions.js';
 import { describeHits, scanForCanaries, scanTextForCanaries } from '../support/leak-scan.js';
 import { createClinicTables, PHI_CANARIES, mariadbEngine, postgresEngine, prng, RunHarness, Workload, type StoreKind } from '../support/run-harness.js';
 
@@ -25,21 +28,42 @@ interface Bus {
   killAfterMs: [number, number];
   convergeMs: number;
   minTransactions: number;
-  configure(h: RunHarness): void;
+  /** Sets the bus in the configuration; the Kafka topic prefix, or null. */
+  configure(h: RunHarness): string | null;
 }
 
 const buses: Bus[] = [
-  { name: 'embedded', killAfterMs: [100, 1500], convergeMs: 60_000, minTransactions: 100, configure: () => undefined },
+  { name: 'embedded', killAfterMs: [100, 1500], convergeMs: 60_000, minTransactions: 100, configure: () => null },
   {
     name: 'kafka',
     killAfterMs: [300, 2800],
     convergeMs: 120_000,
     minTransactions: 50,
-    configure: (h) => {
-      appendKafkaBus(h.configFile, 'run');
-    },
+    configure: (h) => appendKafkaBus(h.configFile, 'run'),
   },
 ];
+
+/**
+ * Every message chartlog left on the Kafka topics (table, transactions, schemas, progress; read
+ * decompressed from the start) is free of the PHI canaries; the same read and scan find a canary
+ * planted in a gzip batch under the same prefix (the negative control).
+ */
+async function assertNoPhiOnKafka(prefix: string): Promise<void> {
+  const kafka = new Kafka({ clientId: 'chartlog-leak-scan', brokers: requireEnv('CHARTLOG_TEST_KAFKA_BROKERS').split(','), logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const messages = await kafkaTopicObjects(kafka, admin, prefix);
+    assert.ok(messages.length > 50, `only ${messages.length} messages read from the topics under ${prefix}`);
+    const leaks = scanForCanaries(messages, PHI_CANARIES);
+    assert.deepEqual(leaks, [], `PHI in clear on Kafka:\n${describeHits(leaks)}`);
+    const planted = await plantKafkaCanary(kafka, admin, prefix, `${PHI_CANARIES[0]}planted`);
+    const found = scanForCanaries(await kafkaTopicObjects(kafka, admin, prefix), PHI_CANARIES);
+    assert.ok(found.length > 0 && found.every((hit) => hit.object.includes(planted)), `the planted canary was found, and only it:\n${describeHits(found)}`);
+  } finally {
+    await admin.disconnect();
+  }
+}
 
 for (const bus of buses) {
   for (const make of [postgresEngine, mariadbEngine]) {
@@ -48,7 +72,7 @@ for (const bus of buses) {
       test(name, { timeout: 480_000 }, async () => {
         const engine = await make();
         const h = new RunHarness(engine, storeKind);
-        bus.configure(h);
+        const topicPrefix = bus.configure(h);
         try {
           await createClinicTables(engine);
           const rand = prng((engine.type === 'postgres' ? 7 : 11) + (bus.name === 'kafka' ? 10 : 0));
@@ -85,6 +109,7 @@ for (const bus of buses) {
           // Parts, segments and snapshots are deflated: the scan decodes every block first.
           const leaks = [...scanForCanaries(await h.storedObjects(), PHI_CANARIES), ...scanTextForCanaries('log', h.logText(), ['CANARY'])];
           assert.deepEqual(leaks, [], `PHI in clear:\n${describeHits(leaks)}`);
+          if (topicPrefix !== null) await assertNoPhiOnKafka(topicPrefix);
         } finally {
           await h.close();
           await engine.close();

@@ -38,9 +38,14 @@ export function kafkaBusLine(unique: string, extra = ''): string {
   return `bus: { type: kafka, kafka: { brokers: ${JSON.stringify(brokers)}, topicPrefix: "t-${unique}", groupId: "g-${unique}", sessionTimeoutMs: 6000${extra ? `, ${extra}` : ''} } }`;
 }
 
-/** Puts a configuration written for the embedded bus (RunHarness) on the Kafka bus: the child reads the file at start, the last `bus:` wins. */
-export function appendKafkaBus(configFile: string, tag: string): void {
-  appendFileSync(configFile, `\n${kafkaBusLine(uniqueKafkaName(tag))}\n`);
+/**
+ * Puts a configuration written for the embedded bus (RunHarness) on the Kafka bus: the child reads
+ * the file at start, the last `bus:` wins. Returns the topic prefix.
+ */
+export function appendKafkaBus(configFile: string, tag: string): string {
+  const unique = uniqueKafkaName(tag);
+  appendFileSync(configFile, `\n${kafkaBusLine(unique)}\n`);
+  return `t-${unique}`;
 }
 
 export interface KafkaFixtureOptions {
