@@ -26,6 +26,21 @@ async function take(c: PostgresConnector, from: Position | null, n: number, ack:
   return out;
 }
 
+/**
+ * Waits until a walsender streams from `slot`: past its consistent point, so every later commit
+ * reaches it. Not `active`, which the slot already is while CREATE_REPLICATION_SLOT waits for the
+ * server's running transactions (another test's, on a shared server): a commit then comes before
+ * the consistent point and is never sent (CI run 19: the test waited out its 60 s).
+ */
+async function streamingFrom(db: TestDb, slot: string): Promise<void> {
+  for (const deadline = Date.now() + 30_000; ; ) {
+    const { rows } = await db.query(`SELECT r.state FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1`, [slot]);
+    if (rows[0]?.state === 'streaming' || rows[0]?.state === 'catchup') return;
+    assert.ok(Date.now() < deadline, `a walsender streams from slot ${slot} within 30 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 async function slotConfirmed(db: TestDb, slot: string): Promise<bigint> {
   const { rows } = await db.query('SELECT confirmed_flush_lsn::text AS l FROM pg_replication_slots WHERE slot_name = $1', [slot]);
   return parseLsn(rows[0].l);
@@ -50,14 +65,9 @@ for (const server of pgServers()) {
       // Creates the slot (stream from now), then sees three transactions.
       const it = a.stream({ from: null })[Symbol.asyncIterator]();
       const firstBatch = it.next();
-      // The inserts must come after the slot exists (it streams from its creation): waited for,
-      // not slept for (at load 38 a fixed 300 ms came before it, and nothing ever arrived).
-      for (const deadline = Date.now() + 30_000; ; ) {
-        const { rows } = await db.query('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [`${db.name}_kill`]);
-        if (rows[0]?.active) break;
-        assert.ok(Date.now() < deadline, 'the connector created and used its slot within 30 s');
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      // The inserts must come after the slot's consistent point: waited for, not slept for (at
+      // load 38 a fixed 300 ms came before it, and nothing ever arrived).
+      await streamingFrom(db, `${db.name}_kill`);
       for (let i = 1; i <= 3; i++) await db.query('INSERT INTO t VALUES ($1, $2)', [i, `row ${i}`]);
       const got: ChangeBatch[] = [(await firstBatch).value as ChangeBatch];
       got.push((await it.next()).value as ChangeBatch, (await it.next()).value as ChangeBatch);
@@ -91,11 +101,7 @@ for (const server of pgServers()) {
       });
       const exited = new Promise((r) => child.once('exit', r));
       // The child creates the slot when it starts streaming; wait for it, then write.
-      for (;;) {
-        const { rows } = await db.query('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slot]);
-        if (rows[0]?.active) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await streamingFrom(db, slot);
       for (let i = 501; i <= 503; i++) await db.query('INSERT INTO t VALUES ($1, $2)', [i, `k${i}`]);
       while (lines.filter((l) => l.position).length < 3) await new Promise((r) => setTimeout(r, 20));
       child.kill('SIGKILL');
