@@ -150,10 +150,11 @@ export class ReplicationSession {
       if (keepalive.walEnd > this.serverLsn) this.serverLsn = keepalive.walEnd;
       // Answered when the server asks (a fast shutdown, wal_sender_timeout) or when there is
       // news — a position not reported yet (the server advances the slot by these reports) —
-      // at most every KEEPALIVE_ANSWER_MS; the status timer (tick) reports unchanged ones. PostgreSQL 15 sends a keepalive each time
-      // its walsender waits for WAL while our reported flush is behind what it sent: 5,353
-      // during a 200k-row backlog, and answering each one (a socket write here, a reply for
-      // the walsender to process there) was ≈ 5 % of the main thread (cdc-postgres bench profile).
+      // at most every KEEPALIVE_ANSWER_MS; the status timer (tick) reports unchanged ones.
+      // PostgreSQL 15 sends a keepalive each time its walsender waits for WAL while our reported
+      // flush is behind what it sent: 5,353 during a 200k-row backlog, and answering each one (a
+      // socket write here, a reply for the walsender to process there) was ≈ 5 % of the main
+      // thread (cdc-postgres bench profile).
       this.answerKeepalive(keepalive.replyRequested);
     } else {
       this.finish(new ChartlogError('decode', `unknown replication message 0x${(tag ?? 0).toString(16)}`, { retriable: true }));
