@@ -55,6 +55,11 @@ export function columnReadings(rows: readonly Record<string, string | null | und
   return { readings: [...byOid].map(([oid, t]) => ({ oid, ...t })), timeUs: BigInt(rows[0]!.ts_us!), atLsn: rows[0]!.lsn! };
 }
 
+/** Column name → attnum, per table OID, of some readings. */
+export function attnumsOf(readings: readonly ColumnReading[]): Map<number, VersionColumns> {
+  return new Map(readings.map((r) => [r.oid, r.attnums]));
+}
+
 /** What one reading found for one table. */
 export interface ColumnVerdict {
   readonly oid: number;

@@ -36,7 +36,7 @@ import {
 import { decodePgoutput, type PgMessage } from './pgoutput-decoder.js';
 import { connectionError, ReplicationSession, type SessionItem } from './replication-session.js';
 import { RewriteWatch } from './rewrite-watch.js';
-import { COLUMN_READING_SQL, ColumnWatch, columnReadings } from './column-watch.js';
+import { COLUMN_READING_SQL, ColumnWatch, attnumsOf, columnReadings } from './column-watch.js';
 import { renamedPrevious, versionBeforeStop, withRenames } from './column-renames.js';
 import { RELFILE_READING_SQL, relfileReading } from './relfile-reading.js';
 import { checkSetup, ensurePublication, publishedTables, type SetupNames } from './setup-check.js';
@@ -392,11 +392,13 @@ export class PostgresConnector implements SourceConnector {
         }
         await this.checkColumns(q, this.rewrites.oids());
  await this.checkTableStarts(q);
+        // One check at a time: on a loaded server a check can outlast the interval, and ticks
+        // fired regardless would queue their queries behind it on the one connection.
+        let checking = false;
         rewriteTimer = setInterval(() => {
-          void this.readRelfiles(q, { oids: this.rewrites.oids() }).catch((err: unknown) => this.log.debug({ err }, 'relfilenode check failed'));
-          void this.checkColumns(q, this.rewrites.oids()).catch((err: unknown) => this.log.warn({ err }, 'column check failed (tried again at the next check)'));
-          void this.checkTableStarts(q).catch((err: unknown) => this.log.warn({ err }, 'table start check failed (tried again at the next check)'));
-          void this.rememberCatalog().catch((err: unknown) => this.log.warn({ err }, 'cannot record the catalog in the archive (tried again at the next check)'));
+          if (checking) return;
+          checking = true;
+          void this.checkCatalog(q).finally(() => (checking = false));
         }, this.deps.rewriteCheckIntervalMs ?? this.config.postgres.catalogCheckIntervalMs ?? 10_000);
         rewriteTimer.unref();
         this.log.info({ slot: this.names.slot, from: resumeAfter ? Position.format(resumeAfter) : null }, 'streaming');
@@ -621,10 +623,9 @@ export class PostgresConnector implements SourceConnector {
     const name = `${msg.schema}.${msg.table}`;
     const seen = previous ? undefined : this.seenVersions.get(name);
     // Compared with the version described before this one: a column replaced under its name.
-    await this.checkColumns(q, [msg.relationOid]);
     // RENAME COLUMN (column-renames.ts): the previous version is read under the new names, so a
     // renamed column keeps what it had and carries its earlier names.
-    const attnumsNow = await this.readAttnums(q, [msg.relationOid]);
+    const attnumsNow = await this.checkColumns(q, [msg.relationOid]);
     const priorAttnums = this.attnums.get(msg.relationOid) ?? new Map<string, number>();
     const known = previous ?? seen;
     const prior = known ? renamedPrevious(known, msg.columns.map((c) => c.name), priorAttnums, attnumsNow.get(msg.relationOid) ?? new Map()) : undefined;
@@ -643,7 +644,7 @@ export class PostgresConnector implements SourceConnector {
   }
 
   /** Per table OID, column name → attnum as last read (names of dropped columns may stay). */
-  private readonly attnums = new Map<number, Map<string, number>>();
+  private readonly attnums = new Map<number, VersionColumns>();
   /** Per table OID, the columns (name → attnum) of the version last described. */
   private readonly describedColumns = new Map<number, VersionColumns>();
   /**
@@ -659,16 +660,27 @@ export class PostgresConnector implements SourceConnector {
   private readonly columnWatch = new ColumnWatch();
 
   /**
+   * The catalog timer's check: table rewrites, replaced columns and renamed enum values, tables
+   * begun or ended, then the catalog as read recorded in the archive. Each part fails alone and
+   * is tried again at the next check.
+   */
+  private async checkCatalog(q: Queryable): Promise<void> {
+    await this.readRelfiles(q, { oids: this.rewrites.oids() }).catch((err: unknown) => this.log.debug({ err }, 'relfilenode check failed'));
+    await this.checkColumns(q, this.rewrites.oids()).catch((err: unknown) => this.log.warn({ err }, 'column check failed (tried again at the next check)'));
+    await this.checkTableStarts(q).catch((err: unknown) => this.log.warn({ err }, 'table start check failed (tried again at the next check)'));
+    await this.rememberCatalog().catch((err: unknown) => this.log.warn({ err }, 'cannot record the catalog in the archive (tried again at the next check)'));
+  }
+
+  /**
    * Reads the columns of `oids` and re-reads (resync with its window) each table whose stored
    * values changed with no row event: a column dropped and added again under its name, or an enum
    * value its columns use renamed (column-watch.ts).
    */
-  private async checkColumns(q: Queryable, oids: readonly number[]): Promise<void> {
-    if (oids.length === 0) return;
+  private async checkColumns(q: Queryable, oids: readonly number[]): Promise<Map<number, VersionColumns>> {
     // Taken before the query: every commit the stream handed on by now is visible to it.
     const streamLsn = this.streamedUpTo;
-    const read = columnReadings((await q.query(COLUMN_READING_SQL, [oids])).rows);
-    if (!read) return;
+    const read = await this.readColumns(q, oids);
+    if (!read) return new Map();
     const known = (oid: number): VersionColumns | undefined => this.describedColumns.get(oid) ?? this.versionColumns.get(oid);
     for (const v of this.columnWatch.observe(read.readings, known, { streamLsn, timeUs: read.timeUs })) {
       const table = this.relNames.get(v.oid);
@@ -684,21 +696,18 @@ export class PostgresConnector implements SourceConnector {
         : undefined;
       this.resyncOrWarn(table, `${what}: its rows are read again`, window);
     }
+    return attnumsOf(read.readings);
+  }
+
+  /** The live columns of `oids` now (COLUMN_READING_SQL); null when there are none. */
+  private async readColumns(q: Queryable, oids: readonly number[]): Promise<ReturnType<typeof columnReadings>> {
+    return oids.length === 0 ? null : columnReadings((await q.query(COLUMN_READING_SQL, [oids])).rows);
   }
 
   /** The catalog's column numbers now, per table OID. */
-  private async readAttnums(q: Queryable, oids: readonly number[]): Promise<Map<number, Map<string, number>>> {
-    const out = new Map<number, Map<string, number>>();
-    if (oids.length === 0) return out;
-    // Generated columns are not sent by pgoutput nor read by snapshots: no version has them.
-    const { rows } = await q.query(`SELECT attrelid, attname, attnum FROM pg_attribute WHERE attrelid = ANY($1::oid[]) AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attrelid, attnum`, [oids]);
-    for (const r of rows) {
-      const oid = Number(r.attrelid);
-      let m = out.get(oid);
-      if (!m) out.set(oid, (m = new Map()));
-      m.set(r.attname ?? '', Number(r.attnum));
-    }
-    return out;
+  private async readAttnums(q: Queryable, oids: readonly number[]): Promise<Map<number, VersionColumns>> {
+    const read = await this.readColumns(q, oids);
+    return read ? attnumsOf(read.readings) : new Map();
   }
 
   /**
