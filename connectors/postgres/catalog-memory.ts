@@ -22,15 +22,24 @@ import type { ReadingStamp } from './rewrite-watch.js';
  * `columns`, and the connector re-reads them (it cannot rule out a column change). A state of
  * another format is refused (a newer chartlog wrote it): guessing what it holds could hide a
  * change.
+ *
+ * Format 3 adds, per table, the enum labels its columns use (`labels`: label OID → [enum type
+ * OID, label]), as the connector last accepted them: a label renamed while chartlog was stopped
+ * (`ALTER TYPE … RENAME VALUE`, no row event) keeps its OID under a new label, and the first
+ * column check of the next start finds it against these (column-watch.ts). Tables of a format 1
+ * or 2 state have no `labels`: a rename while that chartlog was stopped cannot be seen.
  */
 export interface CatalogMemory {
-  readonly tables: readonly (CatalogReading & { readonly seen: ReadingStamp; readonly columns?: VersionColumns })[];
+  readonly tables: readonly (CatalogReading & { readonly seen: ReadingStamp; readonly columns?: VersionColumns; readonly labels?: EnumLabels })[];
   /** The tables in scope at the last scope check, and that check's stamp (table starts). */
   readonly scope: { readonly names: readonly string[]; readonly streamLsn: Lsn; readonly fromUs: bigint } | null;
 }
 
 /** A table version's columns, name → pg_attribute.attnum, in column order. */
 export type VersionColumns = ReadonlyMap<string, number>;
+
+/** The enum labels a table's columns use: pg_enum OID → [enum type OID, label]. */
+export type EnumLabels = ReadonlyMap<string, readonly [number, string]>;
 
 interface StoredTable {
   oid: number;
@@ -44,10 +53,12 @@ interface StoredTable {
   seenUs: string;
   /** Format 2: [name, attnum] of each column of the version last handed to the archive. */
   columns?: [string, number][];
+  /** Format 3: [label OID, enum type OID, label] of each enum label the table's columns use. */
+  labels?: [string, number, string][];
 }
 
 interface Stored {
-  format: 1 | 2;
+  format: 1 | 2 | 3;
   tables: StoredTable[];
   scope: { names: string[]; streamLsn: string; fromUs: string } | null;
 }
@@ -66,16 +77,17 @@ export function storeCatalogMemory(m: CatalogMemory): { state: Stored; position:
       seenLsn: lsnHex(t.seen.streamLsn),
       seenUs: t.seen.timeUs.toString(),
       ...(t.columns ? { columns: [...t.columns] } : {}),
+      ...(t.labels ? { labels: labelList(t.labels) } : {}),
     }));
   const scope = m.scope ? { names: [...m.scope.names].sort(), streamLsn: lsnHex(m.scope.streamLsn), fromUs: m.scope.fromUs.toString() } : null;
   const lsns = [...m.tables.map((t) => t.seen.streamLsn), ...(m.scope ? [m.scope.streamLsn] : [])];
   const oldest = lsns.reduce((a, b) => (b < a ? b : a), lsns[0] ?? 0n);
-  return { state: { format: 2, tables, scope }, position: Position.of(lsnHex(oldest)) };
+  return { state: { format: 3, tables, scope }, position: Position.of(lsnHex(oldest)) };
 }
 
 /** What decides whether a new state must be saved: everything but the stamps. */
 export function catalogMemoryKey(m: CatalogMemory): string {
-  const tables = [...m.tables].sort((a, b) => a.oid - b.oid).map((t) => [t.oid, t.table, t.relfilenode, t.attrs ?? null, t.partitions ?? null, t.columns ? [...t.columns] : null]);
+  const tables = [...m.tables].sort((a, b) => a.oid - b.oid).map((t) => [t.oid, t.table, t.relfilenode, t.attrs ?? null, t.partitions ?? null, t.columns ? [...t.columns] : null, t.labels ? labelList(t.labels) : null]);
   return JSON.stringify([tables, m.scope ? [...m.scope.names].sort() : null]);
 }
 
@@ -87,7 +99,7 @@ export function parseCatalogMemory(state: unknown, where: string): CatalogMemory
   };
   const s = state as Partial<Stored> | null;
   if (!s || typeof s !== 'object') return bad('not an object');
-  if (s.format !== 1 && s.format !== 2) return bad(`format ${String(s.format)} is not 1 or 2`);
+  if (s.format !== 1 && s.format !== 2 && s.format !== 3) return bad(`format ${String(s.format)} is not 1, 2 or 3`);
   if (!Array.isArray(s.tables)) return bad('no tables list');
   try {
     return {
@@ -96,10 +108,11 @@ export function parseCatalogMemory(state: unknown, where: string): CatalogMemory
         table: String(t.table),
         relfilenode: String(t.relfilenode),
         xmin: String(t.xmin),
-        ...(s.format === 2 && typeof t.attrs === 'string' ? { attrs: t.attrs } : {}),
+        ...(s.format !== 1 && typeof t.attrs === 'string' ? { attrs: t.attrs } : {}),
         ...(t.partitions ? { partitions: t.partitions.map(String) } : {}),
         seen: { streamLsn: lsnFromHex(t.seenLsn), timeUs: BigInt(t.seenUs) },
-        ...(s.format === 2 && t.columns ? { columns: parseColumns(t.columns) } : {}),
+        ...(s.format !== 1 && t.columns ? { columns: parseColumns(t.columns) } : {}),
+        ...(s.format === 3 && t.labels ? { labels: parseLabels(t.labels) } : {}),
       })),
       scope: s.scope ? { names: s.scope.names.map(String), streamLsn: lsnFromHex(s.scope.streamLsn), fromUs: BigInt(s.scope.fromUs) } : null,
     };
@@ -114,6 +127,21 @@ function parseColumns(list: unknown): VersionColumns {
     list.map((c: unknown) => {
       if (!Array.isArray(c) || typeof c[0] !== 'string' || !Number.isInteger(c[1])) throw new Error('a column is not [name, attnum]');
       return [c[0], c[1] as number] as const;
+    }),
+  );
+}
+
+/** Sorted by label OID: the same labels always store (and key) the same. */
+function labelList(labels: EnumLabels): [string, number, string][] {
+  return [...labels].map(([oid, [typeOid, label]]): [string, number, string] => [oid, typeOid, label]).sort((a, b) => Number(a[0]) - Number(b[0]));
+}
+
+function parseLabels(list: unknown): EnumLabels {
+  if (!Array.isArray(list)) throw new Error('labels is not a list');
+  return new Map(
+    list.map((l: unknown) => {
+      if (!Array.isArray(l) || typeof l[0] !== 'string' || !Number.isInteger(l[1]) || typeof l[2] !== 'string') throw new Error('a label is not [label OID, type OID, label]');
+      return [l[0], [l[1] as number, l[2]]] as const;
     }),
   );
 }

@@ -1,4 +1,4 @@
-import type { VersionColumns } from './catalog-memory.js';
+import type { EnumLabels, VersionColumns } from './catalog-memory.js';
 import { replacedColumns } from './column-renames.js';
 import type { ReadingStamp } from './rewrite-watch.js';
 
@@ -38,7 +38,7 @@ export interface ColumnReading {
   /** Column name → attnum. */
   readonly attnums: VersionColumns;
   /** Enum label OID → [enum type OID, label], for every enum its columns use (directly, as array elements, or under a domain). */
-  readonly labels: ReadonlyMap<string, readonly [number, string]>;
+  readonly labels: EnumLabels;
 }
 
 /** The rows of COLUMN_READING_SQL, per table, with the statement's time and WAL position (null: no rows). */
@@ -72,8 +72,8 @@ export interface ColumnVerdict {
 }
 
 export class ColumnWatch {
-  /** oid → enum label OID → label, as last read. */
-  private readonly labels = new Map<number, Map<string, string>>();
+  /** oid → the enum labels its columns use, as last read (or recorded in the archive). */
+  private readonly labels = new Map<number, EnumLabels>();
   /** oid → the stamp of the newest reading that found nothing changed. */
   private readonly seen = new Map<number, ReadingStamp>();
   /** "oid:name:attnum" of replaced columns already reported (a later reading, or a relation message, sees the same). */
@@ -93,16 +93,31 @@ export class ColumnWatch {
       const relabelled: ColumnVerdict['relabelled'][number][] = [];
       if (before) {
         for (const [labelOid, [typeOid, label]] of r.labels) {
-          const was = before.get(labelOid);
+          const was = before.get(labelOid)?.[1];
           if (was !== undefined && was !== label) relabelled.push({ typeOid, from: was, to: label });
         }
       }
-      this.labels.set(r.oid, new Map([...r.labels].map(([labelOid, [, label]]) => [labelOid, label])));
+      this.labels.set(r.oid, r.labels);
       const since = this.seen.get(r.oid);
       this.seen.set(r.oid, stamp);
       if (replaced.length > 0 || relabelled.length > 0) out.push({ oid: r.oid, replaced, relabelled, ...(since ? { since } : {}) });
     }
     return out;
+  }
+
+  /**
+   * The labels and stamp the archive recorded for a table when the last run stopped
+   * (catalog-memory.ts format 3): the next reading compares with them, so a label renamed while
+   * stopped is found, its window from that stamp.
+   */
+  recall(oid: number, labels: EnumLabels, seen: ReadingStamp): void {
+    this.labels.set(oid, labels);
+    this.seen.set(oid, seen);
+  }
+
+  /** The labels of the table's columns as last read: what the catalog record keeps. */
+  labelsOf(oid: number): EnumLabels | undefined {
+    return this.labels.get(oid);
   }
 
   /** Columns already re-read for (recalled at start: column-renames.ts versionBeforeStop). */

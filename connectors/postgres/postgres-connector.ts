@@ -1021,6 +1021,8 @@ export class PostgresConnector implements SourceConnector {
       const { previous, replaced } = versionBeforeStop(version, t.columns, attnums);
       this.attnums.set(t.oid, new Map(t.columns));
       this.versionColumns.set(t.oid, t.columns);
+      // The start's column check compares the labels with these (an enum value renamed while stopped).
+      if (t.labels) this.columnWatch.recall(t.oid, t.labels, t.seen);
       this.seenVersions.set(t.table, previous);
       if (replaced.length > 0) {
         this.resyncOrWarn(t.table, `column ${replaced.join(', ')} was dropped and added again under the same name while chartlog was stopped: older rows hold the old column's values`, window);
@@ -1046,7 +1048,8 @@ export class PostgresConnector implements SourceConnector {
     const m: CatalogMemory = {
       tables: readings.map((r) => {
         const columns = this.versionColumns.get(r.oid);
-        return { ...r, table: this.relNames.get(r.oid) ?? r.table, ...(columns ? { columns } : {}) };
+        const labels = this.columnWatch.labelsOf(r.oid);
+        return { ...r, table: this.relNames.get(r.oid) ?? r.table, ...(columns ? { columns } : {}), ...(labels ? { labels } : {}) };
       }),
       scope: this.scope ? { names: [...this.scope.names], streamLsn: this.scope.streamLsn, fromUs: this.scope.fromUs } : null,
     };
@@ -1075,11 +1078,11 @@ export class PostgresConnector implements SourceConnector {
     const scope = await this.readScope(q);
     const readings = rows.map(relfileReading).filter((r) => !r.attachedTo);
     // The snapshot's own versions: its transaction reads the columns as of the consistent point.
-    const columns = await this.readAttnums(q, readings.map((r) => r.oid));
+    const columns = new Map((await this.readColumns(q, readings.map((r) => r.oid)))?.readings.map((c) => [c.oid, c]));
     const m: CatalogMemory = {
       tables: readings.map((r) => {
         const c = columns.get(r.oid);
-        return { ...r, seen, ...(c ? { columns: c } : {}) };
+        return { ...r, seen, ...(c ? { columns: c.attnums, labels: c.labels } : {}) };
       }),
       scope: { names: JSON.parse(scope.names ?? '[]') as string[], streamLsn: at, fromUs: timeUs },
     };

@@ -23,16 +23,19 @@ import { testWorkspace } from '../support/test-workspace.js';
  * - `rn`: RENAME COLUMN note TO memo;
  * - `dc`: DROP COLUMN extra;
  * - `ty`: ALTER COLUMN note TYPE varchar(50) (no rewrite);
- * - `rd`: DROP COLUMN note, then ADD COLUMN note text DEFAULT 'z' (a new column under an old name).
+ * - `rd`: DROP COLUMN note, then ADD COLUMN note text DEFAULT 'z' (a new column under an old name);
+ * - `en`: ALTER TYPE mood RENAME VALUE 'ok' TO 'fine' (its column `m`: every stored 'ok' reads
+ *   'fine', with no row event; found against the labels the record keeps, format 3).
  * Then run starts again under a concurrent writer, one row of each table changes, and a restore
- * after equals the source for each table, value by value. `av` and `rd` are re-read by automatic
- * resyncs (their rows changed without row events, or cannot be told from the old column's); the
- * others are exact from the stream, with no re-read.
+ * after equals the source for each table, value by value. `av`, `rd` and `en` are re-read by
+ * automatic resyncs (their rows changed without row events, or cannot be told from the old
+ * column's); the others are exact from the stream, with no re-read.
  * Negative control (main's code, same test): `rn` restores NULL in memo, `rd` the old notes, and
- * `rd` is never re-read; `ad`, `av`, `dc` and `ty` were already exact.
+ * `rd` is never re-read; `ad`, `av`, `dc` and `ty` were already exact. Without the recorded
+ * labels (the record's labels not recalled), `en` is never re-read and restores 'ok'.
  */
 
-const TABLES = ['ad', 'av', 'rn', 'dc', 'ty', 'rd'] as const;
+const TABLES = ['ad', 'av', 'rn', 'dc', 'ty', 'rd', 'en'] as const;
 
 test('PostgreSQL: columns added, dropped, renamed, retyped or replaced while run is stopped restore exactly', { timeout: 300_000 }, async () => {
   const { work, source, newDb, keyring, configFile, onEnd } = await testWorkspace('pgcols', createPgDatabase);
@@ -53,6 +56,9 @@ test('PostgreSQL: columns added, dropped, renamed, retyped or replaced while run
   await source.exec(`INSERT INTO dc SELECT g, 'dc-' || g, 'x-' || g FROM generate_series(1, 40) g`);
   await source.exec('CREATE TABLE ty (id int4 PRIMARY KEY, note varchar(20))');
   await source.exec(`INSERT INTO ty SELECT g, 'ty-' || g FROM generate_series(1, 40) g`);
+  await source.exec(`CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')`);
+  await source.exec('CREATE TABLE en (id int4 PRIMARY KEY, note text, m mood)');
+  await source.exec(`INSERT INTO en SELECT g, 'en-' || g, (ARRAY['sad','ok','happy'])[1 + g % 3]::mood FROM generate_series(1, 40) g`);
   await source.exec('CREATE TABLE w (id int4 PRIMARY KEY, x int4)');
 
   // Synthetic, non-PHI columns: reviewed as public, so they travel in clear. The PHI
@@ -67,7 +73,7 @@ test('PostgreSQL: columns added, dropped, renamed, retyped or replaced while run
     `  publicColumns: { ${publicColumns} }`,
     'log: { level: info, format: json }',
   ].join('\n'));
-  writeConfig('public.ad: [id, note], public.av: [id, note], public.rn: [id, note], public.dc: [id, note, extra], public.ty: [id, note], public.rd: [id, note], public.w: [id, x]');
+  writeConfig('public.ad: [id, note], public.av: [id, note], public.rn: [id, note], public.dc: [id, note, extra], public.ty: [id, note], public.rd: [id, note], public.en: [id, note, m], public.w: [id, x]');
   const runLog = join(work, 'run.log');
   const store = new FsObjectStore(`${work}/backup`);
   const checkpointPast = (us: bigint): Promise<void> => checkpointPastIn(store, 'clinic', us);
@@ -92,9 +98,10 @@ test('PostgreSQL: columns added, dropped, renamed, retyped or replaced while run
   await source.exec('ALTER TABLE ty ALTER COLUMN note TYPE varchar(50)');
   await source.exec('ALTER TABLE rd DROP COLUMN note');
   await source.exec(`ALTER TABLE rd ADD COLUMN note text DEFAULT 'z'`);
+  await source.exec(`ALTER TYPE mood RENAME VALUE 'ok' TO 'fine'`);
 
   stopWriter = false;
-  writeConfig('public.ad: [id, note, flag], public.av: [id, note, v], public.rn: [id, memo], public.dc: [id, note], public.ty: [id, note], public.rd: [id, note], public.w: [id, x]');
+  writeConfig('public.ad: [id, note, flag], public.av: [id, note, v], public.rn: [id, memo], public.dc: [id, note], public.ty: [id, note], public.rd: [id, note], public.en: [id, note, m], public.w: [id, x]');
   await run.start();
   writer = startWriter(first + 2000);
   // One row of each table changes after the start: its relation message brings the new version.
@@ -102,7 +109,8 @@ test('PostgreSQL: columns added, dropped, renamed, retyped or replaced while run
   await source.exec(`UPDATE rn SET memo = 'moved' WHERE id = 3`);
   const want: Record<string, Captured> = {};
   for (const t of TABLES) want[t] = await source.capture(t, 'id');
-  const expected = ['public.av', 'public.rd'];
+  assert.ok(want.en!.some((r) => r.m === 'fine') && !want.en!.some((r) => r.m === 'ok'), 'the label was renamed on the source');
+  const expected = ['public.av', 'public.rd', 'public.en'];
   await waitResynced(runLog, expected);
   await sleep(500);
   const afterUs = BigInt(Date.now()) * 1000n;

@@ -39,6 +39,19 @@ test('an enum label OID under a new label is a renamed value; a new label OID (A
   assert.deepEqual(w.observe([reading({ id: 1, m: 2 }, { '901': [800, 'other'] })], known, stamp(4)), []);
 });
 
+test('labels recorded by the last run (catalog record format 3): a value renamed while stopped is found at the first reading, its window from the record', () => {
+  const w = new ColumnWatch();
+  const known = () => nums({ id: 1, m: 2 });
+  const recorded = new Map<string, readonly [number, string]>([['900', [800, 'sad']], ['901', [800, 'ok']]]);
+  w.recall(16384, recorded, stamp(7));
+  assert.deepEqual(w.labelsOf(16384), recorded);
+  const v = w.observe([reading({ id: 1, m: 2 }, { '900': [800, 'sad'], '901': [800, 'fine'] })], known, stamp(9));
+  assert.deepEqual(v, [{ oid: 16384, replaced: [], relabelled: [{ typeOid: 800, from: 'ok', to: 'fine' }], since: stamp(7) }]);
+  assert.deepEqual([...w.labelsOf(16384)!], [['900', [800, 'sad']], ['901', [800, 'fine']]], 'what the next record keeps');
+  // Nothing recalled (a record of format 2): the first reading is the baseline, nothing found.
+  assert.deepEqual(new ColumnWatch().observe([reading({ id: 1, m: 2 }, { '901': [800, 'fine'] })], known, stamp(9)), []);
+});
+
 test('columnReadings: the rows as the server returns them, per table', () => {
   const rows = [
     { attrelid: '10', attname: 'id', attnum: '1', labels: null, ts_us: '1700000000000000', lsn: '0/16B3748' },
