@@ -721,6 +721,8 @@ export class PostgresConnector implements SourceConnector {
 
   /** Table rewrites the stream does not carry (rewrite-watch.ts). */
   private readonly rewrites = new RewriteWatch();
+  /** Rewrites whose windows the archive recorded after the catalog state this start compares with (rewriteMark). */
+  private readonly recordedRewrites = new Set<string>();
   /** The newest commit end the stream has handed on: a commit a later catalog reading does not see ends after it. */
   private streamedUpTo: Lsn = 0n;
   /** Captured table OID → "schema.table" as last read. */
@@ -967,7 +969,8 @@ export class PostgresConnector implements SourceConnector {
     const store = this.deps.catalogStates;
     if (!store || !resumeAfter) return;
     const captured = versions.map(qualifiedName);
-    const { saved, upToCommitTsUs } = await store.load(resumeAfter);
+    const { saved, upToCommitTsUs, recorded } = await store.load(resumeAfter);
+    for (const r of recorded ?? []) this.recordedRewrites.add(rewriteMark(r.table, r.catalog));
     if (saved) {
       const m = parseCatalogMemory(saved.state, Position.format(saved.position));
       this.rewrites.seed(m.tables);
@@ -1108,6 +1111,13 @@ export class PostgresConnector implements SourceConnector {
         this.log.info({ table: v.table, why: 'a new relfilenode with no pg_attribute row of the table written since the last reading (VACUUM FULL, CLUSTER, SET TABLESPACE …)' }, 'table rewritten with its values kept: not re-read');
         continue;
       }
+      const catalog = `relfilenode ${v.relfilenode}`;
+      if (this.recordedRewrites.has(rewriteMark(v.table, catalog))) {
+        // Found before a kill -9 that came before the catalog state was stored: its window is
+        // in the archive already, and its resync is re-run (or ran) from that record.
+        this.log.info({ table: v.table }, 'table rewrite already recorded in the archive before this start: no new window');
+        continue;
+      }
       const reason = this.roots.has(v.oid)
         ? `${v.table}'s partitions changed without row events (a partition attached, detached or dropped, or one rewritten or truncated on its own)`
         : `${v.table} was rewritten without row events (its relfilenode changed with no TRUNCATE in the stream, and nothing proves its values kept: ALTER … TYPE … USING, a volatile default, or VACUUM FULL/CLUSTER together with a column change)`;
@@ -1115,7 +1125,7 @@ export class PostgresConnector implements SourceConnector {
         this.log.warn({ table: v.table }, `${reason}: re-reading the table`);
         // The window: after the last reading that showed the old relfilenode, up to this one.
         const window = v.since
-          ? { from: Position.of(lsnHex(v.since.streamLsn + 1n), 0), fromCommitTsUs: v.since.timeUs, seenAt: Position.of(lsnHex(v.atLsn), 0) }
+          ? { from: Position.of(lsnHex(v.since.streamLsn + 1n), 0), fromCommitTsUs: v.since.timeUs, seenAt: Position.of(lsnHex(v.atLsn), 0), catalog }
           : undefined;
         this.deps.requestResync({ tables: [v.table], reason, ...(window ? { window } : {}) });
       } else {
@@ -1238,4 +1248,9 @@ function wakeable(): { promise: Promise<'wake'>; resolve: () => void } {
   let resolve!: () => void;
   const promise = new Promise<'wake'>((r) => (resolve = () => r('wake')));
   return { promise, resolve };
+}
+
+/** A rewrite as the archive's unproven record names it: the table and the relfilenode that showed it. */
+function rewriteMark(table: string, catalog: string): string {
+  return `${table}\n${catalog}`;
 }

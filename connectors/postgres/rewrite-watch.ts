@@ -54,6 +54,8 @@ export type RewriteVerdict = {
   readonly kind: 'rewrite' | 'truncate' | 'kept';
   readonly oid: number;
   readonly table: string;
+  /** The table's relfilenode (a root: its partition tree) in the reading that decided it. */
+  readonly relfilenode: string;
   /** The reading that decided it was taken when the WAL was here: the change committed before it. */
   readonly atLsn: Lsn;
   /** The newest reading that still showed the old relfilenode: the change committed after it (absent: not stamped). */
@@ -183,7 +185,7 @@ export class RewriteWatch {
       if (known === p.reading.relfilenode) continue;
       const kind = classifyRelfileChange(p.reading, new Set(this.truncates.get(oid) ?? []), prior);
       const since = this.lastSeen.get(oid);
-      out.push({ kind, oid, table: p.reading.table, atLsn: p.atLsn, ...(since ? { since } : {}) });
+      out.push({ kind, oid, table: p.reading.table, relfilenode: p.reading.relfilenode, atLsn: p.atLsn, ...(since ? { since } : {}) });
       // The new relfilenode is known from that reading on: a later rewrite committed after it.
       if (p.stamp) this.lastSeen.set(oid, p.stamp);
     }

@@ -37,6 +37,8 @@ export interface UnprovenRecord {
   reason: string;
   /** When the request was recorded (ISO-8601). */
   requestedAt: string;
+  /** What the connector read that showed the change (ResyncRequest window `catalog`); absent in records before it. */
+  catalog?: string;
 }
 
 /** One unproven window, as restore and timeline see it. */
@@ -65,7 +67,7 @@ export function unprovenKey(source: string, table: string, from: Position): stri
 }
 
 /** The record for a connector's request; `from` ≤ `seenAt`. */
-export function unprovenRecord(o: { table: string; from: Position; fromCommitTsUs: bigint; seenAt: Position; reason: string; now?: Date }): UnprovenRecord {
+export function unprovenRecord(o: { table: string; from: Position; fromCommitTsUs: bigint; seenAt: Position; reason: string; catalog?: string; now?: Date }): UnprovenRecord {
   return {
     format: 1,
     table: o.table,
@@ -74,6 +76,7 @@ export function unprovenRecord(o: { table: string; from: Position; fromCommitTsU
     seenAt: Position.format(Position.compare(o.seenAt, o.from) < 0 ? o.from : o.seenAt),
     reason: o.reason,
     requestedAt: (o.now ?? new Date()).toISOString(),
+    ...(o.catalog !== undefined ? { catalog: o.catalog } : {}),
   };
 }
 

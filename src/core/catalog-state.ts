@@ -18,13 +18,23 @@ export interface SavedCatalogState {
   readonly state: unknown;
 }
 
+/**
+ * A change a connector found and whose window the archive recorded (an unproven-table record
+ * carrying the connector's `catalog` text), found after the state `load` returns: a start that
+ * finds the same change against that state knows it is covered (src/core/resync-request.ts).
+ */
+export interface RecordedChange {
+  readonly table: string;
+  readonly catalog: string;
+}
+
 export interface CatalogStates {
   /**
    * The newest state saved at or before `upTo` (the position the stream resumes from: a state of
    * a later, never durable position is not used), and the archive's commit time of `upTo` (its
    * checkpoint), or null when it has none.
    */
-  load(upTo: Position): Promise<{ saved: SavedCatalogState | null; upToCommitTsUs: bigint | null }>;
+  load(upTo: Position): Promise<{ saved: SavedCatalogState | null; upToCommitTsUs: bigint | null; recorded?: readonly RecordedChange[] }>;
   /** Stores a state; resolves once it is durable and every resync request made before it is. */
   save(saved: SavedCatalogState): Promise<void>;
 }

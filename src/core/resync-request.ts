@@ -21,7 +21,18 @@ export interface ResyncRequest {
    * records it durably before publishing anything later from the stream, so a restore inside
    * the window is refused and a crash does not lose the request. Absent: nothing is recorded.
    */
-  readonly window?: { readonly from: Position; readonly fromCommitTsUs: bigint; readonly seenAt: Position };
+  readonly window?: {
+    readonly from: Position;
+    readonly fromCommitTsUs: bigint;
+    readonly seenAt: Position;
+    /**
+     * What the connector read that showed the change (its own text, e.g. PostgreSQL's
+     * "relfilenode 16410"), kept in the record: a start after a crash that finds the same change
+     * again against an older catalog state knows it is already recorded (CatalogStates.load's
+     * `recorded`) instead of opening a second, wider window.
+     */
+    readonly catalog?: string;
+  };
 }
 
 export type RequestResync = (request: ResyncRequest) => void;

@@ -14,7 +14,7 @@ import { CryptoPool } from '../phi/crypto-pool.js';
 import { backupRootOf, openKeyring } from '../phi/keyring/open-keyring.js';
 import { CodecEnvelopeReader } from '../archive/codec-envelope-reader.js';
 import { archiveSigner } from '../archive/archive-auth.js';
-import { unprovenRecord, writeUnprovenRecord } from '../archive/unproven-tables.js';
+import { readUnprovenRecords, unprovenRecord, writeUnprovenRecord } from '../archive/unproven-tables.js';
 import { tableStartRecord, writeTableStart } from '../archive/table-starts.js';
 import { readCatalogState, writeCatalogState } from '../archive/catalog-states.js';
 import { readCheckpoint } from '../archive/checkpoint.js';
@@ -101,7 +101,13 @@ export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<So
         load: async (upTo) => {
           const checkpoint = await readCheckpoint(store, source.name);
           const atCheckpoint = checkpoint && Position.compare(checkpoint.position, upTo) === 0;
-          return { saved: await readCatalogState(store, source.name, upTo), upToCommitTsUs: atCheckpoint ? checkpoint.commitTsUs : null };
+          const saved = await readCatalogState(store, source.name, upTo);
+          // Changes whose windows were recorded after that state (a kill -9 before the next state):
+          // found again at this start, they are already covered (src/core/catalog-state.ts).
+          const recorded = (await readUnprovenRecords(store, source.name))
+            .filter((r) => r.catalog !== undefined && (!saved || Position.compare(Position.parse(r.seenAt), saved.position) > 0))
+            .map((r) => ({ table: r.table, catalog: r.catalog! }));
+          return { saved, upToCommitTsUs: atCheckpoint ? checkpoint.commitTsUs : null, recorded };
         },
         // Stored only once every resync request made before it is durable: a crash between a
         // change found and its request recorded leaves the older state, and the next start finds it again.

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { readArchiveIndex } from '../../src/archive/archive-index.js';
 import { formatUs } from '../../src/archive/layout.js';
 import { buildTimeline, renderTimeline } from '../../src/restore/timeline.js';
+import { catalogStatesPrefix } from '../../src/archive/catalog-states.js';
 import { tableSnapshotsPrefix } from '../../src/archive/snapshot-manifest.js';
 import { unprovenPrefix } from '../../src/archive/unproven-tables.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
@@ -132,16 +133,20 @@ for (const engine of ENGINES) {
     await waitFor('the request was recorded under unproven/', async () => (await keys(`${unprovenPrefix('clinic')}${t}/`)).length === 1);
     await waitFor('the automatic resync started', () => logLines(runLog, 'table resync started').length >= 1);
     await checkpointPast(insideUs); // the stream acknowledged past the ALTER: only the record remembers it
-    // PostgreSQL: and the catalog is recorded with the new table. Killed before that record, the
-    // restart would find the rewrite again against the older record, unproven from that record's
-    // reading (seen on CI: 1.6 s before `beforeUs`, so the restore before the ALTER was refused):
-    // cautious, and not what this test is about.
-    if (engine.label === 'PostgreSQL') {
-      const requestedAt = Math.min(...logLines(runLog, 'table resync requested').map((l) => Number(l.time)));
-      await waitFor('the catalog recorded after the request', () => logLines(runLog, 'catalog recorded in the archive').some((l) => Number(l.time) > requestedAt));
-    }
     assert.equal(logLines(runLog, 'automatic table resync finished').length, 0, 'still reading when killed');
     await run.stop('SIGKILL');
+    // PostgreSQL: the catalog state with the new relfilenode is stored at the catalog check after
+    // the request. A kill -9 before it is planted here by removing every state stored after the
+    // request (if the kill did not already come first): the restart then finds the rewrite again
+    // against the older state, and must know it from the request's record (its relfilenode),
+    // not open a second window from that older state's reading (as far back as the snapshot:
+    // the restore before the ALTER, below, would be refused; so it was before this fix).
+    if (engine.label === 'PostgreSQL') {
+      const requestedUs = BigInt(Date.parse(JSON.parse(readFileSync(join(`${work}/backup`, (await keys(`${unprovenPrefix('clinic')}${t}/`))[0]!), 'utf8')).requestedAt as string)) * 1000n;
+      for (const key of await keys(catalogStatesPrefix('clinic'))) {
+        if (BigInt(/-(\d{16})\.json$/.exec(key)![1]!) >= requestedUs) await store.delete(key);
+      }
+    }
     assert.deepEqual((await keys(tableSnapshotsPrefix('clinic'))).filter((k) => k.endsWith('/manifest.json')), [], 'the killed resync stored no base');
 
     // 2. Inside the window, no base yet: refused, naming the table, the window and the fix.
@@ -161,6 +166,7 @@ for (const engine of ENGINES) {
     await run.start();
     await waitFor('the restarted run re-ran the recorded resync', () => logLines(runLog, 'automatic table resync finished').some((l) => (l.tables as string[]).includes(t)));
     assert.ok(logLines(runLog, 'table resyncs recorded before this start and not finished: running them again').length >= 1, 'it came from the record');
+    if (engine.label === 'PostgreSQL') assert.ok(logLines(runLog, 'table rewrite already recorded in the archive before this start: no new window').length >= 1, 'the restart found the rewrite again and knew it recorded');
     // Over a second of the writer's commits after the new base (MariaDB: whole-second commit times).
     await sleep(1500);
     const afterUs = BigInt(Date.now()) * 1000n;

@@ -89,7 +89,7 @@ describe('catalog memory: what the PostgreSQL connector records of the catalog b
       { streamLsn: 0x800n, timeUs: 5000n },
     );
     assert.equal(w.knownWithStamps(), null, 'nothing to record while a change waits for its verdict');
-    assert.deepEqual(w.passed(0x1000n), [{ kind: 'rewrite', oid: 16384, table: 'public.t', atLsn: 0x1000n, since: { streamLsn: 0x200n, timeUs: 1000n } }]);
+    assert.deepEqual(w.passed(0x1000n), [{ kind: 'rewrite', oid: 16384, table: 'public.t', relfilenode: '16410', atLsn: 0x1000n, since: { streamLsn: 0x200n, timeUs: 1000n } }]);
     assert.deepEqual(
       w.knownWithStamps()!.map((r) => [r.oid, r.relfilenode, r.seen.streamLsn]),
       [
