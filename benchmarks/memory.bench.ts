@@ -3,7 +3,9 @@
  * (default 1,000,000) of the 12-column patient table (4 PHI columns), streamed and compacted.
  *
  *   node --import tsx benchmarks/memory.bench.ts [--rows 1000000] [--reps 3] [--diagnose auto|always|never]
- *        [--max-buffered-batches N] [--max-buffered-bytes N]
+ *        [--max-buffered-batches N] [--max-buffered-bytes N] [--engines postgres,mariadb]
+ *        [--compare-bin OTHER/bin/chartlog.js] [--node-args='--cpu-prof --cpu-prof-dir=DIR'] [--out NAME]
+ *        [--built]
  *
  * Per repetition, in a fresh database on the private PostgreSQL 15 of scripts/services.sh:
  *   - chartlog: `chartlog run` as a real process, with the node flags of bin/chartlog.js's first
@@ -26,12 +28,22 @@
  * is `mariadb-binlog --read-from-remote-server` reading the same binlog range into /dev/null
  * (peak RSS from /usr/bin/time). `--engines postgres,mariadb` picks which run (default both);
  * MariaDB alone writes benchmarks/results/memory-mariadb.json instead of memory.json.
+ * MariaDB, `--compare-bin`: each repetition also runs another checkout's bin/chartlog.js (old
+ * code) the same way right after, in its own fresh database, so old and new share the machine's
+ * load of the moment. `--node-args`: node flags added to every chartlog run (a profile:
+ * `--cpu-prof --cpu-prof-dir=DIR`, written when the run is stopped). `--built` (MariaDB): runs
+ * chartlog as an installed package or the image does — compiled by `npm run build`'s
+ * tsconfig.build.json into a temporary directory beside a copy of bin/chartlog.js and no src/,
+ * so bin/chartlog.js runs dist/ — instead of a source checkout, where bin/chartlog.js runs src/
+ * through tsx (a module-hooks thread and compiled sources in the process: ~20–30 MiB of RSS no
+ * installed chartlog has), and each repetition also runs the same code from the source checkout
+ * (a detail figure); with --compare-bin, the other checkout is built the same way.
  * Lower is better for memory. Writes benchmarks/results/memory.json.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import type pg from 'pg';
@@ -55,8 +67,29 @@ const { values: args } = parseArgs({
     // When the goal is missed (auto) or always: one more repetition per variant in DIAGNOSES.
     diagnose: { type: 'string', default: 'auto' },
     engines: { type: 'string', default: 'postgres,mariadb' },
+    'compare-bin': { type: 'string' },
+    'node-args': { type: 'string', default: '' },
+    // The results file's name (benchmarks/results/<out>.json) instead of memory / memory-mariadb.
+    out: { type: 'string' },
+    built: { type: 'boolean', default: false },
   },
 });
+const COMPARE_BIN = args['compare-bin'];
+const NODE_ARGS = String(args['node-args']).split(' ').filter((a) => a !== '');
+const BUILT = args.built;
+
+/**
+ * The checkout at `root` as installed (see --built): dist/ compiled by its tsconfig.build.json,
+ * bin/chartlog.js and package.json copied, node_modules linked. Returns the copied bin/chartlog.js.
+ */
+function builtBin(root: string, into: string): string {
+  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', join(into, 'dist')], { stdio: 'inherit' });
+  mkdirSync(join(into, 'bin'));
+  copyFileSync(join(root, 'bin', 'chartlog.js'), join(into, 'bin', 'chartlog.js'));
+  copyFileSync(join(root, 'package.json'), join(into, 'package.json'));
+  symlinkSync(realpathSync(join(root, 'node_modules')), join(into, 'node_modules'));
+  return join(into, 'bin', 'chartlog.js');
+}
 const ENGINES = new Set(String(args.engines).split(','));
 if ([...ENGINES].some((e) => e !== 'postgres' && e !== 'mariadb')) {
   console.error('--engines: expected postgres, mariadb or both, comma-separated');
@@ -221,7 +254,7 @@ async function recvlogicalRep(rep: number, dbs: TestDatabase[]): Promise<{ hwmMi
 }
 
 /** One chartlog repetition against MariaDB: the same table and transaction size (see the header). */
-async function chartlogMariadbRep(rep: number | string, dbs: TestDatabase[], variant: Variant = { label: 'default', bus: BUS }): Promise<ChartlogRep & { binlog: { file: string; offset: number }; dbUrl: string }> {
+async function chartlogMariadbRep(rep: number | string, dbs: TestDatabase[], variant: Variant = { label: 'default', bus: BUS }, bin?: string): Promise<ChartlogRep & { binlog: { file: string; offset: number }; dbUrl: string }> {
   const work = mkdtempSync(join(os.tmpdir(), 'chartlog-memory-bench-'));
   const db = await createMariadbDatabase('mbench');
   dbs.push(db);
@@ -232,7 +265,7 @@ async function chartlogMariadbRep(rep: number | string, dbs: TestDatabase[], var
     await conn.query(mariadbPatientDdl('patients'));
     const table = `${db.name}.patients`;
     const setup = writeBenchConfig(work, `mbench_${process.pid}_m${rep}`, db.url, table, PATIENT_PHI_COLUMNS, variant.bus, {}, variant.more, { type: 'mysql', ...(variant.mysql ? { mysql: variant.mysql } : {}) });
-    run = new BackgroundRun(setup, join(work, 'run.log'), variant.nodeArgs, variant.env);
+    run = new BackgroundRun(setup, join(work, 'run.log'), [...NODE_ARGS, ...(variant.nodeArgs ?? [])], variant.env, bin);
     await run.streaming(120_000);
     // The base snapshot's checkpoint (a GTID position: not the hex number waitForAnyCheckpoint reads).
     for (let i = 0; !(await readCheckpoint(setup.store, setup.sourceName).catch(() => null)); i++) {
@@ -308,15 +341,35 @@ async function mariadbBinlogRep(dbUrl: string, from: { file: string; offset: num
 async function mariadbPart(bench: BenchRun, dbs: TestDatabase[]): Promise<void> {
   bench.version('mariadb-binlog', toolVersion('mariadb-binlog'));
   const ours: ChartlogRep[] = [];
+  const old: ChartlogRep[] = [];
+  const fromSource: ChartlogRep[] = [];
   const theirs: { hwmMiB: number; rowsPerSecond: number }[] = [];
-  for (let rep = 0; rep < REPS; rep++) {
-    const o = await chartlogMariadbRep(rep, dbs);
-    ours.push(o);
-    const b = await mariadbBinlogRep(o.dbUrl, o.binlog);
-    theirs.push(b);
-    console.log(
-      `MariaDB rep ${rep + 1}/${REPS}: chartlog run peak RSS ${o.hwmMiB.toFixed(0)} MiB (sampled ${o.sampledMiB.toFixed(0)}, ${o.idleMiB.toFixed(0)} before the transaction), ${Math.round(o.rowsPerSecond)} rows/s commit → durable (${o.durableSeconds.toFixed(2)} s; insert ${o.insertSeconds.toFixed(2)} s); mariadb-binlog peak RSS ${b.hwmMiB.toFixed(1)} MiB`,
-    );
+  const builds = BUILT ? mkdtempSync(join(os.tmpdir(), 'chartlog-memory-built-')) : null;
+  const bin = builds ? builtBin(join(import.meta.dirname, '..'), join(builds, 'new')) : undefined;
+  const compareBin = builds && COMPARE_BIN ? builtBin(dirname(dirname(realpathSync(COMPARE_BIN))), join(builds, 'old')) : COMPARE_BIN;
+  try {
+    for (let rep = 0; rep < REPS; rep++) {
+      const o = await chartlogMariadbRep(rep, dbs, undefined, bin);
+      ours.push(o);
+      const b = await mariadbBinlogRep(o.dbUrl, o.binlog);
+      theirs.push(b);
+      console.log(
+        `MariaDB rep ${rep + 1}/${REPS}: chartlog run peak RSS ${o.hwmMiB.toFixed(0)} MiB (sampled ${o.sampledMiB.toFixed(0)}, ${o.idleMiB.toFixed(0)} before the transaction), ${Math.round(o.rowsPerSecond)} rows/s commit → durable (${o.durableSeconds.toFixed(2)} s; insert ${o.insertSeconds.toFixed(2)} s); mariadb-binlog peak RSS ${b.hwmMiB.toFixed(1)} MiB`,
+      );
+      if (bin) {
+        // The same code from the source checkout (through tsx), as runs without --built measure it.
+        const t = await chartlogMariadbRep(`s${rep}`, dbs);
+        fromSource.push(t);
+        console.log(`MariaDB rep ${rep + 1}/${REPS}, source checkout (tsx): peak RSS ${t.hwmMiB.toFixed(0)} MiB (${t.idleMiB.toFixed(0)} before the transaction), ${Math.round(t.rowsPerSecond)} rows/s (${t.durableSeconds.toFixed(2)} s)`);
+      }
+      if (compareBin) {
+        const c = await chartlogMariadbRep(`c${rep}`, dbs, undefined, compareBin);
+        old.push(c);
+        console.log(`MariaDB rep ${rep + 1}/${REPS}, --compare-bin: peak RSS ${c.hwmMiB.toFixed(0)} MiB (${c.idleMiB.toFixed(0)} before the transaction), ${Math.round(c.rowsPerSecond)} rows/s (${c.durableSeconds.toFixed(2)} s)`);
+      }
+    }
+  } finally {
+    if (builds) rmSync(builds, { recursive: true, force: true });
   }
   const chartlog = bench.add(measurement('MariaDB: chartlog run peak RSS (VmHWM)', 'MiB', 'lower', 'chartlog', ours.map((o) => o.hwmMiB)));
   const baseline = bench.add(measurement('MariaDB: mariadb-binlog peak RSS (maxrss)', 'MiB', 'lower', 'baseline', theirs.map((b) => b.hwmMiB)));
@@ -325,6 +378,16 @@ async function mariadbPart(bench: BenchRun, dbs: TestDatabase[]): Promise<void> 
   bench.add(measurement('MariaDB: chartlog run rows/s (commit → durable in the store)', 'rows/s', 'higher', 'detail', ours.map((o) => o.rowsPerSecond)));
   bench.add(measurement('MariaDB: INSERT … SELECT FROM seq transaction itself', 's', 'lower', 'detail', ours.map((o) => o.insertSeconds)));
   bench.add(measurement('MariaDB: mariadb-binlog rows/s (reading the range to /dev/null)', 'rows/s', 'higher', 'detail', theirs.map((b) => b.rowsPerSecond)));
+  if (fromSource.length > 0) {
+    bench.add(measurement('MariaDB: the same code from the source checkout (bin/chartlog.js runs src/ through tsx): peak RSS (VmHWM)', 'MiB', 'lower', 'detail', fromSource.map((o) => o.hwmMiB)));
+    bench.add(measurement('MariaDB: the same code from the source checkout: RSS before the transaction', 'MiB', 'lower', 'detail', fromSource.map((o) => o.idleMiB)));
+    bench.add(measurement('MariaDB: the same code from the source checkout: rows/s (commit → durable in the store)', 'rows/s', 'higher', 'detail', fromSource.map((o) => o.rowsPerSecond)));
+  }
+  if (COMPARE_BIN) {
+    bench.add(measurement(`MariaDB: --compare-bin ${COMPARE_BIN} (old code) peak RSS (VmHWM)`, 'MiB', 'lower', 'detail', old.map((o) => o.hwmMiB)));
+    bench.add(measurement('MariaDB: --compare-bin RSS before the transaction', 'MiB', 'lower', 'detail', old.map((o) => o.idleMiB)));
+    bench.add(measurement('MariaDB: --compare-bin rows/s (commit → durable in the store)', 'rows/s', 'higher', 'detail', old.map((o) => o.rowsPerSecond)));
+  }
   bench.addRatio(ratio(chartlog, baseline));
   bench.addGoal(goal(`MariaDB: chartlog run peak RSS ≤ ${GOAL_MB} MB (${GOAL_MIB.toFixed(0)} MiB)`, chartlog.median, 'MiB', chartlog.median <= GOAL_MIB));
   if (DIAGNOSE === 'always' || (DIAGNOSE === 'auto' && chartlog.median > GOAL_MIB)) {
@@ -344,13 +407,14 @@ async function mariadbPart(bench: BenchRun, dbs: TestDatabase[]): Promise<void> 
     }
     bench.note(`MariaDB diagnosis (one repetition each): ${seen.join('; ')}; as configured: ${Math.round(chartlog.median)} MiB.`);
   }
+  bench.note(BUILT ? 'MariaDB: chartlog as installed (--built): dist/ compiled from this checkout (and from the --compare-bin checkout) by tsconfig.build.json, run by a copy of bin/chartlog.js with no src/ beside it — no tsx in the process.' : 'MariaDB: chartlog from the source checkout: bin/chartlog.js runs src/ through tsx (its module-hooks thread and compiled sources are in the measured RSS; --built measures it as installed).');
   bench.note('MariaDB: the same 12-column table (mariadbPatientDdl) and one INSERT … SELECT FROM seq_1_to_N; the connector spills the transaction past mysql.spillThresholdBytes (default 8 MiB) and delivers it in pieces of 2,500 events (MAX_BATCH_EVENTS). mariadb-binlog only copies the binlog events out (no decoding, sealing, encoding or storing): the ratio is informational.');
 }
 
 async function main(): Promise<void> {
   benchServices();
   // MariaDB alone writes its own results file, leaving the PostgreSQL figures of memory.json as they are.
-  const bench = new BenchRun(ENGINES.has('postgres') ? 'memory' : 'memory-mariadb', `Memory: peak RSS of chartlog run for a single ${ROWS.toLocaleString('en-US')}-row transaction, streamed and compacted`, 'node --import tsx benchmarks/memory.bench.ts' + (process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''), {
+  const bench = new BenchRun(args.out ?? (ENGINES.has('postgres') ? 'memory' : 'memory-mariadb'), `Memory: peak RSS of chartlog run for a single ${ROWS.toLocaleString('en-US')}-row transaction, streamed and compacted`, 'node --import tsx benchmarks/memory.bench.ts' + (process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''), {
     rows: ROWS,
     reps: REPS,
     ...(BUS.maxBufferedBatches ? { busMaxBufferedBatches: BUS.maxBufferedBatches } : {}),
@@ -366,6 +430,8 @@ async function main(): Promise<void> {
         }
       : {}),
     engines: [...ENGINES].join(','),
+    ...(BUILT ? { built: true } : {}),
+    ...(COMPARE_BIN ? { compareBin: COMPARE_BIN } : {}),
   });
   bench.version('pg_recvlogical', toolVersion(pgBin('pg_recvlogical')));
   bench.version('postgres', toolVersion(pgBin('postgres')));

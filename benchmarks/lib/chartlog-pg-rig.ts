@@ -146,11 +146,12 @@ export class BackgroundRun {
 
   /**
    * Runs the binary as shipped: with the node flags and environment of its first line (chartlogNodeFlags, chartlogNodeEnv).
-   * `nodeArgs` go to node after those (a diagnosis may override one), `env` adds to the environment.
+   * `nodeArgs` go to node after those (a diagnosis may override one), `env` adds to the environment,
+   * `bin` is another checkout's bin/chartlog.js (old code, measured beside the new).
    */
-  constructor(setup: BenchSetup, readonly logFile: string, nodeArgs: readonly string[] = [], env: Record<string, string> = {}) {
+  constructor(setup: BenchSetup, readonly logFile: string, nodeArgs: readonly string[] = [], env: Record<string, string> = {}, bin: string = chartlogBin) {
     const log = createWriteStream(logFile, { flags: 'a' });
-    this.child = spawn(process.execPath, [...chartlogNodeFlags, ...nodeArgs, chartlogBin, 'run', '--config', setup.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...chartlogNodeEnv, ...env } });
+    this.child = spawn(process.execPath, [...chartlogNodeFlags, ...nodeArgs, bin, 'run', '--config', setup.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...chartlogNodeEnv, ...env } });
     this.child.stdout!.pipe(log);
     this.child.stderr!.pipe(log);
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
