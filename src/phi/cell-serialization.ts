@@ -135,6 +135,12 @@ export function serializeCellTransient(v: CellValue): Uint8Array {
   } else if (typeof v === 'bigint') {
     text = v.toString();
     tag = TAG_BIGINT;
+  } else if (typeof v === 'number') {
+    // An integer key (the common primary key) goes into every AAD a row's PHI is opened with:
+    // written here, not through a Writer and a copy per value (the same bytes: tag, float64 LE).
+    scratch[0] = TAG_NUMBER;
+    scratch.writeDoubleLE(v, 1);
+    return (scratchViews[9] ??= new Uint8Array(scratch.buffer, scratch.byteOffset, 9));
   } else {
     return serializeCell(v);
   }

@@ -322,8 +322,9 @@ function eachSealedCell(
   }
   const targets = seals ? rowSealTargets(table, row, seals, refs ?? [], sealedHere) : null;
   if (!targets && refs) throw rowSealRefused(table, 'a reference has no row seal in its row');
-  // A row seal's AAD binds the plain key columns (its sealed key columns are inside it).
-  const rowKey = targets ? openingKeyAad(table.key, row, true) : EMPTY;
+  // A row seal's AAD binds the plain key columns (its sealed key columns are inside it): the
+  // plain half when taken above; else, with no key column sealed, the whole key is the same bytes.
+  const rowKey = !targets ? EMPTY : table.needsPlainKeyAad ? plain : table.needsFullKeyAad ? full : openingKeyAad(table.key, row, true);
   for (let i = 0; i < sealed.length; i++) {
     const c = sealed[i]!;
     const v = row[c.name];

@@ -74,8 +74,16 @@ export function keyImage(ch: ReplicaChange, key: readonly string[]): Row {
   return image;
 }
 
-/** A key's values as one string, to compare keys (pure; not SQL). */
-function keyText(row: Row, key: readonly string[]): string {
+/**
+ * A key's values as one value to compare keys by (pure; not SQL): a one-column key of a number or
+ * bigint is itself (a Set tells 5, 5n and '5' apart, and every key of a batch is of one table
+ * version), anything else one string — no string built per change for the common integer key.
+ */
+function keyText(row: Row, key: readonly string[]): unknown {
+  if (key.length === 1) {
+    const v = row[key[0]!];
+    if (typeof v === 'number' || typeof v === 'bigint') return v;
+  }
   return key.map((k) => cellText(row[k])).join('\u0000');
 }
 
@@ -93,12 +101,19 @@ function cellText(v: CellValue | undefined): string {
 export function batchChanges(changes: readonly ReplicaChange[], maxRows = BATCH_ROWS, maxKeyedRows = maxRows): ChangeBatch[] {
   const out: ChangeBatch[] = [];
   /** The open batch and what a change must share to join it (compared part by part: no text built per change). */
-  let open: { batch: ChangeBatch & { changes: ReplicaChange[] }; shape: string; columns: string; phi: string; touched: Set<string> } | null = null;
+  let open: { batch: ChangeBatch & { changes: ReplicaChange[] }; shape: string; columns: string; phi: string; touched: Set<unknown> } | null = null;
+  // Consecutive changes nearly always share their table version and PHI set (the same objects):
+  // their facts are looked up once per run of them, not once per change.
+  let lastSchema: ReplicaChange['schema'] | null = null;
+  let facts: VersionFacts | null = null;
+  let lastPhi: ReadonlySet<string> | null = null;
+  let phi = '';
   for (const ch of changes) {
-    const { keyed, key, names, shape } = factsOf(ch.schema);
+    if (ch.schema !== lastSchema) facts = factsOf((lastSchema = ch.schema));
+    const { keyed, key, names, shape } = facts!;
     let kind: ChangeBatch['kind'];
     let columns: readonly string[] = [];
-    let keys: string[] = [];
+    let keys: unknown[] = [];
     if (ch.op === 'c' || ch.op === 'r') {
       kind = 'insert';
       columns = present(ch.after!, names);
@@ -115,7 +130,7 @@ export function batchChanges(changes: readonly ReplicaChange[], maxRows = BATCH_
     } else kind = 'single';
     // The columns are named only when some are missing (`*`: all of the version's).
     const cols = columns === names ? '*' : columns.join('\u0001');
-    const phi = phiText(ch.phiColumns);
+    if (ch.phiColumns !== lastPhi) phi = phiText((lastPhi = ch.phiColumns));
     const fits =
       open !== null &&
       kind !== 'single' &&

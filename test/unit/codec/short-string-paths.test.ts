@@ -54,3 +54,16 @@ test('cell serialisation of strings, ASCII or not, is tag, UTF-8 length and UTF-
     assert.equal(deserializeCell(serializeCell(s)), s);
   }
 });
+
+test("cell serialisation of a number without a Writer (serializeCellTransient, the AAD's key path) gives the Writer's bytes", () => {
+  for (const n of [0, -0, 1, -1, 42, 2 ** 31, 2 ** 53 - 1, -(2 ** 53), 0.1, 1e300, Number.MIN_VALUE, NaN, Infinity, -Infinity]) {
+    const expected = Buffer.alloc(9);
+    expected[0] = 3;
+    expected.writeDoubleLE(n, 1);
+    assert.deepEqual(Buffer.from(serializeCellTransient(n)), expected, String(n));
+    assert.deepEqual(Buffer.from(serializeCell(n)), expected, String(n));
+    // Not one view for another length: a string of four bytes after it is tagged and sized as a string.
+    assert.deepEqual(Buffer.from(serializeCellTransient('abcd')), Buffer.from([5, 4, 0, 0, 0, 97, 98, 99, 100]));
+    assert.ok(Object.is(deserializeCell(serializeCellTransient(n)), n), String(n));
+  }
+});

@@ -46,6 +46,11 @@ test('a batch never holds two changes of one row: a repeated or moved key starts
   assert.deepEqual(kinds([ch('u', null, { id: 1n, bal: '1', note: 'a' }), ch('u', null, { id: 2n, bal: '1', note: 'a' }), ch('u', null, { id: 1n, bal: '2', note: 'a' })]), ['update:2', 'update:1']);
   // 1 → 5, then 5 → 6: the second finds the row the first moved.
   assert.deepEqual(kinds([ch('u', { id: 1n }, { id: 5n, bal: '1', note: 'a' }), ch('u', { id: 5n }, { id: 6n, bal: '1', note: 'a' })]), ['update:1', 'update:1']);
+  // A one-column key compared as itself (number or bigint, no text built): the same with number keys, -0 meeting 0.
+  const int32 = (id: number) => ch('u', null, { id, bal: '1', note: 'a' });
+  assert.deepEqual(kinds([int32(1), int32(2), int32(1)]), ['update:2', 'update:1']);
+  assert.deepEqual(kinds([int32(0), int32(-0)]), ['update:1', 'update:1']);
+  assert.deepEqual(kinds([ch('u', { id: 1 }, { id: 5, bal: '1', note: 'a' }), int32(5)]), ['update:1', 'update:1']);
   // Different columns set (an unchanged TOAST value) or another table: new batch.
   assert.deepEqual(kinds([ch('u', null, { id: 1n, bal: '1', note: 'a' }), ch('u', null, { id: 2n, bal: '1', note: UNCHANGED })]), ['update:1', 'update:1']);
   // A keyless table's updates and deletes go one by one (found by the whole before-image).
