@@ -29,11 +29,12 @@ import { lsnHex, lsnOfPosition, maxLsn, parseLsn, POSTGRES_COMMIT_TIME_RESOLUTIO
 import {
   applyRelation,
   convertChange,
+  convertInsert,
   initialConverterState,
   type ChangeMessage,
   type ConverterState,
 } from './pgoutput-converter.js';
-import { decodePgoutput, type PgMessage } from './pgoutput-decoder.js';
+import { decodePgoutput, insertRelationOid, TAG_INSERT, type PgMessage } from './pgoutput-decoder.js';
 import { connectionError, ReplicationSession, type SessionItem } from './replication-session.js';
 import { RewriteWatch } from './rewrite-watch.js';
 import { COLUMN_READING_SQL, ColumnWatch, columnReadings } from './column-watch.js';
@@ -560,9 +561,33 @@ export class PostgresConnector implements SourceConnector {
     let spilled = false;
     /** Tables truncated in this transaction with no row change of theirs after the truncate. */
     const truncatedHere = new Set<number>();
+    /** Adds `e` to the batch; returns the full batch to deliver first, if any. */
+    const add = (e: ChangeEvent): ChangeBatch | null => {
+      let full: ChangeBatch | null = null;
+      // A full batch goes out only when another event follows, so the transaction's last
+      // batch is never empty.
+      if (events.length >= this.maxBatchEvents) {
+        const last = events[events.length - 1]!.position;
+        full = { ...base, position: last, events, partial: true, ...(schemaChanges.length ? { schemaChanges } : {}) };
+        events = [];
+        schemaChanges = [];
+      }
+      events.push(e);
+      return full;
+    };
     for await (const chunk of buffer.drainChunks()) {
       spilled ||= buffer.spilled;
       for (const bytes of chunk) {
+        if (bytes[0] === TAG_INSERT) {
+          // Nearly every message of a backlog: straight from its bytes to the event (convertInsert).
+          if (truncatedHere.size > 0) truncatedHere.delete(insertRelationOid(bytes));
+          if (skipAll) continue;
+          const e = convertInsert(conv.state, bytes, commitHex, seq++);
+          if (e.position.seq <= skip) continue;
+          const full = add(e);
+          if (full) yield full;
+          continue;
+        }
         const msg = decodePgoutput(bytes);
         if (msg.tag === 'relation') {
           const r = applyRelation(conv.state, msg, await this.describe(q, msg, conv.state.relations.get(msg.relationOid)?.table.schema));
@@ -584,16 +609,8 @@ export class PostgresConnector implements SourceConnector {
           seq += produced.length;
           for (const e of produced) {
             if (e.position.seq <= skip) continue;
-            // A full batch goes out only when another event follows, so the transaction's last
-            // batch is never empty.
-            if (events.length >= this.maxBatchEvents) {
-              const last = events[events.length - 1]!.position;
-              const batch: ChangeBatch = { ...base, position: last, events, partial: true, ...(schemaChanges.length ? { schemaChanges } : {}) };
-              events = [];
-              schemaChanges = [];
-              yield batch;
-            }
-            events.push(e);
+            const full = add(e);
+            if (full) yield full;
           }
         }
       }
