@@ -54,10 +54,11 @@ const utf8Slice: (b: Buffer, start: number, end: number) => string = nativeUtf8S
   ? (b, start, end) => nativeUtf8Slice.call(b, start, end)
   : (b, start, end) => b.toString('utf8', start, end);
 
-class Reader {
-  private p = 0;
+export class Reader {
+  p = 0;
   private readonly b: Buffer;
-  constructor(bytes: Uint8Array) {
+  constructor(bytes: Uint8Array, at = 0) {
+    this.p = at;
     // Buffer's own UTF-8 slicing: no view object and no TextDecoder call per column, which
     // were most of the decoding time (7M column values per million 12-column rows).
     this.b = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -127,18 +128,18 @@ function tuple(r: Reader): RawTuple {
   for (let i = 0; i < n; i++) {
     const kind = r.u8();
     switch (kind) {
-      case 0x6e: // n: NULL
+      case TUPLE_NULL: // n
         out[i] = null;
         break;
-      case 0x75: // u: unchanged TOAST value, not sent
+      case TUPLE_UNCHANGED: // u: unchanged TOAST value, not sent
         out[i] = UNCHANGED;
         break;
-      case 0x74: // t: text
+      case TUPLE_TEXT: // t
         out[i] = r.text(r.i32());
         break;
       default:
         // 'b' (binary) only comes when the binary option is requested, which chartlog never does.
-        throw decodeError(`unexpected tuple column kind 0x${kind.toString(16)}`);
+        throw unexpectedColumnKind(kind);
     }
   }
   return out;
@@ -150,6 +151,38 @@ const IDENTITY: Record<number, 'default' | 'nothing' | 'full' | 'index'> = {
   0x66: 'full',
   0x69: 'index',
 };
+
+/** pgoutput's insert message tag ('I'). */
+export const TAG_INSERT = 0x49;
+
+/**
+ * The relation OID of an insert message (`buf[0]` is TAG_INSERT), read without decoding it:
+ * the connector's fast path for inserts (pgoutput-converter.ts convertInsert) needs it first.
+ */
+export function insertRelationOid(buf: Uint8Array): number {
+  if (buf.length < 6) throw decodeError('message ends early');
+  return ((buf[1]! << 24) | (buf[2]! << 16) | (buf[3]! << 8) | buf[4]!) >>> 0;
+}
+
+/**
+ * The new tuple of an insert message as a reader positioned at its column count, for a caller
+ * that turns the columns into a row itself (convertInsert) instead of a RawTuple array first.
+ */
+export function insertTupleReader(buf: Uint8Array): Reader {
+  const r = new Reader(buf, 5);
+  if (r.u8() !== 0x4e) throw decodeError('insert without new tuple');
+  return r;
+}
+
+/** A tuple column's kind byte: NULL, unchanged TOAST value, text. */
+export const TUPLE_NULL = 0x6e;
+export const TUPLE_UNCHANGED = 0x75;
+export const TUPLE_TEXT = 0x74;
+
+/** The error for a tuple column kind chartlog never asks for ('b', binary) or does not know. */
+export function unexpectedColumnKind(kind: number): ChartlogError {
+  return decodeError(`unexpected tuple column kind 0x${kind.toString(16)}`);
+}
 
 export function decodePgoutput(buf: Uint8Array): PgMessage {
   const r = new Reader(buf);

@@ -53,6 +53,25 @@ describe('TransactionBuffer', () => {
     assert.deepStrictEqual(await readdir(dir), [], 'spill file removed after replay');
   });
 
+  it('tryAdd takes what fits the open chunk at once and refuses the rest, which add then takes; order and spilling as with add', async () => {
+    const b = new TransactionBuffer({ spillThresholdBytes: 100_000, spillDir: dir });
+    assert.equal(b.tryAdd(canary(0)), false, 'no chunk is open yet');
+    await b.add(canary(0));
+    let refused = 0;
+    const n = 20_000; // several 1 MiB chunks, spilled
+    for (let i = 1; i < n; i++) {
+      if (b.tryAdd(canary(i))) continue;
+      refused++;
+      await b.add(canary(i));
+    }
+    assert.ok(refused >= 3 && refused < 10, `a refusal per closed chunk, not per message (${refused})`);
+    assert.equal(b.size, n);
+    assert.equal(b.spilled, true);
+    const got = await drainAll(b);
+    assert.deepStrictEqual(got, Array.from({ length: n }, (_, i) => canary(i).toString()));
+    assert.deepStrictEqual(await readdir(dir), []);
+  });
+
   it('discard removes a spill file without replaying it', async () => {
     const b = new TransactionBuffer({ spillThresholdBytes: 10, spillDir: dir });
     for (let i = 0; i < 10_000; i++) await b.add(canary(i)); // past one 1 MiB chunk: the threshold is checked per chunk

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { applyRelation, convertChange, initialConverterState, type ChangeMessage, type ConverterState } from '../../../../connectors/postgres/pgoutput-converter.js';
+import { applyRelation, convertChange, convertInsert, initialConverterState, type ChangeMessage, type ConverterState } from '../../../../connectors/postgres/pgoutput-converter.js';
 import { decodePgoutput, type PgMessage } from '../../../../connectors/postgres/pgoutput-decoder.js';
 import type { DescribedTable } from '../../../../connectors/postgres/type-catalog.js';
 import { columnCodec, OID } from '../../../../connectors/postgres/type-parsers.js';
@@ -79,6 +79,28 @@ describe('pgoutput converter', () => {
       ['t', 'patients', 6, null, null],
     ]);
     assert.equal(events[1]!.schema, other.schema);
+  });
+
+  it('convertInsert (the fast path for inserts) makes the same event as decoding and convertChange', () => {
+    const { state } = withRelation(initialConverterState, relBytes, table);
+    const commit = '00000000000000a0';
+    for (const values of [
+      ['9223372036854775807', 'CANARY-SSN-123-45-6789', null],
+      ['-1', '', 'Ünïcødé ☃ text'],
+      ['0', null, 'UNCHANGED-TOAST'],
+    ]) {
+      const bytes = msg.insert(10, values);
+      assert.deepStrictEqual(convertInsert(state, bytes, commit, 7), convertChange(state, change(bytes), commit, 7)[0], String(values));
+    }
+    assert.equal(convertInsert(state, msg.insert(10, ['0', null, 'UNCHANGED-TOAST']), commit, 0).after!.notes, UNCHANGED);
+    // The same refusals as the general path: a column count the relation does not have, an unknown relation, a binary column.
+    assert.throws(() => convertInsert(state, msg.insert(10, ['1', 'x']), commit, 0), /tuple of 2 columns for public\.patients with 3/);
+    assert.throws(() => convertInsert(initialConverterState, msg.insert(99, ['1']), commit, 0), /before its relation message/);
+    const binary = Uint8Array.from(msg.insert(10, ['1', 'x', 'y']));
+    binary[binary.indexOf(0x74)] = 0x62; // the first column's kind 't' → 'b'
+    assert.throws(() => convertInsert(state, binary, commit, 0), /unexpected tuple column kind 0x62/);
+    assert.throws(() => convertChange(state, change(binary), commit, 0), /unexpected tuple column kind 0x62/);
+    assert.throws(() => convertInsert(state, msg.insert(10, ['1', 'x', 'y']).subarray(0, 20), commit, 0), /message ends early/);
   });
 
   it('a change before its relation message is an error, not a guess', () => {
