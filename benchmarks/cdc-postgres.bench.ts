@@ -45,8 +45,8 @@
  * goes); --profile-dir writes V8 CPU profiles of the timed `chartlog run`s (named by their pids;
  * summarise them with benchmarks/lib/cpu-profile-summary.ts). --compare-bin times another
 checkout's `chartlog run` (e.g. the main branch's, for an old-vs-new pair of a change) on the same
-backlog in the same repetition (embedded bus; its own slot, set up beside chartlog's), in the
-rotating order with the others.
+backlog in the same repetition (on each bus; its own slot and, on Kafka, its own topics and
+consumer group, set up beside chartlog's), in the rotating order with the others.
  *
  * Prints rows/s and ratios; writes benchmarks/results/cdc-postgres.json. Databases, slots and
  * temporary directories are removed after each repetition (also on SIGINT/SIGTERM, and those of a
@@ -108,7 +108,7 @@ const REPS = Math.max(1, Number(args.reps));
 const TX_ROWS = Number(args['tx-rows']);
 const KAFKA = !args['no-kafka'];
 const KAFKA_ROWS = Math.min(ROWS, Number(args['kafka-rows'] ?? ROWS));
-/** bus.kafka.compression of the Kafka phase; unset: the default (gzip). */
+/** bus.kafka.compression of the Kafka phase; unset: the default (none). */
 const KAFKA_COMPRESSION = args['kafka-compression'] as 'none' | 'gzip' | undefined;
 if (KAFKA_COMPRESSION !== undefined && KAFKA_COMPRESSION !== 'none' && KAFKA_COMPRESSION !== 'gzip') throw new Error('--kafka-compression must be none or gzip');
 const TIMEOUT_MS = Number(args['timeout-s'] ?? 120 + ROWS / 2000) * 1000;
@@ -192,7 +192,7 @@ interface PhaseResult {
   /** pg_recvlogical, seconds. */
   baseline: number;
   chartlog: ChartlogTiming;
-  /** The --compare-bin chartlog on the same backlog (embedded phase), or null. */
+  /** The --compare-bin chartlog on the same backlog (same bus), or null. */
   compared: ChartlogTiming | null;
   /** Debezium's timed run (embedded phase, when Java and Maven are there). */
   debezium: DebeziumTiming | null;
@@ -229,12 +229,12 @@ async function phase(d: Database, rep: number, bus: 'embedded' | 'kafka', rows: 
       table,
       phi: PATIENT_PHI_COLUMNS,
       // The timed Kafka run joins a consumer group of its own: see the note on the mock broker.
-      ...(bus === 'kafka' && runKind !== 'stages' ? { kafka: { brokers, topicPrefix: `${db}-${rep}`, groupId: `${db}-${runKind}`, ...(KAFKA_COMPRESSION ? { compression: KAFKA_COMPRESSION } : {}) } } : {}),
+      ...(bus === 'kafka' && runKind !== 'stages' ? { kafka: { brokers, topicPrefix: `${db}-${rep}`, groupId: `${db}-${name}-${runKind}`, ...(KAFKA_COMPRESSION ? { compression: KAFKA_COMPRESSION } : {}) } } : {}),
     });
     return file;
   };
   const source = `pg_${bus}`;
-  const withCompared = COMPARE_BIN !== undefined && bus === 'embedded';
+  const withCompared = COMPARE_BIN !== undefined;
   const comparedSource = `pg_${bus}_compared`;
   const chartlog = (runKind: 'setup' | 'bench', compared = false): TimedChartlog => {
     const name = compared ? comparedSource : source;
@@ -367,7 +367,7 @@ const run = new BenchRun(
     source: 'PostgreSQL 15 (scripts/services.sh), a fresh database per repetition',
     store: 'file:// (local directory)',
     flushIntervalMs: 1000,
-    kafka: KAFKA ? `Apache Kafka 4.1.1, 3 KRaft nodes, RF 3, min.insync.replicas 2 (scripts/services.sh), ${KAFKA_COMPRESSION ?? 'gzip (default)'}` : 'not measured',
+    kafka: KAFKA ? `Apache Kafka 4.1.1, 3 KRaft nodes, RF 3, min.insync.replicas 2 (scripts/services.sh), ${KAFKA_COMPRESSION ?? 'none (default)'}` : 'not measured',
     baseline: 'pg_recvlogical --start --endpos, pgoutput proto_version 1, same publication, -f /dev/null',
     peer: DEBEZIUM
       ? `Debezium ${DEBEZIUM.versions.postgres} embedded engine (async engine, PostgresConnector, pgoutput, own slot, chartlog's publication, default settings), every change event as JSON (JsonConverter, ${DEBEZIUM_SCHEMAS ? 'with' : 'without'} the schema in each event) to a local file, file offset store; embedded-bus phase only`

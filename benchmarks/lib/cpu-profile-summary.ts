@@ -3,9 +3,10 @@
  * area of the code (chartlog folder or package), per file and per function, as milliseconds and
  * percentages of the profile's samples.
  *
- *   node --import tsx benchmarks/lib/cpu-profile-summary.ts FILE.cpuprofile [--top 25] [--from-ms T]
+ *   node --import tsx benchmarks/lib/cpu-profile-summary.ts FILE.cpuprofile [--top 25] [--from-ms T] [--to-ms U]
  *
- * --from-ms skips the first T ms of the profile (e.g. process start-up and module loading).
+ * --from-ms skips the first T ms of the profile (e.g. process start-up and module loading);
+ * --to-ms stops at U ms (one phase of a benchmark that times several, one after the other).
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -47,7 +48,7 @@ function shorten(url: string): string {
   return url.replace(/^file:\/\//, '').replace(/^.*\/(node_modules\/)/, '$1').replace(/^.*\/main\//, '');
 }
 
-export function summarise(profile: CpuProfile, fromMs = 0): Summary {
+export function summarise(profile: CpuProfile, fromMs = 0, toMs = Number.POSITIVE_INFINITY): Summary {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();
   let t = 0;
@@ -55,7 +56,7 @@ export function summarise(profile: CpuProfile, fromMs = 0): Summary {
   for (let i = 0; i < profile.samples.length; i++) {
     const dt = (profile.timeDeltas[i] ?? 0) / 1000;
     t += dt;
-    if (t < fromMs) continue;
+    if (t < fromMs || t > toMs) continue;
     self.set(profile.samples[i]!, (self.get(profile.samples[i]!) ?? 0) + dt);
     total += dt;
   }
@@ -100,11 +101,11 @@ export function formatSummary(s: Summary, top = 25): string {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: 'string', default: '25' }, 'from-ms': { type: 'string', default: '0' } } });
+  const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: 'string', default: '25' }, 'from-ms': { type: 'string', default: '0' }, 'to-ms': { type: 'string' } } });
   if (positionals.length !== 1) {
-    console.error('usage: cpu-profile-summary.ts FILE.cpuprofile [--top N] [--from-ms T]');
+    console.error('usage: cpu-profile-summary.ts FILE.cpuprofile [--top N] [--from-ms T] [--to-ms U]');
     process.exit(2);
   }
   const profile = JSON.parse(readFileSync(positionals[0]!, 'utf8')) as CpuProfile;
-  console.log(formatSummary(summarise(profile, Number(values['from-ms'])), Number(values.top)));
+  console.log(formatSummary(summarise(profile, Number(values['from-ms']), values['to-ms'] === undefined ? undefined : Number(values['to-ms'])), Number(values.top)));
 }

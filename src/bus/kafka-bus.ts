@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { CompressionTypes, Partitioners, type Kafka, type Message, type PartitionMetadata, type Producer, type TopicMessages } from 'kafkajs';
+import type { Kafka, Message, PartitionMetadata, Producer, TopicMessages } from 'kafkajs';
+import { CompressionTypes, Partitioners } from './kafkajs.js';
 import { ChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { Position } from '../core/position.js';

@@ -1,4 +1,5 @@
-import kafkajs, { type Admin, type Kafka } from 'kafkajs';
+import type { Admin, Kafka } from 'kafkajs';
+import { ConfigResourceTypes } from './kafkajs.js';
 import { ChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { sourceTopicPrefix, type KafkaSettings } from './kafka-topics.js';
@@ -63,7 +64,7 @@ export async function describeDurability(admin: Admin, topics: readonly string[]
   const meta = await admin.fetchTopicMetadata({ topics: [...topics] });
   const configs = await admin.describeConfigs({
     includeSynonyms: false,
-    resources: topics.map((name) => ({ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ['min.insync.replicas'] })),
+    resources: topics.map((name) => ({ type: ConfigResourceTypes.TOPIC, name, configNames: ['min.insync.replicas'] })),
   });
   const minIsr = new Map<string, number>();
   for (const r of configs.resources) {

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { gzip, unzip } from 'node:zlib';
-import kafkajs, { CompressionTypes, Kafka, logLevel, type IHeaders, type KafkaConfig, type LogEntry } from 'kafkajs';
+import type { IHeaders, KafkaConfig, LogEntry } from 'kafkajs';
+import { CompressionCodecs, CompressionTypes, Kafka, logLevel } from './kafkajs.js';
 import type { Config } from '../config/schema.js';
 import { ChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
@@ -306,8 +307,7 @@ const unzipAsync = promisify(unzip);
  * default 16 KiB chunks a 512 KiB record batch came back to the main thread chunk by chunk, a
  * callback, a thread-pool round trip and a buffer each (≈ 20 % of the codec's CPU).
  */
-// The default export: Node's named exports of this CommonJS package do not include CompressionCodecs.
-kafkajs.CompressionCodecs[CompressionTypes.GZIP] = () => ({
+CompressionCodecs[CompressionTypes.GZIP] = () => ({
   compress: async (encoder: { buffer: Buffer }) => await gzipAsync(encoder.buffer, { level: 1, chunkSize: zlibChunkSize(deflateBound(encoder.buffer.length)) }),
   decompress: async (buffer: Buffer) => await unzipAsync(buffer, { chunkSize: zlibChunkSize(gzipInflatedSize(buffer)) }),
 });

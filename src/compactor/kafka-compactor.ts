@@ -1,4 +1,5 @@
-import { Partitioners, type Consumer, type EachBatchPayload, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import { Partitioners } from '../bus/kafkajs.js';
 import { ChartlogError, isRetriable, toChartlogError } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { Backoff, sleep } from '../core/retry.js';

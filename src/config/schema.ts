@@ -291,7 +291,12 @@ const kafka = z
       .describe(
         'Several active compactors per source: every `chartlog run --role compact` process stores a share of the table partitions and publishes progress records; the holder of the compactor lease settles (checkpoint, hours). Run with one --role capture process; refused with --role all.',
       ),
-    compression: z.enum(['none', 'gzip']).default('gzip').describe('Producer compression.'),
+    compression: z
+      .enum(['none', 'gzip'])
+      .default('none')
+      .describe(
+        'Producer compression. `none` (default): the Kafka path costs least CPU (gzip added ≈ 8 µs a row to chartlog and an inflate per batch to the leader broker); a topic-level `compression.type` on the brokers can still compress what they store. `gzip` (level 1): ≈ 2.3× fewer bytes sent, replicated and stored.',
+      ),
     topics: kafkaTopics.default({ replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false }),
     tls: tls.default({ mode: 'disable' }),
     sasl: z

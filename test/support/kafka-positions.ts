@@ -72,7 +72,8 @@ export function positionSetDiff(archive: ReadonlySet<string>, kafka: ReadonlySet
 
 /**
  * The negative control of a Kafka leak scan: a message whose value holds `canary` among other
- * bytes, sent gzip-compressed (as chartlog's producer sends) to a topic `<prefix>.planted`.
+ * bytes, sent gzip-compressed to a topic `<prefix>.planted`: the harder case for a scan (chartlog's
+ * producer sends uncompressed by default, gzip with `bus.kafka.compression: gzip`).
  */
 export async function plantKafkaCanary(kafka: Kafka, admin: Admin, prefix: string, canary: string): Promise<string> {
   const topic = `${prefix}.planted`;
