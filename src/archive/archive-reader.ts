@@ -223,8 +223,8 @@ export class ArchiveReader {
     for (const part of t.parts) {
       const pos = Position.parse(snapshot.position);
       const bytes = await this.fetch({ key: part.key, sha256: part.sha256, firstPos: pos, lastPos: pos, segment: false });
-      const { blocks } = openAvroContainer(bytes, part.key);
-      for (const block of blocks) yield { fingerprint: part.fingerprint, count: block.count, data: block.data };
+      // Each block inflates on the thread pool while the one before it is decoded.
+      for await (const block of openAvroContainer(bytes, part.key).blocksAhead()) yield { fingerprint: part.fingerprint, count: block.count, data: block.data };
     }
   }
 

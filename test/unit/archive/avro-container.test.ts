@@ -57,6 +57,15 @@ for (const codec of ['null', 'deflate'] as const) {
     }
     assert.deepEqual(out.map((v) => ({ ...(v as object) })), records);
   });
+
+  test(`blocksAhead (inflated on the thread pool, one block ahead) gives the same blocks as blocks (${codec})`, async () => {
+    const file = await container(codec);
+    const ahead: { count: number; data: Buffer }[] = [];
+    for await (const b of openAvroContainer(file).blocksAhead()) ahead.push(b);
+    const sync = [...openAvroContainer(file).blocks];
+    assert.deepEqual(ahead.map((b) => b.count), [100, 150]);
+    assert.deepEqual(ahead.map((b) => b.data.toString('hex')), sync.map((b) => b.data.toString('hex')));
+  });
 }
 
 test('damage is reported as an integrity error, never as other records', async () => {
@@ -116,4 +125,19 @@ test('a crafted block that inflates past the bound is refused with an integrity 
   const atBound = craftedContainer(await deflatedZeros(8 * 1024 * 1024));
   assert.equal([...openAvroContainer(atBound, 'ok.avro', { maxBlockBytes: 8 * 1024 * 1024 }).blocks][0]!.data.length, 8 * 1024 * 1024);
   assert.throws(() => [...openAvroContainer(atBound, 'small.avro', { maxBlockBytes: 8 * 1024 * 1024 - 1 }).blocks], { code: 'integrity', message: /bound per block/ });
+});
+
+test('blocksAhead refuses a block past the bound too, and reads one at the bound (the thread-pool inflate keeps the bound)', async () => {
+  const drain = async (blocks: AsyncIterable<{ data: Buffer }>): Promise<number[]> => {
+    const sizes: number[] = [];
+    for await (const b of blocks) sizes.push(b.data.length);
+    return sizes;
+  };
+  const atBound = craftedContainer(await deflatedZeros(8 * 1024 * 1024));
+  assert.deepEqual(await drain(openAvroContainer(atBound, 'ok.avro', { maxBlockBytes: 8 * 1024 * 1024 }).blocksAhead()), [8 * 1024 * 1024]);
+  await assert.rejects(drain(openAvroContainer(atBound, 'parts/x/small.avro', { maxBlockBytes: 8 * 1024 * 1024 - 1 }).blocksAhead()), {
+    code: 'integrity',
+    message: /parts\/x\/small\.avro: a block of \d+ bytes inflates past 8388607 bytes, the bound per block; refusing it/,
+  });
+  await assert.rejects(drain(openAvroContainer(craftedContainer(Buffer.from('not deflate at all')), 'bad.avro').blocksAhead()), { code: 'integrity', message: /bad\.avro: a block does not decompress/ });
 });
