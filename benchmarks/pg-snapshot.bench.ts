@@ -5,7 +5,7 @@
  * PHI sealing, compression, writes), against `pg_dump -Fc` of the same table, side by side.
  *
  *   node --import tsx benchmarks/pg-snapshot.bench.ts [--rows 1000000] [--reps 2]
- *        [--compare-bin OTHER/bin/chartlog.js] [--connector-only] [--result NAME]
+ *        [--compare-bin OTHER/bin/chartlog.js] [--connections 1,4] [--connector-only] [--result NAME]
  *
  * Per repetition, in a rotated order so drift in the machine's load hits each alike: `pg_dump
  * -Fc -t public.patients`, and `chartlog snapshot --from-source` as a process (as shipped:
@@ -13,6 +13,10 @@
  * chartlog of another checkout (the old code) the same way. Each chartlog snapshot must report
  * every row of the table; its replication slot is dropped after it. Rates are rows ÷ seconds
  * from spawn to exit; peak RSS and CPU time are sampled from /proc.
+ *
+ * --connections N,M also runs this checkout's chartlog with `sources[].snapshot.connections` set
+ * to each of N, M (the default run keeps the configuration's default), in the same rotation: what
+ * reading in key ranges on several connections of one exported snapshot is worth.
  *
  * --connector-only also times the connector's read alone, in this process (no encoding or
  * writing): what the source side costs by itself.
@@ -38,6 +42,7 @@ const { values: args } = parseArgs({
     rows: { type: 'string', default: '1000000' },
     reps: { type: 'string', default: '2' },
     'compare-bin': { type: 'string' },
+    connections: { type: 'string', default: '' },
     'connector-only': { type: 'boolean', default: false },
     result: { type: 'string', default: 'pg-snapshot' },
   },
@@ -46,11 +51,14 @@ const ROWS = Number(args.rows);
 const REPS = Math.max(1, Number(args.reps));
 const COMPARE_BIN = args['compare-bin'];
 const RESULT = args.result;
-if (!Number.isInteger(ROWS) || ROWS <= 0 || !/^[a-z0-9-]+$/.test(RESULT)) {
-  console.error('usage: pg-snapshot.bench.ts [--rows N] [--reps N] [--compare-bin OTHER/bin/chartlog.js] [--connector-only] [--result NAME]');
+const CONNECTIONS = args.connections ? args.connections.split(',').map(Number) : [];
+if (!Number.isInteger(ROWS) || ROWS <= 0 || !/^[a-z0-9-]+$/.test(RESULT) || !CONNECTIONS.every((n) => Number.isInteger(n) && n >= 1 && n <= 16)) {
+  console.error('usage: pg-snapshot.bench.ts [--rows N] [--reps N] [--compare-bin OTHER/bin/chartlog.js] [--connections N,M (1-16)] [--connector-only] [--result NAME]');
   process.exit(2);
 }
 const TABLE = 'public.patients';
+/** `sources[].snapshot.connections` when the configuration leaves it out (src/config/schema.ts). */
+const DEFAULT_CONNECTIONS = sourceConfig('postgres://bench@127.0.0.1/bench').snapshot.connections;
 
 interface Timed {
   seconds: number;
@@ -65,7 +73,7 @@ async function main(): Promise<void> {
     reps: REPS,
     table: 'benchmarks/lib/patient-workload.ts: 12 columns, 4 PHI (full_name, ssn, birth_date, address) sealed',
     source: 'PostgreSQL 15 (scripts/services.sh), a fresh database',
-    chartlog: 'chartlog snapshot --from-source (file:// archive, file keyring) as a process, as shipped',
+    chartlog: `chartlog snapshot --from-source (file:// archive, file keyring) as a process, as shipped (snapshot.connections ${DEFAULT_CONNECTIONS}, the default)`,
     baseline: 'pg_dump -Fc -t public.patients to a file',
   });
   bench.version('pg_dump', toolVersion(pgBin('pg_dump')));
@@ -93,10 +101,10 @@ async function main(): Promise<void> {
     };
     let archiveBytes = 0;
     let attempt = 0;
-    const snapshot = async (bin: string, label: string): Promise<Timed> => {
+    const snapshot = async (bin: string, label: string, snapshotConnections?: number): Promise<Timed> => {
       const dir = join(work, `snap-${++attempt}`);
       mkdirSync(dir);
-      const setup = writeBenchConfig(dir, `sbench_${process.pid}_${attempt}`, source!.url, TABLE, PATIENT_PHI_COLUMNS);
+      const setup = writeBenchConfig(dir, `sbench_${process.pid}_${attempt}`, source!.url, TABLE, PATIENT_PHI_COLUMNS, {}, {}, snapshotConnections ? { snapshotConnections } : {});
       const r = await timeProcess(process.execPath, [...chartlogNodeFlags, bin, 'snapshot', '--config', setup.configFile, '--from-source', '--json'], { ...process.env, ...chartlogNodeEnv });
       if (r.code !== 0) throw new Error(`${label} exited with ${r.code}: ${r.stderr.slice(-4000)}`);
       const rows = (JSON.parse(r.stdout) as { snapshot: { rows: number } | null }[])[0]?.snapshot?.rows;
@@ -111,15 +119,17 @@ async function main(): Promise<void> {
     const dump: Timed[] = [];
     const ours: Timed[] = [];
     const old: Timed[] = [];
+    const byConnections = CONNECTIONS.map((n) => ({ n, runs: [] as Timed[] }));
     const steps: (() => Promise<void>)[] = [
       async () => void dump.push(await pgDump()),
       async () => void ours.push(await snapshot(chartlogBin, 'chartlog snapshot --from-source')),
       ...(COMPARE_BIN ? [async () => void old.push(await snapshot(COMPARE_BIN, 'old chartlog snapshot --from-source'))] : []),
+      ...byConnections.map((c) => async () => void c.runs.push(await snapshot(chartlogBin, `chartlog snapshot --from-source (connections ${c.n})`, c.n))),
     ];
     const line = (what: string, x: Timed) => `${what} ${x.seconds.toFixed(2)} s (${Math.round(ROWS / x.seconds).toLocaleString('en-US')} rows/s, CPU ${x.cpu.toFixed(1)} s, peak RSS ${Math.round(x.rss)} MiB)`;
     for (let rep = 0; rep < REPS; rep++) {
       for (let i = 0; i < steps.length; i++) await steps[(rep + i) % steps.length]!();
-      console.log(`rep ${rep + 1}/${REPS}, load ${os.loadavg()[0]!.toFixed(1)}: ${line('pg_dump -Fc', dump.at(-1)!)}; ${line('chartlog', ours.at(-1)!)}${old.length ? `; ${line('old chartlog', old.at(-1)!)}` : ''}`);
+      console.log(`rep ${rep + 1}/${REPS}, load ${os.loadavg()[0]!.toFixed(1)}: ${line('pg_dump -Fc', dump.at(-1)!)}; ${line('chartlog', ours.at(-1)!)}${old.length ? `; ${line('old chartlog', old.at(-1)!)}` : ''}${byConnections.map((c) => `; ${line(`chartlog connections ${c.n}`, c.runs.at(-1)!)}`).join('')}`);
     }
 
     const rate = (xs: Timed[]) => xs.map((x) => Math.round(ROWS / x.seconds));
@@ -143,6 +153,14 @@ async function main(): Promise<void> {
       const ob = ratio(before, baseline);
       ob.name = 'old chartlog snapshot rows/s / pg_dump -Fc rows/s (same run)';
       bench.addRatio(ob);
+    }
+    for (const c of byConnections) {
+      const m = bench.add(measurement(`chartlog snapshot --from-source, snapshot.connections ${c.n} (process)`, 'rows/s', 'higher', 'detail', rate(c.runs)));
+      bench.add(measurement(`chartlog snapshot --from-source, snapshot.connections ${c.n}: peak RSS`, 'MiB', 'lower', 'detail', c.runs.map((x) => Math.round(x.rss))));
+      bench.add(measurement(`chartlog snapshot --from-source, snapshot.connections ${c.n}: CPU time (all threads)`, 's', 'lower', 'detail', c.runs.map((x) => x.cpu)));
+      const rc = ratio(m, chartlog);
+      rc.name = `snapshot.connections ${c.n} rows/s / default (${DEFAULT_CONNECTIONS}) rows/s (same run)`;
+      bench.addRatio(rc);
     }
     bench.note(`Sizes: pg_dump -Fc ${(dumpBytes / 2 ** 20).toFixed(1)} MiB; chartlog archive (base snapshot, PHI sealed) ${(archiveBytes / 2 ** 20).toFixed(1)} MiB.`);
     bench.note('Times are spawn to exit: chartlog includes its start-up (bin/chartlog.js compiles src/ with tsx in a source checkout) and the slot creation; pg_dump its connection and catalog reads.');

@@ -57,7 +57,7 @@ export function writeBenchConfig(
   phi: readonly string[],
   bus: { maxBufferedBatches?: number; maxBufferedBytes?: number } = {},
   postgres: { spillThresholdBytes?: number } = {},
-  more: { maxPartBytes?: number; cryptoThreads?: number } = {},
+  more: { maxPartBytes?: number; cryptoThreads?: number; snapshotConnections?: number } = {},
   /** The source's type; `mysql` also takes the MySQL/MariaDB settings. Default postgres. */
   engine: { type?: 'postgres' | 'mysql'; mysql?: { spillThresholdBytes?: number } } = {},
 ): BenchSetup {
@@ -70,7 +70,7 @@ export function writeBenchConfig(
     configFile,
     [
       'sources:',
-      `  - { name: ${sourceName}, type: ${engine.type ?? 'postgres'}, url: "${url}", tables: [${table}]${postgres.spillThresholdBytes ? `, postgres: { spillThresholdBytes: ${postgres.spillThresholdBytes} }` : ''}${engine.mysql?.spillThresholdBytes ? `, mysql: { spillThresholdBytes: ${engine.mysql.spillThresholdBytes} }` : ''} }`,
+      `  - { name: ${sourceName}, type: ${engine.type ?? 'postgres'}, url: "${url}", tables: [${table}]${more.snapshotConnections ? `, snapshot: { connections: ${more.snapshotConnections} }` : ''}${postgres.spillThresholdBytes ? `, postgres: { spillThresholdBytes: ${postgres.spillThresholdBytes} }` : ''}${engine.mysql?.spillThresholdBytes ? `, mysql: { spillThresholdBytes: ${engine.mysql.spillThresholdBytes} }` : ''} }`,
       `bus: { type: embedded${bus.maxBufferedBatches ? `, maxBufferedBatches: ${bus.maxBufferedBatches}` : ''}${bus.maxBufferedBytes ? `, maxBufferedBytes: ${bus.maxBufferedBytes}` : ''} }`,
       `storage: { url: "file://${backupDir}" }`,
       'phi:',
