@@ -28,6 +28,8 @@ import { BLOCK_SEAL_FORMAT, drawNonce, headerLength, KEY_ID_BYTES, openAfterHead
 export { BLOCK_SEAL_FORMAT };
 export const BLOCK_REFERENCE = 0x15;
 const NONCE_PREFIX = 8;
+/** Rows a block seal holds at most: a base snapshot's container block (avro-container.ts BLOCK_RECORDS), which the parts writer keeps each block seal's rows in. */
+export const BLOCK_SEAL_ROWS = 4096;
 /** The most bytes a block's body may hold once inflated (sealing and opening refuse more: a crafted block cannot inflate without bound). */
 export const MAX_BLOCK_BODY_BYTES = 64 * 1024 * 1024;
 const BLOCK_LABEL = new TextEncoder().encode('chartlog-phi-block-v5');
@@ -158,13 +160,19 @@ function tooLarge(): ChartlogError {
 }
 
 function referenceOf(seal: Uint8Array, headerEnd: number, row: number): Uint8Array {
-  const ref = new Bytes();
-  ref.buf = new Uint8Array(1 + NONCE_PREFIX + 5);
-  ref.buf[0] = BLOCK_REFERENCE;
-  ref.buf.set(seal.subarray(headerEnd, headerEnd + NONCE_PREFIX), 1);
-  ref.length = 1 + NONCE_PREFIX;
-  ref.leb(row);
-  return ref.buf.slice(0, ref.length);
+  let n = 1;
+  for (let x = row; x >= 0x80; x >>>= 7) n++;
+  const ref = new Uint8Array(1 + NONCE_PREFIX + n);
+  ref[0] = BLOCK_REFERENCE;
+  ref.set(seal.subarray(headerEnd, headerEnd + NONCE_PREFIX), 1);
+  let at = 1 + NONCE_PREFIX;
+  let x = row;
+  while (x >= 0x80) {
+    ref[at++] = (x & 0x7f) | 0x80;
+    x >>>= 7;
+  }
+  ref[at] = x;
+  return ref;
 }
 
 /** Bytes of a block seal's header (everything before the nonce), or -1 when `v` is not one. */

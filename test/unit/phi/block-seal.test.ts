@@ -149,3 +149,33 @@ test('a block whose PHI inflates past the bound is refused at sealing', () => {
   const rows = Array.from({ length: 5 }, (_x, i) => ({ key: keyAad([{ value: BigInt(i) }]), cells: [big, null, null, null] }));
   assert.throws(() => sealBlock(dek, POS, 0, places, rows, 4), (e) => e instanceof ChartlogError && /block of PHI over/.test(e.message));
 });
+
+/**
+ * Made by this file's sealer when format 5 was introduced (block ordinal 3, two rows: keys 7 and
+ * 8, NULLs in clear): today's reader must open them as they are.
+ */
+const VECTOR_V5: Record<SealAlgorithm, string> = {
+  'XChaCha20-Poly1305':
+    '050190f00dcafe0000aabbccddeeff00111030303030303030303031366233613130ffffffff010f03000000020000001e235ab7759dd92aaf1b440434b1979a6ecf194319bda8dbcdd0c1c3bdc2744979deb4da393328dcfdf046f40c3dc876c4784fe70857f77860179c1363b46e79a868dfe7775dee1c530b561860c91d846999ef102d6a18b7eb8bda63599b8e3b442bd10cecce7647c40c338f2ddf559813ad0182b25f5dd44aea108b19233c7645351e7fe7c77398050ea6dcecce',
+  'AES-256-GCM':
+    '050190f00dcafe0000aabbccddeeff00111030303030303030303031366233613130ffffffff010f030000000200000083e6d5dcaa03f00116d117956f46ae2fc98da133eba7d3debbc8cf98fdf53c7a5e13ba8b548783b88cb699a14ee991621bc205ad1ac5efb9dadd16f3b88fe4d33a5994363d1ee2c95adcf4688651f90c02eb0ef427d5891d702f0ee3a49bdf0846b5b5565b4b9d24cd34900e2adf24da39bc9dbeb47bccd36701751ab930d70683f9',
+};
+
+for (const algorithm of ['XChaCha20-Poly1305', 'AES-256-GCM'] as const) {
+  test(`${algorithm}: the pinned block seal opens to its rows; its header names key, position, set, ordinal and rows`, () => {
+    const dek = dekOf(algorithm);
+    const seal = Uint8Array.from(Buffer.from(VECTOR_V5[algorithm], 'hex'));
+    assert.ok(isBlockSeal(seal));
+    assert.equal(sealedKeyId(seal), dek.idHex);
+    assert.deepEqual(sealedPosition(seal), Position.of('00000000016b3a10', 0xffffffff));
+    const block = OpenedBlock.open(dek, seal, places, 'clinic public.patients');
+    assert.deepEqual([block.ordinal, block.rows, [...block.set]], [3, 2, [1, 0b1111]]);
+    const ref = (row: number) => Uint8Array.of(0x15, ...seal.subarray(48, 48 + 8), row); // the nonce follows the 48-byte header
+    const got: CellValue[][] = [Array<CellValue>(4).fill(null), Array<CellValue>(4).fill(null)];
+    openBlockRow(block, [seal, ref(0), null, ref(0)], keyAad([{ value: 7n }]), WHERE, (c, v) => (got[0]![c] = v));
+    openBlockRow(block, [null, ref(1), ref(1), null], keyAad([{ value: 8n }]), WHERE, (c, v) => (got[1]![c] = v));
+    // NULLs are in clear, not in the block: nothing is set for them.
+    assert.deepEqual(got[0], ['CANARY Zoë Ünïcode 𝄞', 'CANARY-SSN-123-45-6789', null, 12345678901234567890n]);
+    assert.deepEqual(got[1], [null, 'CANARY-SSN-987', '1970-01-01', null]);
+  });
+}
