@@ -31,7 +31,9 @@ export function openArchiveCodec(
   mac?: ArchiveMac | null,
 ): ArchiveCodec {
   const schemas = new SchemaStore({ source: source.name, store, ...(mac ? { mac } : {}), engine: source.type === 'mysql' ? 'mysql' : 'postgres' });
-  const keys = open
+  // Also for an authenticated archive read sealed (--keep-sealed, whose keyring is open already
+  // for the MAC key): a block-sealed base snapshot's rows leave re-sealed per row (PhiOpener.keepSealed).
+  const keys = open || mac
     ? new KeyManager({ source: source.name, store, keyring: openKeyring(config.phi.keyring, { backupRoot: backupRootOf(config.storage.url) }) })
     : undefined;
   return {

@@ -10,7 +10,7 @@ import { CompiledTables } from './compiled-table.js';
 import type { DecodedChange } from './envelope-reader.js';
 import { EnvelopeWriter } from './envelope-writer.js';
 import { MessageDecoder, type BlockRows } from './message-decoder.js';
-import { MessageEncoder } from './message-encoder.js';
+import { MessageEncoder, type BaseMessage } from './message-encoder.js';
 import type { RegisteredSchema, SchemaStore } from './schema-store.js';
 import { singleObjectFingerprint } from './single-object.js';
 
@@ -101,6 +101,11 @@ export class AvroCodec {
   /** Every event of a transaction as messages, PHI sealed, schemas durable first. */
   encodeBatch(batch: ChangeBatch): Promise<BusMessage[]> {
     return this.encoder.encodeBatch(batch);
+  }
+
+  /** A base snapshot's batch, its rows block-sealed: see MessageEncoder.encodeBaseSnapshot. */
+  encodeBaseSnapshot(batch: ChangeBatch): Promise<BaseMessage[]> {
+    return this.encoder.encodeBaseSnapshot(batch);
   }
 
   /** A row read from the archive without opening, as a snapshot read: see MessageEncoder.encodeSnapshotRead. */

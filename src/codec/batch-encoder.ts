@@ -1,6 +1,7 @@
 import type { ChangeBatch } from '../core/change-event.js';
 import type { TableSchema } from '../core/table-schema.js';
 import type { BusMessage } from './bus-message.js';
+import type { BaseMessage } from './message-encoder.js';
 
 /**
  * Turns a plaintext batch into bus messages: PHI sealed, Avro single-object encoded. The
@@ -9,6 +10,11 @@ import type { BusMessage } from './bus-message.js';
  */
 export interface BatchEncoder {
   encode(batch: ChangeBatch): Promise<BusMessage[]>;
+  /**
+   * A base snapshot's batch for its parts (never for a bus): rows block-sealed (format 5,
+   * MessageEncoder.encodeBaseSnapshot). Absent: `encode`.
+   */
+  encodeBase?(batch: ChangeBatch): Promise<BaseMessage[]>;
   /** Stores a table version's schema if new; returns its fingerprint. */
   fingerprintOf(source: string, schema: TableSchema): Promise<string>;
 }

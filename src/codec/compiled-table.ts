@@ -4,6 +4,7 @@ import { placeAad } from '../phi/aad.js';
 import type { ColumnPolicy } from '../phi/column-policy.js';
 import type { SealedColumn, SealedTable } from '../phi/phi-opener.js';
 import { RowPlaces } from '../phi/row-seal.js';
+import { BlockPlaces } from '../phi/block-seal.js';
 import { toAvroSchema } from './avro-schema.js';
 import { bigintTypeHook } from './bigint-long.js';
 import type { RegisteredSchema, SchemaStore } from './schema-store.js';
@@ -79,6 +80,7 @@ export function compileTable(source: string, registered: RegisteredSchema, origi
     sealedColumns: sealed.map((c) => c.name),
     sealed,
     rowPlaces: new RowPlaces(source, table.schema, table.table, sealed.map((c) => c.name)),
+    blockPlaces: new BlockPlaces(source, table.schema, table.table, registered.fingerprintHex, sealed.map((c) => c.name)),
     needsPlainKeyAad: sealed.some((c) => c.sealedKey),
     needsFullKeyAad: sealed.some((c) => !c.sealedKey),
     key: table.primaryKey.map((name) => ({ name, sealed: byName.get(name)?.sealed ?? false })),

@@ -5,6 +5,7 @@ import { sealingKeyAad } from '../phi/aad.js';
 import type { CryptoJobBuilder } from '../phi/crypto-jobs.js';
 import type { KeyManager } from '../phi/key-manager.js';
 import { isRowSealReference, referenceTo, rowSealLength, RowPlaintext, sealRowBody, writeReference, writeRowSealHeader, REFERENCE_BYTES } from '../phi/row-seal.js';
+import { isBlockReference } from '../phi/block-seal.js';
 import { positionBytes, sealedKeyId, type DataKey } from '../phi/sealer.js';
 import { AvroWriter, NotDirect } from './avro-binary.js';
 import { ENVELOPE_OPS, MARKER_NAME } from './avro-schema.js';
@@ -275,7 +276,7 @@ export function sealedCells(compiled: CompiledTable, event: ChangeEvent): number
 
 /** The bytes of a row read from the archive without opening: a sealed value, row seal or reference to one. */
 function presealedValue(v: CellValue, table: string, column: string): Uint8Array {
-  if (v instanceof Uint8Array && (sealedKeyId(v) !== null || isRowSealReference(v))) return v;
+  if (v instanceof Uint8Array && (sealedKeyId(v) !== null || isRowSealReference(v) || isBlockReference(v))) return v;
   throw new ChartlogError('internal', `${table}.${column}: a presealed row holds a value that is not sealed`, {
     hint: 'rows passed through sealed must be read from the archive without opening them',
   });

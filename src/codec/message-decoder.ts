@@ -39,7 +39,7 @@ export class MessageDecoder {
     const compiled = this.tables.readyFor(fingerprint) ?? (await this.tables.compiledFor(fingerprint));
     const opening = options.open === true && compiled.sealedColumns.length > 0;
     const decoded = readEnvelope(compiled, message, opening);
-    if (!opening) return decoded;
+    if (!opening) return this.keptSealed(compiled, decoded);
     const { before, after, position, op } = decoded.event;
     // Synchronous when every data key the message names is in memory already.
     const loading = this.opener.open(compiled, before, after, position, op !== 'r');
@@ -52,6 +52,27 @@ export class MessageDecoder {
    * is opened on the pool's thread in one request while this thread goes on (restore decodes
    * the next block meanwhile): the same events, the same audit entries, the same errors.
    */
+  /**
+   * A change read without opening: a block-sealed base-snapshot row (format 5) is re-sealed per
+   * row (PhiOpener.keepSealed), so what leaves sealed opens on its own; others as they are.
+   */
+  private async keptSealed(compiled: CompiledTable, decoded: DecodedChange): Promise<DecodedChange> {
+    if (compiled.sealedColumns.length > 0 && decoded.event.op === 'r') {
+      const loading = this.opener.keepSealed(compiled, decoded.event.after, decoded.event.position);
+      if (loading) await loading;
+    }
+    return decoded;
+  }
+
+  /** `keptSealed` of records read where they lie (BlockRows), in order. */
+  async keepSealed(compiled: CompiledTable, records: readonly BlockRecord[]): Promise<void> {
+    for (const d of records) {
+      if (d.op !== 'r') continue;
+      const loading = this.opener.keepSealed(compiled, d.after, d.position);
+      if (loading) await loading;
+    }
+  }
+
   async decodeMany(messages: readonly Uint8Array[], options: { open?: boolean } = {}): Promise<DecodedChange[]> {
     const pool = this.cryptoPool;
     if (options.open !== true || !pool || messages.length < this.poolFrom) {
@@ -68,6 +89,7 @@ export class MessageDecoder {
         decoded.push(readEnvelope(compiled, message));
         continue;
       }
+      // (With `open`: a block-sealed row is opened by `add` like any other.)
       const d = readEnvelope(compiled, message, true);
       const loading = opening.add(compiled, d.event.before, d.event.after, d.event.position, d.event.op !== 'r');
       if (loading) await loading;
@@ -136,7 +158,10 @@ export class BlockRows {
     const opening = open && this.compiled.sealedColumns.length > 0;
     const records: BlockRecord[] = [];
     for (let i = 0; i < max && r.pos < r.end; i++) records.push(readBlockRecord(this.compiled, r, opening));
-    if (!opening) return { count: records.length, rows: Promise.resolve(afterImages(records)) };
+    if (!opening) {
+      if (this.compiled.sealedColumns.length === 0) return { count: records.length, rows: Promise.resolve(afterImages(records)) };
+      return { count: records.length, rows: this.decoder.keepSealed(this.compiled, records).then(() => afterImages(records)) };
+    }
     return { count: records.length, rows: this.decoder.openRecords(this.compiled, records).then(() => afterImages(records)) };
   }
 }

@@ -6,7 +6,9 @@ import { serializeCell } from '../phi/cell-serialization.js';
 import type { CryptoPool } from '../phi/crypto-pool.js';
 import { CryptoJobBuilder } from '../phi/crypto-jobs.js';
 import type { KeyManager } from '../phi/key-manager.js';
-import type { DataKey } from '../phi/sealer.js';
+import { positionBytes, type DataKey } from '../phi/sealer.js';
+import { BLOCK_SEAL_ROWS, sealBlock } from '../phi/block-seal.js';
+import { sealingKeyAad } from '../phi/aad.js';
 import { AvroWriter, NotDirect } from './avro-binary.js';
 import { ENVELOPE_OPS } from './avro-schema.js';
 import type { BusMessage } from './bus-message.js';
@@ -42,6 +44,8 @@ export class MessageEncoder {
   private readonly poolFrom: number;
   /** Encoded bytes per event of the last pooled batch: the next one's buffer size. */
   private bytesPerEvent = 512;
+  /** Block seals this encoder has made (their ordinal, bound by each seal's AAD). */
+  private blockOrdinal = 0;
 
   constructor(o: MessageEncoderOptions) {
     this.source = o.source;
@@ -147,6 +151,57 @@ export class MessageEncoder {
   }
 
   /**
+   * A base snapshot's batch (snapshot-builder.ts writeSnapshot, whose parts keep rows in order):
+   * each run of up to BLOCK_SEAL_ROWS consecutive rows of one table version is block-sealed
+   * (format 5, block-seal.ts: one AEAD, one data key per block) and its rows written with the
+   * seal or a reference in their sealed columns; `blockStart` marks each block's first row, so
+   * the parts writer starts a container block there and never splits one. Tables with sealed key
+   * columns (whose sealed bytes the other columns' AAD binds), rows with an absent sealed column,
+   * and tables without PHI are encoded as `encodeBatch` does.
+   */
+  async encodeBaseSnapshot(batch: ChangeBatch): Promise<BaseMessage[]> {
+    if (batch.source !== this.source) throw new ChartlogError('internal', `batch of source ${batch.source} given to the codec of ${this.source}`);
+    for (const t of batch.schemaChanges ?? []) await this.tables.compile(t);
+    const out: BaseMessage[] = [];
+    const tsUs = this.clock();
+    const events = batch.events;
+    for (let i = 0; i < events.length; ) {
+      const compiled = this.tables.ready(events[i]!.schema) ?? (await this.tables.compile(events[i]!.schema));
+      let j = i;
+      while (j < events.length && j - i < BLOCK_SEAL_ROWS && events[j]!.schema === events[i]!.schema && blockSealable(compiled, events[j]!)) j++;
+      if (j === i) {
+        out.push(...(await this.encodeBatchInline({ ...batch, events: [events[i]!] })));
+        i++;
+        continue;
+      }
+      out.push(...(await this.encodeBlock(compiled, batch, events.slice(i, j), tsUs)));
+      i = j;
+    }
+    return out;
+  }
+
+  private async encodeBlock(compiled: CompiledTable, batch: ChangeBatch, events: readonly ChangeEvent[], tsUs: bigint): Promise<BaseMessage[]> {
+    const rows = events.map((e) => ({ key: sealingKeyAad(compiled.key, e.after!, null, true), cells: compiled.sealed.map((c) => e.after![c.name] as CellValue) }));
+    // One AEAD operation per block: it counts once against the data key.
+    const dek = this.keys?.sealWith(1) ?? (await this.dataKey(compiled, events[0]!));
+    const sealed = sealBlock(dek, positionBytes(events[0]!.position), this.blockOrdinal++, compiled.blockPlaces, rows, compiled.sealed.length);
+    if (!sealed) return (await this.encodeBatchInline({ ...batch, events })).map((m) => ({ ...m }));
+    return events.map((e, r) => {
+      const after: Record<string, CellValue> = { ...e.after! };
+      compiled.sealed.forEach((c, k) => (after[c.name] = sealed.cells[r]![k]!));
+      const event: ChangeEvent = { ...e, after };
+      return {
+        table: compiled.name,
+        fingerprint: compiled.registered.fingerprintHex,
+        key: partitionKey(compiled, e),
+        value: this.writer.encode(compiled, event, batch, tsUs, null, true),
+        position: e.position,
+        blockStart: r === 0,
+      };
+    });
+  }
+
+  /**
    * A snapshot read ('r') of a row read back from the archive WITHOUT opening it, encoded with
    * the table version `fingerprint` names: for base snapshots synthesised from the archive
    * (compactor/snapshot-synthesiser.ts). Sealed columns must already hold sealed values (checked
@@ -180,6 +235,21 @@ export class MessageEncoder {
     await this.keys.current();
     return this.keys.sealWith(cells) ?? (await this.keys.current());
   }
+}
+
+/** A base snapshot's message: `blockStart` true on a block seal's first row, false on its others, absent outside blocks. */
+export interface BaseMessage extends BusMessage {
+  readonly blockStart?: boolean;
+}
+
+/** True when a base-snapshot event's row can go into a block seal (see encodeBaseSnapshot). */
+function blockSealable(compiled: CompiledTable, e: ChangeEvent): boolean {
+  if (e.op !== 'r' || !e.after || e.before || compiled.sealed.length === 0 || compiled.needsPlainKeyAad) return false;
+  for (const c of compiled.sealed) {
+    const v = e.after[c.name];
+    if (v === undefined || v === UNCHANGED) return false;
+  }
+  return true;
 }
 
 /** Where one message of a batch lies in the batch's buffer. */

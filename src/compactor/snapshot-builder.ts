@@ -78,22 +78,28 @@ export class SnapshotPartsWriter {
     this.tables[name].fingerprint = fingerprint;
   }
 
-  /** Adds one encoded row; writes a part when it is full. */
-  async add(m: { table: string; fingerprint: string; value: Uint8Array }): Promise<void> {
+  /**
+   * Adds one encoded row; writes a part when it is full. A block seal's rows (`blockStart` true on
+   * its first, false on the others: MessageEncoder.encodeBaseSnapshot) go into one container
+   * block, which their first row starts, and one part: a reader meets the seal before the rows
+   * that refer to it, whichever block it reads or hands to a thread.
+   */
+  async add(m: { table: string; fingerprint: string; value: Uint8Array; blockStart?: boolean }): Promise<void> {
     this.tables[m.table] ??= { fingerprint: m.fingerprint, rows: 0, parts: [] };
     let p = this.open.get(m.table);
-    if (p && p.fingerprint !== m.fingerprint) {
+    if (p && m.blockStart === false && p.fingerprint !== m.fingerprint) throw new ChartlogError('internal', `${m.table}: a block seal's rows of two table versions`);
+    if (p && m.blockStart !== false && (p.fingerprint !== m.fingerprint || p.bytes >= PART_BYTES)) {
       await this.writePart(p);
       p = undefined;
     }
     p ??= await this.openPart(m.table, m.fingerprint);
+    if (m.blockStart === true && p.bodies.length > 0) await this.compressBlock(p);
     const body = recordBody(m.value);
     p.bodies.push(body);
     p.rows++;
     p.bytes += body.byteLength;
     this.tables[m.table]!.rows++;
     if (p.bodies.length >= BLOCK_RECORDS) await this.compressBlock(p);
-    if (p.bytes >= PART_BYTES) await this.writePart(p);
   }
 
   /** Writes a table's last open part now, when no more of its rows will come. */
@@ -215,7 +221,7 @@ export async function writeSnapshot(options: {
   let commitTsUs = 0n;
   let writer: SnapshotPartsWriter | null = null;
   // One chunk is encoded (its PHI sealed on the crypto thread) while the previous one is written.
-  let encoding: Promise<BusMessage[]> | null = null;
+  let encoding: Promise<(BusMessage & { blockStart?: boolean })[]> | null = null;
 
   for await (const batch of options.batches) {
     if (!batch.snapshot) throw new ChartlogError('internal', 'a snapshot yielded a non-snapshot batch');
@@ -228,7 +234,7 @@ export async function writeSnapshot(options: {
       throw new ChartlogError('internal', 'snapshot batches must share one consistent position');
     }
     for (const s of batch.schemaChanges ?? []) writer.noteTable(qualifiedName(s), await encoder.fingerprintOf(source, s));
-    const next = encoder.encode(batch);
+    const next = encoder.encodeBase ? encoder.encodeBase(batch) : encoder.encode(batch);
     next.catch(() => undefined); // awaited after the previous chunk is written
     if (encoding) for (const m of await encoding) await writer.add(m);
     encoding = next;

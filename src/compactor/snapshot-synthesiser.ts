@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { AvroCodec, type DecodedChange } from '../codec/avro-codec.js';
+import { KeyManager } from '../phi/key-manager.js';
 import { SchemaStore } from '../codec/schema-store.js';
 import type { Config } from '../config/schema.js';
 import { ChartlogError } from '../core/errors.js';
@@ -184,7 +185,9 @@ export async function synthesiseSnapshot(o: SynthesiseOptions): Promise<Synthesi
   const existing = index.snapshots.find((s) => s.id === id);
   if (existing) return done('exists', existing);
 
-  const codec = new AvroCodec({ source: o.source, connector: o.connector, db: o.db ?? '', schemas });
+  // The data keys: a block-sealed base's rows (format 5) are carried re-sealed per row (PhiOpener.keepSealed).
+  const keys = o.signer ? new KeyManager({ source: o.source, store: o.store, keyring: o.signer.keyring }) : undefined;
+  const codec = new AvroCodec({ source: o.source, connector: o.connector, db: o.db ?? '', schemas, ...(keys ? { keys } : {}) });
   const beforeApply = passThroughCheck(o.yieldEvery ?? 1000);
   if (o.fence) await removeIncompleteSnapshots(o.store, o.source, o.fence);
   const writer = new SnapshotPartsWriter(o.store, o.source, id, envelopes, o.signal, o.signer);

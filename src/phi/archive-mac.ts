@@ -192,7 +192,8 @@ export class ArchiveSigner {
 
   constructor(
     private readonly store: ObjectStore,
-    private readonly keyring: Keyring,
+    /** Also the data keys' (snapshot synthesis re-seals block-sealed rows per row: PhiOpener.keepSealed). */
+    readonly keyring: Keyring,
     readonly source: string,
     private readonly adopt: () => Promise<MacAdoption>,
   ) {}

@@ -1,5 +1,6 @@
 import { ChartlogError } from '../core/errors.js';
 import type { Row } from '../core/table-schema.js';
+import { isBlockReference } from './block-seal.js';
 import { isRowSealReference } from './row-seal.js';
 import { isSealedUnder, sealedKeyId, type DataKey } from './sealer.js';
 
@@ -34,8 +35,8 @@ export class OpeningKeys {
     if (!row) return false;
     for (const c of columns) {
       const v = row[c.name];
-      // A reference names no key: its row seal, in another column, does.
-      if (v instanceof Uint8Array && !isRowSealReference(v) && !this.of(v)) return true;
+      // A reference names no key: its row seal, in another column, or its block seal (PhiOpener's blocks), does.
+      if (v instanceof Uint8Array && !isRowSealReference(v) && !isBlockReference(v) && !this.of(v)) return true;
     }
     return false;
   }
@@ -45,12 +46,18 @@ export class OpeningKeys {
     if (!row) return;
     for (const c of columns) {
       const v = row[c.name];
-      if (!(v instanceof Uint8Array) || isRowSealReference(v) || this.of(v)) continue;
+      if (!(v instanceof Uint8Array) || isRowSealReference(v) || isBlockReference(v) || this.of(v)) continue;
       const id = sealedKeyId(v);
       if (id === null) {
         throw new ChartlogError('integrity', `${table}.${c.name}: not a sealed value`, { hint: 'the object is damaged; run `chartlog verify`' });
       }
       this.byId.set(id, await this.keys.get(id));
     }
+  }
+
+  /** Unwraps the data key one sealed value (a block seal) names, if not in memory yet. */
+  async loadOne(sealed: Uint8Array): Promise<void> {
+    const id = sealedKeyId(sealed);
+    if (id !== null && !this.of(sealed)) this.byId.set(id, await this.keys.get(id));
   }
 }

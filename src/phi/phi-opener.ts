@@ -6,8 +6,9 @@ import { deserializeCell, setCell } from './cell-serialization.js';
 import type { CryptoPool } from './crypto-pool.js';
 import { CryptoJobBuilder } from './crypto-jobs.js';
 import { OpeningKeys, type DataKeySource } from './opening-keys.js';
-import { firstMember, inSet, isRowSeal, isRowSealReference, refersTo, RowCursor, rowSealSet, setSize, type RowPlaces } from './row-seal.js';
-import { openedLength, openPartsTransient, openValueWithAad, isRowSealFormat, positionBytes, sameHeaderPosition, SEALED_FORMAT_V2, sealedAt, sealedPosition, sealedPositionBytes, type DataKey } from './sealer.js';
+import { blockIdOf, isBlockReference, isBlockSeal, OpenedBlock, openBlockRow, type BlockPlaces } from './block-seal.js';
+import { firstMember, inSet, isRowSeal, isRowSealReference, referenceTo, refersTo, RowCursor, RowPlaintext, rowSealLength, rowSealSet, sealRowBody, setSize, writeRowSealHeader, type RowPlaces } from './row-seal.js';
+import { BLOCK_SEAL_FORMAT, openedLength, openPartsTransient, openValueWithAad, isRowSealFormat, positionBytes, sameHeaderPosition, SEALED_FORMAT_V2, sealedAt, sealedPosition, sealedPositionBytes, type DataKey } from './sealer.js';
 
 /**
  * Opening sealed PHI in decoded row images (docs/architecture.md §5: every opening is audited).
@@ -44,6 +45,8 @@ export interface SealedTable {
   readonly where: string;
   /** The AAD place halves of the table version's row seals (format 3). */
   readonly rowPlaces: RowPlaces;
+  /** The AAD place halves of the table version's block seals (format 5). */
+  readonly blockPlaces: BlockPlaces;
   /** The sealed columns in column order. */
   readonly sealed: readonly SealedColumn[];
   /** Their names, in the same order. */
@@ -76,6 +79,8 @@ export class PhiOpener {
   private readonly onOpen: PhiOpenerOptions['onOpen'];
   /** For PooledOpening. */
   readonly columns: PhiOpenerOptions['columns'];
+  /** Block seals met in base-snapshot rows (format 5), so the block's later rows open from them. (For PooledOpening.) */
+  readonly blocks = new BlockSeals();
 
   constructor(options: PhiOpenerOptions) {
     this.source = options.source;
@@ -91,8 +96,29 @@ export class PhiOpener {
    */
   open(table: SealedTable, before: Row | null, after: Row | null, position: Position, sealedHere: boolean): void | Promise<void> {
     const keys = this.keysFor(table);
-    if (keys.lacks(table.sealed, before) || keys.lacks(table.sealed, after)) return this.loadKeysThenOpen(keys, table, before, after, position, sealedHere);
+    const block = this.blocks.note(table, after);
+    if (keys.lacks(table.sealed, before) || keys.lacks(table.sealed, after) || (block && !keys.of(block))) return this.loadKeysThenOpen(keys, table, before, after, position, sealedHere);
     this.openLoaded(keys, table, before, after, position, sealedHere);
+  }
+
+  /**
+   * A base-snapshot row read WITHOUT opening (restore --keep-sealed, replicate `phi: sealed`,
+   * snapshot synthesis): a block-sealed row (format 5) is re-sealed as a format-4 row seal at its
+   * block's position, so its cells open on their own later, whatever happens to the rest of its
+   * block; that needs the keyring. Nothing is disclosed, so nothing is audited. Other rows are
+   * left as they are.
+   */
+  keepSealed(table: SealedTable, after: Row | null, position: Position): void | Promise<void> {
+    if (!hasBlockCell(table, after)) return;
+    if (!this.keys) {
+      throw new ChartlogError('auth', `${table.where}: its base snapshot is block-sealed (sealed format 5), whose rows leave sealed only re-sealed per row, which needs the keyring`, {
+        hint: 'set phi.keyring to the keyring that sealed this archive (restore --keep-sealed, replicate phi: sealed and snapshot synthesis of such an archive need it)',
+      });
+    }
+    const keys = this.keys;
+    const block = this.blocks.note(table, after);
+    if (block && !keys.of(block)) return keys.loadOne(block).then(() => eachSealedCell(keys, this.blocks, table, after, position, false, null, NONE, OPEN_HERE));
+    eachSealedCell(keys, this.blocks, table, after, position, false, null, NONE, OPEN_HERE);
   }
 
   /** Collects many messages whose PHI is then opened on a crypto pool's thread in one request. */
@@ -125,6 +151,7 @@ export class PhiOpener {
   private async loadKeysThenOpen(keys: OpeningKeys, table: SealedTable, before: Row | null, after: Row | null, position: Position, sealedHere: boolean): Promise<void> {
     await keys.load(table.name, table.sealed, before);
     await keys.load(table.name, table.sealed, after);
+    await this.blocks.loadKey(keys, table, after);
     this.openLoaded(keys, table, before, after, position, sealedHere);
   }
 
@@ -132,8 +159,8 @@ export class PhiOpener {
     // Rows fresh from the codec's reader: opened in place.
     const audit = this.onOpen ? new OpeningAudit(table.sealed.length) : null;
     const only = this.columns?.(table.name);
-    eachSealedCell(keys, table, before, position, sealedHere, audit, only, OPEN_HERE);
-    eachSealedCell(keys, table, after, position, sealedHere, audit, only, OPEN_HERE);
+    eachSealedCell(keys, this.blocks, table, before, position, sealedHere, audit, only, OPEN_HERE);
+    eachSealedCell(keys, this.blocks, table, after, position, sealedHere, audit, only, OPEN_HERE);
     if (audit) this.report(table, position, audit);
   }
 }
@@ -169,7 +196,8 @@ export class PooledOpening {
 
   add(table: SealedTable, before: Row | null, after: Row | null, position: Position, sealedHere: boolean): void | Promise<void> {
     const keys = this.opener.keysFor(table);
-    if (keys.lacks(table.sealed, before) || keys.lacks(table.sealed, after)) return this.loadKeysThenAdd(keys, table, before, after, position, sealedHere);
+    const block = this.opener.blocks.note(table, after);
+    if (keys.lacks(table.sealed, before) || keys.lacks(table.sealed, after) || (block && !keys.of(block))) return this.loadKeysThenAdd(keys, table, before, after, position, sealedHere);
     this.addLoaded(keys, table, before, after, position, sealedHere);
   }
 
@@ -194,14 +222,16 @@ export class PooledOpening {
   private async loadKeysThenAdd(keys: OpeningKeys, table: SealedTable, before: Row | null, after: Row | null, position: Position, sealedHere: boolean): Promise<void> {
     await keys.load(table.name, table.sealed, before);
     await keys.load(table.name, table.sealed, after);
+    await this.opener.blocks.loadKey(keys, table, after);
     this.addLoaded(keys, table, before, after, position, sealedHere);
   }
 
   private addLoaded(keys: OpeningKeys, table: SealedTable, before: Row | null, after: Row | null, position: Position, sealedHere: boolean): void {
     const audit = this.opener.audited ? new OpeningAudit(table.sealed.length) : null;
     const only = this.opener.columns?.(table.name);
-    eachSealedCell(keys, table, before, position, sealedHere, audit, only, this.toJobs);
-    eachSealedCell(keys, table, after, position, sealedHere, audit, only, this.toJobs);
+    // A block-sealed row's values are set here, at once (one AEAD a block); the others' become jobs.
+    eachSealedCell(keys, this.opener.blocks, table, before, position, sealedHere, audit, only, this.toJobs);
+    eachSealedCell(keys, this.opener.blocks, table, after, position, sealedHere, audit, only, this.toJobs);
     if (audit && audit.keys.length > 0) this.audits.push({ table, position, audit });
   }
 
@@ -283,6 +313,7 @@ function note(audit: OpeningAudit | null, i: number, dek: DataKey): void {
  */
 function eachSealedCell(
   keys: OpeningKeys,
+  blocks: BlockSeals,
   table: SealedTable,
   row: Row | null,
   position: Position,
@@ -292,6 +323,7 @@ function eachSealedCell(
   open: CellOpeners,
 ): void {
   if (!row) return;
+  if (hasBlockCell(table, row)) return openBlockSealed(keys, blocks, table, row, position, sealedHere, audit, only);
   const plain = table.needsPlainKeyAad ? openingKeyAad(table.key, row, true) : EMPTY;
   const full = table.needsFullKeyAad ? openingKeyAad(table.key, row, false) : EMPTY;
   const sealed = table.sealed;
@@ -401,3 +433,122 @@ function notAfter(sealed: Uint8Array, position: Position): boolean {
 }
 
 let notAfterMemo: { commit: string; header: Uint8Array | null; verdict: boolean } = { commit: '', header: null, verdict: false };
+
+/** No column opened: every value of a block-sealed row is re-sealed per row (PhiOpener.keepSealed). */
+const NONE: ReadonlySet<string> = new Set();
+
+/** True when a sealed cell of the row is a block seal or a reference into one (format 5). */
+function hasBlockCell(table: SealedTable, row: Row | null): boolean {
+  if (!row) return false;
+  for (const c of table.sealed) {
+    const v = row[c.name];
+    if (v instanceof Uint8Array && (v[0] === BLOCK_SEAL_FORMAT || v[0] === 0x15) && (isBlockReference(v) || isBlockSeal(v))) return true;
+  }
+  return false;
+}
+
+/**
+ * The block seals (format 5) a reader has met, by block id, each opened once when its first row
+ * is: a base snapshot's part is read in order and its block's first row carries the seal, so a
+ * reference finds its seal here. The newest MAX_BLOCKS are held (tables restored side by side
+ * each have one or two blocks open); a block left is wiped.
+ */
+class BlockSeals {
+  private readonly byId = new Map<string, { seal: Uint8Array; opened: OpenedBlock | null }>();
+
+  /** Notes the row's block seal, if it carries one; returns the block seal the row's cells name, if any. */
+  note(table: SealedTable, row: Row | null): Uint8Array | null {
+    if (!hasBlockCell(table, row)) return null;
+    for (const c of table.sealed) {
+      const v = row![c.name];
+      if (isBlockSeal(v)) {
+        const id = blockIdOf(v);
+        if (!this.byId.has(id)) {
+          this.byId.set(id, { seal: v.slice(), opened: null });
+          if (this.byId.size > MAX_BLOCKS) {
+            const [oldest] = this.byId.keys();
+            this.byId.get(oldest!)!.opened?.wipe();
+            this.byId.delete(oldest!);
+          }
+        }
+        return this.byId.get(id)!.seal;
+      }
+      if (isBlockReference(v)) return this.byId.get(blockIdOf(v))?.seal ?? null;
+    }
+    return null;
+  }
+
+  /** Unwraps the data key of the block seal the row's cells name. */
+  async loadKey(keys: OpeningKeys, table: SealedTable, row: Row | null): Promise<void> {
+    const seal = this.note(table, row);
+    if (seal) await keys.loadOne(seal);
+  }
+
+  /** The block a cell names, opened (once); 'integrity' naming `where` when its seal was not met. */
+  open(keys: OpeningKeys, cell: Uint8Array, table: SealedTable, position: Position, where: string): { block: OpenedBlock; dek: DataKey; seal: Uint8Array } {
+    const e = this.byId.get(blockIdOf(cell));
+    if (!e) throw rowSealRefused(table, `${where.slice(table.where.length + 1)}: a reference names a block seal not met before it`);
+    if (!notAfter(e.seal, position)) {
+      const at = sealedPosition(e.seal);
+      throw new ChartlogError('integrity', `${where}: a block sealed at ${at ? Position.format(at) : 'an unreadable position'} is in the snapshot at ${Position.format(position)}`, {
+        hint: 'the archive object was tampered with (a block moved from another snapshot); run `chartlog verify` and restore from an intact copy',
+      });
+    }
+    const dek = keys.of(e.seal);
+    if (!dek) throw new ChartlogError('internal', `${where}: the data key of a block seal was not loaded`);
+    e.opened ??= OpenedBlock.open(dek, e.seal, table.blockPlaces, table.where);
+    return { block: e.opened, dek, seal: e.seal };
+  }
+}
+
+const MAX_BLOCKS = 32;
+
+/**
+ * Opens a block-sealed base-snapshot row (format 5): every sealed cell of it a reference into one
+ * block (or, in the block's first row, the seal), checked against the block (block-seal.ts
+ * openBlockRow) before any value is set. Columns not asked for (`only`) are re-sealed together as
+ * a format-4 row seal at the block's position, so they open later on their own.
+ */
+function openBlockSealed(keys: OpeningKeys, blocks: BlockSeals, table: SealedTable, row: Row, position: Position, sealedHere: boolean, audit: OpeningAudit | null, only: ReadonlySet<string> | undefined): void {
+  const sealed = table.sealed;
+  if (sealedHere) throw rowSealRefused(table, 'a change event holds a block seal or a reference into one');
+  const cells: CellValue[] = [];
+  let first: { cell: Uint8Array; where: string } | null = null;
+  for (const c of sealed) {
+    const v = row[c.name] ?? null;
+    cells.push(v);
+    if (isBlockReference(v) || isBlockSeal(v)) first ??= { cell: v, where: c.where };
+    else if (v instanceof Uint8Array) throw rowSealRefused(table, `${c.name}: a block-sealed row holds another sealed value`);
+  }
+  const { block, dek, seal } = blocks.open(keys, first!.cell, table, position, first!.where);
+  const key = openingKeyAad(table.key, row, true);
+  const kept: [number, CellValue][] = [];
+  openBlockRow(
+    block,
+    cells,
+    key,
+    sealed.map((c) => c.where),
+    (i, v) => {
+      if (!wanted(only, sealed[i]!)) kept.push([i, v]);
+      else {
+        setCell(row as Record<string, CellValue>, sealed[i]!.name, v);
+        note(audit, i, dek);
+      }
+    },
+  );
+  if (kept.length > 0) resealAsRow(dek, sealedPositionBytes(seal)!, table, row, kept, key);
+}
+
+/** Seals `values` (by sealed column index, ascending) of `row` as one format-4 row seal in the first of their columns, references in the others. */
+function resealAsRow(dek: DataKey, pos: Uint8Array, table: SealedTable, row: Row, values: readonly [number, CellValue][], key: Uint8Array): void {
+  const rp = new RowPlaintext();
+  rp.reset(table.sealed.length);
+  for (const [i, v] of values) rp.add(i, v);
+  const seal = new Uint8Array(rowSealLength(dek, pos, rp.set, rp.length));
+  writeRowSealHeader(dek, pos, rp.set, seal, 0);
+  sealRowBody(dek, rp.plaintext, table.rowPlaces.of(rp.set), key, seal, 0);
+  rp.plaintext.fill(0);
+  const r = row as Record<string, CellValue>;
+  setCell(r, table.sealed[values[0]![0]]!.name, seal);
+  for (const [i] of values.slice(1)) setCell(r, table.sealed[i]!.name, referenceTo(seal));
+}

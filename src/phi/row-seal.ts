@@ -1,7 +1,7 @@
 import { ChartlogError } from '../core/errors.js';
 import type { CellValue, Row } from '../core/table-schema.js';
 import { deserializeCell, serializeCellTransient } from './cell-serialization.js';
-import { drawNonce, headerLength, isRowSealFormat, KEY_ID_BYTES, openPartsTransient, ROW_SEAL_FORMAT, sealAfterHeader, TAG_BYTES, type DataKey, type SealAlgorithm } from './sealer.js';
+import { drawNonce, headerLength, isRowSealFormat, KEY_ID_BYTES, openPartsTransient, ROW_SEAL_FORMAT, ROW_SEAL_FORMAT_V3, sealAfterHeader, TAG_BYTES, type DataKey, type SealAlgorithm } from './sealer.js';
 
 /**
  * Formats 3 and 4, the row seal (docs/formats.md "Sealed values"): every sealed column of one
@@ -101,9 +101,10 @@ export class RowPlaces {
   private readonly head: Uint8Array[];
   private readonly names: Uint8Array[];
 
-  constructor(source: string, schema: string, table: string, sealedColumns: readonly string[]) {
+  /** `label` and `extra` (parts after the table): the block seal's (block-seal.ts) binds its table version too. */
+  constructor(source: string, schema: string, table: string, sealedColumns: readonly string[], label: Uint8Array = ROW_LABEL, extra: readonly string[] = []) {
     const enc = new TextEncoder();
-    this.head = [ROW_LABEL, enc.encode(source), enc.encode(schema), enc.encode(table)];
+    this.head = [label, enc.encode(source), enc.encode(schema), enc.encode(table), ...extra.map((x) => enc.encode(x))];
     this.names = sealedColumns.map((c) => enc.encode(c));
   }
 
@@ -164,7 +165,7 @@ export class RowPlaintext {
 
   /** Adds the value of sealed column `index` (in column order, ascending), in format 4's compact form. */
   add(index: number, v: CellValue): void {
-    const cell = compactCell(serializeCellTransient(v));
+    const cell = compactCellOf(v);
     this.reserve(5 + cell.length);
     let n = cell.length;
     while (n >= 0x80) {
@@ -197,6 +198,11 @@ export class RowPlaintext {
 /** Cell tags whose serialization is tag, u32le(length), body: format 4 drops the length. */
 const LENGTH_TAGS = [4, 5, 6]; // bigint, string, bytes (cell-serialization.ts)
 
+/** Format 4's (and 5's) form of a value's cell, in a buffer reused by the next call. */
+export function compactCellOf(v: CellValue): Uint8Array {
+  return compactCell(serializeCellTransient(v));
+}
+
 /** Format 4's form of a cell: tag ‖ body for a length-prefixed cell, else the cell itself. */
 function compactCell(cell: Uint8Array): Uint8Array {
   if (!LENGTH_TAGS.includes(cell[0]!)) return cell;
@@ -210,7 +216,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }); // as c
 /** A format-4 cell as the serializeCell bytes deserializeCell reads (a length-prefixed cell regains its length). */
 let expanded = new Uint8Array(256);
 function standardCell(compact: Uint8Array, version: number): Uint8Array {
-  if (version !== ROW_SEAL_FORMAT || compact.length === 0 || !LENGTH_TAGS.includes(compact[0]!)) return compact;
+  if (version === ROW_SEAL_FORMAT_V3 || compact.length === 0 || !LENGTH_TAGS.includes(compact[0]!)) return compact;
   const n = compact.length - 1;
   if (expanded.length < n + 5) expanded = new Uint8Array(Math.max(2 * expanded.length, n + 5));
   expanded[0] = compact[0]!;
@@ -297,6 +303,18 @@ export function eachRowCell(plain: Uint8Array, set: Uint8Array, where: string, f
   c.end();
 }
 
+/** A value from its cell as a seal of `version` holds it (format 3: serializeCell bytes; 4 and later: compact). */
+export function cellOf(raw: Uint8Array, version: number): CellValue {
+  // A compact string (nearly every PHI value) is decoded in place, as deserializeCell's own fast path does.
+  if (version !== ROW_SEAL_FORMAT_V3 && raw[0] === 5) return utf8.decode(raw.subarray(1));
+  const v = standardCell(raw, version);
+  try {
+    return deserializeCell(v);
+  } finally {
+    if (v.buffer === expanded.buffer) v.fill(0);
+  }
+}
+
 /**
  * Walks an opened row seal's plaintext value by value with no callback or object per value (the
  * opener's hot path): `start`, then `next()` while true (`member`, `value()`), then `end()`,
@@ -352,15 +370,7 @@ export class RowCursor {
 
   /** The current value, deserialized (either format). */
   cell(): CellValue {
-    const raw = this.value();
-    // A format-4 string (nearly every PHI value) is decoded in place, as deserializeCell's own fast path does.
-    if (this.version === ROW_SEAL_FORMAT && raw[0] === 5) return utf8.decode(raw.subarray(1));
-    const v = standardCell(raw, this.version);
-    try {
-      return deserializeCell(v);
-    } finally {
-      if (v.buffer === expanded.buffer) v.fill(0);
-    }
+    return cellOf(this.value(), this.version);
   }
 
   end(): void {

@@ -38,6 +38,8 @@ export const ROW_SEAL_FORMAT = 4;
 export function isRowSealFormat(b: number | undefined): boolean {
   return b === ROW_SEAL_FORMAT || b === ROW_SEAL_FORMAT_V3;
 }
+/** Format 5: the block seal of base-snapshot rows (block-seal.ts); its header is format 4's and a u32 block ordinal and u32 row count. */
+export const BLOCK_SEAL_FORMAT = 5;
 /** The per-value format `sealValue`/`sealInto` write (the codec writes row seals, format 3). */
 export const SEALED_FORMAT_VERSION = SEALED_FORMAT_V2;
 /** The format archives written before issue 17 hold: still opened, never written. */
@@ -158,7 +160,7 @@ function positionLength(sealed: Uint8Array): number {
 
 /** True for the formats whose header holds a position after the key id (2 and 3). */
 function hasPosition(sealed: Uint8Array): boolean {
-  return sealed[0] === SEALED_FORMAT_V2 || isRowSealFormat(sealed[0]);
+  return sealed[0] === SEALED_FORMAT_V2 || isRowSealFormat(sealed[0]) || sealed[0] === BLOCK_SEAL_FORMAT;
 }
 
 /**
@@ -169,9 +171,10 @@ export function headerLength(sealed: Uint8Array): number {
   const p = positionLength(sealed);
   if (p < 0) return -1;
   const end = 1 + KEY_ID_BYTES + p;
-  if (!isRowSealFormat(sealed[0])) return end;
+  const block = sealed[0] === BLOCK_SEAL_FORMAT;
+  if (!isRowSealFormat(sealed[0]) && !block) return end;
   if (sealed.length <= end) return -1;
-  return end + 1 + sealed[end]!;
+  return end + 1 + sealed[end]! + (block ? 8 : 0);
 }
 
 /** True when the bytes have the shape of a sealed value (or row seal) of a known format (any algorithm). */
@@ -352,7 +355,16 @@ export function openPartsTransient(dek: DataKey, sealed: Uint8Array, place: Uint
   }
   const v1 = sealed[0] === SEALED_FORMAT_V1;
   if (v1 && dek.algorithm === 'XChaCha20-Poly1305') throw failed(where);
-  const headerEnd = v1 ? 1 + KEY_ID_BYTES : headerLength(sealed);
+  return openAfterHeader(dek, sealed, v1 ? 1 + KEY_ID_BYTES : headerLength(sealed), place, key, where);
+}
+
+/**
+ * The AEAD opening of every format: `sealed[0, headerEnd)` is the header (authenticated, except
+ * format 1's), then the nonce, ciphertext and tag; AAD header ‖ place ‖ key. The key id is
+ * checked by the caller. Transient plaintext, as `openPartsTransient`'s.
+ */
+export function openAfterHeader(dek: DataKey, sealed: Uint8Array, headerEnd: number, place: Uint8Array, key: Uint8Array, where: string): Uint8Array {
+  const v1 = sealed[0] === SEALED_FORMAT_V1;
   const nonceBytes = v1 ? NONCE_BYTES : nonceBytesOf(dek);
   const bodyAt = headerEnd + nonceBytes;
   const tagAt = sealed.length - TAG_BYTES;

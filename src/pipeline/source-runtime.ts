@@ -52,6 +52,10 @@ export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<So
       guard?.inspect(batch);
       return codec.encodeBatch(batch);
     },
+    encodeBase: (batch) => {
+      guard?.inspect(batch);
+      return codec.encodeBaseSnapshot(batch);
+    },
     fingerprintOf: (_source, table) => codec.fingerprintOf(table),
   };
   const envelopes = new CodecEnvelopeReader(schemas);
@@ -85,6 +89,7 @@ export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<So
       if (resync && requests.length > 0) await resync.durable();
       return encoder.encode(batch);
     },
+    encodeBase: encoder.encodeBase!,
     fingerprintOf: encoder.fingerprintOf,
   };
   return {

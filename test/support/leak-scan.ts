@@ -1,6 +1,7 @@
 import { gunzipSync, inflateRawSync } from 'node:zlib';
 import { readAvroContainer } from '../../src/archive/avro-container.js';
 import { flushPartSection, flushPartToc } from '../../src/archive/flush-part.js';
+import { BLOCK_SEAL_FORMAT, headerLength } from '../../src/phi/sealer.js';
 
 /**
  * A leak check that can fail. Parts, segments and snapshots are deflated Avro containers, so a
@@ -70,7 +71,10 @@ function decodedViews(o: ScannedObject): { where: string; data: Buffer }[] {
     // A damaged container is itself worth failing on: the scan must see every block.
     const { header, blocks } = readAvroContainer(raw, o.key);
     views.push({ where: 'container header', data: Buffer.from(JSON.stringify(header.metadata), 'utf8') });
-    blocks.forEach((b, i) => views.push({ where: `container block ${i}`, data: b.data }));
+    blocks.forEach((b, i) => {
+      views.push({ where: `container block ${i}`, data: b.data });
+      for (const d of blockSealBodies(b.data)) views.push({ where: `container block ${i} block seal body`, data: d });
+    });
     if (header.metadata['chartlog.sections'] !== undefined) {
       // A flush part: each section is a deflated container of its own, hidden inside a block.
       flushPartToc(raw, o.key).forEach((_, i) => {
@@ -95,6 +99,29 @@ function decodedViews(o: ScannedObject): { where: string; data: Buffer }[] {
     // Not a deflate stream: the raw bytes are all there is.
   }
   return views;
+}
+
+/**
+ * A block seal (sealed format 5) deflates its rows' PHI and then encrypts it: a writer that
+ * forgot the second step would store a deflate stream inside a record, invisible to a search of
+ * the block. So wherever a block seal's header can start, what follows its nonce (either length)
+ * is inflated when it is a deflate stream; an encrypted body is not one.
+ */
+function blockSealBodies(data: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let at = data.indexOf(BLOCK_SEAL_FORMAT); at >= 0; at = data.indexOf(BLOCK_SEAL_FORMAT, at + 1)) {
+    const h = headerLength(data.subarray(at));
+    if (h <= 0) continue;
+    for (const nonce of [24, 12]) {
+      try {
+        const body = inflateRawSync(data.subarray(at + h + nonce), { maxOutputLength: 64 * 1024 * 1024 });
+        if (body.length > 0) out.push(body);
+      } catch {
+        // Not a deflate stream there (sealed, or no block seal at all).
+      }
+    }
+  }
+  return out;
 }
 
 function parseJson(raw: Buffer): unknown {

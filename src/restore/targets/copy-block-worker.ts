@@ -151,6 +151,10 @@ async function render(id: number, job: Job, m: Extract<CopyRequest, { type: 'blo
     if (opening) {
       const loading = job.opener.open(compiled, d.before, d.after, d.position, d.op !== 'r');
       if (loading) await loading;
+    } else if (compiled.sealedColumns.length > 0 && d.op === 'r') {
+      // --keep-sealed: a block-sealed row (format 5) leaves re-sealed per row (PhiOpener.keepSealed).
+      const loading = job.opener.keepSealed(compiled, d.after, d.position);
+      if (loading) await loading;
     }
     const row = d.after;
     if (!row) continue;

@@ -4,6 +4,7 @@ import { COMMIT_SEQ, Position } from '../../../src/core/position.js';
 import { ChartlogError } from '../../../src/core/errors.js';
 import type { CellValue, Row } from '../../../src/core/table-schema.js';
 import { keyAad, placeAad } from '../../../src/phi/aad.js';
+import { BlockPlaces } from '../../../src/phi/block-seal.js';
 import { KeyManager } from '../../../src/phi/key-manager.js';
 import { PhiOpener, type OpenAuditEntry, type SealedTable } from '../../../src/phi/phi-opener.js';
 import { carryForward, isRowSeal, isRowSealReference, openRowSeal, referenceTo, RowPlaces, RowPlaintext, rowSealLength, sealRowBody, writeRowSealHeader } from '../../../src/phi/row-seal.js';
@@ -134,6 +135,7 @@ const table: SealedTable = {
   name: 'public.patients',
   where: 'clinic public.patients',
   rowPlaces: new RowPlaces('clinic', 'public', 'patients', ['ssn', 'phone']),
+  blockPlaces: new BlockPlaces('clinic', 'public', 'patients', '0000000000000000', ['ssn', 'phone']),
   sealed: ['ssn', 'phone'].map((c) => ({ name: c, sealedKey: false, place: placeAad('clinic', 'public', 'patients', c), where: `clinic public.patients.${c}` })),
   sealedColumns: ['ssn', 'phone'],
   key: [{ name: 'id', sealed: false }],

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import { gzipSync } from 'node:zlib';
+import { deflateRawSync, gzipSync } from 'node:zlib';
+import { keyAad } from '../../../src/phi/aad.js';
+import { BlockPlaces, sealBlock } from '../../../src/phi/block-seal.js';
+import { positionBytes } from '../../../src/phi/sealer.js';
 import { AvroContainerWriter } from '../../../src/archive/avro-container.js';
 import { encodeFlushPart } from '../../../src/archive/flush-part.js';
 import { Position } from '../../../src/core/position.js';
@@ -14,6 +17,17 @@ import { describeHits, scanForCanaries, scanTextForCanaries } from '../../suppor
  * part does not see the SSN inside it.
  */
 const SSN = 'CANARY-SSN-123-45-6789';
+
+function zigzagLength(length: number): Buffer {
+  let n = length * 2;
+  const len: number[] = [];
+  while (n > 0x7f) {
+    len.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  len.push(n);
+  return Buffer.from(len);
+}
 
 function avroString(s: string): Buffer {
   const b = Buffer.from(s, 'utf8');
@@ -77,6 +91,24 @@ test('sealed bytes and unrelated objects scan clean', async () => {
     { key: 'blob', bytes: randomBytes(4096) },
   ];
   assert.deepEqual(scanForCanaries(objects, ['CANARY-SSN-', 'CANARY-NAME-']), []);
+});
+
+test('a block seal (format 5) scans clean; one whose deflated body was left unencrypted is found', async () => {
+  const places = new BlockPlaces('clinic', 'public', 'patients', '70ae58d44f60f26e', ['ssn']);
+  const dek = { id: new Uint8Array(16).fill(7), idHex: '07'.repeat(16), key: new Uint8Array(32).fill(9), algorithm: 'XChaCha20-Poly1305' as const };
+  const rows = Array.from({ length: 50 }, (_x, i) => ({ key: keyAad([{ value: BigInt(i) }]), cells: [`${SSN}-${i}`] }));
+  const sealed = sealBlock(dek, positionBytes(Position.of('00000000016b3a10', 0)), 0, places, rows, 1)!;
+  const partOf = async (seal: Uint8Array) => {
+    const w = new AvroContainerWriter(JSON.stringify({ type: 'record', name: 'r', fields: [{ name: 'ssn', type: 'bytes' }] }));
+    await w.addBlock([Buffer.concat([zigzagLength(seal.length), seal])]);
+    return w.toBuffer();
+  };
+  assert.deepEqual(scanForCanaries([{ key: 'clinic/snapshots/x/part-00000.avro', bytes: await partOf(sealed.seal) }], ['CANARY-SSN-']), []);
+  // Planted: the same header and nonce, the deflated body stored as it is instead of encrypted.
+  const body = deflateRawSync(Buffer.from(rows.map((r) => r.cells[0]).join('\n')));
+  const planted = Buffer.concat([sealed.seal.subarray(0, 48 + 24), body, Buffer.alloc(16)]);
+  const hits = scanForCanaries([{ key: 'clinic/snapshots/x/part-00000.avro', bytes: await partOf(planted) }], ['CANARY-SSN-']);
+  assert.ok(hits.some((h) => h.where.endsWith('block seal body')), describeHits(hits) || 'the planted body was not found');
 });
 
 test('a damaged container fails the scan instead of passing it', async () => {
