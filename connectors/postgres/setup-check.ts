@@ -245,7 +245,19 @@ export async function ensurePublication(db: Queryable, names: SetupNames, state:
   if (state.publicationExists) return;
   const target = names.tables ? `FOR TABLE ${names.tables.map(quoteTable).join(', ')}` : 'FOR ALL TABLES';
   // Changes of partitions are published under the partitioned table, as the snapshot reads it.
-  await db.query(`CREATE PUBLICATION ${quoteIdent(names.publication)} ${target} WITH (publish_via_partition_root = true)`);
+  try {
+    await db.query(`CREATE PUBLICATION ${quoteIdent(names.publication)} ${target} WITH (publish_via_partition_root = true)`);
+  } catch (err) {
+    // Another process created it since checkSetup read the catalog (duplicate_object, or the
+    // unique index when both inserted at once): what it holds is unchecked, so this start stops
+    // here; the next attempt finds it and checks its tables like any existing publication.
+    const code = (err as { code?: unknown }).code;
+    if (code !== '42710' && code !== '23505') throw err;
+    throw new ChartlogError('source_setup', `publication ${names.publication} was created by another process while this one was creating it`, {
+      retriable: true,
+      hint: 'start again: the publication that now exists is checked then (its tables and settings)',
+    });
+  }
 }
 
 /** "schema.table" names the publication sends, in a stable order. */
