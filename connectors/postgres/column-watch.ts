@@ -20,7 +20,11 @@ import type { ReadingStamp } from './rewrite-watch.js';
  * refused rather than given the old values. Pure state: no I/O, no clock.
  */
 
-/** Parameters: $1 the table OIDs. One row per live column, with the reading's clock and WAL position. */
+/**
+ * Parameters: $1 the table OIDs. One row per live column, with the reading's clock and WAL
+ * position. Generated columns are left out: pgoutput does not send them nor do snapshots read
+ * them, so no table version has them.
+ */
 export const COLUMN_READING_SQL = `
   SELECT a.attrelid, a.attname, a.attnum,
          (SELECT json_object_agg(e.oid::text, json_build_array(e.enumtypid::text, e.enumlabel))::text
