@@ -10,7 +10,7 @@ import { createPgDatabase, type TestDatabase } from '../support/restore-engines.
 
 /**
  * Whole transactions only (docs/architecture.md §5): `chartlog run` on real PostgreSQL is killed
- * with SIGKILL while one large UPDATE — published in pieces of 2,500 events — is half stored.
+ * with SIGKILL while one large UPDATE — published in pieces of 1,000 events — is half stored.
  * `restore --to latest` must then give none of it (the archive holds some of its pieces: shown
  * by counting them, so a cut that applied stored pieces would be caught), and after a restart
  * all of it.
@@ -55,15 +55,23 @@ test('kill -9 inside a transaction stored in pieces: restore --to latest gives a
 
     await engine.exec('UPDATE bulk SET v = v + 1');
     // Kill as soon as a piece (seq < COMMIT_SEQ) of a transaction without its last record is stored.
+    // The run is frozen (SIGSTOP) while the test looks and let go (SIGCONT) for 15 ms between
+    // looks: free-running, it stored the whole UPDATE within about 0.35 s of its first piece here,
+    // and a CI run with a neighbour lane never saw that window in 60 s of looking (2026-12-05).
+    // Frozen, it cannot move while a look takes its time, whatever the machine's load.
     let caught: string | null = null;
-    for (const deadline = Date.now() + 60_000; !caught && Date.now() < deadline; ) {
+    for (const deadline = Date.now() + 120_000; !caught && Date.now() < deadline; ) {
+      assert.ok(h.signal('SIGSTOP'), 'chartlog run is still running');
       const index = await readArchiveIndex(h.store, 'clinic').catch(() => null);
       const log = index ? await new ArchiveReader(h.store, index, NO_ENVELOPES).transactions(null).catch(() => []) : [];
       const pieces = log.filter((r) => Position.parse(r.pos).seq !== COMMIT_SEQ).map((r) => Position.parse(r.pos).commit);
       const whole = new Set(log.filter((r) => Position.parse(r.pos).seq === COMMIT_SEQ).map((r) => Position.parse(r.pos).commit));
       caught = pieces.find((c) => !whole.has(c)) ?? null;
       if (caught) await h.kill('SIGKILL');
-      else await sleep(20);
+      else {
+        h.signal('SIGCONT');
+        await sleep(15);
+      }
     }
     assert.ok(caught, 'the kill landed while the transaction was stored in part');
 

@@ -259,6 +259,15 @@ export class RunHarness {
     return { code, output };
   }
 
+  /**
+   * Sends `signal` to the running `chartlog run` without waiting for anything (SIGSTOP/SIGCONT:
+   * freezing it while a test looks at the archive). False when none is running.
+   */
+  signal(signal: NodeJS.Signals): boolean {
+    const c = this.child;
+    return c !== null && c.exitCode === null && c.kill(signal);
+  }
+
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
     const c = this.child;
     if (!c || c.exitCode !== null) return c?.exitCode ?? null;
