@@ -113,27 +113,16 @@ export interface BlockRecord {
 export function readBlockRecord(compiled: CompiledTable, r: AvroReader, opening: boolean): BlockRecord {
   let before: Row | null;
   let after: Row | null;
-  let op: string;
-  let pos: string;
-  let seq: number;
+  let tail: EnvelopeTail;
   try {
     before = readImage(r, compiled, opening);
     after = readImage(r, compiled, opening);
-    op = r.string();
-    for (let i = 0; i < 5; i++) r.skipBytes(); // connector, name, db, schema, table
-    pos = r.string();
-    const t = r.long();
-    if (t !== 0 && t !== 1) throw new AvroDecodeError('invalid union index');
-    if (t === 1) r.skipBytes(); // txId
-    seq = r.long();
-    r.skipLong(); // commitTsUs
-    r.boolean(); // snapshot
-    r.skipLong(); // tsUs
+    tail = readTail(r, false);
   } catch (err) {
     if (err instanceof ChartlogError) throw err;
     throw doesNotDecode(compiled);
   }
-  return { op: op as Op, before, after, position: positionOf(compiled, op, pos, seq) };
+  return { op: tail.op as Op, before, after, position: positionOf(compiled, tail.op, tail.pos, tail.seq) };
 }
 
 /**
@@ -144,29 +133,47 @@ export function readBlockRecord(compiled: CompiledTable, r: AvroReader, opening:
  * the next record. Errors as `readEnvelope`'s.
  */
 export function splitBlockRecord(compiled: CompiledTable, r: AvroReader): { position: Position; commitTsUs: bigint } {
-  let op: string;
-  let pos: string;
-  let seq: number;
-  let commitTsUs: bigint;
+  let tail: EnvelopeTail;
   try {
     const skips = skipsOf(compiled);
     skipImage(r, compiled, skips);
     skipImage(r, compiled, skips);
-    op = r.string();
-    for (let i = 0; i < 5; i++) r.skipBytes(); // connector, name, db, schema, table
-    pos = r.string();
-    const t = r.long();
-    if (t !== 0 && t !== 1) throw new AvroDecodeError('invalid union index');
-    if (t === 1) r.skipBytes(); // txId
-    seq = r.long();
-    commitTsUs = r.bigLong();
-    r.boolean(); // snapshot
-    r.skipLong(); // tsUs
+    tail = readTail(r, true);
   } catch (err) {
     if (err instanceof ChartlogError) throw err;
     throw doesNotDecode(compiled);
   }
-  return { position: positionOf(compiled, op, pos, seq), commitTsUs };
+  return { position: positionOf(compiled, tail.op, tail.pos, tail.seq), commitTsUs: tail.commitTsUs };
+}
+
+/** What a block reader takes of the envelope after its row images. */
+interface EnvelopeTail {
+  op: string;
+  pos: string;
+  seq: number;
+  /** 0n unless asked for. */
+  commitTsUs: bigint;
+}
+
+/**
+ * The envelope after the row images, read where it lies: op, position and (`withCommit`) the
+ * commit time; the names, transaction id, snapshot flag and tsUs passed over without making a
+ * string or a bigint of them.
+ */
+function readTail(r: AvroReader, withCommit: boolean): EnvelopeTail {
+  const op = r.string();
+  for (let i = 0; i < 5; i++) r.skipBytes(); // connector, name, db, schema, table
+  const pos = r.string();
+  const t = r.long();
+  if (t !== 0 && t !== 1) throw new AvroDecodeError('invalid union index');
+  if (t === 1) r.skipBytes(); // txId
+  const seq = r.long();
+  let commitTsUs = 0n;
+  if (withCommit) commitTsUs = r.bigLong();
+  else r.skipLong();
+  r.boolean(); // snapshot
+  r.skipLong(); // tsUs
+  return { op, pos, seq, commitTsUs };
 }
 
 /** How a value of a union branch is passed over: by its Avro encoding, or (any other type) read by its mapping and dropped. */
