@@ -3,9 +3,9 @@ import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import { bigintTypeHook } from '../codec/bigint-long.js';
 import { AvroReader } from '../codec/avro-binary.js';
-import { compileTable } from '../codec/compiled-table.js';
+import { compileTable, type CompiledTable } from '../codec/compiled-table.js';
 import { splitBlockRecord } from '../codec/envelope-reader.js';
-import type { SchemaStore } from '../codec/schema-store.js';
+import type { RegisteredSchema, SchemaStore } from '../codec/schema-store.js';
 import type { EnvelopeReader, RecordSplitter } from './envelope-reader.js';
 
 /**
@@ -38,8 +38,8 @@ export class CodecEnvelopeReader implements EnvelopeReader {
     const registered = await this.schemas.resolve(BigInt(`0x${fingerprint}`));
     // A version the codec's direct reader reads (every one this codec writes): its records split
     // by passing over the row images (splitBlockRecord), several times cheaper than avsc's resolution.
-    const compiled = compileTable(this.schemas.source, registered);
-    if (compiled.direct) {
+    const compiled = directOrNull(this.schemas.source, registered);
+    if (compiled) {
       return (data, offset) => {
         const r = new AvroReader(data, offset);
         const { position, commitTsUs } = splitBlockRecord(compiled, r);
@@ -81,5 +81,19 @@ export class CodecEnvelopeReader implements EnvelopeReader {
 
   private checkSource(source: string): void {
     if (source !== this.schemas.source) throw new ChartlogError('internal', `schemas of ${this.schemas.source} asked for source ${source}`);
+  }
+}
+
+/**
+ * The table version compiled for the direct reader, or null: a version another codec version
+ * wrote (not direct), or one the current mappings cannot compile, is still split by avsc from its
+ * stored schema (the compactor and verify split records they never decode).
+ */
+function directOrNull(source: string, registered: RegisteredSchema): CompiledTable | null {
+  try {
+    const compiled = compileTable(source, registered);
+    return compiled.direct ? compiled : null;
+  } catch {
+    return null;
   }
 }
