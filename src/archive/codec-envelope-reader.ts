@@ -2,13 +2,16 @@ import avro from 'avsc';
 import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import { bigintTypeHook } from '../codec/bigint-long.js';
-import type { SchemaStore } from '../codec/schema-store.js';
+import { AvroReader } from '../codec/avro-binary.js';
+import { compileTable, type CompiledTable } from '../codec/compiled-table.js';
+import { splitBlockRecord } from '../codec/envelope-reader.js';
+import type { RegisteredSchema, SchemaStore } from '../codec/schema-store.js';
 import type { EnvelopeReader, RecordSplitter } from './envelope-reader.js';
 
 /**
- * The compactor's view of the codec's envelopes: a record's position and commit time, read by
- * schema resolution against a reader schema that has only `source` — avsc then skips the row
- * images without building them, and sealed PHI is never touched.
+ * The compactor's view of the codec's envelopes: a record's position and commit time, read with
+ * the row images passed over (splitBlockRecord; for a schema another codec version wrote, by avsc's
+ * schema resolution against a reader schema that has only `source`), so sealed PHI is never touched.
  */
 export class CodecEnvelopeReader implements EnvelopeReader {
   private readonly splitters = new Map<string, Promise<RecordSplitter>>();
@@ -33,6 +36,16 @@ export class CodecEnvelopeReader implements EnvelopeReader {
 
   private async build(fingerprint: string): Promise<RecordSplitter> {
     const registered = await this.schemas.resolve(BigInt(`0x${fingerprint}`));
+    // A version the codec's direct reader reads (every one this codec writes): its records split
+    // by passing over the row images (splitBlockRecord), several times cheaper than avsc's resolution.
+    const compiled = directOrNull(this.schemas.source, registered);
+    if (compiled) {
+      return (data, offset) => {
+        const r = new AvroReader(data, offset);
+        const { position, commitTsUs } = splitBlockRecord(compiled, r);
+        return { position, commitTsUs, end: r.pos };
+      };
+    }
     const writer = avro.Type.forSchema(registered.schema as avro.Schema, { typeHook: bigintTypeHook as never });
     const schema = registered.schema as { name: string; namespace?: string };
     const reader = avro.Type.forSchema(
@@ -68,5 +81,19 @@ export class CodecEnvelopeReader implements EnvelopeReader {
 
   private checkSource(source: string): void {
     if (source !== this.schemas.source) throw new ChartlogError('internal', `schemas of ${this.schemas.source} asked for source ${source}`);
+  }
+}
+
+/**
+ * The table version compiled for the direct reader, or null: a version another codec version
+ * wrote (not direct), or one the current mappings cannot compile, is still split by avsc from its
+ * stored schema (the compactor and verify split records they never decode).
+ */
+function directOrNull(source: string, registered: RegisteredSchema): CompiledTable | null {
+  try {
+    const compiled = compileTable(source, registered);
+    return compiled.direct ? compiled : null;
+  } catch {
+    return null;
   }
 }
