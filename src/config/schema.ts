@@ -461,7 +461,7 @@ export const configSchema = z
           .max(16)
           .default(defaultCopyThreads)
           .describe(
-            'Threads that decode, open and write base snapshot rows as COPY text for a PostgreSQL target (docs/architecture.md §5, step 8); default: none below 4 cores (on 2 cores they saved no time and cost CPU and memory), else one per core up to 4; 0: everything on the main thread.',
+            'Threads that decode, open and write base snapshot rows as COPY text for a PostgreSQL target (docs/architecture.md §5, step 8); default: none below 4 cores (on 2 cores they saved no time and cost CPU and memory), else one per core up to 4; 0: the main thread writes the blocks as COPY text itself.',
           ),
         copyThreadsFromRows: z
           .number()

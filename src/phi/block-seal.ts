@@ -218,6 +218,8 @@ export function blockIdOf(v: Uint8Array): string {
 export class OpenedBlock {
   private readonly keys: [number, number][] = [];
   private readonly cells = new Map<number, Int32Array>();
+  /** `id` as bytes, made at the first `isNamedBy`. */
+  private prefix: Uint8Array | undefined;
 
   private constructor(
     readonly id: string,
@@ -305,8 +307,22 @@ export class OpenedBlock {
 
   /** The value of sealed column c in row r (which `holds`). */
   value(c: number, r: number): CellValue {
+    return cellOf(this.cellBytes(c, r), BLOCK_SEAL_FORMAT);
+  }
+
+  /** The compact cell (format 4's form, row-seal.ts) of sealed column c in row r (which `holds`): a view of the plaintext, valid until `wipe`. */
+  cellBytes(c: number, r: number): Uint8Array {
     const ends = this.cells.get(c)!;
-    return cellOf(this.body.subarray(ends[2 * r]!, ends[2 * r + 1]!), BLOCK_SEAL_FORMAT);
+    return this.body.subarray(ends[2 * r]!, ends[2 * r + 1]!);
+  }
+
+  /** True when a reference or a seal names this block (`blockIdOf(v) === id`, compared byte for byte). */
+  isNamedBy(v: Uint8Array): boolean {
+    const at = v[0] === BLOCK_REFERENCE ? 1 : blockHeaderLength(v);
+    if (at < 0 || v.length < at + NONCE_PREFIX) return false;
+    const prefix = (this.prefix ??= Buffer.from(this.id, 'hex'));
+    for (let i = 0; i < NONCE_PREFIX; i++) if (v[at + i] !== prefix[i]) return false;
+    return true;
   }
 
   /** Zeroes the plaintext (an evicted or finished block). */
@@ -335,30 +351,42 @@ function refused(where: string, what: string): ChartlogError {
  * key must be the one sealed at that row. Checked before `fn(c, value)` is called for any column.
  */
 export function openBlockRow(block: OpenedBlock, cells: readonly CellValue[], key: Uint8Array, where: readonly string[], fn: (c: number, v: CellValue) => void): void {
+  const r = blockRowOf(block, cells, key, where);
+  if (r < 0) return;
+  for (let c = 0; c < cells.length; c++) if (block.holds(c, r)) fn(c, block.value(c, r));
+}
+
+/**
+ * The row of `block` a block-sealed row's `cells` name, after every check `openBlockRow` makes
+ * (-1: no cell names one); 'integrity' naming the column otherwise. For readers that take the
+ * values themselves (`OpenedBlock.cellBytes`; restore writes them straight into COPY text).
+ */
+export function blockRowOf(block: OpenedBlock, cells: readonly CellValue[], key: Uint8Array, where: readonly string[]): number {
   let r = -1;
   for (let c = 0; c < cells.length; c++) {
     const v = cells[c];
     if (isBlockReference(v)) {
       const i = referencedRow(v);
-      if (blockIdOf(v) !== block.id || i < 0 || i >= block.rows) throw refused(where[c]!, 'a reference names another block or no row of it');
+      if (!block.isNamedBy(v) || i < 0 || i >= block.rows) throw refused(where[c]!, 'a reference names another block or no row of it');
       if (r >= 0 && i !== r) throw refused(where[c]!, 'a reference names another row of its block');
       r = i;
     } else if (isBlockSeal(v)) {
-      if (blockIdOf(v) !== block.id || c !== firstMember(block.set)) throw refused(where[c]!, 'a block seal is in a column or row that does not carry it');
+      if (!block.isNamedBy(v) || c !== firstMember(block.set)) throw refused(where[c]!, 'a block seal is in a column or row that does not carry it');
       if (r > 0) throw refused(where[c]!, 'a reference names another row of its block');
       r = 0;
     }
   }
-  if (r < 0) return;
+  if (r < 0) return -1;
   const k = block.key(r);
-  if (k.length !== key.length || !k.every((b, i) => b === key[i])) throw refused(where[firstHeld(cells)]!, "a reference names another row's values");
+  if (k.length !== key.length) throw refused(where[firstHeld(cells)]!, "a reference names another row's values");
+  for (let i = 0; i < k.length; i++) if (k[i] !== key[i]) throw refused(where[firstHeld(cells)]!, "a reference names another row's values");
   for (let c = 0; c < cells.length; c++) {
     const v = cells[c];
     const holds = isBlockReference(v) || isBlockSeal(v);
     if (holds !== block.holds(c, r)) throw refused(where[c]!, holds ? 'a reference is in a column its block does not hold' : "a column's reference is missing");
-    if (isBlockSeal(v) && r !== 0) throw refused(where[c]!, 'a block seal is in a row that does not carry it');
+    if (holds && r !== 0 && isBlockSeal(v)) throw refused(where[c]!, 'a block seal is in a row that does not carry it');
   }
-  for (let c = 0; c < cells.length; c++) if (block.holds(c, r)) fn(c, block.value(c, r));
+  return r;
 }
 
 function firstHeld(cells: readonly CellValue[]): number {

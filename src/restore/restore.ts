@@ -179,15 +179,15 @@ export async function restoreArchive(o: RestoreOptions): Promise<RestoreSummary>
         try {
           const table = result.tables.get(plan.name)!;
           const progress = (n: number, bytes?: number) => o.progress?.advance(plan.name, n, bytes ?? 0);
-          // A target that reads base snapshot blocks itself (PostgreSQL: COPY threads) gets them, when the table allows
-          // and is large enough to repay starting the threads.
+          // A target that reads base snapshot blocks itself (PostgreSQL: block by block into COPY text) gets them when
+          // the table allows; on its COPY threads when there are any and the table is large enough to repay starting them.
           const { copyThreads, copyThreadsFromRows } = o.config.restore;
-          const threaded = o.target.writeBlocks && order === 'any' && copyThreads !== 0 && table.estimatedRows >= copyThreadsFromRows;
-          const blocks = threaded ? await table.blocks() : null;
+          const threaded = copyThreads !== 0 && table.estimatedRows >= copyThreadsFromRows;
+          const blocks = o.target.writeBlocks && order === 'any' ? await table.blocks() : null;
           o.progress?.tableStarted(plan.name, table.estimatedRows);
-          counts.set(plan.name, blocks ? await o.target.writeBlocks!(plan, blocks, progress) : await o.target.writeTable(plan, table.rows(order), progress));
+          counts.set(plan.name, blocks ? await o.target.writeBlocks!(plan, blocks, progress, threaded) : await o.target.writeTable(plan, table.rows(order), progress));
           o.progress?.tableDone(plan.name, counts.get(plan.name)!);
-          log.info({ table: plan.name, rows: counts.get(plan.name), base: blocks ? 'blocks on COPY threads' : 'rows' }, 'table restored');
+          log.info({ table: plan.name, rows: counts.get(plan.name), base: blocks ? (threaded ? 'blocks on COPY threads' : 'blocks on the main thread') : 'rows' }, 'table restored');
         } catch (err) {
           failure ??= { err };
           queue.length = 0;

@@ -5,7 +5,8 @@ import type { Row } from '../../core/table-schema.js';
 import type { RegisteredSchema } from '../../codec/schema-store.js';
 import type { BaseBatch } from '../../archive/table-merge.js';
 import type { TableBlocks } from '../../archive/streaming-replay.js';
-import type { CopyReply, CopyRequest, CopyTableSpec, WorkerError } from './copy-block-worker.js';
+import type { CopyReply, CopyRequest, WorkerError } from './copy-block-worker.js';
+import { copyTableSpec, type CopyTableSpec } from './copy-block-renderer.js';
 import type { TablePlan } from './restore-target.js';
 
 /** One block's COPY text, in block order. */
@@ -51,15 +52,7 @@ export class CopyBlockThreads {
     const job = this.nextJob++;
     const schemaOf = new Map<string, RegisteredSchema>();
     this.jobs.set(job, { blocks: t, schemaOf });
-    const spec: CopyTableSpec = {
-      source: t.source,
-      open: t.open,
-      columns: plan.table.columns,
-      sealed: plan.table.columns.map((c) => plan.sealed.has(c.name)),
-      engine: plan.sourceEngine,
-      held: [...t.held],
-      name: plan.name,
-    };
+    const spec: CopyTableSpec = copyTableSpec(t, plan);
     const told = new Map<Thread, Set<string>>();
     const results = new Map<number, Promise<RenderedBlock>>();
     const limit = IN_FLIGHT_PER_THREAD * this.threads.length;

@@ -67,6 +67,32 @@ export class CopyTextBuffer {
     this.pos = pos;
   }
 
+  /**
+   * Bytes `from`..`to` of `src` as `text` would write them when they are ASCII (the UTF-8 of an
+   * ASCII string is the string); false, having written nothing, at the first byte that is not.
+   */
+  ascii(src: Uint8Array, from: number, to: number): boolean {
+    this.ensure(2 * (to - from));
+    const buf = this.buf;
+    let pos = this.pos;
+    for (let i = from; i < to; i++) {
+      const c = src[i]!;
+      if (c >= 0x80) return false;
+      if (c === 0x5c || c === 0x0a || c === 0x0d || c === 0x09) {
+        buf[pos++] = 0x5c;
+        buf[pos++] = c === 0x5c ? 0x5c : c === 0x0a ? 0x6e : c === 0x0d ? 0x72 : 0x74;
+      } else buf[pos++] = c;
+    }
+    this.pos = pos;
+    return true;
+  }
+
+  /** Drops what was written after `length` was `at` (a row that turned out to be held back). */
+  rewind(at: number): void {
+    if (at < 0 || at > this.pos) throw new RangeError('rewind past the written bytes');
+    this.pos = at;
+  }
+
   /** Escaped text holding other than ASCII, encoded as UTF-8 (lone surrogates as U+FFFD, as Buffer.from does). */
   private encoded(s: string): void {
     const n = Buffer.byteLength(s, 'utf8');

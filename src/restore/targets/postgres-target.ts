@@ -6,6 +6,7 @@ import { ChartlogError, usageError } from '../../core/errors.js';
 import { availableParallelism } from 'node:os';
 import { CopyTextBuffer, writeCopyRow } from './copy-text-buffer.js';
 import { CopyBlockThreads } from './copy-block-threads.js';
+import { renderInline } from './copy-block-renderer.js';
 import type { TableBlocks } from '../../archive/streaming-replay.js';
 import type { BaseBatch } from '../../archive/table-merge.js';
 import { enumOf, pgColumnType, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLiteral } from './postgres-text.js';
@@ -33,7 +34,7 @@ export class PostgresTarget implements RestoreTarget {
   /** Resolved column types per table, decided in `prepare`. */
   private readonly types = new Map<string, string[]>();
 
-  /** `copyThreads`: COPY threads for writeBlocks (default one per core, up to 4). */
+  /** `copyThreads`: COPY threads for writeBlocks (default one per core, up to 4; 0: none, blocks rendered on this thread). */
   constructor(
     private readonly url: string,
     private readonly options: { copyThreads?: number } = {},
@@ -124,15 +125,17 @@ export class PostgresTarget implements RestoreTarget {
   }
 
   /**
-   * The table from its base snapshot's blocks, turned into COPY text on the COPY threads
-   * (copy-block-threads.ts) and streamed into COPY here as they come back in order; then the rows
-   * the threads held back, merged with the changes (TableBlocks.rest), written as `writeTable` does.
+   * The table from its base snapshot's blocks, turned into COPY text (copy-block-renderer.ts) on
+   * the COPY threads (copy-block-threads.ts) when `threads` and there are any, else on this
+   * thread, and streamed into COPY here in block order; then the rows held back, merged with the
+   * changes (TableBlocks.rest), written as `writeTable` does.
    */
-  async writeBlocks(plan: TablePlan, blocks: TableBlocks, progress: (rows: number, bytes?: number) => void): Promise<number> {
-    const threads = (this.threads ??= new CopyBlockThreads(this.options.copyThreads ?? copyThreadCount()));
+  async writeBlocks(plan: TablePlan, blocks: TableBlocks, progress: (rows: number, bytes?: number) => void, threaded = true): Promise<number> {
+    const count = this.options.copyThreads ?? copyThreadCount();
+    const threads = threaded && count > 0 ? (this.threads ??= new CopyBlockThreads(count)) : null;
     return this.copyTable(plan, async function* (count) {
       const held: BaseBatch[] = [];
-      for await (const r of threads.render(blocks, plan)) {
+      for await (const r of threads ? threads.render(blocks, plan) : renderInline(blocks, plan)) {
         if (r.held) held.push(r.held);
         if (r.rows === 0) continue;
         count.rows += r.rows;

@@ -40,10 +40,10 @@ export interface RestoreTarget {
   writeTable(plan: TablePlan, rows: RowSource, progress: (rows: number, bytes?: number) => void): Promise<number>;
   /**
    * `writeTable` of a table given as its base snapshot's blocks (StreamedTable.blocks), which the
-   * target decodes, opens and writes itself (PostgreSQL: on its COPY threads). Targets without it
-   * get rows.
+   * target decodes, opens and writes itself (PostgreSQL: block by block into COPY text, on its COPY
+   * threads when `threaded` and it has any, else on the calling thread). Targets without it get rows.
    */
-  writeBlocks?(plan: TablePlan, blocks: TableBlocks, progress: (rows: number, bytes?: number) => void): Promise<number>;
+  writeBlocks?(plan: TablePlan, blocks: TableBlocks, progress: (rows: number, bytes?: number) => void, threaded?: boolean): Promise<number>;
   /** `meta` describes the restore (files keep it as restore.json); no row values. */
   finish(meta: Record<string, unknown>): Promise<void>;
   abort(): Promise<void>;
