@@ -12,13 +12,14 @@ type StoredEvent = [Op, number, number, Row | null, Row | null];
  * transaction ends.
  *
  * While their estimated heap size (`heapBytes`) stays within the spill threshold, the groups
- * are kept as they are: a transaction of a few thousand rows (the common "large" one, and every
- * transaction of the cdc-mariadb benchmark's backlog) never pays for serialisation, which cost
- * more CPU than decoding the rows did (V8 serialise + deserialise ≈ 5–15 µs a row, and a second
- * set of row objects for the collector). Past the threshold every group, the held ones first,
- * goes to the shared TransactionBuffer: in memory up to its threshold as well, past it in a file
- * encrypted with a key only this process holds (src/core/transaction-buffer.ts). So memory holds
- * at most about two thresholds' worth, decoded and serialised, for any transaction size.
+ * are kept as they are: a transaction of some thousands of rows (every transaction of the
+ * cdc-mariadb benchmark's backlog) never pays for serialisation, which was 5 % of `chartlog
+ * run`'s main thread there (V8 serialise + deserialise, and a second set of row objects for the
+ * collector). The first group past the threshold, and every one after it, goes to the shared
+ * TransactionBuffer: in memory up to its threshold as well, past it in a file encrypted with a
+ * key only this process holds (src/core/transaction-buffer.ts). So memory holds at most about
+ * two thresholds' worth (the held groups, one buffer chunk and the threshold the buffer keeps
+ * before its file), for any transaction size; the held groups are drained first.
  *
  * Events go to the buffer in groups (one buffer message per `add`), serialised with V8's
  * structured serialisation, which keeps every value of the value model exactly (bigint, -0,
@@ -30,9 +31,11 @@ export class EventSpill {
   private readonly thresholdBytes: number;
   private readonly schemas: TableSchema[] = [];
   private readonly schemaIndex = new Map<TableSchema, number>();
-  /** Groups held as they are (before anything went to the buffer); null once the buffer is used. */
-  private held: ChangeEvent[][] | null = [];
+  /** Groups held as they are, the first ones of the transaction; in front of the buffer's. */
+  private held: ChangeEvent[][] = [];
   private heldBytes = 0;
+  /** Set once a group went past the threshold: from then on every group goes to the buffer. */
+  private full = false;
   private count = 0;
 
   constructor(options: TransactionBufferOptions) {
@@ -52,25 +55,21 @@ export class EventSpill {
 
   /** Whether events were serialised into the TransactionBuffer (past the threshold in memory). */
   get serialised(): boolean {
-    return this.held === null;
+    return this.full;
   }
 
   /** Takes ownership of `events` (the caller must not change the array afterwards). */
   async add(events: ChangeEvent[]): Promise<void> {
     if (events.length === 0) return;
     this.count += events.length;
-    if (this.held) {
-      this.heldBytes += heapBytes(events);
-      this.held.push(events);
-      if (this.heldBytes <= this.thresholdBytes) return;
-      const held = this.held;
-      this.held = null;
-      this.heldBytes = 0;
-      for (let i = 0; i < held.length; i++) {
-        await this.buffer.add(this.serialise(held[i]!));
-        held[i] = []; // let each group go once serialised
+    if (!this.full) {
+      const bytes = heapBytes(events);
+      if (this.heldBytes + bytes <= this.thresholdBytes) {
+        this.heldBytes += bytes;
+        this.held.push(events);
+        return;
       }
-      return;
+      this.full = true;
     }
     await this.buffer.add(this.serialise(events));
   }
@@ -83,17 +82,13 @@ export class EventSpill {
   async *drain(commit: string, renumber: boolean): AsyncGenerator<ChangeEvent[]> {
     let next = 0;
     const held = this.held;
-    if (held) {
-      this.held = [];
-      this.heldBytes = 0;
-      for (let g = 0; g < held.length; g++) {
-        const group = held[g]!;
-        held[g] = [];
-        // Held events carry their own positions; only a renumbered (XA) transaction gets new ones.
-        yield renumber ? group.map((e) => ({ ...e, position: Position.of(commit, next++) })) : group;
-      }
-      this.count = 0;
-      return;
+    this.held = [];
+    this.heldBytes = 0;
+    for (let g = 0; g < held.length; g++) {
+      const group = held[g]!;
+      held[g] = []; // let each group go once delivered
+      // Held events carry their own positions; only a renumbered (XA) transaction gets new ones.
+      yield renumber ? group.map((e) => ({ ...e, position: Position.of(commit, next++) })) : group;
     }
     for await (const chunk of this.buffer.drainChunks()) {
       for (const message of chunk) {
@@ -107,12 +102,14 @@ export class EventSpill {
       }
     }
     this.count = 0;
+    this.full = false;
   }
 
   async discard(): Promise<void> {
     this.count = 0;
     this.held = [];
     this.heldBytes = 0;
+    this.full = false;
     await this.buffer.discard();
   }
 

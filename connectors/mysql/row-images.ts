@@ -234,7 +234,7 @@ function compile(tableMap: ZongjiTableMap, zongji: ZongjiInstance, version: Tabl
           case Op.Date: {
             const raw = buf.readUIntLE(pos, 3);
             pos += 3;
-            row[s.name] = `${pad((raw >> 9) & 0x7fff, 4)}-${pad((raw >> 5) & 0x0f, 2)}-${pad(raw & 0x1f, 2)}`;
+            row[s.name] = dateText((raw >> 9) & 0x7fff, (raw >> 5) & 0x0f, raw & 0x1f);
             break;
           }
           case Op.Timestamp: pos = readTimestamp(buf, pos, s.a, s.b, row, s.name); break;
@@ -372,7 +372,6 @@ function readDecimal(buf: Buffer, start: number, integral: number, scale: number
 function readTimestamp(buf: Buffer, start: number, stored: number, digits: number, row: Record<string, CellValue>, name: string): number {
   const seconds = buf.readInt32BE(start);
   let pos = start + 4;
-  let text: string;
   let fraction = '';
   let value = 0;
   let ms = 0;
@@ -383,26 +382,94 @@ function readTimestamp(buf: Buffer, start: number, stored: number, digits: numbe
     if (stored % 2 !== 0) value /= 10;
     if (value < 0) value = -value;
     ms = stored > 3 ? Math.floor(value / 10 ** (stored - 3)) : stored < 3 ? value * 10 ** (3 - stored) : value;
-    fraction = `.${pad(value, stored)}`;
+    fraction = pad(value, stored);
   }
+  // The text is written into one scratch buffer and read out as one string: building it from
+  // a dozen small strings (and a Date) left that many objects per value to the collector.
+  let n: number;
   if (seconds === 0 && value === 0) {
-    text = `0000-00-00 00:00:00${fraction}`;
+    n = SCRATCH.write('0000-00-00 00:00:00', 0, 'latin1');
   } else {
-    const d = new Date(seconds * 1000 + ms);
-    text = `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1, 2)}-${pad(d.getUTCDate(), 2)} ${pad(d.getUTCHours(), 2)}:${pad(d.getUTCMinutes(), 2)}:${pad(d.getUTCSeconds(), 2)}${fraction}`;
+    // zongji's `new Date(seconds * 1000 + ms)` read in UTC, without the Date (which truncates a
+    // fractional time value toward zero).
+    const t = Math.floor(Math.trunc(seconds * 1000 + ms) / 1000);
+    const days = Math.floor(t / 86_400);
+    let rest = t - days * 86_400;
+    const h = Math.floor(rest / 3600);
+    rest -= h * 3600;
+    const m = Math.floor(rest / 60);
+    n = civilDate(days);
+    SCRATCH[n++] = 0x20;
+    n = twoDigits(h, n);
+    SCRATCH[n++] = 0x3a;
+    n = twoDigits(m, n);
+    SCRATCH[n++] = 0x3a;
+    n = twoDigits(rest - m * 60, n);
   }
-  row[name] = `${padFraction(text, digits)}+00`;
+  if (stored > 0) {
+    SCRATCH[n++] = 0x2e;
+    n += SCRATCH.write(fraction, n, 'latin1');
+  }
+  if (stored === digits && Number.isInteger(value)) {
+    // The binlog's own form, which padFraction returns unchanged (a fraction byte with an odd
+    // digit count that is not a whole tenth gives a fraction with a dot in it: padded below).
+    n += SCRATCH.write('+00', n, 'latin1');
+    row[name] = SCRATCH.toString('latin1', 0, n);
+  } else {
+    row[name] = `${padFraction(SCRATCH.toString('latin1', 0, n), digits)}+00`;
+  }
   return pos;
 }
 
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+/** ASCII text of one value is written here, then read out as one string. */
+const SCRATCH = Buffer.alloc(256);
+/** '00'..'99' as two ASCII bytes each. */
+const TWO_DIGITS = Buffer.from(Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0')).join(''), 'latin1');
+
+function twoDigits(v: number, at: number): number {
+  SCRATCH[at] = TWO_DIGITS[v * 2]!;
+  SCRATCH[at + 1] = TWO_DIGITS[v * 2 + 1]!;
+  return at + 2;
+}
+
+/** 'YYYY-MM-DD' of a day count since 1970-01-01 (H. Hinnant's civil_from_days) into SCRATCH; the end. */
+function civilDate(days: number): number {
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const m = mp < 10 ? mp + 3 : mp - 9;
+  const y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+  let n = SCRATCH.write(pad(y, 4), 0, 'latin1');
+  SCRATCH[n++] = 0x2d;
+  n = twoDigits(m, n);
+  SCRATCH[n++] = 0x2d;
+  return twoDigits(d, n);
+}
+
+/** DATE's 'YYYY-MM-DD' (zongji's zero-padded parts: year 4 digits, the last 4 kept; month and day 0–31). */
+function dateText(y: number, m: number, d: number): string {
+  let n = SCRATCH.write(pad(y, 4), 0, 'latin1');
+  SCRATCH[n++] = 0x2d;
+  n = twoDigits(m, n);
+  SCRATCH[n++] = 0x2d;
+  n = twoDigits(d, n);
+  return SCRATCH.toString('latin1', 0, n);
+}
+
+const HEX_CHARS = Buffer.from('0123456789abcdef', 'latin1');
 
 /** BINARY(16) (trailing zero bytes stripped in the image) as UUID text, as toUuid writes it. */
 function uuidText(buf: Buffer, pos: number, len: number): string {
-  let s = '';
+  let n = 0;
   for (let i = 0; i < 16; i++) {
-    if (i === 4 || i === 6 || i === 8 || i === 10) s += '-';
-    s += HEX[i < len ? buf[pos + i]! : 0];
+    if (i === 4 || i === 6 || i === 8 || i === 10) SCRATCH[n++] = 0x2d;
+    const b = i < len ? buf[pos + i]! : 0;
+    SCRATCH[n++] = HEX_CHARS[b >> 4]!;
+    SCRATCH[n++] = HEX_CHARS[b & 15]!;
   }
-  return s;
+  return SCRATCH.toString('latin1', 0, n);
 }

@@ -59,25 +59,37 @@ describe('EventSpill', () => {
     });
   }
 
-  it('holds groups as they are while their estimated heap size is within the threshold, then serialises them all in order', async () => {
+  it('holds groups as they are while their estimated heap size is within the threshold, serialises the ones after, and gives all back in order', async () => {
     const all = events(20_000);
     const groups = Array.from({ length: 20 }, (_, g) => all.slice(g * 1000, g * 1000 + 1000));
-    // The threshold falls inside the 8th group: the first 7 stay as they are, the 8th tips it.
+    // The threshold falls inside the 8th group: the first 7 stay as they are, the 8th and later are serialised.
     const threshold = heapBytes(all.slice(0, 7500));
     const s = new EventSpill({ spillThresholdBytes: threshold, spillDir: dir });
     for (let g = 0; g < 7; g++) await s.add(groups[g]!);
     assert.equal(s.serialised, false, 'within the threshold nothing is serialised');
     await s.add(groups[7]!);
-    assert.equal(s.serialised, true, 'past the threshold the held groups are serialised');
+    assert.equal(s.serialised, true, 'the group past the threshold is serialised');
     for (let g = 8; g < 20; g++) await s.add(groups[g]!);
     assert.equal(s.size, 20_000);
     const got = await drainAll(s, false);
     assert.equal(got.length, all.length);
     for (let i = 0; i < all.length; i++) {
       assert.deepStrictEqual(got[i], all[i]);
-      assert.notEqual(got[i], all[i], 'each came back through serialisation');
+      if (i < 7000) assert.equal(got[i], all[i], 'held: the same object');
+      else assert.notEqual(got[i], all[i], 'past the threshold: back through serialisation');
     }
     assert.deepStrictEqual(await readdir(dir), [], 'nothing left on disk');
+  });
+
+  it('renumbers across held and serialised groups without a gap (a large XA transaction)', async () => {
+    const all = events(5000);
+    const s = new EventSpill({ spillThresholdBytes: heapBytes(all.slice(0, 2500)), spillDir: dir });
+    for (let i = 0; i < all.length; i += 1000) await s.add(all.slice(i, i + 1000));
+    assert.equal(s.serialised, true);
+    const other = '00000000-0000000000000009-00000001';
+    const got = await drainAll(s, true, other);
+    assert.deepEqual(got.map((e) => [e.position.commit, e.position.seq]), Array.from({ length: 5000 }, (_, i) => [other, i]));
+    assert.deepStrictEqual(got.map((e) => e.before), all.map((e) => e.before));
   });
 
   it('gives back held groups as the same objects, and renumbers them when asked', async () => {
