@@ -384,56 +384,34 @@ function readTimestamp(buf: Buffer, start: number, stored: number, digits: numbe
     ms = stored > 3 ? Math.floor(value / 10 ** (stored - 3)) : stored < 3 ? value * 10 ** (3 - stored) : value;
     fraction = pad(value, stored);
   }
-  // The text is written into one scratch buffer and read out as one string: building it from
-  // a dozen small strings (and a Date) left that many objects per value to the collector.
-  let n: number;
+  // Built from precomputed two-digit strings, without a Date: zongji's Date and a dozen pad()
+  // strings per value were most of this function's time.
+  let text: string;
   if (seconds === 0 && value === 0) {
-    n = SCRATCH.write('0000-00-00 00:00:00', 0, 'latin1');
+    text = '0000-00-00 00:00:00';
   } else {
-    // zongji's `new Date(seconds * 1000 + ms)` read in UTC, without the Date (which truncates a
-    // fractional time value toward zero).
+    // zongji's `new Date(seconds * 1000 + ms)` read in UTC (a Date truncates a fractional time
+    // value toward zero).
     const t = Math.floor(Math.trunc(seconds * 1000 + ms) / 1000);
     const days = Math.floor(t / 86_400);
     let rest = t - days * 86_400;
     const h = Math.floor(rest / 3600);
     rest -= h * 3600;
     const m = Math.floor(rest / 60);
-    n = civilDate(days);
-    SCRATCH[n++] = 0x20;
-    n = twoDigits(h, n);
-    SCRATCH[n++] = 0x3a;
-    n = twoDigits(m, n);
-    SCRATCH[n++] = 0x3a;
-    n = twoDigits(rest - m * 60, n);
+    text = `${civilDate(days)} ${TWO_DIGITS[h]}:${TWO_DIGITS[m]}:${TWO_DIGITS[rest - m * 60]}`;
   }
-  if (stored > 0) {
-    SCRATCH[n++] = 0x2e;
-    n += SCRATCH.write(fraction, n, 'latin1');
-  }
-  if (stored === digits && Number.isInteger(value)) {
-    // The binlog's own form, which padFraction returns unchanged (a fraction byte with an odd
-    // digit count that is not a whole tenth gives a fraction with a dot in it: padded below).
-    n += SCRATCH.write('+00', n, 'latin1');
-    row[name] = SCRATCH.toString('latin1', 0, n);
-  } else {
-    row[name] = `${padFraction(SCRATCH.toString('latin1', 0, n), digits)}+00`;
-  }
+  if (stored > 0) text = `${text}.${fraction}`;
+  // The binlog's own form (stored === digits) is what padFraction returns unchanged, unless a
+  // fraction with an odd digit count that is not a whole tenth put a dot in `fraction`.
+  row[name] = stored === digits && Number.isInteger(value) ? `${text}+00` : `${padFraction(text, digits)}+00`;
   return pos;
 }
 
-/** ASCII text of one value is written here, then read out as one string. */
-const SCRATCH = Buffer.alloc(256);
-/** '00'..'99' as two ASCII bytes each. */
-const TWO_DIGITS = Buffer.from(Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0')).join(''), 'latin1');
+/** '00'..'99'. */
+const TWO_DIGITS = Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0'));
 
-function twoDigits(v: number, at: number): number {
-  SCRATCH[at] = TWO_DIGITS[v * 2]!;
-  SCRATCH[at + 1] = TWO_DIGITS[v * 2 + 1]!;
-  return at + 2;
-}
-
-/** 'YYYY-MM-DD' of a day count since 1970-01-01 (H. Hinnant's civil_from_days) into SCRATCH; the end. */
-function civilDate(days: number): number {
+/** 'YYYY-MM-DD' of a day count since 1970-01-01 (H. Hinnant's civil_from_days). */
+function civilDate(days: number): string {
   const z = days + 719_468;
   const era = Math.floor(z / 146_097);
   const doe = z - era * 146_097;
@@ -442,24 +420,16 @@ function civilDate(days: number): number {
   const mp = Math.floor((5 * doy + 2) / 153);
   const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
   const m = mp < 10 ? mp + 3 : mp - 9;
-  const y = yoe + era * 400 + (m <= 2 ? 1 : 0);
-  let n = SCRATCH.write(pad(y, 4), 0, 'latin1');
-  SCRATCH[n++] = 0x2d;
-  n = twoDigits(m, n);
-  SCRATCH[n++] = 0x2d;
-  return twoDigits(d, n);
+  return dateText(yoe + era * 400 + (m <= 2 ? 1 : 0), m, d);
 }
 
-/** DATE's 'YYYY-MM-DD' (zongji's zero-padded parts: year 4 digits, the last 4 kept; month and day 0–31). */
+/** DATE's 'YYYY-MM-DD' (zongji's zero-padded parts: the year's last 4 digits; month 0–15, day 0–31). */
 function dateText(y: number, m: number, d: number): string {
-  let n = SCRATCH.write(pad(y, 4), 0, 'latin1');
-  SCRATCH[n++] = 0x2d;
-  n = twoDigits(m, n);
-  SCRATCH[n++] = 0x2d;
-  n = twoDigits(d, n);
-  return SCRATCH.toString('latin1', 0, n);
+  return `${pad(y, 4)}-${TWO_DIGITS[m]!}-${TWO_DIGITS[d]!}`;
 }
 
+/** UUID text is written here as ASCII and read out as one string (no 20 intermediate strings). */
+const SCRATCH = Buffer.alloc(36);
 const HEX_CHARS = Buffer.from('0123456789abcdef', 'latin1');
 
 /** BINARY(16) (trailing zero bytes stripped in the image) as UUID text, as toUuid writes it. */
