@@ -1,3 +1,4 @@
+import { civilFromDays } from '../../src/core/civil-date.js';
 import type { CellValue, ColumnSchema, Row, TableSchema } from '../../src/core/table-schema.js';
 import { type CellDecoder, cellDecoder, padFraction } from './cell-decoder.js';
 import { fractionDigits } from './column-type.js';
@@ -398,7 +399,8 @@ function readTimestamp(buf: Buffer, start: number, stored: number, digits: numbe
     const h = Math.floor(rest / 3600);
     rest -= h * 3600;
     const m = Math.floor(rest / 60);
-    text = `${civilDate(days)} ${TWO_DIGITS[h]}:${TWO_DIGITS[m]}:${TWO_DIGITS[rest - m * 60]}`;
+    const [year, month, day] = civilFromDays(days);
+    text = `${dateText(year, month, day)} ${TWO_DIGITS[h]}:${TWO_DIGITS[m]}:${TWO_DIGITS[rest - m * 60]}`;
   }
   if (stored > 0) text = `${text}.${fraction}`;
   // The binlog's own form (stored === digits) is what padFraction returns unchanged, unless a
@@ -409,19 +411,6 @@ function readTimestamp(buf: Buffer, start: number, stored: number, digits: numbe
 
 /** '00'..'99'. */
 const TWO_DIGITS = Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0'));
-
-/** 'YYYY-MM-DD' of a day count since 1970-01-01 (H. Hinnant's civil_from_days). */
-function civilDate(days: number): string {
-  const z = days + 719_468;
-  const era = Math.floor(z / 146_097);
-  const doe = z - era * 146_097;
-  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
-  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
-  const mp = Math.floor((5 * doy + 2) / 153);
-  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
-  const m = mp < 10 ? mp + 3 : mp - 9;
-  return dateText(yoe + era * 400 + (m <= 2 ? 1 : 0), m, d);
-}
 
 /** DATE's 'YYYY-MM-DD' (zongji's zero-padded parts: the year's last 4 digits; month 0–15, day 0–31). */
 function dateText(y: number, m: number, d: number): string {
