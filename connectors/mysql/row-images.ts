@@ -1,3 +1,4 @@
+import { civilFromDays } from '../../src/core/civil-date.js';
 import type { CellValue, ColumnSchema, Row, TableSchema } from '../../src/core/table-schema.js';
 import { type CellDecoder, cellDecoder, padFraction } from './cell-decoder.js';
 import { fractionDigits } from './column-type.js';
@@ -234,7 +235,7 @@ function compile(tableMap: ZongjiTableMap, zongji: ZongjiInstance, version: Tabl
           case Op.Date: {
             const raw = buf.readUIntLE(pos, 3);
             pos += 3;
-            row[s.name] = `${pad((raw >> 9) & 0x7fff, 4)}-${pad((raw >> 5) & 0x0f, 2)}-${pad(raw & 0x1f, 2)}`;
+            row[s.name] = dateText((raw >> 9) & 0x7fff, (raw >> 5) & 0x0f, raw & 0x1f);
             break;
           }
           case Op.Timestamp: pos = readTimestamp(buf, pos, s.a, s.b, row, s.name); break;
@@ -372,7 +373,6 @@ function readDecimal(buf: Buffer, start: number, integral: number, scale: number
 function readTimestamp(buf: Buffer, start: number, stored: number, digits: number, row: Record<string, CellValue>, name: string): number {
   const seconds = buf.readInt32BE(start);
   let pos = start + 4;
-  let text: string;
   let fraction = '';
   let value = 0;
   let ms = 0;
@@ -383,26 +383,52 @@ function readTimestamp(buf: Buffer, start: number, stored: number, digits: numbe
     if (stored % 2 !== 0) value /= 10;
     if (value < 0) value = -value;
     ms = stored > 3 ? Math.floor(value / 10 ** (stored - 3)) : stored < 3 ? value * 10 ** (3 - stored) : value;
-    fraction = `.${pad(value, stored)}`;
+    fraction = pad(value, stored);
   }
+  // Built from precomputed two-digit strings, without a Date: zongji's Date and a dozen pad()
+  // strings per value were most of this function's time.
+  let text: string;
   if (seconds === 0 && value === 0) {
-    text = `0000-00-00 00:00:00${fraction}`;
+    text = '0000-00-00 00:00:00';
   } else {
-    const d = new Date(seconds * 1000 + ms);
-    text = `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1, 2)}-${pad(d.getUTCDate(), 2)} ${pad(d.getUTCHours(), 2)}:${pad(d.getUTCMinutes(), 2)}:${pad(d.getUTCSeconds(), 2)}${fraction}`;
+    // zongji's `new Date(seconds * 1000 + ms)` read in UTC (a Date truncates a fractional time
+    // value toward zero).
+    const t = Math.floor(Math.trunc(seconds * 1000 + ms) / 1000);
+    const days = Math.floor(t / 86_400);
+    let rest = t - days * 86_400;
+    const h = Math.floor(rest / 3600);
+    rest -= h * 3600;
+    const m = Math.floor(rest / 60);
+    const [year, month, day] = civilFromDays(days);
+    text = `${dateText(year, month, day)} ${TWO_DIGITS[h]}:${TWO_DIGITS[m]}:${TWO_DIGITS[rest - m * 60]}`;
   }
-  row[name] = `${padFraction(text, digits)}+00`;
+  if (stored > 0) text = `${text}.${fraction}`;
+  // The binlog's own form (stored === digits) is what padFraction returns unchanged, unless a
+  // fraction with an odd digit count that is not a whole tenth put a dot in `fraction`.
+  row[name] = stored === digits && Number.isInteger(value) ? `${text}+00` : `${padFraction(text, digits)}+00`;
   return pos;
 }
 
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+/** '00'..'99'. */
+const TWO_DIGITS = Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0'));
+
+/** DATE's 'YYYY-MM-DD' (zongji's zero-padded parts: the year's last 4 digits; month 0–15, day 0–31). */
+function dateText(y: number, m: number, d: number): string {
+  return `${pad(y, 4)}-${TWO_DIGITS[m]!}-${TWO_DIGITS[d]!}`;
+}
+
+/** UUID text is written here as ASCII and read out as one string (no 20 intermediate strings). */
+const SCRATCH = Buffer.alloc(36);
+const HEX_CHARS = Buffer.from('0123456789abcdef', 'latin1');
 
 /** BINARY(16) (trailing zero bytes stripped in the image) as UUID text, as toUuid writes it. */
 function uuidText(buf: Buffer, pos: number, len: number): string {
-  let s = '';
+  let n = 0;
   for (let i = 0; i < 16; i++) {
-    if (i === 4 || i === 6 || i === 8 || i === 10) s += '-';
-    s += HEX[i < len ? buf[pos + i]! : 0];
+    if (i === 4 || i === 6 || i === 8 || i === 10) SCRATCH[n++] = 0x2d;
+    const b = i < len ? buf[pos + i]! : 0;
+    SCRATCH[n++] = HEX_CHARS[b >> 4]!;
+    SCRATCH[n++] = HEX_CHARS[b & 15]!;
   }
-  return s;
+  return SCRATCH.toString('latin1', 0, n);
 }

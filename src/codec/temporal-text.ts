@@ -8,6 +8,8 @@
  * exactly `digits` digits (none when 0) — MySQL's form for a column of declared precision.
  */
 
+import { civilFromDays } from '../core/civil-date.js';
+
 const DAY_US = 86_400_000_000n;
 const DAY_US_NUMBER = 86_400_000_000;
 const TWO_POW_53 = 2n ** 53n;
@@ -22,18 +24,6 @@ function daysFromCivil(y: number, m: number, d: number): number {
   const doy = Math.floor((153 * (m + (m > 2 ? -3 : 9)) + 2) / 5) + d - 1;
   const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
   return era * 146097 + doe - 719468;
-}
-
-function civilFromDays(days: number): [number, number, number] {
-  const z = days + 719468;
-  const era = Math.floor(z / 146097);
-  const doe = z - era * 146097;
-  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365);
-  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
-  const mp = Math.floor((5 * doy + 2) / 153);
-  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
-  const m = mp < 10 ? mp + 3 : mp - 9;
-  return [m <= 2 ? yoe + era * 400 + 1 : yoe + era * 400, m, d];
 }
 
 const pad = (n: number, w: number): string => String(n).padStart(w, '0');

@@ -113,7 +113,7 @@ const mysqlOptions = z
       .int()
       .positive()
       .default(8 * 1024 * 1024)
-      .describe('A transaction (or XA PREPARE) whose decoded rows pass this many bytes is held in a file encrypted with a key only the process has, until its commit; it is then published in pieces.'),
+      .describe('A transaction (or XA PREPARE) is held as decoded rows up to this many bytes (an estimate of their heap size), then serialised, in memory up to this many bytes again, then in a file encrypted with a key only the process has, until its commit; it is then published in pieces.'),
   })
   .describe('MySQL/MariaDB-only settings.');
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serialize } from 'node:v8';
 import { after, before, describe, it } from 'node:test';
-import { EventSpill } from '../../../../connectors/mysql/event-spill.js';
+import { EventSpill, heapBytes } from '../../../../connectors/mysql/event-spill.js';
 import { columnTypeOf } from '../../../../connectors/mysql/column-type.js';
 import type { ChangeEvent } from '../../../../src/core/change-event.js';
 import { Position } from '../../../../src/core/position.js';
@@ -58,6 +58,65 @@ describe('EventSpill', () => {
       assert.deepStrictEqual(await readdir(dir), [], 'nothing left on disk');
     });
   }
+
+  it('holds groups as they are while their estimated heap size is within the threshold, serialises the ones after, and gives all back in order', async () => {
+    const all = events(20_000);
+    const groups = Array.from({ length: 20 }, (_, g) => all.slice(g * 1000, g * 1000 + 1000));
+    // The threshold falls inside the 8th group: the first 7 stay as they are, the 8th and later are serialised.
+    const threshold = heapBytes(all.slice(0, 7500));
+    const s = new EventSpill({ spillThresholdBytes: threshold, spillDir: dir });
+    for (let g = 0; g < 7; g++) await s.add(groups[g]!);
+    assert.equal(s.serialised, false, 'within the threshold nothing is serialised');
+    await s.add(groups[7]!);
+    assert.equal(s.serialised, true, 'the group past the threshold is serialised');
+    for (let g = 8; g < 20; g++) await s.add(groups[g]!);
+    assert.equal(s.size, 20_000);
+    const got = await drainAll(s, false);
+    assert.equal(got.length, all.length);
+    for (let i = 0; i < all.length; i++) {
+      assert.deepStrictEqual(got[i], all[i]);
+      if (i < 7000) assert.equal(got[i], all[i], 'held: the same object');
+      else assert.notEqual(got[i], all[i], 'past the threshold: back through serialisation');
+    }
+    assert.deepStrictEqual(await readdir(dir), [], 'nothing left on disk');
+  });
+
+  it('renumbers across held and serialised groups without a gap (a large XA transaction)', async () => {
+    const all = events(5000);
+    const s = new EventSpill({ spillThresholdBytes: heapBytes(all.slice(0, 2500)), spillDir: dir });
+    for (let i = 0; i < all.length; i += 1000) await s.add(all.slice(i, i + 1000));
+    assert.equal(s.serialised, true);
+    const other = '00000000-0000000000000009-00000001';
+    const got = await drainAll(s, true, other);
+    assert.deepEqual(got.map((e) => [e.position.commit, e.position.seq]), Array.from({ length: 5000 }, (_, i) => [other, i]));
+    assert.deepStrictEqual(got.map((e) => e.before), all.map((e) => e.before));
+  });
+
+  it('gives back held groups as the same objects, and renumbers them when asked', async () => {
+    const all = events(3000);
+    const s = new EventSpill({ spillThresholdBytes: 64 * 1024 * 1024, spillDir: dir });
+    for (let i = 0; i < all.length; i += 1000) await s.add(all.slice(i, i + 1000));
+    assert.equal(s.serialised, false);
+    const got = await drainAll(s, false);
+    assert.equal(got.length, all.length);
+    for (let i = 0; i < all.length; i++) assert.equal(got[i], all[i]);
+    assert.equal(s.size, 0, 'empty after the drain');
+    const r = new EventSpill({ spillThresholdBytes: 64 * 1024 * 1024, spillDir: dir });
+    await r.add(events(10, 100));
+    const other = '00000000-0000000000000009-00000001';
+    const renumbered = await drainAll(r, true, other);
+    assert.deepEqual(renumbered.map((e) => [e.position.commit, e.position.seq]), Array.from({ length: 10 }, (_, i) => [other, i]));
+    assert.deepStrictEqual(renumbered.map((e) => e.after), events(10, 100).map((e) => e.after));
+  });
+
+  it('estimates a row by its formula (strings, bytes, bigint, numbers, arrays counted)', () => {
+    const [d] = events(1, 3); // an update: before and after rows of 5 columns
+    const row = d!.before!;
+    // 96 per event; a row 32 + 8 a property + its values.
+    const expected = 96 + 2 * (32 + 5 * 8) + 2 * 24 /* id */ + (24 + 'CANARY-SSN-3'.length) + 16 /* ssn null after */ + 2 * (96 + 3) + 2 * 16 + 2 * (32 + 2 * (8 + 25));
+    assert.equal(row.ssn, 'CANARY-SSN-3');
+    assert.equal(heapBytes([d!]), expected);
+  });
 
   it('renumbers under another commit (XA rows taking their XA COMMIT position)', async () => {
     const s = new EventSpill({ spillThresholdBytes: 1, spillDir: dir });
