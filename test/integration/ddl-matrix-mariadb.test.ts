@@ -140,6 +140,8 @@ before(async () => {
     command: 'sysbench',
     args: sysbench('run'),
     quiet: async () => ((await meta.query(`SELECT count(*) AS n FROM information_schema.PROCESSLIST WHERE USER = ? AND COMMAND = 'Query'`, [sbUser]))[0] as { n: number }[])[0]!.n === 0,
+    // QUERY_ID: the session's statement counter.
+    activity: async () => ((await meta.query(`SELECT COALESCE(GROUP_CONCAT(ID, ':', QUERY_ID ORDER BY ID), '') AS a FROM information_schema.PROCESSLIST WHERE USER = ?`, [sbUser]))[0] as { a: string }[])[0]!.a,
     tps: (line) => Number(/^\[ *\d+s \] thds: \d+ tps: ([\d.]+)/.exec(line)?.[1] ?? 0) || null,
   });
   bench.start();

@@ -138,6 +138,9 @@ before(async () => {
     args: ['-n', '-c', '2', '-j', '1', '-R', '40', '-T', '3600', '-P', '1', '-f', script, source.url],
     quiet: async () => (await meta.query(`SELECT count(*)::int AS n FROM pg_stat_activity
       WHERE datname = current_database() AND application_name = 'pgbench' AND state = 'active'`)).rows[0]!.n === 0,
+    // state_change: when the session last went active or idle.
+    activity: async () => (await meta.query(`SELECT coalesce(string_agg(pid || ':' || coalesce(state_change::text, ''), ',' ORDER BY pid), '') AS a FROM pg_stat_activity
+      WHERE datname = current_database() AND application_name = 'pgbench'`)).rows[0]!.a as string,
     tps: (line) => Number(/^progress: [\d.]+ s, ([\d.]+) tps/.exec(line)?.[1] ?? 0) || null,
   });
   bench.start();

@@ -21,6 +21,12 @@ export class ClientLoad {
       readonly env?: NodeJS.ProcessEnv;
       /** True when none of the client's sessions is running a statement. */
       readonly quiet: () => Promise<boolean>;
+      /**
+       * A text that changes whenever one of the client's sessions runs a statement (its sessions'
+       * statement counters or state-change times). Quiet is not enough: a statement the client
+       * sent just before SIGSTOP may wait in the socket, unseen, and run while a moment is taken.
+       */
+      readonly activity: () => Promise<string>;
       /** Transactions per second on one report line of the client's output, or null. */
       readonly tps: (line: string) => number | null;
     },
@@ -44,6 +50,11 @@ export class ClientLoad {
       if (i > 600) throw new Error(`${this.o.command} did not go quiet within 30 s`);
       await sleep(50);
     }
+  }
+
+  /** See the `activity` option: equal before and after a moment when no statement ran during it. */
+  activity(): Promise<string> {
+    return this.o.activity();
   }
 
   resume(): void {
