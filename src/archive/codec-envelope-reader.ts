@@ -2,8 +2,12 @@ import avro from 'avsc';
 import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
 import { bigintTypeHook } from '../codec/bigint-long.js';
+import { compileTable } from '../codec/compiled-table.js';
+import { readEnvelope } from '../codec/envelope-reader.js';
 import type { SchemaStore } from '../codec/schema-store.js';
-import type { EnvelopeReader, RecordSplitter } from './envelope-reader.js';
+import { singleObjectHeader } from '../codec/single-object.js';
+import { isBlockSeal } from '../phi/block-seal.js';
+import type { BlockSealFinder, EnvelopeReader, RecordSplitter } from './envelope-reader.js';
 
 /**
  * The compactor's view of the codec's envelopes: a record's position and commit time, read by
@@ -12,6 +16,7 @@ import type { EnvelopeReader, RecordSplitter } from './envelope-reader.js';
  */
 export class CodecEnvelopeReader implements EnvelopeReader {
   private readonly splitters = new Map<string, Promise<RecordSplitter>>();
+  private readonly finders = new Map<string, Promise<BlockSealFinder>>();
 
   constructor(private readonly schemas: SchemaStore) {}
 
@@ -29,6 +34,39 @@ export class CodecEnvelopeReader implements EnvelopeReader {
       p.catch(() => this.splitters.delete(fingerprint));
     }
     return p;
+  }
+
+  blockSealFinder(source: string, fingerprint: string): Promise<BlockSealFinder> {
+    this.checkSource(source);
+    let p = this.finders.get(fingerprint);
+    if (!p) {
+      p = this.buildFinder(fingerprint);
+      this.finders.set(fingerprint, p);
+      p.catch(() => this.finders.delete(fingerprint));
+    }
+    return p;
+  }
+
+  /**
+   * The first record of a block decoded as the codec reads it, its PHI left sealed (one record a
+   * container block: the parts writer puts a block seal in the first record of one), and the
+   * sealed column that holds a block seal, if any.
+   */
+  private async buildFinder(fingerprint: string): Promise<BlockSealFinder> {
+    const registered = await this.schemas.resolve(BigInt(`0x${fingerprint}`));
+    const compiled = compileTable(this.schemas.source, registered);
+    if (compiled.sealed.length === 0) return () => null;
+    const split = await this.splitterFor(this.schemas.source, fingerprint);
+    const prefix = singleObjectHeader(BigInt(`0x${fingerprint}`));
+    return (data) => {
+      if (data.length === 0) return null;
+      const after = readEnvelope(compiled, Buffer.concat([prefix, data.subarray(0, split(data, 0).end)])).event.after;
+      for (const c of compiled.sealed) {
+        const v = after?.[c.name];
+        if (isBlockSeal(v)) return v;
+      }
+      return null;
+    };
   }
 
   private async build(fingerprint: string): Promise<RecordSplitter> {
