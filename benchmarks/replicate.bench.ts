@@ -2,7 +2,7 @@
  * `chartlog replicate` (issue 18): the initial load of an empty replica against `pg_restore` of
  * the same table, and the apply rate of a backlog of transactions of 100 rows.
  *
- *   node --import tsx benchmarks/replicate.bench.ts [--scale 5] [--tx 300] [--reps 2]
+ *   node --import tsx benchmarks/replicate.bench.ts [--scale 5] [--tx 300] [--reps 2] [--target postgres|mariadb]
  *
  * The source is pgbench's `pgbench_accounts` (100 000 rows per scale unit; `filler` classified as
  * PHI) in a fresh database on the private PostgreSQL 15 of scripts/services.sh, backed up by
@@ -13,20 +13,25 @@
  *     restore path the load takes, with PHI opened as `--phi open` opens it);
  *   - chartlog: `chartlog replicate --phi open` as a process, spawn to its first status line (the
  *     load is done and the position recorded); then SIGTERM.
- * Both results are checked equal to the source (md5 over every row's text in key order).
+ * `--target mariadb`: the replicas (and chartlog restore's detail) are databases on the private
+ * MariaDB instead, through MysqlReplicaTarget; pg_restore stays the load's baseline.
+ * Every result is checked equal to the source (a sha256 over every row's values in key order,
+ * filler without its blank padding, which MariaDB's CHAR drops on reading).
  * Apply: with the replicator stopped, `--tx` transactions each updating 100 consecutive accounts
  * run on the source; once the checkpoint covers them, the replicator is started again (resume) and
  * timed from spawn until it reports no lag; rows/s = rows applied / that time. Checked equal again.
  *
- * Writes benchmarks/results/replicate.json (see lib/bench-report.ts). BENCH_NODE_ARGS (e.g.
+ * Writes benchmarks/results/replicate.json (replicate-mariadb.json with --target mariadb; see lib/bench-report.ts). BENCH_NODE_ARGS (e.g.
  * `--cpu-prof --cpu-prof-dir=/tmp/p`) go to node before each `chartlog replicate`, for diagnoses.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { FileKeyring } from '../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../src/storage/fs-object-store.js';
@@ -34,7 +39,12 @@ import { BenchRun, goal, measurement, ratio, toolVersion } from './lib/bench-rep
 import { benchServices, stopBenchServices } from './lib/bench-services.js';
 import { BackgroundRun, chartlogBin, parseLsn, pgBin, procCpuSeconds, timeProcess, waitForAnyCheckpoint, waitForCheckpoint, type BenchSetup } from './lib/chartlog-pg-rig.js';
 
-const { values: args } = parseArgs({ options: { scale: { type: 'string', default: '5' }, tx: { type: 'string', default: '300' }, reps: { type: 'string', default: '2' } } });
+const { values: args } = parseArgs({ options: { scale: { type: 'string', default: '5' }, tx: { type: 'string', default: '300' }, reps: { type: 'string', default: '2' }, target: { type: 'string', default: 'postgres' } } });
+if (args.target !== 'postgres' && args.target !== 'mariadb') {
+  console.error(`--target ${args.target}: give postgres or mariadb`);
+  process.exit(2);
+}
+const MARIADB = args.target === 'mariadb';
 const SCALE = Number(args.scale);
 const TX = Number(args.tx);
 const REPS = Math.max(1, Number(args.reps));
@@ -44,6 +54,16 @@ const services = benchServices();
 const admin = new pg.Client({ connectionString: services.pgUrl });
 await admin.connect();
 const dbUrl = (name: string) => services.pgUrl.replace(/\/[^/]*$/, `/${name}`);
+const myAdmin = MARIADB ? await mysql.createConnection({ uri: services.mariadbUrl }) : null;
+const myDatabases: string[] = [];
+const mysqldPid = myAdmin ? Number(readFileSync(((await myAdmin.query('SELECT @@pid_file AS f'))[0] as { f: string }[])[0]!.f, 'utf8').trim()) : null;
+/** A new empty database on the target engine (the source and pg_restore's are always PostgreSQL). */
+const createTargetDb = async (name: string) => {
+  if (!myAdmin) return createDb(name);
+  await myAdmin.query(`CREATE DATABASE ${name}`);
+  myDatabases.push(name);
+  return services.mariadbUrl.replace(/\/[^/]*$/, `/${name}`);
+};
 const tag = Math.random().toString(16).slice(2, 8);
 const databases: string[] = [];
 const createDb = async (name: string) => {
@@ -52,15 +72,31 @@ const createDb = async (name: string) => {
   return dbUrl(name);
 };
 const work = mkdtempSync(join(os.tmpdir(), 'chartlog-replicate-bench-'));
-const bench = new BenchRun('replicate', 'chartlog replicate: initial load vs pg_restore, apply rate of 100-row transactions', `node --import tsx benchmarks/replicate.bench.ts --scale ${SCALE} --tx ${TX} --reps ${REPS}`, { scale: SCALE, rows: SCALE * 100_000, tx: TX, rowsPerTx: ROWS_PER_TX, reps: REPS });
+const bench = new BenchRun(
+  MARIADB ? 'replicate-mariadb' : 'replicate',
+  `chartlog replicate into ${MARIADB ? 'MariaDB' : 'PostgreSQL'}: initial load vs pg_restore, apply rate of 100-row transactions`,
+  `node --import tsx benchmarks/replicate.bench.ts --scale ${SCALE} --tx ${TX} --reps ${REPS} --target ${args.target}`,
+  { scale: SCALE, rows: SCALE * 100_000, tx: TX, rowsPerTx: ROWS_PER_TX, reps: REPS, target: args.target },
+);
 bench.version('pg_restore', toolVersion(pgBin('pg_restore')));
 
-const md5 = async (url: string): Promise<string> => {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  const { rows } = await c.query<{ m: string }>(`SELECT md5(string_agg(t::text, E'\\n' ORDER BY aid)) AS m FROM pgbench_accounts t`);
-  await c.end();
-  return rows[0]!.m;
+/** sha256 over every account's values in key order, on either engine (filler without its blank padding: MariaDB's CHAR drops it). */
+const digest = async (url: string): Promise<string> => {
+  const sql = 'SELECT aid, bid, abalance, RTRIM(filler) AS filler FROM pgbench_accounts ORDER BY aid';
+  let rows: Record<string, unknown>[];
+  if (url.startsWith('mysql:')) {
+    const c = await mysql.createConnection({ uri: url });
+    rows = (await c.query(sql))[0] as Record<string, unknown>[];
+    await c.end();
+  } else {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    rows = (await c.query(sql)).rows as Record<string, unknown>[];
+    await c.end();
+  }
+  const h = createHash('sha256');
+  for (const r of rows) h.update(`${String(r.aid)}|${String(r.bid)}|${String(r.abalance)}|${String(r.filler)}\n`);
+  return h.digest('hex');
 };
 
 /**
@@ -73,6 +109,9 @@ interface ApplyCpu {
   backend: number | null;
 }
 async function applyCpu(pid: number | undefined, target: string): Promise<ApplyCpu> {
+  // MariaDB serves connections on threads of one process: the whole private server's CPU (nothing
+  // else uses it while the replicator applies; the source is on PostgreSQL).
+  if (target.startsWith('mysql:')) return { replicator: pid === undefined ? null : procCpuSeconds(pid), backend: mysqldPid === null ? null : procCpuSeconds(mysqldPid) };
   const db = new URL(target).pathname.slice(1);
   const { rows } = await admin.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'chartlog-replicate'`, [db]);
   return { replicator: pid === undefined ? null : procCpuSeconds(pid), backend: rows.length === 1 ? procCpuSeconds(rows[0]!.pid) : null };
@@ -146,7 +185,7 @@ try {
   run = new BackgroundRun(setup, join(work, 'run.log'));
   await run.streaming(600_000);
   await waitForAnyCheckpoint(setup, 600_000, run);
-  const sourceMd5 = await md5(sourceUrl);
+  const sourceDigest = await digest(sourceUrl);
   const dump = join(work, 'accounts.dump');
   execFileSync(pgBin('pg_dump'), ['-Fc', '-t', 'public.pgbench_accounts', '-f', dump, sourceUrl]);
 
@@ -158,18 +197,18 @@ try {
     const base = await createDb(`rb_pgr_${tag}_${rep}`);
     const r = await timeProcess(pgBin('pg_restore'), ['-d', base, dump]);
     if (r.code !== 0) throw new Error(`pg_restore failed: ${r.stderr}`);
-    if ((await md5(base)) !== sourceMd5) throw new Error('pg_restore result differs from the source');
+    if ((await digest(base)) !== sourceDigest) throw new Error('pg_restore result differs from the source');
     restoreSeconds.push(r.seconds);
     // The path the load takes (restore's streaming path, PHI opened), as its own command: what
     // the load costs beyond it is the replicator's own.
-    const restored = await createDb(`rb_clr_${tag}_${rep}`);
+    const restored = await createTargetDb(`rb_clr_${tag}_${rep}`);
     const cr = await timeProcess(process.execPath, [chartlogBin, 'restore', '--config', setup.configFile, '--source', 'bench', '--to', 'latest', '--target', restored]);
     if (cr.code !== 0) throw new Error(`chartlog restore failed: ${cr.stderr.slice(-1500)}`);
-    if ((await md5(restored)) !== sourceMd5) throw new Error('chartlog restore result differs from the source');
+    if ((await digest(restored)) !== sourceDigest) throw new Error('chartlog restore result differs from the source');
     chartlogRestoreSeconds.push(cr.seconds);
-    replica = await createDb(`rb_rep_${tag}_${rep}`);
+    replica = await createTargetDb(`rb_rep_${tag}_${rep}`);
     const l = await replicateUntil(setup, replica, (s) => s.started === 'load', join(work, `load-${rep}.log`));
-    if ((await md5(replica)) !== sourceMd5) throw new Error('the replica differs from the source after its load');
+    if ((await digest(replica)) !== sourceDigest) throw new Error('the replica differs from the source after its load');
     loadSeconds.push(l.seconds);
   }
   const restoreM = bench.add(measurement('pg_restore of pgbench_accounts (baseline)', 's', 'lower', 'baseline', restoreSeconds));
@@ -187,7 +226,7 @@ try {
   await src.end();
   await waitForCheckpoint(setup, lsn, 300_000, run);
   const apply = await replicateUntil(setup, replica, (s) => s.lagTransactions === 0 && Number(s.appliedTransactions) >= TX, join(work, 'apply.log'));
-  if ((await md5(replica)) !== (await md5(sourceUrl))) throw new Error('the replica differs from the source after applying the backlog');
+  if ((await digest(replica)) !== (await digest(sourceUrl))) throw new Error('the replica differs from the source after applying the backlog');
   const rows = Number(apply.status.appliedRows);
   const rate = bench.add(measurement(`apply rate, ${TX} transactions × ${ROWS_PER_TX} rows (spawn → no lag)`, 'rows/s', 'higher', 'chartlog', [Math.round(rows / apply.seconds)]));
   // Without start-up: from the first status line (printed once the replica is resumed) to the one that reports no lag (1 s resolution).
@@ -199,13 +238,15 @@ try {
   const replicatorUs = perRow(cpuFirst.replicator, apply.cpuDone.replicator);
   const backendUs = perRow(cpuFirst.backend, apply.cpuDone.backend);
   if (replicatorUs !== null) bench.add(measurement('replicator CPU per applied row (user + system, every thread; first status line → no lag)', 'us', 'lower', 'detail', [replicatorUs]));
-  if (backendUs !== null) bench.add(measurement("replica server backend CPU per applied row (the replicator's connection)", 'us', 'lower', 'detail', [backendUs]));
+  if (backendUs !== null) bench.add(measurement(MARIADB ? 'replica server CPU per applied row (the whole private mysqld)' : "replica server backend CPU per applied row (the replicator's connection)", 'us', 'lower', 'detail', [backendUs]));
   bench.addGoal(goal('apply ≥ 50 000 rows/s in transactions of 100 rows', rate.median, 'rows/s', rate.median >= 50_000));
   bench.note('one process per measurement, start-up included; the machine is shared (see loadAverage1m)');
   console.log(`wrote ${bench.write()}`);
 } finally {
   await run?.stop();
   for (const d of databases) await admin.query(`DROP DATABASE IF EXISTS ${d} WITH (FORCE)`).catch(() => undefined);
+  for (const d of myDatabases) await myAdmin?.query(`DROP DATABASE IF EXISTS ${d}`).catch(() => undefined);
+  await myAdmin?.end();
   await admin.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'rb_${tag}%' AND NOT active`).catch(() => undefined);
   await admin.end();
   if (process.env.BENCH_KEEP_WORK) console.log(`kept ${work}`);

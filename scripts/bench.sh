@@ -25,6 +25,11 @@ declare -A BENCHES=(
   [memory]=benchmarks/memory.bench.ts
 )
 ORDER=(seal-options codec cdc-postgres cdc-mariadb memory restore freshness)
+# memory measures chartlog's MariaDB half as installed (--built: dist/ compiled, no tsx in the
+# process), the form a hospital runs from the package or the image; its results also keep the
+# same code run from the source checkout (tsx adds ~30 MiB) as a detail figure. The issue-14
+# goal (1M-row MariaDB transaction ≤ 300 MB peak RSS) is judged on the installed form.
+declare -A BENCH_ARGS=([memory]="--built")
 
 names=("$@")
 ((${#names[@]})) || names=("${ORDER[@]}")
@@ -47,7 +52,8 @@ for n in "${names[@]}"; do
   say "=== bench $n"
   t0=$(now_ms)
   rc=0
-  node --import tsx "${BENCHES[$n]}" || rc=$?
+  read -ra extra <<<"${BENCH_ARGS[$n]:-}"
+  node --import tsx "${BENCHES[$n]}" "${extra[@]}" || rc=$?
   summary+=("$(printf '%-14s %9s s  %s' "$n" "$(elapsed "$t0")" "$( ((rc == 0)) && echo ok || echo "FAILED ($rc)")")")
   ((rc == 0)) || failed+=("$n")
 done

@@ -113,27 +113,138 @@ export interface BlockRecord {
 export function readBlockRecord(compiled: CompiledTable, r: AvroReader, opening: boolean): BlockRecord {
   let before: Row | null;
   let after: Row | null;
-  let op: string;
-  let pos: string;
-  let seq: number;
+  let tail: EnvelopeTail;
   try {
     before = readImage(r, compiled, opening);
     after = readImage(r, compiled, opening);
-    op = r.string();
-    for (let i = 0; i < 5; i++) r.skipBytes(); // connector, name, db, schema, table
-    pos = r.string();
-    const t = r.long();
-    if (t !== 0 && t !== 1) throw new AvroDecodeError('invalid union index');
-    if (t === 1) r.skipBytes(); // txId
-    seq = r.long();
-    r.skipLong(); // commitTsUs
-    r.boolean(); // snapshot
-    r.skipLong(); // tsUs
+    tail = readTail(r, false);
   } catch (err) {
     if (err instanceof ChartlogError) throw err;
     throw doesNotDecode(compiled);
   }
-  return { op: op as Op, before, after, position: positionOf(compiled, op, pos, seq) };
+  return { op: tail.op as Op, before, after, position: positionOf(compiled, tail.op, tail.pos, tail.seq) };
+}
+
+/**
+ * The position and commit time of the record at `r.pos` of a container block of a direct table
+ * version, its row images passed over without making a value of them (restore and the replicator
+ * split every block this way before decoding the records they keep; avsc's schema resolution did
+ * it at several times the cost, building a record and two bigints per message). Leaves `r.pos` at
+ * the next record. Errors as `readEnvelope`'s.
+ */
+export function splitBlockRecord(compiled: CompiledTable, r: AvroReader): { position: Position; commitTsUs: bigint } {
+  let tail: EnvelopeTail;
+  try {
+    const skips = skipsOf(compiled);
+    skipImage(r, compiled, skips);
+    skipImage(r, compiled, skips);
+    tail = readTail(r, true);
+  } catch (err) {
+    if (err instanceof ChartlogError) throw err;
+    throw doesNotDecode(compiled);
+  }
+  return { position: positionOf(compiled, tail.op, tail.pos, tail.seq), commitTsUs: tail.commitTsUs };
+}
+
+/** What a block reader takes of the envelope after its row images. */
+interface EnvelopeTail {
+  op: string;
+  pos: string;
+  seq: number;
+  /** 0n unless asked for. */
+  commitTsUs: bigint;
+}
+
+/**
+ * The envelope after the row images, read where it lies: op, position and (`withCommit`) the
+ * commit time; the names, transaction id, snapshot flag and tsUs passed over without making a
+ * string or a bigint of them.
+ */
+function readTail(r: AvroReader, withCommit: boolean): EnvelopeTail {
+  const op = r.string();
+  for (let i = 0; i < 5; i++) r.skipBytes(); // connector, name, db, schema, table
+  const pos = r.string();
+  const t = r.long();
+  if (t !== 0 && t !== 1) throw new AvroDecodeError('invalid union index');
+  if (t === 1) r.skipBytes(); // txId
+  const seq = r.long();
+  let commitTsUs = 0n;
+  if (withCommit) commitTsUs = r.bigLong();
+  else r.skipLong();
+  r.boolean(); // snapshot
+  r.skipLong(); // tsUs
+  return { op, pos, seq, commitTsUs };
+}
+
+/** How a value of a union branch is passed over: by its Avro encoding, or (any other type) read by its mapping and dropped. */
+const SKIP_BYTES = 0;
+const SKIP_VARINT = 1;
+const SKIP_BOOLEAN = 2;
+const SKIP_DOUBLE = 3;
+const SKIP_BY_READING = 4;
+
+/** Per column, per value branch, how to pass over it (computed once per table version). */
+const skipPlans = new WeakMap<CompiledTable, number[][]>();
+
+function skipsOf(compiled: CompiledTable): number[][] {
+  let plan = skipPlans.get(compiled);
+  if (!plan) {
+    plan = compiled.columns.map((c) =>
+      c.mapping.branches.map((b) => {
+        switch (typeof b === 'string' ? b : (b as { type?: unknown }).type) {
+          case 'string':
+          case 'bytes':
+            return SKIP_BYTES;
+          case 'int':
+          case 'long':
+            return SKIP_VARINT;
+          case 'boolean':
+            return SKIP_BOOLEAN;
+          case 'double':
+            return SKIP_DOUBLE;
+          default:
+            return SKIP_BY_READING;
+        }
+      }),
+    );
+    skipPlans.set(compiled, plan);
+  }
+  return plan;
+}
+
+/** Passes over one row image as `readImage` reads it, checking the same union indexes. */
+function skipImage(r: AvroReader, compiled: CompiledTable, skips: number[][]): void {
+  const present = r.long();
+  if (present === 0) return;
+  if (present !== 1) throw new AvroDecodeError('invalid union index');
+  const columns = compiled.columns;
+  for (let i = 0; i < columns.length; i++) {
+    const c = columns[i]!;
+    const b = r.long();
+    if (b === 0) continue;
+    if (b === c.markerIndex) {
+      const symbol = r.long();
+      if (symbol !== 0 && symbol !== 1) throw new AvroDecodeError('invalid enum index');
+      continue;
+    }
+    if (!(b > 0 && b < c.markerIndex)) throw new AvroDecodeError('invalid union index');
+    switch (skips[i]![b - 1]) {
+      case SKIP_BYTES:
+        r.skipBytes();
+        break;
+      case SKIP_VARINT:
+        r.skipLong();
+        break;
+      case SKIP_BOOLEAN:
+        r.boolean();
+        break;
+      case SKIP_DOUBLE:
+        r.double();
+        break;
+      default:
+        c.mapping.read(r, b - 1);
+    }
+  }
 }
 
 /** One row image read by avro-binary.ts (see readDirect). */

@@ -5,10 +5,12 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { Position } from '../../src/core/position.js';
 import { readAuditLog } from '../../src/phi/audit-log.js';
 import { runChartlog } from '../support/chartlog-process.js';
 import { describeHits, scanForCanaries, type ScannedObject } from '../support/leak-scan.js';
 import { createTargetDb, multisetDiff, ReplicaProcess, rowTexts } from '../support/replica-process.js';
+import { openReplicaSealed } from '../support/sealed-replica.js';
 import { createClinicTables, mariadbEngine, norm, PHI_CANARIES, postgresEngine, prng, RunHarness, Workload } from '../support/run-harness.js';
 
 /**
@@ -153,7 +155,7 @@ test('--phi omit: a decoding scan of the replica finds no canary (and finds a pl
   }
 });
 
-test('MariaDB → PostgreSQL, --phi sealed: non-PHI values equal the source, PHI columns hold sealed bytes', { timeout: 180_000 }, async () => {
+test('MariaDB → PostgreSQL, --phi sealed: non-PHI values equal the source, PHI columns hold sealed bytes that open with the keyring to the source values (and a planted stale image is caught)', { timeout: 180_000 }, async () => {
   const engine = await mariadbEngine();
   await createClinicTables(engine);
   const h = new RunHarness(engine, 'file', {
@@ -198,6 +200,28 @@ test('MariaDB → PostgreSQL, --phi sealed: non-PHI values equal the source, PHI
       `SELECT count(*)::int AS n FROM ${table('patients')} WHERE position(convert_to('CANARY', 'UTF8') in ssn) > 0 OR position(convert_to('CANARY', 'UTF8') in full_name) > 0`,
     );
     assert.equal(plain[0]!.n, 0, 'no plaintext canary in the sealed column');
+
+    // The sealed bytes open with the keyring to the source's values, value by value.
+    const held = async () => (await target.client.query<{ id: string; full_name: Buffer | null; ssn: Buffer | null }>(`SELECT id::text AS id, full_name, ssn FROM ${table('patients')}`)).rows;
+    const openedDiff = async (): Promise<string> => {
+      const { rows: at } = await target.client.query<{ position: string }>(`SELECT position FROM public.chartlog_replica WHERE source = 'clinic'`);
+      const cells = (await held()).map((r) => ({ id: BigInt(r.id), full_name: r.full_name && new Uint8Array(r.full_name), ssn: r.ssn && new Uint8Array(r.ssn) }));
+      const opened = await openReplicaSealed(h.config, h.store, { name: 'clinic', type: 'mysql' }, { schema: engine.db, table: 'patients' }, cells, Position.parse(at[0]!.position));
+      const text = (r: Record<string, unknown>) => JSON.stringify(['id', 'full_name', 'ssn'].map((c) => norm(r[c])));
+      return multisetDiff((await engine.rows('patients')).map(text), opened.map(text));
+    };
+    assert.equal(await openedDiff(), '', 'the sealed PHI opens to the source values');
+    // A planted wrong value: one row's sealed columns put back to what they held before its name
+    // changed (a stale image opens cleanly, to the old name), so only the value comparison catches it.
+    const victim = (await held()).find((r) => r.full_name !== null)!;
+    await engine.exec(`UPDATE patients SET full_name = 'CANARY-NAME-renamed' WHERE id = ${victim.id}`);
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await sleep(250)) {
+      const now = (await held()).find((r) => r.id === victim.id);
+      if (now?.full_name && !now.full_name.equals(victim.full_name!)) break;
+    }
+    assert.equal(await openedDiff(), '', 'the renamed patient opens to the new name');
+    await target.client.query(`UPDATE ${table('patients')} SET full_name = $1, ssn = $2 WHERE id = $3`, [victim.full_name, victim.ssn, victim.id]);
+    assert.match(await openedDiff(), /1 missing, 1 extra/, 'the stale sealed image is caught');
   } finally {
     await replica.kill('SIGKILL');
     await target.drop();

@@ -1,5 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
+import { ChartlogError } from '../../../src/core/errors.js';
+import { qualifiedName } from '../../../src/core/table-schema.js';
+import { batchWithPhiOf, type Engine } from '../../support/change-arbitraries.js';
+import { codecRig } from '../../support/codec-support.js';
 import { AvroCodec } from '../../../src/codec/avro-codec.js';
 import { SchemaStore } from '../../../src/codec/schema-store.js';
 import { CodecEnvelopeReader } from '../../../src/archive/codec-envelope-reader.js';
@@ -46,3 +51,33 @@ test('positions and commit times are read from codec records without decoding th
   assert.equal(offset, data.length);
   assert.equal(JSON.parse(await reader.schemaJson('clinic', messages[0]!.fingerprint)).name, 'Envelope');
 });
+
+for (const engine of ['postgres', 'mysql'] as Engine[]) {
+  test(`${engine}: a block of any table version's records (sealed columns, markers, arrays, edge values) splits where the message decoder says each ends, with its position and commit time; a cut record is refused`, async () => {
+    await fc.assert(
+      fc.asyncProperty(batchWithPhiOf(engine, 'clinic'), async ([batch, phiColumns]) => {
+        const rig = codecRig({ connector: engine, policy: { columns: { [qualifiedName(batch.events[0]!.schema)]: phiColumns }, strict: [], publicColumns: {}, unclassified: 'clear' as const } });
+        const messages = await rig.codec.encodeBatch(batch);
+        const bodies = messages.map((m) => recordBody(m.value));
+        const data = Buffer.concat(bodies);
+        const decoded = await rig.reader().decodeMany(messages.map((m) => m.value));
+        const split = await new CodecEnvelopeReader(new SchemaStore({ source: 'clinic', store: rig.store })).splitterFor('clinic', messages[0]!.fingerprint);
+        let offset = 0;
+        decoded.forEach((d, i) => {
+          const r = split(data, offset);
+          assert.deepEqual(r.position, d.event.position);
+          assert.equal(r.commitTsUs, d.commitTsUs);
+          assert.equal(r.end, offset + bodies[i]!.length);
+          offset = r.end;
+        });
+        // The last record cut short anywhere: refused as damaged, never split somewhere else.
+        const last = bodies.at(-1)!;
+        const start = data.length - last.length;
+        for (const cut of [1, Math.floor(last.length / 2), last.length - 1]) {
+          assert.throws(() => split(data.subarray(0, start + cut), start), (e: unknown) => e instanceof ChartlogError && e.code === 'integrity');
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
+}
