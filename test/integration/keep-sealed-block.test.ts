@@ -7,25 +7,24 @@ import { readArchiveIndex } from '../../src/archive/archive-index.js';
 import { openAvroContainer } from '../../src/archive/avro-container.js';
 import { CodecEnvelopeReader } from '../../src/archive/codec-envelope-reader.js';
 import { Position } from '../../src/core/position.js';
-import type { CellValue, Row } from '../../src/core/table-schema.js';
-import { compileTable } from '../../src/codec/compiled-table.js';
+import type { CellValue } from '../../src/core/table-schema.js';
+import { loadConfig } from '../../src/config/load.js';
 import { SchemaStore } from '../../src/codec/schema-store.js';
 import { blockOrdinalOf } from '../../src/phi/block-seal.js';
-import { KeyManager } from '../../src/phi/key-manager.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
-import { PhiOpener } from '../../src/phi/phi-opener.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { waitUntilCaughtUp } from '../support/caught-up.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { describeHits, scanForCanaries, type ScannedObject } from '../support/leak-scan.js';
+import { openReplicaSealed } from '../support/sealed-replica.js';
 import { createPgDatabase, type Captured, type TestDatabase } from '../support/restore-engines.js';
 
 /**
  * `chartlog restore --keep-sealed` of an archive whose base snapshot is block-sealed (sealed
  * format 5; 5,000 rows: two blocks, their ordinals checked) and changed after it: every sealed
  * cell of the target opens on its own with the keyring — as docs/formats.md says a kept-sealed
- * row opens: its sealed cells together (PhiOpener), bound to source, table version and primary
- * key, at or before the restore's position — to the source's value, value by value; and no
+ * row opens: its sealed cells together, bound to source, table and primary key, at or before the
+ * restore's position (test/support/sealed-replica.ts) — to the source's value, value by value; and no
  * synthetic canary stands in clear anywhere in the target (bytea cells decoded before the
  * search), which the same scan shows it would find when one is planted.
  */
@@ -126,24 +125,22 @@ describe('restore --keep-sealed of a block-sealed base', () => {
     const leading = new Set(restored.flatMap((row) => PHI.map((c) => row[c]?.slice(0, 4)).filter((v) => v !== undefined)));
     assert.deepEqual([...leading].sort(), ['\\x04', '\\x13']);
 
-    // Opened the way a kept-sealed row opens (docs/formats.md "Sealed values"): its sealed cells together.
+    // Opened the way a kept-sealed row opens (docs/formats.md "Sealed values"): its sealed cells
+    // together, with the keyring, as its holder would (test/support/sealed-replica.ts).
+    const rows = restored.map((r) => {
+      const row: Record<string, CellValue> = { id: BigInt(r.id!), note: r.note! };
+      for (const c of PHI) row[c] = bytea(r[c]!);
+      return row;
+    });
     const store = new FsObjectStore(backup);
-    const index = await readArchiveIndex(store, 'clinic');
-    const registered = await new SchemaStore({ source: 'clinic', store }).resolve(BigInt(`0x${index.snapshots[0]!.tables[TABLE]!.fingerprint}`));
-    const table = compileTable('clinic', registered);
-    const keys = new KeyManager({ source: 'clinic', store, keyring: FileKeyring.open(keyring) });
-    const opener = new PhiOpener({ source: 'clinic', keys });
-    const at = Position.parse(summary.position);
+    await openReplicaSealed(loadConfig(configFile), store, { name: 'clinic', type: 'postgres' }, { schema: 'public', table: 'patients' }, rows, Position.parse(summary.position));
     let opened = 0;
-    for (let i = 0; i < restored.length; i++) {
-      const row: Record<string, CellValue> = { id: BigInt(restored[i]!.id!), note: restored[i]!.note! };
-      for (const c of PHI) row[c] = bytea(restored[i]![c]!);
-      await opener.open(table, null, row as Row, at, false);
+    rows.forEach((row, i) => {
       for (const c of PHI) {
         assert.equal(row[c], want[i]![c], `row ${want[i]!.id} ${c}`);
         if (row[c] !== null) opened++;
       }
-    }
+    });
     assert.ok(opened > 0.8 * ROWS * PHI.length, `${opened} values opened`);
 
     // No canary in clear anywhere in the target: every table, every cell, bytea decoded.
