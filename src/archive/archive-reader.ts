@@ -3,7 +3,8 @@ import { Position } from '../core/position.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { singleObjectHeader } from '../codec/single-object.js';
 import { openAvroContainer, readAvroContainer } from './avro-container.js';
-import type { EnvelopeReader, RecordSplitter } from './envelope-reader.js';
+import type { BlockSealFinder, EnvelopeReader, RecordSplitter } from './envelope-reader.js';
+import { BlockOrder } from '../phi/block-seal.js';
 import { TRANSACTIONS_TABLE } from './layout.js';
 import { flushPartSection } from './flush-part.js';
 import { sha256Hex } from './manifest.js';
@@ -203,13 +204,19 @@ export class ArchiveReader {
   async *snapshotRecordBatches(snapshot: SnapshotManifest, table: string): AsyncGenerator<StoredRecord[]> {
     const t = snapshot.tables[table];
     if (!t) return;
+    const order = new BlockOrder(`${this.index.source} ${table}`);
     for (const part of t.parts) {
       const pos = Position.parse(snapshot.position);
       const bytes = await this.fetch({ key: part.key, sha256: part.sha256, firstPos: pos, lastPos: pos, segment: false });
       const { blocks } = openAvroContainer(bytes, part.key); // inflated block by block
       const split = await this.envelopes.splitterFor(this.index.source, part.fingerprint);
       const prefix = singleObjectHeader(BigInt(`0x${part.fingerprint}`));
-      for (const block of blocks) yield blockRecords(block.data, split, prefix, part.fingerprint, null);
+      const sealOf = await this.blockSealFinder(part.fingerprint);
+      let i = 0;
+      for (const block of blocks) {
+        order.meet(sealOf(block.data), part.key, i++);
+        yield blockRecords(block.data, split, prefix, part.fingerprint, null);
+      }
     }
   }
 
@@ -220,12 +227,27 @@ export class ArchiveReader {
   async *snapshotBlocks(snapshot: SnapshotManifest, table: string): AsyncGenerator<{ fingerprint: string; count: number; data: Buffer }> {
     const t = snapshot.tables[table];
     if (!t) return;
+    const order = new BlockOrder(`${this.index.source} ${table}`);
     for (const part of t.parts) {
       const pos = Position.parse(snapshot.position);
       const bytes = await this.fetch({ key: part.key, sha256: part.sha256, firstPos: pos, lastPos: pos, segment: false });
+      const sealOf = await this.blockSealFinder(part.fingerprint);
+      let i = 0;
       // Each block inflates on the thread pool while the one before it is decoded.
-      for await (const block of openAvroContainer(bytes, part.key).blocksAhead()) yield { fingerprint: part.fingerprint, count: block.count, data: block.data };
+      for await (const block of openAvroContainer(bytes, part.key).blocksAhead()) {
+        order.meet(sealOf(block.data), part.key, i++);
+        yield { fingerprint: part.fingerprint, count: block.count, data: block.data };
+      }
     }
+  }
+
+  /**
+   * Finds the block seal of a base snapshot's container block (docs/formats.md, format 5: its
+   * ordinal is checked here, in order, on every path that reads a base — restore, its COPY
+   * threads, replicate, synthesis, --keep-sealed — before any of the block's rows is used).
+   */
+  private blockSealFinder(fingerprint: string): Promise<BlockSealFinder> {
+    return this.envelopes.blockSealFinder?.(this.index.source, fingerprint) ?? Promise.resolve(NO_BLOCK_SEALS);
   }
 
   private objectsOf(table: string, after: Position | null): Source[] {
@@ -307,6 +329,7 @@ function blockRecords(data: Buffer, split: RecordSplitter, prefix: Uint8Array, f
 }
 
 const NO_BYTES = new Uint8Array(0);
+const NO_BLOCK_SEALS: BlockSealFinder = () => null;
 
 /** The container to read of an object: the object itself, or the section of a flush part the source names. */
 function containerOf(bytes: Uint8Array, src: Source): Uint8Array {

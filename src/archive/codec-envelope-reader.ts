@@ -4,9 +4,11 @@ import { Position } from '../core/position.js';
 import { bigintTypeHook } from '../codec/bigint-long.js';
 import { AvroReader } from '../codec/avro-binary.js';
 import { compileTable, type CompiledTable } from '../codec/compiled-table.js';
-import { splitBlockRecord } from '../codec/envelope-reader.js';
+import { readEnvelope, splitBlockRecord } from '../codec/envelope-reader.js';
 import type { RegisteredSchema, SchemaStore } from '../codec/schema-store.js';
-import type { EnvelopeReader, RecordSplitter } from './envelope-reader.js';
+import { singleObjectHeader } from '../codec/single-object.js';
+import { isBlockSeal } from '../phi/block-seal.js';
+import type { BlockSealFinder, EnvelopeReader, RecordSplitter } from './envelope-reader.js';
 
 /**
  * The compactor's view of the codec's envelopes: a record's position and commit time, read with
@@ -15,6 +17,7 @@ import type { EnvelopeReader, RecordSplitter } from './envelope-reader.js';
  */
 export class CodecEnvelopeReader implements EnvelopeReader {
   private readonly splitters = new Map<string, Promise<RecordSplitter>>();
+  private readonly finders = new Map<string, Promise<BlockSealFinder>>();
 
   constructor(private readonly schemas: SchemaStore) {}
 
@@ -32,6 +35,40 @@ export class CodecEnvelopeReader implements EnvelopeReader {
       p.catch(() => this.splitters.delete(fingerprint));
     }
     return p;
+  }
+
+  blockSealFinder(source: string, fingerprint: string): Promise<BlockSealFinder> {
+    this.checkSource(source);
+    let p = this.finders.get(fingerprint);
+    if (!p) {
+      p = this.buildFinder(fingerprint);
+      this.finders.set(fingerprint, p);
+      p.catch(() => this.finders.delete(fingerprint));
+    }
+    return p;
+  }
+
+  /**
+   * The first record of a block decoded as the codec reads it, its PHI left sealed (one record a
+   * container block: the parts writer puts a block seal in the first record of one), and the
+   * sealed column that holds a block seal, if any.
+   */
+  private async buildFinder(fingerprint: string): Promise<BlockSealFinder> {
+    const registered = await this.schemas.resolve(BigInt(`0x${fingerprint}`));
+    // A version the current mappings cannot compile is never opened by this codec either: nothing to check.
+    const compiled = compiledOrNull(this.schemas.source, registered);
+    if (!compiled || compiled.sealed.length === 0) return () => null;
+    const split = await this.splitterFor(this.schemas.source, fingerprint);
+    const prefix = singleObjectHeader(BigInt(`0x${fingerprint}`));
+    return (data) => {
+      if (data.length === 0) return null;
+      const after = readEnvelope(compiled, Buffer.concat([prefix, data.subarray(0, split(data, 0).end)])).event.after;
+      for (const c of compiled.sealed) {
+        const v = after?.[c.name];
+        if (isBlockSeal(v)) return v;
+      }
+      return null;
+    };
   }
 
   private async build(fingerprint: string): Promise<RecordSplitter> {
@@ -84,16 +121,21 @@ export class CodecEnvelopeReader implements EnvelopeReader {
   }
 }
 
+/** The table version compiled, or null when the current mappings cannot compile it. */
+function compiledOrNull(source: string, registered: RegisteredSchema): CompiledTable | null {
+  try {
+    return compileTable(source, registered);
+  } catch {
+    return null;
+  }
+}
+
 /**
  * The table version compiled for the direct reader, or null: a version another codec version
  * wrote (not direct), or one the current mappings cannot compile, is still split by avsc from its
  * stored schema (the compactor and verify split records they never decode).
  */
 function directOrNull(source: string, registered: RegisteredSchema): CompiledTable | null {
-  try {
-    const compiled = compileTable(source, registered);
-    return compiled.direct ? compiled : null;
-  } catch {
-    return null;
-  }
+  const compiled = compiledOrNull(source, registered);
+  return compiled?.direct ? compiled : null;
 }

@@ -4,6 +4,7 @@ import type { Row, TableSchema } from '../core/table-schema.js';
 import type { ColumnPolicy } from '../phi/column-policy.js';
 import type { CryptoPool } from '../phi/crypto-pool.js';
 import type { KeyManager } from '../phi/key-manager.js';
+import type { BlockOrdinals } from '../phi/block-seal.js';
 import { PhiOpener, type OpenAuditEntry } from '../phi/phi-opener.js';
 import type { BusMessage } from './bus-message.js';
 import { CompiledTables } from './compiled-table.js';
@@ -104,8 +105,8 @@ export class AvroCodec {
   }
 
   /** A base snapshot's batch, its rows block-sealed: see MessageEncoder.encodeBaseSnapshot. */
-  encodeBaseSnapshot(batch: ChangeBatch): Promise<BaseMessage[]> {
-    return this.encoder.encodeBaseSnapshot(batch);
+  encodeBaseSnapshot(batch: ChangeBatch, ordinals: BlockOrdinals): Promise<BaseMessage[]> {
+    return this.encoder.encodeBaseSnapshot(batch, ordinals);
   }
 
   /** A row read from the archive without opening, as a snapshot read: see MessageEncoder.encodeSnapshotRead. */

@@ -1,6 +1,7 @@
 import type { ChangeBatch } from '../core/change-event.js';
 import type { TableSchema } from '../core/table-schema.js';
 import type { BusMessage } from './bus-message.js';
+import type { BlockOrdinals } from '../phi/block-seal.js';
 import type { BaseMessage } from './message-encoder.js';
 
 /**
@@ -12,9 +13,9 @@ export interface BatchEncoder {
   encode(batch: ChangeBatch): Promise<BusMessage[]>;
   /**
    * A base snapshot's batch for its parts (never for a bus): rows block-sealed (format 5,
-   * MessageEncoder.encodeBaseSnapshot). Absent: `encode`.
+   * MessageEncoder.encodeBaseSnapshot), `ordinals` the snapshot's own. Absent: `encode`.
    */
-  encodeBase?(batch: ChangeBatch): Promise<BaseMessage[]>;
+  encodeBase?(batch: ChangeBatch, ordinals: BlockOrdinals): Promise<BaseMessage[]>;
   /** Stores a table version's schema if new; returns its fingerprint. */
   fingerprintOf(source: string, schema: TableSchema): Promise<string>;
 }

@@ -7,7 +7,7 @@ import type { CryptoPool } from '../phi/crypto-pool.js';
 import { CryptoJobBuilder } from '../phi/crypto-jobs.js';
 import type { KeyManager } from '../phi/key-manager.js';
 import { positionBytes, type DataKey } from '../phi/sealer.js';
-import { BLOCK_SEAL_ROWS, sealBlock } from '../phi/block-seal.js';
+import { BLOCK_SEAL_ROWS, sealBlock, type BlockOrdinals } from '../phi/block-seal.js';
 import { sealingKeyAad } from '../phi/aad.js';
 import { AvroWriter, NotDirect } from './avro-binary.js';
 import { ENVELOPE_OPS } from './avro-schema.js';
@@ -44,8 +44,8 @@ export class MessageEncoder {
   private readonly poolFrom: number;
   /** Encoded bytes per event of the last pooled batch: the next one's buffer size. */
   private bytesPerEvent = 512;
-  /** Block seals this encoder has made (their ordinal, bound by each seal's AAD). */
-  private blockOrdinal = 0;
+  /** The base-snapshot batch being encoded: one at a time, so each table's block seals take their ordinals in row order. */
+  private baseTurn: Promise<unknown> = Promise.resolve();
 
   constructor(o: MessageEncoderOptions) {
     this.source = o.source;
@@ -158,8 +158,19 @@ export class MessageEncoder {
    * the parts writer starts a container block there and never splits one. Tables with sealed key
    * columns (whose sealed bytes the other columns' AAD binds), rows with an absent sealed column,
    * and tables without PHI are encoded as `encodeBatch` does.
+   *
+   * `ordinals`: the snapshot's (one per snapshot, its writer's): each table's block seals are
+   * numbered in the order its rows reach the parts, which readers check (block-seal.ts
+   * BlockOrder). Calls run one after another in call order (a writer encodes the next chunk while
+   * it writes the one before), so the order of the messages is the order of the ordinals.
    */
-  async encodeBaseSnapshot(batch: ChangeBatch): Promise<BaseMessage[]> {
+  encodeBaseSnapshot(batch: ChangeBatch, ordinals: BlockOrdinals): Promise<BaseMessage[]> {
+    const run = this.baseTurn.then(() => this.encodeBaseNow(batch, ordinals));
+    this.baseTurn = run.catch(() => undefined);
+    return run;
+  }
+
+  private async encodeBaseNow(batch: ChangeBatch, ordinals: BlockOrdinals): Promise<BaseMessage[]> {
     if (batch.source !== this.source) throw new ChartlogError('internal', `batch of source ${batch.source} given to the codec of ${this.source}`);
     for (const t of batch.schemaChanges ?? []) await this.tables.compile(t);
     const out: BaseMessage[] = [];
@@ -174,17 +185,18 @@ export class MessageEncoder {
         i++;
         continue;
       }
-      out.push(...(await this.encodeBlock(compiled, batch, events.slice(i, j), tsUs)));
+      out.push(...(await this.encodeBlock(compiled, batch, events.slice(i, j), tsUs, ordinals)));
       i = j;
     }
     return out;
   }
 
-  private async encodeBlock(compiled: CompiledTable, batch: ChangeBatch, events: readonly ChangeEvent[], tsUs: bigint): Promise<BaseMessage[]> {
+  private async encodeBlock(compiled: CompiledTable, batch: ChangeBatch, events: readonly ChangeEvent[], tsUs: bigint, ordinals: BlockOrdinals): Promise<BaseMessage[]> {
     const rows = events.map((e) => ({ key: sealingKeyAad(compiled.key, e.after!, null, true), cells: compiled.sealed.map((c) => e.after![c.name] as CellValue) }));
     // One AEAD operation per block: it counts once against the data key.
     const dek = this.keys?.sealWith(1) ?? (await this.dataKey(compiled, events[0]!));
-    const sealed = sealBlock(dek, positionBytes(events[0]!.position), this.blockOrdinal++, compiled.blockPlaces, rows, compiled.sealed.length);
+    const sealed = sealBlock(dek, positionBytes(events[0]!.position), ordinals.next(compiled.name), compiled.blockPlaces, rows, compiled.sealed.length);
+    if (sealed) ordinals.advance(compiled.name); // a block without a seal (no sealed value) takes no ordinal
     if (!sealed) return (await this.encodeBatchInline({ ...batch, events })).map((m) => ({ ...m }));
     return events.map((e, r) => {
       const after: Record<string, CellValue> = { ...e.after! };

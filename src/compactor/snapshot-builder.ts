@@ -15,6 +15,7 @@ import type { BatchEncoder } from '../codec/batch-encoder.js';
 import type { SchemaSource } from '../archive/envelope-reader.js';
 import type { WriterFence } from '../archive/lease.js';
 import type { ArchiveSigner } from '../phi/archive-mac.js';
+import { BlockOrdinals } from '../phi/block-seal.js';
 
 interface OpenPart {
   table: string;
@@ -222,6 +223,8 @@ export async function writeSnapshot(options: {
   let writer: SnapshotPartsWriter | null = null;
   // One chunk is encoded (its PHI sealed on the crypto thread) while the previous one is written.
   let encoding: Promise<(BusMessage & { blockStart?: boolean })[]> | null = null;
+  // The snapshot's block seals numbered per table in row order (readers check it: docs/formats.md).
+  const ordinals = new BlockOrdinals();
 
   for await (const batch of options.batches) {
     if (!batch.snapshot) throw new ChartlogError('internal', 'a snapshot yielded a non-snapshot batch');
@@ -234,7 +237,7 @@ export async function writeSnapshot(options: {
       throw new ChartlogError('internal', 'snapshot batches must share one consistent position');
     }
     for (const s of batch.schemaChanges ?? []) writer.noteTable(qualifiedName(s), await encoder.fingerprintOf(source, s));
-    const next = encoder.encodeBase ? encoder.encodeBase(batch) : encoder.encode(batch);
+    const next = encoder.encodeBase ? encoder.encodeBase(batch, ordinals) : encoder.encode(batch);
     next.catch(() => undefined); // awaited after the previous chunk is written
     if (encoding) for (const m of await encoding) await writer.add(m);
     encoding = next;

@@ -18,8 +18,11 @@ import { BLOCK_SEAL_FORMAT, drawNonce, headerLength, KEY_ID_BYTES, openAfterHead
  *               | LEB128(len + 1) ‖ the value in format 4's compact cell form
  *   reference = 0x15 | the first 8 bytes of the block seal's nonce | LEB128(row index)
  *
- * position and set are the row seal's (formats 3 and 4); the ordinal is the block's place in its
- * part. AAD = header ‖ LP("chartlog-phi-block-v5", source, schema, table, table version, the set's
+ * position and set are the row seal's (formats 3 and 4). The ordinal, bit 31 set, is how many
+ * block seals of its table come before it in its base snapshot (every part of the table, in
+ * order): the readers of a base snapshot check it (BlockOrder), so a block reordered, repeated or
+ * dropped is refused. Bit 31 clear: written before that check (an encoder's counter), not checked.
+ * AAD = header ‖ LP("chartlog-phi-block-v5", source, schema, table, table version, the set's
  * column names…): the seal binds source, table, table version and column set, its position, its
  * block ordinal and its row count, and inside it every row's primary key, so a row reference
  * moved to another row (or block, table, column) opens nothing: 'integrity', naming the column.
@@ -33,6 +36,8 @@ export const BLOCK_SEAL_ROWS = 4096;
 /** The most bytes a block's body may hold once inflated (sealing and opening refuse more: a crafted block cannot inflate without bound). */
 export const MAX_BLOCK_BODY_BYTES = 64 * 1024 * 1024;
 const BLOCK_LABEL = new TextEncoder().encode('chartlog-phi-block-v5');
+/** Bit 31 of the header's ordinal: set, the rest is the block's checked ordinal (BlockOrder); clear, an unchecked counter. */
+const ORDINAL_CHECKED = 0x80000000;
 
 /** The AAD places of a table version's block seals (one per column set). */
 export class BlockPlaces extends RowPlaces {
@@ -100,7 +105,7 @@ function getU32(b: Uint8Array, at: number): number {
 }
 
 /**
- * Seals `rows` (at least one) as block `ordinal` of a part, at the snapshot's position `pos`
+ * Seals `rows` (at least one) as the block seal with ordinal `ordinal` (BlockOrdinals), at the snapshot's position `pos`
  * (sealer.ts positionBytes), over `sealedColumns` sealed columns. The set is every column some
  * row holds a value of, and always the first row's first such column, which carries the seal (a
  * NULL there is sealed in the block). A block whose rows hold no sealed value has no seal: null.
@@ -112,6 +117,7 @@ export function sealBlock(dek: DataKey, pos: Uint8Array, ordinal: number, places
   for (const r of rows) for (let c = 0; c < sealedColumns; c++) if (r.cells[c] !== null) set[1 + (c >> 3)]! |= 1 << (c & 7);
   const carrier = firstMember(set);
   if (carrier < 0 || rows.length === 0) return null;
+  if (!Number.isInteger(ordinal) || ordinal < 0 || ordinal >= ORDINAL_CHECKED) throw new ChartlogError('internal', `block seal ordinal ${ordinal} out of range`);
   const body = new Bytes();
   try {
     for (const r of rows) {
@@ -138,7 +144,7 @@ export function sealBlock(dek: DataKey, pos: Uint8Array, ordinal: number, places
     seal.set(dek.id, 1);
     seal.set(pos, 1 + KEY_ID_BYTES);
     seal.set(set, 1 + KEY_ID_BYTES + pos.length);
-    putU32(seal, headerEnd - 8, ordinal);
+    putU32(seal, headerEnd - 8, ORDINAL_CHECKED + ordinal);
     putU32(seal, headerEnd - 4, rows.length);
     drawNonce(seal, headerEnd, dek);
     const end = sealAfterHeader(dek, plain, places.of(set), EMPTY, seal, 0, headerEnd);
@@ -203,6 +209,68 @@ export function referencedRow(ref: Uint8Array): number {
     shift += 7;
   }
   return -1;
+}
+
+/**
+ * The ordinal a block seal's header names (read, not authenticated: opening the seal does that)
+ * and whether it is checked (bit 31, see the module comment).
+ */
+export function blockOrdinalOf(seal: Uint8Array): { ordinal: number; checked: boolean } {
+  const n = getU32(seal, blockHeaderLength(seal) - 8);
+  return n >= ORDINAL_CHECKED ? { ordinal: n - ORDINAL_CHECKED, checked: true } : { ordinal: n, checked: false };
+}
+
+/**
+ * The next ordinal of each table's block seals in ONE base snapshot (its writer holds one): how
+ * many that table's base has sealed so far, in the order its rows go into its parts.
+ */
+export class BlockOrdinals {
+  private readonly sealed = new Map<string, number>();
+
+  /** The ordinal the table's next block seal takes. */
+  next(table: string): number {
+    return this.sealed.get(table) ?? 0;
+  }
+
+  /** The table's next block seal was made (with the ordinal `next` gave). */
+  advance(table: string): void {
+    this.sealed.set(table, this.next(table) + 1);
+  }
+}
+
+/**
+ * The order check of one table's base snapshot, fed the block seal of each container block's
+ * first record (where the parts writer puts every block seal) as a reader meets them: every part
+ * of the table in the manifest's order, each part's container blocks in order. Block seals with
+ * a checked ordinal must come 0, 1, 2, …: a block moved within or between parts, repeated or
+ * dropped (but the last) is refused, naming the object. A base holds checked seals or unchecked
+ * ones (written before the check), never both: bit 31 is authenticated (the header is AAD), so an
+ * unchecked seal cannot be spliced into a checked base, nor a checked one relabelled. Row counts
+ * (the manifest) cover a dropped last block.
+ */
+export class BlockOrder {
+  private next = 0;
+  private checked: boolean | null = null;
+
+  /** `table`: "source schema.table", for messages. */
+  constructor(private readonly table: string) {}
+
+  /** `seal`: the block seal in the first record of container block `block` of `object` (null: none). */
+  meet(seal: Uint8Array | null, object: string, block: number): void {
+    if (!seal) return;
+    const o = blockOrdinalOf(seal);
+    this.checked ??= o.checked;
+    if (o.checked !== this.checked) throw outOfOrder(object, block, `${this.table}: its base snapshot holds block seals written with and without a checked ordinal`);
+    if (!o.checked) return;
+    if (o.ordinal !== this.next) throw outOfOrder(object, block, `${this.table}: block seal ${o.ordinal} of the base snapshot where block seal ${this.next} comes next (a block reordered, repeated or dropped)`);
+    this.next++;
+  }
+}
+
+function outOfOrder(object: string, block: number, what: string): ChartlogError {
+  return new ChartlogError('integrity', `${object}, container block ${block}: ${what}`, {
+    hint: 'the archive object is damaged or was tampered with; run `chartlog verify` and restore from an intact copy',
+  });
 }
 
 /** The block a reference or a seal names: its nonce prefix, as a map key. */
@@ -286,7 +354,7 @@ export class OpenedBlock {
       plain.fill(0);
     }
     try {
-      return new OpenedBlock(blockIdOf(seal), getU32(seal, headerEnd - 8), getU32(seal, headerEnd - 4), set, body, where);
+      return new OpenedBlock(blockIdOf(seal), blockOrdinalOf(seal).ordinal, getU32(seal, headerEnd - 4), set, body, where);
     } catch (e) {
       body.fill(0);
       throw e;

@@ -4,7 +4,8 @@ import { logger } from '../core/logger.js';
 import { Position } from '../core/position.js';
 import { sleep, withRetry } from '../core/retry.js';
 import { qualifiedName } from '../core/table-schema.js';
-import type { BusMessage } from '../codec/bus-message.js';
+import type { BaseMessage } from '../codec/message-encoder.js';
+import { BlockOrdinals } from '../phi/block-seal.js';
 import { listSnapshots, tableSnapshotsPrefix, type SnapshotManifest } from '../archive/snapshot-manifest.js';
 import { SnapshotPartsWriter } from '../compactor/snapshot-builder.js';
 import type { ObjectStore } from '../storage/object-store.js';
@@ -84,7 +85,9 @@ export async function resyncTables(o: ResyncOptions): Promise<SnapshotManifest> 
   let commitTsUs = 0n;
   let writer: SnapshotPartsWriter | null = null;
   let lastProgressPut = 0;
-  let encoding: Promise<BusMessage[]> | null = null;
+  let encoding: Promise<BaseMessage[]> | null = null;
+  // The base's block seals numbered per table in row order (readers check it: docs/formats.md).
+  const ordinals = new BlockOrdinals();
   const progressKey = (): string => `${tableSnapshotsPrefix(source.name)}${writer!.id}/progress.json`;
   const report = (): void => {
     const elapsedMs = performance.now() - started;
@@ -104,8 +107,8 @@ export async function resyncTables(o: ResyncOptions): Promise<SnapshotManifest> 
     } else if (!Position.equals(position, batch.position)) {
       throw new ChartlogError('internal', 'snapshot batches must share one consistent position');
     }
-    // One chunk is encoded (its PHI sealed) while the previous one is written.
-    const next = encoder.encode(batch);
+    // One chunk is encoded (its PHI block-sealed, as a connector's base snapshot) while the previous one is written.
+    const next = encoder.encodeBase ? encoder.encodeBase(batch, ordinals) : encoder.encode(batch);
     next.catch(() => undefined);
     if (encoding) for (const m of await encoding) await writer.add(m);
     encoding = next;

@@ -52,9 +52,9 @@ export function buildSourceRuntime(config: Readonly<Config>, source: Readonly<So
       guard?.inspect(batch);
       return codec.encodeBatch(batch);
     },
-    encodeBase: (batch) => {
+    encodeBase: (batch, ordinals) => {
       guard?.inspect(batch);
-      return codec.encodeBaseSnapshot(batch);
+      return codec.encodeBaseSnapshot(batch, ordinals);
     },
     fingerprintOf: (_source, table) => codec.fingerprintOf(table),
   };

@@ -11,11 +11,15 @@ import { runChartlog } from '../../support/chartlog-process.js';
  * still restore them exactly:
  * - test/fixtures/archive-v3/: before issue 15's archive-size changes (sealed format 3 with
  *   9-byte references, segments and snapshots deflated at level 6, flush-part sections at level 1);
- * - test/fixtures/archive-v4/: before the block seal (sealed format 4, row seals everywhere).
+ * - test/fixtures/archive-v4/: before the block seal (sealed format 4, row seals everywhere);
+ * - test/fixtures/archive-v5/: the block seal as first released (its base snapshot in sealed
+ *   format 5, whose block ordinal was an encoder counter no reader checked: docs/formats.md);
+ *   `--keep-sealed` re-seals its base rows per row, in format 4.
  */
 const FIXTURES = [
   { name: 'archive-v3', version: 0x03 },
   { name: 'archive-v4', version: 0x04 },
+  { name: 'archive-v5', version: 0x04 },
 ] as const;
 const work = mkdtempSync(join(os.tmpdir(), 'chartlog-fixture-'));
 after(() => rmSync(work, { recursive: true, force: true }));
