@@ -8,6 +8,7 @@ import { SINGLE_OBJECT_HEADER_BYTES } from '../../../src/codec/single-object.js'
 import { CopyBlockRenderer, type CopyTableSpec } from '../../../src/restore/targets/copy-block-renderer.js';
 import { CopyTextBuffer, writeCopyRow } from '../../../src/restore/targets/copy-text-buffer.js';
 import { keyOf } from '../../../src/archive/table-merge.js';
+import { BlockOrdinals } from '../../../src/phi/block-seal.js';
 import { codecRig } from '../../support/codec-support.js';
 
 /**
@@ -66,7 +67,7 @@ async function archive(n: number) {
     snapshot: true,
     events: Array.from({ length: n }, (_x, i) => ({ op: 'r' as const, schema: patients, before: null, after: rowOf(i), position: Position.of(commit, i) })),
   };
-  const messages = (await rig.codec.encodeBaseSnapshot(batch)).map((m) => m.value);
+  const messages = (await rig.codec.encodeBaseSnapshot(batch, new BlockOrdinals())).map((m) => m.value);
   const registered = await rig.codec.registeredOf(patients);
   const data = Buffer.concat(messages.map((m) => m.subarray(SINGLE_OBJECT_HEADER_BYTES)));
   return { rig, messages, registered, data };
