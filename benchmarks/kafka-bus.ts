@@ -40,7 +40,7 @@ const results: Record<string, unknown> = {};
 
 function settings(name: string, compression: 'gzip' | 'none'): KafkaSettings {
   const unique = `${name}-${Date.now().toString(36)}`;
-  return { brokers, topicPrefix: `bench-${unique}`, clientId: 'chartlog-bench', groupId: `bench-${unique}`, sessionTimeoutMs: 6000, scaleOut: false, compression, tls: { mode: 'disable' }, topics: { replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false } };
+  return { brokers, topicPrefix: `bench-${unique}`, clientId: 'chartlog-bench', groupId: `bench-${unique}`, sessionTimeoutMs: 6000, scaleOut: false, maxInFlightRequests: 3, compression, tls: { mode: 'disable' }, topics: { replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false } };
 }
 
 const TABLES = ['public.patients', 'public.encounters', 'public.orders', 'public.notes'];

@@ -90,6 +90,7 @@ function kafkaSettings(): KafkaSettings {
     groupId: unique,
     sessionTimeoutMs: 10_000,
     scaleOut: false,
+    maxInFlightRequests: 3,
     compression,
     tls: { mode: 'disable' },
     topics: { replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false },

@@ -54,9 +54,9 @@ export interface KafkaBusOptions {
   maxBytesPerSend?: number;
   /**
    * Bytes per `sendBatch` request, all partitions together, at most (when it holds several
-   * messages). Default 8 MiB. Each request waits for acks = all before the next is sent: the
-   * more a request carries, the fewer of those waits (the broker's own limit,
-   * `socket.request.max.bytes`, is 100 MiB by default).
+   * messages). Default 8 MiB. Each request waits for acks = all (up to
+   * `settings.maxInFlightRequests` at once): the more a request carries, the fewer of those
+   * waits (the broker's own limit, `socket.request.max.bytes`, is 100 MiB by default).
    */
   maxBytesPerRequest?: number;
   /**
@@ -79,9 +79,10 @@ export interface KafkaBusOptions {
 /**
  * The producer side of the Kafka bus. `publish` queues a whole transaction and returns (waiting
  * only while the queue is full); one sender sends queued transactions, several per request, in
- * order: BEGIN and the table messages, then — in the next request, once those were
- * acknowledged (acks = all) — END. When the END of a transaction is acknowledged, `onDurable`
- * reports it: everything up to it is durable in Kafka.
+ * order, with up to `settings.maxInFlightRequests` requests awaiting acks = all at once: BEGIN
+ * and the table messages, then — in a request sent once those were acknowledged — END. When
+ * the END of a transaction is acknowledged, `onDurable` reports it (in order): everything up
+ * to it is durable in Kafka.
  *
  * Not idempotent and no Kafka transactions: a retried request can duplicate messages, which
  * the compactor drops by position. After a failed send the bus refuses publishes until
@@ -114,8 +115,14 @@ export class KafkaBus {
   private failure: ChartlogError | null = null;
   private durable: Position | null = null;
   private connected = false;
-  /** END records of the last group sent: they go with the next request (see sendGroup). */
+  /**
+   * END records of groups whose every request was acknowledged, oldest first: they go with the
+   * next request (see sendGroup).
+   */
   private ends: { messages: Message[]; last: Position } | null = null;
+  /** Produce requests sent and not yet settled, in send order (at most maxInFlight). */
+  private readonly inFlight: InFlight[] = [];
+  private readonly maxInFlight: number;
   /** Test only: `KafkaBusOptions.testDropGroup`, counted down. */
   private dropGroup: number;
   /** Transactions, change events, table records and requests sent (metrics, benchmarks). */
@@ -123,10 +130,11 @@ export class KafkaBus {
 
   constructor(private readonly options: KafkaBusOptions) {
     this.kafka = options.kafka ?? createKafka(options.settings, '-producer');
-    // Ordering inside a partition rests on one request in flight; idempotence is refused by
-    // some brokers (and the mock), and correctness does not need it.
+    // Correctness rests on positions, not on idempotence or on the order within a partition
+    // (the hour closer sorts by position and drops copies): up to maxInFlight requests at once.
     // The default (murmur2 of the key, Java-compatible) partitioner, named so kafkajs does not warn.
-    this.producer = this.kafka.producer({ idempotent: false, maxInFlightRequests: 1, allowAutoTopicCreation: true, createPartitioner: Partitioners.DefaultPartitioner });
+    this.maxInFlight = options.settings.maxInFlightRequests;
+    this.producer = this.kafka.producer({ idempotent: false, maxInFlightRequests: this.maxInFlight, allowAutoTopicCreation: true, createPartitioner: Partitioners.DefaultPartitioner });
     this.topics = new TopicCreator(this.kafka, options.settings, options.source);
     this.maxQueued = options.maxQueuedBatches ?? 4096;
     this.maxQueuedBytes = options.maxQueuedBytes ?? Number.POSITIVE_INFINITY;
@@ -254,31 +262,53 @@ export class KafkaBus {
     }
   }
 
+  /**
+   * Sends groups of queued transactions while fewer than maxInFlight requests await their
+   * acknowledgement, and settles the oldest request otherwise (requests settle in send order).
+   */
   private async drain(): Promise<void> {
     this.sending = true;
     try {
       // Carried END records are sent even when nothing else is queued: they make it durable.
-      while ((this.queue.length > 0 || this.ends) && !this.failure) {
-        const group = this.queue.length > 0 ? this.takeGroup() : [];
-        try {
-          await this.sendGroup(group);
-        } catch (err) {
-          this.failure = kafkaError(err, 'publishing to Kafka failed');
-          // Nothing queued after a failure can be sent in order: the caller restarts its
-          // stream from durablePosition, which brings these transactions again.
-          this.queue.length = 0;
-          this.queueSizes.length = 0;
-          this.queuedBytes = 0;
-          this.ends = null;
-          logger().warn({ err: this.failure, source: this.options.source, durable: this.durable ? Position.format(this.durable) : null }, 'kafka send failed; publishing stops until the stream restarts');
-          this.options.onFailure?.(this.failure);
-          break;
-        }
+      while ((this.queue.length > 0 || this.ends || this.inFlight.length > 0) && !this.failure) {
+        if (this.inFlight.length < this.maxInFlight && (this.queue.length > 0 || this.ends)) await this.sendGroup(this.queue.length > 0 ? this.takeGroup() : []);
+        else await this.settleOldest();
       }
+    } catch (err) {
+      this.failure = kafkaError(err, 'publishing to Kafka failed');
+      // Requests still under way may land or not: the restart sends them again, and copies are
+      // dropped by position. Waited for, so the restarted stream's requests come after them.
+      await Promise.allSettled(this.inFlight.splice(0).map((f) => f.done));
+      // Nothing queued after a failure can be sent in order: the caller restarts its
+      // stream from durablePosition, which brings these transactions again.
+      this.queue.length = 0;
+      this.queueSizes.length = 0;
+      this.queuedBytes = 0;
+      this.ends = null;
+      logger().warn({ err: this.failure, source: this.options.source, durable: this.durable ? Position.format(this.durable) : null }, 'kafka send failed; publishing stops until the stream restarts');
+      this.options.onFailure?.(this.failure);
     } finally {
       this.sending = false;
       for (const w of this.roomWaiters.splice(0)) w();
       for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  /**
+   * Waits for the oldest request under way (every one before it has settled). The request that
+   * completes a group makes that group's END records ready to send; the one that carried END
+   * records makes their last transaction durable — everything before it is acknowledged too.
+   */
+  private async settleOldest(): Promise<void> {
+    const request = this.inFlight.shift()!;
+    await request.done;
+    if (request.completes) {
+      const { messages, last } = request.completes;
+      this.ends = this.ends ? { messages: [...this.ends.messages, ...messages], last } : request.completes;
+    }
+    if (request.carries) {
+      this.durable = request.carries;
+      await this.options.onDurable?.(request.carries);
     }
   }
 
@@ -298,16 +328,19 @@ export class KafkaBus {
   }
 
   /**
-   * Sends BEGIN and the table messages of `group`, with the END records of the group before it:
-   * an END reaches Kafka only after every message it counts was acknowledged, so an END in Kafka
-   * always means a whole transaction there — the newest END is a safe place to resume from
-   * (`lastPublished`), and the compactor never waits for events that were lost with a crash.
+   * Sends BEGIN and the table messages of `group`, with the END records of the groups before it
+   * whose every request was acknowledged: an END reaches Kafka only after every message it
+   * counts was acknowledged, so an END in Kafka always means a whole transaction there — the
+   * newest END is a safe place to resume from (`lastPublished`), and the compactor never waits
+   * for events that were lost with a crash. The requests are sent without waiting for their
+   * acknowledgement while fewer than maxInFlight are under way (settleOldest).
    */
   private async sendGroup(group: BusBatch[]): Promise<void> {
     const { topicPrefix: prefix } = this.options.settings;
     const source = this.options.source;
     const txTopic = transactionsTopic(prefix, source);
     const carried = this.ends;
+    this.ends = null;
     const byTopic = new Map<string, Message[]>([[txTopic, [...(carried?.messages ?? [])]]]);
     const push = (topic: string, m: Message) => {
       let list = byTopic.get(topic);
@@ -342,23 +375,30 @@ export class KafkaBus {
       for (const fp of newSchemas) this.schemasSent.add(fp);
     }
     // Within one request the broker appends per partition in order, so the transactions
-    // partition reads: END of the previous group, then BEGIN of this one. A group larger than
-    // one request allows (a large transaction's piece alone can be) goes in several requests,
-    // one after another: each partition still gets its messages in order, and the group's END
-    // records wait for the next group's first request, after every one of them was acknowledged.
+    // partition reads: END records of earlier groups, then BEGIN of this one. A group larger
+    // than one request allows (a large transaction's piece alone can be) goes in several
+    // requests, in order, and the group's END records wait for the first request sent after
+    // every one of them was acknowledged (settleOldest).
     if (this.dropGroup > 0 && count > 0 && --this.dropGroup === 0) {
       for (const topic of [...byTopic.keys()]) if (topic !== txTopic) byTopic.delete(topic);
     }
-    for (const request of this.requestsOf(byTopic)) await this.send(request);
+    const requests = this.requestsOf(byTopic);
+    // The carried END records are the first of the transactions partition's messages: the
+    // request holding the last of them makes their transactions durable once it settles.
+    const carriedLast = carried ? carried.messages[carried.messages.length - 1] : undefined;
+    const last = group[group.length - 1];
+    for (let i = 0; i < requests.length; i++) {
+      const request = requests[i]!;
+      while (this.inFlight.length >= this.maxInFlight) await this.settleOldest();
+      const carries = carried && carriedLast && request.some((t) => t.topic === txTopic && t.messages.includes(carriedLast)) ? carried.last : null;
+      const done = this.send(request);
+      // Awaited in order by settleOldest; not an unhandled rejection meanwhile.
+      done.catch(() => undefined);
+      this.inFlight.push({ done, carries, completes: i === requests.length - 1 && last ? { messages: ends, last: last.position } : null });
+      this.stats.requests++;
+    }
     this.stats.batches += group.length;
     this.stats.messages += count;
-    this.stats.requests++;
-    const last = group[group.length - 1];
-    this.ends = last ? { messages: ends, last: last.position } : null;
-    if (carried) {
-      this.durable = carried.last;
-      await this.options.onDurable?.(carried.last);
-    }
   }
 
   /** The topic of a table (kept: the name is escaped character by character). */
@@ -471,6 +511,15 @@ export class KafkaBus {
       compression: this.options.settings.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
     });
   }
+}
+
+/** A produce request under way (KafkaBus.inFlight). */
+interface InFlight {
+  done: Promise<void>;
+  /** The newest transaction whose END record this request carries: durable once it settles. */
+  carries: Position | null;
+  /** The END records of the group whose last request this is: sent once it settles. */
+  completes: { messages: Message[]; last: Position } | null;
 }
 
 /** The records of one table being filled in `tableRecordsOf`, by partition. */

@@ -291,6 +291,15 @@ const kafka = z
       .describe(
         'Several active compactors per source: every `chartlog run --role compact` process stores a share of the table partitions and publishes progress records; the holder of the compactor lease settles (checkpoint, hours). Run with one --role capture process; refused with --role all.',
       ),
+    maxInFlightRequests: z
+      .number()
+      .int()
+      .min(1)
+      .max(5)
+      .default(3)
+      .describe(
+        'Produce requests the bus keeps awaiting acks = all at once (per broker connection). 1: each request waits for the one before (the rate is one request per acks round trip); 3 (default): the next requests go while earlier ones replicate. An END is sent only after every message it counts was acknowledged, and the source acknowledged in order, whatever the number.',
+      ),
     compression: z
       .enum(['none', 'gzip'])
       .default('none')

@@ -53,7 +53,7 @@ after(async () => {
 function settingsFor(name: string): KafkaSettings {
   // Fresh topics and group per test: the cluster keeps state for its lifetime.
   const unique = `${name}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
-  return { brokers, topicPrefix: `t-${unique}`, clientId: 'chartlog-test', groupId: `g-${unique}`, sessionTimeoutMs: 6000, scaleOut: false, compression: 'gzip', tls: { mode: 'disable' }, topics: { replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false } };
+  return { brokers, topicPrefix: `t-${unique}`, clientId: 'chartlog-test', groupId: `g-${unique}`, sessionTimeoutMs: 6000, scaleOut: false, maxInFlightRequests: 3, compression: 'gzip', tls: { mode: 'disable' }, topics: { replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false } };
 }
 
 const TABLES: [string, string][] = [

@@ -18,13 +18,20 @@ const positionsOf = (m: Sent): string[] => eventsOf(m).map((e) => Position.forma
 // The request shaping, ordering and failure handling of the producer, against a recording fake
 // of the slice of kafkajs it uses. The real protocol is in test/integration/kafka-bus.test.ts.
 
-const settings: KafkaSettings = { brokers: ['127.0.0.1:1'], topicPrefix: 'cl', clientId: 'c', groupId: 'g', sessionTimeoutMs: 30000, scaleOut: false, compression: 'gzip', tls: { mode: 'disable' }, topics: { replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false } };
+const settings: KafkaSettings = { brokers: ['127.0.0.1:1'], topicPrefix: 'cl', clientId: 'c', groupId: 'g', sessionTimeoutMs: 30000, scaleOut: false, maxInFlightRequests: 3, compression: 'gzip', tls: { mode: 'disable' }, topics: { replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false } };
 
 class FakeKafka {
   requests: ProducerBatch[] = [];
   createCalls = 0;
   failSends = 0;
   gate: Promise<void> | null = null;
+  /** When set, each request is acknowledged a macrotask after it was sent (so several can be under way). */
+  slow = false;
+  /** Per request (index in `requests`): acknowledged yet; and how many were acknowledged when it was sent. */
+  acked: boolean[] = [];
+  ackedWhenSent: number[] = [];
+  underWay = 0;
+  mostUnderWay = 0;
   producer() {
     return {
       connect: async () => {},
@@ -35,7 +42,13 @@ class FakeKafka {
           this.failSends--;
           throw Object.assign(new Error('Connection error: broker gone'), { name: 'KafkaJSConnectionError', retriable: true });
         }
-        this.requests.push(b);
+        const i = this.requests.push(b) - 1;
+        this.ackedWhenSent[i] = this.acked.filter(Boolean).length;
+        this.acked[i] = false;
+        this.mostUnderWay = Math.max(this.mostUnderWay, ++this.underWay);
+        if (this.slow) await new Promise((r) => setTimeout(r, 1));
+        this.underWay--;
+        this.acked[i] = true;
         return [];
       },
     };
@@ -75,8 +88,9 @@ function workload(n: number): ReturnType<typeof batch>[] {
   return out;
 }
 
-test('whole transactions are grouped into requests, acks=all, gzip, BEGIN and END around them in partition 0', async () => {
+for (const inFlight of [1, 3]) test(`whole transactions are grouped into requests, acks=all, gzip, BEGIN and END around them in partition 0 (${inFlight} in flight)`, async () => {
   const fake = new FakeKafka();
+  fake.slow = true;
   const durable: Position[] = [];
   const sentEnds = () => fake.requests.flatMap((r) => r.topicMessages!.filter((t) => t.topic === transactionsTopic('cl', 'clinic')).flatMap((t) => t.messages.map((m) => decodeTransactionMessage(m.value as Buffer, 't')))).filter((m) => m.status === 'END');
   const onDurable = (p: Position) => {
@@ -84,7 +98,7 @@ test('whole transactions are grouped into requests, acks=all, gzip, BEGIN and EN
     assert.ok(sentEnds().some((e) => e.record.pos === Position.format(p)));
     durable.push(p);
   };
-  const bus = new KafkaBus({ settings, source: 'clinic', kafka: fake.asKafka(), schemas: envelopes, maxMessagesPerSend: 7, onDurable });
+  const bus = new KafkaBus({ settings: { ...settings, maxInFlightRequests: inFlight }, source: 'clinic', kafka: fake.asKafka(), schemas: envelopes, maxMessagesPerSend: 7, onDurable });
   await bus.connect();
   const batches = workload(10);
   for (const b of batches) await bus.publish(b);
@@ -123,9 +137,17 @@ test('whole transactions are grouped into requests, acks=all, gzip, BEGIN and EN
   });
   assert.equal(beganIn.size, 10, 'every transaction begun once');
   assert.equal(endedIn.size, 10, 'every transaction ended once');
-  for (const [pos, at] of beganIn) assert.equal(endedIn.get(pos), at + 1, 'END goes in the request after its messages were acknowledged');
+  for (const [pos, at] of beganIn) {
+    const endAt = fake.requests.indexOf(main[endedIn.get(pos)!]!);
+    // Every request up to the one that began it was acknowledged before the END was sent (acks settle in order).
+    assert.ok(fake.ackedWhenSent[endAt]! > fake.requests.indexOf(main[at]!), 'END goes in a request sent after its messages were acknowledged');
+    if (inFlight === 1) assert.equal(endedIn.get(pos), at + 1, 'one in flight: END goes in the next request');
+  }
   assert.deepEqual(durable.at(-1), batches.at(-1)!.position);
-  assert.equal(durable.length, main.length - 1, 'one acknowledgement per group, once its ENDs are acknowledged');
+  assert.deepEqual(durable, [...durable].sort(Position.compare), 'reported in position order');
+  const withEnds = main.filter((r) => r.topicMessages!.some((t) => t.topic === txTopic && t.messages.some((m) => decodeTransactionMessage(m.value as Buffer, 't').status === 'END')));
+  assert.equal(durable.length, withEnds.length, 'one acknowledgement per request carrying ENDs, once it is acknowledged');
+  assert.equal(fake.mostUnderWay, inFlight, `at most ${inFlight} requests under way, and that many at busy times`);
   // Schemas went first, once per fingerprint.
   const schemaReqs = fake.requests.filter((r) => r.topicMessages!.some((t) => t.topic === schemasTopic('cl', 'clinic')));
   assert.deepEqual(schemaReqs.flatMap((r) => r.topicMessages!.flatMap((t) => t.messages.map((m) => m.key))).sort(), ['00000000000000a1', '00000000000000a2']);
@@ -161,21 +183,20 @@ test('publish waits while the queue is full (backpressure to the connector)', as
   fake.gate = new Promise((r) => (release = r));
   const bus = new KafkaBus({ settings, source: 'clinic', kafka: fake.asKafka(), maxQueuedBatches: 2, maxMessagesPerSend: 3 });
   await bus.connect();
-  const batches = workload(5);
-  await bus.publish(batches[0]!); // taken by the sender, stuck at the gate
-  await bus.publish(batches[1]!);
-  await bus.publish(batches[2]!);
-  let fourth = false;
-  const p = bus.publish(batches[3]!).then(() => (fourth = true));
+  const batches = workload(7);
+  // Three taken by the sender, one request each, stuck at the gate (three in flight); two queued.
+  for (const b of batches.slice(0, 5)) await bus.publish(b);
+  let sixth = false;
+  const p = bus.publish(batches[5]!).then(() => (sixth = true));
   await new Promise((r) => setTimeout(r, 20));
-  assert.equal(fourth, false, 'the fourth publish waits for room');
+  assert.equal(sixth, false, 'the sixth publish waits for room');
   assert.equal(bus.queued, 2);
   fake.gate = null;
   release();
   await p;
-  await bus.publish(batches[4]!);
+  await bus.publish(batches[6]!);
   await bus.close();
-  assert.deepEqual(bus.durablePosition, batches[4]!.position);
+  assert.deepEqual(bus.durablePosition, batches[6]!.position);
 });
 
 test('a batch of another source is refused', async () => {

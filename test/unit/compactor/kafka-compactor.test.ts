@@ -17,7 +17,7 @@ import { decodeAll, envelopes, T0, types } from '../../support/fake-envelopes.js
 // The commit rule of the Kafka compactor, driven message by message through a fake of the slice
 // of kafkajs it uses. The real protocol is in test/integration/kafka-bus.test.ts.
 
-const settings: KafkaSettings = { brokers: ['127.0.0.1:1'], topicPrefix: 'cl', clientId: 'c', groupId: 'g', sessionTimeoutMs: 30_000, scaleOut: false, compression: 'gzip', tls: { mode: 'disable' }, topics: { replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false } };
+const settings: KafkaSettings = { brokers: ['127.0.0.1:1'], topicPrefix: 'cl', clientId: 'c', groupId: 'g', sessionTimeoutMs: 30_000, scaleOut: false, maxInFlightRequests: 3, compression: 'gzip', tls: { mode: 'disable' }, topics: { replicationFactor: 3, minInsyncReplicas: 2, schemaHistory: { cleanupPolicy: 'compact', retentionMs: -1 }, allowUnsafeReplication: false } };
 const PATIENTS = tableTopic('cl', 'clinic', 'public.patients');
 const TX = transactionsTopic('cl', 'clinic');
 
