@@ -47,7 +47,9 @@ function lines(p: Proc): LogLine[] {
 const find = (p: Proc, re: RegExp) => lines(p).find((l) => re.test(l.msg));
 const count = (p: Proc, re: RegExp) => lines(p).filter((l) => re.test(l.msg)).length;
 
-async function until(what: string, p: Proc, ok: () => boolean, timeoutMs = 30_000): Promise<void> {
+// 90 s by default: a new `chartlog run` compiles src/ through tsx before it logs anything, which
+// took more than 30 s at a load average of 40–50 (fresh-clone CI beside five helpers).
+async function until(what: string, p: Proc, ok: () => boolean, timeoutMs = 90_000): Promise<void> {
   for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(50)) if (ok()) return;
   assert.fail(`${p.name}: ${what} did not happen within ${timeoutMs} ms (see ${p.log})`);
 }
@@ -55,7 +57,7 @@ async function until(what: string, p: Proc, ok: () => boolean, timeoutMs = 30_00
 for (const make of [postgresEngine, mariadbEngine]) {
   for (const storeKind of ['file', 's3'] as StoreKind[]) {
     const engineName = make.name.replace('Engine', '');
-    test(`${engineName} → ${storeKind}://: two chartlog run at once — one writer; handover on stop, on kill -9 and on expiry; restore equals the source`, { timeout: 300_000 }, async () => {
+    test(`${engineName} → ${storeKind}://: two chartlog run at once — one writer; handover on stop, on kill -9 and on expiry; restore equals the source`, { timeout: 480_000 }, async () => {
       const engine = await make();
       const h = new RunHarness(engine, storeKind, { leaseTtlMs: TTL_MS });
       const procs: Proc[] = [];
