@@ -13,7 +13,7 @@ import { SchemaStore } from '../../src/codec/schema-store.js';
 import { blockOrdinalOf } from '../../src/phi/block-seal.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
-import { waitUntilCaughtUp } from '../support/caught-up.js';
+import { waitUntilDurable } from '../support/caught-up.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { describeHits, scanForCanaries, type ScannedObject } from '../support/leak-scan.js';
 import { openReplicaSealed } from '../support/sealed-replica.js';
@@ -77,8 +77,7 @@ describe('restore --keep-sealed of a block-sealed base', () => {
       await source.exec(`UPDATE patients SET ssn = 'CANARY-SSN-u' || id WHERE id IN (2, 4097)`);
       await source.exec(`UPDATE patients SET note = 'changed' WHERE id = 3`);
       await source.exec(`DELETE FROM patients WHERE id = 5`);
-      await source.exec(`INSERT INTO patients VALUES (${ROWS + 1}, 'CANARY-NAME-new', NULL, 'CANARY-ADDR-new', 'new')`);
-      await waitUntilCaughtUp(new FsObjectStore(backup), 'clinic');
+      await waitUntilDurable(new FsObjectStore(backup), 'clinic', source, () => source.exec(`INSERT INTO patients VALUES (${ROWS + 1}, 'CANARY-NAME-new', NULL, 'CANARY-ADDR-new', 'new')`));
     } finally {
       await run.stop();
       await run.close();

@@ -3,11 +3,10 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir, userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { readCheckpoint } from '../../src/archive/checkpoint.js';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import type { AuditRecord } from '../../src/phi/audit-log.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
+import { waitUntilDurable } from '../support/caught-up.js';
 import { ChartlogRun, runChartlog } from '../support/chartlog-process.js';
 import { createPgDatabase, diffCaptures, type TestDatabase } from '../support/restore-engines.js';
 
@@ -66,15 +65,7 @@ describe('chartlog restore: refusals, corrupt objects, audit', () => {
         await source.exec(`INSERT INTO visits VALUES (${i}, ${i}, 'reason ${i}')`);
         await source.exec(`UPDATE patients SET note = 'u${i}' WHERE id = ${i}`);
       }
-      await source.exec('DELETE FROM patients WHERE id = 20');
-      const store = new FsObjectStore(join(work, 'backup'));
-      const wanted = BigInt(Date.now()) * 1000n;
-      for (let i = 0; ; i++) {
-        const cp = await readCheckpoint(store, 'clinic');
-        if (cp && cp.commitTsUs >= wanted - 1_000_000n && i > 3) break;
-        assert.ok(i < 200, 'the checkpoint did not advance');
-        await sleep(100);
-      }
+      await waitUntilDurable(new FsObjectStore(join(work, 'backup')), 'clinic', source, () => source.exec('DELETE FROM patients WHERE id = 20'));
     } finally {
       await run.stop();
       await run.close();
