@@ -18,8 +18,16 @@ import { createTestDb, pgServers, sourceConfig, type TestDb } from '../support/p
  */
 const WRITERS = 4;
 const TX_PER_WRITER = 120;
+/** Transactions each writer still commits after the snapshot ended, however fast it was. */
+const TX_AFTER_SNAPSHOT = 30;
 const quiet = createLogger({ level: 'warn', format: 'json' });
 let committedTx = 0;
+/**
+ * Set when the snapshot has handed on its last row. The writers run until then and a little
+ * past it, so the snapshot overlaps them on a machine of any speed (on a fast one the writers
+ * used to finish all their transactions before the snapshot ended: CI stop 28).
+ */
+let snapshotEnded = false;
 
 async function writer(url: string, w: number, seedRows: number, started: () => void): Promise<void> {
   const c = new pg.Client({ connectionString: url });
@@ -30,8 +38,10 @@ async function writer(url: string, w: number, seedRows: number, started: () => v
     return rnd % n;
   };
   let nextId = 100_000 * (w + 1);
+  let afterSnapshot = 0;
   try {
-    for (let i = 0; i < TX_PER_WRITER; i++) {
+    for (let i = 0; i < TX_PER_WRITER || afterSnapshot < TX_AFTER_SNAPSHOT; i++) {
+      if (snapshotEnded) afterSnapshot++;
       if (i === 10) started();
       await c.query('BEGIN');
       const ops = 1 + next(3);
@@ -70,12 +80,14 @@ for (const server of pgServers()) {
     let eventsSeen = 0;
     let expected: Map<number, Row>;
     let txAtSnapshotEnd = 0;
+    let txAtEnd = 0;
     const snapshotIds: number[] = [];
     let rangesRead = 0;
 
     before(async () => {
       await server.start();
       committedTx = 0;
+      snapshotEnded = false;
       db = await createTestDb(server.url());
       await db.query(`CREATE TABLE accounts (id int4 PRIMARY KEY, v int8 NOT NULL, note text)`);
       await db.query(`CREATE TABLE marker (id int4 PRIMARY KEY)`);
@@ -123,6 +135,7 @@ for (const server of pgServers()) {
       rangesRead = ranges[0] ?? 0;
       await first.acknowledge(snapshotPos!);
       txAtSnapshotEnd = committedTx;
+      snapshotEnded = true;
 
       // Stream until the writers are done and the marker arrives; close the first connector
       // midway with three batches unacknowledged.
@@ -153,6 +166,7 @@ for (const server of pgServers()) {
       const resumeFrom = await consume(first, snapshotPos!, 40);
       await first.close();
       await Promise.all(writers);
+      txAtEnd = committedTx;
       await db.query('INSERT INTO marker VALUES (1)');
       const second = new PostgresConnector(cfg, { logger: quiet, maxBatchEvents: 7 });
       await consume(second, resumeFrom, null);
@@ -180,7 +194,9 @@ for (const server of pgServers()) {
     });
 
     it('took the snapshot while the writers were writing', () => {
-      assert.ok(txAtSnapshotEnd < WRITERS * TX_PER_WRITER, `writers still busy when the snapshot ended (${txAtSnapshotEnd})`);
+      // Writers started before the snapshot (10 transactions each) and went on after it ended.
+      assert.ok(txAtSnapshotEnd >= WRITERS * 10, `writers had begun before the snapshot (${txAtSnapshotEnd})`);
+      assert.ok(txAtEnd - txAtSnapshotEnd >= WRITERS * TX_AFTER_SNAPSHOT, `writers still busy when the snapshot ended (${txAtSnapshotEnd} of ${txAtEnd})`);
     });
 
     it('delivered the unacknowledged batches again after the restart, dropped by position', () => {
