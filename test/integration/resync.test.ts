@@ -227,7 +227,7 @@ for (const make of [postgresEngine, mariadbEngine]) {
   });
 }
 
-test('resync refuses bad arguments with exit 2 and writes nothing', { timeout: 120_000 }, async () => {
+test('resync refuses bad arguments with exit 2 and writes nothing', { timeout: 300_000 }, async () => {
   const engine = await postgresEngine();
   const h = new RunHarness(engine, 'file');
   try {
