@@ -55,7 +55,7 @@ async function waitEqual(tables: [string, () => Promise<Captured>, () => Promise
   assert.fail(`${what}: the replica differs from the source: ${diff}`);
 }
 
-test('PostgreSQL → PostgreSQL, the DDL matrix: ALTER … TYPE … USING rebuilt from its resync base in one transaction (a kill -9 in the rebuild leaves the old table whole), RENAME TO, volatile and sealed defaults, TRUNCATE, DROP/CREATE TABLE; equal value by value after each', { timeout: 180_000 }, async () => {
+test('PostgreSQL → PostgreSQL, the DDL matrix: ALTER … TYPE … USING rebuilt from its resync base in one transaction (a kill -9 in the rebuild leaves the old table whole), RENAME TO, volatile and sealed defaults, TRUNCATE, DROP/CREATE TABLE; equal value by value after each', { timeout: 420_000 }, async () => {
   const source = await createPgDatabase('represync');
   created.push(source);
   const target = await createTargetDb();
@@ -178,7 +178,7 @@ test('PostgreSQL → PostgreSQL, the DDL matrix: ALTER … TYPE … USING rebuil
   assert.notEqual(diffCaptures(await capturePg(target.url, 'public.t'), await capturePg(source.url, 't'), 't'), null);
 });
 
-test('MariaDB → PostgreSQL: MODIFY (re-read by an automatic resync) and RENAME TABLE are followed; equal value by value', { timeout: 180_000 }, async () => {
+test('MariaDB → PostgreSQL: MODIFY (re-read by an automatic resync) and RENAME TABLE are followed; equal value by value', { timeout: 420_000 }, async () => {
   const source = await createMariadbDatabase('represm');
   created.push(source);
   const target = await createTargetDb();

@@ -47,7 +47,7 @@ const ENGINES = [
 ] as const;
 
 for (const engine of ENGINES) {
-  test(`${engine.label}: a rewriting DDL's resync survives kill -9 (recorded in the archive, re-run at start); a restore inside the unproven window is refused`, { timeout: 180_000 }, async () => {
+  test(`${engine.label}: a rewriting DDL's resync survives kill -9 (recorded in the archive, re-run at start); a restore inside the unproven window is refused`, { timeout: 420_000 }, async () => {
     const { work, source, newDb, keyring, configFile, onEnd } = await testWorkspace('rswin', engine.create);
     let run: ChartlogRun | null = null;
     let stopWriter = false;
