@@ -99,15 +99,19 @@ test(`MariaDB: a ${MILLION.toLocaleString('en-US')}-row INSERT, then kill -9 ins
     // One UPDATE of every bulk row; chartlog is killed while its pieces are being stored.
     await engine.exec(`UPDATE patients SET note = CONCAT('upd ', id), visits_count = visits_count + 1 WHERE id > 1000000`);
     const updated = await lastCommit(engine);
+    // The run is frozen (SIGSTOP) while the test reads the checkpoint and let go (SIGCONT) for
+    // 50 ms between reads, so the kill lands while the checkpoint stands where it was read:
+    // free-running, the last piece could be stored between the read and the kill (a window that
+    // a fast machine or a slow read can close; whole-transaction-cut missed its window this way).
     let inside = false;
     for (const deadline = Date.now() + 600_000; Date.now() < deadline; ) {
+      assert.ok(h.signal('SIGSTOP'), 'chartlog run is still running');
       const cp = await readCheckpoint(h.store, 'clinic');
-      if (cp && cp.position.commit === updated && cp.position.seq !== COMMIT_SEQ) {
-        inside = true;
-        break;
-      }
+      inside = cp !== null && cp.position.commit === updated && cp.position.seq !== COMMIT_SEQ;
+      if (inside) break;
+      h.signal('SIGCONT');
       assert.ok(!cp || cp.position.commit < updated, 'the update was settled before the test could kill inside it');
-      await sleep(100);
+      await sleep(50);
     }
     assert.ok(inside, 'the checkpoint stood inside the update (some pieces durable) before the kill');
     await h.kill('SIGKILL');

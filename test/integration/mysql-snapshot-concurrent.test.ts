@@ -39,12 +39,31 @@ function applyByKey(batches: readonly ChangeBatch[]): Map<string, Row> {
   return rows;
 }
 
-async function writer(url: string, database: string, k: number, transactions: number): Promise<void> {
+/**
+ * What the writers and the test share: the writers count their commits, the test says when the
+ * snapshot point is fixed, and the writers count the commits of transactions begun after it.
+ */
+interface Gate {
+  committed: number;
+  pointTaken: boolean;
+  afterPoint: number;
+}
+
+/** Commits begun after the snapshot point that the writers make before they stop. */
+const AFTER_POINT = 40;
+
+/**
+ * Writes `transactions` transactions, and goes on until the writers together have committed
+ * AFTER_POINT transactions begun after the snapshot point: the stream then has changes to carry
+ * however fast this machine is relative to the snapshot.
+ */
+async function writer(url: string, database: string, k: number, transactions: number, gate: Gate): Promise<void> {
   const u = new URL(url);
   const c = await mysql.createConnection({ host: u.hostname, port: Number(u.port), user: 'root', database });
   let next = 0;
   try {
-    for (let t = 0; t < transactions; t++) {
+    for (let t = 0; t < transactions || gate.afterPoint < AFTER_POINT; t++) {
+      const afterPoint = gate.pointTaken;
       try {
         await c.query('START TRANSACTION');
         const statements = 1 + (t % 4);
@@ -63,6 +82,8 @@ async function writer(url: string, database: string, k: number, transactions: nu
           }
         }
         await c.query('COMMIT');
+        gate.committed++;
+        if (afterPoint) gate.afterPoint++;
       } catch (err) {
         await c.query('ROLLBACK').catch(() => undefined);
         if ((err as { errno?: number }).errno !== 1213) throw err; // deadlock: rolled back, fine
@@ -95,11 +116,24 @@ describe('snapshot + stream under 4 concurrent writers', () => {
   it('equals the final table row by row', async () => {
     const [pre] = await db.conn.query('SELECT @@gtid_binlog_pos AS pos');
     const seeded = mariadbPosition(parseMariadbGtidList((pre as { pos: string }[])[0]!.pos)[0]!);
-    const writers = [0, 1, 2, 3].map((k) => writer(url, db.name, k, 150));
-    // The snapshot runs while the writers write: small chunks make it span many of their commits.
-    await new Promise((r) => setTimeout(r, 100));
+    const gate: Gate = { committed: 0, pointTaken: false, afterPoint: 0 };
+    const writers = [0, 1, 2, 3].map((k) => writer(url, db.name, k, 150, gate));
+    // The snapshot runs while the writers write: it starts once they have committed (not after a
+    // fixed pause, which a loaded machine spends connecting), and they go on past its point
+    // (gate.pointTaken, set at the first batch: the point is fixed before it); small chunks make
+    // it span many of their commits.
+    for (const deadline = Date.now() + 120_000; gate.committed < 20; await new Promise((r) => setTimeout(r, 20))) {
+      assert.ok(Date.now() < deadline, `the writers committed ${gate.committed} transactions in 120 s`);
+    }
     const snap: ChangeBatch[] = [];
-    for await (const b of connector.snapshot({ chunkRows: 97 })) snap.push(b);
+    try {
+      for await (const b of connector.snapshot({ chunkRows: 97 })) {
+        gate.pointTaken = true;
+        snap.push(b);
+      }
+    } finally {
+      gate.pointTaken = true; // a failed snapshot lets the writers end too
+    }
     assert.ok(snap.length > 10);
     const from = snap[0]!.position;
     assert.ok(from.commit > seeded.commit, 'writers committed before the snapshot point');

@@ -45,7 +45,7 @@ interface JsonProposal {
   tables: { table: string; sampledRows: number; columns: { column: string; sampled: number; counts: Record<string, number> }[] }[];
 }
 
-test('postgres: on the demo clinic, phi classify proposes full_name, ssn, birth_date, address as PHI and prints no value', { timeout: 120_000 }, async () => {
+test('postgres: on the demo clinic, phi classify proposes full_name, ssn, birth_date, address as PHI and prints no value', { timeout: 300_000 }, async () => {
   const engine = await postgresEngine();
   const work = mkdtempSync(join(tmpdir(), 'chartlog-classify-'));
   try {

@@ -20,7 +20,7 @@ const engines: [string, () => Promise<Engine>][] = [
 const ssnOf = (i: number) => `${200 + i}-${String(20 + i)}-${String(4000 + i)}`;
 
 for (const [kind, make] of engines) {
-  test(`${kind}: a clear column carrying SSN-shaped values raises the PHI guard's warning; a clean one does not`, { timeout: 120_000 }, async () => {
+  test(`${kind}: a clear column carrying SSN-shaped values raises the PHI guard's warning; a clean one does not`, { timeout: 300_000 }, async () => {
     const engine = await make();
     const h = new RunHarness(engine, 'file', {
       phi: (p, v) => [`columns: { ${p}: [full_name] }`, `publicColumns: { ${p}: [id, ssn, note, visits_count], ${v}: [id, patient_id, reason] }`],
@@ -35,6 +35,9 @@ for (const [kind, make] of engines) {
         await engine.exec(`INSERT INTO patients (id, full_name, ssn, note) VALUES (${100 + i}, 'CANARY-NAME-${100 + i}', '${ssnOf(i)}', 'routine visit ${i}')`);
         await sleep(250);
       }
+      // The warning comes once the run has read the rows: waited for in clock time, generous (a
+      // loaded machine's run can trail the 10 s of inserts by more than a fixed 500 ms).
+      for (const deadline = Date.now() + 120_000; guardLines().length === 0 && Date.now() < deadline; ) await sleep(250);
       await sleep(500);
       const lines = guardLines();
       assert.ok(lines.length >= 1, `the guard warned (see ${h.logFile})`);

@@ -72,7 +72,7 @@ async function runAndScan(make: () => Promise<Engine>, phi: (patients: string) =
 }
 
 for (const [kind, make] of engines) {
-  test(`${kind}: a misspelt PHI column (SNN) stops run, snapshot --from-source and config check --source-check with exit 2, naming it and suggesting ssn; nothing written`, { timeout: 120_000 }, async () => {
+  test(`${kind}: a misspelt PHI column (SNN) stops run, snapshot --from-source and config check --source-check with exit 2, naming it and suggesting ssn; nothing written`, { timeout: 300_000 }, async () => {
     const engine = await make();
     const h = new RunHarness(engine, 'file', { phi: (p) => [`columns: { ${p}: [full_name, SNN] }`] });
     try {
@@ -95,7 +95,7 @@ for (const [kind, make] of engines) {
     }
   });
 
-  test(`${kind}: a misspelt PHI table stops run with exit 2, suggesting the captured table; nothing written`, { timeout: 120_000 }, async () => {
+  test(`${kind}: a misspelt PHI table stops run with exit 2, suggesting the captured table; nothing written`, { timeout: 300_000 }, async () => {
     const engine = await make();
     const h = new RunHarness(engine, 'file', { phi: (p) => [`columns: { ${p.replace('patients', 'patinets')}: [ssn] }`] });
     try {

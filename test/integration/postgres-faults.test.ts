@@ -120,7 +120,8 @@ for (const server of pgServers()) {
       const a = new PostgresConnector(cfg, { logger: quiet });
       const it = a.stream({ from: null })[Symbol.asyncIterator]();
       const pendingFirst = it.next();
-      await new Promise((r) => setTimeout(r, 300));
+      // After the slot's consistent point (waited for: a fixed 300 ms can come before it at load).
+      await streamingFrom(db, `${db.name}_adjacent`);
       // T2 writes first, T1 commits, then T2 commits: the two commit records are adjacent.
       const t2 = new pg.Client({ connectionString: db.url });
       await t2.connect();

@@ -137,7 +137,7 @@ test('replica identity DEFAULT / USING INDEX / FULL on keyed and key-less tables
   }
 });
 
-test('REPLICA IDENTITY NOTHING and key-less DEFAULT are refused at start (exit 2) with the statement that fixes them; insert-only tables start', { timeout: 120_000 }, async () => {
+test('REPLICA IDENTITY NOTHING and key-less DEFAULT are refused at start (exit 2) with the statement that fixes them; insert-only tables start', { timeout: 300_000 }, async () => {
   const engine = await postgresEngine();
   const extra = ['public.no_identity', 'public.keyless_default'];
   const phi = (patients: string): string[] => [

@@ -33,17 +33,18 @@ test('PostgreSQL: a table rewrite no change follows is re-read by chartlog run i
 
   await source.exec('CREATE TABLE t (id int4 PRIMARY KEY, note text)');
   await source.exec('CREATE TABLE w (id int4 PRIMARY KEY, x int4)');
+  await source.exec(`CREATE TABLE mk (id int4 PRIMARY KEY, note text); INSERT INTO mk VALUES (1, 'marker')`);
   await source.exec(`INSERT INTO t SELECT g, 'note-' || g FROM generate_series(1, 200) g`);
 
   writeFileSync(configFile, [
     'sources:',
-    `  - { name: clinic, type: postgres, url: "${source.url}", tables: [public.t, public.w], resync: { rowsPerSecond: 5000 }, postgres: { catalogCheckIntervalMs: 200 } }`,
+    `  - { name: clinic, type: postgres, url: "${source.url}", tables: [public.t, public.w, public.mk], resync: { rowsPerSecond: 5000 }, postgres: { catalogCheckIntervalMs: 200 } }`,
     `storage: { url: "file://${work}/backup" }`,
     'segments: { flushIntervalMs: 200 }',
     'phi:',
     `  keyring: "file://${keyring}"`,
     // Synthetic, non-PHI columns: reviewed as public, so they travel in clear.
-    '  publicColumns: { public.t: [id, note], public.w: [id, x] }',
+    '  publicColumns: { public.t: [id, note], public.w: [id, x], public.mk: [id, note] }',
     'log: { level: info, format: json }',
   ].join('\n'));
   const runLog = join(work, 'run.log');
@@ -70,8 +71,14 @@ test('PostgreSQL: a table rewrite no change follows is re-read by chartlog run i
   const before: Captured = await source.capture('t');
   // The rewrite is known to have happened only after the last catalog reading that showed the
   // old table (every 200 ms here): the moment "before" must precede that reading, or its restore
-  // is refused as inside the table's unproven window (resync-window.test.ts).
-  await sleep(1500);
+  // is refused as inside the table's unproven window (resync-window.test.ts). That reading is
+  // waited for, not slept for (1.5 s of 200 ms checks held none on a loaded machine): the one
+  // that finds a rewrite of the marker table mk, made after "before", shows t unchanged.
+  await source.exec('ALTER TABLE mk ALTER COLUMN note TYPE varchar(100) USING upper(note)');
+  for (let i = 0; !logLines(runLog, 'table resync requested').some((l) => (l.tables as string[]).includes('public.mk')); i++) {
+    assert.ok(i < 1200, `the marker rewrite of public.mk was requested; see ${runLog}`);
+    await sleep(100);
+  }
 
   await source.exec('ALTER TABLE t ALTER COLUMN note TYPE varchar(200) USING upper(note)');
   const afterAlter = await source.capture('t');

@@ -97,7 +97,7 @@ test('PG → MariaDB with edge values, replicator killed with SIGKILL once: the 
   }
 });
 
-test('a MariaDB target with tables but no replica position is refused: exit 2, the target untouched', { timeout: 120_000 }, async () => {
+test('a MariaDB target with tables but no replica position is refused: exit 2, the target untouched', { timeout: 300_000 }, async () => {
   const engine = await postgresEngine();
   await engine.exec(EDGE_TABLE);
   const h = new RunHarness(engine, 'file', { tables: ['public.edge'], phi: () => ['publicColumns: { public.edge: [id, i8, num, numx, ts, tstz, tm, d, by, js, jb, t, b] }'] });

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import { FileKeyring } from '../../src/phi/keyring/file-keyring.js';
 import { ChartlogRun } from '../support/chartlog-process.js';
 import { createTargetDb, ReplicaProcess } from '../support/replica-process.js';
@@ -54,11 +55,14 @@ async function waitEqual(tables: [string, () => Promise<Captured>, () => Promise
   assert.fail(`${what}: the replica differs from the source: ${diff}`);
 }
 
-test('PostgreSQL → PostgreSQL, the DDL matrix: ALTER … TYPE … USING rebuilt from its resync base in one transaction (a kill -9 in the rebuild leaves the old table whole), RENAME TO, volatile and sealed defaults, TRUNCATE, DROP/CREATE TABLE; equal value by value after each', { timeout: 180_000 }, async () => {
+test('PostgreSQL → PostgreSQL, the DDL matrix: ALTER … TYPE … USING rebuilt from its resync base in one transaction (a kill -9 in the rebuild leaves the old table whole), RENAME TO, volatile and sealed defaults, TRUNCATE, DROP/CREATE TABLE; equal value by value after each', { timeout: 420_000 }, async () => {
   const source = await createPgDatabase('represync');
   created.push(source);
   const target = await createTargetDb();
   targets.push(target);
+  // The server notices a killed replicator within 200 ms even while its transaction waits on a
+  // lock (the gate below), as it would once that transaction read from the socket again.
+  await target.client.query(`ALTER DATABASE "${new URL(target.url).pathname.slice(1)}" SET client_connection_check_interval = '200ms'`);
   await source.exec('CREATE TABLE t (id int4 PRIMARY KEY, note text, n int4)');
   await source.exec('CREATE TABLE w (id int4 PRIMARY KEY, x int4)');
   await source.exec('CREATE TABLE r1 (id int4 PRIMARY KEY, v text)');
@@ -83,6 +87,14 @@ test('PostgreSQL → PostgreSQL, the DDL matrix: ALTER … TYPE … USING rebuil
   await source.exec(`INSERT INTO w VALUES (1, 1)`);
   await source.exec(`UPDATE t SET n = -1 WHERE id = 1`);
   await waitEqual(pgTables(), replica, 'before the ALTER');
+  // The gate: the rebuild of t ends by recording its base, and a lock on the bases table held
+  // here keeps it there — holding t (its DROP's lock), its rows loaded, not committed — until
+  // the kill. (Without it the kill had to land in the rebuild's own time, 25,000 rows, after the
+  // test saw it: a window a faster machine can close first.)
+  const gate = new pg.Client({ connectionString: target.url });
+  gate.on('error', () => undefined);
+  await gate.connect();
+  await gate.query('BEGIN; LOCK TABLE public.chartlog_replica_bases IN EXCLUSIVE MODE');
 
   // The rewrite (no row events), then changes under the new type, of t and of another table.
   await source.exec('ALTER TABLE t ALTER COLUMN note TYPE varchar(200) USING upper(note)');
@@ -90,23 +102,25 @@ test('PostgreSQL → PostgreSQL, the DDL matrix: ALTER … TYPE … USING rebuil
   await source.exec(`INSERT INTO w VALUES (2, 2)`);
   await source.exec(`DELETE FROM t WHERE id = 4`);
 
-  // kill -9 while the replica's transaction rebuilding t holds t (its DROP's lock) — before it commits.
-  const watcher = await createTargetDb().then(async (db) => {
-    targets.push(db);
-    return db;
-  });
+  // kill -9 while the replica's transaction rebuilding t holds t (its DROP's lock) — before it
+  // commits: it waits at the gate for its base's row.
+  const replicators = (more = '') => target.client.query<{ n: string }>(
+    `SELECT count(*)::text AS n FROM pg_stat_activity a WHERE a.application_name = 'chartlog-replicate' AND a.datname = current_database() ${more}`,
+  ).then(({ rows }) => Number(rows[0]!.n));
   let sawRebuild = false;
-  for (const deadline = Date.now() + 90_000; Date.now() < deadline && !sawRebuild; await sleep(10)) {
-    const { rows } = await target.client.query<{ n: string }>(
-      `SELECT count(*)::text AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-        WHERE a.application_name = 'chartlog-replicate' AND l.mode = 'AccessExclusiveLock' AND l.locktype = 'relation' AND a.datname = current_database() AND a.state <> 'idle'`,
-    );
-    sawRebuild = rows[0]!.n !== '0';
+  for (const deadline = Date.now() + 90_000; Date.now() < deadline && !sawRebuild; await sleep(100)) {
+    sawRebuild = (await replicators(`AND a.wait_event_type = 'Lock' AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.granted
+      AND l.mode = 'AccessExclusiveLock' AND l.locktype = 'relation' AND l.relation = 'public.t'::regclass)`)) > 0;
     assert.equal(replica.exitCode, null, `the replicator stopped: ${replica.output.slice(-1500)}`);
   }
-  assert.ok(sawRebuild, 'the replica began rebuilding t');
+  assert.ok(sawRebuild, 'the replica began rebuilding t, and waits at the gate holding t');
   await replica.kill('SIGKILL');
-  await watcher.drop();
+  // The server rolls the killed transaction back (client_connection_check_interval), then the gate opens.
+  for (const deadline = Date.now() + 60_000; (await replicators()) > 0; await sleep(100)) {
+    assert.ok(Date.now() < deadline, 'the server ended the killed replicator\'s sessions within 60 s');
+  }
+  await gate.query('ROLLBACK');
+  await gate.end();
   // The killed transaction is rolled back by the server once it sees the connection gone: a
   // reader then finds the old table whole (lowercase notes, 25,000 rows), no base recorded.
   // (This reader waits on the killed transaction's lock until then.)
@@ -164,7 +178,7 @@ test('PostgreSQL → PostgreSQL, the DDL matrix: ALTER … TYPE … USING rebuil
   assert.notEqual(diffCaptures(await capturePg(target.url, 'public.t'), await capturePg(source.url, 't'), 't'), null);
 });
 
-test('MariaDB → PostgreSQL: MODIFY (re-read by an automatic resync) and RENAME TABLE are followed; equal value by value', { timeout: 180_000 }, async () => {
+test('MariaDB → PostgreSQL: MODIFY (re-read by an automatic resync) and RENAME TABLE are followed; equal value by value', { timeout: 420_000 }, async () => {
   const source = await createMariadbDatabase('represm');
   created.push(source);
   const target = await createTargetDb();

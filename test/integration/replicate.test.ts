@@ -230,7 +230,7 @@ test('MariaDB → PostgreSQL, --phi sealed: non-PHI values equal the source, PHI
   }
 });
 
-test('a target with tables but no replica position is refused: exit 2, the fix named, the target untouched', { timeout: 120_000 }, async () => {
+test('a target with tables but no replica position is refused: exit 2, the fix named, the target untouched', { timeout: 300_000 }, async () => {
   const engine = await postgresEngine();
   await createClinicTables(engine);
   const h = new RunHarness(engine, 'file');

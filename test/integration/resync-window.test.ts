@@ -47,7 +47,7 @@ const ENGINES = [
 ] as const;
 
 for (const engine of ENGINES) {
-  test(`${engine.label}: a rewriting DDL's resync survives kill -9 (recorded in the archive, re-run at start); a restore inside the unproven window is refused`, { timeout: 180_000 }, async () => {
+  test(`${engine.label}: a rewriting DDL's resync survives kill -9 (recorded in the archive, re-run at start); a restore inside the unproven window is refused`, { timeout: 420_000 }, async () => {
     const { work, source, newDb, keyring, configFile, onEnd } = await testWorkspace('rswin', engine.create);
     let run: ChartlogRun | null = null;
     let stopWriter = false;
@@ -63,12 +63,14 @@ for (const engine of ENGINES) {
     await source.exec('CREATE TABLE t (id INT PRIMARY KEY, note VARCHAR(200), amount DECIMAL(10,2))');
     await source.exec('CREATE TABLE w (id INT PRIMARY KEY, x INT)');
     // Fractions DECIMAL(10,0) rounds up or down, notes upper() changes: the DDL changes every row.
-    const rows = Array.from({ length: 400 }, (_, i) => `(${i + 1}, 'note-${i + 1}', ${i + 1}.${i % 2 ? '35' : '72'})`);
+    const rows = Array.from({ length: 2000 }, (_, i) => `(${i + 1}, 'note-${i + 1}', ${i + 1}.${i % 2 ? '35' : '72'})`);
     await source.exec(`INSERT INTO t VALUES ${rows.join(', ')}`);
 
     writeFileSync(configFile, [
       'sources:',
-      // 50 rows/s: a resync of t's 400 rows takes ≈ 8 s, so the kill surely falls inside it.
+      // 50 rows/s: a resync of t's 2,000 rows takes ≈ 40 s, so the kill surely falls inside it —
+      // it waits for the checkpoint to pass the ALTER first, seconds on a loaded machine (with 400
+      // rows, 8 s, that wait could outlast the resync). The restart reads them unthrottled.
       `  - { name: clinic, type: ${source.type}, url: "${source.url}", tables: [${t}, ${w}], resync: { rowsPerSecond: 50 }, ${engine.sourceExtra} }`,
       `storage: { url: "file://${work}/backup" }`,
       'segments: { flushIntervalMs: 200 }',
@@ -133,6 +135,8 @@ for (const engine of ENGINES) {
     await waitFor('the request was recorded under unproven/', async () => (await keys(`${unprovenPrefix('clinic')}${t}/`)).length === 1);
     await waitFor('the automatic resync started', () => logLines(runLog, 'table resync started').length >= 1);
     await checkpointPast(insideUs); // the stream acknowledged past the ALTER: only the record remembers it
+    // Frozen while the log is read, so the resync cannot finish between the look and the kill.
+    assert.ok(run.signal('SIGSTOP'), 'chartlog run is still running');
     assert.equal(logLines(runLog, 'automatic table resync finished').length, 0, 'still reading when killed');
     await run.stop('SIGKILL');
     // PostgreSQL: the catalog state with the new relfilenode is stored at the catalog check after

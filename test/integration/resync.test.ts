@@ -132,7 +132,9 @@ for (const make of [postgresEngine, mariadbEngine]) {
       const killed = spawn(process.execPath, [chartlogBin, 'resync', '--config', h.configFile, '--source', 'clinic', '--tables', patients, '--rows-per-second', '4000'], { stdio: ['ignore', 'pipe', 'pipe'], env: h.env });
       let killedOut = '';
       killed.stderr.on('data', (b: Buffer) => (killedOut += b.toString()));
-      for (let i = 0; i < 600 && !/ rows, /.test(killedOut); i++) await sleep(50);
+      // Clock time, generous (was 600 polls, 30 s): a process start compiles chartlog through tsx,
+      // over 30 s at load 40–50 (run-lease).
+      for (const deadline = Date.now() + 120_000; !/ rows, /.test(killedOut) && killed.exitCode === null && Date.now() < deadline; ) await sleep(50);
       assert.match(killedOut, / rows, \d+ rows\/s/, `the killed resync showed progress first: ${killedOut.slice(0, 500)}`);
       await sleep(1500);
       killed.kill('SIGKILL');
@@ -225,7 +227,7 @@ for (const make of [postgresEngine, mariadbEngine]) {
   });
 }
 
-test('resync refuses bad arguments with exit 2 and writes nothing', { timeout: 120_000 }, async () => {
+test('resync refuses bad arguments with exit 2 and writes nothing', { timeout: 300_000 }, async () => {
   const engine = await postgresEngine();
   const h = new RunHarness(engine, 'file');
   try {

@@ -85,6 +85,15 @@ export class ChartlogRun {
     await exited;
   }
 
+  /**
+   * Sends `signal` to the running process without waiting (SIGSTOP/SIGCONT: freezing it while a
+   * test looks, so that a kill lands where it looked). False when none is running.
+   */
+  signal(signal: NodeJS.Signals): boolean {
+    const c = this.child;
+    return c !== null && c.exitCode === null && c.kill(signal);
+  }
+
   async close(): Promise<void> {
     await this.stop('SIGKILL');
     this.log.end();
