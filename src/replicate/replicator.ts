@@ -243,6 +243,8 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
     nextStatus = performance.now() + statusEvery;
   };
   const follower = new ArchiveFollower(o.store, name, archive, mac, inScope);
+  // Resumed at once: the index read (and authenticated) at the start is the first read's listing.
+  if (decision.kind === 'resume') follower.seed(index);
   /** Per table, the position of the base its rows were last rebuilt from (table-resyncs.ts). */
   const marks = await o.target.takenBases(name);
   if (!marks.has(LOAD_MARK)) {
