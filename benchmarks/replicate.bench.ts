@@ -146,6 +146,11 @@ async function applyCpu(pid: number | undefined, target: string): Promise<ApplyC
   return { replicator: pid === undefined ? null : procCpuSeconds(pid), backend: rows.length === 1 ? procCpuSeconds(rows[0]!.pid) : null };
 }
 
+/** `chartlog replicate --phi open --json` of `bin` into `target`, status every second, polling every 100 ms. */
+function spawnReplicate(setup: BenchSetup, target: string, bin: string) {
+  return spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), bin, 'replicate', '--config', setup.configFile, '--target', target, '--phi', 'open', '--json', '--status-interval', '1', '--poll-interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
 /** `chartlog replicate` (of `bin`) until its status lines satisfy `done`: seconds from spawn, the first and last lines, and CPU at both. */
 function replicateUntil(
   setup: BenchSetup,
@@ -156,7 +161,7 @@ function replicateUntil(
 ): Promise<{ seconds: number; status: Record<string, unknown>; first: Record<string, unknown>; cpuFirst: Promise<ApplyCpu>; cpuDone: ApplyCpu }> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), bin, 'replicate', '--config', setup.configFile, '--target', target, '--phi', 'open', '--json', '--status-interval', '1', '--poll-interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnReplicate(setup, target, bin);
     let out = '';
     let err = '';
     let first: Record<string, unknown> | null = null;
@@ -222,7 +227,7 @@ async function applyBacklog(setup: BenchSetup, target: string, tx: number, log: 
   let firstMove: { at: number; applied: number; cpu: number | null } | null = null;
   try {
     const r = await new Promise<BacklogApply>((resolve, reject) => {
-      const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), bin, 'replicate', '--config', setup.configFile, '--target', target, '--phi', 'open', '--json', '--status-interval', '1', '--poll-interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawnReplicate(setup, target, bin);
       let err = '';
       let finished = false;
       child.stderr.on('data', (d: Buffer) => (err += d.toString()));
