@@ -3,6 +3,7 @@
  * the same table, and the apply rate of a backlog of transactions of 100 rows.
  *
  *   node --import tsx benchmarks/replicate.bench.ts [--scale 5] [--tx 300] [--reps 2] [--target postgres|mariadb]
+ *        [--apply-reps 1] [--compare-bin OTHER/bin/chartlog.js] [--result NAME]
  *
  * The source is pgbench's `pgbench_accounts` (100 000 rows per scale unit; `filler` classified as
  * PHI) in a fresh database on the private PostgreSQL 15 of scripts/services.sh, backed up by
@@ -19,9 +20,21 @@
  * filler without its blank padding, which MariaDB's CHAR drops on reading).
  * Apply: with the replicator stopped, `--tx` transactions each updating 100 consecutive accounts
  * run on the source; once the checkpoint covers them, the replicator is started again (resume) and
- * timed from spawn until it reports no lag; rows/s = rows applied / that time. Checked equal again.
+ * timed from spawn until the replica's position row counts every transaction of the backlog (read
+ * every 20 ms from outside: the replicator's status lines come once a second, which on a backlog
+ * of one or two seconds hid up to a second of idle time); rows/s = rows applied / that time.
+ * Without start-up: from its first status line (resumed, nothing read yet) to the same moment.
+ * Steady: from the position row's first move (the first group applied: the crypto thread, the
+ * first read and the JIT's first pass are behind) to the same moment. Checked equal again.
+ * `--apply-reps N`: N backlogs, one after the other, each applied the same way.
  *
- * Writes benchmarks/results/replicate.json (replicate-mariadb.json with --target mariadb; see lib/bench-report.ts). BENCH_NODE_ARGS (e.g.
+ * With --compare-bin, the same run also loads a second replica and applies every backlog to it
+ * with the chartlog of another checkout (the old code: e.g. main exported to a directory with its
+ * node_modules), old and new in turn (the order alternates per backlog), each checked equal:
+ * old against new at the same time on the same machine. CPU per row is the figure to compare on
+ * a shared machine. `--result NAME` writes NAME.json instead (keeps committed results).
+ *
+ * Writes benchmarks/results/replicate.json (replicate-mariadb.json with --target mariadb; NAME.json with --result; see lib/bench-report.ts). BENCH_NODE_ARGS (e.g.
  * `--cpu-prof --cpu-prof-dir=/tmp/p`) go to node before each `chartlog replicate`, for diagnoses.
  */
 import { spawn } from 'node:child_process';
@@ -39,11 +52,27 @@ import { BenchRun, goal, measurement, ratio, toolVersion } from './lib/bench-rep
 import { benchServices, stopBenchServices } from './lib/bench-services.js';
 import { BackgroundRun, chartlogBin, parseLsn, pgBin, procCpuSeconds, timeProcess, waitForAnyCheckpoint, waitForCheckpoint, type BenchSetup } from './lib/chartlog-pg-rig.js';
 
-const { values: args } = parseArgs({ options: { scale: { type: 'string', default: '5' }, tx: { type: 'string', default: '300' }, reps: { type: 'string', default: '2' }, target: { type: 'string', default: 'postgres' } } });
+const { values: args } = parseArgs({
+  options: {
+    scale: { type: 'string', default: '5' },
+    tx: { type: 'string', default: '300' },
+    reps: { type: 'string', default: '2' },
+    target: { type: 'string', default: 'postgres' },
+    'apply-reps': { type: 'string', default: '1' },
+    'compare-bin': { type: 'string' },
+    result: { type: 'string' },
+  },
+});
 if (args.target !== 'postgres' && args.target !== 'mariadb') {
   console.error(`--target ${args.target}: give postgres or mariadb`);
   process.exit(2);
 }
+if (args.result !== undefined && !/^[a-z0-9-]+$/.test(args.result)) {
+  console.error(`--result ${args.result}: give a file name of a-z, 0-9 and -`);
+  process.exit(2);
+}
+const COMPARE_BIN = args['compare-bin'];
+const APPLY_REPS = Math.max(1, Number(args['apply-reps']));
 const MARIADB = args.target === 'mariadb';
 const SCALE = Number(args.scale);
 const TX = Number(args.tx);
@@ -73,10 +102,10 @@ const createDb = async (name: string) => {
 };
 const work = mkdtempSync(join(os.tmpdir(), 'chartlog-replicate-bench-'));
 const bench = new BenchRun(
-  MARIADB ? 'replicate-mariadb' : 'replicate',
+  args.result ?? (MARIADB ? 'replicate-mariadb' : 'replicate'),
   `chartlog replicate into ${MARIADB ? 'MariaDB' : 'PostgreSQL'}: initial load vs pg_restore, apply rate of 100-row transactions`,
-  `node --import tsx benchmarks/replicate.bench.ts --scale ${SCALE} --tx ${TX} --reps ${REPS} --target ${args.target}`,
-  { scale: SCALE, rows: SCALE * 100_000, tx: TX, rowsPerTx: ROWS_PER_TX, reps: REPS, target: args.target },
+  `node --import tsx benchmarks/replicate.bench.ts --scale ${SCALE} --tx ${TX} --reps ${REPS} --target ${args.target}${APPLY_REPS > 1 ? ` --apply-reps ${APPLY_REPS}` : ''}${COMPARE_BIN ? ` --compare-bin ${COMPARE_BIN}` : ''}${args.result ? ` --result ${args.result}` : ''}`,
+  { scale: SCALE, rows: SCALE * 100_000, tx: TX, rowsPerTx: ROWS_PER_TX, reps: REPS, applyReps: APPLY_REPS, target: args.target, ...(COMPARE_BIN ? { compareBin: COMPARE_BIN } : {}) },
 );
 bench.version('pg_restore', toolVersion(pgBin('pg_restore')));
 
@@ -117,16 +146,22 @@ async function applyCpu(pid: number | undefined, target: string): Promise<ApplyC
   return { replicator: pid === undefined ? null : procCpuSeconds(pid), backend: rows.length === 1 ? procCpuSeconds(rows[0]!.pid) : null };
 }
 
-/** `chartlog replicate` until its status lines satisfy `done`: seconds from spawn, the first and last lines, and CPU at both. */
+/** `chartlog replicate --phi open --json` of `bin` into `target`, status every second, polling every 100 ms. */
+function spawnReplicate(setup: BenchSetup, target: string, bin: string) {
+  return spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), bin, 'replicate', '--config', setup.configFile, '--target', target, '--phi', 'open', '--json', '--status-interval', '1', '--poll-interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** `chartlog replicate` (of `bin`) until its status lines satisfy `done`: seconds from spawn, the first and last lines, and CPU at both. */
 function replicateUntil(
   setup: BenchSetup,
   target: string,
   done: (s: Record<string, unknown>) => boolean,
   log: string,
+  bin = chartlogBin,
 ): Promise<{ seconds: number; status: Record<string, unknown>; first: Record<string, unknown>; cpuFirst: Promise<ApplyCpu>; cpuDone: ApplyCpu }> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), chartlogBin, 'replicate', '--config', setup.configFile, '--target', target, '--phi', 'open', '--json', '--status-interval', '1', '--poll-interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnReplicate(setup, target, bin);
     let out = '';
     let err = '';
     let first: Record<string, unknown> | null = null;
@@ -157,6 +192,91 @@ function replicateUntil(
       if (code !== 0) reject(new Error(`chartlog replicate exited with ${code}: ${err.slice(-1500)}`));
     });
   });
+}
+
+/** What one backlog's apply measured (seconds from spawn; null when not seen). */
+interface BacklogApply {
+  /** Spawn → the position row counts the whole backlog. */
+  seconds: number;
+  /** First status line (resumed, nothing read yet) → the same moment. */
+  afterStartSeconds: number;
+  /** The position row's first move (the first group committed) → the same moment, and the rows applied after that move. */
+  steadySeconds: number;
+  steadyRows: number;
+  cpuUsPerRow: { replicator: number | null; backend: number | null };
+  steadyCpuUsPerRow: number | null;
+}
+
+/**
+ * The backlog of `tx` transactions applied by `chartlog replicate` of `bin` to `target`: the end
+ * is when the target's position row counts them all, read every 20 ms from outside (a status line
+ * comes at most once a second, so on a short backlog it measured up to a second of waiting).
+ */
+async function applyBacklog(setup: BenchSetup, target: string, tx: number, log: string, bin = chartlogBin): Promise<BacklogApply> {
+  const poll = target.startsWith('mysql:') ? await mysql.createConnection({ uri: target }) : new pg.Client({ connectionString: target });
+  if (poll instanceof pg.Client) await poll.connect();
+  const count = async (): Promise<number> => {
+    const sql = `SELECT transactions FROM chartlog_replica WHERE source = 'bench'`;
+    if (poll instanceof pg.Client) return Number((await poll.query<{ transactions: string }>(sql)).rows[0]!.transactions);
+    return Number(((await poll.query(sql))[0] as { transactions: unknown }[])[0]!.transactions);
+  };
+  /** The position row's `transactions`: source transactions applied since the load. */
+  const before = await count();
+  const started = performance.now();
+  let firstLine: { at: number; cpu: ApplyCpu } | null = null;
+  let firstMove: { at: number; applied: number; cpu: number | null } | null = null;
+  try {
+    const r = await new Promise<BacklogApply>((resolve, reject) => {
+      const child = spawnReplicate(setup, target, bin);
+      let err = '';
+      let finished = false;
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.stdout.on('data', () => {
+        if (firstLine || finished) return;
+        const at = performance.now();
+        void applyCpu(child.pid, target).then((cpu) => (firstLine ??= { at, cpu }));
+      });
+      child.once('exit', (code) => {
+        writeFileSync(log, err);
+        if (!finished) reject(new Error(`chartlog replicate exited with ${code} before applying the backlog: ${err.slice(-1500)}`));
+      });
+      const watch = async (): Promise<void> => {
+        while (!finished) {
+          const applied = (await count()) - before;
+          const at = performance.now();
+          if (applied > 0 && !firstMove) firstMove = { at, applied, cpu: child.pid === undefined ? null : procCpuSeconds(child.pid) };
+          if (applied >= tx) {
+            finished = true;
+            const cpuDone = await applyCpu(child.pid, target);
+            child.once('exit', () => {
+              const rows = tx * ROWS_PER_TX;
+              const perRow = (a: number | null | undefined, b: number | null, n: number) => (a == null || b === null || n <= 0 ? null : Math.round(((b - a) * 1e6) / n));
+              const steadyRows = (tx - firstMove!.applied) * ROWS_PER_TX;
+              resolve({
+                seconds: (at - started) / 1000,
+                afterStartSeconds: (at - (firstLine?.at ?? started)) / 1000,
+                steadySeconds: (at - firstMove!.at) / 1000,
+                steadyRows,
+                cpuUsPerRow: { replicator: perRow(firstLine?.cpu.replicator, cpuDone.replicator, rows), backend: perRow(firstLine?.cpu.backend, cpuDone.backend, rows) },
+                steadyCpuUsPerRow: perRow(firstMove!.cpu, cpuDone.replicator, steadyRows),
+              });
+            });
+            child.kill('SIGTERM');
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      watch().catch((e: unknown) => {
+        finished = true;
+        child.kill('SIGTERM');
+        reject(e as Error);
+      });
+    });
+    return r;
+  } finally {
+    await poll.end();
+  }
 }
 
 let run: BackgroundRun | null = null;
@@ -216,29 +336,52 @@ try {
   const loadM = bench.add(measurement('chartlog replicate initial load (spawn → position recorded)', 's', 'lower', 'chartlog', loadSeconds));
   bench.addRatio(ratio(loadM, restoreM, 1.0, 'initial load speed relative to pg_restore (pg_restore s / replicate s; goal ≥ 1.0)'));
 
-  // Apply: a backlog of TX transactions of 100 rows each, with the replicator stopped.
+  // The old code's replica (--compare-bin): loaded by the old code, then given the same backlogs.
+  const oldReplica = COMPARE_BIN ? await createTargetDb(`rb_old_${tag}`) : null;
+  if (oldReplica) {
+    await replicateUntil(setup, oldReplica, (s) => s.started === 'load', join(work, 'load-old.log'), COMPARE_BIN);
+    if ((await digest(oldReplica)) !== sourceDigest) throw new Error('the old code\'s replica differs from the source after its load');
+  }
+
+  // Apply: backlogs of TX transactions of 100 rows each, with the replicators stopped.
   const script = join(work, 'update100.sql');
   writeFileSync(script, `\\set a random(1, ${SCALE * 100_000 - ROWS_PER_TX})\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid BETWEEN :a AND :a + ${ROWS_PER_TX - 1};\n`);
-  execFileSync(pgBin('pgbench'), ['-n', '-c', '1', '-t', String(TX), '-f', script, sourceUrl], { stdio: 'ignore' });
-  const src = new pg.Client({ connectionString: sourceUrl });
-  await src.connect();
-  const lsn = parseLsn((await src.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l);
-  await src.end();
-  await waitForCheckpoint(setup, lsn, 300_000, run);
-  const apply = await replicateUntil(setup, replica, (s) => s.lagTransactions === 0 && Number(s.appliedTransactions) >= TX, join(work, 'apply.log'));
-  if ((await digest(replica)) !== (await digest(sourceUrl))) throw new Error('the replica differs from the source after applying the backlog');
-  const rows = Number(apply.status.appliedRows);
-  const rate = bench.add(measurement(`apply rate, ${TX} transactions × ${ROWS_PER_TX} rows (spawn → no lag)`, 'rows/s', 'higher', 'chartlog', [Math.round(rows / apply.seconds)]));
-  // Without start-up: from the first status line (printed once the replica is resumed) to the one that reports no lag (1 s resolution).
-  const applySeconds = (Date.parse(String(apply.status.at)) - Date.parse(String(apply.first.at))) / 1000;
-  bench.add(measurement('apply rate without start-up (first status line → no lag)', 'rows/s', 'higher', 'detail', [Math.round((rows - Number(apply.first.appliedRows)) / applySeconds)]));
-  // CPU per applied row between the same two status lines: what the rate costs, less bent by a loaded machine than the rate itself.
-  const cpuFirst = await apply.cpuFirst;
-  const perRow = (a: number | null, b: number | null) => (a === null || b === null ? null : Math.round(((b - a) * 1e6) / (rows - Number(apply.first.appliedRows))));
-  const replicatorUs = perRow(cpuFirst.replicator, apply.cpuDone.replicator);
-  const backendUs = perRow(cpuFirst.backend, apply.cpuDone.backend);
-  if (replicatorUs !== null) bench.add(measurement('replicator CPU per applied row (user + system, every thread; first status line → no lag)', 'us', 'lower', 'detail', [replicatorUs]));
-  if (backendUs !== null) bench.add(measurement(MARIADB ? 'replica server CPU per applied row (the whole private mysqld)' : "replica server backend CPU per applied row (the replicator's connection)", 'us', 'lower', 'detail', [backendUs]));
+  const runs = { new: [] as BacklogApply[], old: [] as BacklogApply[] };
+  for (let rep = 0; rep < APPLY_REPS; rep++) {
+    execFileSync(pgBin('pgbench'), ['-n', '-c', '1', '-t', String(TX), '-f', script, sourceUrl], { stdio: 'ignore' });
+    const src = new pg.Client({ connectionString: sourceUrl });
+    await src.connect();
+    const lsn = parseLsn((await src.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l);
+    await src.end();
+    await waitForCheckpoint(setup, lsn, 300_000, run);
+    const want = await digest(sourceUrl);
+    const order: ('new' | 'old')[] = !oldReplica ? ['new'] : rep % 2 === 0 ? ['old', 'new'] : ['new', 'old'];
+    for (const which of order) {
+      const into = which === 'new' ? replica : oldReplica!;
+      runs[which].push(await applyBacklog(setup, into, TX, join(work, `apply-${which}-${rep}.log`), which === 'new' ? chartlogBin : COMPARE_BIN));
+      if ((await digest(into)) !== want) throw new Error(`the ${which} code's replica differs from the source after applying backlog ${rep}`);
+    }
+  }
+  const rows = TX * ROWS_PER_TX;
+  const report = (r: BacklogApply[], label: string, role: 'chartlog' | 'detail') => {
+    const rate = bench.add(measurement(`${label}apply rate, ${TX} transactions × ${ROWS_PER_TX} rows (spawn → position row counts them all)`, 'rows/s', 'higher', role, r.map((a) => Math.round(rows / a.seconds))));
+    bench.add(measurement(`${label}apply rate without start-up (first status line → the same)`, 'rows/s', 'higher', 'detail', r.map((a) => Math.round(rows / a.afterStartSeconds))));
+    bench.add(measurement(`${label}apply rate, steady (first group committed → the same)`, 'rows/s', 'higher', 'detail', r.map((a) => Math.round(a.steadyRows / a.steadySeconds))));
+    // CPU per applied row: what the rate costs, less bent by a loaded machine than the rate itself.
+    const cpu = (name: string, get: (a: BacklogApply) => number | null) => {
+      const v = r.map(get);
+      if (v.every((x): x is number => x !== null)) bench.add(measurement(`${label}${name}`, 'us', 'lower', 'detail', v));
+    };
+    cpu('replicator CPU per applied row (user + system, every thread; first status line → done)', (a) => a.cpuUsPerRow.replicator);
+    cpu('replicator CPU per applied row, steady (first group committed → done)', (a) => a.steadyCpuUsPerRow);
+    cpu(MARIADB ? 'replica server CPU per applied row (the whole private mysqld)' : "replica server backend CPU per applied row (the replicator's connection)", (a) => a.cpuUsPerRow.backend);
+    return rate;
+  };
+  const rate = report(runs.new, '', 'chartlog');
+  if (COMPARE_BIN) {
+    const old = report(runs.old, `old chartlog (${COMPARE_BIN}): `, 'detail');
+    bench.addRatio(ratio(rate, old, undefined, 'apply rate, new / old chartlog (same backlogs, alternating order)'));
+  }
   bench.addGoal(goal('apply ≥ 50 000 rows/s in transactions of 100 rows', rate.median, 'rows/s', rate.median >= 50_000));
   bench.note('one process per measurement, start-up included; the machine is shared (see loadAverage1m)');
   console.log(`wrote ${bench.write()}`);

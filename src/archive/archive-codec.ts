@@ -16,6 +16,8 @@ export interface ArchiveCodec {
   canOpen: boolean;
   /** The data keys, when PHI can be opened (restore hands them to its COPY threads one by one, as they are named). */
   keys: KeyManager | undefined;
+  /** The crypto threads `codec` opens PHI on (open and phi.cryptoThreads > 0), for a caller that starts them early (CryptoPool.warm). */
+  cryptoPool: CryptoPool | undefined;
 }
 
 /**
@@ -36,12 +38,14 @@ export function openArchiveCodec(
   const keys = open || mac
     ? new KeyManager({ source: source.name, store, keyring: openKeyring(config.phi.keyring, { backupRoot: backupRootOf(config.storage.url) }) })
     : undefined;
+  // Opening PHI is most of a restore's work: a crypto thread does it beside the Avro decoding.
+  const cryptoPool = open && config.phi.cryptoThreads > 0 ? new CryptoPool(config.phi.cryptoThreads) : undefined;
   return {
     schemas,
-    // Opening PHI is most of a restore's work: a crypto thread does it beside the Avro decoding.
-    codec: new AvroCodec({ source: source.name, connector: source.type, schemas, keys, ...(open && config.phi.cryptoThreads > 0 ? { cryptoPool: new CryptoPool(config.phi.cryptoThreads) } : {}) }),
+    codec: new AvroCodec({ source: source.name, connector: source.type, schemas, keys, ...(cryptoPool ? { cryptoPool } : {}) }),
     envelopes: new CodecEnvelopeReader(schemas),
     canOpen: open,
     keys,
+    cryptoPool,
   };
 }

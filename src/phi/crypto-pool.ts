@@ -66,6 +66,21 @@ export class CryptoPool {
     return out;
   }
 
+  /**
+   * Starts the threads now rather than at the first request (they end after `idleMs` unused, as
+   * after any request): a thread's start (its module loaded and compiled: a few hundred ms from
+   * source under load) then overlaps what the caller does before its first batch (a replica's
+   * start: reading the archive's index, inspecting the target) instead of delaying that batch.
+   */
+  warm(): void {
+    if (this.inline || this.closed) return;
+    for (let slot = 0; slot < this.workers.length; slot++) {
+      if (this.workers[slot]) continue;
+      const worker = (this.workers[slot] = this.spawn(slot));
+      this.idle(worker, slot);
+    }
+  }
+
   /** Stops the threads; later batches are done on the calling thread. */
   async close(): Promise<void> {
     this.closed = true;

@@ -60,6 +60,16 @@ export class ArchiveFollower {
     private readonly inScope: (table: string) => boolean,
   ) {}
 
+  /**
+   * Makes the next read take its objects from `index` (listed and authenticated by the caller,
+   * e.g. at the replica's start) instead of listing the archive again: a resumed replica read the
+   * whole index twice before its first transaction. A part merged away since is met by that read
+   * as a vanished object, which the replicator retries with a fresh listing.
+   */
+  seed(index: ArchiveIndex): void {
+    this.unreadIndex = index;
+  }
+
   /** What the last successful read found: the index and how many objects it read anew. */
   lastRead: { objects: number; index: ArchiveIndex; indexMs: number; objectsMs: number } | null = null;
 

@@ -150,6 +150,9 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
   refuseUnauthentic(name, authenticateArchive(index, mac), 'replicate');
   const scope = o.tables && o.tables.length > 0 ? [...new Set(resolveTables(index, o.tables))].sort() : null;
   const archive = openArchiveCodec(o.config, o.source, o.store, o.phi === 'open', mac);
+  // The crypto thread starts while the target is inspected and the replica loaded or resumed:
+  // started by the first batch instead, its start (hundreds of ms) delayed the first transaction.
+  archive.cryptoPool?.warm();
 
   const decision = startDecision(await o.target.inspect(), { source: name, phi: o.phi, tables: scope, target: o.target.description });
   let position: Position;
@@ -240,6 +243,8 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
     nextStatus = performance.now() + statusEvery;
   };
   const follower = new ArchiveFollower(o.store, name, archive, mac, inScope);
+  // Resumed at once: the index read (and authenticated) at the start is the first read's listing.
+  if (decision.kind === 'resume') follower.seed(index);
   /** Per table, the position of the base its rows were last rebuilt from (table-resyncs.ts). */
   const marks = await o.target.takenBases(name);
   if (!marks.has(LOAD_MARK)) {

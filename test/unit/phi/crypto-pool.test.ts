@@ -83,6 +83,21 @@ test('concurrent batches on two threads each come back whole and in their own bu
   assert.equal(pool.stats.onThread, 6);
 });
 
+test('warm starts the thread before any batch (once), and the first batch then runs on that thread', async () => {
+  const pool = new CryptoPool(1);
+  pools.push(pool);
+  assert.equal(threadOf(pool), null, 'no thread before a batch or warm');
+  pool.warm();
+  const started = threadOf(pool);
+  assert.ok(started, 'warm started the thread');
+  pool.warm();
+  assert.equal(threadOf(pool), started, 'a second warm keeps the running thread');
+  const { builder, out, holes } = jobsFor(100, [dek()]);
+  assertSealed((await pool.seal(builder.take(), out))!, holes);
+  assert.equal(threadOf(pool), started, 'the batch ran on the warmed thread');
+  assert.deepEqual(pool.stats, { onThread: 1, inline: 0 });
+});
+
 test('a thread that dies mid-batch is reported (null: the caller encodes again), and the next batch gets a new thread', async () => {
   const pool = new CryptoPool(1);
   pools.push(pool);

@@ -69,6 +69,12 @@ test('batch SQL: multi-row INSERT; UPDATE and DELETE joined to unnest of one tex
     batchSql(upd!, 'open', 'postgres', types),
     `WITH u AS (UPDATE "public"."accounts" t SET "id" = v.c0::bigint, "bal" = v.c1::numeric, "note" = v.c2::text FROM unnest('{"1","2"}'::text[], '{"3","2"}'::text[], '{"2","4"}'::text[], '{"x",NULL}'::text[]) AS v (k0, c0, c1, c2) WHERE t."id" = v.k0::bigint RETURNING 1) SELECT (CASE WHEN count(*) = 2 THEN '1' ELSE 'chartlog-replica-diverged public.accounts ${Position.format(upd!.changes[0]!.position)}' END)::int FROM u`,
   );
+  // No change of the batch moves its key (no before-image, or one with the same key): the key is not set to itself.
+  const [kept] = batchChanges([ch('u', null, { id: 1n, bal: '2', note: 'x' }), ch('u', { id: 2n, bal: '0', note: 'y' }, { id: 2n, bal: '4', note: null })]);
+  assert.equal(
+    batchSql(kept!, 'open', 'postgres', types),
+    `WITH u AS (UPDATE "public"."accounts" t SET "bal" = v.c0::numeric, "note" = v.c1::text FROM unnest('{"1","2"}'::text[], '{"2","4"}'::text[], '{"x",NULL}'::text[]) AS v (k0, c0, c1) WHERE t."id" = v.k0::bigint RETURNING 1) SELECT (CASE WHEN count(*) = 2 THEN '1' ELSE 'chartlog-replica-diverged public.accounts ${Position.format(kept!.changes[0]!.position)}' END)::int FROM u`,
+  );
   // --phi omit: the PHI column's array holds NULLs only.
   assert.match(batchSql(upd!, 'omit', 'postgres', types), /'\{NULL,NULL\}'::text\[\]\) AS v/);
   const [del] = batchChanges([ch('d', { id: 1n }, null), ch('d', { id: 2n }, null)]);
