@@ -644,7 +644,8 @@ export class KeyFilter {
   seal(): Uint32Array {
     let bits = 1024;
     while (bits < 32 * this.count && bits < 2 ** 31) bits *= 2;
-    const words = new Uint32Array(bits / 32);
+    // Shared memory: COPY threads are sent the bits without a copy each (BasePass.held).
+    const words = new Uint32Array(new SharedArrayBuffer(bits / 8));
     const mask = bits - 1;
     for (let i = 0; i < this.count; i++) {
       const b = filterSpot(this.hashes[i]!, mask);
