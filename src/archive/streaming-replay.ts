@@ -14,7 +14,7 @@ import { refuseUnproven } from './unproven-tables.js';
 import { tableExistedAt, unprovenStart } from './table-starts.js';
 import { chooseSnapshot, chooseTableBase, restoreCut, type ReplayOptions, type RestoreCut } from './replay.js';
 import { SpillKey } from './spill-file.js';
-import { keyOf, TableMerge, type BaseBatch } from './table-merge.js';
+import { keyOf, TableMerge, type BaseBatch, type HeldKeys } from './table-merge.js';
 import { sortByKey } from './key-sort.js';
 import { RecordsOutOfOrder } from './position-merge.js';
 import type { RegisteredSchema } from '../codec/schema-store.js';
@@ -82,7 +82,7 @@ export interface StreamedTable {
   /**
    * The table as its base snapshot's container blocks, for a reader that decodes, opens and
    * writes them itself (restore's COPY threads), plus the rest of it; null when it must be read
-   * as rows (`rows`): collapsed changes spilled, a truncate, a base version not read directly,
+   * as rows (`rows`): a truncate, a base version not read directly,
    * columns to fill, or a table version a block names that the merge would see differently.
    * Read once, instead of `rows` (in 'any' order).
    */
@@ -102,12 +102,15 @@ export interface TableBlocks {
   /** The unwrapped data key a sealed value names ('auth' without the keyring). */
   dataKey(idHex: string): Promise<DataKey>;
   /**
-   * Keys (table-merge.ts keyOf, of the opened row) of base rows the reader must hand back to
-   * `rest` rather than write: every other base row is in the table as it is.
+   * Keys (table-merge.ts keyOf, of the opened row) of base rows the reader must hand to `hold`
+   * rather than write (a key filter may hold a few others too): every other base row is in the
+   * table as it is.
    */
-  held: ReadonlySet<string>;
+  held: HeldKeys;
+  /** Base rows whose keys are held, as they are read (in block order): gives back those to write now as they are. */
+  hold(rows: BaseBatch): Promise<Row[]>;
   /** The rest of the table, once every block was read: the held base rows merged with the changes. */
-  rest(held: readonly BaseBatch[]): AsyncIterable<Row[]>;
+  rest(): AsyncIterable<Row[]>;
 }
 
 export interface StreamingReplay {
@@ -230,19 +233,21 @@ export async function prepareStreamingReplay(o: StreamingReplayOptions): Promise
         },
         async blocks() {
           if (read) throw new ChartlogError('internal', `${name}: rows read twice`);
-          const held = merge.heldKeys();
           const keys = o.keys;
-          if (o.asWritten || o.beforeApply || !held || missing.fill.size > 0 || missing.renames.size > 0 || (o.open && !keys)) return null;
+          if (o.asWritten || o.beforeApply || !merge.readsBase || missing.fill.size > 0 || missing.renames.size > 0 || (o.open && !keys)) return null;
           if (!(await blockReaders(tableBase, name, o.codec))) return null;
           read = true;
+          // Spilled changes too: the base rows a change may touch are held (a key filter), the others written as they are.
+          const pass = await merge.openBase(schema);
           return {
             source: o.source,
             open: o.open,
             blocks: reader.snapshotBlocks(tableBase, name),
             registered: (fingerprint) => o.schemas.resolve(BigInt(`0x${fingerprint}`)),
             dataKey: (idHex) => keys!.get(idHex),
-            held,
-            rest: (heldRows) => refusingDamage(merge.merge(() => asBatches(heldRows), schema), o.source),
+            held: pass.held(),
+            hold: (rows) => pass.add(rows),
+            rest: () => refusingDamage(pass.rest(), o.source),
           };
         },
       });
@@ -442,10 +447,6 @@ async function* decodeAhead(groups: AsyncIterable<StoredRecord[]>, codec: AvroCo
     pending = next;
   }
   if (pending) yield await pending;
-}
-
-async function* asBatches(batches: readonly BaseBatch[]): AsyncGenerator<BaseBatch> {
-  yield* batches;
 }
 
 /** A damaged object can break a decoder in ways it does not name: still a refusal, never a bug. */

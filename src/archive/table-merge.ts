@@ -39,6 +39,33 @@ export interface BaseBatch {
   rows: Row[];
 }
 
+/**
+ * The keys of base rows a base pass must see (BasePass.held): exact keys, and the bits of a
+ * sealed KeyFilter (null: none). Plain data, so COPY threads are sent it as it is.
+ */
+export interface HeldKeys {
+  readonly keys: readonly string[];
+  readonly bits: Uint32Array | null;
+}
+
+/** Whether HeldKeys hold a key ("maybe" for about 1 in 32 others when it has bits); null: holds none. */
+export function heldTest(h: HeldKeys): ((key: string) => boolean) | null {
+  const keys = new Set(h.keys);
+  const bits = h.bits;
+  if (bits) return keys.size === 0 ? (k) => filterHas(bits, k) : (k) => keys.has(k) || filterHas(bits, k);
+  return keys.size === 0 ? null : (k) => keys.has(k);
+}
+
+/** One pass of the base snapshot past a table's collapsed changes (TableMerge.openBase). */
+export interface BasePass {
+  /** Keys of base rows `add` must see: a base row whose key it does not hold is in the table as it is. */
+  held(): HeldKeys;
+  /** Base rows (in any order; rows not held may come too): gives back those in the table as they are. */
+  add(batch: BaseBatch): Promise<Row[]>;
+  /** The rest of the table once every base row was added or passed by: changed and new rows. Read once. */
+  rest(): AsyncGenerator<Row[]>;
+}
+
 /** A previous image taken by an update: known, or "whatever the key held before" (`from`). */
 type Previous = { row: Row | null; from: string | null } | null;
 
@@ -86,6 +113,8 @@ export class TableMerge {
    * it is, so only the base rows a change may touch are partitioned to disk (not the whole table).
    */
   private readonly spilledKeys = new KeyFilter();
+  /** Spill files of the base rows a change may touch, open while a base pass adds them (closed by `discard` after a failure). */
+  private baseWriters: SpillWriter[] = [];
   /** Names this merge's spill files apart from other tables' in the same directory. */
   private readonly id = mergesMade++;
   /** How much was spilled (for the summary and tests). */
@@ -112,14 +141,9 @@ export class TableMerge {
   /** The last change applied dropped the table (op x): a restore does not create it. */
   dropped = false;
 
-  /**
-   * The keys whose base rows the merge must see (when nothing is spilled and the base counts): a
-   * change touched them, or another key's row takes unchanged values from them. Every other base
-   * row is in the table as it is, so a reader may pass those by (restore's COPY threads do).
-   */
-  heldKeys(): ReadonlySet<string> | null {
-    if (this.spilled || this.baseDropped) return null;
-    return new Set([...this.map.keys(), ...this.crossWants.keys()]);
+  /** Whether the base snapshot still counts (no truncate since): a base pass reads it. */
+  get readsBase(): boolean {
+    return !this.baseDropped;
   }
 
   /** Whether segments wait on disk now. */
@@ -274,74 +298,121 @@ export class TableMerge {
    * collapsed changes. Base rows come first, changed and new rows after them.
    */
   async *merge(base: () => AsyncIterable<BaseBatch>, schema: TableSchema): AsyncGenerator<Row[]> {
-    const captured = new Map<string, Row>();
-    const images = new Map<string, Entry | null>();
-    const deferred: Entry[] = [];
-    if (!this.spilled) {
-      yield* this.mergePartition(this.map, this.baseDropped ? null : base(), captured, deferred);
-      this.map.clear();
-    } else {
-      await this.spill();
-      // The base rows a change may touch, partitioned as the changes are; the others (no segment
-      // names their key) are in the table as they are and go out at once. Base images other rows
-      // wait for are kept aside.
-      let baseFiles: string[] | null = null;
-      if (!this.baseDropped) {
-        const writers = this.partitionWriters();
-        const touched = this.spilledKeys.seal();
-        let closed = false;
-        try {
-          for await (const batch of base()) {
-            const out: Row[] = [];
-            for (const row of batch.rows) {
-              const key = keyOf(batch.schema, row);
-              if (this.crossWants.has(key)) captured.set(key, row);
-              if (!touched.has(key)) out.push(row);
-              else {
-                await writers[partitionOf(key, this.partitions)]!.add(serialize([key, ...encodeRow(row)]));
-                this.spilledBaseRows++;
-              }
-            }
-            if (out.length > 0) yield out;
-          }
-          for (const w of writers) {
-            await w.close();
-            this.spilledBytes += w.bytes;
-          }
-          closed = true;
-        } finally {
-          // Stopped part way (the reader returned, or failed): no file handle is left open.
-          if (!closed) for (const w of writers) await w.abandon();
+    const pass = await this.openBase(schema);
+    let done = false;
+    try {
+      if (this.readsBase) {
+        for await (const batch of base()) {
+          const out = await pass.add(batch);
+          if (out.length > 0) yield out;
         }
-        baseFiles = writers.map((w) => w.path);
       }
-      for (let p = 0; p < this.partitions; p++) {
-        const map = new Map<string, Entry>();
-        const wanted = [...this.crossWants].filter(([k]) => partitionOf(k, this.partitions) === p);
-        for (let j = 0; j < this.segments.length; j++) {
-          // What a wanted key holds as segment j begins, for the rows of other keys that need it.
-          for (const [k, segs] of wanted) {
-            if (!segs.has(j)) continue;
-            const e = map.get(k);
-            images.set(`${j}\u0000${k}`, e ? { ...e } : null);
-          }
-          const file = this.segments[j]![p]!;
-          for await (const records of readSpill(file, this.o.key)) {
-            for (const r of records) {
-              const [key, later] = decodeEntry(r, j);
-              const earlier = map.get(key);
-              map.set(key, earlier ? compose(earlier, later, key, this.table) : later);
-            }
-          }
-          await rm(file, { force: true });
-        }
-        const file = baseFiles?.[p];
-        yield* this.mergePartition(map, file ? spilledBase(file, this.o.key) : null, captured, deferred);
-        if (file) await rm(file, { force: true });
-      }
-      this.segments = [];
+      yield* pass.rest();
+      done = true;
+    } finally {
+      // Stopped part way (the reader returned, or failed): no file handle is left open.
+      if (!done) await this.abandonBase();
     }
-    // Rows whose unchanged values come from another key: every base row and segment was seen.
+  }
+
+  /**
+   * Starts the one pass of the base snapshot past the collapsed changes (`merge`, or a reader of
+   * base snapshot blocks: restore's COPY text path). Base rows whose keys `held` does not hold are
+   * in the table as they are and need not be added; the others go through `add`, then `rest`
+   * gives the changed and new rows. When the changes spilled, the base rows a change may touch
+   * (by the KeyFilter of every key spilled) are partitioned to disk as the changes are and each
+   * partition merged on its own, so memory holds one partition, never the table.
+   */
+  async openBase(schema: TableSchema): Promise<BasePass> {
+    const captured = new Map<string, Row>();
+    const deferred: Entry[] = [];
+    const images = new Map<string, Entry | null>();
+    const wants = this.crossWants;
+    if (!this.spilled) {
+      const map = this.map;
+      return {
+        held: () => ({ keys: [...map.keys(), ...wants.keys()], bits: null }),
+        add: async (batch) => this.passBase(map, batch, captured),
+        rest: () => this.restInMemory(map, deferred, images, captured, schema),
+      };
+    }
+    await this.spill();
+    // Base images other rows wait for are kept aside (captured) as the base passes.
+    const touched = this.spilledKeys.seal();
+    const writers = this.baseDropped ? null : this.partitionWriters();
+    if (writers) this.baseWriters = writers;
+    return {
+      held: () => ({ keys: [...wants.keys()], bits: touched }),
+      add: async (batch) => {
+        const out: Row[] = [];
+        for (const row of batch.rows) {
+          const key = keyOf(batch.schema, row);
+          if (wants.has(key)) captured.set(key, row);
+          if (!filterHas(touched, key)) out.push(row);
+          else {
+            await writers![partitionOf(key, this.partitions)]!.add(serialize([key, ...encodeRow(row)]));
+            this.spilledBaseRows++;
+          }
+        }
+        return out;
+      },
+      rest: () => this.restSpilled(writers, deferred, images, captured, schema),
+    };
+  }
+
+  private async *restInMemory(map: Map<string, Entry>, deferred: Entry[], images: Map<string, Entry | null>, captured: Map<string, Row>, schema: TableSchema): AsyncGenerator<Row[]> {
+    yield* this.entryRows(map, deferred);
+    map.clear();
+    yield* this.deferredRows(deferred, images, captured, schema);
+  }
+
+  /** Each partition: its segments composed, its spilled base rows past them, then its entries' rows. */
+  private async *restSpilled(writers: SpillWriter[] | null, deferred: Entry[], images: Map<string, Entry | null>, captured: Map<string, Row>, schema: TableSchema): AsyncGenerator<Row[]> {
+    let baseFiles: string[] | null = null;
+    if (writers) {
+      for (const w of writers) {
+        await w.close();
+        this.spilledBytes += w.bytes;
+      }
+      this.baseWriters = [];
+      baseFiles = writers.map((w) => w.path);
+    }
+    for (let p = 0; p < this.partitions; p++) {
+      const map = new Map<string, Entry>();
+      const wanted = [...this.crossWants].filter(([k]) => partitionOf(k, this.partitions) === p);
+      for (let j = 0; j < this.segments.length; j++) {
+        // What a wanted key holds as segment j begins, for the rows of other keys that need it.
+        for (const [k, segs] of wanted) {
+          if (!segs.has(j)) continue;
+          const e = map.get(k);
+          images.set(`${j}\u0000${k}`, e ? { ...e } : null);
+        }
+        const file = this.segments[j]![p]!;
+        for await (const records of readSpill(file, this.o.key)) {
+          for (const r of records) {
+            const [key, later] = decodeEntry(r, j);
+            const earlier = map.get(key);
+            map.set(key, earlier ? compose(earlier, later, key, this.table) : later);
+          }
+        }
+        await rm(file, { force: true });
+      }
+      const file = baseFiles?.[p];
+      if (file) {
+        for await (const pairs of spilledBase(file, this.o.key)) {
+          const out = this.passBase(map, pairs, null);
+          if (out.length > 0) yield out;
+        }
+        await rm(file, { force: true });
+      }
+      yield* this.entryRows(map, deferred);
+    }
+    this.segments = [];
+    yield* this.deferredRows(deferred, images, captured, schema);
+  }
+
+  /** Rows whose unchanged values come from another key, once every base row and segment was seen. */
+  private *deferredRows(deferred: Entry[], images: Map<string, Entry | null>, captured: Map<string, Row>, schema: TableSchema): Generator<Row[]> {
     const out: Row[] = [];
     for (const e of deferred) {
       const source = this.imageOf(e.from!, e.fromSeg ?? 0, images, captured, 0);
@@ -361,41 +432,39 @@ export class TableMerge {
     return source ? fillFrom(e.row, source, null) : e.row;
   }
 
-  /** One partition: base rows past the entries, then the entries' rows (those needing another key's image: deferred). */
-  private async *mergePartition(
-    map: Map<string, Entry>,
-    base: AsyncIterable<BaseBatch | [string, Row][]> | null,
-    captured: Map<string, Row>,
-    deferred: Entry[],
-  ): AsyncGenerator<Row[]> {
+  /**
+   * Base rows past a partition's entries: those in the table now (no entry, or copies past those
+   * dropped). The base snapshot's rows come with their version (base images other keys want are
+   * captured); a spilled base partition's with their keys.
+   */
+  private passBase(map: Map<string, Entry>, batch: BaseBatch | [string, Row][], captured: Map<string, Row> | null): Row[] {
+    const out: Row[] = [];
     const wants = this.crossWants;
-    if (base) {
-      for await (const batch of base) {
-        const out: Row[] = [];
-        // Spilled base partitions carry their keys; the base snapshot itself comes with its schema.
-        const keyed = Array.isArray(batch);
-        const items = keyed ? batch : batch.rows;
-        for (const item of items) {
-          let key: string;
-          let row: Row;
-          if (keyed) [key, row] = item as [string, Row];
-          else {
-            row = item as Row;
-            key = keyOf((batch as BaseBatch).schema, row);
-            if (wants.has(key)) captured.set(key, row);
-          }
-          const e = map.get(key);
-          if (!e) {
-            out.push(row);
-            continue;
-          }
-          e.seen = (e.seen ?? 0) + 1;
-          if (e.seen > e.drop) out.push(row);
-          if (e.from === key && e.base === undefined) e.base = row;
-        }
-        if (out.length > 0) yield out;
+    const keyed = Array.isArray(batch);
+    const items = keyed ? batch : batch.rows;
+    for (const item of items) {
+      let key: string;
+      let row: Row;
+      if (keyed) [key, row] = item as [string, Row];
+      else {
+        row = item as Row;
+        key = keyOf((batch as BaseBatch).schema, row);
+        if (captured && wants.has(key)) captured.set(key, row);
       }
+      const e = map.get(key);
+      if (!e) {
+        out.push(row);
+        continue;
+      }
+      e.seen = (e.seen ?? 0) + 1;
+      if (e.seen > e.drop) out.push(row);
+      if (e.from === key && e.base === undefined) e.base = row;
     }
+    return out;
+  }
+
+  /** A partition's entries' rows, after its base rows (those needing another key's image: deferred). */
+  private *entryRows(map: Map<string, Entry>, deferred: Entry[]): Generator<Row[]> {
     let out: Row[] = [];
     for (const [key, e] of map) {
       if (e.keep === 0) continue;
@@ -433,9 +502,14 @@ export class TableMerge {
     return row;
   }
 
+  private async abandonBase(): Promise<void> {
+    for (const w of this.baseWriters.splice(0)) await w.abandon();
+  }
+
   /** Removes whatever is left on disk (after a failure). */
   async discard(): Promise<void> {
     this.map.clear();
+    await this.abandonBase();
     for (const seg of this.segments) for (const f of seg) await rm(f, { force: true });
     this.segments = [];
   }
@@ -566,29 +640,32 @@ export class KeyFilter {
     this.hashes[this.count++] = hashOf(key);
   }
 
-  /** The keys added so far, as a bit array to ask. */
-  seal(): { has(key: string): boolean } {
+  /** The keys added so far, as a bit array to ask (`filterHas`). */
+  seal(): Uint32Array {
     let bits = 1024;
     while (bits < 32 * this.count && bits < 2 ** 31) bits *= 2;
-    const words = new Uint32Array(bits / 32);
+    // Shared memory: COPY threads are sent the bits without a copy each (BasePass.held).
+    const words = new Uint32Array(new SharedArrayBuffer(bits / 8));
     const mask = bits - 1;
-    // Mixed again (murmur3's finaliser): the partition is the same hash modulo the partitions.
-    const spot = (h: number): number => {
-      h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-      h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-      return ((h ^ (h >>> 16)) >>> 0) & mask;
-    };
     for (let i = 0; i < this.count; i++) {
-      const b = spot(this.hashes[i]!);
+      const b = filterSpot(this.hashes[i]!, mask);
       words[b >>> 5]! |= 1 << (b & 31);
     }
-    return {
-      has: (key) => {
-        const b = spot(hashOf(key));
-        return (words[b >>> 5]! & (1 << (b & 31))) !== 0;
-      },
-    };
+    return words;
   }
+}
+
+/** Whether a sealed KeyFilter's bits may hold the key (never false for a key added). */
+export function filterHas(words: Uint32Array, key: string): boolean {
+  const b = filterSpot(hashOf(key), words.length * 32 - 1);
+  return (words[b >>> 5]! & (1 << (b & 31))) !== 0;
+}
+
+/** A key's bit: its hash mixed again (murmur3's finaliser: the partition is the same hash modulo the partitions). */
+function filterSpot(h: number, mask: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return ((h ^ (h >>> 16)) >>> 0) & mask;
 }
 
 /** A row as v8 can serialize it: UNCHANGED (a symbol) is listed apart. */

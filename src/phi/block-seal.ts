@@ -1,7 +1,7 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { ChartlogError } from '../core/errors.js';
 import type { CellValue } from '../core/table-schema.js';
-import { cellOf, compactCellOf, firstMember, inSet, RowPlaces, setMembers } from './row-seal.js';
+import { cellOf, compactCellOf, firstMember, RowPlaces, setMembers } from './row-seal.js';
 import { BLOCK_SEAL_FORMAT, drawNonce, headerLength, KEY_ID_BYTES, openAfterHeader, sealAfterHeader, TAG_BYTES, type DataKey, type SealAlgorithm } from './sealer.js';
 
 /**
@@ -200,12 +200,22 @@ export function isBlockReference(v: CellValue | undefined): v is Uint8Array {
 
 /** The row index a reference names, or -1 when it is malformed. */
 export function referencedRow(ref: Uint8Array): number {
+  // A block's rows fit in two bytes: read those with integer shifts (this runs for every sealed
+  // cell of every base row a restore writes), the rare longer forms as before.
+  const at = 1 + NONCE_PREFIX;
+  const end = ref.length;
+  if (end === at + 1) return ref[at]! < 0x80 ? ref[at]! : -1;
+  if (end === at + 2) {
+    const b0 = ref[at]!;
+    const b1 = ref[at + 1]!;
+    return b0 >= 0x80 && b1 < 0x80 ? (b0 & 0x7f) | (b1 << 7) : -1;
+  }
   let n = 0;
   let shift = 0;
-  for (let at = 1 + NONCE_PREFIX; at < ref.length; at++) {
-    const b = ref[at]!;
+  for (let i = at; i < end; i++) {
+    const b = ref[i]!;
     n += (b & 0x7f) * 2 ** shift;
-    if (b < 0x80) return at === ref.length - 1 ? n : -1;
+    if (b < 0x80) return i === end - 1 ? n : -1;
     shift += 7;
   }
   return -1;
@@ -285,7 +295,8 @@ export function blockIdOf(v: Uint8Array): string {
  */
 export class OpenedBlock {
   private readonly keys: [number, number][] = [];
-  private readonly cells = new Map<number, Int32Array>();
+  /** Per sealed column (by index; undefined: not in the block's set), each row's [start, end) in `body`, start -1 when absent. */
+  private readonly cells: (Int32Array | undefined)[] = [];
   /** `id` as bytes, made at the first `isNamedBy`. */
   private prefix: Uint8Array | undefined;
 
@@ -327,7 +338,7 @@ export class OpenedBlock {
         ends[2 * r] = at;
         ends[2 * r + 1] = at += n - 1;
       }
-      this.cells.set(c, ends);
+      this.cells[c] = ends;
     }
     if (at !== body.length) throw malformed(where);
   }
@@ -369,7 +380,7 @@ export class OpenedBlock {
 
   /** True when the block holds a value of sealed column c in row r. */
   holds(c: number, r: number): boolean {
-    const ends = inSet(this.set, c) ? this.cells.get(c) : undefined;
+    const ends = this.cells[c];
     return ends !== undefined && ends[2 * r]! >= 0;
   }
 
@@ -380,7 +391,7 @@ export class OpenedBlock {
 
   /** The compact cell (format 4's form, row-seal.ts) of sealed column c in row r (which `holds`): a view of the plaintext, valid until `wipe`. */
   cellBytes(c: number, r: number): Uint8Array {
-    const ends = this.cells.get(c)!;
+    const ends = this.cells[c]!;
     return this.body.subarray(ends[2 * r]!, ends[2 * r + 1]!);
   }
 

@@ -93,15 +93,29 @@ describe('chartlog restore: changes past the memory budget spill and restore exa
     if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
   });
 
-  it('spills (the summary says so) and equals the source value by value, into PostgreSQL and as csv', async () => {
-    const target = await newDb();
-    const r = await runChartlog(['restore', '--config', configFile, '--source', 'clinic', '--to', 'latest', '--target', target.url, '--json']);
-    assert.equal(r.code, 0, r.stderr.slice(0, 2000));
-    const summary = JSON.parse(r.stdout) as { spilled: string[]; rows: number };
-    assert.deepEqual(summary.spilled, ['public.patients'], 'the patients changes outgrew the 1 MiB budget');
-    for (const [table, order] of [['patients', 'id'], ['log', 'patient, event']] as const) {
-      const diff = diffCaptures(await target.capture(table, order), await source.capture(table, order), table);
-      assert.equal(diff, null, diff ?? '');
+  it('spills (the summary says so) and equals the source value by value, into PostgreSQL (base blocks as COPY text, on the main thread and on COPY threads) and as csv', async () => {
+    const threaded = join(work, 'threaded.yaml');
+    writeFileSync(threaded, readFileSync(configFile, 'utf8').replace('memoryBudgetMiB: 1,', 'memoryBudgetMiB: 1, copyThreads: 2, copyThreadsFromRows: 0,'));
+    for (const [config, base] of [
+      [configFile, 'blocks on the main thread'],
+      [threaded, 'blocks on COPY threads'],
+    ] as const) {
+      const target = await newDb();
+      const r = await runChartlog(['restore', '--config', config, '--source', 'clinic', '--to', 'latest', '--target', target.url, '--json']);
+      assert.equal(r.code, 0, r.stderr.slice(0, 2000));
+      const summary = JSON.parse(r.stdout) as { spilled: string[]; rows: number };
+      assert.deepEqual(summary.spilled, ['public.patients'], 'the patients changes outgrew the 1 MiB budget');
+      // The spilled table's base rows a change may touch were held back into the merge's spill
+      // partitions; the others went from their blocks straight into COPY.
+      const restored = r.stderr
+        .split('\n')
+        .filter((l) => l.includes('"table restored"'))
+        .map((l) => JSON.parse(l) as { table: string; base: string });
+      assert.deepEqual(restored.find((l) => l.table === 'public.patients')?.base, base);
+      for (const [table, order] of [['patients', 'id'], ['log', 'patient, event']] as const) {
+        const diff = diffCaptures(await target.capture(table, order), await source.capture(table, order), table);
+        assert.equal(diff, null, `${base}: ${diff ?? ''}`);
+      }
     }
     assert.ok((await source.capture('patients')).some((row) => Number(row.id) > 10000), 'key changes are in the test');
     assert.deepEqual(readdirSync(spillDir), [], 'the spill directory is removed');

@@ -12,8 +12,7 @@ import { OpeningKeys, type DataKeySource } from '../../phi/opening-keys.js';
 import { PhiOpener } from '../../phi/phi-opener.js';
 import { sealedPosition } from '../../phi/sealer.js';
 import { pgText } from './postgres-text.js';
-import type { BaseBatch } from '../../archive/table-merge.js';
-import { keyOf } from '../../archive/table-merge.js';
+import { heldTest, keyOf, type BaseBatch, type HeldKeys } from '../../archive/table-merge.js';
 import type { TableBlocks } from '../../archive/streaming-replay.js';
 import { CopyTextBuffer, writeCopyRow } from './copy-text-buffer.js';
 import type { SourceEngine, TablePlan } from './restore-target.js';
@@ -35,8 +34,8 @@ export interface CopyTableSpec {
   readonly columns: TablePlan['table']['columns'];
   readonly sealed: readonly boolean[];
   readonly engine: SourceEngine;
-  /** Keys whose rows go back as rows (TableBlocks.held); empty: none. */
-  readonly held: readonly string[];
+  /** Keys whose rows go back as rows (TableBlocks.held). */
+  readonly held: HeldKeys;
   /** "schema.table", for messages. */
   readonly name: string;
 }
@@ -58,7 +57,7 @@ export function copyTableSpec(t: TableBlocks, plan: TablePlan): CopyTableSpec {
     columns: plan.table.columns,
     sealed: plan.table.columns.map((c) => plan.sealed.has(c.name)),
     engine: plan.sourceEngine,
-    held: [...t.held],
+    held: t.held,
     name: plan.name,
   };
 }
@@ -107,7 +106,8 @@ const ROW_PATH = 2;
 const MAX_SEALS = 8;
 
 export class CopyBlockRenderer {
-  private readonly held: ReadonlySet<string> | null;
+  /** Whether a row's key is held; null: none is. */
+  private readonly held: ((key: string) => boolean) | null;
   private readonly compiled = new Map<string, CompiledTable>();
   private readonly direct = new Map<string, DirectVersion | null>();
   private readonly opener: PhiOpener;
@@ -124,7 +124,7 @@ export class CopyBlockRenderer {
     readonly spec: CopyTableSpec,
     keys: DataKeySource,
   ) {
-    this.held = spec.held.length > 0 ? new Set(spec.held) : null;
+    this.held = heldTest(spec.held);
     this.opener = new PhiOpener({ source: spec.source, keys });
     this.keys = new OpeningKeys(keys);
   }
@@ -197,7 +197,7 @@ export class CopyBlockRenderer {
       }
       const row = d.after;
       if (!row) continue;
-      if (held && held.has(keyOf(compiled.table, row))) {
+      if (held && held(keyOf(compiled.table, row))) {
         heldRows.push(ownBytes(row));
         continue;
       }
@@ -316,7 +316,7 @@ export class CopyBlockRenderer {
       this.checkSealPosition(entry, v.where[first]!);
       blockRowOf(entry.opened!, cells, openingKeyAad(compiled.key, keyRow, true), v.where);
     } else if (cells.some((x) => x !== null)) return ROW_PATH;
-    if (this.held?.has(keyOf(compiled.table, keyRow))) return HELD;
+    if (this.held?.(keyOf(compiled.table, keyRow))) return HELD;
     out.byte(0x0a);
     return WRITTEN;
   }

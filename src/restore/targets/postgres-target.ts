@@ -8,7 +8,6 @@ import { CopyTextBuffer, writeCopyRow } from './copy-text-buffer.js';
 import { CopyBlockThreads } from './copy-block-threads.js';
 import { renderInline } from './copy-block-renderer.js';
 import type { TableBlocks } from '../../archive/streaming-replay.js';
-import type { BaseBatch } from '../../archive/table-merge.js';
 import { enumOf, pgColumnType, pgTypeOfKind, qualifiedIdent, quoteIdent, sqlLiteral } from './postgres-text.js';
 import { maskUrl } from '../../core/mask-url.js';
 import { eachBatch, scrubMessage, type RestoreTarget, type RowSource, type TablePlan } from './restore-target.js';
@@ -127,22 +126,26 @@ export class PostgresTarget implements RestoreTarget {
   /**
    * The table from its base snapshot's blocks, turned into COPY text (copy-block-renderer.ts) on
    * the COPY threads (copy-block-threads.ts) when `threads` and there are any, else on this
-   * thread, and streamed into COPY here in block order; then the rows held back, merged with the
-   * changes (TableBlocks.rest), written as `writeTable` does.
+   * thread, and streamed into COPY here in block order; the rows held back go to the merge as
+   * they come (TableBlocks.hold: to its spill files when the changes spilled), and what it gives
+   * back and then the rest (TableBlocks.rest) are written as `writeTable` does.
    */
   async writeBlocks(plan: TablePlan, blocks: TableBlocks, progress: (rows: number, bytes?: number) => void, threaded = true): Promise<number> {
     const count = this.options.copyThreads ?? copyThreadCount();
     const threads = threaded && count > 0 ? (this.threads ??= new CopyBlockThreads(count)) : null;
     return this.copyTable(plan, async function* (count) {
-      const held: BaseBatch[] = [];
       for await (const r of threads ? threads.render(blocks, plan) : renderInline(blocks, plan)) {
-        if (r.held) held.push(r.held);
-        if (r.rows === 0) continue;
-        count.rows += r.rows;
-        yield r.bytes;
-        progress(r.rows, r.bytes.length);
+        if (r.rows > 0) {
+          count.rows += r.rows;
+          yield r.bytes;
+          progress(r.rows, r.bytes.length);
+        }
+        if (r.held) {
+          const now = await blocks.hold(r.held);
+          if (now.length > 0) yield* copyChunks(plan, now, count, progress);
+        }
       }
-      yield* copyChunks(plan, blocks.rest(held), count, progress);
+      yield* copyChunks(plan, blocks.rest(), count, progress);
     });
   }
 

@@ -4,7 +4,7 @@ import { ChartlogError } from '../../../src/core/errors.js';
 import { Position } from '../../../src/core/position.js';
 import type { CellValue } from '../../../src/core/table-schema.js';
 import { keyAad } from '../../../src/phi/aad.js';
-import { BlockPlaces, isBlockReference, isBlockSeal, MAX_BLOCK_BODY_BYTES, OpenedBlock, OpenedBlocks, openBlockRow, sealBlock, type BlockRow } from '../../../src/phi/block-seal.js';
+import { BLOCK_REFERENCE as BLOCK_REFERENCE_BYTE, BlockPlaces, isBlockReference, isBlockSeal, MAX_BLOCK_BODY_BYTES, OpenedBlock, OpenedBlocks, openBlockRow, referencedRow, sealBlock, type BlockRow } from '../../../src/phi/block-seal.js';
 import { positionBytes, sealedKeyId, sealedPosition, type DataKey, type SealAlgorithm } from '../../../src/phi/sealer.js';
 
 /**
@@ -179,3 +179,21 @@ for (const algorithm of ['XChaCha20-Poly1305', 'AES-256-GCM'] as const) {
     assert.deepEqual(got[1], [null, 'CANARY-SSN-987', '1970-01-01', null]);
   });
 }
+
+test('referencedRow reads every row index a reference can carry (the two-byte fast forms included), and -1 for malformed ones', () => {
+  const ref = (...tail: number[]) => Uint8Array.from([BLOCK_REFERENCE_BYTE, 1, 2, 3, 4, 5, 6, 7, 8, ...tail]);
+  const leb = (n: number): number[] => {
+    const out: number[] = [];
+    for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n % 128) | 0x80);
+    out.push(n);
+    return out;
+  };
+  for (const n of [0, 1, 127, 128, 129, 4095, 16383, 16384, 2 ** 21 - 1, 2 ** 21, 2 ** 28 + 5, 2 ** 34]) assert.equal(referencedRow(ref(...leb(n))), n, `row ${n}`);
+  for (let n = 0; n < 20_000; n += 7) assert.equal(referencedRow(ref(...leb(n))), n);
+  // Malformed: no row bytes, a continuation with nothing after it, bytes after the last one.
+  assert.equal(referencedRow(ref()), -1);
+  assert.equal(referencedRow(ref(0x80)), -1);
+  assert.equal(referencedRow(ref(0x81, 0x80)), -1);
+  assert.equal(referencedRow(ref(5, 1)), -1);
+  assert.equal(referencedRow(ref(0x85, 1, 2)), -1);
+});

@@ -73,7 +73,7 @@ async function archive(n: number) {
   return { rig, messages, registered, data };
 }
 
-const spec = (held: string[] = []): CopyTableSpec => ({ source: 'clinic', open: true, columns: patients.columns, sealed: patients.columns.map(() => false), engine: 'postgres', held, name: 'public.patients' });
+const spec = (held: string[] = []): CopyTableSpec => ({ source: 'clinic', open: true, columns: patients.columns, sealed: patients.columns.map(() => false), engine: 'postgres', held: { keys: held, bits: null }, name: 'public.patients' });
 
 async function expected(a: Awaited<ReturnType<typeof archive>>, held: ReadonlySet<string>): Promise<{ text: Buffer; rows: Row[] }> {
   const decoded = await a.rig.reader({ withKeys: true }).decodeMany(a.messages, { open: true });
