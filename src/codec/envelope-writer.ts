@@ -4,9 +4,9 @@ import { UNCHANGED, type CellValue, type Row, type TableSchema } from '../core/t
 import { sealingKeyAad } from '../phi/aad.js';
 import type { CryptoJobBuilder } from '../phi/crypto-jobs.js';
 import type { KeyManager } from '../phi/key-manager.js';
-import { isRowSealReference, referenceTo, rowSealLength, RowPlaintext, sealRowBody, writeReference, writeRowSealHeader, REFERENCE_BYTES } from '../phi/row-seal.js';
+import { isRowSealReference, referenceTo, rowSealHeaderLength, rowSealLength, RowPlaintext, sealRowBody, writeReference, writeRowSealHeader, REFERENCE_BYTES } from '../phi/row-seal.js';
 import { isBlockReference } from '../phi/block-seal.js';
-import { positionBytes, sealedKeyId, type DataKey } from '../phi/sealer.js';
+import { positionBytes, sealedKeyId, setPositionSeq, type DataKey } from '../phi/sealer.js';
 import { AvroWriter, NotDirect } from './avro-binary.js';
 import { ENVELOPE_OPS, MARKER_NAME } from './avro-schema.js';
 import type { CompiledColumn, CompiledTable } from './compiled-table.js';
@@ -96,7 +96,7 @@ export class EnvelopeWriter {
    */
   writeDirect(w: AvroWriter, compiled: CompiledTable, event: ChangeEvent, batch: ChangeBatch, tsUs: bigint, dek: DataKey | null, presealed: boolean, jobs: CryptoJobBuilder | null = null): void {
     w.raw(compiled.header);
-    const pos = sealingPosition(compiled, event, presealed);
+    const pos = this.sealingPosition(compiled, event, presealed);
     this.writeImage(w, compiled, event.before, dek, presealed, jobs, pos);
     this.writeImage(w, compiled, event.after, dek, presealed, jobs, pos);
     w.string(event.op);
@@ -140,6 +140,25 @@ export class EnvelopeWriter {
     return this.lastCommit.bytes;
   }
 
+  /**
+   * The event's position as sealed values carry it (`positionBytes`), or NO_POSITION when it seals
+   * nothing. For the direct writer the bytes are reused from event to event (one transaction's
+   * events share the commit; only the seq is rewritten): each row seal's header copies them, and
+   * nothing keeps them past the event.
+   */
+  private sealingPosition(compiled: CompiledTable, event: ChangeEvent, presealed: boolean): Uint8Array {
+    if (presealed || compiled.sealedColumns.length === 0) return NO_POSITION;
+    const p = event.position;
+    const last = this.lastPosition;
+    if (last && last.commit === p.commit) {
+      setPositionSeq(last.bytes, p.seq);
+      return last.bytes;
+    }
+    this.lastPosition = { commit: p.commit, bytes: positionBytes(p) };
+    return this.lastPosition.bytes;
+  }
+
+  private lastPosition: { readonly commit: string; readonly bytes: Uint8Array } | null = null;
   private lastOrigin: { readonly schema: TableSchema; readonly bytes: Uint8Array } | null = null;
   private lastCommit: { readonly commit: string; readonly bytes: Uint8Array } | null = null;
 
@@ -157,6 +176,7 @@ export class EnvelopeWriter {
     const table = compiled.name;
     const rp = presealed ? null : this.collectSealed(compiled, row);
     let sealAt = -1;
+    let nonceAt = -1;
     let present = 0;
     for (const c of compiled.columns) {
       if (!Object.hasOwn(row, c.name)) {
@@ -179,7 +199,7 @@ export class EnvelopeWriter {
         if (sealAt >= 0) {
           w.long(REFERENCE_BYTES);
           w.ensure(REFERENCE_BYTES);
-          w.pos = writeReference(w.buf, w.pos, sealAt);
+          w.pos = writeReference(w.buf, w.pos, sealAt, nonceAt);
           continue;
         }
         const k = requireDek(dek, table, c.name);
@@ -188,6 +208,7 @@ export class EnvelopeWriter {
         w.long(n);
         w.ensure(n);
         sealAt = w.pos;
+        nonceAt = sealAt + rowSealHeaderLength(pos, rp.set);
         writeRowSealHeader(k, pos, rp.set, w.buf, w.pos);
         const place = compiled.rowPlaces.of(rp.set);
         if (jobs) {
@@ -294,7 +315,10 @@ function valueError(err: unknown, compiled: CompiledTable, c: CompiledColumn): u
 }
 
 function checkAllColumnsKnown(compiled: CompiledTable, row: Row, present: number): void {
-  if (present !== Object.keys(row).length) {
+  // Counted without Object.keys' array (one per row image, all garbage).
+  let own = 0;
+  for (const k in row) if (Object.hasOwn(row, k)) own++;
+  if (present !== own) {
     const extra = Object.keys(row).filter((k) => !compiled.byName.has(k));
     throw new ChartlogError('internal', `${compiled.name}: row has columns not in its table version: ${extra.join(', ')}`);
   }
