@@ -102,16 +102,36 @@ export class EnvelopeWriter {
     w.string(event.op);
     w.raw(this.originOf(event.schema));
     w.raw(this.commitOf(event.position.commit));
-    if (batch.txId === null) w.long(0);
-    else {
-      w.long(1);
-      w.string(batch.txId);
-    }
+    const fields = this.batchFieldsOf(batch, tsUs);
+    w.raw(fields.txId);
     w.long(event.position.seq);
-    w.bigLong(batch.commitTsUs);
-    w.boolean(batch.snapshot);
-    w.bigLong(tsUs);
+    w.raw(fields.tail);
   }
+
+  /**
+   * The envelope's fields that every event of a batch shares, Avro-encoded once per batch: the
+   * txId before the event's seq, and commitTsUs, snapshot and tsUs after it (two BigInt
+   * conversions per event otherwise).
+   */
+  private batchFieldsOf(batch: ChangeBatch, tsUs: bigint): BatchFields {
+    const last = this.lastBatchFields;
+    // Compared by value: keeping the batch itself would keep its events alive until the next one.
+    if (last && last.txIdValue === batch.txId && last.commitTsUs === batch.commitTsUs && last.snapshot === batch.snapshot && last.tsUs === tsUs) return last;
+    const t = new AvroWriter(64);
+    if (batch.txId === null) t.long(0);
+    else {
+      t.long(1);
+      t.string(batch.txId);
+    }
+    const txIdEnd = t.pos;
+    t.bigLong(batch.commitTsUs);
+    t.boolean(batch.snapshot);
+    t.bigLong(tsUs);
+    this.lastBatchFields = { txIdValue: batch.txId, commitTsUs: batch.commitTsUs, snapshot: batch.snapshot, tsUs, txId: t.buf.subarray(0, txIdEnd), tail: t.buf.subarray(txIdEnd, t.pos) };
+    return this.lastBatchFields;
+  }
+
+  private lastBatchFields: BatchFields | null = null;
 
   /**
    * The envelope's connector, source name, database, schema and table, Avro-encoded once per
@@ -284,6 +304,16 @@ export class EnvelopeWriter {
 }
 
 const NO_POSITION = new Uint8Array(0);
+
+/** A batch's shared envelope fields (EnvelopeWriter.batchFieldsOf): the values, and their Avro bytes. */
+interface BatchFields {
+  readonly txIdValue: string | null;
+  readonly commitTsUs: bigint;
+  readonly snapshot: boolean;
+  readonly tsUs: bigint;
+  readonly txId: Uint8Array;
+  readonly tail: Uint8Array;
+}
 
 /** The event's position as sealed values carry it (`positionBytes`), when it seals any: made once per event. */
 function sealingPosition(compiled: CompiledTable, event: ChangeEvent, presealed: boolean): Uint8Array {
