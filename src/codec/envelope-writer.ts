@@ -4,9 +4,9 @@ import { UNCHANGED, type CellValue, type Row, type TableSchema } from '../core/t
 import { sealingKeyAad } from '../phi/aad.js';
 import type { CryptoJobBuilder } from '../phi/crypto-jobs.js';
 import type { KeyManager } from '../phi/key-manager.js';
-import { isRowSealReference, referenceTo, rowSealLength, RowPlaintext, sealRowBody, writeReference, writeRowSealHeader, REFERENCE_BYTES } from '../phi/row-seal.js';
+import { isRowSealReference, referenceTo, rowSealHeaderLength, rowSealLength, RowPlaintext, sealRowBody, writeReference, writeRowSealHeader, REFERENCE_BYTES } from '../phi/row-seal.js';
 import { isBlockReference } from '../phi/block-seal.js';
-import { positionBytes, sealedKeyId, type DataKey } from '../phi/sealer.js';
+import { positionBytes, sealedKeyId, setPositionSeq, type DataKey } from '../phi/sealer.js';
 import { AvroWriter, NotDirect } from './avro-binary.js';
 import { ENVELOPE_OPS, MARKER_NAME } from './avro-schema.js';
 import type { CompiledColumn, CompiledTable } from './compiled-table.js';
@@ -96,22 +96,42 @@ export class EnvelopeWriter {
    */
   writeDirect(w: AvroWriter, compiled: CompiledTable, event: ChangeEvent, batch: ChangeBatch, tsUs: bigint, dek: DataKey | null, presealed: boolean, jobs: CryptoJobBuilder | null = null): void {
     w.raw(compiled.header);
-    const pos = sealingPosition(compiled, event, presealed);
+    const pos = this.sealingPosition(compiled, event, presealed);
     this.writeImage(w, compiled, event.before, dek, presealed, jobs, pos);
     this.writeImage(w, compiled, event.after, dek, presealed, jobs, pos);
     w.string(event.op);
     w.raw(this.originOf(event.schema));
     w.raw(this.commitOf(event.position.commit));
-    if (batch.txId === null) w.long(0);
-    else {
-      w.long(1);
-      w.string(batch.txId);
-    }
+    const fields = this.batchFieldsOf(batch, tsUs);
+    w.raw(fields.txId);
     w.long(event.position.seq);
-    w.bigLong(batch.commitTsUs);
-    w.boolean(batch.snapshot);
-    w.bigLong(tsUs);
+    w.raw(fields.tail);
   }
+
+  /**
+   * The envelope's fields that every event of a batch shares, Avro-encoded once per batch: the
+   * txId before the event's seq, and commitTsUs, snapshot and tsUs after it (two BigInt
+   * conversions per event otherwise).
+   */
+  private batchFieldsOf(batch: ChangeBatch, tsUs: bigint): BatchFields {
+    const last = this.lastBatchFields;
+    // Compared by value: keeping the batch itself would keep its events alive until the next one.
+    if (last && last.txIdValue === batch.txId && last.commitTsUs === batch.commitTsUs && last.snapshot === batch.snapshot && last.tsUs === tsUs) return last;
+    const t = new AvroWriter(64);
+    if (batch.txId === null) t.long(0);
+    else {
+      t.long(1);
+      t.string(batch.txId);
+    }
+    const txIdEnd = t.pos;
+    t.bigLong(batch.commitTsUs);
+    t.boolean(batch.snapshot);
+    t.bigLong(tsUs);
+    this.lastBatchFields = { txIdValue: batch.txId, commitTsUs: batch.commitTsUs, snapshot: batch.snapshot, tsUs, txId: t.buf.subarray(0, txIdEnd), tail: t.buf.subarray(txIdEnd, t.pos) };
+    return this.lastBatchFields;
+  }
+
+  private lastBatchFields: BatchFields | null = null;
 
   /**
    * The envelope's connector, source name, database, schema and table, Avro-encoded once per
@@ -140,6 +160,25 @@ export class EnvelopeWriter {
     return this.lastCommit.bytes;
   }
 
+  /**
+   * The event's position as sealed values carry it (`positionBytes`), or NO_POSITION when it seals
+   * nothing. For the direct writer the bytes are reused from event to event (one transaction's
+   * events share the commit; only the seq is rewritten): each row seal's header copies them, and
+   * nothing keeps them past the event.
+   */
+  private sealingPosition(compiled: CompiledTable, event: ChangeEvent, presealed: boolean): Uint8Array {
+    if (presealed || compiled.sealedColumns.length === 0) return NO_POSITION;
+    const p = event.position;
+    const last = this.lastPosition;
+    if (last && last.commit === p.commit) {
+      setPositionSeq(last.bytes, p.seq);
+      return last.bytes;
+    }
+    this.lastPosition = { commit: p.commit, bytes: positionBytes(p) };
+    return this.lastPosition.bytes;
+  }
+
+  private lastPosition: { readonly commit: string; readonly bytes: Uint8Array } | null = null;
   private lastOrigin: { readonly schema: TableSchema; readonly bytes: Uint8Array } | null = null;
   private lastCommit: { readonly commit: string; readonly bytes: Uint8Array } | null = null;
 
@@ -157,6 +196,7 @@ export class EnvelopeWriter {
     const table = compiled.name;
     const rp = presealed ? null : this.collectSealed(compiled, row);
     let sealAt = -1;
+    let nonceAt = -1;
     let present = 0;
     for (const c of compiled.columns) {
       if (!Object.hasOwn(row, c.name)) {
@@ -179,7 +219,7 @@ export class EnvelopeWriter {
         if (sealAt >= 0) {
           w.long(REFERENCE_BYTES);
           w.ensure(REFERENCE_BYTES);
-          w.pos = writeReference(w.buf, w.pos, sealAt);
+          w.pos = writeReference(w.buf, w.pos, sealAt, nonceAt);
           continue;
         }
         const k = requireDek(dek, table, c.name);
@@ -188,6 +228,7 @@ export class EnvelopeWriter {
         w.long(n);
         w.ensure(n);
         sealAt = w.pos;
+        nonceAt = sealAt + rowSealHeaderLength(pos, rp.set);
         writeRowSealHeader(k, pos, rp.set, w.buf, w.pos);
         const place = compiled.rowPlaces.of(rp.set);
         if (jobs) {
@@ -264,6 +305,16 @@ export class EnvelopeWriter {
 
 const NO_POSITION = new Uint8Array(0);
 
+/** A batch's shared envelope fields (EnvelopeWriter.batchFieldsOf): the values, and their Avro bytes. */
+interface BatchFields {
+  readonly txIdValue: string | null;
+  readonly commitTsUs: bigint;
+  readonly snapshot: boolean;
+  readonly tsUs: bigint;
+  readonly txId: Uint8Array;
+  readonly tail: Uint8Array;
+}
+
 /** The event's position as sealed values carry it (`positionBytes`), when it seals any: made once per event. */
 function sealingPosition(compiled: CompiledTable, event: ChangeEvent, presealed: boolean): Uint8Array {
   return presealed || compiled.sealedColumns.length === 0 ? NO_POSITION : positionBytes(event.position);
@@ -294,7 +345,10 @@ function valueError(err: unknown, compiled: CompiledTable, c: CompiledColumn): u
 }
 
 function checkAllColumnsKnown(compiled: CompiledTable, row: Row, present: number): void {
-  if (present !== Object.keys(row).length) {
+  // Counted without Object.keys' array (one per row image, all garbage).
+  let own = 0;
+  for (const k in row) if (Object.hasOwn(row, k)) own++;
+  if (present !== own) {
     const extra = Object.keys(row).filter((k) => !compiled.byName.has(k));
     throw new ChartlogError('internal', `${compiled.name}: row has columns not in its table version: ${extra.join(', ')}`);
   }

@@ -22,6 +22,39 @@ export function parseScaledDecimal(text: string, scale: number, precision: numbe
   return formatScaledDecimal(unscaled, scale) === text ? unscaled : null;
 }
 
+/**
+ * `parseScaledDecimal` for the common short value, without the strings and BigInt it makes on
+ * the way (a large part of the codec's garbage per row): the unscaled value as a number when
+ * `text` is in canonical form with at most 15 digits and at most `precision` (exact in a
+ * double); undefined when `parseScaledDecimal` must decide (it then gives null or the value).
+ */
+export function smallScaledDecimal(text: string, scale: number, precision: number): number | undefined {
+  const n = text.length;
+  const negative = text.charCodeAt(0) === 0x2d; // '-'
+  const intStart = negative ? 1 : 0;
+  let i = intStart;
+  let v = 0;
+  for (; i < n; i++) {
+    const d = text.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) break;
+    v = v * 10 + d;
+  }
+  const intDigits = i - intStart;
+  // A leading zero is canonical only as the whole integer part ("0.50", never "00.50").
+  if (intDigits === 0 || (intDigits > 1 && text.charCodeAt(intStart) === 0x30)) return undefined;
+  if (scale > 0) {
+    if (text.charCodeAt(i) !== 0x2e || n - i - 1 !== scale) return undefined; // '.', then exactly `scale` digits
+    for (i++; i < n; i++) {
+      const d = text.charCodeAt(i) - 0x30;
+      if (d < 0 || d > 9) return undefined;
+      v = v * 10 + d;
+    }
+  } else if (i !== n) return undefined;
+  if (intDigits + scale > 15 || intDigits + scale > precision) return undefined;
+  if (negative && v === 0) return undefined; // '-0.00' is not what a decoder writes back
+  return negative ? -v : v;
+}
+
 export function formatScaledDecimal(unscaled: bigint, scale: number): string {
   const negative = unscaled < 0n;
   const digits = (negative ? -unscaled : unscaled).toString().padStart(scale + 1, '0');

@@ -79,7 +79,7 @@ export class MessageEncoder {
   private async encodeBatchInline(batch: ChangeBatch): Promise<BusMessage[]> {
     const tsUs = this.clock();
     const w = new AvroWriter(this.bufferSize(batch));
-    const spans: Span[] = [];
+    const spans = new MessageSpans();
     for (const event of batch.events) {
       const compiled = this.tables.ready(event.schema) ?? (await this.tables.compile(event.schema));
       let dek: DataKey | null = null;
@@ -100,10 +100,10 @@ export class MessageEncoder {
         }
       }
       if (!written) w.raw(this.writer.encode(compiled, event, batch, tsUs, dek));
-      spans.push({ table: compiled.name, fingerprint: compiled.registered.fingerprintHex, key: partitionKey(compiled, event), position: event.position, start, end: w.pos });
+      spans.add(compiled, event, start, w.pos);
     }
     this.bytesPerEvent = Math.max(64, w.pos / Math.max(1, batch.events.length));
-    return messagesOf(spans, w.buf);
+    return spans.finish(w.buf);
   }
 
   /** Sized from the batches before, so the batch buffer is rarely grown (each growth is a copy and garbage). */
@@ -123,7 +123,7 @@ export class MessageEncoder {
     const tsUs = this.clock();
     const w = new AvroWriter(this.bufferSize(batch));
     const jobs = new CryptoJobBuilder();
-    const spans: Span[] = [];
+    const spans = new MessageSpans();
     for (const event of batch.events) {
       const compiled = this.tables.ready(event.schema) ?? (await this.tables.compile(event.schema));
       let dek: DataKey | null = null;
@@ -142,12 +142,12 @@ export class MessageEncoder {
         }
       }
       if (!written) w.raw(this.writer.encode(compiled, event, batch, tsUs, dek));
-      spans.push({ table: compiled.name, fingerprint: compiled.registered.fingerprintHex, key: partitionKey(compiled, event), position: event.position, start, end: w.pos });
+      spans.add(compiled, event, start, w.pos);
     }
     this.bytesPerEvent = Math.max(64, w.pos / batch.events.length);
     const sealed = await pool.seal(jobs.take(), w.buf.subarray(0, w.pos));
     if (!sealed) return null;
-    return messagesOf(spans, sealed);
+    return spans.finish(sealed);
   }
 
   /**
@@ -264,26 +264,30 @@ function blockSealable(compiled: CompiledTable, e: ChangeEvent): boolean {
   return true;
 }
 
-/** Where one message of a batch lies in the batch's buffer. */
-interface Span {
-  readonly table: string;
-  readonly fingerprint: string;
-  readonly key: Uint8Array | null;
-  readonly position: Position;
-  readonly start: number;
-  readonly end: number;
+/**
+ * The messages of a batch as its events are written: one object per message, whose value is set
+ * once the buffer is final (`finish`; for the pool, the sealed buffer that came back), not a
+ * span object per event and then the message.
+ */
+class MessageSpans {
+  private readonly messages: { table: string; fingerprint: string; key: Uint8Array | null; value: Uint8Array; position: Position }[] = [];
+  /** Start and end of each message in the buffer. */
+  private readonly bounds: number[] = [];
+
+  add(compiled: CompiledTable, event: ChangeEvent, start: number, end: number): void {
+    this.messages.push({ table: compiled.name, fingerprint: compiled.registered.fingerprintHex, key: partitionKey(compiled, event), value: NO_VALUE, position: event.position });
+    this.bounds.push(start, end);
+  }
+
+  /** The messages as views of `buf`, the buffer they were written into (or its sealed copy). */
+  finish(buf: Uint8Array): BusMessage[] {
+    const { messages, bounds } = this;
+    for (let i = 0; i < messages.length; i++) messages[i]!.value = Buffer.from(buf.buffer, buf.byteOffset + bounds[2 * i]!, bounds[2 * i + 1]! - bounds[2 * i]!);
+    return messages;
+  }
 }
 
-/** The messages of a batch as views of the buffer they were written into. */
-function messagesOf(spans: readonly Span[], buf: Uint8Array): BusMessage[] {
-  return spans.map((m) => ({
-    table: m.table,
-    fingerprint: m.fingerprint,
-    key: m.key,
-    value: Buffer.from(buf.buffer, buf.byteOffset + m.start, m.end - m.start),
-    position: m.position,
-  }));
-}
+const NO_VALUE = Buffer.alloc(0);
 
 /**
  * Rows of one key land in one partition: the key columns' serialised values. A key with a

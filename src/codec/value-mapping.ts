@@ -4,6 +4,7 @@ import {
   bigintToTwosComplement,
   formatScaledDecimal,
   parseScaledDecimal,
+  smallScaledDecimal,
   twosComplementToBigint,
 } from './exact-decimal.js';
 import { fixedFractionDigits, formatDate, formatTime, formatTimestamp, parseDate, parseTime, parseTimestamp } from './temporal-text.js';
@@ -255,6 +256,12 @@ function decimalMapping(precision: number, scale: number): ValueMapping {
     fromAvro: (b, v) => (b === 'string' ? (v as string) : formatScaledDecimal(twosComplementToBigint(v as Uint8Array), scale)),
     write: (w, v, base) => {
       const text = expectString(v);
+      const small = smallScaledDecimal(text, scale, precision);
+      if (small !== undefined) {
+        w.long(base);
+        writeSmallTwosComplement(w, small);
+        return;
+      }
       const unscaled = parseScaledDecimal(text, scale, precision);
       if (unscaled === null) {
         w.long(base + 1);
@@ -266,6 +273,23 @@ function decimalMapping(precision: number, scale: number): ValueMapping {
     },
     read: (r, b) => (b === 1 ? r.string() : formatScaledDecimal(twosComplementToBigint(r.bytesView()), scale)),
   };
+}
+
+/**
+ * `w.bytes(bigintToTwosComplement(BigInt(v)))` for a safe integer, written straight into the
+ * message: minimal big-endian two's-complement bytes, no array or BigInt per value.
+ */
+function writeSmallTwosComplement(w: AvroWriter, v: number): void {
+  let length = 1;
+  while (v < -(2 ** (8 * length - 1)) || v >= 2 ** (8 * length - 1)) length++;
+  w.long(length);
+  w.ensure(length);
+  const buf = w.buf;
+  for (let i = w.pos + length - 1; i >= w.pos; i--) {
+    buf[i] = ((v % 256) + 256) % 256;
+    v = Math.floor(v / 256);
+  }
+  w.pos += length;
 }
 
 /** A logical value the encoder can never have written (so the message is damaged). */

@@ -72,16 +72,7 @@ export function placeAad(source: string, schema: string, table: string, column: 
 export function keyAad(key: readonly KeyPart[]): Uint8Array {
   if (key.length === 1) {
     const part = key[0];
-    if (part !== undefined && !('sealed' in part)) {
-      const cell = serializeCellTransient(part.value);
-      const out = new Uint8Array(4 + 4 + 1 + 4 + cell.length);
-      putUint32LE(out, 0, 4 + 1 + 4 + cell.length);
-      putUint32LE(out, 4, 1);
-      out[8] = 1;
-      putUint32LE(out, 9, cell.length);
-      out.set(cell, 13);
-      return out;
-    }
+    if (part !== undefined && !('sealed' in part)) return singleValueKeyAad(part.value);
   }
   const parts: Uint8Array[] = [];
   for (const part of key) {
@@ -90,6 +81,18 @@ export function keyAad(key: readonly KeyPart[]): Uint8Array {
     else parts.push(lengthPrefixed([Uint8Array.of(1), serializeCell(part.value)]));
   }
   return lengthPrefixed(parts);
+}
+
+/** `keyAad([{ value: v }])`: one part, a plain value. */
+function singleValueKeyAad(v: CellValue): Uint8Array {
+  const cell = serializeCellTransient(v);
+  const out = new Uint8Array(4 + 4 + 1 + 4 + cell.length);
+  putUint32LE(out, 0, 4 + 1 + 4 + cell.length);
+  putUint32LE(out, 4, 1);
+  out[8] = 1;
+  putUint32LE(out, 9, cell.length);
+  out.set(cell, 13);
+  return out;
 }
 
 /** The canonical AAD bytes of a context: every part length-prefixed, so no two contexts collide. */
@@ -103,6 +106,12 @@ export function additionalData(ctx: SealContext): Uint8Array {
  * sealed column binds the whole key, sealed key columns as their sealed bytes (`sealedKeys`).
  */
 export function sealingKeyAad(key: readonly KeyColumn[], row: Row, sealedKeys: ReadonlyMap<string, Uint8Array> | null, plainOnly: boolean): Uint8Array {
+  // The common key, one plain column with a value: keyAad's single-value bytes without the
+  // array and part object per row (the same bytes).
+  if (key.length === 1 && !key[0]!.sealed && sealedKeys === null) {
+    const v = row[key[0]!.name];
+    if (v !== undefined && v !== UNCHANGED && Object.hasOwn(row, key[0]!.name)) return singleValueKeyAad(v);
+  }
   const parts: KeyPart[] = [];
   for (const k of key) {
     if (plainOnly && k.sealed) continue;

@@ -152,12 +152,21 @@ export class RowPlaintext {
   private bits = new Uint8Array(8);
   private setLength = 1;
   count = 0;
+  /**
+   * Views of `buf` and `bits` by length, made once: `plaintext` and `set` are read several
+   * times for every row, and a fresh view each time was a large part of the codec's garbage.
+   */
+  private plainViews: Uint8Array[] = [];
+  private setViews: Uint8Array[] = [];
 
   reset(sealedColumns: number): void {
     this.length = 0;
     this.count = 0;
     const m = (sealedColumns + 7) >> 3;
-    if (this.bits.length < 1 + m) this.bits = new Uint8Array(1 + m);
+    if (this.bits.length < 1 + m) {
+      this.bits = new Uint8Array(1 + m);
+      this.setViews = [];
+    }
     this.bits.fill(0, 0, 1 + m);
     this.bits[0] = m;
     this.setLength = 1 + m;
@@ -165,26 +174,32 @@ export class RowPlaintext {
 
   /** Adds the value of sealed column `index` (in column order, ascending), in format 4's compact form. */
   add(index: number, v: CellValue): void {
-    const cell = compactCellOf(v);
-    this.reserve(5 + cell.length);
-    let n = cell.length;
-    while (n >= 0x80) {
-      this.buf[this.length++] = (n & 0x7f) | 0x80;
-      n >>>= 7;
+    // compactCellOf's bytes, copied from the serialised cell without a view of it per value.
+    const cell = serializeCellTransient(v);
+    const from = LENGTH_TAGS.includes(cell[0]!) ? 4 : 0;
+    const n = cell.length - from;
+    this.reserve(5 + n);
+    let m = n;
+    while (m >= 0x80) {
+      this.buf[this.length++] = (m & 0x7f) | 0x80;
+      m >>>= 7;
     }
-    this.buf[this.length++] = n;
-    this.buf.set(cell, this.length);
-    this.length += cell.length;
+    this.buf[this.length++] = m;
+    const buf = this.buf;
+    let at = this.length;
+    buf[at++] = cell[0]!; // the tag (over the length's last byte, as compactCell writes it)
+    for (let i = from + 1; i < cell.length; i++) buf[at++] = cell[i]!;
+    this.length = at;
     this.bits[1 + (index >> 3)]! |= 1 << (index & 7);
     this.count++;
   }
 
   get plaintext(): Uint8Array {
-    return this.buf.subarray(0, this.length);
+    return (this.plainViews[this.length] ??= this.buf.subarray(0, this.length));
   }
 
   get set(): Uint8Array {
-    return this.bits.subarray(0, this.setLength);
+    return (this.setViews[this.setLength] ??= this.bits.subarray(0, this.setLength));
   }
 
   private reserve(n: number): void {
@@ -192,6 +207,7 @@ export class RowPlaintext {
     const next = new Uint8Array(Math.max(2 * this.buf.length, this.length + n));
     next.set(this.buf.subarray(0, this.length));
     this.buf = next;
+    this.plainViews = [];
   }
 }
 
@@ -243,7 +259,12 @@ export function writeRowSealHeader(dek: DataKey, pos: Uint8Array, set: Uint8Arra
   out.set(dek.id, at + 1);
   out.set(pos, at + 1 + KEY_ID_BYTES);
   out.set(set, at + 1 + KEY_ID_BYTES + pos.length);
-  return drawNonce(out, at + 1 + KEY_ID_BYTES + pos.length + set.length, dek);
+  return drawNonce(out, at + rowSealHeaderLength(pos, set), dek);
+}
+
+/** Bytes of a row seal's header (everything before its nonce) at `pos` over `set`. */
+export function rowSealHeaderLength(pos: Uint8Array, set: Uint8Array): number {
+  return 1 + KEY_ID_BYTES + pos.length + set.length;
 }
 
 /** Seals `plaintext` after the header and nonce `writeRowSealHeader` wrote at `out[at]`; returns the end. */
@@ -251,9 +272,11 @@ export function sealRowBody(dek: DataKey, plaintext: Uint8Array, place: Uint8Arr
   return sealAfterHeader(dek, plaintext, place, key, out, at, at + headerLength(out.subarray(at)));
 }
 
-/** Writes a reference to the row seal at `out[sealAt]` (header and nonce written) at `out[at]`; returns the end. */
-export function writeReference(out: Uint8Array, at: number, sealAt: number): number {
-  const nonceAt = sealAt + headerLength(out.subarray(sealAt));
+/**
+ * Writes a reference to the row seal at `out[sealAt]` (header and nonce written) at `out[at]`;
+ * returns the end. `nonceAt`: where its nonce starts, when the caller knows (no view to find it).
+ */
+export function writeReference(out: Uint8Array, at: number, sealAt: number, nonceAt = sealAt + headerLength(out.subarray(sealAt))): number {
   out[at] = ROW_SEAL_REFERENCE;
   for (let i = 0; i < NONCE_PREFIX; i++) out[at + 1 + i] = out[nonceAt + i]!;
   return at + REFERENCE_BYTES;

@@ -152,6 +152,15 @@ export function positionBytes(p: Position): Uint8Array {
   return out;
 }
 
+/** Rewrites the seq of position bytes made by `positionBytes` (the same commit, another event). */
+export function setPositionSeq(bytes: Uint8Array, seq: number): void {
+  const n = bytes.length - 4;
+  bytes[n] = seq & 0xff;
+  bytes[n + 1] = (seq >>> 8) & 0xff;
+  bytes[n + 2] = (seq >>> 16) & 0xff;
+  bytes[n + 3] = seq >>> 24;
+}
+
 /** Bytes of a format-2 header's position part, or -1 when `sealed` is too short to hold one. */
 function positionLength(sealed: Uint8Array): number {
   if (sealed.length < 1 + KEY_ID_BYTES + 1) return -1;

@@ -38,11 +38,14 @@ export class PublishAhead {
     // Awaited below, possibly only after the previous batch: not an unhandled rejection meanwhile.
     encoding.catch(() => undefined);
     const prior = this.tail;
+    // The publishing step keeps these, not the batch: its events can be collected once encoded
+    // instead of living on (and being promoted) until the batch is published.
+    const { position, txId, commitTsUs } = batch;
     this.tail = (async () => {
       await prior;
       const messages = await encoding;
-      await this.publish({ source: this.source, position: batch.position, previous, txId: batch.txId, commitTsUs: batch.commitTsUs, messages });
-      this.lastPublished = batch.position;
+      await this.publish({ source: this.source, position, previous, txId, commitTsUs, messages });
+      this.lastPublished = position;
     })();
     this.tail.catch(() => undefined);
     await prior;

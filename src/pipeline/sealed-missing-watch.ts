@@ -33,9 +33,16 @@ export class SealedMissingWatch {
   /** The resync requests the batch's table versions call for (at most one per table). */
   async requests(batch: ChangeBatch): Promise<ResyncRequest[]> {
     const versions: TableSchema[] = [];
-    for (const t of [...(batch.schemaChanges ?? []), ...batch.events.map((e) => e.schema)]) {
-      if (this.checked.has(t) || versions.includes(t)) continue;
-      versions.push(t);
+    const see = (t: TableSchema): void => {
+      if (!this.checked.has(t) && !versions.includes(t)) versions.push(t);
+    };
+    for (const t of batch.schemaChanges ?? []) see(t);
+    // Without an array of every event's schema: this runs for every batch of the stream.
+    let last: TableSchema | null = null;
+    for (const e of batch.events) {
+      if (e.schema === last) continue;
+      last = e.schema;
+      see(e.schema);
     }
     const out: ResyncRequest[] = [];
     for (const table of versions) {

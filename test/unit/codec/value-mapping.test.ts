@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { bigintToTwosComplement, parseScaledDecimal, twosComplementToBigint } from '../../../src/codec/exact-decimal.js';
+import fc from 'fast-check';
+import { AvroWriter } from '../../../src/codec/avro-binary.js';
+import { bigintToTwosComplement, parseScaledDecimal, smallScaledDecimal, twosComplementToBigint } from '../../../src/codec/exact-decimal.js';
 import { formatTimestamp, parseDate, parseTime, parseTimestamp } from '../../../src/codec/temporal-text.js';
 import { mappingFor } from '../../../src/codec/value-mapping.js';
 import type { CellValue, ColumnType } from '../../../src/core/table-schema.js';
@@ -27,6 +29,45 @@ test('decimal(p,s): canonical text uses Avro decimal bytes; NaN, Infinity, -0 an
   for (const v of ['0.00', '-0.01', '9999999999.99', '-9999999999.99', '128.00', '-128.00']) assert.equal(roundTrip(t, v), v);
   assert.equal(parseScaledDecimal('1.5', 0, 10), null);
   assert.equal(parseScaledDecimal('15', 0, 10), 15n);
+});
+
+test('decimal(p,s) written directly: the bytes the parse-and-BigInt path writes, for canonical and every other form', () => {
+  /** What `write` wrote before its small-number path: the definition. */
+  const reference = (text: string, scale: number, precision: number): Buffer => {
+    const w = new AvroWriter(64);
+    const unscaled = parseScaledDecimal(text, scale, precision);
+    if (unscaled === null) {
+      w.long(1);
+      w.string(text);
+    } else {
+      w.long(0);
+      w.bytes(bigintToTwosComplement(unscaled));
+    }
+    return Buffer.from(w.buf.subarray(0, w.pos));
+  };
+  const digits = (min: number, max: number) => fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: min, maxLength: max });
+  const text = fc.oneof(
+    fc.tuple(fc.constantFrom('', '-', '+', '--'), digits(0, 18), fc.constantFrom('', '.', ','), digits(0, 6)).map(([sign, int, dot, frac]) => `${sign}${int}${dot}${frac}`),
+    fc.bigInt({ min: -(10n ** 17n), max: 10n ** 17n }).map((n) => String(n)), // scaled below
+    fc.constantFrom('NaN', 'Infinity', '-0.00', '0.00', '00.00', '1e5', ' 1.00', '1.00 ', '9007199254740993.00', '-128.00', '127.99', '-0.01', '0.5', '.50', '5.'),
+  );
+  let direct = 0;
+  fc.assert(
+    fc.property(text, fc.integer({ min: 0, max: 6 }), fc.integer({ min: 1, max: 20 }), (raw, scale, extra) => {
+      // Whole numbers become canonical text at this scale ('-1234' at 2: '-12.34', '5' at 2: '0.05').
+      const whole = /^-?\d+$/.exec(raw) && !raw.startsWith('-0') && !/^0\d/.test(raw);
+      const magnitude = raw.replace('-', '').padStart(scale + 1, '0');
+      const t = whole && scale > 0 ? `${raw.startsWith('-') ? '-' : ''}${magnitude.slice(0, -scale)}.${magnitude.slice(-scale)}` : raw;
+      const precision = Math.max(1, scale + extra - 4);
+      const w = new AvroWriter(64);
+      mappingFor({ kind: 'decimal', precision, scale }).write(w, t, 0);
+      assert.deepEqual(Buffer.from(w.buf.subarray(0, w.pos)), reference(t, scale, precision), `${t} (${precision},${scale})`);
+      if (smallScaledDecimal(t, scale, precision) !== undefined) direct++;
+    }),
+    { numRuns: 30_000 },
+  );
+  // The small-number path was taken, not only the reference one (else this compared nothing).
+  assert.ok(direct > 1000, `direct path taken ${direct} times`);
 });
 
 test('two\'s complement bytes are minimal and exact at byte boundaries', () => {
