@@ -91,7 +91,10 @@ class SyncHandle implements FsHandle {
  * lease's own lane"): they never wait in libuv's thread pool behind other jobs (part writes,
  * fsyncs, deflate, digests), and a whole object operation runs in one turn of the event loop
  * instead of one turn per call — the loop is blocked meanwhile, so only for a few small objects
- * now and then (the writer lease: three small files written every third of its TTL).
+ * now and then (the writer lease: three small files written every third of its TTL). Never
+ * for a loop of calls that waits on something else in the process: its awaits are microtasks, so
+ * timers, streams and other I/O do not run until it ends (the object-store conformance suite's
+ * concurrent reader loops hang on it).
  */
 export const syncFsCalls: FsCalls = {
   open: (path, flags, mode) => now(() => new SyncHandle(openSync(path, flags, mode))),

@@ -11,7 +11,6 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { CreateBucketCommand, HeadObjectCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import { ChartlogError } from '../../src/core/errors.js';
-import { syncFsCalls } from '../../src/storage/fs-calls.js';
 import { FsObjectStore } from '../../src/storage/fs-object-store.js';
 import { compareKeys } from '../../src/storage/object-key.js';
 import type { ObjectStore } from '../../src/storage/object-store.js';
@@ -393,13 +392,6 @@ conformance('file://', async () => {
   const root = await mkdtemp(join(tmpdir(), 'chartlog-objects-'));
   fsRoots.push(root);
   return openObjectStore({ url: `file://${root}` });
-});
-
-// The writer lease's lane of a file:// store (FsObjectStore.leaseLane): the same contract through synchronous calls.
-conformance('file:// through synchronous calls (leaseLane)', async () => {
-  const root = await mkdtemp(join(tmpdir(), 'chartlog-objects-'));
-  fsRoots.push(root);
-  return new FsObjectStore(root, syncFsCalls);
 });
 
 conformance('s3:// (radosgw)', async () => {

@@ -88,6 +88,28 @@ async function flushBackToBack(store: ObjectStore, stop: { done: boolean }): Pro
   for (let i = 0; !stop.done; i++) await store.putIfAbsent(`${SOURCE}/parts/2026-12-05/11/part-${i}.avro`, Buffer.alloc(1024, i));
 }
 
+test('the file:// lane works on the store\'s own objects: what one writes the other reads, and compare-and-swap stays exact when both race', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'chartlog-lease-lane-'));
+  dirs.push(dir);
+  const store = new FsObjectStore(join(dir, 'store'));
+  const lane = store.leaseLane();
+  const key = `${SOURCE}/state/lease.json`;
+  assert.equal(await lane.putIfAbsent(key, Buffer.from('a')), true);
+  assert.equal(await store.putIfAbsent(key, Buffer.from('b')), false);
+  const v1 = (await store.getVersioned(key))!;
+  assert.equal(Buffer.from(v1.bytes).toString(), 'a');
+  assert.equal((await lane.getVersioned(key))!.version, v1.version);
+  for (let round = 0; round < 5; round++) {
+    const current = (await store.getVersioned(key))!.version;
+    // Four replacers through the store (thread pool) and four through the lane, all at once.
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? lane : store).putIfVersion(key, Buffer.from(`r${round}-${i}`), current)));
+    const winners = results.flatMap((v, i) => (v === null ? [] : [i]));
+    assert.equal(winners.length, 1, `round ${round}: ${winners.length} winners`);
+    assert.equal(Buffer.from((await lane.getVersioned(key))!.bytes).toString(), `r${round}-${winners[0]}`);
+  }
+  assert.equal(await lane.putIfVersion(`${SOURCE}/state/absent.json`, Buffer.from('x'), v1.version), null, 'a missing object is never created');
+});
+
 for (const lane of [true, false]) {
   test(`flushes whose uploads take 2 s each, back to back, on a one-connection store: ${lane ? 'the lease renews on time through its lane' : 'without the lane the lease is lost (the scenario can fail)'}`, async () => {
     const store = new OneConnectionStore(2_000);
