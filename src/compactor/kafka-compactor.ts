@@ -86,8 +86,6 @@ interface Pending {
   events: { commit: string; table: string; seq: number }[];
   ends: TransactionRecord[];
   progress: Map<string, PartitionProgress>;
-  /** The hours of what was added to the part writer (an hour with data still to write is not closed). */
-  hours: Set<HourKey>;
 }
 
 export { pieceRange } from './settlement.js';
@@ -95,7 +93,7 @@ export { pieceRange } from './settlement.js';
 /** Starting the consumer while the brokers are down: 1 s doubling to 30 s apart, for as long as it takes. */
 const CONSUMER_BACKOFF = { initialDelayMs: 1000, maxDelayMs: 30_000 } as const;
 
-const emptyPending = (): Pending => ({ events: [], ends: [], progress: new Map(), hours: new Set() });
+const emptyPending = (): Pending => ({ events: [], ends: [], progress: new Map() });
 const tpKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
 /**
@@ -419,29 +417,19 @@ export class KafkaCompactor {
     }
   }
 
-  /**
-   * Takes a fetched batch into the part writer — also while a flush writes what was taken
-   * before it (`take` is synchronous, and a flush starts by swapping out what it writes: the
-   * writer's runs and `pending`), so fetching and storing overlap. Only when maxPartBytes are
-   * buffered does it wait, for a flush of its own (bounded memory: what one flush writes, and
-   * what the next one collects meanwhile).
-   */
   private async exclusiveBatch(batch: EachBatchPayload['batch'], isRunning: () => boolean, isStale: () => boolean): Promise<void> {
-    if (this.stopping || this.abandoned || this.failure) return;
-    try {
-      for (const m of batch.messages) {
-        if (!isRunning() || isStale()) break;
-        this.take(batch.topic, batch.partition, m);
+    await this.exclusive(async () => {
+      if (this.stopping || this.abandoned || this.failure) return;
+      try {
+        for (const m of batch.messages) {
+          if (!isRunning() || isStale()) break;
+          this.take(batch.topic, batch.partition, m);
+        }
+        if (this.writer.pendingBytes >= this.options.maxPartBytes) await this.flushAndClose();
+      } catch (err) {
+        this.fail(err);
       }
-      if (this.writer.pendingBytes >= this.options.maxPartBytes) {
-        await this.exclusive(async () => {
-          // The flush that ran meanwhile may have written it already.
-          if (this.writer.pendingBytes >= this.options.maxPartBytes && !this.stopping && !this.abandoned && !this.failure) await this.flushAndClose();
-        });
-      }
-    } catch (err) {
-      this.fail(err);
-    }
+    });
   }
 
   private take(topic: string, partition: number, m: KafkaMessage): void {
@@ -518,7 +506,6 @@ export class KafkaCompactor {
     let hour = hourOf(commitTsUs);
     if (this.floor && hour < this.floor) hour = this.floor;
     this.openHours.add(hour);
-    this.pending.hours.add(hour);
     return hour;
   }
 
@@ -693,14 +680,11 @@ export class KafkaCompactor {
   }
 
   private async closeLocked(force: boolean): Promise<void> {
+    if (this.writer.pendingBatches > 0 || this.writer.pendingBytes > 0) return; // only durable data is closed into segments
     const quiet = this.settlement.idle && this.now() - this.lastMessageAt >= this.options.flushIntervalMs;
     const state = { durableCommitUs: this.settlement.commitTsUs, nowMs: this.now(), quiet, closeGraceMs: this.options.closeGraceMs, force };
     let closed = false;
     for (const hour of hoursToClose(this.openHours, state)) {
-      // Only durable data is closed into segments: messages are taken while a flush or a close
-      // runs, and an hour (or one before it) with some of them still in the writer stays open
-      // until a flush wrote them. From `floor` on, new messages go to later hours.
-      if ([...this.pending.hours].some((h) => h <= hour)) break;
       // Later messages of this hour go to the next one from now on (readers go by commit time).
       this.floor = nextHour(hour);
       await this.closer.close(hour);

@@ -9,7 +9,7 @@ import { encodeHeaders, encodeTransactionMessage, tableTopic, transactionsTopic,
 import { encodeTableRecord } from '../../../src/bus/table-record.js';
 import { readCheckpoint } from '../../../src/archive/checkpoint.js';
 import { KafkaCompactor, pieceRange } from '../../../src/compactor/kafka-compactor.js';
-import { hourOf, hourStartUs, manifestKey, nextHour, TRANSACTIONS_TABLE } from '../../../src/archive/layout.js';
+import { TRANSACTIONS_TABLE } from '../../../src/archive/layout.js';
 import { MemoryObjectStore } from '../../support/memory-object-store.js';
 import { storedSections } from '../../support/stored-sections.js';
 import { decodeAll, envelopes, T0, types } from '../../support/fake-envelopes.js';
@@ -69,8 +69,9 @@ class FakeGroupKafka {
 const commitOf = (n: number) => n.toString(16).padStart(16, '0');
 const txPos = (n: number) => Position.of(commitOf(n), COMMIT_SEQ);
 
-function event(n: number, offset: number, ts = T0 + BigInt(n)): KafkaMessage {
+function event(n: number, offset: number): KafkaMessage {
   const position = Position.of(commitOf(n), 0);
+  const ts = T0 + BigInt(n);
   const body = types['00000000000000a1']!.toBuffer({ pos: Position.format(position), ts: Number(ts), v: `row ${n}` });
   return {
     offset: String(offset),
@@ -82,8 +83,8 @@ function event(n: number, offset: number, ts = T0 + BigInt(n)): KafkaMessage {
   } as unknown as KafkaMessage;
 }
 
-function txRecord(status: 'BEGIN' | 'END', n: number, offset: number, previous: number | null = n - 1 > 0 ? n - 1 : null, ts = T0 + BigInt(n)): KafkaMessage {
-  const record = { pos: Position.format(txPos(n)), previous: previous === null ? null : Position.format(txPos(previous)), txId: String(n), commitTsUs: Number(ts), tables: { 'public.patients': 1 } };
+function txRecord(status: 'BEGIN' | 'END', n: number, offset: number, previous: number | null = n - 1 > 0 ? n - 1 : null): KafkaMessage {
+  const record = { pos: Position.format(txPos(n)), previous: previous === null ? null : Position.format(txPos(previous)), txId: String(n), commitTsUs: Number(T0 + BigInt(n)), tables: { 'public.patients': 1 } };
   return { offset: String(offset), key: null, value: encodeTransactionMessage(status, record), headers: {}, timestamp: '0', attributes: 0 } as unknown as KafkaMessage;
 }
 
@@ -111,9 +112,9 @@ async function started(store: MemoryObjectStore) {
   return startedWith(store, new FakeGroupKafka());
 }
 
-async function startedWith(store: MemoryObjectStore, fake: FakeGroupKafka, sessionTimeoutMs?: number, maxPartBytes = 1 << 20) {
+async function startedWith(store: MemoryObjectStore, fake: FakeGroupKafka, sessionTimeoutMs?: number) {
   const stop = new AbortController();
-  const c = new KafkaCompactor(store, 'clinic', envelopes, { settings, kafka: fake.asKafka(), flushIntervalMs: 10, maxPartBytes, closeGraceMs: 30 * 24 * 3_600_000, snapshotId: null, ...(sessionTimeoutMs ? { sessionTimeoutMs } : {}) }, stop.signal);
+  const c = new KafkaCompactor(store, 'clinic', envelopes, { settings, kafka: fake.asKafka(), flushIntervalMs: 10, maxPartBytes: 1 << 20, closeGraceMs: 30 * 24 * 3_600_000, snapshotId: null, ...(sessionTimeoutMs ? { sessionTimeoutMs } : {}) }, stop.signal);
   await c.start();
   const running = c.run(stop.signal);
   await until('the consumer runs', () => fake.eachBatch !== null);
@@ -407,74 +408,18 @@ class SlowStore extends MemoryObjectStore {
   }
 }
 
-test('a batch is taken while a flush writes the one before it (fetching and storing overlap), and stored by the next flush', async () => {
+test('a batch waiting for a long flush keeps heartbeating, so the group does not drop the member mid-flush', async () => {
   const store = new SlowStore();
   const fake = new FakeGroupKafka();
-  const s = await startedWith(store, fake);
+  const s = await startedWith(store, fake, 1500);
   let release = () => {};
   try {
     store.gate = new Promise<void>((resolve) => (release = resolve));
     await fake.deliver(PATIENTS, 0, [event(1, 0)]);
     await sleep(100); // the timer's flush now holds the lock, its write waiting at the gate
-    const taken = fake.deliver(TX, 0, [txRecord('BEGIN', 1, 0), txRecord('END', 1, 1)]).then(() => 'taken' as const);
-    assert.equal(await Promise.race([taken, sleep(500).then(() => 'waited' as const)]), 'taken', 'the batch does not wait for the flush under way');
-    assert.equal(s.c.stats.messages, 3);
-    assert.equal(await checkpointOf(store), null, 'nothing settled while the write waits');
-    store.gate = null;
-    release();
-    await until('T1 settles', async () => Position.equals((await checkpointOf(store)) ?? txPos(0), txPos(1)));
-    await until('everything committed', () => fake.committed()['tx/0'] === '2' && fake.committed()['patients/0'] === '1');
-  } finally {
-    store.gate = null;
-    release();
-    await s.c.abandon();
-    s.stop.abort();
-    await s.running.catch(() => undefined);
-  }
-});
-
-test('an hour with messages taken during a flush is not closed until a flush wrote them', async () => {
-  const store = new SlowStore();
-  const fake = new FakeGroupKafka();
-  const s = await startedWith(store, fake);
-  const h0 = hourOf(T0);
-  const inH1 = hourStartUs(nextHour(h0)) + 5n;
-  let release = () => {};
-  try {
-    store.gate = new Promise<void>((resolve) => (release = resolve));
-    // T1 in hour h0, T2 in the next: once T2 settles, h0 is done with.
-    await fake.deliver(PATIENTS, 0, [event(1, 0), event(2, 1, inH1)]);
-    await fake.deliver(TX, 0, [txRecord('BEGIN', 1, 0), txRecord('END', 1, 1), txRecord('BEGIN', 2, 2, 1, inH1), txRecord('END', 2, 3, 1, inH1)]);
-    await sleep(100); // the timer's flush now holds T1 and T2, its write waiting at the gate
-    // T3 commits a moment before T2 did (commit timestamps are not in position order): hour h0.
-    await fake.deliver(PATIENTS, 0, [event(3, 2, T0 + 3n)]);
-    store.gate = null;
-    release();
-    await until('T2 settles', () => s.c.settledPosition !== null && Position.equals(s.c.settledPosition, txPos(2)));
-    assert.equal(store.objects.has(manifestKey('clinic', h0)), false, 'h0 stays open while T3\'s event waits in the writer');
-    await fake.deliver(TX, 0, [txRecord('BEGIN', 3, 4, 2, T0 + 3n), txRecord('END', 3, 5, 2, T0 + 3n)]);
-    await until('T3 settles and h0 closes', () => s.c.settledPosition !== null && Position.equals(s.c.settledPosition, txPos(3)) && store.objects.has(manifestKey('clinic', h0)));
-    assert.deepEqual(segmentPositions(store).get('public.patients'), [Position.format(Position.of(commitOf(1), 0)), Position.format(Position.of(commitOf(3), 0))], 'h0\'s segment holds T1 and T3, in position order');
-  } finally {
-    store.gate = null;
-    release();
-    await s.c.abandon();
-    s.stop.abort();
-    await s.running.catch(() => undefined);
-  }
-});
-
-test('a batch that fills maxPartBytes waits for a flush and keeps heartbeating meanwhile, so the group does not drop the member mid-flush', async () => {
-  const store = new SlowStore();
-  const fake = new FakeGroupKafka();
-  // Any byte buffered fills the part: every batch flushes.
-  const s = await startedWith(store, fake, 1500, 1);
-  let release = () => {};
-  try {
-    store.gate = new Promise<void>((resolve) => (release = resolve));
     let beats = 0;
     const waiting = s.fake.eachBatch!({
-      batch: { topic: PATIENTS, partition: 0, messages: [event(1, 0)] },
+      batch: { topic: TX, partition: 0, messages: [txRecord('BEGIN', 1, 0), txRecord('END', 1, 1)] },
       isRunning: () => true,
       isStale: () => false,
       heartbeat: async () => void beats++,
@@ -487,7 +432,6 @@ test('a batch that fills maxPartBytes waits for a flush and keeps heartbeating m
     const seen = beats;
     await sleep(1100);
     assert.equal(beats, seen, 'no heartbeat once the batch returned');
-    await fake.deliver(TX, 0, [txRecord('BEGIN', 1, 0), txRecord('END', 1, 1)]);
     await until('T1 settles', async () => Position.equals((await checkpointOf(store)) ?? txPos(0), txPos(1)));
   } finally {
     store.gate = null;
