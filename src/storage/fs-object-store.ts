@@ -1,12 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { link, lstat, mkdir, open, readdir, readFile, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { ChartlogError, nullIfNotFound, type ErrorCode } from '../core/errors.js';
 import { compareKeys, decodeCursor, encodeCursor, keyProblem, TEMP_MARKER, validateKey, validatePrefix, validateRange } from './object-key.js';
-import { listEveryPage, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions, type VersionedObject } from './object-store.js';
+import { asyncFsCalls, syncFsCalls, type FsCalls, type FsHandle } from './fs-calls.js';
+import { listEveryPage, type ListOptions, type ListPage, type ObjectInfo, type LeaseLane, type ObjectStore, type PutOptions, type VersionedObject } from './object-store.js';
 
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
@@ -46,7 +46,11 @@ export class FsObjectStore implements ObjectStore {
   readonly description: string;
   private readonly root: string;
 
-  constructor(root: string) {
+  /** `fs`: how it calls the file system (tests and `leaseLane` pass another). */
+  constructor(
+    root: string,
+    private readonly fs: FsCalls = asyncFsCalls,
+  ) {
     if (!root.startsWith('/')) {
       throw new ChartlogError('config', `file object store root must be an absolute path, got ${JSON.stringify(root)}`, {
         hint: 'set storage.url to file:///absolute/path',
@@ -91,7 +95,7 @@ export class FsObjectStore implements ObjectStore {
     const lock = join(dirname(path), `${TEMP_MARKER}lock-${basename(path)}`);
     let locked: boolean;
     try {
-      locked = await takeLock(lock);
+      locked = await takeLock(this.fs, lock);
     } catch (err) {
       throw mapFsError(err, 'lock', key);
     }
@@ -99,7 +103,7 @@ export class FsObjectStore implements ObjectStore {
     try {
       let current: Buffer;
       try {
-        current = await readFile(path);
+        current = await this.fs.readFile(path);
       } catch (err) {
         if (isMissing(err) || errnoCode(err) === 'EISDIR') return null;
         throw mapFsError(err, 'read', key);
@@ -108,7 +112,7 @@ export class FsObjectStore implements ObjectStore {
       await this.write(key, body, 'replace');
       return contentVersion(body);
     } finally {
-      await unlink(lock).catch(() => undefined);
+      await this.fs.unlink(lock).catch(() => undefined);
     }
   }
 
@@ -143,7 +147,7 @@ export class FsObjectStore implements ObjectStore {
   async head(key: string): Promise<ObjectInfo | null> {
     validateKey(key);
     try {
-      const st = await stat(this.pathOf(key));
+      const st = await this.fs.stat(this.pathOf(key));
       return st.isFile() ? { key, size: st.size, lastModified: st.mtime } : null;
     } catch (err) {
       if (isMissing(err)) return null;
@@ -172,29 +176,34 @@ export class FsObjectStore implements ObjectStore {
     validateKey(key);
     const path = this.pathOf(key);
     try {
-      await unlink(path);
+      await this.fs.unlink(path);
     } catch (err) {
       // EISDIR/EPERM: the name is a folder of other objects, so there is no object to delete.
       const code = errnoCode(err);
       if (isMissing(err) || code === 'EISDIR' || code === 'EPERM') return;
       throw mapFsError(err, 'delete', key);
     }
-    await fsyncDir(dirname(path)).catch(() => undefined);
+    await fsyncDir(this.fs, dirname(path)).catch(() => undefined);
     await this.pruneEmptyFolders(dirname(path));
   }
 
   async close(): Promise<void> {}
+
+  /** The same folder through synchronous calls: never queued in libuv's thread pool behind part writes. */
+  leaseLane(): LeaseLane {
+    return new FsObjectStore(this.root, syncFsCalls);
+  }
 
   private pathOf(key: string): string {
     return join(this.root, ...key.split('/'));
   }
 
   /** Opens an object for reading; folders and missing names are 'not_found'. */
-  private async openObject(key: string): Promise<FileHandle> {
+  private async openObject(key: string): Promise<FsHandle> {
     validateKey(key);
-    let fh: FileHandle;
+    let fh: FsHandle;
     try {
-      fh = await open(this.pathOf(key), 'r');
+      fh = await this.fs.open(this.pathOf(key), 'r');
     } catch (err) {
       if (isMissing(err)) throw notFound(this.description, key);
       throw mapFsError(err, 'open', key);
@@ -212,12 +221,12 @@ export class FsObjectStore implements ObjectStore {
     const path = this.pathOf(key);
     const dir = dirname(path);
     const tmp = join(dir, TEMP_MARKER + randomBytes(12).toString('hex'));
-    let fh: FileHandle | undefined;
+    let fh: FsHandle | undefined;
     try {
       for (let attempt = 1; fh === undefined; attempt++) {
         try {
           await this.makeFolders(dir, key);
-          fh = await open(tmp, 'wx', FILE_MODE);
+          fh = await this.fs.open(tmp, 'wx', FILE_MODE);
         } catch (err) {
           // A concurrent delete pruned the emptied folder between mkdir and open: start over.
           // Nothing of the body has been read yet, so a stream is still whole.
@@ -231,15 +240,15 @@ export class FsObjectStore implements ObjectStore {
       } finally {
         await fh.close();
       }
-      const created = await publish(tmp, path, mode);
+      const created = await publish(this.fs, tmp, path, mode);
       // ENOENT: a concurrent delete removed the new object and pruned its folder; the write
       // happened, and the delete after it.
-      await fsyncDir(dir).catch((err: unknown) => {
+      await fsyncDir(this.fs, dir).catch((err: unknown) => {
         if (errnoCode(err) !== 'ENOENT') throw err;
       });
       return created;
     } catch (err) {
-      await unlink(tmp).catch(() => undefined);
+      await this.fs.unlink(tmp).catch(() => undefined);
       if (err instanceof ChartlogError) throw err;
       throw mapFsError(err, 'write', key);
     }
@@ -249,7 +258,7 @@ export class FsObjectStore implements ObjectStore {
   private async makeFolders(dir: string, key: string): Promise<void> {
     let first: string | undefined;
     try {
-      first = await mkdir(dir, { recursive: true, mode: DIR_MODE });
+      first = await this.fs.mkdir(dir, { recursive: true, mode: DIR_MODE });
     } catch (err) {
       const code = errnoCode(err);
       if (code === 'ENOTDIR' || code === 'EEXIST') {
@@ -262,7 +271,7 @@ export class FsObjectStore implements ObjectStore {
     }
     if (first === undefined) return;
     for (let d = dir; ; d = dirname(d)) {
-      await fsyncDir(dirname(d));
+      await fsyncDir(this.fs, dirname(d));
       if (d === first || d === this.root || dirname(d) === d) break;
     }
   }
@@ -270,7 +279,7 @@ export class FsObjectStore implements ObjectStore {
   private async pruneEmptyFolders(dir: string): Promise<void> {
     for (let d = dir; d !== this.root && d.startsWith(this.root + sep); d = dirname(d)) {
       try {
-        await rmdir(d);
+        await this.fs.rmdir(d);
       } catch {
         return; // Not empty (or already gone): stop climbing.
       }
@@ -285,7 +294,7 @@ export class FsObjectStore implements ObjectStore {
   private async *walk(dirKey: string, prefix: string, after: string | undefined): AsyncGenerator<ObjectInfo> {
     let entries;
     try {
-      entries = await readdir(join(this.root, ...dirKey.split('/').filter(Boolean)), { withFileTypes: true });
+      entries = await this.fs.readdir(join(this.root, ...dirKey.split('/').filter(Boolean)), { withFileTypes: true });
     } catch (err) {
       if (isMissing(err)) return; // No root yet, or the folder was pruned while we walked.
       throw mapFsError(err, 'list', dirKey === '' ? prefix : dirKey);
@@ -309,7 +318,7 @@ export class FsObjectStore implements ObjectStore {
         if (after !== undefined && compareKeys(item.key, after) <= 0) continue;
         if (keyProblem(item.key) !== undefined) continue; // A stray file chartlog could not have written.
         try {
-          const st = await lstat(join(this.root, ...item.key.split('/')));
+          const st = await this.fs.lstat(join(this.root, ...item.key.split('/')));
           if (st.isFile()) yield { key: item.key, size: st.size, lastModified: st.mtime };
         } catch (err) {
           if (!isMissing(err)) throw mapFsError(err, 'list', item.key);
@@ -319,7 +328,7 @@ export class FsObjectStore implements ObjectStore {
   }
 }
 
-async function fill(fh: FileHandle, body: Uint8Array | Readable): Promise<void> {
+async function fill(fh: FsHandle, body: Uint8Array | Readable): Promise<void> {
   if (isBuffer(body)) return writeAll(fh, body);
   for await (const chunk of body as AsyncIterable<unknown>) {
     if (typeof chunk === 'string') await writeAll(fh, Buffer.from(chunk, 'utf8'));
@@ -329,19 +338,19 @@ async function fill(fh: FileHandle, body: Uint8Array | Readable): Promise<void> 
 }
 
 /** Makes the fsynced temporary file the object; returns false when 'create' found it present. */
-async function publish(tmp: string, path: string, mode: 'replace' | 'create'): Promise<boolean> {
+async function publish(fs: FsCalls, tmp: string, path: string, mode: 'replace' | 'create'): Promise<boolean> {
   if (mode === 'replace') {
-    await rename(tmp, path);
+    await fs.rename(tmp, path);
     return true;
   }
   try {
-    await link(tmp, path);
+    await fs.link(tmp, path);
     return true;
   } catch (err) {
     if (errnoCode(err) === 'EEXIST') return false;
     throw err;
   } finally {
-    await unlink(tmp).catch(() => undefined);
+    await fs.unlink(tmp).catch(() => undefined);
   }
 }
 
@@ -354,12 +363,12 @@ function contentVersion(bytes: Uint8Array): string {
  * Creates the lock file `lock` exclusively, waiting for a live holder and breaking a stale one.
  * False when its folder does not exist (so neither does the object).
  */
-async function takeLock(lock: string): Promise<boolean> {
+async function takeLock(fs: FsCalls, lock: string): Promise<boolean> {
   const me = `${JSON.stringify({ host: hostname(), pid: process.pid, token: randomBytes(8).toString('hex') })}\n`;
   const deadline = Date.now() + LOCK_WAIT_MS;
   for (;;) {
     try {
-      const fh = await open(lock, 'wx', FILE_MODE);
+      const fh = await fs.open(lock, 'wx', FILE_MODE);
       try {
         await fh.writeFile(me);
       } finally {
@@ -371,7 +380,7 @@ async function takeLock(lock: string): Promise<boolean> {
       if (code === 'ENOENT') return false;
       if (code !== 'EEXIST') throw err;
     }
-    await breakIfStale(lock);
+    await breakIfStale(fs, lock);
     if (Date.now() > deadline) {
       throw new ChartlogError('storage', `lock file ${lock} has been held for ${LOCK_WAIT_MS / 1000} s`, {
         retriable: true,
@@ -383,12 +392,12 @@ async function takeLock(lock: string): Promise<boolean> {
 }
 
 /** Removes `lock` when its holder is a dead process on this host or it is LOCK_STALE_MS old. */
-async function breakIfStale(lock: string): Promise<void> {
+async function breakIfStale(fs: FsCalls, lock: string): Promise<void> {
   let seen;
   let holder: { host?: unknown; pid?: unknown } = {};
   try {
-    seen = await stat(lock);
-    holder = JSON.parse(await readFile(lock, 'utf8')) as typeof holder;
+    seen = await fs.stat(lock);
+    holder = JSON.parse((await fs.readFile(lock)).toString('utf8')) as typeof holder;
   } catch {
     // Gone (take it next time), or still being written by its creator (young: not stale).
     if (!seen || Date.now() - seen.mtimeMs < LOCK_STALE_MS) return;
@@ -397,16 +406,16 @@ async function breakIfStale(lock: string): Promise<void> {
   if (!deadHolder && Date.now() - seen.mtimeMs < LOCK_STALE_MS) return;
   const aside = `${lock}-stale-${randomBytes(6).toString('hex')}`;
   try {
-    await rename(lock, aside);
+    await fs.rename(lock, aside);
   } catch {
     return; // someone else broke it first
   }
-  const moved = await stat(aside).catch(() => null);
+  const moved = await fs.stat(aside).catch(() => null);
   if (moved && moved.ino !== seen.ino) {
     // Another breaker replaced the stale lock and took a fresh one, which we moved: put it back.
-    await link(aside, lock).catch(() => undefined);
+    await fs.link(aside, lock).catch(() => undefined);
   }
-  await unlink(aside).catch(() => undefined);
+  await fs.unlink(aside).catch(() => undefined);
 }
 
 function processAlive(pid: number): boolean {
@@ -418,7 +427,7 @@ function processAlive(pid: number): boolean {
   }
 }
 
-async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
+async function writeAll(fh: FsHandle, data: Uint8Array): Promise<void> {
   let offset = 0;
   while (offset < data.byteLength) {
     const { bytesWritten } = await fh.write(data, offset, data.byteLength - offset);
@@ -426,8 +435,8 @@ async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
+async function fsyncDir(fs: FsCalls, dir: string): Promise<void> {
+  const fh = await fs.open(dir, 'r');
   try {
     await fh.sync();
   } finally {

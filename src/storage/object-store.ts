@@ -81,12 +81,24 @@ export interface ObjectStore {
   close(): Promise<void>;
 
   /**
+   * A second handle on the same store for the writer lease (src/archive/lease.ts) whose requests
+   * never wait behind this handle's other requests — part and segment writes, fsyncs, uploads —
+   * so a renewal is not late because a flush is slow (docs/architecture.md, "The writer lease's
+   * own lane"). file:// makes its calls synchronously; S3 uses a connection pool of its own.
+   * Absent: the lease uses the store itself. The caller closes it.
+   */
+  leaseLane?(): LeaseLane;
+
+  /**
    * Checks, before a command writes, that the store can do what the configuration asks of it
    * (S3 with `storage.objectLock`: the bucket has Object Lock enabled). Fatal 'config' error
    * when not. Absent on backends with nothing to check.
    */
   checkWritable?(): Promise<void>;
 }
+
+/** The calls the writer lease makes, on a lane of their own (`ObjectStore.leaseLane`). */
+export type LeaseLane = Pick<ObjectStore, 'description' | 'getVersioned' | 'putIfAbsent' | 'putIfVersion' | 'close'>;
 
 export interface PutOptions {
   contentType?: string;

@@ -10,7 +10,7 @@ import { ChartlogError, type ErrorCode } from '../core/errors.js';
 import { logger } from '../core/logger.js';
 import { Backoff, sleep } from '../core/retry.js';
 import { keyProblem, validateKey, validatePrefix, validateRange } from './object-key.js';
-import { listEveryPage, type ListOptions, type ListPage, type ObjectInfo, type ObjectStore, type PutOptions, type VersionedObject } from './object-store.js';
+import { listEveryPage, type ListOptions, type ListPage, type LeaseLane, type ObjectInfo, type ObjectStore, type PutOptions, type VersionedObject } from './object-store.js';
 
 /**
  * The AWS SDK, loaded when the first S3 store is made: it is the largest module tree chartlog has
@@ -118,7 +118,7 @@ export class S3ObjectStore implements ObjectStore {
   private readonly agents: { http: HttpAgent; https: HttpsAgent };
   private readonly objectLock: { mode: 'governance' | 'compliance'; retainDays: number } | undefined;
 
-  constructor(options: S3ObjectStoreOptions) {
+  constructor(private readonly options: S3ObjectStoreOptions) {
     this.bucket = options.bucket;
     this.objectLock = options.objectLock;
     this.base = normalizePrefix(options.prefix ?? '');
@@ -410,6 +410,14 @@ export class S3ObjectStore implements ObjectStore {
     this.client.destroy();
     this.agents.http.destroy();
     this.agents.https.destroy();
+  }
+
+  /**
+   * Another client on the same bucket with its own sockets: a lease renewal never waits for a
+   * socket, or behind a multipart upload's requests, of this store.
+   */
+  leaseLane(): LeaseLane {
+    return new S3ObjectStore(this.options);
   }
 
   /** Runs one S3 operation, mapping whatever it throws to a ChartlogError. */
