@@ -19,7 +19,8 @@ import type { ReplicaLocation } from './replica-name.js';
 import { startDecision, type PhiMode, type ReplicaChange, type ReplicaTarget } from './replica-target.js';
 import { ArchiveFollower } from './archive-follower.js';
 import { GROUP_ROWS, groupTransactions, transactionRuns, type GroupableTransaction } from './transaction-groups.js';
-import { LOAD_MARK, cannotRebuild, holdingWindow, inBase, pendingBases } from './table-resyncs.js';
+import { LOAD_MARK, baseWaitMs, cannotRebuild, holdingWindow, inBase, pendingBases, tableAwaitingBase } from './table-resyncs.js';
+import { UnknownOlderRowsError } from './schema-evolution.js';
 import { tableSnapshotsPrefix, type SnapshotManifest } from '../archive/snapshot-manifest.js';
 
 export interface ReplicateOptions {
@@ -360,13 +361,21 @@ async function replicateSession(o: ReplicateOptions, states: ReplicaStateWriter)
       await reading?.catch(() => undefined);
       reading = null;
       if (!(err instanceof ChartlogError)) throw err;
-      // A change of a table started while the source streamed that meets no row: a PostgreSQL
-      // RENAME TO, whose new name's changes come before its base (no unproven window is recorded
-      // for it). The replica waits for the base (which then supersedes those changes) while a
-      // resync is under way, or a minute; then it stops as before.
-      const missing = err.retriable ? null : await awaitingBase(o.store, name, err, follower.lastIndex, pendingSince);
+      // A failure whose table's new base may still come (tableAwaitingBase: a PostgreSQL RENAME
+      // TO, whose new name's changes come before its base; a column added with values not
+      // captured, met before the run recorded the rewrite's window): the replica waits for the
+      // base (which then supersedes those changes) while a resync is under way, or baseWaitMs;
+      // then it stops as before.
+      const missing = err.retriable ? null : await awaitingBase(o.store, name, err, follower.lastIndex, pendingSince, baseWaitMs(o.source, err));
       if (missing) {
-        if (pendingSince.table !== missing) log.warn({ table: missing }, `a change of ${missing} meets no row of the replica: waiting for its new base (a table renamed at the source is re-read under its new name)`);
+        if (pendingSince.table !== missing) {
+          log.warn(
+            { table: missing },
+            err instanceof UnknownOlderRowsError
+              ? `${err.message}: waiting for the table's new base (chartlog run re-reads a table rewritten without row events once a catalog reading finds it)`
+              : `a change of ${missing} meets no row of the replica: waiting for its new base (a table renamed at the source is re-read under its new name)`,
+          );
+        }
         pendingSince = { table: missing, since: pendingSince.table === missing ? pendingSince.since : performance.now() };
         await sleep(pollMs, o.signal).catch(() => undefined);
         continue;
@@ -473,20 +482,15 @@ async function decodeAll(records: readonly StoredRecord[], archive: ArchiveCodec
   return out;
 }
 
-/** How long a change of a new table that meets no row may wait for the table's base when no resync is seen under way. */
-const BASE_WAIT_MS = 60_000;
-
 /**
- * The table to wait for when `err` is a change meeting no row of the replica in a table whose
- * start the archive recorded (table-starts.ts: created or renamed while the source streamed),
- * while a table resync is under way in the archive (a table-snapshots/ folder with progress and
- * no manifest yet) or for BASE_WAIT_MS since the first such failure; otherwise null (stop).
+ * The table to wait for (tableAwaitingBase) while a table resync is under way in the archive (a
+ * table-snapshots/ folder with progress and no manifest yet) or for `waitMs` since the first
+ * such failure; otherwise null (stop).
  */
-async function awaitingBase(store: ObjectStore, source: string, err: ChartlogError, index: ArchiveIndex | null, pending: { table: string | null; since: number }): Promise<string | null> {
-  const m = /^(\S+): the change at \S+ does not meet exactly one row/.exec(err.message);
-  const table = m?.[1];
-  if (err.code !== 'integrity' || !table || !index?.tableStarts?.some((s) => s.table === table)) return null;
-  if (pending.table !== table || performance.now() - pending.since < BASE_WAIT_MS) return table;
+async function awaitingBase(store: ObjectStore, source: string, err: ChartlogError, index: ArchiveIndex | null, pending: { table: string | null; since: number }, waitMs: number): Promise<string | null> {
+  const table = tableAwaitingBase(err, index);
+  if (!table) return null;
+  if (pending.table !== table || performance.now() - pending.since < waitMs) return table;
   const folders = new Map<string, Set<string>>();
   for await (const o of store.listAll(tableSnapshotsPrefix(source))) {
     const [id, file] = o.key.slice(tableSnapshotsPrefix(source).length).split('/');

@@ -46,10 +46,24 @@ export function sameColumns(targetColumns: { has(name: string): boolean; readonl
  */
 export function olderRowsValue(table: string, c: ColumnSchema): CellValue {
   if (!c.missing) return null;
-  if ('unknown' in c.missing) {
-    throw new ChartlogError('integrity', `${table}.${c.name}: the rows written before this column was added read values chartlog could not capture (${c.missing.unknown}); the replica cannot add the column with them`, {
-      hint: `re-read the table (\`chartlog resync --tables ${table}\`), then build the replica again into an empty database; nothing of this transaction was applied`,
+  if ('unknown' in c.missing) throw new UnknownOlderRowsError(table, c.name, c.missing.unknown);
+  return c.missing.value;
+}
+
+/**
+ * olderRowsValue's refusal, naming its table: the replicator waits on it for the table's new
+ * base (a PostgreSQL rewrite is found by a catalog reading up to postgres.catalogCheckIntervalMs
+ * after the change that brings the new column is durable, so the replica can meet the column
+ * before the archive records the table's unproven window) and stops only when none comes.
+ */
+export class UnknownOlderRowsError extends ChartlogError {
+  constructor(
+    readonly table: string,
+    column: string,
+    why: string,
+  ) {
+    super('integrity', `${table}.${column}: the rows written before this column was added read values chartlog could not capture (${why}); the replica cannot add the column with them`, {
+      hint: `re-read the table (\`chartlog resync --tables ${table}\`; chartlog run does so by itself with sources[].resync.automatic), and the replica rebuilds it from the new base; nothing of this transaction was applied`,
     });
   }
-  return c.missing.value;
 }

@@ -1,7 +1,10 @@
+import type { SourceConfig } from '../config/schema.js';
 import { ChartlogError } from '../core/errors.js';
 import { Position } from '../core/position.js';
+import type { ArchiveIndex } from '../archive/archive-index.js';
 import type { SnapshotManifest } from '../archive/snapshot-manifest.js';
 import type { UnprovenWindow } from '../archive/unproven-tables.js';
+import { UnknownOlderRowsError } from './schema-evolution.js';
 
 /**
  * How a replica follows table resyncs (pure): a new base of a table read from the source
@@ -70,4 +73,37 @@ export function cannotRebuild(table: string, base: SnapshotManifest, target: str
   return new ChartlogError('integrity', `${table} has a new base at ${base.position} (a table resync: \`chartlog resync\`, or the automatic one after a DDL that rewrote its rows or renamed it), and the replica ${target} cannot rebuild a table from a base; nothing of it was applied`, {
     hint: `rebuild the replica into an empty database (it loads ${table} from that base), or leave ${table} out with --tables`,
   });
+}
+
+/** How long a change that may be waiting for its table's base waits when no resync is seen under way. */
+export const BASE_WAIT_MS = 60_000;
+
+/**
+ * The table whose new base may still come when a transaction failed with `err` (the replica
+ * then waits for it, nothing of the transaction applied), or null (a real stop). Two such errors:
+ * - a change meeting no row of the replica in a table whose start the archive recorded
+ *   (table-starts.ts: created or renamed while the source streamed: a PostgreSQL RENAME TO,
+ *   whose new name's changes come before its base);
+ * - a column added with values chartlog could not capture (UnknownOlderRowsError: a volatile
+ *   default, a rewrite). The PostgreSQL connector decides a rewrite after the commit whose
+ *   catalog reading found it has been handed on, so the change bringing the column can be
+ *   durable a moment before the table's unproven window is recorded; the replica that meets it
+ *   in that moment waits, then holds before the window and rebuilds the table from its new base
+ *   (replicate-resync met it at load 37).
+ */
+export function tableAwaitingBase(err: ChartlogError, index: Pick<ArchiveIndex, 'tableStarts'> | null): string | null {
+  if (err instanceof UnknownOlderRowsError) return err.table;
+  const m = /^(\S+): the change at \S+ does not meet exactly one row/.exec(err.message);
+  const table = m?.[1];
+  return err.code === 'integrity' && table && index?.tableStarts?.some((s) => s.table === table) ? table : null;
+}
+
+/**
+ * How long `err` may wait for its table's base with no resync seen under way: BASE_WAIT_MS, and
+ * for a column whose older rows were not captured at least two catalog readings of a PostgreSQL
+ * source (the reading that finds a rewrite is what records the table's window).
+ */
+export function baseWaitMs(source: Pick<SourceConfig, 'type' | 'postgres'>, err: ChartlogError): number {
+  if (!(err instanceof UnknownOlderRowsError) || source.type !== 'postgres') return BASE_WAIT_MS;
+  return Math.max(BASE_WAIT_MS, 2 * source.postgres.catalogCheckIntervalMs + 30_000);
 }

@@ -3,7 +3,9 @@ import { test } from 'node:test';
 import { Position } from '../../../src/core/position.js';
 import type { SnapshotManifest } from '../../../src/archive/snapshot-manifest.js';
 import type { UnprovenWindow } from '../../../src/archive/unproven-tables.js';
-import { LOAD_MARK, holdingWindow, inBase, markOf, pendingBases } from '../../../src/replicate/table-resyncs.js';
+import { ChartlogError } from '../../../src/core/errors.js';
+import { UnknownOlderRowsError, olderRowsValue } from '../../../src/replicate/schema-evolution.js';
+import { BASE_WAIT_MS, LOAD_MARK, baseWaitMs, holdingWindow, inBase, markOf, pendingBases, tableAwaitingBase } from '../../../src/replicate/table-resyncs.js';
 
 const p = (n: number): Position => Position.of(n.toString(16).padStart(16, '0'), 0xffffffff);
 const base = (n: number, tables: string[]): SnapshotManifest => ({
@@ -35,4 +37,32 @@ test('holdingWindow: the open window in scope that starts first; closed ones nev
   assert.equal(holdingWindow([w('a', 9, false), w('b', 4, true), w('c', 6, false)], all)?.table, 'c');
   assert.equal(holdingWindow([w('a', 9, false), w('c', 6, false)], (t) => t === 'a')?.table, 'a');
   assert.equal(holdingWindow([w('b', 4, true)], all), null);
+});
+
+test('tableAwaitingBase: a column whose older rows were not captured waits for its table; a change meeting no row waits only in a table started while streaming; anything else stops', () => {
+  let refusal: unknown;
+  try {
+    olderRowsValue('public.w', { name: 'g', type: { kind: 'float64' }, nullable: true, missing: { unknown: 'a volatile default' } } as never);
+  } catch (err) {
+    refusal = err;
+  }
+  assert.ok(refusal instanceof UnknownOlderRowsError, 'olderRowsValue refuses a column with unknown older values');
+  assert.equal(tableAwaitingBase(refusal, null), 'public.w');
+  // A known constant: no refusal at all.
+  assert.equal(olderRowsValue('public.w', { name: 'g', type: { kind: 'int32' }, nullable: false, missing: { value: 7 } } as never), 7);
+
+  const noRow = new ChartlogError('integrity', 'public.r2: the change at 00000000000000a0.00000001 does not meet exactly one row of the replica: …');
+  assert.equal(tableAwaitingBase(noRow, { tableStarts: [{ table: 'public.r2' } as never] }), 'public.r2');
+  assert.equal(tableAwaitingBase(noRow, { tableStarts: [] }), null, 'a table the archive saw from the start: the replica diverged, stop');
+  assert.equal(tableAwaitingBase(new ChartlogError('integrity', 'the same words in another error: public.w.g: the rows written before this column was added read values chartlog could not capture'), null), null, 'only the refusal itself, not its words');
+  assert.equal(tableAwaitingBase(new ChartlogError('storage', 'public.r2: the change at x does not meet exactly one row'), { tableStarts: [{ table: 'public.r2' } as never] }), null);
+});
+
+test('baseWaitMs: at least two catalog readings of a PostgreSQL source for an uncaptured column, else a minute', () => {
+  const err = new UnknownOlderRowsError('public.w', 'g', 'a volatile default');
+  const other = new ChartlogError('integrity', 'x');
+  assert.equal(baseWaitMs({ type: 'postgres', postgres: { catalogCheckIntervalMs: 10_000 } } as never, err), BASE_WAIT_MS);
+  assert.equal(baseWaitMs({ type: 'postgres', postgres: { catalogCheckIntervalMs: 120_000 } } as never, err), 270_000);
+  assert.equal(baseWaitMs({ type: 'postgres', postgres: { catalogCheckIntervalMs: 120_000 } } as never, other), BASE_WAIT_MS);
+  assert.equal(baseWaitMs({ type: 'mysql', postgres: { catalogCheckIntervalMs: 120_000 } } as never, err), BASE_WAIT_MS);
 });
