@@ -408,19 +408,60 @@ export function createdTable(query: string, defaultSchema: string): TableName | 
 }
 
 /**
- * Whether a DDL statement names only tables in schemas outside `capturedSchemas` (lower case):
- * a CREATE TABLE, or an ALTER/RENAME whose every table is known. Such a statement cannot change
- * a captured table's columns, so the connector reads no catalogue for it — a read then would take
- * in later DDL of captured tables already committed (another database on the same server, such
- * as a replica target chartlog feeds) and count it as read ahead of its own statement, re-reading
- * those tables needlessly. False for anything else (DROP, TRUNCATE, INDEX, a statement not
- * understood) and when every schema may be captured (null): those are read as before. Schema
- * names compare without case, which can only make more statements count as touching the capture.
+ * Whether a DDL statement names only schemas outside `capturedSchemas` (lower case): a CREATE
+ * TABLE, an ALTER/RENAME whose every table is known, a DROP TABLE or TRUNCATE of named tables, or
+ * a CREATE/DROP/ALTER DATABASE. Such a statement cannot change a captured table's columns, so the
+ * connector reads no catalogue for it — a read then would take in later DDL of captured tables
+ * already committed (another database on the same server: a replica target chartlog feeds, other
+ * applications creating and dropping their databases) and count it as read ahead of its own
+ * statement, re-reading those tables needlessly (a MariaDB replica, which cannot rebuild a table
+ * from a base, then stopped: CI, 2026-12-05, beside a test file dropping its databases). False for
+ * anything else (INDEX, a statement not understood) and when every schema may be captured
+ * (null): those are read as before. Schema names compare without case, which can only make more
+ * statements count as touching the capture.
  */
 export function namesOnlyOtherSchemas(query: string, defaultSchema: string, capturedSchemas: ReadonlySet<string> | null): boolean {
   if (capturedSchemas === null) return false;
+  const schemas = schemasNamed(query, defaultSchema);
+  return schemas !== null && schemas.length > 0 && schemas.every((n) => !capturedSchemas.has(n.toLowerCase()));
+}
+
+/** The schemas a DDL statement names, when every one is read from its text; null otherwise. */
+function schemasNamed(query: string, defaultSchema: string): string[] | null {
   const created = createdTable(query, defaultSchema);
-  const effects = created ? [] : ddlEffects(query, defaultSchema);
-  const names = created ? [created] : effects.every((e) => e.table) ? effects.flatMap((e) => [e.table!, ...(e.renamedTo ? [e.renamedTo] : [])]) : [];
-  return names.length > 0 && names.every((n) => !capturedSchemas.has(n.schema.toLowerCase()));
+  if (created) return [created.schema];
+  const tokens = tokenize(query);
+  const head = up(tokens[0]);
+  const what = up(tokens[1]);
+  if ((head === 'CREATE' || head === 'DROP' || head === 'ALTER') && (what === 'DATABASE' || what === 'SCHEMA')) {
+    let i = 2;
+    if (head === 'CREATE' && up(tokens[i]) === 'IF' && up(tokens[i + 1]) === 'NOT' && up(tokens[i + 2]) === 'EXISTS') i += 3;
+    if (head === 'DROP' && up(tokens[i]) === 'IF' && up(tokens[i + 1]) === 'EXISTS') i += 2;
+    // ALTER DATABASE without a name (its first word an option): the default one.
+    const option = tokens[i]?.kind === 'word' && ['DEFAULT', 'CHARACTER', 'CHARSET', 'COLLATE', 'COMMENT', 'ENCRYPTION', 'READ', 'UPGRADE'].includes(up(tokens[i]));
+    if (head === 'ALTER' && (option || !isName(tokens[i]))) return [defaultSchema];
+    return isName(tokens[i]) ? [tokens[i]!.text] : null;
+  }
+  if (head === 'DROP' || head === 'TRUNCATE') {
+    let i = 1;
+    if (head === 'DROP' && up(tokens[i]) === 'TEMPORARY') i++;
+    if (up(tokens[i]) === 'TABLE' || (head === 'DROP' && up(tokens[i]) === 'TABLES')) i++;
+    else if (head === 'DROP') return null;
+    if (head === 'DROP' && up(tokens[i]) === 'IF' && up(tokens[i + 1]) === 'EXISTS') i += 2;
+    const names: string[] = [];
+    for (;;) {
+      const at = tableNameAt(tokens, i, defaultSchema);
+      if (!at) return null;
+      names.push(at.name.schema);
+      i = at.next;
+      if (tokens[i]?.kind === 'punct' && tokens[i]!.text === ',' && head === 'DROP') i++;
+      else break;
+    }
+    // What may follow the names (DROP: RESTRICT, CASCADE, WAIT n, NOWAIT); anything else is not understood.
+    while (i < tokens.length && head === 'DROP' && ['RESTRICT', 'CASCADE', 'NOWAIT'].includes(up(tokens[i]))) i++;
+    if (head === 'DROP' && up(tokens[i]) === 'WAIT' && tokens[i + 1]?.kind === 'number') i += 2;
+    return i === tokens.length ? names : null;
+  }
+  const effects = ddlEffects(query, defaultSchema);
+  return effects.every((e) => e.table) ? effects.flatMap((e) => [e.table!.schema, ...(e.renamedTo ? [e.renamedTo.schema] : [])]) : null;
 }

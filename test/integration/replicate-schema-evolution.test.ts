@@ -119,6 +119,26 @@ test('replicate follows RENAME COLUMN, DROP COLUMN, ADD COLUMN DEFAULT and a new
     }
   };
 
+  // Another application on the same server creates and drops its databases all the while (as
+  // the neighbouring test files of a CI run do): its DDL names no captured schema, so the
+  // connector reads no catalogue for it. It did, and a read taken just after the next ALTER of r
+  // had committed made that ALTER look read ahead: r was re-read and the MariaDB replica stopped
+  // (official CI stop 27, fresh-clone CI 26; reproduced with this neighbour, 1 of 1 before the fix).
+  const neighbour = await mysql.createConnection({ uri: source.url });
+  conns.push(neighbour);
+  let churning = true;
+  const churn = (async () => {
+    for (let i = 0; churning; i++) {
+      const db = `${source.name}_churn_${i}`;
+      await neighbour.query(`CREATE DATABASE \`${db}\``);
+      await neighbour.query(`CREATE TABLE \`${db}\`.t (id INT PRIMARY KEY)`);
+      await neighbour.query(`DROP TABLE IF EXISTS \`${db}\`.t`);
+      await neighbour.query(`DROP DATABASE \`${db}\``);
+      await sleep(20);
+    }
+  })();
+  churn.catch(() => undefined); // met where it is awaited, below; a failed test closes its connection
+
   // The DDL, each followed by changes under the new shape, while the writer keeps committing.
   await source.exec(`UPDATE r SET note = 'before' WHERE id = 2`);
   await source.exec('ALTER TABLE r RENAME COLUMN note TO memo');
@@ -137,6 +157,8 @@ test('replicate follows RENAME COLUMN, DROP COLUMN, ADD COLUMN DEFAULT and a new
   await source.exec(`INSERT INTO fresh VALUES (1, 'one', 9007199254740993), (2, NULL, -1)`);
   await source.exec(`UPDATE fresh SET label = 'two' WHERE id = 2`);
   await sleep(500);
+  churning = false;
+  await churn;
   await writer.stop();
   assert.ok(writer.commits > 10, `the concurrent writer committed ${writer.commits} transactions`);
 
